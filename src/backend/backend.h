@@ -1,0 +1,155 @@
+/* backend.h — the op interface every backend implements.
+ *
+ * The model code (src/model/model.c) calls only these ops, so the same
+ * forward pass runs on the CPU reference backend and on CUDA. Tensors are
+ * 2-D row-major views of backend memory. Activations use the backend's
+ * act_dtype (F32 on the CPU); weights keep whatever storage dtype the backend
+ * chose in weight_alloc. Every op returns a status: asynchronous backends
+ * report launch errors here and execution errors at sync().
+ *
+ * A step's work is described by ci_batch (vLLM-style flattened metadata):
+ * T scheduled tokens of S sequences, each sequence's new tokens contiguous.
+ * K/V of the new tokens are written through slot_mapping; attention reads
+ * every cached token through block_tables. Prefill, chunked prefill, prefix
+ * cache hits and decode are all this one call with different numbers. */
+#ifndef CINFER_BACKEND_BACKEND_H
+#define CINFER_BACKEND_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/dtype.h"
+#include "util/status.h"
+
+typedef struct ci_tensor {
+    void *data; /* backend memory */
+    ci_dtype dtype;
+    int64_t rows, cols; /* [rows][cols], row-major, contiguous */
+} ci_tensor;
+
+typedef struct ci_batch {
+    int num_tokens;         /* T */
+    int num_seqs;           /* S */
+    int num_logits;         /* L */
+    int max_blocks_per_seq; /* row stride of block_tables */
+    int max_query_len;      /* max over sequences of new tokens */
+    int max_context_len;    /* max of context_lens */
+    const int32_t *token_ids;      /* [T] */
+    const int32_t *positions;      /* [T] absolute position of each token */
+    const int32_t *query_start;    /* [S+1] prefix sums of new tokens */
+    const int32_t *context_lens;   /* [S] tokens in the cache after this step */
+    const int32_t *block_tables;   /* [S][max_blocks_per_seq] physical blocks */
+    const int32_t *slot_mapping;   /* [T] block*block_size+offset for new K/V;
+                                      -1 = do not write (padding) */
+    const int32_t *logits_indices; /* [L] rows of T whose logits are wanted */
+} ci_batch;
+
+/* Paged KV cache. Per layer, K and V are each
+ * [num_blocks][num_kv_heads][block_size][head_dim]: one kv head's block is
+ * contiguous, so a kernel reads it with wide loads. */
+typedef struct ci_kv_cache {
+    int num_layers, num_blocks, block_size, num_kv_heads, head_dim;
+    ci_dtype dtype;
+    void **k, **v; /* [num_layers] backend pointers */
+} ci_kv_cache;
+
+/* Shape of the fused q|k|v activation [T][(H + 2*KV) * head_dim]. */
+typedef struct ci_attn_shape {
+    int num_heads, num_kv_heads, head_dim;
+} ci_attn_shape;
+
+/* Rotary embedding table built on the host (src/model/rope.c) for any
+ * scaling type: cos_sin is [max_positions][rot_dim] holding rot_dim/2 cosines
+ * then rot_dim/2 sines (F32). rot_dim <= head_dim (partial rotary). */
+typedef struct ci_rope_table {
+    ci_tensor cos_sin;
+    int rot_dim;
+    int max_positions;
+    int neox; /* 1: rotate-half (HF Llama/Qwen) pairs (i, i+rot/2); 0: GPT-J
+                 interleaved pairs (2i, 2i+1) */
+} ci_rope_table;
+
+typedef struct ci_backend ci_backend;
+
+typedef struct ci_backend_ops {
+    /* memory */
+    ci_status (*alloc)(ci_backend *be, size_t bytes, void **out);
+    void (*free)(ci_backend *be, void *ptr);
+    ci_status (*to_device)(ci_backend *be, void *dst, const void *src, size_t bytes);
+    ci_status (*to_host)(ci_backend *be, void *dst, const void *src, size_t bytes);
+    ci_status (*memset0)(ci_backend *be, void *dst, size_t bytes);
+    ci_status (*sync)(ci_backend *be);
+
+    /* weights: the backend picks the storage dtype for a checkpoint dtype,
+     * then rows are written (converted) piecewise so q|k|v and gate|up can be
+     * concatenated at load. */
+    ci_status (*weight_alloc)(ci_backend *be, ci_dtype src_dtype, int64_t rows,
+                              int64_t cols, ci_tensor *out);
+    ci_status (*weight_write)(ci_backend *be, ci_tensor *w, int64_t row0,
+                              const void *src, ci_dtype src_dtype, int64_t nrows);
+
+    /* batch metadata: copy host arrays into backend memory the ops can read
+     * (identity on the CPU). The returned batch is valid until the next call. */
+    ci_status (*prepare_batch)(ci_backend *be, const ci_batch *host, ci_batch *dev);
+
+    /* ops */
+    /* out[i] = table[ids[i]] (converted to act dtype). ids in backend memory. */
+    ci_status (*embedding)(ci_backend *be, const ci_tensor *table, const int32_t *ids,
+                           int n, ci_tensor *out);
+    /* y[n][out] = x[n][in] . w[out][in]^T (+ bias[out]) */
+    ci_status (*matmul)(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
+                        const ci_tensor *bias, ci_tensor *y);
+    /* With residual: residual += x; out = rmsnorm(residual) * w.
+     * Without: out = rmsnorm(x) * w. out may alias x. */
+    ci_status (*rmsnorm)(ci_backend *be, ci_tensor *x, ci_tensor *residual,
+                         const ci_tensor *w, float eps, ci_tensor *out);
+    /* Qwen3 q/k-norm: RMSNorm over each head_dim slice of q and k inside the
+     * fused qkv activation, in place; w_q, w_k are [head_dim]. */
+    ci_status (*qk_norm)(ci_backend *be, ci_tensor *qkv, const ci_attn_shape *shape,
+                         const ci_tensor *w_q, const ci_tensor *w_k, float eps);
+    /* Rotates q (in place) and k by positions, then writes k and v of every
+     * token into layer `layer` of the cache at slot_mapping. */
+    ci_status (*rope_cache)(ci_backend *be, ci_tensor *qkv, const ci_attn_shape *shape,
+                            const ci_rope_table *rope, const ci_batch *batch,
+                            ci_kv_cache *kv, int layer);
+    /* out[T][H*head_dim] = causal attention of each token's q over its
+     * sequence's cached K/V (positions < its own + 1), GQA by head groups. */
+    ci_status (*attention)(ci_backend *be, const ci_tensor *qkv, const ci_attn_shape *shape,
+                           const ci_batch *batch, const ci_kv_cache *kv, int layer,
+                           float scale, ci_tensor *out);
+    /* out[n][I] = silu(gate_up[n][0:I]) * gate_up[n][I:2I] */
+    ci_status (*swiglu)(ci_backend *be, const ci_tensor *gate_up, ci_tensor *out);
+    /* out[i] = x[idx[i]] (idx in backend memory) */
+    ci_status (*gather_rows)(ci_backend *be, const ci_tensor *x, const int32_t *idx, int n,
+                             ci_tensor *out);
+
+    void (*destroy)(ci_backend *be);
+} ci_backend_ops;
+
+struct ci_backend {
+    const ci_backend_ops *ops;
+    const char *name;
+    ci_dtype act_dtype; /* activations and KV cache */
+    void *impl;
+};
+
+typedef struct ci_backend_options {
+    int num_threads; /* CPU: 0 = all cores */
+    int device_id;   /* CUDA */
+} ci_backend_options;
+
+/* name: "cpu" (or "cuda" when built with it). */
+ci_status ci_backend_create(const char *name, const ci_backend_options *opts, ci_backend **out);
+void ci_backend_destroy(ci_backend *be);
+
+/* Allocates an activation tensor of act_dtype. */
+ci_status ci_tensor_alloc(ci_backend *be, ci_dtype dtype, int64_t rows, int64_t cols,
+                          ci_tensor *out);
+void ci_tensor_free(ci_backend *be, ci_tensor *t);
+
+/* Allocates a paged KV cache for the model shape. */
+ci_status ci_kv_cache_create(ci_backend *be, int num_layers, int num_kv_heads, int head_dim,
+                             int num_blocks, int block_size, ci_kv_cache **out);
+void ci_kv_cache_destroy(ci_backend *be, ci_kv_cache *kv);
+
+#endif

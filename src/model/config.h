@@ -1,0 +1,69 @@
+/* config.h — config.json -> ci_model_config.
+ *
+ * One struct describes all supported decoder architectures; the differences
+ * between Llama, Mistral, Qwen2 and Qwen3 are flags (qkv_bias, qk_norm), not
+ * code paths. */
+#ifndef CINFER_MODEL_CONFIG_H
+#define CINFER_MODEL_CONFIG_H
+
+#include <stdbool.h>
+
+#include "model/dtype.h"
+#include "util/status.h"
+
+typedef enum ci_arch {
+    CI_ARCH_LLAMA = 0, /* LlamaForCausalLM */
+    CI_ARCH_MISTRAL,   /* MistralForCausalLM */
+    CI_ARCH_QWEN2,     /* Qwen2ForCausalLM: q/k/v bias */
+    CI_ARCH_QWEN3,     /* Qwen3ForCausalLM: per-head q/k RMSNorm */
+} ci_arch;
+
+typedef enum ci_rope_type {
+    CI_ROPE_DEFAULT = 0,
+    CI_ROPE_LINEAR, /* positions divided by factor */
+    CI_ROPE_LLAMA3, /* frequency-dependent wavelength scaling */
+    CI_ROPE_YARN,
+} ci_rope_type;
+
+typedef struct ci_rope_config {
+    ci_rope_type type;
+    double theta;                    /* rope_theta (base) */
+    double factor;                   /* linear / llama3 / yarn scaling factor */
+    double low_freq_factor;          /* llama3 */
+    double high_freq_factor;         /* llama3 */
+    int original_max_position;       /* llama3 / yarn */
+    double beta_fast, beta_slow;     /* yarn */
+    double attention_factor;         /* yarn mscale; 0 = derive from factor */
+    double partial_rotary_factor;    /* fraction of head_dim rotated (1.0) */
+    bool neox;                       /* rotate-half layout (HF Llama) vs GPT-J */
+} ci_rope_config;
+
+typedef struct ci_model_config {
+    ci_arch arch;
+    char arch_name[64];
+    int vocab_size;
+    int hidden_size;
+    int intermediate_size;
+    int num_layers;
+    int num_heads;
+    int num_kv_heads;
+    int head_dim;
+    int max_position_embeddings;
+    double rms_norm_eps;
+    bool tie_word_embeddings;
+    bool qkv_bias; /* Qwen2 (or attention_bias: true) */
+    bool qk_norm;  /* Qwen3 */
+    ci_rope_config rope;
+    ci_dtype dtype; /* torch_dtype / dtype of the checkpoint (informational) */
+    int bos_token_id; /* -1 when absent */
+    int eos_token_ids[8];
+    int num_eos_token_ids;
+} ci_model_config;
+
+/* Parses DIR/config.json. Errors name the file and the field. */
+ci_status ci_config_load(const char *model_dir, ci_model_config *out);
+
+/* Same, from a JSON text already in memory (used by tests). */
+ci_status ci_config_parse(const char *json_text, ci_model_config *out);
+
+#endif

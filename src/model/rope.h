@@ -1,0 +1,21 @@
+/* rope.h — rotary embedding tables for every rope_scaling type.
+ *
+ * The scaling variants (linear, llama3, yarn) differ only in the inverse
+ * frequencies and a magnitude factor, so they are resolved here, once, into a
+ * cos/sin table; the backend's rope op just reads it. */
+#ifndef CINFER_MODEL_ROPE_H
+#define CINFER_MODEL_ROPE_H
+
+#include "backend/backend.h"
+#include "model/config.h"
+
+/* Fills inv_freq[rot_dim/2] and *mscale (cos/sin multiplier, 1 unless yarn)
+ * as transformers' ROPE_INIT_FUNCTIONS do. */
+void ci_rope_inv_freq(const ci_rope_config *rc, int rot_dim, double *inv_freq, double *mscale);
+
+/* Builds the table on the host and uploads it. */
+ci_status ci_rope_table_create(ci_backend *be, const ci_model_config *cfg, int max_positions,
+                               ci_rope_table *out);
+void ci_rope_table_free(ci_backend *be, ci_rope_table *t);
+
+#endif

@@ -1,0 +1,84 @@
+/* test.h — a minimal test harness: CHECK records failures and goes on;
+ * TEST_MAIN prints "N passed, N failed" and sets the exit code. A test that
+ * cannot run here (no data, no GPU) calls test_skip(), exit code 77. */
+#ifndef CINFER_TESTS_TEST_H
+#define CINFER_TESTS_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int test_passed_, test_failed_;
+
+#define CHECK(cond)                                                            \
+    do {                                                                       \
+        if (cond) {                                                            \
+            test_passed_++;                                                    \
+        } else {                                                               \
+            test_failed_++;                                                    \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,   \
+                    #cond);                                                    \
+        }                                                                      \
+    } while (0)
+
+#define CHECKF(cond, ...)                                                      \
+    do {                                                                       \
+        if (cond) {                                                            \
+            test_passed_++;                                                    \
+        } else {                                                               \
+            test_failed_++;                                                    \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__,   \
+                    #cond);                                                    \
+            fprintf(stderr, __VA_ARGS__);                                      \
+            fputc('\n', stderr);                                               \
+        }                                                                      \
+    } while (0)
+
+/* CHECK that a ci_status is ok, printing its message otherwise. */
+#define CHECK_OK(expr)                                                         \
+    do {                                                                       \
+        ci_status chk_s_ = (expr);                                             \
+        CHECKF(chk_s_.code == CI_OK, "%s", chk_s_.msg);                        \
+    } while (0)
+
+static inline void test_skip(const char *why) {
+    printf("SKIP: %s\n", why);
+    exit(77);
+}
+
+static inline int test_finish(const char *name) {
+    printf("%s: %d passed, %d failed\n", name, test_passed_, test_failed_);
+    return test_failed_ ? 1 : 0;
+}
+
+/* Path helpers: data dirs come from the environment ctest sets. */
+static inline const char *test_source_dir(void) {
+    const char *d = getenv("CINFER_SOURCE_DIR");
+    return d ? d : ".";
+}
+static inline const char *test_shared_dir(void) {
+    const char *d = getenv("CINFER_SHARED_DIR");
+    return d ? d : "../shared";
+}
+
+/* Reads a whole file (NUL-terminated); NULL on failure. */
+static inline char *test_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        fclose(f);
+        return NULL;
+    }
+    buf[n] = '\0';
+    fclose(f);
+    if (len) *len = (size_t)n;
+    return buf;
+}
+
+#endif
