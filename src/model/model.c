@@ -135,6 +135,13 @@ static ci_status check_batch(const ci_model *m, const ci_batch *b, const ci_kv_c
             return ci_errorf(CI_ERR_CAPACITY, "forward: position %d outside [0, %d)",
                              b->positions[t], m->rope.max_positions);
     }
+    if (m->cfg.sliding_window > 0)
+        for (int t = 0; t < T; t++)
+            if (b->positions[t] >= m->cfg.sliding_window)
+                return ci_errorf(CI_ERR_UNSUPPORTED,
+                                 "forward: position %d beyond the sliding window (%d): sliding-"
+                                 "window attention is not implemented",
+                                 b->positions[t], m->cfg.sliding_window);
     for (int i = 0; i < b->num_logits; i++)
         if (b->logits_indices[i] < 0 || b->logits_indices[i] >= T)
             return ci_errorf(CI_ERR_INVALID, "forward: logits row %d outside [0, %d)",

@@ -93,15 +93,17 @@ static ci_status cpu_weight_write(ci_backend *be, ci_tensor *w, int64_t row0, co
     if (src_dtype != CI_F32 && src_dtype != CI_F16 && src_dtype != CI_BF16)
         return ci_errorf(CI_ERR_UNSUPPORTED, "cpu: cannot convert %s weights",
                          ci_dtype_name(src_dtype));
+    /* src may be unaligned (safetensors does not align tensors): memcpy */
+    const char *sb = src;
     for (size_t i = 0; i < n; i++) {
         float f;
-        const uint16_t *s16 = src;
-        if (src_dtype == CI_F32)
-            f = ((const float *)src)[i];
-        else if (src_dtype == CI_BF16)
-            f = ci_bf16_to_f32(s16[i]);
-        else
-            f = ci_f16_to_f32(s16[i]);
+        uint16_t h;
+        if (src_dtype == CI_F32) {
+            memcpy(&f, sb + 4 * i, 4);
+        } else {
+            memcpy(&h, sb + 2 * i, 2);
+            f = src_dtype == CI_BF16 ? ci_bf16_to_f32(h) : ci_f16_to_f32(h);
+        }
         if (w->dtype == CI_F32)
             ((float *)dst)[i] = f;
         else if (w->dtype == CI_BF16)
