@@ -34,6 +34,9 @@ typedef struct ci_rope_config {
     int original_max_position;       /* llama3 / yarn */
     double beta_fast, beta_slow;     /* yarn */
     double attention_factor;         /* yarn mscale; 0 = derive from factor */
+    double mscale, mscale_all_dim;   /* yarn (DeepSeek style); 0 = absent */
+    bool truncate;                   /* yarn: floor/ceil the correction range (true) */
+    int max_position;                /* max_position_embeddings (yarn default original) */
     double partial_rotary_factor;    /* fraction of head_dim rotated (1.0) */
     bool neox;                       /* rotate-half layout (HF Llama) vs GPT-J */
 } ci_rope_config;
@@ -49,6 +52,7 @@ typedef struct ci_model_config {
     int num_kv_heads;
     int head_dim;
     int max_position_embeddings;
+    int sliding_window; /* Mistral: window in tokens when < max_position_embeddings; 0 = none */
     double rms_norm_eps;
     bool tie_word_embeddings;
     bool qkv_bias; /* Qwen2 (or attention_bias: true) */
@@ -65,5 +69,8 @@ ci_status ci_config_load(const char *model_dir, ci_model_config *out);
 
 /* Same, from a JSON text already in memory (used by tests). */
 ci_status ci_config_parse(const char *json_text, ci_model_config *out);
+
+/* Number of rotated dims per head: int(head_dim * partial_rotary_factor). */
+int ci_config_rot_dim(const ci_model_config *cfg);
 
 #endif

@@ -13,6 +13,8 @@
 
 #define CI_ST_MAX_DIMS 8
 
+/* NOTE: `data` is NOT aligned for the dtype (safetensors does not align
+ * tensors): read elements with memcpy, never through a cast pointer. */
 typedef struct ci_st_tensor {
     char *name;
     ci_dtype dtype;
@@ -35,6 +37,8 @@ const ci_st_tensor *ci_checkpoint_find(const ci_checkpoint *ck, const char *name
 size_t ci_checkpoint_num_tensors(const ci_checkpoint *ck);
 const ci_st_tensor *ci_checkpoint_tensor(const ci_checkpoint *ck, size_t i);
 size_t ci_checkpoint_total_bytes(const ci_checkpoint *ck);
+/* File name (no directory) of shard file_index, for messages; "?" if out of range. */
+const char *ci_checkpoint_file_name(const ci_checkpoint *ck, int file_index);
 
 /* Parses one safetensors file image (8-byte little-endian header length,
  * JSON header, data). `path` is used in messages. On success *tensors is a

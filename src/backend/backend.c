@@ -1,0 +1,102 @@
+/* backend.c — backend selection and the backend-independent helpers
+ * (activation tensors, paged KV cache) built on the backend's memory ops. */
+#include "backend/backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+ci_status ci_cpu_backend_create(const ci_backend_options *opts, ci_backend **out);
+#ifdef CINFER_HAVE_CUDA
+ci_status ci_cuda_backend_create(const ci_backend_options *opts, ci_backend **out);
+#endif
+
+ci_status ci_backend_create(const char *name, const ci_backend_options *opts, ci_backend **out) {
+    *out = NULL;
+    ci_backend_options def = {0, 0};
+    if (!opts) opts = &def;
+    if (!name || !strcmp(name, "cpu")) return ci_cpu_backend_create(opts, out);
+    if (!strcmp(name, "cuda")) {
+#ifdef CINFER_HAVE_CUDA
+        return ci_cuda_backend_create(opts, out);
+#else
+        return ci_errorf(CI_ERR_UNSUPPORTED, "backend 'cuda': built without CUDA");
+#endif
+    }
+    return ci_errorf(CI_ERR_INVALID, "unknown backend '%s' (expected cpu or cuda)", name);
+}
+
+void ci_backend_destroy(ci_backend *be) {
+    if (be && be->ops && be->ops->destroy) be->ops->destroy(be);
+}
+
+ci_status ci_tensor_alloc(ci_backend *be, ci_dtype dtype, int64_t rows, int64_t cols,
+                          ci_tensor *out) {
+    memset(out, 0, sizeof *out);
+    if (rows < 0 || cols < 0)
+        return ci_errorf(CI_ERR_INVALID, "tensor alloc: bad shape [%lld][%lld]", (long long)rows,
+                         (long long)cols);
+    size_t bytes = (size_t)rows * (size_t)cols * ci_dtype_size(dtype);
+    void *p = NULL;
+    CI_TRY(be->ops->alloc(be, bytes ? bytes : 1, &p));
+    out->data = p;
+    out->dtype = dtype;
+    out->rows = rows;
+    out->cols = cols;
+    return ci_ok();
+}
+
+void ci_tensor_free(ci_backend *be, ci_tensor *t) {
+    if (!t) return;
+    if (t->data) be->ops->free(be, t->data);
+    memset(t, 0, sizeof *t);
+}
+
+ci_status ci_kv_cache_create(ci_backend *be, int num_layers, int num_kv_heads, int head_dim,
+                             int num_blocks, int block_size, ci_kv_cache **out) {
+    *out = NULL;
+    if (num_layers <= 0 || num_kv_heads <= 0 || head_dim <= 0 || num_blocks <= 0 ||
+        block_size <= 0)
+        return ci_errorf(CI_ERR_INVALID,
+                         "kv cache: bad shape (layers %d, kv heads %d, head_dim %d, blocks %d, "
+                         "block_size %d)",
+                         num_layers, num_kv_heads, head_dim, num_blocks, block_size);
+    ci_kv_cache *kv = calloc(1, sizeof *kv);
+    if (!kv) return ci_errorf(CI_ERR_NOMEM, "kv cache: out of memory");
+    kv->num_layers = num_layers;
+    kv->num_blocks = num_blocks;
+    kv->block_size = block_size;
+    kv->num_kv_heads = num_kv_heads;
+    kv->head_dim = head_dim;
+    kv->dtype = be->act_dtype;
+    kv->k = calloc((size_t)num_layers, sizeof *kv->k);
+    kv->v = calloc((size_t)num_layers, sizeof *kv->v);
+    if (!kv->k || !kv->v) {
+        ci_kv_cache_destroy(be, kv);
+        return ci_errorf(CI_ERR_NOMEM, "kv cache: out of memory");
+    }
+    size_t bytes = (size_t)num_blocks * (size_t)num_kv_heads * (size_t)block_size *
+                   (size_t)head_dim * ci_dtype_size(kv->dtype);
+    for (int l = 0; l < num_layers; l++) {
+        ci_status s = be->ops->alloc(be, bytes, &kv->k[l]);
+        if (s.code == CI_OK) s = be->ops->alloc(be, bytes, &kv->v[l]);
+        if (s.code == CI_OK) s = be->ops->memset0(be, kv->k[l], bytes);
+        if (s.code == CI_OK) s = be->ops->memset0(be, kv->v[l], bytes);
+        if (s.code != CI_OK) {
+            ci_kv_cache_destroy(be, kv);
+            return ci_status_wrap(s, "kv cache (%zu bytes per layer and K/V)", bytes);
+        }
+    }
+    *out = kv;
+    return ci_ok();
+}
+
+void ci_kv_cache_destroy(ci_backend *be, ci_kv_cache *kv) {
+    if (!kv) return;
+    for (int l = 0; l < kv->num_layers; l++) {
+        if (kv->k && kv->k[l]) be->ops->free(be, kv->k[l]);
+        if (kv->v && kv->v[l]) be->ops->free(be, kv->v[l]);
+    }
+    free(kv->k);
+    free(kv->v);
+    free(kv);
+}

@@ -1,0 +1,146 @@
+/* cpu_attention.c — paged causal attention with GQA, online softmax in f32.
+ *
+ * One task per (token, kv head): the token's sequence is found in
+ * query_start, and it attends to cache positions 0..positions[t] (capped at
+ * the sequence's context length), read block by block through block_tables.
+ * The group's query heads share each K/V load. */
+#include <math.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_internal.h"
+
+#define CI_ATT_HB 8      /* query heads per pass */
+#define CI_ATT_CHUNK 32  /* keys per softmax update */
+#define CI_ATT_MAX_HD 512
+
+typedef struct att_ctx {
+    const float *qkv;
+    int64_t stride;
+    int H, KV, hd, G;
+    const ci_batch *b;
+    const float *kc, *vc;
+    int bs;
+    float scale;
+    float *out;
+    int64_t out_stride;
+} att_ctx;
+
+static int seq_of(const int32_t *qs, int S, int t) {
+    int lo = 0, hi = S - 1; /* largest s with qs[s] <= t */
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (qs[mid] <= t)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+static void att_one(const att_ctx *c, int t, int g) {
+    const ci_batch *b = c->b;
+    const int hd = c->hd;
+    int s = seq_of(b->query_start, b->num_seqs, t);
+    int nctx = b->positions[t] + 1;
+    if (nctx > b->context_lens[s]) nctx = b->context_lens[s];
+    const int32_t *bt = b->block_tables + (int64_t)s * b->max_blocks_per_seq;
+    for (int h0 = 0; h0 < c->G; h0 += CI_ATT_HB) {
+        int nh = c->G - h0 < CI_ATT_HB ? c->G - h0 : CI_ATT_HB;
+        const float *q[CI_ATT_HB];
+        float acc[CI_ATT_HB][CI_ATT_MAX_HD];
+        float m[CI_ATT_HB], l[CI_ATT_HB];
+        for (int i = 0; i < nh; i++) {
+            q[i] = c->qkv + (int64_t)t * c->stride + (int64_t)(g * c->G + h0 + i) * hd;
+            m[i] = -INFINITY;
+            l[i] = 0.0f;
+            memset(acc[i], 0, (size_t)hd * sizeof(float));
+        }
+        for (int p0 = 0; p0 < nctx; p0 += c->bs) {
+            int phys = bt[p0 / c->bs];
+            int inblk = nctx - p0 < c->bs ? nctx - p0 : c->bs;
+            size_t base = (size_t)(phys * c->KV + g) * (size_t)c->bs * (size_t)hd;
+            const float *kb = c->kc + base, *vb = c->vc + base;
+            for (int j0 = 0; j0 < inblk; j0 += CI_ATT_CHUNK) {
+                int nj = inblk - j0 < CI_ATT_CHUNK ? inblk - j0 : CI_ATT_CHUNK;
+                float sc[CI_ATT_CHUNK];
+                for (int i = 0; i < nh; i++) {
+                    float cm = -INFINITY;
+                    for (int j = 0; j < nj; j++) {
+                        sc[j] = c->scale * ci_dot_f32(q[i], kb + (size_t)(j0 + j) * hd, hd);
+                        if (sc[j] > cm) cm = sc[j];
+                    }
+                    float nm = cm > m[i] ? cm : m[i];
+                    float alpha = expf(m[i] - nm); /* exp(-inf) = 0 at the start */
+                    float *a = acc[i];
+                    if (alpha != 1.0f) {
+                        for (int d = 0; d < hd; d++) a[d] *= alpha;
+                    }
+                    float lsum = l[i] * alpha;
+                    for (int j = 0; j < nj; j++) {
+                        float pj = expf(sc[j] - nm);
+                        lsum += pj;
+                        const float *v = vb + (size_t)(j0 + j) * hd;
+                        for (int d = 0; d < hd; d++) a[d] += pj * v[d];
+                    }
+                    l[i] = lsum;
+                    m[i] = nm;
+                }
+            }
+        }
+        for (int i = 0; i < nh; i++) {
+            float *o = c->out + (int64_t)t * c->out_stride + (int64_t)(g * c->G + h0 + i) * hd;
+            float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
+            for (int d = 0; d < hd; d++) o[d] = acc[i][d] * inv;
+        }
+    }
+}
+
+static void att_task(void *vctx, int64_t i0, int64_t i1, int tid) {
+    (void)tid;
+    const att_ctx *c = vctx;
+    for (int64_t i = i0; i < i1; i++) att_one(c, (int)(i / c->KV), (int)(i % c->KV));
+}
+
+ci_status ci_cpu_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_shape *shape,
+                           const ci_batch *batch, const ci_kv_cache *kv, int layer, float scale,
+                           ci_tensor *out) {
+    ci_cpu *cpu = ci_cpu_of(be);
+    const int H = shape->num_heads, KV = shape->num_kv_heads, hd = shape->head_dim;
+    int64_t stride = (int64_t)(H + 2 * KV) * hd;
+    const int T = batch->num_tokens, S = batch->num_seqs;
+    if (KV <= 0 || H % KV != 0 || hd <= 0 || hd > CI_ATT_MAX_HD)
+        return ci_errorf(CI_ERR_UNSUPPORTED, "cpu attention: heads %d / kv heads %d / head_dim %d",
+                         H, KV, hd);
+    if (qkv->dtype != CI_F32 || qkv->cols != stride || qkv->rows < T || out->dtype != CI_F32 ||
+        out->cols != (int64_t)H * hd || out->rows < T)
+        return ci_errorf(CI_ERR_INVALID, "cpu attention: shape mismatch");
+    if (layer < 0 || layer >= kv->num_layers || kv->dtype != CI_F32 || kv->num_kv_heads != KV ||
+        kv->head_dim != hd)
+        return ci_errorf(CI_ERR_INVALID, "cpu attention: kv cache does not match (layer %d)",
+                         layer);
+    if (S <= 0 || batch->query_start[0] != 0 || batch->query_start[S] != T)
+        return ci_errorf(CI_ERR_INVALID, "cpu attention: query_start does not cover %d tokens", T);
+    for (int s = 0; s < S; s++) {
+        int cl = batch->context_lens[s];
+        int nb = (cl + kv->block_size - 1) / kv->block_size;
+        if (cl < 0 || nb > batch->max_blocks_per_seq || batch->query_start[s + 1] < batch->query_start[s])
+            return ci_errorf(CI_ERR_INVALID,
+                             "cpu attention: sequence %d: context %d needs %d blocks (table has %d)",
+                             s, cl, nb, batch->max_blocks_per_seq);
+        for (int i = 0; i < nb; i++) {
+            int32_t blk = batch->block_tables[(int64_t)s * batch->max_blocks_per_seq + i];
+            if (blk < 0 || blk >= kv->num_blocks)
+                return ci_errorf(CI_ERR_INVALID, "cpu attention: sequence %d block %d = %d outside "
+                                 "the cache (%d blocks)", s, i, blk, kv->num_blocks);
+        }
+    }
+    for (int t = 0; t < T; t++)
+        if (batch->positions[t] < 0)
+            return ci_errorf(CI_ERR_INVALID, "cpu attention: negative position");
+    att_ctx c = {qkv->data, stride, H, KV, hd, H / KV, batch, kv->k[layer], kv->v[layer],
+                 kv->block_size, scale, out->data, out->cols};
+    int64_t n = (int64_t)T * KV;
+    int64_t grain = (n + 4 * cpu->nthreads - 1) / (4 * cpu->nthreads);
+    ci_threadpool_run(cpu->tp, n, grain < 1 ? 1 : grain, att_task, &c);
+    return ci_ok();
+}

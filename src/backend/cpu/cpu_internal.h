@@ -1,0 +1,68 @@
+/* cpu_internal.h — shared state and op entry points of the CPU backend. */
+#ifndef CINFER_BACKEND_CPU_INTERNAL_H
+#define CINFER_BACKEND_CPU_INTERNAL_H
+
+#include "backend/backend.h"
+#include "util/threadpool.h"
+
+typedef struct ci_cpu {
+    ci_threadpool *tp;
+    int nthreads;
+    /* per-thread f32 scratch (GEMM weight panels); grown on the calling
+     * thread before a parallel region, never shrunk */
+    float **ws;
+    size_t *ws_floats;
+} ci_cpu;
+
+static inline ci_cpu *ci_cpu_of(ci_backend *be) { return (ci_cpu *)be->impl; }
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
+/* f32 dot product (vectorised: plain loops are not, without -ffast-math). */
+static inline float ci_dot_f32(const float *a, const float *b, int64_t n) {
+    int64_t i = 0;
+    float s = 0.0f;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), a1);
+    }
+    a0 = _mm256_add_ps(a0, a1);
+    __m128 lo = _mm256_castps256_ps128(a0), hi = _mm256_extractf128_ps(a0, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    s = _mm_cvtss_f32(lo);
+#endif
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* Ensures every thread's scratch holds at least n floats. */
+ci_status ci_cpu_ws_reserve(ci_cpu *c, size_t n);
+
+/* Converts n elements of a weight row (F32/F16/BF16) to f32. */
+void ci_cpu_row_to_f32(const void *src, ci_dtype dt, int64_t n, float *dst);
+
+ci_status ci_cpu_embedding(ci_backend *be, const ci_tensor *table, const int32_t *ids, int n,
+                           ci_tensor *out);
+ci_status ci_cpu_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
+                        const ci_tensor *bias, ci_tensor *y);
+ci_status ci_cpu_rmsnorm(ci_backend *be, ci_tensor *x, ci_tensor *residual, const ci_tensor *w,
+                         float eps, ci_tensor *out);
+ci_status ci_cpu_qk_norm(ci_backend *be, ci_tensor *qkv, const ci_attn_shape *shape,
+                         const ci_tensor *w_q, const ci_tensor *w_k, float eps);
+ci_status ci_cpu_rope_cache(ci_backend *be, ci_tensor *qkv, const ci_attn_shape *shape,
+                            const ci_rope_table *rope, const ci_batch *batch, ci_kv_cache *kv,
+                            int layer);
+ci_status ci_cpu_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_shape *shape,
+                           const ci_batch *batch, const ci_kv_cache *kv, int layer, float scale,
+                           ci_tensor *out);
+ci_status ci_cpu_swiglu(ci_backend *be, const ci_tensor *gate_up, ci_tensor *out);
+ci_status ci_cpu_gather_rows(ci_backend *be, const ci_tensor *x, const int32_t *idx, int n,
+                             ci_tensor *out);
+
+#endif

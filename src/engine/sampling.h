@@ -1,0 +1,54 @@
+/* sampling.h — next-token selection from a logits row.
+ *
+ * Greedy is argmax (lowest id on ties). Random sampling applies, in HF's
+ * order, temperature -> top-k -> top-p -> min-p, and draws from the
+ * renormalised remainder with a counter-based RNG (Philox4x32-10) keyed by
+ * (seed, step): a request's tokens depend only on its seed and the index of
+ * the token, never on what else is in the batch. A sampler owns its scratch
+ * (created once per vocab size); sampling allocates nothing. */
+#ifndef CINFER_ENGINE_SAMPLING_H
+#define CINFER_ENGINE_SAMPLING_H
+
+#include <stdint.h>
+
+#include "util/status.h"
+
+typedef struct ci_sampling_params {
+    float temperature; /* <= 0: greedy */
+    int top_k;         /* <= 0: off */
+    float top_p;       /* >= 1 (or <= 0): off */
+    float min_p;       /* <= 0: off */
+    uint64_t seed;
+} ci_sampling_params;
+
+/* Greedy defaults: temperature 0, everything off, seed 0. */
+ci_sampling_params ci_sampling_greedy(void);
+
+typedef struct ci_sampler ci_sampler;
+
+ci_status ci_sampler_create(int vocab_size, ci_sampler **out);
+void ci_sampler_free(ci_sampler *s);
+
+/* argmax, lowest id on ties (NaN never wins). */
+int32_t ci_sample_greedy(const float *logits, int n);
+
+/* Picks a token from logits[vocab]; step = index of the generated token
+ * within its request (0 for the first). */
+int32_t ci_sampler_sample(ci_sampler *s, const float *logits, const ci_sampling_params *p,
+                          uint64_t step);
+
+/* The distribution ci_sampler_sample draws from: probs[vocab], zero for
+ * masked tokens (one-hot for greedy). For tests and logprob reporting. */
+void ci_sampler_probs(ci_sampler *s, const float *logits, const ci_sampling_params *p,
+                      float *probs);
+
+/* Philox4x32-10 block: out = philox(counter, key). */
+void ci_philox4x32_10(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]);
+/* Uniform double in [0, 1) for (seed, step) (53 random bits). */
+double ci_philox_uniform(uint64_t seed, uint64_t step);
+
+/* Returns logsumexp(logits) (computed in double); out[i] = logits[i] - lse
+ * when out is not NULL (may alias logits). */
+double ci_log_softmax(const float *logits, int n, float *out);
+
+#endif

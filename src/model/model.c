@@ -1,0 +1,204 @@
+/* model.c — load a decoder checkpoint onto a backend and run its forward
+ * pass (Llama / Mistral / Qwen2 / Qwen3), exactly in HF's order:
+ *
+ *   residual = embed(ids)
+ *   per layer: x = norm(residual)            (layer 0; later layers fuse
+ *                                              residual += mlp_out first)
+ *              qkv = x Wqkv^T (+b); [q/k-norm]; rope + cache write
+ *              attn = paged attention; o = attn Wo^T
+ *              residual += o; x = norm(residual)
+ *              mlp_out = swiglu(x Wgu^T) Wdown^T
+ *   residual += mlp_out; x = norm(residual); logits = x[rows] Wlm^T
+ *
+ * All activations are preallocated for max_batch_tokens at load; a forward
+ * step allocates nothing. */
+#include "model/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CI_MAX_ROPE_POSITIONS 131072
+
+static ci_tensor view(const ci_tensor *t, int64_t rows, int64_t cols) {
+    ci_tensor v = *t;
+    v.rows = rows;
+    v.cols = cols;
+    return v;
+}
+
+void ci_model_free(ci_model *m) {
+    if (!m) return;
+    ci_backend *be = m->be;
+    ci_tensor *acts[] = {&m->x, &m->residual, &m->qkv, &m->attn_out, &m->gate_up,
+                         &m->mlp_out, &m->last_hidden, &m->logits};
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
+        if (acts[i]->data) ci_tensor_free(be, acts[i]);
+    if (m->rope.cos_sin.data) ci_rope_table_free(be, &m->rope);
+    if (m->w.layers) ci_weights_free(be, &m->w);
+    if (m->ck) ci_checkpoint_close(m->ck);
+    free(m);
+}
+
+static ci_status check_config(const ci_model_config *c) {
+    if (c->vocab_size <= 0 || c->hidden_size <= 0 || c->intermediate_size <= 0 ||
+        c->num_layers <= 0 || c->num_heads <= 0 || c->num_kv_heads <= 0 || c->head_dim <= 0)
+        return ci_errorf(CI_ERR_FORMAT, "config: non-positive model dimension");
+    if (c->num_heads % c->num_kv_heads != 0)
+        return ci_errorf(CI_ERR_UNSUPPORTED, "config: %d heads not a multiple of %d kv heads",
+                         c->num_heads, c->num_kv_heads);
+    return ci_ok();
+}
+
+ci_status ci_model_load(const char *model_dir, ci_backend *be, const ci_model_options *opts,
+                        ci_model **out) {
+    *out = NULL;
+    ci_model_options def = {0};
+    if (!opts) opts = &def;
+    ci_model *m = calloc(1, sizeof *m);
+    if (!m) return ci_errorf(CI_ERR_NOMEM, "model: out of memory");
+    m->be = be;
+    ci_status s = ci_config_load(model_dir, &m->cfg);
+    if (s.code == CI_OK) s = check_config(&m->cfg);
+    if (s.code == CI_OK) s = ci_checkpoint_open(model_dir, &m->ck);
+    if (s.code == CI_OK)
+        s = ci_weights_load(be, m->ck, &m->cfg, opts->progress, opts->progress_user, &m->w);
+    if (s.code != CI_OK) {
+        ci_model_free(m);
+        return s;
+    }
+    const ci_model_config *c = &m->cfg;
+    int maxpos = c->max_position_embeddings;
+    if (maxpos <= 0 || maxpos > CI_MAX_ROPE_POSITIONS) maxpos = CI_MAX_ROPE_POSITIONS;
+    s = ci_rope_table_create(be, c, maxpos, &m->rope);
+    if (s.code != CI_OK) {
+        ci_model_free(m);
+        return ci_status_wrap(s, "model: rope table");
+    }
+    int mbt = opts->max_batch_tokens > 0 ? opts->max_batch_tokens : 2048;
+    int ml = opts->max_logits > 0 ? opts->max_logits : mbt;
+    if (ml > mbt) ml = mbt;
+    m->max_batch_tokens = mbt;
+    m->max_logits = ml;
+    const int64_t hid = c->hidden_size, inter = c->intermediate_size, hd = c->head_dim;
+    const int64_t qkv_dim = (c->num_heads + 2 * (int64_t)c->num_kv_heads) * hd;
+    const int64_t attn_dim = c->num_heads * hd;
+    const ci_dtype at = be->act_dtype;
+    struct {
+        ci_tensor *t;
+        int64_t r, cc;
+    } plan[] = {
+        {&m->x, mbt, hid},
+        {&m->residual, mbt, hid},
+        {&m->qkv, mbt, qkv_dim},
+        {&m->attn_out, mbt, attn_dim > inter ? attn_dim : inter}, /* also the SwiGLU output */
+        {&m->gate_up, mbt, 2 * inter},
+        {&m->mlp_out, mbt, hid},
+        {&m->last_hidden, ml, hid},
+        {&m->logits, ml, c->vocab_size},
+    };
+    for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
+        s = ci_tensor_alloc(be, at, plan[i].r, plan[i].cc, plan[i].t);
+        if (s.code != CI_OK) {
+            ci_model_free(m);
+            return ci_status_wrap(s, "model: activation workspace (max_batch_tokens %d)", mbt);
+        }
+    }
+    *out = m;
+    return ci_ok();
+}
+
+ci_status ci_model_kv_cache_create(ci_model *m, int num_blocks, int block_size,
+                                   ci_kv_cache **out) {
+    return ci_kv_cache_create(m->be, m->cfg.num_layers, m->cfg.num_kv_heads, m->cfg.head_dim,
+                              num_blocks, block_size, out);
+}
+
+static ci_status check_batch(const ci_model *m, const ci_batch *b, const ci_kv_cache *kv) {
+    const int T = b->num_tokens;
+    if (T <= 0 || T > m->max_batch_tokens)
+        return ci_errorf(CI_ERR_INVALID, "forward: %d tokens (must be 1..max_batch_tokens %d)", T,
+                         m->max_batch_tokens);
+    if (b->num_logits < 0 || b->num_logits > m->max_logits || b->num_logits > T)
+        return ci_errorf(CI_ERR_INVALID, "forward: %d logits rows (max_logits %d, tokens %d)",
+                         b->num_logits, m->max_logits, T);
+    if (b->num_seqs <= 0 || b->num_seqs > T)
+        return ci_errorf(CI_ERR_INVALID, "forward: %d sequences for %d tokens", b->num_seqs, T);
+    if (!kv || kv->num_layers != m->cfg.num_layers || kv->num_kv_heads != m->cfg.num_kv_heads ||
+        kv->head_dim != m->cfg.head_dim || kv->dtype != m->be->act_dtype)
+        return ci_errorf(CI_ERR_INVALID, "forward: KV cache does not match the model");
+    for (int t = 0; t < T; t++) {
+        if (b->token_ids[t] < 0 || b->token_ids[t] >= m->cfg.vocab_size)
+            return ci_errorf(CI_ERR_INVALID, "forward: token id %d outside the vocabulary (%d)",
+                             b->token_ids[t], m->cfg.vocab_size);
+        if (b->positions[t] < 0 || b->positions[t] >= m->rope.max_positions)
+            return ci_errorf(CI_ERR_CAPACITY, "forward: position %d outside [0, %d)",
+                             b->positions[t], m->rope.max_positions);
+    }
+    if (m->cfg.sliding_window > 0)
+        for (int t = 0; t < T; t++)
+            if (b->positions[t] >= m->cfg.sliding_window)
+                return ci_errorf(CI_ERR_UNSUPPORTED,
+                                 "forward: position %d beyond the sliding window (%d): sliding-"
+                                 "window attention is not implemented",
+                                 b->positions[t], m->cfg.sliding_window);
+    for (int i = 0; i < b->num_logits; i++)
+        if (b->logits_indices[i] < 0 || b->logits_indices[i] >= T)
+            return ci_errorf(CI_ERR_INVALID, "forward: logits row %d outside [0, %d)",
+                             b->logits_indices[i], T);
+    for (int s = 0; s < b->num_seqs; s++)
+        if (b->query_start[s + 1] < b->query_start[s])
+            return ci_errorf(CI_ERR_INVALID, "forward: query_start not ascending");
+    if (b->query_start[0] != 0 || b->query_start[b->num_seqs] != T)
+        return ci_errorf(CI_ERR_INVALID, "forward: query_start does not cover %d tokens", T);
+    return ci_ok();
+}
+
+ci_status ci_model_forward(ci_model *m, const ci_batch *batch, ci_kv_cache *kv,
+                           float *logits_out) {
+    CI_TRY(check_batch(m, batch, kv));
+    ci_backend *be = m->be;
+    const ci_backend_ops *ops = be->ops;
+    const ci_model_config *c = &m->cfg;
+    const int T = batch->num_tokens, L = batch->num_logits;
+    const int64_t hid = c->hidden_size, inter = c->intermediate_size, hd = c->head_dim;
+    const int64_t qkv_dim = (c->num_heads + 2 * (int64_t)c->num_kv_heads) * hd;
+    const float eps = (float)c->rms_norm_eps;
+    const float scale = (float)(1.0 / sqrt((double)hd));
+    ci_attn_shape shape = {c->num_heads, c->num_kv_heads, c->head_dim};
+
+    CI_TRY(ops->prepare_batch(be, batch, &m->dev_batch));
+    const ci_batch *db = &m->dev_batch;
+    ci_tensor x = view(&m->x, T, hid), res = view(&m->residual, T, hid);
+    ci_tensor qkv = view(&m->qkv, T, qkv_dim);
+    ci_tensor attn = view(&m->attn_out, T, c->num_heads * hd);
+    ci_tensor act = view(&m->attn_out, T, inter);
+    ci_tensor gu = view(&m->gate_up, T, 2 * inter), mo = view(&m->mlp_out, T, hid);
+
+    CI_TRY(ops->embedding(be, &m->w.embed, db->token_ids, T, &res));
+    for (int l = 0; l < c->num_layers; l++) {
+        const ci_layer_weights *lw = &m->w.layers[l];
+        if (l == 0)
+            CI_TRY(ops->rmsnorm(be, &res, NULL, &lw->attn_norm, eps, &x));
+        else
+            CI_TRY(ops->rmsnorm(be, &mo, &res, &lw->attn_norm, eps, &x));
+        CI_TRY(ops->matmul(be, &x, &lw->wqkv, lw->bqkv.data ? &lw->bqkv : NULL, &qkv));
+        if (c->qk_norm) CI_TRY(ops->qk_norm(be, &qkv, &shape, &lw->q_norm, &lw->k_norm, eps));
+        CI_TRY(ops->rope_cache(be, &qkv, &shape, &m->rope, db, kv, l));
+        CI_TRY(ops->attention(be, &qkv, &shape, db, kv, l, scale, &attn));
+        CI_TRY(ops->matmul(be, &attn, &lw->wo, NULL, &mo));
+        CI_TRY(ops->rmsnorm(be, &mo, &res, &lw->mlp_norm, eps, &x));
+        CI_TRY(ops->matmul(be, &x, &lw->w_gate_up, NULL, &gu));
+        CI_TRY(ops->swiglu(be, &gu, &act));
+        CI_TRY(ops->matmul(be, &act, &lw->w_down, NULL, &mo));
+    }
+    CI_TRY(ops->rmsnorm(be, &mo, &res, &m->w.final_norm, eps, &x));
+    if (L == 0) return ops->sync(be);
+    ci_tensor lh = view(&m->last_hidden, L, hid), lg = view(&m->logits, L, c->vocab_size);
+    CI_TRY(ops->gather_rows(be, &x, db->logits_indices, L, &lh));
+    CI_TRY(ops->matmul(be, &lh, &m->w.lm_head, NULL, &lg));
+    if (logits_out)
+        CI_TRY(ops->to_host(be, logits_out, lg.data,
+                            (size_t)L * (size_t)c->vocab_size * ci_dtype_size(lg.dtype)));
+    return ops->sync(be);
+}

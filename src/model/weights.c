@@ -1,0 +1,306 @@
+/* weights.c — HF tensor names -> backend weights, checked against the config.
+ *
+ * Two passes: first every tensor the config needs is looked up and its
+ * presence, dtype and exact shape checked (so a bad checkpoint fails before
+ * any backend memory is allocated); then tensors are written through the
+ * backend's weight_alloc/weight_write (which convert dtypes), concatenating
+ * q|k|v and gate|up rows. Biases of q|k|v are concatenated along columns of a
+ * single row, so they are converted to F32 on the host first. */
+#include "model/weights.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/half.h"
+
+typedef struct layer_src {
+    const ci_st_tensor *attn_norm, *q, *k, *v, *o, *qb, *kb, *vb, *qn, *kn, *mlp_norm, *gate, *up,
+        *down;
+} layer_src;
+
+typedef struct progress_ctx {
+    ci_progress_fn fn;
+    void *user;
+    size_t done, total;
+} progress_ctx;
+
+static void progress_add(progress_ctx *p, size_t bytes) {
+    p->done += bytes;
+    if (p->fn) p->fn(p->done, p->total, p->user);
+}
+
+static void fmt_shape(char *buf, size_t n, const ci_st_tensor *t) {
+    size_t used = 0;
+    used += (size_t)snprintf(buf + used, n - used, "[");
+    for (int i = 0; i < t->ndim && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, "%s%lld", i ? ", " : "",
+                                 (long long)t->shape[i]);
+    if (used < n) snprintf(buf + used, n - used, "]");
+}
+
+/* Looks a tensor up and checks dtype and shape. d1 < 0: 1-D [d0]. */
+static ci_status need(const ci_checkpoint *ck, const char *name, int64_t d0, int64_t d1,
+                      const char *what, const ci_st_tensor **out) {
+    const ci_st_tensor *t = ci_checkpoint_find(ck, name);
+    if (!t)
+        return ci_errorf(CI_ERR_FORMAT, "%s: tensor '%s' is missing",
+                         ci_checkpoint_file_name(ck, 0), name);
+    const char *file = ci_checkpoint_file_name(ck, t->file_index);
+    if (t->dtype != CI_F32 && t->dtype != CI_F16 && t->dtype != CI_BF16)
+        return ci_errorf(CI_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, expected F32, F16 or BF16",
+                         file, name, ci_dtype_name(t->dtype));
+    int ndim = d1 < 0 ? 1 : 2;
+    if (t->ndim != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1)) {
+        char got[96];
+        fmt_shape(got, sizeof got, t);
+        if (ndim == 1)
+            return ci_errorf(CI_ERR_FORMAT, "%s: tensor '%s' has shape %s, expected [%lld] (%s)",
+                             file, name, got, (long long)d0, what);
+        return ci_errorf(CI_ERR_FORMAT, "%s: tensor '%s' has shape %s, expected [%lld, %lld] (%s)",
+                         file, name, got, (long long)d0, (long long)d1, what);
+    }
+    *out = t;
+    return ci_ok();
+}
+
+static ci_status need_layer(const ci_checkpoint *ck, int layer, const char *suffix, int64_t d0,
+                            int64_t d1, const char *what, const ci_st_tensor **out) {
+    char name[160];
+    snprintf(name, sizeof name, "model.layers.%d.%s", layer, suffix);
+    return need(ck, name, d0, d1, what, out);
+}
+
+static ci_status check_layer(const ci_checkpoint *ck, const ci_model_config *c, int i,
+                             layer_src *L) {
+    int64_t h = c->hidden_size, q = (int64_t)c->num_heads * c->head_dim,
+            kv = (int64_t)c->num_kv_heads * c->head_dim, in = c->intermediate_size;
+    CI_TRY(need_layer(ck, i, "input_layernorm.weight", h, -1, "hidden_size", &L->attn_norm));
+    CI_TRY(need_layer(ck, i, "self_attn.q_proj.weight", q, h,
+                      "num_attention_heads*head_dim, hidden_size", &L->q));
+    CI_TRY(need_layer(ck, i, "self_attn.k_proj.weight", kv, h,
+                      "num_key_value_heads*head_dim, hidden_size", &L->k));
+    CI_TRY(need_layer(ck, i, "self_attn.v_proj.weight", kv, h,
+                      "num_key_value_heads*head_dim, hidden_size", &L->v));
+    CI_TRY(need_layer(ck, i, "self_attn.o_proj.weight", h, q,
+                      "hidden_size, num_attention_heads*head_dim", &L->o));
+    if (c->qkv_bias) {
+        CI_TRY(need_layer(ck, i, "self_attn.q_proj.bias", q, -1, "num_attention_heads*head_dim",
+                          &L->qb));
+        CI_TRY(need_layer(ck, i, "self_attn.k_proj.bias", kv, -1, "num_key_value_heads*head_dim",
+                          &L->kb));
+        CI_TRY(need_layer(ck, i, "self_attn.v_proj.bias", kv, -1, "num_key_value_heads*head_dim",
+                          &L->vb));
+    }
+    char name[160];
+    snprintf(name, sizeof name, "model.layers.%d.self_attn.o_proj.bias", i);
+    if (ci_checkpoint_find(ck, name))
+        return ci_errorf(CI_ERR_UNSUPPORTED, "%s: tensor '%s' is present; o_proj bias is not supported",
+                         ci_checkpoint_file_name(ck, ci_checkpoint_find(ck, name)->file_index), name);
+    if (c->qk_norm) {
+        CI_TRY(need_layer(ck, i, "self_attn.q_norm.weight", c->head_dim, -1, "head_dim", &L->qn));
+        CI_TRY(need_layer(ck, i, "self_attn.k_norm.weight", c->head_dim, -1, "head_dim", &L->kn));
+    }
+    CI_TRY(need_layer(ck, i, "post_attention_layernorm.weight", h, -1, "hidden_size",
+                      &L->mlp_norm));
+    CI_TRY(need_layer(ck, i, "mlp.gate_proj.weight", in, h, "intermediate_size, hidden_size",
+                      &L->gate));
+    CI_TRY(need_layer(ck, i, "mlp.up_proj.weight", in, h, "intermediate_size, hidden_size",
+                      &L->up));
+    CI_TRY(need_layer(ck, i, "mlp.down_proj.weight", h, in, "hidden_size, intermediate_size",
+                      &L->down));
+    return ci_ok();
+}
+
+static size_t layer_bytes(const layer_src *L) {
+    const ci_st_tensor *all[] = {L->attn_norm, L->q,  L->k,        L->v,    L->o,  L->qb, L->kb,
+                                 L->vb,        L->qn, L->kn,       L->mlp_norm, L->gate, L->up,
+                                 L->down};
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (all[i]) n += all[i]->nbytes;
+    return n;
+}
+
+static ci_status wrap_tensor(ci_status s, const ci_st_tensor *t) {
+    return ci_status_wrap(s, "loading tensor '%s'", t->name);
+}
+
+/* Row-concatenates 2-D tensors of equal cols into one backend weight. */
+static ci_status load_rows(ci_backend *be, const ci_st_tensor *const *parts, int n,
+                           progress_ctx *p, ci_tensor *out) {
+    int64_t rows = 0, cols = parts[0]->shape[1];
+    for (int i = 0; i < n; i++) rows += parts[i]->shape[0];
+    ci_status s = be->ops->weight_alloc(be, parts[0]->dtype, rows, cols, out);
+    if (s.code != CI_OK) {
+        out->data = NULL;
+        return wrap_tensor(s, parts[0]);
+    }
+    int64_t row0 = 0;
+    for (int i = 0; i < n; i++) {
+        s = be->ops->weight_write(be, out, row0, parts[i]->data, parts[i]->dtype,
+                                  parts[i]->shape[0]);
+        if (s.code != CI_OK) return wrap_tensor(s, parts[i]);
+        row0 += parts[i]->shape[0];
+        progress_add(p, parts[i]->nbytes);
+    }
+    return ci_ok();
+}
+
+/* 1-D tensor -> [1][n] weight. */
+static ci_status load_vec(ci_backend *be, const ci_st_tensor *t, progress_ctx *p, ci_tensor *out) {
+    ci_status s = be->ops->weight_alloc(be, t->dtype, 1, t->shape[0], out);
+    if (s.code != CI_OK) {
+        out->data = NULL;
+        return wrap_tensor(s, t);
+    }
+    s = be->ops->weight_write(be, out, 0, t->data, t->dtype, 1);
+    if (s.code != CI_OK) return wrap_tensor(s, t);
+    progress_add(p, t->nbytes);
+    return ci_ok();
+}
+
+/* Element i of a checkpoint tensor as float; data may be unaligned. */
+static float elem_f32(const ci_st_tensor *t, size_t i) {
+    const unsigned char *b = t->data;
+    if (t->dtype == CI_F32) {
+        float f;
+        memcpy(&f, b + 4 * i, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, b + 2 * i, 2);
+    return t->dtype == CI_BF16 ? ci_bf16_to_f32(h) : ci_f16_to_f32(h);
+}
+
+/* Column-concatenates 1-D biases into one [1][sum] F32 weight. */
+static ci_status load_bias_concat(ci_backend *be, const ci_st_tensor *const *parts, int n,
+                                  progress_ctx *p, ci_tensor *out) {
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) total += parts[i]->shape[0];
+    float *host = malloc((size_t)total * sizeof *host);
+    if (!host) return ci_errorf(CI_ERR_NOMEM, "loading tensor '%s': out of memory", parts[0]->name);
+    int64_t k = 0;
+    for (int i = 0; i < n; i++)
+        for (int64_t j = 0; j < parts[i]->shape[0]; j++) host[k++] = elem_f32(parts[i], (size_t)j);
+    ci_status s = be->ops->weight_alloc(be, CI_F32, 1, total, out);
+    if (s.code != CI_OK) {
+        out->data = NULL;
+        free(host);
+        return wrap_tensor(s, parts[0]);
+    }
+    s = be->ops->weight_write(be, out, 0, host, CI_F32, 1);
+    free(host);
+    if (s.code != CI_OK) return wrap_tensor(s, parts[0]);
+    for (int i = 0; i < n; i++) progress_add(p, parts[i]->nbytes);
+    return ci_ok();
+}
+
+static void free_tensor(ci_backend *be, ci_tensor *t) {
+    if (t->data) be->ops->free(be, t->data);
+    t->data = NULL;
+}
+
+void ci_weights_free(ci_backend *be, ci_weights *w) {
+    if (!be || !w) return;
+    if (w->layers) {
+        for (int i = 0; i < w->num_layers; i++) {
+            ci_layer_weights *L = &w->layers[i];
+            ci_tensor *all[] = {&L->attn_norm, &L->wqkv,     &L->bqkv,      &L->q_norm, &L->k_norm,
+                                &L->wo,        &L->mlp_norm, &L->w_gate_up, &L->w_down};
+            for (size_t j = 0; j < sizeof all / sizeof all[0]; j++) free_tensor(be, all[j]);
+        }
+        free(w->layers);
+    }
+    if (w->lm_head_tied) w->lm_head.data = NULL; /* same memory as embed: freed once */
+    free_tensor(be, &w->lm_head);
+    free_tensor(be, &w->embed);
+    free_tensor(be, &w->final_norm);
+    memset(w, 0, sizeof *w);
+}
+
+ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_model_config *cfg,
+                          ci_progress_fn progress, void *progress_user, ci_weights *out) {
+    if (!be || !ck || !cfg || !out)
+        return ci_errorf(CI_ERR_INVALID, "ci_weights_load: NULL argument");
+    memset(out, 0, sizeof *out);
+    const ci_model_config *c = cfg;
+    if (c->num_layers <= 0 || c->hidden_size <= 0 || c->vocab_size <= 0 || c->head_dim <= 0)
+        return ci_errorf(CI_ERR_INVALID, "ci_weights_load: config not loaded");
+
+    /* pass 1: presence, dtype, shape */
+    const ci_st_tensor *embed, *norm, *head = NULL;
+    CI_TRY(need(ck, "model.embed_tokens.weight", c->vocab_size, c->hidden_size,
+                "vocab_size, hidden_size", &embed));
+    CI_TRY(need(ck, "model.norm.weight", c->hidden_size, -1, "hidden_size", &norm));
+    if (!c->tie_word_embeddings) {
+        if (!ci_checkpoint_find(ck, "lm_head.weight"))
+            return ci_errorf(CI_ERR_FORMAT,
+                             "%s: tensor 'lm_head.weight' is missing (config.json has "
+                             "tie_word_embeddings false)",
+                             ci_checkpoint_file_name(ck, 0));
+        CI_TRY(need(ck, "lm_head.weight", c->vocab_size, c->hidden_size, "vocab_size, hidden_size",
+                    &head));
+    }
+    layer_src *src = calloc((size_t)c->num_layers, sizeof *src);
+    if (!src) return ci_errorf(CI_ERR_NOMEM, "ci_weights_load: out of memory");
+    progress_ctx p = {progress, progress_user, 0, embed->nbytes + norm->nbytes};
+    if (head) p.total += head->nbytes;
+    ci_status s = ci_ok();
+    for (int i = 0; i < c->num_layers; i++) {
+        s = check_layer(ck, c, i, &src[i]);
+        if (s.code != CI_OK) {
+            free(src);
+            return s;
+        }
+        p.total += layer_bytes(&src[i]);
+    }
+
+    /* pass 2: upload */
+    out->layers = calloc((size_t)c->num_layers, sizeof *out->layers);
+    if (!out->layers) {
+        free(src);
+        return ci_errorf(CI_ERR_NOMEM, "ci_weights_load: out of memory");
+    }
+    out->num_layers = c->num_layers;
+#define TRY_GO(expr)                                                                               \
+    do {                                                                                           \
+        s = (expr);                                                                                \
+        if (s.code != CI_OK) goto fail;                                                            \
+    } while (0)
+    TRY_GO(load_rows(be, &embed, 1, &p, &out->embed));
+    for (int i = 0; i < c->num_layers; i++) {
+        const layer_src *S = &src[i];
+        ci_layer_weights *L = &out->layers[i];
+        TRY_GO(load_vec(be, S->attn_norm, &p, &L->attn_norm));
+        const ci_st_tensor *qkv[3] = {S->q, S->k, S->v};
+        TRY_GO(load_rows(be, qkv, 3, &p, &L->wqkv));
+        if (c->qkv_bias) {
+            const ci_st_tensor *b[3] = {S->qb, S->kb, S->vb};
+            TRY_GO(load_bias_concat(be, b, 3, &p, &L->bqkv));
+        }
+        if (c->qk_norm) {
+            TRY_GO(load_vec(be, S->qn, &p, &L->q_norm));
+            TRY_GO(load_vec(be, S->kn, &p, &L->k_norm));
+        }
+        TRY_GO(load_rows(be, &S->o, 1, &p, &L->wo));
+        TRY_GO(load_vec(be, S->mlp_norm, &p, &L->mlp_norm));
+        const ci_st_tensor *gu[2] = {S->gate, S->up};
+        TRY_GO(load_rows(be, gu, 2, &p, &L->w_gate_up));
+        TRY_GO(load_rows(be, &S->down, 1, &p, &L->w_down));
+    }
+    TRY_GO(load_vec(be, norm, &p, &out->final_norm));
+    if (head) {
+        TRY_GO(load_rows(be, &head, 1, &p, &out->lm_head));
+    } else {
+        out->lm_head = out->embed;
+        out->lm_head_tied = 1;
+    }
+#undef TRY_GO
+    free(src);
+    return ci_ok();
+fail:
+    free(src);
+    ci_weights_free(be, out);
+    return s;
+}
