@@ -314,9 +314,48 @@ static void run_errors(void) {
     CHECK(ci_tokenizer_load("/nonexistent/dir", &tok).code == CI_ERR_IO);
 }
 
+/* The fuzz seeds: each non-"broken" file loads and round-trips text. */
+static void run_seeds(void) {
+    static const char *seeds[] = {"bytelevel_str_merges", "bytelevel_pair_merges",
+                                  "spm_byte_fallback", "metaspace"};
+    static const char *want[] = {"Hello world", "<|begin_of_text|> Hello", "<s> Hello\n\xc3\xa9",
+                                 "<s> hi</w></s>"};
+    static const char *text[] = {"Hello world", "Hello", "Hello\n\xc3\xa9", "HI"};
+    for (size_t i = 0; i < 4; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/tests/fuzz/corpus/tokenizer_json/%s.json",
+                 test_source_dir(), seeds[i]);
+        size_t len;
+        char *js = test_read_file(path, &len);
+        CHECKF(js != NULL, "%s", path);
+        if (!js) continue;
+        ci_tokenizer *tok = NULL;
+        ci_status st = ci_tokenizer_load_json(js, len, NULL, 0, &tok);
+        CHECKF(st.code == CI_OK, "%s: %s", seeds[i], st.msg);
+        free(js);
+        if (!tok) continue;
+        int32_t *ids;
+        size_t n;
+        st = ci_tokenizer_encode(tok, text[i], strlen(text[i]), true, &ids, &n);
+        CHECKF(st.code == CI_OK, "%s: %s", seeds[i], st.msg);
+        if (st.code == CI_OK) {
+            char *out;
+            size_t ol;
+            st = ci_tokenizer_decode(tok, ids, n, false, &out, &ol);
+            CHECKF(st.code == CI_OK && strcmp(out, want[i]) == 0, "%s: got \"%s\" (%zu ids)",
+                   seeds[i], st.code == CI_OK ? out : st.msg, n);
+            if (verbose) print_ids(seeds[i], ids, n);
+            if (st.code == CI_OK) free(out);
+            free(ids);
+        }
+        ci_tokenizer_free(tok);
+    }
+}
+
 int main(int argc, char **argv) {
     verbose = argc > 1;
     run_errors();
+    run_seeds();
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/tokenizers", test_shared_dir());
     struct stat sb;
