@@ -159,7 +159,7 @@ static ci_status apply_lower(const char *s, size_t n, tk_buf *out) {
 
 /* Replaces every match of re in s by rep. */
 ci_status tk_regex_replace(const pcre2_code *re, const char *s, size_t n, const char *rep,
-                           size_t rep_len, tk_buf *out) {
+                           size_t rep_len, tk_buf *out, size_t limit) {
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
     if (!md) return ci_errorf(CI_ERR_NOMEM, "out of memory");
     size_t pos = 0, last = 0;
@@ -172,6 +172,10 @@ ci_status tk_regex_replace(const pcre2_code *re, const char *s, size_t n, const 
         if (me < ms) break;
         if ((st = tk_buf_put(out, s + last, ms - last)).code) goto done;
         if ((st = tk_buf_put(out, rep, rep_len)).code) goto done;
+        if (out->len > limit) {
+            st = ci_errorf(CI_ERR_INVALID, "normalizer: output too large");
+            goto done;
+        }
         last = me;
         if (me == ms) {
             if (me >= n) break;
@@ -189,14 +193,16 @@ done:
     return st;
 }
 
-static ci_status apply_one(const tk_norm *nm, const char *s, size_t n, tk_buf *out);
+static ci_status apply_one(const tk_norm *nm, const char *s, size_t n, tk_buf *out, size_t limit);
 
-static ci_status apply_seq(const tk_norm *nm, const char *s, size_t n, tk_buf *out) {
+static ci_status apply_seq(const tk_norm *nm, const char *s, size_t n, tk_buf *out, size_t limit) {
     tk_buf cur = {0}, nxt = {0};
     ci_status st = tk_buf_put(&cur, s, n);
     for (size_t i = 0; st.code == CI_OK && i < nm->n_items; i++) {
         nxt.len = 0;
-        st = apply_one(&nm->items[i], cur.p, cur.len, &nxt);
+        st = apply_one(&nm->items[i], cur.p, cur.len, &nxt, limit);
+        if (st.code == CI_OK && nxt.len > limit)
+            st = ci_errorf(CI_ERR_INVALID, "normalizer: output too large");
         tk_buf t = cur;
         cur = nxt;
         nxt = t;
@@ -207,7 +213,7 @@ static ci_status apply_seq(const tk_norm *nm, const char *s, size_t n, tk_buf *o
     return st;
 }
 
-static ci_status apply_one(const tk_norm *nm, const char *s, size_t n, tk_buf *out) {
+static ci_status apply_one(const tk_norm *nm, const char *s, size_t n, tk_buf *out, size_t limit) {
     switch (nm->type) {
     case TK_NORM_NFC:
     case TK_NORM_NFD:
@@ -217,7 +223,7 @@ static ci_status apply_one(const tk_norm *nm, const char *s, size_t n, tk_buf *o
     case TK_NORM_PREPEND:
         if (n) CI_TRY(tk_buf_put(out, nm->s1, nm->l1));
         return tk_buf_put(out, s, n);
-    case TK_NORM_REPLACE: return tk_regex_replace(nm->re, s, n, nm->s2, nm->l2, out);
+    case TK_NORM_REPLACE: return tk_regex_replace(nm->re, s, n, nm->s2, nm->l2, out, limit);
     case TK_NORM_STRIP: {
         size_t a = 0, b = n;
         while (nm->left && a < b) {
@@ -237,7 +243,7 @@ static ci_status apply_one(const tk_norm *nm, const char *s, size_t n, tk_buf *o
         }
         return tk_buf_put(out, s + a, b - a);
     }
-    case TK_NORM_SEQ: return apply_seq(nm, s, n, out);
+    case TK_NORM_SEQ: return apply_seq(nm, s, n, out, limit);
     }
     return ci_errorf(CI_ERR_INTERNAL, "normalizer: bad type");
 }
@@ -247,5 +253,8 @@ ci_status tk_norm_apply(const tk_norm *nm, const char *s, size_t n, tk_buf *out)
     CI_TRY(tk_buf_reserve(out, n));
     out->p[0] = '\0';
     if (!nm) return tk_buf_put(out, s, n);
-    return apply_one(nm, s, n, out);
+    /* Guard against configurations that blow text up (a Replace of the
+     * empty string, repeated): far beyond anything a real tokenizer does. */
+    size_t limit = n > SIZE_MAX / 64 ? SIZE_MAX : n * 32 + 4096;
+    return apply_one(nm, s, n, out, limit);
 }

@@ -131,11 +131,14 @@ static ci_status count_ids(json_t *vocab, json_t *added, int32_t *max_id) {
     const char *key = NULL;
     json_t *v;
     json_object_foreach(vocab, key, v) {
-        int32_t id = -1;
-        char what[64];
-        snprintf(what, sizeof what, "model.vocab[\"%.32s\"]", key);
-        CI_TRY(json_id(v, what, &id));
-        if (id > mx) mx = id;
+        json_int_t x = json_is_integer(v) ? json_integer_value(v) : -1;
+        if (x < 0 || x >= TK_MAX_ID) {
+            char what[64];
+            int32_t id = -1;
+            snprintf(what, sizeof what, "model.vocab[\"%.32s\"]", key);
+            CI_TRY(json_id(v, what, &id));
+        }
+        if (x > mx) mx = (int32_t)x;
     }
     size_t i = 0;
     json_array_foreach(added, i, v) {
@@ -193,6 +196,7 @@ static ci_status load_model(ci_tokenizer *t, json_t *root) {
     const char *key = NULL;
     size_t klen = 0;
     json_t *v;
+    CI_TRY(tk_strmap_reserve(&t->vocab, json_object_size(vocab)));
     json_object_keylen_foreach(vocab, key, klen, v) {
         char *k = tk_arena_strdup(&t->arena, key, klen);
         if (!k) return nomem();

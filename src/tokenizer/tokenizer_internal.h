@@ -63,6 +63,7 @@ typedef struct tk_strmap {
     size_t cap, n;
 } tk_strmap;
 ci_status tk_strmap_put(tk_strmap *m, const char *key, size_t len, int32_t val);
+ci_status tk_strmap_reserve(tk_strmap *m, size_t n);
 int32_t tk_strmap_get(const tk_strmap *m, const char *key, size_t len); /* -1 if absent */
 void tk_strmap_free(tk_strmap *m);
 
@@ -103,7 +104,7 @@ ci_status tk_regex_compile(const char *pat, size_t len, bool literal, pcre2_code
                            const char *what);
 /* Replaces every match of re in s[0..n) by rep, appending to out. */
 ci_status tk_regex_replace(const pcre2_code *re, const char *s, size_t n, const char *rep,
-                           size_t rep_len, tk_buf *out);
+                           size_t rep_len, tk_buf *out, size_t limit);
 
 /* ---- normalizers (normalize.c) ---- */
 enum {

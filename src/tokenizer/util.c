@@ -144,6 +144,12 @@ static ci_status strmap_grow(tk_strmap *m) {
     return ci_ok();
 }
 
+ci_status tk_strmap_reserve(tk_strmap *m, size_t n) {
+    while (n * 2 > m->cap)
+        CI_TRY(strmap_grow(m));
+    return ci_ok();
+}
+
 ci_status tk_strmap_put(tk_strmap *m, const char *key, size_t len, int32_t val) {
     if ((m->n + 1) * 2 > m->cap) CI_TRY(strmap_grow(m));
     size_t h = (size_t)str_hash(key, len) & (m->cap - 1);
