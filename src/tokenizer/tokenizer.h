@@ -17,9 +17,8 @@ typedef struct ci_tokenizer ci_tokenizer;
 /* Loads DIR/tokenizer.json and, when present, DIR/tokenizer_config.json. */
 ci_status ci_tokenizer_load(const char *model_dir, ci_tokenizer **out);
 /* From texts in memory; config_json may be NULL. (Fuzzed entry point.) */
-ci_status ci_tokenizer_load_json(const char *tokenizer_json, size_t len,
-                                 const char *config_json, size_t config_len,
-                                 ci_tokenizer **out);
+ci_status ci_tokenizer_load_json(const char *tokenizer_json, size_t len, const char *config_json,
+                                 size_t config_len, ci_tokenizer **out);
 void ci_tokenizer_free(ci_tokenizer *tok);
 
 /* text must be valid UTF-8 (else CI_ERR_INVALID). *ids is malloc'd. */
@@ -46,8 +45,7 @@ ci_status ci_detok_stream_create(const ci_tokenizer *tok, bool skip_special_toke
 /* Sets *text to the newly completed text (may be empty), in a buffer owned
  * by the stream and valid until the next call: no allocation per token once
  * the stream's buffers have grown. */
-ci_status ci_detok_stream_put(ci_detok_stream *s, int32_t id, const char **text,
-                              size_t *len);
+ci_status ci_detok_stream_put(ci_detok_stream *s, int32_t id, const char **text, size_t *len);
 /* Flushes what is held back (invalid tails become U+FFFD as in decode). */
 ci_status ci_detok_stream_finish(ci_detok_stream *s, const char **text, size_t *len);
 void ci_detok_stream_free(ci_detok_stream *s);

@@ -1,0 +1,814 @@
+/* tokenizer.c — loading tokenizer.json / tokenizer_config.json, added
+ * tokens, the encode pipeline and the post-processor. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <utf8proc.h>
+
+#include "tokenizer/tokenizer_internal.h"
+
+#define TK_MAX_ID (1 << 24)
+
+static ci_status nomem(void) {
+    return ci_errorf(CI_ERR_NOMEM, "tokenizer: out of memory");
+}
+
+/* ---- JSON helpers ---- */
+ci_status tk_json_str(json_t *obj, const char *key, const char *path, bool required, const char **s,
+                      size_t *len) {
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) {
+        *s = NULL;
+        *len = 0;
+        if (required) return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: %s.%s: missing", path, key);
+        return ci_ok();
+    }
+    if (!json_is_string(v))
+        return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: %s.%s: expected a string", path, key);
+    *s = json_string_value(v);
+    *len = json_string_length(v);
+    return ci_ok();
+}
+
+ci_status tk_json_bool(json_t *obj, const char *key, const char *path, bool dflt, bool *out) {
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) {
+        *out = dflt;
+        return ci_ok();
+    }
+    if (!json_is_boolean(v))
+        return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: %s.%s: expected a boolean", path, key);
+    *out = json_is_true(v);
+    return ci_ok();
+}
+
+static ci_status json_id(json_t *v, const char *what, int32_t *out) {
+    if (!json_is_integer(v))
+        return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: %s: expected an integer id", what);
+    json_int_t x = json_integer_value(v);
+    if (x < 0 || x >= TK_MAX_ID)
+        return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: %s: id %lld out of range [0, %d)", what,
+                         (long long)x, TK_MAX_ID);
+    *out = (int32_t)x;
+    return ci_ok();
+}
+
+/* ---- teardown ---- */
+void ci_tokenizer_free(ci_tokenizer *t) {
+    if (!t) return;
+    tk_strmap_free(&t->vocab);
+    tk_pairmap_free(&t->merges);
+    free(t->id_str);
+    free(t->id_len);
+    free(t->id_special);
+    free(t->added);
+    free(t->raw_set.idx);
+    free(t->norm_set.idx);
+    tk_strmap_free(&t->added_map);
+    tk_norm_free(t->norm);
+    tk_pretok_free(t->pretok);
+    free(t->post.tmpl);
+    tk_dec_free(t->dec);
+    tk_arena_free(&t->arena);
+    free(t);
+}
+
+/* ---- model ---- */
+static ci_status set_id_str(ci_tokenizer *t, int32_t id, const char *s, size_t n) {
+    t->id_str[id] = s;
+    t->id_len[id] = (uint32_t)n;
+    return ci_ok();
+}
+
+static ci_status load_merge_pair(ci_tokenizer *t, json_t *m, size_t i, const char **a, size_t *al,
+                                 const char **b, size_t *bl) {
+    if (json_is_string(m)) {
+        const char *s = json_string_value(m);
+        size_t n = json_string_length(m);
+        const char *sp = memchr(s, ' ', n);
+        if (!sp || memchr(sp + 1, ' ', n - (size_t)(sp + 1 - s)))
+            return ci_errorf(CI_ERR_FORMAT,
+                             "tokenizer.json: model.merges[%zu]: expected \"a b\" (one space)", i);
+        *a = s;
+        *al = (size_t)(sp - s);
+        *b = sp + 1;
+        *bl = n - *al - 1;
+        return ci_ok();
+    }
+    if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
+        json_is_string(json_array_get(m, 1))) {
+        *a = json_string_value(json_array_get(m, 0));
+        *al = json_string_length(json_array_get(m, 0));
+        *b = json_string_value(json_array_get(m, 1));
+        *bl = json_string_length(json_array_get(m, 1));
+        return ci_ok();
+    }
+    (void)t;
+    return ci_errorf(CI_ERR_FORMAT,
+                     "tokenizer.json: model.merges[%zu]: expected a \"a b\" string or a pair "
+                     "[\"a\", \"b\"]",
+                     i);
+}
+
+static ci_status opt_str(ci_tokenizer *t, json_t *model, const char *key, const char **out,
+                         size_t *len) {
+    const char *s = NULL;
+    size_t n = 0;
+    CI_TRY(tk_json_str(model, key, "model", false, &s, &n));
+    *out = NULL;
+    *len = 0;
+    if (s) {
+        if (!(*out = tk_arena_strdup(&t->arena, s, n))) return nomem();
+        *len = n;
+    }
+    return ci_ok();
+}
+
+/* First pass over vocab and added tokens: the id table size. */
+static ci_status count_ids(json_t *vocab, json_t *added, int32_t *max_id) {
+    int32_t mx = -1;
+    const char *key = NULL;
+    json_t *v;
+    json_object_foreach(vocab, key, v) {
+        json_int_t x = json_is_integer(v) ? json_integer_value(v) : -1;
+        if (x < 0 || x >= TK_MAX_ID) {
+            char what[64];
+            int32_t id = -1;
+            snprintf(what, sizeof what, "model.vocab[\"%.32s\"]", key);
+            CI_TRY(json_id(v, what, &id));
+        }
+        if (x > mx) mx = (int32_t)x;
+    }
+    size_t i = 0;
+    json_array_foreach(added, i, v) {
+        char what[64];
+        snprintf(what, sizeof what, "added_tokens[%zu].id", i);
+        if (!json_is_object(v))
+            return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: added_tokens[%zu]: expected an object",
+                             i);
+        int32_t id = -1;
+        CI_TRY(json_id(json_object_get(v, "id"), what, &id));
+        if (id > mx) mx = id;
+    }
+    *max_id = mx;
+    return ci_ok();
+}
+
+static ci_status load_model(ci_tokenizer *t, json_t *root) {
+    json_t *model = json_object_get(root, "model");
+    if (!model) return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: missing \"model\"");
+    if (!json_is_object(model))
+        return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: model: expected an object");
+    json_t *type = json_object_get(model, "type");
+    if (type && !json_is_string(type))
+        return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: model.type: expected a string");
+    if (type && strcmp(json_string_value(type), "BPE") != 0) {
+        const char *ty = json_string_value(type);
+        if (!strcmp(ty, "WordPiece") || !strcmp(ty, "Unigram") || !strcmp(ty, "WordLevel"))
+            return ci_errorf(CI_ERR_UNSUPPORTED,
+                             "tokenizer.json: model.type: \"%s\" models are not supported", ty);
+        return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: model.type: unknown model type \"%.64s\"",
+                         ty);
+    }
+    json_t *vocab = json_object_get(model, "vocab");
+    if (!json_is_object(vocab))
+        return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: model.vocab: expected an object");
+    json_t *merges = json_object_get(model, "merges");
+    if (merges && !json_is_null(merges) && !json_is_array(merges))
+        return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: model.merges: expected an array");
+    if (!type && !json_is_array(merges))
+        return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: model.type: missing");
+    json_t *added = json_object_get(root, "added_tokens");
+    if (added && !json_is_null(added) && !json_is_array(added))
+        return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: added_tokens: expected an array");
+    if (!json_is_array(added)) added = NULL;
+
+    int32_t max_id = -1;
+    CI_TRY(count_ids(vocab, added, &max_id));
+    t->n_ids = max_id + 1;
+    size_t n = t->n_ids > 0 ? (size_t)t->n_ids : 1;
+    t->id_str = calloc(n, sizeof *t->id_str);
+    t->id_len = calloc(n, sizeof *t->id_len);
+    t->id_special = calloc(n, 1);
+    if (!t->id_str || !t->id_len || !t->id_special) return nomem();
+
+    const char *key = NULL;
+    size_t klen = 0;
+    json_t *v;
+    CI_TRY(tk_strmap_reserve(&t->vocab, json_object_size(vocab)));
+    json_object_keylen_foreach(vocab, key, klen, v) {
+        char *k = tk_arena_strdup(&t->arena, key, klen);
+        if (!k) return nomem();
+        int32_t id = (int32_t)json_integer_value(v);
+        CI_TRY(tk_strmap_put(&t->vocab, k, klen, id));
+        CI_TRY(set_id_str(t, id, k, klen));
+    }
+
+    CI_TRY(opt_str(t, model, "continuing_subword_prefix", &t->cont_prefix, &t->cont_prefix_len));
+    CI_TRY(opt_str(t, model, "end_of_word_suffix", &t->eow_suffix, &t->eow_suffix_len));
+    CI_TRY(tk_json_bool(model, "byte_fallback", "model", false, &t->byte_fallback));
+    CI_TRY(tk_json_bool(model, "fuse_unk", "model", false, &t->fuse_unk));
+    CI_TRY(tk_json_bool(model, "ignore_merges", "model", false, &t->ignore_merges));
+    json_t *dropout = json_object_get(model, "dropout");
+    if (dropout && !json_is_null(dropout) && !json_is_number(dropout))
+        return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: model.dropout: expected a number");
+    const char *unk = NULL;
+    size_t unk_len = 0;
+    CI_TRY(tk_json_str(model, "unk_token", "model", false, &unk, &unk_len));
+    t->unk_id = unk ? tk_strmap_get(&t->vocab, unk, unk_len) : -1;
+    for (int b = 0; b < 256; b++) {
+        char name[8];
+        snprintf(name, sizeof name, "<0x%02X>", b);
+        t->byte_tok[b] = tk_strmap_get(&t->vocab, name, 6);
+    }
+
+    size_t nm = merges ? json_array_size(merges) : 0;
+    CI_TRY(tk_pairmap_init(&t->merges, nm));
+    tk_buf joined = {0};
+    ci_status st = ci_ok();
+    for (size_t i = 0; i < nm; i++) {
+        const char *a = NULL, *b = NULL;
+        size_t al = 0, bl = 0;
+        if ((st = load_merge_pair(t, json_array_get(merges, i), i, &a, &al, &b, &bl)).code) break;
+        int32_t ia = tk_strmap_get(&t->vocab, a, al), ib = tk_strmap_get(&t->vocab, b, bl);
+        if (ia < 0 || ib < 0) {
+            st = ci_errorf(CI_ERR_FORMAT,
+                           "tokenizer.json: model.merges[%zu]: token \"%.40s\" is not in the vocab",
+                           i, ia < 0 ? a : b);
+            break;
+        }
+        joined.len = 0;
+        if ((st = tk_buf_put(&joined, a, al)).code) break;
+        if (t->cont_prefix_len && bl >= t->cont_prefix_len &&
+            !memcmp(b, t->cont_prefix, t->cont_prefix_len)) {
+            b += t->cont_prefix_len;
+            bl -= t->cont_prefix_len;
+        }
+        if ((st = tk_buf_put(&joined, b, bl)).code) break;
+        int32_t nid = tk_strmap_get(&t->vocab, joined.p, joined.len);
+        if (nid < 0) {
+            st = ci_errorf(CI_ERR_FORMAT,
+                           "tokenizer.json: model.merges[%zu]: merged token \"%.40s\" is not in "
+                           "the vocab",
+                           i, joined.p);
+            break;
+        }
+        tk_pairmap_put(&t->merges, ia, ib, (uint32_t)i, nid);
+    }
+    tk_buf_free(&joined);
+    return st;
+}
+
+/* ---- added tokens ---- */
+static ci_status build_set(ci_tokenizer *t, tk_added_set *set, bool normalized) {
+    set->idx = malloc((t->n_added ? t->n_added : 1) * sizeof *set->idx);
+    if (!set->idx) return nomem();
+    set->n = 0;
+    for (size_t i = 0; i < t->n_added; i++)
+        if (t->added[i].normalized == normalized && t->added[i].len > 0)
+            set->idx[set->n++] = (int32_t)i;
+    /* insertion sort by (first byte, length desc, declaration order):
+     * added-token lists are short */
+    for (size_t i = 1; i < set->n; i++) {
+        int32_t x = set->idx[i];
+        size_t j = i;
+        const tk_added *ax = &t->added[x];
+        while (j > 0) {
+            const tk_added *ay = &t->added[set->idx[j - 1]];
+            unsigned cx = (unsigned char)ax->content[0], cy = (unsigned char)ay->content[0];
+            bool less =
+                cx < cy ||
+                (cx == cy && (ax->len > ay->len || (ax->len == ay->len && x < set->idx[j - 1])));
+            if (!less) break;
+            set->idx[j] = set->idx[j - 1];
+            j--;
+        }
+        set->idx[j] = x;
+    }
+    size_t k = 0;
+    for (unsigned c = 0; c <= 256; c++) {
+        while (k < set->n && (unsigned char)t->added[set->idx[k]].content[0] < c)
+            k++;
+        set->first[c] = (uint32_t)k;
+    }
+    return ci_ok();
+}
+
+static ci_status load_added(ci_tokenizer *t, json_t *root) {
+    json_t *added = json_object_get(root, "added_tokens");
+    if (!json_is_array(added)) return ci_ok();
+    size_t n = json_array_size(added);
+    t->added = calloc(n ? n : 1, sizeof *t->added);
+    if (!t->added) return nomem();
+    tk_buf norm = {0};
+    ci_status st = ci_ok();
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_array_get(added, i);
+        char path[48];
+        snprintf(path, sizeof path, "added_tokens[%zu]", i);
+        tk_added *a = &t->added[i];
+        const char *c = NULL;
+        size_t cl = 0;
+        a->id = (int32_t)json_integer_value(json_object_get(o, "id")); /* checked in count_ids */
+        if ((st = tk_json_str(o, "content", path, true, &c, &cl)).code) break;
+        if ((st = tk_json_bool(o, "special", path, false, &a->special)).code) break;
+        if ((st = tk_json_bool(o, "lstrip", path, false, &a->lstrip)).code) break;
+        if ((st = tk_json_bool(o, "rstrip", path, false, &a->rstrip)).code) break;
+        if ((st = tk_json_bool(o, "single_word", path, false, &a->single_word)).code) break;
+        if ((st = tk_json_bool(o, "normalized", path, !a->special, &a->normalized)).code) break;
+        char *full = tk_arena_strdup(&t->arena, c, cl);
+        if (!full) {
+            st = nomem();
+            break;
+        }
+        if ((st = tk_strmap_put(&t->added_map, full, cl, a->id)).code) break;
+        set_id_str(t, a->id, full, cl);
+        t->id_special[a->id] = a->special;
+        a->content = full;
+        a->len = cl;
+        if (a->normalized && t->norm && cl > 0) {
+            if ((st = tk_norm_apply(t->norm, c, cl, &norm)).code) break;
+            char *nc = tk_arena_strdup(&t->arena, norm.p, norm.len);
+            if (!nc) {
+                st = nomem();
+                break;
+            }
+            a->content = nc;
+            a->len = norm.len;
+        }
+        t->n_added = i + 1;
+    }
+    tk_buf_free(&norm);
+    CI_TRY(st);
+    CI_TRY(build_set(t, &t->raw_set, false));
+    CI_TRY(build_set(t, &t->norm_set, true));
+    return ci_ok();
+}
+
+/* ---- post-processor ---- */
+static ci_status tmpl_compose(tk_post *p, const int32_t *outer, size_t n_outer) {
+    /* replace each -1 in outer by the current template */
+    size_t cur_n = p->any ? p->n_tmpl : 1;
+    int32_t one = -1;
+    const int32_t *cur = p->any ? p->tmpl : &one;
+    size_t total = 0;
+    for (size_t i = 0; i < n_outer; i++)
+        total += outer[i] == -1 ? cur_n : 1;
+    int32_t *nt = malloc((total ? total : 1) * sizeof *nt);
+    if (!nt) return nomem();
+    size_t k = 0;
+    for (size_t i = 0; i < n_outer; i++) {
+        if (outer[i] == -1) {
+            memcpy(nt + k, cur, cur_n * sizeof *nt);
+            k += cur_n;
+        } else {
+            nt[k++] = outer[i];
+        }
+    }
+    free(p->tmpl);
+    p->tmpl = nt;
+    p->n_tmpl = total;
+    p->any = true;
+    return ci_ok();
+}
+
+static ci_status parse_post(ci_tokenizer *t, json_t *j, const char *path, int depth) {
+    if (!j || json_is_null(j)) return ci_ok();
+    if (!json_is_object(j))
+        return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: %s: expected an object", path);
+    const char *type = NULL;
+    size_t tl = 0;
+    CI_TRY(tk_json_str(j, "type", path, true, &type, &tl));
+    if (!strcmp(type, "ByteLevel")) return ci_ok();
+    if (!strcmp(type, "Sequence")) {
+        if (depth > 8)
+            return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: %s: sequences nested too deep", path);
+        json_t *arr = json_object_get(j, "processors");
+        if (!json_is_array(arr))
+            return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: %s.processors: expected an array",
+                             path);
+        for (size_t i = 0; i < json_array_size(arr); i++) {
+            char sub[128];
+            snprintf(sub, sizeof sub, "%.80s.processors[%zu]", path, i);
+            CI_TRY(parse_post(t, json_array_get(arr, i), sub, depth + 1));
+        }
+        return ci_ok();
+    }
+    if (!strcmp(type, "RobertaProcessing") || !strcmp(type, "BertProcessing")) {
+        int32_t ids[3] = {0, -1, 0};
+        const char *keys[2] = {"cls", "sep"};
+        for (int k = 0; k < 2; k++) {
+            json_t *pair = json_object_get(j, keys[k]);
+            if (!json_is_array(pair) || json_array_size(pair) != 2)
+                return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: %s.%s: expected [token, id]", path,
+                                 keys[k]);
+            char what[160];
+            snprintf(what, sizeof what, "%.80s.%s[1]", path, keys[k]);
+            CI_TRY(json_id(json_array_get(pair, 1), what, &ids[k == 0 ? 0 : 2]));
+        }
+        return tmpl_compose(&t->post, ids, 3);
+    }
+    if (!strcmp(type, "TemplateProcessing")) {
+        json_t *single = json_object_get(j, "single");
+        json_t *specials = json_object_get(j, "special_tokens");
+        if (!json_is_array(single))
+            return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: %s.single: expected an array", path);
+        if (specials && !json_is_null(specials) && !json_is_object(specials))
+            return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: %s.special_tokens: expected an object",
+                             path);
+        tk_ids out = {0};
+        ci_status st = ci_ok();
+        for (size_t i = 0; st.code == CI_OK && i < json_array_size(single); i++) {
+            json_t *it = json_array_get(single, i);
+            json_t *sp = json_is_object(it) ? json_object_get(it, "SpecialToken") : NULL;
+            json_t *sq = json_is_object(it) ? json_object_get(it, "Sequence") : NULL;
+            if (json_is_object(sq)) {
+                st = tk_ids_push(&out, -1);
+            } else if (json_is_object(sp) && json_is_string(json_object_get(sp, "id"))) {
+                const char *name = json_string_value(json_object_get(sp, "id"));
+                json_t *def = specials ? json_object_get(specials, name) : NULL;
+                json_t *ids = json_is_object(def) ? json_object_get(def, "ids") : NULL;
+                if (!json_is_array(ids)) {
+                    st = ci_errorf(CI_ERR_FORMAT,
+                                   "tokenizer.json: %s.special_tokens: no ids for \"%.40s\"", path,
+                                   name);
+                    break;
+                }
+                for (size_t k = 0; st.code == CI_OK && k < json_array_size(ids); k++) {
+                    int32_t id = -1;
+                    char what[160];
+                    snprintf(what, sizeof what, "%.80s.special_tokens[\"%.20s\"].ids[%zu]", path,
+                             name, k);
+                    st = json_id(json_array_get(ids, k), what, &id);
+                    if (st.code == CI_OK) st = tk_ids_push(&out, id);
+                }
+            } else {
+                st = ci_errorf(CI_ERR_FORMAT,
+                               "tokenizer.json: %s.single[%zu]: expected SpecialToken or Sequence",
+                               path, i);
+            }
+        }
+        if (st.code == CI_OK) st = tmpl_compose(&t->post, out.v, out.n);
+        tk_ids_free(&out);
+        return st;
+    }
+    return ci_errorf(CI_ERR_UNSUPPORTED,
+                     "tokenizer.json: %s: unsupported post-processor type \"%s\"", path, type);
+}
+
+/* ---- config ---- */
+static ci_status config_token(ci_tokenizer *t, json_t *cfg, const char *key, int32_t *out) {
+    *out = -1;
+    json_t *v = json_object_get(cfg, key);
+    if (!v || json_is_null(v)) return ci_ok();
+    if (json_is_object(v)) v = json_object_get(v, "content");
+    if (!json_is_string(v))
+        return ci_errorf(CI_ERR_FORMAT,
+                         "tokenizer_config.json: %s: expected a string or {\"content\": ...}", key);
+    int32_t id = tk_strmap_get(&t->added_map, json_string_value(v), json_string_length(v));
+    if (id < 0) id = tk_strmap_get(&t->vocab, json_string_value(v), json_string_length(v));
+    *out = id;
+    return ci_ok();
+}
+
+static ci_status load_all(ci_tokenizer *t, const char *js, size_t len, const char *cfg,
+                          size_t cfg_len) {
+    json_error_t err;
+    json_t *root = json_loadb(js, len, JSON_ALLOW_NUL, &err);
+    if (!root)
+        return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: invalid JSON at line %d column %d: %s",
+                         err.line, err.column, err.text);
+    ci_status st = ci_ok();
+    if (!json_is_object(root)) {
+        st = ci_errorf(CI_ERR_FORMAT, "tokenizer.json: expected a JSON object at the top level");
+        goto out;
+    }
+    if ((st = load_model(t, root)).code) goto out;
+    if ((st = tk_norm_parse(json_object_get(root, "normalizer"), "normalizer", &t->norm)).code)
+        goto out;
+    if ((st = tk_pretok_parse(json_object_get(root, "pre_tokenizer"), "pre_tokenizer", &t->pretok))
+            .code)
+        goto out;
+    if ((st = tk_dec_parse(json_object_get(root, "decoder"), "decoder", &t->dec)).code) goto out;
+    if ((st = parse_post(t, json_object_get(root, "post_processor"), "post_processor", 0)).code)
+        goto out;
+    if ((st = load_added(t, root)).code) goto out;
+    for (size_t i = 0; i < t->post.n_tmpl; i++) {
+        int32_t id = t->post.tmpl[i];
+        if (id >= 0 && (id >= t->n_ids || !t->id_str[id])) {
+            st = ci_errorf(CI_ERR_FORMAT,
+                           "tokenizer.json: post_processor: special token id %d is not in the "
+                           "vocab",
+                           (int)id);
+            goto out;
+        }
+    }
+    t->bos_id = t->eos_id = -1;
+    if (cfg) {
+        json_t *c = json_loadb(cfg, cfg_len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &err);
+        if (!c) {
+            st = ci_errorf(CI_ERR_FORMAT,
+                           "tokenizer_config.json: invalid JSON at line %d column %d: %s", err.line,
+                           err.column, err.text);
+            goto out;
+        }
+        if (!json_is_object(c)) {
+            st = ci_errorf(CI_ERR_FORMAT, "tokenizer_config.json: expected a JSON object");
+        } else {
+            st = config_token(t, c, "bos_token", &t->bos_id);
+            if (st.code == CI_OK) st = config_token(t, c, "eos_token", &t->eos_id);
+        }
+        json_decref(c);
+    }
+out:
+    json_decref(root);
+    return st;
+}
+
+ci_status ci_tokenizer_load_json(const char *tokenizer_json, size_t len, const char *config_json,
+                                 size_t config_len, ci_tokenizer **out) {
+    *out = NULL;
+    if (!tokenizer_json) return ci_errorf(CI_ERR_INVALID, "tokenizer: no tokenizer.json text");
+    ci_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return nomem();
+    t->unk_id = t->bos_id = t->eos_id = -1;
+    ci_status st = load_all(t, tokenizer_json, len, config_json, config_len);
+    if (st.code != CI_OK) {
+        ci_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return ci_ok();
+}
+
+static ci_status read_file(const char *path, char **buf, size_t *len) {
+    *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return ci_errorf(CI_ERR_IO, "%s: cannot open", path);
+    tk_buf b = {0};
+    char chunk[65536];
+    size_t n = 0;
+    ci_status st = ci_ok();
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if ((st = tk_buf_put(&b, chunk, n)).code) break;
+    if (st.code == CI_OK && ferror(f)) st = ci_errorf(CI_ERR_IO, "%s: read error", path);
+    fclose(f);
+    if (st.code != CI_OK) {
+        tk_buf_free(&b);
+        return st;
+    }
+    if (!b.p && (st = tk_buf_reserve(&b, 0)).code) return st;
+    *buf = b.p;
+    *len = b.len;
+    return ci_ok();
+}
+
+ci_status ci_tokenizer_load(const char *model_dir, ci_tokenizer **out) {
+    *out = NULL;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", model_dir);
+    char *js, *cfg = NULL;
+    size_t len, cfg_len = 0;
+    CI_TRY(read_file(path, &js, &len));
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", model_dir);
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        fclose(f);
+        ci_status st = read_file(path, &cfg, &cfg_len);
+        if (st.code != CI_OK) {
+            free(js);
+            return st;
+        }
+    }
+    ci_status st = ci_tokenizer_load_json(js, len, cfg, cfg_len, out);
+    free(js);
+    free(cfg);
+    if (st.code != CI_OK) return ci_status_wrap(st, "%s", model_dir);
+    return ci_ok();
+}
+
+/* ---- encode ---- */
+static bool is_word_char(uint32_t cp) {
+    if (cp == '_') return true;
+    utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
+    return (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO) ||
+           (c >= UTF8PROC_CATEGORY_ND && c <= UTF8PROC_CATEGORY_NO);
+}
+
+static bool ends_with_word(const char *s, size_t n) {
+    if (n == 0) return false;
+    size_t k = n - 1;
+    while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
+        k--;
+    uint32_t cp = 0;
+    return tk_utf8_decode((const unsigned char *)s + k, n - k, &cp) && is_word_char(cp);
+}
+
+static bool starts_with_word(const char *s, size_t n) {
+    uint32_t cp = 0;
+    return n > 0 && tk_utf8_decode((const unsigned char *)s, n, &cp) && is_word_char(cp);
+}
+
+typedef struct seg {
+    size_t a, b;
+    int32_t id; /* -1: text */
+} seg;
+
+typedef struct segs {
+    seg *v;
+    size_t n, cap;
+} segs;
+
+static ci_status segs_push(segs *s, size_t a, size_t b, int32_t id) {
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        seg *v = realloc(s->v, cap * sizeof *v);
+        if (!v) return nomem();
+        s->v = v;
+        s->cap = cap;
+    }
+    s->v[s->n++] = (seg){a, b, id};
+    return ci_ok();
+}
+
+/* Splits s on added tokens of `set` (leftmost-longest, as HF's AddedVocabulary). */
+static ci_status split_added(const ci_tokenizer *t, const tk_added_set *set, const char *s,
+                             size_t n, segs *out) {
+    out->n = 0;
+    size_t start_offset = 0, i = 0;
+    while (set->n && i < n) {
+        unsigned c = (unsigned char)s[i];
+        const tk_added *hit = NULL;
+        for (uint32_t k = set->first[c]; k < set->first[c + 1]; k++) {
+            const tk_added *a = &t->added[set->idx[k]];
+            if (a->len <= n - i && !memcmp(s + i, a->content, a->len)) {
+                hit = a;
+                break;
+            }
+        }
+        if (!hit) {
+            i++;
+            continue;
+        }
+        size_t start = i, stop = i + hit->len;
+        if (hit->single_word) {
+            bool start_space = start == 0 || !ends_with_word(s, start);
+            bool stop_space = stop == n || !starts_with_word(s + stop, n - stop);
+            if (!start_space || !stop_space) {
+                i = stop;
+                continue;
+            }
+        }
+        if (hit->lstrip) {
+            while (start > start_offset) {
+                size_t k = start - 1;
+                while (k > start_offset && ((unsigned char)s[k] & 0xC0) == 0x80)
+                    k--;
+                uint32_t cp = 0;
+                if (!tk_utf8_decode((const unsigned char *)s + k, start - k, &cp) ||
+                    !tk_is_whitespace(cp))
+                    break;
+                start = k;
+            }
+        }
+        if (hit->rstrip) {
+            while (stop < n) {
+                uint32_t cp = 0;
+                size_t l = tk_utf8_decode((const unsigned char *)s + stop, n - stop, &cp);
+                if (!l || !tk_is_whitespace(cp)) break;
+                stop += l;
+            }
+        }
+        if (start > start_offset) CI_TRY(segs_push(out, start_offset, start, -1));
+        CI_TRY(segs_push(out, start, stop, hit->id));
+        start_offset = i = stop;
+    }
+    if (start_offset < n) CI_TRY(segs_push(out, start_offset, n, -1));
+    return ci_ok();
+}
+
+typedef struct enc_ws {
+    segs s1, s2;
+    tk_buf norm;
+    tk_list pieces, scratch;
+    tk_bpe_ws bpe;
+} enc_ws;
+
+static ci_status encode_text(const ci_tokenizer *t, const char *s, size_t n, bool at_start,
+                             tk_ids *out, enc_ws *w) {
+    CI_TRY(tk_norm_apply(t->norm, s, n, &w->norm));
+    CI_TRY(split_added(t, &t->norm_set, w->norm.p, w->norm.len, &w->s2));
+    for (size_t j = 0; j < w->s2.n; j++) {
+        seg g = w->s2.v[j];
+        if (g.id >= 0) {
+            CI_TRY(tk_ids_push(out, g.id));
+            continue;
+        }
+        tk_list_clear(&w->pieces);
+        CI_TRY(tk_pretok_apply(t->pretok, w->norm.p + g.a, g.b - g.a, at_start && g.a == 0,
+                               &w->pieces, &w->scratch));
+        for (size_t k = 0; k < w->pieces.n; k++)
+            CI_TRY(tk_bpe_encode(t, TK_ITEM(&w->pieces, k), TK_LEN(&w->pieces, k), out, &w->bpe));
+    }
+    return ci_ok();
+}
+
+ci_status ci_tokenizer_encode(const ci_tokenizer *t, const char *text, size_t len,
+                              bool add_special_tokens, int32_t **ids, size_t *n_ids) {
+    *ids = NULL;
+    *n_ids = 0;
+    if (!t || (!text && len)) return ci_errorf(CI_ERR_INVALID, "encode: NULL argument");
+    if (!text) text = "";
+    size_t bad = tk_utf8_validate(text, len);
+    if (bad != len)
+        return ci_errorf(CI_ERR_INVALID,
+                         "encode: text is not valid UTF-8 (byte 0x%02X at offset %zu)",
+                         (unsigned char)text[bad], bad);
+    enc_ws w = {0};
+    tk_ids out = {0};
+    ci_status st = split_added(t, &t->raw_set, text, len, &w.s1);
+    for (size_t i = 0; st.code == CI_OK && i < w.s1.n; i++) {
+        seg g = w.s1.v[i];
+        if (g.id >= 0)
+            st = tk_ids_push(&out, g.id);
+        else
+            st = encode_text(t, text + g.a, g.b - g.a, g.a == 0, &out, &w);
+    }
+    if (st.code == CI_OK && add_special_tokens && t->post.any) {
+        tk_ids fin = {0};
+        for (size_t i = 0; st.code == CI_OK && i < t->post.n_tmpl; i++) {
+            if (t->post.tmpl[i] >= 0) {
+                st = tk_ids_push(&fin, t->post.tmpl[i]);
+            } else {
+                for (size_t k = 0; st.code == CI_OK && k < out.n; k++)
+                    st = tk_ids_push(&fin, out.v[k]);
+            }
+        }
+        tk_ids_free(&out);
+        out = fin;
+    }
+    free(w.s1.v);
+    free(w.s2.v);
+    tk_buf_free(&w.norm);
+    tk_list_free(&w.pieces);
+    tk_list_free(&w.scratch);
+    tk_bpe_ws_free(&w.bpe);
+    if (st.code != CI_OK) {
+        tk_ids_free(&out);
+        return st;
+    }
+    if (!out.v) {
+        out.v = malloc(sizeof *out.v);
+        if (!out.v) return nomem();
+    }
+    *ids = out.v;
+    *n_ids = out.n;
+    return ci_ok();
+}
+
+ci_status ci_tokenizer_decode(const ci_tokenizer *t, const int32_t *ids, size_t n_ids,
+                              bool skip_special_tokens, char **text, size_t *len) {
+    *text = NULL;
+    if (len) *len = 0;
+    if (!t || (!ids && n_ids)) return ci_errorf(CI_ERR_INVALID, "decode: NULL argument");
+    tk_decode_ws ws = {0};
+    ci_status st = tk_decode_into(t, ids, n_ids, skip_special_tokens, &ws);
+    if (st.code != CI_OK) {
+        tk_decode_ws_free(&ws);
+        return st;
+    }
+    *text = ws.out.p;
+    if (len) *len = ws.out.len;
+    ws.out.p = NULL;
+    tk_decode_ws_free(&ws);
+    return ci_ok();
+}
+
+int ci_tokenizer_vocab_size(const ci_tokenizer *t) {
+    return t ? t->n_ids : 0;
+}
+
+int32_t ci_tokenizer_token_to_id(const ci_tokenizer *t, const char *token) {
+    if (!t || !token) return -1;
+    size_t n = strlen(token);
+    int32_t id = tk_strmap_get(&t->added_map, token, n);
+    return id >= 0 ? id : tk_strmap_get(&t->vocab, token, n);
+}
+
+const char *ci_tokenizer_id_to_token(const ci_tokenizer *t, int32_t id) {
+    if (!t || id < 0 || id >= t->n_ids) return NULL;
+    return t->id_str[id];
+}
+
+bool ci_tokenizer_is_special(const ci_tokenizer *t, int32_t id) {
+    return t && id >= 0 && id < t->n_ids && t->id_special[id];
+}
+
+int32_t ci_tokenizer_bos_id(const ci_tokenizer *t) {
+    return t ? t->bos_id : -1;
+}
+
+int32_t ci_tokenizer_eos_id(const ci_tokenizer *t) {
+    return t ? t->eos_id : -1;
+}
