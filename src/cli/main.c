@@ -2,11 +2,39 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/common.h"
+
+typedef struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *summary;
+} ci_command;
+
+static const ci_command COMMANDS[] = {
+    {"generate", cmd_generate, "generate text from a prompt"},
+    {"tokenize", cmd_tokenize, "text on stdin -> token ids (JSON)"},
+    {"detokenize", cmd_detokenize, "token ids (JSON) on stdin -> text"},
+    {"perplexity", cmd_perplexity, "mean NLL / perplexity of a text file"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: cinfer <command> [options]   (cinfer <command> --help for details)\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        fprintf(f, "  %-12s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+}
+
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        printf("usage: cinfer <generate|tokenize|detokenize|perplexity> [options]\n");
-        return argc < 2 ? 1 : 0;
+    if (argc < 2) {
+        usage(stderr);
+        return 1;
     }
-    fprintf(stderr, "error: unknown command '%s'\n", argv[1]);
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "error: unknown command '%s' (try 'cinfer --help')\n", argv[1]);
     return 1;
 }

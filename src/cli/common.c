@@ -1,0 +1,49 @@
+#include "cli/common.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ci_cli_fail(ci_status s) {
+    /* one line: flatten any newline a message might carry */
+    for (char *p = s.msg; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
+    fprintf(stderr, "error: %s\n", s.msg);
+    return 1;
+}
+
+ci_status ci_read_stream(FILE *f, const char *what, char **out, size_t *len) {
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) return ci_errorf(CI_ERR_NOMEM, "reading %s: out of memory", what);
+    for (;;) {
+        if (n + 1 >= cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                return ci_errorf(CI_ERR_NOMEM, "reading %s: out of memory", what);
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - 1 - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) {
+        free(buf);
+        return ci_errorf(CI_ERR_IO, "reading %s: %s", what, strerror(errno));
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return ci_ok();
+}
+
+ci_status ci_read_path(const char *path, char **out, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return ci_errorf(CI_ERR_IO, "%s: %s", path, strerror(errno));
+    ci_status s = ci_read_stream(f, path, out, len);
+    fclose(f);
+    return s;
+}

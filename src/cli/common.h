@@ -1,0 +1,23 @@
+/* common.h — helpers shared by the subcommands. */
+#ifndef CINFER_CLI_COMMON_H
+#define CINFER_CLI_COMMON_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "util/status.h"
+
+/* Prints "error: <msg>" on one line to stderr; returns the exit code 1. */
+int ci_cli_fail(ci_status s);
+
+/* Reads a whole stream (NUL-terminated). */
+ci_status ci_read_stream(FILE *f, const char *what, char **out, size_t *len);
+ci_status ci_read_path(const char *path, char **out, size_t *len);
+
+/* Subcommands: argv[0] is the subcommand name. */
+int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+
+#endif

@@ -1,0 +1,24 @@
+/* load.h — what the subcommands load from a model directory: tokenizer,
+ * backend, model and the ids that end generation. */
+#ifndef CINFER_CLI_LOAD_H
+#define CINFER_CLI_LOAD_H
+
+#include "backend/backend.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+typedef struct ci_loaded {
+    ci_tokenizer *tok;
+    ci_backend *be;
+    ci_model *model;
+    int32_t stop_ids[16]; /* EOS ids: config.json, generation_config.json, tokenizer */
+    int num_stop_ids;
+    double load_s;
+} ci_loaded;
+
+ci_status ci_load_tokenizer(const char *dir, ci_loaded *L);
+/* Loads the weights onto `device` with a progress bar (after one second). */
+ci_status ci_load_model(const char *dir, const char *device, int threads, ci_loaded *L);
+void ci_loaded_free(ci_loaded *L);
+
+#endif
