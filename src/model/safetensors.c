@@ -286,6 +286,7 @@ struct ci_checkpoint {
     size_t *slots; /* hash table: index+1, 0 = empty */
     size_t cap;
     size_t total_bytes;
+    int sharded;
 };
 
 static uint64_t name_hash(const char *s) { return XXH64(s, strlen(s), 0x5afe7e45ull); }
@@ -457,6 +458,7 @@ ci_status ci_checkpoint_open(const char *model_dir, ci_checkpoint **out) {
         return ci_errorf(CI_ERR_INVALID, "%.200s: path too long", model_dir);
     }
     if (access(path, F_OK) == 0) {
+        ck->sharded = 1;
         s = open_sharded(ck, model_dir, path);
     } else {
         snprintf(path, sizeof path, "%s/model.safetensors", model_dir);
@@ -490,6 +492,8 @@ const ci_st_tensor *ci_checkpoint_tensor(const ci_checkpoint *ck, size_t i) {
 size_t ci_checkpoint_total_bytes(const ci_checkpoint *ck) { return ck ? ck->total_bytes : 0; }
 
 const char *ci_checkpoint_file_name(const ci_checkpoint *ck, int file_index) {
+    if (ck && file_index == -1)
+        return ck->sharded ? "model.safetensors.index.json" : "model.safetensors";
     if (!ck || file_index < 0 || file_index >= ck->nfiles) return "?";
     const char *p = ck->files[file_index].path;
     const char *slash = strrchr(p, '/');
