@@ -74,7 +74,7 @@ static int get_u64(const json_t *v, uint64_t *out) {
 }
 
 static ci_status parse_one(const char *path, const char *name, const json_t *desc,
-                           uint64_t data_size, const uint8_t *data, ci_st_tensor *t,
+                           uint64_t file_size, uint64_t data_size, const uint8_t *data, ci_st_tensor *t,
                            uint64_t *begin_out, uint64_t *end_out) {
     if (!json_is_object(desc))
         return ci_errorf(CI_ERR_FORMAT, "%s: tensor '%.100s': entry must be a JSON object", path,
@@ -132,10 +132,10 @@ static ci_status parse_one(const char *path, const char *name, const json_t *des
                          name, (unsigned long long)b, (unsigned long long)e);
     if (e > data_size)
         return ci_errorf(CI_ERR_IO,
-                         "%s: tensor '%.100s': data_offsets [%llu, %llu] overrun the file (data "
-                         "section %llu bytes; truncated?)",
+                         "%s: tensor '%.100s': data_offsets [%llu, %llu] overrun the file (%llu "
+                         "bytes, of which %llu data; truncated?)",
                          path, name, (unsigned long long)b, (unsigned long long)e,
-                         (unsigned long long)data_size);
+                         (unsigned long long)file_size, (unsigned long long)data_size);
     if (e - b != nbytes)
         return ci_errorf(CI_ERR_FORMAT,
                          "%s: tensor '%.100s': data_offsets [%llu, %llu] span %llu bytes but "
@@ -205,7 +205,7 @@ ci_status ci_safetensors_parse(const uint8_t *buf, size_t len, const char *path,
             continue;
         }
         ci_st_tensor *t = &ts[n];
-        s = parse_one(path, key, val, data_size, data, t, &spans[n].begin, &spans[n].end);
+        s = parse_one(path, key, val, len, data_size, data, t, &spans[n].begin, &spans[n].end);
         if (s.code != CI_OK) break;
         t->name = strdup(key);
         if (!t->name) {
