@@ -15,6 +15,9 @@ typedef struct block {
     int8_t cached; /* registered in the hash table */
     int32_t prev, next; /* LRU links */
     int32_t bucket_next;
+    int32_t parent;      /* cached: block holding the previous logical block, -1 = first */
+    uint32_t parent_gen; /* parent's gen when registered */
+    uint32_t gen;        /* bumped whenever the block leaves the cache */
     uint64_t hash, parent_hash;
 } block;
 
@@ -162,22 +165,31 @@ static const int32_t *block_tokens(const ci_block_manager *bm, int32_t id) {
     return bm->tokens + (size_t)id * (size_t)bm->cfg.block_size;
 }
 
-static int32_t table_find(const ci_block_manager *bm, uint64_t hash, uint64_t parent,
+static uint32_t gen_of(const ci_block_manager *bm, int32_t id) {
+    return id >= 0 ? bm->blocks[id].gen : 0;
+}
+
+/* Exact match: hash, parent block (and its generation) and token ids. */
+static int32_t table_find(const ci_block_manager *bm, uint64_t hash, int32_t parent,
                           const int32_t *tokens) {
     size_t bytes = (size_t)bm->cfg.block_size * sizeof *tokens;
+    uint32_t pgen = gen_of(bm, parent);
     for (int32_t id = bm->buckets[hash & bm->bucket_mask]; id >= 0; id = bm->blocks[id].bucket_next) {
         const block *b = &bm->blocks[id];
-        if (b->hash == hash && b->parent_hash == parent && !memcmp(block_tokens(bm, id), tokens, bytes))
+        if (b->hash == hash && b->parent == parent && b->parent_gen == pgen &&
+            !memcmp(block_tokens(bm, id), tokens, bytes))
             return id;
     }
     return -1;
 }
 
-static void table_insert(ci_block_manager *bm, int32_t id, uint64_t hash, uint64_t parent,
-                         const int32_t *tokens) {
+static void table_insert(ci_block_manager *bm, int32_t id, uint64_t hash, uint64_t parent_hash,
+                         int32_t parent, const int32_t *tokens) {
     block *b = &bm->blocks[id];
     b->hash = hash;
-    b->parent_hash = parent;
+    b->parent_hash = parent_hash;
+    b->parent = parent;
+    b->parent_gen = gen_of(bm, parent);
     b->cached = 1;
     memcpy(bm->tokens + (size_t)id * (size_t)bm->cfg.block_size, tokens,
            (size_t)bm->cfg.block_size * sizeof *tokens);
@@ -194,6 +206,7 @@ static void table_remove(ci_block_manager *bm, int32_t id) {
     if (*p == id) *p = b->bucket_next;
     b->bucket_next = -1;
     b->cached = 0;
+    b->gen++; /* children registered under this block no longer match */
     bm->num_registered--;
 }
 
@@ -262,12 +275,13 @@ int ci_bm_match_prefix(ci_block_manager *bm, ci_sequence *seq) {
     if (max_blocks > seq->block_capacity) max_blocks = seq->block_capacity;
     seq_hash_upto(bm, seq, max_blocks);
     int i = 0;
+    int32_t parent = -1;
     for (; i < max_blocks; i++) {
-        int32_t id = table_find(bm, seq->block_hashes[i], seq_parent_hash(seq, i),
-                                seq->tokens + (size_t)i * bs);
+        int32_t id = table_find(bm, seq->block_hashes[i], parent, seq->tokens + (size_t)i * bs);
         if (id < 0) break;
         acquire_block(bm, id);
         seq->block_table[seq->num_blocks++] = id;
+        parent = id;
     }
     seq->num_computed_tokens = seq->num_cached_tokens = i * bs;
     seq->cache_cursor = i;
@@ -328,21 +342,32 @@ void ci_bm_cache_computed(ci_block_manager *bm, ci_sequence *seq) {
     if (full > seq->num_blocks) full = seq->num_blocks;
     if (seq->cache_cursor >= full) return;
     seq_hash_upto(bm, seq, full);
-    for (int i = seq->cache_cursor; i < full; i++) {
+    int i = seq->cache_cursor;
+    for (; i < full; i++) {
         int32_t id = seq->block_table[i];
         if (bm->blocks[id].cached) continue;
+        int32_t parent = i ? seq->block_table[i - 1] : -1;
+        if (parent >= 0 && !bm->blocks[parent].cached) break; /* chain broken: stop caching */
         const int32_t *tok = seq->tokens + (size_t)i * bs;
-        uint64_t parent = seq_parent_hash(seq, i);
-        if (table_find(bm, seq->block_hashes[i], parent, tok) >= 0) continue; /* duplicate */
-        table_insert(bm, id, seq->block_hashes[i], parent, tok);
+        int32_t dup = table_find(bm, seq->block_hashes[i], parent, tok);
+        if (dup >= 0) {
+            /* Same content already cached: use that block instead (same K/V). */
+            acquire_block(bm, dup);
+            release_block(bm, id);
+            seq->block_table[i] = dup;
+            bm->stats.dedups++;
+        } else {
+            table_insert(bm, id, seq->block_hashes[i], seq_parent_hash(seq, i), parent, tok);
+        }
     }
-    seq->cache_cursor = full;
+    seq->cache_cursor = i;
 }
 
 void ci_bm_free(ci_block_manager *bm, ci_sequence *seq) {
     for (int i = seq->num_blocks - 1; i >= 0; i--) release_block(bm, seq->block_table[i]);
     seq->num_blocks = 0;
     seq->cache_cursor = 0;
+    seq->num_computed_tokens = 0;
 }
 
 ci_status ci_bm_fork(ci_block_manager *bm, const ci_sequence *parent, ci_sequence *child) {
@@ -384,11 +409,18 @@ ci_status ci_bm_check(const ci_block_manager *bm, ci_sequence *const *seqs, int 
                 return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: block table[%d] = %d out of range",
                                  (long long)q->id, i, id);
             refs[id]++;
-            /* A registered block it has computed must hold its tokens. */
-            if (bm->blocks[id].cached && (i + 1) * bs <= q->num_computed_tokens &&
-                memcmp(block_tokens(bm, id), q->tokens + (size_t)i * bs, (size_t)bs * sizeof(int32_t)))
-                return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: cached block %d at table[%d] holds other tokens",
-                                 (long long)q->id, id, i);
+            /* A registered block it has computed must hold its tokens and
+             * chain to the previous entry of its table. */
+            const block *b = &bm->blocks[id];
+            if (b->cached && (i + 1) * bs <= q->num_computed_tokens) {
+                if (memcmp(block_tokens(bm, id), q->tokens + (size_t)i * bs, (size_t)bs * sizeof(int32_t)))
+                    return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: cached block %d at table[%d] holds other tokens",
+                                     (long long)q->id, id, i);
+                int32_t want = i ? q->block_table[i - 1] : -1;
+                if (b->parent != want || b->parent_gen != gen_of(bm, want))
+                    return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: cached block %d at table[%d] chains to %d, table has %d",
+                                     (long long)q->id, id, i, b->parent, want);
+            }
         }
     }
     int used = 0, nfree = 0, nlru = 0, nreg = 0;
@@ -411,7 +443,7 @@ ci_status ci_bm_check(const ci_block_manager *bm, ci_sequence *const *seqs, int 
             for (int32_t j = bm->buckets[b->hash & bm->bucket_mask]; j >= 0; j = bm->blocks[j].bucket_next) {
                 if (j == id) found = 1;
                 else if (bm->blocks[j].cached && bm->blocks[j].hash == b->hash &&
-                         bm->blocks[j].parent_hash == b->parent_hash &&
+                         bm->blocks[j].parent == b->parent && bm->blocks[j].parent_gen == b->parent_gen &&
                          !memcmp(block_tokens(bm, j), block_tokens(bm, id), (size_t)bs * sizeof(int32_t)))
                     return ci_errorf(CI_ERR_INTERNAL, "blocks %d and %d: same cached key", id, j);
             }

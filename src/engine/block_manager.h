@@ -12,12 +12,17 @@
  *
  * Prefix cache: logical block i of a sequence (tokens [i*bs, (i+1)*bs)) has
  * key hash_i = XXH3_64(tokens of block i, seed = hash_{i-1}), hash_{-1} a
- * constant. A lookup matches only a block whose stored parent hash and stored
- * token ids equal the query's, so a hash collision never gives a false hit.
+ * constant. The hash only picks the bucket: a lookup matches a block only if
+ * its stored token ids equal the query's and its stored parent is the block
+ * matched for logical block i-1 (same physical block, same generation; a
+ * block's generation changes whenever it leaves the cache). So a match is
+ * exact by induction and a hash collision never gives a false hit.
  * Only blocks that lie entirely before the sequence's last token are looked
  * up (the last token is always recomputed to produce logits, as in vLLM).
- * Blocks are registered as soon as they are full and computed; a duplicate of
- * an already registered block stays unregistered.
+ * Blocks are registered as soon as they are full and computed; when an equal
+ * block is already cached, the sequence switches to it and its own copy is
+ * freed, so every computed full block of a sequence is cached and chains to
+ * the previous entry of its table.
  *
  * The block manager never frees or owns sequences; it edits their tables. */
 #ifndef CINFER_ENGINE_BLOCK_MANAGER_H
@@ -51,6 +56,7 @@ typedef struct ci_bm_stats {
     int64_t prefix_hit_tokens;     /* of those, served from the cache */
     int64_t evictions;             /* cached blocks reused for new data */
     int64_t cow_copies;
+    int64_t dedups;                /* computed blocks swapped for a cached twin */
 } ci_bm_stats;
 
 /* Hash of one full block given its parent's hash (test hook replaces it). */
@@ -104,7 +110,8 @@ ci_status ci_bm_allocate(ci_block_manager *bm, ci_sequence *seq, int num_new_tok
 void ci_bm_cache_computed(ci_block_manager *bm, ci_sequence *seq);
 
 /* Drops every block of the table (last block first, so a sequence's tail is
- * evicted before its head); cached blocks go to the LRU tail. */
+ * evicted before its head); cached blocks go to the LRU tail. Resets
+ * num_computed_tokens to 0. */
 void ci_bm_free(ci_block_manager *bm, ci_sequence *seq);
 
 /* child shares all of parent's blocks (ref++); child's table must be empty. */
