@@ -289,6 +289,7 @@ int ci_bm_match_prefix(ci_block_manager *bm, ci_sequence *seq) {
 }
 
 void ci_bm_count_prefix_query(ci_block_manager *bm, int queried_tokens, int hit_tokens) {
+    if (!bm->cfg.enable_prefix_caching) return;
     bm->stats.prefix_queried_tokens += queried_tokens;
     bm->stats.prefix_hit_tokens += hit_tokens;
 }
