@@ -134,8 +134,8 @@ int main(void) {
     add(s, (int32_t[]){1, 2, 3}, 3, 1, 0);
     CHECK_OK(ci_sched_schedule(s, &o));
     CHECK(ci_batch_build(&small, o, &bt).code == CI_ERR_INVALID);
-    CHECK(ci_batch_builder_init(&small, 0, 1, 1, 1).code == CI_ERR_INVALID);
     ci_batch_builder_free(&small);
+    CHECK(ci_batch_builder_init(&small, 0, 1, 1, 1).code == CI_ERR_INVALID);
     ci_batch_builder full;
     CHECK_OK(ci_batch_builder_init_for(&full, s));
     CHECK(full.max_tokens == 8 && full.max_seqs == 8 && full.max_blocks_per_seq == 16);
