@@ -468,8 +468,9 @@ ci_status ci_bm_check(const ci_block_manager *bm, ci_sequence *const *seqs, int 
     if (chained != nreg) return ci_errorf(CI_ERR_INTERNAL, "hash table holds %d, %d cached", chained, nreg);
     for (int i = 0; i < bm->num_free; i++) {
         int32_t id = bm->free_stack[i];
-        if (id < 0 || id >= n || bm->blocks[id].where != IN_FREE)
-            return ci_errorf(CI_ERR_INTERNAL, "free list entry %d = block %d not free", i, id);
+        if (id < 0 || id >= n || bm->blocks[id].where != IN_FREE || refs[id] != 0)
+            return ci_errorf(CI_ERR_INTERNAL, "free list entry %d = block %d not free or listed twice", i, id);
+        refs[id] = -1; /* refs[] of free blocks were 0: mark as listed */
     }
     int walked = 0;
     for (int32_t j = bm->lru_head, prev = -1; j >= 0; prev = j, j = bm->blocks[j].next) {
