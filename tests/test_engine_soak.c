@@ -194,6 +194,7 @@ static void soak(const soak_cfg *sc, uint64_t seed) {
     CHECK(ci_bm_num_used(bm) == 0 && ci_bm_num_available(bm) == NUM_BLOCKS);
     CHECK_OK(ci_sched_check(s));
     CHECK(finished == added + ss.forks);
+    CHECK(by_reason[CI_FINISH_ABORT] == aborts);
     int missing = 0;
     for (int g = 0; g < added; g++) missing += group_done[g] < 1;
     CHECK(missing == 0);
