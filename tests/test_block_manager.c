@@ -91,7 +91,8 @@ static void test_fork_cow(void) {
     CHECK_OK(ci_seq_append(a, 100));
     CHECK_OK(ci_seq_append(b, 200));
     int32_t shared = a->block_table[1];
-    CHECK_OK(ci_bm_allocate(bm, a, 1, 0, cp, &ncp));
+    CHECK(ci_bm_blocks_needed(bm, a, 1) == 1); /* the copy-on-write block */
+    CHECK_OK(ci_bm_append_slot(bm, a, cp, &ncp));
     CHECK(ncp == 1 && cp[0].src == shared && cp[0].dst == a->block_table[1] && cp[0].dst != shared);
     CHECK(ci_bm_ref_count(bm, shared) == 1 && b->block_table[1] == shared);
     CHECK(a->block_table[0] == b->block_table[0] && ci_bm_ref_count(bm, a->block_table[0]) == 2);

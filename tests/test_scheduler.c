@@ -300,6 +300,11 @@ static void test_n_samples(void) {
     CHECK(q != NULL);
     CHECK_OK(ci_sched_finish(s, q, CI_FINISH_STOP));
     CHECK(ci_sched_finish(s, q, CI_FINISH_NONE).code == CI_ERR_INVALID);
+    ci_sequence *stray = NULL;
+    CHECK_OK(ci_seq_create(999, (int32_t[]){1}, 1, 1, 4, &stray));
+    CHECK(ci_sched_finish(s, stray, CI_FINISH_ABORT).code == CI_ERR_INVALID);
+    ci_seq_destroy(stray);
+    CHECK_OK(ci_sched_check(s));
     int done = 0, steps = 0;
     while (ci_sched_has_unfinished(s) && steps++ < 20) step(s);
     ci_sequence *f;

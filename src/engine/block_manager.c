@@ -336,6 +336,15 @@ ci_status ci_bm_allocate(ci_block_manager *bm, ci_sequence *seq, int num_new_tok
     return ci_ok();
 }
 
+int ci_bm_blocks_needed(const ci_block_manager *bm, const ci_sequence *seq, int num_new_tokens) {
+    int bs = bm->cfg.block_size;
+    int need = ci_blocks_for_tokens(seq->num_computed_tokens + num_new_tokens, bs);
+    int fresh = need > seq->num_blocks ? need - seq->num_blocks : 0;
+    int first = seq->num_computed_tokens / bs;
+    if (num_new_tokens > 0 && first < seq->num_blocks && bm->blocks[seq->block_table[first]].ref > 1) fresh++;
+    return fresh;
+}
+
 void ci_bm_cache_computed(ci_block_manager *bm, ci_sequence *seq) {
     if (!bm->cfg.enable_prefix_caching) return;
     int bs = bm->cfg.block_size;

@@ -106,6 +106,16 @@ void ci_bm_count_prefix_query(ci_block_manager *bm, int queried_tokens, int hit_
 ci_status ci_bm_allocate(ci_block_manager *bm, ci_sequence *seq, int num_new_tokens,
                          int use_watermark, ci_block_copy *copies, int *num_copies);
 
+/* Fresh blocks ci_bm_allocate would take for num_new_tokens (including a
+ * copy-on-write block); compare with ci_bm_num_available. */
+int ci_bm_blocks_needed(const ci_block_manager *bm, const ci_sequence *seq, int num_new_tokens);
+
+/* Slot for one more token (decode): ci_bm_allocate(seq, 1). */
+static inline ci_status ci_bm_append_slot(ci_block_manager *bm, ci_sequence *seq, ci_block_copy *copy,
+                                          int *num_copies) {
+    return ci_bm_allocate(bm, seq, 1, 0, copy, num_copies);
+}
+
 /* Registers the sequence's full, computed blocks in the prefix cache. */
 void ci_bm_cache_computed(ci_block_manager *bm, ci_sequence *seq);
 

@@ -301,13 +301,14 @@ ci_status ci_sched_schedule(ci_scheduler *s, const ci_sched_output **out) {
 
 /* ---- finishing ---- */
 
-static void remove_from(ci_sequence **list, int *n, ci_sequence *q) {
+static int remove_from(ci_sequence **list, int *n, ci_sequence *q) {
     for (int i = 0; i < *n; i++)
         if (list[i] == q) {
             memmove(list + i, list + i + 1, (size_t)(*n - i - 1) * sizeof *list);
             (*n)--;
-            return;
+            return 1;
         }
+    return 0;
 }
 
 ci_status ci_sched_finish(ci_scheduler *s, ci_sequence *q, ci_finish_reason reason) {
@@ -318,10 +319,11 @@ ci_status ci_sched_finish(ci_scheduler *s, ci_sequence *q, ci_finish_reason reas
         return ci_ok();
     }
     if (q->state == CI_SEQ_RUNNING) {
-        remove_from(s->running, &s->num_running, q);
+        if (!remove_from(s->running, &s->num_running, q))
+            return ci_errorf(CI_ERR_INVALID, "finish: sequence %lld is not running here", (long long)q->id);
         s->running_slots -= 1 + q->num_forks_pending;
-    } else {
-        remove_from(s->waiting, &s->num_waiting, q);
+    } else if (!remove_from(s->waiting, &s->num_waiting, q)) {
+        return ci_errorf(CI_ERR_INVALID, "finish: sequence %lld is not queued here", (long long)q->id);
     }
     s->live_reserved -= 1 + q->num_forks_pending;
     q->num_forks_pending = 0;
@@ -376,7 +378,6 @@ ci_status ci_sched_update(ci_scheduler *s, const int32_t *tokens, int num_tokens
                          (long long)o->step, o->num_samples);
     s->updated = 1;
     int nres = 0, k = 0;
-    ci_sequence *forks[256];
     for (int i = 0; i < o->num_entries; i++) {
         const ci_sched_entry *e = &o->entries[i];
         ci_sequence *q = e->seq;
@@ -399,31 +400,27 @@ ci_status ci_sched_update(ci_scheduler *s, const int32_t *tokens, int num_tokens
         /* n > 1: siblings clone the prompt before the parent's token lands. */
         int first = nres;
         s->results[nres++] = (ci_sched_result){q, tokens[k], 0};
-        for (int j = 1; j < samples; j += 256) {
-            int m = samples - j < 256 ? samples - j : 256;
-            for (int t = 0; t < m; t++) {
-                ci_sequence *c;
-                CI_TRY(ci_seq_clone(q, s->next_id, &c));
-                s->next_id++;
-                c->sample_index = j + t;
-                c->num_forks_pending = 0;
-                c->num_preemptions = 0;
-                c->scheduled_step = o->step;
-                ci_status st = ci_bm_fork(s->bm, q, c);
-                if (st.code != CI_OK) {
-                    ci_seq_destroy(c);
-                    return st;
-                }
-                forks[t] = c;
+        for (int j = 1; j < samples; j++) {
+            ci_sequence *c;
+            CI_TRY(ci_seq_clone(q, s->next_id, &c));
+            s->next_id++;
+            c->sample_index = j;
+            c->num_forks_pending = 0;
+            c->num_preemptions = 0;
+            c->scheduled_step = o->step;
+            ci_status st = ci_bm_fork(s->bm, q, c);
+            if (st.code == CI_OK) st = ci_seq_append(c, tokens[k + j]);
+            if (st.code != CI_OK) {
+                ci_bm_free(s->bm, c);
+                ci_seq_destroy(c);
+                return st;
             }
-            for (int t = 0; t < m; t++) {
-                CI_TRY(ci_seq_append(forks[t], tokens[k + j + t]));
-                s->running[s->num_running++] = forks[t]; /* slot reserved at admission */
-                s->results[nres++] = (ci_sched_result){forks[t], tokens[k + j + t], 0};
-                s->stats.forks++;
-            }
+            /* the slot was reserved at admission: move it to the sibling */
+            q->num_forks_pending--;
+            s->running[s->num_running++] = c;
+            s->results[nres++] = (ci_sched_result){c, tokens[k + j], 0};
+            s->stats.forks++;
         }
-        q->num_forks_pending = 0;
         CI_TRY(ci_seq_append(q, tokens[k]));
         k += samples;
         for (int r = first; r < nres; r++) {
