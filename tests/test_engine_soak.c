@@ -64,6 +64,8 @@ static void soak(const soak_cfg *sc, uint64_t seed) {
     int *group_n = calloc((size_t)num_requests + 64, sizeof *group_n);
     int *group_done = calloc((size_t)num_requests + 64, sizeof *group_done);
     int64_t *group_ids = calloc((size_t)num_requests + 64, sizeof *group_ids);
+    /* sequence ids are dense: at most 3 per request (n <= 3) */
+    int *group_of_id = calloc(3 * (size_t)num_requests + 64, sizeof *group_of_id);
     int32_t prompt[1024];
     int32_t *sampled = malloc((size_t)sc->max_seqs * sizeof *sampled);
 
@@ -100,6 +102,7 @@ static void soak(const soak_cfg *sc, uint64_t seed) {
             CHECK_OK(st);
             if (st.code != CI_OK) { ok = 0; break; }
             group_ids[added] = id;
+            group_of_id[id] = added;
             group_n[added] = rp.n;
             added++;
         }
@@ -172,13 +175,9 @@ static void soak(const soak_cfg *sc, uint64_t seed) {
             if (q->finish_reason == CI_FINISH_STOP)
                 CHECK(ci_seq_num_output(q) >= 1 && q->tokens[q->num_tokens - 1] % STOP_MOD == 0);
             CHECK(ci_seq_num_output(q) <= q->max_tokens && q->num_blocks == 0);
-            /* group ids are dense in add order (ids of forks interleave) */
-            for (int g = 0; g < added; g++)
-                if (group_ids[g] == q->group_id) {
-                    group_done[g]++;
-                    CHECK(q->sample_index < group_n[g]);
-                    break;
-                }
+            int g = group_of_id[q->group_id];
+            CHECK(group_ids[g] == q->group_id && q->sample_index < group_n[g]);
+            group_done[g]++;
             ci_seq_destroy(q);
         }
         if (steps > 200000) {
@@ -212,6 +211,7 @@ static void soak(const soak_cfg *sc, uint64_t seed) {
     free(group_n);
     free(group_done);
     free(group_ids);
+    free(group_of_id);
     free(sampled);
     free(kv_tok);
     free(kv_pos);
@@ -226,11 +226,13 @@ int main(void) {
     e = getenv("CINFER_SOAK_REQUESTS");
     int n = e ? atoi(e) : 1000;
     /* the main soak, then smaller runs: no prefix cache; a tight cache with a
-     * small budget and blocks of 4 (more preemption, CoW, eviction) */
+     * small budget and blocks of 4 (more preemption, CoW, eviction); blocks of
+     * 7 tokens and no watermark */
     const soak_cfg cfgs[] = {
         {"default", n, 512, 16, 512, 64, 1, 0.01f},
         {"no-prefix-cache", n / 3 + 1, 512, 16, 512, 64, 0, 0.01f},
         {"tight", n / 3 + 1, 800, 4, 64, 16, 1, 0.05f},
+        {"odd-block", n / 3 + 1, 600, 7, 100, 24, 1, 0.0f},
     };
     for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) soak(&cfgs[i], seed + i);
     return test_finish("test_engine_soak");

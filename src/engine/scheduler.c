@@ -262,12 +262,20 @@ ci_status ci_sched_schedule(ci_scheduler *s, const ci_sched_output **out) {
         if (s->running[i]->state == CI_SEQ_RUNNING) s->running[k++] = s->running[i];
     s->num_running = k;
 
-    /* Admissions, only when nothing had to be preempted. */
+    /* Admissions, only when nothing had to be preempted. Few are admitted
+     * per step, so pick the best waiting sequence by a linear scan each time
+     * instead of sorting the whole queue. */
     if (o->num_preempted == 0 && s->num_waiting > 0 && budget > 0) {
-        qsort(s->waiting, (size_t)s->num_waiting, sizeof *s->waiting, seq_cmp_qsort);
-        int a = 0;
-        for (; a < s->num_waiting && budget > 0; a++) {
-            ci_sequence *q = s->waiting[a];
+        int admitted = 0;
+        while (budget > 0) {
+            int best = -1;
+            for (int j = 0; j < s->num_waiting; j++) {
+                ci_sequence *w = s->waiting[j];
+                if (w->state == CI_SEQ_RUNNING) continue; /* admitted this step */
+                if (best < 0 || seq_cmp(w, s->waiting[best]) < 0) best = j;
+            }
+            if (best < 0) break;
+            ci_sequence *q = s->waiting[best];
             int slots = 1 + q->num_forks_pending;
             if (s->running_slots + slots > s->cfg.max_num_seqs) break;
             int hit = ci_bm_match_prefix(s->bm, q);
@@ -276,7 +284,7 @@ ci_status ci_sched_schedule(ci_scheduler *s, const ci_sched_output **out) {
             ci_status st = ci_bm_allocate(s->bm, q, n, s->num_running > 0, o->copies, &o->num_copies);
             if (st.code != CI_OK) {
                 ci_bm_free(s->bm, q);
-                q->num_computed_tokens = q->num_cached_tokens = 0;
+                q->num_cached_tokens = 0;
                 if (st.code == CI_ERR_CAPACITY) break;
                 return st;
             }
@@ -286,11 +294,16 @@ ci_status ci_sched_schedule(ci_scheduler *s, const ci_sched_output **out) {
             s->running_slots += slots;
             add_entry(s, q, n);
             budget -= n;
+            admitted++;
             o->num_admitted++;
             s->stats.admitted++;
         }
-        memmove(s->waiting, s->waiting + a, (size_t)(s->num_waiting - a) * sizeof *s->waiting);
-        s->num_waiting -= a;
+        if (admitted) {
+            int w = 0;
+            for (int j = 0; j < s->num_waiting; j++)
+                if (s->waiting[j]->state != CI_SEQ_RUNNING) s->waiting[w++] = s->waiting[j];
+            s->num_waiting = w;
+        }
     }
     s->stats.steps++;
     s->stats.prefill_tokens += o->num_prefill_tokens;
