@@ -279,6 +279,8 @@ static void test_n_samples(void) {
     const ci_sched_output *o = NULL;
     CHECK_OK(ci_sched_schedule(s, &o));
     CHECK(o->num_entries == 1 && o->entries[0].samples == 3 && o->num_samples == 3);
+    const ci_sched_output *o2 = NULL;
+    CHECK(ci_sched_schedule(s, &o2).code == CI_ERR_INVALID); /* update first */
     const ci_sched_result *r;
     int nr;
     CHECK(ci_sched_update(s, (int32_t[]){7, 8}, 2, &r, &nr).code == CI_ERR_INVALID);

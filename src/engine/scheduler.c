@@ -220,6 +220,9 @@ static ci_sequence *pick_victim(ci_scheduler *s, ci_sequence *cur) {
 
 ci_status ci_sched_schedule(ci_scheduler *s, const ci_sched_output **out) {
     ci_sched_output *o = &s->out;
+    *out = o;
+    if (!s->updated && o->num_entries > 0)
+        return ci_errorf(CI_ERR_INVALID, "schedule: step %lld was never passed to update()", (long long)o->step);
     s->step++;
     s->updated = 0;
     o->step = s->step;

@@ -102,7 +102,8 @@ void ci_sched_destroy(ci_scheduler *s);
 ci_status ci_sched_add(ci_scheduler *s, const ci_request_params *p, int64_t *group_id);
 
 /* Plans one step. The output (and its buffers) is valid until the next
- * schedule(). Zero entries when there is nothing to do. */
+ * schedule(). Zero entries when there is nothing to do. A step with entries
+ * must be passed to update() before the next schedule() (CI_ERR_INVALID). */
 ci_status ci_sched_schedule(ci_scheduler *s, const ci_sched_output **out);
 
 /* After the model ran: tokens[num_tokens] are the sampled tokens of the
