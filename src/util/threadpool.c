@@ -22,51 +22,64 @@ typedef struct worker {
     pthread_t thread;
 } worker;
 
+/* A run is published as one 64-bit ticket: (generation << 32) | next chunk.
+ * Threads claim chunks by CAS on the ticket, so a thread that wakes late
+ * (a loaded machine) can never claim a chunk of a run that has moved on, and
+ * the caller never waits for a thread that has not started: it runs every
+ * unclaimed chunk itself and then waits only for chunks already claimed. */
 struct ci_threadpool {
     int n; /* threads including the caller */
     worker *workers; /* n - 1 */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    atomic_uint gen;  /* bumped per run */
+    atomic_ullong ticket;
     atomic_int stop;
-    atomic_int done;  /* workers finished with the current run */
-    atomic_llong next; /* next chunk start */
-    /* current job, written before gen is bumped */
+    atomic_llong done_chunks; /* chunks finished in the current run */
+    /* current job: written before the ticket is published, stable until
+     * every chunk of it is done */
+    _Atomic int64_t job_chunks;
     int64_t job_n, job_grain;
     ci_task_fn job_fn;
     void *job_ctx;
 };
 
-static void work(ci_threadpool *tp, int tid) {
-    const int64_t n = tp->job_n, grain = tp->job_grain;
+static void work(ci_threadpool *tp, int tid, uint32_t gen) {
     for (;;) {
-        int64_t b = atomic_fetch_add(&tp->next, grain);
-        if (b >= n) break;
-        int64_t e = b + grain < n ? b + grain : n;
+        unsigned long long t = atomic_load_explicit(&tp->ticket, memory_order_acquire);
+        if ((uint32_t)(t >> 32) != gen) return;
+        int64_t c = (int64_t)(uint32_t)t;
+        if (c >= atomic_load_explicit(&tp->job_chunks, memory_order_relaxed)) return;
+        if (!atomic_compare_exchange_weak(&tp->ticket, &t, t + 1)) continue;
+        const int64_t b = c * tp->job_grain;
+        const int64_t e = b + tp->job_grain < tp->job_n ? b + tp->job_grain : tp->job_n;
         tp->job_fn(tp->job_ctx, b, e, tid);
+        atomic_fetch_add_explicit(&tp->done_chunks, 1, memory_order_release);
     }
+}
+
+static uint32_t ticket_gen(ci_threadpool *tp) {
+    return (uint32_t)(atomic_load_explicit(&tp->ticket, memory_order_acquire) >> 32);
 }
 
 static void *worker_main(void *arg) {
     worker *w = arg;
     ci_threadpool *tp = w->tp;
-    unsigned seen = atomic_load(&tp->gen);
+    uint32_t seen = ticket_gen(tp);
     for (;;) {
         int i = 0;
-        while (atomic_load(&tp->gen) == seen && !atomic_load(&tp->stop) && i < CI_TP_SPIN) {
+        while (ticket_gen(tp) == seen && !atomic_load(&tp->stop) && i < CI_TP_SPIN) {
             CI_PAUSE();
             i++;
         }
-        if (atomic_load(&tp->gen) == seen && !atomic_load(&tp->stop)) {
+        if (ticket_gen(tp) == seen && !atomic_load(&tp->stop)) {
             pthread_mutex_lock(&tp->mu);
-            while (atomic_load(&tp->gen) == seen && !atomic_load(&tp->stop))
+            while (ticket_gen(tp) == seen && !atomic_load(&tp->stop))
                 pthread_cond_wait(&tp->cv, &tp->mu);
             pthread_mutex_unlock(&tp->mu);
         }
         if (atomic_load(&tp->stop)) break;
-        seen = atomic_load(&tp->gen);
-        work(tp, w->tid);
-        atomic_fetch_add(&tp->done, 1);
+        seen = ticket_gen(tp);
+        work(tp, w->tid, seen);
     }
     return NULL;
 }
@@ -83,10 +96,10 @@ ci_status ci_threadpool_create(int n_threads, ci_threadpool **out) {
     tp->n = n_threads;
     pthread_mutex_init(&tp->mu, NULL);
     pthread_cond_init(&tp->cv, NULL);
-    atomic_init(&tp->gen, 0);
+    atomic_init(&tp->ticket, 0);
     atomic_init(&tp->stop, 0);
-    atomic_init(&tp->done, 0);
-    atomic_init(&tp->next, 0);
+    atomic_init(&tp->done_chunks, 0);
+    atomic_init(&tp->job_chunks, 0);
     if (n_threads > 1) {
         tp->workers = calloc((size_t)n_threads - 1, sizeof *tp->workers);
         if (!tp->workers) {
@@ -128,19 +141,23 @@ void ci_threadpool_run(ci_threadpool *tp, int64_t n, int64_t grain, ci_task_fn f
         fn(ctx, 0, n, 0);
         return;
     }
+    if ((n + grain - 1) / grain > (int64_t)UINT32_MAX) grain = n / UINT32_MAX + 1; /* fits the ticket */
+    const int64_t chunks = (n + grain - 1) / grain;
     tp->job_n = n;
     tp->job_grain = grain;
     tp->job_fn = fn;
     tp->job_ctx = ctx;
-    atomic_store(&tp->next, 0);
-    atomic_store(&tp->done, 0);
+    atomic_store_explicit(&tp->job_chunks, chunks, memory_order_relaxed);
+    atomic_store_explicit(&tp->done_chunks, 0, memory_order_relaxed);
+    const uint32_t gen = ticket_gen(tp) + 1;
+    atomic_store_explicit(&tp->ticket, (unsigned long long)gen << 32, memory_order_release);
     pthread_mutex_lock(&tp->mu);
-    atomic_fetch_add(&tp->gen, 1);
     pthread_cond_broadcast(&tp->cv);
     pthread_mutex_unlock(&tp->mu);
-    work(tp, 0);
+    work(tp, 0, gen);
+    /* only chunks other threads claimed (and are running) remain */
     int i = 0;
-    while (atomic_load(&tp->done) < tp->n - 1) {
+    while (atomic_load_explicit(&tp->done_chunks, memory_order_acquire) < chunks) {
         if (++i < CI_TP_SPIN) {
             CI_PAUSE();
         } else {
