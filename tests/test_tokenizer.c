@@ -277,6 +277,38 @@ static void run_errors(void) {
                "\"byte_fallback\": 3}}",
                CI_ERR_FORMAT, "model.byte_fallback");
 
+    /* escapes in vocab keys, through the fast scanner ("merges": []) and
+     * through jansson ("merges": null is left to it) */
+    const char *forms[2] = {"[]", "null"};
+    for (int f = 0; f < 2; f++) {
+        char js[512];
+        snprintf(js, sizeof js,
+                 "{\"model\": {\"type\": \"BPE\", \"merges\": %s, \"vocab\": {\"\\u0120a\": 0, "
+                 "\"\\\"\": 1, \"\\ud83d\\ude00\": 2, \"a\\/b\\n\": 3}}}",
+                 forms[f]);
+        ci_tokenizer *t2 = NULL;
+        ci_status st = load_str(js, &t2);
+        CHECKF(st.code == CI_OK, "%s: %s", forms[f], st.msg);
+        if (!t2) continue;
+        CHECK(ci_tokenizer_token_to_id(t2, "\xc4\xa0"
+                                           "a") == 0);
+        CHECK(ci_tokenizer_token_to_id(t2, "\"") == 1);
+        CHECK(ci_tokenizer_token_to_id(t2, "\xf0\x9f\x98\x80") == 2);
+        CHECK(ci_tokenizer_token_to_id(t2, "a/b\n") == 3);
+        CHECK(ci_tokenizer_vocab_size(t2) == 4);
+        ci_tokenizer_free(t2);
+    }
+    expect_err("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"\\ud800\": 0}}}", CI_ERR_FORMAT,
+               "invalid JSON");
+    expect_err("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 1.5}, \"merges\": []}}",
+               CI_ERR_FORMAT, "model.vocab[\"a\"]");
+    expect_err("{\"model\": {\"type\": \"BPE\", \"merges\": [\"a b\"], \"vocab\": {\"a\": 0}}}",
+               CI_ERR_FORMAT, "model.merges[0]");
+    expect_err("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [[\"a\"]]}}",
+               CI_ERR_FORMAT, "model.merges[0]");
+    expect_err("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}} x", CI_ERR_FORMAT,
+               "invalid JSON");
+
     /* a small working tokenizer: encode/decode, invalid UTF-8, bad ids */
     const char *js = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2, "
                      "\"<s>\": 3}, \"merges\": [\"a b\"]}, \"added_tokens\": [{\"id\": 3, "

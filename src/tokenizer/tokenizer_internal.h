@@ -99,6 +99,22 @@ bool tk_is_whitespace(uint32_t cp); /* Rust char::is_whitespace */
 uint32_t tk_byte_cp(unsigned b);
 int tk_cp_to_byte(uint32_t cp); /* -1 if not a byte char */
 
+/* ---- fast JSON scanning for vocab/merges (json_fast.c) ---- */
+typedef struct tk_js {
+    const char *p, *end;
+} tk_js;
+typedef struct tk_js_ranges {
+    size_t vocab_a, vocab_b, merges_a, merges_b; /* byte ranges of the values; b == 0: absent */
+} tk_js_ranges;
+/* Strictly scans the whole document; true when it is valid JSON with an
+ * object root whose (last) "model" object has an object "vocab" and, if
+ * present, an array "merges". */
+bool tk_js_find_ranges(const char *s, size_t n, tk_js_ranges *r);
+bool tk_js_string(tk_js *j, tk_buf *out); /* out may be NULL; NUL-terminated */
+bool tk_js_int(tk_js *j, bool *is_int, long long *v);
+bool tk_js_skip(tk_js *j);
+void tk_js_ws(tk_js *j);
+
 /* ---- regex (pretokenize.c) ---- */
 ci_status tk_regex_compile(const char *pat, size_t len, bool literal, pcre2_code **out,
                            const char *what);
