@@ -146,6 +146,26 @@ static void run_vectors(const char *name, const char *dir) {
     }
     printf("%s: %zu/%zu vectors (stream %zu/%zu), load %.3f s\n", name, pass, nv, stream_pass, nv,
            load_s);
+    snprintf(path, sizeof path, "%s/chat_public.json", dir);
+    json_t *chat = json_load_file(path, JSON_ALLOW_NUL, &err);
+    if (chat) {
+        json_t *cases = json_object_get(chat, "cases");
+        size_t nc = json_array_size(cases), cpass = 0;
+        for (size_t i = 0; i < nc; i++) {
+            json_t *c = json_array_get(cases, i);
+            json_t *jr = json_object_get(c, "rendered");
+            int32_t *ids = NULL;
+            size_t n = 0;
+            st = ci_tokenizer_encode(tok, json_string_value(jr), json_string_length(jr), false,
+                                     &ids, &n);
+            bool ok = st.code == CI_OK && ids_equal(ids, n, json_object_get(c, "ids"));
+            CHECKF(ok, "%s chat %s: %s", name, json_string_value(json_object_get(c, "id")), st.msg);
+            cpass += ok;
+            free(ids);
+        }
+        printf("%s: %zu/%zu chat renders\n", name, cpass, nc);
+        json_decref(chat);
+    }
     if (verbose)
         printf("  vocab %d bos %d eos %d\n", ci_tokenizer_vocab_size(tok), ci_tokenizer_bos_id(tok),
                ci_tokenizer_eos_id(tok));
