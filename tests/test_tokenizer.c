@@ -146,6 +146,26 @@ static void run_vectors(const char *name, const char *dir) {
     }
     printf("%s: %zu/%zu vectors (stream %zu/%zu), load %.3f s\n", name, pass, nv, stream_pass, nv,
            load_s);
+    snprintf(path, sizeof path, "%s/chat_public.json", dir);
+    json_t *chat = json_load_file(path, JSON_ALLOW_NUL, &err);
+    if (chat) {
+        json_t *cases = json_object_get(chat, "cases");
+        size_t nc = json_array_size(cases), cpass = 0;
+        for (size_t i = 0; i < nc; i++) {
+            json_t *c = json_array_get(cases, i);
+            json_t *jr = json_object_get(c, "rendered");
+            int32_t *ids = NULL;
+            size_t n = 0;
+            st = ci_tokenizer_encode(tok, json_string_value(jr), json_string_length(jr), false,
+                                     &ids, &n);
+            bool ok = st.code == CI_OK && ids_equal(ids, n, json_object_get(c, "ids"));
+            CHECKF(ok, "%s chat %s: %s", name, json_string_value(json_object_get(c, "id")), st.msg);
+            cpass += ok;
+            free(ids);
+        }
+        printf("%s: %zu/%zu chat renders\n", name, cpass, nc);
+        json_decref(chat);
+    }
     if (verbose)
         printf("  vocab %d bos %d eos %d\n", ci_tokenizer_vocab_size(tok), ci_tokenizer_bos_id(tok),
                ci_tokenizer_eos_id(tok));
@@ -276,6 +296,38 @@ static void run_errors(void) {
     expect_err("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [], "
                "\"byte_fallback\": 3}}",
                CI_ERR_FORMAT, "model.byte_fallback");
+
+    /* escapes in vocab keys, through the fast scanner ("merges": []) and
+     * through jansson ("merges": null is left to it) */
+    const char *forms[2] = {"[]", "null"};
+    for (int f = 0; f < 2; f++) {
+        char js[512];
+        snprintf(js, sizeof js,
+                 "{\"model\": {\"type\": \"BPE\", \"merges\": %s, \"vocab\": {\"\\u0120a\": 0, "
+                 "\"\\\"\": 1, \"\\ud83d\\ude00\": 2, \"a\\/b\\n\": 3}}}",
+                 forms[f]);
+        ci_tokenizer *t2 = NULL;
+        ci_status st = load_str(js, &t2);
+        CHECKF(st.code == CI_OK, "%s: %s", forms[f], st.msg);
+        if (!t2) continue;
+        CHECK(ci_tokenizer_token_to_id(t2, "\xc4\xa0"
+                                           "a") == 0);
+        CHECK(ci_tokenizer_token_to_id(t2, "\"") == 1);
+        CHECK(ci_tokenizer_token_to_id(t2, "\xf0\x9f\x98\x80") == 2);
+        CHECK(ci_tokenizer_token_to_id(t2, "a/b\n") == 3);
+        CHECK(ci_tokenizer_vocab_size(t2) == 4);
+        ci_tokenizer_free(t2);
+    }
+    expect_err("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"\\ud800\": 0}}}", CI_ERR_FORMAT,
+               "invalid JSON");
+    expect_err("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 1.5}, \"merges\": []}}",
+               CI_ERR_FORMAT, "model.vocab[\"a\"]");
+    expect_err("{\"model\": {\"type\": \"BPE\", \"merges\": [\"a b\"], \"vocab\": {\"a\": 0}}}",
+               CI_ERR_FORMAT, "model.merges[0]");
+    expect_err("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [[\"a\"]]}}",
+               CI_ERR_FORMAT, "model.merges[0]");
+    expect_err("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}} x", CI_ERR_FORMAT,
+               "invalid JSON");
 
     /* a small working tokenizer: encode/decode, invalid UTF-8, bad ids */
     const char *js = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2, "

@@ -1,6 +1,12 @@
 /* bpe.c — the BPE model: symbols of one pre-token merged by rank with a
  * binary heap over a linked list (as HF's Word::merge_all), with byte
- * fallback, unk fusing and ignore_merges. */
+ * fallback, unk fusing and ignore_merges.
+ *
+ * One model serves both families: byte-level BPE (GPT-2/Llama-3/Qwen: the
+ * pre-tokenizer maps bytes to the GPT-2 alphabet, so every char is in the
+ * vocab) and SentencePiece-style BPE (Llama-2/Mistral: "▁" comes from the
+ * normalizer or the Metaspace pre-tokenizer; chars missing from the vocab
+ * become <0xNN> byte tokens when byte_fallback is set, else unk). */
 #include <stdlib.h>
 #include <string.h>
 

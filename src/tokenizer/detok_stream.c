@@ -61,6 +61,8 @@ ci_status ci_detok_stream_put(ci_detok_stream *s, int32_t id, const char **text,
     if (id < 0 || id >= t->n_ids || !t->id_str[id])
         return ci_errorf(CI_ERR_INVALID, "detok stream: token id %d out of range (vocab size %d)",
                          (int)id, (int)t->n_ids);
+    /* skipped ids never reach the decoder: they cannot change the text */
+    if (s->skip && t->id_special[id]) return ci_ok();
     if (s->prefix.len == 0 && s->n > 0) {
         CI_TRY(tk_decode_into(t, s->ids, s->n, s->skip, &s->ws));
         if (!ends_fffd(&s->ws.out)) {

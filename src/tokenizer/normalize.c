@@ -166,7 +166,13 @@ ci_status tk_regex_replace(const pcre2_code *re, const char *s, size_t n, const 
     ci_status st = ci_ok();
     while (pos <= n) {
         int rc = pcre2_match(re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
-        if (rc < 0) break;
+        if (rc == PCRE2_ERROR_NOMATCH) break;
+        if (rc < 0) {
+            PCRE2_UCHAR msg[120];
+            pcre2_get_error_message(rc, msg, sizeof msg);
+            st = ci_errorf(CI_ERR_INVALID, "regex match failed: %s", (const char *)msg);
+            goto done;
+        }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         size_t ms = ov[0], me = ov[1];
         if (me < ms) break;

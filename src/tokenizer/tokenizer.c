@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <utf8proc.h>
-
 #include "tokenizer/tokenizer_internal.h"
 
 #define TK_MAX_ID (1 << 24)
@@ -81,36 +79,6 @@ static ci_status set_id_str(ci_tokenizer *t, int32_t id, const char *s, size_t n
     return ci_ok();
 }
 
-static ci_status load_merge_pair(ci_tokenizer *t, json_t *m, size_t i, const char **a, size_t *al,
-                                 const char **b, size_t *bl) {
-    if (json_is_string(m)) {
-        const char *s = json_string_value(m);
-        size_t n = json_string_length(m);
-        const char *sp = memchr(s, ' ', n);
-        if (!sp || memchr(sp + 1, ' ', n - (size_t)(sp + 1 - s)))
-            return ci_errorf(CI_ERR_FORMAT,
-                             "tokenizer.json: model.merges[%zu]: expected \"a b\" (one space)", i);
-        *a = s;
-        *al = (size_t)(sp - s);
-        *b = sp + 1;
-        *bl = n - *al - 1;
-        return ci_ok();
-    }
-    if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
-        json_is_string(json_array_get(m, 1))) {
-        *a = json_string_value(json_array_get(m, 0));
-        *al = json_string_length(json_array_get(m, 0));
-        *b = json_string_value(json_array_get(m, 1));
-        *bl = json_string_length(json_array_get(m, 1));
-        return ci_ok();
-    }
-    (void)t;
-    return ci_errorf(CI_ERR_FORMAT,
-                     "tokenizer.json: model.merges[%zu]: expected a \"a b\" string or a pair "
-                     "[\"a\", \"b\"]",
-                     i);
-}
-
 static ci_status opt_str(ci_tokenizer *t, json_t *model, const char *key, const char **out,
                          size_t *len) {
     const char *s = NULL;
@@ -125,12 +93,36 @@ static ci_status opt_str(ci_tokenizer *t, json_t *model, const char *key, const 
     return ci_ok();
 }
 
-/* First pass over vocab and added tokens: the id table size. */
-static ci_status count_ids(json_t *vocab, json_t *added, int32_t *max_id) {
-    int32_t mx = -1;
+typedef struct vent {
+    const char *key; /* in the arena */
+    uint32_t len;
+    int32_t id;
+} vent;
+
+typedef struct vents {
+    vent *v;
+    size_t n, cap;
+} vents;
+
+static ci_status vents_push(ci_tokenizer *t, vents *vs, const char *key, size_t len, int32_t id) {
+    if (vs->n == vs->cap) {
+        size_t cap = vs->cap ? vs->cap * 2 : 1024;
+        vent *v = realloc(vs->v, cap * sizeof *v);
+        if (!v) return nomem();
+        vs->v = v;
+        vs->cap = cap;
+    }
+    char *k = tk_arena_strdup(&t->arena, key, len);
+    if (!k) return nomem();
+    vs->v[vs->n++] = (vent){k, (uint32_t)len, id};
+    return ci_ok();
+}
+
+static ci_status vocab_from_json(ci_tokenizer *t, json_t *vocab, vents *vs) {
     const char *key = NULL;
+    size_t klen = 0;
     json_t *v;
-    json_object_foreach(vocab, key, v) {
+    json_object_keylen_foreach(vocab, key, klen, v) {
         json_int_t x = json_is_integer(v) ? json_integer_value(v) : -1;
         if (x < 0 || x >= TK_MAX_ID) {
             char what[64];
@@ -138,9 +130,52 @@ static ci_status count_ids(json_t *vocab, json_t *added, int32_t *max_id) {
             snprintf(what, sizeof what, "model.vocab[\"%.32s\"]", key);
             CI_TRY(json_id(v, what, &id));
         }
-        if (x > mx) mx = (int32_t)x;
+        CI_TRY(vents_push(t, vs, key, klen, (int32_t)x));
     }
+    return ci_ok();
+}
+
+/* model.vocab straight from the text (range found by tk_js_find_ranges,
+ * so it is syntactically valid JSON and an object). */
+static ci_status vocab_from_text(ci_tokenizer *t, const char *s, size_t n, vents *vs) {
+    tk_js j = {s, s + n};
+    tk_buf key = {0};
+    ci_status st = ci_ok();
+    tk_js_ws(&j);
+    j.p++; /* '{' */
+    tk_js_ws(&j);
+    while (j.p < j.end && *j.p != '}') {
+        if (!tk_js_string(&j, &key)) {
+            st = ci_errorf(CI_ERR_FORMAT, "tokenizer.json: model.vocab: bad key");
+            break;
+        }
+        tk_js_ws(&j);
+        j.p++; /* ':' */
+        bool is_int = false;
+        long long x = -1;
+        if (!tk_js_int(&j, &is_int, &x) || !is_int || x < 0 || x >= TK_MAX_ID) {
+            st = ci_errorf(CI_ERR_FORMAT,
+                           "tokenizer.json: model.vocab[\"%.32s\"]: expected an integer id in [0, "
+                           "%d)",
+                           key.p, TK_MAX_ID);
+            break;
+        }
+        if ((st = vents_push(t, vs, key.p, key.len, (int32_t)x)).code) break;
+        tk_js_ws(&j);
+        if (j.p < j.end && *j.p == ',') j.p++;
+        tk_js_ws(&j);
+    }
+    tk_buf_free(&key);
+    return st;
+}
+
+/* Largest id over vocab and added tokens: the id table size. */
+static ci_status count_ids(const vents *vs, json_t *added, int32_t *max_id) {
+    int32_t mx = -1;
+    for (size_t i = 0; i < vs->n; i++)
+        if (vs->v[i].id > mx) mx = vs->v[i].id;
     size_t i = 0;
+    json_t *v;
     json_array_foreach(added, i, v) {
         char what[64];
         snprintf(what, sizeof what, "added_tokens[%zu].id", i);
@@ -155,7 +190,105 @@ static ci_status count_ids(json_t *vocab, json_t *added, int32_t *max_id) {
     return ci_ok();
 }
 
-static ci_status load_model(ci_tokenizer *t, json_t *root) {
+/* Adds merge i (a, b): both and their concatenation must be in the vocab. */
+static ci_status add_merge(ci_tokenizer *t, size_t i, const char *a, size_t al, const char *b,
+                           size_t bl, tk_buf *joined) {
+    int32_t ia = tk_strmap_get(&t->vocab, a, al), ib = tk_strmap_get(&t->vocab, b, bl);
+    if (ia < 0 || ib < 0)
+        return ci_errorf(CI_ERR_FORMAT,
+                         "tokenizer.json: model.merges[%zu]: token \"%.40s\" is not in the vocab",
+                         i, ia < 0 ? a : b);
+    joined->len = 0;
+    CI_TRY(tk_buf_put(joined, a, al));
+    if (t->cont_prefix_len && bl >= t->cont_prefix_len &&
+        !memcmp(b, t->cont_prefix, t->cont_prefix_len)) {
+        b += t->cont_prefix_len;
+        bl -= t->cont_prefix_len;
+    }
+    CI_TRY(tk_buf_put(joined, b, bl));
+    int32_t nid = tk_strmap_get(&t->vocab, joined->p, joined->len);
+    if (nid < 0)
+        return ci_errorf(CI_ERR_FORMAT,
+                         "tokenizer.json: model.merges[%zu]: merged token \"%.40s\" is not in the "
+                         "vocab",
+                         i, joined->p);
+    tk_pairmap_put(&t->merges, ia, ib, (uint32_t)i, nid);
+    return ci_ok();
+}
+
+static ci_status bad_merge(size_t i) {
+    return ci_errorf(CI_ERR_FORMAT,
+                     "tokenizer.json: model.merges[%zu]: expected a \"a b\" string or a pair "
+                     "[\"a\", \"b\"]",
+                     i);
+}
+
+static ci_status split_merge_str(size_t i, const char *s, size_t n, size_t *al) {
+    const char *sp = memchr(s, ' ', n);
+    if (!sp || memchr(sp + 1, ' ', n - (size_t)(sp + 1 - s)))
+        return ci_errorf(CI_ERR_FORMAT,
+                         "tokenizer.json: model.merges[%zu]: expected \"a b\" (one space)", i);
+    *al = (size_t)(sp - s);
+    return ci_ok();
+}
+
+static size_t count_elems(const char *s, size_t n) {
+    /* upper bound on merges for sizing the map: one per '"' pair is
+     * plenty; cheaper than a second parse */
+    size_t q = 0;
+    for (size_t i = 0; i < n; i++)
+        q += s[i] == '"';
+    return q / 2 + 1;
+}
+
+static ci_status merges_from_text(ci_tokenizer *t, const char *s, size_t n, tk_buf *joined) {
+    CI_TRY(tk_pairmap_init(&t->merges, count_elems(s, n)));
+    tk_js j = {s, s + n};
+    tk_buf a = {0}, b = {0};
+    ci_status st = ci_ok();
+    tk_js_ws(&j);
+    j.p++; /* '[' */
+    tk_js_ws(&j);
+    for (size_t i = 0; st.code == CI_OK && j.p < j.end && *j.p != ']'; i++) {
+        if (*j.p == '"') {
+            size_t al = 0;
+            if (!tk_js_string(&j, &a))
+                st = bad_merge(i);
+            else if ((st = split_merge_str(i, a.p, a.len, &al)).code == CI_OK)
+                st = add_merge(t, i, a.p, al, a.p + al + 1, a.len - al - 1, joined);
+        } else if (*j.p == '[') {
+            j.p++;
+            tk_js_ws(&j);
+            bool ok = tk_js_string(&j, &a);
+            tk_js_ws(&j);
+            ok = ok && j.p < j.end && *j.p == ',';
+            if (ok) {
+                j.p++;
+                tk_js_ws(&j);
+                ok = tk_js_string(&j, &b);
+                tk_js_ws(&j);
+                ok = ok && j.p < j.end && *j.p == ']';
+            }
+            if (!ok)
+                st = bad_merge(i);
+            else {
+                j.p++;
+                st = add_merge(t, i, a.p, a.len, b.p, b.len, joined);
+            }
+        } else {
+            st = bad_merge(i);
+        }
+        tk_js_ws(&j);
+        if (j.p < j.end && *j.p == ',') j.p++;
+        tk_js_ws(&j);
+    }
+    tk_buf_free(&a);
+    tk_buf_free(&b);
+    return st;
+}
+
+static ci_status load_model(ci_tokenizer *t, json_t *root, const char *text,
+                            const tk_js_ranges *fast) {
     json_t *model = json_object_get(root, "model");
     if (!model) return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: missing \"model\"");
     if (!json_is_object(model))
@@ -184,26 +317,27 @@ static ci_status load_model(ci_tokenizer *t, json_t *root) {
         return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: added_tokens: expected an array");
     if (!json_is_array(added)) added = NULL;
 
+    vents vs = {0};
+    ci_status st =
+        fast ? vocab_from_text(t, text + fast->vocab_a, fast->vocab_b - fast->vocab_a, &vs)
+             : vocab_from_json(t, vocab, &vs);
     int32_t max_id = -1;
-    CI_TRY(count_ids(vocab, added, &max_id));
-    t->n_ids = max_id + 1;
-    size_t n = t->n_ids > 0 ? (size_t)t->n_ids : 1;
-    t->id_str = calloc(n, sizeof *t->id_str);
-    t->id_len = calloc(n, sizeof *t->id_len);
-    t->id_special = calloc(n, 1);
-    if (!t->id_str || !t->id_len || !t->id_special) return nomem();
-
-    const char *key = NULL;
-    size_t klen = 0;
-    json_t *v;
-    CI_TRY(tk_strmap_reserve(&t->vocab, json_object_size(vocab)));
-    json_object_keylen_foreach(vocab, key, klen, v) {
-        char *k = tk_arena_strdup(&t->arena, key, klen);
-        if (!k) return nomem();
-        int32_t id = (int32_t)json_integer_value(v);
-        CI_TRY(tk_strmap_put(&t->vocab, k, klen, id));
-        CI_TRY(set_id_str(t, id, k, klen));
+    if (st.code == CI_OK) st = count_ids(&vs, added, &max_id);
+    if (st.code == CI_OK) {
+        t->n_ids = max_id + 1;
+        size_t n = t->n_ids > 0 ? (size_t)t->n_ids : 1;
+        t->id_str = calloc(n, sizeof *t->id_str);
+        t->id_len = calloc(n, sizeof *t->id_len);
+        t->id_special = calloc(n, 1);
+        if (!t->id_str || !t->id_len || !t->id_special) st = nomem();
     }
+    if (st.code == CI_OK) st = tk_strmap_reserve(&t->vocab, vs.n);
+    for (size_t i = 0; st.code == CI_OK && i < vs.n; i++) {
+        st = tk_strmap_put(&t->vocab, vs.v[i].key, vs.v[i].len, vs.v[i].id);
+        if (st.code == CI_OK) st = set_id_str(t, vs.v[i].id, vs.v[i].key, vs.v[i].len);
+    }
+    free(vs.v);
+    CI_TRY(st);
 
     CI_TRY(opt_str(t, model, "continuing_subword_prefix", &t->cont_prefix, &t->cont_prefix_len));
     CI_TRY(opt_str(t, model, "end_of_word_suffix", &t->eow_suffix, &t->eow_suffix_len));
@@ -223,127 +357,34 @@ static ci_status load_model(ci_tokenizer *t, json_t *root) {
         t->byte_tok[b] = tk_strmap_get(&t->vocab, name, 6);
     }
 
-    size_t nm = merges ? json_array_size(merges) : 0;
-    CI_TRY(tk_pairmap_init(&t->merges, nm));
     tk_buf joined = {0};
-    ci_status st = ci_ok();
-    for (size_t i = 0; i < nm; i++) {
-        const char *a = NULL, *b = NULL;
-        size_t al = 0, bl = 0;
-        if ((st = load_merge_pair(t, json_array_get(merges, i), i, &a, &al, &b, &bl)).code) break;
-        int32_t ia = tk_strmap_get(&t->vocab, a, al), ib = tk_strmap_get(&t->vocab, b, bl);
-        if (ia < 0 || ib < 0) {
-            st = ci_errorf(CI_ERR_FORMAT,
-                           "tokenizer.json: model.merges[%zu]: token \"%.40s\" is not in the vocab",
-                           i, ia < 0 ? a : b);
-            break;
+    if (fast && fast->merges_b) {
+        st = merges_from_text(t, text + fast->merges_a, fast->merges_b - fast->merges_a, &joined);
+    } else {
+        size_t nm = merges ? json_array_size(merges) : 0;
+        st = tk_pairmap_init(&t->merges, nm);
+        for (size_t i = 0; st.code == CI_OK && i < nm; i++) {
+            json_t *m = json_array_get(merges, i);
+            if (json_is_string(m)) {
+                const char *ms = json_string_value(m);
+                size_t al = 0;
+                st = split_merge_str(i, ms, json_string_length(m), &al);
+                if (st.code == CI_OK)
+                    st = add_merge(t, i, ms, al, ms + al + 1, json_string_length(m) - al - 1,
+                                   &joined);
+            } else if (json_is_array(m) && json_array_size(m) == 2 &&
+                       json_is_string(json_array_get(m, 0)) &&
+                       json_is_string(json_array_get(m, 1))) {
+                json_t *ja = json_array_get(m, 0), *jb = json_array_get(m, 1);
+                st = add_merge(t, i, json_string_value(ja), json_string_length(ja),
+                               json_string_value(jb), json_string_length(jb), &joined);
+            } else {
+                st = bad_merge(i);
+            }
         }
-        joined.len = 0;
-        if ((st = tk_buf_put(&joined, a, al)).code) break;
-        if (t->cont_prefix_len && bl >= t->cont_prefix_len &&
-            !memcmp(b, t->cont_prefix, t->cont_prefix_len)) {
-            b += t->cont_prefix_len;
-            bl -= t->cont_prefix_len;
-        }
-        if ((st = tk_buf_put(&joined, b, bl)).code) break;
-        int32_t nid = tk_strmap_get(&t->vocab, joined.p, joined.len);
-        if (nid < 0) {
-            st = ci_errorf(CI_ERR_FORMAT,
-                           "tokenizer.json: model.merges[%zu]: merged token \"%.40s\" is not in "
-                           "the vocab",
-                           i, joined.p);
-            break;
-        }
-        tk_pairmap_put(&t->merges, ia, ib, (uint32_t)i, nid);
     }
     tk_buf_free(&joined);
     return st;
-}
-
-/* ---- added tokens ---- */
-static ci_status build_set(ci_tokenizer *t, tk_added_set *set, bool normalized) {
-    set->idx = malloc((t->n_added ? t->n_added : 1) * sizeof *set->idx);
-    if (!set->idx) return nomem();
-    set->n = 0;
-    for (size_t i = 0; i < t->n_added; i++)
-        if (t->added[i].normalized == normalized && t->added[i].len > 0)
-            set->idx[set->n++] = (int32_t)i;
-    /* insertion sort by (first byte, length desc, declaration order):
-     * added-token lists are short */
-    for (size_t i = 1; i < set->n; i++) {
-        int32_t x = set->idx[i];
-        size_t j = i;
-        const tk_added *ax = &t->added[x];
-        while (j > 0) {
-            const tk_added *ay = &t->added[set->idx[j - 1]];
-            unsigned cx = (unsigned char)ax->content[0], cy = (unsigned char)ay->content[0];
-            bool less =
-                cx < cy ||
-                (cx == cy && (ax->len > ay->len || (ax->len == ay->len && x < set->idx[j - 1])));
-            if (!less) break;
-            set->idx[j] = set->idx[j - 1];
-            j--;
-        }
-        set->idx[j] = x;
-    }
-    size_t k = 0;
-    for (unsigned c = 0; c <= 256; c++) {
-        while (k < set->n && (unsigned char)t->added[set->idx[k]].content[0] < c)
-            k++;
-        set->first[c] = (uint32_t)k;
-    }
-    return ci_ok();
-}
-
-static ci_status load_added(ci_tokenizer *t, json_t *root) {
-    json_t *added = json_object_get(root, "added_tokens");
-    if (!json_is_array(added)) return ci_ok();
-    size_t n = json_array_size(added);
-    t->added = calloc(n ? n : 1, sizeof *t->added);
-    if (!t->added) return nomem();
-    tk_buf norm = {0};
-    ci_status st = ci_ok();
-    for (size_t i = 0; i < n; i++) {
-        json_t *o = json_array_get(added, i);
-        char path[48];
-        snprintf(path, sizeof path, "added_tokens[%zu]", i);
-        tk_added *a = &t->added[i];
-        const char *c = NULL;
-        size_t cl = 0;
-        a->id = (int32_t)json_integer_value(json_object_get(o, "id")); /* checked in count_ids */
-        if ((st = tk_json_str(o, "content", path, true, &c, &cl)).code) break;
-        if ((st = tk_json_bool(o, "special", path, false, &a->special)).code) break;
-        if ((st = tk_json_bool(o, "lstrip", path, false, &a->lstrip)).code) break;
-        if ((st = tk_json_bool(o, "rstrip", path, false, &a->rstrip)).code) break;
-        if ((st = tk_json_bool(o, "single_word", path, false, &a->single_word)).code) break;
-        if ((st = tk_json_bool(o, "normalized", path, !a->special, &a->normalized)).code) break;
-        char *full = tk_arena_strdup(&t->arena, c, cl);
-        if (!full) {
-            st = nomem();
-            break;
-        }
-        if ((st = tk_strmap_put(&t->added_map, full, cl, a->id)).code) break;
-        set_id_str(t, a->id, full, cl);
-        t->id_special[a->id] = a->special;
-        a->content = full;
-        a->len = cl;
-        if (a->normalized && t->norm && cl > 0) {
-            if ((st = tk_norm_apply(t->norm, c, cl, &norm)).code) break;
-            char *nc = tk_arena_strdup(&t->arena, norm.p, norm.len);
-            if (!nc) {
-                st = nomem();
-                break;
-            }
-            a->content = nc;
-            a->len = norm.len;
-        }
-        t->n_added = i + 1;
-    }
-    tk_buf_free(&norm);
-    CI_TRY(st);
-    CI_TRY(build_set(t, &t->raw_set, false));
-    CI_TRY(build_set(t, &t->norm_set, true));
-    return ci_ok();
 }
 
 /* ---- post-processor ---- */
@@ -475,7 +516,35 @@ static ci_status config_token(ci_tokenizer *t, json_t *cfg, const char *key, int
 static ci_status load_all(ci_tokenizer *t, const char *js, size_t len, const char *cfg,
                           size_t cfg_len) {
     json_error_t err;
-    json_t *root = json_loadb(js, len, JSON_ALLOW_NUL, &err);
+    tk_js_ranges fr;
+    bool fast = tk_js_find_ranges(js, len, &fr);
+    json_t *root = NULL;
+    if (fast) {
+        /* jansson gets the document with model.vocab and model.merges
+         * blanked; those two are parsed from the text directly */
+        tk_buf doc = {0};
+        size_t a1 = fr.vocab_a, b1 = fr.vocab_b, a2 = fr.merges_a, b2 = fr.merges_b;
+        const char *r1 = "{}", *r2 = "[]";
+        if (b2 && a2 < a1) {
+            size_t ta = a1, tb = b1;
+            a1 = a2, b1 = b2, a2 = ta, b2 = tb;
+            r1 = "[]", r2 = "{}";
+        }
+        ci_status bs = tk_buf_put(&doc, js, a1);
+        if (bs.code == CI_OK) bs = tk_buf_put(&doc, r1, 2);
+        if (b2) {
+            if (bs.code == CI_OK) bs = tk_buf_put(&doc, js + b1, a2 - b1);
+            if (bs.code == CI_OK) bs = tk_buf_put(&doc, r2, 2);
+            if (bs.code == CI_OK) bs = tk_buf_put(&doc, js + b2, len - b2);
+        } else if (bs.code == CI_OK) {
+            bs = tk_buf_put(&doc, js + b1, len - b1);
+        }
+        if (bs.code == CI_OK) root = json_loadb(doc.p, doc.len, JSON_ALLOW_NUL, &err);
+        tk_buf_free(&doc);
+        if (bs.code != CI_OK) return bs;
+        if (!root) fast = false; /* let the full parse report the error */
+    }
+    if (!root) root = json_loadb(js, len, JSON_ALLOW_NUL, &err);
     if (!root)
         return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: invalid JSON at line %d column %d: %s",
                          err.line, err.column, err.text);
@@ -484,7 +553,7 @@ static ci_status load_all(ci_tokenizer *t, const char *js, size_t len, const cha
         st = ci_errorf(CI_ERR_FORMAT, "tokenizer.json: expected a JSON object at the top level");
         goto out;
     }
-    if ((st = load_model(t, root)).code) goto out;
+    if ((st = load_model(t, root, js, fast ? &fr : NULL)).code) goto out;
     if ((st = tk_norm_parse(json_object_get(root, "normalizer"), "normalizer", &t->norm)).code)
         goto out;
     if ((st = tk_pretok_parse(json_object_get(root, "pre_tokenizer"), "pre_tokenizer", &t->pretok))
@@ -493,7 +562,7 @@ static ci_status load_all(ci_tokenizer *t, const char *js, size_t len, const cha
     if ((st = tk_dec_parse(json_object_get(root, "decoder"), "decoder", &t->dec)).code) goto out;
     if ((st = parse_post(t, json_object_get(root, "post_processor"), "post_processor", 0)).code)
         goto out;
-    if ((st = load_added(t, root)).code) goto out;
+    if ((st = tk_added_load(t, root)).code) goto out;
     for (size_t i = 0; i < t->post.n_tmpl; i++) {
         int32_t id = t->post.tmpl[i];
         if (id >= 0 && (id >= t->n_ids || !t->id_str[id])) {
@@ -589,107 +658,8 @@ ci_status ci_tokenizer_load(const char *model_dir, ci_tokenizer **out) {
 }
 
 /* ---- encode ---- */
-static bool is_word_char(uint32_t cp) {
-    if (cp == '_') return true;
-    utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
-    return (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO) ||
-           (c >= UTF8PROC_CATEGORY_ND && c <= UTF8PROC_CATEGORY_NO);
-}
-
-static bool ends_with_word(const char *s, size_t n) {
-    if (n == 0) return false;
-    size_t k = n - 1;
-    while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
-        k--;
-    uint32_t cp = 0;
-    return tk_utf8_decode((const unsigned char *)s + k, n - k, &cp) && is_word_char(cp);
-}
-
-static bool starts_with_word(const char *s, size_t n) {
-    uint32_t cp = 0;
-    return n > 0 && tk_utf8_decode((const unsigned char *)s, n, &cp) && is_word_char(cp);
-}
-
-typedef struct seg {
-    size_t a, b;
-    int32_t id; /* -1: text */
-} seg;
-
-typedef struct segs {
-    seg *v;
-    size_t n, cap;
-} segs;
-
-static ci_status segs_push(segs *s, size_t a, size_t b, int32_t id) {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 16;
-        seg *v = realloc(s->v, cap * sizeof *v);
-        if (!v) return nomem();
-        s->v = v;
-        s->cap = cap;
-    }
-    s->v[s->n++] = (seg){a, b, id};
-    return ci_ok();
-}
-
-/* Splits s on added tokens of `set` (leftmost-longest, as HF's AddedVocabulary). */
-static ci_status split_added(const ci_tokenizer *t, const tk_added_set *set, const char *s,
-                             size_t n, segs *out) {
-    out->n = 0;
-    size_t start_offset = 0, i = 0;
-    while (set->n && i < n) {
-        unsigned c = (unsigned char)s[i];
-        const tk_added *hit = NULL;
-        for (uint32_t k = set->first[c]; k < set->first[c + 1]; k++) {
-            const tk_added *a = &t->added[set->idx[k]];
-            if (a->len <= n - i && !memcmp(s + i, a->content, a->len)) {
-                hit = a;
-                break;
-            }
-        }
-        if (!hit) {
-            i++;
-            continue;
-        }
-        size_t start = i, stop = i + hit->len;
-        if (hit->single_word) {
-            bool start_space = start == 0 || !ends_with_word(s, start);
-            bool stop_space = stop == n || !starts_with_word(s + stop, n - stop);
-            if (!start_space || !stop_space) {
-                i = stop;
-                continue;
-            }
-        }
-        if (hit->lstrip) {
-            while (start > start_offset) {
-                size_t k = start - 1;
-                while (k > start_offset && ((unsigned char)s[k] & 0xC0) == 0x80)
-                    k--;
-                uint32_t cp = 0;
-                if (!tk_utf8_decode((const unsigned char *)s + k, start - k, &cp) ||
-                    !tk_is_whitespace(cp))
-                    break;
-                start = k;
-            }
-        }
-        if (hit->rstrip) {
-            while (stop < n) {
-                uint32_t cp = 0;
-                size_t l = tk_utf8_decode((const unsigned char *)s + stop, n - stop, &cp);
-                if (!l || !tk_is_whitespace(cp)) break;
-                stop += l;
-            }
-        }
-        if (start > start_offset) CI_TRY(segs_push(out, start_offset, start, -1));
-        CI_TRY(segs_push(out, start, stop, hit->id));
-        start_offset = i = stop;
-    }
-    if (start_offset < n) CI_TRY(segs_push(out, start_offset, n, -1));
-    return ci_ok();
-}
-
 typedef struct enc_ws {
-    segs s1, s2;
+    tk_segs s1, s2;
     tk_buf norm;
     tk_list pieces, scratch;
     tk_bpe_ws bpe;
@@ -698,9 +668,9 @@ typedef struct enc_ws {
 static ci_status encode_text(const ci_tokenizer *t, const char *s, size_t n, bool at_start,
                              tk_ids *out, enc_ws *w) {
     CI_TRY(tk_norm_apply(t->norm, s, n, &w->norm));
-    CI_TRY(split_added(t, &t->norm_set, w->norm.p, w->norm.len, &w->s2));
+    CI_TRY(tk_added_split(t, &t->norm_set, w->norm.p, w->norm.len, &w->s2));
     for (size_t j = 0; j < w->s2.n; j++) {
-        seg g = w->s2.v[j];
+        tk_seg g = w->s2.v[j];
         if (g.id >= 0) {
             CI_TRY(tk_ids_push(out, g.id));
             continue;
@@ -727,9 +697,9 @@ ci_status ci_tokenizer_encode(const ci_tokenizer *t, const char *text, size_t le
                          (unsigned char)text[bad], bad);
     enc_ws w = {0};
     tk_ids out = {0};
-    ci_status st = split_added(t, &t->raw_set, text, len, &w.s1);
+    ci_status st = tk_added_split(t, &t->raw_set, text, len, &w.s1);
     for (size_t i = 0; st.code == CI_OK && i < w.s1.n; i++) {
-        seg g = w.s1.v[i];
+        tk_seg g = w.s1.v[i];
         if (g.id >= 0)
             st = tk_ids_push(&out, g.id);
         else

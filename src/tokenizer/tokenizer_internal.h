@@ -99,6 +99,22 @@ bool tk_is_whitespace(uint32_t cp); /* Rust char::is_whitespace */
 uint32_t tk_byte_cp(unsigned b);
 int tk_cp_to_byte(uint32_t cp); /* -1 if not a byte char */
 
+/* ---- fast JSON scanning for vocab/merges (json_fast.c) ---- */
+typedef struct tk_js {
+    const char *p, *end;
+} tk_js;
+typedef struct tk_js_ranges {
+    size_t vocab_a, vocab_b, merges_a, merges_b; /* byte ranges of the values; b == 0: absent */
+} tk_js_ranges;
+/* Strictly scans the whole document; true when it is valid JSON with an
+ * object root whose (last) "model" object has an object "vocab" and, if
+ * present, an array "merges". */
+bool tk_js_find_ranges(const char *s, size_t n, tk_js_ranges *r);
+bool tk_js_string(tk_js *j, tk_buf *out); /* out may be NULL; NUL-terminated */
+bool tk_js_int(tk_js *j, bool *is_int, long long *v);
+bool tk_js_skip(tk_js *j);
+void tk_js_ws(tk_js *j);
+
 /* ---- regex (pretokenize.c) ---- */
 ci_status tk_regex_compile(const char *pat, size_t len, bool literal, pcre2_code **out,
                            const char *what);
@@ -249,6 +265,25 @@ struct ci_tokenizer {
     tk_dec *dec;
     int32_t bos_id, eos_id;
 };
+
+/* ---- added tokens (added_tokens.c) ---- */
+typedef struct tk_seg {
+    size_t a, b;
+    int32_t id; /* -1: text */
+} tk_seg;
+
+typedef struct tk_segs {
+    tk_seg *v;
+    size_t n, cap;
+} tk_segs;
+
+ci_status tk_segs_push(tk_segs *s, size_t a, size_t b, int32_t id);
+/* Reads added_tokens (after the normalizer is parsed) and builds the match sets. */
+ci_status tk_added_load(ci_tokenizer *t, json_t *root);
+/* Splits s on the added tokens of `set` (leftmost-longest, as HF's
+ * AddedVocabulary), honouring lstrip/rstrip/single_word. */
+ci_status tk_added_split(const ci_tokenizer *t, const tk_added_set *set, const char *s, size_t n,
+                         tk_segs *out);
 
 /* ---- BPE model (bpe.c) ---- */
 typedef struct tk_bpe_ws {
