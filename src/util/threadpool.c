@@ -50,7 +50,7 @@ static void work(ci_threadpool *tp, int tid) {
 static void *worker_main(void *arg) {
     worker *w = arg;
     ci_threadpool *tp = w->tp;
-    unsigned seen = atomic_load(&tp->gen);
+    unsigned seen = 0; /* gen at creation: a late-starting thread must not skip run 1 */
     for (;;) {
         int i = 0;
         while (atomic_load(&tp->gen) == seen && !atomic_load(&tp->stop) && i < CI_TP_SPIN) {
