@@ -29,7 +29,8 @@ struct ci_threadpool {
     pthread_cond_t cv;
     atomic_uint gen;  /* bumped per run */
     atomic_int stop;
-    atomic_int done;  /* workers finished with the current run */
+    atomic_int active; /* workers inside the current run */
+    atomic_int closed; /* 1 once every chunk of the current run is claimed */
     atomic_llong next; /* next chunk start */
     /* current job, written before gen is bumped */
     int64_t job_n, job_grain;
@@ -65,8 +66,13 @@ static void *worker_main(void *arg) {
         }
         if (atomic_load(&tp->stop)) break;
         seen = atomic_load(&tp->gen);
-        work(tp, w->tid);
-        atomic_fetch_add(&tp->done, 1);
+        /* Enter the run only while it is open; a late worker (descheduled on
+         * a busy machine) bounces off instead of making the caller wait. The
+         * caller sets closed and then waits for active == 0, so a worker that
+         * saw closed == 0 after active++ is always waited for. */
+        atomic_fetch_add(&tp->active, 1);
+        if (atomic_load(&tp->gen) == seen && !atomic_load(&tp->closed)) work(tp, w->tid);
+        atomic_fetch_sub(&tp->active, 1);
     }
     return NULL;
 }
@@ -85,7 +91,8 @@ ci_status ci_threadpool_create(int n_threads, ci_threadpool **out) {
     pthread_cond_init(&tp->cv, NULL);
     atomic_init(&tp->gen, 0);
     atomic_init(&tp->stop, 0);
-    atomic_init(&tp->done, 0);
+    atomic_init(&tp->active, 0);
+    atomic_init(&tp->closed, 1);
     atomic_init(&tp->next, 0);
     if (n_threads > 1) {
         tp->workers = calloc((size_t)n_threads - 1, sizeof *tp->workers);
@@ -133,14 +140,15 @@ void ci_threadpool_run(ci_threadpool *tp, int64_t n, int64_t grain, ci_task_fn f
     tp->job_fn = fn;
     tp->job_ctx = ctx;
     atomic_store(&tp->next, 0);
-    atomic_store(&tp->done, 0);
+    atomic_store(&tp->closed, 0);
     pthread_mutex_lock(&tp->mu);
     atomic_fetch_add(&tp->gen, 1);
     pthread_cond_broadcast(&tp->cv);
     pthread_mutex_unlock(&tp->mu);
-    work(tp, 0);
+    work(tp, 0); /* returns once every chunk is claimed */
+    atomic_store(&tp->closed, 1);
     int i = 0;
-    while (atomic_load(&tp->done) < tp->n - 1) {
+    while (atomic_load(&tp->active) > 0) {
         if (++i < CI_TP_SPIN) {
             CI_PAUSE();
         } else {
