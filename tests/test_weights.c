@@ -350,10 +350,60 @@ static void test_synthetic(void) {
     }
 }
 
+/* The synthetic llama split over two shards; then with one tensor unmapped. */
+static void test_sharded(void) {
+    char names[64][96];
+    stw_tensor ts[64];
+    int n = synth_tensors(ts, 0, names);
+    int h = n / 2;
+    char path[700];
+    snprintf(path, sizeof path, "%s/model-00001-of-00002.safetensors", g_dir);
+    CHECK(stw_build(path, ts, h));
+    snprintf(path, sizeof path, "%s/model-00002-of-00002.safetensors", g_dir);
+    CHECK(stw_build(path, ts + h, n - h));
+    for (int drop = 0; drop < 2; drop++) {
+        char idx[8192];
+        size_t len = (size_t)snprintf(idx, sizeof idx, "{\"weight_map\":{");
+        for (int i = 0; i < n; i++) {
+            if (drop && !strcmp(ts[i].name, "model.layers.1.mlp.down_proj.weight")) continue;
+            len += (size_t)snprintf(idx + len, sizeof idx - len, "%s\"%s\":\"model-0000%d-of-00002.safetensors\"",
+                                    len > 15 ? "," : "", ts[i].name, i < h ? 1 : 2);
+        }
+        snprintf(idx + len, sizeof idx - len, "}}");
+        snprintf(path, sizeof path, "%s/model.safetensors.index.json", g_dir);
+        CHECK(stw_write_text(path, idx));
+        ci_model_config cfg;
+        CHECK_OK(ci_config_parse(k_llama_cfg, &cfg));
+        ci_checkpoint *ck = NULL;
+        CHECK_OK(ci_checkpoint_open(g_dir, &ck));
+        ci_backend be;
+        mock_state st;
+        mock_backend_init(&be, &st);
+        ci_weights w;
+        ci_status s = ci_weights_load(&be, ck, &cfg, NULL, NULL, &w);
+        if (!drop) {
+            CHECK_OK(s);
+            int li = find_idx(ts, n, "lm_head.weight");
+            CHECK(s.code == CI_OK && row_val(&w.lm_head, 7, 3) == stw_value(li - h, 31));
+            if (s.code == CI_OK) ci_weights_free(&be, &w);
+        } else {
+            CHECKF(s.code == CI_ERR_FORMAT &&
+                       strstr(s.msg, "model.safetensors.index.json: tensor "
+                                     "'model.layers.1.mlp.down_proj.weight' is missing"),
+                   "%s", s.msg);
+        }
+        CHECK(st.live == 0);
+        ci_checkpoint_close(ck);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", g_dir);
+    remove(path);
+}
+
 int main(void) {
     if (!stw_mkdtemp(g_dir, sizeof g_dir)) return 1;
     test_demo();
     test_synthetic();
+    test_sharded();
     stw_rmdir(g_dir);
     return test_finish("test_weights");
 }

@@ -66,6 +66,10 @@ static ci_status get_num(const json_t *obj, const char *prefix, const char *key,
         (positive && !(json_number_value(v) > 0)))
         return ci_errorf(CI_ERR_FORMAT, CFG_FILE ": field '%s%s%s' must be a %snumber", prefix,
                          dot, key, positive ? "positive " : "");
+    /* Bounded so every later float32 conversion is defined. */
+    if (fabs(json_number_value(v)) > 1e15)
+        return ci_errorf(CI_ERR_FORMAT, CFG_FILE ": field '%s%s%s' is out of range (|x| <= 1e15)",
+                         prefix, dot, key);
     *out = json_number_value(v);
     *present = 1;
     return ci_ok();
@@ -253,6 +257,8 @@ static ci_status parse_rope(const json_t *root, ci_model_config *c) {
         r->partial_rotary_factor = d;
     }
 
+    if (!(r->theta > 1.0))
+        return ci_errorf(CI_ERR_FORMAT, CFG_FILE ": field 'rope_theta' must be greater than 1");
     if (!src) return ci_ok();
     const json_t *tv = json_object_get(src, "rope_type");
     const char *tkey = "rope_type";
@@ -301,10 +307,16 @@ static ci_status parse_rope(const json_t *root, ci_model_config *c) {
         CI_TRY(get_num(src, pfx, "attention_factor", 1, &d, &present));
         if (present) r->attention_factor = d;
         /* transformers: `get("beta_fast") or 32` — 0 and null mean the default */
-        CI_TRY(get_num(src, pfx, "beta_fast", 0, &d, &present));
-        if (present && d != 0) r->beta_fast = d;
-        CI_TRY(get_num(src, pfx, "beta_slow", 0, &d, &present));
-        if (present && d != 0) r->beta_slow = d;
+        static const char *const betas[2] = {"beta_fast", "beta_slow"};
+        for (int b = 0; b < 2; b++) {
+            CI_TRY(get_num(src, pfx, betas[b], 0, &d, &present));
+            if (!present || d == 0) continue;
+            if (d < 0)
+                return ci_errorf(CI_ERR_FORMAT, CFG_FILE ": field '%s.%s' must be positive", pfx,
+                                 betas[b]);
+            if (b == 0) r->beta_fast = d;
+            else r->beta_slow = d;
+        }
         CI_TRY(get_num(src, pfx, "mscale", 0, &d, &present));
         if (present) r->mscale = d;
         CI_TRY(get_num(src, pfx, "mscale_all_dim", 0, &d, &present));

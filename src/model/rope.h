@@ -13,7 +13,11 @@
  * as transformers' ROPE_INIT_FUNCTIONS do. */
 void ci_rope_inv_freq(const ci_rope_config *rc, int rot_dim, double *inv_freq, double *mscale);
 
-/* Builds the table on the host and uploads it. */
+/* Builds the table on the host and uploads it: cos_sin is F32
+ * [max_positions][rot_dim], rot_dim = ci_config_rot_dim(cfg); row p holds
+ * rot_dim/2 cosines then rot_dim/2 sines of p * inv_freq, times the yarn
+ * mscale, rounded step by step as transformers computes them in float32.
+ * max_positions <= 0 means cfg->max_position_embeddings. */
 ci_status ci_rope_table_create(ci_backend *be, const ci_model_config *cfg, int max_positions,
                                ci_rope_table *out);
 void ci_rope_table_free(ci_backend *be, ci_rope_table *t);

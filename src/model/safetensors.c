@@ -74,7 +74,7 @@ static int get_u64(const json_t *v, uint64_t *out) {
 }
 
 static ci_status parse_one(const char *path, const char *name, const json_t *desc,
-                           uint64_t data_size, const uint8_t *data, ci_st_tensor *t,
+                           uint64_t file_size, uint64_t data_size, const uint8_t *data, ci_st_tensor *t,
                            uint64_t *begin_out, uint64_t *end_out) {
     if (!json_is_object(desc))
         return ci_errorf(CI_ERR_FORMAT, "%s: tensor '%.100s': entry must be a JSON object", path,
@@ -132,10 +132,10 @@ static ci_status parse_one(const char *path, const char *name, const json_t *des
                          name, (unsigned long long)b, (unsigned long long)e);
     if (e > data_size)
         return ci_errorf(CI_ERR_IO,
-                         "%s: tensor '%.100s': data_offsets [%llu, %llu] overrun the file (data "
-                         "section %llu bytes; truncated?)",
+                         "%s: tensor '%.100s': data_offsets [%llu, %llu] overrun the file (%llu "
+                         "bytes, of which %llu data; truncated?)",
                          path, name, (unsigned long long)b, (unsigned long long)e,
-                         (unsigned long long)data_size);
+                         (unsigned long long)file_size, (unsigned long long)data_size);
     if (e - b != nbytes)
         return ci_errorf(CI_ERR_FORMAT,
                          "%s: tensor '%.100s': data_offsets [%llu, %llu] span %llu bytes but "
@@ -205,7 +205,7 @@ ci_status ci_safetensors_parse(const uint8_t *buf, size_t len, const char *path,
             continue;
         }
         ci_st_tensor *t = &ts[n];
-        s = parse_one(path, key, val, data_size, data, t, &spans[n].begin, &spans[n].end);
+        s = parse_one(path, key, val, len, data_size, data, t, &spans[n].begin, &spans[n].end);
         if (s.code != CI_OK) break;
         t->name = strdup(key);
         if (!t->name) {
@@ -286,6 +286,7 @@ struct ci_checkpoint {
     size_t *slots; /* hash table: index+1, 0 = empty */
     size_t cap;
     size_t total_bytes;
+    int sharded;
 };
 
 static uint64_t name_hash(const char *s) { return XXH64(s, strlen(s), 0x5afe7e45ull); }
@@ -457,6 +458,7 @@ ci_status ci_checkpoint_open(const char *model_dir, ci_checkpoint **out) {
         return ci_errorf(CI_ERR_INVALID, "%.200s: path too long", model_dir);
     }
     if (access(path, F_OK) == 0) {
+        ck->sharded = 1;
         s = open_sharded(ck, model_dir, path);
     } else {
         snprintf(path, sizeof path, "%s/model.safetensors", model_dir);
@@ -490,6 +492,8 @@ const ci_st_tensor *ci_checkpoint_tensor(const ci_checkpoint *ck, size_t i) {
 size_t ci_checkpoint_total_bytes(const ci_checkpoint *ck) { return ck ? ck->total_bytes : 0; }
 
 const char *ci_checkpoint_file_name(const ci_checkpoint *ck, int file_index) {
+    if (ck && file_index == -1)
+        return ck->sharded ? "model.safetensors.index.json" : "model.safetensors";
     if (!ck || file_index < 0 || file_index >= ck->nfiles) return "?";
     const char *p = ck->files[file_index].path;
     const char *slash = strrchr(p, '/');

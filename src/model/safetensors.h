@@ -37,7 +37,9 @@ const ci_st_tensor *ci_checkpoint_find(const ci_checkpoint *ck, const char *name
 size_t ci_checkpoint_num_tensors(const ci_checkpoint *ck);
 const ci_st_tensor *ci_checkpoint_tensor(const ci_checkpoint *ck, size_t i);
 size_t ci_checkpoint_total_bytes(const ci_checkpoint *ck);
-/* File name (no directory) of shard file_index, for messages; "?" if out of range. */
+/* File name (no directory) of shard file_index, for messages; file_index -1
+ * names the checkpoint itself ("model.safetensors" or
+ * "model.safetensors.index.json"); "?" if out of range. */
 const char *ci_checkpoint_file_name(const ci_checkpoint *ck, int file_index);
 
 /* Parses one safetensors file image (8-byte little-endian header length,

@@ -45,7 +45,7 @@ static ci_status need(const ci_checkpoint *ck, const char *name, int64_t d0, int
     const ci_st_tensor *t = ci_checkpoint_find(ck, name);
     if (!t)
         return ci_errorf(CI_ERR_FORMAT, "%s: tensor '%s' is missing",
-                         ci_checkpoint_file_name(ck, 0), name);
+                         ci_checkpoint_file_name(ck, -1), name);
     const char *file = ci_checkpoint_file_name(ck, t->file_index);
     if (t->dtype != CI_F32 && t->dtype != CI_F16 && t->dtype != CI_BF16)
         return ci_errorf(CI_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, expected F32, F16 or BF16",
@@ -238,7 +238,7 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
             return ci_errorf(CI_ERR_FORMAT,
                              "%s: tensor 'lm_head.weight' is missing (config.json has "
                              "tie_word_embeddings false)",
-                             ci_checkpoint_file_name(ck, 0));
+                             ci_checkpoint_file_name(ck, -1));
         CI_TRY(need(ck, "lm_head.weight", c->vocab_size, c->hidden_size, "vocab_size, hidden_size",
                     &head));
     }
