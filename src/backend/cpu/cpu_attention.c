@@ -25,6 +25,50 @@ typedef struct att_ctx {
     int64_t out_stride;
 } att_ctx;
 
+/* out[0:4] = q . k_j for 4 consecutive keys (stride hd). */
+static inline void dot4_keys(const float *q, const float *k, int hd, float *out) {
+#if defined(__AVX2__) && defined(__FMA__)
+    if (hd % 8 == 0) {
+        const float *k1 = k + hd, *k2 = k1 + hd, *k3 = k2 + hd;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int d = 0; d < hd; d += 8) {
+            __m256 qv = _mm256_loadu_ps(q + d);
+            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + d), a0);
+            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + d), a1);
+            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + d), a2);
+            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + d), a3);
+        }
+        __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+        _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+        return;
+    }
+#endif
+    for (int j = 0; j < 4; j++) out[j] = ci_dot_f32(q, k + (size_t)j * hd, hd);
+}
+
+/* a[0:hd] += sum_j p[j] * v[j][0:hd]; 64-wide column blocks stay in
+ * registers across the keys. */
+static inline void acc_pv(float *a, const float *p, const float *v, int nj, int hd) {
+    int d0 = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    for (; d0 + 64 <= hd; d0 += 64) {
+        __m256 r[8];
+        for (int u = 0; u < 8; u++) r[u] = _mm256_loadu_ps(a + d0 + 8 * u);
+        for (int j = 0; j < nj; j++) {
+            __m256 pj = _mm256_set1_ps(p[j]);
+            const float *vj = v + (size_t)j * hd + d0;
+            for (int u = 0; u < 8; u++) r[u] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8 * u), r[u]);
+        }
+        for (int u = 0; u < 8; u++) _mm256_storeu_ps(a + d0 + 8 * u, r[u]);
+    }
+#endif
+    if (d0 < hd)
+        for (int j = 0; j < nj; j++) {
+            const float *vj = v + (size_t)j * hd;
+            for (int d = d0; d < hd; d++) a[d] += p[j] * vj[d];
+        }
+}
+
 static int seq_of(const int32_t *qs, int S, int t) {
     int lo = 0, hi = S - 1; /* largest s with qs[s] <= t */
     while (lo < hi) {
@@ -65,8 +109,11 @@ static void att_one(const att_ctx *c, int t, int g) {
                 float sc[CI_ATT_CHUNK];
                 for (int i = 0; i < nh; i++) {
                     float cm = -INFINITY;
-                    for (int j = 0; j < nj; j++) {
-                        sc[j] = c->scale * ci_dot_f32(q[i], kb + (size_t)(j0 + j) * hd, hd);
+                    int j = 0;
+                    for (; j + 4 <= nj; j += 4) dot4_keys(q[i], kb + (size_t)(j0 + j) * hd, hd, sc + j);
+                    for (; j < nj; j++) sc[j] = ci_dot_f32(q[i], kb + (size_t)(j0 + j) * hd, hd);
+                    for (j = 0; j < nj; j++) {
+                        sc[j] *= c->scale;
                         if (sc[j] > cm) cm = sc[j];
                     }
                     float nm = cm > m[i] ? cm : m[i];
@@ -76,12 +123,11 @@ static void att_one(const att_ctx *c, int t, int g) {
                         for (int d = 0; d < hd; d++) a[d] *= alpha;
                     }
                     float lsum = l[i] * alpha;
-                    for (int j = 0; j < nj; j++) {
-                        float pj = expf(sc[j] - nm);
-                        lsum += pj;
-                        const float *v = vb + (size_t)(j0 + j) * hd;
-                        for (int d = 0; d < hd; d++) a[d] += pj * v[d];
-                    }
+                    float pe[CI_ATT_CHUNK];
+                    for (int j = 0; j < nj; j++) pe[j] = sc[j] - nm;
+                    ci_exp_f32(pe, pe, nj);
+                    for (int j = 0; j < nj; j++) lsum += pe[j];
+                    acc_pv(a, pe, vb + (size_t)j0 * hd, nj, hd);
                     l[i] = lsum;
                     m[i] = nm;
                 }
