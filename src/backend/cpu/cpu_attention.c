@@ -180,13 +180,17 @@ ci_status ci_cpu_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_s
                                  "the cache (%d blocks)", s, i, blk, kv->num_blocks);
         }
     }
-    for (int t = 0; t < T; t++)
+    int64_t keys = 0; /* total (token, key) pairs: the work */
+    for (int t = 0; t < T; t++) {
         if (batch->positions[t] < 0)
             return ci_errorf(CI_ERR_INVALID, "cpu attention: negative position");
+        keys += batch->positions[t] + 1;
+    }
     att_ctx c = {qkv->data, stride, H, KV, hd, H / KV, batch, kv->k[layer], kv->v[layer],
                  kv->block_size, scale, out->data, out->cols};
     int64_t n = (int64_t)T * KV;
     int64_t grain = (n + 4 * cpu->nthreads - 1) / (4 * cpu->nthreads);
+    if (keys * H * hd < 65536) grain = n; /* a short decode step: not worth waking threads */
     ci_threadpool_run(cpu->tp, n, grain < 1 ? 1 : grain, att_task, &c);
     return ci_ok();
 }
