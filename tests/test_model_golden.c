@@ -311,7 +311,7 @@ int main(void) {
 
     /* block sizes 1/16/32 give identical greedy output */
     {
-        json_t *pr = json_array_get(prompts, 1);
+        json_t *pr = json_array_get(prompts, 14); /* 53 tokens */
         int n;
         int32_t *ids = json_ids(json_object_get(pr, "prompt_token_ids"), &n);
         int32_t out[3][48];
@@ -327,6 +327,27 @@ int main(void) {
         CHECK(memcmp(out[0], out[1], sizeof(int32_t) * nn) == 0);
         CHECK(memcmp(out[0], out[2], sizeof(int32_t) * nn) == 0);
         free(ids);
+    }
+    /* chunked prefill (max_batch_tokens 64 < prompt length) changes nothing */
+    {
+        json_t *pr = json_array_get(prompts, 12); /* 437 tokens */
+        int n, ng;
+        int32_t *ids = json_ids(json_object_get(pr, "prompt_token_ids"), &n);
+        int32_t *want = json_ids(json_object_get(pr, "greedy_token_ids"), &ng);
+        ci_model_options o2 = {0};
+        o2.max_batch_tokens = 64;
+        ci_model *m2;
+        CHECK_OK(ci_model_load(path, be, &o2, &m2));
+        int32_t out[16];
+        ci_generate_params gp = {0};
+        gp.max_new_tokens = 16;
+        gp.sampling = ci_sampling_greedy();
+        CHECK(n > 64);
+        CHECK_OK(ci_generate(m2, ids, n, &gp, out, NULL));
+        CHECK(memcmp(out, want, sizeof out) == 0);
+        ci_model_free(m2);
+        free(ids);
+        free(want);
     }
     /* KV cache vs recompute, mixed batch */
     {

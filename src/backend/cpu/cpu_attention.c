@@ -102,7 +102,7 @@ static void att_one(const att_ctx *c, int t, int g) {
         for (int p0 = 0; p0 < nctx; p0 += c->bs) {
             int phys = bt[p0 / c->bs];
             int inblk = nctx - p0 < c->bs ? nctx - p0 : c->bs;
-            size_t base = (size_t)(phys * c->KV + g) * (size_t)c->bs * (size_t)hd;
+            size_t base = ((size_t)phys * (size_t)c->KV + (size_t)g) * (size_t)c->bs * (size_t)hd;
             const float *kb = c->kc + base, *vb = c->vc + base;
             for (int j0 = 0; j0 < inblk; j0 += CI_ATT_CHUNK) {
                 int nj = inblk - j0 < CI_ATT_CHUNK ? inblk - j0 : CI_ATT_CHUNK;
