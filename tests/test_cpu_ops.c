@@ -394,6 +394,8 @@ static void test_attention(void) {
         for (int g = 0; g < 3; g++)
             for (int h = 0; h < 2; h++) test_attention_case(bss[a], 2 * gqa[g], 2, hds[h]);
     test_attention_case(16, 16, 1, 64); /* group of 16 > one pass of heads */
+    test_attention_case(16, 4, 2, 80);  /* head_dim not a multiple of 64 */
+    test_attention_case(32, 6, 3, 36);  /* ... nor of 8 */
 }
 
 static void test_backend_create(void) {
