@@ -23,7 +23,7 @@
 #ifndef CI_MATVEC_MAX_N
 #define CI_MATVEC_MAX_N 16
 #endif
-#define CI_PANEL_MAX_FLOATS (256 * 1024) /* 1 MiB of f32 per thread */
+#define CI_PANEL_MAX_FLOATS (1024 * 1024) /* 4 MiB of f32 per thread: bigger panels re-pack x less often (measured +25% on 4096x4096) */
 
 typedef struct mm_ctx {
     const float *x;
