@@ -58,11 +58,11 @@ static ci_tensor weight(ci_dtype dt, int64_t r, int64_t c, float scale) {
 
 static void test_matmul(void) {
     ci_dtype dts[3] = {CI_F32, CI_F16, CI_BF16};
-    int ns[4] = {1, 3, 4, 37};
+    int ns[6] = {1, 3, 4, 9, 16, 37}; /* matvec (odd/even rows), its limit, sgemm */
     int shapes[3][2] = {{96, 203}, {300, 256}, {17, 8}};
     for (int di = 0; di < 3; di++)
         for (int si = 0; si < 3; si++)
-            for (int ni = 0; ni < 4; ni++)
+            for (int ni = 0; ni < 6; ni++)
                 for (int wb = 0; wb < 2; wb++) {
                     int out = shapes[si][0], in = shapes[si][1], n = ns[ni];
                     ci_tensor w = weight(dts[di], out, in, 0.5f);
@@ -394,6 +394,8 @@ static void test_attention(void) {
         for (int g = 0; g < 3; g++)
             for (int h = 0; h < 2; h++) test_attention_case(bss[a], 2 * gqa[g], 2, hds[h]);
     test_attention_case(16, 16, 1, 64); /* group of 16 > one pass of heads */
+    test_attention_case(16, 4, 2, 80);  /* head_dim not a multiple of 64 */
+    test_attention_case(32, 6, 3, 36);  /* ... nor of 8 */
 }
 
 static void test_backend_create(void) {

@@ -188,6 +188,52 @@ static void test_errors(void) {
     ci_kv_cache_destroy(m->be, kv);
 }
 
+static int stop_after_3(int32_t tok, int index, void *user) {
+    (void)tok;
+    (*(int *)user)++;
+    return index == 2;
+}
+
+/* Seeded sampling is reproducible; stop ids and the callback end generation. */
+static void test_generate_options(json_t *prompts) {
+    int n;
+    int32_t *ids = json_ids(json_object_get(json_array_get(prompts, 3), "prompt_token_ids"), &n);
+    int32_t a[16], b[16], c[16];
+    ci_generate_params gp = {0};
+    gp.max_new_tokens = 16;
+    gp.sampling.temperature = 0.9f;
+    gp.sampling.top_k = 40;
+    gp.sampling.top_p = 0.95f;
+    gp.sampling.seed = 77;
+    CHECK_OK(ci_generate(m, ids, n, &gp, a, NULL));
+    CHECK_OK(ci_generate(m, ids, n, &gp, b, NULL));
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    gp.sampling.seed = 78;
+    CHECK_OK(ci_generate(m, ids, n, &gp, c, NULL));
+    CHECK(memcmp(a, c, sizeof a) != 0);
+    /* stop at the 5th token's id */
+    gp.sampling.seed = 77;
+    gp.stop_ids = &a[4];
+    gp.num_stop_ids = 1;
+    ci_generate_stats st;
+    CHECK_OK(ci_generate(m, ids, n, &gp, b, &st));
+    int first = 0;
+    while (a[first] != a[4]) first++;
+    CHECK(st.generated_tokens == first + 1 && st.stopped == 1);
+    /* callback stop after 3 tokens */
+    int calls = 0;
+    gp.num_stop_ids = 0;
+    gp.on_token = stop_after_3;
+    gp.user = &calls;
+    CHECK_OK(ci_generate(m, ids, n, &gp, b, &st));
+    CHECK(calls == 3 && st.generated_tokens == 3 && st.stopped == 2);
+    /* too long for the model's positions */
+    gp.on_token = NULL;
+    gp.max_new_tokens = m->rope.max_positions;
+    CHECK(ci_generate(m, ids, n, &gp, NULL, NULL).code == CI_ERR_CAPACITY);
+    free(ids);
+}
+
 int main(void) {
     const char *quick_env = getenv("CINFER_TEST_QUICK");
     int quick = CI_ASAN || (quick_env && quick_env[0] && quick_env[0] != '0');
@@ -256,16 +302,16 @@ int main(void) {
     printf("golden greedy: %d/%d prompts exact\n", exact, nrun);
     printf("last-prompt top-20 logits: max |err| = %.3g; logsumexp max |err| = %.3g\n", max_top20,
            max_lse);
-    printf("speed: prefill %.0f tok/s, decode %.1f tok/s (%d threads)\n",
+    printf("speed: prefill %.0f tok/s, decode %.1f tok/s\n",
            prefill_tok / (prefill_s > 0 ? prefill_s : 1e-9),
-           decode_tok / (decode_s > 0 ? decode_s : 1e-9), 0);
+           decode_tok / (decode_s > 0 ? decode_s : 1e-9));
     CHECK(exact == nrun);
     CHECKF(max_top20 <= 1e-3, "top20 err %g", max_top20);
     CHECKF(max_lse <= 1e-3, "logsumexp err %g", max_lse);
 
     /* block sizes 1/16/32 give identical greedy output */
     {
-        json_t *pr = json_array_get(prompts, 1);
+        json_t *pr = json_array_get(prompts, 14); /* 53 tokens */
         int n;
         int32_t *ids = json_ids(json_object_get(pr, "prompt_token_ids"), &n);
         int32_t out[3][48];
@@ -282,10 +328,32 @@ int main(void) {
         CHECK(memcmp(out[0], out[2], sizeof(int32_t) * nn) == 0);
         free(ids);
     }
+    /* chunked prefill (max_batch_tokens 64 < prompt length) changes nothing */
+    {
+        json_t *pr = json_array_get(prompts, 12); /* 437 tokens */
+        int n, ng;
+        int32_t *ids = json_ids(json_object_get(pr, "prompt_token_ids"), &n);
+        int32_t *want = json_ids(json_object_get(pr, "greedy_token_ids"), &ng);
+        ci_model_options o2 = {0};
+        o2.max_batch_tokens = 64;
+        ci_model *m2;
+        CHECK_OK(ci_model_load(path, be, &o2, &m2));
+        int32_t out[16];
+        ci_generate_params gp = {0};
+        gp.max_new_tokens = 16;
+        gp.sampling = ci_sampling_greedy();
+        CHECK(n > 64);
+        CHECK_OK(ci_generate(m2, ids, n, &gp, out, NULL));
+        CHECK(memcmp(out, want, sizeof out) == 0);
+        ci_model_free(m2);
+        free(ids);
+        free(want);
+    }
     /* KV cache vs recompute, mixed batch */
     {
         int n0, n1;
-        int32_t *a = json_ids(json_object_get(json_array_get(prompts, 0), "prompt_token_ids"), &n0);
+        /* 53 tokens: the recompute runs the sgemm path, cached decode the matvec */
+        int32_t *a = json_ids(json_object_get(json_array_get(prompts, 14), "prompt_token_ids"), &n0);
         int32_t *b = json_ids(json_object_get(json_array_get(prompts, 2), "prompt_token_ids"), &n1);
         test_kv_vs_recompute(a, n0);
         if (n0 >= 2) test_mixed_batch(a, n0, b, n1);
@@ -293,6 +361,7 @@ int main(void) {
         free(b);
     }
     test_errors();
+    test_generate_options(prompts);
 
     /* perplexity */
     json_t *val = json_object_get(g, "validation");

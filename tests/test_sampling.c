@@ -37,6 +37,9 @@ static void test_greedy(void) {
     CHECK(ci_sampler_sample(s, l, &g, 0) == 1);
     ci_sampling_params k1 = {1.0f, 1, 1.0f, 0.0f, 5};
     CHECK(ci_sampler_sample(s, l, &k1, 3) == 1);
+    float ninf[6] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    ci_sampling_params t1 = {1.0f, 0, 0.9f, 0.1f, 5};
+    CHECK(ci_sampler_sample(s, ninf, &t1, 0) == 0);
     ci_sampler_free(s);
 }
 

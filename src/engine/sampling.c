@@ -161,9 +161,9 @@ static int filter(ci_sampler *s, const float *logits, const ci_sampling_params *
         n++;
         if (z > m) m = z;
     }
-    if (n == 0) {
+    if (n == 0 || !(m > -INFINITY)) { /* nothing finite: fall back to argmax */
         c[0].v = 1.0f;
-        c[0].id = 0;
+        c[0].id = ci_sample_greedy(logits, V);
         return 1;
     }
     int k = p->top_k > 0 && p->top_k < n ? p->top_k : n;

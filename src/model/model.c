@@ -67,6 +67,10 @@ ci_status ci_model_load(const char *model_dir, ci_backend *be, const ci_model_op
         ci_model_free(m);
         return s;
     }
+    /* Every backend copies the weights: drop the mapping so its pages do
+     * not stay resident next to the copy. */
+    ci_checkpoint_close(m->ck);
+    m->ck = NULL;
     const ci_model_config *c = &m->cfg;
     int maxpos = c->max_position_embeddings;
     if (maxpos <= 0 || maxpos > CI_MAX_ROPE_POSITIONS) maxpos = CI_MAX_ROPE_POSITIONS;

@@ -25,6 +25,118 @@ typedef struct att_ctx {
     int64_t out_stride;
 } att_ctx;
 
+/* out[0:4] = q . k_j for 4 consecutive keys (stride hd). */
+static inline void dot4_keys(const float *q, const float *k, int hd, float *out) {
+#if defined(__AVX2__) && defined(__FMA__)
+    if (hd % 8 == 0) {
+        const float *k1 = k + hd, *k2 = k1 + hd, *k3 = k2 + hd;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int d = 0; d < hd; d += 8) {
+            __m256 qv = _mm256_loadu_ps(q + d);
+            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + d), a0);
+            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + d), a1);
+            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + d), a2);
+            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + d), a3);
+        }
+        __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+        _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+        return;
+    }
+#endif
+    for (int j = 0; j < 4; j++) out[j] = ci_dot_f32(q, k + (size_t)j * hd, hd);
+}
+
+/* a[0:hd] += sum_j p[j] * v[j][0:hd]; 64-wide column blocks stay in
+ * registers across the keys. */
+static inline void acc_pv(float *a, const float *p, const float *v, int nj, int hd) {
+    int d0 = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    for (; d0 + 64 <= hd; d0 += 64) {
+        __m256 r[8];
+        for (int u = 0; u < 8; u++) r[u] = _mm256_loadu_ps(a + d0 + 8 * u);
+        for (int j = 0; j < nj; j++) {
+            __m256 pj = _mm256_set1_ps(p[j]);
+            const float *vj = v + (size_t)j * hd + d0;
+            for (int u = 0; u < 8; u++) r[u] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8 * u), r[u]);
+        }
+        for (int u = 0; u < 8; u++) _mm256_storeu_ps(a + d0 + 8 * u, r[u]);
+    }
+#endif
+    if (d0 < hd)
+        for (int j = 0; j < nj; j++) {
+            const float *vj = v + (size_t)j * hd;
+            for (int d = d0; d < hd; d++) a[d] += p[j] * vj[d];
+        }
+}
+
+/* The same for two query vectors: each K load feeds both. */
+static inline void dot4_keys_x2(const float *q0, const float *q1, const float *k, int hd,
+                                float *out0, float *out1) {
+#if defined(__AVX2__) && defined(__FMA__)
+    if (hd % 8 == 0) {
+        const float *k1 = k + hd, *k2 = k1 + hd, *k3 = k2 + hd;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0,
+               b3 = a0;
+        for (int d = 0; d < hd; d += 8) {
+            __m256 qa = _mm256_loadu_ps(q0 + d), qb = _mm256_loadu_ps(q1 + d);
+            __m256 v0 = _mm256_loadu_ps(k + d), v1 = _mm256_loadu_ps(k1 + d),
+                   v2 = _mm256_loadu_ps(k2 + d), v3 = _mm256_loadu_ps(k3 + d);
+            a0 = _mm256_fmadd_ps(qa, v0, a0);
+            a1 = _mm256_fmadd_ps(qa, v1, a1);
+            a2 = _mm256_fmadd_ps(qa, v2, a2);
+            a3 = _mm256_fmadd_ps(qa, v3, a3);
+            b0 = _mm256_fmadd_ps(qb, v0, b0);
+            b1 = _mm256_fmadd_ps(qb, v1, b1);
+            b2 = _mm256_fmadd_ps(qb, v2, b2);
+            b3 = _mm256_fmadd_ps(qb, v3, b3);
+        }
+        __m256 ha = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+        __m256 hb = _mm256_hadd_ps(_mm256_hadd_ps(b0, b1), _mm256_hadd_ps(b2, b3));
+        _mm_storeu_ps(out0, _mm_add_ps(_mm256_castps256_ps128(ha), _mm256_extractf128_ps(ha, 1)));
+        _mm_storeu_ps(out1, _mm_add_ps(_mm256_castps256_ps128(hb), _mm256_extractf128_ps(hb, 1)));
+        return;
+    }
+#endif
+    dot4_keys(q0, k, hd, out0);
+    dot4_keys(q1, k, hd, out1);
+}
+
+/* acc_pv for two heads sharing V: 32-wide column blocks, 8 accumulators. */
+static inline void acc_pv2(float *a0, float *a1, const float *p0, const float *p1,
+                           const float *v, int nj, int hd) {
+    int d0 = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    for (; d0 + 32 <= hd; d0 += 32) {
+        __m256 r[4], s[4];
+        for (int u = 0; u < 4; u++) {
+            r[u] = _mm256_loadu_ps(a0 + d0 + 8 * u);
+            s[u] = _mm256_loadu_ps(a1 + d0 + 8 * u);
+        }
+        for (int j = 0; j < nj; j++) {
+            __m256 pa = _mm256_set1_ps(p0[j]), pb = _mm256_set1_ps(p1[j]);
+            const float *vj = v + (size_t)j * hd + d0;
+            for (int u = 0; u < 4; u++) {
+                __m256 vv = _mm256_loadu_ps(vj + 8 * u);
+                r[u] = _mm256_fmadd_ps(pa, vv, r[u]);
+                s[u] = _mm256_fmadd_ps(pb, vv, s[u]);
+            }
+        }
+        for (int u = 0; u < 4; u++) {
+            _mm256_storeu_ps(a0 + d0 + 8 * u, r[u]);
+            _mm256_storeu_ps(a1 + d0 + 8 * u, s[u]);
+        }
+    }
+#endif
+    if (d0 < hd)
+        for (int j = 0; j < nj; j++) {
+            const float *vj = v + (size_t)j * hd;
+            for (int d = d0; d < hd; d++) {
+                a0[d] += p0[j] * vj[d];
+                a1[d] += p1[j] * vj[d];
+            }
+        }
+}
+
 static int seq_of(const int32_t *qs, int S, int t) {
     int lo = 0, hi = S - 1; /* largest s with qs[s] <= t */
     while (lo < hi) {
@@ -58,33 +170,50 @@ static void att_one(const att_ctx *c, int t, int g) {
         for (int p0 = 0; p0 < nctx; p0 += c->bs) {
             int phys = bt[p0 / c->bs];
             int inblk = nctx - p0 < c->bs ? nctx - p0 : c->bs;
-            size_t base = (size_t)(phys * c->KV + g) * (size_t)c->bs * (size_t)hd;
+            size_t base = ((size_t)phys * (size_t)c->KV + (size_t)g) * (size_t)c->bs * (size_t)hd;
             const float *kb = c->kc + base, *vb = c->vc + base;
             for (int j0 = 0; j0 < inblk; j0 += CI_ATT_CHUNK) {
                 int nj = inblk - j0 < CI_ATT_CHUNK ? inblk - j0 : CI_ATT_CHUNK;
-                float sc[CI_ATT_CHUNK];
-                for (int i = 0; i < nh; i++) {
+                const float *kc = kb + (size_t)j0 * hd, *vc = vb + (size_t)j0 * hd;
+                float pe[CI_ATT_HB][CI_ATT_CHUNK];
+                /* scores: heads of the group in pairs share each K load */
+                int i = 0;
+                for (; i + 2 <= nh; i += 2) {
+                    int j = 0;
+                    for (; j + 4 <= nj; j += 4)
+                        dot4_keys_x2(q[i], q[i + 1], kc + (size_t)j * hd, hd, pe[i] + j,
+                                     pe[i + 1] + j);
+                    for (; j < nj; j++) {
+                        pe[i][j] = ci_dot_f32(q[i], kc + (size_t)j * hd, hd);
+                        pe[i + 1][j] = ci_dot_f32(q[i + 1], kc + (size_t)j * hd, hd);
+                    }
+                }
+                for (; i < nh; i++) {
+                    int j = 0;
+                    for (; j + 4 <= nj; j += 4) dot4_keys(q[i], kc + (size_t)j * hd, hd, pe[i] + j);
+                    for (; j < nj; j++) pe[i][j] = ci_dot_f32(q[i], kc + (size_t)j * hd, hd);
+                }
+                /* online softmax: pe becomes exp(score - running max) */
+                for (i = 0; i < nh; i++) {
                     float cm = -INFINITY;
                     for (int j = 0; j < nj; j++) {
-                        sc[j] = c->scale * ci_dot_f32(q[i], kb + (size_t)(j0 + j) * hd, hd);
-                        if (sc[j] > cm) cm = sc[j];
+                        pe[i][j] *= c->scale;
+                        if (pe[i][j] > cm) cm = pe[i][j];
                     }
                     float nm = cm > m[i] ? cm : m[i];
                     float alpha = expf(m[i] - nm); /* exp(-inf) = 0 at the start */
-                    float *a = acc[i];
-                    if (alpha != 1.0f) {
-                        for (int d = 0; d < hd; d++) a[d] *= alpha;
-                    }
+                    if (alpha != 1.0f)
+                        for (int d = 0; d < hd; d++) acc[i][d] *= alpha;
+                    for (int j = 0; j < nj; j++) pe[i][j] -= nm;
+                    ci_exp_f32(pe[i], pe[i], nj);
                     float lsum = l[i] * alpha;
-                    for (int j = 0; j < nj; j++) {
-                        float pj = expf(sc[j] - nm);
-                        lsum += pj;
-                        const float *v = vb + (size_t)(j0 + j) * hd;
-                        for (int d = 0; d < hd; d++) a[d] += pj * v[d];
-                    }
+                    for (int j = 0; j < nj; j++) lsum += pe[i][j];
                     l[i] = lsum;
                     m[i] = nm;
                 }
+                /* acc += P V, pairs of heads share each V load */
+                for (i = 0; i + 2 <= nh; i += 2) acc_pv2(acc[i], acc[i + 1], pe[i], pe[i + 1], vc, nj, hd);
+                for (; i < nh; i++) acc_pv(acc[i], pe[i], vc, nj, hd);
             }
         }
         for (int i = 0; i < nh; i++) {
@@ -134,13 +263,17 @@ ci_status ci_cpu_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_s
                                  "the cache (%d blocks)", s, i, blk, kv->num_blocks);
         }
     }
-    for (int t = 0; t < T; t++)
+    int64_t keys = 0; /* total (token, key) pairs: the work */
+    for (int t = 0; t < T; t++) {
         if (batch->positions[t] < 0)
             return ci_errorf(CI_ERR_INVALID, "cpu attention: negative position");
+        keys += batch->positions[t] + 1;
+    }
     att_ctx c = {qkv->data, stride, H, KV, hd, H / KV, batch, kv->k[layer], kv->v[layer],
                  kv->block_size, scale, out->data, out->cols};
     int64_t n = (int64_t)T * KV;
     int64_t grain = (n + 4 * cpu->nthreads - 1) / (4 * cpu->nthreads);
+    if (keys * H * hd < 65536) grain = n; /* a short decode step: not worth waking threads */
     ci_threadpool_run(cpu->tp, n, grain < 1 ? 1 : grain, att_task, &c);
     return ci_ok();
 }

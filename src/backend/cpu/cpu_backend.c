@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 #include "util/half.h"
 
 static ci_status cpu_alloc(ci_backend *be, size_t bytes, void **out) {
@@ -53,7 +56,12 @@ void ci_cpu_row_to_f32(const void *src, ci_dtype dt, int64_t n, float *dst) {
     }
     case CI_F16: {
         const uint16_t *s = src;
-        for (int64_t i = 0; i < n; i++) dst[i] = ci_f16_to_f32(s[i]);
+        int64_t i = 0;
+#if defined(__F16C__)
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+#endif
+        for (; i < n; i++) dst[i] = ci_f16_to_f32(s[i]);
         break;
     }
     default: memset(dst, 0, (size_t)n * 4); break;

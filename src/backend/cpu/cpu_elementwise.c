@@ -32,7 +32,17 @@ static void swiglu_task(void *vctx, int64_t r0, int64_t r1, int tid) {
     for (int64_t r = r0; r < r1; r++) {
         const float *g = c->gu + r * 2 * c->inter, *u = g + c->inter;
         float *o = c->out + r * c->inter;
-        for (int64_t i = 0; i < c->inter; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        int64_t i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+        const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+        for (; i + 8 <= c->inter; i += 8) {
+            __m256 gv = _mm256_loadu_ps(g + i);
+            __m256 e = ci_exp256(_mm256_sub_ps(zero, gv));
+            __m256 silu = _mm256_div_ps(gv, _mm256_add_ps(one, e));
+            _mm256_storeu_ps(o + i, _mm256_mul_ps(silu, _mm256_loadu_ps(u + i)));
+        }
+#endif
+        for (; i < c->inter; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
     }
 }
 
