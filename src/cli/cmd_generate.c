@@ -8,6 +8,8 @@
 
 #include "cli/args.h"
 #include "cli/common.h"
+#include "cli/engine_flags.h"
+#include "cli/generate_batch.h"
 #include "cli/load.h"
 #include "engine/generate.h"
 #include "tokenizer/tokenizer.h"
@@ -49,10 +51,11 @@ static ci_status validate(long n, double temperature, long top_k, double top_p, 
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model_dir = NULL, *prompt = NULL, *device = "cpu";
-    long n = 128, top_k = 0, seed = -1, threads = 0, block_size = 16;
+    const char *model_dir = NULL, *prompt = NULL, *prompts_file = NULL;
+    long n = 128, top_k = 0, seed = -1;
     double temperature = 1.0, top_p = 1.0, min_p = 0.0;
-    bool as_json = false, ignore_eos = false;
+    bool as_json = false, ignore_eos = false, stats = false;
+    ci_engine_flags ef = ci_engine_flags_default();
     const ci_arg args[] = {
         {"--model", "-m", CI_ARG_STR, &model_dir, "DIR", "Hugging Face model directory"},
         {"--prompt", "-p", CI_ARG_STR, &prompt, "TEXT", "prompt text (UTF-8)"},
@@ -63,19 +66,39 @@ int cmd_generate(int argc, char **argv) {
         {"--min-p", NULL, CI_ARG_FLOAT, &min_p, "P", "drop tokens below P * max prob (0 = off)"},
         {"--seed", NULL, CI_ARG_INT, &seed, "S", "sampling seed (default: from the clock)"},
         {"--ignore-eos", NULL, CI_ARG_FLAG, &ignore_eos, "", "do not stop at EOS"},
-        {"--device", NULL, CI_ARG_STR, &device, "NAME", "backend: cpu (default) or cuda"},
-        {"--threads", "-t", CI_ARG_INT, &threads, "N", "CPU threads (default: all cores)"},
-        {"--block-size", NULL, CI_ARG_INT, &block_size, "N", "KV cache block size (default 16)"},
         {"--json", NULL, CI_ARG_FLAG, &as_json, "", "print one JSON object with ids, text, timings"},
+        {"--prompts-file", NULL, CI_ARG_STR, &prompts_file, "F.jsonl",
+         "batch mode: one JSON request per line -> one JSON result per line"},
+        {"--stats", NULL, CI_ARG_FLAG, &stats, "", "batch mode: engine statistics (JSON) on stderr"},
+        CI_ENGINE_FLAG_ARGS(ef),
     };
     const char *usage =
         "usage: cinfer generate -m DIR -p TEXT [options]\n"
-        "Generates a continuation of the prompt and streams it to stdout.";
+        "       cinfer generate -m DIR --prompts-file F.jsonl [options] [--stats]\n"
+        "Generates a continuation of the prompt and streams it to stdout. With\n"
+        "--prompts-file, runs every line ({\"prompt\": ...} or {\"prompt_token_ids\": [...]},\n"
+        "optional max_tokens, temperature, top_p, top_k, min_p, seed, stop, n, ignore_eos,\n"
+        "logprobs, presence_penalty, frequency_penalty, repetition_penalty, min_tokens,\n"
+        "priority) through the batching engine and prints one JSON line per input line.";
     ci_status s = ci_ok();
     ci_args_result r = ci_args_parse(usage, args, sizeof args / sizeof args[0], argc, argv, &s);
     if (r == CI_ARGS_HELP) return 0;
     if (r == CI_ARGS_ERROR) return ci_cli_fail(s);
     if (!model_dir) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "generate: -m DIR is required"));
+    if (prompts_file) {
+        if (prompt)
+            return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "generate: give -p or --prompts-file, not both"));
+        s = validate(n, temperature, top_k, top_p, min_p);
+        if (s.code) return ci_cli_fail(s);
+        ci_engine_config ec;
+        s = ci_engine_flags_config(&ef, model_dir, &ec);
+        if (s.code) return ci_cli_fail(s);
+        ci_batch_defaults d = {.max_tokens = (int)n, .temperature = temperature, .top_k = (int)top_k,
+                               .top_p = top_p, .min_p = min_p, .seed = seed, .ignore_eos = ignore_eos};
+        return ci_generate_prompts_file(&ec, prompts_file, &d, stats);
+    }
+    long block_size = ef.block_size, threads = ef.threads;
+    const char *device = ef.device;
     if (!prompt) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "generate: -p TEXT is required"));
     if (!*prompt) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "prompt is empty"));
     if (block_size < 1 || block_size > 1024)
