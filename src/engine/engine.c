@@ -35,6 +35,7 @@ typedef struct eng_request {
     eng_sample *samples;
     ci_engine_logprob *plp; /* prompt logprobs, positions 1..num_prompt-1 */
     int num_plp, plp_reported, num_prompt, retired;
+    int forked; /* the first token was sampled: samples 1..n-1 exist */
     struct eng_request *next;              /* dead list */
     struct eng_request *lprev, *lnext;     /* live list */
 } eng_request;
@@ -648,6 +649,7 @@ static ci_status on_token(ci_engine *e, ci_sequence *q, int32_t t, int finished_
     eng_request *r = q->user;
     int idx = q->sample_index;
     eng_sample *smp = &r->samples[idx];
+    r->forked = 1;
     if (smp->done) return ci_ok();
     ci_finish_reason fr = finished_length ? CI_FINISH_LENGTH : CI_FINISH_NONE;
     int nout = ci_seq_num_output(q);
@@ -737,7 +739,7 @@ static ci_status pop_finished(ci_engine *e) {
             ci_finish_reason fr = q->finish_reason != CI_FINISH_NONE ? q->finish_reason : CI_FINISH_ABORT;
             if (!r->samples[idx].done) s = push_output(e, r, idx, 0, 0, fr, NULL);
             /* a request that ended before its fork: its other samples too */
-            if (q->parent_id < 0 && q->num_forks_pending > 0)
+            if (q->parent_id < 0 && !r->forked)
                 for (int j = 1; j < r->n && !s.code; j++)
                     if (!r->samples[j].done) s = push_output(e, r, j, 0, 0, fr, NULL);
             if (r->samples_done >= r->n) retire_request(e, r);
