@@ -256,6 +256,31 @@ static void test_prefix_and_preemption(void) {
            (long long)m.prefix_cache_hit_tokens);
     CHECK(m.prefix_cache_hit_tokens >= (NJ - 1) * 96);
     for (int i = 0; i < NJ; i++) CHECKF(same_res(&jobs[i].r[0], &ref[i]), "prefix job %d", i);
+    /* prompt_logprobs on a cached prompt: every position is still reported */
+    {
+        ci_engine_sampling sp;
+        greedy(&sp, 2);
+        sp.prompt_logprobs = 1;
+        int64_t id;
+        CHECK_OK(ci_engine_add_request(e, jobs[0].prompt, jobs[0].np, &sp, 0, &id));
+        int got = 0;
+        while (ci_engine_has_unfinished(e)) {
+            const ci_engine_output *o;
+            int n;
+            CHECK_OK(ci_engine_step(e, &o, &n));
+            for (int k = 0; k < n; k++) {
+                if (!o[k].prompt_logprobs) continue;
+                got++;
+                CHECK(o[k].num_prompt_logprobs == jobs[0].np - 1);
+                int badtok = 0;
+                for (int i = 0; i < o[k].num_prompt_logprobs; i++)
+                    badtok += o[k].prompt_logprobs[i].token != jobs[0].prompt[i + 1] ||
+                              o[k].prompt_logprobs[i].num_top != 1 || o[k].prompt_logprobs[i].logprob > 0;
+                CHECK(badtok == 0);
+            }
+        }
+        CHECK(got == 1);
+    }
     ci_engine_destroy(e);
 
     /* eviction pressure + preemption: the cache holds ~1.3 requests */
