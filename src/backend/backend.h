@@ -123,6 +123,13 @@ typedef struct ci_backend_ops {
     ci_status (*gather_rows)(ci_backend *be, const ci_tensor *x, const int32_t *idx, int n,
                              ci_tensor *out);
 
+    /* KV block copies: for each i, block src[i] -> dst[i] in every layer,
+     * K and V (the scheduler's copy-on-write list; src/dst host arrays,
+     * pairs must not chain within one call). May be NULL on a backend
+     * without it (the engine then falls back to to_device/to_host copies). */
+    ci_status (*copy_blocks)(ci_backend *be, ci_kv_cache *kv, const int32_t *src,
+                             const int32_t *dst, int n);
+
     void (*destroy)(ci_backend *be);
 } ci_backend_ops;
 

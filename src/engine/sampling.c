@@ -255,3 +255,25 @@ void ci_sampler_probs(ci_sampler *s, const float *logits, const ci_sampling_para
     int n = filter(s, logits, p);
     for (int i = 0; i < n; i++) probs[s->c[i].id] = s->c[i].v;
 }
+
+double ci_philox_uniform3(uint64_t seed, uint64_t stream, uint64_t step) {
+    uint32_t ctr[4] = {(uint32_t)step, (uint32_t)(step >> 32), (uint32_t)stream,
+                       (uint32_t)(stream >> 32)};
+    uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
+    uint32_t o[4];
+    ci_philox4x32_10(ctr, key, o);
+    uint64_t bits = ((uint64_t)o[0] << 32 | o[1]) >> 11;
+    return (double)bits * (1.0 / 9007199254740992.0);
+}
+
+int32_t ci_sampler_sample_stream(ci_sampler *s, const float *logits, const ci_sampling_params *p,
+                                 uint64_t stream, uint64_t step) {
+    if (is_greedy(p)) return ci_sample_greedy(logits, s->vocab);
+    int n = filter(s, logits, p);
+    double u = ci_philox_uniform3(p->seed, stream, step), cum = 0.0;
+    for (int i = 0; i < n; i++) {
+        cum += s->c[i].v;
+        if (u < cum) return s->c[i].id;
+    }
+    return s->c[n - 1].id;
+}

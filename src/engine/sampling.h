@@ -47,6 +47,15 @@ void ci_philox4x32_10(const uint32_t counter[4], const uint32_t key[2], uint32_t
 /* Uniform double in [0, 1) for (seed, step) (53 random bits). */
 double ci_philox_uniform(uint64_t seed, uint64_t step);
 
+/* Uniform in [0, 1) for (seed, stream, step): Philox counter words
+ * (step lo, step hi, stream lo, stream hi); stream 0 equals
+ * ci_philox_uniform(seed, step). */
+double ci_philox_uniform3(uint64_t seed, uint64_t stream, uint64_t step);
+/* ci_sampler_sample with the draw keyed by (seed, stream, step): stream is
+ * the sample index of a request with n > 1 (0 gives ci_sampler_sample). */
+int32_t ci_sampler_sample_stream(ci_sampler *s, const float *logits, const ci_sampling_params *p,
+                                 uint64_t stream, uint64_t step);
+
 /* Returns logsumexp(logits) (computed in double); out[i] = logits[i] - lse
  * when out is not NULL (may alias logits). */
 double ci_log_softmax(const float *logits, int n, float *out);

@@ -176,6 +176,7 @@ static const ci_backend_ops cpu_ops = {
     .attention = ci_cpu_attention,
     .swiglu = ci_cpu_swiglu,
     .gather_rows = ci_cpu_gather_rows,
+    .copy_blocks = ci_cpu_copy_blocks,
     .destroy = cpu_destroy,
 };
 

@@ -79,6 +79,8 @@ ci_status ci_cpu_ws_reserve(ci_cpu *c, size_t n);
 /* Converts n elements of a weight row (F32/F16/BF16) to f32. */
 void ci_cpu_row_to_f32(const void *src, ci_dtype dt, int64_t n, float *dst);
 
+ci_status ci_cpu_copy_blocks(ci_backend *be, ci_kv_cache *kv, const int32_t *src, const int32_t *dst,
+                              int n);
 ci_status ci_cpu_embedding(ci_backend *be, const ci_tensor *table, const int32_t *ids, int n,
                            ci_tensor *out);
 ci_status ci_cpu_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,

@@ -1,0 +1,159 @@
+/* cinfer.h — public C API of the cinfer inference engine.
+ *
+ * Self-contained: includes only the C standard headers. Handles are opaque;
+ * every fallible call returns an int code (0 = ok) and fills a cinfer_error
+ * when one is passed (may be NULL).
+ *
+ *   cinfer_engine_config cfg = cinfer_engine_config_default();
+ *   cfg.model_dir = "models/tinyqwen2-code";
+ *   cinfer_engine *e;  cinfer_error err;
+ *   if (cinfer_engine_create(&cfg, &e, &err)) { puts(err.message); ... }
+ *   cinfer_sampling_params sp = cinfer_sampling_params_default();
+ *   int64_t id;
+ *   cinfer_add_request(e, "def fib(n):", NULL, 0, &sp, 0, &id, &err);
+ *   while (cinfer_has_unfinished(e)) {
+ *       const cinfer_output *o; int n;
+ *       cinfer_step(e, &o, &n, &err);
+ *       for (int i = 0; i < n; i++) fwrite(o[i].text, 1, o[i].text_len, stdout);
+ *   }
+ *   cinfer_engine_destroy(e);
+ */
+#ifndef CINFER_H
+#define CINFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+    CINFER_OK = 0,
+    CINFER_ERR_IO = 1,
+    CINFER_ERR_FORMAT = 2,
+    CINFER_ERR_INVALID = 3,
+    CINFER_ERR_UNSUPPORTED = 4,
+    CINFER_ERR_NOMEM = 5,
+    CINFER_ERR_CAPACITY = 6,
+    CINFER_ERR_BACKEND = 7,
+    CINFER_ERR_INTERNAL = 8,
+};
+
+typedef struct cinfer_error {
+    int code;          /* CINFER_OK or CINFER_ERR_* */
+    char message[256]; /* one line */
+} cinfer_error;
+
+typedef enum cinfer_finish_reason {
+    CINFER_FINISH_NONE = 0, /* still running */
+    CINFER_FINISH_STOP,     /* EOS, stop token id or stop string */
+    CINFER_FINISH_LENGTH,   /* max_tokens */
+    CINFER_FINISH_ABORT,
+    CINFER_FINISH_ERROR,
+} cinfer_finish_reason;
+
+typedef struct cinfer_engine cinfer_engine;
+
+typedef struct cinfer_engine_config {
+    const char *model_dir;      /* Hugging Face directory (required) */
+    const char *device;         /* "cpu" (default) */
+    int num_threads;            /* 0 = all cores */
+    int block_size;             /* KV block size in tokens (16) */
+    int max_num_batched_tokens; /* token budget per step (2048) */
+    int max_num_seqs;           /* running sequences (256) */
+    int64_t kv_cache_tokens;    /* KV capacity in tokens (0 = from memory) */
+    int64_t kv_cache_memory;    /* KV budget in bytes (0 = default) */
+    int enable_prefix_caching;  /* 1 */
+} cinfer_engine_config;
+
+cinfer_engine_config cinfer_engine_config_default(void);
+
+#define CINFER_MAX_LOGPROBS 20
+
+typedef struct cinfer_sampling_params {
+    float temperature;        /* 1.0; 0 = greedy */
+    int top_k;                /* 0 or -1 = off */
+    float top_p;              /* (0, 1]; 1 = off */
+    float min_p;              /* [0, 1]; 0 = off */
+    float repetition_penalty; /* 1 = off; HF: prompt + output tokens */
+    float presence_penalty;   /* [-2, 2]; output tokens */
+    float frequency_penalty;  /* [-2, 2]; output tokens */
+    int64_t seed;             /* -1 = derived from the request id */
+    int max_tokens;           /* 16 */
+    int min_tokens;           /* 0: EOS / stop ids masked before this many */
+    const int32_t *stop_token_ids;
+    int num_stop_token_ids;
+    const char *const *stop;  /* stop strings (not part of the output text) */
+    int num_stop;
+    int ignore_eos;
+    int n;               /* parallel samples (1) */
+    int logprobs;        /* -1 = off; k >= 0: top-k + the sampled token */
+    int prompt_logprobs; /* -1 = off; k >= 0 */
+    int skip_special_tokens; /* 1 */
+} cinfer_sampling_params;
+
+cinfer_sampling_params cinfer_sampling_params_default(void);
+
+typedef struct cinfer_logprob {
+    int32_t token;
+    float logprob; /* from the unprocessed log-softmax */
+    int num_top;
+    int32_t top_ids[CINFER_MAX_LOGPROBS];
+    float top_logprobs[CINFER_MAX_LOGPROBS];
+} cinfer_logprob;
+
+typedef struct cinfer_output {
+    int64_t request_id;
+    int sample_index;
+    const int32_t *token_ids; /* new token ids this step */
+    int num_token_ids;
+    const char *text; /* new text (not NUL-terminated), text_len bytes */
+    size_t text_len;
+    cinfer_finish_reason finish_reason; /* NONE until the sample ends */
+    const cinfer_logprob *logprobs;     /* num_token_ids entries, or NULL */
+    const cinfer_logprob *prompt_logprobs; /* prompt positions 1.. (once) */
+    int num_prompt_logprobs;
+} cinfer_output;
+
+typedef struct cinfer_metrics {
+    int num_running, num_waiting;
+    int64_t num_preemptions;
+    double kv_cache_usage; /* 0..1 */
+    int num_kv_blocks, kv_blocks_used, peak_kv_blocks_used, block_size;
+    int64_t prefix_cache_queried_tokens, prefix_cache_hit_tokens;
+    int64_t prompt_tokens, generation_tokens;
+    int64_t num_steps, num_requests, num_finished;
+} cinfer_metrics;
+
+int cinfer_engine_create(const cinfer_engine_config *cfg, cinfer_engine **out, cinfer_error *err);
+void cinfer_engine_destroy(cinfer_engine *e);
+
+/* Queues a request: text (encoded with the model's tokenizer), or, when
+ * text is NULL, token_ids[num_token_ids]. Errors concern this request only
+ * (bad token id, max_tokens <= 0, top_p outside (0, 1], negative
+ * temperature, prompt longer than the context, cannot fit the KV cache).
+ * params may be NULL (defaults). Lower priority value = more urgent. */
+int cinfer_add_request(cinfer_engine *e, const char *text, const int32_t *token_ids, int num_token_ids,
+                       const cinfer_sampling_params *params, int priority, int64_t *request_id,
+                       cinfer_error *err);
+/* Aborts a request; its outputs with finish reason abort come from the
+ * next cinfer_step(). */
+int cinfer_abort_request(cinfer_engine *e, int64_t request_id, cinfer_error *err);
+/* One engine step. *outputs is valid until the next step. */
+int cinfer_step(cinfer_engine *e, const cinfer_output **outputs, int *num_outputs, cinfer_error *err);
+int cinfer_has_unfinished(const cinfer_engine *e);
+cinfer_metrics cinfer_get_metrics(const cinfer_engine *e);
+
+/* Helpers: *ids / *text are malloc'd; release with cinfer_free. */
+int cinfer_tokenize(cinfer_engine *e, const char *text, int add_special_tokens, int32_t **ids, size_t *num_ids,
+                    cinfer_error *err);
+int cinfer_detokenize(cinfer_engine *e, const int32_t *ids, size_t num_ids, int skip_special_tokens, char **text,
+                      cinfer_error *err);
+void cinfer_free(void *p);
+int cinfer_vocab_size(const cinfer_engine *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,34 @@
+#include "cli/engine_flags.h"
+
+ci_engine_flags ci_engine_flags_default(void) {
+    ci_engine_flags f = {0};
+    f.device = "cpu";
+    f.block_size = 16;
+    f.max_num_batched_tokens = 2048;
+    f.max_num_seqs = 256;
+    return f;
+}
+
+ci_status ci_engine_flags_config(const ci_engine_flags *f, const char *model_dir, ci_engine_config *c) {
+    *c = ci_engine_default_config();
+    if (f->block_size < 1 || f->block_size > 1024)
+        return ci_errorf(CI_ERR_INVALID, "--block-size must be in [1, 1024] (got %ld)", f->block_size);
+    if (f->max_num_batched_tokens < 1 || f->max_num_batched_tokens > (1 << 20))
+        return ci_errorf(CI_ERR_INVALID, "--max-num-batched-tokens must be in [1, 1048576] (got %ld)",
+                         f->max_num_batched_tokens);
+    if (f->max_num_seqs < 1 || f->max_num_seqs > 65536)
+        return ci_errorf(CI_ERR_INVALID, "--max-num-seqs must be in [1, 65536] (got %ld)", f->max_num_seqs);
+    if (f->kv_cache_tokens < 0) return ci_errorf(CI_ERR_INVALID, "--kv-cache-tokens must be >= 0");
+    if (f->kv_cache_memory < 0) return ci_errorf(CI_ERR_INVALID, "--kv-cache-memory must be >= 0");
+    if (f->threads < 0) return ci_errorf(CI_ERR_INVALID, "--threads must be >= 0");
+    c->model_dir = model_dir;
+    c->device = f->device;
+    c->num_threads = (int)f->threads;
+    c->block_size = (int)f->block_size;
+    c->max_num_batched_tokens = (int)f->max_num_batched_tokens;
+    c->max_num_seqs = (int)f->max_num_seqs;
+    c->kv_cache_tokens = f->kv_cache_tokens;
+    c->kv_cache_memory = f->kv_cache_memory;
+    c->enable_prefix_caching = !f->no_prefix_caching;
+    return ci_ok();
+}

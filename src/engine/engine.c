@@ -1,0 +1,802 @@
+/* engine.c — the engine loop: schedule, copy, batch, forward, sample,
+ * update, detokenize, stop. See engine.h and docs/engine.md. */
+#include "engine/engine.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "engine/batch.h"
+#include "engine/sampling.h"
+
+/* ---- per-request state ---- */
+
+typedef struct eng_sample {
+    ci_detok_stream *detok;
+    char *text; /* output text so far (stop string cut off) */
+    size_t len, cap;
+    size_t emitted; /* bytes already returned */
+    int done;       /* finish reported */
+    ci_engine_logprob cur_lp; /* logprob of this step's token */
+} eng_sample;
+
+typedef struct eng_request {
+    int64_t id;
+    ci_engine_sampling sp;
+    uint64_t seed;
+    int32_t *stop_ids; /* stop_token_ids (EOS is checked separately) */
+    char **stop;
+    size_t *stop_len;
+    size_t max_stop_len;
+    int n, samples_done;
+    eng_sample *samples;
+    ci_engine_logprob *plp; /* prompt logprobs, positions 1..num_prompt-1 */
+    int num_plp, plp_reported, num_prompt, retired;
+    int forked; /* the first token was sampled: samples 1..n-1 exist */
+    struct eng_request *next;              /* dead list */
+    struct eng_request *lprev, *lnext;     /* live list */
+} eng_request;
+
+struct ci_engine {
+    ci_engine_config cfg;
+    ci_backend *be;
+    ci_model *model;
+    ci_tokenizer *tok;
+    ci_kv_cache *kv;
+    ci_scheduler *sched;
+    ci_batch_builder bb;
+    ci_sampler *sampler;
+    int V, max_model_len;
+    int32_t eos_ids[16];
+    int num_eos;
+    float *logits;     /* [max_num_batched_tokens][V] */
+    float *row;        /* [V] processed logits */
+    float *lsm;        /* [V] log-softmax of the raw row */
+    int32_t *counts;   /* [V] scratch, kept zero */
+    uint32_t *stamp;   /* [V] */
+    uint32_t stamp_gen;
+    int32_t *copy_src, *copy_dst;
+    int copy_cap;
+    int32_t *sampled;
+    int sampled_cap;
+    ci_engine_output *outs;
+    int32_t *out_tokens;
+    ci_engine_logprob **out_lp; /* pointer per output */
+    int outs_cap, num_outs;
+    eng_request *dead, *live;
+    int num_live_requests;
+    ci_engine_metrics m;
+};
+
+ci_engine_config ci_engine_default_config(void) {
+    ci_engine_config c;
+    memset(&c, 0, sizeof c);
+    c.device = "cpu";
+    c.block_size = 16;
+    c.max_num_batched_tokens = 2048;
+    c.max_num_seqs = 256;
+    c.enable_prefix_caching = 1;
+    c.aging_steps = 100;
+    return c;
+}
+
+ci_engine_sampling ci_engine_default_sampling(void) {
+    ci_engine_sampling s;
+    memset(&s, 0, sizeof s);
+    s.temperature = 1.0f;
+    s.top_p = 1.0f;
+    s.repetition_penalty = 1.0f;
+    s.seed = -1;
+    s.max_tokens = 16;
+    s.n = 1;
+    s.logprobs = -1;
+    s.prompt_logprobs = -1;
+    s.skip_special_tokens = 1;
+    return s;
+}
+
+static void add_eos(ci_engine *e, int64_t id) {
+    if (id < 0 || id >= e->V || e->num_eos >= (int)(sizeof e->eos_ids / sizeof e->eos_ids[0])) return;
+    for (int i = 0; i < e->num_eos; i++)
+        if (e->eos_ids[i] == id) return;
+    e->eos_ids[e->num_eos++] = (int32_t)id;
+}
+
+static void load_generation_config_eos(ci_engine *e, const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+    json_t *g = json_load_file(path, 0, NULL);
+    json_t *v = json_object_get(g, "eos_token_id");
+    if (json_is_integer(v)) add_eos(e, json_integer_value(v));
+    size_t i;
+    json_t *x;
+    json_array_foreach(v, i, x) {
+        if (json_is_integer(x)) add_eos(e, json_integer_value(x));
+    }
+    json_decref(g);
+}
+
+static void free_request(eng_request *r) {
+    if (!r) return;
+    for (int i = 0; i < r->n; i++) {
+        ci_detok_stream_free(r->samples[i].detok);
+        free(r->samples[i].text);
+    }
+    free(r->samples);
+    for (int i = 0; i < r->sp.num_stop; i++) free(r->stop[i]);
+    free(r->stop);
+    free(r->stop_len);
+    free(r->stop_ids);
+    free(r->plp);
+    free(r);
+}
+
+static void free_dead(ci_engine *e) {
+    while (e->dead) {
+        eng_request *r = e->dead;
+        e->dead = r->next;
+        free_request(r);
+    }
+}
+
+void ci_engine_destroy(ci_engine *e) {
+    if (!e) return;
+    free_dead(e);
+    while (e->live) {
+        eng_request *r = e->live;
+        e->live = r->lnext;
+        free_request(r);
+    }
+    if (e->sched) ci_sched_destroy(e->sched);
+    ci_batch_builder_free(&e->bb);
+    ci_sampler_free(e->sampler);
+    if (e->kv) ci_kv_cache_destroy(e->be, e->kv);
+    ci_model_free(e->model);
+    ci_tokenizer_free(e->tok);
+    if (e->be) ci_backend_destroy(e->be);
+    free(e->logits);
+    free(e->row);
+    free(e->lsm);
+    free(e->counts);
+    free(e->stamp);
+    free(e->copy_src);
+    free(e->copy_dst);
+    free(e->sampled);
+    free(e->outs);
+    free(e->out_tokens);
+    free(e->out_lp);
+    free(e);
+}
+
+ci_status ci_engine_create(const ci_engine_config *cfg_in, ci_engine **out) {
+    *out = NULL;
+    ci_engine_config cfg = cfg_in ? *cfg_in : ci_engine_default_config();
+    if (!cfg.model_dir) return ci_errorf(CI_ERR_INVALID, "engine: no model directory");
+    if (!cfg.device) cfg.device = "cpu";
+    if (cfg.block_size < 1 || cfg.block_size > 1024)
+        return ci_errorf(CI_ERR_INVALID, "engine: block size %d outside [1, 1024]", cfg.block_size);
+    if (cfg.max_num_batched_tokens < 1)
+        return ci_errorf(CI_ERR_INVALID, "engine: max_num_batched_tokens %d < 1", cfg.max_num_batched_tokens);
+    if (cfg.max_num_seqs < 1)
+        return ci_errorf(CI_ERR_INVALID, "engine: max_num_seqs %d < 1", cfg.max_num_seqs);
+    if (cfg.kv_cache_tokens < 0 || cfg.kv_cache_memory < 0)
+        return ci_errorf(CI_ERR_INVALID, "engine: negative KV cache size");
+    ci_engine *e = calloc(1, sizeof *e);
+    if (!e) return ci_errorf(CI_ERR_NOMEM, "engine: out of memory");
+    e->cfg = cfg;
+    ci_status s;
+    ci_backend_options bo = {.num_threads = cfg.num_threads};
+    s = ci_backend_create(cfg.device, &bo, &e->be);
+    if (s.code) goto fail;
+    {
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/tokenizer.json", cfg.model_dir);
+        if (stat(path, &st) == 0) {
+            s = ci_tokenizer_load(cfg.model_dir, &e->tok);
+            if (s.code) goto fail;
+        }
+    }
+    ci_model_options mo = {.max_batch_tokens = cfg.max_num_batched_tokens,
+                           .max_logits = cfg.max_num_batched_tokens};
+    s = ci_model_load(cfg.model_dir, e->be, &mo, &e->model);
+    if (s.code) goto fail;
+    e->V = e->model->cfg.vocab_size;
+    e->max_model_len = e->model->cfg.max_position_embeddings;
+    if (e->model->rope.max_positions < e->max_model_len) e->max_model_len = e->model->rope.max_positions;
+    for (int i = 0; i < e->model->cfg.num_eos_token_ids; i++) add_eos(e, e->model->cfg.eos_token_ids[i]);
+    load_generation_config_eos(e, cfg.model_dir);
+    if (e->tok) add_eos(e, ci_tokenizer_eos_id(e->tok));
+
+    /* KV cache size */
+    const ci_model_config *mc = &e->model->cfg;
+    int bs = cfg.block_size;
+    int64_t blocks;
+    size_t dsz = ci_dtype_size(e->be->act_dtype);
+    if (cfg.kv_cache_tokens > 0) {
+        blocks = (cfg.kv_cache_tokens + bs - 1) / bs;
+    } else {
+        size_t budget = cfg.kv_cache_memory > 0 ? (size_t)cfg.kv_cache_memory : (size_t)256 << 20;
+        blocks = ci_kv_blocks_for_budget(budget, mc->num_layers, mc->num_kv_heads, mc->head_dim, (int)dsz, bs);
+        if (cfg.kv_cache_memory <= 0) {
+            /* default: max_num_seqs x 4k tokens, capped by the 256 MiB budget */
+            int64_t want = ((int64_t)cfg.max_num_seqs * 4096 + bs - 1) / bs;
+            if (want < blocks) blocks = want;
+        }
+    }
+    if (blocks < 1) {
+        s = ci_errorf(CI_ERR_INVALID, "engine: the KV cache budget holds no block");
+        goto fail;
+    }
+    if (blocks > (1 << 30)) blocks = 1 << 30;
+    s = ci_model_kv_cache_create(e->model, (int)blocks, bs, &e->kv);
+    if (s.code) goto fail;
+
+    ci_sched_config sc = ci_sched_default_config();
+    sc.max_num_batched_tokens = cfg.max_num_batched_tokens;
+    sc.max_num_seqs = cfg.max_num_seqs;
+    sc.max_model_len = e->max_model_len;
+    sc.aging_steps = cfg.aging_steps;
+    sc.block.num_blocks = (int)blocks;
+    sc.block.block_size = bs;
+    sc.block.enable_prefix_caching = cfg.enable_prefix_caching;
+    s = ci_sched_create(&sc, &e->sched);
+    if (s.code) goto fail;
+    s = ci_batch_builder_init_for(&e->bb, e->sched);
+    if (s.code) goto fail;
+    s = ci_sampler_create(e->V, &e->sampler);
+    if (s.code) goto fail;
+    size_t V = (size_t)e->V;
+    e->logits = malloc(sizeof(float) * V * (size_t)cfg.max_num_batched_tokens);
+    e->row = malloc(sizeof(float) * V);
+    e->lsm = malloc(sizeof(float) * V);
+    e->counts = calloc(V, sizeof(int32_t));
+    e->stamp = calloc(V, sizeof(uint32_t));
+    if (!e->logits || !e->row || !e->lsm || !e->counts || !e->stamp) {
+        s = ci_errorf(CI_ERR_NOMEM, "engine: out of memory (logits for %d tokens)", cfg.max_num_batched_tokens);
+        goto fail;
+    }
+    e->m.num_kv_blocks = (int)blocks;
+    e->m.block_size = bs;
+    *out = e;
+    return ci_ok();
+fail:
+    ci_engine_destroy(e);
+    return s;
+}
+
+ci_model *ci_engine_model(ci_engine *e) { return e->model; }
+ci_tokenizer *ci_engine_tokenizer(ci_engine *e) { return e->tok; }
+ci_scheduler *ci_engine_scheduler(ci_engine *e) { return e->sched; }
+int ci_engine_vocab_size(const ci_engine *e) { return e->V; }
+int ci_engine_max_model_len(const ci_engine *e) { return e->max_model_len; }
+
+static uint64_t splitmix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+/* ---- add / abort ---- */
+
+static ci_status validate(const ci_engine *e, const int32_t *prompt, int np, const ci_engine_sampling *p) {
+    if (np < 1 || !prompt) return ci_errorf(CI_ERR_INVALID, "request: empty prompt");
+    for (int i = 0; i < np; i++)
+        if (prompt[i] < 0 || prompt[i] >= e->V)
+            return ci_errorf(CI_ERR_INVALID, "request: prompt token %d = %d outside the vocabulary [0, %d)", i,
+                             prompt[i], e->V);
+    if (p->max_tokens < 1) return ci_errorf(CI_ERR_INVALID, "request: max_tokens must be >= 1 (got %d)", p->max_tokens);
+    if (!(p->temperature >= 0.0f) || isinf(p->temperature))
+        return ci_errorf(CI_ERR_INVALID, "request: temperature must be >= 0 (got %g)", (double)p->temperature);
+    if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
+        return ci_errorf(CI_ERR_INVALID, "request: top_p must be in (0, 1] (got %g)", (double)p->top_p);
+    if (p->top_k < -1) return ci_errorf(CI_ERR_INVALID, "request: top_k must be >= -1 (got %d)", p->top_k);
+    if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
+        return ci_errorf(CI_ERR_INVALID, "request: min_p must be in [0, 1] (got %g)", (double)p->min_p);
+    if (!(p->repetition_penalty > 0.0f) || isinf(p->repetition_penalty))
+        return ci_errorf(CI_ERR_INVALID, "request: repetition_penalty must be > 0 (got %g)",
+                         (double)p->repetition_penalty);
+    if (!(p->presence_penalty >= -2.0f && p->presence_penalty <= 2.0f))
+        return ci_errorf(CI_ERR_INVALID, "request: presence_penalty must be in [-2, 2] (got %g)",
+                         (double)p->presence_penalty);
+    if (!(p->frequency_penalty >= -2.0f && p->frequency_penalty <= 2.0f))
+        return ci_errorf(CI_ERR_INVALID, "request: frequency_penalty must be in [-2, 2] (got %g)",
+                         (double)p->frequency_penalty);
+    if (p->min_tokens < 0 || p->min_tokens > p->max_tokens)
+        return ci_errorf(CI_ERR_INVALID, "request: min_tokens must be in [0, max_tokens] (got %d)", p->min_tokens);
+    if (p->n < 1 || p->n > e->cfg.max_num_seqs)
+        return ci_errorf(CI_ERR_INVALID, "request: n must be in [1, max_num_seqs %d] (got %d)", e->cfg.max_num_seqs,
+                         p->n);
+    if (p->logprobs > CI_MAX_LOGPROBS || p->prompt_logprobs > CI_MAX_LOGPROBS)
+        return ci_errorf(CI_ERR_INVALID, "request: at most %d logprobs", CI_MAX_LOGPROBS);
+    if (p->num_stop < 0 || p->num_stop_token_ids < 0 || (p->num_stop && !p->stop) ||
+        (p->num_stop_token_ids && !p->stop_token_ids))
+        return ci_errorf(CI_ERR_INVALID, "request: bad stop lists");
+    for (int i = 0; i < p->num_stop; i++)
+        if (!p->stop[i] || !p->stop[i][0]) return ci_errorf(CI_ERR_INVALID, "request: empty stop string");
+    for (int i = 0; i < p->num_stop_token_ids; i++)
+        if (p->stop_token_ids[i] < 0 || p->stop_token_ids[i] >= e->V)
+            return ci_errorf(CI_ERR_INVALID, "request: stop token id %d outside [0, %d)", p->stop_token_ids[i], e->V);
+    if (np >= e->max_model_len)
+        return ci_errorf(CI_ERR_CAPACITY, "request: prompt has %d tokens; the model's context is %d", np,
+                         e->max_model_len);
+    if ((int64_t)np + p->max_tokens > e->max_model_len)
+        return ci_errorf(CI_ERR_CAPACITY, "request: prompt (%d) + max_tokens (%d) exceeds the model's context %d",
+                         np, p->max_tokens, e->max_model_len);
+    return ci_ok();
+}
+
+ci_status ci_engine_add_request(ci_engine *e, const int32_t *prompt, int num_prompt, const ci_engine_sampling *sp_in,
+                                int priority, int64_t *request_id) {
+    if (request_id) *request_id = -1;
+    ci_engine_sampling sp = sp_in ? *sp_in : ci_engine_default_sampling();
+    CI_TRY(validate(e, prompt, num_prompt, &sp));
+    if (sp.top_k < 0) sp.top_k = 0;
+    eng_request *r = calloc(1, sizeof *r);
+    if (!r) return ci_errorf(CI_ERR_NOMEM, "request: out of memory");
+    r->n = sp.n;
+    r->num_prompt = num_prompt;
+    ci_status s = ci_ok();
+    r->samples = calloc((size_t)sp.n, sizeof *r->samples);
+    if (!r->samples) {
+        free(r);
+        return ci_errorf(CI_ERR_NOMEM, "request: out of memory");
+    }
+    if (sp.num_stop > 0) {
+        r->stop = calloc((size_t)sp.num_stop, sizeof *r->stop);
+        r->stop_len = calloc((size_t)sp.num_stop, sizeof *r->stop_len);
+        if (!r->stop || !r->stop_len) s = ci_errorf(CI_ERR_NOMEM, "request: out of memory");
+        for (int i = 0; !s.code && i < sp.num_stop; i++) {
+            r->stop[i] = strdup(sp.stop[i]);
+            if (!r->stop[i]) {
+                s = ci_errorf(CI_ERR_NOMEM, "request: out of memory");
+                break;
+            }
+            r->stop_len[i] = strlen(r->stop[i]);
+            if (r->stop_len[i] > r->max_stop_len) r->max_stop_len = r->stop_len[i];
+        }
+    }
+    int nstop = sp.num_stop;
+    sp.num_stop = 0; /* until copied: free_request frees num_stop strings */
+    if (!s.code) sp.num_stop = nstop;
+    else {
+        /* free the partial copy */
+        for (int i = 0; r->stop && i < nstop; i++) free(r->stop[i]);
+        free(r->stop);
+        r->stop = NULL;
+    }
+    if (!s.code && sp.num_stop_token_ids > 0) {
+        r->stop_ids = malloc(sizeof(int32_t) * (size_t)sp.num_stop_token_ids);
+        if (!r->stop_ids) s = ci_errorf(CI_ERR_NOMEM, "request: out of memory");
+        else memcpy(r->stop_ids, sp.stop_token_ids, sizeof(int32_t) * (size_t)sp.num_stop_token_ids);
+    }
+    sp.stop = NULL;
+    sp.stop_token_ids = NULL;
+    r->sp = sp;
+    if (!s.code && sp.prompt_logprobs >= 0 && num_prompt > 1) {
+        r->plp = calloc((size_t)(num_prompt - 1), sizeof *r->plp);
+        if (!r->plp) s = ci_errorf(CI_ERR_NOMEM, "request: out of memory");
+    }
+    for (int i = 0; !s.code && i < sp.n; i++)
+        if (e->tok) s = ci_detok_stream_create(e->tok, sp.skip_special_tokens != 0, &r->samples[i].detok);
+    if (s.code) {
+        free_request(r);
+        return s;
+    }
+    ci_request_params rp = {0};
+    rp.prompt = prompt;
+    rp.num_prompt = num_prompt;
+    rp.max_tokens = sp.max_tokens;
+    rp.n = sp.n;
+    rp.priority = priority;
+    rp.prompt_logprobs = sp.prompt_logprobs >= 0;
+    rp.user = r;
+    int64_t gid;
+    s = ci_sched_add(e->sched, &rp, &gid);
+    if (s.code) {
+        free_request(r);
+        return s;
+    }
+    r->id = gid;
+    r->lnext = e->live;
+    if (e->live) e->live->lprev = r;
+    e->live = r;
+    r->seed = sp.seed >= 0 ? (uint64_t)sp.seed : splitmix64((uint64_t)gid ^ 0x636966657221ull);
+    e->num_live_requests++;
+    e->m.num_requests++;
+    e->m.prompt_tokens += num_prompt;
+    if (request_id) *request_id = gid;
+    return ci_ok();
+}
+
+ci_status ci_engine_add_request_text(ci_engine *e, const char *text, const ci_engine_sampling *sp, int priority,
+                                     int64_t *request_id) {
+    if (request_id) *request_id = -1;
+    if (!e->tok) return ci_errorf(CI_ERR_INVALID, "request: the model has no tokenizer; give token ids");
+    if (!text) return ci_errorf(CI_ERR_INVALID, "request: no prompt");
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CI_TRY(ci_tokenizer_encode(e->tok, text, strlen(text), true, &ids, &n));
+    ci_status s = n == 0 ? ci_errorf(CI_ERR_INVALID, "request: prompt encodes to no tokens")
+                         : ci_engine_add_request(e, ids, (int)n, sp, priority, request_id);
+    free(ids);
+    return s;
+}
+
+ci_status ci_engine_abort(ci_engine *e, int64_t request_id) {
+    int num = 0;
+    ci_status s = ci_sched_abort(e->sched, request_id, &num);
+    if (s.code) return ci_errorf(CI_ERR_INVALID, "abort: unknown or finished request %lld", (long long)request_id);
+    return ci_ok();
+}
+
+int ci_engine_has_unfinished(const ci_engine *e) {
+    return e->num_live_requests > 0;
+}
+
+ci_engine_metrics ci_engine_get_metrics(const ci_engine *e) {
+    ci_engine_metrics m = e->m;
+    ci_scheduler *s = e->sched;
+    ci_block_manager *bm = ci_sched_block_manager(s);
+    m.num_running = ci_sched_num_running(s);
+    m.num_waiting = ci_sched_num_waiting(s);
+    ci_sched_stats st = ci_sched_get_stats(s);
+    m.num_preemptions = st.preemptions;
+    m.kv_blocks_used = ci_bm_num_used(bm);
+    m.kv_usage = m.num_kv_blocks ? (double)m.kv_blocks_used / m.num_kv_blocks : 0.0;
+    ci_bm_stats bs = ci_bm_get_stats(bm);
+    m.prefix_cache_queried_tokens = bs.prefix_queried_tokens;
+    m.prefix_cache_hit_tokens = bs.prefix_hit_tokens;
+    return m;
+}
+
+/* ---- step helpers ---- */
+
+static ci_status grow(void **p, int *cap, int need, size_t elem, int nptr, void **extra[], size_t extra_elem[]) {
+    if (need <= *cap) return ci_ok();
+    int nc = *cap ? *cap : 16;
+    while (nc < need) nc *= 2;
+    void *np = realloc(*p, elem * (size_t)nc);
+    if (!np) return ci_errorf(CI_ERR_NOMEM, "engine: out of memory");
+    *p = np;
+    for (int i = 0; i < nptr; i++) {
+        void *q = realloc(*extra[i], extra_elem[i] * (size_t)nc);
+        if (!q) return ci_errorf(CI_ERR_NOMEM, "engine: out of memory");
+        *extra[i] = q;
+    }
+    *cap = nc;
+    return ci_ok();
+}
+
+static int is_eos(const ci_engine *e, int32_t t) {
+    for (int i = 0; i < e->num_eos; i++)
+        if (e->eos_ids[i] == t) return 1;
+    return 0;
+}
+
+static int is_stop_id(const eng_request *r, int32_t t) {
+    for (int i = 0; i < r->sp.num_stop_token_ids; i++)
+        if (r->stop_ids[i] == t) return 1;
+    return 0;
+}
+
+/* Logits processors on e->row for sequence q (whose output so far is
+ * tokens[num_prompt..num_tokens)). */
+static void process_logits(ci_engine *e, const eng_request *r, const ci_sequence *q) {
+    float *row = e->row;
+    const ci_engine_sampling *p = &r->sp;
+    int nout = ci_seq_num_output(q);
+    if (nout < p->min_tokens) {
+        if (!p->ignore_eos)
+            for (int i = 0; i < e->num_eos; i++) row[e->eos_ids[i]] = -INFINITY;
+        for (int i = 0; i < p->num_stop_token_ids; i++) row[r->stop_ids[i]] = -INFINITY;
+    }
+    if (p->repetition_penalty != 1.0f) {
+        uint32_t g = ++e->stamp_gen;
+        if (g == 0) { /* wrapped: reset */
+            memset(e->stamp, 0, sizeof(uint32_t) * (size_t)e->V);
+            g = ++e->stamp_gen;
+        }
+        float rp = p->repetition_penalty;
+        for (int i = 0; i < q->num_tokens; i++) {
+            int32_t t = q->tokens[i];
+            if (e->stamp[t] == g) continue;
+            e->stamp[t] = g;
+            row[t] = row[t] > 0 ? row[t] / rp : row[t] * rp;
+        }
+    }
+    if (p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f) {
+        for (int i = q->num_prompt_tokens; i < q->num_tokens; i++) e->counts[q->tokens[i]]++;
+        for (int i = q->num_prompt_tokens; i < q->num_tokens; i++) {
+            int32_t t = q->tokens[i];
+            int c = e->counts[t];
+            if (c == 0) continue; /* already applied */
+            row[t] -= p->presence_penalty + p->frequency_penalty * (float)c;
+            e->counts[t] = 0;
+        }
+    }
+}
+
+/* Top-k of lsm plus the given token's value. */
+static void fill_logprob(const ci_engine *e, const float *lsm, int k, int32_t token, ci_engine_logprob *lp) {
+    lp->token = token;
+    lp->logprob = lsm[token];
+    lp->num_top = 0;
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        float bv = -INFINITY;
+        for (int i = 0; i < e->V; i++) {
+            float v = lsm[i];
+            if (!(v > bv) && !(best < 0 && v == bv)) continue;
+            int taken = 0;
+            for (int t = 0; t < j; t++)
+                if (lp->top_ids[t] == i) {
+                    taken = 1;
+                    break;
+                }
+            if (taken) continue;
+            /* skip values above the previous pick (already taken ones) */
+            if (j > 0 && (v > lp->top_logprobs[j - 1] ||
+                          (v == lp->top_logprobs[j - 1] && i < lp->top_ids[j - 1])))
+                continue;
+            best = i;
+            bv = v;
+        }
+        if (best < 0) break;
+        lp->top_ids[j] = best;
+        lp->top_logprobs[j] = bv;
+        lp->num_top = j + 1;
+    }
+}
+
+static ci_status text_append(eng_sample *smp, const char *t, size_t n) {
+    if (n == 0) return ci_ok();
+    if (smp->len + n + 1 > smp->cap) {
+        size_t nc = smp->cap ? smp->cap : 64;
+        while (nc < smp->len + n + 1) nc *= 2;
+        char *p = realloc(smp->text, nc);
+        if (!p) return ci_errorf(CI_ERR_NOMEM, "engine: out of memory (text)");
+        smp->text = p;
+        smp->cap = nc;
+    }
+    memcpy(smp->text + smp->len, t, n);
+    smp->len += n;
+    smp->text[smp->len] = '\0';
+    return ci_ok();
+}
+
+/* Searches stop strings in smp->text starting near `from`; cuts the text at
+ * the earliest match. Returns 1 on a match. */
+static int find_stop(const eng_request *r, eng_sample *smp, size_t from) {
+    if (r->sp.num_stop == 0) return 0;
+    size_t start = from + 1 > r->max_stop_len ? from + 1 - r->max_stop_len : 0;
+    size_t best = (size_t)-1;
+    for (int i = 0; i < r->sp.num_stop; i++) {
+        size_t L = r->stop_len[i];
+        if (smp->len < L) continue;
+        for (size_t p = start; p + L <= smp->len; p++) {
+            if (p >= best) break;
+            if (memcmp(smp->text + p, r->stop[i], L) == 0) {
+                best = p;
+                break;
+            }
+        }
+    }
+    if (best == (size_t)-1) return 0;
+    smp->len = best;
+    if (smp->text) smp->text[best] = '\0';
+    return 1;
+}
+
+/* Bytes at the end of the text that could begin a stop string. */
+static size_t holdback(const eng_request *r, const eng_sample *smp) {
+    size_t hold = 0;
+    for (int i = 0; i < r->sp.num_stop; i++) {
+        size_t L = r->stop_len[i];
+        for (size_t k = L - 1; k > hold; k--) {
+            if (k > smp->len) continue;
+            if (memcmp(smp->text + smp->len - k, r->stop[i], k) == 0) {
+                hold = k;
+                break;
+            }
+        }
+    }
+    return hold;
+}
+
+static ci_status push_output(ci_engine *e, eng_request *r, int idx, int has_token, int32_t token,
+                             ci_finish_reason fr, const ci_engine_logprob *lp) {
+    eng_sample *smp = &r->samples[idx];
+    void **extra[2] = {(void **)&e->out_tokens, (void **)&e->out_lp};
+    size_t esz[2] = {sizeof(int32_t), sizeof(ci_engine_logprob *)};
+    CI_TRY(grow((void **)&e->outs, &e->outs_cap, e->num_outs + 1, sizeof(ci_engine_output), 2, extra, esz));
+    ci_engine_output *o = &e->outs[e->num_outs];
+    memset(o, 0, sizeof *o);
+    o->request_id = r->id;
+    o->sample_index = idx;
+    e->out_tokens[e->num_outs] = token;
+    o->num_token_ids = has_token;
+    e->out_lp[e->num_outs] = (ci_engine_logprob *)lp;
+    size_t lim = smp->len;
+    if (fr == CI_FINISH_NONE) {
+        size_t h = holdback(r, smp);
+        lim = smp->len - h;
+    }
+    if (lim < smp->emitted) lim = smp->emitted;
+    o->text = smp->text ? smp->text + smp->emitted : "";
+    o->text_len = lim - smp->emitted;
+    smp->emitted = lim;
+    o->finish_reason = fr;
+    if (r->plp && !r->plp_reported && idx == 0 && (has_token || fr != CI_FINISH_NONE)) {
+        o->prompt_logprobs = r->plp;
+        o->num_prompt_logprobs = r->num_plp;
+        r->plp_reported = 1;
+    }
+    e->num_outs++;
+    if (fr != CI_FINISH_NONE && !smp->done) {
+        smp->done = 1;
+        r->samples_done++;
+    }
+    return ci_ok();
+}
+
+/* A sampled token for sequence q (already appended by update). */
+static ci_status on_token(ci_engine *e, ci_sequence *q, int32_t t, int finished_length) {
+    eng_request *r = q->user;
+    int idx = q->sample_index;
+    eng_sample *smp = &r->samples[idx];
+    r->forked = 1;
+    if (smp->done) return ci_ok();
+    ci_finish_reason fr = finished_length ? CI_FINISH_LENGTH : CI_FINISH_NONE;
+    int nout = ci_seq_num_output(q);
+    int stop_tok = (!r->sp.ignore_eos && is_eos(e, t)) || is_stop_id(r, t);
+    int by_string = 0;
+    if (stop_tok) fr = CI_FINISH_STOP;
+    if (!stop_tok && smp->detok) {
+        const char *txt;
+        size_t n;
+        size_t before = smp->len;
+        CI_TRY(ci_detok_stream_put(smp->detok, t, &txt, &n));
+        CI_TRY(text_append(smp, txt, n));
+        if (nout >= r->sp.min_tokens && find_stop(r, smp, before)) {
+            fr = CI_FINISH_STOP;
+            by_string = 1;
+        }
+    }
+    if (fr != CI_FINISH_NONE && !by_string && smp->detok) {
+        const char *txt;
+        size_t n;
+        size_t before = smp->len;
+        CI_TRY(ci_detok_stream_finish(smp->detok, &txt, &n));
+        CI_TRY(text_append(smp, txt, n));
+        if (find_stop(r, smp, before)) fr = CI_FINISH_STOP;
+    }
+    if (fr == CI_FINISH_STOP) CI_TRY(ci_sched_finish(e->sched, q, CI_FINISH_STOP));
+    e->m.generation_tokens++;
+    return push_output(e, r, idx, 1, t, fr, r->sp.logprobs >= 0 ? &smp->cur_lp : NULL);
+}
+
+static ci_status run_sampling(ci_engine *e, const ci_sched_output *o, const int32_t *logits_start) {
+    int k = 0;
+    const size_t V = (size_t)e->V;
+    for (int i = 0; i < o->num_entries; i++) {
+        const ci_sched_entry *en = &o->entries[i];
+        ci_sequence *q = en->seq;
+        eng_request *r = q->user;
+        int r0 = logits_start[i], r1 = logits_start[i + 1];
+        int nplp = r1 - r0 - (en->samples > 0 ? 1 : 0);
+        if (nplp > 0 && r->plp) {
+            int p0 = en->start > q->prompt_logprobs_done ? en->start : q->prompt_logprobs_done;
+            for (int j = 0; j < nplp; j++) {
+                int pos = p0 + j; /* predicts prompt token pos + 1 */
+                if (pos + 1 >= r->num_prompt || pos < 0) continue;
+                ci_log_softmax(e->logits + (size_t)(r0 + j) * V, e->V, e->lsm);
+                fill_logprob(e, e->lsm, r->sp.prompt_logprobs, q->tokens[pos + 1], &r->plp[pos]);
+                if (pos + 1 > r->num_plp) r->num_plp = pos + 1;
+            }
+        }
+        if (en->samples == 0) continue;
+        const float *raw = e->logits + (size_t)(r1 - 1) * V;
+        memcpy(e->row, raw, sizeof(float) * V);
+        process_logits(e, r, q);
+        int want_lp = r->sp.logprobs >= 0;
+        if (want_lp) ci_log_softmax(raw, e->V, e->lsm);
+        ci_sampling_params sp = {r->sp.temperature, r->sp.top_k, r->sp.top_p, r->sp.min_p, r->seed};
+        uint64_t step = (uint64_t)ci_seq_num_output(q);
+        for (int j = 0; j < en->samples; j++) {
+            int idx = en->samples > 1 ? j : q->sample_index;
+            int32_t t = ci_sampler_sample_stream(e->sampler, e->row, &sp, (uint64_t)idx, step);
+            e->sampled[k++] = t;
+            if (want_lp && idx < r->n) fill_logprob(e, e->lsm, r->sp.logprobs, t, &r->samples[idx].cur_lp);
+        }
+    }
+    return ci_ok();
+}
+
+static void retire_request(ci_engine *e, eng_request *r) {
+    if (r->retired) return;
+    r->retired = 1;
+    if (r->lprev) r->lprev->lnext = r->lnext;
+    else e->live = r->lnext;
+    if (r->lnext) r->lnext->lprev = r->lprev;
+    r->next = e->dead;
+    e->dead = r;
+    e->num_live_requests--;
+    e->m.num_finished++;
+}
+
+static ci_status pop_finished(ci_engine *e) {
+    ci_sequence *q;
+    while ((q = ci_sched_pop_finished(e->sched)) != NULL) {
+        eng_request *r = q->user;
+        ci_status s = ci_ok();
+        if (r) {
+            int idx = q->sample_index;
+            ci_finish_reason fr = q->finish_reason != CI_FINISH_NONE ? q->finish_reason : CI_FINISH_ABORT;
+            if (!r->samples[idx].done) s = push_output(e, r, idx, 0, 0, fr, NULL);
+            /* a request that ended before its fork: its other samples too */
+            if (q->parent_id < 0 && !r->forked)
+                for (int j = 1; j < r->n && !s.code; j++)
+                    if (!r->samples[j].done) s = push_output(e, r, j, 0, 0, fr, NULL);
+            if (r->samples_done >= r->n) retire_request(e, r);
+        }
+        ci_seq_destroy(q);
+        if (s.code) return s;
+    }
+    return ci_ok();
+}
+
+ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_outs) {
+    *outs = NULL;
+    *num_outs = 0;
+    free_dead(e);
+    e->num_outs = 0;
+    const ci_sched_output *o;
+    CI_TRY(ci_sched_schedule(e->sched, &o));
+    if (o->num_entries > 0) {
+        e->m.num_steps++;
+        int used = ci_bm_num_used(ci_sched_block_manager(e->sched));
+        if (used > e->m.peak_kv_blocks_used) e->m.peak_kv_blocks_used = used;
+        if (o->num_copies > 0) {
+            void **extra[1] = {(void **)&e->copy_dst};
+            size_t esz[1] = {sizeof(int32_t)};
+            CI_TRY(grow((void **)&e->copy_src, &e->copy_cap, o->num_copies, sizeof(int32_t), 1, extra, esz));
+            for (int i = 0; i < o->num_copies; i++) {
+                e->copy_src[i] = o->copies[i].src;
+                e->copy_dst[i] = o->copies[i].dst;
+            }
+            if (!e->be->ops->copy_blocks)
+                return ci_errorf(CI_ERR_UNSUPPORTED, "engine: backend %s has no copy_blocks", e->be->name);
+            CI_TRY(e->be->ops->copy_blocks(e->be, e->kv, e->copy_src, e->copy_dst, o->num_copies));
+        }
+        const ci_batch *b;
+        CI_TRY(ci_batch_build(&e->bb, o, &b));
+        CI_TRY(ci_model_forward(e->model, b, e->kv, e->logits));
+        CI_TRY(grow((void **)&e->sampled, &e->sampled_cap, o->num_samples + 1, sizeof(int32_t), 0, NULL, NULL));
+        CI_TRY(run_sampling(e, o, e->bb.logits_start));
+        const ci_sched_result *res;
+        int nres;
+        CI_TRY(ci_sched_update(e->sched, e->sampled, o->num_samples, &res, &nres));
+        for (int i = 0; i < nres; i++) {
+            ci_sequence *q = res[i].seq;
+            /* forked siblings (ci_seq_clone clears user): the parent's
+             * result comes first in the same step */
+            for (int j = i - 1; !q->user && j >= 0; j--)
+                if (res[j].seq->id == q->parent_id) q->user = res[j].seq->user;
+            if (!q->user) return ci_errorf(CI_ERR_INTERNAL, "engine: sequence %lld has no request", (long long)q->id);
+            CI_TRY(on_token(e, q, res[i].token, res[i].finished));
+        }
+    }
+    CI_TRY(pop_finished(e));
+    for (int i = 0; i < e->num_outs; i++) {
+        e->outs[i].token_ids = e->outs[i].num_token_ids ? &e->out_tokens[i] : NULL;
+        e->outs[i].logprobs = e->outs[i].num_token_ids ? e->out_lp[i] : NULL;
+    }
+    *outs = e->outs;
+    *num_outs = e->num_outs;
+    return ci_ok();
+}
