@@ -19,5 +19,6 @@ int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_render_chat(int argc, char **argv);
 
 #endif

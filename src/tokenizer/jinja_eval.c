@@ -1545,7 +1545,7 @@ static bool call_macro(R *r, const jn_node *n, jv_func *fn, args *a, jv *out) {
     return ok;
 }
 
-static bool call_global(R *r, const jn_node *n, const char *name, args *a, jv *out);
+static bool call_global(R *r, const jn_node *n, const char *name, jv self, args *a, jv *out);
 static bool call_method(R *r, const jn_node *n, jv self, const char *name, args *a, jv *out);
 
 static bool call_value(R *r, frame *f, const jn_node *n, jv callee, args *a, jv *out) {
@@ -1555,7 +1555,7 @@ static bool call_value(R *r, frame *f, const jn_node *n, jv callee, args *a, jv 
     if (callee.t != JV_FUNC) return fail(r, n, "'%s' object is not callable", type_name(callee));
     jv_func *fn = callee.u.fn;
     switch (fn->kind) {
-    case FN_GLOBAL: return call_global(r, n, fn->name, a, out);
+    case FN_GLOBAL: return call_global(r, n, fn->name, fn->self, a, out);
     case FN_METHOD: return call_method(r, n, fn->self, fn->name, a, out);
     case FN_CALLER: {
         frame *cf = new_frame(r, fn->closure);
@@ -1580,7 +1580,12 @@ static bool need_str(R *r, const jn_node *n, jv v, const char *what) {
     return true;
 }
 
-static bool call_global(R *r, const jn_node *n, const char *name, args *a, jv *out) {
+static bool call_global(R *r, const jn_node *n, const char *name, jv self, args *a, jv *out) {
+    if (!strcmp(name, "loop.cycle")) {
+        if (!a->np) return fail(r, n, "no items for cycling given");
+        *out = a->pos[self.u.i % (int64_t)a->np];
+        return true;
+    }
     if (!strcmp(name, "raise_exception")) {
         jv msg = mk_str("", 0);
         get_arg(a, 0, "message", &msg);
@@ -1724,6 +1729,19 @@ static bool map_case(R *r, jv s, int mode, jv *out) {
         }
         char tmp[8];
         size_t tl = c2 == cp ? 0 : u8_enc(tmp, c2);
+        if (mode == 0) {
+            /* SpecialCasing.txt: upper-case expansions Python applies */
+            static const struct {
+                int32_t cp;
+                const char *up;
+            } SPECIAL[] = {{0xdf, "SS"},   {0xfb00, "FF"},  {0xfb01, "FI"}, {0xfb02, "FL"},
+                           {0xfb03, "FFI"}, {0xfb04, "FFL"}, {0xfb05, "ST"}, {0xfb06, "ST"}};
+            for (size_t q = 0; q < sizeof SPECIAL / sizeof SPECIAL[0]; q++)
+                if (SPECIAL[q].cp == cp) {
+                    tl = strlen(SPECIAL[q].up);
+                    memcpy(tmp, SPECIAL[q].up, tl);
+                }
+        }
         if (!(tl ? sb_put(r, &b, tmp, tl) : sb_put(r, &b, s.u.s.p + i, w))) {
             free(b.p);
             return false;
@@ -1829,9 +1847,7 @@ static bool str_split(R *r, const jn_node *n, jv s, jv sep, int64_t maxsplit, bo
                 while (i < len && jn_py_isspace(p + i, len - i, &cl)) i += cl;
                 if (i >= len) break;
                 if (maxsplit >= 0 && k >= maxsplit) {
-                    jv rest;
-                    if (!strip_impl(r, mk_str(p + i, len - i), NONE, false, true, &rest)) return false;
-                    if (!list_push(r, l, rest)) return false;
+                    if (!list_push(r, l, mk_str(p + i, len - i))) return false;
                     break;
                 }
                 size_t st = i;
@@ -1853,9 +1869,7 @@ static bool str_split(R *r, const jn_node *n, jv s, jv sep, int64_t maxsplit, bo
             size_t keep = all.u.l->n - (size_t)maxsplit;
             jv lastkept = all.u.l->v[keep - 1];
             size_t head_end = (size_t)(lastkept.u.s.p - p) + lastkept.u.s.n;
-            jv head;
-            if (!strip_impl(r, mk_str(p, head_end), NONE, true, false, &head)) return false;
-            if (!list_push(r, l, head)) return false;
+            if (!list_push(r, l, mk_str(p, head_end))) return false;
             for (size_t i = keep; i < all.u.l->n; i++)
                 if (!list_push(r, l, all.u.l->v[i])) return false;
         }
@@ -2444,7 +2458,9 @@ static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv 
         } else if (ind.t == JV_STR) {
             o.indent = ind.u.s.p;
             o.indent_n = ind.u.s.n;
-        } else if (ind.t != JV_NONE && ind.t != JV_UNDEF) {
+        } else if (ind.t == JV_UNDEF) {
+            return undef_err(r, n, ind);
+        } else if (ind.t != JV_NONE) {
             return fail(r, n, "tojson: indent must be an int or a string");
         }
         if (o.indent) o.item_sep = ",";
@@ -2886,6 +2902,16 @@ static int exec_for(R *r, frame *f, const jn_node *n) {
                   dict_set_s(r, loop, "length", mk_int((int64_t)len)) &&
                   dict_set_s(r, loop, "depth", mk_int(1)) &&
                   dict_set_s(r, loop, "depth0", mk_int(0));
+        if (ok) {
+            jv_func *cyc = jn_alloc(&r->a, sizeof *cyc);
+            if (!cyc) return nomem(r, n), X_ERR;
+            cyc->kind = FN_GLOBAL;
+            cyc->name = "loop.cycle";
+            cyc->self = mk_int((int64_t)i);
+            jv cv = {.t = JV_FUNC};
+            cv.u.fn = cyc;
+            ok = dict_set_s(r, loop, "cycle", cv);
+        }
         if (ok && i > 0) ok = dict_set_s(r, loop, "previtem", items->v[i - 1]);
         if (ok && i + 1 < len) ok = dict_set_s(r, loop, "nextitem", items->v[i + 1]);
         if (ok) ok = dict_set_s(r, &lf->vars, "loop", mk_dict(loop));
