@@ -2451,7 +2451,8 @@ static bool filter_select(R *r, frame *f, const jn_node *n, jv v, args *a, bool 
     }
     if (ai < a->np) test = a->pos[ai++];
     if (test.t != JV_UNDEF && test.t != JV_STR) return fail(r, n, "test name must be a string");
-    args targs = {.pos = a->pos + ai, .np = a->np - ai, .kn = a->kn, .kv = a->kv, .nk = a->nk};
+    args targs = {.pos = a->pos ? a->pos + ai : NULL, .np = a->np - ai, .kn = a->kn, .kv = a->kv,
+                  .nk = a->nk};
     const char *tname = test.t == JV_STR ? cstr(r, test) : NULL;
     for (size_t i = 0; i < src->n; i++) {
         jv item = src->v[i], x = item;
