@@ -2637,7 +2637,8 @@ static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv 
             if (!cs) return nomem(r, n);
             char *end;
             long long x = strtoll(cs, &end, 10);
-            if (*cs && !*end) *out = mk_int(x);
+            if (strpbrk(cs, "xXpP")) *out = dflt; /* no C hex literals */
+            else if (*cs && !*end) *out = mk_int(x);
             else {
                 double d = strtod(cs, &end);
                 *out = (*cs && !*end && !isnan(d) && !isinf(d) && fabs(d) < 9.2e18)
@@ -2658,7 +2659,7 @@ static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv 
             if (!cs) return nomem(r, n);
             char *end;
             double d = strtod(cs, &end);
-            *out = (*cs && !*end) ? mk_float(d) : dflt;
+            *out = (*cs && !*end && !strpbrk(cs, "xXpP")) ? mk_float(d) : dflt;
         } else *out = dflt;
         return true;
     }
