@@ -1252,7 +1252,7 @@ static bool percent_format(R *r, const jn_node *n, jv fmt, jv argv, jv *out) {
             goto err;
         }
     }
-    if (ai < al->n && argv.t == JV_LIST && argv.u.l->tuple) {
+    if (ai < al->n && !(argv.t == JV_DICT && !argv.u.d->ns)) {
         fail(r, n, "not all arguments converted during string formatting");
         goto err;
     }
@@ -2778,6 +2778,7 @@ static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv 
         jv_list *c = new_list(r, l->n);
         if (!c) return nomem(r, n);
         for (size_t i = l->n; i-- > 0;) c->v[c->n++] = l->v[i];
+        c->view = JL_GEN; /* reversed(): an iterator */
         *out = mk_list(c);
         return true;
     }
