@@ -203,24 +203,91 @@ static bool str_eq(jv a, const char *s, size_t n) {
     return a.t == JV_STR && a.u.s.n == n && !memcmp(a.u.s.p, s, n);
 }
 
+/* Hash consistent with jv_eq for hashable keys (1 == 1.0 == True). */
+static bool key_hash(jv k, uint64_t *h, int depth) {
+    uint64_t x = 1469598103934665603ull;
+    switch (k.t) {
+    case JV_STR:
+        for (size_t i = 0; i < k.u.s.n; i++) x = (x ^ (unsigned char)k.u.s.p[i]) * 1099511628211ull;
+        *h = x;
+        return true;
+    case JV_BOOL:
+    case JV_INT: *h = (uint64_t)num_i(k) * 0x9e3779b97f4a7c15ull; return true;
+    case JV_FLOAT:
+        if (k.u.f == floor(k.u.f) && fabs(k.u.f) < 9.2e18) {
+            *h = (uint64_t)(int64_t)k.u.f * 0x9e3779b97f4a7c15ull;
+        } else {
+            uint64_t bits;
+            memcpy(&bits, &k.u.f, sizeof bits);
+            *h = bits * 0x9e3779b97f4a7c15ull;
+        }
+        return true;
+    case JV_NONE: *h = 0x1234567ull; return true;
+    case JV_UNDEF: *h = 0x7654321ull; return true;
+    case JV_LIST:
+        if (!k.u.l->tuple || k.u.l->view || depth > 8) return false;
+        for (size_t i = 0; i < k.u.l->n; i++) {
+            uint64_t e;
+            if (!key_hash(k.u.l->v[i], &e, depth + 1)) return false;
+            x = (x ^ e) * 1099511628211ull;
+        }
+        *h = x;
+        return true;
+    default: return false;
+    }
+}
+
+#define DICT_INDEX_MIN 16
+
 static jv *dict_find(const jv_dict *d, jv key) {
+    uint64_t h;
+    if (d->hidx && key_hash(key, &h, 0)) {
+        size_t mask = d->hcap - 1;
+        for (size_t i = h & mask;; i = (i + 1) & mask) {
+            uint32_t e = d->hidx[i];
+            if (!e) return NULL;
+            if (jv_eq(d->k[e - 1], key)) return &d->v[e - 1];
+        }
+    }
     for (size_t i = 0; i < d->n; i++)
         if (jv_eq(d->k[i], key)) return &d->v[i];
     return NULL;
 }
 static jv *dict_find_s(const jv_dict *d, const char *s, size_t n) {
+    if (d->hidx) return dict_find(d, mk_str(s, n));
     for (size_t i = 0; i < d->n; i++)
         if (str_eq(d->k[i], s, n)) return &d->v[i];
     return NULL;
 }
-static bool dict_set(R *r, jv_dict *d, jv key, jv val) {
-    jv *slot = dict_find(d, key);
-    if (slot) {
-        *slot = val;
-        return true;
+static void index_put(jv_dict *d, size_t entry, uint64_t h) {
+    size_t mask = d->hcap - 1;
+    size_t i = h & mask;
+    while (d->hidx[i]) i = (i + 1) & mask;
+    d->hidx[i] = (uint32_t)entry + 1;
+}
+static bool dict_reindex(R *r, jv_dict *d) {
+    size_t cap = 64;
+    while (cap < d->n * 2 + 2) cap *= 2;
+    uint32_t *idx = jn_alloc(&r->a, cap * sizeof *idx);
+    if (!idx) return nomem(r, NULL);
+    d->hidx = idx;
+    d->hcap = cap;
+    for (size_t i = 0; i < d->n; i++) {
+        uint64_t h;
+        if (!key_hash(d->k[i], &h, 0)) {
+            d->hidx = NULL;
+            d->nohash = true;
+            return true;
+        }
+        index_put(d, i, h);
     }
+    return true;
+}
+/* appends a key known not to be present */
+static bool dict_append(R *r, jv_dict *d, jv key, jv val) {
     if (d->n == d->cap) {
         size_t nc = d->cap ? d->cap * 2 : 8;
+        if (nc > UINT32_MAX - 1) return fail(r, NULL, "dict too large");
         jv *nk = jn_alloc(&r->a, nc * sizeof *nk), *nv = jn_alloc(&r->a, nc * sizeof *nv);
         if (!nk || !nv) return nomem(r, NULL);
         if (d->n) {
@@ -234,7 +301,27 @@ static bool dict_set(R *r, jv_dict *d, jv key, jv val) {
     d->k[d->n] = key;
     d->v[d->n] = val;
     d->n++;
+    if (d->nohash) return true;
+    if (d->hidx && d->n * 2 < d->hcap) {
+        uint64_t h;
+        if (!key_hash(key, &h, 0)) {
+            d->hidx = NULL;
+            d->nohash = true;
+            return true;
+        }
+        index_put(d, d->n - 1, h);
+        return true;
+    }
+    if (d->n >= DICT_INDEX_MIN) return dict_reindex(r, d);
     return true;
+}
+static bool dict_set(R *r, jv_dict *d, jv key, jv val) {
+    jv *slot = dict_find(d, key);
+    if (slot) {
+        *slot = val;
+        return true;
+    }
+    return dict_append(r, d, key, val);
 }
 static bool dict_set_s(R *r, jv_dict *d, const char *s, jv val) {
     return dict_set(r, d, mk_str(s, strlen(s)), val);
@@ -703,7 +790,7 @@ static bool from_json(R *r, const json_t *j, jv *out, int depth) {
 #if JANSSON_VERSION_HEX >= 0x020e00
             kl = json_object_iter_key_len(it);
 #endif
-            if (!dict_set(r, d, mk_str(k, kl), val)) return false;
+            if (!dict_append(r, d, mk_str(k, kl), val)) return false;
         }
         *out = mk_dict(d);
         return true;

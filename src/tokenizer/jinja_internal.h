@@ -163,6 +163,9 @@ struct jv_dict {
     jv *k, *v;
     size_t n, cap;
     bool ns; /* namespace(): attribute assignment allowed */
+    uint32_t *hidx; /* open-addressing index (entry+1, 0 = empty) once the dict grows */
+    size_t hcap;
+    bool nohash; /* a key the index cannot hash: linear lookups only */
 };
 
 /* ---- render ---- */
