@@ -1,0 +1,183 @@
+/* cuda_attention.cu — paged, causal, varlen attention with GQA (prefill,
+ * chunked prefill over a cached prefix, and decode in one kernel).
+ *
+ * One CTA (128 threads) per (query token, kv head): the G = H / KV query
+ * heads that share the kv head are handled together, so each K/V element is
+ * read once per token for all G heads. The token's sequence comes from a
+ * binary search of query_start; it attends to cache positions
+ * [0, min(position + 1, context_len)), read through the block table in
+ * tiles of 32 keys:
+ *   1. the K and V tile is loaded with 16-byte loads into shared memory as
+ *      f32 (K rows padded to head_dim + 1 floats: conflict-free dot products);
+ *   2. 32 x G scores q.k (q pre-scaled, kept in shared memory);
+ *   3. online softmax, one warp per head (32 keys = one lane each): running
+ *      max m, sum l, rescale factor alpha;
+ *   4. acc[g][d] = alpha * acc + sum_j p[g][j] v[j][d], acc in registers
+ *      (G x head_dim / 128 values per thread, at most 16).
+ * The output is acc / l in the activation dtype.
+ *
+ * Decode moves the whole context's K/V once per (seq, kv head): 2 x ctx x
+ * head_dim x elt bytes, at one CTA per (seq, kv head), so small decode
+ * batches with long contexts leave most SMs idle: split-K (flash-decoding)
+ * is the next step. Prefill re-reads the prefix once per query token; a
+ * query-tiled (flash-attention-2 style) kernel is the other next step. */
+#include "backend/cuda/cuda_common.cuh"
+
+#define ATT_TILE 32
+#define ATT_THREADS 128
+#define ATT_NACC (CI_CU_ATT_MAX_GHD / ATT_THREADS)
+
+/* 16-byte vector of T: 8 bf16 or 4 f32, converted to f32 */
+__device__ __forceinline__ void ld_vec(const __nv_bfloat16 *p, float *out) {
+    uint4 u = *(const uint4 *)p;
+    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 f = __bfloat1622float2(h[i]);
+        out[2 * i] = f.x;
+        out[2 * i + 1] = f.y;
+    }
+}
+__device__ __forceinline__ void ld_vec(const float *p, float *out) {
+    float4 f = *(const float4 *)p;
+    out[0] = f.x;
+    out[1] = f.y;
+    out[2] = f.z;
+    out[3] = f.w;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(ATT_THREADS)
+    attention_kernel(const T *__restrict__ qkv, int S, int H, int KV, int hd,
+                     const int32_t *__restrict__ positions, const int32_t *__restrict__ qstart,
+                     const int32_t *__restrict__ ctx_lens, const int32_t *__restrict__ btab,
+                     int mbps, const T *__restrict__ kc, const T *__restrict__ vc, int bs,
+                     float scale, T *__restrict__ out) {
+    constexpr int VEC = 16 / sizeof(T);
+    extern __shared__ float sm[];
+    const int t = blockIdx.x, g = blockIdx.y, G = H / KV, GHD = G * hd;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    float *q = sm;                           /* [G][hd] */
+    float *kt = q + GHD;                     /* [TILE][hd + 1] */
+    float *vt = kt + ATT_TILE * (hd + 1);    /* [TILE][hd] */
+    float *sc = vt + ATT_TILE * hd;          /* [G][TILE] */
+    float *mrow = sc + G * ATT_TILE, *lrow = mrow + G, *alpha = lrow + G;
+
+    /* sequence of token t: largest s with qstart[s] <= t */
+    int lo = 0, hi = S - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) >> 1;
+        if (qstart[mid] <= t)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    const int s = lo;
+    int nctx = positions[t] + 1;
+    if (nctx > ctx_lens[s]) nctx = ctx_lens[s];
+    const int32_t *bt = btab + (int64_t)s * mbps;
+
+    const int64_t stride = (int64_t)(H + 2 * KV) * hd;
+    const T *qrow = qkv + (int64_t)t * stride + (int64_t)g * GHD;
+    for (int e = tid; e < GHD; e += ATT_THREADS) q[e] = ci_ld(qrow, e) * scale;
+    for (int i = tid; i < G; i += ATT_THREADS) {
+        mrow[i] = -INFINITY;
+        lrow[i] = 0.0f;
+    }
+    float acc[ATT_NACC];
+#pragma unroll
+    for (int k = 0; k < ATT_NACC; k++) acc[k] = 0.0f;
+
+    const int nvec = hd / VEC;
+    for (int j0 = 0; j0 < nctx; j0 += ATT_TILE) {
+        const int nj = nctx - j0 < ATT_TILE ? nctx - j0 : ATT_TILE;
+        __syncthreads(); /* the previous tile is consumed (and q/m/l are set) */
+        for (int e = tid; e < nj * nvec; e += ATT_THREADS) {
+            int j = e / nvec, d = (e - j * nvec) * VEC, pos = j0 + j;
+            int64_t base = (((int64_t)bt[pos / bs] * KV + g) * bs + pos % bs) * hd + d;
+            float kv8[VEC], vv8[VEC];
+            ld_vec(kc + base, kv8);
+            ld_vec(vc + base, vv8);
+#pragma unroll
+            for (int i = 0; i < VEC; i++) {
+                kt[j * (hd + 1) + d + i] = kv8[i];
+                vt[j * hd + d + i] = vv8[i];
+            }
+        }
+        __syncthreads();
+        for (int p = tid; p < G * ATT_TILE; p += ATT_THREADS) {
+            int gi = p / ATT_TILE, j = p - gi * ATT_TILE;
+            float dot = -INFINITY;
+            if (j < nj) {
+                const float *qq = q + gi * hd, *kk = kt + j * (hd + 1);
+                dot = 0.0f;
+                for (int d = 0; d < hd; d++) dot = fmaf(qq[d], kk[d], dot);
+            }
+            sc[p] = dot;
+        }
+        __syncthreads();
+        for (int gi = warp; gi < G; gi += ATT_THREADS / 32) {
+            float v = sc[gi * ATT_TILE + lane];
+            float mold = mrow[gi];
+            float mnew = fmaxf(mold, ci_warp_max(v)); /* finite: nj >= 1 */
+            float p = lane < nj ? __expf(v - mnew) : 0.0f;
+            sc[gi * ATT_TILE + lane] = p;
+            float sum = ci_warp_sum(p);
+            __syncwarp(); /* every lane has read mrow[gi] */
+            if (lane == 0) {
+                float a = __expf(mold - mnew); /* 0 on the first tile */
+                alpha[gi] = a;
+                lrow[gi] = lrow[gi] * a + sum;
+                mrow[gi] = mnew;
+            }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < ATT_NACC; k++) {
+            int e = tid + k * ATT_THREADS;
+            if (e < GHD) {
+                int gi = e / hd, d = e - gi * hd;
+                const float *pp = sc + gi * ATT_TILE;
+                float a = acc[k] * alpha[gi];
+                for (int j = 0; j < nj; j++) a = fmaf(pp[j], vt[j * hd + d], a);
+                acc[k] = a;
+            }
+        }
+    }
+    __syncthreads();
+    T *orow = out + (int64_t)t * H * hd + (int64_t)g * GHD;
+#pragma unroll
+    for (int k = 0; k < ATT_NACC; k++) {
+        int e = tid + k * ATT_THREADS;
+        if (e < GHD) {
+            float l = lrow[e / hd];
+            ci_st(orow, e, l > 0.0f ? acc[k] / l : 0.0f);
+        }
+    }
+}
+
+extern "C" int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int ntok, int S, int H,
+                               int KV, int hd, const int32_t *positions,
+                               const int32_t *query_start, const int32_t *context_lens,
+                               const int32_t *block_tables, int max_blocks_per_seq,
+                               const void *kc, const void *vc, int block_size, float scale,
+                               void *out) {
+    if (ntok <= 0) return cudaSuccess;
+    int G = H / KV;
+    size_t floats = (size_t)G * hd + (size_t)ATT_TILE * (hd + 1) + (size_t)ATT_TILE * hd +
+                    (size_t)G * ATT_TILE + 3 * (size_t)G;
+    size_t bytes = floats * sizeof(float);
+    dim3 grid((unsigned)ntok, (unsigned)KV);
+    cudaError_t e = cudaSuccess;
+    CI_CU_DISPATCH(bf16, {
+        if (bytes > 48 * 1024)
+            e = cudaFuncSetAttribute(attention_kernel<T>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+        if (e == cudaSuccess)
+            attention_kernel<T><<<grid, ATT_THREADS, bytes, st>>>(
+                (const T *)qkv, S, H, KV, hd, positions, query_start, context_lens, block_tables,
+                max_blocks_per_seq, (const T *)kc, (const T *)vc, block_size, scale, (T *)out);
+    });
+    if (e != cudaSuccess) return e;
+    return cudaGetLastError();
+}
