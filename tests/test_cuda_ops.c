@@ -288,11 +288,18 @@ static void rbatch_make(rbatch *b, const int *ctx, const int *q, int S, int bs, 
     }
     b->qs[S] = t;
     if (pad_slot && b->T > 1) b->slots[1] = -1;
+    int maxc = 0, maxq = 0;
+    for (int s = 0; s < S; s++) {
+        if (ctx[s] > maxc) maxc = ctx[s];
+        if (q[s] > maxq) maxq = q[s];
+    }
     free(perm);
     ci_batch *h = &b->hb;
     h->num_tokens = b->T;
     h->num_seqs = S;
     h->max_blocks_per_seq = b->mbps;
+    h->max_context_len = maxc;
+    h->max_query_len = maxq;
     h->token_ids = b->ids;
     h->positions = b->pos;
     h->query_start = b->qs;
@@ -386,11 +393,18 @@ static void test_attention(void) {
     int cfg[][4] = {/* H, KV, hd, bs */
                     {8, 8, 64, 16},  {16, 4, 64, 32}, {32, 4, 128, 16},
                     {16, 16, 128, 32}, {16, 2, 128, 16}, {4, 2, 64, 1}};
-    int ctx[6] = {1, 37, 700, 2048, 130, 1500}, q[6] = {1, 37, 1, 1, 64, 3};
-    for (int ci = 0; ci < 6; ci++) {
-        int H = cfg[ci][0], KV = cfg[ci][1], hd = cfg[ci][2], bs = cfg[ci][3];
+    /* mixed prefill/chunked/decode; decode only (split-K); decode only with
+     * max_context_len understated (the split must still cover everything) */
+    int ctx[3][6] = {{1, 37, 700, 2048, 130, 1500}, {2048, 700, 1, 0, 0, 0},
+                     {1999, 300, 0, 0, 0, 0}};
+    int q[3][6] = {{1, 37, 1, 1, 64, 3}, {1, 1, 1, 0, 0, 0}, {1, 1, 0, 0, 0, 0}};
+    int nseq[3] = {6, 3, 2};
+    for (int ci = 0; ci < 6 * 3; ci++) {
+        int H = cfg[ci % 6][0], KV = cfg[ci % 6][1], hd = cfg[ci % 6][2], bs = cfg[ci % 6][3];
+        int bi = ci / 6;
         rbatch b;
-        rbatch_make(&b, ctx, q, 6, bs, 0);
+        rbatch_make(&b, ctx[bi], q[bi], nseq[bi], bs, 0);
+        if (bi == 2) b.hb.max_context_len = 300;
         ci_kv_cache *kc, *kg;
         kv_pair(KV, hd, b.nblocks, bs, &kc, &kg);
         int64_t cols = (int64_t)(H + 2 * KV) * hd;
@@ -403,7 +417,7 @@ static void test_attention(void) {
         CHECK_OK(cpu->ops->attention(cpu, &qkv.c, &sh, &b.hb, kc, 0, scale, &out.c));
         CHECK_OK(gpu->ops->attention(gpu, &qkv.g, &sh, &db, kg, 0, scale, &out.g));
         char what[96];
-        snprintf(what, sizeof what, "attention H%d KV%d hd%d bs%d", H, KV, hd, bs);
+        snprintf(what, sizeof what, "attention H%d KV%d hd%d bs%d batch %d", H, KV, hd, bs, bi);
         compare(what, &out, out.n);
         pair_free(&qkv);
         pair_free(&out);

@@ -16,11 +16,13 @@
  *      (G x head_dim / 128 values per thread, at most 16).
  * The output is acc / l in the activation dtype.
  *
- * Decode moves the whole context's K/V once per (seq, kv head): 2 x ctx x
- * head_dim x elt bytes, at one CTA per (seq, kv head), so small decode
- * batches with long contexts leave most SMs idle: split-K (flash-decoding)
- * is the next step. Prefill re-reads the prefix once per query token; a
- * query-tiled (flash-attention-2 style) kernel is the other next step. */
+ * Split-K (flash-decoding): when the (token, kv head) CTAs are fewer than
+ * two waves and the context is long (small decode batches), grid.z splits
+ * each context into interleaved tiles; every split writes its unnormalized
+ * acc and (m, l) to a preallocated f32 workspace and attention_combine
+ * merges them. Decode moves the context's K/V once per (seq, kv head):
+ * 2 x ctx x head_dim x elt bytes. Prefill re-reads the prefix once per query
+ * token; a query-tiled (flash-attention-2 style) kernel is the next step. */
 #include "backend/cuda/cuda_common.cuh"
 
 #define ATT_TILE 32
@@ -52,10 +54,11 @@ __global__ void __launch_bounds__(ATT_THREADS)
                      const int32_t *__restrict__ positions, const int32_t *__restrict__ qstart,
                      const int32_t *__restrict__ ctx_lens, const int32_t *__restrict__ btab,
                      int mbps, const T *__restrict__ kc, const T *__restrict__ vc, int bs,
-                     float scale, T *__restrict__ out) {
+                     float scale, T *__restrict__ out, int nsplit, float *__restrict__ part_o,
+                     float2 *__restrict__ part_ml) {
     constexpr int VEC = 16 / sizeof(T);
     extern __shared__ float sm[];
-    const int t = blockIdx.x, g = blockIdx.y, G = H / KV, GHD = G * hd;
+    const int t = blockIdx.x, g = blockIdx.y, z = blockIdx.z, G = H / KV, GHD = G * hd;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     float *q = sm;                           /* [G][hd] */
     float *kt = q + GHD;                     /* [TILE][hd + 1] */
@@ -89,7 +92,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
     for (int k = 0; k < ATT_NACC; k++) acc[k] = 0.0f;
 
     const int nvec = hd / VEC;
-    for (int j0 = 0; j0 < nctx; j0 += ATT_TILE) {
+    /* split z of nsplit takes tiles z, z + nsplit, ... (any context length) */
+    for (int j0 = z * ATT_TILE; j0 < nctx; j0 += nsplit * ATT_TILE) {
         const int nj = nctx - j0 < ATT_TILE ? nctx - j0 : ATT_TILE;
         __syncthreads(); /* the previous tile is consumed (and q/m/l are set) */
         for (int e = tid; e < nj * nvec; e += ATT_THREADS) {
@@ -145,6 +149,20 @@ __global__ void __launch_bounds__(ATT_THREADS)
         }
     }
     __syncthreads();
+    if (nsplit > 1) { /* unnormalized partial result, merged by attention_combine */
+        const int64_t h0 = (int64_t)t * H + (int64_t)g * G; /* first head of the group */
+#pragma unroll
+        for (int k = 0; k < ATT_NACC; k++) {
+            int e = tid + k * ATT_THREADS;
+            if (e < GHD) {
+                int gi = e / hd, d = e - gi * hd;
+                part_o[((h0 + gi) * nsplit + z) * hd + d] = acc[k];
+            }
+        }
+        for (int gi = tid; gi < G; gi += ATT_THREADS)
+            part_ml[(h0 + gi) * nsplit + z] = make_float2(mrow[gi], lrow[gi]);
+        return;
+    }
     T *orow = out + (int64_t)t * H * hd + (int64_t)g * GHD;
 #pragma unroll
     for (int k = 0; k < ATT_NACC; k++) {
@@ -156,27 +174,68 @@ __global__ void __launch_bounds__(ATT_THREADS)
     }
 }
 
+/* Split-K merge: one CTA per (token, head), one thread per dim. With
+ * M = max_z m_z and w_z = exp(m_z - M): out = sum_z w_z acc_z / sum_z w_z l_z. */
+template <typename T>
+__global__ void attention_combine_kernel(int H, int hd, int nsplit, const float *__restrict__ part_o,
+                                         const float2 *__restrict__ part_ml, T *__restrict__ out) {
+    const int64_t th = (int64_t)blockIdx.x * H + blockIdx.y;
+    const float2 *ml = part_ml + th * nsplit;
+    float M = -INFINITY;
+    for (int z = 0; z < nsplit; z++) M = fmaxf(M, ml[z].x);
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float num = 0.0f, den = 0.0f;
+        if (M > -INFINITY)
+            for (int z = 0; z < nsplit; z++) {
+                float w = ml[z].x > -INFINITY ? __expf(ml[z].x - M) : 0.0f;
+                den += w * ml[z].y;
+                num += w * part_o[(th * nsplit + z) * hd + d];
+            }
+        ci_st(out + th * hd, d, den > 0.0f ? num / den : 0.0f);
+    }
+}
+
 extern "C" int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int ntok, int S, int H,
                                int KV, int hd, const int32_t *positions,
                                const int32_t *query_start, const int32_t *context_lens,
                                const int32_t *block_tables, int max_blocks_per_seq,
                                const void *kc, const void *vc, int block_size, float scale,
-                               void *out) {
+                               void *out, int max_ctx, int num_sms, float *ws, int64_t ws_floats) {
     if (ntok <= 0) return cudaSuccess;
     int G = H / KV;
+    /* split-K (flash-decoding) when (token, kv head) CTAs cannot fill the
+     * GPU and the context is long: ~128 keys per split, <= 2 waves */
+    int nsplit = 1;
+    int64_t ctas = (int64_t)ntok * KV;
+    if (ws && max_ctx >= 256 && ctas < 2 * (int64_t)num_sms) {
+        int64_t want = (2 * (int64_t)num_sms + ctas - 1) / ctas;
+        int64_t by_len = (max_ctx + 127) / 128;
+        if (want > by_len) want = by_len;
+        if (want > 64) want = 64;
+        int64_t per = (int64_t)ntok * H * (hd + 2); /* floats per split */
+        while (want > 1 && want * per > ws_floats) want--;
+        nsplit = (int)want;
+    }
     size_t floats = (size_t)G * hd + (size_t)ATT_TILE * (hd + 1) + (size_t)ATT_TILE * hd +
                     (size_t)G * ATT_TILE + 3 * (size_t)G;
     size_t bytes = floats * sizeof(float);
-    dim3 grid((unsigned)ntok, (unsigned)KV);
+    dim3 grid((unsigned)ntok, (unsigned)KV, (unsigned)nsplit);
+    float *part_o = ws;
+    float2 *part_ml = nsplit > 1 ? (float2 *)(ws + (int64_t)ntok * H * nsplit * hd) : nullptr;
     cudaError_t e = cudaSuccess;
     CI_CU_DISPATCH(bf16, {
         if (bytes > 48 * 1024)
             e = cudaFuncSetAttribute(attention_kernel<T>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-        if (e == cudaSuccess)
+        if (e == cudaSuccess) {
             attention_kernel<T><<<grid, ATT_THREADS, bytes, st>>>(
                 (const T *)qkv, S, H, KV, hd, positions, query_start, context_lens, block_tables,
-                max_blocks_per_seq, (const T *)kc, (const T *)vc, block_size, scale, (T *)out);
+                max_blocks_per_seq, (const T *)kc, (const T *)vc, block_size, scale, (T *)out,
+                nsplit, part_o, part_ml);
+            if (nsplit > 1)
+                attention_combine_kernel<T><<<dim3((unsigned)ntok, (unsigned)H), hd < 128 ? hd : 128,
+                                              0, st>>>(H, hd, nsplit, part_o, part_ml, (T *)out);
+        }
     });
     if (e != cudaSuccess) return e;
     return cudaGetLastError();

@@ -318,7 +318,9 @@ ci_status ci_cuda_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_
                  ci_cu_attention(ST(c), ci_cu_bf16(qkv->dtype), qkv->data, T, S, H, KV, hd,
                                  batch->positions, batch->query_start, batch->context_lens,
                                  batch->block_tables, batch->max_blocks_per_seq, kv->k[layer],
-                                 kv->v[layer], kv->block_size, scale, out->data));
+                                 kv->v[layer], kv->block_size, scale, out->data,
+                                 batch->max_context_len, c->num_sms, c->att_ws,
+                                 CI_CU_ATT_WS_FLOATS));
     return ci_ok();
 }
 
@@ -330,6 +332,7 @@ static void cu_destroy(ci_backend *be) {
         ci_cuda_gemm_plans_free(c);
         if (c->lt) cublasLtDestroy(c->lt);
         if (c->workspace) cudaFree(c->workspace);
+        if (c->att_ws) cudaFree(c->att_ws);
         if (c->meta_host) cudaFreeHost(c->meta_host);
         if (c->meta_dev) cudaFree(c->meta_dev);
         if (c->meta_done) cudaEventDestroy(c->meta_done);
@@ -376,6 +379,8 @@ static ci_status cu_init(ci_cuda *c, int device) {
     CI_CU_TRY(cudaEventCreateWithFlags(&c->meta_done, cudaEventDisableTiming));
     CI_LT_TRY(cublasLtCreate(&c->lt));
     CI_CU_TRY(cudaMalloc(&c->workspace, CI_CU_GEMM_WORKSPACE));
+    CI_CU_TRY(cudaMalloc((void **)&c->att_ws, (size_t)CI_CU_ATT_WS_FLOATS * sizeof(float)));
+    CI_CU_TRY(cudaDeviceGetAttribute(&c->num_sms, cudaDevAttrMultiProcessorCount, device));
     return ci_ok();
 }
 

@@ -13,6 +13,7 @@
 
 #define CI_CU_GEMM_CACHE 64
 #define CI_CU_GEMM_WORKSPACE (32u << 20)
+#define CI_CU_ATT_WS_FLOATS ((int64_t)4 << 20) /* 16 MiB */
 
 /* One cached cuBLASLt plan per GEMM shape and type combination. */
 typedef struct ci_cu_gemm_plan {
@@ -30,7 +31,9 @@ typedef struct ci_cuda {
     int device;
     cudaStream_t stream;
     cublasLtHandle_t lt;
+    int num_sms;
     void *workspace; /* GEMM workspace, CI_CU_GEMM_WORKSPACE bytes */
+    float *att_ws;   /* split-K attention partials, CI_CU_ATT_WS_FLOATS */
     ci_cu_gemm_plan plans[CI_CU_GEMM_CACHE];
     int nplans;
     /* batch metadata: pinned host staging -> device, grown when needed */
