@@ -465,6 +465,97 @@ static void bench_decode_attention(int S, int ctx, int H, int KV, int hd) {
     free(qv);
 }
 
+/* Causal prefill attention timing: one sequence of T new tokens. */
+static void bench_prefill_attention(int T, int H, int KV, int hd) {
+    int bs = 16, ctx = T, q = T;
+    rbatch b;
+    rbatch_make(&b, &ctx, &q, 1, bs, 0);
+    ci_kv_cache *kg;
+    CHECK_OK(ci_kv_cache_create(gpu, 1, KV, hd, b.nblocks, bs, &kg));
+    ci_tensor qkv, out;
+    CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, T, (int64_t)(H + 2 * KV) * hd, &qkv));
+    CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, T, (int64_t)H * hd, &out));
+    CHECK_OK(gpu->ops->memset0(gpu, qkv.data, (size_t)qkv.rows * qkv.cols * ci_dtype_size(qkv.dtype)));
+    ci_batch db;
+    CHECK_OK(gpu->ops->prepare_batch(gpu, &b.hb, &db));
+    ci_attn_shape sh = {H, KV, hd};
+    CHECK_OK(gpu->ops->attention(gpu, &qkv, &sh, &db, kg, 0, 0.1f, &out));
+    CHECK_OK(gpu->ops->sync(gpu));
+    int iters = 5;
+    double t0 = ci_now_s();
+    for (int i = 0; i < iters; i++)
+        CHECK_OK(gpu->ops->attention(gpu, &qkv, &sh, &db, kg, 0, 0.1f, &out));
+    CHECK_OK(gpu->ops->sync(gpu));
+    double s = (ci_now_s() - t0) / iters;
+    double flops = 4.0 * (double)T * (T + 1) / 2.0 * H * hd;
+    printf("[%s] prefill attention T=%d H=%d KV=%d hd=%d: %.3f ms, %.1f TFLOP/s\n", mode, T, H, KV,
+           hd, s * 1e3, flops / s / 1e12);
+    ci_tensor_free(gpu, &qkv);
+    ci_tensor_free(gpu, &out);
+    ci_kv_cache_destroy(gpu, kg);
+    rbatch_free(&b);
+}
+
+/* GEMM timing: y[n][out] = x[n][in] . w^T */
+static void bench_gemm(int n, int out, int in) {
+    ci_tensor w, x, y;
+    CHECK_OK(gpu->ops->weight_alloc(gpu, CI_F32, out, in, &w));
+    CHECK_OK(gpu->ops->memset0(gpu, w.data, (size_t)out * in * ci_dtype_size(w.dtype)));
+    CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, n, in, &x));
+    CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, n, out, &y));
+    CHECK_OK(gpu->ops->memset0(gpu, x.data, (size_t)n * in * ci_dtype_size(x.dtype)));
+    CHECK_OK(gpu->ops->matmul(gpu, &x, &w, NULL, &y));
+    CHECK_OK(gpu->ops->sync(gpu));
+    int iters = 20;
+    double t0 = ci_now_s();
+    for (int i = 0; i < iters; i++) CHECK_OK(gpu->ops->matmul(gpu, &x, &w, NULL, &y));
+    CHECK_OK(gpu->ops->sync(gpu));
+    double s = (ci_now_s() - t0) / iters;
+    double bytes = (double)out * in * ci_dtype_size(w.dtype);
+    printf("[%s] gemm n=%d out=%d in=%d: %.1f us, %.1f TFLOP/s, %.0f GB/s of weights\n", mode, n,
+           out, in, s * 1e6, 2.0 * n * out * in / s / 1e12, bytes / s / 1e9);
+    ci_tensor_free(gpu, &w);
+    ci_tensor_free(gpu, &x);
+    ci_tensor_free(gpu, &y);
+}
+
+/* Errors come back as statuses that name the problem. */
+static void test_errors(void) {
+    ci_backend *b2 = NULL;
+    ci_backend_options o = {0, 9999, CI_ACT_DEFAULT};
+    ci_status s = ci_backend_create("cuda", &o, &b2);
+    CHECKF(s.code == CI_ERR_INVALID && strstr(s.msg, "device 9999"), "%s", s.msg);
+    /* head_dim not a multiple of 8 */
+    ci_tensor qkv, out;
+    CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, 1, 3 * 12, &qkv));
+    CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, 1, 12, &out));
+    ci_kv_cache *kv;
+    CHECK_OK(ci_kv_cache_create(gpu, 1, 1, 12, 1, 16, &kv));
+    ci_attn_shape sh = {1, 1, 12};
+    ci_batch b = {0};
+    b.num_tokens = 1;
+    b.num_seqs = 1;
+    s = gpu->ops->attention(gpu, &qkv, &sh, &b, kv, 0, 1.0f, &out);
+    CHECKF(s.code == CI_ERR_UNSUPPORTED && strstr(s.msg, "head_dim"), "%s", s.msg);
+    /* matmul with mismatched shapes / dtypes */
+    ci_tensor w;
+    CHECK_OK(gpu->ops->weight_alloc(gpu, CI_BF16, 4, 36, &w));
+    s = gpu->ops->matmul(gpu, &qkv, &w, NULL, &out);
+    CHECKF(s.code == CI_ERR_INVALID && strstr(s.msg, "matmul"), "%s", s.msg);
+    ci_tensor x32;
+    CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype == CI_F32 ? CI_BF16 : CI_F32, 1, 36, &x32));
+    ci_tensor y4;
+    CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, 1, 4, &y4));
+    s = gpu->ops->matmul(gpu, &x32, &w, NULL, &y4);
+    CHECKF(s.code == CI_ERR_UNSUPPORTED, "%s", s.msg);
+    ci_tensor_free(gpu, &w);
+    ci_tensor_free(gpu, &x32);
+    ci_tensor_free(gpu, &y4);
+    ci_tensor_free(gpu, &qkv);
+    ci_tensor_free(gpu, &out);
+    ci_kv_cache_destroy(gpu, kv);
+}
+
 int main(void) {
 #ifndef CINFER_HAVE_CUDA
     test_skip("built without CUDA");
@@ -488,6 +579,7 @@ int main(void) {
         test_swiglu_gather();
         test_rope_cache();
         test_attention();
+        test_errors();
         printf("[%s] all ops: worst rel err %.3g (tolerance %.0e), %d failures\n", mode, worst_seen,
                tol, test_failed_ - f0);
         const char *quick = getenv("CINFER_TEST_QUICK"); /* sanitizer runs: no timing */
@@ -495,6 +587,10 @@ int main(void) {
             bench_decode_attention(1, 2048, 32, 8, 128);
             bench_decode_attention(32, 2048, 32, 8, 128);
             bench_decode_attention(64, 512, 16, 16, 128);
+            bench_prefill_attention(2048, 32, 8, 128);
+            bench_gemm(1, 4096, 4096);
+            bench_gemm(2048, 4096, 4096);
+            bench_gemm(1, 14336 * 2, 4096);
         }
         CHECK_OK(gpu->ops->sync(gpu));
         ci_backend_destroy(gpu);

@@ -41,7 +41,7 @@ status_of() { case $1 in 0) echo PASS ;; 77) echo SKIP ;; 124) echo TIMEOUT ;; *
 
 echo "== test_cuda_ops"
 run test_cuda_ops 240 "$bin/test_cuda_ops"; rc=$?
-grep -E "all ops|decode attention|passed|CHECK failed|SKIP" "$logs/test_cuda_ops.log" | head -30
+grep -E "all ops|attention|gemm|passed|CHECK failed|SKIP" "$logs/test_cuda_ops.log" | head -30
 row test_cuda_ops "$(status_of $rc)" "$(cat "$times/test_cuda_ops.time")s" \
     "$(grep -E 'passed, ' "$logs/test_cuda_ops.log" | tail -1)"
 
@@ -79,6 +79,20 @@ for dev in cuda cpu; do
     echo "$dev: $tps"
     row "generate --device $dev" "$(status_of $rc)" "$(cat "$times/generate_$dev.time")s" "$tps"
 done
+# F32 mode (CINFER_CUDA_DTYPE=float32) must give the CPU's greedy tokens
+CINFER_CUDA_DTYPE=float32 run generate_cuda_f32 120 "$bin/cinfer" generate -m "$m" \
+    -p "def fibonacci(n):" -n 256 --ignore-eos --json --device cuda; rc=$?
+same=$(python3 - "$logs" <<'PY' 2>/dev/null
+import json, sys
+ld = lambda f: json.loads([l for l in open(sys.argv[1] + f) if l.startswith("{")][-1])["tokens"]
+a, b = ld("/generate_cuda_f32.log"), ld("/generate_cpu.log")
+k = 0
+while k < min(len(a), len(b)) and a[k] == b[k]: k += 1
+print("%d/%d tokens identical to cpu" % (k, len(b)))
+PY
+)
+echo "cuda f32 vs cpu: $same"
+row "generate --device cuda (f32)" "$(status_of $rc)" "$(cat "$times/generate_cuda_f32.time")s" "$same"
 python3 - "$logs" <<'PY' 2>/dev/null
 import json, sys
 ld = lambda f: json.loads([l for l in open(sys.argv[1] + f) if l.startswith("{")][-1])["tokens"]
