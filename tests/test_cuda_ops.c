@@ -392,16 +392,19 @@ static void test_rope_cache(void) {
 static void test_attention(void) {
     int cfg[][4] = {/* H, KV, hd, bs */
                     {8, 8, 64, 16},  {16, 4, 64, 32}, {32, 4, 128, 16},
-                    {16, 16, 128, 32}, {16, 2, 128, 16}, {4, 2, 64, 1}};
+                    {16, 16, 128, 32}, {16, 2, 128, 16}, {4, 2, 64, 1},
+                    {16, 1, 128, 16} /* G = 16 */, {32, 1, 64, 32} /* G = 32: generic kernel */};
+    const int ncfg = (int)(sizeof cfg / sizeof cfg[0]);
     /* mixed prefill/chunked/decode; decode only (split-K); decode only with
      * max_context_len understated (the split must still cover everything) */
     int ctx[3][6] = {{1, 37, 700, 2048, 130, 1500}, {2048, 700, 1, 0, 0, 0},
                      {1999, 300, 0, 0, 0, 0}};
     int q[3][6] = {{1, 37, 1, 1, 64, 3}, {1, 1, 1, 0, 0, 0}, {1, 1, 0, 0, 0, 0}};
     int nseq[3] = {6, 3, 2};
-    for (int ci = 0; ci < 6 * 3; ci++) {
-        int H = cfg[ci % 6][0], KV = cfg[ci % 6][1], hd = cfg[ci % 6][2], bs = cfg[ci % 6][3];
-        int bi = ci / 6;
+    for (int ci = 0; ci < ncfg * 3; ci++) {
+        int H = cfg[ci % ncfg][0], KV = cfg[ci % ncfg][1], hd = cfg[ci % ncfg][2],
+            bs = cfg[ci % ncfg][3];
+        int bi = ci / ncfg;
         rbatch b;
         rbatch_make(&b, ctx[bi], q[bi], nseq[bi], bs, 0);
         if (bi == 2) b.hb.max_context_len = 300;

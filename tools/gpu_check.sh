@@ -73,7 +73,7 @@ fi
 echo "== cinfer generate --device cuda (tinyqwen2-code, 256 tokens, greedy)"
 m=$CINFER_SOURCE_DIR/models/tinyqwen2-code
 for dev in cuda cpu; do
-    run "generate_$dev" 120 "$bin/cinfer" generate -m "$m" -p "def fibonacci(n):" -n 256 \
+    run "generate_$dev" 120 "$bin/cinfer" generate -m "$m" -p "def fibonacci(n):" -n 256 --temperature 0 \
         --ignore-eos --json --device "$dev"; rc=$?
     tps=$(python3 -c 'import json,sys; t=json.loads([l for l in open(sys.argv[1]) if l.startswith("{")][-1])["timings"]; print("prefill %.0f tok/s, decode %.1f tok/s, load %.2fs" % (t["prefill_tokens_per_s"], t["decode_tokens_per_s"], t["load_s"]))' "$logs/generate_$dev.log" 2>/dev/null || tail -1 "$logs/generate_$dev.log")
     echo "$dev: $tps"
@@ -81,7 +81,7 @@ for dev in cuda cpu; do
 done
 # F32 mode (CINFER_CUDA_DTYPE=float32) must give the CPU's greedy tokens
 CINFER_CUDA_DTYPE=float32 run generate_cuda_f32 120 "$bin/cinfer" generate -m "$m" \
-    -p "def fibonacci(n):" -n 256 --ignore-eos --json --device cuda; rc=$?
+    -p "def fibonacci(n):" -n 256 --temperature 0 --ignore-eos --json --device cuda; rc=$?
 same=$(python3 - "$logs" <<'PY' 2>/dev/null
 import json, sys
 ld = lambda f: json.loads([l for l in open(sys.argv[1] + f) if l.startswith("{")][-1])["tokens"]
