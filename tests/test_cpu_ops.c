@@ -411,7 +411,7 @@ static void test_backend_create(void) {
 int main(void) {
     int threads[2] = {3, 1};
     for (int i = 0; i < 2; i++) {
-        ci_backend_options o = {threads[i], 0};
+        ci_backend_options o = {threads[i], 0, CI_ACT_DEFAULT};
         CHECK_OK(ci_backend_create("cpu", &o, &be));
         if (!be) return test_finish("test_cpu_ops");
         test_backend_create();

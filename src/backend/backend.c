@@ -12,7 +12,7 @@ ci_status ci_cuda_backend_create(const ci_backend_options *opts, ci_backend **ou
 
 ci_status ci_backend_create(const char *name, const ci_backend_options *opts, ci_backend **out) {
     *out = NULL;
-    ci_backend_options def = {0, 0};
+    ci_backend_options def = {0, 0, CI_ACT_DEFAULT};
     if (!opts) opts = &def;
     if (!name || !strcmp(name, "cpu")) return ci_cpu_backend_create(opts, out);
     if (!strcmp(name, "cuda")) {

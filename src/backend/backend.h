@@ -140,9 +140,17 @@ struct ci_backend {
     void *impl;
 };
 
+/* Activation (and KV cache) dtype a backend is asked for. */
+typedef enum ci_act_dtype {
+    CI_ACT_DEFAULT = 0, /* CPU: F32; CUDA: BF16 */
+    CI_ACT_BF16,
+    CI_ACT_F32, /* CUDA parity mode: F32 activations, F32 weights, F32 GEMM */
+} ci_act_dtype;
+
 typedef struct ci_backend_options {
     int num_threads; /* CPU: 0 = all cores */
     int device_id;   /* CUDA */
+    int act_dtype;   /* ci_act_dtype; the CPU backend is F32 only */
 } ci_backend_options;
 
 /* name: "cpu" (or "cuda" when built with it). */

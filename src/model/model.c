@@ -102,7 +102,9 @@ ci_status ci_model_load(const char *model_dir, ci_backend *be, const ci_model_op
         {&m->logits, ml, c->vocab_size},
     };
     for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
-        s = ci_tensor_alloc(be, at, plan[i].r, plan[i].cc, plan[i].t);
+        /* logits are F32 on every backend: they go to the host as floats */
+        ci_dtype dt = plan[i].t == &m->logits ? CI_F32 : at;
+        s = ci_tensor_alloc(be, dt, plan[i].r, plan[i].cc, plan[i].t);
         if (s.code != CI_OK) {
             ci_model_free(m);
             return ci_status_wrap(s, "model: activation workspace (max_batch_tokens %d)", mbt);

@@ -182,6 +182,8 @@ static const ci_backend_ops cpu_ops = {
 
 ci_status ci_cpu_backend_create(const ci_backend_options *opts, ci_backend **out) {
     *out = NULL;
+    if (opts && opts->act_dtype == CI_ACT_BF16)
+        return ci_errorf(CI_ERR_UNSUPPORTED, "cpu backend: activations are F32 only");
     ci_backend *be = calloc(1, sizeof *be);
     ci_cpu *c = calloc(1, sizeof *c);
     if (!be || !c) {

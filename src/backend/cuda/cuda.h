@@ -1,0 +1,11 @@
+/* cuda.h — what the rest of cinfer (and the tests) may ask of the CUDA
+ * backend beyond the ops table. Only declared when built with CUDA. */
+#ifndef CINFER_BACKEND_CUDA_CUDA_H
+#define CINFER_BACKEND_CUDA_CUDA_H
+
+#ifdef CINFER_HAVE_CUDA
+/* Number of usable CUDA devices (0 when there is no GPU or no driver). */
+int ci_cuda_device_count(void);
+#endif
+
+#endif

@@ -1,0 +1,411 @@
+/* cuda_backend.c — the CUDA backend: device memory, one stream, weight
+ * upload, batch metadata upload, and the op table (argument checks here,
+ * kernels in *.cu, GEMM in cuda_gemm.c).
+ *
+ * Dtypes. Activations and the KV cache are BF16 by default (fp32 math and
+ * accumulation inside every kernel and GEMM), or F32 with
+ * ci_backend_options.act_dtype = CI_ACT_F32 (parity work). Weight storage:
+ * matrices (rows > 1) are stored in the activation dtype — BF16 for BF16,
+ * F16 and F32 checkpoints in BF16 mode (F16 -> BF16 drops 3 mantissa bits;
+ * one GEMM type keeps the GEMM path single), all F32 in F32 mode (exact for
+ * every checkpoint dtype). Vectors (rows == 1: norm weights, biases) are
+ * always F32.
+ *
+ * Every call is on one non-blocking stream; ops only enqueue. Copies to the
+ * device wait for completion (their source is host memory the caller may
+ * free); to_host waits too. Nothing is allocated per op: the GEMM workspace
+ * is made once, batch metadata reuses a staging buffer that grows only. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda.h"
+#include "backend/cuda/cuda_internal.h"
+#include "util/half.h"
+
+#define ST(c) ((ci_cu_stream)(c)->stream)
+
+int ci_cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+static ci_status cu_alloc(ci_backend *be, size_t bytes, void **out) {
+    ci_cuda *c = ci_cuda_of(be);
+    *out = NULL;
+    cudaError_t e = cudaMalloc(out, bytes ? bytes : 16);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        *out = NULL;
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        return ci_errorf(e == cudaErrorMemoryAllocation ? CI_ERR_NOMEM : CI_ERR_BACKEND,
+                         "cuda: cudaMalloc(%zu bytes) on device %d: %s (%zu MiB free of %zu)",
+                         bytes, c->device, cudaGetErrorString(e), fr >> 20, tot >> 20);
+    }
+    return ci_ok();
+}
+
+static void cu_free(ci_backend *be, void *p) {
+    if (!p) return;
+    /* memory may still be read by queued work */
+    cudaStreamSynchronize(ci_cuda_of(be)->stream);
+    cudaFree(p);
+}
+
+static ci_status cu_to_device(ci_backend *be, void *dst, const void *src, size_t bytes) {
+    ci_cuda *c = ci_cuda_of(be);
+    if (!bytes) return ci_ok();
+    CI_CU_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream));
+    CI_CU_TRY(cudaStreamSynchronize(c->stream));
+    return ci_ok();
+}
+
+static ci_status cu_to_host(ci_backend *be, void *dst, const void *src, size_t bytes) {
+    ci_cuda *c = ci_cuda_of(be);
+    if (!bytes) return ci_ok();
+    CI_CU_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream));
+    CI_CU_TRY(cudaStreamSynchronize(c->stream));
+    return ci_ok();
+}
+
+static ci_status cu_memset0(ci_backend *be, void *dst, size_t bytes) {
+    ci_cuda *c = ci_cuda_of(be);
+    if (!bytes) return ci_ok();
+    CI_CU_TRY(cudaMemsetAsync(dst, 0, bytes, c->stream));
+    return ci_ok();
+}
+
+static ci_status cu_sync(ci_backend *be) {
+    CI_CU_TRY(cudaStreamSynchronize(ci_cuda_of(be)->stream));
+    return ci_ok();
+}
+
+static ci_status cu_weight_alloc(ci_backend *be, ci_dtype src_dtype, int64_t rows, int64_t cols,
+                                 ci_tensor *out) {
+    memset(out, 0, sizeof *out);
+    if (src_dtype != CI_F32 && src_dtype != CI_F16 && src_dtype != CI_BF16)
+        return ci_errorf(CI_ERR_UNSUPPORTED, "cuda: weights of dtype %s are not supported",
+                         ci_dtype_name(src_dtype));
+    if (rows <= 0 || cols <= 0)
+        return ci_errorf(CI_ERR_INVALID, "cuda: bad weight shape [%lld][%lld]", (long long)rows,
+                         (long long)cols);
+    ci_dtype st = rows == 1 ? CI_F32 : be->act_dtype;
+    void *p;
+    CI_TRY(cu_alloc(be, (size_t)rows * (size_t)cols * ci_dtype_size(st), &p));
+    out->data = p;
+    out->dtype = st;
+    out->rows = rows;
+    out->cols = cols;
+    return ci_ok();
+}
+
+/* Converts host elements (possibly unaligned) to the storage dtype. */
+static void convert(const void *src, ci_dtype sdt, size_t n, void *dst, ci_dtype ddt) {
+    const char *sb = src;
+    for (size_t i = 0; i < n; i++) {
+        float f;
+        uint16_t h;
+        if (sdt == CI_F32) {
+            memcpy(&f, sb + 4 * i, 4);
+        } else {
+            memcpy(&h, sb + 2 * i, 2);
+            f = sdt == CI_BF16 ? ci_bf16_to_f32(h) : ci_f16_to_f32(h);
+        }
+        if (ddt == CI_F32)
+            ((float *)dst)[i] = f;
+        else
+            ((uint16_t *)dst)[i] = ci_f32_to_bf16(f);
+    }
+}
+
+static ci_status cu_weight_write(ci_backend *be, ci_tensor *w, int64_t row0, const void *src,
+                                 ci_dtype src_dtype, int64_t nrows) {
+    if (row0 < 0 || nrows < 0 || row0 + nrows > w->rows)
+        return ci_errorf(CI_ERR_INVALID, "cuda: weight write rows [%lld, %lld) outside [0, %lld)",
+                         (long long)row0, (long long)(row0 + nrows), (long long)w->rows);
+    if (src_dtype != CI_F32 && src_dtype != CI_F16 && src_dtype != CI_BF16)
+        return ci_errorf(CI_ERR_UNSUPPORTED, "cuda: cannot convert %s weights",
+                         ci_dtype_name(src_dtype));
+    size_t esz = ci_dtype_size(w->dtype);
+    char *dst = (char *)w->data + (size_t)row0 * (size_t)w->cols * esz;
+    if (src_dtype == w->dtype)
+        return cu_to_device(be, dst, src, (size_t)nrows * (size_t)w->cols * esz);
+    /* convert on the host in pieces of at most 16M elements */
+    const size_t piece = (size_t)16 << 20;
+    size_t total = (size_t)nrows * (size_t)w->cols;
+    size_t n0 = total < piece ? total : piece;
+    void *tmp = malloc(n0 * esz);
+    if (!tmp) return ci_errorf(CI_ERR_NOMEM, "cuda: weight conversion buffer (%zu bytes)", n0 * esz);
+    ci_status s = ci_ok();
+    for (size_t off = 0; off < total && s.code == CI_OK; off += n0) {
+        size_t n = total - off < n0 ? total - off : n0;
+        convert((const char *)src + off * ci_dtype_size(src_dtype), src_dtype, n, tmp, w->dtype);
+        s = cu_to_device(be, dst + off * esz, tmp, n * esz);
+    }
+    free(tmp);
+    return s;
+}
+
+/* Packs the batch's int arrays into pinned staging memory and uploads them
+ * with one copy; the device batch points into the device copy. */
+static ci_status cu_prepare_batch(ci_backend *be, const ci_batch *host, ci_batch *dev) {
+    ci_cuda *c = ci_cuda_of(be);
+    const int T = host->num_tokens, S = host->num_seqs, L = host->num_logits;
+    size_t n[7] = {(size_t)T, (size_t)T, (size_t)S + 1, (size_t)S,
+                   (size_t)S * (size_t)host->max_blocks_per_seq, (size_t)T, (size_t)L};
+    const int32_t *src[7] = {host->token_ids,    host->positions,    host->query_start,
+                             host->context_lens, host->block_tables, host->slot_mapping,
+                             host->logits_indices};
+    size_t off[7], total = 0;
+    for (int i = 0; i < 7; i++) {
+        off[i] = total;
+        if (!src[i]) n[i] = 0;
+        total += (n[i] + 31) / 32 * 32; /* 128-byte aligned pieces */
+    }
+    size_t bytes = total * sizeof(int32_t);
+    if (c->meta_pending) {
+        CI_CU_TRY(cudaEventSynchronize(c->meta_done));
+        c->meta_pending = 0;
+    }
+    if (bytes > c->meta_cap) {
+        size_t cap = bytes * 2 < 65536 ? 65536 : bytes * 2;
+        CI_CU_TRY(cudaStreamSynchronize(c->stream)); /* old buffers may be in use */
+        if (c->meta_host) cudaFreeHost(c->meta_host);
+        if (c->meta_dev) cudaFree(c->meta_dev);
+        c->meta_host = c->meta_dev = NULL;
+        c->meta_cap = 0;
+        CI_CU_TRY(cudaMallocHost(&c->meta_host, cap));
+        CI_CU_TRY(cudaMalloc(&c->meta_dev, cap));
+        c->meta_cap = cap;
+    }
+    int32_t *h = c->meta_host, *d = c->meta_dev;
+    for (int i = 0; i < 7; i++)
+        if (n[i]) memcpy(h + off[i], src[i], n[i] * sizeof(int32_t));
+    if (bytes) {
+        CI_CU_TRY(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, c->stream));
+        CI_CU_TRY(cudaEventRecord(c->meta_done, c->stream));
+        c->meta_pending = 1;
+    }
+    *dev = *host;
+    dev->token_ids = n[0] ? d + off[0] : NULL;
+    dev->positions = n[1] ? d + off[1] : NULL;
+    dev->query_start = n[2] ? d + off[2] : NULL;
+    dev->context_lens = n[3] ? d + off[3] : NULL;
+    dev->block_tables = n[4] ? d + off[4] : NULL;
+    dev->slot_mapping = n[5] ? d + off[5] : NULL;
+    dev->logits_indices = n[6] ? d + off[6] : NULL;
+    return ci_ok();
+}
+
+/* ---- ops: checks, then a kernel ---- */
+
+static int act_ok(ci_backend *be, const ci_tensor *t) { return t->dtype == be->act_dtype; }
+
+ci_status ci_cuda_embedding(ci_backend *be, const ci_tensor *table, const int32_t *ids, int n,
+                            ci_tensor *out) {
+    ci_cuda *c = ci_cuda_of(be);
+    if (!act_ok(be, out) || out->cols != table->cols || out->rows < n || table->dtype != out->dtype)
+        return ci_errorf(CI_ERR_INVALID, "cuda embedding: table %s [%lld] -> out %s [%lld]",
+                         ci_dtype_name(table->dtype), (long long)table->cols,
+                         ci_dtype_name(out->dtype), (long long)out->cols);
+    CI_CU_LAUNCH("embedding",
+                 ci_cu_gather_rows(ST(c), table->data, table->rows,
+                                   table->cols * (int64_t)ci_dtype_size(table->dtype), ids, n,
+                                   out->data));
+    return ci_ok();
+}
+
+ci_status ci_cuda_gather_rows(ci_backend *be, const ci_tensor *x, const int32_t *idx, int n,
+                              ci_tensor *out) {
+    ci_cuda *c = ci_cuda_of(be);
+    if (x->dtype != out->dtype || x->cols != out->cols || out->rows < n)
+        return ci_errorf(CI_ERR_INVALID, "cuda gather_rows: shape mismatch");
+    CI_CU_LAUNCH("gather_rows",
+                 ci_cu_gather_rows(ST(c), x->data, x->rows,
+                                   x->cols * (int64_t)ci_dtype_size(x->dtype), idx, n, out->data));
+    return ci_ok();
+}
+
+ci_status ci_cuda_swiglu(ci_backend *be, const ci_tensor *gate_up, ci_tensor *out) {
+    ci_cuda *c = ci_cuda_of(be);
+    if (!act_ok(be, gate_up) || !act_ok(be, out) || gate_up->cols != 2 * out->cols ||
+        out->rows < gate_up->rows)
+        return ci_errorf(CI_ERR_INVALID, "cuda swiglu: shape mismatch");
+    CI_CU_LAUNCH("swiglu", ci_cu_swiglu(ST(c), ci_cu_bf16(out->dtype), gate_up->data,
+                                        gate_up->rows, out->cols, out->data));
+    return ci_ok();
+}
+
+ci_status ci_cuda_rmsnorm(ci_backend *be, ci_tensor *x, ci_tensor *residual, const ci_tensor *w,
+                          float eps, ci_tensor *out) {
+    ci_cuda *c = ci_cuda_of(be);
+    int64_t n = x->cols;
+    if (!act_ok(be, x) || !act_ok(be, out) || out->cols != n || out->rows < x->rows ||
+        w->rows * w->cols != n || w->dtype != CI_F32 ||
+        (residual && (residual->cols != n || residual->rows < x->rows || !act_ok(be, residual))))
+        return ci_errorf(CI_ERR_INVALID, "cuda rmsnorm: shape/dtype mismatch (x [%lld][%lld])",
+                         (long long)x->rows, (long long)n);
+    CI_CU_LAUNCH("rmsnorm", ci_cu_rmsnorm(ST(c), ci_cu_bf16(x->dtype), x->data,
+                                          residual ? residual->data : NULL, w->data, x->rows, n,
+                                          eps, out->data));
+    return ci_ok();
+}
+
+ci_status ci_cuda_qk_norm(ci_backend *be, ci_tensor *qkv, const ci_attn_shape *shape,
+                          const ci_tensor *w_q, const ci_tensor *w_k, float eps) {
+    ci_cuda *c = ci_cuda_of(be);
+    int64_t stride = (int64_t)(shape->num_heads + 2 * shape->num_kv_heads) * shape->head_dim;
+    if (!act_ok(be, qkv) || qkv->cols != stride || w_q->rows * w_q->cols != shape->head_dim ||
+        w_k->rows * w_k->cols != shape->head_dim || w_q->dtype != CI_F32 || w_k->dtype != CI_F32)
+        return ci_errorf(CI_ERR_INVALID, "cuda qk_norm: shape mismatch");
+    CI_CU_LAUNCH("qk_norm", ci_cu_qk_norm(ST(c), ci_cu_bf16(qkv->dtype), qkv->data, (int)qkv->rows,
+                                          shape->num_heads, shape->num_kv_heads, shape->head_dim,
+                                          w_q->data, w_k->data, eps));
+    return ci_ok();
+}
+
+ci_status ci_cuda_rope_cache(ci_backend *be, ci_tensor *qkv, const ci_attn_shape *shape,
+                             const ci_rope_table *rope, const ci_batch *batch, ci_kv_cache *kv,
+                             int layer) {
+    ci_cuda *c = ci_cuda_of(be);
+    int64_t stride = (int64_t)(shape->num_heads + 2 * shape->num_kv_heads) * shape->head_dim;
+    if (!act_ok(be, qkv) || qkv->cols != stride || qkv->rows < batch->num_tokens)
+        return ci_errorf(CI_ERR_INVALID, "cuda rope: qkv shape mismatch");
+    if (rope->rot_dim <= 0 || rope->rot_dim > shape->head_dim || (rope->rot_dim & 1) ||
+        rope->cos_sin.dtype != CI_F32 || rope->cos_sin.cols != rope->rot_dim)
+        return ci_errorf(CI_ERR_INVALID, "cuda rope: bad table (rot_dim %d, head_dim %d)",
+                         rope->rot_dim, shape->head_dim);
+    if (layer < 0 || layer >= kv->num_layers || kv->dtype != be->act_dtype ||
+        kv->num_kv_heads != shape->num_kv_heads || kv->head_dim != shape->head_dim)
+        return ci_errorf(CI_ERR_INVALID, "cuda rope: kv cache does not match (layer %d)", layer);
+    /* positions and slots live on the device: the model checked positions;
+     * slots come from the block manager */
+    CI_CU_LAUNCH("rope_cache",
+                 ci_cu_rope_cache(ST(c), ci_cu_bf16(qkv->dtype), qkv->data, batch->num_tokens,
+                                  shape->num_heads, shape->num_kv_heads, shape->head_dim,
+                                  rope->cos_sin.data, rope->rot_dim, rope->neox, batch->positions,
+                                  batch->slot_mapping, kv->k[layer], kv->v[layer],
+                                  kv->block_size));
+    return ci_ok();
+}
+
+ci_status ci_cuda_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_shape *shape,
+                            const ci_batch *batch, const ci_kv_cache *kv, int layer, float scale,
+                            ci_tensor *out) {
+    ci_cuda *c = ci_cuda_of(be);
+    const int H = shape->num_heads, KV = shape->num_kv_heads, hd = shape->head_dim;
+    int64_t stride = (int64_t)(H + 2 * KV) * hd;
+    const int T = batch->num_tokens, S = batch->num_seqs;
+    if (KV <= 0 || H % KV != 0 || hd <= 0 || hd % 8 != 0 || hd > CI_CU_ATT_MAX_HD ||
+        (H / KV) * hd > CI_CU_ATT_MAX_GHD)
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         "cuda attention: heads %d / kv heads %d / head_dim %d (head_dim must be "
+                         "a multiple of 8 <= %d, group x head_dim <= %d)",
+                         H, KV, hd, CI_CU_ATT_MAX_HD, CI_CU_ATT_MAX_GHD);
+    if (!act_ok(be, qkv) || qkv->cols != stride || qkv->rows < T || !act_ok(be, out) ||
+        out->cols != (int64_t)H * hd || out->rows < T)
+        return ci_errorf(CI_ERR_INVALID, "cuda attention: shape mismatch");
+    if (layer < 0 || layer >= kv->num_layers || kv->dtype != be->act_dtype ||
+        kv->num_kv_heads != KV || kv->head_dim != hd)
+        return ci_errorf(CI_ERR_INVALID, "cuda attention: kv cache does not match (layer %d)",
+                         layer);
+    if (S <= 0) return ci_errorf(CI_ERR_INVALID, "cuda attention: no sequences");
+    CI_CU_LAUNCH("attention",
+                 ci_cu_attention(ST(c), ci_cu_bf16(qkv->dtype), qkv->data, T, S, H, KV, hd,
+                                 batch->positions, batch->query_start, batch->context_lens,
+                                 batch->block_tables, batch->max_blocks_per_seq, kv->k[layer],
+                                 kv->v[layer], kv->block_size, scale, out->data,
+                                 batch->max_context_len, c->num_sms, c->att_ws,
+                                 CI_CU_ATT_WS_FLOATS));
+    return ci_ok();
+}
+
+static void cu_destroy(ci_backend *be) {
+    if (!be) return;
+    ci_cuda *c = be->impl;
+    if (c) {
+        if (c->stream) cudaStreamSynchronize(c->stream);
+        ci_cuda_gemm_plans_free(c);
+        if (c->lt) cublasLtDestroy(c->lt);
+        if (c->workspace) cudaFree(c->workspace);
+        if (c->att_ws) cudaFree(c->att_ws);
+        if (c->meta_host) cudaFreeHost(c->meta_host);
+        if (c->meta_dev) cudaFree(c->meta_dev);
+        if (c->meta_done) cudaEventDestroy(c->meta_done);
+        if (c->stream) cudaStreamDestroy(c->stream);
+        free(c);
+    }
+    free(be);
+}
+
+static const ci_backend_ops cuda_ops = {
+    .alloc = cu_alloc,
+    .free = cu_free,
+    .to_device = cu_to_device,
+    .to_host = cu_to_host,
+    .memset0 = cu_memset0,
+    .sync = cu_sync,
+    .weight_alloc = cu_weight_alloc,
+    .weight_write = cu_weight_write,
+    .prepare_batch = cu_prepare_batch,
+    .embedding = ci_cuda_embedding,
+    .matmul = ci_cuda_matmul,
+    .rmsnorm = ci_cuda_rmsnorm,
+    .qk_norm = ci_cuda_qk_norm,
+    .rope_cache = ci_cuda_rope_cache,
+    .attention = ci_cuda_attention,
+    .swiglu = ci_cuda_swiglu,
+    .gather_rows = ci_cuda_gather_rows,
+    .destroy = cu_destroy,
+};
+
+static ci_status cu_init(ci_cuda *c, int device) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        (void)cudaGetLastError();
+        return ci_errorf(CI_ERR_UNSUPPORTED, "cuda: no CUDA device (%s)",
+                         e != cudaSuccess ? cudaGetErrorString(e) : "device count 0");
+    }
+    if (device < 0 || device >= n)
+        return ci_errorf(CI_ERR_INVALID, "cuda: device %d outside [0, %d)", device, n);
+    c->device = device;
+    CI_CU_TRY(cudaSetDevice(device));
+    CI_CU_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    CI_CU_TRY(cudaEventCreateWithFlags(&c->meta_done, cudaEventDisableTiming));
+    CI_LT_TRY(cublasLtCreate(&c->lt));
+    CI_CU_TRY(cudaMalloc(&c->workspace, CI_CU_GEMM_WORKSPACE));
+    CI_CU_TRY(cudaMalloc((void **)&c->att_ws, (size_t)CI_CU_ATT_WS_FLOATS * sizeof(float)));
+    CI_CU_TRY(cudaDeviceGetAttribute(&c->num_sms, cudaDevAttrMultiProcessorCount, device));
+    return ci_ok();
+}
+
+ci_status ci_cuda_backend_create(const ci_backend_options *opts, ci_backend **out) {
+    *out = NULL;
+    ci_backend *be = calloc(1, sizeof *be);
+    ci_cuda *c = calloc(1, sizeof *c);
+    if (!be || !c) {
+        free(be);
+        free(c);
+        return ci_errorf(CI_ERR_NOMEM, "cuda backend: out of memory");
+    }
+    be->ops = &cuda_ops;
+    be->name = "cuda";
+    int act = opts ? opts->act_dtype : CI_ACT_DEFAULT;
+    const char *env = getenv("CINFER_CUDA_DTYPE"); /* float32 | bfloat16: overrides default */
+    if (act == CI_ACT_DEFAULT && env && (!strcmp(env, "float32") || !strcmp(env, "f32")))
+        act = CI_ACT_F32;
+    be->act_dtype = act == CI_ACT_F32 ? CI_F32 : CI_BF16;
+    be->impl = c;
+    ci_status s = cu_init(c, opts ? opts->device_id : 0);
+    if (s.code != CI_OK) {
+        cu_destroy(be);
+        return ci_status_wrap(s, "cuda backend");
+    }
+    *out = be;
+    return ci_ok();
+}

@@ -1,0 +1,65 @@
+/* cuda_common.cuh — small device helpers shared by the kernels: activation
+ * load/store (F32 or BF16, math always in f32) and warp/block reductions. */
+#ifndef CINFER_BACKEND_CUDA_COMMON_CUH
+#define CINFER_BACKEND_CUDA_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "backend/cuda/cuda_kernels.h"
+
+__device__ __forceinline__ float ci_ld(const float *p, int64_t i) { return p[i]; }
+__device__ __forceinline__ float ci_ld(const __nv_bfloat16 *p, int64_t i) {
+    return __bfloat162float(p[i]);
+}
+__device__ __forceinline__ void ci_st(float *p, int64_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void ci_st(__nv_bfloat16 *p, int64_t i, float v) {
+    p[i] = __float2bfloat16_rn(v);
+}
+/* rounds v to what a store of T keeps */
+__device__ __forceinline__ float ci_round(float v, const float *) { return v; }
+__device__ __forceinline__ float ci_round(float v, const __nv_bfloat16 *) {
+    return __bfloat162float(__float2bfloat16_rn(v));
+}
+
+__device__ __forceinline__ float ci_warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float ci_warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+/* Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread
+ * gets the result. `red` is 32 floats of shared memory. */
+__device__ __forceinline__ float ci_block_sum(float v, float *red) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = ci_warp_sum(v);
+    __syncthreads(); /* red may still be read by a previous call */
+    if (lane == 0) red[w] = v;
+    __syncthreads();
+    v = lane < nw ? red[lane] : 0.0f;
+    return ci_warp_sum(v);
+}
+
+#define CI_CU_DISPATCH(bf16, ...)                                                                  \
+    do {                                                                                           \
+        if (bf16) {                                                                                \
+            typedef __nv_bfloat16 T;                                                               \
+            __VA_ARGS__;                                                                           \
+        } else {                                                                                   \
+            typedef float T;                                                                       \
+            __VA_ARGS__;                                                                           \
+        }                                                                                          \
+    } while (0)
+
+static inline unsigned ci_cu_blocks(int64_t n, int threads) {
+    int64_t b = (n + threads - 1) / threads;
+    if (b > 65535 * 16) b = 65535 * 16;
+    return (unsigned)(b < 1 ? 1 : b);
+}
+
+#endif

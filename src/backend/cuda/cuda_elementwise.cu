@@ -1,0 +1,80 @@
+/* cuda_elementwise.cu — the memory-bound one-pass kernels.
+ *
+ * gather_rows: copies whole rows (embedding lookup and the logits-row gather
+ *   are both this): one CTA per output row, 16-byte loads when the row
+ *   allows. Moves 2 x n x row_bytes.
+ * swiglu: out = silu(gate) * up over [rows][inter], f32 math, grid-stride,
+ *   two elements per thread step when possible. Moves 3 x rows x inter x elt.
+ * add_bias: y += bias (only used when cuBLASLt's bias epilogue is not
+ *   available for a GEMM's types). */
+#include "backend/cuda/cuda_common.cuh"
+
+/* One CTA per output row; W is the vector width in bytes (16 or 1). */
+template <typename V>
+__global__ void gather_rows_kernel(const V *__restrict__ rows, int64_t nrows, int64_t row_vecs,
+                                   const int32_t *__restrict__ idx, V *__restrict__ out) {
+    int i = blockIdx.x;
+    int32_t r = idx[i];
+    V *o = out + (int64_t)i * row_vecs;
+    if (r < 0 || r >= nrows) {
+        V z;
+        memset(&z, 0, sizeof z);
+        for (int64_t k = threadIdx.x; k < row_vecs; k += blockDim.x) o[k] = z;
+        return;
+    }
+    const V *src = rows + (int64_t)r * row_vecs;
+    for (int64_t k = threadIdx.x; k < row_vecs; k += blockDim.x) o[k] = src[k];
+}
+
+extern "C" int ci_cu_gather_rows(ci_cu_stream st, const void *rows, int64_t nrows,
+                                 int64_t row_bytes, const int32_t *idx, int n, void *out) {
+    if (n <= 0) return cudaSuccess;
+    int aligned = row_bytes % 16 == 0 && ((uintptr_t)rows % 16) == 0 && ((uintptr_t)out % 16) == 0;
+    if (aligned) {
+        int64_t vecs = row_bytes / 16;
+        int th = vecs >= 256 ? 256 : (int)((vecs + 31) / 32 * 32);
+        gather_rows_kernel<uint4><<<n, th, 0, st>>>((const uint4 *)rows, nrows, vecs, idx,
+                                                    (uint4 *)out);
+    } else {
+        gather_rows_kernel<unsigned char><<<n, 256, 0, st>>>((const unsigned char *)rows, nrows,
+                                                            row_bytes, idx, (unsigned char *)out);
+    }
+    return cudaGetLastError();
+}
+
+template <typename T>
+__global__ void swiglu_kernel(const T *__restrict__ gu, int64_t rows, int64_t inter,
+                              T *__restrict__ out) {
+    int64_t total = rows * inter;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total;
+         e += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = e / inter, i = e - r * inter;
+        const T *g = gu + r * 2 * inter;
+        float gv = ci_ld(g, i), uv = ci_ld(g, inter + i);
+        ci_st(out, e, gv / (1.0f + __expf(-gv)) * uv);
+    }
+}
+
+extern "C" int ci_cu_swiglu(ci_cu_stream st, int bf16, const void *gu, int64_t rows,
+                            int64_t inter, void *out) {
+    if (rows <= 0 || inter <= 0) return cudaSuccess;
+    CI_CU_DISPATCH(bf16, swiglu_kernel<T><<<ci_cu_blocks(rows * inter, 256), 256, 0, st>>>(
+                             (const T *)gu, rows, inter, (T *)out));
+    return cudaGetLastError();
+}
+
+template <typename T>
+__global__ void add_bias_kernel(T *y, int64_t rows, int64_t cols, const float *__restrict__ b) {
+    int64_t total = rows * cols;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total;
+         e += (int64_t)gridDim.x * blockDim.x)
+        ci_st(y, e, ci_ld(y, e) + b[e % cols]);
+}
+
+extern "C" int ci_cu_add_bias(ci_cu_stream st, int bf16, void *y, int64_t rows, int64_t cols,
+                              const float *bias) {
+    if (rows <= 0 || cols <= 0) return cudaSuccess;
+    CI_CU_DISPATCH(bf16, add_bias_kernel<T><<<ci_cu_blocks(rows * cols, 256), 256, 0, st>>>(
+                             (T *)y, rows, cols, bias));
+    return cudaGetLastError();
+}

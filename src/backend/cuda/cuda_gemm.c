@@ -1,0 +1,158 @@
+/* cuda_gemm.c — y[n][out] = x[n][in] . w[out][in]^T (+ bias) through cuBLASLt.
+ *
+ * Row-major y is column-major y^T [out][n], so cuBLASLt computes
+ * D[m=out][n] = op(A)=w^T-view^T . B=x-view with A = w as column-major
+ * [in][out] (transposed), B = x as column-major [in][n]. BF16 mode: A/B BF16,
+ * D BF16 (or F32 for the logits), fp32 accumulation (CUBLAS_COMPUTE_32F).
+ * F32 mode: everything F32, CUBLAS_COMPUTE_32F (true fp32, no TF32).
+ * The bias (F32 on this backend) is the BIAS epilogue; if cuBLASLt offers no
+ * algorithm for that combination the plan falls back to a bias kernel.
+ * Plans (descriptors, layouts, the heuristic's algorithm) are cached per
+ * (m, n, k, types, bias); the workspace is allocated once. */
+#include <string.h>
+
+#include "backend/cuda/cuda_internal.h"
+
+static cudaDataType_t cu_type(ci_dtype t) { return t == CI_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+
+static void plan_destroy(ci_cu_gemm_plan *p) {
+    if (!p->used) return;
+    if (p->desc) cublasLtMatmulDescDestroy(p->desc);
+    if (p->la) cublasLtMatrixLayoutDestroy(p->la);
+    if (p->lb) cublasLtMatrixLayoutDestroy(p->lb);
+    if (p->lc) cublasLtMatrixLayoutDestroy(p->lc);
+    memset(p, 0, sizeof *p);
+}
+
+void ci_cuda_gemm_plans_free(ci_cuda *c) {
+    for (int i = 0; i < CI_CU_GEMM_CACHE; i++) plan_destroy(&c->plans[i]);
+    c->nplans = 0;
+}
+
+/* Descriptor and layouts; with_bias picks the epilogue. Returns whether the
+ * heuristic found an algorithm in *found. */
+static ci_status plan_build(ci_cuda *c, ci_cu_gemm_plan *p, int with_bias, int *found) {
+    *found = 0;
+    CI_LT_TRY(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    if (with_bias) {
+        cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
+        cudaDataType_t bt = CUDA_R_32F;
+        CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep,
+                                                 sizeof ep));
+        CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt,
+                                                 sizeof bt));
+    }
+    CI_LT_TRY(cublasLtMatrixLayoutCreate(&p->la, p->ab, (uint64_t)p->k, (uint64_t)p->m, p->k));
+    CI_LT_TRY(cublasLtMatrixLayoutCreate(&p->lb, p->ab, (uint64_t)p->k, (uint64_t)p->n, p->k));
+    CI_LT_TRY(cublasLtMatrixLayoutCreate(&p->lc, p->cd, (uint64_t)p->m, (uint64_t)p->n, p->m));
+    cublasLtMatmulPreference_t pref;
+    CI_LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
+    size_t ws = CI_CU_GEMM_WORKSPACE;
+    cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    cublasLtMatmulHeuristicResult_t res;
+    int nres = 0;
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->la, p->lb, p->lc, p->lc, pref, 1,
+                                            &res, &nres);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (st == CUBLAS_STATUS_SUCCESS && nres > 0) {
+        p->algo = res.algo;
+        *found = 1;
+        return ci_ok();
+    }
+    /* with the bias epilogue, any refusal (BF16 output with an F32 bias is
+     * CUBLAS_STATUS_INVALID_VALUE in cuBLASLt 13.0) means: try without */
+    if (with_bias) return ci_ok();
+    if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED)
+        return ci_errorf(CI_ERR_BACKEND, "cublasLt: cublasLtMatmulAlgoGetHeuristic: status %d",
+                         (int)st);
+    return ci_ok();
+}
+
+static ci_status plan_get(ci_cuda *c, int64_t m, int64_t n, int64_t k, cudaDataType_t ab,
+                          cudaDataType_t cd, int bias, ci_cu_gemm_plan **out) {
+    for (int i = 0; i < c->nplans; i++) {
+        ci_cu_gemm_plan *p = &c->plans[i];
+        if (p->m == m && p->n == n && p->k == k && p->ab == ab && p->cd == cd && p->bias == bias) {
+            *out = p;
+            return ci_ok();
+        }
+    }
+    if (c->nplans == CI_CU_GEMM_CACHE) { /* full: start over (shapes churn rarely) */
+        ci_cuda_gemm_plans_free(c);
+    }
+    ci_cu_gemm_plan *p = &c->plans[c->nplans];
+    memset(p, 0, sizeof *p);
+    p->used = 1;
+    p->m = m;
+    p->n = n;
+    p->k = k;
+    p->ab = ab;
+    p->cd = cd;
+    p->bias = bias;
+    int found = 0;
+    ci_status s = plan_build(c, p, bias, &found);
+    if (s.code == CI_OK && !found && bias) {
+        /* no algorithm with the bias epilogue: plain GEMM + bias kernel */
+        plan_destroy(p);
+        p->used = 1;
+        p->m = m;
+        p->n = n;
+        p->k = k;
+        p->ab = ab;
+        p->cd = cd;
+        p->bias = bias;
+        s = plan_build(c, p, 0, &found);
+    } else if (s.code == CI_OK && found) {
+        p->bias_ok = bias;
+    }
+    if (s.code == CI_OK && !found)
+        s = ci_errorf(CI_ERR_UNSUPPORTED, "cublasLt: no algorithm for %lldx%lldx%lld",
+                      (long long)m, (long long)n, (long long)k);
+    if (s.code != CI_OK) {
+        plan_destroy(p);
+        return s;
+    }
+    c->nplans++;
+    *out = p;
+    return ci_ok();
+}
+
+ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
+                         const ci_tensor *bias, ci_tensor *y) {
+    ci_cuda *c = ci_cuda_of(be);
+    if (x->cols != w->cols || y->cols != w->rows || y->rows < x->rows)
+        return ci_errorf(CI_ERR_INVALID,
+                         "cuda matmul: shapes x[%lld][%lld] w[%lld][%lld] y[%lld][%lld]",
+                         (long long)x->rows, (long long)x->cols, (long long)w->rows,
+                         (long long)w->cols, (long long)y->rows, (long long)y->cols);
+    if (x->dtype != w->dtype || (x->dtype != CI_F32 && x->dtype != CI_BF16) ||
+        (y->dtype != CI_F32 && y->dtype != CI_BF16) || (x->dtype == CI_F32 && y->dtype != CI_F32))
+        return ci_errorf(CI_ERR_UNSUPPORTED, "cuda matmul: x %s, w %s, y %s",
+                         ci_dtype_name(x->dtype), ci_dtype_name(w->dtype),
+                         ci_dtype_name(y->dtype));
+    const void *b = bias && bias->data ? bias->data : NULL;
+    if (b && (bias->rows * bias->cols != w->rows || bias->dtype != CI_F32))
+        return ci_errorf(CI_ERR_INVALID, "cuda matmul: bias [%lld] %s, want [%lld] F32",
+                         (long long)(bias->rows * bias->cols), ci_dtype_name(bias->dtype),
+                         (long long)w->rows);
+    if (x->rows == 0) return ci_ok();
+    ci_cu_gemm_plan *p;
+    CI_TRY(plan_get(c, w->rows, x->rows, x->cols, cu_type(x->dtype), cu_type(y->dtype), b != NULL,
+                    &p));
+    if (b && p->bias_ok)
+        CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b,
+                                                 sizeof b));
+    const float one = 1.0f, zero = 0.0f;
+    CI_LT_TRY(cublasLtMatmul(c->lt, p->desc, &one, w->data, p->la, x->data, p->lb, &zero, y->data,
+                             p->lc, y->data, p->lc, &p->algo, c->workspace, CI_CU_GEMM_WORKSPACE,
+                             c->stream));
+    if (b && !p->bias_ok)
+        CI_CU_LAUNCH("add_bias", ci_cu_add_bias((ci_cu_stream)c->stream, ci_cu_bf16(y->dtype),
+                                                y->data, x->rows, w->rows, b));
+    return ci_ok();
+}

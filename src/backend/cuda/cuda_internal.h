@@ -1,0 +1,92 @@
+/* cuda_internal.h — state of the CUDA backend and its checked-call macros.
+ *
+ * Every CUDA runtime and cuBLASLt call goes through CI_CU_TRY / CI_LT_TRY,
+ * which turn a failure into a ci_status naming the call and the error. */
+#ifndef CINFER_BACKEND_CUDA_INTERNAL_H
+#define CINFER_BACKEND_CUDA_INTERNAL_H
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_kernels.h"
+
+#define CI_CU_GEMM_CACHE 64
+#define CI_CU_GEMM_WORKSPACE (32u << 20)
+#define CI_CU_ATT_WS_FLOATS ((int64_t)4 << 20) /* 16 MiB */
+
+/* One cached cuBLASLt plan per GEMM shape and type combination. */
+typedef struct ci_cu_gemm_plan {
+    int used;
+    int64_t m, n, k;
+    cudaDataType_t ab, cd;
+    int bias;      /* 1: bias epilogue; 0: none */
+    int bias_ok;   /* 0: the epilogue had no algorithm; bias added by a kernel */
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+} ci_cu_gemm_plan;
+
+typedef struct ci_cuda {
+    int device;
+    cudaStream_t stream;
+    cublasLtHandle_t lt;
+    int num_sms;
+    void *workspace; /* GEMM workspace, CI_CU_GEMM_WORKSPACE bytes */
+    float *att_ws;   /* split-K attention partials, CI_CU_ATT_WS_FLOATS */
+    ci_cu_gemm_plan plans[CI_CU_GEMM_CACHE];
+    int nplans;
+    /* batch metadata: pinned host staging -> device, grown when needed */
+    void *meta_host, *meta_dev;
+    size_t meta_cap;
+    cudaEvent_t meta_done; /* the last metadata upload finished reading meta_host */
+    int meta_pending;
+} ci_cuda;
+
+static inline ci_cuda *ci_cuda_of(ci_backend *be) { return (ci_cuda *)be->impl; }
+static inline int ci_cu_bf16(ci_dtype t) { return t == CI_BF16; }
+
+#define CI_CU_TRY(call)                                                                            \
+    do {                                                                                           \
+        cudaError_t ci_cu_e_ = (call);                                                             \
+        if (ci_cu_e_ != cudaSuccess)                                                               \
+            return ci_errorf(CI_ERR_BACKEND, "cuda: %s: %s", #call, cudaGetErrorString(ci_cu_e_)); \
+    } while (0)
+
+/* kernel launchers return a cudaError_t as int */
+#define CI_CU_LAUNCH(name, call)                                                                   \
+    do {                                                                                           \
+        int ci_cu_e_ = (call);                                                                     \
+        if (ci_cu_e_ != 0)                                                                         \
+            return ci_errorf(CI_ERR_BACKEND, "cuda: %s kernel: %s", name,                         \
+                             cudaGetErrorString((cudaError_t)ci_cu_e_));                           \
+    } while (0)
+
+#define CI_LT_TRY(call)                                                                            \
+    do {                                                                                           \
+        cublasStatus_t ci_lt_e_ = (call);                                                          \
+        if (ci_lt_e_ != CUBLAS_STATUS_SUCCESS)                                                     \
+            return ci_errorf(CI_ERR_BACKEND, "cublasLt: %s: status %d", #call, (int)ci_lt_e_);    \
+    } while (0)
+
+ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
+                         const ci_tensor *bias, ci_tensor *y);
+void ci_cuda_gemm_plans_free(ci_cuda *c);
+
+ci_status ci_cuda_embedding(ci_backend *be, const ci_tensor *table, const int32_t *ids, int n,
+                            ci_tensor *out);
+ci_status ci_cuda_rmsnorm(ci_backend *be, ci_tensor *x, ci_tensor *residual, const ci_tensor *w,
+                          float eps, ci_tensor *out);
+ci_status ci_cuda_qk_norm(ci_backend *be, ci_tensor *qkv, const ci_attn_shape *shape,
+                          const ci_tensor *w_q, const ci_tensor *w_k, float eps);
+ci_status ci_cuda_rope_cache(ci_backend *be, ci_tensor *qkv, const ci_attn_shape *shape,
+                             const ci_rope_table *rope, const ci_batch *batch, ci_kv_cache *kv,
+                             int layer);
+ci_status ci_cuda_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_shape *shape,
+                            const ci_batch *batch, const ci_kv_cache *kv, int layer, float scale,
+                            ci_tensor *out);
+ci_status ci_cuda_swiglu(ci_backend *be, const ci_tensor *gate_up, ci_tensor *out);
+ci_status ci_cuda_gather_rows(ci_backend *be, const ci_tensor *x, const int32_t *idx, int n,
+                              ci_tensor *out);
+
+#endif

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# gpu_check.sh — one command for a GPU machine: runs the already-built CUDA
+# tests, compute-sanitizer (memcheck, then racecheck if time allows) on the
+# CUDA op test, times `cinfer generate --device cuda` on tinyqwen2-code,
+# and prints a summary table last.
+#
+# usage: tools/gpu_check.sh [BIN_DIR]   (run from the repository root)
+#   BIN_DIR holds cinfer, test_cuda_ops, test_cuda_model (default: build/).
+#   Logs go to $OUT (if set) or ./gpu_check_logs.
+set -uo pipefail
+bin=$(cd "${1:-build}" && pwd)
+export CINFER_SOURCE_DIR=${CINFER_SOURCE_DIR:-$PWD}
+logs=${OUT:-$PWD/gpu_check_logs}
+mkdir -p "$logs"
+times=$(mktemp -d) # kept out of $logs: the device tool returns at most 8 files
+# cuBLASLt: the toolkit's or the one pip installed next to PyTorch
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+    $(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null); do
+    [ -d "$d" ] && export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d
+done
+declare -a rows
+row() { rows+=("$(printf '| %-34s | %-6s | %8s | %s' "$1" "$2" "$3" "$4")"); }
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -2
+if ldd "$bin/cinfer" | grep -q "not found"; then
+    echo "missing libraries:"; ldd "$bin/cinfer" | grep "not found"
+fi
+
+# run NAME TIMEOUT CMD... : runs with a time limit, log to $logs/NAME.log
+run() {
+    local name=$1 lim=$2
+    shift 2
+    local t0=$(date +%s%N)
+    timeout "$lim" "$@" >"$logs/$name.log" 2>&1
+    local rc=$?
+    local ms=$((($(date +%s%N) - t0) / 1000000))
+    printf '%d.%d' $((ms / 1000)) $((ms % 1000 / 100)) >"$times/$name.time"
+    return $rc
+}
+status_of() { case $1 in 0) echo PASS ;; 77) echo SKIP ;; 124) echo TIMEOUT ;; *) echo "FAIL($1)" ;; esac; }
+
+echo "== test_cuda_ops"
+run test_cuda_ops 240 "$bin/test_cuda_ops"; rc=$?
+grep -E "all ops|attention|gemm|passed|CHECK failed|SKIP" "$logs/test_cuda_ops.log" | head -30
+row test_cuda_ops "$(status_of $rc)" "$(cat "$times/test_cuda_ops.time")s" \
+    "$(grep -E 'passed, ' "$logs/test_cuda_ops.log" | tail -1)"
+
+echo "== test_cuda_model"
+run test_cuda_model 240 "$bin/test_cuda_model"; rc=$?
+grep -E "golden|perplexity|speed|fixture|passed|CHECK failed|mismatch|SKIP" "$logs/test_cuda_model.log" | head -40
+row test_cuda_model "$(status_of $rc)" "$(cat "$times/test_cuda_model.time")s" \
+    "$(grep -E 'passed, ' "$logs/test_cuda_model.log" | tail -1)"
+
+echo "== compute-sanitizer memcheck test_cuda_ops (quick)"
+if command -v compute-sanitizer >/dev/null; then
+    CINFER_TEST_QUICK=1 run memcheck 300 compute-sanitizer --tool memcheck --leak-check full \
+        --error-exitcode 9 "$bin/test_cuda_ops"; rc=$?
+    tail -4 "$logs/memcheck.log"
+    row "memcheck test_cuda_ops" "$(status_of $rc)" "$(cat "$times/memcheck.time")s" \
+        "$(grep -E 'ERROR SUMMARY' "$logs/memcheck.log" | tail -1)"
+    if [ "${GPU_CHECK_RACECHECK:-1}" = 1 ]; then
+        echo "== compute-sanitizer racecheck test_cuda_ops (quick)"
+        CINFER_TEST_QUICK=1 run racecheck 240 compute-sanitizer --tool racecheck \
+            --error-exitcode 9 "$bin/test_cuda_ops"; rc=$?
+        tail -4 "$logs/racecheck.log"
+        row "racecheck test_cuda_ops" "$(status_of $rc)" "$(cat "$times/racecheck.time")s" \
+            "$(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$logs/racecheck.log" | tail -1)"
+    fi
+else
+    row "compute-sanitizer" SKIP - "not installed"
+fi
+
+echo "== cinfer generate --device cuda (tinyqwen2-code, 256 tokens, greedy)"
+m=$CINFER_SOURCE_DIR/models/tinyqwen2-code
+for dev in cuda cpu; do
+    run "generate_$dev" 120 "$bin/cinfer" generate -m "$m" -p "def fibonacci(n):" -n 256 --temperature 0 \
+        --ignore-eos --json --device "$dev"; rc=$?
+    tps=$(python3 -c 'import json,sys; t=json.loads([l for l in open(sys.argv[1]) if l.startswith("{")][-1])["timings"]; print("prefill %.0f tok/s, decode %.1f tok/s, load %.2fs" % (t["prefill_tokens_per_s"], t["decode_tokens_per_s"], t["load_s"]))' "$logs/generate_$dev.log" 2>/dev/null || tail -1 "$logs/generate_$dev.log")
+    echo "$dev: $tps"
+    row "generate --device $dev" "$(status_of $rc)" "$(cat "$times/generate_$dev.time")s" "$tps"
+done
+# F32 mode (CINFER_CUDA_DTYPE=float32) must give the CPU's greedy tokens
+CINFER_CUDA_DTYPE=float32 run generate_cuda_f32 120 "$bin/cinfer" generate -m "$m" \
+    -p "def fibonacci(n):" -n 256 --temperature 0 --ignore-eos --json --device cuda; rc=$?
+same=$(python3 - "$logs" <<'PY' 2>/dev/null
+import json, sys
+ld = lambda f: json.loads([l for l in open(sys.argv[1] + f) if l.startswith("{")][-1])["tokens"]
+a, b = ld("/generate_cuda_f32.log"), ld("/generate_cpu.log")
+k = 0
+while k < min(len(a), len(b)) and a[k] == b[k]: k += 1
+print("%d/%d tokens identical to cpu" % (k, len(b)))
+PY
+)
+echo "cuda f32 vs cpu: $same"
+row "generate --device cuda (f32)" "$(status_of $rc)" "$(cat "$times/generate_cuda_f32.time")s" "$same"
+python3 - "$logs" <<'PY' 2>/dev/null
+import json, sys
+ld = lambda f: json.loads([l for l in open(sys.argv[1] + f) if l.startswith("{")][-1])["tokens"]
+a, b = ld("/generate_cuda.log"), ld("/generate_cpu.log")
+k = 0
+while k < min(len(a), len(b)) and a[k] == b[k]: k += 1
+print("cuda (bf16) vs cpu (f32) greedy tokens: first %d of %d identical" % (k, len(a)))
+PY
+
+echo
+echo "== summary"
+printf '| %-34s | %-6s | %8s | %s\n' check result time detail
+printf '|%s|%s|%s|%s\n' "------------------------------------" "--------" "----------" "-------"
+for r in "${rows[@]}"; do echo "$r"; done
