@@ -14,7 +14,7 @@ int main(int argc, char **argv) {
     int np = argc > 2 ? atoi(argv[2]) : 256;
     int ng = argc > 3 ? atoi(argv[3]) : 128;
     int nt = argc > 4 ? atoi(argv[4]) : 0;
-    ci_backend_options bo = {nt, 0};
+    ci_backend_options bo = {.num_threads = nt};
     ci_backend *be;
     ci_status s = ci_backend_create("cpu", &bo, &be);
     ci_model *m = NULL;
