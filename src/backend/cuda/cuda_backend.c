@@ -342,6 +342,31 @@ static void cu_destroy(ci_backend *be) {
     free(be);
 }
 
+/* Copy-on-write of shared KV blocks: whole blocks, every layer, K and V.
+ * Rare (n > 1 forks), so plain async device-to-device copies suffice. */
+static ci_status cu_copy_blocks(ci_backend *be, ci_kv_cache *kv, const int32_t *src,
+                                const int32_t *dst, int n) {
+    ci_cuda *c = ci_cuda_of(be);
+    size_t block_bytes = (size_t)kv->num_kv_heads * (size_t)kv->block_size *
+                         (size_t)kv->head_dim * ci_dtype_size(kv->dtype);
+    for (int i = 0; i < n; i++)
+        if (src[i] < 0 || src[i] >= kv->num_blocks || dst[i] < 0 || dst[i] >= kv->num_blocks)
+            return ci_errorf(CI_ERR_INVALID, "copy_blocks: pair %d (%d -> %d) outside [0, %d)", i,
+                             src[i], dst[i], kv->num_blocks);
+    for (int l = 0; l < kv->num_layers; l++) {
+        char *k = kv->k[l], *v = kv->v[l];
+        for (int i = 0; i < n; i++) {
+            if (src[i] == dst[i]) continue;
+            size_t so = (size_t)src[i] * block_bytes, d = (size_t)dst[i] * block_bytes;
+            CI_CU_TRY(cudaMemcpyAsync(k + d, k + so, block_bytes, cudaMemcpyDeviceToDevice,
+                                      c->stream));
+            CI_CU_TRY(cudaMemcpyAsync(v + d, v + so, block_bytes, cudaMemcpyDeviceToDevice,
+                                      c->stream));
+        }
+    }
+    return ci_ok();
+}
+
 static const ci_backend_ops cuda_ops = {
     .alloc = cu_alloc,
     .free = cu_free,
@@ -360,6 +385,7 @@ static const ci_backend_ops cuda_ops = {
     .attention = ci_cuda_attention,
     .swiglu = ci_cuda_swiglu,
     .gather_rows = ci_cuda_gather_rows,
+    .copy_blocks = cu_copy_blocks,
     .destroy = cu_destroy,
 };
 
