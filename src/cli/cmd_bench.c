@@ -105,7 +105,7 @@ static int bench_throughput(int argc, char **argv) {
     s = ci_engine_flags_config(&ef, model_dir, &ec);
     if (s.code) return ci_cli_fail(s);
     ci_engine *e = NULL;
-    s = ci_engine_create(&ec, &e);
+    s = ci_cli_engine_create(&ec, &e);
     if (s.code) return ci_cli_fail(s);
     double t0 = ci_now();
     long n = 0;

@@ -110,7 +110,7 @@ int cmd_generate(int argc, char **argv) {
         if (ec.kv_cache_tokens == 0 && ec.kv_cache_memory == 0) ec.kv_cache_tokens = (int64_t)n_prompt + n;
         if (ec.max_num_batched_tokens < (int)n_prompt && ef.max_num_batched_tokens == 2048)
             ec.max_num_batched_tokens = (int)n_prompt;
-        s = ci_engine_create(&ec, &e);
+        s = ci_cli_engine_create(&ec, &e);
     }
     if (!s.code) {
         int ctx = ci_engine_max_model_len(e);

@@ -1,5 +1,7 @@
 #include "cli/engine_flags.h"
 
+#include "util/progress.h"
+
 ci_engine_flags ci_engine_flags_default(void) {
     ci_engine_flags f = {0};
     f.device = "cpu";
@@ -31,4 +33,19 @@ ci_status ci_engine_flags_config(const ci_engine_flags *f, const char *model_dir
     c->kv_cache_memory = f->kv_cache_memory;
     c->enable_prefix_caching = !f->no_prefix_caching;
     return ci_ok();
+}
+
+static void on_load_progress(size_t done, size_t total, void *user) {
+    ci_progress_update(user, done, total);
+}
+
+ci_status ci_cli_engine_create(const ci_engine_config *c, ci_engine **out) {
+    ci_engine_config cfg = *c;
+    ci_progress bar;
+    ci_progress_init(&bar, "loading");
+    cfg.progress = on_load_progress;
+    cfg.progress_user = &bar;
+    ci_status s = ci_engine_create(&cfg, out);
+    ci_progress_done(&bar);
+    return s;
 }

@@ -34,4 +34,8 @@ ci_engine_flags ci_engine_flags_default(void);
 /* Checks ranges and fills an engine config. */
 ci_status ci_engine_flags_config(const ci_engine_flags *f, const char *model_dir, ci_engine_config *c);
 
+/* ci_engine_create with a loading progress bar on stderr (shown when stderr is
+ * a terminal and loading takes over a second). */
+ci_status ci_cli_engine_create(const ci_engine_config *c, ci_engine **out);
+
 #endif

@@ -1,6 +1,7 @@
 /* generate_batch.c — the JSONL front end of the engine. A malformed line or
  * an invalid request gives {"error": ...} for that line only. */
 #include "cli/generate_batch.h"
+#include "cli/engine_flags.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -301,7 +302,7 @@ int ci_generate_prompts_file(const ci_engine_config *ec, const char *path, const
     ci_status s = ci_read_path(path, &buf, &blen);
     if (s.code) return ci_cli_fail(s);
     ci_engine *e = NULL;
-    s = ci_engine_create(ec, &e);
+    s = ci_cli_engine_create(ec, &e);
     if (s.code) {
         free(buf);
         return ci_cli_fail(s);

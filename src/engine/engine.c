@@ -201,7 +201,9 @@ ci_status ci_engine_create(const ci_engine_config *cfg_in, ci_engine **out) {
         }
     }
     ci_model_options mo = {.max_batch_tokens = cfg.max_num_batched_tokens,
-                           .max_logits = cfg.max_num_batched_tokens};
+                           .max_logits = cfg.max_num_batched_tokens,
+                           .progress = cfg.progress,
+                           .progress_user = cfg.progress_user};
     s = ci_model_load(cfg.model_dir, e->be, &mo, &e->model);
     if (s.code) goto fail;
     e->V = e->model->cfg.vocab_size;

@@ -37,6 +37,8 @@ typedef struct ci_engine_config {
     int64_t kv_cache_memory;     /* bytes; 0 = default */
     int enable_prefix_caching;   /* 1 */
     int aging_steps;             /* 100 */
+    ci_progress_fn progress;     /* weight-loading progress (may be NULL) */
+    void *progress_user;
 } ci_engine_config;
 
 ci_engine_config ci_engine_default_config(void);
