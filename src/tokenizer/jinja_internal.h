@@ -24,6 +24,7 @@ typedef struct jn_arena {
     jn_chunk *head;
     size_t used, limit; /* bytes handed out so far; 0 limit = unbounded */
     bool oom;           /* an allocation failed or went over the limit */
+    bool over_limit;    /* ... because of the limit */
 } jn_arena;
 
 void *jn_alloc(jn_arena *a, size_t n); /* zeroed; NULL on failure (sets a->oom) */
