@@ -574,7 +574,10 @@ static bool repr_str(R *r, const char *s, size_t n, sbuf *b) {
 static bool repr_sb(R *r, jv v, sbuf *b, int depth) {
     if (depth > 100) return fail(r, NULL, "value nested too deeply to print");
     switch (v.t) {
-    case JV_STR: return repr_str(r, v.u.s.p, v.u.s.n, b);
+    case JV_STR:
+        if (v.mk)
+            return sb_puts(r, b, "Markup(") && repr_str(r, v.u.s.p, v.u.s.n, b) && sb_putc(r, b, ')');
+        return repr_str(r, v.u.s.p, v.u.s.n, b);
     case JV_UNDEF: return sb_puts(r, b, "Undefined");
     case JV_LIST: {
         jv_list *l = v.u.l;
@@ -1167,12 +1170,20 @@ static bool concat_str(R *r, jv a, jv b, jv *out) {
     return true;
 }
 
+static bool html_escape(R *r, jv s, jv *out);
+
 static bool arith(R *r, const jn_node *n, const char *op, jv a, jv b, jv *out) {
     if (a.t == JV_UNDEF) return undef_err(r, n, a);
     if (b.t == JV_UNDEF) return undef_err(r, n, b);
     char c = op[0];
     bool dbl = op[1] != '\0';
-    if (c == '+' && a.t == JV_STR && b.t == JV_STR) return concat_str(r, a, b, out);
+    if (c == '+' && a.t == JV_STR && b.t == JV_STR) {
+        /* Markup + str escapes the str (markupsafe) */
+        if (a.mk != b.mk && !html_escape(r, a.mk ? b : a, a.mk ? &b : &a)) return false;
+        if (!concat_str(r, a, b, out)) return false;
+        out->mk = a.mk || b.mk;
+        return true;
+    }
     if (c == '+' && a.t == JV_LIST && b.t == JV_LIST && a.u.l->tuple == b.u.l->tuple &&
         !a.u.l->view && !b.u.l->view) {
         jv_list *l = new_list(r, a.u.l->n + b.u.l->n);
@@ -1326,7 +1337,19 @@ static bool percent_format(R *r, const jn_node *n, jv fmt, jv argv, jv *out) {
         }
         jv a = al->v[ai++];
         char tmp[512];
-        if (conv == 's' || conv == 'r') {
+        if ((conv == 's' || conv == 'r') && fmt.mk) {
+            jv sa;
+            if (conv == 'r') {
+                sbuf rb = {0};
+                if (!repr_sb(r, a, &rb, 0) || !sb_finish(r, &rb, &sa)) {
+                    free(rb.p);
+                    goto err;
+                }
+            } else if (!to_str(r, a, &sa)) {
+                goto err;
+            }
+            if (!html_escape(r, sa, &sa) || !sb_put(r, &b, sa.u.s.p, sa.u.s.n)) goto err;
+        } else if (conv == 's' || conv == 'r') {
             if (conv == 'r' ? !repr_sb(r, a, &b, 0) : !to_str_sb(r, a, &b)) goto err;
         } else if (conv == 'd' || conv == 'i') {
             if (!is_num(a)) {
@@ -1365,7 +1388,9 @@ static bool percent_format(R *r, const jn_node *n, jv fmt, jv argv, jv *out) {
         fail(r, n, "not all arguments converted during string formatting");
         goto err;
     }
-    return sb_finish(r, &b, out);
+    if (!sb_finish(r, &b, out)) return false;
+    out->mk = fmt.mk;
+    return true;
 err:
     free(b.p);
     return false;
@@ -1478,6 +1503,7 @@ static bool eval(R *r, frame *f, const jn_node *n, jv *out) {
     case JN_ITEM: {
         jv obj, key;
         ok = eval(r, f, n->a, &obj) && eval(r, f, n->b, &key) && get_index(r, n, obj, key, out);
+        if (ok && obj.t == JV_STR && out->t == JV_STR) out->mk = obj.mk;
         break;
     }
     case JN_SLICE: {
@@ -1491,6 +1517,7 @@ static bool eval(R *r, frame *f, const jn_node *n, jv *out) {
             break;
         }
         if (ok) ok = do_slice(r, n, obj, s, e, st, out);
+        if (ok && obj.t == JV_STR && out->t == JV_STR) out->mk = obj.mk;
         break;
     }
     case JN_CALL: {
@@ -2157,7 +2184,20 @@ err:
     return false;
 }
 
+static bool call_method_impl(R *r, const jn_node *n, jv self, const char *m, args *a, jv *out);
+
+/* Markup's string methods return Markup */
 static bool call_method(R *r, const jn_node *n, jv self, const char *m, args *a, jv *out) {
+    if (!call_method_impl(r, n, self, m, a, out)) return false;
+    if (self.t == JV_STR && self.mk) {
+        if (out->t == JV_STR) out->mk = 1;
+        if (out->t == JV_LIST && (!strcmp(m, "split") || !strcmp(m, "rsplit") || !strcmp(m, "splitlines")))
+            for (size_t i = 0; i < out->u.l->n; i++) out->u.l->v[i].mk = 1;
+    }
+    return true;
+}
+
+static bool call_method_impl(R *r, const jn_node *n, jv self, const char *m, args *a, jv *out) {
     jv a0 = UNDEF, a1 = UNDEF, a2 = UNDEF;
     bool h0 = get_arg(a, 0, NULL, &a0), h1 = get_arg(a, 1, NULL, &a1);
     (void)get_arg(a, 2, NULL, &a2);
@@ -2503,6 +2543,10 @@ static bool sort_list(R *r, const jn_node *n, jv_list *src, bool reverse, bool c
 }
 
 static bool html_escape(R *r, jv s, jv *out) {
+    if (s.mk) {
+        *out = s;
+        return true;
+    }
     sbuf b = {0};
     for (size_t i = 0; i < s.u.s.n; i++) {
         const char *e = NULL;
@@ -2518,7 +2562,9 @@ static bool html_escape(R *r, jv s, jv *out) {
             return false;
         }
     }
-    return sb_finish(r, &b, out);
+    if (!sb_finish(r, &b, out)) return false;
+    out->mk = 1;
+    return true;
 }
 
 static bool py_round(double x, int64_t nd, double *out) {
@@ -2597,15 +2643,30 @@ static const char *const KNOWN_UNSUPPORTED[] = {
     "batch", "filesizeformat", "groupby", "pprint", "random", "slice", "striptags", "truncate",
     "urlencode", "urlize", "wordwrap", "xmlattr", NULL};
 
+static bool apply_filter_impl(R *r, frame *f, const jn_node *n, const char *name, jv v, args *a,
+                              jv *out);
+
 static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv v, args *a,
                          jv *out) {
+    if (!apply_filter_impl(r, f, n, name, v, a, out)) return false;
+    if (v.t == JV_STR && v.mk && out->t == JV_STR &&
+        (!strcmp(name, "trim") || !strcmp(name, "upper") || !strcmp(name, "lower") ||
+         !strcmp(name, "title") || !strcmp(name, "capitalize") || !strcmp(name, "string") ||
+         !strcmp(name, "indent") || !strcmp(name, "center")))
+        out->mk = 1;
+    return true;
+}
+
+static bool apply_filter_impl(R *r, frame *f, const jn_node *n, const char *name, jv v, args *a,
+                              jv *out) {
     jv a0 = UNDEF, a1 = UNDEF;
     bool h0 = get_arg(a, 0, NULL, &a0);
     bool h1 = get_arg(a, 1, NULL, &a1);
     (void)h1;
 #define IS(s) (!strcmp(name, s))
     if (IS("safe")) {
-        *out = v;
+        if (!to_str(r, v, out)) return false;
+        out->mk = 1;
         return true;
     }
     if (IS("trim")) {

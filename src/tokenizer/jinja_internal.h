@@ -134,6 +134,7 @@ typedef struct jv_func jv_func;
 
 typedef struct jv {
     jv_type t;
+    uint8_t mk; /* JV_STR: a markupsafe.Markup (from |safe or |escape) */
     union {
         bool b;
         int64_t i;
