@@ -130,6 +130,9 @@ static void unit_tests(void) {
     expect("{{ 'a\\nb\\n\\nc' | indent }}|{{ 'a\\nb' | indent(2, true) }}", "a\n    b\n\n    c|  a\n  b");
     expect("{{ 2.5 | round }}{{ 3.5 | round }}{{ 2.675 | round(2) }}{{ -3 | abs }}", "2.04.02.673");
     expect("{{ '<a href=\"x\">' | e }}{{ '<b>' | safe }}", "&lt;a href=&#34;x&#34;&gt;<b>");
+    /* |safe and |escape give markupsafe.Markup: '+' escapes the other side, '~' does not */
+    expect("{{ 'a' | safe + '<b>' }}|{{ '<' + ('x' | safe) }}|{{ 'a' | safe ~ '<b>' }}|{{ ['<' | e] }}",
+           "a&lt;b&gt;|&lt;x|a<b>|[Markup('&lt;')]");
     expect("{{ s | replace('i', 'I') }}|{{ '%s-%d' % ('a', 3) }}|{{ '{}{}'.format(1, 'x') }}",
            "  HI There  |a-3|1x");
     /* string methods */

@@ -24,6 +24,7 @@ typedef struct jn_arena {
     jn_chunk *head;
     size_t used, limit; /* bytes handed out so far; 0 limit = unbounded */
     bool oom;           /* an allocation failed or went over the limit */
+    bool over_limit;    /* ... because of the limit */
 } jn_arena;
 
 void *jn_alloc(jn_arena *a, size_t n); /* zeroed; NULL on failure (sets a->oom) */
@@ -133,6 +134,7 @@ typedef struct jv_func jv_func;
 
 typedef struct jv {
     jv_type t;
+    uint8_t mk; /* JV_STR: a markupsafe.Markup (from |safe or |escape) */
     union {
         bool b;
         int64_t i;
