@@ -36,11 +36,13 @@ static float read_sum(const float *p, size_t n) {
     float t[8];
     _mm256_storeu_ps(t, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     float s = t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
-    for (; i < n; i++) s += p[i];
+    for (; i < n; i++)
+        s += p[i];
     return s;
 #else
     float s = 0;
-    for (size_t i = 0; i < n; i++) s += p[i];
+    for (size_t i = 0; i < n; i++)
+        s += p[i];
     return s;
 #endif
 }
@@ -81,8 +83,8 @@ int main(int argc, char **argv) {
         if (t < best) best = t;
     }
     double copy_gbs = (double)bytes / best / 1e9;
-    printf("memcpy      %zu MiB, best of %d: %.2f GB/s copied (%.2f GB/s read+write)\n", mib,
-           runs, copy_gbs, 2 * copy_gbs);
+    printf("memcpy      %zu MiB, best of %d: %.2f GB/s copied (%.2f GB/s read+write)\n", mib, runs,
+           copy_gbs, 2 * copy_gbs);
     float sink = 0;
     best = 1e30;
     for (int r = 0; r < runs; r++) {

@@ -25,7 +25,8 @@ int main(int argc, char **argv) {
     }
     int32_t *prompt = malloc(sizeof(int32_t) * (size_t)np);
     int32_t *out = malloc(sizeof(int32_t) * (size_t)(ng > 0 ? ng : 1));
-    for (int i = 0; i < np; i++) prompt[i] = (int32_t)((i * 7919 + 13) % m->cfg.vocab_size);
+    for (int i = 0; i < np; i++)
+        prompt[i] = (int32_t)((i * 7919 + 13) % m->cfg.vocab_size);
     size_t wbytes = 0;
     const ci_weights *w = &m->w;
     for (int l = 0; l < w->num_layers; l++) {

@@ -84,12 +84,12 @@ typedef struct cinfer_sampling_params {
     int min_tokens;           /* 0: EOS / stop ids masked before this many */
     const int32_t *stop_token_ids;
     int num_stop_token_ids;
-    const char *const *stop;  /* stop strings (not part of the output text) */
+    const char *const *stop; /* stop strings (not part of the output text) */
     int num_stop;
     int ignore_eos;
-    int n;               /* parallel samples (1) */
-    int logprobs;        /* -1 = off; k >= 0: top-k + the sampled token */
-    int prompt_logprobs; /* -1 = off; k >= 0 */
+    int n;                   /* parallel samples (1) */
+    int logprobs;            /* -1 = off; k >= 0: top-k + the sampled token */
+    int prompt_logprobs;     /* -1 = off; k >= 0 */
     int skip_special_tokens; /* 1 */
 } cinfer_sampling_params;
 
@@ -110,8 +110,8 @@ typedef struct cinfer_output {
     int num_token_ids;
     const char *text; /* new text (not NUL-terminated), text_len bytes */
     size_t text_len;
-    cinfer_finish_reason finish_reason; /* NONE until the sample ends */
-    const cinfer_logprob *logprobs;     /* num_token_ids entries, or NULL */
+    cinfer_finish_reason finish_reason;    /* NONE until the sample ends */
+    const cinfer_logprob *logprobs;        /* num_token_ids entries, or NULL */
     const cinfer_logprob *prompt_logprobs; /* prompt positions 1.. (once) */
     int num_prompt_logprobs;
 } cinfer_output;
@@ -134,22 +134,23 @@ void cinfer_engine_destroy(cinfer_engine *e);
  * (bad token id, max_tokens <= 0, top_p outside (0, 1], negative
  * temperature, prompt longer than the context, cannot fit the KV cache).
  * params may be NULL (defaults). Lower priority value = more urgent. */
-int cinfer_add_request(cinfer_engine *e, const char *text, const int32_t *token_ids, int num_token_ids,
-                       const cinfer_sampling_params *params, int priority, int64_t *request_id,
-                       cinfer_error *err);
+int cinfer_add_request(cinfer_engine *e, const char *text, const int32_t *token_ids,
+                       int num_token_ids, const cinfer_sampling_params *params, int priority,
+                       int64_t *request_id, cinfer_error *err);
 /* Aborts a request; its outputs with finish reason abort come from the
  * next cinfer_step(). */
 int cinfer_abort_request(cinfer_engine *e, int64_t request_id, cinfer_error *err);
 /* One engine step. *outputs is valid until the next step. */
-int cinfer_step(cinfer_engine *e, const cinfer_output **outputs, int *num_outputs, cinfer_error *err);
+int cinfer_step(cinfer_engine *e, const cinfer_output **outputs, int *num_outputs,
+                cinfer_error *err);
 int cinfer_has_unfinished(const cinfer_engine *e);
 cinfer_metrics cinfer_get_metrics(const cinfer_engine *e);
 
 /* Helpers: *ids / *text are malloc'd; release with cinfer_free. */
-int cinfer_tokenize(cinfer_engine *e, const char *text, int add_special_tokens, int32_t **ids, size_t *num_ids,
-                    cinfer_error *err);
-int cinfer_detokenize(cinfer_engine *e, const int32_t *ids, size_t num_ids, int skip_special_tokens, char **text,
-                      cinfer_error *err);
+int cinfer_tokenize(cinfer_engine *e, const char *text, int add_special_tokens, int32_t **ids,
+                    size_t *num_ids, cinfer_error *err);
+int cinfer_detokenize(cinfer_engine *e, const int32_t *ids, size_t num_ids, int skip_special_tokens,
+                      char **text, cinfer_error *err);
 void cinfer_free(void *p);
 int cinfer_vocab_size(const cinfer_engine *e);
 

@@ -30,12 +30,15 @@ static inline int stw_write_raw(const char *path, const char *header, uint64_t h
     size_t total = 8 + hl + data_len;
     unsigned char *buf = malloc(total ? total : 1);
     if (!buf) return 0;
-    for (int i = 0; i < 8; i++) buf[i] = (unsigned char)(hlen_field >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        buf[i] = (unsigned char)(hlen_field >> (8 * i));
     memcpy(buf + 8, header, hl);
     if (data_len) {
-        if (data) memcpy(buf + 8 + hl, data, data_len);
+        if (data)
+            memcpy(buf + 8 + hl, data, data_len);
         else
-            for (size_t i = 0; i < data_len; i++) buf[8 + hl + i] = (unsigned char)(i * 7 + 1);
+            for (size_t i = 0; i < data_len; i++)
+                buf[8 + hl + i] = (unsigned char)(i * 7 + 1);
     }
     if (truncate_to >= 0 && (size_t)truncate_to < total) total = (size_t)truncate_to;
     FILE *f = fopen(path, "wb");
@@ -71,11 +74,15 @@ typedef struct stw_tensor {
 } stw_tensor;
 
 static inline size_t stw_dsize(const char *dt) {
-    return (!strcmp(dt, "F16") || !strcmp(dt, "BF16")) ? 2 : (!strcmp(dt, "F64") || !strcmp(dt, "I64")) ? 8 : 4;
+    return (!strcmp(dt, "F16") || !strcmp(dt, "BF16"))  ? 2
+           : (!strcmp(dt, "F64") || !strcmp(dt, "I64")) ? 8
+                                                        : 4;
 }
 
 /* Value written for element i of tensor k (F32 tensors). */
-static inline float stw_value(int k, size_t i) { return (float)k + (float)i * 0.001f; }
+static inline float stw_value(int k, size_t i) {
+    return (float)k + (float)i * 0.001f;
+}
 
 /* Writes a consistent safetensors file of the given tensors (contiguous
  * data, F32 values stw_value; other dtypes get bytes of the F32 pattern). */
@@ -86,12 +93,14 @@ static inline int stw_build(const char *path, const stw_tensor *ts, int n) {
     hl += (size_t)snprintf(h + hl, cap - hl, "{\"__metadata__\":{\"format\":\"pt\"}");
     for (int k = 0; k < n; k++) {
         size_t ne = 1;
-        for (int d = 0; d < ts[k].ndim; d++) ne *= (size_t)ts[k].shape[d];
-        size_t nb = ne * stw_dsize(ts[k].dtype);
-        hl += (size_t)snprintf(h + hl, cap - hl, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", ts[k].name,
-                               ts[k].dtype);
         for (int d = 0; d < ts[k].ndim; d++)
-            hl += (size_t)snprintf(h + hl, cap - hl, "%s%lld", d ? "," : "", (long long)ts[k].shape[d]);
+            ne *= (size_t)ts[k].shape[d];
+        size_t nb = ne * stw_dsize(ts[k].dtype);
+        hl += (size_t)snprintf(h + hl, cap - hl, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[",
+                               ts[k].name, ts[k].dtype);
+        for (int d = 0; d < ts[k].ndim; d++)
+            hl += (size_t)snprintf(h + hl, cap - hl, "%s%lld", d ? "," : "",
+                                   (long long)ts[k].shape[d]);
         hl += (size_t)snprintf(h + hl, cap - hl, "],\"data_offsets\":[%zu,%zu]}", off, off + nb);
         off += nb;
     }
@@ -100,11 +109,13 @@ static inline int stw_build(const char *path, const stw_tensor *ts, int n) {
     size_t pos = 0;
     for (int k = 0; k < n; k++) {
         size_t ne = 1;
-        for (int d = 0; d < ts[k].ndim; d++) ne *= (size_t)ts[k].shape[d];
+        for (int d = 0; d < ts[k].ndim; d++)
+            ne *= (size_t)ts[k].shape[d];
         size_t es = stw_dsize(ts[k].dtype);
         for (size_t i = 0; i < ne; i++) {
             float v = stw_value(k, i);
-            if (es == 4) memcpy(data + pos, &v, 4);
+            if (es == 4)
+                memcpy(data + pos, &v, 4);
             else if (es == 2) {
                 uint32_t u;
                 memcpy(&u, &v, 4);

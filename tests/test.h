@@ -11,35 +11,33 @@
 
 static int test_passed_, test_failed_;
 
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (cond) {                                                            \
-            test_passed_++;                                                    \
-        } else {                                                               \
-            test_failed_++;                                                    \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,   \
-                    #cond);                                                    \
-        }                                                                      \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            test_passed_++;                                                                        \
+        } else {                                                                                   \
+            test_failed_++;                                                                        \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+        }                                                                                          \
     } while (0)
 
-#define CHECKF(cond, ...)                                                      \
-    do {                                                                       \
-        if (cond) {                                                            \
-            test_passed_++;                                                    \
-        } else {                                                               \
-            test_failed_++;                                                    \
-            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__,   \
-                    #cond);                                                    \
-            fprintf(stderr, __VA_ARGS__);                                      \
-            fputc('\n', stderr);                                               \
-        }                                                                      \
+#define CHECKF(cond, ...)                                                                          \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            test_passed_++;                                                                        \
+        } else {                                                                                   \
+            test_failed_++;                                                                        \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
     } while (0)
 
 /* CHECK that a ci_status is ok, printing its message otherwise. */
-#define CHECK_OK(expr)                                                         \
-    do {                                                                       \
-        ci_status chk_s_ = (expr);                                             \
-        CHECKF(chk_s_.code == CI_OK, "%s", chk_s_.msg);                        \
+#define CHECK_OK(expr)                                                                             \
+    do {                                                                                           \
+        ci_status chk_s_ = (expr);                                                                 \
+        CHECKF(chk_s_.code == CI_OK, "%s", chk_s_.msg);                                            \
     } while (0)
 
 static inline void test_skip(const char *why) {

@@ -13,10 +13,10 @@ static int eq(const int32_t *a, const int32_t *b, int n) {
         }
     return 1;
 }
-#define EQ(arr, ...)                                                           \
-    do {                                                                       \
-        const int32_t want_[] = {__VA_ARGS__};                                 \
-        CHECKF(eq(arr, want_, (int)(sizeof want_ / sizeof want_[0])), #arr);   \
+#define EQ(arr, ...)                                                                               \
+    do {                                                                                           \
+        const int32_t want_[] = {__VA_ARGS__};                                                     \
+        CHECKF(eq(arr, want_, (int)(sizeof want_ / sizeof want_[0])), #arr);                       \
     } while (0)
 
 static void add(ci_scheduler *s, const int32_t *p, int n, int max_tokens, int logprobs) {
@@ -48,8 +48,8 @@ int main(void) {
 
     /* step 1: P = 1..9 takes the whole budget (8 tokens, blocks 0 and 1) */
     add(s, (int32_t[]){1, 2, 3, 4, 5, 6, 7, 8, 9}, 9, 1, 0);
-    add(s, (int32_t[]){20, 21, 22}, 3, 10, 0);       /* A */
-    add(s, (int32_t[]){30, 31, 32, 33}, 4, 10, 0);   /* B */
+    add(s, (int32_t[]){20, 21, 22}, 3, 10, 0);     /* A */
+    add(s, (int32_t[]){30, 31, 32, 33}, 4, 10, 0); /* B */
     CHECK_OK(ci_sched_schedule(s, &o));
     CHECK_OK(ci_batch_build(&b, o, &bt));
     CHECK(bt->num_tokens == 8 && bt->num_seqs == 1 && bt->num_logits == 0);
@@ -82,8 +82,8 @@ int main(void) {
     EQ(bt->query_start, 0, 1, 2, 8);
     EQ(bt->context_lens, 4, 5, 14);
     EQ(bt->block_tables, 3, 0, 0, 0, /* A */
-       4, 2, 0, 0,                    /* B: block 2 came back to the free list */
-       0, 1, 5, 6);                   /* Q: prefix hit on P's blocks */
+       4, 2, 0, 0,                   /* B: block 2 came back to the free list */
+       0, 1, 5, 6);                  /* Q: prefix hit on P's blocks */
     EQ(bt->slot_mapping, 15, 8, 20, 21, 22, 23, 24, 25);
     EQ(bt->logits_indices, 0, 1);
     EQ(b.logits_start, 0, 1, 2, 2);
@@ -104,9 +104,11 @@ int main(void) {
     EQ(bt->logits_indices, 0, 1, 3);
     CHECK(bt->max_query_len == 2 && bt->max_context_len == 16);
     update(s, (int32_t[]){301, 302, 303}, 3);
-    for (int i = 0; i < 3; i++) CHECK_OK(ci_sched_abort(s, i + 1, NULL));
+    for (int i = 0; i < 3; i++)
+        CHECK_OK(ci_sched_abort(s, i + 1, NULL));
     CHECK_OK(ci_sched_abort(s, 3, NULL));
-    while ((fin = ci_sched_pop_finished(s))) ci_seq_destroy(fin);
+    while ((fin = ci_sched_pop_finished(s)))
+        ci_seq_destroy(fin);
     CHECK(ci_bm_num_used(bm) == 0);
 
     /* prompt_logprobs: rows of prompt positions 0..p-2 and the sample row;

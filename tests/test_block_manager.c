@@ -41,7 +41,8 @@ static void test_alloc_free(void) {
     ci_block_copy cp[2];
     int ncp = 0;
     int32_t t[32];
-    for (int i = 0; i < 32; i++) t[i] = i + 1;
+    for (int i = 0; i < 32; i++)
+        t[i] = i + 1;
     ci_sequence *a = mk_seq(1, t, 10, 5, 4);
     CHECK_OK(ci_bm_allocate(bm, a, 6, 0, cp, &ncp));
     CHECK(a->num_blocks == 2 && ci_bm_num_used(bm) == 2 && ci_bm_num_free(bm) == 6);
@@ -49,7 +50,8 @@ static void test_alloc_free(void) {
     CHECK_OK(ci_bm_allocate(bm, a, 4, 0, cp, &ncp));
     CHECK(a->num_blocks == 3 && ci_bm_num_used(bm) == 3 && ncp == 0);
     a->num_computed_tokens = 10;
-    for (int i = 0; i < 3; i++) CHECK(ci_bm_ref_count(bm, a->block_table[i]) == 1);
+    for (int i = 0; i < 3; i++)
+        CHECK(ci_bm_ref_count(bm, a->block_table[i]) == 1);
     /* allocating past the known tokens is a caller error, not a crash */
     CHECK(ci_bm_allocate(bm, a, 1, 0, cp, &ncp).code == CI_ERR_INVALID);
     ci_sequence *b = mk_seq(2, t, 30, 2, 4); /* needs 8 blocks, 5 left */
@@ -83,7 +85,8 @@ static void test_fork_cow(void) {
     CHECK_OK(ci_seq_clone(a, 2, &b));
     CHECK_OK(ci_bm_fork(bm, a, b));
     CHECK(b->num_blocks == 2 && b->parent_id == 1);
-    for (int i = 0; i < 2; i++) CHECK(ci_bm_ref_count(bm, a->block_table[i]) == 2);
+    for (int i = 0; i < 2; i++)
+        CHECK(ci_bm_ref_count(bm, a->block_table[i]) == 2);
     CHECK(ci_bm_is_cached(bm, a->block_table[0]) && !ci_bm_is_cached(bm, a->block_table[1]));
     ci_sequence *seqs[2] = {a, b};
     CHECK_OK(ci_bm_check(bm, seqs, 2));
@@ -119,10 +122,12 @@ static void test_fork_cow(void) {
     CHECK(ci_bm_is_cached(bm, c->block_table[1]) && d->block_table[1] == c->block_table[1]);
     ci_sequence *all[4] = {a, b, c, d};
     CHECK_OK(ci_bm_check(bm, all, 4));
-    for (int i = 0; i < 4; i++) ci_bm_free(bm, all[i]);
+    for (int i = 0; i < 4; i++)
+        ci_bm_free(bm, all[i]);
     CHECK(ci_bm_num_used(bm) == 0 && ci_bm_num_available(bm) == 8);
     CHECK_OK(ci_bm_check(bm, all, 4));
-    for (int i = 0; i < 4; i++) ci_seq_destroy(all[i]);
+    for (int i = 0; i < 4; i++)
+        ci_seq_destroy(all[i]);
     ci_bm_destroy(bm);
 }
 
@@ -135,7 +140,8 @@ static void test_prefix_hit(void) {
     CHECK(ci_bm_match_prefix(bm, a) == 0);
     CHECK_OK(compute_all(bm, a, cp, &ncp));
     int32_t a0 = a->block_table[0], a1 = a->block_table[1];
-    CHECK(ci_bm_is_cached(bm, a0) && ci_bm_is_cached(bm, a1) && !ci_bm_is_cached(bm, a->block_table[2]));
+    CHECK(ci_bm_is_cached(bm, a0) && ci_bm_is_cached(bm, a1) &&
+          !ci_bm_is_cached(bm, a->block_table[2]));
     ci_bm_free(bm, a);
     CHECK(ci_bm_num_cached_free(bm) == 2 && ci_bm_num_free(bm) == 14);
     /* same 8-token prefix, different tail: two blocks hit */
@@ -162,9 +168,11 @@ static void test_prefix_hit(void) {
     CHECK_OK(ci_bm_check(bm, all, 4));
     CHECK_OK(ci_bm_allocate(bm, b, 4, 0, cp, &ncp));
     CHECK(ncp == 0);
-    for (int i = 0; i < 4; i++) ci_bm_free(bm, all[i]);
+    for (int i = 0; i < 4; i++)
+        ci_bm_free(bm, all[i]);
     CHECK_OK(ci_bm_check(bm, all, 4));
-    for (int i = 0; i < 4; i++) ci_seq_destroy(all[i]);
+    for (int i = 0; i < 4; i++)
+        ci_seq_destroy(all[i]);
     ci_bm_destroy(bm);
     /* prefix caching off: nothing is ever cached */
     bm = mk_bm(8, 4, 0.0f, 0);
@@ -249,7 +257,8 @@ static void test_lru(void) {
     ci_sequence *d = mk_seq(20, (int32_t[]){8, 9, 10, 11}, 4, 1, 2);
     CHECK_OK(ci_bm_allocate(bm, d, 4, 0, cp, &ncp));
     CHECK(ci_bm_get_stats(bm).evictions == 1);
-    CHECK(!ci_bm_is_cached(bm, cached[1]) && ci_bm_is_cached(bm, cached[2]) && ci_bm_is_cached(bm, cached[0]));
+    CHECK(!ci_bm_is_cached(bm, cached[1]) && ci_bm_is_cached(bm, cached[2]) &&
+          ci_bm_is_cached(bm, cached[0]));
     ci_sequence *b2 = mk_seq(11, (int32_t[]){3, 4, 7}, 3, 1, 2);
     ci_sequence *c2 = mk_seq(12, (int32_t[]){5, 6, 7}, 3, 1, 2);
     CHECK(ci_bm_match_prefix(bm, b2) == 0);

@@ -47,8 +47,8 @@ static void expect_err(const char *src, const char *needle) {
     ci_status s;
     char *got = render(src, CTX, &s);
     n_unit++;
-    CHECKF(!got && strstr(s.msg, needle), "template %s: want error containing '%s', got [%s]",
-           src, needle, got ? got : s.msg);
+    CHECKF(!got && strstr(s.msg, needle), "template %s: want error containing '%s', got [%s]", src,
+           needle, got ? got : s.msg);
     free(got);
 }
 
@@ -103,7 +103,8 @@ static void unit_tests(void) {
     expect("{{ 1 < 2 < 3 }}{{ 'a' in 'abc' }}{{ 'z' not in d }}{{ 0 or 'x' }}{{ 1 and 0 }}",
            "TrueTrueTruex0");
     expect("{{ 'y' if n > 3 else 'n' }}{{ 'never' if false }}", "y");
-    expect("{{ [1, 'a', none, true, (1,), {'k': 1.5}] }}", "[1, 'a', None, True, (1,), {'k': 1.5}]");
+    expect("{{ [1, 'a', none, true, (1,), {'k': 1.5}] }}",
+           "[1, 'a', None, True, (1,), {'k': 1.5}]");
     expect("{{ [\"it's\", 'a\\nb'] }}", "[\"it's\", 'a\\nb']");
     expect("{{ l[0] }}{{ l[-1] }}{{ l[1:] }}{{ 'héllo'[1] }}{{ 'abc'[::-1] }}{{ d.b }}{{ d['a'] }}",
            "32[1, 2]écba21");
@@ -127,18 +128,21 @@ static void unit_tests(void) {
            "{{ msgs | rejectattr('role', 'eq', 'user') | map(attribute='content') | first }}|"
            "{{ [1, 2, 3, 4] | select('odd') | list }}|{{ ['a', 'A', 'b'] | unique | list }}",
            "user,assistant|1|a|[1, 3]|['a', 'b']");
-    expect("{{ 'a\\nb\\n\\nc' | indent }}|{{ 'a\\nb' | indent(2, true) }}", "a\n    b\n\n    c|  a\n  b");
+    expect("{{ 'a\\nb\\n\\nc' | indent }}|{{ 'a\\nb' | indent(2, true) }}",
+           "a\n    b\n\n    c|  a\n  b");
     expect("{{ 2.5 | round }}{{ 3.5 | round }}{{ 2.675 | round(2) }}{{ -3 | abs }}", "2.04.02.673");
     expect("{{ '<a href=\"x\">' | e }}{{ '<b>' | safe }}", "&lt;a href=&#34;x&#34;&gt;<b>");
     /* |safe and |escape give markupsafe.Markup: '+' escapes the other side, '~' does not */
-    expect("{{ 'a' | safe + '<b>' }}|{{ '<' + ('x' | safe) }}|{{ 'a' | safe ~ '<b>' }}|{{ ['<' | e] }}",
+    expect("{{ 'a' | safe + '<b>' }}|{{ '<' + ('x' | safe) }}|{{ 'a' | safe ~ '<b>' }}|{{ ['<' | "
+           "e] }}",
            "a&lt;b&gt;|&lt;x|a<b>|[Markup('&lt;')]");
     expect("{{ s | replace('i', 'I') }}|{{ '%s-%d' % ('a', 3) }}|{{ '{}{}'.format(1, 'x') }}",
            "  HI There  |a-3|1x");
     /* string methods */
-    expect("{{ s.strip() }}|{{ 'xxaxx'.strip('x') }}|{{ 'a,b,,c'.split(',') }}|{{ ' a  b '.split() }}"
-           "|{{ 'a,b,c'.rsplit(',', 1) }}",
-           "Hi There|a|['a', 'b', '', 'c']|['a', 'b']|['a,b', 'c']");
+    expect(
+        "{{ s.strip() }}|{{ 'xxaxx'.strip('x') }}|{{ 'a,b,,c'.split(',') }}|{{ ' a  b '.split() }}"
+        "|{{ 'a,b,c'.rsplit(',', 1) }}",
+        "Hi There|a|['a', 'b', '', 'c']|['a', 'b']|['a,b', 'c']");
     expect("{{ 'abc'.startswith('a') }}{{ 'abc'.endswith(('x', 'c')) }}{{ 'abcb'.find('b') }}"
            "{{ 'abcb'.count('b') }}{{ 'ab'.upper() }}{{ 'A'.lower() }}{{ d.get('zz', 9) }}",
            "TrueTrue12ABa9");

@@ -6,16 +6,16 @@
 
 #define LLAMA_BASE                                                                                 \
     "\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":128256,\"hidden_size\":4096,"         \
-    "\"intermediate_size\":14336,\"num_hidden_layers\":32,\"num_attention_heads\":32,"            \
-    "\"num_key_value_heads\":8,\"max_position_embeddings\":131072,\"rms_norm_eps\":1e-05,"        \
+    "\"intermediate_size\":14336,\"num_hidden_layers\":32,\"num_attention_heads\":32,"             \
+    "\"num_key_value_heads\":8,\"max_position_embeddings\":131072,\"rms_norm_eps\":1e-05,"         \
     "\"hidden_act\":\"silu\""
 
 static void expect_err(const char *what, const char *json, ci_code code, const char *sub1,
                        const char *sub2) {
     ci_model_config c;
     ci_status s = ci_config_parse(json, &c);
-    CHECKF(s.code == code, "%s: code %s want %s (%s)", what, ci_code_name(s.code), ci_code_name(code),
-           s.msg);
+    CHECKF(s.code == code, "%s: code %s want %s (%s)", what, ci_code_name(s.code),
+           ci_code_name(code), s.msg);
     CHECKF(strstr(s.msg, "config.json") != NULL, "%s: no file name: %s", what, s.msg);
     if (sub1) CHECKF(strstr(s.msg, sub1) != NULL, "%s: lacks '%s': %s", what, sub1, s.msg);
     if (sub2) CHECKF(strstr(s.msg, sub2) != NULL, "%s: lacks '%s': %s", what, sub2, s.msg);
@@ -53,11 +53,12 @@ static void test_llama3(void) {
 
 static void test_linear_and_defaults(void) {
     ci_model_config c;
-    CHECK_OK(ci_config_parse("{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":32000,"
-                             "\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,"
-                             "\"num_attention_heads\":4,\"head_dim\":null,"
-                             "\"rope_scaling\":{\"type\":\"linear\",\"factor\":2.0},\"eos_token_id\":2}",
-                             &c));
+    CHECK_OK(
+        ci_config_parse("{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":32000,"
+                        "\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,"
+                        "\"num_attention_heads\":4,\"head_dim\":null,"
+                        "\"rope_scaling\":{\"type\":\"linear\",\"factor\":2.0},\"eos_token_id\":2}",
+                        &c));
     CHECK(c.rope.type == CI_ROPE_LINEAR && c.rope.factor == 2.0 && c.rope.theta == 10000.0);
     CHECK(c.num_kv_heads == 4 && c.head_dim == 16); /* defaults: kv = heads, hidden/heads */
     CHECK(c.max_position_embeddings == 2048 && c.rms_norm_eps == 1e-6);
@@ -146,9 +147,11 @@ static void test_errors(void) {
            s.msg);
     char p[700];
     snprintf(p, sizeof p, "%s/config.json", dir);
-    CHECK(stw_write_text(p, "{\"architectures\": [\"LlamaForCausalLM\"],\n  \"vocab_size\": 12,,}"));
+    CHECK(
+        stw_write_text(p, "{\"architectures\": [\"LlamaForCausalLM\"],\n  \"vocab_size\": 12,,}"));
     s = ci_config_load(dir, &c);
-    CHECKF(s.code == CI_ERR_FORMAT && strstr(s.msg, "config.json: invalid JSON at line 2"), "%s", s.msg);
+    CHECKF(s.code == CI_ERR_FORMAT && strstr(s.msg, "config.json: invalid JSON at line 2"), "%s",
+           s.msg);
     remove(p);
     stw_rmdir(dir);
 
@@ -174,16 +177,16 @@ static void test_errors(void) {
     expect_err("fractional field",
                "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":5.5,\"hidden_size\":8}",
                CI_ERR_FORMAT, "field 'vocab_size'", NULL);
-    expect_err("huge field",
-               "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":99999999999,\"hidden_size\":8}",
-               CI_ERR_FORMAT, "field 'vocab_size'", NULL);
-#define SMALL                                                                                      \
-    "\"vocab_size\":5,\"hidden_size\":48,\"intermediate_size\":8,\"num_hidden_layers\":1"
+    expect_err(
+        "huge field",
+        "{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":99999999999,\"hidden_size\":8}",
+        CI_ERR_FORMAT, "field 'vocab_size'", NULL);
+#define SMALL "\"vocab_size\":5,\"hidden_size\":48,\"intermediate_size\":8,\"num_hidden_layers\":1"
     expect_err("heads not divisible",
                "{\"architectures\":[\"LlamaForCausalLM\"]," SMALL
                ",\"num_attention_heads\":6,\"num_key_value_heads\":4}",
-               CI_ERR_FORMAT, "'num_attention_heads' (6) must be a multiple of 'num_key_value_heads' (4)",
-               NULL);
+               CI_ERR_FORMAT,
+               "'num_attention_heads' (6) must be a multiple of 'num_key_value_heads' (4)", NULL);
     expect_err("odd head_dim",
                "{\"architectures\":[\"LlamaForCausalLM\"]," SMALL ",\"num_attention_heads\":16}",
                CI_ERR_FORMAT, "field 'head_dim' (3) must be even", NULL);
@@ -208,10 +211,11 @@ static void test_errors(void) {
                ",\"num_attention_heads\":4,\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8,"
                "\"high_freq_factor\":4,\"original_max_position_embeddings\":8192}}",
                CI_ERR_FORMAT, "field 'rope_scaling.low_freq_factor' is missing", NULL);
-    expect_err("linear factor bad",
-               "{\"architectures\":[\"LlamaForCausalLM\"]," SMALL
-               ",\"num_attention_heads\":4,\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":-1}}",
-               CI_ERR_FORMAT, "field 'rope_scaling.factor' must be a positive number", NULL);
+    expect_err(
+        "linear factor bad",
+        "{\"architectures\":[\"LlamaForCausalLM\"]," SMALL
+        ",\"num_attention_heads\":4,\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":-1}}",
+        CI_ERR_FORMAT, "field 'rope_scaling.factor' must be a positive number", NULL);
     expect_err("yarn no factor",
                "{\"architectures\":[\"LlamaForCausalLM\"]," SMALL
                ",\"num_attention_heads\":4,\"rope_parameters\":{\"rope_type\":\"yarn\"}}",

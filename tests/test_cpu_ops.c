@@ -13,13 +13,17 @@ static double urand(void) { /* [0, 1) */
     rng_state ^= rng_state << 17;
     return (double)(rng_state >> 11) * (1.0 / 9007199254740992.0);
 }
-static float frand(void) { return (float)(urand() * 2.0 - 1.0); }
+static float frand(void) {
+    return (float)(urand() * 2.0 - 1.0);
+}
 static void fill(float *p, int64_t n, float scale) {
-    for (int64_t i = 0; i < n; i++) p[i] = frand() * scale;
+    for (int64_t i = 0; i < n; i++)
+        p[i] = frand() * scale;
 }
 static void poison(void *p, int64_t n) {
     float *f = p;
-    for (int64_t i = 0; i < n; i++) f[i] = NAN;
+    for (int64_t i = 0; i < n; i++)
+        f[i] = NAN;
 }
 static double stored(const ci_tensor *w, int64_t i) {
     const uint16_t *h = w->data;
@@ -99,9 +103,11 @@ static void test_matmul(void) {
 
 static void ref_rms(const double *v, int n, const ci_tensor *w, double eps, double *out) {
     double ss = 0;
-    for (int i = 0; i < n; i++) ss += v[i] * v[i];
+    for (int i = 0; i < n; i++)
+        ss += v[i] * v[i];
     double inv = 1.0 / sqrt(ss / n + eps);
-    for (int i = 0; i < n; i++) out[i] = stored(w, i) * v[i] * inv;
+    for (int i = 0; i < n; i++)
+        out[i] = stored(w, i) * v[i] * inv;
 }
 
 static void test_rmsnorm(void) {
@@ -126,7 +132,8 @@ static void test_rmsnorm(void) {
             for (int j = 0; j < n; j++) {
                 if (!close_to(((float *)out->data)[i * n + j], ref[j], 1e-5 * (1 + fabs(ref[j]))))
                     bad++;
-                if (mode == 1 && !close_to(((float *)r.data)[i * n + j], rd[i * n + j], 1e-6 * (1 + fabs(rd[i * n + j]))))
+                if (mode == 1 && !close_to(((float *)r.data)[i * n + j], rd[i * n + j],
+                                           1e-6 * (1 + fabs(rd[i * n + j]))))
                     bad++;
             }
         }
@@ -143,7 +150,8 @@ static void test_rmsnorm(void) {
 static void test_qk_norm(void) {
     ci_attn_shape sh = {4, 2, 64};
     int T = 5, stride = (4 + 4) * 64;
-    ci_tensor qkv = act(T, stride), wq = weight(CI_BF16, 1, 64, 1.0f), wk = weight(CI_F32, 1, 64, 1.0f);
+    ci_tensor qkv = act(T, stride), wq = weight(CI_BF16, 1, 64, 1.0f),
+              wk = weight(CI_F32, 1, 64, 1.0f);
     fill(qkv.data, T * stride, 3.0f);
     float *orig = malloc(sizeof(float) * T * stride);
     memcpy(orig, qkv.data, sizeof(float) * T * stride);
@@ -153,11 +161,17 @@ static void test_qk_norm(void) {
         for (int h = 0; h < 8; h++) {
             double v[64], ref[64];
             const float *src = orig + t * stride + h * 64;
-            for (int i = 0; i < 64; i++) v[i] = src[i];
-            if (h < 6) ref_rms(v, 64, h < 4 ? &wq : &wk, 1e-6, ref);
-            else for (int i = 0; i < 64; i++) ref[i] = v[i]; /* v untouched */
             for (int i = 0; i < 64; i++)
-                if (!close_to(((float *)qkv.data)[t * stride + h * 64 + i], ref[i], 1e-5 * (1 + fabs(ref[i])))) bad++;
+                v[i] = src[i];
+            if (h < 6)
+                ref_rms(v, 64, h < 4 ? &wq : &wk, 1e-6, ref);
+            else
+                for (int i = 0; i < 64; i++)
+                    ref[i] = v[i]; /* v untouched */
+            for (int i = 0; i < 64; i++)
+                if (!close_to(((float *)qkv.data)[t * stride + h * 64 + i], ref[i],
+                              1e-5 * (1 + fabs(ref[i]))))
+                    bad++;
         }
     CHECKF(bad == 0, "qk_norm: %d bad", bad);
     free(orig);
@@ -204,10 +218,12 @@ static void test_rope_cache(void) {
             for (int h = 0; h < H + 2 * KV; h++) {
                 const float *x = orig + t * stride + h * hd;
                 double ref[64];
-                for (int i = 0; i < hd; i++) ref[i] = x[i];
+                for (int i = 0; i < hd; i++)
+                    ref[i] = x[i];
                 if (h < H + KV)
                     for (int i = 0; i < rot / 2; i++) {
-                        double ang = pos[t] * pow(10000.0, -2.0 * i / rot), c = cos(ang), s = sin(ang);
+                        double ang = pos[t] * pow(10000.0, -2.0 * i / rot), c = cos(ang),
+                               s = sin(ang);
                         int a = neox ? i : 2 * i, bb = neox ? i + rot / 2 : 2 * i + 1;
                         ref[a] = x[a] * c - x[bb] * s;
                         ref[bb] = x[bb] * c + x[a] * s;
@@ -293,11 +309,13 @@ static void test_attention_case(int bs, int H, int KV, int hd) {
         if (nb > maxb) maxb = nb;
     }
     int total_blocks = 0;
-    for (int s = 0; s < S; s++) total_blocks += (ctx[s] + bs - 1) / bs;
+    for (int s = 0; s < S; s++)
+        total_blocks += (ctx[s] + bs - 1) / bs;
     int nblk = total_blocks + 3;
     /* a shuffled assignment of physical blocks */
     int *perm = malloc(sizeof(int) * nblk);
-    for (int i = 0; i < nblk; i++) perm[i] = i;
+    for (int i = 0; i < nblk; i++)
+        perm[i] = i;
     for (int i = nblk - 1; i > 0; i--) {
         int j = (int)(urand() * (i + 1));
         int t = perm[i];
@@ -305,10 +323,12 @@ static void test_attention_case(int bs, int H, int KV, int hd) {
         perm[j] = t;
     }
     int32_t *bt = malloc(sizeof(int32_t) * S * maxb);
-    for (int i = 0; i < S * maxb; i++) bt[i] = -7; /* unused entries: garbage */
+    for (int i = 0; i < S * maxb; i++)
+        bt[i] = -7; /* unused entries: garbage */
     int next = 0;
     for (int s = 0; s < S; s++)
-        for (int i = 0; i < (ctx[s] + bs - 1) / bs; i++) bt[s * maxb + i] = perm[next++];
+        for (int i = 0; i < (ctx[s] + bs - 1) / bs; i++)
+            bt[s * maxb + i] = perm[next++];
     ci_kv_cache *kv;
     CHECK_OK(ci_kv_cache_create(be, 1, KV, hd, nblk, bs, &kv));
     int64_t cache_n = (int64_t)nblk * KV * bs * hd;
@@ -316,7 +336,8 @@ static void test_attention_case(int bs, int H, int KV, int hd) {
     poison(kv->v[0], cache_n);
     /* dense K/V per sequence [s][pos][kvh][hd] */
     int maxctx = 49;
-    double *K = malloc(sizeof(double) * S * maxctx * KV * hd), *V = malloc(sizeof(double) * S * maxctx * KV * hd);
+    double *K = malloc(sizeof(double) * S * maxctx * KV * hd),
+           *V = malloc(sizeof(double) * S * maxctx * KV * hd);
     for (int s = 0; s < S; s++)
         for (int p = 0; p < ctx[s]; p++)
             for (int g = 0; g < KV; g++)
@@ -338,7 +359,8 @@ static void test_attention_case(int bs, int H, int KV, int hd) {
     qs[0] = 0;
     int t = 0;
     for (int s = 0; s < S; s++) {
-        for (int i = 0; i < newt[s]; i++) pos[t++] = cached[s] + i;
+        for (int i = 0; i < newt[s]; i++)
+            pos[t++] = cached[s] + i;
         qs[s + 1] = t;
         cl[s] = ctx[s];
     }
@@ -363,14 +385,17 @@ static void test_attention_case(int bs, int H, int KV, int hd) {
                 double sc[64], mx = -INFINITY, sum = 0;
                 for (int p = 0; p < n; p++) {
                     double d = 0;
-                    for (int k = 0; k < hd; k++) d += q[k] * K[(((int64_t)s * maxctx + p) * KV + g) * hd + k];
+                    for (int k = 0; k < hd; k++)
+                        d += q[k] * K[(((int64_t)s * maxctx + p) * KV + g) * hd + k];
                     sc[p] = d * (1.0 / sqrt(hd));
                     if (sc[p] > mx) mx = sc[p];
                 }
-                for (int p = 0; p < n; p++) sum += (sc[p] = exp(sc[p] - mx));
+                for (int p = 0; p < n; p++)
+                    sum += (sc[p] = exp(sc[p] - mx));
                 for (int k = 0; k < hd; k++) {
                     double o = 0;
-                    for (int p = 0; p < n; p++) o += sc[p] / sum * V[(((int64_t)s * maxctx + p) * KV + g) * hd + k];
+                    for (int p = 0; p < n; p++)
+                        o += sc[p] / sum * V[(((int64_t)s * maxctx + p) * KV + g) * hd + k];
                     double got = ((float *)out.data)[ti * H * hd + h * hd + k];
                     double err = fabs(got - o);
                     if (!(err <= 1e-5)) bad++;
@@ -392,7 +417,8 @@ static void test_attention(void) {
     int bss[3] = {1, 16, 32}, gqa[3] = {1, 2, 4}, hds[2] = {64, 128};
     for (int a = 0; a < 3; a++)
         for (int g = 0; g < 3; g++)
-            for (int h = 0; h < 2; h++) test_attention_case(bss[a], 2 * gqa[g], 2, hds[h]);
+            for (int h = 0; h < 2; h++)
+                test_attention_case(bss[a], 2 * gqa[g], 2, hds[h]);
     test_attention_case(16, 16, 1, 64); /* group of 16 > one pass of heads */
     test_attention_case(16, 4, 2, 80);  /* head_dim not a multiple of 64 */
     test_attention_case(32, 6, 3, 36);  /* ... nor of 8 */

@@ -22,7 +22,8 @@
 static int32_t *json_ids(json_t *arr, int *n) {
     *n = (int)json_array_size(arr);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(*n > 0 ? *n : 1));
-    for (int i = 0; i < *n; i++) ids[i] = (int32_t)json_integer_value(json_array_get(arr, (size_t)i));
+    for (int i = 0; i < *n; i++)
+        ids[i] = (int32_t)json_integer_value(json_array_get(arr, (size_t)i));
     return ids;
 }
 
@@ -76,7 +77,8 @@ static void tinyqwen(int act) {
         ci_generate_stats st = {0};
         CHECK_OK(ci_generate(m, ids, n, &gp, got, &st));
         int k = 0;
-        while (k < ng && k < st.generated_tokens && got[k] == want[k]) k++;
+        while (k < ng && k < st.generated_tokens && got[k] == want[k])
+            k++;
         exact += k == ng;
         /* first step whose golden margin is < 0.3 */
         json_t *mg = json_object_get(pr, "step_top1_minus_top2");
@@ -126,8 +128,9 @@ static void tinyqwen(int act) {
     CHECK_OK(ci_perplexity(m, vids, nv, 512, &nll, &cnt));
     double dt = ci_now_s() - t0;
     double rel = fabs(nll - want) / want;
-    printf("[%s] perplexity: mean NLL %.6f over %ld tokens (golden %.6f, rel err %.2e), %.0f tok/s\n",
-           mode, nll, cnt, want, rel, nv / dt);
+    printf(
+        "[%s] perplexity: mean NLL %.6f over %ld tokens (golden %.6f, rel err %.2e), %.0f tok/s\n",
+        mode, nll, cnt, want, rel, nv / dt);
     CHECKF(rel <= (f32 ? 0.005 : 0.01), "[%s] mean NLL %g vs %g", mode, nll, want);
     CHECK(cnt == 19898);
     free(vids);
@@ -235,12 +238,14 @@ static void check_fixture(const char *name) {
         json_t *jgreedy = json_object_get(p, "greedy_token_ids");
         int plen = (int)json_array_size(jids), ngen = (int)json_array_size(jgreedy);
         int32_t ids[1024], want[1024], gen[256];
-        for (int i = 0; i < plen; i++) ids[i] = (int32_t)json_integer_value(json_array_get(jids, i));
+        for (int i = 0; i < plen; i++)
+            ids[i] = (int32_t)json_integer_value(json_array_get(jids, i));
         for (int bi = 0; bi < 3; bi++) {
             runner r = {.m = m, .block_size = block_sizes[bi]};
             r.nblocks = (plen + ngen + r.block_size - 1) / r.block_size + 1;
             r.block_table = malloc(sizeof(int32_t) * (size_t)r.nblocks);
-            for (int i = 0; i < r.nblocks; i++) r.block_table[i] = (i * 7 + 3) % r.nblocks;
+            for (int i = 0; i < r.nblocks; i++)
+                r.block_table[i] = (i * 7 + 3) % r.nblocks;
             CHECK_OK(ci_model_kv_cache_create(m, r.nblocks, r.block_size, &r.kv));
             if (bi == 0) {
                 json_t *lp = json_object_get(p, "logits_positions");
@@ -258,8 +263,8 @@ static void check_fixture(const char *name) {
                                      : json_object_get(p, "logits_last");
                     double e = rel_err(logits + (size_t)i * (size_t)vocab, gl, vocab);
                     if (e > worst) worst = e;
-                    CHECKF(e <= 1e-3, "%s prompt %d row %d: logits rel err %.3g", name, pi,
-                           want[i], e);
+                    CHECKF(e <= 1e-3, "%s prompt %d row %d: logits rel err %.3g", name, pi, want[i],
+                           e);
                 }
                 free(logits);
             }
@@ -293,7 +298,8 @@ int main(void) {
     if (ci_cuda_device_count() <= 0) test_skip("no CUDA device");
     tinyqwen(CI_ACT_F32);
     tinyqwen(CI_ACT_BF16);
-    for (size_t i = 0; i < sizeof FIXTURES / sizeof FIXTURES[0]; i++) check_fixture(FIXTURES[i]);
+    for (size_t i = 0; i < sizeof FIXTURES / sizeof FIXTURES[0]; i++)
+        check_fixture(FIXTURES[i]);
     return test_finish("test_cuda_model");
 #endif
 }

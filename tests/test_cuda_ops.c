@@ -21,17 +21,22 @@ static double urand(void) {
     rng_state ^= rng_state << 17;
     return (double)(rng_state >> 11) * (1.0 / 9007199254740992.0);
 }
-static float frand(void) { return (float)(urand() * 2.0 - 1.0); }
+static float frand(void) {
+    return (float)(urand() * 2.0 - 1.0);
+}
 
 static ci_backend *cpu, *gpu;
-static int bf;      /* gpu activations are BF16 */
-static double tol;  /* norm-wise relative tolerance of this mode */
+static int bf;     /* gpu activations are BF16 */
+static double tol; /* norm-wise relative tolerance of this mode */
 static const char *mode;
 
-static float rnd(float f) { return bf ? ci_bf16_to_f32(ci_f32_to_bf16(f)) : f; }
+static float rnd(float f) {
+    return bf ? ci_bf16_to_f32(ci_f32_to_bf16(f)) : f;
+}
 static float *host_rand(int64_t n, float scale) {
     float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-    for (int64_t i = 0; i < n; i++) p[i] = rnd(frand() * scale);
+    for (int64_t i = 0; i < n; i++)
+        p[i] = rnd(frand() * scale);
     return p;
 }
 
@@ -123,8 +128,8 @@ static void compare(const char *what, const pair *p, int64_t n) {
 }
 
 static void test_matmul(void) {
-    int shapes[][3] = {{96, 203, 1}, {300, 256, 37}, {17, 8, 3}, {1024, 512, 128}, {256, 768, 1},
-                       {8192, 256, 4}};
+    int shapes[][3] = {{96, 203, 1},     {300, 256, 37}, {17, 8, 3},
+                       {1024, 512, 128}, {256, 768, 1},  {8192, 256, 4}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         for (int wb = 0; wb < 2; wb++)
             for (int f32out = 0; f32out < 1 + bf; f32out++) {
@@ -268,7 +273,8 @@ static void rbatch_make(rbatch *b, const int *ctx, const int *q, int S, int bs, 
     b->bt = calloc((size_t)S * (size_t)b->mbps, 4);
     /* a random permutation of the physical blocks */
     int *perm = malloc(sizeof(int) * (size_t)b->nblocks);
-    for (int i = 0; i < b->nblocks; i++) perm[i] = i;
+    for (int i = 0; i < b->nblocks; i++)
+        perm[i] = i;
     for (int i = b->nblocks - 1; i > 0; i--) {
         int j = (int)(urand() * (i + 1)), t = perm[i];
         perm[i] = perm[j];
@@ -277,7 +283,8 @@ static void rbatch_make(rbatch *b, const int *ctx, const int *q, int S, int bs, 
     int next = 0, t = 0;
     for (int s = 0; s < S; s++) {
         int nb = (ctx[s] + bs - 1) / bs;
-        for (int i = 0; i < nb; i++) b->bt[s * b->mbps + i] = perm[next++];
+        for (int i = 0; i < nb; i++)
+            b->bt[s * b->mbps + i] = perm[next++];
         b->qs[s] = t;
         b->cl[s] = ctx[s];
         for (int i = 0; i < q[s]; i++, t++) {
@@ -344,7 +351,10 @@ static void compare_cache(const char *what, ci_kv_cache *kc, ci_kv_cache *kg) {
 
 static void test_rope_cache(void) {
     int cfg[][5] = {/* H, KV, hd, rot, neox */
-                    {8, 2, 64, 64, 1}, {8, 2, 64, 64, 0}, {16, 4, 128, 64, 1}, {4, 4, 128, 32, 0}};
+                    {8, 2, 64, 64, 1},
+                    {8, 2, 64, 64, 0},
+                    {16, 4, 128, 64, 1},
+                    {4, 4, 128, 32, 0}};
     for (int ci = 0; ci < 4; ci++) {
         int H = cfg[ci][0], KV = cfg[ci][1], hd = cfg[ci][2], rot = cfg[ci][3], neox = cfg[ci][4];
         int bs = ci & 1 ? 32 : 16, maxpos = 2100;
@@ -365,7 +375,8 @@ static void test_rope_cache(void) {
         CHECK_OK(ci_tensor_alloc(cpu, CI_F32, maxpos, rot, &rc.cos_sin));
         CHECK_OK(ci_tensor_alloc(gpu, CI_F32, maxpos, rot, &rg.cos_sin));
         memcpy(rc.cos_sin.data, cs, sizeof(float) * (size_t)maxpos * rot);
-        CHECK_OK(gpu->ops->to_device(gpu, rg.cos_sin.data, cs, sizeof(float) * (size_t)maxpos * rot));
+        CHECK_OK(
+            gpu->ops->to_device(gpu, rg.cos_sin.data, cs, sizeof(float) * (size_t)maxpos * rot));
         int64_t cols = (int64_t)(H + 2 * KV) * hd;
         float *v = host_rand(b.T * cols, 2.0f);
         pair qkv = act_pair(b.T, cols, v);
@@ -391,14 +402,19 @@ static void test_rope_cache(void) {
 
 static void test_attention(void) {
     int cfg[][4] = {/* H, KV, hd, bs */
-                    {8, 8, 64, 16},  {16, 4, 64, 32}, {32, 4, 128, 16},
-                    {16, 16, 128, 32}, {16, 2, 128, 16}, {4, 2, 64, 1},
-                    {16, 1, 128, 16} /* G = 16 */, {32, 1, 64, 32} /* G = 32: generic kernel */};
+                    {8, 8, 64, 16},
+                    {16, 4, 64, 32},
+                    {32, 4, 128, 16},
+                    {16, 16, 128, 32},
+                    {16, 2, 128, 16},
+                    {4, 2, 64, 1},
+                    {16, 1, 128, 16} /* G = 16 */,
+                    {32, 1, 64, 32} /* G = 32: generic kernel */};
     const int ncfg = (int)(sizeof cfg / sizeof cfg[0]);
     /* mixed prefill/chunked/decode; decode only (split-K); decode only with
      * max_context_len understated (the split must still cover everything) */
-    int ctx[3][6] = {{1, 37, 700, 2048, 130, 1500}, {2048, 700, 1, 0, 0, 0},
-                     {1999, 300, 0, 0, 0, 0}};
+    int ctx[3][6] = {
+        {1, 37, 700, 2048, 130, 1500}, {2048, 700, 1, 0, 0, 0}, {1999, 300, 0, 0, 0, 0}};
     int q[3][6] = {{1, 37, 1, 1, 64, 3}, {1, 1, 1, 0, 0, 0}, {1, 1, 0, 0, 0, 0}};
     int nseq[3] = {6, 3, 2};
     for (int ci = 0; ci < ncfg * 3; ci++) {
@@ -446,7 +462,8 @@ static void bench_decode_attention(int S, int ctx, int H, int KV, int hd) {
     ci_tensor qkv, out;
     CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, b.T, (int64_t)(H + 2 * KV) * hd, &qkv));
     CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, b.T, (int64_t)H * hd, &out));
-    CHECK_OK(gpu->ops->memset0(gpu, qkv.data, (size_t)qkv.rows * qkv.cols * ci_dtype_size(qkv.dtype)));
+    CHECK_OK(
+        gpu->ops->memset0(gpu, qkv.data, (size_t)qkv.rows * qkv.cols * ci_dtype_size(qkv.dtype)));
     ci_batch db;
     CHECK_OK(gpu->ops->prepare_batch(gpu, &b.hb, &db));
     ci_attn_shape sh = {H, KV, hd};
@@ -454,7 +471,8 @@ static void bench_decode_attention(int S, int ctx, int H, int KV, int hd) {
     CHECK_OK(gpu->ops->sync(gpu));
     int iters = 20;
     double t0 = ci_now_s();
-    for (int i = 0; i < iters; i++) CHECK_OK(gpu->ops->attention(gpu, &qkv, &sh, &db, kg, 0, 0.1f, &out));
+    for (int i = 0; i < iters; i++)
+        CHECK_OK(gpu->ops->attention(gpu, &qkv, &sh, &db, kg, 0, 0.1f, &out));
     CHECK_OK(gpu->ops->sync(gpu));
     double us = (ci_now_s() - t0) / iters * 1e6;
     double bytes = 2.0 * S * ctx * KV * hd * ci_dtype_size(gpu->act_dtype);
@@ -478,7 +496,8 @@ static void bench_prefill_attention(int T, int H, int KV, int hd) {
     ci_tensor qkv, out;
     CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, T, (int64_t)(H + 2 * KV) * hd, &qkv));
     CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, T, (int64_t)H * hd, &out));
-    CHECK_OK(gpu->ops->memset0(gpu, qkv.data, (size_t)qkv.rows * qkv.cols * ci_dtype_size(qkv.dtype)));
+    CHECK_OK(
+        gpu->ops->memset0(gpu, qkv.data, (size_t)qkv.rows * qkv.cols * ci_dtype_size(qkv.dtype)));
     ci_batch db;
     CHECK_OK(gpu->ops->prepare_batch(gpu, &b.hb, &db));
     ci_attn_shape sh = {H, KV, hd};
@@ -511,7 +530,8 @@ static void bench_gemm(int n, int out, int in) {
     CHECK_OK(gpu->ops->sync(gpu));
     int iters = 20;
     double t0 = ci_now_s();
-    for (int i = 0; i < iters; i++) CHECK_OK(gpu->ops->matmul(gpu, &x, &w, NULL, &y));
+    for (int i = 0; i < iters; i++)
+        CHECK_OK(gpu->ops->matmul(gpu, &x, &w, NULL, &y));
     CHECK_OK(gpu->ops->sync(gpu));
     double s = (ci_now_s() - t0) / iters;
     double bytes = (double)out * in * ci_dtype_size(w.dtype);

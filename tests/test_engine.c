@@ -70,7 +70,8 @@ static job *find_job(job *jobs, int nj, int64_t id) {
 static int run_jobs(ci_engine *e, job *jobs, int nj, int check) {
     for (int i = 0; i < nj; i++) {
         memset(jobs[i].r, 0, sizeof jobs[i].r);
-        ci_status s = ci_engine_add_request(e, jobs[i].prompt, jobs[i].np, &jobs[i].sp, jobs[i].priority, &jobs[i].id);
+        ci_status s = ci_engine_add_request(e, jobs[i].prompt, jobs[i].np, &jobs[i].sp,
+                                            jobs[i].priority, &jobs[i].id);
         jobs[i].err = s.code;
         if (s.code) jobs[i].id = -100 - i;
     }
@@ -124,7 +125,8 @@ static uint32_t rnd(void) {
 }
 
 static int same_res(const res *a, const res *b) {
-    return a->n == b->n && !memcmp(a->toks, b->toks, sizeof(int32_t) * (size_t)a->n) && a->fr == b->fr;
+    return a->n == b->n && !memcmp(a->toks, b->toks, sizeof(int32_t) * (size_t)a->n) &&
+           a->fr == b->fr;
 }
 
 static void greedy(ci_engine_sampling *sp, int max_tokens) {
@@ -148,7 +150,8 @@ static job *make_jobs(int nj, int maxlen, int max_tokens, const int32_t *shared,
             memcpy(jobs[i].prompt, shared, sizeof(int32_t) * (size_t)nshared);
             k = nshared;
         }
-        for (int t = 0; t < np; t++) jobs[i].prompt[k++] = (int32_t)(rnd() % 8000);
+        for (int t = 0; t < np; t++)
+            jobs[i].prompt[k++] = (int32_t)(rnd() % 8000);
         jobs[i].np = k;
         greedy(&jobs[i].sp, max_tokens);
     }
@@ -156,7 +159,8 @@ static job *make_jobs(int nj, int maxlen, int max_tokens, const int32_t *shared,
 }
 
 static void free_jobs(job *jobs, int nj) {
-    for (int i = 0; i < nj; i++) free(jobs[i].prompt);
+    for (int i = 0; i < nj; i++)
+        free(jobs[i].prompt);
     free(jobs);
 }
 
@@ -184,8 +188,8 @@ static void test_batch_invariance(void) {
         int diff = 0;
         for (int i = 0; i < NJ; i++)
             if (!same_res(&jobs[i].r[0], &ref[i])) diff++;
-        CHECKF(diff == 0, "block size %d, max_num_batched_tokens %d: %d of %d differ", cfgs[c].bs, cfgs[c].mbt, diff,
-               NJ);
+        CHECKF(diff == 0, "block size %d, max_num_batched_tokens %d: %d of %d differ", cfgs[c].bs,
+               cfgs[c].mbt, diff, NJ);
         ci_engine_metrics m = ci_engine_get_metrics(e);
         CHECK(m.kv_blocks_used == 0 && m.num_running == 0 && m.num_waiting == 0);
         ci_engine_destroy(e);
@@ -194,10 +198,12 @@ static void test_batch_invariance(void) {
     /* n = 3: greedy samples equal each other and the n=1 result */
     e = mk_engine(16, 2048, 0, 1);
     if (e) {
-        for (int i = 0; i < 8; i++) jobs[i].sp.n = 3;
+        for (int i = 0; i < 8; i++)
+            jobs[i].sp.n = 3;
         run_jobs(e, jobs, 8, 1);
         for (int i = 0; i < 8; i++)
-            for (int k = 0; k < 3; k++) CHECKF(same_res(&jobs[i].r[k], &ref[i]), "n=3 job %d sample %d", i, k);
+            for (int k = 0; k < 3; k++)
+                CHECKF(same_res(&jobs[i].r[k], &ref[i]), "n=3 job %d sample %d", i, k);
         /* seeded sampling with n = 3: reproducible, samples differ */
         for (int i = 0; i < 8; i++) {
             jobs[i].sp.temperature = 1.0f;
@@ -206,19 +212,23 @@ static void test_batch_invariance(void) {
         run_jobs(e, jobs, 8, 1);
         res first[8][3];
         for (int i = 0; i < 8; i++)
-            for (int k = 0; k < 3; k++) first[i][k] = jobs[i].r[k];
+            for (int k = 0; k < 3; k++)
+                first[i][k] = jobs[i].r[k];
         int distinct = 0;
         for (int i = 0; i < 8; i++)
             if (!same_res(&first[i][0], &first[i][1])) distinct++;
         CHECK(distinct > 0);
         /* again, in another batch composition: job order reversed, plus others */
         job rev[12];
-        for (int i = 0; i < 8; i++) rev[i] = jobs[7 - i];
-        for (int i = 8; i < 12; i++) rev[i] = jobs[i + 8];
+        for (int i = 0; i < 8; i++)
+            rev[i] = jobs[7 - i];
+        for (int i = 8; i < 12; i++)
+            rev[i] = jobs[i + 8];
         run_jobs(e, rev, 12, 1);
         for (int i = 0; i < 8; i++)
             for (int k = 0; k < 3; k++)
-                CHECKF(same_res(&rev[7 - i].r[k], &first[i][k]), "seeded job %d sample %d not reproducible", i, k);
+                CHECKF(same_res(&rev[7 - i].r[k], &first[i][k]),
+                       "seeded job %d sample %d not reproducible", i, k);
         for (int i = 0; i < 8; i++) {
             jobs[i].sp.n = 1;
             jobs[i].sp.temperature = 0.0f;
@@ -235,13 +245,15 @@ static void test_batch_invariance(void) {
 static void test_prefix_and_preemption(void) {
     const int NJ = CI_ASAN ? 8 : 12, SHARED = 100, MT = CI_ASAN ? 4 : 6;
     int32_t shared[100];
-    for (int i = 0; i < SHARED; i++) shared[i] = (int32_t)(rnd() % 8000);
+    for (int i = 0; i < SHARED; i++)
+        shared[i] = (int32_t)(rnd() % 8000);
     job *jobs = make_jobs(NJ, 40, MT, shared, SHARED);
     res ref[12];
     ci_engine *e = mk_engine(16, 2048, 0, 0);
     if (!e) return;
     run_jobs(e, jobs, NJ, 1);
-    for (int i = 0; i < NJ; i++) ref[i] = jobs[i].r[0];
+    for (int i = 0; i < NJ; i++)
+        ref[i] = jobs[i].r[0];
     ci_engine_metrics m = ci_engine_get_metrics(e);
     CHECK(m.prefix_cache_hit_tokens == 0);
     ci_engine_destroy(e);
@@ -252,10 +264,11 @@ static void test_prefix_and_preemption(void) {
     run_jobs(e, jobs, 1, 1);
     run_jobs(e, jobs + 1, NJ - 1, 1);
     m = ci_engine_get_metrics(e);
-    printf("prefix caching: queried %lld, hit %lld tokens\n", (long long)m.prefix_cache_queried_tokens,
-           (long long)m.prefix_cache_hit_tokens);
+    printf("prefix caching: queried %lld, hit %lld tokens\n",
+           (long long)m.prefix_cache_queried_tokens, (long long)m.prefix_cache_hit_tokens);
     CHECK(m.prefix_cache_hit_tokens >= (NJ - 1) * 96);
-    for (int i = 0; i < NJ; i++) CHECKF(same_res(&jobs[i].r[0], &ref[i]), "prefix job %d", i);
+    for (int i = 0; i < NJ; i++)
+        CHECKF(same_res(&jobs[i].r[0], &ref[i]), "prefix job %d", i);
     /* prompt_logprobs on a cached prompt: every position is still reported */
     {
         ci_engine_sampling sp;
@@ -275,7 +288,8 @@ static void test_prefix_and_preemption(void) {
                 int badtok = 0;
                 for (int i = 0; i < o[k].num_prompt_logprobs; i++)
                     badtok += o[k].prompt_logprobs[i].token != jobs[0].prompt[i + 1] ||
-                              o[k].prompt_logprobs[i].num_top != 1 || o[k].prompt_logprobs[i].logprob > 0;
+                              o[k].prompt_logprobs[i].num_top != 1 ||
+                              o[k].prompt_logprobs[i].logprob > 0;
                 CHECK(badtok == 0);
             }
         }
@@ -289,10 +303,12 @@ static void test_prefix_and_preemption(void) {
     if (!e) return;
     run_jobs(e, jobs, NJ, 1);
     m = ci_engine_get_metrics(e);
-    printf("small cache: preemptions %lld, hit %lld tokens, peak %d of %d blocks\n", (long long)m.num_preemptions,
-           (long long)m.prefix_cache_hit_tokens, m.peak_kv_blocks_used, m.num_kv_blocks);
+    printf("small cache: preemptions %lld, hit %lld tokens, peak %d of %d blocks\n",
+           (long long)m.num_preemptions, (long long)m.prefix_cache_hit_tokens,
+           m.peak_kv_blocks_used, m.num_kv_blocks);
     CHECK(m.num_preemptions > 0);
-    for (int i = 0; i < NJ; i++) CHECKF(same_res(&jobs[i].r[0], &ref[i]), "small cache job %d", i);
+    for (int i = 0; i < NJ; i++)
+        CHECKF(same_res(&jobs[i].r[0], &ref[i]), "small cache job %d", i);
     CHECK(m.kv_blocks_used == 0);
     ci_engine_destroy(e);
 
@@ -303,7 +319,8 @@ static void test_prefix_and_preemption(void) {
     m = ci_engine_get_metrics(e);
     printf("small cache, no prefix caching: preemptions %lld\n", (long long)m.num_preemptions);
     CHECK(m.num_preemptions > 0);
-    for (int i = 0; i < NJ; i++) CHECKF(same_res(&jobs[i].r[0], &ref[i]), "no-prefix small cache job %d", i);
+    for (int i = 0; i < NJ; i++)
+        CHECKF(same_res(&jobs[i].r[0], &ref[i]), "no-prefix small cache job %d", i);
     ci_engine_destroy(e);
     free_jobs(jobs, NJ);
 }
@@ -359,10 +376,12 @@ static void test_sampling(void) {
         run_jobs(e, j, 1, 1);
         size_t want = (size_t)(hit - full);
         CHECKF(j[0].r[0].tlen == want && !memcmp(j[0].r[0].text, full, want),
-               "stop '%s': got %zu bytes '%s', want %zu", stop, j[0].r[0].tlen, j[0].r[0].text, want);
+               "stop '%s': got %zu bytes '%s', want %zu", stop, j[0].r[0].tlen, j[0].r[0].text,
+               want);
         CHECK(j[0].r[0].fr == CI_FINISH_STOP);
         CHECK(j[0].r[0].n < 40);
-        printf("stop string '%s' cut the text at %zu bytes after %d tokens\n", stop, want, j[0].r[0].n);
+        printf("stop string '%s' cut the text at %zu bytes after %d tokens\n", stop, want,
+               j[0].r[0].n);
     }
     /* a stop string that starts matching but never completes: the held-back
      * text is released, nothing is lost */
@@ -389,7 +408,8 @@ static void test_sampling(void) {
     j[0].sp.min_tokens = 10;
     run_jobs(e, j, 1, 1);
     CHECK(j[0].r[0].n >= 10);
-    for (int i = 0; i < 10 && i < j[0].r[0].n; i++) CHECK(j[0].r[0].toks[i] != st);
+    for (int i = 0; i < 10 && i < j[0].r[0].n; i++)
+        CHECK(j[0].r[0].toks[i] != st);
 
     /* seeded sampling: reproducible, batch-independent, seed-dependent */
     for (int i = 0; i < 4; i++) {
@@ -406,14 +426,16 @@ static void test_sampling(void) {
     run_jobs(e, j, 1, 1);
     res alone = j[0].r[0];
     run_jobs(e, j, 4, 1);
-    CHECK(same_res(&j[0].r[0], &alone) && same_res(&j[1].r[0], &alone) && same_res(&j[2].r[0], &alone));
+    CHECK(same_res(&j[0].r[0], &alone) && same_res(&j[1].r[0], &alone) &&
+          same_res(&j[2].r[0], &alone));
     CHECK(!same_res(&j[3].r[0], &alone));
 
     /* penalties: a repetitive greedy continuation repeats less */
     int uniq_g = 0;
     for (int i = 0; i < g.n; i++) {
         int seen = 0;
-        for (int k = 0; k < i; k++) seen |= g.toks[k] == g.toks[i];
+        for (int k = 0; k < i; k++)
+            seen |= g.toks[k] == g.toks[i];
         uniq_g += !seen;
     }
     float pens[3][3] = {{1.5f, 0, 0}, {1.0f, 1.5f, 0}, {1.0f, 0, 1.0f}};
@@ -426,7 +448,8 @@ static void test_sampling(void) {
         int uniq = 0;
         for (int i = 0; i < j[0].r[0].n; i++) {
             int seen = 0;
-            for (int k = 0; k < i; k++) seen |= j[0].r[0].toks[k] == j[0].r[0].toks[i];
+            for (int k = 0; k < i; k++)
+                seen |= j[0].r[0].toks[k] == j[0].r[0].toks[i];
             uniq += !seen;
         }
         CHECKF(uniq > uniq_g, "penalty %d: %d distinct tokens, greedy %d", p, uniq, uniq_g);
@@ -451,7 +474,9 @@ static void test_sampling(void) {
             }
             if (o[k].prompt_logprobs) {
                 CHECK(o[k].num_prompt_logprobs == (int)nids - 1);
-                CHECK(o[k].prompt_logprobs[0].token == ids[1] && o[k].prompt_logprobs[1].token == ids[2] && o[k].prompt_logprobs[1].num_top == 2);
+                CHECK(o[k].prompt_logprobs[0].token == ids[1] &&
+                      o[k].prompt_logprobs[1].token == ids[2] &&
+                      o[k].prompt_logprobs[1].num_top == 2);
                 got_plp++;
             }
         }
@@ -467,14 +492,15 @@ static void test_abort_and_bad_input(void) {
     ci_engine *e = mk_engine(16, 256, 4096, 1);
     if (!e) return;
     job *jobs = make_jobs(10, 80, 30, NULL, 0);
-    for (int i = 0; i < 10; i += 2) jobs[i].abort_at = 1 + i;
+    for (int i = 0; i < 10; i += 2)
+        jobs[i].abort_at = 1 + i;
     jobs[1].sp.n = 2;
     jobs[2].sp.n = 3;
     run_jobs(e, jobs, 10, 1);
     for (int i = 0; i < 10; i++) {
         for (int k = 0; k < jobs[i].sp.n; k++)
-            CHECKF(jobs[i].r[k].fr == (i % 2 == 0 ? CI_FINISH_ABORT : CI_FINISH_LENGTH), "job %d sample %d: %d", i, k,
-                   jobs[i].r[k].fr);
+            CHECKF(jobs[i].r[k].fr == (i % 2 == 0 ? CI_FINISH_ABORT : CI_FINISH_LENGTH),
+                   "job %d sample %d: %d", i, k, jobs[i].r[k].fr);
     }
     ci_engine_metrics m = ci_engine_get_metrics(e);
     ci_block_manager *bm = ci_sched_block_manager(ci_engine_scheduler(e));
@@ -482,12 +508,13 @@ static void test_abort_and_bad_input(void) {
     CHECK(ci_engine_abort(e, 999999).code != CI_OK);
 
     /* bad requests between good ones */
-    for (int i = 0; i < 10; i++) jobs[i].abort_at = 0, jobs[i].sp.n = 1;
-    jobs[1].prompt[0] = 8192;           /* out of range */
-    jobs[3].sp.max_tokens = 0;          /* max_tokens <= 0 */
-    jobs[5].sp.top_p = 1.5f;            /* top_p */
+    for (int i = 0; i < 10; i++)
+        jobs[i].abort_at = 0, jobs[i].sp.n = 1;
+    jobs[1].prompt[0] = 8192;  /* out of range */
+    jobs[3].sp.max_tokens = 0; /* max_tokens <= 0 */
+    jobs[5].sp.top_p = 1.5f;   /* top_p */
     jobs[6].sp.top_p = 0.0f;
-    jobs[7].sp.temperature = -1.0f;     /* temperature */
+    jobs[7].sp.temperature = -1.0f; /* temperature */
     int32_t *big = calloc(3000, sizeof(int32_t));
     int32_t *keep9 = jobs[9].prompt;
     int keepn = jobs[9].np;
@@ -573,7 +600,8 @@ int main(void) {
     test_prefix_and_preemption();
     double t3 = ci_now_s();
     test_batch_invariance();
-    printf("times: api+sampling %.1f s, abort+bad %.1f s, prefix+preempt %.1f s, invariance %.1f s\n", t1 - t0,
-           t2 - t1, t3 - t2, ci_now_s() - t3);
+    printf(
+        "times: api+sampling %.1f s, abort+bad %.1f s, prefix+preempt %.1f s, invariance %.1f s\n",
+        t1 - t0, t2 - t1, t3 - t2, ci_now_s() - t3);
     return test_finish("test_engine");
 }

@@ -35,8 +35,8 @@ static uint32_t rnd(void) {
     return (uint32_t)(rng >> 11);
 }
 
-static void soak(const char *model_dir, int num_requests, int block_size, int mbt, int kv_tokens, int prefix,
-                 int max_prompt) {
+static void soak(const char *model_dir, int num_requests, int block_size, int mbt, int kv_tokens,
+                 int prefix, int max_prompt) {
     ci_engine_config c = ci_engine_default_config();
     c.model_dir = model_dir;
     c.block_size = block_size;
@@ -53,7 +53,8 @@ static void soak(const char *model_dir, int num_requests, int block_size, int mb
     req *R = calloc((size_t)num_requests, sizeof *R);
     int *added = calloc((size_t)num_requests, sizeof *added), nadded = 0;
     int32_t shared[48];
-    for (int i = 0; i < 48; i++) shared[i] = (int32_t)(rnd() % 8000);
+    for (int i = 0; i < 48; i++)
+        shared[i] = (int32_t)(rnd() % 8000);
     int next = 0, steps = 0, bad_check = 0, bad_out = 0, rejected = 0;
     const char *stops[2] = {"\n", "(n"};
     while (next < num_requests || ci_engine_has_unfinished(e)) {
@@ -70,7 +71,8 @@ static void soak(const char *model_dir, int num_requests, int block_size, int mb
                 memcpy(prompt, shared, sizeof(int32_t) * (size_t)sh);
                 k = sh;
             }
-            for (int t = 0; t < np; t++) prompt[k++] = (int32_t)(rnd() % 8192);
+            for (int t = 0; t < np; t++)
+                prompt[k++] = (int32_t)(rnd() % 8192);
             ci_engine_sampling sp = ci_engine_default_sampling();
             sp.max_tokens = 1 + (int)(rnd() % 6);
             sp.n = 1 + (int)(rnd() % 3);
@@ -105,7 +107,8 @@ static void soak(const char *model_dir, int num_requests, int block_size, int mb
             req *r = &R[rnd() % (unsigned)next];
             if (r->added && !r->aborted) {
                 int live = 0;
-                for (int k = 0; k < r->n; k++) live |= r->fr[k] == 0;
+                for (int k = 0; k < r->n; k++)
+                    live |= r->fr[k] == 0;
                 if (live && ci_engine_abort(e, r->id).code == CI_OK) r->aborted = 1;
             }
         }
@@ -129,11 +132,14 @@ static void soak(const char *model_dir, int num_requests, int block_size, int mb
                     found = added[mid];
                     break;
                 }
-                if (id < o[i].request_id) lo = mid + 1;
-                else hi = mid - 1;
+                if (id < o[i].request_id)
+                    lo = mid + 1;
+                else
+                    hi = mid - 1;
             }
             if (found < 0 || o[i].sample_index >= R[found].n || R[found].fr[o[i].sample_index]) {
-                if (!bad_out++) CHECKF(0, "unexpected output for request %lld", (long long)o[i].request_id);
+                if (!bad_out++)
+                    CHECKF(0, "unexpected output for request %lld", (long long)o[i].request_id);
                 continue;
             }
             req *r = &R[found];
@@ -152,13 +158,15 @@ static void soak(const char *model_dir, int num_requests, int block_size, int mb
         for (int k = 0; k < r->n; k++) {
             if (!r->fr[k]) {
                 if (unfinished < 5)
-                    printf("unfinished: req %d id %lld n %d sample %d max %d ntok %d aborted %d fr %d %d %d\n", i,
-                           (long long)r->id, r->n, k, r->max_tokens, r->ntok[k], r->aborted, r->fr[0], r->fr[1],
-                           r->fr[2]);
+                    printf("unfinished: req %d id %lld n %d sample %d max %d ntok %d aborted %d fr "
+                           "%d %d %d\n",
+                           i, (long long)r->id, r->n, k, r->max_tokens, r->ntok[k], r->aborted,
+                           r->fr[0], r->fr[1], r->fr[2]);
                 unfinished++;
             }
             if (r->fr[k] == CI_FINISH_ABORT) aborted++;
-            if (r->ntok[k] > r->max_tokens || (r->fr[k] == CI_FINISH_LENGTH && r->ntok[k] != r->max_tokens))
+            if (r->ntok[k] > r->max_tokens ||
+                (r->fr[k] == CI_FINISH_LENGTH && r->ntok[k] != r->max_tokens))
                 badcount++;
         }
     }
@@ -168,10 +176,11 @@ static void soak(const char *model_dir, int num_requests, int block_size, int mb
     ci_block_manager *bm = ci_sched_block_manager(ci_engine_scheduler(e));
     CHECK(m.kv_blocks_used == 0 && ci_bm_num_available(bm) == m.num_kv_blocks);
     CHECK(m.num_running == 0 && m.num_waiting == 0);
-    printf("soak: %d requests (%d rejected, %d samples aborted), %d steps, %lld preemptions, prefix hits %lld "
+    printf("soak: %d requests (%d rejected, %d samples aborted), %d steps, %lld preemptions, "
+           "prefix hits %lld "
            "tokens, peak %d of %d blocks\n",
-           num_requests, rejected, aborted, steps, (long long)m.num_preemptions, (long long)m.prefix_cache_hit_tokens,
-           m.peak_kv_blocks_used, m.num_kv_blocks);
+           num_requests, rejected, aborted, steps, (long long)m.num_preemptions,
+           (long long)m.prefix_cache_hit_tokens, m.peak_kv_blocks_used, m.num_kv_blocks);
     CHECK(m.num_preemptions > 0);
     free(R);
     free(added);

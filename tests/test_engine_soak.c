@@ -22,7 +22,9 @@ static uint64_t rnd(void) {
     x ^= x << 17;
     return rng_state = x;
 }
-static int rnd_in(int lo, int hi) { return lo + (int)(rnd() % (uint64_t)(hi - lo + 1)); }
+static int rnd_in(int lo, int hi) {
+    return lo + (int)(rnd() % (uint64_t)(hi - lo + 1));
+}
 
 #define STOP_MOD 101
 
@@ -59,7 +61,8 @@ static void soak(const soak_cfg *sc, uint64_t seed) {
     int prefix_len[NPREF];
     for (int i = 0; i < NPREF; i++) {
         prefix_len[i] = rnd_in(16, 320);
-        for (int j = 0; j < prefix_len[i]; j++) prefixes[i][j] = rnd_in(0, 49999);
+        for (int j = 0; j < prefix_len[i]; j++)
+            prefixes[i][j] = rnd_in(0, 49999);
     }
     int *group_n = calloc((size_t)num_requests + 64, sizeof *group_n);
     int *group_done = calloc((size_t)num_requests + 64, sizeof *group_done);
@@ -85,12 +88,15 @@ static void soak(const soak_cfg *sc, uint64_t seed) {
                 len = take;
             }
             int extra = rnd_in(len ? 0 : 1, 600 - len);
-            for (int j = 0; j < extra; j++) prompt[len++] = rnd_in(0, 49999);
-            ci_request_params rp = {prompt, len, rnd_in(1, 150), rnd_in(1, 3), rnd_in(0, 3), 0, NULL};
+            for (int j = 0; j < extra; j++)
+                prompt[len++] = rnd_in(0, 49999);
+            ci_request_params rp = {prompt, len, rnd_in(1, 150), rnd_in(1, 3), rnd_in(0, 3),
+                                    0,      NULL};
             if (rnd() % 100 == 0) { /* can never fit: rejected up front */
                 rp.num_prompt = 1000;
                 rp.max_tokens = NUM_BLOCKS * BLOCK;
-                for (int j = len; j < 1000; j++) prompt[j] = 7;
+                for (int j = len; j < 1000; j++)
+                    prompt[j] = 7;
                 int64_t id;
                 ci_status st = ci_sched_add(s, &rp, &id);
                 CHECK(st.code == CI_ERR_CAPACITY);
@@ -100,7 +106,10 @@ static void soak(const soak_cfg *sc, uint64_t seed) {
             int64_t id;
             ci_status st = ci_sched_add(s, &rp, &id);
             CHECK_OK(st);
-            if (st.code != CI_OK) { ok = 0; break; }
+            if (st.code != CI_OK) {
+                ok = 0;
+                break;
+            }
             group_ids[added] = id;
             group_of_id[id] = added;
             group_n[added] = rp.n;
@@ -127,8 +136,10 @@ static void soak(const soak_cfg *sc, uint64_t seed) {
 
         /* fake model: block copies, then K/V writes, then read back */
         for (int i = 0; i < o->num_copies; i++) {
-            memcpy(kv_tok + o->copies[i].dst * BLOCK, kv_tok + o->copies[i].src * BLOCK, BLOCK * sizeof(int32_t));
-            memcpy(kv_pos + o->copies[i].dst * BLOCK, kv_pos + o->copies[i].src * BLOCK, BLOCK * sizeof(int32_t));
+            memcpy(kv_tok + o->copies[i].dst * BLOCK, kv_tok + o->copies[i].src * BLOCK,
+                   BLOCK * sizeof(int32_t));
+            memcpy(kv_pos + o->copies[i].dst * BLOCK, kv_pos + o->copies[i].src * BLOCK,
+                   BLOCK * sizeof(int32_t));
         }
         copies += o->num_copies;
         for (int t = 0; t < bt->num_tokens; t++) {
@@ -150,11 +161,12 @@ static void soak(const soak_cfg *sc, uint64_t seed) {
                 if (kv_tok[slot] != q->tokens[p] || kv_pos[slot] != p) kv_errors++;
             }
         }
-        CHECKF(slot_errors == 0 && kv_errors == 0, "step %lld: %lld slot errors, %lld KV errors", (long long)steps,
-               (long long)slot_errors, (long long)kv_errors);
+        CHECKF(slot_errors == 0 && kv_errors == 0, "step %lld: %lld slot errors, %lld KV errors",
+               (long long)steps, (long long)slot_errors, (long long)kv_errors);
         if (slot_errors || kv_errors) break;
 
-        for (int i = 0; i < o->num_samples; i++) sampled[i] = rnd_in(0, 49999);
+        for (int i = 0; i < o->num_samples; i++)
+            sampled[i] = rnd_in(0, 49999);
         const ci_sched_result *r;
         int nr;
         st = ci_sched_update(s, sampled, o->num_samples, &r, &nr);
@@ -195,19 +207,22 @@ static void soak(const soak_cfg *sc, uint64_t seed) {
     CHECK(finished == added + ss.forks);
     CHECK(by_reason[CI_FINISH_ABORT] == aborts);
     int missing = 0;
-    for (int g = 0; g < added; g++) missing += group_done[g] < 1;
+    for (int g = 0; g < added; g++)
+        missing += group_done[g] < 1;
     CHECK(missing == 0);
     CHECK(ss.preemptions > 0 && copies > 0);
     CHECK((bs.prefix_hit_tokens > 0) == (sc->prefix_caching != 0));
     printf("soak %s seed %llu: %d requests (+%d rejected), %lld steps, %lld sequences finished "
            "(stop %d, length %d, abort %d), forks %lld, max running %lld\n",
-           sc->name, (unsigned long long)seed, added, rejected, (long long)ss.steps, (long long)finished, by_reason[CI_FINISH_STOP],
-           by_reason[CI_FINISH_LENGTH], by_reason[CI_FINISH_ABORT], (long long)ss.forks, (long long)max_running);
-    printf("  preemptions %lld, prefill tokens %lld, decode tokens %lld, prefix hit %lld of %lld queried "
+           sc->name, (unsigned long long)seed, added, rejected, (long long)ss.steps,
+           (long long)finished, by_reason[CI_FINISH_STOP], by_reason[CI_FINISH_LENGTH],
+           by_reason[CI_FINISH_ABORT], (long long)ss.forks, (long long)max_running);
+    printf("  preemptions %lld, prefill tokens %lld, decode tokens %lld, prefix hit %lld of %lld "
+           "queried "
            "tokens, CoW copies %lld, evictions %lld, dedups %lld, %.2f s\n",
            (long long)ss.preemptions, (long long)ss.prefill_tokens, (long long)ss.decode_tokens,
-           (long long)bs.prefix_hit_tokens, (long long)bs.prefix_queried_tokens, (long long)bs.cow_copies,
-           (long long)bs.evictions, (long long)bs.dedups, secs);
+           (long long)bs.prefix_hit_tokens, (long long)bs.prefix_queried_tokens,
+           (long long)bs.cow_copies, (long long)bs.evictions, (long long)bs.dedups, secs);
     free(group_n);
     free(group_done);
     free(group_ids);
@@ -234,6 +249,7 @@ int main(void) {
         {"tight", n / 3 + 1, 800, 4, 64, 16, 1, 0.05f},
         {"odd-block", n / 3 + 1, 600, 7, 100, 24, 1, 0.0f},
     };
-    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) soak(&cfgs[i], seed + i);
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++)
+        soak(&cfgs[i], seed + i);
     return test_finish("test_engine_soak");
 }

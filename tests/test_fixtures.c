@@ -6,8 +6,8 @@
  * the continuation must not change. */
 #include <jansson.h>
 
-#include "model/model.h"
 #include "engine/sampling.h"
+#include "model/model.h"
 #include "test.h"
 
 static const char *FIXTURES[] = {"llama", "mistral", "qwen2", "qwen3", "llama_yarn"};
@@ -113,14 +113,16 @@ static void check_fixture(const char *name) {
         json_t *jgreedy = json_object_get(p, "greedy_token_ids");
         int plen = (int)json_array_size(jids), ngen = (int)json_array_size(jgreedy);
         int32_t ids[1024], want[1024], gen[256];
-        for (int i = 0; i < plen; i++) ids[i] = (int32_t)json_integer_value(json_array_get(jids, i));
+        for (int i = 0; i < plen; i++)
+            ids[i] = (int32_t)json_integer_value(json_array_get(jids, i));
 
         for (int bi = 0; bi < 3; bi++) {
             runner r = {.m = m, .block_size = block_sizes[bi]};
             r.nblocks = (plen + ngen + r.block_size - 1) / r.block_size + 1;
             r.block_table = malloc(sizeof(int32_t) * (size_t)r.nblocks);
             /* a scrambled physical layout: blocks need not be contiguous */
-            for (int i = 0; i < r.nblocks; i++) r.block_table[i] = (i * 7 + 3) % r.nblocks;
+            for (int i = 0; i < r.nblocks; i++)
+                r.block_table[i] = (i * 7 + 3) % r.nblocks;
             CHECK_OK(ci_model_kv_cache_create(m, r.nblocks, r.block_size, &r.kv));
 
             if (bi == 0) {
@@ -136,11 +138,13 @@ static void check_fixture(const char *name) {
                 float *logits = malloc(sizeof(float) * (size_t)vocab * (size_t)(nw + 1));
                 CHECK_OK(run_chunk(&r, ids, 0, plen, want, nrows, logits));
                 for (int i = 0; i < nrows; i++) {
-                    json_t *gl = i < nw && want[i] != plen - 1 ? json_object_get(json_array_get(lp, (size_t)i), "logits")
-                                        : json_object_get(p, "logits_last");
+                    json_t *gl = i < nw && want[i] != plen - 1
+                                     ? json_object_get(json_array_get(lp, (size_t)i), "logits")
+                                     : json_object_get(p, "logits_last");
                     double e = rel_err(logits + (size_t)i * (size_t)vocab, gl, vocab);
                     if (e > worst) worst = e;
-                    CHECKF(e <= 1e-3, "%s prompt %d row %d: logits rel err %.3g", name, pi, want[i], e);
+                    CHECKF(e <= 1e-3, "%s prompt %d row %d: logits rel err %.3g", name, pi, want[i],
+                           e);
                 }
                 free(logits);
             }
@@ -169,6 +173,7 @@ static void check_fixture(const char *name) {
 }
 
 int main(void) {
-    for (size_t i = 0; i < sizeof FIXTURES / sizeof FIXTURES[0]; i++) check_fixture(FIXTURES[i]);
+    for (size_t i = 0; i < sizeof FIXTURES / sizeof FIXTURES[0]; i++)
+        check_fixture(FIXTURES[i]);
     return test_finish("test_fixtures");
 }

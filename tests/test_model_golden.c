@@ -28,7 +28,8 @@
 static int32_t *json_ids(json_t *arr, int *n) {
     *n = (int)json_array_size(arr);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(*n > 0 ? *n : 1));
-    for (int i = 0; i < *n; i++) ids[i] = (int32_t)json_integer_value(json_array_get(arr, (size_t)i));
+    for (int i = 0; i < *n; i++)
+        ids[i] = (int32_t)json_integer_value(json_array_get(arr, (size_t)i));
     return ids;
 }
 
@@ -39,7 +40,8 @@ static int V;
 static ci_status forward_seq(const int32_t *ids, int n, ci_kv_cache *kv, int start, float *logits) {
     int32_t pos[1024], slots[1024], qs[2] = {0, n}, cl[1] = {start + n}, li[1] = {n - 1};
     int32_t bt[1024];
-    for (int i = 0; i < kv->num_blocks; i++) bt[i] = i;
+    for (int i = 0; i < kv->num_blocks; i++)
+        bt[i] = i;
     for (int i = 0; i < n; i++) {
         pos[i] = start + i;
         slots[i] = start + i;
@@ -83,8 +85,8 @@ static void test_kv_vs_recompute(const int32_t *prompt, int np) {
     double worst = 0;
     for (int s = 0; s < STEPS; s++) {
         seq[np + s] = ci_sample_greedy(a, V);
-        CHECK_OK(forward_seq(seq + np + s, 1, kv, np + s, a));       /* cached decode */
-        CHECK_OK(forward_seq(seq, np + s + 1, kv2, 0, b));          /* full recompute */
+        CHECK_OK(forward_seq(seq + np + s, 1, kv, np + s, a)); /* cached decode */
+        CHECK_OK(forward_seq(seq, np + s + 1, kv2, 0, b));     /* full recompute */
         double d = max_abs_diff(a, b, V);
         if (d > worst) worst = d;
     }
@@ -104,8 +106,10 @@ static void test_mixed_batch(const int32_t *p0, int n0, const int32_t *p1, int n
     ci_kv_cache *kv;
     CHECK_OK(ci_model_kv_cache_create(m, nb0 + nb1, bs, &kv));
     int32_t bt[2 * 64];
-    for (int i = 0; i < nb1; i++) bt[mb + i] = i;         /* seq 1 gets the low blocks */
-    for (int i = 0; i < nb0; i++) bt[i] = nb1 + nb0 - 1 - i; /* seq 0 reversed high blocks */
+    for (int i = 0; i < nb1; i++)
+        bt[mb + i] = i; /* seq 1 gets the low blocks */
+    for (int i = 0; i < nb0; i++)
+        bt[i] = nb1 + nb0 - 1 - i; /* seq 0 reversed high blocks */
     float *ref0 = malloc(sizeof(float) * V), *ref1 = malloc(sizeof(float) * V);
     float *got = malloc(sizeof(float) * 2 * V);
     ci_kv_cache *kvr;
@@ -218,7 +222,8 @@ static void test_generate_options(json_t *prompts) {
     ci_generate_stats st;
     CHECK_OK(ci_generate(m, ids, n, &gp, b, &st));
     int first = 0;
-    while (a[first] != a[4]) first++;
+    while (a[first] != a[4])
+        first++;
     CHECK(st.generated_tokens == first + 1 && st.stopped == 1);
     /* callback stop after 3 tokens */
     int calls = 0;
@@ -277,7 +282,8 @@ int main(void) {
         exact += same;
         if (!same) {
             int k = 0;
-            while (k < ng && got[k] == want[k]) k++;
+            while (k < ng && got[k] == want[k])
+                k++;
             fprintf(stderr, "prompt %d (%s): first mismatch at token %d\n", i,
                     json_string_value(json_object_get(pr, "name")), k);
         }
@@ -353,7 +359,8 @@ int main(void) {
     {
         int n0, n1;
         /* 53 tokens: the recompute runs the sgemm path, cached decode the matvec */
-        int32_t *a = json_ids(json_object_get(json_array_get(prompts, 14), "prompt_token_ids"), &n0);
+        int32_t *a =
+            json_ids(json_object_get(json_array_get(prompts, 14), "prompt_token_ids"), &n0);
         int32_t *b = json_ids(json_object_get(json_array_get(prompts, 2), "prompt_token_ids"), &n1);
         test_kv_vs_recompute(a, n0);
         if (n0 >= 2) test_mixed_batch(a, n0, b, n1);
@@ -370,7 +377,8 @@ int main(void) {
     double want = json_real_value(json_object_get(val, "mean_ce"));
     int use = nv;
     if (quick) {
-        json_t *cm = json_object_get(val, "chunk_mean_ce"), *cn = json_object_get(val, "chunk_n_predicted");
+        json_t *cm = json_object_get(val, "chunk_mean_ce"),
+               *cn = json_object_get(val, "chunk_n_predicted");
         double s = 0, c = 0;
         for (int k = 0; k < 2; k++) {
             double cnk = (double)json_integer_value(json_array_get(cn, (size_t)k));

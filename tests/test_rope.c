@@ -75,8 +75,8 @@ static void test_llama3(void) {
 }
 
 /* YaRN by the paper's formulas. */
-static void yarn_ref(double theta, int dim, double factor, int omax, double bf, double bs, int trunc,
-                     double *out) {
+static void yarn_ref(double theta, int dim, double factor, int omax, double bf, double bs,
+                     int trunc, double *out) {
     double lo = dim * log(omax / (bf * 2 * M_PI)) / (2 * log(theta));
     double hi = dim * log(omax / (bs * 2 * M_PI)) / (2 * log(theta));
     if (trunc) {
@@ -102,7 +102,8 @@ static void test_yarn(void) {
     double inv[64], want[64], ms;
     ci_rope_inv_freq(&rc, 128, inv, &ms);
     yarn_ref(1e6, 128, 4, 32768, 32, 1, 1, want);
-    for (int i = 0; i < 64; i++) CHECKF(close_rel(inv[i], want[i], 1e-12), "yarn %d", i);
+    for (int i = 0; i < 64; i++)
+        CHECKF(close_rel(inv[i], want[i], 1e-12), "yarn %d", i);
     CHECKF(fabs(ms - (0.1 * log(4.0) + 1)) < 1e-15, "mscale %.17g", ms);
     CHECK(inv[0] == 1.0 && close_rel(inv[63], pow(1e6, -126.0 / 128) / 4, 1e-12));
 
@@ -116,7 +117,8 @@ static void test_yarn(void) {
     rc.theta = 10000;
     ci_rope_inv_freq(&rc, 64, inv, &ms);
     yarn_ref(10000, 64, 4, 4096, 16, 2, 0, want);
-    for (int i = 0; i < 32; i++) CHECKF(close_rel(inv[i], want[i], 1e-12), "yarn2 %d", i);
+    for (int i = 0; i < 32; i++)
+        CHECKF(close_rel(inv[i], want[i], 1e-12), "yarn2 %d", i);
     CHECK(ms == 1.5);
     /* DeepSeek-style mscale ratio */
     rc.attention_factor = 0;
@@ -158,14 +160,16 @@ static void test_table(void) {
             double invd = pow(10000.0, -2.0 * i / 64);
             /* exact angle in double */
             double c = cos(p * invd), s = sin(p * invd);
-            worst_dbl = fmax(worst_dbl, fmax(fabs(tab[p * 64 + i] - c), fabs(tab[p * 64 + 32 + i] - s)));
+            worst_dbl =
+                fmax(worst_dbl, fmax(fabs(tab[p * 64 + i] - c), fabs(tab[p * 64 + 32 + i] - s)));
             /* HF's recipe in float32: inv = 1 / (theta ** (arange/dim)), each
              * step rounded to float32, then angle = float(p) * inv */
             float pw = (float)pow(10000.0, (double)((float)(2 * i) / 64.0f));
             float invf = 1.0f / pw;
             float a = (float)p * invf;
             double cf = cos((double)a), sf = sin((double)a);
-            worst_f32 = fmax(worst_f32, fmax(fabs(tab[p * 64 + i] - cf), fabs(tab[p * 64 + 32 + i] - sf)));
+            worst_f32 =
+                fmax(worst_f32, fmax(fabs(tab[p * 64 + i] - cf), fabs(tab[p * 64 + 32 + i] - sf)));
         }
     }
     CHECKF(worst_f32 < 1e-6, "table vs float32 angle: %g", worst_f32);
@@ -175,12 +179,13 @@ static void test_table(void) {
     CHECK(st.live == 0 && t.cos_sin.data == NULL);
 
     /* yarn + partial rotary: cos/sin scaled by mscale, rot_dim < head_dim */
-    CHECK_OK(ci_config_parse("{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":10,"
-                             "\"hidden_size\":256,\"intermediate_size\":8,\"num_hidden_layers\":1,"
-                             "\"num_attention_heads\":4,\"max_position_embeddings\":4096,"
-                             "\"partial_rotary_factor\":0.5,\"rope_scaling\":{\"rope_type\":\"yarn\","
-                             "\"factor\":4.0,\"original_max_position_embeddings\":1024}}",
-                             &cfg));
+    CHECK_OK(
+        ci_config_parse("{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":10,"
+                        "\"hidden_size\":256,\"intermediate_size\":8,\"num_hidden_layers\":1,"
+                        "\"num_attention_heads\":4,\"max_position_embeddings\":4096,"
+                        "\"partial_rotary_factor\":0.5,\"rope_scaling\":{\"rope_type\":\"yarn\","
+                        "\"factor\":4.0,\"original_max_position_embeddings\":1024}}",
+                        &cfg));
     CHECK_OK(ci_rope_table_create(&be, &cfg, 100, &t));
     CHECK(t.rot_dim == 32 && t.cos_sin.cols == 32 && t.max_positions == 100);
     tab = t.cos_sin.data;

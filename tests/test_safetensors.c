@@ -20,8 +20,8 @@ static void expect_case(const char *what, const char *header, uint64_t hlen_fiel
     CHECKF(stw_write_raw(path, header, hlen_field, NULL, data_len, truncate_to), "%s: write", what);
     ci_checkpoint *ck = NULL;
     ci_status s = ci_checkpoint_open(g_dir, &ck);
-    CHECKF(s.code == code, "%s: code %s, want %s (%s)", what, ci_code_name(s.code), ci_code_name(code),
-           s.msg);
+    CHECKF(s.code == code, "%s: code %s, want %s (%s)", what, ci_code_name(s.code),
+           ci_code_name(code), s.msg);
     CHECKF(ck == NULL, "%s: checkpoint returned on error", what);
     CHECKF(strstr(s.msg, "model.safetensors") != NULL, "%s: message lacks file: %s", what, s.msg);
     if (sub1) CHECKF(strstr(s.msg, sub1) != NULL, "%s: message lacks '%s': %s", what, sub1, s.msg);
@@ -48,7 +48,8 @@ static void test_demo_model(void) {
     }
     CHECK(ci_checkpoint_num_tensors(ck) == 74);
     uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | (unsigned char)file[i];
+    for (int i = 7; i >= 0; i--)
+        hlen = (hlen << 8) | (unsigned char)file[i];
     CHECK(ci_checkpoint_total_bytes(ck) == flen - 8 - hlen);
     for (size_t i = 0; i < ci_checkpoint_num_tensors(ck); i++) {
         const ci_st_tensor *t = ci_checkpoint_tensor(ck, i);
@@ -58,7 +59,8 @@ static void test_demo_model(void) {
     CHECK(ci_checkpoint_tensor(ck, 74) == NULL);
 
     const ci_st_tensor *e = ci_checkpoint_find(ck, "model.embed_tokens.weight");
-    CHECK(e && e->ndim == 2 && e->shape[0] == 8192 && e->shape[1] == 256 && e->nbytes == 8192 * 256 * 2);
+    CHECK(e && e->ndim == 2 && e->shape[0] == 8192 && e->shape[1] == 256 &&
+          e->nbytes == 8192 * 256 * 2);
     const ci_st_tensor *n = ci_checkpoint_find(ck, "model.norm.weight");
     CHECK(n && n->ndim == 1 && n->shape[0] == 256);
     const ci_st_tensor *kb = ci_checkpoint_find(ck, "model.layers.5.self_attn.k_proj.bias");
@@ -72,7 +74,8 @@ static void test_demo_model(void) {
     json_t *root = json_loadb(file + 8, (size_t)hlen, 0, NULL);
     CHECK(root != NULL);
     if (root && e) {
-        json_t *off = json_object_get(json_object_get(root, "model.embed_tokens.weight"), "data_offsets");
+        json_t *off =
+            json_object_get(json_object_get(root, "model.embed_tokens.weight"), "data_offsets");
         size_t b = (size_t)json_integer_value(json_array_get(off, 0));
         CHECK((const char *)e->data == (const char *)e->data); /* silence */
         CHECK(memcmp(e->data, file + 8 + hlen + b, e->nbytes) == 0);
@@ -97,7 +100,8 @@ static void test_parse_memory(void) {
     size_t hl = strlen(hdr);
     size_t len = 8 + hl + 14;
     uint8_t *buf = calloc(1, len);
-    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)((uint64_t)hl >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        buf[i] = (uint8_t)((uint64_t)hl >> (8 * i));
     memcpy(buf + 8, hdr, hl);
     float v[2] = {1.5f, -2.0f};
     memcpy(buf + 8 + hl, v, 8);
@@ -128,8 +132,9 @@ static void test_parse_memory(void) {
 }
 
 static void test_bad_files(void) {
-    const char *good = "{\"model.norm.weight\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
-                       "\"w\":{\"dtype\":\"BF16\",\"shape\":[2,2],\"data_offsets\":[16,24]}}";
+    const char *good =
+        "{\"model.norm.weight\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+        "\"w\":{\"dtype\":\"BF16\",\"shape\":[2,2],\"data_offsets\":[16,24]}}";
     /* sanity: the good one opens */
     char path[700];
     snprintf(path, sizeof path, "%s/model.safetensors", g_dir);
@@ -140,12 +145,13 @@ static void test_bad_files(void) {
     ci_checkpoint_close(ck);
 
     size_t gl = strlen(good);
-    expect_case("cut in data", good, gl, 24, (long)(8 + gl + 10), CI_ERR_IO, "'model.norm.weight'", "overrun");
+    expect_case("cut in data", good, gl, 24, (long)(8 + gl + 10), CI_ERR_IO, "'model.norm.weight'",
+                "overrun");
     expect_case("cut in header", good, gl, 24, 8 + 20, CI_ERR_IO, "header length", "truncated");
     expect_case("cut in length", good, gl, 24, 5, CI_ERR_IO, "truncated", NULL);
     expect_case("empty file", good, gl, 24, 0, CI_ERR_IO, "truncated", NULL);
-    expect_case("header length > file", good, 1u << 30, 24, -1, CI_ERR_IO, "header length 1073741824",
-                NULL);
+    expect_case("header length > file", good, 1u << 30, 24, -1, CI_ERR_IO,
+                "header length 1073741824", NULL);
     expect_case("header length huge", good, UINT64_MAX, 24, -1, CI_ERR_IO, "exceeds", NULL);
     expect_case("bad JSON", "{\"w\":{\"dtype\":\"F32\",", 20, 0, -1, CI_ERR_FORMAT, "JSON", NULL);
     expect_case("not an object", "[1,2,3]", 7, 0, -1, CI_ERR_FORMAT, "JSON object", NULL);
@@ -153,15 +159,14 @@ static void test_bad_files(void) {
                 "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                 "\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
                 0, 0, -1, CI_ERR_FORMAT, "JSON", NULL);
-    expect_case("offsets overrun",
-                "{\"model.norm.weight\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,99999999]}}",
-                0, 16, -1, CI_ERR_IO, "tensor 'model.norm.weight'", "[0, 99999999] overrun");
-    expect_case("begin > end",
-                "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}}", 0, 16, -1,
-                CI_ERR_FORMAT, "tensor 'w'", "begin > end");
-    expect_case("span mismatch",
-                "{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 0, 16, -1,
-                CI_ERR_FORMAT, "tensor 'w'", "needs 12");
+    expect_case(
+        "offsets overrun",
+        "{\"model.norm.weight\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,99999999]}}",
+        0, 16, -1, CI_ERR_IO, "tensor 'model.norm.weight'", "[0, 99999999] overrun");
+    expect_case("begin > end", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}}",
+                0, 16, -1, CI_ERR_FORMAT, "tensor 'w'", "begin > end");
+    expect_case("span mismatch", "{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}",
+                0, 16, -1, CI_ERR_FORMAT, "tensor 'w'", "needs 12");
     expect_case("overlap",
                 "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                 "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
@@ -172,25 +177,27 @@ static void test_bad_files(void) {
                 "\"c\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[12,16]}}",
                 0, 16, -1, CI_ERR_FORMAT, "overlaps tensor 'a'", NULL);
     expect_case("unsupported dtype",
-                "{\"pos\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}", 0, 16,
-                -1, CI_ERR_UNSUPPORTED, "tensor 'pos'", "I64");
+                "{\"pos\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}", 0, 16, -1,
+                CI_ERR_UNSUPPORTED, "tensor 'pos'", "I64");
     expect_case("unknown dtype",
                 "{\"w\":{\"dtype\":\"Q4_K\",\"shape\":[2],\"data_offsets\":[0,8]}}", 0, 16, -1,
                 CI_ERR_FORMAT, "tensor 'w'", "Q4_K");
-    expect_case("shape overflow",
-                "{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,8]}}",
-                0, 16, -1, CI_ERR_FORMAT, "tensor 'w'", "overflow");
-    expect_case("shape bytes overflow",
-                "{\"w\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,8]}}",
-                0, 16, -1, CI_ERR_FORMAT, "tensor 'w'", "overflow");
+    expect_case(
+        "shape overflow",
+        "{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,8]}}",
+        0, 16, -1, CI_ERR_FORMAT, "tensor 'w'", "overflow");
+    expect_case(
+        "shape bytes overflow",
+        "{\"w\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,8]}}", 0, 16,
+        -1, CI_ERR_FORMAT, "tensor 'w'", "overflow");
     expect_case("negative shape",
                 "{\"w\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,8]}}", 0, 16, -1,
                 CI_ERR_FORMAT, "tensor 'w'", "shape");
     expect_case("missing offsets", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1]}}", 0, 16, -1,
                 CI_ERR_FORMAT, "tensor 'w'", "data_offsets");
     expect_case("offsets not ints",
-                "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,\"4\"]}}", 0, 16,
-                -1, CI_ERR_FORMAT, "tensor 'w'", "data_offsets");
+                "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,\"4\"]}}", 0, 16, -1,
+                CI_ERR_FORMAT, "tensor 'w'", "data_offsets");
     expect_case("entry not object", "{\"w\":3}", 0, 0, -1, CI_ERR_FORMAT, "tensor 'w'", NULL);
     expect_case("missing dtype", "{\"w\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 0, 4, -1,
                 CI_ERR_FORMAT, "tensor 'w'", "dtype");
@@ -232,7 +239,8 @@ static void test_sharded(void) {
             float f;
             memcpy(&f, (const char *)b->data + 4, 4);
             CHECK(f == stw_value(0, 1));
-            CHECK(strcmp(ci_checkpoint_file_name(ck, b->file_index), "model-00002-of-00002.safetensors") == 0);
+            CHECK(strcmp(ci_checkpoint_file_name(ck, b->file_index),
+                         "model-00002-of-00002.safetensors") == 0);
         }
         ci_checkpoint_close(ck);
     }
@@ -270,12 +278,15 @@ static void test_sharded(void) {
     CHECKF(s.code == CI_ERR_FORMAT && strstr(s.msg, "weight_map"), "%s", s.msg);
     /* a corrupt shard is reported with the shard's name */
     snprintf(p, sizeof p, "%s/model-00002-of-00002.safetensors", g_dir);
-    const char *lh = "{\"lm_head.weight\":{\"dtype\":\"F32\",\"shape\":[4,2],\"data_offsets\":[0,32]}}";
+    const char *lh =
+        "{\"lm_head.weight\":{\"dtype\":\"F32\",\"shape\":[4,2],\"data_offsets\":[0,32]}}";
     CHECK(stw_write_raw(p, lh, strlen(lh), NULL, 32, (long)(8 + strlen(lh) + 16)));
     snprintf(p, sizeof p, "%s/model.safetensors.index.json", g_dir);
-    CHECK(stw_write_text(p, "{\"weight_map\":{\"lm_head.weight\":\"model-00002-of-00002.safetensors\"}}"));
+    CHECK(stw_write_text(
+        p, "{\"weight_map\":{\"lm_head.weight\":\"model-00002-of-00002.safetensors\"}}"));
     s = ci_checkpoint_open(g_dir, &ck);
-    CHECKF(s.code == CI_ERR_IO && strstr(s.msg, "model-00002-of-00002.safetensors: tensor 'lm_head.weight'"),
+    CHECKF(s.code == CI_ERR_IO &&
+               strstr(s.msg, "model-00002-of-00002.safetensors: tensor 'lm_head.weight'"),
            "%s", s.msg);
     remove(p);
     snprintf(p, sizeof p, "%s/model-00001-of-00002.safetensors", g_dir);

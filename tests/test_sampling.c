@@ -12,10 +12,12 @@ static void test_philox(void) {
     uint32_t c0[4] = {0, 0, 0, 0}, k0[2] = {0, 0};
     ci_philox4x32_10(c0, k0, o);
     CHECK(o[0] == 0x6627e8d5u && o[1] == 0xe169c58du && o[2] == 0xbc57ac4cu && o[3] == 0x9b00dbd8u);
-    uint32_t c1[4] = {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}, k1[2] = {0xffffffffu, 0xffffffffu};
+    uint32_t c1[4] = {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu},
+             k1[2] = {0xffffffffu, 0xffffffffu};
     ci_philox4x32_10(c1, k1, o);
     CHECK(o[0] == 0x408f276du && o[1] == 0x41c83b0eu && o[2] == 0xa20bc7c6u && o[3] == 0x6d5451fdu);
-    uint32_t c2[4] = {0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}, k2[2] = {0xa4093822u, 0x299f31d0u};
+    uint32_t c2[4] = {0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u},
+             k2[2] = {0xa4093822u, 0x299f31d0u};
     ci_philox4x32_10(c2, k2, o);
     CHECK(o[0] == 0xd16cfe09u && o[1] == 0x94fdccebu && o[2] == 0x5001e420u && o[3] == 0x24126ea1u);
     double u = ci_philox_uniform(42, 7);
@@ -46,16 +48,19 @@ static void test_greedy(void) {
 static void test_masks(void) {
     enum { V = 10 };
     float logits[V];
-    for (int i = 0; i < V; i++) logits[i] = (float)((i * 7) % V) * 0.5f; /* a permutation */
+    for (int i = 0; i < V; i++)
+        logits[i] = (float)((i * 7) % V) * 0.5f; /* a permutation */
     double e[V], tot = 0;
-    for (int i = 0; i < V; i++) tot += (e[i] = exp(logits[i]));
+    for (int i = 0; i < V; i++)
+        tot += (e[i] = exp(logits[i]));
     ci_sampler *s;
     CHECK_OK(ci_sampler_create(V, &s));
     float probs[V];
     /* no filtering: softmax */
     ci_sampling_params p = {1.0f, 0, 1.0f, 0.0f, 1};
     ci_sampler_probs(s, logits, &p, probs);
-    for (int i = 0; i < V; i++) CHECK(fabs(probs[i] - e[i] / tot) < 1e-6);
+    for (int i = 0; i < V; i++)
+        CHECK(fabs(probs[i] - e[i] / tot) < 1e-6);
     /* top-k = 3 keeps the 3 largest logits: values 4.5, 4.0, 3.5 */
     p.top_k = 3;
     ci_sampler_probs(s, logits, &p, probs);
@@ -67,31 +72,38 @@ static void test_masks(void) {
     /* top-p: smallest prefix whose mass reaches p */
     p.top_k = 0;
     double sorted[V];
-    for (int i = 0; i < V; i++) sorted[i] = exp(0.5 * (V - 1 - i)) / tot; /* descending */
+    for (int i = 0; i < V; i++)
+        sorted[i] = exp(0.5 * (V - 1 - i)) / tot; /* descending */
     double cum = sorted[0] + sorted[1];
     p.top_p = (float)(cum - 1e-4); /* needs exactly two tokens */
     ci_sampler_probs(s, logits, &p, probs);
     int kept = 0;
-    for (int i = 0; i < V; i++) kept += probs[i] > 0;
+    for (int i = 0; i < V; i++)
+        kept += probs[i] > 0;
     CHECK(kept == 2);
     for (int i = 0; i < V; i++)
-        if (logits[i] >= 4.0f) CHECK(fabs(probs[i] - exp(logits[i]) / (exp(4.5) + exp(4.0))) < 1e-6);
+        if (logits[i] >= 4.0f)
+            CHECK(fabs(probs[i] - exp(logits[i]) / (exp(4.5) + exp(4.0))) < 1e-6);
     p.top_p = (float)(cum + 1e-4); /* needs three */
     ci_sampler_probs(s, logits, &p, probs);
     kept = 0;
-    for (int i = 0; i < V; i++) kept += probs[i] > 0;
+    for (int i = 0; i < V; i++)
+        kept += probs[i] > 0;
     CHECK(kept == 3);
     /* min-p: keep p >= min_p * pmax; exp(-1.0) ratio keeps 4.5, 4.0, 3.5 */
     p.top_p = 1.0f;
     p.min_p = (float)exp(-1.0) - 1e-4f;
     ci_sampler_probs(s, logits, &p, probs);
-    for (int i = 0; i < V; i++) CHECK((probs[i] > 0) == (logits[i] >= 3.5f));
+    for (int i = 0; i < V; i++)
+        CHECK((probs[i] > 0) == (logits[i] >= 3.5f));
     /* temperature: 0.5 doubles the logits */
     ci_sampling_params pt = {0.5f, 0, 1.0f, 0.0f, 1};
     ci_sampler_probs(s, logits, &pt, probs);
     double t2 = 0;
-    for (int i = 0; i < V; i++) t2 += exp(2 * logits[i]);
-    for (int i = 0; i < V; i++) CHECK(fabs(probs[i] - exp(2 * logits[i]) / t2) < 1e-6);
+    for (int i = 0; i < V; i++)
+        t2 += exp(2 * logits[i]);
+    for (int i = 0; i < V; i++)
+        CHECK(fabs(probs[i] - exp(2 * logits[i]) / t2) < 1e-6);
     /* sampled tokens never fall outside the mask */
     p.min_p = 0.0f;
     p.top_k = 4;
@@ -107,7 +119,8 @@ static void test_masks(void) {
 static void test_reproducible(void) {
     enum { V = 1000 };
     float logits[V];
-    for (int i = 0; i < V; i++) logits[i] = (float)sin(i * 0.37) * 3.0f;
+    for (int i = 0; i < V; i++)
+        logits[i] = (float)sin(i * 0.37) * 3.0f;
     ci_sampler *a, *b;
     CHECK_OK(ci_sampler_create(V, &a));
     CHECK_OK(ci_sampler_create(V, &b));
@@ -139,7 +152,8 @@ static void test_chi_square(void) {
     float probs[V];
     ci_sampler_probs(s, logits, &p, probs);
     long cnt[V] = {0};
-    for (uint64_t st = 0; st < N; st++) cnt[ci_sampler_sample(s, logits, &p, st)]++;
+    for (uint64_t st = 0; st < N; st++)
+        cnt[ci_sampler_sample(s, logits, &p, st)]++;
     double chi = 0;
     for (int i = 0; i < V; i++) {
         double e = probs[i] * N;
@@ -152,7 +166,8 @@ static void test_chi_square(void) {
     ci_sampling_params q = {1.0f, 5, 0.9f, 0.0f, 7};
     ci_sampler_probs(s, logits, &q, probs);
     long c2[V] = {0};
-    for (uint64_t st = 0; st < N; st++) c2[ci_sampler_sample(s, logits, &q, st)]++;
+    for (uint64_t st = 0; st < N; st++)
+        c2[ci_sampler_sample(s, logits, &q, st)]++;
     chi = 0;
     int dof = -1;
     for (int i = 0; i < V; i++) {
@@ -174,7 +189,8 @@ static void test_log_softmax(void) {
     double lse = ci_log_softmax(l, 4, o);
     double want = log(exp(1.0) + exp(2.0) + exp(3.0) + exp(4.0));
     CHECK(fabs(lse - want) < 1e-9);
-    for (int i = 0; i < 4; i++) CHECK(fabs(o[i] - (l[i] - want)) < 1e-6);
+    for (int i = 0; i < 4; i++)
+        CHECK(fabs(o[i] - (l[i] - want)) < 1e-6);
     float big[2] = {1000.0f, 1000.0f};
     CHECK(fabs(ci_log_softmax(big, 2, NULL) - (1000.0 + log(2.0))) < 1e-9);
 }

@@ -25,7 +25,8 @@ static int prompt_base = 0; /* distinct prompts unless a test repeats one */
 
 static int64_t add_req(ci_scheduler *s, int prompt_len, int max_tokens, int n, int priority) {
     prompt_base += 100000;
-    for (int i = 0; i < prompt_len; i++) prompt_buf[i] = prompt_base + i;
+    for (int i = 0; i < prompt_len; i++)
+        prompt_buf[i] = prompt_base + i;
     ci_request_params p = {prompt_buf, prompt_len, max_tokens, n, priority, 0, NULL};
     int64_t id = -1;
     CHECK_OK(ci_sched_add(s, &p, &id));
@@ -44,7 +45,8 @@ static const ci_sched_output *step(ci_scheduler *s) {
            (long long)o->step, o->num_tokens);
     CHECK_OK(ci_sched_check(s));
     int32_t toks[1024];
-    for (int i = 0; i < o->num_samples; i++) toks[i] = next_tok++;
+    for (int i = 0; i < o->num_samples; i++)
+        toks[i] = next_tok++;
     const ci_sched_result *r;
     int nr;
     CHECK_OK(ci_sched_update(s, toks, o->num_samples, &r, &nr));
@@ -77,7 +79,8 @@ static void test_chunked(void) {
     int prefill_steps = 0, total = 0;
     for (int i = 0; i < 10; i++) {
         const ci_sched_output *o = step(s);
-        CHECK(o->num_entries == 1 && o->entries[0].num_new_tokens == (i < 9 ? 512 : 5000 - 9 * 512));
+        CHECK(o->num_entries == 1 &&
+              o->entries[0].num_new_tokens == (i < 9 ? 512 : 5000 - 9 * 512));
         CHECK(o->entries[0].start == i * 512);
         CHECK(o->entries[0].samples == (i == 9));
         prefill_steps++;
@@ -116,7 +119,8 @@ static void test_mixed_and_order(void) {
     ci_sched_destroy(s);
     c = cfg_of(200, 16, 3, 16);
     s = mk(&c);
-    for (int i = 0; i < 3; i++) add_req(s, 1, 10, 1, 0);
+    for (int i = 0; i < 3; i++)
+        add_req(s, 1, 10, 1, 0);
     o = step(s);
     CHECK(o->num_entries == 3);
     add_req(s, 50, 10, 1, -100);
@@ -140,7 +144,8 @@ static void test_preemption(void) {
     ci_sched_config c = cfg_of(10, 4, 64, 8);
     ci_scheduler *s = mk(&c);
     int64_t ids[3];
-    for (int i = 0; i < 3; i++) ids[i] = add_req(s, 8, 20, 1, 0);
+    for (int i = 0; i < 3; i++)
+        ids[i] = add_req(s, 8, 20, 1, 0);
     int first_victim = -1, steps = 0, done = 0;
     while (ci_sched_has_unfinished(s) && steps++ < 500) {
         const ci_sched_output *o = step(s);
@@ -155,7 +160,7 @@ static void test_preemption(void) {
     }
     ci_sched_stats st = ci_sched_get_stats(s);
     CHECK(done == 3 && st.preemptions > 0);
-    CHECK(first_victim == ids[2]); /* same priority: latest arrival first */
+    CHECK(first_victim == ids[2]);    /* same priority: latest arrival first */
     CHECK(st.prefill_tokens > 3 * 8); /* preempted work was recomputed */
     check_idle(s);
     ci_sched_destroy(s);
@@ -210,7 +215,8 @@ static void test_reject(void) {
     ci_request_params rp = {p, 30, 20, 1, 0, 0, NULL};
     int64_t id;
     ci_status st = ci_sched_add(s, &rp, &id);
-    CHECK(st.code == CI_ERR_CAPACITY && id == -1 && strstr(st.msg, "13 KV blocks") && strstr(st.msg, "only 10"));
+    CHECK(st.code == CI_ERR_CAPACITY && id == -1 && strstr(st.msg, "13 KV blocks") &&
+          strstr(st.msg, "only 10"));
     rp.num_prompt = 20;
     CHECK_OK(ci_sched_add(s, &rp, &id)); /* exactly the whole cache */
     rp.num_prompt = 0;
@@ -249,8 +255,10 @@ static void test_abort(void) {
     ci_sched_config c = cfg_of(64, 4, 32, 8);
     ci_scheduler *s = mk(&c);
     int64_t ids[6];
-    for (int i = 0; i < 6; i++) ids[i] = add_req(s, 10 + 7 * i, 30, 1 + i % 3, i % 2);
-    for (int i = 0; i < 5; i++) step(s);
+    for (int i = 0; i < 6; i++)
+        ids[i] = add_req(s, 10 + 7 * i, 30, 1 + i % 3, i % 2);
+    for (int i = 0; i < 5; i++)
+        step(s);
     CHECK(ci_bm_num_used(ci_sched_block_manager(s)) > 0);
     int n = 0, total = 0;
     for (int i = 0; i < 6; i++) {
@@ -292,7 +300,8 @@ static void test_n_samples(void) {
         CHECK(r[i].seq->block_table[2] == r[0].seq->block_table[2]);
     }
     CHECK(r[1].seq->parent_id == r[0].seq->id);
-    CHECK(ci_sched_update(s, (int32_t[]){1}, 1, &r, &nr).code == CI_ERR_INVALID); /* no output pending */
+    CHECK(ci_sched_update(s, (int32_t[]){1}, 1, &r, &nr).code ==
+          CI_ERR_INVALID); /* no output pending */
     CHECK_OK(ci_sched_check(s));
     o = step(s); /* writing position 10 into the shared block: two copies */
     CHECK(o->num_entries == 3 && o->num_copies == 2);
@@ -308,7 +317,8 @@ static void test_n_samples(void) {
     ci_seq_destroy(stray);
     CHECK_OK(ci_sched_check(s));
     int done = 0, steps = 0;
-    while (ci_sched_has_unfinished(s) && steps++ < 20) step(s);
+    while (ci_sched_has_unfinished(s) && steps++ < 20)
+        step(s);
     ci_sequence *f;
     int stops = 0, lengths = 0;
     while ((f = ci_sched_pop_finished(s))) {

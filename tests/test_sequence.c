@@ -10,7 +10,8 @@ int main(void) {
     CHECK(ci_seq_create(1, p, 5, 4, 0, &q).code == CI_ERR_INVALID);
     CHECK(ci_seq_create(1, p, 5, 0x7fffffff, 4, &q).code == CI_ERR_INVALID);
     CHECK_OK(ci_seq_create(7, p, 5, 3, 4, &q));
-    CHECK(q->state == CI_SEQ_WAITING && q->num_tokens == 5 && q->token_capacity == 8 && q->block_capacity == 2);
+    CHECK(q->state == CI_SEQ_WAITING && q->num_tokens == 5 && q->token_capacity == 8 &&
+          q->block_capacity == 2);
     CHECK(q->parent_id == -1 && q->group_id == 7 && ci_seq_num_output(q) == 0);
     /* WAITING -> RUNNING -> PREEMPTED -> RUNNING -> FINISHED */
     CHECK(ci_seq_transition(q, CI_SEQ_PREEMPTED).code == CI_ERR_INVALID);
@@ -19,13 +20,15 @@ int main(void) {
     CHECK_OK(ci_seq_transition(q, CI_SEQ_PREEMPTED));
     CHECK(ci_seq_transition(q, CI_SEQ_WAITING).code == CI_ERR_INVALID);
     CHECK_OK(ci_seq_transition(q, CI_SEQ_RUNNING));
-    for (int i = 0; i < 3; i++) CHECK_OK(ci_seq_append(q, 100 + i));
+    for (int i = 0; i < 3; i++)
+        CHECK_OK(ci_seq_append(q, 100 + i));
     ci_status st = ci_seq_append(q, 9);
     CHECK(st.code == CI_ERR_CAPACITY && strstr(st.msg, "max_tokens 3"));
     CHECK(ci_seq_num_output(q) == 3 && q->tokens[7] == 102);
     ci_sequence *c = NULL;
     CHECK_OK(ci_seq_clone(q, 8, &c));
-    CHECK(c->id == 8 && c->parent_id == 7 && c->group_id == 7 && c->num_tokens == 8 && c->num_blocks == 0);
+    CHECK(c->id == 8 && c->parent_id == 7 && c->group_id == 7 && c->num_tokens == 8 &&
+          c->num_blocks == 0);
     CHECK(!memcmp(c->tokens, q->tokens, 8 * sizeof(int32_t)) && c->tokens != q->tokens);
     CHECK_OK(ci_seq_transition(q, CI_SEQ_FINISHED));
     CHECK(ci_seq_is_finished(q) && ci_seq_transition(q, CI_SEQ_RUNNING).code == CI_ERR_INVALID);

@@ -18,7 +18,8 @@ typedef struct ctx {
 static void task(void *vc, int64_t b, int64_t e, int tid) {
     ctx *c = vc;
     if (tid < 0 || tid >= c->nthreads || b < 0 || e > c->n || b >= e) atomic_store(&c->bad_tid, 1);
-    for (int64_t i = b; i < e; i++) atomic_fetch_add(&c->hits[i], 1);
+    for (int64_t i = b; i < e; i++)
+        atomic_fetch_add(&c->hits[i], 1);
 }
 
 int main(void) {
@@ -34,7 +35,8 @@ int main(void) {
         for (int run = 0; run < 3000; run++) {
             int64_t n = 1 + (run * 7919) % N, grain = 1 + (run * 31) % 64;
             c.n = n;
-            for (int64_t i = 0; i < n; i++) atomic_store(&hits[i], 0);
+            for (int64_t i = 0; i < n; i++)
+                atomic_store(&hits[i], 0);
             ci_threadpool_run(tp, n, grain, task, &c);
             for (int64_t i = 0; i < n; i++)
                 if (atomic_load(&hits[i]) != 1) wrong++;

@@ -70,9 +70,11 @@ static void test_demo(void) {
 
     /* embed row 0 == the bf16 values in the file (independent header parse) */
     uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | (unsigned char)file[i];
+    for (int i = 7; i >= 0; i--)
+        hlen = (hlen << 8) | (unsigned char)file[i];
     json_t *root = json_loadb(file + 8, (size_t)hlen, 0, NULL);
-    json_t *off = json_object_get(json_object_get(root, "model.embed_tokens.weight"), "data_offsets");
+    json_t *off =
+        json_object_get(json_object_get(root, "model.embed_tokens.weight"), "data_offsets");
     size_t b = (size_t)json_integer_value(json_array_get(off, 0));
     for (int i = 0; i < 8; i++) {
         uint16_t h;
@@ -122,12 +124,12 @@ static void test_demo(void) {
         CHECK(L->wo.rows == 256 && L->wo.cols == 256);
         CHECK(L->q_norm.data == NULL && L->k_norm.data == NULL);
         for (int c = 0; c < 256; c += 37) {
-            CHECK(row_val(&L->wqkv, 0, c) == st_val(q, (size_t)c));           /* q first */
+            CHECK(row_val(&L->wqkv, 0, c) == st_val(q, (size_t)c)); /* q first */
             CHECK(row_val(&L->wqkv, 255, c) == st_val(q, 255 * 256 + (size_t)c));
-            CHECK(row_val(&L->wqkv, 256, c) == st_val(k, (size_t)c));         /* then k */
-            CHECK(row_val(&L->wqkv, 384, c) == st_val(v, (size_t)c));         /* then v */
+            CHECK(row_val(&L->wqkv, 256, c) == st_val(k, (size_t)c)); /* then k */
+            CHECK(row_val(&L->wqkv, 384, c) == st_val(v, (size_t)c)); /* then v */
             CHECK(row_val(&L->wqkv, 511, c) == st_val(v, 127 * 256 + (size_t)c));
-            CHECK(row_val(&L->w_gate_up, 768, c) == st_val(up, (size_t)c));   /* up after gate */
+            CHECK(row_val(&L->w_gate_up, 768, c) == st_val(up, (size_t)c)); /* up after gate */
             CHECK(row_val(&L->w_down, 1, c) == st_val(down, 768 + (size_t)c));
             CHECK(row_val(&L->wo, 3, c) == st_val(o, 3 * 256 + (size_t)c));
             CHECK(row_val(&L->attn_norm, 0, c) == st_val(an, (size_t)c));
@@ -164,7 +166,7 @@ static int synth_tensors(stw_tensor *ts, int qk_norm, char names[][96]) {
     for (int l = 0; l < 2; l++) {
         char nm[96];
 #define L(sfx, dt, nd, a, b)                                                                       \
-    snprintf(nm, sizeof nm, "model.layers.%d.%s", l, sfx);                                        \
+    snprintf(nm, sizeof nm, "model.layers.%d.%s", l, sfx);                                         \
     ADD(nm, dt, nd, a, b)
         L("input_layernorm.weight", "F32", 1, 4, 0);
         L("self_attn.q_proj.weight", "F32", 2, 4, 4);
@@ -263,15 +265,17 @@ static void test_synthetic(void) {
     ts[ki].shape[0] = 4;
     s = synth_load(k_llama_cfg, ts, n, NULL, &st, 0);
     CHECKF(s.code == CI_ERR_FORMAT &&
-               strstr(s.msg, "model.safetensors: tensor 'model.layers.0.self_attn.k_proj.weight' has "
-                             "shape [4, 4], expected [2, 4] (num_key_value_heads*head_dim, hidden_size)"),
+               strstr(s.msg,
+                      "model.safetensors: tensor 'model.layers.0.self_attn.k_proj.weight' has "
+                      "shape [4, 4], expected [2, 4] (num_key_value_heads*head_dim, hidden_size)"),
            "%s", s.msg);
     ts[ki].shape[0] = 2;
     /* wrong rank of a norm */
     int ni = find_idx(ts, n, "model.norm.weight");
     ts[ni] = (stw_tensor){ts[ni].name, "F32", 2, {1, 4}};
     s = synth_load(k_llama_cfg, ts, n, NULL, &st, 0);
-    CHECKF(s.code == CI_ERR_FORMAT && strstr(s.msg, "'model.norm.weight' has shape [1, 4], expected [4]"),
+    CHECKF(s.code == CI_ERR_FORMAT &&
+               strstr(s.msg, "'model.norm.weight' has shape [1, 4], expected [4]"),
            "%s", s.msg);
     ts[ni] = (stw_tensor){ts[ni].name, "F32", 1, {4, 0}};
     /* wrong dtype */
@@ -289,7 +293,8 @@ static void test_synthetic(void) {
     ts[vi].dtype = "F32";
     /* missing tensor */
     s = synth_load(k_llama_cfg, ts, n, "model.layers.1.mlp.up_proj.weight", &st, 0);
-    CHECKF(s.code == CI_ERR_FORMAT && strstr(s.msg, "'model.layers.1.mlp.up_proj.weight' is missing"),
+    CHECKF(s.code == CI_ERR_FORMAT &&
+               strstr(s.msg, "'model.layers.1.mlp.up_proj.weight' is missing"),
            "%s", s.msg);
     /* missing lm_head with untied embeddings */
     s = synth_load(k_llama_cfg, ts, n, "lm_head.weight", &st, 0);
@@ -317,17 +322,17 @@ static void test_synthetic(void) {
     }
 
     /* qwen3: q/k norms */
-    const char *q3 =
-        "{\"architectures\":[\"Qwen3ForCausalLM\"],\"vocab_size\":8,\"hidden_size\":4,"
-        "\"intermediate_size\":6,\"num_hidden_layers\":2,\"num_attention_heads\":2,"
-        "\"num_key_value_heads\":1,\"head_dim\":2,\"tie_word_embeddings\":false}";
+    const char *q3 = "{\"architectures\":[\"Qwen3ForCausalLM\"],\"vocab_size\":8,\"hidden_size\":4,"
+                     "\"intermediate_size\":6,\"num_hidden_layers\":2,\"num_attention_heads\":2,"
+                     "\"num_key_value_heads\":1,\"head_dim\":2,\"tie_word_embeddings\":false}";
     char names3[64][96];
     stw_tensor t3[64];
     int n3 = synth_tensors(t3, 1, names3);
     s = synth_load(q3, t3, n3, NULL, &st, 0);
     CHECK_OK(s);
     s = synth_load(q3, t3, n3, "model.layers.1.self_attn.k_norm.weight", &st, 0);
-    CHECKF(s.code == CI_ERR_FORMAT && strstr(s.msg, "'model.layers.1.self_attn.k_norm.weight' is missing"),
+    CHECKF(s.code == CI_ERR_FORMAT &&
+               strstr(s.msg, "'model.layers.1.self_attn.k_norm.weight' is missing"),
            "%s", s.msg);
     {
         char path[700];
@@ -366,7 +371,8 @@ static void test_sharded(void) {
         size_t len = (size_t)snprintf(idx, sizeof idx, "{\"weight_map\":{");
         for (int i = 0; i < n; i++) {
             if (drop && !strcmp(ts[i].name, "model.layers.1.mlp.down_proj.weight")) continue;
-            len += (size_t)snprintf(idx + len, sizeof idx - len, "%s\"%s\":\"model-0000%d-of-00002.safetensors\"",
+            len += (size_t)snprintf(idx + len, sizeof idx - len,
+                                    "%s\"%s\":\"model-0000%d-of-00002.safetensors\"",
                                     len > 15 ? "," : "", ts[i].name, i < h ? 1 : 2);
         }
         snprintf(idx + len, sizeof idx - len, "}}");

@@ -54,8 +54,7 @@ void ci_tensor_free(ci_backend *be, ci_tensor *t) {
 ci_status ci_kv_cache_create(ci_backend *be, int num_layers, int num_kv_heads, int head_dim,
                              int num_blocks, int block_size, ci_kv_cache **out) {
     *out = NULL;
-    if (num_layers <= 0 || num_kv_heads <= 0 || head_dim <= 0 || num_blocks <= 0 ||
-        block_size <= 0)
+    if (num_layers <= 0 || num_kv_heads <= 0 || head_dim <= 0 || num_blocks <= 0 || block_size <= 0)
         return ci_errorf(CI_ERR_INVALID,
                          "kv cache: bad shape (layers %d, kv heads %d, head_dim %d, blocks %d, "
                          "block_size %d)",

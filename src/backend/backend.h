@@ -28,12 +28,12 @@ typedef struct ci_tensor {
 } ci_tensor;
 
 typedef struct ci_batch {
-    int num_tokens;         /* T */
-    int num_seqs;           /* S */
-    int num_logits;         /* L */
-    int max_blocks_per_seq; /* row stride of block_tables */
-    int max_query_len;      /* max over sequences of new tokens */
-    int max_context_len;    /* max of context_lens */
+    int num_tokens;                /* T */
+    int num_seqs;                  /* S */
+    int num_logits;                /* L */
+    int max_blocks_per_seq;        /* row stride of block_tables */
+    int max_query_len;             /* max over sequences of new tokens */
+    int max_context_len;           /* max of context_lens */
     const int32_t *token_ids;      /* [T] */
     const int32_t *positions;      /* [T] absolute position of each token */
     const int32_t *query_start;    /* [S+1] prefix sums of new tokens */
@@ -83,10 +83,10 @@ typedef struct ci_backend_ops {
     /* weights: the backend picks the storage dtype for a checkpoint dtype,
      * then rows are written (converted) piecewise so q|k|v and gate|up can be
      * concatenated at load. */
-    ci_status (*weight_alloc)(ci_backend *be, ci_dtype src_dtype, int64_t rows,
-                              int64_t cols, ci_tensor *out);
-    ci_status (*weight_write)(ci_backend *be, ci_tensor *w, int64_t row0,
-                              const void *src, ci_dtype src_dtype, int64_t nrows);
+    ci_status (*weight_alloc)(ci_backend *be, ci_dtype src_dtype, int64_t rows, int64_t cols,
+                              ci_tensor *out);
+    ci_status (*weight_write)(ci_backend *be, ci_tensor *w, int64_t row0, const void *src,
+                              ci_dtype src_dtype, int64_t nrows);
 
     /* batch metadata: copy host arrays into backend memory the ops can read
      * (identity on the CPU). The returned batch is valid until the next call. */
@@ -94,15 +94,15 @@ typedef struct ci_backend_ops {
 
     /* ops */
     /* out[i] = table[ids[i]] (converted to act dtype). ids in backend memory. */
-    ci_status (*embedding)(ci_backend *be, const ci_tensor *table, const int32_t *ids,
-                           int n, ci_tensor *out);
+    ci_status (*embedding)(ci_backend *be, const ci_tensor *table, const int32_t *ids, int n,
+                           ci_tensor *out);
     /* y[n][out] = x[n][in] . w[out][in]^T (+ bias[out]) */
     ci_status (*matmul)(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
                         const ci_tensor *bias, ci_tensor *y);
     /* With residual: residual += x; out = rmsnorm(residual) * w.
      * Without: out = rmsnorm(x) * w. out may alias x. */
-    ci_status (*rmsnorm)(ci_backend *be, ci_tensor *x, ci_tensor *residual,
-                         const ci_tensor *w, float eps, ci_tensor *out);
+    ci_status (*rmsnorm)(ci_backend *be, ci_tensor *x, ci_tensor *residual, const ci_tensor *w,
+                         float eps, ci_tensor *out);
     /* Qwen3 q/k-norm: RMSNorm over each head_dim slice of q and k inside the
      * fused qkv activation, in place; w_q, w_k are [head_dim]. */
     ci_status (*qk_norm)(ci_backend *be, ci_tensor *qkv, const ci_attn_shape *shape,
@@ -110,13 +110,13 @@ typedef struct ci_backend_ops {
     /* Rotates q (in place) and k by positions, then writes k and v of every
      * token into layer `layer` of the cache at slot_mapping. */
     ci_status (*rope_cache)(ci_backend *be, ci_tensor *qkv, const ci_attn_shape *shape,
-                            const ci_rope_table *rope, const ci_batch *batch,
-                            ci_kv_cache *kv, int layer);
+                            const ci_rope_table *rope, const ci_batch *batch, ci_kv_cache *kv,
+                            int layer);
     /* out[T][H*head_dim] = causal attention of each token's q over its
      * sequence's cached K/V (positions < its own + 1), GQA by head groups. */
     ci_status (*attention)(ci_backend *be, const ci_tensor *qkv, const ci_attn_shape *shape,
-                           const ci_batch *batch, const ci_kv_cache *kv, int layer,
-                           float scale, ci_tensor *out);
+                           const ci_batch *batch, const ci_kv_cache *kv, int layer, float scale,
+                           ci_tensor *out);
     /* out[n][I] = silu(gate_up[n][0:I]) * gate_up[n][I:2I] */
     ci_status (*swiglu)(ci_backend *be, const ci_tensor *gate_up, ci_tensor *out);
     /* out[i] = x[idx[i]] (idx in backend memory) */

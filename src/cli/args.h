@@ -12,7 +12,7 @@ typedef struct ci_arg {
     const char *name;  /* "--model" */
     const char *alias; /* "-m" or NULL */
     ci_arg_kind kind;
-    void *dest;        /* bool*, const char**, long*, double* */
+    void *dest; /* bool*, const char**, long*, double* */
     const char *metavar;
     const char *help;
 } ci_arg;

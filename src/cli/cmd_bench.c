@@ -33,7 +33,8 @@ static ci_status add_dataset(ci_engine *e, const char *path, long output_len, lo
     long line = 0;
     while (!s.code && pos < len) {
         size_t end = pos;
-        while (end < len && buf[end] != '\n') end++;
+        while (end < len && buf[end] != '\n')
+            end++;
         line++;
         json_error_t je;
         json_t *o = end > pos ? json_loadb(buf + pos, end - pos, 0, &je) : NULL;
@@ -56,16 +57,21 @@ static ci_status add_dataset(ci_engine *e, const char *path, long output_len, lo
             if (json_is_array(ids)) {
                 size_t n = json_array_size(ids);
                 int32_t *t = malloc(sizeof(int32_t) * (n ? n : 1));
-                for (size_t i = 0; t && i < n; i++) t[i] = (int32_t)json_integer_value(json_array_get(ids, i));
-                s = t ? ci_engine_add_request(e, t, (int)n, &sp, 0, &id) : ci_errorf(CI_ERR_NOMEM, "out of memory");
+                for (size_t i = 0; t && i < n; i++)
+                    t[i] = (int32_t)json_integer_value(json_array_get(ids, i));
+                s = t ? ci_engine_add_request(e, t, (int)n, &sp, 0, &id)
+                      : ci_errorf(CI_ERR_NOMEM, "out of memory");
                 free(t);
             } else if (json_is_string(p)) {
                 s = ci_engine_add_request_text(e, json_string_value(p), &sp, 0, &id);
             } else {
-                s = ci_errorf(CI_ERR_FORMAT, "%s:%ld: needs \"prompt\" or \"prompt_token_ids\"", path, line);
+                s = ci_errorf(CI_ERR_FORMAT, "%s:%ld: needs \"prompt\" or \"prompt_token_ids\"",
+                              path, line);
             }
-            if (s.code) s = ci_status_wrap(s, "%s:%ld", path, line);
-            else (*num)++;
+            if (s.code)
+                s = ci_status_wrap(s, "%s:%ld", path, line);
+            else
+                (*num)++;
             json_decref(o);
         }
         pos = end + 1;
@@ -82,16 +88,20 @@ static int bench_throughput(int argc, char **argv) {
     const ci_arg args[] = {
         {"--model", "-m", CI_ARG_STR, &model_dir, "DIR", "Hugging Face model directory"},
         {"--num-prompts", NULL, CI_ARG_INT, &num_prompts, "N", "random requests (default 64)"},
-        {"--input-len", NULL, CI_ARG_INT, &input_len, "I", "prompt tokens per random request (default 128)"},
-        {"--output-len", NULL, CI_ARG_INT, &output_len, "O", "generated tokens per request (default 64)"},
-        {"--dataset", NULL, CI_ARG_STR, &dataset, "F.jsonl", "requests from a file instead (prompt or prompt_token_ids)"},
+        {"--input-len", NULL, CI_ARG_INT, &input_len, "I",
+         "prompt tokens per random request (default 128)"},
+        {"--output-len", NULL, CI_ARG_INT, &output_len, "O",
+         "generated tokens per request (default 64)"},
+        {"--dataset", NULL, CI_ARG_STR, &dataset, "F.jsonl",
+         "requests from a file instead (prompt or prompt_token_ids)"},
         {"--seed", NULL, CI_ARG_INT, &seed, "S", "random prompt seed (default 0)"},
         {"--json", NULL, CI_ARG_FLAG, &as_json, "", "print one JSON object"},
         CI_ENGINE_FLAG_ARGS(ef),
     };
-    const char *usage = "usage: cinfer bench throughput -m DIR [--num-prompts N --input-len I --output-len O | "
-                        "--dataset F.jsonl] [--seed S] [--json] [engine options]\n"
-                        "Offline throughput: every request queued at once, ignore_eos, greedy.";
+    const char *usage =
+        "usage: cinfer bench throughput -m DIR [--num-prompts N --input-len I --output-len O | "
+        "--dataset F.jsonl] [--seed S] [--json] [engine options]\n"
+        "Offline throughput: every request queued at once, ignore_eos, greedy.";
     ci_status s = ci_ok();
     ci_args_result r = ci_args_parse(usage, args, sizeof args / sizeof args[0], argc, argv, &s);
     if (r == CI_ARGS_HELP) return 0;
@@ -122,7 +132,8 @@ static int bench_throughput(int argc, char **argv) {
         sp.max_tokens = (int)output_len;
         if (!ids) s = ci_errorf(CI_ERR_NOMEM, "out of memory");
         for (long i = 0; !s.code && i < num_prompts; i++) {
-            for (long k = 0; k < input_len; k++) ids[k] = (int32_t)(xorshift(&st) % (uint64_t)(V > 256 ? V - 256 : V));
+            for (long k = 0; k < input_len; k++)
+                ids[k] = (int32_t)(xorshift(&st) % (uint64_t)(V > 256 ? V - 256 : V));
             int64_t id;
             s = ci_engine_add_request(e, ids, (int)input_len, &sp, 0, &id);
             n++;
@@ -175,8 +186,8 @@ static int bench_throughput(int argc, char **argv) {
         printf("%-22s %12.1f\n", "input tok/s", in_tps);
         printf("%-22s %12.1f\n", "output tok/s", out_tps);
         printf("%-22s %12.1f\n", "total tok/s", in_tps + out_tps);
-        printf("%-22s %11.1f%%  (%d of %d blocks)\n", "peak KV usage", 100.0 * peak_usage, m.peak_kv_blocks_used,
-               m.num_kv_blocks);
+        printf("%-22s %11.1f%%  (%d of %d blocks)\n", "peak KV usage", 100.0 * peak_usage,
+               m.peak_kv_blocks_used, m.num_kv_blocks);
         printf("%-22s %12lld\n", "preemptions", (long long)m.num_preemptions);
         printf("%-22s %12lld\n", "engine steps", (long long)m.num_steps);
     }
@@ -190,5 +201,6 @@ int cmd_bench(int argc, char **argv) {
         return argc < 2 ? 1 : 0;
     }
     if (!strcmp(argv[1], "throughput")) return bench_throughput(argc - 1, argv + 1);
-    return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "bench: unknown benchmark '%s' (try: throughput)", argv[1]));
+    return ci_cli_fail(
+        ci_errorf(CI_ERR_INVALID, "bench: unknown benchmark '%s' (try: throughput)", argv[1]));
 }

@@ -16,7 +16,8 @@
 
 static json_t *ids_json(const int32_t *ids, int n) {
     json_t *a = json_array();
-    for (int i = 0; i < n; i++) json_array_append_new(a, json_integer(ids[i]));
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a, json_integer(ids[i]));
     return a;
 }
 
@@ -48,10 +49,12 @@ int cmd_generate(int argc, char **argv) {
         {"--min-p", NULL, CI_ARG_FLOAT, &min_p, "P", "drop tokens below P * max prob (0 = off)"},
         {"--seed", NULL, CI_ARG_INT, &seed, "S", "sampling seed (default: from the clock)"},
         {"--ignore-eos", NULL, CI_ARG_FLAG, &ignore_eos, "", "do not stop at EOS"},
-        {"--json", NULL, CI_ARG_FLAG, &as_json, "", "print one JSON object with ids, text, timings"},
+        {"--json", NULL, CI_ARG_FLAG, &as_json, "",
+         "print one JSON object with ids, text, timings"},
         {"--prompts-file", NULL, CI_ARG_STR, &prompts_file, "F.jsonl",
          "batch mode: one JSON request per line -> one JSON result per line"},
-        {"--stats", NULL, CI_ARG_FLAG, &stats, "", "batch mode: engine statistics (JSON) on stderr"},
+        {"--stats", NULL, CI_ARG_FLAG, &stats, "",
+         "batch mode: engine statistics (JSON) on stderr"},
         CI_ENGINE_FLAG_ARGS(ef),
     };
     const char *usage =
@@ -69,14 +72,20 @@ int cmd_generate(int argc, char **argv) {
     if (!model_dir) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "generate: -m DIR is required"));
     if (prompts_file) {
         if (prompt)
-            return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "generate: give -p or --prompts-file, not both"));
+            return ci_cli_fail(
+                ci_errorf(CI_ERR_INVALID, "generate: give -p or --prompts-file, not both"));
         s = validate(n, temperature, top_k, top_p, min_p);
         if (s.code) return ci_cli_fail(s);
         ci_engine_config ec;
         s = ci_engine_flags_config(&ef, model_dir, &ec);
         if (s.code) return ci_cli_fail(s);
-        ci_batch_defaults d = {.max_tokens = (int)n, .temperature = temperature, .top_k = (int)top_k,
-                               .top_p = top_p, .min_p = min_p, .seed = seed, .ignore_eos = ignore_eos};
+        ci_batch_defaults d = {.max_tokens = (int)n,
+                               .temperature = temperature,
+                               .top_k = (int)top_k,
+                               .top_p = top_p,
+                               .min_p = min_p,
+                               .seed = seed,
+                               .ignore_eos = ignore_eos};
         return ci_generate_prompts_file(&ec, prompts_file, &d, stats);
     }
     if (!prompt) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "generate: -p TEXT is required"));
@@ -107,7 +116,8 @@ int cmd_generate(int argc, char **argv) {
     if (!s.code && n_prompt == 0) s = ci_errorf(CI_ERR_INVALID, "prompt encodes to no tokens");
     if (!s.code) {
         /* one request: without a size given, the cache holds just it */
-        if (ec.kv_cache_tokens == 0 && ec.kv_cache_memory == 0) ec.kv_cache_tokens = (int64_t)n_prompt + n;
+        if (ec.kv_cache_tokens == 0 && ec.kv_cache_memory == 0)
+            ec.kv_cache_tokens = (int64_t)n_prompt + n;
         if (ec.max_num_batched_tokens < (int)n_prompt && ef.max_num_batched_tokens == 2048)
             ec.max_num_batched_tokens = (int)n_prompt;
         s = ci_cli_engine_create(&ec, &e);
@@ -115,7 +125,8 @@ int cmd_generate(int argc, char **argv) {
     if (!s.code) {
         int ctx = ci_engine_max_model_len(e);
         if ((long)n_prompt >= ctx)
-            s = ci_errorf(CI_ERR_INVALID, "prompt has %zu tokens; the model's context is %d", n_prompt, ctx);
+            s = ci_errorf(CI_ERR_INVALID, "prompt has %zu tokens; the model's context is %d",
+                          n_prompt, ctx);
         else if ((long)n_prompt + n > ctx)
             n = ctx - (long)n_prompt; /* the context bounds generation: finish_reason=length */
     }
@@ -152,7 +163,8 @@ int cmd_generate(int argc, char **argv) {
                     }
                     if (text_len + o[i].text_len + 1 > text_cap) {
                         size_t nc = text_cap ? text_cap * 2 : 256;
-                        while (nc < text_len + o[i].text_len + 1) nc *= 2;
+                        while (nc < text_len + o[i].text_len + 1)
+                            nc *= 2;
                         char *p = realloc(text, nc);
                         if (!p) {
                             s = ci_errorf(CI_ERR_NOMEM, "out of memory");
@@ -180,7 +192,8 @@ int cmd_generate(int argc, char **argv) {
         json_object_set_new(o, "prompt_tokens", ids_json(prompt_ids, (int)n_prompt));
         json_object_set_new(o, "tokens", ids_json(out, n_gen));
         json_object_set_new(o, "text", json_stringn(text ? text : "", text_len));
-        json_object_set_new(o, "finish_reason", json_string(fr == CI_FINISH_STOP ? "stop" : "length"));
+        json_object_set_new(o, "finish_reason",
+                            json_string(fr == CI_FINISH_STOP ? "stop" : "length"));
         json_t *t = json_object();
         json_object_set_new(t, "load_s", json_real(load_s));
         json_object_set_new(t, "prefill_s", json_real(prefill_s));
@@ -193,8 +206,9 @@ int cmd_generate(int argc, char **argv) {
         free(dump);
         json_decref(o);
     } else if (!s.code) {
-        fprintf(stderr, "[%zu prompt tokens: %.1f tok/s prefill | %d generated: %.1f tok/s decode]\n", n_prompt,
-                prefill_tps, n_gen, decode_tps);
+        fprintf(stderr,
+                "[%zu prompt tokens: %.1f tok/s prefill | %d generated: %.1f tok/s decode]\n",
+                n_prompt, prefill_tps, n_gen, decode_tps);
     }
     free(text);
     free(out);

@@ -28,7 +28,8 @@ int cmd_perplexity(int argc, char **argv) {
     if (r == CI_ARGS_HELP) return 0;
     if (r == CI_ARGS_ERROR) return ci_cli_fail(s);
     if (!model_dir || !file)
-        return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "perplexity: -m DIR and -f FILE are required"));
+        return ci_cli_fail(
+            ci_errorf(CI_ERR_INVALID, "perplexity: -m DIR and -f FILE are required"));
     if (ctx < 2) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "--ctx must be at least 2"));
 
     ci_loaded L = {0};

@@ -10,7 +10,8 @@
 
 static void print_ids(FILE *f, const int32_t *ids, size_t n) {
     fputc('[', f);
-    for (size_t i = 0; i < n; i++) fprintf(f, i ? ", %d" : "%d", ids[i]);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, i ? ", %d" : "%d", ids[i]);
     fputc(']', f);
 }
 
@@ -56,8 +57,8 @@ static ci_status tokenize_jsonl(const ci_tokenizer *tok, char *input, bool speci
                 return ci_errorf(CI_ERR_INVALID, "stdin line %zu: expected a JSON string%s%s",
                                  lineno, v ? "" : ": ", v ? "" : jerr.text);
             }
-            ci_status s = encode_print(tok, json_string_value(v), json_string_length(v), special,
-                                       as_object);
+            ci_status s =
+                encode_print(tok, json_string_value(v), json_string_length(v), special, as_object);
             json_decref(v);
             if (s.code) return ci_status_wrap(s, "stdin line %zu", lineno);
         }
@@ -135,8 +136,8 @@ int cmd_detokenize(int argc, char **argv) {
             json_t *v = json_array_get(arr, i);
             json_int_t x = json_is_integer(v) ? json_integer_value(v) : -1;
             if (!json_is_integer(v) || x < 0 || x >= ci_tokenizer_vocab_size(tok))
-                s = ci_errorf(CI_ERR_INVALID, "stdin: element %zu is not a token id in [0, %d)",
-                              i, ci_tokenizer_vocab_size(tok));
+                s = ci_errorf(CI_ERR_INVALID, "stdin: element %zu is not a token id in [0, %d)", i,
+                              ci_tokenizer_vocab_size(tok));
             else
                 ids[i] = (int32_t)x;
         }

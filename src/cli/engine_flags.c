@@ -11,15 +11,19 @@ ci_engine_flags ci_engine_flags_default(void) {
     return f;
 }
 
-ci_status ci_engine_flags_config(const ci_engine_flags *f, const char *model_dir, ci_engine_config *c) {
+ci_status ci_engine_flags_config(const ci_engine_flags *f, const char *model_dir,
+                                 ci_engine_config *c) {
     *c = ci_engine_default_config();
     if (f->block_size < 1 || f->block_size > 1024)
-        return ci_errorf(CI_ERR_INVALID, "--block-size must be in [1, 1024] (got %ld)", f->block_size);
+        return ci_errorf(CI_ERR_INVALID, "--block-size must be in [1, 1024] (got %ld)",
+                         f->block_size);
     if (f->max_num_batched_tokens < 1 || f->max_num_batched_tokens > (1 << 20))
-        return ci_errorf(CI_ERR_INVALID, "--max-num-batched-tokens must be in [1, 1048576] (got %ld)",
+        return ci_errorf(CI_ERR_INVALID,
+                         "--max-num-batched-tokens must be in [1, 1048576] (got %ld)",
                          f->max_num_batched_tokens);
     if (f->max_num_seqs < 1 || f->max_num_seqs > 65536)
-        return ci_errorf(CI_ERR_INVALID, "--max-num-seqs must be in [1, 65536] (got %ld)", f->max_num_seqs);
+        return ci_errorf(CI_ERR_INVALID, "--max-num-seqs must be in [1, 65536] (got %ld)",
+                         f->max_num_seqs);
     if (f->kv_cache_tokens < 0) return ci_errorf(CI_ERR_INVALID, "--kv-cache-tokens must be >= 0");
     if (f->kv_cache_memory < 0) return ci_errorf(CI_ERR_INVALID, "--kv-cache-memory must be >= 0");
     if (f->threads < 0) return ci_errorf(CI_ERR_INVALID, "--threads must be >= 0");

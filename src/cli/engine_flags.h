@@ -12,27 +12,35 @@
 
 typedef struct ci_engine_flags {
     const char *device;
-    long threads, block_size, max_num_batched_tokens, max_num_seqs, kv_cache_tokens, kv_cache_memory;
+    long threads, block_size, max_num_batched_tokens, max_num_seqs, kv_cache_tokens,
+        kv_cache_memory;
     bool no_prefix_caching;
 } ci_engine_flags;
 
 /* Defaults: cpu, all threads, block 16, 2048 tokens, 256 seqs, default KV. */
 ci_engine_flags ci_engine_flags_default(void);
 
-#define CI_ENGINE_FLAG_ARGS(f)                                                                             \
-    {"--device", NULL, CI_ARG_STR, &(f).device, "NAME", "backend: cpu (default) or cuda"},                 \
-    {"--threads", "-t", CI_ARG_INT, &(f).threads, "N", "CPU threads (default: all cores)"},                 \
-    {"--block-size", NULL, CI_ARG_INT, &(f).block_size, "N", "KV cache block size (default 16)"},          \
-    {"--max-num-batched-tokens", NULL, CI_ARG_INT, &(f).max_num_batched_tokens, "N",                       \
-     "token budget per engine step (default 2048)"},                                                       \
-    {"--max-num-seqs", NULL, CI_ARG_INT, &(f).max_num_seqs, "N", "most running sequences (default 256)"}, \
-    {"--kv-cache-tokens", NULL, CI_ARG_INT, &(f).kv_cache_tokens, "N", "KV cache capacity in tokens"},     \
-    {"--kv-cache-memory", NULL, CI_ARG_INT, &(f).kv_cache_memory, "BYTES",                                 \
-     "KV cache budget in bytes (default 256 MiB)"},                                                        \
-    {"--no-prefix-caching", NULL, CI_ARG_FLAG, &(f).no_prefix_caching, "", "disable prefix caching"}
+#define CI_ENGINE_FLAG_ARGS(f)                                                                     \
+    {"--device", NULL, CI_ARG_STR, &(f).device, "NAME", "backend: cpu (default) or cuda"},         \
+        {"--threads", "-t", CI_ARG_INT, &(f).threads, "N", "CPU threads (default: all cores)"},    \
+        {"--block-size",  NULL, CI_ARG_INT,                                                        \
+         &(f).block_size, "N",  "KV cache block size (default 16)"},                               \
+        {"--max-num-batched-tokens",  NULL, CI_ARG_INT,                                            \
+         &(f).max_num_batched_tokens, "N",  "token budget per engine step (default 2048)"},        \
+        {"--max-num-seqs",  NULL, CI_ARG_INT,                                                      \
+         &(f).max_num_seqs, "N",  "most running sequences (default 256)"},                         \
+        {"--kv-cache-tokens",  NULL, CI_ARG_INT,                                                   \
+         &(f).kv_cache_tokens, "N",  "KV cache capacity in tokens"},                               \
+        {"--kv-cache-memory",  NULL,    CI_ARG_INT,                                                \
+         &(f).kv_cache_memory, "BYTES", "KV cache budget in bytes (default 256 MiB)"},             \
+    {                                                                                              \
+        "--no-prefix-caching", NULL, CI_ARG_FLAG, &(f).no_prefix_caching, "",                      \
+            "disable prefix caching"                                                               \
+    }
 
 /* Checks ranges and fills an engine config. */
-ci_status ci_engine_flags_config(const ci_engine_flags *f, const char *model_dir, ci_engine_config *c);
+ci_status ci_engine_flags_config(const ci_engine_flags *f, const char *model_dir,
+                                 ci_engine_config *c);
 
 /* ci_engine_create with a loading progress bar on stderr (shown when stderr is
  * a terminal and loading takes over a second). */

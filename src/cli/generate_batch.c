@@ -44,7 +44,8 @@ static int set_error(line_res *L, const char *msg) {
 }
 
 /* Reads an optional number field. Returns 0 ok, 1 on a type error. */
-static int get_num(json_t *o, const char *key, double *out, int *present, char *err, size_t errlen) {
+static int get_num(json_t *o, const char *key, double *out, int *present, char *err,
+                   size_t errlen) {
     json_t *v = json_object_get(o, key);
     if (present) *present = 0;
     if (!v || json_is_null(v)) return 0;
@@ -85,7 +86,8 @@ static int get_bool(json_t *o, const char *key, int *out, char *err, size_t errl
 }
 
 /* Parses one line and adds its request. On failure sets L->error. */
-static void add_line(ci_engine *e, const char *text, size_t len, const ci_batch_defaults *d, line_res *L) {
+static void add_line(ci_engine *e, const char *text, size_t len, const ci_batch_defaults *d,
+                     line_res *L) {
     char err[256] = {0};
     json_error_t je;
     json_t *o = json_loadb(text, len, 0, &je);
@@ -184,7 +186,8 @@ static void add_line(ci_engine *e, const char *text, size_t len, const ci_batch_
         stop_ids = malloc(sizeof(int32_t) * (ns ? ns : 1));
         for (size_t i = 0; i < ns; i++) {
             json_t *v = json_array_get(sti, i);
-            if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 2147483647) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) > 2147483647) {
                 snprintf(err, sizeof err, "stop_token_ids must be a list of token ids");
                 goto done;
             }
@@ -209,7 +212,8 @@ static void add_line(ci_engine *e, const char *text, size_t len, const ci_batch_
         ids = malloc(sizeof(int32_t) * (np ? np : 1));
         for (size_t i = 0; i < np; i++) {
             json_t *v = json_array_get(pids, i);
-            if (!json_is_integer(v) || json_integer_value(v) < -2147483647 || json_integer_value(v) > 2147483647) {
+            if (!json_is_integer(v) || json_integer_value(v) < -2147483647 ||
+                json_integer_value(v) > 2147483647) {
                 snprintf(err, sizeof err, "prompt_token_ids must be a list of integers");
                 goto done;
             }
@@ -243,7 +247,8 @@ static int samp_add(samp *s, const ci_engine_output *o) {
     if (o->num_token_ids > 0) {
         if (s->ntok + o->num_token_ids > s->cap) {
             int nc = s->cap ? s->cap * 2 : 32;
-            while (nc < s->ntok + o->num_token_ids) nc *= 2;
+            while (nc < s->ntok + o->num_token_ids)
+                nc *= 2;
             int32_t *p = realloc(s->toks, sizeof(int32_t) * (size_t)nc);
             if (!p) return 1;
             s->toks = p;
@@ -255,7 +260,8 @@ static int samp_add(samp *s, const ci_engine_output *o) {
     if (o->text_len > 0) {
         if (s->len + o->text_len + 1 > s->tcap) {
             size_t nc = s->tcap ? s->tcap * 2 : 128;
-            while (nc < s->len + o->text_len + 1) nc *= 2;
+            while (nc < s->len + o->text_len + 1)
+                nc *= 2;
             char *p = realloc(s->text, nc);
             if (!p) return 1;
             s->text = p;
@@ -270,9 +276,10 @@ static int samp_add(samp *s, const ci_engine_output *o) {
             const ci_engine_logprob *lp = &o->logprobs[t];
             json_t *top = json_array();
             for (int k = 0; k < lp->num_top; k++)
-                json_array_append_new(top, json_pack("[if]", (int)lp->top_ids[k], (double)lp->top_logprobs[k]));
-            json_array_append_new(s->lps, json_pack("{s:i,s:f,s:o}", "token", (int)lp->token, "logprob",
-                                                    (double)lp->logprob, "top", top));
+                json_array_append_new(
+                    top, json_pack("[if]", (int)lp->top_ids[k], (double)lp->top_logprobs[k]));
+            json_array_append_new(s->lps, json_pack("{s:i,s:f,s:o}", "token", (int)lp->token,
+                                                    "logprob", (double)lp->logprob, "top", top));
         }
     }
     if (o->finish_reason) s->fr = o->finish_reason;
@@ -282,7 +289,8 @@ static int samp_add(samp *s, const ci_engine_output *o) {
 static json_t *samp_json(const samp *s) {
     json_t *o = json_object();
     json_t *a = json_array();
-    for (int i = 0; i < s->ntok; i++) json_array_append_new(a, json_integer(s->toks[i]));
+    for (int i = 0; i < s->ntok; i++)
+        json_array_append_new(a, json_integer(s->toks[i]));
     json_object_set_new(o, "tokens", a);
     json_object_set_new(o, "text", json_stringn(s->text ? s->text : "", s->len));
     const char *fr = reason_name(s->fr);
@@ -296,7 +304,8 @@ static int cmp_id(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-int ci_generate_prompts_file(const ci_engine_config *ec, const char *path, const ci_batch_defaults *d, bool stats) {
+int ci_generate_prompts_file(const ci_engine_config *ec, const char *path,
+                             const ci_batch_defaults *d, bool stats) {
     char *buf = NULL;
     size_t blen = 0;
     ci_status s = ci_read_path(path, &buf, &blen);
@@ -310,15 +319,18 @@ int ci_generate_prompts_file(const ci_engine_config *ec, const char *path, const
     /* split lines (blank lines are skipped) */
     int nl = 0, cap = 0;
     line_res *L = NULL;
-    int64_t (*map)[2] = NULL; /* (request id, line) sorted by id */
+    int64_t(*map)[2] = NULL; /* (request id, line) sorted by id */
     int nmap = 0;
     size_t pos = 0;
     while (pos < blen) {
         size_t end = pos;
-        while (end < blen && buf[end] != '\n') end++;
+        while (end < blen && buf[end] != '\n')
+            end++;
         size_t a = pos, b = end;
-        while (a < b && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\r')) a++;
-        while (b > a && (buf[b - 1] == ' ' || buf[b - 1] == '\t' || buf[b - 1] == '\r')) b--;
+        while (a < b && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\r'))
+            a++;
+        while (b > a && (buf[b - 1] == ' ' || buf[b - 1] == '\t' || buf[b - 1] == '\r'))
+            b--;
         if (b > a) {
             if (nl == cap) {
                 cap = cap ? cap * 2 : 64;
@@ -357,7 +369,8 @@ int ci_generate_prompts_file(const ci_engine_config *ec, const char *path, const
             if (!hit) continue;
             line_res *r = &L[(*hit)[1]];
             if (o[i].sample_index < 0 || o[i].sample_index >= r->n) continue;
-            if (samp_add(&r->s[o[i].sample_index], &o[i])) s = ci_errorf(CI_ERR_NOMEM, "out of memory");
+            if (samp_add(&r->s[o[i].sample_index], &o[i]))
+                s = ci_errorf(CI_ERR_NOMEM, "out of memory");
             if (o[i].finish_reason) done++;
         }
         ci_progress_update(&bar, (size_t)done, (size_t)nmap);
@@ -372,7 +385,8 @@ int ci_generate_prompts_file(const ci_engine_config *ec, const char *path, const
             o = samp_json(&L[i].s[0]);
             if (L[i].n > 1) {
                 json_t *a = json_array();
-                for (int k = 0; k < L[i].n; k++) json_array_append_new(a, samp_json(&L[i].s[k]));
+                for (int k = 0; k < L[i].n; k++)
+                    json_array_append_new(a, samp_json(&L[i].s[k]));
                 json_object_set_new(o, "samples", a);
             }
         }
@@ -387,7 +401,8 @@ int ci_generate_prompts_file(const ci_engine_config *ec, const char *path, const
         json_t *o = json_object();
         json_object_set_new(o, "num_requests", json_integer(m.num_requests));
         json_object_set_new(o, "num_preemptions", json_integer(m.num_preemptions));
-        json_object_set_new(o, "prefix_cache_queried_tokens", json_integer(m.prefix_cache_queried_tokens));
+        json_object_set_new(o, "prefix_cache_queried_tokens",
+                            json_integer(m.prefix_cache_queried_tokens));
         json_object_set_new(o, "prefix_cache_hit_tokens", json_integer(m.prefix_cache_hit_tokens));
         json_object_set_new(o, "peak_kv_blocks_used", json_integer(m.peak_kv_blocks_used));
         json_object_set_new(o, "num_kv_blocks", json_integer(m.num_kv_blocks));

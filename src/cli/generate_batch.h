@@ -17,6 +17,7 @@ typedef struct ci_batch_defaults {
 } ci_batch_defaults;
 
 /* Returns the process exit code. */
-int ci_generate_prompts_file(const ci_engine_config *ec, const char *path, const ci_batch_defaults *d, bool stats);
+int ci_generate_prompts_file(const ci_engine_config *ec, const char *path,
+                             const ci_batch_defaults *d, bool stats);
 
 #endif

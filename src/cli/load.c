@@ -42,7 +42,8 @@ ci_status ci_load_model(const char *dir, const char *device, int threads, ci_loa
     CI_TRY(ci_backend_create(device, &bo, &L->be));
     ci_progress bar;
     ci_progress_init(&bar, "loading");
-    ci_model_options mo = {.max_batch_tokens = 2048, .progress = on_progress, .progress_user = &bar};
+    ci_model_options mo = {
+        .max_batch_tokens = 2048, .progress = on_progress, .progress_user = &bar};
     ci_status s = ci_model_load(dir, L->be, &mo, &L->model);
     ci_progress_done(&bar);
     if (s.code) return s;

@@ -10,9 +10,11 @@ _Static_assert(sizeof(cinfer_logprob) == sizeof(ci_engine_logprob), "logprob lay
 _Static_assert(offsetof(cinfer_logprob, top_logprobs) == offsetof(ci_engine_logprob, top_logprobs),
                "logprob layout");
 _Static_assert(CINFER_MAX_LOGPROBS == CI_MAX_LOGPROBS, "logprob count");
-_Static_assert((int)CINFER_FINISH_LENGTH == (int)CI_FINISH_LENGTH && (int)CINFER_FINISH_ERROR == (int)CI_FINISH_ERROR,
+_Static_assert((int)CINFER_FINISH_LENGTH == (int)CI_FINISH_LENGTH &&
+                   (int)CINFER_FINISH_ERROR == (int)CI_FINISH_ERROR,
                "finish reasons");
-_Static_assert((int)CINFER_ERR_INTERNAL == (int)CI_ERR_INTERNAL && (int)CINFER_ERR_CAPACITY == (int)CI_ERR_CAPACITY,
+_Static_assert((int)CINFER_ERR_INTERNAL == (int)CI_ERR_INTERNAL &&
+                   (int)CINFER_ERR_CAPACITY == (int)CI_ERR_CAPACITY,
                "error codes");
 
 struct cinfer_engine {
@@ -89,8 +91,9 @@ void cinfer_engine_destroy(cinfer_engine *e) {
     free(e);
 }
 
-int cinfer_add_request(cinfer_engine *e, const char *text, const int32_t *token_ids, int num_token_ids,
-                       const cinfer_sampling_params *params, int priority, int64_t *request_id, cinfer_error *err) {
+int cinfer_add_request(cinfer_engine *e, const char *text, const int32_t *token_ids,
+                       int num_token_ids, const cinfer_sampling_params *params, int priority,
+                       int64_t *request_id, cinfer_error *err) {
     if (request_id) *request_id = -1;
     ci_engine_sampling sp = ci_engine_default_sampling();
     if (params) {
@@ -114,8 +117,9 @@ int cinfer_add_request(cinfer_engine *e, const char *text, const int32_t *token_
         sp.prompt_logprobs = params->prompt_logprobs;
         sp.skip_special_tokens = params->skip_special_tokens;
     }
-    ci_status s = text ? ci_engine_add_request_text(e->e, text, &sp, priority, request_id)
-                       : ci_engine_add_request(e->e, token_ids, num_token_ids, &sp, priority, request_id);
+    ci_status s =
+        text ? ci_engine_add_request_text(e->e, text, &sp, priority, request_id)
+             : ci_engine_add_request(e->e, token_ids, num_token_ids, &sp, priority, request_id);
     return set_err(err, s);
 }
 
@@ -123,7 +127,8 @@ int cinfer_abort_request(cinfer_engine *e, int64_t request_id, cinfer_error *err
     return set_err(err, ci_engine_abort(e->e, request_id));
 }
 
-int cinfer_step(cinfer_engine *e, const cinfer_output **outputs, int *num_outputs, cinfer_error *err) {
+int cinfer_step(cinfer_engine *e, const cinfer_output **outputs, int *num_outputs,
+                cinfer_error *err) {
     *outputs = NULL;
     *num_outputs = 0;
     const ci_engine_output *o;
@@ -132,7 +137,8 @@ int cinfer_step(cinfer_engine *e, const cinfer_output **outputs, int *num_output
     if (s.code) return set_err(err, s);
     if (n > e->cap) {
         int nc = e->cap ? e->cap : 16;
-        while (nc < n) nc *= 2;
+        while (nc < n)
+            nc *= 2;
         cinfer_output *p = realloc(e->outs, sizeof *p * (size_t)nc);
         if (!p) return set_err(err, ci_errorf(CI_ERR_NOMEM, "cinfer_step: out of memory"));
         e->outs = p;
@@ -156,7 +162,9 @@ int cinfer_step(cinfer_engine *e, const cinfer_output **outputs, int *num_output
     return set_err(err, ci_ok());
 }
 
-int cinfer_has_unfinished(const cinfer_engine *e) { return ci_engine_has_unfinished(e->e); }
+int cinfer_has_unfinished(const cinfer_engine *e) {
+    return ci_engine_has_unfinished(e->e);
+}
 
 cinfer_metrics cinfer_get_metrics(const cinfer_engine *e) {
     ci_engine_metrics m = ci_engine_get_metrics(e->e);
@@ -180,25 +188,33 @@ cinfer_metrics cinfer_get_metrics(const cinfer_engine *e) {
     return o;
 }
 
-int cinfer_tokenize(cinfer_engine *e, const char *text, int add_special_tokens, int32_t **ids, size_t *num_ids,
-                    cinfer_error *err) {
+int cinfer_tokenize(cinfer_engine *e, const char *text, int add_special_tokens, int32_t **ids,
+                    size_t *num_ids, cinfer_error *err) {
     *ids = NULL;
     *num_ids = 0;
     ci_tokenizer *tok = ci_engine_tokenizer(e->e);
-    if (!tok) return set_err(err, ci_errorf(CI_ERR_INVALID, "tokenize: the model has no tokenizer"));
+    if (!tok)
+        return set_err(err, ci_errorf(CI_ERR_INVALID, "tokenize: the model has no tokenizer"));
     if (!text) return set_err(err, ci_errorf(CI_ERR_INVALID, "tokenize: no text"));
-    return set_err(err, ci_tokenizer_encode(tok, text, strlen(text), add_special_tokens != 0, ids, num_ids));
+    return set_err(
+        err, ci_tokenizer_encode(tok, text, strlen(text), add_special_tokens != 0, ids, num_ids));
 }
 
-int cinfer_detokenize(cinfer_engine *e, const int32_t *ids, size_t num_ids, int skip_special_tokens, char **text,
-                      cinfer_error *err) {
+int cinfer_detokenize(cinfer_engine *e, const int32_t *ids, size_t num_ids, int skip_special_tokens,
+                      char **text, cinfer_error *err) {
     *text = NULL;
     ci_tokenizer *tok = ci_engine_tokenizer(e->e);
-    if (!tok) return set_err(err, ci_errorf(CI_ERR_INVALID, "detokenize: the model has no tokenizer"));
+    if (!tok)
+        return set_err(err, ci_errorf(CI_ERR_INVALID, "detokenize: the model has no tokenizer"));
     size_t len;
-    return set_err(err, ci_tokenizer_decode(tok, ids, num_ids, skip_special_tokens != 0, text, &len));
+    return set_err(err,
+                   ci_tokenizer_decode(tok, ids, num_ids, skip_special_tokens != 0, text, &len));
 }
 
-void cinfer_free(void *p) { free(p); }
+void cinfer_free(void *p) {
+    free(p);
+}
 
-int cinfer_vocab_size(const cinfer_engine *e) { return ci_engine_vocab_size(e->e); }
+int cinfer_vocab_size(const cinfer_engine *e) {
+    return ci_engine_vocab_size(e->e);
+}

@@ -3,12 +3,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-ci_status ci_batch_builder_init(ci_batch_builder *b, int max_tokens, int max_seqs, int max_blocks_per_seq,
-                                int block_size) {
+ci_status ci_batch_builder_init(ci_batch_builder *b, int max_tokens, int max_seqs,
+                                int max_blocks_per_seq, int block_size) {
     memset(b, 0, sizeof *b);
     if (max_tokens < 1 || max_seqs < 1 || max_blocks_per_seq < 1 || block_size < 1)
-        return ci_errorf(CI_ERR_INVALID, "batch builder: sizes %d tokens, %d seqs, %d blocks, block %d must be >= 1",
-                         max_tokens, max_seqs, max_blocks_per_seq, block_size);
+        return ci_errorf(
+            CI_ERR_INVALID,
+            "batch builder: sizes %d tokens, %d seqs, %d blocks, block %d must be >= 1", max_tokens,
+            max_seqs, max_blocks_per_seq, block_size);
     b->max_tokens = max_tokens;
     b->max_seqs = max_seqs;
     b->max_blocks_per_seq = max_blocks_per_seq;
@@ -22,19 +24,19 @@ ci_status ci_batch_builder_init(ci_batch_builder *b, int max_tokens, int max_seq
     b->logits_start = malloc((sq + 1) * sizeof(int32_t));
     b->context_lens = malloc(sq * sizeof(int32_t));
     b->block_tables = calloc(sq * (size_t)max_blocks_per_seq, sizeof(int32_t));
-    if (!b->token_ids || !b->positions || !b->slot_mapping || !b->logits_indices || !b->query_start ||
-        !b->logits_start || !b->context_lens || !b->block_tables) {
+    if (!b->token_ids || !b->positions || !b->slot_mapping || !b->logits_indices ||
+        !b->query_start || !b->logits_start || !b->context_lens || !b->block_tables) {
         ci_batch_builder_free(b);
-        return ci_errorf(CI_ERR_NOMEM, "batch builder: out of memory (%d seqs x %d blocks)", max_seqs,
-                         max_blocks_per_seq);
+        return ci_errorf(CI_ERR_NOMEM, "batch builder: out of memory (%d seqs x %d blocks)",
+                         max_seqs, max_blocks_per_seq);
     }
     return ci_ok();
 }
 
 ci_status ci_batch_builder_init_for(ci_batch_builder *b, const ci_scheduler *s) {
     const ci_sched_config *c = ci_sched_get_config(s);
-    return ci_batch_builder_init(b, c->max_num_batched_tokens, c->max_num_seqs, ci_sched_max_blocks_per_seq(s),
-                                 c->block.block_size);
+    return ci_batch_builder_init(b, c->max_num_batched_tokens, c->max_num_seqs,
+                                 ci_sched_max_blocks_per_seq(s), c->block.block_size);
 }
 
 void ci_batch_builder_free(ci_batch_builder *b) {
@@ -52,7 +54,8 @@ void ci_batch_builder_free(ci_batch_builder *b) {
 ci_status ci_batch_build(ci_batch_builder *b, const ci_sched_output *out, const ci_batch **batch) {
     *batch = NULL;
     if (out->num_entries > b->max_seqs || out->num_tokens > b->max_tokens)
-        return ci_errorf(CI_ERR_INVALID, "batch: %d sequences / %d tokens exceed builder sizes %d / %d",
+        return ci_errorf(CI_ERR_INVALID,
+                         "batch: %d sequences / %d tokens exceed builder sizes %d / %d",
                          out->num_entries, out->num_tokens, b->max_seqs, b->max_tokens);
     int bs = b->block_size, mb = b->max_blocks_per_seq;
     int T = 0, L = 0, max_q = 0, max_ctx = 0;
@@ -64,9 +67,10 @@ ci_status ci_batch_build(ci_batch_builder *b, const ci_sched_output *out, const 
         int ctx = e->start + e->num_new_tokens;
         if (e->num_new_tokens < 1 || ctx > q->num_tokens || q->num_blocks > mb ||
             q->num_blocks * bs < ctx || T + e->num_new_tokens > b->max_tokens)
-            return ci_errorf(CI_ERR_INVALID,
-                             "batch: sequence %lld: tokens [%d, %d) of %d, %d blocks (builder max %d)",
-                             (long long)q->id, e->start, ctx, q->num_tokens, q->num_blocks, mb);
+            return ci_errorf(
+                CI_ERR_INVALID,
+                "batch: sequence %lld: tokens [%d, %d) of %d, %d blocks (builder max %d)",
+                (long long)q->id, e->start, ctx, q->num_tokens, q->num_blocks, mb);
         int32_t *row = b->block_tables + (size_t)i * (size_t)mb;
         memcpy(row, q->block_table, (size_t)q->num_blocks * sizeof *row);
         memset(row + q->num_blocks, 0, (size_t)(mb - q->num_blocks) * sizeof *row);

@@ -26,8 +26,8 @@ typedef struct ci_batch_builder {
     ci_batch batch; /* points into the buffers above */
 } ci_batch_builder;
 
-ci_status ci_batch_builder_init(ci_batch_builder *b, int max_tokens, int max_seqs, int max_blocks_per_seq,
-                                int block_size);
+ci_status ci_batch_builder_init(ci_batch_builder *b, int max_tokens, int max_seqs,
+                                int max_blocks_per_seq, int block_size);
 /* Sized from a scheduler's config. */
 ci_status ci_batch_builder_init_for(ci_batch_builder *b, const ci_scheduler *s);
 void ci_batch_builder_free(ci_batch_builder *b);

@@ -11,8 +11,8 @@ enum { IN_USED = 0, IN_FREE = 1, IN_LRU = 2 };
 
 typedef struct block {
     int32_t ref;
-    int8_t where;  /* IN_USED / IN_FREE / IN_LRU */
-    int8_t cached; /* registered in the hash table */
+    int8_t where;       /* IN_USED / IN_FREE / IN_LRU */
+    int8_t cached;      /* registered in the hash table */
     int32_t prev, next; /* LRU links */
     int32_t bucket_next;
     int32_t parent;      /* cached: block holding the previous logical block, -1 = first */
@@ -33,7 +33,7 @@ struct ci_block_manager {
     int32_t *buckets;
     uint64_t bucket_mask;
     int num_registered;
-    int32_t *tokens; /* [num_blocks][block_size] of registered blocks */
+    int32_t *tokens;  /* [num_blocks][block_size] of registered blocks */
     int32_t *scratch; /* [num_blocks] for ci_bm_check */
     ci_block_hash_fn hash_fn;
     void *hash_ctx;
@@ -67,20 +67,24 @@ int64_t ci_kv_blocks_for_budget(size_t bytes, int num_layers, int num_kv_heads, 
 ci_status ci_bm_create(const ci_bm_config *cfg, ci_block_manager **out) {
     *out = NULL;
     if (cfg->num_blocks < 1 || cfg->block_size < 1)
-        return ci_errorf(CI_ERR_INVALID, "block manager: num_blocks %d and block_size %d must be >= 1",
+        return ci_errorf(CI_ERR_INVALID,
+                         "block manager: num_blocks %d and block_size %d must be >= 1",
                          cfg->num_blocks, cfg->block_size);
     if ((int64_t)cfg->num_blocks * cfg->block_size > INT32_MAX)
-        return ci_errorf(CI_ERR_INVALID, "block manager: %d blocks x %d tokens overflows a slot index",
+        return ci_errorf(CI_ERR_INVALID,
+                         "block manager: %d blocks x %d tokens overflows a slot index",
                          cfg->num_blocks, cfg->block_size);
     if (!(cfg->watermark >= 0.0f && cfg->watermark < 1.0f))
-        return ci_errorf(CI_ERR_INVALID, "block manager: watermark %g not in [0, 1)", (double)cfg->watermark);
+        return ci_errorf(CI_ERR_INVALID, "block manager: watermark %g not in [0, 1)",
+                         (double)cfg->watermark);
     ci_block_manager *bm = calloc(1, sizeof *bm);
     if (!bm) return ci_errorf(CI_ERR_NOMEM, "block manager: out of memory");
     bm->cfg = *cfg;
     int n = cfg->num_blocks;
     bm->watermark_blocks = (int)(cfg->watermark * (float)n);
     uint64_t nb = 16;
-    while (nb < 2 * (uint64_t)n) nb <<= 1;
+    while (nb < 2 * (uint64_t)n)
+        nb <<= 1;
     bm->bucket_mask = nb - 1;
     bm->blocks = calloc((size_t)n, sizeof *bm->blocks);
     bm->free_stack = malloc((size_t)n * sizeof *bm->free_stack);
@@ -93,7 +97,8 @@ ci_status ci_bm_create(const ci_bm_config *cfg, ci_block_manager **out) {
         ci_bm_destroy(bm);
         return ci_errorf(CI_ERR_NOMEM, "block manager: out of memory for %d blocks", n);
     }
-    for (uint64_t i = 0; i < nb; i++) bm->buckets[i] = -1;
+    for (uint64_t i = 0; i < nb; i++)
+        bm->buckets[i] = -1;
     /* Stack popped from the end: block 0 comes out first. */
     for (int i = 0; i < n; i++) {
         bm->free_stack[i] = n - 1 - i;
@@ -118,15 +123,33 @@ void ci_bm_destroy(ci_block_manager *bm) {
     free(bm);
 }
 
-int ci_bm_num_blocks(const ci_block_manager *bm) { return bm->cfg.num_blocks; }
-int ci_bm_block_size(const ci_block_manager *bm) { return bm->cfg.block_size; }
-int ci_bm_num_free(const ci_block_manager *bm) { return bm->num_free; }
-int ci_bm_num_cached_free(const ci_block_manager *bm) { return bm->num_lru; }
-int ci_bm_num_available(const ci_block_manager *bm) { return bm->num_free + bm->num_lru; }
-int ci_bm_num_used(const ci_block_manager *bm) { return bm->num_used; }
-int ci_bm_watermark_blocks(const ci_block_manager *bm) { return bm->watermark_blocks; }
-int ci_bm_prefix_caching(const ci_block_manager *bm) { return bm->cfg.enable_prefix_caching; }
-ci_bm_stats ci_bm_get_stats(const ci_block_manager *bm) { return bm->stats; }
+int ci_bm_num_blocks(const ci_block_manager *bm) {
+    return bm->cfg.num_blocks;
+}
+int ci_bm_block_size(const ci_block_manager *bm) {
+    return bm->cfg.block_size;
+}
+int ci_bm_num_free(const ci_block_manager *bm) {
+    return bm->num_free;
+}
+int ci_bm_num_cached_free(const ci_block_manager *bm) {
+    return bm->num_lru;
+}
+int ci_bm_num_available(const ci_block_manager *bm) {
+    return bm->num_free + bm->num_lru;
+}
+int ci_bm_num_used(const ci_block_manager *bm) {
+    return bm->num_used;
+}
+int ci_bm_watermark_blocks(const ci_block_manager *bm) {
+    return bm->watermark_blocks;
+}
+int ci_bm_prefix_caching(const ci_block_manager *bm) {
+    return bm->cfg.enable_prefix_caching;
+}
+ci_bm_stats ci_bm_get_stats(const ci_block_manager *bm) {
+    return bm->stats;
+}
 
 int ci_bm_ref_count(const ci_block_manager *bm, int b) {
     return b >= 0 && b < bm->cfg.num_blocks ? bm->blocks[b].ref : -1;
@@ -144,8 +167,14 @@ void ci_bm_set_hash_fn(ci_block_manager *bm, ci_block_hash_fn fn, void *ctx) {
 
 static void lru_remove(ci_block_manager *bm, int32_t id) {
     block *b = &bm->blocks[id];
-    if (b->prev >= 0) bm->blocks[b->prev].next = b->next; else bm->lru_head = b->next;
-    if (b->next >= 0) bm->blocks[b->next].prev = b->prev; else bm->lru_tail = b->prev;
+    if (b->prev >= 0)
+        bm->blocks[b->prev].next = b->next;
+    else
+        bm->lru_head = b->next;
+    if (b->next >= 0)
+        bm->blocks[b->next].prev = b->prev;
+    else
+        bm->lru_tail = b->prev;
     b->prev = b->next = -1;
     bm->num_lru--;
 }
@@ -154,7 +183,10 @@ static void lru_push_tail(ci_block_manager *bm, int32_t id) {
     block *b = &bm->blocks[id];
     b->prev = bm->lru_tail;
     b->next = -1;
-    if (bm->lru_tail >= 0) bm->blocks[bm->lru_tail].next = id; else bm->lru_head = id;
+    if (bm->lru_tail >= 0)
+        bm->blocks[bm->lru_tail].next = id;
+    else
+        bm->lru_head = id;
     bm->lru_tail = id;
     bm->num_lru++;
 }
@@ -174,7 +206,8 @@ static int32_t table_find(const ci_block_manager *bm, uint64_t hash, int32_t par
                           const int32_t *tokens) {
     size_t bytes = (size_t)bm->cfg.block_size * sizeof *tokens;
     uint32_t pgen = gen_of(bm, parent);
-    for (int32_t id = bm->buckets[hash & bm->bucket_mask]; id >= 0; id = bm->blocks[id].bucket_next) {
+    for (int32_t id = bm->buckets[hash & bm->bucket_mask]; id >= 0;
+         id = bm->blocks[id].bucket_next) {
         const block *b = &bm->blocks[id];
         if (b->hash == hash && b->parent == parent && b->parent_gen == pgen &&
             !memcmp(block_tokens(bm, id), tokens, bytes))
@@ -202,7 +235,8 @@ static void table_insert(ci_block_manager *bm, int32_t id, uint64_t hash, uint64
 static void table_remove(ci_block_manager *bm, int32_t id) {
     block *b = &bm->blocks[id];
     int32_t *p = &bm->buckets[b->hash & bm->bucket_mask];
-    while (*p >= 0 && *p != id) p = &bm->blocks[*p].bucket_next;
+    while (*p >= 0 && *p != id)
+        p = &bm->blocks[*p].bucket_next;
     if (*p == id) *p = b->bucket_next;
     b->bucket_next = -1;
     b->cached = 0;
@@ -302,31 +336,36 @@ ci_status ci_bm_allocate(ci_block_manager *bm, ci_sequence *seq, int num_new_tok
                          int use_watermark, ci_block_copy *copies, int *num_copies) {
     int bs = bm->cfg.block_size;
     if (num_new_tokens < 1)
-        return ci_errorf(CI_ERR_INVALID, "sequence %lld: allocate %d tokens", (long long)seq->id, num_new_tokens);
+        return ci_errorf(CI_ERR_INVALID, "sequence %lld: allocate %d tokens", (long long)seq->id,
+                         num_new_tokens);
     int64_t end = (int64_t)seq->num_computed_tokens + num_new_tokens;
     if (end > seq->num_tokens)
-        return ci_errorf(CI_ERR_INVALID, "sequence %lld: allocate up to token %lld but only %d are known",
+        return ci_errorf(CI_ERR_INVALID,
+                         "sequence %lld: allocate up to token %lld but only %d are known",
                          (long long)seq->id, (long long)end, seq->num_tokens);
     int need = ci_blocks_for_tokens((int)end, bs);
     if (need > seq->block_capacity)
         return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: needs %d blocks, table holds %d",
                          (long long)seq->id, need, seq->block_capacity);
     if (seq->num_blocks < ci_blocks_for_tokens(seq->num_computed_tokens, bs))
-        return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: %d blocks do not cover %d computed tokens",
+        return ci_errorf(CI_ERR_INTERNAL,
+                         "sequence %lld: %d blocks do not cover %d computed tokens",
                          (long long)seq->id, seq->num_blocks, seq->num_computed_tokens);
     int fresh = need > seq->num_blocks ? need - seq->num_blocks : 0;
     int first = seq->num_computed_tokens / bs; /* block the first new token lands in */
     int cow = 0;
     if (first < seq->num_blocks) {
         const block *b = &bm->blocks[seq->block_table[first]];
-        if (b->ref > 1) cow = 1;
+        if (b->ref > 1)
+            cow = 1;
         else if (b->cached)
             return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: would write into cached block %d",
                              (long long)seq->id, seq->block_table[first]);
     }
     int reserve = use_watermark ? bm->watermark_blocks : 0;
     if (ci_bm_num_available(bm) < fresh + cow + reserve)
-        return ci_errorf(CI_ERR_CAPACITY, "sequence %lld: needs %d KV blocks, %d available (%d reserved)",
+        return ci_errorf(CI_ERR_CAPACITY,
+                         "sequence %lld: needs %d KV blocks, %d available (%d reserved)",
                          (long long)seq->id, fresh + cow, ci_bm_num_available(bm), reserve);
     if (cow) {
         int32_t src = seq->block_table[first];
@@ -336,7 +375,8 @@ ci_status ci_bm_allocate(ci_block_manager *bm, ci_sequence *seq, int num_new_tok
         copies[(*num_copies)++] = (ci_block_copy){src, dst};
         bm->stats.cow_copies++;
     }
-    for (int i = 0; i < fresh; i++) seq->block_table[seq->num_blocks++] = take_block(bm);
+    for (int i = 0; i < fresh; i++)
+        seq->block_table[seq->num_blocks++] = take_block(bm);
     return ci_ok();
 }
 
@@ -345,7 +385,9 @@ int ci_bm_blocks_needed(const ci_block_manager *bm, const ci_sequence *seq, int 
     int need = ci_blocks_for_tokens(seq->num_computed_tokens + num_new_tokens, bs);
     int fresh = need > seq->num_blocks ? need - seq->num_blocks : 0;
     int first = seq->num_computed_tokens / bs;
-    if (num_new_tokens > 0 && first < seq->num_blocks && bm->blocks[seq->block_table[first]].ref > 1) fresh++;
+    if (num_new_tokens > 0 && first < seq->num_blocks &&
+        bm->blocks[seq->block_table[first]].ref > 1)
+        fresh++;
     return fresh;
 }
 
@@ -378,7 +420,8 @@ void ci_bm_cache_computed(ci_block_manager *bm, ci_sequence *seq) {
 }
 
 void ci_bm_free(ci_block_manager *bm, ci_sequence *seq) {
-    for (int i = seq->num_blocks - 1; i >= 0; i--) release_block(bm, seq->block_table[i]);
+    for (int i = seq->num_blocks - 1; i >= 0; i--)
+        release_block(bm, seq->block_table[i]);
     seq->num_blocks = 0;
     seq->cache_cursor = 0;
     seq->num_computed_tokens = 0;
@@ -412,28 +455,35 @@ ci_status ci_bm_check(const ci_block_manager *bm, ci_sequence *const *seqs, int 
     for (int s = 0; s < num_seqs; s++) {
         const ci_sequence *q = seqs[s];
         if (q->num_blocks < 0 || q->num_blocks > q->block_capacity)
-            return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: %d blocks (capacity %d)", (long long)q->id,
-                             q->num_blocks, q->block_capacity);
+            return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: %d blocks (capacity %d)",
+                             (long long)q->id, q->num_blocks, q->block_capacity);
         if (q->num_blocks * bs < q->num_computed_tokens)
-            return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: %d blocks do not cover %d computed tokens",
+            return ci_errorf(CI_ERR_INTERNAL,
+                             "sequence %lld: %d blocks do not cover %d computed tokens",
                              (long long)q->id, q->num_blocks, q->num_computed_tokens);
         for (int i = 0; i < q->num_blocks; i++) {
             int32_t id = q->block_table[i];
             if (id < 0 || id >= n)
-                return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: block table[%d] = %d out of range",
+                return ci_errorf(CI_ERR_INTERNAL,
+                                 "sequence %lld: block table[%d] = %d out of range",
                                  (long long)q->id, i, id);
             refs[id]++;
             /* A registered block it has computed must hold its tokens and
              * chain to the previous entry of its table. */
             const block *b = &bm->blocks[id];
             if (b->cached && (i + 1) * bs <= q->num_computed_tokens) {
-                if (memcmp(block_tokens(bm, id), q->tokens + (size_t)i * bs, (size_t)bs * sizeof(int32_t)))
-                    return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: cached block %d at table[%d] holds other tokens",
-                                     (long long)q->id, id, i);
+                if (memcmp(block_tokens(bm, id), q->tokens + (size_t)i * bs,
+                           (size_t)bs * sizeof(int32_t)))
+                    return ci_errorf(
+                        CI_ERR_INTERNAL,
+                        "sequence %lld: cached block %d at table[%d] holds other tokens",
+                        (long long)q->id, id, i);
                 int32_t want = i ? q->block_table[i - 1] : -1;
                 if (b->parent != want || b->parent_gen != gen_of(bm, want))
-                    return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: cached block %d at table[%d] chains to %d, table has %d",
-                                     (long long)q->id, id, i, b->parent, want);
+                    return ci_errorf(
+                        CI_ERR_INTERNAL,
+                        "sequence %lld: cached block %d at table[%d] chains to %d, table has %d",
+                        (long long)q->id, id, i, b->parent, want);
             }
         }
     }
@@ -441,11 +491,12 @@ ci_status ci_bm_check(const ci_block_manager *bm, ci_sequence *const *seqs, int 
     for (int id = 0; id < n; id++) {
         const block *b = &bm->blocks[id];
         if (b->ref != refs[id])
-            return ci_errorf(CI_ERR_INTERNAL, "block %d: ref count %d but %d table entries", id, b->ref, refs[id]);
+            return ci_errorf(CI_ERR_INTERNAL, "block %d: ref count %d but %d table entries", id,
+                             b->ref, refs[id]);
         int want = b->ref > 0 ? IN_USED : b->cached ? IN_LRU : IN_FREE;
         if (b->where != want)
-            return ci_errorf(CI_ERR_INTERNAL, "block %d: ref %d cached %d in set %d, expected %d", id, b->ref,
-                             b->cached, b->where, want);
+            return ci_errorf(CI_ERR_INTERNAL, "block %d: ref %d cached %d in set %d, expected %d",
+                             id, b->ref, b->cached, b->where, want);
         used += b->where == IN_USED;
         nfree += b->where == IN_FREE;
         nlru += b->where == IN_LRU;
@@ -454,35 +505,46 @@ ci_status ci_bm_check(const ci_block_manager *bm, ci_sequence *const *seqs, int 
             if (!bm->cfg.enable_prefix_caching)
                 return ci_errorf(CI_ERR_INTERNAL, "block %d: cached with prefix caching off", id);
             int found = 0;
-            for (int32_t j = bm->buckets[b->hash & bm->bucket_mask]; j >= 0; j = bm->blocks[j].bucket_next) {
-                if (j == id) found = 1;
+            for (int32_t j = bm->buckets[b->hash & bm->bucket_mask]; j >= 0;
+                 j = bm->blocks[j].bucket_next) {
+                if (j == id)
+                    found = 1;
                 else if (bm->blocks[j].cached && bm->blocks[j].hash == b->hash &&
-                         bm->blocks[j].parent == b->parent && bm->blocks[j].parent_gen == b->parent_gen &&
-                         !memcmp(block_tokens(bm, j), block_tokens(bm, id), (size_t)bs * sizeof(int32_t)))
+                         bm->blocks[j].parent == b->parent &&
+                         bm->blocks[j].parent_gen == b->parent_gen &&
+                         !memcmp(block_tokens(bm, j), block_tokens(bm, id),
+                                 (size_t)bs * sizeof(int32_t)))
                     return ci_errorf(CI_ERR_INTERNAL, "blocks %d and %d: same cached key", id, j);
             }
-            if (!found) return ci_errorf(CI_ERR_INTERNAL, "block %d: cached but not in its hash bucket", id);
+            if (!found)
+                return ci_errorf(CI_ERR_INTERNAL, "block %d: cached but not in its hash bucket",
+                                 id);
             if (bm->hash_fn(b->parent_hash, block_tokens(bm, id), bs, bm->hash_ctx) != b->hash)
-                return ci_errorf(CI_ERR_INTERNAL, "block %d: stored hash does not match its tokens", id);
+                return ci_errorf(CI_ERR_INTERNAL, "block %d: stored hash does not match its tokens",
+                                 id);
         }
     }
     if (used != bm->num_used || nfree != bm->num_free || nlru != bm->num_lru)
-        return ci_errorf(CI_ERR_INTERNAL, "set sizes: used %d/%d free %d/%d cached %d/%d", used, bm->num_used,
-                         nfree, bm->num_free, nlru, bm->num_lru);
+        return ci_errorf(CI_ERR_INTERNAL, "set sizes: used %d/%d free %d/%d cached %d/%d", used,
+                         bm->num_used, nfree, bm->num_free, nlru, bm->num_lru);
     if (nreg != bm->num_registered)
-        return ci_errorf(CI_ERR_INTERNAL, "%d blocks cached but table counts %d", nreg, bm->num_registered);
+        return ci_errorf(CI_ERR_INTERNAL, "%d blocks cached but table counts %d", nreg,
+                         bm->num_registered);
     int chained = 0;
     for (uint64_t k = 0; k <= bm->bucket_mask; k++)
         for (int32_t j = bm->buckets[k]; j >= 0; j = bm->blocks[j].bucket_next) {
             if (++chained > n) return ci_errorf(CI_ERR_INTERNAL, "hash bucket chains loop");
             if (!bm->blocks[j].cached || (bm->blocks[j].hash & bm->bucket_mask) != k)
-                return ci_errorf(CI_ERR_INTERNAL, "block %d: in hash bucket %llu wrongly", j, (unsigned long long)k);
+                return ci_errorf(CI_ERR_INTERNAL, "block %d: in hash bucket %llu wrongly", j,
+                                 (unsigned long long)k);
         }
-    if (chained != nreg) return ci_errorf(CI_ERR_INTERNAL, "hash table holds %d, %d cached", chained, nreg);
+    if (chained != nreg)
+        return ci_errorf(CI_ERR_INTERNAL, "hash table holds %d, %d cached", chained, nreg);
     for (int i = 0; i < bm->num_free; i++) {
         int32_t id = bm->free_stack[i];
         if (id < 0 || id >= n || bm->blocks[id].where != IN_FREE || refs[id] != 0)
-            return ci_errorf(CI_ERR_INTERNAL, "free list entry %d = block %d not free or listed twice", i, id);
+            return ci_errorf(CI_ERR_INTERNAL,
+                             "free list entry %d = block %d not free or listed twice", i, id);
         refs[id] = -1; /* refs[] of free blocks were 0: mark as listed */
     }
     int walked = 0;
@@ -493,6 +555,7 @@ ci_status ci_bm_check(const ci_block_manager *bm, ci_sequence *const *seqs, int 
         if (bm->blocks[j].next < 0 && bm->lru_tail != j)
             return ci_errorf(CI_ERR_INTERNAL, "LRU tail %d, list ends at %d", bm->lru_tail, j);
     }
-    if (walked != bm->num_lru) return ci_errorf(CI_ERR_INTERNAL, "LRU list %d long, count %d", walked, bm->num_lru);
+    if (walked != bm->num_lru)
+        return ci_errorf(CI_ERR_INTERNAL, "LRU list %d long, count %d", walked, bm->num_lru);
     return ci_ok();
 }

@@ -56,7 +56,7 @@ typedef struct ci_bm_stats {
     int64_t prefix_hit_tokens;     /* of those, served from the cache */
     int64_t evictions;             /* cached blocks reused for new data */
     int64_t cow_copies;
-    int64_t dedups;                /* computed blocks swapped for a cached twin */
+    int64_t dedups; /* computed blocks swapped for a cached twin */
 } ci_bm_stats;
 
 /* Hash of one full block given its parent's hash (test hook replaces it). */
@@ -111,8 +111,8 @@ ci_status ci_bm_allocate(ci_block_manager *bm, ci_sequence *seq, int num_new_tok
 int ci_bm_blocks_needed(const ci_block_manager *bm, const ci_sequence *seq, int num_new_tokens);
 
 /* Slot for one more token (decode): ci_bm_allocate(seq, 1). */
-static inline ci_status ci_bm_append_slot(ci_block_manager *bm, ci_sequence *seq, ci_block_copy *copy,
-                                          int *num_copies) {
+static inline ci_status ci_bm_append_slot(ci_block_manager *bm, ci_sequence *seq,
+                                          ci_block_copy *copy, int *num_copies) {
     return ci_bm_allocate(bm, seq, 1, 0, copy, num_copies);
 }
 

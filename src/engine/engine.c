@@ -18,8 +18,8 @@ typedef struct eng_sample {
     ci_detok_stream *detok;
     char *text; /* output text so far (stop string cut off) */
     size_t len, cap;
-    size_t emitted; /* bytes already returned */
-    int done;       /* finish reported */
+    size_t emitted;           /* bytes already returned */
+    int done;                 /* finish reported */
     ci_engine_logprob cur_lp; /* logprob of this step's token */
 } eng_sample;
 
@@ -35,9 +35,9 @@ typedef struct eng_request {
     eng_sample *samples;
     ci_engine_logprob *plp; /* prompt logprobs, positions 1..num_prompt-1 */
     int num_plp, plp_reported, num_prompt, retired;
-    int forked; /* the first token was sampled: samples 1..n-1 exist */
-    struct eng_request *next;              /* dead list */
-    struct eng_request *lprev, *lnext;     /* live list */
+    int forked;                        /* the first token was sampled: samples 1..n-1 exist */
+    struct eng_request *next;          /* dead list */
+    struct eng_request *lprev, *lnext; /* live list */
 } eng_request;
 
 struct ci_engine {
@@ -52,11 +52,11 @@ struct ci_engine {
     int V, max_model_len;
     int32_t eos_ids[16];
     int num_eos;
-    float *logits;     /* [max_num_batched_tokens][V] */
-    float *row;        /* [V] processed logits */
-    float *lsm;        /* [V] log-softmax of the raw row */
-    int32_t *counts;   /* [V] scratch, kept zero */
-    uint32_t *stamp;   /* [V] */
+    float *logits;   /* [max_num_batched_tokens][V] */
+    float *row;      /* [V] processed logits */
+    float *lsm;      /* [V] log-softmax of the raw row */
+    int32_t *counts; /* [V] scratch, kept zero */
+    uint32_t *stamp; /* [V] */
     uint32_t stamp_gen;
     int32_t *copy_src, *copy_dst;
     int copy_cap;
@@ -99,7 +99,8 @@ ci_engine_sampling ci_engine_default_sampling(void) {
 }
 
 static void add_eos(ci_engine *e, int64_t id) {
-    if (id < 0 || id >= e->V || e->num_eos >= (int)(sizeof e->eos_ids / sizeof e->eos_ids[0])) return;
+    if (id < 0 || id >= e->V || e->num_eos >= (int)(sizeof e->eos_ids / sizeof e->eos_ids[0]))
+        return;
     for (int i = 0; i < e->num_eos; i++)
         if (e->eos_ids[i] == id) return;
     e->eos_ids[e->num_eos++] = (int32_t)id;
@@ -126,7 +127,8 @@ static void free_request(eng_request *r) {
         free(r->samples[i].text);
     }
     free(r->samples);
-    for (int i = 0; i < r->sp.num_stop; i++) free(r->stop[i]);
+    for (int i = 0; i < r->sp.num_stop; i++)
+        free(r->stop[i]);
     free(r->stop);
     free(r->stop_len);
     free(r->stop_ids);
@@ -179,7 +181,8 @@ ci_status ci_engine_create(const ci_engine_config *cfg_in, ci_engine **out) {
     if (cfg.block_size < 1 || cfg.block_size > 1024)
         return ci_errorf(CI_ERR_INVALID, "engine: block size %d outside [1, 1024]", cfg.block_size);
     if (cfg.max_num_batched_tokens < 1)
-        return ci_errorf(CI_ERR_INVALID, "engine: max_num_batched_tokens %d < 1", cfg.max_num_batched_tokens);
+        return ci_errorf(CI_ERR_INVALID, "engine: max_num_batched_tokens %d < 1",
+                         cfg.max_num_batched_tokens);
     if (cfg.max_num_seqs < 1)
         return ci_errorf(CI_ERR_INVALID, "engine: max_num_seqs %d < 1", cfg.max_num_seqs);
     if (cfg.kv_cache_tokens < 0 || cfg.kv_cache_memory < 0)
@@ -208,8 +211,10 @@ ci_status ci_engine_create(const ci_engine_config *cfg_in, ci_engine **out) {
     if (s.code) goto fail;
     e->V = e->model->cfg.vocab_size;
     e->max_model_len = e->model->cfg.max_position_embeddings;
-    if (e->model->rope.max_positions < e->max_model_len) e->max_model_len = e->model->rope.max_positions;
-    for (int i = 0; i < e->model->cfg.num_eos_token_ids; i++) add_eos(e, e->model->cfg.eos_token_ids[i]);
+    if (e->model->rope.max_positions < e->max_model_len)
+        e->max_model_len = e->model->rope.max_positions;
+    for (int i = 0; i < e->model->cfg.num_eos_token_ids; i++)
+        add_eos(e, e->model->cfg.eos_token_ids[i]);
     load_generation_config_eos(e, cfg.model_dir);
     if (e->tok) add_eos(e, ci_tokenizer_eos_id(e->tok));
 
@@ -222,7 +227,8 @@ ci_status ci_engine_create(const ci_engine_config *cfg_in, ci_engine **out) {
         blocks = (cfg.kv_cache_tokens + bs - 1) / bs;
     } else {
         size_t budget = cfg.kv_cache_memory > 0 ? (size_t)cfg.kv_cache_memory : (size_t)256 << 20;
-        blocks = ci_kv_blocks_for_budget(budget, mc->num_layers, mc->num_kv_heads, mc->head_dim, (int)dsz, bs);
+        blocks = ci_kv_blocks_for_budget(budget, mc->num_layers, mc->num_kv_heads, mc->head_dim,
+                                         (int)dsz, bs);
         if (cfg.kv_cache_memory <= 0) {
             /* default: max_num_seqs x 4k tokens, capped by the 256 MiB budget */
             int64_t want = ((int64_t)cfg.max_num_seqs * 4096 + bs - 1) / bs;
@@ -258,7 +264,8 @@ ci_status ci_engine_create(const ci_engine_config *cfg_in, ci_engine **out) {
     e->counts = calloc(V, sizeof(int32_t));
     e->stamp = calloc(V, sizeof(uint32_t));
     if (!e->logits || !e->row || !e->lsm || !e->counts || !e->stamp) {
-        s = ci_errorf(CI_ERR_NOMEM, "engine: out of memory (logits for %d tokens)", cfg.max_num_batched_tokens);
+        s = ci_errorf(CI_ERR_NOMEM, "engine: out of memory (logits for %d tokens)",
+                      cfg.max_num_batched_tokens);
         goto fail;
     }
     e->m.num_kv_blocks = (int)blocks;
@@ -270,11 +277,21 @@ fail:
     return s;
 }
 
-ci_model *ci_engine_model(ci_engine *e) { return e->model; }
-ci_tokenizer *ci_engine_tokenizer(ci_engine *e) { return e->tok; }
-ci_scheduler *ci_engine_scheduler(ci_engine *e) { return e->sched; }
-int ci_engine_vocab_size(const ci_engine *e) { return e->V; }
-int ci_engine_max_model_len(const ci_engine *e) { return e->max_model_len; }
+ci_model *ci_engine_model(ci_engine *e) {
+    return e->model;
+}
+ci_tokenizer *ci_engine_tokenizer(ci_engine *e) {
+    return e->tok;
+}
+ci_scheduler *ci_engine_scheduler(ci_engine *e) {
+    return e->sched;
+}
+int ci_engine_vocab_size(const ci_engine *e) {
+    return e->V;
+}
+int ci_engine_max_model_len(const ci_engine *e) {
+    return e->max_model_len;
+}
 
 static uint64_t splitmix64(uint64_t x) {
     x += 0x9E3779B97F4A7C15ull;
@@ -285,20 +302,28 @@ static uint64_t splitmix64(uint64_t x) {
 
 /* ---- add / abort ---- */
 
-static ci_status validate(const ci_engine *e, const int32_t *prompt, int np, const ci_engine_sampling *p) {
+static ci_status validate(const ci_engine *e, const int32_t *prompt, int np,
+                          const ci_engine_sampling *p) {
     if (np < 1 || !prompt) return ci_errorf(CI_ERR_INVALID, "request: empty prompt");
     for (int i = 0; i < np; i++)
         if (prompt[i] < 0 || prompt[i] >= e->V)
-            return ci_errorf(CI_ERR_INVALID, "request: prompt token %d = %d outside the vocabulary [0, %d)", i,
+            return ci_errorf(CI_ERR_INVALID,
+                             "request: prompt token %d = %d outside the vocabulary [0, %d)", i,
                              prompt[i], e->V);
-    if (p->max_tokens < 1) return ci_errorf(CI_ERR_INVALID, "request: max_tokens must be >= 1 (got %d)", p->max_tokens);
+    if (p->max_tokens < 1)
+        return ci_errorf(CI_ERR_INVALID, "request: max_tokens must be >= 1 (got %d)",
+                         p->max_tokens);
     if (!(p->temperature >= 0.0f) || isinf(p->temperature))
-        return ci_errorf(CI_ERR_INVALID, "request: temperature must be >= 0 (got %g)", (double)p->temperature);
+        return ci_errorf(CI_ERR_INVALID, "request: temperature must be >= 0 (got %g)",
+                         (double)p->temperature);
     if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
-        return ci_errorf(CI_ERR_INVALID, "request: top_p must be in (0, 1] (got %g)", (double)p->top_p);
-    if (p->top_k < -1) return ci_errorf(CI_ERR_INVALID, "request: top_k must be >= -1 (got %d)", p->top_k);
+        return ci_errorf(CI_ERR_INVALID, "request: top_p must be in (0, 1] (got %g)",
+                         (double)p->top_p);
+    if (p->top_k < -1)
+        return ci_errorf(CI_ERR_INVALID, "request: top_k must be >= -1 (got %d)", p->top_k);
     if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
-        return ci_errorf(CI_ERR_INVALID, "request: min_p must be in [0, 1] (got %g)", (double)p->min_p);
+        return ci_errorf(CI_ERR_INVALID, "request: min_p must be in [0, 1] (got %g)",
+                         (double)p->min_p);
     if (!(p->repetition_penalty > 0.0f) || isinf(p->repetition_penalty))
         return ci_errorf(CI_ERR_INVALID, "request: repetition_penalty must be > 0 (got %g)",
                          (double)p->repetition_penalty);
@@ -309,31 +334,37 @@ static ci_status validate(const ci_engine *e, const int32_t *prompt, int np, con
         return ci_errorf(CI_ERR_INVALID, "request: frequency_penalty must be in [-2, 2] (got %g)",
                          (double)p->frequency_penalty);
     if (p->min_tokens < 0 || p->min_tokens > p->max_tokens)
-        return ci_errorf(CI_ERR_INVALID, "request: min_tokens must be in [0, max_tokens] (got %d)", p->min_tokens);
+        return ci_errorf(CI_ERR_INVALID, "request: min_tokens must be in [0, max_tokens] (got %d)",
+                         p->min_tokens);
     if (p->n < 1 || p->n > e->cfg.max_num_seqs)
-        return ci_errorf(CI_ERR_INVALID, "request: n must be in [1, max_num_seqs %d] (got %d)", e->cfg.max_num_seqs,
-                         p->n);
+        return ci_errorf(CI_ERR_INVALID, "request: n must be in [1, max_num_seqs %d] (got %d)",
+                         e->cfg.max_num_seqs, p->n);
     if (p->logprobs > CI_MAX_LOGPROBS || p->prompt_logprobs > CI_MAX_LOGPROBS)
         return ci_errorf(CI_ERR_INVALID, "request: at most %d logprobs", CI_MAX_LOGPROBS);
     if (p->num_stop < 0 || p->num_stop_token_ids < 0 || (p->num_stop && !p->stop) ||
         (p->num_stop_token_ids && !p->stop_token_ids))
         return ci_errorf(CI_ERR_INVALID, "request: bad stop lists");
     for (int i = 0; i < p->num_stop; i++)
-        if (!p->stop[i] || !p->stop[i][0]) return ci_errorf(CI_ERR_INVALID, "request: empty stop string");
+        if (!p->stop[i] || !p->stop[i][0])
+            return ci_errorf(CI_ERR_INVALID, "request: empty stop string");
     for (int i = 0; i < p->num_stop_token_ids; i++)
         if (p->stop_token_ids[i] < 0 || p->stop_token_ids[i] >= e->V)
-            return ci_errorf(CI_ERR_INVALID, "request: stop token id %d outside [0, %d)", p->stop_token_ids[i], e->V);
+            return ci_errorf(CI_ERR_INVALID, "request: stop token id %d outside [0, %d)",
+                             p->stop_token_ids[i], e->V);
     if (np >= e->max_model_len)
-        return ci_errorf(CI_ERR_CAPACITY, "request: prompt has %d tokens; the model's context is %d", np,
+        return ci_errorf(CI_ERR_CAPACITY,
+                         "request: prompt has %d tokens; the model's context is %d", np,
                          e->max_model_len);
     if ((int64_t)np + p->max_tokens > e->max_model_len)
-        return ci_errorf(CI_ERR_CAPACITY, "request: prompt (%d) + max_tokens (%d) exceeds the model's context %d",
+        return ci_errorf(CI_ERR_CAPACITY,
+                         "request: prompt (%d) + max_tokens (%d) exceeds the model's context %d",
                          np, p->max_tokens, e->max_model_len);
     return ci_ok();
 }
 
-ci_status ci_engine_add_request(ci_engine *e, const int32_t *prompt, int num_prompt, const ci_engine_sampling *sp_in,
-                                int priority, int64_t *request_id) {
+ci_status ci_engine_add_request(ci_engine *e, const int32_t *prompt, int num_prompt,
+                                const ci_engine_sampling *sp_in, int priority,
+                                int64_t *request_id) {
     if (request_id) *request_id = -1;
     ci_engine_sampling sp = sp_in ? *sp_in : ci_engine_default_sampling();
     CI_TRY(validate(e, prompt, num_prompt, &sp));
@@ -364,17 +395,21 @@ ci_status ci_engine_add_request(ci_engine *e, const int32_t *prompt, int num_pro
     }
     int nstop = sp.num_stop;
     sp.num_stop = 0; /* until copied: free_request frees num_stop strings */
-    if (!s.code) sp.num_stop = nstop;
+    if (!s.code)
+        sp.num_stop = nstop;
     else {
         /* free the partial copy */
-        for (int i = 0; r->stop && i < nstop; i++) free(r->stop[i]);
+        for (int i = 0; r->stop && i < nstop; i++)
+            free(r->stop[i]);
         free(r->stop);
         r->stop = NULL;
     }
     if (!s.code && sp.num_stop_token_ids > 0) {
         r->stop_ids = malloc(sizeof(int32_t) * (size_t)sp.num_stop_token_ids);
-        if (!r->stop_ids) s = ci_errorf(CI_ERR_NOMEM, "request: out of memory");
-        else memcpy(r->stop_ids, sp.stop_token_ids, sizeof(int32_t) * (size_t)sp.num_stop_token_ids);
+        if (!r->stop_ids)
+            s = ci_errorf(CI_ERR_NOMEM, "request: out of memory");
+        else
+            memcpy(r->stop_ids, sp.stop_token_ids, sizeof(int32_t) * (size_t)sp.num_stop_token_ids);
     }
     sp.stop = NULL;
     sp.stop_token_ids = NULL;
@@ -384,7 +419,8 @@ ci_status ci_engine_add_request(ci_engine *e, const int32_t *prompt, int num_pro
         if (!r->plp) s = ci_errorf(CI_ERR_NOMEM, "request: out of memory");
     }
     for (int i = 0; !s.code && i < sp.n; i++)
-        if (e->tok) s = ci_detok_stream_create(e->tok, sp.skip_special_tokens != 0, &r->samples[i].detok);
+        if (e->tok)
+            s = ci_detok_stream_create(e->tok, sp.skip_special_tokens != 0, &r->samples[i].detok);
     if (s.code) {
         free_request(r);
         return s;
@@ -415,10 +451,11 @@ ci_status ci_engine_add_request(ci_engine *e, const int32_t *prompt, int num_pro
     return ci_ok();
 }
 
-ci_status ci_engine_add_request_text(ci_engine *e, const char *text, const ci_engine_sampling *sp, int priority,
-                                     int64_t *request_id) {
+ci_status ci_engine_add_request_text(ci_engine *e, const char *text, const ci_engine_sampling *sp,
+                                     int priority, int64_t *request_id) {
     if (request_id) *request_id = -1;
-    if (!e->tok) return ci_errorf(CI_ERR_INVALID, "request: the model has no tokenizer; give token ids");
+    if (!e->tok)
+        return ci_errorf(CI_ERR_INVALID, "request: the model has no tokenizer; give token ids");
     if (!text) return ci_errorf(CI_ERR_INVALID, "request: no prompt");
     int32_t *ids = NULL;
     size_t n = 0;
@@ -432,7 +469,9 @@ ci_status ci_engine_add_request_text(ci_engine *e, const char *text, const ci_en
 ci_status ci_engine_abort(ci_engine *e, int64_t request_id) {
     int num = 0;
     ci_status s = ci_sched_abort(e->sched, request_id, &num);
-    if (s.code) return ci_errorf(CI_ERR_INVALID, "abort: unknown or finished request %lld", (long long)request_id);
+    if (s.code)
+        return ci_errorf(CI_ERR_INVALID, "abort: unknown or finished request %lld",
+                         (long long)request_id);
     return ci_ok();
 }
 
@@ -458,10 +497,12 @@ ci_engine_metrics ci_engine_get_metrics(const ci_engine *e) {
 
 /* ---- step helpers ---- */
 
-static ci_status grow(void **p, int *cap, int need, size_t elem, int nptr, void **extra[], size_t extra_elem[]) {
+static ci_status grow(void **p, int *cap, int need, size_t elem, int nptr, void **extra[],
+                      size_t extra_elem[]) {
     if (need <= *cap) return ci_ok();
     int nc = *cap ? *cap : 16;
-    while (nc < need) nc *= 2;
+    while (nc < need)
+        nc *= 2;
     void *np = realloc(*p, elem * (size_t)nc);
     if (!np) return ci_errorf(CI_ERR_NOMEM, "engine: out of memory");
     *p = np;
@@ -494,8 +535,10 @@ static void process_logits(ci_engine *e, const eng_request *r, const ci_sequence
     int nout = ci_seq_num_output(q);
     if (nout < p->min_tokens) {
         if (!p->ignore_eos)
-            for (int i = 0; i < e->num_eos; i++) row[e->eos_ids[i]] = -INFINITY;
-        for (int i = 0; i < p->num_stop_token_ids; i++) row[r->stop_ids[i]] = -INFINITY;
+            for (int i = 0; i < e->num_eos; i++)
+                row[e->eos_ids[i]] = -INFINITY;
+        for (int i = 0; i < p->num_stop_token_ids; i++)
+            row[r->stop_ids[i]] = -INFINITY;
     }
     if (p->repetition_penalty != 1.0f) {
         uint32_t g = ++e->stamp_gen;
@@ -512,7 +555,8 @@ static void process_logits(ci_engine *e, const eng_request *r, const ci_sequence
         }
     }
     if (p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f) {
-        for (int i = q->num_prompt_tokens; i < q->num_tokens; i++) e->counts[q->tokens[i]]++;
+        for (int i = q->num_prompt_tokens; i < q->num_tokens; i++)
+            e->counts[q->tokens[i]]++;
         for (int i = q->num_prompt_tokens; i < q->num_tokens; i++) {
             int32_t t = q->tokens[i];
             int c = e->counts[t];
@@ -524,7 +568,8 @@ static void process_logits(ci_engine *e, const eng_request *r, const ci_sequence
 }
 
 /* Top-k of lsm plus the given token's value. */
-static void fill_logprob(const ci_engine *e, const float *lsm, int k, int32_t token, ci_engine_logprob *lp) {
+static void fill_logprob(const ci_engine *e, const float *lsm, int k, int32_t token,
+                         ci_engine_logprob *lp) {
     lp->token = token;
     lp->logprob = lsm[token];
     lp->num_top = 0;
@@ -559,7 +604,8 @@ static ci_status text_append(eng_sample *smp, const char *t, size_t n) {
     if (n == 0) return ci_ok();
     if (smp->len + n + 1 > smp->cap) {
         size_t nc = smp->cap ? smp->cap : 64;
-        while (nc < smp->len + n + 1) nc *= 2;
+        while (nc < smp->len + n + 1)
+            nc *= 2;
         char *p = realloc(smp->text, nc);
         if (!p) return ci_errorf(CI_ERR_NOMEM, "engine: out of memory (text)");
         smp->text = p;
@@ -615,7 +661,8 @@ static ci_status push_output(ci_engine *e, eng_request *r, int idx, int has_toke
     eng_sample *smp = &r->samples[idx];
     void **extra[2] = {(void **)&e->out_tokens, (void **)&e->out_lp};
     size_t esz[2] = {sizeof(int32_t), sizeof(ci_engine_logprob *)};
-    CI_TRY(grow((void **)&e->outs, &e->outs_cap, e->num_outs + 1, sizeof(ci_engine_output), 2, extra, esz));
+    CI_TRY(grow((void **)&e->outs, &e->outs_cap, e->num_outs + 1, sizeof(ci_engine_output), 2,
+                extra, esz));
     ci_engine_output *o = &e->outs[e->num_outs];
     memset(o, 0, sizeof *o);
     o->request_id = r->id;
@@ -713,7 +760,8 @@ static ci_status run_sampling(ci_engine *e, const ci_sched_output *o, const int3
             int idx = en->samples > 1 ? j : q->sample_index;
             int32_t t = ci_sampler_sample_stream(e->sampler, e->row, &sp, (uint64_t)idx, step);
             e->sampled[k++] = t;
-            if (want_lp && idx < r->n) fill_logprob(e, e->lsm, r->sp.logprobs, t, &r->samples[idx].cur_lp);
+            if (want_lp && idx < r->n)
+                fill_logprob(e, e->lsm, r->sp.logprobs, t, &r->samples[idx].cur_lp);
         }
     }
     return ci_ok();
@@ -722,8 +770,10 @@ static ci_status run_sampling(ci_engine *e, const ci_sched_output *o, const int3
 static void retire_request(ci_engine *e, eng_request *r) {
     if (r->retired) return;
     r->retired = 1;
-    if (r->lprev) r->lprev->lnext = r->lnext;
-    else e->live = r->lnext;
+    if (r->lprev)
+        r->lprev->lnext = r->lnext;
+    else
+        e->live = r->lnext;
     if (r->lnext) r->lnext->lprev = r->lprev;
     r->next = e->dead;
     e->dead = r;
@@ -738,7 +788,8 @@ static ci_status pop_finished(ci_engine *e) {
         ci_status s = ci_ok();
         if (r) {
             int idx = q->sample_index;
-            ci_finish_reason fr = q->finish_reason != CI_FINISH_NONE ? q->finish_reason : CI_FINISH_ABORT;
+            ci_finish_reason fr =
+                q->finish_reason != CI_FINISH_NONE ? q->finish_reason : CI_FINISH_ABORT;
             if (!r->samples[idx].done) s = push_output(e, r, idx, 0, 0, fr, NULL);
             /* a request that ended before its fork: its other samples too */
             if (q->parent_id < 0 && !r->forked)
@@ -766,19 +817,22 @@ ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_o
         if (o->num_copies > 0) {
             void **extra[1] = {(void **)&e->copy_dst};
             size_t esz[1] = {sizeof(int32_t)};
-            CI_TRY(grow((void **)&e->copy_src, &e->copy_cap, o->num_copies, sizeof(int32_t), 1, extra, esz));
+            CI_TRY(grow((void **)&e->copy_src, &e->copy_cap, o->num_copies, sizeof(int32_t), 1,
+                        extra, esz));
             for (int i = 0; i < o->num_copies; i++) {
                 e->copy_src[i] = o->copies[i].src;
                 e->copy_dst[i] = o->copies[i].dst;
             }
             if (!e->be->ops->copy_blocks)
-                return ci_errorf(CI_ERR_UNSUPPORTED, "engine: backend %s has no copy_blocks", e->be->name);
+                return ci_errorf(CI_ERR_UNSUPPORTED, "engine: backend %s has no copy_blocks",
+                                 e->be->name);
             CI_TRY(e->be->ops->copy_blocks(e->be, e->kv, e->copy_src, e->copy_dst, o->num_copies));
         }
         const ci_batch *b;
         CI_TRY(ci_batch_build(&e->bb, o, &b));
         CI_TRY(ci_model_forward(e->model, b, e->kv, e->logits));
-        CI_TRY(grow((void **)&e->sampled, &e->sampled_cap, o->num_samples + 1, sizeof(int32_t), 0, NULL, NULL));
+        CI_TRY(grow((void **)&e->sampled, &e->sampled_cap, o->num_samples + 1, sizeof(int32_t), 0,
+                    NULL, NULL));
         CI_TRY(run_sampling(e, o, e->bb.logits_start));
         const ci_sched_result *res;
         int nres;
@@ -789,7 +843,9 @@ ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_o
              * result comes first in the same step */
             for (int j = i - 1; !q->user && j >= 0; j--)
                 if (res[j].seq->id == q->parent_id) q->user = res[j].seq->user;
-            if (!q->user) return ci_errorf(CI_ERR_INTERNAL, "engine: sequence %lld has no request", (long long)q->id);
+            if (!q->user)
+                return ci_errorf(CI_ERR_INTERNAL, "engine: sequence %lld has no request",
+                                 (long long)q->id);
             CI_TRY(on_token(e, q, res[i].token, res[i].finished));
         }
     }

@@ -28,16 +28,16 @@
 
 typedef struct ci_engine_config {
     const char *model_dir;
-    const char *device;          /* "cpu" (default) */
-    int num_threads;             /* 0 = all cores */
-    int block_size;              /* 16 */
-    int max_num_batched_tokens;  /* 2048 */
-    int max_num_seqs;            /* 256 */
-    int64_t kv_cache_tokens;     /* 0 = from kv_cache_memory or the default */
-    int64_t kv_cache_memory;     /* bytes; 0 = default */
-    int enable_prefix_caching;   /* 1 */
-    int aging_steps;             /* 100 */
-    ci_progress_fn progress;     /* weight-loading progress (may be NULL) */
+    const char *device;         /* "cpu" (default) */
+    int num_threads;            /* 0 = all cores */
+    int block_size;             /* 16 */
+    int max_num_batched_tokens; /* 2048 */
+    int max_num_seqs;           /* 256 */
+    int64_t kv_cache_tokens;    /* 0 = from kv_cache_memory or the default */
+    int64_t kv_cache_memory;    /* bytes; 0 = default */
+    int enable_prefix_caching;  /* 1 */
+    int aging_steps;            /* 100 */
+    ci_progress_fn progress;    /* weight-loading progress (may be NULL) */
     void *progress_user;
 } ci_engine_config;
 
@@ -61,9 +61,9 @@ typedef struct ci_engine_sampling {
     const char *const *stop; /* stop strings */
     int num_stop;
     int ignore_eos;
-    int n;               /* 1 */
-    int logprobs;        /* -1 = off, else top-k (0..20) + the sampled token */
-    int prompt_logprobs; /* -1 = off, else top-k per prompt position */
+    int n;                   /* 1 */
+    int logprobs;            /* -1 = off, else top-k (0..20) + the sampled token */
+    int prompt_logprobs;     /* -1 = off, else top-k per prompt position */
     int skip_special_tokens; /* 1 */
 } ci_engine_sampling;
 
@@ -71,7 +71,7 @@ ci_engine_sampling ci_engine_default_sampling(void);
 
 typedef struct ci_engine_logprob {
     int32_t token;
-    float logprob;       /* the token's log-prob (unprocessed log-softmax) */
+    float logprob; /* the token's log-prob (unprocessed log-softmax) */
     int num_top;
     int32_t top_ids[CI_MAX_LOGPROBS];
     float top_logprobs[CI_MAX_LOGPROBS];
@@ -84,8 +84,8 @@ typedef struct ci_engine_output {
     int num_token_ids;
     const char *text; /* new text (not NUL-terminated), may be empty */
     size_t text_len;
-    ci_finish_reason finish_reason; /* CI_FINISH_NONE while running */
-    const ci_engine_logprob *logprobs; /* one per new token, or NULL */
+    ci_finish_reason finish_reason;           /* CI_FINISH_NONE while running */
+    const ci_engine_logprob *logprobs;        /* one per new token, or NULL */
     const ci_engine_logprob *prompt_logprobs; /* positions 1.. of the prompt */
     int num_prompt_logprobs;
 } ci_engine_output;
@@ -93,7 +93,7 @@ typedef struct ci_engine_output {
 typedef struct ci_engine_metrics {
     int num_running, num_waiting;
     int64_t num_preemptions;
-    double kv_usage;     /* used blocks / total, 0..1 */
+    double kv_usage; /* used blocks / total, 0..1 */
     int num_kv_blocks, kv_blocks_used, peak_kv_blocks_used;
     int block_size;
     int64_t prefix_cache_queried_tokens, prefix_cache_hit_tokens;

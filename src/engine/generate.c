@@ -34,7 +34,8 @@ static ci_status bufs_alloc(seq_bufs *b, int chunk, int nblocks) {
         bufs_free(b);
         return ci_errorf(CI_ERR_NOMEM, "generate: out of memory");
     }
-    for (int i = 0; i < nblocks; i++) b->blocks[i] = i; /* sequential block table */
+    for (int i = 0; i < nblocks; i++)
+        b->blocks[i] = i; /* sequential block table */
     return ci_ok();
 }
 
@@ -49,7 +50,8 @@ static ci_status run_chunk(ci_model *m, ci_kv_cache *kv, seq_bufs *b, const int3
         b->pos[i] = p;
         b->slots[i] = b->blocks[p / kv->block_size] * kv->block_size + p % kv->block_size;
     }
-    for (int i = 0; i < nlogits; i++) b->lidx[i] = T - nlogits + i;
+    for (int i = 0; i < nlogits; i++)
+        b->lidx[i] = T - nlogits + i;
     ci_batch batch = {0};
     batch.num_tokens = T;
     batch.num_seqs = 1;
@@ -67,8 +69,8 @@ static ci_status run_chunk(ci_model *m, ci_kv_cache *kv, seq_bufs *b, const int3
     return ci_model_forward(m, &batch, kv, logits);
 }
 
-ci_status ci_generate(ci_model *m, const int32_t *prompt, int n_prompt,
-                      const ci_generate_params *p, int32_t *out_tokens, ci_generate_stats *stats) {
+ci_status ci_generate(ci_model *m, const int32_t *prompt, int n_prompt, const ci_generate_params *p,
+                      int32_t *out_tokens, ci_generate_stats *stats) {
     ci_generate_stats st = {0};
     if (stats) *stats = st;
     if (n_prompt <= 0) return ci_errorf(CI_ERR_INVALID, "generate: empty prompt");
@@ -94,8 +96,10 @@ ci_status ci_generate(ci_model *m, const int32_t *prompt, int n_prompt,
     ci_status s = logits ? ci_ok() : ci_errorf(CI_ERR_NOMEM, "generate: out of memory");
     if (s.code == CI_OK) s = ci_sampler_create(V, &smp);
     if (s.code == CI_OK) s = ci_model_kv_cache_create(m, nblocks, bs, &kv);
-    if (s.code == CI_OK) s = bufs_alloc(&b, chunk, nblocks);
-    else memset(&b, 0, sizeof b);
+    if (s.code == CI_OK)
+        s = bufs_alloc(&b, chunk, nblocks);
+    else
+        memset(&b, 0, sizeof b);
     st.prompt_tokens = n_prompt;
     double t0 = ci_now_s();
     for (int c0 = 0; s.code == CI_OK && c0 < n_prompt; c0 += chunk) {
@@ -150,8 +154,8 @@ ci_status ci_perplexity(ci_model *m, const int32_t *ids, int n, int ctx, double 
     const int V = m->cfg.vocab_size;
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= V)
-            return ci_errorf(CI_ERR_INVALID, "perplexity: token %d = %d outside [0, %d)", i,
-                             ids[i], V);
+            return ci_errorf(CI_ERR_INVALID, "perplexity: token %d = %d outside [0, %d)", i, ids[i],
+                             V);
     int chunk = m->max_batch_tokens < m->max_logits ? m->max_batch_tokens : m->max_logits;
     if (chunk > ctx) chunk = ctx;
     const int bs = 16;
@@ -161,8 +165,10 @@ ci_status ci_perplexity(ci_model *m, const int32_t *ids, int n, int ctx, double 
     float *logits = malloc(sizeof(float) * (size_t)chunk * (size_t)V);
     ci_status s = logits ? ci_ok() : ci_errorf(CI_ERR_NOMEM, "perplexity: out of memory");
     if (s.code == CI_OK) s = ci_model_kv_cache_create(m, nblocks, bs, &kv);
-    if (s.code == CI_OK) s = bufs_alloc(&b, chunk, nblocks);
-    else memset(&b, 0, sizeof b);
+    if (s.code == CI_OK)
+        s = bufs_alloc(&b, chunk, nblocks);
+    else
+        memset(&b, 0, sizeof b);
     double nll = 0.0;
     long cnt = 0;
     for (int w0 = 0; s.code == CI_OK && w0 < n; w0 += ctx) {

@@ -16,26 +16,26 @@ typedef int (*ci_token_fn)(int32_t token, int index, void *user);
 
 typedef struct ci_generate_params {
     int max_new_tokens;
-    int block_size;            /* KV block size; 0 = 16 */
+    int block_size; /* KV block size; 0 = 16 */
     ci_sampling_params sampling;
-    const int32_t *stop_ids;   /* generation ends after emitting one of these */
+    const int32_t *stop_ids; /* generation ends after emitting one of these */
     int num_stop_ids;
-    ci_token_fn on_token;      /* may be NULL */
+    ci_token_fn on_token; /* may be NULL */
     void *user;
-    float *prompt_logits;      /* optional [vocab]: logits at the last prompt position */
+    float *prompt_logits; /* optional [vocab]: logits at the last prompt position */
 } ci_generate_params;
 
 typedef struct ci_generate_stats {
     int prompt_tokens;
     int generated_tokens;
-    int stopped; /* 1: a stop id, 2: the callback, 0: max_new_tokens */
+    int stopped;      /* 1: a stop id, 2: the callback, 0: max_new_tokens */
     double prefill_s; /* prompt forward passes (incl. first-token logits) */
     double decode_s;  /* the decode steps after the first token */
 } ci_generate_stats;
 
 /* out_tokens (may be NULL) receives up to max_new_tokens ids; stats may be NULL. */
-ci_status ci_generate(ci_model *m, const int32_t *prompt, int n_prompt,
-                      const ci_generate_params *p, int32_t *out_tokens, ci_generate_stats *stats);
+ci_status ci_generate(ci_model *m, const int32_t *prompt, int n_prompt, const ci_generate_params *p,
+                      int32_t *out_tokens, ci_generate_stats *stats);
 
 /* Mean next-token NLL of ids over non-overlapping windows of ctx tokens
  * (the last may be shorter), each run from an empty cache; a window's first

@@ -98,10 +98,12 @@ double ci_log_softmax(const float *logits, int n, float *out) {
     for (int i = 0; i < n; i++)
         if (logits[i] > m) m = logits[i];
     double sum = 0.0;
-    for (int i = 0; i < n; i++) sum += exp((double)logits[i] - (double)m);
+    for (int i = 0; i < n; i++)
+        sum += exp((double)logits[i] - (double)m);
     double lse = (double)m + log(sum);
     if (out)
-        for (int i = 0; i < n; i++) out[i] = (float)((double)logits[i] - lse);
+        for (int i = 0; i < n; i++)
+            out[i] = (float)((double)logits[i] - lse);
     return lse;
 }
 
@@ -126,8 +128,10 @@ static void select_top(cand *c, int n, int k) {
         cand pivot = c[lo + (hi - lo) / 2];
         int i = lo, j = hi;
         while (i <= j) {
-            while (before(&c[i], &pivot)) i++;
-            while (before(&pivot, &c[j])) j--;
+            while (before(&c[i], &pivot))
+                i++;
+            while (before(&pivot, &c[j]))
+                j--;
             if (i <= j) {
                 cand t = c[i];
                 c[i] = c[j];
@@ -173,7 +177,8 @@ static int filter(ci_sampler *s, const float *logits, const ci_sampling_params *
     }
     /* probabilities over the remaining set */
     double sum = 0.0;
-    for (int i = 0; i < n; i++) sum += exp((double)c[i].v - (double)m);
+    for (int i = 0; i < n; i++)
+        sum += exp((double)c[i].v - (double)m);
     float pmax = 0.0f;
     for (int i = 0; i < n; i++) {
         c[i].v = (float)(exp((double)c[i].v - (double)m) / sum);
@@ -224,8 +229,10 @@ static int filter(ci_sampler *s, const float *logits, const ci_sampling_params *
     }
     if (!sorted) qsort(c, (size_t)n, sizeof *c, cmp_cand);
     double tot = 0.0;
-    for (int i = 0; i < n; i++) tot += c[i].v;
-    for (int i = 0; i < n; i++) c[i].v = (float)(c[i].v / tot);
+    for (int i = 0; i < n; i++)
+        tot += c[i].v;
+    for (int i = 0; i < n; i++)
+        c[i].v = (float)(c[i].v / tot);
     return n;
 }
 
@@ -253,7 +260,8 @@ void ci_sampler_probs(ci_sampler *s, const float *logits, const ci_sampling_para
         return;
     }
     int n = filter(s, logits, p);
-    for (int i = 0; i < n; i++) probs[s->c[i].id] = s->c[i].v;
+    for (int i = 0; i < n; i++)
+        probs[s->c[i].id] = s->c[i].v;
 }
 
 double ci_philox_uniform3(uint64_t seed, uint64_t stream, uint64_t step) {

@@ -41,7 +41,8 @@ ci_status ci_sched_create(const ci_sched_config *cfg, ci_scheduler **out) {
         return ci_errorf(CI_ERR_INVALID,
                          "scheduler: max_num_batched_tokens %d, max_num_seqs %d must be >= 1, "
                          "aging_steps %d and max_model_len %d >= 0",
-                         cfg->max_num_batched_tokens, cfg->max_num_seqs, cfg->aging_steps, cfg->max_model_len);
+                         cfg->max_num_batched_tokens, cfg->max_num_seqs, cfg->aging_steps,
+                         cfg->max_model_len);
     ci_scheduler *s = calloc(1, sizeof *s);
     if (!s) return ci_errorf(CI_ERR_NOMEM, "scheduler: out of memory");
     s->cfg = *cfg;
@@ -51,8 +52,9 @@ ci_status ci_sched_create(const ci_sched_config *cfg, ci_scheduler **out) {
         return ci_status_wrap(st, "scheduler");
     }
     int64_t cache_tokens = (int64_t)cfg->block.num_blocks * cfg->block.block_size;
-    s->max_model_len = cfg->max_model_len > 0 && cfg->max_model_len < cache_tokens ? cfg->max_model_len
-                                                                                  : (int)cache_tokens;
+    s->max_model_len = cfg->max_model_len > 0 && cfg->max_model_len < cache_tokens
+                           ? cfg->max_model_len
+                           : (int)cache_tokens;
     int m = cfg->max_num_seqs;
     s->running = malloc((size_t)m * sizeof *s->running);
     s->out.entries = malloc((size_t)m * sizeof *s->out.entries);
@@ -60,7 +62,8 @@ ci_status ci_sched_create(const ci_sched_config *cfg, ci_scheduler **out) {
     s->out.preempted = malloc((size_t)m * sizeof *s->out.preempted);
     s->results = malloc((size_t)m * sizeof *s->results);
     s->scratch = malloc((size_t)m * sizeof *s->scratch);
-    if (!s->running || !s->out.entries || !s->out.copies || !s->out.preempted || !s->results || !s->scratch) {
+    if (!s->running || !s->out.entries || !s->out.copies || !s->out.preempted || !s->results ||
+        !s->scratch) {
         ci_sched_destroy(s);
         return ci_errorf(CI_ERR_NOMEM, "scheduler: out of memory for %d sequences", m);
     }
@@ -72,8 +75,10 @@ ci_status ci_sched_create(const ci_sched_config *cfg, ci_scheduler **out) {
 void ci_sched_destroy(ci_scheduler *s) {
     if (!s) return;
     if (s->running)
-        for (int i = 0; i < s->num_running; i++) ci_seq_destroy(s->running[i]);
-    for (int i = 0; i < s->num_waiting; i++) ci_seq_destroy(s->waiting[i]);
+        for (int i = 0; i < s->num_running; i++)
+            ci_seq_destroy(s->running[i]);
+    for (int i = 0; i < s->num_waiting; i++)
+        ci_seq_destroy(s->waiting[i]);
     for (ci_sequence *q = s->fin_head, *nx; q; q = nx) {
         nx = q->next_finished;
         ci_seq_destroy(q);
@@ -89,12 +94,24 @@ void ci_sched_destroy(ci_scheduler *s) {
     free(s);
 }
 
-int ci_sched_num_waiting(const ci_scheduler *s) { return s->num_waiting; }
-int ci_sched_num_running(const ci_scheduler *s) { return s->num_running; }
-int ci_sched_has_unfinished(const ci_scheduler *s) { return s->num_waiting + s->num_running > 0; }
-ci_block_manager *ci_sched_block_manager(ci_scheduler *s) { return s->bm; }
-const ci_sched_config *ci_sched_get_config(const ci_scheduler *s) { return &s->cfg; }
-ci_sched_stats ci_sched_get_stats(const ci_scheduler *s) { return s->stats; }
+int ci_sched_num_waiting(const ci_scheduler *s) {
+    return s->num_waiting;
+}
+int ci_sched_num_running(const ci_scheduler *s) {
+    return s->num_running;
+}
+int ci_sched_has_unfinished(const ci_scheduler *s) {
+    return s->num_waiting + s->num_running > 0;
+}
+ci_block_manager *ci_sched_block_manager(ci_scheduler *s) {
+    return s->bm;
+}
+const ci_sched_config *ci_sched_get_config(const ci_scheduler *s) {
+    return &s->cfg;
+}
+ci_sched_stats ci_sched_get_stats(const ci_scheduler *s) {
+    return s->stats;
+}
 
 int ci_sched_max_blocks_per_seq(const ci_scheduler *s) {
     return ci_blocks_for_tokens(s->max_model_len, s->cfg.block.block_size);
@@ -111,12 +128,15 @@ ci_sequence *ci_sched_find(const ci_scheduler *s, int64_t seq_id) {
 static ci_status reserve_waiting(ci_scheduler *s, int need) {
     if (need <= s->waiting_cap) return ci_ok();
     int cap = s->waiting_cap ? s->waiting_cap : 64;
-    while (cap < need) cap *= 2;
+    while (cap < need)
+        cap *= 2;
     ci_sequence **w = realloc(s->waiting, (size_t)cap * sizeof *w);
     if (!w) return ci_errorf(CI_ERR_NOMEM, "scheduler: out of memory for %d queued sequences", cap);
     s->waiting = w;
-    ci_sequence **sc = realloc(s->scratch, ((size_t)cap + (size_t)s->cfg.max_num_seqs) * sizeof *sc);
-    if (!sc) return ci_errorf(CI_ERR_NOMEM, "scheduler: out of memory for %d queued sequences", cap);
+    ci_sequence **sc =
+        realloc(s->scratch, ((size_t)cap + (size_t)s->cfg.max_num_seqs) * sizeof *sc);
+    if (!sc)
+        return ci_errorf(CI_ERR_NOMEM, "scheduler: out of memory for %d queued sequences", cap);
     s->scratch = sc;
     s->waiting_cap = cap;
     return ci_ok();
@@ -124,9 +144,9 @@ static ci_status reserve_waiting(ci_scheduler *s, int need) {
 
 ci_status ci_sched_add(ci_scheduler *s, const ci_request_params *p, int64_t *group_id) {
     if (group_id) *group_id = -1;
-    if (!p->prompt || p->num_prompt < 1)
-        return ci_errorf(CI_ERR_INVALID, "request: empty prompt");
-    if (p->max_tokens < 1) return ci_errorf(CI_ERR_INVALID, "request: max_tokens %d < 1", p->max_tokens);
+    if (!p->prompt || p->num_prompt < 1) return ci_errorf(CI_ERR_INVALID, "request: empty prompt");
+    if (p->max_tokens < 1)
+        return ci_errorf(CI_ERR_INVALID, "request: max_tokens %d < 1", p->max_tokens);
     if (p->n < 1 || p->n > s->cfg.max_num_seqs)
         return ci_errorf(CI_ERR_INVALID, "request: n = %d not in [1, max_num_seqs = %d]", p->n,
                          s->cfg.max_num_seqs);
@@ -136,11 +156,13 @@ ci_status ci_sched_add(ci_scheduler *s, const ci_request_params *p, int64_t *gro
         s->stats.rejected++;
         int64_t need = (total + bs - 1) / bs;
         if (need > s->cfg.block.num_blocks)
-            return ci_errorf(CI_ERR_CAPACITY,
-                             "request: prompt %d + max_tokens %d tokens need %lld KV blocks of %d tokens, "
-                             "but the cache has only %d blocks",
-                             p->num_prompt, p->max_tokens, (long long)need, bs, s->cfg.block.num_blocks);
-        return ci_errorf(CI_ERR_CAPACITY, "request: prompt %d + max_tokens %d tokens exceed max_model_len %d",
+            return ci_errorf(
+                CI_ERR_CAPACITY,
+                "request: prompt %d + max_tokens %d tokens need %lld KV blocks of %d tokens, "
+                "but the cache has only %d blocks",
+                p->num_prompt, p->max_tokens, (long long)need, bs, s->cfg.block.num_blocks);
+        return ci_errorf(CI_ERR_CAPACITY,
+                         "request: prompt %d + max_tokens %d tokens exceed max_model_len %d",
                          p->num_prompt, p->max_tokens, s->max_model_len);
     }
     CI_TRY(reserve_waiting(s, s->live_reserved + p->n));
@@ -189,8 +211,10 @@ static void add_entry(ci_scheduler *s, ci_sequence *q, int n) {
     e->samples = e->start + n == q->num_tokens ? 1 + q->num_forks_pending : 0;
     o->num_tokens += n;
     o->num_samples += e->samples;
-    if (q->num_tokens - q->num_computed_tokens == 1) o->num_decode_tokens += n;
-    else o->num_prefill_tokens += n;
+    if (q->num_tokens - q->num_computed_tokens == 1)
+        o->num_decode_tokens += n;
+    else
+        o->num_prefill_tokens += n;
     q->scheduled_step = s->step;
 }
 
@@ -222,15 +246,18 @@ ci_status ci_sched_schedule(ci_scheduler *s, const ci_sched_output **out) {
     ci_sched_output *o = &s->out;
     *out = o;
     if (!s->updated && o->num_entries > 0)
-        return ci_errorf(CI_ERR_INVALID, "schedule: step %lld was never passed to update()", (long long)o->step);
+        return ci_errorf(CI_ERR_INVALID, "schedule: step %lld was never passed to update()",
+                         (long long)o->step);
     s->step++;
     s->updated = 0;
     o->step = s->step;
     o->num_entries = o->num_tokens = o->num_samples = o->num_copies = o->num_preempted = 0;
     o->num_decode_tokens = o->num_prefill_tokens = o->num_admitted = 0;
     *out = o;
-    for (int i = 0; i < s->num_running; i++) refresh_priority(s, s->running[i]);
-    for (int i = 0; i < s->num_waiting; i++) refresh_priority(s, s->waiting[i]);
+    for (int i = 0; i < s->num_running; i++)
+        refresh_priority(s, s->running[i]);
+    for (int i = 0; i < s->num_waiting; i++)
+        refresh_priority(s, s->waiting[i]);
     qsort(s->running, (size_t)s->num_running, sizeof *s->running, seq_cmp_qsort);
 
     int budget = s->cfg.max_num_batched_tokens;
@@ -284,7 +311,8 @@ ci_status ci_sched_schedule(ci_scheduler *s, const ci_sched_output **out) {
             int hit = ci_bm_match_prefix(s->bm, q);
             int rem = q->num_tokens - q->num_computed_tokens;
             int n = rem < budget ? rem : budget;
-            ci_status st = ci_bm_allocate(s->bm, q, n, s->num_running > 0, o->copies, &o->num_copies);
+            ci_status st =
+                ci_bm_allocate(s->bm, q, n, s->num_running > 0, o->copies, &o->num_copies);
             if (st.code != CI_OK) {
                 ci_bm_free(s->bm, q);
                 q->num_cached_tokens = 0;
@@ -336,10 +364,12 @@ ci_status ci_sched_finish(ci_scheduler *s, ci_sequence *q, ci_finish_reason reas
     }
     if (q->state == CI_SEQ_RUNNING) {
         if (!remove_from(s->running, &s->num_running, q))
-            return ci_errorf(CI_ERR_INVALID, "finish: sequence %lld is not running here", (long long)q->id);
+            return ci_errorf(CI_ERR_INVALID, "finish: sequence %lld is not running here",
+                             (long long)q->id);
         s->running_slots -= 1 + q->num_forks_pending;
     } else if (!remove_from(s->waiting, &s->num_waiting, q)) {
-        return ci_errorf(CI_ERR_INVALID, "finish: sequence %lld is not queued here", (long long)q->id);
+        return ci_errorf(CI_ERR_INVALID, "finish: sequence %lld is not queued here",
+                         (long long)q->id);
     }
     s->live_reserved -= 1 + q->num_forks_pending;
     q->num_forks_pending = 0;
@@ -347,7 +377,10 @@ ci_status ci_sched_finish(ci_scheduler *s, ci_sequence *q, ci_finish_reason reas
     CI_TRY(ci_seq_transition(q, CI_SEQ_FINISHED));
     q->finish_reason = reason;
     q->next_finished = NULL;
-    if (s->fin_tail) s->fin_tail->next_finished = q; else s->fin_head = q;
+    if (s->fin_tail)
+        s->fin_tail->next_finished = q;
+    else
+        s->fin_head = q;
     s->fin_tail = q;
     s->stats.finished++;
     return ci_ok();
@@ -390,8 +423,8 @@ ci_status ci_sched_update(ci_scheduler *s, const int32_t *tokens, int num_tokens
     *num_results = 0;
     if (s->updated) return ci_errorf(CI_ERR_INVALID, "update: no schedule() output to update");
     if (num_tokens != o->num_samples || (num_tokens > 0 && !tokens))
-        return ci_errorf(CI_ERR_INVALID, "update: %d sampled tokens given, step %lld expects %d", num_tokens,
-                         (long long)o->step, o->num_samples);
+        return ci_errorf(CI_ERR_INVALID, "update: %d sampled tokens given, step %lld expects %d",
+                         num_tokens, (long long)o->step, o->num_samples);
     s->updated = 1;
     int nres = 0, k = 0;
     for (int i = 0; i < o->num_entries; i++) {
@@ -403,13 +436,13 @@ ci_status ci_sched_update(ci_scheduler *s, const int32_t *tokens, int num_tokens
             continue;
         }
         if (q->num_computed_tokens != e->start)
-            return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: computed %d, scheduled from %d", (long long)q->id,
-                             q->num_computed_tokens, e->start);
+            return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: computed %d, scheduled from %d",
+                             (long long)q->id, q->num_computed_tokens, e->start);
         q->num_computed_tokens += e->num_new_tokens;
         ci_bm_cache_computed(s->bm, q);
         if (q->want_prompt_logprobs) {
             int lim = q->num_computed_tokens < q->num_prompt_tokens - 1 ? q->num_computed_tokens
-                                                                         : q->num_prompt_tokens - 1;
+                                                                        : q->num_prompt_tokens - 1;
             if (lim > q->prompt_logprobs_done) q->prompt_logprobs_done = lim;
         }
         if (samples == 0) continue;
@@ -456,20 +489,21 @@ ci_status ci_sched_update(ci_scheduler *s, const int32_t *tokens, int num_tokens
 ci_status ci_sched_check(ci_scheduler *s) {
     int n = 0, slots = 0, reserved = 0;
     if (s->num_running > s->cfg.max_num_seqs)
-        return ci_errorf(CI_ERR_INTERNAL, "%d running > max_num_seqs %d", s->num_running, s->cfg.max_num_seqs);
+        return ci_errorf(CI_ERR_INTERNAL, "%d running > max_num_seqs %d", s->num_running,
+                         s->cfg.max_num_seqs);
     for (int i = 0; i < s->num_running; i++) {
         ci_sequence *q = s->running[i];
         if (q->state != CI_SEQ_RUNNING)
-            return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: %s in the running list", (long long)q->id,
-                             ci_seq_state_name(q->state));
+            return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: %s in the running list",
+                             (long long)q->id, ci_seq_state_name(q->state));
         slots += 1 + q->num_forks_pending;
         s->scratch[n++] = q;
     }
     for (int i = 0; i < s->num_waiting; i++) {
         ci_sequence *q = s->waiting[i];
         if (q->state != CI_SEQ_WAITING && q->state != CI_SEQ_PREEMPTED)
-            return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: %s in the waiting list", (long long)q->id,
-                             ci_seq_state_name(q->state));
+            return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: %s in the waiting list",
+                             (long long)q->id, ci_seq_state_name(q->state));
         if (q->num_blocks != 0 || q->num_computed_tokens != 0)
             return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: waiting with %d blocks, %d computed",
                              (long long)q->id, q->num_blocks, q->num_computed_tokens);
@@ -478,8 +512,8 @@ ci_status ci_sched_check(ci_scheduler *s) {
     }
     reserved += slots;
     if (slots != s->running_slots || slots > s->cfg.max_num_seqs)
-        return ci_errorf(CI_ERR_INTERNAL, "running slots %d, counted %d (max %d)", s->running_slots, slots,
-                         s->cfg.max_num_seqs);
+        return ci_errorf(CI_ERR_INTERNAL, "running slots %d, counted %d (max %d)", s->running_slots,
+                         slots, s->cfg.max_num_seqs);
     if (reserved != s->live_reserved || reserved > s->waiting_cap)
         return ci_errorf(CI_ERR_INTERNAL, "live reservation %d, counted %d (queue capacity %d)",
                          s->live_reserved, reserved, s->waiting_cap);
@@ -487,12 +521,14 @@ ci_status ci_sched_check(ci_scheduler *s) {
         ci_sequence *q = s->scratch[i];
         if (q->num_computed_tokens < 0 || q->num_computed_tokens > q->num_tokens ||
             q->num_tokens > q->token_capacity || ci_seq_num_output(q) > q->max_tokens)
-            return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: computed %d of %d tokens (capacity %d)",
-                             (long long)q->id, q->num_computed_tokens, q->num_tokens, q->token_capacity);
+            return ci_errorf(
+                CI_ERR_INTERNAL, "sequence %lld: computed %d of %d tokens (capacity %d)",
+                (long long)q->id, q->num_computed_tokens, q->num_tokens, q->token_capacity);
     }
     for (ci_sequence *q = s->fin_head; q; q = q->next_finished)
         if (q->state != CI_SEQ_FINISHED || q->num_blocks != 0)
-            return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: finished list holds %s with %d blocks",
+            return ci_errorf(CI_ERR_INTERNAL,
+                             "sequence %lld: finished list holds %s with %d blocks",
                              (long long)q->id, ci_seq_state_name(q->state), q->num_blocks);
     return ci_bm_check(s->bm, s->scratch, n);
 }

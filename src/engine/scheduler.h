@@ -49,31 +49,31 @@ ci_sched_config ci_sched_default_config(void);
 typedef struct ci_request_params {
     const int32_t *prompt;
     int num_prompt;
-    int max_tokens; /* output tokens per sample, >= 1 */
-    int n;          /* samples, >= 1 */
-    int priority;   /* lower = more urgent */
+    int max_tokens;      /* output tokens per sample, >= 1 */
+    int n;               /* samples, >= 1 */
+    int priority;        /* lower = more urgent */
     int prompt_logprobs; /* want logits rows for prompt positions */
-    void *user;     /* copied to each sequence's user field */
+    void *user;          /* copied to each sequence's user field */
 } ci_request_params;
 
 /* One scheduled sequence: compute tokens [start, start + num_new_tokens). */
 typedef struct ci_sched_entry {
     ci_sequence *seq;
-    int start;          /* seq->num_computed_tokens when scheduled */
+    int start; /* seq->num_computed_tokens when scheduled */
     int num_new_tokens;
-    int samples;        /* 0: mid-prompt chunk; else tokens to sample from
-                           the last row (n for a group's first token, else 1) */
+    int samples; /* 0: mid-prompt chunk; else tokens to sample from
+                    the last row (n for a group's first token, else 1) */
 } ci_sched_entry;
 
 typedef struct ci_sched_output {
     int64_t step;
     ci_sched_entry *entries; /* decodes, running prefills, then admissions */
     int num_entries;
-    int num_tokens;          /* sum of num_new_tokens */
-    int num_samples;         /* sum of samples: tokens update() expects */
-    ci_block_copy *copies;   /* to apply before the forward pass */
+    int num_tokens;        /* sum of num_new_tokens */
+    int num_samples;       /* sum of samples: tokens update() expects */
+    ci_block_copy *copies; /* to apply before the forward pass */
     int num_copies;
-    int64_t *preempted;      /* sequence ids preempted this step */
+    int64_t *preempted; /* sequence ids preempted this step */
     int num_preempted;
     int num_decode_tokens, num_prefill_tokens, num_admitted;
 } ci_sched_output;
@@ -82,7 +82,7 @@ typedef struct ci_sched_output {
 typedef struct ci_sched_result {
     ci_sequence *seq; /* a forked sibling appears with its own result */
     int32_t token;
-    int finished;     /* 1: finished with reason length by update() */
+    int finished; /* 1: finished with reason length by update() */
 } ci_sched_result;
 
 typedef struct ci_sched_stats {

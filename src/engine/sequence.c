@@ -5,7 +5,9 @@
 
 static ci_status seq_alloc(int64_t id, int token_capacity, int block_size, ci_sequence **out) {
     *out = NULL;
-    if (block_size < 1) return ci_errorf(CI_ERR_INVALID, "sequence %lld: block size %d < 1", (long long)id, block_size);
+    if (block_size < 1)
+        return ci_errorf(CI_ERR_INVALID, "sequence %lld: block size %d < 1", (long long)id,
+                         block_size);
     ci_sequence *s = calloc(1, sizeof *s);
     if (!s) return ci_errorf(CI_ERR_NOMEM, "sequence %lld: out of memory", (long long)id);
     s->id = id;
@@ -32,7 +34,8 @@ ci_status ci_seq_create(int64_t id, const int32_t *prompt, int num_prompt, int m
     if (num_prompt < 1 || !prompt)
         return ci_errorf(CI_ERR_INVALID, "sequence %lld: empty prompt", (long long)id);
     if (max_tokens < 1)
-        return ci_errorf(CI_ERR_INVALID, "sequence %lld: max_tokens %d < 1", (long long)id, max_tokens);
+        return ci_errorf(CI_ERR_INVALID, "sequence %lld: max_tokens %d < 1", (long long)id,
+                         max_tokens);
     if (num_prompt > INT32_MAX / 2 || max_tokens > INT32_MAX / 2 - num_prompt)
         return ci_errorf(CI_ERR_INVALID, "sequence %lld: prompt %d + max_tokens %d too large",
                          (long long)id, num_prompt, max_tokens);
@@ -78,8 +81,9 @@ void ci_seq_destroy(ci_sequence *seq) {
 
 ci_status ci_seq_append(ci_sequence *seq, int32_t token) {
     if (seq->num_tokens >= seq->token_capacity)
-        return ci_errorf(CI_ERR_CAPACITY, "sequence %lld: already holds %d tokens (prompt %d + max_tokens %d)",
-                         (long long)seq->id, seq->num_tokens, seq->num_prompt_tokens, seq->max_tokens);
+        return ci_errorf(
+            CI_ERR_CAPACITY, "sequence %lld: already holds %d tokens (prompt %d + max_tokens %d)",
+            (long long)seq->id, seq->num_tokens, seq->num_prompt_tokens, seq->max_tokens);
     seq->tokens[seq->num_tokens++] = token;
     return ci_ok();
 }
@@ -94,8 +98,8 @@ ci_status ci_seq_transition(ci_sequence *seq, ci_seq_state to) {
     case CI_SEQ_FINISHED: ok = 0; break;
     }
     if (!ok)
-        return ci_errorf(CI_ERR_INVALID, "sequence %lld: illegal transition %s -> %s", (long long)seq->id,
-                         ci_seq_state_name(from), ci_seq_state_name(to));
+        return ci_errorf(CI_ERR_INVALID, "sequence %lld: illegal transition %s -> %s",
+                         (long long)seq->id, ci_seq_state_name(from), ci_seq_state_name(to));
     seq->state = to;
     return ci_ok();
 }

@@ -36,17 +36,17 @@ typedef enum ci_finish_reason {
 } ci_finish_reason;
 
 typedef struct ci_sequence {
-    int64_t id;        /* unique per sequence */
-    int64_t group_id;  /* the request: all n samples share it */
-    int64_t parent_id; /* sequence this one was forked from, -1 if none */
-    int sample_index;  /* 0..n-1 within the group */
+    int64_t id;            /* unique per sequence */
+    int64_t group_id;      /* the request: all n samples share it */
+    int64_t parent_id;     /* sequence this one was forked from, -1 if none */
+    int sample_index;      /* 0..n-1 within the group */
     int num_forks_pending; /* n-1 until the first token is sampled */
     ci_seq_state state;
     ci_finish_reason finish_reason;
 
-    int priority;          /* lower value = more urgent */
-    uint64_t arrival;      /* arrival order (samples inherit the parent's) */
-    int64_t arrival_step;  /* scheduler step at add time (for aging) */
+    int priority;           /* lower value = more urgent */
+    uint64_t arrival;       /* arrival order (samples inherit the parent's) */
+    int64_t arrival_step;   /* scheduler step at add time (for aging) */
     int effective_priority; /* priority after aging, refreshed each step */
 
     int32_t *tokens;

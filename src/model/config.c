@@ -64,8 +64,8 @@ static ci_status get_num(const json_t *obj, const char *prefix, const char *key,
     if (!v || json_is_null(v)) return ci_ok();
     if (!json_is_number(v) || !isfinite(json_number_value(v)) ||
         (positive && !(json_number_value(v) > 0)))
-        return ci_errorf(CI_ERR_FORMAT, CFG_FILE ": field '%s%s%s' must be a %snumber", prefix,
-                         dot, key, positive ? "positive " : "");
+        return ci_errorf(CI_ERR_FORMAT, CFG_FILE ": field '%s%s%s' must be a %snumber", prefix, dot,
+                         key, positive ? "positive " : "");
     /* Bounded so every later float32 conversion is defined. */
     if (fabs(json_number_value(v)) > 1e15)
         return ci_errorf(CI_ERR_FORMAT, CFG_FILE ": field '%s%s%s' is out of range (|x| <= 1e15)",
@@ -113,8 +113,7 @@ static ci_status parse_arch(const json_t *root, ci_model_config *c) {
     const json_t *a = json_object_get(root, "architectures");
     const char *name = NULL;
     if (a && !json_is_null(a)) {
-        if (!json_is_array(a) || json_array_size(a) == 0 ||
-            !json_is_string(json_array_get(a, 0)))
+        if (!json_is_array(a) || json_array_size(a) == 0 || !json_is_string(json_array_get(a, 0)))
             return ci_errorf(CI_ERR_FORMAT,
                              CFG_FILE ": field 'architectures' must be a non-empty array of "
                                       "strings");
@@ -163,9 +162,12 @@ static ci_status parse_dtype(const json_t *root, ci_model_config *c) {
     if (!json_is_string(v))
         return ci_errorf(CI_ERR_FORMAT, CFG_FILE ": field '%s' must be a string", key);
     const char *s = json_string_value(v);
-    if (!strcmp(s, "bfloat16")) c->dtype = CI_BF16;
-    else if (!strcmp(s, "float16")) c->dtype = CI_F16;
-    else if (!strcmp(s, "float32")) c->dtype = CI_F32;
+    if (!strcmp(s, "bfloat16"))
+        c->dtype = CI_BF16;
+    else if (!strcmp(s, "float16"))
+        c->dtype = CI_F16;
+    else if (!strcmp(s, "float32"))
+        c->dtype = CI_F32;
     /* anything else is informational only: the weights' own dtypes are checked */
     return ci_ok();
 }
@@ -186,8 +188,8 @@ static ci_status parse_tokens(const json_t *root, ci_model_config *c) {
     size_t n = json_is_array(v) ? json_array_size(v) : 1;
     if (n > sizeof c->eos_token_ids / sizeof c->eos_token_ids[0])
         return ci_errorf(CI_ERR_UNSUPPORTED,
-                         CFG_FILE ": field 'eos_token_id' lists %zu ids (at most %zu supported)",
-                         n, sizeof c->eos_token_ids / sizeof c->eos_token_ids[0]);
+                         CFG_FILE ": field 'eos_token_id' lists %zu ids (at most %zu supported)", n,
+                         sizeof c->eos_token_ids / sizeof c->eos_token_ids[0]);
     for (size_t i = 0; i < n; i++) {
         const json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
         long long x;
@@ -292,8 +294,8 @@ static ci_status parse_rope(const json_t *root, ci_model_config *c) {
     }
     if (!strcmp(t, "yarn")) {
         r->type = CI_ROPE_YARN;
-        CI_TRY(get_int(src, pfx, "original_max_position_embeddings", 0,
-                       c->max_position_embeddings, 1, &r->original_max_position));
+        CI_TRY(get_int(src, pfx, "original_max_position_embeddings", 0, c->max_position_embeddings,
+                       1, &r->original_max_position));
         CI_TRY(get_num(src, pfx, "factor", 1, &d, &present));
         if (present) {
             r->factor = d;
@@ -314,8 +316,10 @@ static ci_status parse_rope(const json_t *root, ci_model_config *c) {
             if (d < 0)
                 return ci_errorf(CI_ERR_FORMAT, CFG_FILE ": field '%s.%s' must be positive", pfx,
                                  betas[b]);
-            if (b == 0) r->beta_fast = d;
-            else r->beta_slow = d;
+            if (b == 0)
+                r->beta_fast = d;
+            else
+                r->beta_slow = d;
         }
         CI_TRY(get_num(src, pfx, "mscale", 0, &d, &present));
         if (present) r->mscale = d;
@@ -324,8 +328,8 @@ static ci_status parse_rope(const json_t *root, ci_model_config *c) {
         const json_t *tr = json_object_get(src, "truncate");
         if (tr && !json_is_null(tr)) {
             if (!json_is_boolean(tr))
-                return ci_errorf(CI_ERR_FORMAT, CFG_FILE ": field '%s.truncate' must be true or false",
-                                 pfx);
+                return ci_errorf(CI_ERR_FORMAT,
+                                 CFG_FILE ": field '%s.truncate' must be true or false", pfx);
             r->truncate = json_is_true(tr);
         }
         return ci_ok();
@@ -471,8 +475,8 @@ ci_status ci_config_load(const char *model_dir, ci_model_config *out) {
     fclose(f);
     if (!root) {
         if (rerr) return ci_errorf(CI_ERR_IO, "%s: read error", path);
-        return ci_errorf(CI_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", path,
-                         err.line, err.column, err.text);
+        return ci_errorf(CI_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", path, err.line,
+                         err.column, err.text);
     }
     ci_status s = parse_root(root, out);
     json_decref(root);

@@ -27,18 +27,18 @@ typedef enum ci_rope_type {
 
 typedef struct ci_rope_config {
     ci_rope_type type;
-    double theta;                    /* rope_theta (base) */
-    double factor;                   /* linear / llama3 / yarn scaling factor */
-    double low_freq_factor;          /* llama3 */
-    double high_freq_factor;         /* llama3 */
-    int original_max_position;       /* llama3 / yarn */
-    double beta_fast, beta_slow;     /* yarn */
-    double attention_factor;         /* yarn mscale; 0 = derive from factor */
-    double mscale, mscale_all_dim;   /* yarn (DeepSeek style); 0 = absent */
-    bool truncate;                   /* yarn: floor/ceil the correction range (true) */
-    int max_position;                /* max_position_embeddings (yarn default original) */
-    double partial_rotary_factor;    /* fraction of head_dim rotated (1.0) */
-    bool neox;                       /* rotate-half layout (HF Llama) vs GPT-J */
+    double theta;                  /* rope_theta (base) */
+    double factor;                 /* linear / llama3 / yarn scaling factor */
+    double low_freq_factor;        /* llama3 */
+    double high_freq_factor;       /* llama3 */
+    int original_max_position;     /* llama3 / yarn */
+    double beta_fast, beta_slow;   /* yarn */
+    double attention_factor;       /* yarn mscale; 0 = derive from factor */
+    double mscale, mscale_all_dim; /* yarn (DeepSeek style); 0 = absent */
+    bool truncate;                 /* yarn: floor/ceil the correction range (true) */
+    int max_position;              /* max_position_embeddings (yarn default original) */
+    double partial_rotary_factor;  /* fraction of head_dim rotated (1.0) */
+    bool neox;                     /* rotate-half layout (HF Llama) vs GPT-J */
 } ci_rope_config;
 
 typedef struct ci_model_config {
@@ -58,7 +58,7 @@ typedef struct ci_model_config {
     bool qkv_bias; /* Qwen2 (or attention_bias: true) */
     bool qk_norm;  /* Qwen3 */
     ci_rope_config rope;
-    ci_dtype dtype; /* torch_dtype / dtype of the checkpoint (informational) */
+    ci_dtype dtype;   /* torch_dtype / dtype of the checkpoint (informational) */
     int bos_token_id; /* -1 when absent */
     int eos_token_ids[8];
     int num_eos_token_ids;

@@ -30,8 +30,8 @@ static ci_tensor view(const ci_tensor *t, int64_t rows, int64_t cols) {
 void ci_model_free(ci_model *m) {
     if (!m) return;
     ci_backend *be = m->be;
-    ci_tensor *acts[] = {&m->x, &m->residual, &m->qkv, &m->attn_out, &m->gate_up,
-                         &m->mlp_out, &m->last_hidden, &m->logits};
+    ci_tensor *acts[] = {&m->x,       &m->residual, &m->qkv,         &m->attn_out,
+                         &m->gate_up, &m->mlp_out,  &m->last_hidden, &m->logits};
     for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
         if (acts[i]->data) ci_tensor_free(be, acts[i]);
     if (m->rope.cos_sin.data) ci_rope_table_free(be, &m->rope);
@@ -114,8 +114,7 @@ ci_status ci_model_load(const char *model_dir, ci_backend *be, const ci_model_op
     return ci_ok();
 }
 
-ci_status ci_model_kv_cache_create(ci_model *m, int num_blocks, int block_size,
-                                   ci_kv_cache **out) {
+ci_status ci_model_kv_cache_create(ci_model *m, int num_blocks, int block_size, ci_kv_cache **out) {
     return ci_kv_cache_create(m->be, m->cfg.num_layers, m->cfg.num_kv_heads, m->cfg.head_dim,
                               num_blocks, block_size, out);
 }
@@ -160,8 +159,7 @@ static ci_status check_batch(const ci_model *m, const ci_batch *b, const ci_kv_c
     return ci_ok();
 }
 
-ci_status ci_model_forward(ci_model *m, const ci_batch *batch, ci_kv_cache *kv,
-                           float *logits_out) {
+ci_status ci_model_forward(ci_model *m, const ci_batch *batch, ci_kv_cache *kv, float *logits_out) {
     CI_TRY(check_batch(m, batch, kv));
     ci_backend *be = m->be;
     const ci_backend_ops *ops = be->ops;

@@ -39,10 +39,8 @@ void ci_model_free(ci_model *m);
 
 /* Runs one step. logits_out (host) receives [batch->num_logits][vocab] F32.
  * batch arrays are host memory. */
-ci_status ci_model_forward(ci_model *m, const ci_batch *batch, ci_kv_cache *kv,
-                           float *logits_out);
+ci_status ci_model_forward(ci_model *m, const ci_batch *batch, ci_kv_cache *kv, float *logits_out);
 
-ci_status ci_model_kv_cache_create(ci_model *m, int num_blocks, int block_size,
-                                   ci_kv_cache **out);
+ci_status ci_model_kv_cache_create(ci_model *m, int num_blocks, int block_size, ci_kv_cache **out);
 
 #endif

@@ -25,7 +25,7 @@
 static double yarn_attention_factor(const ci_rope_config *rc) {
     if (rc->attention_factor > 0) return rc->attention_factor;
     double f = rc->factor;
-#define GET_MSCALE(scale, m) ((scale) <= 1 ? 1.0 : 0.1 * (m) * log(scale) + 1.0)
+#define GET_MSCALE(scale, m) ((scale) <= 1 ? 1.0 : 0.1 * (m)*log(scale) + 1.0)
     if (rc->mscale != 0 && rc->mscale_all_dim != 0)
         return GET_MSCALE(f, rc->mscale) / GET_MSCALE(f, rc->mscale_all_dim);
     return GET_MSCALE(f, 1.0);
@@ -40,7 +40,7 @@ static int yarn_original_max(const ci_rope_config *rc) {
 /* find_correction_range: [low, high] dims (as doubles; integral if truncate). */
 static void yarn_range(const ci_rope_config *rc, int dim, double *lo, double *hi) {
     double base = rc->theta, omax = yarn_original_max(rc);
-#define CORR_DIM(rot) ((dim * log(omax / ((rot) * 2 * M_PI))) / (2 * log(base)))
+#define CORR_DIM(rot) ((dim * log(omax / ((rot)*2 * M_PI))) / (2 * log(base)))
     double low = CORR_DIM(rc->beta_fast), high = CORR_DIM(rc->beta_slow);
 #undef CORR_DIM
     if (rc->truncate) {
@@ -57,11 +57,13 @@ void ci_rope_inv_freq(const ci_rope_config *rc, int rot_dim, double *inv_freq, d
     int half = rot_dim / 2;
     double base = rc->theta;
     *mscale = 1.0;
-    for (int i = 0; i < half; i++) inv_freq[i] = 1.0 / pow(base, (double)(2 * i) / rot_dim);
+    for (int i = 0; i < half; i++)
+        inv_freq[i] = 1.0 / pow(base, (double)(2 * i) / rot_dim);
     switch (rc->type) {
     case CI_ROPE_DEFAULT: break;
     case CI_ROPE_LINEAR:
-        for (int i = 0; i < half; i++) inv_freq[i] /= rc->factor;
+        for (int i = 0; i < half; i++)
+            inv_freq[i] /= rc->factor;
         break;
     case CI_ROPE_LLAMA3: {
         double old = rc->original_max_position;
@@ -104,14 +106,15 @@ static int rope_inv_freq_f32(const ci_rope_config *rc, int rot_dim, float *inv, 
     if (!pos_freqs) return 0;
     for (int i = 0; i < half; i++) {
         volatile float ex = (float)(2 * i) / (float)rot_dim; /* arange(...).float() / dim */
-        pos_freqs[i] = (float)pow((double)base, (double)ex);  /* base ** ex (float32) */
+        pos_freqs[i] = (float)pow((double)base, (double)ex); /* base ** ex (float32) */
         inv[i] = 1.0f / pos_freqs[i];
     }
     *mscale = 1.0f;
     switch (rc->type) {
     case CI_ROPE_DEFAULT: break;
     case CI_ROPE_LINEAR:
-        for (int i = 0; i < half; i++) inv[i] = inv[i] / (float)rc->factor;
+        for (int i = 0; i < half; i++)
+            inv[i] = inv[i] / (float)rc->factor;
         break;
     case CI_ROPE_LLAMA3: {
         double old = rc->original_max_position;
@@ -161,7 +164,8 @@ static int rope_inv_freq_f32(const ci_rope_config *rc, int rot_dim, float *inv, 
 
 ci_status ci_rope_table_create(ci_backend *be, const ci_model_config *cfg, int max_positions,
                                ci_rope_table *out) {
-    if (!be || !cfg || !out) return ci_errorf(CI_ERR_INVALID, "ci_rope_table_create: NULL argument");
+    if (!be || !cfg || !out)
+        return ci_errorf(CI_ERR_INVALID, "ci_rope_table_create: NULL argument");
     memset(out, 0, sizeof *out);
     if (max_positions <= 0) max_positions = cfg->max_position_embeddings;
     int rot = ci_config_rot_dim(cfg);

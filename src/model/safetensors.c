@@ -43,21 +43,25 @@ static int span_cmp(const void *a, const void *b) {
 
 void ci_safetensors_free_tensors(ci_st_tensor *tensors, size_t count) {
     if (!tensors) return;
-    for (size_t i = 0; i < count; i++) free(tensors[i].name);
+    for (size_t i = 0; i < count; i++)
+        free(tensors[i].name);
     free(tensors);
 }
 
 /* Known safetensors dtype names that cinfer does not load. */
-static const char *const k_other_dtypes[] = {"F64",  "I64",     "I16",     "I8",       "U8",
-                                             "U16",  "U32",     "U64",     "BOOL",     "F8_E4M3",
-                                             "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4",
-                                             "C64"};
+static const char *const k_other_dtypes[] = {
+    "F64",  "I64",     "I16",     "I8",      "U8",      "U16",     "U32", "U64",
+    "BOOL", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4",  "C64"};
 
 static int parse_dtype_name(const char *s, ci_dtype *out) {
-    if (!strcmp(s, "F32")) *out = CI_F32;
-    else if (!strcmp(s, "F16")) *out = CI_F16;
-    else if (!strcmp(s, "BF16")) *out = CI_BF16;
-    else if (!strcmp(s, "I32")) *out = CI_I32;
+    if (!strcmp(s, "F32"))
+        *out = CI_F32;
+    else if (!strcmp(s, "F16"))
+        *out = CI_F16;
+    else if (!strcmp(s, "BF16"))
+        *out = CI_BF16;
+    else if (!strcmp(s, "I32"))
+        *out = CI_I32;
     else {
         for (size_t i = 0; i < sizeof k_other_dtypes / sizeof k_other_dtypes[0]; i++)
             if (!strcmp(s, k_other_dtypes[i])) return 1; /* known, unsupported */
@@ -74,15 +78,15 @@ static int get_u64(const json_t *v, uint64_t *out) {
 }
 
 static ci_status parse_one(const char *path, const char *name, const json_t *desc,
-                           uint64_t file_size, uint64_t data_size, const uint8_t *data, ci_st_tensor *t,
-                           uint64_t *begin_out, uint64_t *end_out) {
+                           uint64_t file_size, uint64_t data_size, const uint8_t *data,
+                           ci_st_tensor *t, uint64_t *begin_out, uint64_t *end_out) {
     if (!json_is_object(desc))
         return ci_errorf(CI_ERR_FORMAT, "%s: tensor '%.100s': entry must be a JSON object", path,
                          name);
     const json_t *dt = json_object_get(desc, "dtype");
     if (!json_is_string(dt))
-        return ci_errorf(CI_ERR_FORMAT, "%s: tensor '%.100s': field 'dtype' missing or not a string",
-                         path, name);
+        return ci_errorf(CI_ERR_FORMAT,
+                         "%s: tensor '%.100s': field 'dtype' missing or not a string", path, name);
     int r = parse_dtype_name(json_string_value(dt), &t->dtype);
     if (r == 1)
         return ci_errorf(CI_ERR_UNSUPPORTED,
@@ -94,8 +98,8 @@ static ci_status parse_one(const char *path, const char *name, const json_t *des
 
     const json_t *sh = json_object_get(desc, "shape");
     if (!json_is_array(sh))
-        return ci_errorf(CI_ERR_FORMAT, "%s: tensor '%.100s': field 'shape' missing or not an array",
-                         path, name);
+        return ci_errorf(CI_ERR_FORMAT,
+                         "%s: tensor '%.100s': field 'shape' missing or not an array", path, name);
     size_t nd = json_array_size(sh);
     if (nd > CI_ST_MAX_DIMS)
         return ci_errorf(CI_ERR_UNSUPPORTED, "%s: tensor '%.100s': shape has %zu dims (at most %d)",
@@ -162,7 +166,8 @@ ci_status ci_safetensors_parse(const uint8_t *buf, size_t len, const char *path,
                          "%s: truncated file (%zu bytes; the 8-byte header length is missing)",
                          path, len);
     uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | buf[i];
+    for (int i = 7; i >= 0; i--)
+        hlen = (hlen << 8) | buf[i];
     if (hlen > len - 8)
         return ci_errorf(CI_ERR_IO,
                          "%s: header length %llu exceeds the file (%zu bytes; truncated?)", path,
@@ -250,7 +255,8 @@ ci_status ci_safetensors_parse(const uint8_t *buf, size_t len, const char *path,
             s = ci_errorf(CI_ERR_NOMEM, "%s: out of memory", path);
         } else {
             if (n > 1) {
-                for (size_t i = 0; i < n; i++) sorted[i] = ts[spans[i].idx];
+                for (size_t i = 0; i < n; i++)
+                    sorted[i] = ts[spans[i].idx];
             } else {
                 sorted[0] = ts[0];
             }
@@ -289,7 +295,9 @@ struct ci_checkpoint {
     int sharded;
 };
 
-static uint64_t name_hash(const char *s) { return XXH64(s, strlen(s), 0x5afe7e45ull); }
+static uint64_t name_hash(const char *s) {
+    return XXH64(s, strlen(s), 0x5afe7e45ull);
+}
 
 static const ci_st_tensor *find_in(const ci_st_tensor *ts, size_t n, const char *name) {
     for (size_t i = 0; i < n; i++)
@@ -344,7 +352,8 @@ void ci_checkpoint_close(ci_checkpoint *ck) {
 
 static ci_status build_index(ci_checkpoint *ck) {
     size_t cap = 16;
-    while (cap < ck->count * 2) cap <<= 1;
+    while (cap < ck->count * 2)
+        cap <<= 1;
     ck->slots = calloc(cap, sizeof *ck->slots);
     if (!ck->slots) return ci_errorf(CI_ERR_NOMEM, "checkpoint index: out of memory");
     ck->cap = cap;
@@ -427,7 +436,8 @@ static ci_status open_sharded(ci_checkpoint *ck, const char *dir, const char *in
             fi = ck->nfiles++;
             s = map_file(path, &ck->files[fi]);
             if (s.code != CI_OK) goto done;
-            for (size_t j = 0; j < ck->files[fi].count; j++) ck->files[fi].tensors[j].file_index = fi;
+            for (size_t j = 0; j < ck->files[fi].count; j++)
+                ck->files[fi].tensors[j].file_index = fi;
         }
         const ci_st_tensor *t = find_in(ck->files[fi].tensors, ck->files[fi].count, key);
         if (!t) {
@@ -483,13 +493,17 @@ const ci_st_tensor *ci_checkpoint_find(const ci_checkpoint *ck, const char *name
     return NULL;
 }
 
-size_t ci_checkpoint_num_tensors(const ci_checkpoint *ck) { return ck ? ck->count : 0; }
+size_t ci_checkpoint_num_tensors(const ci_checkpoint *ck) {
+    return ck ? ck->count : 0;
+}
 
 const ci_st_tensor *ci_checkpoint_tensor(const ci_checkpoint *ck, size_t i) {
     return ck && i < ck->count ? &ck->tensors[i] : NULL;
 }
 
-size_t ci_checkpoint_total_bytes(const ci_checkpoint *ck) { return ck ? ck->total_bytes : 0; }
+size_t ci_checkpoint_total_bytes(const ci_checkpoint *ck) {
+    return ck ? ck->total_bytes : 0;
+}
 
 const char *ci_checkpoint_file_name(const ci_checkpoint *ck, int file_index) {
     if (ck && file_index == -1)

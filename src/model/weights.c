@@ -34,8 +34,8 @@ static void fmt_shape(char *buf, size_t n, const ci_st_tensor *t) {
     size_t used = 0;
     used += (size_t)snprintf(buf + used, n - used, "[");
     for (int i = 0; i < t->ndim && used < n; i++)
-        used += (size_t)snprintf(buf + used, n - used, "%s%lld", i ? ", " : "",
-                                 (long long)t->shape[i]);
+        used +=
+            (size_t)snprintf(buf + used, n - used, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
     if (used < n) snprintf(buf + used, n - used, "]");
 }
 
@@ -48,8 +48,9 @@ static ci_status need(const ci_checkpoint *ck, const char *name, int64_t d0, int
                          ci_checkpoint_file_name(ck, -1), name);
     const char *file = ci_checkpoint_file_name(ck, t->file_index);
     if (t->dtype != CI_F32 && t->dtype != CI_F16 && t->dtype != CI_BF16)
-        return ci_errorf(CI_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, expected F32, F16 or BF16",
-                         file, name, ci_dtype_name(t->dtype));
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         "%s: tensor '%s' has dtype %s, expected F32, F16 or BF16", file, name,
+                         ci_dtype_name(t->dtype));
     int ndim = d1 < 0 ? 1 : 2;
     if (t->ndim != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1)) {
         char got[96];
@@ -95,27 +96,27 @@ static ci_status check_layer(const ci_checkpoint *ck, const ci_model_config *c, 
     char name[160];
     snprintf(name, sizeof name, "model.layers.%d.self_attn.o_proj.bias", i);
     if (ci_checkpoint_find(ck, name))
-        return ci_errorf(CI_ERR_UNSUPPORTED, "%s: tensor '%s' is present; o_proj bias is not supported",
-                         ci_checkpoint_file_name(ck, ci_checkpoint_find(ck, name)->file_index), name);
+        return ci_errorf(
+            CI_ERR_UNSUPPORTED, "%s: tensor '%s' is present; o_proj bias is not supported",
+            ci_checkpoint_file_name(ck, ci_checkpoint_find(ck, name)->file_index), name);
     if (c->qk_norm) {
         CI_TRY(need_layer(ck, i, "self_attn.q_norm.weight", c->head_dim, -1, "head_dim", &L->qn));
         CI_TRY(need_layer(ck, i, "self_attn.k_norm.weight", c->head_dim, -1, "head_dim", &L->kn));
     }
-    CI_TRY(need_layer(ck, i, "post_attention_layernorm.weight", h, -1, "hidden_size",
-                      &L->mlp_norm));
+    CI_TRY(
+        need_layer(ck, i, "post_attention_layernorm.weight", h, -1, "hidden_size", &L->mlp_norm));
     CI_TRY(need_layer(ck, i, "mlp.gate_proj.weight", in, h, "intermediate_size, hidden_size",
                       &L->gate));
-    CI_TRY(need_layer(ck, i, "mlp.up_proj.weight", in, h, "intermediate_size, hidden_size",
-                      &L->up));
+    CI_TRY(
+        need_layer(ck, i, "mlp.up_proj.weight", in, h, "intermediate_size, hidden_size", &L->up));
     CI_TRY(need_layer(ck, i, "mlp.down_proj.weight", h, in, "hidden_size, intermediate_size",
                       &L->down));
     return ci_ok();
 }
 
 static size_t layer_bytes(const layer_src *L) {
-    const ci_st_tensor *all[] = {L->attn_norm, L->q,  L->k,        L->v,    L->o,  L->qb, L->kb,
-                                 L->vb,        L->qn, L->kn,       L->mlp_norm, L->gate, L->up,
-                                 L->down};
+    const ci_st_tensor *all[] = {L->attn_norm, L->q,  L->k,  L->v,        L->o,    L->qb, L->kb,
+                                 L->vb,        L->qn, L->kn, L->mlp_norm, L->gate, L->up, L->down};
     size_t n = 0;
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i]) n += all[i]->nbytes;
@@ -127,10 +128,11 @@ static ci_status wrap_tensor(ci_status s, const ci_st_tensor *t) {
 }
 
 /* Row-concatenates 2-D tensors of equal cols into one backend weight. */
-static ci_status load_rows(ci_backend *be, const ci_st_tensor *const *parts, int n,
-                           progress_ctx *p, ci_tensor *out) {
+static ci_status load_rows(ci_backend *be, const ci_st_tensor *const *parts, int n, progress_ctx *p,
+                           ci_tensor *out) {
     int64_t rows = 0, cols = parts[0]->shape[1];
-    for (int i = 0; i < n; i++) rows += parts[i]->shape[0];
+    for (int i = 0; i < n; i++)
+        rows += parts[i]->shape[0];
     ci_status s = be->ops->weight_alloc(be, parts[0]->dtype, rows, cols, out);
     if (s.code != CI_OK) {
         out->data = NULL;
@@ -177,12 +179,14 @@ static float elem_f32(const ci_st_tensor *t, size_t i) {
 static ci_status load_bias_concat(ci_backend *be, const ci_st_tensor *const *parts, int n,
                                   progress_ctx *p, ci_tensor *out) {
     int64_t total = 0;
-    for (int i = 0; i < n; i++) total += parts[i]->shape[0];
+    for (int i = 0; i < n; i++)
+        total += parts[i]->shape[0];
     float *host = malloc((size_t)total * sizeof *host);
     if (!host) return ci_errorf(CI_ERR_NOMEM, "loading tensor '%s': out of memory", parts[0]->name);
     int64_t k = 0;
     for (int i = 0; i < n; i++)
-        for (int64_t j = 0; j < parts[i]->shape[0]; j++) host[k++] = elem_f32(parts[i], (size_t)j);
+        for (int64_t j = 0; j < parts[i]->shape[0]; j++)
+            host[k++] = elem_f32(parts[i], (size_t)j);
     ci_status s = be->ops->weight_alloc(be, CI_F32, 1, total, out);
     if (s.code != CI_OK) {
         out->data = NULL;
@@ -192,7 +196,8 @@ static ci_status load_bias_concat(ci_backend *be, const ci_st_tensor *const *par
     s = be->ops->weight_write(be, out, 0, host, CI_F32, 1);
     free(host);
     if (s.code != CI_OK) return wrap_tensor(s, parts[0]);
-    for (int i = 0; i < n; i++) progress_add(p, parts[i]->nbytes);
+    for (int i = 0; i < n; i++)
+        progress_add(p, parts[i]->nbytes);
     return ci_ok();
 }
 
@@ -208,7 +213,8 @@ void ci_weights_free(ci_backend *be, ci_weights *w) {
             ci_layer_weights *L = &w->layers[i];
             ci_tensor *all[] = {&L->attn_norm, &L->wqkv,     &L->bqkv,      &L->q_norm, &L->k_norm,
                                 &L->wo,        &L->mlp_norm, &L->w_gate_up, &L->w_down};
-            for (size_t j = 0; j < sizeof all / sizeof all[0]; j++) free_tensor(be, all[j]);
+            for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)
+                free_tensor(be, all[j]);
         }
         free(w->layers);
     }

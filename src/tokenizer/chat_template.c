@@ -115,8 +115,9 @@ ci_status ci_chat_config_parse(const char *text, size_t len, ci_chat_config *out
     json_error_t err;
     json_t *c = json_loadb(text, len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &err);
     if (!c)
-        return ci_errorf(CI_ERR_FORMAT, "tokenizer_config.json: invalid JSON at line %d column %d: %s",
-                         err.line, err.column, err.text);
+        return ci_errorf(CI_ERR_FORMAT,
+                         "tokenizer_config.json: invalid JSON at line %d column %d: %s", err.line,
+                         err.column, err.text);
     ci_status st = ci_ok();
     if (!json_is_object(c)) {
         st = ci_errorf(CI_ERR_FORMAT, "tokenizer_config.json: expected a JSON object");
@@ -128,7 +129,7 @@ ci_status ci_chat_config_parse(const char *text, size_t len, ci_chat_config *out
         goto out;
     }
     /* transformers' SPECIAL_TOKENS_ATTRIBUTES (additional_special_tokens aside) */
-    static const char *const KEYS[] = {"bos_token", "eos_token", "unk_token", "sep_token",
+    static const char *const KEYS[] = {"bos_token", "eos_token", "unk_token",  "sep_token",
                                        "pad_token", "cls_token", "mask_token", NULL};
     for (int i = 0; KEYS[i]; i++) {
         json_t *v = json_object_get(c, KEYS[i]);
@@ -253,7 +254,8 @@ const char *ci_chat_config_pick(const ci_chat_config *cfg, bool has_tools) {
 
 ci_status ci_chat_build_context(const ci_chat_config *cfg, const json_t *request, json_t **ctx) {
     *ctx = NULL;
-    if (!json_is_object(request)) return ci_errorf(CI_ERR_INVALID, "request: expected a JSON object");
+    if (!json_is_object(request))
+        return ci_errorf(CI_ERR_INVALID, "request: expected a JSON object");
     json_t *messages = json_object_get(request, "messages");
     if (!json_is_array(messages))
         return ci_errorf(CI_ERR_INVALID, "request: \"messages\" must be a list");

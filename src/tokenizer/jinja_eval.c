@@ -61,7 +61,8 @@ static const jv NONE = {.t = JV_NONE};
 
 /* --------------------------------------------------------------- errors */
 
-static bool fail(R *r, const jn_node *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool fail(R *r, const jn_node *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static bool fail(R *r, const jn_node *n, const char *fmt, ...) {
     if (r->err.code == CI_OK) {
         char buf[220];
@@ -91,7 +92,8 @@ static bool step(R *r, const jn_node *n) {
     r->steps += g_work / 4;
     g_work %= 4;
     if (++r->steps > r->lim.max_steps)
-        return fail(r, n, "template ran more than %llu steps", (unsigned long long)r->lim.max_steps);
+        return fail(r, n, "template ran more than %llu steps",
+                    (unsigned long long)r->lim.max_steps);
     if (r->a.oom) return nomem(r, n);
     return true;
 }
@@ -103,7 +105,8 @@ static bool sb_put(R *r, sbuf *b, const char *p, size_t n) {
         if (b->n + n > r->lim.max_output)
             return fail(r, NULL, "template output exceeded %zu bytes", r->lim.max_output);
         size_t nc = b->cap ? b->cap : 256;
-        while (nc < b->n + n + 1) nc *= 2;
+        while (nc < b->n + n + 1)
+            nc *= 2;
         char *np = realloc(b->p, nc);
         if (!np) return fail(r, NULL, "out of memory");
         b->p = np;
@@ -114,8 +117,12 @@ static bool sb_put(R *r, sbuf *b, const char *p, size_t n) {
     b->p[b->n] = '\0';
     return true;
 }
-static bool sb_puts(R *r, sbuf *b, const char *s) { return sb_put(r, b, s, strlen(s)); }
-static bool sb_putc(R *r, sbuf *b, char c) { return sb_put(r, b, &c, 1); }
+static bool sb_puts(R *r, sbuf *b, const char *s) {
+    return sb_put(r, b, s, strlen(s));
+}
+static bool sb_putc(R *r, sbuf *b, char c) {
+    return sb_put(r, b, &c, 1);
+}
 
 /* moves the buffer's bytes into the arena as a string value */
 static bool sb_finish(R *r, sbuf *b, jv *out) {
@@ -199,11 +206,15 @@ static jv mk_dict(jv_dict *d) {
     return v;
 }
 
-static bool is_num(jv v) { return v.t == JV_BOOL || v.t == JV_INT || v.t == JV_FLOAT; }
+static bool is_num(jv v) {
+    return v.t == JV_BOOL || v.t == JV_INT || v.t == JV_FLOAT;
+}
 static double num_f(jv v) {
     return v.t == JV_FLOAT ? v.u.f : v.t == JV_INT ? (double)v.u.i : (double)v.u.b;
 }
-static int64_t num_i(jv v) { return v.t == JV_INT ? v.u.i : v.t == JV_BOOL ? v.u.b : 0; }
+static int64_t num_i(jv v) {
+    return v.t == JV_INT ? v.u.i : v.t == JV_BOOL ? v.u.b : 0;
+}
 
 static bool jv_eq(jv a, jv b);
 
@@ -216,7 +227,8 @@ static bool key_hash(jv k, uint64_t *h, int depth) {
     uint64_t x = 1469598103934665603ull;
     switch (k.t) {
     case JV_STR:
-        for (size_t i = 0; i < k.u.s.n; i++) x = (x ^ (unsigned char)k.u.s.p[i]) * 1099511628211ull;
+        for (size_t i = 0; i < k.u.s.n; i++)
+            x = (x ^ (unsigned char)k.u.s.p[i]) * 1099511628211ull;
         *h = x;
         return true;
     case JV_BOOL:
@@ -271,12 +283,14 @@ static jv *dict_find_s(const jv_dict *d, const char *s, size_t n) {
 static void index_put(jv_dict *d, size_t entry, uint64_t h) {
     size_t mask = d->hcap - 1;
     size_t i = h & mask;
-    while (d->hidx[i]) i = (i + 1) & mask;
+    while (d->hidx[i])
+        i = (i + 1) & mask;
     d->hidx[i] = (uint32_t)entry + 1;
 }
 static bool dict_reindex(R *r, jv_dict *d) {
     size_t cap = 64;
-    while (cap < d->n * 2 + 2) cap *= 2;
+    while (cap < d->n * 2 + 2)
+        cap *= 2;
     uint32_t *idx = jn_alloc(&r->a, cap * sizeof *idx);
     if (!idx) return nomem(r, NULL);
     d->hidx = idx;
@@ -482,7 +496,8 @@ static void float_repr(double f, char *buf, size_t cap) {
     }
     for (; *p && *p != 'e'; p++)
         if (*p != '.') digits[nd++] = *p;
-    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    while (nd > 1 && digits[nd - 1] == '0')
+        nd--;
     digits[nd] = '\0';
     int exp = atoi(p + 1);
     char *o = buf;
@@ -499,10 +514,12 @@ static void float_repr(double f, char *buf, size_t cap) {
     if (exp >= -4 && exp < 16) {
         if (exp < 0) {
             OUT("0.");
-            for (int i = 0; i < -exp - 1; i++) OUT("0");
+            for (int i = 0; i < -exp - 1; i++)
+                OUT("0");
             OUT("%s", digits);
         } else {
-            for (int i = 0; i <= exp; i++) OUT("%c", (size_t)i < nd ? digits[i] : '0');
+            for (int i = 0; i <= exp; i++)
+                OUT("%c", (size_t)i < nd ? digits[i] : '0');
             OUT(".");
             if ((size_t)exp + 1 < nd)
                 OUT("%s", digits + exp + 1);
@@ -576,13 +593,14 @@ static bool repr_sb(R *r, jv v, sbuf *b, int depth) {
     switch (v.t) {
     case JV_STR:
         if (v.mk)
-            return sb_puts(r, b, "Markup(") && repr_str(r, v.u.s.p, v.u.s.n, b) && sb_putc(r, b, ')');
+            return sb_puts(r, b, "Markup(") && repr_str(r, v.u.s.p, v.u.s.n, b) &&
+                   sb_putc(r, b, ')');
         return repr_str(r, v.u.s.p, v.u.s.n, b);
     case JV_UNDEF: return sb_puts(r, b, "Undefined");
     case JV_LIST: {
         jv_list *l = v.u.l;
         if (l->view == JL_GEN) return sb_puts(r, b, "<generator object>");
-        if (l->view && !sb_puts(r, b, type_name(v)) ) return false;
+        if (l->view && !sb_puts(r, b, type_name(v))) return false;
         if (l->view && !sb_putc(r, b, '(')) return false;
         if (!sb_putc(r, b, l->tuple ? '(' : '[')) return false;
         for (size_t i = 0; i < l->n; i++) {
@@ -666,8 +684,12 @@ static bool json_str(R *r, const char *s, size_t n, sbuf *b, bool ascii) {
             if (!sb_put(r, b, tmp, 2)) return false;
             i++;
         } else if (c < 0x20) {
-            const char *e = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t"
-                          : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
+            const char *e = c == '\n'   ? "\\n"
+                            : c == '\r' ? "\\r"
+                            : c == '\t' ? "\\t"
+                            : c == '\b' ? "\\b"
+                            : c == '\f' ? "\\f"
+                                        : NULL;
             if (e) {
                 if (!sb_puts(r, b, e)) return false;
             } else {
@@ -680,7 +702,8 @@ static bool json_str(R *r, const char *s, size_t n, sbuf *b, bool ascii) {
             size_t k = u8_dec(s + i, n - i, &cp);
             if (cp >= 0x10000) {
                 int32_t v = cp - 0x10000;
-                snprintf(tmp, sizeof tmp, "\\u%04x\\u%04x", 0xd800 + (v >> 10), 0xdc00 + (v & 0x3ff));
+                snprintf(tmp, sizeof tmp, "\\u%04x\\u%04x", 0xd800 + (v >> 10),
+                         0xdc00 + (v & 0x3ff));
             } else {
                 snprintf(tmp, sizeof tmp, "\\u%04x", (unsigned)cp);
             }
@@ -740,7 +763,8 @@ static bool json_dump(R *r, const jn_node *n, jv v, const json_opts *o, sbuf *b,
         if (!d->n) return sb_puts(r, b, "{}");
         size_t *order = jn_alloc(&r->a, d->n * sizeof *order);
         if (!order) return nomem(r, n);
-        for (size_t i = 0; i < d->n; i++) order[i] = i;
+        for (size_t i = 0; i < d->n; i++)
+            order[i] = i;
         if (o->sort_keys) {
             for (size_t i = 1; i < d->n; i++) { /* insertion sort: stable */
                 size_t x = order[i], j = i;
@@ -875,7 +899,8 @@ static bool iter_list(R *r, const jn_node *n, jv v, jv_list **out) {
         if (v.u.d->ns) return fail(r, n, "'Namespace' object is not iterable");
         jv_list *l = new_list(r, v.u.d->n);
         if (!l) return nomem(r, n);
-        for (size_t i = 0; i < v.u.d->n; i++) l->v[l->n++] = v.u.d->k[i];
+        for (size_t i = 0; i < v.u.d->n; i++)
+            l->v[l->n++] = v.u.d->k[i];
         *out = l;
         return true;
     }
@@ -964,10 +989,13 @@ static const char *cstr(R *r, jv s) {
 
 /* attribute lookup (getattr then getitem), as jinja2's Environment.getattr */
 static const char *const STR_METHODS[] = {
-    "startswith", "endswith", "strip", "lstrip", "rstrip", "split", "rsplit", "replace", "upper",
-    "lower", "title", "capitalize", "find", "rfind", "count", "format", "join", "isdigit",
-    "isalpha", "isalnum", "isspace", "isupper", "islower", "splitlines", "index", "zfill",
-    "removeprefix", "removesuffix", "casefold", "swapcase", "center", "ljust", "rjust", NULL};
+    "startswith", "endswith",     "strip",        "lstrip",     "rstrip",
+    "split",      "rsplit",       "replace",      "upper",      "lower",
+    "title",      "capitalize",   "find",         "rfind",      "count",
+    "format",     "join",         "isdigit",      "isalpha",    "isalnum",
+    "isspace",    "isupper",      "islower",      "splitlines", "index",
+    "zfill",      "removeprefix", "removesuffix", "casefold",   "swapcase",
+    "center",     "ljust",        "rjust",        NULL};
 static const char *const DICT_METHODS[] = {"items", "keys", "values", "get", NULL};
 static const char *const LIST_METHODS[] = {"index", "count", NULL};
 
@@ -1045,7 +1073,8 @@ static bool get_index(R *r, const jn_node *n, jv obj, jv key, jv *out) {
         if (key.t == JV_INT || key.t == JV_BOOL) {
             bool ascii = true;
             WORK(obj.u.s.n);
-            for (size_t i = 0; i < obj.u.s.n && ascii; i++) ascii = !((unsigned char)obj.u.s.p[i] & 0x80);
+            for (size_t i = 0; i < obj.u.s.n && ascii; i++)
+                ascii = !((unsigned char)obj.u.s.p[i] & 0x80);
             if (ascii) {
                 int64_t i = num_i(key), len = (int64_t)obj.u.s.n;
                 if (i < 0) i += len;
@@ -1080,8 +1109,8 @@ static bool get_index(R *r, const jn_node *n, jv obj, jv key, jv *out) {
     return true;
 }
 
-static bool slice_indices(R *r, const jn_node *n, int64_t len, jv vs, jv ve, jv vst,
-                          int64_t *start, int64_t *stop, int64_t *stepv) {
+static bool slice_indices(R *r, const jn_node *n, int64_t len, jv vs, jv ve, jv vst, int64_t *start,
+                          int64_t *stop, int64_t *stepv) {
     int64_t st = 1;
     if (vst.t != JV_NONE && vst.t != JV_UNDEF) {
         if (vst.t != JV_INT) return fail(r, n, "slice indices must be integers");
@@ -1161,7 +1190,8 @@ static bool do_slice(R *r, const jn_node *n, jv obj, jv vs, jv ve, jv vst, jv *o
 
 static bool concat_str(R *r, jv a, jv b, jv *out) {
     size_t n = a.u.s.n + b.u.s.n;
-    if (n > r->lim.max_output) return fail(r, NULL, "string longer than %zu bytes", r->lim.max_output);
+    if (n > r->lim.max_output)
+        return fail(r, NULL, "string longer than %zu bytes", r->lim.max_output);
     char *p = jn_alloc(&r->a, n + 1);
     if (!p) return nomem(r, NULL);
     memcpy(p, a.u.s.p, a.u.s.n);
@@ -1189,13 +1219,16 @@ static bool arith(R *r, const jn_node *n, const char *op, jv a, jv b, jv *out) {
         jv_list *l = new_list(r, a.u.l->n + b.u.l->n);
         if (!l) return nomem(r, n);
         l->tuple = a.u.l->tuple;
-        for (size_t i = 0; i < a.u.l->n; i++) l->v[l->n++] = a.u.l->v[i];
-        for (size_t i = 0; i < b.u.l->n; i++) l->v[l->n++] = b.u.l->v[i];
+        for (size_t i = 0; i < a.u.l->n; i++)
+            l->v[l->n++] = a.u.l->v[i];
+        for (size_t i = 0; i < b.u.l->n; i++)
+            l->v[l->n++] = b.u.l->v[i];
         *out = mk_list(l);
         return true;
     }
-    if (c == '*' && !dbl && ((a.t == JV_STR || (a.t == JV_LIST && !a.u.l->view)) &&
-                             (b.t == JV_INT || b.t == JV_BOOL))) {
+    if (c == '*' && !dbl &&
+        ((a.t == JV_STR || (a.t == JV_LIST && !a.u.l->view)) &&
+         (b.t == JV_INT || b.t == JV_BOOL))) {
         int64_t k = num_i(b);
         if (k < 0) k = 0;
         if (a.t == JV_STR) {
@@ -1325,7 +1358,8 @@ static bool percent_format(R *r, const jn_node *n, jv fmt, jv argv, jv *out) {
         char spec[32];
         size_t k = 0;
         spec[k++] = '%';
-        while (i < len && strchr("-+ 0#.0123456789", s[i]) && k < 20) spec[k++] = s[i++];
+        while (i < len && strchr("-+ 0#.0123456789", s[i]) && k < 20)
+            spec[k++] = s[i++];
         if (i >= len) {
             fail(r, n, "incomplete format");
             goto err;
@@ -1360,7 +1394,8 @@ static bool percent_format(R *r, const jn_node *n, jv fmt, jv argv, jv *out) {
             spec[k++] = 'l';
             spec[k++] = 'd';
             spec[k] = '\0';
-            snprintf(tmp, sizeof tmp, spec, (long long)(a.t == JV_FLOAT ? (int64_t)a.u.f : num_i(a)));
+            snprintf(tmp, sizeof tmp, spec,
+                     (long long)(a.t == JV_FLOAT ? (int64_t)a.u.f : num_i(a)));
             if (!sb_puts(r, &b, tmp)) goto err;
         } else if (strchr("feEgGxXo", conv)) {
             if (!is_num(a)) {
@@ -1412,11 +1447,12 @@ static bool eval_cmp(R *r, const jn_node *n, const char *op, jv a, jv b, bool *r
                 return fail(r, n, "'in <string>' requires string as left operand, not %s",
                             type_name(a));
             WORK(b.u.s.n);
-            found = a.u.s.n == 0 || (a.u.s.n <= b.u.s.n &&
-                                     memmem(b.u.s.p, b.u.s.n, a.u.s.p, a.u.s.n) != NULL);
+            found = a.u.s.n == 0 ||
+                    (a.u.s.n <= b.u.s.n && memmem(b.u.s.p, b.u.s.n, a.u.s.p, a.u.s.n) != NULL);
         } else if (b.t == JV_LIST) {
             WORK(b.u.l->n);
-            for (size_t i = 0; i < b.u.l->n && !found; i++) found = jv_eq(a, b.u.l->v[i]);
+            for (size_t i = 0; i < b.u.l->n && !found; i++)
+                found = jv_eq(a, b.u.l->v[i]);
         } else if (b.t == JV_DICT) {
             found = dict_find(b.u.d, a) != NULL;
         } else if (b.t == JV_UNDEF) {
@@ -1432,8 +1468,8 @@ static bool eval_cmp(R *r, const jn_node *n, const char *op, jv a, jv b, bool *r
     bool ok = true;
     int c = cmp_values(r, a, b, &ok);
     if (!ok)
-        return fail(r, n, "'%s' not supported between instances of '%s' and '%s'", op,
-                    type_name(a), type_name(b));
+        return fail(r, n, "'%s' not supported between instances of '%s' and '%s'", op, type_name(a),
+                    type_name(b));
     if (!strcmp(op, "<"))
         *res = c < 0;
     else if (!strcmp(op, "<="))
@@ -1475,7 +1511,8 @@ static bool eval(R *r, frame *f, const jn_node *n, jv *out) {
             break;
         }
         l->tuple = n->kind == JN_TUPLE;
-        for (size_t i = 0; i < n->nkids && ok; i++) ok = eval(r, f, n->kids[i], &l->v[l->n++]);
+        for (size_t i = 0; i < n->nkids && ok; i++)
+            ok = eval(r, f, n->kids[i], &l->v[l->n++]);
         *out = mk_list(l);
         break;
     }
@@ -1826,23 +1863,26 @@ static bool strip_impl(R *r, jv s, jv chars, bool left, bool right, jv *out) {
         size_t *off = u8_offsets(r, p, e, &cnt);
         if (!off) return nomem(r, NULL);
         size_t lo = 0, hi = cnt;
-#define IN_CHARS(i)                                                                                \
-    (memmem(chars.u.s.p, chars.u.s.n, p + off[i], off[(i) + 1] - off[i]) != NULL)
+#define IN_CHARS(i) (memmem(chars.u.s.p, chars.u.s.n, p + off[i], off[(i) + 1] - off[i]) != NULL)
         if (left)
-            while (lo < hi && IN_CHARS(lo)) lo++;
+            while (lo < hi && IN_CHARS(lo))
+                lo++;
         if (right)
-            while (hi > lo && IN_CHARS(hi - 1)) hi--;
+            while (hi > lo && IN_CHARS(hi - 1))
+                hi--;
 #undef IN_CHARS
         *out = mk_str(p + off[lo], off[hi] - off[lo]);
         return true;
     }
     size_t cl;
     if (left)
-        while (b < e && jn_py_isspace(p + b, e - b, &cl)) b += cl;
+        while (b < e && jn_py_isspace(p + b, e - b, &cl))
+            b += cl;
     if (right)
         while (e > b) {
             size_t st = e - 1;
-            while (st > b && ((unsigned char)p[st] & 0xc0) == 0x80 && e - st < 4) st--;
+            while (st > b && ((unsigned char)p[st] & 0xc0) == 0x80 && e - st < 4)
+                st--;
             if (jn_py_isspace(p + st, e - st, &cl) && cl == e - st)
                 e = st;
             else
@@ -1893,7 +1933,7 @@ static bool map_case(R *r, jv s, int mode, jv *out) {
             static const struct {
                 int32_t cp;
                 const char *up;
-            } SPECIAL[] = {{0xdf, "SS"},   {0xfb00, "FF"},  {0xfb01, "FI"}, {0xfb02, "FL"},
+            } SPECIAL[] = {{0xdf, "SS"},    {0xfb00, "FF"},  {0xfb01, "FI"}, {0xfb02, "FL"},
                            {0xfb03, "FFI"}, {0xfb04, "FFL"}, {0xfb05, "ST"}, {0xfb06, "ST"}};
             for (size_t q = 0; q < sizeof SPECIAL / sizeof SPECIAL[0]; q++)
                 if (SPECIAL[q].cp == cp) {
@@ -2006,7 +2046,8 @@ static bool str_split(R *r, const jn_node *n, jv s, jv sep, int64_t maxsplit, bo
             size_t i = 0;
             int64_t k = 0;
             while (i < len) {
-                while (i < len && jn_py_isspace(p + i, len - i, &cl)) i += cl;
+                while (i < len && jn_py_isspace(p + i, len - i, &cl))
+                    i += cl;
                 if (i >= len) break;
                 if (maxsplit >= 0 && k >= maxsplit) {
                     if (!list_push(r, l, mk_str(p + i, len - i))) return false;
@@ -2128,7 +2169,8 @@ static bool str_format(R *r, const jn_node *n, jv fmt, args *a, jv *out) {
             continue;
         }
         size_t j = i + 1;
-        while (j < len && s[j] != '}') j++;
+        while (j < len && s[j] != '}')
+            j++;
         if (j >= len) {
             fail(r, n, "format: single '{' encountered");
             goto err;
@@ -2187,8 +2229,10 @@ static bool call_method(R *r, const jn_node *n, jv self, const char *m, args *a,
     if (!call_method_impl(r, n, self, m, a, out)) return false;
     if (self.t == JV_STR && self.mk) {
         if (out->t == JV_STR) out->mk = 1;
-        if (out->t == JV_LIST && (!strcmp(m, "split") || !strcmp(m, "rsplit") || !strcmp(m, "splitlines")))
-            for (size_t i = 0; i < out->u.l->n; i++) out->u.l->v[i].mk = 1;
+        if (out->t == JV_LIST &&
+            (!strcmp(m, "split") || !strcmp(m, "rsplit") || !strcmp(m, "splitlines")))
+            for (size_t i = 0; i < out->u.l->n; i++)
+                out->u.l->v[i].mk = 1;
     }
     return true;
 }
@@ -2302,7 +2346,8 @@ static bool call_method_impl(R *r, const jn_node *n, jv self, const char *m, arg
     if (!strcmp(m, "format")) return str_format(r, n, s, a, out);
     if (!strcmp(m, "join")) {
         jv_list *l;
-        if (!h0 || !iter_list(r, n, a0, &l)) return h0 ? false : fail(r, n, "join expected an argument");
+        if (!h0 || !iter_list(r, n, a0, &l))
+            return h0 ? false : fail(r, n, "join expected an argument");
         for (size_t i = 0; i < l->n; i++)
             if (l->v[i].t != JV_STR)
                 return fail(r, n, "sequence item %zu: expected str instance, %s found", i,
@@ -2321,7 +2366,7 @@ static bool call_method_impl(R *r, const jn_node *n, jv self, const char *m, arg
         if (!h0 || a0.t != JV_STR) return fail(r, n, "%s expected a string", m);
         bool res;
         if (!affix_match(r, n, s, a0, m[6] == 's', &res)) return false;
-        *out = !res ? s
+        *out = !res          ? s
                : m[6] == 's' ? mk_str(s.u.s.p, s.u.s.n - a0.u.s.n)
                              : mk_str(s.u.s.p + a0.u.s.n, s.u.s.n - a0.u.s.n);
         return true;
@@ -2370,9 +2415,11 @@ static bool call_method_impl(R *r, const jn_node *n, jv self, const char *m, arg
             ok = sb_putc(r, &b, s.u.s.p[0]);
             sign = 1;
         }
-        for (int64_t i = 0; i < left && ok; i++) ok = sb_putc(r, &b, fill);
+        for (int64_t i = 0; i < left && ok; i++)
+            ok = sb_putc(r, &b, fill);
         if (ok) ok = sb_put(r, &b, s.u.s.p + sign, s.u.s.n - sign);
-        for (int64_t i = left; i < pad && ok; i++) ok = sb_putc(r, &b, fill);
+        for (int64_t i = left; i < pad && ok; i++)
+            ok = sb_putc(r, &b, fill);
         if (!ok) {
             free(b.p);
             return false;
@@ -2384,26 +2431,37 @@ static bool call_method_impl(R *r, const jn_node *n, jv self, const char *m, arg
 
 /* ----------------------------------------------------------- tests */
 
-static bool apply_test(R *r, frame *f, const jn_node *n, const char *t, jv v, args *a,
-                       bool *out) {
+static bool apply_test(R *r, frame *f, const jn_node *n, const char *t, jv v, args *a, bool *out) {
     jv a0 = UNDEF;
     bool h0 = get_arg(a, 0, NULL, &a0);
-    if (!strcmp(t, "defined")) *out = v.t != JV_UNDEF;
-    else if (!strcmp(t, "undefined")) *out = v.t == JV_UNDEF;
-    else if (!strcmp(t, "none")) *out = v.t == JV_NONE;
-    else if (!strcmp(t, "string")) *out = v.t == JV_STR;
-    else if (!strcmp(t, "mapping")) *out = v.t == JV_DICT && !v.u.d->ns;
+    if (!strcmp(t, "defined"))
+        *out = v.t != JV_UNDEF;
+    else if (!strcmp(t, "undefined"))
+        *out = v.t == JV_UNDEF;
+    else if (!strcmp(t, "none"))
+        *out = v.t == JV_NONE;
+    else if (!strcmp(t, "string"))
+        *out = v.t == JV_STR;
+    else if (!strcmp(t, "mapping"))
+        *out = v.t == JV_DICT && !v.u.d->ns;
     else if (!strcmp(t, "iterable"))
         *out = v.t == JV_STR || v.t == JV_LIST || (v.t == JV_DICT && !v.u.d->ns) || v.t == JV_UNDEF;
     else if (!strcmp(t, "sequence"))
         *out = v.t == JV_STR || (v.t == JV_LIST && !v.u.l->view) || (v.t == JV_DICT && !v.u.d->ns);
-    else if (!strcmp(t, "number")) *out = is_num(v);
-    else if (!strcmp(t, "integer")) *out = v.t == JV_INT;
-    else if (!strcmp(t, "float")) *out = v.t == JV_FLOAT;
-    else if (!strcmp(t, "boolean")) *out = v.t == JV_BOOL;
-    else if (!strcmp(t, "true")) *out = v.t == JV_BOOL && v.u.b;
-    else if (!strcmp(t, "false")) *out = v.t == JV_BOOL && !v.u.b;
-    else if (!strcmp(t, "callable")) *out = v.t == JV_FUNC || v.t == JV_MACRO;
+    else if (!strcmp(t, "number"))
+        *out = is_num(v);
+    else if (!strcmp(t, "integer"))
+        *out = v.t == JV_INT;
+    else if (!strcmp(t, "float"))
+        *out = v.t == JV_FLOAT;
+    else if (!strcmp(t, "boolean"))
+        *out = v.t == JV_BOOL;
+    else if (!strcmp(t, "true"))
+        *out = v.t == JV_BOOL && v.u.b;
+    else if (!strcmp(t, "false"))
+        *out = v.t == JV_BOOL && !v.u.b;
+    else if (!strcmp(t, "callable"))
+        *out = v.t == JV_FUNC || v.t == JV_MACRO;
     else if (!strcmp(t, "even") || !strcmp(t, "odd") || !strcmp(t, "divisibleby")) {
         if (v.t == JV_UNDEF) return undef_err(r, n, v);
         if (!is_num(v)) return fail(r, n, "test '%s' needs a number", t);
@@ -2421,16 +2479,24 @@ static bool apply_test(R *r, frame *f, const jn_node *n, const char *t, jv v, ar
             double z = v.t == JV_FLOAT ? fmod(v.u.f, 2) : (double)(num_i(v) % 2);
             *out = t[0] == 'e' ? z == 0 : z != 0;
         }
-    } else if (!strcmp(t, "eq") || !strcmp(t, "equalto") || !strcmp(t, "==")) *out = jv_eq(v, a0);
-    else if (!strcmp(t, "ne") || !strcmp(t, "!=")) *out = !jv_eq(v, a0);
-    else if (!strcmp(t, "lt") || !strcmp(t, "lessthan")) return eval_cmp(r, n, "<", v, a0, out);
-    else if (!strcmp(t, "le")) return eval_cmp(r, n, "<=", v, a0, out);
-    else if (!strcmp(t, "gt") || !strcmp(t, "greaterthan")) return eval_cmp(r, n, ">", v, a0, out);
-    else if (!strcmp(t, "ge")) return eval_cmp(r, n, ">=", v, a0, out);
-    else if (!strcmp(t, "in")) return eval_cmp(r, n, "in", v, a0, out);
+    } else if (!strcmp(t, "eq") || !strcmp(t, "equalto") || !strcmp(t, "=="))
+        *out = jv_eq(v, a0);
+    else if (!strcmp(t, "ne") || !strcmp(t, "!="))
+        *out = !jv_eq(v, a0);
+    else if (!strcmp(t, "lt") || !strcmp(t, "lessthan"))
+        return eval_cmp(r, n, "<", v, a0, out);
+    else if (!strcmp(t, "le"))
+        return eval_cmp(r, n, "<=", v, a0, out);
+    else if (!strcmp(t, "gt") || !strcmp(t, "greaterthan"))
+        return eval_cmp(r, n, ">", v, a0, out);
+    else if (!strcmp(t, "ge"))
+        return eval_cmp(r, n, ">=", v, a0, out);
+    else if (!strcmp(t, "in"))
+        return eval_cmp(r, n, "in", v, a0, out);
     else if (!strcmp(t, "sameas"))
-        *out = v.t == a0.t && (v.t == JV_NONE || v.t == JV_UNDEF ||
-                               (v.t == JV_BOOL && v.u.b == a0.u.b) || (v.t != JV_BOOL && jv_eq(v, a0)));
+        *out = v.t == a0.t &&
+               (v.t == JV_NONE || v.t == JV_UNDEF || (v.t == JV_BOOL && v.u.b == a0.u.b) ||
+                (v.t != JV_BOOL && jv_eq(v, a0)));
     else if (!strcmp(t, "lower") || !strcmp(t, "upper")) {
         if (v.t != JV_STR) {
             *out = false;
@@ -2440,8 +2506,10 @@ static bool apply_test(R *r, frame *f, const jn_node *n, const char *t, jv v, ar
         args none = {0};
         if (!call_method(r, n, v, t[0] == 'l' ? "islower" : "isupper", &none, &res)) return false;
         *out = res.u.b;
-    } else if (!strcmp(t, "escaped")) *out = false;
-    else return fail(r, n, "no test named '%s'", t);
+    } else if (!strcmp(t, "escaped"))
+        *out = false;
+    else
+        return fail(r, n, "no test named '%s'", t);
     (void)f;
     (void)h0;
     return true;
@@ -2499,12 +2567,15 @@ static bool sort_list(R *r, const jn_node *n, jv_list *src, bool reverse, bool c
     size_t cnt = src->n;
     jv_list *l = new_list(r, cnt);
     jv *keys = jn_alloc(&r->a, (cnt + 1) * sizeof *keys);
-    size_t *ord = jn_alloc(&r->a, (cnt + 1) * sizeof *ord), *tmp = jn_alloc(&r->a, (cnt + 1) * sizeof *tmp);
+    size_t *ord = jn_alloc(&r->a, (cnt + 1) * sizeof *ord),
+           *tmp = jn_alloc(&r->a, (cnt + 1) * sizeof *tmp);
     if (!l || !keys || !ord || !tmp) return nomem(r, n);
     for (size_t i = 0; i < cnt; i++) {
         keys[i] = src->v[i];
-        if (by_value_pairs) keys[i] = src->v[i].u.l->v[attr.u.i];
-        else if (attr.t != JV_NONE && !get_path(r, n, src->v[i], attr, &keys[i])) return false;
+        if (by_value_pairs)
+            keys[i] = src->v[i].u.l->v[attr.u.i];
+        else if (attr.t != JV_NONE && !get_path(r, n, src->v[i], attr, &keys[i]))
+            return false;
         if (!cs && keys[i].t == JV_STR && !map_case(r, keys[i], 1, &keys[i])) return false;
         ord[i] = i;
     }
@@ -2517,14 +2588,16 @@ static bool sort_list(R *r, const jn_node *n, jv_list *src, bool reverse, bool c
                 bool ok = true;
                 int c = cmp_values(r, keys[ord[i]], keys[ord[j]], &ok);
                 if (!ok)
-                    return r->err.code ? false
-                                       : fail(r, n,
-                                              "'<' not supported between instances of '%s' and '%s'",
-                                              type_name(keys[ord[j]]), type_name(keys[ord[i]]));
+                    return r->err.code
+                               ? false
+                               : fail(r, n, "'<' not supported between instances of '%s' and '%s'",
+                                      type_name(keys[ord[j]]), type_name(keys[ord[i]]));
                 tmp[k++] = (reverse ? c >= 0 : c <= 0) ? ord[i++] : ord[j++];
             }
-            while (i < mid) tmp[k++] = ord[i++];
-            while (j < hi) tmp[k++] = ord[j++];
+            while (i < mid)
+                tmp[k++] = ord[i++];
+            while (j < hi)
+                tmp[k++] = ord[j++];
         }
         size_t *t = ord;
         ord = tmp;
@@ -2532,7 +2605,8 @@ static bool sort_list(R *r, const jn_node *n, jv_list *src, bool reverse, bool c
         r->steps += cnt / 16;
         if (!step(r, n)) return false;
     }
-    for (size_t i = 0; i < cnt; i++) l->v[i] = src->v[ord[i]];
+    for (size_t i = 0; i < cnt; i++)
+        l->v[i] = src->v[ord[i]];
     l->n = cnt;
     *out = l;
     return true;
@@ -2616,7 +2690,10 @@ static bool filter_select(R *r, frame *f, const jn_node *n, jv v, args *a, bool 
     }
     if (ai < a->np) test = a->pos[ai++];
     if (test.t != JV_UNDEF && test.t != JV_STR) return fail(r, n, "test name must be a string");
-    args targs = {.pos = a->pos ? a->pos + ai : NULL, .np = a->np - ai, .kn = a->kn, .kv = a->kv,
+    args targs = {.pos = a->pos ? a->pos + ai : NULL,
+                  .np = a->np - ai,
+                  .kn = a->kn,
+                  .kv = a->kv,
                   .nk = a->nk};
     const char *tname = test.t == JV_STR ? cstr(r, test) : NULL;
     for (size_t i = 0; i < src->n; i++) {
@@ -2636,8 +2713,8 @@ static bool filter_select(R *r, frame *f, const jn_node *n, jv v, args *a, bool 
 }
 
 static const char *const KNOWN_UNSUPPORTED[] = {
-    "batch", "filesizeformat", "groupby", "pprint", "random", "slice", "striptags", "truncate",
-    "urlencode", "urlize", "wordwrap", "xmlattr", NULL};
+    "batch",    "filesizeformat", "groupby", "pprint",   "random",  "slice", "striptags",
+    "truncate", "urlencode",      "urlize",  "wordwrap", "xmlattr", NULL};
 
 static bool apply_filter_impl(R *r, frame *f, const jn_node *n, const char *name, jv v, args *a,
                               jv *out);
@@ -2805,11 +2882,15 @@ static bool apply_filter_impl(R *r, frame *f, const jn_node *n, const char *name
     if (IS("int")) {
         jv dflt = mk_int(0);
         get_arg(a, 0, "default", &dflt);
-        if (v.t == JV_INT) *out = v;
-        else if (v.t == JV_BOOL) *out = mk_int(v.u.b);
+        if (v.t == JV_INT)
+            *out = v;
+        else if (v.t == JV_BOOL)
+            *out = mk_int(v.u.b);
         else if (v.t == JV_FLOAT) {
-            if (isnan(v.u.f) || isinf(v.u.f) || fabs(v.u.f) > 9.2e18) *out = dflt;
-            else *out = mk_int((int64_t)v.u.f);
+            if (isnan(v.u.f) || isinf(v.u.f) || fabs(v.u.f) > 9.2e18)
+                *out = dflt;
+            else
+                *out = mk_int((int64_t)v.u.f);
         } else if (v.t == JV_STR) {
             jv s;
             if (!strip_impl(r, v, NONE, true, true, &s)) return false;
@@ -2817,21 +2898,25 @@ static bool apply_filter_impl(R *r, frame *f, const jn_node *n, const char *name
             if (!cs) return nomem(r, n);
             char *end;
             long long x = strtoll(cs, &end, 10);
-            if (strpbrk(cs, "xXpP")) *out = dflt; /* no C hex literals */
-            else if (*cs && !*end) *out = mk_int(x);
+            if (strpbrk(cs, "xXpP"))
+                *out = dflt; /* no C hex literals */
+            else if (*cs && !*end)
+                *out = mk_int(x);
             else {
                 double d = strtod(cs, &end);
                 *out = (*cs && !*end && !isnan(d) && !isinf(d) && fabs(d) < 9.2e18)
                            ? mk_int((int64_t)d)
                            : dflt;
             }
-        } else *out = dflt;
+        } else
+            *out = dflt;
         return true;
     }
     if (IS("float")) {
         jv dflt = mk_float(0.0);
         get_arg(a, 0, "default", &dflt);
-        if (is_num(v)) *out = mk_float(num_f(v));
+        if (is_num(v))
+            *out = mk_float(num_f(v));
         else if (v.t == JV_STR) {
             jv s;
             if (!strip_impl(r, v, NONE, true, true, &s)) return false;
@@ -2840,7 +2925,8 @@ static bool apply_filter_impl(R *r, frame *f, const jn_node *n, const char *name
             char *end;
             double d = strtod(cs, &end);
             *out = (*cs && !*end && !strpbrk(cs, "xXpP")) ? mk_float(d) : dflt;
-        } else *out = dflt;
+        } else
+            *out = dflt;
         return true;
     }
     if (IS("list")) {
@@ -2848,7 +2934,8 @@ static bool apply_filter_impl(R *r, frame *f, const jn_node *n, const char *name
         if (!iter_list(r, n, v, &l)) return false;
         jv_list *c = new_list(r, l->n);
         if (!c) return nomem(r, n);
-        for (size_t i = 0; i < l->n; i++) c->v[c->n++] = l->v[i];
+        for (size_t i = 0; i < l->n; i++)
+            c->v[c->n++] = l->v[i];
         *out = mk_list(c);
         return true;
     }
@@ -2877,7 +2964,8 @@ static bool apply_filter_impl(R *r, frame *f, const jn_node *n, const char *name
                 m->v[m->n++] = x;
             }
         } else {
-            if (a->np < 1 || a->pos[0].t != JV_STR) return fail(r, n, "map: expected a filter name");
+            if (a->np < 1 || a->pos[0].t != JV_STR)
+                return fail(r, n, "map: expected a filter name");
             const char *fname = cstr(r, a->pos[0]);
             if (!fname) return nomem(r, n);
             args fa = {.pos = a->pos + 1, .np = a->np - 1, .kn = a->kn, .kv = a->kv, .nk = a->nk};
@@ -2910,7 +2998,8 @@ static bool apply_filter_impl(R *r, frame *f, const jn_node *n, const char *name
             if (!truthy(cs) && key.t == JV_STR && !map_case(r, key, 1, &key)) return false;
             bool dup = false;
             WORK(ns);
-            for (size_t k = 0; k < ns && !dup; k++) dup = jv_eq(seen[k], key);
+            for (size_t k = 0; k < ns && !dup; k++)
+                dup = jv_eq(seen[k], key);
             if (!dup) {
                 seen[ns++] = key;
                 if (!list_push(r, u, l->v[i])) return false;
@@ -2958,7 +3047,8 @@ static bool apply_filter_impl(R *r, frame *f, const jn_node *n, const char *name
         if (!iter_list(r, n, v, &l)) return false;
         jv_list *c = new_list(r, l->n);
         if (!c) return nomem(r, n);
-        for (size_t i = l->n; i-- > 0;) c->v[c->n++] = l->v[i];
+        for (size_t i = l->n; i-- > 0;)
+            c->v[c->n++] = l->v[i];
         c->view = JL_GEN; /* reversed(): an iterator */
         *out = mk_list(c);
         return true;
@@ -2971,7 +3061,8 @@ static bool apply_filter_impl(R *r, frame *f, const jn_node *n, const char *name
         jv s = v, ind;
         if (v.t != JV_STR)
             return fail(r, n, "unsupported operand type(s) for +=: '%s' and 'str'", type_name(v));
-        if (width.t == JV_STR) ind = width;
+        if (width.t == JV_STR)
+            ind = width;
         else {
             int64_t w = is_num(width) ? num_i(width) : 4;
             if (w < 0) w = 0;
@@ -3028,9 +3119,12 @@ static bool apply_filter_impl(R *r, frame *f, const jn_node *n, const char *name
     }
     if (IS("abs")) {
         if (!is_num(v)) return fail(r, n, "bad operand type for abs(): '%s'", type_name(v));
-        if (v.t == JV_FLOAT) *out = mk_float(fabs(v.u.f));
-        else if (num_i(v) == INT64_MIN) return fail(r, n, "integer overflow");
-        else *out = mk_int(num_i(v) < 0 ? -num_i(v) : num_i(v));
+        if (v.t == JV_FLOAT)
+            *out = mk_float(fabs(v.u.f));
+        else if (num_i(v) == INT64_MIN)
+            return fail(r, n, "integer overflow");
+        else
+            *out = mk_int(num_i(v) < 0 ? -num_i(v) : num_i(v));
         return true;
     }
     if (IS("min") || IS("max")) {
@@ -3049,10 +3143,13 @@ static bool apply_filter_impl(R *r, frame *f, const jn_node *n, const char *name
             for (size_t i = s->n - 1; i-- > 0;) {
                 bool ok = true;
                 jv ka = s->v[i], kb = s->v[s->n - 1];
-                if (attr.t != JV_NONE && (!get_path(r, n, ka, attr, &ka) || !get_path(r, n, kb, attr, &kb)))
+                if (attr.t != JV_NONE &&
+                    (!get_path(r, n, ka, attr, &ka) || !get_path(r, n, kb, attr, &kb)))
                     return false;
-                if (cmp_for_sort(r, ka, kb, truthy(cs), &ok) == 0 && ok) *out = s->v[i];
-                else break;
+                if (cmp_for_sort(r, ka, kb, truthy(cs), &ok) == 0 && ok)
+                    *out = s->v[i];
+                else
+                    break;
             }
         }
         return true;
@@ -3084,7 +3181,8 @@ static bool apply_filter_impl(R *r, frame *f, const jn_node *n, const char *name
         jv_list *t = new_list(r, a->np);
         if (!t) return nomem(r, n);
         t->tuple = true;
-        for (size_t i = 0; i < a->np; i++) t->v[t->n++] = a->pos[i];
+        for (size_t i = 0; i < a->np; i++)
+            t->v[t->n++] = a->pos[i];
         return percent_format(r, n, s, mk_list(t), out);
     }
     if (IS("wordcount")) { /* len(re.findall(r"\w+", str(v))) */
@@ -3113,14 +3211,17 @@ static bool apply_filter_impl(R *r, frame *f, const jn_node *n, const char *name
     }
     (void)h0;
     for (size_t i = 0; KNOWN_UNSUPPORTED[i]; i++)
-        if (!strcmp(KNOWN_UNSUPPORTED[i], name)) return fail(r, n, "filter '%s' is not supported", name);
+        if (!strcmp(KNOWN_UNSUPPORTED[i], name))
+            return fail(r, n, "filter '%s' is not supported", name);
     return fail(r, n, "no filter named '%s'", name);
 #undef IS
 }
 
 /* ---------------------------------------------------------- statements */
 
-static bool emit(R *r, jv v) { return to_str_sb(r, v, r->out); }
+static bool emit(R *r, jv v) {
+    return to_str_sb(r, v, r->out);
+}
 
 static bool assign(R *r, frame *f, const jn_node *t, jv v) {
     if (t->kind == JN_NAME) return dict_set_s(r, &f->vars, t->str, v);
@@ -3228,10 +3329,12 @@ static int exec(R *r, frame *f, const jn_node *n) {
                 /* filter chain: innermost first */
                 const jn_node *chain[32];
                 int k = 0;
-                for (const jn_node *x = fl; x && k < 32; x = x->a) chain[k++] = x;
+                for (const jn_node *x = fl; x && k < 32; x = x->a)
+                    chain[k++] = x;
                 while (k-- > 0) {
                     args a;
-                    if (chain[k]->kind != JN_FILTER) return fail(r, n, "bad block set filter"), X_ERR;
+                    if (chain[k]->kind != JN_FILTER)
+                        return fail(r, n, "bad block set filter"), X_ERR;
                     if (!eval_args(r, f, chain[k], &a) ||
                         !apply_filter(r, f, chain[k], chain[k]->str, v, &a, &v))
                         return X_ERR;
@@ -3267,7 +3370,8 @@ static int exec(R *r, frame *f, const jn_node *n) {
         if (!render_body_capture(r, f, n->b, &v)) return X_ERR;
         const jn_node *chain[32];
         int k = 0;
-        for (const jn_node *x = n->a; x && k < 32; x = x->a) chain[k++] = x;
+        for (const jn_node *x = n->a; x && k < 32; x = x->a)
+            chain[k++] = x;
         while (k-- > 0) {
             args a;
             if (!eval_args(r, f, chain[k], &a) ||
@@ -3318,8 +3422,9 @@ ci_status jn_render(const jn_node *root, const json_t *context, const jn_limits 
     bool ok = (r.globals = new_frame(&r, NULL)) != NULL;
     if (!ok) nomem(&r, NULL);
     static const char *const GLOBALS[] = {"raise_exception", "range", "namespace", "dict",
-                                          "strftime_now", NULL};
-    for (int i = 0; ok && GLOBALS[i]; i++) ok = add_global(&r, GLOBALS[i]);
+                                          "strftime_now",    NULL};
+    for (int i = 0; ok && GLOBALS[i]; i++)
+        ok = add_global(&r, GLOBALS[i]);
     frame *top = ok ? new_frame(&r, r.globals) : NULL;
     if (ok && !top) ok = nomem(&r, NULL);
     if (ok && context) {

@@ -34,11 +34,11 @@ void jn_arena_free(jn_arena *a);
 /* ---- tokens ---- */
 typedef enum jn_tok_kind {
     JT_EOF,
-    JT_DATA,       /* raw text */
-    JT_VAR_BEGIN,  /* {{ */
-    JT_VAR_END,    /* }} */
+    JT_DATA,        /* raw text */
+    JT_VAR_BEGIN,   /* {{ */
+    JT_VAR_END,     /* }} */
     JT_BLOCK_BEGIN, /* {% */
-    JT_BLOCK_END,  /* %} */
+    JT_BLOCK_END,   /* %} */
     JT_NAME,
     JT_STRING,
     JT_INT,
@@ -60,16 +60,16 @@ ci_status jn_lex(jn_arena *a, const char *src, size_t len, jn_tok **toks, size_t
 /* ---- AST ---- */
 typedef enum jn_node_kind {
     /* statements */
-    JN_BODY,   /* list of nodes in kids */
-    JN_DATA,   /* str */
-    JN_OUTPUT, /* {{ a }} */
-    JN_IF,     /* a = cond, b = then body, c = else (IF or BODY or NULL) */
-    JN_FOR,    /* target in t, a = iter, b = body, c = else body, d = filter cond */
-    JN_SET,    /* target t, a = value (or NULL and b = body for block set) */
-    JN_MACRO,  /* str = name, params/defaults in kids (NAME nodes with a = default), b = body */
+    JN_BODY,      /* list of nodes in kids */
+    JN_DATA,      /* str */
+    JN_OUTPUT,    /* {{ a }} */
+    JN_IF,        /* a = cond, b = then body, c = else (IF or BODY or NULL) */
+    JN_FOR,       /* target in t, a = iter, b = body, c = else body, d = filter cond */
+    JN_SET,       /* target t, a = value (or NULL and b = body for block set) */
+    JN_MACRO,     /* str = name, params/defaults in kids (NAME nodes with a = default), b = body */
     JN_CALLBLOCK, /* {% call m(...) %}body{% endcall %}: a = call expr, b = body */
     JN_FILTERBLOCK, /* a = filter chain applied to FILTER_ARG, b = body */
-    JN_WITH,   /* kids = SET nodes, b = body */
+    JN_WITH,        /* kids = SET nodes, b = body */
     JN_BREAK,
     JN_CONTINUE,
     /* expressions */
@@ -164,7 +164,7 @@ enum { JL_LIST = 0, JL_KEYS, JL_VALUES, JL_ITEMS, JL_GEN };
 struct jv_dict {
     jv *k, *v;
     size_t n, cap;
-    bool ns; /* namespace(): attribute assignment allowed */
+    bool ns;        /* namespace(): attribute assignment allowed */
     uint32_t *hidx; /* open-addressing index (entry+1, 0 = empty) once the dict grows */
     size_t hcap;
     bool nohash; /* a key the index cannot hash: linear lookups only */
@@ -172,14 +172,14 @@ struct jv_dict {
 
 /* ---- render ---- */
 typedef struct jn_limits {
-    uint64_t max_steps;  /* evaluation steps */
-    size_t max_output;   /* bytes of rendered text */
-    size_t max_memory;   /* bytes of render arena */
-    int max_depth;       /* nested macro calls / evaluation recursion */
+    uint64_t max_steps; /* evaluation steps */
+    size_t max_output;  /* bytes of rendered text */
+    size_t max_memory;  /* bytes of render arena */
+    int max_depth;      /* nested macro calls / evaluation recursion */
 } jn_limits;
 
-ci_status jn_render(const jn_node *root, const json_t *context, const jn_limits *lim,
-                    char **out, size_t *len);
+ci_status jn_render(const jn_node *root, const json_t *context, const jn_limits *lim, char **out,
+                    size_t *len);
 
 /* Python-style helpers shared with tests. */
 bool jn_py_isspace(const char *p, size_t n, size_t *clen); /* at p: a whitespace char? */

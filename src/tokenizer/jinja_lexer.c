@@ -75,7 +75,8 @@ bool jn_py_isspace(const char *p, size_t n, size_t *clen) {
 /* Length of the whitespace run starting at p (Python \s*). */
 static size_t ws_span(const char *p, size_t n) {
     size_t i = 0, cl;
-    while (i < n && jn_py_isspace(p + i, n - i, &cl)) i += cl;
+    while (i < n && jn_py_isspace(p + i, n - i, &cl))
+        i += cl;
     return i;
 }
 
@@ -85,7 +86,8 @@ static size_t rstrip_len(const char *p, size_t n) {
     while (end > 0) {
         /* step back one UTF-8 character */
         size_t s = end - 1;
-        while (s > 0 && ((unsigned char)p[s] & 0xc0) == 0x80 && end - s < 4) s--;
+        while (s > 0 && ((unsigned char)p[s] & 0xc0) == 0x80 && end - s < 4)
+            s--;
         size_t cl;
         if (jn_py_isspace(p + s, end - s, &cl) && cl == end - s)
             end = s;
@@ -111,7 +113,8 @@ static ci_status emit_data(lexer *L, const char *p, size_t n, int line) {
 /* Finds the next tag opener at or after pos: returns its offset or len. */
 static size_t find_open(const lexer *L, size_t pos) {
     for (size_t i = pos; i + 1 < L->len; i++)
-        if (L->src[i] == '{' && (L->src[i + 1] == '{' || L->src[i + 1] == '%' || L->src[i + 1] == '#'))
+        if (L->src[i] == '{' &&
+            (L->src[i + 1] == '{' || L->src[i + 1] == '%' || L->src[i + 1] == '#'))
             return i;
     return L->len;
 }
@@ -238,7 +241,9 @@ static ci_status unescape(lexer *L, const char *p, size_t n, jn_tok *t) {
 static bool is_name_start(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
 }
-static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+static bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 /* digits with single '_' separators; returns length (0 if none) */
 static size_t digits_us(const char *p, size_t n) {
@@ -310,7 +315,7 @@ static ci_status lex_tag(lexer *L, jn_tok_kind end_kind, bool *line_starting) {
     for (;;) {
         if (L->pos >= L->len)
             return lex_err(L, end_kind == JT_VAR_END ? "unexpected end of template, expected '}}'"
-                                                    : "unexpected end of template, expected '%}'");
+                                                     : "unexpected end of template, expected '%}'");
         const char *p = L->src + L->pos;
         size_t n = L->len - L->pos;
         char close = end_kind == JT_VAR_END ? '}' : '%';
@@ -345,7 +350,8 @@ static ci_status lex_tag(lexer *L, jn_tok_kind end_kind, bool *line_starting) {
         }
         if (is_name_start(p[0])) {
             size_t i = 1;
-            while (i < n && (is_name_start(p[i]) || is_digit(p[i]))) i++;
+            while (i < n && (is_name_start(p[i]) || is_digit(p[i])))
+                i++;
             t.kind = JT_NAME;
             t.s = jn_strndup(L->a, p, i);
             t.n = i;
@@ -356,7 +362,8 @@ static ci_status lex_tag(lexer *L, jn_tok_kind end_kind, bool *line_starting) {
         }
         if (p[0] == '\'' || p[0] == '"') {
             size_t i = 1;
-            while (i < n && p[i] != p[0]) i += (p[i] == '\\' && i + 1 < n) ? 2 : 1;
+            while (i < n && p[i] != p[0])
+                i += (p[i] == '\\' && i + 1 < n) ? 2 : 1;
             if (i >= n) return lex_err(L, "unterminated string literal");
             t.kind = JT_STRING;
             CI_TRY(unescape(L, p + 1, i - 1, &t));
@@ -426,8 +433,8 @@ ci_status jn_lex(jn_arena *a, const char *src, size_t len, jn_tok **toks, size_t
             break;
         }
         char kind = src[open + 1];
-        char sign = open + 2 < len && (src[open + 2] == '-' || src[open + 2] == '+') ? src[open + 2]
-                                                                                    : 0;
+        char sign =
+            open + 2 < len && (src[open + 2] == '-' || src[open + 2] == '+') ? src[open + 2] : 0;
         size_t keep = text_keep(&L, text, tn, sign, kind == '{', line_starting);
         if ((st = emit_data(&L, text, keep, text_line)).code) goto fail;
         count_lines(&L, L.pos, open);
@@ -463,7 +470,8 @@ ci_status jn_lex(jn_arena *a, const char *src, size_t len, jn_tok **toks, size_t
         if (kind == '#') {
             /* comment: find "#}" */
             size_t j = L.pos;
-            while (j + 1 < len && !(src[j] == '#' && src[j + 1] == '}')) j++;
+            while (j + 1 < len && !(src[j] == '#' && src[j + 1] == '}'))
+                j++;
             if (j + 1 >= len) {
                 st = lex_err(&L, "missing end of comment tag");
                 goto fail;

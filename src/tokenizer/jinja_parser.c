@@ -18,7 +18,9 @@ typedef struct parser {
     ci_status err;
 } parser;
 
-static const jn_tok *cur(parser *P) { return &P->t[P->pos < P->n ? P->pos : P->n - 1]; }
+static const jn_tok *cur(parser *P) {
+    return &P->t[P->pos < P->n ? P->pos : P->n - 1];
+}
 static const jn_tok *peek(parser *P, size_t k) {
     size_t i = P->pos + k;
     return &P->t[i < P->n ? i : P->n - 1];
@@ -119,18 +121,23 @@ static bool nv_push(parser *P, nvec *v, jn_node *x) {
 
 /* Jinja2 resolves filter and test names at compile time. */
 static const char *const FILTERS[] = {
-    "abs", "attr", "batch", "capitalize", "center", "count", "d", "default", "dictsort", "e",
-    "escape", "filesizeformat", "first", "float", "forceescape", "format", "groupby", "indent",
-    "int", "items", "join", "last", "length", "list", "lower", "map", "max", "min", "pprint",
-    "random", "reject", "rejectattr", "replace", "reverse", "round", "safe", "select",
-    "selectattr", "slice", "sort", "string", "striptags", "sum", "title", "tojson", "trim",
-    "truncate", "unique", "upper", "urlencode", "urlize", "wordcount", "wordwrap", "xmlattr",
-    "keys", "values", NULL};
+    "abs",    "attr",       "batch",       "capitalize", "center",   "count",
+    "d",      "default",    "dictsort",    "e",          "escape",   "filesizeformat",
+    "first",  "float",      "forceescape", "format",     "groupby",  "indent",
+    "int",    "items",      "join",        "last",       "length",   "list",
+    "lower",  "map",        "max",         "min",        "pprint",   "random",
+    "reject", "rejectattr", "replace",     "reverse",    "round",    "safe",
+    "select", "selectattr", "slice",       "sort",       "string",   "striptags",
+    "sum",    "title",      "tojson",      "trim",       "truncate", "unique",
+    "upper",  "urlencode",  "urlize",      "wordcount",  "wordwrap", "xmlattr",
+    "keys",   "values",     NULL};
 static const char *const TESTS[] = {
-    "boolean", "callable", "defined", "divisibleby", "eq", "equalto", "escaped", "even", "false",
-    "filter", "float", "ge", "gt", "greaterthan", "in", "integer", "iterable", "le", "lower",
-    "lessthan", "lt", "mapping", "ne", "none", "number", "odd", "sameas", "sequence", "string",
-    "test", "true", "undefined", "upper", "==", "!=", "<", "<=", ">", ">=", NULL};
+    "boolean", "callable", "defined",  "divisibleby", "eq",    "equalto",  "escaped",
+    "even",    "false",    "filter",   "float",       "ge",    "gt",       "greaterthan",
+    "in",      "integer",  "iterable", "le",          "lower", "lessthan", "lt",
+    "mapping", "ne",       "none",     "number",      "odd",   "sameas",   "sequence",
+    "string",  "test",     "true",     "undefined",   "upper", "==",       "!=",
+    "<",       "<=",       ">",        ">=",          NULL};
 
 static bool known(const char *const *names, const char *s, size_t n) {
     for (int i = 0; names[i]; i++)
@@ -241,7 +248,8 @@ static jn_node *parse_primary(parser *P) {
         n->ck = JC_STR;
         /* adjacent literals concatenate */
         size_t total = 0, k = P->pos;
-        while (k < P->n && P->t[k].kind == JT_STRING) total += P->t[k++].n;
+        while (k < P->n && P->t[k].kind == JT_STRING)
+            total += P->t[k++].n;
         char *s = jn_alloc(P->a, total + 1);
         if (!s) return perr(P, "out of memory");
         size_t off = 0;
@@ -557,8 +565,8 @@ static jn_node *parse_compare(parser *P) {
     for (;;) {
         const jn_tok *t = cur(P);
         const char *op = NULL;
-        if (is_op(t, "==") || is_op(t, "!=") || is_op(t, "<") || is_op(t, "<=") ||
-            is_op(t, ">") || is_op(t, ">=")) {
+        if (is_op(t, "==") || is_op(t, "!=") || is_op(t, "<") || is_op(t, "<=") || is_op(t, ">") ||
+            is_op(t, ">=")) {
             op = t->s;
             advance(P);
         } else if (is_name(t, "in")) {
@@ -648,7 +656,9 @@ static jn_node *parse_expression(parser *P, bool with_condexpr) {
 /* ---- statements ---- */
 static jn_node *parse_body(parser *P, const char *const *ends);
 
-static bool end_block(parser *P) { return expect_kind(P, JT_BLOCK_END, "'%}'"); }
+static bool end_block(parser *P) {
+    return expect_kind(P, JT_BLOCK_END, "'%}'");
+}
 
 /* assignment target: name, name.attr, or tuple of names */
 static jn_node *parse_target(parser *P, bool allow_attr) {
@@ -952,7 +962,8 @@ done:;
 static ci_status check_names(const jn_node *n, bool soft, int depth) {
     if (!n) return ci_ok();
     if (depth > 4 * MAX_PARSE_DEPTH)
-        return ci_errorf(CI_ERR_FORMAT, "chat template line %d: template nested too deeply", n->line);
+        return ci_errorf(CI_ERR_FORMAT, "chat template line %d: template nested too deeply",
+                         n->line);
     if ((n->kind == JN_FILTER && !known(FILTERS, n->str, n->slen)) ||
         (n->kind == JN_TEST && !known(TESTS, n->str, n->slen))) {
         if (!soft)
@@ -978,7 +989,8 @@ static ci_status check_names(const jn_node *n, bool soft, int depth) {
     CI_TRY(check_names(n->c, s_c, depth + 1));
     CI_TRY(check_names(n->d, s_d, depth + 1));
     CI_TRY(check_names(n->t, s_t, depth + 1));
-    for (size_t i = 0; i < n->nkids; i++) CI_TRY(check_names(n->kids[i], s_k, depth + 1));
+    for (size_t i = 0; i < n->nkids; i++)
+        CI_TRY(check_names(n->kids[i], s_k, depth + 1));
     return ci_ok();
 }
 

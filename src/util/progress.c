@@ -26,7 +26,8 @@ void ci_progress_update(ci_progress *p, size_t done, size_t total) {
     enum { WIDTH = 30 };
     int fill = (int)((double)done / (double)total * WIDTH);
     char bar[WIDTH + 1];
-    for (int i = 0; i < WIDTH; i++) bar[i] = i < fill ? '#' : '.';
+    for (int i = 0; i < WIDTH; i++)
+        bar[i] = i < fill ? '#' : '.';
     bar[WIDTH] = '\0';
     fprintf(stderr, "\r%s [%s] %5.1f%% %.1fs", p->label, bar, 100.0 * (double)done / (double)total,
             t - p->start);

@@ -7,10 +7,10 @@
 
 typedef struct ci_progress {
     const char *label;
-    double start;      /* seconds, monotonic */
-    double last_draw;  /* seconds */
-    int enabled;       /* stderr is a tty */
-    int drawn;         /* something was drawn (needs a final newline) */
+    double start;     /* seconds, monotonic */
+    double last_draw; /* seconds */
+    int enabled;      /* stderr is a tty */
+    int drawn;        /* something was drawn (needs a final newline) */
 } ci_progress;
 
 void ci_progress_init(ci_progress *p, const char *label);

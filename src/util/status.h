@@ -33,19 +33,17 @@ static inline ci_status ci_ok(void) {
 }
 
 /* Builds an error status with a printf-style message (truncated to fit). */
-ci_status ci_errorf(ci_code code, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+ci_status ci_errorf(ci_code code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prefixes an existing error's message with more context ("loading X: ..."). */
-ci_status ci_status_wrap(ci_status s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+ci_status ci_status_wrap(ci_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 const char *ci_code_name(ci_code code);
 
-#define CI_TRY(expr)                                                           \
-    do {                                                                       \
-        ci_status ci_try_s_ = (expr);                                          \
-        if (ci_try_s_.code != CI_OK) return ci_try_s_;                         \
+#define CI_TRY(expr)                                                                               \
+    do {                                                                                           \
+        ci_status ci_try_s_ = (expr);                                                              \
+        if (ci_try_s_.code != CI_OK) return ci_try_s_;                                             \
     } while (0)
 
 #endif

@@ -28,7 +28,7 @@ typedef struct worker {
  * the caller never waits for a thread that has not started: it runs every
  * unclaimed chunk itself and then waits only for chunks already claimed. */
 struct ci_threadpool {
-    int n; /* threads including the caller */
+    int n;           /* threads including the caller */
     worker *workers; /* n - 1 */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -125,14 +125,17 @@ void ci_threadpool_destroy(ci_threadpool *tp) {
     atomic_store(&tp->stop, 1);
     pthread_cond_broadcast(&tp->cv);
     pthread_mutex_unlock(&tp->mu);
-    for (int i = 0; i < tp->n - 1; i++) pthread_join(tp->workers[i].thread, NULL);
+    for (int i = 0; i < tp->n - 1; i++)
+        pthread_join(tp->workers[i].thread, NULL);
     pthread_mutex_destroy(&tp->mu);
     pthread_cond_destroy(&tp->cv);
     free(tp->workers);
     free(tp);
 }
 
-int ci_threadpool_size(const ci_threadpool *tp) { return tp ? tp->n : 1; }
+int ci_threadpool_size(const ci_threadpool *tp) {
+    return tp ? tp->n : 1;
+}
 
 void ci_threadpool_run(ci_threadpool *tp, int64_t n, int64_t grain, ci_task_fn fn, void *ctx) {
     if (n <= 0) return;
@@ -141,7 +144,8 @@ void ci_threadpool_run(ci_threadpool *tp, int64_t n, int64_t grain, ci_task_fn f
         fn(ctx, 0, n, 0);
         return;
     }
-    if ((n + grain - 1) / grain > (int64_t)UINT32_MAX) grain = n / UINT32_MAX + 1; /* fits the ticket */
+    if ((n + grain - 1) / grain > (int64_t)UINT32_MAX)
+        grain = n / UINT32_MAX + 1; /* fits the ticket */
     const int64_t chunks = (n + grain - 1) / grain;
     tp->job_n = n;
     tp->job_grain = grain;

@@ -35,7 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!inv) return 0;
         ci_rope_inv_freq(&c.rope, rot, inv, &ms);
         volatile double sink = ms;
-        for (int i = 0; i < rot / 2; i++) sink += inv[i];
+        for (int i = 0; i < rot / 2; i++)
+            sink += inv[i];
         (void)sink;
         free(inv);
     }

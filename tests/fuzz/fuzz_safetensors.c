@@ -25,7 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!t->name || t->ndim < 0 || t->ndim > CI_ST_MAX_DIMS) abort();
         if (t->nbytes && (p < data || p + t->nbytes > data + size)) abort();
         uint64_t ne = 1;
-        for (int d = 0; d < t->ndim; d++) ne *= (uint64_t)t->shape[d];
+        for (int d = 0; d < t->ndim; d++)
+            ne *= (uint64_t)t->shape[d];
         if (ne * ci_dtype_size(t->dtype) != t->nbytes) abort();
         if (t->nbytes) sink ^= p[0] ^ p[t->nbytes - 1];
         if (i && ts[i - 1].nbytes && t->nbytes &&

@@ -9,8 +9,8 @@
 
 #include "backend/cpu/cpu_internal.h"
 
-#define CI_ATT_HB 8      /* query heads per pass */
-#define CI_ATT_CHUNK 32  /* keys per softmax update */
+#define CI_ATT_HB 8     /* query heads per pass */
+#define CI_ATT_CHUNK 32 /* keys per softmax update */
 #define CI_ATT_MAX_HD 512
 
 typedef struct att_ctx {
@@ -43,7 +43,8 @@ static inline void dot4_keys(const float *q, const float *k, int hd, float *out)
         return;
     }
 #endif
-    for (int j = 0; j < 4; j++) out[j] = ci_dot_f32(q, k + (size_t)j * hd, hd);
+    for (int j = 0; j < 4; j++)
+        out[j] = ci_dot_f32(q, k + (size_t)j * hd, hd);
 }
 
 /* a[0:hd] += sum_j p[j] * v[j][0:hd]; 64-wide column blocks stay in
@@ -53,19 +54,23 @@ static inline void acc_pv(float *a, const float *p, const float *v, int nj, int 
 #if defined(__AVX2__) && defined(__FMA__)
     for (; d0 + 64 <= hd; d0 += 64) {
         __m256 r[8];
-        for (int u = 0; u < 8; u++) r[u] = _mm256_loadu_ps(a + d0 + 8 * u);
+        for (int u = 0; u < 8; u++)
+            r[u] = _mm256_loadu_ps(a + d0 + 8 * u);
         for (int j = 0; j < nj; j++) {
             __m256 pj = _mm256_set1_ps(p[j]);
             const float *vj = v + (size_t)j * hd + d0;
-            for (int u = 0; u < 8; u++) r[u] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8 * u), r[u]);
+            for (int u = 0; u < 8; u++)
+                r[u] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8 * u), r[u]);
         }
-        for (int u = 0; u < 8; u++) _mm256_storeu_ps(a + d0 + 8 * u, r[u]);
+        for (int u = 0; u < 8; u++)
+            _mm256_storeu_ps(a + d0 + 8 * u, r[u]);
     }
 #endif
     if (d0 < hd)
         for (int j = 0; j < nj; j++) {
             const float *vj = v + (size_t)j * hd;
-            for (int d = d0; d < hd; d++) a[d] += p[j] * vj[d];
+            for (int d = d0; d < hd; d++)
+                a[d] += p[j] * vj[d];
         }
 }
 
@@ -102,8 +107,8 @@ static inline void dot4_keys_x2(const float *q0, const float *q1, const float *k
 }
 
 /* acc_pv for two heads sharing V: 32-wide column blocks, 8 accumulators. */
-static inline void acc_pv2(float *a0, float *a1, const float *p0, const float *p1,
-                           const float *v, int nj, int hd) {
+static inline void acc_pv2(float *a0, float *a1, const float *p0, const float *p1, const float *v,
+                           int nj, int hd) {
     int d0 = 0;
 #if defined(__AVX2__) && defined(__FMA__)
     for (; d0 + 32 <= hd; d0 += 32) {
@@ -190,8 +195,10 @@ static void att_one(const att_ctx *c, int t, int g) {
                 }
                 for (; i < nh; i++) {
                     int j = 0;
-                    for (; j + 4 <= nj; j += 4) dot4_keys(q[i], kc + (size_t)j * hd, hd, pe[i] + j);
-                    for (; j < nj; j++) pe[i][j] = ci_dot_f32(q[i], kc + (size_t)j * hd, hd);
+                    for (; j + 4 <= nj; j += 4)
+                        dot4_keys(q[i], kc + (size_t)j * hd, hd, pe[i] + j);
+                    for (; j < nj; j++)
+                        pe[i][j] = ci_dot_f32(q[i], kc + (size_t)j * hd, hd);
                 }
                 /* online softmax: pe becomes exp(score - running max) */
                 for (i = 0; i < nh; i++) {
@@ -203,23 +210,29 @@ static void att_one(const att_ctx *c, int t, int g) {
                     float nm = cm > m[i] ? cm : m[i];
                     float alpha = expf(m[i] - nm); /* exp(-inf) = 0 at the start */
                     if (alpha != 1.0f)
-                        for (int d = 0; d < hd; d++) acc[i][d] *= alpha;
-                    for (int j = 0; j < nj; j++) pe[i][j] -= nm;
+                        for (int d = 0; d < hd; d++)
+                            acc[i][d] *= alpha;
+                    for (int j = 0; j < nj; j++)
+                        pe[i][j] -= nm;
                     ci_exp_f32(pe[i], pe[i], nj);
                     float lsum = l[i] * alpha;
-                    for (int j = 0; j < nj; j++) lsum += pe[i][j];
+                    for (int j = 0; j < nj; j++)
+                        lsum += pe[i][j];
                     l[i] = lsum;
                     m[i] = nm;
                 }
                 /* acc += P V, pairs of heads share each V load */
-                for (i = 0; i + 2 <= nh; i += 2) acc_pv2(acc[i], acc[i + 1], pe[i], pe[i + 1], vc, nj, hd);
-                for (; i < nh; i++) acc_pv(acc[i], pe[i], vc, nj, hd);
+                for (i = 0; i + 2 <= nh; i += 2)
+                    acc_pv2(acc[i], acc[i + 1], pe[i], pe[i + 1], vc, nj, hd);
+                for (; i < nh; i++)
+                    acc_pv(acc[i], pe[i], vc, nj, hd);
             }
         }
         for (int i = 0; i < nh; i++) {
             float *o = c->out + (int64_t)t * c->out_stride + (int64_t)(g * c->G + h0 + i) * hd;
             float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
-            for (int d = 0; d < hd; d++) o[d] = acc[i][d] * inv;
+            for (int d = 0; d < hd; d++)
+                o[d] = acc[i][d] * inv;
         }
     }
 }
@@ -227,7 +240,8 @@ static void att_one(const att_ctx *c, int t, int g) {
 static void att_task(void *vctx, int64_t i0, int64_t i1, int tid) {
     (void)tid;
     const att_ctx *c = vctx;
-    for (int64_t i = i0; i < i1; i++) att_one(c, (int)(i / c->KV), (int)(i % c->KV));
+    for (int64_t i = i0; i < i1; i++)
+        att_one(c, (int)(i / c->KV), (int)(i % c->KV));
 }
 
 ci_status ci_cpu_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_shape *shape,
@@ -252,15 +266,19 @@ ci_status ci_cpu_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_s
     for (int s = 0; s < S; s++) {
         int cl = batch->context_lens[s];
         int nb = (cl + kv->block_size - 1) / kv->block_size;
-        if (cl < 0 || nb > batch->max_blocks_per_seq || batch->query_start[s + 1] < batch->query_start[s])
-            return ci_errorf(CI_ERR_INVALID,
-                             "cpu attention: sequence %d: context %d needs %d blocks (table has %d)",
-                             s, cl, nb, batch->max_blocks_per_seq);
+        if (cl < 0 || nb > batch->max_blocks_per_seq ||
+            batch->query_start[s + 1] < batch->query_start[s])
+            return ci_errorf(
+                CI_ERR_INVALID,
+                "cpu attention: sequence %d: context %d needs %d blocks (table has %d)", s, cl, nb,
+                batch->max_blocks_per_seq);
         for (int i = 0; i < nb; i++) {
             int32_t blk = batch->block_tables[(int64_t)s * batch->max_blocks_per_seq + i];
             if (blk < 0 || blk >= kv->num_blocks)
-                return ci_errorf(CI_ERR_INVALID, "cpu attention: sequence %d block %d = %d outside "
-                                 "the cache (%d blocks)", s, i, blk, kv->num_blocks);
+                return ci_errorf(CI_ERR_INVALID,
+                                 "cpu attention: sequence %d block %d = %d outside "
+                                 "the cache (%d blocks)",
+                                 s, i, blk, kv->num_blocks);
         }
     }
     int64_t keys = 0; /* total (token, key) pairs: the work */
@@ -269,8 +287,9 @@ ci_status ci_cpu_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_s
             return ci_errorf(CI_ERR_INVALID, "cpu attention: negative position");
         keys += batch->positions[t] + 1;
     }
-    att_ctx c = {qkv->data, stride, H, KV, hd, H / KV, batch, kv->k[layer], kv->v[layer],
-                 kv->block_size, scale, out->data, out->cols};
+    att_ctx c = {
+        qkv->data,    stride,         H,     KV,        hd,       H / KV, batch, kv->k[layer],
+        kv->v[layer], kv->block_size, scale, out->data, out->cols};
     int64_t n = (int64_t)T * KV;
     int64_t grain = (n + 4 * cpu->nthreads - 1) / (4 * cpu->nthreads);
     if (keys * H * hd < 65536) grain = n; /* a short decode step: not worth waking threads */

@@ -51,7 +51,8 @@ void ci_cpu_row_to_f32(const void *src, ci_dtype dt, int64_t n, float *dst) {
     case CI_BF16: {
         const uint16_t *s = src;
         uint32_t *d = (uint32_t *)dst;
-        for (int64_t i = 0; i < n; i++) d[i] = (uint32_t)s[i] << 16;
+        for (int64_t i = 0; i < n; i++)
+            d[i] = (uint32_t)s[i] << 16;
         break;
     }
     case CI_F16: {
@@ -61,7 +62,8 @@ void ci_cpu_row_to_f32(const void *src, ci_dtype dt, int64_t n, float *dst) {
         for (; i + 8 <= n; i += 8)
             _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
 #endif
-        for (; i < n; i++) dst[i] = ci_f16_to_f32(s[i]);
+        for (; i < n; i++)
+            dst[i] = ci_f16_to_f32(s[i]);
         break;
     }
     default: memset(dst, 0, (size_t)n * 4); break;
@@ -150,7 +152,8 @@ static void cpu_destroy(ci_backend *be) {
     if (c) {
         ci_threadpool_destroy(c->tp);
         if (c->ws)
-            for (int t = 0; t < c->nthreads; t++) free(c->ws[t]);
+            for (int t = 0; t < c->nthreads; t++)
+                free(c->ws[t]);
         free(c->ws);
         free(c->ws_floats);
         free(c);

@@ -3,8 +3,8 @@
 
 #include "backend/cpu/cpu_internal.h"
 
-ci_status ci_cpu_copy_blocks(ci_backend *be, ci_kv_cache *kv, const int32_t *src, const int32_t *dst,
-                              int n) {
+ci_status ci_cpu_copy_blocks(ci_backend *be, ci_kv_cache *kv, const int32_t *src,
+                             const int32_t *dst, int n) {
     (void)be;
     if (n <= 0) return ci_ok();
     size_t block_bytes = (size_t)kv->num_kv_heads * (size_t)kv->block_size * (size_t)kv->head_dim *

@@ -12,8 +12,8 @@ ci_status ci_cpu_embedding(ci_backend *be, const ci_tensor *table, const int32_t
     size_t esz = ci_dtype_size(table->dtype);
     for (int i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= table->rows)
-            return ci_errorf(CI_ERR_INVALID, "cpu embedding: token id %d outside [0, %lld)",
-                             ids[i], (long long)table->rows);
+            return ci_errorf(CI_ERR_INVALID, "cpu embedding: token id %d outside [0, %lld)", ids[i],
+                             (long long)table->rows);
         ci_cpu_row_to_f32((const char *)table->data + (size_t)ids[i] * (size_t)table->cols * esz,
                           table->dtype, table->cols, (float *)out->data + (int64_t)i * out->cols);
     }
@@ -42,7 +42,8 @@ static void swiglu_task(void *vctx, int64_t r0, int64_t r1, int tid) {
             _mm256_storeu_ps(o + i, _mm256_mul_ps(silu, _mm256_loadu_ps(u + i)));
         }
 #endif
-        for (; i < c->inter; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        for (; i < c->inter; i++)
+            o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
     }
 }
 

@@ -16,7 +16,9 @@ typedef struct ci_cpu {
     size_t *ws_floats;
 } ci_cpu;
 
-static inline ci_cpu *ci_cpu_of(ci_backend *be) { return (ci_cpu *)be->impl; }
+static inline ci_cpu *ci_cpu_of(ci_backend *be) {
+    return (ci_cpu *)be->impl;
+}
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -39,7 +41,8 @@ static inline float ci_dot_f32(const float *a, const float *b, int64_t n) {
     lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
     s = _mm_cvtss_f32(lo);
 #endif
-    for (; i < n; i++) s += a[i] * b[i];
+    for (; i < n; i++)
+        s += a[i] * b[i];
     return s;
 }
 
@@ -59,7 +62,8 @@ static inline __m256 ci_exp256(__m256 x) {
     y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
     y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
     y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)), 23);
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 #endif
@@ -68,9 +72,11 @@ static inline __m256 ci_exp256(__m256 x) {
 static inline void ci_exp_f32(const float *src, float *dst, int64_t n) {
     int64_t i = 0;
 #if defined(__AVX2__) && defined(__FMA__)
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, ci_exp256(_mm256_loadu_ps(src + i)));
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, ci_exp256(_mm256_loadu_ps(src + i)));
 #endif
-    for (; i < n; i++) dst[i] = expf(src[i]);
+    for (; i < n; i++)
+        dst[i] = expf(src[i]);
 }
 
 /* Ensures every thread's scratch holds at least n floats. */
@@ -79,8 +85,8 @@ ci_status ci_cpu_ws_reserve(ci_cpu *c, size_t n);
 /* Converts n elements of a weight row (F32/F16/BF16) to f32. */
 void ci_cpu_row_to_f32(const void *src, ci_dtype dt, int64_t n, float *dst);
 
-ci_status ci_cpu_copy_blocks(ci_backend *be, ci_kv_cache *kv, const int32_t *src, const int32_t *dst,
-                              int n);
+ci_status ci_cpu_copy_blocks(ci_backend *be, ci_kv_cache *kv, const int32_t *src,
+                             const int32_t *dst, int n);
 ci_status ci_cpu_embedding(ci_backend *be, const ci_tensor *table, const int32_t *ids, int n,
                            ci_tensor *out);
 ci_status ci_cpu_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,

@@ -23,7 +23,9 @@
 #ifndef CI_MATVEC_MAX_N
 #define CI_MATVEC_MAX_N 16
 #endif
-#define CI_PANEL_MAX_FLOATS (1024 * 1024) /* 4 MiB of f32 per thread: bigger panels re-pack x less often (measured +25% on 4096x4096) */
+#define CI_PANEL_MAX_FLOATS                                                                        \
+    (1024 * 1024) /* 4 MiB of f32 per thread: bigger panels re-pack x less often (measured +25% on \
+                     4096x4096) */
 
 typedef struct mm_ctx {
     const float *x;
@@ -167,7 +169,8 @@ CI_INLINE float dot1(const float *x, int64_t in, const void *w, ci_dtype dt) {
     }
     s = hsum8(_mm256_add_ps(a0, a1));
 #endif
-    for (; k < in; k++) s += load_elem(w, dt, k) * x[k];
+    for (; k < in; k++)
+        s += load_elem(w, dt, k) * x[k];
     return s;
 }
 
@@ -182,7 +185,8 @@ CI_INLINE void matvec_rows(const mm_ctx *c, int64_t j0, int64_t j1, ci_dtype dt)
         const void *w = (const char *)c->w + (size_t)j * (size_t)in * esz;
         float b[4] = {0, 0, 0, 0};
         if (c->bias)
-            for (int q = 0; q < 4; q++) b[q] = load_elem(c->bias, c->bdt, j + q);
+            for (int q = 0; q < 4; q++)
+                b[q] = load_elem(c->bias, c->bdt, j + q);
         int64_t r = 0;
         for (; r + 2 <= c->n; r += 2) {
             float d0[4], d1[4];
@@ -197,13 +201,15 @@ CI_INLINE void matvec_rows(const mm_ctx *c, int64_t j0, int64_t j1, ci_dtype dt)
             float d[4];
             dot4(c->x + r * in, in, w, dt, d);
             float *y = c->y + r * out + j;
-            for (int q = 0; q < 4; q++) y[q] = d[q] + b[q];
+            for (int q = 0; q < 4; q++)
+                y[q] = d[q] + b[q];
         }
     }
     for (; j < j1; j++) {
         const void *w = (const char *)c->w + (size_t)j * (size_t)in * esz;
         float b = c->bias ? load_elem(c->bias, c->bdt, j) : 0.0f;
-        for (int64_t r = 0; r < c->n; r++) c->y[r * out + j] = dot1(c->x + r * in, in, w, dt) + b;
+        for (int64_t r = 0; r < c->n; r++)
+            c->y[r * out + j] = dot1(c->x + r * in, in, w, dt) + b;
     }
 }
 
@@ -238,7 +244,8 @@ static void gemm_task(void *vctx, int64_t p0, int64_t p1, int tid) {
         if (c->bias) {
             for (int64_t i = 0; i < c->n; i++) {
                 float *yr = c->y + i * c->out + j0;
-                for (int64_t j = 0; j < np; j++) yr[j] += load_elem(c->bias, c->bdt, j0 + j);
+                for (int64_t j = 0; j < np; j++)
+                    yr[j] += load_elem(c->bias, c->bdt, j0 + j);
             }
         }
     }
@@ -261,14 +268,14 @@ ci_status ci_cpu_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
     if (b && bias->rows * bias->cols != w->rows)
         return ci_errorf(CI_ERR_INVALID, "cpu matmul: bias has %lld elements, want %lld",
                          (long long)(bias->rows * bias->cols), (long long)w->rows);
-    mm_ctx c = {x->data, w->data, w->dtype, b, b ? bias->dtype : CI_F32, y->data,
-                x->rows, x->cols, w->rows, 0, cpu};
+    mm_ctx c = {x->data, w->data, w->dtype, b,  b ? bias->dtype : CI_F32, y->data, x->rows,
+                x->cols, w->rows, 0,        cpu};
     if (c.n == 0) return ci_ok();
     int nt = cpu->nthreads;
     if (c.n <= CI_MATVEC_MAX_N) {
         /* ~4 chunks per thread for balance on a shared machine */
         int64_t grain = (c.out + 4 * nt - 1) / (4 * nt);
-        grain = (grain + 15) / 16 * 16; /* whole groups of 4 rows */
+        grain = (grain + 15) / 16 * 16;                /* whole groups of 4 rows */
         if (c.out * c.in * c.n < 32768) grain = c.out; /* too small to split */
         ci_threadpool_run(cpu->tp, c.out, grain, matvec_task, &c);
         return ci_ok();

@@ -23,16 +23,20 @@ static inline float elem(const void *p, ci_dtype dt, int64_t i) {
 static inline void rms_row(const float *v, const void *w, ci_dtype wdt, int64_t n, float eps,
                            float *out) {
     double ss = 0.0;
-    for (int64_t i = 0; i < n; i++) ss += (double)v[i] * (double)v[i];
+    for (int64_t i = 0; i < n; i++)
+        ss += (double)v[i] * (double)v[i];
     float inv = 1.0f / sqrtf((float)(ss / (double)n) + eps);
     if (wdt == CI_F32) {
         const float *wf = w;
-        for (int64_t i = 0; i < n; i++) out[i] = wf[i] * (v[i] * inv);
+        for (int64_t i = 0; i < n; i++)
+            out[i] = wf[i] * (v[i] * inv);
     } else if (wdt == CI_BF16) {
         const uint16_t *wb = w;
-        for (int64_t i = 0; i < n; i++) out[i] = ci_bf16_to_f32(wb[i]) * (v[i] * inv);
+        for (int64_t i = 0; i < n; i++)
+            out[i] = ci_bf16_to_f32(wb[i]) * (v[i] * inv);
     } else {
-        for (int64_t i = 0; i < n; i++) out[i] = elem(w, wdt, i) * (v[i] * inv);
+        for (int64_t i = 0; i < n; i++)
+            out[i] = elem(w, wdt, i) * (v[i] * inv);
     }
 }
 
@@ -51,7 +55,8 @@ static void rmsnorm_task(void *vctx, int64_t r0, int64_t r1, int tid) {
         float *x = c->x + r * c->n, *o = c->out + r * c->n;
         if (c->res) {
             float *res = c->res + r * c->n;
-            for (int64_t i = 0; i < c->n; i++) res[i] = x[i] + res[i];
+            for (int64_t i = 0; i < c->n; i++)
+                res[i] = x[i] + res[i];
             rms_row(res, c->w, c->wdt, c->n, c->eps, o);
         } else {
             rms_row(x, c->w, c->wdt, c->n, c->eps, o);
@@ -70,8 +75,9 @@ ci_status ci_cpu_rmsnorm(ci_backend *be, ci_tensor *x, ci_tensor *residual, cons
     ci_cpu *cpu = ci_cpu_of(be);
     int64_t n = x->cols;
     if (x->dtype != CI_F32 || out->dtype != CI_F32 || out->cols != n || out->rows < x->rows ||
-        w->rows * w->cols != n || (residual && (residual->cols != n || residual->rows < x->rows ||
-                                                residual->dtype != CI_F32)))
+        w->rows * w->cols != n ||
+        (residual &&
+         (residual->cols != n || residual->rows < x->rows || residual->dtype != CI_F32)))
         return ci_errorf(CI_ERR_INVALID, "cpu rmsnorm: shape/dtype mismatch (x [%lld][%lld])",
                          (long long)x->rows, (long long)n);
     norm_ctx c = {x->data, residual ? residual->data : NULL, out->data, w->data, w->dtype, n, eps};
@@ -98,8 +104,7 @@ static void qk_norm_task(void *vctx, int64_t t0, int64_t t1, int tid) {
                     row + (int64_t)h * c->hd);
         float *k = row + (int64_t)c->H * c->hd;
         for (int h = 0; h < c->KV; h++)
-            rms_row(k + (int64_t)h * c->hd, c->wk, c->wkdt, c->hd, c->eps,
-                    k + (int64_t)h * c->hd);
+            rms_row(k + (int64_t)h * c->hd, c->wk, c->wkdt, c->hd, c->eps, k + (int64_t)h * c->hd);
     }
 }
 
@@ -107,11 +112,11 @@ ci_status ci_cpu_qk_norm(ci_backend *be, ci_tensor *qkv, const ci_attn_shape *sh
                          const ci_tensor *w_q, const ci_tensor *w_k, float eps) {
     ci_cpu *cpu = ci_cpu_of(be);
     int64_t stride = (int64_t)(shape->num_heads + 2 * shape->num_kv_heads) * shape->head_dim;
-    if (qkv->dtype != CI_F32 || qkv->cols != stride ||
-        w_q->rows * w_q->cols != shape->head_dim || w_k->rows * w_k->cols != shape->head_dim)
+    if (qkv->dtype != CI_F32 || qkv->cols != stride || w_q->rows * w_q->cols != shape->head_dim ||
+        w_k->rows * w_k->cols != shape->head_dim)
         return ci_errorf(CI_ERR_INVALID, "cpu qk_norm: shape mismatch");
-    qkn_ctx c = {qkv->data, stride, shape->num_heads, shape->num_kv_heads, shape->head_dim,
-                 w_q->data, w_k->data, w_q->dtype, w_k->dtype, eps};
+    qkn_ctx c = {qkv->data, stride,    shape->num_heads, shape->num_kv_heads, shape->head_dim,
+                 w_q->data, w_k->data, w_q->dtype,       w_k->dtype,          eps};
     ci_threadpool_run(cpu->tp, qkv->rows, row_grain(cpu, qkv->rows, stride), qk_norm_task, &c);
     return ci_ok();
 }
@@ -150,7 +155,8 @@ static void rope_task(void *vctx, int64_t t0, int64_t t1, int tid) {
     for (int64_t t = t0; t < t1; t++) {
         float *row = c->qkv + t * c->stride;
         const float *cs = c->cs + (int64_t)c->pos[t] * c->rot;
-        for (int h = 0; h < c->H + c->KV; h++) rotate(row + (int64_t)h * c->hd, cs, c->rot, c->neox);
+        for (int h = 0; h < c->H + c->KV; h++)
+            rotate(row + (int64_t)h * c->hd, cs, c->rot, c->neox);
         int32_t slot = c->slots[t];
         if (slot < 0) continue;
         int64_t blk = slot / c->bs, off = slot % c->bs;
@@ -187,9 +193,10 @@ ci_status ci_cpu_rope_cache(ci_backend *be, ci_tensor *qkv, const ci_attn_shape 
             return ci_errorf(CI_ERR_INVALID, "cpu rope: slot %d outside the cache (%lld slots)", s,
                              (long long)nslots);
     }
-    rope_ctx c = {qkv->data, stride, shape->num_heads, shape->num_kv_heads, shape->head_dim,
-                  rope->rot_dim, rope->neox, rope->cos_sin.data, batch->positions,
-                  batch->slot_mapping, kv->k[layer], kv->v[layer], kv->block_size};
+    rope_ctx c = {
+        qkv->data,     stride,       shape->num_heads,   shape->num_kv_heads, shape->head_dim,
+        rope->rot_dim, rope->neox,   rope->cos_sin.data, batch->positions,    batch->slot_mapping,
+        kv->k[layer],  kv->v[layer], kv->block_size};
     ci_threadpool_run(cpu->tp, batch->num_tokens, row_grain(cpu, batch->num_tokens, stride * 4),
                       rope_task, &c);
     return ci_ok();

@@ -139,7 +139,8 @@ static ci_status cu_weight_write(ci_backend *be, ci_tensor *w, int64_t row0, con
     size_t total = (size_t)nrows * (size_t)w->cols;
     size_t n0 = total < piece ? total : piece;
     void *tmp = malloc(n0 * esz);
-    if (!tmp) return ci_errorf(CI_ERR_NOMEM, "cuda: weight conversion buffer (%zu bytes)", n0 * esz);
+    if (!tmp)
+        return ci_errorf(CI_ERR_NOMEM, "cuda: weight conversion buffer (%zu bytes)", n0 * esz);
     ci_status s = ci_ok();
     for (size_t off = 0; off < total && s.code == CI_OK; off += n0) {
         size_t n = total - off < n0 ? total - off : n0;
@@ -155,10 +156,15 @@ static ci_status cu_weight_write(ci_backend *be, ci_tensor *w, int64_t row0, con
 static ci_status cu_prepare_batch(ci_backend *be, const ci_batch *host, ci_batch *dev) {
     ci_cuda *c = ci_cuda_of(be);
     const int T = host->num_tokens, S = host->num_seqs, L = host->num_logits;
-    size_t n[7] = {(size_t)T, (size_t)T, (size_t)S + 1, (size_t)S,
-                   (size_t)S * (size_t)host->max_blocks_per_seq, (size_t)T, (size_t)L};
-    const int32_t *src[7] = {host->token_ids,    host->positions,    host->query_start,
-                             host->context_lens, host->block_tables, host->slot_mapping,
+    size_t n[7] = {(size_t)T,
+                   (size_t)T,
+                   (size_t)S + 1,
+                   (size_t)S,
+                   (size_t)S * (size_t)host->max_blocks_per_seq,
+                   (size_t)T,
+                   (size_t)L};
+    const int32_t *src[7] = {host->token_ids,     host->positions,    host->query_start,
+                             host->context_lens,  host->block_tables, host->slot_mapping,
                              host->logits_indices};
     size_t off[7], total = 0;
     for (int i = 0; i < 7; i++) {
@@ -203,7 +209,9 @@ static ci_status cu_prepare_batch(ci_backend *be, const ci_batch *host, ci_batch
 
 /* ---- ops: checks, then a kernel ---- */
 
-static int act_ok(ci_backend *be, const ci_tensor *t) { return t->dtype == be->act_dtype; }
+static int act_ok(ci_backend *be, const ci_tensor *t) {
+    return t->dtype == be->act_dtype;
+}
 
 ci_status ci_cuda_embedding(ci_backend *be, const ci_tensor *table, const int32_t *ids, int n,
                             ci_tensor *out) {
@@ -212,10 +220,9 @@ ci_status ci_cuda_embedding(ci_backend *be, const ci_tensor *table, const int32_
         return ci_errorf(CI_ERR_INVALID, "cuda embedding: table %s [%lld] -> out %s [%lld]",
                          ci_dtype_name(table->dtype), (long long)table->cols,
                          ci_dtype_name(out->dtype), (long long)out->cols);
-    CI_CU_LAUNCH("embedding",
-                 ci_cu_gather_rows(ST(c), table->data, table->rows,
-                                   table->cols * (int64_t)ci_dtype_size(table->dtype), ids, n,
-                                   out->data));
+    CI_CU_LAUNCH("embedding", ci_cu_gather_rows(ST(c), table->data, table->rows,
+                                                table->cols * (int64_t)ci_dtype_size(table->dtype),
+                                                ids, n, out->data));
     return ci_ok();
 }
 
@@ -235,8 +242,8 @@ ci_status ci_cuda_swiglu(ci_backend *be, const ci_tensor *gate_up, ci_tensor *ou
     if (!act_ok(be, gate_up) || !act_ok(be, out) || gate_up->cols != 2 * out->cols ||
         out->rows < gate_up->rows)
         return ci_errorf(CI_ERR_INVALID, "cuda swiglu: shape mismatch");
-    CI_CU_LAUNCH("swiglu", ci_cu_swiglu(ST(c), ci_cu_bf16(out->dtype), gate_up->data,
-                                        gate_up->rows, out->cols, out->data));
+    CI_CU_LAUNCH("swiglu", ci_cu_swiglu(ST(c), ci_cu_bf16(out->dtype), gate_up->data, gate_up->rows,
+                                        out->cols, out->data));
     return ci_ok();
 }
 
@@ -288,8 +295,7 @@ ci_status ci_cuda_rope_cache(ci_backend *be, ci_tensor *qkv, const ci_attn_shape
                  ci_cu_rope_cache(ST(c), ci_cu_bf16(qkv->dtype), qkv->data, batch->num_tokens,
                                   shape->num_heads, shape->num_kv_heads, shape->head_dim,
                                   rope->cos_sin.data, rope->rot_dim, rope->neox, batch->positions,
-                                  batch->slot_mapping, kv->k[layer], kv->v[layer],
-                                  kv->block_size));
+                                  batch->slot_mapping, kv->k[layer], kv->v[layer], kv->block_size));
     return ci_ok();
 }
 
@@ -347,8 +353,8 @@ static void cu_destroy(ci_backend *be) {
 static ci_status cu_copy_blocks(ci_backend *be, ci_kv_cache *kv, const int32_t *src,
                                 const int32_t *dst, int n) {
     ci_cuda *c = ci_cuda_of(be);
-    size_t block_bytes = (size_t)kv->num_kv_heads * (size_t)kv->block_size *
-                         (size_t)kv->head_dim * ci_dtype_size(kv->dtype);
+    size_t block_bytes = (size_t)kv->num_kv_heads * (size_t)kv->block_size * (size_t)kv->head_dim *
+                         ci_dtype_size(kv->dtype);
     for (int i = 0; i < n; i++)
         if (src[i] < 0 || src[i] >= kv->num_blocks || dst[i] < 0 || dst[i] >= kv->num_blocks)
             return ci_errorf(CI_ERR_INVALID, "copy_blocks: pair %d (%d -> %d) outside [0, %d)", i,
@@ -358,10 +364,10 @@ static ci_status cu_copy_blocks(ci_backend *be, ci_kv_cache *kv, const int32_t *
         for (int i = 0; i < n; i++) {
             if (src[i] == dst[i]) continue;
             size_t so = (size_t)src[i] * block_bytes, d = (size_t)dst[i] * block_bytes;
-            CI_CU_TRY(cudaMemcpyAsync(k + d, k + so, block_bytes, cudaMemcpyDeviceToDevice,
-                                      c->stream));
-            CI_CU_TRY(cudaMemcpyAsync(v + d, v + so, block_bytes, cudaMemcpyDeviceToDevice,
-                                      c->stream));
+            CI_CU_TRY(
+                cudaMemcpyAsync(k + d, k + so, block_bytes, cudaMemcpyDeviceToDevice, c->stream));
+            CI_CU_TRY(
+                cudaMemcpyAsync(v + d, v + so, block_bytes, cudaMemcpyDeviceToDevice, c->stream));
         }
     }
     return ci_ok();

@@ -13,7 +13,9 @@
 
 #include "backend/cuda/cuda_internal.h"
 
-static cudaDataType_t cu_type(ci_dtype t) { return t == CI_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+static cudaDataType_t cu_type(ci_dtype t) {
+    return t == CI_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+}
 
 static void plan_destroy(ci_cu_gemm_plan *p) {
     if (!p->used) return;
@@ -25,7 +27,8 @@ static void plan_destroy(ci_cu_gemm_plan *p) {
 }
 
 void ci_cuda_gemm_plans_free(ci_cuda *c) {
-    for (int i = 0; i < CI_CU_GEMM_CACHE; i++) plan_destroy(&c->plans[i]);
+    for (int i = 0; i < CI_CU_GEMM_CACHE; i++)
+        plan_destroy(&c->plans[i]);
     c->nplans = 0;
 }
 
@@ -40,8 +43,8 @@ static ci_status plan_build(ci_cuda *c, ci_cu_gemm_plan *p, int with_bias, int *
     if (with_bias) {
         cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
         cudaDataType_t bt = CUDA_R_32F;
-        CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep,
-                                                 sizeof ep));
+        CI_LT_TRY(
+            cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
         CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt,
                                                  sizeof bt));
     }
@@ -111,8 +114,8 @@ static ci_status plan_get(ci_cuda *c, int64_t m, int64_t n, int64_t k, cudaDataT
         p->bias_ok = bias;
     }
     if (s.code == CI_OK && !found)
-        s = ci_errorf(CI_ERR_UNSUPPORTED, "cublasLt: no algorithm for %lldx%lldx%lld",
-                      (long long)m, (long long)n, (long long)k);
+        s = ci_errorf(CI_ERR_UNSUPPORTED, "cublasLt: no algorithm for %lldx%lldx%lld", (long long)m,
+                      (long long)n, (long long)k);
     if (s.code != CI_OK) {
         plan_destroy(p);
         return s;
@@ -133,8 +136,7 @@ ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
     if (x->dtype != w->dtype || (x->dtype != CI_F32 && x->dtype != CI_BF16) ||
         (y->dtype != CI_F32 && y->dtype != CI_BF16) || (x->dtype == CI_F32 && y->dtype != CI_F32))
         return ci_errorf(CI_ERR_UNSUPPORTED, "cuda matmul: x %s, w %s, y %s",
-                         ci_dtype_name(x->dtype), ci_dtype_name(w->dtype),
-                         ci_dtype_name(y->dtype));
+                         ci_dtype_name(x->dtype), ci_dtype_name(w->dtype), ci_dtype_name(y->dtype));
     const void *b = bias && bias->data ? bias->data : NULL;
     if (b && (bias->rows * bias->cols != w->rows || bias->dtype != CI_F32))
         return ci_errorf(CI_ERR_INVALID, "cuda matmul: bias [%lld] %s, want [%lld] F32",

@@ -20,8 +20,8 @@ typedef struct ci_cu_gemm_plan {
     int used;
     int64_t m, n, k;
     cudaDataType_t ab, cd;
-    int bias;      /* 1: bias epilogue; 0: none */
-    int bias_ok;   /* 0: the epilogue had no algorithm; bias added by a kernel */
+    int bias;    /* 1: bias epilogue; 0: none */
+    int bias_ok; /* 0: the epilogue had no algorithm; bias added by a kernel */
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulAlgo_t algo;
@@ -43,8 +43,12 @@ typedef struct ci_cuda {
     int meta_pending;
 } ci_cuda;
 
-static inline ci_cuda *ci_cuda_of(ci_backend *be) { return (ci_cuda *)be->impl; }
-static inline int ci_cu_bf16(ci_dtype t) { return t == CI_BF16; }
+static inline ci_cuda *ci_cuda_of(ci_backend *be) {
+    return (ci_cuda *)be->impl;
+}
+static inline int ci_cu_bf16(ci_dtype t) {
+    return t == CI_BF16;
+}
 
 #define CI_CU_TRY(call)                                                                            \
     do {                                                                                           \
@@ -58,7 +62,7 @@ static inline int ci_cu_bf16(ci_dtype t) { return t == CI_BF16; }
     do {                                                                                           \
         int ci_cu_e_ = (call);                                                                     \
         if (ci_cu_e_ != 0)                                                                         \
-            return ci_errorf(CI_ERR_BACKEND, "cuda: %s kernel: %s", name,                         \
+            return ci_errorf(CI_ERR_BACKEND, "cuda: %s kernel: %s", name,                          \
                              cudaGetErrorString((cudaError_t)ci_cu_e_));                           \
     } while (0)
 
@@ -66,7 +70,7 @@ static inline int ci_cu_bf16(ci_dtype t) { return t == CI_BF16; }
     do {                                                                                           \
         cublasStatus_t ci_lt_e_ = (call);                                                          \
         if (ci_lt_e_ != CUBLAS_STATUS_SUCCESS)                                                     \
-            return ci_errorf(CI_ERR_BACKEND, "cublasLt: %s: status %d", #call, (int)ci_lt_e_);    \
+            return ci_errorf(CI_ERR_BACKEND, "cublasLt: %s: status %d", #call, (int)ci_lt_e_);     \
     } while (0)
 
 ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,

@@ -20,16 +20,15 @@ int ci_cu_gather_rows(ci_cu_stream st, const void *rows, int64_t nrows, int64_t 
                       const int32_t *idx, int n, void *out);
 
 /* out[r][i] = silu(gu[r][i]) * gu[r][inter + i] */
-int ci_cu_swiglu(ci_cu_stream st, int bf16, const void *gu, int64_t rows, int64_t inter,
-                 void *out);
+int ci_cu_swiglu(ci_cu_stream st, int bf16, const void *gu, int64_t rows, int64_t inter, void *out);
 
 /* y[r][j] += bias[j] */
 int ci_cu_add_bias(ci_cu_stream st, int bf16, void *y, int64_t rows, int64_t cols,
                    const float *bias);
 
 /* res (optional): res += x; out = rmsnorm(res or x) * w. out may alias x. */
-int ci_cu_rmsnorm(ci_cu_stream st, int bf16, const void *x, void *res, const float *w,
-                  int64_t rows, int64_t n, float eps, void *out);
+int ci_cu_rmsnorm(ci_cu_stream st, int bf16, const void *x, void *res, const float *w, int64_t rows,
+                  int64_t n, float eps, void *out);
 
 /* Qwen3 q/k-norm over each head_dim slice of q and k, in place. */
 int ci_cu_qk_norm(ci_cu_stream st, int bf16, void *qkv, int T, int H, int KV, int hd,
@@ -43,12 +42,11 @@ int ci_cu_rope_cache(ci_cu_stream st, int bf16, void *qkv, int T, int H, int KV,
 /* Paged causal GQA attention; see cuda_attention.cu. max_ctx (a hint: the
  * batch's max_context_len, may be 0) and num_sms pick the split-K factor;
  * ws (ws_floats f32, may be NULL = no split) holds the split partials. */
-int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int T, int S, int H, int KV,
-                    int hd, const int32_t *positions, const int32_t *query_start,
+int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int T, int S, int H, int KV, int hd,
+                    const int32_t *positions, const int32_t *query_start,
                     const int32_t *context_lens, const int32_t *block_tables,
                     int max_blocks_per_seq, const void *kc, const void *vc, int block_size,
-                    float scale, void *out, int max_ctx, int num_sms, float *ws,
-                    int64_t ws_floats);
+                    float scale, void *out, int max_ctx, int num_sms, float *ws, int64_t ws_floats);
 /* Largest G * head_dim the attention kernel takes. */
 #define CI_CU_ATT_MAX_GHD 2048
 #define CI_CU_ATT_MAX_HD 256
