@@ -6,11 +6,16 @@
  * lives in ctx->jobs until it is answered or its client goes away, and it
  * is named to the engine thread only by its id. */
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
+#include <arpa/inet.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +58,7 @@ typedef struct job {
     int prompt_tokens, completion_tokens;
     double t0, t_first, t_last;
     struct event *timer;
-    int add_special; /* tokenize */
+    struct event *watch; /* EOF on the socket while the reply is pending */
 } job;
 
 struct srv_ctx {
@@ -150,6 +155,7 @@ static void job_free(job *j) {
     if (j->next) j->next->prev = j->prev;
     if (j->conn) evhttp_connection_set_closecb(j->conn, NULL, NULL);
     if (j->timer) event_free(j->timer);
+    if (j->watch) event_free(j->watch);
     if (j->is_gen) ctx->gen_in_flight--;
     for (int i = 0; j->ch && i < j->num_choices; i++) choice_free(&j->ch[i]);
     free(j->ch);
@@ -195,15 +201,43 @@ static void on_close(struct evhttp_connection *conn, void *arg) {
     job *j = arg;
     j->req = NULL;
     j->conn = NULL;
-    if (j->is_gen && !j->finished) job_abort(j);
+    if (j->is_gen && !j->finished) {
+        job_abort(j);
+        for (int i = 0; i < j->num_choices; i++)
+            if (!j->ch[i].done) j->ctx->m.finished[CINFER_FINISH_ABORT]++;
+    }
     job_free(j);
 }
 
 /* The job is about to be answered: its connection may be reused or closed
  * from now on without concerning it. */
 static void job_detach(job *j) {
+    if (j->watch) {
+        event_free(j->watch);
+        j->watch = NULL;
+    }
     if (j->conn) evhttp_connection_set_closecb(j->conn, NULL, NULL);
     j->conn = NULL;
+}
+
+/* evhttp does not read an incoming connection while its reply is pending,
+ * so a client that hangs up would go unnoticed until the reply is written:
+ * watch the socket for EOF ourselves and abort the work at once. */
+static void on_watch(evutil_socket_t fd, short what, void *arg) {
+    job *j = arg;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    event_del(j->watch); /* level-triggered: pipelined data or EOF would fire again */
+    if (n <= 0 && j->is_gen && !j->finished) job_abort(j);
+}
+
+static void job_watch(job *j) {
+    struct bufferevent *bev = j->conn ? evhttp_connection_get_bufferevent(j->conn) : NULL;
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd < 0) return;
+    j->watch = event_new(j->ctx->base, fd, EV_READ | EV_PERSIST, on_watch, j);
+    if (j->watch) event_add(j->watch, NULL);
 }
 
 static void on_timeout(evutil_socket_t fd, short what, void *arg) {
@@ -715,6 +749,7 @@ static void handle_generate(srv_ctx *ctx, struct evhttp_request *req, int chat) 
         struct timeval tv = {(time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6)};
         if (j->timer) evtimer_add(j->timer, &tv);
     }
+    job_watch(j);
     g.cmd->job_id = j->id;
     srv_engine_submit(ctx->eng, g.cmd);
 }
@@ -966,15 +1001,23 @@ int srv_run(const srv_config *cfg) {
     evhttp_set_max_headers_size(ctx->http, 64 * 1024);
     evhttp_set_timeout(ctx->http, 60);
     evhttp_set_gencb(ctx->http, on_request, ctx);
-    if (evhttp_bind_socket(ctx->http, cfg->host, (ev_uint16_t)cfg->port)) {
+    struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(ctx->http, cfg->host, (ev_uint16_t)cfg->port);
+    if (!bs) {
         fprintf(stderr, "error: cannot listen on %s:%d\n", cfg->host, cfg->port);
         goto out;
+    }
+    int port = cfg->port;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (!getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &sl)) {
+        if (ss.ss_family == AF_INET) port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        if (ss.ss_family == AF_INET6) port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     }
     if (srv_engine_start(ctx->engine, notify, ctx, &ctx->eng)) {
         fprintf(stderr, "error: cannot start the engine thread\n");
         goto out;
     }
-    fprintf(stderr, "cinfer serve: model '%s' on http://%s:%d\n", ctx->model_name, cfg->host, cfg->port);
+    fprintf(stderr, "cinfer serve: model '%s' listening on http://%s:%d\n", ctx->model_name, cfg->host, port);
     event_base_dispatch(ctx->base);
     rc = ctx->stopping ? 0 : 1;
 out:
