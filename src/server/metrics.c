@@ -83,8 +83,22 @@ static void gauge(sbuf *b, const char *name, const char *type, const char *help,
     sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s{model_name=\"%s\"} %.17g\n", name, help, name, type, name, model, v);
 }
 
-char *srv_metrics_render(const srv_metrics *m, const cinfer_metrics *eng, const char *model, int jobs_in_flight) {
+char *srv_metrics_render(const srv_metrics *m, const cinfer_metrics *eng, const char *model_name,
+                         int jobs_in_flight) {
     sbuf b = {0};
+    /* label value escaping: backslash, double quote, newline */
+    char model[256];
+    size_t o = 0;
+    for (const char *p = model_name; *p && o + 3 < sizeof model; p++) {
+        if (*p == '\\' || *p == '"') model[o++] = '\\';
+        if (*p == '\n') {
+            model[o++] = '\\';
+            model[o++] = 'n';
+            continue;
+        }
+        model[o++] = *p;
+    }
+    model[o] = '\0';
     gauge(&b, "cinfer:num_requests_running", "gauge", "Sequences in the running batch.", model, eng->num_running);
     gauge(&b, "cinfer:num_requests_waiting", "gauge", "Sequences waiting to be scheduled.", model,
           eng->num_waiting);

@@ -117,6 +117,23 @@ check "metrics: counted the finished requests" eval \
 check "metrics: generation tokens counted" eval \
     '[ "$(sed -n "s/^cinfer:generation_tokens_total{[^}]*} //p" "$tmp/body")" -gt 24 ]'
 
+# ---- concurrency: 12 clients at once (mixed streaming), greedy results unchanged by batching ----
+pids=""
+for i in $(seq 12); do
+    if [ $((i % 3)) = 0 ]; then
+        curl -s -N -m 120 "$base/v1/completions" -d "$(jq -cn --arg p "$prompt" '{prompt:$p,max_tokens:24,temperature:0,stream:true}')" \
+            | sed -n 's/^data: \({.*\)/\1/p' | jq -rj '.choices[0].text' >"$tmp/c$i" &
+    else
+        curl -s -m 120 "$base/v1/completions" -d "$(jq -cn --arg p "$prompt" '{prompt:$p,max_tokens:24,temperature:0}')" \
+            | jq -rj '.choices[0].text' >"$tmp/c$i" &
+    fi
+    pids="$pids $!"
+done
+wait $pids
+same=0
+for i in $(seq 12); do [ "$(cat "$tmp/c$i")" = "$want" ] && same=$((same + 1)); done
+check "12 concurrent clients: all greedy texts equal ($same/12)" [ "$same" = 12 ]
+
 # ---- keep-alive: several requests over one connection ----
 curl -s -m 60 -o /dev/null -o /dev/null -o /dev/null -w '%{num_connects} ' "$base/health" "$base/v1/models" "$base/health" >"$tmp/conns"
 check "keep-alive: 3 requests, 1 connection" eval '[ "$(tr -d " \n" <"$tmp/conns")" = 100 ]'
