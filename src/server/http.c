@@ -199,6 +199,9 @@ static void job_abort(job *j) {
 /* The client went away: abort its work (freeing its KV blocks) and forget it. */
 static void on_close(struct evhttp_connection *conn, void *arg) {
     job *j = arg;
+    /* A request still being answered when its connection fails is detached
+     * from it (evhttp_connection_incoming_fail) and left to us to free. */
+    if (j->req && !evhttp_request_get_connection(j->req)) evhttp_request_free(j->req);
     j->req = NULL;
     j->conn = NULL;
     if (j->is_gen && !j->finished) {
