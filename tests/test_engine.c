@@ -6,6 +6,7 @@
 
 #include "cinfer.h"
 #include "engine/engine.h"
+#include "engine/generate.h"
 #include "engine/scheduler.h"
 #include "test.h"
 
@@ -52,6 +53,7 @@ static ci_engine *mk_engine(int block_size, int mbt, int64_t kv_tokens, int pref
     c.kv_cache_tokens = kv_tokens;
     c.enable_prefix_caching = prefix;
     c.max_num_seqs = 64;
+    c.num_threads = 1; /* a shared 2-core machine: no pool handoffs */
     ci_engine *e = NULL;
     ci_status s = ci_engine_create(&c, &e);
     CHECKF(s.code == CI_OK, "%s", s.msg);
@@ -175,6 +177,7 @@ static void test_batch_invariance(void) {
         int bs, mbt;
     } cfgs[] = {{16, 2048}, {16, 7}, {1, 256}, {32, 512}};
     for (size_t c = 0; c < sizeof cfgs / sizeof cfgs[0]; c++) {
+        double tc = ci_now_s();
         e = mk_engine(cfgs[c].bs, cfgs[c].mbt, 0, 1);
         if (!e) continue;
         run_jobs(e, jobs, NJ, 1);
@@ -186,6 +189,7 @@ static void test_batch_invariance(void) {
         ci_engine_metrics m = ci_engine_get_metrics(e);
         CHECK(m.kv_blocks_used == 0 && m.num_running == 0 && m.num_waiting == 0);
         ci_engine_destroy(e);
+        printf("config bs %d mbt %d: %.1f s\n", cfgs[c].bs, cfgs[c].mbt, ci_now_s() - tc);
     }
     /* n = 3: greedy samples equal each other and the n=1 result */
     e = mk_engine(16, 2048, 0, 1);
@@ -252,6 +256,31 @@ static void test_prefix_and_preemption(void) {
            (long long)m.prefix_cache_hit_tokens);
     CHECK(m.prefix_cache_hit_tokens >= (NJ - 1) * 96);
     for (int i = 0; i < NJ; i++) CHECKF(same_res(&jobs[i].r[0], &ref[i]), "prefix job %d", i);
+    /* prompt_logprobs on a cached prompt: every position is still reported */
+    {
+        ci_engine_sampling sp;
+        greedy(&sp, 2);
+        sp.prompt_logprobs = 1;
+        int64_t id;
+        CHECK_OK(ci_engine_add_request(e, jobs[0].prompt, jobs[0].np, &sp, 0, &id));
+        int got = 0;
+        while (ci_engine_has_unfinished(e)) {
+            const ci_engine_output *o;
+            int n;
+            CHECK_OK(ci_engine_step(e, &o, &n));
+            for (int k = 0; k < n; k++) {
+                if (!o[k].prompt_logprobs) continue;
+                got++;
+                CHECK(o[k].num_prompt_logprobs == jobs[0].np - 1);
+                int badtok = 0;
+                for (int i = 0; i < o[k].num_prompt_logprobs; i++)
+                    badtok += o[k].prompt_logprobs[i].token != jobs[0].prompt[i + 1] ||
+                              o[k].prompt_logprobs[i].num_top != 1 || o[k].prompt_logprobs[i].logprob > 0;
+                CHECK(badtok == 0);
+            }
+        }
+        CHECK(got == 1);
+    }
     ci_engine_destroy(e);
 
     /* eviction pressure + preemption: the cache holds ~1.3 requests */
@@ -334,6 +363,19 @@ static void test_sampling(void) {
         CHECK(j[0].r[0].fr == CI_FINISH_STOP);
         CHECK(j[0].r[0].n < 40);
         printf("stop string '%s' cut the text at %zu bytes after %d tokens\n", stop, want, j[0].r[0].n);
+    }
+    /* a stop string that starts matching but never completes: the held-back
+     * text is released, nothing is lost */
+    if (g.tlen > 8) {
+        char partial[16];
+        snprintf(partial, sizeof partial, "%.3s\x01", full + 4);
+        const char *stops[2] = {partial, "\x02never"};
+        greedy(&j[0].sp, 40);
+        j[0].sp.stop = stops;
+        j[0].sp.num_stop = 2;
+        run_jobs(e, j, 1, 1);
+        CHECK(j[0].r[0].tlen == g.tlen && !memcmp(j[0].r[0].text, g.text, g.tlen));
+        CHECK(j[0].r[0].fr == CI_FINISH_LENGTH && j[0].r[0].n == 40);
     }
     free(full);
 
@@ -476,6 +518,7 @@ static void test_api(void) {
     cinfer_engine_config c = cinfer_engine_config_default();
     c.model_dir = model_dir;
     c.kv_cache_tokens = 2048;
+    c.num_threads = 1;
     cinfer_engine *e;
     cinfer_error err;
     CHECKF(cinfer_engine_create(&c, &e, &err) == 0, "%s", err.message);
@@ -521,10 +564,16 @@ int main(void) {
     FILE *f = fopen(path, "rb");
     if (!f) test_skip("no tinyqwen2-code model");
     fclose(f);
+    double t0 = ci_now_s();
     test_api();
     test_sampling();
+    double t1 = ci_now_s();
     test_abort_and_bad_input();
+    double t2 = ci_now_s();
     test_prefix_and_preemption();
+    double t3 = ci_now_s();
     test_batch_invariance();
+    printf("times: api+sampling %.1f s, abort+bad %.1f s, prefix+preempt %.1f s, invariance %.1f s\n", t1 - t0,
+           t2 - t1, t3 - t2, ci_now_s() - t3);
     return test_finish("test_engine");
 }

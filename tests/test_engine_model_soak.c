@@ -44,6 +44,7 @@ static void soak(const char *model_dir, int num_requests, int block_size, int mb
     c.kv_cache_tokens = kv_tokens;
     c.enable_prefix_caching = prefix;
     c.aging_steps = 20;
+    c.num_threads = 1;
     ci_engine *e = NULL;
     ci_status s = ci_engine_create(&c, &e);
     CHECKF(s.code == CI_OK, "%s", s.msg);
@@ -185,6 +186,6 @@ int main(void) {
     fclose(f);
     int quick = CI_ASAN || getenv("CINFER_TEST_QUICK");
     soak(model_dir, quick ? 300 : 1000, 4, 48, 256, 1);
-    soak(model_dir, quick ? 150 : 300, 16, 64, 512, 0);
+    soak(model_dir, quick ? 150 : 300, 16, 64, 256, 0);
     return test_finish("test_engine_model_soak");
 }

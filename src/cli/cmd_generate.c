@@ -1,4 +1,5 @@
-/* cmd_generate.c — `cinfer generate`: one prompt, streamed continuation. */
+/* cmd_generate.c — `cinfer generate`: one prompt, streamed continuation, through
+ * the batching engine (or a JSONL file of requests: generate_batch.c). */
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -10,27 +11,8 @@
 #include "cli/common.h"
 #include "cli/engine_flags.h"
 #include "cli/generate_batch.h"
-#include "cli/load.h"
 #include "engine/generate.h"
 #include "tokenizer/tokenizer.h"
-
-typedef struct {
-    ci_detok_stream *stream;
-    bool print;
-    ci_status err;
-} stream_ctx;
-
-static int on_token(int32_t token, int index, void *user) {
-    stream_ctx *c = user;
-    if (!c->print) return 0;
-    const char *text;
-    size_t len;
-    c->err = ci_detok_stream_put(c->stream, token, &text, &len);
-    if (c->err.code) return 1;
-    fwrite(text, 1, len, stdout);
-    fflush(stdout);
-    return 0;
-}
 
 static json_t *ids_json(const int32_t *ids, int n) {
     json_t *a = json_array();
@@ -97,81 +79,112 @@ int cmd_generate(int argc, char **argv) {
                                .top_p = top_p, .min_p = min_p, .seed = seed, .ignore_eos = ignore_eos};
         return ci_generate_prompts_file(&ec, prompts_file, &d, stats);
     }
-    long block_size = ef.block_size, threads = ef.threads;
-    const char *device = ef.device;
     if (!prompt) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "generate: -p TEXT is required"));
     if (!*prompt) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "prompt is empty"));
-    if (block_size < 1 || block_size > 1024)
-        return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "--block-size must be in [1, 1024]"));
     s = validate(n, temperature, top_k, top_p, min_p);
     if (s.code) return ci_cli_fail(s);
 
-    ci_loaded L = {0};
+    ci_engine_config ec;
+    s = ci_engine_flags_config(&ef, model_dir, &ec);
+    if (s.code) return ci_cli_fail(s);
+
+    double t_load = ci_now_s();
+    ci_tokenizer *tok = NULL;
+    ci_engine *e = NULL;
     int32_t *prompt_ids = NULL, *out = NULL;
     size_t n_prompt = 0;
     char *text = NULL;
-    size_t text_len = 0;
-    stream_ctx sc = {.print = !as_json, .err = ci_ok()};
-    ci_generate_stats st = {0};
+    size_t text_len = 0, text_cap = 0;
+    int n_gen = 0;
+    ci_finish_reason fr = CI_FINISH_NONE;
+    double load_s = 0, prefill_s = 0, decode_s = 0;
 
-    s = ci_load_tokenizer(model_dir, &L);
+    s = ci_tokenizer_load(model_dir, &tok);
     if (!s.code) {
-        s = ci_tokenizer_encode(L.tok, prompt, strlen(prompt), true, &prompt_ids, &n_prompt);
+        s = ci_tokenizer_encode(tok, prompt, strlen(prompt), true, &prompt_ids, &n_prompt);
         if (s.code) s = ci_status_wrap(s, "prompt");
     }
     if (!s.code && n_prompt == 0) s = ci_errorf(CI_ERR_INVALID, "prompt encodes to no tokens");
-    if (!s.code) s = ci_load_model(model_dir, device, (int)threads, &L);
     if (!s.code) {
-        int ctx = L.model->cfg.max_position_embeddings;
+        /* one request: without a size given, the cache holds just it */
+        if (ec.kv_cache_tokens == 0 && ec.kv_cache_memory == 0) ec.kv_cache_tokens = (int64_t)n_prompt + n;
+        if (ec.max_num_batched_tokens < (int)n_prompt && ef.max_num_batched_tokens == 2048)
+            ec.max_num_batched_tokens = (int)n_prompt;
+        s = ci_engine_create(&ec, &e);
+    }
+    if (!s.code) {
+        int ctx = ci_engine_max_model_len(e);
         if ((long)n_prompt >= ctx)
-            s = ci_errorf(CI_ERR_INVALID, "prompt has %zu tokens; the model's context is %d",
-                          n_prompt, ctx);
+            s = ci_errorf(CI_ERR_INVALID, "prompt has %zu tokens; the model's context is %d", n_prompt, ctx);
         else if ((long)n_prompt + n > ctx)
             n = ctx - (long)n_prompt; /* the context bounds generation: finish_reason=length */
     }
-    if (!s.code) s = ci_detok_stream_create(L.tok, true, &sc.stream);
+    load_s = ci_now_s() - t_load;
     if (!s.code) {
         out = malloc(sizeof(int32_t) * (size_t)n);
-        ci_generate_params gp = {0};
-        gp.max_new_tokens = (int)n;
-        gp.block_size = (int)block_size;
-        gp.sampling.temperature = (float)temperature;
-        gp.sampling.top_k = (int)top_k;
-        gp.sampling.top_p = (float)top_p;
-        gp.sampling.min_p = (float)min_p;
-        gp.sampling.seed = seed >= 0 ? (uint64_t)seed : (uint64_t)time(NULL);
-        gp.stop_ids = ignore_eos ? NULL : L.stop_ids;
-        gp.num_stop_ids = ignore_eos ? 0 : L.num_stop_ids;
-        gp.on_token = on_token;
-        gp.user = &sc;
-        s = ci_generate(L.model, prompt_ids, (int)n_prompt, &gp, out, &st);
-        if (!s.code && sc.err.code) s = sc.err;
+        if (!out) s = ci_errorf(CI_ERR_NOMEM, "out of memory");
     }
-    if (!s.code && !as_json) {
-        const char *tail;
-        size_t tail_len;
-        s = ci_detok_stream_finish(sc.stream, &tail, &tail_len);
-        if (!s.code) {
-            fwrite(tail, 1, tail_len, stdout);
-            fputc('\n', stdout);
+    if (!s.code) {
+        ci_engine_sampling sp = ci_engine_default_sampling();
+        sp.max_tokens = (int)n;
+        sp.temperature = (float)temperature;
+        sp.top_k = (int)top_k;
+        sp.top_p = (float)top_p;
+        sp.min_p = (float)min_p;
+        sp.seed = seed >= 0 ? (int64_t)seed : (int64_t)time(NULL);
+        sp.ignore_eos = ignore_eos;
+        int64_t id;
+        double t0 = ci_now_s(), t1 = 0;
+        s = ci_engine_add_request(e, prompt_ids, (int)n_prompt, &sp, 0, &id);
+        while (!s.code && ci_engine_has_unfinished(e)) {
+            const ci_engine_output *o;
+            int k;
+            s = ci_engine_step(e, &o, &k);
+            for (int i = 0; !s.code && i < k; i++) {
+                for (int t = 0; t < o[i].num_token_ids && n_gen < n; t++) {
+                    if (n_gen == 0) t1 = ci_now_s();
+                    out[n_gen++] = o[i].token_ids[t];
+                }
+                if (o[i].text_len) {
+                    if (!as_json) {
+                        fwrite(o[i].text, 1, o[i].text_len, stdout);
+                        fflush(stdout);
+                    }
+                    if (text_len + o[i].text_len + 1 > text_cap) {
+                        size_t nc = text_cap ? text_cap * 2 : 256;
+                        while (nc < text_len + o[i].text_len + 1) nc *= 2;
+                        char *p = realloc(text, nc);
+                        if (!p) {
+                            s = ci_errorf(CI_ERR_NOMEM, "out of memory");
+                            break;
+                        }
+                        text = p;
+                        text_cap = nc;
+                    }
+                    memcpy(text + text_len, o[i].text, o[i].text_len);
+                    text_len += o[i].text_len;
+                }
+                if (o[i].finish_reason) fr = o[i].finish_reason;
+            }
         }
+        double t2 = ci_now_s();
+        if (t1 == 0) t1 = t2;
+        prefill_s = t1 - t0;
+        decode_s = t2 - t1;
+        if (!s.code && !as_json) fputc('\n', stdout);
     }
-    /* the reported text leaves out the stop token and special tokens */
-    int n_gen = st.generated_tokens;
-    int n_text = st.stopped == 1 ? n_gen - 1 : n_gen;
-    if (!s.code) s = ci_tokenizer_decode(L.tok, out, (size_t)n_text, true, &text, &text_len);
-    double prefill_tps = st.prefill_s > 0 ? st.prompt_tokens / st.prefill_s : 0;
-    double decode_tps = st.decode_s > 0 && n_gen > 1 ? (n_gen - 1) / st.decode_s : 0;
+    double prefill_tps = prefill_s > 0 ? (double)n_prompt / prefill_s : 0;
+    double decode_tps = decode_s > 0 && n_gen > 1 ? (n_gen - 1) / decode_s : 0;
     if (!s.code && as_json) {
         json_t *o = json_object();
         json_object_set_new(o, "prompt_tokens", ids_json(prompt_ids, (int)n_prompt));
         json_object_set_new(o, "tokens", ids_json(out, n_gen));
-        json_object_set_new(o, "text", json_stringn(text, text_len));
-        json_object_set_new(o, "finish_reason", json_string(st.stopped == 1 ? "stop" : "length"));
+        json_object_set_new(o, "text", json_stringn(text ? text : "", text_len));
+        json_object_set_new(o, "finish_reason", json_string(fr == CI_FINISH_STOP ? "stop" : "length"));
         json_t *t = json_object();
-        json_object_set_new(t, "load_s", json_real(L.load_s));
-        json_object_set_new(t, "prefill_s", json_real(st.prefill_s));
-        json_object_set_new(t, "decode_s", json_real(st.decode_s));
+        json_object_set_new(t, "load_s", json_real(load_s));
+        json_object_set_new(t, "prefill_s", json_real(prefill_s));
+        json_object_set_new(t, "decode_s", json_real(decode_s));
         json_object_set_new(t, "prefill_tokens_per_s", json_real(prefill_tps));
         json_object_set_new(t, "decode_tokens_per_s", json_real(decode_tps));
         json_object_set_new(o, "timings", t);
@@ -180,13 +193,13 @@ int cmd_generate(int argc, char **argv) {
         free(dump);
         json_decref(o);
     } else if (!s.code) {
-        fprintf(stderr, "[%d prompt tokens: %.1f tok/s prefill | %d generated: %.1f tok/s decode]\n",
-                st.prompt_tokens, prefill_tps, n_gen, decode_tps);
+        fprintf(stderr, "[%zu prompt tokens: %.1f tok/s prefill | %d generated: %.1f tok/s decode]\n", n_prompt,
+                prefill_tps, n_gen, decode_tps);
     }
     free(text);
     free(out);
     free(prompt_ids);
-    ci_detok_stream_free(sc.stream);
-    ci_loaded_free(&L);
+    ci_engine_destroy(e);
+    ci_tokenizer_free(tok);
     return s.code ? ci_cli_fail(s) : 0;
 }

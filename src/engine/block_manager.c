@@ -272,6 +272,10 @@ int ci_bm_match_prefix(ci_block_manager *bm, ci_sequence *seq) {
     if (!bm->cfg.enable_prefix_caching || seq->num_blocks != 0 || seq->num_tokens < 1) return 0;
     int bs = bm->cfg.block_size;
     int max_blocks = (seq->num_tokens - 1) / bs; /* never the block holding the last token */
+    /* prompt_logprobs: prompt positions not yet returned must be computed */
+    if (seq->want_prompt_logprobs && seq->prompt_logprobs_done < seq->num_prompt_tokens - 1 &&
+        seq->prompt_logprobs_done / bs < max_blocks)
+        max_blocks = seq->prompt_logprobs_done / bs;
     if (max_blocks > seq->block_capacity) max_blocks = seq->block_capacity;
     seq_hash_upto(bm, seq, max_blocks);
     int i = 0;
