@@ -127,7 +127,9 @@ ci_status ci_chat_config_parse(const char *text, size_t len, ci_chat_config *out
         st = ci_errorf(CI_ERR_NOMEM, "out of memory");
         goto out;
     }
-    static const char *const KEYS[] = {"bos_token", "eos_token", "unk_token", "pad_token", NULL};
+    /* transformers' SPECIAL_TOKENS_ATTRIBUTES (additional_special_tokens aside) */
+    static const char *const KEYS[] = {"bos_token", "eos_token", "unk_token", "sep_token",
+                                       "pad_token", "cls_token", "mask_token", NULL};
     for (int i = 0; KEYS[i]; i++) {
         json_t *v = json_object_get(c, KEYS[i]);
         if (!v || json_is_null(v)) continue;

@@ -38,7 +38,7 @@ ci_status ci_chat_template_render(const ci_chat_template *tpl, const json_t *con
 typedef struct ci_chat_config {
     char *tmpl_default;  /* the default template (or NULL) */
     char *tmpl_tool_use; /* the "tool_use" named template (or NULL) */
-    json_t *special;     /* object: bos_token/eos_token/pad_token/unk_token that are set */
+    json_t *special;     /* object: bos/eos/unk/sep/pad/cls/mask_token that are set */
 } ci_chat_config;
 
 /* Parses tokenizer_config.json text. chat_template may be a string or a list

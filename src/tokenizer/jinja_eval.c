@@ -248,7 +248,7 @@ static bool truthy(jv v) {
     case JV_INT: return v.u.i != 0;
     case JV_FLOAT: return v.u.f != 0.0;
     case JV_STR: return v.u.s.n != 0;
-    case JV_LIST: return v.u.l->n != 0;
+    case JV_LIST: return v.u.l->view == JL_GEN || v.u.l->n != 0;
     case JV_DICT: return v.u.d->ns || v.u.d->n != 0;
     default: return true;
     }
@@ -291,7 +291,14 @@ static const char *type_name(jv v) {
     case JV_INT: return "int";
     case JV_FLOAT: return "float";
     case JV_STR: return "str";
-    case JV_LIST: return v.u.l->tuple ? "tuple" : "list";
+    case JV_LIST:
+        switch (v.u.l->view) {
+        case JL_KEYS: return "dict_keys";
+        case JL_VALUES: return "dict_values";
+        case JL_ITEMS: return "dict_items";
+        case JL_GEN: return "generator";
+        default: return v.u.l->tuple ? "tuple" : "list";
+        }
     case JV_DICT: return v.u.d->ns ? "Namespace" : "dict";
     case JV_MACRO: return "Macro";
     default: return "builtin_function_or_method";
@@ -468,15 +475,20 @@ static bool repr_sb(R *r, jv v, sbuf *b, int depth) {
     if (depth > 100) return fail(r, NULL, "value nested too deeply to print");
     switch (v.t) {
     case JV_STR: return repr_str(r, v.u.s.p, v.u.s.n, b);
+    case JV_UNDEF: return sb_puts(r, b, "Undefined");
     case JV_LIST: {
         jv_list *l = v.u.l;
+        if (l->view == JL_GEN) return sb_puts(r, b, "<generator object>");
+        if (l->view && !sb_puts(r, b, type_name(v)) ) return false;
+        if (l->view && !sb_putc(r, b, '(')) return false;
         if (!sb_putc(r, b, l->tuple ? '(' : '[')) return false;
         for (size_t i = 0; i < l->n; i++) {
             if (i && !sb_puts(r, b, ", ")) return false;
             if (!repr_sb(r, l->v[i], b, depth + 1)) return false;
         }
         if (l->tuple && l->n == 1 && !sb_putc(r, b, ',')) return false;
-        return sb_putc(r, b, l->tuple ? ')' : ']');
+        if (!sb_putc(r, b, l->tuple ? ')' : ']')) return false;
+        return l->view ? sb_putc(r, b, ')') : true;
     }
     case JV_DICT: {
         jv_dict *d = v.u.d;
@@ -608,6 +620,7 @@ static bool json_dump(R *r, const jn_node *n, jv v, const json_opts *o, sbuf *b,
     case JV_STR: return json_str(r, v.u.s.p, v.u.s.n, b, o->ensure_ascii);
     case JV_LIST: {
         jv_list *l = v.u.l;
+        if (l->view) return fail(r, n, "Object of type %s is not JSON serializable", type_name(v));
         if (!l->n) return sb_puts(r, b, "[]");
         if (!sb_putc(r, b, '[')) return false;
         for (size_t i = 0; i < l->n; i++) {
@@ -751,7 +764,10 @@ static int cmp_values(R *r, jv a, jv b, bool *ok) {
 static bool iter_list(R *r, const jn_node *n, jv v, jv_list **out) {
     switch (v.t) {
     case JV_UNDEF: *out = new_list(r, 0); return *out ? true : nomem(r, n);
-    case JV_LIST: *out = v.u.l; return true;
+    case JV_LIST:
+        if (v.u.l->lazy_err) return fail(r, n, "%s", v.u.l->lazy_err);
+        *out = v.u.l;
+        return true;
     case JV_DICT: {
         if (v.u.d->ns) return fail(r, n, "'Namespace' object is not iterable");
         jv_list *l = new_list(r, v.u.d->n);
@@ -886,7 +902,7 @@ static bool get_attr(R *r, const jn_node *n, jv obj, const char *name, size_t nl
         if (in_names(STR_METHODS, name, nl)) return bind_method(r, obj, name, out);
         break;
     case JV_LIST:
-        if (!obj.u.l->tuple && in_names(LIST_METHODS, name, nl))
+        if (!obj.u.l->view && in_names(LIST_METHODS, name, nl))
             return bind_method(r, obj, name, out);
         break;
     default: break;
@@ -907,6 +923,10 @@ static bool get_index(R *r, const jn_node *n, jv obj, jv key, jv *out) {
         break;
     }
     case JV_LIST:
+        if (obj.u.l->view) {
+            *out = UNDEF;
+            return true;
+        }
         if (key.t == JV_INT || key.t == JV_BOOL) {
             int64_t i = num_i(key), len = (int64_t)obj.u.l->n;
             if (i < 0) i += len;
@@ -993,10 +1013,8 @@ static bool slice_indices(R *r, const jn_node *n, int64_t len, jv vs, jv ve, jv 
 
 static bool do_slice(R *r, const jn_node *n, jv obj, jv vs, jv ve, jv vst, jv *out) {
     if (obj.t == JV_UNDEF) return undef_err(r, n, obj);
-    if (obj.t != JV_LIST && obj.t != JV_STR) {
-        *out = UNDEF;
-        return true;
-    }
+    if ((obj.t != JV_LIST && obj.t != JV_STR) || (obj.t == JV_LIST && obj.u.l->view))
+        return fail(r, n, "'%s' object is not subscriptable", type_name(obj));
     size_t cnt;
     size_t *off = NULL;
     if (obj.t == JV_STR) {
@@ -1046,7 +1064,8 @@ static bool arith(R *r, const jn_node *n, const char *op, jv a, jv b, jv *out) {
     char c = op[0];
     bool dbl = op[1] != '\0';
     if (c == '+' && a.t == JV_STR && b.t == JV_STR) return concat_str(r, a, b, out);
-    if (c == '+' && a.t == JV_LIST && b.t == JV_LIST && a.u.l->tuple == b.u.l->tuple) {
+    if (c == '+' && a.t == JV_LIST && b.t == JV_LIST && a.u.l->tuple == b.u.l->tuple &&
+        !a.u.l->view && !b.u.l->view) {
         jv_list *l = new_list(r, a.u.l->n + b.u.l->n);
         if (!l) return nomem(r, n);
         l->tuple = a.u.l->tuple;
@@ -1055,7 +1074,8 @@ static bool arith(R *r, const jn_node *n, const char *op, jv a, jv b, jv *out) {
         *out = mk_list(l);
         return true;
     }
-    if (c == '*' && !dbl && ((a.t == JV_STR || a.t == JV_LIST) && (b.t == JV_INT || b.t == JV_BOOL))) {
+    if (c == '*' && !dbl && ((a.t == JV_STR || (a.t == JV_LIST && !a.u.l->view)) &&
+                             (b.t == JV_INT || b.t == JV_BOOL))) {
         int64_t k = num_i(b);
         if (k < 0) k = 0;
         if (a.t == JV_STR) {
@@ -1080,7 +1100,8 @@ static bool arith(R *r, const jn_node *n, const char *op, jv a, jv b, jv *out) {
         *out = mk_list(l);
         return true;
     }
-    if (c == '*' && !dbl && (b.t == JV_STR || b.t == JV_LIST) && (a.t == JV_INT || a.t == JV_BOOL))
+    if (c == '*' && !dbl && (b.t == JV_STR || (b.t == JV_LIST && !b.u.l->view)) &&
+        (a.t == JV_INT || a.t == JV_BOOL))
         return arith(r, n, op, b, a, out);
     if (!is_num(a) || !is_num(b))
         return fail(r, n, "unsupported operand type(s) for %s: '%s' and '%s'", op, type_name(a),
@@ -1231,7 +1252,7 @@ static bool percent_format(R *r, const jn_node *n, jv fmt, jv argv, jv *out) {
             goto err;
         }
     }
-    if (ai < al->n && argv.t == JV_LIST && argv.u.l->tuple) {
+    if (ai < al->n && !(argv.t == JV_DICT && !argv.u.d->ns)) {
         fail(r, n, "not all arguments converted during string formatting");
         goto err;
     }
@@ -1354,6 +1375,10 @@ static bool eval(R *r, frame *f, const jn_node *n, jv *out) {
         if (ok && n->b) ok = eval(r, f, n->b, &s);
         if (ok && n->c) ok = eval(r, f, n->c, &e);
         if (ok && n->d) ok = eval(r, f, n->d, &st);
+        if (ok && n->a->kind == JN_CONST && obj.t != JV_STR) {
+            *out = UNDEF; /* Jinja folds a constant's failed slice to Undefined */
+            break;
+        }
         if (ok) ok = do_slice(r, n, obj, s, e, st, out);
         break;
     }
@@ -1545,7 +1570,7 @@ static bool call_macro(R *r, const jn_node *n, jv_func *fn, args *a, jv *out) {
     return ok;
 }
 
-static bool call_global(R *r, const jn_node *n, const char *name, args *a, jv *out);
+static bool call_global(R *r, const jn_node *n, const char *name, jv self, args *a, jv *out);
 static bool call_method(R *r, const jn_node *n, jv self, const char *name, args *a, jv *out);
 
 static bool call_value(R *r, frame *f, const jn_node *n, jv callee, args *a, jv *out) {
@@ -1555,7 +1580,7 @@ static bool call_value(R *r, frame *f, const jn_node *n, jv callee, args *a, jv 
     if (callee.t != JV_FUNC) return fail(r, n, "'%s' object is not callable", type_name(callee));
     jv_func *fn = callee.u.fn;
     switch (fn->kind) {
-    case FN_GLOBAL: return call_global(r, n, fn->name, a, out);
+    case FN_GLOBAL: return call_global(r, n, fn->name, fn->self, a, out);
     case FN_METHOD: return call_method(r, n, fn->self, fn->name, a, out);
     case FN_CALLER: {
         frame *cf = new_frame(r, fn->closure);
@@ -1580,7 +1605,12 @@ static bool need_str(R *r, const jn_node *n, jv v, const char *what) {
     return true;
 }
 
-static bool call_global(R *r, const jn_node *n, const char *name, args *a, jv *out) {
+static bool call_global(R *r, const jn_node *n, const char *name, jv self, args *a, jv *out) {
+    if (!strcmp(name, "loop.cycle")) {
+        if (!a->np) return fail(r, n, "no items for cycling given");
+        *out = a->pos[self.u.i % (int64_t)a->np];
+        return true;
+    }
     if (!strcmp(name, "raise_exception")) {
         jv msg = mk_str("", 0);
         get_arg(a, 0, "message", &msg);
@@ -1724,6 +1754,19 @@ static bool map_case(R *r, jv s, int mode, jv *out) {
         }
         char tmp[8];
         size_t tl = c2 == cp ? 0 : u8_enc(tmp, c2);
+        if (mode == 0) {
+            /* SpecialCasing.txt: upper-case expansions Python applies */
+            static const struct {
+                int32_t cp;
+                const char *up;
+            } SPECIAL[] = {{0xdf, "SS"},   {0xfb00, "FF"},  {0xfb01, "FI"}, {0xfb02, "FL"},
+                           {0xfb03, "FFI"}, {0xfb04, "FFL"}, {0xfb05, "ST"}, {0xfb06, "ST"}};
+            for (size_t q = 0; q < sizeof SPECIAL / sizeof SPECIAL[0]; q++)
+                if (SPECIAL[q].cp == cp) {
+                    tl = strlen(SPECIAL[q].up);
+                    memcpy(tmp, SPECIAL[q].up, tl);
+                }
+        }
         if (!(tl ? sb_put(r, &b, tmp, tl) : sb_put(r, &b, s.u.s.p + i, w))) {
             free(b.p);
             return false;
@@ -1829,9 +1872,7 @@ static bool str_split(R *r, const jn_node *n, jv s, jv sep, int64_t maxsplit, bo
                 while (i < len && jn_py_isspace(p + i, len - i, &cl)) i += cl;
                 if (i >= len) break;
                 if (maxsplit >= 0 && k >= maxsplit) {
-                    jv rest;
-                    if (!strip_impl(r, mk_str(p + i, len - i), NONE, false, true, &rest)) return false;
-                    if (!list_push(r, l, rest)) return false;
+                    if (!list_push(r, l, mk_str(p + i, len - i))) return false;
                     break;
                 }
                 size_t st = i;
@@ -1853,9 +1894,7 @@ static bool str_split(R *r, const jn_node *n, jv s, jv sep, int64_t maxsplit, bo
             size_t keep = all.u.l->n - (size_t)maxsplit;
             jv lastkept = all.u.l->v[keep - 1];
             size_t head_end = (size_t)(lastkept.u.s.p - p) + lastkept.u.s.n;
-            jv head;
-            if (!strip_impl(r, mk_str(p, head_end), NONE, true, false, &head)) return false;
-            if (!list_push(r, l, head)) return false;
+            if (!list_push(r, l, mk_str(p, head_end))) return false;
             for (size_t i = keep; i < all.u.l->n; i++)
                 if (!list_push(r, l, all.u.l->v[i])) return false;
         }
@@ -2017,6 +2056,7 @@ static bool call_method(R *r, const jn_node *n, jv self, const char *m, args *a,
         }
         jv_list *l = new_list(r, d->n);
         if (!l) return nomem(r, n);
+        l->view = !strcmp(m, "keys") ? JL_KEYS : !strcmp(m, "values") ? JL_VALUES : JL_ITEMS;
         for (size_t i = 0; i < d->n; i++) {
             if (!strcmp(m, "keys")) {
                 l->v[l->n++] = d->k[i];
@@ -2205,7 +2245,7 @@ static bool apply_test(R *r, frame *f, const jn_node *n, const char *t, jv v, ar
     else if (!strcmp(t, "iterable"))
         *out = v.t == JV_STR || v.t == JV_LIST || (v.t == JV_DICT && !v.u.d->ns) || v.t == JV_UNDEF;
     else if (!strcmp(t, "sequence"))
-        *out = v.t == JV_STR || v.t == JV_LIST || (v.t == JV_DICT && !v.u.d->ns);
+        *out = v.t == JV_STR || (v.t == JV_LIST && !v.u.l->view) || (v.t == JV_DICT && !v.u.d->ns);
     else if (!strcmp(t, "number")) *out = is_num(v);
     else if (!strcmp(t, "integer")) *out = v.t == JV_INT;
     else if (!strcmp(t, "float")) *out = v.t == JV_FLOAT;
@@ -2376,9 +2416,30 @@ static bool py_round(double x, int64_t nd, double *out) {
     return true;
 }
 
+/* Jinja's select/map/unique/items filters are generators: a bad input only
+ * fails when the result is iterated. */
+static bool lazy_input(R *r, const jn_node *n, jv v, jv *out, bool *done) {
+    *done = false;
+    if (v.t == JV_STR || v.t == JV_LIST || v.t == JV_UNDEF || (v.t == JV_DICT && !v.u.d->ns))
+        return true;
+    jv_list *l = new_list(r, 0);
+    if (!l) return nomem(r, n);
+    char msg[96];
+    snprintf(msg, sizeof msg, "'%s' object is not iterable", type_name(v));
+    l->view = JL_GEN;
+    l->lazy_err = jn_strndup(&r->a, msg, strlen(msg));
+    if (!l->lazy_err) return nomem(r, n);
+    *out = mk_list(l);
+    *done = true;
+    return true;
+}
+
 static bool filter_select(R *r, frame *f, const jn_node *n, jv v, args *a, bool attr_mode,
                           bool reject, jv *out) {
     jv_list *src, *l;
+    bool done;
+    if (!lazy_input(r, n, v, out, &done)) return false;
+    if (done) return true;
     if (!iter_list(r, n, v, &src)) return false;
     l = new_list(r, 0);
     if (!l) return nomem(r, n);
@@ -2390,7 +2451,8 @@ static bool filter_select(R *r, frame *f, const jn_node *n, jv v, args *a, bool 
     }
     if (ai < a->np) test = a->pos[ai++];
     if (test.t != JV_UNDEF && test.t != JV_STR) return fail(r, n, "test name must be a string");
-    args targs = {.pos = a->pos + ai, .np = a->np - ai, .kn = a->kn, .kv = a->kv, .nk = a->nk};
+    args targs = {.pos = a->pos ? a->pos + ai : NULL, .np = a->np - ai, .kn = a->kn, .kv = a->kv,
+                  .nk = a->nk};
     const char *tname = test.t == JV_STR ? cstr(r, test) : NULL;
     for (size_t i = 0; i < src->n; i++) {
         jv item = src->v[i], x = item;
@@ -2403,9 +2465,14 @@ static bool filter_select(R *r, frame *f, const jn_node *n, jv v, args *a, bool 
         }
         if (keep != reject && !list_push(r, l, item)) return false;
     }
+    l->view = JL_GEN;
     *out = mk_list(l);
     return true;
 }
+
+static const char *const KNOWN_UNSUPPORTED[] = {
+    "batch", "filesizeformat", "groupby", "pprint", "random", "slice", "striptags", "truncate",
+    "urlencode", "urlize", "wordwrap", "xmlattr", NULL};
 
 static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv v, args *a,
                          jv *out) {
@@ -2444,7 +2511,9 @@ static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv 
         } else if (ind.t == JV_STR) {
             o.indent = ind.u.s.p;
             o.indent_n = ind.u.s.n;
-        } else if (ind.t != JV_NONE && ind.t != JV_UNDEF) {
+        } else if (ind.t == JV_UNDEF) {
+            return undef_err(r, n, ind);
+        } else if (ind.t != JV_NONE) {
             return fail(r, n, "tojson: indent must be an int or a string");
         }
         if (o.indent) o.item_sep = ",";
@@ -2469,15 +2538,19 @@ static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv 
         switch (v.t) {
         case JV_UNDEF: *out = mk_int(0); return true;
         case JV_STR: *out = mk_int((int64_t)u8_len(v.u.s.p, v.u.s.n)); return true;
-        case JV_LIST: *out = mk_int((int64_t)v.u.l->n); return true;
+        case JV_LIST:
+            if (v.u.l->view == JL_GEN) break;
+            *out = mk_int((int64_t)v.u.l->n);
+            return true;
         case JV_DICT:
             if (!v.u.d->ns) {
                 *out = mk_int((int64_t)v.u.d->n);
                 return true;
             }
             /* fallthrough */
-        default: return fail(r, n, "object of type '%s' has no len()", type_name(v));
+        default: break;
         }
+        return fail(r, n, "object of type '%s' has no len()", type_name(v));
     }
     if (IS("items") || IS("keys") || IS("values")) {
         if (v.t == JV_UNDEF) {
@@ -2486,10 +2559,20 @@ static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv 
             *out = mk_list(l);
             return true;
         }
-        if (v.t != JV_DICT || v.u.d->ns)
-            return fail(r, n, "can only get item pairs from a mapping, not %s", type_name(v));
+        if (v.t != JV_DICT || v.u.d->ns) {
+            if (!IS("items"))
+                return fail(r, n, "can only get item pairs from a mapping, not %s", type_name(v));
+            jv_list *l = new_list(r, 0);
+            if (!l) return nomem(r, n);
+            l->view = JL_GEN;
+            l->lazy_err = "Can only get item pairs from a mapping.";
+            *out = mk_list(l);
+            return true;
+        }
         args none = {0};
-        return call_method(r, n, v, name, &none, out);
+        if (!call_method(r, n, v, name, &none, out)) return false;
+        if (IS("items")) out->u.l->view = JL_GEN;
+        return true;
     }
     if (IS("first") || IS("last")) {
         jv_list *l;
@@ -2538,6 +2621,7 @@ static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv 
         return true;
     }
     if (IS("string")) return to_str(r, v, out);
+    if ((IS("int") || IS("float")) && v.t == JV_UNDEF) return undef_err(r, n, v);
     if (IS("int")) {
         jv dflt = mk_int(0);
         get_arg(a, 0, "default", &dflt);
@@ -2553,7 +2637,8 @@ static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv 
             if (!cs) return nomem(r, n);
             char *end;
             long long x = strtoll(cs, &end, 10);
-            if (*cs && !*end) *out = mk_int(x);
+            if (strpbrk(cs, "xXpP")) *out = dflt; /* no C hex literals */
+            else if (*cs && !*end) *out = mk_int(x);
             else {
                 double d = strtod(cs, &end);
                 *out = (*cs && !*end && !isnan(d) && !isinf(d) && fabs(d) < 9.2e18)
@@ -2574,7 +2659,7 @@ static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv 
             if (!cs) return nomem(r, n);
             char *end;
             double d = strtod(cs, &end);
-            *out = (*cs && !*end) ? mk_float(d) : dflt;
+            *out = (*cs && !*end && !strpbrk(cs, "xXpP")) ? mk_float(d) : dflt;
         } else *out = dflt;
         return true;
     }
@@ -2589,6 +2674,9 @@ static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv 
     }
     if (IS("map")) {
         jv_list *l;
+        bool done;
+        if (!lazy_input(r, n, v, out, &done)) return false;
+        if (done) return true;
         if (!iter_list(r, n, v, &l)) return false;
         jv_list *m = new_list(r, l->n);
         if (!m) return nomem(r, n);
@@ -2616,6 +2704,7 @@ static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv 
             for (size_t i = 0; i < l->n; i++)
                 if (!apply_filter(r, f, n, fname, l->v[i], &fa, &m->v[m->n++])) return false;
         }
+        m->view = JL_GEN;
         *out = mk_list(m);
         return true;
     }
@@ -2627,6 +2716,9 @@ static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv 
         get_arg(a, 0, "case_sensitive", &cs);
         get_arg(a, 1, "attribute", &attr);
         jv_list *l, *u;
+        bool done;
+        if (!lazy_input(r, n, v, out, &done)) return false;
+        if (done) return true;
         if (!iter_list(r, n, v, &l)) return false;
         u = new_list(r, 0);
         jv *seen = jn_alloc(&r->a, (l->n + 1) * sizeof *seen);
@@ -2644,6 +2736,7 @@ static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv 
             }
             if (!step(r, n)) return false;
         }
+        u->view = JL_GEN;
         *out = mk_list(u);
         return true;
     }
@@ -2685,6 +2778,7 @@ static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv 
         jv_list *c = new_list(r, l->n);
         if (!c) return nomem(r, n);
         for (size_t i = l->n; i-- > 0;) c->v[c->n++] = l->v[i];
+        c->view = JL_GEN; /* reversed(): an iterator */
         *out = mk_list(c);
         return true;
     }
@@ -2693,8 +2787,9 @@ static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv 
         get_arg(a, 0, "width", &width);
         get_arg(a, 1, "first", &first);
         get_arg(a, 2, "blank", &blank);
-        jv s, ind;
-        if (!to_str(r, v, &s)) return false;
+        jv s = v, ind;
+        if (v.t != JV_STR)
+            return fail(r, n, "unsupported operand type(s) for +=: '%s' and 'str'", type_name(v));
         if (width.t == JV_STR) ind = width;
         else {
             int64_t w = is_num(width) ? num_i(width) : 4;
@@ -2811,10 +2906,22 @@ static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv 
         for (size_t i = 0; i < a->np; i++) t->v[t->n++] = a->pos[i];
         return percent_format(r, n, s, mk_list(t), out);
     }
-    if (IS("wordcount")) {
-        jv s, parts;
-        if (!to_str(r, v, &s) || !str_split(r, n, s, NONE, -1, false, &parts)) return false;
-        *out = mk_int((int64_t)parts.u.l->n);
+    if (IS("wordcount")) { /* len(re.findall(r"\w+", str(v))) */
+        jv s;
+        if (!to_str(r, v, &s)) return false;
+        int64_t words = 0;
+        bool in_word = false;
+        for (size_t i = 0; i < s.u.s.n;) {
+            int32_t cp;
+            i += u8_dec(s.u.s.p + i, s.u.s.n - i, &cp);
+            utf8proc_category_t c = utf8proc_category(cp);
+            bool w = cp == '_' || (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO) ||
+                     (c >= UTF8PROC_CATEGORY_ND && c <= UTF8PROC_CATEGORY_NO) ||
+                     c == UTF8PROC_CATEGORY_MN || c == UTF8PROC_CATEGORY_MC;
+            if (w && !in_word) words++;
+            in_word = w;
+        }
+        *out = mk_int(words);
         return true;
     }
     if (IS("center")) {
@@ -2824,6 +2931,8 @@ static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv 
         return to_str(r, v, &s) && call_method(r, n, s, "center", &ca, out);
     }
     (void)h0;
+    for (size_t i = 0; KNOWN_UNSUPPORTED[i]; i++)
+        if (!strcmp(KNOWN_UNSUPPORTED[i], name)) return fail(r, n, "filter '%s' is not supported", name);
     return fail(r, n, "no filter named '%s'", name);
 #undef IS
 }
@@ -2886,6 +2995,16 @@ static int exec_for(R *r, frame *f, const jn_node *n) {
                   dict_set_s(r, loop, "length", mk_int((int64_t)len)) &&
                   dict_set_s(r, loop, "depth", mk_int(1)) &&
                   dict_set_s(r, loop, "depth0", mk_int(0));
+        if (ok) {
+            jv_func *cyc = jn_alloc(&r->a, sizeof *cyc);
+            if (!cyc) return nomem(r, n), X_ERR;
+            cyc->kind = FN_GLOBAL;
+            cyc->name = "loop.cycle";
+            cyc->self = mk_int((int64_t)i);
+            jv cv = {.t = JV_FUNC};
+            cv.u.fn = cyc;
+            ok = dict_set_s(r, loop, "cycle", cv);
+        }
         if (ok && i > 0) ok = dict_set_s(r, loop, "previtem", items->v[i - 1]);
         if (ok && i + 1 < len) ok = dict_set_s(r, loop, "nextitem", items->v[i + 1]);
         if (ok) ok = dict_set_s(r, &lf->vars, "loop", mk_dict(loop));

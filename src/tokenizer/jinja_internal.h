@@ -153,7 +153,11 @@ struct jv_list {
     jv *v;
     size_t n, cap;
     bool tuple;
+    uint8_t view; /* JL_*: a dict view or a lazy filter result, for printing and truthiness */
+    const char *lazy_err; /* JL_GEN whose input was not iterable: fails when iterated */
 };
+
+enum { JL_LIST = 0, JL_KEYS, JL_VALUES, JL_ITEMS, JL_GEN };
 
 struct jv_dict {
     jv *k, *v;
