@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cinfer serve under a small bounded load: 96 requests, 16 at a time, mixing
+# cinfer serve under a small bounded load: 64 requests, 12 at a time, mixing
 # completions / chat, streaming / not, n=1..3, and clients that hang up
 # early. Afterwards every request is accounted for, nothing is left running,
 # the KV cache is empty and the server still answers and exits 0.
@@ -8,21 +8,21 @@
 start_server --max-num-seqs 8 --max-waiting 64
 
 one() { # one I: request number I
-    local i=$1 body path=/v1/completions maxt=-m60 stream=false n=$((1 + $1 % 3))
+    local i=$1 body path=/v1/completions maxt=-m150 stream=false n=$((1 + $1 % 3))
     [ $((i % 2)) = 0 ] && stream=true
     [ $((i % 7)) = 3 ] && maxt=-m0.3 # hangs up early
     if [ $((i % 3)) = 0 ]; then
         path=/v1/chat/completions
         body="{\"messages\":[{\"role\":\"user\",\"content\":\"req $i\"}],\"max_tokens\":$((8 + i % 24)),\"n\":$n,\"stream\":$stream,\"seed\":$i}"
     else
-        body="{\"prompt\":\"def f$i(x):\",\"max_tokens\":$((8 + i % 40)),\"n\":$n,\"stream\":$stream,\"seed\":$i,\"ignore_eos\":true}"
+        body="{\"prompt\":\"def f$i(x):\",\"max_tokens\":$((8 + i % 24)),\"n\":$n,\"stream\":$stream,\"seed\":$i,\"ignore_eos\":true}"
     fi
     code=$(curl -s -N $maxt -o "$tmp/r$i" -w '%{http_code}' "$base$path" -H 'Content-Type: application/json' -d "$body")
     echo "$i $code $maxt $stream" >"$tmp/code$i"
 }
 export -f one
 export base tmp
-seq 96 | xargs -P 16 -I{} bash -c 'one {}'
+seq 64 | xargs -P 12 -I{} bash -c 'one {}'
 
 complete() { # complete STREAM FILE
     if [ "$1" = true ]; then
@@ -32,7 +32,7 @@ complete() { # complete STREAM FILE
     fi
 }
 ok200=0 early=0 bad=0
-for i in $(seq 96); do
+for i in $(seq 64); do
     read -r _ code maxt stream <"$tmp/code$i"
     if [ "$maxt" = -m0.3 ]; then
         early=$((early + 1))
@@ -43,7 +43,7 @@ for i in $(seq 96); do
         echo "bad response $i ($code): $(head -c 200 "$tmp/r$i")"
     fi
 done
-check "load: $ok200 complete responses, $early early hang-ups, $bad bad" [ "$bad" = 0 -a $((ok200 + early)) = 96 ]
+check "load: $ok200 complete responses, $early early hang-ups, $bad bad" [ "$bad" = 0 -a $((ok200 + early)) = 64 ]
 
 metric() { curl -s -m 10 "$base/metrics" | sed -n "s/^$1{[^}]*} //p" | head -n 1; }
 idle=""
