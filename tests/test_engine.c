@@ -161,7 +161,7 @@ static void free_jobs(job *jobs, int nj) {
 }
 
 static void test_batch_invariance(void) {
-    const int NJ = 32, MAXLEN = CI_ASAN ? 120 : 300, MT = 6;
+    const int NJ = 32, MAXLEN = CI_ASAN ? 64 : 300, MT = CI_ASAN ? 4 : 6;
     job *jobs = make_jobs(NJ, MAXLEN, MT, NULL, 0);
     /* reference: each request alone (same engine, one at a time) */
     res *ref = calloc((size_t)NJ, sizeof *ref);
@@ -233,7 +233,7 @@ static void test_batch_invariance(void) {
 /* ---- prefix caching + preemption ---- */
 
 static void test_prefix_and_preemption(void) {
-    const int NJ = 12, SHARED = 100, MT = 6;
+    const int NJ = CI_ASAN ? 8 : 12, SHARED = 100, MT = CI_ASAN ? 4 : 6;
     int32_t shared[100];
     for (int i = 0; i < SHARED; i++) shared[i] = (int32_t)(rnd() % 8000);
     job *jobs = make_jobs(NJ, 40, MT, shared, SHARED);

@@ -35,7 +35,8 @@ static uint32_t rnd(void) {
     return (uint32_t)(rng >> 11);
 }
 
-static void soak(const char *model_dir, int num_requests, int block_size, int mbt, int kv_tokens, int prefix) {
+static void soak(const char *model_dir, int num_requests, int block_size, int mbt, int kv_tokens, int prefix,
+                 int max_prompt) {
     ci_engine_config c = ci_engine_default_config();
     c.model_dir = model_dir;
     c.block_size = block_size;
@@ -62,7 +63,7 @@ static void soak(const char *model_dir, int num_requests, int block_size, int mb
         for (int a = 0; a < arrivals && next < num_requests; a++, next++) {
             req *r = &R[next];
             int32_t prompt[128];
-            int np = 1 + (int)(rnd() % 64);
+            int np = 1 + (int)(rnd() % (unsigned)max_prompt);
             int k = 0;
             if (rnd() % 3 == 0) {
                 int sh = 16 + (int)(rnd() % 32);
@@ -185,7 +186,7 @@ int main(void) {
     if (!f) test_skip("no tinyqwen2-code model");
     fclose(f);
     int quick = CI_ASAN || getenv("CINFER_TEST_QUICK");
-    soak(model_dir, quick ? 300 : 1000, 4, 48, 256, 1);
-    soak(model_dir, quick ? 150 : 300, 16, 64, 256, 0);
+    soak(model_dir, quick ? 300 : 1000, 4, 48, quick ? 128 : 256, 1, quick ? 32 : 64);
+    soak(model_dir, quick ? 100 : 300, 16, 64, 256, 0, quick ? 32 : 64);
     return test_finish("test_engine_model_soak");
 }
