@@ -130,6 +130,9 @@ static void unit_tests(void) {
     expect("{{ 'a\\nb\\n\\nc' | indent }}|{{ 'a\\nb' | indent(2, true) }}", "a\n    b\n\n    c|  a\n  b");
     expect("{{ 2.5 | round }}{{ 3.5 | round }}{{ 2.675 | round(2) }}{{ -3 | abs }}", "2.04.02.673");
     expect("{{ '<a href=\"x\">' | e }}{{ '<b>' | safe }}", "&lt;a href=&#34;x&#34;&gt;<b>");
+    /* |safe and |escape give markupsafe.Markup: '+' escapes the other side, '~' does not */
+    expect("{{ 'a' | safe + '<b>' }}|{{ '<' + ('x' | safe) }}|{{ 'a' | safe ~ '<b>' }}|{{ ['<' | e] }}",
+           "a&lt;b&gt;|&lt;x|a<b>|[Markup('&lt;')]");
     expect("{{ s | replace('i', 'I') }}|{{ '%s-%d' % ('a', 3) }}|{{ '{}{}'.format(1, 'x') }}",
            "  HI There  |a-3|1x");
     /* string methods */
@@ -204,6 +207,30 @@ static void limit_tests(void) {
     free(o);
 }
 
+static void big_dict_test(void) {
+    /* large mappings from the request are indexed: lookups stay O(1) */
+    json_t *ctx = json_object(), *big = json_object();
+    char key[32];
+    for (int i = 0; i < 50000; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        json_object_set_new(big, key, json_integer(i));
+    }
+    json_object_set_new(ctx, "big", big);
+    ci_chat_template *t = NULL;
+    CHECK_OK(ci_chat_template_compile(
+        "{{ big.k49999 }} {{ big['k7'] }} {{ big.nope is defined }} {{ big | length }} "
+        "{% set ns = namespace(n=0) %}{% for k in big %}{% if big[k] % 1000 == 0 %}"
+        "{% set ns.n = ns.n + 1 %}{% endif %}{% endfor %}{{ ns.n }}",
+        &t));
+    char *out = NULL;
+    size_t len = 0;
+    if (t) CHECK_OK(ci_chat_template_render(t, ctx, &out, &len));
+    CHECKF(out && !strcmp(out, "49999 7 False 50000 50"), "%s", out ? out : "(null)");
+    free(out);
+    ci_chat_template_free(t);
+    json_decref(ctx);
+}
+
 static void config_tests(void) {
     const char *cfg_text =
         "{\"bos_token\": {\"content\": \"<s>\", \"lstrip\": false}, \"eos_token\": \"</s>\","
@@ -275,6 +302,7 @@ static void shared_cases(const char *name) {
 int main(void) {
     unit_tests();
     limit_tests();
+    big_dict_test();
     config_tests();
     printf("unit: %d templates\n", n_unit);
     char probe[1024];

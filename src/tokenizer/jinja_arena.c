@@ -17,6 +17,7 @@ void *jn_alloc(jn_arena *a, size_t n) {
     size_t need = (n + 15) & ~(size_t)15;
     if (need < n || (a->limit && a->used + need > a->limit)) {
         a->oom = true;
+        a->over_limit = true;
         return NULL;
     }
     jn_chunk *c = a->head;
@@ -56,5 +57,5 @@ void jn_arena_free(jn_arena *a) {
     }
     a->head = NULL;
     a->used = 0;
-    a->oom = false;
+    a->oom = a->over_limit = false;
 }

@@ -75,13 +75,21 @@ static bool fail(R *r, const jn_node *n, const char *fmt, ...) {
 }
 
 static bool nomem(R *r, const jn_node *n) {
-    if (r->a.limit && r->a.used + 4096 >= r->a.limit)
+    if (r->a.over_limit)
         return fail(r, n, "template used more than %zu bytes of memory", r->lim.max_memory);
     return fail(r, n, "out of memory");
 }
 
+/* Work done inside one step that grows with data size (scans, compares,
+ * code-point offsets) is charged to the step budget too, so no single
+ * expression can run unbounded. */
+static _Thread_local uint64_t g_work;
+#define WORK(n) (g_work += (uint64_t)(n))
+
 static bool step(R *r, const jn_node *n) {
     if (r->err.code) return false;
+    r->steps += g_work / 4;
+    g_work %= 4;
     if (++r->steps > r->lim.max_steps)
         return fail(r, n, "template ran more than %llu steps", (unsigned long long)r->lim.max_steps);
     if (r->a.oom) return nomem(r, n);
@@ -203,24 +211,92 @@ static bool str_eq(jv a, const char *s, size_t n) {
     return a.t == JV_STR && a.u.s.n == n && !memcmp(a.u.s.p, s, n);
 }
 
+/* Hash consistent with jv_eq for hashable keys (1 == 1.0 == True). */
+static bool key_hash(jv k, uint64_t *h, int depth) {
+    uint64_t x = 1469598103934665603ull;
+    switch (k.t) {
+    case JV_STR:
+        for (size_t i = 0; i < k.u.s.n; i++) x = (x ^ (unsigned char)k.u.s.p[i]) * 1099511628211ull;
+        *h = x;
+        return true;
+    case JV_BOOL:
+    case JV_INT: *h = (uint64_t)num_i(k) * 0x9e3779b97f4a7c15ull; return true;
+    case JV_FLOAT:
+        if (k.u.f == floor(k.u.f) && fabs(k.u.f) < 9.2e18) {
+            *h = (uint64_t)(int64_t)k.u.f * 0x9e3779b97f4a7c15ull;
+        } else {
+            uint64_t bits;
+            memcpy(&bits, &k.u.f, sizeof bits);
+            *h = bits * 0x9e3779b97f4a7c15ull;
+        }
+        return true;
+    case JV_NONE: *h = 0x1234567ull; return true;
+    case JV_UNDEF: *h = 0x7654321ull; return true;
+    case JV_LIST:
+        if (!k.u.l->tuple || k.u.l->view || depth > 8) return false;
+        for (size_t i = 0; i < k.u.l->n; i++) {
+            uint64_t e;
+            if (!key_hash(k.u.l->v[i], &e, depth + 1)) return false;
+            x = (x ^ e) * 1099511628211ull;
+        }
+        *h = x;
+        return true;
+    default: return false;
+    }
+}
+
+#define DICT_INDEX_MIN 16
+
 static jv *dict_find(const jv_dict *d, jv key) {
+    uint64_t h;
+    if (d->hidx && key_hash(key, &h, 0)) {
+        size_t mask = d->hcap - 1;
+        for (size_t i = h & mask;; i = (i + 1) & mask) {
+            uint32_t e = d->hidx[i];
+            if (!e) return NULL;
+            if (jv_eq(d->k[e - 1], key)) return &d->v[e - 1];
+        }
+    }
+    WORK(d->n);
     for (size_t i = 0; i < d->n; i++)
         if (jv_eq(d->k[i], key)) return &d->v[i];
     return NULL;
 }
 static jv *dict_find_s(const jv_dict *d, const char *s, size_t n) {
+    if (d->hidx) return dict_find(d, mk_str(s, n));
     for (size_t i = 0; i < d->n; i++)
         if (str_eq(d->k[i], s, n)) return &d->v[i];
     return NULL;
 }
-static bool dict_set(R *r, jv_dict *d, jv key, jv val) {
-    jv *slot = dict_find(d, key);
-    if (slot) {
-        *slot = val;
-        return true;
+static void index_put(jv_dict *d, size_t entry, uint64_t h) {
+    size_t mask = d->hcap - 1;
+    size_t i = h & mask;
+    while (d->hidx[i]) i = (i + 1) & mask;
+    d->hidx[i] = (uint32_t)entry + 1;
+}
+static bool dict_reindex(R *r, jv_dict *d) {
+    size_t cap = 64;
+    while (cap < d->n * 2 + 2) cap *= 2;
+    uint32_t *idx = jn_alloc(&r->a, cap * sizeof *idx);
+    if (!idx) return nomem(r, NULL);
+    d->hidx = idx;
+    d->hcap = cap;
+    for (size_t i = 0; i < d->n; i++) {
+        uint64_t h;
+        if (!key_hash(d->k[i], &h, 0)) {
+            d->hidx = NULL;
+            d->nohash = true;
+            return true;
+        }
+        index_put(d, i, h);
     }
+    return true;
+}
+/* appends a key known not to be present */
+static bool dict_append(R *r, jv_dict *d, jv key, jv val) {
     if (d->n == d->cap) {
         size_t nc = d->cap ? d->cap * 2 : 8;
+        if (nc > UINT32_MAX - 1) return fail(r, NULL, "dict too large");
         jv *nk = jn_alloc(&r->a, nc * sizeof *nk), *nv = jn_alloc(&r->a, nc * sizeof *nv);
         if (!nk || !nv) return nomem(r, NULL);
         if (d->n) {
@@ -234,7 +310,27 @@ static bool dict_set(R *r, jv_dict *d, jv key, jv val) {
     d->k[d->n] = key;
     d->v[d->n] = val;
     d->n++;
+    if (d->nohash) return true;
+    if (d->hidx && d->n * 2 < d->hcap) {
+        uint64_t h;
+        if (!key_hash(key, &h, 0)) {
+            d->hidx = NULL;
+            d->nohash = true;
+            return true;
+        }
+        index_put(d, d->n - 1, h);
+        return true;
+    }
+    if (d->n >= DICT_INDEX_MIN) return dict_reindex(r, d);
     return true;
+}
+static bool dict_set(R *r, jv_dict *d, jv key, jv val) {
+    jv *slot = dict_find(d, key);
+    if (slot) {
+        *slot = val;
+        return true;
+    }
+    return dict_append(r, d, key, val);
 }
 static bool dict_set_s(R *r, jv_dict *d, const char *s, jv val) {
     return dict_set(r, d, mk_str(s, strlen(s)), val);
@@ -266,12 +362,14 @@ static bool jv_eq(jv a, jv b) {
     case JV_STR: return a.u.s.n == b.u.s.n && !memcmp(a.u.s.p, b.u.s.p, a.u.s.n);
     case JV_LIST:
         if (a.u.l->tuple != b.u.l->tuple || a.u.l->n != b.u.l->n) return false;
+        WORK(a.u.l->n);
         for (size_t i = 0; i < a.u.l->n; i++)
             if (!jv_eq(a.u.l->v[i], b.u.l->v[i])) return false;
         return true;
     case JV_DICT:
         if (a.u.d == b.u.d) return true;
         if (a.u.d->ns || b.u.d->ns || a.u.d->n != b.u.d->n) return false;
+        WORK(a.u.d->n);
         for (size_t i = 0; i < a.u.d->n; i++) {
             jv *o = dict_find(b.u.d, a.u.d->k[i]);
             if (!o || !jv_eq(a.u.d->v[i], *o)) return false;
@@ -327,6 +425,7 @@ static size_t u8_enc(char *o, int32_t cp) {
 }
 static size_t u8_len(const char *s, size_t n) {
     size_t c = 0;
+    WORK(n);
     for (size_t i = 0; i < n;) {
         int32_t cp;
         i += u8_dec(s + i, n - i, &cp);
@@ -336,6 +435,7 @@ static size_t u8_len(const char *s, size_t n) {
 }
 /* byte offsets of each code point (count+1 entries) */
 static size_t *u8_offsets(R *r, const char *s, size_t n, size_t *count) {
+    WORK(n);
     size_t c = u8_len(s, n);
     size_t *off = jn_alloc(&r->a, (c + 1) * sizeof *off);
     if (!off) return NULL;
@@ -474,7 +574,10 @@ static bool repr_str(R *r, const char *s, size_t n, sbuf *b) {
 static bool repr_sb(R *r, jv v, sbuf *b, int depth) {
     if (depth > 100) return fail(r, NULL, "value nested too deeply to print");
     switch (v.t) {
-    case JV_STR: return repr_str(r, v.u.s.p, v.u.s.n, b);
+    case JV_STR:
+        if (v.mk)
+            return sb_puts(r, b, "Markup(") && repr_str(r, v.u.s.p, v.u.s.n, b) && sb_putc(r, b, ')');
+        return repr_str(r, v.u.s.p, v.u.s.n, b);
     case JV_UNDEF: return sb_puts(r, b, "Undefined");
     case JV_LIST: {
         jv_list *l = v.u.l;
@@ -703,7 +806,7 @@ static bool from_json(R *r, const json_t *j, jv *out, int depth) {
 #if JANSSON_VERSION_HEX >= 0x020e00
             kl = json_object_iter_key_len(it);
 #endif
-            if (!dict_set(r, d, mk_str(k, kl), val)) return false;
+            if (!dict_append(r, d, mk_str(k, kl), val)) return false;
         }
         *out = mk_dict(d);
         return true;
@@ -940,6 +1043,15 @@ static bool get_index(R *r, const jn_node *n, jv obj, jv key, jv *out) {
         break;
     case JV_STR:
         if (key.t == JV_INT || key.t == JV_BOOL) {
+            bool ascii = true;
+            WORK(obj.u.s.n);
+            for (size_t i = 0; i < obj.u.s.n && ascii; i++) ascii = !((unsigned char)obj.u.s.p[i] & 0x80);
+            if (ascii) {
+                int64_t i = num_i(key), len = (int64_t)obj.u.s.n;
+                if (i < 0) i += len;
+                *out = i >= 0 && i < len ? mk_str(obj.u.s.p + i, 1) : UNDEF;
+                return true;
+            }
             size_t cnt;
             size_t *off = u8_offsets(r, obj.u.s.p, obj.u.s.n, &cnt);
             if (!off) return nomem(r, n);
@@ -1058,12 +1170,20 @@ static bool concat_str(R *r, jv a, jv b, jv *out) {
     return true;
 }
 
+static bool html_escape(R *r, jv s, jv *out);
+
 static bool arith(R *r, const jn_node *n, const char *op, jv a, jv b, jv *out) {
     if (a.t == JV_UNDEF) return undef_err(r, n, a);
     if (b.t == JV_UNDEF) return undef_err(r, n, b);
     char c = op[0];
     bool dbl = op[1] != '\0';
-    if (c == '+' && a.t == JV_STR && b.t == JV_STR) return concat_str(r, a, b, out);
+    if (c == '+' && a.t == JV_STR && b.t == JV_STR) {
+        /* Markup + str escapes the str (markupsafe) */
+        if (a.mk != b.mk && !html_escape(r, a.mk ? b : a, a.mk ? &b : &a)) return false;
+        if (!concat_str(r, a, b, out)) return false;
+        out->mk = a.mk || b.mk;
+        return true;
+    }
     if (c == '+' && a.t == JV_LIST && b.t == JV_LIST && a.u.l->tuple == b.u.l->tuple &&
         !a.u.l->view && !b.u.l->view) {
         jv_list *l = new_list(r, a.u.l->n + b.u.l->n);
@@ -1217,7 +1337,19 @@ static bool percent_format(R *r, const jn_node *n, jv fmt, jv argv, jv *out) {
         }
         jv a = al->v[ai++];
         char tmp[512];
-        if (conv == 's' || conv == 'r') {
+        if ((conv == 's' || conv == 'r') && fmt.mk) {
+            jv sa;
+            if (conv == 'r') {
+                sbuf rb = {0};
+                if (!repr_sb(r, a, &rb, 0) || !sb_finish(r, &rb, &sa)) {
+                    free(rb.p);
+                    goto err;
+                }
+            } else if (!to_str(r, a, &sa)) {
+                goto err;
+            }
+            if (!html_escape(r, sa, &sa) || !sb_put(r, &b, sa.u.s.p, sa.u.s.n)) goto err;
+        } else if (conv == 's' || conv == 'r') {
             if (conv == 'r' ? !repr_sb(r, a, &b, 0) : !to_str_sb(r, a, &b)) goto err;
         } else if (conv == 'd' || conv == 'i') {
             if (!is_num(a)) {
@@ -1256,7 +1388,9 @@ static bool percent_format(R *r, const jn_node *n, jv fmt, jv argv, jv *out) {
         fail(r, n, "not all arguments converted during string formatting");
         goto err;
     }
-    return sb_finish(r, &b, out);
+    if (!sb_finish(r, &b, out)) return false;
+    out->mk = fmt.mk;
+    return true;
 err:
     free(b.p);
     return false;
@@ -1277,9 +1411,11 @@ static bool eval_cmp(R *r, const jn_node *n, const char *op, jv a, jv b, bool *r
             if (a.t != JV_STR)
                 return fail(r, n, "'in <string>' requires string as left operand, not %s",
                             type_name(a));
+            WORK(b.u.s.n);
             found = a.u.s.n == 0 || (a.u.s.n <= b.u.s.n &&
                                      memmem(b.u.s.p, b.u.s.n, a.u.s.p, a.u.s.n) != NULL);
         } else if (b.t == JV_LIST) {
+            WORK(b.u.l->n);
             for (size_t i = 0; i < b.u.l->n && !found; i++) found = jv_eq(a, b.u.l->v[i]);
         } else if (b.t == JV_DICT) {
             found = dict_find(b.u.d, a) != NULL;
@@ -1367,6 +1503,7 @@ static bool eval(R *r, frame *f, const jn_node *n, jv *out) {
     case JN_ITEM: {
         jv obj, key;
         ok = eval(r, f, n->a, &obj) && eval(r, f, n->b, &key) && get_index(r, n, obj, key, out);
+        if (ok && obj.t == JV_STR && out->t == JV_STR) out->mk = obj.mk;
         break;
     }
     case JN_SLICE: {
@@ -1380,6 +1517,7 @@ static bool eval(R *r, frame *f, const jn_node *n, jv *out) {
             break;
         }
         if (ok) ok = do_slice(r, n, obj, s, e, st, out);
+        if (ok && obj.t == JV_STR && out->t == JV_STR) out->mk = obj.mk;
         break;
     }
     case JN_CALL: {
@@ -1778,6 +1916,7 @@ static bool map_case(R *r, jv s, int mode, jv *out) {
 
 static bool str_replace(R *r, jv s, jv old, jv neu, int64_t count, jv *out) {
     sbuf b = {0};
+    WORK(s.u.s.n);
     size_t i = 0;
     int64_t done = 0;
     if (old.u.s.n == 0) {
@@ -1814,6 +1953,7 @@ err:
 
 static bool str_split(R *r, const jn_node *n, jv s, jv sep, int64_t maxsplit, bool from_right,
                       jv *out) {
+    WORK(s.u.s.n);
     jv_list *l = new_list(r, 0);
     if (!l) return nomem(r, n);
     const char *p = s.u.s.p;
@@ -1841,6 +1981,7 @@ static bool str_split(R *r, const jn_node *n, jv s, jv sep, int64_t maxsplit, bo
             int64_t k = 0;
             for (;;) {
                 const char *hit = NULL;
+                WORK(e * (sep.u.s.n > 64 ? 64 : sep.u.s.n));
                 if ((maxsplit < 0 || k < maxsplit) && e >= sep.u.s.n)
                     for (size_t j = e - sep.u.s.n + 1; j-- > 0;)
                         if (!memcmp(p + j, sep.u.s.p, sep.u.s.n)) {
@@ -1935,6 +2076,7 @@ static bool splitlines(R *r, jv s, bool keepends, jv_list **out) {
 }
 
 static bool str_find(jv s, jv sub, bool rev, int64_t *pos_cp) {
+    WORK(s.u.s.n);
     const char *hit = NULL;
     if (!rev) {
         hit = sub.u.s.n == 0 ? s.u.s.p : memmem(s.u.s.p, s.u.s.n, sub.u.s.p, sub.u.s.n);
@@ -2042,7 +2184,20 @@ err:
     return false;
 }
 
+static bool call_method_impl(R *r, const jn_node *n, jv self, const char *m, args *a, jv *out);
+
+/* Markup's string methods return Markup */
 static bool call_method(R *r, const jn_node *n, jv self, const char *m, args *a, jv *out) {
+    if (!call_method_impl(r, n, self, m, a, out)) return false;
+    if (self.t == JV_STR && self.mk) {
+        if (out->t == JV_STR) out->mk = 1;
+        if (out->t == JV_LIST && (!strcmp(m, "split") || !strcmp(m, "rsplit") || !strcmp(m, "splitlines")))
+            for (size_t i = 0; i < out->u.l->n; i++) out->u.l->v[i].mk = 1;
+    }
+    return true;
+}
+
+static bool call_method_impl(R *r, const jn_node *n, jv self, const char *m, args *a, jv *out) {
     jv a0 = UNDEF, a1 = UNDEF, a2 = UNDEF;
     bool h0 = get_arg(a, 0, NULL, &a0), h1 = get_arg(a, 1, NULL, &a1);
     (void)get_arg(a, 2, NULL, &a2);
@@ -2345,41 +2500,53 @@ static bool get_path(R *r, const jn_node *n, jv v, jv attr, jv *out) {
 
 static bool sort_list(R *r, const jn_node *n, jv_list *src, bool reverse, bool cs, jv attr,
                       bool by_value_pairs, jv_list **out) {
-    jv_list *l = new_list(r, src->n);
-    if (!l) return nomem(r, n);
-    jv *keys = jn_alloc(&r->a, (src->n + 1) * sizeof *keys);
-    if (!keys) return nomem(r, n);
-    for (size_t i = 0; i < src->n; i++) {
-        l->v[i] = src->v[i];
+    size_t cnt = src->n;
+    jv_list *l = new_list(r, cnt);
+    jv *keys = jn_alloc(&r->a, (cnt + 1) * sizeof *keys);
+    size_t *ord = jn_alloc(&r->a, (cnt + 1) * sizeof *ord), *tmp = jn_alloc(&r->a, (cnt + 1) * sizeof *tmp);
+    if (!l || !keys || !ord || !tmp) return nomem(r, n);
+    for (size_t i = 0; i < cnt; i++) {
         keys[i] = src->v[i];
         if (by_value_pairs) keys[i] = src->v[i].u.l->v[attr.u.i];
         else if (attr.t != JV_NONE && !get_path(r, n, src->v[i], attr, &keys[i])) return false;
+        if (!cs && keys[i].t == JV_STR && !map_case(r, keys[i], 1, &keys[i])) return false;
+        ord[i] = i;
     }
-    l->n = src->n;
-    for (size_t i = 1; i < l->n; i++) { /* stable insertion sort */
-        jv x = l->v[i], kx = keys[i];
-        size_t j = i;
-        while (j > 0) {
-            bool ok = true;
-            int c = cmp_for_sort(r, keys[j - 1], kx, cs, &ok);
-            if (!ok)
-                return r->err.code ? false
-                                   : fail(r, n, "'<' not supported between instances of '%s' and '%s'",
-                                          type_name(keys[j - 1]), type_name(kx));
-            if (reverse ? c >= 0 : c <= 0) break;
-            l->v[j] = l->v[j - 1];
-            keys[j] = keys[j - 1];
-            j--;
+    /* stable bottom-up merge sort (Python's sorted is stable, also with reverse) */
+    for (size_t w = 1; w < cnt; w *= 2) {
+        for (size_t lo = 0; lo < cnt; lo += 2 * w) {
+            size_t mid = lo + w < cnt ? lo + w : cnt, hi = lo + 2 * w < cnt ? lo + 2 * w : cnt;
+            size_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) {
+                bool ok = true;
+                int c = cmp_values(r, keys[ord[i]], keys[ord[j]], &ok);
+                if (!ok)
+                    return r->err.code ? false
+                                       : fail(r, n,
+                                              "'<' not supported between instances of '%s' and '%s'",
+                                              type_name(keys[ord[j]]), type_name(keys[ord[i]]));
+                tmp[k++] = (reverse ? c >= 0 : c <= 0) ? ord[i++] : ord[j++];
+            }
+            while (i < mid) tmp[k++] = ord[i++];
+            while (j < hi) tmp[k++] = ord[j++];
         }
-        l->v[j] = x;
-        keys[j] = kx;
+        size_t *t = ord;
+        ord = tmp;
+        tmp = t;
+        r->steps += cnt / 16;
         if (!step(r, n)) return false;
     }
+    for (size_t i = 0; i < cnt; i++) l->v[i] = src->v[ord[i]];
+    l->n = cnt;
     *out = l;
     return true;
 }
 
 static bool html_escape(R *r, jv s, jv *out) {
+    if (s.mk) {
+        *out = s;
+        return true;
+    }
     sbuf b = {0};
     for (size_t i = 0; i < s.u.s.n; i++) {
         const char *e = NULL;
@@ -2395,7 +2562,9 @@ static bool html_escape(R *r, jv s, jv *out) {
             return false;
         }
     }
-    return sb_finish(r, &b, out);
+    if (!sb_finish(r, &b, out)) return false;
+    out->mk = 1;
+    return true;
 }
 
 static bool py_round(double x, int64_t nd, double *out) {
@@ -2474,15 +2643,30 @@ static const char *const KNOWN_UNSUPPORTED[] = {
     "batch", "filesizeformat", "groupby", "pprint", "random", "slice", "striptags", "truncate",
     "urlencode", "urlize", "wordwrap", "xmlattr", NULL};
 
+static bool apply_filter_impl(R *r, frame *f, const jn_node *n, const char *name, jv v, args *a,
+                              jv *out);
+
 static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv v, args *a,
                          jv *out) {
+    if (!apply_filter_impl(r, f, n, name, v, a, out)) return false;
+    if (v.t == JV_STR && v.mk && out->t == JV_STR &&
+        (!strcmp(name, "trim") || !strcmp(name, "upper") || !strcmp(name, "lower") ||
+         !strcmp(name, "title") || !strcmp(name, "capitalize") || !strcmp(name, "string") ||
+         !strcmp(name, "indent") || !strcmp(name, "center")))
+        out->mk = 1;
+    return true;
+}
+
+static bool apply_filter_impl(R *r, frame *f, const jn_node *n, const char *name, jv v, args *a,
+                              jv *out) {
     jv a0 = UNDEF, a1 = UNDEF;
     bool h0 = get_arg(a, 0, NULL, &a0);
     bool h1 = get_arg(a, 1, NULL, &a1);
     (void)h1;
 #define IS(s) (!strcmp(name, s))
     if (IS("safe")) {
-        *out = v;
+        if (!to_str(r, v, out)) return false;
+        out->mk = 1;
         return true;
     }
     if (IS("trim")) {
@@ -2729,6 +2913,7 @@ static bool apply_filter(R *r, frame *f, const jn_node *n, const char *name, jv 
             if (attr.t != JV_NONE && !get_path(r, n, key, attr, &key)) return false;
             if (!truthy(cs) && key.t == JV_STR && !map_case(r, key, 1, &key)) return false;
             bool dup = false;
+            WORK(ns);
             for (size_t k = 0; k < ns && !dup; k++) dup = jv_eq(seen[k], key);
             if (!dup) {
                 seen[ns++] = key;
@@ -3130,6 +3315,7 @@ ci_status jn_render(const jn_node *root, const json_t *context, const jn_limits 
     *len = 0;
     R r;
     memset(&r, 0, sizeof r);
+    g_work = 0;
     r.lim = *lim;
     r.a.limit = lim->max_memory;
     r.err = ci_ok();

@@ -24,6 +24,7 @@ typedef struct jn_arena {
     jn_chunk *head;
     size_t used, limit; /* bytes handed out so far; 0 limit = unbounded */
     bool oom;           /* an allocation failed or went over the limit */
+    bool over_limit;    /* ... because of the limit */
 } jn_arena;
 
 void *jn_alloc(jn_arena *a, size_t n); /* zeroed; NULL on failure (sets a->oom) */
@@ -133,6 +134,7 @@ typedef struct jv_func jv_func;
 
 typedef struct jv {
     jv_type t;
+    uint8_t mk; /* JV_STR: a markupsafe.Markup (from |safe or |escape) */
     union {
         bool b;
         int64_t i;
@@ -163,6 +165,9 @@ struct jv_dict {
     jv *k, *v;
     size_t n, cap;
     bool ns; /* namespace(): attribute assignment allowed */
+    uint32_t *hidx; /* open-addressing index (entry+1, 0 = empty) once the dict grows */
+    size_t hcap;
+    bool nohash; /* a key the index cannot hash: linear lookups only */
 };
 
 /* ---- render ---- */
