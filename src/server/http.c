@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "model/config.h"
 #include "server/server.h"
 
 typedef enum ep_kind { EP_COMPLETIONS, EP_CHAT, EP_TOKENIZE, EP_DETOKENIZE } ep_kind;
@@ -75,6 +76,7 @@ struct srv_ctx {
     char *model_name;
     srv_chat chat;
     long long started;
+    int max_model_len; /* config.json max_position_embeddings (0 = unknown) */
     int stopping;
 };
 
@@ -754,6 +756,7 @@ static void handle_generate(srv_ctx *ctx, struct evhttp_request *req, int chat) 
     }
     job_watch(j);
     g.cmd->job_id = j->id;
+    g.cmd->max_model_len = ctx->max_model_len;
     srv_engine_submit(ctx->eng, g.cmd);
 }
 
@@ -836,6 +839,7 @@ static void handle_models(srv_ctx *ctx, struct evhttp_request *req) {
     json_object_set_new(m, "owned_by", json_string("cinfer"));
     json_object_set_new(m, "root", json_string(ctx->cfg->model_dir));
     json_object_set_new(m, "parent", json_null());
+    if (ctx->max_model_len > 0) json_object_set_new(m, "max_model_len", json_integer(ctx->max_model_len));
     json_t *data = json_array();
     json_array_append_new(data, m);
     json_t *o = json_object();
@@ -961,6 +965,8 @@ int srv_run(const srv_config *cfg) {
     int max_seqs = cfg->engine.max_num_seqs > 0 ? cfg->engine.max_num_seqs : 256;
     ctx->max_in_flight = max_seqs + (cfg->max_waiting >= 0 ? cfg->max_waiting : 0);
 
+    ci_model_config mc;
+    if (!ci_config_load(cfg->model_dir, &mc).code) ctx->max_model_len = mc.max_position_embeddings;
     ci_status cs = ci_chat_config_load(cfg->model_dir, &ctx->chat.cfg);
     if (cs.code) {
         memset(&ctx->chat.cfg, 0, sizeof ctx->chat.cfg);

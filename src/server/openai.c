@@ -336,7 +336,8 @@ int srv_parse_generate(json_t *body, int chat, const srv_chat *tmpl, srv_gen_req
     out->cmd = c;
     c->kind = SRV_CMD_GENERATE;
     c->sp = cinfer_sampling_params_default();
-    c->sp.max_tokens = chat ? 256 : 16;
+    c->sp.max_tokens = 16; /* OpenAI's default for completions; chat fills the context */
+    c->max_tokens_auto = chat;
 
     json_t *model = json_object_get(body, "model");
     if (model && !json_is_null(model)) {
@@ -362,18 +363,20 @@ int srv_parse_generate(json_t *body, int chat, const srv_chat *tmpl, srv_gen_req
     int b = 0, r;
     TRY(r = opt_int(body, "max_tokens", &i, e));
     if (r) {
-        if (i < 1 || i > 1000000) return srv_errf(e, 400, "max_tokens", "'max_tokens' must be at least 1");
+        if (i < 1 || i > 1000000) return srv_errf(e, 400, "max_tokens", "'max_tokens' must be in [1, 1000000]");
         c->sp.max_tokens = (int)i;
+        c->max_tokens_auto = 0;
     }
     TRY(r = opt_int(body, "max_completion_tokens", &i, e));
     if (r) {
         if (i < 1 || i > 1000000)
-            return srv_errf(e, 400, "max_completion_tokens", "'max_completion_tokens' must be at least 1");
+            return srv_errf(e, 400, "max_completion_tokens", "'max_completion_tokens' must be in [1, 1000000]");
         c->sp.max_tokens = (int)i;
+        c->max_tokens_auto = 0;
     }
     TRY(r = opt_int(body, "min_tokens", &i, e));
     if (r) {
-        if (i < 0 || i > c->sp.max_tokens)
+        if (i < 0 || (!c->max_tokens_auto && i > c->sp.max_tokens))
             return srv_errf(e, 400, "min_tokens", "'min_tokens' must be in [0, max_tokens]");
         c->sp.min_tokens = (int)i;
     }

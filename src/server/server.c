@@ -143,7 +143,9 @@ static void do_generate(srv_engine *s, srv_cmd *c) {
             }
         }
         counts[p] = (int32_t)n;
-        if (cinfer_add_request(s->e, NULL, ids, (int)n, &c->sp, c->priority, &rids[p], &err)) {
+        cinfer_sampling_params sp = c->sp;
+        if (c->max_tokens_auto && c->max_model_len > (int)n) sp.max_tokens = c->max_model_len - (int)n;
+        if (cinfer_add_request(s->e, NULL, ids, (int)n, &sp, c->priority, &rids[p], &err)) {
             emit_error(s, c->job_id, err.code, err.message);
             failed = 1;
         } else {

@@ -65,6 +65,8 @@ typedef struct srv_cmd {
     int echo;            /* send the prompt text back with the acceptance */
     int token_strings;   /* logprobs wanted: attach token strings */
     int add_special;     /* TOKENIZE */
+    int max_tokens_auto; /* no max_tokens given: fill the context (max_model_len - prompt) */
+    int max_model_len;   /* 0 = unknown */
 } srv_cmd;
 
 void srv_cmd_free(srv_cmd *c);

@@ -10,7 +10,7 @@ start_server --served-model-name tiny
 req GET /health
 check "GET /health 200" [ "$status" = 200 ]
 req GET /v1/models
-check "GET /v1/models" eval '[ "$status" = 200 ] && jqb ".object==\"list\" and .data[0].id==\"tiny\" and .data[0].object==\"model\""'
+check "GET /v1/models" eval '[ "$status" = 200 ] && jqb ".object==\"list\" and .data[0].id==\"tiny\" and .data[0].object==\"model\" and .data[0].max_model_len==2048"'
 
 # ---- greedy completion == cinfer generate --temperature 0 ----
 prompt='def fibonacci(n):'
