@@ -1812,10 +1812,6 @@ static bool call_global(R *r, const jn_node *n, const char *name, jv self, args 
         size_t k = strftime(buf, sizeof buf, cf, &tm);
         return mk_strcpy(r, buf, k, out);
     }
-    if (!strcmp(name, "cycle_loop")) { /* unused */
-        *out = NONE;
-        return true;
-    }
     return fail(r, n, "'%s' is not callable", name);
 }
 
@@ -3164,8 +3160,6 @@ static int exec_for(R *r, frame *f, const jn_node *n) {
     }
     size_t len = items->n;
     if (len == 0) return n->c ? exec(r, f, n->c) : X_OK;
-    jv loopfn = {.t = JV_FUNC};
-    (void)loopfn;
     for (size_t i = 0; i < len; i++) {
         if (!step(r, n)) return X_ERR;
         frame *lf = new_frame(r, f);
