@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <signal.h>
@@ -299,6 +300,12 @@ static json_t *completion_logprobs(const srv_lp *lps, const size_t *offsets, int
     json_t *toks = json_array(), *lp = json_array(), *top = json_array(), *off = json_array();
     for (int i = 0; i < n; i++) {
         json_array_append_new(toks, srv_json_text(lps[i].tok, strlen(lps[i].tok)));
+        if (isnan(lps[i].lp)) { /* the first prompt token (echo) has none */
+            json_array_append_new(lp, json_null());
+            json_array_append_new(top, json_null());
+            json_array_append_new(off, json_integer((json_int_t)offsets[i]));
+            continue;
+        }
         json_array_append_new(lp, json_real(lps[i].lp));
         json_t *d = json_object();
         for (int t = 0; t < lps[i].num_top && t < k; t++) {
@@ -526,9 +533,39 @@ static void on_accepted(job *j, srv_event *ev) {
     }
 }
 
+/* Inserts logprob entries (deep copies) at the front of choice c, text
+ * offsets counted from 0: the echoed prompt's tokens. */
+static void choice_prepend_lps(choice *c, const srv_lp *lps, int n) {
+    size_t off = 0;
+    if (c->nlps + n > c->caplps) {
+        int nc = c->caplps ? c->caplps : 16;
+        while (nc < c->nlps + n) nc *= 2;
+        srv_lp *l = realloc(c->lps, sizeof *l * (size_t)nc);
+        if (l) c->lps = l;
+        size_t *o = l ? realloc(c->offsets, sizeof *o * (size_t)nc) : NULL;
+        if (o) c->offsets = o;
+        if (!l || !o) return;
+        c->caplps = nc;
+    }
+    memmove(c->lps + n, c->lps, sizeof *c->lps * (size_t)c->nlps);
+    memmove(c->offsets + n, c->offsets, sizeof *c->offsets * (size_t)c->nlps);
+    c->nlps += n;
+    for (int i = 0; i < n; i++) {
+        srv_lp *d = &c->lps[i];
+        *d = lps[i];
+        d->tok = strdup(lps[i].tok ? lps[i].tok : "");
+        for (int k = 0; k < d->num_top; k++) d->top_tok[k] = strdup(lps[i].top_tok[k] ? lps[i].top_tok[k] : "");
+        c->offsets[i] = off;
+        off += d->tok ? strlen(d->tok) : 0;
+    }
+}
+
 static void on_output(job *j, srv_event *ev) {
     int idx = ev->prompt_index * j->n + ev->sample_index;
     if (idx < 0 || idx >= j->num_choices) return;
+    if (ev->plps && !j->stream && j->echo)
+        for (int s = 0; s < j->n; s++) /* echo: the prompt's logprobs lead every sample of that prompt */
+            choice_prepend_lps(&j->ch[ev->prompt_index * j->n + s], ev->plps, ev->num_plps);
     choice *c = &j->ch[idx];
     if (c->done) return;
     double t = now_s();

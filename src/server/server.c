@@ -3,6 +3,7 @@
  * Only this thread calls into the cinfer_engine (tokenizer included), so
  * the engine needs no locking of its own. It sleeps on a condition variable
  * while there is neither a command nor an unfinished request. */
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@ typedef struct live_req {
     int prompt_index;
     int n, done;
     int token_strings;
+    int32_t first_token; /* prompt token 0 (prompt logprobs start at token 1) */
 } live_req;
 
 struct srv_engine {
@@ -58,6 +60,9 @@ void srv_event_free(srv_event *ev) {
     if (ev->lps)
         for (int i = 0; i < ev->num_ids; i++) free_lp(&ev->lps[i]);
     free(ev->lps);
+    if (ev->plps)
+        for (int i = 0; i < ev->num_plps; i++) free_lp(&ev->plps[i]);
+    free(ev->plps);
     if (ev->echo)
         for (int i = 0; i < ev->num_ids; i++) free(ev->echo[i]);
     free(ev->echo);
@@ -104,7 +109,9 @@ static void do_generate(srv_engine *s, srv_cmd *c) {
     int32_t *counts = calloc((size_t)c->num_prompts, sizeof *counts);
     char **echo = c->echo ? calloc((size_t)c->num_prompts, sizeof *echo) : NULL;
     int64_t *rids = calloc((size_t)c->num_prompts, sizeof *rids);
-    if (!counts || !rids || (c->echo && !echo)) {
+    int32_t *first = calloc((size_t)c->num_prompts, sizeof *first);
+    if (!counts || !rids || !first || (c->echo && !echo)) {
+        free(first);
         free(counts);
         free(echo);
         free(rids);
@@ -143,6 +150,7 @@ static void do_generate(srv_engine *s, srv_cmd *c) {
             }
         }
         counts[p] = (int32_t)n;
+        first[p] = ids[0];
         cinfer_sampling_params sp = c->sp;
         if (c->max_tokens_auto && c->max_model_len > (int)n) sp.max_tokens = c->max_model_len - (int)n;
         if (cinfer_add_request(s->e, NULL, ids, (int)n, &sp, c->priority, &rids[p], &err)) {
@@ -164,13 +172,14 @@ static void do_generate(srv_engine *s, srv_cmd *c) {
                 s->live = l;
                 s->cap_live = nc;
             }
-            s->live[s->num_live++] = (live_req){rids[p], 0, p, c->sp.n, 0, 0}; /* job 0 = nobody */
+            s->live[s->num_live++] = (live_req){rids[p], 0, p, c->sp.n, 0, 0, 0}; /* job 0 = nobody */
         }
         if (echo)
             for (int p = 0; p < c->num_prompts; p++) free(echo[p]);
         free(echo);
         free(counts);
         free(rids);
+        free(first);
         return;
     }
     srv_event *ev = new_event(s, SRV_EV_ACCEPTED, c->job_id);
@@ -195,9 +204,11 @@ static void do_generate(srv_engine *s, srv_cmd *c) {
             s->live = l;
             s->cap_live = nc;
         }
-        s->live[s->num_live++] = (live_req){rids[p], c->job_id, p, c->sp.n > 0 ? c->sp.n : 1, 0, c->token_strings};
+        s->live[s->num_live++] =
+            (live_req){rids[p], c->job_id, p, c->sp.n > 0 ? c->sp.n : 1, 0, c->token_strings, first[p]};
     }
     free(rids);
+    free(first);
 }
 
 static void do_command(srv_engine *s, srv_cmd *c) {
@@ -251,6 +262,18 @@ static void do_command(srv_engine *s, srv_cmd *c) {
     }
 }
 
+static void fill_lp(srv_engine *s, const cinfer_logprob *src, srv_lp *d) {
+    d->id = src->token;
+    d->lp = src->logprob;
+    d->tok = token_text(s, src->token);
+    d->num_top = src->num_top < CINFER_MAX_LOGPROBS ? src->num_top : CINFER_MAX_LOGPROBS;
+    for (int k = 0; k < d->num_top; k++) {
+        d->top_id[k] = src->top_ids[k];
+        d->top_lp[k] = src->top_logprobs[k];
+        d->top_tok[k] = token_text(s, src->top_ids[k]);
+    }
+}
+
 static live_req *find_live(srv_engine *s, int64_t rid) {
     for (int i = 0; i < s->num_live; i++)
         if (s->live[i].rid == rid) return &s->live[i];
@@ -282,18 +305,17 @@ static void do_outputs(srv_engine *s, const cinfer_output *o, int n) {
                 }
                 if (ev->ids && o[i].logprobs && l->token_strings) {
                     ev->lps = calloc((size_t)ev->num_ids, sizeof *ev->lps);
-                    for (int t = 0; ev->lps && t < ev->num_ids; t++) {
-                        const cinfer_logprob *src = &o[i].logprobs[t];
-                        srv_lp *d = &ev->lps[t];
-                        d->id = src->token;
-                        d->lp = src->logprob;
-                        d->tok = token_text(s, src->token);
-                        d->num_top = src->num_top < CINFER_MAX_LOGPROBS ? src->num_top : CINFER_MAX_LOGPROBS;
-                        for (int k = 0; k < d->num_top; k++) {
-                            d->top_id[k] = src->top_ids[k];
-                            d->top_lp[k] = src->top_logprobs[k];
-                            d->top_tok[k] = token_text(s, src->top_ids[k]);
-                        }
+                    for (int t = 0; ev->lps && t < ev->num_ids; t++) fill_lp(s, &o[i].logprobs[t], &ev->lps[t]);
+                }
+                if (o[i].prompt_logprobs && o[i].num_prompt_logprobs > 0 && l->token_strings) {
+                    int np = o[i].num_prompt_logprobs + 1;
+                    ev->plps = calloc((size_t)np, sizeof *ev->plps);
+                    if (ev->plps) {
+                        ev->num_plps = np;
+                        ev->plps[0].id = l->first_token;
+                        ev->plps[0].lp = NAN;
+                        ev->plps[0].tok = token_text(s, l->first_token);
+                        for (int t = 1; t < np; t++) fill_lp(s, &o[i].prompt_logprobs[t - 1], &ev->plps[t]);
                     }
                 }
             }

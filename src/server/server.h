@@ -99,6 +99,8 @@ typedef struct srv_event {
     int32_t *ids; /* OUTPUT new ids / TOKENS result / ACCEPTED prompt token counts */
     int num_ids;
     srv_lp *lps;  /* OUTPUT: num_ids entries or NULL */
+    srv_lp *plps; /* OUTPUT (once per prompt): prompt tokens' logprobs, the first with lp NAN */
+    int num_plps;
     char **echo;  /* ACCEPTED: num_ids prompt texts or NULL */
     cinfer_finish_reason finish;
     int err_code; /* ERROR: CINFER_ERR_* */

@@ -69,6 +69,10 @@ check "logprobs: tokens, token_logprobs, top_logprobs, text_offset" eval '[ "$st
     (\$l.tokens|length)==4 and (\$l.token_logprobs|length)==4 and (\$l.top_logprobs|length)==4 and
     (\$l.text_offset|length)==4 and (\$l.token_logprobs|all(.<=0)) and (\$l.top_logprobs[0]|length)>=2"'
 check "logprobs: tokens join to the text" eval '[ "$(jq -rj ".choices[0].logprobs.tokens[]" "$tmp/body")" = "$(jq -r ".choices[0].text" "$tmp/body")" ]'
+req POST /v1/completions "$(jq -cn --arg p "$prompt" '{prompt:$p,max_tokens:3,temperature:0,echo:true,logprobs:1,n:2}')"
+check "echo + logprobs: prompt tokens lead (first null), tokens join to the text" eval '[ "$status" = 200 ] &&
+    jqb "(.choices|length)==2 and all(.choices[]; .logprobs.token_logprobs[0]==null and .logprobs.text_offset[0]==0
+         and (.logprobs.tokens|join(\"\"))==.text and (.text|startswith(\"def fibonacci(n):\")))"'
 req POST /v1/completions '{"prompt":"x = ","max_tokens":5,"temperature":0.8,"top_p":0.9,"top_k":20,"min_p":0.05,
     "presence_penalty":0.5,"frequency_penalty":0.5,"repetition_penalty":1.1,"ignore_eos":true,"priority":1,
     "some_unknown_field":{"a":1},"user":"u"}'
