@@ -17,6 +17,8 @@ typedef struct live_req {
     int n, done;
     int token_strings;
     int32_t first_token; /* prompt token 0 (prompt logprobs start at token 1) */
+    int want_plp;        /* prompt logprobs asked and not yet sent */
+    int num_prompt;
 } live_req;
 
 struct srv_engine {
@@ -110,6 +112,7 @@ static void do_generate(srv_engine *s, srv_cmd *c) {
     char **echo = c->echo ? calloc((size_t)c->num_prompts, sizeof *echo) : NULL;
     int64_t *rids = calloc((size_t)c->num_prompts, sizeof *rids);
     int32_t *first = calloc((size_t)c->num_prompts, sizeof *first);
+    int want_plp = c->sp.prompt_logprobs >= 0 && c->token_strings;
     if (!counts || !rids || !first || (c->echo && !echo)) {
         free(first);
         free(counts);
@@ -172,7 +175,7 @@ static void do_generate(srv_engine *s, srv_cmd *c) {
                 s->live = l;
                 s->cap_live = nc;
             }
-            s->live[s->num_live++] = (live_req){rids[p], 0, p, c->sp.n, 0, 0, 0}; /* job 0 = nobody */
+            s->live[s->num_live++] = (live_req){rids[p], 0, p, c->sp.n, 0, 0, 0, 0, 0}; /* job 0 = nobody */
         }
         if (echo)
             for (int p = 0; p < c->num_prompts; p++) free(echo[p]);
@@ -181,17 +184,6 @@ static void do_generate(srv_engine *s, srv_cmd *c) {
         free(rids);
         free(first);
         return;
-    }
-    srv_event *ev = new_event(s, SRV_EV_ACCEPTED, c->job_id);
-    if (ev) {
-        ev->ids = counts;
-        ev->num_ids = c->num_prompts;
-        ev->echo = echo;
-    } else {
-        free(counts);
-        if (echo)
-            for (int p = 0; p < c->num_prompts; p++) free(echo[p]);
-        free(echo);
     }
     for (int p = 0; p < c->num_prompts; p++) {
         if (s->num_live == s->cap_live) {
@@ -205,7 +197,19 @@ static void do_generate(srv_engine *s, srv_cmd *c) {
             s->cap_live = nc;
         }
         s->live[s->num_live++] =
-            (live_req){rids[p], c->job_id, p, c->sp.n > 0 ? c->sp.n : 1, 0, c->token_strings, first[p]};
+            (live_req){rids[p], c->job_id, p, c->sp.n > 0 ? c->sp.n : 1, 0, c->token_strings, first[p], want_plp,
+                       counts[p]};
+    }
+    srv_event *ev = new_event(s, SRV_EV_ACCEPTED, c->job_id);
+    if (ev) {
+        ev->ids = counts;
+        ev->num_ids = c->num_prompts;
+        ev->echo = echo;
+    } else {
+        free(counts);
+        if (echo)
+            for (int p = 0; p < c->num_prompts; p++) free(echo[p]);
+        free(echo);
     }
     free(rids);
     free(first);
@@ -307,8 +311,10 @@ static void do_outputs(srv_engine *s, const cinfer_output *o, int n) {
                     ev->lps = calloc((size_t)ev->num_ids, sizeof *ev->lps);
                     for (int t = 0; ev->lps && t < ev->num_ids; t++) fill_lp(s, &o[i].logprobs[t], &ev->lps[t]);
                 }
-                if (o[i].prompt_logprobs && o[i].num_prompt_logprobs > 0 && l->token_strings) {
-                    int np = o[i].num_prompt_logprobs + 1;
+                if (l->want_plp && o[i].sample_index == 0 &&
+                    ((o[i].prompt_logprobs && o[i].num_prompt_logprobs > 0) || l->num_prompt == 1)) {
+                    l->want_plp = 0;
+                    int np = (o[i].prompt_logprobs ? o[i].num_prompt_logprobs : 0) + 1;
                     ev->plps = calloc((size_t)np, sizeof *ev->plps);
                     if (ev->plps) {
                         ev->num_plps = np;

@@ -73,6 +73,9 @@ req POST /v1/completions "$(jq -cn --arg p "$prompt" '{prompt:$p,max_tokens:3,te
 check "echo + logprobs: prompt tokens lead (first null), tokens join to the text" eval '[ "$status" = 200 ] &&
     jqb "(.choices|length)==2 and all(.choices[]; .logprobs.token_logprobs[0]==null and .logprobs.text_offset[0]==0
          and (.logprobs.tokens|join(\"\"))==.text and (.text|startswith(\"def fibonacci(n):\")))"'
+req POST /v1/completions '{"prompt":[[5],[5,6]],"max_tokens":2,"temperature":0,"echo":true,"logprobs":0}'
+check "echo + logprobs: one-token prompts too" eval '[ "$status" = 200 ] &&
+    jqb "all(.choices[]; .logprobs.token_logprobs[0]==null and (.logprobs.tokens|join(\"\"))==.text)"'
 req POST /v1/completions '{"prompt":"x = ","max_tokens":5,"temperature":0.8,"top_p":0.9,"top_k":20,"min_p":0.05,
     "presence_penalty":0.5,"frequency_penalty":0.5,"repetition_penalty":1.1,"ignore_eos":true,"priority":1,
     "some_unknown_field":{"a":1},"user":"u"}'

@@ -56,9 +56,10 @@ start_server() {
     exit 1
 }
 
-# stop_server: SIGTERM, expects exit status 0 within 20 s
+# stop_server [SIGNAL]: SIGTERM (or SIGNAL), expects exit status 0 within 20 s
 stop_server() {
-    kill -TERM "$srv_pid"
+    local sig=${1:-TERM}
+    kill -"$sig" "$srv_pid"
     local rc=""
     for _ in $(seq 200); do
         if ! kill -0 "$srv_pid" 2>/dev/null; then
@@ -69,12 +70,12 @@ stop_server() {
         sleep 0.1
     done
     if [ -z "$rc" ]; then
-        fail "server did not exit within 20 s of SIGTERM"
+        fail "server did not exit within 20 s of SIG$sig"
         kill -KILL "$srv_pid"
     elif [ "$rc" = 0 ]; then
-        ok "server exits 0 on SIGTERM"
+        ok "server exits 0 on SIG$sig"
     else
-        fail "server exit status $rc on SIGTERM"
+        fail "server exit status $rc on SIG$sig"
         cat "$tmp/server.log"
     fi
     srv_pid=""

@@ -78,7 +78,7 @@ aborts1=$(metric_label 'finished_reason="abort"')
 check "disconnects abort both requests (aborts $aborts0 -> $aborts1) and free the KV cache" \
     eval '[ -n "$idle" ] && [ "$aborts1" -ge $((aborts0 + 2)) ]'
 
-stop_server
+stop_server INT
 
 # ---- limits: auth, body size, queue, timeout ----
 start_server --api-key sekret --max-num-seqs 1 --max-waiting 1 --request-timeout 2 --max-body-bytes 65536
