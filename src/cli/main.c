@@ -16,6 +16,7 @@ static const ci_command COMMANDS[] = {
     {"detokenize", cmd_detokenize, "token ids (JSON) on stdin -> text"},
     {"perplexity", cmd_perplexity, "mean NLL / perplexity of a text file"},
     {"bench", cmd_bench, "benchmarks: bench throughput (offline, batched)"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server"},
     {"render-chat", cmd_render_chat, "chat request (JSON) on stdin -> prompt text"},
 };
 

@@ -1,0 +1,66 @@
+/* cmd_serve.c — `cinfer serve`: the OpenAI-compatible HTTP server. */
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "cli/args.h"
+#include "cli/common.h"
+#include "cli/engine_flags.h"
+#include "server/server.h"
+
+int cmd_serve(int argc, char **argv) {
+    const char *model_dir = NULL, *host = "127.0.0.1", *api_key = NULL, *served = NULL;
+    long port = 8000, max_waiting = 256, max_body = 16L << 20;
+    double timeout = 0;
+    ci_engine_flags ef = ci_engine_flags_default();
+    const ci_arg args[] = {
+        {"--model", "-m", CI_ARG_STR, &model_dir, "DIR", "Hugging Face model directory"},
+        {"--host", NULL, CI_ARG_STR, &host, "ADDR", "listen address (default 127.0.0.1)"},
+        {"--port", NULL, CI_ARG_INT, &port, "N", "listen port (default 8000; 0 = any free port)"},
+        {"--api-key", NULL, CI_ARG_STR, &api_key, "KEY", "require Authorization: Bearer KEY on /v1, /tokenize"},
+        {"--served-model-name", NULL, CI_ARG_STR, &served, "NAME", "model name in the API (default: dir name)"},
+        {"--max-waiting", NULL, CI_ARG_INT, &max_waiting, "N",
+         "requests accepted beyond --max-num-seqs before 503 (default 256)"},
+        {"--request-timeout", NULL, CI_ARG_FLOAT, &timeout, "S", "per-request time limit in seconds (0 = none)"},
+        {"--max-body-bytes", NULL, CI_ARG_INT, &max_body, "B", "largest request body (default 16 MiB) -> 413"},
+        CI_ENGINE_FLAG_ARGS(ef),
+    };
+    const char *usage = "usage: cinfer serve -m DIR [options]\n"
+                        "Serves the model over an OpenAI-compatible HTTP API: /v1/completions,\n"
+                        "/v1/chat/completions (streaming with \"stream\": true), /v1/models, /health,\n"
+                        "/metrics, /tokenize, /detokenize. SIGINT/SIGTERM shut it down.";
+    ci_status s = ci_ok();
+    ci_args_result r = ci_args_parse(usage, args, sizeof args / sizeof args[0], argc, argv, &s);
+    if (r == CI_ARGS_HELP) return 0;
+    if (r == CI_ARGS_ERROR) return ci_cli_fail(s);
+    if (!model_dir) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "serve: -m DIR is required"));
+    if (port < 0 || port > 65535) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "--port must be in [0, 65535]"));
+    if (max_waiting < 0 || max_waiting > 1000000)
+        return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "--max-waiting must be in [0, 1000000]"));
+    if (timeout < 0) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "--request-timeout must be >= 0"));
+    if (max_body < 1) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "--max-body-bytes must be >= 1"));
+    if (api_key && !*api_key) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "--api-key must not be empty"));
+    ci_engine_config ec;
+    s = ci_engine_flags_config(&ef, model_dir, &ec);
+    if (s.code) return ci_cli_fail(s);
+
+    srv_config cfg = {0};
+    cfg.model_dir = model_dir;
+    cfg.host = host;
+    cfg.port = (int)port;
+    cfg.api_key = api_key;
+    cfg.served_model_name = served;
+    cfg.engine = cinfer_engine_config_default();
+    cfg.engine.model_dir = model_dir;
+    cfg.engine.device = ec.device;
+    cfg.engine.num_threads = ec.num_threads;
+    cfg.engine.block_size = ec.block_size;
+    cfg.engine.max_num_batched_tokens = ec.max_num_batched_tokens;
+    cfg.engine.max_num_seqs = ec.max_num_seqs;
+    cfg.engine.kv_cache_tokens = ec.kv_cache_tokens;
+    cfg.engine.kv_cache_memory = ec.kv_cache_memory;
+    cfg.engine.enable_prefix_caching = ec.enable_prefix_caching;
+    cfg.max_waiting = (int)max_waiting;
+    cfg.request_timeout_s = timeout;
+    cfg.max_body_bytes = (size_t)max_body;
+    return srv_run(&cfg);
+}

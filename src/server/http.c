@@ -1,0 +1,1087 @@
+/* http.c — evhttp plumbing: routing, auth, jobs, OpenAI responses (plain
+ * and SSE), timeouts, disconnects and graceful shutdown.
+ *
+ * Everything here runs on the libevent thread. A job is one HTTP request
+ * that waits on the engine thread (generation, tokenize, detokenize); it
+ * lives in ctx->jobs until it is answered or its client goes away, and it
+ * is named to the engine thread only by its id. */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/thread.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "model/config.h"
+#include "server/server.h"
+
+typedef enum ep_kind { EP_COMPLETIONS, EP_CHAT, EP_TOKENIZE, EP_DETOKENIZE } ep_kind;
+
+typedef struct choice {
+    char *text; /* accumulated text (non-streaming) */
+    size_t len, cap;
+    int ntokens;
+    cinfer_finish_reason finish;
+    int done;
+    srv_lp *lps; /* accumulated logprobs (non-streaming) */
+    int nlps, caplps;
+    size_t *offsets; /* text offset of each logprob token */
+    size_t stream_off; /* streaming: bytes sent so far */
+    int sent_role;
+} choice;
+
+typedef struct srv_ctx srv_ctx;
+
+typedef struct job {
+    struct job *prev, *next;
+    uint64_t id;
+    srv_ctx *ctx;
+    struct evhttp_request *req; /* NULL once answered or disconnected */
+    struct evhttp_connection *conn;
+    ep_kind ep;
+    int stream, include_usage, logprobs, echo, n, num_prompts, num_choices;
+    int is_gen;
+    char idstr[48];
+    long long created;
+    const char *model;
+    choice *ch;
+    int finished, accepted, headers_sent, timed_out, aborted;
+    int prompt_tokens, completion_tokens;
+    double t0, t_first, t_last;
+    struct event *timer;
+    struct event *watch; /* EOF on the socket while the reply is pending */
+} job;
+
+struct srv_ctx {
+    const srv_config *cfg;
+    struct event_base *base;
+    struct evhttp *http;
+    cinfer_engine *engine;
+    srv_engine *eng;
+    struct event *wake, *sig_int, *sig_term;
+    job *jobs;
+    uint64_t next_id;
+    int gen_in_flight, max_in_flight;
+    srv_metrics m;
+    char *model_name;
+    srv_chat chat;
+    long long started;
+    int max_model_len; /* config.json max_position_embeddings (0 = unknown) */
+    int stopping;
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static const char *reason_phrase(int status) {
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return status >= 500 ? "Internal Server Error" : "Error";
+    }
+}
+
+static void send_body(srv_ctx *ctx, struct evhttp_request *req, int status, const char *ctype, const char *body,
+                      size_t len) {
+    struct evbuffer *b = evbuffer_new();
+    if (b && body) evbuffer_add(b, body, len);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
+    if (status >= 400) ctx->m.http_errors++;
+    evhttp_send_reply(req, status, reason_phrase(status), b);
+    if (b) evbuffer_free(b);
+}
+
+static void send_json(srv_ctx *ctx, struct evhttp_request *req, int status, json_t *o) {
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s) {
+        static const char oom[] = "{\"error\":{\"message\":\"out of memory\",\"type\":\"internal_server_error\","
+                                  "\"param\":null,\"code\":500}}";
+        send_body(ctx, req, 500, "application/json", oom, sizeof oom - 1);
+        return;
+    }
+    send_body(ctx, req, status, "application/json", s, strlen(s));
+    free(s);
+}
+
+static void send_error(srv_ctx *ctx, struct evhttp_request *req, const srv_err *e) {
+    char *s = srv_error_json(e);
+    send_body(ctx, req, e->status, "application/json", s ? s : "{}", s ? strlen(s) : 2);
+    free(s);
+}
+
+static void send_errorf(srv_ctx *ctx, struct evhttp_request *req, int status, const char *param, const char *msg) {
+    srv_err e;
+    srv_errf(&e, status, param, "%s", msg);
+    send_error(ctx, req, &e);
+}
+
+/* ---- jobs ---- */
+static void on_close(struct evhttp_connection *conn, void *arg);
+
+static void choice_free(choice *c) {
+    free(c->text);
+    for (int i = 0; i < c->nlps; i++) {
+        free(c->lps[i].tok);
+        for (int k = 0; k < c->lps[i].num_top; k++) free(c->lps[i].top_tok[k]);
+    }
+    free(c->lps);
+    free(c->offsets);
+}
+
+static void job_free(job *j) {
+    srv_ctx *ctx = j->ctx;
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        ctx->jobs = j->next;
+    if (j->next) j->next->prev = j->prev;
+    if (j->conn) evhttp_connection_set_closecb(j->conn, NULL, NULL);
+    if (j->timer) event_free(j->timer);
+    if (j->watch) event_free(j->watch);
+    if (j->is_gen) ctx->gen_in_flight--;
+    for (int i = 0; j->ch && i < j->num_choices; i++) choice_free(&j->ch[i]);
+    free(j->ch);
+    free(j);
+}
+
+static job *job_new(srv_ctx *ctx, struct evhttp_request *req, ep_kind ep) {
+    job *j = calloc(1, sizeof *j);
+    if (!j) return NULL;
+    j->id = ++ctx->next_id;
+    j->ctx = ctx;
+    j->req = req;
+    j->ep = ep;
+    j->t0 = now_s();
+    j->created = (long long)time(NULL);
+    j->logprobs = -1;
+    j->conn = evhttp_request_get_connection(req);
+    if (j->conn) evhttp_connection_set_closecb(j->conn, on_close, j);
+    j->next = ctx->jobs;
+    if (ctx->jobs) ctx->jobs->prev = j;
+    ctx->jobs = j;
+    return j;
+}
+
+static job *job_find(srv_ctx *ctx, uint64_t id) {
+    for (job *j = ctx->jobs; j; j = j->next)
+        if (j->id == id) return j;
+    return NULL;
+}
+
+static void job_abort(job *j) {
+    if (j->aborted || !j->ctx->eng) return;
+    j->aborted = 1;
+    srv_cmd *c = calloc(1, sizeof *c);
+    if (!c) return;
+    c->kind = SRV_CMD_ABORT;
+    c->job_id = j->id;
+    srv_engine_submit(j->ctx->eng, c);
+}
+
+/* The client went away: abort its work (freeing its KV blocks) and forget it. */
+static void on_close(struct evhttp_connection *conn, void *arg) {
+    job *j = arg;
+    /* A request still being answered when its connection fails is detached
+     * from it (evhttp_connection_incoming_fail) and left to us to free. */
+    if (j->req && !evhttp_request_get_connection(j->req)) evhttp_request_free(j->req);
+    j->req = NULL;
+    j->conn = NULL;
+    if (j->is_gen && !j->finished) {
+        job_abort(j);
+        for (int i = 0; i < j->num_choices; i++)
+            if (!j->ch[i].done) j->ctx->m.finished[CINFER_FINISH_ABORT]++;
+    }
+    job_free(j);
+}
+
+/* The job is about to be answered: its connection may be reused or closed
+ * from now on without concerning it. */
+static void job_detach(job *j) {
+    if (j->watch) {
+        event_free(j->watch);
+        j->watch = NULL;
+    }
+    if (j->conn) evhttp_connection_set_closecb(j->conn, NULL, NULL);
+    j->conn = NULL;
+}
+
+/* evhttp does not read an incoming connection while its reply is pending,
+ * so a client that hangs up would go unnoticed until the reply is written:
+ * watch the socket for EOF ourselves and abort the work at once. */
+static void on_watch(evutil_socket_t fd, short what, void *arg) {
+    job *j = arg;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    event_del(j->watch); /* level-triggered: pipelined data or EOF would fire again */
+    if (n <= 0 && j->is_gen && !j->finished) job_abort(j);
+}
+
+static void job_watch(job *j) {
+    struct bufferevent *bev = j->conn ? evhttp_connection_get_bufferevent(j->conn) : NULL;
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd < 0) return;
+    j->watch = event_new(j->ctx->base, fd, EV_READ | EV_PERSIST, on_watch, j);
+    if (j->watch) event_add(j->watch, NULL);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg) {
+    job *j = arg;
+    j->timed_out = 1;
+    job_abort(j);
+}
+
+/* ---- response JSON ---- */
+static const char *finish_str(cinfer_finish_reason f) {
+    switch (f) {
+    case CINFER_FINISH_STOP: return "stop";
+    case CINFER_FINISH_LENGTH: return "length";
+    case CINFER_FINISH_ABORT: return "abort";
+    case CINFER_FINISH_ERROR: return "error";
+    default: return NULL;
+    }
+}
+
+static json_t *json_str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
+
+static json_t *bytes_json(const char *s) {
+    json_t *a = json_array();
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) json_array_append_new(a, json_integer(*p));
+    return a;
+}
+
+/* Chat: {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]} */
+static json_t *chat_logprobs(const srv_lp *lps, int n, int k) {
+    json_t *content = json_array();
+    for (int i = 0; i < n; i++) {
+        json_t *e = json_object();
+        json_object_set_new(e, "token", srv_json_text(lps[i].tok, strlen(lps[i].tok)));
+        json_object_set_new(e, "logprob", json_real(lps[i].lp));
+        json_object_set_new(e, "bytes", bytes_json(lps[i].tok));
+        json_t *top = json_array();
+        for (int t = 0; t < lps[i].num_top && t < k; t++) {
+            json_t *x = json_object();
+            json_object_set_new(x, "token", srv_json_text(lps[i].top_tok[t], strlen(lps[i].top_tok[t])));
+            json_object_set_new(x, "logprob", json_real(lps[i].top_lp[t]));
+            json_object_set_new(x, "bytes", bytes_json(lps[i].top_tok[t]));
+            json_array_append_new(top, x);
+        }
+        json_object_set_new(e, "top_logprobs", top);
+        json_array_append_new(content, e);
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "content", content);
+    return o;
+}
+
+/* Completions: {"tokens", "token_logprobs", "top_logprobs", "text_offset"} */
+static json_t *completion_logprobs(const srv_lp *lps, const size_t *offsets, int n, int k) {
+    json_t *toks = json_array(), *lp = json_array(), *top = json_array(), *off = json_array();
+    for (int i = 0; i < n; i++) {
+        json_array_append_new(toks, srv_json_text(lps[i].tok, strlen(lps[i].tok)));
+        if (isnan(lps[i].lp)) { /* the first prompt token (echo) has none */
+            json_array_append_new(lp, json_null());
+            json_array_append_new(top, json_null());
+            json_array_append_new(off, json_integer((json_int_t)offsets[i]));
+            continue;
+        }
+        json_array_append_new(lp, json_real(lps[i].lp));
+        json_t *d = json_object();
+        for (int t = 0; t < lps[i].num_top && t < k; t++) {
+            json_t *key = srv_json_text(lps[i].top_tok[t], strlen(lps[i].top_tok[t]));
+            json_object_set_new(d, json_string_value(key), json_real(lps[i].top_lp[t]));
+            json_decref(key);
+        }
+        if (k > 0) {
+            json_t *key = srv_json_text(lps[i].tok, strlen(lps[i].tok));
+            if (!json_object_get(d, json_string_value(key))) json_object_set_new(d, json_string_value(key), json_real(lps[i].lp));
+            json_decref(key);
+            json_array_append_new(top, d);
+        } else {
+            json_decref(d);
+            json_array_append_new(top, json_null());
+        }
+        json_array_append_new(off, json_integer((json_int_t)offsets[i]));
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "tokens", toks);
+    json_object_set_new(o, "token_logprobs", lp);
+    json_object_set_new(o, "top_logprobs", top);
+    json_object_set_new(o, "text_offset", off);
+    return o;
+}
+
+static json_t *usage_json(const job *j) {
+    json_t *u = json_object();
+    json_object_set_new(u, "prompt_tokens", json_integer(j->prompt_tokens));
+    json_object_set_new(u, "completion_tokens", json_integer(j->completion_tokens));
+    json_object_set_new(u, "total_tokens", json_integer(j->prompt_tokens + j->completion_tokens));
+    return u;
+}
+
+static json_t *envelope(const job *j, const char *object) {
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(j->idstr));
+    json_object_set_new(o, "object", json_string(object));
+    json_object_set_new(o, "created", json_integer(j->created));
+    json_object_set_new(o, "model", json_string(j->model));
+    return o;
+}
+
+static json_t *final_response(const job *j) {
+    int chat = j->ep == EP_CHAT;
+    json_t *o = envelope(j, chat ? "chat.completion" : "text_completion");
+    json_t *choices = json_array();
+    for (int i = 0; i < j->num_choices; i++) {
+        const choice *c = &j->ch[i];
+        json_t *x = json_object();
+        json_object_set_new(x, "index", json_integer(i));
+        if (chat) {
+            json_t *msg = json_object();
+            json_object_set_new(msg, "role", json_string("assistant"));
+            json_object_set_new(msg, "content", srv_json_text(c->text, c->len));
+            json_object_set_new(x, "message", msg);
+            json_object_set_new(x, "logprobs", j->logprobs >= 0 ? chat_logprobs(c->lps, c->nlps, j->logprobs) : json_null());
+        } else {
+            json_object_set_new(x, "text", srv_json_text(c->text, c->len));
+            json_object_set_new(x, "logprobs", j->logprobs >= 0 ? completion_logprobs(c->lps, c->offsets, c->nlps, j->logprobs)
+                                                               : json_null());
+        }
+        json_object_set_new(x, "finish_reason", json_str_or_null(finish_str(c->finish)));
+        json_array_append_new(choices, x);
+    }
+    json_object_set_new(o, "choices", choices);
+    json_object_set_new(o, "usage", usage_json(j));
+    return o;
+}
+
+static void sse_send(job *j, json_t *o) {
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s || !j->req) {
+        free(s);
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    if (b) {
+        evbuffer_add_printf(b, "data: %s\n\n", s);
+        evhttp_send_reply_chunk(j->req, b);
+        evbuffer_free(b);
+    }
+    free(s);
+}
+
+static void sse_start(job *j) {
+    if (j->headers_sent || !j->req) return;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(j->req);
+    evhttp_add_header(h, "Content-Type", "text/event-stream");
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    evhttp_send_reply_start(j->req, 200, "OK");
+    j->headers_sent = 1;
+}
+
+/* One streamed chunk for choice `idx`: text delta, logprobs, finish reason. */
+static void sse_delta(job *j, int idx, const char *text, size_t len, const srv_lp *lps, const size_t *offsets,
+                      int nlps, cinfer_finish_reason finish) {
+    int chat = j->ep == EP_CHAT;
+    json_t *o = envelope(j, chat ? "chat.completion.chunk" : "text_completion");
+    json_t *x = json_object();
+    json_object_set_new(x, "index", json_integer(idx));
+    if (chat) {
+        json_t *d = json_object();
+        if (!j->ch[idx].sent_role) {
+            json_object_set_new(d, "role", json_string("assistant"));
+            j->ch[idx].sent_role = 1;
+        }
+        if (len || finish == CINFER_FINISH_NONE) json_object_set_new(d, "content", srv_json_text(text, len));
+        json_object_set_new(x, "delta", d);
+        json_object_set_new(x, "logprobs", j->logprobs >= 0 && nlps ? chat_logprobs(lps, nlps, j->logprobs) : json_null());
+    } else {
+        json_object_set_new(x, "text", srv_json_text(text, len));
+        json_object_set_new(x, "logprobs",
+                            j->logprobs >= 0 && nlps ? completion_logprobs(lps, offsets, nlps, j->logprobs) : json_null());
+    }
+    json_object_set_new(x, "finish_reason", json_str_or_null(finish_str(finish)));
+    json_t *arr = json_array();
+    json_array_append_new(arr, x);
+    json_object_set_new(o, "choices", arr);
+    if (j->include_usage) json_object_set_new(o, "usage", json_null());
+    sse_send(j, o);
+}
+
+static void sse_end(job *j) {
+    if (!j->req) return;
+    struct evbuffer *b = evbuffer_new();
+    if (b) {
+        evbuffer_add_printf(b, "data: [DONE]\n\n");
+        evhttp_send_reply_chunk(j->req, b);
+        evbuffer_free(b);
+    }
+    evhttp_send_reply_end(j->req);
+    j->req = NULL;
+}
+
+/* Answers a job that ended in an error (status before the stream started,
+ * an error event inside it otherwise), and frees it. */
+static void job_fail(job *j, const srv_err *e) {
+    srv_ctx *ctx = j->ctx;
+    job_detach(j);
+    if (j->req) {
+        if (j->headers_sent) {
+            char *s = srv_error_json(e);
+            struct evbuffer *b = evbuffer_new();
+            if (b && s) {
+                evbuffer_add_printf(b, "data: %s\n\n", s);
+                evhttp_send_reply_chunk(j->req, b);
+            }
+            if (b) evbuffer_free(b);
+            free(s);
+            ctx->m.http_errors++;
+            sse_end(j);
+        } else {
+            send_error(ctx, j->req, e);
+            j->req = NULL;
+        }
+    }
+    job_free(j);
+}
+
+static void job_complete(job *j) {
+    srv_ctx *ctx = j->ctx;
+    double t = now_s();
+    j->finished = 1;
+    for (int i = 0; i < j->num_choices; i++)
+        ctx->m.finished[j->timed_out ? 0 : (int)j->ch[i].finish < 5 ? (int)j->ch[i].finish : 4]++;
+    srv_hist_observe(&ctx->m.e2e, t - j->t0);
+    if (j->completion_tokens > 1 && j->t_first > 0)
+        srv_hist_observe(&ctx->m.tpot, (j->t_last - j->t_first) / (double)(j->completion_tokens - 1));
+    if (j->timed_out) {
+        srv_err e;
+        srv_errf(&e, 504, NULL, "request timed out after %g s", ctx->cfg->request_timeout_s);
+        e.type = "timeout_error";
+        job_fail(j, &e);
+        return;
+    }
+    job_detach(j);
+    if (j->req) {
+        if (j->stream) {
+            if (j->include_usage) {
+                json_t *o = envelope(j, j->ep == EP_CHAT ? "chat.completion.chunk" : "text_completion");
+                json_object_set_new(o, "choices", json_array());
+                json_object_set_new(o, "usage", usage_json(j));
+                sse_send(j, o);
+            }
+            sse_end(j);
+        } else {
+            send_json(ctx, j->req, 200, final_response(j));
+            j->req = NULL;
+        }
+    }
+    job_free(j);
+}
+
+static int choice_append(choice *c, const char *s, size_t n) {
+    if (c->len + n + 1 > c->cap) {
+        size_t nc = c->cap ? c->cap : 64;
+        while (nc < c->len + n + 1) nc *= 2;
+        char *p = realloc(c->text, nc);
+        if (!p) return -1;
+        c->text = p;
+        c->cap = nc;
+    }
+    memcpy(c->text + c->len, s, n);
+    c->len += n;
+    c->text[c->len] = '\0';
+    return 0;
+}
+
+static void on_accepted(job *j, srv_event *ev) {
+    j->accepted = 1;
+    for (int p = 0; p < ev->num_ids; p++) j->prompt_tokens += ev->ids[p];
+    j->ctx->m.prompt_tokens += (uint64_t)j->prompt_tokens;
+    if (j->stream) sse_start(j);
+    if (j->echo && ev->echo) {
+        for (int p = 0; p < ev->num_ids && p < j->num_prompts; p++)
+            for (int s = 0; s < j->n; s++) {
+                int idx = p * j->n + s;
+                if (j->stream)
+                    sse_delta(j, idx, ev->echo[p], strlen(ev->echo[p]), NULL, NULL, 0, CINFER_FINISH_NONE);
+                else
+                    choice_append(&j->ch[idx], ev->echo[p], strlen(ev->echo[p]));
+            }
+    }
+}
+
+/* Inserts logprob entries (deep copies) at the front of choice c, text
+ * offsets counted from 0: the echoed prompt's tokens. */
+static void choice_prepend_lps(choice *c, const srv_lp *lps, int n) {
+    size_t off = 0;
+    if (c->nlps + n > c->caplps) {
+        int nc = c->caplps ? c->caplps : 16;
+        while (nc < c->nlps + n) nc *= 2;
+        srv_lp *l = realloc(c->lps, sizeof *l * (size_t)nc);
+        if (l) c->lps = l;
+        size_t *o = l ? realloc(c->offsets, sizeof *o * (size_t)nc) : NULL;
+        if (o) c->offsets = o;
+        if (!l || !o) return;
+        c->caplps = nc;
+    }
+    memmove(c->lps + n, c->lps, sizeof *c->lps * (size_t)c->nlps);
+    memmove(c->offsets + n, c->offsets, sizeof *c->offsets * (size_t)c->nlps);
+    c->nlps += n;
+    for (int i = 0; i < n; i++) {
+        srv_lp *d = &c->lps[i];
+        *d = lps[i];
+        d->tok = strdup(lps[i].tok ? lps[i].tok : "");
+        for (int k = 0; k < d->num_top; k++) d->top_tok[k] = strdup(lps[i].top_tok[k] ? lps[i].top_tok[k] : "");
+        c->offsets[i] = off;
+        off += d->tok ? strlen(d->tok) : 0;
+    }
+}
+
+static void on_output(job *j, srv_event *ev) {
+    int idx = ev->prompt_index * j->n + ev->sample_index;
+    if (idx < 0 || idx >= j->num_choices) return;
+    if (ev->plps && !j->stream && j->echo)
+        for (int s = 0; s < j->n; s++) /* echo: the prompt's logprobs lead every sample of that prompt */
+            choice_prepend_lps(&j->ch[ev->prompt_index * j->n + s], ev->plps, ev->num_plps);
+    choice *c = &j->ch[idx];
+    if (c->done) return;
+    double t = now_s();
+    if (ev->num_ids > 0) {
+        if (j->t_first == 0) {
+            j->t_first = t;
+            srv_hist_observe(&j->ctx->m.ttft, t - j->t0);
+        }
+        j->t_last = t;
+        c->ntokens += ev->num_ids;
+        j->completion_tokens += ev->num_ids;
+        j->ctx->m.generation_tokens += (uint64_t)ev->num_ids;
+    }
+    size_t *offs = NULL;
+    if (ev->lps && ev->num_ids) {
+        offs = malloc(sizeof *offs * (size_t)ev->num_ids);
+        size_t o = j->stream ? c->stream_off : c->len;
+        for (int i = 0; offs && i < ev->num_ids; i++) {
+            offs[i] = o;
+            o += strlen(ev->lps[i].tok);
+        }
+    }
+    if (ev->finish != CINFER_FINISH_NONE) {
+        c->done = 1;
+        c->finish = ev->finish;
+        j->finished++;
+    }
+    if (j->stream) {
+        if (ev->text_len || ev->num_ids || ev->finish != CINFER_FINISH_NONE)
+            sse_delta(j, idx, ev->text, ev->text_len, ev->lps, offs, ev->lps ? ev->num_ids : 0, ev->finish);
+        c->stream_off += ev->text_len;
+        free(offs);
+    } else {
+        choice_append(c, ev->text ? ev->text : "", ev->text_len);
+        if (ev->lps && offs) {
+            if (c->nlps + ev->num_ids > c->caplps) {
+                int nc = c->caplps ? c->caplps : 16;
+                while (nc < c->nlps + ev->num_ids) nc *= 2;
+                srv_lp *l = realloc(c->lps, sizeof *l * (size_t)nc);
+                size_t *o = l ? realloc(c->offsets, sizeof *o * (size_t)nc) : NULL;
+                if (l) c->lps = l;
+                if (o) c->offsets = o;
+                if (l && o) c->caplps = nc;
+            }
+            if (c->nlps + ev->num_ids <= c->caplps) {
+                memcpy(c->lps + c->nlps, ev->lps, sizeof *ev->lps * (size_t)ev->num_ids);
+                memcpy(c->offsets + c->nlps, offs, sizeof *offs * (size_t)ev->num_ids);
+                c->nlps += ev->num_ids;
+                free(ev->lps); /* strings now owned by the choice */
+                ev->lps = NULL;
+            }
+        }
+        free(offs);
+    }
+}
+
+static void handle_event(srv_ctx *ctx, srv_event *ev) {
+    job *j = job_find(ctx, ev->job_id);
+    if (!j) return;
+    switch (ev->kind) {
+    case SRV_EV_ACCEPTED:
+        on_accepted(j, ev);
+        break;
+    case SRV_EV_OUTPUT:
+        on_output(j, ev);
+        if (j->finished >= j->num_choices) job_complete(j);
+        break;
+    case SRV_EV_ERROR: {
+        srv_err e;
+        int status = ev->err_code == CINFER_ERR_INVALID || ev->err_code == CINFER_ERR_CAPACITY ? 400 : 500;
+        srv_errf(&e, status, NULL, "%s", ev->err_msg);
+        if (j->is_gen) {
+            j->finished = 1;
+            job_abort(j);
+        }
+        job_fail(j, &e);
+        break;
+    }
+    case SRV_EV_TOKENS: {
+        json_t *o = json_object(), *a = json_array();
+        for (int i = 0; i < ev->num_ids; i++) json_array_append_new(a, json_integer(ev->ids[i]));
+        json_object_set_new(o, "count", json_integer(ev->num_ids));
+        json_object_set_new(o, "tokens", a);
+        job_detach(j);
+        if (j->req) send_json(ctx, j->req, 200, o);
+        else json_decref(o);
+        j->req = NULL;
+        job_free(j);
+        break;
+    }
+    case SRV_EV_TEXT: {
+        json_t *o = json_object();
+        json_object_set_new(o, "prompt", srv_json_text(ev->text, ev->text_len));
+        job_detach(j);
+        if (j->req) send_json(ctx, j->req, 200, o);
+        else json_decref(o);
+        j->req = NULL;
+        job_free(j);
+        break;
+    }
+    }
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg) {
+    srv_ctx *ctx = arg;
+    if (!ctx->eng) return;
+    srv_event *ev = srv_engine_take_events(ctx->eng);
+    while (ev) {
+        srv_event *next = ev->next;
+        handle_event(ctx, ev);
+        srv_event_free(ev);
+        ev = next;
+    }
+}
+
+static void notify(void *arg) {
+    srv_ctx *ctx = arg;
+    event_active(ctx->wake, EV_READ, 0);
+}
+
+/* ---- request handling ---- */
+static int auth_ok(srv_ctx *ctx, struct evhttp_request *req) {
+    const char *key = ctx->cfg->api_key;
+    if (!key) return 1;
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (!h || strncmp(h, "Bearer ", 7)) return 0;
+    h += 7;
+    size_t hn = strlen(h), kn = strlen(key);
+    unsigned char d = hn != kn;
+    for (size_t i = 0; i < kn; i++) d |= (unsigned char)((i < hn ? (unsigned char)h[i] : 0) ^ (unsigned char)key[i]);
+    return d == 0;
+}
+
+static json_t *read_body(srv_ctx *ctx, struct evhttp_request *req) {
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(in);
+    unsigned char *p = evbuffer_pullup(in, -1);
+    json_error_t je;
+    json_t *o = json_loadb(n ? (const char *)p : "", n, 0, &je);
+    if (!o) {
+        srv_err e;
+        srv_errf(&e, 400, NULL, "malformed JSON body: %s (line %d, column %d)", je.text, je.line, je.column);
+        send_error(ctx, req, &e);
+        return NULL;
+    }
+    if (!json_is_object(o)) {
+        json_decref(o);
+        send_errorf(ctx, req, 400, NULL, "the request body must be a JSON object");
+        return NULL;
+    }
+    return o;
+}
+
+static int model_ok(srv_ctx *ctx, struct evhttp_request *req, const char *model) {
+    if (!model || !strcmp(model, ctx->model_name) || !strcmp(model, ctx->cfg->model_dir)) return 1;
+    srv_err e;
+    srv_errf(&e, 404, "model", "The model '%.100s' does not exist.", model);
+    send_error(ctx, req, &e);
+    return 0;
+}
+
+static void handle_generate(srv_ctx *ctx, struct evhttp_request *req, int chat) {
+    json_t *body = read_body(ctx, req);
+    if (!body) return;
+    srv_gen_req g;
+    srv_err e;
+    if (srv_parse_generate(body, chat, &ctx->chat, &g, &e)) {
+        srv_cmd_free(g.cmd);
+        json_decref(body);
+        send_error(ctx, req, &e);
+        return;
+    }
+    if (!model_ok(ctx, req, g.model)) {
+        srv_cmd_free(g.cmd);
+        json_decref(body);
+        return;
+    }
+    if (ctx->gen_in_flight >= ctx->max_in_flight) {
+        srv_cmd_free(g.cmd);
+        json_decref(body);
+        ctx->m.rejected_503++;
+        send_errorf(ctx, req, 503, NULL, "the server is overloaded (waiting queue full); retry later");
+        return;
+    }
+    job *j = job_new(ctx, req, chat ? EP_CHAT : EP_COMPLETIONS);
+    if (!j) {
+        srv_cmd_free(g.cmd);
+        json_decref(body);
+        send_errorf(ctx, req, 500, NULL, "out of memory");
+        return;
+    }
+    j->is_gen = 1;
+    ctx->gen_in_flight++;
+    j->stream = g.stream;
+    j->include_usage = g.stream && g.include_usage;
+    j->logprobs = g.logprobs;
+    j->echo = g.echo;
+    j->n = g.cmd->sp.n > 0 ? g.cmd->sp.n : 1;
+    j->num_prompts = g.cmd->num_prompts;
+    j->num_choices = j->n * j->num_prompts;
+    j->model = ctx->model_name;
+    static const char hex[] = "0123456789abcdef";
+    unsigned long long r = (unsigned long long)j->id * 0x9E3779B97F4A7C15ull ^ (unsigned long long)(j->t0 * 1e9);
+    int off = snprintf(j->idstr, sizeof j->idstr, "%s", chat ? "chatcmpl-" : "cmpl-");
+    for (int i = 0; i < 24 && off < (int)sizeof j->idstr - 1; i++) {
+        j->idstr[off++] = hex[r & 15];
+        r = r >> 4 | (r << 60);
+        if ((i & 7) == 7) r *= 0xBF58476D1CE4E5B9ull;
+    }
+    j->idstr[off] = '\0';
+    j->ch = calloc((size_t)j->num_choices, sizeof *j->ch);
+    json_decref(body);
+    if (!j->ch) {
+        srv_cmd_free(g.cmd);
+        send_errorf(ctx, req, 500, NULL, "out of memory");
+        j->req = NULL;
+        job_free(j);
+        return;
+    }
+    if (ctx->cfg->request_timeout_s > 0) {
+        j->timer = evtimer_new(ctx->base, on_timeout, j);
+        double s = ctx->cfg->request_timeout_s;
+        struct timeval tv = {(time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6)};
+        if (j->timer) evtimer_add(j->timer, &tv);
+    }
+    job_watch(j);
+    g.cmd->job_id = j->id;
+    g.cmd->max_model_len = ctx->max_model_len;
+    srv_engine_submit(ctx->eng, g.cmd);
+}
+
+static void handle_tokenize(srv_ctx *ctx, struct evhttp_request *req, int detok) {
+    json_t *body = read_body(ctx, req);
+    if (!body) return;
+    srv_err e = {0};
+    srv_cmd *c = calloc(1, sizeof *c);
+    if (c) c->prompts = calloc(1, sizeof *c->prompts);
+    if (!c || !c->prompts) {
+        srv_cmd_free(c);
+        json_decref(body);
+        send_errorf(ctx, req, 500, NULL, "out of memory");
+        return;
+    }
+    c->num_prompts = 1;
+    json_t *model = json_object_get(body, "model");
+    if (model && !json_is_null(model) && !json_is_string(model)) {
+        srv_errf(&e, 400, "model", "'model' must be a string");
+    } else if (model && json_is_string(model) && !model_ok(ctx, req, json_string_value(model))) {
+        srv_cmd_free(c);
+        json_decref(body);
+        return;
+    } else if (detok) {
+        c->kind = SRV_CMD_DETOKENIZE;
+        json_t *t = json_object_get(body, "tokens");
+        if (!json_is_array(t)) {
+            srv_errf(&e, 400, "tokens", "'tokens' must be a list of token ids");
+        } else {
+            size_t n = json_array_size(t);
+            c->prompts[0].ids = malloc(sizeof(int32_t) * (n ? n : 1));
+            for (size_t i = 0; c->prompts[0].ids && i < n; i++) {
+                json_t *v = json_array_get(t, i);
+                if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX) {
+                    srv_errf(&e, 400, "tokens", "'tokens' must be a list of non-negative integers");
+                    break;
+                }
+                c->prompts[0].ids[i] = (int32_t)json_integer_value(v);
+            }
+            c->prompts[0].num_ids = (int)n;
+        }
+    } else {
+        c->kind = SRV_CMD_TOKENIZE;
+        c->add_special = 1;
+        json_t *p = json_object_get(body, "prompt"), *as = json_object_get(body, "add_special_tokens");
+        if (as && !json_is_boolean(as)) {
+            srv_errf(&e, 400, "add_special_tokens", "'add_special_tokens' must be a boolean");
+        } else if (json_object_get(body, "messages")) {
+            if (as) c->add_special = json_is_true(as);
+            else c->add_special = 0;
+            srv_render_chat(&ctx->chat, body, &c->prompts[0].text, &e);
+        } else if (!json_is_string(p)) {
+            srv_errf(&e, 400, "prompt", "'prompt' must be a string");
+        } else {
+            if (as) c->add_special = json_is_true(as);
+            c->prompts[0].text = strdup(json_string_value(p));
+        }
+    }
+    json_decref(body);
+    if (e.status) {
+        srv_cmd_free(c);
+        send_error(ctx, req, &e);
+        return;
+    }
+    job *j = job_new(ctx, req, detok ? EP_DETOKENIZE : EP_TOKENIZE);
+    if (!j) {
+        srv_cmd_free(c);
+        send_errorf(ctx, req, 500, NULL, "out of memory");
+        return;
+    }
+    c->job_id = j->id;
+    srv_engine_submit(ctx->eng, c);
+}
+
+static void handle_models(srv_ctx *ctx, struct evhttp_request *req) {
+    json_t *m = json_object();
+    json_object_set_new(m, "id", json_string(ctx->model_name));
+    json_object_set_new(m, "object", json_string("model"));
+    json_object_set_new(m, "created", json_integer(ctx->started));
+    json_object_set_new(m, "owned_by", json_string("cinfer"));
+    json_object_set_new(m, "root", json_string(ctx->cfg->model_dir));
+    json_object_set_new(m, "parent", json_null());
+    if (ctx->max_model_len > 0) json_object_set_new(m, "max_model_len", json_integer(ctx->max_model_len));
+    json_t *data = json_array();
+    json_array_append_new(data, m);
+    json_t *o = json_object();
+    json_object_set_new(o, "object", json_string("list"));
+    json_object_set_new(o, "data", data);
+    send_json(ctx, req, 200, o);
+}
+
+static void handle_metrics(srv_ctx *ctx, struct evhttp_request *req) {
+    cinfer_metrics em = srv_engine_metrics(ctx->eng);
+    char *s = srv_metrics_render(&ctx->m, &em, ctx->model_name, ctx->gen_in_flight);
+    if (!s) {
+        send_errorf(ctx, req, 500, NULL, "out of memory");
+        return;
+    }
+    send_body(ctx, req, 200, "text/plain; version=0.0.4; charset=utf-8", s, strlen(s));
+    free(s);
+}
+
+typedef struct route {
+    const char *path;
+    enum evhttp_cmd_type method;
+    int auth;
+    int arg;
+    void (*fn)(srv_ctx *, struct evhttp_request *, int);
+} route;
+
+static void h_generate(srv_ctx *c, struct evhttp_request *r, int chat) { handle_generate(c, r, chat); }
+static void h_tokenize(srv_ctx *c, struct evhttp_request *r, int detok) { handle_tokenize(c, r, detok); }
+static void h_models(srv_ctx *c, struct evhttp_request *r, int a) { handle_models(c, r); }
+static void h_metrics(srv_ctx *c, struct evhttp_request *r, int a) { handle_metrics(c, r); }
+static void h_health(srv_ctx *c, struct evhttp_request *r, int a) { send_body(c, r, 200, "application/json", "{}", 2); }
+
+static const route ROUTES[] = {
+    {"/v1/completions", EVHTTP_REQ_POST, 1, 0, h_generate},
+    {"/v1/chat/completions", EVHTTP_REQ_POST, 1, 1, h_generate},
+    {"/v1/models", EVHTTP_REQ_GET, 1, 0, h_models},
+    {"/tokenize", EVHTTP_REQ_POST, 1, 0, h_tokenize},
+    {"/detokenize", EVHTTP_REQ_POST, 1, 1, h_tokenize},
+    {"/health", EVHTTP_REQ_GET, 0, 0, h_health},
+    {"/metrics", EVHTTP_REQ_GET, 0, 0, h_metrics},
+};
+
+static void on_request(struct evhttp_request *req, void *arg) {
+    srv_ctx *ctx = arg;
+    ctx->m.http_requests++;
+    if (ctx->stopping) {
+        send_errorf(ctx, req, 503, NULL, "the server is shutting down");
+        return;
+    }
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (!path) path = "/";
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    int path_known = 0;
+    for (size_t i = 0; i < sizeof ROUTES / sizeof ROUTES[0]; i++) {
+        const route *r = &ROUTES[i];
+        if (strcmp(path, r->path)) continue;
+        path_known = 1;
+        if (m != r->method && !(m == EVHTTP_REQ_HEAD && r->method == EVHTTP_REQ_GET)) continue;
+        if (r->auth && !auth_ok(ctx, req)) {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
+            send_errorf(ctx, req, 401, NULL, "invalid or missing API key (Authorization: Bearer ...)");
+            return;
+        }
+        r->fn(ctx, req, r->arg);
+        return;
+    }
+    if (path_known) {
+        for (size_t i = 0; i < sizeof ROUTES / sizeof ROUTES[0]; i++)
+            if (!strcmp(path, ROUTES[i].path))
+                evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+                                  ROUTES[i].method == EVHTTP_REQ_GET ? "GET, HEAD" : "POST");
+        send_errorf(ctx, req, 405, NULL, "method not allowed for this path");
+        return;
+    }
+    srv_err e;
+    srv_errf(&e, 404, NULL, "no route for %.100s", path);
+    send_error(ctx, req, &e);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg) {
+    srv_ctx *ctx = arg;
+    if (ctx->stopping) return;
+    ctx->stopping = 1;
+    fprintf(stderr, "cinfer serve: signal %d, shutting down\n", (int)sig);
+    /* stop the engine (aborting everything), then drop every job and close
+     * every connection */
+    srv_engine_stop(ctx->eng);
+    ctx->eng = NULL;
+    while (ctx->jobs) {
+        job *j = ctx->jobs;
+        j->finished = 1;
+        job_detach(j);
+        if (j->req && j->stream && j->headers_sent) {
+            sse_end(j);
+        } else if (j->req) {
+            send_errorf(ctx, j->req, 503, NULL, "the server is shutting down");
+            j->req = NULL;
+        }
+        job_free(j);
+    }
+    event_base_loopexit(ctx->base, NULL);
+}
+
+int srv_run(const srv_config *cfg) {
+    srv_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return 1;
+    int rc = 1;
+    ctx->cfg = cfg;
+    ctx->started = (long long)time(NULL);
+    srv_metrics_init(&ctx->m);
+    if (cfg->served_model_name) {
+        ctx->model_name = strdup(cfg->served_model_name);
+    } else {
+        const char *d = cfg->model_dir;
+        size_t n = strlen(d);
+        while (n > 1 && d[n - 1] == '/') n--;
+        size_t b = n;
+        while (b > 0 && d[b - 1] != '/') b--;
+        ctx->model_name = strndup(d + b, n - b);
+    }
+    int max_seqs = cfg->engine.max_num_seqs > 0 ? cfg->engine.max_num_seqs : 256;
+    ctx->max_in_flight = max_seqs + (cfg->max_waiting >= 0 ? cfg->max_waiting : 0);
+
+    ci_model_config mc;
+    if (!ci_config_load(cfg->model_dir, &mc).code) ctx->max_model_len = mc.max_position_embeddings;
+    ci_status cs = ci_chat_config_load(cfg->model_dir, &ctx->chat.cfg);
+    if (cs.code) {
+        memset(&ctx->chat.cfg, 0, sizeof ctx->chat.cfg);
+    } else {
+        const char *src = ci_chat_config_pick(&ctx->chat.cfg, false);
+        if (src) {
+            cs = ci_chat_template_compile(src, &ctx->chat.tpl);
+            if (cs.code) {
+                fprintf(stderr, "cinfer serve: warning: chat template: %s\n", cs.msg);
+                ctx->chat.tpl = NULL;
+            }
+        }
+    }
+
+    cinfer_error err;
+    cinfer_engine_config ec = cfg->engine;
+    ec.model_dir = cfg->model_dir;
+    if (cinfer_engine_create(&ec, &ctx->engine, &err)) {
+        fprintf(stderr, "error: %s\n", err.message);
+        goto out;
+    }
+    if (evthread_use_pthreads()) {
+        fprintf(stderr, "error: libevent: no pthreads support\n");
+        goto out;
+    }
+    ctx->base = event_base_new();
+    ctx->http = ctx->base ? evhttp_new(ctx->base) : NULL;
+    ctx->wake = ctx->base ? event_new(ctx->base, -1, 0, on_wake, ctx) : NULL;
+    ctx->sig_int = ctx->base ? evsignal_new(ctx->base, SIGINT, on_signal, ctx) : NULL;
+    ctx->sig_term = ctx->base ? evsignal_new(ctx->base, SIGTERM, on_signal, ctx) : NULL;
+    if (!ctx->http || !ctx->wake || !ctx->sig_int || !ctx->sig_term) {
+        fprintf(stderr, "error: libevent setup failed\n");
+        goto out;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    evsignal_add(ctx->sig_int, NULL);
+    evsignal_add(ctx->sig_term, NULL);
+    evhttp_set_allowed_methods(ctx->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                                              EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    evhttp_set_max_body_size(ctx->http, (ev_ssize_t)cfg->max_body_bytes);
+    evhttp_set_max_headers_size(ctx->http, 64 * 1024);
+    evhttp_set_timeout(ctx->http, 60);
+    evhttp_set_gencb(ctx->http, on_request, ctx);
+    struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(ctx->http, cfg->host, (ev_uint16_t)cfg->port);
+    if (!bs) {
+        fprintf(stderr, "error: cannot listen on %s:%d\n", cfg->host, cfg->port);
+        goto out;
+    }
+    int port = cfg->port;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (!getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &sl)) {
+        if (ss.ss_family == AF_INET) port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        if (ss.ss_family == AF_INET6) port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    if (srv_engine_start(ctx->engine, notify, ctx, &ctx->eng)) {
+        fprintf(stderr, "error: cannot start the engine thread\n");
+        goto out;
+    }
+    fprintf(stderr, "cinfer serve: model '%s' listening on http://%s:%d\n", ctx->model_name, cfg->host, port);
+    event_base_dispatch(ctx->base);
+    rc = ctx->stopping ? 0 : 1;
+out:
+    if (ctx->eng) srv_engine_stop(ctx->eng);
+    while (ctx->jobs) {
+        ctx->jobs->req = NULL;
+        job_free(ctx->jobs);
+    }
+    if (ctx->http) evhttp_free(ctx->http);
+    if (ctx->wake) event_free(ctx->wake);
+    if (ctx->sig_int) event_free(ctx->sig_int);
+    if (ctx->sig_term) event_free(ctx->sig_term);
+    if (ctx->base) event_base_free(ctx->base);
+    cinfer_engine_destroy(ctx->engine);
+    ci_chat_template_free(ctx->chat.tpl);
+    ci_chat_config_free(&ctx->chat.cfg);
+    free(ctx->model_name);
+    free(ctx);
+    libevent_global_shutdown();
+    return rc;
+}

@@ -1,0 +1,182 @@
+/* server.h — internals of `cinfer serve`, the OpenAI-compatible HTTP server.
+ *
+ * Two threads. The engine thread owns the cinfer_engine: it takes commands
+ * (generate, abort, tokenize, detokenize) from a mutex-protected queue
+ * (woken by a condition variable), steps the engine while work exists and
+ * pushes events (prompt accepted, token deltas, errors) onto a second queue,
+ * waking the libevent thread with event_active(). The libevent thread
+ * (http.c) owns every HTTP object and every job; jobs are named across the
+ * threads only by a 64-bit id, so a job that goes away (client disconnect)
+ * simply makes its later events land nowhere.
+ *
+ *   server.c  engine thread + the two queues
+ *   openai.c  request parsing and response JSON (OpenAI shapes)
+ *   metrics.c Prometheus text
+ *   http.c    evhttp plumbing, jobs, srv_run()
+ */
+#ifndef CINFER_SERVER_SERVER_H
+#define CINFER_SERVER_SERVER_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cinfer.h"
+#include "tokenizer/chat_template.h"
+
+/* ---- configuration (cmd_serve.c) ---- */
+typedef struct srv_config {
+    const char *model_dir;
+    const char *host;
+    int port;
+    const char *api_key;           /* NULL = no auth */
+    const char *served_model_name; /* NULL = basename of model_dir */
+    cinfer_engine_config engine;
+    int max_waiting;          /* requests beyond max_num_seqs before 503 */
+    double request_timeout_s; /* 0 = none */
+    size_t max_body_bytes;
+} srv_config;
+
+/* Blocks until SIGINT/SIGTERM; returns the process exit code. */
+int srv_run(const srv_config *cfg);
+
+/* ---- engine thread (server.c) ---- */
+typedef enum srv_cmd_kind { SRV_CMD_GENERATE, SRV_CMD_ABORT, SRV_CMD_TOKENIZE, SRV_CMD_DETOKENIZE } srv_cmd_kind;
+
+typedef struct srv_prompt {
+    char *text;   /* or NULL: ids */
+    int32_t *ids;
+    int num_ids;
+} srv_prompt;
+
+typedef struct srv_cmd {
+    struct srv_cmd *next;
+    srv_cmd_kind kind;
+    uint64_t job_id;
+    /* GENERATE: prompts; TOKENIZE: prompts[0].text; DETOKENIZE: prompts[0].ids */
+    srv_prompt *prompts;
+    int num_prompts;
+    cinfer_sampling_params sp; /* stop / stop_token_ids point into the arrays below */
+    char **stop;
+    int num_stop;
+    int32_t *stop_ids;
+    int num_stop_ids;
+    int priority;
+    int echo;            /* send the prompt text back with the acceptance */
+    int token_strings;   /* logprobs wanted: attach token strings */
+    int add_special;     /* TOKENIZE */
+    int max_tokens_auto; /* no max_tokens given: fill the context (max_model_len - prompt) */
+    int max_model_len;   /* 0 = unknown */
+} srv_cmd;
+
+void srv_cmd_free(srv_cmd *c);
+
+typedef enum srv_ev_kind {
+    SRV_EV_ACCEPTED, /* every prompt was queued: prompt token counts (+ echo texts) */
+    SRV_EV_OUTPUT,   /* a delta of one choice */
+    SRV_EV_ERROR,    /* the job failed (nothing more follows) */
+    SRV_EV_TOKENS,   /* TOKENIZE result: ids */
+    SRV_EV_TEXT,     /* DETOKENIZE result: text */
+} srv_ev_kind;
+
+typedef struct srv_lp {
+    int32_t id;
+    char *tok;
+    float lp;
+    int num_top;
+    int32_t top_id[CINFER_MAX_LOGPROBS];
+    char *top_tok[CINFER_MAX_LOGPROBS];
+    float top_lp[CINFER_MAX_LOGPROBS];
+} srv_lp;
+
+typedef struct srv_event {
+    struct srv_event *next;
+    srv_ev_kind kind;
+    uint64_t job_id;
+    int prompt_index, sample_index;
+    char *text; /* OUTPUT delta / TEXT result */
+    size_t text_len;
+    int32_t *ids; /* OUTPUT new ids / TOKENS result / ACCEPTED prompt token counts */
+    int num_ids;
+    srv_lp *lps;  /* OUTPUT: num_ids entries or NULL */
+    srv_lp *plps; /* OUTPUT (once per prompt): prompt tokens' logprobs, the first with lp NAN */
+    int num_plps;
+    char **echo;  /* ACCEPTED: num_ids prompt texts or NULL */
+    cinfer_finish_reason finish;
+    int err_code; /* ERROR: CINFER_ERR_* */
+    char err_msg[256];
+} srv_event;
+
+void srv_event_free(srv_event *ev);
+
+typedef struct srv_engine srv_engine;
+
+/* notify(arg) is called from the engine thread after events were queued. */
+int srv_engine_start(cinfer_engine *e, void (*notify)(void *), void *arg, srv_engine **out);
+void srv_engine_submit(srv_engine *s, srv_cmd *cmd); /* takes ownership */
+srv_event *srv_engine_take_events(srv_engine *s);    /* FIFO list; caller frees */
+cinfer_metrics srv_engine_metrics(srv_engine *s);    /* snapshot after the last step */
+void srv_engine_stop(srv_engine *s);                 /* aborts everything, joins, frees */
+
+/* ---- metrics (metrics.c) ---- */
+#define SRV_HIST_MAX_BUCKETS 24
+typedef struct srv_hist {
+    int num_bounds;
+    double bounds[SRV_HIST_MAX_BUCKETS];
+    uint64_t counts[SRV_HIST_MAX_BUCKETS + 1];
+    double sum;
+    uint64_t count;
+} srv_hist;
+
+typedef struct srv_metrics {
+    uint64_t finished[5]; /* by cinfer_finish_reason (NONE slot: timeout) */
+    uint64_t prompt_tokens, generation_tokens;
+    uint64_t http_requests, http_errors, rejected_503;
+    srv_hist ttft, tpot, e2e;
+} srv_metrics;
+
+void srv_metrics_init(srv_metrics *m);
+void srv_hist_observe(srv_hist *h, double v);
+/* Prometheus text exposition; malloc'd. */
+char *srv_metrics_render(const srv_metrics *m, const cinfer_metrics *eng, const char *model, int jobs_in_flight);
+
+/* ---- OpenAI request parsing / response JSON (openai.c) ---- */
+typedef struct srv_err {
+    int status;       /* HTTP status */
+    const char *type; /* invalid_request_error, ... */
+    const char *param;
+    char message[256];
+} srv_err;
+
+int srv_errf(srv_err *e, int status, const char *param, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* {"error": {...}} as a compact string (malloc'd). */
+char *srv_error_json(const srv_err *e);
+
+/* Chat template of the model (tpl NULL: none). */
+typedef struct srv_chat {
+    ci_chat_config cfg;
+    ci_chat_template *tpl;
+} srv_chat;
+
+typedef struct srv_gen_req {
+    int chat;
+    const char *model; /* borrowed from the request JSON */
+    int stream, include_usage;
+    int echo;
+    int logprobs;     /* -1 = off; completions: k; chat: top_logprobs */
+    int priority;
+    srv_cmd *cmd;     /* GENERATE command, owned until submitted */
+} srv_gen_req;
+
+/* Parses a /v1/completions (chat = 0) or /v1/chat/completions body. The
+ * chat prompt is rendered with the model's chat template. Returns 0
+ * or fills *err. */
+int srv_parse_generate(json_t *body, int chat, const srv_chat *tmpl, srv_gen_req *out, srv_err *err);
+
+/* Makes a valid UTF-8 JSON string from bytes (invalid bytes -> U+FFFD). */
+json_t *srv_json_text(const char *s, size_t n);
+
+/* Renders body's messages with the chat template to a prompt (malloc'd). */
+int srv_render_chat(const srv_chat *chat, json_t *body, char **out, srv_err *err);
+
+#endif
