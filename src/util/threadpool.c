@@ -13,6 +13,9 @@
 #define CI_PAUSE() ((void)0)
 #endif
 
+/* Chunk index that marks a finished run in the ticket's low 32 bits. */
+#define CI_TP_CLOSED 0xffffffffull
+
 /* Spin iterations before a worker sleeps (~tens of microseconds). */
 #define CI_TP_SPIN 4000
 
@@ -96,7 +99,7 @@ ci_status ci_threadpool_create(int n_threads, ci_threadpool **out) {
     tp->n = n_threads;
     pthread_mutex_init(&tp->mu, NULL);
     pthread_cond_init(&tp->cv, NULL);
-    atomic_init(&tp->ticket, 0);
+    atomic_init(&tp->ticket, CI_TP_CLOSED);
     atomic_init(&tp->stop, 0);
     atomic_init(&tp->done_chunks, 0);
     atomic_init(&tp->job_chunks, 0);
@@ -144,8 +147,8 @@ void ci_threadpool_run(ci_threadpool *tp, int64_t n, int64_t grain, ci_task_fn f
         fn(ctx, 0, n, 0);
         return;
     }
-    if ((n + grain - 1) / grain > (int64_t)UINT32_MAX)
-        grain = n / UINT32_MAX + 1; /* fits the ticket */
+    if ((n + grain - 1) / grain >= (int64_t)UINT32_MAX)
+        grain = n / (UINT32_MAX - 1) + 1; /* chunk indices fit below CI_TP_CLOSED */
     const int64_t chunks = (n + grain - 1) / grain;
     tp->job_n = n;
     tp->job_grain = grain;
@@ -168,4 +171,8 @@ void ci_threadpool_run(ci_threadpool *tp, int64_t n, int64_t grain, ci_task_fn f
             sched_yield();
         }
     }
+    /* Close the run before the next one rewrites the job: a thread that read
+     * the ticket of this run earlier can no longer claim a chunk with it. */
+    atomic_store_explicit(&tp->ticket, ((unsigned long long)gen << 32) | CI_TP_CLOSED,
+                          memory_order_release);
 }
