@@ -16,29 +16,38 @@ int cmd_serve(int argc, char **argv) {
         {"--model", "-m", CI_ARG_STR, &model_dir, "DIR", "Hugging Face model directory"},
         {"--host", NULL, CI_ARG_STR, &host, "ADDR", "listen address (default 127.0.0.1)"},
         {"--port", NULL, CI_ARG_INT, &port, "N", "listen port (default 8000; 0 = any free port)"},
-        {"--api-key", NULL, CI_ARG_STR, &api_key, "KEY", "require Authorization: Bearer KEY on /v1, /tokenize"},
-        {"--served-model-name", NULL, CI_ARG_STR, &served, "NAME", "model name in the API (default: dir name)"},
+        {"--api-key", NULL, CI_ARG_STR, &api_key, "KEY",
+         "require Authorization: Bearer KEY on /v1, /tokenize"},
+        {"--served-model-name", NULL, CI_ARG_STR, &served, "NAME",
+         "model name in the API (default: dir name)"},
         {"--max-waiting", NULL, CI_ARG_INT, &max_waiting, "N",
          "requests accepted beyond --max-num-seqs before 503 (default 256)"},
-        {"--request-timeout", NULL, CI_ARG_FLOAT, &timeout, "S", "per-request time limit in seconds (0 = none)"},
-        {"--max-body-bytes", NULL, CI_ARG_INT, &max_body, "B", "largest request body (default 16 MiB) -> 413"},
+        {"--request-timeout", NULL, CI_ARG_FLOAT, &timeout, "S",
+         "per-request time limit in seconds (0 = none)"},
+        {"--max-body-bytes", NULL, CI_ARG_INT, &max_body, "B",
+         "largest request body (default 16 MiB) -> 413"},
         CI_ENGINE_FLAG_ARGS(ef),
     };
-    const char *usage = "usage: cinfer serve -m DIR [options]\n"
-                        "Serves the model over an OpenAI-compatible HTTP API: /v1/completions,\n"
-                        "/v1/chat/completions (streaming with \"stream\": true), /v1/models, /health,\n"
-                        "/metrics, /tokenize, /detokenize. SIGINT/SIGTERM shut it down.";
+    const char *usage =
+        "usage: cinfer serve -m DIR [options]\n"
+        "Serves the model over an OpenAI-compatible HTTP API: /v1/completions,\n"
+        "/v1/chat/completions (streaming with \"stream\": true), /v1/models, /health,\n"
+        "/metrics, /tokenize, /detokenize. SIGINT/SIGTERM shut it down.";
     ci_status s = ci_ok();
     ci_args_result r = ci_args_parse(usage, args, sizeof args / sizeof args[0], argc, argv, &s);
     if (r == CI_ARGS_HELP) return 0;
     if (r == CI_ARGS_ERROR) return ci_cli_fail(s);
     if (!model_dir) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "serve: -m DIR is required"));
-    if (port < 0 || port > 65535) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "--port must be in [0, 65535]"));
+    if (port < 0 || port > 65535)
+        return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "--port must be in [0, 65535]"));
     if (max_waiting < 0 || max_waiting > 1000000)
         return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "--max-waiting must be in [0, 1000000]"));
-    if (timeout < 0) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "--request-timeout must be >= 0"));
-    if (max_body < 1) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "--max-body-bytes must be >= 1"));
-    if (api_key && !*api_key) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "--api-key must not be empty"));
+    if (timeout < 0)
+        return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "--request-timeout must be >= 0"));
+    if (max_body < 1)
+        return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "--max-body-bytes must be >= 1"));
+    if (api_key && !*api_key)
+        return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "--api-key must not be empty"));
     ci_engine_config ec;
     s = ci_engine_flags_config(&ef, model_dir, &ec);
     if (s.code) return ci_cli_fail(s);

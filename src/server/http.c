@@ -5,22 +5,22 @@
  * that waits on the engine thread (generation, tokenize, detokenize); it
  * lives in ctx->jobs until it is answered or its client goes away, and it
  * is named to the engine thread only by its id. */
+#include <arpa/inet.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
-#include <arpa/inet.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <netinet/in.h>
-#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "model/config.h"
@@ -36,7 +36,7 @@ typedef struct choice {
     int done;
     srv_lp *lps; /* accumulated logprobs (non-streaming) */
     int nlps, caplps;
-    size_t *offsets; /* text offset of each logprob token */
+    size_t *offsets;   /* text offset of each logprob token */
     size_t stream_off; /* streaming: bytes sent so far */
     int sent_role;
 } choice;
@@ -101,8 +101,8 @@ static const char *reason_phrase(int status) {
     }
 }
 
-static void send_body(srv_ctx *ctx, struct evhttp_request *req, int status, const char *ctype, const char *body,
-                      size_t len) {
+static void send_body(srv_ctx *ctx, struct evhttp_request *req, int status, const char *ctype,
+                      const char *body, size_t len) {
     struct evbuffer *b = evbuffer_new();
     if (b && body) evbuffer_add(b, body, len);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
@@ -115,8 +115,9 @@ static void send_json(srv_ctx *ctx, struct evhttp_request *req, int status, json
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!s) {
-        static const char oom[] = "{\"error\":{\"message\":\"out of memory\",\"type\":\"internal_server_error\","
-                                  "\"param\":null,\"code\":500}}";
+        static const char oom[] =
+            "{\"error\":{\"message\":\"out of memory\",\"type\":\"internal_server_error\","
+            "\"param\":null,\"code\":500}}";
         send_body(ctx, req, 500, "application/json", oom, sizeof oom - 1);
         return;
     }
@@ -130,7 +131,8 @@ static void send_error(srv_ctx *ctx, struct evhttp_request *req, const srv_err *
     free(s);
 }
 
-static void send_errorf(srv_ctx *ctx, struct evhttp_request *req, int status, const char *param, const char *msg) {
+static void send_errorf(srv_ctx *ctx, struct evhttp_request *req, int status, const char *param,
+                        const char *msg) {
     srv_err e;
     srv_errf(&e, status, param, "%s", msg);
     send_error(ctx, req, &e);
@@ -143,7 +145,8 @@ static void choice_free(choice *c) {
     free(c->text);
     for (int i = 0; i < c->nlps; i++) {
         free(c->lps[i].tok);
-        for (int k = 0; k < c->lps[i].num_top; k++) free(c->lps[i].top_tok[k]);
+        for (int k = 0; k < c->lps[i].num_top; k++)
+            free(c->lps[i].top_tok[k]);
     }
     free(c->lps);
     free(c->offsets);
@@ -160,7 +163,8 @@ static void job_free(job *j) {
     if (j->timer) event_free(j->timer);
     if (j->watch) event_free(j->watch);
     if (j->is_gen) ctx->gen_in_flight--;
-    for (int i = 0; j->ch && i < j->num_choices; i++) choice_free(&j->ch[i]);
+    for (int i = 0; j->ch && i < j->num_choices; i++)
+        choice_free(&j->ch[i]);
     free(j->ch);
     free(j);
 }
@@ -263,11 +267,14 @@ static const char *finish_str(cinfer_finish_reason f) {
     }
 }
 
-static json_t *json_str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
+static json_t *json_str_or_null(const char *s) {
+    return s ? json_string(s) : json_null();
+}
 
 static json_t *bytes_json(const char *s) {
     json_t *a = json_array();
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) json_array_append_new(a, json_integer(*p));
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        json_array_append_new(a, json_integer(*p));
     return a;
 }
 
@@ -282,7 +289,8 @@ static json_t *chat_logprobs(const srv_lp *lps, int n, int k) {
         json_t *top = json_array();
         for (int t = 0; t < lps[i].num_top && t < k; t++) {
             json_t *x = json_object();
-            json_object_set_new(x, "token", srv_json_text(lps[i].top_tok[t], strlen(lps[i].top_tok[t])));
+            json_object_set_new(x, "token",
+                                srv_json_text(lps[i].top_tok[t], strlen(lps[i].top_tok[t])));
             json_object_set_new(x, "logprob", json_real(lps[i].top_lp[t]));
             json_object_set_new(x, "bytes", bytes_json(lps[i].top_tok[t]));
             json_array_append_new(top, x);
@@ -315,7 +323,8 @@ static json_t *completion_logprobs(const srv_lp *lps, const size_t *offsets, int
         }
         if (k > 0) {
             json_t *key = srv_json_text(lps[i].tok, strlen(lps[i].tok));
-            if (!json_object_get(d, json_string_value(key))) json_object_set_new(d, json_string_value(key), json_real(lps[i].lp));
+            if (!json_object_get(d, json_string_value(key)))
+                json_object_set_new(d, json_string_value(key), json_real(lps[i].lp));
             json_decref(key);
             json_array_append_new(top, d);
         } else {
@@ -362,11 +371,15 @@ static json_t *final_response(const job *j) {
             json_object_set_new(msg, "role", json_string("assistant"));
             json_object_set_new(msg, "content", srv_json_text(c->text, c->len));
             json_object_set_new(x, "message", msg);
-            json_object_set_new(x, "logprobs", j->logprobs >= 0 ? chat_logprobs(c->lps, c->nlps, j->logprobs) : json_null());
+            json_object_set_new(x, "logprobs",
+                                j->logprobs >= 0 ? chat_logprobs(c->lps, c->nlps, j->logprobs)
+                                                 : json_null());
         } else {
             json_object_set_new(x, "text", srv_json_text(c->text, c->len));
-            json_object_set_new(x, "logprobs", j->logprobs >= 0 ? completion_logprobs(c->lps, c->offsets, c->nlps, j->logprobs)
-                                                               : json_null());
+            json_object_set_new(x, "logprobs",
+                                j->logprobs >= 0
+                                    ? completion_logprobs(c->lps, c->offsets, c->nlps, j->logprobs)
+                                    : json_null());
         }
         json_object_set_new(x, "finish_reason", json_str_or_null(finish_str(c->finish)));
         json_array_append_new(choices, x);
@@ -402,8 +415,8 @@ static void sse_start(job *j) {
 }
 
 /* One streamed chunk for choice `idx`: text delta, logprobs, finish reason. */
-static void sse_delta(job *j, int idx, const char *text, size_t len, const srv_lp *lps, const size_t *offsets,
-                      int nlps, cinfer_finish_reason finish) {
+static void sse_delta(job *j, int idx, const char *text, size_t len, const srv_lp *lps,
+                      const size_t *offsets, int nlps, cinfer_finish_reason finish) {
     int chat = j->ep == EP_CHAT;
     json_t *o = envelope(j, chat ? "chat.completion.chunk" : "text_completion");
     json_t *x = json_object();
@@ -414,13 +427,18 @@ static void sse_delta(job *j, int idx, const char *text, size_t len, const srv_l
             json_object_set_new(d, "role", json_string("assistant"));
             j->ch[idx].sent_role = 1;
         }
-        if (len || finish == CINFER_FINISH_NONE) json_object_set_new(d, "content", srv_json_text(text, len));
+        if (len || finish == CINFER_FINISH_NONE)
+            json_object_set_new(d, "content", srv_json_text(text, len));
         json_object_set_new(x, "delta", d);
-        json_object_set_new(x, "logprobs", j->logprobs >= 0 && nlps ? chat_logprobs(lps, nlps, j->logprobs) : json_null());
+        json_object_set_new(x, "logprobs",
+                            j->logprobs >= 0 && nlps ? chat_logprobs(lps, nlps, j->logprobs)
+                                                     : json_null());
     } else {
         json_object_set_new(x, "text", srv_json_text(text, len));
         json_object_set_new(x, "logprobs",
-                            j->logprobs >= 0 && nlps ? completion_logprobs(lps, offsets, nlps, j->logprobs) : json_null());
+                            j->logprobs >= 0 && nlps
+                                ? completion_logprobs(lps, offsets, nlps, j->logprobs)
+                                : json_null());
     }
     json_object_set_new(x, "finish_reason", json_str_or_null(finish_str(finish)));
     json_t *arr = json_array();
@@ -475,7 +493,8 @@ static void job_complete(job *j) {
         ctx->m.finished[j->timed_out ? 0 : (int)j->ch[i].finish < 5 ? (int)j->ch[i].finish : 4]++;
     srv_hist_observe(&ctx->m.e2e, t - j->t0);
     if (j->completion_tokens > 1 && j->t_first > 0)
-        srv_hist_observe(&ctx->m.tpot, (j->t_last - j->t_first) / (double)(j->completion_tokens - 1));
+        srv_hist_observe(&ctx->m.tpot,
+                         (j->t_last - j->t_first) / (double)(j->completion_tokens - 1));
     if (j->timed_out) {
         srv_err e;
         srv_errf(&e, 504, NULL, "request timed out after %g s", ctx->cfg->request_timeout_s);
@@ -487,7 +506,8 @@ static void job_complete(job *j) {
     if (j->req) {
         if (j->stream) {
             if (j->include_usage) {
-                json_t *o = envelope(j, j->ep == EP_CHAT ? "chat.completion.chunk" : "text_completion");
+                json_t *o =
+                    envelope(j, j->ep == EP_CHAT ? "chat.completion.chunk" : "text_completion");
                 json_object_set_new(o, "choices", json_array());
                 json_object_set_new(o, "usage", usage_json(j));
                 sse_send(j, o);
@@ -504,7 +524,8 @@ static void job_complete(job *j) {
 static int choice_append(choice *c, const char *s, size_t n) {
     if (c->len + n + 1 > c->cap) {
         size_t nc = c->cap ? c->cap : 64;
-        while (nc < c->len + n + 1) nc *= 2;
+        while (nc < c->len + n + 1)
+            nc *= 2;
         char *p = realloc(c->text, nc);
         if (!p) return -1;
         c->text = p;
@@ -518,7 +539,8 @@ static int choice_append(choice *c, const char *s, size_t n) {
 
 static void on_accepted(job *j, srv_event *ev) {
     j->accepted = 1;
-    for (int p = 0; p < ev->num_ids; p++) j->prompt_tokens += ev->ids[p];
+    for (int p = 0; p < ev->num_ids; p++)
+        j->prompt_tokens += ev->ids[p];
     j->ctx->m.prompt_tokens += (uint64_t)j->prompt_tokens;
     if (j->stream) sse_start(j);
     if (j->echo && ev->echo) {
@@ -526,7 +548,8 @@ static void on_accepted(job *j, srv_event *ev) {
             for (int s = 0; s < j->n; s++) {
                 int idx = p * j->n + s;
                 if (j->stream)
-                    sse_delta(j, idx, ev->echo[p], strlen(ev->echo[p]), NULL, NULL, 0, CINFER_FINISH_NONE);
+                    sse_delta(j, idx, ev->echo[p], strlen(ev->echo[p]), NULL, NULL, 0,
+                              CINFER_FINISH_NONE);
                 else
                     choice_append(&j->ch[idx], ev->echo[p], strlen(ev->echo[p]));
             }
@@ -539,7 +562,8 @@ static void choice_prepend_lps(choice *c, const srv_lp *lps, int n) {
     size_t off = 0;
     if (c->nlps + n > c->caplps) {
         int nc = c->caplps ? c->caplps : 16;
-        while (nc < c->nlps + n) nc *= 2;
+        while (nc < c->nlps + n)
+            nc *= 2;
         srv_lp *l = realloc(c->lps, sizeof *l * (size_t)nc);
         if (l) c->lps = l;
         size_t *o = l ? realloc(c->offsets, sizeof *o * (size_t)nc) : NULL;
@@ -554,7 +578,8 @@ static void choice_prepend_lps(choice *c, const srv_lp *lps, int n) {
         srv_lp *d = &c->lps[i];
         *d = lps[i];
         d->tok = strdup(lps[i].tok ? lps[i].tok : "");
-        for (int k = 0; k < d->num_top; k++) d->top_tok[k] = strdup(lps[i].top_tok[k] ? lps[i].top_tok[k] : "");
+        for (int k = 0; k < d->num_top; k++)
+            d->top_tok[k] = strdup(lps[i].top_tok[k] ? lps[i].top_tok[k] : "");
         c->offsets[i] = off;
         off += d->tok ? strlen(d->tok) : 0;
     }
@@ -564,7 +589,8 @@ static void on_output(job *j, srv_event *ev) {
     int idx = ev->prompt_index * j->n + ev->sample_index;
     if (idx < 0 || idx >= j->num_choices) return;
     if (ev->plps && !j->stream && j->echo)
-        for (int s = 0; s < j->n; s++) /* echo: the prompt's logprobs lead every sample of that prompt */
+        for (int s = 0; s < j->n;
+             s++) /* echo: the prompt's logprobs lead every sample of that prompt */
             choice_prepend_lps(&j->ch[ev->prompt_index * j->n + s], ev->plps, ev->num_plps);
     choice *c = &j->ch[idx];
     if (c->done) return;
@@ -595,7 +621,8 @@ static void on_output(job *j, srv_event *ev) {
     }
     if (j->stream) {
         if (ev->text_len || ev->num_ids || ev->finish != CINFER_FINISH_NONE)
-            sse_delta(j, idx, ev->text, ev->text_len, ev->lps, offs, ev->lps ? ev->num_ids : 0, ev->finish);
+            sse_delta(j, idx, ev->text, ev->text_len, ev->lps, offs, ev->lps ? ev->num_ids : 0,
+                      ev->finish);
         c->stream_off += ev->text_len;
         free(offs);
     } else {
@@ -603,7 +630,8 @@ static void on_output(job *j, srv_event *ev) {
         if (ev->lps && offs) {
             if (c->nlps + ev->num_ids > c->caplps) {
                 int nc = c->caplps ? c->caplps : 16;
-                while (nc < c->nlps + ev->num_ids) nc *= 2;
+                while (nc < c->nlps + ev->num_ids)
+                    nc *= 2;
                 srv_lp *l = realloc(c->lps, sizeof *l * (size_t)nc);
                 size_t *o = l ? realloc(c->offsets, sizeof *o * (size_t)nc) : NULL;
                 if (l) c->lps = l;
@@ -626,16 +654,15 @@ static void handle_event(srv_ctx *ctx, srv_event *ev) {
     job *j = job_find(ctx, ev->job_id);
     if (!j) return;
     switch (ev->kind) {
-    case SRV_EV_ACCEPTED:
-        on_accepted(j, ev);
-        break;
+    case SRV_EV_ACCEPTED: on_accepted(j, ev); break;
     case SRV_EV_OUTPUT:
         on_output(j, ev);
         if (j->finished >= j->num_choices) job_complete(j);
         break;
     case SRV_EV_ERROR: {
         srv_err e;
-        int status = ev->err_code == CINFER_ERR_INVALID || ev->err_code == CINFER_ERR_CAPACITY ? 400 : 500;
+        int status =
+            ev->err_code == CINFER_ERR_INVALID || ev->err_code == CINFER_ERR_CAPACITY ? 400 : 500;
         srv_errf(&e, status, NULL, "%s", ev->err_msg);
         if (j->is_gen) {
             j->finished = 1;
@@ -646,12 +673,15 @@ static void handle_event(srv_ctx *ctx, srv_event *ev) {
     }
     case SRV_EV_TOKENS: {
         json_t *o = json_object(), *a = json_array();
-        for (int i = 0; i < ev->num_ids; i++) json_array_append_new(a, json_integer(ev->ids[i]));
+        for (int i = 0; i < ev->num_ids; i++)
+            json_array_append_new(a, json_integer(ev->ids[i]));
         json_object_set_new(o, "count", json_integer(ev->num_ids));
         json_object_set_new(o, "tokens", a);
         job_detach(j);
-        if (j->req) send_json(ctx, j->req, 200, o);
-        else json_decref(o);
+        if (j->req)
+            send_json(ctx, j->req, 200, o);
+        else
+            json_decref(o);
         j->req = NULL;
         job_free(j);
         break;
@@ -660,8 +690,10 @@ static void handle_event(srv_ctx *ctx, srv_event *ev) {
         json_t *o = json_object();
         json_object_set_new(o, "prompt", srv_json_text(ev->text, ev->text_len));
         job_detach(j);
-        if (j->req) send_json(ctx, j->req, 200, o);
-        else json_decref(o);
+        if (j->req)
+            send_json(ctx, j->req, 200, o);
+        else
+            json_decref(o);
         j->req = NULL;
         job_free(j);
         break;
@@ -695,7 +727,8 @@ static int auth_ok(srv_ctx *ctx, struct evhttp_request *req) {
     h += 7;
     size_t hn = strlen(h), kn = strlen(key);
     unsigned char d = hn != kn;
-    for (size_t i = 0; i < kn; i++) d |= (unsigned char)((i < hn ? (unsigned char)h[i] : 0) ^ (unsigned char)key[i]);
+    for (size_t i = 0; i < kn; i++)
+        d |= (unsigned char)((i < hn ? (unsigned char)h[i] : 0) ^ (unsigned char)key[i]);
     return d == 0;
 }
 
@@ -707,7 +740,8 @@ static json_t *read_body(srv_ctx *ctx, struct evhttp_request *req) {
     json_t *o = json_loadb(n ? (const char *)p : "", n, 0, &je);
     if (!o) {
         srv_err e;
-        srv_errf(&e, 400, NULL, "malformed JSON body: %s (line %d, column %d)", je.text, je.line, je.column);
+        srv_errf(&e, 400, NULL, "malformed JSON body: %s (line %d, column %d)", je.text, je.line,
+                 je.column);
         send_error(ctx, req, &e);
         return NULL;
     }
@@ -747,7 +781,8 @@ static void handle_generate(srv_ctx *ctx, struct evhttp_request *req, int chat) 
         srv_cmd_free(g.cmd);
         json_decref(body);
         ctx->m.rejected_503++;
-        send_errorf(ctx, req, 503, NULL, "the server is overloaded (waiting queue full); retry later");
+        send_errorf(ctx, req, 503, NULL,
+                    "the server is overloaded (waiting queue full); retry later");
         return;
     }
     job *j = job_new(ctx, req, chat ? EP_CHAT : EP_COMPLETIONS);
@@ -768,7 +803,8 @@ static void handle_generate(srv_ctx *ctx, struct evhttp_request *req, int chat) 
     j->num_choices = j->n * j->num_prompts;
     j->model = ctx->model_name;
     static const char hex[] = "0123456789abcdef";
-    unsigned long long r = (unsigned long long)j->id * 0x9E3779B97F4A7C15ull ^ (unsigned long long)(j->t0 * 1e9);
+    unsigned long long r =
+        (unsigned long long)j->id * 0x9E3779B97F4A7C15ull ^ (unsigned long long)(j->t0 * 1e9);
     int off = snprintf(j->idstr, sizeof j->idstr, "%s", chat ? "chatcmpl-" : "cmpl-");
     for (int i = 0; i < 24 && off < (int)sizeof j->idstr - 1; i++) {
         j->idstr[off++] = hex[r & 15];
@@ -827,7 +863,8 @@ static void handle_tokenize(srv_ctx *ctx, struct evhttp_request *req, int detok)
             c->prompts[0].ids = malloc(sizeof(int32_t) * (n ? n : 1));
             for (size_t i = 0; c->prompts[0].ids && i < n; i++) {
                 json_t *v = json_array_get(t, i);
-                if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX) {
+                if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                    json_integer_value(v) > INT32_MAX) {
                     srv_errf(&e, 400, "tokens", "'tokens' must be a list of non-negative integers");
                     break;
                 }
@@ -838,12 +875,15 @@ static void handle_tokenize(srv_ctx *ctx, struct evhttp_request *req, int detok)
     } else {
         c->kind = SRV_CMD_TOKENIZE;
         c->add_special = 1;
-        json_t *p = json_object_get(body, "prompt"), *as = json_object_get(body, "add_special_tokens");
+        json_t *p = json_object_get(body, "prompt"),
+               *as = json_object_get(body, "add_special_tokens");
         if (as && !json_is_boolean(as)) {
             srv_errf(&e, 400, "add_special_tokens", "'add_special_tokens' must be a boolean");
         } else if (json_object_get(body, "messages")) {
-            if (as) c->add_special = json_is_true(as);
-            else c->add_special = 0;
+            if (as)
+                c->add_special = json_is_true(as);
+            else
+                c->add_special = 0;
             srv_render_chat(&ctx->chat, body, &c->prompts[0].text, &e);
         } else if (!json_is_string(p)) {
             srv_errf(&e, 400, "prompt", "'prompt' must be a string");
@@ -876,7 +916,8 @@ static void handle_models(srv_ctx *ctx, struct evhttp_request *req) {
     json_object_set_new(m, "owned_by", json_string("cinfer"));
     json_object_set_new(m, "root", json_string(ctx->cfg->model_dir));
     json_object_set_new(m, "parent", json_null());
-    if (ctx->max_model_len > 0) json_object_set_new(m, "max_model_len", json_integer(ctx->max_model_len));
+    if (ctx->max_model_len > 0)
+        json_object_set_new(m, "max_model_len", json_integer(ctx->max_model_len));
     json_t *data = json_array();
     json_array_append_new(data, m);
     json_t *o = json_object();
@@ -904,11 +945,21 @@ typedef struct route {
     void (*fn)(srv_ctx *, struct evhttp_request *, int);
 } route;
 
-static void h_generate(srv_ctx *c, struct evhttp_request *r, int chat) { handle_generate(c, r, chat); }
-static void h_tokenize(srv_ctx *c, struct evhttp_request *r, int detok) { handle_tokenize(c, r, detok); }
-static void h_models(srv_ctx *c, struct evhttp_request *r, int a) { handle_models(c, r); }
-static void h_metrics(srv_ctx *c, struct evhttp_request *r, int a) { handle_metrics(c, r); }
-static void h_health(srv_ctx *c, struct evhttp_request *r, int a) { send_body(c, r, 200, "application/json", "{}", 2); }
+static void h_generate(srv_ctx *c, struct evhttp_request *r, int chat) {
+    handle_generate(c, r, chat);
+}
+static void h_tokenize(srv_ctx *c, struct evhttp_request *r, int detok) {
+    handle_tokenize(c, r, detok);
+}
+static void h_models(srv_ctx *c, struct evhttp_request *r, int a) {
+    handle_models(c, r);
+}
+static void h_metrics(srv_ctx *c, struct evhttp_request *r, int a) {
+    handle_metrics(c, r);
+}
+static void h_health(srv_ctx *c, struct evhttp_request *r, int a) {
+    send_body(c, r, 200, "application/json", "{}", 2);
+}
 
 static const route ROUTES[] = {
     {"/v1/completions", EVHTTP_REQ_POST, 1, 0, h_generate},
@@ -939,7 +990,8 @@ static void on_request(struct evhttp_request *req, void *arg) {
         if (m != r->method && !(m == EVHTTP_REQ_HEAD && r->method == EVHTTP_REQ_GET)) continue;
         if (r->auth && !auth_ok(ctx, req)) {
             evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
-            send_errorf(ctx, req, 401, NULL, "invalid or missing API key (Authorization: Bearer ...)");
+            send_errorf(ctx, req, 401, NULL,
+                        "invalid or missing API key (Authorization: Bearer ...)");
             return;
         }
         r->fn(ctx, req, r->arg);
@@ -994,9 +1046,11 @@ int srv_run(const srv_config *cfg) {
     } else {
         const char *d = cfg->model_dir;
         size_t n = strlen(d);
-        while (n > 1 && d[n - 1] == '/') n--;
+        while (n > 1 && d[n - 1] == '/')
+            n--;
         size_t b = n;
-        while (b > 0 && d[b - 1] != '/') b--;
+        while (b > 0 && d[b - 1] != '/')
+            b--;
         ctx->model_name = strndup(d + b, n - b);
     }
     int max_seqs = cfg->engine.max_num_seqs > 0 ? cfg->engine.max_num_seqs : 256;
@@ -1041,13 +1095,15 @@ int srv_run(const srv_config *cfg) {
     signal(SIGPIPE, SIG_IGN);
     evsignal_add(ctx->sig_int, NULL);
     evsignal_add(ctx->sig_term, NULL);
-    evhttp_set_allowed_methods(ctx->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-                                              EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    evhttp_set_allowed_methods(ctx->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                              EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                              EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_max_body_size(ctx->http, (ev_ssize_t)cfg->max_body_bytes);
     evhttp_set_max_headers_size(ctx->http, 64 * 1024);
     evhttp_set_timeout(ctx->http, 60);
     evhttp_set_gencb(ctx->http, on_request, ctx);
-    struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(ctx->http, cfg->host, (ev_uint16_t)cfg->port);
+    struct evhttp_bound_socket *bs =
+        evhttp_bind_socket_with_handle(ctx->http, cfg->host, (ev_uint16_t)cfg->port);
     if (!bs) {
         fprintf(stderr, "error: cannot listen on %s:%d\n", cfg->host, cfg->port);
         goto out;
@@ -1063,7 +1119,8 @@ int srv_run(const srv_config *cfg) {
         fprintf(stderr, "error: cannot start the engine thread\n");
         goto out;
     }
-    fprintf(stderr, "cinfer serve: model '%s' listening on http://%s:%d\n", ctx->model_name, cfg->host, port);
+    fprintf(stderr, "cinfer serve: model '%s' listening on http://%s:%d\n", ctx->model_name,
+            cfg->host, port);
     event_base_dispatch(ctx->base);
     rc = ctx->stopping ? 0 : 1;
 out:

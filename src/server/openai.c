@@ -124,9 +124,9 @@ static int opt_bool(json_t *b, const char *k, int *out, srv_err *e) {
     return 1;
 }
 
-#define TRY(x)                                                                                                 \
-    do {                                                                                                       \
-        if ((x) < 0) goto fail;                                                                                \
+#define TRY(x)                                                                                     \
+    do {                                                                                           \
+        if ((x) < 0) goto fail;                                                                    \
     } while (0)
 
 static int parse_ids(json_t *arr, const char *param, srv_prompt *p, srv_err *e) {
@@ -135,9 +135,11 @@ static int parse_ids(json_t *arr, const char *param, srv_prompt *p, srv_err *e) 
     if (!p->ids) return srv_errf(e, 500, NULL, "out of memory");
     for (size_t i = 0; i < n; i++) {
         json_t *v = json_array_get(arr, i);
-        if (!json_is_integer(v)) return srv_errf(e, 400, param, "'%s' token ids must be integers", param);
+        if (!json_is_integer(v))
+            return srv_errf(e, 400, param, "'%s' token ids must be integers", param);
         json_int_t x = json_integer_value(v);
-        if (x < 0 || x > INT32_MAX) return srv_errf(e, 400, param, "token id %lld is out of range", (long long)x);
+        if (x < 0 || x > INT32_MAX)
+            return srv_errf(e, 400, param, "token id %lld is out of range", (long long)x);
         p->ids[i] = (int32_t)x;
     }
     p->num_ids = (int)n;
@@ -158,7 +160,8 @@ static int parse_prompt(json_t *v, srv_cmd *c, srv_err *e) {
         return c->prompts[0].text ? 0 : srv_errf(e, 500, NULL, "out of memory");
     }
     if (!json_is_array(v) || json_array_size(v) == 0)
-        return srv_errf(e, 400, "prompt", "'prompt' must be a string, a list of strings or a list of token ids");
+        return srv_errf(e, 400, "prompt",
+                        "'prompt' must be a string, a list of strings or a list of token ids");
     json_t *first = json_array_get(v, 0);
     if (json_is_integer(first)) {
         c->prompts = calloc(1, sizeof *c->prompts);
@@ -174,7 +177,8 @@ static int parse_prompt(json_t *v, srv_cmd *c, srv_err *e) {
     for (size_t i = 0; i < n; i++) {
         json_t *p = json_array_get(v, i);
         if (json_is_string(p)) {
-            if (json_string_length(p) == 0) return srv_errf(e, 400, "prompt", "'prompt' %zu is empty", i);
+            if (json_string_length(p) == 0)
+                return srv_errf(e, 400, "prompt", "'prompt' %zu is empty", i);
             if (strlen(json_string_value(p)) != json_string_length(p))
                 return srv_errf(e, 400, "prompt", "'prompt' contains a NUL character");
             c->prompts[i].text = strdup(json_string_value(p));
@@ -182,7 +186,8 @@ static int parse_prompt(json_t *v, srv_cmd *c, srv_err *e) {
         } else if (json_is_array(p)) {
             if (parse_ids(p, "prompt", &c->prompts[i], e)) return -1;
         } else {
-            return srv_errf(e, 400, "prompt", "'prompt' must be a string, a list of strings or a list of token ids");
+            return srv_errf(e, 400, "prompt",
+                            "'prompt' must be a string, a list of strings or a list of token ids");
         }
     }
     return 0;
@@ -203,7 +208,8 @@ static int parse_stop(json_t *body, srv_cmd *c, srv_err *e) {
             if (!c->stop) return srv_errf(e, 500, NULL, "out of memory");
             for (size_t i = 0; i < n; i++) {
                 json_t *s = json_array_get(v, i);
-                if (!json_is_string(s)) return srv_errf(e, 400, "stop", "'stop' must be a string or a list of strings");
+                if (!json_is_string(s))
+                    return srv_errf(e, 400, "stop", "'stop' must be a string or a list of strings");
                 c->stop[c->num_stop++] = strdup(json_string_value(s));
             }
         } else {
@@ -216,7 +222,9 @@ static int parse_stop(json_t *body, srv_cmd *c, srv_err *e) {
     }
     v = json_object_get(body, "stop_token_ids");
     if (v && !json_is_null(v)) {
-        if (!json_is_array(v)) return srv_errf(e, 400, "stop_token_ids", "'stop_token_ids' must be a list of integers");
+        if (!json_is_array(v))
+            return srv_errf(e, 400, "stop_token_ids",
+                            "'stop_token_ids' must be a list of integers");
         srv_prompt tmp = {0};
         if (json_array_size(v) > 0) {
             if (parse_ids(v, "stop_token_ids", &tmp, e)) {
@@ -245,7 +253,9 @@ static int message_text(json_t *content, const char **out, char **owned, srv_err
         *out = json_string_value(content);
         return 0;
     }
-    if (!json_is_array(content)) return srv_errf(e, 400, "messages", "message 'content' must be a string or a list of parts");
+    if (!json_is_array(content))
+        return srv_errf(e, 400, "messages",
+                        "message 'content' must be a string or a list of parts");
     size_t total = 0, i;
     json_t *part;
     json_array_foreach(content, i, part) {
@@ -307,7 +317,8 @@ int srv_render_chat(const srv_chat *chat, json_t *body, char **out, srv_err *e) 
     json_t *agp = json_object_get(body, "add_generation_prompt");
     if (agp && !json_is_boolean(agp)) {
         json_decref(req);
-        return srv_errf(e, 400, "add_generation_prompt", "'add_generation_prompt' must be a boolean");
+        return srv_errf(e, 400, "add_generation_prompt",
+                        "'add_generation_prompt' must be a boolean");
     }
     json_object_set_new(req, "add_generation_prompt", agp ? json_incref(agp) : json_true());
     json_t *tools = json_object_get(body, "tools");
@@ -330,7 +341,8 @@ int srv_parse_generate(json_t *body, int chat, const srv_chat *tmpl, srv_gen_req
     memset(out, 0, sizeof *out);
     out->chat = chat;
     out->logprobs = -1;
-    if (!json_is_object(body)) return srv_errf(e, 400, NULL, "the request body must be a JSON object");
+    if (!json_is_object(body))
+        return srv_errf(e, 400, NULL, "the request body must be a JSON object");
     srv_cmd *c = calloc(1, sizeof *c);
     if (!c) return srv_errf(e, 500, NULL, "out of memory");
     out->cmd = c;
@@ -363,14 +375,16 @@ int srv_parse_generate(json_t *body, int chat, const srv_chat *tmpl, srv_gen_req
     int b = 0, r;
     TRY(r = opt_int(body, "max_tokens", &i, e));
     if (r) {
-        if (i < 1 || i > 1000000) return srv_errf(e, 400, "max_tokens", "'max_tokens' must be in [1, 1000000]");
+        if (i < 1 || i > 1000000)
+            return srv_errf(e, 400, "max_tokens", "'max_tokens' must be in [1, 1000000]");
         c->sp.max_tokens = (int)i;
         c->max_tokens_auto = 0;
     }
     TRY(r = opt_int(body, "max_completion_tokens", &i, e));
     if (r) {
         if (i < 1 || i > 1000000)
-            return srv_errf(e, 400, "max_completion_tokens", "'max_completion_tokens' must be in [1, 1000000]");
+            return srv_errf(e, 400, "max_completion_tokens",
+                            "'max_completion_tokens' must be in [1, 1000000]");
         c->sp.max_tokens = (int)i;
         c->max_tokens_auto = 0;
     }
@@ -382,7 +396,8 @@ int srv_parse_generate(json_t *body, int chat, const srv_chat *tmpl, srv_gen_req
     }
     TRY(r = opt_num(body, "temperature", &d, e));
     if (r) {
-        if (d < 0 || d > 100) return srv_errf(e, 400, "temperature", "'temperature' must be in [0, 100]");
+        if (d < 0 || d > 100)
+            return srv_errf(e, 400, "temperature", "'temperature' must be in [0, 100]");
         c->sp.temperature = (float)d;
     }
     TRY(r = opt_num(body, "top_p", &d, e));
@@ -392,7 +407,8 @@ int srv_parse_generate(json_t *body, int chat, const srv_chat *tmpl, srv_gen_req
     }
     TRY(r = opt_int(body, "top_k", &i, e));
     if (r) {
-        if (i < -1 || i > 1000000) return srv_errf(e, 400, "top_k", "'top_k' must be -1, 0 or positive");
+        if (i < -1 || i > 1000000)
+            return srv_errf(e, 400, "top_k", "'top_k' must be -1, 0 or positive");
         c->sp.top_k = i < 0 ? 0 : (int)i;
     }
     TRY(r = opt_num(body, "min_p", &d, e));
@@ -402,7 +418,8 @@ int srv_parse_generate(json_t *body, int chat, const srv_chat *tmpl, srv_gen_req
     }
     TRY(r = opt_num(body, "presence_penalty", &d, e));
     if (r) {
-        if (!(d >= -2 && d <= 2)) return srv_errf(e, 400, "presence_penalty", "'presence_penalty' must be in [-2, 2]");
+        if (!(d >= -2 && d <= 2))
+            return srv_errf(e, 400, "presence_penalty", "'presence_penalty' must be in [-2, 2]");
         c->sp.presence_penalty = (float)d;
     }
     TRY(r = opt_num(body, "frequency_penalty", &d, e));
@@ -413,7 +430,9 @@ int srv_parse_generate(json_t *body, int chat, const srv_chat *tmpl, srv_gen_req
     }
     TRY(r = opt_num(body, "repetition_penalty", &d, e));
     if (r) {
-        if (!(d > 0 && d <= 10)) return srv_errf(e, 400, "repetition_penalty", "'repetition_penalty' must be in (0, 10]");
+        if (!(d > 0 && d <= 10))
+            return srv_errf(e, 400, "repetition_penalty",
+                            "'repetition_penalty' must be in (0, 10]");
         c->sp.repetition_penalty = (float)d;
     }
     TRY(r = opt_int(body, "n", &i, e));
@@ -432,14 +451,16 @@ int srv_parse_generate(json_t *body, int chat, const srv_chat *tmpl, srv_gen_req
     if (r) c->sp.skip_special_tokens = b;
     TRY(r = opt_int(body, "priority", &i, e));
     if (r) {
-        if (i < -1000000 || i > 1000000) return srv_errf(e, 400, "priority", "'priority' is out of range");
+        if (i < -1000000 || i > 1000000)
+            return srv_errf(e, 400, "priority", "'priority' is out of range");
         c->priority = out->priority = (int)i;
     }
     TRY(r = opt_bool(body, "stream", &b, e));
     if (r) out->stream = b;
     json_t *so = json_object_get(body, "stream_options");
     if (so && !json_is_null(so)) {
-        if (!json_is_object(so)) return srv_errf(e, 400, "stream_options", "'stream_options' must be an object");
+        if (!json_is_object(so))
+            return srv_errf(e, 400, "stream_options", "'stream_options' must be an object");
         TRY(r = opt_bool(so, "include_usage", &b, e));
         if (r) out->include_usage = b;
     }
@@ -449,8 +470,10 @@ int srv_parse_generate(json_t *body, int chat, const srv_chat *tmpl, srv_gen_req
         TRY(r = opt_int(body, "top_logprobs", &i, e));
         if (r) {
             if (i < 0 || i > CINFER_MAX_LOGPROBS)
-                return srv_errf(e, 400, "top_logprobs", "'top_logprobs' must be in [0, %d]", CINFER_MAX_LOGPROBS);
-            if (!lp) return srv_errf(e, 400, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+                return srv_errf(e, 400, "top_logprobs", "'top_logprobs' must be in [0, %d]",
+                                CINFER_MAX_LOGPROBS);
+            if (!lp)
+                return srv_errf(e, 400, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
         } else {
             i = 0;
         }
@@ -459,7 +482,8 @@ int srv_parse_generate(json_t *body, int chat, const srv_chat *tmpl, srv_gen_req
         TRY(r = opt_int(body, "logprobs", &i, e));
         if (r) {
             if (i < 0 || i > CINFER_MAX_LOGPROBS)
-                return srv_errf(e, 400, "logprobs", "'logprobs' must be in [0, %d]", CINFER_MAX_LOGPROBS);
+                return srv_errf(e, 400, "logprobs", "'logprobs' must be in [0, %d]",
+                                CINFER_MAX_LOGPROBS);
             out->logprobs = (int)i;
         }
         TRY(r = opt_bool(body, "echo", &b, e));

@@ -45,7 +45,8 @@ void srv_cmd_free(srv_cmd *c) {
         free(c->prompts[i].ids);
     }
     free(c->prompts);
-    for (int i = 0; i < c->num_stop; i++) free(c->stop[i]);
+    for (int i = 0; i < c->num_stop; i++)
+        free(c->stop[i]);
     free(c->stop);
     free(c->stop_ids);
     free(c);
@@ -53,20 +54,24 @@ void srv_cmd_free(srv_cmd *c) {
 
 static void free_lp(srv_lp *lp) {
     free(lp->tok);
-    for (int k = 0; k < lp->num_top; k++) free(lp->top_tok[k]);
+    for (int k = 0; k < lp->num_top; k++)
+        free(lp->top_tok[k]);
 }
 
 void srv_event_free(srv_event *ev) {
     if (!ev) return;
     free(ev->text);
     if (ev->lps)
-        for (int i = 0; i < ev->num_ids; i++) free_lp(&ev->lps[i]);
+        for (int i = 0; i < ev->num_ids; i++)
+            free_lp(&ev->lps[i]);
     free(ev->lps);
     if (ev->plps)
-        for (int i = 0; i < ev->num_plps; i++) free_lp(&ev->plps[i]);
+        for (int i = 0; i < ev->num_plps; i++)
+            free_lp(&ev->plps[i]);
     free(ev->plps);
     if (ev->echo)
-        for (int i = 0; i < ev->num_ids; i++) free(ev->echo[i]);
+        for (int i = 0; i < ev->num_ids; i++)
+            free(ev->echo[i]);
     free(ev->echo);
     free(ev->ids);
     free(ev);
@@ -155,7 +160,8 @@ static void do_generate(srv_engine *s, srv_cmd *c) {
         counts[p] = (int32_t)n;
         first[p] = ids[0];
         cinfer_sampling_params sp = c->sp;
-        if (c->max_tokens_auto && c->max_model_len > (int)n) sp.max_tokens = c->max_model_len - (int)n;
+        if (c->max_tokens_auto && c->max_model_len > (int)n)
+            sp.max_tokens = c->max_model_len - (int)n;
         if (cinfer_add_request(s->e, NULL, ids, (int)n, &sp, c->priority, &rids[p], &err)) {
             emit_error(s, c->job_id, err.code, err.message);
             failed = 1;
@@ -165,7 +171,8 @@ static void do_generate(srv_engine *s, srv_cmd *c) {
         cinfer_free(tmp);
     }
     if (failed) {
-        for (int p = 0; p < added; p++) cinfer_abort_request(s->e, rids[p], NULL);
+        for (int p = 0; p < added; p++)
+            cinfer_abort_request(s->e, rids[p], NULL);
         /* their abort outputs land on a job id with no live entry: dropped */
         for (int p = 0; p < added; p++) {
             if (s->num_live == s->cap_live) {
@@ -175,10 +182,12 @@ static void do_generate(srv_engine *s, srv_cmd *c) {
                 s->live = l;
                 s->cap_live = nc;
             }
-            s->live[s->num_live++] = (live_req){rids[p], 0, p, c->sp.n, 0, 0, 0, 0, 0}; /* job 0 = nobody */
+            s->live[s->num_live++] =
+                (live_req){rids[p], 0, p, c->sp.n, 0, 0, 0, 0, 0}; /* job 0 = nobody */
         }
         if (echo)
-            for (int p = 0; p < c->num_prompts; p++) free(echo[p]);
+            for (int p = 0; p < c->num_prompts; p++)
+                free(echo[p]);
         free(echo);
         free(counts);
         free(rids);
@@ -196,9 +205,9 @@ static void do_generate(srv_engine *s, srv_cmd *c) {
             s->live = l;
             s->cap_live = nc;
         }
-        s->live[s->num_live++] =
-            (live_req){rids[p], c->job_id, p, c->sp.n > 0 ? c->sp.n : 1, 0, c->token_strings, first[p], want_plp,
-                       counts[p]};
+        s->live[s->num_live++] = (live_req){
+            rids[p],  c->job_id, p,        c->sp.n > 0 ? c->sp.n : 1, 0, c->token_strings,
+            first[p], want_plp,  counts[p]};
     }
     srv_event *ev = new_event(s, SRV_EV_ACCEPTED, c->job_id);
     if (ev) {
@@ -208,7 +217,8 @@ static void do_generate(srv_engine *s, srv_cmd *c) {
     } else {
         free(counts);
         if (echo)
-            for (int p = 0; p < c->num_prompts; p++) free(echo[p]);
+            for (int p = 0; p < c->num_prompts; p++)
+                free(echo[p]);
         free(echo);
     }
     free(rids);
@@ -218,12 +228,8 @@ static void do_generate(srv_engine *s, srv_cmd *c) {
 static void do_command(srv_engine *s, srv_cmd *c) {
     cinfer_error err;
     switch (c->kind) {
-    case SRV_CMD_GENERATE:
-        do_generate(s, c);
-        break;
-    case SRV_CMD_ABORT:
-        abort_job(s, c->job_id);
-        break;
+    case SRV_CMD_GENERATE: do_generate(s, c); break;
+    case SRV_CMD_ABORT: abort_job(s, c->job_id); break;
     case SRV_CMD_TOKENIZE: {
         int32_t *ids = NULL;
         size_t n = 0;
@@ -245,13 +251,14 @@ static void do_command(srv_engine *s, srv_cmd *c) {
         for (int i = 0; i < c->prompts[0].num_ids; i++)
             if (c->prompts[0].ids[i] < 0 || c->prompts[0].ids[i] >= vocab) {
                 char msg[128];
-                snprintf(msg, sizeof msg, "token id %d is outside the vocabulary [0, %d)", c->prompts[0].ids[i],
-                         vocab);
+                snprintf(msg, sizeof msg, "token id %d is outside the vocabulary [0, %d)",
+                         c->prompts[0].ids[i], vocab);
                 emit_error(s, c->job_id, CINFER_ERR_INVALID, msg);
                 return;
             }
         char *text = NULL;
-        if (cinfer_detokenize(s->e, c->prompts[0].ids, (size_t)c->prompts[0].num_ids, 1, &text, &err)) {
+        if (cinfer_detokenize(s->e, c->prompts[0].ids, (size_t)c->prompts[0].num_ids, 1, &text,
+                              &err)) {
             emit_error(s, c->job_id, err.code, err.message);
             break;
         }
@@ -303,16 +310,19 @@ static void do_outputs(srv_engine *s, const cinfer_output *o, int n) {
                 if (o[i].num_token_ids > 0) {
                     ev->ids = malloc(sizeof *ev->ids * (size_t)o[i].num_token_ids);
                     if (ev->ids) {
-                        memcpy(ev->ids, o[i].token_ids, sizeof *ev->ids * (size_t)o[i].num_token_ids);
+                        memcpy(ev->ids, o[i].token_ids,
+                               sizeof *ev->ids * (size_t)o[i].num_token_ids);
                         ev->num_ids = o[i].num_token_ids;
                     }
                 }
                 if (ev->ids && o[i].logprobs && l->token_strings) {
                     ev->lps = calloc((size_t)ev->num_ids, sizeof *ev->lps);
-                    for (int t = 0; ev->lps && t < ev->num_ids; t++) fill_lp(s, &o[i].logprobs[t], &ev->lps[t]);
+                    for (int t = 0; ev->lps && t < ev->num_ids; t++)
+                        fill_lp(s, &o[i].logprobs[t], &ev->lps[t]);
                 }
                 if (l->want_plp && o[i].sample_index == 0 &&
-                    ((o[i].prompt_logprobs && o[i].num_prompt_logprobs > 0) || l->num_prompt == 1)) {
+                    ((o[i].prompt_logprobs && o[i].num_prompt_logprobs > 0) ||
+                     l->num_prompt == 1)) {
                     l->want_plp = 0;
                     int np = (o[i].prompt_logprobs ? o[i].num_prompt_logprobs : 0) + 1;
                     ev->plps = calloc((size_t)np, sizeof *ev->plps);
@@ -321,12 +331,14 @@ static void do_outputs(srv_engine *s, const cinfer_output *o, int n) {
                         ev->plps[0].id = l->first_token;
                         ev->plps[0].lp = NAN;
                         ev->plps[0].tok = token_text(s, l->first_token);
-                        for (int t = 1; t < np; t++) fill_lp(s, &o[i].prompt_logprobs[t - 1], &ev->plps[t]);
+                        for (int t = 1; t < np; t++)
+                            fill_lp(s, &o[i].prompt_logprobs[t - 1], &ev->plps[t]);
                     }
                 }
             }
         }
-        if (o[i].finish_reason != CINFER_FINISH_NONE && ++l->done >= l->n) *l = s->live[--s->num_live];
+        if (o[i].finish_reason != CINFER_FINISH_NONE && ++l->done >= l->n)
+            *l = s->live[--s->num_live];
     }
 }
 
@@ -351,7 +363,8 @@ static void *engine_main(void *arg) {
     srv_engine *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->cmd_head && !s->stop && !cinfer_has_unfinished(s->e)) pthread_cond_wait(&s->cv, &s->mu);
+        while (!s->cmd_head && !s->stop && !cinfer_has_unfinished(s->e))
+            pthread_cond_wait(&s->cv, &s->mu);
         srv_cmd *cmds = s->cmd_head;
         s->cmd_head = s->cmd_tail = NULL;
         int stop = s->stop;
@@ -363,7 +376,8 @@ static void *engine_main(void *arg) {
             cmds = next;
         }
         if (stop) {
-            for (int i = 0; i < s->num_live; i++) cinfer_abort_request(s->e, s->live[i].rid, NULL);
+            for (int i = 0; i < s->num_live; i++)
+                cinfer_abort_request(s->e, s->live[i].rid, NULL);
             for (int guard = 0; cinfer_has_unfinished(s->e) && guard < 1000; guard++) {
                 const cinfer_output *o;
                 int n;

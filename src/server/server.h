@@ -41,10 +41,15 @@ typedef struct srv_config {
 int srv_run(const srv_config *cfg);
 
 /* ---- engine thread (server.c) ---- */
-typedef enum srv_cmd_kind { SRV_CMD_GENERATE, SRV_CMD_ABORT, SRV_CMD_TOKENIZE, SRV_CMD_DETOKENIZE } srv_cmd_kind;
+typedef enum srv_cmd_kind {
+    SRV_CMD_GENERATE,
+    SRV_CMD_ABORT,
+    SRV_CMD_TOKENIZE,
+    SRV_CMD_DETOKENIZE
+} srv_cmd_kind;
 
 typedef struct srv_prompt {
-    char *text;   /* or NULL: ids */
+    char *text; /* or NULL: ids */
     int32_t *ids;
     int num_ids;
 } srv_prompt;
@@ -101,7 +106,7 @@ typedef struct srv_event {
     srv_lp *lps;  /* OUTPUT: num_ids entries or NULL */
     srv_lp *plps; /* OUTPUT (once per prompt): prompt tokens' logprobs, the first with lp NAN */
     int num_plps;
-    char **echo;  /* ACCEPTED: num_ids prompt texts or NULL */
+    char **echo; /* ACCEPTED: num_ids prompt texts or NULL */
     cinfer_finish_reason finish;
     int err_code; /* ERROR: CINFER_ERR_* */
     char err_msg[256];
@@ -138,7 +143,8 @@ typedef struct srv_metrics {
 void srv_metrics_init(srv_metrics *m);
 void srv_hist_observe(srv_hist *h, double v);
 /* Prometheus text exposition; malloc'd. */
-char *srv_metrics_render(const srv_metrics *m, const cinfer_metrics *eng, const char *model, int jobs_in_flight);
+char *srv_metrics_render(const srv_metrics *m, const cinfer_metrics *eng, const char *model,
+                         int jobs_in_flight);
 
 /* ---- OpenAI request parsing / response JSON (openai.c) ---- */
 typedef struct srv_err {
@@ -148,7 +154,8 @@ typedef struct srv_err {
     char message[256];
 } srv_err;
 
-int srv_errf(srv_err *e, int status, const char *param, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int srv_errf(srv_err *e, int status, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* {"error": {...}} as a compact string (malloc'd). */
 char *srv_error_json(const srv_err *e);
 
@@ -163,15 +170,16 @@ typedef struct srv_gen_req {
     const char *model; /* borrowed from the request JSON */
     int stream, include_usage;
     int echo;
-    int logprobs;     /* -1 = off; completions: k; chat: top_logprobs */
+    int logprobs; /* -1 = off; completions: k; chat: top_logprobs */
     int priority;
-    srv_cmd *cmd;     /* GENERATE command, owned until submitted */
+    srv_cmd *cmd; /* GENERATE command, owned until submitted */
 } srv_gen_req;
 
 /* Parses a /v1/completions (chat = 0) or /v1/chat/completions body. The
  * chat prompt is rendered with the model's chat template. Returns 0
  * or fills *err. */
-int srv_parse_generate(json_t *body, int chat, const srv_chat *tmpl, srv_gen_req *out, srv_err *err);
+int srv_parse_generate(json_t *body, int chat, const srv_chat *tmpl, srv_gen_req *out,
+                       srv_err *err);
 
 /* Makes a valid UTF-8 JSON string from bytes (invalid bytes -> U+FFFD). */
 json_t *srv_json_text(const char *s, size_t n);

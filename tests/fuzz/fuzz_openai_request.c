@@ -12,9 +12,10 @@
 
 #include "server/server.h"
 
-static const char *TEMPLATE =
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
-    "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+static const char *TEMPLATE = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + "
+                              "'\\n' + message['content'] + "
+                              "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ "
+                              "'<|im_start|>assistant\\n' }}{% endif %}";
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static srv_chat chat;
