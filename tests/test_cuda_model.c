@@ -131,9 +131,9 @@ static void tinyqwen(int act) {
     int32_t *vids = json_ids(json_object_get(val, "token_ids"), &nv);
     double want = json_number_value(json_object_get(val, "mean_ce")), nll = 0;
     long cnt = 0;
-    double t0 = ci_now_s();
+    double t0 = ci_now();
     CHECK_OK(ci_perplexity(m, vids, nv, 512, &nll, &cnt));
-    double dt = ci_now_s() - t0;
+    double dt = ci_now() - t0;
     double rel = fabs(nll - want) / want;
     printf(
         "[%s] perplexity: mean NLL %.6f over %ld tokens (golden %.6f, rel err %.2e), %.0f tok/s\n",

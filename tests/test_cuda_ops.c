@@ -477,11 +477,11 @@ static void bench_decode_attention(int S, int ctx, int H, int KV, int hd) {
     CHECK_OK(gpu->ops->attention(gpu, &qkv, &sh, &db, kg, 0, 0.1f, &out));
     CHECK_OK(gpu->ops->sync(gpu));
     int iters = 20;
-    double t0 = ci_now_s();
+    double t0 = ci_now();
     for (int i = 0; i < iters; i++)
         CHECK_OK(gpu->ops->attention(gpu, &qkv, &sh, &db, kg, 0, 0.1f, &out));
     CHECK_OK(gpu->ops->sync(gpu));
-    double us = (ci_now_s() - t0) / iters * 1e6;
+    double us = (ci_now() - t0) / iters * 1e6;
     double bytes = 2.0 * S * ctx * KV * hd * ci_dtype_size(gpu->act_dtype);
     printf("[%s] decode attention S=%d ctx=%d H=%d KV=%d hd=%d: %.1f us, %.0f GB/s of K/V\n", mode,
            S, ctx, H, KV, hd, us, bytes / (us * 1e-6) / 1e9);
@@ -511,11 +511,11 @@ static void bench_prefill_attention(int T, int H, int KV, int hd) {
     CHECK_OK(gpu->ops->attention(gpu, &qkv, &sh, &db, kg, 0, 0.1f, &out));
     CHECK_OK(gpu->ops->sync(gpu));
     int iters = 5;
-    double t0 = ci_now_s();
+    double t0 = ci_now();
     for (int i = 0; i < iters; i++)
         CHECK_OK(gpu->ops->attention(gpu, &qkv, &sh, &db, kg, 0, 0.1f, &out));
     CHECK_OK(gpu->ops->sync(gpu));
-    double s = (ci_now_s() - t0) / iters;
+    double s = (ci_now() - t0) / iters;
     double flops = 4.0 * (double)T * (T + 1) / 2.0 * H * hd;
     printf("[%s] prefill attention T=%d H=%d KV=%d hd=%d: %.3f ms, %.1f TFLOP/s\n", mode, T, H, KV,
            hd, s * 1e3, flops / s / 1e12);
@@ -536,11 +536,11 @@ static void bench_gemm(int n, int out, int in) {
     CHECK_OK(gpu->ops->matmul(gpu, &x, &w, NULL, &y));
     CHECK_OK(gpu->ops->sync(gpu));
     int iters = 20;
-    double t0 = ci_now_s();
+    double t0 = ci_now();
     for (int i = 0; i < iters; i++)
         CHECK_OK(gpu->ops->matmul(gpu, &x, &w, NULL, &y));
     CHECK_OK(gpu->ops->sync(gpu));
-    double s = (ci_now_s() - t0) / iters;
+    double s = (ci_now() - t0) / iters;
     double bytes = (double)out * in * ci_dtype_size(w.dtype);
     printf("[%s] gemm n=%d out=%d in=%d: %.1f us, %.1f TFLOP/s, %.0f GB/s of weights\n", mode, n,
            out, in, s * 1e6, 2.0 * n * out * in / s / 1e12, bytes / s / 1e9);

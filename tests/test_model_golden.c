@@ -390,9 +390,9 @@ int main(void) {
     }
     double nll;
     long cnt;
-    double t0 = ci_now_s();
+    double t0 = ci_now();
     CHECK_OK(ci_perplexity(m, vids, use, 512, &nll, &cnt));
-    double dt = ci_now_s() - t0;
+    double dt = ci_now() - t0;
     printf("perplexity: mean NLL %.6f over %ld tokens (golden %.6f, rel err %.2e), ppl %.4f, "
            "%.0f tok/s\n",
            nll, cnt, want, fabs(nll - want) / want, exp(nll), use / dt);

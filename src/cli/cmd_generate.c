@@ -97,7 +97,7 @@ int cmd_generate(int argc, char **argv) {
     s = ci_engine_flags_config(&ef, model_dir, &ec);
     if (s.code) return ci_cli_fail(s);
 
-    double t_load = ci_now_s();
+    double t_load = ci_now();
     ci_tokenizer *tok = NULL;
     ci_engine *e = NULL;
     int32_t *prompt_ids = NULL, *out = NULL;
@@ -130,7 +130,7 @@ int cmd_generate(int argc, char **argv) {
         else if ((long)n_prompt + n > ctx)
             n = ctx - (long)n_prompt; /* the context bounds generation: finish_reason=length */
     }
-    load_s = ci_now_s() - t_load;
+    load_s = ci_now() - t_load;
     if (!s.code) {
         out = malloc(sizeof(int32_t) * (size_t)n);
         if (!out) s = ci_errorf(CI_ERR_NOMEM, "out of memory");
@@ -145,7 +145,7 @@ int cmd_generate(int argc, char **argv) {
         sp.seed = seed >= 0 ? (int64_t)seed : (int64_t)time(NULL);
         sp.ignore_eos = ignore_eos;
         int64_t id;
-        double t0 = ci_now_s(), t1 = 0;
+        double t0 = ci_now(), t1 = 0;
         s = ci_engine_add_request(e, prompt_ids, (int)n_prompt, &sp, 0, &id);
         while (!s.code && ci_engine_has_unfinished(e)) {
             const ci_engine_output *o;
@@ -153,7 +153,7 @@ int cmd_generate(int argc, char **argv) {
             s = ci_engine_step(e, &o, &k);
             for (int i = 0; !s.code && i < k; i++) {
                 for (int t = 0; t < o[i].num_token_ids && n_gen < n; t++) {
-                    if (n_gen == 0) t1 = ci_now_s();
+                    if (n_gen == 0) t1 = ci_now();
                     out[n_gen++] = o[i].token_ids[t];
                 }
                 if (o[i].text_len) {
@@ -179,7 +179,7 @@ int cmd_generate(int argc, char **argv) {
                 if (o[i].finish_reason) fr = o[i].finish_reason;
             }
         }
-        double t2 = ci_now_s();
+        double t2 = ci_now();
         if (t1 == 0) t1 = t2;
         prefill_s = t1 - t0;
         decode_s = t2 - t1;

@@ -1,5 +1,5 @@
 /* load.h — what the subcommands load from a model directory: tokenizer,
- * backend, model and the ids that end generation. */
+ * backend and model. */
 #ifndef CINFER_CLI_LOAD_H
 #define CINFER_CLI_LOAD_H
 
@@ -11,8 +11,6 @@ typedef struct ci_loaded {
     ci_tokenizer *tok;
     ci_backend *be;
     ci_model *model;
-    int32_t stop_ids[16]; /* EOS ids: config.json, generation_config.json, tokenizer */
-    int num_stop_ids;
     double load_s;
 } ci_loaded;
 

@@ -5,12 +5,6 @@
 #include <string.h>
 #include <time.h>
 
-double ci_now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 typedef struct seq_bufs {
     int32_t *ids, *pos, *slots, *blocks, *lidx;
 } seq_bufs;
@@ -101,13 +95,13 @@ ci_status ci_generate(ci_model *m, const int32_t *prompt, int n_prompt, const ci
     else
         memset(&b, 0, sizeof b);
     st.prompt_tokens = n_prompt;
-    double t0 = ci_now_s();
+    double t0 = ci_now();
     for (int c0 = 0; s.code == CI_OK && c0 < n_prompt; c0 += chunk) {
         int T = n_prompt - c0 < chunk ? n_prompt - c0 : chunk;
         int last = c0 + T == n_prompt;
         s = run_chunk(m, kv, &b, prompt + c0, c0, T, nblocks, last ? 1 : 0, logits);
     }
-    double t1 = ci_now_s();
+    double t1 = ci_now();
     st.prefill_s = t1 - t0;
     if (s.code == CI_OK && p->prompt_logits) memcpy(p->prompt_logits, logits, sizeof(float) * V);
     int pos = n_prompt;
@@ -134,7 +128,7 @@ ci_status ci_generate(ci_model *m, const int32_t *prompt, int n_prompt, const ci
             break;
         }
     }
-    st.decode_s = ci_now_s() - t1;
+    st.decode_s = ci_now() - t1;
     if (stats) *stats = st;
     bufs_free(&b);
     ci_kv_cache_destroy(m->be, kv);

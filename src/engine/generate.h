@@ -10,6 +10,7 @@
 
 #include "engine/sampling.h"
 #include "model/model.h"
+#include "util/progress.h" /* ci_now */
 
 /* Called for each generated token (index = 0, 1, ...); return nonzero to stop. */
 typedef int (*ci_token_fn)(int32_t token, int index, void *user);
@@ -42,8 +43,5 @@ ci_status ci_generate(ci_model *m, const int32_t *prompt, int n_prompt, const ci
  * token is context only. *count = number of predicted tokens. */
 ci_status ci_perplexity(ci_model *m, const int32_t *ids, int n, int ctx, double *mean_nll,
                         long *count);
-
-/* Monotonic seconds. */
-double ci_now_s(void);
 
 #endif
