@@ -41,6 +41,9 @@ typedef struct ci_cuda {
     size_t meta_cap;
     cudaEvent_t meta_done; /* the last metadata upload finished reading meta_host */
     int meta_pending;
+    /* persistent metadata for CUDA graphs: allocated once, never moved */
+    void *smeta_host, *smeta_dev;
+    size_t smeta_cap;
 } ci_cuda;
 
 static inline ci_cuda *ci_cuda_of(ci_backend *be) {
