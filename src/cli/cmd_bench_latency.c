@@ -140,7 +140,9 @@ int cmd_bench_latency(int argc, char **argv) {
         ttft += res[i].ttft / iters;
         if (output_len > 1) tpot += (res[i].e2e - res[i].ttft) / (output_len - 1) / iters;
     }
+    ci_engine_metrics m = ci_engine_get_metrics(e);
     ci_engine_destroy(e);
+    double ns = m.num_steps > 0 ? (double)m.num_steps : 1.0;
     if (s.code) {
         free(res);
         free(e2e);
@@ -166,6 +168,12 @@ int cmd_bench_latency(int argc, char **argv) {
         json_object_set_new(o, "e2e_p50_s", json_real(pct(e2e, (int)iters, 50)));
         json_object_set_new(o, "e2e_p90_s", json_real(pct(e2e, (int)iters, 90)));
         json_object_set_new(o, "e2e_p99_s", json_real(pct(e2e, (int)iters, 99)));
+        json_t *ph = json_object();
+        json_object_set_new(ph, "schedule_ms", json_real(1000 * m.time_schedule_s / ns));
+        json_object_set_new(ph, "forward_ms", json_real(1000 * m.time_forward_s / ns));
+        json_object_set_new(ph, "sample_ms", json_real(1000 * m.time_sample_s / ns));
+        json_object_set_new(ph, "output_ms", json_real(1000 * m.time_output_s / ns));
+        json_object_set_new(o, "step_phases_per_step", ph);
         char *d = json_dumps(o, JSON_COMPACT);
         puts(d ? d : "null");
         free(d);
@@ -179,6 +187,9 @@ int cmd_bench_latency(int argc, char **argv) {
         printf("%-26s %10.1f\n", "output tok/s (e2e)", out_tps);
         printf("%-26s %10.3f / %.3f / %.3f / %.3f\n", "e2e s mean/p50/p90/p99", mean,
                pct(e2e, (int)iters, 50), pct(e2e, (int)iters, 90), pct(e2e, (int)iters, 99));
+        printf("%-26s schedule %.3f, forward %.3f, sample %.3f, output %.3f\n",
+               "per step (ms)", 1000 * m.time_schedule_s / ns, 1000 * m.time_forward_s / ns,
+               1000 * m.time_sample_s / ns, 1000 * m.time_output_s / ns);
     }
     free(res);
     free(e2e);
