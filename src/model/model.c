@@ -201,8 +201,14 @@ ci_status ci_model_forward(ci_model *m, const ci_batch *batch, ci_kv_cache *kv, 
     ci_tensor lh = view(&m->last_hidden, L, hid), lg = view(&m->logits, L, c->vocab_size);
     CI_TRY(ops->gather_rows(be, &x, db->logits_indices, L, &lh));
     CI_TRY(ops->matmul(be, &lh, &m->w.lm_head, NULL, &lg));
-    if (logits_out)
-        CI_TRY(ops->to_host(be, logits_out, lg.data,
-                            (size_t)L * (size_t)c->vocab_size * ci_dtype_size(lg.dtype)));
+    /* without logits_out the logits stay on the backend for its sample op,
+     * whose result copy is the step's one host sync */
+    if (!logits_out) return ci_ok();
+    CI_TRY(ops->to_host(be, logits_out, lg.data,
+                        (size_t)L * (size_t)c->vocab_size * ci_dtype_size(lg.dtype)));
     return ops->sync(be);
+}
+
+const ci_tensor *ci_model_logits(const ci_model *m) {
+    return &m->logits;
 }

@@ -37,9 +37,15 @@ ci_status ci_model_load(const char *model_dir, ci_backend *be, const ci_model_op
                         ci_model **out);
 void ci_model_free(ci_model *m);
 
-/* Runs one step. logits_out (host) receives [batch->num_logits][vocab] F32.
- * batch arrays are host memory. */
+/* Runs one step. logits_out (host) receives [batch->num_logits][vocab] F32;
+ * with logits_out NULL they stay in backend memory (ci_model_logits) and the
+ * step may still be running on the backend when this returns (the next op
+ * that returns data to the host waits for it). batch arrays are host memory. */
 ci_status ci_model_forward(ci_model *m, const ci_batch *batch, ci_kv_cache *kv, float *logits_out);
+
+/* The last forward's logits: backend memory, F32 [max_logits][vocab]; rows
+ * [0, num_logits) are valid. */
+const ci_tensor *ci_model_logits(const ci_model *m);
 
 ci_status ci_model_kv_cache_create(ci_model *m, int num_blocks, int block_size, ci_kv_cache **out);
 
