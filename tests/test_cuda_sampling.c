@@ -313,11 +313,11 @@ int main(void) {
     test_mixed(128256, 6, 120);
     test_chi_square(5000, 0.8f, 20, 0.9f, 2);  /* shared-memory path */
     test_chi_square(300, 1.0f, 0, 0.95f, 4);   /* flat, small V */
-    test_chi_square(40000, 1.0f, 0, 0.95f, 4); /* flat: radix path over V */
-    test_chi_square(40000, 1.0f, 6000, 1.0f, 0); /* top-k above CAP */
-    test_chi_square(300, 2.0f, 0, 1.0f, 0);    /* no filter */
-    const char *quick = getenv("CINFER_TEST_QUICK");
+    test_chi_square(300, 2.0f, 0, 1.0f, 0); /* no filter */
+    const char *quick = getenv("CINFER_TEST_QUICK"); /* sanitizer runs */
     if (!quick || !quick[0] || quick[0] == '0') {
+        test_chi_square(40000, 1.0f, 0, 0.95f, 4);   /* flat: radix path over V */
+        test_chi_square(40000, 1.0f, 6000, 1.0f, 0); /* top-k above CAP */
         bench(128256, 256, 0.0f, 0, 1.0f, "greedy");
         bench(128256, 256, 0.8f, 50, 0.9f, "T0.8 top-k 50 top-p 0.9");
         bench(128256, 256, 0.8f, 0, 0.9f, "T0.8 top-p 0.9");

@@ -417,7 +417,8 @@ ci_status ci_cuda_sample(ci_backend *be, const ci_tensor *logits, const ci_sampl
     CI_CU_TRY(cudaMemcpyAsync(d, h, up, cudaMemcpyHostToDevice, c->stream));
     CI_CU_LAUNCH("sample",
                  ci_cu_sample(ST(c), (float *)logits->data, V, d, n, d + o_adj, (float *)(d + up),
-                              (const int32_t *)(d + o_own), nown, any_lp, c->smp_res_dev));
+                              (const int32_t *)(d + o_own), nown, any_lp, !c->smp_exact,
+                              c->smp_res_dev));
     CI_CU_TRY(cudaMemcpyAsync(c->smp_res_host, c->smp_res_dev, sizeof(ci_sample_result) * (size_t)n,
                               cudaMemcpyDeviceToHost, c->stream));
     CI_CU_TRY(cudaStreamSynchronize(c->stream));
@@ -515,6 +516,8 @@ static ci_status cu_init(ci_cuda *c, int device) {
     CI_CU_TRY(cudaMalloc(&c->workspace, CI_CU_GEMM_WORKSPACE));
     CI_CU_TRY(cudaMalloc((void **)&c->att_ws, (size_t)CI_CU_ATT_WS_FLOATS * sizeof(float)));
     CI_CU_TRY(cudaDeviceGetAttribute(&c->num_sms, cudaDevAttrMultiProcessorCount, device));
+    const char *ex = getenv("CINFER_SAMPLE_EXACT"); /* 1: no approximate top-p probe (A/B) */
+    c->smp_exact = ex && ex[0] == '1';
     return ci_ok();
 }
 

@@ -49,6 +49,7 @@ typedef struct ci_cuda {
     int32_t *smp_owner; /* [smp_mark_cap] the owner row of each logits row */
     int64_t smp_mark_cap;
     uint32_t smp_gen;
+    int smp_exact; /* CINFER_SAMPLE_EXACT=1: skip the approximate top-p probe */
 } ci_cuda;
 
 static inline ci_cuda *ci_cuda_of(ci_backend *be) {

@@ -227,15 +227,16 @@ __device__ void gather_from(G get, int V, uint32_t k, Smem &sm) {
     __syncthreads();
 }
 
-enum { SEL_ALL = 0, SEL_GATHERED = 1, SEL_CUT = 2 };
+enum { SEL_ALL = 0, SEL_GATHERED = 1, SEL_CUT = 2, SEL_PROBE = 3 };
 
 /* Smallest prefix of (key desc, id asc) over the elements `get` accepts
  * whose weight reaches target (weights: 1 = count, else fixed-point mass).
  * SEL_ALL: the total is below target. SEL_GATHERED: every element at or
  * above the bin holding the cut is in sm.cand (ncand <= CAP). SEL_CUT: kept
  * = key > ckey or (key == ckey and id <= cid). */
-template <class G>
-__device__ int select(G get, int V, unsigned long long target, Smem &sm, uint32_t &ckey, int &cid) {
+template <bool MASS, class G>
+__device__ int select(G get, int V, unsigned long long target, Smem &sm, uint32_t &ckey, int &cid,
+                      bool probe = false) {
     uint32_t prefix = 0;
     unsigned long long above_w = 0, bin_w = 0;
     unsigned int above_c = 0, bin_c = 0;
@@ -246,33 +247,33 @@ __device__ int select(G get, int V, unsigned long long target, Smem &sm, uint32_
             sm.hm[b] = 0;
         }
         __syncthreads();
-        /* run-length merge: a thread's elements mostly share a bin exactly
-         * when contention would be worst (flat rows) */
-        int rb = -1;
-        unsigned int rc = 0;
-        unsigned long long rw = 0;
-        for (int i = threadIdx.x; i < V; i += SB) {
+        /* warp-aggregated: one atomic per distinct bin per warp (rows put
+         * most elements in a few bins; per-element atomics on them
+         * serialise). The loop is block-uniform so every lane votes. */
+        const int lane = threadIdx.x & 31;
+        for (int base = 0; base < V; base += SB) {
+            int i = base + threadIdx.x, bin = -1;
+            unsigned long long w = 0;
             uint32_t key;
-            unsigned long long w;
-            if (!get(i, key, w)) continue;
-            if (pass > 0 && (key >> (shift + 8)) != prefix) continue;
-            int b = (key >> shift) & 255;
-            if (b != rb) {
-                if (rb >= 0) {
-                    atomicAdd(&sm.hc[rb], rc);
-                    atomicAdd(&sm.hm[rb], rw);
+            if (i < V && get(i, key, w) && (pass == 0 || (key >> (shift + 8)) == prefix))
+                bin = (int)((key >> shift) & 255);
+            unsigned todo = __ballot_sync(0xffffffffu, bin >= 0);
+            while (todo) {
+                int leader = __ffs(todo) - 1;
+                int lb = __shfl_sync(0xffffffffu, bin, leader);
+                unsigned grp = __ballot_sync(0xffffffffu, bin == lb);
+                if (MASS) {
+                    unsigned long long t = bin == lb ? w : 0;
+                    for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+                    if (lane == leader) atomicAdd(&sm.hm[lb], t);
                 }
-                rb = b;
-                rc = 0;
-                rw = 0;
+                if (lane == leader) atomicAdd(&sm.hc[lb], (unsigned int)__popc(grp));
+                todo &= ~grp;
             }
-            rc++;
-            rw += w;
         }
-        if (rb >= 0) {
-            atomicAdd(&sm.hc[rb], rc);
-            atomicAdd(&sm.hm[rb], rw);
-        }
+        __syncthreads();
+        if (!MASS) /* count weights */
+            for (int b = threadIdx.x; b < 256; b += SB) sm.hm[b] = sm.hc[b];
         __syncthreads();
         if (threadIdx.x == 0) {
             unsigned long long acc = above_w, tot = above_w;
@@ -293,6 +294,11 @@ __device__ int select(G get, int V, unsigned long long target, Smem &sm, uint32_
         }
         __syncthreads();
         if (pass == 0 && sm.res_total < target) return SEL_ALL;
+        if (probe) { /* first pass only: the bin's start key and the count at or above it */
+            ckey = (uint32_t)sm.res_bin << 24;
+            cid = (int)(sm.res_above_c + sm.res_bin_c);
+            return SEL_PROBE;
+        }
         prefix = (prefix << 8) | (uint32_t)sm.res_bin;
         above_w = sm.res_above_w;
         above_c = sm.res_above_c;
@@ -336,10 +342,10 @@ __device__ int select(G get, int V, unsigned long long target, Smem &sm, uint32_
  * (p desc, id asc), a superset of the kept set that starts at the top.
  * Applies top-p (topp_target, ~0 = off) and min-p (thr, 0 = off), then
  * draws in id order. */
-__device__ void finish_smem(Smem &sm, int nc, unsigned long long topp_target, float thr,
-                            unsigned long long U, ci_sample_result *out) {
+__device__ bool finish_smem(Smem &sm, int nc, unsigned long long topp_target, float thr,
+                            unsigned long long U, ci_sample_result *out, bool strict = false) {
     /* top-p: first prefix whose mass reaches the target */
-    if (threadIdx.x == 0) sm.found = nc;
+    if (threadIdx.x == 0) sm.found = NOID;
     __syncthreads();
     unsigned long long carry = 0;
     if (topp_target != ~0ull)
@@ -350,10 +356,13 @@ __device__ void finish_smem(Smem &sm, int nc, unsigned long long topp_target, fl
             if (i < nc && carry + inc >= topp_target) atomicMin(&sm.found, i + 1);
             carry += tot;
             __syncthreads();
-            if (sm.found != nc) break;
+            if (sm.found != NOID) break;
         }
     __syncthreads();
     int keep = sm.found;
+    /* strict: candidates from the approximate probe must reach the target */
+    if (strict && topp_target != ~0ull && keep == NOID) return false;
+    if (keep > nc) keep = nc;
     /* min-p keeps a prefix too */
     int c = 0;
     for (int i = threadIdx.x; i < keep; i += SB) c += unfkey(cand_key(sm.cand[i])) >= thr;
@@ -405,15 +414,20 @@ __device__ void finish_smem(Smem &sm, int nc, unsigned long long topp_target, fl
         out->token = sm.found != NOID ? sm.found : (lastall >= 0 ? lastall : cand_id(0));
         out->num_kept = pos > 0 ? pos : 1;
     }
+    return true;
 }
 
 __global__ void __launch_bounds__(SB) sample_kernel(const float *__restrict__ logits, int V,
                                                     const ci_sample_row *__restrict__ rows,
-                                                    ci_sample_result *out) {
+                                                    ci_sample_result *out, int fast) {
     __shared__ Smem sm;
     const ci_sample_row R = rows[blockIdx.x];
     ci_sample_result *o = &out[blockIdx.x];
     const float *x = logits + (size_t)R.logits_row * (size_t)V;
+    if (threadIdx.x == 0) { /* set by the logprob kernel when asked */
+        o->logprob = 0.0f;
+        o->num_top = 0;
+    }
     const bool greedy = !(R.temperature > 0.0f) || R.top_k == 1;
     const float inv_t = greedy ? 1.0f : 1.0f / R.temperature;
     /* pass 1: argmax of the row (greedy and the no-finite fallback), max and
@@ -463,7 +477,7 @@ __global__ void __launch_bounds__(SB) sample_kernel(const float *__restrict__ lo
     bool kcut = false;
     double sum = 0.0;
     if (k < nn) {
-        int r = select(zget, V, (unsigned long long)k, sm, kkey, kid);
+        int r = select<false>(zget, V, (unsigned long long)k, sm, kkey, kid);
         if (r == SEL_CUT && k <= CAP) {
             gather_cut(zget, V, kkey, kid, sm);
             r = SEL_GATHERED;
@@ -518,8 +532,49 @@ __global__ void __launch_bounds__(SB) sample_kernel(const float *__restrict__ lo
     };
     uint32_t pkey = 0;
     int pid = NOID;
+    /* top-p fast path: one histogram pass on float probabilities (a margin
+     * over the target covers their error) finds a bin whose candidates fit;
+     * only those get the exact double probabilities. finish_smem checks
+     * the exact mass reaches the target, else the exact select runs. */
+    if (topp && fast && ptarget < (1ull << 62) - (1ull << 50)) {
+        const float inv_sum_f = (float)(1.0 / sum);
+        const float zm = (float)m;
+        auto aget = [&](int i, uint32_t &key, unsigned long long &w) -> bool {
+            float z;
+            if (!inF(i, z)) return false;
+            float pa = expf(z - zm) * inv_sum_f;
+            key = fkey(pa);
+            w = fixm(pa);
+            return true;
+        };
+        uint32_t bk = 0;
+        int cnt = 0;
+        int r = select<true>(aget, V, ptarget + (ptarget >> 12), sm, bk, cnt, true);
+        if (r == SEL_PROBE && cnt <= CAP - CAP / 8 && unfkey(bk) > 1e-30f) {
+            const float plo = unfkey(bk) * (1.0f - 1e-4f);
+            if (threadIdx.x == 0) sm.ncand = 0;
+            __syncthreads();
+            for (int i = threadIdx.x; i < V; i += SB) {
+                float z;
+                if (!inF(i, z) || expf(z - zm) * inv_sum_f < plo) continue;
+                float p = (float)(exp((double)z - m) / sum);
+                uint32_t key = fkey(p);
+                if (key < bk) continue;
+                int at = atomicAdd(&sm.ncand, 1);
+                if (at < CAP) sm.cand[at] = cand_of(key, i);
+            }
+            __syncthreads();
+            int nc = sm.ncand;
+            if (nc <= CAP) {
+                sort_desc(sm, nc);
+                if (finish_smem(sm, nc, ptarget, R.min_p > 0.0f ? R.min_p * pmax : 0.0f, U, o,
+                                true))
+                    return;
+            }
+        }
+    }
     if (topp) {
-        int r = select(pget, V, ptarget, sm, pkey, pid);
+        int r = select<true>(pget, V, ptarget, sm, pkey, pid);
         if (r == SEL_GATHERED) {
             int nc = sm.ncand;
             sort_desc(sm, nc);
@@ -599,17 +654,21 @@ __global__ void __launch_bounds__(SB) logprob_kernel(const float *__restrict__ l
     mx = block_max_f(mx, sm);
     nn = block_sum_i(nn, sm);
     double s = 0.0;
-    for (int i = threadIdx.x; i < V; i += SB) s += (double)expf(x[i] - mx);
+    /* double exp: the CPU's lse, so log-probs round (and tie) alike */
+    for (int i = threadIdx.x; i < V; i += SB) s += exp((double)x[i] - (double)mx);
     s = block_sum_d(s, sm);
     const double lse = (double)mx + log(s);
     int k = R.top_logprobs < nn ? R.top_logprobs : nn;
+    if (lse != lse) k = 0; /* a NaN in the row: every log-prob is NaN */
     if (threadIdx.x == 0) {
         o->logprob = (float)((double)x[o->token] - lse);
         o->num_top = k;
     }
     if (k <= 0) return;
+    /* select on the log-softmax value itself, as the CPU ranks them:
+     * rounding can merge distinct logits into one value (then lowest id) */
     auto xget = [&](int i, uint32_t &key, unsigned long long &w) -> bool {
-        float v = x[i];
+        float v = (float)((double)x[i] - lse);
         if (v != v) return false;
         key = fkey(v);
         w = 1;
@@ -617,13 +676,13 @@ __global__ void __launch_bounds__(SB) logprob_kernel(const float *__restrict__ l
     };
     uint32_t ck = 0;
     int cid = NOID;
-    int r = select(xget, V, (unsigned long long)k, sm, ck, cid);
+    int r = select<false>(xget, V, (unsigned long long)k, sm, ck, cid);
     if (r == SEL_CUT) gather_cut(xget, V, ck, cid, sm);
     sort_desc(sm, sm.ncand);
     for (int j = threadIdx.x; j < k; j += SB) {
         unsigned long long cd = sm.cand[j];
         o->top_ids[j] = cand_id(cd);
-        o->top_logprobs[j] = (float)((double)unfkey(cand_key(cd)) - lse);
+        o->top_logprobs[j] = unfkey(cand_key(cd));
     }
 }
 
@@ -655,7 +714,7 @@ __global__ void adjust_kernel(float *logits, int V, const ci_sample_row *__restr
 
 extern "C" int ci_cu_sample(ci_cu_stream st, float *logits, int V, const void *rows, int n,
                             const void *adj, float *saved, const int32_t *owners, int nowners,
-                            int any_logprobs, void *out) {
+                            int any_logprobs, int fast, void *out) {
     if (n <= 0) return cudaSuccess;
     const ci_sample_row *r = (const ci_sample_row *)rows;
     const ci_logit_adjust *a = (const ci_logit_adjust *)adj;
@@ -665,7 +724,7 @@ extern "C" int ci_cu_sample(ci_cu_stream st, float *logits, int V, const void *r
         cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess) return e;
     }
-    sample_kernel<<<n, SB, 0, st>>>(logits, V, r, o);
+    sample_kernel<<<n, SB, 0, st>>>(logits, V, r, o, fast);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
     if (nowners > 0) {
