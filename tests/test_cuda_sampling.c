@@ -42,11 +42,11 @@ static ci_backend *cpu, *gpu;
 static void fill_row(float *x, int V, int style) {
     for (int i = 0; i < V; i++) {
         switch (style) {
-        case 0: x[i] = (float)(urand() * 16.0 - 8.0); break;        /* broad */
-        case 1: x[i] = (float)floor(nrand() * 4.0) * 0.5f; break;   /* many ties */
-        case 2: x[i] = (float)(nrand() * 2.0); break;               /* peaked below */
+        case 0: x[i] = (float)(urand() * 16.0 - 8.0); break;      /* broad */
+        case 1: x[i] = (float)floor(nrand() * 4.0) * 0.5f; break; /* many ties */
+        case 2: x[i] = (float)(nrand() * 2.0); break;             /* peaked below */
         case 3: x[i] = urand() < 0.1 ? -INFINITY : (float)(nrand() * 3.0); break;
-        case 4: x[i] = (float)(urand() * 0.01); break;              /* flat */
+        case 4: x[i] = (float)(urand() * 0.01); break; /* flat */
         default: x[i] = urand() < 0.5 ? (float)(nrand() * 1e4) : (float)(nrand() * 1e-30); break;
         }
     }
@@ -164,8 +164,9 @@ static void test_mixed(int V, int L, int N) {
             if (rg[i].num_kept != sup) {
                 kept_diff++;
                 if (kept_diff < 5)
-                    fprintf(stderr, "row %d (style %d T %g k %d p %g minp %g): kept gpu %d cpu %d\n",
-                            i, r->logits_row % 6, r->temperature, r->top_k, r->top_p, r->min_p,
+                    fprintf(stderr,
+                            "row %d (style %d T %g k %d p %g minp %g): kept gpu %d cpu %d\n", i,
+                            r->logits_row % 6, r->temperature, r->top_k, r->top_p, r->min_p,
                             rg[i].num_kept, sup);
             }
             if (!(probs[rg[i].token] > 0)) outside++;
@@ -250,8 +251,8 @@ static void test_chi_square(int V, float temp, int top_k, float top_p, int style
     }
     /* mean dof, sd sqrt(2 dof): 6 sd is far in the tail */
     double lim = dof + 6.0 * sqrt(2.0 * dof) + 10;
-    printf("chi-square V %d T %g top-k %d top-p %g: %.1f over %d dof (limit %.0f)\n", V, temp, top_k,
-           top_p, chi, dof, lim);
+    printf("chi-square V %d T %g top-k %d top-p %g: %.1f over %d dof (limit %.0f)\n", V, temp,
+           top_k, top_p, chi, dof, lim);
     CHECK(outside == 0);
     CHECKF(chi < lim, "chi-square %g", chi);
     ci_sampler_free(s);
@@ -311,9 +312,9 @@ int main(void) {
     test_mixed(5000, 24, 1500);
     test_mixed(131, 12, 400);
     test_mixed(128256, 6, 120);
-    test_chi_square(5000, 0.8f, 20, 0.9f, 2);  /* shared-memory path */
-    test_chi_square(300, 1.0f, 0, 0.95f, 4);   /* flat, small V */
-    test_chi_square(300, 2.0f, 0, 1.0f, 0); /* no filter */
+    test_chi_square(5000, 0.8f, 20, 0.9f, 2);        /* shared-memory path */
+    test_chi_square(300, 1.0f, 0, 0.95f, 4);         /* flat, small V */
+    test_chi_square(300, 2.0f, 0, 1.0f, 0);          /* no filter */
     const char *quick = getenv("CINFER_TEST_QUICK"); /* sanitizer runs */
     if (!quick || !quick[0] || quick[0] == '0') {
         test_chi_square(40000, 1.0f, 0, 0.95f, 4);   /* flat: radix path over V */

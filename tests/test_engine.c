@@ -54,6 +54,15 @@ static ci_engine *mk_engine(int block_size, int mbt, int64_t kv_tokens, int pref
     c.enable_prefix_caching = prefix;
     c.max_num_seqs = 64;
     c.num_threads = 1; /* a shared 2-core machine: no pool handoffs */
+    /* CINFER_TEST_DEVICE=cuda runs the suite on the GPU, in float32 unless
+     * CINFER_TEST_DTYPE says otherwise (bf16 GEMMs may round differently at
+     * different batch sizes, which can flip a greedy near-tie) */
+    const char *dev = getenv("CINFER_TEST_DEVICE");
+    if (dev && *dev) {
+        c.device = dev;
+        const char *dt = getenv("CINFER_TEST_DTYPE");
+        c.dtype = dt && *dt ? dt : "float32";
+    }
     ci_engine *e = NULL;
     ci_status s = ci_engine_create(&c, &e);
     CHECKF(s.code == CI_OK, "%s", s.msg);
@@ -591,6 +600,23 @@ int main(void) {
     FILE *f = fopen(path, "rb");
     if (!f) test_skip("no tinyqwen2-code model");
     fclose(f);
+    const char *dev = getenv("CINFER_TEST_DEVICE");
+    if (dev && *dev) {
+        ci_engine_config c = ci_engine_default_config();
+        c.model_dir = model_dir;
+        c.device = dev;
+        c.kv_cache_tokens = 64;
+        c.enforce_eager = 1;
+        ci_engine *e = NULL;
+        ci_status s = ci_engine_create(&c, &e);
+        if (s.code) {
+            printf("device %s unavailable: %s\n", dev, s.msg);
+            test_skip("no such device");
+        }
+        ci_engine_destroy(e);
+        printf("device %s, dtype %s\n", dev,
+               getenv("CINFER_TEST_DTYPE") ? getenv("CINFER_TEST_DTYPE") : "float32");
+    }
     double t0 = ci_now();
     test_api();
     test_sampling();

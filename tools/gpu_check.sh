@@ -5,7 +5,7 @@
 # and prints a summary table last.
 #
 # usage: tools/gpu_check.sh [BIN_DIR]   (run from the repository root)
-#   BIN_DIR holds cinfer, test_cuda_ops, test_cuda_model (default: build/).
+#   BIN_DIR holds cinfer, test_cuda_ops, test_cuda_model, test_engine (default: build/).
 #   Logs go to $OUT (if set) or ./gpu_check_logs.
 set -uo pipefail
 bin=$(cd "${1:-build}" && pwd)
@@ -79,8 +79,8 @@ for dev in cuda cpu; do
     echo "$dev: $tps"
     row "generate --device $dev" "$(status_of $rc)" "$(cat "$times/generate_$dev.time")s" "$tps"
 done
-# F32 mode (CINFER_CUDA_DTYPE=float32) must give the CPU's greedy tokens
-CINFER_CUDA_DTYPE=float32 run generate_cuda_f32 120 "$bin/cinfer" generate -m "$m" \
+# F32 mode (--dtype float32) must give the CPU's greedy tokens
+run generate_cuda_f32 120 "$bin/cinfer" generate -m "$m" --dtype float32 \
     -p "def fibonacci(n):" -n 256 --temperature 0 --ignore-eos --json --device cuda; rc=$?
 same=$(python3 - "$logs" <<'PY' 2>/dev/null
 import json, sys
@@ -93,6 +93,33 @@ PY
 )
 echo "cuda f32 vs cpu: $same"
 row "generate --device cuda (f32)" "$(status_of $rc)" "$(cat "$times/generate_cuda_f32.time")s" "$same"
+# CUDA graphs (default) against eager: the same kernels, so the same tokens
+run generate_cuda_eager 120 "$bin/cinfer" generate -m "$m" --enforce-eager \
+    -p "def fibonacci(n):" -n 256 --temperature 0 --ignore-eos --json --device cuda; rc=$?
+same=$(python3 - "$logs" <<'PY' 2>/dev/null
+import json, sys
+ld = lambda f: json.loads([l for l in open(sys.argv[1] + f) if l.startswith("{")][-1])
+a, b = ld("/generate_cuda.log"), ld("/generate_cuda_eager.log")
+k = 0
+while k < min(len(a["tokens"]), len(b["tokens"])) and a["tokens"][k] == b["tokens"][k]: k += 1
+print("%d/%d tokens identical to graphs; eager decode %.1f tok/s vs graphs %.1f" % (
+    k, len(a["tokens"]), b["timings"]["decode_tokens_per_s"], a["timings"]["decode_tokens_per_s"]))
+PY
+)
+echo "eager vs graphs: $same"
+row "generate --enforce-eager" "$(status_of $rc)" "$(cat "$times/generate_cuda_eager.time")s" "$same"
+
+# the engine suite (batch invariance, prefix cache, preemption, sampling,
+# abort) on the GPU, float32 (parity mode) and bfloat16
+if [ -x "$bin/test_engine" ]; then
+    for dt in float32 bfloat16; do
+        echo "== test_engine --device cuda ($dt)"
+        CINFER_TEST_DEVICE=cuda CINFER_TEST_DTYPE=$dt run "test_engine_$dt" 300 "$bin/test_engine"; rc=$?
+        grep -E "CHECK failed|passed|SKIP|differ" "$logs/test_engine_$dt.log" | head -12
+        row "test_engine cuda $dt" "$(status_of $rc)" "$(cat "$times/test_engine_$dt.time")s" \
+            "$(grep -E 'passed, ' "$logs/test_engine_$dt.log" | tail -1)"
+    done
+fi
 python3 - "$logs" <<'PY' 2>/dev/null
 import json, sys
 ld = lambda f: json.loads([l for l in open(sys.argv[1] + f) if l.startswith("{")][-1])["tokens"]

@@ -181,6 +181,23 @@ typedef struct ci_backend_ops {
     ci_status (*sample)(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows, int n,
                         const ci_logit_adjust *adj, int nadj, ci_sample_result *out);
 
+    /* ---- optional (NULL on the CPU backend) ---- */
+    /* Device memory: free and total bytes (KV cache sizing). */
+    ci_status (*mem_info)(ci_backend *be, size_t *free_bytes, size_t *total_bytes);
+    /* prepare_batch into one persistent buffer whose address never changes,
+     * for CUDA graphs: the same array sizes give the same device pointers on
+     * every call. The first call fixes the buffer's capacity (call it with
+     * the largest batch first); a larger batch later is an error. */
+    ci_status (*prepare_batch_static)(ci_backend *be, const ci_batch *host, ci_batch *dev);
+    /* Graph capture: between capture_begin and capture_end the ops are
+     * recorded, not run; capture_end instantiates the recording. A launch
+     * replays the same kernels on the same pointers, so inputs must be
+     * written to the same buffers (prepare_batch_static) before it. */
+    ci_status (*graph_capture_begin)(ci_backend *be);
+    ci_status (*graph_capture_end)(ci_backend *be, void **graph);
+    ci_status (*graph_launch)(ci_backend *be, void *graph);
+    void (*graph_destroy)(ci_backend *be, void *graph);
+
     void (*destroy)(ci_backend *be);
 } ci_backend_ops;
 

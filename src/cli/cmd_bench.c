@@ -175,6 +175,12 @@ static int bench_throughput(int argc, char **argv) {
         json_object_set_new(o, "num_preemptions", json_integer(m.num_preemptions));
         json_object_set_new(o, "prefix_cache_hit_tokens", json_integer(m.prefix_cache_hit_tokens));
         json_object_set_new(o, "num_steps", json_integer(m.num_steps));
+        json_t *ph = json_object();
+        json_object_set_new(ph, "schedule_s", json_real(m.time_schedule_s));
+        json_object_set_new(ph, "forward_s", json_real(m.time_forward_s));
+        json_object_set_new(ph, "sample_s", json_real(m.time_sample_s));
+        json_object_set_new(ph, "output_s", json_real(m.time_output_s));
+        json_object_set_new(o, "step_phases", ph);
         char *d = json_dumps(o, JSON_COMPACT);
         puts(d ? d : "null");
         free(d);
@@ -190,6 +196,8 @@ static int bench_throughput(int argc, char **argv) {
                m.peak_kv_blocks_used, m.num_kv_blocks);
         printf("%-22s %12lld\n", "preemptions", (long long)m.num_preemptions);
         printf("%-22s %12lld\n", "engine steps", (long long)m.num_steps);
+        printf("%-22s schedule %.2f, forward %.2f, sample %.2f, output %.2f\n", "step phases (s)",
+               m.time_schedule_s, m.time_forward_s, m.time_sample_s, m.time_output_s);
     }
     return 0;
 }
@@ -197,10 +205,12 @@ static int bench_throughput(int argc, char **argv) {
 int cmd_bench(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         FILE *f = argc < 2 ? stderr : stdout;
-        fprintf(f, "usage: cinfer bench throughput [options]   (cinfer bench throughput --help)\n");
+        fprintf(f,
+                "usage: cinfer bench throughput|latency [options]   (cinfer bench NAME --help)\n");
         return argc < 2 ? 1 : 0;
     }
     if (!strcmp(argv[1], "throughput")) return bench_throughput(argc - 1, argv + 1);
-    return ci_cli_fail(
-        ci_errorf(CI_ERR_INVALID, "bench: unknown benchmark '%s' (try: throughput)", argv[1]));
+    if (!strcmp(argv[1], "latency")) return cmd_bench_latency(argc - 1, argv + 1);
+    return ci_cli_fail(ci_errorf(
+        CI_ERR_INVALID, "bench: unknown benchmark '%s' (try: throughput, latency)", argv[1]));
 }

@@ -1,10 +1,15 @@
 #include "cli/engine_flags.h"
 
+#include <stdio.h>
+#include <string.h>
+
 #include "util/progress.h"
 
 ci_engine_flags ci_engine_flags_default(void) {
     ci_engine_flags f = {0};
     f.device = "cpu";
+    f.dtype = "auto";
+    f.gpu_memory_utilization = 0.90;
     f.block_size = 16;
     f.max_num_batched_tokens = 2048;
     f.max_num_seqs = 256;
@@ -26,9 +31,15 @@ ci_status ci_engine_flags_config(const ci_engine_flags *f, const char *model_dir
                          f->max_num_seqs);
     if (f->kv_cache_tokens < 0) return ci_errorf(CI_ERR_INVALID, "--kv-cache-tokens must be >= 0");
     if (f->kv_cache_memory < 0) return ci_errorf(CI_ERR_INVALID, "--kv-cache-memory must be >= 0");
+    if (!(f->gpu_memory_utilization > 0 && f->gpu_memory_utilization <= 1))
+        return ci_errorf(CI_ERR_INVALID, "--gpu-memory-utilization must be in (0, 1] (got %g)",
+                         f->gpu_memory_utilization);
     if (f->threads < 0) return ci_errorf(CI_ERR_INVALID, "--threads must be >= 0");
     c->model_dir = model_dir;
     c->device = f->device;
+    c->dtype = f->dtype;
+    c->gpu_memory_utilization = f->gpu_memory_utilization;
+    c->enforce_eager = f->enforce_eager;
     c->num_threads = (int)f->threads;
     c->block_size = (int)f->block_size;
     c->max_num_batched_tokens = (int)f->max_num_batched_tokens;
@@ -51,5 +62,15 @@ ci_status ci_cli_engine_create(const ci_engine_config *c, ci_engine **out) {
     cfg.progress_user = &bar;
     ci_status s = ci_engine_create(&cfg, out);
     ci_progress_done(&bar);
+    if (!s.code && cfg.device && strcmp(cfg.device, "cpu") != 0) {
+        /* startup report (stderr): what vLLM prints at load */
+        ci_engine_metrics m = ci_engine_get_metrics(*out);
+        fprintf(stderr,
+                "cinfer: %s: weights loaded in %.2f s; KV cache %d blocks x %d = %lld tokens "
+                "(%.2f GiB, profiled in %.2f s); %d CUDA graphs captured in %.2f s\n",
+                cfg.device, m.load_s, m.num_kv_blocks, m.block_size,
+                (long long)m.num_kv_blocks * m.block_size, (double)m.kv_cache_bytes / (1 << 30),
+                m.profile_s, m.num_graphs, m.capture_s);
+    }
     return s;
 }

@@ -1,7 +1,7 @@
 /* engine_flags.h — the engine options every subcommand that runs the
  * engine accepts (--block-size, --max-num-batched-tokens, --max-num-seqs,
  * --kv-cache-tokens, --kv-cache-memory, --no-prefix-caching, --device,
- * --threads). */
+ * --threads, --dtype, --gpu-memory-utilization, --enforce-eager). */
 #ifndef CINFER_CLI_ENGINE_FLAGS_H
 #define CINFER_CLI_ENGINE_FLAGS_H
 
@@ -11,7 +11,9 @@
 #include "engine/engine.h"
 
 typedef struct ci_engine_flags {
-    const char *device;
+    const char *device, *dtype;
+    double gpu_memory_utilization;
+    bool enforce_eager;
     long threads, block_size, max_num_batched_tokens, max_num_seqs, kv_cache_tokens,
         kv_cache_memory;
     bool no_prefix_caching;
@@ -23,6 +25,16 @@ ci_engine_flags ci_engine_flags_default(void);
 #define CI_ENGINE_FLAG_ARGS(f)                                                                     \
     {"--device", NULL, CI_ARG_STR, &(f).device, "NAME", "backend: cpu (default) or cuda"},         \
         {"--threads", "-t", CI_ARG_INT, &(f).threads, "N", "CPU threads (default: all cores)"},    \
+        {"--dtype",  NULL, CI_ARG_STR,                                                             \
+         &(f).dtype, "T",  "auto (cpu float32, cuda bfloat16), bfloat16 or float32"},              \
+        {"--gpu-memory-utilization",                                                               \
+         NULL,                                                                                     \
+         CI_ARG_FLOAT,                                                                             \
+         &(f).gpu_memory_utilization,                                                              \
+         "F",                                                                                      \
+         "cuda: fraction of device memory for weights, activations and KV (default 0.90)"},        \
+        {"--enforce-eager",  NULL, CI_ARG_FLAG,                                                    \
+         &(f).enforce_eager, "",   "cuda: no CUDA graphs for decode steps"},                       \
         {"--block-size",  NULL, CI_ARG_INT,                                                        \
          &(f).block_size, "N",  "KV cache block size (default 16)"},                               \
         {"--max-num-batched-tokens",  NULL, CI_ARG_INT,                                            \

@@ -11,6 +11,7 @@
 
 #include "engine/batch.h"
 #include "engine/sampling.h"
+#include "util/progress.h"
 
 _Static_assert(CI_MAX_LOGPROBS <= CI_SAMPLE_MAX_TOP, "the sample op returns CI_SAMPLE_MAX_TOP");
 
@@ -183,6 +184,91 @@ void ci_engine_destroy(ci_engine *e) {
     free(e);
 }
 
+/* Device KV budget, as vLLM sizes it: run one forward at the largest step
+ * (max_num_batched_tokens prompt tokens) on a scratch cache so every
+ * workspace and GEMM plan exists, then give the KV cache what is left of
+ * total x gpu_memory_utilization, less a reserve for CUDA graphs. */
+static ci_status kv_blocks_from_memory(ci_engine *e, size_t block_bytes, int64_t *blocks) {
+    const ci_engine_config *c = &e->cfg;
+    double t0 = ci_now();
+    int T = c->max_num_batched_tokens;
+    if (T > e->max_model_len) T = e->max_model_len;
+    int bs = c->block_size, nb = (T + bs - 1) / bs;
+    ci_kv_cache *kv = NULL;
+    CI_TRY(ci_model_kv_cache_create(e->model, nb, bs, &kv));
+    int32_t *a = malloc(sizeof(int32_t) * ((size_t)T * 3 + (size_t)nb + 4));
+    ci_status s = a ? ci_ok() : ci_errorf(CI_ERR_NOMEM, "engine: out of memory (profiling)");
+    if (!s.code) {
+        int32_t *ids = a, *pos = a + T, *slot = a + 2 * (size_t)T, *bt = a + 3 * (size_t)T;
+        int32_t *qs = bt + nb, *ctx = qs + 2, *li = ctx + 1;
+        for (int i = 0; i < T; i++) {
+            ids[i] = i % e->V;
+            pos[i] = i;
+            slot[i] = i;
+        }
+        for (int i = 0; i < nb; i++)
+            bt[i] = i;
+        qs[0] = 0;
+        qs[1] = T;
+        ctx[0] = T;
+        li[0] = T - 1;
+        ci_batch b = {.num_tokens = T,
+                      .num_seqs = 1,
+                      .num_logits = 1,
+                      .max_blocks_per_seq = nb,
+                      .max_query_len = T,
+                      .max_context_len = T,
+                      .token_ids = ids,
+                      .positions = pos,
+                      .query_start = qs,
+                      .context_lens = ctx,
+                      .block_tables = bt,
+                      .slot_mapping = slot,
+                      .logits_indices = li};
+        s = ci_model_forward(e->model, &b, kv, NULL);
+    }
+    free(a);
+    ci_kv_cache_destroy(e->be, kv);
+    if (s.code) return ci_status_wrap(s, "engine: profiling forward (%d tokens)", T);
+    size_t fr = 0, tot = 0;
+    CI_TRY(e->be->ops->mem_info(e->be, &fr, &tot));
+    double util = c->gpu_memory_utilization > 0 ? c->gpu_memory_utilization : 0.90;
+    double reserve = c->enforce_eager ? 64.0 * (1 << 20) : 512.0 * (1 << 20);
+    double avail = (double)tot * util - (double)(tot - fr) - reserve;
+    e->m.profile_s = ci_now() - t0;
+    if (avail < (double)block_bytes)
+        return ci_errorf(CI_ERR_NOMEM,
+                         "engine: no memory left for the KV cache: %.2f GiB used of %.2f GiB, "
+                         "gpu_memory_utilization %.2f (raise it, or lower max_num_batched_tokens)",
+                         (double)(tot - fr) / (1 << 30), (double)tot / (1 << 30), util);
+    *blocks = (int64_t)(avail / (double)block_bytes);
+    /* more than every sequence at full length is never used */
+    int64_t most = ((int64_t)c->max_num_seqs * e->max_model_len + bs - 1) / bs;
+    if (*blocks > most) *blocks = most;
+    return ci_ok();
+}
+
+/* CUDA graphs of decode steps at batch sizes 1, 2, 4, 8, 16, 24, ... up to
+ * max_num_seqs (at most 512; larger batches run eagerly). */
+static ci_status capture_graphs(ci_engine *e) {
+    int sizes[CI_MODEL_MAX_GRAPHS], n = 0;
+    int top = e->cfg.max_num_seqs;
+    if (top > e->cfg.max_num_batched_tokens) top = e->cfg.max_num_batched_tokens;
+    if (top > 512) top = 512;
+    for (int b = 1; b <= 8 && b <= top; b *= 2)
+        sizes[n++] = b;
+    for (int b = 16; b <= top && n < CI_MODEL_MAX_GRAPHS; b += 8)
+        sizes[n++] = b;
+    if (sizes[n - 1] < top && n < CI_MODEL_MAX_GRAPHS) sizes[n++] = top;
+    int ctx = e->cfg.max_graph_context > 0 ? e->cfg.max_graph_context : 8192;
+    if (ctx > e->max_model_len) ctx = e->max_model_len;
+    double t0 = ci_now();
+    CI_TRY(ci_model_capture_graphs(e->model, e->kv, sizes, n, ctx));
+    e->m.capture_s = ci_now() - t0;
+    e->m.num_graphs = n;
+    return ci_ok();
+}
+
 ci_status ci_engine_create(const ci_engine_config *cfg_in, ci_engine **out) {
     *out = NULL;
     ci_engine_config cfg = cfg_in ? *cfg_in : ci_engine_default_config();
@@ -202,6 +288,23 @@ ci_status ci_engine_create(const ci_engine_config *cfg_in, ci_engine **out) {
     e->cfg = cfg;
     ci_status s;
     ci_backend_options bo = {.num_threads = cfg.num_threads};
+    if (!cfg.dtype || !strcmp(cfg.dtype, "auto")) {
+        bo.act_dtype = CI_ACT_DEFAULT;
+    } else if (!strcmp(cfg.dtype, "bfloat16") || !strcmp(cfg.dtype, "bf16")) {
+        bo.act_dtype = CI_ACT_BF16;
+    } else if (!strcmp(cfg.dtype, "float32") || !strcmp(cfg.dtype, "f32")) {
+        bo.act_dtype = CI_ACT_F32;
+    } else {
+        s = ci_errorf(CI_ERR_UNSUPPORTED, "engine: dtype '%s' (use auto, bfloat16 or float32)",
+                      cfg.dtype);
+        goto fail;
+    }
+    if (cfg.gpu_memory_utilization < 0 || cfg.gpu_memory_utilization > 1) {
+        s = ci_errorf(CI_ERR_INVALID, "engine: gpu_memory_utilization %g outside (0, 1]",
+                      cfg.gpu_memory_utilization);
+        goto fail;
+    }
+    double t_load = ci_now();
     s = ci_backend_create(cfg.device, &bo, &e->be);
     if (s.code) goto fail;
     {
@@ -219,6 +322,7 @@ ci_status ci_engine_create(const ci_engine_config *cfg_in, ci_engine **out) {
                            .progress_user = cfg.progress_user};
     s = ci_model_load(cfg.model_dir, e->be, &mo, &e->model);
     if (s.code) goto fail;
+    e->m.load_s = ci_now() - t_load;
     e->V = e->model->cfg.vocab_size;
     e->max_model_len = e->model->cfg.max_position_embeddings;
     if (e->model->rope.max_positions < e->max_model_len)
@@ -231,10 +335,15 @@ ci_status ci_engine_create(const ci_engine_config *cfg_in, ci_engine **out) {
     /* KV cache size */
     const ci_model_config *mc = &e->model->cfg;
     int bs = cfg.block_size;
-    int64_t blocks;
+    int64_t blocks = 0;
     size_t dsz = ci_dtype_size(e->be->act_dtype);
+    size_t block_bytes = (size_t)2 * (size_t)mc->num_layers * (size_t)mc->num_kv_heads *
+                         (size_t)bs * (size_t)mc->head_dim * dsz;
     if (cfg.kv_cache_tokens > 0) {
         blocks = (cfg.kv_cache_tokens + bs - 1) / bs;
+    } else if (cfg.kv_cache_memory <= 0 && e->be->ops->mem_info) {
+        s = kv_blocks_from_memory(e, block_bytes, &blocks);
+        if (s.code) goto fail;
     } else {
         size_t budget = cfg.kv_cache_memory > 0 ? (size_t)cfg.kv_cache_memory : (size_t)256 << 20;
         blocks = ci_kv_blocks_for_budget(budget, mc->num_layers, mc->num_kv_heads, mc->head_dim,
@@ -252,6 +361,11 @@ ci_status ci_engine_create(const ci_engine_config *cfg_in, ci_engine **out) {
     if (blocks > (1 << 30)) blocks = 1 << 30;
     s = ci_model_kv_cache_create(e->model, (int)blocks, bs, &e->kv);
     if (s.code) goto fail;
+    e->m.kv_cache_bytes = (int64_t)blocks * (int64_t)block_bytes;
+    if (!cfg.enforce_eager && e->be->ops->graph_capture_begin) {
+        s = capture_graphs(e);
+        if (s.code) goto fail;
+    }
 
     ci_sched_config sc = ci_sched_default_config();
     sc.max_num_batched_tokens = cfg.max_num_batched_tokens;
@@ -856,6 +970,7 @@ ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_o
     free_dead(e);
     e->num_outs = 0;
     const ci_sched_output *o;
+    double t0 = ci_now();
     CI_TRY(ci_sched_schedule(e->sched, &o));
     if (o->num_entries > 0) {
         e->m.num_steps++;
@@ -877,10 +992,17 @@ ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_o
         }
         const ci_batch *b;
         CI_TRY(ci_batch_build(&e->bb, o, &b));
+        double t1 = ci_now();
         CI_TRY(ci_model_forward(e->model, b, e->kv, NULL));
+        double t2 = ci_now();
         CI_TRY(grow((void **)&e->sampled, &e->sampled_cap, o->num_samples + 1, sizeof(int32_t), 0,
                     NULL, NULL));
         CI_TRY(run_sampling(e, o, e->bb.logits_start));
+        double t3 = ci_now();
+        e->m.time_schedule_s += t1 - t0;
+        e->m.time_forward_s += t2 - t1;
+        e->m.time_sample_s += t3 - t2;
+        t0 = t3;
         const ci_sched_result *res;
         int nres;
         CI_TRY(ci_sched_update(e->sched, e->sampled, o->num_samples, &res, &nres));
@@ -897,6 +1019,7 @@ ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_o
         }
     }
     CI_TRY(pop_finished(e));
+    e->m.time_output_s += ci_now() - t0;
     for (int i = 0; i < e->num_outs; i++) {
         e->outs[i].token_ids = e->outs[i].num_token_ids ? &e->out_tokens[i] : NULL;
         e->outs[i].logprobs = e->outs[i].num_token_ids ? e->out_lp[i] : NULL;

@@ -28,16 +28,22 @@
 
 typedef struct ci_engine_config {
     const char *model_dir;
-    const char *device;         /* "cpu" (default) */
-    int num_threads;            /* 0 = all cores */
-    int block_size;             /* 16 */
-    int max_num_batched_tokens; /* 2048 */
-    int max_num_seqs;           /* 256 */
-    int64_t kv_cache_tokens;    /* 0 = from kv_cache_memory or the default */
-    int64_t kv_cache_memory;    /* bytes; 0 = default */
-    int enable_prefix_caching;  /* 1 */
-    int aging_steps;            /* 100 */
-    ci_progress_fn progress;    /* weight-loading progress (may be NULL) */
+    const char *device;            /* "cpu" (default) */
+    int num_threads;               /* 0 = all cores */
+    int block_size;                /* 16 */
+    int max_num_batched_tokens;    /* 2048 */
+    int max_num_seqs;              /* 256 */
+    int64_t kv_cache_tokens;       /* 0 = from kv_cache_memory or the default */
+    int64_t kv_cache_memory;       /* bytes; 0 = default */
+    int enable_prefix_caching;     /* 1 */
+    int aging_steps;               /* 100 */
+    const char *dtype;             /* activations and KV: NULL/"auto" (cpu: float32, cuda:
+                                      bfloat16), "bfloat16", "float32" */
+    double gpu_memory_utilization; /* cuda, KV sized from memory: fraction of the
+                                      device to use (0 = 0.90) */
+    int enforce_eager;             /* 1: no CUDA graphs */
+    int max_graph_context;         /* decode graphs serve contexts up to this (0 = 8192) */
+    ci_progress_fn progress;       /* weight-loading progress (may be NULL) */
     void *progress_user;
 } ci_engine_config;
 
@@ -99,6 +105,13 @@ typedef struct ci_engine_metrics {
     int64_t prefix_cache_queried_tokens, prefix_cache_hit_tokens;
     int64_t prompt_tokens, generation_tokens;
     int64_t num_steps, num_requests, num_finished;
+    /* wall time of the steps by phase: scheduling and batch building, the
+     * model forward (to its sync), sampling, and token output handling */
+    double time_schedule_s, time_forward_s, time_sample_s, time_output_s;
+    /* startup: weight loading, the profiling forward and graph capture */
+    double load_s, profile_s, capture_s;
+    int num_graphs;
+    int64_t kv_cache_bytes;
 } ci_engine_metrics;
 
 typedef struct ci_engine ci_engine;

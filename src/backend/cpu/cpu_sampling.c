@@ -57,8 +57,8 @@ ci_status ci_cpu_sample(ci_backend *be, const ci_tensor *logits, const ci_sample
         if (r->top_logprobs >= 0) {
             ci_log_softmax(raw, V, c->smp_lsm);
             o->logprob = c->smp_lsm[o->token];
-            o->num_top = ci_top_logprobs(c->smp_lsm, V, r->top_logprobs, o->top_ids,
-                                         o->top_logprobs);
+            o->num_top =
+                ci_top_logprobs(c->smp_lsm, V, r->top_logprobs, o->top_ids, o->top_logprobs);
         }
     }
     return ci_ok();

@@ -152,9 +152,11 @@ static ci_status cu_weight_write(ci_backend *be, ci_tensor *w, int64_t row0, con
 }
 
 /* Packs the batch's int arrays into pinned staging memory and uploads them
- * with one copy; the device batch points into the device copy. */
-static ci_status cu_prepare_batch(ci_backend *be, const ci_batch *host, ci_batch *dev) {
-    ci_cuda *c = ci_cuda_of(be);
+ * with one copy; the device batch points into the device copy. The staging
+ * pair (*hbuf, *dbuf, *cap) grows when `grow` is set; a persistent pair
+ * (CUDA graphs) is allocated on its first use and never moves. */
+static ci_status pack_batch(ci_cuda *c, const ci_batch *host, ci_batch *dev, void **hbuf,
+                            void **dbuf, size_t *cap, int grow) {
     const int T = host->num_tokens, S = host->num_seqs, L = host->num_logits;
     size_t n[7] = {(size_t)T,
                    (size_t)T,
@@ -173,22 +175,26 @@ static ci_status cu_prepare_batch(ci_backend *be, const ci_batch *host, ci_batch
         total += (n[i] + 31) / 32 * 32; /* 128-byte aligned pieces */
     }
     size_t bytes = total * sizeof(int32_t);
-    if (c->meta_pending) {
+    if (c->meta_pending) { /* the previous upload may still read a staging buffer */
         CI_CU_TRY(cudaEventSynchronize(c->meta_done));
         c->meta_pending = 0;
     }
-    if (bytes > c->meta_cap) {
-        size_t cap = bytes * 2 < 65536 ? 65536 : bytes * 2;
+    if (bytes > *cap) {
+        if (!grow && *dbuf)
+            return ci_errorf(CI_ERR_INTERNAL,
+                             "cuda: static batch of %zu bytes exceeds the %zu captured", bytes,
+                             *cap);
+        size_t ncap = grow ? (bytes * 2 < 65536 ? 65536 : bytes * 2) : bytes;
         CI_CU_TRY(cudaStreamSynchronize(c->stream)); /* old buffers may be in use */
-        if (c->meta_host) cudaFreeHost(c->meta_host);
-        if (c->meta_dev) cudaFree(c->meta_dev);
-        c->meta_host = c->meta_dev = NULL;
-        c->meta_cap = 0;
-        CI_CU_TRY(cudaMallocHost(&c->meta_host, cap));
-        CI_CU_TRY(cudaMalloc(&c->meta_dev, cap));
-        c->meta_cap = cap;
+        if (*hbuf) cudaFreeHost(*hbuf);
+        if (*dbuf) cudaFree(*dbuf);
+        *hbuf = *dbuf = NULL;
+        *cap = 0;
+        CI_CU_TRY(cudaMallocHost(hbuf, ncap));
+        CI_CU_TRY(cudaMalloc(dbuf, ncap));
+        *cap = ncap;
     }
-    int32_t *h = c->meta_host, *d = c->meta_dev;
+    int32_t *h = *hbuf, *d = *dbuf;
     for (int i = 0; i < 7; i++)
         if (n[i]) memcpy(h + off[i], src[i], n[i] * sizeof(int32_t));
     if (bytes) {
@@ -205,6 +211,56 @@ static ci_status cu_prepare_batch(ci_backend *be, const ci_batch *host, ci_batch
     dev->slot_mapping = n[5] ? d + off[5] : NULL;
     dev->logits_indices = n[6] ? d + off[6] : NULL;
     return ci_ok();
+}
+
+static ci_status cu_prepare_batch(ci_backend *be, const ci_batch *host, ci_batch *dev) {
+    ci_cuda *c = ci_cuda_of(be);
+    return pack_batch(c, host, dev, &c->meta_host, &c->meta_dev, &c->meta_cap, 1);
+}
+
+static ci_status cu_prepare_batch_static(ci_backend *be, const ci_batch *host, ci_batch *dev) {
+    ci_cuda *c = ci_cuda_of(be);
+    return pack_batch(c, host, dev, &c->smeta_host, &c->smeta_dev, &c->smeta_cap, 0);
+}
+
+static ci_status cu_mem_info(ci_backend *be, size_t *free_bytes, size_t *total_bytes) {
+    (void)be;
+    CI_CU_TRY(cudaMemGetInfo(free_bytes, total_bytes));
+    return ci_ok();
+}
+
+/* ---- CUDA graphs: the stream records instead of running ---- */
+
+static ci_status cu_graph_capture_begin(ci_backend *be) {
+    ci_cuda *c = ci_cuda_of(be);
+    /* thread-local mode: other threads' CUDA calls do not break the capture */
+    CI_CU_TRY(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
+    return ci_ok();
+}
+
+static ci_status cu_graph_capture_end(ci_backend *be, void **graph) {
+    ci_cuda *c = ci_cuda_of(be);
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t ex = NULL;
+    *graph = NULL;
+    CI_CU_TRY(cudaStreamEndCapture(c->stream, &g));
+    cudaError_t e = cudaGraphInstantiate(&ex, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess)
+        return ci_errorf(CI_ERR_BACKEND, "cuda: cudaGraphInstantiate: %s", cudaGetErrorString(e));
+    *graph = ex;
+    return ci_ok();
+}
+
+static ci_status cu_graph_launch(ci_backend *be, void *graph) {
+    ci_cuda *c = ci_cuda_of(be);
+    CI_CU_TRY(cudaGraphLaunch((cudaGraphExec_t)graph, c->stream));
+    return ci_ok();
+}
+
+static void cu_graph_destroy(ci_backend *be, void *graph) {
+    (void)be;
+    if (graph) cudaGraphExecDestroy((cudaGraphExec_t)graph);
 }
 
 /* ---- ops: checks, then a kernel ---- */
@@ -415,10 +471,9 @@ ci_status ci_cuda_sample(ci_backend *be, const ci_tensor *logits, const ci_sampl
     if (nadj > 0) memcpy(h + o_adj, adj, sizeof(ci_logit_adjust) * (size_t)nadj);
     char *d = c->smp_dev;
     CI_CU_TRY(cudaMemcpyAsync(d, h, up, cudaMemcpyHostToDevice, c->stream));
-    CI_CU_LAUNCH("sample",
-                 ci_cu_sample(ST(c), (float *)logits->data, V, d, n, d + o_adj, (float *)(d + up),
-                              (const int32_t *)(d + o_own), nown, any_lp, !c->smp_exact,
-                              c->smp_res_dev));
+    CI_CU_LAUNCH("sample", ci_cu_sample(ST(c), (float *)logits->data, V, d, n, d + o_adj,
+                                        (float *)(d + up), (const int32_t *)(d + o_own), nown,
+                                        any_lp, !c->smp_exact, c->smp_res_dev));
     CI_CU_TRY(cudaMemcpyAsync(c->smp_res_host, c->smp_res_dev, sizeof(ci_sample_result) * (size_t)n,
                               cudaMemcpyDeviceToHost, c->stream));
     CI_CU_TRY(cudaStreamSynchronize(c->stream));
@@ -437,6 +492,8 @@ static void cu_destroy(ci_backend *be) {
         if (c->att_ws) cudaFree(c->att_ws);
         if (c->meta_host) cudaFreeHost(c->meta_host);
         if (c->meta_dev) cudaFree(c->meta_dev);
+        if (c->smeta_host) cudaFreeHost(c->smeta_host);
+        if (c->smeta_dev) cudaFree(c->smeta_dev);
         if (c->meta_done) cudaEventDestroy(c->meta_done);
         if (c->smp_host) cudaFreeHost(c->smp_host);
         if (c->smp_dev) cudaFree(c->smp_dev);
@@ -495,6 +552,12 @@ static const ci_backend_ops cuda_ops = {
     .gather_rows = ci_cuda_gather_rows,
     .copy_blocks = cu_copy_blocks,
     .sample = ci_cuda_sample,
+    .mem_info = cu_mem_info,
+    .prepare_batch_static = cu_prepare_batch_static,
+    .graph_capture_begin = cu_graph_capture_begin,
+    .graph_capture_end = cu_graph_capture_end,
+    .graph_launch = cu_graph_launch,
+    .graph_destroy = cu_graph_destroy,
     .destroy = cu_destroy,
 };
 

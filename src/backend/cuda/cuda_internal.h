@@ -50,6 +50,9 @@ typedef struct ci_cuda {
     int64_t smp_mark_cap;
     uint32_t smp_gen;
     int smp_exact; /* CINFER_SAMPLE_EXACT=1: skip the approximate top-p probe */
+    /* persistent metadata for CUDA graphs: allocated once, never moved */
+    void *smeta_host, *smeta_dev;
+    size_t smeta_cap;
 } ci_cuda;
 
 static inline ci_cuda *ci_cuda_of(ci_backend *be) {
