@@ -23,7 +23,8 @@ typedef struct iter_result {
 } iter_result;
 
 /* One batch: B requests queued at once, stepped until all finish. */
-static ci_status run_batch(ci_engine *e, long B, long I, long O, uint64_t *rng, iter_result *r) {
+static ci_status run_batch(ci_engine *e, long B, long I, long O, uint64_t *rng,
+                           iter_result *r) {
     int V = ci_engine_vocab_size(e);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)I);
     if (!ids) return ci_errorf(CI_ERR_NOMEM, "out of memory");
