@@ -45,6 +45,13 @@ __device__ __forceinline__ float unfkey(uint32_t k) {
 __device__ __forceinline__ unsigned long long fixm(float p) {
     return (unsigned long long)((double)p * fix_scale());
 }
+/* select's element for count weights: NaN never takes part */
+__device__ __forceinline__ bool count_key(float v, uint32_t &key, unsigned long long &w) {
+    if (v != v) return false;
+    key = fkey(v);
+    w = 1;
+    return true;
+}
 /* candidate: key high, ~id low, so a descending sort is (key desc, id asc) */
 __device__ __forceinline__ unsigned long long cand_of(uint32_t key, int id) {
     return ((unsigned long long)key << 32) | (uint32_t)~(uint32_t)id;
@@ -86,50 +93,32 @@ struct Smem {
     unsigned long long res_above_w, res_bin_w, res_total;
 };
 
-__device__ __forceinline__ double block_sum_d(double v, Smem &sm) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+/* op-reduction over the CTA; every thread gets the result (red: 32 slots
+ * of shared memory; warp partials combine in warp order, so sums are the
+ * same in every thread and every run) */
+template <class T, class Op> __device__ __forceinline__ T block_reduce(T v, T *red, Op op) {
+    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
     __syncthreads();
-    if ((threadIdx.x & 31) == 0) sm.redd[threadIdx.x >> 5] = v;
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
     __syncthreads();
-    double t = 0.0;
-    for (int w = 0; w < SB / 32; w++) t += sm.redd[w]; /* same order in every thread */
+    T t = red[0];
+    for (int w = 1; w < SB / 32; w++) t = op(t, red[w]);
     return t;
+}
+__device__ __forceinline__ double block_sum_d(double v, Smem &sm) {
+    return block_reduce(v, sm.redd, [](double a, double b) { return a + b; });
 }
 __device__ __forceinline__ unsigned long long block_sum_u(unsigned long long v, Smem &sm) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    __syncthreads();
-    if ((threadIdx.x & 31) == 0) sm.redu[threadIdx.x >> 5] = v;
-    __syncthreads();
-    unsigned long long t = 0;
-    for (int w = 0; w < SB / 32; w++) t += sm.redu[w];
-    return t;
+    return block_reduce(v, sm.redu, [](unsigned long long a, unsigned long long b) { return a + b; });
 }
 __device__ __forceinline__ int block_sum_i(int v, Smem &sm) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    __syncthreads();
-    if ((threadIdx.x & 31) == 0) sm.redi[threadIdx.x >> 5] = v;
-    __syncthreads();
-    int t = 0;
-    for (int w = 0; w < SB / 32; w++) t += sm.redi[w];
-    return t;
+    return block_reduce(v, sm.redi, [](int a, int b) { return a + b; });
 }
 __device__ __forceinline__ int block_max_i(int v, Smem &sm) {
-    for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
-    __syncthreads();
-    if ((threadIdx.x & 31) == 0) sm.redi[threadIdx.x >> 5] = v;
-    __syncthreads();
-    int t = sm.redi[0];
-    for (int w = 1; w < SB / 32; w++) t = max(t, sm.redi[w]);
-    return t;
+    return block_reduce(v, sm.redi, [](int a, int b) { return max(a, b); });
 }
 __device__ __forceinline__ float block_max_f(float v, Smem &sm) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    __syncthreads();
-    if ((threadIdx.x & 31) == 0) sm.redf[threadIdx.x >> 5] = v;
-    __syncthreads();
-    float t = sm.redf[0];
-    for (int w = 1; w < SB / 32; w++) t = fmaxf(t, sm.redf[w]);
-    return t;
+    return block_reduce(v, sm.redf, [](float a, float b) { return fmaxf(a, b); });
 }
 /* (value desc, id asc) best; value -inf with id NOID means "none" */
 __device__ __forceinline__ void better(float &bv, int &bi, float v, int i) {
@@ -213,20 +202,6 @@ __device__ void gather_cut(G get, int V, uint32_t ckey, int cid, Smem &sm) {
     __syncthreads();
 }
 
-/* Elements of `get` with key >= k, gathered into sm.cand (they fit). */
-template <class G>
-__device__ void gather_from(G get, int V, uint32_t k, Smem &sm) {
-    if (threadIdx.x == 0) sm.ncand = 0;
-    __syncthreads();
-    for (int i = threadIdx.x; i < V; i += SB) {
-        uint32_t key;
-        unsigned long long w;
-        if (!get(i, key, w)) continue;
-        if (key >= k) sm.cand[atomicAdd(&sm.ncand, 1)] = cand_of(key, i);
-    }
-    __syncthreads();
-}
-
 enum { SEL_ALL = 0, SEL_GATHERED = 1, SEL_CUT = 2, SEL_PROBE = 3 };
 
 /* Smallest prefix of (key desc, id asc) over the elements `get` accepts
@@ -305,7 +280,12 @@ __device__ int select(G get, int V, unsigned long long target, Smem &sm, uint32_
         bin_c = sm.res_bin_c;
         bin_w = sm.res_bin_w;
         if (above_c + bin_c <= CAP) {
-            gather_from(get, V, prefix << shift, sm);
+            /* key >= start: key > start - 1 with no tie (id <= -1); start 0 is all */
+            uint32_t start = prefix << shift;
+            if (start == 0)
+                gather_cut(get, V, 0, NOID, sm);
+            else
+                gather_cut(get, V, start - 1, -1, sm);
             return SEL_GATHERED;
         }
     }
@@ -466,11 +446,7 @@ __global__ void __launch_bounds__(SB) sample_kernel(const float *__restrict__ lo
     const unsigned long long U = (unsigned long long)(u * fix_scale());
 
     auto zget = [&](int i, uint32_t &key, unsigned long long &w) -> bool {
-        float z = x[i] * inv_t;
-        if (z != z) return false;
-        key = fkey(z);
-        w = 1;
-        return true;
+        return count_key(x[i] * inv_t, key, w);
     };
     uint32_t kkey = 0;
     int kid = NOID;
@@ -668,11 +644,7 @@ __global__ void __launch_bounds__(SB) logprob_kernel(const float *__restrict__ l
     /* select on the log-softmax value itself, as the CPU ranks them:
      * rounding can merge distinct logits into one value (then lowest id) */
     auto xget = [&](int i, uint32_t &key, unsigned long long &w) -> bool {
-        float v = (float)((double)x[i] - lse);
-        if (v != v) return false;
-        key = fkey(v);
-        w = 1;
-        return true;
+        return count_key((float)((double)x[i] - lse), key, w);
     };
     uint32_t ck = 0;
     int cid = NOID;
