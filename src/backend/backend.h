@@ -69,6 +69,51 @@ typedef struct ci_rope_table {
                  interleaved pairs (2i, 2i+1) */
 } ci_rope_table;
 
+/* ---- sampling op (logits stay on the device; only results come back) ----
+ *
+ * One ci_sample_row per sample to draw. Several rows may name the same
+ * logits row (n > 1 samples of a sequence, different `stream`); such rows
+ * must carry the same adjustment range (adjustments belong to the logits
+ * row). Semantics are those of src/engine/sampling.c (the reference):
+ * adjust -> greedy or temperature -> top-k -> top-p -> min-p -> a draw by
+ * inverse CDF over the kept set in token-id order with u = Philox(seed,
+ * stream, step); logprobs are of the RAW logits (before adjustments). */
+#define CI_SAMPLE_MAX_TOP 20
+
+typedef struct ci_sample_row {
+    int32_t logits_row;   /* row of the logits tensor */
+    int32_t top_logprobs; /* -1: no logprobs; 0..CI_SAMPLE_MAX_TOP: the token's
+                             logprob plus that many top ones */
+    int32_t adj_start;    /* adjustments [adj_start, adj_start + adj_count) */
+    int32_t adj_count;
+    float temperature;                         /* <= 0: greedy */
+    int32_t top_k;                             /* <= 0: off (1: greedy) */
+    float top_p;                               /* >= 1 or <= 0: off */
+    float min_p;                               /* <= 0: off; at most 1 */
+    float repetition_penalty;                  /* used by entries with CI_ADJ_REPEAT */
+    float presence_penalty, frequency_penalty; /* used by entries with count > 0 */
+    uint64_t seed, stream, step;               /* the draw's Philox counter key */
+} ci_sample_row;
+
+/* One distinct token of a logits row to adjust, applied in process order:
+ * mask to -inf, then repetition penalty (x > 0 ? x / rp : x * rp), then
+ * x -= presence + frequency * count. */
+enum { CI_ADJ_MASK = 1, CI_ADJ_REPEAT = 2 };
+typedef struct ci_logit_adjust {
+    int32_t token;
+    int32_t flags; /* CI_ADJ_* */
+    int32_t count; /* occurrences in the output (presence/frequency); 0: none */
+} ci_logit_adjust;
+
+typedef struct ci_sample_result {
+    int32_t token;
+    int32_t num_kept; /* tokens with nonzero probability in the final distribution */
+    float logprob;    /* the token's log-softmax of the raw row (when asked) */
+    int32_t num_top;
+    int32_t top_ids[CI_SAMPLE_MAX_TOP]; /* by logprob, lowest id first on ties */
+    float top_logprobs[CI_SAMPLE_MAX_TOP];
+} ci_sample_result;
+
 typedef struct ci_backend ci_backend;
 
 typedef struct ci_backend_ops {
@@ -129,6 +174,12 @@ typedef struct ci_backend_ops {
      * without it (the engine then falls back to to_device/to_host copies). */
     ci_status (*copy_blocks)(ci_backend *be, ci_kv_cache *kv, const int32_t *src,
                              const int32_t *dst, int n);
+
+    /* Samples n rows from logits ([rows][V] F32, backend memory; not modified
+     * as seen by the caller). rows, adj and out are host arrays. Completes
+     * before returning (one host sync). */
+    ci_status (*sample)(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows, int n,
+                        const ci_logit_adjust *adj, int nadj, ci_sample_result *out);
 
     /* ---- optional (NULL on the CPU backend) ---- */
     /* Device memory: free and total bytes (KV cache sizing). */

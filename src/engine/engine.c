@@ -13,6 +13,8 @@
 #include "engine/sampling.h"
 #include "util/progress.h"
 
+_Static_assert(CI_MAX_LOGPROBS <= CI_SAMPLE_MAX_TOP, "the sample op returns CI_SAMPLE_MAX_TOP");
+
 /* ---- per-request state ---- */
 
 typedef struct eng_sample {
@@ -53,12 +55,18 @@ struct ci_engine {
     int V, max_model_len;
     int32_t eos_ids[16];
     int num_eos;
-    float *logits;   /* [max_num_batched_tokens][V] */
-    float *row;      /* [V] processed logits */
-    float *lsm;      /* [V] log-softmax of the raw row */
-    int32_t *counts; /* [V] scratch, kept zero */
-    uint32_t *stamp; /* [V] */
+    float *plp_logits; /* [plp_rows][V] host copies of prompt-logprob rows, grown on need */
+    int plp_rows;
+    float *lsm;      /* [V] log-softmax of a prompt-logprob row */
+    uint32_t *stamp; /* [V] token seen in the current adjustment list (== stamp_gen) */
+    int32_t *slot;   /* [V] its entry there */
     uint32_t stamp_gen;
+    /* the sample op's host arrays, grown only */
+    ci_sample_row *srows;
+    ci_sample_result *sres;
+    int srows_cap;
+    ci_logit_adjust *adj;
+    int adj_cap, num_adj;
     int32_t *copy_src, *copy_dst;
     int copy_cap;
     int32_t *sampled;
@@ -160,11 +168,13 @@ void ci_engine_destroy(ci_engine *e) {
     ci_model_free(e->model);
     ci_tokenizer_free(e->tok);
     if (e->be) ci_backend_destroy(e->be);
-    free(e->logits);
-    free(e->row);
+    free(e->plp_logits);
     free(e->lsm);
-    free(e->counts);
     free(e->stamp);
+    free(e->slot);
+    free(e->srows);
+    free(e->sres);
+    free(e->adj);
     free(e->copy_src);
     free(e->copy_dst);
     free(e->sampled);
@@ -372,14 +382,15 @@ ci_status ci_engine_create(const ci_engine_config *cfg_in, ci_engine **out) {
     s = ci_sampler_create(e->V, &e->sampler);
     if (s.code) goto fail;
     size_t V = (size_t)e->V;
-    e->logits = malloc(sizeof(float) * V * (size_t)cfg.max_num_batched_tokens);
-    e->row = malloc(sizeof(float) * V);
     e->lsm = malloc(sizeof(float) * V);
-    e->counts = calloc(V, sizeof(int32_t));
     e->stamp = calloc(V, sizeof(uint32_t));
-    if (!e->logits || !e->row || !e->lsm || !e->counts || !e->stamp) {
-        s = ci_errorf(CI_ERR_NOMEM, "engine: out of memory (logits for %d tokens)",
-                      cfg.max_num_batched_tokens);
+    e->slot = calloc(V, sizeof(int32_t));
+    if (!e->lsm || !e->stamp || !e->slot) {
+        s = ci_errorf(CI_ERR_NOMEM, "engine: out of memory (vocabulary scratch)");
+        goto fail;
+    }
+    if (!e->be->ops->sample) {
+        s = ci_errorf(CI_ERR_UNSUPPORTED, "engine: backend %s has no sample op", e->be->name);
         goto fail;
     }
     e->m.num_kv_blocks = (int)blocks;
@@ -641,44 +652,54 @@ static int is_stop_id(const eng_request *r, int32_t t) {
     return 0;
 }
 
-/* Logits processors on e->row for sequence q (whose output so far is
- * tokens[num_prompt..num_tokens)). */
-static void process_logits(ci_engine *e, const eng_request *r, const ci_sequence *q) {
-    float *row = e->row;
+/* The adjustment entry of token t in the list being built (one per
+ * distinct token: e->stamp marks tokens seen in this list). */
+static ci_logit_adjust *touch(ci_engine *e, int32_t t) {
+    if (e->stamp[t] != e->stamp_gen) {
+        e->stamp[t] = e->stamp_gen;
+        e->slot[t] = e->num_adj;
+        ci_logit_adjust *a = &e->adj[e->num_adj++];
+        a->token = t;
+        a->flags = 0;
+        a->count = 0;
+    }
+    return &e->adj[e->slot[t]];
+}
+
+/* Appends sequence q's logits processors to e->adj as one list of distinct
+ * tokens (applied by the sample op in this order: min_tokens masking of EOS
+ * and stop ids, repetition penalty over prompt + output, presence and
+ * frequency penalties over the output). Returns its start and length. */
+static ci_status build_adjust(ci_engine *e, const eng_request *r, const ci_sequence *q, int *start,
+                              int *count) {
     const ci_engine_sampling *p = &r->sp;
-    int nout = ci_seq_num_output(q);
-    if (nout < p->min_tokens) {
+    int mask = ci_seq_num_output(q) < p->min_tokens;
+    int rep = p->repetition_penalty != 1.0f;
+    int pf = p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
+    *start = e->num_adj;
+    *count = 0;
+    if (!mask && !rep && !pf) return ci_ok();
+    int need = e->num_adj + e->num_eos + p->num_stop_token_ids + q->num_tokens;
+    CI_TRY(grow((void **)&e->adj, &e->adj_cap, need, sizeof(ci_logit_adjust), 0, NULL, NULL));
+    if (++e->stamp_gen == 0) { /* wrapped: reset */
+        memset(e->stamp, 0, sizeof(uint32_t) * (size_t)e->V);
+        e->stamp_gen = 1;
+    }
+    if (mask) {
         if (!p->ignore_eos)
             for (int i = 0; i < e->num_eos; i++)
-                row[e->eos_ids[i]] = -INFINITY;
+                touch(e, e->eos_ids[i])->flags |= CI_ADJ_MASK;
         for (int i = 0; i < p->num_stop_token_ids; i++)
-            row[r->stop_ids[i]] = -INFINITY;
+            touch(e, r->stop_ids[i])->flags |= CI_ADJ_MASK;
     }
-    if (p->repetition_penalty != 1.0f) {
-        uint32_t g = ++e->stamp_gen;
-        if (g == 0) { /* wrapped: reset */
-            memset(e->stamp, 0, sizeof(uint32_t) * (size_t)e->V);
-            g = ++e->stamp_gen;
-        }
-        float rp = p->repetition_penalty;
-        for (int i = 0; i < q->num_tokens; i++) {
-            int32_t t = q->tokens[i];
-            if (e->stamp[t] == g) continue;
-            e->stamp[t] = g;
-            row[t] = row[t] > 0 ? row[t] / rp : row[t] * rp;
-        }
-    }
-    if (p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f) {
+    if (rep)
+        for (int i = 0; i < q->num_tokens; i++)
+            touch(e, q->tokens[i])->flags |= CI_ADJ_REPEAT;
+    if (pf)
         for (int i = q->num_prompt_tokens; i < q->num_tokens; i++)
-            e->counts[q->tokens[i]]++;
-        for (int i = q->num_prompt_tokens; i < q->num_tokens; i++) {
-            int32_t t = q->tokens[i];
-            int c = e->counts[t];
-            if (c == 0) continue; /* already applied */
-            row[t] -= p->presence_penalty + p->frequency_penalty * (float)c;
-            e->counts[t] = 0;
-        }
-    }
+            touch(e, q->tokens[i])->count++;
+    *count = e->num_adj - *start;
+    return ci_ok();
 }
 
 /* Top-k of lsm plus the given token's value. */
@@ -686,32 +707,7 @@ static void fill_logprob(const ci_engine *e, const float *lsm, int k, int32_t to
                          ci_engine_logprob *lp) {
     lp->token = token;
     lp->logprob = lsm[token];
-    lp->num_top = 0;
-    for (int j = 0; j < k; j++) {
-        int best = -1;
-        float bv = -INFINITY;
-        for (int i = 0; i < e->V; i++) {
-            float v = lsm[i];
-            if (!(v > bv) && !(best < 0 && v == bv)) continue;
-            int taken = 0;
-            for (int t = 0; t < j; t++)
-                if (lp->top_ids[t] == i) {
-                    taken = 1;
-                    break;
-                }
-            if (taken) continue;
-            /* skip values above the previous pick (already taken ones) */
-            if (j > 0 && (v > lp->top_logprobs[j - 1] ||
-                          (v == lp->top_logprobs[j - 1] && i < lp->top_ids[j - 1])))
-                continue;
-            best = i;
-            bv = v;
-        }
-        if (best < 0) break;
-        lp->top_ids[j] = best;
-        lp->top_logprobs[j] = bv;
-        lp->num_top = j + 1;
-    }
+    lp->num_top = ci_top_logprobs(lsm, e->V, k, lp->top_ids, lp->top_logprobs);
 }
 
 static ci_status text_append(eng_sample *smp, const char *t, size_t n) {
@@ -843,39 +839,90 @@ static ci_status on_token(ci_engine *e, ci_sequence *q, int32_t t, int finished_
     return push_output(e, r, idx, 1, t, fr, r->sp.logprobs >= 0 ? &smp->cur_lp : NULL);
 }
 
-static ci_status run_sampling(ci_engine *e, const ci_sched_output *o, const int32_t *logits_start) {
-    int k = 0;
+/* Prompt logprobs of entry i's rows [r0, r0 + nplp): copied to the host
+ * (the only logits that cross), log-softmax and top-k there. */
+static ci_status prompt_logprobs(ci_engine *e, const ci_sched_entry *en, int r0, int nplp) {
+    ci_sequence *q = en->seq;
+    eng_request *r = q->user;
     const size_t V = (size_t)e->V;
+    if (nplp > e->plp_rows) { /* grown only for requests that ask */
+        float *p = realloc(e->plp_logits, sizeof(float) * V * (size_t)nplp);
+        if (!p) return ci_errorf(CI_ERR_NOMEM, "engine: out of memory (prompt logprobs)");
+        e->plp_logits = p;
+        e->plp_rows = nplp;
+    }
+    const ci_tensor *lg = ci_model_logits(e->model);
+    CI_TRY(e->be->ops->to_host(e->be, e->plp_logits, (const float *)lg->data + (size_t)r0 * V,
+                               sizeof(float) * V * (size_t)nplp));
+    int p0 = en->start > q->prompt_logprobs_done ? en->start : q->prompt_logprobs_done;
+    for (int j = 0; j < nplp; j++) {
+        int pos = p0 + j; /* predicts prompt token pos + 1 */
+        if (pos + 1 >= r->num_prompt || pos < 0) continue;
+        ci_log_softmax(e->plp_logits + (size_t)j * V, e->V, e->lsm);
+        fill_logprob(e, e->lsm, r->sp.prompt_logprobs, q->tokens[pos + 1], &r->plp[pos]);
+        if (pos + 1 > r->num_plp) r->num_plp = pos + 1;
+    }
+    return ci_ok();
+}
+
+/* One sample op call for the step: a row per sample (n > 1 forks share
+ * their sequence's logits row and adjustment list). */
+static ci_status run_sampling(ci_engine *e, const ci_sched_output *o, const int32_t *logits_start) {
+    e->num_adj = 0;
+    void **extra[1] = {(void **)&e->sres};
+    size_t esz[1] = {sizeof(ci_sample_result)};
+    CI_TRY(grow((void **)&e->srows, &e->srows_cap, o->num_samples + 1, sizeof(ci_sample_row), 1,
+                extra, esz));
+    int k = 0;
     for (int i = 0; i < o->num_entries; i++) {
         const ci_sched_entry *en = &o->entries[i];
         ci_sequence *q = en->seq;
         eng_request *r = q->user;
         int r0 = logits_start[i], r1 = logits_start[i + 1];
         int nplp = r1 - r0 - (en->samples > 0 ? 1 : 0);
-        if (nplp > 0 && r->plp) {
-            int p0 = en->start > q->prompt_logprobs_done ? en->start : q->prompt_logprobs_done;
-            for (int j = 0; j < nplp; j++) {
-                int pos = p0 + j; /* predicts prompt token pos + 1 */
-                if (pos + 1 >= r->num_prompt || pos < 0) continue;
-                ci_log_softmax(e->logits + (size_t)(r0 + j) * V, e->V, e->lsm);
-                fill_logprob(e, e->lsm, r->sp.prompt_logprobs, q->tokens[pos + 1], &r->plp[pos]);
-                if (pos + 1 > r->num_plp) r->num_plp = pos + 1;
-            }
-        }
+        if (nplp > 0 && r->plp) CI_TRY(prompt_logprobs(e, en, r0, nplp));
         if (en->samples == 0) continue;
-        const float *raw = e->logits + (size_t)(r1 - 1) * V;
-        memcpy(e->row, raw, sizeof(float) * V);
-        process_logits(e, r, q);
-        int want_lp = r->sp.logprobs >= 0;
-        if (want_lp) ci_log_softmax(raw, e->V, e->lsm);
-        ci_sampling_params sp = {r->sp.temperature, r->sp.top_k, r->sp.top_p, r->sp.min_p, r->seed};
+        int a0, na;
+        CI_TRY(build_adjust(e, r, q, &a0, &na));
         uint64_t step = (uint64_t)ci_seq_num_output(q);
         for (int j = 0; j < en->samples; j++) {
             int idx = en->samples > 1 ? j : q->sample_index;
-            int32_t t = ci_sampler_sample_stream(e->sampler, e->row, &sp, (uint64_t)idx, step);
-            e->sampled[k++] = t;
-            if (want_lp && idx < r->n)
-                fill_logprob(e, e->lsm, r->sp.logprobs, t, &r->samples[idx].cur_lp);
+            ci_sample_row *row = &e->srows[k++];
+            row->logits_row = r1 - 1;
+            row->top_logprobs = r->sp.logprobs >= 0 && idx < r->n ? r->sp.logprobs : -1;
+            row->adj_start = a0;
+            row->adj_count = na;
+            row->temperature = r->sp.temperature;
+            row->top_k = r->sp.top_k;
+            row->top_p = r->sp.top_p;
+            row->min_p = r->sp.min_p;
+            row->repetition_penalty = r->sp.repetition_penalty;
+            row->presence_penalty = r->sp.presence_penalty;
+            row->frequency_penalty = r->sp.frequency_penalty;
+            row->seed = r->seed;
+            row->stream = (uint64_t)idx;
+            row->step = step;
+        }
+    }
+    if (k == 0) return ci_ok();
+    CI_TRY(e->be->ops->sample(e->be, ci_model_logits(e->model), e->srows, k, e->adj, e->num_adj,
+                              e->sres));
+    k = 0;
+    for (int i = 0; i < o->num_entries; i++) {
+        const ci_sched_entry *en = &o->entries[i];
+        ci_sequence *q = en->seq;
+        eng_request *r = q->user;
+        for (int j = 0; j < en->samples; j++, k++) {
+            int idx = en->samples > 1 ? j : q->sample_index;
+            const ci_sample_result *res = &e->sres[k];
+            e->sampled[k] = res->token;
+            if (e->srows[k].top_logprobs < 0) continue;
+            ci_engine_logprob *lp = &r->samples[idx].cur_lp;
+            lp->token = res->token;
+            lp->logprob = res->logprob;
+            lp->num_top = res->num_top;
+            memcpy(lp->top_ids, res->top_ids, sizeof(int32_t) * (size_t)res->num_top);
+            memcpy(lp->top_logprobs, res->top_logprobs, sizeof(float) * (size_t)res->num_top);
         }
     }
     return ci_ok();
@@ -946,7 +993,7 @@ ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_o
         const ci_batch *b;
         CI_TRY(ci_batch_build(&e->bb, o, &b));
         double t1 = ci_now();
-        CI_TRY(ci_model_forward(e->model, b, e->kv, e->logits));
+        CI_TRY(ci_model_forward(e->model, b, e->kv, NULL));
         double t2 = ci_now();
         CI_TRY(grow((void **)&e->sampled, &e->sampled_cap, o->num_samples + 1, sizeof(int32_t), 0,
                     NULL, NULL));

@@ -1,5 +1,7 @@
 /* sampling.c — greedy, temperature / top-k / top-p / min-p sampling with a
- * Philox counter RNG, and log-softmax. */
+ * Philox counter RNG, log-softmax, logit adjustments and top logprobs: the
+ * reference math (the CPU backend's sample op calls it; the CUDA kernels in
+ * src/backend/cuda/cuda_sampling.cu reproduce it). */
 #include "engine/sampling.h"
 
 #include <math.h>
@@ -149,8 +151,8 @@ static void select_top(cand *c, int n, int k) {
     }
 }
 
-/* Fills s->c[0:*n] with the surviving candidates and their probabilities
- * (normalised), sorted best first. Returns the count. */
+/* Fills s->c[0:n] with the surviving candidates and their probabilities
+ * (normalised), in no particular order. Returns n. */
 static int filter(ci_sampler *s, const float *logits, const ci_sampling_params *p) {
     const int V = s->vocab;
     cand *c = s->c;
@@ -184,7 +186,6 @@ static int filter(ci_sampler *s, const float *logits, const ci_sampling_params *
         c[i].v = (float)(exp((double)c[i].v - (double)m) / sum);
         if (c[i].v > pmax) pmax = c[i].v;
     }
-    int sorted = 0;
     if (p->top_p > 0.0f && p->top_p < 1.0f) {
         /* The nucleus is a prefix of the sorted order: any {p >= t} whose mass
          * reaches top_p contains it, so only that set needs sorting. */
@@ -208,7 +209,6 @@ static int filter(ci_sampler *s, const float *logits, const ci_sampling_params *
         }
         n = m2;
         qsort(c, (size_t)n, sizeof *c, cmp_cand);
-        sorted = 1;
         double cum = 0.0;
         int keep = n;
         for (int i = 0; i < n; i++) {
@@ -222,12 +222,17 @@ static int filter(ci_sampler *s, const float *logits, const ci_sampling_params *
     }
     if (p->min_p > 0.0f) {
         float thr = p->min_p * pmax;
-        int w = 0;
-        for (int i = 0; i < n; i++)
+        int w = 0, best = 0;
+        for (int i = 0; i < n; i++) {
+            if (before(&c[i], &c[best])) best = i;
             if (c[i].v >= thr) c[w++] = c[i];
-        n = w > 0 ? w : 1;
+        }
+        if (w == 0) { /* min_p > 1: keep the best (c is intact: nothing was written) */
+            c[0] = c[best];
+            w = 1;
+        }
+        n = w;
     }
-    if (!sorted) qsort(c, (size_t)n, sizeof *c, cmp_cand);
     double tot = 0.0;
     for (int i = 0; i < n; i++)
         tot += c[i].v;
@@ -240,16 +245,39 @@ static int is_greedy(const ci_sampling_params *p) {
     return !(p->temperature > 0.0f) || p->top_k == 1;
 }
 
+static int cmp_id(const void *pa, const void *pb) {
+    const cand *a = pa, *b = pb;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+/* The draw: inverse CDF over the kept set in token-id order (the order a
+ * GPU scan produces without sorting), u < cumulative probability; u at or
+ * past the total (rounding) takes the last token with nonzero probability. */
+int32_t ci_sampler_draw(ci_sampler *s, const float *logits, const ci_sampling_params *p,
+                        uint64_t stream, uint64_t step, int *num_kept) {
+    if (is_greedy(p)) {
+        if (num_kept) *num_kept = 1;
+        return ci_sample_greedy(logits, s->vocab);
+    }
+    int n = filter(s, logits, p);
+    qsort(s->c, (size_t)n, sizeof *s->c, cmp_id);
+    double u = ci_philox_uniform3(p->seed, stream, step), cum = 0.0;
+    int32_t pick = -1, last = s->c[n - 1].id;
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+        if (!(s->c[i].v > 0.0f)) continue;
+        kept++;
+        last = s->c[i].id;
+        cum += s->c[i].v;
+        if (pick < 0 && u < cum) pick = s->c[i].id;
+    }
+    if (num_kept) *num_kept = kept > 0 ? kept : 1;
+    return pick >= 0 ? pick : last;
+}
+
 int32_t ci_sampler_sample(ci_sampler *s, const float *logits, const ci_sampling_params *p,
                           uint64_t step) {
-    if (is_greedy(p)) return ci_sample_greedy(logits, s->vocab);
-    int n = filter(s, logits, p);
-    double u = ci_philox_uniform(p->seed, step), cum = 0.0;
-    for (int i = 0; i < n; i++) {
-        cum += s->c[i].v;
-        if (u < cum) return s->c[i].id;
-    }
-    return s->c[n - 1].id;
+    return ci_sampler_draw(s, logits, p, 0, step, NULL);
 }
 
 void ci_sampler_probs(ci_sampler *s, const float *logits, const ci_sampling_params *p,
@@ -276,12 +304,38 @@ double ci_philox_uniform3(uint64_t seed, uint64_t stream, uint64_t step) {
 
 int32_t ci_sampler_sample_stream(ci_sampler *s, const float *logits, const ci_sampling_params *p,
                                  uint64_t stream, uint64_t step) {
-    if (is_greedy(p)) return ci_sample_greedy(logits, s->vocab);
-    int n = filter(s, logits, p);
-    double u = ci_philox_uniform3(p->seed, stream, step), cum = 0.0;
+    return ci_sampler_draw(s, logits, p, stream, step, NULL);
+}
+
+void ci_logit_adjust_apply(float *row, const ci_logit_adjust *adj, int n, float repetition_penalty,
+                           float presence_penalty, float frequency_penalty) {
     for (int i = 0; i < n; i++) {
-        cum += s->c[i].v;
-        if (u < cum) return s->c[i].id;
+        const ci_logit_adjust *a = &adj[i];
+        float v = row[a->token];
+        if (a->flags & CI_ADJ_MASK) v = -INFINITY;
+        if (a->flags & CI_ADJ_REPEAT) v = v > 0 ? v / repetition_penalty : v * repetition_penalty;
+        if (a->count > 0) v -= presence_penalty + frequency_penalty * (float)a->count;
+        row[a->token] = v;
     }
-    return s->c[n - 1].id;
+}
+
+int ci_top_logprobs(const float *lsm, int n, int k, int32_t *ids, float *vals) {
+    int got = 0;
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        float bv = -INFINITY;
+        for (int i = 0; i < n; i++) {
+            float v = lsm[i];
+            if (!(v > bv) && !(best < 0 && v == bv)) continue;
+            /* skip the ones already taken: ranked at or above the previous pick */
+            if (j > 0 && (v > vals[j - 1] || (v == vals[j - 1] && i <= ids[j - 1]))) continue;
+            best = i;
+            bv = v;
+        }
+        if (best < 0) break;
+        ids[j] = best;
+        vals[j] = bv;
+        got = j + 1;
+    }
+    return got;
 }

@@ -2,8 +2,9 @@
  *
  * Greedy is argmax (lowest id on ties). Random sampling applies, in HF's
  * order, temperature -> top-k -> top-p -> min-p, and draws from the
- * renormalised remainder with a counter-based RNG (Philox4x32-10) keyed by
- * (seed, step): a request's tokens depend only on its seed and the index of
+ * renormalised remainder, by inverse CDF in token-id order, with a
+ * counter-based RNG (Philox4x32-10) keyed by
+ * (seed, stream, step): a request's tokens depend only on its seed and the index of
  * the token, never on what else is in the batch. A sampler owns its scratch
  * (created once per vocab size); sampling allocates nothing. */
 #ifndef CINFER_ENGINE_SAMPLING_H
@@ -11,6 +12,7 @@
 
 #include <stdint.h>
 
+#include "backend/backend.h"
 #include "util/status.h"
 
 typedef struct ci_sampling_params {
@@ -55,6 +57,21 @@ double ci_philox_uniform3(uint64_t seed, uint64_t stream, uint64_t step);
  * the sample index of a request with n > 1 (0 gives ci_sampler_sample). */
 int32_t ci_sampler_sample_stream(ci_sampler *s, const float *logits, const ci_sampling_params *p,
                                  uint64_t stream, uint64_t step);
+
+/* The general draw: ci_sampler_sample_stream that also reports the number
+ * of tokens with nonzero probability (1 for greedy) in *num_kept (may be
+ * NULL). */
+int32_t ci_sampler_draw(ci_sampler *s, const float *logits, const ci_sampling_params *p,
+                        uint64_t stream, uint64_t step, int *num_kept);
+
+/* Applies a logits row's adjustment list in place (see ci_logit_adjust in
+ * backend.h; one entry per distinct token). */
+void ci_logit_adjust_apply(float *row, const ci_logit_adjust *adj, int n, float repetition_penalty,
+                           float presence_penalty, float frequency_penalty);
+
+/* The k best of lsm[n] (largest first, lowest id on ties, NaN never):
+ * writes ids/vals, returns how many (< k only when fewer are not NaN). */
+int ci_top_logprobs(const float *lsm, int n, int k, int32_t *ids, float *vals);
 
 /* Returns logsumexp(logits) (computed in double); out[i] = logits[i] - lse
  * when out is not NULL (may alias logits). */

@@ -9,6 +9,7 @@
 #if defined(__F16C__)
 #include <immintrin.h>
 #endif
+#include "engine/sampling.h"
 #include "util/half.h"
 
 static ci_status cpu_alloc(ci_backend *be, size_t bytes, void **out) {
@@ -156,6 +157,9 @@ static void cpu_destroy(ci_backend *be) {
                 free(c->ws[t]);
         free(c->ws);
         free(c->ws_floats);
+        ci_sampler_free(c->smp);
+        free(c->smp_row);
+        free(c->smp_lsm);
         free(c);
     }
     free(be);
@@ -180,6 +184,7 @@ static const ci_backend_ops cpu_ops = {
     .swiglu = ci_cpu_swiglu,
     .gather_rows = ci_cpu_gather_rows,
     .copy_blocks = ci_cpu_copy_blocks,
+    .sample = ci_cpu_sample,
     .destroy = cpu_destroy,
 };
 

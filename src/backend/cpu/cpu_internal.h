@@ -14,6 +14,10 @@ typedef struct ci_cpu {
      * thread before a parallel region, never shrunk */
     float **ws;
     size_t *ws_floats;
+    /* sample op scratch for one vocabulary size (made on first use) */
+    struct ci_sampler *smp;
+    float *smp_row, *smp_lsm;
+    int smp_vocab;
 } ci_cpu;
 
 static inline ci_cpu *ci_cpu_of(ci_backend *be) {
@@ -102,6 +106,8 @@ ci_status ci_cpu_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_s
                            const ci_batch *batch, const ci_kv_cache *kv, int layer, float scale,
                            ci_tensor *out);
 ci_status ci_cpu_swiglu(ci_backend *be, const ci_tensor *gate_up, ci_tensor *out);
+ci_status ci_cpu_sample(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows, int n,
+                        const ci_logit_adjust *adj, int nadj, ci_sample_result *out);
 ci_status ci_cpu_gather_rows(ci_backend *be, const ci_tensor *x, const int32_t *idx, int n,
                              ci_tensor *out);
 

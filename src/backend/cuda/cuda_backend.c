@@ -386,6 +386,101 @@ ci_status ci_cuda_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_
     return ci_ok();
 }
 
+static size_t align16(size_t x) {
+    return (x + 15) & ~(size_t)15;
+}
+
+/* Grows a pinned host + device buffer pair to at least `bytes` (doubling). */
+static ci_status grow_pair(ci_cuda *c, void **host, void **dev, size_t *cap, size_t bytes) {
+    if (bytes <= *cap) return ci_ok();
+    size_t nc = *cap ? *cap : 65536;
+    while (nc < bytes)
+        nc *= 2;
+    CI_CU_TRY(cudaStreamSynchronize(c->stream)); /* old buffers may be in use */
+    if (*host) cudaFreeHost(*host);
+    if (*dev) cudaFree(*dev);
+    *host = *dev = NULL;
+    *cap = 0;
+    CI_CU_TRY(cudaMallocHost(host, nc));
+    CI_CU_TRY(cudaMalloc(dev, nc));
+    *cap = nc;
+    return ci_ok();
+}
+
+/* The sample op: checks and packs rows | adjustments | owner rows into one
+ * pinned upload, runs the kernels (cuda_sampling.cu), one download of the
+ * results, one stream sync. */
+ci_status ci_cuda_sample(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows, int n,
+                         const ci_logit_adjust *adj, int nadj, ci_sample_result *out) {
+    ci_cuda *c = ci_cuda_of(be);
+    if (logits->dtype != CI_F32 || logits->cols <= 0 || logits->cols > INT32_MAX)
+        return ci_errorf(CI_ERR_INVALID, "cuda sample: logits must be F32 [rows][V]");
+    if (n <= 0) return ci_ok();
+    const int V = (int)logits->cols;
+    if (logits->rows > c->smp_mark_cap) {
+        int64_t cap = logits->rows;
+        uint32_t *mk = realloc(c->smp_mark, sizeof(uint32_t) * (size_t)cap);
+        if (mk) c->smp_mark = mk;
+        int32_t *ow = realloc(c->smp_owner, sizeof(int32_t) * (size_t)cap);
+        if (ow) c->smp_owner = ow;
+        if (!mk || !ow) return ci_errorf(CI_ERR_NOMEM, "cuda sample: out of memory");
+        memset(c->smp_mark + c->smp_mark_cap, 0,
+               sizeof(uint32_t) * (size_t)(cap - c->smp_mark_cap));
+        c->smp_mark_cap = cap;
+    }
+    if (++c->smp_gen == 0) {
+        memset(c->smp_mark, 0, sizeof(uint32_t) * (size_t)c->smp_mark_cap);
+        c->smp_gen = 1;
+    }
+    size_t o_adj = align16(sizeof(ci_sample_row) * (size_t)n);
+    size_t o_own = o_adj + align16(sizeof(ci_logit_adjust) * (size_t)(nadj > 0 ? nadj : 0));
+    size_t up = o_own + align16(sizeof(int32_t) * (size_t)n);
+    size_t total = up + align16(sizeof(float) * (size_t)(nadj > 0 ? nadj : 0));
+    CI_TRY(grow_pair(c, &c->smp_host, &c->smp_dev, &c->smp_cap, total));
+    CI_TRY(grow_pair(c, &c->smp_res_host, &c->smp_res_dev, &c->smp_res_cap,
+                     sizeof(ci_sample_result) * (size_t)n));
+    char *h = c->smp_host;
+    int32_t *owners = (int32_t *)(h + o_own);
+    int nown = 0, any_lp = 0;
+    for (int i = 0; i < n; i++) {
+        const ci_sample_row *r = &rows[i];
+        if (r->logits_row < 0 || r->logits_row >= logits->rows || r->adj_start < 0 ||
+            r->adj_count < 0 || r->adj_start > nadj - r->adj_count ||
+            r->top_logprobs > CI_SAMPLE_MAX_TOP)
+            return ci_errorf(CI_ERR_INVALID, "cuda sample: row %d out of range", i);
+        if (r->top_logprobs >= 0) any_lp = 1;
+        if (r->adj_count == 0) continue;
+        if (c->smp_mark[r->logits_row] == c->smp_gen) {
+            const ci_sample_row *first = &rows[c->smp_owner[r->logits_row]];
+            if (first->adj_start != r->adj_start || first->adj_count != r->adj_count)
+                return ci_errorf(CI_ERR_INVALID,
+                                 "cuda sample: rows %d and %d share logits row %d with different "
+                                 "adjustments",
+                                 c->smp_owner[r->logits_row], i, r->logits_row);
+            continue;
+        }
+        c->smp_mark[r->logits_row] = c->smp_gen;
+        c->smp_owner[r->logits_row] = i;
+        owners[nown++] = i;
+    }
+    for (int j = 0; j < nadj; j++)
+        if (adj[j].token < 0 || adj[j].token >= V)
+            return ci_errorf(CI_ERR_INVALID, "cuda sample: adjusted token %d outside [0, %d)",
+                             adj[j].token, V);
+    memcpy(h, rows, sizeof(ci_sample_row) * (size_t)n);
+    if (nadj > 0) memcpy(h + o_adj, adj, sizeof(ci_logit_adjust) * (size_t)nadj);
+    char *d = c->smp_dev;
+    CI_CU_TRY(cudaMemcpyAsync(d, h, up, cudaMemcpyHostToDevice, c->stream));
+    CI_CU_LAUNCH("sample", ci_cu_sample(ST(c), (float *)logits->data, V, d, n, d + o_adj,
+                                        (float *)(d + up), (const int32_t *)(d + o_own), nown,
+                                        any_lp, !c->smp_exact, c->smp_res_dev));
+    CI_CU_TRY(cudaMemcpyAsync(c->smp_res_host, c->smp_res_dev, sizeof(ci_sample_result) * (size_t)n,
+                              cudaMemcpyDeviceToHost, c->stream));
+    CI_CU_TRY(cudaStreamSynchronize(c->stream));
+    memcpy(out, c->smp_res_host, sizeof(ci_sample_result) * (size_t)n);
+    return ci_ok();
+}
+
 static void cu_destroy(ci_backend *be) {
     if (!be) return;
     ci_cuda *c = be->impl;
@@ -400,6 +495,12 @@ static void cu_destroy(ci_backend *be) {
         if (c->smeta_host) cudaFreeHost(c->smeta_host);
         if (c->smeta_dev) cudaFree(c->smeta_dev);
         if (c->meta_done) cudaEventDestroy(c->meta_done);
+        if (c->smp_host) cudaFreeHost(c->smp_host);
+        if (c->smp_dev) cudaFree(c->smp_dev);
+        if (c->smp_res_host) cudaFreeHost(c->smp_res_host);
+        if (c->smp_res_dev) cudaFree(c->smp_res_dev);
+        free(c->smp_mark);
+        free(c->smp_owner);
         if (c->stream) cudaStreamDestroy(c->stream);
         free(c);
     }
@@ -450,6 +551,7 @@ static const ci_backend_ops cuda_ops = {
     .swiglu = ci_cuda_swiglu,
     .gather_rows = ci_cuda_gather_rows,
     .copy_blocks = cu_copy_blocks,
+    .sample = ci_cuda_sample,
     .mem_info = cu_mem_info,
     .prepare_batch_static = cu_prepare_batch_static,
     .graph_capture_begin = cu_graph_capture_begin,
@@ -477,6 +579,8 @@ static ci_status cu_init(ci_cuda *c, int device) {
     CI_CU_TRY(cudaMalloc(&c->workspace, CI_CU_GEMM_WORKSPACE));
     CI_CU_TRY(cudaMalloc((void **)&c->att_ws, (size_t)CI_CU_ATT_WS_FLOATS * sizeof(float)));
     CI_CU_TRY(cudaDeviceGetAttribute(&c->num_sms, cudaDevAttrMultiProcessorCount, device));
+    const char *ex = getenv("CINFER_SAMPLE_EXACT"); /* 1: no approximate top-p probe (A/B) */
+    c->smp_exact = ex && ex[0] == '1';
     return ci_ok();
 }
 

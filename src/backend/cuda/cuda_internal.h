@@ -41,6 +41,15 @@ typedef struct ci_cuda {
     size_t meta_cap;
     cudaEvent_t meta_done; /* the last metadata upload finished reading meta_host */
     int meta_pending;
+    /* sample op: pinned staging <-> device, grown only (rows | adj | owners
+     * up, results down; the device side also holds the saved raw logits) */
+    void *smp_host, *smp_dev, *smp_res_host, *smp_res_dev;
+    size_t smp_cap, smp_res_cap;
+    uint32_t *smp_mark; /* [smp_mark_cap] per logits row: call stamp of its owner */
+    int32_t *smp_owner; /* [smp_mark_cap] the owner row of each logits row */
+    int64_t smp_mark_cap;
+    uint32_t smp_gen;
+    int smp_exact; /* CINFER_SAMPLE_EXACT=1: skip the approximate top-p probe */
     /* persistent metadata for CUDA graphs: allocated once, never moved */
     void *smeta_host, *smeta_dev;
     size_t smeta_cap;
@@ -93,6 +102,8 @@ ci_status ci_cuda_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_
                             const ci_batch *batch, const ci_kv_cache *kv, int layer, float scale,
                             ci_tensor *out);
 ci_status ci_cuda_swiglu(ci_backend *be, const ci_tensor *gate_up, ci_tensor *out);
+ci_status ci_cuda_sample(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows, int n,
+                         const ci_logit_adjust *adj, int nadj, ci_sample_result *out);
 ci_status ci_cuda_gather_rows(ci_backend *be, const ci_tensor *x, const int32_t *idx, int n,
                               ci_tensor *out);
 

@@ -51,6 +51,16 @@ int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int T, int S, in
 #define CI_CU_ATT_MAX_GHD 2048
 #define CI_CU_ATT_MAX_HD 256
 
+/* The sample op (cuda_sampling.cu): rows (ci_sample_row[n]), adj
+ * (ci_logit_adjust[]) and owners (int32[nowners]: the first row of each
+ * logits row that has adjustments) in device memory; saved: one float per
+ * adjustment entry (scratch); out: ci_sample_result[n]. logits [..][V] F32
+ * is adjusted in place and restored before this returns to the stream.
+ * fast = 0 turns off the approximate top-p probe (same results, slower). */
+int ci_cu_sample(ci_cu_stream st, float *logits, int V, const void *rows, int n, const void *adj,
+                 float *saved, const int32_t *owners, int nowners, int any_logprobs, int fast,
+                 void *out);
+
 #ifdef __cplusplus
 }
 #endif

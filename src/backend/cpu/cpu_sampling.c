@@ -1,0 +1,65 @@
+/* cpu_sampling.c — the CPU backend's sample op: the readable twin of the
+ * CUDA kernels, built from the reference math in src/engine/sampling.c.
+ * Per row: copy the logits row, apply its adjustments, draw; logprobs come
+ * from the raw row. Scratch (two rows and a sampler) is made on the first
+ * call for a vocabulary size and kept. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_internal.h"
+#include "engine/sampling.h"
+
+static ci_status reserve(ci_cpu *c, int V) {
+    if (c->smp_vocab == V) return ci_ok();
+    ci_sampler_free(c->smp);
+    free(c->smp_row);
+    free(c->smp_lsm);
+    c->smp = NULL;
+    c->smp_vocab = 0;
+    c->smp_row = malloc(sizeof(float) * (size_t)V);
+    c->smp_lsm = malloc(sizeof(float) * (size_t)V);
+    if (!c->smp_row || !c->smp_lsm) return ci_errorf(CI_ERR_NOMEM, "cpu sample: out of memory");
+    CI_TRY(ci_sampler_create(V, &c->smp));
+    c->smp_vocab = V;
+    return ci_ok();
+}
+
+ci_status ci_cpu_sample(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows, int n,
+                        const ci_logit_adjust *adj, int nadj, ci_sample_result *out) {
+    ci_cpu *c = ci_cpu_of(be);
+    if (logits->dtype != CI_F32 || logits->cols <= 0 || logits->cols > INT32_MAX)
+        return ci_errorf(CI_ERR_INVALID, "cpu sample: logits must be F32 [rows][V]");
+    const int V = (int)logits->cols;
+    if (n <= 0) return ci_ok();
+    CI_TRY(reserve(c, V));
+    for (int i = 0; i < n; i++) {
+        const ci_sample_row *r = &rows[i];
+        if (r->logits_row < 0 || r->logits_row >= logits->rows || r->adj_start < 0 ||
+            r->adj_count < 0 || r->adj_start > nadj - r->adj_count ||
+            r->top_logprobs > CI_SAMPLE_MAX_TOP)
+            return ci_errorf(CI_ERR_INVALID, "cpu sample: row %d out of range", i);
+        for (int j = 0; j < r->adj_count; j++)
+            if (adj[r->adj_start + j].token < 0 || adj[r->adj_start + j].token >= V)
+                return ci_errorf(CI_ERR_INVALID, "cpu sample: adjusted token outside [0, %d)", V);
+    }
+    for (int i = 0; i < n; i++) {
+        const ci_sample_row *r = &rows[i];
+        const float *raw = (const float *)logits->data + (size_t)r->logits_row * (size_t)V;
+        memcpy(c->smp_row, raw, sizeof(float) * (size_t)V);
+        ci_logit_adjust_apply(c->smp_row, adj + r->adj_start, r->adj_count, r->repetition_penalty,
+                              r->presence_penalty, r->frequency_penalty);
+        ci_sampling_params sp = {r->temperature, r->top_k, r->top_p, r->min_p, r->seed};
+        ci_sample_result *o = &out[i];
+        memset(o, 0, sizeof *o);
+        int kept = 0;
+        o->token = ci_sampler_draw(c->smp, c->smp_row, &sp, r->stream, r->step, &kept);
+        o->num_kept = kept;
+        if (r->top_logprobs >= 0) {
+            ci_log_softmax(raw, V, c->smp_lsm);
+            o->logprob = c->smp_lsm[o->token];
+            o->num_top =
+                ci_top_logprobs(c->smp_lsm, V, r->top_logprobs, o->top_ids, o->top_logprobs);
+        }
+    }
+    return ci_ok();
+}
