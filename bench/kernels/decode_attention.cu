@@ -9,7 +9,11 @@
  *   2  tensor cores (decode_attention.cuh): GQA group as mma rows, 16-byte
  *      loads straight to registers, no split;
  *   3  + split-K chosen from (S, KV, SMs, context bound);
- *   4  + the next tile's loads issued before this tile's math (production).
+ *   4  + the next tile's loads issued before this tile's math;
+ *   5  + the combine as a programmatic dependent launch (production).
+ * v3..v5 share the split combine kernel (weights computed once per
+ * (seq, head) in shared memory). --sweep also times v5 at forced split
+ * counts per shape.
  * Each version is checked against a float64 CPU reference on fresh random
  * inputs (outputs NaN-poisoned first, every element must be written), then
  * timed with cudaEvents (warm-up; median over 15 reps of the mean of 20
@@ -17,7 +21,7 @@
  * rotated across copies so that no shape is served from L2).
  * Build: nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Isrc \
  *          bench/kernels/decode_attention.cu -o decode_attention
- * Run:   ./decode_attention [version] [--quick]  (--quick: small shape only,
+ * Run:   ./decode_attention [version] [--quick] [--sweep]  (--quick: small shape only,
  *        for compute-sanitizer) */
 #include <algorithm>
 #include <cmath>
@@ -301,6 +305,9 @@ static float bf2f(uint16_t h) {
     return f;
 }
 
+static int g_force_nsplit = 0; /* > 0: the split sweep */
+#define NVER 6
+
 static void launch(int ver, const Shape &sh, const Dev &d, int copy, cudaStream_t st) {
     const bf16 *kc = d.kpool + (int64_t)copy * d.copy_elems,
                *vc = d.vpool + (int64_t)copy * d.copy_elems;
@@ -347,6 +354,7 @@ static void launch(int ver, const Shape &sh, const Dev &d, int copy, cudaStream_
             v1_combine<<<dim3(S, H), hd, 0, st>>>(H, hd, nsplit, part_o, part_ml, d.out);
     } else {
         int nsplit = ver == 2 ? 1 : ci_decode_nsplit(S, KV, d.num_sms, sh.bound);
+        if (g_force_nsplit > 0) nsplit = g_force_nsplit;
         const int64_t per = (int64_t)S * H * (hd + 2);
         while (nsplit > 1 && nsplit * per > d.ws_floats) nsplit--;
         float *part_o = d.ws;
@@ -358,19 +366,18 @@ static void launch(int ver, const Shape &sh, const Dev &d, int copy, cudaStream_
         d.qkv, H, KV, d.pos, d.qs, d.cl, d.bt, d.mbps, kc, vc, sh.bs, sl2, d.out, nsplit, part_o,  \
         part_ml)
         if (hd == 128) {
-            if (ver == 4)
+            if (ver >= 4)
                 DEC_LAUNCH(128, true);
             else
                 DEC_LAUNCH(128, false);
         } else {
-            if (ver == 4)
+            if (ver >= 4)
                 DEC_LAUNCH(64, true);
             else
                 DEC_LAUNCH(64, false);
         }
-        if (nsplit > 1)
-            ci_decode_combine_kernel<bf16>
-                <<<S * H, hd, 0, st>>>(H, hd, nsplit, d.qs, part_o, part_ml, d.out);
+        if (nsplit > 1) CK(ci_decode_combine<bf16>(st, ver >= 5, S, H, hd, nsplit, d.qs, part_o,
+                                                 part_ml, d.out));
     }
     CK(cudaGetLastError());
 }
@@ -541,10 +548,12 @@ static Shape uniform(int S, int ctx, int H, int KV, int hd, int bs) {
 
 int main(int argc, char **argv) {
     int only = -1;
-    bool quick = false;
+    bool quick = false, sweep = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = true;
+        else if (!strcmp(argv[i], "--sweep"))
+            sweep = true;
         else
             only = atoi(argv[i]);
     }
@@ -570,7 +579,7 @@ int main(int argc, char **argv) {
         Dev d;
         Host h;
         setup(checks[ci], num_sms, 0, d, h);
-        for (int v = 0; v <= 4; v++) {
+        for (int v = 0; v < NVER; v++) {
             if (only >= 0 && v != only) continue;
             double e = check(v, checks[ci], d, h, checks[ci].S);
             bool ok = e <= tol;
@@ -594,7 +603,7 @@ int main(int argc, char **argv) {
         Host h;
         setup(sh, num_sms, (int64_t)512 << 20, d, h);
         double bytes = 2.0 * sh.S * sh.ctx[0] * sh.KV * sh.hd * 2 + 2.0 * sh.S * sh.H * sh.hd * 2;
-        for (int v = 0; v <= 4; v++) {
+        for (int v = 0; v < NVER; v++) {
             if (only >= 0 && v != only) continue;
             double e = check(v, sh, d, h, 3);
             bool ok = e <= tol;
@@ -606,6 +615,21 @@ int main(int argc, char **argv) {
             tl += snprintf(table + tl, sizeof table - tl, "v%-2d %-24s %10.1f %10.0f %7.1f%%%s\n", v,
                            name, us, gbs, gbs / 3000.0 * 100.0, ok ? "" : "  CHECK FAILED");
             printf("v%d %s err %.3g  %.1f us  %.0f GB/s\n", v, name, e, us, gbs);
+        }
+        if (sweep) {
+            const int ns[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
+            for (int n : ns) {
+                if ((int64_t)n * sh.S * sh.H * (sh.hd + 2) > d.ws_floats ||
+                    n * CI_DEC_TILE > sh.ctx[0])
+                    continue;
+                g_force_nsplit = n;
+                double e = check(5, sh, d, h, 1);
+                double us = time_us(5, sh, d, 15, 20);
+                g_force_nsplit = 0;
+                printf("sweep B=%d ctx=%d nsplit=%d (auto %d): %.1f us %.0f GB/s%s\n", sh.S,
+                       sh.ctx[0], n, ci_decode_nsplit(sh.S, sh.KV, num_sms, sh.bound), us,
+                       bytes / (us * 1e-6) / 1e9, e <= tol ? "" : " CHECK FAILED");
+            }
         }
         teardown(d);
     }

@@ -25,10 +25,11 @@ static cudaError_t decode_launch(cudaStream_t st, const void *qkv, int S, int H,
         (const __nv_bfloat16 *)qkv, H, KV, positions, query_start, context_lens, block_tables,
         mbps, (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, bs,
         scale * 1.4426950408889634f, (__nv_bfloat16 *)out, nsplit, part_o, part_ml);
-    if (nsplit > 1)
-        ci_decode_combine_kernel<__nv_bfloat16><<<(unsigned)((int64_t)S * H), HD, 0, st>>>(
-            H, HD, nsplit, query_start, part_o, part_ml, (__nv_bfloat16 *)out);
-    return cudaGetLastError();
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess && nsplit > 1)
+        e = ci_decode_combine<__nv_bfloat16>(st, true, S, H, HD, nsplit, query_start, part_o,
+                                             part_ml, (__nv_bfloat16 *)out);
+    return e;
 }
 
 extern "C" int ci_cu_decode_attention(ci_cu_stream st, const void *qkv, int S, int H, int KV,

@@ -25,8 +25,8 @@
  *     (an 8x8 b16 transpose within the warp).
  * The 4 warps' (m, l, O) are merged through shared memory; with nsplit > 1
  * the CTA writes unnormalized O and (m, l) to the workspace and
- * decode_combine_kernel merges the splits (splits with no keys write
- * m = -inf and are skipped). */
+ * ci_decode_combine_kernel merges the splits (splits with no keys write
+ * m = -inf and are skipped), launched as a programmatic dependent launch. */
 #ifndef CINFER_BACKEND_CUDA_DECODE_ATTENTION_CUH
 #define CINFER_BACKEND_CUDA_DECODE_ATTENTION_CUH
 
@@ -64,6 +64,19 @@ __device__ __forceinline__ uint4 ci_dec_ld(const __nv_bfloat16 *p) {
 
 __device__ __forceinline__ void ci_dec_st(float *p, float v) { *p = v; }
 __device__ __forceinline__ void ci_dec_st(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+
+/* Programmatic dependent launch (sm_90): the combine kernel is launched
+ * while the attention kernel drains and waits here for its results. */
+__device__ __forceinline__ void ci_dec_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void ci_dec_wait_primary() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
 
 /* K and V registers of one tile: [key half][dim chunk] */
 template <int NC> struct ci_dec_kv {
@@ -195,6 +208,7 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
         }
     }
 
+    ci_dec_launch_dependents(); /* the combine may start launching */
     /* merge the warps: per-warp (m, l) of each head, O scattered to [head][dim] */
     l_run += __shfl_xor_sync(0xffffffffu, l_run, 1);
     l_run += __shfl_xor_sync(0xffffffffu, l_run, 2);
@@ -236,43 +250,90 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
     }
 }
 
+#define CI_DEC_MAX_SPLIT 64
+
 /* Split merge, one CTA of head_dim threads per (seq, head). With m in the
  * log2 domain, M = max_z m_z, w_z = 2^(m_z - M):
- * out = sum_z w_z O_z / sum_z w_z l_z; splits with m = -inf hold no keys
- * (their O was never written). */
+ * out = sum_z w_z O_z / sum_z w_z l_z. Warp 0 computes the nsplit
+ * (<= CI_DEC_MAX_SPLIT) weights once; splits with m = -inf hold no keys and
+ * weigh 0 (their O, never written, is loaded but selected away), so the
+ * loads over z are independent and overlap. */
 template <typename T>
-__global__ void ci_decode_combine_kernel(int H, int hd, int nsplit,
-                                         const int32_t *__restrict__ qstart,
-                                         const float *__restrict__ part_o,
-                                         const float2 *__restrict__ part_ml, T *__restrict__ out) {
+__global__ void __launch_bounds__(128)
+    ci_decode_combine_kernel(int H, int hd, int nsplit, const int32_t *__restrict__ qstart,
+                             const float *__restrict__ part_o, const float2 *__restrict__ part_ml,
+                             T *__restrict__ out) {
+    __shared__ float wts[CI_DEC_MAX_SPLIT];
+    __shared__ float sden;
+    ci_dec_wait_primary();
     const int64_t sh = blockIdx.x;
-    const int s = (int)(sh / H), h = (int)(sh - (int64_t)s * H), d = threadIdx.x;
-    const float2 *ml = part_ml + sh * nsplit;
-    float M = -INFINITY;
-    for (int z = 0; z < nsplit; z++) M = fmaxf(M, ml[z].x);
-    float num = 0.0f, den = 0.0f;
-    for (int z = 0; z < nsplit; z++) {
-        const float2 v = ml[z];
-        if (v.x == -INFINITY) continue;
-        const float wt = exp2f(v.x - M);
-        den += wt * v.y;
-        num += wt * part_o[(sh * nsplit + z) * hd + d];
+    const int s = (int)(sh / H), h = (int)(sh - (int64_t)s * H);
+    if (threadIdx.x < 32) {
+        const int lane = threadIdx.x;
+        const float2 *ml = part_ml + sh * nsplit;
+        const float2 a = lane < nsplit ? ml[lane] : make_float2(-INFINITY, 0.0f);
+        const float2 b = lane + 32 < nsplit ? ml[lane + 32] : make_float2(-INFINITY, 0.0f);
+        float M = fmaxf(a.x, b.x);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+        const float wa = a.x == -INFINITY ? 0.0f : exp2f(a.x - M);
+        const float wb = b.x == -INFINITY ? 0.0f : exp2f(b.x - M);
+        if (lane < nsplit) wts[lane] = wa;
+        if (lane + 32 < nsplit) wts[lane + 32] = wb;
+        float den = wa * a.y + wb * b.y;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) den += __shfl_xor_sync(0xffffffffu, den, o);
+        if (lane == 0) sden = den;
     }
-    const float r = den > 0.0f ? num / den : 0.0f;
-    ci_dec_st(out + ((int64_t)qstart[s] * H + h) * hd + d, r);
+    __syncthreads();
+    const float den = sden;
+    const int32_t t = qstart[s];
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        const float *po = part_o + sh * nsplit * hd + d;
+        float num = 0.0f;
+#pragma unroll 8
+        for (int z = 0; z < nsplit; z++) {
+            const float wt = wts[z], v = po[(int64_t)z * hd];
+            num += wt != 0.0f ? wt * v : 0.0f;
+        }
+        ci_dec_st(out + ((int64_t)t * H + h) * hd + d, den > 0.0f ? num / den : 0.0f);
+    }
 }
 
-/* Splits per (seq, kv head): enough CTAs for ~4 per SM (two resident waves
- * of 2), but at least 8 tiles (2 per warp) per split at the context bound.
+/* Launches the combine after the attention kernel on st; pdl: as a
+ * programmatic dependent launch (overlaps its launch with the drain). */
+template <typename T>
+static inline cudaError_t ci_decode_combine(cudaStream_t st, bool pdl, int S, int H, int hd,
+                                            int nsplit, const int32_t *qstart,
+                                            const float *part_o, const float2 *part_ml, T *out) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)((int64_t)S * H));
+    cfg.blockDim = dim3((unsigned)hd);
+    cfg.stream = st;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, ci_decode_combine_kernel<T>, H, hd, nsplit, qstart, part_o,
+                              part_ml, out);
+}
+
+/* Splits per (seq, kv head): about one CTA per SM, and at least 8 tiles
+ * (2 per warp) per split at the context bound. Fewer, longer splits win
+ * once the (seq, kv head) pairs fill the SMs: the lab's sweep on an H100
+ * (H=32, KV=8, hd=128) measured B=64 ctx 4096 at 1 split 2979 GB/s vs 2933 at
+ * 2 and 2798 at 8, B=32 ctx 2048 2835 vs 2580 at 3, and B=1 ctx 4096 16.5 us
+ * at 16 splits vs 18.8 at 32 and 26.1 at 4 (docs/kernels/decode_attention.md).
  * Depends only on the launch shape: one CUDA graph per batch size stays
  * valid as contexts grow up to the bound. */
 static inline int ci_decode_nsplit(int S, int KV, int num_sms, int64_t max_ctx_bound) {
     int64_t pairs = (int64_t)S * KV;
     if (pairs <= 0) return 1;
-    int64_t want = (4 * (int64_t)num_sms + pairs - 1) / pairs;
+    int64_t want = ((int64_t)num_sms + pairs - 1) / pairs;
     int64_t cap = (max_ctx_bound + CI_DEC_TILE - 1) / CI_DEC_TILE / 8;
     if (want > cap) want = cap;
-    if (want > 64) want = 64;
+    if (want > CI_DEC_MAX_SPLIT) want = CI_DEC_MAX_SPLIT;
     return want < 1 ? 1 : (int)want;
 }
 
