@@ -408,6 +408,27 @@ static void test_rope_cache(void) {
     }
 }
 
+/* Attention over batch b on random q/k/v: CUDA vs the CPU backend. */
+static void attention_case(rbatch *b, int H, int KV, int hd, int bs, const char *what) {
+    ci_kv_cache *kc, *kg;
+    kv_pair(KV, hd, b->nblocks, bs, &kc, &kg);
+    int64_t cols = (int64_t)(H + 2 * KV) * hd;
+    float *v = host_rand(b->T * cols, 1.5f);
+    pair qkv = act_pair(b->T, cols, v), out = act_pair(b->T, (int64_t)H * hd, NULL);
+    ci_attn_shape sh = {H, KV, hd};
+    ci_batch db;
+    CHECK_OK(gpu->ops->prepare_batch(gpu, &b->hb, &db));
+    float scale = 1.0f / sqrtf((float)hd);
+    CHECK_OK(cpu->ops->attention(cpu, &qkv.c, &sh, &b->hb, kc, 0, scale, &out.c));
+    CHECK_OK(gpu->ops->attention(gpu, &qkv.g, &sh, &db, kg, 0, scale, &out.g));
+    compare(what, &out, out.n);
+    pair_free(&qkv);
+    pair_free(&out);
+    ci_kv_cache_destroy(cpu, kc);
+    ci_kv_cache_destroy(gpu, kg);
+    free(v);
+}
+
 static void test_attention(void) {
     int cfg[][4] = {/* H, KV, hd, bs */
                     {8, 8, 64, 16},
@@ -432,25 +453,9 @@ static void test_attention(void) {
         rbatch b;
         rbatch_make(&b, ctx[bi], q[bi], nseq[bi], bs, 0);
         if (bi == 2) b.hb.max_context_len = 300;
-        ci_kv_cache *kc, *kg;
-        kv_pair(KV, hd, b.nblocks, bs, &kc, &kg);
-        int64_t cols = (int64_t)(H + 2 * KV) * hd;
-        float *v = host_rand(b.T * cols, 1.5f);
-        pair qkv = act_pair(b.T, cols, v), out = act_pair(b.T, (int64_t)H * hd, NULL);
-        ci_attn_shape sh = {H, KV, hd};
-        ci_batch db;
-        CHECK_OK(gpu->ops->prepare_batch(gpu, &b.hb, &db));
-        float scale = 1.0f / sqrtf((float)hd);
-        CHECK_OK(cpu->ops->attention(cpu, &qkv.c, &sh, &b.hb, kc, 0, scale, &out.c));
-        CHECK_OK(gpu->ops->attention(gpu, &qkv.g, &sh, &db, kg, 0, scale, &out.g));
         char what[96];
         snprintf(what, sizeof what, "attention H%d KV%d hd%d bs%d batch %d", H, KV, hd, bs, bi);
-        compare(what, &out, out.n);
-        pair_free(&qkv);
-        pair_free(&out);
-        ci_kv_cache_destroy(cpu, kc);
-        ci_kv_cache_destroy(gpu, kg);
-        free(v);
+        attention_case(&b, H, KV, hd, bs, what);
         rbatch_free(&b);
     }
 }
@@ -477,8 +482,8 @@ static void rbatch_widen(rbatch *b, int mbps) {
  * context and far beyond it (one launch shape for every step of a graph). */
 static void test_decode_attention(void) {
     int cfg[][4] = {/* H, KV, hd, bs */
-                    {8, 8, 64, 16}, {32, 8, 128, 16}, {16, 2, 128, 32},
-                    {16, 4, 64, 32}, {8, 1, 64, 16},  {32, 8, 128, 8}};
+                    {8, 8, 64, 16},  {32, 8, 128, 16}, {16, 2, 128, 32},
+                    {16, 4, 64, 32}, {8, 1, 64, 16},   {32, 8, 128, 8}};
     const int ncfg = (int)(sizeof cfg / sizeof cfg[0]);
     enum { NB = 4, MAXS = 64 };
     for (int ci = 0; ci < ncfg; ci++) {
@@ -509,26 +514,10 @@ static void test_decode_attention(void) {
             rbatch b;
             rbatch_make(&b, ctx, q, S, bs, 0);
             if (bound) rbatch_widen(&b, (bound + bs - 1) / bs);
-            ci_kv_cache *kc, *kg;
-            kv_pair(KV, hd, b.nblocks, bs, &kc, &kg);
-            int64_t cols = (int64_t)(H + 2 * KV) * hd;
-            float *v = host_rand(b.T * cols, 1.5f);
-            pair qkv = act_pair(b.T, cols, v), out = act_pair(b.T, (int64_t)H * hd, NULL);
-            ci_attn_shape sh = {H, KV, hd};
-            ci_batch db;
-            CHECK_OK(gpu->ops->prepare_batch(gpu, &b.hb, &db));
-            float scale = 1.0f / sqrtf((float)hd);
-            CHECK_OK(cpu->ops->attention(cpu, &qkv.c, &sh, &b.hb, kc, 0, scale, &out.c));
-            CHECK_OK(gpu->ops->attention(gpu, &qkv.g, &sh, &db, kg, 0, scale, &out.g));
             char what[112];
             snprintf(what, sizeof what, "decode attention H%d KV%d hd%d bs%d batch %d (S=%d)", H,
                      KV, hd, bs, bi, S);
-            compare(what, &out, out.n);
-            pair_free(&qkv);
-            pair_free(&out);
-            ci_kv_cache_destroy(cpu, kc);
-            ci_kv_cache_destroy(gpu, kg);
-            free(v);
+            attention_case(&b, H, KV, hd, bs, what);
             rbatch_free(&b);
         }
     }

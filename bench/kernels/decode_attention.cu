@@ -491,13 +491,10 @@ static void teardown(Dev &d) {
     cudaFree(d.ws);
 }
 
-/* runs version ver once on poisoned output; checks nchk sequences fully
- * against float64 and every output element for NaN. Returns the error. */
-static double check(int ver, const Shape &sh, const Dev &d, const Host &hst, int nchk) {
+/* checks the output: nchk sequences fully against float64, every element
+ * for NaN (the output was poisoned). Returns the norm-wise relative error. */
+static double verify(const Shape &sh, const Dev &d, const Host &hst, int nchk) {
     size_t n = (size_t)sh.S * sh.H * sh.hd;
-    CK(cudaMemset(d.out, 0xff, n * 2));
-    launch(ver, sh, d, 0, 0);
-    CK(cudaDeviceSynchronize());
     std::vector<uint16_t> o(n);
     CK(cudaMemcpy(o.data(), d.out, n * 2, cudaMemcpyDeviceToHost));
     for (size_t i = 0; i < n; i++)
@@ -514,6 +511,57 @@ static double check(int ver, const Shape &sh, const Dev &d, const Host &hst, int
         }
     }
     return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* runs version ver once on poisoned output and verifies it */
+static double check(int ver, const Shape &sh, const Dev &d, const Host &hst, int nchk) {
+    CK(cudaMemset(d.out, 0xff, (size_t)sh.S * sh.H * sh.hd * 2));
+    launch(ver, sh, d, 0, 0);
+    CK(cudaDeviceSynchronize());
+    return verify(sh, d, hst, nchk);
+}
+
+/* The production launch (v5, split combine as a programmatic dependent
+ * launch) captured once in a CUDA graph sized for a context bound, then
+ * replayed as the contexts change in device memory: every replay must match
+ * the reference for its contexts. Returns the number of failures. */
+static int graph_check(int num_sms, double tol) {
+    Shape sh{4, 32, 8, 128, 16, {3000, 3000, 3000, 3000}, 3000};
+    Dev d;
+    Host h;
+    setup(sh, num_sms, 0, d, h);
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    launch(5, sh, d, 0, st);
+    CK(cudaStreamEndCapture(st, &g));
+    CK(cudaGraphInstantiate(&ge, g, 0));
+    const int rounds[3][4] = {{1, 17, 200, 3000}, {16, 1000, 2999, 5}, {3000, 2048, 1, 64}};
+    int fails = 0;
+    for (int r = 0; r < 3; r++) {
+        std::vector<int> pos(4);
+        for (int i = 0; i < 4; i++) {
+            sh.ctx[i] = rounds[r][i];
+            pos[i] = rounds[r][i] - 1;
+        }
+        CK(cudaMemcpy(d.cl, sh.ctx.data(), 16, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(d.pos, pos.data(), 16, cudaMemcpyHostToDevice));
+        CK(cudaMemset(d.out, 0xff, (size_t)sh.S * sh.H * sh.hd * 2));
+        CK(cudaGraphLaunch(ge, st));
+        CK(cudaStreamSynchronize(st));
+        double e = verify(sh, d, h, sh.S);
+        fails += !(e <= tol);
+        printf("graph replay %d (ctx %d %d %d %d, bound 3000, nsplit %d): rel err %.3g %s\n", r,
+               rounds[r][0], rounds[r][1], rounds[r][2], rounds[r][3],
+               ci_decode_nsplit(sh.S, sh.KV, num_sms, sh.bound), e, e <= tol ? "ok" : "FAIL");
+    }
+    CK(cudaGraphExecDestroy(ge));
+    CK(cudaGraphDestroy(g));
+    CK(cudaStreamDestroy(st));
+    teardown(d);
+    return fails;
 }
 
 /* median over reps of the mean time of `per` back-to-back launches (the GPU
@@ -590,6 +638,7 @@ int main(int argc, char **argv) {
         }
         teardown(d);
     }
+    if (only < 0 || only == 5) fails += graph_check(num_sms, tol);
     if (quick) return fails ? 1 : 0;
 
     std::vector<Shape> shapes = {uniform(64, 4096, 32, 8, 128, 16), uniform(1, 4096, 32, 8, 128, 16),
