@@ -4,7 +4,8 @@
  * BF16 mode); CUDA outputs are poisoned with NaN before every op, so an
  * element the kernel does not write fails. Shapes: head_dim 64/128, GQA
  * groups 1/4/8, block sizes 16/32, ragged batches mixing prefill, chunked
- * prefill over a cached prefix and decode, contexts up to 2048.
+ * prefill over a cached prefix and decode, contexts up to 2048; pure decode
+ * batches (contexts 1..8192, context bounds beyond the contexts).
  * Skips (exit 77) without CUDA or without a GPU. */
 #include <stdint.h>
 
@@ -407,6 +408,27 @@ static void test_rope_cache(void) {
     }
 }
 
+/* Attention over batch b on random q/k/v: CUDA vs the CPU backend. */
+static void attention_case(rbatch *b, int H, int KV, int hd, int bs, const char *what) {
+    ci_kv_cache *kc, *kg;
+    kv_pair(KV, hd, b->nblocks, bs, &kc, &kg);
+    int64_t cols = (int64_t)(H + 2 * KV) * hd;
+    float *v = host_rand(b->T * cols, 1.5f);
+    pair qkv = act_pair(b->T, cols, v), out = act_pair(b->T, (int64_t)H * hd, NULL);
+    ci_attn_shape sh = {H, KV, hd};
+    ci_batch db;
+    CHECK_OK(gpu->ops->prepare_batch(gpu, &b->hb, &db));
+    float scale = 1.0f / sqrtf((float)hd);
+    CHECK_OK(cpu->ops->attention(cpu, &qkv.c, &sh, &b->hb, kc, 0, scale, &out.c));
+    CHECK_OK(gpu->ops->attention(gpu, &qkv.g, &sh, &db, kg, 0, scale, &out.g));
+    compare(what, &out, out.n);
+    pair_free(&qkv);
+    pair_free(&out);
+    ci_kv_cache_destroy(cpu, kc);
+    ci_kv_cache_destroy(gpu, kg);
+    free(v);
+}
+
 static void test_attention(void) {
     int cfg[][4] = {/* H, KV, hd, bs */
                     {8, 8, 64, 16},
@@ -431,26 +453,73 @@ static void test_attention(void) {
         rbatch b;
         rbatch_make(&b, ctx[bi], q[bi], nseq[bi], bs, 0);
         if (bi == 2) b.hb.max_context_len = 300;
-        ci_kv_cache *kc, *kg;
-        kv_pair(KV, hd, b.nblocks, bs, &kc, &kg);
-        int64_t cols = (int64_t)(H + 2 * KV) * hd;
-        float *v = host_rand(b.T * cols, 1.5f);
-        pair qkv = act_pair(b.T, cols, v), out = act_pair(b.T, (int64_t)H * hd, NULL);
-        ci_attn_shape sh = {H, KV, hd};
-        ci_batch db;
-        CHECK_OK(gpu->ops->prepare_batch(gpu, &b.hb, &db));
-        float scale = 1.0f / sqrtf((float)hd);
-        CHECK_OK(cpu->ops->attention(cpu, &qkv.c, &sh, &b.hb, kc, 0, scale, &out.c));
-        CHECK_OK(gpu->ops->attention(gpu, &qkv.g, &sh, &db, kg, 0, scale, &out.g));
         char what[96];
         snprintf(what, sizeof what, "attention H%d KV%d hd%d bs%d batch %d", H, KV, hd, bs, bi);
-        compare(what, &out, out.n);
-        pair_free(&qkv);
-        pair_free(&out);
-        ci_kv_cache_destroy(cpu, kc);
-        ci_kv_cache_destroy(gpu, kg);
-        free(v);
+        attention_case(&b, H, KV, hd, bs, what);
         rbatch_free(&b);
+    }
+}
+
+/* Makes the block-table rows mbps long (a context bound beyond the batch's
+ * contexts, as a CUDA graph captured for longer contexts sees); the extra
+ * entries name blocks far outside the cache, so a read of one faults. */
+static void rbatch_widen(rbatch *b, int mbps) {
+    if (mbps <= b->mbps) return;
+    int32_t *bt = malloc(sizeof(int32_t) * (size_t)b->S * (size_t)mbps);
+    for (int s = 0; s < b->S; s++)
+        for (int i = 0; i < mbps; i++)
+            bt[s * mbps + i] = i < b->mbps ? b->bt[s * b->mbps + i] : 1 << 28;
+    free(b->bt);
+    b->bt = bt;
+    b->mbps = mbps;
+    b->hb.block_tables = bt;
+    b->hb.max_blocks_per_seq = mbps;
+}
+
+/* Pure decode batches (the flash-decoding kernel in BF16, the split-K path
+ * of the generic kernel in F32): contexts 1..8192 incl. 1, block +- 1 and
+ * non-multiples of the 16-key tile; context bound equal to the longest
+ * context and far beyond it (one launch shape for every step of a graph). */
+static void test_decode_attention(void) {
+    int cfg[][4] = {/* H, KV, hd, bs */
+                    {8, 8, 64, 16},  {32, 8, 128, 16}, {16, 2, 128, 32},
+                    {16, 4, 64, 32}, {8, 1, 64, 16},   {32, 8, 128, 8}};
+    const int ncfg = (int)(sizeof cfg / sizeof cfg[0]);
+    enum { NB = 4, MAXS = 64 };
+    for (int ci = 0; ci < ncfg; ci++) {
+        int H = cfg[ci][0], KV = cfg[ci][1], hd = cfg[ci][2], bs = cfg[ci][3];
+        for (int bi = 0; bi < NB; bi++) {
+            int ctx[MAXS], q[MAXS], S, bound = 0;
+            if (bi == 0) { /* one long sequence, bound = its context */
+                S = 1;
+                ctx[0] = ci & 1 ? 8192 : 4096 + 7 * ci;
+            } else if (bi == 1) { /* short ragged contexts, bound 8192 */
+                int c[7] = {1, bs - 1, bs + 1, 63, 65, 1000, 3001};
+                S = 7;
+                for (int s = 0; s < S; s++)
+                    ctx[s] = c[s];
+                bound = 8192;
+            } else if (bi == 2) { /* a full batch of random contexts */
+                S = MAXS;
+                for (int s = 0; s < S; s++)
+                    ctx[s] = 1 + (int)(urand() * 600);
+            } else { /* a few, one just past a block */
+                S = 3;
+                ctx[0] = 4096;
+                ctx[1] = 2;
+                ctx[2] = 4097;
+            }
+            for (int s = 0; s < S; s++)
+                q[s] = 1;
+            rbatch b;
+            rbatch_make(&b, ctx, q, S, bs, 0);
+            if (bound) rbatch_widen(&b, (bound + bs - 1) / bs);
+            char what[112];
+            snprintf(what, sizeof what, "decode attention H%d KV%d hd%d bs%d batch %d (S=%d)", H,
+                     KV, hd, bs, bi, S);
+            attention_case(&b, H, KV, hd, bs, what);
+            rbatch_free(&b);
+        }
     }
 }
 
@@ -606,6 +675,7 @@ int main(void) {
         test_swiglu_gather();
         test_rope_cache();
         test_attention();
+        test_decode_attention();
         test_errors();
         printf("[%s] all ops: worst rel err %.3g (tolerance %.0e), %d failures\n", mode, worst_seen,
                tol, test_failed_ - f0);
@@ -614,6 +684,7 @@ int main(void) {
             bench_decode_attention(1, 2048, 32, 8, 128);
             bench_decode_attention(32, 2048, 32, 8, 128);
             bench_decode_attention(64, 512, 16, 16, 128);
+            bench_decode_attention(64, 4096, 32, 8, 128);
             bench_prefill_attention(2048, 32, 8, 128);
             bench_gemm(1, 4096, 4096);
             bench_gemm(2048, 4096, 4096);

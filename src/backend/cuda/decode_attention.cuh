@@ -1,0 +1,340 @@
+/* decode_attention.cuh — paged GQA decode attention (flash-decoding) on the
+ * tensor cores, BF16; shared by cuda_decode_attention.cu and the kernel lab
+ * (bench/kernels/decode_attention.cu).
+ *
+ * Every sequence s has one query token t = query_start[s]. CTA (z, g, s)
+ * (4 warps) takes split z of the context of kv head g: the context's
+ * ceil(ctx / 16) tiles of 16 keys are cut into nsplit equal ranges on the
+ * device (ctx is read from device memory, so the launch depends only on the
+ * batch shape and a context bound: CUDA-graph capturable). Warp w takes
+ * tiles w, w + 4, ... of the range. Per tile, all on registers:
+ *   - each lane loads 16 bytes of K and of V for key qr = lane / 4 and
+ *     qr + 8, dims c * 32 + (lane % 4) * 8 .. + 7 (c < head_dim / 32): the
+ *     warp reads each 64-byte run of a key row once, for all G q heads;
+ *     with PREFETCH the next tile's loads are issued before this tile's math;
+ *   - S = Q K^T by mma.m16n8k16 (rows = the G <= 8 heads, cols = keys). The
+ *     dot product is summed over head_dim in any order, so logical k index
+ *     (lane % 4) * 2 + e of k-step (c, s2) is bound to dim
+ *     c * 32 + (lane % 4) * 8 + 4 * s2 + e (+2 for k + 8): the loaded 16
+ *     bytes are the B fragment as they are, and q is loaded the same way;
+ *   - online softmax in the log2 domain on the S fragment (one head per
+ *     quad of lanes, 4 keys per lane);
+ *   - O^T += V^T P^T by mma (rows = dims, cols = heads): the S accumulator
+ *     is already the P^T B fragment (keys (lane % 4) * 2 + e, head lane / 4);
+ *     V^T's A fragment comes from the loaded V registers through movmatrix
+ *     (an 8x8 b16 transpose within the warp).
+ * The 4 warps' (m, l, O) are merged through shared memory; with nsplit > 1
+ * the CTA writes unnormalized O and (m, l) to the workspace and
+ * ci_decode_combine_kernel merges the splits (splits with no keys write
+ * m = -inf and are skipped), launched as a programmatic dependent launch. */
+#ifndef CINFER_BACKEND_CUDA_DECODE_ATTENTION_CUH
+#define CINFER_BACKEND_CUDA_DECODE_ATTENTION_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+
+#define CI_DEC_WARPS 4
+#define CI_DEC_THREADS (CI_DEC_WARPS * 32)
+#define CI_DEC_TILE 16 /* keys per warp per step */
+#define CI_DEC_GMAX 8  /* q heads per kv head (the mma's 8 columns) */
+
+__device__ __forceinline__ void ci_dec_mma(float c[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                           uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+/* transpose of the 8x8 b16 matrix whose row lane / 4 holds columns
+ * (lane % 4) * 2, +1 in x */
+__device__ __forceinline__ uint32_t ci_dec_movt(uint32_t x) {
+    uint32_t y;
+    asm("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+    return y;
+}
+__device__ __forceinline__ uint32_t ci_dec_pack(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&h;
+}
+__device__ __forceinline__ uint4 ci_dec_ld(const __nv_bfloat16 *p) {
+    return __ldg((const uint4 *)p);
+}
+
+__device__ __forceinline__ void ci_dec_st(float *p, float v) { *p = v; }
+__device__ __forceinline__ void ci_dec_st(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+
+/* Programmatic dependent launch (sm_90): the combine kernel is launched
+ * while the attention kernel drains and waits here for its results. */
+__device__ __forceinline__ void ci_dec_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void ci_dec_wait_primary() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+/* K and V registers of one tile: [key half][dim chunk] */
+template <int NC> struct ci_dec_kv {
+    uint4 k[2][NC], v[2][NC];
+};
+
+template <int HD, bool PREFETCH>
+__global__ void __launch_bounds__(CI_DEC_THREADS, 2)
+    ci_decode_attn_kernel(const __nv_bfloat16 *__restrict__ qkv, int H, int KV,
+                          const int32_t *__restrict__ positions, const int32_t *__restrict__ qstart,
+                          const int32_t *__restrict__ ctx_lens, const int32_t *__restrict__ btab,
+                          int mbps, const __nv_bfloat16 *__restrict__ kc,
+                          const __nv_bfloat16 *__restrict__ vc, int bs, float scale_log2,
+                          __nv_bfloat16 *__restrict__ out, int nsplit, float *__restrict__ part_o,
+                          float2 *__restrict__ part_ml) {
+    constexpr int NC = HD / 32; /* 16-byte chunks per lane per key row */
+    constexpr int NW = CI_DEC_WARPS;
+    __shared__ float sm_o[NW][CI_DEC_GMAX][HD];
+    __shared__ float sm_m[NW][CI_DEC_GMAX], sm_l[NW][CI_DEC_GMAX];
+
+    const int z = blockIdx.x, g = blockIdx.y, s = blockIdx.z, G = H / KV;
+    const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, qr = lane >> 2, qc = lane & 3;
+    const int t = qstart[s];
+    int nctx = positions[t] + 1;
+    if (nctx > ctx_lens[s]) nctx = ctx_lens[s];
+    const int ntiles = (nctx + CI_DEC_TILE - 1) / CI_DEC_TILE;
+    const int tps = (ntiles + nsplit - 1) / nsplit;
+    const int tb = z * tps, te = tb + tps < ntiles ? tb + tps : ntiles;
+    const int64_t sh0 = (int64_t)s * H + (int64_t)g * G; /* (seq, first head) for the workspace */
+    __nv_bfloat16 *orow = out + ((int64_t)t * H + (int64_t)g * G) * HD;
+    if (tb >= te) { /* no keys in this split (or an empty context) */
+        if (nsplit > 1) {
+            for (int gi = tid; gi < G; gi += CI_DEC_THREADS)
+                part_ml[(sh0 + gi) * nsplit + z] = make_float2(-INFINITY, 0.0f);
+        } else {
+            for (int e = tid; e < G * HD; e += CI_DEC_THREADS) orow[e] = __float2bfloat16_rn(0.0f);
+        }
+        return;
+    }
+
+    /* q fragment: head qr (zero rows beyond G), the dims of the K loads */
+    uint4 qf[NC];
+    const __nv_bfloat16 *qrow = qkv + (int64_t)t * (H + 2 * KV) * HD + ((int64_t)g * G + qr) * HD;
+#pragma unroll
+    for (int c = 0; c < NC; c++)
+        qf[c] = qr < G ? ci_dec_ld(qrow + c * 32 + qc * 8) : make_uint4(0, 0, 0, 0);
+
+    const int32_t *bt = btab + (int64_t)s * mbps;
+    auto load = [&](int ti, ci_dec_kv<NC> &r) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            int kk = ti * CI_DEC_TILE + 8 * h + qr;
+            if (kk > nctx - 1) kk = nctx - 1; /* masked below; stays inside the context */
+            const int bi = kk / bs;
+            const int64_t base =
+                (((int64_t)bt[bi] * KV + g) * bs + (kk - bi * bs)) * HD + qc * 8;
+#pragma unroll
+            for (int c = 0; c < NC; c++) {
+                r.k[h][c] = ci_dec_ld(kc + base + c * 32);
+                r.v[h][c] = ci_dec_ld(vc + base + c * 32);
+            }
+        }
+    };
+
+    float o[2 * NC][4]; /* O^T m-tiles (c, rp): dims x heads */
+#pragma unroll
+    for (int i = 0; i < 2 * NC; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    float m_run = -INFINITY, l_run = 0.0f; /* head qr; l over this lane's keys */
+
+    ci_dec_kv<NC> cur, nxt;
+    int ti = tb + w;
+    if (PREFETCH && ti < te) load(ti, nxt);
+    for (; ti < te; ti += NW) {
+        if (PREFETCH) {
+            cur = nxt;
+            if (ti + NW < te) load(ti + NW, nxt);
+        } else {
+            load(ti, cur);
+        }
+        /* S = Q K^T: sc[h] = keys 8h + 2qc + {0,1} of head qr (c0, c1) */
+        float sc[2][4];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            sc[h][0] = sc[h][1] = sc[h][2] = sc[h][3] = 0.0f;
+#pragma unroll
+            for (int c = 0; c < NC; c++) {
+                ci_dec_mma(sc[h], qf[c].x, 0u, qf[c].y, 0u, cur.k[h][c].x, cur.k[h][c].y);
+                ci_dec_mma(sc[h], qf[c].z, 0u, qf[c].w, 0u, cur.k[h][c].z, cur.k[h][c].w);
+            }
+        }
+        float x[4], mx = -INFINITY;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int key = ti * CI_DEC_TILE + 8 * (i >> 1) + 2 * qc + (i & 1);
+            x[i] = key < nctx ? sc[i >> 1][i & 1] * scale_log2 : -INFINITY;
+            mx = fmaxf(mx, x[i]);
+        }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m_run, mx); /* finite: the tile's first key is valid */
+        const float alpha = exp2f(m_run - m_new); /* 0 on the first tile */
+        float p[4], ps = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            p[i] = exp2f(x[i] - m_new);
+            ps += p[i];
+        }
+        l_run = l_run * alpha + ps;
+        m_run = m_new;
+        /* rescale O^T: its columns are heads 2qc, 2qc + 1, held by quads 2qc, 2qc+1 */
+        const float a0 = __shfl_sync(0xffffffffu, alpha, 8 * qc);
+        const float a1 = __shfl_sync(0xffffffffu, alpha, 8 * qc + 4);
+#pragma unroll
+        for (int i = 0; i < 2 * NC; i++) {
+            o[i][0] *= a0;
+            o[i][1] *= a1;
+            o[i][2] *= a0;
+            o[i][3] *= a1;
+        }
+        const uint32_t pb0 = ci_dec_pack(p[0], p[1]), pb1 = ci_dec_pack(p[2], p[3]);
+        /* O^T += V^T P^T; m-tile (c, rp) rows m / m + 8 are dims
+         * c*32 + (m/2)*8 + 4rp + m%2 (+2) */
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            ci_dec_mma(o[2 * c], ci_dec_movt(cur.v[0][c].x), ci_dec_movt(cur.v[0][c].y),
+                       ci_dec_movt(cur.v[1][c].x), ci_dec_movt(cur.v[1][c].y), pb0, pb1);
+            ci_dec_mma(o[2 * c + 1], ci_dec_movt(cur.v[0][c].z), ci_dec_movt(cur.v[0][c].w),
+                       ci_dec_movt(cur.v[1][c].z), ci_dec_movt(cur.v[1][c].w), pb0, pb1);
+        }
+    }
+
+    ci_dec_launch_dependents(); /* the combine may start launching */
+    /* merge the warps: per-warp (m, l) of each head, O scattered to [head][dim] */
+    l_run += __shfl_xor_sync(0xffffffffu, l_run, 1);
+    l_run += __shfl_xor_sync(0xffffffffu, l_run, 2);
+    if (qc == 0) {
+        sm_m[w][qr] = m_run;
+        sm_l[w][qr] = l_run;
+    }
+#pragma unroll
+    for (int c = 0; c < NC; c++)
+#pragma unroll
+        for (int rp = 0; rp < 2; rp++) {
+            const int d = c * 32 + (qr >> 1) * 8 + 4 * rp + (qr & 1);
+            const float *oo = o[2 * c + rp];
+            sm_o[w][2 * qc][d] = oo[0];
+            sm_o[w][2 * qc + 1][d] = oo[1];
+            sm_o[w][2 * qc][d + 2] = oo[2];
+            sm_o[w][2 * qc + 1][d + 2] = oo[3];
+        }
+    __syncthreads();
+    for (int e = tid; e < G * HD; e += CI_DEC_THREADS) {
+        const int gi = e / HD, d = e - gi * HD;
+        float M = -INFINITY;
+#pragma unroll
+        for (int i = 0; i < NW; i++) M = fmaxf(M, sm_m[i][gi]);
+        float num = 0.0f, den = 0.0f;
+#pragma unroll
+        for (int i = 0; i < NW; i++) {
+            if (sm_m[i][gi] == -INFINITY) continue; /* a warp with no tile */
+            const float wt = exp2f(sm_m[i][gi] - M);
+            num += wt * sm_o[i][gi][d];
+            den += wt * sm_l[i][gi];
+        }
+        if (nsplit > 1) {
+            part_o[((sh0 + gi) * nsplit + z) * HD + d] = num;
+            if (d == 0) part_ml[(sh0 + gi) * nsplit + z] = make_float2(M, den);
+        } else {
+            orow[e] = __float2bfloat16_rn(num / den);
+        }
+    }
+}
+
+#define CI_DEC_MAX_SPLIT 64
+
+/* Split merge, one CTA of head_dim threads per (seq, head). With m in the
+ * log2 domain, M = max_z m_z, w_z = 2^(m_z - M):
+ * out = sum_z w_z O_z / sum_z w_z l_z. Warp 0 computes the nsplit
+ * (<= CI_DEC_MAX_SPLIT) weights once; splits with m = -inf hold no keys and
+ * weigh 0 (their O, never written, is loaded but selected away), so the
+ * loads over z are independent and overlap. */
+template <typename T>
+__global__ void __launch_bounds__(128)
+    ci_decode_combine_kernel(int H, int hd, int nsplit, const int32_t *__restrict__ qstart,
+                             const float *__restrict__ part_o, const float2 *__restrict__ part_ml,
+                             T *__restrict__ out) {
+    __shared__ float wts[CI_DEC_MAX_SPLIT];
+    __shared__ float sden;
+    ci_dec_wait_primary();
+    const int64_t sh = blockIdx.x;
+    const int s = (int)(sh / H), h = (int)(sh - (int64_t)s * H);
+    if (threadIdx.x < 32) {
+        const int lane = threadIdx.x;
+        const float2 *ml = part_ml + sh * nsplit;
+        const float2 a = lane < nsplit ? ml[lane] : make_float2(-INFINITY, 0.0f);
+        const float2 b = lane + 32 < nsplit ? ml[lane + 32] : make_float2(-INFINITY, 0.0f);
+        float M = fmaxf(a.x, b.x);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+        const float wa = a.x == -INFINITY ? 0.0f : exp2f(a.x - M);
+        const float wb = b.x == -INFINITY ? 0.0f : exp2f(b.x - M);
+        if (lane < nsplit) wts[lane] = wa;
+        if (lane + 32 < nsplit) wts[lane + 32] = wb;
+        float den = wa * a.y + wb * b.y;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) den += __shfl_xor_sync(0xffffffffu, den, o);
+        if (lane == 0) sden = den;
+    }
+    __syncthreads();
+    const float den = sden;
+    const int32_t t = qstart[s];
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        const float *po = part_o + sh * nsplit * hd + d;
+        float num = 0.0f;
+#pragma unroll 8
+        for (int z = 0; z < nsplit; z++) {
+            const float wt = wts[z], v = po[(int64_t)z * hd];
+            num += wt != 0.0f ? wt * v : 0.0f;
+        }
+        ci_dec_st(out + ((int64_t)t * H + h) * hd + d, den > 0.0f ? num / den : 0.0f);
+    }
+}
+
+/* Launches the combine after the attention kernel on st; pdl: as a
+ * programmatic dependent launch (overlaps its launch with the drain). */
+template <typename T>
+static inline cudaError_t ci_decode_combine(cudaStream_t st, bool pdl, int S, int H, int hd,
+                                            int nsplit, const int32_t *qstart,
+                                            const float *part_o, const float2 *part_ml, T *out) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)((int64_t)S * H));
+    cfg.blockDim = dim3((unsigned)hd);
+    cfg.stream = st;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, ci_decode_combine_kernel<T>, H, hd, nsplit, qstart, part_o,
+                              part_ml, out);
+}
+
+/* Splits per (seq, kv head): about one CTA per SM, and at least 8 tiles
+ * (2 per warp) per split at the context bound. Fewer, longer splits win
+ * once the (seq, kv head) pairs fill the SMs: the lab's sweep on an H100
+ * (H=32, KV=8, hd=128) measured B=64 ctx 4096 at 1 split 2979 GB/s vs 2933 at
+ * 2 and 2798 at 8, B=32 ctx 2048 2835 vs 2580 at 3, and B=1 ctx 4096 16.5 us
+ * at 16 splits vs 18.8 at 32 and 26.1 at 4 (docs/kernels/decode_attention.md).
+ * Depends only on the launch shape: one CUDA graph per batch size stays
+ * valid as contexts grow up to the bound. */
+static inline int ci_decode_nsplit(int S, int KV, int num_sms, int64_t max_ctx_bound) {
+    int64_t pairs = (int64_t)S * KV;
+    if (pairs <= 0) return 1;
+    int64_t want = ((int64_t)num_sms + pairs - 1) / pairs;
+    int64_t cap = (max_ctx_bound + CI_DEC_TILE - 1) / CI_DEC_TILE / 8;
+    if (want > cap) want = cap;
+    if (want > CI_DEC_MAX_SPLIT) want = CI_DEC_MAX_SPLIT;
+    return want < 1 ? 1 : (int)want;
+}
+
+#endif
