@@ -51,6 +51,14 @@ grep -E "golden|perplexity|speed|fixture|passed|CHECK failed|mismatch|SKIP" "$lo
 row test_cuda_model "$(status_of $rc)" "$(cat "$times/test_cuda_model.time")s" \
     "$(grep -E 'passed, ' "$logs/test_cuda_model.log" | tail -1)"
 
+if [ -x "$bin/test_cuda_sampling" ]; then
+    echo "== test_cuda_sampling"
+    run test_cuda_sampling 240 "$bin/test_cuda_sampling"; rc=$?
+    grep -E "us per call|mismatch|chi|passed|CHECK failed|SKIP" "$logs/test_cuda_sampling.log" | head -20
+    row test_cuda_sampling "$(status_of $rc)" "$(cat "$times/test_cuda_sampling.time")s" \
+        "$(grep -E 'passed, ' "$logs/test_cuda_sampling.log" | tail -1)"
+fi
+
 echo "== compute-sanitizer memcheck test_cuda_ops (quick)"
 if command -v compute-sanitizer >/dev/null; then
     CINFER_TEST_QUICK=1 run memcheck 300 compute-sanitizer --tool memcheck --leak-check full \
