@@ -197,10 +197,13 @@ static int bench_throughput(int argc, char **argv) {
 int cmd_bench(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         FILE *f = argc < 2 ? stderr : stdout;
-        fprintf(f, "usage: cinfer bench throughput [options]   (cinfer bench throughput --help)\n");
+        fprintf(f, "usage: cinfer bench throughput|serve [options]   (cinfer bench serve --help)\n"
+                   "  throughput  offline: every request queued at once in one engine\n"
+                   "  serve       online: streaming requests against a running server\n");
         return argc < 2 ? 1 : 0;
     }
     if (!strcmp(argv[1], "throughput")) return bench_throughput(argc - 1, argv + 1);
-    return ci_cli_fail(
-        ci_errorf(CI_ERR_INVALID, "bench: unknown benchmark '%s' (try: throughput)", argv[1]));
+    if (!strcmp(argv[1], "serve")) return cmd_bench_serve(argc - 1, argv + 1);
+    return ci_cli_fail(ci_errorf(CI_ERR_INVALID,
+                                 "bench: unknown benchmark '%s' (try: throughput, serve)", argv[1]));
 }

@@ -20,6 +20,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_bench_serve(int argc, char **argv); /* `cinfer bench serve` */
 int cmd_serve(int argc, char **argv);
 int cmd_render_chat(int argc, char **argv);
 

@@ -15,7 +15,7 @@ static const ci_command COMMANDS[] = {
     {"tokenize", cmd_tokenize, "text on stdin -> token ids (JSON)"},
     {"detokenize", cmd_detokenize, "token ids (JSON) on stdin -> text"},
     {"perplexity", cmd_perplexity, "mean NLL / perplexity of a text file"},
-    {"bench", cmd_bench, "benchmarks: bench throughput (offline, batched)"},
+    {"bench", cmd_bench, "benchmarks: bench throughput (offline), bench serve (online)"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server"},
     {"render-chat", cmd_render_chat, "chat request (JSON) on stdin -> prompt text"},
 };
