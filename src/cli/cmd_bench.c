@@ -204,6 +204,6 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "throughput")) return bench_throughput(argc - 1, argv + 1);
     if (!strcmp(argv[1], "serve")) return cmd_bench_serve(argc - 1, argv + 1);
-    return ci_cli_fail(ci_errorf(CI_ERR_INVALID,
-                                 "bench: unknown benchmark '%s' (try: throughput, serve)", argv[1]));
+    return ci_cli_fail(ci_errorf(
+        CI_ERR_INVALID, "bench: unknown benchmark '%s' (try: throughput, serve)", argv[1]));
 }

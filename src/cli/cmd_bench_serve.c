@@ -58,7 +58,7 @@ typedef struct bs_slot {
     struct bs_slot *next_free;
     char *buf; /* unparsed SSE bytes (error body when status != 200) */
     size_t len, cap;
-    bs_vec itl;  /* this request's inter-chunk gaps, kept only on success */
+    bs_vec itl; /* this request's inter-chunk gaps, kept only on success */
     double t0, t_first, t_last;
     long content_chunks, prompt_tokens, completion_tokens;
     int saw_done, ev_err, has_ev_err;
@@ -80,7 +80,7 @@ struct bs_bench {
     bs_body *bodies;
     long num_bodies;
     /* schedule */
-    double rate; /* req/s; INFINITY = all at once */
+    double rate;          /* req/s; INFINITY = all at once */
     long max_concurrency; /* 0 = unbounded */
     double duration;      /* 0 = issue exactly num_bodies requests */
     long total;           /* requests to issue (LONG_MAX-like in duration mode) */
@@ -113,7 +113,9 @@ static uint64_t xorshift(uint64_t *s) {
 }
 
 /* Uniform in (0, 1]: never 0, so -log(u) stays finite. */
-static double uniform01(uint64_t *s) { return ((xorshift(s) >> 11) + 1.0) / 9007199254740992.0; }
+static double uniform01(uint64_t *s) {
+    return ((xorshift(s) >> 11) + 1.0) / 9007199254740992.0;
+}
 
 static void record_error(bs_bench *b, const char *msg) {
     for (int i = 0; i < b->num_errs; i++)
@@ -258,9 +260,9 @@ static void on_done(struct evhttp_request *req, void *arg) {
         }
     }
     if (code == 0) {
-        snprintf(msg, sizeof msg, "%s%s%s", s->content_chunks ? "truncated stream" : "connection failed",
-                 s->has_ev_err ? ": " : "",
-                 s->has_ev_err ? ev_err_name(s->ev_err) : "");
+        snprintf(msg, sizeof msg, "%s%s%s",
+                 s->content_chunks ? "truncated stream" : "connection failed",
+                 s->has_ev_err ? ": " : "", s->has_ev_err ? ev_err_name(s->ev_err) : "");
     } else if (code != 200) {
         const char *m = "";
         json_t *o = s->len ? json_loadb(s->buf, s->len, 0, NULL) : NULL;
@@ -477,9 +479,9 @@ static long draw_len(long len, double r, uint64_t *rng) {
     return lo + (long)(xorshift(rng) % (uint64_t)(hi - lo + 1));
 }
 
-static const char *const WORDS[] = {"def",   "return", "self",  "import", "for",  "in",
-                                    "if",    "else",   "while", "class",  "print", "range",
-                                    "len",   "list",   "dict",  "x",      "y",     "value"};
+static const char *const WORDS[] = {"def", "return", "self",  "import", "for",   "in",
+                                    "if",  "else",   "while", "class",  "print", "range",
+                                    "len", "list",   "dict",  "x",      "y",     "value"};
 
 /* Random prompts: exactly `input_len` token ids for completions (ids below
  * the vocabulary's last 256, where special tokens live); for chat, which
@@ -514,8 +516,8 @@ static ci_status random_workload(const bs_req_opts *o, long n, long input_len, l
         } else {
             p = json_array();
             for (long k = 0; p && k < il; k++)
-                json_array_append_new(p,
-                                      json_integer((json_int_t)(xorshift(&rng) % (uint64_t)id_range)));
+                json_array_append_new(
+                    p, json_integer((json_int_t)(xorshift(&rng) % (uint64_t)id_range)));
         }
         if (!p) {
             free(words);
@@ -675,15 +677,15 @@ int cmd_bench_serve(int argc, char **argv) {
         {"--dataset", NULL, CI_ARG_STR, &dataset, "random|F.jsonl",
          "random prompts (default) or a JSONL file of prompts"},
         {"--input-len", NULL, CI_ARG_INT, &input_len, "I", "random prompt tokens (default 128)"},
-        {"--output-len", NULL, CI_ARG_INT, &output_len, "O",
-         "max_tokens per request (default 64)"},
+        {"--output-len", NULL, CI_ARG_INT, &output_len, "O", "max_tokens per request (default 64)"},
         {"--range-ratio", NULL, CI_ARG_FLOAT, &range, "R",
          "random lengths uniform in [L(1-R), L(1+R)] (default 0)"},
         {"--tokenizer", "-m", CI_ARG_STR, &tok_dir, "DIR",
          "model directory: random token ids below its vocab_size"},
         {"--seed", NULL, CI_ARG_INT, &seed, "S", "seed of prompts and arrivals (default 0)"},
         {"--ignore-eos", NULL, CI_ARG_FLAG, &ignore_eos, "", "send ignore_eos: true"},
-        {"--temperature", NULL, CI_ARG_FLOAT, &temperature, "T", "sampling temperature (default 0)"},
+        {"--temperature", NULL, CI_ARG_FLOAT, &temperature, "T",
+         "sampling temperature (default 0)"},
         {"--timeout", NULL, CI_ARG_FLOAT, &timeout_s, "S",
          "per-request socket timeout (default 600)"},
         {"--json", NULL, CI_ARG_STR, &json_path, "FILE",
@@ -792,10 +794,10 @@ int cmd_bench_serve(int argc, char **argv) {
         if (!b->timer) s = ci_errorf(CI_ERR_NOMEM, "libevent: cannot create the event loop");
     }
     if (!s.code) {
-        fprintf(stderr, "bench serve: %ld %s to http://%s:%ld%s%s, rate %s, max concurrency %ld%s\n",
-                duration > 0 ? nb : b->total, duration > 0 ? "prompts (cycled)" : "requests", host,
-                port, url_prefix, endpoint, rate_str, max_conc,
-                duration > 0 ? " (time-limited)" : "");
+        fprintf(
+            stderr, "bench serve: %ld %s to http://%s:%ld%s%s, rate %s, max concurrency %ld%s\n",
+            duration > 0 ? nb : b->total, duration > 0 ? "prompts (cycled)" : "requests", host,
+            port, url_prefix, endpoint, rate_str, max_conc, duration > 0 ? " (time-limited)" : "");
         b->t_start = ci_now();
         b->t_end = b->t_start;
         if (isinf(rate)) {
@@ -832,8 +834,8 @@ int cmd_bench_serve(int argc, char **argv) {
         fprintf(tf, "%-40s %ld\n", "Total generated tokens:", b->out_tokens);
         fprintf(tf, "%-40s %.2f\n", "Request throughput (req/s):", b->completed / el);
         fprintf(tf, "%-40s %.2f\n", "Output token throughput (tok/s):", b->out_tokens / el);
-        fprintf(tf, "%-40s %.2f\n", "Total token throughput (tok/s):",
-                (b->in_tokens + b->out_tokens) / el);
+        fprintf(tf, "%-40s %.2f\n",
+                "Total token throughput (tok/s):", (b->in_tokens + b->out_tokens) / el);
         fprintf(tf, "--------------------------------------------------\n");
         fprintf(tf, "%-10s %9s %9s %9s %9s %9s\n", "", "mean", "median", "p90", "p99", "max");
         for (int i = 0; i < 4; i++)
@@ -848,12 +850,12 @@ int cmd_bench_serve(int argc, char **argv) {
             json_t *o = json_object();
             json_object_set_new(o, "endpoint", json_string(endpoint));
             json_object_set_new(o, "model", model ? json_string(model) : json_null());
-            json_object_set_new(o, "request_rate", isinf(rate) ? json_string("inf")
-                                                               : json_real(rate));
-            json_object_set_new(o, "max_concurrency", max_conc ? json_integer(max_conc)
-                                                               : json_null());
-            json_object_set_new(o, "duration_limit_s", duration > 0 ? json_real(duration)
-                                                                   : json_null());
+            json_object_set_new(o, "request_rate",
+                                isinf(rate) ? json_string("inf") : json_real(rate));
+            json_object_set_new(o, "max_concurrency",
+                                max_conc ? json_integer(max_conc) : json_null());
+            json_object_set_new(o, "duration_limit_s",
+                                duration > 0 ? json_real(duration) : json_null());
             json_object_set_new(o, "num_prompts", json_integer(nb));
             json_object_set_new(o, "num_requests", json_integer(b->issued));
             json_object_set_new(o, "completed", json_integer(b->completed));
