@@ -15,14 +15,6 @@
 #include "engine/engine.h"
 #include "util/progress.h"
 
-static uint64_t xorshift(uint64_t *s) {
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
 /* Adds the dataset's requests; returns how many were queued. */
 static ci_status add_dataset(ci_engine *e, const char *path, long output_len, long *num) {
     char *buf;
@@ -133,7 +125,7 @@ static int bench_throughput(int argc, char **argv) {
         if (!ids) s = ci_errorf(CI_ERR_NOMEM, "out of memory");
         for (long i = 0; !s.code && i < num_prompts; i++) {
             for (long k = 0; k < input_len; k++)
-                ids[k] = (int32_t)(xorshift(&st) % (uint64_t)(V > 256 ? V - 256 : V));
+                ids[k] = (int32_t)(ci_cli_xorshift(&st) % (uint64_t)(V > 256 ? V - 256 : V));
             int64_t id;
             s = ci_engine_add_request(e, ids, (int)input_len, &sp, 0, &id);
             n++;

@@ -104,17 +104,9 @@ struct bs_bench {
     ci_status fatal;
 };
 
-static uint64_t xorshift(uint64_t *s) {
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
 /* Uniform in (0, 1]: never 0, so -log(u) stays finite. */
 static double uniform01(uint64_t *s) {
-    return ((xorshift(s) >> 11) + 1.0) / 9007199254740992.0;
+    return ((ci_cli_xorshift(s) >> 11) + 1.0) / 9007199254740992.0;
 }
 
 static void record_error(bs_bench *b, const char *msg) {
@@ -476,7 +468,7 @@ static long draw_len(long len, double r, uint64_t *rng) {
     long lo = (long)floor(len * (1 - r)), hi = (long)ceil(len * (1 + r));
     if (lo < 1) lo = 1;
     if (hi < lo) hi = lo;
-    return lo + (long)(xorshift(rng) % (uint64_t)(hi - lo + 1));
+    return lo + (long)(ci_cli_xorshift(rng) % (uint64_t)(hi - lo + 1));
 }
 
 static const char *const WORDS[] = {"def", "return", "self",  "import", "for",   "in",
@@ -508,7 +500,7 @@ static ci_status random_workload(const bs_req_opts *o, long n, long input_len, l
                 wcap = need;
             }
             for (long k = 0; k < il; k++) {
-                const char *w = WORDS[xorshift(&rng) % (sizeof WORDS / sizeof WORDS[0])];
+                const char *w = WORDS[ci_cli_xorshift(&rng) % (sizeof WORDS / sizeof WORDS[0])];
                 len += (size_t)sprintf(words + len, "%s%s", k ? " " : "", w);
             }
             words[len] = '\0';
@@ -517,7 +509,7 @@ static ci_status random_workload(const bs_req_opts *o, long n, long input_len, l
             p = json_array();
             for (long k = 0; p && k < il; k++)
                 json_array_append_new(
-                    p, json_integer((json_int_t)(xorshift(&rng) % (uint64_t)id_range)));
+                    p, json_integer((json_int_t)(ci_cli_xorshift(&rng) % (uint64_t)id_range)));
         }
         if (!p) {
             free(words);

@@ -3,6 +3,7 @@
 #define CINFER_CLI_COMMON_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "util/status.h"
@@ -13,6 +14,10 @@ int ci_cli_fail(ci_status s);
 /* Reads a whole stream (NUL-terminated). */
 ci_status ci_read_stream(FILE *f, const char *what, char **out, size_t *len);
 ci_status ci_read_path(const char *path, char **out, size_t *len);
+
+/* xorshift64: the benchmarks' seeded generator (random prompts, arrival
+ * times); the state must be nonzero. */
+uint64_t ci_cli_xorshift(uint64_t *s);
 
 /* Subcommands: argv[0] is the subcommand name. */
 int cmd_generate(int argc, char **argv);
