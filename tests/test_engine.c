@@ -244,8 +244,7 @@ static void test_batch_invariance(void) {
             for (int k = 0; k < 3; k++) {
                 int same = same_res(&rev[7 - i].r[k], &first[i][k]);
                 ndiff += !same;
-                if (!lax)
-                    CHECKF(same, "seeded job %d sample %d not reproducible", i, k);
+                if (!lax) CHECKF(same, "seeded job %d sample %d not reproducible", i, k);
             }
         printf("seeded samples differing across batch compositions: %d of 24%s\n", ndiff,
                lax ? " (bf16: reported, not checked)" : "");

@@ -15,14 +15,6 @@
 #include "engine/engine.h"
 #include "util/progress.h"
 
-static uint64_t xorshift(uint64_t *s) {
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
 /* Adds the dataset's requests; returns how many were queued. */
 static ci_status add_dataset(ci_engine *e, const char *path, long output_len, long *num) {
     char *buf;
@@ -133,7 +125,7 @@ static int bench_throughput(int argc, char **argv) {
         if (!ids) s = ci_errorf(CI_ERR_NOMEM, "out of memory");
         for (long i = 0; !s.code && i < num_prompts; i++) {
             for (long k = 0; k < input_len; k++)
-                ids[k] = (int32_t)(xorshift(&st) % (uint64_t)(V > 256 ? V - 256 : V));
+                ids[k] = (int32_t)(ci_cli_xorshift(&st) % (uint64_t)(V > 256 ? V - 256 : V));
             int64_t id;
             s = ci_engine_add_request(e, ids, (int)input_len, &sp, 0, &id);
             n++;
@@ -205,12 +197,18 @@ static int bench_throughput(int argc, char **argv) {
 int cmd_bench(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         FILE *f = argc < 2 ? stderr : stdout;
-        fprintf(f,
-                "usage: cinfer bench throughput|latency [options]   (cinfer bench NAME --help)\n");
+        fprintf(
+            f,
+            "usage: cinfer bench throughput|latency|serve [options]   (cinfer bench NAME --help)\n"
+            "  throughput  offline: every request queued at once in one engine\n"
+            "  latency     one batch of requests: TTFT, time per output token\n"
+            "  serve       online: streaming requests against a running server\n");
         return argc < 2 ? 1 : 0;
     }
     if (!strcmp(argv[1], "throughput")) return bench_throughput(argc - 1, argv + 1);
     if (!strcmp(argv[1], "latency")) return cmd_bench_latency(argc - 1, argv + 1);
-    return ci_cli_fail(ci_errorf(
-        CI_ERR_INVALID, "bench: unknown benchmark '%s' (try: throughput, latency)", argv[1]));
+    if (!strcmp(argv[1], "serve")) return cmd_bench_serve(argc - 1, argv + 1);
+    return ci_cli_fail(ci_errorf(CI_ERR_INVALID,
+                                 "bench: unknown benchmark '%s' (try: throughput, latency, serve)",
+                                 argv[1]));
 }

@@ -23,8 +23,7 @@ typedef struct iter_result {
 } iter_result;
 
 /* One batch: B requests queued at once, stepped until all finish. */
-static ci_status run_batch(ci_engine *e, long B, long I, long O, uint64_t *rng,
-                           iter_result *r) {
+static ci_status run_batch(ci_engine *e, long B, long I, long O, uint64_t *rng, iter_result *r) {
     int V = ci_engine_vocab_size(e);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)I);
     if (!ids) return ci_errorf(CI_ERR_NOMEM, "out of memory");
@@ -37,12 +36,8 @@ static ci_status run_batch(ci_engine *e, long B, long I, long O, uint64_t *rng,
     ci_status s = rid && got ? ci_ok() : ci_errorf(CI_ERR_NOMEM, "out of memory");
     double t0 = ci_now();
     for (long i = 0; !s.code && i < B; i++) {
-        for (long k = 0; k < I; k++) {
-            *rng ^= *rng << 13;
-            *rng ^= *rng >> 7;
-            *rng ^= *rng << 17;
-            ids[k] = (int32_t)(*rng % (uint64_t)(V > 256 ? V - 256 : V));
-        }
+        for (long k = 0; k < I; k++)
+            ids[k] = (int32_t)(ci_cli_xorshift(rng) % (uint64_t)(V > 256 ? V - 256 : V));
         s = ci_engine_add_request(e, ids, (int)I, &sp, 0, &rid[i]);
     }
     free(ids);
@@ -187,8 +182,8 @@ int cmd_bench_latency(int argc, char **argv) {
         printf("%-26s %10.1f\n", "output tok/s (e2e)", out_tps);
         printf("%-26s %10.3f / %.3f / %.3f / %.3f\n", "e2e s mean/p50/p90/p99", mean,
                pct(e2e, (int)iters, 50), pct(e2e, (int)iters, 90), pct(e2e, (int)iters, 99));
-        printf("%-26s schedule %.3f, forward %.3f, sample %.3f, output %.3f\n",
-               "per step (ms)", 1000 * m.time_schedule_s / ns, 1000 * m.time_forward_s / ns,
+        printf("%-26s schedule %.3f, forward %.3f, sample %.3f, output %.3f\n", "per step (ms)",
+               1000 * m.time_schedule_s / ns, 1000 * m.time_forward_s / ns,
                1000 * m.time_sample_s / ns, 1000 * m.time_output_s / ns);
     }
     free(res);

@@ -47,3 +47,11 @@ ci_status ci_read_path(const char *path, char **out, size_t *len) {
     fclose(f);
     return s;
 }
+
+uint64_t ci_cli_xorshift(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}

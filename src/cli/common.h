@@ -3,6 +3,7 @@
 #define CINFER_CLI_COMMON_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "util/status.h"
@@ -14,6 +15,10 @@ int ci_cli_fail(ci_status s);
 ci_status ci_read_stream(FILE *f, const char *what, char **out, size_t *len);
 ci_status ci_read_path(const char *path, char **out, size_t *len);
 
+/* xorshift64: the benchmarks' seeded generator (random prompts, arrival
+ * times); the state must be nonzero. */
+uint64_t ci_cli_xorshift(uint64_t *s);
+
 /* Subcommands: argv[0] is the subcommand name. */
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
@@ -21,6 +26,7 @@ int cmd_detokenize(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_latency(int argc, char **argv); /* argv[0] = "latency" */
+int cmd_bench_serve(int argc, char **argv);   /* `cinfer bench serve` */
 int cmd_serve(int argc, char **argv);
 int cmd_render_chat(int argc, char **argv);
 

@@ -15,7 +15,8 @@ static const ci_command COMMANDS[] = {
     {"tokenize", cmd_tokenize, "text on stdin -> token ids (JSON)"},
     {"detokenize", cmd_detokenize, "token ids (JSON) on stdin -> text"},
     {"perplexity", cmd_perplexity, "mean NLL / perplexity of a text file"},
-    {"bench", cmd_bench, "benchmarks: bench throughput (offline, batched), bench latency"},
+    {"bench", cmd_bench,
+     "benchmarks: bench throughput (offline), latency (one batch), serve (online)"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server"},
     {"render-chat", cmd_render_chat, "chat request (JSON) on stdin -> prompt text"},
 };

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# gpu_serve_bench.sh — online serving benchmark on a GPU machine: starts
+# `cinfer serve --device cuda`, waits for /health, runs `cinfer bench serve`
+# (random 256-token prompts, 256 output tokens, ignore_eos) at 4 and 16
+# req/s, prints TTFT / TPOT p50 / p99, then a short latency-vs-rate sweep
+# (tools/serve_sweep.sh) and, where gnuplot exists, its PNG. About 4-5 min
+# for an 8B model on an H100.
+#
+#   tools/gpu_serve_bench.sh BIN_DIR MODEL_DIR [engine flags for cinfer serve...]
+#   e.g. tools/gpu_serve_bench.sh .carry/x/build /tmp/llama-3-8b --kv-cache-tokens 400000
+#
+# JSON / TSV / PNG files go to $OUT (default a temp dir). Counts can be
+# changed with N4 / N16 (prompts at 4 / 16 req/s), SWEEP_RATES, SWEEP_N; DEVICE=cpu
+# runs the same on the CPU (a dry run of the script).
+set -uo pipefail
+if [ $# -lt 2 ]; then
+    sed -n '2,14p' "$0"
+    exit 1
+fi
+bin=$(cd "$1" && pwd)
+model=$2
+shift 2
+here=$(cd "$(dirname "$0")" && pwd)
+out=${OUT:-$(mktemp -d)}
+mkdir -p "$out"
+device=${DEVICE:-cuda} n4=${N4:-160} n16=${N16:-400} rates=${SWEEP_RATES:-"2 8 32 inf"} nsweep=${SWEEP_N:-64}
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+    [ -d "$d" ] && export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d
+done
+
+"$bin/cinfer" serve -m "$model" --device "$device" --host 127.0.0.1 --port 0 --max-waiting 1024 "$@" \
+    >"$out/server.log" 2>&1 &
+pid=$!
+trap 'kill -INT $pid 2>/dev/null; sleep 2; kill -KILL $pid 2>/dev/null' EXIT
+port="" t0=$(date +%s)
+while [ -z "$port" ] && [ $(($(date +%s) - t0)) -lt 300 ]; do
+    port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$out/server.log")
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.5
+done
+if [ -z "$port" ]; then
+    cat "$out/server.log"
+    echo "gpu_serve_bench.sh: server did not start" >&2
+    exit 1
+fi
+health() { python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/health', timeout=5)" 2>/dev/null; }
+until health; do
+    [ $(($(date +%s) - t0)) -lt 300 ] || { echo "gpu_serve_bench.sh: /health never answered" >&2; exit 1; }
+    sleep 0.5
+done
+echo "server up on port $port after $(($(date +%s) - t0)) s"
+
+bench=("$bin/cinfer" bench serve --port "$port" -m "$model" --input-len 256 --output-len 256 --ignore-eos)
+"${bench[@]}" --num-prompts 16 --max-concurrency 16 >/dev/null 2>&1 # warm-up
+"${bench[@]}" --num-prompts "$n4" --request-rate 4 --json "$out/rate_4.json"
+"${bench[@]}" --num-prompts "$n16" --request-rate 16 --json "$out/rate_16.json"
+
+python3 - "$out/rate_4.json" "$out/rate_16.json" <<'PY'
+import json, sys
+print("| rate | requests | failed | req/s | output tok/s | TTFT p50 / p99 (ms) | TPOT p50 / p99 (ms) | ITL p50 / p99 (ms) | e2e p50 (s) |")
+print("|---|---|---|---|---|---|---|---|---|")
+for f in sys.argv[1:]:
+    d = json.load(open(f))
+    print("| %s | %d | %d | %.2f | %.0f | %.1f / %.1f | %.2f / %.2f | %.2f / %.2f | %.2f |" % (
+        d["request_rate"], d["num_requests"], d["failed"], d["request_throughput"], d["output_throughput"],
+        d["median_ttft_ms"], d["p99_ttft_ms"], d["median_tpot_ms"], d["p99_tpot_ms"],
+        d["median_itl_ms"], d["p99_itl_ms"], d["median_e2el_ms"] / 1e3))
+PY
+
+echo "== sweep: rates $rates, $nsweep prompts each"
+CINFER_BIN="$bin/cinfer" "$here/serve_sweep.sh" "$out/sweep" "$rates" --port "$port" -m "$model" \
+    --num-prompts "$nsweep" --input-len 256 --output-len 256 --ignore-eos 2>"$out/sweep.log"
+if command -v gnuplot >/dev/null; then
+    gnuplot -e "tsv='$out/sweep/sweep.tsv'; png='$out/serve_latency_gpu.png'; label='$(basename "$model"), GPU'" \
+        "$here/plot_serve.gp" && echo "plot: $out/serve_latency_gpu.png"
+else
+    echo "no gnuplot here: plot $out/sweep/sweep.tsv elsewhere with tools/plot_serve.gp"
+fi
+echo "files in $out"
