@@ -136,8 +136,10 @@ static void compare(const char *what, const pair *p, int64_t n) {
 }
 
 static void test_matmul(void) {
-    int shapes[][3] = {{96, 203, 1},     {300, 256, 37}, {17, 8, 3},
-                       {1024, 512, 128}, {256, 768, 1},  {8192, 256, 4}};
+    /* n <= 4 with in % 8 == 0 takes the BF16 GEMV kernel */
+    int shapes[][3] = {{96, 203, 1},    {300, 256, 37}, {17, 8, 3},      {1024, 512, 128},
+                       {256, 768, 1},   {8192, 256, 4}, {1000, 4096, 2}, {333, 14336, 1},
+                       {4097, 1024, 3}, {64, 2048, 5}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         for (int wb = 0; wb < 2; wb++)
             for (int f32out = 0; f32out < 1 + bf; f32out++) {

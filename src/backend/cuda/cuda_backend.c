@@ -579,6 +579,8 @@ static ci_status cu_init(ci_cuda *c, int device) {
     CI_CU_TRY(cudaMalloc(&c->workspace, CI_CU_GEMM_WORKSPACE));
     CI_CU_TRY(cudaMalloc((void **)&c->att_ws, (size_t)CI_CU_ATT_WS_FLOATS * sizeof(float)));
     CI_CU_TRY(cudaDeviceGetAttribute(&c->num_sms, cudaDevAttrMultiProcessorCount, device));
+    const char *ng = getenv("CINFER_NO_GEMV");
+    c->use_gemv = !(ng && *ng && strcmp(ng, "0") != 0);
     const char *ex = getenv("CINFER_SAMPLE_EXACT"); /* 1: no approximate top-p probe (A/B) */
     c->smp_exact = ex && ex[0] == '1';
     return ci_ok();

@@ -9,6 +9,7 @@
  * algorithm for that combination the plan falls back to a bias kernel.
  * Plans (descriptors, layouts, the heuristic's algorithm) are cached per
  * (m, n, k, types, bias); the workspace is allocated once. */
+#include <stdint.h>
 #include <string.h>
 
 #include "backend/cuda/cuda_internal.h"
@@ -143,6 +144,15 @@ ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
                          (long long)(bias->rows * bias->cols), ci_dtype_name(bias->dtype),
                          (long long)w->rows);
     if (x->rows == 0) return ci_ok();
+    /* decode at batch <= 4: a weight-streaming GEMV beats cuBLASLt's
+     * small-n kernels (cuda_gemv.cu) */
+    if (x->dtype == CI_BF16 && w->rows <= INT32_MAX && ci_cu_gemv_ok((int)x->rows, x->cols) &&
+        c->use_gemv) {
+        CI_CU_LAUNCH("gemv",
+                     ci_cu_gemv((ci_cu_stream)c->stream, y->dtype == CI_F32, w->data, x->data,
+                                (int)x->rows, (int)x->cols, (int)w->rows, b, y->data, c->num_sms));
+        return ci_ok();
+    }
     ci_cu_gemm_plan *p;
     CI_TRY(plan_get(c, w->rows, x->rows, x->cols, cu_type(x->dtype), cu_type(y->dtype), b != NULL,
                     &p));

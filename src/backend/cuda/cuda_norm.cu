@@ -35,9 +35,87 @@ __global__ void rmsnorm_kernel(const T *x, T *res, const float *__restrict__ w, 
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ci_st(o, i, w[i] * (ci_ld(src, i) * inv));
 }
 
+/* BF16 rows of n = 8 x VPT x blockDim.x elements (VPT 16-byte vectors per
+ * thread): every element is loaded once, with 16-byte loads, and kept in
+ * registers between the two passes, so a row costs one round trip to memory
+ * instead of a loop of dependent scalar loads (a decode step's single row
+ * is pure latency). Same arithmetic as rmsnorm_kernel. */
+template <int VPT>
+__global__ void rmsnorm_vec_kernel(const __nv_bfloat16 *x, __nv_bfloat16 *res,
+                                   const float *__restrict__ w, int64_t n, float eps,
+                                   __nv_bfloat16 *out) {
+    __shared__ float red[32];
+    int64_t row = blockIdx.x;
+    const uint4 *xr = (const uint4 *)(x + row * n);
+    uint4 *rr = res ? (uint4 *)(res + row * n) : nullptr;
+    uint4 *o = (uint4 *)(out + row * n);
+    float v[VPT][8];
+    float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < VPT; k++) {
+        int i = threadIdx.x + k * blockDim.x;
+        uint4 a = xr[i];
+        const __nv_bfloat162 *ah = (const __nv_bfloat162 *)&a;
+        uint4 b = rr ? rr[i] : make_uint4(0, 0, 0, 0);
+        const __nv_bfloat162 *bh = (const __nv_bfloat162 *)&b;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            float2 fa = __bfloat1622float2(ah[j]);
+            v[k][2 * j] = fa.x;
+            v[k][2 * j + 1] = fa.y;
+            if (rr) {
+                float2 fb = __bfloat1622float2(bh[j]);
+                v[k][2 * j] = __bfloat162float(__float2bfloat16_rn(v[k][2 * j] + fb.x));
+                v[k][2 * j + 1] = __bfloat162float(__float2bfloat16_rn(v[k][2 * j + 1] + fb.y));
+            }
+        }
+        if (rr) {
+            uint4 r;
+            __nv_bfloat162 *rh = (__nv_bfloat162 *)&r;
+#pragma unroll
+            for (int j = 0; j < 4; j++) rh[j] = __floats2bfloat162_rn(v[k][2 * j], v[k][2 * j + 1]);
+            rr[i] = r;
+        }
+#pragma unroll
+        for (int j = 0; j < 8; j++) ss += v[k][j] * v[k][j];
+    }
+    ss = ci_block_sum(ss, red);
+    float inv = rsqrtf(ss / (float)n + eps);
+#pragma unroll
+    for (int k = 0; k < VPT; k++) {
+        int i = threadIdx.x + k * blockDim.x;
+        const float4 *w4 = (const float4 *)(w + (int64_t)i * 8);
+        float4 w0 = w4[0], w1 = w4[1];
+        float wv[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
+        uint4 r;
+        __nv_bfloat162 *rh = (__nv_bfloat162 *)&r;
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+            rh[j] = __floats2bfloat162_rn(wv[2 * j] * (v[k][2 * j] * inv),
+                                          wv[2 * j + 1] * (v[k][2 * j + 1] * inv));
+        o[i] = r;
+    }
+}
+
 extern "C" int ci_cu_rmsnorm(ci_cu_stream st, int bf16, const void *x, void *res, const float *w,
                              int64_t rows, int64_t n, float eps, void *out) {
     if (rows <= 0) return cudaSuccess;
+    if (bf16 && n % 8 == 0 && ((uintptr_t)w & 15) == 0) {
+        int64_t vecs = n / 8; /* pick VPT so that blockDim = vecs / VPT is a warp multiple */
+        for (int vpt = 1; vpt <= 4; vpt *= 2) {
+            if (vecs % vpt || (vecs / vpt) % 32 || vecs / vpt > 1024) continue;
+            unsigned th = (unsigned)(vecs / vpt);
+            const __nv_bfloat16 *xb = (const __nv_bfloat16 *)x;
+            __nv_bfloat16 *rb = (__nv_bfloat16 *)res, *ob = (__nv_bfloat16 *)out;
+            if (vpt == 1)
+                rmsnorm_vec_kernel<1><<<(unsigned)rows, th, 0, st>>>(xb, rb, w, n, eps, ob);
+            else if (vpt == 2)
+                rmsnorm_vec_kernel<2><<<(unsigned)rows, th, 0, st>>>(xb, rb, w, n, eps, ob);
+            else
+                rmsnorm_vec_kernel<4><<<(unsigned)rows, th, 0, st>>>(xb, rb, w, n, eps, ob);
+            return cudaGetLastError();
+        }
+    }
     int th = n >= 1024 ? 512 : (n >= 256 ? 256 : 128);
     CI_CU_DISPATCH(bf16, rmsnorm_kernel<T><<<(unsigned)rows, th, 0, st>>>(
                              (const T *)x, (T *)res, w, n, eps, (T *)out));
