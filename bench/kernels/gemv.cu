@@ -5,7 +5,8 @@
  *   v1  cuBLASLt (BF16 in, f32 accumulate, the heuristic's first algorithm),
  *       what the backend used before the GEMV kernel
  *   v2  production (src/backend/cuda/cuda_gemv.cu): one warp per row, x in
- *       shared memory, 8 x 16-byte streaming loads in flight per lane
+ *       shared memory, 8 x 16-byte streaming loads in flight per lane; used
+ *       for n <= CI_CU_GEMV_MAX_N (2): at n = 4 it measured no faster than v1
  *
  * Each version is checked against a CPU reference (double accumulation) on
  * fresh random inputs, output poisoned with NaN first, then timed with CUDA
@@ -144,6 +145,7 @@ int main() {
             CK(cudaMemcpy(dw, hw.data(), wn * 2, cudaMemcpyHostToDevice));
             CK(cudaMemcpy(dx, hx.data(), xn * 2, cudaMemcpyHostToDevice));
             for (int v = 0; v < 3; v++) {
+                if (v == 2 && !ci_cu_gemv_ok(n, sh.in)) continue; /* n > CI_CU_GEMV_MAX_N */
                 auto launch = [&]() {
                     if (v == 0)
                         gemv_naive<<<(unsigned)((yn + 255) / 256), 256, 0, st>>>(

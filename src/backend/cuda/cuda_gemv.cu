@@ -1,13 +1,13 @@
-/* cuda_gemv.cu — y[n][out] = x[n][in] . W[out][in]^T (+ bias) for n <= 4
+/* cuda_gemv.cu — y[n][out] = x[n][in] . W[out][in]^T (+ bias) for n <= 2
  * rows (decode at small batch), BF16 weights and activations, f32
  * accumulation, BF16 or F32 output.
  *
- * At n <= 4 the product is a stream over W (out x in x 2 bytes) with a few
+ * At n <= 2 the product is a stream over W (out x in x 2 bytes) with a few
  * flops per byte: memory bound, so the kernel is built to keep HBM busy.
  * cuBLASLt's small-n kernels reached 1.7-2.8 TB/s on Llama-3-8B's decode
  * shapes (split-K adds a reduction kernel for some); this one streams each
  * weight row once:
- *   - x (n x in BF16, <= 112 KiB) is staged in shared memory once per CTA;
+ *   - x (n x in BF16, <= 200 KiB) is staged in shared memory once per CTA;
  *   - one warp per output row (grid-stride over rows), each lane loading
  *     16-byte pieces of the row, UNROLL loads in flight before any math, with
  *     the evict-first hint (weights are read once per step);
@@ -102,8 +102,6 @@ extern "C" int ci_cu_gemv(ci_cu_stream st, int f32_out, const void *W, const voi
     switch (n) {
         CI_GEMV_CASE(1)
         CI_GEMV_CASE(2)
-        CI_GEMV_CASE(3)
-        CI_GEMV_CASE(4)
     }
 #undef CI_GEMV_CASE
     return cudaErrorInvalidValue;

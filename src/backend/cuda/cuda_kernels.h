@@ -72,9 +72,9 @@ int ci_cu_sample(ci_cu_stream st, float *logits, int V, const void *rows, int n,
                  float *saved, const int32_t *owners, int nowners, int any_logprobs, int fast,
                  void *out);
 
-/* Small-batch GEMV, BF16: y[n][out] = x[n][in] . W[out][in]^T (+ bias, F32),
- * y BF16 or F32 (f32_out). Usable when ci_cu_gemv_ok(n, in). */
-#define CI_CU_GEMV_MAX_N 4
+/* Small-batch GEMV (n <= 2: at n = 4 cuBLASLt is as fast), BF16: y[n][out] = x[n][in] .
+ * W[out][in]^T (+ bias, F32), y BF16 or F32 (f32_out). Usable when ci_cu_gemv_ok(n, in). */
+#define CI_CU_GEMV_MAX_N 2
 int ci_cu_gemv_ok(int n, int64_t in);
 int ci_cu_gemv(ci_cu_stream st, int f32_out, const void *W, const void *x, int n, int in, int out,
                const float *bias, void *y, int num_sms);
