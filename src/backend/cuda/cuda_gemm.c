@@ -77,19 +77,33 @@ static ci_status plan_build(ci_cuda *c, ci_cu_gemm_plan *p, int with_bias, int *
     return ci_ok();
 }
 
+static unsigned plan_hash(int64_t m, int64_t n, int64_t k, int ab, int cd, int bias) {
+    uint64_t h = (uint64_t)m * 0x9E3779B97F4A7C15ull;
+    h ^= (uint64_t)n * 0xC2B2AE3D27D4EB4Full + (h << 6);
+    h ^= (uint64_t)k * 0x165667B19E3779F9ull + (h >> 7);
+    h ^= (uint64_t)(ab * 7 + cd * 3 + bias) * 0x27D4EB2F165667C5ull;
+    return (unsigned)(h ^ (h >> 29)) & (CI_CU_GEMM_CACHE - 1);
+}
+
+/* Plans live in an open-addressed table keyed by shape and types: a
+ * forward looks up the same few shapes 32 times per layer stack, and eager
+ * steps bring new token counts; a full table (3/4) starts over. */
 static ci_status plan_get(ci_cuda *c, int64_t m, int64_t n, int64_t k, cudaDataType_t ab,
                           cudaDataType_t cd, int bias, ci_cu_gemm_plan **out) {
-    for (int i = 0; i < c->nplans; i++) {
+    unsigned i = plan_hash(m, n, k, (int)ab, (int)cd, bias);
+    for (;; i = (i + 1) & (CI_CU_GEMM_CACHE - 1)) {
         ci_cu_gemm_plan *p = &c->plans[i];
+        if (!p->used) break;
         if (p->m == m && p->n == n && p->k == k && p->ab == ab && p->cd == cd && p->bias == bias) {
             *out = p;
             return ci_ok();
         }
     }
-    if (c->nplans == CI_CU_GEMM_CACHE) { /* full: start over (shapes churn rarely) */
+    if (c->nplans >= CI_CU_GEMM_CACHE * 3 / 4) {
         ci_cuda_gemm_plans_free(c);
+        i = plan_hash(m, n, k, (int)ab, (int)cd, bias);
     }
-    ci_cu_gemm_plan *p = &c->plans[c->nplans];
+    ci_cu_gemm_plan *p = &c->plans[i];
     memset(p, 0, sizeof *p);
     p->used = 1;
     p->m = m;

@@ -11,7 +11,7 @@
 #include "backend/backend.h"
 #include "backend/cuda/cuda_kernels.h"
 
-#define CI_CU_GEMM_CACHE 64
+#define CI_CU_GEMM_CACHE 512 /* open-addressed by shape; power of two */
 #define CI_CU_GEMM_WORKSPACE (32u << 20)
 #define CI_CU_ATT_WS_FLOATS ((int64_t)4 << 20) /* 16 MiB */
 
