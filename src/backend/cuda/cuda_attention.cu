@@ -394,8 +394,14 @@ extern "C" int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int n
                                const int32_t *query_start, const int32_t *context_lens,
                                const int32_t *block_tables, int max_blocks_per_seq,
                                const void *kc, const void *vc, int block_size, float scale,
-                               void *out, int max_ctx, int num_sms, float *ws, int64_t ws_floats) {
+                               void *out, int max_ctx, int num_sms, float *ws, int64_t ws_floats,
+                               int max_query_len) {
     if (ntok <= 0) return cudaSuccess;
+    /* batches with prefill: tensor-core kernel (cuda_prefill_attention.cu) */
+    if (bf16 && (hd == 64 || hd == 128) && max_query_len > 1)
+        return ci_cu_prefill_attention(st, qkv, S, H, KV, hd, positions, query_start,
+                                       context_lens, block_tables, max_blocks_per_seq, kc, vc,
+                                       block_size, scale, out, max_query_len);
     int G = H / KV;
     /* split-K (flash-decoding) when (token, kv head) CTAs cannot fill the
      * GPU and the context is long: ~128 keys per split, <= 2 waves */

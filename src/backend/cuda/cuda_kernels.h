@@ -41,12 +41,24 @@ int ci_cu_rope_cache(ci_cu_stream st, int bf16, void *qkv, int T, int H, int KV,
 
 /* Paged causal GQA attention; see cuda_attention.cu. max_ctx (a hint: the
  * batch's max_context_len, may be 0) and num_sms pick the split-K factor;
- * ws (ws_floats f32, may be NULL = no split) holds the split partials. */
+ * ws (ws_floats f32, may be NULL = no split) holds the split partials.
+ * max_query_len (exact: the most new tokens of any sequence) sizes the grid
+ * of the tensor-core prefill kernel, used when it is > 1. */
 int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int T, int S, int H, int KV, int hd,
                     const int32_t *positions, const int32_t *query_start,
                     const int32_t *context_lens, const int32_t *block_tables,
                     int max_blocks_per_seq, const void *kc, const void *vc, int block_size,
-                    float scale, void *out, int max_ctx, int num_sms, float *ws, int64_t ws_floats);
+                    float scale, void *out, int max_ctx, int num_sms, float *ws, int64_t ws_floats,
+                    int max_query_len);
+
+/* Tensor-core (FlashAttention-2 style) paged causal GQA prefill, BF16,
+ * head_dim 64 or 128; see cuda_prefill_attention.cuh. Same inputs as
+ * ci_cu_attention; max_query_len must be >= every sequence's new tokens. */
+int ci_cu_prefill_attention(ci_cu_stream st, const void *qkv, int S, int H, int KV, int hd,
+                            const int32_t *positions, const int32_t *query_start,
+                            const int32_t *context_lens, const int32_t *block_tables,
+                            int max_blocks_per_seq, const void *kc, const void *vc, int block_size,
+                            float scale, void *out, int max_query_len);
 /* Largest G * head_dim the attention kernel takes. */
 #define CI_CU_ATT_MAX_GHD 2048
 #define CI_CU_ATT_MAX_HD 256
