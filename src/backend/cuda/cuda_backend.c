@@ -325,8 +325,8 @@ ci_status ci_cuda_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_
                                  batch->positions, batch->query_start, batch->context_lens,
                                  batch->block_tables, batch->max_blocks_per_seq, kv->k[layer],
                                  kv->v[layer], kv->block_size, scale, out->data,
-                                 batch->max_context_len, c->num_sms, c->att_ws,
-                                 CI_CU_ATT_WS_FLOATS, batch->max_query_len));
+                                 batch->max_context_len, c->num_sms, c->att_ws, CI_CU_ATT_WS_FLOATS,
+                                 batch->max_query_len));
     return ci_ok();
 }
 
