@@ -627,38 +627,36 @@ static void run_v1(const Problem &pb, const Dev &d) {
         d.d_qkv, d.S, pb.H, pb.KV, pb.hd, d.d_pos, d.d_qs, d.d_cl, d.d_bt, d.mbps, d.d_kc, d.d_vc,
         pb.bs, (float)(1.0 / std::sqrt((double)pb.hd)), d.d_out);
 }
-template <int HD, int BM, int BN, int NST> static void run_tc_hd(const Problem &pb, const Dev &d) {
-    ci_prefill_params p = params(pb, d, BM);
-    constexpr size_t smem = ci_prefill_smem_bytes<HD, BM, BN, NST>();
-    auto k = ci_prefill_attention_kernel<HD, BM, BN, NST>;
+static void launch(void (*k)(ci_prefill_params), size_t smem, int threads,
+                   const ci_prefill_params &p) {
     CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    k<<<p.ntiles * p.S * p.H, BM * 2, smem>>>(p);
+    k<<<p.ntiles * p.S * p.H, threads, smem>>>(p);
+}
+template <int HD, int BM, int BN, int NST> static void run_tc_hd(const Problem &pb, const Dev &d) {
+    launch(ci_prefill_attention_kernel<HD, BM, BN, NST>, ci_prefill_smem_bytes<HD, BM, BN, NST>(),
+           BM * 2, params(pb, d, BM));
 }
 template <int BM, int BN, int NST> static void run_tc(const Problem &pb, const Dev &d) {
     if (pb.hd == 64) run_tc_hd<64, BM, BN, NST>(pb, d);
     else run_tc_hd<128, BM, BN, NST>(pb, d);
 }
-template <int BN, int NWG, int NST, int HD> static void run_wg_hd(const Problem &pb, const Dev &d) {
-    ci_prefill_params p = params(pb, d, 64 * NWG);
+/* P = 0: the first wgmma kernel (v7_wg_kernel), 1: the pipelined one */
+template <int P, int BN, int NWG, int NST, int HD>
+static void run_wg_hd(const Problem &pb, const Dev &d) {
     constexpr size_t smem = ci_prefill_wg_smem_bytes<HD, BN, NWG, NST>();
-    auto k = v7_wg_kernel<HD, BN, NWG, NST>;
-    CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    k<<<p.ntiles * p.S * p.H, NWG * 128, smem>>>(p);
+    if constexpr (P)
+        launch(ci_prefill_attention_wgp_kernel<HD, BN, NWG, NST>, smem, NWG * 128,
+               params(pb, d, 64 * NWG));
+    else
+        launch(v7_wg_kernel<HD, BN, NWG, NST>, smem, NWG * 128, params(pb, d, 64 * NWG));
 }
 template <int BN, int NWG, int NST> static void run_wg(const Problem &pb, const Dev &d) {
-    if (pb.hd == 64) run_wg_hd<BN, NWG, NST, 64>(pb, d);
-    else run_wg_hd<BN, NWG, NST, 128>(pb, d);
-}
-template <int BN, int NWG, int NST, int HD> static void run_wgp_hd(const Problem &pb, const Dev &d) {
-    ci_prefill_params p = params(pb, d, 64 * NWG);
-    constexpr size_t smem = ci_prefill_wg_smem_bytes<HD, BN, NWG, NST>();
-    auto k = ci_prefill_attention_wgp_kernel<HD, BN, NWG, NST>;
-    CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    k<<<p.ntiles * p.S * p.H, NWG * 128, smem>>>(p);
+    if (pb.hd == 64) run_wg_hd<0, BN, NWG, NST, 64>(pb, d);
+    else run_wg_hd<0, BN, NWG, NST, 128>(pb, d);
 }
 template <int BN, int NWG, int NST> static void run_wgp(const Problem &pb, const Dev &d) {
-    if (pb.hd == 64) run_wgp_hd<BN, NWG, NST, 64>(pb, d);
-    else run_wgp_hd<BN, NWG, NST, 128>(pb, d);
+    if (pb.hd == 64) run_wg_hd<1, BN, NWG, NST, 64>(pb, d);
+    else run_wg_hd<1, BN, NWG, NST, 128>(pb, d);
 }
 /* the production launcher, ci_cu_prefill_attention */
 static void run_prod(const Problem &pb, const Dev &d) {

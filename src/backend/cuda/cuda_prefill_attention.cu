@@ -10,32 +10,27 @@
  * with 3 stages for head_dim 64 (v13). Others (sm_80): the mma.sync kernel,
  * 128 rows (8 warps) x 64 keys, 2 stages. All drop to 64 query rows when no
  * sequence has more than 64 new tokens, so short chunks waste fewer rows. */
-template <int HD, int BM>
-static cudaError_t launch_prefill(cudaStream_t st, const ci_prefill_params &p) {
-    constexpr size_t smem = ci_prefill_smem_bytes<HD, BM, 64, 2>();
-    auto kern = ci_prefill_attention_kernel<HD, BM, 64, 2>;
-    /* a static "done" flag would race between devices/threads; the
-     * attribute call is cheap and host-only */
+/* one launch of kern over the work list; smem above 48 KB needs the opt-in
+ * (a static "done" flag would race between devices/threads; the attribute
+ * call is cheap and host-only) */
+static cudaError_t launch(void (*kern)(ci_prefill_params), size_t smem, int threads,
+                          cudaStream_t st, const ci_prefill_params &p) {
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          (int)smem);
     if (e != cudaSuccess) return e;
     int64_t ctas = (int64_t)p.ntiles * p.S * p.H;
     if (ctas > 0x7fffffff) return cudaErrorInvalidConfiguration;
-    kern<<<(unsigned)ctas, BM * 2, smem, st>>>(p);
+    kern<<<(unsigned)ctas, threads, smem, st>>>(p);
     return cudaGetLastError();
 }
-
+template <int HD, int BM> static cudaError_t launch_prefill(cudaStream_t st, const ci_prefill_params &p) {
+    return launch(ci_prefill_attention_kernel<HD, BM, 64, 2>, ci_prefill_smem_bytes<HD, BM, 64, 2>(),
+                  BM * 2, st, p);
+}
 template <int HD, int BN, int NWG, int NST>
 static cudaError_t launch_prefill_wg(cudaStream_t st, const ci_prefill_params &p) {
-    constexpr size_t smem = ci_prefill_wg_smem_bytes<HD, BN, NWG, NST>();
-    auto kern = ci_prefill_attention_wgp_kernel<HD, BN, NWG, NST>;
-    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         (int)smem);
-    if (e != cudaSuccess) return e;
-    int64_t ctas = (int64_t)p.ntiles * p.S * p.H;
-    if (ctas > 0x7fffffff) return cudaErrorInvalidConfiguration;
-    kern<<<(unsigned)ctas, NWG * 128, smem, st>>>(p);
-    return cudaGetLastError();
+    return launch(ci_prefill_attention_wgp_kernel<HD, BN, NWG, NST>,
+                  ci_prefill_wg_smem_bytes<HD, BN, NWG, NST>(), NWG * 128, st, p);
 }
 
 extern "C" int ci_cu_prefill_attention(ci_cu_stream st, const void *qkv, int S, int H, int KV,

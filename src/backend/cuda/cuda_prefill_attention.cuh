@@ -176,6 +176,195 @@ template <int ROWS> __device__ __forceinline__ int swz128(int r, int c) {
     return (c >> 3) * (ROWS * 64) + r * 64 + (((c & 7) ^ (r & 7)) << 3);
 }
 
+
+/* One CTA's work item and key limits (both kernels). Row r of the tile
+ * sees keys [0, min(position + 1, ctx)); rows past the sequence's end
+ * repeat its last row (computed, never stored). */
+struct tile_info {
+    int h, s, q0, r0, nrows, ctx, kvh;
+    int lim0, lim1; /* this thread's rows: warp * 16 + g and + 8 */
+    int wlim;       /* the largest limit of the warp's 16 rows */
+    int kv_end;     /* CTA: keys [0, kv_end) are loaded */
+    int lim_lo;     /* CTA: the smallest limit */
+    int nblk;       /* K/V tiles to visit: ceil(kv_end / BN) */
+    int nfull;      /* tiles below this need no mask: lim_lo / BN */
+    const int32_t *bt;
+};
+/* work item: heads fastest (the G heads of a kv head run together and share
+ * its K/V in L2), then sequences, heaviest (last) query tiles first. Returns
+ * false (for the whole CTA) when the tile starts past the sequence's end.
+ * red: two shared ints. */
+template <int BM, int BN>
+__device__ __forceinline__ bool tile_setup(const ci_prefill_params &p, tile_info &w, int *red) {
+    int idx = blockIdx.x;
+    w.h = idx % p.H;
+    idx /= p.H;
+    w.s = idx % p.S;
+    const int tile = p.ntiles - 1 - idx / p.S;
+    w.q0 = p.qstart[w.s];
+    w.r0 = tile * BM;
+    const int qlen = p.qstart[w.s + 1] - w.q0;
+    if (w.r0 >= qlen) return false;
+    w.nrows = min(BM, qlen - w.r0);
+    w.ctx = p.ctx_lens[w.s];
+    w.kvh = w.h / (p.H / p.KV);
+    w.bt = p.btab + (int64_t)w.s * p.mbps;
+    const int lane = threadIdx.x & 31, row = (threadIdx.x >> 5) * 16 + (lane >> 2);
+    w.lim0 = min(p.positions[w.q0 + w.r0 + min(row, w.nrows - 1)] + 1, w.ctx);
+    w.lim1 = min(p.positions[w.q0 + w.r0 + min(row + 8, w.nrows - 1)] + 1, w.ctx);
+    int hi = max(w.lim0, w.lim1), lo = min(w.lim0, w.lim1);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        hi = max(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+        lo = min(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+    }
+    w.wlim = hi;
+    if (threadIdx.x == 0) {
+        red[0] = 1 << 30;
+        red[1] = 0;
+    }
+    __syncthreads();
+    if (lane == 0) {
+        atomicMin(&red[0], lo);
+        atomicMax(&red[1], hi);
+    }
+    __syncthreads();
+    w.lim_lo = red[0];
+    w.kv_end = red[1];
+    w.nblk = (w.kv_end + BN - 1) / BN;
+    w.nfull = w.lim_lo / BN;
+    return true;
+}
+/* cp.async of the Q tile [BM][HD] (swizzled rows) */
+template <int HD, int BM, int NT>
+__device__ __forceinline__ void load_q(const ci_prefill_params &p, const tile_info &w,
+                                       __nv_bfloat16 *sq) {
+    constexpr int CH = HD / 8;
+    const __nv_bfloat16 *qbase = p.qkv + (int64_t)w.h * HD;
+    const int64_t qstride = (int64_t)(p.H + 2 * p.KV) * HD;
+#pragma unroll
+    for (int i = 0; i < BM * CH / NT; i++) {
+        int e = threadIdx.x + i * NT, r = e / CH, c = e % CH;
+        int64_t t = w.q0 + w.r0 + min(r, w.nrows - 1);
+        cp_async16(sq + swz<HD>(r, c), qbase + t * qstride + c * 8);
+    }
+}
+/* cp.async of K/V tile n (keys n BN ..) into dk, dv: each thread copies
+ * chunk tid % CH of rows tid / CH + j NT / CH, looking every row's cache
+ * block up in the block table. Keys past kv_end are clamped to a real row
+ * (masked later). SW128: the wgmma layout, else the ldmatrix one. */
+template <int HD, int BN, int NT, bool SW128>
+__device__ __forceinline__ void load_kv(const ci_prefill_params &p, const tile_info &w, int n,
+                                        __nv_bfloat16 *dk, __nv_bfloat16 *dv) {
+    constexpr int CH = HD / 8;
+    static_assert((BN * CH) % NT == 0, "copy split");
+    const int kr = threadIdx.x / CH, kc = threadIdx.x % CH;
+#pragma unroll
+    for (int j = 0; j < BN * CH / NT; j++) {
+        int r = kr + j * (NT / CH);
+        int key = min(n * BN + r, w.kv_end - 1);
+        int64_t off =
+            (((int64_t)w.bt[key / p.bs] * p.KV + w.kvh) * p.bs + key % p.bs) * HD + kc * 8;
+        int so = SW128 ? swz128<BN>(r, kc) : swz<HD>(r, kc);
+        cp_async16(dk + so, p.kc + off);
+        cp_async16(dv + so, p.vc + off);
+    }
+}
+/* Q and K/V tiles 0 .. NST - 2 into stages 0 .. NST - 2, one commit group
+ * per tile (Q in the first) */
+template <int HD, int BM, int BN, int NT, int NST, bool SW128>
+__device__ __forceinline__ void load_prologue(const ci_prefill_params &p, const tile_info &w,
+                                              __nv_bfloat16 *sq, __nv_bfloat16 *sk,
+                                              __nv_bfloat16 *sv) {
+    load_q<HD, BM, NT>(p, w, sq);
+#pragma unroll
+    for (int st = 0; st < NST - 1; st++) {
+        if (st < w.nblk) load_kv<HD, BN, NT, SW128>(p, w, st, sk + st * BN * HD, sv + st * BN * HD);
+        cp_async_commit();
+    }
+}
+/* S accumulators of tile n, C layout (sc[4 nb + e]): keys >= the row's
+ * limit -> -inf (only tiles n >= lim_lo / BN need it) */
+template <int BN>
+__device__ __forceinline__ void mask_tile(float *sc, const tile_info &w, int n) {
+    const int tig = threadIdx.x & 3;
+#pragma unroll
+    for (int nb = 0; nb < BN / 8; nb++) {
+        int key = n * BN + nb * 8 + 2 * tig;
+        if (key >= w.lim0) sc[4 * nb + 0] = -INFINITY;
+        if (key + 1 >= w.lim0) sc[4 * nb + 1] = -INFINITY;
+        if (key >= w.lim1) sc[4 * nb + 2] = -INFINITY;
+        if (key + 1 >= w.lim1) sc[4 * nb + 3] = -INFINITY;
+    }
+}
+/* new running maxima (log2 units) of the thread's two rows over the quad;
+ * tile 0 holds key 0, allowed for every row, so they are finite from the
+ * first tile on */
+template <int BN>
+__device__ __forceinline__ void row_max(const float *sc, float sl2, float &mx0, float &mx1) {
+#pragma unroll
+    for (int nb = 0; nb < BN / 8; nb++) {
+        mx0 = fmaxf(mx0, fmaxf(sc[4 * nb], sc[4 * nb + 1]) * sl2);
+        mx1 = fmaxf(mx1, fmaxf(sc[4 * nb + 2], sc[4 * nb + 3]) * sl2);
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+}
+/* P = exp2(S sl2 - m) as bf16 A fragments (the C layout of n-blocks 2k,
+ * 2k+1 is the A layout of k-step k); adds the row sums to l0, l1 */
+template <int BN>
+__device__ __forceinline__ void exp_pack(const float *sc, float sl2, float mx0, float mx1,
+                                         uint32_t (*pa)[4], float &l0, float &l1) {
+    float rs0 = 0.0f, rs1 = 0.0f;
+#pragma unroll
+    for (int nb = 0; nb < BN / 8; nb++) {
+        float p0 = ex2(fmaf(sc[4 * nb], sl2, -mx0)), p1 = ex2(fmaf(sc[4 * nb + 1], sl2, -mx0));
+        float p2 = ex2(fmaf(sc[4 * nb + 2], sl2, -mx1)), p3 = ex2(fmaf(sc[4 * nb + 3], sl2, -mx1));
+        rs0 += p0 + p1;
+        rs1 += p2 + p3;
+        pa[nb >> 1][(nb & 1) * 2 + 0] = pack_bf16(p0, p1);
+        pa[nb >> 1][(nb & 1) * 2 + 1] = pack_bf16(p2, p3);
+    }
+    l0 += rs0;
+    l1 += rs1;
+}
+/* o[4 d + e] (C layout over HD) *= a0 (rows g) / a1 (rows g + 8) */
+template <int HD> __device__ __forceinline__ void rescale(float *o, float a0, float a1) {
+#pragma unroll
+    for (int d = 0; d < HD / 8; d++) {
+        o[4 * d + 0] *= a0;
+        o[4 * d + 1] *= a0;
+        o[4 * d + 2] *= a1;
+        o[4 * d + 3] *= a1;
+    }
+}
+/* out = O / l for the thread's two rows (l: per-thread partial sums,
+ * reduced over the quad here; l >= 1, the max key contributes 1) */
+template <int HD>
+__device__ __forceinline__ void store_out(const ci_prefill_params &p, const tile_info &w,
+                                          const float *o, float l0, float l1) {
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const float il0 = 1.0f / l0, il1 = 1.0f / l1;
+    const int lane = threadIdx.x & 31;
+    const int ra = (threadIdx.x >> 5) * 16 + (lane >> 2), rb = ra + 8;
+    const int64_t ostride = (int64_t)p.H * HD;
+    __nv_bfloat16 *obase = p.out + (int64_t)w.h * HD + 2 * (lane & 3);
+#pragma unroll
+    for (int d = 0; d < HD / 8; d++) {
+        if (ra < w.nrows)
+            *(uint32_t *)(obase + (w.q0 + w.r0 + ra) * ostride + d * 8) =
+                pack_bf16(o[4 * d] * il0, o[4 * d + 1] * il0);
+        if (rb < w.nrows)
+            *(uint32_t *)(obase + (w.q0 + w.r0 + rb) * ostride + d * 8) =
+                pack_bf16(o[4 * d + 2] * il1, o[4 * d + 3] * il1);
+    }
+}
+
 } // namespace ci_pf
 
 /* Shared memory: Q [BM][HD] + NST stages of K [BN][HD] and V [BN][HD]. */
@@ -183,94 +372,24 @@ template <int HD, int BM, int BN, int NST> constexpr size_t ci_prefill_smem_byte
     return (size_t)(BM * HD + NST * 2 * BN * HD) * sizeof(__nv_bfloat16);
 }
 
+/* ---- mma.sync kernel (sm_80+) ---- */
 template <int HD, int BM, int BN, int NST>
 __global__ void __launch_bounds__(BM * 2, 1) ci_prefill_attention_kernel(const ci_prefill_params p) {
     using namespace ci_pf;
     constexpr int NT = BM * 2;  /* BM / 16 warps */
-    constexpr int CH = HD / 8;  /* 16-byte chunks per row */
     constexpr int KD = HD / 16; /* k-steps of Q K^T */
     constexpr int NB = BN / 8;  /* n-blocks of S */
     static_assert(HD % 64 == 0 && BN % 16 == 0 && BM % 16 == 0 && NST >= 2, "tile shape");
-    static_assert((BN * CH) % NT == 0 && (BM * CH) % NT == 0, "copy split");
     extern __shared__ uint4 smem_u4[];
     __nv_bfloat16 *sq = (__nv_bfloat16 *)smem_u4;
     __nv_bfloat16 *sk = sq + BM * HD;
     __nv_bfloat16 *sv = sk + NST * BN * HD;
-    __shared__ int lim_lo, lim_hi;
-
-    /* work item: heads fastest (the G heads of a kv head run together and
-     * share its K/V in L2), then sequences, heaviest (last) query tiles first */
-    int idx = blockIdx.x;
-    const int h = idx % p.H;
-    idx /= p.H;
-    const int s = idx % p.S;
-    const int tile = p.ntiles - 1 - idx / p.S;
-    const int q0 = p.qstart[s], qlen = p.qstart[s + 1] - q0, r0 = tile * BM;
-    if (r0 >= qlen) return;
-    const int nrows = min(BM, qlen - r0);
-    const int ctx = p.ctx_lens[s];
-    const int kvh = h / (p.H / p.KV);
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int64_t qstride = (int64_t)(p.H + 2 * p.KV) * HD;
-    const int32_t *bt = p.btab + (int64_t)s * p.mbps;
-
-    /* key limits: row r sees keys [0, min(position + 1, ctx)); rows past
-     * the sequence's end repeat its last row (computed, never stored) */
-    auto row_lim = [&](int r) {
-        int pos = p.positions[q0 + r0 + min(r, nrows - 1)];
-        return min(pos + 1, ctx);
-    };
-    const int g = lane >> 2, tig = lane & 3;
-    const int lim0 = row_lim(warp * 16 + g), lim1 = row_lim(warp * 16 + g + 8);
-    int wlim = max(lim0, lim1);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) wlim = max(wlim, __shfl_xor_sync(0xffffffffu, wlim, o));
-    int wmin = min(lim0, lim1);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) wmin = min(wmin, __shfl_xor_sync(0xffffffffu, wmin, o));
-    if (tid == 0) {
-        lim_lo = 1 << 30;
-        lim_hi = 0;
-    }
-    __syncthreads();
-    if (lane == 0) {
-        atomicMin(&lim_lo, wmin);
-        atomicMax(&lim_hi, wlim);
-    }
-    __syncthreads();
-    const int kv_end = lim_hi;           /* keys [0, kv_end) are loaded */
-    const int nblk = (kv_end + BN - 1) / BN;
-    const int nfull = lim_lo / BN;       /* tiles below this need no mask */
-
-    /* Q tile (group 0, with K/V tile 0) */
-    {
-        const __nv_bfloat16 *qbase = p.qkv + (int64_t)h * HD;
-#pragma unroll
-        for (int i = 0; i < BM * CH / NT; i++) {
-            int e = tid + i * NT, r = e / CH, c = e % CH;
-            int64_t t = q0 + r0 + min(r, nrows - 1);
-            cp_async16(sq + swz<HD>(r, c), qbase + t * qstride + c * 8);
-        }
-    }
-    /* this thread's chunk of every K/V tile: rows kr + j * (NT / CH), chunk kc */
-    const int kr = tid / CH, kcol = tid % CH;
-    auto load_kv = [&](int n, int st) {
-        __nv_bfloat16 *dk = sk + st * BN * HD, *dv = sv + st * BN * HD;
-#pragma unroll
-        for (int j = 0; j < BN * CH / NT; j++) {
-            int r = kr + j * (NT / CH);
-            int key = min(n * BN + r, kv_end - 1); /* past the end: a real row, masked */
-            int64_t off =
-                (((int64_t)bt[key / p.bs] * p.KV + kvh) * p.bs + key % p.bs) * HD + kcol * 8;
-            cp_async16(dk + swz<HD>(r, kcol), p.kc + off);
-            cp_async16(dv + swz<HD>(r, kcol), p.vc + off);
-        }
-    };
-#pragma unroll
-    for (int st = 0; st < NST - 1; st++) {
-        if (st < nblk) load_kv(st, st);
-        cp_async_commit();
-    }
+    __shared__ int red[2];
+    tile_info w;
+    if (!tile_setup<BM, BN>(p, w, red)) return;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int nblk = w.nblk, nfull = w.nfull;
+    load_prologue<HD, BM, BN, NT, NST, false>(p, w, sq, sk, sv);
 
     float o[HD / 8][4];
 #pragma unroll
@@ -287,9 +406,12 @@ __global__ void __launch_bounds__(BM * 2, 1) ci_prefill_attention_kernel(const c
             for (int kk = 0; kk < KD; kk++)
                 ldsm_x4(qf[kk], sq + swz<HD>(warp * 16 + (lane & 15), kk * 2 + (lane >> 4)));
         }
-        if (n + NST - 1 < nblk) load_kv(n + NST - 1, (n + NST - 1) % NST);
+        if (n + NST - 1 < nblk) {
+            const int st = (n + NST - 1) % NST;
+            load_kv<HD, BN, NT, false>(p, w, n + NST - 1, sk + st * BN * HD, sv + st * BN * HD);
+        }
         cp_async_commit();
-        if (n * BN >= wlim) continue; /* every key of this tile is masked for this warp */
+        if (n * BN >= w.wlim) continue; /* every key of this tile is masked for this warp */
         const __nv_bfloat16 *kt = sk + (n % NST) * BN * HD, *vt = sv + (n % NST) * BN * HD;
 
         float sc[NB][4];
@@ -306,52 +428,17 @@ __global__ void __launch_bounds__(BM * 2, 1) ci_prefill_attention_kernel(const c
                 mma_bf16(sc[2 * nb2 + 1], qf[kk], b[2], b[3]);
             }
         }
-        if (n >= nfull) { /* diagonal / ragged tile: mask keys >= the row's limit */
-#pragma unroll
-            for (int nb = 0; nb < NB; nb++) {
-                int key = n * BN + nb * 8 + 2 * tig;
-                if (key >= lim0) sc[nb][0] = -INFINITY;
-                if (key + 1 >= lim0) sc[nb][1] = -INFINITY;
-                if (key >= lim1) sc[nb][2] = -INFINITY;
-                if (key + 1 >= lim1) sc[nb][3] = -INFINITY;
-            }
-        }
-        /* online softmax; tile 0 holds key 0, allowed for every row, so the
-         * running max is finite from the first tile on */
+        if (n >= nfull) mask_tile<BN>(&sc[0][0], w, n);
         float mx0 = m0, mx1 = m1;
-#pragma unroll
-        for (int nb = 0; nb < NB; nb++) {
-            mx0 = fmaxf(mx0, fmaxf(sc[nb][0], sc[nb][1]) * sl2);
-            mx1 = fmaxf(mx1, fmaxf(sc[nb][2], sc[nb][3]) * sl2);
-        }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        row_max<BN>(&sc[0][0], sl2, mx0, mx1);
         const float a0 = ex2(m0 - mx0), a1 = ex2(m1 - mx1); /* 0 while m is -inf */
         m0 = mx0;
         m1 = mx1;
-        float rs0 = 0.0f, rs1 = 0.0f;
+        l0 *= a0; /* per-thread partial sums, reduced over the quad at the end */
+        l1 *= a1;
         uint32_t pa[BN / 16][4];
-#pragma unroll
-        for (int nb = 0; nb < NB; nb++) {
-            float p0 = ex2(fmaf(sc[nb][0], sl2, -mx0)), p1 = ex2(fmaf(sc[nb][1], sl2, -mx0));
-            float p2 = ex2(fmaf(sc[nb][2], sl2, -mx1)), p3 = ex2(fmaf(sc[nb][3], sl2, -mx1));
-            rs0 += p0 + p1;
-            rs1 += p2 + p3;
-            /* C layout of n-blocks 2k, 2k+1 = A layout of k-step k */
-            pa[nb >> 1][(nb & 1) * 2 + 0] = pack_bf16(p0, p1);
-            pa[nb >> 1][(nb & 1) * 2 + 1] = pack_bf16(p2, p3);
-        }
-        l0 = l0 * a0 + rs0; /* per-thread partial sums, reduced over the quad at the end */
-        l1 = l1 * a1 + rs1;
-#pragma unroll
-        for (int d = 0; d < HD / 8; d++) {
-            o[d][0] *= a0;
-            o[d][1] *= a0;
-            o[d][2] *= a1;
-            o[d][3] *= a1;
-        }
+        exp_pack<BN>(&sc[0][0], sl2, mx0, mx1, pa, l0, l1);
+        rescale<HD>(&o[0][0], a0, a1);
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++) {
 #pragma unroll
@@ -365,26 +452,8 @@ __global__ void __launch_bounds__(BM * 2, 1) ci_prefill_attention_kernel(const c
         }
     }
     cp_async_wait<0>(); /* no copy may land after the CTA exits */
-
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    const float il0 = 1.0f / l0, il1 = 1.0f / l1; /* l >= 1: the max key contributes 1 */
-    const int ra = warp * 16 + g, rb = ra + 8;
-    const int64_t ostride = (int64_t)p.H * HD;
-    __nv_bfloat16 *obase = p.out + (int64_t)h * HD + 2 * tig;
-#pragma unroll
-    for (int d = 0; d < HD / 8; d++) {
-        if (ra < nrows)
-            *(uint32_t *)(obase + (q0 + r0 + ra) * ostride + d * 8) =
-                pack_bf16(o[d][0] * il0, o[d][1] * il0);
-        if (rb < nrows)
-            *(uint32_t *)(obase + (q0 + r0 + rb) * ostride + d * 8) =
-                pack_bf16(o[d][2] * il1, o[d][3] * il1);
-    }
+    store_out<HD>(p, w, &o[0][0], l0, l1);
 }
-
 
 /* Shared memory of the wgmma kernel: Q, NST stages of K and V, 1 KB to align. */
 template <int HD, int BN, int NWG, int NST>
@@ -406,82 +475,18 @@ __global__ void __launch_bounds__(NWG * 128, 1)
     constexpr int BM = 64 * NWG, NT = NWG * 128;
     constexpr int CH = HD / 8;
     constexpr int KD = HD / 16;
-    constexpr int NB = BN / 8;
     static_assert((HD == 64 || HD == 128) && (BN == 64 || BN == 128) && NST >= 3, "tile shape");
     static_assert((BN * CH) % NT == 0 && (BM * CH) % NT == 0, "copy split");
     extern __shared__ uint4 smem_u4[];
     __nv_bfloat16 *sk = (__nv_bfloat16 *)(((uintptr_t)smem_u4 + 1023) & ~(uintptr_t)1023);
     __nv_bfloat16 *sv = sk + NST * BN * HD;
     __nv_bfloat16 *sq = sv + NST * BN * HD;
-    __shared__ int lim_lo, lim_hi;
-
-    int idx = blockIdx.x;
-    const int h = idx % p.H;
-    idx /= p.H;
-    const int s = idx % p.S;
-    const int tile = p.ntiles - 1 - idx / p.S;
-    const int q0 = p.qstart[s], qlen = p.qstart[s + 1] - q0, r0 = tile * BM;
-    if (r0 >= qlen) return;
-    const int nrows = min(BM, qlen - r0);
-    const int ctx = p.ctx_lens[s];
-    const int kvh = h / (p.H / p.KV);
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int64_t qstride = (int64_t)(p.H + 2 * p.KV) * HD;
-    const int32_t *bt = p.btab + (int64_t)s * p.mbps;
-
-    auto row_lim = [&](int r) {
-        int pos = p.positions[q0 + r0 + min(r, nrows - 1)];
-        return min(pos + 1, ctx);
-    };
-    const int g = lane >> 2, tig = lane & 3;
-    const int lim0 = row_lim(warp * 16 + g), lim1 = row_lim(warp * 16 + g + 8);
-    int wlim = max(lim0, lim1);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) wlim = max(wlim, __shfl_xor_sync(0xffffffffu, wlim, o));
-    int wmin = min(lim0, lim1);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) wmin = min(wmin, __shfl_xor_sync(0xffffffffu, wmin, o));
-    if (tid == 0) {
-        lim_lo = 1 << 30;
-        lim_hi = 0;
-    }
-    __syncthreads();
-    if (lane == 0) {
-        atomicMin(&lim_lo, wmin);
-        atomicMax(&lim_hi, wlim);
-    }
-    __syncthreads();
-    const int kv_end = lim_hi;
-    const int nblk = (kv_end + BN - 1) / BN;
-    const int nfull = lim_lo / BN;
-
-    {
-        const __nv_bfloat16 *qbase = p.qkv + (int64_t)h * HD;
-#pragma unroll
-        for (int i = 0; i < BM * CH / NT; i++) {
-            int e = tid + i * NT, r = e / CH, c = e % CH;
-            int64_t t = q0 + r0 + min(r, nrows - 1);
-            cp_async16(sq + swz<HD>(r, c), qbase + t * qstride + c * 8);
-        }
-    }
-    const int kr = tid / CH, kcol = tid % CH;
-    auto load_kv = [&](int n, int st) {
-        __nv_bfloat16 *dk = sk + st * BN * HD, *dv = sv + st * BN * HD;
-#pragma unroll
-        for (int j = 0; j < BN * CH / NT; j++) {
-            int r = kr + j * (NT / CH);
-            int key = min(n * BN + r, kv_end - 1);
-            int64_t off =
-                (((int64_t)bt[key / p.bs] * p.KV + kvh) * p.bs + key % p.bs) * HD + kcol * 8;
-            cp_async16(dk + swz128<BN>(r, kcol), p.kc + off);
-            cp_async16(dv + swz128<BN>(r, kcol), p.vc + off);
-        }
-    };
-#pragma unroll
-    for (int st = 0; st < NST - 1; st++) {
-        if (st < nblk) load_kv(st, st);
-        cp_async_commit();
-    }
+    __shared__ int red[2];
+    tile_info w;
+    if (!tile_setup<BM, BN>(p, w, red)) return;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int nblk = w.nblk, nfull = w.nfull;
+    load_prologue<HD, BM, BN, NT, NST, true>(p, w, sq, sk, sv);
 
     float o[HD / 2];
 #pragma unroll
@@ -514,27 +519,10 @@ __global__ void __launch_bounds__(NWG * 128, 1)
      * ptxas serialize them all (C7515). */
     float mx0 = 0.0f, mx1 = 0.0f;
     auto pre = [&](float *sc, int n) {
-        if (n >= nfull) {
-#pragma unroll
-            for (int nb = 0; nb < NB; nb++) {
-                int key = n * BN + nb * 8 + 2 * tig;
-                if (key >= lim0) sc[4 * nb + 0] = -INFINITY;
-                if (key + 1 >= lim0) sc[4 * nb + 1] = -INFINITY;
-                if (key >= lim1) sc[4 * nb + 2] = -INFINITY;
-                if (key + 1 >= lim1) sc[4 * nb + 3] = -INFINITY;
-            }
-        }
+        if (n >= nfull) mask_tile<BN>(sc, w, n);
         mx0 = m0;
         mx1 = m1;
-#pragma unroll
-        for (int nb = 0; nb < NB; nb++) {
-            mx0 = fmaxf(mx0, fmaxf(sc[4 * nb], sc[4 * nb + 1]) * sl2);
-            mx1 = fmaxf(mx1, fmaxf(sc[4 * nb + 2], sc[4 * nb + 3]) * sl2);
-        }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        row_max<BN>(sc, sl2, mx0, mx1);
         const float a0 = ex2(m0 - mx0), a1 = ex2(m1 - mx1); /* 0 while m is -inf */
         m0 = mx0;
         m1 = mx1;
@@ -542,34 +530,14 @@ __global__ void __launch_bounds__(NWG * 128, 1)
         l1 *= a1;
         /* the row maxima rarely move after the first tiles: skip the
          * rescale when no row of the warp changed */
-        if (__any_sync(0xffffffffu, a0 != 1.0f || a1 != 1.0f)) {
-#pragma unroll
-            for (int d = 0; d < HD / 8; d++) {
-                o[4 * d + 0] *= a0;
-                o[4 * d + 1] *= a0;
-                o[4 * d + 2] *= a1;
-                o[4 * d + 3] *= a1;
-            }
-        }
+        if (__any_sync(0xffffffffu, a0 != 1.0f || a1 != 1.0f)) rescale<HD>(o, a0, a1);
         fence_regs<HD / 2>(o);
     };
     /* second half, overlapping S(n + 1): P = exp2(S - m) to bf16 A
      * fragments, row sums, then PV(n) issued */
     auto post = [&](float *sc, int n) {
-        float rs0 = 0.0f, rs1 = 0.0f;
         uint32_t pa[BN / 16][4];
-#pragma unroll
-        for (int nb = 0; nb < NB; nb++) {
-            float p0 = ex2(fmaf(sc[4 * nb], sl2, -mx0)), p1 = ex2(fmaf(sc[4 * nb + 1], sl2, -mx0));
-            float p2 = ex2(fmaf(sc[4 * nb + 2], sl2, -mx1));
-            float p3 = ex2(fmaf(sc[4 * nb + 3], sl2, -mx1));
-            rs0 += p0 + p1;
-            rs1 += p2 + p3;
-            pa[nb >> 1][(nb & 1) * 2 + 0] = pack_bf16(p0, p1);
-            pa[nb >> 1][(nb & 1) * 2 + 1] = pack_bf16(p2, p3);
-        }
-        l0 += rs0;
-        l1 += rs1;
+        exp_pack<BN>(sc, sl2, mx0, mx1, pa, l0, l1);
         const __nv_bfloat16 *vt = sv + (n % NST) * BN * HD;
         fence_regs<BN / 4>(&pa[0][0]);
         wg_fence();
@@ -592,7 +560,10 @@ __global__ void __launch_bounds__(NWG * 128, 1)
         cp_async_wait<NST - 3>(); /* tile n + 1 landed (this thread's part) */
         fence_proxy_async();
         __syncthreads(); /* ... everyone's; stage (n - 1) % NST is free */
-        if (n + NST - 1 < nblk) load_kv(n + NST - 1, (n + NST - 1) % NST);
+        if (n + NST - 1 < nblk) {
+            const int st = (n + NST - 1) % NST;
+            load_kv<HD, BN, NT, true>(p, w, n + NST - 1, sk + st * BN * HD, sv + st * BN * HD);
+        }
         cp_async_commit();
         if (n + 1 < nblk) issue_s(next, n + 1);
         post(cur, n);
@@ -616,23 +587,7 @@ __global__ void __launch_bounds__(NWG * 128, 1)
     fence_regs<HD / 2>(o);
     cp_async_wait<0>();
 
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    const float il0 = 1.0f / l0, il1 = 1.0f / l1;
-    const int ra = warp * 16 + g, rb = ra + 8;
-    const int64_t ostride = (int64_t)p.H * HD;
-    __nv_bfloat16 *obase = p.out + (int64_t)h * HD + 2 * tig;
-#pragma unroll
-    for (int d = 0; d < HD / 8; d++) {
-        if (ra < nrows)
-            *(uint32_t *)(obase + (q0 + r0 + ra) * ostride + d * 8) =
-                pack_bf16(o[4 * d] * il0, o[4 * d + 1] * il0);
-        if (rb < nrows)
-            *(uint32_t *)(obase + (q0 + r0 + rb) * ostride + d * 8) =
-                pack_bf16(o[4 * d + 2] * il1, o[4 * d + 3] * il1);
-    }
+    store_out<HD>(p, w, o, l0, l1);
 #else
     __trap();
 #endif
