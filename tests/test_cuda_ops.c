@@ -443,15 +443,22 @@ static void test_attention(void) {
                     {32, 1, 64, 32} /* G = 32: generic kernel */};
     const int ncfg = (int)(sizeof cfg / sizeof cfg[0]);
     /* mixed prefill/chunked/decode; decode only (split-K); decode only with
-     * max_context_len understated (the split must still cover everything) */
-    int ctx[3][6] = {
-        {1, 37, 700, 2048, 130, 1500}, {2048, 700, 1, 0, 0, 0}, {1999, 300, 0, 0, 0, 0}};
-    int q[3][6] = {{1, 37, 1, 1, 64, 3}, {1, 1, 1, 0, 0, 0}, {1, 1, 0, 0, 0, 0}};
-    int nseq[3] = {6, 3, 2};
-    for (int ci = 0; ci < ncfg * 3; ci++) {
+     * max_context_len understated (the split must still cover everything);
+     * long prefill over a 3.8k cached prefix, a 700-token prompt and a short
+     * chunk (tensor-core prefill kernel: many query and key tiles, lengths
+     * off the tile sizes; only for configs 0, 1, 4 to keep the CPU side short) */
+    int ctx[4][6] = {{1, 37, 700, 2048, 130, 1500},
+                     {2048, 700, 1, 0, 0, 0},
+                     {1999, 300, 0, 0, 0, 0},
+                     {4133, 700, 97, 0, 0, 0}};
+    int q[4][6] = {
+        {1, 37, 1, 1, 64, 3}, {1, 1, 1, 0, 0, 0}, {1, 1, 0, 0, 0, 0}, {300, 700, 60, 0, 0, 0}};
+    int nseq[4] = {6, 3, 2, 3};
+    for (int ci = 0; ci < ncfg * 4; ci++) {
         int H = cfg[ci % ncfg][0], KV = cfg[ci % ncfg][1], hd = cfg[ci % ncfg][2],
             bs = cfg[ci % ncfg][3];
         int bi = ci / ncfg;
+        if (bi == 3 && ci % ncfg != 0 && ci % ncfg != 1 && ci % ncfg != 4) continue;
         rbatch b;
         rbatch_make(&b, ctx[bi], q[bi], nseq[bi], bs, 0);
         if (bi == 2) b.hb.max_context_len = 300;

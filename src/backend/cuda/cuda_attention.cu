@@ -397,6 +397,11 @@ extern "C" int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int n
                                void *out, int max_ctx, int max_query_len, int num_sms,
                                float *ws, int64_t ws_floats) {
     if (ntok <= 0) return cudaSuccess;
+    /* batches with prefill: tensor-core kernel (cuda_prefill_attention.cu) */
+    if (bf16 && (hd == 64 || hd == 128) && max_query_len > 1)
+        return ci_cu_prefill_attention(st, qkv, S, H, KV, hd, positions, query_start,
+                                       context_lens, block_tables, max_blocks_per_seq, kc, vc,
+                                       block_size, scale, out, max_query_len);
     if (max_query_len == 1) { /* pure decode: split from the context bound, not the hint */
         if (ci_cu_decode_attention_ok(bf16, H, KV, hd))
             return ci_cu_decode_attention(st, qkv, S, H, KV, hd, positions, query_start,

@@ -43,7 +43,9 @@ int ci_cu_rope_cache(ci_cu_stream st, int bf16, void *qkv, int T, int H, int KV,
  * batch's max_context_len, may be 0) and num_sms pick the split-K factor;
  * ws (ws_floats f32, may be NULL = no split) holds the split partials.
  * max_query_len == 1 (pure decode): the launch depends only on the shape and
- * max_blocks_per_seq * block_size, not on max_ctx (CUDA-graph capturable). */
+ * max_blocks_per_seq * block_size, not on max_ctx (CUDA-graph capturable).
+ * max_query_len > 1 (exact: the most new tokens of any sequence) sizes the grid
+ * of the tensor-core prefill kernel. */
 int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int T, int S, int H, int KV, int hd,
                     const int32_t *positions, const int32_t *query_start,
                     const int32_t *context_lens, const int32_t *block_tables,
@@ -58,6 +60,15 @@ int ci_cu_decode_attention(ci_cu_stream st, const void *qkv, int S, int H, int K
                            const int32_t *context_lens, const int32_t *block_tables,
                            int max_blocks_per_seq, const void *kc, const void *vc, int block_size,
                            float scale, void *out, int num_sms, float *ws, int64_t ws_floats);
+
+/* Tensor-core (FlashAttention-2 style) paged causal GQA prefill, BF16,
+ * head_dim 64 or 128; see cuda_prefill_attention.cuh. Same inputs as
+ * ci_cu_attention; max_query_len must be >= every sequence's new tokens. */
+int ci_cu_prefill_attention(ci_cu_stream st, const void *qkv, int S, int H, int KV, int hd,
+                            const int32_t *positions, const int32_t *query_start,
+                            const int32_t *context_lens, const int32_t *block_tables,
+                            int max_blocks_per_seq, const void *kc, const void *vc, int block_size,
+                            float scale, void *out, int max_query_len);
 /* Largest G * head_dim the attention kernel takes. */
 #define CI_CU_ATT_MAX_GHD 2048
 #define CI_CU_ATT_MAX_HD 256

@@ -1,0 +1,859 @@
+/* prefill_attention.cu — kernel lab for the paged causal GQA prefill
+ * attention (BF16). Standalone (CUDA runtime only):
+ *   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Isrc \
+ *        bench/kernels/prefill_attention.cu -o kernel_prefill_attention
+ *   ./kernel_prefill_attention          checks + timings (target shape too)
+ *   ./kernel_prefill_attention --quick  small checks only (for compute-sanitizer)
+ * Versions:
+ *   0  naive: one thread per (query token, head), two passes over its keys
+ *   1  the CUDA-core kernel of cuda_attention.cu (attention_bf16_kernel, copied):
+ *      one CTA per (query token, kv head), 128-key tiles, scalar fp32
+ *   2-6  the mma.sync kernel of cuda_prefill_attention.cuh (production on
+ *        non-Hopper GPUs) at several tile shapes / pipeline depths
+ *   7-10 a first wgmma kernel (copied below; wrong for hd == BN, see there)
+ *   11-14 the software-pipelined wgmma kernel of cuda_prefill_attention.cuh
+ *   prod the production launcher ci_cu_prefill_attention itself
+ * Every version runs on fresh random inputs with the output poisoned (NaN)
+ * first, is checked fully written and against a CPU reference in double
+ * (all rows on the small shapes, 512 random (token, head) rows on the big
+ * ones), then timed with cudaEvents (warm-up, median). FLOPs count 4 * hd *
+ * H * (keys a query sees, causal convention): for a full prefill of N
+ * tokens 4 * H * N * N * hd / 2, the convention used for SDPA too. */
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+/* the production launcher (and, through it, the kernels' .cuh) */
+#include "backend/cuda/cuda_prefill_attention.cu"
+
+#define CK(x)                                                                                      \
+    do {                                                                                           \
+        cudaError_t e_ = (x);                                                                      \
+        if (e_ != cudaSuccess) {                                                                   \
+            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));      \
+            exit(2);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+typedef __nv_bfloat16 bf16;
+static const double PEAK_TFLOPS = 787.0;
+
+/* ---------------- version 0: naive ---------------- */
+template <int HD>
+__global__ void v0_naive_kernel(const ci_prefill_params p, int T, float scale) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= T * p.H) return;
+    int t = idx / p.H, h = idx % p.H;
+    int lo = 0, hi = p.S - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) >> 1;
+        if (p.qstart[mid] <= t) lo = mid;
+        else hi = mid - 1;
+    }
+    int s = lo, lim = min(p.positions[t] + 1, p.ctx_lens[s]), kvh = h / (p.H / p.KV);
+    const bf16 *q = p.qkv + (int64_t)t * (p.H + 2 * p.KV) * HD + h * HD;
+    const int32_t *bt = p.btab + (int64_t)s * p.mbps;
+    float m = -INFINITY, l = 0.0f, o[HD];
+    for (int d = 0; d < HD; d++) o[d] = 0.0f;
+    for (int pass = 0; pass < 2; pass++)
+        for (int j = 0; j < lim; j++) {
+            int64_t off = (((int64_t)bt[j / p.bs] * p.KV + kvh) * p.bs + j % p.bs) * HD;
+            float dot = 0.0f;
+            for (int d = 0; d < HD; d++) dot += __bfloat162float(q[d]) * __bfloat162float(p.kc[off + d]);
+            dot *= scale;
+            if (pass == 0) {
+                m = fmaxf(m, dot);
+            } else {
+                float e = __expf(dot - m);
+                l += e;
+                for (int d = 0; d < HD; d++) o[d] += e * __bfloat162float(p.vc[off + d]);
+            }
+        }
+    bf16 *out = p.out + (int64_t)t * p.H * HD + h * HD;
+    for (int d = 0; d < HD; d++) out[d] = __float2bfloat16_rn(o[d] / l);
+}
+
+/* ---------------- version 1: copy of attention_bf16_kernel (no split) ---------------- */
+#define ATT_THREADS 128
+#define ATT2_TILE 128
+#define ATT2_GMAX 16
+__device__ __forceinline__ float v1_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float v1_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ void v1_ld_vec(const bf16 *p, float *out) {
+    uint4 u = *(const uint4 *)p;
+    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 f = __bfloat1622float2(h[i]);
+        out[2 * i] = f.x;
+        out[2 * i + 1] = f.y;
+    }
+}
+__global__ void __launch_bounds__(ATT_THREADS)
+    v1_attention_bf16_kernel(const bf16 *__restrict__ qkv, int S, int H, int KV, int hd,
+                             const int32_t *__restrict__ positions, const int32_t *__restrict__ qstart,
+                             const int32_t *__restrict__ ctx_lens, const int32_t *__restrict__ btab,
+                             int mbps, const bf16 *__restrict__ kc, const bf16 *__restrict__ vc, int bs,
+                             float scale, bf16 *__restrict__ out) {
+    extern __shared__ float4 sm4[];
+    float *sm = (float *)sm4;
+    const int t = blockIdx.x, g = blockIdx.y, G = H / KV, GHD = G * hd;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int kstride = hd + 8;
+    float *q = sm;
+    float *sc = q + GHD;
+    float *mrow = sc + G * ATT2_TILE, *lrow = mrow + G, *alpha = lrow + G;
+    float *region = sm + ((GHD + G * ATT2_TILE + 3 * G + 3) & ~3);
+    bf16 *kt = (bf16 *)region;
+    bf16 *vt = kt + ATT2_TILE * kstride;
+    float *red = region;
+    int lo = 0, hi = S - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) >> 1;
+        if (qstart[mid] <= t) lo = mid;
+        else hi = mid - 1;
+    }
+    const int s = lo;
+    int nctx = positions[t] + 1;
+    if (nctx > ctx_lens[s]) nctx = ctx_lens[s];
+    const int32_t *bt = btab + (int64_t)s * mbps;
+    const int64_t stride = (int64_t)(H + 2 * KV) * hd;
+    const bf16 *qrow = qkv + (int64_t)t * stride + (int64_t)g * GHD;
+    for (int e = tid; e < GHD; e += ATT_THREADS) q[e] = __bfloat162float(qrow[e]) * scale;
+    for (int i = tid; i < G; i += ATT_THREADS) {
+        mrow[i] = -INFINITY;
+        lrow[i] = 0.0f;
+    }
+    const int nq4 = hd / 4, KG = ATT_THREADS / nq4;
+    const int dq = tid % nq4, kg = tid / nq4;
+    float acc[ATT2_GMAX][4];
+#pragma unroll
+    for (int gi = 0; gi < ATT2_GMAX; gi++) acc[gi][0] = acc[gi][1] = acc[gi][2] = acc[gi][3] = 0.0f;
+    const int nvec = hd / 8;
+    for (int j0 = 0; j0 < nctx; j0 += ATT2_TILE) {
+        const int nj = nctx - j0 < ATT2_TILE ? nctx - j0 : ATT2_TILE;
+        __syncthreads();
+        for (int e = tid; e < nj * nvec; e += ATT_THREADS) {
+            int j = e / nvec, d = (e - j * nvec) * 8, pos = j0 + j;
+            int64_t base = (((int64_t)bt[pos / bs] * KV + g) * bs + pos % bs) * hd + d;
+            *(uint4 *)(kt + j * kstride + d) = *(const uint4 *)(kc + base);
+            *(uint4 *)(vt + j * hd + d) = *(const uint4 *)(vc + base);
+        }
+        __syncthreads();
+        {
+            const int j = tid;
+            float sc_j[ATT2_GMAX];
+#pragma unroll
+            for (int gi = 0; gi < ATT2_GMAX; gi++) sc_j[gi] = 0.0f;
+            if (j < nj) {
+                const bf16 *kr = kt + j * kstride;
+                for (int d = 0; d < hd; d += 8) {
+                    float k8[8];
+                    v1_ld_vec(kr + d, k8);
+#pragma unroll
+                    for (int gi = 0; gi < ATT2_GMAX; gi++) {
+                        if (gi < G) {
+                            const float4 a = *(const float4 *)(q + gi * hd + d);
+                            const float4 b = *(const float4 *)(q + gi * hd + d + 4);
+                            float v = sc_j[gi];
+                            v = fmaf(a.x, k8[0], v);
+                            v = fmaf(a.y, k8[1], v);
+                            v = fmaf(a.z, k8[2], v);
+                            v = fmaf(a.w, k8[3], v);
+                            v = fmaf(b.x, k8[4], v);
+                            v = fmaf(b.y, k8[5], v);
+                            v = fmaf(b.z, k8[6], v);
+                            v = fmaf(b.w, k8[7], v);
+                            sc_j[gi] = v;
+                        }
+                    }
+                }
+            }
+#pragma unroll
+            for (int gi = 0; gi < ATT2_GMAX; gi++)
+                if (gi < G) sc[gi * ATT2_TILE + j] = j < nj ? sc_j[gi] : -INFINITY;
+        }
+        __syncthreads();
+        for (int gi = warp; gi < G; gi += ATT_THREADS / 32) {
+            float v[4], mx = -INFINITY;
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                v[i] = sc[gi * ATT2_TILE + lane + 32 * i];
+                mx = fmaxf(mx, v[i]);
+            }
+            float mold = mrow[gi];
+            float mnew = fmaxf(mold, v1_warp_max(mx));
+            float sum = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                float p = lane + 32 * i < nj ? __expf(v[i] - mnew) : 0.0f;
+                sc[gi * ATT2_TILE + lane + 32 * i] = p;
+                sum += p;
+            }
+            sum = v1_warp_sum(sum);
+            __syncwarp();
+            if (lane == 0) {
+                float a = __expf(mold - mnew);
+                alpha[gi] = a;
+                lrow[gi] = lrow[gi] * a + sum;
+                mrow[gi] = mnew;
+            }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int gi = 0; gi < ATT2_GMAX; gi++) {
+            if (gi < G) {
+                float a = alpha[gi];
+                acc[gi][0] *= a;
+                acc[gi][1] *= a;
+                acc[gi][2] *= a;
+                acc[gi][3] *= a;
+            }
+        }
+        for (int j = kg; j < nj; j += KG) {
+            uint2 u = *(const uint2 *)(vt + j * hd + dq * 4);
+            float2 v01 = __bfloat1622float2(*(const __nv_bfloat162 *)&u.x);
+            float2 v23 = __bfloat1622float2(*(const __nv_bfloat162 *)&u.y);
+            const float *pj = sc + j;
+#pragma unroll
+            for (int gi = 0; gi < ATT2_GMAX; gi++) {
+                if (gi < G) {
+                    float p = pj[gi * ATT2_TILE];
+                    acc[gi][0] = fmaf(p, v01.x, acc[gi][0]);
+                    acc[gi][1] = fmaf(p, v01.y, acc[gi][1]);
+                    acc[gi][2] = fmaf(p, v23.x, acc[gi][2]);
+                    acc[gi][3] = fmaf(p, v23.y, acc[gi][3]);
+                }
+            }
+        }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int gi = 0; gi < ATT2_GMAX; gi++)
+        if (gi < G)
+            *(float4 *)(red + ((int64_t)kg * G + gi) * hd + dq * 4) =
+                make_float4(acc[gi][0], acc[gi][1], acc[gi][2], acc[gi][3]);
+    __syncthreads();
+    bf16 *orow = out + (int64_t)t * H * hd + (int64_t)g * GHD;
+    for (int e = tid; e < GHD; e += ATT_THREADS) {
+        float tot = 0.0f;
+        for (int k = 0; k < KG; k++) tot += red[(int64_t)k * GHD + e];
+        float l = lrow[e / hd];
+        orow[e] = __float2bfloat16_rn(l > 0.0f ? tot / l : 0.0f);
+    }
+}
+static size_t v1_smem_bytes(int G, int hd) {
+    size_t head = ((size_t)G * hd + (size_t)G * ATT2_TILE + 3 * (size_t)G + 3) & ~(size_t)3;
+    size_t kv = (size_t)ATT2_TILE * (size_t)(2 * hd + 8) * 2 / sizeof(float);
+    size_t red = (size_t)(ATT_THREADS / (hd / 4)) * G * hd;
+    return (head + (kv > red ? kv : red)) * sizeof(float);
+}
+
+/* ---- versions 7-11: the first wgmma kernel (kept here, not in production) ----
+ * Known wrong when head_dim == BN (hd 64 with BN 64, hd 128 with BN 128):
+ * rel. err 0.1-0.5, reproducible; the pipelined kernel (versions 12+, the
+ * production one) is right for all four shapes. Not root-caused; this one
+ * zero-fills the S accumulator with ordinary moves right before the wgmma
+ * and skips wgmma on a (warpgroup-uniform) branch, both of which the
+ * pipelined kernel avoids (scale-d = 0 on the first k-step, no branch).
+ * BM = 64 x NWG query rows, one warpgroup (4 warps) per 64 rows. S = Q K^T
+ * is wgmma m64n{BN}k16 with Q's A fragments in registers and K read by the
+ * tensor cores straight from shared memory (K-major, 128-byte swizzle);
+ * O += P V is wgmma m64n{HD}k16 with P in registers and V read from shared
+ * memory as an MN-major operand (no ldmatrix.trans). Each K/V element in
+ * shared memory is read once per warpgroup instead of once per warp, which
+ * is what bounds the mma.sync kernel (shared-memory bandwidth). cp.async
+ * writes K/V (generic proxy); fence.proxy.async before the barrier makes
+ * them visible to wgmma (async proxy). */
+
+template <int HD, int BN, int NWG, int NST>
+__global__ void __launch_bounds__(NWG * 128, 1)
+    v7_wg_kernel(const ci_prefill_params p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    using namespace ci_pf;
+    constexpr int BM = 64 * NWG, NT = NWG * 128;
+    constexpr int CH = HD / 8;
+    constexpr int KD = HD / 16;
+    constexpr int NB = BN / 8;
+    static_assert((HD == 64 || HD == 128) && (BN == 64 || BN == 128) && NST >= 2, "tile shape");
+    static_assert((BN * CH) % NT == 0 && (BM * CH) % NT == 0, "copy split");
+    extern __shared__ uint4 smem_u4[];
+    /* K/V stages first, 1024-byte aligned (swizzle atoms), then Q */
+    __nv_bfloat16 *sk = (__nv_bfloat16 *)(((uintptr_t)smem_u4 + 1023) & ~(uintptr_t)1023);
+    __nv_bfloat16 *sv = sk + NST * BN * HD;
+    __nv_bfloat16 *sq = sv + NST * BN * HD;
+    __shared__ int lim_lo, lim_hi, wg_hi[NWG];
+
+    int idx = blockIdx.x;
+    const int h = idx % p.H;
+    idx /= p.H;
+    const int s = idx % p.S;
+    const int tile = p.ntiles - 1 - idx / p.S;
+    const int q0 = p.qstart[s], qlen = p.qstart[s + 1] - q0, r0 = tile * BM;
+    if (r0 >= qlen) return;
+    const int nrows = min(BM, qlen - r0);
+    const int ctx = p.ctx_lens[s];
+    const int kvh = h / (p.H / p.KV);
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+    const int64_t qstride = (int64_t)(p.H + 2 * p.KV) * HD;
+    const int32_t *bt = p.btab + (int64_t)s * p.mbps;
+
+    auto row_lim = [&](int r) {
+        int pos = p.positions[q0 + r0 + min(r, nrows - 1)];
+        return min(pos + 1, ctx);
+    };
+    const int g = lane >> 2, tig = lane & 3;
+    const int lim0 = row_lim(warp * 16 + g), lim1 = row_lim(warp * 16 + g + 8);
+    int wlim = max(lim0, lim1);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) wlim = max(wlim, __shfl_xor_sync(0xffffffffu, wlim, o));
+    int wmin = min(lim0, lim1);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) wmin = min(wmin, __shfl_xor_sync(0xffffffffu, wmin, o));
+    if (tid == 0) {
+        lim_lo = 1 << 30;
+        lim_hi = 0;
+    }
+    if (tid < NWG) wg_hi[tid] = 0;
+    __syncthreads();
+    if (lane == 0) {
+        atomicMin(&lim_lo, wmin);
+        atomicMax(&lim_hi, wlim);
+        atomicMax(&wg_hi[wg], wlim);
+    }
+    __syncthreads();
+    const int kv_end = lim_hi;
+    const int nblk = (kv_end + BN - 1) / BN;
+    const int nfull = lim_lo / BN;
+    const int wglim = wg_hi[wg]; /* the warpgroup's largest key limit */
+
+    {
+        const __nv_bfloat16 *qbase = p.qkv + (int64_t)h * HD;
+#pragma unroll
+        for (int i = 0; i < BM * CH / NT; i++) {
+            int e = tid + i * NT, r = e / CH, c = e % CH;
+            int64_t t = q0 + r0 + min(r, nrows - 1);
+            cp_async16(sq + swz<HD>(r, c), qbase + t * qstride + c * 8);
+        }
+    }
+    const int kr = tid / CH, kcol = tid % CH;
+    auto load_kv = [&](int n, int st) {
+        __nv_bfloat16 *dk = sk + st * BN * HD, *dv = sv + st * BN * HD;
+#pragma unroll
+        for (int j = 0; j < BN * CH / NT; j++) {
+            int r = kr + j * (NT / CH);
+            int key = min(n * BN + r, kv_end - 1);
+            int64_t off =
+                (((int64_t)bt[key / p.bs] * p.KV + kvh) * p.bs + key % p.bs) * HD + kcol * 8;
+            cp_async16(dk + swz128<BN>(r, kcol), p.kc + off);
+            cp_async16(dv + swz128<BN>(r, kcol), p.vc + off);
+        }
+    };
+#pragma unroll
+    for (int st = 0; st < NST - 1; st++) {
+        if (st < nblk) load_kv(st, st);
+        cp_async_commit();
+    }
+
+    float o[HD / 2];
+#pragma unroll
+    for (int i = 0; i < HD / 2; i++) o[i] = 0.0f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+    uint32_t qf[KD][4];
+    const float sl2 = p.scale_log2;
+
+    for (int n = 0; n < nblk; n++) {
+        cp_async_wait<NST - 2>();
+        fence_proxy_async(); /* this thread's cp.async data -> visible to wgmma */
+        __syncthreads();
+        if (n == 0) {
+#pragma unroll
+            for (int kk = 0; kk < KD; kk++)
+                ldsm_x4(qf[kk], sq + swz<HD>(warp * 16 + (lane & 15), kk * 2 + (lane >> 4)));
+        }
+        if (n + NST - 1 < nblk) load_kv(n + NST - 1, (n + NST - 1) % NST);
+        cp_async_commit();
+        if (n * BN >= wglim) continue; /* the whole warpgroup is masked (uniform) */
+        const __nv_bfloat16 *kt = sk + (n % NST) * BN * HD, *vt = sv + (n % NST) * BN * HD;
+
+        float sc[BN / 2];
+#pragma unroll
+        for (int i = 0; i < BN / 2; i++) sc[i] = 0.0f;
+        fence_regs<BN / 2>(sc);
+        fence_regs<KD * 4>(&qf[0][0]);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < KD; kk++) {
+            /* k-step kk: column block kk / 4, 32 bytes per k-step inside it */
+            uint64_t dk = gmma_desc(kt + (kk >> 2) * (BN * 64) + (kk & 3) * 16, 16, 1024);
+            if constexpr (BN == 64)
+                wgmma_n64<0>(sc, qf[kk], dk);
+            else
+                wgmma_n128<0>(sc, qf[kk], dk);
+        }
+        wg_commit();
+        wg_wait0();
+        fence_regs<BN / 2>(sc);
+        if (n >= nfull) {
+#pragma unroll
+            for (int nb = 0; nb < NB; nb++) {
+                int key = n * BN + nb * 8 + 2 * tig;
+                if (key >= lim0) sc[4 * nb + 0] = -INFINITY;
+                if (key + 1 >= lim0) sc[4 * nb + 1] = -INFINITY;
+                if (key >= lim1) sc[4 * nb + 2] = -INFINITY;
+                if (key + 1 >= lim1) sc[4 * nb + 3] = -INFINITY;
+            }
+        }
+        float mx0 = m0, mx1 = m1;
+#pragma unroll
+        for (int nb = 0; nb < NB; nb++) {
+            mx0 = fmaxf(mx0, fmaxf(sc[4 * nb], sc[4 * nb + 1]) * sl2);
+            mx1 = fmaxf(mx1, fmaxf(sc[4 * nb + 2], sc[4 * nb + 3]) * sl2);
+        }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        /* a row of this warp with no allowed key in the whole run so far
+         * cannot occur: tile 0 holds key 0 */
+        const float a0 = ex2(m0 - mx0), a1 = ex2(m1 - mx1);
+        m0 = mx0;
+        m1 = mx1;
+        float rs0 = 0.0f, rs1 = 0.0f;
+        uint32_t pa[BN / 16][4];
+#pragma unroll
+        for (int nb = 0; nb < NB; nb++) {
+            float p0 = ex2(fmaf(sc[4 * nb], sl2, -mx0)), p1 = ex2(fmaf(sc[4 * nb + 1], sl2, -mx0));
+            float p2 = ex2(fmaf(sc[4 * nb + 2], sl2, -mx1));
+            float p3 = ex2(fmaf(sc[4 * nb + 3], sl2, -mx1));
+            rs0 += p0 + p1;
+            rs1 += p2 + p3;
+            pa[nb >> 1][(nb & 1) * 2 + 0] = pack_bf16(p0, p1);
+            pa[nb >> 1][(nb & 1) * 2 + 1] = pack_bf16(p2, p3);
+        }
+        l0 = l0 * a0 + rs0;
+        l1 = l1 * a1 + rs1;
+#pragma unroll
+        for (int d = 0; d < HD / 8; d++) {
+            o[4 * d + 0] *= a0;
+            o[4 * d + 1] *= a0;
+            o[4 * d + 2] *= a1;
+            o[4 * d + 3] *= a1;
+        }
+        fence_regs<HD / 2>(o);
+        fence_regs<BN / 4>(&pa[0][0]);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+            /* keys 16 kk..: 2 groups of 8 rows (SBO 1024); dims in column
+             * blocks of 64 (LBO = one block) */
+            uint64_t dv = gmma_desc(vt + kk * 16 * 64, BN * 128, 1024);
+            if constexpr (HD == 64)
+                wgmma_n64<1>(o, pa[kk], dv);
+            else
+                wgmma_n128<1>(o, pa[kk], dv);
+        }
+        wg_commit();
+        wg_wait0(); /* the stage is refilled after the next barrier */
+        fence_regs<HD / 2>(o);
+        fence_regs<BN / 4>(&pa[0][0]);
+    }
+    cp_async_wait<0>();
+
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const float il0 = 1.0f / l0, il1 = 1.0f / l1;
+    const int ra = warp * 16 + g, rb = ra + 8;
+    const int64_t ostride = (int64_t)p.H * HD;
+    __nv_bfloat16 *obase = p.out + (int64_t)h * HD + 2 * tig;
+#pragma unroll
+    for (int d = 0; d < HD / 8; d++) {
+        if (ra < nrows)
+            *(uint32_t *)(obase + (q0 + r0 + ra) * ostride + d * 8) =
+                pack_bf16(o[4 * d] * il0, o[4 * d + 1] * il0);
+        if (rb < nrows)
+            *(uint32_t *)(obase + (q0 + r0 + rb) * ostride + d * 8) =
+                pack_bf16(o[4 * d + 2] * il1, o[4 * d + 3] * il1);
+    }
+#else
+    __trap(); /* built without sm_90a: the launcher never picks this kernel */
+#endif
+}
+
+
+
+/* ---------------- problem ---------------- */
+struct Problem {
+    const char *name;
+    int H, KV, hd, bs;
+    std::vector<int> ctx, q; /* per sequence: tokens in cache after the step, new tokens */
+    int full_check;          /* 1: every row against the CPU; 0: 512 sampled rows */
+};
+struct Dev {
+    int T, S, mbps, nblocks, maxq;
+    std::vector<bf16> qkv, kc, vc;
+    std::vector<int32_t> pos, qs, cl, bt;
+    bf16 *d_qkv, *d_kc, *d_vc, *d_out;
+    int32_t *d_pos, *d_qs, *d_cl, *d_bt;
+    double flops;
+};
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static inline float urand() { /* uniform [-1, 1) */
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 40) * (1.0 / 8388608.0) - 1.0);
+}
+static inline float b2f(bf16 v) { return __bfloat162float(v); }
+
+static void fill(std::vector<bf16> &v, size_t n, float amp) {
+    v.resize(n);
+    for (size_t i = 0; i < n; i++) v[i] = __float2bfloat16_rn(amp * urand());
+}
+
+static void setup(const Problem &pb, Dev &d) {
+    d.S = (int)pb.ctx.size();
+    d.T = 0;
+    d.mbps = 0;
+    d.nblocks = 0;
+    d.maxq = 0;
+    d.flops = 0;
+    for (int s = 0; s < d.S; s++) {
+        int nb = (pb.ctx[s] + pb.bs - 1) / pb.bs;
+        d.mbps = std::max(d.mbps, nb);
+        d.nblocks += nb;
+        d.T += pb.q[s];
+        d.maxq = std::max(d.maxq, pb.q[s]);
+        double qn = pb.q[s], c = pb.ctx[s];
+        d.flops += 4.0 * pb.H * pb.hd * (qn * c - qn * qn / 2); /* causal convention */
+    }
+    d.nblocks += 3; /* a few unused blocks */
+    std::vector<int> perm(d.nblocks);
+    for (int i = 0; i < d.nblocks; i++) perm[i] = i;
+    for (int i = d.nblocks - 1; i > 0; i--) { /* shuffled blocks: tiles span scattered blocks */
+        int j = (int)((urand() * 0.5f + 0.5f) * (i + 1)) % (i + 1);
+        std::swap(perm[i], perm[j]);
+    }
+    d.bt.assign((size_t)d.S * d.mbps, -1);
+    d.pos.resize(d.T);
+    d.qs.resize(d.S + 1);
+    d.cl.resize(d.S);
+    int next = 0, t = 0;
+    for (int s = 0; s < d.S; s++) {
+        int nb = (pb.ctx[s] + pb.bs - 1) / pb.bs;
+        for (int i = 0; i < nb; i++) d.bt[(size_t)s * d.mbps + i] = perm[next++];
+        d.qs[s] = t;
+        d.cl[s] = pb.ctx[s];
+        for (int i = 0; i < pb.q[s]; i++) d.pos[t++] = pb.ctx[s] - pb.q[s] + i;
+    }
+    d.qs[d.S] = t;
+    size_t cols = (size_t)(pb.H + 2 * pb.KV) * pb.hd;
+    size_t cache = (size_t)d.nblocks * pb.KV * pb.bs * pb.hd;
+    fill(d.qkv, (size_t)d.T * cols, 2.0f);
+    fill(d.kc, cache, 1.5f);
+    fill(d.vc, cache, 1.0f);
+    CK(cudaMalloc(&d.d_qkv, d.qkv.size() * 2));
+    CK(cudaMalloc(&d.d_kc, cache * 2));
+    CK(cudaMalloc(&d.d_vc, cache * 2));
+    CK(cudaMalloc(&d.d_out, (size_t)d.T * pb.H * pb.hd * 2));
+    CK(cudaMalloc(&d.d_pos, d.T * 4));
+    CK(cudaMalloc(&d.d_qs, (d.S + 1) * 4));
+    CK(cudaMalloc(&d.d_cl, d.S * 4));
+    CK(cudaMalloc(&d.d_bt, d.bt.size() * 4));
+    CK(cudaMemcpy(d.d_qkv, d.qkv.data(), d.qkv.size() * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(d.d_kc, d.kc.data(), cache * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(d.d_vc, d.vc.data(), cache * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(d.d_pos, d.pos.data(), d.T * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(d.d_qs, d.qs.data(), (d.S + 1) * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(d.d_cl, d.cl.data(), d.S * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(d.d_bt, d.bt.data(), d.bt.size() * 4, cudaMemcpyHostToDevice));
+}
+static void teardown(Dev &d) {
+    cudaFree(d.d_qkv);
+    cudaFree(d.d_kc);
+    cudaFree(d.d_vc);
+    cudaFree(d.d_out);
+    cudaFree(d.d_pos);
+    cudaFree(d.d_qs);
+    cudaFree(d.d_cl);
+    cudaFree(d.d_bt);
+}
+static ci_prefill_params params(const Problem &pb, const Dev &d, int bm) {
+    ci_prefill_params p;
+    p.qkv = d.d_qkv;
+    p.positions = d.d_pos;
+    p.qstart = d.d_qs;
+    p.ctx_lens = d.d_cl;
+    p.btab = d.d_bt;
+    p.kc = d.d_kc;
+    p.vc = d.d_vc;
+    p.out = d.d_out;
+    p.S = d.S;
+    p.H = pb.H;
+    p.KV = pb.KV;
+    p.mbps = d.mbps;
+    p.bs = pb.bs;
+    p.ntiles = (d.maxq + bm - 1) / bm;
+    p.scale_log2 = (float)(1.0 / std::sqrt((double)pb.hd) * 1.4426950408889634);
+    return p;
+}
+
+/* ---------------- versions ---------------- */
+typedef void (*launch_fn)(const Problem &, const Dev &);
+static void run_v0(const Problem &pb, const Dev &d) {
+    ci_prefill_params p = params(pb, d, 64);
+    int n = d.T * pb.H;
+    float scale = (float)(1.0 / std::sqrt((double)pb.hd));
+    if (pb.hd == 64) v0_naive_kernel<64><<<(n + 127) / 128, 128>>>(p, d.T, scale);
+    else v0_naive_kernel<128><<<(n + 127) / 128, 128>>>(p, d.T, scale);
+}
+static void run_v1(const Problem &pb, const Dev &d) {
+    size_t b = v1_smem_bytes(pb.H / pb.KV, pb.hd);
+    CK(cudaFuncSetAttribute(v1_attention_bf16_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                            (int)b));
+    v1_attention_bf16_kernel<<<dim3(d.T, pb.KV), ATT_THREADS, b>>>(
+        d.d_qkv, d.S, pb.H, pb.KV, pb.hd, d.d_pos, d.d_qs, d.d_cl, d.d_bt, d.mbps, d.d_kc, d.d_vc,
+        pb.bs, (float)(1.0 / std::sqrt((double)pb.hd)), d.d_out);
+}
+static void launch(void (*k)(ci_prefill_params), size_t smem, int threads,
+                   const ci_prefill_params &p) {
+    CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    k<<<p.ntiles * p.S * p.H, threads, smem>>>(p);
+}
+template <int HD, int BM, int BN, int NST> static void run_tc_hd(const Problem &pb, const Dev &d) {
+    launch(ci_prefill_attention_kernel<HD, BM, BN, NST>, ci_prefill_smem_bytes<HD, BM, BN, NST>(),
+           BM * 2, params(pb, d, BM));
+}
+template <int BM, int BN, int NST> static void run_tc(const Problem &pb, const Dev &d) {
+    if (pb.hd == 64) run_tc_hd<64, BM, BN, NST>(pb, d);
+    else run_tc_hd<128, BM, BN, NST>(pb, d);
+}
+/* P = 0: the first wgmma kernel (v7_wg_kernel), 1: the pipelined one */
+template <int P, int BN, int NWG, int NST, int HD>
+static void run_wg_hd(const Problem &pb, const Dev &d) {
+    constexpr size_t smem = ci_prefill_wg_smem_bytes<HD, BN, NWG, NST>();
+    if constexpr (P)
+        launch(ci_prefill_attention_wgp_kernel<HD, BN, NWG, NST>, smem, NWG * 128,
+               params(pb, d, 64 * NWG));
+    else
+        launch(v7_wg_kernel<HD, BN, NWG, NST>, smem, NWG * 128, params(pb, d, 64 * NWG));
+}
+template <int BN, int NWG, int NST> static void run_wg(const Problem &pb, const Dev &d) {
+    if (pb.hd == 64) run_wg_hd<0, BN, NWG, NST, 64>(pb, d);
+    else run_wg_hd<0, BN, NWG, NST, 128>(pb, d);
+}
+template <int BN, int NWG, int NST> static void run_wgp(const Problem &pb, const Dev &d) {
+    if (pb.hd == 64) run_wg_hd<1, BN, NWG, NST, 64>(pb, d);
+    else run_wg_hd<1, BN, NWG, NST, 128>(pb, d);
+}
+/* the production launcher, ci_cu_prefill_attention */
+static void run_prod(const Problem &pb, const Dev &d) {
+    CK((cudaError_t)ci_cu_prefill_attention(0, d.d_qkv, d.S, pb.H, pb.KV, pb.hd, d.d_pos, d.d_qs,
+                                            d.d_cl, d.d_bt, d.mbps, d.d_kc, d.d_vc, pb.bs,
+                                            (float)(1.0 / std::sqrt((double)pb.hd)), d.d_out,
+                                            d.maxq));
+}
+struct Version {
+    const char *name;
+    launch_fn fn;
+};
+static const Version versions[] = {
+    {"v0 naive (thread per token x head)", run_v0},
+    {"v1 CUDA-core (current kernel)", run_v1},
+    {"v2 TC BM64 BN64 2-stage (4 warps)", run_tc<64, 64, 2>},
+    {"v3 TC BM128 BN64 2-stage (8 warps)", run_tc<128, 64, 2>},
+    {"v4 TC BM128 BN64 3-stage", run_tc<128, 64, 3>},
+    {"v5 TC BM128 BN32 3-stage", run_tc<128, 32, 3>},
+    {"v6 TC BM64 BN32 3-stage (4 warps)", run_tc<64, 32, 3>},
+    {"v7 wgmma BM128 BN64 2-stage (2 WG)", run_wg<64, 2, 2>},
+    {"v8 wgmma BM128 BN64 3-stage (2 WG)", run_wg<64, 2, 3>},
+    {"v9 wgmma BM64 BN64 3-stage (1 WG)", run_wg<64, 1, 3>},
+    {"v10 wgmma BM64 BN64 2-stage (1 WG)", run_wg<64, 1, 2>},
+    {"v11 wgmma pipelined BM128 BN64 3-stage", run_wgp<64, 2, 3>},
+    {"v12 wgmma pipelined BM128 BN64 4-stage", run_wgp<64, 2, 4>},
+    {"v13 wgmma pipelined BM128 BN128 3-stg", run_wgp<128, 2, 3>},
+    {"v14 wgmma pipelined BM64 BN64 3-stage", run_wgp<64, 1, 3>},
+    {"prod (launcher's choice)", run_prod},
+};
+static const int NVER = sizeof versions / sizeof versions[0];
+
+/* ---------------- CPU reference ---------------- */
+static void cpu_row(const Problem &pb, const Dev &d, int t, int h, std::vector<double> &o) {
+    int s = 0;
+    while (d.qs[s + 1] <= t) s++;
+    int lim = std::min(d.pos[t] + 1, d.cl[s]), kvh = h / (pb.H / pb.KV), hd = pb.hd;
+    const bf16 *q = d.qkv.data() + (size_t)t * (pb.H + 2 * pb.KV) * hd + (size_t)h * hd;
+    std::vector<double> sc(lim);
+    double mx = -1e300, scale = 1.0 / std::sqrt((double)hd);
+    for (int j = 0; j < lim; j++) {
+        size_t off = (((size_t)d.bt[(size_t)s * d.mbps + j / pb.bs] * pb.KV + kvh) * pb.bs + j % pb.bs) * hd;
+        double a = 0;
+        for (int e = 0; e < hd; e++) a += (double)b2f(q[e]) * b2f(d.kc[off + e]);
+        sc[j] = a * scale;
+        mx = std::max(mx, sc[j]);
+    }
+    o.assign(hd, 0.0);
+    double l = 0;
+    for (int j = 0; j < lim; j++) {
+        size_t off = (((size_t)d.bt[(size_t)s * d.mbps + j / pb.bs] * pb.KV + kvh) * pb.bs + j % pb.bs) * hd;
+        double p = std::exp(sc[j] - mx);
+        l += p;
+        for (int e = 0; e < hd; e++) o[e] += p * b2f(d.vc[off + e]);
+    }
+    for (int e = 0; e < hd; e++) o[e] /= l;
+}
+
+/* rows checked: all, or 512 random (token, head) pairs */
+static std::vector<std::pair<int, int>> check_rows(const Problem &pb, const Dev &d) {
+    std::vector<std::pair<int, int>> r;
+    if (pb.full_check) {
+        for (int t = 0; t < d.T; t++)
+            for (int h = 0; h < pb.H; h++) r.push_back({t, h});
+    } else {
+        for (int i = 0; i < 512; i++) {
+            int t = (int)((urand() * 0.5f + 0.5f) * d.T) % d.T;
+            int h = (int)((urand() * 0.5f + 0.5f) * pb.H) % pb.H;
+            if (i < 8) t = d.T - 1 - i; /* the last (longest) rows too */
+            r.push_back({t, h});
+        }
+    }
+    return r;
+}
+
+/* runs version v once on a poisoned output; returns rel. err (inf if unwritten) */
+static double check(const Problem &pb, const Dev &d, int v,
+                    const std::vector<std::pair<int, int>> &rows,
+                    const std::vector<std::vector<double>> &ref) {
+    size_t n = (size_t)d.T * pb.H * pb.hd;
+    CK(cudaMemset(d.d_out, 0xff, n * 2)); /* bf16 0xffff = NaN */
+    versions[v].fn(pb, d);
+    CK(cudaGetLastError());
+    CK(cudaDeviceSynchronize());
+    std::vector<bf16> out(n);
+    CK(cudaMemcpy(out.data(), d.d_out, n * 2, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < n; i++)
+        if (!std::isfinite(b2f(out[i]))) {
+            printf("  %s: element %zu not written / not finite\n", versions[v].name, i);
+            return INFINITY;
+        }
+    double num = 0, den = 0;
+    for (size_t i = 0; i < rows.size(); i++) {
+        const bf16 *o = out.data() + ((size_t)rows[i].first * pb.H + rows[i].second) * pb.hd;
+        for (int e = 0; e < pb.hd; e++) {
+            double df = b2f(o[e]) - ref[i][e];
+            num += df * df;
+            den += ref[i][e] * ref[i][e];
+        }
+    }
+    return std::sqrt(num / den);
+}
+
+static double time_ms(const Problem &pb, const Dev &d, int v, int iters) {
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    versions[v].fn(pb, d); /* warm-up */
+    CK(cudaDeviceSynchronize());
+    std::vector<float> ms(iters);
+    for (int i = 0; i < iters; i++) {
+        CK(cudaEventRecord(a));
+        versions[v].fn(pb, d);
+        CK(cudaEventRecord(b));
+        CK(cudaEventSynchronize(b));
+        CK(cudaEventElapsedTime(&ms[i], a, b));
+    }
+    CK(cudaGetLastError());
+    std::sort(ms.begin(), ms.end());
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return ms[iters / 2];
+}
+
+static int failures = 0;
+static int no_wg = 0; /* LAB_NO_WG=1: leave out the wgmma versions (and prod) */
+static const int V_WG_FIRST = 7, V_WG_PLAIN_LAST = 10; /* the first wgmma kernel */
+
+/* skip_naive: version 0 would take seconds on the big shapes */
+static void run_problem(const Problem &pb, int timing, int skip_naive) {
+    Dev d;
+    setup(pb, d);
+    std::vector<std::pair<int, int>> rows = check_rows(pb, d);
+    std::vector<std::vector<double>> ref(rows.size());
+    for (size_t i = 0; i < rows.size(); i++) cpu_row(pb, d, rows[i].first, rows[i].second, ref[i]);
+    printf("\n== %s: H=%d KV=%d hd=%d bs=%d, %d seqs, %d tokens, %.3g GFLOP (%s check)\n", pb.name,
+           pb.H, pb.KV, pb.hd, pb.bs, d.S, d.T, d.flops / 1e9, pb.full_check ? "full" : "sampled");
+    printf("%-38s %10s %9s %7s %10s\n", "version", "ms", "TFLOP/s", "%peak", "rel err");
+    for (int v = 0; v < NVER; v++) {
+        if ((v == 1 && pb.H / pb.KV > ATT2_GMAX) || (v == 0 && skip_naive) ||
+            (no_wg && v >= V_WG_FIRST)) {
+            printf("%-38s %10s\n", versions[v].name, "skipped");
+            continue;
+        }
+        if (pb.hd == 64 && v >= V_WG_FIRST && v <= V_WG_PLAIN_LAST) {
+            printf("%-38s %10s\n", versions[v].name, "skipped (wrong for hd == BN, see source)");
+            continue;
+        }
+        double err = check(pb, d, v, rows, ref);
+        bool ok = err <= 1e-2;
+        if (!ok) failures++;
+        if (!timing) {
+            printf("%-38s %10s %9s %7s %10.3g%s\n", versions[v].name, "-", "-", "-", err,
+                   ok ? "" : "  FAIL");
+            continue;
+        }
+        int iters = v == 0 ? 3 : v == 1 ? 5 : 30;
+        double ms = time_ms(pb, d, v, iters);
+        double tf = d.flops / (ms * 1e-3) / 1e12;
+        printf("%-38s %10.3f %9.1f %6.1f%% %10.3g%s\n", versions[v].name, ms, tf,
+               100.0 * tf / PEAK_TFLOPS, err, ok ? "" : "  FAIL");
+    }
+    teardown(d);
+}
+
+int main(int argc, char **argv) {
+    int quick = argc > 1 && !strcmp(argv[1], "--quick");
+    no_wg = getenv("LAB_NO_WG") && atoi(getenv("LAB_NO_WG"));
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+    /* correctness: ragged batches with cached prefixes, decode rows, query
+     * lengths off the tile sizes, block sizes 16 and 32 */
+    Problem c1 = {"ragged hd128 bs16", 8, 2, 128, 16, {300, 1000, 77, 2100, 5}, {300, 517, 77, 1, 3}, 1};
+    Problem c2 = {"ragged hd64 bs32", 8, 8, 64, 32, {129, 700, 4100, 33}, {129, 64, 250, 1}, 1};
+    Problem c3 = {"ragged hd128 bs32 G8", 16, 2, 128, 32, {4133, 64, 191}, {130, 64, 190}, 1};
+    if (quick) {
+        Problem q1 = {"quick hd128 bs16", 4, 2, 128, 16, {200, 70}, {200, 33}, 1};
+        Problem q2 = {"quick hd64 bs32", 4, 1, 64, 32, {150, 90}, {80, 90}, 1};
+        run_problem(q1, 0, 0);
+        run_problem(q2, 0, 0);
+    } else {
+        run_problem(c1, 0, 0);
+        run_problem(c2, 0, 0);
+        run_problem(c3, 0, 0);
+        Problem small = {"small: 1 x 2048 prefill", 32, 8, 128, 16, {2048}, {2048}, 0};
+        run_problem(small, 1, 0);
+        Problem target = {"target: 8 x 4096 prefill", 32, 8, 128, 16,
+                          std::vector<int>(8, 4096), std::vector<int>(8, 4096), 0};
+        run_problem(target, 1, 1);
+        Problem t32 = {"target, block size 32", 32, 8, 128, 32,
+                       std::vector<int>(8, 4096), std::vector<int>(8, 4096), 0};
+        run_problem(t32, 1, 1);
+        Problem t64 = {"8 x 4096 prefill, hd64 (H32 KV8)", 32, 8, 64, 16,
+                       std::vector<int>(8, 4096), std::vector<int>(8, 4096), 0};
+        run_problem(t64, 1, 1);
+    }
+    printf("\n%s: %d failures\n", failures ? "FAIL" : "OK", failures);
+    return failures ? 1 : 0;
+}

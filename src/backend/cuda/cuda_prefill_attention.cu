@@ -1,0 +1,77 @@
+/* cuda_prefill_attention.cu — launcher of the tensor-core prefill attention
+ * (device code and design notes in cuda_prefill_attention.cuh). Called by
+ * ci_cu_attention for BF16 batches with prefill tokens and head_dim 64/128. */
+#include "backend/cuda/cuda_kernels.h"
+#include "backend/cuda/cuda_prefill_attention.cuh"
+
+/* Tile shapes measured in bench/kernels/prefill_attention.cu. Hopper
+ * (sm_90): the pipelined wgmma kernel, 128 query rows (2 warpgroups) x 64
+ * keys with 4 K/V stages for head_dim 128 (v12 in the lab), x 128 keys
+ * with 3 stages for head_dim 64 (v13). Others (sm_80): the mma.sync kernel,
+ * 128 rows (8 warps) x 64 keys, 2 stages. All drop to 64 query rows when no
+ * sequence has more than 64 new tokens, so short chunks waste fewer rows. */
+/* one launch of kern over the work list; smem above 48 KB needs the opt-in
+ * (a static "done" flag would race between devices/threads; the attribute
+ * call is cheap and host-only) */
+static cudaError_t launch(void (*kern)(ci_prefill_params), size_t smem, int threads,
+                          cudaStream_t st, const ci_prefill_params &p) {
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)smem);
+    if (e != cudaSuccess) return e;
+    int64_t ctas = (int64_t)p.ntiles * p.S * p.H;
+    if (ctas > 0x7fffffff) return cudaErrorInvalidConfiguration;
+    kern<<<(unsigned)ctas, threads, smem, st>>>(p);
+    return cudaGetLastError();
+}
+template <int HD, int BM> static cudaError_t launch_prefill(cudaStream_t st, const ci_prefill_params &p) {
+    return launch(ci_prefill_attention_kernel<HD, BM, 64, 2>, ci_prefill_smem_bytes<HD, BM, 64, 2>(),
+                  BM * 2, st, p);
+}
+template <int HD, int BN, int NWG, int NST>
+static cudaError_t launch_prefill_wg(cudaStream_t st, const ci_prefill_params &p) {
+    return launch(ci_prefill_attention_wgp_kernel<HD, BN, NWG, NST>,
+                  ci_prefill_wg_smem_bytes<HD, BN, NWG, NST>(), NWG * 128, st, p);
+}
+
+extern "C" int ci_cu_prefill_attention(ci_cu_stream st, const void *qkv, int S, int H, int KV,
+                                       int hd, const int32_t *positions,
+                                       const int32_t *query_start, const int32_t *context_lens,
+                                       const int32_t *block_tables, int max_blocks_per_seq,
+                                       const void *kc, const void *vc, int block_size, float scale,
+                                       void *out, int max_query_len) {
+    if (max_query_len <= 0 || S <= 0) return cudaSuccess;
+    if ((hd != 64 && hd != 128) || KV <= 0 || H % KV != 0) return cudaErrorInvalidValue;
+    ci_prefill_params p;
+    p.qkv = (const __nv_bfloat16 *)qkv;
+    p.positions = positions;
+    p.qstart = query_start;
+    p.ctx_lens = context_lens;
+    p.btab = block_tables;
+    p.kc = (const __nv_bfloat16 *)kc;
+    p.vc = (const __nv_bfloat16 *)vc;
+    p.out = (__nv_bfloat16 *)out;
+    p.S = S;
+    p.H = H;
+    p.KV = KV;
+    p.mbps = max_blocks_per_seq;
+    p.bs = block_size;
+    p.scale_log2 = scale * 1.4426950408889634f;
+    const int bm = max_query_len <= 64 ? 64 : 128;
+    p.ntiles = (max_query_len + bm - 1) / bm;
+    /* wgmma needs sm_90a code, which this build carries for compute 9.0 */
+    int dev = 0, major = 0, minor = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+    if (e != cudaSuccess) return e;
+    if (major == 9 && minor == 0) {
+        if (hd == 64)
+            return bm == 64 ? launch_prefill_wg<64, 64, 1, 3>(st, p)
+                            : launch_prefill_wg<64, 128, 2, 3>(st, p);
+        return bm == 64 ? launch_prefill_wg<128, 64, 1, 3>(st, p)
+                        : launch_prefill_wg<128, 64, 2, 4>(st, p);
+    }
+    if (hd == 64)
+        return bm == 64 ? launch_prefill<64, 64>(st, p) : launch_prefill<64, 128>(st, p);
+    return bm == 64 ? launch_prefill<128, 64>(st, p) : launch_prefill<128, 128>(st, p);
+}
