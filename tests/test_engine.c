@@ -45,6 +45,16 @@ typedef struct job {
 
 static char model_dir[4096];
 
+/* BF16 on a GPU is not batch-invariant: batch size picks the GEMM kernel
+ * (GEMV at 1-2 rows, cuBLASLt tiles above) and the attention kernel, so
+ * logits differ in the last bits and a greedy near-tie or a seeded draw on a
+ * boundary can flip. There the invariance checks count and report
+ * differences instead of failing; float32 (the parity mode) must match. */
+static int lax_invariance(void) {
+    const char *dev = getenv("CINFER_TEST_DEVICE"), *dt = getenv("CINFER_TEST_DTYPE");
+    return dev && *dev && dt && !strcmp(dt, "bfloat16");
+}
+
 static ci_engine *mk_engine(int block_size, int mbt, int64_t kv_tokens, int prefix) {
     ci_engine_config c = ci_engine_default_config();
     c.model_dir = model_dir;
@@ -197,8 +207,13 @@ static void test_batch_invariance(void) {
         int diff = 0;
         for (int i = 0; i < NJ; i++)
             if (!same_res(&jobs[i].r[0], &ref[i])) diff++;
-        CHECKF(diff == 0, "block size %d, max_num_batched_tokens %d: %d of %d differ", cfgs[c].bs,
-               cfgs[c].mbt, diff, NJ);
+        if (lax_invariance())
+            printf("bf16: block size %d, max_num_batched_tokens %d: %d of %d differ from alone "
+                   "(reported, not checked)\n",
+                   cfgs[c].bs, cfgs[c].mbt, diff, NJ);
+        else
+            CHECKF(diff == 0, "block size %d, max_num_batched_tokens %d: %d of %d differ",
+                   cfgs[c].bs, cfgs[c].mbt, diff, NJ);
         ci_engine_metrics m = ci_engine_get_metrics(e);
         CHECK(m.kv_blocks_used == 0 && m.num_running == 0 && m.num_waiting == 0);
         ci_engine_destroy(e);
@@ -210,9 +225,14 @@ static void test_batch_invariance(void) {
         for (int i = 0; i < 8; i++)
             jobs[i].sp.n = 3;
         run_jobs(e, jobs, 8, 1);
+        int ndiff3 = 0;
         for (int i = 0; i < 8; i++)
-            for (int k = 0; k < 3; k++)
-                CHECKF(same_res(&jobs[i].r[k], &ref[i]), "n=3 job %d sample %d", i, k);
+            for (int k = 0; k < 3; k++) {
+                int same = same_res(&jobs[i].r[k], &ref[i]);
+                ndiff3 += !same;
+                if (!lax_invariance()) CHECKF(same, "n=3 job %d sample %d", i, k);
+            }
+        if (lax_invariance()) printf("bf16: n=3 samples differing from n=1: %d of 24\n", ndiff3);
         /* seeded sampling with n = 3: reproducible, samples differ */
         for (int i = 0; i < 8; i++) {
             jobs[i].sp.temperature = 1.0f;
@@ -237,8 +257,7 @@ static void test_batch_invariance(void) {
         /* bf16 on a GPU: cuBLAS picks other kernels for other batch sizes,
          * so logits differ in the last bits and a draw on a probability
          * boundary may differ; counted, not failed (float32 must match) */
-        const char *dt = getenv("CINFER_TEST_DTYPE");
-        int lax = getenv("CINFER_TEST_DEVICE") && dt && !strcmp(dt, "bfloat16");
+        int lax = lax_invariance();
         int ndiff = 0;
         for (int i = 0; i < 8; i++)
             for (int k = 0; k < 3; k++) {

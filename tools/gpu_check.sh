@@ -68,7 +68,8 @@ if command -v compute-sanitizer >/dev/null; then
         "$(grep -E 'ERROR SUMMARY' "$logs/memcheck.log" | tail -1)"
     if [ "${GPU_CHECK_RACECHECK:-1}" = 1 ]; then
         echo "== compute-sanitizer racecheck test_cuda_ops (quick)"
-        CINFER_TEST_QUICK=1 run racecheck 240 compute-sanitizer --tool racecheck \
+        CINFER_TEST_QUICK=1 CINFER_TEST_MODES=${GPU_CHECK_RACECHECK_MODES:-bf16} run racecheck 300 \
+            compute-sanitizer --tool racecheck \
             --error-exitcode 9 "$bin/test_cuda_ops"; rc=$?
         tail -4 "$logs/racecheck.log"
         row "racecheck test_cuda_ops" "$(status_of $rc)" "$(cat "$times/racecheck.time")s" \
