@@ -15,7 +15,7 @@
 #include <cstring>
 #include <vector>
 
-#define LAB_CK(call)                                                                               \
+#define CK(call)                                                                               \
     do {                                                                                           \
         cudaError_t e_ = (call);                                                                   \
         if (e_ != cudaSuccess) {                                                                   \
@@ -77,7 +77,7 @@ static inline void lab_replicate(void *base, size_t bytes, int copies) {
     char *p = (char *)base;
     for (int have = 1; have < copies;) {
         int k = std::min(have, copies - have);
-        LAB_CK(cudaMemcpy(p + have * bytes, p, k * bytes, cudaMemcpyDeviceToDevice));
+        CK(cudaMemcpy(p + have * bytes, p, k * bytes, cudaMemcpyDeviceToDevice));
         have += k;
     }
 }
@@ -89,24 +89,24 @@ static bool lab_is_quick = false; /* set by lab_quick(): time one launch only */
 template <typename F>
 static double lab_time_us(cudaStream_t st, int copies, F launch, int reps = 15, int batch = 20) {
     cudaEvent_t a, b;
-    LAB_CK(cudaEventCreate(&a));
-    LAB_CK(cudaEventCreate(&b));
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
     if (lab_is_quick) reps = batch = 1;
     int k = 0;
     for (int i = 0; i < (lab_is_quick ? 1 : std::max(3, std::min(copies, 64))); i++)
         launch(k++ % copies);
-    LAB_CK(cudaGetLastError());
+    CK(cudaGetLastError());
     std::vector<float> ms;
     for (int r = 0; r < reps; r++) {
-        LAB_CK(cudaEventRecord(a, st));
+        CK(cudaEventRecord(a, st));
         for (int i = 0; i < batch; i++) launch(k++ % copies);
-        LAB_CK(cudaEventRecord(b, st));
-        LAB_CK(cudaEventSynchronize(b));
+        CK(cudaEventRecord(b, st));
+        CK(cudaEventSynchronize(b));
         float t;
-        LAB_CK(cudaEventElapsedTime(&t, a, b));
+        CK(cudaEventElapsedTime(&t, a, b));
         ms.push_back(t / batch);
     }
-    LAB_CK(cudaGetLastError());
+    CK(cudaGetLastError());
     cudaEventDestroy(a);
     cudaEventDestroy(b);
     std::sort(ms.begin(), ms.end());

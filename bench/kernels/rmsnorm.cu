@@ -52,12 +52,12 @@ int main(int argc, char **argv) {
     const float eps = 1e-5f;
     const bool quick = lab_quick(argc, argv);
     cudaStream_t st;
-    LAB_CK(cudaStreamCreate(&st));
+    CK(cudaStreamCreate(&st));
     std::vector<float> hw(n);
     for (auto &v : hw) v = 1.0f + 0.25f * lab_frand();
     float *dw;
-    LAB_CK(cudaMalloc(&dw, n * 4));
-    LAB_CK(cudaMemcpy(dw, hw.data(), n * 4, cudaMemcpyHostToDevice));
+    CK(cudaMalloc(&dw, n * 4));
+    CK(cudaMemcpy(dw, hw.data(), n * 4, cudaMemcpyHostToDevice));
 
     const char *names[] = {"v0 naive", "v1 prev", "v2 vec"};
     printf("%5s %-5s %-9s %9s %8s %8s %10s\n", "rows", "kind", "version", "us", "GB/s", "%3TB/s",
@@ -89,11 +89,11 @@ int main(int argc, char **argv) {
                 }
             }
             bf16 *dx, *dr, *dout;
-            LAB_CK(cudaMalloc(&dx, elems * 2 * copies));
-            LAB_CK(cudaMalloc(&dr, elems * 2 * copies));
-            LAB_CK(cudaMalloc(&dout, elems * 2 * copies));
-            LAB_CK(cudaMemcpy(dx, hx.data(), elems * 2, cudaMemcpyHostToDevice));
-            LAB_CK(cudaMemcpy(dr, hr.data(), elems * 2, cudaMemcpyHostToDevice));
+            CK(cudaMalloc(&dx, elems * 2 * copies));
+            CK(cudaMalloc(&dr, elems * 2 * copies));
+            CK(cudaMalloc(&dout, elems * 2 * copies));
+            CK(cudaMemcpy(dx, hx.data(), elems * 2, cudaMemcpyHostToDevice));
+            CK(cudaMemcpy(dr, hr.data(), elems * 2, cudaMemcpyHostToDevice));
             lab_replicate(dx, elems * 2, copies);
             lab_replicate(dr, elems * 2, copies);
             for (int v = 0; v < 3; v++) {
@@ -106,14 +106,14 @@ int main(int argc, char **argv) {
                     else if (v == 1)
                         rmsnorm_kernel<bf16><<<rows, 512, 0, st>>>(x, res, dw, n, eps, out);
                     else
-                        LAB_CK((cudaError_t)ci_cu_rmsnorm(st, 1, x, res, dw, rows, n, eps, out));
+                        CK((cudaError_t)ci_cu_rmsnorm(st, 1, x, res, dw, rows, n, eps, out));
                 };
-                LAB_CK(cudaMemcpy(dr, hr.data(), elems * 2, cudaMemcpyHostToDevice));
-                LAB_CK(cudaMemset(dout, 0xff, elems * 2)); /* NaN poison */
+                CK(cudaMemcpy(dr, hr.data(), elems * 2, cudaMemcpyHostToDevice));
+                CK(cudaMemset(dout, 0xff, elems * 2)); /* NaN poison */
                 launch(0);
-                LAB_CK(cudaGetLastError());
-                LAB_CK(cudaMemcpy(ho.data(), dout, elems * 2, cudaMemcpyDeviceToHost));
-                LAB_CK(cudaMemcpy(hr2.data(), dr, elems * 2, cudaMemcpyDeviceToHost));
+                CK(cudaGetLastError());
+                CK(cudaMemcpy(ho.data(), dout, elems * 2, cudaMemcpyDeviceToHost));
+                CK(cudaMemcpy(hr2.data(), dr, elems * 2, cudaMemcpyDeviceToHost));
                 double rel = lab_rel_err(ho.data(), ref.data(), elems);
                 if (fused) rel = std::max(rel, lab_rel_err(hr2.data(), refres.data(), elems));
                 bool ok = rel < 1e-2;

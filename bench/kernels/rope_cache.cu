@@ -119,7 +119,7 @@ int main(int argc, char **argv) {
     const int H = 32, KV = 8, hd = 128, bs = 16, max_pos = 8192;
     const bool quick = lab_quick(argc, argv);
     cudaStream_t st;
-    LAB_CK(cudaStreamCreate(&st));
+    CK(cudaStreamCreate(&st));
     struct Case {
         int T, rot, neox, timed;
     };
@@ -179,16 +179,16 @@ int main(int argc, char **argv) {
         float *dtab;
         int32_t *dpos, *dslot;
         bf16 *dq, *dk, *dv;
-        LAB_CK(cudaMalloc(&dtab, tab.size() * 4));
-        LAB_CK(cudaMalloc(&dpos, T * 4));
-        LAB_CK(cudaMalloc(&dslot, T * 4));
-        LAB_CK(cudaMalloc(&dq, qn * 2 * copies));
-        LAB_CK(cudaMalloc(&dk, cn * 2 * copies));
-        LAB_CK(cudaMalloc(&dv, cn * 2 * copies));
-        LAB_CK(cudaMemcpy(dtab, tab.data(), tab.size() * 4, cudaMemcpyHostToDevice));
-        LAB_CK(cudaMemcpy(dpos, pos.data(), T * 4, cudaMemcpyHostToDevice));
-        LAB_CK(cudaMemcpy(dslot, slot.data(), T * 4, cudaMemcpyHostToDevice));
-        LAB_CK(cudaMemcpy(dq, hq.data(), qn * 2, cudaMemcpyHostToDevice));
+        CK(cudaMalloc(&dtab, tab.size() * 4));
+        CK(cudaMalloc(&dpos, T * 4));
+        CK(cudaMalloc(&dslot, T * 4));
+        CK(cudaMalloc(&dq, qn * 2 * copies));
+        CK(cudaMalloc(&dk, cn * 2 * copies));
+        CK(cudaMalloc(&dv, cn * 2 * copies));
+        CK(cudaMemcpy(dtab, tab.data(), tab.size() * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(dpos, pos.data(), T * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(dslot, slot.data(), T * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(dq, hq.data(), qn * 2, cudaMemcpyHostToDevice));
         lab_replicate(dq, qn * 2, copies);
         for (int v = 0; v < 3; v++) {
             auto launch = [&](int c) {
@@ -200,17 +200,17 @@ int main(int argc, char **argv) {
                     rope_cache_v1_kernel<bf16><<<T, 128, 0, st>>>(q, H, KV, hd, dtab, rot, neox,
                                                                   dpos, dslot, k, vv, bs);
                 else
-                    LAB_CK((cudaError_t)ci_cu_rope_cache(st, 1, q, T, H, KV, hd, dtab, rot, neox,
+                    CK((cudaError_t)ci_cu_rope_cache(st, 1, q, T, H, KV, hd, dtab, rot, neox,
                                                          dpos, dslot, k, vv, bs));
             };
-            LAB_CK(cudaMemcpy(dq, hq.data(), qn * 2, cudaMemcpyHostToDevice));
-            LAB_CK(cudaMemset(dk, 0xff, cn * 2)); /* NaN poison */
-            LAB_CK(cudaMemset(dv, 0xff, cn * 2));
+            CK(cudaMemcpy(dq, hq.data(), qn * 2, cudaMemcpyHostToDevice));
+            CK(cudaMemset(dk, 0xff, cn * 2)); /* NaN poison */
+            CK(cudaMemset(dv, 0xff, cn * 2));
             launch(0);
-            LAB_CK(cudaGetLastError());
-            LAB_CK(cudaMemcpy(gq.data(), dq, qn * 2, cudaMemcpyDeviceToHost));
-            LAB_CK(cudaMemcpy(gk.data(), dk, cn * 2, cudaMemcpyDeviceToHost));
-            LAB_CK(cudaMemcpy(gv.data(), dv, cn * 2, cudaMemcpyDeviceToHost));
+            CK(cudaGetLastError());
+            CK(cudaMemcpy(gq.data(), dq, qn * 2, cudaMemcpyDeviceToHost));
+            CK(cudaMemcpy(gk.data(), dk, cn * 2, cudaMemcpyDeviceToHost));
+            CK(cudaMemcpy(gv.data(), dv, cn * 2, cudaMemcpyDeviceToHost));
             double num = 0, den = 0, clob = 0;
             clob += check(gq.data(), rq.data(), qn, &num, &den);
             clob += check(gk.data(), rk.data(), cn, &num, &den);

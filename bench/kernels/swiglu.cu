@@ -77,9 +77,9 @@ static int lab_swiglu(bool quick) {
                 ref[r * inter + i] = lab_round((float)(g / (1.0 + std::exp(-(double)g)) * u));
             }
         bf16 *dgu, *dout;
-        LAB_CK(cudaMalloc(&dgu, 2 * n * 2 * copies));
-        LAB_CK(cudaMalloc(&dout, n * 2 * copies));
-        LAB_CK(cudaMemcpy(dgu, hgu.data(), 2 * n * 2, cudaMemcpyHostToDevice));
+        CK(cudaMalloc(&dgu, 2 * n * 2 * copies));
+        CK(cudaMalloc(&dout, n * 2 * copies));
+        CK(cudaMemcpy(dgu, hgu.data(), 2 * n * 2, cudaMemcpyHostToDevice));
         lab_replicate(dgu, 2 * n * 2, copies);
         for (int v = 0; v < 3; v++) {
             auto launch = [&](int c) {
@@ -88,15 +88,15 @@ static int lab_swiglu(bool quick) {
                 if (v == 0)
                     swiglu_v0<<<(unsigned)((n + 255) / 256), 256, 0, st_lab>>>(gu, rows, inter, out);
                 else if (v == 1)
-                    LAB_CK((cudaError_t)ci_cu_swiglu(st_lab, 1, gu, rows, inter, out));
+                    CK((cudaError_t)ci_cu_swiglu(st_lab, 1, gu, rows, inter, out));
                 else
                     swiglu_v2<<<ci_cu_blocks((int64_t)n / 8, 256), 256, 0, st_lab>>>(
                         (const uint4 *)gu, rows, inter / 8, (uint4 *)out);
             };
-            LAB_CK(cudaMemset(dout, 0xff, n * 2)); /* NaN poison */
+            CK(cudaMemset(dout, 0xff, n * 2)); /* NaN poison */
             launch(0);
-            LAB_CK(cudaGetLastError());
-            LAB_CK(cudaMemcpy(ho.data(), dout, n * 2, cudaMemcpyDeviceToHost));
+            CK(cudaGetLastError());
+            CK(cudaMemcpy(ho.data(), dout, n * 2, cudaMemcpyDeviceToHost));
             double rel = lab_rel_err(ho.data(), ref.data(), n);
             bool ok = rel < 1e-2;
             bad += !ok;
@@ -122,8 +122,8 @@ static int lab_gather(bool quick) {
     std::vector<uint16_t> htab((size_t)vocab * hidden);
     for (auto &v : htab) v = lab_bf16(lab_frand());
     bf16 *dtab;
-    LAB_CK(cudaMalloc(&dtab, htab.size() * 2));
-    LAB_CK(cudaMemcpy(dtab, htab.data(), htab.size() * 2, cudaMemcpyHostToDevice));
+    CK(cudaMalloc(&dtab, htab.size() * 2));
+    CK(cudaMemcpy(dtab, htab.data(), htab.size() * 2, cudaMemcpyHostToDevice));
     int bad = 0;
     std::vector<int> shapes = quick ? std::vector<int>{3} : std::vector<int>{1, 64, 2048};
     for (int n : shapes) {
@@ -134,9 +134,9 @@ static int lab_gather(bool quick) {
         std::vector<uint16_t> ho((size_t)n * hidden);
         int32_t *dids;
         bf16 *dout;
-        LAB_CK(cudaMalloc(&dids, ids.size() * 4));
-        LAB_CK(cudaMalloc(&dout, (size_t)n * row_bytes * copies));
-        LAB_CK(cudaMemcpy(dids, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice));
+        CK(cudaMalloc(&dids, ids.size() * 4));
+        CK(cudaMalloc(&dout, (size_t)n * row_bytes * copies));
+        CK(cudaMemcpy(dids, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice));
         for (int v = 0; v < 2; v++) {
             auto launch = [&](int c) {
                 const int32_t *id = dids + (size_t)c * n;
@@ -145,12 +145,12 @@ static int lab_gather(bool quick) {
                     gather_rows_kernel<unsigned char><<<n, 256, 0, st_lab>>>(
                         (const unsigned char *)dtab, vocab, row_bytes, id, (unsigned char *)out);
                 else
-                    LAB_CK((cudaError_t)ci_cu_gather_rows(st_lab, dtab, vocab, row_bytes, id, n, out));
+                    CK((cudaError_t)ci_cu_gather_rows(st_lab, dtab, vocab, row_bytes, id, n, out));
             };
-            LAB_CK(cudaMemset(dout, 0xff, (size_t)n * row_bytes)); /* NaN poison */
+            CK(cudaMemset(dout, 0xff, (size_t)n * row_bytes)); /* NaN poison */
             launch(0);
-            LAB_CK(cudaGetLastError());
-            LAB_CK(cudaMemcpy(ho.data(), dout, (size_t)n * row_bytes, cudaMemcpyDeviceToHost));
+            CK(cudaGetLastError());
+            CK(cudaMemcpy(ho.data(), dout, (size_t)n * row_bytes, cudaMemcpyDeviceToHost));
             size_t errs = 0;
             for (int i = 0; i < n; i++)
                 errs += memcmp(&ho[(size_t)i * hidden], &htab[(size_t)ids[i] * hidden], row_bytes) != 0;
@@ -172,7 +172,7 @@ static int lab_gather(bool quick) {
 
 int main(int argc, char **argv) {
     const bool quick = lab_quick(argc, argv);
-    LAB_CK(cudaStreamCreate(&st_lab));
+    CK(cudaStreamCreate(&st_lab));
     int bad = lab_swiglu(quick);
     bad += lab_gather(quick);
     printf("%s\n", bad ? "FAILED" : "all versions within 1e-2 (gather exact)");
