@@ -31,15 +31,8 @@
 #include <vector>
 
 #include "backend/cuda/decode_attention.cuh"
+#include "lab.cuh"
 
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 typedef __nv_bfloat16 bf16;
 

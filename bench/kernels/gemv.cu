@@ -25,15 +25,8 @@
 #include <vector>
 
 #include "../../src/backend/cuda/cuda_gemv.cu"
+#include "lab.cuh"
 
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));   \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
 #define LT(call)                                                                                   \
     do {                                                                                           \
         cublasStatus_t s_ = (call);                                                                \
@@ -52,26 +45,6 @@ __global__ void gemv_naive(const __nv_bfloat16 *W, const __nv_bfloat16 *x, int n
     for (int k = 0; k < in; k++)
         acc += __bfloat162float(W[(int64_t)o * in + k]) * __bfloat162float(x[(int64_t)r * in + k]);
     y[(int64_t)r * out + o] = __float2bfloat16_rn(acc);
-}
-
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static float frand() {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((rng >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
-}
-static uint16_t to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u += 0x7fff + ((u >> 16) & 1);
-    return (uint16_t)(u >> 16);
-}
-static float from_bf16(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
 }
 
 struct Lt {
@@ -128,14 +101,14 @@ int main() {
         for (int n = 1; n <= 4; n *= 2) {
             size_t wn = (size_t)sh.out * sh.in, xn = (size_t)n * sh.in, yn = (size_t)n * sh.out;
             std::vector<uint16_t> hw(wn), hx(xn), hy(yn);
-            for (auto &v : hw) v = to_bf16(frand() * 0.05f);
-            for (auto &v : hx) v = to_bf16(frand());
+            for (auto &v : hw) v = lab_bf16(lab_frand() * 0.05f);
+            for (auto &v : hx) v = lab_bf16(lab_frand());
             std::vector<double> ref(yn);
             for (int r = 0; r < n; r++)
                 for (int o = 0; o < sh.out; o++) {
                     double a = 0;
                     const uint16_t *wr = &hw[(size_t)o * sh.in], *xr = &hx[(size_t)r * sh.in];
-                    for (int k = 0; k < sh.in; k++) a += (double)from_bf16(wr[k]) * from_bf16(xr[k]);
+                    for (int k = 0; k < sh.in; k++) a += (double)lab_f32(wr[k]) * lab_f32(xr[k]);
                     ref[(size_t)r * sh.out + o] = a;
                 }
             void *dw, *dx, *dy;
@@ -164,7 +137,7 @@ int main() {
                 CK(cudaStreamSynchronize(st));
                 double num = 0, den = 0;
                 for (size_t i = 0; i < yn; i++) {
-                    double g = from_bf16(hy[i]);
+                    double g = lab_f32(hy[i]);
                     num += (g - ref[i]) * (g - ref[i]);
                     den += ref[i] * ref[i];
                 }
