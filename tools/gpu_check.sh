@@ -67,13 +67,20 @@ if command -v compute-sanitizer >/dev/null; then
     row "memcheck test_cuda_ops" "$(status_of $rc)" "$(cat "$times/memcheck.time")s" \
         "$(grep -E 'ERROR SUMMARY' "$logs/memcheck.log" | tail -1)"
     if [ "${GPU_CHECK_RACECHECK:-1}" = 1 ]; then
-        echo "== compute-sanitizer racecheck test_cuda_ops (quick)"
+        # Hazards inside cuBLASLt's own GEMM kernels (nvjet_*: NVIDIA's closed
+        # code; 4 reported on 2026-11-23) are counted apart from ours; leaving
+        # those kernels out with --kernel-name-exclude crashed the sanitizer.
+        echo "== compute-sanitizer racecheck test_cuda_ops (quick, bf16)"
         CINFER_TEST_QUICK=1 CINFER_TEST_MODES=${GPU_CHECK_RACECHECK_MODES:-bf16} run racecheck 300 \
             compute-sanitizer --tool racecheck \
             --error-exitcode 9 "$bin/test_cuda_ops"; rc=$?
         tail -4 "$logs/racecheck.log"
+        ours=$(grep -E "Race reported between" "$logs/racecheck.log" | grep -vc "nvjet_")
+        lib=$(grep -E "Race reported between" "$logs/racecheck.log" | grep -c "nvjet_")
+        ok=$(grep -cE "test_cuda_ops: [0-9]+ passed, 0 failed" "$logs/racecheck.log")
+        if [ "$rc" = 9 ] && [ "$ours" = 0 ] && [ "$ok" = 1 ]; then rc=0; fi
         row "racecheck test_cuda_ops" "$(status_of $rc)" "$(cat "$times/racecheck.time")s" \
-            "$(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$logs/racecheck.log" | tail -1)"
+            "$ours hazards in cinfer kernels, $lib in cuBLASLt nvjet kernels"
     fi
 else
     row "compute-sanitizer" SKIP - "not installed"
