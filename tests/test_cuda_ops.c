@@ -34,7 +34,7 @@ static float frand(void) {
 }
 
 static ci_backend *cpu, *gpu;
-static int quick; /* CINFER_TEST_QUICK: sanitizer runs */
+static int quick;  /* CINFER_TEST_QUICK: sanitizer runs */
 static int bf;     /* gpu activations are BF16 */
 static double tol; /* norm-wise relative tolerance of this mode */
 static const char *mode;

@@ -3,10 +3,10 @@
  * SwiGLU: out[r][i] = silu(gu[r][i]) * gu[r][inter + i] (gate|up fused in
  * one GEMM output row), Llama-3-8B inter 14336, tokens 1, 64, 2048.
  *   v0  naive: one thread per element, expf, no grid-stride loop
- *   v1  production (swiglu_kernel via ci_cu_swiglu): grid-stride, scalar
- *       2-byte loads, __expf
- *   v2  lab only (not in production): 16-byte loads and stores, 8 elements
- *       per thread step
+ *   v1  swiglu_kernel: grid-stride, scalar 2-byte loads, __expf (production
+ *       until 2026-11-23; still the F32 / odd-size path)
+ *   v2  production (swiglu_vec_kernel via ci_cu_swiglu): 16-byte loads and
+ *       stores, 8 elements per thread step
  * Embedding gather: out[i] = table[ids[i]], table 128256 x 4096, tokens 1,
  * 64, 2048 (prefill embeds 2048 random rows).
  *   v0  byte copy (gather_rows_kernel<unsigned char>, production's path for
@@ -39,28 +39,9 @@ __global__ void swiglu_v0(const bf16 *gu, int64_t rows, int64_t inter, bf16 *out
 }
 
 /* 8 elements (16 bytes) per thread step; inter % 8 == 0 */
-__global__ void swiglu_v2(const uint4 *__restrict__ gu, int64_t rows, int64_t inter8,
-                          uint4 *__restrict__ out) {
-    int64_t total = rows * inter8;
-    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total;
-         e += (int64_t)gridDim.x * blockDim.x) {
-        int64_t r = e / inter8, i = e - r * inter8;
-        uint4 g = gu[r * 2 * inter8 + i], u = gu[r * 2 * inter8 + inter8 + i], o;
-        const __nv_bfloat162 *gh = (const __nv_bfloat162 *)&g, *uh = (const __nv_bfloat162 *)&u;
-        __nv_bfloat162 *oh = (__nv_bfloat162 *)&o;
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            float2 a = __bfloat1622float2(gh[j]), b = __bfloat1622float2(uh[j]);
-            oh[j] = __floats2bfloat162_rn(a.x / (1.0f + __expf(-a.x)) * b.x,
-                                          a.y / (1.0f + __expf(-a.y)) * b.y);
-        }
-        out[e] = o;
-    }
-}
-
 static int lab_swiglu(bool quick) {
     const int64_t inter = quick ? 1024 : 14336;
-    const char *names[] = {"v0 naive", "v1 prod", "v2 vec16"};
+    const char *names[] = {"v0 naive", "v1 scalar", "v2 vec16"};
     printf("%5s %-7s %-9s %9s %8s %8s %10s\n", "rows", "inter", "version", "us", "GB/s", "%3TB/s",
            "rel err");
     int bad = 0;
@@ -87,11 +68,11 @@ static int lab_swiglu(bool quick) {
                 bf16 *out = dout + c * n;
                 if (v == 0)
                     swiglu_v0<<<(unsigned)((n + 255) / 256), 256, 0, st_lab>>>(gu, rows, inter, out);
-                else if (v == 1)
+                else if (v == 1) /* the one-element loop (production for F32 / odd sizes) */
+                    swiglu_kernel<bf16><<<ci_cu_blocks((int64_t)n, 256), 256, 0, st_lab>>>(
+                        gu, rows, inter, out);
+                else /* production: ci_cu_swiglu takes the 16-byte kernel here */
                     CK((cudaError_t)ci_cu_swiglu(st_lab, 1, gu, rows, inter, out));
-                else
-                    swiglu_v2<<<ci_cu_blocks((int64_t)n / 8, 256), 256, 0, st_lab>>>(
-                        (const uint4 *)gu, rows, inter / 8, (uint4 *)out);
             };
             CK(cudaMemset(dout, 0xff, n * 2)); /* NaN poison */
             launch(0);
@@ -104,7 +85,7 @@ static int lab_swiglu(bool quick) {
             double gbs = bytes / (us * 1e-6) / 1e9;
             printf("%5d %-7lld %-9s %9.2f %8.0f %7.1f%% %10.2e%s\n", rows, (long long)inter, names[v],
                    us, gbs, 100.0 * gbs / LAB_PEAK_GBS, rel, ok ? "" : "  FAIL");
-            if (v == 1) /* roofline row: ~4 flops per element (exp, add, div, mul) */
+            if (v == 2) /* roofline row: ~4 flops per element (exp, add, div, mul) */
                 printf("roof\tswiglu\trows=%d inter=%lld\t%zu\t%zu\t%.4e\n", rows, (long long)inter,
                        4 * n, bytes, us * 1e-6);
         }
@@ -159,7 +140,7 @@ static int lab_gather(bool quick) {
             double gbs = bytes / (us * 1e-6) / 1e9;
             printf("%5d %-7lld %-9s %9.2f %8.0f %7.1f%% %10zu%s\n", n, (long long)vocab, names[v], us,
                    gbs, 100.0 * gbs / LAB_PEAK_GBS, errs, errs ? "  FAIL" : "");
-            if (v == 1) /* roofline row: no flops (listed, not plotted) */
+            if (v == 2) /* roofline row: no flops (listed, not plotted) */
                 printf("roof\tgather_rows\tids=%d hidden=%lld\t0\t%zu\t%.4e\n", n, (long long)hidden,
                        bytes, us * 1e-6);
         }
