@@ -61,6 +61,8 @@ typedef struct job {
     double t0, t_first, t_last;
     struct event *timer;
     struct event *watch; /* EOF on the socket while the reply is pending */
+    char **echo_wait;    /* streaming echo with logprobs: each prompt's text, held until its
+                            prompt logprobs arrive with the first output */
 } job;
 
 struct srv_ctx {
@@ -166,6 +168,9 @@ static void job_free(job *j) {
     for (int i = 0; j->ch && i < j->num_choices; i++)
         choice_free(&j->ch[i]);
     free(j->ch);
+    for (int p = 0; j->echo_wait && p < j->num_prompts; p++)
+        free(j->echo_wait[p]);
+    free(j->echo_wait);
     free(j);
 }
 
@@ -543,17 +548,52 @@ static void on_accepted(job *j, srv_event *ev) {
         j->prompt_tokens += ev->ids[p];
     j->ctx->m.prompt_tokens += (uint64_t)j->prompt_tokens;
     if (j->stream) sse_start(j);
+    if (j->echo && ev->echo && j->stream && j->logprobs >= 0) {
+        /* the prompt's logprobs come with its first output: the echo waits
+         * for them so one chunk carries the prompt text and its logprobs */
+        j->echo_wait = calloc((size_t)j->num_prompts, sizeof *j->echo_wait);
+        for (int p = 0; j->echo_wait && p < ev->num_ids && p < j->num_prompts; p++) {
+            j->echo_wait[p] = ev->echo[p];
+            ev->echo[p] = NULL;
+        }
+        if (j->echo_wait) return;
+    }
     if (j->echo && ev->echo) {
         for (int p = 0; p < ev->num_ids && p < j->num_prompts; p++)
             for (int s = 0; s < j->n; s++) {
                 int idx = p * j->n + s;
-                if (j->stream)
-                    sse_delta(j, idx, ev->echo[p], strlen(ev->echo[p]), NULL, NULL, 0,
-                              CINFER_FINISH_NONE);
-                else
-                    choice_append(&j->ch[idx], ev->echo[p], strlen(ev->echo[p]));
+                size_t len = strlen(ev->echo[p]);
+                if (j->stream) {
+                    sse_delta(j, idx, ev->echo[p], len, NULL, NULL, 0, CINFER_FINISH_NONE);
+                    j->ch[idx].stream_off += len;
+                } else {
+                    choice_append(&j->ch[idx], ev->echo[p], len);
+                }
             }
     }
+}
+
+/* Streaming echo with logprobs: sends prompt p's held text to each of its
+ * samples, with the prompt logprobs when this output carries them. */
+static void flush_echo(job *j, int p, const srv_event *ev) {
+    char *text = j->echo_wait[p];
+    j->echo_wait[p] = NULL;
+    size_t len = strlen(text);
+    int n = ev->plps ? ev->num_plps : 0;
+    size_t *offs = n ? malloc(sizeof *offs * (size_t)n) : NULL;
+    size_t o = 0;
+    for (int i = 0; offs && i < n; i++) {
+        offs[i] = o;
+        o += ev->plps[i].tok ? strlen(ev->plps[i].tok) : 0;
+    }
+    for (int s = 0; s < j->n; s++) {
+        int idx = p * j->n + s;
+        sse_delta(j, idx, text, len, offs ? ev->plps : NULL, offs, offs ? n : 0,
+                  CINFER_FINISH_NONE);
+        j->ch[idx].stream_off += len;
+    }
+    free(offs);
+    free(text);
 }
 
 /* Inserts logprob entries (deep copies) at the front of choice c, text
@@ -592,6 +632,8 @@ static void on_output(job *j, srv_event *ev) {
         for (int s = 0; s < j->n;
              s++) /* echo: the prompt's logprobs lead every sample of that prompt */
             choice_prepend_lps(&j->ch[ev->prompt_index * j->n + s], ev->plps, ev->num_plps);
+    if (j->echo_wait && ev->prompt_index < j->num_prompts && j->echo_wait[ev->prompt_index])
+        flush_echo(j, ev->prompt_index, ev);
     choice *c = &j->ch[idx];
     if (c->done) return;
     double t = now_s();

@@ -490,7 +490,7 @@ int srv_parse_generate(json_t *body, int chat, const srv_chat *tmpl, srv_gen_req
         if (r) out->echo = c->echo = b;
     }
     c->sp.logprobs = out->logprobs;
-    if (out->echo && out->logprobs >= 0 && !out->stream) c->sp.prompt_logprobs = out->logprobs;
+    if (out->echo && out->logprobs >= 0) c->sp.prompt_logprobs = out->logprobs;
     c->token_strings = out->logprobs >= 0;
     TRY(parse_stop(body, c, e));
     return 0;

@@ -73,6 +73,19 @@ req POST /v1/completions "$(jq -cn --arg p "$prompt" '{prompt:$p,max_tokens:3,te
 check "echo + logprobs: prompt tokens lead (first null), tokens join to the text" eval '[ "$status" = 200 ] &&
     jqb "(.choices|length)==2 and all(.choices[]; .logprobs.token_logprobs[0]==null and .logprobs.text_offset[0]==0
          and (.logprobs.tokens|join(\"\"))==.text and (.text|startswith(\"def fibonacci(n):\")))"'
+nonstream=$(jq -c '.choices[0].logprobs' "$tmp/body")
+nstext=$(jq -r '.choices[0].text' "$tmp/body")
+curl -s -N -m 60 "$base/v1/completions" -H 'Content-Type: application/json' \
+    -d "$(jq -cn --arg p "$prompt" '{prompt:$p,max_tokens:3,temperature:0,echo:true,logprobs:1,n:2,stream:true}')" \
+    >"$tmp/esse"
+check "stream echo + logprobs: well-formed SSE" sse_check "$tmp/esse"
+est=$(jq -rj "select(.choices[0].index==0)|.choices[0].text" "$tmp/ev.json")
+elp=$(jq -sc '[.[]|.choices[0]|select(.index==0)|.logprobs|select(.!=null)]|
+    {tokens:(map(.tokens)|add),token_logprobs:(map(.token_logprobs)|add),
+     top_logprobs:(map(.top_logprobs)|add),text_offset:(map(.text_offset)|add)}' "$tmp/ev.json")
+nlp=$(jq -c '{tokens,token_logprobs,top_logprobs,text_offset}' <<<"$nonstream")
+check "stream echo + logprobs: joined chunks == the non-streamed choice (text, logprobs)" \
+    eval '[ "$est" = "$nstext" ] && [ "$elp" = "$nlp" ]'
 req POST /v1/completions '{"prompt":[[5],[5,6]],"max_tokens":2,"temperature":0,"echo":true,"logprobs":0}'
 check "echo + logprobs: one-token prompts too" eval '[ "$status" = 200 ] &&
     jqb "all(.choices[]; .logprobs.token_logprobs[0]==null and (.logprobs.tokens|join(\"\"))==.text)"'
