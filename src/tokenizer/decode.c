@@ -87,36 +87,7 @@ static ci_status parse_one(json_t *j, const char *path, tk_dec *d, int depth) {
         CI_TRY(json_size(j, "stop", path, 0, &d->stop));
     } else if (!strcmp(type, "Metaspace")) {
         d->type = TK_DEC_METASPACE;
-        const char *r = NULL;
-        size_t rl = 0;
-        CI_TRY(tk_json_str(j, "replacement", path, true, &r, &rl));
-        uint32_t cp = 0;
-        if (rl == 0 || rl > 4 || tk_utf8_decode((const unsigned char *)r, rl, &cp) != rl)
-            return ci_errorf(CI_ERR_FORMAT,
-                             "tokenizer.json: %s.replacement: expected one character", path);
-        memcpy(d->rep, r, rl);
-        d->rep_len = rl;
-        json_t *ps = json_object_get(j, "prepend_scheme");
-        if (ps && !json_is_null(ps)) {
-            const char *v = json_string_value(ps);
-            if (!v)
-                return ci_errorf(CI_ERR_FORMAT,
-                                 "tokenizer.json: %s.prepend_scheme: expected a string", path);
-            if (!strcmp(v, "always"))
-                d->prepend_scheme = TK_PREPEND_ALWAYS;
-            else if (!strcmp(v, "first"))
-                d->prepend_scheme = TK_PREPEND_FIRST;
-            else if (!strcmp(v, "never"))
-                d->prepend_scheme = TK_PREPEND_NEVER;
-            else
-                return ci_errorf(CI_ERR_FORMAT,
-                                 "tokenizer.json: %s.prepend_scheme: unknown value \"%s\"", path,
-                                 v);
-        } else {
-            bool aps = false;
-            CI_TRY(tk_json_bool(j, "add_prefix_space", path, true, &aps));
-            d->prepend_scheme = aps ? TK_PREPEND_ALWAYS : TK_PREPEND_NEVER;
-        }
+        CI_TRY(tk_json_metaspace(j, path, d->rep, &d->rep_len, &d->prepend_scheme));
     } else if (!strcmp(type, "Sequence")) {
         d->type = TK_DEC_SEQ;
         if (depth > 8)

@@ -90,37 +90,7 @@ static ci_status parse_one(json_t *j, const char *path, tk_pretok *p, int depth)
             CI_TRY(tk_regex_compile(GPT2_PATTERN, sizeof GPT2_PATTERN - 1, false, &p->re, path));
     } else if (!strcmp(type, "Metaspace")) {
         p->type = TK_PT_METASPACE;
-        const char *r = NULL;
-        size_t rl = 0;
-        CI_TRY(tk_json_str(j, "replacement", path, true, &r, &rl));
-        uint32_t cp = 0;
-        if (rl == 0 || rl > 4 || tk_utf8_decode((const unsigned char *)r, rl, &cp) != rl)
-            return ci_errorf(CI_ERR_FORMAT,
-                             "tokenizer.json: %s.replacement: expected one character", path);
-        memcpy(p->rep, r, rl);
-        p->rep_len = rl;
-        p->prepend_scheme = TK_PREPEND_ALWAYS;
-        json_t *ps = json_object_get(j, "prepend_scheme");
-        if (ps && !json_is_null(ps)) {
-            const char *v = json_string_value(ps);
-            if (!v)
-                return ci_errorf(CI_ERR_FORMAT,
-                                 "tokenizer.json: %s.prepend_scheme: expected a string", path);
-            if (!strcmp(v, "always"))
-                p->prepend_scheme = TK_PREPEND_ALWAYS;
-            else if (!strcmp(v, "first"))
-                p->prepend_scheme = TK_PREPEND_FIRST;
-            else if (!strcmp(v, "never"))
-                p->prepend_scheme = TK_PREPEND_NEVER;
-            else
-                return ci_errorf(CI_ERR_FORMAT,
-                                 "tokenizer.json: %s.prepend_scheme: unknown value \"%s\"", path,
-                                 v);
-        } else {
-            bool aps = false;
-            CI_TRY(tk_json_bool(j, "add_prefix_space", path, true, &aps));
-            p->prepend_scheme = aps ? TK_PREPEND_ALWAYS : TK_PREPEND_NEVER;
-        }
+        CI_TRY(tk_json_metaspace(j, path, p->rep, &p->rep_len, &p->prepend_scheme));
         CI_TRY(tk_json_bool(j, "split", path, true, &p->split));
     } else if (!strcmp(type, "Sequence")) {
         p->type = TK_PT_SEQ;

@@ -300,5 +300,10 @@ void tk_bpe_ws_free(tk_bpe_ws *ws);
 ci_status tk_json_str(json_t *obj, const char *key, const char *path, bool required, const char **s,
                       size_t *len);
 ci_status tk_json_bool(json_t *obj, const char *key, const char *path, bool dflt, bool *out);
+/* Metaspace (pre-tokenizer and decoder): the one-character "replacement"
+ * into rep[8] / *rep_len and the prepend scheme ("prepend_scheme", or the
+ * older "add_prefix_space"). */
+ci_status tk_json_metaspace(json_t *j, const char *path, char rep[8], size_t *rep_len,
+                            int *prepend_scheme);
 
 #endif
