@@ -51,7 +51,6 @@ struct ci_engine {
     ci_kv_cache *kv;
     ci_scheduler *sched;
     ci_batch_builder bb;
-    ci_sampler *sampler;
     int V, max_model_len;
     int32_t eos_ids[16];
     int num_eos;
@@ -163,7 +162,6 @@ void ci_engine_destroy(ci_engine *e) {
     }
     if (e->sched) ci_sched_destroy(e->sched);
     ci_batch_builder_free(&e->bb);
-    ci_sampler_free(e->sampler);
     if (e->kv) ci_kv_cache_destroy(e->be, e->kv);
     ci_model_free(e->model);
     ci_tokenizer_free(e->tok);
@@ -378,8 +376,6 @@ ci_status ci_engine_create(const ci_engine_config *cfg_in, ci_engine **out) {
     s = ci_sched_create(&sc, &e->sched);
     if (s.code) goto fail;
     s = ci_batch_builder_init_for(&e->bb, e->sched);
-    if (s.code) goto fail;
-    s = ci_sampler_create(e->V, &e->sampler);
     if (s.code) goto fail;
     size_t V = (size_t)e->V;
     e->lsm = malloc(sizeof(float) * V);

@@ -302,11 +302,6 @@ double ci_philox_uniform3(uint64_t seed, uint64_t stream, uint64_t step) {
     return (double)bits * (1.0 / 9007199254740992.0);
 }
 
-int32_t ci_sampler_sample_stream(ci_sampler *s, const float *logits, const ci_sampling_params *p,
-                                 uint64_t stream, uint64_t step) {
-    return ci_sampler_draw(s, logits, p, stream, step, NULL);
-}
-
 void ci_logit_adjust_apply(float *row, const ci_logit_adjust *adj, int n, float repetition_penalty,
                            float presence_penalty, float frequency_penalty) {
     for (int i = 0; i < n; i++) {

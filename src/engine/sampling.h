@@ -53,14 +53,11 @@ double ci_philox_uniform(uint64_t seed, uint64_t step);
  * (step lo, step hi, stream lo, stream hi); stream 0 equals
  * ci_philox_uniform(seed, step). */
 double ci_philox_uniform3(uint64_t seed, uint64_t stream, uint64_t step);
-/* ci_sampler_sample with the draw keyed by (seed, stream, step): stream is
- * the sample index of a request with n > 1 (0 gives ci_sampler_sample). */
-int32_t ci_sampler_sample_stream(ci_sampler *s, const float *logits, const ci_sampling_params *p,
-                                 uint64_t stream, uint64_t step);
 
-/* The general draw: ci_sampler_sample_stream that also reports the number
- * of tokens with nonzero probability (1 for greedy) in *num_kept (may be
- * NULL). */
+/* ci_sampler_sample with the draw keyed by (seed, stream, step): stream is
+ * the sample index of a request with n > 1 (0 gives ci_sampler_sample).
+ * Also reports the number of tokens with nonzero probability (1 for
+ * greedy) in *num_kept (may be NULL). */
 int32_t ci_sampler_draw(ci_sampler *s, const float *logits, const ci_sampling_params *p,
                         uint64_t stream, uint64_t step, int *num_kept);
 
