@@ -195,7 +195,39 @@ static void test_log_softmax(void) {
     CHECK(fabs(ci_log_softmax(big, 2, NULL) - (1000.0 + log(2.0))) < 1e-9);
 }
 
+/* The sample op's argument checks (ci_sample_check, shared by the CPU and
+ * CUDA ops), through the CPU backend: each bad field is refused by name. */
+static void test_sample_op_checks(void) {
+    ci_backend *be = NULL;
+    CHECK_OK(ci_backend_create("cpu", NULL, &be));
+    if (!be) return;
+    ci_tensor lg;
+    CHECK_OK(ci_tensor_alloc(be, CI_F32, 2, 8, &lg));
+    for (int i = 0; i < 16; i++)
+        ((float *)lg.data)[i] = (float)(i % 5);
+    ci_logit_adjust adj[1] = {{1, CI_ADJ_MASK, 0}}; /* row 1 is 3 4 0 1 2 3 4 0 */
+    ci_sample_row ok = {.logits_row = 1, .top_logprobs = 2, .adj_start = 0, .adj_count = 1};
+    ci_sample_result res[1];
+    CHECK_OK(be->ops->sample(be, &lg, &ok, 1, adj, 1, res));
+    CHECK(res[0].token == 6 && res[0].num_top == 2); /* greedy: 1 masked, 6 ties it */
+    ci_sample_row bad[3] = {ok, ok, ok};
+    bad[0].logits_row = 2; /* past the logits */
+    bad[1].adj_count = 2;  /* past the adjustment list */
+    bad[2].top_logprobs = CI_SAMPLE_MAX_TOP + 1;
+    for (int i = 0; i < 3; i++) {
+        ci_status s = be->ops->sample(be, &lg, &bad[i], 1, adj, 1, res);
+        CHECKF(s.code == CI_ERR_INVALID && strstr(s.msg, "row 0 out of range"), "case %d: %s", i,
+               s.msg);
+    }
+    ci_logit_adjust far[1] = {{8, CI_ADJ_MASK, 0}}; /* outside the vocabulary */
+    ci_status s = be->ops->sample(be, &lg, &ok, 1, far, 1, res);
+    CHECKF(s.code == CI_ERR_INVALID && strstr(s.msg, "adjusted token 8"), "%s", s.msg);
+    ci_tensor_free(be, &lg);
+    ci_backend_destroy(be);
+}
+
 int main(void) {
+    test_sample_op_checks();
     test_philox();
     test_greedy();
     test_masks();

@@ -225,6 +225,12 @@ typedef struct ci_backend_options {
 ci_status ci_backend_create(const char *name, const ci_backend_options *opts, ci_backend **out);
 void ci_backend_destroy(ci_backend *be);
 
+/* The sample op's argument checks, shared by every backend: F32 logits,
+ * each row's logits row, adjustment range and top_logprobs in range, every
+ * adjusted token inside the vocabulary. `who` prefixes the message. */
+ci_status ci_sample_check(const char *who, const ci_tensor *logits, const ci_sample_row *rows,
+                          int n, const ci_logit_adjust *adj, int nadj);
+
 /* Allocates an activation tensor of act_dtype. */
 ci_status ci_tensor_alloc(ci_backend *be, ci_dtype dtype, int64_t rows, int64_t cols,
                           ci_tensor *out);

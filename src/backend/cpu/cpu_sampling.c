@@ -27,21 +27,10 @@ static ci_status reserve(ci_cpu *c, int V) {
 ci_status ci_cpu_sample(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows, int n,
                         const ci_logit_adjust *adj, int nadj, ci_sample_result *out) {
     ci_cpu *c = ci_cpu_of(be);
-    if (logits->dtype != CI_F32 || logits->cols <= 0 || logits->cols > INT32_MAX)
-        return ci_errorf(CI_ERR_INVALID, "cpu sample: logits must be F32 [rows][V]");
+    CI_TRY(ci_sample_check("cpu sample", logits, rows, n, adj, nadj));
     const int V = (int)logits->cols;
     if (n <= 0) return ci_ok();
     CI_TRY(reserve(c, V));
-    for (int i = 0; i < n; i++) {
-        const ci_sample_row *r = &rows[i];
-        if (r->logits_row < 0 || r->logits_row >= logits->rows || r->adj_start < 0 ||
-            r->adj_count < 0 || r->adj_start > nadj - r->adj_count ||
-            r->top_logprobs > CI_SAMPLE_MAX_TOP)
-            return ci_errorf(CI_ERR_INVALID, "cpu sample: row %d out of range", i);
-        for (int j = 0; j < r->adj_count; j++)
-            if (adj[r->adj_start + j].token < 0 || adj[r->adj_start + j].token >= V)
-                return ci_errorf(CI_ERR_INVALID, "cpu sample: adjusted token outside [0, %d)", V);
-    }
     for (int i = 0; i < n; i++) {
         const ci_sample_row *r = &rows[i];
         const float *raw = (const float *)logits->data + (size_t)r->logits_row * (size_t)V;

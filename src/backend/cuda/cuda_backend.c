@@ -413,8 +413,7 @@ static ci_status grow_pair(ci_cuda *c, void **host, void **dev, size_t *cap, siz
 ci_status ci_cuda_sample(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows, int n,
                          const ci_logit_adjust *adj, int nadj, ci_sample_result *out) {
     ci_cuda *c = ci_cuda_of(be);
-    if (logits->dtype != CI_F32 || logits->cols <= 0 || logits->cols > INT32_MAX)
-        return ci_errorf(CI_ERR_INVALID, "cuda sample: logits must be F32 [rows][V]");
+    CI_TRY(ci_sample_check("cuda sample", logits, rows, n, adj, nadj));
     if (n <= 0) return ci_ok();
     const int V = (int)logits->cols;
     if (logits->rows > c->smp_mark_cap) {
@@ -444,10 +443,6 @@ ci_status ci_cuda_sample(ci_backend *be, const ci_tensor *logits, const ci_sampl
     int nown = 0, any_lp = 0;
     for (int i = 0; i < n; i++) {
         const ci_sample_row *r = &rows[i];
-        if (r->logits_row < 0 || r->logits_row >= logits->rows || r->adj_start < 0 ||
-            r->adj_count < 0 || r->adj_start > nadj - r->adj_count ||
-            r->top_logprobs > CI_SAMPLE_MAX_TOP)
-            return ci_errorf(CI_ERR_INVALID, "cuda sample: row %d out of range", i);
         if (r->top_logprobs >= 0) any_lp = 1;
         if (r->adj_count == 0) continue;
         if (c->smp_mark[r->logits_row] == c->smp_gen) {
@@ -463,10 +458,6 @@ ci_status ci_cuda_sample(ci_backend *be, const ci_tensor *logits, const ci_sampl
         c->smp_owner[r->logits_row] = i;
         owners[nown++] = i;
     }
-    for (int j = 0; j < nadj; j++)
-        if (adj[j].token < 0 || adj[j].token >= V)
-            return ci_errorf(CI_ERR_INVALID, "cuda sample: adjusted token %d outside [0, %d)",
-                             adj[j].token, V);
     memcpy(h, rows, sizeof(ci_sample_row) * (size_t)n);
     if (nadj > 0) memcpy(h + o_adj, adj, sizeof(ci_logit_adjust) * (size_t)nadj);
     char *d = c->smp_dev;
