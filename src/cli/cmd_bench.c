@@ -114,23 +114,9 @@ static int bench_throughput(int argc, char **argv) {
     if (dataset) {
         s = add_dataset(e, dataset, output_len, &n);
     } else {
-        int V = ci_engine_vocab_size(e);
-        int32_t *ids = malloc(sizeof(int32_t) * (size_t)input_len);
         uint64_t st = 0x9E3779B97F4A7C15ull ^ (uint64_t)seed;
         if (!st) st = 1;
-        ci_engine_sampling sp = ci_engine_default_sampling();
-        sp.temperature = 0.0f;
-        sp.ignore_eos = 1;
-        sp.max_tokens = (int)output_len;
-        if (!ids) s = ci_errorf(CI_ERR_NOMEM, "out of memory");
-        for (long i = 0; !s.code && i < num_prompts; i++) {
-            for (long k = 0; k < input_len; k++)
-                ids[k] = (int32_t)(ci_cli_xorshift(&st) % (uint64_t)(V > 256 ? V - 256 : V));
-            int64_t id;
-            s = ci_engine_add_request(e, ids, (int)input_len, &sp, 0, &id);
-            n++;
-        }
-        free(ids);
+        s = ci_cli_add_random_requests(e, num_prompts, input_len, output_len, &st, NULL, &n);
     }
     ci_progress bar;
     ci_progress_init(&bar, "bench");

@@ -24,23 +24,11 @@ typedef struct iter_result {
 
 /* One batch: B requests queued at once, stepped until all finish. */
 static ci_status run_batch(ci_engine *e, long B, long I, long O, uint64_t *rng, iter_result *r) {
-    int V = ci_engine_vocab_size(e);
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)I);
-    if (!ids) return ci_errorf(CI_ERR_NOMEM, "out of memory");
-    ci_engine_sampling sp = ci_engine_default_sampling();
-    sp.temperature = 0.0f;
-    sp.ignore_eos = 1;
-    sp.max_tokens = (int)O;
     int64_t *rid = malloc(sizeof(int64_t) * (size_t)B);
     char *got = calloc((size_t)B, 1);
     ci_status s = rid && got ? ci_ok() : ci_errorf(CI_ERR_NOMEM, "out of memory");
     double t0 = ci_now();
-    for (long i = 0; !s.code && i < B; i++) {
-        for (long k = 0; k < I; k++)
-            ids[k] = (int32_t)(ci_cli_xorshift(rng) % (uint64_t)(V > 256 ? V - 256 : V));
-        s = ci_engine_add_request(e, ids, (int)I, &sp, 0, &rid[i]);
-    }
-    free(ids);
+    if (!s.code) s = ci_cli_add_random_requests(e, B, I, O, rng, rid, NULL);
     long firsts = 0;
     r->ttft = 0;
     while (!s.code && ci_engine_has_unfinished(e)) {

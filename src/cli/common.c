@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/engine.h"
+
 int ci_cli_fail(ci_status s) {
     /* one line: flatten any newline a message might carry */
     for (char *p = s.msg; *p; p++)
@@ -54,4 +56,27 @@ uint64_t ci_cli_xorshift(uint64_t *s) {
     x ^= x >> 7;
     x ^= x << 17;
     return *s = x;
+}
+
+ci_status ci_cli_add_random_requests(ci_engine *e, long n, long input_len, long output_len,
+                                     uint64_t *rng, int64_t *ids_out, long *queued) {
+    int V = ci_engine_vocab_size(e);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)input_len);
+    if (!ids) return ci_errorf(CI_ERR_NOMEM, "out of memory");
+    ci_engine_sampling sp = ci_engine_default_sampling();
+    sp.temperature = 0.0f;
+    sp.ignore_eos = 1;
+    sp.max_tokens = (int)output_len;
+    ci_status s = ci_ok();
+    for (long i = 0; !s.code && i < n; i++) {
+        for (long k = 0; k < input_len; k++)
+            ids[k] = (int32_t)(ci_cli_xorshift(rng) % (uint64_t)(V > 256 ? V - 256 : V));
+        int64_t id;
+        s = ci_engine_add_request(e, ids, (int)input_len, &sp, 0, &id);
+        if (s.code) break;
+        if (ids_out) ids_out[i] = id;
+        if (queued) (*queued)++;
+    }
+    free(ids);
+    return s;
 }

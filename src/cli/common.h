@@ -19,6 +19,14 @@ ci_status ci_read_path(const char *path, char **out, size_t *len);
  * times); the state must be nonzero. */
 uint64_t ci_cli_xorshift(uint64_t *s);
 
+/* The offline benchmarks' requests: n prompts of input_len random token ids
+ * (below vocab - 256, clear of special tokens) from *rng, greedy,
+ * ignore_eos, output_len new tokens each; their ids go to ids_out[n] when it
+ * is not NULL. *queued counts the ones added. */
+typedef struct ci_engine ci_engine;
+ci_status ci_cli_add_random_requests(ci_engine *e, long n, long input_len, long output_len,
+                                     uint64_t *rng, int64_t *ids_out, long *queued);
+
 /* Subcommands: argv[0] is the subcommand name. */
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
