@@ -151,6 +151,23 @@ static ci_status cu_weight_write(ci_backend *be, ci_tensor *w, int64_t row0, con
     return s;
 }
 
+/* Grows a pinned host + device buffer pair to at least `bytes` (doubling). */
+static ci_status grow_pair(ci_cuda *c, void **host, void **dev, size_t *cap, size_t bytes) {
+    if (bytes <= *cap) return ci_ok();
+    size_t nc = *cap ? *cap : 65536;
+    while (nc < bytes)
+        nc *= 2;
+    CI_CU_TRY(cudaStreamSynchronize(c->stream)); /* old buffers may be in use */
+    if (*host) cudaFreeHost(*host);
+    if (*dev) cudaFree(*dev);
+    *host = *dev = NULL;
+    *cap = 0;
+    CI_CU_TRY(cudaMallocHost(host, nc));
+    CI_CU_TRY(cudaMalloc(dev, nc));
+    *cap = nc;
+    return ci_ok();
+}
+
 /* Packs the batch's int arrays into pinned staging memory and uploads them
  * with one copy; the device batch points into the device copy. The staging
  * pair (*hbuf, *dbuf, *cap) grows when `grow` is set; a persistent pair
@@ -179,21 +196,10 @@ static ci_status pack_batch(ci_cuda *c, const ci_batch *host, ci_batch *dev, voi
         CI_CU_TRY(cudaEventSynchronize(c->meta_done));
         c->meta_pending = 0;
     }
-    if (bytes > *cap) {
-        if (!grow && *dbuf)
-            return ci_errorf(CI_ERR_INTERNAL,
-                             "cuda: static batch of %zu bytes exceeds the %zu captured", bytes,
-                             *cap);
-        size_t ncap = grow ? (bytes * 2 < 65536 ? 65536 : bytes * 2) : bytes;
-        CI_CU_TRY(cudaStreamSynchronize(c->stream)); /* old buffers may be in use */
-        if (*hbuf) cudaFreeHost(*hbuf);
-        if (*dbuf) cudaFree(*dbuf);
-        *hbuf = *dbuf = NULL;
-        *cap = 0;
-        CI_CU_TRY(cudaMallocHost(hbuf, ncap));
-        CI_CU_TRY(cudaMalloc(dbuf, ncap));
-        *cap = ncap;
-    }
+    if (!grow && *dbuf && bytes > *cap)
+        return ci_errorf(CI_ERR_INTERNAL,
+                         "cuda: static batch of %zu bytes exceeds the %zu captured", bytes, *cap);
+    CI_TRY(grow_pair(c, hbuf, dbuf, cap, bytes));
     int32_t *h = *hbuf, *d = *dbuf;
     for (int i = 0; i < 7; i++)
         if (n[i]) memcpy(h + off[i], src[i], n[i] * sizeof(int32_t));
@@ -388,23 +394,6 @@ ci_status ci_cuda_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_
 
 static size_t align16(size_t x) {
     return (x + 15) & ~(size_t)15;
-}
-
-/* Grows a pinned host + device buffer pair to at least `bytes` (doubling). */
-static ci_status grow_pair(ci_cuda *c, void **host, void **dev, size_t *cap, size_t bytes) {
-    if (bytes <= *cap) return ci_ok();
-    size_t nc = *cap ? *cap : 65536;
-    while (nc < bytes)
-        nc *= 2;
-    CI_CU_TRY(cudaStreamSynchronize(c->stream)); /* old buffers may be in use */
-    if (*host) cudaFreeHost(*host);
-    if (*dev) cudaFree(*dev);
-    *host = *dev = NULL;
-    *cap = 0;
-    CI_CU_TRY(cudaMallocHost(host, nc));
-    CI_CU_TRY(cudaMalloc(dev, nc));
-    *cap = nc;
-    return ci_ok();
 }
 
 /* The sample op: checks and packs rows | adjustments | owner rows into one
