@@ -214,7 +214,6 @@ struct ci_model_graphs {
     int n;
     int sizes[CI_MODEL_MAX_GRAPHS];
     void *exec[CI_MODEL_MAX_GRAPHS];
-    ci_batch dev[CI_MODEL_MAX_GRAPHS]; /* device batch of each graph */
     ci_kv_cache *kv;
     int mb;                                           /* block-table stride */
     int max_context;                                  /* mb * block_size */
@@ -308,14 +307,14 @@ ci_status ci_model_capture_graphs(ci_model *m, ci_kv_cache *kv, const int *sizes
     /* largest first: it fixes the persistent buffer's capacity */
     for (int i = n - 1; i >= 0 && !s.code; i--) {
         int B = sizes[i];
-        ci_batch hb;
+        ci_batch hb, db; /* db: the same device pointers at every replay of this size */
         graph_batch(g, NULL, B, &hb);
-        s = ops->prepare_batch_static(m->be, &hb, &g->dev[i]);
-        if (!s.code) s = forward_ops(m, &g->dev[i], B, B, kv); /* warm-up: plans, attributes */
+        s = ops->prepare_batch_static(m->be, &hb, &db);
+        if (!s.code) s = forward_ops(m, &db, B, B, kv); /* warm-up: plans, attributes */
         if (!s.code) s = ops->sync(m->be);
         if (!s.code) s = ops->graph_capture_begin(m->be);
         if (!s.code) {
-            ci_status f = forward_ops(m, &g->dev[i], B, B, kv);
+            ci_status f = forward_ops(m, &db, B, B, kv);
             void *ex = NULL;
             s = ops->graph_capture_end(m->be, &ex); /* always end the capture */
             if (f.code) {
