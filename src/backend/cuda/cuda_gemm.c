@@ -104,26 +104,15 @@ static ci_status plan_get(ci_cuda *c, int64_t m, int64_t n, int64_t k, cudaDataT
         i = plan_hash(m, n, k, (int)ab, (int)cd, bias);
     }
     ci_cu_gemm_plan *p = &c->plans[i];
-    memset(p, 0, sizeof *p);
-    p->used = 1;
-    p->m = m;
-    p->n = n;
-    p->k = k;
-    p->ab = ab;
-    p->cd = cd;
-    p->bias = bias;
+    const ci_cu_gemm_plan key = {
+        .used = 1, .m = m, .n = n, .k = k, .ab = ab, .cd = cd, .bias = bias};
+    *p = key;
     int found = 0;
     ci_status s = plan_build(c, p, bias, &found);
     if (s.code == CI_OK && !found && bias) {
         /* no algorithm with the bias epilogue: plain GEMM + bias kernel */
         plan_destroy(p);
-        p->used = 1;
-        p->m = m;
-        p->n = n;
-        p->k = k;
-        p->ab = ab;
-        p->cd = cd;
-        p->bias = bias;
+        *p = key;
         s = plan_build(c, p, 0, &found);
     } else if (s.code == CI_OK && found) {
         p->bias_ok = bias;
