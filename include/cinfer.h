@@ -55,17 +55,48 @@ typedef enum cinfer_finish_reason {
 
 typedef struct cinfer_engine cinfer_engine;
 
+/* Every engine option; the CLI (--flag names in brackets) and the server fill
+ * this one struct, and the engine validates it at create time (an invalid
+ * value is an error, never ignored). Start from
+ * cinfer_engine_config_default(); a 0 (or NULL) size, dtype, device or
+ * utilization means its default. */
 typedef struct cinfer_engine_config {
-    const char *model_dir;      /* Hugging Face directory (required) */
-    const char *device;         /* "cpu" (default) */
-    int num_threads;            /* 0 = all cores */
-    int block_size;             /* KV block size in tokens (16) */
-    int max_num_batched_tokens; /* token budget per step (2048) */
-    int max_num_seqs;           /* running sequences (256) */
-    int64_t kv_cache_tokens;    /* KV capacity in tokens (0 = from memory) */
-    int64_t kv_cache_memory;    /* KV budget in bytes (0 = default) */
-    int enable_prefix_caching;  /* 1 */
+    const char *model_dir;         /* Hugging Face directory (required) */
+    const char *device;            /* "cpu" (default) or "cuda" [--device] */
+    int num_threads;               /* CPU threads, 0 = all cores [--threads] */
+    const char *dtype;             /* activations and KV: "auto" (cpu float32, cuda
+                                      bfloat16), "bfloat16", "float32" [--dtype] */
+    int block_size;                /* KV block size in tokens (16) [--block-size] */
+    int max_num_batched_tokens;    /* token budget per step (2048) */
+    int max_num_seqs;              /* running sequences (256) [--max-num-seqs] */
+    int max_model_len;             /* prompt + output limit; 0 = the model's context,
+                                      larger is refused [--max-model-len] */
+    int64_t kv_cache_tokens;       /* KV capacity in tokens (0 = from memory) */
+    int64_t kv_cache_memory;       /* KV budget in bytes (0 = default) */
+    double gpu_memory_utilization; /* cuda: fraction of the device for weights,
+                                      activations and KV, in (0, 1] (0.90) */
+    int enable_prefix_caching;     /* 1 [--no-prefix-caching] */
+    int enforce_eager;             /* 1: no CUDA graphs [--enforce-eager] */
+    int max_graph_batch_size;      /* decode graphs up to this batch (0 = max_num_seqs,
+                                      at most 512) [--max-graph-batch-size] */
+    int max_graph_context;         /* the first graph set serves contexts up to this;
+                                      longer contexts get graphs of a larger bound
+                                      (0 = 8192) [--max-graph-context] */
+    int aging_steps;               /* scheduler: steps per priority level gained (100) */
+    /* reserved for what is not built yet: anything but the default is refused
+     * at create time (never silently ignored) */
+    const char *kv_cache_dtype;    /* NULL or "auto" */
+    const char *quantization;      /* NULL or "none" */
+    const char *speculative_model; /* NULL */
+    int num_speculative_tokens;    /* 0 */
+    /* weight-loading progress (may be NULL) */
+    void (*progress)(size_t done, size_t total, void *user);
+    void *progress_user;
 } cinfer_engine_config;
+
+/* "device=cuda dtype=bfloat16 ..." : the options that shape the engine, one
+ * line (for startup logs). Returns buf. */
+const char *cinfer_engine_config_describe(const cinfer_engine_config *cfg, char *buf, size_t size);
 
 cinfer_engine_config cinfer_engine_config_default(void);
 
@@ -114,16 +145,28 @@ typedef struct cinfer_output {
     const cinfer_logprob *logprobs;        /* num_token_ids entries, or NULL */
     const cinfer_logprob *prompt_logprobs; /* prompt positions 1.. (once) */
     int num_prompt_logprobs;
+    const char *error; /* finish_reason ERROR: what failed (one line), else NULL */
 } cinfer_output;
 
 typedef struct cinfer_metrics {
     int num_running, num_waiting;
     int64_t num_preemptions;
-    double kv_cache_usage; /* 0..1 */
+    double kv_usage; /* used blocks / total, 0..1 */
     int num_kv_blocks, kv_blocks_used, peak_kv_blocks_used, block_size;
     int64_t prefix_cache_queried_tokens, prefix_cache_hit_tokens;
     int64_t prompt_tokens, generation_tokens;
     int64_t num_steps, num_requests, num_finished;
+    int64_t num_errors; /* samples finished with reason ERROR (engine faults) */
+    /* decode steps that replayed a CUDA graph / forwards that ran eagerly */
+    int64_t graph_steps, eager_steps;
+    /* wall time of the steps by phase: scheduling and batch building, the
+     * model forward (to its sync), sampling, and token output handling */
+    double time_schedule_s, time_forward_s, time_sample_s, time_output_s;
+    /* startup: weight loading, the profiling forward and graph capture */
+    double load_s, profile_s, capture_s;
+    int num_graphs; /* captured so far */
+    int64_t kv_cache_bytes;
+    int max_model_len;
 } cinfer_metrics;
 
 int cinfer_engine_create(const cinfer_engine_config *cfg, cinfer_engine **out, cinfer_error *err);

@@ -11,7 +11,7 @@
 #include <jansson.h>
 #include <math.h>
 
-#include "engine/sampling.h"
+#include "backend/sample_ref.h"
 #include "model/model.h"
 #include "test.h"
 

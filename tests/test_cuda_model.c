@@ -14,8 +14,8 @@
 #include <stdint.h>
 
 #include "backend/cuda/cuda.h"
+#include "backend/sample_ref.h"
 #include "engine/generate.h"
-#include "engine/sampling.h"
 #include "model/model.h"
 #include "test.h"
 

@@ -14,7 +14,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda.h"
-#include "engine/sampling.h"
+#include "backend/sample_ref.h"
 #include "test.h"
 
 #ifndef CINFER_HAVE_CUDA

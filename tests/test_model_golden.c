@@ -9,8 +9,8 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "backend/sample_ref.h"
 #include "engine/generate.h"
-#include "engine/sampling.h"
 #include "model/model.h"
 #include "test.h"
 

@@ -3,7 +3,7 @@
  * sampled distribution against the analytic one. */
 #include <stdint.h>
 
-#include "engine/sampling.h"
+#include "backend/sample_ref.h"
 #include "test.h"
 
 static void test_philox(void) {

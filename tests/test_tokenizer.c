@@ -347,9 +347,23 @@ static void run_errors(void) {
     CHECK(st.code == CI_ERR_INVALID);
     char *out;
     size_t ol;
-    int32_t bad[2] = {0, 99};
+    int32_t bad[2] = {0, -1};
     st = ci_tokenizer_decode(tok, bad, 2, false, &out, &ol);
     CHECK(st.code == CI_ERR_INVALID);
+    /* an id the tokenizer does not know (a padded embedding row) decodes to
+     * nothing, as HF tokenizers skip it */
+    int32_t unknown[3] = {2, 99, 3};
+    CHECK_OK(ci_tokenizer_decode(tok, unknown, 3, false, &out, &ol));
+    CHECKF(strcmp(out, "ab <s>") == 0, "'%s'", out);
+    free(out);
+    ci_detok_stream *ds;
+    CHECK_OK(ci_detok_stream_create(tok, false, &ds));
+    const char *piece;
+    size_t pl;
+    CHECK_OK(ci_detok_stream_put(ds, 99, &piece, &pl));
+    CHECK(pl == 0);
+    CHECK(ci_detok_stream_put(ds, -5, &piece, &pl).code == CI_ERR_INVALID);
+    ci_detok_stream_free(ds);
     int32_t good[3] = {2, 3, 0};
     CHECK_OK(ci_tokenizer_decode(tok, good, 3, false, &out, &ol));
     CHECK(strcmp(out, "ab <s> a") == 0); /* no decoder: joined with spaces */

@@ -108,7 +108,7 @@ ci_status ci_sample_check(const char *who, const ci_tensor *logits, const ci_sam
         const ci_sample_row *r = &rows[i];
         if (r->logits_row < 0 || r->logits_row >= logits->rows || r->adj_start < 0 ||
             r->adj_count < 0 || r->adj_start > nadj - r->adj_count ||
-            r->top_logprobs > CI_SAMPLE_MAX_TOP)
+            r->top_logprobs > CI_SAMPLE_MAX_TOP || r->vocab_limit < 0)
             return ci_errorf(CI_ERR_INVALID, "%s: row %d out of range", who, i);
     }
     for (int j = 0; j < nadj; j++)

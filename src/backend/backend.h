@@ -86,6 +86,8 @@ typedef struct ci_sample_row {
                              logprob plus that many top ones */
     int32_t adj_start;    /* adjustments [adj_start, adj_start + adj_count) */
     int32_t adj_count;
+    int32_t vocab_limit;                       /* ids >= vocab_limit are never sampled (a padded
+                                                  vocabulary); 0: the whole row */
     float temperature;                         /* <= 0: greedy */
     int32_t top_k;                             /* <= 0: off (1: greedy) */
     float top_p;                               /* >= 1 or <= 0: off */

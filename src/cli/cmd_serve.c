@@ -58,16 +58,7 @@ int cmd_serve(int argc, char **argv) {
     cfg.port = (int)port;
     cfg.api_key = api_key;
     cfg.served_model_name = served;
-    cfg.engine = cinfer_engine_config_default();
-    cfg.engine.model_dir = model_dir;
-    cfg.engine.device = ec.device;
-    cfg.engine.num_threads = ec.num_threads;
-    cfg.engine.block_size = ec.block_size;
-    cfg.engine.max_num_batched_tokens = ec.max_num_batched_tokens;
-    cfg.engine.max_num_seqs = ec.max_num_seqs;
-    cfg.engine.kv_cache_tokens = ec.kv_cache_tokens;
-    cfg.engine.kv_cache_memory = ec.kv_cache_memory;
-    cfg.engine.enable_prefix_caching = ec.enable_prefix_caching;
+    cfg.engine = ec; /* every engine option, unchanged */
     cfg.max_waiting = (int)max_waiting;
     cfg.request_timeout_s = timeout;
     cfg.max_body_bytes = (size_t)max_body;

@@ -5,49 +5,55 @@
 
 #include "util/progress.h"
 
+/* The engine's own defaults (engine_config.c), as flag values. */
 ci_engine_flags ci_engine_flags_default(void) {
-    ci_engine_flags f = {0};
-    f.device = "cpu";
-    f.dtype = "auto";
-    f.gpu_memory_utilization = 0.90;
-    f.block_size = 16;
-    f.max_num_batched_tokens = 2048;
-    f.max_num_seqs = 256;
+    ci_engine_config c = ci_engine_default_config();
+    ci_engine_flags f = {.device = c.device,
+                         .dtype = c.dtype,
+                         .gpu_memory_utilization = c.gpu_memory_utilization,
+                         .block_size = c.block_size,
+                         .max_num_batched_tokens = c.max_num_batched_tokens,
+                         .max_num_seqs = c.max_num_seqs};
     return f;
+}
+
+/* A long flag into an int field: out of int range is an error here, the
+ * rest of the range check is ci_engine_config_check's. */
+static ci_status to_int(long v, const char *flag, int *out) {
+    if (v < -2147483647L || v > 2147483647L)
+        return ci_errorf(CI_ERR_INVALID, "%s %ld is out of range", flag, v);
+    *out = (int)v;
+    return ci_ok();
 }
 
 ci_status ci_engine_flags_config(const ci_engine_flags *f, const char *model_dir,
                                  ci_engine_config *c) {
     *c = ci_engine_default_config();
-    if (f->block_size < 1 || f->block_size > 1024)
-        return ci_errorf(CI_ERR_INVALID, "--block-size must be in [1, 1024] (got %ld)",
-                         f->block_size);
-    if (f->max_num_batched_tokens < 1 || f->max_num_batched_tokens > (1 << 20))
-        return ci_errorf(CI_ERR_INVALID,
-                         "--max-num-batched-tokens must be in [1, 1048576] (got %ld)",
-                         f->max_num_batched_tokens);
-    if (f->max_num_seqs < 1 || f->max_num_seqs > 65536)
-        return ci_errorf(CI_ERR_INVALID, "--max-num-seqs must be in [1, 65536] (got %ld)",
-                         f->max_num_seqs);
-    if (f->kv_cache_tokens < 0) return ci_errorf(CI_ERR_INVALID, "--kv-cache-tokens must be >= 0");
-    if (f->kv_cache_memory < 0) return ci_errorf(CI_ERR_INVALID, "--kv-cache-memory must be >= 0");
-    if (!(f->gpu_memory_utilization > 0 && f->gpu_memory_utilization <= 1))
-        return ci_errorf(CI_ERR_INVALID, "--gpu-memory-utilization must be in (0, 1] (got %g)",
-                         f->gpu_memory_utilization);
-    if (f->threads < 0) return ci_errorf(CI_ERR_INVALID, "--threads must be >= 0");
     c->model_dir = model_dir;
     c->device = f->device;
     c->dtype = f->dtype;
     c->gpu_memory_utilization = f->gpu_memory_utilization;
     c->enforce_eager = f->enforce_eager;
-    c->num_threads = (int)f->threads;
-    c->block_size = (int)f->block_size;
-    c->max_num_batched_tokens = (int)f->max_num_batched_tokens;
-    c->max_num_seqs = (int)f->max_num_seqs;
     c->kv_cache_tokens = f->kv_cache_tokens;
     c->kv_cache_memory = f->kv_cache_memory;
     c->enable_prefix_caching = !f->no_prefix_caching;
-    return ci_ok();
+    CI_TRY(to_int(f->threads, "--threads", &c->num_threads));
+    CI_TRY(to_int(f->block_size, "--block-size", &c->block_size));
+    CI_TRY(
+        to_int(f->max_num_batched_tokens, "--max-num-batched-tokens", &c->max_num_batched_tokens));
+    CI_TRY(to_int(f->max_num_seqs, "--max-num-seqs", &c->max_num_seqs));
+    CI_TRY(to_int(f->max_model_len, "--max-model-len", &c->max_model_len));
+    CI_TRY(to_int(f->max_graph_batch_size, "--max-graph-batch-size", &c->max_graph_batch_size));
+    CI_TRY(to_int(f->max_graph_context, "--max-graph-context", &c->max_graph_context));
+    /* 0 means "default" in the config; on the command line it is a mistake */
+    if (f->block_size < 1 || f->max_num_batched_tokens < 1 || f->max_num_seqs < 1)
+        return ci_errorf(CI_ERR_INVALID,
+                         "--block-size, --max-num-batched-tokens and --max-num-seqs must be >= 1");
+    if (!(f->gpu_memory_utilization > 0 && f->gpu_memory_utilization <= 1))
+        return ci_errorf(CI_ERR_INVALID, "--gpu-memory-utilization must be in (0, 1] (got %g)",
+                         f->gpu_memory_utilization);
+    ci_status s = ci_engine_config_check(c);
+    return s.code ? ci_status_wrap(s, "engine options") : s;
 }
 
 static void on_load_progress(size_t done, size_t total, void *user) {

@@ -1,7 +1,8 @@
 /* engine_flags.h — the engine options every subcommand that runs the
- * engine accepts (--block-size, --max-num-batched-tokens, --max-num-seqs,
- * --kv-cache-tokens, --kv-cache-memory, --no-prefix-caching, --device,
- * --threads, --dtype, --gpu-memory-utilization, --enforce-eager). */
+ * engine accepts (generate, serve, bench, perplexity): parsed once into
+ * ci_engine_flags, turned into the one engine config (include/cinfer.h) and
+ * checked before anything loads, so a bad value fails at startup in every
+ * command. */
 #ifndef CINFER_CLI_ENGINE_FLAGS_H
 #define CINFER_CLI_ENGINE_FLAGS_H
 
@@ -15,42 +16,48 @@ typedef struct ci_engine_flags {
     double gpu_memory_utilization;
     bool enforce_eager;
     long threads, block_size, max_num_batched_tokens, max_num_seqs, kv_cache_tokens,
-        kv_cache_memory;
+        kv_cache_memory, max_model_len, max_graph_batch_size, max_graph_context;
     bool no_prefix_caching;
 } ci_engine_flags;
 
 /* Defaults: cpu, all threads, block 16, 2048 tokens, 256 seqs, default KV. */
 ci_engine_flags ci_engine_flags_default(void);
 
-#define CI_ENGINE_FLAG_ARGS(f)                                                                     \
-    {"--device", NULL, CI_ARG_STR, &(f).device, "NAME", "backend: cpu (default) or cuda"},         \
-        {"--threads", "-t", CI_ARG_INT, &(f).threads, "N", "CPU threads (default: all cores)"},    \
-        {"--dtype",  NULL, CI_ARG_STR,                                                             \
-         &(f).dtype, "T",  "auto (cpu float32, cuda bfloat16), bfloat16 or float32"},              \
-        {"--gpu-memory-utilization",                                                               \
-         NULL,                                                                                     \
-         CI_ARG_FLOAT,                                                                             \
-         &(f).gpu_memory_utilization,                                                              \
-         "F",                                                                                      \
-         "cuda: fraction of device memory for weights, activations and KV (default 0.90)"},        \
-        {"--enforce-eager",  NULL, CI_ARG_FLAG,                                                    \
-         &(f).enforce_eager, "",   "cuda: no CUDA graphs for decode steps"},                       \
-        {"--block-size",  NULL, CI_ARG_INT,                                                        \
-         &(f).block_size, "N",  "KV cache block size (default 16)"},                               \
-        {"--max-num-batched-tokens",  NULL, CI_ARG_INT,                                            \
-         &(f).max_num_batched_tokens, "N",  "token budget per engine step (default 2048)"},        \
-        {"--max-num-seqs",  NULL, CI_ARG_INT,                                                      \
-         &(f).max_num_seqs, "N",  "most running sequences (default 256)"},                         \
-        {"--kv-cache-tokens",  NULL, CI_ARG_INT,                                                   \
-         &(f).kv_cache_tokens, "N",  "KV cache capacity in tokens"},                               \
-        {"--kv-cache-memory",  NULL,    CI_ARG_INT,                                                \
-         &(f).kv_cache_memory, "BYTES", "KV cache budget in bytes (default 256 MiB)"},             \
-    {                                                                                              \
-        "--no-prefix-caching", NULL, CI_ARG_FLAG, &(f).no_prefix_caching, "",                      \
-            "disable prefix caching"                                                               \
+#define CI_ENGINE_FLAG_ARGS(f)                                                                      \
+    {"--device", NULL, CI_ARG_STR, &(f).device, "NAME", "backend: cpu (default) or cuda"},          \
+        {"--threads", "-t", CI_ARG_INT, &(f).threads, "N", "CPU threads (default: all cores)"},     \
+        {"--dtype",  NULL, CI_ARG_STR,                                                              \
+         &(f).dtype, "T",  "auto (cpu float32, cuda bfloat16), bfloat16 or float32"},               \
+        {"--gpu-memory-utilization",                                                                \
+         NULL,                                                                                      \
+         CI_ARG_FLOAT,                                                                              \
+         &(f).gpu_memory_utilization,                                                               \
+         "F",                                                                                       \
+         "cuda: fraction of device memory for weights, activations and KV (default 0.90)"},         \
+        {"--enforce-eager",  NULL, CI_ARG_FLAG,                                                     \
+         &(f).enforce_eager, "",   "cuda: no CUDA graphs for decode steps"},                        \
+        {"--max-model-len",  NULL, CI_ARG_INT,                                                      \
+         &(f).max_model_len, "N",  "context limit: prompt + output tokens (default: the model's)"}, \
+        {"--max-graph-batch-size",  NULL, CI_ARG_INT,                                               \
+         &(f).max_graph_batch_size, "N",  "cuda: largest decode batch run by a CUDA graph"},        \
+        {"--max-graph-context",  NULL, CI_ARG_INT,                                                  \
+         &(f).max_graph_context, "N",  "cuda: context bound of the first graph set (8192)"},        \
+        {"--block-size",  NULL, CI_ARG_INT,                                                         \
+         &(f).block_size, "N",  "KV cache block size (default 16)"},                                \
+        {"--max-num-batched-tokens",  NULL, CI_ARG_INT,                                             \
+         &(f).max_num_batched_tokens, "N",  "token budget per engine step (default 2048)"},         \
+        {"--max-num-seqs",  NULL, CI_ARG_INT,                                                       \
+         &(f).max_num_seqs, "N",  "most running sequences (default 256)"},                          \
+        {"--kv-cache-tokens",  NULL, CI_ARG_INT,                                                    \
+         &(f).kv_cache_tokens, "N",  "KV cache capacity in tokens"},                                \
+        {"--kv-cache-memory",  NULL,    CI_ARG_INT,                                                 \
+         &(f).kv_cache_memory, "BYTES", "KV cache budget in bytes (default 256 MiB)"},              \
+    {                                                                                               \
+        "--no-prefix-caching", NULL, CI_ARG_FLAG, &(f).no_prefix_caching, "",                       \
+            "disable prefix caching"                                                                \
     }
 
-/* Checks ranges and fills an engine config. */
+/* Fills the engine config from the flags and checks every option. */
 ci_status ci_engine_flags_config(const ci_engine_flags *f, const char *model_dir,
                                  ci_engine_config *c);
 

@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#include "engine/sampling.h"
+#include "backend/sample_ref.h"
 #include "model/model.h"
 #include "util/progress.h" /* ci_now */
 

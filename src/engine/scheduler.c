@@ -387,18 +387,23 @@ ci_status ci_sched_finish(ci_scheduler *s, ci_sequence *q, ci_finish_reason reas
 }
 
 ci_status ci_sched_abort(ci_scheduler *s, int64_t group_id, int *num) {
+    return ci_sched_finish_group(s, group_id, CI_FINISH_ABORT, num);
+}
+
+ci_status ci_sched_finish_group(ci_scheduler *s, int64_t group_id, ci_finish_reason reason,
+                                int *num) {
     if (num) *num = 0;
     if (group_id < 0 || group_id >= s->next_id)
         return ci_errorf(CI_ERR_INVALID, "abort: no request %lld", (long long)group_id);
     int count = 0;
     for (int i = s->num_running - 1; i >= 0; i--) {
         if (i >= s->num_running || s->running[i]->group_id != group_id) continue;
-        CI_TRY(ci_sched_finish(s, s->running[i], CI_FINISH_ABORT));
+        CI_TRY(ci_sched_finish(s, s->running[i], reason));
         count++;
     }
     for (int i = s->num_waiting - 1; i >= 0; i--) {
         if (i >= s->num_waiting || s->waiting[i]->group_id != group_id) continue;
-        CI_TRY(ci_sched_finish(s, s->waiting[i], CI_FINISH_ABORT));
+        CI_TRY(ci_sched_finish(s, s->waiting[i], reason));
         count++;
     }
     if (num) *num = count;
@@ -412,6 +417,15 @@ ci_sequence *ci_sched_pop_finished(ci_scheduler *s) {
     if (!s->fin_head) s->fin_tail = NULL;
     q->next_finished = NULL;
     return q;
+}
+
+ci_status ci_sched_abandon(ci_scheduler *s) {
+    if (s->updated) return ci_errorf(CI_ERR_INVALID, "abandon: no schedule() output to abandon");
+    /* Nothing advanced: every entry is still at num_computed_tokens = start
+     * and its blocks past that hold no cached (hashed) content, so running
+     * the entry again, or finishing it, is consistent. */
+    s->updated = 1;
+    return ci_ok();
 }
 
 /* ---- update ---- */

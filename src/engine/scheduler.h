@@ -122,6 +122,14 @@ ci_status ci_sched_finish(ci_scheduler *s, ci_sequence *seq, ci_finish_reason re
 /* Finishes every live sequence of a group with reason abort; *num (may be
  * NULL) gets how many. Unknown group: CI_ERR_INVALID. */
 ci_status ci_sched_abort(ci_scheduler *s, int64_t group_id, int *num);
+/* ci_sched_abort with another reason (error: an engine fault hit the group). */
+ci_status ci_sched_finish_group(ci_scheduler *s, int64_t group_id, ci_finish_reason reason,
+                                int *num);
+
+/* The step planned by the last schedule() did not run (its forward or
+ * sampling failed): nothing advances, and the next schedule() is allowed.
+ * Its sequences keep their blocks; the caller finishes or retries them. */
+ci_status ci_sched_abandon(ci_scheduler *s);
 
 /* Next finished sequence (the caller destroys it), or NULL. */
 ci_sequence *ci_sched_pop_finished(ci_scheduler *s);

@@ -18,6 +18,7 @@
 
 #include <stdint.h>
 
+#include "cinfer.h"
 #include "util/status.h"
 
 typedef enum ci_seq_state {
@@ -27,13 +28,13 @@ typedef enum ci_seq_state {
     CI_SEQ_FINISHED,
 } ci_seq_state;
 
-typedef enum ci_finish_reason {
-    CI_FINISH_NONE = 0,
-    CI_FINISH_STOP,
-    CI_FINISH_LENGTH,
-    CI_FINISH_ABORT,
-    CI_FINISH_ERROR,
-} ci_finish_reason;
+/* The public enum (include/cinfer.h) under the engine's names. */
+typedef cinfer_finish_reason ci_finish_reason;
+#define CI_FINISH_NONE CINFER_FINISH_NONE
+#define CI_FINISH_STOP CINFER_FINISH_STOP
+#define CI_FINISH_LENGTH CINFER_FINISH_LENGTH
+#define CI_FINISH_ABORT CINFER_FINISH_ABORT
+#define CI_FINISH_ERROR CINFER_FINISH_ERROR
 
 typedef struct ci_sequence {
     int64_t id;            /* unique per sequence */

@@ -20,8 +20,6 @@
 
 #define CI_MAX_ROPE_POSITIONS 131072
 
-static void graphs_free(ci_model *m);
-
 static ci_tensor view(const ci_tensor *t, int64_t rows, int64_t cols) {
     ci_tensor v = *t;
     v.rows = rows;
@@ -32,7 +30,6 @@ static ci_tensor view(const ci_tensor *t, int64_t rows, int64_t cols) {
 void ci_model_free(ci_model *m) {
     if (!m) return;
     ci_backend *be = m->be;
-    graphs_free(m);
     ci_tensor *acts[] = {&m->x,       &m->residual, &m->qkv,         &m->attn_out,
                          &m->gate_up, &m->mlp_out,  &m->last_hidden, &m->logits};
     for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
@@ -122,7 +119,7 @@ ci_status ci_model_kv_cache_create(ci_model *m, int num_blocks, int block_size, 
                               num_blocks, block_size, out);
 }
 
-static ci_status check_batch(const ci_model *m, const ci_batch *b, const ci_kv_cache *kv) {
+ci_status ci_model_check_batch(const ci_model *m, const ci_batch *b, const ci_kv_cache *kv) {
     const int T = b->num_tokens;
     if (T <= 0 || T > m->max_batch_tokens)
         return ci_errorf(CI_ERR_INVALID, "forward: %d tokens (must be 1..max_batch_tokens %d)", T,
@@ -162,10 +159,7 @@ static ci_status check_batch(const ci_model *m, const ci_batch *b, const ci_kv_c
     return ci_ok();
 }
 
-/* Enqueues the whole forward pass over T tokens of the device batch db and
- * the LM head over its L logits rows. Only enqueues: graph capture records
- * exactly this. */
-static ci_status forward_ops(ci_model *m, const ci_batch *db, int T, int L, ci_kv_cache *kv) {
+ci_status ci_model_enqueue(ci_model *m, const ci_batch *db, int T, int L, ci_kv_cache *kv) {
     ci_backend *be = m->be;
     const ci_backend_ops *ops = be->ops;
     const ci_model_config *c = &m->cfg;
@@ -204,169 +198,17 @@ static ci_status forward_ops(ci_model *m, const ci_batch *db, int T, int L, ci_k
     return ops->matmul(be, &lh, &m->w.lm_head, NULL, &lg);
 }
 
-/* ---- CUDA graphs for decode steps ----
- * A graph replays fixed kernels on fixed pointers, so a decode batch of S
- * sequences is padded to the captured size G >= S and laid out with a fixed
- * block-table stride in a persistent device buffer (prepare_batch_static).
- * Padding rows read block 0 (context 1) and write no K/V (slot -1); their
- * outputs are never read. Contexts above max_context run eagerly. */
-struct ci_model_graphs {
-    int n;
-    int sizes[CI_MODEL_MAX_GRAPHS];
-    void *exec[CI_MODEL_MAX_GRAPHS];
-    ci_kv_cache *kv;
-    int mb;                                           /* block-table stride */
-    int max_context;                                  /* mb * block_size */
-    int32_t *tok, *pos, *qs, *ctx, *bt, *slot, *lidx; /* host staging, largest size */
-};
-
-static void graphs_free(ci_model *m) {
-    ci_model_graphs *g = m->graphs;
-    if (!g) return;
-    for (int i = 0; i < g->n; i++)
-        if (g->exec[i]) m->be->ops->graph_destroy(m->be, g->exec[i]);
-    free(g->tok);
-    free(g->pos);
-    free(g->qs);
-    free(g->ctx);
-    free(g->bt);
-    free(g->slot);
-    free(g->lidx);
-    free(g);
-    m->graphs = NULL;
-}
-
-/* Fills the padded host batch of size G from b (NULL: all padding). */
-static void graph_batch(ci_model_graphs *g, const ci_batch *b, int G, ci_batch *out) {
-    int S = b ? b->num_seqs : 0;
-    for (int i = 0; i < G; i++) {
-        int real = i < S;
-        g->tok[i] = real ? b->token_ids[i] : 0;
-        g->pos[i] = real ? b->positions[i] : 0;
-        g->qs[i] = i;
-        g->ctx[i] = real ? b->context_lens[i] : 1;
-        g->slot[i] = real ? b->slot_mapping[i] : -1;
-        g->lidx[i] = i;
-        int32_t *row = g->bt + (size_t)i * g->mb;
-        if (real) {
-            int nb = b->max_blocks_per_seq;
-            memcpy(row, b->block_tables + (size_t)i * nb, sizeof(int32_t) * (size_t)nb);
-        } else {
-            row[0] = 0;
-        }
-    }
-    g->qs[G] = G;
-    memset(out, 0, sizeof *out);
-    out->num_tokens = out->num_seqs = out->num_logits = G;
-    out->max_blocks_per_seq = g->mb;
-    out->max_query_len = 1;
-    out->max_context_len = g->max_context; /* launch shapes sized for the longest */
-    out->token_ids = g->tok;
-    out->positions = g->pos;
-    out->query_start = g->qs;
-    out->context_lens = g->ctx;
-    out->block_tables = g->bt;
-    out->slot_mapping = g->slot;
-    out->logits_indices = g->lidx;
-}
-
-ci_status ci_model_capture_graphs(ci_model *m, ci_kv_cache *kv, const int *sizes, int n,
-                                  int max_context) {
-    const ci_backend_ops *ops = m->be->ops;
-    if (!ops->graph_capture_begin || !ops->prepare_batch_static)
-        return ci_errorf(CI_ERR_UNSUPPORTED, "model: backend %s has no graphs", m->be->name);
-    if (n <= 0 || n > CI_MODEL_MAX_GRAPHS)
-        return ci_errorf(CI_ERR_INVALID, "model: %d graph sizes (1..%d)", n, CI_MODEL_MAX_GRAPHS);
-    for (int i = 0; i < n; i++)
-        if (sizes[i] < 1 || sizes[i] > m->max_logits || sizes[i] > m->max_batch_tokens ||
-            (i > 0 && sizes[i] <= sizes[i - 1]))
-            return ci_errorf(CI_ERR_INVALID, "model: graph size %d (ascending, <= %d)", sizes[i],
-                             m->max_logits < m->max_batch_tokens ? m->max_logits
-                                                                 : m->max_batch_tokens);
-    graphs_free(m);
-    ci_model_graphs *g = calloc(1, sizeof *g);
-    if (!g) return ci_errorf(CI_ERR_NOMEM, "model: out of memory (graphs)");
-    m->graphs = g;
-    int G = sizes[n - 1];
-    g->kv = kv;
-    g->mb = (max_context + kv->block_size - 1) / kv->block_size;
-    if (g->mb < 1) g->mb = 1;
-    g->max_context = g->mb * kv->block_size;
-    g->tok = malloc(sizeof(int32_t) * (size_t)G);
-    g->pos = malloc(sizeof(int32_t) * (size_t)G);
-    g->qs = malloc(sizeof(int32_t) * ((size_t)G + 1));
-    g->ctx = malloc(sizeof(int32_t) * (size_t)G);
-    g->slot = malloc(sizeof(int32_t) * (size_t)G);
-    g->lidx = malloc(sizeof(int32_t) * (size_t)G);
-    g->bt = calloc((size_t)G * (size_t)g->mb, sizeof(int32_t));
-    if (!g->tok || !g->pos || !g->qs || !g->ctx || !g->slot || !g->lidx || !g->bt) {
-        graphs_free(m);
-        return ci_errorf(CI_ERR_NOMEM, "model: out of memory (graph staging)");
-    }
-    ci_status s = ci_ok();
-    /* largest first: it fixes the persistent buffer's capacity */
-    for (int i = n - 1; i >= 0 && !s.code; i--) {
-        int B = sizes[i];
-        ci_batch hb, db; /* db: the same device pointers at every replay of this size */
-        graph_batch(g, NULL, B, &hb);
-        s = ops->prepare_batch_static(m->be, &hb, &db);
-        if (!s.code) s = forward_ops(m, &db, B, B, kv); /* warm-up: plans, attributes */
-        if (!s.code) s = ops->sync(m->be);
-        if (!s.code) s = ops->graph_capture_begin(m->be);
-        if (!s.code) {
-            ci_status f = forward_ops(m, &db, B, B, kv);
-            void *ex = NULL;
-            s = ops->graph_capture_end(m->be, &ex); /* always end the capture */
-            if (f.code) {
-                if (ex) ops->graph_destroy(m->be, ex);
-                s = f;
-            } else if (!s.code) {
-                g->exec[i] = ex;
-            }
-        }
-        g->sizes[i] = B;
-    }
-    g->n = n;
-    if (s.code) {
-        graphs_free(m);
-        return ci_status_wrap(s, "model: capturing CUDA graphs");
-    }
-    return ops->sync(m->be);
-}
-
 const ci_tensor *ci_model_logits(const ci_model *m) {
     return &m->logits;
 }
 
-/* Index of the graph that runs this batch, or -1 (eager). */
-static int graph_for(const ci_model *m, const ci_batch *b, const ci_kv_cache *kv) {
-    const ci_model_graphs *g = m->graphs;
-    if (!g || kv != g->kv || b->num_tokens != b->num_seqs || b->num_logits != b->num_seqs ||
-        b->max_query_len != 1 || b->max_blocks_per_seq > g->mb)
-        return -1;
-    for (int i = 0; i < b->num_logits; i++)
-        if (b->logits_indices[i] != i) return -1;
-    for (int i = 0; i < g->n; i++)
-        if (g->sizes[i] >= b->num_seqs) return i;
-    return -1;
-}
-
 ci_status ci_model_forward(ci_model *m, const ci_batch *batch, ci_kv_cache *kv, float *logits_out) {
-    CI_TRY(check_batch(m, batch, kv));
+    CI_TRY(ci_model_check_batch(m, batch, kv));
     ci_backend *be = m->be;
     const ci_backend_ops *ops = be->ops;
     const int L = batch->num_logits;
-    int gi = graph_for(m, batch, kv);
-    if (gi >= 0) {
-        ci_model_graphs *g = m->graphs;
-        ci_batch hb, db;
-        graph_batch(g, batch, g->sizes[gi], &hb);
-        CI_TRY(ops->prepare_batch_static(be, &hb, &db));
-        CI_TRY(ops->graph_launch(be, g->exec[gi]));
-    } else {
-        CI_TRY(ops->prepare_batch(be, batch, &m->dev_batch));
-        CI_TRY(forward_ops(m, &m->dev_batch, batch->num_tokens, L, kv));
-    }
+    CI_TRY(ops->prepare_batch(be, batch, &m->dev_batch));
+    CI_TRY(ci_model_enqueue(m, &m->dev_batch, batch->num_tokens, L, kv));
     if (L > 0 && logits_out)
         CI_TRY(
             ops->to_host(be, logits_out, m->logits.data,

@@ -21,11 +21,6 @@ typedef struct ci_model_options {
     void *progress_user;
 } ci_model_options;
 
-/* Captured decode steps (one graph per padded batch size); see
- * ci_model_capture_graphs. */
-typedef struct ci_model_graphs ci_model_graphs;
-#define CI_MODEL_MAX_GRAPHS 72
-
 typedef struct ci_model {
     ci_model_config cfg;
     ci_backend *be;
@@ -36,25 +31,26 @@ typedef struct ci_model {
     /* preallocated activations (backend memory) */
     ci_tensor x, residual, qkv, attn_out, gate_up, mlp_out, last_hidden, logits;
     ci_batch dev_batch;
-    ci_model_graphs *graphs; /* CUDA graphs of decode steps (NULL: eager only) */
 } ci_model;
 
 ci_status ci_model_load(const char *model_dir, ci_backend *be, const ci_model_options *opts,
                         ci_model **out);
 void ci_model_free(ci_model *m);
 
-/* Runs one step. logits_out (host, may be NULL: see ci_model_logits)
- * receives [batch->num_logits][vocab] F32. batch arrays are host memory. */
+/* Runs one step eagerly and waits for it. logits_out (host, may be NULL:
+ * see ci_model_logits) receives [batch->num_logits][vocab] F32. batch
+ * arrays are host memory. (The engine's runner adds CUDA graphs.) */
 ci_status ci_model_forward(ci_model *m, const ci_batch *batch, ci_kv_cache *kv, float *logits_out);
 
-/* Captures one graph per batch size in sizes[] (ascending) for decode steps
- * (every sequence one new token) on this KV cache, for contexts up to
- * max_context tokens. Afterwards ci_model_forward replays the smallest graph
- * that holds a decode batch (padding the batch) and runs other batches
- * eagerly. Needs a backend with graph ops (CI_ERR_UNSUPPORTED otherwise).
- * The KV cache must outlive the graphs (ci_model_free releases them). */
-ci_status ci_model_capture_graphs(ci_model *m, ci_kv_cache *kv, const int *sizes, int n,
-                                  int max_context);
+/* The checks ci_model_forward makes of a host batch (token ids, positions,
+ * query_start, logits rows, KV shape). */
+ci_status ci_model_check_batch(const ci_model *m, const ci_batch *b, const ci_kv_cache *kv);
+
+/* Enqueues the whole forward pass over T tokens of a batch already on the
+ * device (prepare_batch / prepare_batch_static) and the LM head over its L
+ * logits rows; no sync. Graph capture records exactly this. */
+ci_status ci_model_enqueue(ci_model *m, const ci_batch *dev_batch, int T, int L, ci_kv_cache *kv);
+
 /* Logits of the last forward: [num_logits][vocab] F32 in backend memory. */
 const ci_tensor *ci_model_logits(const ci_model *m);
 

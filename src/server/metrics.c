@@ -113,7 +113,7 @@ char *srv_metrics_render(const srv_metrics *m, const cinfer_metrics *eng, const 
     gauge(&b, "cinfer:http_requests_in_flight", "gauge", "Generation requests being served.", model,
           jobs_in_flight);
     gauge(&b, "cinfer:kv_cache_usage_perc", "gauge", "Fraction of KV cache blocks in use (0..1).",
-          model, eng->kv_cache_usage);
+          model, eng->kv_usage);
     gauge(&b, "cinfer:num_kv_blocks", "gauge", "KV cache blocks in total.", model,
           eng->num_kv_blocks);
     double hit = eng->prefix_cache_queried_tokens > 0 ? (double)eng->prefix_cache_hit_tokens /

@@ -293,9 +293,8 @@ ci_status tk_decode_into(const ci_tokenizer *t, const int32_t *ids, size_t n, bo
     tk_list_clear(&ws->a);
     for (size_t i = 0; i < n; i++) {
         int32_t id = ids[i];
-        if (id < 0 || id >= t->n_ids || !t->id_str[id])
-            return ci_errorf(CI_ERR_INVALID, "decode: token id %d out of range (vocab size %d)",
-                             (int)id, (int)t->n_ids);
+        if (id < 0) return ci_errorf(CI_ERR_INVALID, "decode: negative token id %d", (int)id);
+        if (id >= t->n_ids || !t->id_str[id]) continue; /* unknown: nothing, as HF */
         if (skip && t->id_special[id]) continue;
         CI_TRY(tk_list_push(&ws->a, t->id_str[id], t->id_len[id]));
     }

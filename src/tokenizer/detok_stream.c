@@ -58,9 +58,10 @@ ci_status ci_detok_stream_put(ci_detok_stream *s, int32_t id, const char **text,
     *text = "";
     *len = 0;
     const ci_tokenizer *t = s->t;
-    if (id < 0 || id >= t->n_ids || !t->id_str[id])
-        return ci_errorf(CI_ERR_INVALID, "detok stream: token id %d out of range (vocab size %d)",
-                         (int)id, (int)t->n_ids);
+    if (id < 0) return ci_errorf(CI_ERR_INVALID, "detok stream: negative token id %d", (int)id);
+    /* an id the tokenizer does not know (a padded embedding row) decodes to
+     * nothing, as HF tokenizers skip it */
+    if (id >= t->n_ids || !t->id_str[id]) return ci_ok();
     /* skipped ids never reach the decoder: they cannot change the text */
     if (s->skip && t->id_special[id]) return ci_ok();
     if (s->prefix.len == 0 && s->n > 0) {

@@ -9,7 +9,7 @@
 #if defined(__F16C__)
 #include <immintrin.h>
 #endif
-#include "engine/sampling.h"
+#include "backend/sample_ref.h"
 #include "util/half.h"
 
 static ci_status cpu_alloc(ci_backend *be, size_t bytes, void **out) {

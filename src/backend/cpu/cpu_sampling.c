@@ -3,11 +3,12 @@
  * Per row: copy the logits row, apply its adjustments, draw; logprobs come
  * from the raw row. Scratch (two rows and a sampler) is made on the first
  * call for a vocabulary size and kept. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
-#include "engine/sampling.h"
+#include "backend/sample_ref.h"
 
 static ci_status reserve(ci_cpu *c, int V) {
     if (c->smp_vocab == V) return ci_ok();
@@ -37,6 +38,9 @@ ci_status ci_cpu_sample(ci_backend *be, const ci_tensor *logits, const ci_sample
         memcpy(c->smp_row, raw, sizeof(float) * (size_t)V);
         ci_logit_adjust_apply(c->smp_row, adj + r->adj_start, r->adj_count, r->repetition_penalty,
                               r->presence_penalty, r->frequency_penalty);
+        if (r->vocab_limit > 0) /* padded vocabulary: never drawn */
+            for (int t = r->vocab_limit; t < V; t++)
+                c->smp_row[t] = -INFINITY;
         ci_sampling_params sp = {r->temperature, r->top_k, r->top_p, r->min_p, r->seed};
         ci_sample_result *o = &out[i];
         memset(o, 0, sizeof *o);

@@ -397,13 +397,16 @@ __device__ bool finish_smem(Smem &sm, int nc, unsigned long long topp_target, fl
     return true;
 }
 
-__global__ void __launch_bounds__(SB) sample_kernel(const float *__restrict__ logits, int V,
+__global__ void __launch_bounds__(SB) sample_kernel(const float *__restrict__ logits, int ldv,
                                                     const ci_sample_row *__restrict__ rows,
                                                     ci_sample_result *out, int fast) {
     __shared__ Smem sm;
     const ci_sample_row R = rows[blockIdx.x];
     ci_sample_result *o = &out[blockIdx.x];
-    const float *x = logits + (size_t)R.logits_row * (size_t)V;
+    const float *x = logits + (size_t)R.logits_row * (size_t)ldv;
+    /* ids at or above vocab_limit (a padded embedding) are never drawn: the
+     * row ends there for every pass below */
+    const int V = R.vocab_limit > 0 && R.vocab_limit < ldv ? R.vocab_limit : ldv;
     if (threadIdx.x == 0) { /* set by the logprob kernel when asked */
         o->logprob = 0.0f;
         o->num_top = 0;

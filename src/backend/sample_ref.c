@@ -1,8 +1,8 @@
-/* sampling.c — greedy, temperature / top-k / top-p / min-p sampling with a
+/* sample_ref.c — greedy, temperature / top-k / top-p / min-p sampling with a
  * Philox counter RNG, log-softmax, logit adjustments and top logprobs: the
  * reference math (the CPU backend's sample op calls it; the CUDA kernels in
  * src/backend/cuda/cuda_sampling.cu reproduce it). */
-#include "engine/sampling.h"
+#include "backend/sample_ref.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,4 +1,5 @@
-/* sampling.h — next-token selection from a logits row.
+/* sample_ref.h — the CPU reference of the sample op: next-token selection
+ * from a logits row (every backend's sample op matches it).
  *
  * Greedy is argmax (lowest id on ties). Random sampling applies, in HF's
  * order, temperature -> top-k -> top-p -> min-p, and draws from the
@@ -7,8 +8,8 @@
  * (seed, stream, step): a request's tokens depend only on its seed and the index of
  * the token, never on what else is in the batch. A sampler owns its scratch
  * (created once per vocab size); sampling allocates nothing. */
-#ifndef CINFER_ENGINE_SAMPLING_H
-#define CINFER_ENGINE_SAMPLING_H
+#ifndef CINFER_BACKEND_SAMPLE_REF_H
+#define CINFER_BACKEND_SAMPLE_REF_H
 
 #include <stdint.h>
 

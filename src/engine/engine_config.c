@@ -1,0 +1,105 @@
+/* engine_config.c — the engine options (include/cinfer.h's
+ * cinfer_engine_config): defaults, the checks every command runs at
+ * startup, and the one-line description servers print. */
+#include <stdio.h>
+#include <string.h>
+
+#include "engine/engine.h"
+
+ci_engine_config ci_engine_default_config(void) {
+    ci_engine_config c;
+    memset(&c, 0, sizeof c);
+    c.device = "cpu";
+    c.dtype = "auto";
+    c.block_size = 16;
+    c.max_num_batched_tokens = 2048;
+    c.max_num_seqs = 256;
+    c.gpu_memory_utilization = 0.90;
+    c.enable_prefix_caching = 1;
+    c.aging_steps = 100;
+    c.kv_cache_dtype = "auto";
+    return c;
+}
+
+ci_engine_sampling ci_engine_default_sampling(void) {
+    ci_engine_sampling s;
+    memset(&s, 0, sizeof s);
+    s.temperature = 1.0f;
+    s.top_p = 1.0f;
+    s.repetition_penalty = 1.0f;
+    s.seed = -1;
+    s.max_tokens = 16;
+    s.n = 1;
+    s.logprobs = -1;
+    s.prompt_logprobs = -1;
+    s.skip_special_tokens = 1;
+    return s;
+}
+
+static int is(const char *v, const char *a) {
+    return v && !strcmp(v, a);
+}
+
+ci_status ci_engine_config_check(ci_engine_config *c) {
+    ci_engine_config d = ci_engine_default_config();
+    if (!c->device) c->device = d.device;
+    if (!c->dtype) c->dtype = d.dtype;
+    if (c->block_size == 0) c->block_size = d.block_size;
+    if (c->max_num_batched_tokens == 0) c->max_num_batched_tokens = d.max_num_batched_tokens;
+    if (c->max_num_seqs == 0) c->max_num_seqs = d.max_num_seqs;
+    if (c->gpu_memory_utilization == 0) c->gpu_memory_utilization = d.gpu_memory_utilization;
+    if (!c->model_dir) return ci_errorf(CI_ERR_INVALID, "no model directory");
+    if (strcmp(c->device, "cpu") != 0 && strcmp(c->device, "cuda") != 0)
+        return ci_errorf(CI_ERR_INVALID, "device: unknown backend '%s' (use cpu or cuda)",
+                         c->device);
+    if (!is(c->dtype, "auto") && !is(c->dtype, "bfloat16") && !is(c->dtype, "bf16") &&
+        !is(c->dtype, "float32") && !is(c->dtype, "f32"))
+        return ci_errorf(CI_ERR_INVALID, "dtype '%s' (use auto, bfloat16 or float32)", c->dtype);
+    if (c->block_size < 1 || c->block_size > 1024)
+        return ci_errorf(CI_ERR_INVALID, "block size %d outside [1, 1024]", c->block_size);
+    if (c->max_num_batched_tokens < 1 || c->max_num_batched_tokens > (1 << 20))
+        return ci_errorf(CI_ERR_INVALID, "max_num_batched_tokens %d outside [1, 1048576]",
+                         c->max_num_batched_tokens);
+    if (c->max_num_seqs < 1 || c->max_num_seqs > 65536)
+        return ci_errorf(CI_ERR_INVALID, "max_num_seqs %d outside [1, 65536]", c->max_num_seqs);
+    if (c->max_model_len < 0)
+        return ci_errorf(CI_ERR_INVALID, "max_model_len %d must be >= 0 (0: the model's)",
+                         c->max_model_len);
+    if (c->kv_cache_tokens < 0 || c->kv_cache_memory < 0)
+        return ci_errorf(CI_ERR_INVALID, "negative KV cache size");
+    if (!(c->gpu_memory_utilization > 0 && c->gpu_memory_utilization <= 1))
+        return ci_errorf(CI_ERR_INVALID, "gpu_memory_utilization %g outside (0, 1]",
+                         c->gpu_memory_utilization);
+    if (c->num_threads < 0) return ci_errorf(CI_ERR_INVALID, "num_threads must be >= 0");
+    if (c->max_graph_batch_size < 0 || c->max_graph_batch_size > 512)
+        return ci_errorf(CI_ERR_INVALID, "max_graph_batch_size %d outside [0, 512]",
+                         c->max_graph_batch_size);
+    if (c->max_graph_context < 0)
+        return ci_errorf(CI_ERR_INVALID, "max_graph_context %d must be >= 0", c->max_graph_context);
+    if (c->aging_steps < 0) return ci_errorf(CI_ERR_INVALID, "aging_steps must be >= 0");
+    if (c->kv_cache_dtype && !is(c->kv_cache_dtype, "auto"))
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         "kv_cache_dtype '%s': only auto (the model dtype) is implemented",
+                         c->kv_cache_dtype);
+    if (c->quantization && !is(c->quantization, "none"))
+        return ci_errorf(CI_ERR_UNSUPPORTED, "quantization '%s' is not implemented",
+                         c->quantization);
+    if (c->speculative_model || c->num_speculative_tokens != 0)
+        return ci_errorf(CI_ERR_UNSUPPORTED, "speculative decoding is not implemented");
+    return ci_ok();
+}
+
+const char *cinfer_engine_config_describe(const cinfer_engine_config *c, char *buf, size_t size) {
+    char ctx[32] = "model's";
+    if (c->max_model_len > 0) snprintf(ctx, sizeof ctx, "%d", c->max_model_len);
+    int n = snprintf(buf, size,
+                     "device=%s dtype=%s max_model_len=%s block_size=%d "
+                     "max_num_batched_tokens=%d max_num_seqs=%d prefix_caching=%s",
+                     c->device ? c->device : "cpu", c->dtype ? c->dtype : "auto", ctx,
+                     c->block_size, c->max_num_batched_tokens, c->max_num_seqs,
+                     c->enable_prefix_caching ? "on" : "off");
+    if (c->device && strcmp(c->device, "cpu") != 0 && n > 0 && (size_t)n < size)
+        snprintf(buf + n, size - (size_t)n, " gpu_memory_utilization=%.2f cuda_graphs=%s",
+                 c->gpu_memory_utilization, c->enforce_eager ? "off (enforce_eager)" : "on");
+    return buf;
+}

@@ -1,0 +1,105 @@
+/* engine_internal.h — the engine's state, shared by engine.c (the step
+ * loop), request.c (per-request state: validation, stop strings, holdback,
+ * outputs) and sample_rows.c (logits processors and sample rows). Not a
+ * public header. */
+#ifndef CINFER_ENGINE_ENGINE_INTERNAL_H
+#define CINFER_ENGINE_ENGINE_INTERNAL_H
+
+#include "engine/batch.h"
+#include "engine/engine.h"
+#include "engine/runner.h"
+
+typedef struct eng_sample {
+    ci_detok_stream *detok;
+    char *text; /* output text so far (stop string cut off) */
+    size_t len, cap;
+    size_t emitted;           /* bytes already returned */
+    int done;                 /* finish reported */
+    ci_engine_logprob cur_lp; /* logprob of this step's token */
+} eng_sample;
+
+typedef struct eng_request {
+    int64_t id;
+    ci_engine_sampling sp;
+    uint64_t seed;
+    int32_t *stop_ids; /* stop_token_ids (EOS is checked separately) */
+    char **stop;
+    size_t *stop_len;
+    size_t max_stop_len;
+    int n, samples_done;
+    eng_sample *samples;
+    ci_engine_logprob *plp; /* prompt logprobs, positions 1..num_prompt-1 */
+    int num_plp, plp_reported, num_prompt, retired;
+    int forked;                        /* the first token was sampled: samples 1..n-1 exist */
+    char *error;                       /* set when an engine fault ended the request */
+    struct eng_request *next;          /* dead list */
+    struct eng_request *lprev, *lnext; /* live list */
+} eng_request;
+
+struct ci_engine {
+    ci_engine_config cfg;
+    ci_runner *runner;
+    ci_tokenizer *tok;
+    ci_scheduler *sched;
+    ci_batch_builder bb;
+    int V, max_model_len;
+    int vocab_limit; /* ids >= this are never sampled (the tokenizer's size); 0 = V */
+    int32_t eos_ids[16];
+    int num_eos;
+    ci_fault_fn fault;
+    void *fault_user;
+    float *plp_logits; /* [plp_rows][V] host copies of prompt-logprob rows, grown on need */
+    int plp_rows;
+    float *lsm;      /* [V] log-softmax of a prompt-logprob row */
+    uint32_t *stamp; /* [V] token seen in the current adjustment list (== stamp_gen) */
+    int32_t *slot;   /* [V] its entry there */
+    uint32_t stamp_gen;
+    /* the sample op's host arrays, grown only */
+    ci_sample_row *srows;
+    ci_sample_result *sres;
+    int srows_cap;
+    ci_logit_adjust *adj;
+    int adj_cap, num_adj;
+    int32_t *copy_src, *copy_dst;
+    int copy_cap;
+    int32_t *sampled;
+    int sampled_cap;
+    ci_engine_output *outs;
+    int32_t *out_tokens;
+    ci_engine_logprob **out_lp; /* pointer per output */
+    int outs_cap, num_outs;
+    eng_request *dead, *live;
+    int num_live_requests;
+    ci_engine_metrics m;
+};
+
+/* Grows *p (and the parallel arrays in extra[]) to hold need elements. */
+ci_status ci_eng_grow(void **p, int *cap, int need, size_t elem, int nptr, void **extra[],
+                      size_t extra_elem[]);
+int ci_eng_is_eos(const ci_engine *e, int32_t t);
+
+/* request.c */
+ci_status ci_eng_validate(const ci_engine *e, const int32_t *prompt, int np,
+                          const ci_engine_sampling *p);
+/* A new request's state (copies of its stop lists, detokenizers). */
+ci_status ci_eng_request_new(ci_engine *e, const ci_engine_sampling *sp, int num_prompt,
+                             eng_request **out);
+void ci_eng_request_free(eng_request *r);
+/* Handles sequence q's sampled token t (already appended by update): stop
+ * ids, detokenization, stop strings, the output. */
+ci_status ci_eng_on_token(ci_engine *e, ci_sequence *q, int32_t t, int finished_length);
+/* Ends every sequence of r with reason error and message s (once). */
+void ci_eng_fail_request(ci_engine *e, eng_request *r, ci_status s);
+/* Outputs for the sequences the scheduler finished; retires done requests. */
+ci_status ci_eng_pop_finished(ci_engine *e);
+/* Frees the requests retired before this step. */
+void ci_eng_free_dead(ci_engine *e);
+
+/* sample_rows.c: one sample row per token to draw this step (with the
+ * logits processors' adjustment lists); then the prompt logprobs of the
+ * rows that asked, and the sampled tokens into e->sampled. */
+ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_t *logits_start,
+                            int *num_rows);
+ci_status ci_eng_collect(ci_engine *e, const ci_sched_output *o, const int32_t *logits_start);
+
+#endif

@@ -1,0 +1,279 @@
+/* runner.c — backend + model + KV cache + graphs + the sample op; see
+ * runner.h. */
+#include "engine/runner.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/block_manager.h"
+#include "engine/graphs.h"
+#include "util/progress.h"
+
+struct ci_runner {
+    cinfer_engine_config cfg;
+    ci_backend *be;
+    ci_model *model;
+    ci_kv_cache *kv;
+    ci_graphs *graphs;
+    int max_model_len;
+    ci_fault_fn fault;
+    void *fault_user;
+    int64_t step;
+    ci_runner_stats st;
+};
+
+void ci_runner_destroy(ci_runner *r) {
+    if (!r) return;
+    ci_graphs_free(r->graphs); /* before the KV cache and model they use */
+    if (r->kv) ci_kv_cache_destroy(r->be, r->kv);
+    ci_model_free(r->model);
+    if (r->be) ci_backend_destroy(r->be);
+    free(r);
+}
+
+/* Device KV budget, as vLLM sizes it: run one forward at the largest step
+ * (max_num_batched_tokens prompt tokens) on a scratch cache so every
+ * workspace and GEMM plan exists, then give the KV cache what is left of
+ * total x gpu_memory_utilization, less a reserve for CUDA graphs. */
+static ci_status kv_blocks_from_memory(ci_runner *r, size_t block_bytes, int64_t *blocks) {
+    const cinfer_engine_config *c = &r->cfg;
+    double t0 = ci_now();
+    int T = c->max_num_batched_tokens;
+    if (T > r->max_model_len) T = r->max_model_len;
+    int V = r->model->cfg.vocab_size;
+    int bs = c->block_size, nb = (T + bs - 1) / bs;
+    ci_kv_cache *kv = NULL;
+    CI_TRY(ci_model_kv_cache_create(r->model, nb, bs, &kv));
+    int32_t *a = malloc(sizeof(int32_t) * ((size_t)T * 3 + (size_t)nb + 4));
+    ci_status s = a ? ci_ok() : ci_errorf(CI_ERR_NOMEM, "runner: out of memory (profiling)");
+    if (!s.code) {
+        int32_t *ids = a, *pos = a + T, *slot = a + 2 * (size_t)T, *bt = a + 3 * (size_t)T;
+        int32_t *qs = bt + nb, *ctx = qs + 2, *li = ctx + 1;
+        for (int i = 0; i < T; i++) {
+            ids[i] = i % V;
+            pos[i] = i;
+            slot[i] = i;
+        }
+        for (int i = 0; i < nb; i++)
+            bt[i] = i;
+        qs[0] = 0;
+        qs[1] = T;
+        ctx[0] = T;
+        li[0] = T - 1;
+        ci_batch b = {.num_tokens = T,
+                      .num_seqs = 1,
+                      .num_logits = 1,
+                      .max_blocks_per_seq = nb,
+                      .max_query_len = T,
+                      .max_context_len = T,
+                      .token_ids = ids,
+                      .positions = pos,
+                      .query_start = qs,
+                      .context_lens = ctx,
+                      .block_tables = bt,
+                      .slot_mapping = slot,
+                      .logits_indices = li};
+        s = ci_model_forward(r->model, &b, kv, NULL);
+    }
+    free(a);
+    ci_kv_cache_destroy(r->be, kv);
+    if (s.code) return ci_status_wrap(s, "runner: profiling forward (%d tokens)", T);
+    size_t fr = 0, tot = 0;
+    CI_TRY(r->be->ops->mem_info(r->be, &fr, &tot));
+    double util = c->gpu_memory_utilization;
+    double reserve = c->enforce_eager ? 64.0 * (1 << 20) : 512.0 * (1 << 20);
+    double avail = (double)tot * util - (double)(tot - fr) - reserve;
+    r->st.profile_s = ci_now() - t0;
+    if (avail < (double)block_bytes)
+        return ci_errorf(CI_ERR_NOMEM,
+                         "runner: no memory left for the KV cache: %.2f GiB used of %.2f GiB, "
+                         "gpu_memory_utilization %.2f (raise it, or lower max_num_batched_tokens)",
+                         (double)(tot - fr) / (1 << 30), (double)tot / (1 << 30), util);
+    *blocks = (int64_t)(avail / (double)block_bytes);
+    /* more than every sequence at full length is never used */
+    int64_t most = ((int64_t)c->max_num_seqs * r->max_model_len + bs - 1) / bs;
+    if (*blocks > most) *blocks = most;
+    return ci_ok();
+}
+
+static ci_status size_kv(ci_runner *r, int64_t *blocks_out, size_t *block_bytes_out) {
+    const cinfer_engine_config *c = &r->cfg;
+    const ci_model_config *mc = &r->model->cfg;
+    int bs = c->block_size;
+    int64_t blocks = 0;
+    size_t dsz = ci_dtype_size(r->be->act_dtype);
+    size_t block_bytes = (size_t)2 * (size_t)mc->num_layers * (size_t)mc->num_kv_heads *
+                         (size_t)bs * (size_t)mc->head_dim * dsz;
+    if (c->kv_cache_tokens > 0) {
+        blocks = (c->kv_cache_tokens + bs - 1) / bs;
+    } else if (c->kv_cache_memory <= 0 && r->be->ops->mem_info) {
+        CI_TRY(kv_blocks_from_memory(r, block_bytes, &blocks));
+    } else {
+        size_t budget = c->kv_cache_memory > 0 ? (size_t)c->kv_cache_memory : (size_t)256 << 20;
+        blocks = ci_kv_blocks_for_budget(budget, mc->num_layers, mc->num_kv_heads, mc->head_dim,
+                                         (int)dsz, bs);
+        if (c->kv_cache_memory <= 0) {
+            /* default: max_num_seqs x 4k tokens, capped by the 256 MiB budget */
+            int64_t want = ((int64_t)c->max_num_seqs * 4096 + bs - 1) / bs;
+            if (want < blocks) blocks = want;
+        }
+    }
+    if (blocks < 1) return ci_errorf(CI_ERR_INVALID, "runner: the KV cache budget holds no block");
+    if (blocks > (1 << 30)) blocks = 1 << 30;
+    *blocks_out = blocks;
+    *block_bytes_out = block_bytes;
+    return ci_ok();
+}
+
+/* CUDA graphs of decode steps at batch sizes 1, 2, 4, 8, 16, 24, ... up to
+ * max_graph_batch_size (default max_num_seqs, at most 512; larger batches
+ * run eagerly). */
+static ci_status capture_graphs(ci_runner *r) {
+    const cinfer_engine_config *c = &r->cfg;
+    int sizes[CI_GRAPH_MAX_SIZES], n = 0;
+    int top = c->max_graph_batch_size > 0 ? c->max_graph_batch_size : c->max_num_seqs;
+    if (top > c->max_num_seqs) top = c->max_num_seqs;
+    if (top > c->max_num_batched_tokens) top = c->max_num_batched_tokens;
+    if (top > 512) top = 512;
+    for (int b = 1; b <= 8 && b <= top; b *= 2)
+        sizes[n++] = b;
+    for (int b = 16; b <= top && n < CI_GRAPH_MAX_SIZES; b += 8)
+        sizes[n++] = b;
+    if (sizes[n - 1] < top && n < CI_GRAPH_MAX_SIZES) sizes[n++] = top;
+    int first = c->max_graph_context > 0 ? c->max_graph_context : 8192;
+    int64_t cap = (int64_t)r->st.num_kv_blocks * c->block_size;
+    int most = cap < r->max_model_len ? (int)cap : r->max_model_len;
+    double t0 = ci_now();
+    CI_TRY(ci_graphs_create(r->model, r->kv, sizes, n, first, most, &r->graphs));
+    r->st.capture_s = ci_now() - t0;
+    return ci_ok();
+}
+
+static ci_status act_dtype_of(const char *dtype, int *out) {
+    if (!dtype || !strcmp(dtype, "auto"))
+        *out = CI_ACT_DEFAULT;
+    else if (!strcmp(dtype, "bfloat16") || !strcmp(dtype, "bf16"))
+        *out = CI_ACT_BF16;
+    else if (!strcmp(dtype, "float32") || !strcmp(dtype, "f32"))
+        *out = CI_ACT_F32;
+    else
+        return ci_errorf(CI_ERR_UNSUPPORTED, "dtype '%s' (use auto, bfloat16 or float32)", dtype);
+    return ci_ok();
+}
+
+ci_status ci_runner_create(const cinfer_engine_config *cfg, ci_runner **out) {
+    *out = NULL;
+    ci_runner *r = calloc(1, sizeof *r);
+    if (!r) return ci_errorf(CI_ERR_NOMEM, "runner: out of memory");
+    r->cfg = *cfg;
+    ci_backend_options bo = {.num_threads = cfg->num_threads};
+    ci_status s = act_dtype_of(cfg->dtype, &bo.act_dtype);
+    double t_load = ci_now();
+    if (!s.code) s = ci_backend_create(cfg->device, &bo, &r->be);
+    ci_model_options mo = {.max_batch_tokens = cfg->max_num_batched_tokens,
+                           .max_logits = cfg->max_num_batched_tokens,
+                           .progress = cfg->progress,
+                           .progress_user = cfg->progress_user};
+    if (!s.code) s = ci_model_load(cfg->model_dir, r->be, &mo, &r->model);
+    if (s.code) goto fail;
+    r->st.load_s = ci_now() - t_load;
+    int ctx = r->model->cfg.max_position_embeddings;
+    if (r->model->rope.max_positions < ctx) ctx = r->model->rope.max_positions;
+    if (cfg->max_model_len > ctx) {
+        s = ci_errorf(CI_ERR_INVALID,
+                      "max_model_len %d exceeds the model's context of %d tokens "
+                      "(max_position_embeddings %d)",
+                      cfg->max_model_len, ctx, r->model->cfg.max_position_embeddings);
+        goto fail;
+    }
+    r->max_model_len = cfg->max_model_len > 0 ? cfg->max_model_len : ctx;
+    int64_t blocks = 0;
+    size_t block_bytes = 0;
+    s = size_kv(r, &blocks, &block_bytes);
+    if (!s.code) s = ci_model_kv_cache_create(r->model, (int)blocks, cfg->block_size, &r->kv);
+    if (s.code) goto fail;
+    r->st.num_kv_blocks = (int)blocks;
+    r->st.kv_cache_bytes = (int64_t)blocks * (int64_t)block_bytes;
+    if (!r->be->ops->sample) {
+        s = ci_errorf(CI_ERR_UNSUPPORTED, "runner: backend %s has no sample op", r->be->name);
+        goto fail;
+    }
+    if (!cfg->enforce_eager && r->be->ops->graph_capture_begin) {
+        s = capture_graphs(r);
+        if (s.code) goto fail;
+    }
+    *out = r;
+    return ci_ok();
+fail:
+    ci_runner_destroy(r);
+    return s;
+}
+
+void ci_runner_set_fault_hook(ci_runner *r, ci_fault_fn fn, void *user) {
+    r->fault = fn;
+    r->fault_user = user;
+}
+
+void ci_runner_set_step(ci_runner *r, int64_t step) {
+    r->step = step;
+}
+
+static ci_status forward(ci_runner *r, const ci_batch *b) {
+    ci_backend *be = r->be;
+    CI_TRY(ci_model_check_batch(r->model, b, r->kv));
+    int ran = 0;
+    CI_TRY(ci_graphs_run(r->graphs, b, &ran));
+    if (ran) {
+        r->st.graph_steps++;
+    } else {
+        CI_TRY(be->ops->prepare_batch(be, b, &r->model->dev_batch));
+        CI_TRY(
+            ci_model_enqueue(r->model, &r->model->dev_batch, b->num_tokens, b->num_logits, r->kv));
+        r->st.eager_steps++;
+    }
+    return be->ops->sync(be);
+}
+
+ci_status ci_runner_execute(ci_runner *r, const ci_runner_step *st, ci_sample_result *results) {
+    ci_backend *be = r->be;
+    double t0 = ci_now();
+    if (st->num_copies > 0) {
+        if (!be->ops->copy_blocks)
+            return ci_errorf(CI_ERR_UNSUPPORTED, "runner: backend %s has no copy_blocks", be->name);
+        CI_TRY(be->ops->copy_blocks(be, r->kv, st->copy_src, st->copy_dst, st->num_copies));
+    }
+    if (r->fault) CI_TRY(r->fault(r->fault_user, CI_FAULT_FORWARD, r->step, -1, -1));
+    CI_TRY(forward(r, st->batch));
+    double t1 = ci_now();
+    r->st.time_forward_s += t1 - t0;
+    if (st->num_rows > 0) {
+        if (r->fault) CI_TRY(r->fault(r->fault_user, CI_FAULT_SAMPLE, r->step, -1, -1));
+        CI_TRY(be->ops->sample(be, ci_model_logits(r->model), st->rows, st->num_rows, st->adj,
+                               st->num_adj, results));
+    }
+    r->st.time_sample_s += ci_now() - t1;
+    return ci_ok();
+}
+
+ci_status ci_runner_logits_to_host(ci_runner *r, int row0, int n, float *dst) {
+    const ci_tensor *lg = ci_model_logits(r->model);
+    size_t V = (size_t)r->model->cfg.vocab_size;
+    if (row0 < 0 || n < 0 || row0 + n > lg->rows)
+        return ci_errorf(CI_ERR_INVALID, "runner: logits rows [%d, %d) outside [0, %lld)", row0,
+                         row0 + n, (long long)lg->rows);
+    return r->be->ops->to_host(r->be, dst, (const float *)lg->data + (size_t)row0 * V,
+                               sizeof(float) * V * (size_t)n);
+}
+
+ci_model *ci_runner_model(ci_runner *r) {
+    return r->model;
+}
+int ci_runner_max_model_len(const ci_runner *r) {
+    return r->max_model_len;
+}
+int ci_runner_num_graphs(const ci_runner *r) {
+    return ci_graphs_count(r->graphs);
+}
+ci_runner_stats ci_runner_get_stats(const ci_runner *r) {
+    return r->st;
+}

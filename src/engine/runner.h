@@ -1,0 +1,79 @@
+/* runner.h — the model runner (nano-vllm's ModelRunner): everything between
+ * the engine's scheduled step and sampled token ids.
+ *
+ * Owns: the backend, the model, the paged KV cache and its sizing (the
+ * profiling forward on a GPU), the CUDA graphs of decode steps (graphs.h),
+ * copy-on-write block copies and the sample op.
+ *
+ * One step is one ci_runner_execute(): block copies -> forward (a graph
+ * replay when one fits, else eager) -> the sample op over every sample row.
+ * The batch may carry several query tokens per sequence and the rows may
+ * sample several logits rows of one sequence, so a step can verify drafted
+ * tokens and return several tokens per sequence. The runner allocates
+ * nothing per step after warm-up (a graph of a longer context bound is
+ * captured on first use). */
+#ifndef CINFER_ENGINE_RUNNER_H
+#define CINFER_ENGINE_RUNNER_H
+
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "cinfer.h"
+#include "model/model.h"
+#include "util/status.h"
+
+typedef struct ci_runner ci_runner;
+
+/* What one step hands the runner (host memory). */
+typedef struct ci_runner_step {
+    const ci_batch *batch;
+    const int32_t *copy_src, *copy_dst; /* KV block copies applied before the forward */
+    int num_copies;
+    const ci_sample_row *rows; /* one per token to sample; rows name logits rows */
+    int num_rows;
+    const ci_logit_adjust *adj;
+    int num_adj;
+} ci_runner_step;
+
+/* Where a fault can be injected (tests and CINFER_FAULT_INJECT). */
+typedef enum ci_fault_site {
+    CI_FAULT_FORWARD = 0,
+    CI_FAULT_SAMPLE,
+    CI_FAULT_DETOK,
+    CI_FAULT_OUTPUT,
+} ci_fault_site;
+
+/* A fault hook: a non-OK status fails that site. request_id and seed (the
+ * request's sampling seed as given, -1 if none) are -1 for the sites that
+ * concern a whole step (forward, sample). */
+typedef ci_status (*ci_fault_fn)(void *user, ci_fault_site site, int64_t step, int64_t request_id,
+                                 int64_t seed);
+
+typedef struct ci_runner_stats {
+    int64_t graph_steps, eager_steps; /* forwards that replayed a graph / ran eagerly */
+    double time_forward_s, time_sample_s;
+    double load_s, profile_s, capture_s;
+    int64_t kv_cache_bytes;
+    int num_kv_blocks;
+} ci_runner_stats;
+
+/* Loads the model on cfg->device and sizes the KV cache. The config must
+ * have passed ci_engine_config_check (engine.h). max_model_len is the
+ * context limit the KV sizing and the graphs use. */
+ci_status ci_runner_create(const cinfer_engine_config *cfg, ci_runner **out);
+void ci_runner_destroy(ci_runner *r);
+
+ci_status ci_runner_execute(ci_runner *r, const ci_runner_step *st, ci_sample_result *results);
+/* Copies logits rows [row0, row0 + n) of the last execute to dst [n][vocab]. */
+ci_status ci_runner_logits_to_host(ci_runner *r, int row0, int n, float *dst);
+
+/* The hook is called with `step` as last given to ci_runner_set_step. */
+void ci_runner_set_fault_hook(ci_runner *r, ci_fault_fn fn, void *user);
+void ci_runner_set_step(ci_runner *r, int64_t step);
+
+ci_model *ci_runner_model(ci_runner *r);
+int ci_runner_max_model_len(const ci_runner *r);
+int ci_runner_num_graphs(const ci_runner *r);
+ci_runner_stats ci_runner_get_stats(const ci_runner *r);
+
+#endif

@@ -1,0 +1,166 @@
+/* sample_rows.c — a step's sample rows: one per token to draw, with the
+ * logits processors of its request as an adjustment list (min_tokens
+ * masking of EOS and stop ids, repetition / presence / frequency
+ * penalties), the vocabulary limit of a padded embedding, and after the
+ * runner sampled: the tokens, their logprobs and the prompt logprobs. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/sample_ref.h"
+#include "engine/engine_internal.h"
+
+_Static_assert(CI_MAX_LOGPROBS <= CI_SAMPLE_MAX_TOP, "the sample op returns CI_SAMPLE_MAX_TOP");
+
+/* The adjustment entry of token t in the list being built (one per
+ * distinct token: e->stamp marks tokens seen in this list). */
+static ci_logit_adjust *touch(ci_engine *e, int32_t t) {
+    if (e->stamp[t] != e->stamp_gen) {
+        e->stamp[t] = e->stamp_gen;
+        e->slot[t] = e->num_adj;
+        ci_logit_adjust *a = &e->adj[e->num_adj++];
+        a->token = t;
+        a->flags = 0;
+        a->count = 0;
+    }
+    return &e->adj[e->slot[t]];
+}
+
+/* Appends sequence q's logits processors to e->adj as one list of distinct
+ * tokens (applied by the sample op in this order: min_tokens masking of EOS
+ * and stop ids, repetition penalty over prompt + output, presence and
+ * frequency penalties over the output). Returns its start and length. */
+static ci_status build_adjust(ci_engine *e, const eng_request *r, const ci_sequence *q, int *start,
+                              int *count) {
+    const ci_engine_sampling *p = &r->sp;
+    int mask = ci_seq_num_output(q) < p->min_tokens;
+    int rep = p->repetition_penalty != 1.0f;
+    int pf = p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
+    *start = e->num_adj;
+    *count = 0;
+    if (!mask && !rep && !pf) return ci_ok();
+    int need = e->num_adj + e->num_eos + p->num_stop_token_ids + q->num_tokens;
+    CI_TRY(
+        ci_eng_grow((void **)&e->adj, &e->adj_cap, need, sizeof(ci_logit_adjust), 0, NULL, NULL));
+    if (++e->stamp_gen == 0) { /* wrapped: reset */
+        memset(e->stamp, 0, sizeof(uint32_t) * (size_t)e->V);
+        e->stamp_gen = 1;
+    }
+    if (mask) {
+        if (!p->ignore_eos)
+            for (int i = 0; i < e->num_eos; i++)
+                touch(e, e->eos_ids[i])->flags |= CI_ADJ_MASK;
+        for (int i = 0; i < p->num_stop_token_ids; i++)
+            touch(e, r->stop_ids[i])->flags |= CI_ADJ_MASK;
+    }
+    if (rep)
+        for (int i = 0; i < q->num_tokens; i++)
+            touch(e, q->tokens[i])->flags |= CI_ADJ_REPEAT;
+    if (pf)
+        for (int i = q->num_prompt_tokens; i < q->num_tokens; i++)
+            touch(e, q->tokens[i])->count++;
+    *count = e->num_adj - *start;
+    return ci_ok();
+}
+
+/* Top-k of lsm plus the given token's value. */
+static void fill_logprob(const ci_engine *e, const float *lsm, int k, int32_t token,
+                         ci_engine_logprob *lp) {
+    lp->token = token;
+    lp->logprob = lsm[token];
+    lp->num_top = ci_top_logprobs(lsm, e->V, k, lp->top_ids, lp->top_logprobs);
+}
+
+/* Prompt logprobs of entry i's rows [r0, r0 + nplp): copied to the host
+ * (the only logits that cross), log-softmax and top-k there. */
+static ci_status prompt_logprobs(ci_engine *e, const ci_sched_entry *en, int r0, int nplp) {
+    ci_sequence *q = en->seq;
+    eng_request *r = q->user;
+    const size_t V = (size_t)e->V;
+    if (nplp > e->plp_rows) { /* grown only for requests that ask */
+        float *p = realloc(e->plp_logits, sizeof(float) * V * (size_t)nplp);
+        if (!p) return ci_errorf(CI_ERR_NOMEM, "engine: out of memory (prompt logprobs)");
+        e->plp_logits = p;
+        e->plp_rows = nplp;
+    }
+    CI_TRY(ci_runner_logits_to_host(e->runner, r0, nplp, e->plp_logits));
+    int p0 = en->start > q->prompt_logprobs_done ? en->start : q->prompt_logprobs_done;
+    for (int j = 0; j < nplp; j++) {
+        int pos = p0 + j; /* predicts prompt token pos + 1 */
+        if (pos + 1 >= r->num_prompt || pos < 0) continue;
+        ci_log_softmax(e->plp_logits + (size_t)j * V, e->V, e->lsm);
+        fill_logprob(e, e->lsm, r->sp.prompt_logprobs, q->tokens[pos + 1], &r->plp[pos]);
+        if (pos + 1 > r->num_plp) r->num_plp = pos + 1;
+    }
+    return ci_ok();
+}
+
+/* One row per sample to draw (n > 1 forks share their sequence's logits
+ * row and adjustment list). */
+ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_t *logits_start,
+                            int *num_rows) {
+    e->num_adj = 0;
+    *num_rows = 0;
+    void **extra[1] = {(void **)&e->sres};
+    size_t esz[1] = {sizeof(ci_sample_result)};
+    CI_TRY(ci_eng_grow((void **)&e->srows, &e->srows_cap, o->num_samples + 1, sizeof(ci_sample_row),
+                       1, extra, esz));
+    CI_TRY(ci_eng_grow((void **)&e->sampled, &e->sampled_cap, o->num_samples + 1, sizeof(int32_t),
+                       0, NULL, NULL));
+    int k = 0;
+    for (int i = 0; i < o->num_entries; i++) {
+        const ci_sched_entry *en = &o->entries[i];
+        if (en->samples == 0) continue;
+        ci_sequence *q = en->seq;
+        eng_request *r = q->user;
+        int a0, na;
+        CI_TRY(build_adjust(e, r, q, &a0, &na));
+        uint64_t step = (uint64_t)ci_seq_num_output(q);
+        for (int j = 0; j < en->samples; j++) {
+            int idx = en->samples > 1 ? j : q->sample_index;
+            ci_sample_row *row = &e->srows[k++];
+            memset(row, 0, sizeof *row);
+            row->logits_row = logits_start[i + 1] - 1;
+            row->top_logprobs = r->sp.logprobs >= 0 && idx < r->n ? r->sp.logprobs : -1;
+            row->adj_start = a0;
+            row->adj_count = na;
+            row->vocab_limit = e->vocab_limit;
+            row->temperature = r->sp.temperature;
+            row->top_k = r->sp.top_k;
+            row->top_p = r->sp.top_p;
+            row->min_p = r->sp.min_p;
+            row->repetition_penalty = r->sp.repetition_penalty;
+            row->presence_penalty = r->sp.presence_penalty;
+            row->frequency_penalty = r->sp.frequency_penalty;
+            row->seed = r->seed;
+            row->stream = (uint64_t)idx;
+            row->step = step;
+        }
+    }
+    *num_rows = k;
+    return ci_ok();
+}
+
+ci_status ci_eng_collect(ci_engine *e, const ci_sched_output *o, const int32_t *logits_start) {
+    int k = 0;
+    for (int i = 0; i < o->num_entries; i++) {
+        const ci_sched_entry *en = &o->entries[i];
+        ci_sequence *q = en->seq;
+        eng_request *r = q->user;
+        int r0 = logits_start[i], r1 = logits_start[i + 1];
+        int nplp = r1 - r0 - (en->samples > 0 ? 1 : 0);
+        if (nplp > 0 && r->plp) CI_TRY(prompt_logprobs(e, en, r0, nplp));
+        for (int j = 0; j < en->samples; j++, k++) {
+            int idx = en->samples > 1 ? j : q->sample_index;
+            const ci_sample_result *res = &e->sres[k];
+            e->sampled[k] = res->token;
+            if (e->srows[k].top_logprobs < 0) continue;
+            ci_engine_logprob *lp = &r->samples[idx].cur_lp;
+            lp->token = res->token;
+            lp->logprob = res->logprob;
+            lp->num_top = res->num_top;
+            memcpy(lp->top_ids, res->top_ids, sizeof(int32_t) * (size_t)res->num_top);
+            memcpy(lp->top_logprobs, res->top_logprobs, sizeof(float) * (size_t)res->num_top);
+        }
+    }
+    return ci_ok();
+}
