@@ -707,6 +707,9 @@ static void handle_event(srv_ctx *ctx, srv_event *ev) {
             ev->err_code == CINFER_ERR_INVALID || ev->err_code == CINFER_ERR_CAPACITY ? 400 : 500;
         srv_errf(&e, status, NULL, "%s", ev->err_msg);
         if (j->is_gen) {
+            if (status == 500) /* an engine fault: its choices finished with error */
+                for (int i = 0; i < j->num_choices; i++)
+                    if (!j->ch[i].done) ctx->m.finished[CINFER_FINISH_ERROR]++;
             j->finished = 1;
             job_abort(j);
         }
@@ -1161,8 +1164,17 @@ int srv_run(const srv_config *cfg) {
         fprintf(stderr, "error: cannot start the engine thread\n");
         goto out;
     }
-    fprintf(stderr, "cinfer serve: model '%s' listening on http://%s:%d\n", ctx->model_name,
-            cfg->host, port);
+    {
+        char desc[512];
+        cinfer_metrics m = cinfer_get_metrics(ctx->engine);
+        fprintf(stderr,
+                "cinfer serve: %s; context %d tokens; KV cache %lld tokens (%.2f GiB), %d CUDA "
+                "graphs\n"
+                "cinfer serve: model '%s' listening on http://%s:%d\n",
+                cinfer_engine_config_describe(&ec, desc, sizeof desc), m.max_model_len,
+                (long long)m.num_kv_blocks * m.block_size, (double)m.kv_cache_bytes / (1 << 30),
+                m.num_graphs, ctx->model_name, cfg->host, port);
+    }
     event_base_dispatch(ctx->base);
     rc = ctx->stopping ? 0 : 1;
 out:

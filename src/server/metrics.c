@@ -134,6 +134,10 @@ char *srv_metrics_render(const srv_metrics *m, const cinfer_metrics *eng, const 
           model, (double)m->generation_tokens);
     gauge(&b, "cinfer:engine_steps_total", "counter", "Engine steps.", model,
           (double)eng->num_steps);
+    gauge(&b, "cinfer:graph_steps_total", "counter", "Model forwards that replayed a CUDA graph.",
+          model, (double)eng->graph_steps);
+    gauge(&b, "cinfer:eager_steps_total", "counter", "Model forwards that ran eagerly.", model,
+          (double)eng->eager_steps);
     gauge(&b, "cinfer:http_requests_total", "counter", "HTTP requests received.", model,
           (double)m->http_requests);
     gauge(&b, "cinfer:http_errors_total", "counter", "HTTP requests answered with an error status.",

@@ -15,7 +15,7 @@ int srv_errf(srv_err *e, int status, const char *param, const char *fmt, ...) {
     e->type = status == 401   ? "authentication_error"
               : status == 404 ? "not_found_error"
               : status == 503 ? "service_unavailable"
-              : status >= 500 ? "internal_server_error"
+              : status >= 500 ? "server_error"
                               : "invalid_request_error";
     va_list ap;
     va_start(ap, fmt);

@@ -295,6 +295,15 @@ static void do_outputs(srv_engine *s, const cinfer_output *o, int n) {
     for (int i = 0; i < n; i++) {
         live_req *l = find_live(s, o[i].request_id);
         if (!l) continue;
+        if (l->job_id && o[i].finish_reason == CINFER_FINISH_ERROR) {
+            /* an engine fault ended this request: its job fails with a 500
+             * (or an error chunk when streaming); its other requests stop */
+            uint64_t job = l->job_id;
+            emit_error(s, job, CINFER_ERR_INTERNAL, o[i].error ? o[i].error : "engine fault");
+            abort_job(s, job);
+            for (int k = 0; k < s->num_live; k++)
+                if (s->live[k].job_id == job) s->live[k].job_id = 0;
+        }
         if (l->job_id) {
             srv_event *ev = new_event(s, SRV_EV_OUTPUT, l->job_id);
             if (ev) {
