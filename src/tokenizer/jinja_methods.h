@@ -1,0 +1,15 @@
+/* jinja_methods.h — global functions and str/dict/list methods (jinja_methods.c). */
+#ifndef CINFER_TOKENIZER_JINJA_METHODS_H
+#define CINFER_TOKENIZER_JINJA_METHODS_H
+
+#include "tokenizer/jinja_value.h"
+
+bool jn_call_global(R *r, const jn_node *n, const char *name, jv self, args *a, jv *out);
+bool jn_strip_impl(R *r, jv s, jv chars, bool left, bool right, jv *out);
+bool jn_map_case(R *r, jv s, int mode, jv *out);
+bool jn_str_replace(R *r, jv s, jv old, jv neu, int64_t count, jv *out);
+bool jn_splitlines(R *r, jv s, bool keepends, jv_list **out);
+bool jn_join_items(R *r, const jn_node *n, jv_list *l, jv sep, const char *attr, jv *out);
+bool jn_call_method(R *r, const jn_node *n, jv self, const char *m, args *a, jv *out);
+
+#endif
