@@ -1,5 +1,6 @@
-/* http.c — evhttp plumbing: routing, auth, jobs, OpenAI responses (plain
- * and SSE), timeouts, disconnects and graceful shutdown.
+/* http.c — evhttp plumbing: routing, auth, jobs, timeouts, disconnects and
+ * graceful shutdown; the replies themselves (plain JSON and SSE) are built
+ * by http_response.c.
  *
  * Everything here runs on the libevent thread. A job is one HTTP request
  * that waits on the engine thread (generation, tokenize, detokenize); it
@@ -24,120 +25,13 @@
 #include <time.h>
 
 #include "model/config.h"
+#include "server/http_response.h"
 #include "server/server.h"
-
-typedef enum ep_kind { EP_COMPLETIONS, EP_CHAT, EP_TOKENIZE, EP_DETOKENIZE } ep_kind;
-
-typedef struct choice {
-    char *text; /* accumulated text (non-streaming) */
-    size_t len, cap;
-    int ntokens;
-    cinfer_finish_reason finish;
-    int done;
-    srv_lp *lps; /* accumulated logprobs (non-streaming) */
-    int nlps, caplps;
-    size_t *offsets;   /* text offset of each logprob token */
-    size_t stream_off; /* streaming: bytes sent so far */
-    int sent_role;
-} choice;
-
-typedef struct srv_ctx srv_ctx;
-
-typedef struct job {
-    struct job *prev, *next;
-    uint64_t id;
-    srv_ctx *ctx;
-    struct evhttp_request *req; /* NULL once answered or disconnected */
-    struct evhttp_connection *conn;
-    ep_kind ep;
-    int stream, include_usage, logprobs, echo, n, num_prompts, num_choices;
-    int is_gen;
-    char idstr[48];
-    long long created;
-    const char *model;
-    choice *ch;
-    int finished, accepted, headers_sent, timed_out, aborted;
-    int prompt_tokens, completion_tokens;
-    double t0, t_first, t_last;
-    struct event *timer;
-    struct event *watch; /* EOF on the socket while the reply is pending */
-    char **echo_wait;    /* streaming echo with logprobs: each prompt's text, held until its
-                            prompt logprobs arrive with the first output */
-} job;
-
-struct srv_ctx {
-    const srv_config *cfg;
-    struct event_base *base;
-    struct evhttp *http;
-    cinfer_engine *engine;
-    srv_engine *eng;
-    struct event *wake, *sig_int, *sig_term;
-    job *jobs;
-    uint64_t next_id;
-    int gen_in_flight, max_in_flight;
-    srv_metrics m;
-    char *model_name;
-    srv_chat chat;
-    long long started;
-    int max_model_len; /* config.json max_position_embeddings (0 = unknown) */
-    int stopping;
-};
 
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static const char *reason_phrase(int status) {
-    switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 413: return "Payload Too Large";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return status >= 500 ? "Internal Server Error" : "Error";
-    }
-}
-
-static void send_body(srv_ctx *ctx, struct evhttp_request *req, int status, const char *ctype,
-                      const char *body, size_t len) {
-    struct evbuffer *b = evbuffer_new();
-    if (b && body) evbuffer_add(b, body, len);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
-    if (status >= 400) ctx->m.http_errors++;
-    evhttp_send_reply(req, status, reason_phrase(status), b);
-    if (b) evbuffer_free(b);
-}
-
-static void send_json(srv_ctx *ctx, struct evhttp_request *req, int status, json_t *o) {
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (!s) {
-        static const char oom[] =
-            "{\"error\":{\"message\":\"out of memory\",\"type\":\"internal_server_error\","
-            "\"param\":null,\"code\":500}}";
-        send_body(ctx, req, 500, "application/json", oom, sizeof oom - 1);
-        return;
-    }
-    send_body(ctx, req, status, "application/json", s, strlen(s));
-    free(s);
-}
-
-static void send_error(srv_ctx *ctx, struct evhttp_request *req, const srv_err *e) {
-    char *s = srv_error_json(e);
-    send_body(ctx, req, e->status, "application/json", s ? s : "{}", s ? strlen(s) : 2);
-    free(s);
-}
-
-static void send_errorf(srv_ctx *ctx, struct evhttp_request *req, int status, const char *param,
-                        const char *msg) {
-    srv_err e;
-    srv_errf(&e, status, param, "%s", msg);
-    send_error(ctx, req, &e);
 }
 
 /* ---- jobs ---- */
@@ -261,210 +155,6 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg) {
     job_abort(j);
 }
 
-/* ---- response JSON ---- */
-static const char *finish_str(cinfer_finish_reason f) {
-    switch (f) {
-    case CINFER_FINISH_STOP: return "stop";
-    case CINFER_FINISH_LENGTH: return "length";
-    case CINFER_FINISH_ABORT: return "abort";
-    case CINFER_FINISH_ERROR: return "error";
-    default: return NULL;
-    }
-}
-
-static json_t *json_str_or_null(const char *s) {
-    return s ? json_string(s) : json_null();
-}
-
-static json_t *bytes_json(const char *s) {
-    json_t *a = json_array();
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        json_array_append_new(a, json_integer(*p));
-    return a;
-}
-
-/* Chat: {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]} */
-static json_t *chat_logprobs(const srv_lp *lps, int n, int k) {
-    json_t *content = json_array();
-    for (int i = 0; i < n; i++) {
-        json_t *e = json_object();
-        json_object_set_new(e, "token", srv_json_text(lps[i].tok, strlen(lps[i].tok)));
-        json_object_set_new(e, "logprob", json_real(lps[i].lp));
-        json_object_set_new(e, "bytes", bytes_json(lps[i].tok));
-        json_t *top = json_array();
-        for (int t = 0; t < lps[i].num_top && t < k; t++) {
-            json_t *x = json_object();
-            json_object_set_new(x, "token",
-                                srv_json_text(lps[i].top_tok[t], strlen(lps[i].top_tok[t])));
-            json_object_set_new(x, "logprob", json_real(lps[i].top_lp[t]));
-            json_object_set_new(x, "bytes", bytes_json(lps[i].top_tok[t]));
-            json_array_append_new(top, x);
-        }
-        json_object_set_new(e, "top_logprobs", top);
-        json_array_append_new(content, e);
-    }
-    json_t *o = json_object();
-    json_object_set_new(o, "content", content);
-    return o;
-}
-
-/* Completions: {"tokens", "token_logprobs", "top_logprobs", "text_offset"} */
-static json_t *completion_logprobs(const srv_lp *lps, const size_t *offsets, int n, int k) {
-    json_t *toks = json_array(), *lp = json_array(), *top = json_array(), *off = json_array();
-    for (int i = 0; i < n; i++) {
-        json_array_append_new(toks, srv_json_text(lps[i].tok, strlen(lps[i].tok)));
-        if (isnan(lps[i].lp)) { /* the first prompt token (echo) has none */
-            json_array_append_new(lp, json_null());
-            json_array_append_new(top, json_null());
-            json_array_append_new(off, json_integer((json_int_t)offsets[i]));
-            continue;
-        }
-        json_array_append_new(lp, json_real(lps[i].lp));
-        json_t *d = json_object();
-        for (int t = 0; t < lps[i].num_top && t < k; t++) {
-            json_t *key = srv_json_text(lps[i].top_tok[t], strlen(lps[i].top_tok[t]));
-            json_object_set_new(d, json_string_value(key), json_real(lps[i].top_lp[t]));
-            json_decref(key);
-        }
-        if (k > 0) {
-            json_t *key = srv_json_text(lps[i].tok, strlen(lps[i].tok));
-            if (!json_object_get(d, json_string_value(key)))
-                json_object_set_new(d, json_string_value(key), json_real(lps[i].lp));
-            json_decref(key);
-            json_array_append_new(top, d);
-        } else {
-            json_decref(d);
-            json_array_append_new(top, json_null());
-        }
-        json_array_append_new(off, json_integer((json_int_t)offsets[i]));
-    }
-    json_t *o = json_object();
-    json_object_set_new(o, "tokens", toks);
-    json_object_set_new(o, "token_logprobs", lp);
-    json_object_set_new(o, "top_logprobs", top);
-    json_object_set_new(o, "text_offset", off);
-    return o;
-}
-
-static json_t *usage_json(const job *j) {
-    json_t *u = json_object();
-    json_object_set_new(u, "prompt_tokens", json_integer(j->prompt_tokens));
-    json_object_set_new(u, "completion_tokens", json_integer(j->completion_tokens));
-    json_object_set_new(u, "total_tokens", json_integer(j->prompt_tokens + j->completion_tokens));
-    return u;
-}
-
-static json_t *envelope(const job *j, const char *object) {
-    json_t *o = json_object();
-    json_object_set_new(o, "id", json_string(j->idstr));
-    json_object_set_new(o, "object", json_string(object));
-    json_object_set_new(o, "created", json_integer(j->created));
-    json_object_set_new(o, "model", json_string(j->model));
-    return o;
-}
-
-static json_t *final_response(const job *j) {
-    int chat = j->ep == EP_CHAT;
-    json_t *o = envelope(j, chat ? "chat.completion" : "text_completion");
-    json_t *choices = json_array();
-    for (int i = 0; i < j->num_choices; i++) {
-        const choice *c = &j->ch[i];
-        json_t *x = json_object();
-        json_object_set_new(x, "index", json_integer(i));
-        if (chat) {
-            json_t *msg = json_object();
-            json_object_set_new(msg, "role", json_string("assistant"));
-            json_object_set_new(msg, "content", srv_json_text(c->text, c->len));
-            json_object_set_new(x, "message", msg);
-            json_object_set_new(x, "logprobs",
-                                j->logprobs >= 0 ? chat_logprobs(c->lps, c->nlps, j->logprobs)
-                                                 : json_null());
-        } else {
-            json_object_set_new(x, "text", srv_json_text(c->text, c->len));
-            json_object_set_new(x, "logprobs",
-                                j->logprobs >= 0
-                                    ? completion_logprobs(c->lps, c->offsets, c->nlps, j->logprobs)
-                                    : json_null());
-        }
-        json_object_set_new(x, "finish_reason", json_str_or_null(finish_str(c->finish)));
-        json_array_append_new(choices, x);
-    }
-    json_object_set_new(o, "choices", choices);
-    json_object_set_new(o, "usage", usage_json(j));
-    return o;
-}
-
-static void sse_send(job *j, json_t *o) {
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (!s || !j->req) {
-        free(s);
-        return;
-    }
-    struct evbuffer *b = evbuffer_new();
-    if (b) {
-        evbuffer_add_printf(b, "data: %s\n\n", s);
-        evhttp_send_reply_chunk(j->req, b);
-        evbuffer_free(b);
-    }
-    free(s);
-}
-
-static void sse_start(job *j) {
-    if (j->headers_sent || !j->req) return;
-    struct evkeyvalq *h = evhttp_request_get_output_headers(j->req);
-    evhttp_add_header(h, "Content-Type", "text/event-stream");
-    evhttp_add_header(h, "Cache-Control", "no-cache");
-    evhttp_send_reply_start(j->req, 200, "OK");
-    j->headers_sent = 1;
-}
-
-/* One streamed chunk for choice `idx`: text delta, logprobs, finish reason. */
-static void sse_delta(job *j, int idx, const char *text, size_t len, const srv_lp *lps,
-                      const size_t *offsets, int nlps, cinfer_finish_reason finish) {
-    int chat = j->ep == EP_CHAT;
-    json_t *o = envelope(j, chat ? "chat.completion.chunk" : "text_completion");
-    json_t *x = json_object();
-    json_object_set_new(x, "index", json_integer(idx));
-    if (chat) {
-        json_t *d = json_object();
-        if (!j->ch[idx].sent_role) {
-            json_object_set_new(d, "role", json_string("assistant"));
-            j->ch[idx].sent_role = 1;
-        }
-        if (len || finish == CINFER_FINISH_NONE)
-            json_object_set_new(d, "content", srv_json_text(text, len));
-        json_object_set_new(x, "delta", d);
-        json_object_set_new(x, "logprobs",
-                            j->logprobs >= 0 && nlps ? chat_logprobs(lps, nlps, j->logprobs)
-                                                     : json_null());
-    } else {
-        json_object_set_new(x, "text", srv_json_text(text, len));
-        json_object_set_new(x, "logprobs",
-                            j->logprobs >= 0 && nlps
-                                ? completion_logprobs(lps, offsets, nlps, j->logprobs)
-                                : json_null());
-    }
-    json_object_set_new(x, "finish_reason", json_str_or_null(finish_str(finish)));
-    json_t *arr = json_array();
-    json_array_append_new(arr, x);
-    json_object_set_new(o, "choices", arr);
-    if (j->include_usage) json_object_set_new(o, "usage", json_null());
-    sse_send(j, o);
-}
-
-static void sse_end(job *j) {
-    if (!j->req) return;
-    struct evbuffer *b = evbuffer_new();
-    if (b) {
-        evbuffer_add_printf(b, "data: [DONE]\n\n");
-        evhttp_send_reply_chunk(j->req, b);
-        evbuffer_free(b);
-    }
-    evhttp_send_reply_end(j->req);
-    j->req = NULL;
-}
-
 /* Answers a job that ended in an error (status before the stream started,
  * an error event inside it otherwise), and frees it. */
 static void job_fail(job *j, const srv_err *e) {
@@ -472,18 +162,9 @@ static void job_fail(job *j, const srv_err *e) {
     job_detach(j);
     if (j->req) {
         if (j->headers_sent) {
-            char *s = srv_error_json(e);
-            struct evbuffer *b = evbuffer_new();
-            if (b && s) {
-                evbuffer_add_printf(b, "data: %s\n\n", s);
-                evhttp_send_reply_chunk(j->req, b);
-            }
-            if (b) evbuffer_free(b);
-            free(s);
-            ctx->m.http_errors++;
-            sse_end(j);
+            srv_sse_error(j, e);
         } else {
-            send_error(ctx, j->req, e);
+            srv_send_error(ctx, j->req, e);
             j->req = NULL;
         }
     }
@@ -510,16 +191,10 @@ static void job_complete(job *j) {
     job_detach(j);
     if (j->req) {
         if (j->stream) {
-            if (j->include_usage) {
-                json_t *o =
-                    envelope(j, j->ep == EP_CHAT ? "chat.completion.chunk" : "text_completion");
-                json_object_set_new(o, "choices", json_array());
-                json_object_set_new(o, "usage", usage_json(j));
-                sse_send(j, o);
-            }
-            sse_end(j);
+            if (j->include_usage) srv_sse_usage(j);
+            srv_sse_end(j);
         } else {
-            send_json(ctx, j->req, 200, final_response(j));
+            srv_send_json(ctx, j->req, 200, srv_final_response(j));
             j->req = NULL;
         }
     }
@@ -547,7 +222,7 @@ static void on_accepted(job *j, srv_event *ev) {
     for (int p = 0; p < ev->num_ids; p++)
         j->prompt_tokens += ev->ids[p];
     j->ctx->m.prompt_tokens += (uint64_t)j->prompt_tokens;
-    if (j->stream) sse_start(j);
+    if (j->stream) srv_sse_start(j);
     if (j->echo && ev->echo && j->stream && j->logprobs >= 0) {
         /* the prompt's logprobs come with its first output: the echo waits
          * for them so one chunk carries the prompt text and its logprobs */
@@ -564,7 +239,7 @@ static void on_accepted(job *j, srv_event *ev) {
                 int idx = p * j->n + s;
                 size_t len = strlen(ev->echo[p]);
                 if (j->stream) {
-                    sse_delta(j, idx, ev->echo[p], len, NULL, NULL, 0, CINFER_FINISH_NONE);
+                    srv_sse_delta(j, idx, ev->echo[p], len, NULL, NULL, 0, CINFER_FINISH_NONE);
                     j->ch[idx].stream_off += len;
                 } else {
                     choice_append(&j->ch[idx], ev->echo[p], len);
@@ -588,8 +263,8 @@ static void flush_echo(job *j, int p, const srv_event *ev) {
     }
     for (int s = 0; s < j->n; s++) {
         int idx = p * j->n + s;
-        sse_delta(j, idx, text, len, offs ? ev->plps : NULL, offs, offs ? n : 0,
-                  CINFER_FINISH_NONE);
+        srv_sse_delta(j, idx, text, len, offs ? ev->plps : NULL, offs, offs ? n : 0,
+                      CINFER_FINISH_NONE);
         j->ch[idx].stream_off += len;
     }
     free(offs);
@@ -663,8 +338,8 @@ static void on_output(job *j, srv_event *ev) {
     }
     if (j->stream) {
         if (ev->text_len || ev->num_ids || ev->finish != CINFER_FINISH_NONE)
-            sse_delta(j, idx, ev->text, ev->text_len, ev->lps, offs, ev->lps ? ev->num_ids : 0,
-                      ev->finish);
+            srv_sse_delta(j, idx, ev->text, ev->text_len, ev->lps, offs, ev->lps ? ev->num_ids : 0,
+                          ev->finish);
         c->stream_off += ev->text_len;
         free(offs);
     } else {
@@ -724,7 +399,7 @@ static void handle_event(srv_ctx *ctx, srv_event *ev) {
         json_object_set_new(o, "tokens", a);
         job_detach(j);
         if (j->req)
-            send_json(ctx, j->req, 200, o);
+            srv_send_json(ctx, j->req, 200, o);
         else
             json_decref(o);
         j->req = NULL;
@@ -736,7 +411,7 @@ static void handle_event(srv_ctx *ctx, srv_event *ev) {
         json_object_set_new(o, "prompt", srv_json_text(ev->text, ev->text_len));
         job_detach(j);
         if (j->req)
-            send_json(ctx, j->req, 200, o);
+            srv_send_json(ctx, j->req, 200, o);
         else
             json_decref(o);
         j->req = NULL;
@@ -787,12 +462,12 @@ static json_t *read_body(srv_ctx *ctx, struct evhttp_request *req) {
         srv_err e;
         srv_errf(&e, 400, NULL, "malformed JSON body: %s (line %d, column %d)", je.text, je.line,
                  je.column);
-        send_error(ctx, req, &e);
+        srv_send_error(ctx, req, &e);
         return NULL;
     }
     if (!json_is_object(o)) {
         json_decref(o);
-        send_errorf(ctx, req, 400, NULL, "the request body must be a JSON object");
+        srv_send_errorf(ctx, req, 400, NULL, "the request body must be a JSON object");
         return NULL;
     }
     return o;
@@ -802,7 +477,7 @@ static int model_ok(srv_ctx *ctx, struct evhttp_request *req, const char *model)
     if (!model || !strcmp(model, ctx->model_name) || !strcmp(model, ctx->cfg->model_dir)) return 1;
     srv_err e;
     srv_errf(&e, 404, "model", "The model '%.100s' does not exist.", model);
-    send_error(ctx, req, &e);
+    srv_send_error(ctx, req, &e);
     return 0;
 }
 
@@ -814,7 +489,7 @@ static void handle_generate(srv_ctx *ctx, struct evhttp_request *req, int chat) 
     if (srv_parse_generate(body, chat, &ctx->chat, &g, &e)) {
         srv_cmd_free(g.cmd);
         json_decref(body);
-        send_error(ctx, req, &e);
+        srv_send_error(ctx, req, &e);
         return;
     }
     if (!model_ok(ctx, req, g.model)) {
@@ -826,15 +501,15 @@ static void handle_generate(srv_ctx *ctx, struct evhttp_request *req, int chat) 
         srv_cmd_free(g.cmd);
         json_decref(body);
         ctx->m.rejected_503++;
-        send_errorf(ctx, req, 503, NULL,
-                    "the server is overloaded (waiting queue full); retry later");
+        srv_send_errorf(ctx, req, 503, NULL,
+                        "the server is overloaded (waiting queue full); retry later");
         return;
     }
     job *j = job_new(ctx, req, chat ? EP_CHAT : EP_COMPLETIONS);
     if (!j) {
         srv_cmd_free(g.cmd);
         json_decref(body);
-        send_errorf(ctx, req, 500, NULL, "out of memory");
+        srv_send_errorf(ctx, req, 500, NULL, "out of memory");
         return;
     }
     j->is_gen = 1;
@@ -861,7 +536,7 @@ static void handle_generate(srv_ctx *ctx, struct evhttp_request *req, int chat) 
     json_decref(body);
     if (!j->ch) {
         srv_cmd_free(g.cmd);
-        send_errorf(ctx, req, 500, NULL, "out of memory");
+        srv_send_errorf(ctx, req, 500, NULL, "out of memory");
         j->req = NULL;
         job_free(j);
         return;
@@ -887,7 +562,7 @@ static void handle_tokenize(srv_ctx *ctx, struct evhttp_request *req, int detok)
     if (!c || !c->prompts) {
         srv_cmd_free(c);
         json_decref(body);
-        send_errorf(ctx, req, 500, NULL, "out of memory");
+        srv_send_errorf(ctx, req, 500, NULL, "out of memory");
         return;
     }
     c->num_prompts = 1;
@@ -940,13 +615,13 @@ static void handle_tokenize(srv_ctx *ctx, struct evhttp_request *req, int detok)
     json_decref(body);
     if (e.status) {
         srv_cmd_free(c);
-        send_error(ctx, req, &e);
+        srv_send_error(ctx, req, &e);
         return;
     }
     job *j = job_new(ctx, req, detok ? EP_DETOKENIZE : EP_TOKENIZE);
     if (!j) {
         srv_cmd_free(c);
-        send_errorf(ctx, req, 500, NULL, "out of memory");
+        srv_send_errorf(ctx, req, 500, NULL, "out of memory");
         return;
     }
     c->job_id = j->id;
@@ -968,17 +643,17 @@ static void handle_models(srv_ctx *ctx, struct evhttp_request *req) {
     json_t *o = json_object();
     json_object_set_new(o, "object", json_string("list"));
     json_object_set_new(o, "data", data);
-    send_json(ctx, req, 200, o);
+    srv_send_json(ctx, req, 200, o);
 }
 
 static void handle_metrics(srv_ctx *ctx, struct evhttp_request *req) {
     cinfer_metrics em = srv_engine_metrics(ctx->eng);
     char *s = srv_metrics_render(&ctx->m, &em, ctx->model_name, ctx->gen_in_flight);
     if (!s) {
-        send_errorf(ctx, req, 500, NULL, "out of memory");
+        srv_send_errorf(ctx, req, 500, NULL, "out of memory");
         return;
     }
-    send_body(ctx, req, 200, "text/plain; version=0.0.4; charset=utf-8", s, strlen(s));
+    srv_send_body(ctx, req, 200, "text/plain; version=0.0.4; charset=utf-8", s, strlen(s));
     free(s);
 }
 
@@ -1003,7 +678,7 @@ static void h_metrics(srv_ctx *c, struct evhttp_request *r, int a) {
     handle_metrics(c, r);
 }
 static void h_health(srv_ctx *c, struct evhttp_request *r, int a) {
-    send_body(c, r, 200, "application/json", "{}", 2);
+    srv_send_body(c, r, 200, "application/json", "{}", 2);
 }
 
 static const route ROUTES[] = {
@@ -1020,7 +695,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
     srv_ctx *ctx = arg;
     ctx->m.http_requests++;
     if (ctx->stopping) {
-        send_errorf(ctx, req, 503, NULL, "the server is shutting down");
+        srv_send_errorf(ctx, req, 503, NULL, "the server is shutting down");
         return;
     }
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
@@ -1035,8 +710,8 @@ static void on_request(struct evhttp_request *req, void *arg) {
         if (m != r->method && !(m == EVHTTP_REQ_HEAD && r->method == EVHTTP_REQ_GET)) continue;
         if (r->auth && !auth_ok(ctx, req)) {
             evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
-            send_errorf(ctx, req, 401, NULL,
-                        "invalid or missing API key (Authorization: Bearer ...)");
+            srv_send_errorf(ctx, req, 401, NULL,
+                            "invalid or missing API key (Authorization: Bearer ...)");
             return;
         }
         r->fn(ctx, req, r->arg);
@@ -1047,12 +722,12 @@ static void on_request(struct evhttp_request *req, void *arg) {
             if (!strcmp(path, ROUTES[i].path))
                 evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
                                   ROUTES[i].method == EVHTTP_REQ_GET ? "GET, HEAD" : "POST");
-        send_errorf(ctx, req, 405, NULL, "method not allowed for this path");
+        srv_send_errorf(ctx, req, 405, NULL, "method not allowed for this path");
         return;
     }
     srv_err e;
     srv_errf(&e, 404, NULL, "no route for %.100s", path);
-    send_error(ctx, req, &e);
+    srv_send_error(ctx, req, &e);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
@@ -1069,9 +744,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
         j->finished = 1;
         job_detach(j);
         if (j->req && j->stream && j->headers_sent) {
-            sse_end(j);
+            srv_sse_end(j);
         } else if (j->req) {
-            send_errorf(ctx, j->req, 503, NULL, "the server is shutting down");
+            srv_send_errorf(ctx, j->req, 503, NULL, "the server is shutting down");
             j->req = NULL;
         }
         job_free(j);

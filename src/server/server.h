@@ -13,6 +13,7 @@
  *   openai.c  request parsing and response JSON (OpenAI shapes)
  *   metrics.c Prometheus text
  *   http.c    evhttp plumbing, jobs, srv_run()
+ *   http_response.c  JSON and SSE replies (http_response.h, http_state.h)
  */
 #ifndef CINFER_SERVER_SERVER_H
 #define CINFER_SERVER_SERVER_H

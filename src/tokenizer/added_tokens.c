@@ -6,7 +6,11 @@
 
 #include <utf8proc.h>
 
-#include "tokenizer/tokenizer_internal.h"
+#include "tokenizer/added_tokens.h"
+#include "tokenizer/normalize.h"
+#include "tokenizer/tok_json.h"
+#include "tokenizer/tok_struct.h"
+#include "tokenizer/util.h"
 
 static ci_status nomem(void) {
     return ci_errorf(CI_ERR_NOMEM, "tokenizer: out of memory");

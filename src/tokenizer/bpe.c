@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer/tokenizer_internal.h"
+#include "tokenizer/bpe.h"
+#include "tokenizer/tok_struct.h"
+#include "tokenizer/util.h"
 
 typedef struct tk_sym {
     int32_t id;

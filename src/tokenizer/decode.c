@@ -3,7 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer/tokenizer_internal.h"
+#include "tokenizer/decode.h"
+#include "tokenizer/tok_json.h"
+#include "tokenizer/tok_struct.h"
+#include "tokenizer/util.h"
 
 static void dec_clear(tk_dec *d) {
     free(d->pat);

@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer/tokenizer_internal.h"
+#include "tokenizer/decode.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/util.h"
 
 struct ci_detok_stream {
     const ci_tokenizer *t;

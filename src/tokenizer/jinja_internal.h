@@ -112,7 +112,12 @@ struct jn_node {
     size_t nkids;
 };
 
+#define JN_MAX_PARSE_DEPTH 96
+
 ci_status jn_parse(jn_arena *a, const jn_tok *toks, size_t ntoks, jn_node **root);
+/* Fails on a filter or test name the interpreter does not know, except where
+ * Jinja2 defers that error to render time (jinja_names.c). */
+ci_status jn_check_names(const jn_node *root);
 
 /* ---- values ---- */
 typedef enum jv_type {

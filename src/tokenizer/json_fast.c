@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer/tokenizer_internal.h"
+#include "tokenizer/json_fast.h"
+#include "tokenizer/util.h"
 
 #define MAX_DEPTH 2048
 

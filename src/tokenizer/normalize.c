@@ -5,7 +5,10 @@
 
 #include <utf8proc.h>
 
-#include "tokenizer/tokenizer_internal.h"
+#include "tokenizer/normalize.h"
+#include "tokenizer/regex.h"
+#include "tokenizer/tok_json.h"
+#include "tokenizer/util.h"
 
 static void norm_clear(tk_norm *n) {
     free(n->s1);
@@ -155,48 +158,6 @@ static ci_status apply_lower(const char *s, size_t n, tk_buf *out) {
         i += l;
     }
     return ci_ok();
-}
-
-/* Replaces every match of re in s by rep. */
-ci_status tk_regex_replace(const pcre2_code *re, const char *s, size_t n, const char *rep,
-                           size_t rep_len, tk_buf *out, size_t limit) {
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-    if (!md) return ci_errorf(CI_ERR_NOMEM, "out of memory");
-    size_t pos = 0, last = 0;
-    ci_status st = ci_ok();
-    while (pos <= n) {
-        int rc = pcre2_match(re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
-        if (rc == PCRE2_ERROR_NOMATCH) break;
-        if (rc < 0) {
-            PCRE2_UCHAR msg[120];
-            pcre2_get_error_message(rc, msg, sizeof msg);
-            st = ci_errorf(CI_ERR_INVALID, "regex match failed: %s", (const char *)msg);
-            goto done;
-        }
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-        size_t ms = ov[0], me = ov[1];
-        if (me < ms) break;
-        if ((st = tk_buf_put(out, s + last, ms - last)).code) goto done;
-        if ((st = tk_buf_put(out, rep, rep_len)).code) goto done;
-        if (out->len > limit) {
-            st = ci_errorf(CI_ERR_INVALID, "normalizer: output too large");
-            goto done;
-        }
-        last = me;
-        if (me == ms) {
-            if (me >= n) break;
-            /* empty match: copy one char and move on */
-            size_t l = tk_utf8_len((unsigned char)s[me]);
-            if ((st = tk_buf_put(out, s + me, l)).code) goto done;
-            last = pos = me + l;
-        } else {
-            pos = me;
-        }
-    }
-    st = tk_buf_put(out, s + last, n - last);
-done:
-    pcre2_match_data_free(md);
-    return st;
 }
 
 static ci_status apply_one(const tk_norm *nm, const char *s, size_t n, tk_buf *out, size_t limit);

@@ -3,30 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer/tokenizer_internal.h"
+#include "tokenizer/pretokenize.h"
+#include "tokenizer/regex.h"
+#include "tokenizer/tok_json.h"
+#include "tokenizer/util.h"
 
 static const char GPT2_PATTERN[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-
-ci_status tk_regex_compile(const char *pat, size_t len, bool literal, pcre2_code **out,
-                           const char *what) {
-    int err;
-    PCRE2_SIZE off;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP;
-    if (literal) opts = PCRE2_UTF | PCRE2_LITERAL;
-    if (tk_utf8_validate(pat, len) != len)
-        return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: %s: pattern is not valid UTF-8", what);
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, opts, &err, &off, NULL);
-    if (!re) {
-        PCRE2_UCHAR msg[120];
-        pcre2_get_error_message(err, msg, sizeof msg);
-        return ci_errorf(CI_ERR_FORMAT, "tokenizer.json: %s: bad regex at offset %zu: %s", what,
-                         (size_t)off, (const char *)msg);
-    }
-    (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
-    *out = re;
-    return ci_ok();
-}
 
 static void pt_clear(tk_pretok *p) {
     if (p->re) pcre2_code_free(p->re);

@@ -4,7 +4,7 @@
 
 #include <xxhash.h>
 
-#include "tokenizer/tokenizer_internal.h"
+#include "tokenizer/util.h"
 
 static ci_status nomem(void) {
     return ci_errorf(CI_ERR_NOMEM, "tokenizer: out of memory");

@@ -1,0 +1,34 @@
+/* http_response.h — HTTP replies and OpenAI response bodies, plain JSON
+ * and server-sent events (http_response.c). All run on the libevent
+ * thread; a job whose request is gone (j->req NULL) sends nothing. */
+#ifndef CINFER_SERVER_HTTP_RESPONSE_H
+#define CINFER_SERVER_HTTP_RESPONSE_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "server/http_state.h"
+
+struct evhttp_request;
+
+/* Plain replies; a status >= 400 counts in ctx->m.http_errors. send_json
+ * takes the reference to o. */
+void srv_send_body(srv_ctx *ctx, struct evhttp_request *req, int status, const char *ctype,
+                   const char *body, size_t len);
+void srv_send_json(srv_ctx *ctx, struct evhttp_request *req, int status, json_t *o);
+void srv_send_error(srv_ctx *ctx, struct evhttp_request *req, const srv_err *e);
+void srv_send_errorf(srv_ctx *ctx, struct evhttp_request *req, int status, const char *param,
+                     const char *msg);
+/* The whole non-streamed completion / chat.completion body. */
+json_t *srv_final_response(const job *j);
+
+/* Server-sent events: headers, one chunk per delta, the usage chunk, an
+ * error event, and "data: [DONE]" with the end of the reply. */
+void srv_sse_start(job *j);
+void srv_sse_delta(job *j, int idx, const char *text, size_t len, const srv_lp *lps,
+                   const size_t *offsets, int nlps, cinfer_finish_reason finish);
+void srv_sse_end(job *j);
+void srv_sse_usage(job *j);
+void srv_sse_error(job *j, const srv_err *e);
+
+#endif

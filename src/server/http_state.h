@@ -1,0 +1,69 @@
+/* http_state.h — what the libevent thread keeps (http.c): the server
+ * context, and per request a job with one choice per returned sequence;
+ * shared with the response builders (http_response.c). */
+#ifndef CINFER_SERVER_HTTP_STATE_H
+#define CINFER_SERVER_HTTP_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server/server.h"
+
+typedef enum ep_kind { EP_COMPLETIONS, EP_CHAT, EP_TOKENIZE, EP_DETOKENIZE } ep_kind;
+
+typedef struct choice {
+    char *text; /* accumulated text (non-streaming) */
+    size_t len, cap;
+    int ntokens;
+    cinfer_finish_reason finish;
+    int done;
+    srv_lp *lps; /* accumulated logprobs (non-streaming) */
+    int nlps, caplps;
+    size_t *offsets;   /* text offset of each logprob token */
+    size_t stream_off; /* streaming: bytes sent so far */
+    int sent_role;
+} choice;
+
+typedef struct srv_ctx srv_ctx;
+
+typedef struct job {
+    struct job *prev, *next;
+    uint64_t id;
+    srv_ctx *ctx;
+    struct evhttp_request *req; /* NULL once answered or disconnected */
+    struct evhttp_connection *conn;
+    ep_kind ep;
+    int stream, include_usage, logprobs, echo, n, num_prompts, num_choices;
+    int is_gen;
+    char idstr[48];
+    long long created;
+    const char *model;
+    choice *ch;
+    int finished, accepted, headers_sent, timed_out, aborted;
+    int prompt_tokens, completion_tokens;
+    double t0, t_first, t_last;
+    struct event *timer;
+    struct event *watch; /* EOF on the socket while the reply is pending */
+    char **echo_wait;    /* streaming echo with logprobs: each prompt's text, held until its
+                            prompt logprobs arrive with the first output */
+} job;
+
+struct srv_ctx {
+    const srv_config *cfg;
+    struct event_base *base;
+    struct evhttp *http;
+    cinfer_engine *engine;
+    srv_engine *eng;
+    struct event *wake, *sig_int, *sig_term;
+    job *jobs;
+    uint64_t next_id;
+    int gen_in_flight, max_in_flight;
+    srv_metrics m;
+    char *model_name;
+    srv_chat chat;
+    long long started;
+    int max_model_len; /* config.json max_position_embeddings (0 = unknown) */
+    int stopping;
+};
+
+#endif
