@@ -8,7 +8,7 @@
 
 #include <stdbool.h>
 
-#include "model/dtype.h"
+#include "util/dtype.h"
 #include "util/status.h"
 
 typedef enum ci_arch {
