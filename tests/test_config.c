@@ -159,6 +159,13 @@ static void test_errors(void) {
     expect_err("not object", "[1]", CI_ERR_FORMAT, "object", NULL);
     expect_err("unknown arch", "{\"architectures\":[\"GPT2LMHeadModel\"],\"vocab_size\":5}",
                CI_ERR_UNSUPPORTED, "'GPT2LMHeadModel'", "architectures");
+    expect_err("unknown arch lists the families", "{\"architectures\":[\"GPT2LMHeadModel\"]}",
+               CI_ERR_UNSUPPORTED,
+               "(supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
+               "Qwen3ForCausalLM)",
+               NULL);
+    expect_err("unknown model_type", "{\"model_type\":\"gpt2\"}", CI_ERR_UNSUPPORTED,
+               "unsupported model_type 'gpt2' (supported: llama, mistral, qwen2, qwen3)", NULL);
     expect_err("no arch", "{\"vocab_size\":5}", CI_ERR_FORMAT, "'architectures'", NULL);
     expect_err("arch not array", "{\"architectures\":\"LlamaForCausalLM\"}", CI_ERR_FORMAT,
                "'architectures'", NULL);
@@ -247,7 +254,28 @@ static void test_errors(void) {
     CHECK(ci_config_parse(NULL, &c).code == CI_ERR_INVALID);
 }
 
+/* Every family is found by each of its names and reads HF Llama's tensor names. */
+static void test_families(void) {
+    const ci_arch *all[] = {CI_ARCH_LLAMA, CI_ARCH_MISTRAL, CI_ARCH_QWEN2, CI_ARCH_QWEN3};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        const ci_arch *a = all[i];
+        for (int j = 0; j < CI_ARCH_MAX_NAMES && a->architectures[j]; j++)
+            CHECK(ci_arch_by_architecture(a->architectures[j]) == a);
+        for (int j = 0; j < CI_ARCH_MAX_NAMES && a->model_types[j]; j++)
+            CHECK(ci_arch_by_model_type(a->model_types[j]) == a);
+        CHECK(a->names && strcmp(a->names->q, "self_attn.q_proj.weight") == 0);
+        CHECK(a->max_position_default > 0 && !a->tie_embeddings_default);
+    }
+    CHECK(ci_arch_by_architecture("qwen2") == NULL && ci_arch_by_model_type("Qwen2") == NULL);
+    CHECK(CI_ARCH_QWEN2->qkv_bias && !CI_ARCH_QWEN2->qk_norm);
+    CHECK(CI_ARCH_QWEN3->qk_norm && !CI_ARCH_QWEN3->qkv_bias);
+    char list[16];
+    ci_arch_list(list, sizeof list, true); /* truncated, still terminated */
+    CHECK(strcmp(list, "llama, mistral,") == 0);
+}
+
 int main(void) {
+    test_families();
     test_llama3();
     test_linear_and_defaults();
     test_yarn();

@@ -1,6 +1,7 @@
 /* config.c — config.json -> ci_model_config (jansson).
  *
- * Follows transformers' config classes: defaults are those of LlamaConfig,
+ * Follows transformers' config classes: the family's table entry
+ * (src/model/arch/) gives the defaults that differ between LlamaConfig,
  * MistralConfig, Qwen2Config and Qwen3Config; RoPE parameters are read from
  * `rope_parameters` (transformers >= 5) or `rope_scaling` (older), with
  * `rope_theta` at the top level as a fallback. Every error names the file and
@@ -98,56 +99,40 @@ static ci_status get_bool(const json_t *obj, const char *key, bool def, bool *ou
 
 /* ---- pieces --------------------------------------------------------------- */
 
-static const struct {
-    const char *name, *model_type;
-    ci_arch arch;
-} k_archs[] = {
-    {"LlamaForCausalLM", "llama", CI_ARCH_LLAMA},
-    {"MistralForCausalLM", "mistral", CI_ARCH_MISTRAL},
-    {"Qwen2ForCausalLM", "qwen2", CI_ARCH_QWEN2},
-    {"Qwen3ForCausalLM", "qwen3", CI_ARCH_QWEN3},
-};
-#define N_ARCHS (sizeof k_archs / sizeof k_archs[0])
-
+/* The family: `architectures[0]`, else `model_type` as transformers' Auto
+ * classes do. */
 static ci_status parse_arch(const json_t *root, ci_model_config *c) {
     const json_t *a = json_object_get(root, "architectures");
-    const char *name = NULL;
+    char supported[256];
     if (a && !json_is_null(a)) {
         if (!json_is_array(a) || json_array_size(a) == 0 || !json_is_string(json_array_get(a, 0)))
             return ci_errorf(CI_ERR_FORMAT,
                              CFG_FILE ": field 'architectures' must be a non-empty array of "
                                       "strings");
-        name = json_string_value(json_array_get(a, 0));
-        for (size_t i = 0; i < N_ARCHS; i++) {
-            if (!strcmp(name, k_archs[i].name)) {
-                c->arch = k_archs[i].arch;
-                snprintf(c->arch_name, sizeof c->arch_name, "%s", k_archs[i].name);
-                return ci_ok();
-            }
+        const char *name = json_string_value(json_array_get(a, 0));
+        c->arch = ci_arch_by_architecture(name);
+        if (!c->arch) {
+            ci_arch_list(supported, sizeof supported, false);
+            return ci_errorf(CI_ERR_UNSUPPORTED,
+                             CFG_FILE ": unsupported architecture '%.80s' in field "
+                                      "'architectures' (supported: %s)",
+                             name, supported);
         }
     } else {
-        /* No architectures: fall back on model_type as transformers' Auto classes do. */
         const json_t *mt = json_object_get(root, "model_type");
         if (!json_is_string(mt))
             return ci_errorf(CI_ERR_FORMAT,
                              CFG_FILE ": field 'architectures' is missing (and no 'model_type')");
-        for (size_t i = 0; i < N_ARCHS; i++) {
-            if (!strcmp(json_string_value(mt), k_archs[i].model_type)) {
-                c->arch = k_archs[i].arch;
-                snprintf(c->arch_name, sizeof c->arch_name, "%s", k_archs[i].name);
-                return ci_ok();
-            }
+        c->arch = ci_arch_by_model_type(json_string_value(mt));
+        if (!c->arch) {
+            ci_arch_list(supported, sizeof supported, true);
+            return ci_errorf(CI_ERR_UNSUPPORTED,
+                             CFG_FILE ": unsupported model_type '%.64s' (supported: %s)",
+                             json_string_value(mt), supported);
         }
-        return ci_errorf(CI_ERR_UNSUPPORTED,
-                         CFG_FILE ": unsupported model_type '%.64s' (supported: llama, mistral, "
-                                  "qwen2, qwen3)",
-                         json_string_value(mt));
     }
-    return ci_errorf(CI_ERR_UNSUPPORTED,
-                     CFG_FILE ": unsupported architecture '%.80s' in field 'architectures' "
-                              "(supported: LlamaForCausalLM, MistralForCausalLM, "
-                              "Qwen2ForCausalLM, Qwen3ForCausalLM)",
-                     name);
+    snprintf(c->arch_name, sizeof c->arch_name, "%s", c->arch->architectures[0]);
+    return ci_ok();
 }
 
 static ci_status parse_dtype(const json_t *root, ci_model_config *c) {
@@ -370,8 +355,7 @@ static ci_status parse_root(const json_t *root, ci_model_config *c) {
                          CFG_FILE ": field 'hidden_size' (%d) is smaller than "
                                   "'num_attention_heads' (%d) and no 'head_dim' is given",
                          c->hidden_size, c->num_heads);
-    int def_maxpos = c->arch == CI_ARCH_LLAMA ? 2048 : c->arch == CI_ARCH_MISTRAL ? 131072 : 32768;
-    CI_TRY(get_int(root, "", "max_position_embeddings", 0, def_maxpos, 1,
+    CI_TRY(get_int(root, "", "max_position_embeddings", 0, c->arch->max_position_default, 1,
                    &c->max_position_embeddings));
 
     int present;
@@ -380,24 +364,17 @@ static ci_status parse_root(const json_t *root, ci_model_config *c) {
     CI_TRY(get_num(root, "", "rms_norm_eps", 1, &eps, &present));
     if (present) c->rms_norm_eps = eps;
 
-    CI_TRY(get_bool(root, "tie_word_embeddings", false, &c->tie_word_embeddings));
+    CI_TRY(get_bool(root, "tie_word_embeddings", c->arch->tie_embeddings_default,
+                    &c->tie_word_embeddings));
 
     bool attention_bias = false;
     CI_TRY(get_bool(root, "attention_bias", false, &attention_bias));
-    switch (c->arch) {
-    case CI_ARCH_QWEN2: c->qkv_bias = true; break; /* q/k/v bias, o_proj none (fixed) */
-    case CI_ARCH_QWEN3:
-        c->qk_norm = true;
-        /* fallthrough */
-    case CI_ARCH_LLAMA:
-        /* transformers puts attention_bias on q/k/v AND o_proj for these */
-        if (attention_bias)
-            return ci_errorf(CI_ERR_UNSUPPORTED,
-                             CFG_FILE ": field 'attention_bias' is true, which needs an o_proj "
-                                      "bias (not supported)");
-        break;
-    case CI_ARCH_MISTRAL: break; /* MistralAttention has no biases */
-    }
+    c->qkv_bias = c->arch->qkv_bias;
+    c->qk_norm = c->arch->qk_norm;
+    if (c->arch->attention_bias_field && attention_bias)
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         CFG_FILE ": field 'attention_bias' is true, which needs an o_proj "
+                                  "bias (not supported)");
 
     /* sliding window */
     const json_t *sw = json_object_get(root, "sliding_window");
@@ -419,6 +396,7 @@ static ci_status parse_root(const json_t *root, ci_model_config *c) {
     CI_TRY(parse_dtype(root, c));
     CI_TRY(parse_tokens(root, c));
     CI_TRY(parse_rope(root, c));
+    if (c->arch->parse_config) CI_TRY(c->arch->parse_config(root, c));
 
     /* consistency */
     if (c->num_heads % c->num_kv_heads != 0)

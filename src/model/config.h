@@ -1,22 +1,16 @@
 /* config.h — config.json -> ci_model_config.
  *
- * One struct describes all supported decoder architectures; the differences
- * between Llama, Mistral, Qwen2 and Qwen3 are flags (qkv_bias, qk_norm), not
- * code paths. */
+ * One struct describes all supported decoder architectures; the family
+ * (src/model/arch/) supplies the defaults, tensor names and the flags
+ * (qkv_bias, qk_norm) that tell them apart, not code paths. */
 #ifndef CINFER_MODEL_CONFIG_H
 #define CINFER_MODEL_CONFIG_H
 
 #include <stdbool.h>
 
-#include "model/dtype.h"
+#include "model/arch/arch.h"
+#include "util/dtype.h"
 #include "util/status.h"
-
-typedef enum ci_arch {
-    CI_ARCH_LLAMA = 0, /* LlamaForCausalLM */
-    CI_ARCH_MISTRAL,   /* MistralForCausalLM */
-    CI_ARCH_QWEN2,     /* Qwen2ForCausalLM: q/k/v bias */
-    CI_ARCH_QWEN3,     /* Qwen3ForCausalLM: per-head q/k RMSNorm */
-} ci_arch;
 
 typedef enum ci_rope_type {
     CI_ROPE_DEFAULT = 0,
@@ -42,8 +36,8 @@ typedef struct ci_rope_config {
 } ci_rope_config;
 
 typedef struct ci_model_config {
-    ci_arch arch;
-    char arch_name[64];
+    const ci_arch *arch; /* the family; compare with CI_ARCH_LLAMA etc. */
+    char arch_name[64];  /* its canonical `architectures` name */
     int vocab_size;
     int hidden_size;
     int intermediate_size;
@@ -55,8 +49,8 @@ typedef struct ci_model_config {
     int sliding_window; /* Mistral: window in tokens when < max_position_embeddings; 0 = none */
     double rms_norm_eps;
     bool tie_word_embeddings;
-    bool qkv_bias; /* Qwen2 (or attention_bias: true) */
-    bool qk_norm;  /* Qwen3 */
+    bool qkv_bias; /* from the family (Qwen2) */
+    bool qk_norm;  /* from the family (Qwen3) */
     ci_rope_config rope;
     ci_dtype dtype;   /* torch_dtype / dtype of the checkpoint (informational) */
     int bos_token_id; /* -1 when absent */

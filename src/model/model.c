@@ -1,5 +1,5 @@
 /* model.c — load a decoder checkpoint onto a backend and run its forward
- * pass (Llama / Mistral / Qwen2 / Qwen3), exactly in HF's order:
+ * pass (every family of src/model/arch/), exactly in HF's order:
  *
  *   residual = embed(ids)
  *   per layer: x = norm(residual)            (layer 0; later layers fuse

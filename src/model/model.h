@@ -3,8 +3,9 @@
  * ci_model_forward runs one step over a ci_batch: embed, then per layer
  * norm -> qkv GEMM -> (q/k-norm) -> RoPE + cache write -> paged attention ->
  * o GEMM -> norm -> gate|up GEMM -> SwiGLU -> down GEMM, then the final norm
- * and LM head for the rows in logits_indices. Llama, Mistral, Qwen2 and
- * Qwen3 share this code; config flags select bias and q/k-norm. */
+ * and LM head for the rows in logits_indices. Every family (src/model/arch/)
+ * shares this code; the flags its table entry sets in the config select bias
+ * and q/k-norm. */
 #ifndef CINFER_MODEL_MODEL_H
 #define CINFER_MODEL_MODEL_H
 

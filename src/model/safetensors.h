@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model/dtype.h"
+#include "util/dtype.h"
 #include "util/status.h"
 
 #define CI_ST_MAX_DIMS 8

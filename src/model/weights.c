@@ -1,4 +1,5 @@
 /* weights.c — HF tensor names -> backend weights, checked against the config.
+ * The names come from the family's table (src/model/arch/).
  *
  * Two passes: first every tensor the config needs is looked up and its
  * presence, dtype and exact shape checked (so a bad checkpoint fails before
@@ -65,52 +66,43 @@ static ci_status need(const ci_checkpoint *ck, const char *name, int64_t d0, int
     return ci_ok();
 }
 
-static ci_status need_layer(const ci_checkpoint *ck, int layer, const char *suffix, int64_t d0,
-                            int64_t d1, const char *what, const ci_st_tensor **out) {
+static ci_status need_layer(const ci_checkpoint *ck, const ci_arch_names *nm, int layer,
+                            const char *suffix, int64_t d0, int64_t d1, const char *what,
+                            const ci_st_tensor **out) {
     char name[160];
-    snprintf(name, sizeof name, "model.layers.%d.%s", layer, suffix);
+    snprintf(name, sizeof name, "%s%d.%s", nm->layers, layer, suffix);
     return need(ck, name, d0, d1, what, out);
 }
 
 static ci_status check_layer(const ci_checkpoint *ck, const ci_model_config *c, int i,
                              layer_src *L) {
+    const ci_arch_names *nm = c->arch->names;
     int64_t h = c->hidden_size, q = (int64_t)c->num_heads * c->head_dim,
             kv = (int64_t)c->num_kv_heads * c->head_dim, in = c->intermediate_size;
-    CI_TRY(need_layer(ck, i, "input_layernorm.weight", h, -1, "hidden_size", &L->attn_norm));
-    CI_TRY(need_layer(ck, i, "self_attn.q_proj.weight", q, h,
-                      "num_attention_heads*head_dim, hidden_size", &L->q));
-    CI_TRY(need_layer(ck, i, "self_attn.k_proj.weight", kv, h,
-                      "num_key_value_heads*head_dim, hidden_size", &L->k));
-    CI_TRY(need_layer(ck, i, "self_attn.v_proj.weight", kv, h,
-                      "num_key_value_heads*head_dim, hidden_size", &L->v));
-    CI_TRY(need_layer(ck, i, "self_attn.o_proj.weight", h, q,
-                      "hidden_size, num_attention_heads*head_dim", &L->o));
+    CI_TRY(need_layer(ck, nm, i, nm->attn_norm, h, -1, "hidden_size", &L->attn_norm));
+    CI_TRY(need_layer(ck, nm, i, nm->q, q, h, "num_attention_heads*head_dim, hidden_size", &L->q));
+    CI_TRY(need_layer(ck, nm, i, nm->k, kv, h, "num_key_value_heads*head_dim, hidden_size", &L->k));
+    CI_TRY(need_layer(ck, nm, i, nm->v, kv, h, "num_key_value_heads*head_dim, hidden_size", &L->v));
+    CI_TRY(need_layer(ck, nm, i, nm->o, h, q, "hidden_size, num_attention_heads*head_dim", &L->o));
     if (c->qkv_bias) {
-        CI_TRY(need_layer(ck, i, "self_attn.q_proj.bias", q, -1, "num_attention_heads*head_dim",
-                          &L->qb));
-        CI_TRY(need_layer(ck, i, "self_attn.k_proj.bias", kv, -1, "num_key_value_heads*head_dim",
-                          &L->kb));
-        CI_TRY(need_layer(ck, i, "self_attn.v_proj.bias", kv, -1, "num_key_value_heads*head_dim",
-                          &L->vb));
+        CI_TRY(need_layer(ck, nm, i, nm->q_bias, q, -1, "num_attention_heads*head_dim", &L->qb));
+        CI_TRY(need_layer(ck, nm, i, nm->k_bias, kv, -1, "num_key_value_heads*head_dim", &L->kb));
+        CI_TRY(need_layer(ck, nm, i, nm->v_bias, kv, -1, "num_key_value_heads*head_dim", &L->vb));
     }
     char name[160];
-    snprintf(name, sizeof name, "model.layers.%d.self_attn.o_proj.bias", i);
+    snprintf(name, sizeof name, "%s%d.%s", nm->layers, i, nm->o_bias);
     if (ci_checkpoint_find(ck, name))
         return ci_errorf(
             CI_ERR_UNSUPPORTED, "%s: tensor '%s' is present; o_proj bias is not supported",
             ci_checkpoint_file_name(ck, ci_checkpoint_find(ck, name)->file_index), name);
     if (c->qk_norm) {
-        CI_TRY(need_layer(ck, i, "self_attn.q_norm.weight", c->head_dim, -1, "head_dim", &L->qn));
-        CI_TRY(need_layer(ck, i, "self_attn.k_norm.weight", c->head_dim, -1, "head_dim", &L->kn));
+        CI_TRY(need_layer(ck, nm, i, nm->q_norm, c->head_dim, -1, "head_dim", &L->qn));
+        CI_TRY(need_layer(ck, nm, i, nm->k_norm, c->head_dim, -1, "head_dim", &L->kn));
     }
-    CI_TRY(
-        need_layer(ck, i, "post_attention_layernorm.weight", h, -1, "hidden_size", &L->mlp_norm));
-    CI_TRY(need_layer(ck, i, "mlp.gate_proj.weight", in, h, "intermediate_size, hidden_size",
-                      &L->gate));
-    CI_TRY(
-        need_layer(ck, i, "mlp.up_proj.weight", in, h, "intermediate_size, hidden_size", &L->up));
-    CI_TRY(need_layer(ck, i, "mlp.down_proj.weight", h, in, "hidden_size, intermediate_size",
-                      &L->down));
+    CI_TRY(need_layer(ck, nm, i, nm->mlp_norm, h, -1, "hidden_size", &L->mlp_norm));
+    CI_TRY(need_layer(ck, nm, i, nm->gate, in, h, "intermediate_size, hidden_size", &L->gate));
+    CI_TRY(need_layer(ck, nm, i, nm->up, in, h, "intermediate_size, hidden_size", &L->up));
+    CI_TRY(need_layer(ck, nm, i, nm->down, h, in, "hidden_size, intermediate_size", &L->down));
     return ci_ok();
 }
 
@@ -231,22 +223,23 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
         return ci_errorf(CI_ERR_INVALID, "ci_weights_load: NULL argument");
     memset(out, 0, sizeof *out);
     const ci_model_config *c = cfg;
-    if (c->num_layers <= 0 || c->hidden_size <= 0 || c->vocab_size <= 0 || c->head_dim <= 0)
+    if (!c->arch || c->num_layers <= 0 || c->hidden_size <= 0 || c->vocab_size <= 0 ||
+        c->head_dim <= 0)
         return ci_errorf(CI_ERR_INVALID, "ci_weights_load: config not loaded");
 
     /* pass 1: presence, dtype, shape */
     const ci_st_tensor *embed, *norm, *head = NULL;
-    CI_TRY(need(ck, "model.embed_tokens.weight", c->vocab_size, c->hidden_size,
-                "vocab_size, hidden_size", &embed));
-    CI_TRY(need(ck, "model.norm.weight", c->hidden_size, -1, "hidden_size", &norm));
+    const ci_arch_names *nm = c->arch->names;
+    CI_TRY(need(ck, nm->embed, c->vocab_size, c->hidden_size, "vocab_size, hidden_size", &embed));
+    CI_TRY(need(ck, nm->final_norm, c->hidden_size, -1, "hidden_size", &norm));
     if (!c->tie_word_embeddings) {
-        if (!ci_checkpoint_find(ck, "lm_head.weight"))
+        if (!ci_checkpoint_find(ck, nm->lm_head))
             return ci_errorf(CI_ERR_FORMAT,
-                             "%s: tensor 'lm_head.weight' is missing (config.json has "
+                             "%s: tensor '%s' is missing (config.json has "
                              "tie_word_embeddings false)",
-                             ci_checkpoint_file_name(ck, -1));
-        CI_TRY(need(ck, "lm_head.weight", c->vocab_size, c->hidden_size, "vocab_size, hidden_size",
-                    &head));
+                             ci_checkpoint_file_name(ck, -1), nm->lm_head);
+        CI_TRY(
+            need(ck, nm->lm_head, c->vocab_size, c->hidden_size, "vocab_size, hidden_size", &head));
     }
     layer_src *src = calloc((size_t)c->num_layers, sizeof *src);
     if (!src) return ci_errorf(CI_ERR_NOMEM, "ci_weights_load: out of memory");

@@ -1,6 +1,7 @@
-/* dtype.h — element types of tensors in checkpoints and on backends. */
-#ifndef CINFER_MODEL_DTYPE_H
-#define CINFER_MODEL_DTYPE_H
+/* dtype.h — element types of tensors in checkpoints and on backends (below both:
+ * src/backend and src/model include it). */
+#ifndef CINFER_UTIL_DTYPE_H
+#define CINFER_UTIL_DTYPE_H
 
 #include <stddef.h>
 
