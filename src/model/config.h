@@ -11,6 +11,9 @@
 #include "model/dtype.h"
 #include "util/status.h"
 
+/* Most decoder layers a config may have (the per-layer window table). */
+#define CI_MAX_LAYERS 1024
+
 typedef enum ci_arch {
     CI_ARCH_LLAMA = 0, /* LlamaForCausalLM */
     CI_ARCH_MISTRAL,   /* MistralForCausalLM */
@@ -52,7 +55,7 @@ typedef struct ci_model_config {
     int num_kv_heads;
     int head_dim;
     int max_position_embeddings;
-    int sliding_window; /* Mistral: window in tokens when < max_position_embeddings; 0 = none */
+    int sliding_window; /* window of the sliding layers (HF sliding_window); 0 = no layer slides */
     double rms_norm_eps;
     bool tie_word_embeddings;
     bool qkv_bias; /* Qwen2 (or attention_bias: true) */
@@ -62,6 +65,11 @@ typedef struct ci_model_config {
     int bos_token_id; /* -1 when absent */
     int eos_token_ids[8];
     int num_eos_token_ids;
+    /* Sliding-window attention per layer: 0 = full causal attention, else
+     * w: the query at position p sees keys p - w + 1 .. p (transformers'
+     * kv_idx > q_idx - sliding_window). Windows >= max_position_embeddings
+     * mask nothing and are stored as 0. */
+    int layer_window[CI_MAX_LAYERS];
 } ci_model_config;
 
 /* Parses DIR/config.json. Errors name the file and the field. */
