@@ -4,7 +4,10 @@
  * continuations token for token, with one-shot prefill (block 16) and
  * chunked prefill over a cached prefix (blocks 1 and 32, chunks 7 and 13),
  * on a scrambled block table. Shared by test_fixtures.c (CPU) and
- * test_cuda_model.c (CUDA, F32 mode). Include once per test program. */
+ * test_cuda_model.c (CUDA, F32 mode). Include once per test program.
+ * OPTIONAL_FIXTURES are checked when their directory exists (made on
+ * demand by `tools/make_fixtures.py --only NAME`), else skipped with a
+ * message. */
 #ifndef CINFER_TESTS_FIXTURE_RUNNER_H
 #define CINFER_TESTS_FIXTURE_RUNNER_H
 
@@ -16,6 +19,9 @@
 #include "test.h"
 
 static const char *FIXTURES[] = {"llama", "mistral", "qwen2", "qwen3", "llama_yarn"};
+/* sliding-window attention: prompts of 7, 40 and 100 tokens and 48 new
+ * tokens with window 32 */
+static const char *OPTIONAL_FIXTURES[] = {"mistral_swa", "qwen2_swa"};
 
 /* Norm-wise relative error ||a - b|| / ||b||; NaN anywhere fails. */
 static double rel_err(const float *a, json_t *golden, int n) {
@@ -117,6 +123,17 @@ static void check_fixture(const char *name, const char *device, const ci_backend
         return;
     }
     int vocab = m->cfg.vocab_size;
+    /* the per-layer sliding windows transformers applied (SWA fixtures) */
+    json_t *jw = json_object_get(g, "layer_windows");
+    if (jw) {
+        int nl = (int)json_array_size(jw), bad = nl != m->cfg.num_layers;
+        for (int l = 0; l < nl && !bad; l++) {
+            int w = (int)json_integer_value(json_array_get(jw, (size_t)l));
+            if (w >= m->cfg.max_position_embeddings) w = 0; /* masks nothing */
+            bad = w != m->cfg.layer_window[l];
+        }
+        CHECKF(!bad, "%s: layer windows differ from golden.json's layer_windows", name);
+    }
     json_t *prompts = json_object_get(g, "prompts");
     int ok_greedy = 0, nprompts = (int)json_array_size(prompts);
     double worst = 0;
@@ -133,6 +150,7 @@ static void check_fixture(const char *name, const char *device, const ci_backend
         for (int bi = 0; bi < 3; bi++) {
             runner r = {.m = m, .block_size = block_sizes[bi]};
             r.nblocks = (plen + ngen + r.block_size - 1) / r.block_size + 1;
+            if (r.nblocks % 7 == 0) r.nblocks++; /* i -> 7 i + 3 must be a permutation */
             r.block_table = malloc(sizeof(int32_t) * (size_t)r.nblocks);
             /* a scrambled physical layout: blocks need not be contiguous */
             for (int i = 0; i < r.nblocks; i++)
@@ -185,6 +203,28 @@ static void check_fixture(const char *name, const char *device, const ci_backend
     ci_model_free(m);
     ci_backend_destroy(be);
     json_decref(g);
+}
+
+/* check_fixture on every fixture, and on every optional one whose
+ * directory exists */
+static void check_all_fixtures(const char *device, const ci_backend_options *bo,
+                               const char *label) {
+    for (size_t i = 0; i < sizeof FIXTURES / sizeof FIXTURES[0]; i++)
+        check_fixture(FIXTURES[i], device, bo, label);
+    for (size_t i = 0; i < sizeof OPTIONAL_FIXTURES / sizeof OPTIONAL_FIXTURES[0]; i++) {
+        const char *name = OPTIONAL_FIXTURES[i];
+        char path[1200];
+        snprintf(path, sizeof path, "%s/tests/data/%s/golden.json", test_source_dir(), name);
+        FILE *f = fopen(path, "rb");
+        if (f) {
+            fclose(f);
+            check_fixture(name, device, bo, label);
+        } else {
+            printf("%sfixture %-10s skipped: no %s (make it with tools/make_fixtures.py "
+                   "--only %s --out tests/data)\n",
+                   label, name, path, name);
+        }
+    }
 }
 
 #endif

@@ -121,6 +121,76 @@ static void test_yarn(void) {
     CHECK(c.rope.partial_rotary_factor == 0.5 && ci_config_rot_dim(&c) == 8);
 }
 
+/* Sliding windows per layer, as transformers 5 configures them. */
+static void test_sliding_window(void) {
+    ci_model_config c;
+#define SW_BASE(arch, layers)                                                                      \
+    "{\"architectures\":[\"" arch "\"],\"vocab_size\":64,\"hidden_size\":64,"                      \
+    "\"intermediate_size\":128,\"num_hidden_layers\":" layers ",\"num_attention_heads\":4"
+    /* Mistral: the window applies to every layer; absent = 4096 (MistralConfig's default) */
+    CHECK_OK(ci_config_parse(SW_BASE("MistralForCausalLM", "3") "}", &c));
+    CHECK(c.sliding_window == 4096 && c.layer_window[0] == 4096 && c.layer_window[2] == 4096);
+    /* ... layer_types is ignored (MistralModel never reads it) */
+    CHECK_OK(
+        ci_config_parse(SW_BASE("MistralForCausalLM", "2") ",\"sliding_window\":8,"
+                                                           "\"layer_types\":[\"full_attention\","
+                                                           "\"full_attention\"]}",
+                        &c));
+    CHECK(c.sliding_window == 8 && c.layer_window[0] == 8 && c.layer_window[1] == 8);
+    CHECK_OK(ci_config_parse(SW_BASE("MistralForCausalLM", "2") ",\"sliding_window\":null}", &c));
+    CHECK(c.sliding_window == 0 && c.layer_window[0] == 0 && c.layer_window[1] == 0);
+    /* Llama has no sliding window */
+    CHECK_OK(ci_config_parse(SW_BASE("LlamaForCausalLM", "2") ",\"sliding_window\":8}", &c));
+    CHECK(c.sliding_window == 0 && c.layer_window[0] == 0 && c.layer_window[1] == 0);
+    /* Qwen2: only with use_sliding_window (default false) */
+    CHECK_OK(ci_config_parse(SW_BASE("Qwen2ForCausalLM", "2") ",\"sliding_window\":8,"
+                                                              "\"max_window_layers\":0}",
+                             &c));
+    CHECK(c.sliding_window == 0 && c.layer_window[0] == 0 && c.layer_window[1] == 0);
+    /* ... then layers i >= max_window_layers slide */
+    CHECK_OK(ci_config_parse(SW_BASE("Qwen2ForCausalLM", "3") ",\"sliding_window\":8,"
+                                                              "\"use_sliding_window\":true,"
+                                                              "\"max_window_layers\":1}",
+                             &c));
+    CHECK(c.sliding_window == 8 && c.layer_window[0] == 0 && c.layer_window[1] == 8 &&
+          c.layer_window[2] == 8);
+    /* ... max_window_layers defaults to 28, sliding_window to 4096 */
+    CHECK_OK(
+        ci_config_parse(SW_BASE("Qwen2ForCausalLM", "30") ",\"use_sliding_window\":true}", &c));
+    CHECK(c.sliding_window == 4096 && c.layer_window[27] == 0 && c.layer_window[28] == 4096 &&
+          c.layer_window[29] == 4096);
+    /* layer_types wins over max_window_layers (Qwen3 too) */
+    CHECK_OK(
+        ci_config_parse(SW_BASE("Qwen3ForCausalLM", "3") ",\"sliding_window\":8,"
+                                                         "\"use_sliding_window\":true,"
+                                                         "\"max_window_layers\":0,"
+                                                         "\"layer_types\":[\"sliding_attention\","
+                                                         "\"full_attention\","
+                                                         "\"sliding_attention\"]}",
+                        &c));
+    CHECK(c.sliding_window == 8 && c.layer_window[0] == 8 && c.layer_window[1] == 0 &&
+          c.layer_window[2] == 8);
+    /* all full with use_sliding_window false and sliding_window null (HF 5 writes this) */
+    CHECK_OK(ci_config_parse(SW_BASE("Qwen2ForCausalLM", "2") ",\"sliding_window\":null,"
+                                                              "\"use_sliding_window\":false,"
+                                                              "\"max_window_layers\":28,"
+                                                              "\"layer_types\":[\"full_attention\","
+                                                              "\"full_attention\"]}",
+                             &c));
+    CHECK(c.sliding_window == 0 && c.layer_window[0] == 0 && c.layer_window[1] == 0);
+    /* a window 0 that is never used is no error */
+    CHECK_OK(ci_config_parse(SW_BASE("Qwen2ForCausalLM", "1") ",\"sliding_window\":0}", &c));
+    CHECK(c.sliding_window == 0 && c.layer_window[0] == 0);
+    /* a window reaching past max_position_embeddings masks nothing: stored as 0 */
+    CHECK_OK(ci_config_parse(SW_BASE("Qwen2ForCausalLM", "1") ",\"sliding_window\":64,"
+                                                              "\"use_sliding_window\":true,"
+                                                              "\"max_window_layers\":0,"
+                                                              "\"max_position_embeddings\":64}",
+                             &c));
+    CHECK(c.sliding_window == 0 && c.layer_window[0] == 0);
+#undef SW_BASE
+}
+
 static void test_demo_config(void) {
     char dir[600];
     snprintf(dir, sizeof dir, "%s/models/tinyqwen2-code", test_source_dir());
@@ -243,10 +313,36 @@ static void test_errors(void) {
                "{\"architectures\":[\"LlamaForCausalLM\"]," SMALL
                ",\"num_attention_heads\":4,\"partial_rotary_factor\":1.5}",
                CI_ERR_FORMAT, "field 'partial_rotary_factor'", NULL);
-    expect_err("qwen2 sliding",
+    expect_err("sliding layer without a window",
                "{\"architectures\":[\"Qwen2ForCausalLM\"]," SMALL
-               ",\"num_attention_heads\":4,\"use_sliding_window\":true,\"sliding_window\":16}",
-               CI_ERR_UNSUPPORTED, "field 'use_sliding_window'", NULL);
+               ",\"num_attention_heads\":4,\"sliding_window\":16,"
+               "\"layer_types\":[\"sliding_attention\"]}",
+               CI_ERR_FORMAT, "field 'layer_types[0]' is 'sliding_attention'", "no sliding window");
+    expect_err("layer_types length",
+               "{\"architectures\":[\"Qwen3ForCausalLM\"]," SMALL
+               ",\"num_attention_heads\":4,\"layer_types\":[\"full_attention\","
+               "\"full_attention\"]}",
+               CI_ERR_FORMAT, "field 'layer_types' must be an array of 1 strings", NULL);
+    expect_err("layer_types chunked",
+               "{\"architectures\":[\"Qwen2ForCausalLM\"]," SMALL
+               ",\"num_attention_heads\":4,\"layer_types\":[\"chunked_attention\"]}",
+               CI_ERR_UNSUPPORTED, "field 'layer_types[0]' is 'chunked_attention'", NULL);
+    expect_err("layer_types not strings",
+               "{\"architectures\":[\"Qwen2ForCausalLM\"]," SMALL
+               ",\"num_attention_heads\":4,\"layer_types\":[1]}",
+               CI_ERR_FORMAT, "field 'layer_types[0]' must be a string", NULL);
+    expect_err("window zero",
+               "{\"architectures\":[\"MistralForCausalLM\"]," SMALL
+               ",\"num_attention_heads\":4,\"sliding_window\":0}",
+               CI_ERR_FORMAT, "field 'sliding_window' must be a positive integer", NULL);
+    expect_err("window negative",
+               "{\"architectures\":[\"MistralForCausalLM\"]," SMALL
+               ",\"num_attention_heads\":4,\"sliding_window\":-3}",
+               CI_ERR_FORMAT, "field 'sliding_window'", NULL);
+    expect_err("too many layers",
+               "{\"architectures\":[\"MistralForCausalLM\"],\"vocab_size\":5,\"hidden_size\":48,"
+               "\"intermediate_size\":8,\"num_hidden_layers\":5000,\"num_attention_heads\":4}",
+               CI_ERR_UNSUPPORTED, "field 'num_hidden_layers' is 5000", NULL);
     expect_err("kv zero",
                "{\"architectures\":[\"LlamaForCausalLM\"]," SMALL
                ",\"num_attention_heads\":4,\"num_key_value_heads\":0}",
@@ -280,6 +376,7 @@ int main(void) {
     test_linear_and_defaults();
     test_yarn();
     test_errors();
+    test_sliding_window();
     test_demo_config();
     return test_finish("test_config");
 }

@@ -297,8 +297,10 @@ static void test_elementwise(void) {
     ci_tensor_free(be, &g);
 }
 
-/* Paged attention on a ragged mixed batch vs dense float64 causal attention. */
-static void test_attention_case(int bs, int H, int KV, int hd) {
+/* Paged attention on a ragged mixed batch vs dense float64 causal attention;
+ * window > 0: sliding window (cache positions no query may see are NaN, so
+ * reading one shows). */
+static void test_attention_case(int bs, int H, int KV, int hd, int window) {
     enum { S = 3 };
     int cached[S] = {0, 17, 40}, newt[S] = {5, 1, 9};
     int ctx[S], T = 0, maxb = 0;
@@ -348,8 +350,9 @@ static void test_attention_case(int bs, int H, int KV, int hd) {
                     V[di] = vf;
                     int blk = bt[s * maxb + p / bs], off = p % bs;
                     int64_t ci = (((int64_t)blk * KV + g) * bs + off) * hd + d;
-                    ((float *)kv->k[0])[ci] = kf;
-                    ((float *)kv->v[0])[ci] = vf;
+                    int hidden = window > 0 && p < cached[s] + 1 - window;
+                    ((float *)kv->k[0])[ci] = hidden ? NAN : kf;
+                    ((float *)kv->v[0])[ci] = hidden ? NAN : vf;
                 }
     int stride = (H + 2 * KV) * hd;
     ci_tensor qkv = act(T, stride), out = act(T, H * hd);
@@ -373,7 +376,8 @@ static void test_attention_case(int bs, int H, int KV, int hd) {
     b.context_lens = cl;
     b.block_tables = bt;
     float scale = (float)(1.0 / sqrt(hd));
-    CHECK_OK(be->ops->attention(be, &qkv, &(ci_attn_shape){H, KV, hd}, &b, kv, 0, scale, &out));
+    CHECK_OK(
+        be->ops->attention(be, &qkv, &(ci_attn_shape){H, KV, hd}, &b, kv, 0, scale, window, &out));
     int bad = 0;
     double maxerr = 0;
     for (int s = 0; s < S; s++)
@@ -381,20 +385,20 @@ static void test_attention_case(int bs, int H, int KV, int hd) {
             for (int h = 0; h < H; h++) {
                 int g = h / (H / KV);
                 const float *q = (float *)qkv.data + ti * stride + h * hd;
-                int n = pos[ti] + 1;
+                int n = pos[ti] + 1, lo = window > 0 && n > window ? n - window : 0;
                 double sc[64], mx = -INFINITY, sum = 0;
-                for (int p = 0; p < n; p++) {
+                for (int p = lo; p < n; p++) {
                     double d = 0;
                     for (int k = 0; k < hd; k++)
                         d += q[k] * K[(((int64_t)s * maxctx + p) * KV + g) * hd + k];
                     sc[p] = d * (1.0 / sqrt(hd));
                     if (sc[p] > mx) mx = sc[p];
                 }
-                for (int p = 0; p < n; p++)
+                for (int p = lo; p < n; p++)
                     sum += (sc[p] = exp(sc[p] - mx));
                 for (int k = 0; k < hd; k++) {
                     double o = 0;
-                    for (int p = 0; p < n; p++)
+                    for (int p = lo; p < n; p++)
                         o += sc[p] / sum * V[(((int64_t)s * maxctx + p) * KV + g) * hd + k];
                     double got = ((float *)out.data)[ti * H * hd + h * hd + k];
                     double err = fabs(got - o);
@@ -402,8 +406,8 @@ static void test_attention_case(int bs, int H, int KV, int hd) {
                     if (!(err <= maxerr)) maxerr = err;
                 }
             }
-    CHECKF(bad == 0, "attention bs=%d H=%d KV=%d hd=%d: %d bad, max err %g", bs, H, KV, hd, bad,
-           maxerr);
+    CHECKF(bad == 0, "attention bs=%d H=%d KV=%d hd=%d window=%d: %d bad, max err %g", bs, H, KV,
+           hd, window, bad, maxerr);
     free(perm);
     free(bt);
     free(K);
@@ -418,10 +422,16 @@ static void test_attention(void) {
     for (int a = 0; a < 3; a++)
         for (int g = 0; g < 3; g++)
             for (int h = 0; h < 2; h++)
-                test_attention_case(bss[a], 2 * gqa[g], 2, hds[h]);
-    test_attention_case(16, 16, 1, 64); /* group of 16 > one pass of heads */
-    test_attention_case(16, 4, 2, 80);  /* head_dim not a multiple of 64 */
-    test_attention_case(32, 6, 3, 36);  /* ... nor of 8 */
+                test_attention_case(bss[a], 2 * gqa[g], 2, hds[h], 0);
+    test_attention_case(16, 16, 1, 64, 0); /* group of 16 > one pass of heads */
+    test_attention_case(16, 4, 2, 80, 0);  /* head_dim not a multiple of 64 */
+    test_attention_case(32, 6, 3, 36, 0);  /* ... nor of 8 */
+    /* sliding windows: 1 key, shorter / longer than a block, not block
+     * aligned, and one at least as long as every context (no effect) */
+    int windows[6] = {1, 3, 8, 17, 33, 49};
+    for (int a = 0; a < 3; a++)
+        for (int wi = 0; wi < 6; wi++)
+            test_attention_case(bss[a], 4 * (1 + wi % 2), 2, wi < 3 ? 64 : 36, windows[wi]);
 }
 
 static void test_backend_create(void) {

@@ -155,8 +155,7 @@ int main(void) {
     ci_backend_options f32 = {0, 0, CI_ACT_F32};
     tinyqwen(CI_ACT_F32);
     tinyqwen(CI_ACT_BF16);
-    for (size_t i = 0; i < sizeof FIXTURES / sizeof FIXTURES[0]; i++)
-        check_fixture(FIXTURES[i], "cuda", &f32, "[f32] ");
+    check_all_fixtures("cuda", &f32, "[f32] ");
     return test_finish("test_cuda_model");
 }
 #endif

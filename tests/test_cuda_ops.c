@@ -334,13 +334,29 @@ static void rbatch_free(rbatch *b) {
     free(b->bt);
 }
 
-/* kv caches of both backends with the same random contents */
-static void kv_pair(int KV, int hd, int nblocks, int bs, ci_kv_cache **kc, ci_kv_cache **kg) {
+/* NaN into the cache rows of batch b that no query of a sliding window
+ * sees (positions before the first new token's window): reading one shows */
+static void hide_outside_window(float *v, const rbatch *b, int window, int KV, int hd, int bs) {
+    for (int s = 0; s < b->S; s++) {
+        int lo = b->pos[b->qs[s]] + 1 - window;
+        for (int p = 0; p < lo; p++)
+            for (int g = 0; g < KV; g++)
+                for (int d = 0; d < hd; d++)
+                    v[(((int64_t)b->bt[s * b->mbps + p / bs] * KV + g) * bs + p % bs) * hd + d] =
+                        NAN;
+    }
+}
+
+/* kv caches of both backends with the same random contents (hide, window:
+ * see hide_outside_window; NULL, 0: none) */
+static void kv_pair(int KV, int hd, int nblocks, int bs, ci_kv_cache **kc, ci_kv_cache **kg,
+                    const rbatch *hide, int window) {
     CHECK_OK(ci_kv_cache_create(cpu, 1, KV, hd, nblocks, bs, kc));
     CHECK_OK(ci_kv_cache_create(gpu, 1, KV, hd, nblocks, bs, kg));
     int64_t n = (int64_t)nblocks * KV * bs * hd;
     for (int kvi = 0; kvi < 2; kvi++) {
         float *v = host_rand(n, 1.5f);
+        if (hide && window > 0) hide_outside_window(v, hide, window, KV, hd, bs);
         memcpy(kvi ? (*kc)->v[0] : (*kc)->k[0], v, sizeof(float) * (size_t)n);
         ci_tensor t = {kvi ? (*kg)->v[0] : (*kg)->k[0], gpu->act_dtype, 1, n};
         upload(gpu, &t, v, n);
@@ -373,7 +389,7 @@ static void test_rope_cache(void) {
         rbatch b;
         rbatch_make(&b, ctx, q, 3, bs, 1);
         ci_kv_cache *kc, *kg;
-        kv_pair(KV, hd, b.nblocks, bs, &kc, &kg);
+        kv_pair(KV, hd, b.nblocks, bs, &kc, &kg, NULL, 0);
         /* the table: random angles, as rope.c lays it out */
         float *cs = malloc(sizeof(float) * (size_t)maxpos * rot);
         for (int p = 0; p < maxpos; p++)
@@ -411,10 +427,11 @@ static void test_rope_cache(void) {
     }
 }
 
-/* Attention over batch b on random q/k/v: CUDA vs the CPU backend. */
-static void attention_case(rbatch *b, int H, int KV, int hd, int bs, const char *what) {
+/* Attention over batch b on random q/k/v: CUDA vs the CPU backend
+ * (window > 0: sliding window; the keys no query sees are NaN). */
+static void attention_case(rbatch *b, int H, int KV, int hd, int bs, int window, const char *what) {
     ci_kv_cache *kc, *kg;
-    kv_pair(KV, hd, b->nblocks, bs, &kc, &kg);
+    kv_pair(KV, hd, b->nblocks, bs, &kc, &kg, b, window);
     int64_t cols = (int64_t)(H + 2 * KV) * hd;
     float *v = host_rand(b->T * cols, 1.5f);
     pair qkv = act_pair(b->T, cols, v), out = act_pair(b->T, (int64_t)H * hd, NULL);
@@ -422,8 +439,8 @@ static void attention_case(rbatch *b, int H, int KV, int hd, int bs, const char 
     ci_batch db;
     CHECK_OK(gpu->ops->prepare_batch(gpu, &b->hb, &db));
     float scale = 1.0f / sqrtf((float)hd);
-    CHECK_OK(cpu->ops->attention(cpu, &qkv.c, &sh, &b->hb, kc, 0, scale, &out.c));
-    CHECK_OK(gpu->ops->attention(gpu, &qkv.g, &sh, &db, kg, 0, scale, &out.g));
+    CHECK_OK(cpu->ops->attention(cpu, &qkv.c, &sh, &b->hb, kc, 0, scale, window, &out.c));
+    CHECK_OK(gpu->ops->attention(gpu, &qkv.g, &sh, &db, kg, 0, scale, window, &out.g));
     compare(what, &out, out.n);
     pair_free(&qkv);
     pair_free(&out);
@@ -466,7 +483,7 @@ static void test_attention(void) {
         if (bi == 2) b.hb.max_context_len = 300;
         char what[96];
         snprintf(what, sizeof what, "attention H%d KV%d hd%d bs%d batch %d", H, KV, hd, bs, bi);
-        attention_case(&b, H, KV, hd, bs, what);
+        attention_case(&b, H, KV, hd, bs, 0, what);
         rbatch_free(&b);
     }
 }
@@ -529,9 +546,52 @@ static void test_decode_attention(void) {
             char what[112];
             snprintf(what, sizeof what, "decode attention H%d KV%d hd%d bs%d batch %d (S=%d)", H,
                      KV, hd, bs, bi, S);
-            attention_case(&b, H, KV, hd, bs, what);
+            attention_case(&b, H, KV, hd, bs, 0, what);
             rbatch_free(&b);
         }
+    }
+}
+
+/* Sliding-window attention vs the CPU reference, every kernel: tensor-core
+ * prefill (BF16, head_dim 64/128, 64- and 128-row query tiles), flash
+ * decoding (BF16, G <= 8) with the context bound far beyond the contexts,
+ * the BF16 128-key kernel (G = 16, head_dim 32) and the generic kernel
+ * (G = 32, head_dim 96, F32), split-K included. Windows of 1 key, shorter
+ * and longer than a block and a 64/128-key tile, not aligned to either, and
+ * longer than every context; one-shot prefill, chunked prefill over a cached
+ * prefix, a mixed batch, pure decode. Keys outside every window are NaN. */
+static void test_window_attention(void) {
+    int cfg[][4] = {/* H, KV, hd, bs */
+                    {8, 8, 64, 16},  {32, 4, 128, 16}, {16, 2, 128, 32}, {8, 1, 64, 16},
+                    {16, 1, 32, 16}, {32, 1, 64, 32},  {8, 2, 96, 16}};
+    const int ncfg = (int)(sizeof cfg / sizeof cfg[0]);
+    const int windows[] = {1, 5, 16, 33, 100, 257, 5000};
+    const int nwin = (int)(sizeof windows / sizeof windows[0]);
+    /* batches: one-shot prefill of 300; a 200-token chunk after 500 cached
+     * (context offset) plus a 40-token chunk after 1000; a mixed batch
+     * (decode, prefill, chunk); pure decode (bound widened to 8192) */
+    int ctx[4][5] = {{300, 0, 0, 0, 0},
+                     {700, 1040, 0, 0, 0},
+                     {1, 37, 1500, 130, 2049},
+                     {4096, 2, 17, 1000, 3001}};
+    int q[4][5] = {{300, 0, 0, 0, 0}, {200, 40, 0, 0, 0}, {1, 37, 1, 64, 3}, {1, 1, 1, 1, 1}};
+    int nseq[4] = {1, 2, 5, 5};
+    for (int ci = 0; ci < ncfg; ci++) {
+        int H = cfg[ci][0], KV = cfg[ci][1], hd = cfg[ci][2], bs = cfg[ci][3];
+        for (int bi = 0; bi < 4; bi++)
+            for (int wi = 0; wi < nwin; wi++) {
+                /* a spread of windows per config keeps the CPU side short */
+                if ((wi + ci + bi) % 2 && windows[wi] != 1 && windows[wi] != 33) continue;
+                if (quick && (wi + bi) % 3) continue; /* sanitizer runs */
+                rbatch b;
+                rbatch_make(&b, ctx[bi], q[bi], nseq[bi], bs, 0);
+                if (bi == 3) rbatch_widen(&b, (8192 + bs - 1) / bs);
+                char what[128];
+                snprintf(what, sizeof what, "window %d attention H%d KV%d hd%d bs%d batch %d",
+                         windows[wi], H, KV, hd, bs, bi);
+                attention_case(&b, H, KV, hd, bs, windows[wi], what);
+                rbatch_free(&b);
+            }
     }
 }
 
@@ -555,12 +615,12 @@ static void bench_decode_attention(int S, int ctx, int H, int KV, int hd) {
     ci_batch db;
     CHECK_OK(gpu->ops->prepare_batch(gpu, &b.hb, &db));
     ci_attn_shape sh = {H, KV, hd};
-    CHECK_OK(gpu->ops->attention(gpu, &qkv, &sh, &db, kg, 0, 0.1f, &out));
+    CHECK_OK(gpu->ops->attention(gpu, &qkv, &sh, &db, kg, 0, 0.1f, 0, &out));
     CHECK_OK(gpu->ops->sync(gpu));
     int iters = 20;
     double t0 = ci_now();
     for (int i = 0; i < iters; i++)
-        CHECK_OK(gpu->ops->attention(gpu, &qkv, &sh, &db, kg, 0, 0.1f, &out));
+        CHECK_OK(gpu->ops->attention(gpu, &qkv, &sh, &db, kg, 0, 0.1f, 0, &out));
     CHECK_OK(gpu->ops->sync(gpu));
     double us = (ci_now() - t0) / iters * 1e6;
     double bytes = 2.0 * S * ctx * KV * hd * ci_dtype_size(gpu->act_dtype);
@@ -589,12 +649,12 @@ static void bench_prefill_attention(int T, int H, int KV, int hd) {
     ci_batch db;
     CHECK_OK(gpu->ops->prepare_batch(gpu, &b.hb, &db));
     ci_attn_shape sh = {H, KV, hd};
-    CHECK_OK(gpu->ops->attention(gpu, &qkv, &sh, &db, kg, 0, 0.1f, &out));
+    CHECK_OK(gpu->ops->attention(gpu, &qkv, &sh, &db, kg, 0, 0.1f, 0, &out));
     CHECK_OK(gpu->ops->sync(gpu));
     int iters = 5;
     double t0 = ci_now();
     for (int i = 0; i < iters; i++)
-        CHECK_OK(gpu->ops->attention(gpu, &qkv, &sh, &db, kg, 0, 0.1f, &out));
+        CHECK_OK(gpu->ops->attention(gpu, &qkv, &sh, &db, kg, 0, 0.1f, 0, &out));
     CHECK_OK(gpu->ops->sync(gpu));
     double s = (ci_now() - t0) / iters;
     double flops = 4.0 * (double)T * (T + 1) / 2.0 * H * hd;
@@ -646,7 +706,7 @@ static void test_errors(void) {
     ci_batch b = {0};
     b.num_tokens = 1;
     b.num_seqs = 1;
-    s = gpu->ops->attention(gpu, &qkv, &sh, &b, kv, 0, 1.0f, &out);
+    s = gpu->ops->attention(gpu, &qkv, &sh, &b, kv, 0, 1.0f, 0, &out);
     CHECKF(s.code == CI_ERR_UNSUPPORTED && strstr(s.msg, "head_dim"), "%s", s.msg);
     /* matmul with mismatched shapes / dtypes */
     ci_tensor w;
@@ -692,6 +752,7 @@ int main(void) {
         test_rope_cache();
         test_attention();
         test_decode_attention();
+        test_window_attention();
         test_errors();
         printf("[%s] all ops: worst rel err %.3g (tolerance %.0e), %d failures\n", mode, worst_seen,
                tol, test_failed_ - f0);

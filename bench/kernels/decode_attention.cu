@@ -356,8 +356,8 @@ static void launch(int ver, const Shape &sh, const Dev &d, int copy, cudaStream_
         float sl2 = scale * 1.4426950408889634f;
 #define DEC_LAUNCH(HD, PF)                                                                         \
     ci_decode_attn_kernel<HD, PF><<<grid, CI_DEC_THREADS, 0, st>>>(                                \
-        d.qkv, H, KV, d.pos, d.qs, d.cl, d.bt, d.mbps, kc, vc, sh.bs, sl2, d.out, nsplit, part_o,  \
-        part_ml)
+        d.qkv, H, KV, d.pos, d.qs, d.cl, d.bt, d.mbps, kc, vc, sh.bs, sl2, 0, d.out, nsplit,       \
+        part_o, part_ml)
         if (hd == 128) {
             if (ver >= 4)
                 DEC_LAUNCH(128, true);

@@ -605,6 +605,7 @@ static ci_prefill_params params(const Problem &pb, const Dev &d, int bm) {
     p.KV = pb.KV;
     p.mbps = d.mbps;
     p.bs = pb.bs;
+    p.window = 0;
     p.ntiles = (d.maxq + bm - 1) / bm;
     p.scale_log2 = (float)(1.0 / std::sqrt((double)pb.hd) * 1.4426950408889634);
     return p;
@@ -662,7 +663,7 @@ template <int BN, int NWG, int NST> static void run_wgp(const Problem &pb, const
 static void run_prod(const Problem &pb, const Dev &d) {
     CK((cudaError_t)ci_cu_prefill_attention(0, d.d_qkv, d.S, pb.H, pb.KV, pb.hd, d.d_pos, d.d_qs,
                                             d.d_cl, d.d_bt, d.mbps, d.d_kc, d.d_vc, pb.bs,
-                                            (float)(1.0 / std::sqrt((double)pb.hd)), d.d_out,
+                                            (float)(1.0 / std::sqrt((double)pb.hd)), 0, d.d_out,
                                             d.maxq));
 }
 struct Version {

@@ -160,10 +160,12 @@ typedef struct ci_backend_ops {
                             const ci_rope_table *rope, const ci_batch *batch, ci_kv_cache *kv,
                             int layer);
     /* out[T][H*head_dim] = causal attention of each token's q over its
-     * sequence's cached K/V (positions < its own + 1), GQA by head groups. */
+     * sequence's cached K/V (positions < its own + 1), GQA by head groups.
+     * window > 0: sliding-window attention, the token at position p sees only
+     * positions p - window + 1 .. p (0: no window). */
     ci_status (*attention)(ci_backend *be, const ci_tensor *qkv, const ci_attn_shape *shape,
                            const ci_batch *batch, const ci_kv_cache *kv, int layer, float scale,
-                           ci_tensor *out);
+                           int window, ci_tensor *out);
     /* out[n][I] = silu(gate_up[n][0:I]) * gate_up[n][I:2I] */
     ci_status (*swiglu)(ci_backend *be, const ci_tensor *gate_up, ci_tensor *out);
     /* out[i] = x[idx[i]] (idx in backend memory) */

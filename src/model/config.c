@@ -325,6 +325,82 @@ static ci_status parse_rope(const json_t *root, ci_model_config *c) {
                      pfx, tkey, t);
 }
 
+/* Sliding-window attention, per layer, as transformers 5 sets it up:
+ * - Mistral (MistralConfig, MistralModel): `sliding_window` (absent: 4096,
+ *   null: none) applies to every layer; `layer_types` is ignored.
+ * - Qwen2 / Qwen3 (Qwen2Config.__post_init__): `sliding_window` counts only
+ *   when `use_sliding_window` is true (default false). `layer_types`, when
+ *   given, names each layer "full_attention" or "sliding_attention" and wins;
+ *   else layer i slides when a window is set and i >= `max_window_layers`
+ *   (default 28). A sliding layer without a window is an error (transformers'
+ *   create_sliding_window_causal_mask raises).
+ * - Llama: none.
+ * A sliding layer's query at position p sees keys p - w + 1 .. p
+ * (masking_utils.sliding_window_overlay: kv_idx > q_idx - sliding_window). */
+static ci_status parse_sliding_window(const json_t *root, ci_model_config *c) {
+    if (c->num_layers > CI_MAX_LAYERS)
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         CFG_FILE ": field 'num_hidden_layers' is %d (at most %d supported)",
+                         c->num_layers, CI_MAX_LAYERS);
+    c->sliding_window = 0;
+    if (c->arch == CI_ARCH_LLAMA) return ci_ok();
+    /* the window: absent = transformers' default 4096, null = none */
+    const json_t *sw = json_object_get(root, "sliding_window");
+    int w = 0;
+    if (!json_is_null(sw)) CI_TRY(get_int(root, "", "sliding_window", 0, 4096, 0, &w));
+    int has_w = !json_is_null(sw);
+    int sliding[CI_MAX_LAYERS] = {0};
+    if (c->arch == CI_ARCH_MISTRAL) {
+        for (int l = 0; l < c->num_layers; l++)
+            sliding[l] = has_w;
+    } else {
+        bool use = false;
+        CI_TRY(get_bool(root, "use_sliding_window", false, &use));
+        if (!use) has_w = 0;
+        const json_t *lt = json_object_get(root, "layer_types");
+        if (lt && !json_is_null(lt)) {
+            if (!json_is_array(lt) || json_array_size(lt) != (size_t)c->num_layers)
+                return ci_errorf(CI_ERR_FORMAT,
+                                 CFG_FILE ": field 'layer_types' must be an array of %d strings "
+                                          "(one per layer)",
+                                 c->num_layers);
+            for (int l = 0; l < c->num_layers; l++) {
+                const char *t = json_string_value(json_array_get(lt, (size_t)l));
+                if (!t)
+                    return ci_errorf(CI_ERR_FORMAT,
+                                     CFG_FILE ": field 'layer_types[%d]' must be a string", l);
+                if (!strcmp(t, "sliding_attention"))
+                    sliding[l] = 1;
+                else if (strcmp(t, "full_attention") != 0)
+                    return ci_errorf(CI_ERR_UNSUPPORTED,
+                                     CFG_FILE ": field 'layer_types[%d]' is '%.40s' (supported: "
+                                              "full_attention, sliding_attention)",
+                                     l, t);
+                if (sliding[l] && !has_w)
+                    return ci_errorf(CI_ERR_FORMAT,
+                                     CFG_FILE ": field 'layer_types[%d]' is 'sliding_attention' "
+                                              "but no sliding window is set ('sliding_window' "
+                                              "null or 'use_sliding_window' false)",
+                                     l);
+            }
+        } else {
+            int mwl;
+            CI_TRY(get_int(root, "", "max_window_layers", 0, 28, 0, &mwl));
+            for (int l = 0; l < c->num_layers; l++)
+                sliding[l] = has_w && l >= mwl;
+        }
+    }
+    for (int l = 0; l < c->num_layers; l++) {
+        if (!sliding[l]) continue;
+        if (w <= 0)
+            return ci_errorf(CI_ERR_FORMAT,
+                             CFG_FILE ": field 'sliding_window' must be a positive integer");
+        /* a window that reaches past every position masks nothing */
+        if (w < c->max_position_embeddings) c->layer_window[l] = c->sliding_window = w;
+    }
+    return ci_ok();
+}
+
 /* ---- main parse ----------------------------------------------------------- */
 
 static ci_status parse_root(const json_t *root, ci_model_config *c) {
@@ -376,22 +452,7 @@ static ci_status parse_root(const json_t *root, ci_model_config *c) {
                          CFG_FILE ": field 'attention_bias' is true, which needs an o_proj "
                                   "bias (not supported)");
 
-    /* sliding window */
-    const json_t *sw = json_object_get(root, "sliding_window");
-    if (sw && !json_is_null(sw)) {
-        int w;
-        CI_TRY(get_int(root, "", "sliding_window", 0, 0, 0, &w));
-        if (c->arch == CI_ARCH_MISTRAL) {
-            if (w > 0 && w < c->max_position_embeddings) c->sliding_window = w;
-        } else if (c->arch == CI_ARCH_QWEN2 || c->arch == CI_ARCH_QWEN3) {
-            bool use = false;
-            CI_TRY(get_bool(root, "use_sliding_window", false, &use));
-            if (use && w > 0 && w < c->max_position_embeddings)
-                return ci_errorf(CI_ERR_UNSUPPORTED,
-                                 CFG_FILE ": field 'use_sliding_window' is true (per-layer "
-                                          "sliding window is not supported)");
-        }
-    }
+    CI_TRY(parse_sliding_window(root, c));
 
     CI_TRY(parse_dtype(root, c));
     CI_TRY(parse_tokens(root, c));

@@ -12,6 +12,9 @@
 #include "util/dtype.h"
 #include "util/status.h"
 
+/* Most decoder layers a config may have (the per-layer window table). */
+#define CI_MAX_LAYERS 1024
+
 typedef enum ci_rope_type {
     CI_ROPE_DEFAULT = 0,
     CI_ROPE_LINEAR, /* positions divided by factor */
@@ -46,7 +49,7 @@ typedef struct ci_model_config {
     int num_kv_heads;
     int head_dim;
     int max_position_embeddings;
-    int sliding_window; /* Mistral: window in tokens when < max_position_embeddings; 0 = none */
+    int sliding_window; /* window of the sliding layers (HF sliding_window); 0 = no layer slides */
     double rms_norm_eps;
     bool tie_word_embeddings;
     bool qkv_bias; /* from the family (Qwen2) */
@@ -56,6 +59,11 @@ typedef struct ci_model_config {
     int bos_token_id; /* -1 when absent */
     int eos_token_ids[8];
     int num_eos_token_ids;
+    /* Sliding-window attention per layer: 0 = full causal attention, else
+     * w: the query at position p sees keys p - w + 1 .. p (transformers'
+     * kv_idx > q_idx - sliding_window). Windows >= max_position_embeddings
+     * mask nothing and are stored as 0. */
+    int layer_window[CI_MAX_LAYERS];
 } ci_model_config;
 
 /* Parses DIR/config.json. Errors name the file and the field. */

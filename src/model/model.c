@@ -140,13 +140,6 @@ ci_status ci_model_check_batch(const ci_model *m, const ci_batch *b, const ci_kv
             return ci_errorf(CI_ERR_CAPACITY, "forward: position %d outside [0, %d)",
                              b->positions[t], m->rope.max_positions);
     }
-    if (m->cfg.sliding_window > 0)
-        for (int t = 0; t < T; t++)
-            if (b->positions[t] >= m->cfg.sliding_window)
-                return ci_errorf(CI_ERR_UNSUPPORTED,
-                                 "forward: position %d beyond the sliding window (%d): sliding-"
-                                 "window attention is not implemented",
-                                 b->positions[t], m->cfg.sliding_window);
     for (int i = 0; i < b->num_logits; i++)
         if (b->logits_indices[i] < 0 || b->logits_indices[i] >= T)
             return ci_errorf(CI_ERR_INVALID, "forward: logits row %d outside [0, %d)",
@@ -184,7 +177,7 @@ ci_status ci_model_enqueue(ci_model *m, const ci_batch *db, int T, int L, ci_kv_
         CI_TRY(ops->matmul(be, &x, &lw->wqkv, lw->bqkv.data ? &lw->bqkv : NULL, &qkv));
         if (c->qk_norm) CI_TRY(ops->qk_norm(be, &qkv, &shape, &lw->q_norm, &lw->k_norm, eps));
         CI_TRY(ops->rope_cache(be, &qkv, &shape, &m->rope, db, kv, l));
-        CI_TRY(ops->attention(be, &qkv, &shape, db, kv, l, scale, &attn));
+        CI_TRY(ops->attention(be, &qkv, &shape, db, kv, l, scale, c->layer_window[l], &attn));
         CI_TRY(ops->matmul(be, &attn, &lw->wo, NULL, &mo));
         CI_TRY(ops->rmsnorm(be, &mo, &res, &lw->mlp_norm, eps, &x));
         CI_TRY(ops->matmul(be, &x, &lw->w_gate_up, NULL, &gu));

@@ -2,8 +2,9 @@
  *
  * One task per (token, kv head): the token's sequence is found in
  * query_start, and it attends to cache positions 0..positions[t] (capped at
- * the sequence's context length), read block by block through block_tables.
- * The group's query heads share each K/V load. */
+ * the sequence's context length; with a sliding window w, only
+ * positions[t] - w + 1 .. positions[t]), read block by block through
+ * block_tables. The group's query heads share each K/V load. */
 #include <math.h>
 #include <string.h>
 
@@ -21,6 +22,7 @@ typedef struct att_ctx {
     const float *kc, *vc;
     int bs;
     float scale;
+    int window; /* > 0: sliding window */
     float *out;
     int64_t out_stride;
 } att_ctx;
@@ -160,6 +162,8 @@ static void att_one(const att_ctx *c, int t, int g) {
     int s = seq_of(b->query_start, b->num_seqs, t);
     int nctx = b->positions[t] + 1;
     if (nctx > b->context_lens[s]) nctx = b->context_lens[s];
+    int lo = c->window > 0 ? b->positions[t] + 1 - c->window : 0; /* first visible key */
+    if (lo < 0) lo = 0;
     const int32_t *bt = b->block_tables + (int64_t)s * b->max_blocks_per_seq;
     for (int h0 = 0; h0 < c->G; h0 += CI_ATT_HB) {
         int nh = c->G - h0 < CI_ATT_HB ? c->G - h0 : CI_ATT_HB;
@@ -172,10 +176,13 @@ static void att_one(const att_ctx *c, int t, int g) {
             l[i] = 0.0f;
             memset(acc[i], 0, (size_t)hd * sizeof(float));
         }
-        for (int p0 = 0; p0 < nctx; p0 += c->bs) {
-            int phys = bt[p0 / c->bs];
-            int inblk = nctx - p0 < c->bs ? nctx - p0 : c->bs;
-            size_t base = ((size_t)phys * (size_t)c->KV + (size_t)g) * (size_t)c->bs * (size_t)hd;
+        /* keys [lo, nctx), one cache block (or the part of it from lo) at a time */
+        for (int p0 = lo; p0 < nctx; p0 += c->bs - p0 % c->bs) {
+            int phys = bt[p0 / c->bs], off = p0 % c->bs;
+            int inblk = nctx - p0 < c->bs - off ? nctx - p0 : c->bs - off;
+            size_t base =
+                (((size_t)phys * (size_t)c->KV + (size_t)g) * (size_t)c->bs + (size_t)off) *
+                (size_t)hd;
             const float *kb = c->kc + base, *vb = c->vc + base;
             for (int j0 = 0; j0 < inblk; j0 += CI_ATT_CHUNK) {
                 int nj = inblk - j0 < CI_ATT_CHUNK ? inblk - j0 : CI_ATT_CHUNK;
@@ -246,11 +253,12 @@ static void att_task(void *vctx, int64_t i0, int64_t i1, int tid) {
 
 ci_status ci_cpu_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_shape *shape,
                            const ci_batch *batch, const ci_kv_cache *kv, int layer, float scale,
-                           ci_tensor *out) {
+                           int window, ci_tensor *out) {
     ci_cpu *cpu = ci_cpu_of(be);
     const int H = shape->num_heads, KV = shape->num_kv_heads, hd = shape->head_dim;
     int64_t stride = (int64_t)(H + 2 * KV) * hd;
     const int T = batch->num_tokens, S = batch->num_seqs;
+    if (window < 0) return ci_errorf(CI_ERR_INVALID, "cpu attention: window %d", window);
     if (KV <= 0 || H % KV != 0 || hd <= 0 || hd > CI_ATT_MAX_HD)
         return ci_errorf(CI_ERR_UNSUPPORTED, "cpu attention: heads %d / kv heads %d / head_dim %d",
                          H, KV, hd);
@@ -285,11 +293,11 @@ ci_status ci_cpu_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_s
     for (int t = 0; t < T; t++) {
         if (batch->positions[t] < 0)
             return ci_errorf(CI_ERR_INVALID, "cpu attention: negative position");
-        keys += batch->positions[t] + 1;
+        keys += window > 0 && window < batch->positions[t] + 1 ? window : batch->positions[t] + 1;
     }
     att_ctx c = {
-        qkv->data,    stride,         H,     KV,        hd,       H / KV, batch, kv->k[layer],
-        kv->v[layer], kv->block_size, scale, out->data, out->cols};
+        qkv->data,    stride,         H,     KV,     hd,        H / KV,   batch, kv->k[layer],
+        kv->v[layer], kv->block_size, scale, window, out->data, out->cols};
     int64_t n = (int64_t)T * KV;
     int64_t grain = (n + 4 * cpu->nthreads - 1) / (4 * cpu->nthreads);
     if (keys * H * hd < 65536) grain = n; /* a short decode step: not worth waking threads */

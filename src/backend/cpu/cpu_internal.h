@@ -104,7 +104,7 @@ ci_status ci_cpu_rope_cache(ci_backend *be, ci_tensor *qkv, const ci_attn_shape 
                             int layer);
 ci_status ci_cpu_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_shape *shape,
                            const ci_batch *batch, const ci_kv_cache *kv, int layer, float scale,
-                           ci_tensor *out);
+                           int window, ci_tensor *out);
 ci_status ci_cpu_swiglu(ci_backend *be, const ci_tensor *gate_up, ci_tensor *out);
 ci_status ci_cpu_sample(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows, int n,
                         const ci_logit_adjust *adj, int nadj, ci_sample_result *out);

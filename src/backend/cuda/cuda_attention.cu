@@ -5,7 +5,9 @@
  * heads that share the kv head are handled together, so each K/V element is
  * read once per token for all G heads. The token's sequence comes from a
  * binary search of query_start; it attends to cache positions
- * [0, min(position + 1, context_len)), read through the block table in
+ * [0, min(position + 1, context_len)) (with a sliding window w, from
+ * position + 1 - w on: the tiles start there, so nothing outside the window
+ * is read and no tile needs a mask), read through the block table in
  * tiles of 32 keys:
  *   1. the K and V tile is loaded with 16-byte loads into shared memory as
  *      f32 (K rows padded to head_dim + 1 floats: conflict-free dot products);
@@ -54,8 +56,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
                      const int32_t *__restrict__ positions, const int32_t *__restrict__ qstart,
                      const int32_t *__restrict__ ctx_lens, const int32_t *__restrict__ btab,
                      int mbps, const T *__restrict__ kc, const T *__restrict__ vc, int bs,
-                     float scale, T *__restrict__ out, int nsplit, float *__restrict__ part_o,
-                     float2 *__restrict__ part_ml) {
+                     float scale, int window, T *__restrict__ out, int nsplit,
+                     float *__restrict__ part_o, float2 *__restrict__ part_ml) {
     constexpr int VEC = 16 / sizeof(T);
     extern __shared__ float sm[];
     const int t = blockIdx.x, g = blockIdx.y, z = blockIdx.z, G = H / KV, GHD = G * hd;
@@ -93,7 +95,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
 
     const int nvec = hd / VEC;
     /* split z of nsplit takes tiles z, z + nsplit, ... (any context length) */
-    for (int j0 = z * ATT_TILE; j0 < nctx; j0 += nsplit * ATT_TILE) {
+    const int kbeg = window > 0 && nctx > window ? nctx - window : 0; /* first key in the window */
+    for (int j0 = kbeg + z * ATT_TILE; j0 < nctx; j0 += nsplit * ATT_TILE) {
         const int nj = nctx - j0 < ATT_TILE ? nctx - j0 : ATT_TILE;
         __syncthreads(); /* the previous tile is consumed (and q/m/l are set) */
         for (int e = tid; e < nj * nvec; e += ATT_THREADS) {
@@ -197,8 +200,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
                           const int32_t *__restrict__ qstart, const int32_t *__restrict__ ctx_lens,
                           const int32_t *__restrict__ btab, int mbps,
                           const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ vc,
-                          int bs, float scale, __nv_bfloat16 *__restrict__ out, int nsplit,
-                          float *__restrict__ part_o, float2 *__restrict__ part_ml) {
+                          int bs, float scale, int window, __nv_bfloat16 *__restrict__ out,
+                          int nsplit, float *__restrict__ part_o, float2 *__restrict__ part_ml) {
     extern __shared__ float4 sm4[];
     float *sm = (float *)sm4;
     const int t = blockIdx.x, g = blockIdx.y, z = blockIdx.z, G = H / KV, GHD = G * hd;
@@ -239,7 +242,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
     for (int gi = 0; gi < ATT2_GMAX; gi++) acc[gi][0] = acc[gi][1] = acc[gi][2] = acc[gi][3] = 0.0f;
 
     const int nvec = hd / 8;
-    for (int j0 = z * ATT2_TILE; j0 < nctx; j0 += nsplit * ATT2_TILE) {
+    const int kbeg = window > 0 && nctx > window ? nctx - window : 0; /* first key in the window */
+    for (int j0 = kbeg + z * ATT2_TILE; j0 < nctx; j0 += nsplit * ATT2_TILE) {
         const int nj = nctx - j0 < ATT2_TILE ? nctx - j0 : ATT2_TILE;
         __syncthreads();
         for (int e = tid; e < nj * nvec; e += ATT_THREADS) {
@@ -394,21 +398,22 @@ extern "C" int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int n
                                const int32_t *query_start, const int32_t *context_lens,
                                const int32_t *block_tables, int max_blocks_per_seq,
                                const void *kc, const void *vc, int block_size, float scale,
-                               void *out, int max_ctx, int max_query_len, int num_sms,
+                               int window, void *out, int max_ctx, int max_query_len, int num_sms,
                                float *ws, int64_t ws_floats) {
     if (ntok <= 0) return cudaSuccess;
     /* batches with prefill: tensor-core kernel (cuda_prefill_attention.cu) */
     if (bf16 && (hd == 64 || hd == 128) && max_query_len > 1)
         return ci_cu_prefill_attention(st, qkv, S, H, KV, hd, positions, query_start,
                                        context_lens, block_tables, max_blocks_per_seq, kc, vc,
-                                       block_size, scale, out, max_query_len);
+                                       block_size, scale, window, out, max_query_len);
     if (max_query_len == 1) { /* pure decode: split from the context bound, not the hint */
         if (ci_cu_decode_attention_ok(bf16, H, KV, hd))
             return ci_cu_decode_attention(st, qkv, S, H, KV, hd, positions, query_start,
                                           context_lens, block_tables, max_blocks_per_seq, kc, vc,
-                                          block_size, scale, out, num_sms, ws, ws_floats);
+                                          block_size, scale, window, out, num_sms, ws, ws_floats);
         max_ctx = max_blocks_per_seq * block_size;
     }
+    if (window > 0 && max_ctx > window) max_ctx = window; /* keys per query (a layer constant) */
     int G = H / KV;
     /* split-K (flash-decoding) when (token, kv head) CTAs cannot fill the
      * GPU and the context is long: ~128 keys per split, <= 2 waves */
@@ -439,7 +444,7 @@ extern "C" int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int n
         attention_bf16_kernel<<<grid, ATT_THREADS, b2, st>>>(
             (const __nv_bfloat16 *)qkv, S, H, KV, hd, positions, query_start, context_lens,
             block_tables, max_blocks_per_seq, (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc,
-            block_size, scale, (__nv_bfloat16 *)out, nsplit, part_o, part_ml);
+            block_size, scale, window, (__nv_bfloat16 *)out, nsplit, part_o, part_ml);
         if (nsplit > 1)
             attention_combine_kernel<__nv_bfloat16>
                 <<<dim3((unsigned)ntok, (unsigned)H), hd < 128 ? hd : 128, 0, st>>>(
@@ -453,8 +458,8 @@ extern "C" int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int n
         if (e == cudaSuccess) {
             attention_kernel<T><<<grid, ATT_THREADS, bytes, st>>>(
                 (const T *)qkv, S, H, KV, hd, positions, query_start, context_lens, block_tables,
-                max_blocks_per_seq, (const T *)kc, (const T *)vc, block_size, scale, (T *)out,
-                nsplit, part_o, part_ml);
+                max_blocks_per_seq, (const T *)kc, (const T *)vc, block_size, scale, window,
+                (T *)out, nsplit, part_o, part_ml);
             if (nsplit > 1)
                 attention_combine_kernel<T><<<dim3((unsigned)ntok, (unsigned)H), hd < 128 ? hd : 128,
                                               0, st>>>(H, hd, nsplit, part_o, part_ml, (T *)out);

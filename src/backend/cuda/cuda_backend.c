@@ -363,7 +363,7 @@ ci_status ci_cuda_rope_cache(ci_backend *be, ci_tensor *qkv, const ci_attn_shape
 
 ci_status ci_cuda_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_shape *shape,
                             const ci_batch *batch, const ci_kv_cache *kv, int layer, float scale,
-                            ci_tensor *out) {
+                            int window, ci_tensor *out) {
     ci_cuda *c = ci_cuda_of(be);
     const int H = shape->num_heads, KV = shape->num_kv_heads, hd = shape->head_dim;
     int64_t stride = (int64_t)(H + 2 * KV) * hd;
@@ -382,11 +382,12 @@ ci_status ci_cuda_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_
         return ci_errorf(CI_ERR_INVALID, "cuda attention: kv cache does not match (layer %d)",
                          layer);
     if (S <= 0) return ci_errorf(CI_ERR_INVALID, "cuda attention: no sequences");
+    if (window < 0) return ci_errorf(CI_ERR_INVALID, "cuda attention: window %d", window);
     CI_CU_LAUNCH("attention",
                  ci_cu_attention(ST(c), ci_cu_bf16(qkv->dtype), qkv->data, T, S, H, KV, hd,
                                  batch->positions, batch->query_start, batch->context_lens,
                                  batch->block_tables, batch->max_blocks_per_seq, kv->k[layer],
-                                 kv->v[layer], kv->block_size, scale, out->data,
+                                 kv->v[layer], kv->block_size, scale, window, out->data,
                                  batch->max_context_len, batch->max_query_len, c->num_sms,
                                  c->att_ws, CI_CU_ATT_WS_FLOATS));
     return ci_ok();

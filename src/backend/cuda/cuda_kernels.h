@@ -39,7 +39,8 @@ int ci_cu_rope_cache(ci_cu_stream st, int bf16, void *qkv, int T, int H, int KV,
                      const float *cos_sin, int rot, int neox, const int32_t *positions,
                      const int32_t *slots, void *kc, void *vc, int block_size);
 
-/* Paged causal GQA attention; see cuda_attention.cu. max_ctx (a hint: the
+/* Paged causal GQA attention; see cuda_attention.cu. window > 0: sliding
+ * window, position p sees keys p - window + 1 .. p (0: none). max_ctx (a hint: the
  * batch's max_context_len, may be 0) and num_sms pick the split-K factor;
  * ws (ws_floats f32, may be NULL = no split) holds the split partials.
  * max_query_len == 1 (pure decode): the launch depends only on the shape and
@@ -50,8 +51,8 @@ int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int T, int S, in
                     const int32_t *positions, const int32_t *query_start,
                     const int32_t *context_lens, const int32_t *block_tables,
                     int max_blocks_per_seq, const void *kc, const void *vc, int block_size,
-                    float scale, void *out, int max_ctx, int max_query_len, int num_sms, float *ws,
-                    int64_t ws_floats);
+                    float scale, int window, void *out, int max_ctx, int max_query_len, int num_sms,
+                    float *ws, int64_t ws_floats);
 /* Tensor-core flash-decoding for one query token per sequence; see
  * cuda_decode_attention.cu. _ok says whether it takes the shape. */
 int ci_cu_decode_attention_ok(int bf16, int H, int KV, int hd);
@@ -59,7 +60,8 @@ int ci_cu_decode_attention(ci_cu_stream st, const void *qkv, int S, int H, int K
                            const int32_t *positions, const int32_t *query_start,
                            const int32_t *context_lens, const int32_t *block_tables,
                            int max_blocks_per_seq, const void *kc, const void *vc, int block_size,
-                           float scale, void *out, int num_sms, float *ws, int64_t ws_floats);
+                           float scale, int window, void *out, int num_sms, float *ws,
+                           int64_t ws_floats);
 
 /* Tensor-core (FlashAttention-2 style) paged causal GQA prefill, BF16,
  * head_dim 64 or 128; see cuda_prefill_attention.cuh. Same inputs as
@@ -68,7 +70,7 @@ int ci_cu_prefill_attention(ci_cu_stream st, const void *qkv, int S, int H, int 
                             const int32_t *positions, const int32_t *query_start,
                             const int32_t *context_lens, const int32_t *block_tables,
                             int max_blocks_per_seq, const void *kc, const void *vc, int block_size,
-                            float scale, void *out, int max_query_len);
+                            float scale, int window, void *out, int max_query_len);
 /* Largest G * head_dim the attention kernel takes. */
 #define CI_CU_ATT_MAX_GHD 2048
 #define CI_CU_ATT_MAX_HD 256

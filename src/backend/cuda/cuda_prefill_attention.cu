@@ -38,7 +38,7 @@ extern "C" int ci_cu_prefill_attention(ci_cu_stream st, const void *qkv, int S, 
                                        const int32_t *query_start, const int32_t *context_lens,
                                        const int32_t *block_tables, int max_blocks_per_seq,
                                        const void *kc, const void *vc, int block_size, float scale,
-                                       void *out, int max_query_len) {
+                                       int window, void *out, int max_query_len) {
     if (max_query_len <= 0 || S <= 0) return cudaSuccess;
     if ((hd != 64 && hd != 128) || KV <= 0 || H % KV != 0) return cudaErrorInvalidValue;
     ci_prefill_params p;
@@ -55,6 +55,7 @@ extern "C" int ci_cu_prefill_attention(ci_cu_stream st, const void *qkv, int S, 
     p.KV = KV;
     p.mbps = max_blocks_per_seq;
     p.bs = block_size;
+    p.window = window > 0 ? window : 0;
     p.scale_log2 = scale * 1.4426950408889634f;
     const int bm = max_query_len <= 64 ? 64 : 128;
     p.ntiles = (max_query_len + bm - 1) / bm;

@@ -17,7 +17,13 @@
  * 16-byte chunks, looking the cache block up in the block table per key
  * row, so a tile spans any number of blocks of any block size).
  * Causality: key tiles past the CTA's last allowed key are never loaded;
- * only tiles that reach past the CTA's smallest limit are masked.
+ * only tiles that reach past the CTA's smallest limit are masked. A sliding
+ * window w (a per-layer constant) gives each row a first key too,
+ * position + 1 - w: the key loop starts at the tile of the CTA's smallest
+ * first key (tiles below it are never loaded), and only tiles that start
+ * before the CTA's largest first key get the lower mask. Such a tile can
+ * hold no key at all for some rows; their running max stays -inf and the
+ * exponentials use 0 as the reference instead (no -inf - -inf).
  *
  * Two kernels:
  * - ci_prefill_attention_kernel (any sm_80+ GPU): mma.sync m16n8k16, BM/16
@@ -48,6 +54,7 @@ struct ci_prefill_params {
     const __nv_bfloat16 *vc;
     __nv_bfloat16 *out; /* [T][H hd] */
     int S, H, KV, mbps, bs;
+    int window;       /* > 0: sliding window, row p sees keys p - window + 1 .. p */
     int ntiles;       /* query tiles per sequence: ceil(max_query_len / BM) */
     float scale_log2; /* softmax scale * log2(e) */
 };
@@ -178,22 +185,29 @@ template <int ROWS> __device__ __forceinline__ int swz128(int r, int c) {
 
 
 /* One CTA's work item and key limits (both kernels). Row r of the tile
- * sees keys [0, min(position + 1, ctx)); rows past the sequence's end
- * repeat its last row (computed, never stored). */
+ * sees keys [lo, min(position + 1, ctx)) with lo = 0, or
+ * max(0, position + 1 - window) with a sliding window; rows past the
+ * sequence's end repeat its last row (computed, never stored). The key
+ * loop's tile index n is relative: tile n holds keys (n0 + n) BN .. */
 struct tile_info {
     int h, s, q0, r0, nrows, ctx, kvh;
     int lim0, lim1; /* this thread's rows: warp * 16 + g and + 8 */
+    int lo0, lo1;   /* their first keys */
     int wlim;       /* the largest limit of the warp's 16 rows */
-    int kv_end;     /* CTA: keys [0, kv_end) are loaded */
+    int wlo;        /* the smallest first key of the warp's 16 rows */
+    int kv_beg;     /* CTA: keys [kv_beg, kv_end) are loaded */
+    int kv_end;
     int lim_lo;     /* CTA: the smallest limit */
-    int nblk;       /* K/V tiles to visit: ceil(kv_end / BN) */
-    int nfull;      /* tiles below this need no mask: lim_lo / BN */
+    int n0;         /* the first tile: kv_beg / BN */
+    int nblk;       /* K/V tiles to visit: ceil(kv_end / BN) - n0 */
+    int nfull;      /* tiles n >= nfull need the upper mask: lim_lo / BN - n0 */
+    int mlo;        /* tiles n < mlo need the lower mask: ceil(max lo / BN) - n0 */
     const int32_t *bt;
 };
 /* work item: heads fastest (the G heads of a kv head run together and share
  * its K/V in L2), then sequences, heaviest (last) query tiles first. Returns
  * false (for the whole CTA) when the tile starts past the sequence's end.
- * red: two shared ints. */
+ * red: four shared ints. */
 template <int BM, int BN>
 __device__ __forceinline__ bool tile_setup(const ci_prefill_params &p, tile_info &w, int *red) {
     int idx = blockIdx.x;
@@ -210,29 +224,44 @@ __device__ __forceinline__ bool tile_setup(const ci_prefill_params &p, tile_info
     w.kvh = w.h / (p.H / p.KV);
     w.bt = p.btab + (int64_t)w.s * p.mbps;
     const int lane = threadIdx.x & 31, row = (threadIdx.x >> 5) * 16 + (lane >> 2);
-    w.lim0 = min(p.positions[w.q0 + w.r0 + min(row, w.nrows - 1)] + 1, w.ctx);
-    w.lim1 = min(p.positions[w.q0 + w.r0 + min(row + 8, w.nrows - 1)] + 1, w.ctx);
+    const int pos0 = p.positions[w.q0 + w.r0 + min(row, w.nrows - 1)];
+    const int pos1 = p.positions[w.q0 + w.r0 + min(row + 8, w.nrows - 1)];
+    w.lim0 = min(pos0 + 1, w.ctx);
+    w.lim1 = min(pos1 + 1, w.ctx);
+    w.lo0 = p.window > 0 ? max(pos0 + 1 - p.window, 0) : 0;
+    w.lo1 = p.window > 0 ? max(pos1 + 1 - p.window, 0) : 0;
     int hi = max(w.lim0, w.lim1), lo = min(w.lim0, w.lim1);
+    int fmin = min(w.lo0, w.lo1), fmax = max(w.lo0, w.lo1);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
         hi = max(hi, __shfl_xor_sync(0xffffffffu, hi, o));
         lo = min(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+        fmin = min(fmin, __shfl_xor_sync(0xffffffffu, fmin, o));
+        fmax = max(fmax, __shfl_xor_sync(0xffffffffu, fmax, o));
     }
     w.wlim = hi;
+    w.wlo = fmin;
     if (threadIdx.x == 0) {
         red[0] = 1 << 30;
         red[1] = 0;
+        red[2] = 1 << 30;
+        red[3] = 0;
     }
     __syncthreads();
     if (lane == 0) {
         atomicMin(&red[0], lo);
         atomicMax(&red[1], hi);
+        atomicMin(&red[2], fmin);
+        atomicMax(&red[3], fmax);
     }
     __syncthreads();
     w.lim_lo = red[0];
     w.kv_end = red[1];
-    w.nblk = (w.kv_end + BN - 1) / BN;
-    w.nfull = w.lim_lo / BN;
+    w.kv_beg = red[2];
+    w.n0 = w.kv_beg / BN;
+    w.nblk = (w.kv_end + BN - 1) / BN - w.n0;
+    w.nfull = w.lim_lo / BN - w.n0;
+    w.mlo = (red[3] + BN - 1) / BN - w.n0;
     return true;
 }
 /* cp.async of the Q tile [BM][HD] (swizzled rows) */
@@ -249,10 +278,11 @@ __device__ __forceinline__ void load_q(const ci_prefill_params &p, const tile_in
         cp_async16(sq + swz<HD>(r, c), qbase + t * qstride + c * 8);
     }
 }
-/* cp.async of K/V tile n (keys n BN ..) into dk, dv: each thread copies
- * chunk tid % CH of rows tid / CH + j NT / CH, looking every row's cache
- * block up in the block table. Keys past kv_end are clamped to a real row
- * (masked later). SW128: the wgmma layout, else the ldmatrix one. */
+/* cp.async of K/V tile n (keys (n0 + n) BN ..) into dk, dv: each thread
+ * copies chunk tid % CH of rows tid / CH + j NT / CH, looking every row's
+ * cache block up in the block table. Keys outside [kv_beg, kv_end) are
+ * clamped to a real row (masked later). SW128: the wgmma layout, else the
+ * ldmatrix one. */
 template <int HD, int BN, int NT, bool SW128>
 __device__ __forceinline__ void load_kv(const ci_prefill_params &p, const tile_info &w, int n,
                                         __nv_bfloat16 *dk, __nv_bfloat16 *dv) {
@@ -262,7 +292,7 @@ __device__ __forceinline__ void load_kv(const ci_prefill_params &p, const tile_i
 #pragma unroll
     for (int j = 0; j < BN * CH / NT; j++) {
         int r = kr + j * (NT / CH);
-        int key = min(n * BN + r, w.kv_end - 1);
+        int key = max(min((w.n0 + n) * BN + r, w.kv_end - 1), w.kv_beg);
         int64_t off =
             (((int64_t)w.bt[key / p.bs] * p.KV + w.kvh) * p.bs + key % p.bs) * HD + kc * 8;
         int so = SW128 ? swz128<BN>(r, kc) : swz<HD>(r, kc);
@@ -284,22 +314,27 @@ __device__ __forceinline__ void load_prologue(const ci_prefill_params &p, const 
     }
 }
 /* S accumulators of tile n, C layout (sc[4 nb + e]): keys >= the row's
- * limit -> -inf (only tiles n >= lim_lo / BN need it) */
+ * limit or below its first key -> -inf (only tiles n >= nfull or n < mlo
+ * need it) */
 template <int BN>
 __device__ __forceinline__ void mask_tile(float *sc, const tile_info &w, int n) {
     const int tig = threadIdx.x & 3;
 #pragma unroll
     for (int nb = 0; nb < BN / 8; nb++) {
-        int key = n * BN + nb * 8 + 2 * tig;
-        if (key >= w.lim0) sc[4 * nb + 0] = -INFINITY;
-        if (key + 1 >= w.lim0) sc[4 * nb + 1] = -INFINITY;
-        if (key >= w.lim1) sc[4 * nb + 2] = -INFINITY;
-        if (key + 1 >= w.lim1) sc[4 * nb + 3] = -INFINITY;
+        int key = (w.n0 + n) * BN + nb * 8 + 2 * tig;
+        if (key >= w.lim0 || key < w.lo0) sc[4 * nb + 0] = -INFINITY;
+        if (key + 1 >= w.lim0 || key + 1 < w.lo0) sc[4 * nb + 1] = -INFINITY;
+        if (key >= w.lim1 || key < w.lo1) sc[4 * nb + 2] = -INFINITY;
+        if (key + 1 >= w.lim1 || key + 1 < w.lo1) sc[4 * nb + 3] = -INFINITY;
     }
 }
+/* the reference maximum of a row for the exponentials: its running max, or
+ * 0 while the row has seen no key (-inf: only with a sliding window, whose
+ * first tiles may hold none of a row's keys); exp2(-inf - 0) = 0 */
+__device__ __forceinline__ float ref_max(float m) { return m == -INFINITY ? 0.0f : m; }
 /* new running maxima (log2 units) of the thread's two rows over the quad;
- * tile 0 holds key 0, allowed for every row, so they are finite from the
- * first tile on */
+ * without a window tile 0 holds key 0, allowed for every row, so they are
+ * finite from the first tile on */
 template <int BN>
 __device__ __forceinline__ void row_max(const float *sc, float sl2, float &mx0, float &mx1) {
 #pragma unroll
@@ -384,11 +419,11 @@ __global__ void __launch_bounds__(BM * 2, 1) ci_prefill_attention_kernel(const c
     __nv_bfloat16 *sq = (__nv_bfloat16 *)smem_u4;
     __nv_bfloat16 *sk = sq + BM * HD;
     __nv_bfloat16 *sv = sk + NST * BN * HD;
-    __shared__ int red[2];
+    __shared__ int red[4];
     tile_info w;
     if (!tile_setup<BM, BN>(p, w, red)) return;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int nblk = w.nblk, nfull = w.nfull;
+    const int nblk = w.nblk, nfull = w.nfull, mlo = w.mlo;
     load_prologue<HD, BM, BN, NT, NST, false>(p, w, sq, sk, sv);
 
     float o[HD / 8][4];
@@ -411,7 +446,9 @@ __global__ void __launch_bounds__(BM * 2, 1) ci_prefill_attention_kernel(const c
             load_kv<HD, BN, NT, false>(p, w, n + NST - 1, sk + st * BN * HD, sv + st * BN * HD);
         }
         cp_async_commit();
-        if (n * BN >= w.wlim) continue; /* every key of this tile is masked for this warp */
+        /* every key of this tile is masked for this warp: past its limits or
+         * before its window */
+        if ((w.n0 + n) * BN >= w.wlim || (w.n0 + n + 1) * BN <= w.wlo) continue;
         const __nv_bfloat16 *kt = sk + (n % NST) * BN * HD, *vt = sv + (n % NST) * BN * HD;
 
         float sc[NB][4];
@@ -428,12 +465,13 @@ __global__ void __launch_bounds__(BM * 2, 1) ci_prefill_attention_kernel(const c
                 mma_bf16(sc[2 * nb2 + 1], qf[kk], b[2], b[3]);
             }
         }
-        if (n >= nfull) mask_tile<BN>(&sc[0][0], w, n);
-        float mx0 = m0, mx1 = m1;
-        row_max<BN>(&sc[0][0], sl2, mx0, mx1);
+        if (n >= nfull || n < mlo) mask_tile<BN>(&sc[0][0], w, n);
+        float nm0 = m0, nm1 = m1;
+        row_max<BN>(&sc[0][0], sl2, nm0, nm1);
+        const float mx0 = ref_max(nm0), mx1 = ref_max(nm1);
         const float a0 = ex2(m0 - mx0), a1 = ex2(m1 - mx1); /* 0 while m is -inf */
-        m0 = mx0;
-        m1 = mx1;
+        m0 = nm0;
+        m1 = nm1;
         l0 *= a0; /* per-thread partial sums, reduced over the quad at the end */
         l1 *= a1;
         uint32_t pa[BN / 16][4];
@@ -481,11 +519,11 @@ __global__ void __launch_bounds__(NWG * 128, 1)
     __nv_bfloat16 *sk = (__nv_bfloat16 *)(((uintptr_t)smem_u4 + 1023) & ~(uintptr_t)1023);
     __nv_bfloat16 *sv = sk + NST * BN * HD;
     __nv_bfloat16 *sq = sv + NST * BN * HD;
-    __shared__ int red[2];
+    __shared__ int red[4];
     tile_info w;
     if (!tile_setup<BM, BN>(p, w, red)) return;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int nblk = w.nblk, nfull = w.nfull;
+    const int nblk = w.nblk, nfull = w.nfull, mlo = w.mlo;
     load_prologue<HD, BM, BN, NT, NST, true>(p, w, sq, sk, sv);
 
     float o[HD / 2];
@@ -519,13 +557,14 @@ __global__ void __launch_bounds__(NWG * 128, 1)
      * ptxas serialize them all (C7515). */
     float mx0 = 0.0f, mx1 = 0.0f;
     auto pre = [&](float *sc, int n) {
-        if (n >= nfull) mask_tile<BN>(sc, w, n);
-        mx0 = m0;
-        mx1 = m1;
-        row_max<BN>(sc, sl2, mx0, mx1);
+        if (n >= nfull || n < mlo) mask_tile<BN>(sc, w, n);
+        float nm0 = m0, nm1 = m1;
+        row_max<BN>(sc, sl2, nm0, nm1);
+        mx0 = ref_max(nm0); /* post's exponentials use these */
+        mx1 = ref_max(nm1);
         const float a0 = ex2(m0 - mx0), a1 = ex2(m1 - mx1); /* 0 while m is -inf */
-        m0 = mx0;
-        m1 = mx1;
+        m0 = nm0;
+        m1 = nm1;
         l0 *= a0;
         l1 *= a1;
         /* the row maxima rarely move after the first tiles: skip the

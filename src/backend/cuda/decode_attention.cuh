@@ -6,7 +6,10 @@
  * (4 warps) takes split z of the context of kv head g: the context's
  * ceil(ctx / 16) tiles of 16 keys are cut into nsplit equal ranges on the
  * device (ctx is read from device memory, so the launch depends only on the
- * batch shape and a context bound: CUDA-graph capturable). Warp w takes
+ * batch shape and a context bound: CUDA-graph capturable). With a sliding
+ * window w (a per-layer constant) only the tiles that hold keys
+ * position + 1 - w .. position are cut into ranges; keys of the first tile
+ * before the window are masked like those past the context. Warp w takes
  * tiles w, w + 4, ... of the range. Per tile, all on registers:
  *   - each lane loads 16 bytes of K and of V for key qr = lane / 4 and
  *     qr + 8, dims c * 32 + (lane % 4) * 8 .. + 7 (c < head_dim / 32): the
@@ -90,8 +93,8 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
                           const int32_t *__restrict__ ctx_lens, const int32_t *__restrict__ btab,
                           int mbps, const __nv_bfloat16 *__restrict__ kc,
                           const __nv_bfloat16 *__restrict__ vc, int bs, float scale_log2,
-                          __nv_bfloat16 *__restrict__ out, int nsplit, float *__restrict__ part_o,
-                          float2 *__restrict__ part_ml) {
+                          int window, __nv_bfloat16 *__restrict__ out, int nsplit,
+                          float *__restrict__ part_o, float2 *__restrict__ part_ml) {
     constexpr int NC = HD / 32; /* 16-byte chunks per lane per key row */
     constexpr int NW = CI_DEC_WARPS;
     __shared__ float sm_o[NW][CI_DEC_GMAX][HD];
@@ -102,9 +105,12 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
     const int t = qstart[s];
     int nctx = positions[t] + 1;
     if (nctx > ctx_lens[s]) nctx = ctx_lens[s];
-    const int ntiles = (nctx + CI_DEC_TILE - 1) / CI_DEC_TILE;
-    const int tps = (ntiles + nsplit - 1) / nsplit;
-    const int tb = z * tps, te = tb + tps < ntiles ? tb + tps : ntiles;
+    int kbeg = window > 0 ? positions[t] + 1 - window : 0; /* first key in the window */
+    if (kbeg < 0) kbeg = 0;
+    const int t0 = kbeg / CI_DEC_TILE; /* tiles [t0, tend) hold keys [kbeg, nctx) */
+    const int tend = (nctx + CI_DEC_TILE - 1) / CI_DEC_TILE;
+    const int tps = (tend - t0 + nsplit - 1) / nsplit;
+    const int tb = t0 + z * tps, te = tb + tps < tend ? tb + tps : tend;
     const int64_t sh0 = (int64_t)s * H + (int64_t)g * G; /* (seq, first head) for the workspace */
     __nv_bfloat16 *orow = out + ((int64_t)t * H + (int64_t)g * G) * HD;
     if (tb >= te) { /* no keys in this split (or an empty context) */
@@ -130,6 +136,7 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
         for (int h = 0; h < 2; h++) {
             int kk = ti * CI_DEC_TILE + 8 * h + qr;
             if (kk > nctx - 1) kk = nctx - 1; /* masked below; stays inside the context */
+            if (kk < kbeg) kk = kbeg;         /* ... and the window */
             const int bi = kk / bs;
             const int64_t base =
                 (((int64_t)bt[bi] * KV + g) * bs + (kk - bi * bs)) * HD + qc * 8;
@@ -171,12 +178,12 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const int key = ti * CI_DEC_TILE + 8 * (i >> 1) + 2 * qc + (i & 1);
-            x[i] = key < nctx ? sc[i >> 1][i & 1] * scale_log2 : -INFINITY;
+            x[i] = key < nctx && key >= kbeg ? sc[i >> 1][i & 1] * scale_log2 : -INFINITY;
             mx = fmaxf(mx, x[i]);
         }
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_new = fmaxf(m_run, mx); /* finite: the tile's first key is valid */
+        const float m_new = fmaxf(m_run, mx); /* finite: every tile holds a key of the window */
         const float alpha = exp2f(m_run - m_new); /* 0 on the first tile */
         float p[4], ps = 0.0f;
 #pragma unroll
