@@ -157,6 +157,9 @@ int cmd_bench_latency(int argc, char **argv) {
         json_object_set_new(ph, "sample_ms", json_real(1000 * m.time_sample_s / ns));
         json_object_set_new(ph, "output_ms", json_real(1000 * m.time_output_s / ns));
         json_object_set_new(o, "step_phases_per_step", ph);
+        json_object_set_new(o, "graph_steps", json_integer(m.graph_steps));
+        json_object_set_new(o, "eager_steps", json_integer(m.eager_steps));
+        json_object_set_new(o, "max_model_len", json_integer(m.max_model_len));
         char *d = json_dumps(o, JSON_COMPACT);
         puts(d ? d : "null");
         free(d);
@@ -173,6 +176,9 @@ int cmd_bench_latency(int argc, char **argv) {
         printf("%-26s schedule %.3f, forward %.3f, sample %.3f, output %.3f\n", "per step (ms)",
                1000 * m.time_schedule_s / ns, 1000 * m.time_forward_s / ns,
                1000 * m.time_sample_s / ns, 1000 * m.time_output_s / ns);
+        printf("%-26s %lld graph replays, %lld eager (%d graphs captured; context %d)\n",
+               "forwards", (long long)m.graph_steps, (long long)m.eager_steps, m.num_graphs,
+               m.max_model_len);
     }
     free(res);
     free(e2e);
