@@ -277,6 +277,77 @@ static void test_engine_invariance(void) {
         free(prompts[i]);
 }
 
+/* The SWA fixtures' transformers goldens through the engine: all prompts in
+ * one mixed batch, prefilled in chunks of 7 or 29 tokens (block sizes 4 and
+ * 16), then again with every prompt already in the prefix cache (a second
+ * copy of each queued after the first finished). Every greedy token must be
+ * HF's (tests/data/<name>/golden.json, 48 new tokens, EOS ignored). */
+#define GT 48
+static void test_fixture_goldens(const char *name) {
+    char dir[1024], path[1100];
+    snprintf(dir, sizeof dir, "%s/tests/data/%s", test_source_dir(), name);
+    snprintf(path, sizeof path, "%s/golden.json", dir);
+    json_t *g = json_load_file(path, 0, NULL);
+    if (!g) {
+        printf("%s goldens: skipped (make them: python3 tools/make_fixtures.py --only %s)\n", name,
+               name);
+        return;
+    }
+    json_t *ps = json_object_get(g, "prompts");
+    int np = (int)json_array_size(ps);
+    int32_t *prompts[8] = {0}, want[8][GT];
+    int lens[8] = {0};
+    for (int i = 0; i < np && i < 8; i++) {
+        json_t *p = json_array_get(ps, (size_t)i), *ids = json_object_get(p, "prompt_token_ids");
+        json_t *gr = json_object_get(p, "greedy_token_ids");
+        lens[i] = (int)json_array_size(ids);
+        prompts[i] = malloc(sizeof(int32_t) * (size_t)lens[i]);
+        for (int k = 0; k < lens[i]; k++)
+            prompts[i][k] = (int32_t)json_integer_value(json_array_get(ids, (size_t)k));
+        for (int k = 0; k < GT; k++)
+            want[i][k] = (int32_t)json_integer_value(json_array_get(gr, (size_t)k));
+    }
+    const int bsz[2] = {4, 16}, mbt[2] = {7, 29};
+    for (int c = 0; c < 2; c++) {
+        ci_engine *e = mk_engine(dir, bsz[c], mbt[c], 1);
+        if (!e) break;
+        for (int pass = 0; pass < 2; pass++) { /* pass 1: prefix-cache hits */
+            int64_t ids[8];
+            int32_t got[8][GT];
+            int n[8] = {0};
+            ci_engine_sampling sp = ci_engine_default_sampling();
+            sp.temperature = 0.0f;
+            sp.max_tokens = GT;
+            sp.ignore_eos = 1;
+            for (int i = 0; i < np; i++)
+                CHECK_OK(ci_engine_add_request(e, prompts[i], lens[i], &sp, 0, &ids[i]));
+            for (int steps = 0; ci_engine_has_unfinished(e) && steps < 10000; steps++) {
+                const ci_engine_output *o;
+                int no;
+                if (ci_engine_step(e, &o, &no).code) break;
+                for (int k = 0; k < no; k++)
+                    for (int i = 0; i < np; i++)
+                        if (ids[i] == o[k].request_id)
+                            for (int t = 0; t < o[k].num_token_ids && n[i] < GT; t++)
+                                got[i][n[i]++] = o[k].token_ids[t];
+            }
+            for (int i = 0; i < np; i++)
+                CHECKF(n[i] == GT && !memcmp(got[i], want[i], sizeof want[i]),
+                       "%s prompt %d (len %d, block %d, chunks %d, %s): tokens differ from HF",
+                       name, i, lens[i], bsz[c], mbt[c], pass ? "prefix hit" : "cold");
+        }
+        ci_engine_metrics m = ci_engine_get_metrics(e);
+        CHECKF(m.prefix_cache_hit_tokens > 0, "%s: no prefix-cache hit", name);
+        ci_engine_destroy(e);
+    }
+    printf("%s goldens through the engine: %d prompts x %d tokens, mixed batch, chunked, "
+           "prefix hits\n",
+           name, np, GT);
+    for (int i = 0; i < 8; i++)
+        free(prompts[i]);
+    json_decref(g);
+}
+
 int main(void) {
     char probe[1024];
     snprintf(probe, sizeof probe, "%s/tests/data/mistral/model.safetensors", test_source_dir());
@@ -299,6 +370,8 @@ int main(void) {
                        "\"layer_types\":[\"full_attention\",\"sliding_attention\"]}",
                        24);
     test_engine_invariance();
+    test_fixture_goldens("mistral_swa");
+    test_fixture_goldens("qwen2_swa");
     stw_rmdir(tmp_dir);
     return test_finish("test_swa");
 }

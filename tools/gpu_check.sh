@@ -136,6 +136,19 @@ if [ -x "$bin/test_engine" ]; then
             "$(grep -E 'passed, ' "$logs/test_engine_$dt.log" | tail -1)"
     done
 fi
+# all-or-nothing steps under injected faults, and a padded vocabulary, on the GPU
+if [ -x "$bin/test_engine_faults" ]; then
+    echo "== test_engine_faults --device cuda"
+    CINFER_TEST_DEVICE=cuda run test_engine_faults 300 "$bin/test_engine_faults"; rc=$?
+    grep -E "CHECK failed|passed" "$logs/test_engine_faults.log" | head -8
+    row "test_engine_faults cuda" "$(status_of $rc)" "$(cat "$times/test_engine_faults.time")s" \
+        "$(grep -E 'passed, ' "$logs/test_engine_faults.log" | tail -1)"
+fi
+echo "== padded vocabulary --device cuda"
+CINFER_TEST_DEVICE=cuda CINFER_BIN=$bin/cinfer run padded_vocab 300 bash tests/cli/padded_vocab.sh; rc=$?
+grep -E "^ok|^FAIL" "$logs/padded_vocab.log"
+row "padded vocab cuda" "$(status_of $rc)" "$(cat "$times/padded_vocab.time")s" \
+    "$(tail -1 "$logs/padded_vocab.log")"
 python3 - "$logs" <<'PY' 2>/dev/null
 import json, sys
 ld = lambda f: json.loads([l for l in open(sys.argv[1] + f) if l.startswith("{")][-1])["tokens"]

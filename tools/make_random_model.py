@@ -44,6 +44,12 @@ SHAPES = {
     "llama-3-8b": dict(
         arch="llama", hidden=4096, layers=32, heads=32, kv_heads=8, inter=14336, vocab=128256,
         tied=False, theta=500000.0, max_pos=8192, eps=1e-5, bos=128000, eos=128001, rope_scaling=None),
+    # Llama-3.1-8B: the Llama-3-8B shape with a 131072-token context (llama3 rope scaling)
+    "llama-3.1-8b": dict(
+        arch="llama", hidden=4096, layers=32, heads=32, kv_heads=8, inter=14336, vocab=128256,
+        tied=False, theta=500000.0, max_pos=131072, eps=1e-5, bos=128000, eos=128001,
+        rope_scaling={"factor": 8.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                      "original_max_position_embeddings": 8192, "rope_type": "llama3"}),
     "qwen2.5-7b": dict(
         arch="qwen2", hidden=3584, layers=28, heads=28, kv_heads=4, inter=18944, vocab=152064,
         tied=False, theta=1000000.0, max_pos=131072, eps=1e-6, bos=151643, eos=151643, rope_scaling=None),
