@@ -1,29 +1,10 @@
-/* backend.c — backend selection and the backend-independent helpers
- * (activation tensors, paged KV cache) built on the backend's memory ops. */
+/* backend.c — the backend-independent helpers (activation tensors, paged KV
+ * cache, the sample op's checks) built on the backend's memory ops.
+ * Selection by name is backend_registry.c's. */
 #include "backend/backend.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-ci_status ci_cpu_backend_create(const ci_backend_options *opts, ci_backend **out);
-#ifdef CINFER_HAVE_CUDA
-ci_status ci_cuda_backend_create(const ci_backend_options *opts, ci_backend **out);
-#endif
-
-ci_status ci_backend_create(const char *name, const ci_backend_options *opts, ci_backend **out) {
-    *out = NULL;
-    ci_backend_options def = {0, 0, CI_ACT_DEFAULT};
-    if (!opts) opts = &def;
-    if (!name || !strcmp(name, "cpu")) return ci_cpu_backend_create(opts, out);
-    if (!strcmp(name, "cuda")) {
-#ifdef CINFER_HAVE_CUDA
-        return ci_cuda_backend_create(opts, out);
-#else
-        return ci_errorf(CI_ERR_UNSUPPORTED, "backend 'cuda': built without CUDA");
-#endif
-    }
-    return ci_errorf(CI_ERR_INVALID, "unknown backend '%s' (expected cpu or cuda)", name);
-}
 
 void ci_backend_destroy(ci_backend *be) {
     if (be && be->ops && be->ops->destroy) be->ops->destroy(be);

@@ -267,30 +267,6 @@ ci_engine_metrics ci_engine_get_metrics(const ci_engine *e) {
     return m;
 }
 
-ci_status ci_eng_grow(void **p, int *cap, int need, size_t elem, int nptr, void **extra[],
-                      size_t extra_elem[]) {
-    if (need <= *cap) return ci_ok();
-    int nc = *cap ? *cap : 16;
-    while (nc < need)
-        nc *= 2;
-    void *np = realloc(*p, elem * (size_t)nc);
-    if (!np) return ci_errorf(CI_ERR_NOMEM, "engine: out of memory");
-    *p = np;
-    for (int i = 0; i < nptr; i++) {
-        void *q = realloc(*extra[i], extra_elem[i] * (size_t)nc);
-        if (!q) return ci_errorf(CI_ERR_NOMEM, "engine: out of memory");
-        *extra[i] = q;
-    }
-    *cap = nc;
-    return ci_ok();
-}
-
-int ci_eng_is_eos(const ci_engine *e, int32_t t) {
-    for (int i = 0; i < e->num_eos; i++)
-        if (e->eos_ids[i] == t) return 1;
-    return 0;
-}
-
 /* Copy-on-write pairs, sample rows, then the runner. */
 static ci_status run_step(ci_engine *e, const ci_sched_output *o, const ci_batch *b) {
     if (o->num_copies > 0) {

@@ -28,29 +28,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cinfer.h"
+#include "engine/engine_types.h"
 #include "engine/runner.h"
 #include "engine/scheduler.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "util/status.h"
 
-/* The engine's options, sampling parameters, outputs and metrics are the
- * public types of include/cinfer.h (one definition; api.c only forwards). */
-typedef cinfer_engine_config ci_engine_config;
-typedef cinfer_sampling_params ci_engine_sampling;
-typedef cinfer_logprob ci_engine_logprob;
-typedef cinfer_output ci_engine_output;
-typedef cinfer_metrics ci_engine_metrics;
-#define CI_MAX_LOGPROBS CINFER_MAX_LOGPROBS
-
 ci_engine_config ci_engine_default_config(void);
 ci_engine_sampling ci_engine_default_sampling(void);
 /* Fills the defaults of 0 / NULL fields and checks every option (the CLI
  * calls it before loading anything; ci_engine_create calls it again). */
 ci_status ci_engine_config_check(ci_engine_config *c);
-
-typedef struct ci_engine ci_engine;
 
 ci_status ci_engine_create(const ci_engine_config *cfg, ci_engine **out);
 void ci_engine_destroy(ci_engine *e);

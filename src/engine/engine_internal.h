@@ -6,8 +6,10 @@
 #define CINFER_ENGINE_ENGINE_INTERNAL_H
 
 #include "engine/batch.h"
-#include "engine/engine.h"
+#include "engine/engine_types.h"
 #include "engine/runner.h"
+#include "engine/scheduler.h"
+#include "tokenizer/tokenizer.h"
 
 typedef struct eng_sample {
     ci_detok_stream *detok;
@@ -73,12 +75,11 @@ struct ci_engine {
     ci_engine_metrics m;
 };
 
+/* request.c */
 /* Grows *p (and the parallel arrays in extra[]) to hold need elements. */
 ci_status ci_eng_grow(void **p, int *cap, int need, size_t elem, int nptr, void **extra[],
                       size_t extra_elem[]);
 int ci_eng_is_eos(const ci_engine *e, int32_t t);
-
-/* request.c */
 ci_status ci_eng_validate(const ci_engine *e, const int32_t *prompt, int np,
                           const ci_engine_sampling *p);
 /* A new request's state (copies of its stop lists, detokenizers). */

@@ -8,6 +8,30 @@
 
 #include "engine/engine_internal.h"
 
+ci_status ci_eng_grow(void **p, int *cap, int need, size_t elem, int nptr, void **extra[],
+                      size_t extra_elem[]) {
+    if (need <= *cap) return ci_ok();
+    int nc = *cap ? *cap : 16;
+    while (nc < need)
+        nc *= 2;
+    void *np = realloc(*p, elem * (size_t)nc);
+    if (!np) return ci_errorf(CI_ERR_NOMEM, "engine: out of memory");
+    *p = np;
+    for (int i = 0; i < nptr; i++) {
+        void *q = realloc(*extra[i], extra_elem[i] * (size_t)nc);
+        if (!q) return ci_errorf(CI_ERR_NOMEM, "engine: out of memory");
+        *extra[i] = q;
+    }
+    *cap = nc;
+    return ci_ok();
+}
+
+int ci_eng_is_eos(const ci_engine *e, int32_t t) {
+    for (int i = 0; i < e->num_eos; i++)
+        if (e->eos_ids[i] == t) return 1;
+    return 0;
+}
+
 ci_status ci_eng_validate(const ci_engine *e, const int32_t *prompt, int np,
                           const ci_engine_sampling *p) {
     if (np < 1 || !prompt) return ci_errorf(CI_ERR_INVALID, "request: empty prompt");
