@@ -66,6 +66,8 @@ static int cpu_support(ci_sampler *s, const float *x, int V, const ci_sample_row
     memcpy(row, x + (size_t)r->logits_row * V, sizeof(float) * (size_t)V);
     ci_logit_adjust_apply(row, adj + r->adj_start, r->adj_count, r->repetition_penalty,
                           r->presence_penalty, r->frequency_penalty);
+    for (int t = r->vocab_limit > 0 ? r->vocab_limit : V; t < V; t++)
+        row[t] = -INFINITY; /* a padded vocabulary's rows are never drawn */
     ci_sampling_params p = {r->temperature, r->top_k, r->top_p, r->min_p, r->seed};
     ci_sampler_probs(s, row, &p, probs);
     int n = 0;
@@ -131,6 +133,8 @@ static void test_mixed(int V, int L, int N) {
         r->adj_start = adj0[r->logits_row];
         r->adj_count = nad[r->logits_row];
         r->top_logprobs = urand() < 0.3 ? (int)(urand() * 21) : -1;
+        /* a padded vocabulary on a quarter of the rows: the last ids never drawn */
+        r->vocab_limit = urand() < 0.25 ? V - 1 - (int)(urand() * (V / 4)) : 0;
         r->seed = (uint64_t)(urand() * 1e9);
         r->stream = 0;
         r->step = (uint64_t)(urand() * 100);
@@ -151,7 +155,11 @@ static void test_mixed(int V, int L, int N) {
     double lp_worst = 0;
     for (int i = 0; i < N; i++) {
         const ci_sample_row *r = &rows[i];
-        CHECKF(rg[i].token >= 0 && rg[i].token < V, "row %d token %d", i, rg[i].token);
+        int lim = r->vocab_limit > 0 ? r->vocab_limit : V;
+        CHECKF(rg[i].token >= 0 && rg[i].token < lim, "row %d token %d (limit %d)", i,
+               rg[i].token, lim);
+        CHECKF(rc[i].token >= 0 && rc[i].token < lim, "cpu row %d token %d (limit %d)", i,
+               rc[i].token, lim);
         if (rg[i].token < 0 || rg[i].token >= V) continue;
         int is_greedy = !(r->temperature > 0) || r->top_k == 1;
         if (is_greedy) {

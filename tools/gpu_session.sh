@@ -6,11 +6,15 @@
 #      goldens; returned as $OUT/swa.tar);
 #   2. tools/gpu_check.sh (CUDA tests incl. the SWA goldens, sanitizers,
 #      generate parity, engine suite, faults, padded vocabulary);
-#   3. tools/gpu_bench_context.sh (issue 9's benchmarks).
+#   3. tools/gpu_bench_context.sh (issue 9's benchmarks);
+#   4. "peer": tools/hf_baseline.py (transformers) at batch 1 on the
+#      Llama-3.1-8B-shaped checkpoint;
+#   5. "extra": test_swa on CUDA (SWA goldens through the engine), the padded
+#      vocabulary on CUDA, and `serve` startup with engine flags.
 # Logs: $OUT/session.log (this), $OUT/check_logs.tgz. Steps: GPU_SESSION_STEPS
-# (default "fixtures check bench").
+# (default "fixtures check bench extra").
 set -uo pipefail
-steps=${GPU_SESSION_STEPS:-fixtures check bench}
+steps=${GPU_SESSION_STEPS:-fixtures check bench extra}
 x=/tmp/carry
 mkdir -p "$x" && tar xzf .carry/bin.tgz -C "$x" && tar xzf .carry/tok.tgz -C "$x" || exit 1
 export LD_LIBRARY_PATH=$x/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -35,6 +39,35 @@ esac
 case " $steps " in *" bench "*)
     echo "== gpu_bench_context"
     bash tools/gpu_bench_context.sh "$x/bin" "$x/tok/llama3" "$x/tok/qwen3" 500
+    ;;
+esac
+case " $steps " in *" peer "*)
+    echo "== peer: HF transformers eager bf16 on the Llama-3.1-8B-shaped checkpoint, batch 1"
+    l31=/tmp/cinfer-ctx/llama-3.1-8b
+    [ -f "$l31/config.json" ] || python3 tools/make_random_model.py --shape llama-3.1-8b \
+        --out "$l31" --tokenizer-dir "$x/tok/llama3" >/dev/null
+    timeout 240 python3 tools/hf_baseline.py "$l31" --batch-sizes 1 2>&1 | grep "^HF"
+    ;;
+esac
+case " $steps " in *" extra "*)
+    echo "== test_swa --device cuda (float32)"
+    CINFER_TEST_DEVICE=cuda timeout 120 "$x/bin/test_swa" 2>&1 | tail -6
+    echo "== test_cuda_sampling"
+    timeout 120 "$x/bin/test_cuda_sampling" 2>&1 | grep -E "^V |passed|CHECK" | head -8
+    echo "== padded vocabulary --device cuda"
+    CINFER_TEST_DEVICE=cuda CINFER_BIN=$x/bin/cinfer timeout 200 bash tests/cli/padded_vocab.sh
+    echo "== serve: engine flags on cuda"
+    m=models/tinyqwen2-code
+    for flags in "" "--dtype float32 --enforce-eager --gpu-memory-utilization 0.5"; do
+        "$x/bin/cinfer" serve -m $m --device cuda --port 0 $flags >/tmp/serve.log 2>&1 &
+        pid=$!
+        for _ in $(seq 150); do grep -q listening /tmp/serve.log && break; sleep 0.2; done
+        echo "flags: '$flags'; GPU memory used: $(nvidia-smi --query-gpu=memory.used --format=csv,noheader)"
+        grep "cinfer serve" /tmp/serve.log
+        kill $pid; wait $pid
+    done
+    "$x/bin/cinfer" serve -m $m --device cuda --dtype bogus; echo "exit $?"
+    "$x/bin/cinfer" serve -m $m --device cuda --gpu-memory-utilization 2; echo "exit $?"
     ;;
 esac
 date -u
