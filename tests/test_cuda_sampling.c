@@ -156,8 +156,8 @@ static void test_mixed(int V, int L, int N) {
     for (int i = 0; i < N; i++) {
         const ci_sample_row *r = &rows[i];
         int lim = r->vocab_limit > 0 ? r->vocab_limit : V;
-        CHECKF(rg[i].token >= 0 && rg[i].token < lim, "row %d token %d (limit %d)", i,
-               rg[i].token, lim);
+        CHECKF(rg[i].token >= 0 && rg[i].token < lim, "row %d token %d (limit %d)", i, rg[i].token,
+               lim);
         CHECKF(rc[i].token >= 0 && rc[i].token < lim, "cpu row %d token %d (limit %d)", i,
                rc[i].token, lim);
         if (rg[i].token < 0 || rg[i].token >= V) continue;

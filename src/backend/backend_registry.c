@@ -23,4 +23,3 @@ ci_status ci_backend_create(const char *name, const ci_backend_options *opts, ci
     }
     return ci_errorf(CI_ERR_INVALID, "unknown backend '%s' (expected cpu or cuda)", name);
 }
-

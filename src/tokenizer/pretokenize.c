@@ -161,17 +161,10 @@ static ci_status find_matches(const pcre2_code *re, const char *s, size_t n, spa
     ci_status st = ci_ok();
     size_t prev = 0, pos = 0;
     while (pos <= n) {
-        int rc = pcre2_match(re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
-        if (rc == PCRE2_ERROR_NOMATCH) break;
-        if (rc < 0) {
-            PCRE2_UCHAR msg[120];
-            pcre2_get_error_message(rc, msg, sizeof msg);
-            st = ci_errorf(CI_ERR_INVALID, "regex match failed: %s", (const char *)msg);
-            goto done;
-        }
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-        size_t ms = ov[0], me = ov[1];
-        if (me < ms || ms < pos) break; /* \K tricks: stop */
+        int found;
+        size_t ms, me;
+        if ((st = tk_regex_next(re, md, s, n, pos, &found, &ms, &me)).code) goto done;
+        if (!found || me < ms || ms < pos) break; /* \K tricks: stop */
         if (prev != ms && (st = spans_push(out, prev, ms, false)).code) goto done;
         if ((st = spans_push(out, ms, me, true)).code) goto done;
         prev = me;

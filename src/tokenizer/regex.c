@@ -22,6 +22,23 @@ ci_status tk_regex_compile(const char *pat, size_t len, bool literal, pcre2_code
     return ci_ok();
 }
 
+ci_status tk_regex_next(const pcre2_code *re, pcre2_match_data *md, const char *s, size_t n,
+                        size_t pos, int *found, size_t *ms, size_t *me) {
+    *found = 0;
+    int rc = pcre2_match(re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
+    if (rc == PCRE2_ERROR_NOMATCH) return ci_ok();
+    if (rc < 0) {
+        PCRE2_UCHAR msg[120];
+        pcre2_get_error_message(rc, msg, sizeof msg);
+        return ci_errorf(CI_ERR_INVALID, "regex match failed: %s", (const char *)msg);
+    }
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+    *found = 1;
+    *ms = ov[0];
+    *me = ov[1];
+    return ci_ok();
+}
+
 /* Replaces every match of re in s by rep. */
 ci_status tk_regex_replace(const pcre2_code *re, const char *s, size_t n, const char *rep,
                            size_t rep_len, tk_buf *out, size_t limit) {
@@ -30,17 +47,10 @@ ci_status tk_regex_replace(const pcre2_code *re, const char *s, size_t n, const 
     size_t pos = 0, last = 0;
     ci_status st = ci_ok();
     while (pos <= n) {
-        int rc = pcre2_match(re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
-        if (rc == PCRE2_ERROR_NOMATCH) break;
-        if (rc < 0) {
-            PCRE2_UCHAR msg[120];
-            pcre2_get_error_message(rc, msg, sizeof msg);
-            st = ci_errorf(CI_ERR_INVALID, "regex match failed: %s", (const char *)msg);
-            goto done;
-        }
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-        size_t ms = ov[0], me = ov[1];
-        if (me < ms) break;
+        int found;
+        size_t ms, me;
+        if ((st = tk_regex_next(re, md, s, n, pos, &found, &ms, &me)).code) goto done;
+        if (!found || me < ms) break;
         if ((st = tk_buf_put(out, s + last, ms - last)).code) goto done;
         if ((st = tk_buf_put(out, rep, rep_len)).code) goto done;
         if (out->len > limit) {
