@@ -83,12 +83,13 @@ ci_status ci_eng_validate(const ci_engine *e, const int32_t *prompt, int np,
                              p->stop_token_ids[i], e->V);
     if (np >= e->max_model_len)
         return ci_errorf(CI_ERR_CAPACITY,
-                         "request: prompt has %d tokens; the model's context is %d", np,
+                         "request: prompt has %d tokens; the context (max_model_len) is %d", np,
                          e->max_model_len);
     if ((int64_t)np + p->max_tokens > e->max_model_len)
-        return ci_errorf(CI_ERR_CAPACITY,
-                         "request: prompt (%d) + max_tokens (%d) exceeds the model's context %d",
-                         np, p->max_tokens, e->max_model_len);
+        return ci_errorf(
+            CI_ERR_CAPACITY,
+            "request: prompt (%d) + max_tokens (%d) exceeds the context (max_model_len) %d", np,
+            p->max_tokens, e->max_model_len);
     return ci_ok();
 }
 

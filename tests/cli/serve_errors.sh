@@ -81,7 +81,8 @@ check "disconnects abort both requests (aborts $aborts0 -> $aborts1) and free th
 stop_server INT
 
 # ---- limits: auth, body size, queue, timeout ----
-start_server --api-key sekret --max-num-seqs 1 --max-waiting 1 --request-timeout 2 --max-body-bytes 65536
+# timeout 0.2 s: a 1900-token request needs >= 0.5 s even on a fast machine (3.7k tok/s)
+start_server --api-key sekret --max-num-seqs 1 --max-waiting 1 --request-timeout 0.2 --max-body-bytes 65536
 expect_error "no Authorization" 401 POST /v1/completions '{"prompt":"x"}'
 expect_error "wrong key" 401 POST /v1/completions '{"prompt":"x"}' -H 'Authorization: Bearer sekreT'
 expect_error "wrong scheme" 401 GET /v1/models "" -H 'Authorization: Basic sekret'
