@@ -83,12 +83,18 @@ typedef struct cinfer_engine_config {
                                       longer contexts get graphs of a larger bound
                                       (0 = 8192) [--max-graph-context] */
     int aging_steps;               /* scheduler: steps per priority level gained (100) */
+    /* speculative decoding (off when num_speculative_tokens is 0) */
+    const char *speculative_method; /* "ngram" (prompt lookup) or "draft" (a smaller model of
+                                       the same tokenizer) [--speculative-method] */
+    const char *speculative_model;  /* the draft model's directory [--speculative-model] */
+    int num_speculative_tokens;     /* drafted tokens per step, 1..16 [--num-speculative-tokens] */
+    int ngram_min, ngram_max;       /* n-gram sizes looked up (1, 4) [--ngram-min/--ngram-max] */
+    int speculative_disable_by_batch_size; /* no drafts when more decodes run in a step
+                                              (0 = never off) */
     /* reserved for what is not built yet: anything but the default is refused
      * at create time (never silently ignored) */
-    const char *kv_cache_dtype;    /* NULL or "auto" */
-    const char *quantization;      /* NULL or "none" */
-    const char *speculative_model; /* NULL */
-    int num_speculative_tokens;    /* 0 */
+    const char *kv_cache_dtype; /* NULL or "auto" */
+    const char *quantization;   /* NULL or "none" */
     /* weight-loading progress (may be NULL) */
     void (*progress)(size_t done, size_t total, void *user);
     void *progress_user;
@@ -167,6 +173,10 @@ typedef struct cinfer_metrics {
     int num_graphs; /* captured so far */
     int64_t kv_cache_bytes;
     int max_model_len;
+    /* speculative decoding: verification steps, drafted and accepted tokens,
+     * accepted tokens by draft position (position 0 = the first draft) */
+    int64_t spec_verify_steps, spec_draft_tokens, spec_accepted_tokens;
+    int64_t spec_accepted_at[16];
 } cinfer_metrics;
 
 int cinfer_engine_create(const cinfer_engine_config *cfg, cinfer_engine **out, cinfer_error *err);

@@ -45,6 +45,14 @@ ci_status ci_engine_flags_config(const ci_engine_flags *f, const char *model_dir
     CI_TRY(to_int(f->max_model_len, "--max-model-len", &c->max_model_len));
     CI_TRY(to_int(f->max_graph_batch_size, "--max-graph-batch-size", &c->max_graph_batch_size));
     CI_TRY(to_int(f->max_graph_context, "--max-graph-context", &c->max_graph_context));
+    c->speculative_method = f->speculative_method;
+    c->speculative_model = f->speculative_model;
+    CI_TRY(
+        to_int(f->num_speculative_tokens, "--num-speculative-tokens", &c->num_speculative_tokens));
+    CI_TRY(to_int(f->ngram_min, "--ngram-min", &c->ngram_min));
+    CI_TRY(to_int(f->ngram_max, "--ngram-max", &c->ngram_max));
+    CI_TRY(to_int(f->speculative_disable_by_batch_size, "--speculative-disable-by-batch-size",
+                  &c->speculative_disable_by_batch_size));
     /* 0 means "default" in the config; on the command line it is a mistake */
     if (f->block_size < 1 || f->max_num_batched_tokens < 1 || f->max_num_seqs < 1)
         return ci_errorf(CI_ERR_INVALID,

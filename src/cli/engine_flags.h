@@ -17,6 +17,8 @@ typedef struct ci_engine_flags {
     bool enforce_eager;
     long threads, block_size, max_num_batched_tokens, max_num_seqs, kv_cache_tokens,
         kv_cache_memory, max_model_len, max_graph_batch_size, max_graph_context;
+    const char *speculative_method, *speculative_model;
+    long num_speculative_tokens, ngram_min, ngram_max, speculative_disable_by_batch_size;
     bool no_prefix_caching;
 } ci_engine_flags;
 
@@ -42,6 +44,18 @@ ci_engine_flags ci_engine_flags_default(void);
          &(f).max_graph_batch_size, "N",  "cuda: largest decode batch run by a CUDA graph"},        \
         {"--max-graph-context",  NULL, CI_ARG_INT,                                                  \
          &(f).max_graph_context, "N",  "cuda: context bound of the first graph set (8192)"},        \
+        {"--speculative-method",  NULL, CI_ARG_STR,                                                 \
+         &(f).speculative_method, "M",  "speculative decoding: ngram (prompt lookup) or draft"},    \
+        {"--speculative-model",  NULL,  CI_ARG_STR,                                                 \
+         &(f).speculative_model, "DIR", "draft model (same tokenizer) for method draft"},           \
+        {"--num-speculative-tokens",  NULL, CI_ARG_INT,                                             \
+         &(f).num_speculative_tokens, "K",  "tokens drafted per step, 1..16 (0: off)"},             \
+        {"--ngram-min",  NULL, CI_ARG_INT,                                                          \
+         &(f).ngram_min, "N",  "ngram: shortest suffix looked up (1)"},                             \
+        {"--ngram-max",  NULL, CI_ARG_INT,                                                          \
+         &(f).ngram_max, "N",  "ngram: longest suffix looked up (4)"},                              \
+        {"--speculative-disable-by-batch-size",  NULL, CI_ARG_INT,                                  \
+         &(f).speculative_disable_by_batch_size, "N",  "no drafts in steps with more decodes"},     \
         {"--block-size",  NULL, CI_ARG_INT,                                                         \
          &(f).block_size, "N",  "KV cache block size (default 16)"},                                \
         {"--max-num-batched-tokens",  NULL, CI_ARG_INT,                                             \

@@ -410,6 +410,15 @@ int ci_generate_prompts_file(const ci_engine_config *ec, const char *path,
         json_object_set_new(o, "prompt_tokens", json_integer(m.prompt_tokens));
         json_object_set_new(o, "generation_tokens", json_integer(m.generation_tokens));
         json_object_set_new(o, "num_steps", json_integer(m.num_steps));
+        if (m.spec_verify_steps > 0) { /* speculative decoding */
+            json_object_set_new(o, "spec_verify_steps", json_integer(m.spec_verify_steps));
+            json_object_set_new(o, "spec_draft_tokens", json_integer(m.spec_draft_tokens));
+            json_object_set_new(o, "spec_accepted_tokens", json_integer(m.spec_accepted_tokens));
+            json_t *at = json_array();
+            for (int k = 0; k < 16 && m.spec_accepted_at[k] > 0; k++)
+                json_array_append_new(at, json_integer(m.spec_accepted_at[k]));
+            json_object_set_new(o, "spec_accepted_by_position", at);
+        }
         char *dump = json_dumps(o, JSON_COMPACT);
         fprintf(stderr, "%s\n", dump ? dump : "null");
         free(dump);

@@ -65,7 +65,7 @@ ci_status ci_batch_build(ci_batch_builder *b, const ci_sched_output *out, const 
         const ci_sched_entry *e = &out->entries[i];
         const ci_sequence *q = e->seq;
         int ctx = e->start + e->num_new_tokens;
-        if (e->num_new_tokens < 1 || ctx > q->num_tokens || q->num_blocks > mb ||
+        if (e->num_new_tokens < 1 || ctx > q->num_tokens + e->num_spec || q->num_blocks > mb ||
             q->num_blocks * bs < ctx || T + e->num_new_tokens > b->max_tokens)
             return ci_errorf(
                 CI_ERR_INVALID,
@@ -76,12 +76,16 @@ ci_status ci_batch_build(ci_batch_builder *b, const ci_sched_output *out, const 
         memset(row + q->num_blocks, 0, (size_t)(mb - q->num_blocks) * sizeof *row);
         int lp_end = q->want_prompt_logprobs ? q->num_prompt_tokens - 1 : 0;
         for (int p = e->start; p < ctx; p++, T++) {
-            b->token_ids[T] = q->tokens[p];
+            b->token_ids[T] = p < q->num_tokens ? q->tokens[p] : q->spec[p - q->num_tokens];
             b->positions[T] = p;
             b->slot_mapping[T] = row[p / bs] * bs + p % bs;
             if (p < lp_end && p >= q->prompt_logprobs_done) b->logits_indices[L++] = T;
         }
-        if (e->samples > 0) b->logits_indices[L++] = T - 1;
+        if (e->num_spec > 0) /* verification: every row of the last token and the drafts */
+            for (int j = e->num_spec; j >= 0; j--)
+                b->logits_indices[L++] = T - 1 - j;
+        else if (e->samples > 0)
+            b->logits_indices[L++] = T - 1;
         b->query_start[i + 1] = T;
         b->logits_start[i + 1] = L;
         b->context_lens[i] = ctx;

@@ -339,7 +339,7 @@ ci_status ci_bm_allocate(ci_block_manager *bm, ci_sequence *seq, int num_new_tok
         return ci_errorf(CI_ERR_INVALID, "sequence %lld: allocate %d tokens", (long long)seq->id,
                          num_new_tokens);
     int64_t end = (int64_t)seq->num_computed_tokens + num_new_tokens;
-    if (end > seq->num_tokens)
+    if (end > seq->num_tokens + seq->num_spec) /* drafted tokens get slots too */
         return ci_errorf(CI_ERR_INVALID,
                          "sequence %lld: allocate up to token %lld but only %d are known",
                          (long long)seq->id, (long long)end, seq->num_tokens);
@@ -417,6 +417,12 @@ void ci_bm_cache_computed(ci_block_manager *bm, ci_sequence *seq) {
         }
     }
     seq->cache_cursor = i;
+}
+
+void ci_bm_trim(ci_block_manager *bm, ci_sequence *seq, int num_tokens) {
+    int keep = ci_blocks_for_tokens(num_tokens, bm->cfg.block_size);
+    while (seq->num_blocks > keep)
+        release_block(bm, seq->block_table[--seq->num_blocks]);
 }
 
 void ci_bm_free(ci_block_manager *bm, ci_sequence *seq) {

@@ -123,6 +123,9 @@ void ci_bm_cache_computed(ci_block_manager *bm, ci_sequence *seq);
  * evicted before its head); cached blocks go to the LRU tail. Resets
  * num_computed_tokens to 0. */
 void ci_bm_free(ci_block_manager *bm, ci_sequence *seq);
+/* Returns the blocks past the first ci_blocks_for_tokens(num_tokens) of seq
+ * (slots reserved for drafted tokens that were rejected). */
+void ci_bm_trim(ci_block_manager *bm, ci_sequence *seq, int num_tokens);
 
 /* child shares all of parent's blocks (ref++); child's table must be empty. */
 ci_status ci_bm_fork(ci_block_manager *bm, const ci_sequence *parent, ci_sequence *child);

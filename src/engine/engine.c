@@ -15,6 +15,7 @@
 
 #include "engine/engine_internal.h"
 #include "engine/fault.h"
+#include "engine/proposer.h"
 #include "util/progress.h"
 
 static void add_eos(ci_engine *e, int64_t id) {
@@ -58,6 +59,7 @@ void ci_engine_destroy(ci_engine *e) {
     free(e->slot);
     free(e->srows);
     free(e->sres);
+    free(e->row_lp);
     free(e->adj);
     free(e->copy_src);
     free(e->copy_dst);
@@ -65,6 +67,8 @@ void ci_engine_destroy(ci_engine *e) {
     free(e->outs);
     free(e->out_tokens);
     free(e->out_lp);
+    free(e->out_smp);
+    free(e->out_off);
     free(e);
 }
 
@@ -264,7 +268,35 @@ ci_engine_metrics ci_engine_get_metrics(const ci_engine *e) {
     m.capture_s = rs.capture_s;
     m.kv_cache_bytes = rs.kv_cache_bytes;
     m.num_graphs = ci_runner_num_graphs(e->runner);
+    m.spec_verify_steps = st.spec_verify_steps;
+    m.spec_draft_tokens = st.spec_drafted;
+    m.spec_accepted_tokens = st.spec_accepted;
+    for (int i = 0; i < CI_SPEC_MAX && i < 16; i++)
+        m.spec_accepted_at[i] = st.spec_accepted_at[i];
     return m;
+}
+
+/* Speculative decoding: a draft for every plain decode of the step (unless
+ * more than speculative_disable_by_batch_size decodes run), added to the plan
+ * as far as budget and blocks allow. */
+static ci_status propose_drafts(ci_engine *e, const ci_sched_output *o) {
+    const ci_engine_config *c = &e->cfg;
+    if (c->speculative_disable_by_batch_size > 0) {
+        int decodes = 0;
+        for (int i = 0; i < o->num_entries; i++)
+            decodes += o->entries[i].samples == 1 && o->entries[i].num_new_tokens == 1;
+        if (decodes > c->speculative_disable_by_batch_size) return ci_ok();
+    }
+    for (int i = 0; i < o->num_entries; i++) {
+        const ci_sched_entry *en = &o->entries[i];
+        if (en->samples != 1 || en->num_new_tokens != 1) continue;
+        const ci_sequence *q = en->seq;
+        int k = ci_ngram_propose(q->tokens, q->num_tokens, c->ngram_min, c->ngram_max,
+                                 c->num_speculative_tokens, e->draft);
+        int granted;
+        if (k > 0) CI_TRY(ci_sched_add_spec(e->sched, i, e->draft, k, &granted));
+    }
+    return ci_ok();
 }
 
 /* Copy-on-write pairs, sample rows, then the runner. */
@@ -326,8 +358,9 @@ ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_o
         e->m.num_steps++;
         int used = ci_bm_num_used(ci_sched_block_manager(e->sched));
         if (used > e->m.peak_kv_blocks_used) e->m.peak_kv_blocks_used = used;
+        ci_status s = e->cfg.num_speculative_tokens > 0 ? propose_drafts(e, o) : ci_ok();
         const ci_batch *b;
-        ci_status s = ci_batch_build(&e->bb, o, &b);
+        if (!s.code) s = ci_batch_build(&e->bb, o, &b);
         double t1 = ci_now();
         e->m.time_schedule_s += t1 - t0;
         if (!s.code) s = run_step(e, o, b);
@@ -341,7 +374,9 @@ ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_o
         }
         for (int i = 0; i < nres; i++) {
             eng_request *r = request_of(res, i);
-            ci_status st = r ? ci_eng_on_token(e, res[i].seq, res[i].token, res[i].finished)
+            const ci_engine_logprob *lp =
+                e->srows[res[i].row].top_logprobs >= 0 ? &e->row_lp[res[i].row] : NULL;
+            ci_status st = r ? ci_eng_on_token(e, res[i].seq, res[i].token, res[i].finished, lp)
                              : ci_errorf(CI_ERR_INTERNAL, "engine: sequence %lld has no request",
                                          (long long)res[i].seq->id);
             if (st.code && r) ci_eng_fail_request(e, r, st);
@@ -352,6 +387,8 @@ ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_o
     for (int i = 0; i < e->num_outs; i++) {
         e->outs[i].token_ids = e->outs[i].num_token_ids ? &e->out_tokens[i] : NULL;
         e->outs[i].logprobs = e->outs[i].num_token_ids ? e->out_lp[i] : NULL;
+        const eng_sample *smp = e->out_smp[i];
+        e->outs[i].text = smp->text ? smp->text + e->out_off[i] : "";
     }
     *outs = e->outs;
     *num_outs = e->num_outs;

@@ -84,8 +84,36 @@ ci_status ci_engine_config_check(ci_engine_config *c) {
     if (c->quantization && !is(c->quantization, "none"))
         return ci_errorf(CI_ERR_UNSUPPORTED, "quantization '%s' is not implemented",
                          c->quantization);
-    if (c->speculative_model || c->num_speculative_tokens != 0)
-        return ci_errorf(CI_ERR_UNSUPPORTED, "speculative decoding is not implemented");
+    if (c->num_speculative_tokens < 0 || c->num_speculative_tokens > 16)
+        return ci_errorf(CI_ERR_INVALID, "num_speculative_tokens %d outside [1, 16] (0: off)",
+                         c->num_speculative_tokens);
+    if (c->num_speculative_tokens == 0 && (c->speculative_method || c->speculative_model))
+        return ci_errorf(CI_ERR_INVALID,
+                         "speculative decoding needs num_speculative_tokens in [1, 16]");
+    if (c->num_speculative_tokens > 0) {
+        if (!c->speculative_method)
+            c->speculative_method = c->speculative_model ? "draft" : "ngram";
+        if (is(c->speculative_method, "ngram")) {
+            if (c->ngram_min == 0) c->ngram_min = 1;
+            if (c->ngram_max == 0) c->ngram_max = c->ngram_min > 4 ? c->ngram_min : 4;
+            if (c->ngram_min < 1 || c->ngram_max < c->ngram_min || c->ngram_max > 64)
+                return ci_errorf(CI_ERR_INVALID,
+                                 "ngram sizes: need 1 <= ngram_min (%d) <= ngram_max (%d) <= 64",
+                                 c->ngram_min, c->ngram_max);
+            if (c->speculative_model)
+                return ci_errorf(CI_ERR_INVALID,
+                                 "speculative_model is for method draft, not ngram");
+        } else if (is(c->speculative_method, "draft")) {
+            if (!c->speculative_model)
+                return ci_errorf(CI_ERR_INVALID, "speculative method draft needs a "
+                                                 "speculative_model directory");
+        } else {
+            return ci_errorf(CI_ERR_INVALID, "speculative method '%s' (use ngram or draft)",
+                             c->speculative_method);
+        }
+    }
+    if (c->speculative_disable_by_batch_size < 0)
+        return ci_errorf(CI_ERR_INVALID, "speculative_disable_by_batch_size must be >= 0");
     return ci_ok();
 }
 

@@ -15,9 +15,8 @@ typedef struct eng_sample {
     ci_detok_stream *detok;
     char *text; /* output text so far (stop string cut off) */
     size_t len, cap;
-    size_t emitted;           /* bytes already returned */
-    int done;                 /* finish reported */
-    ci_engine_logprob cur_lp; /* logprob of this step's token */
+    size_t emitted; /* bytes already returned */
+    int done;       /* finish reported */
 } eng_sample;
 
 typedef struct eng_request {
@@ -59,7 +58,9 @@ struct ci_engine {
     /* the sample op's host arrays, grown only */
     ci_sample_row *srows;
     ci_sample_result *sres;
+    ci_engine_logprob *row_lp; /* per sample row: its token's logprobs (outputs point here) */
     int srows_cap;
+    int32_t draft[CI_SPEC_MAX]; /* speculative decoding: one sequence's draft */
     ci_logit_adjust *adj;
     int adj_cap, num_adj;
     int32_t *copy_src, *copy_dst;
@@ -69,6 +70,8 @@ struct ci_engine {
     ci_engine_output *outs;
     int32_t *out_tokens;
     ci_engine_logprob **out_lp; /* pointer per output */
+    eng_sample **out_smp;       /* per output: the sample whose text it shows ... */
+    size_t *out_off;            /* ... from this offset */
     int outs_cap, num_outs;
     eng_request *dead, *live;
     int num_live_requests;
@@ -87,8 +90,10 @@ ci_status ci_eng_request_new(ci_engine *e, const ci_engine_sampling *sp, int num
                              eng_request **out);
 void ci_eng_request_free(eng_request *r);
 /* Handles sequence q's sampled token t (already appended by update): stop
- * ids, detokenization, stop strings, the output. */
-ci_status ci_eng_on_token(ci_engine *e, ci_sequence *q, int32_t t, int finished_length);
+ * ids, detokenization, stop strings, the output (with logprobs lp, or
+ * NULL). */
+ci_status ci_eng_on_token(ci_engine *e, ci_sequence *q, int32_t t, int finished_length,
+                          const ci_engine_logprob *lp);
 /* Ends every sequence of r with reason error and message s (once). */
 void ci_eng_fail_request(ci_engine *e, eng_request *r, ci_status s);
 /* Outputs for the sequences the scheduler finished; retires done requests. */

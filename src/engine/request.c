@@ -249,12 +249,14 @@ static size_t holdback(const eng_request *r, const eng_sample *smp) {
 static ci_status push_output(ci_engine *e, eng_request *r, int idx, int has_token, int32_t token,
                              ci_finish_reason fr, const ci_engine_logprob *lp) {
     eng_sample *smp = &r->samples[idx];
-    void **extra[2] = {(void **)&e->out_tokens, (void **)&e->out_lp};
-    size_t esz[2] = {sizeof(int32_t), sizeof(ci_engine_logprob *)};
+    void **extra[4] = {(void **)&e->out_tokens, (void **)&e->out_lp, (void **)&e->out_smp,
+                       (void **)&e->out_off};
+    size_t esz[4] = {sizeof(int32_t), sizeof(ci_engine_logprob *), sizeof(eng_sample *),
+                     sizeof(size_t)};
     if (e->fault && has_token)
         CI_TRY(e->fault(e->fault_user, CI_FAULT_OUTPUT, e->m.num_steps, r->id, r->sp.seed));
     CI_TRY(ci_eng_grow((void **)&e->outs, &e->outs_cap, e->num_outs + 1, sizeof(ci_engine_output),
-                       2, extra, esz));
+                       4, extra, esz));
     ci_engine_output *o = &e->outs[e->num_outs];
     memset(o, 0, sizeof *o);
     o->request_id = r->id;
@@ -268,7 +270,10 @@ static ci_status push_output(ci_engine *e, eng_request *r, int idx, int has_toke
         lim = smp->len - h;
     }
     if (lim < smp->emitted) lim = smp->emitted;
-    o->text = smp->text ? smp->text + smp->emitted : "";
+    /* the text pointer is set when the step ends (ci_engine_step): a later
+     * token of the same sample in this step may move smp->text */
+    e->out_smp[e->num_outs] = smp;
+    e->out_off[e->num_outs] = smp->emitted;
     o->text_len = lim - smp->emitted;
     smp->emitted = lim;
     o->finish_reason = fr;
@@ -290,7 +295,8 @@ static ci_status push_output(ci_engine *e, eng_request *r, int idx, int has_toke
 }
 
 /* A sampled token for sequence q (already appended by update). */
-ci_status ci_eng_on_token(ci_engine *e, ci_sequence *q, int32_t t, int finished_length) {
+ci_status ci_eng_on_token(ci_engine *e, ci_sequence *q, int32_t t, int finished_length,
+                          const ci_engine_logprob *lp) {
     eng_request *r = q->user;
     int idx = q->sample_index;
     eng_sample *smp = &r->samples[idx];
@@ -324,7 +330,7 @@ ci_status ci_eng_on_token(ci_engine *e, ci_sequence *q, int32_t t, int finished_
     }
     if (fr == CI_FINISH_STOP) CI_TRY(ci_sched_finish(e->sched, q, CI_FINISH_STOP));
     e->m.generation_tokens++;
-    return push_output(e, r, idx, 1, t, fr, r->sp.logprobs >= 0 ? &smp->cur_lp : NULL);
+    return push_output(e, r, idx, 1, t, fr, r->sp.logprobs >= 0 ? lp : NULL);
 }
 
 static void retire_request(ci_engine *e, eng_request *r) {

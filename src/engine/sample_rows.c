@@ -25,20 +25,20 @@ static ci_logit_adjust *touch(ci_engine *e, int32_t t) {
     return &e->adj[e->slot[t]];
 }
 
-/* Appends sequence q's logits processors to e->adj as one list of distinct
- * tokens (applied by the sample op in this order: min_tokens masking of EOS
- * and stop ids, repetition penalty over prompt + output, presence and
- * frequency penalties over the output). Returns its start and length. */
-static ci_status build_adjust(ci_engine *e, const eng_request *r, const ci_sequence *q, int *start,
-                              int *count) {
+/* Appends sequence q's logits processors (with its first nspec drafted
+ * tokens as output) to e->adj as one list of distinct tokens (applied by the sample op in this
+ * order: min_tokens masking of EOS and stop ids, repetition penalty over prompt + output, presence
+ * and frequency penalties over the output). Returns its start and length. */
+static ci_status build_adjust(ci_engine *e, const eng_request *r, const ci_sequence *q, int nspec,
+                              int *start, int *count) {
     const ci_engine_sampling *p = &r->sp;
-    int mask = ci_seq_num_output(q) < p->min_tokens;
+    int mask = ci_seq_num_output(q) + nspec < p->min_tokens;
     int rep = p->repetition_penalty != 1.0f;
     int pf = p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
     *start = e->num_adj;
     *count = 0;
     if (!mask && !rep && !pf) return ci_ok();
-    int need = e->num_adj + e->num_eos + p->num_stop_token_ids + q->num_tokens;
+    int need = e->num_adj + e->num_eos + p->num_stop_token_ids + q->num_tokens + nspec;
     CI_TRY(
         ci_eng_grow((void **)&e->adj, &e->adj_cap, need, sizeof(ci_logit_adjust), 0, NULL, NULL));
     if (++e->stamp_gen == 0) { /* wrapped: reset */
@@ -52,12 +52,20 @@ static ci_status build_adjust(ci_engine *e, const eng_request *r, const ci_seque
         for (int i = 0; i < p->num_stop_token_ids; i++)
             touch(e, r->stop_ids[i])->flags |= CI_ADJ_MASK;
     }
-    if (rep)
+    /* the first nspec drafted tokens count as output: row j of a verified
+     * decode sees the drafts before it, as if they had been sampled */
+    if (rep) {
         for (int i = 0; i < q->num_tokens; i++)
             touch(e, q->tokens[i])->flags |= CI_ADJ_REPEAT;
-    if (pf)
+        for (int i = 0; i < nspec; i++)
+            touch(e, q->spec[i])->flags |= CI_ADJ_REPEAT;
+    }
+    if (pf) {
         for (int i = q->num_prompt_tokens; i < q->num_tokens; i++)
             touch(e, q->tokens[i])->count++;
+        for (int i = 0; i < nspec; i++)
+            touch(e, q->spec[i])->count++;
+    }
     *count = e->num_adj - *start;
     return ci_ok();
 }
@@ -100,10 +108,10 @@ ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_
                             int *num_rows) {
     e->num_adj = 0;
     *num_rows = 0;
-    void **extra[1] = {(void **)&e->sres};
-    size_t esz[1] = {sizeof(ci_sample_result)};
+    void **extra[2] = {(void **)&e->sres, (void **)&e->row_lp};
+    size_t esz[2] = {sizeof(ci_sample_result), sizeof(ci_engine_logprob)};
     CI_TRY(ci_eng_grow((void **)&e->srows, &e->srows_cap, o->num_samples + 1, sizeof(ci_sample_row),
-                       1, extra, esz));
+                       2, extra, esz));
     CI_TRY(ci_eng_grow((void **)&e->sampled, &e->sampled_cap, o->num_samples + 1, sizeof(int32_t),
                        0, NULL, NULL));
     int k = 0;
@@ -112,14 +120,16 @@ ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_
         if (en->samples == 0) continue;
         ci_sequence *q = en->seq;
         eng_request *r = q->user;
-        int a0, na;
-        CI_TRY(build_adjust(e, r, q, &a0, &na));
+        int a0 = 0, na = 0, spec = en->num_spec > 0;
         uint64_t step = (uint64_t)ci_seq_num_output(q);
         for (int j = 0; j < en->samples; j++) {
-            int idx = en->samples > 1 ? j : q->sample_index;
+            /* a verified decode: row j samples output step + j after drafts
+             * 0..j-1, from its own logits row; forks share the last row */
+            if (j == 0 || spec) CI_TRY(build_adjust(e, r, q, spec ? j : 0, &a0, &na));
+            int idx = en->samples > 1 && !spec ? j : q->sample_index;
             ci_sample_row *row = &e->srows[k++];
             memset(row, 0, sizeof *row);
-            row->logits_row = logits_start[i + 1] - 1;
+            row->logits_row = spec ? logits_start[i] + j : logits_start[i + 1] - 1;
             row->top_logprobs = r->sp.logprobs >= 0 && idx < r->n ? r->sp.logprobs : -1;
             row->adj_start = a0;
             row->adj_count = na;
@@ -133,7 +143,7 @@ ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_
             row->frequency_penalty = r->sp.frequency_penalty;
             row->seed = r->seed;
             row->stream = (uint64_t)idx;
-            row->step = step;
+            row->step = spec ? step + (uint64_t)j : step;
         }
     }
     *num_rows = k;
@@ -147,14 +157,13 @@ ci_status ci_eng_collect(ci_engine *e, const ci_sched_output *o, const int32_t *
         ci_sequence *q = en->seq;
         eng_request *r = q->user;
         int r0 = logits_start[i], r1 = logits_start[i + 1];
-        int nplp = r1 - r0 - (en->samples > 0 ? 1 : 0);
+        int nplp = r1 - r0 - (en->num_spec > 0 ? 1 + en->num_spec : en->samples > 0 ? 1 : 0);
         if (nplp > 0 && r->plp) CI_TRY(prompt_logprobs(e, en, r0, nplp));
         for (int j = 0; j < en->samples; j++, k++) {
-            int idx = en->samples > 1 ? j : q->sample_index;
             const ci_sample_result *res = &e->sres[k];
             e->sampled[k] = res->token;
             if (e->srows[k].top_logprobs < 0) continue;
-            ci_engine_logprob *lp = &r->samples[idx].cur_lp;
+            ci_engine_logprob *lp = &e->row_lp[k]; /* the output of row k points here */
             lp->token = res->token;
             lp->logprob = res->logprob;
             lp->num_top = res->num_top;

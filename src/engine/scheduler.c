@@ -60,7 +60,8 @@ ci_status ci_sched_create(const ci_sched_config *cfg, ci_scheduler **out) {
     s->out.entries = malloc((size_t)m * sizeof *s->out.entries);
     s->out.copies = malloc((size_t)m * sizeof *s->out.copies);
     s->out.preempted = malloc((size_t)m * sizeof *s->out.preempted);
-    s->results = malloc((size_t)m * sizeof *s->results);
+    /* a result per sampled token: n per fork, 1 + CI_SPEC_MAX per verified decode */
+    s->results = malloc((size_t)m * (1 + CI_SPEC_MAX) * sizeof *s->results);
     s->scratch = malloc((size_t)m * sizeof *s->scratch);
     if (!s->running || !s->out.entries || !s->out.copies || !s->out.preempted || !s->results ||
         !s->scratch) {
@@ -209,6 +210,8 @@ static void add_entry(ci_scheduler *s, ci_sequence *q, int n) {
     e->start = q->num_computed_tokens;
     e->num_new_tokens = n;
     e->samples = e->start + n == q->num_tokens ? 1 + q->num_forks_pending : 0;
+    e->num_spec = 0;
+    q->num_spec = 0;
     o->num_tokens += n;
     o->num_samples += e->samples;
     if (q->num_tokens - q->num_computed_tokens == 1)
@@ -221,6 +224,7 @@ static void add_entry(ci_scheduler *s, ci_sequence *q, int n) {
 static ci_status preempt(ci_scheduler *s, ci_sequence *q) {
     CI_TRY(ci_seq_transition(q, CI_SEQ_PREEMPTED));
     ci_bm_free(s->bm, q);
+    q->num_spec = 0;
     q->num_computed_tokens = 0;
     q->num_cached_tokens = 0;
     q->num_preemptions++;
@@ -428,6 +432,75 @@ ci_status ci_sched_abandon(ci_scheduler *s) {
     return ci_ok();
 }
 
+/* ---- speculative decoding ---- */
+
+ci_status ci_sched_add_spec(ci_scheduler *s, int i, const int32_t *draft, int k, int *granted) {
+    ci_sched_output *o = &s->out;
+    *granted = 0;
+    if (s->updated || i < 0 || i >= o->num_entries)
+        return ci_errorf(CI_ERR_INVALID, "add_spec: no planned entry %d", i);
+    ci_sched_entry *e = &o->entries[i];
+    ci_sequence *q = e->seq;
+    if (e->num_new_tokens != 1 || e->samples != 1 || e->num_spec || q->num_forks_pending ||
+        q->num_tokens - q->num_computed_tokens != 1 || k <= 0)
+        return ci_ok(); /* not a plain decode: nothing to verify */
+    if (k > CI_SPEC_MAX) k = CI_SPEC_MAX;
+    int room = s->cfg.max_num_batched_tokens - o->num_tokens; /* budget */
+    if (k > room) k = room;
+    int left = q->max_tokens - ci_seq_num_output(q) - 1; /* the bonus token needs one */
+    if (k > left) k = left;
+    int ctx = s->max_model_len - q->num_tokens;
+    if (k > ctx) k = ctx;
+    if (k <= 0) return ci_ok();
+    memcpy(q->spec, draft, sizeof(int32_t) * (size_t)k);
+    q->num_spec = k;
+    int nc = o->num_copies;
+    ci_status st = ci_bm_allocate(s->bm, q, 1 + k, 0, o->copies, &o->num_copies);
+    if (st.code == CI_ERR_CAPACITY || o->num_copies != nc) { /* no room: plain decode */
+        q->num_spec = 0;
+        return st.code == CI_ERR_CAPACITY ? ci_ok() : ci_errorf(CI_ERR_INTERNAL, "add_spec: copy");
+    }
+    if (st.code) {
+        q->num_spec = 0;
+        return st;
+    }
+    e->num_new_tokens = 1 + k;
+    e->samples = 1 + k;
+    e->num_spec = k;
+    o->num_tokens += k;
+    o->num_samples += k;
+    o->num_decode_tokens += k;
+    s->stats.decode_tokens += k;
+    if (o->num_tokens > s->stats.max_tokens_in_step) s->stats.max_tokens_in_step = o->num_tokens;
+    *granted = k;
+    return ci_ok();
+}
+
+/* Verified entry e: keeps the drafts the samples confirm plus one sample,
+ * rolls back the rest; a result per appended token. */
+static ci_status accept_spec(ci_scheduler *s, const ci_sched_entry *e, const int32_t *tokens, int k,
+                             int *nres) {
+    ci_sequence *q = e->seq;
+    int ns = e->num_spec, a = 0;
+    while (a < ns && tokens[k + a] == q->spec[a])
+        a++;
+    s->stats.spec_verify_steps++;
+    s->stats.spec_drafted += ns;
+    s->stats.spec_accepted += a;
+    for (int j = 0; j < a; j++)
+        s->stats.spec_accepted_at[j]++;
+    /* K/V is valid for the last token and the a confirmed drafts */
+    q->num_computed_tokens = e->start + 1 + a;
+    q->num_spec = 0;
+    ci_bm_cache_computed(s->bm, q);
+    ci_bm_trim(s->bm, q, q->num_computed_tokens + 1);
+    for (int j = 0; j <= a; j++) {
+        CI_TRY(ci_seq_append(q, tokens[k + j]));
+        s->results[(*nres)++] = (ci_sched_result){q, tokens[k + j], 0, k + j};
+    }
+    return ci_ok();
+}
+
 /* ---- update ---- */
 
 ci_status ci_sched_update(ci_scheduler *s, const int32_t *tokens, int num_tokens,
@@ -452,6 +525,15 @@ ci_status ci_sched_update(ci_scheduler *s, const int32_t *tokens, int num_tokens
         if (q->num_computed_tokens != e->start)
             return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: computed %d, scheduled from %d",
                              (long long)q->id, q->num_computed_tokens, e->start);
+        if (e->num_spec > 0) {
+            CI_TRY(accept_spec(s, e, tokens, k, &nres));
+            k += samples;
+            if (ci_seq_num_output(q) >= q->max_tokens) {
+                CI_TRY(ci_sched_finish(s, q, CI_FINISH_LENGTH));
+                s->results[nres - 1].finished = 1;
+            }
+            continue;
+        }
         q->num_computed_tokens += e->num_new_tokens;
         ci_bm_cache_computed(s->bm, q);
         if (q->want_prompt_logprobs) {
@@ -462,7 +544,7 @@ ci_status ci_sched_update(ci_scheduler *s, const int32_t *tokens, int num_tokens
         if (samples == 0) continue;
         /* n > 1: siblings clone the prompt before the parent's token lands. */
         int first = nres;
-        s->results[nres++] = (ci_sched_result){q, tokens[k], 0};
+        s->results[nres++] = (ci_sched_result){q, tokens[k], 0, k};
         for (int j = 1; j < samples; j++) {
             ci_sequence *c;
             CI_TRY(ci_seq_clone(q, s->next_id, &c));
@@ -481,7 +563,7 @@ ci_status ci_sched_update(ci_scheduler *s, const int32_t *tokens, int num_tokens
             /* the slot was reserved at admission: move it to the sibling */
             q->num_forks_pending--;
             s->running[s->num_running++] = c;
-            s->results[nres++] = (ci_sched_result){c, tokens[k + j], 0};
+            s->results[nres++] = (ci_sched_result){c, tokens[k + j], 0, k + j};
             s->stats.forks++;
         }
         CI_TRY(ci_seq_append(q, tokens[k]));

@@ -61,8 +61,11 @@ typedef struct ci_sched_entry {
     ci_sequence *seq;
     int start; /* seq->num_computed_tokens when scheduled */
     int num_new_tokens;
-    int samples; /* 0: mid-prompt chunk; else tokens to sample from
-                    the last row (n for a group's first token, else 1) */
+    int samples;  /* 0: mid-prompt chunk; else tokens to sample: from the
+                     last row (n for a group's first token, else 1), or, with
+                     num_spec drafted tokens, one from each of the last
+                     1 + num_spec rows */
+    int num_spec; /* drafted tokens verified in this step (seq->spec) */
 } ci_sched_entry;
 
 typedef struct ci_sched_output {
@@ -83,11 +86,15 @@ typedef struct ci_sched_result {
     ci_sequence *seq; /* a forked sibling appears with its own result */
     int32_t token;
     int finished; /* 1: finished with reason length by update() */
+    int row;      /* the sample (index into update()'s tokens) it came from */
 } ci_sched_result;
 
 typedef struct ci_sched_stats {
     int64_t steps, preemptions, admitted, rejected, finished, forks;
     int64_t prefill_tokens, decode_tokens, max_tokens_in_step;
+    /* speculative decoding: drafted / accepted tokens, accepted by position */
+    int64_t spec_drafted, spec_accepted, spec_verify_steps;
+    int64_t spec_accepted_at[CI_SPEC_MAX];
 } ci_sched_stats;
 
 typedef struct ci_scheduler ci_scheduler;
@@ -105,6 +112,17 @@ ci_status ci_sched_add(ci_scheduler *s, const ci_request_params *p, int64_t *gro
  * schedule(). Zero entries when there is nothing to do. A step with entries
  * must be passed to update() before the next schedule() (CI_ERR_INVALID). */
 ci_status ci_sched_schedule(ci_scheduler *s, const ci_sched_output **out);
+
+/* Speculative decoding: extends planned entry i, a plain decode (one new
+ * token, no forks pending), by up to k drafted tokens draft[0..k) — as many
+ * as the step's token budget, max_tokens, the context and free KV blocks
+ * allow (*granted, 0 when none). The entry then computes 1 + *granted tokens
+ * and samples one token from each of their rows; update() keeps the longest
+ * prefix of drafts that the samples confirm plus the first sample that does
+ * not (or the bonus sample after all of them), and rolls num_computed_tokens
+ * back over the rest (their slots are rewritten later; whole blocks past the
+ * sequence's end are returned). Call between schedule() and update(). */
+ci_status ci_sched_add_spec(ci_scheduler *s, int i, const int32_t *draft, int k, int *granted);
 
 /* After the model ran: tokens[num_tokens] are the sampled tokens of the
  * sampling entries in entry order (`samples` each). Advances

@@ -65,6 +65,7 @@ ci_status ci_seq_clone(const ci_sequence *src, int64_t new_id, ci_sequence **out
     s->id = new_id;
     s->parent_id = src->id;
     s->num_blocks = 0;
+    s->num_spec = 0;
     s->next_finished = NULL;
     s->user = NULL;
     *out = s;

@@ -36,6 +36,9 @@ typedef cinfer_finish_reason ci_finish_reason;
 #define CI_FINISH_ABORT CINFER_FINISH_ABORT
 #define CI_FINISH_ERROR CINFER_FINISH_ERROR
 
+/* Most tokens a step may draft for one sequence (speculative decoding). */
+#define CI_SPEC_MAX 16
+
 typedef struct ci_sequence {
     int64_t id;            /* unique per sequence */
     int64_t group_id;      /* the request: all n samples share it */
@@ -68,6 +71,11 @@ typedef struct ci_sequence {
     uint64_t *block_hashes;
     int num_hashes;
     int cache_cursor; /* blocks below this were offered to the prefix cache */
+
+    /* Speculative decoding: tokens drafted for the step being planned
+     * (ci_sched_add_spec); they are verified in the step and then cleared. */
+    int32_t spec[CI_SPEC_MAX];
+    int num_spec;
 
     /* scheduler bookkeeping */
     int64_t scheduled_step;
