@@ -249,6 +249,8 @@ int main(void) {
     load_golden();
     test_greedy_golden(0);
     test_mixed(0);
+    test_greedy_golden(1);
+    test_mixed(1);
     for (int i = 0; i < NP; i++)
         free(prompts[i]);
     return test_finish("test_spec");

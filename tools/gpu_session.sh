@@ -9,7 +9,9 @@
 #   3. tools/gpu_bench_context.sh (issue 9's benchmarks);
 #   4. "peer": tools/hf_baseline.py (transformers) at batch 1 on the
 #      Llama-3.1-8B-shaped checkpoint;
-#   5. "extra": test_swa on CUDA (SWA goldens through the engine), the padded
+#   5. "spec": tools/gpu_bench_spec.sh (speculative decoding: exactness and
+#      speed; .carry/spec.tgz holds inflate_qwen2.py and the draft model);
+#   6. "extra": test_swa on CUDA (SWA goldens through the engine), the padded
 #      vocabulary on CUDA, and `serve` startup with engine flags.
 # Logs: $OUT/session.log (this), $OUT/check_logs.tgz. Steps: GPU_SESSION_STEPS
 # (default "fixtures check bench extra").
@@ -17,6 +19,7 @@ set -uo pipefail
 steps=${GPU_SESSION_STEPS:-fixtures check bench extra}
 x=/tmp/carry
 mkdir -p "$x" && tar xzf .carry/bin.tgz -C "$x" && tar xzf .carry/tok.tgz -C "$x" || exit 1
+[ -f .carry/spec.tgz ] && tar xzf .carry/spec.tgz -C "$x"
 export LD_LIBRARY_PATH=$x/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export CINFER_SOURCE_DIR=$PWD
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
@@ -39,6 +42,11 @@ esac
 case " $steps " in *" bench "*)
     echo "== gpu_bench_context"
     bash tools/gpu_bench_context.sh "$x/bin" "$x/tok/llama3" "$x/tok/qwen3" 500
+    ;;
+esac
+case " $steps " in *" spec "*)
+    echo "== gpu_bench_spec"
+    bash tools/gpu_bench_spec.sh "$x/bin" "$x/spec"
     ;;
 esac
 case " $steps " in *" peer "*)

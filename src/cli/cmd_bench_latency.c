@@ -158,6 +158,10 @@ int cmd_bench_latency(int argc, char **argv) {
         json_object_set_new(ph, "output_ms", json_real(1000 * m.time_output_s / ns));
         json_object_set_new(o, "step_phases_per_step", ph);
         json_object_set_new(o, "graph_steps", json_integer(m.graph_steps));
+        json_object_set_new(o, "spec_verify_steps", json_integer(m.spec_verify_steps));
+        json_object_set_new(o, "spec_draft_tokens", json_integer(m.spec_draft_tokens));
+        json_object_set_new(o, "spec_accepted_tokens", json_integer(m.spec_accepted_tokens));
+        json_object_set_new(o, "draft_ms_per_step", json_real(1000 * m.time_draft_s / ns));
         json_object_set_new(o, "eager_steps", json_integer(m.eager_steps));
         json_object_set_new(o, "max_model_len", json_integer(m.max_model_len));
         char *d = json_dumps(o, JSON_COMPACT);
@@ -176,6 +180,18 @@ int cmd_bench_latency(int argc, char **argv) {
         printf("%-26s schedule %.3f, forward %.3f, sample %.3f, output %.3f\n", "per step (ms)",
                1000 * m.time_schedule_s / ns, 1000 * m.time_forward_s / ns,
                1000 * m.time_sample_s / ns, 1000 * m.time_output_s / ns);
+        if (m.spec_verify_steps > 0) {
+            printf("%-26s %lld drafted, %lld accepted (%.1f%%), %.2f tokens per verify step; "
+                   "draft model %.3f ms per step\n",
+                   "speculative", (long long)m.spec_draft_tokens, (long long)m.spec_accepted_tokens,
+                   100.0 * (double)m.spec_accepted_tokens / (double)m.spec_draft_tokens,
+                   1.0 + (double)m.spec_accepted_tokens / (double)m.spec_verify_steps,
+                   1000 * m.time_draft_s / ns);
+            printf("%-26s", "accepted by position");
+            for (int k = 0; k < 16 && m.spec_accepted_at[k] > 0; k++)
+                printf(" %.2f", (double)m.spec_accepted_at[k] / (double)m.spec_verify_steps);
+            printf("\n");
+        }
         printf("%-26s %lld graph replays, %lld eager (%d graphs captured; context %d)\n",
                "forwards", (long long)m.graph_steps, (long long)m.eager_steps, m.num_graphs,
                m.max_model_len);

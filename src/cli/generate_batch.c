@@ -359,6 +359,7 @@ int ci_generate_prompts_file(const ci_engine_config *ec, const char *path,
     ci_progress bar;
     ci_progress_init(&bar, "generate");
     int done = 0;
+    double t_run = ci_now();
     while (!s.code && ci_engine_has_unfinished(e)) {
         const ci_engine_output *o;
         int n;
@@ -376,6 +377,7 @@ int ci_generate_prompts_file(const ci_engine_config *ec, const char *path,
         ci_progress_update(&bar, (size_t)done, (size_t)nmap);
     }
     ci_progress_done(&bar);
+    t_run = ci_now() - t_run;
     for (int i = 0; i < nl; i++) {
         json_t *o;
         if (L[i].error || s.code) {
@@ -410,6 +412,10 @@ int ci_generate_prompts_file(const ci_engine_config *ec, const char *path,
         json_object_set_new(o, "prompt_tokens", json_integer(m.prompt_tokens));
         json_object_set_new(o, "generation_tokens", json_integer(m.generation_tokens));
         json_object_set_new(o, "num_steps", json_integer(m.num_steps));
+        /* the run after loading: every step of every line */
+        json_object_set_new(o, "elapsed_s", json_real(t_run));
+        json_object_set_new(o, "output_tokens_per_s",
+                            json_real(t_run > 0 ? (double)m.generation_tokens / t_run : 0));
         if (m.spec_verify_steps > 0) { /* speculative decoding */
             json_object_set_new(o, "spec_verify_steps", json_integer(m.spec_verify_steps));
             json_object_set_new(o, "spec_draft_tokens", json_integer(m.spec_draft_tokens));

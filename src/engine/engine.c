@@ -60,6 +60,9 @@ void ci_engine_destroy(ci_engine *e) {
     free(e->srows);
     free(e->sres);
     free(e->row_lp);
+    free(e->dseqs);
+    free(e->dseq_of);
+    free(e->dout);
     free(e->adj);
     free(e->copy_src);
     free(e->copy_dst);
@@ -133,6 +136,15 @@ ci_status ci_engine_create(const ci_engine_config *cfg_in, ci_engine **out) {
     if (!e->lsm || !e->stamp || !e->slot) {
         s = ci_errorf(CI_ERR_NOMEM, "engine: out of memory (vocabulary scratch)");
         goto fail;
+    }
+    if (cfg.num_speculative_tokens > 0) { /* draft-model proposal scratch */
+        e->dseqs = calloc((size_t)cfg.max_num_seqs, sizeof *e->dseqs);
+        e->dseq_of = calloc((size_t)cfg.max_num_seqs, sizeof *e->dseq_of);
+        e->dout = calloc((size_t)cfg.max_num_seqs * 16, sizeof *e->dout);
+        if (!e->dseqs || !e->dseq_of || !e->dout) {
+            s = ci_errorf(CI_ERR_NOMEM, "engine: out of memory (drafts)");
+            goto fail;
+        }
     }
     e->m.num_kv_blocks = rs.num_kv_blocks;
     e->m.block_size = cfg.block_size;
@@ -263,6 +275,7 @@ ci_engine_metrics ci_engine_get_metrics(const ci_engine *e) {
     m.eager_steps = rs.eager_steps;
     m.time_forward_s = rs.time_forward_s;
     m.time_sample_s = rs.time_sample_s;
+    m.time_draft_s = rs.time_draft_s;
     m.load_s = rs.load_s;
     m.profile_s = rs.profile_s;
     m.capture_s = rs.capture_s;
@@ -278,24 +291,45 @@ ci_engine_metrics ci_engine_get_metrics(const ci_engine *e) {
 
 /* Speculative decoding: a draft for every plain decode of the step (unless
  * more than speculative_disable_by_batch_size decodes run), added to the plan
- * as far as budget and blocks allow. */
+ * as far as budget and blocks allow. n-gram drafts come first and are
+ * granted as they are; a draft model first has its slots granted (the plan
+ * reserves K/V room for k guesses), then guesses them in the slots. */
 static ci_status propose_drafts(ci_engine *e, const ci_sched_output *o) {
     const ci_engine_config *c = &e->cfg;
+    int K = c->num_speculative_tokens, ndraft = 0;
     if (c->speculative_disable_by_batch_size > 0) {
         int decodes = 0;
         for (int i = 0; i < o->num_entries; i++)
             decodes += o->entries[i].samples == 1 && o->entries[i].num_new_tokens == 1;
         if (decodes > c->speculative_disable_by_batch_size) return ci_ok();
     }
+    int model = ci_runner_has_draft(e->runner);
     for (int i = 0; i < o->num_entries; i++) {
         const ci_sched_entry *en = &o->entries[i];
         if (en->samples != 1 || en->num_new_tokens != 1) continue;
-        const ci_sequence *q = en->seq;
-        int k = ci_ngram_propose(q->tokens, q->num_tokens, c->ngram_min, c->ngram_max,
-                                 c->num_speculative_tokens, e->draft);
-        int granted;
+        ci_sequence *q = en->seq;
+        int k = K, granted = 0;
+        if (!model) {
+            k = ci_ngram_propose(q->tokens, q->num_tokens, c->ngram_min, c->ngram_max, K, e->draft);
+        } else {
+            memset(e->draft, 0, sizeof e->draft); /* placeholders until the model guesses */
+        }
         if (k > 0) CI_TRY(ci_sched_add_spec(e->sched, i, e->draft, k, &granted));
+        if (model && granted > 0) {
+            ci_draft_seq *d = &e->dseqs[ndraft];
+            d->block_table = q->block_table;
+            d->num_blocks = q->num_blocks;
+            d->pos = q->num_computed_tokens;
+            d->k = granted;
+            d->last_token = q->tokens[q->num_tokens - 1];
+            e->dseq_of[ndraft++] = q;
+        }
     }
+    if (ndraft == 0) return ci_ok();
+    CI_TRY(ci_runner_propose(e->runner, e->dseqs, ndraft, e->dout));
+    for (int i = 0; i < ndraft; i++)
+        memcpy(e->dseq_of[i]->spec, e->dout + (size_t)i * 16,
+               sizeof(int32_t) * (size_t)e->dseqs[i].k);
     return ci_ok();
 }
 

@@ -61,6 +61,9 @@ struct ci_engine {
     ci_engine_logprob *row_lp; /* per sample row: its token's logprobs (outputs point here) */
     int srows_cap;
     int32_t draft[CI_SPEC_MAX]; /* speculative decoding: one sequence's draft */
+    ci_draft_seq *dseqs;        /* draft model: the step's sequences to guess for */
+    ci_sequence **dseq_of;
+    int32_t *dout; /* their guesses, 16 per sequence */
     ci_logit_adjust *adj;
     int adj_cap, num_adj;
     int32_t *copy_src, *copy_dst;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "engine/block_manager.h"
+#include "engine/draft.h"
 #include "engine/graphs.h"
 #include "util/progress.h"
 
@@ -15,6 +16,7 @@ struct ci_runner {
     ci_model *model;
     ci_kv_cache *kv;
     ci_graphs *graphs;
+    ci_draft *draft; /* speculative decoding's draft model, or NULL */
     int max_model_len;
     ci_fault_fn fault;
     void *fault_user;
@@ -25,6 +27,7 @@ struct ci_runner {
 void ci_runner_destroy(ci_runner *r) {
     if (!r) return;
     ci_graphs_free(r->graphs); /* before the KV cache and model they use */
+    ci_draft_free(r->draft);
     if (r->kv) ci_kv_cache_destroy(r->be, r->kv);
     ci_model_free(r->model);
     if (r->be) ci_backend_destroy(r->be);
@@ -104,6 +107,7 @@ static ci_status size_kv(ci_runner *r, int64_t *blocks_out, size_t *block_bytes_
     size_t dsz = ci_dtype_size(r->be->act_dtype);
     size_t block_bytes = (size_t)2 * (size_t)mc->num_layers * (size_t)mc->num_kv_heads *
                          (size_t)bs * (size_t)mc->head_dim * dsz;
+    if (r->draft) block_bytes += ci_draft_block_bytes(r->draft, bs); /* its blocks mirror ours */
     if (c->kv_cache_tokens > 0) {
         blocks = (c->kv_cache_tokens + bs - 1) / bs;
     } else if (c->kv_cache_memory <= 0 && r->be->ops->mem_info) {
@@ -187,10 +191,17 @@ ci_status ci_runner_create(const cinfer_engine_config *cfg, ci_runner **out) {
         goto fail;
     }
     r->max_model_len = cfg->max_model_len > 0 ? cfg->max_model_len : ctx;
+    if (cfg->num_speculative_tokens > 0 && cfg->speculative_model) {
+        int mb = (r->max_model_len + cfg->block_size - 1) / cfg->block_size;
+        s = ci_draft_load(r->be, cfg->speculative_model, cfg->model_dir, r->model, r->max_model_len,
+                          cfg->max_num_batched_tokens, cfg->max_num_seqs, mb, &r->draft);
+        if (s.code) goto fail;
+    }
     int64_t blocks = 0;
     size_t block_bytes = 0;
     s = size_kv(r, &blocks, &block_bytes);
     if (!s.code) s = ci_model_kv_cache_create(r->model, (int)blocks, cfg->block_size, &r->kv);
+    if (!s.code && r->draft) s = ci_draft_kv_create(r->draft, (int)blocks, cfg->block_size);
     if (s.code) goto fail;
     r->st.num_kv_blocks = (int)blocks;
     r->st.kv_cache_bytes = (int64_t)blocks * (int64_t)block_bytes;
@@ -241,11 +252,18 @@ ci_status ci_runner_execute(ci_runner *r, const ci_runner_step *st, ci_sample_re
         if (!be->ops->copy_blocks)
             return ci_errorf(CI_ERR_UNSUPPORTED, "runner: backend %s has no copy_blocks", be->name);
         CI_TRY(be->ops->copy_blocks(be, r->kv, st->copy_src, st->copy_dst, st->num_copies));
+        if (r->draft)
+            CI_TRY(ci_draft_copy_blocks(r->draft, st->copy_src, st->copy_dst, st->num_copies));
     }
     if (r->fault) CI_TRY(r->fault(r->fault_user, CI_FAULT_FORWARD, r->step, -1, -1));
     CI_TRY(forward(r, st->batch));
     double t1 = ci_now();
     r->st.time_forward_s += t1 - t0;
+    if (r->draft) { /* the draft's K/V follows every computed token */
+        CI_TRY(ci_draft_mirror(r->draft, st->batch));
+        r->st.time_draft_s += ci_now() - t1;
+        t1 = ci_now();
+    }
     if (st->num_rows > 0) {
         if (r->fault) CI_TRY(r->fault(r->fault_user, CI_FAULT_SAMPLE, r->step, -1, -1));
         CI_TRY(be->ops->sample(be, ci_model_logits(r->model), st->rows, st->num_rows, st->adj,
@@ -263,6 +281,18 @@ ci_status ci_runner_logits_to_host(ci_runner *r, int row0, int n, float *dst) {
                          row0 + n, (long long)lg->rows);
     return r->be->ops->to_host(r->be, dst, (const float *)lg->data + (size_t)row0 * V,
                                sizeof(float) * V * (size_t)n);
+}
+
+int ci_runner_has_draft(const ci_runner *r) {
+    return r->draft != NULL;
+}
+
+ci_status ci_runner_propose(ci_runner *r, const ci_draft_seq *seqs, int n, int32_t *out) {
+    if (!r->draft) return ci_errorf(CI_ERR_INVALID, "runner: no draft model");
+    double t0 = ci_now();
+    ci_status s = ci_draft_propose(r->draft, seqs, n, out);
+    r->st.time_draft_s += ci_now() - t0;
+    return s;
 }
 
 ci_model *ci_runner_model(ci_runner *r) {

@@ -3,7 +3,8 @@
  *
  * Owns: the backend, the model, the paged KV cache and its sizing (the
  * profiling forward on a GPU), the CUDA graphs of decode steps (graphs.h),
- * copy-on-write block copies and the sample op.
+ * copy-on-write block copies, the sample op, and speculative decoding's
+ * draft model (draft.h: its KV cache mirrors the target's blocks).
  *
  * One step is one ci_runner_execute(): block copies -> forward (a graph
  * replay when one fits, else eager) -> the sample op over every sample row.
@@ -19,6 +20,7 @@
 
 #include "backend/backend.h"
 #include "cinfer.h"
+#include "engine/draft.h"
 #include "model/model.h"
 #include "util/status.h"
 
@@ -51,7 +53,7 @@ typedef ci_status (*ci_fault_fn)(void *user, ci_fault_site site, int64_t step, i
 
 typedef struct ci_runner_stats {
     int64_t graph_steps, eager_steps; /* forwards that replayed a graph / ran eagerly */
-    double time_forward_s, time_sample_s;
+    double time_forward_s, time_sample_s, time_draft_s; /* draft: proposals + mirror */
     double load_s, profile_s, capture_s;
     int64_t kv_cache_bytes;
     int num_kv_blocks;
@@ -70,6 +72,11 @@ ci_status ci_runner_logits_to_host(ci_runner *r, int row0, int n, float *dst);
 /* The hook is called with `step` as last given to ci_runner_set_step. */
 void ci_runner_set_fault_hook(ci_runner *r, ci_fault_fn fn, void *user);
 void ci_runner_set_step(ci_runner *r, int64_t step);
+
+/* Speculative decoding with a draft model (cfg->speculative_model): greedy
+ * guesses for each sequence (draft.h); CI_ERR_INVALID without a draft. */
+int ci_runner_has_draft(const ci_runner *r);
+ci_status ci_runner_propose(ci_runner *r, const ci_draft_seq *seqs, int n, int32_t *out);
 
 ci_model *ci_runner_model(ci_runner *r);
 int ci_runner_max_model_len(const ci_runner *r);
