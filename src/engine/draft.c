@@ -74,11 +74,13 @@ ci_status ci_draft_load(ci_backend *be, const char *dir, const char *target_dir,
         return ci_status_wrap(s, "speculative model");
     }
     const ci_model_config *c = &d->model->cfg;
-    int ctx = c->max_position_embeddings < d->model->rope.max_positions ? c->max_position_embeddings
-                                                                         : d->model->rope.max_positions;
+    int ctx = c->max_position_embeddings < d->model->rope.max_positions
+                  ? c->max_position_embeddings
+                  : d->model->rope.max_positions;
     if (c->vocab_size != target->cfg.vocab_size)
-        s = ci_errorf(CI_ERR_INVALID, "speculative model %s: vocabulary of %d ids, the target has %d",
-                      dir, c->vocab_size, target->cfg.vocab_size);
+        s = ci_errorf(CI_ERR_INVALID,
+                      "speculative model %s: vocabulary of %d ids, the target has %d", dir,
+                      c->vocab_size, target->cfg.vocab_size);
     else if (ctx < max_model_len)
         s = ci_errorf(CI_ERR_INVALID,
                       "speculative model %s: context of %d tokens, below max_model_len %d "

@@ -137,6 +137,8 @@ ci_status ci_engine_create(const ci_engine_config *cfg_in, ci_engine **out) {
         s = ci_errorf(CI_ERR_NOMEM, "engine: out of memory (vocabulary scratch)");
         goto fail;
     }
+    for (int j = 0; j < CI_SPEC_MAX; j++)
+        e->acc_rate[j] = 1.0;             /* optimistic until measured */
     if (cfg.num_speculative_tokens > 0) { /* draft-model proposal scratch */
         e->dseqs = calloc((size_t)cfg.max_num_seqs, sizeof *e->dseqs);
         e->dseq_of = calloc((size_t)cfg.max_num_seqs, sizeof *e->dseq_of);
@@ -304,13 +306,19 @@ static ci_status propose_drafts(ci_engine *e, const ci_sched_output *o) {
         if (decodes > c->speculative_disable_by_batch_size) return ci_ok();
     }
     int model = ci_runner_has_draft(e->runner);
+    /* adaptive K: draft up to the first position whose measured acceptance is
+     * below 15%, plus one more to keep measuring it */
+    int kfit = 0;
+    while (kfit < K && e->acc_rate[kfit] >= 0.15)
+        kfit++;
+    if (kfit + 1 < K) K = kfit + 1;
     for (int i = 0; i < o->num_entries; i++) {
         const ci_sched_entry *en = &o->entries[i];
         if (en->samples != 1 || en->num_new_tokens != 1) continue;
         ci_sequence *q = en->seq;
         int k = K, granted = 0;
         if (!model) {
-            k = ci_ngram_propose(q->tokens, q->num_tokens, c->ngram_min, c->ngram_max, K, e->draft);
+            k = ci_ngram_propose(q->tokens, q->num_tokens, c->ngram_min, c->ngram_max, k, e->draft);
         } else {
             memset(e->draft, 0, sizeof e->draft); /* placeholders until the model guesses */
         }
@@ -331,6 +339,20 @@ static ci_status propose_drafts(ci_engine *e, const ci_sched_output *o) {
         memcpy(e->dseq_of[i]->spec, e->dout + (size_t)i * 16,
                sizeof(int32_t) * (size_t)e->dseqs[i].k);
     return ci_ok();
+}
+
+/* Folds this step's verification counters into the decayed acceptance
+ * rate per draft position (adaptive K). */
+static void track_acceptance(ci_engine *e) {
+    ci_sched_stats st = ci_sched_get_stats(e->sched);
+    int64_t v = st.spec_verify_steps - e->seen_verify;
+    if (v <= 0) return;
+    for (int j = 0; j < CI_SPEC_MAX; j++) {
+        double r = (double)(st.spec_accepted_at[j] - e->seen_at[j]) / (double)v;
+        if (j < e->cfg.num_speculative_tokens) e->acc_rate[j] = 0.9 * e->acc_rate[j] + 0.1 * r;
+        e->seen_at[j] = st.spec_accepted_at[j];
+    }
+    e->seen_verify = st.spec_verify_steps;
 }
 
 /* Copy-on-write pairs, sample rows, then the runner. */
@@ -405,6 +427,8 @@ ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_o
         if (s.code) {
             fail_step(e, o, s);
             nres = 0;
+        } else if (e->cfg.num_speculative_tokens > 0) {
+            track_acceptance(e);
         }
         for (int i = 0; i < nres; i++) {
             eng_request *r = request_of(res, i);

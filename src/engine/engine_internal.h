@@ -64,6 +64,10 @@ struct ci_engine {
     ci_draft_seq *dseqs;        /* draft model: the step's sequences to guess for */
     ci_sequence **dseq_of;
     int32_t *dout; /* their guesses, 16 per sequence */
+    /* adaptive K: decayed acceptance rate of each draft position, and the
+     * scheduler's counters at the last step (to take differences) */
+    double acc_rate[CI_SPEC_MAX];
+    int64_t seen_verify, seen_at[CI_SPEC_MAX];
     ci_logit_adjust *adj;
     int adj_cap, num_adj;
     int32_t *copy_src, *copy_dst;
