@@ -67,8 +67,10 @@ for cfg in "" "--num-speculative-tokens 4" "--num-speculative-tokens 8" \
     echo "[${cfg:-no speculation}] $(stat /tmp/b1.err) $(md5sum </tmp/b1.jsonl | cut -c1-8)"
 done
 echo "== batch 64 offline, 6.9B-class target: 256 prompts x 128 in / 128 out"
-for cfg in "" "--num-speculative-tokens 4 --speculative-model $draft --speculative-disable-by-batch-size 8"; do
+for cfg in "" "--num-speculative-tokens 4 --speculative-disable-by-batch-size 8" \
+    "--num-speculative-tokens 4 --speculative-model $draft --speculative-disable-by-batch-size 8" \
+    "--num-speculative-tokens 4 --speculative-model $draft"; do
     timeout 200 "$bin/cinfer" bench throughput -m $big --device cuda --num-prompts 256 \
         --input-len 128 --output-len 128 --max-num-seqs 64 $cfg 2>&1 | grep -E "output tok/s|elapsed" |
-        sed "s/^/[${cfg:-off}] /"
+        sed "s|^|[${cfg:-off}] |"
 done
