@@ -41,8 +41,8 @@ echo "pkg-config --cflags --libs cinfer: $flags"
 # shellcheck disable=SC2086
 $cc -std=c11 -Wall -Wextra -Werror $cflags "$src/examples/stream.c" $flags -o "$tmp/stream"
 # shellcheck disable=SC2086
-$cc -std=c11 $cflags "$src/examples/stream.c" -I"$p/include" "$p/lib/libcinfer.a" \
-    $(pkg-config --libs-only-other --libs-only-l --static cinfer | sed 's/-lcinfer //') -o "$tmp/stream_static"
+$cc -std=c11 $cflags "$src/examples/stream.c" $(pkg-config --cflags cinfer) \
+    $(pkg-config --libs --static cinfer | sed "s|-lcinfer |$p/lib/libcinfer.a |") -o "$tmp/stream_static"
 check "static example needs no libcinfer.so" "! readelf -d $tmp/stream_static | grep -q libcinfer"
 
 want=$("$p/bin/cinfer" generate -m "$m" -p "$prompt" -n 24 --temperature 0 --device cpu 2>/dev/null)
