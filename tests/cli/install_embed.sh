@@ -3,8 +3,9 @@
 # only cinfer_* exported), `cinfer --version`, examples/stream.c built with
 # `pkg-config --cflags --libs cinfer` (shared) and against libcinfer.a, both
 # streaming the greedy continuation `cinfer generate` prints; no CUDA library
-# NEEDED by the binary or the library, and a CPU run with LD_LIBRARY_PATH
-# pointing nowhere.
+# NEEDED by the binary or the library, a CPU run with LD_LIBRARY_PATH
+# pointing nowhere and, in a CUDA build run as root, with cuBLASLt hidden
+# (then --device cuda is one error line).
 set -euo pipefail
 src=${CINFER_SOURCE_DIR:-.}
 build=${CINFER_BUILD_DIR:-$src/build}
@@ -55,5 +56,23 @@ check "example counted 24 tokens" "grep -q '\[24 tokens\]' $tmp/err"
 nowhere=$(LD_LIBRARY_PATH=/nonexistent "$p/bin/cinfer" generate -m "$m" -p "$prompt" -n 8 \
     --temperature 0 --device cpu 2>/dev/null)
 check "CPU run with LD_LIBRARY_PATH=/nonexistent" '[ -n "$nowhere" ]'
+# CUDA builds: hide cuBLASLt for real (a mount namespace with an empty tmpfs
+# over every directory that holds it), where unshare is allowed (root).
+if [ "${CINFER_HAVE_CUDA:-OFF}" = ON ] && unshare -m true 2>/dev/null; then
+    dirs=$( (ldconfig -p | sed -n 's/.*libcublasLt\.so.* => \(.*\)\/libcublasLt.*/\1/p'
+        ls -d /usr/local/cuda*/lib64 /usr/local/cuda*/lib 2>/dev/null) | xargs -r -n1 readlink -f | sort -u)
+    hide="for d in $(echo $dirs); do mount -t tmpfs none \$d; done"
+    # shellcheck disable=SC2016
+    unshare -m sh -c "$hide"'
+        "$0" generate -m "$1" -p "$2" -n 8 --temperature 0 --device cpu >"$3/hidden_cpu" 2>/dev/null
+        echo "cpu rc=$?" >"$3/hidden_rc"
+        "$0" generate -m "$1" -p "$2" -n 8 --device cuda >/dev/null 2>"$3/hidden_cuda_err"
+        echo "cuda rc=$?" >>"$3/hidden_rc"' "$p/bin/cinfer" "$m" "$prompt" "$tmp"
+    echo "cuBLASLt hidden ($(echo $dirs)): $(tr '\n' ' ' <"$tmp/hidden_rc")$(cat "$tmp/hidden_cuda_err")"
+    check "CUDA libraries hidden: --device cpu runs" \
+        'grep -q "cpu rc=0" $tmp/hidden_rc && [ -s $tmp/hidden_cpu ]'
+    check "CUDA libraries hidden: --device cuda is one error naming libcublasLt" \
+        'grep -q "cuda rc=1" $tmp/hidden_rc && grep -q "cannot load libcublasLt" $tmp/hidden_cuda_err'
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
