@@ -3,9 +3,12 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "backend/cuda/cuda.h"
 
 ci_status ci_cpu_backend_create(const ci_backend_options *opts, ci_backend **out);
 #ifdef CINFER_HAVE_CUDA
+/* The CUDA libraries are opened here, on first use (cublaslt_lazy.c): a
+ * CUDA build runs on the CPU where none is installed. */
 ci_status ci_cuda_backend_create(const ci_backend_options *opts, ci_backend **out);
 #endif
 
@@ -16,6 +19,8 @@ ci_status ci_backend_create(const char *name, const ci_backend_options *opts, ci
     if (!name || !strcmp(name, "cpu")) return ci_cpu_backend_create(opts, out);
     if (!strcmp(name, "cuda")) {
 #ifdef CINFER_HAVE_CUDA
+        const char *why = ci_cuda_libs_load();
+        if (why) return ci_errorf(CI_ERR_UNSUPPORTED, "backend 'cuda': %s", why);
         return ci_cuda_backend_create(opts, out);
 #else
         return ci_errorf(CI_ERR_UNSUPPORTED, "backend 'cuda': built without CUDA");

@@ -6,11 +6,13 @@
 #include "cli/common.h"
 #include "cli/engine_flags.h"
 #include "server/server.h"
+#include "server/webui.h"
 
 int cmd_serve(int argc, char **argv) {
     const char *model_dir = NULL, *host = "127.0.0.1", *api_key = NULL, *served = NULL;
     long port = 8000, max_waiting = 256, max_body = 16L << 20;
     double timeout = 0;
+    bool no_webui = false;
     ci_engine_flags ef = ci_engine_flags_default();
     const ci_arg args[] = {
         {"--model", "-m", CI_ARG_STR, &model_dir, "DIR", "Hugging Face model directory"},
@@ -20,6 +22,7 @@ int cmd_serve(int argc, char **argv) {
          "require Authorization: Bearer KEY on /v1, /tokenize"},
         {"--served-model-name", NULL, CI_ARG_STR, &served, "NAME",
          "model name in the API (default: dir name)"},
+        {"--no-webui", NULL, CI_ARG_FLAG, &no_webui, NULL, "no chat page at GET / (404)"},
         {"--max-waiting", NULL, CI_ARG_INT, &max_waiting, "N",
          "requests accepted beyond --max-num-seqs before 503 (default 256)"},
         {"--request-timeout", NULL, CI_ARG_FLOAT, &timeout, "S",
@@ -62,5 +65,6 @@ int cmd_serve(int argc, char **argv) {
     cfg.max_waiting = (int)max_waiting;
     cfg.request_timeout_s = timeout;
     cfg.max_body_bytes = (size_t)max_body;
+    srv_webui_set_enabled(!no_webui);
     return srv_run(&cfg);
 }

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cinfer_version.h"
 #include "cli/common.h"
 
 typedef struct {
@@ -22,7 +23,8 @@ static const ci_command COMMANDS[] = {
 };
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: cinfer <command> [options]   (cinfer <command> --help for details)\n\n"
+    fprintf(f, "usage: cinfer <command> [options]   (cinfer <command> --help for details)\n"
+               "       cinfer --version\n\n"
                "commands:\n");
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         fprintf(f, "  %-12s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
@@ -32,6 +34,11 @@ int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return 1;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("cinfer %s (commit %s)\nbackends: %s\n", CINFER_VERSION, CINFER_GIT_COMMIT,
+               CINFER_BACKENDS);
+        return 0;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);

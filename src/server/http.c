@@ -27,6 +27,7 @@
 #include "model/config.h"
 #include "server/http_response.h"
 #include "server/server.h"
+#include "server/webui.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -701,6 +702,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!path) path = "/";
+    if (srv_webui_handle(ctx, req, path)) return; /* GET /: the chat page */
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
     int path_known = 0;
     for (size_t i = 0; i < sizeof ROUTES / sizeof ROUTES[0]; i++) {

@@ -6,6 +6,8 @@
 #ifdef CINFER_HAVE_CUDA
 /* Number of usable CUDA devices (0 when there is no GPU or no driver). */
 int ci_cuda_device_count(void);
+/* Opens cuBLASLt (dlopen, once): NULL when loaded, else why not. */
+const char *ci_cuda_libs_load(void);
 #endif
 
 #endif
