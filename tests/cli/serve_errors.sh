@@ -61,7 +61,7 @@ exec 7>&-
 
 # ---- client disconnect aborts the request and frees its KV blocks ----
 metric() { curl -s -m 10 "$base/metrics" | sed -n "s/^$1{[^}]*} //p" | head -n 1; }
-metric_label() { curl -s -m 10 "$base/metrics" | grep -F "$1" | sed 's/.* //'; }
+metric_label() { curl -s -m 10 "$base/metrics" | grep "^cinfer:" | grep -F "$1" | sed "s/.* //"; }
 aborts0=$(metric_label 'finished_reason="abort"')
 curl -s -N -m 1 -o /dev/null "$base/v1/completions" \
     -d '{"prompt":"def f():","max_tokens":1900,"ignore_eos":true,"stream":true}'
