@@ -73,7 +73,7 @@ struct srv_ctx {
     srv_conn *conns;
     int num_conns;
     struct evconnlistener *listener;
-    struct event *relisten;
+    struct event *relisten, *sweeper;
     uint64_t accept_errors;
     double accept_err_logged;
     /* admission (sequences = prompts x n; prompt tokens not yet started) */

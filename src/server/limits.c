@@ -1,13 +1,18 @@
 /* limits.c — connection-level limits of `cinfer serve`, below evhttp.
  *
- * Every accepted connection gets a filter bufferevent over its socket
- * bufferevent (evhttp_set_bevcb), which gives us what evhttp 2.1 does not:
- * a count of open connections (the filter's free callback), the bytes of
- * each request as they arrive (whole-request deadlines that a trickle cannot
- * extend: libevent's own timeout restarts on every byte) and the socket to
- * refuse a connection beyond --max-connections with a 503. accept() errors
- * (EMFILE) pause the listener for a moment instead of spinning, and their
- * log line is rate-limited. */
+ * evhttp 2.1 tells nothing about a connection until it has read a whole
+ * request, so every accepted connection gets its socket bufferevent from us
+ * (evhttp_set_bevcb) with a callback on its input buffer: that sees each
+ * request's bytes as they arrive, which gives whole-request deadlines that a
+ * trickle cannot extend (libevent's own timeout restarts on every byte):
+ * --header-timeout from the request's first byte to the end of its headers,
+ * --body-timeout from its first byte to its end. A connection beyond
+ * --max-connections gets a 503 with Retry-After written straight to its
+ * socket and is closed. evhttp frees connections without telling us, so a
+ * connection is known by its socket (descriptor + inode) and is counted
+ * until a sweep (each second, or at the cap) finds the socket gone.
+ * accept() errors (EMFILE) pause the listener for 100 ms instead of
+ * spinning, with at most one log line a second. */
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -18,21 +23,28 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "server/limits.h"
 #include "server/log.h"
 
-enum { CONN_IDLE, CONN_HEADERS, CONN_BODY };
+enum { CONN_NEW, CONN_IDLE, CONN_HEADERS, CONN_BODY };
 
 struct srv_conn {
     srv_conn *prev, *next;
     srv_ctx *ctx;
-    struct bufferevent *bev, *under;
-    struct event *deadline, *refuse;
-    double start; /* first byte of the request being read */
-    int state;    /* CONN_* */
-    int last, nl; /* header end matcher: last byte, newlines in a row */
-    int cut;      /* the deadline or the cap closed it */
+    struct bufferevent *bev; /* evhttp's; touched only while the socket lives */
+    evutil_socket_t fd;
+    dev_t dev;
+    ino_t ino;
+    struct event *deadline, *setup;
+    double start;  /* first byte of the request being read */
+    int state;     /* CONN_* */
+    int nl;        /* header end matcher: newlines in a row (CR ignored) */
+    char line[40]; /* the start of the header line being read (lower case) */
+    int linelen;
+    int too_big; /* Content-Length over --max-body-bytes */
+    int cut;     /* refused or past its deadline: its requests go unanswered */
 };
 
 static void tv_of(double s, struct timeval *tv) {
@@ -41,8 +53,8 @@ static void tv_of(double s, struct timeval *tv) {
     tv->tv_usec = (suseconds_t)((s - (double)tv->tv_sec) * 1e6);
 }
 
-/* Writes a whole small HTTP reply straight to the socket (nothing else is
- * being written on it: no request was handed to evhttp yet) and half-closes. */
+/* Writes a whole small JSON error reply straight to the socket (evhttp is
+ * reading a request on it, writing nothing) and half-closes it. */
 static void raw_reply(evutil_socket_t fd, int status, const char *reason, const char *type,
                       const char *msg, int retry_after) {
     char body[384], head[384];
@@ -60,151 +72,215 @@ static void raw_reply(evutil_socket_t fd, int status, const char *reason, const 
     shutdown(fd, SHUT_WR);
 }
 
-static void conn_arm(srv_conn *c, double after) {
-    struct timeval tv;
-    tv_of(after, &tv);
-    if (c->deadline) evtimer_add(c->deadline, &tv);
+static int conn_alive(const srv_conn *c) {
+    struct stat st;
+    return c->fd >= 0 && !fstat(c->fd, &st) && st.st_ino == c->ino && st.st_dev == c->dev;
 }
 
-/* The request (or the refused connection) ran out of time: close the socket
- * under evhttp, which then sees EOF and frees the connection. */
-static void on_deadline(evutil_socket_t fd_, short what, void *arg) {
-    srv_conn *c = arg;
-    evutil_socket_t fd = bufferevent_getfd(c->under);
-    if (fd < 0) return;
-    if (!c->cut) {
-        c->cut = 1;
-        c->ctx->m.deadline_cut++;
-        srv_log(c->ctx, SRV_LOG_DEBUG, "connection cut: request not read within its deadline");
-        raw_reply(fd, 408, "Request Timeout", "timeout_error",
-                  "the request was not received within its deadline", 0);
-    }
-    shutdown(fd, SHUT_RDWR);
-}
-
-static void on_refuse(evutil_socket_t fd_, short what, void *arg) {
-    srv_conn *c = arg;
-    evutil_socket_t fd = bufferevent_getfd(c->under);
-    if (fd < 0) return;
-    c->cut = 1;
-    raw_reply(fd, 503, "Service Unavailable", "server_overloaded",
-              "too many connections; retry later", 1);
-    conn_arm(c, 1.0); /* a client that does not hang up is cut after 1 s */
-}
-
-static enum bufferevent_filter_result in_filter(struct evbuffer *src, struct evbuffer *dst,
-                                                ev_ssize_t limit, enum bufferevent_flush_mode mode,
-                                                void *arg) {
-    srv_conn *c = arg;
-    const srv_config *cfg = c->ctx->cfg;
-    size_t n = evbuffer_get_length(src);
-    if (limit >= 0 && (size_t)limit < n) n = (size_t)limit;
-    if (n && c->state == CONN_IDLE && !c->cut) {
-        c->state = CONN_HEADERS;
-        c->start = srv_now_s();
-        c->last = c->nl = 0;
-        if (cfg->header_timeout_s > 0) conn_arm(c, cfg->header_timeout_s);
-    }
-    if (c->state == CONN_HEADERS) {
-        /* find the blank line that ends the headers (CRLF CRLF or LF LF) */
-        struct evbuffer_iovec v[8];
-        int nv = evbuffer_peek(src, (ev_ssize_t)n, NULL, v, 8);
-        size_t seen = 0;
-        for (int i = 0; i < nv && i < 8 && c->state == CONN_HEADERS && seen < n; i++) {
-            const unsigned char *p = v[i].iov_base;
-            for (size_t k = 0; k < v[i].iov_len && seen < n; k++, seen++) {
-                if (p[k] == '\n') {
-                    if (++c->nl == 2) {
-                        c->state = CONN_BODY;
-                        break;
-                    }
-                } else if (p[k] != '\r') {
-                    c->nl = 0;
-                }
-            }
-        }
-        if (c->state == CONN_BODY && cfg->body_timeout_s > 0)
-            conn_arm(c, cfg->body_timeout_s - (srv_now_s() - c->start));
-        else if (c->state == CONN_BODY && c->deadline)
-            evtimer_del(c->deadline);
-    }
-    evbuffer_remove_buffer(src, dst, n);
-    return BEV_OK;
-}
-
-static void conn_free(void *arg) {
-    srv_conn *c = arg;
+static void conn_free(srv_conn *c) {
     srv_ctx *ctx = c->ctx;
     if (c->prev)
         c->prev->next = c->next;
     else
         ctx->conns = c->next;
     if (c->next) c->next->prev = c->prev;
-    ctx->num_conns--;
+    if (c->fd >= 0) ctx->num_conns--;
     if (c->deadline) event_free(c->deadline);
-    if (c->refuse) event_free(c->refuse);
+    if (c->setup) event_free(c->setup);
     free(c);
+}
+
+/* Forgets the connections whose sockets are gone. */
+static void sweep(srv_ctx *ctx) {
+    for (srv_conn *c = ctx->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->fd >= 0 && !conn_alive(c)) conn_free(c);
+    }
+}
+
+static void conn_arm(srv_conn *c, double after) {
+    struct timeval tv;
+    tv_of(after, &tv);
+    if (c->deadline) evtimer_add(c->deadline, &tv);
+}
+
+/* The request (or the refused connection) ran out of time: shut the socket
+ * under evhttp, which then reads EOF and frees the connection. */
+static void on_deadline(evutil_socket_t fd_, short what, void *arg) {
+    srv_conn *c = arg;
+    if (!conn_alive(c)) {
+        conn_free(c);
+        return;
+    }
+    if (!c->cut) {
+        c->cut = 1;
+        c->ctx->m.deadline_cut++;
+        srv_log(c->ctx, SRV_LOG_DEBUG, "fd %d: request not received within its deadline; closed",
+                (int)c->fd);
+        raw_reply(c->fd, 408, "Request Timeout", "timeout_error",
+                  "the request was not received within its deadline", 0);
+    }
+    shutdown(c->fd, SHUT_RDWR);
+}
+
+/* A header line ended: note a Content-Length over the body limit. */
+static void header_line(srv_conn *c) {
+    static const char cl[] = "content-length:";
+    c->line[c->linelen] = '\0';
+    if (c->linelen >= (int)sizeof cl - 1 && !memcmp(c->line, cl, sizeof cl - 1)) {
+        const char *v = c->line + sizeof cl - 1;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        char *end;
+        unsigned long long n = strtoull(v, &end, 10);
+        if (end != v && n > (unsigned long long)c->ctx->cfg->max_body_bytes) c->too_big = 1;
+    }
+    c->linelen = 0;
+}
+
+/* Bytes arrived (or were consumed) on a connection's input. */
+static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg) {
+    srv_conn *c = arg;
+    if (!info->n_added || c->cut || c->state == CONN_NEW) return;
+    const srv_config *cfg = c->ctx->cfg;
+    if (c->state == CONN_IDLE) {
+        c->state = CONN_HEADERS;
+        c->start = srv_now_s();
+        c->nl = c->linelen = c->too_big = 0;
+        if (cfg->header_timeout_s > 0) conn_arm(c, cfg->header_timeout_s);
+    }
+    if (c->state != CONN_HEADERS) return;
+    /* find the blank line that ends the headers in the bytes just added */
+    size_t len = evbuffer_get_length(buf), n = info->n_added < len ? info->n_added : len;
+    struct evbuffer_ptr at;
+    if (evbuffer_ptr_set(buf, &at, len - n, EVBUFFER_PTR_SET)) return;
+    struct evbuffer_iovec v[16];
+    int nv = evbuffer_peek(buf, (ev_ssize_t)n, &at, v, 16);
+    for (int i = 0; i < nv && i < 16 && c->state == CONN_HEADERS; i++) {
+        const unsigned char *p = v[i].iov_base;
+        for (size_t k = 0; k < v[i].iov_len; k++) {
+            if (p[k] == '\n') {
+                header_line(c);
+                if (++c->nl == 2) {
+                    c->state = CONN_BODY;
+                    break;
+                }
+            } else if (p[k] != '\r') {
+                c->nl = 0;
+                if (c->linelen < (int)sizeof c->line - 1)
+                    c->line[c->linelen++] = (char)(p[k] >= 'A' && p[k] <= 'Z' ? p[k] + 32 : p[k]);
+            }
+        }
+    }
+    if (c->state == CONN_BODY && c->too_big) {
+        /* evhttp would answer with an HTML page: a JSON 413 first, then close */
+        c->cut = 1;
+        raw_reply(c->fd, 413, "Payload Too Large", "invalid_request_error",
+                  "the request body exceeds --max-body-bytes", 0);
+        shutdown(c->fd, SHUT_RDWR);
+        return;
+    }
+    if (c->state == CONN_BODY) {
+        if (cfg->body_timeout_s > 0)
+            conn_arm(c, cfg->body_timeout_s - (srv_now_s() - c->start));
+        else if (c->deadline)
+            evtimer_del(c->deadline);
+    }
+}
+
+/* Runs right after evhttp has set the socket up (same loop pass, before
+ * any I/O on it): learn the socket, count it, refuse it beyond the cap. */
+static void on_setup(evutil_socket_t fd_, short what, void *arg) {
+    srv_conn *c = arg;
+    srv_ctx *ctx = c->ctx;
+    event_free(c->setup);
+    c->setup = NULL;
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st)) {
+        conn_free(c);
+        return;
+    }
+    for (srv_conn *o = ctx->conns, *next; o;
+         o = next) { /* a reused descriptor: its old owner is gone */
+        next = o->next;
+        if (o != c && o->fd == fd) conn_free(o);
+    }
+    c->fd = fd;
+    c->dev = st.st_dev;
+    c->ino = st.st_ino;
+    c->state = CONN_IDLE;
+    ctx->num_conns++;
+    int cap = ctx->cfg->max_connections;
+    if (cap > 0 && ctx->num_conns > cap) sweep(ctx);
+    if (cap > 0 && ctx->num_conns > cap) {
+        ctx->m.rejected_conns++;
+        c->cut = 1;
+        raw_reply(fd, 503, "Service Unavailable", "server_overloaded",
+                  "too many connections (--max-connections); retry later", 1);
+        conn_arm(c, 1.0); /* a client that does not hang up is cut after 1 s */
+    }
 }
 
 static struct bufferevent *on_new_conn(struct event_base *base, void *arg) {
     srv_ctx *ctx = arg;
     srv_conn *c = calloc(1, sizeof *c);
-    struct bufferevent *under = c ? bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE) : NULL;
-    struct bufferevent *f =
-        under ? bufferevent_filter_new(under, in_filter, NULL, BEV_OPT_CLOSE_ON_FREE, conn_free, c)
-              : NULL;
-    if (!f) {
-        if (under) bufferevent_free(under);
-        free(c);
-        return NULL; /* evhttp makes a plain one */
+    struct bufferevent *bev = c ? bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    if (c) {
+        c->ctx = ctx;
+        c->fd = -1;
+        c->bev = bev;
+        c->deadline = evtimer_new(base, on_deadline, c);
+        c->setup = event_new(base, -1, 0, on_setup, c);
     }
-    c->ctx = ctx;
-    c->bev = f;
-    c->under = under;
-    c->deadline = evtimer_new(base, on_deadline, c);
+    if (!bev || !c->deadline || !c->setup ||
+        !evbuffer_add_cb(bufferevent_get_input(bev), on_input, c)) {
+        if (bev) bufferevent_free(bev);
+        if (c && c->deadline) event_free(c->deadline);
+        if (c && c->setup) event_free(c->setup);
+        free(c);
+        return NULL; /* evhttp makes its own: this connection goes unwatched */
+    }
     c->next = ctx->conns;
     if (ctx->conns) ctx->conns->prev = c;
     ctx->conns = c;
-    ctx->num_conns++;
-    if (ctx->cfg->max_connections > 0 && ctx->num_conns > ctx->cfg->max_connections) {
-        /* evhttp sets the socket after this returns: refuse from the loop */
-        ctx->m.rejected_conns++;
-        c->refuse = event_new(base, -1, 0, on_refuse, c);
-        if (c->refuse) event_active(c->refuse, EV_TIMEOUT, 0);
-    }
-    return f;
+    event_active(c->setup, EV_TIMEOUT, 0);
+    return bev;
 }
 
-static srv_conn *conn_of(srv_ctx *ctx, struct evhttp_connection *evcon) {
+static srv_conn *conn_of(srv_ctx *ctx, struct evhttp_request *req) {
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     struct bufferevent *b = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
     for (srv_conn *c = b ? ctx->conns : NULL; c; c = c->next)
-        if (c->bev == b) return c;
+        if (c->bev == b && c->fd >= 0 && conn_alive(c)) return c;
     return NULL;
 }
 
 void srv_limits_request(srv_ctx *ctx, struct evhttp_request *req) {
-    srv_conn *c = conn_of(ctx, evhttp_request_get_connection(req));
+    srv_conn *c = conn_of(ctx, req);
     if (!c) return;
     c->state = CONN_IDLE;
     if (c->deadline) evtimer_del(c->deadline);
 }
 
 int srv_limits_refused(srv_ctx *ctx, struct evhttp_request *req) {
-    srv_conn *c = conn_of(ctx, evhttp_request_get_connection(req));
+    srv_conn *c = conn_of(ctx, req);
     return c && c->cut;
 }
 
 evutil_socket_t srv_conn_fd(struct evhttp_connection *evcon) {
     struct bufferevent *b = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-    if (!b) return -1;
-    struct bufferevent *u = bufferevent_get_underlying(b);
-    return bufferevent_getfd(u ? u : b);
+    return b ? bufferevent_getfd(b) : -1;
 }
 
 /* ---- the listener ---- */
 static void on_relisten(evutil_socket_t fd, short what, void *arg) {
     srv_ctx *ctx = arg;
     if (ctx->listener && !ctx->stopping) evconnlistener_enable(ctx->listener);
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg) {
+    sweep(arg);
 }
 
 static void on_accept_error(struct evconnlistener *l, void *arg) {
@@ -225,10 +301,13 @@ static void on_accept_error(struct evconnlistener *l, void *arg) {
 }
 
 int srv_limits_install(srv_ctx *ctx, struct evhttp_bound_socket *bs) {
-    (void)on_new_conn; /* the filter stalls replies (see the note above on_new_conn) */
+    evhttp_set_bevcb(ctx->http, on_new_conn, ctx);
     ctx->listener = evhttp_bound_socket_get_listener(bs);
     ctx->relisten = evtimer_new(ctx->base, on_relisten, ctx);
-    if (!ctx->listener || !ctx->relisten) return -1;
+    ctx->sweeper = event_new(ctx->base, -1, EV_PERSIST, on_sweep, ctx);
+    struct timeval one = {1, 0};
+    if (!ctx->listener || !ctx->relisten || !ctx->sweeper || event_add(ctx->sweeper, &one))
+        return -1;
     evconnlistener_set_error_cb(ctx->listener, on_accept_error);
     return 0;
 }
@@ -238,15 +317,18 @@ void srv_limits_stop_accepting(srv_ctx *ctx) {
     if (ctx->relisten) evtimer_del(ctx->relisten);
 }
 
+/* After evhttp_free (every connection closed). */
 void srv_limits_free(srv_ctx *ctx) {
     if (ctx->relisten) event_free(ctx->relisten);
-    ctx->relisten = NULL;
+    if (ctx->sweeper) event_free(ctx->sweeper);
+    ctx->relisten = ctx->sweeper = NULL;
+    while (ctx->conns)
+        conn_free(ctx->conns);
 }
 
 size_t srv_limits_pending_output(srv_ctx *ctx) {
     size_t n = 0;
     for (srv_conn *c = ctx->conns; c; c = c->next)
-        n += evbuffer_get_length(bufferevent_get_output(c->bev)) +
-             evbuffer_get_length(bufferevent_get_output(c->under));
+        if (c->fd >= 0 && conn_alive(c)) n += evbuffer_get_length(bufferevent_get_output(c->bev));
     return n;
 }
