@@ -71,7 +71,7 @@ struct srv_ctx {
     int stopping;      /* SIGINT/SIGTERM: draining, then exiting */
     /* limits.c */
     srv_conn *conns;
-    int num_conns;
+    int num_conns, max_conns; /* max_conns: --max-connections below the fd limit */
     struct evconnlistener *listener;
     struct event *relisten, *sweeper;
     uint64_t accept_errors;

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -211,14 +212,14 @@ static void on_setup(evutil_socket_t fd_, short what, void *arg) {
     c->ino = st.st_ino;
     c->state = CONN_IDLE;
     ctx->num_conns++;
-    int cap = ctx->cfg->max_connections;
+    int cap = ctx->max_conns;
     if (cap > 0 && ctx->num_conns > cap) sweep(ctx);
     if (cap > 0 && ctx->num_conns > cap) {
         ctx->m.rejected_conns++;
         c->cut = 1;
         raw_reply(fd, 503, "Service Unavailable", "server_overloaded",
                   "too many connections (--max-connections); retry later", 1);
-        conn_arm(c, 1.0); /* a client that does not hang up is cut after 1 s */
+        conn_arm(c, 0.1); /* then closed: the descriptor is wanted */
     }
 }
 
@@ -283,8 +284,12 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
     sweep(arg);
 }
 
+/* The listener's callback argument is evhttp's: the context comes from here
+ * (one server a process). */
+static srv_ctx *listener_ctx;
+
 static void on_accept_error(struct evconnlistener *l, void *arg) {
-    srv_ctx *ctx = arg;
+    srv_ctx *ctx = listener_ctx;
     int err = EVUTIL_SOCKET_ERROR();
     double t = srv_now_s();
     ctx->accept_errors++;
@@ -301,6 +306,20 @@ static void on_accept_error(struct evconnlistener *l, void *arg) {
 }
 
 int srv_limits_install(srv_ctx *ctx, struct evhttp_bound_socket *bs) {
+    /* the cap stays below the descriptor limit (less 32 for the model's
+     * files, the engine and libevent), so the refusal comes before EMFILE */
+    ctx->max_conns = ctx->cfg->max_connections;
+    struct rlimit rl;
+    if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY) {
+        long room = (long)rl.rlim_cur - 32;
+        if (room < 1) room = 1;
+        if (ctx->max_conns <= 0 || ctx->max_conns > room) {
+            srv_log(ctx, SRV_LOG_WARN,
+                    "--max-connections %d lowered to %ld (open file limit %llu less 32)",
+                    ctx->max_conns, room, (unsigned long long)rl.rlim_cur);
+            ctx->max_conns = (int)room;
+        }
+    }
     evhttp_set_bevcb(ctx->http, on_new_conn, ctx);
     ctx->listener = evhttp_bound_socket_get_listener(bs);
     ctx->relisten = evtimer_new(ctx->base, on_relisten, ctx);
@@ -308,6 +327,7 @@ int srv_limits_install(srv_ctx *ctx, struct evhttp_bound_socket *bs) {
     struct timeval one = {1, 0};
     if (!ctx->listener || !ctx->relisten || !ctx->sweeper || event_add(ctx->sweeper, &one))
         return -1;
+    listener_ctx = ctx;
     evconnlistener_set_error_cb(ctx->listener, on_accept_error);
     return 0;
 }

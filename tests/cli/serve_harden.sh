@@ -12,8 +12,8 @@ command -v python3 >/dev/null || { echo "SKIP: python3 not installed"; exit 77; 
 client="$tmp/client.py"
 cat >"$client" <<'PY'
 #!/usr/bin/env python3
-"""Socket-level clients for tests/cli/serve_harden.sh (loopback, bounded).
-usage: serve_harden_client.py PORT CHECK [args]; prints 'ok ...' / 'FAIL ...' lines."""
+"""Socket-level clients of serve_harden.sh (loopback, bounded).
+usage: client.py PORT CHECK [args]; prints 'ok ...' / 'FAIL ...' lines."""
 import json
 import socket
 import sys
@@ -154,6 +154,36 @@ elif check == "seqs":
     st, _, _, _ = http("POST", "/v1/completions", json.dumps({"prompt": "x", "max_tokens": 2}))
     say(st == 503, f"even a 1-sequence request beyond the 12 sequences: {st}")
     s.close()  # hang-up aborts the big one
+elif check == "fdlimit":
+    # far more connections than the server's descriptors: each one is refused
+    # (503) or waits in the backlog; /health still answers within 1 s
+    held = []
+    for _ in range(int(sys.argv[3])):
+        try:
+            held.append(conn(timeout=2))
+        except OSError:
+            break
+    time.sleep(1.0)
+    got503 = 0
+    for s in held:
+        s.settimeout(0.01)
+        try:
+            if s.recv(64).startswith(b"HTTP/1.1 503"):
+                got503 += 1
+        except OSError:
+            pass
+    try:
+        st, _, _, dt = http("GET", "/health", timeout=3)
+    except OSError:
+        st, dt = 0, 9
+    say(st in (200, 503) and dt < 1.0 and got503 > 0,
+        f"{len(held)} connections with 256 descriptors: {got503} got 503; /health {st} in "
+        f"{dt*1000:.0f} ms")
+    for s in held:
+        s.close()
+    time.sleep(1.5)
+    st, _, _, dt = http("GET", "/health", timeout=3)
+    say(st == 200, f"after they closed: /health {st} in {dt*1000:.0f} ms")
 elif check == "framing":
     for name, extra in (("duplicate", "Content-Length: 2\r\nContent-Length: 2\r\n"),
                         ("conflicting", "Content-Length: 2\r\nContent-Length: 5\r\n")):
@@ -308,6 +338,19 @@ assert 'finished_reason="stop"' in text and 'finished_reason="length"' in text
 PY
 stop_server
 
+# ---- descriptor limit: ulimit -n 256 and 300 connections ----
+realbin=$bin
+bin="$tmp/ulimit256"
+printf '#!/bin/sh\nulimit -n 256\nexec "%s" "$@"\n' "$realbin" >"$bin"
+chmod +x "$bin"
+start_server
+run fdlimit 300
+lines=$(grep -c "accept:" "$tmp/server.log")
+check "--max-connections lowered below the descriptor limit; accept errors logged $lines times (< 10)" \
+    eval 'grep -q "lowered to 224" "$tmp/server.log" && [ "$lines" -lt 10 ]'
+stop_server
+bin=$realbin
+
 # ---- admission by sequences: prompts x n against --max-num-seqs + --max-waiting ----
 start_server --max-num-seqs 4 --max-waiting 8
 run seqs
@@ -326,17 +369,9 @@ out=$(cat <&"${DRAIN[0]}")
 echo "$out"
 passed=$((passed + $(grep -c '^ok ' <<<"$out")))
 failed=$((failed + $(grep -c '^FAIL ' <<<"$out")))
-rc=""
-for _ in $(seq 100); do
-    if ! kill -0 "$srv_pid" 2>/dev/null; then
-        wait "$srv_pid"
-        rc=$?
-        break
-    fi
-    sleep 0.1
-done
+wait_server_exit
 t1=$(date +%s%N)
-check "SIGTERM drain: exit status 0 after --shutdown-timeout 1 ($(((t1 - t0) / 1000000)) ms)" [ "$rc" = 0 ]
+check "SIGTERM drain: exit status 0 after --shutdown-timeout 1 ($(((t1 - t0) / 1000000)) ms)" [ "$srv_rc" = 0 ]
 check "drain logged" grep -q "shutdown timeout: ended 4 streams" "$tmp/server.log"
 srv_pid=""
 
