@@ -738,7 +738,11 @@ static void route_request(srv_ctx *ctx, struct evhttp_request *req, const char *
 static void on_request(struct evhttp_request *req, void *arg) {
     srv_ctx *ctx = arg;
     srv_limits_request(ctx, req);
-    if (srv_limits_refused(ctx, req)) return; /* evhttp frees it with the connection */
+    if (srv_limits_refused(ctx, req)) { /* answered already: this write fails, evhttp frees all */
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        srv_send_errorf(ctx, req, 503, NULL, "connection refused");
+        return;
+    }
     ctx->m.http_requests++;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;

@@ -2,7 +2,7 @@
 # serve_harden.sh — hostile clients and shutdown (issue 13): slowloris cut at
 # its deadline while others are served, --max-connections refusal (503 +
 # Retry-After), a 16 MiB prompt refused fast without delaying a small request,
-# admission by sequences (503 + Retry-After), duplicate / conflicting
+# admission by sequences and by queued prompt tokens (503 + Retry-After), duplicate / conflicting
 # Content-Length (400), a pipelined byte + hang-up aborts, X-Request-Id and the
 # access log, vllm: metrics that parse, and the SIGTERM drain (streams end
 # with finish_reason "abort" + [DONE], non-streams answered, exit 0).
@@ -184,6 +184,23 @@ elif check == "fdlimit":
     time.sleep(1.5)
     st, _, _, dt = http("GET", "/health", timeout=3)
     say(st == 200, f"after they closed: /health {st} in {dt*1000:.0f} ms")
+elif check == "queued":
+    # --max-num-seqs 1 --max-queued-tokens 50: one request runs, one with 40
+    # prompt tokens waits; another 40 would pass 50 -> 503 + Retry-After
+    held = []
+    for i in range(2):
+        body = json.dumps({"prompt": [100 + i] * 40, "max_tokens": 1500, "ignore_eos": True})
+        s = conn()
+        s.sendall(("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                   "\r\nContent-Length: %d\r\n\r\n" % len(body)).encode() + body.encode())
+        held.append(s)
+        time.sleep(0.3)
+    st, hd, rb, _ = http("POST", "/v1/completions",
+                         json.dumps({"prompt": [7] * 40, "max_tokens": 2}))
+    say(st == 503 and hd.get("retry-after") == "1" and b"queued prompt tokens" in rb,
+        f"40 more prompt tokens with 40 queued and --max-queued-tokens 50: {st}")
+    for s in held:
+        s.close()
 elif check == "framing":
     for name, extra in (("duplicate", "Content-Length: 2\r\nContent-Length: 2\r\n"),
                         ("conflicting", "Content-Length: 2\r\nContent-Length: 5\r\n")):
@@ -354,6 +371,9 @@ bin=$realbin
 # ---- admission by sequences: prompts x n against --max-num-seqs + --max-waiting ----
 start_server --max-num-seqs 4 --max-waiting 8
 run seqs
+stop_server
+start_server --max-num-seqs 1 --max-queued-tokens 50
+run queued
 stop_server
 
 # ---- SIGTERM drain: streams end with "abort" + [DONE], others answered, exit 0 ----
