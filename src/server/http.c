@@ -25,15 +25,14 @@
 #include <time.h>
 
 #include "model/config.h"
+#include "server/admission.h"
 #include "server/http_response.h"
+#include "server/limits.h"
+#include "server/log.h"
 #include "server/server.h"
 #include "server/webui.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+#define now_s srv_now_s
 
 /* ---- jobs ---- */
 static void on_close(struct evhttp_connection *conn, void *arg);
@@ -49,8 +48,9 @@ static void choice_free(choice *c) {
     free(c->offsets);
 }
 
-static void job_free(job *j) {
+void job_free(job *j) {
     srv_ctx *ctx = j->ctx;
+    srv_job_log(j);
     if (j->prev)
         j->prev->next = j->next;
     else
@@ -59,7 +59,11 @@ static void job_free(job *j) {
     if (j->conn) evhttp_connection_set_closecb(j->conn, NULL, NULL);
     if (j->timer) event_free(j->timer);
     if (j->watch) event_free(j->watch);
-    if (j->is_gen) ctx->gen_in_flight--;
+    if (j->is_gen) {
+        ctx->gen_in_flight--;
+        ctx->seqs_in_flight -= j->num_choices;
+    }
+    ctx->queued_tokens -= j->queued_est;
     for (int i = 0; j->ch && i < j->num_choices; i++)
         choice_free(&j->ch[i]);
     free(j->ch);
@@ -67,6 +71,7 @@ static void job_free(job *j) {
         free(j->echo_wait[p]);
     free(j->echo_wait);
     free(j);
+    srv_drain_check(ctx);
 }
 
 static job *job_new(srv_ctx *ctx, struct evhttp_request *req, ep_kind ep) {
@@ -79,6 +84,10 @@ static job *job_new(srv_ctx *ctx, struct evhttp_request *req, ep_kind ep) {
     j->t0 = now_s();
     j->created = (long long)time(NULL);
     j->logprobs = -1;
+    snprintf(j->reqid, sizeof j->reqid, "%s", ctx->reqid);
+    static const char *const paths[] = {"/v1/completions", "/v1/chat/completions", "/tokenize",
+                                        "/detokenize"};
+    j->path = paths[ep];
     j->conn = evhttp_request_get_connection(req);
     if (j->conn) evhttp_connection_set_closecb(j->conn, on_close, j);
     j->next = ctx->jobs;
@@ -139,12 +148,17 @@ static void on_watch(evutil_socket_t fd, short what, void *arg) {
     ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
     event_del(j->watch); /* level-triggered: pipelined data or EOF would fire again */
-    if (n <= 0 && j->is_gen && !j->finished) job_abort(j);
+    if (n > 0 && !(what & EV_CLOSED)) {
+        /* pipelined bytes: from now on wait for the hang-up alone */
+        event_assign(j->watch, j->ctx->base, fd, EV_CLOSED | EV_PERSIST, on_watch, j);
+        event_add(j->watch, NULL);
+        return;
+    }
+    if (j->is_gen && !j->finished) job_abort(j);
 }
 
 static void job_watch(job *j) {
-    struct bufferevent *bev = j->conn ? evhttp_connection_get_bufferevent(j->conn) : NULL;
-    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    evutil_socket_t fd = srv_conn_fd(j->conn);
     if (fd < 0) return;
     j->watch = event_new(j->ctx->base, fd, EV_READ | EV_PERSIST, on_watch, j);
     if (j->watch) event_add(j->watch, NULL);
@@ -161,6 +175,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg) {
 static void job_fail(job *j, const srv_err *e) {
     srv_ctx *ctx = j->ctx;
     job_detach(j);
+    j->status = j->headers_sent ? 200 : e->status;
     if (j->req) {
         if (j->headers_sent) {
             srv_sse_error(j, e);
@@ -179,6 +194,7 @@ static void job_complete(job *j) {
     for (int i = 0; i < j->num_choices; i++)
         ctx->m.finished[j->timed_out ? 0 : (int)j->ch[i].finish < 5 ? (int)j->ch[i].finish : 4]++;
     srv_hist_observe(&ctx->m.e2e, t - j->t0);
+    srv_job_phases(j, t);
     if (j->completion_tokens > 1 && j->t_first > 0)
         srv_hist_observe(&ctx->m.tpot,
                          (j->t_last - j->t_first) / (double)(j->completion_tokens - 1));
@@ -190,6 +206,7 @@ static void job_complete(job *j) {
         return;
     }
     job_detach(j);
+    j->status = 200;
     if (j->req) {
         if (j->stream) {
             if (j->include_usage) srv_sse_usage(j);
@@ -220,8 +237,11 @@ static int choice_append(choice *c, const char *s, size_t n) {
 
 static void on_accepted(job *j, srv_event *ev) {
     j->accepted = 1;
+    j->t_accept = now_s();
     for (int p = 0; p < ev->num_ids; p++)
         j->prompt_tokens += ev->ids[p];
+    j->ctx->queued_tokens += j->prompt_tokens - j->queued_est; /* the estimate made exact */
+    j->queued_est = j->prompt_tokens;
     j->ctx->m.prompt_tokens += (uint64_t)j->prompt_tokens;
     if (j->stream) srv_sse_start(j);
     if (j->echo && ev->echo && j->stream && j->logprobs >= 0) {
@@ -317,6 +337,10 @@ static void on_output(job *j, srv_event *ev) {
         if (j->t_first == 0) {
             j->t_first = t;
             srv_hist_observe(&j->ctx->m.ttft, t - j->t0);
+            j->ctx->queued_tokens -= j->queued_est; /* its prefill is done */
+            j->queued_est = 0;
+        } else if (ev->num_ids > 0) {
+            srv_hist_observe(&j->ctx->m.itl, (t - j->t_last) / (double)ev->num_ids);
         }
         j->t_last = t;
         c->ntokens += ev->num_ids;
@@ -393,6 +417,7 @@ static void handle_event(srv_ctx *ctx, srv_event *ev) {
         break;
     }
     case SRV_EV_TOKENS: {
+        j->status = 200;
         json_t *o = json_object(), *a = json_array();
         for (int i = 0; i < ev->num_ids; i++)
             json_array_append_new(a, json_integer(ev->ids[i]));
@@ -408,6 +433,7 @@ static void handle_event(srv_ctx *ctx, srv_event *ev) {
         break;
     }
     case SRV_EV_TEXT: {
+        j->status = 200;
         json_t *o = json_object();
         json_object_set_new(o, "prompt", srv_json_text(ev->text, ev->text_len));
         job_detach(j);
@@ -426,6 +452,10 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
     srv_ctx *ctx = arg;
     if (!ctx->eng) return;
     srv_event *ev = srv_engine_take_events(ctx->eng);
+    long long toks = 0;
+    for (srv_event *e = ev; e; e = e->next)
+        if (e->kind == SRV_EV_OUTPUT) toks += e->num_ids;
+    if (toks > 0) srv_hist_observe(&ctx->m.iter_tokens, (double)toks);
     while (ev) {
         srv_event *next = ev->next;
         handle_event(ctx, ev);
@@ -483,6 +513,17 @@ static int model_ok(srv_ctx *ctx, struct evhttp_request *req, const char *model)
 }
 
 static void handle_generate(srv_ctx *ctx, struct evhttp_request *req, int chat) {
+    /* a body far beyond what the context can hold is refused unparsed */
+    size_t blen = evbuffer_get_length(evhttp_request_get_input_buffer(req));
+    if (ctx->max_prompt_bytes && blen > ctx->max_prompt_bytes + 65536) {
+        srv_err e;
+        srv_errf(&e, 400, chat ? "messages" : "prompt",
+                 "the request (%zu bytes) exceeds the prompt size limit of %zu bytes "
+                 "(8 x max_model_len x 4)",
+                 blen, ctx->max_prompt_bytes);
+        srv_send_error(ctx, req, &e);
+        return;
+    }
     json_t *body = read_body(ctx, req);
     if (!body) return;
     srv_gen_req g;
@@ -498,12 +539,9 @@ static void handle_generate(srv_ctx *ctx, struct evhttp_request *req, int chat) 
         json_decref(body);
         return;
     }
-    if (ctx->gen_in_flight >= ctx->max_in_flight) {
+    if (srv_admit(ctx, req, g.cmd)) {
         srv_cmd_free(g.cmd);
         json_decref(body);
-        ctx->m.rejected_503++;
-        srv_send_errorf(ctx, req, 503, NULL,
-                        "the server is overloaded (waiting queue full); retry later");
         return;
     }
     job *j = job_new(ctx, req, chat ? EP_CHAT : EP_COMPLETIONS);
@@ -515,6 +553,9 @@ static void handle_generate(srv_ctx *ctx, struct evhttp_request *req, int chat) 
     }
     j->is_gen = 1;
     ctx->gen_in_flight++;
+    ctx->seqs_in_flight += (g.cmd->sp.n > 0 ? g.cmd->sp.n : 1) * g.cmd->num_prompts;
+    j->queued_est = srv_prompt_estimate(g.cmd);
+    ctx->queued_tokens += j->queued_est;
     j->stream = g.stream;
     j->include_usage = g.stream && g.include_usage;
     j->logprobs = g.logprobs;
@@ -649,7 +690,8 @@ static void handle_models(srv_ctx *ctx, struct evhttp_request *req) {
 
 static void handle_metrics(srv_ctx *ctx, struct evhttp_request *req) {
     cinfer_metrics em = srv_engine_metrics(ctx->eng);
-    char *s = srv_metrics_render(&ctx->m, &em, ctx->model_name, ctx->gen_in_flight);
+    char *s =
+        srv_metrics_render(&ctx->m, &em, ctx->model_name, ctx->gen_in_flight, &ctx->cfg->engine);
     if (!s) {
         srv_send_errorf(ctx, req, 500, NULL, "out of memory");
         return;
@@ -679,7 +721,7 @@ static void h_metrics(srv_ctx *c, struct evhttp_request *r, int a) {
     handle_metrics(c, r);
 }
 static void h_health(srv_ctx *c, struct evhttp_request *r, int a) {
-    srv_send_body(c, r, 200, "application/json", "{}", 2);
+    srv_send_body(c, r, 200, "application/json", "{}", 2); /* 503 while draining: on_request */
 }
 
 static const route ROUTES[] = {
@@ -692,16 +734,41 @@ static const route ROUTES[] = {
     {"/metrics", EVHTTP_REQ_GET, 0, 0, h_metrics},
 };
 
+static void route_request(srv_ctx *ctx, struct evhttp_request *req, const char *path);
+
 static void on_request(struct evhttp_request *req, void *arg) {
     srv_ctx *ctx = arg;
-    ctx->m.http_requests++;
-    if (ctx->stopping) {
-        srv_send_errorf(ctx, req, 503, NULL, "the server is shutting down");
+    srv_limits_request(ctx, req);
+    if (srv_limits_refused(ctx, req)) { /* answered already: this write fails, evhttp frees all */
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        srv_send_errorf(ctx, req, 503, NULL, "connection refused");
         return;
     }
+    ctx->m.http_requests++;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!path) path = "/";
+    double t0 = now_s();
+    job *before = ctx->jobs;
+    srv_request_begin(ctx, req);
+    ctx->replied_status = 0;
+    srv_err e;
+    if (srv_check_framing(req, &e)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        srv_send_error(ctx, req, &e);
+    } else if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) >
+               ctx->cfg->max_body_bytes) {
+        srv_send_errorf(ctx, req, 413, NULL, "the request body exceeds --max-body-bytes");
+    } else if (ctx->stopping) {
+        srv_send_errorf(ctx, req, 503, NULL, "the server is shutting down");
+    } else {
+        route_request(ctx, req, path);
+    }
+    if (ctx->jobs == before || !ctx->jobs || ctx->jobs->req != req) /* answered at once */
+        srv_request_log(ctx, req, path, t0);
+}
+
+static void route_request(srv_ctx *ctx, struct evhttp_request *req, const char *path) {
     if (srv_webui_handle(ctx, req, path)) return; /* GET /: the chat page */
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
     int path_known = 0;
@@ -733,27 +800,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
-    srv_ctx *ctx = arg;
-    if (ctx->stopping) return;
-    ctx->stopping = 1;
-    fprintf(stderr, "cinfer serve: signal %d, shutting down\n", (int)sig);
-    /* stop the engine (aborting everything), then drop every job and close
-     * every connection */
-    srv_engine_stop(ctx->eng);
-    ctx->eng = NULL;
-    while (ctx->jobs) {
-        job *j = ctx->jobs;
-        j->finished = 1;
-        job_detach(j);
-        if (j->req && j->stream && j->headers_sent) {
-            srv_sse_end(j);
-        } else if (j->req) {
-            srv_send_errorf(ctx, j->req, 503, NULL, "the server is shutting down");
-            j->req = NULL;
-        }
-        job_free(j);
-    }
-    event_base_loopexit(ctx->base, NULL);
+    srv_drain_begin(arg, (int)sig); /* drain.c */
 }
 
 int srv_run(const srv_config *cfg) {
@@ -777,9 +824,14 @@ int srv_run(const srv_config *cfg) {
     }
     int max_seqs = cfg->engine.max_num_seqs > 0 ? cfg->engine.max_num_seqs : 256;
     ctx->max_in_flight = max_seqs + (cfg->max_waiting >= 0 ? cfg->max_waiting : 0);
+    ctx->max_seqs_in_flight = ctx->max_in_flight;
 
     ci_model_config mc;
     if (!ci_config_load(cfg->model_dir, &mc).code) ctx->max_model_len = mc.max_position_embeddings;
+    if (cfg->engine.max_model_len > 0 &&
+        (ctx->max_model_len <= 0 || cfg->engine.max_model_len < ctx->max_model_len))
+        ctx->max_model_len = cfg->engine.max_model_len;
+    ctx->max_prompt_bytes = ctx->max_model_len > 0 ? (size_t)ctx->max_model_len * 32 : 0;
     ci_status cs = ci_chat_config_load(cfg->model_dir, &ctx->chat.cfg);
     if (cs.code) {
         memset(&ctx->chat.cfg, 0, sizeof ctx->chat.cfg);
@@ -820,14 +872,20 @@ int srv_run(const srv_config *cfg) {
     evhttp_set_allowed_methods(ctx->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                               EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                               EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    evhttp_set_max_body_size(ctx->http, (ev_ssize_t)cfg->max_body_bytes);
+    /* a Content-Length over the limit gets a JSON 413 from limits.c, a chunked
+     * body from on_request; evhttp's HTML 413 only beyond twice the limit */
+    evhttp_set_max_body_size(ctx->http, (ev_ssize_t)cfg->max_body_bytes * 2);
     evhttp_set_max_headers_size(ctx->http, 64 * 1024);
-    evhttp_set_timeout(ctx->http, 60);
+    evhttp_set_timeout(ctx->http, 60); /* idle keep-alive; request deadlines: limits.c */
     evhttp_set_gencb(ctx->http, on_request, ctx);
     struct evhttp_bound_socket *bs =
         evhttp_bind_socket_with_handle(ctx->http, cfg->host, (ev_uint16_t)cfg->port);
     if (!bs) {
         fprintf(stderr, "error: cannot listen on %s:%d\n", cfg->host, cfg->port);
+        goto out;
+    }
+    if (srv_limits_install(ctx, bs)) {
+        fprintf(stderr, "error: libevent listener setup failed\n");
         goto out;
     }
     int port = cfg->port;
@@ -861,6 +919,8 @@ out:
         job_free(ctx->jobs);
     }
     if (ctx->http) evhttp_free(ctx->http);
+    srv_limits_free(ctx);
+    srv_drain_free(ctx);
     if (ctx->wake) event_free(ctx->wake);
     if (ctx->sig_int) event_free(ctx->sig_int);
     if (ctx->sig_term) event_free(ctx->sig_term);

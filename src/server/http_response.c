@@ -17,6 +17,7 @@ static const char *reason_phrase(int status) {
     case 401: return "Unauthorized";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
     case 413: return "Payload Too Large";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
@@ -29,7 +30,10 @@ void srv_send_body(srv_ctx *ctx, struct evhttp_request *req, int status, const c
     struct evbuffer *b = evbuffer_new();
     if (b && body) evbuffer_add(b, body, len);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
+    if (status == 503)
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
     if (status >= 400) ctx->m.http_errors++;
+    ctx->replied_status = status;
     evhttp_send_reply(req, status, reason_phrase(status), b);
     if (b) evbuffer_free(b);
 }

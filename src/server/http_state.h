@@ -25,6 +25,7 @@ typedef struct choice {
 } choice;
 
 typedef struct srv_ctx srv_ctx;
+typedef struct srv_conn srv_conn; /* limits.c */
 
 typedef struct job {
     struct job *prev, *next;
@@ -41,7 +42,11 @@ typedef struct job {
     choice *ch;
     int finished, accepted, headers_sent, timed_out, aborted;
     int prompt_tokens, completion_tokens;
-    double t0, t_first, t_last;
+    double t0, t_first, t_last, t_accept;
+    int status;           /* HTTP status answered (access log) */
+    long long queued_est; /* prompt tokens counted in ctx->queued_tokens */
+    char reqid[130];      /* X-Request-Id (the client's or ours) */
+    const char *path;
     struct event *timer;
     struct event *watch; /* EOF on the socket while the reply is pending */
     char **echo_wait;    /* streaming echo with logprobs: each prompt's text, held until its
@@ -63,7 +68,32 @@ struct srv_ctx {
     srv_chat chat;
     long long started;
     int max_model_len; /* config.json max_position_embeddings (0 = unknown) */
-    int stopping;
+    int stopping;      /* SIGINT/SIGTERM: draining, then exiting */
+    /* limits.c */
+    srv_conn *conns;
+    int num_conns, max_conns; /* max_conns: --max-connections below the fd limit */
+    struct evconnlistener *listener;
+    struct event *relisten, *sweeper;
+    uint64_t accept_errors;
+    double accept_err_logged;
+    /* admission (sequences = prompts x n; prompt tokens not yet started) */
+    int seqs_in_flight, max_seqs_in_flight;
+    long long queued_tokens;
+    size_t max_prompt_bytes;
+    /* drain.c */
+    struct event *drain_timer, *flush_timer;
+    double drain_t0;
+    int flush_polls;
+    /* the request being routed (on_request) */
+    char reqid[130];
+    int replied_status;
 };
+
+/* http.c */
+void job_free(job *j);
+/* drain.c: SIGINT/SIGTERM starts the drain; job_free calls srv_drain_check */
+void srv_drain_begin(srv_ctx *ctx, int sig);
+void srv_drain_check(srv_ctx *ctx);
+void srv_drain_free(srv_ctx *ctx);
 
 #endif

@@ -19,7 +19,21 @@ void srv_metrics_init(srv_metrics *m) {
                                   0.3,   0.4,   0.5,  0.75,  1.0,  2.5,   5.0, 7.5,  10.0};
     static const double e2e[] = {0.3,  0.5,  0.8,  1.0,  1.5,  2.0,  2.5,  5.0,
                                  10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0};
+    static const double phase[] = {0.3,  0.5,  0.8,  1.0,  1.5,  2.0,  2.5,  5.0,
+                                   10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0};
+    static const double itl[] = {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3,
+                                 0.4,  0.5,   0.75, 1.0,   2.5, 5.0,  7.5, 10.0};
+    static const double toks[] = {1,    2,    5,    10,    20,    50,    100,    200,   500,
+                                  1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000};
     memset(m, 0, sizeof *m);
+    hist_init(&m->queue, phase, (int)(sizeof phase / sizeof *phase));
+    hist_init(&m->prefill, phase, (int)(sizeof phase / sizeof *phase));
+    hist_init(&m->decode, phase, (int)(sizeof phase / sizeof *phase));
+    hist_init(&m->inference, phase, (int)(sizeof phase / sizeof *phase));
+    hist_init(&m->itl, itl, (int)(sizeof itl / sizeof *itl));
+    hist_init(&m->req_prompt, toks, (int)(sizeof toks / sizeof *toks));
+    hist_init(&m->req_gen, toks, (int)(sizeof toks / sizeof *toks));
+    hist_init(&m->iter_tokens, toks, (int)(sizeof toks / sizeof *toks));
     hist_init(&m->ttft, ttft, (int)(sizeof ttft / sizeof *ttft));
     hist_init(&m->tpot, tpot, (int)(sizeof tpot / sizeof *tpot));
     hist_init(&m->e2e, e2e, (int)(sizeof e2e / sizeof *e2e));
@@ -90,8 +104,69 @@ static void gauge(sbuf *b, const char *name, const char *type, const char *help,
               type, name, model, v);
 }
 
+/* The same figures under vLLM's names (vllm/v1/metrics/loggers.py), so
+ * that its Grafana dashboards work unchanged. */
+static void render_vllm(sbuf *b, const srv_metrics *m, const cinfer_metrics *eng, const char *model,
+                        const cinfer_engine_config *ec) {
+    gauge(b, "vllm:num_requests_running", "gauge", "Number of requests in model execution batches.",
+          model, eng->num_running);
+    gauge(b, "vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.",
+          model, eng->num_waiting);
+    gauge(b, "vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.",
+          model, eng->kv_usage);
+    gauge(b, "vllm:gpu_cache_usage_perc", "gauge",
+          "GPU KV-cache usage. 1 means 100 percent usage (old name).", model, eng->kv_usage);
+    gauge(b, "vllm:prefix_cache_queries_total", "counter",
+          "Prefix cache queries, in terms of number of queried tokens.", model,
+          (double)eng->prefix_cache_queried_tokens);
+    gauge(b, "vllm:prefix_cache_hits_total", "counter",
+          "Prefix cache hits, in terms of number of cached tokens.", model,
+          (double)eng->prefix_cache_hit_tokens);
+    gauge(b, "vllm:num_preemptions_total", "counter",
+          "Cumulative number of preemption from the engine.", model, (double)eng->num_preemptions);
+    gauge(b, "vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.", model,
+          (double)m->prompt_tokens);
+    gauge(b, "vllm:generation_tokens_total", "counter", "Number of generation tokens processed.",
+          model, (double)m->generation_tokens);
+    static const char *reasons[5] = {"timeout", "stop", "length", "abort", "error"};
+    sb_printf(b, "# HELP vllm:request_success_total Count of successfully processed requests.\n"
+                 "# TYPE vllm:request_success_total counter\n");
+    for (int i = 0; i < 5; i++)
+        sb_printf(b, "vllm:request_success_total{model_name=\"%s\",finished_reason=\"%s\"} %llu\n",
+                  model, reasons[i], (unsigned long long)m->finished[i]);
+    sb_printf(b,
+              "# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig\n"
+              "# TYPE vllm:cache_config_info gauge\n"
+              "vllm:cache_config_info{model_name=\"%s\",block_size=\"%d\",num_gpu_blocks=\"%lld\","
+              "enable_prefix_caching=\"%s\",cache_dtype=\"auto\"} 1\n",
+              model, eng->block_size, (long long)eng->num_kv_blocks,
+              ec && !ec->enable_prefix_caching ? "False" : "True");
+    hist_render(b, "vllm:time_to_first_token_seconds",
+                "Histogram of time to first token in seconds.", &m->ttft, model);
+    hist_render(b, "vllm:time_per_output_token_seconds",
+                "Histogram of time per output token in seconds.", &m->tpot, model);
+    hist_render(b, "vllm:inter_token_latency_seconds",
+                "Histogram of inter-token latency in seconds.", &m->itl, model);
+    hist_render(b, "vllm:e2e_request_latency_seconds",
+                "Histogram of e2e request latency in seconds.", &m->e2e, model);
+    hist_render(b, "vllm:request_queue_time_seconds",
+                "Histogram of time spent in WAITING phase for request.", &m->queue, model);
+    hist_render(b, "vllm:request_prefill_time_seconds",
+                "Histogram of time spent in PREFILL phase for request.", &m->prefill, model);
+    hist_render(b, "vllm:request_decode_time_seconds",
+                "Histogram of time spent in DECODE phase for request.", &m->decode, model);
+    hist_render(b, "vllm:request_inference_time_seconds",
+                "Histogram of time spent in RUNNING phase for request.", &m->inference, model);
+    hist_render(b, "vllm:request_prompt_tokens", "Number of prefill tokens processed.",
+                &m->req_prompt, model);
+    hist_render(b, "vllm:request_generation_tokens", "Number of generation tokens processed.",
+                &m->req_gen, model);
+    hist_render(b, "vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.",
+                &m->iter_tokens, model);
+}
+
 char *srv_metrics_render(const srv_metrics *m, const cinfer_metrics *eng, const char *model_name,
-                         int jobs_in_flight) {
+                         int jobs_in_flight, const cinfer_engine_config *ec) {
     sbuf b = {0};
     /* label value escaping: backslash, double quote, newline */
     char model[256];
@@ -144,6 +219,11 @@ char *srv_metrics_render(const srv_metrics *m, const cinfer_metrics *eng, const 
           model, (double)m->http_errors);
     gauge(&b, "cinfer:rejected_overload_total", "counter",
           "Requests refused with 503 (queue full).", model, (double)m->rejected_503);
+    gauge(&b, "cinfer:rejected_connections_total", "counter",
+          "Connections refused beyond --max-connections.", model, (double)m->rejected_conns);
+    gauge(&b, "cinfer:request_deadline_cut_total", "counter",
+          "Connections cut for not sending a request within its deadline.", model,
+          (double)m->deadline_cut);
     static const char *reasons[5] = {"timeout", "stop", "length", "abort", "error"};
     sb_printf(&b, "# HELP cinfer:request_success_total Finished choices by finish reason.\n"
                   "# TYPE cinfer:request_success_total counter\n");
@@ -156,6 +236,7 @@ char *srv_metrics_render(const srv_metrics *m, const cinfer_metrics *eng, const 
                 "Time per output token after the first.", &m->tpot, model);
     hist_render(&b, "cinfer:e2e_request_latency_seconds", "End-to-end request latency.", &m->e2e,
                 model);
+    render_vllm(&b, m, eng, model, ec);
     if (b.oom) {
         free(b.p);
         return NULL;

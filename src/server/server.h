@@ -36,6 +36,13 @@ typedef struct srv_config {
     int max_waiting;          /* requests beyond max_num_seqs before 503 */
     double request_timeout_s; /* 0 = none */
     size_t max_body_bytes;
+    int max_connections;         /* open connections beyond -> 503 + close (0 = no cap) */
+    double header_timeout_s;     /* a request's headers within S of its first byte (0 = none) */
+    double body_timeout_s;       /* the whole request within S of its first byte (0 = none) */
+    double shutdown_timeout_s;   /* SIGTERM: in-flight requests may finish within S */
+    long long max_queued_tokens; /* prompt tokens not yet started beyond -> 503 (0 = no cap) */
+    int log_level;               /* SRV_LOG_* (log.h) */
+    int log_json;                /* --log-format json */
 } srv_config;
 
 /* Blocks until SIGINT/SIGTERM; returns the process exit code. */
@@ -138,14 +145,17 @@ typedef struct srv_metrics {
     uint64_t finished[5]; /* by cinfer_finish_reason (NONE slot: timeout) */
     uint64_t prompt_tokens, generation_tokens;
     uint64_t http_requests, http_errors, rejected_503;
+    uint64_t rejected_conns, deadline_cut; /* --max-connections refusals, request deadlines */
     srv_hist ttft, tpot, e2e;
+    srv_hist queue, prefill, decode, inference, itl; /* vLLM's request phase histograms */
+    srv_hist req_prompt, req_gen, iter_tokens;
 } srv_metrics;
 
 void srv_metrics_init(srv_metrics *m);
 void srv_hist_observe(srv_hist *h, double v);
 /* Prometheus text exposition; malloc'd. */
 char *srv_metrics_render(const srv_metrics *m, const cinfer_metrics *eng, const char *model,
-                         int jobs_in_flight);
+                         int jobs_in_flight, const cinfer_engine_config *ec);
 
 /* ---- OpenAI request parsing / response JSON (openai.c) ---- */
 typedef struct srv_err {

@@ -56,19 +56,26 @@ start_server() {
     exit 1
 }
 
-# stop_server [SIGNAL]: SIGTERM (or SIGNAL), expects exit status 0 within 20 s
-stop_server() {
-    local sig=${1:-TERM}
-    kill -"$sig" "$srv_pid"
-    local rc=""
+# wait_server_exit: $srv_rc = the server's exit status once it exits (within
+# 20 s), empty if it did not
+wait_server_exit() {
+    srv_rc=""
     for _ in $(seq 200); do
         if ! kill -0 "$srv_pid" 2>/dev/null; then
             wait "$srv_pid"
-            rc=$?
+            srv_rc=$?
             break
         fi
         sleep 0.1
     done
+}
+
+# stop_server [SIGNAL]: SIGTERM (or SIGNAL), expects exit status 0 within 20 s
+stop_server() {
+    local sig=${1:-TERM}
+    kill -"$sig" "$srv_pid"
+    wait_server_exit
+    local rc=$srv_rc
     if [ -z "$rc" ]; then
         fail "server did not exit within 20 s of SIG$sig"
         kill -KILL "$srv_pid"

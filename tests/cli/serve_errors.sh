@@ -61,7 +61,7 @@ exec 7>&-
 
 # ---- client disconnect aborts the request and frees its KV blocks ----
 metric() { curl -s -m 10 "$base/metrics" | sed -n "s/^$1{[^}]*} //p" | head -n 1; }
-metric_label() { curl -s -m 10 "$base/metrics" | grep -F "$1" | sed 's/.* //'; }
+metric_label() { curl -s -m 10 "$base/metrics" | grep "^cinfer:" | grep -F "$1" | sed "s/.* //"; }
 aborts0=$(metric_label 'finished_reason="abort"')
 curl -s -N -m 1 -o /dev/null "$base/v1/completions" \
     -d '{"prompt":"def f():","max_tokens":1900,"ignore_eos":true,"stream":true}'
@@ -91,9 +91,16 @@ check "right key -> 200" [ "$status" = 200 ]
 req GET /health
 check "/health needs no key" [ "$status" = 200 ]
 head -c 100000 /dev/zero | tr '\0' 'a' >"$tmp/big"
-status=$(curl -s -m 30 -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer sekret' "$base/v1/completions" \
+status=$(curl -s -m 30 -o "$tmp/b413" -w '%{http_code}' -H 'Authorization: Bearer sekret' "$base/v1/completions" \
     --data-binary @"$tmp/big")
-check "body over --max-body-bytes -> 413" [ "$status" = 413 ]
+check "body over --max-body-bytes -> 413 with a JSON error" \
+    eval '[ "$status" = 413 ] && jq -e ".error.code == 413" "$tmp/b413" >/dev/null'
+# the same, chunked (no Content-Length): answered by the server once read
+status=$(curl -s -m 30 -o "$tmp/b413" -w '%{http_code}' -H 'Authorization: Bearer sekret' \
+    -H 'Transfer-Encoding: chunked' "$base/v1/completions" --data-binary @"$tmp/big")
+check "chunked body over --max-body-bytes -> 413 with a JSON error" \
+    eval '[ "$status" = 413 ] && jq -e ".error.code == 413" "$tmp/b413" >/dev/null'
+
 # 1 running + 1 waiting allowed: of 4 concurrent long requests, some get 503
 pids=""
 for i in 1 2 3 4; do
