@@ -163,6 +163,21 @@ static void render_vllm(sbuf *b, const srv_metrics *m, const cinfer_metrics *eng
                 &m->req_gen, model);
     hist_render(b, "vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.",
                 &m->iter_tokens, model);
+    /* speculative decoding (vLLM v1's spec_decode counters) */
+    gauge(b, "vllm:spec_decode_num_drafts", "counter", "Number of spec decoding drafts.", model,
+          (double)eng->spec_verify_steps);
+    gauge(b, "vllm:spec_decode_num_draft_tokens", "counter", "Number of draft tokens.", model,
+          (double)eng->spec_draft_tokens);
+    gauge(b, "vllm:spec_decode_num_accepted_tokens", "counter", "Number of accepted tokens.", model,
+          (double)eng->spec_accepted_tokens);
+    sb_printf(b, "# HELP vllm:spec_decode_num_accepted_tokens_per_pos Accepted tokens per draft "
+                 "position.\n# TYPE vllm:spec_decode_num_accepted_tokens_per_pos counter\n");
+    int npos = ec && ec->num_speculative_tokens > 0 ? ec->num_speculative_tokens : 0;
+    for (int i = 0; i < npos && i < 16; i++)
+        sb_printf(b,
+                  "vllm:spec_decode_num_accepted_tokens_per_pos{model_name=\"%s\",position=\"%d\"} "
+                  "%lld\n",
+                  model, i, (long long)eng->spec_accepted_at[i]);
 }
 
 char *srv_metrics_render(const srv_metrics *m, const cinfer_metrics *eng, const char *model_name,
