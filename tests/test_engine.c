@@ -8,6 +8,7 @@
 #include "engine/engine.h"
 #include "engine/generate.h"
 #include "engine/scheduler.h"
+#include "engine_test.h"
 #include "test.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -77,16 +78,7 @@ static ci_engine *mk_engine(int block_size, int mbt, int64_t kv_tokens, int pref
     /* CINFER_TEST_DEVICE=cuda runs the suite on the GPU, in float32 unless
      * CINFER_TEST_DTYPE says otherwise (bf16 GEMMs may round differently at
      * different batch sizes, which can flip a greedy near-tie) */
-    const char *dev = getenv("CINFER_TEST_DEVICE");
-    if (dev && *dev) {
-        c.device = dev;
-        const char *dt = getenv("CINFER_TEST_DTYPE");
-        c.dtype = dt && *dt ? dt : "float32";
-    }
-    ci_engine *e = NULL;
-    ci_status s = ci_engine_create(&c, &e);
-    CHECKF(s.code == CI_OK, "%s", s.msg);
-    return e;
+    return test_engine_create(&c, getenv("CINFER_TEST_DTYPE"));
 }
 
 static job *find_job(job *jobs, int nj, int64_t id) {

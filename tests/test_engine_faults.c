@@ -11,6 +11,7 @@
 
 #include "engine/engine.h"
 #include "engine/fault.h"
+#include "engine_test.h"
 #include "test.h"
 
 static char model_dir[4096];
@@ -50,15 +51,7 @@ static ci_engine *mk_engine(void) {
     c.block_size = 4;
     c.kv_cache_tokens = 4096;
     c.num_threads = 1;
-    const char *dev = getenv("CINFER_TEST_DEVICE");
-    if (dev && *dev) {
-        c.device = dev;
-        c.dtype = "float32";
-    }
-    ci_engine *e = NULL;
-    ci_status s = ci_engine_create(&c, &e);
-    CHECKF(s.code == CI_OK, "%s", s.msg);
-    return e;
+    return test_engine_create(&c, NULL);
 }
 
 /* Queues NREQ requests (different prompt lengths, one with n = 2, one with

@@ -10,6 +10,7 @@
 
 #include "engine/engine.h"
 #include "engine/proposer.h"
+#include "engine_test.h"
 #include "test.h"
 
 static char model_dir[4096];
@@ -38,15 +39,7 @@ static ci_engine *mk(int spec, int method_draft, int block, int mbt, int64_t kv)
         c.speculative_method = "draft";
         c.speculative_model = model_dir; /* the model drafting for itself: all accepted */
     }
-    const char *dev = getenv("CINFER_TEST_DEVICE");
-    if (dev && *dev) {
-        c.device = dev;
-        c.dtype = "float32";
-    }
-    ci_engine *e = NULL;
-    ci_status s = ci_engine_create(&c, &e);
-    CHECKF(s.code == CI_OK, "%s", s.msg);
-    return e;
+    return test_engine_create(&c, NULL);
 }
 
 /* Runs every request at once; res[i] gets request i's samples. */

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "engine/engine.h"
+#include "engine_test.h"
 #include "model/model.h"
 #include "st_writer.h"
 #include "test.h"
@@ -156,15 +157,7 @@ static ci_engine *mk_engine(const char *dir, int block_size, int mbt, int prefix
     c.kv_cache_tokens = 4096;
     c.max_num_seqs = 16;
     c.num_threads = 1;
-    const char *dev = getenv("CINFER_TEST_DEVICE");
-    if (dev && *dev) {
-        c.device = dev;
-        c.dtype = "float32";
-    }
-    ci_engine *e = NULL;
-    ci_status s = ci_engine_create(&c, &e);
-    CHECKF(s.code == CI_OK, "%s", s.msg);
-    return e;
+    return test_engine_create(&c, NULL);
 }
 
 /* Runs requests [0, n) of prompts together to completion; outputs in res. */

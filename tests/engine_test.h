@@ -1,0 +1,23 @@
+/* engine_test.h — creating an engine in the engine tests: CINFER_TEST_DEVICE
+ * (e.g. cuda) moves it to that device, in gpu_dtype (float32, the parity
+ * mode, unless the test asks otherwise); a failure is a CHECK failure and
+ * NULL. */
+#ifndef CINFER_TESTS_ENGINE_TEST_H
+#define CINFER_TESTS_ENGINE_TEST_H
+
+#include "engine/engine.h"
+#include "test.h"
+
+static inline ci_engine *test_engine_create(ci_engine_config *c, const char *gpu_dtype) {
+    const char *dev = getenv("CINFER_TEST_DEVICE");
+    if (dev && *dev) {
+        c->device = dev;
+        c->dtype = gpu_dtype && *gpu_dtype ? gpu_dtype : "float32";
+    }
+    ci_engine *e = NULL;
+    ci_status s = ci_engine_create(c, &e);
+    CHECKF(s.code == CI_OK, "%s", s.msg);
+    return e;
+}
+
+#endif
