@@ -94,6 +94,22 @@ static void test_matmul(void) {
                         }
                     CHECKF(bad == 0, "matmul %s n=%d out=%d in=%d bias=%d: %d bad, max err %g",
                            ci_dtype_name(dts[di]), n, out, in, wb, bad, maxerr);
+                    /* small batches: each row is bitwise what it is alone (a
+                     * speculative verify step must reproduce a decode) */
+                    if (n <= 16) {
+                        ci_tensor x1 = act(1, in), y1 = act(1, out);
+                        int diff = 0;
+                        for (int i = 0; i < n; i++) {
+                            memcpy(x1.data, (float *)x.data + i * in, (size_t)in * sizeof(float));
+                            CHECK_OK(be->ops->matmul(be, &x1, &w, wb ? &b : NULL, &y1));
+                            diff += memcmp(y1.data, (float *)y.data + i * out,
+                                           (size_t)out * sizeof(float)) != 0;
+                        }
+                        CHECKF(diff == 0, "matmul %s n=%d out=%d in=%d: %d rows differ from alone",
+                               ci_dtype_name(dts[di]), n, out, in, diff);
+                        ci_tensor_free(be, &x1);
+                        ci_tensor_free(be, &y1);
+                    }
                     ci_tensor_free(be, &w);
                     if (wb) ci_tensor_free(be, &b);
                     ci_tensor_free(be, &x);
@@ -445,8 +461,11 @@ static void test_backend_create(void) {
 }
 
 int main(void) {
-    int threads[2] = {3, 1};
-    for (int i = 0; i < 2; i++) {
+    /* 3 threads, 1 thread, and the AVX2 matmul kernel forced where the CPU
+     * would pick the AVX-512 one */
+    int threads[3] = {3, 1, 3};
+    for (int i = 0; i < 3; i++) {
+        if (i == 2) setenv("CINFER_CPU_ISA", "avx2", 1);
         ci_backend_options o = {threads[i], 0, CI_ACT_DEFAULT};
         CHECK_OK(ci_backend_create("cpu", &o, &be));
         if (!be) return test_finish("test_cpu_ops");
@@ -459,5 +478,6 @@ int main(void) {
         test_attention();
         ci_backend_destroy(be);
     }
+    unsetenv("CINFER_CPU_ISA");
     return test_finish("test_cpu_ops");
 }

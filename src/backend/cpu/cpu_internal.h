@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "backend/backend.h"
+#include "util/half.h"
 #include "util/threadpool.h"
 
 typedef struct ci_cpu {
@@ -18,7 +19,33 @@ typedef struct ci_cpu {
     struct ci_sampler *smp;
     float *smp_row, *smp_lsm;
     int smp_vocab;
+    int avx512; /* the small-batch matmul uses cpu_matvec_avx512.c */
 } ci_cpu;
+
+/* element i of a row stored as dt, as f32 */
+static inline float ci_cpu_load_elem(const void *p, ci_dtype dt, int64_t i) {
+    switch (dt) {
+    case CI_F32: return ((const float *)p)[i];
+    case CI_BF16: return ci_bf16_to_f32(((const uint16_t *)p)[i]);
+    case CI_F16: return ci_f16_to_f32(((const uint16_t *)p)[i]);
+    default: return 0.0f;
+    }
+}
+
+/* y[n][out] = x[n][in] . w[out][in]^T (+ bias), for weight rows [j0, j1)
+ * (cpu_matmul.c; cpu_matvec_avx512.c runs it on CPUs with AVX-512). */
+typedef struct ci_matvec_args {
+    const float *x;
+    const void *w;
+    ci_dtype wdt;
+    const void *bias; /* NULL: none */
+    ci_dtype bdt;
+    float *y;
+    int64_t n, in, out;
+} ci_matvec_args;
+void ci_cpu_matvec_avx512(const ci_matvec_args *a, int64_t j0, int64_t j1);
+/* the CPU runs AVX-512F/BW/VL and CINFER_CPU_ISA is not "avx2" */
+int ci_cpu_have_avx512(void);
 
 static inline ci_cpu *ci_cpu_of(ci_backend *be) {
     return (ci_cpu *)be->impl;

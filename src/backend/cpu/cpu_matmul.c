@@ -28,24 +28,12 @@
                      4096x4096) */
 
 typedef struct mm_ctx {
-    const float *x;
-    const void *w;
-    ci_dtype wdt;
-    const void *bias;
-    ci_dtype bdt;
-    float *y;
-    int64_t n, in, out, panel;
+    ci_matvec_args a; /* x, w, bias, y and the shape */
+    int64_t panel;
     ci_cpu *cpu;
 } mm_ctx;
 
-static inline float load_elem(const void *p, ci_dtype dt, int64_t i) {
-    switch (dt) {
-    case CI_F32: return ((const float *)p)[i];
-    case CI_BF16: return ci_bf16_to_f32(((const uint16_t *)p)[i]);
-    case CI_F16: return ci_f16_to_f32(((const uint16_t *)p)[i]);
-    default: return 0.0f;
-    }
-}
+#define load_elem ci_cpu_load_elem
 
 #ifdef CI_HAVE_AVX2
 static inline __m256 load8(const void *w, ci_dtype dt, int64_t k) {
@@ -177,7 +165,7 @@ CI_INLINE float dot1(const float *x, int64_t in, const void *w, ci_dtype dt) {
 /* Rows [j0, j1) of the weight against all n (<= 4) activation rows. Each
  * group of 4 weight rows is read from memory once and reused from L1 for
  * every activation row. */
-CI_INLINE void matvec_rows(const mm_ctx *c, int64_t j0, int64_t j1, ci_dtype dt) {
+CI_INLINE void matvec_rows(const ci_matvec_args *c, int64_t j0, int64_t j1, ci_dtype dt) {
     const size_t esz = dt == CI_F32 ? 4 : 2;
     const int64_t in = c->in, out = c->out;
     int64_t j = j0;
@@ -216,24 +204,29 @@ CI_INLINE void matvec_rows(const mm_ctx *c, int64_t j0, int64_t j1, ci_dtype dt)
 static void matvec_task(void *vctx, int64_t j0, int64_t j1, int tid) {
     (void)tid;
     const mm_ctx *c = vctx;
-    switch (c->wdt) {
-    case CI_BF16: matvec_rows(c, j0, j1, CI_BF16); break;
-    case CI_F16: matvec_rows(c, j0, j1, CI_F16); break;
-    default: matvec_rows(c, j0, j1, CI_F32); break;
+    if (c->cpu->avx512) {
+        ci_cpu_matvec_avx512(&c->a, j0, j1);
+        return;
+    }
+    switch (c->a.wdt) {
+    case CI_BF16: matvec_rows(&c->a, j0, j1, CI_BF16); break;
+    case CI_F16: matvec_rows(&c->a, j0, j1, CI_F16); break;
+    default: matvec_rows(&c->a, j0, j1, CI_F32); break;
     }
 }
 
 static void gemm_task(void *vctx, int64_t p0, int64_t p1, int tid) {
-    const mm_ctx *c = vctx;
+    const mm_ctx *m = vctx;
+    const ci_matvec_args *c = &m->a;
     const size_t esz = ci_dtype_size(c->wdt);
     for (int64_t p = p0; p < p1; p++) {
-        int64_t j0 = p * c->panel;
-        int64_t np = c->out - j0 < c->panel ? c->out - j0 : c->panel;
+        int64_t j0 = p * m->panel;
+        int64_t np = c->out - j0 < m->panel ? c->out - j0 : m->panel;
         const float *panel;
         if (c->wdt == CI_F32) {
             panel = (const float *)c->w + j0 * c->in;
         } else {
-            float *ws = c->cpu->ws[tid];
+            float *ws = m->cpu->ws[tid];
             ci_cpu_row_to_f32((const char *)c->w + (size_t)j0 * (size_t)c->in * esz, c->wdt,
                               np * c->in, ws);
             panel = ws;
@@ -268,26 +261,28 @@ ci_status ci_cpu_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
     if (b && bias->rows * bias->cols != w->rows)
         return ci_errorf(CI_ERR_INVALID, "cpu matmul: bias has %lld elements, want %lld",
                          (long long)(bias->rows * bias->cols), (long long)w->rows);
-    mm_ctx c = {x->data, w->data, w->dtype, b,  b ? bias->dtype : CI_F32, y->data, x->rows,
-                x->cols, w->rows, 0,        cpu};
-    if (c.n == 0) return ci_ok();
+    mm_ctx c = {{x->data, w->data, w->dtype, b, b ? bias->dtype : CI_F32, y->data, x->rows, x->cols,
+                 w->rows},
+                0,
+                cpu};
+    if (c.a.n == 0) return ci_ok();
     int nt = cpu->nthreads;
-    if (c.n <= CI_MATVEC_MAX_N) {
+    if (c.a.n <= CI_MATVEC_MAX_N) {
         /* ~4 chunks per thread for balance on a shared machine */
-        int64_t grain = (c.out + 4 * nt - 1) / (4 * nt);
-        grain = (grain + 15) / 16 * 16;                /* whole groups of 4 rows */
-        if (c.out * c.in * c.n < 32768) grain = c.out; /* too small to split */
-        ci_threadpool_run(cpu->tp, c.out, grain, matvec_task, &c);
+        int64_t grain = (c.a.out + 4 * nt - 1) / (4 * nt);
+        grain = (grain + 15) / 16 * 16;                        /* whole groups of 4 rows */
+        if (c.a.out * c.a.in * c.a.n < 32768) grain = c.a.out; /* too small to split */
+        ci_threadpool_run(cpu->tp, c.a.out, grain, matvec_task, &c);
         return ci_ok();
     }
-    int64_t panel = CI_PANEL_MAX_FLOATS / c.in;
-    int64_t per_thread = (c.out + nt - 1) / nt;
+    int64_t panel = CI_PANEL_MAX_FLOATS / c.a.in;
+    int64_t per_thread = (c.a.out + nt - 1) / nt;
     if (panel > per_thread) panel = per_thread;
     panel = (panel + 15) / 16 * 16;
     if (panel < 16) panel = 16;
     c.panel = panel;
-    if (w->dtype != CI_F32) CI_TRY(ci_cpu_ws_reserve(cpu, (size_t)(panel * c.in)));
-    int64_t npanels = (c.out + panel - 1) / panel;
+    if (w->dtype != CI_F32) CI_TRY(ci_cpu_ws_reserve(cpu, (size_t)(panel * c.a.in)));
+    int64_t npanels = (c.a.out + panel - 1) / panel;
     ci_threadpool_run(cpu->tp, npanels, 1, gemm_task, &c);
     return ci_ok();
 }

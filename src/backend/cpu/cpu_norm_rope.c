@@ -10,14 +10,7 @@
 #include "backend/cpu/cpu_internal.h"
 #include "util/half.h"
 
-static inline float elem(const void *p, ci_dtype dt, int64_t i) {
-    switch (dt) {
-    case CI_F32: return ((const float *)p)[i];
-    case CI_BF16: return ci_bf16_to_f32(((const uint16_t *)p)[i]);
-    case CI_F16: return ci_f16_to_f32(((const uint16_t *)p)[i]);
-    default: return 0.0f;
-    }
-}
+#define elem ci_cpu_load_elem
 
 /* out[0:n] = w * (v * rsqrt(mean(v^2) + eps)); out may alias v */
 static inline void rms_row(const float *v, const void *w, ci_dtype wdt, int64_t n, float eps,
