@@ -120,10 +120,8 @@ ci_status ci_draft_kv_create(ci_draft *d, int num_blocks, int block_size) {
     return ci_model_kv_cache_create(d->model, num_blocks, block_size, &d->kv);
 }
 
-ci_status ci_draft_mirror(ci_draft *d, const ci_batch *b) {
-    ci_batch nb = *b;
-    nb.num_logits = 0; /* K/V only */
-    return ci_model_forward(d->model, &nb, d->kv, NULL);
+ci_status ci_draft_mirror_enqueue(ci_draft *d, const ci_batch *dev, int T) {
+    return ci_model_enqueue(d->model, dev, T, 0, d->kv);
 }
 
 ci_status ci_draft_copy_blocks(ci_draft *d, const int32_t *src, const int32_t *dst, int n) {

@@ -6,7 +6,7 @@
  * by the same block tables and slots, so the scheduler's block manager (and
  * its prefix cache, copy-on-write and preemption) serves both models: every
  * target forward is mirrored by a draft forward over the same batch
- * (ci_draft_mirror), which keeps the draft's K/V valid for every computed
+ * (ci_draft_mirror_enqueue), which keeps the draft's K/V valid for every computed
  * token, prompt chunks and verified drafts included. */
 #ifndef CINFER_ENGINE_DRAFT_H
 #define CINFER_ENGINE_DRAFT_H
@@ -38,8 +38,11 @@ void ci_draft_free(ci_draft *d);
 size_t ci_draft_block_bytes(const ci_draft *d, int block_size);
 ci_status ci_draft_kv_create(ci_draft *d, int num_blocks, int block_size);
 
-/* The draft forward over a batch the target ran (host metadata; no logits). */
-ci_status ci_draft_mirror(ci_draft *d, const ci_batch *b);
+/* Enqueues the draft forward (K/V only, no logits, no sync) over a batch
+ * the target runs, already on the device (the target's own device batch:
+ * nothing is uploaded), T tokens. CUDA graphs of decode steps record it
+ * after the target's forward. */
+ci_status ci_draft_mirror_enqueue(ci_draft *d, const ci_batch *dev, int T);
 /* The target's copy-on-write copies, on the draft's cache. */
 ci_status ci_draft_copy_blocks(ci_draft *d, const int32_t *src, const int32_t *dst, int n);
 /* Greedy guesses: out[i * 16 + j] for j < seqs[i].k. */

@@ -12,6 +12,8 @@ struct ci_graphs {
     int mb[CI_GRAPH_MAX_BOUNDS];                         /* block-table stride per bound */
     void *exec[CI_GRAPH_MAX_BOUNDS][CI_GRAPH_MAX_SIZES]; /* NULL: not captured yet */
     int count;
+    ci_graph_extra_fn extra; /* recorded after the forward, or NULL */
+    void *extra_user;
     int32_t *tok, *pos, *qs, *ctx, *bt, *slot, *lidx; /* host staging, largest size and bound */
 };
 
@@ -80,10 +82,12 @@ static ci_status capture(ci_graphs *g, int j, int i) {
     fill(g, NULL, B, g->mb[j], &hb);
     ci_status s = ops->prepare_batch_static(m->be, &hb, &db);
     if (!s.code) s = ci_model_enqueue(m, &db, B, B, g->kv); /* warm-up: plans, attributes */
+    if (!s.code && g->extra) s = g->extra(g->extra_user, &db, B);
     if (!s.code) s = ops->sync(m->be);
     if (!s.code) s = ops->graph_capture_begin(m->be);
     if (s.code) return s;
     ci_status f = ci_model_enqueue(m, &db, B, B, g->kv);
+    if (!f.code && g->extra) f = g->extra(g->extra_user, &db, B);
     void *ex = NULL;
     s = ops->graph_capture_end(m->be, &ex); /* always end the capture */
     if (f.code || s.code) {
@@ -96,7 +100,8 @@ static ci_status capture(ci_graphs *g, int j, int i) {
 }
 
 ci_status ci_graphs_create(ci_model *m, ci_kv_cache *kv, const int *sizes, int n, int first_bound,
-                           int max_context, ci_graphs **out) {
+                           int max_context, ci_graph_extra_fn extra, void *extra_user,
+                           ci_graphs **out) {
     *out = NULL;
     const ci_backend_ops *ops = m->be->ops;
     if (!ops->graph_capture_begin || !ops->prepare_batch_static)
@@ -112,6 +117,8 @@ ci_status ci_graphs_create(ci_model *m, ci_kv_cache *kv, const int *sizes, int n
     if (!g) return ci_errorf(CI_ERR_NOMEM, "graphs: out of memory");
     g->m = m;
     g->kv = kv;
+    g->extra = extra;
+    g->extra_user = extra_user;
     g->nsizes = n;
     memcpy(g->sizes, sizes, sizeof(int) * (size_t)n);
     int bs = kv->block_size;

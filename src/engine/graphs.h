@@ -23,13 +23,19 @@
 
 typedef struct ci_graphs ci_graphs;
 
+/* Work recorded into every graph after the model's forward, on the same
+ * device batch (the speculative draft model's K/V mirror): dev is the
+ * padded batch, T its token count. */
+typedef ci_status (*ci_graph_extra_fn)(void *user, const ci_batch *dev, int T);
+
 /* Captures the first bound's graph for every batch size in sizes[]
  * (ascending) on this KV cache, after reserving the persistent device batch
  * for the largest size and bound. first_bound and max_context are in tokens.
  * Needs a backend with graph ops (CI_ERR_UNSUPPORTED otherwise). The model and
  * the KV cache must outlive the graphs. */
 ci_status ci_graphs_create(ci_model *m, ci_kv_cache *kv, const int *sizes, int n, int first_bound,
-                           int max_context, ci_graphs **out);
+                           int max_context, ci_graph_extra_fn extra, void *extra_user,
+                           ci_graphs **out);
 void ci_graphs_free(ci_graphs *g);
 
 /* Runs the host batch b through a graph when it is a decode batch that fits

@@ -132,6 +132,15 @@ static ci_status size_kv(ci_runner *r, int64_t *blocks_out, size_t *block_bytes_
 /* CUDA graphs of decode steps at batch sizes 1, 2, 4, 8, 16, 24, ... up to
  * max_graph_batch_size (default max_num_seqs, at most 512; larger batches
  * run eagerly). */
+/* The draft's K/V follows every computed token: its forward is enqueued
+ * right after the target's on the same device batch (recorded into the
+ * decode graphs too), so it costs no upload, no sync and, in a graph, no
+ * launches. */
+static ci_status mirror(void *user, const ci_batch *dev, int T) {
+    ci_runner *r = user;
+    return ci_draft_mirror_enqueue(r->draft, dev, T);
+}
+
 static ci_status capture_graphs(ci_runner *r) {
     const cinfer_engine_config *c = &r->cfg;
     int sizes[CI_GRAPH_MAX_SIZES], n = 0;
@@ -148,7 +157,8 @@ static ci_status capture_graphs(ci_runner *r) {
     int64_t cap = (int64_t)r->st.num_kv_blocks * c->block_size;
     int most = cap < r->max_model_len ? (int)cap : r->max_model_len;
     double t0 = ci_now();
-    CI_TRY(ci_graphs_create(r->model, r->kv, sizes, n, first, most, &r->graphs));
+    CI_TRY(ci_graphs_create(r->model, r->kv, sizes, n, first, most, r->draft ? mirror : NULL, r,
+                            &r->graphs));
     r->st.capture_s = ci_now() - t0;
     return ci_ok();
 }
@@ -235,11 +245,12 @@ static ci_status forward(ci_runner *r, const ci_batch *b) {
     int ran = 0;
     CI_TRY(ci_graphs_run(r->graphs, b, &ran));
     if (ran) {
-        r->st.graph_steps++;
+        r->st.graph_steps++; /* the graph holds the draft's mirror too */
     } else {
         CI_TRY(be->ops->prepare_batch(be, b, &r->model->dev_batch));
         CI_TRY(
             ci_model_enqueue(r->model, &r->model->dev_batch, b->num_tokens, b->num_logits, r->kv));
+        if (r->draft) CI_TRY(mirror(r, &r->model->dev_batch, b->num_tokens));
         r->st.eager_steps++;
     }
     return be->ops->sync(be);
@@ -259,11 +270,6 @@ ci_status ci_runner_execute(ci_runner *r, const ci_runner_step *st, ci_sample_re
     CI_TRY(forward(r, st->batch));
     double t1 = ci_now();
     r->st.time_forward_s += t1 - t0;
-    if (r->draft) { /* the draft's K/V follows every computed token */
-        CI_TRY(ci_draft_mirror(r->draft, st->batch));
-        r->st.time_draft_s += ci_now() - t1;
-        t1 = ci_now();
-    }
     if (st->num_rows > 0) {
         if (r->fault) CI_TRY(r->fault(r->fault_user, CI_FAULT_SAMPLE, r->step, -1, -1));
         CI_TRY(be->ops->sample(be, ci_model_logits(r->model), st->rows, st->num_rows, st->adj,
