@@ -8,6 +8,8 @@
 #      (--max-num-seqs 1), greedy, 256 new tokens on each of the 16 golden
 #      prompts: no drafts, n-gram, and the draft model at several K, from
 #      `generate --prompts-file --stats` (output tok/s after loading);
+#   1b. the sampling distribution with vs without speculation (chi-square,
+#      tools/spec_chisq.py) on CUDA;
 #   3. batch 64 offline (`bench throughput`), drafts on with
 #      --speculative-disable-by-batch-size 8 against off.
 # usage: tools/gpu_bench_spec.sh BIN_DIR CARRY_DIR   (CARRY_DIR: inflate_qwen2.py, tinyqwen2-code-draft/)
@@ -36,6 +38,14 @@ print('%.1f tok/s, %.2f s' % (o['output_tokens_per_s'], o['elapsed_s']) +
 
 echo "== test_spec --device cuda (float32)"
 CINFER_TEST_DEVICE=cuda timeout 120 "$bin/test_spec" 2>&1 | tail -6
+echo "== sampling distribution, CUDA bf16 (tools/spec_chisq.py: 5 prompts x 2,000 seeded samples)"
+for a in "ngram" "draft --speculative-model $draft"; do
+    for tp in 1.0 0.9; do
+        echo "-- $a, top-p $tp"
+        timeout 120 python3 tools/spec_chisq.py --bin "$bin/cinfer" --common "--device cuda" \
+            --top-p $tp --spec "--speculative-method $a --num-speculative-tokens 4" | tail -7
+    done
+done
 echo "== golden prompts, CUDA float32, target tinyqwen2-code, draft tinyqwen2-code-draft (K=4)"
 golden 48 >/tmp/g48.jsonl
 for cfg in "" "--num-speculative-tokens 4 --speculative-model $draft --max-model-len 2048" \
@@ -58,10 +68,13 @@ if [ ! -f $big/config.json ]; then
 fi
 echo "== batch 1, bf16, 6.9B-class target (tinyqwen2-code inflated), 16 golden prompts x 256 tokens"
 golden 256 >/tmp/g256.jsonl
-for cfg in "" "--num-speculative-tokens 4" "--num-speculative-tokens 8" \
-    "--num-speculative-tokens 4 --speculative-model $draft" \
-    "--num-speculative-tokens 6 --speculative-model $draft" \
-    "--num-speculative-tokens 8 --speculative-model $draft"; do
+b1_cfgs=("" "--num-speculative-tokens 4" "--num-speculative-tokens 8"
+    "--num-speculative-tokens 4 --speculative-model $draft"
+    "--num-speculative-tokens 6 --speculative-model $draft"
+    "--num-speculative-tokens 8 --speculative-model $draft")
+[ -n "${SPEC_QUICK:-}" ] && b1_cfgs=("" "--num-speculative-tokens 8"
+    "--num-speculative-tokens 8 --speculative-model $draft")
+for cfg in "${b1_cfgs[@]}"; do
     timeout 200 "$bin/cinfer" generate -m $big --device cuda --prompts-file /tmp/g256.jsonl \
         --max-num-seqs 1 --stats $cfg >/tmp/b1.jsonl 2>/tmp/b1.err
     echo "[${cfg:-no speculation}] $(stat /tmp/b1.err) $(md5sum </tmp/b1.jsonl | cut -c1-8)"
@@ -69,7 +82,8 @@ done
 echo "== batch 64 offline, 6.9B-class target: 256 prompts x 128 in / 128 out"
 for cfg in "" "--num-speculative-tokens 4 --speculative-disable-by-batch-size 8" \
     "--num-speculative-tokens 4 --speculative-model $draft --speculative-disable-by-batch-size 8" \
-    "--num-speculative-tokens 4 --speculative-model $draft"; do
+    "--num-speculative-tokens 4 --speculative-model $draft" "" \
+    "--num-speculative-tokens 4 --speculative-model $draft --speculative-disable-by-batch-size 8"; do
     timeout 200 "$bin/cinfer" bench throughput -m $big --device cuda --num-prompts 256 \
         --input-len 128 --output-len 128 --max-num-seqs 64 $cfg 2>&1 | grep -E "output tok/s|elapsed" |
         sed "s|^|[${cfg:-off}] |"
