@@ -131,6 +131,13 @@ srv_event *srv_engine_take_events(srv_engine *s);    /* FIFO list; caller frees 
 cinfer_metrics srv_engine_metrics(srv_engine *s);    /* snapshot after the last step */
 void srv_engine_stop(srv_engine *s);                 /* aborts everything, joins, frees */
 
+/* ---- tokenizer thread (pretok.c): every command passes through it, in
+ * order, to srv_engine_submit; text prompts are tokenized on the way ---- */
+typedef struct srv_pretok srv_pretok;
+int srv_pretok_start(cinfer_engine *e, srv_engine *eng, srv_pretok **out);
+void srv_pretok_submit(srv_pretok *p, srv_cmd *cmd); /* takes ownership */
+void srv_pretok_stop(srv_pretok *p); /* joins; drops what is queued (before srv_engine_stop) */
+
 /* ---- metrics (metrics.c) ---- */
 #define SRV_HIST_MAX_BUCKETS 24
 typedef struct srv_hist {
