@@ -901,13 +901,22 @@ int srv_run(const srv_config *cfg) {
     {
         char desc[512];
         cinfer_metrics m = cinfer_get_metrics(ctx->engine);
-        fprintf(stderr,
-                "cinfer serve: %s; context %d tokens; KV cache %lld tokens (%.2f GiB), %d CUDA "
-                "graphs\n"
-                "cinfer serve: model '%s' listening on http://%s:%d\n",
-                cinfer_engine_config_describe(&ec, desc, sizeof desc), m.max_model_len,
-                (long long)m.num_kv_blocks * m.block_size, (double)m.kv_cache_bytes / (1 << 30),
-                m.num_graphs, ctx->model_name, cfg->host, port);
+        char line[1024];
+        snprintf(line, sizeof line,
+                 "%s; context %d tokens; KV cache %lld tokens (%.2f GiB), %d CUDA graphs",
+                 cinfer_engine_config_describe(&ec, desc, sizeof desc), m.max_model_len,
+                 (long long)m.num_kv_blocks * m.block_size, (double)m.kv_cache_bytes / (1 << 30),
+                 m.num_graphs);
+        if (cfg->log_json) { /* the same two lines as JSON objects */
+            srv_log_always(ctx, line);
+            snprintf(line, sizeof line, "model '%s' listening on http://%s:%d", ctx->model_name,
+                     cfg->host, port);
+            srv_log_always(ctx, line);
+        } else {
+            fprintf(stderr,
+                    "cinfer serve: %s\ncinfer serve: model '%s' listening on http://%s:%d\n", line,
+                    ctx->model_name, cfg->host, port);
+        }
     }
     event_base_dispatch(ctx->base);
     rc = ctx->stopping ? 0 : 1;

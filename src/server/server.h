@@ -1,6 +1,8 @@
 /* server.h — internals of `cinfer serve`, the OpenAI-compatible HTTP server.
  *
- * Two threads. The engine thread owns the cinfer_engine: it takes commands
+ * Three threads. The tokenizer thread (pretok.c) passes every command on
+ * in order, text prompts made token ids. The engine thread owns the
+ * cinfer_engine: it takes commands
  * (generate, abort, tokenize, detokenize) from a mutex-protected queue
  * (woken by a condition variable), steps the engine while work exists and
  * pushes events (prompt accepted, token deltas, errors) onto a second queue,
@@ -14,6 +16,11 @@
  *   metrics.c Prometheus text
  *   http.c    evhttp plumbing, jobs, srv_run()
  *   http_response.c  JSON and SSE replies (http_response.h, http_state.h)
+ *   pretok.c  tokenizer thread
+ *   limits.c  connection cap, request deadlines, accept() errors (limits.h)
+ *   admission.c  framing checks, admission, X-Request-Id, access log (admission.h)
+ *   drain.c   SIGINT/SIGTERM drain
+ *   log.c     log levels, text / JSON lines (log.h)
  */
 #ifndef CINFER_SERVER_SERVER_H
 #define CINFER_SERVER_SERVER_H
