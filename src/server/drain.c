@@ -31,6 +31,8 @@ static void on_flush(evutil_socket_t fd, short what, void *arg) {
 }
 
 static void finish_all(srv_ctx *ctx) {
+    srv_pretok_stop(ctx->pretok);
+    ctx->pretok = NULL;
     if (ctx->eng) {
         srv_engine_stop(ctx->eng); /* aborts everything: all KV blocks return */
         ctx->eng = NULL;

@@ -109,7 +109,7 @@ static void job_abort(job *j) {
     if (!c) return;
     c->kind = SRV_CMD_ABORT;
     c->job_id = j->id;
-    srv_engine_submit(j->ctx->eng, c);
+    srv_pretok_submit(j->ctx->pretok, c);
 }
 
 /* The client went away: abort its work (freeing its KV blocks) and forget it. */
@@ -592,7 +592,7 @@ static void handle_generate(srv_ctx *ctx, struct evhttp_request *req, int chat) 
     job_watch(j);
     g.cmd->job_id = j->id;
     g.cmd->max_model_len = ctx->max_model_len;
-    srv_engine_submit(ctx->eng, g.cmd);
+    srv_pretok_submit(ctx->pretok, g.cmd);
 }
 
 static void handle_tokenize(srv_ctx *ctx, struct evhttp_request *req, int detok) {
@@ -667,7 +667,7 @@ static void handle_tokenize(srv_ctx *ctx, struct evhttp_request *req, int detok)
         return;
     }
     c->job_id = j->id;
-    srv_engine_submit(ctx->eng, c);
+    srv_pretok_submit(ctx->pretok, c);
 }
 
 static void handle_models(srv_ctx *ctx, struct evhttp_request *req) {
@@ -895,24 +895,35 @@ int srv_run(const srv_config *cfg) {
         if (ss.ss_family == AF_INET) port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
         if (ss.ss_family == AF_INET6) port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     }
-    if (srv_engine_start(ctx->engine, notify, ctx, &ctx->eng)) {
-        fprintf(stderr, "error: cannot start the engine thread\n");
+    if (srv_engine_start(ctx->engine, notify, ctx, &ctx->eng) ||
+        srv_pretok_start(ctx->engine, ctx->eng, &ctx->pretok)) {
+        fprintf(stderr, "error: cannot start the engine threads\n");
         goto out;
     }
     {
         char desc[512];
         cinfer_metrics m = cinfer_get_metrics(ctx->engine);
-        fprintf(stderr,
-                "cinfer serve: %s; context %d tokens; KV cache %lld tokens (%.2f GiB), %d CUDA "
-                "graphs\n"
-                "cinfer serve: model '%s' listening on http://%s:%d\n",
-                cinfer_engine_config_describe(&ec, desc, sizeof desc), m.max_model_len,
-                (long long)m.num_kv_blocks * m.block_size, (double)m.kv_cache_bytes / (1 << 30),
-                m.num_graphs, ctx->model_name, cfg->host, port);
+        char line[1024];
+        snprintf(line, sizeof line,
+                 "%s; context %d tokens; KV cache %lld tokens (%.2f GiB), %d CUDA graphs",
+                 cinfer_engine_config_describe(&ec, desc, sizeof desc), m.max_model_len,
+                 (long long)m.num_kv_blocks * m.block_size, (double)m.kv_cache_bytes / (1 << 30),
+                 m.num_graphs);
+        if (cfg->log_json) { /* the same two lines as JSON objects */
+            srv_log_always(ctx, line);
+            snprintf(line, sizeof line, "model '%s' listening on http://%s:%d", ctx->model_name,
+                     cfg->host, port);
+            srv_log_always(ctx, line);
+        } else {
+            fprintf(stderr,
+                    "cinfer serve: %s\ncinfer serve: model '%s' listening on http://%s:%d\n", line,
+                    ctx->model_name, cfg->host, port);
+        }
     }
     event_base_dispatch(ctx->base);
     rc = ctx->stopping ? 0 : 1;
 out:
+    srv_pretok_stop(ctx->pretok);
     if (ctx->eng) srv_engine_stop(ctx->eng);
     while (ctx->jobs) {
         ctx->jobs->req = NULL;

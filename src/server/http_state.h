@@ -59,6 +59,7 @@ struct srv_ctx {
     struct evhttp *http;
     cinfer_engine *engine;
     srv_engine *eng;
+    srv_pretok *pretok; /* the way commands reach eng */
     struct event *wake, *sig_int, *sig_term;
     job *jobs;
     uint64_t next_id;

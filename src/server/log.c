@@ -65,6 +65,10 @@ void srv_log(const srv_ctx *ctx, int level, const char *fmt, ...) {
     emit(ctx, level, NULL, msg);
 }
 
+void srv_log_always(const srv_ctx *ctx, const char *msg) {
+    emit(ctx, SRV_LOG_INFO, NULL, msg);
+}
+
 void srv_log_access(const srv_ctx *ctx, const srv_access *a) {
     if (SRV_LOG_INFO < ctx->cfg->log_level) return;
     if (json_format(ctx)) {

@@ -13,6 +13,9 @@ int srv_log_level_parse(const char *s);
 void srv_log(const srv_ctx *ctx, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* An info line whatever --log-level says (the startup summary). */
+void srv_log_always(const srv_ctx *ctx, const char *msg);
+
 /* The access-log line of a request (info level). */
 typedef struct srv_access {
     const char *request_id, *method, *path, *finish;

@@ -132,7 +132,7 @@ static void do_generate(srv_engine *s, srv_cmd *c) {
         int32_t *ids = pr->ids;
         size_t n = (size_t)pr->num_ids;
         int32_t *tmp = NULL;
-        if (pr->text) {
+        if (pr->text && !pr->ids) { /* pretok.c did not: tokenize (and report) here */
             if (cinfer_tokenize(s->e, pr->text, 1, &tmp, &n, &err)) {
                 emit_error(s, c->job_id, err.code, err.message);
                 failed = 1;

@@ -1,6 +1,8 @@
 /* server.h — internals of `cinfer serve`, the OpenAI-compatible HTTP server.
  *
- * Two threads. The engine thread owns the cinfer_engine: it takes commands
+ * Three threads. The tokenizer thread (pretok.c) passes every command on
+ * in order, text prompts made token ids. The engine thread owns the
+ * cinfer_engine: it takes commands
  * (generate, abort, tokenize, detokenize) from a mutex-protected queue
  * (woken by a condition variable), steps the engine while work exists and
  * pushes events (prompt accepted, token deltas, errors) onto a second queue,
@@ -14,6 +16,11 @@
  *   metrics.c Prometheus text
  *   http.c    evhttp plumbing, jobs, srv_run()
  *   http_response.c  JSON and SSE replies (http_response.h, http_state.h)
+ *   pretok.c  tokenizer thread
+ *   limits.c  connection cap, request deadlines, accept() errors (limits.h)
+ *   admission.c  framing checks, admission, X-Request-Id, access log (admission.h)
+ *   drain.c   SIGINT/SIGTERM drain
+ *   log.c     log levels, text / JSON lines (log.h)
  */
 #ifndef CINFER_SERVER_SERVER_H
 #define CINFER_SERVER_SERVER_H
@@ -130,6 +137,13 @@ void srv_engine_submit(srv_engine *s, srv_cmd *cmd); /* takes ownership */
 srv_event *srv_engine_take_events(srv_engine *s);    /* FIFO list; caller frees */
 cinfer_metrics srv_engine_metrics(srv_engine *s);    /* snapshot after the last step */
 void srv_engine_stop(srv_engine *s);                 /* aborts everything, joins, frees */
+
+/* ---- tokenizer thread (pretok.c): every command passes through it, in
+ * order, to srv_engine_submit; text prompts are tokenized on the way ---- */
+typedef struct srv_pretok srv_pretok;
+int srv_pretok_start(cinfer_engine *e, srv_engine *eng, srv_pretok **out);
+void srv_pretok_submit(srv_pretok *p, srv_cmd *cmd); /* takes ownership */
+void srv_pretok_stop(srv_pretok *p); /* joins; drops what is queued (before srv_engine_stop) */
 
 /* ---- metrics (metrics.c) ---- */
 #define SRV_HIST_MAX_BUCKETS 24
