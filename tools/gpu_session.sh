@@ -57,6 +57,18 @@ case " $steps " in *" peer "*)
     timeout 240 python3 tools/hf_baseline.py "$l31" --batch-sizes 1 2>&1 | grep "^HF"
     ;;
 esac
+case " $steps " in *" nvtx "*)
+    echo "== NVTX ranges under Nsight Systems"
+    if command -v nsys >/dev/null; then
+        timeout 120 nsys profile -o /tmp/cinfer_nvtx --force-overwrite true --trace cuda,nvtx \
+            "$x/bin/cinfer" generate -m models/tinyqwen2-code --device cuda -p "def f(x):" -n 32 \
+            >/dev/null 2>&1
+        timeout 60 nsys stats --report nvtx_sum /tmp/cinfer_nvtx.nsys-rep 2>&1 | tail -12
+    else
+        echo "nsys not installed: skipped"
+    fi
+    ;;
+esac
 case " $steps " in *" extra "*)
     echo "== test_swa --device cuda (float32)"
     CINFER_TEST_DEVICE=cuda timeout 120 "$x/bin/test_swa" 2>&1 | tail -6

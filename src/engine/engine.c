@@ -17,6 +17,7 @@
 #include "engine/fault.h"
 #include "engine/proposer.h"
 #include "util/progress.h"
+#include "util/trace.h"
 
 static void add_eos(ci_engine *e, int64_t id) {
     if (id < 0 || id >= e->V || e->num_eos >= (int)(sizeof e->eos_ids / sizeof e->eos_ids[0]))
@@ -409,7 +410,14 @@ ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_o
     e->num_outs = 0;
     const ci_sched_output *o;
     double t0 = ci_now();
-    CI_TRY(ci_sched_schedule(e->sched, &o));
+    CI_TRACE_PUSH("step");
+    CI_TRACE_PUSH("schedule");
+    ci_status ss = ci_sched_schedule(e->sched, &o);
+    if (ss.code) {
+        CI_TRACE_POP();
+        CI_TRACE_POP();
+        return ss;
+    }
     if (o->num_entries > 0) {
         e->m.num_steps++;
         int used = ci_bm_num_used(ci_sched_block_manager(e->sched));
@@ -419,8 +427,10 @@ ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_o
         if (!s.code) s = ci_batch_build(&e->bb, o, &b);
         double t1 = ci_now();
         e->m.time_schedule_s += t1 - t0;
+        CI_TRACE_POP();
         if (!s.code) s = run_step(e, o, b);
         t0 = ci_now();
+        CI_TRACE_PUSH("update+output");
         const ci_sched_result *res = NULL;
         int nres = 0;
         if (!s.code) s = ci_sched_update(e->sched, e->sampled, o->num_samples, &res, &nres);
@@ -442,6 +452,8 @@ ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_o
     }
     ci_status s = ci_eng_pop_finished(e);
     e->m.time_output_s += ci_now() - t0;
+    CI_TRACE_POP(); /* schedule (empty step) or update+output */
+    CI_TRACE_POP(); /* step */
     for (int i = 0; i < e->num_outs; i++) {
         e->outs[i].token_ids = e->outs[i].num_token_ids ? &e->out_tokens[i] : NULL;
         e->outs[i].logprobs = e->outs[i].num_token_ids ? e->out_lp[i] : NULL;

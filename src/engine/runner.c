@@ -9,6 +9,7 @@
 #include "engine/draft.h"
 #include "engine/graphs.h"
 #include "util/progress.h"
+#include "util/trace.h"
 
 struct ci_runner {
     cinfer_engine_config cfg;
@@ -267,13 +268,19 @@ ci_status ci_runner_execute(ci_runner *r, const ci_runner_step *st, ci_sample_re
             CI_TRY(ci_draft_copy_blocks(r->draft, st->copy_src, st->copy_dst, st->num_copies));
     }
     if (r->fault) CI_TRY(r->fault(r->fault_user, CI_FAULT_FORWARD, r->step, -1, -1));
-    CI_TRY(forward(r, st->batch));
+    CI_TRACE_PUSH("forward");
+    ci_status fs = forward(r, st->batch);
+    CI_TRACE_POP();
+    CI_TRY(fs);
     double t1 = ci_now();
     r->st.time_forward_s += t1 - t0;
     if (st->num_rows > 0) {
         if (r->fault) CI_TRY(r->fault(r->fault_user, CI_FAULT_SAMPLE, r->step, -1, -1));
-        CI_TRY(be->ops->sample(be, ci_model_logits(r->model), st->rows, st->num_rows, st->adj,
-                               st->num_adj, results));
+        CI_TRACE_PUSH("sample");
+        ci_status ss = be->ops->sample(be, ci_model_logits(r->model), st->rows, st->num_rows,
+                                       st->adj, st->num_adj, results);
+        CI_TRACE_POP();
+        CI_TRY(ss);
     }
     r->st.time_sample_s += ci_now() - t1;
     return ci_ok();
@@ -296,7 +303,9 @@ int ci_runner_has_draft(const ci_runner *r) {
 ci_status ci_runner_propose(ci_runner *r, const ci_draft_seq *seqs, int n, int32_t *out) {
     if (!r->draft) return ci_errorf(CI_ERR_INVALID, "runner: no draft model");
     double t0 = ci_now();
+    CI_TRACE_PUSH("draft propose");
     ci_status s = ci_draft_propose(r->draft, seqs, n, out);
+    CI_TRACE_POP();
     r->st.time_draft_s += ci_now() - t0;
     return s;
 }
