@@ -416,6 +416,14 @@ int ci_generate_prompts_file(const ci_engine_config *ec, const char *path,
         json_object_set_new(o, "elapsed_s", json_real(t_run));
         json_object_set_new(o, "output_tokens_per_s",
                             json_real(t_run > 0 ? (double)m.generation_tokens / t_run : 0));
+        /* where the time went (s): scheduling + batch building + proposals
+         * of n-gram drafts, the forward (with the draft's K/V mirror), the
+         * draft model's proposals, sampling, token output */
+        json_object_set_new(o, "time_schedule_s", json_real(m.time_schedule_s));
+        json_object_set_new(o, "time_forward_s", json_real(m.time_forward_s));
+        json_object_set_new(o, "time_draft_s", json_real(m.time_draft_s));
+        json_object_set_new(o, "time_sample_s", json_real(m.time_sample_s));
+        json_object_set_new(o, "time_output_s", json_real(m.time_output_s));
         if (m.spec_verify_steps > 0) { /* speculative decoding */
             json_object_set_new(o, "spec_verify_steps", json_integer(m.spec_verify_steps));
             json_object_set_new(o, "spec_draft_tokens", json_integer(m.spec_draft_tokens));

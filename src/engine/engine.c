@@ -279,6 +279,7 @@ ci_engine_metrics ci_engine_get_metrics(const ci_engine *e) {
     m.time_forward_s = rs.time_forward_s;
     m.time_sample_s = rs.time_sample_s;
     m.time_draft_s = rs.time_draft_s;
+    m.time_schedule_s -= rs.time_draft_s; /* proposals run inside the scheduling phase */
     m.load_s = rs.load_s;
     m.profile_s = rs.profile_s;
     m.capture_s = rs.capture_s;
