@@ -4,7 +4,12 @@
 # failed requests, an idle engine with every KV block free, RSS flat after
 # warm-up, a clean SIGINT exit (0) and, with --asan, no sanitizer report.
 #
-#   tools/load_test.sh [--asan] [--duration S] [--concurrency C] [--model DIR]
+#   tools/load_test.sh [--asan] [--duration S] [--concurrency C] [--model DIR] [--aborts]
+#
+# --aborts: besides the C clients, one more client loops for the whole run
+# opening streams (completions / chat, n = 1..3) and hanging up after a
+# random 20-800 ms; they count as aborts, never as failures, and the checks
+# below (idle engine, every KV block free, RSS flat) must still hold.
 #
 # The server runs from build-asan/cinfer with --asan (build it with
 # `make asan` or `cmake -S . -B build-asan -DCINFER_SANITIZE=ON ...`), else
@@ -12,14 +17,15 @@
 # Results land in $OUT (default a temp dir): bench.json, rss.tsv,
 # metrics.txt, server.log. Exit status 0 when every check passes.
 set -uo pipefail
-asan=0 duration=120 conc=64 model=models/tinyqwen2-code
+asan=0 duration=120 conc=64 model=models/tinyqwen2-code aborts=0
 while [ $# -gt 0 ]; do
     case $1 in
     --asan) asan=1 ;;
     --duration) duration=$2; shift ;;
     --concurrency) conc=$2; shift ;;
     --model) model=$2; shift ;;
-    *) sed -n '2,13p' "$0"; exit 1 ;;
+    --aborts) aborts=1 ;;
+    *) sed -n '2,18p' "$0"; exit 1 ;;
     esac
     shift
 done
@@ -62,10 +68,33 @@ printf 't_s\trss_kb\n' >"$out/rss.tsv"
     done
 ) &
 sampler=$!
-echo "load: $conc concurrent streaming clients for $duration s..." >&2
+aborter=""
+if [ $aborts = 1 ]; then
+    (
+        end=$(($(date +%s) + duration)) i=0
+        while [ "$(date +%s)" -lt "$end" ]; do
+            i=$((i + 1))
+            ms=$((20 + RANDOM % 780)) n=$((1 + i % 3))
+            if [ $((i % 2)) = 0 ]; then
+                path=/v1/chat/completions
+                body="{\"messages\":[{\"role\":\"user\",\"content\":\"abort $i\"}],\"max_tokens\":200,\"n\":$n,\"stream\":true}"
+            else
+                path=/v1/completions
+                body="{\"prompt\":\"def abort_$i(x):\",\"max_tokens\":200,\"n\":$n,\"stream\":true,\"ignore_eos\":true}"
+            fi
+            curl -s -N -m "$(printf '0.%03d' $ms)" -o /dev/null "http://127.0.0.1:$port$path" \
+                -H 'Content-Type: application/json' -d "$body"
+            echo x >>"$out/aborts.txt"
+        done
+    ) &
+    aborter=$!
+fi
+echo "load: $conc concurrent streaming clients for $duration s$([ $aborts = 1 ] && echo ', plus aborting clients')..." >&2
 "${bench[@]}" --num-prompts 1024 --max-concurrency "$conc" --duration "$duration" \
     --json "$out/bench.json"
 bench_rc=$?
+[ -n "$aborter" ] && wait $aborter
+[ $aborts = 1 ] && echo "aborted streams: $(wc -l <"$out/aborts.txt")" >&2
 kill $sampler 2>/dev/null
 wait $sampler 2>/dev/null
 printf '%s\t%s\n' end "$(rss)" >>"$out/rss.tsv"
