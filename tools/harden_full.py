@@ -11,7 +11,14 @@ checks at CI scale.
       each) against --max-num-seqs S --max-waiting 80: those that cannot be
       admitted get 503 + Retry-After at once.
 
-usage: harden_full.py PORT idle-loris HEADER_TIMEOUT | PORT admission"""
+  drain: 32 streams (n=1) and 4 non-streaming requests in flight, then
+      SIGTERM to SERVER_PID (start the server with --shutdown-timeout 1):
+      every stream ends with a finish_reason "abort" chunk and [DONE], every
+      non-stream gets a response, and the server exits 0 (checked by the caller).
+
+usage: harden_full.py PORT idle-loris HEADER_TIMEOUT | PORT admission | PORT drain SERVER_PID"""
+import os
+import signal
 import json
 import socket
 import sys
@@ -119,4 +126,34 @@ elif check == "admission":
         f"4 x (64 prompts x n=16) with --max-waiting 80: statuses {codes}; 503s carry Retry-After "
         f"and came in {max((r[3] for r in refused), default=0) * 1000:.0f} ms at most")
     say(all(c in (200, 503) for c in codes), "every request answered (200 or 503)")
+elif check == "drain":
+    pid = int(sys.argv[3])
+    out = {}
+
+    def req(kind, i):
+        body = {"prompt": "def d%d():" % i, "max_tokens": 1900, "ignore_eos": True}
+        if kind == "s":
+            body["stream"] = True
+        st, _, rb, _ = http("POST", "/v1/completions", json.dumps(body), timeout=60)
+        out[(kind, i)] = (st, rb)
+
+    ts = [threading.Thread(target=req, args=("s", i)) for i in range(32)]
+    ts += [threading.Thread(target=req, args=("p", i)) for i in range(4)]
+    for t in ts:
+        t.start()
+    time.sleep(1.5)  # all admitted and generating
+    t0 = time.time()
+    os.kill(pid, signal.SIGTERM)
+    for t in ts:
+        t.join(60)
+    good = 0
+    for i in range(32):
+        st, body = out.get(("s", i), (0, b""))
+        text = body.decode(errors="replace")
+        if st == 200 and '"finish_reason":"abort"' in text and "data: [DONE]" in text:
+            good += 1
+    say(good == 32, f"{good}/32 streams end with a finish_reason \"abort\" chunk and [DONE]")
+    got = [out.get(("p", i), (0, b""))[0] for i in range(4)]
+    say(all(g in (200, 503) for g in got), f"4 non-streaming requests answered: {got}, all within "
+        f"{time.time() - t0:.2f} s of SIGTERM")
 sys.exit(1 if failed else 0)
