@@ -75,7 +75,7 @@ case " $steps " in *" extra "*)
     echo "== test_cuda_sampling"
     timeout 120 "$x/bin/test_cuda_sampling" 2>&1 | grep -E "^V |passed|CHECK" | head -8
     echo "== padded vocabulary --device cuda"
-    CINFER_TEST_DEVICE=cuda CINFER_BIN=$x/bin/cinfer timeout 200 bash tests/cli/padded_vocab.sh
+    PADDED_SEEDS=64 PADDED_TOKENS=1000 CINFER_TEST_DEVICE=cuda CINFER_BIN=$x/bin/cinfer timeout 200 bash tests/cli/padded_vocab.sh
     echo "== serve: engine flags on cuda"
     m=models/tinyqwen2-code
     for flags in "" "--dtype float32 --enforce-eager --gpu-memory-utilization 0.5"; do
