@@ -174,6 +174,7 @@ static const ci_backend_ops cpu_ops = {
     .sync = cpu_sync,
     .weight_alloc = cpu_weight_alloc,
     .weight_write = cpu_weight_write,
+    .qweight_create = ci_cpu_qweight_create,
     .prepare_batch = cpu_prepare_batch,
     .embedding = ci_cpu_embedding,
     .matmul = ci_cpu_matmul,

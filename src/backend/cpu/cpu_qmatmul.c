@@ -1,0 +1,167 @@
+/* cpu_qmatmul.c — quantized weights on the CPU: storage (qweight_create) and
+ * y = x . dequant(w)^T (+ bias), the twin every GPU quantized kernel is
+ * tested against.
+ *
+ * The weight stays packed in memory (INT4: half a byte per weight plus one f32
+ * scale and one zero byte per group; FP8: one byte plus one scale per group);
+ * each thread dequantizes a panel of output rows into its own f32 scratch and
+ * either dots it with every activation row (decode, n <= 16) or runs one
+ * single-threaded sgemm on it (prefill). Dequantization computes exactly
+ * ci_qweight_dequant_row's products (table lookups of the same floats), so
+ * results equal an f32 model whose weights are the dequantized values, up to
+ * the summation order. */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_internal.h"
+
+/* The backend's block: this header, then the arrays it points into. */
+typedef struct cpu_qw {
+    ci_qweight w;
+    float fp8_lut[256]; /* E4M3 code -> f32 */
+    size_t bytes;       /* the whole block */
+} cpu_qw;
+
+#define QW_DECODE_MAX_N 16
+#define QW_PANEL_ROWS 16
+
+static size_t align64(size_t n) {
+    return (n + 63) & ~(size_t)63;
+}
+
+ci_status ci_cpu_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor *out) {
+    (void)be;
+    memset(out, 0, sizeof *out);
+    if (h->rows <= 0 || h->cols <= 0 || h->ngroups <= 0 || h->group_size <= 0 ||
+        (h->format == CI_QW_INT4 && (h->cols % 2 || !h->zeros)) ||
+        (h->format != CI_QW_INT4 && h->format != CI_QW_FP8) || h->nparts < 1 ||
+        h->nparts > CI_QW_MAX_PARTS)
+        return ci_errorf(CI_ERR_INVALID, "cpu: bad quantized weight [%lld][%lld]",
+                         (long long)h->rows, (long long)h->cols);
+    size_t qb = (size_t)h->rows * (size_t)(h->format == CI_QW_INT4 ? h->cols / 2 : h->cols);
+    size_t sb = (size_t)(h->rows * h->ngroups) * sizeof(float);
+    size_t zb = h->zeros ? (size_t)(h->rows * h->ngroups) : 0;
+    size_t gb = h->g_idx ? (size_t)(h->nparts * h->cols) * sizeof(int32_t) : 0;
+    size_t off_q = align64(sizeof(cpu_qw)), off_s = off_q + align64(qb),
+           off_z = off_s + align64(sb), off_g = off_z + align64(zb), total = off_g + gb;
+    char *blk = NULL;
+    if (posix_memalign((void **)&blk, 64, total) != 0 || !blk)
+        return ci_errorf(CI_ERR_NOMEM, "cpu: cannot allocate %zu bytes for a quantized weight",
+                         total);
+    cpu_qw *c = (cpu_qw *)blk;
+    c->w = *h;
+    c->bytes = total;
+    c->w.q = (uint8_t *)(blk + off_q);
+    c->w.scales = (float *)(blk + off_s);
+    c->w.zeros = zb ? (uint8_t *)(blk + off_z) : NULL;
+    c->w.g_idx = gb ? (int32_t *)(blk + off_g) : NULL;
+    memcpy(c->w.q, h->q, qb);
+    memcpy(c->w.scales, h->scales, sb);
+    if (zb) memcpy(c->w.zeros, h->zeros, zb);
+    if (gb) memcpy(c->w.g_idx, h->g_idx, gb);
+    for (int i = 0; i < 256; i++)
+        c->fp8_lut[i] = ci_fp8_e4m3_to_f32((uint8_t)i);
+    out->data = blk;
+    out->dtype = CI_QW;
+    out->rows = h->rows;
+    out->cols = h->cols;
+    return ci_ok();
+}
+
+size_t ci_cpu_qweight_bytes(const ci_tensor *w) {
+    return w->dtype == CI_QW && w->data ? ((const cpu_qw *)w->data)->bytes : 0;
+}
+
+/* Row r in f32 (the values of ci_qweight_dequant_row, faster). */
+static void dequant_row(const cpu_qw *c, int64_t r, float *out) {
+    const ci_qweight *w = &c->w;
+    if (w->g_idx) {
+        ci_qweight_dequant_row(w, r, out);
+        return;
+    }
+    const float *s = w->scales + r * w->ngroups;
+    if (w->format == CI_QW_FP8) {
+        const uint8_t *q = w->q + r * w->cols;
+        for (int64_t g = 0; g < w->ngroups; g++) {
+            int64_t c0 = g * w->group_size,
+                    c1 = c0 + w->group_size < w->cols ? c0 + w->group_size : w->cols;
+            for (int64_t k = c0; k < c1; k++)
+                out[k] = c->fp8_lut[q[k]] * s[g];
+        }
+        return;
+    }
+    const uint8_t *q = w->q + r * (w->cols / 2), *z = w->zeros + r * w->ngroups;
+    for (int64_t g = 0; g < w->ngroups; g++) {
+        float lut[16];
+        for (int v = 0; v < 16; v++)
+            lut[v] = (float)(v - (int)z[g]) * s[g];
+        int64_t c0 = g * w->group_size,
+                c1 = c0 + w->group_size < w->cols ? c0 + w->group_size : w->cols;
+        for (int64_t k = c0; k < c1; k += 2) { /* group sizes are even */
+            uint8_t b = q[k >> 1];
+            out[k] = lut[b & 0xF];
+            out[k + 1] = lut[b >> 4];
+        }
+    }
+}
+
+typedef struct qmm_ctx {
+    const cpu_qw *w;
+    const float *x, *bias;
+    float *y;
+    int64_t n, in, out, panel;
+    ci_cpu *cpu;
+} qmm_ctx;
+
+static void qmm_task(void *vctx, int64_t p0, int64_t p1, int tid) {
+    const qmm_ctx *c = vctx;
+    float *ws = c->cpu->ws[tid];
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t j0 = p * c->panel, np = c->out - j0 < c->panel ? c->out - j0 : c->panel;
+        for (int64_t j = 0; j < np; j++)
+            dequant_row(c->w, j0 + j, ws + j * c->in);
+        if (c->n <= QW_DECODE_MAX_N) {
+            for (int64_t i = 0; i < c->n; i++)
+                for (int64_t j = 0; j < np; j++)
+                    c->y[i * c->out + j0 + j] = ci_dot_f32(c->x + i * c->in, ws + j * c->in, c->in);
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)c->n, (blasint)np,
+                        (blasint)c->in, 1.0f, c->x, (blasint)c->in, ws, (blasint)c->in, 0.0f,
+                        c->y + j0, (blasint)c->out);
+        }
+        if (c->bias)
+            for (int64_t i = 0; i < c->n; i++)
+                for (int64_t j = 0; j < np; j++)
+                    c->y[i * c->out + j0 + j] += c->bias[j0 + j];
+    }
+}
+
+ci_status ci_cpu_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
+                         const ci_tensor *bias, ci_tensor *y) {
+    ci_cpu *cpu = ci_cpu_of(be);
+    if (x->dtype != CI_F32 || y->dtype != CI_F32)
+        return ci_errorf(CI_ERR_INVALID, "cpu qmatmul: activations must be F32");
+    if (x->cols != w->cols || y->cols != w->rows || y->rows < x->rows)
+        return ci_errorf(CI_ERR_INVALID,
+                         "cpu qmatmul: shapes x[%lld][%lld] w[%lld][%lld] y[%lld][%lld]",
+                         (long long)x->rows, (long long)x->cols, (long long)w->rows,
+                         (long long)w->cols, (long long)y->rows, (long long)y->cols);
+    const float *b = bias && bias->data ? bias->data : NULL;
+    if (b && (bias->dtype != CI_F32 || bias->rows * bias->cols != w->rows))
+        return ci_errorf(CI_ERR_INVALID, "cpu qmatmul: bias must be F32 with %lld elements",
+                         (long long)w->rows);
+    qmm_ctx c = {w->data, x->data, b, y->data, x->rows, x->cols, w->rows, QW_PANEL_ROWS, cpu};
+    if (c.n == 0) return ci_ok();
+    int nt = cpu->nthreads;
+    if (c.n > QW_DECODE_MAX_N) {
+        /* bigger panels for sgemm: ~4 MiB of f32 or an even share per thread */
+        int64_t panel = (1024 * 1024) / c.in, share = (c.out + nt - 1) / nt;
+        if (panel > share) panel = share;
+        panel = (panel + 15) / 16 * 16;
+        c.panel = panel < 16 ? 16 : panel;
+    }
+    CI_TRY(ci_cpu_ws_reserve(cpu, (size_t)(c.panel * c.in)));
+    ci_threadpool_run(cpu->tp, (c.out + c.panel - 1) / c.panel, 1, qmm_task, &c);
+    return ci_ok();
+}
