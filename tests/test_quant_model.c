@@ -217,6 +217,7 @@ int main(void) {
 
     test_format("ct-fp8-tensor", "--format ct-fp8-tensor");
     test_format("ct-fp8-channel", "--format ct-fp8-channel");
+    test_format("ct-fp8-block", "--format ct-fp8-block");
     test_format("fp8-block-ignore", "--format fp8-block --ignore model.layers.0.mlp.down_proj");
     test_format("gptq-g128", "--format gptq --group 128");
     test_format("gptq-g32-asym-act", "--format gptq --group 32 --asym --desc-act --seed 3");

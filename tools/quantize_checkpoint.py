@@ -14,6 +14,8 @@ Formats (--format):
                   F32 weight_scale [1] per tensor, dynamic per-token activations
   ct-fp8-channel  same, weight_scale [out, 1] per output channel (in the
                   checkpoint's dtype, BF16 here, as llm-compressor writes it)
+  ct-fp8-block    same, strategy block (block_structure [128, 128]): weight_scale
+                  [ceil(out/128)][ceil(in/128)] F32, per-token-group activations
   fp8-block       transformers FineGrainedFP8 (`quant_method: fp8`): E4M3
                   weight, F32 weight_scale_inv [ceil(out/128)][ceil(in/128)]
   gptq            AutoGPTQ/GPTQModel: qweight I32 [in/8][out] (8 nibbles along
@@ -212,12 +214,14 @@ def pack_cols8(v, order=tuple(range(8))):
 # ---- driver ----------------------------------------------------------------
 def qconfig(a, ignore):
     if a.format.startswith("ct-fp8"):
-        strategy = "tensor" if a.format == "ct-fp8-tensor" else "channel"
-        weights = {"actorder": None, "block_structure": None, "dynamic": False, "group_size": None,
+        strategy = a.format[len("ct-fp8-"):]
+        block = [128, 128] if strategy == "block" else None
+        weights = {"actorder": None, "block_structure": block, "dynamic": False, "group_size": None,
                    "num_bits": 8, "observer": "minmax", "observer_kwargs": {},
                    "strategy": strategy, "symmetric": True, "type": "float"}
-        acts = {"actorder": None, "block_structure": None, "dynamic": True, "group_size": None,
-                "num_bits": 8, "observer": None, "observer_kwargs": {}, "strategy": "token",
+        acts = {"actorder": None, "block_structure": None, "dynamic": True,
+                "group_size": 128 if block else None, "num_bits": 8, "observer": None,
+                "observer_kwargs": {}, "strategy": "group" if block else "token",
                 "symmetric": True, "type": "float"}
         return {"config_groups": {"group_0": {"input_activations": acts,
                                               "output_activations": None,
@@ -251,10 +255,10 @@ def quantize_linear(a, prefix, w, rng, qt):
         q, s, deq = fp8_channel(w)
         qt[prefix + ".weight"] = ("F8_E4M3", q)
         qt[prefix + ".weight_scale"] = ("BF16", s)
-    elif f == "fp8-block":
+    elif f in ("fp8-block", "ct-fp8-block"):
         q, s, deq = fp8_block(w)
         qt[prefix + ".weight"] = ("F8_E4M3", q)
-        qt[prefix + ".weight_scale_inv"] = ("F32", s)
+        qt[prefix + (".weight_scale_inv" if f == "fp8-block" else ".weight_scale")] = ("F32", s)
     elif f == "gptq":
         q, z, s, g_idx, deq = int4_quant(w, a.group, not a.asym, False, 0 if a.v2 else 1, rng,
                                          a.desc_act)
@@ -275,7 +279,8 @@ def main():
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--format", required=True,
-                   choices=["ct-fp8-tensor", "ct-fp8-channel", "fp8-block", "gptq", "awq"])
+                   choices=["ct-fp8-tensor", "ct-fp8-channel", "ct-fp8-block", "fp8-block", "gptq",
+                            "awq"])
     p.add_argument("--group", type=int, default=128)
     p.add_argument("--asym", action="store_true")
     p.add_argument("--desc-act", action="store_true")
