@@ -7,20 +7,9 @@
 
 #include "backend/backend.h"
 #include "model/config.h"
+#include "qweight_test.h"
 #include "test.h"
 #include "util/qweight.h"
-
-/* splitmix64 */
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint32_t rnd(void) {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return (uint32_t)((z ^ (z >> 31)) >> 32);
-}
-static float frand(void) {
-    return (float)(rnd() % 20001) / 10000.0f - 1.0f;
-}
 
 static void test_fp8_codec(void) {
     int bad = 0;
@@ -55,55 +44,6 @@ static void test_fp8_codec(void) {
         if ((c & 0x7f) > 0 && fabsf(dn - x) < d) bad++;
     }
     CHECKF(bad == 0, "%d values not rounded to the nearest E4M3", bad);
-}
-
-/* A random quantized weight of nparts parts; gidx: act-order tables. */
-static ci_qweight make_qw(int fmt, int64_t rows, int64_t cols, int64_t gs, int nparts, int gidx) {
-    ci_qweight w = {0};
-    w.format = fmt;
-    w.rows = rows;
-    w.cols = cols;
-    w.group_size = gs;
-    w.ngroups = (cols + gs - 1) / gs;
-    w.nparts = nparts;
-    for (int p = 0; p <= nparts; p++)
-        w.part_row0[p] = rows * p / nparts;
-    size_t qb = (size_t)(rows * (fmt == CI_QW_INT4 ? cols / 2 : cols));
-    w.q = malloc(qb);
-    for (size_t i = 0; i < qb; i++) {
-        w.q[i] = (uint8_t)rnd();
-        if (fmt == CI_QW_FP8 && (w.q[i] & 0x7f) == 0x7f) w.q[i] = 0x30; /* no NaN */
-    }
-    w.scales = malloc(sizeof(float) * (size_t)(rows * w.ngroups));
-    for (int64_t i = 0; i < rows * w.ngroups; i++)
-        w.scales[i] = 0.01f + 0.02f * fabsf(frand());
-    if (fmt == CI_QW_INT4) {
-        w.zeros = malloc((size_t)(rows * w.ngroups));
-        for (int64_t i = 0; i < rows * w.ngroups; i++)
-            w.zeros[i] = (uint8_t)(rnd() % 17);
-    }
-    if (gidx) {
-        w.g_idx = malloc(sizeof(int32_t) * (size_t)(nparts * cols));
-        for (int p = 0; p < nparts; p++) {
-            int32_t *g = w.g_idx + p * cols;
-            for (int64_t c = 0; c < cols; c++)
-                g[c] = (int32_t)(c / gs);
-            for (int64_t c = cols - 1; c > 0; c--) { /* a different shuffle per part */
-                int64_t j = rnd() % (uint32_t)(c + 1);
-                int32_t t = g[c];
-                g[c] = g[j];
-                g[j] = t;
-            }
-        }
-    }
-    return w;
-}
-
-static void free_qw(ci_qweight *w) {
-    free(w->q);
-    free(w->scales);
-    free(w->zeros);
-    free(w->g_idx);
 }
 
 static void check_qmatmul(ci_backend *be, ci_qweight *h, int n, int with_bias, const char *what) {
@@ -141,31 +81,18 @@ static void check_qmatmul(ci_backend *be, ci_qweight *h, int n, int with_bias, c
     ci_tensor_free(be, &x);
     ci_tensor_free(be, &y);
     if (with_bias) ci_tensor_free(be, &b);
-    be->ops->free(be, w.data);
+    be->ops->qweight_free(be, &w);
 }
 
 static void test_qmatmul(void) {
     ci_backend *be;
     ci_backend_options o = {.num_threads = 2};
     CHECK_OK(ci_backend_create("cpu", &o, &be));
-    struct {
-        int fmt;
-        int64_t rows, cols, gs;
-        int parts, gidx;
-        const char *what;
-    } cases[] = {
-        {CI_QW_INT4, 96, 256, 128, 1, 0, "int4 g128"},
-        {CI_QW_INT4, 80, 128, 32, 3, 1, "int4 g32 act-order, 3 parts"},
-        {CI_QW_INT4, 48, 64, 64, 2, 0, "int4 one group per row"},
-        {CI_QW_FP8, 72, 320, 128, 2, 0, "fp8 blocks of 128 (last partial)"},
-        {CI_QW_FP8, 40, 96, 96, 3, 0, "fp8 per channel, 3 parts"},
-    };
     int ns[] = {1, 3, 17, 40};
-    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        ci_qweight h = make_qw(cases[k].fmt, cases[k].rows, cases[k].cols, cases[k].gs,
-                               cases[k].parts, cases[k].gidx);
+    for (size_t k = 0; k < QWT_NCASES; k++) {
+        ci_qweight h = make_case(&k_qwt_cases[k]);
         for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
-            check_qmatmul(be, &h, ns[j], (int)(j & 1), cases[k].what);
+            check_qmatmul(be, &h, ns[j], (int)(j & 1), k_qwt_cases[k].what);
         free_qw(&h);
     }
     /* a malformed description is refused */

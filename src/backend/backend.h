@@ -136,12 +136,14 @@ typedef struct ci_backend_ops {
     ci_status (*weight_write)(ci_backend *be, ci_tensor *w, int64_t row0, const void *src,
                               ci_dtype src_dtype, int64_t nrows);
 
-    /* quantized weights: takes the canonical host description (util/qweight.h),
-     * keeps it in the backend's own layout as one allocation (freed with
-     * free()) and returns a tensor of dtype CI_QW, [rows][cols], that matmul
-     * accepts as w with the dequantization semantics of ci_qweight_dequant_row.
-     * NULL on a backend without quantized kernels (the load then fails). */
+    /* quantized weights: qweight_create takes the canonical host description
+     * (util/qweight.h) and returns a tensor of dtype CI_QW, [rows][cols], whose
+     * data is the backend's own ci_qweight (a host struct; its arrays in
+     * backend memory) and that matmul accepts as w with the semantics of
+     * ci_qweight_dequant_row; qweight_free releases it. Both NULL on a
+     * backend without quantized kernels (the load then fails). */
     ci_status (*qweight_create)(ci_backend *be, const ci_qweight *host, ci_tensor *out);
+    void (*qweight_free)(ci_backend *be, ci_tensor *w);
 
     /* batch metadata: copy host arrays into backend memory the ops can read
      * (identity on the CPU). The returned batch is valid until the next call. */

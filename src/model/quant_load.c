@@ -264,7 +264,7 @@ ci_status ci_qlinear_upload(ci_backend *be, const ci_quant_config *q,
     if (parts[0]->dense && q->method != CI_QUANT_ONLINE_FP8)
         return ci_errorf(CI_ERR_INVALID, "ci_qlinear_upload: '%s' is not quantized",
                          parts[0]->weight->name);
-    if (!be->ops->qweight_create)
+    if (!be->ops->qweight_create || !be->ops->qweight_free)
         return ci_errorf(CI_ERR_UNSUPPORTED,
                          "backend '%s' does not run quantized weights (%s) yet; use --device cpu",
                          be->name, ci_quant_method_name(q->method));

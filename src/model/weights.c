@@ -227,7 +227,10 @@ static ci_status load_bias_concat(ci_backend *be, const ci_st_tensor *const *par
 }
 
 static void free_tensor(ci_backend *be, ci_tensor *t) {
-    if (t->data) be->ops->free(be, t->data);
+    if (t->data && t->dtype == CI_QW)
+        be->ops->qweight_free(be, t);
+    else if (t->data)
+        be->ops->free(be, t->data);
     t->data = NULL;
 }
 

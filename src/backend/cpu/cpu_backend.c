@@ -175,6 +175,7 @@ static const ci_backend_ops cpu_ops = {
     .weight_alloc = cpu_weight_alloc,
     .weight_write = cpu_weight_write,
     .qweight_create = ci_cpu_qweight_create,
+    .qweight_free = ci_cpu_qweight_free,
     .prepare_batch = cpu_prepare_batch,
     .embedding = ci_cpu_embedding,
     .matmul = ci_cpu_matmul,

@@ -96,6 +96,7 @@ ci_status ci_cpu_embedding(ci_backend *be, const ci_tensor *table, const int32_t
 /* Quantized weights (cpu_qmatmul.c): the qweight_create op, the matmul for
  * CI_QW weights, and a CI_QW tensor's bytes in memory. */
 ci_status ci_cpu_qweight_create(ci_backend *be, const ci_qweight *host, ci_tensor *out);
+void ci_cpu_qweight_free(ci_backend *be, ci_tensor *w);
 ci_status ci_cpu_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
                          const ci_tensor *bias, ci_tensor *y);
 size_t ci_cpu_qweight_bytes(const ci_tensor *w);

@@ -16,7 +16,8 @@
 
 #include "backend/cpu/cpu_internal.h"
 
-/* The backend's block: this header, then the arrays it points into. */
+/* The backend's block: this header (a ci_qweight first, as backend.h
+ * promises), then the arrays it points into. */
 typedef struct cpu_qw {
     ci_qweight w;
     float fp8_lut[256]; /* E4M3 code -> f32 */
@@ -67,6 +68,12 @@ ci_status ci_cpu_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor *
     out->rows = h->rows;
     out->cols = h->cols;
     return ci_ok();
+}
+
+void ci_cpu_qweight_free(ci_backend *be, ci_tensor *w) {
+    (void)be;
+    free(w->data); /* the one block */
+    w->data = NULL;
 }
 
 size_t ci_cpu_qweight_bytes(const ci_tensor *w) {
