@@ -16,6 +16,10 @@
 
 #include "backend/cpu/cpu_internal.h"
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 /* The backend's block: this header (a ci_qweight first, as backend.h
  * promises), then the arrays it points into. */
 typedef struct cpu_qw {
@@ -25,7 +29,7 @@ typedef struct cpu_qw {
 } cpu_qw;
 
 #define QW_DECODE_MAX_N 16
-#define QW_PANEL_ROWS 16
+#define QW_PANEL_ROWS 4 /* decode: 4 dequantized rows stay in L1 while every x row passes */
 
 static size_t align64(size_t n) {
     return (n + 63) & ~(size_t)63;
@@ -93,19 +97,45 @@ static void dequant_row(const cpu_qw *c, int64_t r, float *out) {
         for (int64_t g = 0; g < w->ngroups; g++) {
             int64_t c0 = g * w->group_size,
                     c1 = c0 + w->group_size < w->cols ? c0 + w->group_size : w->cols;
-            for (int64_t k = c0; k < c1; k++)
+            int64_t k = c0;
+#if defined(__AVX2__)
+            const __m256 sv = _mm256_set1_ps(s[g]);
+            for (; k + 8 <= c1; k += 8) {
+                __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(q + k)));
+                _mm256_storeu_ps(out + k,
+                                 _mm256_mul_ps(_mm256_i32gather_ps(c->fp8_lut, idx, 4), sv));
+            }
+#endif
+            for (; k < c1; k++)
                 out[k] = c->fp8_lut[q[k]] * s[g];
         }
         return;
     }
     const uint8_t *q = w->q + r * (w->cols / 2), *z = w->zeros + r * w->ngroups;
     for (int64_t g = 0; g < w->ngroups; g++) {
+        int64_t c0 = g * w->group_size,
+                c1 = c0 + w->group_size < w->cols ? c0 + w->group_size : w->cols;
+        int64_t k = c0;
+#if defined(__AVX2__)
+        /* 16 weights per step: bytes -> low/high nibbles interleaved in
+         * column order -> int32 - zero -> float * scale (the same products) */
+        const __m256i zv = _mm256_set1_epi32(z[g]);
+        const __m256 sv = _mm256_set1_ps(s[g]);
+        const __m128i m4 = _mm_set1_epi8(0x0F);
+        for (; k + 16 <= c1; k += 16) {
+            __m128i b = _mm_loadl_epi64((const __m128i *)(q + (k >> 1)));
+            __m128i lo = _mm_and_si128(b, m4), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m4);
+            __m128i v = _mm_unpacklo_epi8(lo, hi); /* 16 nibbles in column order */
+            __m256i v0 = _mm256_sub_epi32(_mm256_cvtepu8_epi32(v), zv);
+            __m256i v1 = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)), zv);
+            _mm256_storeu_ps(out + k, _mm256_mul_ps(_mm256_cvtepi32_ps(v0), sv));
+            _mm256_storeu_ps(out + k + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(v1), sv));
+        }
+#endif
         float lut[16];
         for (int v = 0; v < 16; v++)
             lut[v] = (float)(v - (int)z[g]) * s[g];
-        int64_t c0 = g * w->group_size,
-                c1 = c0 + w->group_size < w->cols ? c0 + w->group_size : w->cols;
-        for (int64_t k = c0; k < c1; k += 2) { /* group sizes are even */
+        for (; k < c1; k += 2) { /* group sizes are even */
             uint8_t b = q[k >> 1];
             out[k] = lut[b & 0xF];
             out[k + 1] = lut[b >> 4];
@@ -169,6 +199,8 @@ ci_status ci_cpu_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
         c.panel = panel < 16 ? 16 : panel;
     }
     CI_TRY(ci_cpu_ws_reserve(cpu, (size_t)(c.panel * c.in)));
-    ci_threadpool_run(cpu->tp, (c.out + c.panel - 1) / c.panel, 1, qmm_task, &c);
+    int64_t npanels = (c.out + c.panel - 1) / c.panel;
+    int64_t grain = c.n <= QW_DECODE_MAX_N ? (npanels + 4 * nt - 1) / (4 * nt) : 1;
+    ci_threadpool_run(cpu->tp, npanels, grain, qmm_task, &c);
     return ci_ok();
 }
