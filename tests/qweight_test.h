@@ -84,6 +84,10 @@ static const qwt_case k_qwt_cases[] = {
     {CI_QW_INT4, 64, 136, 136, 2, 0, "int4 one group per row"},
     {CI_QW_FP8, 136, 320, 128, 2, 0, "fp8 blocks of 128 (last partial)"},
     {CI_QW_FP8, 40, 100, 100, 3, 0, "fp8 per channel, 3 parts"},
+    /* whole groups of multiples of 16 columns: the CPU's fused decode path */
+    {CI_QW_FP8, 72, 384, 128, 2, 0, "fp8 blocks of 128"},
+    {CI_QW_FP8, 48, 256, 256, 3, 0, "fp8 per channel, 256 columns"},
+    {CI_QW_INT4, 40, 192, 64, 2, 0, "int4 g64"},
 };
 #define QWT_NCASES (sizeof k_qwt_cases / sizeof k_qwt_cases[0])
 
