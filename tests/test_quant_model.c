@@ -7,7 +7,9 @@
  * be identical (prefill through the panel + sgemm path, decode through the
  * dot path). Also: a module left dense by the quantizer (ignore list) inside
  * a quantized checkpoint, INT4 weight memory, --quantization fp8 (online) of
- * the dense model, and tensor-level errors. Skips without python3 + numpy. */
+ * the dense model, and tensor-level errors. With CINFER_TEST_DEVICE (cuda)
+ * every quantized fixture also runs on that device (F32 parity mode) against
+ * the CPU twin. Skips without python3 + numpy. */
 #include <jansson.h>
 #include <math.h>
 
@@ -44,13 +46,18 @@ static int quantize(const char *name, const char *args) {
 }
 
 static ci_backend *be;
+static ci_backend *dev; /* CINFER_TEST_DEVICE (e.g. cuda, F32 parity mode) or NULL */
 
-static ci_model *load(const char *dir, int online_fp8) {
+static ci_model *load_on(ci_backend *b, const char *dir, int online_fp8) {
     ci_model_options mo = {.max_batch_tokens = 256, .online_fp8 = online_fp8};
     ci_model *m = NULL;
-    ci_status s = ci_model_load(dir, be, &mo, &m);
+    ci_status s = ci_model_load(dir, b, &mo, &m);
     CHECKF(s.code == CI_OK, "%s: %s", dir, s.msg);
     return m;
+}
+
+static ci_model *load(const char *dir, int online_fp8) {
+    return load_on(be, dir, online_fp8);
 }
 
 /* Weight bytes of the linear layers (q|k|v, o, gate|up, down). */
@@ -120,6 +127,13 @@ static void test_format(const char *name, const char *args) {
     CHECKF(quantize(name, args), "quantize_checkpoint.py %s failed", args);
     ci_model *mq = load(q, 0), *md = load(dq, 0);
     if (mq && md) compare(mq, md, name, 2e-5, 1);
+    if (mq && dev) { /* the device's quantized kernels against the CPU twin, end to end */
+        ci_model *mg = load_on(dev, q, 0);
+        char what[128];
+        snprintf(what, sizeof what, "%s on %s", name, dev->name);
+        if (mg) compare(mg, mq, what, 1e-4, 1);
+        ci_model_free(mg);
+    }
     ci_model_free(mq);
     ci_model_free(md);
 }
@@ -214,6 +228,11 @@ int main(void) {
     CHECK(stw_mkdtemp(tmp, sizeof tmp));
     ci_backend_options bo = {.num_threads = 2};
     CHECK_OK(ci_backend_create("cpu", &bo, &be));
+    const char *dname = getenv("CINFER_TEST_DEVICE");
+    if (dname && *dname && strcmp(dname, "cpu") != 0) {
+        ci_backend_options d = {.act_dtype = CI_ACT_F32};
+        CHECK_OK(ci_backend_create(dname, &d, &dev));
+    }
 
     test_format("ct-fp8-tensor", "--format ct-fp8-tensor");
     test_format("ct-fp8-channel", "--format ct-fp8-channel");
@@ -242,6 +261,7 @@ int main(void) {
     test_online_fp8();
     test_errors();
     ci_backend_destroy(be);
+    if (dev) ci_backend_destroy(dev);
     json_decref(g);
     stw_rmdir(tmp);
     return test_finish("test_quant_model");
