@@ -146,6 +146,13 @@ static void test_config(void) {
         "\"token\", \"dynamic\": true}}}, \"ignore\": [\"lm_head\"]}",
         &c));
     CHECK(c.quant.method == CI_QUANT_CT_FP8 && c.quant.ct_strategy == CI_CT_CHANNEL);
+    CHECK_OK(parse_qc(
+        "{\"quant_method\": \"compressed-tensors\", \"format\": \"pack-quantized\", "
+        "\"config_groups\": {\"group_0\": {\"targets\": [\"Linear\"], \"weights\": {\"num_bits\": "
+        "4, \"type\": \"int\", \"strategy\": \"group\", \"group_size\": 128, \"symmetric\": "
+        "true, \"dynamic\": false, \"actorder\": \"group\"}, \"input_activations\": null}}}",
+        &c));
+    CHECK(c.quant.method == CI_QUANT_CT_INT4 && c.quant.group_size == 128 && c.quant.desc_act);
     CHECK_OK(parse_qc("null", &c));
     CHECK(c.quant.method == CI_QUANT_NONE);
 
@@ -166,12 +173,27 @@ static void test_config(void) {
     expect_refused("{\"quant_method\": \"fp8\"}", "'weight_block_size'");
     expect_refused("{\"quant_method\": \"fp8\", \"weight_block_size\": [128]}",
                    "'weight_block_size'");
-    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"pack-quantized\"}",
+    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"int-quantized\"}",
                    "'format'");
     expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\", "
                    "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 4, \"type\": "
                    "\"int\", \"strategy\": \"group\"}}}}",
                    "num_bits 4");
+    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"pack-quantized\", "
+                   "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 4, \"type\": "
+                   "\"int\", \"strategy\": \"group\", \"group_size\": 128, \"symmetric\": "
+                   "false}}}}",
+                   "'symmetric'");
+    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"pack-quantized\", "
+                   "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, \"type\": "
+                   "\"int\", \"strategy\": \"channel\"}}}}",
+                   "num_bits 8");
+    expect_refused(
+        "{\"quant_method\": \"compressed-tensors\", \"format\": \"pack-quantized\", "
+        "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 4, \"type\": "
+        "\"int\", \"strategy\": \"group\", \"group_size\": 128}, "
+        "\"input_activations\": {\"num_bits\": 8, \"type\": \"float\", \"dynamic\": true}}}}",
+        "input_activations");
     expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\", "
                    "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, \"type\": "
                    "\"float\", \"strategy\": \"group\"}}}}",

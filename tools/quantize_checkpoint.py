@@ -18,6 +18,10 @@ Formats (--format):
                   [ceil(out/128)][ceil(in/128)] F32, per-token-group activations
   fp8-block       transformers FineGrainedFP8 (`quant_method: fp8`): E4M3
                   weight, F32 weight_scale_inv [ceil(out/128)][ceil(in/128)]
+  ct-w4a16        compressed-tensors `pack-quantized` (llm-compressor W4A16): symmetric
+                  INT4, weight_packed I32 [out][in/8] (8 inputs per word, value + 8),
+                  weight_scale F16 [out][groups], weight_shape I64 [2]; --group G or -1
+                  (strategy channel); --desc-act writes actorder "group" + weight_g_idx
   gptq            AutoGPTQ/GPTQModel: qweight I32 [in/8][out] (8 nibbles along
                   the input dim), qzeros I32 [groups][out/8], scales F16
                   [groups][out], g_idx I32 [in]; --group 128/32/-1, --asym,
@@ -45,7 +49,7 @@ import numpy as np
 LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
-ST_TO_NP = {"F32": np.float32, "F16": np.float16, "I32": np.int32, "U8": np.uint8,
+ST_TO_NP = {"F32": np.float32, "F16": np.float16, "I32": np.int32, "I64": np.int64, "U8": np.uint8,
             "F8_E4M3": np.uint8, "BF16": np.uint16}
 
 
@@ -232,6 +236,18 @@ def qconfig(a, ignore):
     if a.format == "fp8-block":
         return {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
                 "weight_block_size": [128, 128], "modules_to_not_convert": ignore or None}
+    if a.format == "ct-w4a16":
+        weights = {"actorder": "group" if a.desc_act else None, "block_structure": None,
+                   "dynamic": False, "group_size": None if a.group == -1 else a.group,
+                   "num_bits": 4, "observer": "minmax", "observer_kwargs": {},
+                   "strategy": "channel" if a.group == -1 else "group", "symmetric": True,
+                   "type": "int"}
+        return {"config_groups": {"group_0": {"input_activations": None,
+                                              "output_activations": None,
+                                              "targets": ["Linear"], "weights": weights}},
+                "format": "pack-quantized", "ignore": ["lm_head"] + ignore,
+                "kv_cache_scheme": None, "quant_method": "compressed-tensors",
+                "quantization_status": "compressed"}
     if a.format == "gptq":
         c = {"bits": 4, "group_size": a.group, "damp_percent": 0.01, "desc_act": a.desc_act,
              "static_groups": False, "sym": not a.asym, "true_sequential": True,
@@ -259,6 +275,13 @@ def quantize_linear(a, prefix, w, rng, qt):
         q, s, deq = fp8_block(w)
         qt[prefix + ".weight"] = ("F8_E4M3", q)
         qt[prefix + (".weight_scale_inv" if f == "fp8-block" else ".weight_scale")] = ("F32", s)
+    elif f == "ct-w4a16":
+        q, z, s, g_idx, deq = int4_quant(w, a.group, True, False, 0, rng, a.desc_act)
+        qt[prefix + ".weight_packed"] = ("I32", pack_cols8(q))
+        qt[prefix + ".weight_scale"] = ("F16", np.ascontiguousarray(s.T))
+        qt[prefix + ".weight_shape"] = ("I64", np.array(w.shape, np.int64))
+        if a.desc_act:
+            qt[prefix + ".weight_g_idx"] = ("I32", g_idx)
     elif f == "gptq":
         q, z, s, g_idx, deq = int4_quant(w, a.group, not a.asym, False, 0 if a.v2 else 1, rng,
                                          a.desc_act)
@@ -279,8 +302,8 @@ def main():
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--format", required=True,
-                   choices=["ct-fp8-tensor", "ct-fp8-channel", "ct-fp8-block", "fp8-block", "gptq",
-                            "awq"])
+                   choices=["ct-fp8-tensor", "ct-fp8-channel", "ct-fp8-block", "fp8-block",
+                            "ct-w4a16", "gptq", "awq"])
     p.add_argument("--group", type=int, default=128)
     p.add_argument("--asym", action="store_true")
     p.add_argument("--desc-act", action="store_true")
@@ -304,7 +327,7 @@ def main():
             dq[name] = ("F32", to_f32(dt, arr))
             continue
         w = to_f32(dt, arr)
-        if a.format in ("gptq", "awq"):
+        if a.format in ("gptq", "awq", "ct-w4a16"):
             gs = w.shape[1] if a.group == -1 else a.group
             if w.shape[1] % gs or w.shape[1] % 8 or w.shape[0] % 8:
                 sys.exit(f"{name}: shape {w.shape} does not fit group size {a.group} / packing")

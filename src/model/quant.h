@@ -21,6 +21,7 @@ typedef enum ci_quant_method {
     CI_QUANT_GPTQ,       /* AutoGPTQ / GPTQModel, 4 bits */
     CI_QUANT_AWQ,        /* AutoAWQ GEMM, 4 bits with zero points */
     CI_QUANT_ONLINE_FP8, /* --quantization fp8: per-channel E4M3 of a dense checkpoint */
+    CI_QUANT_CT_INT4,    /* compressed-tensors pack-quantized (llm-compressor W4A16) */
 } ci_quant_method;
 
 typedef enum ci_ct_strategy { CI_CT_TENSOR = 0, CI_CT_CHANNEL, CI_CT_BLOCK } ci_ct_strategy;
@@ -29,9 +30,9 @@ typedef struct ci_quant_config {
     int method;           /* ci_quant_method */
     int ct_strategy;      /* CT_FP8: ci_ct_strategy of the weight scales */
     int block_n, block_k; /* FP8 blocks: rows x columns sharing one scale */
-    int group_size;       /* GPTQ / AWQ: input columns per group; -1: one group per row */
+    int group_size;       /* GPTQ / AWQ / CT_INT4: input columns per group; -1: one group per row */
     bool sym;             /* GPTQ: symmetric (zero 8) */
-    bool desc_act;        /* GPTQ: act-order, g_idx is a permutation of groups */
+    bool desc_act;        /* GPTQ / CT_INT4: act order, g_idx maps columns to groups */
     bool gptq_v2;         /* GPTQ: checkpoint_format gptq_v2 (zeros stored as is; v1: zero-1) */
 } ci_quant_config;
 
@@ -46,7 +47,8 @@ const char *ci_quant_method_name(int method);
 typedef struct ci_qlinear_src {
     const ci_st_tensor *weight; /* dense F32/F16/BF16, or F8_E4M3 */
     const ci_st_tensor *scale;  /* FP8: weight_scale / weight_scale_inv */
-    const ci_st_tensor *qweight, *qzeros, *scales, *g_idx; /* GPTQ / AWQ */
+    const ci_st_tensor *qweight, *qzeros, *scales, *g_idx; /* GPTQ / AWQ / CT_INT4 (weight_packed,
+                                                              -, weight_scale, weight_g_idx) */
     int64_t out, in;
     bool dense; /* a dense weight (a module the checkpoint left unquantized) */
 } ci_qlinear_src;

@@ -1,8 +1,9 @@
 /* quant_config.c — config.json's quantization_config -> ci_quant_config.
  *
- * quant_method decides the layout: "compressed-tensors" (llm-compressor,
+ * quant_method decides the layout: "compressed-tensors" (llm-compressor;
  * format float-quantized: FP8 E4M3 weights with tensor / channel / block
- * scales, dynamic per-token activations), "fp8" (transformers
+ * scales, dynamic per-token activations; format pack-quantized: symmetric
+ * INT4 W4A16 with group or channel scales), "fp8" (transformers
  * FineGrainedFP8, weight_block_size), "gptq" (AutoGPTQ / GPTQModel, 4 bits)
  * and "awq" (AutoAWQ GEMM). Anything else, or a field value these layouts
  * do not cover, is refused with one line naming the field. */
@@ -18,6 +19,7 @@
 const char *ci_quant_method_name(int method) {
     switch (method) {
     case CI_QUANT_CT_FP8: return "compressed-tensors fp8";
+    case CI_QUANT_CT_INT4: return "compressed-tensors int4";
     case CI_QUANT_FP8_BLOCK: return "fp8 (block)";
     case CI_QUANT_GPTQ: return "gptq int4";
     case CI_QUANT_AWQ: return "awq int4";
@@ -66,22 +68,72 @@ static ci_status parse_block(const json_t *v, const char *where, const char *key
     return ci_ok();
 }
 
-/* One config_groups entry of compressed-tensors: FP8 weights, dynamic or no
- * activation quantization. */
-static ci_status parse_ct_group(const char *gname, const json_t *g, ci_quant_config *q, int first) {
-    char where[96];
-    snprintf(where, sizeof where, ".config_groups.%.40s.weights", gname);
-    const json_t *w = json_object_get(g, "weights");
-    if (!json_is_object(w))
-        return ci_errorf(CI_ERR_FORMAT, QC "%s: missing or not an object", where);
+/* compressed-tensors FP8 weights (float-quantized): tensor, channel or block scales. */
+static ci_status parse_ct_fp8(const json_t *w, const char *where, ci_quant_config *q) {
     long long bits;
     CI_TRY(get_int(w, where, "num_bits", -1, &bits));
     const char *type = str_or(w, "type", "");
     if (bits != 8 || strcmp(type, "float") != 0)
         return ci_errorf(CI_ERR_UNSUPPORTED,
-                         QC "%s: num_bits %lld type '%.20s' is not supported (only 8-bit float: "
-                            "FP8 E4M3)",
+                         QC "%s: num_bits %lld type '%.20s' is not supported in 'float-quantized' "
+                            "(only 8-bit float: FP8 E4M3)",
                          where, bits, type);
+    const char *st = str_or(w, "strategy", "");
+    if (!strcmp(st, "tensor"))
+        q->ct_strategy = CI_CT_TENSOR;
+    else if (!strcmp(st, "channel"))
+        q->ct_strategy = CI_CT_CHANNEL;
+    else if (!strcmp(st, "block")) {
+        q->ct_strategy = CI_CT_BLOCK;
+        CI_TRY(parse_block(json_object_get(w, "block_structure"), where, "block_structure", q));
+    } else
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         QC "%s: field 'strategy' is '%.20s' (supported: tensor, channel, block)",
+                         where, st);
+    q->method = CI_QUANT_CT_FP8;
+    return ci_ok();
+}
+
+/* compressed-tensors INT4 weights (pack-quantized, W4A16): group or channel scales,
+ * symmetric, optional act order (actorder "group": weight_g_idx). */
+static ci_status parse_ct_int4(const json_t *w, const char *where, ci_quant_config *q) {
+    long long bits, gs;
+    CI_TRY(get_int(w, where, "num_bits", -1, &bits));
+    const char *type = str_or(w, "type", "");
+    if (bits != 4 || strcmp(type, "int") != 0)
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         QC "%s: num_bits %lld type '%.20s' is not supported in 'pack-quantized' "
+                            "(only 4-bit int)",
+                         where, bits, type);
+    const char *st = str_or(w, "strategy", "");
+    CI_TRY(get_int(w, where, "group_size", -1, &gs));
+    if (!strcmp(st, "channel"))
+        gs = -1;
+    else if (strcmp(st, "group") != 0 || gs <= 0 || gs % 8 != 0 || gs > (1 << 20))
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         QC "%s: field 'strategy' is '%.20s' with group_size %lld (supported: "
+                            "channel, group with a positive multiple of 8)",
+                         where, st, gs);
+    q->group_size = (int)gs;
+    const json_t *ao = json_object_get(w, "actorder");
+    const char *order = json_is_string(ao) ? json_string_value(ao) : NULL;
+    if (ao && !json_is_null(ao) && (!order || (strcmp(order, "group") && strcmp(order, "weight"))))
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         QC "%s: field 'actorder' must be null, \"group\" or \"weight\"", where);
+    q->desc_act = order && !strcmp(order, "group"); /* "weight": reordered at quantization */
+    q->sym = true;
+    q->method = CI_QUANT_CT_INT4;
+    return ci_ok();
+}
+
+/* One config_groups entry of compressed-tensors: weights of the checkpoint's
+ * format, activations dynamic FP8 (float-quantized) or none. */
+static ci_status parse_ct_group(const char *gname, const json_t *g, int int4, ci_quant_config *q) {
+    char where[96];
+    snprintf(where, sizeof where, ".config_groups.%.40s.weights", gname);
+    const json_t *w = json_object_get(g, "weights");
+    if (!json_is_object(w))
+        return ci_errorf(CI_ERR_FORMAT, QC "%s: missing or not an object", where);
     bool sym, dyn;
     CI_TRY(get_bool(w, where, "symmetric", true, &sym));
     CI_TRY(get_bool(w, where, "dynamic", false, &dyn));
@@ -90,37 +142,18 @@ static ci_status parse_ct_group(const char *gname, const json_t *g, ci_quant_con
                          QC "%s: field '%s' is %s; only symmetric static weight scales are "
                             "supported",
                          where, sym ? "dynamic" : "symmetric", sym ? "true" : "false");
-    const char *st = str_or(w, "strategy", "");
-    int strategy;
-    ci_quant_config b = *q;
-    if (!strcmp(st, "tensor"))
-        strategy = CI_CT_TENSOR;
-    else if (!strcmp(st, "channel"))
-        strategy = CI_CT_CHANNEL;
-    else if (!strcmp(st, "block")) {
-        strategy = CI_CT_BLOCK;
-        CI_TRY(parse_block(json_object_get(w, "block_structure"), where, "block_structure", &b));
-    } else
-        return ci_errorf(CI_ERR_UNSUPPORTED,
-                         QC "%s: field 'strategy' is '%.20s' (supported: tensor, channel, block)",
-                         where, st);
-    if (!first &&
-        (strategy != q->ct_strategy || b.block_n != q->block_n || b.block_k != q->block_k))
-        return ci_errorf(CI_ERR_UNSUPPORTED,
-                         QC ".config_groups: groups with different weight strategies are not "
-                            "supported");
-    *q = b;
-    q->ct_strategy = strategy;
+    CI_TRY(int4 ? parse_ct_int4(w, where, q) : parse_ct_fp8(w, where, q));
     const json_t *a = json_object_get(g, "input_activations");
     if (a && !json_is_null(a)) {
         snprintf(where, sizeof where, ".config_groups.%.40s.input_activations", gname);
+        long long bits;
         CI_TRY(get_int(a, where, "num_bits", -1, &bits));
-        type = str_or(a, "type", "");
+        const char *type = str_or(a, "type", "");
         CI_TRY(get_bool(a, where, "dynamic", false, &dyn));
-        if (bits != 8 || strcmp(type, "float") != 0 || !dyn)
+        if (int4 || bits != 8 || strcmp(type, "float") != 0 || !dyn)
             return ci_errorf(CI_ERR_UNSUPPORTED,
-                             QC "%s: only dynamic 8-bit float activations are supported (got "
-                                "num_bits %lld type '%.20s' dynamic %s)",
+                             QC "%s: only dynamic 8-bit float activations with FP8 weights are "
+                                "supported (got num_bits %lld type '%.20s' dynamic %s)",
                              where, bits, type, dyn ? "true" : "false");
     }
     const json_t *o = json_object_get(g, "output_activations");
@@ -133,10 +166,11 @@ static ci_status parse_ct_group(const char *gname, const json_t *g, ci_quant_con
 
 static ci_status parse_ct(const json_t *qc, ci_quant_config *q) {
     const char *fmt = str_or(qc, "format", "");
-    if (strcmp(fmt, "float-quantized") != 0)
+    int int4 = !strcmp(fmt, "pack-quantized");
+    if (!int4 && strcmp(fmt, "float-quantized") != 0)
         return ci_errorf(CI_ERR_UNSUPPORTED,
-                         QC ": field 'format' is '%.40s'; only 'float-quantized' (FP8) "
-                            "compressed-tensors checkpoints are supported",
+                         QC ": field 'format' is '%.40s' (supported: float-quantized for FP8, "
+                            "pack-quantized for INT4)",
                          fmt);
     const json_t *groups = json_object_get(qc, "config_groups");
     if (!json_is_object(groups) || json_object_size(groups) == 0)
@@ -145,7 +179,16 @@ static ci_status parse_ct(const json_t *qc, ci_quant_config *q) {
     const json_t *g;
     int first = 1;
     json_object_foreach((json_t *)groups, k, g) {
-        CI_TRY(parse_ct_group(k, g, q, first));
+        ci_quant_config one;
+        memset(&one, 0, sizeof one);
+        CI_TRY(parse_ct_group(k, g, int4, &one));
+        if (!first && (one.method != q->method || one.ct_strategy != q->ct_strategy ||
+                       one.block_n != q->block_n || one.block_k != q->block_k ||
+                       one.group_size != q->group_size || one.desc_act != q->desc_act))
+            return ci_errorf(CI_ERR_UNSUPPORTED,
+                             QC ".config_groups: groups with different weight schemes are not "
+                                "supported");
+        *q = one;
         first = 0;
     }
     const json_t *kv = json_object_get(qc, "kv_cache_scheme");
@@ -153,7 +196,6 @@ static ci_status parse_ct(const json_t *qc, ci_quant_config *q) {
         return ci_errorf(CI_ERR_UNSUPPORTED,
                          QC ": field 'kv_cache_scheme' is set; FP8 KV cache scales are not "
                             "supported");
-    q->method = CI_QUANT_CT_FP8;
     return ci_ok();
 }
 

@@ -9,6 +9,9 @@
  *  GPTQ: P.qweight I32 [in/8][out] (input i at bits 4*(i%8) of row i/8); P.qzeros I32
  *      [G][out/8] (output o at bits 4*(o%8)); P.scales F16 [G][out]; P.g_idx I32 [in]
  *      (group of each input column; act order permutes it). v1 stores zero-1.
+ *  compressed-tensors W4A16 (pack-quantized): P.weight_packed I32 [out][in/8] (input 8c+j at
+ *      bits 4j, signed value + 8); P.weight_scale [out][G]; P.weight_shape I64 [2]; optional
+ *      P.weight_g_idx I32 [in]; symmetric: w = (q - 8) * s.
  *  AWQ GEMM: P.qweight I32 [in][out/8], nibble j of word c = output 8c + [0,2,4,6,1,3,5,7][j];
  *      P.qzeros I32 [G][out/8] the same way; P.scales F16 [G][out]; w = (q - z) * s.
  * Scales and zero points belong to output rows, so fused q|k|v and gate|up
@@ -83,13 +86,20 @@ static ci_status find_fp8(const ci_checkpoint *ck, const ci_quant_config *q, con
     return need(ck, prefix, sname, sdt, 1, -1, &s->scale); /* the message */
 }
 
-static ci_status find_int4(const ci_checkpoint *ck, const ci_quant_config *q, const char *prefix,
-                           ci_qlinear_src *s) {
+/* INT4 packing needs whole words of 8 along both dims and whole groups. */
+static ci_status check_int4_shape(const ci_quant_config *q, const char *prefix,
+                                  const ci_qlinear_src *s) {
     int64_t gs = q->group_size == -1 ? s->in : q->group_size;
     if (s->in % 8 || s->out % 8 || s->in % gs)
         return ci_errorf(CI_ERR_UNSUPPORTED,
                          "%s: [%lld][%lld] does not fit 4-bit packing by 8 and group size %lld",
                          prefix, (long long)s->out, (long long)s->in, (long long)gs);
+    return ci_ok();
+}
+
+static ci_status find_int4(const ci_checkpoint *ck, const ci_quant_config *q, const char *prefix,
+                           ci_qlinear_src *s) {
+    CI_TRY(check_int4_shape(q, prefix, s));
     int64_t g = num_groups(q, s->in);
     if (q->method == CI_QUANT_GPTQ)
         CI_TRY(need(ck, prefix, "qweight", 1u << CI_I32, s->in / 8, s->out, &s->qweight));
@@ -104,6 +114,32 @@ static ci_status find_int4(const ci_checkpoint *ck, const ci_quant_config *q, co
         if (q->desc_act || ci_checkpoint_find(ck, name))
             CI_TRY(need(ck, prefix, "g_idx", 1u << CI_I32, s->in, -1, &s->g_idx));
     }
+    return ci_ok();
+}
+
+/* compressed-tensors pack-quantized: P.weight_packed I32 [out][in/8] (input
+ * 8c+j at bits 4j, stored + 8), P.weight_scale [out][G], P.weight_shape I64
+ * [2] = [out, in] (checked when present), P.weight_g_idx I32 [in] (act order). */
+static ci_status find_ct_int4(const ci_checkpoint *ck, const ci_quant_config *q, const char *prefix,
+                              ci_qlinear_src *s) {
+    CI_TRY(check_int4_shape(q, prefix, s));
+    CI_TRY(need(ck, prefix, "weight_packed", 1u << CI_I32, s->out, s->in / 8, &s->qweight));
+    CI_TRY(need(ck, prefix, "weight_scale", DT_DENSE, s->out, num_groups(q, s->in), &s->scales));
+    char name[256];
+    snprintf(name, sizeof name, "%s.weight_shape", prefix);
+    const ci_st_tensor *shape = ci_checkpoint_find(ck, name);
+    if (shape) {
+        int64_t d[2] = {0, 0};
+        if (shape->dtype == CI_I64 && shape->ndim == 1 && shape->shape[0] == 2)
+            memcpy(d, shape->data, sizeof d);
+        if (d[0] != s->out || d[1] != s->in)
+            return ci_errorf(CI_ERR_FORMAT, "%s: tensor '%s' must be I64 [%lld, %lld]",
+                             ci_checkpoint_file_name(ck, shape->file_index), name,
+                             (long long)s->out, (long long)s->in);
+    }
+    snprintf(name, sizeof name, "%s.weight_g_idx", prefix);
+    if (q->desc_act || ci_checkpoint_find(ck, name))
+        CI_TRY(need(ck, prefix, "weight_g_idx", 1u << CI_I32, s->in, -1, &s->g_idx));
     return ci_ok();
 }
 
@@ -122,6 +158,7 @@ ci_status ci_qlinear_find(const ci_checkpoint *ck, const ci_quant_config *q, con
         return need(ck, prefix, "weight", DT_DENSE, out, in, &s->weight);
     }
     if (fp8) return find_fp8(ck, q, prefix, s);
+    if (q->method == CI_QUANT_CT_INT4) return find_ct_int4(ck, q, prefix, s);
     return find_int4(ck, q, prefix, s);
 }
 
@@ -162,6 +199,23 @@ static void fill_gptq(ci_qweight *w, const ci_quant_config *q, const ci_qlinear_
             w->scales[(r0 + o) * w->ngroups + g] =
                 ci_st_elem_f32(s->scales, (size_t)(g * s->out + o));
         }
+}
+
+/* compressed-tensors: symmetric, so the zero point is the +8 offset. */
+static void fill_ct_int4(ci_qweight *w, const ci_qlinear_src *s, int64_t r0) {
+    int64_t wc = s->in / 8;
+    for (int64_t o = 0; o < s->out; o++) {
+        for (int64_t c = 0; c < wc; c++) {
+            uint32_t word = u32_at(s->qweight, (size_t)(o * wc + c));
+            for (int j = 0; j < 8; j++)
+                put4(w, r0 + o, c * 8 + j, (word >> (4 * j)) & 0xF);
+        }
+        for (int64_t g = 0; g < w->ngroups; g++) {
+            w->zeros[(r0 + o) * w->ngroups + g] = 8;
+            w->scales[(r0 + o) * w->ngroups + g] =
+                ci_st_elem_f32(s->scales, (size_t)(o * w->ngroups + g));
+        }
+    }
 }
 
 static const int k_awq_order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
@@ -269,7 +323,8 @@ ci_status ci_qlinear_upload(ci_backend *be, const ci_quant_config *q,
                          "backend '%s' does not run quantized weights (%s) yet; use --device cpu",
                          be->name, ci_quant_method_name(q->method));
     ci_qweight w = {0};
-    int int4 = q->method == CI_QUANT_GPTQ || q->method == CI_QUANT_AWQ;
+    int int4 =
+        q->method == CI_QUANT_GPTQ || q->method == CI_QUANT_AWQ || q->method == CI_QUANT_CT_INT4;
     w.format = int4 ? CI_QW_INT4 : CI_QW_FP8;
     w.cols = parts[0]->in;
     w.nparts = n;
@@ -289,7 +344,8 @@ ci_status ci_qlinear_upload(ci_backend *be, const ci_quant_config *q,
     w.q = calloc(qbytes, 1);
     w.scales = malloc((size_t)(w.rows * w.ngroups) * sizeof(float));
     if (int4) w.zeros = malloc((size_t)(w.rows * w.ngroups));
-    int need_gidx = q->method == CI_QUANT_GPTQ && !gidx_trivial(parts, n, w.group_size);
+    int need_gidx = (q->method == CI_QUANT_GPTQ || q->method == CI_QUANT_CT_INT4) &&
+                    !gidx_trivial(parts, n, w.group_size);
     if (need_gidx) w.g_idx = malloc((size_t)(n * w.cols) * sizeof(int32_t));
     ci_status s = ci_ok();
     if (!w.q || !w.scales || (int4 && !w.zeros) || (need_gidx && !w.g_idx)) {
@@ -304,6 +360,8 @@ ci_status ci_qlinear_upload(ci_backend *be, const ci_quant_config *q,
             fill_gptq(&w, q, src, r0);
         else if (q->method == CI_QUANT_AWQ)
             fill_awq(&w, src, r0);
+        else if (q->method == CI_QUANT_CT_INT4)
+            fill_ct_int4(&w, src, r0);
         else if (q->method == CI_QUANT_ONLINE_FP8)
             fill_online_fp8(&w, src, r0);
         else

@@ -51,9 +51,9 @@ void ci_safetensors_free_tensors(ci_st_tensor *tensors, size_t count) {
 }
 
 /* Known safetensors dtype names that cinfer does not load. */
-static const char *const k_other_dtypes[] = {"F64",     "I64",     "I16",     "I8",   "U8",
-                                             "U16",     "U32",     "U64",     "BOOL", "F8_E5M2",
-                                             "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4",   "C64"};
+static const char *const k_other_dtypes[] = {"F64",     "I16",     "I8",   "U8",      "U16",
+                                             "U32",     "U64",     "BOOL", "F8_E5M2", "F8_E8M0",
+                                             "F6_E2M3", "F6_E3M2", "F4",   "C64"};
 
 static int parse_dtype_name(const char *s, ci_dtype *out) {
     if (!strcmp(s, "F32"))
@@ -64,6 +64,8 @@ static int parse_dtype_name(const char *s, ci_dtype *out) {
         *out = CI_BF16;
     else if (!strcmp(s, "I32"))
         *out = CI_I32;
+    else if (!strcmp(s, "I64"))
+        *out = CI_I64;
     else if (!strcmp(s, "F8_E4M3"))
         *out = CI_F8_E4M3;
     else {
@@ -95,7 +97,7 @@ static ci_status parse_one(const char *path, const char *name, const json_t *des
     if (r == 1)
         return ci_errorf(
             CI_ERR_UNSUPPORTED,
-            "%s: tensor '%.100s' has dtype %s (supported: F32, F16, BF16, I32, F8_E4M3)", path,
+            "%s: tensor '%.100s' has dtype %s (supported: F32, F16, BF16, I32, I64, F8_E4M3)", path,
             name, json_string_value(dt));
     if (r == 2)
         return ci_errorf(CI_ERR_FORMAT, "%s: tensor '%.100s' has unknown dtype '%.20s'", path, name,
