@@ -94,7 +94,8 @@ typedef struct cinfer_engine_config {
     /* reserved for what is not built yet: anything but the default is refused
      * at create time (never silently ignored) */
     const char *kv_cache_dtype; /* NULL or "auto" */
-    const char *quantization;   /* NULL or "none" */
+    const char *quantization;   /* NULL or "none"; "fp8": per-channel FP8 E4M3 of a
+                                   dense checkpoint's linear weights at load */
     /* weight-loading progress (may be NULL) */
     void (*progress)(size_t done, size_t total, void *user);
     void *progress_user;

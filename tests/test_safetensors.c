@@ -177,8 +177,8 @@ static void test_bad_files(void) {
                 "\"c\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[12,16]}}",
                 0, 16, -1, CI_ERR_FORMAT, "overlaps tensor 'a'", NULL);
     expect_case("unsupported dtype",
-                "{\"pos\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}", 0, 16, -1,
-                CI_ERR_UNSUPPORTED, "tensor 'pos'", "I64");
+                "{\"pos\":{\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[0,16]}}", 0, 16, -1,
+                CI_ERR_UNSUPPORTED, "tensor 'pos'", "F64");
     expect_case("unknown dtype",
                 "{\"w\":{\"dtype\":\"Q4_K\",\"shape\":[2],\"data_offsets\":[0,8]}}", 0, 16, -1,
                 CI_ERR_FORMAT, "tensor 'w'", "Q4_K");

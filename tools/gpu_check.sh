@@ -5,7 +5,8 @@
 # and prints a summary table last.
 #
 # usage: tools/gpu_check.sh [BIN_DIR]   (run from the repository root)
-#   BIN_DIR holds cinfer, test_cuda_ops, test_cuda_model, test_engine (default: build/).
+#   BIN_DIR holds cinfer, test_cuda_ops, test_cuda_model, test_engine, test_cuda_quant,
+#   test_quant_model (default: build/).
 #   Logs go to $OUT (if set) or ./gpu_check_logs.
 set -uo pipefail
 bin=$(cd "${1:-build}" && pwd)
@@ -50,6 +51,19 @@ run test_cuda_model 240 "$bin/test_cuda_model"; rc=$?
 grep -E "golden|perplexity|speed|fixture|passed|CHECK failed|mismatch|SKIP" "$logs/test_cuda_model.log" | head -40
 row test_cuda_model "$(status_of $rc)" "$(cat "$times/test_cuda_model.time")s" \
     "$(grep -E 'passed, ' "$logs/test_cuda_model.log" | tail -1)"
+
+if [ -x "$bin/test_cuda_quant" ]; then
+    echo "== test_cuda_quant"
+    run test_cuda_quant 240 "$bin/test_cuda_quant"; rc=$?
+    grep -E "GEMV|passed|CHECK failed|SKIP" "$logs/test_cuda_quant.log" | head -20
+    row test_cuda_quant "$(status_of $rc)" "$(cat "$times/test_cuda_quant.time")s" \
+        "$(grep -E 'passed, ' "$logs/test_cuda_quant.log" | tail -1)"
+    # quantized fixtures end to end on the GPU vs the CPU twin (needs python3 + numpy)
+    CINFER_TEST_DEVICE=cuda run test_quant_model 240 "$bin/test_quant_model"; rc=$?
+    grep -E "on cuda|passed|CHECK failed|SKIP" "$logs/test_quant_model.log" | head -20
+    row "test_quant_model (cuda)" "$(status_of $rc)" "$(cat "$times/test_quant_model.time")s" \
+        "$(grep -E 'passed, ' "$logs/test_quant_model.log" | tail -1)"
+fi
 
 if [ -x "$bin/test_cuda_sampling" ]; then
     echo "== test_cuda_sampling"

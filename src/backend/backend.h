@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "util/dtype.h"
+#include "util/qweight.h"
 #include "util/status.h"
 
 typedef struct ci_tensor {
@@ -134,6 +135,15 @@ typedef struct ci_backend_ops {
                               ci_tensor *out);
     ci_status (*weight_write)(ci_backend *be, ci_tensor *w, int64_t row0, const void *src,
                               ci_dtype src_dtype, int64_t nrows);
+
+    /* quantized weights: qweight_create takes the canonical host description
+     * (util/qweight.h) and returns a tensor of dtype CI_QW, [rows][cols], whose
+     * data is the backend's own ci_qweight (a host struct; its arrays in
+     * backend memory) and that matmul accepts as w with the semantics of
+     * ci_qweight_dequant_row; qweight_free releases it. Both NULL on a
+     * backend without quantized kernels (the load then fails). */
+    ci_status (*qweight_create)(ci_backend *be, const ci_qweight *host, ci_tensor *out);
+    void (*qweight_free)(ci_backend *be, ci_tensor *w);
 
     /* batch metadata: copy host arrays into backend memory the ops can read
      * (identity on the CPU). The returned batch is valid until the next call. */

@@ -32,6 +32,7 @@ ci_status ci_engine_flags_config(const ci_engine_flags *f, const char *model_dir
     c->model_dir = model_dir;
     c->device = f->device;
     c->dtype = f->dtype;
+    c->quantization = f->quantization;
     c->gpu_memory_utilization = f->gpu_memory_utilization;
     c->enforce_eager = f->enforce_eager;
     c->kv_cache_tokens = f->kv_cache_tokens;

@@ -12,7 +12,7 @@
 #include "engine/engine.h"
 
 typedef struct ci_engine_flags {
-    const char *device, *dtype;
+    const char *device, *dtype, *quantization;
     double gpu_memory_utilization;
     bool enforce_eager;
     long threads, block_size, max_num_batched_tokens, max_num_seqs, kv_cache_tokens,
@@ -30,6 +30,12 @@ ci_engine_flags ci_engine_flags_default(void);
         {"--threads", "-t", CI_ARG_INT, &(f).threads, "N", "CPU threads (default: all cores)"},     \
         {"--dtype",  NULL, CI_ARG_STR,                                                              \
          &(f).dtype, "T",  "auto (cpu float32, cuda bfloat16), bfloat16 or float32"},               \
+        {"--quantization",                                                                          \
+         NULL,                                                                                      \
+         CI_ARG_STR,                                                                                \
+         &(f).quantization,                                                                         \
+         "Q",                                                                                       \
+         "fp8: quantize a dense checkpoint's linear weights to FP8 at load"},                       \
         {"--gpu-memory-utilization",                                                                \
          NULL,                                                                                      \
          CI_ARG_FLOAT,                                                                              \

@@ -81,8 +81,10 @@ ci_status ci_engine_config_check(ci_engine_config *c) {
         return ci_errorf(CI_ERR_UNSUPPORTED,
                          "kv_cache_dtype '%s': only auto (the model dtype) is implemented",
                          c->kv_cache_dtype);
-    if (c->quantization && !is(c->quantization, "none"))
-        return ci_errorf(CI_ERR_UNSUPPORTED, "quantization '%s' is not implemented",
+    if (c->quantization && !is(c->quantization, "none") && !is(c->quantization, "fp8"))
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         "quantization '%s' is not supported (none, fp8; quantized checkpoints "
+                         "load as published without it)",
                          c->quantization);
     if (c->num_speculative_tokens < 0 || c->num_speculative_tokens > 16)
         return ci_errorf(CI_ERR_INVALID, "num_speculative_tokens %d outside [1, 16] (0: off)",

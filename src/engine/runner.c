@@ -188,7 +188,8 @@ ci_status ci_runner_create(const cinfer_engine_config *cfg, ci_runner **out) {
     ci_model_options mo = {.max_batch_tokens = cfg->max_num_batched_tokens,
                            .max_logits = cfg->max_num_batched_tokens,
                            .progress = cfg->progress,
-                           .progress_user = cfg->progress_user};
+                           .progress_user = cfg->progress_user,
+                           .online_fp8 = cfg->quantization && !strcmp(cfg->quantization, "fp8")};
     if (!s.code) s = ci_model_load(cfg->model_dir, r->be, &mo, &r->model);
     if (s.code) goto fail;
     r->st.load_s = ci_now() - t_load;

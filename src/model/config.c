@@ -457,6 +457,7 @@ static ci_status parse_root(const json_t *root, ci_model_config *c) {
     CI_TRY(parse_dtype(root, c));
     CI_TRY(parse_tokens(root, c));
     CI_TRY(parse_rope(root, c));
+    CI_TRY(ci_quant_config_parse(json_object_get(root, "quantization_config"), &c->quant));
     if (c->arch->parse_config) CI_TRY(c->arch->parse_config(root, c));
 
     /* consistency */

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "model/arch/arch.h"
+#include "model/quant.h"
 #include "util/dtype.h"
 #include "util/status.h"
 
@@ -64,6 +65,9 @@ typedef struct ci_model_config {
      * kv_idx > q_idx - sliding_window). Windows >= max_position_embeddings
      * mask nothing and are stored as 0. */
     int layer_window[CI_MAX_LAYERS];
+    /* quantization_config (CI_QUANT_NONE without one); ci_model_load sets
+     * CI_QUANT_ONLINE_FP8 for --quantization fp8 */
+    ci_quant_config quant;
 } ci_model_config;
 
 /* Parses DIR/config.json. Errors name the file and the field. */

@@ -60,6 +60,14 @@ ci_status ci_model_load(const char *model_dir, ci_backend *be, const ci_model_op
     m->be = be;
     ci_status s = ci_config_load(model_dir, &m->cfg);
     if (s.code == CI_OK) s = check_config(&m->cfg);
+    if (s.code == CI_OK && opts->online_fp8) {
+        if (m->cfg.quant.method != CI_QUANT_NONE)
+            s = ci_errorf(CI_ERR_UNSUPPORTED,
+                          "quantization fp8: the checkpoint is already quantized (%s); "
+                          "it loads as published without --quantization",
+                          ci_quant_method_name(m->cfg.quant.method));
+        m->cfg.quant.method = CI_QUANT_ONLINE_FP8;
+    }
     if (s.code == CI_OK) s = ci_checkpoint_open(model_dir, &m->ck);
     if (s.code == CI_OK)
         s = ci_weights_load(be, m->ck, &m->cfg, opts->progress, opts->progress_user, &m->w);

@@ -20,6 +20,7 @@ typedef struct ci_model_options {
     int max_logits;       /* most logits rows in one forward (default = max_batch_tokens) */
     ci_progress_fn progress;
     void *progress_user;
+    int online_fp8; /* --quantization fp8: a dense checkpoint's linears -> FP8 per channel */
 } ci_model_options;
 
 typedef struct ci_model {

@@ -27,6 +27,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "util/half.h"
+
 /* ---- one file image ------------------------------------------------------- */
 
 typedef struct st_span {
@@ -49,9 +51,9 @@ void ci_safetensors_free_tensors(ci_st_tensor *tensors, size_t count) {
 }
 
 /* Known safetensors dtype names that cinfer does not load. */
-static const char *const k_other_dtypes[] = {
-    "F64",  "I64",     "I16",     "I8",      "U8",      "U16",     "U32", "U64",
-    "BOOL", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4",  "C64"};
+static const char *const k_other_dtypes[] = {"F64",     "I16",     "I8",   "U8",      "U16",
+                                             "U32",     "U64",     "BOOL", "F8_E5M2", "F8_E8M0",
+                                             "F6_E2M3", "F6_E3M2", "F4",   "C64"};
 
 static int parse_dtype_name(const char *s, ci_dtype *out) {
     if (!strcmp(s, "F32"))
@@ -62,6 +64,10 @@ static int parse_dtype_name(const char *s, ci_dtype *out) {
         *out = CI_BF16;
     else if (!strcmp(s, "I32"))
         *out = CI_I32;
+    else if (!strcmp(s, "I64"))
+        *out = CI_I64;
+    else if (!strcmp(s, "F8_E4M3"))
+        *out = CI_F8_E4M3;
     else {
         for (size_t i = 0; i < sizeof k_other_dtypes / sizeof k_other_dtypes[0]; i++)
             if (!strcmp(s, k_other_dtypes[i])) return 1; /* known, unsupported */
@@ -89,9 +95,10 @@ static ci_status parse_one(const char *path, const char *name, const json_t *des
                          "%s: tensor '%.100s': field 'dtype' missing or not a string", path, name);
     int r = parse_dtype_name(json_string_value(dt), &t->dtype);
     if (r == 1)
-        return ci_errorf(CI_ERR_UNSUPPORTED,
-                         "%s: tensor '%.100s' has dtype %s (supported: F32, F16, BF16, I32)", path,
-                         name, json_string_value(dt));
+        return ci_errorf(
+            CI_ERR_UNSUPPORTED,
+            "%s: tensor '%.100s' has dtype %s (supported: F32, F16, BF16, I32, I64, F8_E4M3)", path,
+            name, json_string_value(dt));
     if (r == 2)
         return ci_errorf(CI_ERR_FORMAT, "%s: tensor '%.100s' has unknown dtype '%.20s'", path, name,
                          json_string_value(dt));
@@ -512,4 +519,16 @@ const char *ci_checkpoint_file_name(const ci_checkpoint *ck, int file_index) {
     const char *p = ck->files[file_index].path;
     const char *slash = strrchr(p, '/');
     return slash ? slash + 1 : p;
+}
+
+float ci_st_elem_f32(const ci_st_tensor *t, size_t i) {
+    const unsigned char *b = t->data;
+    if (t->dtype == CI_F32) {
+        float f;
+        memcpy(&f, b + 4 * i, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, b + 2 * i, 2);
+    return t->dtype == CI_BF16 ? ci_bf16_to_f32(h) : ci_f16_to_f32(h);
 }

@@ -42,6 +42,9 @@ size_t ci_checkpoint_total_bytes(const ci_checkpoint *ck);
  * "model.safetensors.index.json"); "?" if out of range. */
 const char *ci_checkpoint_file_name(const ci_checkpoint *ck, int file_index);
 
+/* Element i of an F32/F16/BF16 tensor as float (data may be unaligned). */
+float ci_st_elem_f32(const ci_st_tensor *t, size_t i);
+
 /* Parses one safetensors file image (8-byte little-endian header length,
  * JSON header, data). `path` is used in messages. On success *tensors is a
  * malloc'd array of *count tensors whose data point into buf. This is the

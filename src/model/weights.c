@@ -6,18 +6,21 @@
  * any backend memory is allocated); then tensors are written through the
  * backend's weight_alloc/weight_write (which convert dtypes), concatenating
  * q|k|v and gate|up rows. Biases of q|k|v are concatenated along columns of a
- * single row, so they are converted to F32 on the host first. */
+ * single row, so they are converted to F32 on the host first. Quantized
+ * linears (config.json's quantization_config, or --quantization fp8) go
+ * through model/quant.h: their tensors are checked in pass 1 and repacked into
+ * one quantized backend weight per fused group in pass 2. */
 #include "model/weights.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/half.h"
+#include "util/qweight.h"
 
 typedef struct layer_src {
-    const ci_st_tensor *attn_norm, *q, *k, *v, *o, *qb, *kb, *vb, *qn, *kn, *mlp_norm, *gate, *up,
-        *down;
+    const ci_st_tensor *attn_norm, *qb, *kb, *vb, *qn, *kn, *mlp_norm;
+    ci_qlinear_src q, k, v, o, gate, up, down; /* dense or quantized (model/quant.h) */
 } layer_src;
 
 typedef struct progress_ctx {
@@ -74,16 +77,34 @@ static ci_status need_layer(const ci_checkpoint *ck, const ci_arch_names *nm, in
     return need(ck, name, d0, d1, what, out);
 }
 
+/* A linear module: dense through need() unless the config is quantized. */
+static ci_status need_linear(const ci_checkpoint *ck, const ci_model_config *c, int layer,
+                             const char *suffix, int64_t d0, int64_t d1, const char *what,
+                             ci_qlinear_src *out) {
+    if (c->quant.method == CI_QUANT_NONE) {
+        memset(out, 0, sizeof *out);
+        out->dense = true;
+        out->out = d0;
+        out->in = d1;
+        return need_layer(ck, c->arch->names, layer, suffix, d0, d1, what, &out->weight);
+    }
+    char prefix[160];
+    snprintf(prefix, sizeof prefix, "%s%d.%s", c->arch->names->layers, layer, suffix);
+    size_t n = strlen(prefix);
+    if (n > 7 && !strcmp(prefix + n - 7, ".weight")) prefix[n - 7] = 0;
+    return ci_qlinear_find(ck, &c->quant, prefix, d0, d1, out);
+}
+
 static ci_status check_layer(const ci_checkpoint *ck, const ci_model_config *c, int i,
                              layer_src *L) {
     const ci_arch_names *nm = c->arch->names;
     int64_t h = c->hidden_size, q = (int64_t)c->num_heads * c->head_dim,
             kv = (int64_t)c->num_kv_heads * c->head_dim, in = c->intermediate_size;
     CI_TRY(need_layer(ck, nm, i, nm->attn_norm, h, -1, "hidden_size", &L->attn_norm));
-    CI_TRY(need_layer(ck, nm, i, nm->q, q, h, "num_attention_heads*head_dim, hidden_size", &L->q));
-    CI_TRY(need_layer(ck, nm, i, nm->k, kv, h, "num_key_value_heads*head_dim, hidden_size", &L->k));
-    CI_TRY(need_layer(ck, nm, i, nm->v, kv, h, "num_key_value_heads*head_dim, hidden_size", &L->v));
-    CI_TRY(need_layer(ck, nm, i, nm->o, h, q, "hidden_size, num_attention_heads*head_dim", &L->o));
+    CI_TRY(need_linear(ck, c, i, nm->q, q, h, "num_attention_heads*head_dim, hidden_size", &L->q));
+    CI_TRY(need_linear(ck, c, i, nm->k, kv, h, "num_key_value_heads*head_dim, hidden_size", &L->k));
+    CI_TRY(need_linear(ck, c, i, nm->v, kv, h, "num_key_value_heads*head_dim, hidden_size", &L->v));
+    CI_TRY(need_linear(ck, c, i, nm->o, h, q, "hidden_size, num_attention_heads*head_dim", &L->o));
     if (c->qkv_bias) {
         CI_TRY(need_layer(ck, nm, i, nm->q_bias, q, -1, "num_attention_heads*head_dim", &L->qb));
         CI_TRY(need_layer(ck, nm, i, nm->k_bias, kv, -1, "num_key_value_heads*head_dim", &L->kb));
@@ -100,18 +121,20 @@ static ci_status check_layer(const ci_checkpoint *ck, const ci_model_config *c, 
         CI_TRY(need_layer(ck, nm, i, nm->k_norm, c->head_dim, -1, "head_dim", &L->kn));
     }
     CI_TRY(need_layer(ck, nm, i, nm->mlp_norm, h, -1, "hidden_size", &L->mlp_norm));
-    CI_TRY(need_layer(ck, nm, i, nm->gate, in, h, "intermediate_size, hidden_size", &L->gate));
-    CI_TRY(need_layer(ck, nm, i, nm->up, in, h, "intermediate_size, hidden_size", &L->up));
-    CI_TRY(need_layer(ck, nm, i, nm->down, h, in, "hidden_size, intermediate_size", &L->down));
+    CI_TRY(need_linear(ck, c, i, nm->gate, in, h, "intermediate_size, hidden_size", &L->gate));
+    CI_TRY(need_linear(ck, c, i, nm->up, in, h, "intermediate_size, hidden_size", &L->up));
+    CI_TRY(need_linear(ck, c, i, nm->down, h, in, "hidden_size, intermediate_size", &L->down));
     return ci_ok();
 }
 
 static size_t layer_bytes(const layer_src *L) {
-    const ci_st_tensor *all[] = {L->attn_norm, L->q,  L->k,  L->v,        L->o,    L->qb, L->kb,
-                                 L->vb,        L->qn, L->kn, L->mlp_norm, L->gate, L->up, L->down};
+    const ci_st_tensor *all[] = {L->attn_norm, L->qb, L->kb, L->vb, L->qn, L->kn, L->mlp_norm};
+    const ci_qlinear_src *lin[] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
     size_t n = 0;
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i]) n += all[i]->nbytes;
+    for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++)
+        n += ci_qlinear_bytes(lin[i]);
     return n;
 }
 
@@ -141,6 +164,29 @@ static ci_status load_rows(ci_backend *be, const ci_st_tensor *const *parts, int
     return ci_ok();
 }
 
+/* Row-concatenated linear parts: dense rows, or one quantized weight. */
+static ci_status load_linear(ci_backend *be, const ci_model_config *c,
+                             const ci_qlinear_src *const *parts, int n, progress_ctx *p,
+                             ci_tensor *out) {
+    int dense = 1;
+    for (int i = 0; i < n; i++)
+        dense &= parts[i]->dense;
+    if (dense && c->quant.method != CI_QUANT_ONLINE_FP8) {
+        const ci_st_tensor *w[CI_QW_MAX_PARTS];
+        for (int i = 0; i < n; i++)
+            w[i] = parts[i]->weight;
+        return load_rows(be, w, n, p, out);
+    }
+    ci_status s = ci_qlinear_upload(be, &c->quant, parts, n, out);
+    if (s.code != CI_OK) {
+        out->data = NULL;
+        return s;
+    }
+    for (int i = 0; i < n; i++)
+        progress_add(p, ci_qlinear_bytes(parts[i]));
+    return ci_ok();
+}
+
 /* 1-D tensor -> [1][n] weight. */
 static ci_status load_vec(ci_backend *be, const ci_st_tensor *t, progress_ctx *p, ci_tensor *out) {
     ci_status s = be->ops->weight_alloc(be, t->dtype, 1, t->shape[0], out);
@@ -154,19 +200,6 @@ static ci_status load_vec(ci_backend *be, const ci_st_tensor *t, progress_ctx *p
     return ci_ok();
 }
 
-/* Element i of a checkpoint tensor as float; data may be unaligned. */
-static float elem_f32(const ci_st_tensor *t, size_t i) {
-    const unsigned char *b = t->data;
-    if (t->dtype == CI_F32) {
-        float f;
-        memcpy(&f, b + 4 * i, 4);
-        return f;
-    }
-    uint16_t h;
-    memcpy(&h, b + 2 * i, 2);
-    return t->dtype == CI_BF16 ? ci_bf16_to_f32(h) : ci_f16_to_f32(h);
-}
-
 /* Column-concatenates 1-D biases into one [1][sum] F32 weight. */
 static ci_status load_bias_concat(ci_backend *be, const ci_st_tensor *const *parts, int n,
                                   progress_ctx *p, ci_tensor *out) {
@@ -178,7 +211,7 @@ static ci_status load_bias_concat(ci_backend *be, const ci_st_tensor *const *par
     int64_t k = 0;
     for (int i = 0; i < n; i++)
         for (int64_t j = 0; j < parts[i]->shape[0]; j++)
-            host[k++] = elem_f32(parts[i], (size_t)j);
+            host[k++] = ci_st_elem_f32(parts[i], (size_t)j);
     ci_status s = be->ops->weight_alloc(be, CI_F32, 1, total, out);
     if (s.code != CI_OK) {
         out->data = NULL;
@@ -194,7 +227,10 @@ static ci_status load_bias_concat(ci_backend *be, const ci_st_tensor *const *par
 }
 
 static void free_tensor(ci_backend *be, ci_tensor *t) {
-    if (t->data) be->ops->free(be, t->data);
+    if (t->data && t->dtype == CI_QW)
+        be->ops->qweight_free(be, t);
+    else if (t->data)
+        be->ops->free(be, t->data);
     t->data = NULL;
 }
 
@@ -272,8 +308,8 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
         const layer_src *S = &src[i];
         ci_layer_weights *L = &out->layers[i];
         TRY_GO(load_vec(be, S->attn_norm, &p, &L->attn_norm));
-        const ci_st_tensor *qkv[3] = {S->q, S->k, S->v};
-        TRY_GO(load_rows(be, qkv, 3, &p, &L->wqkv));
+        const ci_qlinear_src *qkv[3] = {&S->q, &S->k, &S->v};
+        TRY_GO(load_linear(be, c, qkv, 3, &p, &L->wqkv));
         if (c->qkv_bias) {
             const ci_st_tensor *b[3] = {S->qb, S->kb, S->vb};
             TRY_GO(load_bias_concat(be, b, 3, &p, &L->bqkv));
@@ -282,11 +318,12 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
             TRY_GO(load_vec(be, S->qn, &p, &L->q_norm));
             TRY_GO(load_vec(be, S->kn, &p, &L->k_norm));
         }
-        TRY_GO(load_rows(be, &S->o, 1, &p, &L->wo));
+        const ci_qlinear_src *o = &S->o;
+        TRY_GO(load_linear(be, c, &o, 1, &p, &L->wo));
         TRY_GO(load_vec(be, S->mlp_norm, &p, &L->mlp_norm));
-        const ci_st_tensor *gu[2] = {S->gate, S->up};
-        TRY_GO(load_rows(be, gu, 2, &p, &L->w_gate_up));
-        TRY_GO(load_rows(be, &S->down, 1, &p, &L->w_down));
+        const ci_qlinear_src *gu[2] = {&S->gate, &S->up}, *down = &S->down;
+        TRY_GO(load_linear(be, c, gu, 2, &p, &L->w_gate_up));
+        TRY_GO(load_linear(be, c, &down, 1, &p, &L->w_down));
     }
     TRY_GO(load_vec(be, norm, &p, &out->final_norm));
     if (head) {

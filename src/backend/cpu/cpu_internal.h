@@ -120,6 +120,13 @@ ci_status ci_cpu_copy_blocks(ci_backend *be, ci_kv_cache *kv, const int32_t *src
                              const int32_t *dst, int n);
 ci_status ci_cpu_embedding(ci_backend *be, const ci_tensor *table, const int32_t *ids, int n,
                            ci_tensor *out);
+/* Quantized weights (cpu_qmatmul.c): the qweight_create op, the matmul for
+ * CI_QW weights, and a CI_QW tensor's bytes in memory. */
+ci_status ci_cpu_qweight_create(ci_backend *be, const ci_qweight *host, ci_tensor *out);
+void ci_cpu_qweight_free(ci_backend *be, ci_tensor *w);
+ci_status ci_cpu_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
+                         const ci_tensor *bias, ci_tensor *y);
+size_t ci_cpu_qweight_bytes(const ci_tensor *w);
 ci_status ci_cpu_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
                         const ci_tensor *bias, ci_tensor *y);
 ci_status ci_cpu_rmsnorm(ci_backend *be, ci_tensor *x, ci_tensor *residual, const ci_tensor *w,

@@ -246,6 +246,7 @@ static void gemm_task(void *vctx, int64_t p0, int64_t p1, int tid) {
 
 ci_status ci_cpu_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
                         const ci_tensor *bias, ci_tensor *y) {
+    if (w->dtype == CI_QW) return ci_cpu_qmatmul(be, x, w, bias, y); /* cpu_qmatmul.c */
     ci_cpu *cpu = ci_cpu_of(be);
     if (x->dtype != CI_F32 || y->dtype != CI_F32)
         return ci_errorf(CI_ERR_INVALID, "cpu matmul: activations must be F32");

@@ -471,6 +471,7 @@ static void cu_destroy(ci_backend *be) {
         if (c->lt) cublasLtDestroy(c->lt);
         if (c->workspace) cudaFree(c->workspace);
         if (c->att_ws) cudaFree(c->att_ws);
+        if (c->qscratch) cudaFree(c->qscratch);
         if (c->meta_host) cudaFreeHost(c->meta_host);
         if (c->meta_dev) cudaFree(c->meta_dev);
         if (c->smeta_host) cudaFreeHost(c->smeta_host);
@@ -522,6 +523,8 @@ static const ci_backend_ops cuda_ops = {
     .sync = cu_sync,
     .weight_alloc = cu_weight_alloc,
     .weight_write = cu_weight_write,
+    .qweight_create = ci_cuda_qweight_create,
+    .qweight_free = ci_cuda_qweight_free,
     .prepare_batch = cu_prepare_batch,
     .embedding = ci_cuda_embedding,
     .matmul = ci_cuda_matmul,

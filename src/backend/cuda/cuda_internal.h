@@ -54,6 +54,9 @@ typedef struct ci_cuda {
     /* persistent metadata for CUDA graphs: allocated once, never moved */
     void *smeta_host, *smeta_dev;
     size_t smeta_cap;
+    /* quantized weights: the largest one dequantized (prefill), grown at load */
+    void *qscratch;
+    size_t qscratch_bytes;
 } ci_cuda;
 
 static inline ci_cuda *ci_cuda_of(ci_backend *be) {
@@ -89,6 +92,11 @@ static inline int ci_cu_bf16(ci_dtype t) {
 ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
                          const ci_tensor *bias, ci_tensor *y);
 void ci_cuda_gemm_plans_free(ci_cuda *c);
+/* cuda_qweight.c: quantized weights (CI_QW) */
+ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *host, ci_tensor *out);
+void ci_cuda_qweight_free(ci_backend *be, ci_tensor *w);
+ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
+                          const ci_tensor *bias, ci_tensor *y);
 
 ci_status ci_cuda_embedding(ci_backend *be, const ci_tensor *table, const int32_t *ids, int n,
                             ci_tensor *out);

@@ -92,6 +92,18 @@ int ci_cu_gemv_ok(int n, int64_t in);
 int ci_cu_gemv(ci_cu_stream st, int f32_out, const void *W, const void *x, int n, int in, int out,
                const float *bias, void *y, int num_sms);
 
+/* Quantized weights (cuda_qmatmul.cu); w is a host ci_qweight whose arrays
+ * are device memory. y[n][rows] = x[n][cols] . dequant(w)^T (+ bias) for
+ * n <= CI_CU_QGEMV_MAX_N; qdequant writes dequant(w) [rows][cols] in the
+ * activation dtype (for a dense GEMM). shape_ok: words of 8 INT4 / 4 FP8
+ * weights tile the row and never straddle a scale group. */
+struct ci_qweight;
+#define CI_CU_QGEMV_MAX_N 4
+int ci_cu_qweight_shape_ok(const struct ci_qweight *w);
+int ci_cu_qgemv(ci_cu_stream st, int bf16, int f32_out, const struct ci_qweight *w, const void *x,
+                int n, const float *bias, void *y, int num_sms);
+int ci_cu_qdequant(ci_cu_stream st, int bf16, const struct ci_qweight *w, void *out);
+
 #ifdef __cplusplus
 }
 #endif

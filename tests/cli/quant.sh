@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Quantized checkpoints through the CLI: AWQ and compressed-tensors FP8
+# fixtures (tools/quantize_checkpoint.py) generate the same greedy tokens as
+# the f32 checkpoints of their dequantized weights, in batch mode (several
+# sequences per step); --quantization fp8 runs a dense checkpoint; a bad
+# quantization_config or --quantization value fails with one error line.
+set -uo pipefail
+src=${CINFER_SOURCE_DIR:-.}
+bin=${CINFER_BIN:-$src/build/cinfer}
+m=$src/models/tinyqwen2-code
+py=""
+for c in python3 /usr/bin/python3; do
+    if "$c" -c 'import numpy' 2>/dev/null; then py=$c; break; fi
+done
+[ -n "$py" ] || { echo "SKIP: python3 with numpy not found (Debian: python3-numpy)"; exit 77; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+check() { local n=$1; shift; if "$@"; then passed=$((passed + 1)); echo "ok   $n"; else failed=$((failed + 1)); echo "FAIL $n"; fi; }
+
+for p in "def fibonacci(n):" "import numpy as np" "class Stack:" "for i in range(10):"; do
+    echo "{\"prompt\": \"$p\", \"max_tokens\": 32, \"temperature\": 0, \"ignore_eos\": true}"
+done >"$tmp/greedy.jsonl"
+ids() { "$bin" generate -m "$1" --prompts-file "$tmp/greedy.jsonl" --threads 2 "${@:2}" 2>"$tmp/err" |
+    "$py" -c 'import json,sys; print(";".join(",".join(map(str, json.loads(l)["tokens"])) for l in sys.stdin))'; }
+
+for f in awq ct-fp8-channel; do
+    "$py" "$src/tools/quantize_checkpoint.py" "$m" "$tmp/$f" --format "$f" --group 64 \
+        --dequant-out "$tmp/$f-dq" || exit 1
+    a=$(ids "$tmp/$f") b=$(ids "$tmp/$f-dq")
+    check "$f: greedy tokens of 4 prompts equal the dequantized f32 checkpoint's" \
+        test -n "$a" -a "$a" = "$b"
+done
+
+a=$(ids "$m" --quantization fp8)
+check "--quantization fp8: 4 x 32 tokens" test "$(echo "$a" | tr ';,' '\n\n' | grep -c .)" = 128
+
+sed -i 's/"version": "gemm"/"version": "gemv"/' "$tmp/awq/config.json"
+out=$("$bin" generate -m "$tmp/awq" -p x -n 1 2>&1)
+check "awq version gemv: one error line naming the field" \
+    test "$(echo "$out" | grep -c .)/$(echo "$out" | grep -c "^error: .*'version'")" = 1/1
+out=$("$bin" generate -m "$m" -p x -n 1 --quantization int4 2>&1)
+check "--quantization int4: refused in one line" \
+    test "$(echo "$out" | grep -c .)/$(echo "$out" | grep -c "^error: .*quantization 'int4'")" = 1/1
+
+echo "quant: $passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -1,0 +1,98 @@
+/* qweight_test.h — random quantized weights (util/qweight.h) for the CPU and
+ * CUDA quantized-matmul tests: INT4 with zero points up to 16 (GPTQ v1) and
+ * optional act-order g_idx per part, FP8 without NaN codes. */
+#ifndef CINFER_TESTS_QWEIGHT_TEST_H
+#define CINFER_TESTS_QWEIGHT_TEST_H
+
+#include <stdlib.h>
+
+#include "util/qweight.h"
+
+/* splitmix64 */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(void) {
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return (uint32_t)((z ^ (z >> 31)) >> 32);
+}
+static float frand(void) {
+    return (float)(rnd() % 20001) / 10000.0f - 1.0f;
+}
+
+/* A random quantized weight of nparts parts; gidx: act-order tables. */
+static ci_qweight make_qw(int fmt, int64_t rows, int64_t cols, int64_t gs, int nparts, int gidx) {
+    ci_qweight w = {0};
+    w.format = fmt;
+    w.rows = rows;
+    w.cols = cols;
+    w.group_size = gs;
+    w.ngroups = (cols + gs - 1) / gs;
+    w.nparts = nparts;
+    for (int p = 0; p <= nparts; p++)
+        w.part_row0[p] = rows * p / nparts;
+    size_t qb = (size_t)(rows * (fmt == CI_QW_INT4 ? cols / 2 : cols));
+    w.q = malloc(qb);
+    for (size_t i = 0; i < qb; i++) {
+        w.q[i] = (uint8_t)rnd();
+        if (fmt == CI_QW_FP8 && (w.q[i] & 0x7f) == 0x7f) w.q[i] = 0x30; /* no NaN */
+    }
+    w.scales = malloc(sizeof(float) * (size_t)(rows * w.ngroups));
+    for (int64_t i = 0; i < rows * w.ngroups; i++)
+        w.scales[i] = 0.01f + 0.02f * fabsf(frand());
+    if (fmt == CI_QW_INT4) {
+        w.zeros = malloc((size_t)(rows * w.ngroups));
+        for (int64_t i = 0; i < rows * w.ngroups; i++)
+            w.zeros[i] = (uint8_t)(rnd() % 17);
+    }
+    if (gidx) {
+        w.g_idx = malloc(sizeof(int32_t) * (size_t)(nparts * cols));
+        for (int p = 0; p < nparts; p++) {
+            int32_t *g = w.g_idx + p * cols;
+            for (int64_t c = 0; c < cols; c++)
+                g[c] = (int32_t)(c / gs);
+            for (int64_t c = cols - 1; c > 0; c--) { /* a different shuffle per part */
+                int64_t j = rnd() % (uint32_t)(c + 1);
+                int32_t t = g[c];
+                g[c] = g[j];
+                g[j] = t;
+            }
+        }
+    }
+    return w;
+}
+
+static void free_qw(ci_qweight *w) {
+    free(w->q);
+    free(w->scales);
+    free(w->zeros);
+    free(w->g_idx);
+}
+
+/* Shapes both quantized-matmul tests run (rows, cols, group size, fused
+ * parts, act order): every layout the loaders produce, GPU-tileable. */
+typedef struct qwt_case {
+    int fmt;
+    int64_t rows, cols, gs;
+    int parts, gidx;
+    const char *what;
+} qwt_case;
+
+static const qwt_case k_qwt_cases[] = {
+    {CI_QW_INT4, 200, 512, 128, 1, 0, "int4 g128"},
+    {CI_QW_INT4, 96, 256, 32, 3, 1, "int4 g32 act-order, 3 parts"},
+    {CI_QW_INT4, 64, 136, 136, 2, 0, "int4 one group per row"},
+    {CI_QW_FP8, 136, 320, 128, 2, 0, "fp8 blocks of 128 (last partial)"},
+    {CI_QW_FP8, 40, 100, 100, 3, 0, "fp8 per channel, 3 parts"},
+    /* whole groups of multiples of 16 columns: the CPU's fused decode path */
+    {CI_QW_FP8, 72, 384, 128, 2, 0, "fp8 blocks of 128"},
+    {CI_QW_FP8, 48, 256, 256, 3, 0, "fp8 per channel, 256 columns"},
+    {CI_QW_INT4, 40, 192, 64, 2, 0, "int4 g64"},
+};
+#define QWT_NCASES (sizeof k_qwt_cases / sizeof k_qwt_cases[0])
+
+static ci_qweight make_case(const qwt_case *c) {
+    return make_qw(c->fmt, c->rows, c->cols, c->gs, c->parts, c->gidx);
+}
+
+#endif

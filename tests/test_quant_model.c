@@ -1,0 +1,271 @@
+/* test_quant_model.c — quantized checkpoints end to end on the CPU.
+ *
+ * tools/quantize_checkpoint.py writes the demo model (tinyqwen2-code) in each
+ * published layout plus the f32 checkpoint of the very weights it encodes;
+ * for every format the quantized model's last-prompt logits must match the
+ * dequantized f32 model's within float summation noise and greedy tokens must
+ * be identical (prefill through the panel + sgemm path, decode through the
+ * dot path). Also: a module left dense by the quantizer (ignore list) inside
+ * a quantized checkpoint, INT4 weight memory, --quantization fp8 (online) of
+ * the dense model, and tensor-level errors. With CINFER_TEST_DEVICE (cuda)
+ * every quantized fixture also runs on that device (F32 parity mode) against
+ * the CPU twin. Skips without python3 + numpy. */
+#include <jansson.h>
+#include <math.h>
+
+#include "backend/cpu/cpu_internal.h"
+#include "engine/generate.h"
+#include "model/model.h"
+#include "st_writer.h"
+#include "test.h"
+#include "util/half.h"
+
+static char python[64];
+static char tmp[1024];
+
+static int find_python(void) {
+    const char *cands[] = {"python3", "/usr/bin/python3"};
+    for (size_t i = 0; i < 2; i++) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "%s -c 'import numpy' >/dev/null 2>&1", cands[i]);
+        if (system(cmd) == 0) {
+            snprintf(python, sizeof python, "%s", cands[i]);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int quantize(const char *name, const char *args) {
+    char cmd[20000];
+    snprintf(cmd, sizeof cmd,
+             "%s '%s/tools/quantize_checkpoint.py' '%s/models/tinyqwen2-code' '%s/%s' %s "
+             "--dequant-out '%s/%s-dq'",
+             python, test_source_dir(), test_source_dir(), tmp, name, args, tmp, name);
+    return system(cmd) == 0;
+}
+
+static ci_backend *be;
+static ci_backend *dev; /* CINFER_TEST_DEVICE (e.g. cuda, F32 parity mode) or NULL */
+
+static ci_model *load_on(ci_backend *b, const char *dir, int online_fp8) {
+    ci_model_options mo = {.max_batch_tokens = 256, .online_fp8 = online_fp8};
+    ci_model *m = NULL;
+    ci_status s = ci_model_load(dir, b, &mo, &m);
+    CHECKF(s.code == CI_OK, "%s: %s", dir, s.msg);
+    return m;
+}
+
+static ci_model *load(const char *dir, int online_fp8) {
+    return load_on(be, dir, online_fp8);
+}
+
+/* Weight bytes of the linear layers (q|k|v, o, gate|up, down). */
+static size_t linear_bytes(const ci_model *m) {
+    size_t n = 0;
+    for (int i = 0; i < m->w.num_layers; i++) {
+        const ci_layer_weights *L = &m->w.layers[i];
+        const ci_tensor *t[] = {&L->wqkv, &L->wo, &L->w_gate_up, &L->w_down};
+        for (int k = 0; k < 4; k++)
+            n += t[k]->dtype == CI_QW
+                     ? ci_cpu_qweight_bytes(t[k])
+                     : (size_t)(t[k]->rows * t[k]->cols) * ci_dtype_size(t[k]->dtype);
+    }
+    return n;
+}
+
+static json_t *prompts;
+static const int k_prompts[] = {0, 9, 14, 15}; /* 8, 18, 53 and 32 tokens */
+enum { NPROMPT = 4, NGEN = 12 };
+
+static int32_t *json_ids(json_t *arr, int *n) {
+    *n = (int)json_array_size(arr);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(*n > 0 ? *n : 1));
+    for (int i = 0; i < *n; i++)
+        ids[i] = (int32_t)json_integer_value(json_array_get(arr, (size_t)i));
+    return ids;
+}
+
+/* max |a - b| / max |b| over the last-prompt logits; greedy tokens equal. */
+static void compare(ci_model *a, ci_model *b, const char *what, double tol, int tokens_equal) {
+    int V = a->cfg.vocab_size;
+    float *la = malloc(sizeof(float) * (size_t)V), *lb = malloc(sizeof(float) * (size_t)V);
+    double worst = 0;
+    int same = 0;
+    for (int k = 0; k < NPROMPT; k++) {
+        int n;
+        int32_t *ids = json_ids(
+            json_object_get(json_array_get(prompts, (size_t)k_prompts[k]), "prompt_token_ids"), &n);
+        int32_t ta[NGEN], tb[NGEN];
+        ci_generate_params gp = {.max_new_tokens = NGEN, .sampling = ci_sampling_greedy()};
+        gp.prompt_logits = la;
+        CHECK_OK(ci_generate(a, ids, n, &gp, ta, NULL));
+        gp.prompt_logits = lb;
+        CHECK_OK(ci_generate(b, ids, n, &gp, tb, NULL));
+        double d = 0, mag = 0;
+        for (int v = 0; v < V; v++) {
+            d = fmax(d, fabs((double)la[v] - lb[v]));
+            mag = fmax(mag, fabs((double)lb[v]));
+        }
+        worst = fmax(worst, d / mag);
+        same += !memcmp(ta, tb, sizeof ta);
+        free(ids);
+    }
+    printf("  %-34s logits max rel diff %.2e, greedy %d/%d prompts identical\n", what, worst, same,
+           NPROMPT);
+    CHECKF(worst <= tol, "%s: logits differ by %.3g (relative), tolerance %.3g", what, worst, tol);
+    if (tokens_equal)
+        CHECKF(same == NPROMPT, "%s: greedy tokens differ on %d prompts", what, NPROMPT - same);
+    free(la);
+    free(lb);
+}
+
+static void test_format(const char *name, const char *args) {
+    char q[4200], dq[4300];
+    snprintf(q, sizeof q, "%s/%s", tmp, name);
+    snprintf(dq, sizeof dq, "%s/%s-dq", tmp, name);
+    CHECKF(quantize(name, args), "quantize_checkpoint.py %s failed", args);
+    ci_model *mq = load(q, 0), *md = load(dq, 0);
+    if (mq && md) compare(mq, md, name, 2e-5, 1);
+    if (mq && dev) { /* the device's quantized kernels against the CPU twin, end to end */
+        ci_model *mg = load_on(dev, q, 0);
+        char what[128];
+        snprintf(what, sizeof what, "%s on %s", name, dev->name);
+        if (mg) compare(mg, mq, what, 1e-4, 1);
+        ci_model_free(mg);
+    }
+    ci_model_free(mq);
+    ci_model_free(md);
+}
+
+/* Per-channel online FP8: every row dequantizes within half an E4M3 step of
+ * the dense weight, and its largest element is exact (scale = amax / 448). */
+static void test_online_fp8(void) {
+    char dense[4200];
+    snprintf(dense, sizeof dense, "%s/models/tinyqwen2-code", test_source_dir());
+    ci_model *mf = load(dense, 1), *md = load(dense, 0);
+    if (!mf || !md) goto out;
+    CHECK(mf->cfg.quant.method == CI_QUANT_ONLINE_FP8);
+    const ci_tensor *wq = &mf->w.layers[1].w_gate_up, *wd = &md->w.layers[1].w_gate_up;
+    CHECK(wq->dtype == CI_QW && wd->dtype == CI_BF16);
+    const ci_qweight *qw = wq->data; /* the CPU block starts with the ci_qweight */
+    float *row = malloc(sizeof(float) * (size_t)wq->cols);
+    int bad = 0;
+    for (int64_t r = 0; r < wq->rows; r++) {
+        ci_qweight_dequant_row(qw, r, row);
+        const uint16_t *d = (const uint16_t *)wd->data + r * wd->cols;
+        float amax = 0, s = qw->scales[r];
+        for (int64_t c = 0; c < wq->cols; c++)
+            amax = fmaxf(amax, fabsf(ci_bf16_to_f32(d[c])));
+        for (int64_t c = 0; c < wq->cols; c++) {
+            float w = ci_bf16_to_f32(d[c]), err = fabsf(row[c] - w);
+            /* E4M3: 3 mantissa bits (half step 2^-4 relative), subnormal step 2^-9 * s */
+            if (err > fmaxf(fabsf(w) / 16.0f, s / 1024.0f) * 1.0001f) bad++;
+            if (fabsf(w) == amax && fabsf(fabsf(row[c]) - amax) > amax * 1e-6f) bad++;
+        }
+    }
+    free(row);
+    CHECKF(bad == 0, "online fp8: %d weights off", bad);
+    size_t bq = linear_bytes(mf), bd = linear_bytes(md);
+    printf("  online fp8: linear weights %.2f MB (bf16 %.2f MB, x%.3f)\n", bq / 1e6, bd / 1e6,
+           (double)bq / bd);
+    CHECK(bq * 10 < bd * 6); /* one byte + a scale per row vs two bytes */
+    /* an FP8 model is close to the dense one, not equal: a loose check */
+    compare(mf, md, "online fp8 vs bf16", 0.15, 0);
+out:
+    ci_model_free(mf);
+    ci_model_free(md);
+}
+
+static void expect_load_error(const char *dir, const char *want) {
+    ci_model_options mo = {.max_batch_tokens = 64};
+    ci_model *m = NULL;
+    ci_status s = ci_model_load(dir, be, &mo, &m);
+    CHECKF(s.code != CI_OK && strstr(s.msg, want), "%s: got '%s', want '%s'", dir,
+           s.code ? s.msg : "OK", want);
+    ci_model_free(m);
+}
+
+/* Rewrites the fixture's config.json with a sed expression, then loads it. */
+static void expect_edited_error(const char *fixture, const char *sed_expr, const char *want) {
+    char dir[1100], cmd[4000];
+    snprintf(dir, sizeof dir, "%s/%s", tmp, fixture);
+    snprintf(cmd, sizeof cmd, "cd '%s' && sed -i '%s' config.json", dir, sed_expr);
+    CHECK(system(cmd) == 0);
+    expect_load_error(dir, want);
+}
+
+static void test_errors(void) {
+    /* the GPTQ fixture's config claims AWQ: the qweight shape is wrong */
+    expect_edited_error("gptq-g128", "s/\"quant_method\": \"gptq\"/\"quant_method\": \"awq\"/",
+                        "qweight' must have shape");
+    /* compressed-tensors tensors under a FineGrainedFP8 config: no weight_scale_inv */
+    expect_edited_error("ct-fp8-channel",
+                        "s/\"quant_method\": \"compressed-tensors\"/\"quant_method\": \"fp8\", "
+                        "\"weight_block_size\": [128, 128], \"x\": \"compressed-tensors\"/",
+                        "weight_scale_inv' is missing");
+    /* k_proj left dense while q_proj and v_proj are quantized: q|k|v cannot fuse */
+    CHECK(quantize("gptq-mixed", "--format gptq --ignore model.layers.2.self_attn.k_proj"));
+    char dir[1100];
+    snprintf(dir, sizeof dir, "%s/gptq-mixed", tmp);
+    expect_load_error(dir, "must be quantized alike");
+    /* --quantization fp8 of an already quantized checkpoint */
+    snprintf(dir, sizeof dir, "%s/awq-g128", tmp);
+    ci_model_options mo = {.max_batch_tokens = 64, .online_fp8 = 1};
+    ci_model *m = NULL;
+    ci_status s = ci_model_load(dir, be, &mo, &m);
+    CHECKF(s.code == CI_ERR_UNSUPPORTED && strstr(s.msg, "already quantized"), "%s", s.msg);
+    ci_model_free(m);
+}
+
+int main(void) {
+    if (!find_python()) test_skip("python3 with numpy not found (Debian: python3-numpy)");
+    char gpath[4200];
+    snprintf(gpath, sizeof gpath, "%s/models/tinyqwen2-code/golden_public.json", test_source_dir());
+    json_t *g = json_load_file(gpath, 0, NULL);
+    if (!g) test_skip("golden_public.json not found");
+    prompts = json_object_get(g, "prompts");
+    CHECK(stw_mkdtemp(tmp, sizeof tmp));
+    ci_backend_options bo = {.num_threads = 2};
+    CHECK_OK(ci_backend_create("cpu", &bo, &be));
+    const char *dname = getenv("CINFER_TEST_DEVICE");
+    if (dname && *dname && strcmp(dname, "cpu") != 0) {
+        ci_backend_options d = {.act_dtype = CI_ACT_F32};
+        CHECK_OK(ci_backend_create(dname, &d, &dev));
+    }
+
+    test_format("ct-fp8-tensor", "--format ct-fp8-tensor");
+    test_format("ct-fp8-channel", "--format ct-fp8-channel");
+    test_format("ct-fp8-block", "--format ct-fp8-block");
+    test_format("fp8-block-ignore", "--format fp8-block --ignore model.layers.0.mlp.down_proj");
+    test_format("ct-w4a16-g128", "--format ct-w4a16 --group 128");
+    test_format("ct-w4a16-g32-act", "--format ct-w4a16 --group 32 --desc-act --seed 5");
+    test_format("ct-w4a16-channel", "--format ct-w4a16 --group -1");
+    test_format("gptq-g128", "--format gptq --group 128");
+    test_format("gptq-g32-asym-act", "--format gptq --group 32 --asym --desc-act --seed 3");
+    test_format("gptq-rows-asym-v2", "--format gptq --group -1 --asym --v2");
+    test_format("awq-g128", "--format awq --group 128");
+    test_format("awq-g32", "--format awq --group 32");
+
+    /* INT4 memory: GPTQ g128 linears vs the bf16 checkpoint's */
+    char q[4200], dense[4200];
+    snprintf(q, sizeof q, "%s/gptq-g128", tmp);
+    snprintf(dense, sizeof dense, "%s/models/tinyqwen2-code", test_source_dir());
+    ci_model *mq = load(q, 0), *md = load(dense, 0);
+    if (mq && md) {
+        size_t bq = linear_bytes(mq), bd = linear_bytes(md);
+        printf("  int4 g128: linear weights %.2f MB (bf16 %.2f MB, x%.3f)\n", bq / 1e6, bd / 1e6,
+               (double)bq / bd);
+        CHECK(bq * 100 < bd * 30); /* 4.5 bits + per-group f32 scale and zero vs 16 bits */
+    }
+    ci_model_free(mq);
+    ci_model_free(md);
+
+    test_online_fp8();
+    test_errors();
+    ci_backend_destroy(be);
+    if (dev) ci_backend_destroy(dev);
+    json_decref(g);
+    stw_rmdir(tmp);
+    return test_finish("test_quant_model");
+}

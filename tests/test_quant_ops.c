@@ -1,0 +1,213 @@
+/* test_quant_ops.c — the quantized-weight pieces below the model: the FP8
+ * E4M3 codec, the CPU quantized matmul against ci_qweight_dequant_row (random
+ * INT4 with and without act-order g_idx across fused parts, FP8 with block
+ * scales; decode and prefill shapes, bias), and quantization_config parsing
+ * (each refused field named in one line). */
+#include <math.h>
+
+#include "backend/backend.h"
+#include "model/config.h"
+#include "qweight_test.h"
+#include "test.h"
+#include "util/qweight.h"
+
+static void test_fp8_codec(void) {
+    int bad = 0;
+    for (int c = 0; c < 256; c++) {
+        if ((c & 0x7f) == 0x7f) { /* NaN */
+            CHECK(isnan(ci_fp8_e4m3_to_f32((uint8_t)c)));
+            continue;
+        }
+        float f = ci_fp8_e4m3_to_f32((uint8_t)c);
+        uint8_t back = ci_f32_to_fp8_e4m3(f);
+        if (back != c && !(c == 0x80 && back == 0x80)) bad++;
+    }
+    CHECKF(bad == 0, "%d E4M3 codes do not round-trip", bad);
+    CHECK(ci_fp8_e4m3_to_f32(0x7e) == 448.0f);
+    CHECK(ci_fp8_e4m3_to_f32(0x01) == 1.0f / 512.0f); /* smallest subnormal */
+    CHECK(ci_fp8_e4m3_to_f32(0x08) == 1.0f / 64.0f);  /* smallest normal */
+    CHECK(ci_fp8_e4m3_to_f32(0xb8) == -1.0f);
+    CHECK(ci_f32_to_fp8_e4m3(1000.0f) == 0x7e); /* saturates */
+    CHECK(ci_f32_to_fp8_e4m3(-1000.0f) == 0xfe);
+    CHECK(ci_f32_to_fp8_e4m3(1.0625f) == 0x38);  /* tie between 1 and 1.125 -> even (1) */
+    CHECK(ci_f32_to_fp8_e4m3(1.1875f) == 0x3a);  /* tie 1.125 / 1.25 -> even (1.25) */
+    CHECK(ci_f32_to_fp8_e4m3(1.0f / 1024) == 0); /* half the smallest subnormal: even (0) */
+    CHECK(ci_f32_to_fp8_e4m3(3.0f / 1024) == 2); /* 1.5 subnormal steps -> 2 */
+    CHECK(ci_f32_to_fp8_e4m3(464.0f) == 0x7e);   /* between 448 and 480: clamps */
+    /* nearest: every float between two neighbours goes to the nearer */
+    for (int i = 0; i < 2000; i++) {
+        float x = frand() * 300.0f;
+        float d = fabsf(ci_fp8_e4m3_to_f32(ci_f32_to_fp8_e4m3(x)) - x);
+        uint8_t c = ci_f32_to_fp8_e4m3(x);
+        float up = ci_fp8_e4m3_to_f32((uint8_t)(c + 1)), dn = ci_fp8_e4m3_to_f32((uint8_t)(c - 1));
+        if ((c & 0x7f) < 0x7e && !isnan(up) && fabsf(up - x) < d) bad++;
+        if ((c & 0x7f) > 0 && fabsf(dn - x) < d) bad++;
+    }
+    CHECKF(bad == 0, "%d values not rounded to the nearest E4M3", bad);
+}
+
+static void check_qmatmul(ci_backend *be, ci_qweight *h, int n, int with_bias, const char *what) {
+    ci_tensor w, x, y, b = {0};
+    CHECK_OK(be->ops->qweight_create(be, h, &w));
+    CHECK(w.dtype == CI_QW && w.rows == h->rows && w.cols == h->cols);
+    CHECK_OK(ci_tensor_alloc(be, CI_F32, n, h->cols, &x));
+    CHECK_OK(ci_tensor_alloc(be, CI_F32, n, h->rows, &y));
+    float *xs = x.data, *bias = NULL;
+    for (int64_t i = 0; i < n * h->cols; i++)
+        xs[i] = frand();
+    if (with_bias) {
+        CHECK_OK(ci_tensor_alloc(be, CI_F32, 1, h->rows, &b));
+        bias = b.data;
+        for (int64_t i = 0; i < h->rows; i++)
+            bias[i] = frand();
+    }
+    CHECK_OK(be->ops->matmul(be, &x, &w, with_bias ? &b : NULL, &y));
+    float *row = malloc(sizeof(float) * (size_t)h->cols);
+    double worst = 0;
+    for (int64_t r = 0; r < h->rows; r++) {
+        ci_qweight_dequant_row(h, r, row);
+        for (int i = 0; i < n; i++) {
+            double ref = bias ? bias[r] : 0, mag = fabs(ref);
+            for (int64_t c = 0; c < h->cols; c++) {
+                ref += (double)row[c] * xs[i * h->cols + c];
+                mag += fabs((double)row[c] * xs[i * h->cols + c]);
+            }
+            double e = fabs(((float *)y.data)[i * h->rows + r] - ref) / (mag + 1e-6);
+            if (e > worst) worst = e;
+        }
+    }
+    CHECKF(worst < 1e-5, "%s n=%d: relative error %.3g", what, n, worst);
+    free(row);
+    ci_tensor_free(be, &x);
+    ci_tensor_free(be, &y);
+    if (with_bias) ci_tensor_free(be, &b);
+    be->ops->qweight_free(be, &w);
+}
+
+static void test_qmatmul(void) {
+    ci_backend *be;
+    ci_backend_options o = {.num_threads = 2};
+    CHECK_OK(ci_backend_create("cpu", &o, &be));
+    int ns[] = {1, 3, 17, 40};
+    for (size_t k = 0; k < QWT_NCASES; k++) {
+        ci_qweight h = make_case(&k_qwt_cases[k]);
+        for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
+            check_qmatmul(be, &h, ns[j], (int)(j & 1), k_qwt_cases[k].what);
+        free_qw(&h);
+    }
+    /* a malformed description is refused */
+    ci_qweight bad = make_qw(CI_QW_INT4, 8, 16, 8, 1, 0);
+    bad.ngroups = 0;
+    ci_tensor t;
+    CHECK(be->ops->qweight_create(be, &bad, &t).code == CI_ERR_INVALID);
+    free_qw(&bad);
+    ci_backend_destroy(be);
+}
+
+/* config.json with a quantization_config: parse result, or the error's field. */
+static ci_status parse_qc(const char *qc, ci_model_config *c) {
+    char buf[2048];
+    snprintf(buf, sizeof buf,
+             "{\"architectures\": [\"Qwen2ForCausalLM\"], \"vocab_size\": 64, \"hidden_size\": "
+             "32, \"intermediate_size\": 64, \"num_hidden_layers\": 1, "
+             "\"num_attention_heads\": 2, \"num_key_value_heads\": 1, "
+             "\"quantization_config\": %s}",
+             qc);
+    return ci_config_parse(buf, c);
+}
+
+static void expect_refused(const char *qc, const char *field) {
+    ci_model_config c;
+    ci_status s = parse_qc(qc, &c);
+    CHECKF(s.code != CI_OK && strstr(s.msg, field) && !strchr(s.msg, '\n'),
+           "%s: got '%s', want a line naming %s", qc, s.msg, field);
+}
+
+static void test_config(void) {
+    ci_model_config c;
+    CHECK_OK(parse_qc("{\"quant_method\": \"gptq\", \"bits\": 4, \"group_size\": 32, "
+                      "\"desc_act\": true, \"sym\": false, \"checkpoint_format\": \"gptq_v2\"}",
+                      &c));
+    CHECK(c.quant.method == CI_QUANT_GPTQ && c.quant.group_size == 32 && c.quant.desc_act &&
+          !c.quant.sym && c.quant.gptq_v2);
+    CHECK_OK(parse_qc("{\"quant_method\": \"awq\", \"bits\": 4, \"group_size\": 128, "
+                      "\"zero_point\": true, \"version\": \"GEMM\"}",
+                      &c));
+    CHECK(c.quant.method == CI_QUANT_AWQ && c.quant.group_size == 128);
+    CHECK_OK(parse_qc("{\"quant_method\": \"fp8\", \"activation_scheme\": \"dynamic\", "
+                      "\"weight_block_size\": [128, 128]}",
+                      &c));
+    CHECK(c.quant.method == CI_QUANT_FP8_BLOCK && c.quant.block_n == 128 && c.quant.block_k == 128);
+    CHECK_OK(parse_qc(
+        "{\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\", "
+        "\"config_groups\": {\"group_0\": {\"targets\": [\"Linear\"], \"weights\": {\"num_bits\": "
+        "8, \"type\": \"float\", \"strategy\": \"channel\", \"symmetric\": true, \"dynamic\": "
+        "false}, \"input_activations\": {\"num_bits\": 8, \"type\": \"float\", \"strategy\": "
+        "\"token\", \"dynamic\": true}}}, \"ignore\": [\"lm_head\"]}",
+        &c));
+    CHECK(c.quant.method == CI_QUANT_CT_FP8 && c.quant.ct_strategy == CI_CT_CHANNEL);
+    CHECK_OK(parse_qc(
+        "{\"quant_method\": \"compressed-tensors\", \"format\": \"pack-quantized\", "
+        "\"config_groups\": {\"group_0\": {\"targets\": [\"Linear\"], \"weights\": {\"num_bits\": "
+        "4, \"type\": \"int\", \"strategy\": \"group\", \"group_size\": 128, \"symmetric\": "
+        "true, \"dynamic\": false, \"actorder\": \"group\"}, \"input_activations\": null}}}",
+        &c));
+    CHECK(c.quant.method == CI_QUANT_CT_INT4 && c.quant.group_size == 128 && c.quant.desc_act);
+    CHECK_OK(parse_qc("null", &c));
+    CHECK(c.quant.method == CI_QUANT_NONE);
+
+    expect_refused("{\"bits\": 4}", "quant_method");
+    expect_refused("{\"quant_method\": \"bitsandbytes\"}", "quant_method");
+    expect_refused("{\"quant_method\": \"gptq\", \"bits\": 8}", "'bits'");
+    expect_refused("{\"quant_method\": \"gptq\", \"bits\": 4, \"group_size\": 100}",
+                   "'group_size'");
+    expect_refused("{\"quant_method\": \"gptq\", \"bits\": 4, \"checkpoint_format\": \"marlin\"}",
+                   "'checkpoint_format'");
+    expect_refused("{\"quant_method\": \"gptq\", \"bits\": 4, \"desc_act\": 1}", "'desc_act'");
+    expect_refused("{\"quant_method\": \"awq\", \"bits\": 4, \"version\": \"gemv\"}", "'version'");
+    expect_refused("{\"quant_method\": \"awq\", \"bits\": 4, \"zero_point\": false}",
+                   "'zero_point'");
+    expect_refused("{\"quant_method\": \"fp8\", \"activation_scheme\": \"static\", "
+                   "\"weight_block_size\": [128, 128]}",
+                   "'activation_scheme'");
+    expect_refused("{\"quant_method\": \"fp8\"}", "'weight_block_size'");
+    expect_refused("{\"quant_method\": \"fp8\", \"weight_block_size\": [128]}",
+                   "'weight_block_size'");
+    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"int-quantized\"}",
+                   "'format'");
+    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\", "
+                   "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 4, \"type\": "
+                   "\"int\", \"strategy\": \"group\"}}}}",
+                   "num_bits 4");
+    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"pack-quantized\", "
+                   "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 4, \"type\": "
+                   "\"int\", \"strategy\": \"group\", \"group_size\": 128, \"symmetric\": "
+                   "false}}}}",
+                   "'symmetric'");
+    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"pack-quantized\", "
+                   "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, \"type\": "
+                   "\"int\", \"strategy\": \"channel\"}}}}",
+                   "num_bits 8");
+    expect_refused(
+        "{\"quant_method\": \"compressed-tensors\", \"format\": \"pack-quantized\", "
+        "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 4, \"type\": "
+        "\"int\", \"strategy\": \"group\", \"group_size\": 128}, "
+        "\"input_activations\": {\"num_bits\": 8, \"type\": \"float\", \"dynamic\": true}}}}",
+        "input_activations");
+    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\", "
+                   "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, \"type\": "
+                   "\"float\", \"strategy\": \"group\"}}}}",
+                   "'strategy'");
+    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\", "
+                   "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, \"type\": "
+                   "\"float\", \"strategy\": \"tensor\"}, \"input_activations\": {\"num_bits\": "
+                   "8, \"type\": \"float\", \"dynamic\": false}}}}",
+                   "input_activations");
+}
+
+int main(void) {
+    test_fp8_codec();
+    test_qmatmul();
+    test_config();
+    return test_finish("test_quant_ops");
+}

@@ -1,0 +1,358 @@
+#!/usr/bin/env python3
+"""quantize_checkpoint.py — writes quantized test checkpoints in the published layouts.
+
+From a Hugging Face Llama/Qwen2-style checkpoint (F32/BF16/F16 safetensors) it
+writes a copy whose linear layers (q/k/v/o, gate/up/down) are quantized the
+way the public tools store them, plus (with --dequant-out) the f32 checkpoint
+of exactly the weights the quantized one encodes, so a test can compare
+cinfer(quantized) with cinfer(dequantized f32). Embeddings, norms, biases and
+lm_head stay as they are (as llm-compressor's `ignore: ["lm_head"]`, GPTQ and
+AWQ leave them).
+
+Formats (--format):
+  ct-fp8-tensor   compressed-tensors `float-quantized`, FP8 E4M3 weight, one
+                  F32 weight_scale [1] per tensor, dynamic per-token activations
+  ct-fp8-channel  same, weight_scale [out, 1] per output channel (in the
+                  checkpoint's dtype, BF16 here, as llm-compressor writes it)
+  ct-fp8-block    same, strategy block (block_structure [128, 128]): weight_scale
+                  [ceil(out/128)][ceil(in/128)] F32, per-token-group activations
+  fp8-block       transformers FineGrainedFP8 (`quant_method: fp8`): E4M3
+                  weight, F32 weight_scale_inv [ceil(out/128)][ceil(in/128)]
+  ct-w4a16        compressed-tensors `pack-quantized` (llm-compressor W4A16): symmetric
+                  INT4, weight_packed I32 [out][in/8] (8 inputs per word, value + 8),
+                  weight_scale F16 [out][groups], weight_shape I64 [2]; --group G or -1
+                  (strategy channel); --desc-act writes actorder "group" + weight_g_idx
+  gptq            AutoGPTQ/GPTQModel: qweight I32 [in/8][out] (8 nibbles along
+                  the input dim), qzeros I32 [groups][out/8], scales F16
+                  [groups][out], g_idx I32 [in]; --group 128/32/-1, --asym,
+                  --desc-act (random act-order permutation), --v2 for
+                  checkpoint_format gptq_v2 (v1 stores zero-1)
+  awq             AutoAWQ GEMM: qweight I32 [in][out/8] with nibbles in the
+                  order [0,2,4,6,1,3,5,7], qzeros I32 [groups][out/8], scales
+                  F16 [groups][out]; always with zero points
+
+GPTQ v1 cannot store a zero point of 0 (zero-1 wraps into the next nibble, a
+known v1 defect), so asymmetric v1 fixtures clamp zeros to >= 1.
+--ignore NAME keeps one linear module (e.g. model.layers.0.mlp.down_proj)
+dense and lists it in the config's ignore / modules_to_not_convert.
+
+Needs python3 + numpy (Debian: python3-numpy)."""
+import argparse
+import json
+import os
+import shutil
+import struct
+import sys
+
+import numpy as np
+
+LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+           "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
+ST_TO_NP = {"F32": np.float32, "F16": np.float16, "I32": np.int32, "I64": np.int64, "U8": np.uint8,
+            "F8_E4M3": np.uint8, "BF16": np.uint16}
+
+
+# ---- safetensors -----------------------------------------------------------
+def st_read(path):
+    """name -> (dtype string, numpy array; BF16 as uint16 bits)."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        base = 8 + n
+        out = {}
+        for name, d in header.items():
+            if name == "__metadata__":
+                continue
+            b, e = d["data_offsets"]
+            f.seek(base + b)
+            arr = np.frombuffer(f.read(e - b), dtype=ST_TO_NP[d["dtype"]]).reshape(d["shape"])
+            out[name] = (d["dtype"], arr)
+    return out
+
+
+def st_write(path, tensors):
+    """tensors: name -> (dtype string, numpy array)."""
+    header, blobs, off = {}, [], 0
+    for name in sorted(tensors):
+        dt, arr = tensors[name]
+        raw = np.ascontiguousarray(arr).tobytes()
+        header[name] = {"dtype": dt, "shape": list(arr.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    header["__metadata__"] = {"format": "pt"}
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def to_f32(dt, arr):
+    if dt == "BF16":
+        return (arr.astype(np.uint32) << 16).view(np.float32)
+    return arr.astype(np.float32)
+
+
+def bf16_bits(x):
+    """f32 -> BF16 bits, round to nearest even."""
+    u = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    return u.astype(np.uint16)
+
+
+# ---- FP8 E4M3 (fn: no infinities, 0x7f/0xff NaN, max 448) ------------------
+def e4m3_decode(codes):
+    c = codes.astype(np.int32)
+    s = np.where(c & 0x80, -1.0, 1.0)
+    e = (c >> 3) & 0xF
+    m = c & 7
+    v = np.where(e == 0, m / 8.0 * 2.0**-6, (1 + m / 8.0) * 2.0**(e - 7))
+    return (s * v).astype(np.float32)
+
+
+_POS = e4m3_decode(np.arange(0x7F, dtype=np.uint8))  # codes 0..126, ascending
+
+
+def e4m3_encode(x):
+    """Round to nearest E4M3 (ties to even code), saturating at +-448."""
+    a = np.minimum(np.abs(x.astype(np.float32)), 448.0)
+    hi = np.clip(np.searchsorted(_POS, a), 0, len(_POS) - 1)
+    lo = np.maximum(hi - 1, 0)
+    dlo, dhi = a - _POS[lo], _POS[hi] - a
+    pick = np.where(dlo < dhi, lo, np.where(dhi < dlo, hi, np.where(lo % 2 == 0, lo, hi)))
+    return (pick | np.where(x < 0, 0x80, 0)).astype(np.uint8)
+
+
+def fp8_tensor(w):
+    s = np.float32(max(np.abs(w).max(), 1e-12) / 448.0)
+    q = e4m3_encode(w / s)
+    return q, np.array([s], np.float32), e4m3_decode(q) * s
+
+
+def fp8_channel(w):
+    s = np.maximum(np.abs(w).max(axis=1, keepdims=True), 1e-12) / 448.0
+    sb = bf16_bits(s)  # stored in the checkpoint dtype (BF16)
+    s = to_f32("BF16", sb)
+    q = e4m3_encode(w / s)
+    return q, sb, e4m3_decode(q) * s
+
+
+def fp8_block(w, bs=128):
+    out, inn = w.shape
+    nb_o, nb_i = -(-out // bs), -(-inn // bs)
+    sinv = np.zeros((nb_o, nb_i), np.float32)
+    q = np.zeros(w.shape, np.uint8)
+    deq = np.zeros(w.shape, np.float32)
+    for i in range(nb_o):
+        for j in range(nb_i):
+            blk = w[i * bs:(i + 1) * bs, j * bs:(j + 1) * bs]
+            s = np.float32(max(np.abs(blk).max(), 1e-12) / 448.0)
+            sinv[i, j] = s
+            qb = e4m3_encode(blk / s)
+            q[i * bs:(i + 1) * bs, j * bs:(j + 1) * bs] = qb
+            deq[i * bs:(i + 1) * bs, j * bs:(j + 1) * bs] = e4m3_decode(qb) * s
+    return q, sinv, deq
+
+
+# ---- INT4 ------------------------------------------------------------------
+def int4_quant(w, group, sym, awq, min_zero, rng, desc_act):
+    """-> q [out][in] (0..15), zeros [G][out], scales f16 [G][out], g_idx [in], deq."""
+    out, inn = w.shape
+    gs = inn if group == -1 else group
+    ngroups = inn // gs
+    perm = rng.permutation(inn) if desc_act else np.arange(inn)
+    g_idx = np.zeros(inn, np.int32)
+    g_idx[perm] = np.arange(inn) // gs
+    q = np.zeros((out, inn), np.int32)
+    zeros = np.zeros((ngroups, out), np.int32)
+    scales = np.zeros((ngroups, out), np.float16)
+    for g in range(ngroups):
+        cols = perm[g * gs:(g + 1) * gs]
+        blk = w[:, cols]
+        if awq:
+            mx, mn = blk.max(axis=1), blk.min(axis=1)
+            s = np.maximum(mx - mn, 1e-5) / 15.0
+            s16 = s.astype(np.float16)
+            z = np.clip(-np.round(mn / s16.astype(np.float32)), 0, 15)
+        elif sym:
+            mx = np.maximum(np.abs(blk).max(axis=1), 1e-8)
+            s16 = (2 * mx / 15.0).astype(np.float16)
+            z = np.full(out, 8.0)
+        else:
+            mx, mn = np.maximum(blk.max(axis=1), 0), np.minimum(blk.min(axis=1), 0)
+            s = np.maximum(mx - mn, 1e-8) / 15.0
+            s16 = s.astype(np.float16)
+            z = np.clip(np.round(-mn / s16.astype(np.float32)), min_zero, 15)
+        sf = s16.astype(np.float32)
+        qq = np.clip(np.round(blk / sf[:, None]) + z[:, None], 0, 15).astype(np.int32)
+        q[:, cols] = qq
+        zeros[g] = z.astype(np.int32)
+        scales[g] = s16
+    deq = (q - zeros[g_idx].T) * scales[g_idx].T.astype(np.float32)
+    return q, zeros, scales, g_idx, deq.astype(np.float32)
+
+
+def pack_rows8(v):
+    """[n][m] nibbles -> I32 [n/8][m]: element 8r+j at bits 4j (GPTQ qweight)."""
+    n, m = v.shape
+    v = v.astype(np.uint32).reshape(n // 8, 8, m)
+    p = np.zeros((n // 8, m), np.uint32)
+    for j in range(8):
+        p |= (v[:, j, :] & 0xF) << (4 * j)
+    return p.view(np.int32)
+
+
+def pack_cols8(v, order=tuple(range(8))):
+    """[n][m] nibbles -> I32 [n][m/8]: column 8c+order[j] at bits 4j."""
+    n, m = v.shape
+    v = v.astype(np.uint32).reshape(n, m // 8, 8)
+    p = np.zeros((n, m // 8), np.uint32)
+    for j in range(8):
+        p |= (v[:, :, order[j]] & 0xF) << (4 * j)
+    return p.view(np.int32)
+
+
+# ---- driver ----------------------------------------------------------------
+def qconfig(a, ignore):
+    if a.format.startswith("ct-fp8"):
+        strategy = a.format[len("ct-fp8-"):]
+        block = [128, 128] if strategy == "block" else None
+        weights = {"actorder": None, "block_structure": block, "dynamic": False, "group_size": None,
+                   "num_bits": 8, "observer": "minmax", "observer_kwargs": {},
+                   "strategy": strategy, "symmetric": True, "type": "float"}
+        acts = {"actorder": None, "block_structure": None, "dynamic": True,
+                "group_size": 128 if block else None, "num_bits": 8, "observer": None,
+                "observer_kwargs": {}, "strategy": "group" if block else "token",
+                "symmetric": True, "type": "float"}
+        return {"config_groups": {"group_0": {"input_activations": acts,
+                                              "output_activations": None,
+                                              "targets": ["Linear"], "weights": weights}},
+                "format": "float-quantized", "ignore": ["lm_head"] + ignore,
+                "kv_cache_scheme": None, "quant_method": "compressed-tensors",
+                "quantization_status": "compressed"}
+    if a.format == "fp8-block":
+        return {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
+                "weight_block_size": [128, 128], "modules_to_not_convert": ignore or None}
+    if a.format == "ct-w4a16":
+        weights = {"actorder": "group" if a.desc_act else None, "block_structure": None,
+                   "dynamic": False, "group_size": None if a.group == -1 else a.group,
+                   "num_bits": 4, "observer": "minmax", "observer_kwargs": {},
+                   "strategy": "channel" if a.group == -1 else "group", "symmetric": True,
+                   "type": "int"}
+        return {"config_groups": {"group_0": {"input_activations": None,
+                                              "output_activations": None,
+                                              "targets": ["Linear"], "weights": weights}},
+                "format": "pack-quantized", "ignore": ["lm_head"] + ignore,
+                "kv_cache_scheme": None, "quant_method": "compressed-tensors",
+                "quantization_status": "compressed"}
+    if a.format == "gptq":
+        c = {"bits": 4, "group_size": a.group, "damp_percent": 0.01, "desc_act": a.desc_act,
+             "static_groups": False, "sym": not a.asym, "true_sequential": True,
+             "model_name_or_path": None, "model_file_base_name": "model", "quant_method": "gptq",
+             "checkpoint_format": "gptq_v2" if a.v2 else "gptq"}
+        if ignore:
+            c["modules_to_not_convert"] = ignore
+        return c
+    return {"bits": 4, "group_size": a.group, "modules_to_not_convert": ignore or None,
+            "quant_method": "awq", "version": "gemm", "zero_point": True}
+
+
+def quantize_linear(a, prefix, w, rng, qt):
+    """Writes prefix.* quantized tensors into qt; returns the dequantized f32 weight."""
+    f = a.format
+    if f == "ct-fp8-tensor":
+        q, s, deq = fp8_tensor(w)
+        qt[prefix + ".weight"] = ("F8_E4M3", q)
+        qt[prefix + ".weight_scale"] = ("F32", s)
+    elif f == "ct-fp8-channel":
+        q, s, deq = fp8_channel(w)
+        qt[prefix + ".weight"] = ("F8_E4M3", q)
+        qt[prefix + ".weight_scale"] = ("BF16", s)
+    elif f in ("fp8-block", "ct-fp8-block"):
+        q, s, deq = fp8_block(w)
+        qt[prefix + ".weight"] = ("F8_E4M3", q)
+        qt[prefix + (".weight_scale_inv" if f == "fp8-block" else ".weight_scale")] = ("F32", s)
+    elif f == "ct-w4a16":
+        q, z, s, g_idx, deq = int4_quant(w, a.group, True, False, 0, rng, a.desc_act)
+        qt[prefix + ".weight_packed"] = ("I32", pack_cols8(q))
+        qt[prefix + ".weight_scale"] = ("F16", np.ascontiguousarray(s.T))
+        qt[prefix + ".weight_shape"] = ("I64", np.array(w.shape, np.int64))
+        if a.desc_act:
+            qt[prefix + ".weight_g_idx"] = ("I32", g_idx)
+    elif f == "gptq":
+        q, z, s, g_idx, deq = int4_quant(w, a.group, not a.asym, False, 0 if a.v2 else 1, rng,
+                                         a.desc_act)
+        qt[prefix + ".qweight"] = ("I32", pack_rows8(q.T))
+        qt[prefix + ".qzeros"] = ("I32", pack_cols8(z if a.v2 else z - 1))
+        qt[prefix + ".scales"] = ("F16", s)
+        qt[prefix + ".g_idx"] = ("I32", g_idx)
+    else:
+        q, z, s, _, deq = int4_quant(w, a.group, False, True, 0, rng, False)
+        qt[prefix + ".qweight"] = ("I32", pack_cols8(q.T, AWQ_ORDER))
+        qt[prefix + ".qzeros"] = ("I32", pack_cols8(z, AWQ_ORDER))
+        qt[prefix + ".scales"] = ("F16", s)
+    return deq
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--format", required=True,
+                   choices=["ct-fp8-tensor", "ct-fp8-channel", "ct-fp8-block", "fp8-block",
+                            "ct-w4a16", "gptq", "awq"])
+    p.add_argument("--group", type=int, default=128)
+    p.add_argument("--asym", action="store_true")
+    p.add_argument("--desc-act", action="store_true")
+    p.add_argument("--v2", action="store_true")
+    p.add_argument("--ignore", action="append", default=[])
+    p.add_argument("--dequant-out")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    rng = np.random.default_rng(a.seed)
+    files = sorted(f for f in os.listdir(a.src) if f.endswith(".safetensors"))
+    src = {}
+    for f in files:
+        src.update(st_read(os.path.join(a.src, f)))
+    qt, dq = {}, {}
+    for name, (dt, arr) in src.items():
+        prefix = name[:-len(".weight")] if name.endswith(".weight") else None
+        is_lin = prefix and prefix.startswith("model.layers.") and \
+            prefix.split(".", 3)[3] in LINEARS and prefix not in a.ignore
+        if not is_lin:
+            qt[name] = (dt, arr)
+            dq[name] = ("F32", to_f32(dt, arr))
+            continue
+        w = to_f32(dt, arr)
+        if a.format in ("gptq", "awq", "ct-w4a16"):
+            gs = w.shape[1] if a.group == -1 else a.group
+            if w.shape[1] % gs or w.shape[1] % 8 or w.shape[0] % 8:
+                sys.exit(f"{name}: shape {w.shape} does not fit group size {a.group} / packing")
+        dq[name] = ("F32", quantize_linear(a, prefix, w, rng, qt))
+    os.makedirs(a.dst, exist_ok=True)
+    st_write(os.path.join(a.dst, "model.safetensors"), qt)
+    with open(os.path.join(a.src, "config.json")) as f:
+        cfg = json.load(f)
+    qcfg = dict(cfg)
+    qcfg["quantization_config"] = qconfig(a, a.ignore)
+    extras = [f for f in os.listdir(a.src) if f.startswith("tokenizer") or
+              f == "generation_config.json"]
+    outs = [(a.dst, qcfg)]
+    if a.dequant_out:
+        os.makedirs(a.dequant_out, exist_ok=True)
+        st_write(os.path.join(a.dequant_out, "model.safetensors"), dq)
+        dcfg = dict(cfg)
+        dcfg["torch_dtype"] = dcfg["dtype"] = "float32"
+        outs.append((a.dequant_out, dcfg))
+    for d, c in outs:
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(c, f, indent=2)
+        for e in extras:
+            shutil.copy(os.path.join(a.src, e), os.path.join(d, e))
+
+
+if __name__ == "__main__":
+    main()
