@@ -267,7 +267,7 @@ ci_status ci_runner_execute(ci_runner *r, const ci_runner_step *st, ci_sample_re
     if (st->num_rows > 0) {
         if (r->fault) CI_TRY(r->fault(r->fault_user, CI_FAULT_SAMPLE, r->step, -1, -1));
         CI_TRY(be->ops->sample(be, ci_model_logits(r->model), st->rows, st->num_rows, st->adj,
-                               st->num_adj, results));
+                               st->num_adj, st->masks, st->num_masks, results));
     }
     r->st.time_sample_s += ci_now() - t1;
     return ci_ok();

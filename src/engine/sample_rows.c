@@ -129,6 +129,7 @@ ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_
             int idx = en->samples > 1 && !spec ? j : q->sample_index;
             ci_sample_row *row = &e->srows[k++];
             memset(row, 0, sizeof *row);
+            row->mask_row = -1;
             row->logits_row = spec ? logits_start[i] + j : logits_start[i + 1] - 1;
             row->top_logprobs = r->sp.logprobs >= 0 && idx < r->n ? r->sp.logprobs : -1;
             row->adj_start = a0;
