@@ -1,0 +1,33 @@
+/* vocab.h — struct ci_grammar_vocab, for the grammar files that walk it. */
+#ifndef CINFER_GRAMMAR_VOCAB_H
+#define CINFER_GRAMMAR_VOCAB_H
+
+#include "grammar/internal.h"
+
+/* Longer tokens are never allowed under a grammar (none exist in practice). */
+#define GR_MAX_TOKEN_BYTES 1024
+
+typedef struct gr_trie_node {
+    uint8_t byte;
+    uint32_t depth;      /* bytes from the root, >= 1 */
+    uint32_t end;        /* index just past this node's subtree */
+    uint32_t tok0, ntok; /* tokens ending here: sorted[tok0 .. tok0+ntok) */
+} gr_trie_node;
+
+struct ci_grammar_vocab {
+    int n_vocab;
+    uint64_t serial; /* mask cache key part: masks depend on the vocabulary */
+    size_t *tok_off;
+    uint32_t *tok_len; /* 0: never allowed */
+    uint8_t *bytes;
+    uint8_t *is_eos;
+    int32_t *eos;
+    int n_eos;
+    int32_t *sorted; /* allowed-able ids by their bytes */
+    int n_sorted;
+    gr_trie_node *nodes;
+    size_t n_nodes;
+    uint32_t max_len;
+};
+
+#endif
