@@ -149,4 +149,31 @@ static inline bool gt_accepts(ci_grammar *g, const gt_vocab *gv, const char *tex
     return ok;
 }
 
+/* A compile that must fail: no grammar, and err names what is wrong. */
+static inline void gt_check_error(ci_status s, ci_grammar *g, const char *err, const char *input,
+                                  const char *want) {
+    CHECKF(s.code != CI_OK && !g, "%s compiled", input);
+    CHECKF(strstr(err, want) != NULL, "%s: got [%s] want [%s]", input, err, want);
+    CHECK(!strcmp(err, s.msg));
+    ci_grammar_free(g);
+}
+
+/* fn over the demo tokenizer (the test skips without it) and over the
+ * Llama-3 128k tokenizer in the shared dir when present. */
+static inline void gt_each_vocab(void (*fn)(const gt_vocab *gv, const char *label)) {
+    gt_vocab gv;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/models/tinyqwen2-code", test_source_dir());
+    if (!gt_vocab_load(dir, &gv)) test_skip("no demo tokenizer");
+    fn(&gv, "tinyqwen2");
+    gt_vocab_free(&gv);
+    snprintf(dir, sizeof dir, "%s/tokenizers/llama3", test_shared_dir());
+    if (gt_vocab_load(dir, &gv)) {
+        fn(&gv, "llama3");
+        gt_vocab_free(&gv);
+    } else {
+        printf("llama3 tokenizer absent: that part skipped\n");
+    }
+}
+
 #endif

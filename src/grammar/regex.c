@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "grammar/internal.h"
+#include "grammar/json_schema.h"
 
 #define RX_MAX_RANGES 256
 #define RX_MAX_DEPTH 128
@@ -22,6 +22,7 @@ typedef struct rx {
     gr_str *out;
     ci_status err;
     int depth;
+    bool json; /* inside a JSON string: '"', '\\' and controls escaped */
 } rx;
 
 typedef struct rx_set {
@@ -172,8 +173,60 @@ static bool literal_char(rx *p, uint32_t *cp) {
     return true;
 }
 
+static bool set_has(const rx_set *s, uint32_t c) {
+    for (uint32_t i = 0; i < s->n; i++)
+        if (c >= s->r[i].lo && c <= s->r[i].hi) return true;
+    return false;
+}
+
+/* In JSON mode: the set's characters as they appear inside a JSON string:
+ * raw where JSON allows it, else as their escape. */
+static bool emit_json_set(rx *p, const rx_set *s) {
+    rx_set raw;
+    raw.n = 0;
+    for (uint32_t i = 0; i < s->n; i++) {
+        uint32_t lo = s->r[i].lo < 0x20 ? 0x20 : s->r[i].lo, hi = s->r[i].hi;
+        for (uint32_t c = lo; c <= hi && c <= 0x5C; c++) /* split out '"' and '\\' */
+            if (c == '"' || c == '\\') {
+                if (c > lo) raw.r[raw.n++] = (gr_range){lo, c - 1};
+                lo = c + 1;
+            }
+        if (lo <= hi) raw.r[raw.n++] = (gr_range){lo, hi};
+        if (raw.n >= RX_MAX_RANGES - 2) return rx_fail(p, p->i, "%s", "character class too long");
+    }
+    gr_str *o = p->out;
+    bool first = true, ok = gr_str_puts(o, "(");
+    if (raw.n) {
+        ok = ok && gr_str_puts(o, "[");
+        for (uint32_t i = 0; i < raw.n; i++)
+            ok = ok && gr_str_printf(o, "\\U%08X-\\U%08X", raw.r[i].lo, raw.r[i].hi);
+        ok = ok && gr_str_puts(o, "]");
+        first = false;
+    }
+    static const struct {
+        uint32_t c;
+        const char *lit; /* the escape as a GBNF literal */
+    } esc[] = {{'"', "\"\\\\\\\"\""}, {'\\', "\"\\\\\\\\\""}, {'\n', "\"\\\\n\""},
+               {'\t', "\"\\\\t\""},   {'\r', "\"\\\\r\""},    {'\b', "\"\\\\b\""},
+               {'\f', "\"\\\\f\""}};
+    for (size_t k = 0; k < sizeof esc / sizeof esc[0]; k++) {
+        if (!set_has(s, esc[k].c)) continue;
+        ok = ok && gr_str_puts(o, first ? "" : " | ") && gr_str_puts(o, esc[k].lit);
+        first = false;
+    }
+    for (uint32_t c = 0; c < 0x20; c++) {
+        if (c == '\n' || c == '\t' || c == '\r' || c == '\b' || c == '\f' || !set_has(s, c))
+            continue;
+        ok = ok && gr_str_printf(o, "%s\"\\\\u%04X\"", first ? "" : " | ", c);
+        first = false;
+    }
+    ok = ok && gr_str_puts(o, ")");
+    return ok || rx_oom(p);
+}
+
 static bool emit_set(rx *p, const rx_set *s) {
     if (!s->n) return rx_fail(p, p->i, "%s", "empty character class");
+    if (p->json) return emit_json_set(p, s);
     if (!gr_str_puts(p->out, "[")) return rx_oom(p);
     for (uint32_t i = 0; i < s->n; i++) {
         bool ok = s->r[i].lo == s->r[i].hi
@@ -264,7 +317,9 @@ static bool parse_atom(rx *p) {
     if (c == '[') return parse_class(p);
     if (c == '.') {
         p->i++;
-        return gr_str_puts(p->out, "[^\\n]") || rx_oom(p);
+        rx_set dot = {.r = {{'\n', '\n'}}, .n = 1};
+        set_normalize(&dot, true);
+        return emit_set(p, &dot);
     }
     if (c == '^') return rx_fail(p, at, "%s", "anchor '^' is only supported at the start");
     if (c == '$') return rx_fail(p, at, "%s", "anchor '$' is only supported at the end");
@@ -282,6 +337,10 @@ static bool parse_atom(rx *p) {
     }
     uint32_t cp;
     if (!literal_char(p, &cp)) return false;
+    if (p->json) {
+        rx_set one = {.r = {{cp, cp}}, .n = 1};
+        return emit_set(p, &one);
+    }
     return gr_str_printf(p->out, "\"\\U%08X\"", cp) || rx_oom(p);
 }
 
@@ -377,9 +436,10 @@ static bool parse_alt(rx *p) {
     return gr_str_puts(p->out, ")") || rx_oom(p);
 }
 
-ci_status gr_regex_to_gbnf(const char *pat, size_t len, gr_str *out) {
+static ci_status translate(const char *pat, size_t len, gr_str *out, bool json) {
     rx p;
     memset(&p, 0, sizeof p);
+    p.json = json;
     p.s = pat;
     p.n = len;
     p.out = out;
@@ -387,6 +447,14 @@ ci_status gr_regex_to_gbnf(const char *pat, size_t len, gr_str *out) {
     if (p.n && p.s[0] == '^') p.i++;
     if (parse_alt(&p) && p.i < p.n) rx_fail(&p, p.i, "%s", "unmatched ')'");
     return p.err;
+}
+
+ci_status gr_regex_to_gbnf(const char *pat, size_t len, gr_str *out) {
+    return translate(pat, len, out, false);
+}
+
+ci_status gr_regex_to_gbnf_json(const char *pat, size_t len, gr_str *out) {
+    return translate(pat, len, out, true);
 }
 
 ci_status ci_grammar_from_regex(const char *pattern, size_t len, ci_grammar **out, char *err,
