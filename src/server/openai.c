@@ -493,6 +493,7 @@ int srv_parse_generate(json_t *body, int chat, const srv_chat *tmpl, srv_gen_req
     if (out->echo && out->logprobs >= 0) c->sp.prompt_logprobs = out->logprobs;
     c->token_strings = out->logprobs >= 0;
     TRY(parse_stop(body, c, e));
+    TRY(srv_parse_structured(body, c, e));
     return 0;
 fail:
     return -1;

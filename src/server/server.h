@@ -80,6 +80,7 @@ typedef struct srv_cmd {
     int add_special;     /* TOKENIZE */
     int max_tokens_auto; /* no max_tokens given: fill the context (max_model_len - prompt) */
     int max_model_len;   /* 0 = unknown */
+    char *structured;    /* sp.structured points here (structured_req.c) */
 } srv_cmd;
 
 void srv_cmd_free(srv_cmd *c);
@@ -191,6 +192,14 @@ typedef struct srv_gen_req {
  * or fills *err. */
 int srv_parse_generate(json_t *body, int chat, const srv_chat *tmpl, srv_gen_req *out,
                        srv_err *err);
+
+/* structured_req.c: the request's structured-output constraint, from any of
+ * response_format, structured_outputs, guided_json / guided_regex /
+ * guided_grammar / guided_choice, or llama.cpp's grammar / json_schema,
+ * into c->sp (more than one: 400). Returns 0 or fills *err. */
+int srv_parse_structured(json_t *body, srv_cmd *c, srv_err *err);
+/* Sets c's constraint (kind: cinfer_structured_kind) to a copy of text. */
+int srv_set_structured(srv_cmd *c, int kind, const char *text, srv_err *err);
 
 /* Makes a valid UTF-8 JSON string from bytes (invalid bytes -> U+FFFD). */
 json_t *srv_json_text(const char *s, size_t n);

@@ -170,8 +170,7 @@ int srv_parse_structured(json_t *body, srv_cmd *c, srv_err *e) {
     cand got[1] = {{0, NULL, NULL}};
     int n = 0, rc = 0;
     json_t *v;
-    if (present(v = json_object_get(body, "response_format")))
-        rc = response_format(v, got, &n, e);
+    if (present(v = json_object_get(body, "response_format"))) rc = response_format(v, got, &n, e);
     if (!rc && present(v = json_object_get(body, "structured_outputs"))) {
         if (!json_is_object(v))
             rc = srv_errf(e, 400, "structured_outputs", "'structured_outputs' must be an object");
