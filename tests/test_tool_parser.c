@@ -28,8 +28,8 @@ static void expect(int parser, const char *text, want w) {
     for (int i = 0; i < r.num_calls && i < w.ncalls; i++) {
         CHECKF(!strcmp(r.calls[i].name, w.name[i]), "call %d name %s", i, r.calls[i].name);
         json_t *a = json_loads(r.calls[i].arguments, 0, NULL), *b = json_loads(w.args[i], 0, NULL);
-        CHECKF(a && b && json_equal(a, b), "call %d arguments %s, want %s", i,
-               r.calls[i].arguments, w.args[i]);
+        CHECKF(a && b && json_equal(a, b), "call %d arguments %s, want %s", i, r.calls[i].arguments,
+               w.args[i]);
         json_decref(a);
         json_decref(b);
     }
@@ -79,7 +79,8 @@ static void test_llama3(void) {
            "\"parameters\": {}}",
            (want){NULL, 2, {"a", "b"}, {"{\"x\":1}", "{}"}});
     /* text first: not a call */
-    expect(L, "The answer is {\"name\": \"a\"}", (want){"The answer is {\"name\": \"a\"}", 0, {0}, {0}});
+    expect(L, "The answer is {\"name\": \"a\"}",
+           (want){"The answer is {\"name\": \"a\"}", 0, {0}, {0}});
     expect(L, "{\"name\": \"a\", \"parameters\": {\"x\": }",
            (want){"{\"name\": \"a\", \"parameters\": {\"x\": }", 0, {0}, {0}});
     expect(L, "{\"foo\": 1}", (want){"{\"foo\": 1}", 0, {0}, {0}});
