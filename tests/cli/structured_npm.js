@@ -165,6 +165,10 @@ async function toolCase(choice, i, stream, parallel) {
   s.on('content', (d) => { content += d; });
   const af = await s.finalChatCompletion();
   check('tools auto stream', callsOk(af.choices[0].message, af.choices[0].finish_reason, 'set_alarm') === true && content.trim() === 'On it.', { content, m: af.choices[0] });
+  // the call and its result go back into the history (assistant tool_calls + a tool message)
+  const hist = [...messages, a.choices[0].message, { role: 'tool', tool_call_id: (a.choices[0].message.tool_calls || [{}])[0].id, content: '{"ok": true}' }];
+  const h = await client.chat.completions.create({ model: 'tiny', messages: hist, max_tokens: 4, tools });
+  check('history with tool_calls and a tool message', h.choices.length === 1 && h.usage.prompt_tokens > a.usage.prompt_tokens, h.usage);
   const none = await client.chat.completions.create({ ...autoArgs, tool_choice: 'none' });
   check('tools none: no parsing', !none.choices[0].message.tool_calls && /<tool_call>/.test(none.choices[0].message.content), none.choices[0]);
 
