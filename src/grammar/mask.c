@@ -101,7 +101,7 @@ static bool seg_entry(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws
     walk(g, v, ws, 0, v->n_nodes, ws->ent.v, &ws->rec);
     if (!gr_buf_reserve(&ws->ent, nw + 1 + ws->rec.n)) return false;
     ws->ent.v[nw] = (uint32_t)ws->rec.n;
-    memcpy(ws->ent.v + nw + 1, ws->rec.v, ws->rec.n * sizeof(uint32_t));
+    if (ws->rec.n) memcpy(ws->ent.v + nw + 1, ws->rec.v, ws->rec.n * sizeof(uint32_t));
     ws->ent.n = nw + 1 + ws->rec.n;
     gr_cache_put(g->cache, v->serial, key, 2 + n, ws->ent.v, ws->ent.n);
     return true;
