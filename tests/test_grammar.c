@@ -297,6 +297,18 @@ static void with_vocab(const gt_vocab *gv, const char *label) {
                              "json.gbnf");
             ci_grammar_free(json);
         }
+        /* a schema: bounded strings, optional properties, integer ranges */
+        const char *schema =
+            "{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"maxLength\":6},"
+            "\"n\":{\"type\":\"integer\",\"minimum\":-20,\"maximum\":300},\"o\":{\"type\":"
+            "\"boolean\"}},"
+            "\"required\":[\"s\"],\"additionalProperties\":false}";
+        ci_grammar *sg = NULL;
+        CHECK_OK(ci_grammar_from_json_schema(schema, strlen(schema), &sg, NULL, 0));
+        if (sg) {
+            check_mask_brute(sg, gv, "{\"s\": \"ab\\\"c\", \"n\": -7}", "schema");
+            ci_grammar_free(sg);
+        }
         ci_grammar *utf = compile("root ::= [α-ω]+ \"é\" | \"ab\" [^a-z]*");
         if (utf) {
             check_mask_brute(utf, gv, "αβγé", "utf8 classes");

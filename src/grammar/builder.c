@@ -264,7 +264,7 @@ ci_status gr_build(gb *b, ci_grammar **out) {
         for (uint32_t a = 0; a < b->rules[r].n_alts; a++) {
             const gb_seq *s = &b->rules[r].alts[a];
             g->alts[pa++] = pe;
-            memcpy(g->elems + pe, s->v, s->n * sizeof *s->v);
+            if (s->n) memcpy(g->elems + pe, s->v, s->n * sizeof *s->v);
             pe += s->n;
             g->elems[pe++] = (gr_elem){GR_END, 0};
         }

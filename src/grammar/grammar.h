@@ -41,6 +41,9 @@ ci_status ci_grammar_from_json_schema(const char *schema_json, size_t len, ci_gr
 /* response_format {"type": "json_object"}: any JSON object. */
 ci_status ci_grammar_json_object(ci_grammar **out, char *err, size_t errlen);
 void ci_grammar_free(ci_grammar *g);
+/* fill_mask calls on g so far, answered from the mask cache (hits) or
+ * computed (misses): for benchmarks and metrics. */
+void ci_grammar_mask_stats(ci_grammar *g, uint64_t *hits, uint64_t *misses);
 
 /* token_bytes[i]/token_len[i]: the exact bytes token i decodes to (NULL/0 for ids that are
  * never allowed under a grammar, e.g. special/control tokens); eos_ids: ids allowed when the

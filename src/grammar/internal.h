@@ -12,6 +12,7 @@
 #define CINFER_GRAMMAR_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -49,7 +50,8 @@ struct ci_grammar {
     /* The start state, serialized (see matcher.c). */
     uint32_t *init;
     uint32_t init_len;
-    gr_cache *cache; /* mask cache, guarded by its own mutex */
+    gr_cache *cache;                         /* mask cache, guarded by its own mutex */
+    _Atomic uint64_t mask_hits, mask_misses; /* fill_mask calls by cache outcome */
 };
 
 /* Code point c matches class k. */
@@ -150,14 +152,20 @@ bool gr_step_byte(const ci_grammar *g, gr_work *w, const uint32_t *in, uint8_t b
 bool gr_state_can_end(const uint32_t *st);
 bool gr_state_done(const uint32_t *st);
 bool gr_state_copy(gr_buf *dst, const uint32_t *st);
+/* out = the state of one stack (positions bottom..top), expanded: what the
+ * matcher continues with after the rule above it ends. false: OOM. */
+bool gr_state_from_stack(const ci_grammar *g, gr_work *w, const uint32_t *stk, uint32_t len,
+                         gr_buf *out);
 
-/* Mask cache (mask_cache.c). */
+/* Cache (mask_cache.c): word-array keys and values per vocabulary. */
 gr_cache *gr_cache_new(size_t max_bytes);
 void gr_cache_free(gr_cache *c);
-/* Copies the cached mask for (vocab serial, state) into mask; false = miss. */
-bool gr_cache_get(gr_cache *c, uint64_t vocab_id, const uint32_t *state, uint32_t len,
-                  uint32_t *mask, uint32_t n_words);
-void gr_cache_put(gr_cache *c, uint64_t vocab_id, const uint32_t *state, uint32_t len,
-                  const uint32_t *mask, uint32_t n_words);
+/* The value's length in words, 0 on a miss; copied into val only when it
+ * fits in cap words. */
+size_t gr_cache_get(gr_cache *c, uint64_t vocab_id, const uint32_t *key, uint32_t klen,
+                    uint32_t *val, size_t cap);
+void gr_cache_put(gr_cache *c, uint64_t vocab_id, const uint32_t *key, uint32_t klen,
+                  const uint32_t *val, size_t n);
+void gr_cache_stats(gr_cache *c, uint64_t *hits, uint64_t *misses, size_t *bytes);
 
 #endif

@@ -152,6 +152,37 @@ bool gr_int_range(gr_str *o, bool has_lo, long long lo, bool has_hi, long long h
     return gr_str_puts(o, ")");
 }
 
+/* Magnitudes in [a, b] (b < 0: unbounded) with an optional fraction:
+ * integer part in [a, b-1] and any fraction, or exactly b with a zero one. */
+static bool magnitude(gr_str *o, long long a, long long b) {
+    static const char frac[] = " (\".\" [0-9]{1,16})?";
+    if (b < 0)
+        return gr_str_puts(o, "(") && nat_range(o, a, -1) && gr_str_puts(o, frac) &&
+               gr_str_puts(o, ")");
+    bool ok = gr_str_puts(o, "(");
+    if (a < b) ok = ok && nat_range(o, a, b - 1) && gr_str_puts(o, frac) && gr_str_puts(o, " | ");
+    ok = ok && gr_str_printf(o, "\"%lld\" (\".\" \"0\"{1,16})?", b);
+    return ok && gr_str_puts(o, ")");
+}
+
+bool gr_num_range(gr_str *o, bool has_lo, long long lo, bool has_hi, long long hi) {
+    const long long cap = 999999999999999999LL;
+    if (has_lo && lo < -cap) lo = -cap;
+    if (has_hi && hi > cap) hi = cap;
+    if (!gr_str_puts(o, "(")) return false;
+    bool first = true;
+    if (!has_lo || lo < 0) { /* x = -m, m in [max(0, -hi), -lo] */
+        long long ma = has_hi && hi < 0 ? -hi : 0, mb = has_lo ? -lo : -1;
+        if (!gr_str_puts(o, "\"-\" ") || !magnitude(o, ma, mb)) return false;
+        first = false;
+    }
+    if (!has_hi || hi >= 0) {
+        if (!first && !gr_str_puts(o, " | ")) return false;
+        if (!magnitude(o, has_lo && lo > 0 ? lo : 0, has_hi ? hi : -1)) return false;
+    }
+    return gr_str_puts(o, ")");
+}
+
 const char *gr_json_format(const char *name) {
     static const struct {
         const char *name, *gbnf;

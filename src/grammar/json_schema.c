@@ -374,44 +374,50 @@ static bool gen_integer(js *c, json_t *s, gr_str *o) {
     return gr_int_range(o, hl, lo, hh, hi) || js_oom(c);
 }
 
-/* Numbers: bounds constrain only the sign (minimum 0 or more: no '-');
- * any other bound is refused rather than silently ignored. */
+/* Numbers: integer-valued minimum / maximum give an exact range (without
+ * exponent: 3 and 3.0 are in [0, 3], 3.01 is not); exclusiveMinimum 0
+ * gives the positive numbers. Other bounds (fractional, exclusive) are
+ * refused rather than approximated. */
 static bool gen_number(js *c, json_t *s, gr_str *o) {
-    static const char *const keys[] = {"minimum", "exclusiveMinimum", "maximum",
-                                       "exclusiveMaximum"};
-    bool nonneg = false;
-    for (int k = 0; k < 4; k++) {
+    json_t *emin = json_object_get(s, "exclusiveMinimum"),
+           *emax = json_object_get(s, "exclusiveMaximum");
+    if (emax && !json_is_boolean(emax))
+        return js_fail(c, CI_ERR_UNSUPPORTED, "%s",
+                       "JSON Schema: 'exclusiveMaximum' on a number is not supported");
+    if (json_is_true(emin) || json_is_true(emax))
+        return js_fail(c, CI_ERR_UNSUPPORTED, "%s",
+                       "JSON Schema: exclusive bounds on a number are not supported");
+    bool hl = false, hh = false;
+    long long lo = 0, hi = 0;
+    static const char *const keys[] = {"minimum", "maximum"};
+    for (int k = 0; k < 2; k++) {
         json_t *b = json_object_get(s, keys[k]);
-        if (!b || json_is_boolean(b)) continue;
+        if (!b) continue;
         if (!json_is_number(b))
             return js_fail(c, CI_ERR_INVALID, "JSON Schema: '%s' must be a number", keys[k]);
-        if (k < 2 && json_number_value(b) >= 0) {
-            nonneg = true;
-            continue;
-        }
-        return js_fail(c, CI_ERR_UNSUPPORTED,
-                       "JSON Schema: '%s' on a number is not supported (only minimum >= 0; use "
-                       "type integer for ranges)",
-                       keys[k]);
+        double d = json_number_value(b);
+        if (d != floor(d) || fabs(d) > 9e17)
+            return js_fail(
+                c, CI_ERR_UNSUPPORTED,
+                "JSON Schema: '%s' on a number must be an integer value (up to 18 digits)",
+                keys[k]);
+        *(k ? &hh : &hl) = true;
+        *(k ? &hi : &lo) = (long long)d;
     }
-    if (nonneg) {
-        json_t *m = json_object_get(s, "minimum");
-        if (!m) m = json_object_get(s, "exclusiveMinimum");
-        if (m && json_number_value(m) > 0)
+    if (emin && !json_is_boolean(emin)) {
+        if (!json_is_number(emin) || json_number_value(emin) != 0 || hl || hh)
             return js_fail(
                 c, CI_ERR_UNSUPPORTED, "%s",
-                "JSON Schema: a positive minimum on a number is not supported (only minimum 0)");
-        bool excl = json_object_get(s, "exclusiveMinimum") != NULL;
-        if (excl) /* > 0: a non-zero digit somewhere */
-            return gr_str_puts(o, "([1-9] [0-9]{0,17} (\".\" [0-9]{1,16})? | \"0.\" [0-9]{0,15} "
-                                  "[1-9]) ([eE] \"+\"? [0-9]{1,2})?") ||
-                   js_oom(c);
-        return gr_str_puts(
-                   o,
-                   "(\"0\" | [1-9] [0-9]{0,17}) (\".\" [0-9]{1,16})? ([eE] [-+]? [0-9]{1,2})?") ||
+                "JSON Schema: 'exclusiveMinimum' on a number is supported only as 0, alone");
+        /* > 0: a non-zero digit somewhere */
+        return gr_str_puts(o, "([1-9] [0-9]{0,17} (\".\" [0-9]{1,16})? | \"0.\" [0-9]{0,15} [1-9]) "
+                              "([eE] \"+\"? [0-9]{1,2})?") ||
                js_oom(c);
     }
-    return gr_str_puts(o, "json-number") || js_oom(c);
+    if (hl && hh && lo > hi)
+        return js_fail(c, CI_ERR_INVALID, "%s", "JSON Schema: minimum > maximum");
+    if (!hl && !hh) return gr_str_puts(o, "json-number") || js_oom(c);
+    return gr_num_range(o, hl, lo, hh, hi) || js_oom(c);
 }
 
 static bool gen_type(js *c, json_t *s, const char *t, gr_str *o) {

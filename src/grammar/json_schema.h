@@ -15,6 +15,8 @@ bool gr_gbnf_literal(gr_str *o, const char *s, size_t n);
 bool gr_json_literal(gr_str *o, const json_t *v);
 /* A GBNF expression for the integers in [lo, hi] (each bound optional). */
 bool gr_int_range(gr_str *o, bool has_lo, long long lo, bool has_hi, long long hi);
+/* Numbers in [lo, hi] (integer bounds, each optional), without exponent. */
+bool gr_num_range(gr_str *o, bool has_lo, long long lo, bool has_hi, long long hi);
 /* The GBNF expression for a string format's content, or NULL if unknown. */
 const char *gr_json_format(const char *name);
 /* regex -> GBNF for the inside of a JSON string: '"', '\' and control

@@ -1,8 +1,10 @@
-/* mask_cache.c — per-grammar cache of token masks keyed by the exact
- * matcher state (and the vocabulary), bounded in bytes and entries, least
- * recently used out first. Recurring states (inside a string, between the
- * digits of a number) then cost a hash and a copy instead of a trie walk.
- * A mutex guards it, so matchers on several threads may share a grammar. */
+/* mask_cache.c — per-grammar cache keyed by word arrays (a matcher state,
+ * or a grammar position's marker) and the vocabulary, holding word arrays
+ * (a token mask, or a position's context-independent tokens), bounded in
+ * bytes and entries, least recently used out first. Recurring states
+ * (inside a string, between the digits of a number) then cost a hash and a
+ * copy instead of a trie walk. A mutex guards it, so matchers on several
+ * threads may share a grammar. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +19,9 @@ typedef struct gr_centry {
     struct gr_centry *next_b;      /* bucket chain */
     struct gr_centry *prev, *next; /* LRU list, most recent first */
     uint64_t hash, vocab;
-    uint32_t klen, nw;
-    uint32_t *key, *mask; /* one allocation: key then mask */
+    uint32_t klen;
+    size_t nw;
+    uint32_t *key, *mask; /* one allocation: key then value */
 } gr_centry;
 
 struct gr_cache {
@@ -26,6 +29,7 @@ struct gr_cache {
     gr_centry *buckets[GR_CACHE_BUCKETS];
     gr_centry *head, *tail;
     size_t bytes, max_bytes, n;
+    uint64_t hits, misses;
 };
 
 gr_cache *gr_cache_new(size_t max_bytes) {
@@ -79,18 +83,31 @@ static gr_centry *find(gr_cache *c, uint64_t h, uint64_t vocab, const uint32_t *
     return NULL;
 }
 
-bool gr_cache_get(gr_cache *c, uint64_t vocab, const uint32_t *st, uint32_t len, uint32_t *mask,
-                  uint32_t nw) {
+size_t gr_cache_get(gr_cache *c, uint64_t vocab, const uint32_t *st, uint32_t len, uint32_t *val,
+                    size_t cap) {
     uint64_t h = key_hash(vocab, st, len);
     pthread_mutex_lock(&c->mu);
     gr_centry *e = find(c, h, vocab, st, len);
-    if (e && e->nw == nw) {
-        memcpy(mask, e->mask, nw * sizeof *mask);
+    size_t n = e ? e->nw : 0;
+    if (e && n <= cap) {
+        memcpy(val, e->mask, n * sizeof *val);
         lru_unlink(c, e);
         lru_front(c, e);
     }
+    if (e)
+        c->hits++;
+    else
+        c->misses++;
     pthread_mutex_unlock(&c->mu);
-    return e && e->nw == nw;
+    return n;
+}
+
+void gr_cache_stats(gr_cache *c, uint64_t *hits, uint64_t *misses, size_t *bytes) {
+    pthread_mutex_lock(&c->mu);
+    if (hits) *hits = c->hits;
+    if (misses) *misses = c->misses;
+    if (bytes) *bytes = c->bytes;
+    pthread_mutex_unlock(&c->mu);
 }
 
 static void evict_one(gr_cache *c) {
@@ -107,7 +124,7 @@ static void evict_one(gr_cache *c) {
 }
 
 void gr_cache_put(gr_cache *c, uint64_t vocab, const uint32_t *st, uint32_t len,
-                  const uint32_t *mask, uint32_t nw) {
+                  const uint32_t *mask, size_t nw) {
     size_t sz = ((size_t)len + nw) * sizeof(uint32_t);
     if (sz > c->max_bytes) return;
     uint64_t h = key_hash(vocab, st, len);

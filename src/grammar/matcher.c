@@ -1,8 +1,9 @@
 /* matcher.c — one sequence's grammar match: the current state, a ring of
  * earlier states for rollback, and the token mask (a walk over the
- * vocabulary trie, or a copy from the grammar's mask cache when this state
- * was seen before). Per-token work allocates nothing once the buffers have
+ * vocabulary trie (mask.c), or a copy from the grammar's mask cache when
+ * this state was seen before). Per-token work allocates nothing once the buffers have
  * grown to the grammar's needs; a cache miss stores one new mask. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,11 +17,10 @@ struct ci_grammar_matcher {
     gr_buf cur, tmp, tmp2;
     bool ended; /* EOS accepted */
     gr_work w;
+    gr_mask_ws mw;
     gr_buf hist[GR_HISTORY];
     bool hist_ended[GR_HISTORY];
     int hist_head, hist_n;
-    gr_buf *depth; /* mask walk: the state after each prefix length */
-    uint32_t n_depth;
 };
 
 ci_status ci_grammar_matcher_create(ci_grammar *g, const ci_grammar_vocab *v,
@@ -30,9 +30,7 @@ ci_status ci_grammar_matcher_create(ci_grammar *g, const ci_grammar_vocab *v,
     if (!m) return ci_errorf(CI_ERR_NOMEM, "out of memory");
     m->g = g;
     m->v = v;
-    m->n_depth = v->max_len + 1;
-    m->depth = calloc(m->n_depth, sizeof *m->depth);
-    if (!m->depth || !gr_state_copy(&m->cur, g->init)) {
+    if (!gr_mask_ws_init(&m->mw, v) || !gr_state_copy(&m->cur, g->init)) {
         ci_grammar_matcher_free(m);
         return ci_errorf(CI_ERR_NOMEM, "out of memory");
     }
@@ -48,31 +46,8 @@ void ci_grammar_matcher_free(ci_grammar_matcher *m) {
     gr_work_free(&m->w);
     for (int i = 0; i < GR_HISTORY; i++)
         gr_buf_free(&m->hist[i]);
-    if (m->depth)
-        for (uint32_t i = 0; i < m->n_depth; i++)
-            gr_buf_free(&m->depth[i]);
-    free(m->depth);
+    gr_mask_ws_free(&m->mw);
     free(m);
-}
-
-static void walk(ci_grammar_matcher *m, uint32_t *mask) {
-    const ci_grammar_vocab *v = m->v;
-    const gr_trie_node *nodes = v->nodes;
-    m->depth[0].n = 0;
-    if (!gr_state_copy(&m->depth[0], m->cur.v)) return;
-    size_t i = 0;
-    while (i < v->n_nodes) {
-        const gr_trie_node *nd = &nodes[i];
-        if (!gr_step_byte(m->g, &m->w, m->depth[nd->depth - 1].v, nd->byte, &m->depth[nd->depth])) {
-            i = nd->end;
-            continue;
-        }
-        for (uint32_t t = 0; t < nd->ntok; t++) {
-            int32_t id = v->sorted[nd->tok0 + t];
-            mask[id >> 5] |= 1u << (id & 31);
-        }
-        i++;
-    }
 }
 
 void ci_grammar_matcher_fill_mask(ci_grammar_matcher *m, uint32_t *mask) {
@@ -80,8 +55,12 @@ void ci_grammar_matcher_fill_mask(ci_grammar_matcher *m, uint32_t *mask) {
     memset(mask, 0, nw * sizeof *mask);
     if (m->ended) return;
     const uint32_t *st = m->cur.v;
-    if (gr_cache_get(m->g->cache, m->v->serial, st, st[GS_WORDS], mask, nw)) return;
-    walk(m, mask);
+    if (gr_cache_get(m->g->cache, m->v->serial, st, st[GS_WORDS], mask, nw) == nw) {
+        atomic_fetch_add_explicit(&m->g->mask_hits, 1, memory_order_relaxed);
+        return;
+    }
+    atomic_fetch_add_explicit(&m->g->mask_misses, 1, memory_order_relaxed);
+    gr_mask_compute(m->g, m->v, &m->mw, st, mask);
     if (gr_state_can_end(st))
         for (int i = 0; i < m->v->n_eos; i++)
             mask[m->v->eos[i] >> 5] |= 1u << (m->v->eos[i] & 31);
@@ -158,4 +137,9 @@ void ci_grammar_matcher_rollback(ci_grammar_matcher *m, int n_tokens) {
     m->ended = m->hist_ended[slot];
     m->hist_head = slot;
     m->hist_n -= n_tokens;
+}
+
+void ci_grammar_mask_stats(ci_grammar *g, uint64_t *hits, uint64_t *misses) {
+    if (hits) *hits = atomic_load(&g->mask_hits);
+    if (misses) *misses = atomic_load(&g->mask_misses);
 }

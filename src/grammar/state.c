@@ -209,6 +209,16 @@ bool gr_step_byte(const ci_grammar *g, gr_work *w, const uint32_t *in, uint8_t b
     return true;
 }
 
+bool gr_state_from_stack(const ci_grammar *g, gr_work *w, const uint32_t *stk, uint32_t len,
+                         gr_buf *out) {
+    w->emit.n = 0;
+    w->scratch.n = 0;
+    if (!gr_buf_reserve(&w->scratch, len + 1)) return false;
+    memcpy(w->scratch.v, stk, len * sizeof *stk);
+    w->scratch.n = len;
+    return expand(g, w, 0, len) && finish(w, 0, 0, 0, out);
+}
+
 ci_status gr_make_init(ci_grammar *g) {
     gr_work w;
     memset(&w, 0, sizeof w);

@@ -30,4 +30,20 @@ struct ci_grammar_vocab {
     uint32_t max_len;
 };
 
+/* Buffers of one matcher's mask computation (mask.c): no allocation per
+ * token once grown. */
+typedef struct gr_mask_ws {
+    gr_work w;
+    gr_buf *depth; /* the state after each prefix length of the trie walk */
+    uint32_t n_depth;
+    gr_buf base, ent, rec;
+} gr_mask_ws;
+
+bool gr_mask_ws_init(gr_mask_ws *ws, const ci_grammar_vocab *v);
+void gr_mask_ws_free(gr_mask_ws *ws);
+/* mask (zeroed, (n_vocab + 31) / 32 words) |= the tokens allowed after st,
+ * EOS not included. */
+void gr_mask_compute(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
+                     const uint32_t *st, uint32_t *mask);
+
 #endif
