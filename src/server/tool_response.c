@@ -3,8 +3,9 @@
  * constraint produced for required / named), as message.tool_calls with
  * finish_reason "tool_calls", or streamed: content that cannot be a call
  * goes out as it comes, each call as two tool_calls deltas (index, id,
- * type and function.name with empty arguments, then the arguments). Output
- * that holds no well-formed call is plain content. */
+ * type and function.name with empty arguments, then the arguments; with a
+ * named function the arguments stream as they are generated). Output that
+ * holds no well-formed call is plain content. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,8 +95,34 @@ static void send_content(job *j, int idx, const char *t, size_t n) {
     if (n) srv_sse_chat_chunk(j, idx, json_pack("{s:o}", "content", srv_json_text(t, n)), NULL);
 }
 
+/* tool_choice named: the output is the call's arguments, so they stream as
+ * they come: the header delta first, then each piece of text. */
+static void stream_named(job *j, int idx) {
+    choice *c = &j->ch[idx];
+    if (!c->tool_calls) {
+        srv_tool_call tc = {j->tool_name, ""};
+        json_t *first = call_json(j, idx, 0, &tc, 1);
+        srv_sse_chat_chunk(j, idx, json_pack("{s:[o]}", "tool_calls", first), NULL);
+        c->tool_calls = 1;
+    }
+    if (c->len > c->stream_off) {
+        json_t *args = json_pack("{s:i, s:{s:o}}", "index", 0, "function", "arguments",
+                                 srv_json_text(c->text + c->stream_off, c->len - c->stream_off));
+        srv_sse_chat_chunk(j, idx, json_pack("{s:[o]}", "tool_calls", args), NULL);
+        c->stream_off = c->len;
+    }
+    if (c->done)
+        srv_sse_chat_chunk(j, idx, json_object(),
+                           c->finish == CINFER_FINISH_STOP ? "tool_calls"
+                                                           : srv_finish_str(c->finish));
+}
+
 void srv_tool_stream(job *j, int idx) {
     choice *c = &j->ch[idx];
+    if (j->tool_mode == SRV_TOOLS_NAMED) {
+        stream_named(j, idx);
+        return;
+    }
     const char *t = c->text ? c->text : "";
     if (j->tool_mode == SRV_TOOLS_AUTO) { /* what precedes a (possible) call streams now */
         size_t safe = srv_tool_safe(j->tool_parser, t, c->len);
