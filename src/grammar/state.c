@@ -9,6 +9,9 @@
 
 #include "grammar/internal.h"
 
+/* Words of stacks one step may produce (before removing duplicates). */
+#define GR_MAX_STATE_WORDS (1u << 20)
+
 bool gr_buf_reserve(gr_buf *b, size_t n) {
     if (n <= b->cap) return true;
     size_t cap = b->cap ? b->cap : 64;
@@ -85,7 +88,9 @@ static bool expand(const ci_grammar *g, gr_work *w, size_t off, uint32_t len) {
         }
         return true;
     }
-    if (!gr_buf_reserve(&w->emit, w->emit.n + 1 + len)) return false;
+    /* a pathologically ambiguous grammar: refuse rather than grow without bound */
+    if (w->emit.n > GR_MAX_STATE_WORDS || !gr_buf_reserve(&w->emit, w->emit.n + 1 + len))
+        return false;
     w->emit.v[w->emit.n++] = len;
     memcpy(w->emit.v + w->emit.n, w->scratch.v + off, len * sizeof(uint32_t));
     w->emit.n += len;
