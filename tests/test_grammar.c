@@ -58,6 +58,16 @@ static void test_errors(void) {
                cases[i].want);
         CHECK(!strcmp(err, s.msg));
     }
+    /* many large repetitions: refused, not billions of elements */
+    char *big = malloc(200 * 16 + 16);
+    size_t n = (size_t)sprintf(big, "root ::=");
+    for (int i = 0; i < 200; i++)
+        n += (size_t)sprintf(big + n, " \"a\"{0,10000}");
+    ci_grammar *bg = NULL;
+    char err[256] = "";
+    gt_check_error(ci_grammar_from_gbnf(big, n, &bg, err, sizeof err), bg, err, "200 x {0,10000}",
+                   "grammar too large");
+    free(big);
     /* "e ::= ..." undefined e: the left-recursion case above must not hide it */
     ci_grammar *g = NULL;
     CHECK(ci_grammar_from_gbnf("root ::= e", 10, &g, NULL, 0).code != CI_OK);

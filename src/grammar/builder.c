@@ -271,9 +271,9 @@ ci_status gr_build(gb *b, ci_grammar **out) {
     }
     g->n_elems = pe;
     g->n_rules = b->n_rules;
-    memcpy(g->classes, b->classes, b->n_classes * sizeof *g->classes);
+    if (b->n_classes) memcpy(g->classes, b->classes, b->n_classes * sizeof *g->classes);
     g->n_classes = b->n_classes;
-    memcpy(g->ranges, b->ranges, b->n_ranges * sizeof *g->ranges);
+    if (b->n_ranges) memcpy(g->ranges, b->ranges, b->n_ranges * sizeof *g->ranges);
     g->root = root;
     ci_status st = gr_make_init(g);
     if (st.code == CI_OK) {

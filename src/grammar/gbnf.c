@@ -12,6 +12,11 @@
 
 #define GR_MAX_REPEAT 10000u
 #define GR_MAX_NEST 256
+/* Elements that repetitions may add in all: without them a grammar is at
+ * most as large as its text, with them a short text could ask for billions
+ * ("(((x{9999}){9999}){9999})" nests rules, not copies, but many
+ * quantifiers add up). */
+#define GR_MAX_REPEAT_ELEMS (4u << 20)
 
 typedef struct gp {
     gb *b;
@@ -20,6 +25,7 @@ typedef struct gp {
     ci_status err;
     uint32_t lit_class[128]; /* class id + 1 of one ASCII char */
     int depth;
+    uint64_t rep_elems; /* elements added by repetitions so far */
 } gp;
 
 static bool fail(gp *p, size_t at, const char *msg) {
@@ -195,6 +201,9 @@ static bool parse_uint(gp *p, uint32_t *v) {
 static bool apply_repeat(gp *p, uint32_t rule, gb_seq *seq, uint32_t start, uint32_t min,
                          uint32_t max) {
     gb *b = p->b;
+    p->rep_elems += (uint64_t)min + 3u * (max == UINT32_MAX ? 1u : max - min);
+    if (p->rep_elems > GR_MAX_REPEAT_ELEMS)
+        return fail(p, p->i, "grammar too large (repetition counts)");
     const char *base = b->rules[rule].name;
     gr_elem x;
     if (seq->n - start == 1) {

@@ -144,6 +144,8 @@ void gr_buf_free(gr_buf *b);
 
 typedef struct gr_work {
     gr_buf scratch, emit, idx;
+    uint32_t budget; /* expansions left in this step */
+    bool exhausted;  /* a step ran out of budget or depth */
 } gr_work;
 void gr_work_free(gr_work *w);
 

@@ -9,6 +9,14 @@
 
 #include "grammar/internal.h"
 
+/* Words of stacks one step may produce (before removing duplicates). */
+#define GR_MAX_STATE_WORDS (1u << 20)
+/* Expansions per step, and their nesting: a repetition of something that
+ * can be empty ("(x?){999}") has exponentially many ways to expand; such a
+ * step is refused instead of running away (or off the C stack). */
+#define GR_MAX_EXPANSIONS 200000u
+#define GR_MAX_EXPAND_DEPTH 512
+
 bool gr_buf_reserve(gr_buf *b, size_t n) {
     if (n <= b->cap) return true;
     size_t cap = b->cap ? b->cap : 64;
@@ -57,7 +65,12 @@ bool gr_state_done(const uint32_t *st) {
  * character class (or it is empty), appending each result to w->emit as
  * [len, positions]. Each level copies the stack it changes, so sibling
  * alternatives see the stack as it was. Terminates: no left recursion. */
-static bool expand(const ci_grammar *g, gr_work *w, size_t off, uint32_t len) {
+static bool expand(const ci_grammar *g, gr_work *w, size_t off, uint32_t len, int depth) {
+    if (!w->budget || depth > GR_MAX_EXPAND_DEPTH) {
+        w->exhausted = true;
+        return false;
+    }
+    w->budget--;
     for (;;) {
         if (len == 0) break;
         uint32_t p = w->scratch.v[off + len - 1];
@@ -80,12 +93,14 @@ static bool expand(const ci_grammar *g, gr_work *w, size_t off, uint32_t len) {
             if (ret) w->scratch.v[noff + base] = p + 1;
             w->scratch.v[noff + nlen - 1] = g->alts[g->rule_alt0[r] + a];
             w->scratch.n += nlen;
-            if (!expand(g, w, noff, nlen)) return false;
+            if (!expand(g, w, noff, nlen, depth + 1)) return false;
             w->scratch.n = noff;
         }
         return true;
     }
-    if (!gr_buf_reserve(&w->emit, w->emit.n + 1 + len)) return false;
+    /* a pathologically ambiguous grammar: refuse rather than grow without bound */
+    if (w->emit.n > GR_MAX_STATE_WORDS || !gr_buf_reserve(&w->emit, w->emit.n + 1 + len))
+        return false;
     w->emit.v[w->emit.n++] = len;
     memcpy(w->emit.v + w->emit.n, w->scratch.v + off, len * sizeof(uint32_t));
     w->emit.n += len;
@@ -157,6 +172,7 @@ static bool partial_ok(const ci_grammar *g, const uint32_t *st, uint32_t lo, uin
 
 static bool step_cp(const ci_grammar *g, gr_work *w, const uint32_t *in, uint32_t c, gr_buf *out) {
     w->emit.n = 0;
+    w->budget = GR_MAX_EXPANSIONS;
     const uint32_t *p = in + GS_HDR;
     for (uint32_t s = 0; s < in[GS_NSTACK]; s++, p += 1 + p[0]) {
         uint32_t len = p[0];
@@ -166,7 +182,7 @@ static bool step_cp(const ci_grammar *g, gr_work *w, const uint32_t *in, uint32_
         memcpy(w->scratch.v, p + 1, len * sizeof *p);
         w->scratch.v[len - 1]++; /* past the class */
         w->scratch.n = len;
-        if (!expand(g, w, 0, len)) return false;
+        if (!expand(g, w, 0, len, 0)) return false;
     }
     return finish(w, 0, 0, 0, out);
 }
@@ -216,12 +232,14 @@ bool gr_state_from_stack(const ci_grammar *g, gr_work *w, const uint32_t *stk, u
     if (!gr_buf_reserve(&w->scratch, len + 1)) return false;
     memcpy(w->scratch.v, stk, len * sizeof *stk);
     w->scratch.n = len;
-    return expand(g, w, 0, len) && finish(w, 0, 0, 0, out);
+    w->budget = GR_MAX_EXPANSIONS;
+    return expand(g, w, 0, len, 0) && finish(w, 0, 0, 0, out);
 }
 
 ci_status gr_make_init(ci_grammar *g) {
     gr_work w;
     memset(&w, 0, sizeof w);
+    w.budget = GR_MAX_EXPANSIONS;
     gr_buf out = {0};
     ci_status s = ci_ok();
     /* the root rule's alternatives, as if referenced by a one-element stack */
@@ -232,7 +250,11 @@ ci_status gr_make_init(ci_grammar *g) {
         }
         w.scratch.v[0] = g->alts[g->rule_alt0[g->root] + a];
         w.scratch.n = 1;
-        if (!expand(g, &w, 0, 1)) s = ci_errorf(CI_ERR_NOMEM, "out of memory");
+        if (!expand(g, &w, 0, 1, 0))
+            s = w.exhausted ? ci_errorf(CI_ERR_INVALID,
+                                        "grammar too ambiguous: expanding the start takes too long "
+                                        "(a repetition of something that can be empty?)")
+                            : ci_errorf(CI_ERR_NOMEM, "out of memory");
     }
     if (s.code == CI_OK && !finish(&w, 0, 0, 0, &out)) s = ci_errorf(CI_ERR_NOMEM, "out of memory");
     gr_work_free(&w);

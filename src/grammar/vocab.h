@@ -30,13 +30,35 @@ struct ci_grammar_vocab {
     uint32_t max_len;
 };
 
+/* memo.c: states interned to ids and a cache of byte transitions. */
+#define GR_NONE UINT32_MAX          /* out of memory */
+#define GR_REJECT (UINT32_MAX - 1u) /* the byte is rejected */
+typedef struct gr_memo {
+    gr_buf pool, tmp; /* interned states, one after another; a step's output */
+    uint32_t *off;    /* id -> offset in pool */
+    uint8_t *can_end; /* id -> gr_state_can_end */
+    uint32_t n, cap;
+    uint32_t *tab; /* content hash -> id + 1 */
+    uint32_t tab_cap;
+    uint64_t *tr_key; /* (id << 8 | byte), all ones = empty */
+    uint32_t *tr_val; /* next id or GR_REJECT */
+} gr_memo;
+void gr_memo_free(gr_memo *m);
+/* Between masks: forgets everything once the memo outgrows its bounds. */
+void gr_memo_trim(gr_memo *m);
+uint32_t gr_memo_intern(gr_memo *m, const uint32_t *st); /* GR_NONE: out of memory */
+/* The id after one byte from state id, or GR_REJECT. */
+uint32_t gr_memo_step(gr_memo *m, const ci_grammar *g, gr_work *w, uint32_t id, uint8_t byte);
+
 /* Buffers of one matcher's mask computation (mask.c): no allocation per
  * token once grown. */
 typedef struct gr_mask_ws {
     gr_work w;
-    gr_buf *depth; /* the state after each prefix length of the trie walk */
+    gr_memo memo;
+    uint32_t *ids; /* the state id after each prefix length of the trie walk, */
+    gr_buf *bufs;  /* or (id GR_NONE) the state itself, inside a character */
     uint32_t n_depth;
-    gr_buf base, ent, rec;
+    gr_buf base, ent, rec, seg;
 } gr_mask_ws;
 
 bool gr_mask_ws_init(gr_mask_ws *ws, const ci_grammar_vocab *v);
