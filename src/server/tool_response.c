@@ -19,9 +19,10 @@ static int constrained_calls(const job *j, const char *text, size_t len, srv_too
     json_t *v = json_loadb(text, len, 0, NULL);
     int bad = 0;
     if (j->tool_mode == SRV_TOOLS_NAMED) {
-        json_t *call = json_is_object(v)
-                           ? json_pack("{s:s, s:O}", "name", j->tool_name, "arguments", v)
-                           : NULL;
+        /* the arguments as generated (what streaming sends), once they parse */
+        json_t *call = json_is_object(v) ? json_pack("{s:s, s:s#}", "name", j->tool_name,
+                                                     "arguments", text, (int)len)
+                                         : NULL;
         bad = !call || srv_tool_add_call(r, call);
         json_decref(call);
     } else {
