@@ -109,6 +109,16 @@ cinfer_engine_config cinfer_engine_config_default(void);
 
 #define CINFER_MAX_LOGPROBS 20
 
+/* Structured outputs: the output is constrained to a grammar
+ * (docs/structured_outputs.md). */
+typedef enum cinfer_structured_kind {
+    CINFER_STRUCTURED_NONE = 0,
+    CINFER_STRUCTURED_JSON_SCHEMA, /* structured: a JSON Schema document */
+    CINFER_STRUCTURED_JSON_OBJECT, /* any JSON object (structured unused) */
+    CINFER_STRUCTURED_REGEX,       /* structured: a pattern the whole output matches */
+    CINFER_STRUCTURED_GRAMMAR,     /* structured: GBNF (llama.cpp syntax) */
+} cinfer_structured_kind;
+
 typedef struct cinfer_sampling_params {
     float temperature;        /* 1.0; 0 = greedy */
     int top_k;                /* 0 or -1 = off */
@@ -129,6 +139,11 @@ typedef struct cinfer_sampling_params {
     int logprobs;            /* -1 = off; k >= 0: top-k + the sampled token */
     int prompt_logprobs;     /* -1 = off; k >= 0 */
     int skip_special_tokens; /* 1 */
+    /* structured output: compiled at add time (a bad one refuses the request
+     * with the compiler's message); each sample is constrained, ends (reason
+     * stop) when the grammar is complete, and gets no speculative drafts */
+    int structured_kind;    /* cinfer_structured_kind */
+    const char *structured; /* its text (NUL-terminated), copied by the engine */
 } cinfer_sampling_params;
 
 cinfer_sampling_params cinfer_sampling_params_default(void);

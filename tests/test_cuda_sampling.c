@@ -62,10 +62,13 @@ static void upload_logits(ci_tensor *t, const float *x, int rows, int V) {
 
 /* CPU's distribution for row r: probs of the adjusted row; returns support size */
 static int cpu_support(ci_sampler *s, const float *x, int V, const ci_sample_row *r,
-                       const ci_logit_adjust *adj, float *row, float *probs) {
+                       const ci_logit_adjust *adj, const uint32_t *masks, float *row,
+                       float *probs) {
     memcpy(row, x + (size_t)r->logits_row * V, sizeof(float) * (size_t)V);
     ci_logit_adjust_apply(row, adj + r->adj_start, r->adj_count, r->repetition_penalty,
                           r->presence_penalty, r->frequency_penalty);
+    if (r->mask_row >= 0)
+        ci_logit_mask_apply(row, masks + (size_t)r->mask_row * (size_t)ci_mask_words(V), V);
     for (int t = r->vocab_limit > 0 ? r->vocab_limit : V; t < V; t++)
         row[t] = -INFINITY; /* a padded vocabulary's rows are never drawn */
     ci_sampling_params p = {r->temperature, r->top_k, r->top_p, r->min_p, r->seed};
@@ -111,6 +114,16 @@ static void test_mixed(int V, int L, int N) {
             seen[adj[j].token] = 0;
         nad[r] = nadj - adj0[r];
     }
+    /* grammar bitmasks: sparse (2%), dense (90%), a single id, the odd ids */
+    enum { NM = 4 };
+    const int W = ci_mask_words(V);
+    uint32_t *masks = calloc((size_t)NM * (size_t)W, sizeof(uint32_t));
+    for (int m = 0; m < NM; m++)
+        for (int t = 0; t < V; t++) {
+            double u = urand();
+            int on = m == 0 ? u < 0.02 : m == 1 ? u < 0.9 : m == 2 ? t == V / 3 : t % 2 == 1;
+            if (on) masks[(size_t)m * W + t / 32] |= 1u << (t % 32);
+        }
     static const float temps[] = {0.0f, 0.5f, 0.8f, 1.0f, 1.5f};
     static const int topks[] = {0, 0, 1, 5, 50, 1000, 4500};
     static const float topps[] = {1.0f, 0.9f, 0.5f, 0.99f};
@@ -138,11 +151,26 @@ static void test_mixed(int V, int L, int N) {
         r->seed = (uint64_t)(urand() * 1e9);
         r->stream = 0;
         r->step = (uint64_t)(urand() * 100);
+        /* masked rows batched with unmasked ones (and their siblings keep the mask) */
+        r->mask_row = urand() < 0.4 ? (int)(urand() * NM) : -1;
     }
     ci_sample_result *rc = malloc(sizeof *rc * (size_t)N), *rg = malloc(sizeof *rg * (size_t)N);
     memset(rg, 0xff, sizeof *rg * (size_t)N); /* poison */
-    CHECK_OK(cpu->ops->sample(cpu, &lg_cpu, rows, N, adj, nadj, rc));
-    CHECK_OK(gpu->ops->sample(gpu, &lg_gpu, rows, N, adj, nadj, rg));
+    CHECK_OK(cpu->ops->sample(cpu, &lg_cpu, rows, N, adj, nadj, masks, NM, rc));
+    CHECK_OK(gpu->ops->sample(gpu, &lg_gpu, rows, N, adj, nadj, masks, NM, rg));
+    int mask_rows = 0, mask_bad = 0;
+    for (int i = 0; i < N; i++) {
+        int m = rows[i].mask_row, t = rg[i].token;
+        if (m < 0 || t < 0 || t >= V) continue;
+        mask_rows++;
+        int lim = rows[i].vocab_limit > 0 ? rows[i].vocab_limit : V;
+        int any = 0; /* a mask with no id under the vocabulary limit leaves only the fallback */
+        for (int u = 0; u < lim && !any; u++)
+            any = (masks[(size_t)m * W + u / 32] >> (u % 32)) & 1u;
+        if (any && !((masks[(size_t)m * W + t / 32] >> (t % 32)) & 1u)) mask_bad++;
+    }
+    printf("V %d: %d masked rows, %d drew a masked-out id\n", V, mask_rows, mask_bad);
+    CHECK(mask_rows > 0 && mask_bad == 0);
     /* the caller's logits are unchanged (adjustments were restored) */
     float *back = malloc(sizeof(float) * (size_t)L * V);
     CHECK_OK(gpu->ops->to_host(gpu, back, lg_gpu.data, sizeof(float) * (size_t)L * V));
@@ -167,7 +195,7 @@ static void test_mixed(int V, int L, int N) {
             if (rg[i].token != rc[i].token) greedy_bad++;
         } else {
             sampled++;
-            int sup = cpu_support(s, x, V, r, adj, row, probs);
+            int sup = cpu_support(s, x, V, r, adj, masks, row, probs);
             if (rg[i].token != rc[i].token) tok_diff++;
             if (rg[i].num_kept != sup) {
                 kept_diff++;
@@ -210,6 +238,7 @@ static void test_mixed(int V, int L, int N) {
     ci_sampler_free(s);
     ci_tensor_free(gpu, &lg_gpu);
     free(x), free(rows), free(adj), free(adj0), free(nad), free(seen), free(rc), free(rg);
+    free(masks);
     free(back), free(row), free(probs);
 }
 
@@ -227,13 +256,14 @@ static void test_chi_square(int V, float temp, int top_k, float top_p, int style
         for (int i = 0; i < N; i++) {
             ci_sample_row *r = &rows[i];
             r->top_logprobs = -1;
+            r->mask_row = -1;
             r->temperature = temp;
             r->top_k = top_k;
             r->top_p = top_p;
             r->seed = 1000003u * (uint64_t)c + (uint64_t)i;
             r->step = 5;
         }
-        CHECK_OK(gpu->ops->sample(gpu, &lg, rows, N, NULL, 0, res));
+        CHECK_OK(gpu->ops->sample(gpu, &lg, rows, N, NULL, 0, NULL, 0, res));
         for (int i = 0; i < N; i++)
             if (res[i].token >= 0 && res[i].token < V) cnt[res[i].token]++;
     }
@@ -283,6 +313,7 @@ static void bench(int V, int n, float temp, int top_k, float top_p, const char *
     for (int i = 0; i < n; i++) {
         rows[i].logits_row = i;
         rows[i].top_logprobs = -1;
+        rows[i].mask_row = -1;
         rows[i].temperature = temp;
         rows[i].top_k = top_k;
         rows[i].top_p = top_p;
@@ -290,16 +321,16 @@ static void bench(int V, int n, float temp, int top_k, float top_p, const char *
     }
     ci_sample_result *res = malloc(sizeof *res * (size_t)n);
     for (int w = 0; w < 3; w++)
-        CHECK_OK(gpu->ops->sample(gpu, &lg, rows, n, NULL, 0, res));
+        CHECK_OK(gpu->ops->sample(gpu, &lg, rows, n, NULL, 0, NULL, 0, res));
     const int iters = 50;
     double t0 = now_us();
     for (int it = 0; it < iters; it++)
-        CHECK_OK(gpu->ops->sample(gpu, &lg, rows, n, NULL, 0, res));
+        CHECK_OK(gpu->ops->sample(gpu, &lg, rows, n, NULL, 0, NULL, 0, res));
     double us = (now_us() - t0) / iters;
     /* check a few rows against the CPU */
     ci_tensor lc = {x, CI_F32, n, V};
     ci_sample_result *rc = malloc(sizeof *rc * 16);
-    CHECK_OK(cpu->ops->sample(cpu, &lc, rows, 16, NULL, 0, rc));
+    CHECK_OK(cpu->ops->sample(cpu, &lc, rows, 16, NULL, 0, NULL, 0, rc));
     int same = 0;
     for (int i = 0; i < 16; i++)
         same += rc[i].token == res[i].token;

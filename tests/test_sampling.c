@@ -206,28 +206,99 @@ static void test_sample_op_checks(void) {
     for (int i = 0; i < 16; i++)
         ((float *)lg.data)[i] = (float)(i % 5);
     ci_logit_adjust adj[1] = {{1, CI_ADJ_MASK, 0}}; /* row 1 is 3 4 0 1 2 3 4 0 */
-    ci_sample_row ok = {.logits_row = 1, .top_logprobs = 2, .adj_start = 0, .adj_count = 1};
+    ci_sample_row ok = {
+        .logits_row = 1, .top_logprobs = 2, .adj_start = 0, .adj_count = 1, .mask_row = -1};
     ci_sample_result res[1];
-    CHECK_OK(be->ops->sample(be, &lg, &ok, 1, adj, 1, res));
+    CHECK_OK(be->ops->sample(be, &lg, &ok, 1, adj, 1, NULL, 0, res));
     CHECK(res[0].token == 6 && res[0].num_top == 2); /* greedy: 1 masked, 6 ties it */
-    ci_sample_row bad[3] = {ok, ok, ok};
+    ci_sample_row bad[5] = {ok, ok, ok, ok, ok};
     bad[0].logits_row = 2; /* past the logits */
     bad[1].adj_count = 2;  /* past the adjustment list */
     bad[2].top_logprobs = CI_SAMPLE_MAX_TOP + 1;
-    for (int i = 0; i < 3; i++) {
-        ci_status s = be->ops->sample(be, &lg, &bad[i], 1, adj, 1, res);
+    bad[3].mask_row = 1; /* past the one bitmask row */
+    bad[4].mask_row = -2;
+    uint32_t one_mask[1] = {0xffu};
+    for (int i = 0; i < 5; i++) {
+        ci_status s = be->ops->sample(be, &lg, &bad[i], 1, adj, 1, one_mask, 1, res);
         CHECKF(s.code == CI_ERR_INVALID && strstr(s.msg, "row 0 out of range"), "case %d: %s", i,
                s.msg);
     }
     ci_logit_adjust far[1] = {{8, CI_ADJ_MASK, 0}}; /* outside the vocabulary */
-    ci_status s = be->ops->sample(be, &lg, &ok, 1, far, 1, res);
+    ci_status s = be->ops->sample(be, &lg, &ok, 1, far, 1, NULL, 0, res);
     CHECKF(s.code == CI_ERR_INVALID && strstr(s.msg, "adjusted token 8"), "%s", s.msg);
+    ci_tensor_free(be, &lg);
+    ci_backend_destroy(be);
+}
+
+/* Bitmask rows (grammar masks) through the CPU sample op: under every
+ * sampling setting a masked-out id is never drawn, a one-id mask forces
+ * that id, logprobs stay those of the raw row, and unmasked rows batched
+ * with masked ones (sharing their logits rows) draw what they draw alone. */
+static void test_sample_op_masks(void) {
+    enum { V = 100, W = (V + 31) / 32, L = 3, NR = 6 };
+    ci_backend *be = NULL;
+    CHECK_OK(ci_backend_create("cpu", NULL, &be));
+    if (!be) return;
+    ci_tensor lg;
+    CHECK_OK(ci_tensor_alloc(be, CI_F32, L, V, &lg));
+    uint64_t st = 12345;
+    for (int i = 0; i < L * V; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        ((float *)lg.data)[i] = (float)((st >> 33) % 1000) / 150.0f;
+    }
+    uint32_t masks[3][W];
+    memset(masks, 0, sizeof masks);
+    for (int t = 0; t < V; t++) {
+        if (t % 3 == 0 || t > 90) masks[0][t / 32] |= 1u << (t % 32); /* tail word too */
+        if (t == 57) masks[1][t / 32] |= 1u << (t % 32);              /* one id */
+        if (t % 7 == 1) masks[2][t / 32] |= 1u << (t % 32);
+    }
+    const struct {
+        float temp;
+        int top_k;
+        float top_p, min_p;
+    } ps[] = {{0, 0, 1, 0},    {1, 0, 1, 0},           {1.5f, 5, 1, 0}, {1, 0, 0.5f, 0},
+              {1, 0, 1, 0.3f}, {0.7f, 3, 0.9f, 0.05f}, {1, 1, 1, 0},    {2, 0, 0.99f, 0}};
+    for (size_t pi = 0; pi < sizeof ps / sizeof ps[0]; pi++)
+        for (uint64_t seed = 0; seed < 40; seed++) {
+            ci_sample_row rows[NR];
+            for (int i = 0; i < NR; i++) {
+                ci_sample_row r = {.logits_row = i % L,
+                                   .top_logprobs = 3,
+                                   .mask_row = i < 3 ? i : -1, /* rows 3..5 unmasked */
+                                   .temperature = ps[pi].temp,
+                                   .top_k = ps[pi].top_k,
+                                   .top_p = ps[pi].top_p,
+                                   .min_p = ps[pi].min_p,
+                                   .seed = seed,
+                                   .stream = (uint64_t)i,
+                                   .step = seed * 3};
+                rows[i] = r;
+            }
+            ci_sample_result res[NR], alone[NR];
+            CHECK_OK(be->ops->sample(be, &lg, rows, NR, NULL, 0, &masks[0][0], 3, res));
+            for (int i = 0; i < 3; i++) {
+                int t = res[i].token;
+                CHECKF(t >= 0 && t < V && (masks[i][t / 32] >> (t % 32) & 1u),
+                       "params %zu seed %llu row %d drew masked id %d", pi,
+                       (unsigned long long)seed, i, t);
+            }
+            CHECK(res[1].token == 57);
+            for (int i = 0; i < NR; i++) {
+                /* logprobs are of the raw row: the masked row's top ids equal the unmasked one's */
+                CHECK(res[i].num_top == 3 && res[i].top_ids[0] == res[(i + 3) % NR].top_ids[0]);
+                CHECK_OK(
+                    be->ops->sample(be, &lg, &rows[i], 1, NULL, 0, &masks[0][0], 3, &alone[i]));
+                CHECK(alone[i].token == res[i].token);
+            }
+        }
     ci_tensor_free(be, &lg);
     ci_backend_destroy(be);
 }
 
 int main(void) {
     test_sample_op_checks();
+    test_sample_op_masks();
     test_philox();
     test_greedy();
     test_masks();

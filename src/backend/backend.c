@@ -82,14 +82,16 @@ void ci_kv_cache_destroy(ci_backend *be, ci_kv_cache *kv) {
 }
 
 ci_status ci_sample_check(const char *who, const ci_tensor *logits, const ci_sample_row *rows,
-                          int n, const ci_logit_adjust *adj, int nadj) {
+                          int n, const ci_logit_adjust *adj, int nadj, const uint32_t *masks,
+                          int nmasks) {
     if (logits->dtype != CI_F32 || logits->cols <= 0 || logits->cols > INT32_MAX)
         return ci_errorf(CI_ERR_INVALID, "%s: logits must be F32 [rows][V]", who);
     for (int i = 0; i < n; i++) {
         const ci_sample_row *r = &rows[i];
         if (r->logits_row < 0 || r->logits_row >= logits->rows || r->adj_start < 0 ||
             r->adj_count < 0 || r->adj_start > nadj - r->adj_count ||
-            r->top_logprobs > CI_SAMPLE_MAX_TOP || r->vocab_limit < 0)
+            r->top_logprobs > CI_SAMPLE_MAX_TOP || r->vocab_limit < 0 || r->mask_row < -1 ||
+            r->mask_row >= nmasks || (r->mask_row >= 0 && !masks))
             return ci_errorf(CI_ERR_INVALID, "%s: row %d out of range", who, i);
     }
     for (int j = 0; j < nadj; j++)

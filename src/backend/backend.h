@@ -78,7 +78,9 @@ typedef struct ci_rope_table {
  * row). Semantics are those of src/engine/sampling.c (the reference):
  * adjust -> greedy or temperature -> top-k -> top-p -> min-p -> a draw by
  * inverse CDF over the kept set in token-id order with u = Philox(seed,
- * stream, step); logprobs are of the RAW logits (before adjustments). */
+ * stream, step); logprobs are of the RAW logits (before adjustments and
+ * the bitmask). The bitmask array holds nmasks rows of (V + 31) / 32 words;
+ * bit (id % 32) of word id / 32 set = id allowed. */
 #define CI_SAMPLE_MAX_TOP 20
 
 typedef struct ci_sample_row {
@@ -87,12 +89,14 @@ typedef struct ci_sample_row {
                              logprob plus that many top ones */
     int32_t adj_start;    /* adjustments [adj_start, adj_start + adj_count) */
     int32_t adj_count;
-    int32_t vocab_limit;                       /* ids >= vocab_limit are never sampled (a padded
-                                                  vocabulary); 0: the whole row */
-    float temperature;                         /* <= 0: greedy */
-    int32_t top_k;                             /* <= 0: off (1: greedy) */
-    float top_p;                               /* >= 1 or <= 0: off */
-    float min_p;                               /* <= 0: off; at most 1 */
+    int32_t vocab_limit; /* ids >= vocab_limit are never sampled (a padded
+                            vocabulary); 0: the whole row */
+    int32_t mask_row;    /* -1: none; else row of the op's bitmask array (a grammar's allowed ids):
+                            ids whose bit is clear are -inf before temperature and the filters */
+    float temperature;   /* <= 0: greedy */
+    int32_t top_k;       /* <= 0: off (1: greedy) */
+    float top_p;         /* >= 1 or <= 0: off */
+    float min_p;         /* <= 0: off; at most 1 */
     float repetition_penalty;                  /* used by entries with CI_ADJ_REPEAT */
     float presence_penalty, frequency_penalty; /* used by entries with count > 0 */
     uint64_t seed, stream, step;               /* the draw's Philox counter key */
@@ -190,10 +194,11 @@ typedef struct ci_backend_ops {
                              const int32_t *dst, int n);
 
     /* Samples n rows from logits ([rows][V] F32, backend memory; not modified
-     * as seen by the caller). rows, adj and out are host arrays. Completes
-     * before returning (one host sync). */
+     * as seen by the caller). rows, adj, masks and out are host arrays.
+     * Completes before returning (one host sync). */
     ci_status (*sample)(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows, int n,
-                        const ci_logit_adjust *adj, int nadj, ci_sample_result *out);
+                        const ci_logit_adjust *adj, int nadj, const uint32_t *masks, int nmasks,
+                        ci_sample_result *out);
 
     /* ---- optional (NULL on the CPU backend) ---- */
     /* Device memory: free and total bytes (KV cache sizing). */
@@ -240,10 +245,17 @@ ci_status ci_backend_create(const char *name, const ci_backend_options *opts, ci
 void ci_backend_destroy(ci_backend *be);
 
 /* The sample op's argument checks, shared by every backend: F32 logits,
- * each row's logits row, adjustment range and top_logprobs in range, every
- * adjusted token inside the vocabulary. `who` prefixes the message. */
+ * each row's logits row, adjustment range, mask row and top_logprobs in
+ * range, every adjusted token inside the vocabulary. `who` prefixes the
+ * message. */
 ci_status ci_sample_check(const char *who, const ci_tensor *logits, const ci_sample_row *rows,
-                          int n, const ci_logit_adjust *adj, int nadj);
+                          int n, const ci_logit_adjust *adj, int nadj, const uint32_t *masks,
+                          int nmasks);
+
+/* Words per bitmask row of a V-token vocabulary. */
+static inline int ci_mask_words(int64_t V) {
+    return (int)((V + 31) / 32);
+}
 
 /* Allocates an activation tensor of act_dtype. */
 ci_status ci_tensor_alloc(ci_backend *be, ci_dtype dtype, int64_t rows, int64_t cols,

@@ -314,6 +314,16 @@ void ci_logit_adjust_apply(float *row, const ci_logit_adjust *adj, int n, float 
     }
 }
 
+void ci_logit_mask_apply(float *row, const uint32_t *mask, int n) {
+    for (int w = 0; w < ci_mask_words(n); w++) {
+        uint32_t m = mask[w];
+        if (m == 0xffffffffu) continue;
+        int end = w * 32 + 32 < n ? w * 32 + 32 : n;
+        for (int t = w * 32; t < end; t++)
+            if (!((m >> (t & 31)) & 1u)) row[t] = -INFINITY;
+    }
+}
+
 int ci_top_logprobs(const float *lsm, int n, int k, int32_t *ids, float *vals) {
     int got = 0;
     for (int j = 0; j < k; j++) {

@@ -67,6 +67,10 @@ int32_t ci_sampler_draw(ci_sampler *s, const float *logits, const ci_sampling_pa
 void ci_logit_adjust_apply(float *row, const ci_logit_adjust *adj, int n, float repetition_penalty,
                            float presence_penalty, float frequency_penalty);
 
+/* Sets row[id] = -inf for every id whose bit in mask (ci_mask_words(n)
+ * words) is clear: a grammar's disallowed tokens. */
+void ci_logit_mask_apply(float *row, const uint32_t *mask, int n);
+
 /* The k best of lsm[n] (largest first, lowest id on ties, NaN never):
  * writes ids/vals, returns how many (< k only when fewer are not NaN). */
 int ci_top_logprobs(const float *lsm, int n, int k, int32_t *ids, float *vals);

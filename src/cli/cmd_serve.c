@@ -8,6 +8,7 @@
 #include "cli/engine_flags.h"
 #include "server/log.h"
 #include "server/server.h"
+#include "server/tool_parser.h"
 #include "server/webui.h"
 
 int cmd_serve(int argc, char **argv) {
@@ -16,7 +17,7 @@ int cmd_serve(int argc, char **argv) {
     bool no_webui = false;
     double timeout = 0, header_timeout = 10, body_timeout = 60, shutdown_timeout = 30;
     long max_conns = 1024, max_queued = 0;
-    const char *log_level = "info", *log_format = "text";
+    const char *log_level = "info", *log_format = "text", *tool_parser = NULL;
     ci_engine_flags ef = ci_engine_flags_default();
     const ci_arg args[] = {
         {"--model", "-m", CI_ARG_STR, &model_dir, "DIR", "Hugging Face model directory"},
@@ -45,6 +46,9 @@ int cmd_serve(int argc, char **argv) {
         {"--shutdown-timeout", NULL, CI_ARG_FLOAT, &shutdown_timeout, "S",
          "SIGINT/SIGTERM: requests in flight may finish within S (default 30)"},
         {"--log-level", NULL, CI_ARG_STR, &log_level, "L", "debug|info|warn|error (default info)"},
+        {"--tool-call-parser", NULL, CI_ARG_STR, &tool_parser, "P",
+         "hermes|llama3_json|mistral: the tool-call format parsed from chat outputs (default: "
+         "from the chat template, else hermes)"},
         {"--log-format", NULL, CI_ARG_STR, &log_format, "F",
          "text|json: stderr lines, one access-log line per request (default text)"},
         CI_ENGINE_FLAG_ARGS(ef),
@@ -81,6 +85,9 @@ int cmd_serve(int argc, char **argv) {
             ci_errorf(CI_ERR_INVALID, "--log-level must be debug, info, warn or error"));
     if (strcmp(log_format, "text") && strcmp(log_format, "json"))
         return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "--log-format must be text or json"));
+    if (tool_parser && srv_tool_parser_from_name(tool_parser) < 0)
+        return ci_cli_fail(
+            ci_errorf(CI_ERR_INVALID, "--tool-call-parser must be hermes, llama3_json or mistral"));
     if (api_key && !*api_key)
         return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "--api-key must not be empty"));
     ci_engine_config ec;
@@ -105,5 +112,6 @@ int cmd_serve(int argc, char **argv) {
     cfg.shutdown_timeout_s = shutdown_timeout;
     cfg.log_level = level;
     cfg.log_json = !strcmp(log_format, "json");
+    cfg.tool_call_parser = tool_parser;
     return srv_run(&cfg);
 }

@@ -156,6 +156,7 @@ ci_status ci_draft_propose(ci_draft *d, const ci_draft_seq *seqs, int n, int32_t
             memset(r, 0, sizeof *r);
             r->logits_row = S;
             r->top_logprobs = -1; /* temperature 0: greedy */
+            r->mask_row = -1;
             S++;
         }
         d->qs[S] = S;
@@ -173,7 +174,8 @@ ci_status ci_draft_propose(ci_draft *d, const ci_draft_seq *seqs, int n, int32_t
                       .slot_mapping = d->slot,
                       .logits_indices = d->li};
         CI_TRY(ci_model_forward(d->model, &b, d->kv, NULL));
-        CI_TRY(d->be->ops->sample(d->be, ci_model_logits(d->model), d->rows, S, NULL, 0, d->res));
+        CI_TRY(d->be->ops->sample(d->be, ci_model_logits(d->model), d->rows, S, NULL, 0, NULL, 0,
+                                  d->res));
         for (int s = 0; s < S; s++)
             out[d->idx[s] * 16 + j] = d->res[s].token;
     }

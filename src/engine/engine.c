@@ -52,6 +52,9 @@ void ci_engine_destroy(ci_engine *e) {
     if (e->sched) ci_sched_destroy(e->sched);
     ci_batch_builder_free(&e->bb);
     ci_runner_destroy(e->runner);
+    ci_eng_grammar_cache_free(e->gcache);
+    ci_grammar_vocab_free(e->gvocab);
+    free(e->masks);
     ci_tokenizer_free(e->tok);
     if (e->fault == ci_fault_spec_check) ci_fault_spec_free(e->fault_user);
     free(e->plp_logits);
@@ -206,6 +209,11 @@ ci_status ci_engine_add_request(ci_engine *e, const int32_t *prompt, int num_pro
     if (sp.top_k < 0) sp.top_k = 0;
     eng_request *r;
     CI_TRY(ci_eng_request_new(e, &sp, num_prompt, &r));
+    ci_status cs = ci_eng_structured_new(e, sp.structured_kind, sp.structured, sp.n, &r->st);
+    if (cs.code) {
+        ci_eng_request_free(r);
+        return cs;
+    }
     ci_request_params rp = {0};
     rp.prompt = prompt;
     rp.num_prompt = num_prompt;
@@ -318,6 +326,9 @@ static ci_status propose_drafts(ci_engine *e, const ci_sched_output *o) {
         const ci_sched_entry *en = &o->entries[i];
         if (en->samples != 1 || en->num_new_tokens != 1) continue;
         ci_sequence *q = en->seq;
+        /* a constrained sample gets no drafts: verifying them would need the
+         * grammar mask of every draft position (matcher look-ahead) */
+        if (((eng_request *)q->user)->st) continue;
         int k = K, granted = 0;
         if (!model) {
             k = ci_ngram_propose(q->tokens, q->num_tokens, c->ngram_min, c->ngram_max, k, e->draft);
@@ -378,7 +389,9 @@ static ci_status run_step(ci_engine *e, const ci_sched_output *o, const ci_batch
                          .rows = e->srows,
                          .num_rows = nrows,
                          .adj = e->adj,
-                         .num_adj = e->num_adj};
+                         .num_adj = e->num_adj,
+                         .masks = e->masks,
+                         .num_masks = e->num_masks};
     ci_runner_set_step(e->runner, e->m.num_steps);
     CI_TRY(ci_runner_execute(e->runner, &st, e->sres));
     return ci_eng_collect(e, o, e->bb.logits_start);

@@ -9,6 +9,7 @@
 #include "engine/engine_types.h"
 #include "engine/runner.h"
 #include "engine/scheduler.h"
+#include "engine/structured.h"
 #include "tokenizer/tokenizer.h"
 
 typedef struct eng_sample {
@@ -32,6 +33,7 @@ typedef struct eng_request {
     ci_engine_logprob *plp; /* prompt logprobs, positions 1..num_prompt-1 */
     int num_plp, plp_reported, num_prompt, retired;
     int forked;                        /* the first token was sampled: samples 1..n-1 exist */
+    eng_structured *st;                /* structured output: grammar + a matcher per sample */
     char *error;                       /* set when an engine fault ended the request */
     struct eng_request *next;          /* dead list */
     struct eng_request *lprev, *lnext; /* live list */
@@ -70,6 +72,12 @@ struct ci_engine {
     int64_t seen_verify, seen_at[CI_SPEC_MAX];
     ci_logit_adjust *adj;
     int adj_cap, num_adj;
+    /* structured outputs: the grammar vocabulary and cache (made on the
+     * first constrained request), the step's bitmask rows (grown only) */
+    ci_grammar_vocab *gvocab;
+    eng_grammar_cache *gcache;
+    uint32_t *masks;
+    int masks_cap, num_masks;
     int32_t *copy_src, *copy_dst;
     int copy_cap;
     int32_t *sampled;

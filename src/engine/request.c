@@ -173,6 +173,7 @@ void ci_eng_request_free(eng_request *r) {
     free(r->stop_ids);
     free(r->plp);
     free(r->error);
+    ci_eng_structured_free(r->st);
     free(r);
 }
 
@@ -306,6 +307,11 @@ ci_status ci_eng_on_token(ci_engine *e, ci_sequence *q, int32_t t, int finished_
     int nout = ci_seq_num_output(q);
     int stop_tok = (!r->sp.ignore_eos && ci_eng_is_eos(e, t)) || is_stop_id(r, t);
     int by_string = 0;
+    if (r->st) { /* the grammar advances; a complete one ends the sample */
+        if (ci_grammar_matcher_accept(r->st->m[idx], t) != 0)
+            return ci_errorf(CI_ERR_INTERNAL, "engine: token %d outside the request's grammar", t);
+        if (!stop_tok && ci_grammar_matcher_is_done(r->st->m[idx])) fr = CI_FINISH_STOP;
+    }
     if (stop_tok) fr = CI_FINISH_STOP;
     if (!stop_tok && smp->detok) {
         const char *txt;

@@ -279,7 +279,7 @@ ci_status ci_runner_execute(ci_runner *r, const ci_runner_step *st, ci_sample_re
         if (r->fault) CI_TRY(r->fault(r->fault_user, CI_FAULT_SAMPLE, r->step, -1, -1));
         CI_TRACE_PUSH("sample");
         ci_status ss = be->ops->sample(be, ci_model_logits(r->model), st->rows, st->num_rows,
-                                       st->adj, st->num_adj, results);
+                                       st->adj, st->num_adj, st->masks, st->num_masks, results);
         CI_TRACE_POP();
         CI_TRY(ss);
     }

@@ -35,6 +35,8 @@ typedef struct ci_runner_step {
     int num_rows;
     const ci_logit_adjust *adj;
     int num_adj;
+    const uint32_t *masks; /* grammar bitmasks named by rows' mask_row (ci_mask_words(V) each) */
+    int num_masks;
 } ci_runner_step;
 
 /* Where a fault can be injected (tests and CINFER_FAULT_INJECT). */

@@ -1,7 +1,8 @@
 /* sample_rows.c — a step's sample rows: one per token to draw, with the
  * logits processors of its request as an adjustment list (min_tokens
  * masking of EOS and stop ids, repetition / presence / frequency
- * penalties), the vocabulary limit of a padded embedding, and after the
+ * penalties), the vocabulary limit of a padded embedding, the grammar
+ * bitmask of a constrained sample (structured.c), and after the
  * runner sampled: the tokens, their logprobs and the prompt logprobs. */
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +108,7 @@ static ci_status prompt_logprobs(ci_engine *e, const ci_sched_entry *en, int r0,
 ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_t *logits_start,
                             int *num_rows) {
     e->num_adj = 0;
+    e->num_masks = 0;
     *num_rows = 0;
     void **extra[2] = {(void **)&e->sres, (void **)&e->row_lp};
     size_t esz[2] = {sizeof(ci_sample_result), sizeof(ci_engine_logprob)};
@@ -114,7 +116,14 @@ ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_
                        2, extra, esz));
     CI_TRY(ci_eng_grow((void **)&e->sampled, &e->sampled_cap, o->num_samples + 1, sizeof(int32_t),
                        0, NULL, NULL));
-    int k = 0;
+    int k = 0, nmask = 0;
+    for (int i = 0; i < o->num_entries; i++)
+        if (o->entries[i].samples > 0 && ((eng_request *)o->entries[i].seq->user)->st)
+            nmask += o->entries[i].samples;
+    const int W = ci_mask_words(e->V);
+    if (nmask > 0)
+        CI_TRY(ci_eng_grow((void **)&e->masks, &e->masks_cap, nmask, sizeof(uint32_t) * (size_t)W,
+                           0, NULL, NULL));
     for (int i = 0; i < o->num_entries; i++) {
         const ci_sched_entry *en = &o->entries[i];
         if (en->samples == 0) continue;
@@ -129,6 +138,7 @@ ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_
             int idx = en->samples > 1 && !spec ? j : q->sample_index;
             ci_sample_row *row = &e->srows[k++];
             memset(row, 0, sizeof *row);
+            row->mask_row = -1;
             row->logits_row = spec ? logits_start[i] + j : logits_start[i + 1] - 1;
             row->top_logprobs = r->sp.logprobs >= 0 && idx < r->n ? r->sp.logprobs : -1;
             row->adj_start = a0;
@@ -144,6 +154,11 @@ ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_
             row->seed = r->seed;
             row->stream = (uint64_t)idx;
             row->step = spec ? step + (uint64_t)j : step;
+            if (r->st) { /* the sample's grammar mask (constrained rows are never drafts) */
+                row->mask_row = e->num_masks++;
+                ci_eng_structured_mask(e, r->st, idx, r->sp.ignore_eos,
+                                       e->masks + (size_t)row->mask_row * (size_t)W);
+            }
         }
     }
     *num_rows = k;

@@ -30,6 +30,7 @@
 #include "server/limits.h"
 #include "server/log.h"
 #include "server/server.h"
+#include "server/tool_parser.h"
 #include "server/webui.h"
 
 #define now_s srv_now_s
@@ -361,7 +362,11 @@ static void on_output(job *j, srv_event *ev) {
         c->finish = ev->finish;
         j->finished++;
     }
-    if (j->stream) {
+    if (j->stream && j->tool_mode) { /* calls are found in the whole text: keep it */
+        choice_append(c, ev->text ? ev->text : "", ev->text_len);
+        srv_tool_stream(j, idx);
+        free(offs);
+    } else if (j->stream) {
         if (ev->text_len || ev->num_ids || ev->finish != CINFER_FINISH_NONE)
             srv_sse_delta(j, idx, ev->text, ev->text_len, ev->lps, offs, ev->lps ? ev->num_ids : 0,
                           ev->finish);
@@ -560,6 +565,9 @@ static void handle_generate(srv_ctx *ctx, struct evhttp_request *req, int chat) 
     j->include_usage = g.stream && g.include_usage;
     j->logprobs = g.logprobs;
     j->echo = g.echo;
+    j->tool_mode = g.tool_mode;
+    j->tool_parser = g.tool_parser;
+    memcpy(j->tool_name, g.tool_name, sizeof j->tool_name);
     j->n = g.cmd->sp.n > 0 ? g.cmd->sp.n : 1;
     j->num_prompts = g.cmd->num_prompts;
     j->num_choices = j->n * j->num_prompts;
@@ -845,6 +853,12 @@ int srv_run(const srv_config *cfg) {
             }
         }
     }
+
+    /* the tool-call format: --tool-call-parser, else the one the template writes */
+    ctx->chat.tool_parser = cfg->tool_call_parser
+                                ? srv_tool_parser_from_name(cfg->tool_call_parser)
+                                : srv_tool_parser_detect(ci_chat_config_pick(&ctx->chat.cfg, true));
+    if (ctx->chat.tool_parser < 0) ctx->chat.tool_parser = SRV_TOOL_PARSER_HERMES;
 
     cinfer_error err;
     cinfer_engine_config ec = cfg->engine;

@@ -66,7 +66,7 @@ void srv_send_errorf(srv_ctx *ctx, struct evhttp_request *req, int status, const
 }
 
 /* ---- response JSON ---- */
-static const char *finish_str(cinfer_finish_reason f) {
+const char *srv_finish_str(cinfer_finish_reason f) {
     switch (f) {
     case CINFER_FINISH_STOP: return "stop";
     case CINFER_FINISH_LENGTH: return "length";
@@ -175,10 +175,13 @@ json_t *srv_final_response(const job *j) {
         const choice *c = &j->ch[i];
         json_t *x = json_object();
         json_object_set_new(x, "index", json_integer(i));
+        const char *finish = srv_finish_str(c->finish);
         if (chat) {
-            json_t *msg = json_object();
-            json_object_set_new(msg, "role", json_string("assistant"));
-            json_object_set_new(msg, "content", srv_json_text(c->text, c->len));
+            json_t *msg = j->tool_mode ? srv_tool_message(j, (choice *)c, &finish) : json_object();
+            if (!j->tool_mode) {
+                json_object_set_new(msg, "role", json_string("assistant"));
+                json_object_set_new(msg, "content", srv_json_text(c->text, c->len));
+            }
             json_object_set_new(x, "message", msg);
             json_object_set_new(x, "logprobs",
                                 j->logprobs >= 0 ? chat_logprobs(c->lps, c->nlps, j->logprobs)
@@ -190,7 +193,7 @@ json_t *srv_final_response(const job *j) {
                                     ? completion_logprobs(c->lps, c->offsets, c->nlps, j->logprobs)
                                     : json_null());
         }
-        json_object_set_new(x, "finish_reason", json_str_or_null(finish_str(c->finish)));
+        json_object_set_new(x, "finish_reason", json_str_or_null(finish));
         json_array_append_new(choices, x);
     }
     json_object_set_new(o, "choices", choices);
@@ -249,7 +252,25 @@ void srv_sse_delta(job *j, int idx, const char *text, size_t len, const srv_lp *
                                 ? completion_logprobs(lps, offsets, nlps, j->logprobs)
                                 : json_null());
     }
-    json_object_set_new(x, "finish_reason", json_str_or_null(finish_str(finish)));
+    json_object_set_new(x, "finish_reason", json_str_or_null(srv_finish_str(finish)));
+    json_t *arr = json_array();
+    json_array_append_new(arr, x);
+    json_object_set_new(o, "choices", arr);
+    if (j->include_usage) json_object_set_new(o, "usage", json_null());
+    sse_send(j, o);
+}
+
+void srv_sse_chat_chunk(job *j, int idx, json_t *delta, const char *finish) {
+    json_t *o = envelope(j, "chat.completion.chunk");
+    json_t *x = json_object();
+    json_object_set_new(x, "index", json_integer(idx));
+    if (!j->ch[idx].sent_role) {
+        json_object_set_new(delta, "role", json_string("assistant"));
+        j->ch[idx].sent_role = 1;
+    }
+    json_object_set_new(x, "delta", delta);
+    json_object_set_new(x, "logprobs", json_null());
+    json_object_set_new(x, "finish_reason", json_str_or_null(finish));
     json_t *arr = json_array();
     json_array_append_new(arr, x);
     json_object_set_new(o, "choices", arr);

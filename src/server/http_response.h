@@ -27,8 +27,21 @@ json_t *srv_final_response(const job *j);
 void srv_sse_start(job *j);
 void srv_sse_delta(job *j, int idx, const char *text, size_t len, const srv_lp *lps,
                    const size_t *offsets, int nlps, cinfer_finish_reason finish);
+/* One chat chunk for choice idx with the given delta (taken) and finish
+ * reason (NULL: none yet). */
+void srv_sse_chat_chunk(job *j, int idx, json_t *delta, const char *finish);
+const char *srv_finish_str(cinfer_finish_reason f);
 void srv_sse_end(job *j);
 void srv_sse_usage(job *j);
 void srv_sse_error(job *j, const srv_err *e);
+
+/* tool_response.c: a chat choice of a request with tools. The message
+ * (content + tool_calls) of the whole output; *finish becomes "tool_calls"
+ * when it holds calls. */
+json_t *srv_tool_message(const job *j, choice *c, const char **finish);
+/* Streaming: after c's text grew by an output (c->text holds it all), sends
+ * the content that cannot be a call; at the end (c->done) the calls as
+ * tool_calls deltas and the finish chunk. */
+void srv_tool_stream(job *j, int idx);
 
 #endif

@@ -22,6 +22,7 @@ typedef struct choice {
     size_t *offsets;   /* text offset of each logprob token */
     size_t stream_off; /* streaming: bytes sent so far */
     int sent_role;
+    int tool_calls; /* calls found in the output (its finish_reason is "tool_calls") */
 } choice;
 
 typedef struct srv_ctx srv_ctx;
@@ -51,6 +52,9 @@ typedef struct job {
     struct event *watch; /* EOF on the socket while the reply is pending */
     char **echo_wait;    /* streaming echo with logprobs: each prompt's text, held until its
                             prompt logprobs arrive with the first output */
+    int tool_mode;       /* srv_tool_mode */
+    int tool_parser;     /* srv_tool_parser */
+    char tool_name[128]; /* SRV_TOOLS_NAMED */
 } job;
 
 struct srv_ctx {

@@ -277,6 +277,24 @@ static int message_text(json_t *content, const char **out, char **owned, srv_err
     return 0;
 }
 
+/* An assistant message's tool_calls carry arguments as a JSON string (the
+ * OpenAI wire form); templates expect the object (`arguments | tojson`,
+ * `arguments.items()`), as vLLM passes it: parsed where it is valid JSON. */
+static void args_to_objects(json_t *calls) {
+    size_t i;
+    json_t *tc;
+    json_array_foreach(calls, i, tc) {
+        json_t *fn = json_object_get(tc, "function");
+        json_t *a = json_object_get(fn, "arguments");
+        if (!json_is_string(a)) continue;
+        json_t *o = json_loads(json_string_value(a), 0, NULL);
+        if (json_is_object(o))
+            json_object_set_new(fn, "arguments", o);
+        else
+            json_decref(o);
+    }
+}
+
 /* Renders the chat prompt with the model's Jinja template: messages (text
  * parts joined into strings), tools, add_generation_prompt (default true),
  * chat_template_kwargs. */
@@ -305,6 +323,7 @@ int srv_render_chat(const srv_chat *chat, json_t *body, char **out, srv_err *e) 
         }
         json_t *c = json_deep_copy(m);
         json_object_set_new(c, "content", json_string(text));
+        args_to_objects(json_object_get(c, "tool_calls"));
         free(owned);
         json_array_append_new(norm, c);
     }
@@ -493,6 +512,8 @@ int srv_parse_generate(json_t *body, int chat, const srv_chat *tmpl, srv_gen_req
     if (out->echo && out->logprobs >= 0) c->sp.prompt_logprobs = out->logprobs;
     c->token_strings = out->logprobs >= 0;
     TRY(parse_stop(body, c, e));
+    TRY(srv_parse_structured(body, c, e));
+    if (chat) TRY(srv_parse_tools(body, tmpl, out, e));
     return 0;
 fail:
     return -1;

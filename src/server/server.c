@@ -49,6 +49,7 @@ void srv_cmd_free(srv_cmd *c) {
         free(c->stop[i]);
     free(c->stop);
     free(c->stop_ids);
+    free(c->structured);
     free(c);
 }
 

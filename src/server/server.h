@@ -43,13 +43,14 @@ typedef struct srv_config {
     int max_waiting;          /* requests beyond max_num_seqs before 503 */
     double request_timeout_s; /* 0 = none */
     size_t max_body_bytes;
-    int max_connections;         /* open connections beyond -> 503 + close (0 = no cap) */
-    double header_timeout_s;     /* a request's headers within S of its first byte (0 = none) */
-    double body_timeout_s;       /* the whole request within S of its first byte (0 = none) */
-    double shutdown_timeout_s;   /* SIGTERM: in-flight requests may finish within S */
-    long long max_queued_tokens; /* prompt tokens not yet started beyond -> 503 (0 = no cap) */
-    int log_level;               /* SRV_LOG_* (log.h) */
-    int log_json;                /* --log-format json */
+    int max_connections;          /* open connections beyond -> 503 + close (0 = no cap) */
+    double header_timeout_s;      /* a request's headers within S of its first byte (0 = none) */
+    double body_timeout_s;        /* the whole request within S of its first byte (0 = none) */
+    double shutdown_timeout_s;    /* SIGTERM: in-flight requests may finish within S */
+    long long max_queued_tokens;  /* prompt tokens not yet started beyond -> 503 (0 = no cap) */
+    int log_level;                /* SRV_LOG_* (log.h) */
+    int log_json;                 /* --log-format json */
+    const char *tool_call_parser; /* hermes | llama3_json | mistral; NULL = from the template */
 } srv_config;
 
 /* Blocks until SIGINT/SIGTERM; returns the process exit code. */
@@ -87,6 +88,7 @@ typedef struct srv_cmd {
     int add_special;     /* TOKENIZE */
     int max_tokens_auto; /* no max_tokens given: fill the context (max_model_len - prompt) */
     int max_model_len;   /* 0 = unknown */
+    char *structured;    /* sp.structured points here (structured_req.c) */
 } srv_cmd;
 
 void srv_cmd_free(srv_cmd *c);
@@ -188,7 +190,16 @@ char *srv_error_json(const srv_err *e);
 typedef struct srv_chat {
     ci_chat_config cfg;
     ci_chat_template *tpl;
+    int tool_parser; /* srv_tool_parser: --tool-call-parser, else detected from the template */
 } srv_chat;
+
+/* How a chat request's tools are used (tools_req.c). */
+typedef enum srv_tool_mode {
+    SRV_TOOLS_NONE = 0, /* no tools, or tool_choice "none": plain content */
+    SRV_TOOLS_AUTO,     /* the output is parsed for calls in the parser's format */
+    SRV_TOOLS_REQUIRED, /* constrained: a JSON list of {"name", "parameters"} calls */
+    SRV_TOOLS_NAMED,    /* constrained: the named function's arguments object */
+} srv_tool_mode;
 
 typedef struct srv_gen_req {
     int chat;
@@ -197,7 +208,10 @@ typedef struct srv_gen_req {
     int echo;
     int logprobs; /* -1 = off; completions: k; chat: top_logprobs */
     int priority;
-    srv_cmd *cmd; /* GENERATE command, owned until submitted */
+    int tool_mode;       /* srv_tool_mode */
+    int tool_parser;     /* SRV_TOOLS_AUTO: srv_tool_parser */
+    char tool_name[128]; /* SRV_TOOLS_NAMED: the function */
+    srv_cmd *cmd;        /* GENERATE command, owned until submitted */
 } srv_gen_req;
 
 /* Parses a /v1/completions (chat = 0) or /v1/chat/completions body. The
@@ -205,6 +219,18 @@ typedef struct srv_gen_req {
  * or fills *err. */
 int srv_parse_generate(json_t *body, int chat, const srv_chat *tmpl, srv_gen_req *out,
                        srv_err *err);
+
+/* structured_req.c: the request's structured-output constraint, from any of
+ * response_format, structured_outputs, guided_json / guided_regex /
+ * guided_grammar / guided_choice, or llama.cpp's grammar / json_schema,
+ * into c->sp (more than one: 400). Returns 0 or fills *err. */
+int srv_parse_structured(json_t *body, srv_cmd *c, srv_err *err);
+/* tools_req.c: tools, tool_choice and parallel_tool_calls of a chat request
+ * into out (tool_choice required / named: a JSON-schema constraint on
+ * out->cmd). Returns 0 or fills *err. */
+int srv_parse_tools(json_t *body, const srv_chat *chat, srv_gen_req *out, srv_err *err);
+/* Sets c's constraint (kind: cinfer_structured_kind) to a copy of text. */
+int srv_set_structured(srv_cmd *c, int kind, const char *text, srv_err *err);
 
 /* Makes a valid UTF-8 JSON string from bytes (invalid bytes -> U+FFFD). */
 json_t *srv_json_text(const char *s, size_t n);

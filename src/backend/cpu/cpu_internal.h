@@ -141,7 +141,8 @@ ci_status ci_cpu_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_s
                            int window, ci_tensor *out);
 ci_status ci_cpu_swiglu(ci_backend *be, const ci_tensor *gate_up, ci_tensor *out);
 ci_status ci_cpu_sample(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows, int n,
-                        const ci_logit_adjust *adj, int nadj, ci_sample_result *out);
+                        const ci_logit_adjust *adj, int nadj, const uint32_t *masks, int nmasks,
+                        ci_sample_result *out);
 ci_status ci_cpu_gather_rows(ci_backend *be, const ci_tensor *x, const int32_t *idx, int n,
                              ci_tensor *out);
 

@@ -1,6 +1,6 @@
 /* cpu_sampling.c — the CPU backend's sample op: the readable twin of the
  * CUDA kernels, built from the reference math in src/engine/sampling.c.
- * Per row: copy the logits row, apply its adjustments, draw; logprobs come
+ * Per row: copy the logits row, apply its adjustments and bitmask, draw; logprobs come
  * from the raw row. Scratch (two rows and a sampler) is made on the first
  * call for a vocabulary size and kept. */
 #include <math.h>
@@ -26,9 +26,10 @@ static ci_status reserve(ci_cpu *c, int V) {
 }
 
 ci_status ci_cpu_sample(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows, int n,
-                        const ci_logit_adjust *adj, int nadj, ci_sample_result *out) {
+                        const ci_logit_adjust *adj, int nadj, const uint32_t *masks, int nmasks,
+                        ci_sample_result *out) {
     ci_cpu *c = ci_cpu_of(be);
-    CI_TRY(ci_sample_check("cpu sample", logits, rows, n, adj, nadj));
+    CI_TRY(ci_sample_check("cpu sample", logits, rows, n, adj, nadj, masks, nmasks));
     const int V = (int)logits->cols;
     if (n <= 0) return ci_ok();
     CI_TRY(reserve(c, V));
@@ -38,6 +39,9 @@ ci_status ci_cpu_sample(ci_backend *be, const ci_tensor *logits, const ci_sample
         memcpy(c->smp_row, raw, sizeof(float) * (size_t)V);
         ci_logit_adjust_apply(c->smp_row, adj + r->adj_start, r->adj_count, r->repetition_penalty,
                               r->presence_penalty, r->frequency_penalty);
+        if (r->mask_row >= 0) /* a grammar's allowed ids */
+            ci_logit_mask_apply(c->smp_row, masks + (size_t)r->mask_row * (size_t)ci_mask_words(V),
+                                V);
         if (r->vocab_limit > 0) /* padded vocabulary: never drawn */
             for (int t = r->vocab_limit; t < V; t++)
                 c->smp_row[t] = -INFINITY;

@@ -397,13 +397,15 @@ static size_t align16(size_t x) {
     return (x + 15) & ~(size_t)15;
 }
 
-/* The sample op: checks and packs rows | adjustments | owner rows into one
- * pinned upload, runs the kernels (cuda_sampling.cu), one download of the
- * results, one stream sync. */
+/* The sample op: checks and packs rows | adjustments | owner rows | bitmasks
+ * into one pinned upload (one async H2D copy into the persistent device
+ * buffer, grown only), runs the kernels (cuda_sampling.cu), one download of
+ * the results, one stream sync. */
 ci_status ci_cuda_sample(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows, int n,
-                         const ci_logit_adjust *adj, int nadj, ci_sample_result *out) {
+                         const ci_logit_adjust *adj, int nadj, const uint32_t *masks, int nmasks,
+                         ci_sample_result *out) {
     ci_cuda *c = ci_cuda_of(be);
-    CI_TRY(ci_sample_check("cuda sample", logits, rows, n, adj, nadj));
+    CI_TRY(ci_sample_check("cuda sample", logits, rows, n, adj, nadj, masks, nmasks));
     if (n <= 0) return ci_ok();
     const int V = (int)logits->cols;
     if (logits->rows > c->smp_mark_cap) {
@@ -423,7 +425,10 @@ ci_status ci_cuda_sample(ci_backend *be, const ci_tensor *logits, const ci_sampl
     }
     size_t o_adj = align16(sizeof(ci_sample_row) * (size_t)n);
     size_t o_own = o_adj + align16(sizeof(ci_logit_adjust) * (size_t)(nadj > 0 ? nadj : 0));
-    size_t up = o_own + align16(sizeof(int32_t) * (size_t)n);
+    size_t o_mask = o_own + align16(sizeof(int32_t) * (size_t)n);
+    size_t mask_bytes =
+        sizeof(uint32_t) * (size_t)ci_mask_words(V) * (size_t)(nmasks > 0 ? nmasks : 0);
+    size_t up = o_mask + align16(mask_bytes);
     size_t total = up + align16(sizeof(float) * (size_t)(nadj > 0 ? nadj : 0));
     CI_TRY(grow_pair(c, &c->smp_host, &c->smp_dev, &c->smp_cap, total));
     CI_TRY(grow_pair(c, &c->smp_res_host, &c->smp_res_dev, &c->smp_res_cap,
@@ -450,10 +455,12 @@ ci_status ci_cuda_sample(ci_backend *be, const ci_tensor *logits, const ci_sampl
     }
     memcpy(h, rows, sizeof(ci_sample_row) * (size_t)n);
     if (nadj > 0) memcpy(h + o_adj, adj, sizeof(ci_logit_adjust) * (size_t)nadj);
+    if (mask_bytes > 0) memcpy(h + o_mask, masks, mask_bytes);
     char *d = c->smp_dev;
     CI_CU_TRY(cudaMemcpyAsync(d, h, up, cudaMemcpyHostToDevice, c->stream));
     CI_CU_LAUNCH("sample", ci_cu_sample(ST(c), (float *)logits->data, V, d, n, d + o_adj,
                                         (float *)(d + up), (const int32_t *)(d + o_own), nown,
+                                        mask_bytes > 0 ? (const uint32_t *)(d + o_mask) : NULL,
                                         any_lp, !c->smp_exact, c->smp_res_dev));
     CI_CU_TRY(cudaMemcpyAsync(c->smp_res_host, c->smp_res_dev, sizeof(ci_sample_result) * (size_t)n,
                               cudaMemcpyDeviceToHost, c->stream));

@@ -42,7 +42,7 @@ typedef struct ci_cuda {
     size_t meta_cap;
     cudaEvent_t meta_done; /* the last metadata upload finished reading meta_host */
     int meta_pending;
-    /* sample op: pinned staging <-> device, grown only (rows | adj | owners
+    /* sample op: pinned staging <-> device, grown only (rows | adj | owners | masks
      * up, results down; the device side also holds the saved raw logits) */
     void *smp_host, *smp_dev, *smp_res_host, *smp_res_dev;
     size_t smp_cap, smp_res_cap;
@@ -112,7 +112,8 @@ ci_status ci_cuda_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_
                             int window, ci_tensor *out);
 ci_status ci_cuda_swiglu(ci_backend *be, const ci_tensor *gate_up, ci_tensor *out);
 ci_status ci_cuda_sample(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows, int n,
-                         const ci_logit_adjust *adj, int nadj, ci_sample_result *out);
+                         const ci_logit_adjust *adj, int nadj, const uint32_t *masks, int nmasks,
+                         ci_sample_result *out);
 ci_status ci_cuda_gather_rows(ci_backend *be, const ci_tensor *x, const int32_t *idx, int n,
                               ci_tensor *out);
 

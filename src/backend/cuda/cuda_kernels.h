@@ -80,10 +80,12 @@ int ci_cu_prefill_attention(ci_cu_stream st, const void *qkv, int S, int H, int 
  * logits row that has adjustments) in device memory; saved: one float per
  * adjustment entry (scratch); out: ci_sample_result[n]. logits [..][V] F32
  * is adjusted in place and restored before this returns to the stream.
+ * masks: bitmask rows ((V + 31) / 32 words each, device) named by the
+ * rows' mask_row, or NULL when no row has one.
  * fast = 0 turns off the approximate top-p probe (same results, slower). */
 int ci_cu_sample(ci_cu_stream st, float *logits, int V, const void *rows, int n, const void *adj,
-                 float *saved, const int32_t *owners, int nowners, int any_logprobs, int fast,
-                 void *out);
+                 float *saved, const int32_t *owners, int nowners, const uint32_t *masks,
+                 int any_logprobs, int fast, void *out);
 
 /* Small-batch GEMV (n <= 2: at n = 4 cuBLASLt is as fast), BF16: y[n][out] = x[n][in] .
  * W[out][in]^T (+ bias, F32), y BF16 or F32 (f32_out). Usable when ci_cu_gemv_ok(n, in). */

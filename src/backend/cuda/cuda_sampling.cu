@@ -7,7 +7,8 @@
  *   adjust   one CTA per logits row with adjustments: saves the raw values
  *            of the adjusted tokens, writes the adjusted ones in place (once
  *            per logits row, so rows sharing it see one adjustment);
- *   sample   one CTA per sample row;
+ *   sample   one CTA per sample row (a row's bitmask, when it has one, reads
+ *            disallowed ids as -inf: the math then equals the CPU's);
  *   restore  puts the raw values back: the caller's logits are unchanged;
  *   logprob  one CTA per row that wants logprobs (raw row): log-softmax of
  *            the sampled token and the top-k.
@@ -399,11 +400,18 @@ __device__ bool finish_smem(Smem &sm, int nc, unsigned long long topp_target, fl
 
 __global__ void __launch_bounds__(SB) sample_kernel(const float *__restrict__ logits, int ldv,
                                                     const ci_sample_row *__restrict__ rows,
+                                                    const uint32_t *__restrict__ masks,
                                                     ci_sample_result *out, int fast) {
     __shared__ Smem sm;
     const ci_sample_row R = rows[blockIdx.x];
     ci_sample_result *o = &out[blockIdx.x];
-    const float *x = logits + (size_t)R.logits_row * (size_t)ldv;
+    const float *xr = logits + (size_t)R.logits_row * (size_t)ldv;
+    const uint32_t *mk =
+        masks && R.mask_row >= 0 ? masks + (size_t)R.mask_row * (size_t)((ldv + 31) / 32) : nullptr;
+    /* the row as sampling sees it: ids outside the bitmask are -inf */
+    auto xv = [&](int i) -> float {
+        return mk && !((mk[i >> 5] >> (i & 31)) & 1u) ? -INFINITY : xr[i];
+    };
     /* ids at or above vocab_limit (a padded embedding) are never drawn: the
      * row ends there for every pass below */
     const int V = R.vocab_limit > 0 && R.vocab_limit < ldv ? R.vocab_limit : ldv;
@@ -418,7 +426,7 @@ __global__ void __launch_bounds__(SB) sample_kernel(const float *__restrict__ lo
     float bv = -INFINITY, zmax = -INFINITY;
     int bi = NOID, nn = 0;
     for (int i = threadIdx.x; i < V; i += SB) {
-        float v = x[i];
+        float v = xv(i);
         if (v != v) continue;
         better(bv, bi, v, i);
         float z = v * inv_t;
@@ -449,7 +457,7 @@ __global__ void __launch_bounds__(SB) sample_kernel(const float *__restrict__ lo
     const unsigned long long U = (unsigned long long)(u * fix_scale());
 
     auto zget = [&](int i, uint32_t &key, unsigned long long &w) -> bool {
-        return count_key(x[i] * inv_t, key, w);
+        return count_key(xv(i) * inv_t, key, w);
     };
     uint32_t kkey = 0;
     int kid = NOID;
@@ -484,7 +492,7 @@ __global__ void __launch_bounds__(SB) sample_kernel(const float *__restrict__ lo
     }
     /* global path: F = non-NaN z within the top-k cut */
     auto inF = [&](int i, float &z) -> bool {
-        z = x[i] * inv_t;
+        z = xv(i) * inv_t;
         if (z != z) return false;
         if (kcut) {
             uint32_t key = fkey(z);
@@ -689,7 +697,7 @@ __global__ void adjust_kernel(float *logits, int V, const ci_sample_row *__restr
 
 extern "C" int ci_cu_sample(ci_cu_stream st, float *logits, int V, const void *rows, int n,
                             const void *adj, float *saved, const int32_t *owners, int nowners,
-                            int any_logprobs, int fast, void *out) {
+                            const uint32_t *masks, int any_logprobs, int fast, void *out) {
     if (n <= 0) return cudaSuccess;
     const ci_sample_row *r = (const ci_sample_row *)rows;
     const ci_logit_adjust *a = (const ci_logit_adjust *)adj;
@@ -699,7 +707,7 @@ extern "C" int ci_cu_sample(ci_cu_stream st, float *logits, int V, const void *r
         cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess) return e;
     }
-    sample_kernel<<<n, SB, 0, st>>>(logits, V, r, o, fast);
+    sample_kernel<<<n, SB, 0, st>>>(logits, V, r, masks, o, fast);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
     if (nowners > 0) {
