@@ -151,10 +151,11 @@ class Model:
         return np.einsum("hqk,khd->qhd", s, v).reshape(T, self.H * self.hd)
 
 
-def quantize_model(cfg, t, calib, group, sym, act_order, min_zero=0, log=None):
+def quantize_model(cfg, t, calib, group, sym, act_order, min_zero=0, log=None, skip=()):
     """Quantizes every layer's 7 linears of t (name -> f32 array, modified in
     place to the dequantized weights) with GPTQ on calib (list of id lists).
-    Returns {module prefix: (q, scales, zeros, g_idx)}."""
+    Modules named in skip stay dense. Returns {module prefix: (q, scales,
+    zeros, g_idx)}."""
     m = Model(cfg, t)
     hs = [t["model.embed_tokens.weight"][np.asarray(ids)] for ids in calib]
     result = {}
@@ -164,6 +165,8 @@ def quantize_model(cfg, t, calib, group, sym, act_order, min_zero=0, log=None):
         return 2.0 * x.T @ x / x.shape[0]
 
     def do(name, h, x_for_err):
+        if name in skip:  # kept dense (--ignore)
+            return
         w = t[name + ".weight"]
         q, s, z, g, deq = gptq_weight(w, h, group, sym, act_order, min_zero=min_zero)
         if log:

@@ -31,6 +31,10 @@ Formats (--format):
                   order [0,2,4,6,1,3,5,7], qzeros I32 [groups][out/8], scales
                   F16 [groups][out]; always with zero points
 
+--gptq-calib runs real GPTQ (tools/gptq.py: calibration inputs through a numpy
+forward, inverse-Hessian error spreading, act order with --desc-act) instead
+of round-to-nearest for gptq and ct-w4a16.
+
 GPTQ v1 cannot store a zero point of 0 (zero-1 wraps into the next nibble, a
 known v1 defect), so asymmetric v1 fixtures clamp zeros to >= 1.
 --ignore NAME keeps one linear module (e.g. model.layers.0.mlp.down_proj)
@@ -260,6 +264,16 @@ def qconfig(a, ignore):
             "quant_method": "awq", "version": "gemm", "zero_point": True}
 
 
+def int4_codes(a, prefix, w, rng, sym, min_zero):
+    """INT4 codes of one linear: GPTQ's (computed for the whole model up front,
+    with --gptq-calib) or round-to-nearest."""
+    if prefix in a.gptq:
+        q, s, z, g_idx = a.gptq[prefix]
+        deq = (q - z[g_idx].T) * s[g_idx].T.astype(np.float32)
+        return q, z, s, g_idx, deq.astype(np.float32)
+    return int4_quant(w, a.group, sym, False, min_zero, rng, a.desc_act)
+
+
 def quantize_linear(a, prefix, w, rng, qt):
     """Writes prefix.* quantized tensors into qt; returns the dequantized f32 weight."""
     f = a.format
@@ -276,15 +290,14 @@ def quantize_linear(a, prefix, w, rng, qt):
         qt[prefix + ".weight"] = ("F8_E4M3", q)
         qt[prefix + (".weight_scale_inv" if f == "fp8-block" else ".weight_scale")] = ("F32", s)
     elif f == "ct-w4a16":
-        q, z, s, g_idx, deq = int4_quant(w, a.group, True, False, 0, rng, a.desc_act)
+        q, z, s, g_idx, deq = int4_codes(a, prefix, w, rng, True, 0)
         qt[prefix + ".weight_packed"] = ("I32", pack_cols8(q))
         qt[prefix + ".weight_scale"] = ("F16", np.ascontiguousarray(s.T))
         qt[prefix + ".weight_shape"] = ("I64", np.array(w.shape, np.int64))
         if a.desc_act:
             qt[prefix + ".weight_g_idx"] = ("I32", g_idx)
     elif f == "gptq":
-        q, z, s, g_idx, deq = int4_quant(w, a.group, not a.asym, False, 0 if a.v2 else 1, rng,
-                                         a.desc_act)
+        q, z, s, g_idx, deq = int4_codes(a, prefix, w, rng, not a.asym, 0 if a.v2 else 1)
         qt[prefix + ".qweight"] = ("I32", pack_rows8(q.T))
         qt[prefix + ".qzeros"] = ("I32", pack_cols8(z if a.v2 else z - 1))
         qt[prefix + ".scales"] = ("F16", s)
@@ -311,12 +324,32 @@ def main():
     p.add_argument("--ignore", action="append", default=[])
     p.add_argument("--dequant-out")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gptq-calib", metavar="auto|IDS.json",
+                   help="gptq / ct-w4a16: real GPTQ (tools/gptq.py) on calibration token ids "
+                   "(auto: 64 x 256 tokens of the Python stdlib's source) instead of RTN")
+    p.add_argument("--cinfer", default="build/cinfer", help="tokenizer for --gptq-calib auto")
     a = p.parse_args()
     rng = np.random.default_rng(a.seed)
     files = sorted(f for f in os.listdir(a.src) if f.endswith(".safetensors"))
     src = {}
     for f in files:
         src.update(st_read(os.path.join(a.src, f)))
+    a.gptq = {}
+    if a.gptq_calib:
+        if a.format not in ("gptq", "ct-w4a16"):
+            sys.exit("--gptq-calib: only with --format gptq or ct-w4a16")
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import gptq
+        with open(os.path.join(a.src, "config.json")) as f:
+            cfg = json.load(f)
+        t = {n: to_f32(dt, arr) for n, (dt, arr) in src.items()}
+        t.setdefault("lm_head.weight", t["model.embed_tokens.weight"])
+        calib = (gptq.calib_ids(a.src, a.cinfer) if a.gptq_calib == "auto"
+                 else json.load(open(a.gptq_calib)))
+        sym = a.format == "ct-w4a16" or not a.asym
+        min_zero = 0 if (a.v2 or a.format == "ct-w4a16") else 1
+        a.gptq = gptq.quantize_model(cfg, t, calib, a.group, sym, a.desc_act, min_zero,
+                                     skip=set(a.ignore))
     qt, dq = {}, {}
     for name, (dt, arr) in src.items():
         prefix = name[:-len(".weight")] if name.endswith(".weight") else None
