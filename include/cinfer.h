@@ -108,6 +108,12 @@ cinfer_engine_config cinfer_engine_config_default(void);
 
 #define CINFER_MAX_LOGPROBS 20
 
+/* OpenAI logit_bias: bias added to the token's logit before sampling. */
+typedef struct cinfer_logit_bias {
+    int32_t token; /* [0, vocab) */
+    float bias;    /* [-100, 100] */
+} cinfer_logit_bias;
+
 typedef struct cinfer_sampling_params {
     float temperature;        /* 1.0; 0 = greedy */
     int top_k;                /* 0 or -1 = off */
@@ -124,10 +130,12 @@ typedef struct cinfer_sampling_params {
     const char *const *stop; /* stop strings (not part of the output text) */
     int num_stop;
     int ignore_eos;
-    int n;                   /* parallel samples (1) */
-    int logprobs;            /* -1 = off; k >= 0: top-k + the sampled token */
-    int prompt_logprobs;     /* -1 = off; k >= 0 */
-    int skip_special_tokens; /* 1 */
+    int n;                               /* parallel samples (1) */
+    int logprobs;                        /* -1 = off; k >= 0: top-k + the sampled token */
+    int prompt_logprobs;                 /* -1 = off; k >= 0 */
+    int skip_special_tokens;             /* 1 */
+    const cinfer_logit_bias *logit_bias; /* copied; a token listed twice: the last wins */
+    int num_logit_bias;
 } cinfer_sampling_params;
 
 cinfer_sampling_params cinfer_sampling_params_default(void);
@@ -207,6 +215,10 @@ int cinfer_detokenize(cinfer_engine *e, const int32_t *ids, size_t num_ids, int 
                       char **text, cinfer_error *err);
 void cinfer_free(void *p);
 int cinfer_vocab_size(const cinfer_engine *e);
+/* The vocabulary entry of a token as the tokenizer stores it (byte-level
+ * BPE: "\u0120world" for " world"), as HF's convert_ids_to_tokens; NULL when
+ * there is none. Valid while the engine lives. */
+const char *cinfer_token_str(const cinfer_engine *e, int32_t id);
 
 #ifdef __cplusplus
 }
