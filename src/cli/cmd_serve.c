@@ -91,14 +91,8 @@ int cmd_serve(int argc, char **argv) {
 
     char *tmpl = NULL;
     if (chat_template) {
-        size_t len = 0;
-        s = ci_read_path(chat_template, &tmpl, &len);
-        if (!s.code && memchr(tmpl, '\0', len))
-            s = ci_errorf(CI_ERR_INVALID, "the template contains a NUL byte");
-        if (s.code) {
-            free(tmpl);
-            return ci_cli_fail(ci_status_wrap(s, "--chat-template %s", chat_template));
-        }
+        s = ci_read_text(chat_template, &tmpl);
+        if (s.code) return ci_cli_fail(ci_status_wrap(s, "--chat-template"));
     }
 
     srv_config cfg = {0};

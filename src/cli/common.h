@@ -14,6 +14,9 @@ int ci_cli_fail(ci_status s);
 /* Reads a whole stream (NUL-terminated). */
 ci_status ci_read_stream(FILE *f, const char *what, char **out, size_t *len);
 ci_status ci_read_path(const char *path, char **out, size_t *len);
+/* A text file (path "-": stdin) that must hold no NUL byte (a template, a
+ * prompt): NUL-terminated, malloc'd. */
+ci_status ci_read_text(const char *path, char **out);
 
 /* xorshift64: the benchmarks' seeded generator (random prompts, arrival
  * times); the state must be nonzero. */

@@ -15,7 +15,7 @@ check "--chat-template broken: exit 1, one 'error: --chat-template' line" eval \
 "$bin" serve -m "$model" --port 0 --chat-template "$tmp/missing.jinja" >"$tmp/bad.log" 2>&1
 rc=$?
 check "--chat-template missing file: exit 1 naming it" eval \
-    '[ $rc = 1 ] && grep -q "^error: --chat-template $tmp/missing.jinja" "$tmp/bad.log"'
+    '[ $rc = 1 ] && grep -q "^error: --chat-template: $tmp/missing.jinja: No such file" "$tmp/bad.log"'
 
 printf '{%% for m in messages %%}[{{ m.role }}] {{ m.content }}\n{%% endfor %%}{%% if add_generation_prompt %%}[assistant]{%% endif %%}' \
     >"$tmp/t.jinja"
