@@ -32,6 +32,7 @@ ci_status ci_cli_add_random_requests(ci_engine *e, long n, long input_len, long 
 
 /* Subcommands: argv[0] is the subcommand name. */
 int cmd_generate(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
