@@ -4,7 +4,8 @@
 # as -p TEXT), --repetition-penalty / --presence-penalty / --frequency-penalty
 # (change greedy output; equal to the same fields in a --prompts-file line,
 # and used as that mode's defaults), --chat --system (the prompt is the chat
-# template's rendering, as render-chat prints it), bad values name the flag.
+# template's rendering, as render-chat prints it; --chat-template FILE's
+# when given), bad values name the flag.
 set -uo pipefail
 src=${CINFER_SOURCE_DIR:-.}
 bin=${CINFER_BIN:-$src/build/cinfer}
@@ -63,6 +64,13 @@ ref=$(gen -f "$tmp/rendered.txt" -n 4)
 check "--chat --system: prompt == render-chat's rendering" \
     [ "$(jq -c .prompt_tokens <<<"$chat")" = "$(jq -c .prompt_tokens <<<"$ref")" -a -n "$(jq -c .prompt_tokens <<<"$ref")" ]
 check "--chat: the rendered prompt has the system text" grep -q "Be terse." "$tmp/rendered.txt"
+printf '{%% for m in messages %%}<{{ m.role }}>{{ m.content }}{%% endfor %%}<bot>' >"$tmp/t.jinja"
+printf '<system>S1<user>hey<bot>' >"$tmp/t.txt"
+check "--chat --chat-template FILE: the file's rendering" \
+    [ "$(gen --chat --chat-template "$tmp/t.jinja" --system S1 -p hey -n 2 | jq -c .prompt_tokens)" = "$(gen -f "$tmp/t.txt" -n 2 | jq -c .prompt_tokens)" ]
+printf '{%% if %%}' >"$tmp/bad.jinja"
+gen --chat --chat-template "$tmp/bad.jinja" -p hey >/dev/null
+check "--chat-template that does not compile: one error line" eval '[ "$(grep -c "^error: chat template" "$tmp/err")" = 1 ]'
 gen --system x -p hi >/dev/null
 check "--system without --chat: refused" grep -q "need --chat" "$tmp/err"
 
