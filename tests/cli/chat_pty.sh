@@ -4,7 +4,8 @@
 # printed at the end); --verbose-prompt's rendered prompts show the history
 # kept (turn 2 holds turn 1's message and reply), /reset clearing it,
 # /system adding a system message, '\' continuation and """ blocks joining
-# lines; /exit ends with status 0. Then the same without a terminal (stdin
+# lines; Ctrl-C stops a streaming reply (kept, partial, in the history) and
+# the chat goes on; /exit ends with status 0. Then the same without a terminal (stdin
 # a pipe, EOF ends it).
 set -uo pipefail
 src=${CINFER_SOURCE_DIR:-.}
@@ -19,7 +20,7 @@ import os, pty, select, sys, time
 
 binary, model, tmp = sys.argv[1:4]
 err_path = os.path.join(tmp, "stderr")
-argv = [binary, "chat", "-m", model, "--temperature", "0", "-n", "200", "--ignore-eos",
+argv = [binary, "chat", "-m", model, "--temperature", "0", "-n", "400", "--ignore-eos",
         "--threads", "2", "--verbose-prompt"]
 pid, fd = pty.fork()
 if pid == 0:
@@ -82,6 +83,15 @@ say("block x")
 say("")
 say("block y")
 say('"""')
+say("/reset")
+os.write(fd, b"stop me\n")  # Ctrl-C once the reply streams: it stops, the chat goes on
+got, end = b"", time.time() + 30
+while time.time() < end and got.count(b"\n") < 2:  # the echo, then a reply line
+    if select.select([fd], [], [], 0.5)[0]:
+        got += os.read(fd, 4096)
+os.write(fd, b"\x03")
+read_until_prompt()
+say("after")
 os.write(fd, b"/exit\n")
 status = None
 end = time.time() + 30
@@ -99,9 +109,9 @@ check(f"/exit: exit status 0 (got {status})", status == 0)
 
 err = open(err_path, encoding="utf-8", errors="replace").read()
 prompts = [p.split("[/prompt]")[0] for p in err.split("[prompt: ")[1:]]
-check(f"6 turns rendered (got {len(prompts)})", len(prompts) == 6)
-if len(prompts) == 6:
-    p1, p2, p3, p4, p5, p6 = prompts
+check(f"8 turns rendered (got {len(prompts)})", len(prompts) == 8)
+if len(prompts) == 8:
+    p1, p2, p3, p4, p5, p6, p7, p8 = prompts
     n = [int(p.split(" ")[0]) for p in prompts]
     check("turn 2 holds turn 1's message and reply", "hello there" in p2 and reply1[:40] in p2
           and "second question" in p2 and n[1] > n[0])
@@ -112,6 +122,11 @@ if len(prompts) == 6:
           and "fourth" in p4)
     check("'\\' continuation joins lines", "line a\nline b<|im_end|>" in p5)
     check('""" block: one message, its lines kept', "user\nblock x\n\nblock y<|im_end|>" in p6)
+    stats = [l for l in err.splitlines() if l.startswith("[") and "tok/s" in l]
+    partial = p8.split("stop me<|im_end|>\n<|im_start|>assistant\n")[-1].split("<|im_end|>")[0]
+    check(f"Ctrl-C stops the reply ({stats[6] if len(stats) > 6 else '?'}), the partial reply is kept",
+          len(stats) == 8 and "interrupted" in stats[6] and "interrupted" not in stats[7]
+          and "stop me" in p8 and 0 < len(partial) and int(stats[6][1:].split()[0]) < 400)
 check("/reset and /system acknowledged", "[history cleared]" in err and "[system message set]" in err)
 sys.exit(1 if failed else 0)
 PY
