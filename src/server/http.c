@@ -684,49 +684,6 @@ static void handle_tokenize(srv_ctx *ctx, struct evhttp_request *req, int detok)
     srv_engine_submit(ctx->eng, c);
 }
 
-static json_t *model_object(srv_ctx *ctx) {
-    json_t *m = json_object();
-    json_object_set_new(m, "id", json_string(ctx->model_name));
-    json_object_set_new(m, "object", json_string("model"));
-    json_object_set_new(m, "created", json_integer(ctx->started));
-    json_object_set_new(m, "owned_by", json_string("cinfer"));
-    json_object_set_new(m, "root", json_string(ctx->cfg->model_dir));
-    json_object_set_new(m, "parent", json_null());
-    if (ctx->max_model_len > 0)
-        json_object_set_new(m, "max_model_len", json_integer(ctx->max_model_len));
-    return m;
-}
-
-static void handle_models(srv_ctx *ctx, struct evhttp_request *req) {
-    json_t *data = json_array();
-    json_array_append_new(data, model_object(ctx));
-    json_t *o = json_object();
-    json_object_set_new(o, "object", json_string("list"));
-    json_object_set_new(o, "data", data);
-    srv_send_json(ctx, req, 200, o);
-}
-
-/* GET /v1/models/{id} (the id percent-decoded; it may contain '/') */
-static void handle_model(srv_ctx *ctx, struct evhttp_request *req) {
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-    char *id = path ? evhttp_uridecode(path + strlen("/v1/models/"), 0, NULL) : NULL;
-    if (!id) {
-        srv_send_errorf(ctx, req, 500, NULL, "out of memory");
-        return;
-    }
-    if (strcmp(id, ctx->model_name)) {
-        srv_err e;
-        srv_errf(&e, 404, "model",
-                 "The model '%.100s' does not exist (this server serves '%.100s')", id,
-                 ctx->model_name);
-        srv_send_error(ctx, req, &e);
-    } else {
-        srv_send_json(ctx, req, 200, model_object(ctx));
-    }
-    free(id);
-}
-
 static void handle_metrics(srv_ctx *ctx, struct evhttp_request *req) {
     cinfer_metrics em = srv_engine_metrics(ctx->eng);
     char *s =
@@ -755,10 +712,7 @@ static void h_tokenize(srv_ctx *c, struct evhttp_request *r, int detok) {
     handle_tokenize(c, r, detok);
 }
 static void h_models(srv_ctx *c, struct evhttp_request *r, int one) {
-    if (one)
-        handle_model(c, r);
-    else
-        handle_models(c, r);
+    srv_handle_models(c, r, one); /* models.c */
 }
 static void h_metrics(srv_ctx *c, struct evhttp_request *r, int a) {
     handle_metrics(c, r);

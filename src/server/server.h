@@ -11,6 +11,8 @@
  *
  *   server.c  engine thread + the two queues
  *   openai.c  request parsing and response JSON (OpenAI shapes)
+ *   openai_fields.c  logit_bias; request fields refused with a 400
+ *   models.c  /v1/models, /v1/models/{id}
  *   metrics.c Prometheus text
  *   http.c    evhttp plumbing, jobs, srv_run()
  *   http_response.c  JSON and SSE replies (http_response.h, http_state.h)
