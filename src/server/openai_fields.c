@@ -16,14 +16,15 @@
 
 /* When a refused field is still fine: null is always fine. */
 typedef enum {
-    OK_NONE,   /* any non-null value is refused */
-    OK_FALSE,  /* false is fine (a boolean feature switch) */
-    OK_TRUE,   /* true is fine (the default is on) */
-    OK_EMPTY,  /* "" / [] / {} is fine */
-    OK_ONE,    /* the number 1 is fine (length_penalty) */
-    OK_TEXT,   /* {"type": "text"} is fine (response_format) */
-    OK_MODAL,  /* ["text"] is fine (modalities) */
-    OK_DEFAULT /* true on completions, false on chat (add_special_tokens) */
+    OK_NONE,    /* any non-null value is refused */
+    OK_FALSE,   /* false is fine (a boolean feature switch) */
+    OK_TRUE,    /* true is fine (the default is on) */
+    OK_EMPTY,   /* "" / [] / {} is fine */
+    OK_ONE,     /* the number 1 is fine (length_penalty) */
+    OK_TEXT,    /* {"type": "text"} is fine (response_format) */
+    OK_MODAL,   /* ["text"] is fine (modalities) */
+    OK_DEFAULT, /* true on completions, false on chat (add_special_tokens) */
+    OK_AUTO     /* "auto" or "none" is fine (tool_choice) */
 } ok_when;
 
 enum { BOTH = 3, COMPL = 1, CHAT = 2 };
@@ -76,6 +77,8 @@ static const refused_field k_refused[] = {
     {"guided_choice", BOTH, OK_NONE, "guided decoding is not supported"},
     {"guided_grammar", BOTH, OK_NONE, "guided decoding is not supported"},
     {"structured_outputs", BOTH, OK_NONE, "structured outputs are not supported"},
+    {"tool_choice", CHAT, OK_AUTO,
+     "'tool_choice' other than \"auto\" or \"none\" (forced tool calls) is not supported"},
 };
 
 static int value_ok(const refused_field *f, json_t *v, int chat) {
@@ -98,6 +101,9 @@ static int value_ok(const refused_field *f, json_t *v, int chat) {
                !strcmp(json_string_value(m), "text");
     }
     case OK_DEFAULT: return chat ? json_is_false(v) : json_is_true(v);
+    case OK_AUTO:
+        return json_is_string(v) &&
+               (!strcmp(json_string_value(v), "auto") || !strcmp(json_string_value(v), "none"));
     }
     return 0;
 }

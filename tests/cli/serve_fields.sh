@@ -91,6 +91,8 @@ refuse /v1/completions use_beam_search true
 refuse /v1/completions include_stop_str_in_output true
 refuse /v1/chat/completions response_format '{"type":"json_object"}'
 accept /v1/chat/completions response_format '{"type":"text"}'
+refuse /v1/chat/completions tool_choice '"required"'
+accept /v1/chat/completions tool_choice '"auto"'
 refuse /v1/chat/completions add_special_tokens true
 accept /v1/completions add_special_tokens true
 refuse /v1/chat/completions modalities '["text","audio"]'
