@@ -118,6 +118,11 @@ typedef enum cinfer_structured_kind {
     CINFER_STRUCTURED_REGEX,       /* structured: a pattern the whole output matches */
     CINFER_STRUCTURED_GRAMMAR,     /* structured: GBNF (llama.cpp syntax) */
 } cinfer_structured_kind;
+/* OpenAI logit_bias: bias added to the token's logit before sampling. */
+typedef struct cinfer_logit_bias {
+    int32_t token; /* [0, vocab) */
+    float bias;    /* [-100, 100] */
+} cinfer_logit_bias;
 
 typedef struct cinfer_sampling_params {
     float temperature;        /* 1.0; 0 = greedy */
@@ -142,8 +147,10 @@ typedef struct cinfer_sampling_params {
     /* structured output: compiled at add time (a bad one refuses the request
      * with the compiler's message); each sample is constrained, ends (reason
      * stop) when the grammar is complete, and gets no speculative drafts */
-    int structured_kind;    /* cinfer_structured_kind */
-    const char *structured; /* its text (NUL-terminated), copied by the engine */
+    int structured_kind;                 /* cinfer_structured_kind */
+    const char *structured;              /* its text (NUL-terminated), copied by the engine */
+    const cinfer_logit_bias *logit_bias; /* copied; a token listed twice: the last wins */
+    int num_logit_bias;
 } cinfer_sampling_params;
 
 cinfer_sampling_params cinfer_sampling_params_default(void);
@@ -224,6 +231,10 @@ int cinfer_detokenize(cinfer_engine *e, const int32_t *ids, size_t num_ids, int 
                       char **text, cinfer_error *err);
 void cinfer_free(void *p);
 int cinfer_vocab_size(const cinfer_engine *e);
+/* The vocabulary entry of a token as the tokenizer stores it (byte-level
+ * BPE: "\u0120world" for " world"), as HF's convert_ids_to_tokens; NULL when
+ * there is none. Valid while the engine lives. */
+const char *cinfer_token_str(const cinfer_engine *e, int32_t id);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,8 @@
 /* test_cuda_sampling.c — the CUDA sample op against the CPU one (the
  * reference math of src/engine/sampling.c) on fresh random logits: ties,
  * -inf entries, huge and tiny values, flat and peaked rows; rows mixing
- * greedy / temperature / top-k / top-p / min-p, adjustments, logprobs and
+ * greedy / temperature / top-k / top-p / min-p, adjustments (logit_bias
+ * too: logit_bias_cases.h), logprobs and
  * n > 1 rows sharing a logits row. Greedy tokens must be equal; sampled
  * rows must keep the same set (num_kept against ci_sampler_probs' support,
  * the token inside it) and mostly draw the same token for the same seed
@@ -23,6 +24,7 @@ int main(void) {
     return 77;
 }
 #else
+#include "logit_bias_cases.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static double urand(void) {
@@ -109,6 +111,12 @@ static void test_mixed(int V, int L, int N) {
             a->token = t;
             a->flags = (urand() < 0.2 ? CI_ADJ_MASK : 0) | (urand() < 0.7 ? CI_ADJ_REPEAT : 0);
             a->count = urand() < 0.5 ? (int)(urand() * 4) : 0;
+            if (urand() < 0.4) { /* logit_bias, up to +-100 */
+                a->flags |= CI_ADJ_BIAS;
+                a->bias = (float)((urand() * 2.0 - 1.0) * (urand() < 0.2 ? 100.0 : 5.0));
+            } else {
+                a->bias = 0.0f;
+            }
         }
         for (int j = adj0[r]; j < nadj; j++)
             seen[adj[j].token] = 0;
@@ -343,6 +351,16 @@ static void bench(int V, int n, float temp, int top_k, float top_p, const char *
     free(x), free(rows), free(res), free(rc);
 }
 
+/* logit_bias on the GPU (logit_bias_cases.h): +-100 and mixed biases against the reference */
+static void test_logit_bias(void) {
+    float x[LB_V];
+    lb_fill(x);
+    ci_tensor lg;
+    upload_logits(&lg, x, 1, LB_V);
+    logit_bias_cases(gpu, &lg, x, 0);
+    ci_tensor_free(gpu, &lg);
+}
+
 int main(void) {
     if (ci_cuda_device_count() <= 0) test_skip("no CUDA device");
     CHECK_OK(ci_backend_create("cpu", NULL, &cpu));
@@ -351,6 +369,7 @@ int main(void) {
     test_mixed(5000, 24, 1500);
     test_mixed(131, 12, 400);
     test_mixed(128256, 6, 120);
+    test_logit_bias();
     test_chi_square(5000, 0.8f, 20, 0.9f, 2);        /* shared-memory path */
     test_chi_square(300, 1.0f, 0, 0.95f, 4);         /* flat, small V */
     test_chi_square(300, 2.0f, 0, 1.0f, 0);          /* no filter */

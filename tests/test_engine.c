@@ -622,6 +622,34 @@ static void test_api(void) {
     cinfer_free(back);
     cinfer_metrics m = cinfer_get_metrics(e);
     CHECK(m.generation_tokens == 8 && m.num_finished == 1 && m.kv_blocks_used == 0);
+    /* logit_bias: copied at add (the caller's list may change after), +100 forces its token
+     * under top-p sampling, a bad id or bias is refused by name */
+    cinfer_logit_bias lb[2] = {{309, 100.0f}, {5, -100.0f}};
+    sp = cinfer_sampling_params_default();
+    sp.max_tokens = 6;
+    sp.top_p = 0.9f;
+    sp.seed = 11;
+    sp.logit_bias = lb;
+    sp.num_logit_bias = 2;
+    CHECK(cinfer_add_request(e, "def fibonacci(n):", NULL, 0, &sp, 0, &a, &err) == 0);
+    lb[0].token = 7;
+    int forced = 0;
+    ntok = 0;
+    while (cinfer_has_unfinished(e)) {
+        const cinfer_output *o;
+        int n;
+        CHECK(cinfer_step(e, &o, &n, &err) == 0);
+        for (int i = 0; i < n; i++)
+            for (int t = 0; t < o[i].num_token_ids; t++)
+                ntok++, forced += o[i].token_ids[t] == 309;
+    }
+    CHECKF(ntok == 6 && forced == 6, "%d of %d tokens were the biased one", forced, ntok);
+    lb[0] = (cinfer_logit_bias){cinfer_vocab_size(e), 1.0f};
+    CHECK(cinfer_add_request(e, "x", NULL, 0, &sp, 0, &b, &err) == CINFER_ERR_INVALID &&
+          strstr(err.message, "logit_bias token"));
+    lb[0] = (cinfer_logit_bias){3, 100.5f};
+    CHECK(cinfer_add_request(e, "x", NULL, 0, &sp, 0, &b, &err) == CINFER_ERR_INVALID &&
+          strstr(err.message, "[-100, 100]"));
     cinfer_engine_destroy(e);
 }
 

@@ -4,6 +4,7 @@
 #include <stdint.h>
 
 #include "backend/sample_ref.h"
+#include "logit_bias_cases.h"
 #include "test.h"
 
 static void test_philox(void) {
@@ -205,7 +206,7 @@ static void test_sample_op_checks(void) {
     CHECK_OK(ci_tensor_alloc(be, CI_F32, 2, 8, &lg));
     for (int i = 0; i < 16; i++)
         ((float *)lg.data)[i] = (float)(i % 5);
-    ci_logit_adjust adj[1] = {{1, CI_ADJ_MASK, 0}}; /* row 1 is 3 4 0 1 2 3 4 0 */
+    ci_logit_adjust adj[1] = {{1, CI_ADJ_MASK, 0, 0.0f}}; /* row 1 is 3 4 0 1 2 3 4 0 */
     ci_sample_row ok = {
         .logits_row = 1, .top_logprobs = 2, .adj_start = 0, .adj_count = 1, .mask_row = -1};
     ci_sample_result res[1];
@@ -223,7 +224,7 @@ static void test_sample_op_checks(void) {
         CHECKF(s.code == CI_ERR_INVALID && strstr(s.msg, "row 0 out of range"), "case %d: %s", i,
                s.msg);
     }
-    ci_logit_adjust far[1] = {{8, CI_ADJ_MASK, 0}}; /* outside the vocabulary */
+    ci_logit_adjust far[1] = {{8, CI_ADJ_MASK, 0, 0.0f}}; /* outside the vocabulary */
     ci_status s = be->ops->sample(be, &lg, &ok, 1, far, 1, NULL, 0, res);
     CHECKF(s.code == CI_ERR_INVALID && strstr(s.msg, "adjusted token 8"), "%s", s.msg);
     ci_tensor_free(be, &lg);
@@ -296,9 +297,23 @@ static void test_sample_op_masks(void) {
     ci_backend_destroy(be);
 }
 
+/* logit_bias through the CPU backend's sample op: draws equal the reference's exactly */
+static void test_logit_bias(void) {
+    ci_backend *be = NULL;
+    CHECK_OK(ci_backend_create("cpu", NULL, &be));
+    if (!be) return;
+    ci_tensor lg;
+    CHECK_OK(ci_tensor_alloc(be, CI_F32, 1, LB_V, &lg));
+    lb_fill(lg.data);
+    logit_bias_cases(be, &lg, lg.data, 1);
+    ci_tensor_free(be, &lg);
+    ci_backend_destroy(be);
+}
+
 int main(void) {
     test_sample_op_checks();
     test_sample_op_masks();
+    test_logit_bias();
     test_philox();
     test_greedy();
     test_masks();

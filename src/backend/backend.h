@@ -103,13 +103,16 @@ typedef struct ci_sample_row {
 } ci_sample_row;
 
 /* One distinct token of a logits row to adjust, applied in process order:
- * mask to -inf, then repetition penalty (x > 0 ? x / rp : x * rp), then
+ * mask to -inf, then x += bias (OpenAI logit_bias; before the penalties as
+ * in vLLM v1, whose logits processors run before apply_penalties), then
+ * repetition penalty (x > 0 ? x / rp : x * rp), then
  * x -= presence + frequency * count. */
-enum { CI_ADJ_MASK = 1, CI_ADJ_REPEAT = 2 };
+enum { CI_ADJ_MASK = 1, CI_ADJ_REPEAT = 2, CI_ADJ_BIAS = 4 };
 typedef struct ci_logit_adjust {
     int32_t token;
     int32_t flags; /* CI_ADJ_* */
     int32_t count; /* occurrences in the output (presence/frequency); 0: none */
+    float bias;    /* added when flags has CI_ADJ_BIAS */
 } ci_logit_adjust;
 
 typedef struct ci_sample_result {

@@ -308,6 +308,7 @@ void ci_logit_adjust_apply(float *row, const ci_logit_adjust *adj, int n, float 
         const ci_logit_adjust *a = &adj[i];
         float v = row[a->token];
         if (a->flags & CI_ADJ_MASK) v = -INFINITY;
+        if (a->flags & CI_ADJ_BIAS) v += a->bias;
         if (a->flags & CI_ADJ_REPEAT) v = v > 0 ? v / repetition_penalty : v * repetition_penalty;
         if (a->count > 0) v -= presence_penalty + frequency_penalty * (float)a->count;
         row[a->token] = v;

@@ -13,7 +13,8 @@ void ci_args_print_help(const char *usage, const ci_arg *args, int nargs) {
         snprintf(left, sizeof left, "%s%s%s %s", args[i].alias ? args[i].alias : "",
                  args[i].alias ? ", " : "", args[i].name,
                  args[i].kind == CI_ARG_FLAG ? "" : args[i].metavar);
-        printf("  %-30s %s\n", left, args[i].help);
+        printf("  %-30s %s%s\n", left, args[i].help,
+               args[i].kind == CI_ARG_STRS ? " (repeatable)" : "");
     }
     printf("  %-30s %s\n", "-h, --help", "show this help");
 }
@@ -38,6 +39,14 @@ static ci_status parse_value(const ci_arg *a, const char *v) {
         break;
     }
     case CI_ARG_FLAG: *(bool *)a->dest = true; break;
+    case CI_ARG_STRS: {
+        ci_arg_list *l = a->dest;
+        if (l->n >= CI_ARG_LIST_MAX)
+            return ci_errorf(CI_ERR_INVALID, "option %s given more than %d times", a->name,
+                             CI_ARG_LIST_MAX);
+        l->v[l->n++] = v;
+        break;
+    }
     }
     return ci_ok();
 }

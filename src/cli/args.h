@@ -6,13 +6,25 @@
 
 #include "util/status.h"
 
-typedef enum ci_arg_kind { CI_ARG_FLAG, CI_ARG_STR, CI_ARG_INT, CI_ARG_FLOAT } ci_arg_kind;
+typedef enum ci_arg_kind {
+    CI_ARG_FLAG,
+    CI_ARG_STR,
+    CI_ARG_INT,
+    CI_ARG_FLOAT,
+    CI_ARG_STRS /* repeatable: each use appends to a ci_arg_list */
+} ci_arg_kind;
+
+#define CI_ARG_LIST_MAX 16
+typedef struct ci_arg_list {
+    const char *v[CI_ARG_LIST_MAX];
+    int n;
+} ci_arg_list;
 
 typedef struct ci_arg {
     const char *name;  /* "--model" */
     const char *alias; /* "-m" or NULL */
     ci_arg_kind kind;
-    void *dest; /* bool*, const char**, long*, double* */
+    void *dest; /* bool*, const char**, long*, double*, ci_arg_list* */
     const char *metavar;
     const char *help;
 } ci_arg;

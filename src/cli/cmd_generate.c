@@ -8,9 +8,11 @@
 #include <time.h>
 
 #include "cli/args.h"
+#include "cli/chat_session.h"
 #include "cli/common.h"
 #include "cli/engine_flags.h"
 #include "cli/generate_batch.h"
+#include "cli/sampling_flags.h"
 #include "engine/generate.h"
 #include "tokenizer/tokenizer.h"
 
@@ -21,34 +23,54 @@ static json_t *ids_json(const int32_t *ids, int n) {
     return a;
 }
 
-static ci_status validate(long n, double temperature, long top_k, double top_p, double min_p) {
-    if (n < 1) return ci_errorf(CI_ERR_INVALID, "-n must be at least 1 (got %ld)", n);
-    if (temperature < 0)
-        return ci_errorf(CI_ERR_INVALID, "--temperature must be >= 0 (got %g)", temperature);
-    if (top_k < 0) return ci_errorf(CI_ERR_INVALID, "--top-k must be >= 0 (got %ld)", top_k);
-    if (!(top_p > 0 && top_p <= 1))
-        return ci_errorf(CI_ERR_INVALID, "--top-p must be in (0, 1] (got %g)", top_p);
-    if (!(min_p >= 0 && min_p <= 1))
-        return ci_errorf(CI_ERR_INVALID, "--min-p must be in [0, 1] (got %g)", min_p);
-    return ci_ok();
+/* The prompt text: -p TEXT, -p - (stdin) or -f FILE; with --chat, rendered
+ * as one user message (after --system) with the chat template. *add_special:
+ * whether BOS etc. are added when encoding (not for a rendered chat, whose
+ * template writes them, as transformers' apply_chat_template does). */
+static ci_status read_prompt(const char *prompt, const char *file, bool chat, const char *system,
+                             const char *model_dir, const char *tmpl, char **out,
+                             bool *add_special) {
+    *out = NULL;
+    *add_special = !chat;
+    size_t len = 0;
+    ci_status s;
+    if (prompt && file) return ci_errorf(CI_ERR_INVALID, "generate: give -p or -f, not both");
+    if (file || (prompt && !strcmp(prompt, "-")))
+        s = ci_read_text(file ? file : "-", out);
+    else if (prompt)
+        s = (*out = strdup(prompt)) ? ci_ok() : ci_errorf(CI_ERR_NOMEM, "out of memory");
+    else
+        return ci_errorf(CI_ERR_INVALID, "generate: -p TEXT (or -p - / -f FILE) is required");
+    if (!s.code && !**out) s = ci_errorf(CI_ERR_INVALID, "prompt is empty");
+    if (s.code || !chat) return s;
+    ci_chat_session cs;
+    s = ci_chat_session_open(&cs, model_dir, tmpl);
+    if (s.code) return s;
+    s = ci_chat_session_set_system(&cs, system);
+    if (!s.code) s = ci_chat_session_add(&cs, "user", *out, strlen(*out));
+    free(*out);
+    *out = NULL;
+    if (!s.code) s = ci_chat_session_render(&cs, out, &len);
+    ci_chat_session_close(&cs);
+    return s;
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model_dir = NULL, *prompt = NULL, *prompts_file = NULL;
-    long n = 128, top_k = 0, seed = -1;
-    double temperature = 1.0, top_p = 1.0, min_p = 0.0;
-    bool as_json = false, ignore_eos = false, stats = false;
+    const char *model_dir = NULL, *prompt = NULL, *prompts_file = NULL, *prompt_file = NULL,
+               *system = NULL, *tmpl = NULL;
+    bool as_json = false, stats = false, chat = false;
+    ci_sampling_flags sf = ci_sampling_flags_default(128);
     ci_engine_flags ef = ci_engine_flags_default();
     const ci_arg args[] = {
         {"--model", "-m", CI_ARG_STR, &model_dir, "DIR", "Hugging Face model directory"},
-        {"--prompt", "-p", CI_ARG_STR, &prompt, "TEXT", "prompt text (UTF-8)"},
-        {"--max-tokens", "-n", CI_ARG_INT, &n, "N", "tokens to generate (default 128)"},
-        {"--temperature", NULL, CI_ARG_FLOAT, &temperature, "T", "0 = greedy (default 1.0)"},
-        {"--top-k", NULL, CI_ARG_INT, &top_k, "K", "keep the K most likely tokens (0 = off)"},
-        {"--top-p", NULL, CI_ARG_FLOAT, &top_p, "P", "nucleus sampling mass (default 1 = off)"},
-        {"--min-p", NULL, CI_ARG_FLOAT, &min_p, "P", "drop tokens below P * max prob (0 = off)"},
-        {"--seed", NULL, CI_ARG_INT, &seed, "S", "sampling seed (default: from the clock)"},
-        {"--ignore-eos", NULL, CI_ARG_FLAG, &ignore_eos, "", "do not stop at EOS"},
+        {"--prompt", "-p", CI_ARG_STR, &prompt, "TEXT", "prompt text (UTF-8; - reads stdin)"},
+        {"--file", "-f", CI_ARG_STR, &prompt_file, "FILE", "read the prompt from FILE"},
+        {"--chat", NULL, CI_ARG_FLAG, &chat, "",
+         "the prompt is a user message: render it with the chat template"},
+        {"--system", NULL, CI_ARG_STR, &system, "TEXT", "--chat: a system message first"},
+        {"--chat-template", NULL, CI_ARG_STR, &tmpl, "FILE",
+         "--chat: this Jinja template instead of the model's"},
+        CI_SAMPLING_FLAG_ARGS(sf),
         {"--json", NULL, CI_ARG_FLAG, &as_json, "",
          "print one JSON object with ids, text, timings"},
         {"--prompts-file", NULL, CI_ARG_STR, &prompts_file, "F.jsonl",
@@ -58,7 +80,8 @@ int cmd_generate(int argc, char **argv) {
         CI_ENGINE_FLAG_ARGS(ef),
     };
     const char *usage =
-        "usage: cinfer generate -m DIR -p TEXT [options]\n"
+        "usage: cinfer generate -m DIR (-p TEXT | -p - | -f FILE) [--chat [--system TEXT]] "
+        "[options]\n"
         "       cinfer generate -m DIR --prompts-file F.jsonl [options] [--stats]\n"
         "Generates a continuation of the prompt and streams it to stdout. With\n"
         "--prompts-file, runs every line ({\"prompt\": ...} or {\"prompt_token_ids\": [...]},\n"
@@ -70,31 +93,29 @@ int cmd_generate(int argc, char **argv) {
     if (r == CI_ARGS_HELP) return 0;
     if (r == CI_ARGS_ERROR) return ci_cli_fail(s);
     if (!model_dir) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "generate: -m DIR is required"));
+    if ((system || tmpl) && !chat)
+        return ci_cli_fail(
+            ci_errorf(CI_ERR_INVALID, "generate: --system and --chat-template need --chat"));
+    ci_engine_sampling sp;
+    s = ci_sampling_flags_params(&sf, &sp);
+    if (s.code) return ci_cli_fail(s);
     if (prompts_file) {
-        if (prompt)
+        if (prompt || prompt_file || chat)
             return ci_cli_fail(
-                ci_errorf(CI_ERR_INVALID, "generate: give -p or --prompts-file, not both"));
-        s = validate(n, temperature, top_k, top_p, min_p);
-        if (s.code) return ci_cli_fail(s);
+                ci_errorf(CI_ERR_INVALID, "generate: --prompts-file takes no -p, -f or --chat"));
         ci_engine_config ec;
         s = ci_engine_flags_config(&ef, model_dir, &ec);
         if (s.code) return ci_cli_fail(s);
-        ci_batch_defaults d = {.max_tokens = (int)n,
-                               .temperature = temperature,
-                               .top_k = (int)top_k,
-                               .top_p = top_p,
-                               .min_p = min_p,
-                               .seed = seed,
-                               .ignore_eos = ignore_eos};
-        return ci_generate_prompts_file(&ec, prompts_file, &d, stats);
+        return ci_generate_prompts_file(&ec, prompts_file, &sp, stats);
     }
-    if (!prompt) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "generate: -p TEXT is required"));
-    if (!*prompt) return ci_cli_fail(ci_errorf(CI_ERR_INVALID, "prompt is empty"));
-    s = validate(n, temperature, top_k, top_p, min_p);
-    if (s.code) return ci_cli_fail(s);
-
+    if (sp.seed < 0) sp.seed = (int64_t)time(NULL);
+    long n = sf.max_tokens;
     ci_engine_config ec;
     s = ci_engine_flags_config(&ef, model_dir, &ec);
+    if (s.code) return ci_cli_fail(s);
+    char *prompt_text = NULL;
+    bool add_special = true;
+    s = read_prompt(prompt, prompt_file, chat, system, model_dir, tmpl, &prompt_text, &add_special);
     if (s.code) return ci_cli_fail(s);
 
     double t_load = ci_now();
@@ -110,7 +131,8 @@ int cmd_generate(int argc, char **argv) {
 
     s = ci_tokenizer_load(model_dir, &tok);
     if (!s.code) {
-        s = ci_tokenizer_encode(tok, prompt, strlen(prompt), true, &prompt_ids, &n_prompt);
+        s = ci_tokenizer_encode(tok, prompt_text, strlen(prompt_text), add_special, &prompt_ids,
+                                &n_prompt);
         if (s.code) s = ci_status_wrap(s, "prompt");
     }
     if (!s.code && n_prompt == 0) s = ci_errorf(CI_ERR_INVALID, "prompt encodes to no tokens");
@@ -136,14 +158,7 @@ int cmd_generate(int argc, char **argv) {
         if (!out) s = ci_errorf(CI_ERR_NOMEM, "out of memory");
     }
     if (!s.code) {
-        ci_engine_sampling sp = ci_engine_default_sampling();
         sp.max_tokens = (int)n;
-        sp.temperature = (float)temperature;
-        sp.top_k = (int)top_k;
-        sp.top_p = (float)top_p;
-        sp.min_p = (float)min_p;
-        sp.seed = seed >= 0 ? (int64_t)seed : (int64_t)time(NULL);
-        sp.ignore_eos = ignore_eos;
         int64_t id;
         double t0 = ci_now(), t1 = 0;
         s = ci_engine_add_request(e, prompt_ids, (int)n_prompt, &sp, 0, &id);
@@ -213,6 +228,7 @@ int cmd_generate(int argc, char **argv) {
     free(text);
     free(out);
     free(prompt_ids);
+    free(prompt_text);
     ci_engine_destroy(e);
     ci_tokenizer_free(tok);
     return s.code ? ci_cli_fail(s) : 0;

@@ -66,14 +66,10 @@ int cmd_render_chat(int argc, char **argv) {
 
     ci_chat_config cfg = {0};
     char *tmpl = NULL, *input = NULL;
-    size_t tlen = 0, len = 0;
+    size_t len = 0;
     ci_status s = ci_ok();
     if (model) s = ci_chat_config_load(model, &cfg);
-    if (!s.code && tmpl_path) {
-        s = ci_read_path(tmpl_path, &tmpl, &tlen);
-        if (!s.code && memchr(tmpl, '\0', tlen))
-            s = ci_errorf(CI_ERR_INVALID, "%s: template contains a NUL byte", tmpl_path);
-    }
+    if (!s.code && tmpl_path) s = ci_read_text(tmpl_path, &tmpl);
     if (!s.code) s = ci_read_stream(stdin, "stdin", &input, &len);
     if (!s.code && !jsonl) {
         s = render_one(&cfg, tmpl, input, len, false);

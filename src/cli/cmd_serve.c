@@ -18,6 +18,7 @@ int cmd_serve(int argc, char **argv) {
     double timeout = 0, header_timeout = 10, body_timeout = 60, shutdown_timeout = 30;
     long max_conns = 1024, max_queued = 0;
     const char *log_level = "info", *log_format = "text", *tool_parser = NULL;
+    const char *chat_template = NULL;
     ci_engine_flags ef = ci_engine_flags_default();
     const ci_arg args[] = {
         {"--model", "-m", CI_ARG_STR, &model_dir, "DIR", "Hugging Face model directory"},
@@ -27,6 +28,8 @@ int cmd_serve(int argc, char **argv) {
          "require Authorization: Bearer KEY on /v1, /tokenize"},
         {"--served-model-name", NULL, CI_ARG_STR, &served, "NAME",
          "model name in the API (default: dir name)"},
+        {"--chat-template", NULL, CI_ARG_STR, &chat_template, "FILE",
+         "Jinja chat template replacing the tokenizer's (a bad file stops startup)"},
         {"--no-webui", NULL, CI_ARG_FLAG, &no_webui, NULL, "no chat page at GET / (404)"},
         {"--max-waiting", NULL, CI_ARG_INT, &max_waiting, "N",
          "sequences (prompts x n) accepted beyond --max-num-seqs before 503 (default 256)"},
@@ -94,7 +97,15 @@ int cmd_serve(int argc, char **argv) {
     s = ci_engine_flags_config(&ef, model_dir, &ec);
     if (s.code) return ci_cli_fail(s);
 
+    char *tmpl = NULL;
+    if (chat_template) {
+        s = ci_read_text(chat_template, &tmpl);
+        if (s.code) return ci_cli_fail(ci_status_wrap(s, "--chat-template"));
+    }
+
     srv_config cfg = {0};
+    cfg.chat_template = tmpl;
+    cfg.chat_template_path = chat_template;
     cfg.model_dir = model_dir;
     cfg.host = host;
     cfg.port = (int)port;
@@ -113,5 +124,7 @@ int cmd_serve(int argc, char **argv) {
     cfg.log_level = level;
     cfg.log_json = !strcmp(log_format, "json");
     cfg.tool_call_parser = tool_parser;
-    return srv_run(&cfg);
+    int rc = srv_run(&cfg);
+    free(tmpl);
+    return rc;
 }

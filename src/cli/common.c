@@ -1,6 +1,7 @@
 #include "cli/common.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +48,19 @@ ci_status ci_read_path(const char *path, char **out, size_t *len) {
     if (!f) return ci_errorf(CI_ERR_IO, "%s: %s", path, strerror(errno));
     ci_status s = ci_read_stream(f, path, out, len);
     fclose(f);
+    return s;
+}
+
+ci_status ci_read_text(const char *path, char **out) {
+    size_t len = 0;
+    *out = NULL;
+    bool in = !strcmp(path, "-");
+    ci_status s = in ? ci_read_stream(stdin, "stdin", out, &len) : ci_read_path(path, out, &len);
+    if (!s.code && memchr(*out, '\0', len)) {
+        s = ci_errorf(CI_ERR_INVALID, "%s: contains a NUL byte", in ? "stdin" : path);
+        free(*out);
+        *out = NULL;
+    }
     return s;
 }
 

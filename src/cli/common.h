@@ -14,6 +14,9 @@ int ci_cli_fail(ci_status s);
 /* Reads a whole stream (NUL-terminated). */
 ci_status ci_read_stream(FILE *f, const char *what, char **out, size_t *len);
 ci_status ci_read_path(const char *path, char **out, size_t *len);
+/* A text file (path "-": stdin) that must hold no NUL byte (a template, a
+ * prompt): NUL-terminated, malloc'd. */
+ci_status ci_read_text(const char *path, char **out);
 
 /* xorshift64: the benchmarks' seeded generator (random prompts, arrival
  * times); the state must be nonzero. */
@@ -29,6 +32,7 @@ ci_status ci_cli_add_random_requests(ci_engine *e, long n, long input_len, long 
 
 /* Subcommands: argv[0] is the subcommand name. */
 int cmd_generate(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);

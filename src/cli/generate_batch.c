@@ -86,7 +86,7 @@ static int get_bool(json_t *o, const char *key, int *out, char *err, size_t errl
 }
 
 /* Parses one line and adds its request. On failure sets L->error. */
-static void add_line(ci_engine *e, const char *text, size_t len, const ci_batch_defaults *d,
+static void add_line(ci_engine *e, const char *text, size_t len, const ci_engine_sampling *d,
                      line_res *L) {
     char err[256] = {0};
     json_error_t je;
@@ -101,14 +101,7 @@ static void add_line(ci_engine *e, const char *text, size_t len, const ci_batch_
         snprintf(err, sizeof err, "each line must be a JSON object");
         goto done;
     }
-    ci_engine_sampling sp = ci_engine_default_sampling();
-    sp.max_tokens = d->max_tokens;
-    sp.temperature = (float)d->temperature;
-    sp.top_k = d->top_k;
-    sp.top_p = (float)d->top_p;
-    sp.min_p = (float)d->min_p;
-    sp.seed = d->seed;
-    sp.ignore_eos = d->ignore_eos;
+    ci_engine_sampling sp = *d;
     double x;
     long li;
     int pr;
@@ -305,7 +298,7 @@ static int cmp_id(const void *a, const void *b) {
 }
 
 int ci_generate_prompts_file(const ci_engine_config *ec, const char *path,
-                             const ci_batch_defaults *d, bool stats) {
+                             const ci_engine_sampling *d, bool stats) {
     char *buf = NULL;
     size_t blen = 0;
     ci_status s = ci_read_path(path, &buf, &blen);

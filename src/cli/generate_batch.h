@@ -7,17 +7,9 @@
 
 #include "engine/engine.h"
 
-typedef struct ci_batch_defaults {
-    int max_tokens;
-    double temperature;
-    int top_k;
-    double top_p, min_p;
-    long seed; /* -1: none */
-    bool ignore_eos;
-} ci_batch_defaults;
-
-/* Returns the process exit code. */
+/* d: every line's sampling parameters (the command's flags) before the
+ * line's own fields replace them. Returns the process exit code. */
 int ci_generate_prompts_file(const ci_engine_config *ec, const char *path,
-                             const ci_batch_defaults *d, bool stats);
+                             const ci_engine_sampling *d, bool stats);
 
 #endif

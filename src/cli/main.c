@@ -13,6 +13,7 @@ typedef struct {
 
 static const ci_command COMMANDS[] = {
     {"generate", cmd_generate, "generate text from a prompt"},
+    {"chat", cmd_chat, "interactive chat in the terminal (the model's chat template)"},
     {"tokenize", cmd_tokenize, "text on stdin -> token ids (JSON)"},
     {"detokenize", cmd_detokenize, "token ids (JSON) on stdin -> text"},
     {"perplexity", cmd_perplexity, "mean NLL / perplexity of a text file"},

@@ -116,3 +116,8 @@ void cinfer_free(void *p) {
 int cinfer_vocab_size(const cinfer_engine *e) {
     return ci_engine_vocab_size(e->e);
 }
+
+const char *cinfer_token_str(const cinfer_engine *e, int32_t id) {
+    ci_tokenizer *tok = ci_engine_tokenizer(e->e);
+    return tok ? ci_tokenizer_id_to_token(tok, id) : NULL;
+}

@@ -24,7 +24,8 @@ typedef struct eng_request {
     int64_t id;
     ci_engine_sampling sp;
     uint64_t seed;
-    int32_t *stop_ids; /* stop_token_ids (EOS is checked separately) */
+    int32_t *stop_ids;       /* stop_token_ids (EOS is checked separately) */
+    cinfer_logit_bias *bias; /* sp.num_logit_bias entries (copied) */
     char **stop;
     size_t *stop_len;
     size_t max_stop_len;

@@ -81,6 +81,18 @@ ci_status ci_eng_validate(const ci_engine *e, const int32_t *prompt, int np,
         if (p->stop_token_ids[i] < 0 || p->stop_token_ids[i] >= e->V)
             return ci_errorf(CI_ERR_INVALID, "request: stop token id %d outside [0, %d)",
                              p->stop_token_ids[i], e->V);
+    if (p->num_logit_bias < 0 || (p->num_logit_bias && !p->logit_bias))
+        return ci_errorf(CI_ERR_INVALID, "request: bad logit_bias list");
+    for (int i = 0; i < p->num_logit_bias; i++) {
+        const cinfer_logit_bias *b = &p->logit_bias[i];
+        if (b->token < 0 || b->token >= e->V)
+            return ci_errorf(CI_ERR_INVALID, "request: logit_bias token %d outside [0, %d)",
+                             b->token, e->V);
+        if (!(b->bias >= -100.0f && b->bias <= 100.0f))
+            return ci_errorf(CI_ERR_INVALID,
+                             "request: logit_bias of token %d must be in [-100, 100] (got %g)",
+                             b->token, (double)b->bias);
+    }
     if (np >= e->max_model_len)
         return ci_errorf(CI_ERR_CAPACITY,
                          "request: prompt has %d tokens; the context (max_model_len) is %d", np,
@@ -141,8 +153,16 @@ ci_status ci_eng_request_new(ci_engine *e, const ci_engine_sampling *sp_in, int 
         else
             memcpy(r->stop_ids, sp.stop_token_ids, sizeof(int32_t) * (size_t)sp.num_stop_token_ids);
     }
+    if (!s.code && sp.num_logit_bias > 0) {
+        r->bias = malloc(sizeof *r->bias * (size_t)sp.num_logit_bias);
+        if (!r->bias)
+            s = ci_errorf(CI_ERR_NOMEM, "request: out of memory");
+        else
+            memcpy(r->bias, sp.logit_bias, sizeof *r->bias * (size_t)sp.num_logit_bias);
+    }
     sp.stop = NULL;
     sp.stop_token_ids = NULL;
+    sp.logit_bias = NULL;
     r->sp = sp;
     if (!s.code && sp.prompt_logprobs >= 0 && num_prompt > 1) {
         r->plp = calloc((size_t)(num_prompt - 1), sizeof *r->plp);
@@ -171,6 +191,7 @@ void ci_eng_request_free(eng_request *r) {
     free(r->stop);
     free(r->stop_len);
     free(r->stop_ids);
+    free(r->bias);
     free(r->plp);
     free(r->error);
     ci_eng_structured_free(r->st);

@@ -1,8 +1,8 @@
 /* sample_rows.c — a step's sample rows: one per token to draw, with the
  * logits processors of its request as an adjustment list (min_tokens
- * masking of EOS and stop ids, repetition / presence / frequency
- * penalties), the vocabulary limit of a padded embedding, the grammar
- * bitmask of a constrained sample (structured.c), and after the
+ * masking of EOS and stop ids, logit_bias, repetition / presence /
+ * frequency penalties), the vocabulary limit of a padded embedding, the
+ * grammar bitmask of a constrained sample (structured.c), and after the
  * runner sampled: the tokens, their logprobs and the prompt logprobs. */
 #include <stdlib.h>
 #include <string.h>
@@ -22,14 +22,15 @@ static ci_logit_adjust *touch(ci_engine *e, int32_t t) {
         a->token = t;
         a->flags = 0;
         a->count = 0;
+        a->bias = 0.0f;
     }
     return &e->adj[e->slot[t]];
 }
 
 /* Appends sequence q's logits processors (with its first nspec drafted
  * tokens as output) to e->adj as one list of distinct tokens (applied by the sample op in this
- * order: min_tokens masking of EOS and stop ids, repetition penalty over prompt + output, presence
- * and frequency penalties over the output). Returns its start and length. */
+ * order: min_tokens masking of EOS and stop ids, logit_bias, repetition penalty over prompt +
+ * output, presence and frequency penalties over the output). Returns its start and length. */
 static ci_status build_adjust(ci_engine *e, const eng_request *r, const ci_sequence *q, int nspec,
                               int *start, int *count) {
     const ci_engine_sampling *p = &r->sp;
@@ -38,8 +39,9 @@ static ci_status build_adjust(ci_engine *e, const eng_request *r, const ci_seque
     int pf = p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
     *start = e->num_adj;
     *count = 0;
-    if (!mask && !rep && !pf) return ci_ok();
-    int need = e->num_adj + e->num_eos + p->num_stop_token_ids + q->num_tokens + nspec;
+    if (!mask && !rep && !pf && p->num_logit_bias == 0) return ci_ok();
+    int need =
+        e->num_adj + e->num_eos + p->num_stop_token_ids + p->num_logit_bias + q->num_tokens + nspec;
     CI_TRY(
         ci_eng_grow((void **)&e->adj, &e->adj_cap, need, sizeof(ci_logit_adjust), 0, NULL, NULL));
     if (++e->stamp_gen == 0) { /* wrapped: reset */
@@ -52,6 +54,11 @@ static ci_status build_adjust(ci_engine *e, const eng_request *r, const ci_seque
                 touch(e, e->eos_ids[i])->flags |= CI_ADJ_MASK;
         for (int i = 0; i < p->num_stop_token_ids; i++)
             touch(e, r->stop_ids[i])->flags |= CI_ADJ_MASK;
+    }
+    for (int i = 0; i < p->num_logit_bias; i++) { /* a token listed twice: the last wins */
+        ci_logit_adjust *a = touch(e, r->bias[i].token);
+        a->flags |= CI_ADJ_BIAS;
+        a->bias = r->bias[i].bias;
     }
     /* the first nspec drafted tokens count as output: row j of a verified
      * decode sees the drafts before it, as if they had been sampled */

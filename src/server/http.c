@@ -427,7 +427,17 @@ static void handle_event(srv_ctx *ctx, srv_event *ev) {
         for (int i = 0; i < ev->num_ids; i++)
             json_array_append_new(a, json_integer(ev->ids[i]));
         json_object_set_new(o, "count", json_integer(ev->num_ids));
+        if (ctx->max_model_len > 0)
+            json_object_set_new(o, "max_model_len", json_integer(ctx->max_model_len));
         json_object_set_new(o, "tokens", a);
+        if (ev->strs) { /* vLLM's return_token_strs: convert_ids_to_tokens */
+            json_t *ts = json_array();
+            for (int i = 0; i < ev->num_ids; i++)
+                json_array_append_new(ts, ev->strs[i]
+                                              ? srv_json_text(ev->strs[i], strlen(ev->strs[i]))
+                                              : json_null());
+            json_object_set_new(o, "token_strs", ts);
+        }
         job_detach(j);
         if (j->req)
             srv_send_json(ctx, j->req, 200, o);
@@ -645,9 +655,13 @@ static void handle_tokenize(srv_ctx *ctx, struct evhttp_request *req, int detok)
     } else {
         c->kind = SRV_CMD_TOKENIZE;
         c->add_special = 1;
+        c->token_strings = json_is_true(json_object_get(body, "return_token_strs"));
         json_t *p = json_object_get(body, "prompt"),
-               *as = json_object_get(body, "add_special_tokens");
-        if (as && !json_is_boolean(as)) {
+               *as = json_object_get(body, "add_special_tokens"),
+               *rs = json_object_get(body, "return_token_strs");
+        if (rs && !json_is_null(rs) && !json_is_boolean(rs)) {
+            srv_errf(&e, 400, "return_token_strs", "'return_token_strs' must be a boolean");
+        } else if (as && !json_is_boolean(as)) {
             srv_errf(&e, 400, "add_special_tokens", "'add_special_tokens' must be a boolean");
         } else if (json_object_get(body, "messages")) {
             if (as)
@@ -678,24 +692,6 @@ static void handle_tokenize(srv_ctx *ctx, struct evhttp_request *req, int detok)
     srv_pretok_submit(ctx->pretok, c);
 }
 
-static void handle_models(srv_ctx *ctx, struct evhttp_request *req) {
-    json_t *m = json_object();
-    json_object_set_new(m, "id", json_string(ctx->model_name));
-    json_object_set_new(m, "object", json_string("model"));
-    json_object_set_new(m, "created", json_integer(ctx->started));
-    json_object_set_new(m, "owned_by", json_string("cinfer"));
-    json_object_set_new(m, "root", json_string(ctx->cfg->model_dir));
-    json_object_set_new(m, "parent", json_null());
-    if (ctx->max_model_len > 0)
-        json_object_set_new(m, "max_model_len", json_integer(ctx->max_model_len));
-    json_t *data = json_array();
-    json_array_append_new(data, m);
-    json_t *o = json_object();
-    json_object_set_new(o, "object", json_string("list"));
-    json_object_set_new(o, "data", data);
-    srv_send_json(ctx, req, 200, o);
-}
-
 static void handle_metrics(srv_ctx *ctx, struct evhttp_request *req) {
     cinfer_metrics em = srv_engine_metrics(ctx->eng);
     char *s =
@@ -714,6 +710,7 @@ typedef struct route {
     int auth;
     int arg;
     void (*fn)(srv_ctx *, struct evhttp_request *, int);
+    int prefix; /* 1: path is a prefix followed by at least one character */
 } route;
 
 static void h_generate(srv_ctx *c, struct evhttp_request *r, int chat) {
@@ -722,8 +719,8 @@ static void h_generate(srv_ctx *c, struct evhttp_request *r, int chat) {
 static void h_tokenize(srv_ctx *c, struct evhttp_request *r, int detok) {
     handle_tokenize(c, r, detok);
 }
-static void h_models(srv_ctx *c, struct evhttp_request *r, int a) {
-    handle_models(c, r);
+static void h_models(srv_ctx *c, struct evhttp_request *r, int one) {
+    srv_handle_models(c, r, one); /* models.c */
 }
 static void h_metrics(srv_ctx *c, struct evhttp_request *r, int a) {
     handle_metrics(c, r);
@@ -733,13 +730,14 @@ static void h_health(srv_ctx *c, struct evhttp_request *r, int a) {
 }
 
 static const route ROUTES[] = {
-    {"/v1/completions", EVHTTP_REQ_POST, 1, 0, h_generate},
-    {"/v1/chat/completions", EVHTTP_REQ_POST, 1, 1, h_generate},
-    {"/v1/models", EVHTTP_REQ_GET, 1, 0, h_models},
-    {"/tokenize", EVHTTP_REQ_POST, 1, 0, h_tokenize},
-    {"/detokenize", EVHTTP_REQ_POST, 1, 1, h_tokenize},
-    {"/health", EVHTTP_REQ_GET, 0, 0, h_health},
-    {"/metrics", EVHTTP_REQ_GET, 0, 0, h_metrics},
+    {"/v1/completions", EVHTTP_REQ_POST, 1, 0, h_generate, 0},
+    {"/v1/chat/completions", EVHTTP_REQ_POST, 1, 1, h_generate, 0},
+    {"/v1/models", EVHTTP_REQ_GET, 1, 0, h_models, 0},
+    {"/v1/models/", EVHTTP_REQ_GET, 1, 1, h_models, 1},
+    {"/tokenize", EVHTTP_REQ_POST, 1, 0, h_tokenize, 0},
+    {"/detokenize", EVHTTP_REQ_POST, 1, 1, h_tokenize, 0},
+    {"/health", EVHTTP_REQ_GET, 0, 0, h_health, 0},
+    {"/metrics", EVHTTP_REQ_GET, 0, 0, h_metrics, 0},
 };
 
 static void route_request(srv_ctx *ctx, struct evhttp_request *req, const char *path);
@@ -776,13 +774,19 @@ static void on_request(struct evhttp_request *req, void *arg) {
         srv_request_log(ctx, req, path, t0);
 }
 
+static int route_match(const route *r, const char *path) {
+    if (!r->prefix) return !strcmp(path, r->path);
+    size_t n = strlen(r->path);
+    return !strncmp(path, r->path, n) && path[n];
+}
+
 static void route_request(srv_ctx *ctx, struct evhttp_request *req, const char *path) {
     if (srv_webui_handle(ctx, req, path)) return; /* GET /: the chat page */
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
     int path_known = 0;
     for (size_t i = 0; i < sizeof ROUTES / sizeof ROUTES[0]; i++) {
         const route *r = &ROUTES[i];
-        if (strcmp(path, r->path)) continue;
+        if (!route_match(r, path)) continue;
         path_known = 1;
         if (m != r->method && !(m == EVHTTP_REQ_HEAD && r->method == EVHTTP_REQ_GET)) continue;
         if (r->auth && !auth_ok(ctx, req)) {
@@ -796,7 +800,7 @@ static void route_request(srv_ctx *ctx, struct evhttp_request *req, const char *
     }
     if (path_known) {
         for (size_t i = 0; i < sizeof ROUTES / sizeof ROUTES[0]; i++)
-            if (!strcmp(path, ROUTES[i].path))
+            if (route_match(&ROUTES[i], path))
                 evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
                                   ROUTES[i].method == EVHTTP_REQ_GET ? "GET, HEAD" : "POST");
         srv_send_errorf(ctx, req, 405, NULL, "method not allowed for this path");
@@ -841,9 +845,14 @@ int srv_run(const srv_config *cfg) {
         ctx->max_model_len = cfg->engine.max_model_len;
     ctx->max_prompt_bytes = ctx->max_model_len > 0 ? (size_t)ctx->max_model_len * 32 : 0;
     ci_status cs = ci_chat_config_load(cfg->model_dir, &ctx->chat.cfg);
-    if (cs.code) {
-        memset(&ctx->chat.cfg, 0, sizeof ctx->chat.cfg);
-    } else {
+    if (cs.code) memset(&ctx->chat.cfg, 0, sizeof ctx->chat.cfg);
+    if (cfg->chat_template) { /* a bad template stops the server before the model loads */
+        cs = ci_chat_template_compile(cfg->chat_template, &ctx->chat.tpl);
+        if (cs.code) {
+            fprintf(stderr, "error: --chat-template %s: %s\n", cfg->chat_template_path, cs.msg);
+            goto out;
+        }
+    } else if (!cs.code) {
         const char *src = ci_chat_config_pick(&ctx->chat.cfg, false);
         if (src) {
             cs = ci_chat_template_compile(src, &ctx->chat.tpl);

@@ -22,6 +22,9 @@ void srv_send_errorf(srv_ctx *ctx, struct evhttp_request *req, int status, const
 /* The whole non-streamed completion / chat.completion body. */
 json_t *srv_final_response(const job *j);
 
+/* GET /v1/models (one = 0) or /v1/models/{id} (one = 1; models.c). */
+void srv_handle_models(srv_ctx *ctx, struct evhttp_request *req, int one);
+
 /* Server-sent events: headers, one chunk per delta, the usage chunk, an
  * error event, and "data: [DONE]" with the end of the reply. */
 void srv_sse_start(job *j);

@@ -1,6 +1,7 @@
 /* openai.c — OpenAI request parsing: JSON body -> GENERATE command, with
  * 400s that name the offending field; error bodies; UTF-8-safe strings;
- * chat prompts. Unknown fields are ignored, as OpenAI-compatible servers do. */
+ * chat prompts. Fields parsed elsewhere (refused ones, logit_bias):
+ * openai_fields.c. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -512,6 +513,8 @@ int srv_parse_generate(json_t *body, int chat, const srv_chat *tmpl, srv_gen_req
     if (out->echo && out->logprobs >= 0) c->sp.prompt_logprobs = out->logprobs;
     c->token_strings = out->logprobs >= 0;
     TRY(parse_stop(body, c, e));
+    TRY(srv_parse_logit_bias(body, c, e));
+    TRY(srv_check_fields(body, chat, c->sp.n, e));
     TRY(srv_parse_structured(body, c, e));
     if (chat) TRY(srv_parse_tools(body, tmpl, out, e));
     return 0;

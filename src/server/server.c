@@ -50,6 +50,7 @@ void srv_cmd_free(srv_cmd *c) {
     free(c->stop);
     free(c->stop_ids);
     free(c->structured);
+    free(c->bias);
     free(c);
 }
 
@@ -74,6 +75,7 @@ void srv_event_free(srv_event *ev) {
         for (int i = 0; i < ev->num_ids; i++)
             free(ev->echo[i]);
     free(ev->echo);
+    free(ev->strs);
     free(ev->ids);
     free(ev);
 }
@@ -243,6 +245,11 @@ static void do_command(srv_engine *s, srv_cmd *c) {
             ev->ids = malloc(sizeof *ev->ids * (n ? n : 1));
             if (ev->ids) memcpy(ev->ids, ids, sizeof *ids * n);
             ev->num_ids = ev->ids ? (int)n : 0;
+            if (c->token_strings && ev->ids) {
+                ev->strs = calloc(n ? n : 1, sizeof *ev->strs);
+                for (size_t i = 0; ev->strs && i < n; i++)
+                    ev->strs[i] = cinfer_token_str(s->e, ids[i]);
+            }
         }
         cinfer_free(ids);
         break;

@@ -13,6 +13,8 @@
  *
  *   server.c  engine thread + the two queues
  *   openai.c  request parsing and response JSON (OpenAI shapes)
+ *   openai_fields.c  logit_bias; request fields refused with a 400
+ *   models.c  /v1/models, /v1/models/{id}
  *   metrics.c Prometheus text
  *   http.c    evhttp plumbing, jobs, srv_run()
  *   http_response.c  JSON and SSE replies (http_response.h, http_state.h)
@@ -39,6 +41,8 @@ typedef struct srv_config {
     int port;
     const char *api_key;           /* NULL = no auth */
     const char *served_model_name; /* NULL = basename of model_dir */
+    const char *chat_template;     /* --chat-template FILE's text: replaces the tokenizer's; NULL */
+    const char *chat_template_path; /* its file name, for messages */
     cinfer_engine_config engine;
     int max_waiting;          /* requests beyond max_num_seqs before 503 */
     double request_timeout_s; /* 0 = none */
@@ -82,9 +86,11 @@ typedef struct srv_cmd {
     int num_stop;
     int32_t *stop_ids;
     int num_stop_ids;
+    cinfer_logit_bias *bias; /* sp.logit_bias */
+    int num_bias;
     int priority;
     int echo;            /* send the prompt text back with the acceptance */
-    int token_strings;   /* logprobs wanted: attach token strings */
+    int token_strings;   /* logprobs wanted: attach token strings; TOKENIZE: return_token_strs */
     int add_special;     /* TOKENIZE */
     int max_tokens_auto; /* no max_tokens given: fill the context (max_model_len - prompt) */
     int max_model_len;   /* 0 = unknown */
@@ -123,7 +129,9 @@ typedef struct srv_event {
     srv_lp *lps;  /* OUTPUT: num_ids entries or NULL */
     srv_lp *plps; /* OUTPUT (once per prompt): prompt tokens' logprobs, the first with lp NAN */
     int num_plps;
-    char **echo; /* ACCEPTED: num_ids prompt texts or NULL */
+    char **echo;       /* ACCEPTED: num_ids prompt texts or NULL */
+    const char **strs; /* TOKENS with return_token_strs: num_ids vocabulary entries (owned by the
+                          engine's tokenizer; NULL entries: none) or NULL */
     cinfer_finish_reason finish;
     int err_code; /* ERROR: CINFER_ERR_* */
     char err_msg[256];
@@ -231,6 +239,13 @@ int srv_parse_structured(json_t *body, srv_cmd *c, srv_err *err);
 int srv_parse_tools(json_t *body, const srv_chat *chat, srv_gen_req *out, srv_err *err);
 /* Sets c's constraint (kind: cinfer_structured_kind) to a copy of text. */
 int srv_set_structured(srv_cmd *c, int kind, const char *text, srv_err *err);
+/* openai_fields.c: refuses (400 naming the field) the OpenAI / vLLM request
+ * fields cinfer does not implement when set to anything but their default;
+ * n is the request's n (best_of must equal it). */
+int srv_check_fields(json_t *body, int chat, int n, srv_err *err);
+/* Parses "logit_bias" into c->bias and c->sp (token ids are checked against
+ * the vocabulary by the engine). */
+int srv_parse_logit_bias(json_t *body, srv_cmd *c, srv_err *err);
 
 /* Makes a valid UTF-8 JSON string from bytes (invalid bytes -> U+FFFD). */
 json_t *srv_json_text(const char *s, size_t n);

@@ -672,6 +672,7 @@ __global__ void __launch_bounds__(SB) logprob_kernel(const float *__restrict__ l
 __device__ __forceinline__ float adjust_one(float v, const ci_logit_adjust &a,
                                             const ci_sample_row &R) {
     if (a.flags & CI_ADJ_MASK) v = -INFINITY;
+    if (a.flags & CI_ADJ_BIAS) v += a.bias;
     if (a.flags & CI_ADJ_REPEAT) v = v > 0 ? v / R.repetition_penalty : v * R.repetition_penalty;
     if (a.count > 0) v -= R.presence_penalty + R.frequency_penalty * (float)a.count;
     return v;
