@@ -172,9 +172,14 @@ static void test_mixed(int V, int L, int N) {
         if (m < 0 || t < 0 || t >= V) continue;
         mask_rows++;
         int lim = rows[i].vocab_limit > 0 ? rows[i].vocab_limit : V;
-        int any = 0; /* a mask with no id under the vocabulary limit leaves only the fallback */
-        for (int u = 0; u < lim && !any; u++)
+        /* a mask with no id left under the vocabulary limit and the row's own
+         * CI_ADJ_MASK adjustments (min_tokens) leaves only the fallback */
+        int any = 0;
+        for (int u = 0; u < lim && !any; u++) {
             any = (masks[(size_t)m * W + u / 32] >> (u % 32)) & 1u;
+            for (int j = rows[i].adj_start; any && j < rows[i].adj_start + rows[i].adj_count; j++)
+                if (adj[j].token == u && (adj[j].flags & CI_ADJ_MASK)) any = 0;
+        }
         if (any && !((masks[(size_t)m * W + t / 32] >> (t % 32)) & 1u)) mask_bad++;
     }
     printf("V %d: %d masked rows, %d drew a masked-out id\n", V, mask_rows, mask_bad);

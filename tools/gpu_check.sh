@@ -80,6 +80,15 @@ if command -v compute-sanitizer >/dev/null; then
     tail -4 "$logs/memcheck.log"
     row "memcheck test_cuda_ops" "$(status_of $rc)" "$(cat "$times/memcheck.time")s" \
         "$(grep -E 'ERROR SUMMARY' "$logs/memcheck.log" | tail -1)"
+    for t in test_cuda_quant test_cuda_sampling; do
+        [ -x "$bin/$t" ] || continue
+        echo "== compute-sanitizer memcheck $t"
+        CINFER_TEST_QUICK=1 run memcheck_$t 300 compute-sanitizer --tool memcheck --leak-check full \
+            --error-exitcode 9 "$bin/$t"; rc=$?
+        tail -3 "$logs/memcheck_$t.log"
+        row "memcheck $t" "$(status_of $rc)" "$(cat "$times/memcheck_$t.time")s" \
+            "$(grep -E 'ERROR SUMMARY' "$logs/memcheck_$t.log" | tail -1)"
+    done
     if [ "${GPU_CHECK_RACECHECK:-1}" = 1 ]; then
         # Hazards inside cuBLASLt's own GEMM kernels (nvjet_*: NVIDIA's closed
         # code; 4 reported on 2026-11-23) are counted apart from ours; leaving
