@@ -50,6 +50,11 @@ case " $steps " in *" spec "*)
     bash tools/gpu_bench_spec.sh "$x/bin" "$x/spec"
     ;;
 esac
+case " $steps " in *" structured "*)
+    echo "== gpu_bench_structured"
+    bash tools/gpu_bench_structured.sh "$x/bin" "$x/tok/llama3"
+    ;;
+esac
 case " $steps " in *" peer "*)
     echo "== peer: HF transformers eager bf16 on the Llama-3.1-8B-shaped checkpoint, batch 1"
     l31=/tmp/cinfer-ctx/llama-3.1-8b

@@ -93,6 +93,7 @@ static void add_line(ci_engine *e, const char *text, size_t len, const ci_engine
     json_t *o = json_loadb(text, len, 0, &je);
     int32_t *ids = NULL, *stop_ids = NULL;
     const char **stops = NULL;
+    char *schema_text = NULL; /* a json_schema object, dumped */
     if (!o) {
         snprintf(err, sizeof err, "malformed JSON: %s", je.text);
         goto done;
@@ -193,6 +194,40 @@ static void add_line(ci_engine *e, const char *text, size_t len, const ci_engine
         snprintf(err, sizeof err, "n must be in [1, 1024] (got %d)", sp.n);
         goto done;
     }
+    /* structured output (docs/structured_outputs.md): at most one of
+     * "json_schema" (an object or its text), "regex", "grammar" (GBNF) or
+     * "json_object": true */
+    {
+        json_t *js = json_object_get(o, "json_schema"), *rx = json_object_get(o, "regex"),
+               *gr = json_object_get(o, "grammar"), *jo = json_object_get(o, "json_object");
+        int nset = (js && !json_is_null(js)) + (rx && !json_is_null(rx)) +
+                   (gr && !json_is_null(gr)) + json_is_true(jo);
+        if (nset > 1) {
+            snprintf(err, sizeof err, "at most one of json_schema, regex, grammar, json_object");
+            goto done;
+        }
+        if (js && json_is_object(js)) {
+            schema_text = json_dumps(js, JSON_COMPACT);
+            sp.structured_kind = CINFER_STRUCTURED_JSON_SCHEMA;
+            sp.structured = schema_text;
+        } else if (js && json_is_string(js)) {
+            sp.structured_kind = CINFER_STRUCTURED_JSON_SCHEMA;
+            sp.structured = json_string_value(js);
+        } else if (json_is_string(rx)) {
+            sp.structured_kind = CINFER_STRUCTURED_REGEX;
+            sp.structured = json_string_value(rx);
+        } else if (json_is_string(gr)) {
+            sp.structured_kind = CINFER_STRUCTURED_GRAMMAR;
+            sp.structured = json_string_value(gr);
+        } else if (json_is_true(jo)) {
+            sp.structured_kind = CINFER_STRUCTURED_JSON_OBJECT;
+        } else if (nset) {
+            snprintf(err, sizeof err,
+                     "json_schema must be an object or a string; regex and "
+                     "grammar strings; json_object a boolean");
+            goto done;
+        }
+    }
     json_t *pt = json_object_get(o, "prompt"), *pids = json_object_get(o, "prompt_token_ids");
     ci_status s;
     int64_t id = -1;
@@ -230,6 +265,7 @@ static void add_line(ci_engine *e, const char *text, size_t len, const ci_engine
     if (!L->s) snprintf(err, sizeof err, "out of memory");
 done:
     if (err[0]) set_error(L, err);
+    free(schema_text);
     free(ids);
     free(stop_ids);
     free(stops);
