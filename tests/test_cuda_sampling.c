@@ -172,11 +172,13 @@ static void test_mixed(int V, int L, int N) {
         if (m < 0 || t < 0 || t >= V) continue;
         mask_rows++;
         int lim = rows[i].vocab_limit > 0 ? rows[i].vocab_limit : V;
-        /* a mask with no id left under the vocabulary limit and the row's own
-         * CI_ADJ_MASK adjustments (min_tokens) leaves only the fallback */
+        /* a mask with no id left under the vocabulary limit, the row's own
+         * CI_ADJ_MASK adjustments (min_tokens) and the -inf logits of the
+         * row leaves only the fallback */
         int any = 0;
         for (int u = 0; u < lim && !any; u++) {
-            any = (masks[(size_t)m * W + u / 32] >> (u % 32)) & 1u;
+            any = ((masks[(size_t)m * W + u / 32] >> (u % 32)) & 1u) &&
+                  isfinite(x[(size_t)rows[i].logits_row * V + u]);
             for (int j = rows[i].adj_start; any && j < rows[i].adj_start + rows[i].adj_count; j++)
                 if (adj[j].token == u && (adj[j].flags & CI_ADJ_MASK)) any = 0;
         }

@@ -42,7 +42,12 @@ static ci_status read_prompt(const char *prompt, const char *file, bool chat, co
     else
         return ci_errorf(CI_ERR_INVALID, "generate: -p TEXT (or -p - / -f FILE) is required");
     if (!s.code && !**out) s = ci_errorf(CI_ERR_INVALID, "prompt is empty");
-    if (s.code || !chat) return s;
+    if (s.code) {
+        free(*out); /* the prompt text read before the error */
+        *out = NULL;
+        return s;
+    }
+    if (!chat) return s;
     ci_chat_session cs;
     s = ci_chat_session_open(&cs, model_dir, tmpl);
     if (s.code) return s;
