@@ -125,12 +125,16 @@ static bool seg_entry(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws
     st[GS_HDR] = n;
     memcpy(st + GS_HDR + 1, seg, n * sizeof *seg);
     ws->rec.n = 0;
+    bool before = ws->w.exhausted;
+    ws->w.exhausted = false;
     walk_from(g, v, ws, st, 0, 0, v->n_nodes, ws->ent.v, &ws->rec);
+    bool limited = ws->w.exhausted; /* then the entry is not reusable: not cached */
+    ws->w.exhausted |= before;
     if (!gr_buf_reserve(&ws->ent, nw + 1 + ws->rec.n)) return false;
     ws->ent.v[nw] = (uint32_t)ws->rec.n;
     if (ws->rec.n) memcpy(ws->ent.v + nw + 1, ws->rec.v, ws->rec.n * sizeof(uint32_t));
     ws->ent.n = nw + 1 + ws->rec.n;
-    gr_cache_put(g->cache, v->serial, key, 2 + n, ws->ent.v, ws->ent.n);
+    if (!limited) gr_cache_put(g->cache, v->serial, key, 2 + n, ws->ent.v, ws->ent.n);
     return true;
 }
 
@@ -138,6 +142,7 @@ void gr_mask_compute(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws 
                      const uint32_t *st, uint32_t *mask) {
     size_t nw = ((size_t)v->n_vocab + 31) / 32;
     gr_memo_trim(&ws->memo);
+    ws->w.exhausted = false;
     if (st[GS_REM]) { /* inside a UTF-8 sequence: rare, walk the whole trie */
         walk_from(g, v, ws, st, 0, 0, v->n_nodes, mask, NULL);
         return;
@@ -163,5 +168,12 @@ void gr_mask_compute(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws 
             walk_from(g, v, ws, ws->base.v, nd->depth, (size_t)(nd - v->nodes) + 1, nd->end, mask,
                       NULL);
         }
+    }
+    if (ws->w.exhausted) {
+        /* some step hit a work limit (a pathologically ambiguous grammar):
+         * split stacks can stay under a limit the whole state exceeds, so
+         * walk the whole state, exactly as accept would step it */
+        memset(mask, 0, nw * sizeof *mask);
+        walk_from(g, v, ws, st, 0, 0, v->n_nodes, mask, NULL);
     }
 }

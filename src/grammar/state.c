@@ -99,8 +99,10 @@ static bool expand(const ci_grammar *g, gr_work *w, size_t off, uint32_t len, in
         return true;
     }
     /* a pathologically ambiguous grammar: refuse rather than grow without bound */
-    if (w->emit.n > GR_MAX_STATE_WORDS || !gr_buf_reserve(&w->emit, w->emit.n + 1 + len))
+    if (w->emit.n > GR_MAX_STATE_WORDS || !gr_buf_reserve(&w->emit, w->emit.n + 1 + len)) {
+        w->exhausted = true;
         return false;
+    }
     w->emit.v[w->emit.n++] = len;
     memcpy(w->emit.v + w->emit.n, w->scratch.v + off, len * sizeof(uint32_t));
     w->emit.n += len;
