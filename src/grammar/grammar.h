@@ -58,6 +58,12 @@ int ci_grammar_vocab_size(const ci_grammar_vocab *v);
 typedef struct ci_tokenizer ci_tokenizer;
 ci_status ci_grammar_vocab_from_tokenizer(const ci_tokenizer *tok, const int32_t *eos_ids,
                                           int n_eos, ci_grammar_vocab **out);
+/* The same over a model vocabulary of n_vocab ids (the embedding's rows, which
+ * may be padded past the tokenizer's ids: the extra ids are never allowed);
+ * n_vocab <= the tokenizer's size means the tokenizer's. */
+ci_status ci_grammar_vocab_from_tokenizer_n(const ci_tokenizer *tok, int n_vocab,
+                                            const int32_t *eos_ids, int n_eos,
+                                            ci_grammar_vocab **out);
 
 /* The matcher keeps a reference to g and v: both must outlive it. */
 ci_status ci_grammar_matcher_create(ci_grammar *g, const ci_grammar_vocab *v,

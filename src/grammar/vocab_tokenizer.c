@@ -60,14 +60,21 @@ static uint32_t token_bytes(const ci_tokenizer *t, bool byte_level, const char *
 
 ci_status ci_grammar_vocab_from_tokenizer(const ci_tokenizer *t, const int32_t *eos_ids, int n_eos,
                                           ci_grammar_vocab **out) {
+    return ci_grammar_vocab_from_tokenizer_n(t, 0, eos_ids, n_eos, out);
+}
+
+ci_status ci_grammar_vocab_from_tokenizer_n(const ci_tokenizer *t, int n_vocab,
+                                            const int32_t *eos_ids, int n_eos,
+                                            ci_grammar_vocab **out) {
     *out = NULL;
-    int n = ci_tokenizer_vocab_size(t);
-    if (n <= 0) return ci_errorf(CI_ERR_INVALID, "grammar vocab: empty tokenizer");
+    int n_tok = ci_tokenizer_vocab_size(t);
+    if (n_tok <= 0) return ci_errorf(CI_ERR_INVALID, "grammar vocab: empty tokenizer");
+    int n = n_vocab > n_tok ? n_vocab : n_tok;
     bool byte_level = has_dec(t->dec, TK_DEC_BYTELEVEL);
     const uint8_t **ptr = calloc((size_t)n, sizeof *ptr);
     uint32_t *lens = calloc((size_t)n, sizeof *lens);
     size_t total = 0;
-    for (int i = 0; i < n && i < t->n_ids; i++)
+    for (int i = 0; i < n_tok && i < t->n_ids; i++)
         if (t->id_str[i]) total += 4u * t->id_len[i] + 1;
     for (size_t k = 0; k < t->n_added; k++)
         total += t->added[k].len + 1;
@@ -79,7 +86,7 @@ ci_status ci_grammar_vocab_from_tokenizer(const ci_tokenizer *t, const int32_t *
         return ci_errorf(CI_ERR_NOMEM, "out of memory");
     }
     size_t off = 0;
-    for (int i = 0; i < n && i < t->n_ids; i++) {
+    for (int i = 0; i < n_tok && i < t->n_ids; i++) {
         if (!t->id_str[i] || ci_tokenizer_is_special(t, i)) continue;
         ptr[i] = buf + off;
         lens[i] = token_bytes(t, byte_level, t->id_str[i], t->id_len[i], buf + off);
