@@ -177,3 +177,20 @@ void gr_mask_compute(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws 
         walk_from(g, v, ws, st, 0, 0, v->n_nodes, mask, NULL);
     }
 }
+
+void gr_mask_strip_first(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
+                         const uint32_t *st, uint32_t *mask) {
+    if (v->space_node == UINT32_MAX) return;
+    const gr_trie_node *sp = &v->nodes[v->space_node];
+    for (size_t i = v->space_node + 1; i < sp->end; i++) /* as walked with the space: void */
+        for (uint32_t t = 0; t < v->nodes[i].ntok; t++) {
+            int32_t tok = v->sorted[v->nodes[i].tok0 + t];
+            mask[tok >> 5] &= ~(1u << (tok & 31));
+        }
+    for (uint32_t t = 0; t < sp->ntok; t++) { /* a lone space: no output, always allowed */
+        int32_t tok = v->sorted[sp->tok0 + t];
+        mask[tok >> 5] |= 1u << (tok & 31);
+    }
+    /* the space's subtree walked from st itself, as if the space were not there */
+    walk_from(g, v, ws, st, 1, (size_t)v->space_node + 1, sp->end, mask, NULL);
+}

@@ -8,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "grammar/grammar.h"
+#include "grammar/vocab.h"
 #include "tokenizer/decode.h"
+#include "tokenizer/tok_json.h"
 #include "tokenizer/tok_struct.h"
 #include "tokenizer/tokenizer.h"
 
@@ -18,6 +19,18 @@ static bool has_dec(const tk_dec *d, int type) {
     if (d->type == type) return true;
     for (size_t i = 0; i < d->n_items; i++)
         if (has_dec(&d->items[i], type)) return true;
+    return false;
+}
+
+/* The decoder drops a leading space of the text: Strip(" ", start >= 1)
+ * after Fuse, or Metaspace that prepends. */
+static bool strips_space(const tk_dec *d) {
+    if (!d) return false;
+    if (d->type == TK_DEC_STRIP && d->start >= 1 && d->content_len == 1 && d->content[0] == ' ')
+        return true;
+    if (d->type == TK_DEC_METASPACE && d->prepend_scheme != TK_PREPEND_NEVER) return true;
+    for (size_t i = 0; i < d->n_items; i++)
+        if (strips_space(&d->items[i])) return true;
     return false;
 }
 
@@ -106,6 +119,7 @@ ci_status ci_grammar_vocab_from_tokenizer_n(const ci_tokenizer *t, int n_vocab,
         off += a->len;
     }
     ci_status s = ci_grammar_vocab_create(ptr, lens, n, eos_ids, n_eos, out);
+    if (s.code == CI_OK) (*out)->strip_space = strips_space(t->dec);
     free(ptr);
     free(lens);
     free(buf);
