@@ -69,11 +69,12 @@ void ci_grammar_matcher_fill_mask(ci_grammar_matcher *m, uint32_t *mask) {
         return;
     }
     atomic_fetch_add_explicit(&m->g->mask_misses, 1, memory_order_relaxed);
-    gr_mask_compute(m->g, m->v, &m->mw, st, mask);
-    if (strip) gr_mask_strip_first(m->g, m->v, &m->mw, st, mask);
+    bool complete = gr_mask_compute(m->g, m->v, &m->mw, st, mask);
+    if (complete && strip) complete = gr_mask_strip_first(m->g, m->v, &m->mw, st, mask);
     if (gr_state_can_end(st))
         for (int i = 0; i < m->v->n_eos; i++)
             mask[m->v->eos[i] >> 5] |= 1u << (m->v->eos[i] & 31);
+    if (!complete) return; /* too much work: only EOS (if the text can end); not cached */
     gr_cache_put(m->g->cache, m->v->serial, key, st[GS_WORDS], mask, nw);
 }
 

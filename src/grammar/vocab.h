@@ -70,12 +70,13 @@ bool gr_mask_ws_init(gr_mask_ws *ws, const ci_grammar_vocab *v);
 void gr_mask_ws_free(gr_mask_ws *ws);
 /* For the first token under strip_space: the tokens that begin with a space
  * are allowed when the rest of their bytes is; a lone space (no output) is
- * always allowed. */
-void gr_mask_strip_first(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
+ * always allowed. false as gr_mask_compute's. */
+bool gr_mask_strip_first(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
                          const uint32_t *st, uint32_t *mask);
 /* mask (zeroed, (n_vocab + 31) / 32 words) |= the tokens allowed after st,
- * EOS not included. */
-void gr_mask_compute(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
+ * EOS not included. false: the work limit was reached and the mask is empty
+ * (not to be cached). */
+bool gr_mask_compute(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
                      const uint32_t *st, uint32_t *mask);
 
 #endif
