@@ -20,7 +20,7 @@ typedef struct gt_vocab {
 /* Loads DIR's tokenizer; false when absent (the caller skips that part). */
 static inline bool gt_vocab_load(const char *dir, gt_vocab *gv) {
     memset(gv, 0, sizeof *gv);
-    char path[1024];
+    char path[1100];
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     FILE *f = fopen(path, "rb");
     if (!f) return false;
@@ -159,7 +159,9 @@ static inline void gt_check_error(ci_status s, ci_grammar *g, const char *err, c
 }
 
 /* fn over the demo tokenizer (the test skips without it) and over the
- * Llama-3 128k tokenizer in the shared dir when present. */
+ * Llama-3 128k (byte-level BPE) and Mistral (SentencePiece with byte
+ * fallback: its decoder drops the text's leading space) tokenizers in the
+ * shared dir when present. */
 static inline void gt_each_vocab(void (*fn)(const gt_vocab *gv, const char *label)) {
     gt_vocab gv;
     char dir[1024];
@@ -167,12 +169,15 @@ static inline void gt_each_vocab(void (*fn)(const gt_vocab *gv, const char *labe
     if (!gt_vocab_load(dir, &gv)) test_skip("no demo tokenizer");
     fn(&gv, "tinyqwen2");
     gt_vocab_free(&gv);
-    snprintf(dir, sizeof dir, "%s/tokenizers/llama3", test_shared_dir());
-    if (gt_vocab_load(dir, &gv)) {
-        fn(&gv, "llama3");
-        gt_vocab_free(&gv);
-    } else {
-        printf("llama3 tokenizer absent: that part skipped\n");
+    static const char *const shared[] = {"llama3", "mistral"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(dir, sizeof dir, "%s/tokenizers/%s", test_shared_dir(), shared[k]);
+        if (gt_vocab_load(dir, &gv)) {
+            fn(&gv, shared[k]);
+            gt_vocab_free(&gv);
+        } else {
+            printf("%s tokenizer absent: that part skipped\n", shared[k]);
+        }
     }
 }
 

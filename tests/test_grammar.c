@@ -296,8 +296,42 @@ static void test_walks(const gt_vocab *gv, const char *label) {
 
 /* Everything that needs a vocabulary; the brute-force mask checks only on
  * the small demo vocabulary (they try every id at every checked state). */
+/* A model vocabulary padded past the tokenizer's ids: the extra ids are
+ * never allowed, the others as before. */
+static void test_padded(const gt_vocab *gv) {
+    int n_tok = ci_tokenizer_vocab_size(gv->tok), n = n_tok + 100;
+    ci_grammar_vocab *pv = NULL;
+    CHECK_OK(ci_grammar_vocab_from_tokenizer_n(gv->tok, n, &gv->eos, 1, &pv));
+    ci_grammar *g = compile("root ::= [a-z ]* \"!\"");
+    if (!pv || !g) return;
+    CHECK(ci_grammar_vocab_size(pv) == n);
+    uint32_t *a = calloc(((size_t)n + 31) / 32, 4), *b = calloc(((size_t)n_tok + 31) / 32, 4);
+    ci_grammar_matcher *m1 = NULL, *m2 = NULL;
+    CHECK_OK(ci_grammar_matcher_create(g, pv, &m1));
+    CHECK_OK(ci_grammar_matcher_create(g, gv->v, &m2));
+    ci_grammar_matcher_fill_mask(m1, a);
+    ci_grammar_matcher_fill_mask(m2, b);
+    int diff = 0, extra = 0;
+    for (int i = 0; i < n; i++) {
+        bool x = (a[i >> 5] >> (i & 31)) & 1;
+        if (i >= n_tok)
+            extra += x;
+        else
+            diff += x != (bool)((b[i >> 5] >> (i & 31)) & 1);
+    }
+    CHECK(diff == 0 && extra == 0);
+    CHECK(ci_grammar_matcher_accept(m1, n_tok + 5) == -1);
+    ci_grammar_matcher_free(m1);
+    ci_grammar_matcher_free(m2);
+    free(a);
+    free(b);
+    ci_grammar_free(g);
+    ci_grammar_vocab_free(pv);
+}
+
 static void with_vocab(const gt_vocab *gv, const char *label) {
     if (!strcmp(label, "tinyqwen2")) {
+        test_padded(gv);
         test_accept(gv);
         test_partial_utf8(gv);
         test_rollback(gv);
@@ -323,6 +357,13 @@ static void with_vocab(const gt_vocab *gv, const char *label) {
         if (utf) {
             check_mask_brute(utf, gv, "αβγé", "utf8 classes");
             ci_grammar_free(utf);
+        }
+    }
+    if (!strcmp(label, "mistral")) { /* the first token's leading space is not output */
+        ci_grammar *json = compile_file("json.gbnf");
+        if (json) {
+            check_mask_brute(json, gv, "{\"k\": [1, \"é\"]}", "mistral json.gbnf");
+            ci_grammar_free(json);
         }
     }
     test_walks(gv, label);

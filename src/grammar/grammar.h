@@ -29,8 +29,9 @@ typedef struct ci_grammar_matcher ci_grammar_matcher; /* one per sequence */
 /* Compilers. On failure *out is NULL, the status carries the message and,
  * when err is not NULL, the same message is copied into err (NUL-terminated,
  * truncated to errlen). Messages name the position or the construct:
- * "gbnf: at line 2 col 7: expected '::='", "regex: unsupported construct
- * '\\b' at 3", "unsupported JSON Schema keyword 'not'". */
+ * "gbnf: line 2 col 7: expected '::='", "regex: unsupported construct
+ * '\\b' at offset 3", "unsupported JSON Schema keyword 'not'". They are
+ * about the request (CI_ERR_INVALID / CI_ERR_UNSUPPORTED; CI_ERR_NOMEM aside). */
 ci_status ci_grammar_from_gbnf(const char *text, size_t len, ci_grammar **out, char *err,
                                size_t errlen);
 /* Full-match semantics: the whole output must match the pattern. */
@@ -58,12 +59,21 @@ int ci_grammar_vocab_size(const ci_grammar_vocab *v);
 typedef struct ci_tokenizer ci_tokenizer;
 ci_status ci_grammar_vocab_from_tokenizer(const ci_tokenizer *tok, const int32_t *eos_ids,
                                           int n_eos, ci_grammar_vocab **out);
+/* The same over a model vocabulary of n_vocab ids (the embedding's rows, which
+ * may be padded past the tokenizer's ids: the extra ids are never allowed);
+ * n_vocab <= the tokenizer's size means the tokenizer's. */
+ci_status ci_grammar_vocab_from_tokenizer_n(const ci_tokenizer *tok, int n_vocab,
+                                            const int32_t *eos_ids, int n_eos,
+                                            ci_grammar_vocab **out);
 
 /* The matcher keeps a reference to g and v: both must outlive it. */
 ci_status ci_grammar_matcher_create(ci_grammar *g, const ci_grammar_vocab *v,
                                     ci_grammar_matcher **out);
 void ci_grammar_matcher_free(ci_grammar_matcher *m);
-/* mask has (n_vocab + 31) / 32 words; bit (id % 32) of word id / 32 set = allowed. */
+/* mask has (n_vocab + 31) / 32 words; bit (id % 32) of word id / 32 set = allowed.
+ * After an accepted EOS the mask is empty. (So is it in a state no token of
+ * the vocabulary can continue and that cannot end: only a grammar whose
+ * characters the vocabulary cannot spell gets there.) */
 void ci_grammar_matcher_fill_mask(ci_grammar_matcher *m, uint32_t *mask);
 /* 0: accepted; -1: the token is not allowed (state unchanged). An EOS id is accepted when the
  * grammar can end, and ends the matcher. */

@@ -144,8 +144,11 @@ void gr_buf_free(gr_buf *b);
 
 typedef struct gr_work {
     gr_buf scratch, emit, idx;
-    uint32_t budget; /* expansions left in this step */
-    bool exhausted;  /* a step ran out of budget or depth */
+    uint32_t budget;    /* expansions left in this step */
+    uint64_t total;     /* expansions since the caller last reset it (a mask's work) */
+    uint64_t total_cap; /* 0: unlimited; else past it every step fails, and gave_up */
+    bool exhausted;     /* a step ran out of budget or depth */
+    bool gave_up;       /* total_cap was reached */
 } gr_work;
 void gr_work_free(gr_work *w);
 

@@ -98,6 +98,19 @@ static void walk_from(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws
     walk(g, v, ws, i, end, mask, rec);
 }
 
+/* Expansions one mask may take: a cold mask of a JSON Schema grammar over
+ * 128k tokens takes about 170k; only a pathologically ambiguous grammar
+ * gets near this. */
+#define GR_MAX_MASK_WORK 2000000u
+
+/* true unless the mask's work ran past GR_MAX_MASK_WORK: then the mask is
+ * emptied (a sound answer: nothing is allowed that accept would refuse). */
+static bool given_up(gr_mask_ws *ws, uint32_t *mask, size_t nw) {
+    if (!ws->w.gave_up) return true;
+    memset(mask, 0, nw * sizeof *mask);
+    return false;
+}
+
 /* ws->ent = the entry of a stack's top segment seg[0..n) (bottom..top):
  * [accepted mask (nw words)][count][trie nodes where the segment can end]. */
 static bool seg_entry(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
@@ -125,22 +138,29 @@ static bool seg_entry(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws
     st[GS_HDR] = n;
     memcpy(st + GS_HDR + 1, seg, n * sizeof *seg);
     ws->rec.n = 0;
+    bool before = ws->w.exhausted;
+    ws->w.exhausted = false;
     walk_from(g, v, ws, st, 0, 0, v->n_nodes, ws->ent.v, &ws->rec);
+    bool limited = ws->w.exhausted; /* then the entry is not reusable: not cached */
+    ws->w.exhausted |= before;
     if (!gr_buf_reserve(&ws->ent, nw + 1 + ws->rec.n)) return false;
     ws->ent.v[nw] = (uint32_t)ws->rec.n;
     if (ws->rec.n) memcpy(ws->ent.v + nw + 1, ws->rec.v, ws->rec.n * sizeof(uint32_t));
     ws->ent.n = nw + 1 + ws->rec.n;
-    gr_cache_put(g->cache, v->serial, key, 2 + n, ws->ent.v, ws->ent.n);
+    if (!limited) gr_cache_put(g->cache, v->serial, key, 2 + n, ws->ent.v, ws->ent.n);
     return true;
 }
 
-void gr_mask_compute(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
+bool gr_mask_compute(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
                      const uint32_t *st, uint32_t *mask) {
     size_t nw = ((size_t)v->n_vocab + 31) / 32;
     gr_memo_trim(&ws->memo);
+    ws->w.exhausted = ws->w.gave_up = false;
+    ws->w.total = 0;
+    ws->w.total_cap = GR_MAX_MASK_WORK;
     if (st[GS_REM]) { /* inside a UTF-8 sequence: rare, walk the whole trie */
         walk_from(g, v, ws, st, 0, 0, v->n_nodes, mask, NULL);
-        return;
+        return given_up(ws, mask, nw);
     }
     const uint32_t *s = st + GS_HDR;
     for (uint32_t k = 0; k < st[GS_NSTACK]; k++, s += 1 + s[0]) {
@@ -150,7 +170,7 @@ void gr_mask_compute(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws 
         if (!seg_entry(g, v, ws, s + 1 + below, seg, nw)) {
             /* out of memory for the entry: the plain way */
             walk_from(g, v, ws, st, 0, 0, v->n_nodes, mask, NULL);
-            return;
+            return given_up(ws, mask, nw);
         }
         const uint32_t *acc = ws->ent.v;
         for (size_t w = 0; w < nw; w++)
@@ -164,4 +184,30 @@ void gr_mask_compute(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws 
                       NULL);
         }
     }
+    if (ws->w.exhausted) {
+        /* some step hit a work limit (a pathologically ambiguous grammar):
+         * split stacks can stay under a limit the whole state exceeds, so
+         * walk the whole state, exactly as accept would step it */
+        memset(mask, 0, nw * sizeof *mask);
+        if (!ws->w.gave_up) walk_from(g, v, ws, st, 0, 0, v->n_nodes, mask, NULL);
+    }
+    return given_up(ws, mask, nw);
+}
+
+bool gr_mask_strip_first(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
+                         const uint32_t *st, uint32_t *mask) {
+    if (v->space_node == UINT32_MAX) return true;
+    const gr_trie_node *sp = &v->nodes[v->space_node];
+    for (size_t i = v->space_node + 1; i < sp->end; i++) /* as walked with the space: void */
+        for (uint32_t t = 0; t < v->nodes[i].ntok; t++) {
+            int32_t tok = v->sorted[v->nodes[i].tok0 + t];
+            mask[tok >> 5] &= ~(1u << (tok & 31));
+        }
+    for (uint32_t t = 0; t < sp->ntok; t++) { /* a lone space: no output, always allowed */
+        int32_t tok = v->sorted[sp->tok0 + t];
+        mask[tok >> 5] |= 1u << (tok & 31);
+    }
+    /* the space's subtree walked from st itself, as if the space were not there */
+    walk_from(g, v, ws, st, 1, (size_t)v->space_node + 1, sp->end, mask, NULL);
+    return given_up(ws, mask, ((size_t)v->n_vocab + 31) / 32);
 }

@@ -21,6 +21,8 @@ struct ci_grammar_matcher {
     gr_buf hist[GR_HISTORY];
     bool hist_ended[GR_HISTORY];
     int hist_head, hist_n;
+    long n_acc; /* accepts so far, less those rolled back */
+    gr_buf key; /* the first mask's cache key (see strip_space) */
 };
 
 ci_status ci_grammar_matcher_create(ci_grammar *g, const ci_grammar_vocab *v,
@@ -43,6 +45,7 @@ void ci_grammar_matcher_free(ci_grammar_matcher *m) {
     gr_buf_free(&m->cur);
     gr_buf_free(&m->tmp);
     gr_buf_free(&m->tmp2);
+    gr_buf_free(&m->key);
     gr_work_free(&m->w);
     for (int i = 0; i < GR_HISTORY; i++)
         gr_buf_free(&m->hist[i]);
@@ -54,17 +57,25 @@ void ci_grammar_matcher_fill_mask(ci_grammar_matcher *m, uint32_t *mask) {
     uint32_t nw = (uint32_t)((m->v->n_vocab + 31) / 32);
     memset(mask, 0, nw * sizeof *mask);
     if (m->ended) return;
-    const uint32_t *st = m->cur.v;
-    if (gr_cache_get(m->g->cache, m->v->serial, st, st[GS_WORDS], mask, nw) == nw) {
+    const uint32_t *st = m->cur.v, *key = st;
+    bool strip = m->v->strip_space && m->n_acc == 0;
+    if (strip) { /* the first token's mask differs: its own key (a state's size never has bit 31) */
+        if (!gr_state_copy(&m->key, st)) return;
+        m->key.v[0] |= 0x80000000u;
+        key = m->key.v;
+    }
+    if (gr_cache_get(m->g->cache, m->v->serial, key, st[GS_WORDS], mask, nw) == nw) {
         atomic_fetch_add_explicit(&m->g->mask_hits, 1, memory_order_relaxed);
         return;
     }
     atomic_fetch_add_explicit(&m->g->mask_misses, 1, memory_order_relaxed);
-    gr_mask_compute(m->g, m->v, &m->mw, st, mask);
+    bool complete = gr_mask_compute(m->g, m->v, &m->mw, st, mask);
+    if (complete && strip) complete = gr_mask_strip_first(m->g, m->v, &m->mw, st, mask);
     if (gr_state_can_end(st))
         for (int i = 0; i < m->v->n_eos; i++)
             mask[m->v->eos[i] >> 5] |= 1u << (m->v->eos[i] & 31);
-    gr_cache_put(m->g->cache, m->v->serial, st, st[GS_WORDS], mask, nw);
+    if (!complete) return; /* too much work: only EOS (if the text can end); not cached */
+    gr_cache_put(m->g->cache, m->v->serial, key, st[GS_WORDS], mask, nw);
 }
 
 static bool push_history(ci_grammar_matcher *m) {
@@ -99,11 +110,22 @@ int ci_grammar_matcher_accept(ci_grammar_matcher *m, int32_t token) {
     if (m->v->is_eos[token]) {
         if (!gr_state_can_end(m->cur.v) || !push_history(m)) return -1;
         m->ended = true;
+        m->n_acc++;
         return 0;
     }
     uint32_t len = m->v->tok_len[token];
+    const uint8_t *b = m->v->bytes + m->v->tok_off[token];
     if (!len || len > GR_MAX_TOKEN_BYTES) return -1;
-    return ci_grammar_matcher_accept_bytes(m, m->v->bytes + m->v->tok_off[token], len);
+    if (m->v->strip_space && m->n_acc == 0 && b[0] == ' ') { /* not output: see strip_space */
+        if (len == 1) { /* a lone space first (SentencePiece puts one before digits): no output */
+            if (!push_history(m)) return -1;
+            m->n_acc++;
+            return 0;
+        }
+        b++;
+        len--;
+    }
+    return ci_grammar_matcher_accept_bytes(m, b, len);
 }
 
 int ci_grammar_matcher_accept_bytes(ci_grammar_matcher *m, const uint8_t *bytes, size_t n) {
@@ -115,6 +137,7 @@ int ci_grammar_matcher_accept_bytes(ci_grammar_matcher *m, const uint8_t *bytes,
         m->hist_n--;
         return -1;
     }
+    m->n_acc++;
     return 0;
 }
 
@@ -137,6 +160,7 @@ void ci_grammar_matcher_rollback(ci_grammar_matcher *m, int n_tokens) {
     m->ended = m->hist_ended[slot];
     m->hist_head = slot;
     m->hist_n -= n_tokens;
+    m->n_acc -= n_tokens;
 }
 
 void ci_grammar_mask_stats(ci_grammar *g, uint64_t *hits, uint64_t *misses) {

@@ -97,9 +97,14 @@ uint32_t gr_memo_step(gr_memo *m, const ci_grammar *g, gr_work *w, uint32_t id, 
     uint32_t slot = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 49) & (GR_MEMO_TR - 1);
     if (m->tr_key[slot] == key) return m->tr_val[slot];
     uint32_t next = GR_REJECT;
+    bool before = w->exhausted;
+    w->exhausted = false;
     if (gr_step_byte(g, w, m->pool.v + m->off[id], byte, &m->tmp))
         next = gr_memo_intern(m, m->tmp.v);
-    if (next == GR_NONE) return GR_REJECT; /* out of memory: treated as a rejection, not cached */
+    bool limited = w->exhausted;
+    w->exhausted |= before;
+    if (next == GR_NONE) return GR_REJECT; /* out of memory: a rejection, not cached */
+    if (limited) return next; /* a work limit, which the caller must see again: not cached */
     m->tr_key[slot] = key;
     m->tr_val[slot] = next;
     return next;

@@ -66,11 +66,13 @@ bool gr_state_done(const uint32_t *st) {
  * [len, positions]. Each level copies the stack it changes, so sibling
  * alternatives see the stack as it was. Terminates: no left recursion. */
 static bool expand(const ci_grammar *g, gr_work *w, size_t off, uint32_t len, int depth) {
-    if (!w->budget || depth > GR_MAX_EXPAND_DEPTH) {
+    if (!w->budget || depth > GR_MAX_EXPAND_DEPTH || (w->total_cap && w->total >= w->total_cap)) {
         w->exhausted = true;
+        w->gave_up |= w->total_cap && w->total >= w->total_cap;
         return false;
     }
     w->budget--;
+    w->total++;
     for (;;) {
         if (len == 0) break;
         uint32_t p = w->scratch.v[off + len - 1];
@@ -99,8 +101,10 @@ static bool expand(const ci_grammar *g, gr_work *w, size_t off, uint32_t len, in
         return true;
     }
     /* a pathologically ambiguous grammar: refuse rather than grow without bound */
-    if (w->emit.n > GR_MAX_STATE_WORDS || !gr_buf_reserve(&w->emit, w->emit.n + 1 + len))
+    if (w->emit.n > GR_MAX_STATE_WORDS || !gr_buf_reserve(&w->emit, w->emit.n + 1 + len)) {
+        w->exhausted = true;
         return false;
+    }
     w->emit.v[w->emit.n++] = len;
     memcpy(w->emit.v + w->emit.n, w->scratch.v + off, len * sizeof(uint32_t));
     w->emit.n += len;

@@ -117,6 +117,9 @@ ci_status ci_grammar_vocab_create(const uint8_t *const *token_bytes, const uint3
     while (depth > 0)
         v->nodes[path[--depth]].end = (uint32_t)v->n_nodes;
     v->max_len = maxlen;
+    v->space_node = UINT32_MAX;
+    for (size_t i = 0; i < v->n_nodes; i = v->nodes[i].end)
+        if (v->nodes[i].byte == ' ') v->space_node = (uint32_t)i;
     *out = v;
     return ci_ok();
 }

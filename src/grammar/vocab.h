@@ -28,6 +28,11 @@ struct ci_grammar_vocab {
     gr_trie_node *nodes;
     size_t n_nodes;
     uint32_t max_len;
+    uint32_t space_node; /* the root's child for byte ' ', or UINT32_MAX */
+    /* The decoder drops one leading space of the text (SentencePiece's
+     * "▁x" at the start decodes as "x"): the first token's leading space is
+     * not output, so the grammar must not see it. */
+    bool strip_space;
 };
 
 /* memo.c: states interned to ids and a cache of byte transitions. */
@@ -63,9 +68,15 @@ typedef struct gr_mask_ws {
 
 bool gr_mask_ws_init(gr_mask_ws *ws, const ci_grammar_vocab *v);
 void gr_mask_ws_free(gr_mask_ws *ws);
+/* For the first token under strip_space: the tokens that begin with a space
+ * are allowed when the rest of their bytes is; a lone space (no output) is
+ * always allowed. false as gr_mask_compute's. */
+bool gr_mask_strip_first(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
+                         const uint32_t *st, uint32_t *mask);
 /* mask (zeroed, (n_vocab + 31) / 32 words) |= the tokens allowed after st,
- * EOS not included. */
-void gr_mask_compute(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
+ * EOS not included. false: the work limit was reached and the mask is empty
+ * (not to be cached). */
+bool gr_mask_compute(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
                      const uint32_t *st, uint32_t *mask);
 
 #endif

@@ -8,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "grammar/grammar.h"
+#include "grammar/vocab.h"
 #include "tokenizer/decode.h"
+#include "tokenizer/tok_json.h"
 #include "tokenizer/tok_struct.h"
 #include "tokenizer/tokenizer.h"
 
@@ -18,6 +19,18 @@ static bool has_dec(const tk_dec *d, int type) {
     if (d->type == type) return true;
     for (size_t i = 0; i < d->n_items; i++)
         if (has_dec(&d->items[i], type)) return true;
+    return false;
+}
+
+/* The decoder drops a leading space of the text: Strip(" ", start >= 1)
+ * after Fuse, or Metaspace that prepends. */
+static bool strips_space(const tk_dec *d) {
+    if (!d) return false;
+    if (d->type == TK_DEC_STRIP && d->start >= 1 && d->content_len == 1 && d->content[0] == ' ')
+        return true;
+    if (d->type == TK_DEC_METASPACE && d->prepend_scheme != TK_PREPEND_NEVER) return true;
+    for (size_t i = 0; i < d->n_items; i++)
+        if (strips_space(&d->items[i])) return true;
     return false;
 }
 
@@ -60,14 +73,21 @@ static uint32_t token_bytes(const ci_tokenizer *t, bool byte_level, const char *
 
 ci_status ci_grammar_vocab_from_tokenizer(const ci_tokenizer *t, const int32_t *eos_ids, int n_eos,
                                           ci_grammar_vocab **out) {
+    return ci_grammar_vocab_from_tokenizer_n(t, 0, eos_ids, n_eos, out);
+}
+
+ci_status ci_grammar_vocab_from_tokenizer_n(const ci_tokenizer *t, int n_vocab,
+                                            const int32_t *eos_ids, int n_eos,
+                                            ci_grammar_vocab **out) {
     *out = NULL;
-    int n = ci_tokenizer_vocab_size(t);
-    if (n <= 0) return ci_errorf(CI_ERR_INVALID, "grammar vocab: empty tokenizer");
+    int n_tok = ci_tokenizer_vocab_size(t);
+    if (n_tok <= 0) return ci_errorf(CI_ERR_INVALID, "grammar vocab: empty tokenizer");
+    int n = n_vocab > n_tok ? n_vocab : n_tok;
     bool byte_level = has_dec(t->dec, TK_DEC_BYTELEVEL);
     const uint8_t **ptr = calloc((size_t)n, sizeof *ptr);
     uint32_t *lens = calloc((size_t)n, sizeof *lens);
     size_t total = 0;
-    for (int i = 0; i < n && i < t->n_ids; i++)
+    for (int i = 0; i < n_tok && i < t->n_ids; i++)
         if (t->id_str[i]) total += 4u * t->id_len[i] + 1;
     for (size_t k = 0; k < t->n_added; k++)
         total += t->added[k].len + 1;
@@ -79,7 +99,7 @@ ci_status ci_grammar_vocab_from_tokenizer(const ci_tokenizer *t, const int32_t *
         return ci_errorf(CI_ERR_NOMEM, "out of memory");
     }
     size_t off = 0;
-    for (int i = 0; i < n && i < t->n_ids; i++) {
+    for (int i = 0; i < n_tok && i < t->n_ids; i++) {
         if (!t->id_str[i] || ci_tokenizer_is_special(t, i)) continue;
         ptr[i] = buf + off;
         lens[i] = token_bytes(t, byte_level, t->id_str[i], t->id_len[i], buf + off);
@@ -99,6 +119,7 @@ ci_status ci_grammar_vocab_from_tokenizer(const ci_tokenizer *t, const int32_t *
         off += a->len;
     }
     ci_status s = ci_grammar_vocab_create(ptr, lens, n, eos_ids, n_eos, out);
+    if (s.code == CI_OK) (*out)->strip_space = strips_space(t->dec);
     free(ptr);
     free(lens);
     free(buf);
