@@ -306,22 +306,6 @@ ci_status gr_report(ci_status s, char *err, size_t errlen) {
     return s;
 }
 
-ci_status gr_compile_text(const char *text, size_t len, ci_grammar **out, char *err,
-                          size_t errlen) {
-    *out = NULL;
-    gb b;
-    gb_init(&b);
-    ci_status s = gr_parse_gbnf(&b, text, len);
-    if (s.code == CI_OK) s = gr_build(&b, out);
-    gb_free(&b);
-    return gr_report(s, err, errlen);
-}
-
-ci_status ci_grammar_from_gbnf(const char *text, size_t len, ci_grammar **out, char *err,
-                               size_t errlen) {
-    return gr_compile_text(text, len, out, err, errlen);
-}
-
 bool gr_str_put(gr_str *s, const char *d, size_t n) {
     if (s->n + n + 1 > s->cap) {
         size_t cap = s->cap ? s->cap : 256;

@@ -4,7 +4,8 @@
  * \UNNNNNNNN), `.`, quantifiers * + ? {m} {m,} {m,n}, `#` comments.
  * A rule's body may span lines; it ends where the next `name ::=` starts.
  * Quantified items are rewritten into helper rules (right-recursive for
- * unbounded repetition, a chain of optional rules for {m,n}). */
+ * unbounded repetition, a chain of optional rules for {m,n}). Also owns
+ * the public GBNF entry (ci_grammar_from_gbnf) and gr_compile_text. */
 #include <stdio.h>
 #include <string.h>
 
@@ -404,4 +405,23 @@ ci_status gr_parse_gbnf(gb *b, const char *text, size_t len) {
         }
     }
     return p.err;
+}
+
+/* The GBNF entry points: text -> a fresh builder -> a ci_grammar. They live
+ * with the front end, not in builder.c, so the builder depends on no front
+ * end (the JSON Schema and regex compilers reach the builder through here). */
+ci_status gr_compile_text(const char *text, size_t len, ci_grammar **out, char *err,
+                          size_t errlen) {
+    *out = NULL;
+    gb b;
+    gb_init(&b);
+    ci_status s = gr_parse_gbnf(&b, text, len);
+    if (s.code == CI_OK) s = gr_build(&b, out);
+    gb_free(&b);
+    return gr_report(s, err, errlen);
+}
+
+ci_status ci_grammar_from_gbnf(const char *text, size_t len, ci_grammar **out, char *err,
+                               size_t errlen) {
+    return gr_compile_text(text, len, out, err, errlen);
 }

@@ -123,9 +123,9 @@ bool gr_str_puts(gr_str *s, const char *d);
 bool gr_str_printf(gr_str *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 ci_status gr_regex_to_gbnf(const char *pat, size_t len, gr_str *out);
 
-/* Compiles GBNF text into *out, copying the message into err. */
+/* Compiles GBNF text into *out, copying the message into err (gbnf.c). */
 ci_status gr_compile_text(const char *text, size_t len, ci_grammar **out, char *err, size_t errlen);
-/* Copies s.msg into err (when given) and returns s. */
+/* Copies s.msg into err (when given) and returns s (builder.c). */
 ci_status gr_report(ci_status s, char *err, size_t errlen);
 
 /* ---- matcher states (state.c) ----

@@ -38,40 +38,10 @@
 /* ---- jobs ---- */
 static void on_close(struct evhttp_connection *conn, void *arg);
 
-static void choice_free(choice *c) {
-    free(c->text);
-    for (int i = 0; i < c->nlps; i++) {
-        free(c->lps[i].tok);
-        for (int k = 0; k < c->lps[i].num_top; k++)
-            free(c->lps[i].top_tok[k]);
-    }
-    free(c->lps);
-    free(c->offsets);
-}
-
-void job_free(job *j) {
+/* Frees a job (job.c) and lets a drain in progress end with the last one. */
+static void job_done(job *j) {
     srv_ctx *ctx = j->ctx;
-    srv_job_log(j);
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        ctx->jobs = j->next;
-    if (j->next) j->next->prev = j->prev;
-    if (j->conn) evhttp_connection_set_closecb(j->conn, NULL, NULL);
-    if (j->timer) event_free(j->timer);
-    if (j->watch) event_free(j->watch);
-    if (j->is_gen) {
-        ctx->gen_in_flight--;
-        ctx->seqs_in_flight -= j->num_choices;
-    }
-    ctx->queued_tokens -= j->queued_est;
-    for (int i = 0; j->ch && i < j->num_choices; i++)
-        choice_free(&j->ch[i]);
-    free(j->ch);
-    for (int p = 0; j->echo_wait && p < j->num_prompts; p++)
-        free(j->echo_wait[p]);
-    free(j->echo_wait);
-    free(j);
+    job_free(j);
     srv_drain_check(ctx);
 }
 
@@ -126,7 +96,7 @@ static void on_close(struct evhttp_connection *conn, void *arg) {
         for (int i = 0; i < j->num_choices; i++)
             if (!j->ch[i].done) j->ctx->m.finished[CINFER_FINISH_ABORT]++;
     }
-    job_free(j);
+    job_done(j);
 }
 
 /* The job is about to be answered: its connection may be reused or closed
@@ -185,7 +155,7 @@ static void job_fail(job *j, const srv_err *e) {
             j->req = NULL;
         }
     }
-    job_free(j);
+    job_done(j);
 }
 
 static void job_complete(job *j) {
@@ -217,7 +187,7 @@ static void job_complete(job *j) {
             j->req = NULL;
         }
     }
-    job_free(j);
+    job_done(j);
 }
 
 static int choice_append(choice *c, const char *s, size_t n) {
@@ -444,7 +414,7 @@ static void handle_event(srv_ctx *ctx, srv_event *ev) {
         else
             json_decref(o);
         j->req = NULL;
-        job_free(j);
+        job_done(j);
         break;
     }
     case SRV_EV_TEXT: {
@@ -457,7 +427,7 @@ static void handle_event(srv_ctx *ctx, srv_event *ev) {
         else
             json_decref(o);
         j->req = NULL;
-        job_free(j);
+        job_done(j);
         break;
     }
     }
@@ -598,7 +568,7 @@ static void handle_generate(srv_ctx *ctx, struct evhttp_request *req, int chat) 
         srv_cmd_free(g.cmd);
         srv_send_errorf(ctx, req, 500, NULL, "out of memory");
         j->req = NULL;
-        job_free(j);
+        job_done(j);
         return;
     }
     if (ctx->cfg->request_timeout_s > 0) {
@@ -950,7 +920,7 @@ out:
     if (ctx->eng) srv_engine_stop(ctx->eng);
     while (ctx->jobs) {
         ctx->jobs->req = NULL;
-        job_free(ctx->jobs);
+        job_done(ctx->jobs);
     }
     if (ctx->http) evhttp_free(ctx->http);
     srv_limits_free(ctx);

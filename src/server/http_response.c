@@ -1,6 +1,7 @@
 /* http_response.c — replies to HTTP requests and the OpenAI response
  * bodies: error and JSON replies, completion / chat.completion objects
- * with logprobs, and their streamed (SSE) chunks. */
+ * with logprobs, and their streamed (SSE) chunks. The envelope, the finish
+ * strings and the SSE writes themselves are sse.c's. */
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "server/http_response.h"
+#include "server/sse.h"
 
 static const char *reason_phrase(int status) {
     switch (status) {
@@ -66,20 +68,6 @@ void srv_send_errorf(srv_ctx *ctx, struct evhttp_request *req, int status, const
 }
 
 /* ---- response JSON ---- */
-const char *srv_finish_str(cinfer_finish_reason f) {
-    switch (f) {
-    case CINFER_FINISH_STOP: return "stop";
-    case CINFER_FINISH_LENGTH: return "length";
-    case CINFER_FINISH_ABORT: return "abort";
-    case CINFER_FINISH_ERROR: return "error";
-    default: return NULL;
-    }
-}
-
-static json_t *json_str_or_null(const char *s) {
-    return s ? json_string(s) : json_null();
-}
-
 static json_t *bytes_json(const char *s) {
     json_t *a = json_array();
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)
@@ -158,18 +146,9 @@ static json_t *usage_json(const job *j) {
     return u;
 }
 
-static json_t *envelope(const job *j, const char *object) {
-    json_t *o = json_object();
-    json_object_set_new(o, "id", json_string(j->idstr));
-    json_object_set_new(o, "object", json_string(object));
-    json_object_set_new(o, "created", json_integer(j->created));
-    json_object_set_new(o, "model", json_string(j->model));
-    return o;
-}
-
 json_t *srv_final_response(const job *j) {
     int chat = j->ep == EP_CHAT;
-    json_t *o = envelope(j, chat ? "chat.completion" : "text_completion");
+    json_t *o = srv_chunk_envelope(j, chat ? "chat.completion" : "text_completion");
     json_t *choices = json_array();
     for (int i = 0; i < j->num_choices; i++) {
         const choice *c = &j->ch[i];
@@ -193,7 +172,7 @@ json_t *srv_final_response(const job *j) {
                                     ? completion_logprobs(c->lps, c->offsets, c->nlps, j->logprobs)
                                     : json_null());
         }
-        json_object_set_new(x, "finish_reason", json_str_or_null(finish));
+        json_object_set_new(x, "finish_reason", srv_json_str_or_null(finish));
         json_array_append_new(choices, x);
     }
     json_object_set_new(o, "choices", choices);
@@ -201,36 +180,11 @@ json_t *srv_final_response(const job *j) {
     return o;
 }
 
-static void sse_send(job *j, json_t *o) {
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (!s || !j->req) {
-        free(s);
-        return;
-    }
-    struct evbuffer *b = evbuffer_new();
-    if (b) {
-        evbuffer_add_printf(b, "data: %s\n\n", s);
-        evhttp_send_reply_chunk(j->req, b);
-        evbuffer_free(b);
-    }
-    free(s);
-}
-
-void srv_sse_start(job *j) {
-    if (j->headers_sent || !j->req) return;
-    struct evkeyvalq *h = evhttp_request_get_output_headers(j->req);
-    evhttp_add_header(h, "Content-Type", "text/event-stream");
-    evhttp_add_header(h, "Cache-Control", "no-cache");
-    evhttp_send_reply_start(j->req, 200, "OK");
-    j->headers_sent = 1;
-}
-
 /* One streamed chunk for choice `idx`: text delta, logprobs, finish reason. */
 void srv_sse_delta(job *j, int idx, const char *text, size_t len, const srv_lp *lps,
                    const size_t *offsets, int nlps, cinfer_finish_reason finish) {
     int chat = j->ep == EP_CHAT;
-    json_t *o = envelope(j, chat ? "chat.completion.chunk" : "text_completion");
+    json_t *o = srv_chunk_envelope(j, chat ? "chat.completion.chunk" : "text_completion");
     json_t *x = json_object();
     json_object_set_new(x, "index", json_integer(idx));
     if (chat) {
@@ -252,50 +206,21 @@ void srv_sse_delta(job *j, int idx, const char *text, size_t len, const srv_lp *
                                 ? completion_logprobs(lps, offsets, nlps, j->logprobs)
                                 : json_null());
     }
-    json_object_set_new(x, "finish_reason", json_str_or_null(srv_finish_str(finish)));
+    json_object_set_new(x, "finish_reason", srv_json_str_or_null(srv_finish_str(finish)));
     json_t *arr = json_array();
     json_array_append_new(arr, x);
     json_object_set_new(o, "choices", arr);
     if (j->include_usage) json_object_set_new(o, "usage", json_null());
-    sse_send(j, o);
-}
-
-void srv_sse_chat_chunk(job *j, int idx, json_t *delta, const char *finish) {
-    json_t *o = envelope(j, "chat.completion.chunk");
-    json_t *x = json_object();
-    json_object_set_new(x, "index", json_integer(idx));
-    if (!j->ch[idx].sent_role) {
-        json_object_set_new(delta, "role", json_string("assistant"));
-        j->ch[idx].sent_role = 1;
-    }
-    json_object_set_new(x, "delta", delta);
-    json_object_set_new(x, "logprobs", json_null());
-    json_object_set_new(x, "finish_reason", json_str_or_null(finish));
-    json_t *arr = json_array();
-    json_array_append_new(arr, x);
-    json_object_set_new(o, "choices", arr);
-    if (j->include_usage) json_object_set_new(o, "usage", json_null());
-    sse_send(j, o);
-}
-
-void srv_sse_end(job *j) {
-    if (!j->req) return;
-    struct evbuffer *b = evbuffer_new();
-    if (b) {
-        evbuffer_add_printf(b, "data: [DONE]\n\n");
-        evhttp_send_reply_chunk(j->req, b);
-        evbuffer_free(b);
-    }
-    evhttp_send_reply_end(j->req);
-    j->req = NULL;
+    srv_sse_send(j, o);
 }
 
 /* The closing chunk of stream_options.include_usage: no choices, the usage. */
 void srv_sse_usage(job *j) {
-    json_t *o = envelope(j, j->ep == EP_CHAT ? "chat.completion.chunk" : "text_completion");
+    json_t *o =
+        srv_chunk_envelope(j, j->ep == EP_CHAT ? "chat.completion.chunk" : "text_completion");
     json_object_set_new(o, "choices", json_array());
     json_object_set_new(o, "usage", usage_json(j));
-    sse_send(j, o);
+    srv_sse_send(j, o);
 }
 
 /* An error inside a stream that has started: one error event, then the end. */

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "server/http_state.h"
+#include "server/sse.h"
 
 struct evhttp_request;
 
@@ -25,16 +26,10 @@ json_t *srv_final_response(const job *j);
 /* GET /v1/models (one = 0) or /v1/models/{id} (one = 1; models.c). */
 void srv_handle_models(srv_ctx *ctx, struct evhttp_request *req, int one);
 
-/* Server-sent events: headers, one chunk per delta, the usage chunk, an
- * error event, and "data: [DONE]" with the end of the reply. */
-void srv_sse_start(job *j);
+/* Server-sent events (start, chat chunk and end in sse.c): one chunk per
+ * delta, the usage chunk, an error event (which ends the reply). */
 void srv_sse_delta(job *j, int idx, const char *text, size_t len, const srv_lp *lps,
                    const size_t *offsets, int nlps, cinfer_finish_reason finish);
-/* One chat chunk for choice idx with the given delta (taken) and finish
- * reason (NULL: none yet). */
-void srv_sse_chat_chunk(job *j, int idx, json_t *delta, const char *finish);
-const char *srv_finish_str(cinfer_finish_reason f);
-void srv_sse_end(job *j);
 void srv_sse_usage(job *j);
 void srv_sse_error(job *j, const srv_err *e);
 

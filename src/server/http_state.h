@@ -94,9 +94,10 @@ struct srv_ctx {
     int replied_status;
 };
 
-/* http.c */
+/* job.c: unlinks and frees a job (the drain check after it is the caller's) */
 void job_free(job *j);
-/* drain.c: SIGINT/SIGTERM starts the drain; job_free calls srv_drain_check */
+/* drain.c: SIGINT/SIGTERM starts the drain; http.c calls srv_drain_check
+ * after each job it frees */
 void srv_drain_begin(srv_ctx *ctx, int sig);
 void srv_drain_check(srv_ctx *ctx);
 void srv_drain_free(srv_ctx *ctx);

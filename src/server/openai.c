@@ -1,29 +1,13 @@
 /* openai.c — OpenAI request parsing: JSON body -> GENERATE command, with
  * 400s that name the offending field; error bodies; UTF-8-safe strings;
  * chat prompts. Fields parsed elsewhere (refused ones, logit_bias):
- * openai_fields.c. */
+ * openai_fields.c; srv_errf, which they all use to fill a 400: srv_err.c. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "server/server.h"
-
-int srv_errf(srv_err *e, int status, const char *param, const char *fmt, ...) {
-    e->status = status;
-    e->param = param;
-    e->type = status == 401   ? "authentication_error"
-              : status == 404 ? "not_found_error"
-              : status == 503 ? "service_unavailable"
-              : status >= 500 ? "server_error"
-                              : "invalid_request_error";
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 char *srv_error_json(const srv_err *e) {
     json_t *o = json_object(), *in = json_object();

@@ -189,6 +189,7 @@ typedef struct srv_err {
     char message[256];
 } srv_err;
 
+/* Fills *e (the type follows the status) and returns -1 (srv_err.c). */
 int srv_errf(srv_err *e, int status, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* {"error": {...}} as a compact string (malloc'd). */

@@ -42,9 +42,9 @@ int srv_tool_parser_detect(const char *template_text);
 int srv_tool_parse(int parser, const char *text, size_t len, srv_tool_result *out);
 /* Streaming: bytes of text[0, len) that are content whatever follows. */
 size_t srv_tool_safe(int parser, const char *text, size_t len);
-void srv_tool_result_free(srv_tool_result *r);
 
-/* ---- shared by the parser files (tool_parser.c) ---- */
+/* ---- the result and what the parser files share (tool_calls.c) ---- */
+void srv_tool_result_free(srv_tool_result *r);
 /* Appends a call from a JSON object {"name": str, args_key: object|string}
  * (args_key "arguments" or "parameters"; either is accepted). 0 ok, -1 not
  * a call. */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "server/http_response.h"
+#include "server/sse.h"
 #include "server/tool_parser.h"
 
 /* required: [{"name", "parameters"}, ...]; named: the arguments object */

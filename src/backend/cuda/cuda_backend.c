@@ -521,6 +521,15 @@ static ci_status cu_copy_blocks(ci_backend *be, ci_kv_cache *kv, const int32_t *
     return ci_ok();
 }
 
+/* The matmul op: quantized weights go to cuda_qweight.c (which runs its
+ * prefill through the dense GEMM), everything else to cuda_gemm.c. The
+ * dispatch lives here so that the two files depend one way. */
+static ci_status cu_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
+                           const ci_tensor *bias, ci_tensor *y) {
+    if (w->dtype == CI_QW) return ci_cuda_qmatmul(be, x, w, bias, y);
+    return ci_cuda_matmul(be, x, w, bias, y);
+}
+
 static const ci_backend_ops cuda_ops = {
     .alloc = cu_alloc,
     .free = cu_free,
@@ -534,7 +543,7 @@ static const ci_backend_ops cuda_ops = {
     .qweight_free = ci_cuda_qweight_free,
     .prepare_batch = cu_prepare_batch,
     .embedding = ci_cuda_embedding,
-    .matmul = ci_cuda_matmul,
+    .matmul = cu_matmul,
     .rmsnorm = ci_cuda_rmsnorm,
     .qk_norm = ci_cuda_qk_norm,
     .rope_cache = ci_cuda_rope_cache,

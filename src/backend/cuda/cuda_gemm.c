@@ -8,7 +8,9 @@
  * The bias (F32 on this backend) is the BIAS epilogue; if cuBLASLt offers no
  * algorithm for that combination the plan falls back to a bias kernel.
  * Plans (descriptors, layouts, the heuristic's algorithm) are cached per
- * (m, n, k, types, bias); the workspace is allocated once. */
+ * (m, n, k, types, bias); the workspace is allocated once. Dense weights
+ * only: the op table (cuda_backend.c) sends CI_QW weights to cuda_qweight.c,
+ * whose prefill path calls back down into this GEMM. */
 #include <stdint.h>
 #include <string.h>
 
@@ -131,7 +133,6 @@ static ci_status plan_get(ci_cuda *c, int64_t m, int64_t n, int64_t k, cudaDataT
 
 ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
                          const ci_tensor *bias, ci_tensor *y) {
-    if (w->dtype == CI_QW) return ci_cuda_qmatmul(be, x, w, bias, y); /* cuda_qweight.c */
     ci_cuda *c = ci_cuda_of(be);
     if (x->cols != w->cols || y->cols != w->rows || y->rows < x->rows)
         return ci_errorf(CI_ERR_INVALID,

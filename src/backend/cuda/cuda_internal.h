@@ -89,6 +89,7 @@ static inline int ci_cu_bf16(ci_dtype t) {
             return ci_errorf(CI_ERR_BACKEND, "cublasLt: %s: status %d", #call, (int)ci_lt_e_);     \
     } while (0)
 
+/* cuda_gemm.c: dense (F32 / BF16) weights only; the op table dispatches CI_QW */
 ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
                          const ci_tensor *bias, ci_tensor *y);
 void ci_cuda_gemm_plans_free(ci_cuda *c);
