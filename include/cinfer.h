@@ -191,6 +191,8 @@ typedef struct cinfer_metrics {
     /* wall time of the steps by phase: scheduling and batch building, the
      * model forward (to its sync), sampling, and token output handling */
     double time_schedule_s, time_forward_s, time_sample_s, time_output_s;
+    double time_masks_s; /* grammar masks filled on the host while the forward runs (inside
+                            time_forward_s; hidden when shorter than the device's forward) */
     double time_draft_s; /* speculative decoding's draft model proposals (its K/V mirror is
                             enqueued with the target's forward and counted there) */
     /* startup: weight loading, the profiling forward and graph capture */

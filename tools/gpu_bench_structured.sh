@@ -8,7 +8,7 @@
 # the batch stays near 64). Strings with maxLength are not used here: each
 # position of a bounded string is its own matcher state, a cold mask on first
 # sight (docs/structured_outputs.md). Reports ms per engine step and per output token, and the
-# share of the step spent in sampling + mask filling, side by side, twice each.
+# time of the forward (with the masks filled meanwhile), sampling and output, side by side, twice each.
 # usage: tools/gpu_bench_structured.sh BIN_DIR TOKENIZER_DIR
 set -uo pipefail
 bin=$(cd "${1:-build}" && pwd)
@@ -47,9 +47,11 @@ for x in out:
     except Exception:
         pass
 st = o['num_steps']
-print('[%s, run %s] %d steps, %.3f ms/step, %.3f ms/output token; sample+masks %.3f ms/step, '
-      'schedule %.3f, output %.3f; %d tokens, %d/64 hit max_tokens, %d/64 parse as JSON' % (
+print('[%s, run %s] %d steps, %.3f ms/step, %.3f ms/output token; forward %.3f ms/step (masks filled '
+      'meanwhile %.3f), sample %.3f, schedule %.3f, output %.3f; %d tokens, %d/64 hit max_tokens, '
+      '%d/64 parse as JSON' % (
       '$kind', '$rep', st, 1e3 * o['elapsed_s'] / st, 1e3 * o['elapsed_s'] / o['generation_tokens'],
+      1e3 * o['time_forward_s'] / st, 1e3 * o['time_masks_s'] / st,
       1e3 * o['time_sample_s'] / st, 1e3 * o['time_schedule_s'] / st, 1e3 * o['time_output_s'] / st,
       o['generation_tokens'], length, ok))"
     done

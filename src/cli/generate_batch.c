@@ -452,6 +452,7 @@ int ci_generate_prompts_file(const ci_engine_config *ec, const char *path,
         json_object_set_new(o, "time_forward_s", json_real(m.time_forward_s));
         json_object_set_new(o, "time_draft_s", json_real(m.time_draft_s));
         json_object_set_new(o, "time_sample_s", json_real(m.time_sample_s));
+        json_object_set_new(o, "time_masks_s", json_real(m.time_masks_s));
         json_object_set_new(o, "time_output_s", json_real(m.time_output_s));
         if (m.spec_verify_steps > 0) { /* speculative decoding */
             json_object_set_new(o, "spec_verify_steps", json_integer(m.spec_verify_steps));

@@ -55,6 +55,7 @@ void ci_engine_destroy(ci_engine *e) {
     ci_eng_grammar_cache_free(e->gcache);
     ci_grammar_vocab_free(e->gvocab);
     free(e->masks);
+    free(e->mask_jobs);
     ci_tokenizer_free(e->tok);
     if (e->fault == ci_fault_spec_check) ci_fault_spec_free(e->fault_user);
     free(e->plp_logits);
@@ -286,6 +287,7 @@ ci_engine_metrics ci_engine_get_metrics(const ci_engine *e) {
     m.eager_steps = rs.eager_steps;
     m.time_forward_s = rs.time_forward_s;
     m.time_sample_s = rs.time_sample_s;
+    m.time_masks_s = rs.time_host_overlap_s;
     m.time_draft_s = rs.time_draft_s;
     m.time_schedule_s -= rs.time_draft_s; /* proposals run inside the scheduling phase */
     m.load_s = rs.load_s;
@@ -391,7 +393,9 @@ static ci_status run_step(ci_engine *e, const ci_sched_output *o, const ci_batch
                          .adj = e->adj,
                          .num_adj = e->num_adj,
                          .masks = e->masks,
-                         .num_masks = e->num_masks};
+                         .num_masks = e->num_masks,
+                         .before_sample = e->num_masks > 0 ? ci_eng_fill_masks : NULL,
+                         .before_sample_user = e};
     ci_runner_set_step(e->runner, e->m.num_steps);
     CI_TRY(ci_runner_execute(e->runner, &st, e->sres));
     return ci_eng_collect(e, o, e->bb.logits_start);

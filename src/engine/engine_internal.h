@@ -79,6 +79,9 @@ struct ci_engine {
     eng_grammar_cache *gcache;
     uint32_t *masks;
     int masks_cap, num_masks;
+    /* per mask row: the request and sample whose matcher fills it, filled
+     * while the forward runs (ci_eng_fill_masks) */
+    struct eng_mask_job *mask_jobs;
     int32_t *copy_src, *copy_dst;
     int copy_cap;
     int32_t *sampled;
@@ -123,5 +126,12 @@ void ci_eng_free_dead(ci_engine *e);
 ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_t *logits_start,
                             int *num_rows);
 ci_status ci_eng_collect(ci_engine *e, const ci_sched_output *o, const int32_t *logits_start);
+/* One grammar mask row of a step: which request's sample fills it. */
+typedef struct eng_mask_job {
+    eng_request *r;
+    ci_sequence *q;
+    int idx;
+} eng_mask_job;
+ci_status ci_eng_fill_masks(void *user);
 
 #endif

@@ -241,7 +241,7 @@ void ci_runner_set_step(ci_runner *r, int64_t step) {
     r->step = step;
 }
 
-static ci_status forward(ci_runner *r, const ci_batch *b) {
+static ci_status forward(ci_runner *r, const ci_batch *b, const ci_runner_step *st) {
     ci_backend *be = r->be;
     CI_TRY(ci_model_check_batch(r->model, b, r->kv));
     int ran = 0;
@@ -254,6 +254,15 @@ static ci_status forward(ci_runner *r, const ci_batch *b) {
             ci_model_enqueue(r->model, &r->model->dev_batch, b->num_tokens, b->num_logits, r->kv));
         if (r->draft) CI_TRY(mirror(r, &r->model->dev_batch, b->num_tokens));
         r->st.eager_steps++;
+    }
+    if (st->before_sample) { /* host work overlapping the device's forward */
+        double t0 = ci_now();
+        ci_status hs = st->before_sample(st->before_sample_user);
+        r->st.time_host_overlap_s += ci_now() - t0;
+        if (hs.code) {
+            (void)be->ops->sync(be); /* leave nothing in flight */
+            return hs;
+        }
     }
     return be->ops->sync(be);
 }
@@ -270,7 +279,7 @@ ci_status ci_runner_execute(ci_runner *r, const ci_runner_step *st, ci_sample_re
     }
     if (r->fault) CI_TRY(r->fault(r->fault_user, CI_FAULT_FORWARD, r->step, -1, -1));
     CI_TRACE_PUSH("forward");
-    ci_status fs = forward(r, st->batch);
+    ci_status fs = forward(r, st->batch, st);
     CI_TRACE_POP();
     CI_TRY(fs);
     double t1 = ci_now();

@@ -37,6 +37,11 @@ typedef struct ci_runner_step {
     int num_adj;
     const uint32_t *masks; /* grammar bitmasks named by rows' mask_row (ci_mask_words(V) each) */
     int num_masks;
+    /* called after the forward is enqueued and before the host waits for it
+     * (may be NULL): host work for the sample op that overlaps the device,
+     * e.g. filling `masks` */
+    ci_status (*before_sample)(void *user);
+    void *before_sample_user;
 } ci_runner_step;
 
 /* Where a fault can be injected (tests and CINFER_FAULT_INJECT). */
@@ -56,6 +61,7 @@ typedef ci_status (*ci_fault_fn)(void *user, ci_fault_site site, int64_t step, i
 typedef struct ci_runner_stats {
     int64_t graph_steps, eager_steps; /* forwards that replayed a graph / ran eagerly */
     double time_forward_s, time_sample_s, time_draft_s; /* draft: proposals + mirror */
+    double time_host_overlap_s; /* before_sample hooks (inside time_forward_s) */
     double load_s, profile_s, capture_s;
     int64_t kv_cache_bytes;
     int num_kv_blocks;

@@ -128,9 +128,12 @@ ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_
         if (o->entries[i].samples > 0 && ((eng_request *)o->entries[i].seq->user)->st)
             nmask += o->entries[i].samples;
     const int W = ci_mask_words(e->V);
-    if (nmask > 0)
+    if (nmask > 0) {
+        void **extra[1] = {(void **)&e->mask_jobs};
+        size_t esz[1] = {sizeof(eng_mask_job)};
         CI_TRY(ci_eng_grow((void **)&e->masks, &e->masks_cap, nmask, sizeof(uint32_t) * (size_t)W,
-                           0, NULL, NULL));
+                           1, extra, esz));
+    }
     for (int i = 0; i < o->num_entries; i++) {
         const ci_sched_entry *en = &o->entries[i];
         if (en->samples == 0) continue;
@@ -161,14 +164,26 @@ ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_
             row->seed = r->seed;
             row->stream = (uint64_t)idx;
             row->step = spec ? step + (uint64_t)j : step;
-            if (r->st) { /* the sample's grammar mask (constrained rows are never drafts) */
+            if (r->st) { /* the sample's grammar mask (constrained rows are never drafts),
+                          * filled by ci_eng_fill_masks while the forward runs */
                 row->mask_row = e->num_masks++;
-                ci_eng_structured_mask(e, r->st, idx, r->sp.ignore_eos,
-                                       e->masks + (size_t)row->mask_row * (size_t)W);
+                e->mask_jobs[row->mask_row] = (eng_mask_job){.r = r, .q = q, .idx = idx};
             }
         }
     }
     *num_rows = k;
+    return ci_ok();
+}
+
+/* Fills the step's grammar masks (runner hook: the host does this while the
+ * device runs the forward, so mask work hides behind it). */
+ci_status ci_eng_fill_masks(void *user) {
+    ci_engine *e = user;
+    const size_t W = (size_t)ci_mask_words(e->V);
+    for (int m = 0; m < e->num_masks; m++) {
+        const eng_mask_job *j = &e->mask_jobs[m];
+        ci_eng_structured_mask(e, j->r->st, j->idx, j->r->sp.ignore_eos, e->masks + (size_t)m * W);
+    }
     return ci_ok();
 }
 

@@ -5,7 +5,7 @@ const OpenAI = require('openai');
 const { LengthFinishReasonError } = require('openai/error');
 const Ajv = require('ajv');
 const base = process.argv[2], N = parseInt(process.argv[3] || '3', 10);
-const client = new OpenAI({ baseURL: base + '/v1', apiKey: 'x', maxRetries: 0, timeout: 120000 });
+const client = new OpenAI({ baseURL: base + '/v1', apiKey: 'x', maxRetries: 0, timeout: 600000 });
 const ajv = new Ajv({ allErrors: true, strict: false });
 const MAXT = 1500; // enough for every bounded schema below to complete
 let passed = 0, failed = 0, done = 0, total = 0;
