@@ -11,6 +11,8 @@
 #      Llama-3.1-8B-shaped checkpoint;
 #   5. "spec": tools/gpu_bench_spec.sh (speculative decoding: exactness and
 #      speed; .carry/spec.tgz holds inflate_qwen2.py and the draft model);
+#   quant: tools/gpu_bench_quant.sh (FP8 / INT4 checkpoints vs bf16: batch-1 decode, offline);
+#   structured: tools/gpu_bench_structured.sh;
 #   6. "extra": test_swa on CUDA (SWA goldens through the engine), the padded
 #      vocabulary on CUDA, and `serve` startup with engine flags.
 # Logs: $OUT/session.log (this), $OUT/check_logs.tgz. Steps: GPU_SESSION_STEPS
@@ -53,6 +55,11 @@ esac
 case " $steps " in *" structured "*)
     echo "== gpu_bench_structured"
     bash tools/gpu_bench_structured.sh "$x/bin" "$x/tok/llama3"
+    ;;
+esac
+case " $steps " in *" quant "*)
+    echo "== gpu_bench_quant"
+    bash tools/gpu_bench_quant.sh "$x/bin" "$x/tok/llama3" "${GPU_QUANT_PROMPTS:-1000}"
     ;;
 esac
 case " $steps " in *" peer "*)

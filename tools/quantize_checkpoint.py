@@ -310,6 +310,19 @@ def quantize_linear(a, prefix, w, rng, qt):
     return deq
 
 
+_JOB = None  # (args, source tensors): read by _quantize_one in forked workers
+
+
+def _quantize_one(name, rng=None):
+    """-> (name, its quantized tensors, dequantized f32 weight or None)."""
+    a, src = _JOB
+    dt, arr = src[name]
+    q = {}
+    deq = quantize_linear(a, name[:-len(".weight")], to_f32(dt, arr),
+                          rng if rng is not None else np.random.default_rng(a.seed), q)
+    return name, q, deq if a.dequant_out else None
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("src")
@@ -328,7 +341,12 @@ def main():
                    help="gptq / ct-w4a16: real GPTQ (tools/gptq.py) on calibration token ids "
                    "(auto: 64 x 256 tokens of the Python stdlib's source) instead of RTN")
     p.add_argument("--cinfer", default="build/cinfer", help="tokenizer for --gptq-calib auto")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="quantize linears in this many processes (round-to-nearest without "
+                   "--desc-act: each linear is independent; for 8B-class checkpoints)")
     a = p.parse_args()
+    if a.jobs > 1 and (a.desc_act or a.gptq_calib):
+        sys.exit("--jobs > 1: only round-to-nearest without --desc-act (those draw from one rng)")
     rng = np.random.default_rng(a.seed)
     files = sorted(f for f in os.listdir(a.src) if f.endswith(".safetensors"))
     src = {}
@@ -351,20 +369,33 @@ def main():
         a.gptq = gptq.quantize_model(cfg, t, calib, a.group, sym, a.desc_act, min_zero,
                                      skip=set(a.ignore))
     qt, dq = {}, {}
+    lin = []
     for name, (dt, arr) in src.items():
         prefix = name[:-len(".weight")] if name.endswith(".weight") else None
         is_lin = prefix and prefix.startswith("model.layers.") and \
             prefix.split(".", 3)[3] in LINEARS and prefix not in a.ignore
         if not is_lin:
             qt[name] = (dt, arr)
-            dq[name] = ("F32", to_f32(dt, arr))
+            if a.dequant_out:
+                dq[name] = ("F32", to_f32(dt, arr))
             continue
-        w = to_f32(dt, arr)
         if a.format in ("gptq", "awq", "ct-w4a16"):
-            gs = w.shape[1] if a.group == -1 else a.group
-            if w.shape[1] % gs or w.shape[1] % 8 or w.shape[0] % 8:
-                sys.exit(f"{name}: shape {w.shape} does not fit group size {a.group} / packing")
-        dq[name] = ("F32", quantize_linear(a, prefix, w, rng, qt))
+            gs = arr.shape[1] if a.group == -1 else a.group
+            if arr.shape[1] % gs or arr.shape[1] % 8 or arr.shape[0] % 8:
+                sys.exit(f"{name}: shape {arr.shape} does not fit group size {a.group} / packing")
+        lin.append(name)
+    global _JOB
+    _JOB = (a, src)
+    if a.jobs > 1:
+        import multiprocessing as mp
+        with mp.get_context("fork").Pool(a.jobs) as pool:
+            done = pool.map(_quantize_one, lin, chunksize=1)
+    else:
+        done = [_quantize_one(name, rng) for name in lin]
+    for name, q, deq in done:
+        qt.update(q)
+        if a.dequant_out:
+            dq[name] = ("F32", deq)
     os.makedirs(a.dst, exist_ok=True)
     st_write(os.path.join(a.dst, "model.safetensors"), qt)
     with open(os.path.join(a.src, "config.json")) as f:
