@@ -81,6 +81,7 @@ for r in rows:
     print("| %s | %.2f | %.0f | %.1f | %.0f%% | %s |" % (r[0], b / 1e9, roof, t, 100 * t / roof,
           "%.2fx" % (t / base) if base else "-"))
 PY
+[ "$nprompts" -gt 0 ] || exit 0
 echo "== offline: $nprompts x 256 in / 256 out, bf16 vs FP8 checkpoint"
 for m in "$bf" "$d/l8-ct-fp8-channel"; do
     timeout 300 "$bin/cinfer" bench throughput -m "$m" --device cuda --num-prompts "$nprompts" \
