@@ -204,6 +204,11 @@ typedef struct ci_backend_ops {
                         ci_sample_result *out);
 
     /* ---- optional (NULL on the CPU backend) ---- */
+    /* Starts uploading the next sample op's bitmasks (nmasks rows of
+     * ci_mask_words(V) words, host memory read before returning) while the
+     * device still runs the forward; a sample call with the same masks
+     * pointer and count then uses the upload instead of packing them. */
+    ci_status (*stage_masks)(ci_backend *be, const uint32_t *masks, int nmasks, int words);
     /* Device memory: free and total bytes (KV cache sizing). */
     ci_status (*mem_info)(ci_backend *be, size_t *free_bytes, size_t *total_bytes);
     /* prepare_batch into one persistent buffer whose address never changes,

@@ -258,6 +258,9 @@ static ci_status forward(ci_runner *r, const ci_batch *b, const ci_runner_step *
     if (st->before_sample) { /* host work overlapping the device's forward */
         double t0 = ci_now();
         ci_status hs = st->before_sample(st->before_sample_user);
+        if (!hs.code && st->num_masks > 0 && be->ops->stage_masks)
+            hs = be->ops->stage_masks(be, st->masks, st->num_masks,
+                                      ci_mask_words(ci_model_logits(r->model)->cols));
         r->st.time_host_overlap_s += ci_now() - t0;
         if (hs.code) {
             (void)be->ops->sync(be); /* leave nothing in flight */

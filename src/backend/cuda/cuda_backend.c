@@ -397,6 +397,25 @@ static size_t align16(size_t x) {
     return (x + 15) & ~(size_t)15;
 }
 
+/* Grammar masks of the next sample op: one pinned copy, then an async upload
+ * on the copy stream, so the copy engine moves them while the forward's
+ * kernels run; the sample op waits on msk_done instead of uploading them. */
+static ci_status cu_stage_masks(ci_backend *be, const uint32_t *masks, int nmasks, int words) {
+    ci_cuda *c = ci_cuda_of(be);
+    c->msk_src = NULL;
+    if (nmasks <= 0) return ci_ok();
+    size_t bytes = sizeof(uint32_t) * (size_t)words * (size_t)nmasks;
+    /* the previous upload was waited on by its sample op (stream synced) */
+    CI_TRY(grow_pair(c, &c->msk_host, &c->msk_dev, &c->msk_cap, bytes));
+    memcpy(c->msk_host, masks, bytes);
+    CI_CU_TRY(
+        cudaMemcpyAsync(c->msk_dev, c->msk_host, bytes, cudaMemcpyHostToDevice, c->copy_stream));
+    CI_CU_TRY(cudaEventRecord(c->msk_done, c->copy_stream));
+    c->msk_src = masks;
+    c->msk_n = nmasks;
+    return ci_ok();
+}
+
 /* The sample op: checks and packs rows | adjustments | owner rows | bitmasks
  * into one pinned upload (one async H2D copy into the persistent device
  * buffer, grown only), runs the kernels (cuda_sampling.cu), one download of
@@ -426,8 +445,13 @@ ci_status ci_cuda_sample(ci_backend *be, const ci_tensor *logits, const ci_sampl
     size_t o_adj = align16(sizeof(ci_sample_row) * (size_t)n);
     size_t o_own = o_adj + align16(sizeof(ci_logit_adjust) * (size_t)(nadj > 0 ? nadj : 0));
     size_t o_mask = o_own + align16(sizeof(int32_t) * (size_t)n);
+    /* masks staged during the forward are on the device already */
+    const int staged = nmasks > 0 && masks == c->msk_src && nmasks == c->msk_n;
+    c->msk_src = NULL;
+    if (staged) CI_CU_TRY(cudaStreamWaitEvent(c->stream, c->msk_done, 0));
     size_t mask_bytes =
-        sizeof(uint32_t) * (size_t)ci_mask_words(V) * (size_t)(nmasks > 0 ? nmasks : 0);
+        staged ? 0
+               : sizeof(uint32_t) * (size_t)ci_mask_words(V) * (size_t)(nmasks > 0 ? nmasks : 0);
     size_t up = o_mask + align16(mask_bytes);
     size_t total = up + align16(sizeof(float) * (size_t)(nadj > 0 ? nadj : 0));
     CI_TRY(grow_pair(c, &c->smp_host, &c->smp_dev, &c->smp_cap, total));
@@ -460,7 +484,9 @@ ci_status ci_cuda_sample(ci_backend *be, const ci_tensor *logits, const ci_sampl
     CI_CU_TRY(cudaMemcpyAsync(d, h, up, cudaMemcpyHostToDevice, c->stream));
     CI_CU_LAUNCH("sample", ci_cu_sample(ST(c), (float *)logits->data, V, d, n, d + o_adj,
                                         (float *)(d + up), (const int32_t *)(d + o_own), nown,
-                                        mask_bytes > 0 ? (const uint32_t *)(d + o_mask) : NULL,
+                                        staged           ? (const uint32_t *)c->msk_dev
+                                        : mask_bytes > 0 ? (const uint32_t *)(d + o_mask)
+                                                         : NULL,
                                         any_lp, !c->smp_exact, c->smp_res_dev));
     CI_CU_TRY(cudaMemcpyAsync(c->smp_res_host, c->smp_res_dev, sizeof(ci_sample_result) * (size_t)n,
                               cudaMemcpyDeviceToHost, c->stream));
@@ -484,6 +510,11 @@ static void cu_destroy(ci_backend *be) {
         if (c->smeta_host) cudaFreeHost(c->smeta_host);
         if (c->smeta_dev) cudaFree(c->smeta_dev);
         if (c->meta_done) cudaEventDestroy(c->meta_done);
+        if (c->copy_stream) cudaStreamSynchronize(c->copy_stream);
+        if (c->msk_host) cudaFreeHost(c->msk_host);
+        if (c->msk_dev) cudaFree(c->msk_dev);
+        if (c->msk_done) cudaEventDestroy(c->msk_done);
+        if (c->copy_stream) cudaStreamDestroy(c->copy_stream);
         if (c->smp_host) cudaFreeHost(c->smp_host);
         if (c->smp_dev) cudaFree(c->smp_dev);
         if (c->smp_res_host) cudaFreeHost(c->smp_res_host);
@@ -552,6 +583,7 @@ static const ci_backend_ops cuda_ops = {
     .gather_rows = ci_cuda_gather_rows,
     .copy_blocks = cu_copy_blocks,
     .sample = ci_cuda_sample,
+    .stage_masks = cu_stage_masks,
     .mem_info = cu_mem_info,
     .prepare_batch_static = cu_prepare_batch_static,
     .graph_capture_begin = cu_graph_capture_begin,
@@ -575,6 +607,8 @@ static ci_status cu_init(ci_cuda *c, int device) {
     CI_CU_TRY(cudaSetDevice(device));
     CI_CU_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     CI_CU_TRY(cudaEventCreateWithFlags(&c->meta_done, cudaEventDisableTiming));
+    CI_CU_TRY(cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking));
+    CI_CU_TRY(cudaEventCreateWithFlags(&c->msk_done, cudaEventDisableTiming));
     CI_LT_TRY(cublasLtCreate(&c->lt));
     CI_CU_TRY(cudaMalloc(&c->workspace, CI_CU_GEMM_WORKSPACE));
     CI_CU_TRY(cudaMalloc((void **)&c->att_ws, (size_t)CI_CU_ATT_WS_FLOATS * sizeof(float)));

@@ -51,6 +51,14 @@ typedef struct ci_cuda {
     int64_t smp_mark_cap;
     uint32_t smp_gen;
     int smp_exact; /* CINFER_SAMPLE_EXACT=1: skip the approximate top-p probe */
+    /* staged grammar masks: pinned -> device on the copy stream during the
+     * forward (stage_masks); msk_src/msk_n name the host masks they hold */
+    void *msk_host, *msk_dev;
+    size_t msk_cap;
+    cudaStream_t copy_stream;
+    cudaEvent_t msk_done;
+    const uint32_t *msk_src;
+    int msk_n;
     /* persistent metadata for CUDA graphs: allocated once, never moved */
     void *smeta_host, *smeta_dev;
     size_t smeta_cap;
