@@ -13,6 +13,8 @@
 #include "backend/cuda/cuda_common.cuh"
 #include "util/qweight.h"
 
+#include <stdlib.h>
+
 #define QGEMV_WARPS 8
 
 __device__ __forceinline__ float fp8_e4m3(uint32_t v) {
@@ -95,6 +97,141 @@ __global__ void __launch_bounds__(QGEMV_WARPS * 32)
     }
 }
 
+/* ---- the vectorized GEMV: the common case (no g_idx, groups whole 16-byte
+ * chunks). Each lane streams 16-byte chunks of ROWS rows at once (32 INT4 or
+ * 16 FP8 weights per row), so x is loaded and converted once per ROWS rows,
+ * and the scale group is one per chunk (no per-element division). Weights
+ * become floats with a few integer ops instead of conversions:
+ *  INT4: 0x3F800000 | q << 19 is the float 1 + q/16, so a chunk's
+ *        sum((1 + q/16) x) = sx + sum(q x)/16 and
+ *        sum((q - z) x) = 16 (part - sx) - z sx (exact q, f32 sums);
+ *  FP8:  the E4M3 byte moved to the top of a word, shifted right by 4
+ *        (arithmetic: the sign stays) and masked is the float e4m3 * 2^-120
+ *        (exact, subnormal codes become f32 subnormals), times 2^120. */
+#define QV_ROWS 4
+
+__device__ __forceinline__ void qv_load_x(const float *p, float *v, int n) {
+    for (int i = 0; i < n; i += 4) {
+        float4 f = *(const float4 *)(p + i);
+        v[i] = f.x;
+        v[i + 1] = f.y;
+        v[i + 2] = f.z;
+        v[i + 3] = f.w;
+    }
+}
+__device__ __forceinline__ void qv_load_x(const __nv_bfloat16 *p, float *v, int n) {
+    for (int i = 0; i < n; i += 8) {
+        uint4 u = *(const uint4 *)(p + i);
+        const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            v[i + 2 * j] = __uint_as_float(w[j] << 16);
+            v[i + 2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
+        }
+    }
+}
+
+/* weight j of a 32-bit word, as the float the chunk sums use (see above) */
+template <int FMT>
+__device__ __forceinline__ float qv_weight(uint32_t wd, int j) {
+    if (FMT == CI_QW_INT4) {
+        uint32_t b = j <= 4 ? wd << (19 - 4 * j) : wd >> (4 * j - 19);
+        return __uint_as_float((b & 0x00780000u) | 0x3F800000u);
+    }
+    uint32_t t = j == 3 ? wd : __byte_perm(wd, 0, 0x0444u | ((uint32_t)j << 12));
+    return __uint_as_float((uint32_t)((int32_t)t >> 4) & 0x87F00000u) * 0x1p120f;
+}
+
+template <int FMT, int N, typename T, typename OutT>
+__global__ void __launch_bounds__(QGEMV_WARPS * 32)
+    qgemv_vec_kernel(ci_qweight w, const T *__restrict__ x, const float *__restrict__ bias,
+                     OutT *__restrict__ y, int gshift) {
+    constexpr int EPW = FMT == CI_QW_INT4 ? 8 : 4; /* weights per 32-bit word */
+    constexpr int EPC = 4 * EPW;                   /* per 16-byte chunk */
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int K = (int)w.cols, out = (int)w.rows, chunks = K / EPC, ng = (int)w.ngroups;
+    const int64_t rb = FMT == CI_QW_INT4 ? K / 2 : K;
+    for (int r0 = (blockIdx.x * QGEMV_WARPS + warp) * QV_ROWS; r0 < out;
+         r0 += gridDim.x * QGEMV_WARPS * QV_ROWS) {
+        int rr[QV_ROWS];
+#pragma unroll
+        for (int i = 0; i < QV_ROWS; i++) rr[i] = min(r0 + i, out - 1);
+        float acc[QV_ROWS][N];
+#pragma unroll
+        for (int i = 0; i < QV_ROWS; i++)
+#pragma unroll
+            for (int n = 0; n < N; n++) acc[i][n] = 0.0f;
+        for (int c = lane; c < chunks; c += 32) {
+            uint4 wv[QV_ROWS];
+#pragma unroll
+            for (int i = 0; i < QV_ROWS; i++)
+                wv[i] = __ldcs((const uint4 *)(w.q + (int64_t)rr[i] * rb) + c);
+            const int c0 = c * EPC;
+            const int g = ng == 1 ? 0 : gshift >= 0 ? c0 >> gshift : c0 / (int)w.group_size;
+            float part[QV_ROWS][N], sx[N];
+#pragma unroll
+            for (int n = 0; n < N; n++) {
+                sx[n] = 0.0f;
+#pragma unroll
+                for (int i = 0; i < QV_ROWS; i++) part[i][n] = 0.0f;
+            }
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                float xv[N][EPW];
+#pragma unroll
+                for (int n = 0; n < N; n++) {
+                    qv_load_x(x + (int64_t)n * K + c0 + q * EPW, xv[n], EPW);
+                    if (FMT == CI_QW_INT4)
+#pragma unroll
+                        for (int j = 0; j < EPW; j++) sx[n] += xv[n][j];
+                }
+#pragma unroll
+                for (int i = 0; i < QV_ROWS; i++) {
+                    const uint32_t wd = q == 0 ? wv[i].x : q == 1 ? wv[i].y : q == 2 ? wv[i].z : wv[i].w;
+#pragma unroll
+                    for (int j = 0; j < EPW; j++) {
+                        const float v = qv_weight<FMT>(wd, j);
+#pragma unroll
+                        for (int n = 0; n < N; n++) part[i][n] = fmaf(v, xv[n][j], part[i][n]);
+                    }
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < QV_ROWS; i++) {
+                const int64_t si = (int64_t)rr[i] * ng + g;
+                const float sc = w.scales[si];
+                if (FMT == CI_QW_INT4) {
+                    const float z = (float)w.zeros[si];
+#pragma unroll
+                    for (int n = 0; n < N; n++)
+                        acc[i][n] = fmaf(sc, 16.0f * part[i][n] - (16.0f + z) * sx[n], acc[i][n]);
+                } else {
+#pragma unroll
+                    for (int n = 0; n < N; n++) acc[i][n] = fmaf(sc, part[i][n], acc[i][n]);
+                }
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < QV_ROWS; i++)
+#pragma unroll
+            for (int n = 0; n < N; n++) {
+                float s = ci_warp_sum(acc[i][n]);
+                if (lane == 0 && r0 + i < out)
+                    ci_st(y + (int64_t)n * out, r0 + i, bias ? s + bias[r0 + i] : s);
+            }
+    }
+}
+
+/* The vectorized kernel's preconditions: no act order, whole chunks per
+ * row and per scale group, 16-byte aligned weight rows and x rows. */
+static int qv_ok(const ci_qweight *w, const void *x, int xsize) {
+    const int epc = w->format == CI_QW_INT4 ? 32 : 16;
+    if (w->g_idx || w->cols % epc || w->rows > INT32_MAX / 2 || w->cols > INT32_MAX / 2) return 0;
+    if (w->ngroups != 1 && w->group_size % epc) return 0;
+    if (((uintptr_t)w->q & 15) || ((uintptr_t)x & 15) || (w->cols * xsize) % 16) return 0;
+    return 1;
+}
+
 template <int FMT, typename T>
 __global__ void qdequant_kernel(ci_qweight w, T *__restrict__ out) {
     constexpr int PER = FMT == CI_QW_INT4 ? 8 : 4;
@@ -119,6 +256,20 @@ extern "C" int ci_cu_qweight_shape_ok(const ci_qweight *w) {
 template <int FMT, int N, typename T>
 static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
                         const float *bias, void *y, int num_sms) {
+    if (!getenv("CINFER_QGEMV_SCALAR") && qv_ok(w, x, (int)sizeof(T))) {
+        int64_t per = QGEMV_WARPS * QV_ROWS, want = (w->rows + per - 1) / per;
+        if (want > (int64_t)num_sms * 8) want = (int64_t)num_sms * 8;
+        int gshift = -1;
+        if (w->group_size > 0 && (w->group_size & (w->group_size - 1)) == 0)
+            gshift = __builtin_ctzll((unsigned long long)w->group_size);
+        if (f32_out)
+            qgemv_vec_kernel<FMT, N, T, float><<<(unsigned)want, QGEMV_WARPS * 32, 0, st>>>(
+                *w, (const T *)x, bias, (float *)y, gshift);
+        else
+            qgemv_vec_kernel<FMT, N, T, __nv_bfloat16><<<(unsigned)want, QGEMV_WARPS * 32, 0, st>>>(
+                *w, (const T *)x, bias, (__nv_bfloat16 *)y, gshift);
+        return cudaGetLastError();
+    }
     int64_t want = (w->rows + QGEMV_WARPS - 1) / QGEMV_WARPS;
     if (want > (int64_t)num_sms * 8) want = (int64_t)num_sms * 8;
     if (f32_out)
