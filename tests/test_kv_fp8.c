@@ -10,17 +10,6 @@
 #include "test.h"
 #include "util/fp8.h"
 
-static uint64_t rng_state = 0x243f6a8885a308d3ull;
-static double urand(void) { /* [0, 1) */
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) * (1.0 / 9007199254740992.0);
-}
-static float frand(void) {
-    return (float)(urand() * 2.0 - 1.0);
-}
-
 static ci_backend *be;
 
 /* Nearest finite E4M3 code of x by search over all codes; ties to the even
@@ -68,8 +57,8 @@ static void test_codec(void) {
     /* random magnitudes 2^-14 .. 2^10 and signs vs the search */
     int bad_rand = 0;
     for (int i = 0; i < 20000; i++) {
-        float x =
-            (float)(ldexp(1.0 + urand(), (int)(urand() * 24) - 14) * (urand() < 0.5 ? -1 : 1));
+        float x = (float)(ldexp(1.0 + test_urand(), (int)(test_urand() * 24) - 14) *
+                          (test_urand() < 0.5 ? -1 : 1));
         if (ci_f32_to_fp8_e4m3(x) != ref_encode(x)) bad_rand++;
     }
     CHECKF(bad_rand == 0, "%d random floats rounded differently from the reference", bad_rand);
@@ -105,7 +94,7 @@ static void test_rope_cache(void) {
     ci_batch b = {.num_tokens = T, .positions = pos, .slot_mapping = slots};
     ci_tensor qkv = act(T, stride);
     for (int i = 0; i < T * stride; i++) /* some K beyond 448 * k_scale: saturates */
-        ((float *)qkv.data)[i] = frand() * (i % 7 == 0 ? 40.0f : 3.0f);
+        ((float *)qkv.data)[i] = test_frand() * (i % 7 == 0 ? 40.0f : 3.0f);
     CHECK_OK(be->ops->rope_cache(be, &qkv, &(ci_attn_shape){H, KV, hd}, &rt, &b, kv, 1));
     int bad = 0;
     for (int t = 0; t < T; t++) {
@@ -155,7 +144,7 @@ static void attn_case(int bs, int H, int KV, int hd, int window) {
     for (int i = 0; i < nblk; i++)
         perm[i] = i;
     for (int i = nblk - 1; i > 0; i--) {
-        int j = (int)(urand() * (i + 1)), t = perm[i];
+        int j = (int)(test_urand() * (i + 1)), t = perm[i];
         perm[i] = perm[j];
         perm[j] = t;
     }
@@ -171,7 +160,7 @@ static void attn_case(int bs, int H, int KV, int hd, int window) {
     k8->v_scale[0] = vs;
     size_t n = (size_t)nblk * KV * bs * hd;
     for (size_t i = 0; i < n; i++) {
-        float k = frand() * 2.5f, v = frand();
+        float k = test_frand() * 2.5f, v = test_frand();
         uint8_t qk = ci_f32_to_fp8_e4m3(k / ks), qv = ci_f32_to_fp8_e4m3(v / vs);
         ((uint8_t *)k8->k[0])[i] = qk;
         ((uint8_t *)k8->v[0])[i] = qv;
@@ -183,7 +172,7 @@ static void attn_case(int bs, int H, int KV, int hd, int window) {
     int stride = (H + 2 * KV) * hd;
     ci_tensor qkv = act(T, stride), o8 = act(T, H * hd), odq = act(T, H * hd), of = act(T, H * hd);
     for (int i = 0; i < T * stride; i++)
-        ((float *)qkv.data)[i] = frand();
+        ((float *)qkv.data)[i] = test_frand();
     int32_t qs[S + 1], pos[32], cl[S];
     qs[0] = 0;
     for (int s = 0, t = 0; s < S; s++) {
