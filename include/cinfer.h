@@ -91,9 +91,9 @@ typedef struct cinfer_engine_config {
     int ngram_min, ngram_max;       /* n-gram sizes looked up (1, 4) [--ngram-min/--ngram-max] */
     int speculative_disable_by_batch_size; /* no drafts when more decodes run in a step
                                               (0 = never off) */
-    /* reserved for what is not built yet: anything but the default is refused
-     * at create time (never silently ignored) */
-    const char *kv_cache_dtype; /* NULL or "auto" */
+    const char *kv_cache_dtype; /* NULL or "auto" (the model dtype); "fp8" / "fp8_e4m3": E4M3
+                                   with the checkpoint's per-layer k/v scales (else 1.0), half
+                                   the KV bytes [--kv-cache-dtype]; fp8_e5m2 is refused */
     const char *quantization;   /* NULL or "none"; "fp8": per-channel FP8 E4M3 of a
                                    dense checkpoint's linear weights at load */
     /* weight-loading progress (may be NULL) */

@@ -5,6 +5,7 @@
 #define CINFER_TESTS_TEST_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,18 @@ static inline void test_skip(const char *why) {
 static inline int test_finish(const char *name) {
     printf("%s: %d passed, %d failed\n", name, test_passed_, test_failed_);
     return test_failed_ ? 1 : 0;
+}
+
+/* xorshift64 uniform in [0, 1) and in [-1, 1): reproducible random inputs */
+static inline double test_urand(void) {
+    static uint64_t s = 0x243f6a8885a308d3ull;
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return (double)(s >> 11) * (1.0 / 9007199254740992.0);
+}
+static inline float test_frand(void) {
+    return (float)(test_urand() * 2.0 - 1.0);
 }
 
 /* Path helpers: data dirs come from the environment ctest sets. */

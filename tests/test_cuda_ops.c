@@ -5,7 +5,9 @@
  * element the kernel does not write fails. Shapes: head_dim 64/128, GQA
  * groups 1/4/8, block sizes 16/32, ragged batches mixing prefill, chunked
  * prefill over a cached prefix and decode, contexts up to 2048; pure decode
- * batches (contexts 1..8192, context bounds beyond the contexts).
+ * batches (contexts 1..8192, context bounds beyond the contexts). The FP8
+ * (E4M3) KV cache: the cache write's bytes equal the CPU twin's, and every
+ * attention kernel reads the same bytes as the CPU twin.
  * Skips (exit 77) without CUDA or without a GPU. */
 #include <stdint.h>
 
@@ -20,6 +22,7 @@ int main(void) {
     return 77;
 }
 #else
+#include "util/fp8.h"
 #include "util/half.h"
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
@@ -347,10 +350,38 @@ static void hide_outside_window(float *v, const rbatch *b, int window, int KV, i
     }
 }
 
+/* kv8: the caches are FP8 E4M3 with these scales (test_kv_fp8) */
+static int kv8;
+static const float kv8_scale[2] = {0.03f, 0.004f};
+
+/* FP8 caches of both backends holding the same bytes: e4m3(v / scale) of
+ * v (NaN -> 0x7f, which the CPU twin reads as NaN too) */
+static void kv_pair_fp8(int KV, int hd, int nblocks, int bs, ci_kv_cache **kc, ci_kv_cache **kg,
+                        const rbatch *hide, int window) {
+    CHECK_OK(ci_kv_cache_create_dtype(cpu, CI_F8_E4M3, 1, KV, hd, nblocks, bs, kc));
+    CHECK_OK(ci_kv_cache_create_dtype(gpu, CI_F8_E4M3, 1, KV, hd, nblocks, bs, kg));
+    int64_t n = (int64_t)nblocks * KV * bs * hd;
+    (*kc)->k_scale[0] = (*kg)->k_scale[0] = kv8_scale[0];
+    (*kc)->v_scale[0] = (*kg)->v_scale[0] = kv8_scale[1];
+    for (int kvi = 0; kvi < 2; kvi++) {
+        float *v = host_rand(n, 1.5f);
+        if (hide && window > 0) hide_outside_window(v, hide, window, KV, hd, bs);
+        uint8_t *q = kvi ? (*kc)->v[0] : (*kc)->k[0];
+        for (int64_t i = 0; i < n; i++)
+            q[i] = ci_f32_to_fp8_e4m3(v[i] / kv8_scale[kvi]);
+        CHECK_OK(gpu->ops->to_device(gpu, kvi ? (*kg)->v[0] : (*kg)->k[0], q, (size_t)n));
+        free(v);
+    }
+}
+
 /* kv caches of both backends with the same random contents (hide, window:
  * see hide_outside_window; NULL, 0: none) */
 static void kv_pair(int KV, int hd, int nblocks, int bs, ci_kv_cache **kc, ci_kv_cache **kg,
                     const rbatch *hide, int window) {
+    if (kv8) {
+        kv_pair_fp8(KV, hd, nblocks, bs, kc, kg, hide, window);
+        return;
+    }
     CHECK_OK(ci_kv_cache_create(cpu, 1, KV, hd, nblocks, bs, kc));
     CHECK_OK(ci_kv_cache_create(gpu, 1, KV, hd, nblocks, bs, kg));
     int64_t n = (int64_t)nblocks * KV * bs * hd;
@@ -363,7 +394,28 @@ static void kv_pair(int KV, int hd, int nblocks, int bs, ci_kv_cache **kc, ci_kv
         free(v);
     }
 }
+/* FP8 caches: the bytes must be identical (same floats, same rounding) */
+static void compare_cache_fp8(const char *what, ci_kv_cache *kc, ci_kv_cache *kg) {
+    size_t n = (size_t)kc->num_blocks * kc->num_kv_heads * kc->block_size * kc->head_dim;
+    uint8_t *g = malloc(n);
+    for (int kvi = 0; kvi < 2; kvi++) {
+        CHECK_OK(gpu->ops->to_host(gpu, g, kvi ? kg->v[0] : kg->k[0], n));
+        const uint8_t *c = kvi ? kc->v[0] : kc->k[0];
+        size_t bad = 0, first = n;
+        for (size_t i = 0; i < n; i++)
+            if (g[i] != c[i] && bad++ == 0) first = i;
+        CHECKF(bad == 0,
+               "[%s] %s %s fp8 cache: %zu of %zu bytes differ (first at %zu: %02x vs %02x)", mode,
+               what, kvi ? "V" : "K", bad, n, first, first < n ? g[first] : 0,
+               first < n ? c[first] : 0);
+    }
+    free(g);
+}
 static void compare_cache(const char *what, ci_kv_cache *kc, ci_kv_cache *kg) {
+    if (kv8) {
+        compare_cache_fp8(what, kc, kg);
+        return;
+    }
     int64_t n = (int64_t)kc->num_blocks * kc->num_kv_heads * kc->block_size * kc->head_dim;
     for (int kvi = 0; kvi < 2; kvi++) {
         pair p;
@@ -406,6 +458,9 @@ static void test_rope_cache(void) {
             gpu->ops->to_device(gpu, rg.cos_sin.data, cs, sizeof(float) * (size_t)maxpos * rot));
         int64_t cols = (int64_t)(H + 2 * KV) * hd;
         float *v = host_rand(b.T * cols, 2.0f);
+        if (kv8) /* some V beyond 448 * v_scale: saturation */
+            for (int64_t i = 0; i < b.T * cols; i += 5)
+                v[i] = rnd(v[i] * 2.0f);
         pair qkv = act_pair(b.T, cols, v);
         ci_attn_shape sh = {H, KV, hd};
         ci_batch db;
@@ -413,7 +468,8 @@ static void test_rope_cache(void) {
         CHECK_OK(cpu->ops->rope_cache(cpu, &qkv.c, &sh, &rc, &b.hb, kc, 0));
         CHECK_OK(gpu->ops->rope_cache(gpu, &qkv.g, &sh, &rg, &db, kg, 0));
         char what[96];
-        snprintf(what, sizeof what, "rope H%d KV%d hd%d rot%d neox%d", H, KV, hd, rot, neox);
+        snprintf(what, sizeof what, "rope H%d KV%d hd%d rot%d neox%d%s", H, KV, hd, rot, neox,
+                 kv8 ? " fp8" : "");
         compare(what, &qkv, qkv.n);
         compare_cache(what, kc, kg);
         pair_free(&qkv);
@@ -596,7 +652,7 @@ static void test_window_attention(void) {
 }
 
 /* Decode attention timing: S sequences of ctx tokens, one query each. */
-static void bench_decode_attention(int S, int ctx, int H, int KV, int hd) {
+static void bench_decode_attention(int S, int ctx, int H, int KV, int hd, int fp8) {
     int bs = 16;
     int *cv = malloc(sizeof(int) * S), *qv = malloc(sizeof(int) * S);
     for (int s = 0; s < S; s++) {
@@ -606,7 +662,8 @@ static void bench_decode_attention(int S, int ctx, int H, int KV, int hd) {
     rbatch b;
     rbatch_make(&b, cv, qv, S, bs, 0);
     ci_kv_cache *kg;
-    CHECK_OK(ci_kv_cache_create(gpu, 1, KV, hd, b.nblocks, bs, &kg));
+    CHECK_OK(ci_kv_cache_create_dtype(gpu, fp8 ? CI_F8_E4M3 : gpu->act_dtype, 1, KV, hd, b.nblocks,
+                                      bs, &kg));
     ci_tensor qkv, out;
     CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, b.T, (int64_t)(H + 2 * KV) * hd, &qkv));
     CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, b.T, (int64_t)H * hd, &out));
@@ -623,9 +680,9 @@ static void bench_decode_attention(int S, int ctx, int H, int KV, int hd) {
         CHECK_OK(gpu->ops->attention(gpu, &qkv, &sh, &db, kg, 0, 0.1f, 0, &out));
     CHECK_OK(gpu->ops->sync(gpu));
     double us = (ci_now() - t0) / iters * 1e6;
-    double bytes = 2.0 * S * ctx * KV * hd * ci_dtype_size(gpu->act_dtype);
-    printf("[%s] decode attention S=%d ctx=%d H=%d KV=%d hd=%d: %.1f us, %.0f GB/s of K/V\n", mode,
-           S, ctx, H, KV, hd, us, bytes / (us * 1e-6) / 1e9);
+    double bytes = 2.0 * S * ctx * KV * hd * ci_dtype_size(kg->dtype);
+    printf("[%s] decode attention S=%d ctx=%d H=%d KV=%d hd=%d kv %s: %.1f us, %.0f GB/s of K/V\n",
+           mode, S, ctx, H, KV, hd, fp8 ? "fp8" : "auto", us, bytes / (us * 1e-6) / 1e9);
     ci_tensor_free(gpu, &qkv);
     ci_tensor_free(gpu, &out);
     ci_kv_cache_destroy(gpu, kg);
@@ -688,6 +745,56 @@ static void bench_gemm(int n, int out, int in) {
     ci_tensor_free(gpu, &w);
     ci_tensor_free(gpu, &x);
     ci_tensor_free(gpu, &y);
+}
+
+/* The FP8 KV cache: rope_cache's bytes (every rope config) and the
+ * attention kernels over the same bytes as the CPU twin: tensor-core
+ * prefill (head_dim 64/128), flash decoding (G <= 8; contexts to 8192,
+ * bounds beyond the contexts, S = 64), the generic kernel (G = 16 and 32,
+ * F32 mode), sliding windows; block copies (copy-on-write) of 1-byte
+ * elements. */
+static void test_kv_fp8(void) {
+    kv8 = 1;
+    test_rope_cache();
+    int cfg[][4] = {/* H, KV, hd, bs */
+                    {8, 8, 64, 16}, {32, 4, 128, 16}, {16, 2, 128, 32},
+                    {4, 2, 64, 1},  {16, 1, 128, 16}, {32, 1, 64, 32}};
+    const int ncfg = (int)(sizeof cfg / sizeof cfg[0]);
+    int ctx[5][8] = {{1, 37, 700, 2048, 130, 1500},
+                     {4133, 700, 97},
+                     {8192, 1, 15, 17, 4097},
+                     {600, 2, 300, 451, 99, 1, 64, 16},
+                     {1, 37, 1500, 130, 2049}};
+    int q[5][8] = {{1, 37, 1, 1, 64, 3},
+                   {300, 700, 60},
+                   {1, 1, 1, 1, 1},
+                   {1, 1, 1, 1, 1, 1, 1, 1},
+                   {1, 37, 1, 64, 3}};
+    int nseq[5] = {6, 3, 5, 8, 5}, window[5] = {0, 0, 0, 0, 33};
+    for (int ci = 0; ci < ncfg; ci++)
+        for (int bi = 0; bi < 5; bi++) {
+            if (bi == 1 && ci > 2) continue;                        /* long prefill: 3 configs */
+            if (quick && (bi == 1 || bi == 2) && ci != 1) continue; /* sanitizer runs */
+            int bs = cfg[ci][3];
+            rbatch b;
+            rbatch_make(&b, ctx[bi], q[bi], nseq[bi], bs, 0);
+            if (bi == 3) rbatch_widen(&b, (8192 + bs - 1) / bs); /* a graph's context bound */
+            char what[128];
+            snprintf(what, sizeof what, "fp8 attention H%d KV%d hd%d bs%d batch %d window %d",
+                     cfg[ci][0], cfg[ci][1], cfg[ci][2], bs, bi, window[bi]);
+            attention_case(&b, cfg[ci][0], cfg[ci][1], cfg[ci][2], bs, window[bi], what);
+            rbatch_free(&b);
+        }
+    /* copy_blocks: block 2 -> 5 and 0 -> 1, bytes as on the CPU */
+    ci_kv_cache *kc, *kg;
+    kv_pair(2, 64, 8, 16, &kc, &kg, NULL, 0);
+    int32_t src[2] = {2, 0}, dst[2] = {5, 1};
+    CHECK_OK(cpu->ops->copy_blocks(cpu, kc, src, dst, 2));
+    CHECK_OK(gpu->ops->copy_blocks(gpu, kg, src, dst, 2));
+    compare_cache_fp8("copy_blocks", kc, kg);
+    ci_kv_cache_destroy(cpu, kc);
+    ci_kv_cache_destroy(gpu, kg);
+    kv8 = 0;
 }
 
 /* Errors come back as statuses that name the problem. */
@@ -753,14 +860,17 @@ int main(void) {
         test_attention();
         test_decode_attention();
         test_window_attention();
+        test_kv_fp8();
         test_errors();
         printf("[%s] all ops: worst rel err %.3g (tolerance %.0e), %d failures\n", mode, worst_seen,
                tol, test_failed_ - f0);
         if (!quick) {
-            bench_decode_attention(1, 2048, 32, 8, 128);
-            bench_decode_attention(32, 2048, 32, 8, 128);
-            bench_decode_attention(64, 512, 16, 16, 128);
-            bench_decode_attention(64, 4096, 32, 8, 128);
+            bench_decode_attention(1, 2048, 32, 8, 128, 0);
+            bench_decode_attention(32, 2048, 32, 8, 128, 0);
+            bench_decode_attention(64, 512, 16, 16, 128, 0);
+            bench_decode_attention(64, 4096, 32, 8, 128, 0);
+            bench_decode_attention(64, 8192, 32, 8, 128, 0);
+            bench_decode_attention(64, 8192, 32, 8, 128, 1);
             bench_prefill_attention(2048, 32, 8, 128);
             bench_gemm(1, 4096, 4096);
             bench_gemm(2048, 4096, 4096);

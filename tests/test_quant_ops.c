@@ -146,6 +146,13 @@ static void test_config(void) {
         "\"token\", \"dynamic\": true}}}, \"ignore\": [\"lm_head\"]}",
         &c));
     CHECK(c.quant.method == CI_QUANT_CT_FP8 && c.quant.ct_strategy == CI_CT_CHANNEL);
+    /* a static FP8 kv_cache_scheme: its per-layer scales are read at load */
+    CHECK_OK(parse_qc(
+        "{\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\", "
+        "\"config_groups\": {\"group_0\": {\"targets\": [\"Linear\"], \"weights\": {\"num_bits\": "
+        "8, \"type\": \"float\", \"strategy\": \"tensor\"}}}, \"kv_cache_scheme\": {\"num_bits\": "
+        "8, \"type\": \"float\", \"strategy\": \"tensor\", \"dynamic\": false}}",
+        &c));
     CHECK_OK(parse_qc(
         "{\"quant_method\": \"compressed-tensors\", \"format\": \"pack-quantized\", "
         "\"config_groups\": {\"group_0\": {\"targets\": [\"Linear\"], \"weights\": {\"num_bits\": "
@@ -175,6 +182,11 @@ static void test_config(void) {
                    "'weight_block_size'");
     expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"int-quantized\"}",
                    "'format'");
+    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\", "
+                   "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, \"type\": "
+                   "\"float\", \"strategy\": \"tensor\"}}}, \"kv_cache_scheme\": {\"num_bits\": 8, "
+                   "\"type\": \"int\", \"strategy\": \"tensor\"}}",
+                   "'kv_cache_scheme'");
     expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\", "
                    "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 4, \"type\": "
                    "\"int\", \"strategy\": \"group\"}}}}",

@@ -15,6 +15,10 @@
 #   structured: tools/gpu_bench_structured.sh;
 #   6. "extra": test_swa on CUDA (SWA goldens through the engine), the padded
 #      vocabulary on CUDA, and `serve` startup with engine flags.
+#   7. "kvfp8": tools/gpu_kvfp8.sh on the carried binaries (the FP8 KV cache:
+#      CUDA tests, memcheck, perplexity and goldens with --kv-cache-dtype fp8,
+#      the decode attention lab BF16 vs FP8 at batch 64, context 8192; the
+#      lab binary kernel_decode_attention must be carried in bin/).
 # Logs: $OUT/session.log (this), $OUT/check_logs.tgz. Steps: GPU_SESSION_STEPS
 # (default "fixtures check bench extra").
 set -uo pipefail
@@ -50,6 +54,11 @@ esac
 case " $steps " in *" spec "*)
     echo "== gpu_bench_spec"
     bash tools/gpu_bench_spec.sh "$x/bin" "$x/spec"
+    ;;
+esac
+case " $steps " in *" kvfp8 "*)
+    echo "== gpu_kvfp8"
+    OUT=/tmp/kvfp8_logs bash tools/gpu_kvfp8.sh "$x/bin" 2>&1 | tail -60
     ;;
 esac
 case " $steps " in *" structured "*)

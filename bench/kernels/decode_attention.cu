@@ -10,7 +10,10 @@
  *      loads straight to registers, no split;
  *   3  + split-K chosen from (S, KV, SMs, context bound);
  *   4  + the next tile's loads issued before this tile's math;
- *   5  + the combine as a programmatic dependent launch (production).
+ *   5  + the combine as a programmatic dependent launch (production);
+ *   6  v5 on an FP8 E4M3 cache (--kv-cache-dtype fp8: 16 E4M3 per 16-byte
+ *      load, f16 mmas; checked against the reference over the dequantized
+ *      values).
  * v3..v5 share the split combine kernel (weights computed once per
  * (seq, head) in shared memory). --sweep also times v5 at forced split
  * counts per shape.
@@ -21,8 +24,10 @@
  * rotated across copies so that no shape is served from L2).
  * Build: nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Isrc \
  *          bench/kernels/decode_attention.cu -o decode_attention
- * Run:   ./decode_attention [version] [--quick] [--sweep]  (--quick: small shape only,
- *        for compute-sanitizer) */
+ * Run:   ./decode_attention [version] [--quick] [--sweep] [--kvfp8] [--peak GBS]
+ *        (--quick: small shape only, for compute-sanitizer; --kvfp8: v5 (BF16
+ *        cache) vs v6 (FP8 cache) side by side, batch 64 context 8192 first;
+ *        --peak: the bandwidth roofline in GB/s, default 4800 (H200 HBM3e)) */
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -32,6 +37,7 @@
 
 #include "backend/cuda/decode_attention.cuh"
 #include "lab.cuh"
+#include "util/fp8.h"
 
 
 typedef __nv_bfloat16 bf16;
@@ -272,6 +278,7 @@ struct Shape {
 };
 struct Dev {
     bf16 *qkv, *out, *kpool, *vpool;
+    uint8_t *kpool8, *vpool8; /* the same values as E4M3 (v6) */
     int *pos, *qs, *cl, *bt;
     float *ws;
     int64_t ws_floats, copy_elems; /* elements of one K (or V) pool copy */
@@ -299,7 +306,8 @@ static float bf2f(uint16_t h) {
 }
 
 static int g_force_nsplit = 0; /* > 0: the split sweep */
-#define NVER 6
+static bool g_ref_fp8 = false;  /* the reference reads the E4M3 pool (v6) */
+#define NVER 7
 
 static void launch(int ver, const Shape &sh, const Dev &d, int copy, cudaStream_t st) {
     const bf16 *kc = d.kpool + (int64_t)copy * d.copy_elems,
@@ -346,6 +354,11 @@ static void launch(int ver, const Shape &sh, const Dev &d, int copy, cudaStream_
         if (nsplit > 1)
             v1_combine<<<dim3(S, H), hd, 0, st>>>(H, hd, nsplit, part_o, part_ml, d.out);
     } else {
+        const bool fp8 = ver == 6;
+        if (fp8) {
+            kc = (const bf16 *)(d.kpool8 + (int64_t)copy * d.copy_elems);
+            vc = (const bf16 *)(d.vpool8 + (int64_t)copy * d.copy_elems);
+        }
         int nsplit = ver == 2 ? 1 : ci_decode_nsplit(S, KV, d.num_sms, sh.bound);
         if (g_force_nsplit > 0) nsplit = g_force_nsplit;
         const int64_t per = (int64_t)S * H * (hd + 2);
@@ -357,8 +370,17 @@ static void launch(int ver, const Shape &sh, const Dev &d, int copy, cudaStream_
 #define DEC_LAUNCH(HD, PF)                                                                         \
     ci_decode_attn_kernel<HD, PF><<<grid, CI_DEC_THREADS, 0, st>>>(                                \
         d.qkv, H, KV, d.pos, d.qs, d.cl, d.bt, d.mbps, kc, vc, sh.bs, sl2, 0, d.out, nsplit,       \
-        part_o, part_ml)
-        if (hd == 128) {
+        part_o, part_ml, 1.0f)
+        if (fp8) { /* scales 1: the pool holds e4m3(x) */
+            if (hd == 128)
+                ci_decode_attn_kernel<128, true, true><<<grid, CI_DEC_THREADS, 0, st>>>(
+                    d.qkv, H, KV, d.pos, d.qs, d.cl, d.bt, d.mbps, kc, vc, sh.bs, sl2, 0, d.out,
+                    nsplit, part_o, part_ml, 1.0f);
+            else
+                ci_decode_attn_kernel<64, true, true><<<grid, CI_DEC_THREADS, 0, st>>>(
+                    d.qkv, H, KV, d.pos, d.qs, d.cl, d.bt, d.mbps, kc, vc, sh.bs, sl2, 0, d.out,
+                    nsplit, part_o, part_ml, 1.0f);
+        } else if (hd == 128) {
             if (ver >= 4)
                 DEC_LAUNCH(128, true);
             else
@@ -377,8 +399,14 @@ static void launch(int ver, const Shape &sh, const Dev &d, int copy, cudaStream_
 
 struct Host {
     std::vector<uint16_t> q, k, v; /* q: [S][H][hd]; k, v: copy 0 of the pool */
+    std::vector<uint8_t> k8, v8;   /* e4m3 of k, v */
     std::vector<int> bt;
 };
+/* element i of the K (kv 0) or V pool the reference reads */
+static double ref_elem(const Host &h, int kv, int64_t i) {
+    if (g_ref_fp8) return ci_fp8_e4m3_to_f32(kv ? h.v8[i] : h.k8[i]);
+    return bf2f(kv ? h.v[i] : h.k[i]);
+}
 
 /* float64 reference for sequence s, all heads */
 static void reference(const Shape &sh, const Host &hst, int mbps, int s, std::vector<double> &o) {
@@ -393,7 +421,7 @@ static void reference(const Shape &sh, const Host &hst, int mbps, int s, std::ve
         for (int j = 0; j < n; j++) {
             int64_t base = (((int64_t)hst.bt[s * mbps + j / sh.bs] * KV + g) * sh.bs + j % sh.bs) * hd;
             double x = 0;
-            for (int d = 0; d < hd; d++) x += (double)bf2f(q[d]) * bf2f(hst.k[base + d]);
+            for (int d = 0; d < hd; d++) x += (double)bf2f(q[d]) * ref_elem(hst, 0, base + d);
             sc[j] = x * scale;
             mx = std::max(mx, sc[j]);
         }
@@ -404,7 +432,7 @@ static void reference(const Shape &sh, const Host &hst, int mbps, int s, std::ve
         }
         for (int j = 0; j < n; j++) {
             int64_t base = (((int64_t)hst.bt[s * mbps + j / sh.bs] * KV + g) * sh.bs + j % sh.bs) * hd;
-            for (int d = 0; d < hd; d++) o[(size_t)h * hd + d] += sc[j] / l * bf2f(hst.v[base + d]);
+            for (int d = 0; d < hd; d++) o[(size_t)h * hd + d] += sc[j] / l * ref_elem(hst, 1, base + d);
         }
     }
 }
@@ -431,9 +459,13 @@ static void setup(const Shape &sh, int num_sms, int64_t rotate_bytes, Dev &d, Ho
         }
     hst.k.resize(d.copy_elems);
     hst.v.resize(d.copy_elems);
+    hst.k8.resize(d.copy_elems);
+    hst.v8.resize(d.copy_elems);
     for (int64_t i = 0; i < d.copy_elems; i++) {
         hst.k[i] = f2bf((float)(urand() * 3 - 1.5));
         hst.v[i] = f2bf((float)(urand() * 3 - 1.5));
+        hst.k8[i] = ci_f32_to_fp8_e4m3(bf2f(hst.k[i]));
+        hst.v8[i] = ci_f32_to_fp8_e4m3(bf2f(hst.v[i]));
     }
     std::vector<int> perm(nblocks);
     for (int i = 0; i < nblocks; i++) perm[i] = i;
@@ -452,6 +484,8 @@ static void setup(const Shape &sh, int num_sms, int64_t rotate_bytes, Dev &d, Ho
     CK(cudaMalloc(&d.out, (size_t)S * H * hd * 2));
     CK(cudaMalloc(&d.kpool, (size_t)d.copy_elems * d.ncopy * 2));
     CK(cudaMalloc(&d.vpool, (size_t)d.copy_elems * d.ncopy * 2));
+    CK(cudaMalloc(&d.kpool8, (size_t)d.copy_elems * d.ncopy));
+    CK(cudaMalloc(&d.vpool8, (size_t)d.copy_elems * d.ncopy));
     CK(cudaMalloc(&d.pos, S * 4));
     CK(cudaMalloc(&d.qs, (S + 1) * 4));
     CK(cudaMalloc(&d.cl, S * 4));
@@ -463,6 +497,10 @@ static void setup(const Shape &sh, int num_sms, int64_t rotate_bytes, Dev &d, Ho
         CK(cudaMemcpy(d.kpool + (int64_t)c * d.copy_elems, hst.k.data(), d.copy_elems * 2,
                       cudaMemcpyHostToDevice));
         CK(cudaMemcpy(d.vpool + (int64_t)c * d.copy_elems, hst.v.data(), d.copy_elems * 2,
+                      cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(d.kpool8 + (int64_t)c * d.copy_elems, hst.k8.data(), d.copy_elems,
+                      cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(d.vpool8 + (int64_t)c * d.copy_elems, hst.v8.data(), d.copy_elems,
                       cudaMemcpyHostToDevice));
     }
     CK(cudaMemcpy(d.pos, pos.data(), S * 4, cudaMemcpyHostToDevice));
@@ -477,6 +515,8 @@ static void teardown(Dev &d) {
     cudaFree(d.out);
     cudaFree(d.kpool);
     cudaFree(d.vpool);
+    cudaFree(d.kpool8);
+    cudaFree(d.vpool8);
     cudaFree(d.pos);
     cudaFree(d.qs);
     cudaFree(d.cl);
@@ -511,14 +551,17 @@ static double check(int ver, const Shape &sh, const Dev &d, const Host &hst, int
     CK(cudaMemset(d.out, 0xff, (size_t)sh.S * sh.H * sh.hd * 2));
     launch(ver, sh, d, 0, 0);
     CK(cudaDeviceSynchronize());
-    return verify(sh, d, hst, nchk);
+    g_ref_fp8 = ver == 6;
+    double e = verify(sh, d, hst, nchk);
+    g_ref_fp8 = false;
+    return e;
 }
 
 /* The production launch (v5, split combine as a programmatic dependent
  * launch) captured once in a CUDA graph sized for a context bound, then
  * replayed as the contexts change in device memory: every replay must match
  * the reference for its contexts. Returns the number of failures. */
-static int graph_check(int num_sms, double tol) {
+static int graph_check(int ver, int num_sms, double tol) {
     Shape sh{4, 32, 8, 128, 16, {3000, 3000, 3000, 3000}, 3000};
     Dev d;
     Host h;
@@ -528,7 +571,7 @@ static int graph_check(int num_sms, double tol) {
     cudaGraph_t g;
     cudaGraphExec_t ge;
     CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    launch(5, sh, d, 0, st);
+    launch(ver, sh, d, 0, st);
     CK(cudaStreamEndCapture(st, &g));
     CK(cudaGraphInstantiate(&ge, g, 0));
     const int rounds[3][4] = {{1, 17, 200, 3000}, {16, 1000, 2999, 5}, {3000, 2048, 1, 64}};
@@ -544,10 +587,12 @@ static int graph_check(int num_sms, double tol) {
         CK(cudaMemset(d.out, 0xff, (size_t)sh.S * sh.H * sh.hd * 2));
         CK(cudaGraphLaunch(ge, st));
         CK(cudaStreamSynchronize(st));
+        g_ref_fp8 = ver == 6;
         double e = verify(sh, d, h, sh.S);
+        g_ref_fp8 = false;
         fails += !(e <= tol);
-        printf("graph replay %d (ctx %d %d %d %d, bound 3000, nsplit %d): rel err %.3g %s\n", r,
-               rounds[r][0], rounds[r][1], rounds[r][2], rounds[r][3],
+        printf("v%d graph replay %d (ctx %d %d %d %d, bound 3000, nsplit %d): rel err %.3g %s\n", r,
+               ver, rounds[r][0], rounds[r][1], rounds[r][2], rounds[r][3],
                ci_decode_nsplit(sh.S, sh.KV, num_sms, sh.bound), e, e <= tol ? "ok" : "FAIL");
     }
     CK(cudaGraphExecDestroy(ge));
@@ -589,15 +634,21 @@ static Shape uniform(int S, int ctx, int H, int KV, int hd, int bs) {
 
 int main(int argc, char **argv) {
     int only = -1;
-    bool quick = false, sweep = false;
+    bool quick = false, sweep = false, kvfp8 = false;
+    double peak = 4800.0; /* GB/s: H200 HBM3e */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = true;
         else if (!strcmp(argv[i], "--sweep"))
             sweep = true;
+        else if (!strcmp(argv[i], "--kvfp8"))
+            kvfp8 = true;
+        else if (!strcmp(argv[i], "--peak") && i + 1 < argc)
+            peak = atof(argv[++i]);
         else
             only = atoi(argv[i]);
     }
+    auto wanted = [&](int v) { return kvfp8 ? v == 5 || v == 6 : only < 0 || v == only; };
     int dev = 0, num_sms = 0;
     CK(cudaGetDevice(&dev));
     CK(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, dev));
@@ -621,7 +672,7 @@ int main(int argc, char **argv) {
         Host h;
         setup(checks[ci], num_sms, 0, d, h);
         for (int v = 0; v < NVER; v++) {
-            if (only >= 0 && v != only) continue;
+            if (!wanted(v)) continue;
             double e = check(v, checks[ci], d, h, checks[ci].S);
             bool ok = e <= tol;
             fails += !ok;
@@ -631,33 +682,52 @@ int main(int argc, char **argv) {
         }
         teardown(d);
     }
-    if (only < 0 || only == 5) fails += graph_check(num_sms, tol);
+    if (only < 0 || only == 5 || kvfp8) fails += graph_check(5, num_sms, tol);
+    if (only < 0 || only == 6 || kvfp8) fails += graph_check(6, num_sms, tol);
     if (quick) return fails ? 1 : 0;
 
     std::vector<Shape> shapes = {uniform(64, 4096, 32, 8, 128, 16), uniform(1, 4096, 32, 8, 128, 16),
                                  uniform(32, 2048, 32, 8, 128, 16),
                                  uniform(256, 512, 32, 8, 128, 16)};
-    char table[8192];
-    int tl = snprintf(table, sizeof table, "%-3s %-24s %10s %10s %8s\n", "ver", "shape", "us",
-                      "GB/s", "%3.0TB/s");
+    if (kvfp8) /* the acceptance shape first */
+        shapes = {uniform(64, 8192, 32, 8, 128, 16), uniform(64, 4096, 32, 8, 128, 16),
+                  uniform(32, 2048, 32, 8, 128, 16), uniform(1, 8192, 32, 8, 128, 16),
+                  uniform(64, 8192, 16, 8, 64, 16)};
+    char table[8192], cmp[4096];
+    int tl = snprintf(table, sizeof table, "%-3s %-24s %10s %10s %9s\n", "ver", "shape", "us",
+                      "GB/s", "roofline");
+    int cl = snprintf(cmp, sizeof cmp, "%-26s %10s %8s %9s %10s %8s %9s %8s\n", "shape",
+                      "bf16 us", "GB/s", "roofline", "fp8 us", "GB/s", "roofline", "speedup");
     for (const Shape &sh : shapes) {
         Dev d;
         Host h;
         setup(sh, num_sms, (int64_t)512 << 20, d, h);
-        double bytes = 2.0 * sh.S * sh.ctx[0] * sh.KV * sh.hd * 2 + 2.0 * sh.S * sh.H * sh.hd * 2;
+        double us_v[NVER] = {0}, gbs_v[NVER] = {0};
+        char name[64];
+        snprintf(name, sizeof name, "B=%d ctx=%d H%d/KV%d hd%d", sh.S, sh.ctx[0], sh.H, sh.KV,
+                 sh.hd);
         for (int v = 0; v < NVER; v++) {
-            if (only >= 0 && v != only) continue;
+            if (!wanted(v)) continue;
+            /* bytes moved: K/V (2 bytes an element, 1 for E4M3) + q and out */
+            double kvb = v == 6 ? 1.0 : 2.0;
+            double bytes =
+                2.0 * sh.S * sh.ctx[0] * sh.KV * sh.hd * kvb + 2.0 * sh.S * sh.H * sh.hd * 2;
             double e = check(v, sh, d, h, 3);
             bool ok = e <= tol;
             fails += !ok;
             double us = v == 0 ? time_us(v, sh, d, 3, 1) : time_us(v, sh, d, 15, 20);
             double gbs = bytes / (us * 1e-6) / 1e9;
-            char name[64];
-            snprintf(name, sizeof name, "B=%d ctx=%d H%d/KV%d", sh.S, sh.ctx[0], sh.H, sh.KV);
-            tl += snprintf(table + tl, sizeof table - tl, "v%-2d %-24s %10.1f %10.0f %7.1f%%%s\n", v,
-                           name, us, gbs, gbs / 3000.0 * 100.0, ok ? "" : "  CHECK FAILED");
+            us_v[v] = us;
+            gbs_v[v] = gbs;
+            tl += snprintf(table + tl, sizeof table - tl, "v%-2d %-24s %10.1f %10.0f %8.1f%%%s\n", v,
+                           name, us, gbs, gbs / peak * 100.0, ok ? "" : "  CHECK FAILED");
             printf("v%d %s err %.3g  %.1f us  %.0f GB/s\n", v, name, e, us, gbs);
         }
+        if (kvfp8 && us_v[6] > 0)
+            cl += snprintf(cmp + cl, sizeof cmp - cl,
+                           "%-26s %10.1f %8.0f %8.1f%% %10.1f %8.0f %8.1f%% %7.2fx\n", name, us_v[5],
+                           gbs_v[5], gbs_v[5] / peak * 100.0, us_v[6], gbs_v[6],
+                           gbs_v[6] / peak * 100.0, us_v[5] / us_v[6]);
         if (sweep) {
             const int ns[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
             for (int n : ns) {
@@ -670,12 +740,16 @@ int main(int argc, char **argv) {
                 g_force_nsplit = 0;
                 printf("sweep B=%d ctx=%d nsplit=%d (auto %d): %.1f us %.0f GB/s%s\n", sh.S,
                        sh.ctx[0], n, ci_decode_nsplit(sh.S, sh.KV, num_sms, sh.bound), us,
-                       bytes / (us * 1e-6) / 1e9, e <= tol ? "" : " CHECK FAILED");
+                       (2.0 * sh.S * sh.ctx[0] * sh.KV * sh.hd * 2 + 2.0 * sh.S * sh.H * sh.hd * 2) /
+                           (us * 1e-6) / 1e9,
+                       e <= tol ? "" : " CHECK FAILED");
             }
         }
         teardown(d);
     }
     printf("\n%s", table);
+    if (kvfp8)
+        printf("\nKV cache BF16 (v5) vs FP8 E4M3 (v6), roofline %.0f GB/s:\n%s", peak, cmp);
     printf("%s\n", fails ? "SOME CHECKS FAILED" : "all checks passed");
     return fails ? 1 : 0;
 }

@@ -608,6 +608,8 @@ static ci_prefill_params params(const Problem &pb, const Dev &d, int bm) {
     p.window = 0;
     p.ntiles = (d.maxq + bm - 1) / bm;
     p.scale_log2 = (float)(1.0 / std::sqrt((double)pb.hd) * 1.4426950408889634);
+    p.vscale = 1.0f;
+    p.fp8 = false;
     return p;
 }
 
@@ -664,7 +666,7 @@ static void run_prod(const Problem &pb, const Dev &d) {
     CK((cudaError_t)ci_cu_prefill_attention(0, d.d_qkv, d.S, pb.H, pb.KV, pb.hd, d.d_pos, d.d_qs,
                                             d.d_cl, d.d_bt, d.mbps, d.d_kc, d.d_vc, pb.bs,
                                             (float)(1.0 / std::sqrt((double)pb.hd)), 0, d.d_out,
-                                            d.maxq));
+                                            d.maxq, 0, 1.0f, 1.0f));
 }
 struct Version {
     const char *name;

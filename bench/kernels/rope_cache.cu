@@ -201,7 +201,8 @@ int main(int argc, char **argv) {
                                                                   dpos, dslot, k, vv, bs);
                 else
                     CK((cudaError_t)ci_cu_rope_cache(st, 1, q, T, H, KV, hd, dtab, rot, neox,
-                                                         dpos, dslot, k, vv, bs));
+                                                         dpos, dslot, k, vv, bs, 0, 1.0f,
+                                                         1.0f));
             };
             CK(cudaMemcpy(dq, hq.data(), qn * 2, cudaMemcpyHostToDevice));
             CK(cudaMemset(dk, 0xff, cn * 2)); /* NaN poison */

@@ -34,7 +34,17 @@ void ci_tensor_free(ci_backend *be, ci_tensor *t) {
 
 ci_status ci_kv_cache_create(ci_backend *be, int num_layers, int num_kv_heads, int head_dim,
                              int num_blocks, int block_size, ci_kv_cache **out) {
+    return ci_kv_cache_create_dtype(be, be->act_dtype, num_layers, num_kv_heads, head_dim,
+                                    num_blocks, block_size, out);
+}
+
+ci_status ci_kv_cache_create_dtype(ci_backend *be, ci_dtype dtype, int num_layers, int num_kv_heads,
+                                   int head_dim, int num_blocks, int block_size,
+                                   ci_kv_cache **out) {
     *out = NULL;
+    if (dtype != be->act_dtype && dtype != CI_F8_E4M3)
+        return ci_errorf(CI_ERR_UNSUPPORTED, "kv cache: dtype %s on a %s backend",
+                         ci_dtype_name(dtype), ci_dtype_name(be->act_dtype));
     if (num_layers <= 0 || num_kv_heads <= 0 || head_dim <= 0 || num_blocks <= 0 || block_size <= 0)
         return ci_errorf(CI_ERR_INVALID,
                          "kv cache: bad shape (layers %d, kv heads %d, head_dim %d, blocks %d, "
@@ -47,13 +57,17 @@ ci_status ci_kv_cache_create(ci_backend *be, int num_layers, int num_kv_heads, i
     kv->block_size = block_size;
     kv->num_kv_heads = num_kv_heads;
     kv->head_dim = head_dim;
-    kv->dtype = be->act_dtype;
+    kv->dtype = dtype;
     kv->k = calloc((size_t)num_layers, sizeof *kv->k);
     kv->v = calloc((size_t)num_layers, sizeof *kv->v);
-    if (!kv->k || !kv->v) {
+    kv->k_scale = malloc((size_t)num_layers * sizeof *kv->k_scale);
+    kv->v_scale = malloc((size_t)num_layers * sizeof *kv->v_scale);
+    if (!kv->k || !kv->v || !kv->k_scale || !kv->v_scale) {
         ci_kv_cache_destroy(be, kv);
         return ci_errorf(CI_ERR_NOMEM, "kv cache: out of memory");
     }
+    for (int l = 0; l < num_layers; l++)
+        kv->k_scale[l] = kv->v_scale[l] = 1.0f;
     size_t bytes = (size_t)num_blocks * (size_t)num_kv_heads * (size_t)block_size *
                    (size_t)head_dim * ci_dtype_size(kv->dtype);
     for (int l = 0; l < num_layers; l++) {
@@ -78,6 +92,8 @@ void ci_kv_cache_destroy(ci_backend *be, ci_kv_cache *kv) {
     }
     free(kv->k);
     free(kv->v);
+    free(kv->k_scale);
+    free(kv->v_scale);
     free(kv);
 }
 

@@ -47,11 +47,15 @@ typedef struct ci_batch {
 
 /* Paged KV cache. Per layer, K and V are each
  * [num_blocks][num_kv_heads][block_size][head_dim]: one kv head's block is
- * contiguous, so a kernel reads it with wide loads. */
+ * contiguous, so a kernel reads it with wide loads. dtype is the backend's
+ * act_dtype, or CI_F8_E4M3 (--kv-cache-dtype fp8): rope_cache stores
+ * e4m3(x / scale) (saturated, ties to even: ci_f32_to_fp8_e4m3) and
+ * attention reads e4m3 * scale, with the layer's k_scale / v_scale. */
 typedef struct ci_kv_cache {
     int num_layers, num_blocks, block_size, num_kv_heads, head_dim;
     ci_dtype dtype;
-    void **k, **v; /* [num_layers] backend pointers */
+    void **k, **v;            /* [num_layers] backend pointers */
+    float *k_scale, *v_scale; /* [num_layers] host; 1.0 unless the checkpoint has scales */
 } ci_kv_cache;
 
 /* Shape of the fused q|k|v activation [T][(H + 2*KV) * head_dim]. */
@@ -270,9 +274,13 @@ ci_status ci_tensor_alloc(ci_backend *be, ci_dtype dtype, int64_t rows, int64_t 
                           ci_tensor *out);
 void ci_tensor_free(ci_backend *be, ci_tensor *t);
 
-/* Allocates a paged KV cache for the model shape. */
+/* Allocates a paged KV cache for the model shape in the backend's act_dtype
+ * (scales 1.0). */
 ci_status ci_kv_cache_create(ci_backend *be, int num_layers, int num_kv_heads, int head_dim,
                              int num_blocks, int block_size, ci_kv_cache **out);
+/* The same with the element type: act_dtype or CI_F8_E4M3. */
+ci_status ci_kv_cache_create_dtype(ci_backend *be, ci_dtype dtype, int num_layers, int num_kv_heads,
+                                   int head_dim, int num_blocks, int block_size, ci_kv_cache **out);
 void ci_kv_cache_destroy(ci_backend *be, ci_kv_cache *kv);
 
 #endif

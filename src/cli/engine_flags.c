@@ -33,6 +33,7 @@ ci_status ci_engine_flags_config(const ci_engine_flags *f, const char *model_dir
     c->device = f->device;
     c->dtype = f->dtype;
     c->quantization = f->quantization;
+    if (f->kv_cache_dtype) c->kv_cache_dtype = f->kv_cache_dtype;
     c->gpu_memory_utilization = f->gpu_memory_utilization;
     c->enforce_eager = f->enforce_eager;
     c->kv_cache_tokens = f->kv_cache_tokens;
@@ -82,10 +83,11 @@ ci_status ci_cli_engine_create(const ci_engine_config *c, ci_engine **out) {
         ci_engine_metrics m = ci_engine_get_metrics(*out);
         fprintf(stderr,
                 "cinfer: %s: weights loaded in %.2f s; KV cache %d blocks x %d = %lld tokens "
-                "(%.2f GiB, profiled in %.2f s); %d CUDA graphs captured in %.2f s\n",
+                "(%.2f GiB %s, profiled in %.2f s); %d CUDA graphs captured in %.2f s\n",
                 cfg.device, m.load_s, m.num_kv_blocks, m.block_size,
                 (long long)m.num_kv_blocks * m.block_size, (double)m.kv_cache_bytes / (1 << 30),
-                m.profile_s, m.num_graphs, m.capture_s);
+                ci_kv_dtype_is_fp8(cfg.kv_cache_dtype) ? "fp8" : "auto", m.profile_s, m.num_graphs,
+                m.capture_s);
     }
     return s;
 }

@@ -12,7 +12,7 @@
 #include "engine/engine.h"
 
 typedef struct ci_engine_flags {
-    const char *device, *dtype, *quantization;
+    const char *device, *dtype, *quantization, *kv_cache_dtype;
     double gpu_memory_utilization;
     bool enforce_eager;
     long threads, block_size, max_num_batched_tokens, max_num_seqs, kv_cache_tokens,
@@ -72,6 +72,8 @@ ci_engine_flags ci_engine_flags_default(void);
          &(f).kv_cache_tokens, "N",  "KV cache capacity in tokens"},                                \
         {"--kv-cache-memory",  NULL,    CI_ARG_INT,                                                 \
          &(f).kv_cache_memory, "BYTES", "KV cache budget in bytes (default 256 MiB)"},              \
+        {"--kv-cache-dtype",  NULL, CI_ARG_STR,                                                     \
+         &(f).kv_cache_dtype, "T",  "auto (the model dtype) or fp8 (E4M3: half the KV bytes)"},     \
     {                                                                                               \
         "--no-prefix-caching", NULL, CI_ARG_FLAG, &(f).no_prefix_caching, "",                       \
             "disable prefix caching"                                                                \

@@ -438,6 +438,7 @@ int ci_generate_prompts_file(const ci_engine_config *ec, const char *path,
         json_object_set_new(o, "peak_kv_blocks_used", json_integer(m.peak_kv_blocks_used));
         json_object_set_new(o, "num_kv_blocks", json_integer(m.num_kv_blocks));
         json_object_set_new(o, "block_size", json_integer(m.block_size));
+        json_object_set_new(o, "kv_cache_bytes", json_integer(m.kv_cache_bytes));
         json_object_set_new(o, "prompt_tokens", json_integer(m.prompt_tokens));
         json_object_set_new(o, "generation_tokens", json_integer(m.generation_tokens));
         json_object_set_new(o, "num_steps", json_integer(m.num_steps));

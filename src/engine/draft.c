@@ -50,7 +50,7 @@ static int same_file(const char *a, const char *b) {
 
 ci_status ci_draft_load(ci_backend *be, const char *dir, const char *target_dir,
                         const ci_model *target, int max_model_len, int max_batch_tokens,
-                        int max_seqs, int max_blocks_per_seq, ci_draft **out) {
+                        int max_seqs, int max_blocks_per_seq, int kv_fp8, ci_draft **out) {
     *out = NULL;
     char a[4200], b[4200];
     snprintf(a, sizeof a, "%s/tokenizer.json", dir);
@@ -67,7 +67,9 @@ ci_status ci_draft_load(ci_backend *be, const char *dir, const char *target_dir,
     ci_draft *d = calloc(1, sizeof *d);
     if (!d) return ci_errorf(CI_ERR_NOMEM, "draft: out of memory");
     d->be = be;
-    ci_model_options mo = {.max_batch_tokens = max_batch_tokens, .max_logits = max_batch_tokens};
+    /* the draft's cache follows --kv-cache-dtype: its blocks mirror the target's */
+    ci_model_options mo = {
+        .max_batch_tokens = max_batch_tokens, .max_logits = max_batch_tokens, .kv_fp8 = kv_fp8};
     ci_status s = ci_model_load(dir, be, &mo, &d->model);
     if (s.code) {
         ci_draft_free(d);
@@ -111,9 +113,7 @@ ci_status ci_draft_load(ci_backend *be, const char *dir, const char *target_dir,
 }
 
 size_t ci_draft_block_bytes(const ci_draft *d, int block_size) {
-    const ci_model_config *c = &d->model->cfg;
-    return (size_t)2 * (size_t)c->num_layers * (size_t)c->num_kv_heads * (size_t)block_size *
-           (size_t)c->head_dim * ci_dtype_size(d->be->act_dtype);
+    return ci_model_kv_block_bytes(d->model, block_size);
 }
 
 ci_status ci_draft_kv_create(ci_draft *d, int num_blocks, int block_size) {

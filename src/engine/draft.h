@@ -32,7 +32,7 @@ typedef struct ci_draft_seq {
  * max_model_len. max_seqs / max_blocks_per_seq size the proposal batch. */
 ci_status ci_draft_load(ci_backend *be, const char *dir, const char *target_dir,
                         const ci_model *target, int max_model_len, int max_batch_tokens,
-                        int max_seqs, int max_blocks_per_seq, ci_draft **out);
+                        int max_seqs, int max_blocks_per_seq, int kv_fp8, ci_draft **out);
 void ci_draft_free(ci_draft *d);
 /* Bytes of one KV block of the draft (for the runner's KV sizing). */
 size_t ci_draft_block_bytes(const ci_draft *d, int block_size);

@@ -77,9 +77,12 @@ ci_status ci_engine_config_check(ci_engine_config *c) {
     if (c->max_graph_context < 0)
         return ci_errorf(CI_ERR_INVALID, "max_graph_context %d must be >= 0", c->max_graph_context);
     if (c->aging_steps < 0) return ci_errorf(CI_ERR_INVALID, "aging_steps must be >= 0");
-    if (c->kv_cache_dtype && !is(c->kv_cache_dtype, "auto"))
+    if (!c->kv_cache_dtype) c->kv_cache_dtype = d.kv_cache_dtype;
+    if (is(c->kv_cache_dtype, "fp8_e5m2"))
         return ci_errorf(CI_ERR_UNSUPPORTED,
-                         "kv_cache_dtype '%s': only auto (the model dtype) is implemented",
+                         "kv_cache_dtype fp8_e5m2 is not implemented (use fp8 / fp8_e4m3)");
+    if (!is(c->kv_cache_dtype, "auto") && !ci_kv_dtype_is_fp8(c->kv_cache_dtype))
+        return ci_errorf(CI_ERR_INVALID, "kv_cache_dtype '%s' (use auto, fp8 or fp8_e4m3)",
                          c->kv_cache_dtype);
     if (c->quantization && !is(c->quantization, "none") && !is(c->quantization, "fp8"))
         return ci_errorf(CI_ERR_UNSUPPORTED,
@@ -124,10 +127,12 @@ const char *cinfer_engine_config_describe(const cinfer_engine_config *c, char *b
     if (c->max_model_len > 0) snprintf(ctx, sizeof ctx, "%d", c->max_model_len);
     int n = snprintf(buf, size,
                      "device=%s dtype=%s max_model_len=%s block_size=%d "
-                     "max_num_batched_tokens=%d max_num_seqs=%d prefix_caching=%s",
+                     "max_num_batched_tokens=%d max_num_seqs=%d prefix_caching=%s "
+                     "kv_cache_dtype=%s",
                      c->device ? c->device : "cpu", c->dtype ? c->dtype : "auto", ctx,
                      c->block_size, c->max_num_batched_tokens, c->max_num_seqs,
-                     c->enable_prefix_caching ? "on" : "off");
+                     c->enable_prefix_caching ? "on" : "off",
+                     c->kv_cache_dtype ? c->kv_cache_dtype : "auto");
     if (c->device && strcmp(c->device, "cpu") != 0 && n > 0 && (size_t)n < size)
         snprintf(buf + n, size - (size_t)n, " gpu_memory_utilization=%.2f cuda_graphs=%s",
                  c->gpu_memory_utilization, c->enforce_eager ? "off (enforce_eager)" : "on");

@@ -7,6 +7,7 @@
 
 #include "engine/block_manager.h"
 #include "engine/draft.h"
+#include "engine/engine_types.h"
 #include "engine/graphs.h"
 #include "util/progress.h"
 #include "util/trace.h"
@@ -105,9 +106,8 @@ static ci_status size_kv(ci_runner *r, int64_t *blocks_out, size_t *block_bytes_
     const ci_model_config *mc = &r->model->cfg;
     int bs = c->block_size;
     int64_t blocks = 0;
-    size_t dsz = ci_dtype_size(r->be->act_dtype);
-    size_t block_bytes = (size_t)2 * (size_t)mc->num_layers * (size_t)mc->num_kv_heads *
-                         (size_t)bs * (size_t)mc->head_dim * dsz;
+    size_t dsz = ci_dtype_size(r->model->kv_dtype); /* FP8: half the bytes, twice the blocks */
+    size_t block_bytes = ci_model_kv_block_bytes(r->model, bs);
     if (r->draft) block_bytes += ci_draft_block_bytes(r->draft, bs); /* its blocks mirror ours */
     if (c->kv_cache_tokens > 0) {
         blocks = (c->kv_cache_tokens + bs - 1) / bs;
@@ -189,7 +189,8 @@ ci_status ci_runner_create(const cinfer_engine_config *cfg, ci_runner **out) {
                            .max_logits = cfg->max_num_batched_tokens,
                            .progress = cfg->progress,
                            .progress_user = cfg->progress_user,
-                           .online_fp8 = cfg->quantization && !strcmp(cfg->quantization, "fp8")};
+                           .online_fp8 = cfg->quantization && !strcmp(cfg->quantization, "fp8"),
+                           .kv_fp8 = ci_kv_dtype_is_fp8(cfg->kv_cache_dtype)};
     if (!s.code) s = ci_model_load(cfg->model_dir, r->be, &mo, &r->model);
     if (s.code) goto fail;
     r->st.load_s = ci_now() - t_load;
@@ -206,7 +207,7 @@ ci_status ci_runner_create(const cinfer_engine_config *cfg, ci_runner **out) {
     if (cfg->num_speculative_tokens > 0 && cfg->speculative_model) {
         int mb = (r->max_model_len + cfg->block_size - 1) / cfg->block_size;
         s = ci_draft_load(r->be, cfg->speculative_model, cfg->model_dir, r->model, r->max_model_len,
-                          cfg->max_num_batched_tokens, cfg->max_num_seqs, mb, &r->draft);
+                          cfg->max_num_batched_tokens, cfg->max_num_seqs, mb, mo.kv_fp8, &r->draft);
         if (s.code) goto fail;
     }
     int64_t blocks = 0;

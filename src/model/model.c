@@ -58,6 +58,7 @@ ci_status ci_model_load(const char *model_dir, ci_backend *be, const ci_model_op
     ci_model *m = calloc(1, sizeof *m);
     if (!m) return ci_errorf(CI_ERR_NOMEM, "model: out of memory");
     m->be = be;
+    m->kv_dtype = opts->kv_fp8 ? CI_F8_E4M3 : be->act_dtype;
     ci_status s = ci_config_load(model_dir, &m->cfg);
     if (s.code == CI_OK) s = check_config(&m->cfg);
     if (s.code == CI_OK && opts->online_fp8) {
@@ -123,8 +124,20 @@ ci_status ci_model_load(const char *model_dir, ci_backend *be, const ci_model_op
 }
 
 ci_status ci_model_kv_cache_create(ci_model *m, int num_blocks, int block_size, ci_kv_cache **out) {
-    return ci_kv_cache_create(m->be, m->cfg.num_layers, m->cfg.num_kv_heads, m->cfg.head_dim,
-                              num_blocks, block_size, out);
+    CI_TRY(ci_kv_cache_create_dtype(m->be, m->kv_dtype, m->cfg.num_layers, m->cfg.num_kv_heads,
+                                    m->cfg.head_dim, num_blocks, block_size, out));
+    if (m->kv_dtype == CI_F8_E4M3) /* an act-dtype cache stores values as they are */
+        for (int l = 0; l < m->cfg.num_layers; l++) {
+            (*out)->k_scale[l] = m->w.layers[l].k_scale;
+            (*out)->v_scale[l] = m->w.layers[l].v_scale;
+        }
+    return ci_ok();
+}
+
+size_t ci_model_kv_block_bytes(const ci_model *m, int block_size) {
+    const ci_model_config *c = &m->cfg;
+    return (size_t)2 * (size_t)c->num_layers * (size_t)c->num_kv_heads * (size_t)block_size *
+           (size_t)c->head_dim * ci_dtype_size(m->kv_dtype);
 }
 
 ci_status ci_model_check_batch(const ci_model *m, const ci_batch *b, const ci_kv_cache *kv) {
@@ -138,7 +151,8 @@ ci_status ci_model_check_batch(const ci_model *m, const ci_batch *b, const ci_kv
     if (b->num_seqs <= 0 || b->num_seqs > T)
         return ci_errorf(CI_ERR_INVALID, "forward: %d sequences for %d tokens", b->num_seqs, T);
     if (!kv || kv->num_layers != m->cfg.num_layers || kv->num_kv_heads != m->cfg.num_kv_heads ||
-        kv->head_dim != m->cfg.head_dim || kv->dtype != m->be->act_dtype)
+        kv->head_dim != m->cfg.head_dim ||
+        (kv->dtype != m->be->act_dtype && kv->dtype != CI_F8_E4M3))
         return ci_errorf(CI_ERR_INVALID, "forward: KV cache does not match the model");
     for (int t = 0; t < T; t++) {
         if (b->token_ids[t] < 0 || b->token_ids[t] >= m->cfg.vocab_size)

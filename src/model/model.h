@@ -21,6 +21,7 @@ typedef struct ci_model_options {
     ci_progress_fn progress;
     void *progress_user;
     int online_fp8; /* --quantization fp8: a dense checkpoint's linears -> FP8 per channel */
+    int kv_fp8;     /* --kv-cache-dtype fp8: KV cache in E4M3 with the checkpoint's scales */
 } ci_model_options;
 
 typedef struct ci_model {
@@ -29,6 +30,7 @@ typedef struct ci_model {
     ci_checkpoint *ck;
     ci_weights w;
     ci_rope_table rope;
+    ci_dtype kv_dtype; /* the backend's act_dtype, or CI_F8_E4M3 */
     int max_batch_tokens, max_logits;
     /* preallocated activations (backend memory) */
     ci_tensor x, residual, qkv, attn_out, gate_up, mlp_out, last_hidden, logits;
@@ -56,6 +58,9 @@ ci_status ci_model_enqueue(ci_model *m, const ci_batch *dev_batch, int T, int L,
 /* Logits of the last forward: [num_logits][vocab] F32 in backend memory. */
 const ci_tensor *ci_model_logits(const ci_model *m);
 
+/* A KV cache of kv_dtype with the layers' k/v scales. */
 ci_status ci_model_kv_cache_create(ci_model *m, int num_blocks, int block_size, ci_kv_cache **out);
+/* Bytes of one KV block over all layers, K and V. */
+size_t ci_model_kv_block_bytes(const ci_model *m, int block_size);
 
 #endif

@@ -191,11 +191,21 @@ static ci_status parse_ct(const json_t *qc, ci_quant_config *q) {
         *q = one;
         first = 0;
     }
+    /* kv_cache_scheme: static per-tensor FP8 K/V scales, stored per layer
+     * (weights.c reads them; --kv-cache-dtype fp8 uses them). Others refused. */
     const json_t *kv = json_object_get(qc, "kv_cache_scheme");
-    if (kv && !json_is_null(kv))
-        return ci_errorf(CI_ERR_UNSUPPORTED,
-                         QC ": field 'kv_cache_scheme' is set; FP8 KV cache scales are not "
-                            "supported");
+    if (kv && !json_is_null(kv)) {
+        long long bits = 0;
+        CI_TRY(get_int(kv, ".kv_cache_scheme", "num_bits", 0, &bits));
+        const char *type = str_or(kv, "type", "float"), *strat = str_or(kv, "strategy", "tensor");
+        const json_t *dyn = json_object_get(kv, "dynamic");
+        if (bits != 8 || strcmp(type, "float") != 0 || strcmp(strat, "tensor") != 0 ||
+            json_is_true(dyn))
+            return ci_errorf(CI_ERR_UNSUPPORTED,
+                             QC ": field 'kv_cache_scheme' (num_bits %lld, type %.20s, strategy "
+                                "%.20s%s): only static per-tensor 8-bit float scales are supported",
+                             bits, type, strat, json_is_true(dyn) ? ", dynamic" : "");
+    }
     return ci_ok();
 }
 

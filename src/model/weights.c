@@ -12,6 +12,7 @@
  * one quantized backend weight per fused group in pass 2. */
 #include "model/weights.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,42 @@ static ci_status check_layer(const ci_checkpoint *ck, const ci_model_config *c, 
     CI_TRY(need_linear(ck, c, i, nm->up, in, h, "intermediate_size, hidden_size", &L->up));
     CI_TRY(need_linear(ck, c, i, nm->down, h, in, "hidden_size, intermediate_size", &L->down));
     return ci_ok();
+}
+
+/* An optional scalar (shape [] or [1], F32/F16/BF16) tensor of layer i:
+ * *out = its value, or unchanged when absent. */
+static ci_status opt_scalar(const ci_checkpoint *ck, const ci_arch_names *nm, int i,
+                            const char *suffix, float *out) {
+    char name[160];
+    snprintf(name, sizeof name, "%s%d.%s", nm->layers, i, suffix);
+    const ci_st_tensor *t = ci_checkpoint_find(ck, name);
+    if (!t) return ci_ok();
+    const char *file = ci_checkpoint_file_name(ck, t->file_index);
+    if ((t->dtype != CI_F32 && t->dtype != CI_F16 && t->dtype != CI_BF16) || t->ndim > 1 ||
+        (t->ndim == 1 && t->shape[0] != 1))
+        return ci_errorf(CI_ERR_FORMAT, "%s: tensor '%s' must be one F32/F16/BF16 scalar", file,
+                         name);
+    float v = ci_st_elem_f32(t, 0);
+    if (!(v > 0.0f) || isinf(v))
+        return ci_errorf(CI_ERR_FORMAT, "%s: tensor '%s' = %g is not a positive scale", file, name,
+                         (double)v);
+    *out = v;
+    return ci_ok();
+}
+
+/* FP8 KV cache scales of layer i under the names vLLM reads (its
+ * maybe_remap_kv_scale_name): self_attn.k_scale / v_scale, the older
+ * combined self_attn.kv_scale, and compressed-tensors' k_proj / v_proj
+ * output_scale. 1.0 when none is present, as in vLLM. */
+static ci_status kv_scales(const ci_checkpoint *ck, const ci_arch_names *nm, int i, float *k,
+                           float *v) {
+    *k = *v = 1.0f;
+    CI_TRY(opt_scalar(ck, nm, i, "self_attn.kv_scale", k));
+    *v = *k;
+    CI_TRY(opt_scalar(ck, nm, i, "self_attn.k_proj.output_scale", k));
+    CI_TRY(opt_scalar(ck, nm, i, "self_attn.v_proj.output_scale", v));
+    CI_TRY(opt_scalar(ck, nm, i, "self_attn.k_scale", k));
+    return opt_scalar(ck, nm, i, "self_attn.v_scale", v);
 }
 
 static size_t layer_bytes(const layer_src *L) {
@@ -307,6 +344,7 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
     for (int i = 0; i < c->num_layers; i++) {
         const layer_src *S = &src[i];
         ci_layer_weights *L = &out->layers[i];
+        TRY_GO(kv_scales(ck, nm, i, &L->k_scale, &L->v_scale));
         TRY_GO(load_vec(be, S->attn_norm, &p, &L->attn_norm));
         const ci_qlinear_src *qkv[3] = {&S->q, &S->k, &S->v};
         TRY_GO(load_linear(be, c, qkv, 3, &p, &L->wqkv));

@@ -11,15 +11,16 @@
 #include "model/safetensors.h"
 
 typedef struct ci_layer_weights {
-    ci_tensor attn_norm; /* [1][hidden] */
-    ci_tensor wqkv;      /* [(H + 2*KV) * head_dim][hidden] */
-    ci_tensor bqkv;      /* [1][(H + 2*KV) * head_dim], data NULL without bias */
-    ci_tensor q_norm;    /* [1][head_dim], Qwen3 only */
-    ci_tensor k_norm;    /* [1][head_dim], Qwen3 only */
-    ci_tensor wo;        /* [hidden][H * head_dim] */
-    ci_tensor mlp_norm;  /* [1][hidden] */
-    ci_tensor w_gate_up; /* [2 * intermediate][hidden] */
-    ci_tensor w_down;    /* [hidden][intermediate] */
+    ci_tensor attn_norm;    /* [1][hidden] */
+    ci_tensor wqkv;         /* [(H + 2*KV) * head_dim][hidden] */
+    ci_tensor bqkv;         /* [1][(H + 2*KV) * head_dim], data NULL without bias */
+    ci_tensor q_norm;       /* [1][head_dim], Qwen3 only */
+    ci_tensor k_norm;       /* [1][head_dim], Qwen3 only */
+    ci_tensor wo;           /* [hidden][H * head_dim] */
+    ci_tensor mlp_norm;     /* [1][hidden] */
+    ci_tensor w_gate_up;    /* [2 * intermediate][hidden] */
+    ci_tensor w_down;       /* [hidden][intermediate] */
+    float k_scale, v_scale; /* FP8 KV cache scales from the checkpoint (1.0 when absent) */
 } ci_layer_weights;
 
 typedef struct ci_weights {

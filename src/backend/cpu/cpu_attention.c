@@ -4,11 +4,14 @@
  * query_start, and it attends to cache positions 0..positions[t] (capped at
  * the sequence's context length; with a sliding window w, only
  * positions[t] - w + 1 .. positions[t]), read block by block through
- * block_tables. The group's query heads share each K/V load. */
+ * block_tables. The group's query heads share each K/V load. An FP8 cache
+ * is dequantized (e4m3 * scale, through 256-entry tables) one chunk of keys
+ * at a time into the thread's f32 scratch; the math after that is the same. */
 #include <math.h>
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
+#include "util/fp8.h"
 
 #define CI_ATT_HB 8     /* query heads per pass */
 #define CI_ATT_CHUNK 32 /* keys per softmax update */
@@ -19,13 +22,21 @@ typedef struct att_ctx {
     int64_t stride;
     int H, KV, hd, G;
     const ci_batch *b;
-    const float *kc, *vc;
+    const void *kc, *vc; /* F32, or E4M3 when fp8 */
     int bs;
     float scale;
     int window; /* > 0: sliding window */
     float *out;
     int64_t out_stride;
+    int fp8;
+    const float *lut_k, *lut_v; /* fp8: [256] e4m3(code) * k_scale / v_scale */
+    float *const *ws;           /* fp8: per-thread scratch, 2 * CI_ATT_CHUNK * hd floats */
 } att_ctx;
+
+static void dequant(float *dst, const uint8_t *src, int64_t n, const float *lut) {
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = lut[src[i]];
+}
 
 /* out[0:4] = q . k_j for 4 consecutive keys (stride hd). */
 static inline void dot4_keys(const float *q, const float *k, int hd, float *out) {
@@ -156,7 +167,7 @@ static int seq_of(const int32_t *qs, int S, int t) {
     return lo;
 }
 
-static void att_one(const att_ctx *c, int t, int g) {
+static void att_one(const att_ctx *c, int t, int g, float *scratch) {
     const ci_batch *b = c->b;
     const int hd = c->hd;
     int s = seq_of(b->query_start, b->num_seqs, t);
@@ -183,10 +194,20 @@ static void att_one(const att_ctx *c, int t, int g) {
             size_t base =
                 (((size_t)phys * (size_t)c->KV + (size_t)g) * (size_t)c->bs + (size_t)off) *
                 (size_t)hd;
-            const float *kb = c->kc + base, *vb = c->vc + base;
             for (int j0 = 0; j0 < inblk; j0 += CI_ATT_CHUNK) {
                 int nj = inblk - j0 < CI_ATT_CHUNK ? inblk - j0 : CI_ATT_CHUNK;
-                const float *kc = kb + (size_t)j0 * hd, *vc = vb + (size_t)j0 * hd;
+                size_t at = base + (size_t)j0 * hd;
+                const float *kc, *vc;
+                if (c->fp8) {
+                    float *kd = scratch, *vd = scratch + (size_t)CI_ATT_CHUNK * hd;
+                    dequant(kd, (const uint8_t *)c->kc + at, (int64_t)nj * hd, c->lut_k);
+                    dequant(vd, (const uint8_t *)c->vc + at, (int64_t)nj * hd, c->lut_v);
+                    kc = kd;
+                    vc = vd;
+                } else {
+                    kc = (const float *)c->kc + at;
+                    vc = (const float *)c->vc + at;
+                }
                 float pe[CI_ATT_HB][CI_ATT_CHUNK];
                 /* scores: heads of the group in pairs share each K load */
                 int i = 0;
@@ -245,10 +266,10 @@ static void att_one(const att_ctx *c, int t, int g) {
 }
 
 static void att_task(void *vctx, int64_t i0, int64_t i1, int tid) {
-    (void)tid;
     const att_ctx *c = vctx;
+    float *scratch = c->fp8 ? c->ws[tid] : NULL;
     for (int64_t i = i0; i < i1; i++)
-        att_one(c, (int)(i / c->KV), (int)(i % c->KV));
+        att_one(c, (int)(i / c->KV), (int)(i % c->KV), scratch);
 }
 
 ci_status ci_cpu_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_shape *shape,
@@ -265,8 +286,9 @@ ci_status ci_cpu_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_s
     if (qkv->dtype != CI_F32 || qkv->cols != stride || qkv->rows < T || out->dtype != CI_F32 ||
         out->cols != (int64_t)H * hd || out->rows < T)
         return ci_errorf(CI_ERR_INVALID, "cpu attention: shape mismatch");
-    if (layer < 0 || layer >= kv->num_layers || kv->dtype != CI_F32 || kv->num_kv_heads != KV ||
-        kv->head_dim != hd)
+    const int fp8 = kv->dtype == CI_F8_E4M3;
+    if (layer < 0 || layer >= kv->num_layers || (kv->dtype != CI_F32 && !fp8) ||
+        kv->num_kv_heads != KV || kv->head_dim != hd)
         return ci_errorf(CI_ERR_INVALID, "cpu attention: kv cache does not match (layer %d)",
                          layer);
     if (S <= 0 || batch->query_start[0] != 0 || batch->query_start[S] != T)
@@ -295,9 +317,16 @@ ci_status ci_cpu_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_s
             return ci_errorf(CI_ERR_INVALID, "cpu attention: negative position");
         keys += window > 0 && window < batch->positions[t] + 1 ? window : batch->positions[t] + 1;
     }
+    float lut_k[256], lut_v[256];
+    if (fp8) {
+        ci_fp8_e4m3_table(kv->k_scale[layer], lut_k);
+        ci_fp8_e4m3_table(kv->v_scale[layer], lut_v);
+        CI_TRY(ci_cpu_ws_reserve(cpu, (size_t)2 * CI_ATT_CHUNK * (size_t)hd));
+    }
     att_ctx c = {
-        qkv->data,    stride,         H,     KV,     hd,        H / KV,   batch, kv->k[layer],
-        kv->v[layer], kv->block_size, scale, window, out->data, out->cols};
+        qkv->data,    stride,         H,     KV,     hd,        H / KV,    batch, kv->k[layer],
+        kv->v[layer], kv->block_size, scale, window, out->data, out->cols, fp8,   lut_k,
+        lut_v,        cpu->ws};
     int64_t n = (int64_t)T * KV;
     int64_t grain = (n + 4 * cpu->nthreads - 1) / (4 * cpu->nthreads);
     if (keys * H * hd < 65536) grain = n; /* a short decode step: not worth waking threads */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
+#include "util/fp8.h"
 #include "util/half.h"
 
 #define elem ci_cpu_load_elem
@@ -120,9 +121,18 @@ typedef struct rope_ctx {
     int H, KV, hd, rot, neox;
     const float *cs;
     const int32_t *pos, *slots;
-    float *kc, *vc;
+    void *kc, *vc;
     int bs;
+    int fp8;              /* the cache stores E4M3 */
+    float kscale, vscale; /* FP8: stored = e4m3(x / scale) */
 } rope_ctx;
+
+/* n floats -> E4M3 of x / scale (the CUDA kernel's bytes: one IEEE
+ * division, then the saturating round-to-nearest-even codec) */
+static void quant_row(uint8_t *dst, const float *x, int n, float scale) {
+    for (int i = 0; i < n; i++)
+        dst[i] = ci_f32_to_fp8_e4m3(x[i] / scale);
+}
 
 static inline void rotate(float *x, const float *cs, int rot, int neox) {
     int half = rot / 2;
@@ -156,8 +166,13 @@ static void rope_task(void *vctx, int64_t t0, int64_t t1, int tid) {
         const float *k = row + (int64_t)c->H * c->hd, *v = k + (int64_t)c->KV * c->hd;
         for (int g = 0; g < c->KV; g++) {
             size_t dst = ((size_t)(blk * c->KV + g) * (size_t)c->bs + (size_t)off) * (size_t)c->hd;
-            memcpy(c->kc + dst, k + (int64_t)g * c->hd, (size_t)c->hd * sizeof(float));
-            memcpy(c->vc + dst, v + (int64_t)g * c->hd, (size_t)c->hd * sizeof(float));
+            if (c->fp8) {
+                quant_row((uint8_t *)c->kc + dst, k + (int64_t)g * c->hd, c->hd, c->kscale);
+                quant_row((uint8_t *)c->vc + dst, v + (int64_t)g * c->hd, c->hd, c->vscale);
+                continue;
+            }
+            memcpy((float *)c->kc + dst, k + (int64_t)g * c->hd, (size_t)c->hd * sizeof(float));
+            memcpy((float *)c->vc + dst, v + (int64_t)g * c->hd, (size_t)c->hd * sizeof(float));
         }
     }
 }
@@ -173,7 +188,7 @@ ci_status ci_cpu_rope_cache(ci_backend *be, ci_tensor *qkv, const ci_attn_shape 
         rope->cos_sin.dtype != CI_F32 || rope->cos_sin.cols != rope->rot_dim)
         return ci_errorf(CI_ERR_INVALID, "cpu rope: bad table (rot_dim %d, head_dim %d)",
                          rope->rot_dim, shape->head_dim);
-    if (layer < 0 || layer >= kv->num_layers || kv->dtype != CI_F32 ||
+    if (layer < 0 || layer >= kv->num_layers || (kv->dtype != CI_F32 && kv->dtype != CI_F8_E4M3) ||
         kv->num_kv_heads != shape->num_kv_heads || kv->head_dim != shape->head_dim)
         return ci_errorf(CI_ERR_INVALID, "cpu rope: kv cache does not match (layer %d)", layer);
     int64_t nslots = (int64_t)kv->num_blocks * kv->block_size;
@@ -186,10 +201,14 @@ ci_status ci_cpu_rope_cache(ci_backend *be, ci_tensor *qkv, const ci_attn_shape 
             return ci_errorf(CI_ERR_INVALID, "cpu rope: slot %d outside the cache (%lld slots)", s,
                              (long long)nslots);
     }
-    rope_ctx c = {
-        qkv->data,     stride,       shape->num_heads,   shape->num_kv_heads, shape->head_dim,
-        rope->rot_dim, rope->neox,   rope->cos_sin.data, batch->positions,    batch->slot_mapping,
-        kv->k[layer],  kv->v[layer], kv->block_size};
+    rope_ctx c = {qkv->data,          stride,
+                  shape->num_heads,   shape->num_kv_heads,
+                  shape->head_dim,    rope->rot_dim,
+                  rope->neox,         rope->cos_sin.data,
+                  batch->positions,   batch->slot_mapping,
+                  kv->k[layer],       kv->v[layer],
+                  kv->block_size,     kv->dtype == CI_F8_E4M3,
+                  kv->k_scale[layer], kv->v_scale[layer]};
     ci_threadpool_run(cpu->tp, batch->num_tokens, row_grain(cpu, batch->num_tokens, stride * 4),
                       rope_task, &c);
     return ci_ok();

@@ -24,8 +24,14 @@
  * acc and (m, l) to a preallocated f32 workspace and attention_combine
  * merges them. Decode moves the context's K/V once per (seq, kv head):
  * 2 x ctx x head_dim x elt bytes. Prefill re-reads the prefix once per query
- * token; a query-tiled (flash-attention-2 style) kernel is the next step. */
+ * token; a query-tiled (flash-attention-2 style) kernel is the next step.
+ *
+ * An FP8 (E4M3) cache goes to the prefill and decode kernels' FP8 paths
+ * when they take the shape, else to attention_kernel<T, uint8_t> (16 E4M3
+ * per 16-byte load, converted to f32 in the tile; k_scale folded into q,
+ * v_scale into the output); never to attention_bf16_kernel. */
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/kv_fp8.cuh"
 
 #define ATT_TILE 32
 #define ATT_THREADS 128
@@ -42,6 +48,13 @@ __device__ __forceinline__ void ld_vec(const __nv_bfloat16 *p, float *out) {
         out[2 * i + 1] = f.y;
     }
 }
+__device__ __forceinline__ void ld_vec(const uint8_t *p, float *out) { /* 16 E4M3 */
+    uint4 u = *(const uint4 *)p;
+    ci_fp8x4_f32(u.x, out);
+    ci_fp8x4_f32(u.y, out + 4);
+    ci_fp8x4_f32(u.z, out + 8);
+    ci_fp8x4_f32(u.w, out + 12);
+}
 __device__ __forceinline__ void ld_vec(const float *p, float *out) {
     float4 f = *(const float4 *)p;
     out[0] = f.x;
@@ -50,15 +63,17 @@ __device__ __forceinline__ void ld_vec(const float *p, float *out) {
     out[3] = f.w;
 }
 
-template <typename T>
+/* TC: the cache element (T, or uint8_t for E4M3); scale includes k_scale,
+ * vscale multiplies the output */
+template <typename T, typename TC>
 __global__ void __launch_bounds__(ATT_THREADS)
     attention_kernel(const T *__restrict__ qkv, int S, int H, int KV, int hd,
                      const int32_t *__restrict__ positions, const int32_t *__restrict__ qstart,
                      const int32_t *__restrict__ ctx_lens, const int32_t *__restrict__ btab,
-                     int mbps, const T *__restrict__ kc, const T *__restrict__ vc, int bs,
+                     int mbps, const TC *__restrict__ kc, const TC *__restrict__ vc, int bs,
                      float scale, int window, T *__restrict__ out, int nsplit,
-                     float *__restrict__ part_o, float2 *__restrict__ part_ml) {
-    constexpr int VEC = 16 / sizeof(T);
+                     float *__restrict__ part_o, float2 *__restrict__ part_ml, float vscale) {
+    constexpr int VEC = 16 / sizeof(TC);
     extern __shared__ float sm[];
     const int t = blockIdx.x, g = blockIdx.y, z = blockIdx.z, G = H / KV, GHD = G * hd;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -159,7 +174,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
             int e = tid + k * ATT_THREADS;
             if (e < GHD) {
                 int gi = e / hd, d = e - gi * hd;
-                part_o[((h0 + gi) * nsplit + z) * hd + d] = acc[k];
+                part_o[((h0 + gi) * nsplit + z) * hd + d] = acc[k] * vscale;
             }
         }
         for (int gi = tid; gi < G; gi += ATT_THREADS)
@@ -172,7 +187,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
         int e = tid + k * ATT_THREADS;
         if (e < GHD) {
             float l = lrow[e / hd];
-            ci_st(orow, e, l > 0.0f ? acc[k] / l : 0.0f);
+            ci_st(orow, e, l > 0.0f ? acc[k] * vscale / l : 0.0f);
         }
     }
 }
@@ -393,24 +408,50 @@ __global__ void attention_combine_kernel(int H, int hd, int nsplit, const float 
     }
 }
 
+/* attention_kernel<T, TC> (+ the split merge) on grid with `bytes` of
+ * shared memory */
+template <typename T, typename TC>
+static cudaError_t launch_generic(dim3 grid, size_t bytes, cudaStream_t st, const T *qkv, int S,
+                                  int H, int KV, int hd, const int32_t *positions,
+                                  const int32_t *qstart, const int32_t *ctx_lens,
+                                  const int32_t *btab, int mbps, const void *kc, const void *vc,
+                                  int bs, float scale, int window, T *out, int nsplit,
+                                  float *part_o, float2 *part_ml, float vscale) {
+    cudaError_t e = cudaSuccess;
+    if (bytes > 48 * 1024)
+        e = cudaFuncSetAttribute(attention_kernel<T, TC>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    if (e != cudaSuccess) return e;
+    attention_kernel<T, TC><<<grid, ATT_THREADS, bytes, st>>>(
+        qkv, S, H, KV, hd, positions, qstart, ctx_lens, btab, mbps, (const TC *)kc,
+        (const TC *)vc, bs, scale, window, out, nsplit, part_o, part_ml, vscale);
+    if (nsplit > 1)
+        attention_combine_kernel<T><<<dim3((unsigned)grid.x, (unsigned)H), hd < 128 ? hd : 128,
+                                      0, st>>>(H, hd, nsplit, part_o, part_ml, out);
+    return cudaGetLastError();
+}
+
 extern "C" int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int ntok, int S, int H,
                                int KV, int hd, const int32_t *positions,
                                const int32_t *query_start, const int32_t *context_lens,
                                const int32_t *block_tables, int max_blocks_per_seq,
                                const void *kc, const void *vc, int block_size, float scale,
                                int window, void *out, int max_ctx, int max_query_len, int num_sms,
-                               float *ws, int64_t ws_floats) {
+                               float *ws, int64_t ws_floats, int kv_fp8, float k_scale,
+                               float v_scale) {
     if (ntok <= 0) return cudaSuccess;
     /* batches with prefill: tensor-core kernel (cuda_prefill_attention.cu) */
     if (bf16 && (hd == 64 || hd == 128) && max_query_len > 1)
         return ci_cu_prefill_attention(st, qkv, S, H, KV, hd, positions, query_start,
                                        context_lens, block_tables, max_blocks_per_seq, kc, vc,
-                                       block_size, scale, window, out, max_query_len);
+                                       block_size, scale, window, out, max_query_len, kv_fp8,
+                                       k_scale, v_scale);
     if (max_query_len == 1) { /* pure decode: split from the context bound, not the hint */
         if (ci_cu_decode_attention_ok(bf16, H, KV, hd))
             return ci_cu_decode_attention(st, qkv, S, H, KV, hd, positions, query_start,
                                           context_lens, block_tables, max_blocks_per_seq, kc, vc,
-                                          block_size, scale, window, out, num_sms, ws, ws_floats);
+                                          block_size, scale, window, out, num_sms, ws, ws_floats,
+                                          kv_fp8, k_scale, v_scale);
         max_ctx = max_blocks_per_seq * block_size;
     }
     if (window > 0 && max_ctx > window) max_ctx = window; /* keys per query (a layer constant) */
@@ -435,7 +476,7 @@ extern "C" int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int n
     float *part_o = ws;
     float2 *part_ml = nsplit > 1 ? (float2 *)(ws + (int64_t)ntok * H * nsplit * hd) : nullptr;
     cudaError_t e = cudaSuccess;
-    if (bf16 && G <= ATT2_GMAX && ATT_THREADS % (hd / 4) == 0) {
+    if (!kv_fp8 && bf16 && G <= ATT2_GMAX && ATT_THREADS % (hd / 4) == 0) {
         size_t b2 = att2_smem_bytes(G, hd);
         if (b2 > 48 * 1024)
             e = cudaFuncSetAttribute(attention_bf16_kernel,
@@ -452,18 +493,15 @@ extern "C" int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int n
         return cudaGetLastError();
     }
     CI_CU_DISPATCH(bf16, {
-        if (bytes > 48 * 1024)
-            e = cudaFuncSetAttribute(attention_kernel<T>,
-                                     cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-        if (e == cudaSuccess) {
-            attention_kernel<T><<<grid, ATT_THREADS, bytes, st>>>(
-                (const T *)qkv, S, H, KV, hd, positions, query_start, context_lens, block_tables,
-                max_blocks_per_seq, (const T *)kc, (const T *)vc, block_size, scale, window,
-                (T *)out, nsplit, part_o, part_ml);
-            if (nsplit > 1)
-                attention_combine_kernel<T><<<dim3((unsigned)ntok, (unsigned)H), hd < 128 ? hd : 128,
-                                              0, st>>>(H, hd, nsplit, part_o, part_ml, (T *)out);
-        }
+        e = kv_fp8 ? launch_generic<T, uint8_t>(grid, bytes, st, (const T *)qkv, S, H, KV, hd,
+                                                positions, query_start, context_lens,
+                                                block_tables, max_blocks_per_seq, kc, vc,
+                                                block_size, scale * k_scale, window, (T *)out,
+                                                nsplit, part_o, part_ml, v_scale)
+                   : launch_generic<T, T>(grid, bytes, st, (const T *)qkv, S, H, KV, hd,
+                                          positions, query_start, context_lens, block_tables,
+                                          max_blocks_per_seq, kc, vc, block_size, scale, window,
+                                          (T *)out, nsplit, part_o, part_ml, 1.0f);
     });
     if (e != cudaSuccess) return e;
     return cudaGetLastError();

@@ -5,7 +5,9 @@
  * (S, KV, num_sms, max_blocks_per_seq * block_size), never on the step's
  * context lengths (read on the device), so the launch can be captured in a
  * CUDA graph per batch size and replayed as contexts grow. A sliding window
- * (a per-layer constant) bounds the keys per query, hence the splits. */
+ * (a per-layer constant) bounds the keys per query, hence the splits. The
+ * cache is BF16 or FP8 E4M3 (kv_fp8: the kernel's FP8 instantiation, same
+ * grid and splits). */
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/decode_attention.cuh"
 
@@ -13,19 +15,19 @@ extern "C" int ci_cu_decode_attention_ok(int bf16, int H, int KV, int hd) {
     return bf16 && KV > 0 && H % KV == 0 && H / KV <= CI_DEC_GMAX && (hd == 64 || hd == 128);
 }
 
-template <int HD>
+template <int HD, bool FP8>
 static cudaError_t decode_launch(cudaStream_t st, const void *qkv, int S, int H, int KV,
                                  const int32_t *positions, const int32_t *query_start,
                                  const int32_t *context_lens, const int32_t *block_tables,
                                  int mbps, const void *kc, const void *vc, int bs, float scale,
-                                 int window, void *out, int nsplit, float *ws) {
+                                 int window, void *out, int nsplit, float *ws, float vscale) {
     float *part_o = ws;
     float2 *part_ml = (float2 *)(ws + (int64_t)S * H * nsplit * HD);
     dim3 grid((unsigned)nsplit, (unsigned)KV, (unsigned)S);
-    ci_decode_attn_kernel<HD, true><<<grid, CI_DEC_THREADS, 0, st>>>(
+    ci_decode_attn_kernel<HD, true, FP8><<<grid, CI_DEC_THREADS, 0, st>>>(
         (const __nv_bfloat16 *)qkv, H, KV, positions, query_start, context_lens, block_tables,
-        mbps, (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc, bs,
-        scale * 1.4426950408889634f, window, (__nv_bfloat16 *)out, nsplit, part_o, part_ml);
+        mbps, kc, vc, bs, scale * 1.4426950408889634f, window, (__nv_bfloat16 *)out, nsplit,
+        part_o, part_ml, vscale);
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess && nsplit > 1)
         e = ci_decode_combine<__nv_bfloat16>(st, true, S, H, HD, nsplit, query_start, part_o,
@@ -39,7 +41,8 @@ extern "C" int ci_cu_decode_attention(ci_cu_stream st, const void *qkv, int S, i
                                       const int32_t *block_tables, int max_blocks_per_seq,
                                       const void *kc, const void *vc, int block_size, float scale,
                                       int window, void *out, int num_sms, float *ws,
-                                      int64_t ws_floats) {
+                                      int64_t ws_floats, int kv_fp8, float k_scale,
+                                      float v_scale) {
     if (S <= 0) return cudaSuccess;
     int64_t bound = (int64_t)max_blocks_per_seq * block_size;
     if (window > 0 && bound > (int64_t)window + CI_DEC_TILE) bound = (int64_t)window + CI_DEC_TILE;
@@ -47,11 +50,13 @@ extern "C" int ci_cu_decode_attention(ci_cu_stream st, const void *qkv, int S, i
     const int64_t per = (int64_t)S * H * (hd + 2); /* workspace floats per split */
     if (!ws) nsplit = 1;
     while (nsplit > 1 && nsplit * per > ws_floats) nsplit--;
-    if (hd == 64)
-        return decode_launch<64>(st, qkv, S, H, KV, positions, query_start, context_lens,
-                                 block_tables, max_blocks_per_seq, kc, vc, block_size, scale,
-                                 window, out, nsplit, ws);
-    return decode_launch<128>(st, qkv, S, H, KV, positions, query_start, context_lens,
-                              block_tables, max_blocks_per_seq, kc, vc, block_size, scale, window,
-                              out, nsplit, ws);
+    auto go = [&](auto launch, float sc, float vs) {
+        return launch(st, qkv, S, H, KV, positions, query_start, context_lens, block_tables,
+                      max_blocks_per_seq, kc, vc, block_size, sc, window, out, nsplit, ws, vs);
+    };
+    if (kv_fp8) /* dequantized K = e4m3 * k_scale: k_scale joins the softmax scale */
+        return hd == 64 ? go(decode_launch<64, true>, scale * k_scale, v_scale)
+                        : go(decode_launch<128, true>, scale * k_scale, v_scale);
+    return hd == 64 ? go(decode_launch<64, false>, scale, 1.0f)
+                    : go(decode_launch<128, false>, scale, 1.0f);
 }

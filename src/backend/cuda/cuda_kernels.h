@@ -34,10 +34,14 @@ int ci_cu_rmsnorm(ci_cu_stream st, int bf16, const void *x, void *res, const flo
 int ci_cu_qk_norm(ci_cu_stream st, int bf16, void *qkv, int T, int H, int KV, int hd,
                   const float *wq, const float *wk, float eps);
 
-/* RoPE of q and k from the cos/sin table, then K/V into the paged cache. */
+/* RoPE of q and k from the cos/sin table, then K/V into the paged cache.
+ * kv_fp8: the cache is E4M3 and stores e4m3(x / scale). The attention
+ * launchers below take the same (kv_fp8, k_scale, v_scale) and read
+ * e4m3 * scale. */
 int ci_cu_rope_cache(ci_cu_stream st, int bf16, void *qkv, int T, int H, int KV, int hd,
                      const float *cos_sin, int rot, int neox, const int32_t *positions,
-                     const int32_t *slots, void *kc, void *vc, int block_size);
+                     const int32_t *slots, void *kc, void *vc, int block_size, int kv_fp8,
+                     float k_scale, float v_scale);
 
 /* Paged causal GQA attention; see cuda_attention.cu. window > 0: sliding
  * window, position p sees keys p - window + 1 .. p (0: none). max_ctx (a hint: the
@@ -52,7 +56,7 @@ int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int T, int S, in
                     const int32_t *context_lens, const int32_t *block_tables,
                     int max_blocks_per_seq, const void *kc, const void *vc, int block_size,
                     float scale, int window, void *out, int max_ctx, int max_query_len, int num_sms,
-                    float *ws, int64_t ws_floats);
+                    float *ws, int64_t ws_floats, int kv_fp8, float k_scale, float v_scale);
 /* Tensor-core flash-decoding for one query token per sequence; see
  * cuda_decode_attention.cu. _ok says whether it takes the shape. */
 int ci_cu_decode_attention_ok(int bf16, int H, int KV, int hd);
@@ -61,7 +65,7 @@ int ci_cu_decode_attention(ci_cu_stream st, const void *qkv, int S, int H, int K
                            const int32_t *context_lens, const int32_t *block_tables,
                            int max_blocks_per_seq, const void *kc, const void *vc, int block_size,
                            float scale, int window, void *out, int num_sms, float *ws,
-                           int64_t ws_floats);
+                           int64_t ws_floats, int kv_fp8, float k_scale, float v_scale);
 
 /* Tensor-core (FlashAttention-2 style) paged causal GQA prefill, BF16,
  * head_dim 64 or 128; see cuda_prefill_attention.cuh. Same inputs as
@@ -70,7 +74,8 @@ int ci_cu_prefill_attention(ci_cu_stream st, const void *qkv, int S, int H, int 
                             const int32_t *positions, const int32_t *query_start,
                             const int32_t *context_lens, const int32_t *block_tables,
                             int max_blocks_per_seq, const void *kc, const void *vc, int block_size,
-                            float scale, int window, void *out, int max_query_len);
+                            float scale, int window, void *out, int max_query_len, int kv_fp8,
+                            float k_scale, float v_scale);
 /* Largest G * head_dim the attention kernel takes. */
 #define CI_CU_ATT_MAX_GHD 2048
 #define CI_CU_ATT_MAX_HD 256

@@ -23,13 +23,16 @@ static cudaError_t launch(void (*kern)(ci_prefill_params), size_t smem, int thre
     kern<<<(unsigned)ctas, threads, smem, st>>>(p);
     return cudaGetLastError();
 }
+/* FP8: the kernels' E4M3 instantiation (tiles staged as BF16) */
 template <int HD, int BM> static cudaError_t launch_prefill(cudaStream_t st, const ci_prefill_params &p) {
-    return launch(ci_prefill_attention_kernel<HD, BM, 64, 2>, ci_prefill_smem_bytes<HD, BM, 64, 2>(),
-                  BM * 2, st, p);
+    return launch(p.fp8 ? ci_prefill_attention_kernel<HD, BM, 64, 2, true>
+                        : ci_prefill_attention_kernel<HD, BM, 64, 2, false>,
+                  ci_prefill_smem_bytes<HD, BM, 64, 2>(), BM * 2, st, p);
 }
 template <int HD, int BN, int NWG, int NST>
 static cudaError_t launch_prefill_wg(cudaStream_t st, const ci_prefill_params &p) {
-    return launch(ci_prefill_attention_wgp_kernel<HD, BN, NWG, NST>,
+    return launch(p.fp8 ? ci_prefill_attention_wgp_kernel<HD, BN, NWG, NST, true>
+                        : ci_prefill_attention_wgp_kernel<HD, BN, NWG, NST, false>,
                   ci_prefill_wg_smem_bytes<HD, BN, NWG, NST>(), NWG * 128, st, p);
 }
 
@@ -38,7 +41,8 @@ extern "C" int ci_cu_prefill_attention(ci_cu_stream st, const void *qkv, int S, 
                                        const int32_t *query_start, const int32_t *context_lens,
                                        const int32_t *block_tables, int max_blocks_per_seq,
                                        const void *kc, const void *vc, int block_size, float scale,
-                                       int window, void *out, int max_query_len) {
+                                       int window, void *out, int max_query_len, int kv_fp8,
+                                       float k_scale, float v_scale) {
     if (max_query_len <= 0 || S <= 0) return cudaSuccess;
     if ((hd != 64 && hd != 128) || KV <= 0 || H % KV != 0) return cudaErrorInvalidValue;
     ci_prefill_params p;
@@ -56,7 +60,9 @@ extern "C" int ci_cu_prefill_attention(ci_cu_stream st, const void *qkv, int S, 
     p.mbps = max_blocks_per_seq;
     p.bs = block_size;
     p.window = window > 0 ? window : 0;
-    p.scale_log2 = scale * 1.4426950408889634f;
+    p.fp8 = kv_fp8 != 0;
+    p.scale_log2 = scale * (kv_fp8 ? k_scale : 1.0f) * 1.4426950408889634f;
+    p.vscale = kv_fp8 ? v_scale : 1.0f;
     const int bm = max_query_len <= 64 ? 64 : 128;
     p.ntiles = (max_query_len + bm - 1) / bm;
     /* wgmma needs sm_90a code, which this build carries for compute 9.0 */

@@ -36,13 +36,21 @@
  *   themselves (128-byte-swizzled [HD/64][BN][64] tiles, K-major K and
  *   MN-major V), once per warpgroup instead of once per warp; Q and P are
  *   register A operands. Software-pipelined: S(n+1) runs on the tensor
- *   cores while the warpgroup computes exp2 of tile n. */
+ *   cores while the warpgroup computes exp2 of tile n.
+ *
+ * FP8 (E4M3) cache (the kernels' FP8 instantiation, params.fp8): K/V tiles
+ * are staged as BF16 like the BF16 cache's (E4M3 -> BF16 is exact), by plain
+ * 8-byte loads converted in registers and stored to shared memory instead
+ * of cp.async (so the loads are not overlapped with the math: correctness
+ * first). k_scale is folded into scale_log2, v_scale into the output. */
 #ifndef CINFER_BACKEND_CUDA_PREFILL_ATTENTION_CUH
 #define CINFER_BACKEND_CUDA_PREFILL_ATTENTION_CUH
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+
+#include "backend/cuda/kv_fp8.cuh"
 
 struct ci_prefill_params {
     const __nv_bfloat16 *qkv; /* [T][(H + 2 KV) hd]; q of head h at column h hd */
@@ -56,7 +64,9 @@ struct ci_prefill_params {
     int S, H, KV, mbps, bs;
     int window;       /* > 0: sliding window, row p sees keys p - window + 1 .. p */
     int ntiles;       /* query tiles per sequence: ceil(max_query_len / BM) */
-    float scale_log2; /* softmax scale * log2(e) */
+    float scale_log2; /* softmax scale * log2(e) (* k_scale for FP8) */
+    float vscale;     /* output multiplier: v_scale for FP8, else 1 */
+    bool fp8;         /* kc / vc hold E4M3 bytes (the launcher picks the FP8 kernels) */
 };
 
 namespace ci_pf {
@@ -283,7 +293,7 @@ __device__ __forceinline__ void load_q(const ci_prefill_params &p, const tile_in
  * cache block up in the block table. Keys outside [kv_beg, kv_end) are
  * clamped to a real row (masked later). SW128: the wgmma layout, else the
  * ldmatrix one. */
-template <int HD, int BN, int NT, bool SW128>
+template <int HD, int BN, int NT, bool SW128, bool FP8 = false>
 __device__ __forceinline__ void load_kv(const ci_prefill_params &p, const tile_info &w, int n,
                                         __nv_bfloat16 *dk, __nv_bfloat16 *dv) {
     constexpr int CH = HD / 8;
@@ -296,20 +306,27 @@ __device__ __forceinline__ void load_kv(const ci_prefill_params &p, const tile_i
         int64_t off =
             (((int64_t)w.bt[key / p.bs] * p.KV + w.kvh) * p.bs + key % p.bs) * HD + kc * 8;
         int so = SW128 ? swz128<BN>(r, kc) : swz<HD>(r, kc);
-        cp_async16(dk + so, p.kc + off);
-        cp_async16(dv + so, p.vc + off);
+        if constexpr (FP8) { /* 8 E4M3 -> 8 bf16 (off counts elements = bytes) */
+            const uint8_t *k8 = (const uint8_t *)p.kc, *v8 = (const uint8_t *)p.vc;
+            *(uint4 *)(dk + so) = ci_fp8x8_bf16(__ldg((const uint2 *)(k8 + off)));
+            *(uint4 *)(dv + so) = ci_fp8x8_bf16(__ldg((const uint2 *)(v8 + off)));
+        } else {
+            cp_async16(dk + so, p.kc + off);
+            cp_async16(dv + so, p.vc + off);
+        }
     }
 }
 /* Q and K/V tiles 0 .. NST - 2 into stages 0 .. NST - 2, one commit group
  * per tile (Q in the first) */
-template <int HD, int BM, int BN, int NT, int NST, bool SW128>
+template <int HD, int BM, int BN, int NT, int NST, bool SW128, bool FP8>
 __device__ __forceinline__ void load_prologue(const ci_prefill_params &p, const tile_info &w,
                                               __nv_bfloat16 *sq, __nv_bfloat16 *sk,
                                               __nv_bfloat16 *sv) {
     load_q<HD, BM, NT>(p, w, sq);
 #pragma unroll
     for (int st = 0; st < NST - 1; st++) {
-        if (st < w.nblk) load_kv<HD, BN, NT, SW128>(p, w, st, sk + st * BN * HD, sv + st * BN * HD);
+        if (st < w.nblk)
+            load_kv<HD, BN, NT, SW128, FP8>(p, w, st, sk + st * BN * HD, sv + st * BN * HD);
         cp_async_commit();
     }
 }
@@ -384,7 +401,7 @@ __device__ __forceinline__ void store_out(const ci_prefill_params &p, const tile
     l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
     l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
     l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    const float il0 = 1.0f / l0, il1 = 1.0f / l1;
+    const float il0 = p.vscale / l0, il1 = p.vscale / l1;
     const int lane = threadIdx.x & 31;
     const int ra = (threadIdx.x >> 5) * 16 + (lane >> 2), rb = ra + 8;
     const int64_t ostride = (int64_t)p.H * HD;
@@ -408,7 +425,7 @@ template <int HD, int BM, int BN, int NST> constexpr size_t ci_prefill_smem_byte
 }
 
 /* ---- mma.sync kernel (sm_80+) ---- */
-template <int HD, int BM, int BN, int NST>
+template <int HD, int BM, int BN, int NST, bool FP8 = false>
 __global__ void __launch_bounds__(BM * 2, 1) ci_prefill_attention_kernel(const ci_prefill_params p) {
     using namespace ci_pf;
     constexpr int NT = BM * 2;  /* BM / 16 warps */
@@ -424,7 +441,7 @@ __global__ void __launch_bounds__(BM * 2, 1) ci_prefill_attention_kernel(const c
     if (!tile_setup<BM, BN>(p, w, red)) return;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int nblk = w.nblk, nfull = w.nfull, mlo = w.mlo;
-    load_prologue<HD, BM, BN, NT, NST, false>(p, w, sq, sk, sv);
+    load_prologue<HD, BM, BN, NT, NST, false, FP8>(p, w, sq, sk, sv);
 
     float o[HD / 8][4];
 #pragma unroll
@@ -443,7 +460,8 @@ __global__ void __launch_bounds__(BM * 2, 1) ci_prefill_attention_kernel(const c
         }
         if (n + NST - 1 < nblk) {
             const int st = (n + NST - 1) % NST;
-            load_kv<HD, BN, NT, false>(p, w, n + NST - 1, sk + st * BN * HD, sv + st * BN * HD);
+            load_kv<HD, BN, NT, false, FP8>(p, w, n + NST - 1, sk + st * BN * HD,
+                                            sv + st * BN * HD);
         }
         cp_async_commit();
         /* every key of this tile is masked for this warp: past its limits or
@@ -505,7 +523,7 @@ constexpr size_t ci_prefill_wg_smem_bytes() {
  * Two S accumulators alternate (the loop is unrolled by two). NST >= 3
  * stages: iteration n refills the stage PV(n-1) read, while tiles n
  * (V) and n+1 (K) are in use. */
-template <int HD, int BN, int NWG, int NST>
+template <int HD, int BN, int NWG, int NST, bool FP8 = false>
 __global__ void __launch_bounds__(NWG * 128, 1)
     ci_prefill_attention_wgp_kernel(const ci_prefill_params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -524,7 +542,7 @@ __global__ void __launch_bounds__(NWG * 128, 1)
     if (!tile_setup<BM, BN>(p, w, red)) return;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int nblk = w.nblk, nfull = w.nfull, mlo = w.mlo;
-    load_prologue<HD, BM, BN, NT, NST, true>(p, w, sq, sk, sv);
+    load_prologue<HD, BM, BN, NT, NST, true, FP8>(p, w, sq, sk, sv);
 
     float o[HD / 2];
 #pragma unroll
@@ -601,7 +619,8 @@ __global__ void __launch_bounds__(NWG * 128, 1)
         __syncthreads(); /* ... everyone's; stage (n - 1) % NST is free */
         if (n + NST - 1 < nblk) {
             const int st = (n + NST - 1) % NST;
-            load_kv<HD, BN, NT, true>(p, w, n + NST - 1, sk + st * BN * HD, sv + st * BN * HD);
+            load_kv<HD, BN, NT, true, FP8>(p, w, n + NST - 1, sk + st * BN * HD,
+                                           sv + st * BN * HD);
         }
         cp_async_commit();
         if (n + 1 < nblk) issue_s(next, n + 1);

@@ -5,8 +5,12 @@
  * (neox: pairs (i, i + rot/2); GPT-J: (2i, 2i+1)) and written back to qkv;
  * k heads also go to the cache slot, with their unrotated dims (partial
  * rotary) and the V head. slot < 0 skips the cache write (padding).
- * Moves ~ (2 x (H + KV) + 2 x KV) x head_dim x elt per token. */
+ * Moves ~ (2 x (H + KV) + 2 x KV) x head_dim x elt per token. With an FP8
+ * cache (TC = uint8_t) K and V are stored as e4m3(x / scale); the rotation
+ * is computed without FMA contraction (__fmul_rn / __fsub_rn) so the values
+ * quantized are the CPU twin's floats and the cache bytes are identical. */
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/kv_fp8.cuh"
 
 #define ROPE_WARPS 4
 
@@ -16,10 +20,20 @@
  * tail (partial rotary) and the matching V head to the cache slot. Every
  * lane's loads are independent, so a decode step's single token costs one
  * memory round trip, not a serial loop. */
-template <typename T>
+/* cache element stores: the activation dtype as is, or E4M3 of v / scale */
+__device__ __forceinline__ void kv_st(float *p, int64_t i, float v, float) { p[i] = v; }
+__device__ __forceinline__ void kv_st(__nv_bfloat16 *p, int64_t i, float v, float) {
+    p[i] = __float2bfloat16_rn(v);
+}
+__device__ __forceinline__ void kv_st(uint8_t *p, int64_t i, float v, float scale) {
+    p[i] = ci_fp8_enc(v, scale);
+}
+
+template <typename T, typename TC>
 __global__ void rope_cache_kernel(T *qkv, int H, int KV, int hd, const float *__restrict__ cos_sin,
                                   int rot, int neox, const int32_t *__restrict__ positions,
-                                  const int32_t *__restrict__ slots, T *kc, T *vc, int bs) {
+                                  const int32_t *__restrict__ slots, TC *kc, TC *vc, int bs,
+                                  float kscale, float vscale) {
     const int t = blockIdx.x, lane = threadIdx.x & 31;
     const int h = blockIdx.y * ROPE_WARPS + (threadIdx.x >> 5);
     if (h >= H + KV) return;
@@ -30,7 +44,7 @@ __global__ void rope_cache_kernel(T *qkv, int H, int KV, int hd, const float *__
     const float *cs = cos_sin + (int64_t)positions[t] * rot;
     const int32_t slot = slots[t];
     const int g = h - H; /* kv head, when h >= H */
-    T *kdst = nullptr, *vdst = nullptr;
+    TC *kdst = nullptr, *vdst = nullptr;
     if (g >= 0 && slot >= 0) {
         int64_t blk = slot / bs, off = slot % bs;
         int64_t cbase = ((blk * KV + g) * bs + off) * hd;
@@ -40,27 +54,34 @@ __global__ void rope_cache_kernel(T *qkv, int H, int KV, int hd, const float *__
     for (int i = lane; i < half; i += 32) {
         int i1 = neox ? i : 2 * i, i2 = neox ? i + half : 2 * i + 1;
         float x1 = ci_ld(x, i1), x2 = ci_ld(x, i2), c = cs[i], s = cs[half + i];
-        float y1 = x1 * c - x2 * s, y2 = x2 * c + x1 * s;
+        float y1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+        float y2 = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
         ci_st(x, i1, y1);
         ci_st(x, i2, y2);
         if (kdst) {
-            ci_st(kdst, i1, y1);
-            ci_st(kdst, i2, y2);
+            kv_st(kdst, i1, y1, kscale);
+            kv_st(kdst, i2, y2, kscale);
         }
     }
     if (!kdst) return;
-    for (int d = rot + lane; d < hd; d += 32) kdst[d] = x[d]; /* unrotated K dims */
+    for (int d = rot + lane; d < hd; d += 32) kv_st(kdst, d, ci_ld(x, d), kscale); /* unrotated */
     const T *v = row + (int64_t)(H + KV + g) * hd;
-    for (int d = lane; d < hd; d += 32) vdst[d] = v[d];
+    for (int d = lane; d < hd; d += 32) kv_st(vdst, d, ci_ld(v, d), vscale);
 }
 
 extern "C" int ci_cu_rope_cache(ci_cu_stream st, int bf16, void *qkv, int ntok, int H, int KV, int hd,
                                 const float *cos_sin, int rot, int neox, const int32_t *positions,
-                                const int32_t *slots, void *kc, void *vc, int block_size) {
+                                const int32_t *slots, void *kc, void *vc, int block_size,
+                                int kv_fp8, float k_scale, float v_scale) {
     if (ntok <= 0) return cudaSuccess;
     dim3 grid((unsigned)ntok, (unsigned)((H + KV + ROPE_WARPS - 1) / ROPE_WARPS));
-    CI_CU_DISPATCH(bf16, rope_cache_kernel<T><<<grid, ROPE_WARPS * 32, 0, st>>>(
-                             (T *)qkv, H, KV, hd, cos_sin, rot, neox, positions, slots, (T *)kc,
-                             (T *)vc, block_size));
+    if (kv_fp8)
+        CI_CU_DISPATCH(bf16, rope_cache_kernel<T, uint8_t><<<grid, ROPE_WARPS * 32, 0, st>>>(
+                                 (T *)qkv, H, KV, hd, cos_sin, rot, neox, positions, slots,
+                                 (uint8_t *)kc, (uint8_t *)vc, block_size, k_scale, v_scale));
+    else
+        CI_CU_DISPATCH(bf16, rope_cache_kernel<T, T><<<grid, ROPE_WARPS * 32, 0, st>>>(
+                                 (T *)qkv, H, KV, hd, cos_sin, rot, neox, positions, slots,
+                                 (T *)kc, (T *)vc, block_size, 1.0f, 1.0f));
     return cudaGetLastError();
 }

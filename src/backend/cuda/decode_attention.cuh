@@ -14,7 +14,8 @@
  *   - each lane loads 16 bytes of K and of V for key qr = lane / 4 and
  *     qr + 8, dims c * 32 + (lane % 4) * 8 .. + 7 (c < head_dim / 32): the
  *     warp reads each 64-byte run of a key row once, for all G q heads;
- *     with PREFETCH the next tile's loads are issued before this tile's math;
+ *     with PREFETCH the next tile's loads (FP8: the next two tiles') are
+ *     issued before this tile's math;
  *   - S = Q K^T by mma.m16n8k16 (rows = the G <= 8 heads, cols = keys). The
  *     dot product is summed over head_dim in any order, so logical k index
  *     (lane % 4) * 2 + e of k-step (c, s2) is bound to dim
@@ -29,26 +30,48 @@
  * The 4 warps' (m, l, O) are merged through shared memory; with nsplit > 1
  * the CTA writes unnormalized O and (m, l) to the workspace and
  * ci_decode_combine_kernel merges the splits (splits with no keys write
- * m = -inf and are skipped), launched as a programmatic dependent launch. */
+ * m = -inf and are skipped), launched as a programmatic dependent launch.
+ *
+ * FP8 (E4M3) cache: each lane loads 16 bytes = 16 dims of a key row per load
+ * (half the loads and registers of BF16), dims c2 * 64 + (lane % 4) * 16 ..
+ * + 15, and converts them in registers to two f16 chunks (exact); the mmas
+ * run in f16 (q converted once, saturated to +-65504; P in [0, 1]). The
+ * chunk c of 8 dims is then dims (c / 2) * 64 + (lane % 4) * 16 + (c % 2) * 8
+ * (ci_dec_dim0), for q, K, V and the output alike. k_scale is folded into
+ * the softmax scale, v_scale into the output. */
 #ifndef CINFER_BACKEND_CUDA_DECODE_ATTENTION_CUH
 #define CINFER_BACKEND_CUDA_DECODE_ATTENTION_CUH
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
+
+#include "backend/cuda/kv_fp8.cuh"
 
 #define CI_DEC_WARPS 4
 #define CI_DEC_THREADS (CI_DEC_WARPS * 32)
 #define CI_DEC_TILE 16 /* keys per warp per step */
 #define CI_DEC_GMAX 8  /* q heads per kv head (the mma's 8 columns) */
 
+/* c += a (16x16, row) . b (16x8, col), f32 accumulate; TY: bf16 or f16 inputs */
+#define CI_DEC_MMA_ASM(TY)                                                                         \
+    asm("mma.sync.aligned.m16n8k16.row.col.f32." TY "." TY ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "   \
+        "{%8,%9}, {%0,%1,%2,%3};\n"                                                                \
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                           \
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1))
+template <bool F16>
+__device__ __forceinline__ void ci_dec_mma_t(float c[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                             uint32_t a3, uint32_t b0, uint32_t b1) {
+    if constexpr (F16)
+        CI_DEC_MMA_ASM("f16");
+    else
+        CI_DEC_MMA_ASM("bf16");
+}
 __device__ __forceinline__ void ci_dec_mma(float c[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                            uint32_t a3, uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+    ci_dec_mma_t<false>(c, a0, a1, a2, a3, b0, b1);
 }
 /* transpose of the 8x8 b16 matrix whose row lane / 4 holds columns
  * (lane % 4) * 2, +1 in x */
@@ -60,6 +83,31 @@ __device__ __forceinline__ uint32_t ci_dec_movt(uint32_t x) {
 __device__ __forceinline__ uint32_t ci_dec_pack(float lo, float hi) {
     __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
     return *(uint32_t *)&h;
+}
+template <bool F16> __device__ __forceinline__ uint32_t ci_dec_pack_t(float lo, float hi) {
+    if constexpr (F16) {
+        __half2 h = __floats2half2_rn(lo, hi);
+        return *(uint32_t *)&h;
+    } else {
+        return ci_dec_pack(lo, hi);
+    }
+}
+/* 8 bf16 -> 8 f16, saturated to the f16 range (q of the FP8 path) */
+__device__ __forceinline__ uint4 ci_dec_bf16_to_f16(uint4 u) {
+    uint32_t *p = &u.x;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 f = __bfloat1622float2(*(const __nv_bfloat162 *)&p[i]);
+        f.x = fminf(fmaxf(f.x, -65504.0f), 65504.0f);
+        f.y = fminf(fmaxf(f.y, -65504.0f), 65504.0f);
+        __half2 h = __floats2half2_rn(f.x, f.y);
+        p[i] = *(uint32_t *)&h;
+    }
+    return u;
+}
+/* first dim of 8-dim chunk c of a lane with lane % 4 = qc (see the top) */
+template <bool FP8> __device__ __forceinline__ int ci_dec_dim0(int c, int qc) {
+    return FP8 ? (c >> 1) * 64 + qc * 16 + (c & 1) * 8 : c * 32 + qc * 8;
 }
 __device__ __forceinline__ uint4 ci_dec_ld(const __nv_bfloat16 *p) {
     return __ldg((const uint4 *)p);
@@ -86,16 +134,20 @@ template <int NC> struct ci_dec_kv {
     uint4 k[2][NC], v[2][NC];
 };
 
-template <int HD, bool PREFETCH>
+/* kc / vc: BF16, or E4M3 bytes when FP8; scale_log2 includes k_scale, and
+ * the output is multiplied by vscale (1 for BF16). */
+template <int HD, bool PREFETCH, bool FP8 = false>
 __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
     ci_decode_attn_kernel(const __nv_bfloat16 *__restrict__ qkv, int H, int KV,
                           const int32_t *__restrict__ positions, const int32_t *__restrict__ qstart,
                           const int32_t *__restrict__ ctx_lens, const int32_t *__restrict__ btab,
-                          int mbps, const __nv_bfloat16 *__restrict__ kc,
-                          const __nv_bfloat16 *__restrict__ vc, int bs, float scale_log2,
-                          int window, __nv_bfloat16 *__restrict__ out, int nsplit,
-                          float *__restrict__ part_o, float2 *__restrict__ part_ml) {
-    constexpr int NC = HD / 32; /* 16-byte chunks per lane per key row */
+                          int mbps, const void *__restrict__ kc, const void *__restrict__ vc,
+                          int bs, float scale_log2, int window, __nv_bfloat16 *__restrict__ out,
+                          int nsplit, float *__restrict__ part_o, float2 *__restrict__ part_ml,
+                          float vscale = 1.0f) {
+    constexpr int NC = HD / 32;            /* 8-dim (16-byte bf16/f16) chunks per lane per key row */
+    constexpr int NL = FP8 ? NC / 2 : NC;  /* 16-byte loads per lane per key row */
+    constexpr int ESZ = FP8 ? 1 : 2;       /* cache bytes per element */
     constexpr int NW = CI_DEC_WARPS;
     __shared__ float sm_o[NW][CI_DEC_GMAX][HD];
     __shared__ float sm_m[NW][CI_DEC_GMAX], sm_l[NW][CI_DEC_GMAX];
@@ -118,7 +170,8 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
             for (int gi = tid; gi < G; gi += CI_DEC_THREADS)
                 part_ml[(sh0 + gi) * nsplit + z] = make_float2(-INFINITY, 0.0f);
         } else {
-            for (int e = tid; e < G * HD; e += CI_DEC_THREADS) orow[e] = __float2bfloat16_rn(0.0f);
+            for (int e = tid; e < G * HD; e += CI_DEC_THREADS)
+                orow[e] = __float2bfloat16_rn(0.0f);
         }
         return;
     }
@@ -127,23 +180,27 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
     uint4 qf[NC];
     const __nv_bfloat16 *qrow = qkv + (int64_t)t * (H + 2 * KV) * HD + ((int64_t)g * G + qr) * HD;
 #pragma unroll
-    for (int c = 0; c < NC; c++)
-        qf[c] = qr < G ? ci_dec_ld(qrow + c * 32 + qc * 8) : make_uint4(0, 0, 0, 0);
+    for (int c = 0; c < NC; c++) {
+        qf[c] = qr < G ? ci_dec_ld(qrow + ci_dec_dim0<FP8>(c, qc)) : make_uint4(0, 0, 0, 0);
+        if (FP8) qf[c] = ci_dec_bf16_to_f16(qf[c]);
+    }
 
     const int32_t *bt = btab + (int64_t)s * mbps;
-    auto load = [&](int ti, ci_dec_kv<NC> &r) {
+    const char *kcb = (const char *)kc, *vcb = (const char *)vc;
+    auto load = [&](int ti, ci_dec_kv<NL> &r) {
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             int kk = ti * CI_DEC_TILE + 8 * h + qr;
             if (kk > nctx - 1) kk = nctx - 1; /* masked below; stays inside the context */
             if (kk < kbeg) kk = kbeg;         /* ... and the window */
             const int bi = kk / bs;
+            /* bytes: lane qc reads 16 of each 64-byte run of the key row */
             const int64_t base =
-                (((int64_t)bt[bi] * KV + g) * bs + (kk - bi * bs)) * HD + qc * 8;
+                ((((int64_t)bt[bi] * KV + g) * bs + (kk - bi * bs)) * HD) * ESZ + qc * 16;
 #pragma unroll
-            for (int c = 0; c < NC; c++) {
-                r.k[h][c] = ci_dec_ld(kc + base + c * 32);
-                r.v[h][c] = ci_dec_ld(vc + base + c * 32);
+            for (int c = 0; c < NL; c++) {
+                r.k[h][c] = __ldg((const uint4 *)(kcb + base + c * 64));
+                r.v[h][c] = __ldg((const uint4 *)(vcb + base + c * 64));
             }
         }
     };
@@ -153,16 +210,40 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
     for (int i = 0; i < 2 * NC; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     float m_run = -INFINITY, l_run = 0.0f; /* head qr; l over this lane's keys */
 
-    ci_dec_kv<NC> cur, nxt;
+    /* FP8 prefetches two tiles ahead: a tile is half the bytes, so this keeps
+     * as many bytes in flight per warp as BF16's one tile (in registers that
+     * BF16's second buffer would take) */
+    ci_dec_kv<NL> cur, nxt, nxt2;
     int ti = tb + w;
     if (PREFETCH && ti < te) load(ti, nxt);
+    if (PREFETCH && FP8 && ti + NW < te) load(ti + NW, nxt2);
     for (; ti < te; ti += NW) {
         if (PREFETCH) {
             cur = nxt;
-            if (ti + NW < te) load(ti + NW, nxt);
+            if constexpr (FP8) {
+                nxt = nxt2;
+                if (ti + 2 * NW < te) load(ti + 2 * NW, nxt2);
+            } else {
+                if (ti + NW < te) load(ti + NW, nxt);
+            }
         } else {
             load(ti, cur);
         }
+        /* the tile's K and V as 8-dim chunks of bf16 (as loaded) or f16
+         * (converted from E4M3: 16 dims per load) */
+        uint4 kr[2][NC], vr[2][NC];
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+#pragma unroll
+            for (int c = 0; c < NL; c++) {
+                if constexpr (FP8) {
+                    ci_fp8x16_f16(cur.k[h][c], kr[h][2 * c], kr[h][2 * c + 1]);
+                    ci_fp8x16_f16(cur.v[h][c], vr[h][2 * c], vr[h][2 * c + 1]);
+                } else {
+                    kr[h][c] = cur.k[h][c];
+                    vr[h][c] = cur.v[h][c];
+                }
+            }
         /* S = Q K^T: sc[h] = keys 8h + 2qc + {0,1} of head qr (c0, c1) */
         float sc[2][4];
 #pragma unroll
@@ -170,8 +251,8 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
             sc[h][0] = sc[h][1] = sc[h][2] = sc[h][3] = 0.0f;
 #pragma unroll
             for (int c = 0; c < NC; c++) {
-                ci_dec_mma(sc[h], qf[c].x, 0u, qf[c].y, 0u, cur.k[h][c].x, cur.k[h][c].y);
-                ci_dec_mma(sc[h], qf[c].z, 0u, qf[c].w, 0u, cur.k[h][c].z, cur.k[h][c].w);
+                ci_dec_mma_t<FP8>(sc[h], qf[c].x, 0u, qf[c].y, 0u, kr[h][c].x, kr[h][c].y);
+                ci_dec_mma_t<FP8>(sc[h], qf[c].z, 0u, qf[c].w, 0u, kr[h][c].z, kr[h][c].w);
             }
         }
         float x[4], mx = -INFINITY;
@@ -203,15 +284,15 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
             o[i][2] *= a0;
             o[i][3] *= a1;
         }
-        const uint32_t pb0 = ci_dec_pack(p[0], p[1]), pb1 = ci_dec_pack(p[2], p[3]);
+        const uint32_t pb0 = ci_dec_pack_t<FP8>(p[0], p[1]), pb1 = ci_dec_pack_t<FP8>(p[2], p[3]);
         /* O^T += V^T P^T; m-tile (c, rp) rows m / m + 8 are dims
-         * c*32 + (m/2)*8 + 4rp + m%2 (+2) */
+         * ci_dec_dim0(c, m/2) + 4rp + m%2 (+2) */
 #pragma unroll
         for (int c = 0; c < NC; c++) {
-            ci_dec_mma(o[2 * c], ci_dec_movt(cur.v[0][c].x), ci_dec_movt(cur.v[0][c].y),
-                       ci_dec_movt(cur.v[1][c].x), ci_dec_movt(cur.v[1][c].y), pb0, pb1);
-            ci_dec_mma(o[2 * c + 1], ci_dec_movt(cur.v[0][c].z), ci_dec_movt(cur.v[0][c].w),
-                       ci_dec_movt(cur.v[1][c].z), ci_dec_movt(cur.v[1][c].w), pb0, pb1);
+            ci_dec_mma_t<FP8>(o[2 * c], ci_dec_movt(vr[0][c].x), ci_dec_movt(vr[0][c].y),
+                              ci_dec_movt(vr[1][c].x), ci_dec_movt(vr[1][c].y), pb0, pb1);
+            ci_dec_mma_t<FP8>(o[2 * c + 1], ci_dec_movt(vr[0][c].z), ci_dec_movt(vr[0][c].w),
+                              ci_dec_movt(vr[1][c].z), ci_dec_movt(vr[1][c].w), pb0, pb1);
         }
     }
 
@@ -227,7 +308,7 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
     for (int c = 0; c < NC; c++)
 #pragma unroll
         for (int rp = 0; rp < 2; rp++) {
-            const int d = c * 32 + (qr >> 1) * 8 + 4 * rp + (qr & 1);
+            const int d = ci_dec_dim0<FP8>(c, qr >> 1) + 4 * rp + (qr & 1);
             const float *oo = o[2 * c + rp];
             sm_o[w][2 * qc][d] = oo[0];
             sm_o[w][2 * qc + 1][d] = oo[1];
@@ -249,10 +330,10 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
             den += wt * sm_l[i][gi];
         }
         if (nsplit > 1) {
-            part_o[((sh0 + gi) * nsplit + z) * HD + d] = num;
+            part_o[((sh0 + gi) * nsplit + z) * HD + d] = num * vscale;
             if (d == 0) part_ml[(sh0 + gi) * nsplit + z] = make_float2(M, den);
         } else {
-            orow[e] = __float2bfloat16_rn(num / den);
+            orow[e] = __float2bfloat16_rn(num * vscale / den);
         }
     }
 }
