@@ -162,8 +162,10 @@ ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_
             row->stream = (uint64_t)idx;
             row->step = spec ? step + (uint64_t)j : step;
             if (r->st) { /* the sample's grammar mask (constrained rows are never drafts) */
+                /* max_tokens is the tighter bound: prompt + max_tokens fit max_model_len */
+                int64_t left = (int64_t)q->max_tokens - (int64_t)row->step;
                 row->mask_row = e->num_masks++;
-                ci_eng_structured_mask(e, r->st, idx, r->sp.ignore_eos,
+                ci_eng_structured_mask(e, r->st, idx, r->sp.ignore_eos, left,
                                        e->masks + (size_t)row->mask_row * (size_t)W);
             }
         }
