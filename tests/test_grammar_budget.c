@@ -9,20 +9,22 @@
 
 #include "grammar_test.h"
 
-static ci_grammar *gbnf(const char *text) {
+typedef ci_status (*compile_fn)(const char *, size_t, ci_grammar **, char *, size_t);
+
+static ci_grammar *compile(compile_fn fn, const char *text) {
     ci_grammar *g = NULL;
     char err[256];
-    ci_status s = ci_grammar_from_gbnf(text, strlen(text), &g, err, sizeof err);
+    ci_status s = fn(text, strlen(text), &g, err, sizeof err);
     CHECKF(s.code == CI_OK, "%s: %s", text, err);
     return g;
 }
 
+static ci_grammar *gbnf(const char *text) {
+    return compile(ci_grammar_from_gbnf, text);
+}
+
 static ci_grammar *regex(const char *pat) {
-    ci_grammar *g = NULL;
-    char err[256];
-    ci_status s = ci_grammar_from_regex(pat, strlen(pat), &g, err, sizeof err);
-    CHECKF(s.code == CI_OK, "%s: %s", pat, err);
-    return g;
+    return compile(ci_grammar_from_regex, pat);
 }
 
 /* After each prefix of text (cut at the given byte counts), the distance

@@ -158,10 +158,12 @@ ci_status gr_make_min_left(ci_grammar *g) {
             g->min_left[end] = 0;
             for (uint32_t p = end; p-- > g->alts[a];) {
                 const gr_elem *e = &g->elems[p];
-                uint32_t c = rule_min[e->val];
+                uint32_t c;
                 if (e->type == GR_CLASS) {
                     uint32_t cp = gr_class_first(g, e->val, 0, 0x10FFFF);
                     c = cp == UINT32_MAX ? GR_INF : utf8_len(cp);
+                } else {
+                    c = rule_min[e->val];
                 }
                 g->min_left[p] = sat_add(c, g->min_left[p + 1]);
             }
