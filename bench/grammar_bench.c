@@ -6,8 +6,11 @@
  * The token stream is a seeded random walk under the grammar (each step
  * picks an allowed token; EOS with a rising probability). Cold numbers are
  * from the first walk on a fresh grammar, counting only cache misses;
- * cached numbers replay the same tokens on a new matcher. Timings are the
- * best of 3 runs (the machine may be shared).
+ * cached numbers replay the same tokens on a new matcher; budget numbers
+ * replay them through fill_mask_budget far from the limit (what the engine
+ * pays per token) and tight (one token more than the state needs: each mask
+ * filtered, as in a request's last steps). Timings are the best of 3 runs
+ * (tight: one run; the machine may be shared).
  *
  * usage: bench_grammar_bench [tokenizer_dir ...]
  *   (default: models/tinyqwen2-code and ../shared/tokenizers/llama3) */
@@ -91,6 +94,7 @@ static uint64_t rnd(uint64_t *s) {
 }
 
 #define MAX_STEPS 2000
+#define TIGHT_STEPS 200
 
 static void bench_vocab(const char *dir) {
     ci_tokenizer *tok = NULL;
@@ -111,8 +115,8 @@ static void bench_vocab(const char *dir) {
     }
     int nv = ci_grammar_vocab_size(v);
     printf("\n%s: %d tokens, vocabulary trie built in %.1f ms\n", dir, nv, tv * 1e3);
-    printf("%-12s %10s %7s %9s %12s %12s %12s %10s\n", "grammar", "compile_ms", "tokens", "misses",
-           "cold_us/tok", "miss_us", "cached_us", "accept_us");
+    printf("%-12s %10s %7s %9s %12s %12s %12s %10s %9s %10s\n", "grammar", "compile_ms", "tokens",
+           "misses", "cold_us/tok", "miss_us", "cached_us", "accept_us", "budget_us", "tight_us");
     uint32_t *mask = malloc(((size_t)nv + 31) / 32 * 4);
     int32_t *ids = malloc(MAX_STEPS * sizeof *ids), *allowed = malloc((size_t)nv * sizeof *allowed);
     for (size_t k = 0; k < sizeof sources / sizeof sources[0]; k++) {
@@ -189,10 +193,32 @@ static void bench_vocab(const char *dir) {
             ci_grammar_matcher_free(m);
             if (tc2 < t_cached) t_cached = tc2;
         }
+        /* pass 3: the same tokens through fill_mask_budget, as the engine calls
+         * it: far from max_tokens (cached: the bound comes with the mask), and
+         * one token more than the state needs (every step filters: the walk a
+         * request's last steps take), the first TIGHT_STEPS steps */
+        double t_far = 1e30, t_tight = 0;
+        int n_tight = n < TIGHT_STEPS ? n : TIGHT_STEPS;
+        for (int rep = 0; rep < 4; rep++) {
+            ci_grammar_matcher *m = NULL;
+            ci_grammar_matcher_create(g, v, &m);
+            double tf = 0;
+            for (int i = 0; i < (rep < 3 ? n : n_tight); i++) {
+                int64_t left = rep < 3 ? 1 << 30 : (int64_t)ci_grammar_matcher_tokens_to_end(m) + 1;
+                double a = now();
+                ci_grammar_matcher_fill_mask_budget(m, mask, left);
+                tf += now() - a;
+                ci_grammar_matcher_accept(m, ids[i]);
+            }
+            ci_grammar_matcher_free(m);
+            if (rep < 3 && tf < t_far) t_far = tf;
+            if (rep == 3) t_tight = tf;
+        }
         int steps = n ? n : 1;
-        printf("%-12s %10.2f %7d %9d %12.1f %12.1f %12.2f %10.2f\n", s->name, tc * 1e3, n, misses,
-               t_all / steps * 1e6, misses ? t_miss / misses * 1e6 : 0.0, t_cached / steps * 1e6,
-               t_acc / steps * 1e6);
+        printf("%-12s %10.2f %7d %9d %12.1f %12.1f %12.2f %10.2f %9.2f %10.1f\n", s->name, tc * 1e3,
+               n, misses, t_all / steps * 1e6, misses ? t_miss / misses * 1e6 : 0.0,
+               t_cached / steps * 1e6, t_acc / steps * 1e6, t_far / steps * 1e6,
+               n_tight ? t_tight / n_tight * 1e6 : 0.0);
         ci_grammar_free(g);
     }
     free(mask);

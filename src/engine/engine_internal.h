@@ -131,6 +131,7 @@ typedef struct eng_mask_job {
     eng_request *r;
     ci_sequence *q;
     int idx;
+    int64_t left; /* tokens the sample may still output (the grammar's budget) */
 } eng_mask_job;
 ci_status ci_eng_fill_masks(void *user);
 

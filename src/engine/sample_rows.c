@@ -165,9 +165,14 @@ ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_
             row->stream = (uint64_t)idx;
             row->step = spec ? step + (uint64_t)j : step;
             if (r->st) { /* the sample's grammar mask (constrained rows are never drafts),
-                          * filled by ci_eng_fill_masks while the forward runs */
+                          * filled by ci_eng_fill_masks while the forward runs; max_tokens
+                          * is the tighter bound: prompt + max_tokens fit max_model_len */
                 row->mask_row = e->num_masks++;
-                e->mask_jobs[row->mask_row] = (eng_mask_job){.r = r, .q = q, .idx = idx};
+                e->mask_jobs[row->mask_row] =
+                    (eng_mask_job){.r = r,
+                                   .q = q,
+                                   .idx = idx,
+                                   .left = (int64_t)q->max_tokens - (int64_t)row->step};
             }
         }
     }
@@ -182,7 +187,8 @@ ci_status ci_eng_fill_masks(void *user) {
     const size_t W = (size_t)ci_mask_words(e->V);
     for (int m = 0; m < e->num_masks; m++) {
         const eng_mask_job *j = &e->mask_jobs[m];
-        ci_eng_structured_mask(e, j->r->st, j->idx, j->r->sp.ignore_eos, e->masks + (size_t)m * W);
+        ci_eng_structured_mask(e, j->r->st, j->idx, j->r->sp.ignore_eos, j->left,
+                               e->masks + (size_t)m * W);
     }
     return ci_ok();
 }

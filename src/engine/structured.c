@@ -151,11 +151,12 @@ void ci_eng_structured_free(eng_structured *st) {
 }
 
 void ci_eng_structured_mask(const ci_engine *e, eng_structured *st, int idx, int no_eos,
-                            uint32_t *mask) {
+                            int64_t tokens_left, uint32_t *mask) {
     /* the words past the tokenizer's vocabulary (a padded embedding) stay 0 */
     int W = ci_mask_words(e->V), Wv = ci_mask_words(ci_grammar_vocab_size(e->gvocab));
     if (Wv < W) memset(mask + Wv, 0, sizeof(uint32_t) * (size_t)(W - Wv));
-    ci_grammar_matcher_fill_mask(st->m[idx], mask);
+    /* the budget reckons with an EOS to end: none without one */
+    ci_grammar_matcher_fill_mask_budget(st->m[idx], mask, no_eos ? 0 : tokens_left);
     if (no_eos)
         for (int i = 0; i < e->num_eos; i++)
             mask[e->eos_ids[i] / 32] &= ~(1u << (e->eos_ids[i] % 32));

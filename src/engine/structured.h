@@ -36,8 +36,11 @@ ci_status ci_eng_structured_new(ci_engine *e, int kind, const char *text, int n,
 void ci_eng_structured_free(eng_structured *st);
 
 /* Fills mask (ci_mask_words(V) words) with sample idx's allowed ids;
- * allocation-free. no_eos: clear the EOS ids (ignore_eos). */
+ * allocation-free. tokens_left: the tokens the sample may still draw,
+ * counting this one: the mask keeps only tokens after which the grammar can
+ * still end in time (ci_grammar_matcher_fill_mask_budget). no_eos: clear
+ * the EOS ids (ignore_eos), and no budget (it reckons with an EOS). */
 void ci_eng_structured_mask(const ci_engine *e, eng_structured *st, int idx, int no_eos,
-                            uint32_t *mask);
+                            int64_t tokens_left, uint32_t *mask);
 
 #endif

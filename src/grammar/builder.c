@@ -271,11 +271,13 @@ ci_status gr_build(gb *b, ci_grammar **out) {
     }
     g->n_elems = pe;
     g->n_rules = b->n_rules;
+    g->n_alts = pa;
     if (b->n_classes) memcpy(g->classes, b->classes, b->n_classes * sizeof *g->classes);
     g->n_classes = b->n_classes;
     if (b->n_ranges) memcpy(g->ranges, b->ranges, b->n_ranges * sizeof *g->ranges);
     g->root = root;
     ci_status st = gr_make_init(g);
+    if (st.code == CI_OK) st = gr_make_min_left(g);
     if (st.code == CI_OK) {
         g->cache = gr_cache_new((size_t)64 << 20);
         if (!g->cache) st = ci_errorf(CI_ERR_NOMEM, "out of memory");
@@ -297,6 +299,7 @@ void ci_grammar_free(ci_grammar *g) {
     free(g->classes);
     free(g->ranges);
     free(g->init);
+    free(g->min_left);
     gr_cache_free(g->cache);
     free(g);
 }

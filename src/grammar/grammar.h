@@ -75,6 +75,27 @@ void ci_grammar_matcher_free(ci_grammar_matcher *m);
  * the vocabulary can continue and that cannot end: only a grammar whose
  * characters the vocabulary cannot spell gets there.) */
 void ci_grammar_matcher_fill_mask(ci_grammar_matcher *m, uint32_t *mask);
+/* The same mask, less the tokens after which the text could no longer end
+ * within tokens_left - 1 more tokens (tokens_left counts the one this mask is
+ * for): the grammar's shortest completion of the state after the token, one
+ * token per byte, plus an EOS unless that state is done (nothing else can
+ * follow: the engine then ends without one). So a request whose budget
+ * allowed ending at its first step can always end in time: max_tokens never
+ * cuts a constrained output. Exact when every byte is a single-byte token
+ * (byte-level BPE, SentencePiece byte fallback); otherwise, and when the
+ * budget was too small from the start, each step keeps the tokens that come
+ * closest to the end (a best effort). Costs nothing over fill_mask until the
+ * budget is close (the bound is cached with the mask); then it walks the
+ * state's tokens (a cold mask's work) and is not cached. tokens_left < 1:
+ * no limit. */
+void ci_grammar_matcher_fill_mask_budget(ci_grammar_matcher *m, uint32_t *mask,
+                                         int64_t tokens_left);
+/* The fewest bytes that bring the text so far to a complete sentence (0:
+ * it is one; UINT32_MAX: it cannot become one). */
+uint32_t ci_grammar_matcher_min_bytes_to_accept(const ci_grammar_matcher *m);
+/* The tokens fill_mask_budget reckons the match needs to end: 0 when done (or
+ * EOS accepted), else min_bytes_to_accept + 1 (the EOS); UINT32_MAX: never. */
+uint32_t ci_grammar_matcher_tokens_to_end(const ci_grammar_matcher *m);
 /* 0: accepted; -1: the token is not allowed (state unchanged). An EOS id is accepted when the
  * grammar can end, and ends the matcher. */
 int ci_grammar_matcher_accept(ci_grammar_matcher *m, int32_t token);

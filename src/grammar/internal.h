@@ -42,7 +42,7 @@ struct ci_grammar {
     uint32_t n_elems;
     uint32_t *alts; /* start positions of all alternatives, rule by rule */
     uint32_t *rule_alt0, *rule_nalt;
-    uint32_t n_rules;
+    uint32_t n_rules, n_alts;
     gr_class *classes;
     uint32_t n_classes;
     gr_range *ranges;
@@ -50,6 +50,9 @@ struct ci_grammar {
     /* The start state, serialized (see matcher.c). */
     uint32_t *init;
     uint32_t init_len;
+    /* Per element position: the fewest bytes that finish the rest of its
+     * alternative (GR_INF: none), see budget.c. */
+    uint32_t *min_left;
     gr_cache *cache;                         /* mask cache, guarded by its own mutex */
     _Atomic uint64_t mask_hits, mask_misses; /* fill_mask calls by cache outcome */
 };
@@ -162,15 +165,31 @@ bool gr_state_copy(gr_buf *dst, const uint32_t *st);
 bool gr_state_from_stack(const ci_grammar *g, gr_work *w, const uint32_t *stk, uint32_t len,
                          gr_buf *out);
 
+/* ---- distances to the end (budget.c) ---- */
+#define GR_INF UINT32_MAX /* no way to finish */
+/* Fills g->min_left (after the rules are laid out). */
+ci_status gr_make_min_left(ci_grammar *g);
+/* The smallest valid code point in [lo, hi] that class k matches, or UINT32_MAX. */
+uint32_t gr_class_first(const ci_grammar *g, uint32_t k, uint32_t lo, uint32_t hi);
+/* The bytes that finish stack frames pos[0..n) (positions of a stack). */
+uint32_t gr_frames_cost(const ci_grammar *g, const uint32_t *pos, uint32_t n);
+/* The fewest bytes from st to an accepting state (0: st can end; GR_INF: never). */
+uint32_t gr_state_dist(const ci_grammar *g, const uint32_t *st);
+/* Tokens enough to end from st when every byte is a token: 0 when st is done
+ * (the engine ends the request without an EOS), else dist + 1 (the EOS). */
+uint32_t gr_state_need(const ci_grammar *g, const uint32_t *st);
+
 /* Cache (mask_cache.c): word-array keys and values per vocabulary. */
 gr_cache *gr_cache_new(size_t max_bytes);
 void gr_cache_free(gr_cache *c);
-/* The value's length in words, 0 on a miss; copied into val only when it
- * fits in cap words. */
+/* The value's length in words, 0 on a miss. A value of n >= ntail words is
+ * copied when n - ntail <= cap: its first n - ntail words into val, its last
+ * ntail into tail (a mask and what goes with it). */
 size_t gr_cache_get(gr_cache *c, uint64_t vocab_id, const uint32_t *key, uint32_t klen,
-                    uint32_t *val, size_t cap);
+                    uint32_t *val, size_t cap, uint32_t *tail, size_t ntail);
+/* Stores val[0..n) then tail[0..ntail) as one value. */
 void gr_cache_put(gr_cache *c, uint64_t vocab_id, const uint32_t *key, uint32_t klen,
-                  const uint32_t *val, size_t n);
+                  const uint32_t *val, size_t n, const uint32_t *tail, size_t ntail);
 void gr_cache_stats(gr_cache *c, uint64_t *hits, uint64_t *misses, size_t *bytes);
 
 #endif

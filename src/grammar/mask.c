@@ -27,6 +27,7 @@
 bool gr_mask_ws_init(gr_mask_ws *ws, const ci_grammar_vocab *v) {
     memset(ws, 0, sizeof *ws);
     ws->n_depth = v->max_len + 1;
+    ws->limit = GR_INF;
     ws->ids = calloc(ws->n_depth, sizeof *ws->ids);
     ws->bufs = calloc(ws->n_depth, sizeof *ws->bufs);
     return ws->ids && ws->bufs;
@@ -64,6 +65,23 @@ static bool step(const ci_grammar *g, gr_mask_ws *ws, uint32_t d, uint8_t byte) 
     return true;
 }
 
+/* The budget side of a node with tokens (state id, or ws->bufs[depth]):
+ * without a limit, raises ws->worst to the state's dist + 1 and keeps the
+ * tokens; with one, keeps them when the state's exact need fits. */
+static bool budget_ok(const ci_grammar *g, gr_mask_ws *ws, uint32_t id, uint32_t depth) {
+    const uint32_t *st = id != GR_NONE ? NULL : ws->bufs[depth].v;
+    uint32_t d = st ? gr_state_dist(g, st) : gr_memo_dist(&ws->memo, g, id);
+    if (ws->limit == GR_INF) {
+        uint32_t need = d == GR_INF ? GR_INF : d + 1;
+        if (need > ws->worst) ws->worst = need;
+        return true;
+    }
+    if (!st) st = ws->memo.pool.v + ws->memo.off[id];
+    uint32_t need = gr_state_done(st) ? 0 : d == GR_INF ? GR_INF : d + 1;
+    if (need < ws->min_need) ws->min_need = need;
+    return need <= ws->limit;
+}
+
 /* Walks trie nodes [i, end) whose parent state is at ws->ids / ws->bufs;
  * sets the tokens that end at an accepted node. With rec, also lists the
  * nodes (with children) whose state could end the walked stack. */
@@ -76,11 +94,15 @@ static void walk(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
             i = nd->end;
             continue;
         }
+        uint32_t id = ws->ids[nd->depth];
+        if (nd->ntok && !budget_ok(g, ws, id, nd->depth)) {
+            i++;
+            continue;
+        }
         for (uint32_t t = 0; t < nd->ntok; t++) {
             int32_t tok = v->sorted[nd->tok0 + t];
             mask[tok >> 5] |= 1u << (tok & 31);
         }
-        uint32_t id = ws->ids[nd->depth];
         if (rec && nd->end > i + 1 &&
             (id != GR_NONE ? ws->memo.can_end[id] : gr_state_can_end(ws->bufs[nd->depth].v)) &&
             gr_buf_reserve(rec, rec->n + 1))
@@ -112,23 +134,25 @@ static bool given_up(gr_mask_ws *ws, uint32_t *mask, size_t nw) {
 }
 
 /* ws->ent = the entry of a stack's top segment seg[0..n) (bottom..top):
- * [accepted mask (nw words)][count][trie nodes where the segment can end]. */
+ * [accepted mask (nw words)][worst][count][trie nodes where the segment can
+ * end]; worst is the walk's, relative to the segment (the frames below it
+ * add their cost). */
 static bool seg_entry(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
                       const uint32_t *seg, uint32_t n, size_t nw) {
     uint32_t key[2 + GR_SEGMENT];
     key[0] = UINT32_MAX; /* a state's first word is its size: never UINT32_MAX */
     key[1] = n;
     memcpy(key + 2, seg, n * sizeof *seg);
-    size_t got = gr_cache_get(g->cache, v->serial, key, 2 + n, ws->ent.v, ws->ent.cap);
+    size_t got = gr_cache_get(g->cache, v->serial, key, 2 + n, ws->ent.v, ws->ent.cap, NULL, 0);
     if (got > ws->ent.cap) {
         if (!gr_buf_reserve(&ws->ent, got)) return false;
-        got = gr_cache_get(g->cache, v->serial, key, 2 + n, ws->ent.v, ws->ent.cap);
+        got = gr_cache_get(g->cache, v->serial, key, 2 + n, ws->ent.v, ws->ent.cap, NULL, 0);
     }
     if (got && got <= ws->ent.cap) {
         ws->ent.n = got;
         return true;
     }
-    if (!gr_buf_reserve(&ws->ent, nw + 1) || !gr_buf_reserve(&ws->seg, GS_HDR + 1 + n))
+    if (!gr_buf_reserve(&ws->ent, nw + 2) || !gr_buf_reserve(&ws->seg, GS_HDR + 1 + n))
         return false;
     memset(ws->ent.v, 0, nw * sizeof(uint32_t));
     uint32_t *st = ws->seg.v;
@@ -139,15 +163,20 @@ static bool seg_entry(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws
     memcpy(st + GS_HDR + 1, seg, n * sizeof *seg);
     ws->rec.n = 0;
     bool before = ws->w.exhausted;
+    uint32_t worst = ws->worst;
     ws->w.exhausted = false;
+    ws->worst = 0;
     walk_from(g, v, ws, st, 0, 0, v->n_nodes, ws->ent.v, &ws->rec);
     bool limited = ws->w.exhausted; /* then the entry is not reusable: not cached */
     ws->w.exhausted |= before;
-    if (!gr_buf_reserve(&ws->ent, nw + 1 + ws->rec.n)) return false;
-    ws->ent.v[nw] = (uint32_t)ws->rec.n;
-    if (ws->rec.n) memcpy(ws->ent.v + nw + 1, ws->rec.v, ws->rec.n * sizeof(uint32_t));
-    ws->ent.n = nw + 1 + ws->rec.n;
-    if (!limited) gr_cache_put(g->cache, v->serial, key, 2 + n, ws->ent.v, ws->ent.n);
+    uint32_t seg_worst = ws->worst;
+    ws->worst = worst;
+    if (!gr_buf_reserve(&ws->ent, nw + 2 + ws->rec.n)) return false;
+    ws->ent.v[nw] = seg_worst;
+    ws->ent.v[nw + 1] = (uint32_t)ws->rec.n;
+    if (ws->rec.n) memcpy(ws->ent.v + nw + 2, ws->rec.v, ws->rec.n * sizeof(uint32_t));
+    ws->ent.n = nw + 2 + ws->rec.n;
+    if (!limited) gr_cache_put(g->cache, v->serial, key, 2 + n, ws->ent.v, ws->ent.n, NULL, 0);
     return true;
 }
 
@@ -158,6 +187,7 @@ bool gr_mask_compute(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws 
     ws->w.exhausted = ws->w.gave_up = false;
     ws->w.total = 0;
     ws->w.total_cap = GR_MAX_MASK_WORK;
+    ws->worst = 0;
     if (st[GS_REM]) { /* inside a UTF-8 sequence: rare, walk the whole trie */
         walk_from(g, v, ws, st, 0, 0, v->n_nodes, mask, NULL);
         return given_up(ws, mask, nw);
@@ -175,11 +205,16 @@ bool gr_mask_compute(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws 
         const uint32_t *acc = ws->ent.v;
         for (size_t w = 0; w < nw; w++)
             mask[w] |= acc[w];
-        uint32_t n_end = ws->ent.v[nw];
+        uint32_t seg_worst = ws->ent.v[nw], n_end = ws->ent.v[nw + 1];
+        if (seg_worst) { /* the frames below the segment stay: their cost adds */
+            uint32_t c = gr_frames_cost(g, s + 1, below);
+            c = c >= GR_INF - seg_worst ? GR_INF : c + seg_worst;
+            if (c > ws->worst) ws->worst = c;
+        }
         if (!n_end || !below) continue; /* nothing below: the segment's end is the sentence's */
         if (!gr_state_from_stack(g, &ws->w, s + 1, below, &ws->base)) continue;
         for (uint32_t e = 0; e < n_end; e++) {
-            const gr_trie_node *nd = &v->nodes[ws->ent.v[nw + 1 + e]];
+            const gr_trie_node *nd = &v->nodes[ws->ent.v[nw + 2 + e]];
             walk_from(g, v, ws, ws->base.v, nd->depth, (size_t)(nd - v->nodes) + 1, nd->end, mask,
                       NULL);
         }
@@ -189,6 +224,7 @@ bool gr_mask_compute(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws 
          * split stacks can stay under a limit the whole state exceeds, so
          * walk the whole state, exactly as accept would step it */
         memset(mask, 0, nw * sizeof *mask);
+        ws->worst = 0;
         if (!ws->w.gave_up) walk_from(g, v, ws, st, 0, 0, v->n_nodes, mask, NULL);
     }
     return given_up(ws, mask, nw);
@@ -207,7 +243,41 @@ bool gr_mask_strip_first(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask
         int32_t tok = v->sorted[sp->tok0 + t];
         mask[tok >> 5] |= 1u << (tok & 31);
     }
+    if (sp->ntok) { /* and the state stays as it is */
+        uint32_t d = gr_state_dist(g, st);
+        uint32_t need = d == GR_INF ? GR_INF : d + 1;
+        if (need > ws->worst) ws->worst = need;
+    }
     /* the space's subtree walked from st itself, as if the space were not there */
     walk_from(g, v, ws, st, 1, (size_t)v->space_node + 1, sp->end, mask, NULL);
     return given_up(ws, mask, ((size_t)v->n_vocab + 31) / 32);
+}
+
+bool gr_mask_budget(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
+                    const uint32_t *st, bool strip, uint32_t limit, uint32_t *mask,
+                    uint32_t *min_need) {
+    size_t nw = ((size_t)v->n_vocab + 31) / 32;
+    gr_memo_trim(&ws->memo);
+    ws->w.exhausted = ws->w.gave_up = false;
+    ws->w.total = 0;
+    ws->w.total_cap = GR_MAX_MASK_WORK;
+    ws->limit = limit;
+    ws->min_need = GR_INF;
+    if (!strip || v->space_node == UINT32_MAX) {
+        walk_from(g, v, ws, st, 0, 0, v->n_nodes, mask, NULL);
+    } else { /* as gr_mask_strip_first: the space's subtree walked from st itself */
+        const gr_trie_node *sp = &v->nodes[v->space_node];
+        walk_from(g, v, ws, st, 0, 0, v->space_node, mask, NULL);
+        walk_from(g, v, ws, st, 0, sp->end, v->n_nodes, mask, NULL);
+        uint32_t need = gr_state_need(g, st); /* a lone space: no output */
+        if (sp->ntok && need < ws->min_need) ws->min_need = need;
+        for (uint32_t t = 0; sp->ntok && need <= limit && t < sp->ntok; t++) {
+            int32_t tok = v->sorted[sp->tok0 + t];
+            mask[tok >> 5] |= 1u << (tok & 31);
+        }
+        walk_from(g, v, ws, st, 1, (size_t)v->space_node + 1, sp->end, mask, NULL);
+    }
+    ws->limit = GR_INF;
+    *min_need = ws->min_need;
+    return given_up(ws, mask, nw);
 }

@@ -84,13 +84,14 @@ static gr_centry *find(gr_cache *c, uint64_t h, uint64_t vocab, const uint32_t *
 }
 
 size_t gr_cache_get(gr_cache *c, uint64_t vocab, const uint32_t *st, uint32_t len, uint32_t *val,
-                    size_t cap) {
+                    size_t cap, uint32_t *tail, size_t ntail) {
     uint64_t h = key_hash(vocab, st, len);
     pthread_mutex_lock(&c->mu);
     gr_centry *e = find(c, h, vocab, st, len);
     size_t n = e ? e->nw : 0;
-    if (e && n <= cap) {
-        memcpy(val, e->mask, n * sizeof *val);
+    if (e && n >= ntail && n - ntail <= cap) {
+        memcpy(val, e->mask, (n - ntail) * sizeof *val);
+        if (ntail) memcpy(tail, e->mask + n - ntail, ntail * sizeof *tail);
         lru_unlink(c, e);
         lru_front(c, e);
     }
@@ -124,7 +125,8 @@ static void evict_one(gr_cache *c) {
 }
 
 void gr_cache_put(gr_cache *c, uint64_t vocab, const uint32_t *st, uint32_t len,
-                  const uint32_t *mask, size_t nw) {
+                  const uint32_t *mask, size_t n, const uint32_t *tail, size_t ntail) {
+    size_t nw = n + ntail;
     size_t sz = ((size_t)len + nw) * sizeof(uint32_t);
     if (sz > c->max_bytes) return;
     uint64_t h = key_hash(vocab, st, len);
@@ -136,7 +138,8 @@ void gr_cache_put(gr_cache *c, uint64_t vocab, const uint32_t *st, uint32_t len,
         return; /* no memory: the mask is simply not cached */
     }
     memcpy(kb, st, len * sizeof *st);
-    memcpy(kb + len, mask, nw * sizeof *mask);
+    memcpy(kb + len, mask, n * sizeof *mask);
+    if (ntail) memcpy(kb + len + n, tail, ntail * sizeof *tail);
     e->hash = h;
     e->vocab = vocab;
     e->klen = len;

@@ -21,8 +21,9 @@ struct ci_grammar_matcher {
     gr_buf hist[GR_HISTORY];
     bool hist_ended[GR_HISTORY];
     int hist_head, hist_n;
-    long n_acc; /* accepts so far, less those rolled back */
-    gr_buf key; /* the first mask's cache key (see strip_space) */
+    long n_acc;  /* accepts so far, less those rolled back */
+    gr_buf key;  /* the first mask's cache key (see strip_space) */
+    gr_buf full; /* the unfiltered mask while a budget mask is made */
 };
 
 ci_status ci_grammar_matcher_create(ci_grammar *g, const ci_grammar_vocab *v,
@@ -46,6 +47,7 @@ void ci_grammar_matcher_free(ci_grammar_matcher *m) {
     gr_buf_free(&m->tmp);
     gr_buf_free(&m->tmp2);
     gr_buf_free(&m->key);
+    gr_buf_free(&m->full);
     gr_work_free(&m->w);
     for (int i = 0; i < GR_HISTORY; i++)
         gr_buf_free(&m->hist[i]);
@@ -53,20 +55,23 @@ void ci_grammar_matcher_free(ci_grammar_matcher *m) {
     free(m);
 }
 
-void ci_grammar_matcher_fill_mask(ci_grammar_matcher *m, uint32_t *mask) {
-    uint32_t nw = (uint32_t)((m->v->n_vocab + 31) / 32);
+/* The mask of the current state (from the cache when seen before) and its
+ * budget bound: at most how many tokens the state after any allowed token
+ * needs to end (mask.c's worst; stored with the mask). */
+static uint32_t fill(ci_grammar_matcher *m, uint32_t *mask) {
+    uint32_t nw = (uint32_t)((m->v->n_vocab + 31) / 32), worst = 0;
     memset(mask, 0, nw * sizeof *mask);
-    if (m->ended) return;
+    if (m->ended) return 0;
     const uint32_t *st = m->cur.v, *key = st;
     bool strip = m->v->strip_space && m->n_acc == 0;
     if (strip) { /* the first token's mask differs: its own key (a state's size never has bit 31) */
-        if (!gr_state_copy(&m->key, st)) return;
+        if (!gr_state_copy(&m->key, st)) return 0;
         m->key.v[0] |= 0x80000000u;
         key = m->key.v;
     }
-    if (gr_cache_get(m->g->cache, m->v->serial, key, st[GS_WORDS], mask, nw) == nw) {
+    if (gr_cache_get(m->g->cache, m->v->serial, key, st[GS_WORDS], mask, nw, &worst, 1) == nw + 1) {
         atomic_fetch_add_explicit(&m->g->mask_hits, 1, memory_order_relaxed);
-        return;
+        return worst;
     }
     atomic_fetch_add_explicit(&m->g->mask_misses, 1, memory_order_relaxed);
     bool complete = gr_mask_compute(m->g, m->v, &m->mw, st, mask);
@@ -74,8 +79,54 @@ void ci_grammar_matcher_fill_mask(ci_grammar_matcher *m, uint32_t *mask) {
     if (gr_state_can_end(st))
         for (int i = 0; i < m->v->n_eos; i++)
             mask[m->v->eos[i] >> 5] |= 1u << (m->v->eos[i] & 31);
-    if (!complete) return; /* too much work: only EOS (if the text can end); not cached */
-    gr_cache_put(m->g->cache, m->v->serial, key, st[GS_WORDS], mask, nw);
+    if (!complete) return 0; /* too much work: only EOS (if the text can end); not cached */
+    worst = m->mw.worst;
+    gr_cache_put(m->g->cache, m->v->serial, key, st[GS_WORDS], mask, nw, &worst, 1);
+    return worst;
+}
+
+void ci_grammar_matcher_fill_mask(ci_grammar_matcher *m, uint32_t *mask) {
+    fill(m, mask);
+}
+
+void ci_grammar_matcher_fill_mask_budget(ci_grammar_matcher *m, uint32_t *mask,
+                                         int64_t tokens_left) {
+    uint32_t worst = fill(m, mask);
+    if (m->ended || tokens_left < 1 || worst <= tokens_left - 1) return; /* every token fits */
+    /* the last steps: walk the state, keeping the tokens that leave enough */
+    uint32_t nw = (uint32_t)((m->v->n_vocab + 31) / 32);
+    if (!gr_buf_reserve(&m->full, nw)) return; /* no memory: unfiltered */
+    memcpy(m->full.v, mask, nw * sizeof *mask);
+    const uint32_t *st = m->cur.v;
+    bool strip = m->v->strip_space && m->n_acc == 0, can_end = gr_state_can_end(st);
+    uint32_t limit = tokens_left - 1 < GR_INF ? (uint32_t)(tokens_left - 1) : GR_INF - 1, least;
+    memset(mask, 0, nw * sizeof *mask);
+    bool ok = gr_mask_budget(m->g, m->v, &m->mw, st, strip, limit, mask, &least);
+    if (ok && !can_end && least > limit && least < GR_INF) {
+        /* it cannot end in time (max_tokens below the grammar's shortest
+         * text, or a vocabulary without some single bytes): the tokens that
+         * come closest, so it ends if longer tokens make that possible */
+        memset(mask, 0, nw * sizeof *mask);
+        ok = gr_mask_budget(m->g, m->v, &m->mw, st, strip, least, mask, &least);
+    }
+    bool any = false;
+    for (uint32_t i = 0; i < nw && !any; i++)
+        any = mask[i] != 0;
+    if (!ok || (!any && !can_end)) { /* too much work, or nothing left: as unfiltered */
+        memcpy(mask, m->full.v, nw * sizeof *mask);
+        return;
+    }
+    if (can_end) /* EOS ends it now */
+        for (int i = 0; i < m->v->n_eos; i++)
+            mask[m->v->eos[i] >> 5] |= 1u << (m->v->eos[i] & 31);
+}
+
+uint32_t ci_grammar_matcher_min_bytes_to_accept(const ci_grammar_matcher *m) {
+    return m->ended ? 0 : gr_state_dist(m->g, m->cur.v);
+}
+
+uint32_t ci_grammar_matcher_tokens_to_end(const ci_grammar_matcher *m) {
+    return m->ended ? 0 : gr_state_need(m->g, m->cur.v);
 }
 
 static bool push_history(ci_grammar_matcher *m) {

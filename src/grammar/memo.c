@@ -19,6 +19,7 @@ void gr_memo_free(gr_memo *m) {
     gr_buf_free(&m->tmp);
     free(m->off);
     free(m->can_end);
+    free(m->dist);
     free(m->tab);
     free(m->tr_key);
     free(m->tr_val);
@@ -69,12 +70,16 @@ uint32_t gr_memo_intern(gr_memo *m, const uint32_t *st) {
         uint8_t *ce = realloc(m->can_end, cap);
         if (!ce) return GR_NONE;
         m->can_end = ce;
+        uint32_t *di = realloc(m->dist, cap * sizeof *di);
+        if (!di) return GR_NONE;
+        m->dist = di;
         m->cap = cap;
     }
     if (!gr_buf_reserve(&m->pool, m->pool.n + words)) return GR_NONE;
     memcpy(m->pool.v + m->pool.n, st, words * sizeof *st);
     m->off[m->n] = (uint32_t)m->pool.n;
     m->can_end[m->n] = gr_state_can_end(st);
+    m->dist[m->n] = GR_UNKNOWN;
     m->pool.n += words;
     m->tab[h] = m->n + 1;
     return m->n++;

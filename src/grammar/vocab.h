@@ -42,6 +42,7 @@ typedef struct gr_memo {
     gr_buf pool, tmp; /* interned states, one after another; a step's output */
     uint32_t *off;    /* id -> offset in pool */
     uint8_t *can_end; /* id -> gr_state_can_end */
+    uint32_t *dist;   /* id -> gr_state_dist, GR_UNKNOWN until asked */
     uint32_t n, cap;
     uint32_t *tab; /* content hash -> id + 1 */
     uint32_t tab_cap;
@@ -52,6 +53,12 @@ void gr_memo_free(gr_memo *m);
 /* Between masks: forgets everything once the memo outgrows its bounds. */
 void gr_memo_trim(gr_memo *m);
 uint32_t gr_memo_intern(gr_memo *m, const uint32_t *st); /* GR_NONE: out of memory */
+#define GR_UNKNOWN (UINT32_MAX - 1u)
+/* gr_state_dist of state id, computed once. */
+static inline uint32_t gr_memo_dist(gr_memo *m, const ci_grammar *g, uint32_t id) {
+    if (m->dist[id] == GR_UNKNOWN) m->dist[id] = gr_state_dist(g, m->pool.v + m->off[id]);
+    return m->dist[id];
+}
 /* The id after one byte from state id, or GR_REJECT. */
 uint32_t gr_memo_step(gr_memo *m, const ci_grammar *g, gr_work *w, uint32_t id, uint8_t byte);
 
@@ -64,6 +71,11 @@ typedef struct gr_mask_ws {
     gr_buf *bufs;  /* or (id GR_NONE) the state itself, inside a character */
     uint32_t n_depth;
     gr_buf base, ent, rec, seg;
+    /* Budget: without a limit, the walk raises worst to dist + 1 of every
+     * accepted token's state (0: none accepted), an upper bound on the
+     * tokens it needs to end. With one (gr_mask_budget), a token whose state
+     * needs more than limit is left out and min_need is the least seen. */
+    uint32_t worst, limit, min_need;
 } gr_mask_ws;
 
 bool gr_mask_ws_init(gr_mask_ws *ws, const ci_grammar_vocab *v);
@@ -74,9 +86,19 @@ void gr_mask_ws_free(gr_mask_ws *ws);
 bool gr_mask_strip_first(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
                          const uint32_t *st, uint32_t *mask);
 /* mask (zeroed, (n_vocab + 31) / 32 words) |= the tokens allowed after st,
- * EOS not included. false: the work limit was reached and the mask is empty
- * (not to be cached). */
+ * EOS not included; ws->worst = the budget bound of the allowed tokens.
+ * false: the work limit was reached and the mask is empty (not to be
+ * cached). */
 bool gr_mask_compute(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
                      const uint32_t *st, uint32_t *mask);
+
+/* mask (zeroed) |= the tokens allowed after st whose state needs at most
+ * limit tokens to end (gr_state_need), EOS not included; walks the whole
+ * state (the last steps of a request). strip: the first token under
+ * strip_space. *min_need: the least need among the allowed tokens (GR_INF:
+ * none). false as gr_mask_compute's. */
+bool gr_mask_budget(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
+                    const uint32_t *st, bool strip, uint32_t limit, uint32_t *mask,
+                    uint32_t *min_need);
 
 #endif
