@@ -64,6 +64,17 @@ static inline float test_frand(void) {
 }
 
 /* Path helpers: data dirs come from the environment ctest sets. */
+/* A NeoX-style RoPE table [maxpos][rot] (cos then sin halves), base 10000:
+ * the reference the rope + cache op tests rotate with. */
+static inline void test_fill_rope(float *cs, int maxpos, int rot) {
+    for (int p = 0; p < maxpos; p++)
+        for (int i = 0; i < rot / 2; i++) {
+            double ang = p * pow(10000.0, -2.0 * i / rot);
+            cs[p * rot + i] = (float)cos(ang);
+            cs[p * rot + rot / 2 + i] = (float)sin(ang);
+        }
+}
+
 static inline const char *test_source_dir(void) {
     const char *d = getenv("CINFER_SOURCE_DIR");
     return d ? d : ".";

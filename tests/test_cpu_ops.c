@@ -207,12 +207,7 @@ static void test_rope_cache(void) {
         rt.max_positions = maxpos;
         rt.neox = neox;
         rt.cos_sin = act(maxpos, rot);
-        for (int p = 0; p < maxpos; p++)
-            for (int i = 0; i < rot / 2; i++) {
-                double ang = p * pow(10000.0, -2.0 * i / rot);
-                ((float *)rt.cos_sin.data)[p * rot + i] = (float)cos(ang);
-                ((float *)rt.cos_sin.data)[p * rot + rot / 2 + i] = (float)sin(ang);
-            }
+        test_fill_rope((float *)rt.cos_sin.data, maxpos, rot);
         ci_kv_cache *kv;
         CHECK_OK(ci_kv_cache_create(be, 2, KV, hd, nblk, bs, &kv));
         int64_t cache_n = (int64_t)nblk * KV * bs * hd;

@@ -77,12 +77,7 @@ static void test_rope_cache(void) {
     int stride = (H + 2 * KV) * hd;
     ci_rope_table rt = {.rot_dim = rot, .max_positions = maxpos, .neox = 1};
     rt.cos_sin = act(maxpos, rot);
-    for (int p = 0; p < maxpos; p++)
-        for (int i = 0; i < rot / 2; i++) {
-            double ang = p * pow(10000.0, -2.0 * i / rot);
-            ((float *)rt.cos_sin.data)[p * rot + i] = (float)cos(ang);
-            ((float *)rt.cos_sin.data)[p * rot + rot / 2 + i] = (float)sin(ang);
-        }
+    test_fill_rope((float *)rt.cos_sin.data, maxpos, rot);
     ci_kv_cache *kv;
     CHECK_OK(ci_kv_cache_create_dtype(be, CI_F8_E4M3, 2, KV, hd, nblk, bs, &kv));
     kv->k_scale[1] = 0.0625f;
