@@ -6,7 +6,7 @@
  * channel; n = 1..5 and 33; with and without bias; BF16 (norm-wise relative
  * error <= 1e-2) and F32 (<= 1e-5) activations. GPU outputs are poisoned
  * with NaN first, so an element the kernel does not write fails. Prints the
- * GEMV's weight bandwidth on a 4096 x 14336 INT4 and FP8 weight.
+ * GEMV's weight bandwidth on Llama-3-8B's gate/up, o_proj and down_proj shapes.
  * Skips (exit 77) without CUDA or without a GPU. */
 #include <math.h>
 #include <stdint.h>
@@ -98,8 +98,8 @@ static void check_case(const ci_qweight *h, int n, int with_bias, const char *wh
 }
 
 /* GB/s of packed weight bytes streamed by the n = 1 GEMV. */
-static void bench_gemv(int fmt) {
-    ci_qweight h = make_qw(fmt, 14336, 4096, 128, 1, 0);
+static void bench_gemv(int fmt, int rows, int cols) {
+    ci_qweight h = make_qw(fmt, rows, cols, 128, 1, 0);
     ci_tensor w, x, y;
     CHECK_OK(gpu->ops->qweight_create(gpu, &h, &w));
     CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, 1, h.cols, &x));
@@ -116,8 +116,9 @@ static void bench_gemv(int fmt) {
     double dt = (ci_now() - t0) / REPS;
     double bytes = (double)h.rows * (fmt == CI_QW_INT4 ? h.cols / 2 : h.cols) +
                    (double)h.rows * h.ngroups * (fmt == CI_QW_INT4 ? 5 : 4);
-    printf("  %s GEMV 14336x4096 g128, n=1 (%s): %.1f us, %.0f GB/s\n",
-           fmt == CI_QW_INT4 ? "int4" : "fp8", bf ? "bf16" : "f32", dt * 1e6, bytes / dt / 1e9);
+    printf("  %s GEMV %dx%d g128, n=1 (%s): %.1f us, %.0f GB/s\n",
+           fmt == CI_QW_INT4 ? "int4" : "fp8", rows, cols, bf ? "bf16" : "f32", dt * 1e6,
+           bytes / dt / 1e9);
     gpu->ops->qweight_free(gpu, &w);
     ci_tensor_free(gpu, &x);
     ci_tensor_free(gpu, &y);
@@ -145,8 +146,12 @@ int main(void) {
         ci_tensor t;
         CHECK(gpu->ops->qweight_create(gpu, &odd, &t).code == CI_ERR_UNSUPPORTED);
         free_qw(&odd);
-        bench_gemv(CI_QW_INT4);
-        bench_gemv(CI_QW_FP8);
+        /* Llama-3-8B's fused gate/up, its o_proj and down_proj shapes */
+        const int shp[3][2] = {{28672, 4096}, {4096, 4096}, {4096, 14336}};
+        for (int k = 0; k < 3; k++) {
+            bench_gemv(CI_QW_INT4, shp[k][0], shp[k][1]);
+            bench_gemv(CI_QW_FP8, shp[k][0], shp[k][1]);
+        }
         ci_backend_destroy(gpu);
     }
     ci_backend_destroy(cpu);
