@@ -129,7 +129,6 @@ ci_status ci_eng_collect(ci_engine *e, const ci_sched_output *o, const int32_t *
 /* One grammar mask row of a step: which request's sample fills it. */
 typedef struct eng_mask_job {
     eng_request *r;
-    ci_sequence *q;
     int idx;
     int64_t left; /* tokens the sample may still output (the grammar's budget) */
 } eng_mask_job;

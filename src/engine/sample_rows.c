@@ -168,11 +168,8 @@ ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_
                           * filled by ci_eng_fill_masks while the forward runs; max_tokens
                           * is the tighter bound: prompt + max_tokens fit max_model_len */
                 row->mask_row = e->num_masks++;
-                e->mask_jobs[row->mask_row] =
-                    (eng_mask_job){.r = r,
-                                   .q = q,
-                                   .idx = idx,
-                                   .left = (int64_t)q->max_tokens - (int64_t)row->step};
+                e->mask_jobs[row->mask_row] = (eng_mask_job){
+                    .r = r, .idx = idx, .left = (int64_t)q->max_tokens - (int64_t)row->step};
             }
         }
     }

@@ -10,10 +10,6 @@
 
 #include "grammar/internal.h"
 
-static inline uint32_t sat_add(uint32_t a, uint32_t b) {
-    return a >= GR_INF - b ? GR_INF : a + b;
-}
-
 static uint32_t utf8_len(uint32_t cp) {
     return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
 }
@@ -98,7 +94,7 @@ static ci_status rule_mins(const ci_grammar *g, uint32_t *rule_min) {
                     n_occ++;
                 } else {
                     uint32_t cp = gr_class_first(g, g->elems[p].val, 0, 0x10FFFF);
-                    sum[a] = sat_add(sum[a], cp == UINT32_MAX ? GR_INF : utf8_len(cp));
+                    sum[a] = gr_sat_add(sum[a], cp == UINT32_MAX ? GR_INF : utf8_len(cp));
                 }
         }
     for (uint32_t r = 0; r < g->n_rules; r++)
@@ -124,7 +120,7 @@ static ci_status rule_mins(const ci_grammar *g, uint32_t *rule_min) {
         rule_min[r] = val;
         for (uint32_t i = occ0[r]; i < occ0[r + 1]; i++) {
             uint32_t a = occ[i];
-            sum[a] = sat_add(sum[a], val);
+            sum[a] = gr_sat_add(sum[a], val);
             if (!--pending[a] && sum[a] < GR_INF)
                 heap_push(heap, &hn, (uint64_t)sum[a] << 32 | alt_rule[a]);
         }
@@ -165,7 +161,7 @@ ci_status gr_make_min_left(ci_grammar *g) {
                 } else {
                     c = rule_min[e->val];
                 }
-                g->min_left[p] = sat_add(c, g->min_left[p + 1]);
+                g->min_left[p] = gr_sat_add(c, g->min_left[p + 1]);
             }
         }
     free(rule_min);
@@ -175,7 +171,7 @@ ci_status gr_make_min_left(ci_grammar *g) {
 uint32_t gr_frames_cost(const ci_grammar *g, const uint32_t *pos, uint32_t n) {
     uint32_t sum = 0;
     for (uint32_t i = 0; i < n; i++)
-        sum = sat_add(sum, g->min_left[pos[i]]);
+        sum = gr_sat_add(sum, g->min_left[pos[i]]);
     return sum;
 }
 
@@ -197,10 +193,10 @@ uint32_t gr_state_dist(const ci_grammar *g, const uint32_t *st) {
         }
         uint32_t top = p[len], c = gr_frames_cost(g, p + 1, len - 1);
         if (!rem) {
-            c = sat_add(c, g->min_left[top]);
+            c = gr_sat_add(c, g->min_left[top]);
         } else { /* the pending character finishes this stack's class, or nothing */
             if (gr_class_first(g, g->elems[top].val, lo, hi) == UINT32_MAX) continue;
-            c = sat_add(c, sat_add(rem, g->min_left[top + 1]));
+            c = gr_sat_add(c, gr_sat_add(rem, g->min_left[top + 1]));
         }
         if (c < best) best = c;
     }
@@ -208,5 +204,5 @@ uint32_t gr_state_dist(const ci_grammar *g, const uint32_t *st) {
 }
 
 uint32_t gr_state_need(const ci_grammar *g, const uint32_t *st) {
-    return gr_state_done(st) ? 0 : sat_add(gr_state_dist(g, st), 1);
+    return gr_state_done(st) ? 0 : gr_sat_add(gr_state_dist(g, st), 1);
 }

@@ -167,6 +167,10 @@ bool gr_state_from_stack(const ci_grammar *g, gr_work *w, const uint32_t *stk, u
 
 /* ---- distances to the end (budget.c) ---- */
 #define GR_INF UINT32_MAX /* no way to finish */
+/* a + b in byte counts, GR_INF when it would not fit (or either is GR_INF) */
+static inline uint32_t gr_sat_add(uint32_t a, uint32_t b) {
+    return a >= GR_INF - b ? GR_INF : a + b;
+}
 /* Fills g->min_left (after the rules are laid out). */
 ci_status gr_make_min_left(ci_grammar *g);
 /* The smallest valid code point in [lo, hi] that class k matches, or UINT32_MAX. */

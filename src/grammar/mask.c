@@ -72,12 +72,12 @@ static bool budget_ok(const ci_grammar *g, gr_mask_ws *ws, uint32_t id, uint32_t
     const uint32_t *st = id != GR_NONE ? NULL : ws->bufs[depth].v;
     uint32_t d = st ? gr_state_dist(g, st) : gr_memo_dist(&ws->memo, g, id);
     if (ws->limit == GR_INF) {
-        uint32_t need = d == GR_INF ? GR_INF : d + 1;
+        uint32_t need = gr_sat_add(d, 1);
         if (need > ws->worst) ws->worst = need;
         return true;
     }
     if (!st) st = ws->memo.pool.v + ws->memo.off[id];
-    uint32_t need = gr_state_done(st) ? 0 : d == GR_INF ? GR_INF : d + 1;
+    uint32_t need = gr_state_done(st) ? 0 : gr_sat_add(d, 1);
     if (need < ws->min_need) ws->min_need = need;
     return need <= ws->limit;
 }
@@ -180,13 +180,18 @@ static bool seg_entry(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws
     return true;
 }
 
-bool gr_mask_compute(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
-                     const uint32_t *st, uint32_t *mask) {
-    size_t nw = ((size_t)v->n_vocab + 31) / 32;
+/* A new mask's walk: a trimmed memo and a fresh work allowance. */
+static void begin_mask(gr_mask_ws *ws) {
     gr_memo_trim(&ws->memo);
     ws->w.exhausted = ws->w.gave_up = false;
     ws->w.total = 0;
     ws->w.total_cap = GR_MAX_MASK_WORK;
+}
+
+bool gr_mask_compute(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *ws,
+                     const uint32_t *st, uint32_t *mask) {
+    size_t nw = ((size_t)v->n_vocab + 31) / 32;
+    begin_mask(ws);
     ws->worst = 0;
     if (st[GS_REM]) { /* inside a UTF-8 sequence: rare, walk the whole trie */
         walk_from(g, v, ws, st, 0, 0, v->n_nodes, mask, NULL);
@@ -208,7 +213,7 @@ bool gr_mask_compute(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws 
         uint32_t seg_worst = ws->ent.v[nw], n_end = ws->ent.v[nw + 1];
         if (seg_worst) { /* the frames below the segment stay: their cost adds */
             uint32_t c = gr_frames_cost(g, s + 1, below);
-            c = c >= GR_INF - seg_worst ? GR_INF : c + seg_worst;
+            c = gr_sat_add(c, seg_worst);
             if (c > ws->worst) ws->worst = c;
         }
         if (!n_end || !below) continue; /* nothing below: the segment's end is the sentence's */
@@ -244,8 +249,7 @@ bool gr_mask_strip_first(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask
         mask[tok >> 5] |= 1u << (tok & 31);
     }
     if (sp->ntok) { /* and the state stays as it is */
-        uint32_t d = gr_state_dist(g, st);
-        uint32_t need = d == GR_INF ? GR_INF : d + 1;
+        uint32_t need = gr_sat_add(gr_state_dist(g, st), 1);
         if (need > ws->worst) ws->worst = need;
     }
     /* the space's subtree walked from st itself, as if the space were not there */
@@ -257,10 +261,7 @@ bool gr_mask_budget(const ci_grammar *g, const ci_grammar_vocab *v, gr_mask_ws *
                     const uint32_t *st, bool strip, uint32_t limit, uint32_t *mask,
                     uint32_t *min_need) {
     size_t nw = ((size_t)v->n_vocab + 31) / 32;
-    gr_memo_trim(&ws->memo);
-    ws->w.exhausted = ws->w.gave_up = false;
-    ws->w.total = 0;
-    ws->w.total_cap = GR_MAX_MASK_WORK;
+    begin_mask(ws);
     ws->limit = limit;
     ws->min_need = GR_INF;
     if (!strip || v->space_node == UINT32_MAX) {

@@ -143,7 +143,7 @@ __device__ __forceinline__ float qv_weight(uint32_t wd, int j) {
     return __uint_as_float((uint32_t)((int32_t)t >> 4) & 0x87F00000u) * 0x1p120f;
 }
 
-template <int FMT, int N, bool PF, typename T, typename OutT>
+template <int FMT, int N, typename T, typename OutT>
 __global__ void __launch_bounds__(QGEMV_WARPS * 32)
     qgemv_vec_kernel(ci_qweight w, const T *__restrict__ x, const float *__restrict__ bias,
                      OutT *__restrict__ y, int gshift) {
@@ -162,25 +162,11 @@ __global__ void __launch_bounds__(QGEMV_WARPS * 32)
         for (int i = 0; i < QV_ROWS; i++)
 #pragma unroll
             for (int n = 0; n < N; n++) acc[i][n] = 0.0f;
-        /* PF: the next chunk's loads are issued before this one is decoded,
-         * so a warp keeps bytes in flight while it computes */
-        uint4 nxt[QV_ROWS];
-        if (PF && lane < chunks)
-#pragma unroll
-            for (int i = 0; i < QV_ROWS; i++)
-                nxt[i] = __ldcs((const uint4 *)(w.q + (int64_t)rr[i] * rb) + lane);
         for (int c = lane; c < chunks; c += 32) {
             uint4 wv[QV_ROWS];
 #pragma unroll
-            for (int i = 0; i < QV_ROWS; i++) {
-                if (PF) {
-                    wv[i] = nxt[i];
-                    if (c + 32 < chunks)
-                        nxt[i] = __ldcs((const uint4 *)(w.q + (int64_t)rr[i] * rb) + c + 32);
-                } else {
-                    wv[i] = __ldcs((const uint4 *)(w.q + (int64_t)rr[i] * rb) + c);
-                }
-            }
+            for (int i = 0; i < QV_ROWS; i++)
+                wv[i] = __ldcs((const uint4 *)(w.q + (int64_t)rr[i] * rb) + c);
             const int c0 = c * EPC;
             const int g = ng == 1 ? 0 : gshift >= 0 ? c0 >> gshift : c0 / (int)w.group_size;
             float part[QV_ROWS][N], sx[N];
@@ -271,33 +257,24 @@ extern "C" int ci_cu_qweight_shape_ok(const ci_qweight *w) {
 template <int FMT, int N, typename T>
 static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
                         const float *bias, void *y, int num_sms) {
-    /* kernel choice for measurements: CINFER_QGEMV=scalar (per-word kernel),
-     * prefetch (vectorized, next chunk loaded ahead), else vectorized */
-    static int mode = -1;
-    if (mode < 0) {
+    /* CINFER_QGEMV=scalar: the per-word kernel (for measurements); read once */
+    static int scalar = -1;
+    if (scalar < 0) {
         const char *e = getenv("CINFER_QGEMV");
-        mode = e && !strcmp(e, "scalar") ? 0 : e && !strcmp(e, "prefetch") ? 2 : 1;
+        scalar = e && !strcmp(e, "scalar");
     }
-    if (mode > 0 && qv_ok(w, x, (int)sizeof(T))) {
+    if (!scalar && qv_ok(w, x, (int)sizeof(T))) {
         int64_t per = QGEMV_WARPS * QV_ROWS, want = (w->rows + per - 1) / per;
         if (want > (int64_t)num_sms * 8) want = (int64_t)num_sms * 8;
         int gshift = -1;
         if (w->group_size > 0 && (w->group_size & (w->group_size - 1)) == 0)
             gshift = __builtin_ctzll((unsigned long long)w->group_size);
-        if (f32_out && mode == 2)
-            qgemv_vec_kernel<FMT, N, true, T, float><<<(unsigned)want, QGEMV_WARPS * 32, 0, st>>>(
+        if (f32_out)
+            qgemv_vec_kernel<FMT, N, T, float><<<(unsigned)want, QGEMV_WARPS * 32, 0, st>>>(
                 *w, (const T *)x, bias, (float *)y, gshift);
-        else if (f32_out)
-            qgemv_vec_kernel<FMT, N, false, T, float><<<(unsigned)want, QGEMV_WARPS * 32, 0, st>>>(
-                *w, (const T *)x, bias, (float *)y, gshift);
-        else if (mode == 2)
-            qgemv_vec_kernel<FMT, N, true, T, __nv_bfloat16>
-                <<<(unsigned)want, QGEMV_WARPS * 32, 0, st>>>(*w, (const T *)x, bias,
-                                                              (__nv_bfloat16 *)y, gshift);
         else
-            qgemv_vec_kernel<FMT, N, false, T, __nv_bfloat16>
-                <<<(unsigned)want, QGEMV_WARPS * 32, 0, st>>>(*w, (const T *)x, bias,
-                                                              (__nv_bfloat16 *)y, gshift);
+            qgemv_vec_kernel<FMT, N, T, __nv_bfloat16><<<(unsigned)want, QGEMV_WARPS * 32, 0, st>>>(
+                *w, (const T *)x, bias, (__nv_bfloat16 *)y, gshift);
         return cudaGetLastError();
     }
     int64_t want = (w->rows + QGEMV_WARPS - 1) / QGEMV_WARPS;
