@@ -42,7 +42,7 @@ ci_status ci_kv_cache_create_dtype(ci_backend *be, ci_dtype dtype, int num_layer
                                    int head_dim, int num_blocks, int block_size,
                                    ci_kv_cache **out) {
     *out = NULL;
-    if (dtype != be->act_dtype && dtype != CI_F8_E4M3)
+    if (!ci_kv_dtype_ok(be, dtype))
         return ci_errorf(CI_ERR_UNSUPPORTED, "kv cache: dtype %s on a %s backend",
                          ci_dtype_name(dtype), ci_dtype_name(be->act_dtype));
     if (num_layers <= 0 || num_kv_heads <= 0 || head_dim <= 0 || num_blocks <= 0 || block_size <= 0)

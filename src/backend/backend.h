@@ -274,6 +274,12 @@ ci_status ci_tensor_alloc(ci_backend *be, ci_dtype dtype, int64_t rows, int64_t 
                           ci_tensor *out);
 void ci_tensor_free(ci_backend *be, ci_tensor *t);
 
+/* The dtypes a KV cache may hold on be: its activation dtype, or E4M3
+ * (--kv-cache-dtype fp8). */
+static inline int ci_kv_dtype_ok(const ci_backend *be, ci_dtype d) {
+    return d == be->act_dtype || d == CI_F8_E4M3;
+}
+
 /* Allocates a paged KV cache for the model shape in the backend's act_dtype
  * (scales 1.0). */
 ci_status ci_kv_cache_create(ci_backend *be, int num_layers, int num_kv_heads, int head_dim,

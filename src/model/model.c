@@ -151,8 +151,7 @@ ci_status ci_model_check_batch(const ci_model *m, const ci_batch *b, const ci_kv
     if (b->num_seqs <= 0 || b->num_seqs > T)
         return ci_errorf(CI_ERR_INVALID, "forward: %d sequences for %d tokens", b->num_seqs, T);
     if (!kv || kv->num_layers != m->cfg.num_layers || kv->num_kv_heads != m->cfg.num_kv_heads ||
-        kv->head_dim != m->cfg.head_dim ||
-        (kv->dtype != m->be->act_dtype && kv->dtype != CI_F8_E4M3))
+        kv->head_dim != m->cfg.head_dim || !ci_kv_dtype_ok(m->be, kv->dtype))
         return ci_errorf(CI_ERR_INVALID, "forward: KV cache does not match the model");
     for (int t = 0; t < T; t++) {
         if (b->token_ids[t] < 0 || b->token_ids[t] >= m->cfg.vocab_size)

@@ -287,7 +287,7 @@ ci_status ci_cpu_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_s
         out->cols != (int64_t)H * hd || out->rows < T)
         return ci_errorf(CI_ERR_INVALID, "cpu attention: shape mismatch");
     const int fp8 = kv->dtype == CI_F8_E4M3;
-    if (layer < 0 || layer >= kv->num_layers || (kv->dtype != CI_F32 && !fp8) ||
+    if (layer < 0 || layer >= kv->num_layers || !ci_kv_dtype_ok(be, kv->dtype) ||
         kv->num_kv_heads != KV || kv->head_dim != hd)
         return ci_errorf(CI_ERR_INVALID, "cpu attention: kv cache does not match (layer %d)",
                          layer);

@@ -188,7 +188,7 @@ ci_status ci_cpu_rope_cache(ci_backend *be, ci_tensor *qkv, const ci_attn_shape 
         rope->cos_sin.dtype != CI_F32 || rope->cos_sin.cols != rope->rot_dim)
         return ci_errorf(CI_ERR_INVALID, "cpu rope: bad table (rot_dim %d, head_dim %d)",
                          rope->rot_dim, shape->head_dim);
-    if (layer < 0 || layer >= kv->num_layers || (kv->dtype != CI_F32 && kv->dtype != CI_F8_E4M3) ||
+    if (layer < 0 || layer >= kv->num_layers || !ci_kv_dtype_ok(be, kv->dtype) ||
         kv->num_kv_heads != shape->num_kv_heads || kv->head_dim != shape->head_dim)
         return ci_errorf(CI_ERR_INVALID, "cpu rope: kv cache does not match (layer %d)", layer);
     int64_t nslots = (int64_t)kv->num_blocks * kv->block_size;

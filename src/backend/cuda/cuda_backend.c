@@ -337,11 +337,6 @@ ci_status ci_cuda_qk_norm(ci_backend *be, ci_tensor *qkv, const ci_attn_shape *s
     return ci_ok();
 }
 
-/* the cache holds the activation dtype or E4M3 (--kv-cache-dtype fp8) */
-static int kv_dtype_ok(const ci_backend *be, const ci_kv_cache *kv) {
-    return kv->dtype == be->act_dtype || kv->dtype == CI_F8_E4M3;
-}
-
 ci_status ci_cuda_rope_cache(ci_backend *be, ci_tensor *qkv, const ci_attn_shape *shape,
                              const ci_rope_table *rope, const ci_batch *batch, ci_kv_cache *kv,
                              int layer) {
@@ -353,7 +348,7 @@ ci_status ci_cuda_rope_cache(ci_backend *be, ci_tensor *qkv, const ci_attn_shape
         rope->cos_sin.dtype != CI_F32 || rope->cos_sin.cols != rope->rot_dim)
         return ci_errorf(CI_ERR_INVALID, "cuda rope: bad table (rot_dim %d, head_dim %d)",
                          rope->rot_dim, shape->head_dim);
-    if (layer < 0 || layer >= kv->num_layers || !kv_dtype_ok(be, kv) ||
+    if (layer < 0 || layer >= kv->num_layers || !ci_kv_dtype_ok(be, kv->dtype) ||
         kv->num_kv_heads != shape->num_kv_heads || kv->head_dim != shape->head_dim)
         return ci_errorf(CI_ERR_INVALID, "cuda rope: kv cache does not match (layer %d)", layer);
     /* positions and slots live on the device: the model checked positions;
@@ -383,8 +378,8 @@ ci_status ci_cuda_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_
     if (!act_ok(be, qkv) || qkv->cols != stride || qkv->rows < T || !act_ok(be, out) ||
         out->cols != (int64_t)H * hd || out->rows < T)
         return ci_errorf(CI_ERR_INVALID, "cuda attention: shape mismatch");
-    if (layer < 0 || layer >= kv->num_layers || !kv_dtype_ok(be, kv) || kv->num_kv_heads != KV ||
-        kv->head_dim != hd || (kv->dtype == CI_F8_E4M3 && hd % 16 != 0))
+    if (layer < 0 || layer >= kv->num_layers || !ci_kv_dtype_ok(be, kv->dtype) ||
+        kv->num_kv_heads != KV || kv->head_dim != hd || (kv->dtype == CI_F8_E4M3 && hd % 16 != 0))
         return ci_errorf(CI_ERR_INVALID,
                          "cuda attention: kv cache does not match (layer %d; FP8 needs head_dim "
                          "a multiple of 16)",
