@@ -76,23 +76,40 @@ typedef struct qwt_case {
     int64_t rows, cols, gs;
     int parts, gidx;
     const char *what;
+    int64_t act; /* W8A8: activation group (-1: per token); 0: weight only */
 } qwt_case;
 
 static const qwt_case k_qwt_cases[] = {
-    {CI_QW_INT4, 200, 512, 128, 1, 0, "int4 g128"},
-    {CI_QW_INT4, 96, 256, 32, 3, 1, "int4 g32 act-order, 3 parts"},
-    {CI_QW_INT4, 64, 136, 136, 2, 0, "int4 one group per row"},
-    {CI_QW_FP8, 136, 320, 128, 2, 0, "fp8 blocks of 128 (last partial)"},
-    {CI_QW_FP8, 40, 100, 100, 3, 0, "fp8 per channel, 3 parts"},
+    {CI_QW_INT4, 200, 512, 128, 1, 0, "int4 g128", 0},
+    {CI_QW_INT4, 96, 256, 32, 3, 1, "int4 g32 act-order, 3 parts", 0},
+    {CI_QW_INT4, 64, 136, 136, 2, 0, "int4 one group per row", 0},
+    {CI_QW_FP8, 136, 320, 128, 2, 0, "fp8 blocks of 128 (last partial)", 0},
+    {CI_QW_FP8, 40, 100, 100, 3, 0, "fp8 per channel, 3 parts", 0},
     /* whole groups of multiples of 16 columns: the CPU's fused decode path */
-    {CI_QW_FP8, 72, 384, 128, 2, 0, "fp8 blocks of 128"},
-    {CI_QW_FP8, 48, 256, 256, 3, 0, "fp8 per channel, 256 columns"},
-    {CI_QW_INT4, 40, 192, 64, 2, 0, "int4 g64"},
+    {CI_QW_FP8, 72, 384, 128, 2, 0, "fp8 blocks of 128", 0},
+    {CI_QW_FP8, 48, 256, 256, 3, 0, "fp8 per channel, 256 columns", 0},
+    {CI_QW_INT4, 40, 192, 64, 2, 0, "int4 g64", 0},
+    /* W8A8: per-token activations x per-channel weights, and 1 x 128
+     * activation groups x 128 x 128 weight blocks (parts on block rows) */
+    {CI_QW_FP8, 96, 256, 256, 3, 0, "fp8 w8a8 per token x channel", -1},
+    {CI_QW_FP8, 384, 512, 128, 3, 0, "fp8 w8a8 1x128 x 128x128 blocks", 128},
 };
 #define QWT_NCASES (sizeof k_qwt_cases / sizeof k_qwt_cases[0])
 
 static ci_qweight make_case(const qwt_case *c) {
-    return make_qw(c->fmt, c->rows, c->cols, c->gs, c->parts, c->gidx);
+    ci_qweight w = make_qw(c->fmt, c->rows, c->cols, c->gs, c->parts, c->gidx);
+    if (c->act) {
+        w.act_group = c->act < 0 ? c->cols : c->act;
+        /* block scales: every row of a 128-row block has its first row's */
+        if (c->act > 0)
+            for (int64_t r = 0; r < w.rows; r++)
+                for (int64_t g = 0; g < w.ngroups; g++)
+                    w.scales[r * w.ngroups + g] = w.scales[(r / 128) * 128 * w.ngroups + g];
+        for (int p = 0; p <= w.nparts; p++)
+            w.part_row0[p] = w.rows * p / w.nparts;
+        if (!ci_qweight_act_ok(&w, w.act_group, c->act > 0 ? 128 : 0)) abort();
+    }
+    return w;
 }
 
 #endif

@@ -5,8 +5,10 @@
  * per fused part; FP8 with 128-column blocks (a partial last block) and per
  * channel; n = 1..5 and 33; with and without bias; BF16 (norm-wise relative
  * error <= 1e-2) and F32 (<= 1e-5) activations. GPU outputs are poisoned
- * with NaN first, so an element the kernel does not write fails. Prints the
- * GEMV's weight bandwidth on Llama-3-8B's gate/up, o_proj and down_proj shapes.
+ * with NaN first, so an element the kernel does not write fails. W8A8 cases
+ * (per token x channel, 1x128 x 128x128 blocks) run the FP8 GEMM from n = 5.
+ * Prints, on Llama-3-8B's gate/up, o_proj and down_proj shapes, the GEMV's
+ * weight bandwidth (each kernel) and the bf16 vs FP8 W8A8 GEMM rates.
  * Skips (exit 77) without CUDA or without a GPU. */
 #include <math.h>
 #include <stdint.h>
@@ -82,7 +84,9 @@ static void check_case(const ci_qweight *h, int n, int with_bias, const char *wh
     }
     free(buf);
     double err = isnan(num) ? INFINITY : sqrt(num / den);
-    double tol = bf ? 1e-2 : 1e-5;
+    /* W8A8 in f32: the FP8 tensor cores' products are exact, their sums
+     * are not quite f32's */
+    double tol = bf ? 1e-2 : h->act_group && n >= CI_QW_ACT_MIN_ROWS ? 1e-4 : 1e-5;
     CHECKF(err <= tol, "[%s] %s n=%d bias=%d: rel err %.3g > %.0e", bf ? "bf16" : "f32", what, n,
            with_bias, err, tol);
     cpu->ops->qweight_free(cpu, &wc);
@@ -98,7 +102,8 @@ static void check_case(const ci_qweight *h, int n, int with_bias, const char *wh
 }
 
 /* GB/s of packed weight bytes streamed by the n = 1 GEMV. */
-static void bench_gemv(int fmt, int rows, int cols) {
+static void bench_gemv(int fmt, int rows, int cols, const char *kernel) {
+    ci_cu_qgemv_select(kernel);
     ci_qweight h = make_qw(fmt, rows, cols, 128, 1, 0);
     ci_tensor w, x, y;
     CHECK_OK(gpu->ops->qweight_create(gpu, &h, &w));
@@ -116,10 +121,52 @@ static void bench_gemv(int fmt, int rows, int cols) {
     double dt = (ci_now() - t0) / REPS;
     double bytes = (double)h.rows * (fmt == CI_QW_INT4 ? h.cols / 2 : h.cols) +
                    (double)h.rows * h.ngroups * (fmt == CI_QW_INT4 ? 5 : 4);
-    printf("  %s GEMV %dx%d g128, n=1 (%s): %.1f us, %.0f GB/s\n",
-           fmt == CI_QW_INT4 ? "int4" : "fp8", rows, cols, bf ? "bf16" : "f32", dt * 1e6,
+    printf("  %s GEMV %dx%d g128, n=1 (%s, %s): %.1f us, %.0f GB/s\n",
+           fmt == CI_QW_INT4 ? "int4" : "fp8", rows, cols, bf ? "bf16" : "f32", kernel, dt * 1e6,
            bytes / dt / 1e9);
+    ci_cu_qgemv_select(NULL);
     gpu->ops->qweight_free(gpu, &w);
+    ci_tensor_free(gpu, &x);
+    ci_tensor_free(gpu, &y);
+    free_qw(&h);
+}
+
+/* The prefill / large-batch GEMM of a [rows][cols] weight at n tokens: bf16
+ * dense (cuBLASLt) vs FP8 W8A8 per channel (activation quantization + the
+ * FP8 GEMM), TFLOP/s of 2 n rows cols. */
+static void bench_gemm(int rows, int cols, int n) {
+    ci_qweight h = make_qw(CI_QW_FP8, rows, cols, cols, 1, 0);
+    h.act_group = cols;
+    ci_tensor wq, wd, x, y;
+    CHECK_OK(gpu->ops->qweight_create(gpu, &h, &wq));
+    CHECK_OK(ci_tensor_alloc(gpu, CI_BF16, rows, cols, &wd));
+    CHECK_OK(ci_tensor_alloc(gpu, CI_BF16, n, cols, &x));
+    CHECK_OK(ci_tensor_alloc(gpu, CI_BF16, n, rows, &y));
+    CHECK_OK(gpu->ops->memset0(gpu, wd.data, (size_t)rows * cols * 2));
+    float *xf = malloc(sizeof(float) * (size_t)n * cols);
+    for (int64_t i = 0; i < (int64_t)n * cols; i++)
+        xf[i] = frand();
+    to_gpu(&x, xf, (int64_t)n * cols);
+    free(xf);
+    double t[2];
+    for (int v = 0; v < 2; v++) {
+        ci_tensor *w = v ? &wq : &wd;
+        for (int i = 0; i < 3; i++)
+            CHECK_OK(gpu->ops->matmul(gpu, &x, w, NULL, &y));
+        CHECK_OK(gpu->ops->sync(gpu));
+        enum { REPS = 20 };
+        double t0 = ci_now();
+        for (int i = 0; i < REPS; i++)
+            CHECK_OK(gpu->ops->matmul(gpu, &x, w, NULL, &y));
+        CHECK_OK(gpu->ops->sync(gpu));
+        t[v] = (ci_now() - t0) / REPS;
+    }
+    double fl = 2.0 * n * rows * cols;
+    printf("  GEMM %dx%d n=%d: bf16 %.1f us (%.0f TFLOP/s), fp8 w8a8 %.1f us (%.0f TFLOP/s), "
+           "%.2fx\n",
+           rows, cols, n, t[0] * 1e6, fl / t[0] / 1e12, t[1] * 1e6, fl / t[1] / 1e12, t[0] / t[1]);
+    gpu->ops->qweight_free(gpu, &wq);
+    ci_tensor_free(gpu, &wd);
     ci_tensor_free(gpu, &x);
     ci_tensor_free(gpu, &y);
     free_qw(&h);
@@ -128,7 +175,7 @@ static void bench_gemv(int fmt, int rows, int cols) {
 int main(void) {
     if (ci_cuda_device_count() <= 0) test_skip("no CUDA device");
     CHECK_OK(ci_backend_create("cpu", NULL, &cpu));
-    int ns[] = {1, 2, 3, 4, 5, 33};
+    int ns[] = {1, 2, 3, 4, 5, 33, 64};
     for (int m = 0; m < 2; m++) {
         ci_backend_options o = {0, 0, m == 0 ? CI_ACT_BF16 : CI_ACT_F32};
         ci_status s = ci_backend_create("cuda", &o, &gpu);
@@ -146,12 +193,26 @@ int main(void) {
         ci_tensor t;
         CHECK(gpu->ops->qweight_create(gpu, &odd, &t).code == CI_ERR_UNSUPPORTED);
         free_qw(&odd);
-        /* Llama-3-8B's fused gate/up, its o_proj and down_proj shapes */
-        const int shp[3][2] = {{28672, 4096}, {4096, 4096}, {4096, 14336}};
-        for (int k = 0; k < 3; k++) {
-            bench_gemv(CI_QW_INT4, shp[k][0], shp[k][1]);
-            bench_gemv(CI_QW_FP8, shp[k][0], shp[k][1]);
+        /* Llama-3-8B's fused gate/up, its o_proj and down_proj shapes
+         * (CINFER_TEST_NO_BENCH=1: skip, e.g. under compute-sanitizer) */
+        const char *nb = getenv("CINFER_TEST_NO_BENCH");
+        if (nb && *nb == '1') {
+            ci_backend_destroy(gpu);
+            continue;
         }
+        const int shp[3][2] = {{28672, 4096}, {4096, 4096}, {4096, 14336}};
+        if (bf) {
+            const int gn[3] = {64, 256, 4096};
+            for (int k = 0; k < 3; k++)
+                for (int j = 0; j < 3; j++)
+                    bench_gemm(shp[k][0], shp[k][1], gn[j]);
+        }
+        const char *kern[3] = {"split", "vec", "scalar"};
+        for (int k = 0; k < 3; k++)
+            for (int v = 0; v < 3; v++) {
+                bench_gemv(CI_QW_INT4, shp[k][0], shp[k][1], kern[v]);
+                bench_gemv(CI_QW_FP8, shp[k][0], shp[k][1], kern[v]);
+            }
         ci_backend_destroy(gpu);
     }
     ci_backend_destroy(cpu);

@@ -5,11 +5,12 @@
  * for every format the quantized model's last-prompt logits must match the
  * dequantized f32 model's within float summation noise and greedy tokens must
  * be identical (prefill through the panel + sgemm path, decode through the
- * dot path). Also: a module left dense by the quantizer (ignore list) inside
- * a quantized checkpoint, INT4 weight memory, --quantization fp8 (online) of
- * the dense model, and tensor-level errors. With CINFER_TEST_DEVICE (cuda)
- * every quantized fixture also runs on that device (F32 parity mode) against
- * the CPU twin. Skips without python3 + numpy. */
+ * dot path); W8A8 formats do so loaded weight-only, and as published (FP8
+ * activations in prefill) stay close (their perplexity: tests/cli/quant.sh). Also: a module left
+ * dense by the quantizer (ignore list) inside a quantized checkpoint, INT4 weight memory,
+ * --quantization fp8 (online) of the dense model, and tensor-level errors. With CINFER_TEST_DEVICE
+ * (cuda) every quantized fixture also runs on that device (F32 parity mode) against the CPU twin.
+ * Skips without python3 + numpy. */
 #include <jansson.h>
 #include <math.h>
 
@@ -48,8 +49,11 @@ static int quantize(const char *name, const char *args) {
 static ci_backend *be;
 static ci_backend *dev; /* CINFER_TEST_DEVICE (e.g. cuda, F32 parity mode) or NULL */
 
+static int weight_only; /* load W8A8 checkpoints as W8A16 (the dequantized model's function) */
+
 static ci_model *load_on(ci_backend *b, const char *dir, int online_fp8) {
-    ci_model_options mo = {.max_batch_tokens = 256, .online_fp8 = online_fp8};
+    ci_model_options mo = {
+        .max_batch_tokens = 256, .online_fp8 = online_fp8, .weight_only = weight_only};
     ci_model *m = NULL;
     ci_status s = ci_model_load(dir, b, &mo, &m);
     CHECKF(s.code == CI_OK, "%s: %s", dir, s.msg);
@@ -125,8 +129,23 @@ static void test_format(const char *name, const char *args) {
     snprintf(q, sizeof q, "%s/%s", tmp, name);
     snprintf(dq, sizeof dq, "%s/%s-dq", tmp, name);
     CHECKF(quantize(name, args), "quantize_checkpoint.py %s failed", args);
+    /* the weights exactly: W8A8 checkpoints as W8A16 equal the dequantized
+     * f32 model; then as published (activations quantized from
+     * CI_QW_ACT_MIN_ROWS rows: prefill) close to it, not equal */
+    weight_only = 1;
     ci_model *mq = load(q, 0), *md = load(dq, 0);
+    weight_only = 0;
     if (mq && md) compare(mq, md, name, 2e-5, 1);
+    ci_model *ma = load(q, 0);
+    if (ma && ma->cfg.quant.act_group) {
+        ci_model_free(mq);
+        mq = ma;
+        char what[128];
+        snprintf(what, sizeof what, "%s w8a8 vs dequantized", name);
+        if (md) compare(mq, md, what, 0.15, 0);
+    } else {
+        ci_model_free(ma);
+    }
     if (mq && dev) { /* the device's quantized kernels against the CPU twin, end to end */
         ci_model *mg = load_on(dev, q, 0);
         char what[128];

@@ -62,21 +62,34 @@ static void check_qmatmul(ci_backend *be, ci_qweight *h, int n, int with_bias, c
             bias[i] = frand();
     }
     CHECK_OK(be->ops->matmul(be, &x, &w, with_bias ? &b : NULL, &y));
+    /* the reference: W8A8 quantizes x at CI_QW_ACT_MIN_ROWS rows and more */
+    const int aq = h->act_group && n >= CI_QW_ACT_MIN_ROWS;
     float *row = malloc(sizeof(float) * (size_t)h->cols);
-    double worst = 0;
+    float *xq = malloc(sizeof(float) * (size_t)(n * h->cols));
+    memcpy(xq, xs, sizeof(float) * (size_t)(n * h->cols));
+    if (aq)
+        for (int i = 0; i < n; i++)
+            ci_qweight_quant_act(h, xq + i * h->cols);
+    double worst = 0, unq = 0; /* unq: distance from the unquantized-x result */
     for (int64_t r = 0; r < h->rows; r++) {
         ci_qweight_dequant_row(h, r, row);
         for (int i = 0; i < n; i++) {
-            double ref = bias ? bias[r] : 0, mag = fabs(ref);
+            double ref = bias ? bias[r] : 0, mag = fabs(ref), plain = ref;
             for (int64_t c = 0; c < h->cols; c++) {
-                ref += (double)row[c] * xs[i * h->cols + c];
-                mag += fabs((double)row[c] * xs[i * h->cols + c]);
+                ref += (double)row[c] * xq[i * h->cols + c];
+                plain += (double)row[c] * xs[i * h->cols + c];
+                mag += fabs((double)row[c] * xq[i * h->cols + c]);
             }
-            double e = fabs(((float *)y.data)[i * h->rows + r] - ref) / (mag + 1e-6);
+            double got = ((float *)y.data)[i * h->rows + r];
+            double e = fabs(got - ref) / (mag + 1e-6), u = fabs(got - plain) / (mag + 1e-6);
             if (e > worst) worst = e;
+            if (u > unq) unq = u;
         }
     }
     CHECKF(worst < 1e-5, "%s n=%d: relative error %.3g", what, n, worst);
+    /* quantized activations move the result well past rounding */
+    if (aq) CHECKF(unq > 1e-3, "%s n=%d: activations not quantized (%.3g)", what, n, unq);
+    free(xq);
     free(row);
     ci_tensor_free(be, &x);
     ci_tensor_free(be, &y);
@@ -88,7 +101,7 @@ static void test_qmatmul(void) {
     ci_backend *be;
     ci_backend_options o = {.num_threads = 2};
     CHECK_OK(ci_backend_create("cpu", &o, &be));
-    int ns[] = {1, 3, 17, 40};
+    int ns[] = {1, 3, 17, 40, 5};
     for (size_t k = 0; k < QWT_NCASES; k++) {
         ci_qweight h = make_case(&k_qwt_cases[k]);
         for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
@@ -215,6 +228,40 @@ static void test_config(void) {
                    "\"float\", \"strategy\": \"tensor\"}, \"input_activations\": {\"num_bits\": "
                    "8, \"type\": \"float\", \"dynamic\": false}}}}",
                    "input_activations");
+    /* W8A8: dynamic activations per token, per 128-column group, none */
+    CHECK_OK(parse_qc("{\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\", "
+                      "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, \"type\": "
+                      "\"float\", \"strategy\": \"channel\"}, \"input_activations\": "
+                      "{\"num_bits\": 8, \"type\": \"float\", \"dynamic\": true, "
+                      "\"strategy\": \"token\"}}}}",
+                      &c));
+    CHECK(c.quant.act_group == -1);
+    CHECK_OK(parse_qc("{\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\", "
+                      "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, \"type\": "
+                      "\"float\", \"strategy\": \"block\", \"block_structure\": [128, 128]}, "
+                      "\"input_activations\": {\"num_bits\": 8, \"type\": \"float\", "
+                      "\"dynamic\": true, \"strategy\": \"group\", \"group_size\": 128}}}}",
+                      &c));
+    CHECK(c.quant.act_group == 128 && c.quant.block_n == 128);
+    CHECK_OK(parse_qc("{\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\", "
+                      "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, \"type\": "
+                      "\"float\", \"strategy\": \"channel\"}}}}",
+                      &c));
+    CHECK(c.quant.act_group == 0);
+    CHECK_OK(parse_qc("{\"quant_method\": \"fp8\", \"weight_block_size\": [128, 128]}", &c));
+    CHECK(c.quant.act_group == 128);
+    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\", "
+                   "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, \"type\": "
+                   "\"float\", \"strategy\": \"channel\"}, \"input_activations\": "
+                   "{\"num_bits\": 8, \"type\": \"float\", \"dynamic\": true, "
+                   "\"strategy\": \"group\", \"group_size\": 64}}}}",
+                   "'group_size'");
+    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\", "
+                   "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, \"type\": "
+                   "\"float\", \"strategy\": \"channel\"}, \"input_activations\": "
+                   "{\"num_bits\": 8, \"type\": \"float\", \"dynamic\": true, "
+                   "\"strategy\": \"head\"}}}}",
+                   "'strategy'");
 }
 
 int main(void) {

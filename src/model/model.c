@@ -68,7 +68,9 @@ ci_status ci_model_load(const char *model_dir, ci_backend *be, const ci_model_op
                           "it loads as published without --quantization",
                           ci_quant_method_name(m->cfg.quant.method));
         m->cfg.quant.method = CI_QUANT_ONLINE_FP8;
+        m->cfg.quant.act_group = -1; /* W8A8, per-token activations (as vLLM's online fp8) */
     }
+    if (s.code == CI_OK && opts->weight_only) m->cfg.quant.act_group = 0;
     if (s.code == CI_OK) s = ci_checkpoint_open(model_dir, &m->ck);
     if (s.code == CI_OK)
         s = ci_weights_load(be, m->ck, &m->cfg, opts->progress, opts->progress_user, &m->w);

@@ -20,8 +20,10 @@ typedef struct ci_model_options {
     int max_logits;       /* most logits rows in one forward (default = max_batch_tokens) */
     ci_progress_fn progress;
     void *progress_user;
-    int online_fp8; /* --quantization fp8: a dense checkpoint's linears -> FP8 per channel */
-    int kv_fp8;     /* --kv-cache-dtype fp8: KV cache in E4M3 with the checkpoint's scales */
+    int online_fp8;  /* --quantization fp8: a dense checkpoint's linears -> FP8 per channel */
+    int kv_fp8;      /* --kv-cache-dtype fp8: KV cache in E4M3 with the checkpoint's scales */
+    int weight_only; /* W8A8 checkpoints run as W8A16 (activations unquantized): the reference
+                        semantics of the format tests; not a CLI flag */
 } ci_model_options;
 
 typedef struct ci_model {

@@ -34,6 +34,8 @@ typedef struct ci_quant_config {
     bool sym;             /* GPTQ: symmetric (zero 8) */
     bool desc_act;        /* GPTQ / CT_INT4: act order, g_idx maps columns to groups */
     bool gptq_v2;         /* GPTQ: checkpoint_format gptq_v2 (zeros stored as is; v1: zero-1) */
+    int act_group;        /* FP8 W8A8, dynamic E4M3 activations: -1 per token, > 0 per token
+                             and group of columns; 0: none (W8A16). ci_qweight.act_group */
 } ci_quant_config;
 
 /* Parses quantization_config (a jansson object; NULL/absent: CI_QUANT_NONE). */

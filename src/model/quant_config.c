@@ -155,6 +155,25 @@ static ci_status parse_ct_group(const char *gname, const json_t *g, int int4, ci
                              QC "%s: only dynamic 8-bit float activations with FP8 weights are "
                                 "supported (got num_bits %lld type '%.20s' dynamic %s)",
                              where, bits, type, dyn ? "true" : "false");
+        /* token (and tensor: per token is the finer grain of the same
+         * dynamic scheme) or group; vLLM quantizes these per token too */
+        const char *st = str_or(a, "strategy", "token");
+        if (!strcmp(st, "group")) {
+            long long gs;
+            CI_TRY(get_int(a, where, "group_size", -1, &gs));
+            if (gs != 128)
+                return ci_errorf(CI_ERR_UNSUPPORTED,
+                                 QC "%s: field 'group_size' is %lld; only 128-column activation "
+                                    "groups are supported",
+                                 where, gs);
+            q->act_group = 128;
+        } else if (!strcmp(st, "token") || !strcmp(st, "tensor")) {
+            q->act_group = -1;
+        } else {
+            return ci_errorf(CI_ERR_UNSUPPORTED,
+                             QC "%s: field 'strategy' is '%.20s' (supported: token, tensor, group)",
+                             where, st);
+        }
     }
     const json_t *o = json_object_get(g, "output_activations");
     if (o && !json_is_null(o))
@@ -184,10 +203,11 @@ static ci_status parse_ct(const json_t *qc, ci_quant_config *q) {
         CI_TRY(parse_ct_group(k, g, int4, &one));
         if (!first && (one.method != q->method || one.ct_strategy != q->ct_strategy ||
                        one.block_n != q->block_n || one.block_k != q->block_k ||
-                       one.group_size != q->group_size || one.desc_act != q->desc_act))
+                       one.group_size != q->group_size || one.desc_act != q->desc_act ||
+                       one.act_group != q->act_group))
             return ci_errorf(CI_ERR_UNSUPPORTED,
-                             QC ".config_groups: groups with different weight schemes are not "
-                                "supported");
+                             QC ".config_groups: groups with different weight or activation "
+                                "schemes are not supported");
         *q = one;
         first = 0;
     }
@@ -226,6 +246,7 @@ static ci_status parse_fp8(const json_t *qc, ci_quant_config *q) {
                             "checkpoints are supported");
     CI_TRY(parse_block(bs, "", "weight_block_size", q));
     q->method = CI_QUANT_FP8_BLOCK;
+    q->act_group = q->block_k; /* transformers' FP8Linear: per token and weight block column */
     return ci_ok();
 }
 

@@ -368,6 +368,11 @@ ci_status ci_qlinear_upload(ci_backend *be, const ci_quant_config *q,
             fill_fp8(&w, q, src, r0);
         if (need_gidx) s = fill_gidx(&w, src, p);
     }
+    /* W8A8 where an FP8 tensor-core GEMM takes the shapes; else W8A16 */
+    if (!int4 && q->act_group) {
+        int64_t g = q->act_group < 0 ? w.cols : q->act_group;
+        if (ci_qweight_act_ok(&w, g, block ? q->block_n : 0)) w.act_group = g;
+    }
     if (!s.code) s = be->ops->qweight_create(be, &w, out);
 done:
     qweight_free_host(&w);

@@ -8,8 +8,13 @@
  *
  *     y[n][r] = sum_c x[n][c] * ci_qweight_dequant(w, r, c)   (+ bias[r])
  *
- * so the CPU twin and a GPU kernel agree (activations are not quantized: a
- * W8A8 checkpoint runs as W8A16 here, see docs/quantization.md). */
+ * so the CPU twin and a GPU kernel agree. An FP8 W8A8 weight (act_group > 0)
+ * also quantizes the activations, dynamically, when a matmul has at least
+ * CI_QW_ACT_MIN_ROWS rows: x is replaced by ci_qweight_quant_act's values
+ * (E4M3 with one f32 scale per row and act_group columns) before the sum
+ * above. Below that (decode at batch <= 4) both backends keep x as it is
+ * (W8A16): the weight-streaming GEMV is bound by weight bytes, so FP8
+ * activations would cost accuracy and buy nothing. docs/quantization.md. */
 #ifndef CINFER_UTIL_QWEIGHT_H
 #define CINFER_UTIL_QWEIGHT_H
 
@@ -38,7 +43,41 @@ typedef struct ci_qweight {
     float *scales;  /* [rows][ngroups] */
     uint8_t *zeros; /* INT4: [rows][ngroups] zero points (0..16: GPTQ v1's 15 + 1); FP8: NULL */
     int32_t *g_idx; /* NULL: column c is in group c / group_size; else [nparts][cols] (act order) */
+    int64_t act_group; /* FP8 W8A8: activation columns per dynamic E4M3 scale (cols: one per
+                          token; 128: per token and 128-column group); 0: W8A16 */
 } ci_qweight;
+
+/* matmuls of fewer rows keep their activations unquantized (see above) */
+#define CI_QW_ACT_MIN_ROWS 5
+
+/* Whether W8A8 can apply to w with activation groups of `group` columns
+ * (cols: per token), the shapes an FP8 tensor-core GEMM takes: FP8, rows and
+ * columns multiples of 16; per-group activations only with 128 x 128 weight
+ * blocks (block_n 128, group_size 128) whose fused parts start on a block. */
+static inline int ci_qweight_act_ok(const ci_qweight *w, int64_t group, int64_t block_n) {
+    if (w->format != CI_QW_FP8 || w->g_idx || w->rows % 16 || w->cols % 16) return 0;
+    if (group == w->cols) return w->ngroups == 1;
+    if (group != 128 || block_n != 128 || w->group_size != 128 || w->cols % 128) return 0;
+    for (int p = 0; p < w->nparts; p++)
+        if (w->part_row0[p] % 128) return 0;
+    return 1;
+}
+
+/* The activation quantization of a W8A8 weight, in place on a row of cols
+ * floats: per group of act_group columns s = amax / 448 (1 when amax is 0),
+ * x = e4m3(x / s) * s, the values an FP8 GEMM multiplies (E4M3 codes with
+ * the scale s applied to each group's products). */
+static inline void ci_qweight_quant_act(const ci_qweight *w, float *x) {
+    for (int64_t g0 = 0; g0 < w->cols; g0 += w->act_group) {
+        int64_t g1 = g0 + w->act_group < w->cols ? g0 + w->act_group : w->cols;
+        float amax = 0.0f;
+        for (int64_t c = g0; c < g1; c++)
+            amax = fabsf(x[c]) > amax ? fabsf(x[c]) : amax;
+        float s = amax > 0.0f ? amax / 448.0f : 1.0f;
+        for (int64_t c = g0; c < g1; c++)
+            x[c] = ci_fp8_e4m3_to_f32(ci_f32_to_fp8_e4m3(x[c] / s)) * s;
+    }
+}
 
 static inline int ci_qweight_part_of(const ci_qweight *w, int64_t r) {
     int p = 0;

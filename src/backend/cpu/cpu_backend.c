@@ -159,6 +159,7 @@ static void cpu_destroy(ci_backend *be) {
         free(c->ws_floats);
         ci_sampler_free(c->smp);
         free(c->smp_row);
+        free(c->qact);
         free(c->smp_lsm);
         free(c);
     }

@@ -20,6 +20,9 @@ typedef struct ci_cpu {
     float *smp_row, *smp_lsm;
     int smp_vocab;
     int avx512; /* the small-batch matmul uses cpu_matvec_avx512.c */
+    /* W8A8 weights: the quantized copy of a matmul's activations, grown only */
+    float *qact;
+    size_t qact_floats;
 } ci_cpu;
 
 /* element i of a row stored as dt, as f32 */

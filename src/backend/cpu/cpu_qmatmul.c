@@ -10,7 +10,8 @@
  * dequantizes a panel of output rows into its own f32 scratch, exactly
  * ci_qweight_dequant_row's floats, and either dots it with every activation
  * row (n <= 16) or runs one single-threaded sgemm on it (prefill). Results
- * equal an f32 model of the dequantized weights up to the summation order. */
+ * equal an f32 model of the dequantized weights up to the summation order.
+ * A W8A8 weight first replaces x by its quantized values (util/qweight.h). */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,9 +318,32 @@ ci_status ci_cpu_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
     if (b && (bias->dtype != CI_F32 || bias->rows * bias->cols != w->rows))
         return ci_errorf(CI_ERR_INVALID, "cpu qmatmul: bias must be F32 with %lld elements",
                          (long long)w->rows);
-    qmm_ctx c = {w->data, x->data,       b,
-                 y->data, x->rows,       x->cols,
-                 w->rows, QW_PANEL_ROWS, fusable(w->data, x->rows),
+    const ci_qweight *qw = w->data;
+    const float *xs = x->data;
+    if (qw->act_group && x->rows >= CI_QW_ACT_MIN_ROWS) {
+        /* W8A8: the activations as the FP8 GEMM sees them (util/qweight.h) */
+        size_t need = (size_t)(x->rows * x->cols);
+        if (need > cpu->qact_floats) {
+            free(cpu->qact);
+            cpu->qact_floats = 0;
+            cpu->qact = malloc(need * sizeof(float));
+            if (!cpu->qact) return ci_errorf(CI_ERR_NOMEM, "cpu qmatmul: out of memory");
+            cpu->qact_floats = need;
+        }
+        memcpy(cpu->qact, xs, need * sizeof(float));
+        for (int64_t i = 0; i < x->rows; i++)
+            ci_qweight_quant_act(qw, cpu->qact + i * x->cols);
+        xs = cpu->qact;
+    }
+    qmm_ctx c = {w->data,
+                 xs,
+                 b,
+                 y->data,
+                 x->rows,
+                 x->cols,
+                 w->rows,
+                 QW_PANEL_ROWS,
+                 fusable(w->data, x->rows),
                  cpu};
     if (c.n == 0) return ci_ok();
     int nt = cpu->nthreads;

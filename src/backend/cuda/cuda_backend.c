@@ -509,6 +509,8 @@ static void cu_destroy(ci_backend *be) {
         if (c->workspace) cudaFree(c->workspace);
         if (c->att_ws) cudaFree(c->att_ws);
         if (c->qscratch) cudaFree(c->qscratch);
+        if (c->qact) cudaFree(c->qact);
+        if (c->qact_big) cudaFree(c->qact_big);
         if (c->meta_host) cudaFreeHost(c->meta_host);
         if (c->meta_dev) cudaFree(c->meta_dev);
         if (c->smeta_host) cudaFreeHost(c->smeta_host);
@@ -617,6 +619,13 @@ static ci_status cu_init(ci_cuda *c, int device) {
     CI_CU_TRY(cudaMalloc(&c->workspace, CI_CU_GEMM_WORKSPACE));
     CI_CU_TRY(cudaMalloc((void **)&c->att_ws, (size_t)CI_CU_ATT_WS_FLOATS * sizeof(float)));
     CI_CU_TRY(cudaDeviceGetAttribute(&c->num_sms, cudaDevAttrMultiProcessorCount, device));
+    int cc_major = 0, cc_minor = 0;
+    CI_CU_TRY(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device));
+    CI_CU_TRY(cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, device));
+    /* cuBLASLt's per-row and block FP8 scales are Hopper's (CUDA 12.9+); our
+     * SASS is sm_90a + sm_80, so elsewhere W8A8 weights run as W8A16 */
+    c->fp8_mma = cc_major == 9;
+    (void)cc_minor;
     const char *ng = getenv("CINFER_NO_GEMV");
     c->use_gemv = !(ng && *ng && strcmp(ng, "0") != 0);
     const char *ex = getenv("CINFER_SAMPLE_EXACT"); /* 1: no approximate top-p probe (A/B) */

@@ -10,7 +10,9 @@
  * Plans (descriptors, layouts, the heuristic's algorithm) are cached per
  * (m, n, k, types, bias); the workspace is allocated once. Dense weights
  * only: the op table (cuda_backend.c) sends CI_QW weights to cuda_qweight.c,
- * whose prefill path calls back down into this GEMM. */
+ * whose prefill path calls back down into this GEMM. ci_cuda_gemm_fp8 is the
+ * same GEMM on E4M3 operands with cuBLASLt's scale modes (outer vectors or
+ * 128 x 128 / 1 x 128 blocks, CUDA 12.9+ on sm_90), for W8A8 weights. */
 #include <stdint.h>
 #include <string.h>
 
@@ -43,6 +45,16 @@ static ci_status plan_build(ci_cuda *c, ci_cu_gemm_plan *p, int with_bias, int *
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    if (p->fp8) {
+        int32_t am = p->fp8 == 1 ? CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F
+                                 : CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
+        int32_t bm = p->fp8 == 1 ? CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F
+                                 : CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
+        CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &am,
+                                                 sizeof am));
+        CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &bm,
+                                                 sizeof bm));
+    }
     if (with_bias) {
         cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
         cudaDataType_t bt = CUDA_R_32F;
@@ -79,11 +91,11 @@ static ci_status plan_build(ci_cuda *c, ci_cu_gemm_plan *p, int with_bias, int *
     return ci_ok();
 }
 
-static unsigned plan_hash(int64_t m, int64_t n, int64_t k, int ab, int cd, int bias) {
+static unsigned plan_hash(int64_t m, int64_t n, int64_t k, int ab, int cd, int bias, int fp8) {
     uint64_t h = (uint64_t)m * 0x9E3779B97F4A7C15ull;
     h ^= (uint64_t)n * 0xC2B2AE3D27D4EB4Full + (h << 6);
     h ^= (uint64_t)k * 0x165667B19E3779F9ull + (h >> 7);
-    h ^= (uint64_t)(ab * 7 + cd * 3 + bias) * 0x27D4EB2F165667C5ull;
+    h ^= (uint64_t)(ab * 7 + cd * 3 + bias + fp8 * 1031) * 0x27D4EB2F165667C5ull;
     return (unsigned)(h ^ (h >> 29)) & (CI_CU_GEMM_CACHE - 1);
 }
 
@@ -91,23 +103,24 @@ static unsigned plan_hash(int64_t m, int64_t n, int64_t k, int ab, int cd, int b
  * forward looks up the same few shapes 32 times per layer stack, and eager
  * steps bring new token counts; a full table (3/4) starts over. */
 static ci_status plan_get(ci_cuda *c, int64_t m, int64_t n, int64_t k, cudaDataType_t ab,
-                          cudaDataType_t cd, int bias, ci_cu_gemm_plan **out) {
-    unsigned i = plan_hash(m, n, k, (int)ab, (int)cd, bias);
+                          cudaDataType_t cd, int bias, int fp8, ci_cu_gemm_plan **out) {
+    unsigned i = plan_hash(m, n, k, (int)ab, (int)cd, bias, fp8);
     for (;; i = (i + 1) & (CI_CU_GEMM_CACHE - 1)) {
         ci_cu_gemm_plan *p = &c->plans[i];
         if (!p->used) break;
-        if (p->m == m && p->n == n && p->k == k && p->ab == ab && p->cd == cd && p->bias == bias) {
+        if (p->m == m && p->n == n && p->k == k && p->ab == ab && p->cd == cd && p->bias == bias &&
+            p->fp8 == fp8) {
             *out = p;
             return ci_ok();
         }
     }
     if (c->nplans >= CI_CU_GEMM_CACHE * 3 / 4) {
         ci_cuda_gemm_plans_free(c);
-        i = plan_hash(m, n, k, (int)ab, (int)cd, bias);
+        i = plan_hash(m, n, k, (int)ab, (int)cd, bias, fp8);
     }
     ci_cu_gemm_plan *p = &c->plans[i];
     const ci_cu_gemm_plan key = {
-        .used = 1, .m = m, .n = n, .k = k, .ab = ab, .cd = cd, .bias = bias};
+        .used = 1, .m = m, .n = n, .k = k, .ab = ab, .cd = cd, .bias = bias, .fp8 = fp8};
     *p = key;
     int found = 0;
     ci_status s = plan_build(c, p, bias, &found);
@@ -160,7 +173,7 @@ ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
     }
     ci_cu_gemm_plan *p;
     CI_TRY(plan_get(c, w->rows, x->rows, x->cols, cu_type(x->dtype), cu_type(y->dtype), b != NULL,
-                    &p));
+                    0, &p));
     if (b && p->bias_ok)
         CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b,
                                                  sizeof b));
@@ -171,5 +184,26 @@ ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
     if (b && !p->bias_ok)
         CI_CU_LAUNCH("add_bias", ci_cu_add_bias((ci_cu_stream)c->stream, ci_cu_bf16(y->dtype),
                                                 y->data, x->rows, w->rows, b));
+    return ci_ok();
+}
+
+ci_status ci_cuda_gemm_fp8(ci_cuda *c, int mode, const void *wq, const float *ws, const void *xq,
+                           const float *xs, int64_t m, int64_t n, int64_t k, ci_dtype ydt,
+                           const float *bias, void *y) {
+    ci_cu_gemm_plan *p;
+    CI_TRY(plan_get(c, m, n, k, CUDA_R_8F_E4M3, cu_type(ydt), bias != NULL, mode, &p));
+    CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &ws,
+                                             sizeof ws));
+    CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xs,
+                                             sizeof xs));
+    if (bias && p->bias_ok)
+        CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                                 sizeof bias));
+    const float one = 1.0f, zero = 0.0f;
+    CI_LT_TRY(cublasLtMatmul(c->lt, p->desc, &one, wq, p->la, xq, p->lb, &zero, y, p->lc, y, p->lc,
+                             &p->algo, c->workspace, CI_CU_GEMM_WORKSPACE, c->stream));
+    if (bias && !p->bias_ok)
+        CI_CU_LAUNCH("add_bias",
+                     ci_cu_add_bias((ci_cu_stream)c->stream, ci_cu_bf16(ydt), y, n, m, bias));
     return ci_ok();
 }

@@ -21,6 +21,7 @@ typedef struct ci_cu_gemm_plan {
     int64_t m, n, k;
     cudaDataType_t ab, cd;
     int bias;    /* 1: bias epilogue; 0: none */
+    int fp8;     /* FP8 scale modes: 0 none, 1 per row x per column, 2 128x128 blocks x 1x128 */
     int bias_ok; /* 0: the epilogue had no algorithm; bias added by a kernel */
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, lc;
@@ -65,7 +66,22 @@ typedef struct ci_cuda {
     /* quantized weights: the largest one dequantized (prefill), grown at load */
     void *qscratch;
     size_t qscratch_bytes;
+    /* W8A8 weights: quantized activations and their scales (+ an output when
+     * padded). qact is sized at load for QACT_RESERVE_ROWS rows and never
+     * moves (decode graphs hold it); larger (eager) matmuls use qact_big,
+     * grown when needed */
+    void *qact, *qact_big;
+    size_t qact_bytes, qact_big_bytes;
+    int fp8_mma; /* sm_89+: FP8 tensor cores (cuBLASLt FP8 GEMMs) */
 } ci_cuda;
+
+/* y[n][m] = (xq . wq^T) * xs[n] * ws[m] (+ bias) through cuBLASLt's FP8 GEMM
+ * (cuda_gemm.c): wq [m][k] and xq [n][k] E4M3; mode 1: ws per row of wq, xs
+ * per row of xq; mode 2: ws per 128x128 block ([ceil(m/128)][ld kb4]), xs per
+ * row and 128 columns ([k/128][n]). y BF16 or F32. */
+ci_status ci_cuda_gemm_fp8(ci_cuda *c, int mode, const void *wq, const float *ws, const void *xq,
+                           const float *xs, int64_t m, int64_t n, int64_t k, ci_dtype ydt,
+                           const float *bias, void *y);
 
 static inline ci_cuda *ci_cuda_of(ci_backend *be) {
     return (ci_cuda *)be->impl;

@@ -110,6 +110,11 @@ int ci_cu_qweight_shape_ok(const struct ci_qweight *w);
 int ci_cu_qgemv(ci_cu_stream st, int bf16, int f32_out, const struct ci_qweight *w, const void *x,
                 int n, const float *bias, void *y, int num_sms);
 int ci_cu_qdequant(ci_cu_stream st, int bf16, const struct ci_qweight *w, void *out);
+/* W8A8 activations: x [n][K] -> E4M3 xq [n_pad][K] and f32 scales, one per
+ * row and `group` columns (group == K: [n_pad]; else [K/group][n_pad]);
+ * rows n..n_pad-1 zero with scale 1. */
+int ci_cu_qact(ci_cu_stream st, int bf16, const void *x, int n, int K, int group, int n_pad,
+               uint8_t *xq, float *scales);
 
 #ifdef __cplusplus
 }

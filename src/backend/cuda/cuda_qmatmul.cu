@@ -1,16 +1,19 @@
 /* cuda_qmatmul.cu — kernels for quantized weights (util/qweight.h): a
  * weight-streaming GEMV for n <= 4 activation rows that dequantizes in
- * registers, and a dequantize-to-activation-dtype kernel that feeds the dense
- * cuBLASLt GEMM for larger n (prefill). Both compute the products of
- * ci_qweight_dequant_row exactly: (q - zero) * scale for INT4, e4m3(q) *
- * scale for FP8, accumulated in f32.
+ * registers, a dequantize-to-activation-dtype kernel that feeds the dense
+ * cuBLASLt GEMM for larger n (prefill), and the activation quantization of
+ * W8A8 weights (qact, for cuBLASLt's FP8 GEMM). The GEMVs compute the
+ * products of ci_qweight_dequant_row exactly: (q - zero) * scale for INT4,
+ * e4m3(q) * scale for FP8, accumulated in f32.
  *
- * GEMV: one warp per output row (grid-stride), each lane reading 32-bit words
- * of the packed row (8 INT4 or 4 FP8 weights) with the evict-first hint; a
- * word never straddles a scale group (group sizes are multiples of 8 / 4,
- * checked at create), so its scale and zero are loaded once, unless the
- * weight has act-order g_idx (then per element). x is read through L1/L2. */
+ * Three GEMVs (CINFER_QGEMV / ci_cu_qgemv_select): "split" (default) and
+ * "vec" stream 16-byte chunks of four rows at a time (qv_chunk's arithmetic),
+ * split with 32..256 threads per row group and two chunks in flight per
+ * thread, vec with one warp per row group; "scalar", one warp per row and a
+ * 32-bit word per lane, is what act-order (g_idx) weights and unaligned
+ * shapes run. Weights are read with the evict-first hint; x through L1/L2. */
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/kv_fp8.cuh"
 #include "util/qweight.h"
 
 #include <stdlib.h>
@@ -143,14 +146,67 @@ __device__ __forceinline__ float qv_weight(uint32_t wd, int j) {
     return __uint_as_float((uint32_t)((int32_t)t >> 4) & 0x87F00000u) * 0x1p120f;
 }
 
+/* One 16-byte chunk (index c) of each of the QV_ROWS rows rr: wv holds
+ * their bytes; adds scale * (chunk . x) into acc. */
+template <int FMT, int N, typename T>
+__device__ __forceinline__ void qv_chunk(const ci_qweight &w, const T *__restrict__ x, int K,
+                                         const int *rr, const uint4 *wv, int c, int gshift,
+                                         float (*acc)[N]) {
+    constexpr int EPW = FMT == CI_QW_INT4 ? 8 : 4;
+    constexpr int EPC = 4 * EPW;
+    const int ng = (int)w.ngroups, c0 = c * EPC;
+    const int g = ng == 1 ? 0 : gshift >= 0 ? c0 >> gshift : c0 / (int)w.group_size;
+    float part[QV_ROWS][N], sx[N];
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+        sx[n] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < QV_ROWS; i++) part[i][n] = 0.0f;
+    }
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        float xv[N][EPW];
+#pragma unroll
+        for (int n = 0; n < N; n++) {
+            qv_load_x(x + (int64_t)n * K + c0 + q * EPW, xv[n], EPW);
+            if (FMT == CI_QW_INT4)
+#pragma unroll
+                for (int j = 0; j < EPW; j++) sx[n] += xv[n][j];
+        }
+#pragma unroll
+        for (int i = 0; i < QV_ROWS; i++) {
+            const uint32_t wd = q == 0 ? wv[i].x : q == 1 ? wv[i].y : q == 2 ? wv[i].z : wv[i].w;
+#pragma unroll
+            for (int j = 0; j < EPW; j++) {
+                const float v = qv_weight<FMT>(wd, j);
+#pragma unroll
+                for (int n = 0; n < N; n++) part[i][n] = fmaf(v, xv[n][j], part[i][n]);
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < QV_ROWS; i++) {
+        const int64_t si = (int64_t)rr[i] * ng + g;
+        const float sc = w.scales[si];
+        if (FMT == CI_QW_INT4) {
+            const float z = (float)w.zeros[si];
+#pragma unroll
+            for (int n = 0; n < N; n++)
+                acc[i][n] = fmaf(sc, 16.0f * part[i][n] - (16.0f + z) * sx[n], acc[i][n]);
+        } else {
+#pragma unroll
+            for (int n = 0; n < N; n++) acc[i][n] = fmaf(sc, part[i][n], acc[i][n]);
+        }
+    }
+}
+
 template <int FMT, int N, typename T, typename OutT>
 __global__ void __launch_bounds__(QGEMV_WARPS * 32)
     qgemv_vec_kernel(ci_qweight w, const T *__restrict__ x, const float *__restrict__ bias,
                      OutT *__restrict__ y, int gshift) {
-    constexpr int EPW = FMT == CI_QW_INT4 ? 8 : 4; /* weights per 32-bit word */
-    constexpr int EPC = 4 * EPW;                   /* per 16-byte chunk */
+    constexpr int EPC = FMT == CI_QW_INT4 ? 32 : 16; /* weights per 16-byte chunk */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int K = (int)w.cols, out = (int)w.rows, chunks = K / EPC, ng = (int)w.ngroups;
+    const int K = (int)w.cols, out = (int)w.rows, chunks = K / EPC;
     const int64_t rb = FMT == CI_QW_INT4 ? K / 2 : K;
     for (int r0 = (blockIdx.x * QGEMV_WARPS + warp) * QV_ROWS; r0 < out;
          r0 += gridDim.x * QGEMV_WARPS * QV_ROWS) {
@@ -167,50 +223,7 @@ __global__ void __launch_bounds__(QGEMV_WARPS * 32)
 #pragma unroll
             for (int i = 0; i < QV_ROWS; i++)
                 wv[i] = __ldcs((const uint4 *)(w.q + (int64_t)rr[i] * rb) + c);
-            const int c0 = c * EPC;
-            const int g = ng == 1 ? 0 : gshift >= 0 ? c0 >> gshift : c0 / (int)w.group_size;
-            float part[QV_ROWS][N], sx[N];
-#pragma unroll
-            for (int n = 0; n < N; n++) {
-                sx[n] = 0.0f;
-#pragma unroll
-                for (int i = 0; i < QV_ROWS; i++) part[i][n] = 0.0f;
-            }
-#pragma unroll
-            for (int q = 0; q < 4; q++) {
-                float xv[N][EPW];
-#pragma unroll
-                for (int n = 0; n < N; n++) {
-                    qv_load_x(x + (int64_t)n * K + c0 + q * EPW, xv[n], EPW);
-                    if (FMT == CI_QW_INT4)
-#pragma unroll
-                        for (int j = 0; j < EPW; j++) sx[n] += xv[n][j];
-                }
-#pragma unroll
-                for (int i = 0; i < QV_ROWS; i++) {
-                    const uint32_t wd = q == 0 ? wv[i].x : q == 1 ? wv[i].y : q == 2 ? wv[i].z : wv[i].w;
-#pragma unroll
-                    for (int j = 0; j < EPW; j++) {
-                        const float v = qv_weight<FMT>(wd, j);
-#pragma unroll
-                        for (int n = 0; n < N; n++) part[i][n] = fmaf(v, xv[n][j], part[i][n]);
-                    }
-                }
-            }
-#pragma unroll
-            for (int i = 0; i < QV_ROWS; i++) {
-                const int64_t si = (int64_t)rr[i] * ng + g;
-                const float sc = w.scales[si];
-                if (FMT == CI_QW_INT4) {
-                    const float z = (float)w.zeros[si];
-#pragma unroll
-                    for (int n = 0; n < N; n++)
-                        acc[i][n] = fmaf(sc, 16.0f * part[i][n] - (16.0f + z) * sx[n], acc[i][n]);
-                } else {
-#pragma unroll
-                    for (int n = 0; n < N; n++) acc[i][n] = fmaf(sc, part[i][n], acc[i][n]);
-                }
-            }
+            qv_chunk<FMT, N, T>(w, x, K, rr, wv, c, gshift, acc);
         }
 #pragma unroll
         for (int i = 0; i < QV_ROWS; i++)
@@ -220,6 +233,68 @@ __global__ void __launch_bounds__(QGEMV_WARPS * 32)
                 if (lane == 0 && r0 + i < out)
                     ci_st(y + (int64_t)n * out, r0 + i, bias ? s + bias[r0 + i] : s);
             }
+    }
+}
+
+/* ---- the split-K GEMV (the default): TPR threads (a power of two, 32..256)
+ * share each group of QV_ROWS rows, so a 4096-column INT4 row (128 chunks)
+ * keeps 64 threads busy instead of one warp, and every thread has U chunks
+ * of each row in flight before it decodes any (the loads of a chunk do not
+ * wait for the arithmetic of the previous one). The chunk arithmetic is the
+ * vectorized kernel's; per-thread sums are reduced over the warp, then over
+ * the row group's warps through shared memory. */
+#define QS_THREADS 256
+#define QS_U 2
+
+template <int FMT, int N, typename T, typename OutT>
+__global__ void __launch_bounds__(QS_THREADS)
+    qgemv_split_kernel(ci_qweight w, const T *__restrict__ x, const float *__restrict__ bias,
+                       OutT *__restrict__ y, int gshift, int tpr) {
+    constexpr int EPC = FMT == CI_QW_INT4 ? 32 : 16;
+    __shared__ float red[QS_THREADS / 32][QV_ROWS * N];
+    const int K = (int)w.cols, out = (int)w.rows, chunks = K / EPC;
+    const int groups = QS_THREADS / tpr, grp = threadIdx.x / tpr, t = threadIdx.x % tpr;
+    const int r0 = (blockIdx.x * groups + grp) * QV_ROWS;
+    const int64_t rb = FMT == CI_QW_INT4 ? K / 2 : K;
+    int rr[QV_ROWS];
+#pragma unroll
+    for (int i = 0; i < QV_ROWS; i++) rr[i] = min(r0 + i, out - 1);
+    float acc[QV_ROWS][N];
+#pragma unroll
+    for (int i = 0; i < QV_ROWS; i++)
+#pragma unroll
+        for (int n = 0; n < N; n++) acc[i][n] = 0.0f;
+    if (r0 < out) {
+        for (int c = t; c < chunks; c += QS_U * tpr) {
+            uint4 wv[QS_U][QV_ROWS];
+#pragma unroll
+            for (int u = 0; u < QS_U; u++)
+                if (c + u * tpr < chunks)
+#pragma unroll
+                    for (int i = 0; i < QV_ROWS; i++)
+                        wv[u][i] = __ldcs((const uint4 *)(w.q + (int64_t)rr[i] * rb) + c + u * tpr);
+#pragma unroll
+            for (int u = 0; u < QS_U; u++)
+                if (c + u * tpr < chunks)
+                    qv_chunk<FMT, N, T>(w, x, K, rr, wv[u], c + u * tpr, gshift, acc);
+        }
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int i = 0; i < QV_ROWS; i++)
+#pragma unroll
+        for (int n = 0; n < N; n++) {
+            float s = ci_warp_sum(acc[i][n]);
+            if (lane == 0) red[warp][i * N + n] = s;
+        }
+    __syncthreads();
+    /* the row group's first QV_ROWS * N threads add its warps' sums */
+    const int wpg = tpr / 32;
+    if (t < QV_ROWS * N) {
+        const int i = t / N, n = t % N;
+        float s = 0.0f;
+        for (int k = 0; k < wpg; k++) s += red[grp * wpg + k][t];
+        if (r0 + i < out) ci_st(y + (int64_t)n * out, r0 + i, bias ? s + bias[r0 + i] : s);
     }
 }
 
@@ -254,21 +329,43 @@ extern "C" int ci_cu_qweight_shape_ok(const ci_qweight *w) {
     return w->cols % per == 0 && (w->group_size % per == 0 || w->group_size >= w->cols);
 }
 
+/* Which GEMV kernel: CINFER_QGEMV=split (default) | vec | scalar, read once;
+ * ci_cu_qgemv_select sets it (the test times each side by side). */
+static int g_qgemv = -1; /* 0 split, 1 vec, 2 scalar */
+
+extern "C" void ci_cu_qgemv_select(const char *name) {
+    g_qgemv = name && !strcmp(name, "scalar") ? 2 : name && !strcmp(name, "vec") ? 1 : 0;
+}
+
+/* threads per row group: about QS_U chunks per thread, 32..256 */
+static int qs_tpr(int64_t chunks) {
+    int tpr = 32;
+    while (tpr < QS_THREADS && (int64_t)tpr * 2 * QS_U <= chunks) tpr *= 2;
+    return tpr;
+}
+
 template <int FMT, int N, typename T>
 static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
                         const float *bias, void *y, int num_sms) {
-    /* CINFER_QGEMV=scalar: the per-word kernel (for measurements); read once */
-    static int scalar = -1;
-    if (scalar < 0) {
-        const char *e = getenv("CINFER_QGEMV");
-        scalar = e && !strcmp(e, "scalar");
-    }
-    if (!scalar && qv_ok(w, x, (int)sizeof(T))) {
-        int64_t per = QGEMV_WARPS * QV_ROWS, want = (w->rows + per - 1) / per;
-        if (want > (int64_t)num_sms * 8) want = (int64_t)num_sms * 8;
+    if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
+    if (g_qgemv < 2 && qv_ok(w, x, (int)sizeof(T))) {
         int gshift = -1;
         if (w->group_size > 0 && (w->group_size & (w->group_size - 1)) == 0)
             gshift = __builtin_ctzll((unsigned long long)w->group_size);
+        if (g_qgemv == 0) {
+            const int tpr = qs_tpr(w->cols / (FMT == CI_QW_INT4 ? 32 : 16));
+            const int64_t per = (int64_t)(QS_THREADS / tpr) * QV_ROWS;
+            const unsigned grid = (unsigned)((w->rows + per - 1) / per);
+            if (f32_out)
+                qgemv_split_kernel<FMT, N, T, float><<<grid, QS_THREADS, 0, st>>>(
+                    *w, (const T *)x, bias, (float *)y, gshift, tpr);
+            else
+                qgemv_split_kernel<FMT, N, T, __nv_bfloat16><<<grid, QS_THREADS, 0, st>>>(
+                    *w, (const T *)x, bias, (__nv_bfloat16 *)y, gshift, tpr);
+            return cudaGetLastError();
+        }
+        int64_t per = QGEMV_WARPS * QV_ROWS, want = (w->rows + per - 1) / per;
+        if (want > (int64_t)num_sms * 8) want = (int64_t)num_sms * 8;
         if (f32_out)
             qgemv_vec_kernel<FMT, N, T, float><<<(unsigned)want, QGEMV_WARPS * 32, 0, st>>>(
                 *w, (const T *)x, bias, (float *)y, gshift);
@@ -319,6 +416,47 @@ extern "C" int ci_cu_qdequant(ci_cu_stream st, int bf16, const ci_qweight *w, vo
             qdequant_kernel<CI_QW_INT4, T><<<blocks, 256, 0, st>>>(*w, (T *)out);
         else
             qdequant_kernel<CI_QW_FP8, T><<<blocks, 256, 0, st>>>(*w, (T *)out);
+    });
+    return cudaGetLastError();
+}
+
+/* W8A8 activations: one block per (row, group of `group` columns): s =
+ * amax / 448 (1 when 0), q = e4m3(x / s) (kv_fp8.cuh's store: the CPU
+ * twin's bytes), the FP8 GEMM's operand [n_pad][K] and its scales: per row
+ * ([n_pad]) when group == K, else [K / group][n_pad] (row-contiguous, the
+ * layout of cuBLASLt's VEC128 scales). Rows n..n_pad-1 are zero, scale 1. */
+template <typename T>
+__global__ void qact_kernel(const T *__restrict__ x, int n, int K, int group, int n_pad,
+                            uint8_t *__restrict__ xq, float *__restrict__ sc) {
+    __shared__ float red[32];
+    const int row = blockIdx.y, g = blockIdx.x, c0 = g * group;
+    const int64_t base = (int64_t)row * K;
+    float amax = 0.0f;
+    if (row < n)
+        for (int c = c0 + threadIdx.x; c < c0 + group; c += blockDim.x)
+            amax = fmaxf(amax, fabsf(ci_ld(x, base + c)));
+    /* block max via the sum helper's shape: warp max, then lane 0s */
+    amax = ci_warp_max(amax);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = amax;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        float v = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.0f;
+        v = ci_warp_max(v);
+        if (threadIdx.x == 0) red[0] = v;
+    }
+    __syncthreads();
+    const float m = red[0], s = m > 0.0f ? __fdiv_rn(m, 448.0f) : 1.0f;
+    for (int c = c0 + threadIdx.x; c < c0 + group; c += blockDim.x)
+        xq[base + c] = row < n ? ci_fp8_enc(ci_ld(x, base + c), s) : 0;
+    if (threadIdx.x == 0) sc[group == K ? row : (int64_t)g * n_pad + row] = s;
+}
+
+extern "C" int ci_cu_qact(ci_cu_stream st, int bf16, const void *x, int n, int K, int group,
+                          int n_pad, uint8_t *xq, float *scales) {
+    if (n < 1 || n_pad < n || group <= 0 || K % group) return cudaErrorInvalidValue;
+    dim3 grid((unsigned)(K / group), (unsigned)n_pad);
+    CI_CU_DISPATCH(bf16, {
+        qact_kernel<T><<<grid, 128, 0, st>>>((const T *)x, n, K, group, n_pad, xq, scales);
     });
     return cudaGetLastError();
 }

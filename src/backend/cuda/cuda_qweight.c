@@ -7,21 +7,55 @@
  * rows run the weight-streaming GEMV (dequantized in registers); larger n
  * dequantize the weight into a scratch of the activation dtype, sized at
  * load for the largest quantized weight, and run the dense cuBLASLt GEMM on
- * it. That prefill path is not the FP8 / INT4 tensor-core path (no FP8 GEMM
- * with scale epilogues, no Marlin-class kernel yet): docs/quantization.md. */
+ * it. W8A8 FP8 weights (act_group, on Hopper) instead quantize the
+ * activations (ci_cu_qact) and run cuBLASLt's FP8 GEMM with per-row or
+ * 128 x 128 block scales (ci_cuda_gemm_fp8); INT4 has no Marlin-class kernel
+ * yet: docs/quantization.md. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/cuda_internal.h"
 
-typedef struct cu_qw {
-    ci_qweight w; /* first: backend.h promises data is a ci_qweight */
-    void *block;
-} cu_qw;
-
 static size_t align256(size_t n) {
     return (n + 255) & ~(size_t)255;
 }
+
+typedef struct cu_qw {
+    ci_qweight w; /* first: backend.h promises data is a ci_qweight */
+    void *block;
+    int fp8;        /* W8A8 on FP8 tensor cores: ci_cuda_gemm_fp8's mode (0: not) */
+    float *bscales; /* mode 2: one scale per 128 x 128 block, [ceil(rows/128)][kb4] */
+} cu_qw;
+
+/* bytes of the W8A8 scratch for n rows: xq [n4][cols], scales, an output */
+static size_t qact_need(const ci_qweight *w, int64_t n, size_t out_elt) {
+    int64_t n4 = (n + 3) / 4 * 4;
+    return align256((size_t)(n4 * w->cols)) + align256((size_t)(n4 * w->cols / 16) * 4 + 16) +
+           (size_t)(n4 * w->rows) * out_elt;
+}
+
+/* Grows a W8A8 scratch buffer (never while a graph is being captured). */
+static ci_status qact_grow(ci_cuda *c, void **buf, size_t *bytes, size_t need) {
+    if (need <= *bytes) return ci_ok();
+    enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    CI_CU_TRY(cudaStreamIsCapturing(c->stream, &cs));
+    if (cs != cudaStreamCaptureStatusNone)
+        return ci_errorf(CI_ERR_INVALID,
+                         "cuda qmatmul: W8A8 scratch of %zu bytes, need %zu while capturing a "
+                         "graph",
+                         *bytes, need);
+    if (*buf) {
+        CI_CU_TRY(cudaStreamSynchronize(c->stream));
+        cudaFree(*buf);
+        *buf = NULL;
+        *bytes = 0;
+    }
+    CI_CU_TRY(cudaMalloc(buf, need));
+    *bytes = need;
+    return ci_ok();
+}
+
+#define QACT_RESERVE_ROWS 512 /* at load: decode graphs up to this batch never grow it */
 
 ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor *out) {
     ci_cuda *c = ci_cuda_of(be);
@@ -41,9 +75,17 @@ ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor 
     size_t sb = (size_t)(h->rows * h->ngroups) * sizeof(float);
     size_t zb = h->zeros ? (size_t)(h->rows * h->ngroups) : 0;
     size_t gb = h->g_idx ? (size_t)(h->nparts * h->cols) * sizeof(int32_t) : 0;
-    size_t off_s = align256(qb), off_z = off_s + align256(sb), off_g = off_z + align256(zb);
-    /* the prefill scratch: the largest dequantized weight in the act dtype */
-    size_t need = (size_t)(h->rows * h->cols) * ci_dtype_size(be->act_dtype);
+    const int fp8 = h->act_group && c->fp8_mma ? (h->act_group == h->cols ? 1 : 2) : 0;
+    const int64_t kb4 = (h->cols / 128 + 3) / 4 * 4, rb = (h->rows + 127) / 128;
+    size_t bb = fp8 == 2 ? (size_t)(rb * kb4) * sizeof(float) : 0;
+    size_t off_s = align256(qb), off_z = off_s + align256(sb), off_g = off_z + align256(zb),
+           off_b = off_g + align256(gb);
+    /* the prefill scratch: the largest dequantized weight in the act dtype
+     * (W8A8 weights: their quantized activations instead) */
+    size_t need = fp8 ? 0 : (size_t)(h->rows * h->cols) * ci_dtype_size(be->act_dtype);
+    if (fp8)
+        CI_TRY(qact_grow(c, &c->qact, &c->qact_bytes,
+                         qact_need(h, QACT_RESERVE_ROWS, ci_dtype_size(be->act_dtype))));
     if (need > c->qscratch_bytes) {
         if (c->qscratch) {
             cudaStreamSynchronize(c->stream);
@@ -57,7 +99,7 @@ ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor 
     cu_qw *q = calloc(1, sizeof *q);
     if (!q) return ci_errorf(CI_ERR_NOMEM, "cuda: out of host memory");
     char *blk = NULL;
-    cudaError_t e = cudaMalloc((void **)&blk, off_g + gb);
+    cudaError_t e = cudaMalloc((void **)&blk, off_b + bb);
     if (e != cudaSuccess) {
         free(q);
         return ci_errorf(CI_ERR_NOMEM, "cuda: quantized weight [%lld][%lld]: %s",
@@ -69,22 +111,39 @@ ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor 
     q->w.scales = (float *)(blk + off_s);
     q->w.zeros = zb ? (uint8_t *)(blk + off_z) : NULL;
     q->w.g_idx = gb ? (int32_t *)(blk + off_g) : NULL;
+    q->fp8 = fp8;
+    q->bscales = bb ? (float *)(blk + off_b) : NULL;
     out->data = q;
     out->dtype = CI_QW;
     out->rows = h->rows;
     out->cols = h->cols;
-    const void *src[] = {h->q, h->scales, h->zeros, h->g_idx};
-    void *dst[] = {q->w.q, q->w.scales, q->w.zeros, q->w.g_idx};
-    size_t len[] = {qb, sb, zb, gb};
-    for (int i = 0; i < 4; i++) {
+    /* 128 x 128 blocks: the scale of each block's first row (the rows of a
+     * block share it: ci_qweight_act_ok), columns padded to 4 for cuBLASLt */
+    float *bs = NULL;
+    if (bb) {
+        bs = calloc(1, bb);
+        if (!bs) {
+            ci_cuda_qweight_free(be, out);
+            return ci_errorf(CI_ERR_NOMEM, "cuda: out of host memory");
+        }
+        for (int64_t r = 0; r < rb; r++)
+            for (int64_t k = 0; k < h->ngroups; k++)
+                bs[r * kb4 + k] = h->scales[r * 128 * h->ngroups + k];
+    }
+    const void *src[] = {h->q, h->scales, h->zeros, h->g_idx, bs};
+    void *dst[] = {q->w.q, q->w.scales, q->w.zeros, q->w.g_idx, q->bscales};
+    size_t len[] = {qb, sb, zb, gb, bb};
+    for (int i = 0; i < 5; i++) {
         if (!len[i]) continue;
         e = cudaMemcpy(dst[i], src[i], len[i], cudaMemcpyHostToDevice);
         if (e != cudaSuccess) {
+            free(bs);
             ci_cuda_qweight_free(be, out);
             return ci_errorf(CI_ERR_BACKEND, "cuda: quantized weight upload: %s",
                              cudaGetErrorString(e));
         }
     }
+    free(bs);
     return ci_ok();
 }
 
@@ -119,6 +178,32 @@ ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w
         CI_CU_LAUNCH("qgemv",
                      ci_cu_qgemv((ci_cu_stream)c->stream, ci_cu_bf16(x->dtype), y->dtype == CI_F32,
                                  q, x->data, (int)x->rows, b, y->data, c->num_sms));
+        return ci_ok();
+    }
+    const cu_qw *cq = w->data;
+    if (cq->fp8 && x->rows >= CI_QW_ACT_MIN_ROWS) {
+        /* W8A8: activations to E4M3 (per row, or per row and 128 columns,
+         * rows padded to 4 for the block scales), then the FP8 GEMM; the
+         * output goes through the scratch when y has no room for the pad */
+        const int64_t n = x->rows, np = cq->fp8 == 2 ? (n + 3) / 4 * 4 : n;
+        const size_t esz = ci_dtype_size(y->dtype);
+        const size_t need = qact_need(q, n, esz);
+        void *buf = c->qact;
+        if (need > c->qact_bytes) {
+            CI_TRY(qact_grow(c, &c->qact_big, &c->qact_big_bytes, need));
+            buf = c->qact_big;
+        }
+        uint8_t *xq = buf;
+        float *xs = (float *)((char *)buf + align256((size_t)(np * q->cols)));
+        void *d =
+            y->rows >= np ? y->data : (char *)xs + align256((size_t)(np * q->cols / 16) * 4 + 16);
+        CI_CU_LAUNCH("qact", ci_cu_qact((ci_cu_stream)c->stream, ci_cu_bf16(x->dtype), x->data,
+                                        (int)n, (int)q->cols, (int)q->act_group, (int)np, xq, xs));
+        CI_TRY(ci_cuda_gemm_fp8(c, cq->fp8, q->q, cq->fp8 == 2 ? cq->bscales : q->scales, xq, xs,
+                                q->rows, np, q->cols, y->dtype, b, d));
+        if (d != y->data)
+            CI_CU_TRY(cudaMemcpyAsync(y->data, d, (size_t)(n * q->rows) * esz,
+                                      cudaMemcpyDeviceToDevice, c->stream));
         return ci_ok();
     }
     size_t need = (size_t)(w->rows * w->cols) * ci_dtype_size(x->dtype);
