@@ -229,7 +229,9 @@ def calib_ids(model_dir, cinfer, n=64, seq_len=256, text_files=None):
 
 
 # ---- standalone: per-layer error, GPTQ vs RTN ---------------------------------
-def _read_model(d):
+def read_model(d):
+    """All *.safetensors of d as name -> float32 array (F32, BF16, F16); lm_head.weight is the
+    embedding when the checkpoint ties them. Also used by ref_ppl.py."""
     t = {}
     for f in sorted(os.listdir(d)):
         if not f.endswith(".safetensors"):
@@ -244,11 +246,17 @@ def _read_model(d):
                 a, b = v["data_offsets"]
                 fh.seek(base + a)
                 raw = fh.read(b - a)
-                if v["dtype"] == "BF16":
+                dt = v["dtype"]
+                if dt == "BF16":
                     arr = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+                elif dt in ("F32", "F16"):
+                    arr = np.frombuffer(raw, np.float32 if dt == "F32" else np.float16)
                 else:
-                    arr = np.frombuffer(raw, {"F32": np.float32, "F16": np.float16}[v["dtype"]])
+                    sys.exit(f"{f}: {name}: dtype {dt} (only dense F32/BF16/F16 checkpoints; "
+                             "dequantize with quantize_checkpoint.py --dequant-out)")
                 t[name] = arr.astype(np.float32).reshape(v["shape"])
+    if not t:
+        sys.exit(f"{d}: no *.safetensors")
     if "lm_head.weight" not in t:
         t["lm_head.weight"] = t["model.embed_tokens.weight"]
     return t
@@ -265,7 +273,7 @@ def main():
     ap.add_argument("--desc-act", action="store_true")
     a = ap.parse_args()
     cfg = json.load(open(os.path.join(a.model, "config.json")))
-    t = _read_model(a.model)
+    t = read_model(a.model)
     calib = json.load(open(a.calib)) if a.calib else calib_ids(a.model, a.cinfer)
     quantize_model(cfg, t, calib, a.group, not a.asym, a.desc_act, log=print)
 

@@ -39,6 +39,12 @@ pq=$(ppl "$tmp/ct-fp8-channel") pd=$(ppl "$tmp/ct-fp8-channel-dq")
 echo "     ct-fp8-channel perplexity: w8a8 $pq, dequantized weights $pd"
 check "ct-fp8-channel w8a8: perplexity above the weight-only one, by less than 1%" \
     "$py" -c "import sys; q, d = float('$pq'), float('$pd'); sys.exit(not (d < q < d * 1.01))"
+# ... and within 0.5% of tools/ref_ppl.py's (numpy, the same per-token E4M3 rounding)
+pr=$("$py" "$src/tools/ref_ppl.py" "$tmp/ct-fp8-channel-dq" "$m/val_text.txt" --act token \
+    --cinfer "$bin" 2>/dev/null | sed -n 's/.*ppl=\([0-9.]*\).*/\1/p')
+echo "     numpy reference with per-token FP8 activations: $pr"
+check "ct-fp8-channel w8a8: perplexity within 0.5% of the numpy W8A8 reference" \
+    "$py" -c "import sys; q, r = float('$pq'), float('${pr:-0}'); sys.exit(not abs(q / r - 1) < 0.005)"
 
 a=$(ids "$m" --quantization fp8)
 check "--quantization fp8: 4 x 32 tokens" test "$(echo "$a" | tr ';,' '\n\n' | grep -c .)" = 128
