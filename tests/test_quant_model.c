@@ -136,23 +136,28 @@ static void test_format(const char *name, const char *args) {
     ci_model *mq = load(q, 0), *md = load(dq, 0);
     weight_only = 0;
     if (mq && md) compare(mq, md, name, 2e-5, 1);
-    ci_model *ma = load(q, 0);
-    if (ma && ma->cfg.quant.act_group) {
-        ci_model_free(mq);
-        mq = ma;
-        char what[128];
-        snprintf(what, sizeof what, "%s w8a8 vs dequantized", name);
-        if (md) compare(mq, md, what, 0.15, 0);
-    } else {
-        ci_model_free(ma);
-    }
+    char what[128];
     if (mq && dev) { /* the device's quantized kernels against the CPU twin, end to end */
+        weight_only = 1;
         ci_model *mg = load_on(dev, q, 0);
-        char what[128];
+        weight_only = 0;
         snprintf(what, sizeof what, "%s on %s", name, dev->name);
         if (mg) compare(mg, mq, what, 1e-4, 1);
         ci_model_free(mg);
     }
+    ci_model *ma = load(q, 0);
+    if (ma && ma->cfg.quant.act_group) {
+        snprintf(what, sizeof what, "%s w8a8 vs dequantized", name);
+        if (md) compare(ma, md, what, 0.15, 0);
+        /* W8A8 on the device: its FP8 GEMM's sums differ from f32's in the
+         * 4th digit and E4M3 roundings amplify that; close, not equal (the
+         * perplexities agree within 0.1%: docs/quantization.md) */
+        ci_model *mg = dev ? load_on(dev, q, 0) : NULL;
+        snprintf(what, sizeof what, "%s w8a8 on %s", name, dev ? dev->name : "-");
+        if (mg) compare(mg, ma, what, 0.15, 0);
+        ci_model_free(mg);
+    }
+    ci_model_free(ma);
     ci_model_free(mq);
     ci_model_free(md);
 }

@@ -46,14 +46,24 @@ static ci_status plan_build(ci_cuda *c, ci_cu_gemm_plan *p, int with_bias, int *
     CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     if (p->fp8) {
-        int32_t am = p->fp8 == 1 ? CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F
-                                 : CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
-        int32_t bm = p->fp8 == 1 ? CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F
-                                 : CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
+        /* mode 3 (scalar scales) only probes why a vector mode failed */
+        int32_t am = p->fp8 == 1   ? CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F
+                     : p->fp8 == 2 ? CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F
+                                   : CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F;
+        int32_t bm = p->fp8 == 1   ? CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F
+                     : p->fp8 == 2 ? CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F
+                                   : CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F;
         CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &am,
                                                  sizeof am));
         CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &bm,
                                                  sizeof bm));
+        /* vector scale modes want scale pointers when the heuristic runs:
+         * any device address here, the call sets the real ones */
+        const void *any = c->workspace;
+        CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+                                                 &any, sizeof any));
+        CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+                                                 &any, sizeof any));
     }
     if (with_bias) {
         cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
@@ -86,8 +96,11 @@ static ci_status plan_build(ci_cuda *c, ci_cu_gemm_plan *p, int with_bias, int *
      * CUBLAS_STATUS_INVALID_VALUE in cuBLASLt 13.0) means: try without */
     if (with_bias) return ci_ok();
     if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED)
-        return ci_errorf(CI_ERR_BACKEND, "cublasLt: cublasLtMatmulAlgoGetHeuristic: status %d",
-                         (int)st);
+        return ci_errorf(CI_ERR_BACKEND,
+                         "cublasLt: cublasLtMatmulAlgoGetHeuristic: status %d (%lldx%lldx%lld, "
+                         "types %d -> %d, fp8 scales %d)",
+                         (int)st, (long long)p->m, (long long)p->n, (long long)p->k, (int)p->ab,
+                         (int)p->cd, p->fp8);
     return ci_ok();
 }
 
@@ -206,4 +219,14 @@ ci_status ci_cuda_gemm_fp8(ci_cuda *c, int mode, const void *wq, const float *ws
         CI_CU_LAUNCH("add_bias",
                      ci_cu_add_bias((ci_cu_stream)c->stream, ci_cu_bf16(ydt), y, n, m, bias));
     return ci_ok();
+}
+
+ci_status ci_cuda_gemm_fp8_probe(ci_cuda *c, int mode, int64_t m, int64_t n, int64_t k,
+                                 ci_dtype ydt) {
+    ci_cu_gemm_plan *p;
+    ci_status s = plan_get(c, m, n, k, CUDA_R_8F_E4M3, cu_type(ydt), 0, mode, &p);
+    if (s.code == CI_OK) return s;
+    ci_status t = plan_get(c, m, n, k, CUDA_R_8F_E4M3, cu_type(ydt), 0, 3, &p);
+    return ci_errorf(s.code, "%s; with scalar scales: %s", s.msg,
+                     t.code == CI_OK ? "available" : t.msg);
 }

@@ -72,7 +72,7 @@ typedef struct ci_cuda {
      * grown when needed */
     void *qact, *qact_big;
     size_t qact_bytes, qact_big_bytes;
-    int fp8_mma; /* sm_89+: FP8 tensor cores (cuBLASLt FP8 GEMMs) */
+    int fp8_mma; /* Hopper: cuBLASLt FP8 GEMMs with vector / block scales (-1: probed, none) */
 } ci_cuda;
 
 /* y[n][m] = (xq . wq^T) * xs[n] * ws[m] (+ bias) through cuBLASLt's FP8 GEMM
@@ -82,6 +82,9 @@ typedef struct ci_cuda {
 ci_status ci_cuda_gemm_fp8(ci_cuda *c, int mode, const void *wq, const float *ws, const void *xq,
                            const float *xs, int64_t m, int64_t n, int64_t k, ci_dtype ydt,
                            const float *bias, void *y);
+/* Whether cuBLASLt has that FP8 GEMM (a plan for it): ci_ok or why not. */
+ci_status ci_cuda_gemm_fp8_probe(ci_cuda *c, int mode, int64_t m, int64_t n, int64_t k,
+                                 ci_dtype ydt);
 
 static inline ci_cuda *ci_cuda_of(ci_backend *be) {
     return (ci_cuda *)be->impl;

@@ -6,10 +6,11 @@
  * products of ci_qweight_dequant_row exactly: (q - zero) * scale for INT4,
  * e4m3(q) * scale for FP8, accumulated in f32.
  *
- * Three GEMVs (CINFER_QGEMV / ci_cu_qgemv_select): "split" (default) and
- * "vec" stream 16-byte chunks of four rows at a time (qv_chunk's arithmetic),
- * split with 32..256 threads per row group and two chunks in flight per
- * thread, vec with one warp per row group; "scalar", one warp per row and a
+ * Three GEMVs (CINFER_QGEMV / ci_cu_qgemv_select; "auto", the default, takes
+ * vec for weights with rows enough to fill the GPU, split for the rest):
+ * "split" and "vec" stream 16-byte chunks of four rows at a time (qv_chunk's
+ * arithmetic), split with 32..256 threads per row group and two chunks in
+ * flight per thread, vec with one warp per row group; "scalar", one warp per row and a
  * 32-bit word per lane, is what act-order (g_idx) weights and unaligned
  * shapes run. Weights are read with the evict-first hint; x through L1/L2. */
 #include "backend/cuda/cuda_common.cuh"
@@ -331,10 +332,14 @@ extern "C" int ci_cu_qweight_shape_ok(const ci_qweight *w) {
 
 /* Which GEMV kernel: CINFER_QGEMV=split (default) | vec | scalar, read once;
  * ci_cu_qgemv_select sets it (the test times each side by side). */
-static int g_qgemv = -1; /* 0 split, 1 vec, 2 scalar */
+static int g_qgemv = -1; /* 0 split, 1 vec, 2 scalar, 3 auto */
 
 extern "C" void ci_cu_qgemv_select(const char *name) {
-    g_qgemv = name && !strcmp(name, "scalar") ? 2 : name && !strcmp(name, "vec") ? 1 : 0;
+    g_qgemv = !name                     ? 3
+              : !strcmp(name, "scalar") ? 2
+              : !strcmp(name, "vec")    ? 1
+              : !strcmp(name, "split")  ? 0
+                                        : 3;
 }
 
 /* threads per row group: about QS_U chunks per thread, 32..256 */
@@ -348,11 +353,15 @@ template <int FMT, int N, typename T>
 static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
                         const float *bias, void *y, int num_sms) {
     if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
-    if (g_qgemv < 2 && qv_ok(w, x, (int)sizeof(T))) {
+    if (g_qgemv != 2 && qv_ok(w, x, (int)sizeof(T))) {
         int gshift = -1;
         if (w->group_size > 0 && (w->group_size & (w->group_size - 1)) == 0)
             gshift = __builtin_ctzll((unsigned long long)w->group_size);
-        if (g_qgemv == 0) {
+        /* auto: vec where its warps fill the GPU (4+ CTAs per SM: Llama-3-8B's
+         * gate/up measured 10% faster so), split for skinnier weights */
+        const int split = g_qgemv == 0 ||
+                          (g_qgemv == 3 && w->rows < (int64_t)QGEMV_WARPS * QV_ROWS * 4 * num_sms);
+        if (split) {
             const int tpr = qs_tpr(w->cols / (FMT == CI_QW_INT4 ? 32 : 16));
             const int64_t per = (int64_t)(QS_THREADS / tpr) * QV_ROWS;
             const unsigned grid = (unsigned)((w->rows + per - 1) / per);
@@ -420,43 +429,96 @@ extern "C" int ci_cu_qdequant(ci_cu_stream st, int bf16, const ci_qweight *w, vo
     return cudaGetLastError();
 }
 
-/* W8A8 activations: one block per (row, group of `group` columns): s =
- * amax / 448 (1 when 0), q = e4m3(x / s) (kv_fp8.cuh's store: the CPU
- * twin's bytes), the FP8 GEMM's operand [n_pad][K] and its scales: per row
- * ([n_pad]) when group == K, else [K / group][n_pad] (row-contiguous, the
+/* W8A8 activations: one block per row, each thread 8-element vectors
+ * (16-byte loads of BF16, two of F32): s = amax / 448 (1 when 0) per row,
+ * or per 128 columns (a half-warp's 16 vectors: shuffles within it), then
+ * q = e4m3(x / s) (kv_fp8.cuh's store: the CPU twin's bytes) as one 8-byte
+ * store. Writes the FP8 GEMM's operand [n_pad][K] and its scales: per row
+ * ([n_pad]) when group == K, else [K / 128][n_pad] (row-contiguous, the
  * layout of cuBLASLt's VEC128 scales). Rows n..n_pad-1 are zero, scale 1. */
-template <typename T>
-__global__ void qact_kernel(const T *__restrict__ x, int n, int K, int group, int n_pad,
-                            uint8_t *__restrict__ xq, float *__restrict__ sc) {
-    __shared__ float red[32];
-    const int row = blockIdx.y, g = blockIdx.x, c0 = g * group;
-    const int64_t base = (int64_t)row * K;
-    float amax = 0.0f;
-    if (row < n)
-        for (int c = c0 + threadIdx.x; c < c0 + group; c += blockDim.x)
-            amax = fmaxf(amax, fabsf(ci_ld(x, base + c)));
-    /* block max via the sum helper's shape: warp max, then lane 0s */
-    amax = ci_warp_max(amax);
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = amax;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        float v = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.0f;
-        v = ci_warp_max(v);
-        if (threadIdx.x == 0) red[0] = v;
+#define QACT_THREADS 512
+
+__device__ __forceinline__ void qact_load8(const float *p, float *v) {
+    float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+}
+__device__ __forceinline__ void qact_load8(const __nv_bfloat16 *p, float *v) { qv_load_x(p, v, 8); }
+
+__device__ __forceinline__ uint2 qact_enc8(const float *v, float s) {
+    uint32_t lo = 0, hi = 0;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        lo |= (uint32_t)ci_fp8_enc(v[j], s) << (8 * j);
+        hi |= (uint32_t)ci_fp8_enc(v[j + 4], s) << (8 * j);
     }
+    return make_uint2(lo, hi);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(QACT_THREADS)
+    qact_kernel(const T *__restrict__ x, int n, int K, int group, int n_pad,
+                uint8_t *__restrict__ xq, float *__restrict__ sc) {
+    __shared__ float red[QACT_THREADS / 32];
+    const int row = blockIdx.x, nv = K / 8;
+    const int64_t base = (int64_t)row * K;
+    if (row >= n) { /* padding rows */
+        for (int v = threadIdx.x; v < nv; v += blockDim.x)
+            *(uint2 *)(xq + base + v * 8) = make_uint2(0, 0);
+        if (group == K) {
+            if (threadIdx.x == 0) sc[row] = 1.0f;
+        } else {
+            for (int g = threadIdx.x; g < K / group; g += blockDim.x) sc[(int64_t)g * n_pad + row] = 1.0f;
+        }
+        return;
+    }
+    if (group != K) { /* 128-column groups: 16 vectors, a half-warp each */
+        const int nv32 = (nv + 31) / 32 * 32; /* whole warps in the shuffles */
+        for (int v = threadIdx.x; v < nv32; v += blockDim.x) {
+            float e[8] = {0}, m = 0.0f;
+            if (v < nv) qact_load8(x + base + v * 8, e);
+#pragma unroll
+            for (int j = 0; j < 8; j++) m = fmaxf(m, fabsf(e[j]));
+#pragma unroll
+            for (int o = 8; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+            const float s = m > 0.0f ? __fdiv_rn(m, 448.0f) : 1.0f;
+            if (v < nv) {
+                *(uint2 *)(xq + base + v * 8) = qact_enc8(e, s);
+                if ((v & 15) == 0) sc[(int64_t)(v / 16) * n_pad + row] = s;
+            }
+        }
+        return;
+    }
+    float m = 0.0f;
+    for (int v = threadIdx.x; v < nv; v += blockDim.x) {
+        float e[8];
+        qact_load8(x + base + v * 8, e);
+#pragma unroll
+        for (int j = 0; j < 8; j++) m = fmaxf(m, fabsf(e[j]));
+    }
+    m = ci_warp_max(m);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = m;
     __syncthreads();
-    const float m = red[0], s = m > 0.0f ? __fdiv_rn(m, 448.0f) : 1.0f;
-    for (int c = c0 + threadIdx.x; c < c0 + group; c += blockDim.x)
-        xq[base + c] = row < n ? ci_fp8_enc(ci_ld(x, base + c), s) : 0;
-    if (threadIdx.x == 0) sc[group == K ? row : (int64_t)g * n_pad + row] = s;
+    m = 0.0f;
+#pragma unroll
+    for (int w = 0; w < QACT_THREADS / 32; w++) m = fmaxf(m, red[w]);
+    const float s = m > 0.0f ? __fdiv_rn(m, 448.0f) : 1.0f;
+    for (int v = threadIdx.x; v < nv; v += blockDim.x) { /* the row again, from L1/L2 */
+        float e[8];
+        qact_load8(x + base + v * 8, e);
+        *(uint2 *)(xq + base + v * 8) = qact_enc8(e, s);
+    }
+    if (threadIdx.x == 0) sc[row] = s;
 }
 
 extern "C" int ci_cu_qact(ci_cu_stream st, int bf16, const void *x, int n, int K, int group,
                           int n_pad, uint8_t *xq, float *scales) {
-    if (n < 1 || n_pad < n || group <= 0 || K % group) return cudaErrorInvalidValue;
-    dim3 grid((unsigned)(K / group), (unsigned)n_pad);
+    /* whole 8-element vectors, 16-byte aligned rows; groups of 128 or the row */
+    if (n < 1 || n_pad < n || K % 16 || (group != K && group != 128) || K % group ||
+        ((uintptr_t)x & 15) || ((uintptr_t)xq & 7))
+        return cudaErrorInvalidValue;
     CI_CU_DISPATCH(bf16, {
-        qact_kernel<T><<<grid, 128, 0, st>>>((const T *)x, n, K, group, n_pad, xq, scales);
+        qact_kernel<T><<<(unsigned)n_pad, QACT_THREADS, 0, st>>>((const T *)x, n, K, group, n_pad,
+                                                                 xq, scales);
     });
     return cudaGetLastError();
 }

@@ -11,6 +11,7 @@
  * activations (ci_cu_qact) and run cuBLASLt's FP8 GEMM with per-row or
  * 128 x 128 block scales (ci_cuda_gemm_fp8); INT4 has no Marlin-class kernel
  * yet: docs/quantization.md. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,7 +76,17 @@ ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor 
     size_t sb = (size_t)(h->rows * h->ngroups) * sizeof(float);
     size_t zb = h->zeros ? (size_t)(h->rows * h->ngroups) : 0;
     size_t gb = h->g_idx ? (size_t)(h->nparts * h->cols) * sizeof(int32_t) : 0;
-    const int fp8 = h->act_group && c->fp8_mma ? (h->act_group == h->cols ? 1 : 2) : 0;
+    int fp8 = h->act_group && c->fp8_mma > 0 ? (h->act_group == h->cols ? 1 : 2) : 0;
+    if (fp8) {
+        /* cuBLASLt must have the FP8 GEMM (a library older than 12.9 has no
+         * vector scales): else W8A16 on this GPU, said once */
+        ci_status ps = ci_cuda_gemm_fp8_probe(c, fp8, h->rows, 16, h->cols, be->act_dtype);
+        if (ps.code != CI_OK) {
+            fprintf(stderr, "cinfer: cuda: no FP8 GEMM (%s); W8A8 weights run as W8A16\n", ps.msg);
+            c->fp8_mma = -1;
+            fp8 = 0;
+        }
+    }
     const int64_t kb4 = (h->cols / 128 + 3) / 4 * 4, rb = (h->rows + 127) / 128;
     size_t bb = fp8 == 2 ? (size_t)(rb * kb4) * sizeof(float) : 0;
     size_t off_s = align256(qb), off_z = off_s + align256(sb), off_g = off_z + align256(zb),
