@@ -89,6 +89,9 @@ static const qwt_case k_qwt_cases[] = {
     {CI_QW_FP8, 72, 384, 128, 2, 0, "fp8 blocks of 128", 0},
     {CI_QW_FP8, 48, 256, 256, 3, 0, "fp8 per channel, 256 columns", 0},
     {CI_QW_INT4, 40, 192, 64, 2, 0, "int4 g64", 0},
+    /* the tensor-core GEMV's shapes: 128-column tiles, groups of 128k or per row */
+    {CI_QW_INT4, 72, 384, 384, 2, 0, "int4 per channel, 384 columns", 0},
+    {CI_QW_INT4, 40, 1024, 256, 1, 0, "int4 g256", 0},
     /* W8A8: per-token activations x per-channel weights, and 1 x 128
      * activation groups x 128 x 128 weight blocks (parts on block rows) */
     {CI_QW_FP8, 96, 256, 256, 3, 0, "fp8 w8a8 per token x channel", -1},

@@ -182,10 +182,21 @@ int main(void) {
         CHECK_OK(s);
         if (s.code) break;
         bf = gpu->act_dtype == CI_BF16;
-        for (size_t k = 0; k < QWT_NCASES; k++) {
+        /* CINFER_TEST_ONLY_BENCH=1: the timings alone (for a profiler) */
+        const char *ob = getenv("CINFER_TEST_ONLY_BENCH");
+        for (size_t k = 0; k < (ob && *ob == '1' ? 0 : QWT_NCASES); k++) {
             ci_qweight h = make_case(&k_qwt_cases[k]);
             for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
                 check_case(&h, ns[j], (int)(j & 1), k_qwt_cases[k].what);
+            /* every GEMV kernel (one whose preconditions the case misses
+             * falls back to the next, still checked) at the decode sizes */
+            const char *gk[4] = {"tc", "split", "vec", "scalar"};
+            for (int v = 0; v < 4; v++) {
+                ci_cu_qgemv_select(gk[v]);
+                for (int n = 1; n <= 4; n++)
+                    check_case(&h, n, n & 1, k_qwt_cases[k].what);
+            }
+            ci_cu_qgemv_select(NULL);
             free_qw(&h);
         }
         /* a row the 32-bit words cannot tile is refused at create */
@@ -207,9 +218,9 @@ int main(void) {
                 for (int j = 0; j < 3; j++)
                     bench_gemm(shp[k][0], shp[k][1], gn[j]);
         }
-        const char *kern[4] = {"auto", "split", "vec", "scalar"};
+        const char *kern[5] = {"auto", "tc", "split", "vec", "scalar"};
         for (int k = 0; k < 3; k++)
-            for (int v = 0; v < 4; v++) {
+            for (int v = 0; v < 5; v++) {
                 bench_gemv(CI_QW_INT4, shp[k][0], shp[k][1], kern[v]);
                 bench_gemv(CI_QW_FP8, shp[k][0], shp[k][1], kern[v]);
             }

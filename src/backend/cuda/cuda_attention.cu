@@ -73,6 +73,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
                      int mbps, const TC *__restrict__ kc, const TC *__restrict__ vc, int bs,
                      float scale, int window, T *__restrict__ out, int nsplit,
                      float *__restrict__ part_o, float2 *__restrict__ part_ml, float vscale) {
+    ci_pdl_wait();
+    ci_pdl_trigger();
     constexpr int VEC = 16 / sizeof(TC);
     extern __shared__ float sm[];
     const int t = blockIdx.x, g = blockIdx.y, z = blockIdx.z, G = H / KV, GHD = G * hd;
@@ -217,6 +219,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
                           const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ vc,
                           int bs, float scale, int window, __nv_bfloat16 *__restrict__ out,
                           int nsplit, float *__restrict__ part_o, float2 *__restrict__ part_ml) {
+    ci_pdl_wait();
+    ci_pdl_trigger();
     extern __shared__ float4 sm4[];
     float *sm = (float *)sm4;
     const int t = blockIdx.x, g = blockIdx.y, z = blockIdx.z, G = H / KV, GHD = G * hd;
@@ -392,6 +396,8 @@ static size_t att2_smem_bytes(int G, int hd) {
 template <typename T>
 __global__ void attention_combine_kernel(int H, int hd, int nsplit, const float *__restrict__ part_o,
                                          const float2 *__restrict__ part_ml, T *__restrict__ out) {
+    ci_pdl_wait();
+    ci_pdl_trigger();
     const int64_t th = (int64_t)blockIdx.x * H + blockIdx.y;
     const float2 *ml = part_ml + th * nsplit;
     float M = -INFINITY;
@@ -422,12 +428,12 @@ static cudaError_t launch_generic(dim3 grid, size_t bytes, cudaStream_t st, cons
         e = cudaFuncSetAttribute(attention_kernel<T, TC>,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
     if (e != cudaSuccess) return e;
-    attention_kernel<T, TC><<<grid, ATT_THREADS, bytes, st>>>(
-        qkv, S, H, KV, hd, positions, qstart, ctx_lens, btab, mbps, (const TC *)kc,
-        (const TC *)vc, bs, scale, window, out, nsplit, part_o, part_ml, vscale);
+    ci_cu_launch(attention_kernel<T, TC>, grid, ATT_THREADS, bytes, st, qkv, S, H, KV, hd,
+                 positions, qstart, ctx_lens, btab, mbps, (const TC *)kc, (const TC *)vc, bs, scale,
+                 window, out, nsplit, part_o, part_ml, vscale);
     if (nsplit > 1)
-        attention_combine_kernel<T><<<dim3((unsigned)grid.x, (unsigned)H), hd < 128 ? hd : 128,
-                                      0, st>>>(H, hd, nsplit, part_o, part_ml, out);
+        ci_cu_launch(attention_combine_kernel<T>, dim3((unsigned)grid.x, (unsigned)H),
+                     hd < 128 ? hd : 128, 0, st, H, hd, nsplit, part_o, part_ml, out);
     return cudaGetLastError();
 }
 
@@ -482,14 +488,14 @@ extern "C" int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int n
             e = cudaFuncSetAttribute(attention_bf16_kernel,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, (int)b2);
         if (e != cudaSuccess) return e;
-        attention_bf16_kernel<<<grid, ATT_THREADS, b2, st>>>(
-            (const __nv_bfloat16 *)qkv, S, H, KV, hd, positions, query_start, context_lens,
-            block_tables, max_blocks_per_seq, (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc,
-            block_size, scale, window, (__nv_bfloat16 *)out, nsplit, part_o, part_ml);
+        ci_cu_launch(attention_bf16_kernel, grid, ATT_THREADS, b2, st, (const __nv_bfloat16 *)qkv,
+                     S, H, KV, hd, positions, query_start, context_lens, block_tables,
+                     max_blocks_per_seq, (const __nv_bfloat16 *)kc, (const __nv_bfloat16 *)vc,
+                     block_size, scale, window, (__nv_bfloat16 *)out, nsplit, part_o, part_ml);
         if (nsplit > 1)
-            attention_combine_kernel<__nv_bfloat16>
-                <<<dim3((unsigned)ntok, (unsigned)H), hd < 128 ? hd : 128, 0, st>>>(
-                    H, hd, nsplit, part_o, part_ml, (__nv_bfloat16 *)out);
+            ci_cu_launch(attention_combine_kernel<__nv_bfloat16>, dim3((unsigned)ntok, (unsigned)H),
+                         hd < 128 ? hd : 128, 0, st, H, hd, nsplit, part_o, part_ml,
+                         (__nv_bfloat16 *)out);
         return cudaGetLastError();
     }
     CI_CU_DISPATCH(bf16, {

@@ -628,6 +628,9 @@ static ci_status cu_init(ci_cuda *c, int device) {
     (void)cc_minor;
     const char *ng = getenv("CINFER_NO_GEMV");
     c->use_gemv = !(ng && *ng && strcmp(ng, "0") != 0);
+    /* PDL (griddepcontrol) is sm_90+; CINFER_PDL=0 turns it off (A/B) */
+    const char *pdl = getenv("CINFER_PDL");
+    ci_cu_set_pdl(cc_major >= 9 && !(pdl && strcmp(pdl, "0") == 0));
     const char *ex = getenv("CINFER_SAMPLE_EXACT"); /* 1: no approximate top-p probe (A/B) */
     c->smp_exact = ex && ex[0] == '1';
     return ci_ok();

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "backend/cuda/cuda_kernels.h"
+#include "backend/cuda/pdl.cuh"
 
 __device__ __forceinline__ float ci_ld(const float *p, int64_t i) { return p[i]; }
 __device__ __forceinline__ float ci_ld(const __nv_bfloat16 *p, int64_t i) {

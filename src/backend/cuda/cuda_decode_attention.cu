@@ -24,10 +24,10 @@ static cudaError_t decode_launch(cudaStream_t st, const void *qkv, int S, int H,
     float *part_o = ws;
     float2 *part_ml = (float2 *)(ws + (int64_t)S * H * nsplit * HD);
     dim3 grid((unsigned)nsplit, (unsigned)KV, (unsigned)S);
-    ci_decode_attn_kernel<HD, true, FP8><<<grid, CI_DEC_THREADS, 0, st>>>(
-        (const __nv_bfloat16 *)qkv, H, KV, positions, query_start, context_lens, block_tables,
-        mbps, kc, vc, bs, scale * 1.4426950408889634f, window, (__nv_bfloat16 *)out, nsplit,
-        part_o, part_ml, vscale);
+    ci_cu_launch(ci_decode_attn_kernel<HD, true, FP8>, grid, CI_DEC_THREADS, 0, st,
+                 (const __nv_bfloat16 *)qkv, H, KV, positions, query_start, context_lens,
+                 block_tables, mbps, kc, vc, bs, scale * 1.4426950408889634f, window,
+                 (__nv_bfloat16 *)out, nsplit, part_o, part_ml, vscale);
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess && nsplit > 1)
         e = ci_decode_combine<__nv_bfloat16>(st, true, S, H, HD, nsplit, query_start, part_o,

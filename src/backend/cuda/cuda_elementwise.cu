@@ -16,6 +16,8 @@
 template <typename V>
 __global__ void gather_rows_kernel(const V *__restrict__ rows, int64_t nrows, int64_t row_vecs,
                                    const int32_t *__restrict__ idx, V *__restrict__ out) {
+    ci_pdl_wait();
+    ci_pdl_trigger();
     int i = blockIdx.x;
     int32_t r = idx[i];
     V *o = out + (int64_t)i * row_vecs;
@@ -36,11 +38,11 @@ extern "C" int ci_cu_gather_rows(ci_cu_stream st, const void *rows, int64_t nrow
     if (aligned) {
         int64_t vecs = row_bytes / 16;
         int th = vecs >= 256 ? 256 : (int)((vecs + 31) / 32 * 32);
-        gather_rows_kernel<uint4><<<n, th, 0, st>>>((const uint4 *)rows, nrows, vecs, idx,
-                                                    (uint4 *)out);
+        ci_cu_launch(gather_rows_kernel<uint4>, n, th, 0, st, (const uint4 *)rows, nrows, vecs, idx,
+                     (uint4 *)out);
     } else {
-        gather_rows_kernel<unsigned char><<<n, 256, 0, st>>>((const unsigned char *)rows, nrows,
-                                                            row_bytes, idx, (unsigned char *)out);
+        ci_cu_launch(gather_rows_kernel<unsigned char>, n, 256, 0, st, (const unsigned char *)rows,
+                     nrows, row_bytes, idx, (unsigned char *)out);
     }
     return cudaGetLastError();
 }
@@ -48,6 +50,8 @@ extern "C" int ci_cu_gather_rows(ci_cu_stream st, const void *rows, int64_t nrow
 template <typename T>
 __global__ void swiglu_kernel(const T *__restrict__ gu, int64_t rows, int64_t inter,
                               T *__restrict__ out) {
+    ci_pdl_wait();
+    ci_pdl_trigger();
     int64_t total = rows * inter;
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total;
          e += (int64_t)gridDim.x * blockDim.x) {
@@ -61,6 +65,8 @@ __global__ void swiglu_kernel(const T *__restrict__ gu, int64_t rows, int64_t in
 /* BF16, 8 elements per step: inter8 = inter / 8 16-byte vectors per row. */
 __global__ void swiglu_vec_kernel(const uint4 *__restrict__ gu, int64_t rows, int64_t inter8,
                                   uint4 *__restrict__ out) {
+    ci_pdl_wait();
+    ci_pdl_trigger();
     int64_t total = rows * inter8;
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total;
          e += (int64_t)gridDim.x * blockDim.x) {
@@ -82,17 +88,19 @@ extern "C" int ci_cu_swiglu(ci_cu_stream st, int bf16, const void *gu, int64_t r
                             int64_t inter, void *out) {
     if (rows <= 0 || inter <= 0) return cudaSuccess;
     if (bf16 && inter % 8 == 0 && ((uintptr_t)gu % 16) == 0 && ((uintptr_t)out % 16) == 0) {
-        swiglu_vec_kernel<<<ci_cu_blocks(rows * inter / 8, 256), 256, 0, st>>>(
-            (const uint4 *)gu, rows, inter / 8, (uint4 *)out);
+        ci_cu_launch(swiglu_vec_kernel, ci_cu_blocks(rows * inter / 8, 256), 256, 0, st,
+                     (const uint4 *)gu, rows, inter / 8, (uint4 *)out);
         return cudaGetLastError();
     }
-    CI_CU_DISPATCH(bf16, swiglu_kernel<T><<<ci_cu_blocks(rows * inter, 256), 256, 0, st>>>(
-                             (const T *)gu, rows, inter, (T *)out));
+    CI_CU_DISPATCH(bf16, ci_cu_launch(swiglu_kernel<T>, ci_cu_blocks(rows * inter, 256), 256, 0, st,
+                                      (const T *)gu, rows, inter, (T *)out));
     return cudaGetLastError();
 }
 
 template <typename T>
 __global__ void add_bias_kernel(T *y, int64_t rows, int64_t cols, const float *__restrict__ b) {
+    ci_pdl_wait();
+    ci_pdl_trigger();
     int64_t total = rows * cols;
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total;
          e += (int64_t)gridDim.x * blockDim.x)
@@ -102,7 +110,7 @@ __global__ void add_bias_kernel(T *y, int64_t rows, int64_t cols, const float *_
 extern "C" int ci_cu_add_bias(ci_cu_stream st, int bf16, void *y, int64_t rows, int64_t cols,
                               const float *bias) {
     if (rows <= 0 || cols <= 0) return cudaSuccess;
-    CI_CU_DISPATCH(bf16, add_bias_kernel<T><<<ci_cu_blocks(rows * cols, 256), 256, 0, st>>>(
-                             (T *)y, rows, cols, bias));
+    CI_CU_DISPATCH(bf16, ci_cu_launch(add_bias_kernel<T>, ci_cu_blocks(rows * cols, 256), 256, 0,
+                                      st, (T *)y, rows, cols, bias));
     return cudaGetLastError();
 }

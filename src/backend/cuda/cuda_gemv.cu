@@ -36,22 +36,35 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
                 int out, const float *__restrict__ bias, OutT *__restrict__ y) {
     extern __shared__ uint4 xs[]; /* [N][in / 8] */
     const int kv = in / 8;        /* 16-byte pieces per row */
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    uint4 wv[GEMV_UNROLL];
+    auto load = [&](const uint4 *wr, int base) {
+#pragma unroll
+        for (int u = 0; u < GEMV_UNROLL; u++) {
+            int idx = base + u * 32;
+            wv[u] = idx < kv ? __ldcs(wr + idx) : make_uint4(0, 0, 0, 0);
+        }
+    };
+    /* the warp's first loads are issued before the PDL wait (weights are
+     * constant): they stream while the previous kernel finishes */
+    bool have = false;
+    if (blockIdx.x * GEMV_WARPS + warp < out) {
+        load((const uint4 *)(W + (int64_t)(blockIdx.x * GEMV_WARPS + warp) * in), lane);
+        have = true;
+    }
+    ci_pdl_wait();
+    ci_pdl_trigger();
     const uint4 *xg = (const uint4 *)x;
     for (int i = threadIdx.x; i < N * kv; i += blockDim.x) xs[i] = xg[i];
     __syncthreads();
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     for (int row = blockIdx.x * GEMV_WARPS + warp; row < out; row += gridDim.x * GEMV_WARPS) {
         const uint4 *wr = (const uint4 *)(W + (int64_t)row * in);
         float acc[N];
 #pragma unroll
         for (int n = 0; n < N; n++) acc[n] = 0.0f;
         for (int base = lane; base < kv; base += 32 * GEMV_UNROLL) {
-            uint4 wv[GEMV_UNROLL];
-#pragma unroll
-            for (int u = 0; u < GEMV_UNROLL; u++) {
-                int idx = base + u * 32;
-                wv[u] = idx < kv ? __ldcs(wr + idx) : make_uint4(0, 0, 0, 0);
-            }
+            if (!have) load(wr, base);
+            have = false;
 #pragma unroll
             for (int u = 0; u < GEMV_UNROLL; u++) {
                 int idx = base + u * 32;
@@ -82,8 +95,8 @@ static int launch(ci_cu_stream st, const void *W, const void *x, int in, int out
      * the x staging on tall matrices) */
     int64_t want = ((int64_t)out + GEMV_WARPS - 1) / GEMV_WARPS;
     if (want > (int64_t)num_sms * 4) want = (int64_t)num_sms * 4;
-    gemv_kernel<N, OutT><<<(unsigned)want, GEMV_WARPS * 32, smem, st>>>(
-        (const __nv_bfloat16 *)W, (const __nv_bfloat16 *)x, in, out, bias, (OutT *)y);
+    ci_cu_launch(gemv_kernel<N, OutT>, (unsigned)want, GEMV_WARPS * 32, smem, st,
+                 (const __nv_bfloat16 *)W, (const __nv_bfloat16 *)x, in, out, bias, (OutT *)y);
     return cudaGetLastError();
 }
 

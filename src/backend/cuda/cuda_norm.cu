@@ -13,6 +13,8 @@
 template <typename T>
 __global__ void rmsnorm_kernel(const T *x, T *res, const float *__restrict__ w, int64_t n,
                                float eps, T *out) {
+    ci_pdl_wait();
+    ci_pdl_trigger();
     __shared__ float red[32];
     int64_t row = blockIdx.x;
     const T *xr = x + row * n;
@@ -44,6 +46,8 @@ template <int VPT>
 __global__ void rmsnorm_vec_kernel(const __nv_bfloat16 *x, __nv_bfloat16 *res,
                                    const float *__restrict__ w, int64_t n, float eps,
                                    __nv_bfloat16 *out) {
+    ci_pdl_wait();
+    ci_pdl_trigger();
     __shared__ float red[32];
     int64_t row = blockIdx.x;
     const uint4 *xr = (const uint4 *)(x + row * n);
@@ -108,23 +112,28 @@ extern "C" int ci_cu_rmsnorm(ci_cu_stream st, int bf16, const void *x, void *res
             const __nv_bfloat16 *xb = (const __nv_bfloat16 *)x;
             __nv_bfloat16 *rb = (__nv_bfloat16 *)res, *ob = (__nv_bfloat16 *)out;
             if (vpt == 1)
-                rmsnorm_vec_kernel<1><<<(unsigned)rows, th, 0, st>>>(xb, rb, w, n, eps, ob);
+                ci_cu_launch(rmsnorm_vec_kernel<1>, (unsigned)rows, th, 0, st, xb, rb, w, n, eps,
+                             ob);
             else if (vpt == 2)
-                rmsnorm_vec_kernel<2><<<(unsigned)rows, th, 0, st>>>(xb, rb, w, n, eps, ob);
+                ci_cu_launch(rmsnorm_vec_kernel<2>, (unsigned)rows, th, 0, st, xb, rb, w, n, eps,
+                             ob);
             else
-                rmsnorm_vec_kernel<4><<<(unsigned)rows, th, 0, st>>>(xb, rb, w, n, eps, ob);
+                ci_cu_launch(rmsnorm_vec_kernel<4>, (unsigned)rows, th, 0, st, xb, rb, w, n, eps,
+                             ob);
             return cudaGetLastError();
         }
     }
     int th = n >= 1024 ? 512 : (n >= 256 ? 256 : 128);
-    CI_CU_DISPATCH(bf16, rmsnorm_kernel<T><<<(unsigned)rows, th, 0, st>>>(
-                             (const T *)x, (T *)res, w, n, eps, (T *)out));
+    CI_CU_DISPATCH(bf16, ci_cu_launch(rmsnorm_kernel<T>, (unsigned)rows, th, 0, st, (const T *)x,
+                                      (T *)res, w, n, eps, (T *)out));
     return cudaGetLastError();
 }
 
 template <typename T>
 __global__ void qk_norm_kernel(T *qkv, int T_, int H, int KV, int hd, const float *__restrict__ wq,
                                const float *__restrict__ wk, float eps) {
+    ci_pdl_wait();
+    ci_pdl_trigger();
     int warps = blockDim.x >> 5, lane = threadIdx.x & 31;
     int64_t item = (int64_t)blockIdx.x * warps + (threadIdx.x >> 5);
     int nh = H + KV;
@@ -148,7 +157,7 @@ extern "C" int ci_cu_qk_norm(ci_cu_stream st, int bf16, void *qkv, int ntok, int
     if (ntok <= 0) return cudaSuccess;
     int64_t items = (int64_t)ntok * (H + KV);
     unsigned blocks = (unsigned)((items + 3) / 4);
-    CI_CU_DISPATCH(bf16, qk_norm_kernel<T><<<blocks, 128, 0, st>>>((T *)qkv, ntok, H, KV, hd, wq, wk,
-                                                                   eps));
+    CI_CU_DISPATCH(bf16, ci_cu_launch(qk_norm_kernel<T>, blocks, 128, 0, st, (T *)qkv, ntok, H, KV,
+                                      hd, wq, wk, eps));
     return cudaGetLastError();
 }

@@ -20,7 +20,7 @@ static cudaError_t launch(void (*kern)(ci_prefill_params), size_t smem, int thre
     if (e != cudaSuccess) return e;
     int64_t ctas = (int64_t)p.ntiles * p.S * p.H;
     if (ctas > 0x7fffffff) return cudaErrorInvalidConfiguration;
-    kern<<<(unsigned)ctas, threads, smem, st>>>(p);
+    ci_cu_launch(kern, (unsigned)ctas, threads, smem, st, p);
     return cudaGetLastError();
 }
 /* FP8: the kernels' E4M3 instantiation (tiles staged as BF16) */

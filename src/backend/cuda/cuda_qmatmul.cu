@@ -6,12 +6,15 @@
  * products of ci_qweight_dequant_row exactly: (q - zero) * scale for INT4,
  * e4m3(q) * scale for FP8, accumulated in f32.
  *
- * Three GEMVs (CINFER_QGEMV / ci_cu_qgemv_select; "auto", the default, takes
- * vec for weights with rows enough to fill the GPU, split for the rest):
- * "split" and "vec" stream 16-byte chunks of four rows at a time (qv_chunk's
- * arithmetic), split with 32..256 threads per row group and two chunks in
- * flight per thread, vec with one warp per row group; "scalar", one warp per row and a
- * 32-bit word per lane, is what act-order (g_idx) weights and unaligned
+ * Four GEMVs (CINFER_QGEMV / ci_cu_qgemv_select; "auto", the default, takes
+ * tc for INT4 weights with BF16 activations and 128-column groups, else vec
+ * for weights with rows enough to fill the GPU, split for the rest): "tc"
+ * dequantizes INT4 in registers into bf16 mma.sync fragments (see
+ * qgemv_tc_kernel); "split" and "vec" stream 16-byte chunks of four rows at
+ * a time (qv_chunk's f32 arithmetic), split with 32..256 threads per row
+ * group and two chunks in flight per thread, vec with one warp per row
+ * group; "scalar", one warp per row and a 32-bit word per lane, is what
+ * act-order (g_idx) weights and unaligned
  * shapes run. Weights are read with the evict-first hint; x through L1/L2. */
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/kv_fp8.cuh"
@@ -74,6 +77,8 @@ template <int FMT, int N, typename T, typename OutT>
 __global__ void __launch_bounds__(QGEMV_WARPS * 32)
     qgemv_kernel(ci_qweight w, const T *__restrict__ x, const float *__restrict__ bias,
                  OutT *__restrict__ y) {
+    ci_pdl_wait();
+    ci_pdl_trigger();
     constexpr int PER = FMT == CI_QW_INT4 ? 8 : 4; /* weights per 32-bit word */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t words = w.cols / PER, out = w.rows;
@@ -209,6 +214,21 @@ __global__ void __launch_bounds__(QGEMV_WARPS * 32)
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int K = (int)w.cols, out = (int)w.rows, chunks = K / EPC;
     const int64_t rb = FMT == CI_QW_INT4 ? K / 2 : K;
+    /* the first chunk's loads are issued before the PDL wait (weights are
+     * constant): they stream while the previous kernel finishes */
+    uint4 wv[QV_ROWS];
+    bool have = false;
+    {
+        const int r0 = (blockIdx.x * QGEMV_WARPS + warp) * QV_ROWS;
+        if (r0 < out && lane < chunks) {
+#pragma unroll
+            for (int i = 0; i < QV_ROWS; i++)
+                wv[i] = __ldcs((const uint4 *)(w.q + (int64_t)min(r0 + i, out - 1) * rb) + lane);
+            have = true;
+        }
+    }
+    ci_pdl_wait();
+    ci_pdl_trigger();
     for (int r0 = (blockIdx.x * QGEMV_WARPS + warp) * QV_ROWS; r0 < out;
          r0 += gridDim.x * QGEMV_WARPS * QV_ROWS) {
         int rr[QV_ROWS];
@@ -220,10 +240,12 @@ __global__ void __launch_bounds__(QGEMV_WARPS * 32)
 #pragma unroll
             for (int n = 0; n < N; n++) acc[i][n] = 0.0f;
         for (int c = lane; c < chunks; c += 32) {
-            uint4 wv[QV_ROWS];
+            if (!have) {
 #pragma unroll
-            for (int i = 0; i < QV_ROWS; i++)
-                wv[i] = __ldcs((const uint4 *)(w.q + (int64_t)rr[i] * rb) + c);
+                for (int i = 0; i < QV_ROWS; i++)
+                    wv[i] = __ldcs((const uint4 *)(w.q + (int64_t)rr[i] * rb) + c);
+            }
+            have = false;
             qv_chunk<FMT, N, T>(w, x, K, rr, wv, c, gshift, acc);
         }
 #pragma unroll
@@ -265,15 +287,23 @@ __global__ void __launch_bounds__(QS_THREADS)
     for (int i = 0; i < QV_ROWS; i++)
 #pragma unroll
         for (int n = 0; n < N; n++) acc[i][n] = 0.0f;
+    /* the first loads are issued before the PDL wait (weights are constant):
+     * they stream while the previous kernel finishes */
+    uint4 wv[QS_U][QV_ROWS];
+    auto load = [&](int c) {
+#pragma unroll
+        for (int u = 0; u < QS_U; u++)
+            if (c + u * tpr < chunks)
+#pragma unroll
+                for (int i = 0; i < QV_ROWS; i++)
+                    wv[u][i] = __ldcs((const uint4 *)(w.q + (int64_t)rr[i] * rb) + c + u * tpr);
+    };
+    if (r0 < out) load(t);
+    ci_pdl_wait();
+    ci_pdl_trigger();
     if (r0 < out) {
         for (int c = t; c < chunks; c += QS_U * tpr) {
-            uint4 wv[QS_U][QV_ROWS];
-#pragma unroll
-            for (int u = 0; u < QS_U; u++)
-                if (c + u * tpr < chunks)
-#pragma unroll
-                    for (int i = 0; i < QV_ROWS; i++)
-                        wv[u][i] = __ldcs((const uint4 *)(w.q + (int64_t)rr[i] * rb) + c + u * tpr);
+            if (c != t) load(c);
 #pragma unroll
             for (int u = 0; u < QS_U; u++)
                 if (c + u * tpr < chunks)
@@ -299,6 +329,141 @@ __global__ void __launch_bounds__(QS_THREADS)
     }
 }
 
+/* ---- the tensor-core INT4 GEMV (BF16 activations, groups of 128k columns
+ * or one per row): 16 rows per CTA, its 8 warps splitting the 128-column
+ * tiles of K. Each lane loads 16 bytes (32 weights) of row lane/4 and of
+ * row lane/4 + 8 per tile, and these are its A fragments of an
+ * mma.m16n8k16 as they are: a dot product is summed in any order, so
+ * logical k of k-step s is bound to the physical columns the lane holds.
+ * Nibbles i and i + 4 of a word become one bf16x2 register with one shift
+ * and one lop3, (w >> 4p) & 0x000F000F | 0x43004300 = bf16 (128 + q) in both
+ * halves, and a bf16x2 subtraction of 128 + zero leaves q - zero exactly.
+ * The B fragment is x in the same order (lanes 4n..4n+3 hold row n of x,
+ * n < N <= 8; the rest zero); the mma's f32 products of exact integers and
+ * bf16 x are the reference's, and each tile's sums are scaled in f32 by its
+ * group's scale. About 1.4 instructions per weight instead of ~3.5. */
+#define QT_WARPS 8
+#define QT_U 4
+
+__device__ __forceinline__ uint32_t qt_pair(uint32_t w, int p, uint32_t zz) {
+    uint32_t v = ((w >> (4 * p)) & 0x000F000Fu) | 0x43004300u;
+    __nv_bfloat162 r = __hsub2(*(const __nv_bfloat162 *)&v, *(const __nv_bfloat162 *)&zz);
+    return *(const uint32_t *)&r;
+}
+
+__device__ __forceinline__ void qt_mma(float *c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                       uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* bf16x2 of 128 + z in both halves */
+__device__ __forceinline__ uint32_t qt_zz(int z) {
+    uint32_t h = 0x4300u | (uint32_t)z;
+    return h | h << 16;
+}
+
+template <int N, typename OutT>
+__global__ void __launch_bounds__(QT_WARPS * 32)
+    qgemv_tc_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
+                    const float *__restrict__ bias, OutT *__restrict__ y, int tpg) {
+    __shared__ float red[QT_WARPS][16][N];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int K = (int)w.cols, out = (int)w.rows, tiles = K / 128, ng = (int)w.ngroups;
+    const int r0 = blockIdx.x * 16;
+    const int ra = min(r0 + g, out - 1), rb = min(r0 + g + 8, out - 1);
+    const uint4 *pa = (const uint4 *)(w.q + (int64_t)ra * (K / 2)) + t;
+    const uint4 *pb = (const uint4 *)(w.q + (int64_t)rb * (K / 2)) + t;
+    /* weights, zero points and scales of QT_U tiles in flight: a scale
+     * loaded only when its tile's sums are ready would put one memory
+     * latency per tile on the critical path */
+    uint4 wa[QT_U], wb[QT_U];
+    uint32_t za[QT_U], zb[QT_U];
+    float sa[QT_U], sb[QT_U];
+    const uint8_t *zra = w.zeros + (int64_t)ra * ng, *zrb = w.zeros + (int64_t)rb * ng;
+    const float *sra = w.scales + (int64_t)ra * ng, *srb = w.scales + (int64_t)rb * ng;
+    auto load = [&](int kt0) {
+#pragma unroll
+        for (int u = 0; u < QT_U; u++) {
+            const int kt = kt0 + u * QT_WARPS;
+            if (kt < tiles) {
+                wa[u] = __ldcs(pa + 4 * kt);
+                wb[u] = __ldcs(pb + 4 * kt);
+                const int grp = tpg ? kt / tpg : 0;
+                za[u] = __ldg(zra + grp);
+                zb[u] = __ldg(zrb + grp);
+                sa[u] = __ldg(sra + grp);
+                sb[u] = __ldg(srb + grp);
+            }
+        }
+    };
+    /* the first tiles are loaded before the PDL wait (weights are
+     * constant): they stream while the previous kernel finishes */
+    load(warp);
+    ci_pdl_wait();
+    ci_pdl_trigger();
+    const bool xl = g < N;
+    const uint4 *xr = (const uint4 *)(x + (int64_t)(xl ? g : 0) * K + 32 * t);
+    float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int kt0 = warp; kt0 < tiles; kt0 += QT_U * QT_WARPS) {
+        if (kt0 != warp) load(kt0);
+#pragma unroll
+        for (int u = 0; u < QT_U; u++) {
+            const int kt = kt0 + u * QT_WARPS;
+            if (kt >= tiles) break;
+            const uint32_t zza = qt_zz((int)za[u]), zzb = qt_zz((int)zb[u]);
+            float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            const uint32_t wa4[4] = {wa[u].x, wa[u].y, wa[u].z, wa[u].w};
+            const uint32_t wb4[4] = {wb[u].x, wb[u].y, wb[u].z, wb[u].w};
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                /* x columns 128 kt + 32 t + 8 j .. + 7: e0..e7 */
+                const uint4 xv = xl ? __ldg(xr + 16 * kt + j) : make_uint4(0, 0, 0, 0);
+                /* k-step h: nibble pairs (2h, 2h + 4) and (2h + 1, 2h + 5) */
+                qt_mma(c, qt_pair(wa4[j], 0, zza), qt_pair(wb4[j], 0, zzb), qt_pair(wa4[j], 1, zza),
+                       qt_pair(wb4[j], 1, zzb), __byte_perm(xv.x, xv.z, 0x5410),
+                       __byte_perm(xv.x, xv.z, 0x7632));
+                qt_mma(c, qt_pair(wa4[j], 2, zza), qt_pair(wb4[j], 2, zzb), qt_pair(wa4[j], 3, zza),
+                       qt_pair(wb4[j], 3, zzb), __byte_perm(xv.y, xv.w, 0x5410),
+                       __byte_perm(xv.y, xv.w, 0x7632));
+            }
+            tot[0] = fmaf(sa[u], c[0], tot[0]);
+            tot[1] = fmaf(sa[u], c[1], tot[1]);
+            tot[2] = fmaf(sb[u], c[2], tot[2]);
+            tot[3] = fmaf(sb[u], c[3], tot[3]);
+        }
+    }
+    /* C fragment: (row g, col 2t), (row g, col 2t + 1), (row g + 8, ...) */
+    if (2 * t < N) {
+        red[warp][g][2 * t] = tot[0];
+        red[warp][g + 8][2 * t] = tot[2];
+    }
+    if (2 * t + 1 < N) {
+        red[warp][g][2 * t + 1] = tot[1];
+        red[warp][g + 8][2 * t + 1] = tot[3];
+    }
+    __syncthreads();
+    if (threadIdx.x < 16 * N) {
+        const int r = threadIdx.x / N, n = threadIdx.x % N;
+        float sum = 0.0f;
+#pragma unroll
+        for (int k = 0; k < QT_WARPS; k++)
+            sum += red[k][r][n];
+        if (r0 + r < out) ci_st(y + (int64_t)n * out, r0 + r, bias ? sum + bias[r0 + r] : sum);
+    }
+}
+
+/* The tensor-core GEMV's preconditions: INT4, BF16 x, no act order, whole
+ * 128-column tiles within one group, 16-byte aligned rows and x. */
+static int qt_ok(const ci_qweight *w, const void *x, int xsize) {
+    if (w->format != CI_QW_INT4 || xsize != 2 || w->g_idx || w->cols % 128) return 0;
+    if (w->rows > INT32_MAX / 2 || w->cols > INT32_MAX / 2) return 0;
+    if (w->ngroups != 1 && w->group_size % 128) return 0;
+    return ((uintptr_t)w->q & 15) == 0 && ((uintptr_t)x & 15) == 0;
+}
+
 /* The vectorized kernel's preconditions: no act order, whole chunks per
  * row and per scale group, 16-byte aligned weight rows and x rows. */
 static int qv_ok(const ci_qweight *w, const void *x, int xsize) {
@@ -311,6 +476,8 @@ static int qv_ok(const ci_qweight *w, const void *x, int xsize) {
 
 template <int FMT, typename T>
 __global__ void qdequant_kernel(ci_qweight w, T *__restrict__ out) {
+    ci_pdl_wait();
+    ci_pdl_trigger();
     constexpr int PER = FMT == CI_QW_INT4 ? 8 : 4;
     const int64_t words = w.cols / PER, total = w.rows * words;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
@@ -330,15 +497,18 @@ extern "C" int ci_cu_qweight_shape_ok(const ci_qweight *w) {
     return w->cols % per == 0 && (w->group_size % per == 0 || w->group_size >= w->cols);
 }
 
-/* Which GEMV kernel: CINFER_QGEMV=split (default) | vec | scalar, read once;
- * ci_cu_qgemv_select sets it (the test times each side by side). */
-static int g_qgemv = -1; /* 0 split, 1 vec, 2 scalar, 3 auto */
+/* Which GEMV kernel: CINFER_QGEMV=auto (default) | tc | split | vec | scalar,
+ * read once; ci_cu_qgemv_select sets it (the test times each side by side).
+ * A kernel whose preconditions a weight misses falls back to the next one
+ * down: tc -> split/vec -> scalar. */
+static int g_qgemv = -1; /* 0 split, 1 vec, 2 scalar, 3 auto, 4 tc */
 
 extern "C" void ci_cu_qgemv_select(const char *name) {
     g_qgemv = !name                     ? 3
               : !strcmp(name, "scalar") ? 2
               : !strcmp(name, "vec")    ? 1
               : !strcmp(name, "split")  ? 0
+              : !strcmp(name, "tc")     ? 4
                                         : 3;
 }
 
@@ -353,6 +523,18 @@ template <int FMT, int N, typename T>
 static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
                         const float *bias, void *y, int num_sms) {
     if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
+    if ((g_qgemv == 3 || g_qgemv == 4) && FMT == CI_QW_INT4 && qt_ok(w, x, (int)sizeof(T))) {
+        const int tpg = w->ngroups == 1 ? 0 : (int)(w->group_size / 128);
+        const unsigned grid = (unsigned)((w->rows + 15) / 16);
+        const __nv_bfloat16 *xb = (const __nv_bfloat16 *)x;
+        if (f32_out)
+            ci_cu_launch(qgemv_tc_kernel<N, float>, grid, QT_WARPS * 32, 0, st, *w, xb, bias,
+                         (float *)y, tpg);
+        else
+            ci_cu_launch(qgemv_tc_kernel<N, __nv_bfloat16>, grid, QT_WARPS * 32, 0, st, *w, xb,
+                         bias, (__nv_bfloat16 *)y, tpg);
+        return cudaGetLastError();
+    }
     if (g_qgemv != 2 && qv_ok(w, x, (int)sizeof(T))) {
         int gshift = -1;
         if (w->group_size > 0 && (w->group_size & (w->group_size - 1)) == 0)
@@ -360,37 +542,38 @@ static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const
         /* auto: vec where its warps fill the GPU (4+ CTAs per SM: Llama-3-8B's
          * gate/up measured 10% faster so), split for skinnier weights */
         const int split = g_qgemv == 0 ||
-                          (g_qgemv == 3 && w->rows < (int64_t)QGEMV_WARPS * QV_ROWS * 4 * num_sms);
+                          (g_qgemv >= 3 && w->rows < (int64_t)QGEMV_WARPS * QV_ROWS * 4 * num_sms);
         if (split) {
             const int tpr = qs_tpr(w->cols / (FMT == CI_QW_INT4 ? 32 : 16));
             const int64_t per = (int64_t)(QS_THREADS / tpr) * QV_ROWS;
             const unsigned grid = (unsigned)((w->rows + per - 1) / per);
             if (f32_out)
-                qgemv_split_kernel<FMT, N, T, float><<<grid, QS_THREADS, 0, st>>>(
-                    *w, (const T *)x, bias, (float *)y, gshift, tpr);
+                ci_cu_launch(qgemv_split_kernel<FMT, N, T, float>, grid, QS_THREADS, 0, st, *w,
+                             (const T *)x, bias, (float *)y, gshift, tpr);
             else
-                qgemv_split_kernel<FMT, N, T, __nv_bfloat16><<<grid, QS_THREADS, 0, st>>>(
-                    *w, (const T *)x, bias, (__nv_bfloat16 *)y, gshift, tpr);
+                ci_cu_launch(qgemv_split_kernel<FMT, N, T, __nv_bfloat16>, grid, QS_THREADS, 0, st,
+                             *w, (const T *)x, bias, (__nv_bfloat16 *)y, gshift, tpr);
             return cudaGetLastError();
         }
         int64_t per = QGEMV_WARPS * QV_ROWS, want = (w->rows + per - 1) / per;
         if (want > (int64_t)num_sms * 8) want = (int64_t)num_sms * 8;
         if (f32_out)
-            qgemv_vec_kernel<FMT, N, T, float><<<(unsigned)want, QGEMV_WARPS * 32, 0, st>>>(
-                *w, (const T *)x, bias, (float *)y, gshift);
+            ci_cu_launch(qgemv_vec_kernel<FMT, N, T, float>, (unsigned)want, QGEMV_WARPS * 32, 0,
+                         st, *w, (const T *)x, bias, (float *)y, gshift);
         else
-            qgemv_vec_kernel<FMT, N, T, __nv_bfloat16><<<(unsigned)want, QGEMV_WARPS * 32, 0, st>>>(
-                *w, (const T *)x, bias, (__nv_bfloat16 *)y, gshift);
+            ci_cu_launch(qgemv_vec_kernel<FMT, N, T, __nv_bfloat16>, (unsigned)want,
+                         QGEMV_WARPS * 32, 0, st, *w, (const T *)x, bias, (__nv_bfloat16 *)y,
+                         gshift);
         return cudaGetLastError();
     }
     int64_t want = (w->rows + QGEMV_WARPS - 1) / QGEMV_WARPS;
     if (want > (int64_t)num_sms * 8) want = (int64_t)num_sms * 8;
     if (f32_out)
-        qgemv_kernel<FMT, N, T, float>
-            <<<(unsigned)want, QGEMV_WARPS * 32, 0, st>>>(*w, (const T *)x, bias, (float *)y);
+        ci_cu_launch(qgemv_kernel<FMT, N, T, float>, (unsigned)want, QGEMV_WARPS * 32, 0, st, *w,
+                     (const T *)x, bias, (float *)y);
     else
-        qgemv_kernel<FMT, N, T, __nv_bfloat16><<<(unsigned)want, QGEMV_WARPS * 32, 0, st>>>(
-            *w, (const T *)x, bias, (__nv_bfloat16 *)y);
+        ci_cu_launch(qgemv_kernel<FMT, N, T, __nv_bfloat16>, (unsigned)want, QGEMV_WARPS * 32, 0,
+                     st, *w, (const T *)x, bias, (__nv_bfloat16 *)y);
     return cudaGetLastError();
 }
 
@@ -422,9 +605,9 @@ extern "C" int ci_cu_qdequant(ci_cu_stream st, int bf16, const ci_qweight *w, vo
     unsigned blocks = ci_cu_blocks(w->rows * (w->cols / per), 256);
     CI_CU_DISPATCH(bf16, {
         if (w->format == CI_QW_INT4)
-            qdequant_kernel<CI_QW_INT4, T><<<blocks, 256, 0, st>>>(*w, (T *)out);
+            ci_cu_launch(qdequant_kernel<CI_QW_INT4, T>, blocks, 256, 0, st, *w, (T *)out);
         else
-            qdequant_kernel<CI_QW_FP8, T><<<blocks, 256, 0, st>>>(*w, (T *)out);
+            ci_cu_launch(qdequant_kernel<CI_QW_FP8, T>, blocks, 256, 0, st, *w, (T *)out);
     });
     return cudaGetLastError();
 }
@@ -458,6 +641,8 @@ template <typename T>
 __global__ void __launch_bounds__(QACT_THREADS)
     qact_kernel(const T *__restrict__ x, int n, int K, int group, int n_pad,
                 uint8_t *__restrict__ xq, float *__restrict__ sc) {
+    ci_pdl_wait();
+    ci_pdl_trigger();
     __shared__ float red[QACT_THREADS / 32];
     const int row = blockIdx.x, nv = K / 8;
     const int64_t base = (int64_t)row * K;
@@ -517,8 +702,8 @@ extern "C" int ci_cu_qact(ci_cu_stream st, int bf16, const void *x, int n, int K
         ((uintptr_t)x & 15) || ((uintptr_t)xq & 7))
         return cudaErrorInvalidValue;
     CI_CU_DISPATCH(bf16, {
-        qact_kernel<T><<<(unsigned)n_pad, QACT_THREADS, 0, st>>>((const T *)x, n, K, group, n_pad,
-                                                                 xq, scales);
+        ci_cu_launch(qact_kernel<T>, (unsigned)n_pad, QACT_THREADS, 0, st, (const T *)x, n, K,
+                     group, n_pad, xq, scales);
     });
     return cudaGetLastError();
 }

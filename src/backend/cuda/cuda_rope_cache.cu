@@ -34,6 +34,8 @@ __global__ void rope_cache_kernel(T *qkv, int H, int KV, int hd, const float *__
                                   int rot, int neox, const int32_t *__restrict__ positions,
                                   const int32_t *__restrict__ slots, TC *kc, TC *vc, int bs,
                                   float kscale, float vscale) {
+    ci_pdl_wait();
+    ci_pdl_trigger();
     const int t = blockIdx.x, lane = threadIdx.x & 31;
     const int h = blockIdx.y * ROPE_WARPS + (threadIdx.x >> 5);
     if (h >= H + KV) return;
@@ -76,12 +78,13 @@ extern "C" int ci_cu_rope_cache(ci_cu_stream st, int bf16, void *qkv, int ntok, 
     if (ntok <= 0) return cudaSuccess;
     dim3 grid((unsigned)ntok, (unsigned)((H + KV + ROPE_WARPS - 1) / ROPE_WARPS));
     if (kv_fp8)
-        CI_CU_DISPATCH(bf16, rope_cache_kernel<T, uint8_t><<<grid, ROPE_WARPS * 32, 0, st>>>(
-                                 (T *)qkv, H, KV, hd, cos_sin, rot, neox, positions, slots,
-                                 (uint8_t *)kc, (uint8_t *)vc, block_size, k_scale, v_scale));
+        CI_CU_DISPATCH(bf16,
+                       ci_cu_launch(rope_cache_kernel<T, uint8_t>, grid, ROPE_WARPS * 32, 0, st,
+                                    (T *)qkv, H, KV, hd, cos_sin, rot, neox, positions, slots,
+                                    (uint8_t *)kc, (uint8_t *)vc, block_size, k_scale, v_scale));
     else
-        CI_CU_DISPATCH(bf16, rope_cache_kernel<T, T><<<grid, ROPE_WARPS * 32, 0, st>>>(
-                                 (T *)qkv, H, KV, hd, cos_sin, rot, neox, positions, slots,
-                                 (T *)kc, (T *)vc, block_size, 1.0f, 1.0f));
+        CI_CU_DISPATCH(bf16, ci_cu_launch(rope_cache_kernel<T, T>, grid, ROPE_WARPS * 32, 0, st,
+                                          (T *)qkv, H, KV, hd, cos_sin, rot, neox, positions, slots,
+                                          (T *)kc, (T *)vc, block_size, 1.0f, 1.0f));
     return cudaGetLastError();
 }

@@ -402,6 +402,8 @@ __global__ void __launch_bounds__(SB) sample_kernel(const float *__restrict__ lo
                                                     const ci_sample_row *__restrict__ rows,
                                                     const uint32_t *__restrict__ masks,
                                                     ci_sample_result *out, int fast) {
+    ci_pdl_wait();
+    ci_pdl_trigger();
     __shared__ Smem sm;
     const ci_sample_row R = rows[blockIdx.x];
     ci_sample_result *o = &out[blockIdx.x];
@@ -624,6 +626,8 @@ __global__ void __launch_bounds__(SB) sample_kernel(const float *__restrict__ lo
 __global__ void __launch_bounds__(SB) logprob_kernel(const float *__restrict__ logits, int V,
                                                      const ci_sample_row *__restrict__ rows,
                                                      ci_sample_result *out) {
+    ci_pdl_wait();
+    ci_pdl_trigger();
     __shared__ Smem sm;
     const ci_sample_row R = rows[blockIdx.x];
     if (R.top_logprobs < 0) return;
@@ -682,6 +686,8 @@ __device__ __forceinline__ float adjust_one(float v, const ci_logit_adjust &a,
 __global__ void adjust_kernel(float *logits, int V, const ci_sample_row *__restrict__ rows,
                               const int32_t *__restrict__ owners, const ci_logit_adjust *adj,
                               float *saved, int restore) {
+    ci_pdl_wait();
+    ci_pdl_trigger();
     const ci_sample_row R = rows[owners[blockIdx.x]];
     float *x = logits + (size_t)R.logits_row * (size_t)V;
     for (int j = R.adj_start + threadIdx.x; j < R.adj_start + R.adj_count; j += blockDim.x) {
@@ -704,18 +710,18 @@ extern "C" int ci_cu_sample(ci_cu_stream st, float *logits, int V, const void *r
     const ci_logit_adjust *a = (const ci_logit_adjust *)adj;
     ci_sample_result *o = (ci_sample_result *)out;
     if (nowners > 0) {
-        adjust_kernel<<<nowners, 256, 0, st>>>(logits, V, r, owners, a, saved, 0);
+        ci_cu_launch(adjust_kernel, nowners, 256, 0, st, logits, V, r, owners, a, saved, 0);
         cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess) return e;
     }
-    sample_kernel<<<n, SB, 0, st>>>(logits, V, r, masks, o, fast);
+    ci_cu_launch(sample_kernel, n, SB, 0, st, logits, V, r, masks, o, fast);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
     if (nowners > 0) {
-        adjust_kernel<<<nowners, 256, 0, st>>>(logits, V, r, owners, a, saved, 1);
+        ci_cu_launch(adjust_kernel, nowners, 256, 0, st, logits, V, r, owners, a, saved, 1);
         e = cudaGetLastError();
         if (e != cudaSuccess) return e;
     }
-    if (any_logprobs) logprob_kernel<<<n, SB, 0, st>>>(logits, V, r, o);
+    if (any_logprobs) ci_cu_launch(logprob_kernel, n, SB, 0, st, logits, V, r, o);
     return cudaGetLastError();
 }

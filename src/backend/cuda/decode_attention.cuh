@@ -49,6 +49,7 @@
 #include <stdint.h>
 
 #include "backend/cuda/kv_fp8.cuh"
+#include "backend/cuda/pdl.cuh"
 
 #define CI_DEC_WARPS 4
 #define CI_DEC_THREADS (CI_DEC_WARPS * 32)
@@ -116,19 +117,6 @@ __device__ __forceinline__ uint4 ci_dec_ld(const __nv_bfloat16 *p) {
 __device__ __forceinline__ void ci_dec_st(float *p, float v) { *p = v; }
 __device__ __forceinline__ void ci_dec_st(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
 
-/* Programmatic dependent launch (sm_90): the combine kernel is launched
- * while the attention kernel drains and waits here for its results. */
-__device__ __forceinline__ void ci_dec_launch_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void ci_dec_wait_primary() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-
 /* K and V registers of one tile: [key half][dim chunk] */
 template <int NC> struct ci_dec_kv {
     uint4 k[2][NC], v[2][NC];
@@ -145,6 +133,8 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
                           int bs, float scale_log2, int window, __nv_bfloat16 *__restrict__ out,
                           int nsplit, float *__restrict__ part_o, float2 *__restrict__ part_ml,
                           float vscale = 1.0f) {
+    ci_pdl_wait();
+    ci_pdl_trigger();
     constexpr int NC = HD / 32;            /* 8-dim (16-byte bf16/f16) chunks per lane per key row */
     constexpr int NL = FP8 ? NC / 2 : NC;  /* 16-byte loads per lane per key row */
     constexpr int ESZ = FP8 ? 1 : 2;       /* cache bytes per element */
@@ -296,7 +286,6 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
         }
     }
 
-    ci_dec_launch_dependents(); /* the combine may start launching */
     /* merge the warps: per-warp (m, l) of each head, O scattered to [head][dim] */
     l_run += __shfl_xor_sync(0xffffffffu, l_run, 1);
     l_run += __shfl_xor_sync(0xffffffffu, l_run, 2);
@@ -351,9 +340,10 @@ __global__ void __launch_bounds__(128)
     ci_decode_combine_kernel(int H, int hd, int nsplit, const int32_t *__restrict__ qstart,
                              const float *__restrict__ part_o, const float2 *__restrict__ part_ml,
                              T *__restrict__ out) {
+    ci_pdl_wait();
+    ci_pdl_trigger();
     __shared__ float wts[CI_DEC_MAX_SPLIT];
     __shared__ float sden;
-    ci_dec_wait_primary();
     const int64_t sh = blockIdx.x;
     const int s = (int)(sh / H), h = (int)(sh - (int64_t)s * H);
     if (threadIdx.x < 32) {
@@ -394,17 +384,9 @@ template <typename T>
 static inline cudaError_t ci_decode_combine(cudaStream_t st, bool pdl, int S, int H, int hd,
                                             int nsplit, const int32_t *qstart,
                                             const float *part_o, const float2 *part_ml, T *out) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)((int64_t)S * H));
-    cfg.blockDim = dim3((unsigned)hd);
-    cfg.stream = st;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, ci_decode_combine_kernel<T>, H, hd, nsplit, qstart, part_o,
-                              part_ml, out);
+    return ci_cu_launch_pdl(pdl, ci_decode_combine_kernel<T>, dim3((unsigned)((int64_t)S * H)),
+                            dim3((unsigned)hd), 0, st, H, hd, nsplit, qstart, part_o, part_ml,
+                            out);
 }
 
 /* Splits per (seq, kv head): about one CTA per SM, and at least 8 tiles

@@ -1,0 +1,61 @@
+/* pdl.cuh — programmatic dependent launch (Hopper).
+ * A kernel launched by ci_cu_launch may start while the kernel before it in
+ * the stream is still running (its CTAs become resident as soon as every CTA
+ * of the previous grid has called ci_pdl_trigger), so the launch latency and
+ * the previous kernel's tail overlap. The rule that keeps this correct: every
+ * kernel launched by ci_cu_launch calls ci_pdl_wait() before its first read
+ * or write of global memory that another kernel touches (it returns when the
+ * previous grid has completed and its writes are visible), and before any
+ * early return; it calls ci_pdl_trigger() once it no longer needs a free SM
+ * slot to be useful. Data that no kernel writes (weights) may be read before
+ * the wait. Without PDL (ci_cu_pdl_on = 0, pre-Hopper) both are no-ops and
+ * the launch is an ordinary one. Kernels outside this scheme (cuBLASLt) are
+ * launched normally and simply serialize. */
+#ifndef CINFER_BACKEND_CUDA_PDL_CUH
+#define CINFER_BACKEND_CUDA_PDL_CUH
+
+#include <cuda_runtime.h>
+
+__device__ __forceinline__ void ci_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void ci_pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+/* set once by the backend (ci_cu_set_pdl); an inline variable so the kernel
+ * labs that include a launcher .cu link without pdl.cu (they run with it off) */
+inline int ci_cu_pdl_on = 0;
+
+/* kernel<<<grid, block, smem, st>>>(args), as a programmatic dependent
+ * launch when pdl is set */
+template <typename... KArgs, typename... Args>
+static inline cudaError_t ci_cu_launch_pdl(bool pdl, void (*kernel)(KArgs...), dim3 grid,
+                                           dim3 block, size_t smem, cudaStream_t st,
+                                           Args &&...args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, static_cast<Args &&>(args)...);
+}
+
+/* the backend's launches: PDL as the switch says */
+template <typename... KArgs, typename... Args>
+static inline cudaError_t ci_cu_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block,
+                                       size_t smem, cudaStream_t st, Args &&...args) {
+    return ci_cu_launch_pdl(ci_cu_pdl_on != 0, kernel, grid, block, smem, st,
+                            static_cast<Args &&>(args)...);
+}
+
+#endif
