@@ -337,7 +337,7 @@ __global__ void __launch_bounds__(QS_THREADS)
  * logical k of k-step s is bound to the physical columns the lane holds.
  * Nibbles i and i + 4 of a word become one bf16x2 register with one shift
  * and one lop3, (w >> 4p) & 0x000F000F | 0x43004300 = bf16 (128 + q) in both
- * halves, and a bf16x2 subtraction of 128 + zero leaves q - zero exactly.
+ * halves, and one bf16x2 fma adding -(128 + zero) leaves q - zero exactly.
  * The B fragment is x in the same order (lanes 4n..4n+3 hold row n of x,
  * n < N <= 8; the rest zero); the mma's f32 products of exact integers and
  * bf16 x are the reference's, and each tile's sums are scaled in f32 by its
@@ -345,10 +345,14 @@ __global__ void __launch_bounds__(QS_THREADS)
 #define QT_WARPS 8
 #define QT_U 4
 
-__device__ __forceinline__ uint32_t qt_pair(uint32_t w, int p, uint32_t zz) {
-    uint32_t v = ((w >> (4 * p)) & 0x000F000Fu) | 0x43004300u;
-    __nv_bfloat162 r = __hsub2(*(const __nv_bfloat162 *)&v, *(const __nv_bfloat162 *)&zz);
-    return *(const uint32_t *)&r;
+/* nzz: bf16x2 of -(128 + zero); one fma.bf16x2 (v * 1 + nzz) keeps the
+ * subtraction a single instruction on sm_80 and sm_90 alike (__hsub2 on
+ * bf16 compiled to several) */
+__device__ __forceinline__ uint32_t qt_pair(uint32_t w, int p, uint32_t nzz) {
+    const uint32_t v = ((w >> (4 * p)) & 0x000F000Fu) | 0x43004300u;
+    uint32_t r;
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(v), "r"(0x3F803F80u), "r"(nzz));
+    return r;
 }
 
 __device__ __forceinline__ void qt_mma(float *c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
@@ -359,10 +363,30 @@ __device__ __forceinline__ void qt_mma(float *c, uint32_t a0, uint32_t a1, uint3
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-/* bf16x2 of 128 + z in both halves */
+/* bf16x2 of -(128 + z) in both halves */
 __device__ __forceinline__ uint32_t qt_zz(int z) {
-    uint32_t h = 0x4300u | (uint32_t)z;
+    uint32_t h = 0xC300u | (uint32_t)z;
     return h | h << 16;
+}
+
+/* The 8 k-steps of one tile: a, b = 16 bytes of rows g and g + 8 (32
+ * columns 128 kt + 32 t ..), zza / zzb their -(128 + zero); c += the tile's
+ * (q - zero) . x sums. */
+__device__ __forceinline__ void qt_tile(float *c, uint4 a, uint4 b, uint32_t zza, uint32_t zzb,
+                                        const uint4 *__restrict__ xr, int kt, bool xl) {
+    const uint32_t wa4[4] = {a.x, a.y, a.z, a.w}, wb4[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        /* x columns 128 kt + 32 t + 8 j .. + 7: e0..e7 */
+        const uint4 xv = xl ? __ldg(xr + 16 * kt + j) : make_uint4(0, 0, 0, 0);
+        /* k-step h: nibble pairs (2h, 2h + 4) and (2h + 1, 2h + 5) */
+        qt_mma(c, qt_pair(wa4[j], 0, zza), qt_pair(wb4[j], 0, zzb), qt_pair(wa4[j], 1, zza),
+               qt_pair(wb4[j], 1, zzb), __byte_perm(xv.x, xv.z, 0x5410),
+               __byte_perm(xv.x, xv.z, 0x7632));
+        qt_mma(c, qt_pair(wa4[j], 2, zza), qt_pair(wb4[j], 2, zzb), qt_pair(wa4[j], 3, zza),
+               qt_pair(wb4[j], 3, zzb), __byte_perm(xv.y, xv.w, 0x5410),
+               __byte_perm(xv.y, xv.w, 0x7632));
+    }
 }
 
 template <int N, typename OutT>
@@ -415,20 +439,7 @@ __global__ void __launch_bounds__(QT_WARPS * 32)
             if (kt >= tiles) break;
             const uint32_t zza = qt_zz((int)za[u]), zzb = qt_zz((int)zb[u]);
             float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            const uint32_t wa4[4] = {wa[u].x, wa[u].y, wa[u].z, wa[u].w};
-            const uint32_t wb4[4] = {wb[u].x, wb[u].y, wb[u].z, wb[u].w};
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                /* x columns 128 kt + 32 t + 8 j .. + 7: e0..e7 */
-                const uint4 xv = xl ? __ldg(xr + 16 * kt + j) : make_uint4(0, 0, 0, 0);
-                /* k-step h: nibble pairs (2h, 2h + 4) and (2h + 1, 2h + 5) */
-                qt_mma(c, qt_pair(wa4[j], 0, zza), qt_pair(wb4[j], 0, zzb), qt_pair(wa4[j], 1, zza),
-                       qt_pair(wb4[j], 1, zzb), __byte_perm(xv.x, xv.z, 0x5410),
-                       __byte_perm(xv.x, xv.z, 0x7632));
-                qt_mma(c, qt_pair(wa4[j], 2, zza), qt_pair(wb4[j], 2, zzb), qt_pair(wa4[j], 3, zza),
-                       qt_pair(wb4[j], 3, zzb), __byte_perm(xv.y, xv.w, 0x5410),
-                       __byte_perm(xv.y, xv.w, 0x7632));
-            }
+            qt_tile(c, wa[u], wb[u], zza, zzb, xr, kt, xl);
             tot[0] = fmaf(sa[u], c[0], tot[0]);
             tot[1] = fmaf(sa[u], c[1], tot[1]);
             tot[2] = fmaf(sb[u], c[2], tot[2]);
@@ -452,6 +463,92 @@ __global__ void __launch_bounds__(QT_WARPS * 32)
         for (int k = 0; k < QT_WARPS; k++)
             sum += red[k][r][n];
         if (r0 + r < out) ci_st(y + (int64_t)n * out, r0 + r, bias ? sum + bias[r0 + r] : sum);
+    }
+}
+
+/* ---- the persistent variant ("tcp"): grid = the CTAs that fit at once;
+ * each CTA walks row tiles blockIdx.x, + gridDim.x, ... and each warp its
+ * (row tile, k tile) items in order with QP_D items' loads in flight ahead
+ * of the one it computes, across row-tile boundaries (tc's warps go idle
+ * between their last load and the CTA's exit). Needs tiles % QP_WARPS == 0,
+ * so every warp has the same items per row tile. */
+#define QP_WARPS 8
+#define QP_D 4
+
+struct qt_item {
+    uint4 a, b;
+    uint32_t za, zb;
+    float sa, sb;
+};
+
+template <int N, typename OutT>
+__global__ void __launch_bounds__(QP_WARPS * 32)
+    qgemv_tcp_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
+                     const float *__restrict__ bias, OutT *__restrict__ y, int tpg) {
+    __shared__ float red[2][QP_WARPS][16][N];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int K = (int)w.cols, out = (int)w.rows, ng = (int)w.ngroups;
+    const int per = K / 128 / QP_WARPS, nrt = (out + 15) / 16;
+    const int total = (nrt - (int)blockIdx.x + (int)gridDim.x - 1) / (int)gridDim.x * per;
+    qt_item buf[QP_D];
+    auto load = [&](int i, qt_item &it) {
+        if (i >= total) return;
+        const int rt = blockIdx.x + (i / per) * gridDim.x, kt = warp + (i % per) * QP_WARPS;
+        const int ra = min(rt * 16 + g, out - 1), rb = min(rt * 16 + g + 8, out - 1);
+        const int grp = tpg ? kt / tpg : 0;
+        it.a = __ldcs((const uint4 *)(w.q + (int64_t)ra * (K / 2)) + 4 * kt + t);
+        it.b = __ldcs((const uint4 *)(w.q + (int64_t)rb * (K / 2)) + 4 * kt + t);
+        it.za = __ldg(w.zeros + (int64_t)ra * ng + grp);
+        it.zb = __ldg(w.zeros + (int64_t)rb * ng + grp);
+        it.sa = __ldg(w.scales + (int64_t)ra * ng + grp);
+        it.sb = __ldg(w.scales + (int64_t)rb * ng + grp);
+    };
+#pragma unroll
+    for (int d = 0; d < QP_D; d++)
+        load(d, buf[d]);
+    ci_pdl_wait();
+    ci_pdl_trigger();
+    const bool xl = g < N;
+    const uint4 *xr = (const uint4 *)(x + (int64_t)(xl ? g : 0) * K + 32 * t);
+    float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int i0 = 0; i0 < total; i0 += QP_D) {
+#pragma unroll
+        for (int d = 0; d < QP_D; d++) {
+            const int i = i0 + d;
+            if (i >= total) break; /* total is the CTA's: every warp breaks alike */
+            const int kt = warp + (i % per) * QP_WARPS;
+            const uint32_t zza = qt_zz((int)buf[d].za), zzb = qt_zz((int)buf[d].zb);
+            float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            qt_tile(c, buf[d].a, buf[d].b, zza, zzb, xr, kt, xl);
+            tot[0] = fmaf(buf[d].sa, c[0], tot[0]);
+            tot[1] = fmaf(buf[d].sa, c[1], tot[1]);
+            tot[2] = fmaf(buf[d].sb, c[2], tot[2]);
+            tot[3] = fmaf(buf[d].sb, c[3], tot[3]);
+            load(i + QP_D, buf[d]);
+            if (i % per == per - 1) { /* the row tile is done: reduce over the warps */
+                const int rt = blockIdx.x + (i / per) * gridDim.x, pb = (i / per) & 1;
+                if (2 * t < N) {
+                    red[pb][warp][g][2 * t] = tot[0];
+                    red[pb][warp][g + 8][2 * t] = tot[2];
+                }
+                if (2 * t + 1 < N) {
+                    red[pb][warp][g][2 * t + 1] = tot[1];
+                    red[pb][warp][g + 8][2 * t + 1] = tot[3];
+                }
+                tot[0] = tot[1] = tot[2] = tot[3] = 0.0f;
+                /* one barrier per row tile: red alternates, and a thread's
+                 * reads of red[pb] end before the next tile's barrier */
+                __syncthreads();
+                if (threadIdx.x < 16 * N) {
+                    const int r = threadIdx.x / N, n = threadIdx.x % N, row = rt * 16 + r;
+                    float sum = 0.0f;
+#pragma unroll
+                    for (int k = 0; k < QP_WARPS; k++)
+                        sum += red[pb][k][r][n];
+                    if (row < out) ci_st(y + (int64_t)n * out, row, bias ? sum + bias[row] : sum);
+                }
+            }
+        }
     }
 }
 
@@ -509,6 +606,7 @@ extern "C" void ci_cu_qgemv_select(const char *name) {
               : !strcmp(name, "vec")    ? 1
               : !strcmp(name, "split")  ? 0
               : !strcmp(name, "tc")     ? 4
+              : !strcmp(name, "tcp")    ? 5
                                         : 3;
 }
 
@@ -523,7 +621,28 @@ template <int FMT, int N, typename T>
 static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
                         const float *bias, void *y, int num_sms) {
     if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
-    if ((g_qgemv == 3 || g_qgemv == 4) && FMT == CI_QW_INT4 && qt_ok(w, x, (int)sizeof(T))) {
+    if (g_qgemv == 5 && FMT == CI_QW_INT4 && qt_ok(w, x, (int)sizeof(T)) &&
+        (w->cols / 128) % QP_WARPS == 0) {
+        const int tpg = w->ngroups == 1 ? 0 : (int)(w->group_size / 128);
+        const __nv_bfloat16 *xb = (const __nv_bfloat16 *)x;
+        static int fit[2]; /* CTAs per SM, per output type */
+        auto kern = f32_out ? (void *)qgemv_tcp_kernel<N, float>
+                            : (void *)qgemv_tcp_kernel<N, __nv_bfloat16>;
+        int &f = fit[f32_out ? 1 : 0];
+        if (!f && cudaOccupancyMaxActiveBlocksPerMultiprocessor(&f, kern, QP_WARPS * 32, 0) !=
+                      cudaSuccess)
+            return cudaGetLastError();
+        const int64_t nrt = (w->rows + 15) / 16, cap = (int64_t)(f > 0 ? f : 1) * num_sms;
+        const unsigned grid = (unsigned)(nrt < cap ? nrt : cap);
+        if (f32_out)
+            ci_cu_launch(qgemv_tcp_kernel<N, float>, grid, QP_WARPS * 32, 0, st, *w, xb, bias,
+                         (float *)y, tpg);
+        else
+            ci_cu_launch(qgemv_tcp_kernel<N, __nv_bfloat16>, grid, QP_WARPS * 32, 0, st, *w, xb,
+                         bias, (__nv_bfloat16 *)y, tpg);
+        return cudaGetLastError();
+    }
+    if (g_qgemv >= 3 && FMT == CI_QW_INT4 && qt_ok(w, x, (int)sizeof(T))) {
         const int tpg = w->ngroups == 1 ? 0 : (int)(w->group_size / 128);
         const unsigned grid = (unsigned)((w->rows + 15) / 16);
         const __nv_bfloat16 *xb = (const __nv_bfloat16 *)x;
