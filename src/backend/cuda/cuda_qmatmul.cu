@@ -370,15 +370,15 @@ __device__ __forceinline__ uint32_t qt_zz(int z) {
 }
 
 /* The 8 k-steps of one tile: a, b = 16 bytes of rows g and g + 8 (32
- * columns 128 kt + 32 t ..), zza / zzb their -(128 + zero); c += the tile's
- * (q - zero) . x sums. */
+ * columns 128 kt + 32 t ..), zza / zzb their -(128 + zero), xt = x at
+ * those columns; c += the tile's (q - zero) . x sums. */
 __device__ __forceinline__ void qt_tile(float *c, uint4 a, uint4 b, uint32_t zza, uint32_t zzb,
-                                        const uint4 *__restrict__ xr, int kt, bool xl) {
+                                        const uint4 *__restrict__ xt) {
     const uint32_t wa4[4] = {a.x, a.y, a.z, a.w}, wb4[4] = {b.x, b.y, b.z, b.w};
 #pragma unroll
     for (int j = 0; j < 4; j++) {
         /* x columns 128 kt + 32 t + 8 j .. + 7: e0..e7 */
-        const uint4 xv = xl ? __ldg(xr + 16 * kt + j) : make_uint4(0, 0, 0, 0);
+        const uint4 xv = __ldg(xt + j);
         /* k-step h: nibble pairs (2h, 2h + 4) and (2h + 1, 2h + 5) */
         qt_mma(c, qt_pair(wa4[j], 0, zza), qt_pair(wb4[j], 0, zzb), qt_pair(wa4[j], 1, zza),
                qt_pair(wb4[j], 1, zzb), __byte_perm(xv.x, xv.z, 0x5410),
@@ -389,37 +389,37 @@ __device__ __forceinline__ void qt_tile(float *c, uint4 a, uint4 b, uint32_t zza
     }
 }
 
-template <int N, typename OutT>
-__global__ void __launch_bounds__(QT_WARPS * 32)
+template <int N, typename OutT, int MINB>
+__global__ void __launch_bounds__(QT_WARPS * 32, MINB)
     qgemv_tc_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
-                    const float *__restrict__ bias, OutT *__restrict__ y, int tpg) {
+                    const float *__restrict__ bias, OutT *__restrict__ y, int gshift) {
     __shared__ float red[QT_WARPS][16][N];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int K = (int)w.cols, out = (int)w.rows, tiles = K / 128, ng = (int)w.ngroups;
     const int r0 = blockIdx.x * 16;
     const int ra = min(r0 + g, out - 1), rb = min(r0 + g + 8, out - 1);
-    const uint4 *pa = (const uint4 *)(w.q + (int64_t)ra * (K / 2)) + t;
-    const uint4 *pb = (const uint4 *)(w.q + (int64_t)rb * (K / 2)) + t;
+    /* tile kt of a row is uint4 4 kt + t; its group kt >> gshift (31: one per row) */
+    const uint4 *pa = (const uint4 *)(w.q + (size_t)ra * (size_t)(K / 2)) + t;
+    const uint4 *pb = (const uint4 *)(w.q + (size_t)rb * (size_t)(K / 2)) + t;
+    const uint8_t *zra = w.zeros + (size_t)ra * ng, *zrb = w.zeros + (size_t)rb * ng;
+    const float *sra = w.scales + (size_t)ra * ng, *srb = w.scales + (size_t)rb * ng;
     /* weights, zero points and scales of QT_U tiles in flight: a scale
      * loaded only when its tile's sums are ready would put one memory
      * latency per tile on the critical path */
     uint4 wa[QT_U], wb[QT_U];
     uint32_t za[QT_U], zb[QT_U];
     float sa[QT_U], sb[QT_U];
-    const uint8_t *zra = w.zeros + (int64_t)ra * ng, *zrb = w.zeros + (int64_t)rb * ng;
-    const float *sra = w.scales + (int64_t)ra * ng, *srb = w.scales + (int64_t)rb * ng;
     auto load = [&](int kt0) {
 #pragma unroll
         for (int u = 0; u < QT_U; u++) {
-            const int kt = kt0 + u * QT_WARPS;
+            const int kt = kt0 + u * QT_WARPS, gi = kt >> gshift;
             if (kt < tiles) {
                 wa[u] = __ldcs(pa + 4 * kt);
                 wb[u] = __ldcs(pb + 4 * kt);
-                const int grp = tpg ? kt / tpg : 0;
-                za[u] = __ldg(zra + grp);
-                zb[u] = __ldg(zrb + grp);
-                sa[u] = __ldg(sra + grp);
-                sb[u] = __ldg(srb + grp);
+                za[u] = __ldg(zra + gi);
+                zb[u] = __ldg(zrb + gi);
+                sa[u] = __ldg(sra + gi);
+                sb[u] = __ldg(srb + gi);
             }
         }
     };
@@ -428,8 +428,9 @@ __global__ void __launch_bounds__(QT_WARPS * 32)
     load(warp);
     ci_pdl_wait();
     ci_pdl_trigger();
-    const bool xl = g < N;
-    const uint4 *xr = (const uint4 *)(x + (int64_t)(xl ? g : 0) * K + 32 * t);
+    /* lanes 4n..4n+3 hold x row n; lanes of rows >= N repeat row N - 1
+     * (their C columns are never stored) */
+    const uint4 *xr = (const uint4 *)(x + (size_t)min(g, N - 1) * K + 32 * t);
     float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int kt0 = warp; kt0 < tiles; kt0 += QT_U * QT_WARPS) {
         if (kt0 != warp) load(kt0);
@@ -437,9 +438,8 @@ __global__ void __launch_bounds__(QT_WARPS * 32)
         for (int u = 0; u < QT_U; u++) {
             const int kt = kt0 + u * QT_WARPS;
             if (kt >= tiles) break;
-            const uint32_t zza = qt_zz((int)za[u]), zzb = qt_zz((int)zb[u]);
             float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            qt_tile(c, wa[u], wb[u], zza, zzb, xr, kt, xl);
+            qt_tile(c, wa[u], wb[u], qt_zz((int)za[u]), qt_zz((int)zb[u]), xr + 16 * kt);
             tot[0] = fmaf(sa[u], c[0], tot[0]);
             tot[1] = fmaf(sa[u], c[1], tot[1]);
             tot[2] = fmaf(sb[u], c[2], tot[2]);
@@ -466,98 +466,15 @@ __global__ void __launch_bounds__(QT_WARPS * 32)
     }
 }
 
-/* ---- the persistent variant ("tcp"): grid = the CTAs that fit at once;
- * each CTA walks row tiles blockIdx.x, + gridDim.x, ... and each warp its
- * (row tile, k tile) items in order with QP_D items' loads in flight ahead
- * of the one it computes, across row-tile boundaries (tc's warps go idle
- * between their last load and the CTA's exit). Needs tiles % QP_WARPS == 0,
- * so every warp has the same items per row tile. */
-#define QP_WARPS 8
-#define QP_D 4
-
-struct qt_item {
-    uint4 a, b;
-    uint32_t za, zb;
-    float sa, sb;
-};
-
-template <int N, typename OutT>
-__global__ void __launch_bounds__(QP_WARPS * 32)
-    qgemv_tcp_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
-                     const float *__restrict__ bias, OutT *__restrict__ y, int tpg) {
-    __shared__ float red[2][QP_WARPS][16][N];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-    const int K = (int)w.cols, out = (int)w.rows, ng = (int)w.ngroups;
-    const int per = K / 128 / QP_WARPS, nrt = (out + 15) / 16;
-    const int total = (nrt - (int)blockIdx.x + (int)gridDim.x - 1) / (int)gridDim.x * per;
-    qt_item buf[QP_D];
-    auto load = [&](int i, qt_item &it) {
-        if (i >= total) return;
-        const int rt = blockIdx.x + (i / per) * gridDim.x, kt = warp + (i % per) * QP_WARPS;
-        const int ra = min(rt * 16 + g, out - 1), rb = min(rt * 16 + g + 8, out - 1);
-        const int grp = tpg ? kt / tpg : 0;
-        it.a = __ldcs((const uint4 *)(w.q + (int64_t)ra * (K / 2)) + 4 * kt + t);
-        it.b = __ldcs((const uint4 *)(w.q + (int64_t)rb * (K / 2)) + 4 * kt + t);
-        it.za = __ldg(w.zeros + (int64_t)ra * ng + grp);
-        it.zb = __ldg(w.zeros + (int64_t)rb * ng + grp);
-        it.sa = __ldg(w.scales + (int64_t)ra * ng + grp);
-        it.sb = __ldg(w.scales + (int64_t)rb * ng + grp);
-    };
-#pragma unroll
-    for (int d = 0; d < QP_D; d++)
-        load(d, buf[d]);
-    ci_pdl_wait();
-    ci_pdl_trigger();
-    const bool xl = g < N;
-    const uint4 *xr = (const uint4 *)(x + (int64_t)(xl ? g : 0) * K + 32 * t);
-    float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int i0 = 0; i0 < total; i0 += QP_D) {
-#pragma unroll
-        for (int d = 0; d < QP_D; d++) {
-            const int i = i0 + d;
-            if (i >= total) break; /* total is the CTA's: every warp breaks alike */
-            const int kt = warp + (i % per) * QP_WARPS;
-            const uint32_t zza = qt_zz((int)buf[d].za), zzb = qt_zz((int)buf[d].zb);
-            float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            qt_tile(c, buf[d].a, buf[d].b, zza, zzb, xr, kt, xl);
-            tot[0] = fmaf(buf[d].sa, c[0], tot[0]);
-            tot[1] = fmaf(buf[d].sa, c[1], tot[1]);
-            tot[2] = fmaf(buf[d].sb, c[2], tot[2]);
-            tot[3] = fmaf(buf[d].sb, c[3], tot[3]);
-            load(i + QP_D, buf[d]);
-            if (i % per == per - 1) { /* the row tile is done: reduce over the warps */
-                const int rt = blockIdx.x + (i / per) * gridDim.x, pb = (i / per) & 1;
-                if (2 * t < N) {
-                    red[pb][warp][g][2 * t] = tot[0];
-                    red[pb][warp][g + 8][2 * t] = tot[2];
-                }
-                if (2 * t + 1 < N) {
-                    red[pb][warp][g][2 * t + 1] = tot[1];
-                    red[pb][warp][g + 8][2 * t + 1] = tot[3];
-                }
-                tot[0] = tot[1] = tot[2] = tot[3] = 0.0f;
-                /* one barrier per row tile: red alternates, and a thread's
-                 * reads of red[pb] end before the next tile's barrier */
-                __syncthreads();
-                if (threadIdx.x < 16 * N) {
-                    const int r = threadIdx.x / N, n = threadIdx.x % N, row = rt * 16 + r;
-                    float sum = 0.0f;
-#pragma unroll
-                    for (int k = 0; k < QP_WARPS; k++)
-                        sum += red[pb][k][r][n];
-                    if (row < out) ci_st(y + (int64_t)n * out, row, bias ? sum + bias[row] : sum);
-                }
-            }
-        }
-    }
-}
-
 /* The tensor-core GEMV's preconditions: INT4, BF16 x, no act order, whole
  * 128-column tiles within one group, 16-byte aligned rows and x. */
 static int qt_ok(const ci_qweight *w, const void *x, int xsize) {
     if (w->format != CI_QW_INT4 || xsize != 2 || w->g_idx || w->cols % 128) return 0;
     if (w->rows > INT32_MAX / 2 || w->cols > INT32_MAX / 2) return 0;
-    if (w->ngroups != 1 && w->group_size % 128) return 0;
+    /* groups of a power of two of tiles (a shift finds a tile's group) */
+    if (w->ngroups != 1 &&
+        (w->group_size % 128 || (w->group_size / 128 & (w->group_size / 128 - 1))))
+        return 0;
     return ((uintptr_t)w->q & 15) == 0 && ((uintptr_t)x & 15) == 0;
 }
 
@@ -598,7 +515,7 @@ extern "C" int ci_cu_qweight_shape_ok(const ci_qweight *w) {
  * read once; ci_cu_qgemv_select sets it (the test times each side by side).
  * A kernel whose preconditions a weight misses falls back to the next one
  * down: tc -> split/vec -> scalar. */
-static int g_qgemv = -1; /* 0 split, 1 vec, 2 scalar, 3 auto, 4 tc */
+static int g_qgemv = -1; /* 0 split, 1 vec, 2 scalar, 3 auto, 4 tc, 5 tc3 */
 
 extern "C" void ci_cu_qgemv_select(const char *name) {
     g_qgemv = !name                     ? 3
@@ -606,7 +523,7 @@ extern "C" void ci_cu_qgemv_select(const char *name) {
               : !strcmp(name, "vec")    ? 1
               : !strcmp(name, "split")  ? 0
               : !strcmp(name, "tc")     ? 4
-              : !strcmp(name, "tcp")    ? 5
+              : !strcmp(name, "tc3")    ? 5
                                         : 3;
 }
 
@@ -621,37 +538,21 @@ template <int FMT, int N, typename T>
 static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
                         const float *bias, void *y, int num_sms) {
     if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
-    if (g_qgemv == 5 && FMT == CI_QW_INT4 && qt_ok(w, x, (int)sizeof(T)) &&
-        (w->cols / 128) % QP_WARPS == 0) {
-        const int tpg = w->ngroups == 1 ? 0 : (int)(w->group_size / 128);
-        const __nv_bfloat16 *xb = (const __nv_bfloat16 *)x;
-        static int fit[2]; /* CTAs per SM, per output type */
-        auto kern = f32_out ? (void *)qgemv_tcp_kernel<N, float>
-                            : (void *)qgemv_tcp_kernel<N, __nv_bfloat16>;
-        int &f = fit[f32_out ? 1 : 0];
-        if (!f && cudaOccupancyMaxActiveBlocksPerMultiprocessor(&f, kern, QP_WARPS * 32, 0) !=
-                      cudaSuccess)
-            return cudaGetLastError();
-        const int64_t nrt = (w->rows + 15) / 16, cap = (int64_t)(f > 0 ? f : 1) * num_sms;
-        const unsigned grid = (unsigned)(nrt < cap ? nrt : cap);
-        if (f32_out)
-            ci_cu_launch(qgemv_tcp_kernel<N, float>, grid, QP_WARPS * 32, 0, st, *w, xb, bias,
-                         (float *)y, tpg);
-        else
-            ci_cu_launch(qgemv_tcp_kernel<N, __nv_bfloat16>, grid, QP_WARPS * 32, 0, st, *w, xb,
-                         bias, (__nv_bfloat16 *)y, tpg);
-        return cudaGetLastError();
-    }
     if (g_qgemv >= 3 && FMT == CI_QW_INT4 && qt_ok(w, x, (int)sizeof(T))) {
-        const int tpg = w->ngroups == 1 ? 0 : (int)(w->group_size / 128);
+        const int gshift =
+            w->ngroups == 1 ? 31 : __builtin_ctzll((unsigned long long)(w->group_size / 128));
         const unsigned grid = (unsigned)((w->rows + 15) / 16);
         const __nv_bfloat16 *xb = (const __nv_bfloat16 *)x;
+        /* tc3: registers capped for 3 CTAs per SM (a few bytes spill) */
+        auto go = [&](auto kern, auto *yt) {
+            ci_cu_launch(kern, grid, QT_WARPS * 32, 0, st, *w, xb, bias, yt, gshift);
+        };
         if (f32_out)
-            ci_cu_launch(qgemv_tc_kernel<N, float>, grid, QT_WARPS * 32, 0, st, *w, xb, bias,
-                         (float *)y, tpg);
+            g_qgemv == 5 ? go(qgemv_tc_kernel<N, float, 3>, (float *)y)
+                         : go(qgemv_tc_kernel<N, float, 2>, (float *)y);
         else
-            ci_cu_launch(qgemv_tc_kernel<N, __nv_bfloat16>, grid, QT_WARPS * 32, 0, st, *w, xb,
-                         bias, (__nv_bfloat16 *)y, tpg);
+            g_qgemv == 5 ? go(qgemv_tc_kernel<N, __nv_bfloat16, 3>, (__nv_bfloat16 *)y)
+                         : go(qgemv_tc_kernel<N, __nv_bfloat16, 2>, (__nv_bfloat16 *)y);
         return cudaGetLastError();
     }
     if (g_qgemv != 2 && qv_ok(w, x, (int)sizeof(T))) {

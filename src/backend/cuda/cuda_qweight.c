@@ -28,11 +28,19 @@ typedef struct cu_qw {
     float *bscales; /* mode 2: one scale per 128 x 128 block, [ceil(rows/128)][kb4] */
 } cu_qw;
 
-/* bytes of the W8A8 scratch for n rows: xq [n4][cols], scales, an output */
-static size_t qact_need(const ci_qweight *w, int64_t n, size_t out_elt) {
+/* bytes of the W8A8 activation scales for n4 rows: [cols / 128][n4] per
+ * 128-column group, or [n4] per token */
+static size_t qact_scale_bytes(const ci_qweight *w, int64_t n4) {
+    int64_t groups = w->act_group == w->cols ? 1 : (w->cols + 127) / 128;
+    return align256((size_t)(n4 * groups) * sizeof(float) + 16);
+}
+
+/* bytes of the W8A8 scratch for n rows: xq [n4][cols], the scales, and with
+ * pad_out an output of n4 rows (block scales pad the rows to 4; y has only n) */
+static size_t qact_need(const ci_qweight *w, int64_t n, size_t out_elt, int pad_out) {
     int64_t n4 = (n + 3) / 4 * 4;
-    return align256((size_t)(n4 * w->cols)) + align256((size_t)(n4 * w->cols / 16) * 4 + 16) +
-           (size_t)(n4 * w->rows) * out_elt;
+    return align256((size_t)(n4 * w->cols)) + qact_scale_bytes(w, n4) +
+           (pad_out ? (size_t)(n4 * w->rows) * out_elt : 0);
 }
 
 /* Grows a W8A8 scratch buffer (never while a graph is being captured). */
@@ -96,7 +104,7 @@ ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor 
     size_t need = fp8 ? 0 : (size_t)(h->rows * h->cols) * ci_dtype_size(be->act_dtype);
     if (fp8)
         CI_TRY(qact_grow(c, &c->qact, &c->qact_bytes,
-                         qact_need(h, QACT_RESERVE_ROWS, ci_dtype_size(be->act_dtype))));
+                         qact_need(h, QACT_RESERVE_ROWS, ci_dtype_size(be->act_dtype), fp8 == 2)));
     if (need > c->qscratch_bytes) {
         if (c->qscratch) {
             cudaStreamSynchronize(c->stream);
@@ -198,7 +206,7 @@ ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w
          * output goes through the scratch when y has no room for the pad */
         const int64_t n = x->rows, np = cq->fp8 == 2 ? (n + 3) / 4 * 4 : n;
         const size_t esz = ci_dtype_size(y->dtype);
-        const size_t need = qact_need(q, n, esz);
+        const size_t need = qact_need(q, n, esz, np != n && y->rows < np);
         void *buf = c->qact;
         if (need > c->qact_bytes) {
             CI_TRY(qact_grow(c, &c->qact_big, &c->qact_big_bytes, need));
@@ -206,8 +214,7 @@ ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w
         }
         uint8_t *xq = buf;
         float *xs = (float *)((char *)buf + align256((size_t)(np * q->cols)));
-        void *d =
-            y->rows >= np ? y->data : (char *)xs + align256((size_t)(np * q->cols / 16) * 4 + 16);
+        void *d = y->rows >= np ? y->data : (char *)xs + qact_scale_bytes(q, np);
         CI_CU_LAUNCH("qact", ci_cu_qact((ci_cu_stream)c->stream, ci_cu_bf16(x->dtype), x->data,
                                         (int)n, (int)q->cols, (int)q->act_group, (int)np, xq, xs));
         CI_TRY(ci_cuda_gemm_fp8(c, cq->fp8, q->q, cq->fp8 == 2 ? cq->bscales : q->scales, xq, xs,
