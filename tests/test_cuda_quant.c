@@ -190,7 +190,7 @@ int main(void) {
                 check_case(&h, ns[j], (int)(j & 1), k_qwt_cases[k].what);
             /* every GEMV kernel (one whose preconditions the case misses
              * falls back to the next, still checked) at the decode sizes */
-            const char *gk[5] = {"tc", "tc3", "split", "vec", "scalar"};
+            const char *gk[5] = {"tc", "tc2", "split", "vec", "scalar"};
             for (int v = 0; v < 5; v++) {
                 ci_cu_qgemv_select(gk[v]);
                 for (int n = 1; n <= 4; n++)
@@ -218,7 +218,7 @@ int main(void) {
                 for (int j = 0; j < 3; j++)
                     bench_gemm(shp[k][0], shp[k][1], gn[j]);
         }
-        const char *kern[6] = {"auto", "tc", "tc3", "split", "vec", "scalar"};
+        const char *kern[6] = {"auto", "tc", "tc2", "split", "vec", "scalar"};
         for (int k = 0; k < 3; k++)
             for (int v = 0; v < 6; v++) {
                 bench_gemv(CI_QW_INT4, shp[k][0], shp[k][1], kern[v]);

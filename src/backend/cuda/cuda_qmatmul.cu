@@ -389,39 +389,96 @@ __device__ __forceinline__ void qt_tile(float *c, uint4 a, uint4 b, uint32_t zza
     }
 }
 
-template <int N, typename OutT, int MINB>
-__global__ void __launch_bounds__(QT_WARPS * 32, MINB)
+/* Rows g and g + 8 of the CTA's 16 (clamped to the last row) and one tile
+ * kt of them: 16 bytes of each (uint4 4 kt + t of the row), their zero
+ * points and scales (group kt >> gshift; 31: one group per row). */
+struct qt_rows {
+    const uint4 *pa, *pb;
+    const uint8_t *za, *zb;
+    const float *sa, *sb;
+};
+struct qt_item {
+    uint4 a, b;
+    uint32_t za, zb;
+    float sa, sb;
+};
+
+__device__ __forceinline__ qt_rows qt_rows_of(const ci_qweight &w, int r0, int g, int t) {
+    const int out = (int)w.rows, ng = (int)w.ngroups;
+    const size_t ra = (size_t)min(r0 + g, out - 1), rb = (size_t)min(r0 + g + 8, out - 1);
+    const size_t rbytes = (size_t)(w.cols / 2);
+    qt_rows r;
+    r.pa = (const uint4 *)(w.q + ra * rbytes) + t;
+    r.pb = (const uint4 *)(w.q + rb * rbytes) + t;
+    r.za = w.zeros + ra * ng;
+    r.zb = w.zeros + rb * ng;
+    r.sa = w.scales + ra * ng;
+    r.sb = w.scales + rb * ng;
+    return r;
+}
+
+__device__ __forceinline__ void qt_load(const qt_rows &r, int kt, int gshift, qt_item &it) {
+    const int gi = kt >> gshift;
+    it.a = __ldcs(r.pa + 4 * kt);
+    it.b = __ldcs(r.pb + 4 * kt);
+    it.za = __ldg(r.za + gi);
+    it.zb = __ldg(r.zb + gi);
+    it.sa = __ldg(r.sa + gi);
+    it.sb = __ldg(r.sb + gi);
+}
+
+/* tot += one tile's scaled sums; xr = x at column 32 t of the lane's x row */
+__device__ __forceinline__ void qt_step(float *tot, const qt_item &it, const uint4 *xr, int kt) {
+    float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    qt_tile(c, it.a, it.b, qt_zz((int)it.za), qt_zz((int)it.zb), xr + 16 * kt);
+    tot[0] = fmaf(it.sa, c[0], tot[0]);
+    tot[1] = fmaf(it.sa, c[1], tot[1]);
+    tot[2] = fmaf(it.sb, c[2], tot[2]);
+    tot[3] = fmaf(it.sb, c[3], tot[3]);
+}
+
+/* The CTA's 16 rows: each warp's C fragment ((row g, col 2t), (row g,
+ * col 2t + 1), (row g + 8, ...)) into red, summed over the W warps; the
+ * first 16 N threads add the bias and store. */
+template <int N, int W, typename OutT>
+__device__ __forceinline__ void qt_reduce(float (*red)[16][N], const float *tot, int r0, int out,
+                                          const float *__restrict__ bias, OutT *__restrict__ y) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    if (2 * t < N) {
+        red[warp][g][2 * t] = tot[0];
+        red[warp][g + 8][2 * t] = tot[2];
+    }
+    if (2 * t + 1 < N) {
+        red[warp][g][2 * t + 1] = tot[1];
+        red[warp][g + 8][2 * t + 1] = tot[3];
+    }
+    __syncthreads();
+    if (threadIdx.x < 16 * N) {
+        const int r = threadIdx.x / N, n = threadIdx.x % N;
+        float sum = 0.0f;
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            sum += red[k][r][n];
+        if (r0 + r < out) ci_st(y + (int64_t)n * out, r0 + r, bias ? sum + bias[r0 + r] : sum);
+    }
+}
+
+template <int N, typename OutT>
+__global__ void __launch_bounds__(QT_WARPS * 32)
     qgemv_tc_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
                     const float *__restrict__ bias, OutT *__restrict__ y, int gshift) {
     __shared__ float red[QT_WARPS][16][N];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-    const int K = (int)w.cols, out = (int)w.rows, tiles = K / 128, ng = (int)w.ngroups;
-    const int r0 = blockIdx.x * 16;
-    const int ra = min(r0 + g, out - 1), rb = min(r0 + g + 8, out - 1);
-    /* tile kt of a row is uint4 4 kt + t; its group kt >> gshift (31: one per row) */
-    const uint4 *pa = (const uint4 *)(w.q + (size_t)ra * (size_t)(K / 2)) + t;
-    const uint4 *pb = (const uint4 *)(w.q + (size_t)rb * (size_t)(K / 2)) + t;
-    const uint8_t *zra = w.zeros + (size_t)ra * ng, *zrb = w.zeros + (size_t)rb * ng;
-    const float *sra = w.scales + (size_t)ra * ng, *srb = w.scales + (size_t)rb * ng;
+    const int K = (int)w.cols, out = (int)w.rows, tiles = K / 128, r0 = blockIdx.x * 16;
+    const qt_rows rows = qt_rows_of(w, r0, g, t);
     /* weights, zero points and scales of QT_U tiles in flight: a scale
      * loaded only when its tile's sums are ready would put one memory
      * latency per tile on the critical path */
-    uint4 wa[QT_U], wb[QT_U];
-    uint32_t za[QT_U], zb[QT_U];
-    float sa[QT_U], sb[QT_U];
+    qt_item it[QT_U];
     auto load = [&](int kt0) {
 #pragma unroll
-        for (int u = 0; u < QT_U; u++) {
-            const int kt = kt0 + u * QT_WARPS, gi = kt >> gshift;
-            if (kt < tiles) {
-                wa[u] = __ldcs(pa + 4 * kt);
-                wb[u] = __ldcs(pb + 4 * kt);
-                za[u] = __ldg(zra + gi);
-                zb[u] = __ldg(zrb + gi);
-                sa[u] = __ldg(sra + gi);
-                sb[u] = __ldg(srb + gi);
-            }
-        }
+        for (int u = 0; u < QT_U; u++)
+            if (kt0 + u * QT_WARPS < tiles) qt_load(rows, kt0 + u * QT_WARPS, gshift, it[u]);
     };
     /* the first tiles are loaded before the PDL wait (weights are
      * constant): they stream while the previous kernel finishes */
@@ -436,34 +493,55 @@ __global__ void __launch_bounds__(QT_WARPS * 32, MINB)
         if (kt0 != warp) load(kt0);
 #pragma unroll
         for (int u = 0; u < QT_U; u++) {
-            const int kt = kt0 + u * QT_WARPS;
-            if (kt >= tiles) break;
-            float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            qt_tile(c, wa[u], wb[u], qt_zz((int)za[u]), qt_zz((int)zb[u]), xr + 16 * kt);
-            tot[0] = fmaf(sa[u], c[0], tot[0]);
-            tot[1] = fmaf(sa[u], c[1], tot[1]);
-            tot[2] = fmaf(sb[u], c[2], tot[2]);
-            tot[3] = fmaf(sb[u], c[3], tot[3]);
+            if (kt0 + u * QT_WARPS >= tiles) break;
+            qt_step(tot, it[u], xr, kt0 + u * QT_WARPS);
         }
     }
-    /* C fragment: (row g, col 2t), (row g, col 2t + 1), (row g + 8, ...) */
-    if (2 * t < N) {
-        red[warp][g][2 * t] = tot[0];
-        red[warp][g + 8][2 * t] = tot[2];
+    qt_reduce<N, QT_WARPS>(red, tot, r0, out, bias, y);
+}
+
+/* ---- "tc2": the same tiles, 4 warps per CTA, each warp's tiles
+ * (warp, warp + 4, ...) double-buffered two at a time: the loads of items
+ * i + 2, i + 3 are in flight while items i, i + 1 are decoded, so a warp
+ * always has memory work outstanding (tc's warps load once, then only
+ * compute). */
+#define Q2_WARPS 4
+
+template <int N, typename OutT>
+__global__ void __launch_bounds__(Q2_WARPS * 32)
+    qgemv_tc2_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
+                     const float *__restrict__ bias, OutT *__restrict__ y, int gshift) {
+    __shared__ float red[Q2_WARPS][16][N];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int K = (int)w.cols, out = (int)w.rows, tiles = K / 128, r0 = blockIdx.x * 16;
+    const qt_rows rows = qt_rows_of(w, r0, g, t);
+    const int items = (tiles - warp + Q2_WARPS - 1) / Q2_WARPS; /* item i: tile warp + 4 i */
+    auto load = [&](qt_item &it, int i) {
+        if (i < items) qt_load(rows, warp + i * Q2_WARPS, gshift, it);
+    };
+    const uint4 *xr = (const uint4 *)(x + (size_t)min(g, N - 1) * K + 32 * t);
+    float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    auto compute = [&](const qt_item &it, int i) {
+        if (i < items) qt_step(tot, it, xr, warp + i * Q2_WARPS);
+    };
+    qt_item p0, p1, q0, q1;
+    load(p0, 0);
+    load(p1, 1);
+    load(q0, 2);
+    load(q1, 3);
+    ci_pdl_wait();
+    ci_pdl_trigger();
+    for (int i = 0; i < items; i += 4) {
+        compute(p0, i);
+        compute(p1, i + 1);
+        load(p0, i + 4);
+        load(p1, i + 5);
+        compute(q0, i + 2);
+        compute(q1, i + 3);
+        load(q0, i + 6);
+        load(q1, i + 7);
     }
-    if (2 * t + 1 < N) {
-        red[warp][g][2 * t + 1] = tot[1];
-        red[warp][g + 8][2 * t + 1] = tot[3];
-    }
-    __syncthreads();
-    if (threadIdx.x < 16 * N) {
-        const int r = threadIdx.x / N, n = threadIdx.x % N;
-        float sum = 0.0f;
-#pragma unroll
-        for (int k = 0; k < QT_WARPS; k++)
-            sum += red[k][r][n];
-        if (r0 + r < out) ci_st(y + (int64_t)n * out, r0 + r, bias ? sum + bias[r0 + r] : sum);
-    }
+    qt_reduce<N, Q2_WARPS>(red, tot, r0, out, bias, y);
 }
 
 /* The tensor-core GEMV's preconditions: INT4, BF16 x, no act order, whole
@@ -515,7 +593,7 @@ extern "C" int ci_cu_qweight_shape_ok(const ci_qweight *w) {
  * read once; ci_cu_qgemv_select sets it (the test times each side by side).
  * A kernel whose preconditions a weight misses falls back to the next one
  * down: tc -> split/vec -> scalar. */
-static int g_qgemv = -1; /* 0 split, 1 vec, 2 scalar, 3 auto, 4 tc, 5 tc3 */
+static int g_qgemv = -1; /* 0 split, 1 vec, 2 scalar, 3 auto, 4 tc, 6 tc2 */
 
 extern "C" void ci_cu_qgemv_select(const char *name) {
     g_qgemv = !name                     ? 3
@@ -523,7 +601,7 @@ extern "C" void ci_cu_qgemv_select(const char *name) {
               : !strcmp(name, "vec")    ? 1
               : !strcmp(name, "split")  ? 0
               : !strcmp(name, "tc")     ? 4
-              : !strcmp(name, "tc3")    ? 5
+              : !strcmp(name, "tc2")    ? 6
                                         : 3;
 }
 
@@ -543,16 +621,22 @@ static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const
             w->ngroups == 1 ? 31 : __builtin_ctzll((unsigned long long)(w->group_size / 128));
         const unsigned grid = (unsigned)((w->rows + 15) / 16);
         const __nv_bfloat16 *xb = (const __nv_bfloat16 *)x;
-        /* tc3: registers capped for 3 CTAs per SM (a few bytes spill) */
-        auto go = [&](auto kern, auto *yt) {
-            ci_cu_launch(kern, grid, QT_WARPS * 32, 0, st, *w, xb, bias, yt, gshift);
-        };
-        if (f32_out)
-            g_qgemv == 5 ? go(qgemv_tc_kernel<N, float, 3>, (float *)y)
-                         : go(qgemv_tc_kernel<N, float, 2>, (float *)y);
+        /* auto: tc2 where its row tiles fill the GPU 4 deep (Llama-3-8B's
+         * gate/up: 25.3 us vs 26.5), tc for skinnier weights (o: 4.6 vs 6.4,
+         * down: 16.3 vs 19.8 on the H200) */
+        const int two = g_qgemv == 6 || (g_qgemv == 3 && (w->rows + 15) / 16 >= 4 * num_sms);
+        if (two && f32_out)
+            ci_cu_launch(qgemv_tc2_kernel<N, float>, grid, Q2_WARPS * 32, 0, st, *w, xb, bias,
+                         (float *)y, gshift);
+        else if (two)
+            ci_cu_launch(qgemv_tc2_kernel<N, __nv_bfloat16>, grid, Q2_WARPS * 32, 0, st, *w, xb,
+                         bias, (__nv_bfloat16 *)y, gshift);
+        else if (f32_out)
+            ci_cu_launch(qgemv_tc_kernel<N, float>, grid, QT_WARPS * 32, 0, st, *w, xb, bias,
+                         (float *)y, gshift);
         else
-            g_qgemv == 5 ? go(qgemv_tc_kernel<N, __nv_bfloat16, 3>, (__nv_bfloat16 *)y)
-                         : go(qgemv_tc_kernel<N, __nv_bfloat16, 2>, (__nv_bfloat16 *)y);
+            ci_cu_launch(qgemv_tc_kernel<N, __nv_bfloat16>, grid, QT_WARPS * 32, 0, st, *w, xb,
+                         bias, (__nv_bfloat16 *)y, gshift);
         return cudaGetLastError();
     }
     if (g_qgemv != 2 && qv_ok(w, x, (int)sizeof(T))) {
