@@ -265,6 +265,7 @@ int main(void) {
     test_format("ct-w4a16-g128", "--format ct-w4a16 --group 128");
     test_format("ct-w4a16-g32-act", "--format ct-w4a16 --group 32 --desc-act --seed 5");
     test_format("ct-w4a16-channel", "--format ct-w4a16 --group -1");
+    test_format("ct-w4a16-g64-asym", "--format ct-w4a16 --group 64 --asym --seed 7");
     test_format("gptq-g128", "--format gptq --group 128");
     test_format("gptq-g32-asym-act", "--format gptq --group 32 --asym --desc-act --seed 3");
     test_format("gptq-rows-asym-v2", "--format gptq --group -1 --asym --v2");

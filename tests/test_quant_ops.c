@@ -204,10 +204,9 @@ static void test_config(void) {
                    "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 4, \"type\": "
                    "\"int\", \"strategy\": \"group\"}}}}",
                    "num_bits 4");
-    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"pack-quantized\", "
-                   "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 4, \"type\": "
-                   "\"int\", \"strategy\": \"group\", \"group_size\": 128, \"symmetric\": "
-                   "false}}}}",
+    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\", "
+                   "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, \"type\": "
+                   "\"float\", \"strategy\": \"channel\", \"symmetric\": false}}}}",
                    "'symmetric'");
     expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"pack-quantized\", "
                    "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, \"type\": "

@@ -18,10 +18,12 @@ Formats (--format):
                   [ceil(out/128)][ceil(in/128)] F32, per-token-group activations
   fp8-block       transformers FineGrainedFP8 (`quant_method: fp8`): E4M3
                   weight, F32 weight_scale_inv [ceil(out/128)][ceil(in/128)]
-  ct-w4a16        compressed-tensors `pack-quantized` (llm-compressor W4A16): symmetric
-                  INT4, weight_packed I32 [out][in/8] (8 inputs per word, value + 8),
+  ct-w4a16        compressed-tensors `pack-quantized` (llm-compressor W4A16): INT4,
+                  weight_packed I32 [out][in/8] (8 inputs per word, value + 8),
                   weight_scale F16 [out][groups], weight_shape I64 [2]; --group G or -1
-                  (strategy channel); --desc-act writes actorder "group" + weight_g_idx
+                  (strategy channel); --desc-act writes actorder "group" + weight_g_idx;
+                  --asym: symmetric false + weight_zero_point I32 [out/8][groups]
+                  (8 outputs per word, zero point + 8, pack_to_int32 along dim 0)
   gptq            AutoGPTQ/GPTQModel: qweight I32 [in/8][out] (8 nibbles along
                   the input dim), qzeros I32 [groups][out/8], scales F16
                   [groups][out], g_idx I32 [in]; --group 128/32/-1, --asym,
@@ -244,8 +246,8 @@ def qconfig(a, ignore):
         weights = {"actorder": "group" if a.desc_act else None, "block_structure": None,
                    "dynamic": False, "group_size": None if a.group == -1 else a.group,
                    "num_bits": 4, "observer": "minmax", "observer_kwargs": {},
-                   "strategy": "channel" if a.group == -1 else "group", "symmetric": True,
-                   "type": "int"}
+                   "strategy": "channel" if a.group == -1 else "group",
+                   "symmetric": not a.asym, "type": "int"}
         return {"config_groups": {"group_0": {"input_activations": None,
                                               "output_activations": None,
                                               "targets": ["Linear"], "weights": weights}},
@@ -290,8 +292,10 @@ def quantize_linear(a, prefix, w, rng, qt):
         qt[prefix + ".weight"] = ("F8_E4M3", q)
         qt[prefix + (".weight_scale_inv" if f == "fp8-block" else ".weight_scale")] = ("F32", s)
     elif f == "ct-w4a16":
-        q, z, s, g_idx, deq = int4_codes(a, prefix, w, rng, True, 0)
+        q, z, s, g_idx, deq = int4_codes(a, prefix, w, rng, not a.asym, 0)
         qt[prefix + ".weight_packed"] = ("I32", pack_cols8(q))
+        if a.asym:  # z [groups][out] -> [out/8][groups], 8 outputs per word
+            qt[prefix + ".weight_zero_point"] = ("I32", np.ascontiguousarray(pack_cols8(z).T))
         qt[prefix + ".weight_scale"] = ("F16", np.ascontiguousarray(s.T))
         qt[prefix + ".weight_shape"] = ("I64", np.array(w.shape, np.int64))
         if a.desc_act:
@@ -364,7 +368,7 @@ def main():
         t.setdefault("lm_head.weight", t["model.embed_tokens.weight"])
         calib = (gptq.calib_ids(a.src, a.cinfer) if a.gptq_calib == "auto"
                  else json.load(open(a.gptq_calib)))
-        sym = a.format == "ct-w4a16" or not a.asym
+        sym = not a.asym
         min_zero = 0 if (a.v2 or a.format == "ct-w4a16") else 1
         a.gptq = gptq.quantize_model(cfg, t, calib, a.group, sym, a.desc_act, min_zero,
                                      skip=set(a.ignore))

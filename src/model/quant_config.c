@@ -2,8 +2,8 @@
  *
  * quant_method decides the layout: "compressed-tensors" (llm-compressor;
  * format float-quantized: FP8 E4M3 weights with tensor / channel / block
- * scales, dynamic per-token activations; format pack-quantized: symmetric
- * INT4 W4A16 with group or channel scales), "fp8" (transformers
+ * scales, dynamic per-token activations; format pack-quantized: INT4
+ * W4A16 with group or channel scales, symmetric or with zero points), "fp8" (transformers
  * FineGrainedFP8, weight_block_size), "gptq" (AutoGPTQ / GPTQModel, 4 bits)
  * and "awq" (AutoAWQ GEMM). Anything else, or a field value these layouts
  * do not cover, is refused with one line naming the field. */
@@ -95,7 +95,8 @@ static ci_status parse_ct_fp8(const json_t *w, const char *where, ci_quant_confi
 }
 
 /* compressed-tensors INT4 weights (pack-quantized, W4A16): group or channel scales,
- * symmetric, optional act order (actorder "group": weight_g_idx). */
+ * optional act order (actorder "group": weight_g_idx); the caller sets sym
+ * (false: packed weight_zero_point). */
 static ci_status parse_ct_int4(const json_t *w, const char *where, ci_quant_config *q) {
     long long bits, gs;
     CI_TRY(get_int(w, where, "num_bits", -1, &bits));
@@ -137,12 +138,13 @@ static ci_status parse_ct_group(const char *gname, const json_t *g, int int4, ci
     bool sym, dyn;
     CI_TRY(get_bool(w, where, "symmetric", true, &sym));
     CI_TRY(get_bool(w, where, "dynamic", false, &dyn));
-    if (!sym || dyn)
+    if ((!sym && !int4) || dyn)
         return ci_errorf(CI_ERR_UNSUPPORTED,
-                         QC "%s: field '%s' is %s; only symmetric static weight scales are "
-                            "supported",
-                         where, sym ? "dynamic" : "symmetric", sym ? "true" : "false");
+                         QC "%s: field '%s' is %s; only static weight scales, symmetric for FP8, "
+                            "are supported",
+                         where, dyn ? "dynamic" : "symmetric", dyn ? "true" : "false");
     CI_TRY(int4 ? parse_ct_int4(w, where, q) : parse_ct_fp8(w, where, q));
+    if (int4) q->sym = sym;
     const json_t *a = json_object_get(g, "input_activations");
     if (a && !json_is_null(a)) {
         snprintf(where, sizeof where, ".config_groups.%.40s.input_activations", gname);

@@ -11,7 +11,9 @@
  *      (group of each input column; act order permutes it). v1 stores zero-1.
  *  compressed-tensors W4A16 (pack-quantized): P.weight_packed I32 [out][in/8] (input 8c+j at
  *      bits 4j, signed value + 8); P.weight_scale [out][G]; P.weight_shape I64 [2]; optional
- *      P.weight_g_idx I32 [in]; symmetric: w = (q - 8) * s.
+ *      P.weight_g_idx I32 [in]; symmetric: w = (q - 8) * s; asymmetric:
+ *      P.weight_zero_point I32 [out/8][G] (output 8r+j at bits 4j, stored + 8
+ *      like the weights), w = (q - zp) * s with both as stored.
  *  AWQ GEMM: P.qweight I32 [in][out/8], nibble j of word c = output 8c + [0,2,4,6,1,3,5,7][j];
  *      P.qzeros I32 [G][out/8] the same way; P.scales F16 [G][out]; w = (q - z) * s.
  * Scales and zero points belong to output rows, so fused q|k|v and gate|up
@@ -140,6 +142,14 @@ static ci_status find_ct_int4(const ci_checkpoint *ck, const ci_quant_config *q,
     snprintf(name, sizeof name, "%s.weight_g_idx", prefix);
     if (q->desc_act || ci_checkpoint_find(ck, name))
         CI_TRY(need(ck, prefix, "weight_g_idx", 1u << CI_I32, s->in, -1, &s->g_idx));
+    if (!q->sym) { /* zero points packed along the output dim (pack_to_int32, dim 0) */
+        if (s->out % 8)
+            return ci_errorf(CI_ERR_UNSUPPORTED,
+                             "%s: %lld output rows: packed zero points need a multiple of 8",
+                             prefix, (long long)s->out);
+        CI_TRY(need(ck, prefix, "weight_zero_point", 1u << CI_I32, s->out / 8, num_groups(q, s->in),
+                    &s->qzeros));
+    }
     return ci_ok();
 }
 
@@ -201,7 +211,8 @@ static void fill_gptq(ci_qweight *w, const ci_quant_config *q, const ci_qlinear_
         }
 }
 
-/* compressed-tensors: symmetric, so the zero point is the +8 offset. */
+/* compressed-tensors: the zero point is the +8 offset (symmetric) or the
+ * stored nibble of weight_zero_point (both carry the same + 8). */
 static void fill_ct_int4(ci_qweight *w, const ci_qlinear_src *s, int64_t r0) {
     int64_t wc = s->in / 8;
     for (int64_t o = 0; o < s->out; o++) {
@@ -211,7 +222,11 @@ static void fill_ct_int4(ci_qweight *w, const ci_qlinear_src *s, int64_t r0) {
                 put4(w, r0 + o, c * 8 + j, (word >> (4 * j)) & 0xF);
         }
         for (int64_t g = 0; g < w->ngroups; g++) {
-            w->zeros[(r0 + o) * w->ngroups + g] = 8;
+            w->zeros[(r0 + o) * w->ngroups + g] =
+                s->qzeros ? (uint8_t)((u32_at(s->qzeros, (size_t)((o / 8) * w->ngroups + g)) >>
+                                       (4 * (o % 8))) &
+                                      0xF)
+                          : 8;
             w->scales[(r0 + o) * w->ngroups + g] =
                 ci_st_elem_f32(s->scales, (size_t)(o * w->ngroups + g));
         }
