@@ -9,6 +9,11 @@
 #   bandwidth roofline of the bytes it streams per token (linears + lm_head
 #   + norms; the embedding reads one row);
 #   offline throughput (1000 x 256 in / 256 out, ignore_eos): bf16 vs FP8.
+# GPU_BENCH_AB=1 adds, after the table: batch-1 decode with programmatic
+# dependent launch off and on (CINFER_PDL=0/1) for bf16, FP8 and INT4, INT4
+# with each GEMV kernel (CINFER_QGEMV), and test_cuda_quant's GEMV/GEMM bench
+# (CINFER_TEST_ONLY_BENCH=1) when BIN_DIR has it; these use one CUDA graph
+# (--max-graph-batch-size 1) to skip the capture of larger batches.
 # usage: tools/gpu_bench_quant.sh BIN_DIR TOKENIZER_DIR [NUM_PROMPTS]
 set -uo pipefail
 bin=$(cd "${1:-build}" && pwd)
@@ -81,6 +86,22 @@ for r in rows:
     print("| %s | %.2f | %.0f | %.1f | %.0f%% | %s |" % (r[0], b / 1e9, roof, t, 100 * t / roof,
           "%.2fx" % (t / base) if base else "-"))
 PY
+if [ "${GPU_BENCH_AB:-0}" = 1 ]; then
+    echo "== batch 1, programmatic dependent launch off / on"
+    for p in 0 1; do
+        CINFER_PDL=$p lat "bf16-pdl$p" "$bf" --max-graph-batch-size 1
+        CINFER_PDL=$p lat "fp8-online-pdl$p" "$bf" --quantization fp8 --max-graph-batch-size 1
+        CINFER_PDL=$p lat "int4-pdl$p" "$d/l8-gptq" --max-graph-batch-size 1
+    done
+    echo "== batch 1, INT4 with each GEMV kernel"
+    for k in auto tc tc2 split vec; do
+        CINFER_QGEMV=$k lat "int4-$k" "$d/l8-gptq" --max-graph-batch-size 1
+    done
+    if [ -x "$bin/test_cuda_quant" ]; then
+        echo "== GEMV (n = 1) and W8A8 GEMM kernels"
+        CINFER_TEST_ONLY_BENCH=1 timeout 300 "$bin/test_cuda_quant" | grep -E "GEMV|GEMM"
+    fi
+fi
 [ "$nprompts" -gt 0 ] || exit 0
 echo "== offline: $nprompts x 256 in / 256 out, bf16 vs FP8 checkpoint"
 for m in "$bf" "$d/l8-ct-fp8-channel"; do
