@@ -50,6 +50,20 @@ void ci_cpu_matvec_avx512(const ci_matvec_args *a, int64_t j0, int64_t j1);
 /* the CPU runs AVX-512F/BW/VL and CINFER_CPU_ISA is not "avx2" */
 int ci_cpu_have_avx512(void);
 
+/* Quantized decode (n <= 4, no act order, whole groups): y[n][out] =
+ * x . dequant(w)^T (+ bias) for weight rows [r0, r1), straight from the
+ * packed rows (cpu_qmatmul.c's fused path at AVX-512 width,
+ * cpu_qmatvec_avx512.c). xs[i][g] = sum of x row i over group g (INT4). */
+typedef struct ci_qdecode_args {
+    const ci_qweight *w;
+    const float *x, *xs, *bias; /* bias F32 or NULL */
+    float *y;
+    int64_t n, in, out;
+} ci_qdecode_args;
+void ci_cpu_qdecode_avx512(const ci_qdecode_args *a, int64_t r0, int64_t r1);
+/* whether w's groups suit it: multiples of 32 (INT4) / 16 (FP8) columns */
+int ci_cpu_qdecode_avx512_ok(const ci_qweight *w);
+
 static inline ci_cpu *ci_cpu_of(ci_backend *be) {
     return (ci_cpu *)be->impl;
 }

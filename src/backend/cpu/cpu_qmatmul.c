@@ -6,7 +6,8 @@
  * scale and one zero byte per group; FP8: one byte plus one scale per group).
  * Decode (n <= 4, contiguous groups of a multiple of 16 columns) computes
  * straight from the packed row (fused_rows: the products of
- * ci_qweight_dequant_row regrouped per scale group). Otherwise each thread
+ * ci_qweight_dequant_row regrouped per scale group; at AVX-512 width in
+ * cpu_qmatvec_avx512.c where the CPU has it). Otherwise each thread
  * dequantizes a panel of output rows into its own f32 scratch, exactly
  * ci_qweight_dequant_row's floats, and either dots it with every activation
  * row (n <= 16) or runs one single-threaded sgemm on it (prefill). Results
@@ -237,6 +238,12 @@ fused_rows(const qmm_ctx *c, const float *xs, int64_t r0, int64_t r1, const int 
 
 static void fused_decode(const qmm_ctx *c, float *xs, int64_t r0, int64_t r1) {
     const ci_qweight *w = &c->w->w;
+    const int wide = c->cpu->avx512 && ci_cpu_qdecode_avx512_ok(w);
+    const ci_qdecode_args qa = {w, c->x, xs, c->bias, c->y, c->n, c->in, c->out};
+    if (w->format == CI_QW_FP8 && wide) {
+        ci_cpu_qdecode_avx512(&qa, r0, r1);
+        return;
+    }
     if (w->format == CI_QW_FP8) {
         switch (c->n) {
         case 1: fused_rows(c, xs, r0, r1, 1, 1); break;
@@ -254,6 +261,10 @@ static void fused_decode(const qmm_ctx *c, float *xs, int64_t r0, int64_t r1) {
                 t += xg[k];
             xs[i * w->ngroups + g] = t;
         }
+    if (wide) {
+        ci_cpu_qdecode_avx512(&qa, r0, r1);
+        return;
+    }
     switch (c->n) {
     case 1: fused_rows(c, xs, r0, r1, 1, 0); break;
     case 2: fused_rows(c, xs, r0, r1, 2, 0); break;

@@ -1,0 +1,139 @@
+/* cpu_qmatvec_avx512.c — the quantized decode matmul (n <= 4) on CPUs with
+ * AVX-512: cpu_qmatmul.c's fused path (straight from the packed rows, no f32
+ * copy of the weight) at twice the AVX2 width.
+ *
+ * Decode of a small model is bound by converting weights, not by reading
+ * them (tinyqwen2-code's INT4 linears are 3.4 MB: they live in the caches).
+ * Per 32 INT4 weights: one 16-byte load, the nibbles split and interleaved
+ * into column order, two 16-lane int -> float conversions, then one FMA per
+ * activation row per 16 weights; FP8 converts 16 E4M3 bytes at once with the
+ * bit moves of the AVX2 kernel under mask registers. The sums are those of
+ * the AVX2 path regrouped (16 lanes instead of 8):
+ *   INT4: y[i][r] = sum_g s_g * (sum_{k in g} q_k x[i][k] - z_g * xs[i][g])
+ *   FP8:  y[i][r] = sum_g s_g * sum_{k in g} e4m3(q_k) x[i][k]
+ * Each activation row has its own accumulators in the same k order whatever
+ * n is, so a row's result does not depend on the rows beside it.
+ *
+ * The binary targets x86-64-v3, so these functions carry their own target
+ * attribute; cpu_qmatmul.c calls them only when the backend found AVX-512. */
+#include "backend/cpu/cpu_internal.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
+#define INL512 static inline __attribute__((always_inline)) T512
+
+enum { NMAX = 4 };
+
+/* 16 E4M3 bytes -> f32, exactly ci_fp8_e4m3_to_f32 (see cpu_qmatmul.c's
+ * fp8x8): normals by moving exponent and mantissa (bias 7 -> 127),
+ * subnormals as m * 2^-9, 0x7f NaN, then the sign. */
+INL512 __m512 fp8x16(const uint8_t *p) {
+    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
+    const __m512i a = _mm512_and_si512(v, _mm512_set1_epi32(0x7f));
+    const __m512i normal =
+        _mm512_add_epi32(_mm512_slli_epi32(a, 20), _mm512_set1_epi32(120 << 23));
+    const __m512 sub = _mm512_mul_ps(_mm512_cvtepi32_ps(a), _mm512_set1_ps(1.0f / 512.0f));
+    __m512 f = _mm512_mask_blend_ps(_mm512_cmplt_epi32_mask(a, _mm512_set1_epi32(8)),
+                                    _mm512_castsi512_ps(normal), sub);
+    f = _mm512_mask_blend_ps(_mm512_cmpeq_epi32_mask(a, _mm512_set1_epi32(0x7f)), f,
+                             _mm512_set1_ps(NAN));
+    const __m512i sign = _mm512_slli_epi32(_mm512_and_si512(v, _mm512_set1_epi32(0x80)), 24);
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(f), sign));
+}
+
+INL512 void rows(const ci_qdecode_args *a, int64_t r0, int64_t r1, const int n, const int fp8) {
+    const ci_qweight *w = a->w;
+    const int64_t in = a->in, gs = w->group_size, ng = w->ngroups, rb = fp8 ? in : in / 2;
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *q = w->q + r * rb;
+        const uint8_t *z = fp8 ? NULL : w->zeros + r * ng;
+        const float *s = w->scales + r * ng;
+        __m512 tot[NMAX];
+        float zt[NMAX];
+        for (int i = 0; i < n; i++) {
+            tot[i] = _mm512_setzero_ps();
+            zt[i] = 0.0f;
+        }
+        for (int64_t g = 0; g < ng; g++) {
+            __m512 acc[NMAX];
+            for (int i = 0; i < n; i++)
+                acc[i] = _mm512_setzero_ps();
+            if (fp8) {
+                for (int64_t k = g * gs; k < (g + 1) * gs; k += 16) {
+                    /* rows stream from memory on a large model: two rows ahead */
+                    _mm_prefetch((const char *)q + 2 * rb + k, _MM_HINT_T0);
+                    const __m512 q0 = fp8x16(q + k);
+                    for (int i = 0; i < n; i++)
+                        acc[i] = _mm512_fmadd_ps(q0, _mm512_loadu_ps(a->x + i * in + k), acc[i]);
+                }
+            } else {
+                for (int64_t k = g * gs; k < (g + 1) * gs; k += 32) {
+                    _mm_prefetch((const char *)q + 2 * rb + k / 2, _MM_HINT_T0);
+                    const __m128i b = _mm_loadu_si128((const __m128i *)(q + k / 2));
+                    const __m128i lo = _mm_and_si128(b, m4);
+                    const __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), m4);
+                    /* column 2j is the low nibble of byte j */
+                    const __m512 q0 =
+                        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)));
+                    const __m512 q1 =
+                        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi)));
+                    for (int i = 0; i < n; i++) {
+                        const float *xi = a->x + i * in + k;
+                        acc[i] = _mm512_fmadd_ps(q0, _mm512_loadu_ps(xi), acc[i]);
+                        acc[i] = _mm512_fmadd_ps(q1, _mm512_loadu_ps(xi + 16), acc[i]);
+                    }
+                }
+            }
+            const __m512 sv = _mm512_set1_ps(s[g]);
+            for (int i = 0; i < n; i++) {
+                tot[i] = _mm512_fmadd_ps(sv, acc[i], tot[i]);
+                if (!fp8) zt[i] += s[g] * (float)z[g] * a->xs[i * ng + g];
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            const float v = _mm512_reduce_add_ps(tot[i]) - zt[i];
+            a->y[i * a->out + r] = a->bias ? v + a->bias[r] : v;
+        }
+    }
+}
+
+T512 void ci_cpu_qdecode_avx512(const ci_qdecode_args *a, int64_t r0, int64_t r1) {
+    const int fp8 = a->w->format == CI_QW_FP8;
+#define CI_QD_CASE(N)                                                                              \
+    case N:                                                                                        \
+        if (fp8)                                                                                   \
+            rows(a, r0, r1, N, 1);                                                                 \
+        else                                                                                       \
+            rows(a, r0, r1, N, 0);                                                                 \
+        return;
+    switch (a->n) {
+        CI_QD_CASE(1)
+        CI_QD_CASE(2)
+        CI_QD_CASE(3)
+        CI_QD_CASE(4)
+    default: return;
+    }
+#undef CI_QD_CASE
+}
+
+int ci_cpu_qdecode_avx512_ok(const ci_qweight *w) {
+    return w->group_size % (w->format == CI_QW_FP8 ? 16 : 32) == 0;
+}
+
+#else
+
+void ci_cpu_qdecode_avx512(const ci_qdecode_args *a, int64_t r0, int64_t r1) {
+    (void)a;
+    (void)r0;
+    (void)r1;
+}
+
+int ci_cpu_qdecode_avx512_ok(const ci_qweight *w) {
+    (void)w;
+    return 0;
+}
+
+#endif
