@@ -61,7 +61,7 @@ typedef struct ci_qdecode_args {
     int64_t n, in, out;
 } ci_qdecode_args;
 void ci_cpu_qdecode_avx512(const ci_qdecode_args *a, int64_t r0, int64_t r1);
-/* whether w's groups suit it: multiples of 32 (INT4) / 16 (FP8) columns */
+/* whether w's groups suit it: multiples of 32 columns */
 int ci_cpu_qdecode_avx512_ok(const ci_qweight *w);
 
 static inline ci_cpu *ci_cpu_of(ci_backend *be) {

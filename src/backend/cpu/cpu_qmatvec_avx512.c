@@ -6,8 +6,8 @@
  * them (tinyqwen2-code's INT4 linears are 3.4 MB: they live in the caches).
  * Per 32 INT4 weights: one 16-byte load, the nibbles split and interleaved
  * into column order, two 16-lane int -> float conversions, then one FMA per
- * activation row per 16 weights; FP8 converts 16 E4M3 bytes at once with the
- * bit moves of the AVX2 kernel under mask registers. The sums are those of
+ * activation row per 16 weights; FP8 moves 32 E4M3 bytes into f16 bit
+ * patterns (e4m3 * 2^-8, exact) and converts them with vcvtph2ps. The sums are those of
  * the AVX2 path regrouped (16 lanes instead of 8):
  *   INT4: y[i][r] = sum_g s_g * (sum_{k in g} q_k x[i][k] - z_g * xs[i][g])
  *   FP8:  y[i][r] = sum_g s_g * sum_{k in g} e4m3(q_k) x[i][k]
@@ -26,21 +26,20 @@
 
 enum { NMAX = 4 };
 
-/* 16 E4M3 bytes -> f32, exactly ci_fp8_e4m3_to_f32 (see cpu_qmatmul.c's
- * fp8x8): normals by moving exponent and mantissa (bias 7 -> 127),
- * subnormals as m * 2^-9, 0x7f NaN, then the sign. */
-INL512 __m512 fp8x16(const uint8_t *p) {
-    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
-    const __m512i a = _mm512_and_si512(v, _mm512_set1_epi32(0x7f));
-    const __m512i normal =
-        _mm512_add_epi32(_mm512_slli_epi32(a, 20), _mm512_set1_epi32(120 << 23));
-    const __m512 sub = _mm512_mul_ps(_mm512_cvtepi32_ps(a), _mm512_set1_ps(1.0f / 512.0f));
-    __m512 f = _mm512_mask_blend_ps(_mm512_cmplt_epi32_mask(a, _mm512_set1_epi32(8)),
-                                    _mm512_castsi512_ps(normal), sub);
-    f = _mm512_mask_blend_ps(_mm512_cmpeq_epi32_mask(a, _mm512_set1_epi32(0x7f)), f,
-                             _mm512_set1_ps(NAN));
-    const __m512i sign = _mm512_slli_epi32(_mm512_and_si512(v, _mm512_set1_epi32(0x80)), 24);
-    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(f), sign));
+/* 32 E4M3 bytes -> f32 times 2^-8, exactly: sign and the 7 magnitude bits
+ * moved into an f16 (exponent bias 15 instead of 7, so the value is
+ * e4m3 * 2^-8; E4M3 subnormals land on f16 subnormals, also exact), NaN
+ * (0x7f) kept NaN, then the hardware f16 -> f32 conversion. The caller folds
+ * the 2^8 into the group's scale. */
+INL512 void fp8x32(const uint8_t *p, __m512 *lo, __m512 *hi) {
+    const __m512i b = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)p));
+    const __m512i mag = _mm512_and_si512(b, _mm512_set1_epi16(0x7f));
+    __m512i h = _mm512_or_si512(_mm512_slli_epi16(_mm512_and_si512(b, _mm512_set1_epi16(0x80)), 8),
+                                _mm512_slli_epi16(mag, 7));
+    h = _mm512_mask_mov_epi16(h, _mm512_cmpeq_epi16_mask(mag, _mm512_set1_epi16(0x7f)),
+                              _mm512_set1_epi16(0x7e00));
+    *lo = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+    *hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
 }
 
 INL512 void rows(const ci_qdecode_args *a, int64_t r0, int64_t r1, const int n, const int fp8) {
@@ -62,12 +61,16 @@ INL512 void rows(const ci_qdecode_args *a, int64_t r0, int64_t r1, const int n, 
             for (int i = 0; i < n; i++)
                 acc[i] = _mm512_setzero_ps();
             if (fp8) {
-                for (int64_t k = g * gs; k < (g + 1) * gs; k += 16) {
+                for (int64_t k = g * gs; k < (g + 1) * gs; k += 32) {
                     /* rows stream from memory on a large model: two rows ahead */
                     _mm_prefetch((const char *)q + 2 * rb + k, _MM_HINT_T0);
-                    const __m512 q0 = fp8x16(q + k);
-                    for (int i = 0; i < n; i++)
-                        acc[i] = _mm512_fmadd_ps(q0, _mm512_loadu_ps(a->x + i * in + k), acc[i]);
+                    __m512 q0, q1;
+                    fp8x32(q + k, &q0, &q1);
+                    for (int i = 0; i < n; i++) {
+                        const float *xi = a->x + i * in + k;
+                        acc[i] = _mm512_fmadd_ps(q0, _mm512_loadu_ps(xi), acc[i]);
+                        acc[i] = _mm512_fmadd_ps(q1, _mm512_loadu_ps(xi + 16), acc[i]);
+                    }
                 }
             } else {
                 for (int64_t k = g * gs; k < (g + 1) * gs; k += 32) {
@@ -87,7 +90,7 @@ INL512 void rows(const ci_qdecode_args *a, int64_t r0, int64_t r1, const int n, 
                     }
                 }
             }
-            const __m512 sv = _mm512_set1_ps(s[g]);
+            const __m512 sv = _mm512_set1_ps(fp8 ? s[g] * 256.0f : s[g]); /* fp8x32's 2^-8 */
             for (int i = 0; i < n; i++) {
                 tot[i] = _mm512_fmadd_ps(sv, acc[i], tot[i]);
                 if (!fp8) zt[i] += s[g] * (float)z[g] * a->xs[i * ng + g];
@@ -120,7 +123,7 @@ T512 void ci_cpu_qdecode_avx512(const ci_qdecode_args *a, int64_t r0, int64_t r1
 }
 
 int ci_cpu_qdecode_avx512_ok(const ci_qweight *w) {
-    return w->group_size % (w->format == CI_QW_FP8 ? 16 : 32) == 0;
+    return w->group_size % 32 == 0;
 }
 
 #else
