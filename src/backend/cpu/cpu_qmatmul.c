@@ -87,21 +87,19 @@ size_t ci_cpu_qweight_bytes(const ci_tensor *w) {
     return w->dtype == CI_QW && w->data ? ((const cpu_qw *)w->data)->bytes : 0;
 }
 
-#if defined(__AVX2__)
-/* 8 E4M3 bytes -> f32, exactly ci_fp8_e4m3_to_f32: normals by moving the
- * exponent and mantissa bits into place (bias 7 -> 127), subnormals as
- * m * 2^-9, 0x7f NaN, then the sign. */
+#if defined(__AVX2__) && defined(__F16C__)
+/* 8 E4M3 bytes -> f32 times 2^-8, exactly: sign and the 7 magnitude bits
+ * moved into f16 bit patterns (exponent bias 15 instead of 7, so the value
+ * is e4m3 * 2^-8; E4M3 subnormals land on f16 subnormals), 0x7f kept NaN,
+ * then F16C's conversion. Callers fold the 2^8 into the scale (exact). */
 static inline __m256 fp8x8(const uint8_t *p) {
-    __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
-    __m256i a = _mm256_and_si256(v, _mm256_set1_epi32(0x7f));
-    __m256i normal = _mm256_add_epi32(_mm256_slli_epi32(a, 20), _mm256_set1_epi32(120 << 23));
-    __m256 sub = _mm256_mul_ps(_mm256_cvtepi32_ps(a), _mm256_set1_ps(1.0f / 512.0f));
-    __m256 is_sub = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(8), a));
-    __m256 f = _mm256_blendv_ps(_mm256_castsi256_ps(normal), sub, is_sub);
-    __m256 nan = _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, _mm256_set1_epi32(0x7f)));
-    f = _mm256_blendv_ps(f, _mm256_set1_ps(NAN), nan);
-    __m256i sign = _mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x80)), 24);
-    return _mm256_or_ps(f, _mm256_castsi256_ps(sign));
+    const __m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)p));
+    const __m128i mag = _mm_and_si128(b, _mm_set1_epi16(0x7f));
+    __m128i h = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x80)), 8),
+                             _mm_slli_epi16(mag, 7));
+    const __m128i nan = _mm_cmpeq_epi16(mag, _mm_set1_epi16(0x7f));
+    h = _mm_blendv_epi8(h, _mm_set1_epi16(0x7e00), nan);
+    return _mm256_cvtph_ps(h);
 }
 #endif
 
@@ -119,8 +117,8 @@ static void dequant_row(const cpu_qw *c, int64_t r, float *out) {
             int64_t c0 = g * w->group_size,
                     c1 = c0 + w->group_size < w->cols ? c0 + w->group_size : w->cols;
             int64_t k = c0;
-#if defined(__AVX2__)
-            const __m256 sv = _mm256_set1_ps(s[g]);
+#if defined(__AVX2__) && defined(__F16C__)
+            const __m256 sv = _mm256_set1_ps(s[g] * 256.0f); /* fp8x8's 2^-8 */
             for (; k + 8 <= c1; k += 8)
                 _mm256_storeu_ps(out + k, _mm256_mul_ps(fp8x8(q + k), sv));
 #endif
@@ -170,7 +168,7 @@ typedef struct qmm_ctx {
     ci_cpu *cpu;
 } qmm_ctx;
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define QW_FUSED_MAX_N 4
 
 /* Decode (n <= 4) straight from the packed row, no f32 copy of it, for
@@ -220,7 +218,7 @@ fused_rows(const qmm_ctx *c, const float *xs, int64_t r0, int64_t r1, const int 
                     acc[i] = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xi + 8), acc[i]);
                 }
             }
-            __m256 sv = _mm256_set1_ps(s[g]);
+            __m256 sv = _mm256_set1_ps(fp8 ? s[g] * 256.0f : s[g]); /* fp8x8's 2^-8 */
             for (int i = 0; i < n; i++) {
                 tot[i] = _mm256_fmadd_ps(sv, acc[i], tot[i]);
                 if (!fp8) zt[i] += s[g] * (float)z[g] * xs[i * ng + g];
