@@ -30,8 +30,8 @@ static cudaError_t decode_launch(cudaStream_t st, const void *qkv, int S, int H,
                  (__nv_bfloat16 *)out, nsplit, part_o, part_ml, vscale);
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess && nsplit > 1)
-        e = ci_decode_combine<__nv_bfloat16>(st, true, S, H, HD, nsplit, query_start, part_o,
-                                             part_ml, (__nv_bfloat16 *)out);
+        e = ci_decode_combine<__nv_bfloat16>(st, ci_cu_pdl_on != 0, S, H, HD, nsplit, query_start,
+                                             part_o, part_ml, (__nv_bfloat16 *)out);
     return e;
 }
 

@@ -15,10 +15,8 @@ extern "C" {
 typedef struct CUstream_st *ci_cu_stream;
 
 /* Programmatic dependent launch of every kernel here (pdl.cuh): on (1) or
- * off (0, the default); ci_cu_pdl says which. Set once, before any launch
- * or capture. */
+ * off (0, the default). Set once, before any launch or capture. */
 void ci_cu_set_pdl(int on);
-int ci_cu_pdl(void);
 
 /* out[i] = rows[idx[i]] for n rows of row_bytes; idx outside [0, nrows)
  * gives a zero row (the host checks ids first). */

@@ -6,11 +6,11 @@
  * products of ci_qweight_dequant_row exactly: (q - zero) * scale for INT4,
  * e4m3(q) * scale for FP8, accumulated in f32.
  *
- * Four GEMVs (CINFER_QGEMV / ci_cu_qgemv_select; "auto", the default, takes
- * tc for INT4 weights with BF16 activations and 128-column groups, else vec
- * for weights with rows enough to fill the GPU, split for the rest): "tc"
- * dequantizes INT4 in registers into bf16 mma.sync fragments (see
- * qgemv_tc_kernel); "split" and "vec" stream 16-byte chunks of four rows at
+ * The GEMVs (CINFER_QGEMV / ci_cu_qgemv_select; "auto", the default, takes
+ * tc2 or tc for INT4 weights with BF16 activations and 128-column groups,
+ * else vec for weights with rows enough to fill the GPU, split for the
+ * rest): "tc" and "tc2" dequantize INT4 in registers into bf16 mma.sync
+ * fragments (see qgemv_tc_kernel); "split" and "vec" stream 16-byte chunks of four rows at
  * a time (qv_chunk's f32 arithmetic), split with 32..256 threads per row
  * group and two chunks in flight per thread, vec with one warp per row
  * group; "scalar", one warp per row and a 32-bit word per lane, is what
@@ -339,9 +339,11 @@ __global__ void __launch_bounds__(QS_THREADS)
  * and one lop3, (w >> 4p) & 0x000F000F | 0x43004300 = bf16 (128 + q) in both
  * halves, and one bf16x2 fma adding -(128 + zero) leaves q - zero exactly.
  * The B fragment is x in the same order (lanes 4n..4n+3 hold row n of x,
- * n < N <= 8; the rest zero); the mma's f32 products of exact integers and
- * bf16 x are the reference's, and each tile's sums are scaled in f32 by its
- * group's scale. About 1.4 instructions per weight instead of ~3.5. */
+ * n < N <= 8; lanes of rows >= N repeat row N - 1, their C columns are never
+ * stored); the mma's f32 products of exact integers and bf16 x are the
+ * reference's, and each tile's sums are scaled in f32 by its group's scale.
+ * The decode itself is ~1.4 instructions per weight; index arithmetic and
+ * the loads add to it (docs/kernels/qmatmul.md has ncu's count). */
 #define QT_WARPS 8
 #define QT_U 4
 
@@ -391,11 +393,14 @@ __device__ __forceinline__ void qt_tile(float *c, uint4 a, uint4 b, uint32_t zza
 
 /* Rows g and g + 8 of the CTA's 16 (clamped to the last row) and one tile
  * kt of them: 16 bytes of each (uint4 4 kt + t of the row), their zero
- * points and scales (group kt >> gshift; 31: one group per row). */
+ * points and scales (group kt >> gshift; 31: one group per row); x: the
+ * lane's x row (row g, or N - 1 for lanes of rows >= N: their C columns are
+ * never stored) at column 32 t. */
 struct qt_rows {
     const uint4 *pa, *pb;
     const uint8_t *za, *zb;
     const float *sa, *sb;
+    const uint4 *x;
 };
 struct qt_item {
     uint4 a, b;
@@ -403,7 +408,8 @@ struct qt_item {
     float sa, sb;
 };
 
-__device__ __forceinline__ qt_rows qt_rows_of(const ci_qweight &w, int r0, int g, int t) {
+__device__ __forceinline__ qt_rows qt_rows_of(const ci_qweight &w, const __nv_bfloat16 *x, int xrow,
+                                              int r0, int g, int t) {
     const int out = (int)w.rows, ng = (int)w.ngroups;
     const size_t ra = (size_t)min(r0 + g, out - 1), rb = (size_t)min(r0 + g + 8, out - 1);
     const size_t rbytes = (size_t)(w.cols / 2);
@@ -414,6 +420,7 @@ __device__ __forceinline__ qt_rows qt_rows_of(const ci_qweight &w, int r0, int g
     r.zb = w.zeros + rb * ng;
     r.sa = w.scales + ra * ng;
     r.sb = w.scales + rb * ng;
+    r.x = (const uint4 *)(x + (size_t)xrow * (size_t)w.cols + 32 * t);
     return r;
 }
 
@@ -427,10 +434,10 @@ __device__ __forceinline__ void qt_load(const qt_rows &r, int kt, int gshift, qt
     it.sb = __ldg(r.sb + gi);
 }
 
-/* tot += one tile's scaled sums; xr = x at column 32 t of the lane's x row */
-__device__ __forceinline__ void qt_step(float *tot, const qt_item &it, const uint4 *xr, int kt) {
+/* tot += tile kt's scaled sums */
+__device__ __forceinline__ void qt_step(float *tot, const qt_rows &r, const qt_item &it, int kt) {
     float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    qt_tile(c, it.a, it.b, qt_zz((int)it.za), qt_zz((int)it.zb), xr + 16 * kt);
+    qt_tile(c, it.a, it.b, qt_zz((int)it.za), qt_zz((int)it.zb), r.x + 16 * kt);
     tot[0] = fmaf(it.sa, c[0], tot[0]);
     tot[1] = fmaf(it.sa, c[1], tot[1]);
     tot[2] = fmaf(it.sb, c[2], tot[2]);
@@ -470,7 +477,7 @@ __global__ void __launch_bounds__(QT_WARPS * 32)
     __shared__ float red[QT_WARPS][16][N];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int K = (int)w.cols, out = (int)w.rows, tiles = K / 128, r0 = blockIdx.x * 16;
-    const qt_rows rows = qt_rows_of(w, r0, g, t);
+    const qt_rows rows = qt_rows_of(w, x, min(g, N - 1), r0, g, t);
     /* weights, zero points and scales of QT_U tiles in flight: a scale
      * loaded only when its tile's sums are ready would put one memory
      * latency per tile on the critical path */
@@ -485,16 +492,13 @@ __global__ void __launch_bounds__(QT_WARPS * 32)
     load(warp);
     ci_pdl_wait();
     ci_pdl_trigger();
-    /* lanes 4n..4n+3 hold x row n; lanes of rows >= N repeat row N - 1
-     * (their C columns are never stored) */
-    const uint4 *xr = (const uint4 *)(x + (size_t)min(g, N - 1) * K + 32 * t);
     float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int kt0 = warp; kt0 < tiles; kt0 += QT_U * QT_WARPS) {
         if (kt0 != warp) load(kt0);
 #pragma unroll
         for (int u = 0; u < QT_U; u++) {
             if (kt0 + u * QT_WARPS >= tiles) break;
-            qt_step(tot, it[u], xr, kt0 + u * QT_WARPS);
+            qt_step(tot, rows, it[u], kt0 + u * QT_WARPS);
         }
     }
     qt_reduce<N, QT_WARPS>(red, tot, r0, out, bias, y);
@@ -514,15 +518,14 @@ __global__ void __launch_bounds__(Q2_WARPS * 32)
     __shared__ float red[Q2_WARPS][16][N];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int K = (int)w.cols, out = (int)w.rows, tiles = K / 128, r0 = blockIdx.x * 16;
-    const qt_rows rows = qt_rows_of(w, r0, g, t);
+    const qt_rows rows = qt_rows_of(w, x, min(g, N - 1), r0, g, t);
     const int items = (tiles - warp + Q2_WARPS - 1) / Q2_WARPS; /* item i: tile warp + 4 i */
     auto load = [&](qt_item &it, int i) {
         if (i < items) qt_load(rows, warp + i * Q2_WARPS, gshift, it);
     };
-    const uint4 *xr = (const uint4 *)(x + (size_t)min(g, N - 1) * K + 32 * t);
     float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     auto compute = [&](const qt_item &it, int i) {
-        if (i < items) qt_step(tot, it, xr, warp + i * Q2_WARPS);
+        if (i < items) qt_step(tot, rows, it, warp + i * Q2_WARPS);
     };
     qt_item p0, p1, q0, q1;
     load(p0, 0);
@@ -589,11 +592,11 @@ extern "C" int ci_cu_qweight_shape_ok(const ci_qweight *w) {
     return w->cols % per == 0 && (w->group_size % per == 0 || w->group_size >= w->cols);
 }
 
-/* Which GEMV kernel: CINFER_QGEMV=auto (default) | tc | split | vec | scalar,
+/* Which GEMV kernel: CINFER_QGEMV=auto (default) | tc | tc2 | split | vec | scalar,
  * read once; ci_cu_qgemv_select sets it (the test times each side by side).
  * A kernel whose preconditions a weight misses falls back to the next one
  * down: tc -> split/vec -> scalar. */
-static int g_qgemv = -1; /* 0 split, 1 vec, 2 scalar, 3 auto, 4 tc, 6 tc2 */
+static int g_qgemv = -1; /* 0 split, 1 vec, 2 scalar, 3 auto, 4 tc, 5 tc2 */
 
 extern "C" void ci_cu_qgemv_select(const char *name) {
     g_qgemv = !name                     ? 3
@@ -601,7 +604,7 @@ extern "C" void ci_cu_qgemv_select(const char *name) {
               : !strcmp(name, "vec")    ? 1
               : !strcmp(name, "split")  ? 0
               : !strcmp(name, "tc")     ? 4
-              : !strcmp(name, "tc2")    ? 6
+              : !strcmp(name, "tc2")    ? 5
                                         : 3;
 }
 
@@ -624,7 +627,7 @@ static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const
         /* auto: tc2 where its row tiles fill the GPU 4 deep (Llama-3-8B's
          * gate/up: 25.3 us vs 26.5), tc for skinnier weights (o: 4.6 vs 6.4,
          * down: 16.3 vs 19.8 on the H200) */
-        const int two = g_qgemv == 6 || (g_qgemv == 3 && (w->rows + 15) / 16 >= 4 * num_sms);
+        const int two = g_qgemv == 5 || (g_qgemv == 3 && (w->rows + 15) / 16 >= 4 * num_sms);
         if (two && f32_out)
             ci_cu_launch(qgemv_tc2_kernel<N, float>, grid, Q2_WARPS * 32, 0, st, *w, xb, bias,
                          (float *)y, gshift);

@@ -6,6 +6,3 @@
 extern "C" void ci_cu_set_pdl(int on) {
     ci_cu_pdl_on = on ? 1 : 0;
 }
-extern "C" int ci_cu_pdl(void) {
-    return ci_cu_pdl_on;
-}
