@@ -95,9 +95,9 @@ static ci_status parse_ct_fp8(const json_t *w, const char *where, ci_quant_confi
 }
 
 /* compressed-tensors INT4 weights (pack-quantized, W4A16): group or channel scales,
- * optional act order (actorder "group": weight_g_idx); the caller sets sym
- * (false: packed weight_zero_point). */
-static ci_status parse_ct_int4(const json_t *w, const char *where, ci_quant_config *q) {
+ * optional act order (actorder "group": weight_g_idx), symmetric or not
+ * (sym false: packed weight_zero_point). */
+static ci_status parse_ct_int4(const json_t *w, const char *where, bool sym, ci_quant_config *q) {
     long long bits, gs;
     CI_TRY(get_int(w, where, "num_bits", -1, &bits));
     const char *type = str_or(w, "type", "");
@@ -122,7 +122,7 @@ static ci_status parse_ct_int4(const json_t *w, const char *where, ci_quant_conf
         return ci_errorf(CI_ERR_UNSUPPORTED,
                          QC "%s: field 'actorder' must be null, \"group\" or \"weight\"", where);
     q->desc_act = order && !strcmp(order, "group"); /* "weight": reordered at quantization */
-    q->sym = true;
+    q->sym = sym;
     q->method = CI_QUANT_CT_INT4;
     return ci_ok();
 }
@@ -143,8 +143,7 @@ static ci_status parse_ct_group(const char *gname, const json_t *g, int int4, ci
                          QC "%s: field '%s' is %s; only static weight scales, symmetric for FP8, "
                             "are supported",
                          where, dyn ? "dynamic" : "symmetric", dyn ? "true" : "false");
-    CI_TRY(int4 ? parse_ct_int4(w, where, q) : parse_ct_fp8(w, where, q));
-    if (int4) q->sym = sym;
+    CI_TRY(int4 ? parse_ct_int4(w, where, sym, q) : parse_ct_fp8(w, where, q));
     const json_t *a = json_object_get(g, "input_activations");
     if (a && !json_is_null(a)) {
         snprintf(where, sizeof where, ".config_groups.%.40s.input_activations", gname);
