@@ -73,8 +73,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
                      int mbps, const TC *__restrict__ kc, const TC *__restrict__ vc, int bs,
                      float scale, int window, T *__restrict__ out, int nsplit,
                      float *__restrict__ part_o, float2 *__restrict__ part_ml, float vscale) {
-    ci_pdl_wait();
     ci_pdl_trigger();
+    ci_pdl_wait();
     constexpr int VEC = 16 / sizeof(TC);
     extern __shared__ float sm[];
     const int t = blockIdx.x, g = blockIdx.y, z = blockIdx.z, G = H / KV, GHD = G * hd;
@@ -213,14 +213,14 @@ __global__ void __launch_bounds__(ATT_THREADS)
 
 __global__ void __launch_bounds__(ATT_THREADS)
     attention_bf16_kernel(const __nv_bfloat16 *__restrict__ qkv, int S, int H, int KV, int hd,
-                          const int32_t *__restrict__ positions,
-                          const int32_t *__restrict__ qstart, const int32_t *__restrict__ ctx_lens,
-                          const int32_t *__restrict__ btab, int mbps,
-                          const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ vc,
-                          int bs, float scale, int window, __nv_bfloat16 *__restrict__ out,
-                          int nsplit, float *__restrict__ part_o, float2 *__restrict__ part_ml) {
-    ci_pdl_wait();
+                          const int32_t *__restrict__ positions, const int32_t *__restrict__ qstart,
+                          const int32_t *__restrict__ ctx_lens, const int32_t *__restrict__ btab,
+                          int mbps, const __nv_bfloat16 *__restrict__ kc,
+                          const __nv_bfloat16 *__restrict__ vc, int bs, float scale, int window,
+                          __nv_bfloat16 *__restrict__ out, int nsplit, float *__restrict__ part_o,
+                          float2 *__restrict__ part_ml) {
     ci_pdl_trigger();
+    ci_pdl_wait();
     extern __shared__ float4 sm4[];
     float *sm = (float *)sm4;
     const int t = blockIdx.x, g = blockIdx.y, z = blockIdx.z, G = H / KV, GHD = G * hd;
@@ -394,10 +394,11 @@ static size_t att2_smem_bytes(int G, int hd) {
 /* Split-K merge: one CTA per (token, head), one thread per dim. With
  * M = max_z m_z and w_z = exp(m_z - M): out = sum_z w_z acc_z / sum_z w_z l_z. */
 template <typename T>
-__global__ void attention_combine_kernel(int H, int hd, int nsplit, const float *__restrict__ part_o,
+__global__ void attention_combine_kernel(int H, int hd, int nsplit,
+                                         const float *__restrict__ part_o,
                                          const float2 *__restrict__ part_ml, T *__restrict__ out) {
-    ci_pdl_wait();
     ci_pdl_trigger();
+    ci_pdl_wait();
     const int64_t th = (int64_t)blockIdx.x * H + blockIdx.y;
     const float2 *ml = part_ml + th * nsplit;
     float M = -INFINITY;

@@ -617,7 +617,12 @@ static ci_status cu_init(ci_cuda *c, int device) {
     CI_CU_TRY(cudaEventCreateWithFlags(&c->msk_done, cudaEventDisableTiming));
     CI_LT_TRY(cublasLtCreate(&c->lt));
     CI_CU_TRY(cudaMalloc(&c->workspace, CI_CU_GEMM_WORKSPACE));
-    CI_CU_TRY(cudaMalloc((void **)&c->att_ws, (size_t)CI_CU_ATT_WS_FLOATS * sizeof(float)));
+    {
+        const size_t ws = (size_t)CI_CU_ATT_WS_FLOATS * sizeof(float);
+        CI_CU_TRY(cudaMalloc((void **)&c->att_ws, ws + (size_t)CI_CU_ATT_CNT * sizeof(unsigned)));
+        CI_CU_TRY(cudaMemsetAsync((char *)c->att_ws + ws, 0,
+                                  (size_t)CI_CU_ATT_CNT * sizeof(unsigned), c->stream));
+    }
     CI_CU_TRY(cudaDeviceGetAttribute(&c->num_sms, cudaDevAttrMultiProcessorCount, device));
     int cc_major = 0, cc_minor = 0;
     CI_CU_TRY(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, device));

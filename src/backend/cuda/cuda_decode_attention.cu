@@ -7,7 +7,9 @@
  * CUDA graph per batch size and replayed as contexts grow. A sliding window
  * (a per-layer constant) bounds the keys per query, hence the splits. The
  * cache is BF16 or FP8 E4M3 (kv_fp8: the kernel's FP8 instantiation, same
- * grid and splits). */
+ * grid and splits). The splits are merged by the last CTA of each (seq, kv
+ * head) through the counters that follow ws (CINFER_DEC_COMBINE=1: by the
+ * separate merge kernel, for A/B). */
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/decode_attention.cuh"
 
@@ -18,18 +20,18 @@ extern "C" int ci_cu_decode_attention_ok(int bf16, int H, int KV, int hd) {
 template <int HD, bool FP8>
 static cudaError_t decode_launch(cudaStream_t st, const void *qkv, int S, int H, int KV,
                                  const int32_t *positions, const int32_t *query_start,
-                                 const int32_t *context_lens, const int32_t *block_tables,
-                                 int mbps, const void *kc, const void *vc, int bs, float scale,
-                                 int window, void *out, int nsplit, float *ws, float vscale) {
+                                 const int32_t *context_lens, const int32_t *block_tables, int mbps,
+                                 const void *kc, const void *vc, int bs, float scale, int window,
+                                 void *out, int nsplit, float *ws, float vscale, unsigned *cnt) {
     float *part_o = ws;
     float2 *part_ml = (float2 *)(ws + (int64_t)S * H * nsplit * HD);
     dim3 grid((unsigned)nsplit, (unsigned)KV, (unsigned)S);
     ci_cu_launch(ci_decode_attn_kernel<HD, true, FP8>, grid, CI_DEC_THREADS, 0, st,
                  (const __nv_bfloat16 *)qkv, H, KV, positions, query_start, context_lens,
                  block_tables, mbps, kc, vc, bs, scale * 1.4426950408889634f, window,
-                 (__nv_bfloat16 *)out, nsplit, part_o, part_ml, vscale);
+                 (__nv_bfloat16 *)out, nsplit, part_o, part_ml, vscale, cnt);
     cudaError_t e = cudaGetLastError();
-    if (e == cudaSuccess && nsplit > 1)
+    if (e == cudaSuccess && nsplit > 1 && !cnt)
         e = ci_decode_combine<__nv_bfloat16>(st, ci_cu_pdl_on != 0, S, H, HD, nsplit, query_start,
                                              part_o, part_ml, (__nv_bfloat16 *)out);
     return e;
@@ -50,9 +52,15 @@ extern "C" int ci_cu_decode_attention(ci_cu_stream st, const void *qkv, int S, i
     const int64_t per = (int64_t)S * H * (hd + 2); /* workspace floats per split */
     if (!ws) nsplit = 1;
     while (nsplit > 1 && nsplit * per > ws_floats) nsplit--;
+    /* the splits merged by the kernel's last CTA per (seq, kv head) when the
+     * counters after ws cover the grid; else by the merge kernel */
+    static const int separate = getenv("CINFER_DEC_COMBINE") != nullptr;
+    unsigned *cnt = nsplit > 1 && (int64_t)S * KV <= CI_CU_ATT_CNT && !separate
+                        ? (unsigned *)(ws + ws_floats)
+                        : nullptr;
     auto go = [&](auto launch, float sc, float vs) {
         return launch(st, qkv, S, H, KV, positions, query_start, context_lens, block_tables,
-                      max_blocks_per_seq, kc, vc, block_size, sc, window, out, nsplit, ws, vs);
+                      max_blocks_per_seq, kc, vc, block_size, sc, window, out, nsplit, ws, vs, cnt);
     };
     if (kv_fp8) /* dequantized K = e4m3 * k_scale: k_scale joins the softmax scale */
         return hd == 64 ? go(decode_launch<64, true>, scale * k_scale, v_scale)

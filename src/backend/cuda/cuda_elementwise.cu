@@ -16,8 +16,8 @@
 template <typename V>
 __global__ void gather_rows_kernel(const V *__restrict__ rows, int64_t nrows, int64_t row_vecs,
                                    const int32_t *__restrict__ idx, V *__restrict__ out) {
-    ci_pdl_wait();
     ci_pdl_trigger();
+    ci_pdl_wait();
     int i = blockIdx.x;
     int32_t r = idx[i];
     V *o = out + (int64_t)i * row_vecs;
@@ -50,8 +50,8 @@ extern "C" int ci_cu_gather_rows(ci_cu_stream st, const void *rows, int64_t nrow
 template <typename T>
 __global__ void swiglu_kernel(const T *__restrict__ gu, int64_t rows, int64_t inter,
                               T *__restrict__ out) {
-    ci_pdl_wait();
     ci_pdl_trigger();
+    ci_pdl_wait();
     int64_t total = rows * inter;
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total;
          e += (int64_t)gridDim.x * blockDim.x) {
@@ -65,8 +65,8 @@ __global__ void swiglu_kernel(const T *__restrict__ gu, int64_t rows, int64_t in
 /* BF16, 8 elements per step: inter8 = inter / 8 16-byte vectors per row. */
 __global__ void swiglu_vec_kernel(const uint4 *__restrict__ gu, int64_t rows, int64_t inter8,
                                   uint4 *__restrict__ out) {
-    ci_pdl_wait();
     ci_pdl_trigger();
+    ci_pdl_wait();
     int64_t total = rows * inter8;
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total;
          e += (int64_t)gridDim.x * blockDim.x) {
@@ -99,8 +99,8 @@ extern "C" int ci_cu_swiglu(ci_cu_stream st, int bf16, const void *gu, int64_t r
 
 template <typename T>
 __global__ void add_bias_kernel(T *y, int64_t rows, int64_t cols, const float *__restrict__ b) {
-    ci_pdl_wait();
     ci_pdl_trigger();
+    ci_pdl_wait();
     int64_t total = rows * cols;
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total;
          e += (int64_t)gridDim.x * blockDim.x)

@@ -35,7 +35,7 @@ typedef struct ci_cuda {
     int num_sms;
     int use_gemv;    /* small-n GEMV kernel for BF16 (CINFER_NO_GEMV=1: cuBLASLt only) */
     void *workspace; /* GEMM workspace, CI_CU_GEMM_WORKSPACE bytes */
-    float *att_ws;   /* split-K attention partials, CI_CU_ATT_WS_FLOATS */
+    float *att_ws;   /* split-K attention partials, CI_CU_ATT_WS_FLOATS, + CI_CU_ATT_CNT counters */
     ci_cu_gemm_plan plans[CI_CU_GEMM_CACHE];
     int nplans;
     /* batch metadata: pinned host staging -> device, grown when needed */

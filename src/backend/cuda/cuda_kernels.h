@@ -50,11 +50,14 @@ int ci_cu_rope_cache(ci_cu_stream st, int bf16, void *qkv, int T, int H, int KV,
 /* Paged causal GQA attention; see cuda_attention.cu. window > 0: sliding
  * window, position p sees keys p - window + 1 .. p (0: none). max_ctx (a hint: the
  * batch's max_context_len, may be 0) and num_sms pick the split-K factor;
- * ws (ws_floats f32, may be NULL = no split) holds the split partials.
+ * ws (ws_floats f32, may be NULL = no split) holds the split partials and
+ * is followed by CI_CU_ATT_CNT unsigned counters, zero at rest (the decode
+ * kernel's split merge counts on them and leaves them zero).
  * max_query_len == 1 (pure decode): the launch depends only on the shape and
  * max_blocks_per_seq * block_size, not on max_ctx (CUDA-graph capturable).
  * max_query_len > 1 (exact: the most new tokens of any sequence) sizes the grid
  * of the tensor-core prefill kernel. */
+#define CI_CU_ATT_CNT 65536
 int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int T, int S, int H, int KV, int hd,
                     const int32_t *positions, const int32_t *query_start,
                     const int32_t *context_lens, const int32_t *block_tables,
@@ -113,6 +116,11 @@ struct ci_qweight;
 int ci_cu_qweight_shape_ok(const struct ci_qweight *w);
 int ci_cu_qgemv(ci_cu_stream st, int bf16, int f32_out, const struct ci_qweight *w, const void *x,
                 int n, const float *bias, void *y, int num_sms);
+/* The tensor-core FP8 GEMV (cuda_qgemv_fp8.cu): E4M3 weights, BF16 x, n <= 2;
+ * _ok says whether it takes the weight and n. */
+int ci_cu_qgemv_fp8tc_ok(const struct ci_qweight *w, int n, int x_bf16, const void *x);
+int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x,
+                      int n, const float *bias, void *y);
 int ci_cu_qdequant(ci_cu_stream st, int bf16, const struct ci_qweight *w, void *out);
 /* W8A8 activations: x [n][K] -> E4M3 xq [n_pad][K] and f32 scales, one per
  * row and `group` columns (group == K: [n_pad]; else [K/group][n_pad]);

@@ -13,8 +13,8 @@
 template <typename T>
 __global__ void rmsnorm_kernel(const T *x, T *res, const float *__restrict__ w, int64_t n,
                                float eps, T *out) {
-    ci_pdl_wait();
     ci_pdl_trigger();
+    ci_pdl_wait();
     __shared__ float red[32];
     int64_t row = blockIdx.x;
     const T *xr = x + row * n;
@@ -46,8 +46,8 @@ template <int VPT>
 __global__ void rmsnorm_vec_kernel(const __nv_bfloat16 *x, __nv_bfloat16 *res,
                                    const float *__restrict__ w, int64_t n, float eps,
                                    __nv_bfloat16 *out) {
-    ci_pdl_wait();
     ci_pdl_trigger();
+    ci_pdl_wait();
     __shared__ float red[32];
     int64_t row = blockIdx.x;
     const uint4 *xr = (const uint4 *)(x + row * n);
@@ -132,8 +132,8 @@ extern "C" int ci_cu_rmsnorm(ci_cu_stream st, int bf16, const void *x, void *res
 template <typename T>
 __global__ void qk_norm_kernel(T *qkv, int T_, int H, int KV, int hd, const float *__restrict__ wq,
                                const float *__restrict__ wk, float eps) {
-    ci_pdl_wait();
     ci_pdl_trigger();
+    ci_pdl_wait();
     int warps = blockDim.x >> 5, lane = threadIdx.x & 31;
     int64_t item = (int64_t)blockIdx.x * warps + (threadIdx.x >> 5);
     int nh = H + KV;

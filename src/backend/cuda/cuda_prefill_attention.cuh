@@ -427,9 +427,10 @@ template <int HD, int BM, int BN, int NST> constexpr size_t ci_prefill_smem_byte
 
 /* ---- mma.sync kernel (sm_80+) ---- */
 template <int HD, int BM, int BN, int NST, bool FP8 = false>
-__global__ void __launch_bounds__(BM * 2, 1) ci_prefill_attention_kernel(const ci_prefill_params p) {
-    ci_pdl_wait();
+__global__ void __launch_bounds__(BM * 2, 1)
+    ci_prefill_attention_kernel(const ci_prefill_params p) {
     ci_pdl_trigger();
+    ci_pdl_wait();
     using namespace ci_pf;
     constexpr int NT = BM * 2;  /* BM / 16 warps */
     constexpr int KD = HD / 16; /* k-steps of Q K^T */
@@ -529,8 +530,8 @@ constexpr size_t ci_prefill_wg_smem_bytes() {
 template <int HD, int BN, int NWG, int NST, bool FP8 = false>
 __global__ void __launch_bounds__(NWG * 128, 1)
     ci_prefill_attention_wgp_kernel(const ci_prefill_params p) {
-    ci_pdl_wait();
     ci_pdl_trigger();
+    ci_pdl_wait();
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using namespace ci_pf;
     constexpr int BM = 64 * NWG, NT = NWG * 128;

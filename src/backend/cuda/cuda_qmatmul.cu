@@ -18,6 +18,7 @@
  * shapes run. Weights are read with the evict-first hint; x through L1/L2. */
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/kv_fp8.cuh"
+#include "backend/cuda/qgemv_tc.cuh"
 #include "util/qweight.h"
 
 #include <stdlib.h>
@@ -77,8 +78,8 @@ template <int FMT, int N, typename T, typename OutT>
 __global__ void __launch_bounds__(QGEMV_WARPS * 32)
     qgemv_kernel(ci_qweight w, const T *__restrict__ x, const float *__restrict__ bias,
                  OutT *__restrict__ y) {
-    ci_pdl_wait();
     ci_pdl_trigger();
+    ci_pdl_wait();
     constexpr int PER = FMT == CI_QW_INT4 ? 8 : 4; /* weights per 32-bit word */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t words = w.cols / PER, out = w.rows;
@@ -209,7 +210,7 @@ __device__ __forceinline__ void qv_chunk(const ci_qweight &w, const T *__restric
 template <int FMT, int N, typename T, typename OutT>
 __global__ void __launch_bounds__(QGEMV_WARPS * 32)
     qgemv_vec_kernel(ci_qweight w, const T *__restrict__ x, const float *__restrict__ bias,
-                     OutT *__restrict__ y, int gshift) {
+                     OutT *__restrict__ y, int gshift, int64_t pf) {
     constexpr int EPC = FMT == CI_QW_INT4 ? 32 : 16; /* weights per 16-byte chunk */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int K = (int)w.cols, out = (int)w.rows, chunks = K / EPC;
@@ -227,8 +228,12 @@ __global__ void __launch_bounds__(QGEMV_WARPS * 32)
             have = true;
         }
     }
-    ci_pdl_wait();
+    if (pf > 0 && warp == QGEMV_WARPS - 1) {
+        const int c0 = blockIdx.x * QGEMV_WARPS * QV_ROWS;
+        if (c0 < out) ci_l2_prefetch(w.q + (int64_t)c0 * rb, min(pf, (int64_t)(out - c0) * rb));
+    }
     ci_pdl_trigger();
+    ci_pdl_wait();
     for (int r0 = (blockIdx.x * QGEMV_WARPS + warp) * QV_ROWS; r0 < out;
          r0 += gridDim.x * QGEMV_WARPS * QV_ROWS) {
         int rr[QV_ROWS];
@@ -272,7 +277,7 @@ __global__ void __launch_bounds__(QGEMV_WARPS * 32)
 template <int FMT, int N, typename T, typename OutT>
 __global__ void __launch_bounds__(QS_THREADS)
     qgemv_split_kernel(ci_qweight w, const T *__restrict__ x, const float *__restrict__ bias,
-                       OutT *__restrict__ y, int gshift, int tpr) {
+                       OutT *__restrict__ y, int gshift, int tpr, int64_t pf) {
     constexpr int EPC = FMT == CI_QW_INT4 ? 32 : 16;
     __shared__ float red[QS_THREADS / 32][QV_ROWS * N];
     const int K = (int)w.cols, out = (int)w.rows, chunks = K / EPC;
@@ -299,8 +304,12 @@ __global__ void __launch_bounds__(QS_THREADS)
                     wv[u][i] = __ldcs((const uint4 *)(w.q + (int64_t)rr[i] * rb) + c + u * tpr);
     };
     if (r0 < out) load(t);
-    ci_pdl_wait();
+    if (pf > 0 && threadIdx.x >= QS_THREADS - 32) {
+        const int c0 = blockIdx.x * groups * QV_ROWS;
+        ci_l2_prefetch(w.q + (int64_t)c0 * rb, min(pf, (int64_t)(out - c0) * rb));
+    }
     ci_pdl_trigger();
+    ci_pdl_wait();
     if (r0 < out) {
         for (int c = t; c < chunks; c += QS_U * tpr) {
             if (c != t) load(c);
@@ -357,14 +366,6 @@ __device__ __forceinline__ uint32_t qt_pair(uint32_t w, int p, uint32_t nzz) {
     return r;
 }
 
-__device__ __forceinline__ void qt_mma(float *c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                       uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
-                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
 /* bf16x2 of -(128 + z) in both halves */
 __device__ __forceinline__ uint32_t qt_zz(int z) {
     uint32_t h = 0xC300u | (uint32_t)z;
@@ -382,12 +383,12 @@ __device__ __forceinline__ void qt_tile(float *c, uint4 a, uint4 b, uint32_t zza
         /* x columns 128 kt + 32 t + 8 j .. + 7: e0..e7 */
         const uint4 xv = __ldg(xt + j);
         /* k-step h: nibble pairs (2h, 2h + 4) and (2h + 1, 2h + 5) */
-        qt_mma(c, qt_pair(wa4[j], 0, zza), qt_pair(wb4[j], 0, zzb), qt_pair(wa4[j], 1, zza),
-               qt_pair(wb4[j], 1, zzb), __byte_perm(xv.x, xv.z, 0x5410),
-               __byte_perm(xv.x, xv.z, 0x7632));
-        qt_mma(c, qt_pair(wa4[j], 2, zza), qt_pair(wb4[j], 2, zzb), qt_pair(wa4[j], 3, zza),
-               qt_pair(wb4[j], 3, zzb), __byte_perm(xv.y, xv.w, 0x5410),
-               __byte_perm(xv.y, xv.w, 0x7632));
+        qt_mma<false>(c, qt_pair(wa4[j], 0, zza), qt_pair(wb4[j], 0, zzb), qt_pair(wa4[j], 1, zza),
+                      qt_pair(wb4[j], 1, zzb), __byte_perm(xv.x, xv.z, 0x5410),
+                      __byte_perm(xv.x, xv.z, 0x7632));
+        qt_mma<false>(c, qt_pair(wa4[j], 2, zza), qt_pair(wb4[j], 2, zzb), qt_pair(wa4[j], 3, zza),
+                      qt_pair(wb4[j], 3, zzb), __byte_perm(xv.y, xv.w, 0x5410),
+                      __byte_perm(xv.y, xv.w, 0x7632));
     }
 }
 
@@ -444,36 +445,16 @@ __device__ __forceinline__ void qt_step(float *tot, const qt_rows &r, const qt_i
     tot[3] = fmaf(it.sb, c[3], tot[3]);
 }
 
-/* The CTA's 16 rows: each warp's C fragment ((row g, col 2t), (row g,
- * col 2t + 1), (row g + 8, ...)) into red, summed over the W warps; the
- * first 16 N threads add the bias and store. */
-template <int N, int W, typename OutT>
-__device__ __forceinline__ void qt_reduce(float (*red)[16][N], const float *tot, int r0, int out,
-                                          const float *__restrict__ bias, OutT *__restrict__ y) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-    if (2 * t < N) {
-        red[warp][g][2 * t] = tot[0];
-        red[warp][g + 8][2 * t] = tot[2];
-    }
-    if (2 * t + 1 < N) {
-        red[warp][g][2 * t + 1] = tot[1];
-        red[warp][g + 8][2 * t + 1] = tot[3];
-    }
-    __syncthreads();
-    if (threadIdx.x < 16 * N) {
-        const int r = threadIdx.x / N, n = threadIdx.x % N;
-        float sum = 0.0f;
-#pragma unroll
-        for (int k = 0; k < W; k++)
-            sum += red[k][r][n];
-        if (r0 + r < out) ci_st(y + (int64_t)n * out, r0 + r, bias ? sum + bias[r0 + r] : sum);
-    }
+/* up to pf bytes of the CTA's 16 packed rows from row r0 into L2 */
+__device__ __forceinline__ void qt_prefetch(const ci_qweight &w, int r0, int64_t pf) {
+    const int64_t rbytes = w.cols / 2, left = (w.rows - r0) * rbytes;
+    if (pf > 0) ci_l2_prefetch(w.q + r0 * rbytes, min(pf, left));
 }
 
 template <int N, typename OutT>
 __global__ void __launch_bounds__(QT_WARPS * 32)
     qgemv_tc_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
-                    const float *__restrict__ bias, OutT *__restrict__ y, int gshift) {
+                    const float *__restrict__ bias, OutT *__restrict__ y, int gshift, int64_t pf) {
     __shared__ float red[QT_WARPS][16][N];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int K = (int)w.cols, out = (int)w.rows, tiles = K / 128, r0 = blockIdx.x * 16;
@@ -490,8 +471,9 @@ __global__ void __launch_bounds__(QT_WARPS * 32)
     /* the first tiles are loaded before the PDL wait (weights are
      * constant): they stream while the previous kernel finishes */
     load(warp);
-    ci_pdl_wait();
+    if (warp == QT_WARPS - 1) qt_prefetch(w, r0, pf);
     ci_pdl_trigger();
+    ci_pdl_wait();
     float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int kt0 = warp; kt0 < tiles; kt0 += QT_U * QT_WARPS) {
         if (kt0 != warp) load(kt0);
@@ -514,7 +496,7 @@ __global__ void __launch_bounds__(QT_WARPS * 32)
 template <int N, typename OutT>
 __global__ void __launch_bounds__(Q2_WARPS * 32)
     qgemv_tc2_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
-                     const float *__restrict__ bias, OutT *__restrict__ y, int gshift) {
+                     const float *__restrict__ bias, OutT *__restrict__ y, int gshift, int64_t pf) {
     __shared__ float red[Q2_WARPS][16][N];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int K = (int)w.cols, out = (int)w.rows, tiles = K / 128, r0 = blockIdx.x * 16;
@@ -532,8 +514,9 @@ __global__ void __launch_bounds__(Q2_WARPS * 32)
     load(p1, 1);
     load(q0, 2);
     load(q1, 3);
-    ci_pdl_wait();
+    if (warp == Q2_WARPS - 1) qt_prefetch(w, r0, pf);
     ci_pdl_trigger();
+    ci_pdl_wait();
     for (int i = 0; i < items; i += 4) {
         compute(p0, i);
         compute(p1, i + 1);
@@ -569,10 +552,9 @@ static int qv_ok(const ci_qweight *w, const void *x, int xsize) {
     return 1;
 }
 
-template <int FMT, typename T>
-__global__ void qdequant_kernel(ci_qweight w, T *__restrict__ out) {
-    ci_pdl_wait();
+template <int FMT, typename T> __global__ void qdequant_kernel(ci_qweight w, T *__restrict__ out) {
     ci_pdl_trigger();
+    ci_pdl_wait();
     constexpr int PER = FMT == CI_QW_INT4 ? 8 : 4;
     const int64_t words = w.cols / PER, total = w.rows * words;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
@@ -608,6 +590,20 @@ extern "C" void ci_cu_qgemv_select(const char *name) {
                                         : 3;
 }
 
+/* the current device converts E4M3 pairs in one instruction (sm_89+) */
+static int fp8_cvt_native(void) {
+    static int native = -1;
+    if (native < 0) {
+        int dev = 0, major = 0, minor = 0;
+        native =
+            cudaGetDevice(&dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
+            major * 10 + minor >= 89;
+    }
+    return native;
+}
+
 /* threads per row group: about QS_U chunks per thread, 32..256 */
 static int qs_tpr(int64_t chunks) {
     int tpr = 32;
@@ -619,6 +615,11 @@ template <int FMT, int N, typename T>
 static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
                         const float *bias, void *y, int num_sms) {
     if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
+    /* FP8 on the tensor cores: tc / tc2, and auto where cvt.e4m3x2 is an
+     * instruction (sm_89+; older GPUs would emulate it) */
+    if (FMT == CI_QW_FP8 && (g_qgemv >= 4 || (g_qgemv == 3 && fp8_cvt_native())) &&
+        ci_cu_qgemv_fp8tc_ok(w, N, sizeof(T) == 2, x))
+        return ci_cu_qgemv_fp8tc(st, f32_out, w, x, N, bias, y);
     if (g_qgemv >= 3 && FMT == CI_QW_INT4 && qt_ok(w, x, (int)sizeof(T))) {
         const int gshift =
             w->ngroups == 1 ? 31 : __builtin_ctzll((unsigned long long)(w->group_size / 128));
@@ -628,21 +629,23 @@ static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const
          * gate/up: 25.3 us vs 26.5), tc for skinnier weights (o: 4.6 vs 6.4,
          * down: 16.3 vs 19.8 on the H200) */
         const int two = g_qgemv == 5 || (g_qgemv == 3 && (w->rows + 15) / 16 >= 4 * num_sms);
+        const int64_t pf = ci_cu_l2pf(16 * w->cols / 2, grid);
         if (two && f32_out)
             ci_cu_launch(qgemv_tc2_kernel<N, float>, grid, Q2_WARPS * 32, 0, st, *w, xb, bias,
-                         (float *)y, gshift);
+                         (float *)y, gshift, pf);
         else if (two)
             ci_cu_launch(qgemv_tc2_kernel<N, __nv_bfloat16>, grid, Q2_WARPS * 32, 0, st, *w, xb,
-                         bias, (__nv_bfloat16 *)y, gshift);
+                         bias, (__nv_bfloat16 *)y, gshift, pf);
         else if (f32_out)
             ci_cu_launch(qgemv_tc_kernel<N, float>, grid, QT_WARPS * 32, 0, st, *w, xb, bias,
-                         (float *)y, gshift);
+                         (float *)y, gshift, pf);
         else
             ci_cu_launch(qgemv_tc_kernel<N, __nv_bfloat16>, grid, QT_WARPS * 32, 0, st, *w, xb,
-                         bias, (__nv_bfloat16 *)y, gshift);
+                         bias, (__nv_bfloat16 *)y, gshift, pf);
         return cudaGetLastError();
     }
     if (g_qgemv != 2 && qv_ok(w, x, (int)sizeof(T))) {
+        const int64_t rbytes = FMT == CI_QW_INT4 ? w->cols / 2 : w->cols;
         int gshift = -1;
         if (w->group_size > 0 && (w->group_size & (w->group_size - 1)) == 0)
             gshift = __builtin_ctzll((unsigned long long)w->group_size);
@@ -654,23 +657,25 @@ static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const
             const int tpr = qs_tpr(w->cols / (FMT == CI_QW_INT4 ? 32 : 16));
             const int64_t per = (int64_t)(QS_THREADS / tpr) * QV_ROWS;
             const unsigned grid = (unsigned)((w->rows + per - 1) / per);
+            const int64_t pf = ci_cu_l2pf(per * rbytes, grid);
             if (f32_out)
                 ci_cu_launch(qgemv_split_kernel<FMT, N, T, float>, grid, QS_THREADS, 0, st, *w,
-                             (const T *)x, bias, (float *)y, gshift, tpr);
+                             (const T *)x, bias, (float *)y, gshift, tpr, pf);
             else
                 ci_cu_launch(qgemv_split_kernel<FMT, N, T, __nv_bfloat16>, grid, QS_THREADS, 0, st,
-                             *w, (const T *)x, bias, (__nv_bfloat16 *)y, gshift, tpr);
+                             *w, (const T *)x, bias, (__nv_bfloat16 *)y, gshift, tpr, pf);
             return cudaGetLastError();
         }
         int64_t per = QGEMV_WARPS * QV_ROWS, want = (w->rows + per - 1) / per;
         if (want > (int64_t)num_sms * 8) want = (int64_t)num_sms * 8;
+        const int64_t vpf = ci_cu_l2pf(per * rbytes, want);
         if (f32_out)
             ci_cu_launch(qgemv_vec_kernel<FMT, N, T, float>, (unsigned)want, QGEMV_WARPS * 32, 0,
-                         st, *w, (const T *)x, bias, (float *)y, gshift);
+                         st, *w, (const T *)x, bias, (float *)y, gshift, vpf);
         else
             ci_cu_launch(qgemv_vec_kernel<FMT, N, T, __nv_bfloat16>, (unsigned)want,
                          QGEMV_WARPS * 32, 0, st, *w, (const T *)x, bias, (__nv_bfloat16 *)y,
-                         gshift);
+                         gshift, vpf);
         return cudaGetLastError();
     }
     int64_t want = (w->rows + QGEMV_WARPS - 1) / QGEMV_WARPS;
@@ -748,8 +753,8 @@ template <typename T>
 __global__ void __launch_bounds__(QACT_THREADS)
     qact_kernel(const T *__restrict__ x, int n, int K, int group, int n_pad,
                 uint8_t *__restrict__ xq, float *__restrict__ sc) {
-    ci_pdl_wait();
     ci_pdl_trigger();
+    ci_pdl_wait();
     __shared__ float red[QACT_THREADS / 32];
     const int row = blockIdx.x, nv = K / 8;
     const int64_t base = (int64_t)row * K;

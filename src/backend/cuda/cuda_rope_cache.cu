@@ -34,8 +34,8 @@ __global__ void rope_cache_kernel(T *qkv, int H, int KV, int hd, const float *__
                                   int rot, int neox, const int32_t *__restrict__ positions,
                                   const int32_t *__restrict__ slots, TC *kc, TC *vc, int bs,
                                   float kscale, float vscale) {
-    ci_pdl_wait();
     ci_pdl_trigger();
+    ci_pdl_wait();
     const int t = blockIdx.x, lane = threadIdx.x & 31;
     const int h = blockIdx.y * ROPE_WARPS + (threadIdx.x >> 5);
     if (h >= H + KV) return;

@@ -398,12 +398,11 @@ __device__ bool finish_smem(Smem &sm, int nc, unsigned long long topp_target, fl
     return true;
 }
 
-__global__ void __launch_bounds__(SB) sample_kernel(const float *__restrict__ logits, int ldv,
-                                                    const ci_sample_row *__restrict__ rows,
-                                                    const uint32_t *__restrict__ masks,
-                                                    ci_sample_result *out, int fast) {
-    ci_pdl_wait();
+__global__ void __launch_bounds__(SB)
+    sample_kernel(const float *__restrict__ logits, int ldv, const ci_sample_row *__restrict__ rows,
+                  const uint32_t *__restrict__ masks, ci_sample_result *out, int fast) {
     ci_pdl_trigger();
+    ci_pdl_wait();
     __shared__ Smem sm;
     const ci_sample_row R = rows[blockIdx.x];
     ci_sample_result *o = &out[blockIdx.x];
@@ -623,11 +622,11 @@ __global__ void __launch_bounds__(SB) sample_kernel(const float *__restrict__ lo
 }
 
 /* log-softmax of the raw row: the sampled token's and the top-k */
-__global__ void __launch_bounds__(SB) logprob_kernel(const float *__restrict__ logits, int V,
-                                                     const ci_sample_row *__restrict__ rows,
-                                                     ci_sample_result *out) {
-    ci_pdl_wait();
+__global__ void __launch_bounds__(SB)
+    logprob_kernel(const float *__restrict__ logits, int V, const ci_sample_row *__restrict__ rows,
+                   ci_sample_result *out) {
     ci_pdl_trigger();
+    ci_pdl_wait();
     __shared__ Smem sm;
     const ci_sample_row R = rows[blockIdx.x];
     if (R.top_logprobs < 0) return;
@@ -686,8 +685,8 @@ __device__ __forceinline__ float adjust_one(float v, const ci_logit_adjust &a,
 __global__ void adjust_kernel(float *logits, int V, const ci_sample_row *__restrict__ rows,
                               const int32_t *__restrict__ owners, const ci_logit_adjust *adj,
                               float *saved, int restore) {
-    ci_pdl_wait();
     ci_pdl_trigger();
+    ci_pdl_wait();
     const ci_sample_row R = rows[owners[blockIdx.x]];
     float *x = logits + (size_t)R.logits_row * (size_t)V;
     for (int j = R.adj_start + threadIdx.x; j < R.adj_start + R.adj_count; j += blockDim.x) {

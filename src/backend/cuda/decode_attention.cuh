@@ -122,6 +122,66 @@ template <int NC> struct ci_dec_kv {
     uint4 k[2][NC], v[2][NC];
 };
 
+#define CI_DEC_MAX_SPLIT 64
+
+/* The split merge inside the attention kernel (cnt set): each CTA of a
+ * (seq, kv head) counts itself done after its partials are written, and
+ * the last one merges the nsplit partials of the G heads and leaves the
+ * counter at 0 for the next launch (a merge kernel of its own costs a
+ * launch and a grid drain per layer: ~5 us of a ~10 us decode attention at
+ * batch 1). With m in the log2 domain, M = max_z m_z, w_z = 2^(m_z - M):
+ * out = sum_z w_z O_z / sum_z w_z l_z; splits with m = -inf hold no keys
+ * and weigh 0. The partials of other CTAs are read through L2 (__ldcg):
+ * they were written after this CTA's L1 could have cached the lines. */
+template <int HD>
+__device__ __forceinline__ void ci_dec_merge_last(unsigned *cnt, int G, int nsplit, int64_t sh0,
+                                                  const float *part_o, const float2 *part_ml,
+                                                  __nv_bfloat16 *orow) {
+    __shared__ float wz[CI_DEC_GMAX][CI_DEC_MAX_SPLIT];
+    __shared__ float dz[CI_DEC_GMAX];
+    __shared__ int last;
+    const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+    __threadfence(); /* this CTA's partials before its count */
+    __syncthreads();
+    if (tid == 0) {
+        last = atomicAdd(cnt, 1u) == (unsigned)nsplit - 1;
+        if (last) *cnt = 0u;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence(); /* the other CTAs' partials, counted before ours, are visible */
+    for (int gi = w; gi < G; gi += CI_DEC_WARPS) {
+        const float2 *ml = part_ml + (sh0 + gi) * nsplit;
+        const float2 a = lane < nsplit ? __ldcg(ml + lane) : make_float2(-INFINITY, 0.0f);
+        const float2 b = lane + 32 < nsplit ? __ldcg(ml + lane + 32) : make_float2(-INFINITY, 0.0f);
+        float M = fmaxf(a.x, b.x);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+        const float wa = a.x == -INFINITY ? 0.0f : exp2f(a.x - M);
+        const float wb = b.x == -INFINITY ? 0.0f : exp2f(b.x - M);
+        if (lane < nsplit) wz[gi][lane] = wa;
+        if (lane + 32 < nsplit) wz[gi][lane + 32] = wb;
+        float den = wa * a.y + wb * b.y;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            den += __shfl_xor_sync(0xffffffffu, den, o);
+        if (lane == 0) dz[gi] = den;
+    }
+    __syncthreads();
+    for (int e = tid; e < G * HD; e += CI_DEC_THREADS) {
+        const int gi = e / HD, d = e - gi * HD;
+        const float *po = part_o + (sh0 + gi) * nsplit * HD + d;
+        float num = 0.0f;
+        for (int z = 0; z < nsplit; z++) {
+            const float wt = wz[gi][z];
+            if (wt != 0.0f) num += wt * __ldcg(po + (int64_t)z * HD);
+        }
+        const float den = dz[gi];
+        orow[e] = __float2bfloat16_rn(den > 0.0f ? num / den : 0.0f);
+    }
+}
+
 /* kc / vc: BF16, or E4M3 bytes when FP8; scale_log2 includes k_scale, and
  * the output is multiplied by vscale (1 for BF16). */
 template <int HD, bool PREFETCH, bool FP8 = false>
@@ -132,9 +192,9 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
                           int mbps, const void *__restrict__ kc, const void *__restrict__ vc,
                           int bs, float scale_log2, int window, __nv_bfloat16 *__restrict__ out,
                           int nsplit, float *__restrict__ part_o, float2 *__restrict__ part_ml,
-                          float vscale = 1.0f) {
-    ci_pdl_wait();
+                          float vscale = 1.0f, unsigned *__restrict__ cnt = nullptr) {
     ci_pdl_trigger();
+    ci_pdl_wait();
     constexpr int NC = HD / 32;            /* 8-dim (16-byte bf16/f16) chunks per lane per key row */
     constexpr int NL = FP8 ? NC / 2 : NC;  /* 16-byte loads per lane per key row */
     constexpr int ESZ = FP8 ? 1 : 2;       /* cache bytes per element */
@@ -159,6 +219,9 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
         if (nsplit > 1) {
             for (int gi = tid; gi < G; gi += CI_DEC_THREADS)
                 part_ml[(sh0 + gi) * nsplit + z] = make_float2(-INFINITY, 0.0f);
+            if (cnt)
+                ci_dec_merge_last<HD>(cnt + (int64_t)s * KV + g, G, nsplit, sh0, part_o, part_ml,
+                                      orow);
         } else {
             for (int e = tid; e < G * HD; e += CI_DEC_THREADS)
                 orow[e] = __float2bfloat16_rn(0.0f);
@@ -325,9 +388,9 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
             orow[e] = __float2bfloat16_rn(num * vscale / den);
         }
     }
+    if (nsplit > 1 && cnt)
+        ci_dec_merge_last<HD>(cnt + (int64_t)s * KV + g, G, nsplit, sh0, part_o, part_ml, orow);
 }
-
-#define CI_DEC_MAX_SPLIT 64
 
 /* Split merge, one CTA of head_dim threads per (seq, head). With m in the
  * log2 domain, M = max_z m_z, w_z = 2^(m_z - M):
@@ -340,8 +403,8 @@ __global__ void __launch_bounds__(128)
     ci_decode_combine_kernel(int H, int hd, int nsplit, const int32_t *__restrict__ qstart,
                              const float *__restrict__ part_o, const float2 *__restrict__ part_ml,
                              T *__restrict__ out) {
-    ci_pdl_wait();
     ci_pdl_trigger();
+    ci_pdl_wait();
     __shared__ float wts[CI_DEC_MAX_SPLIT];
     __shared__ float sden;
     const int64_t sh = blockIdx.x;

@@ -1,0 +1,155 @@
+/* cuda_qgemv_fp8.cu — the tensor-core FP8 GEMV: y[n][rows] = x[n][K] .
+ * W^T for E4M3 weights (per-row or 64k-column group scales), BF16 x, n <= 2
+ * (decode), on mma.m16n8k16 with f16 inputs and f32 accumulation.
+ *
+ * The split/vec kernels turn each weight into an f32 with ~5 instructions
+ * (qv_weight); here one cvt.rn.f16x2.e4m3x2 makes two weights into an f16
+ * pair, exactly (E4M3 values are f16 normals or subnormals), and the
+ * tensor cores do the products. Layout (as the INT4 tc kernel): a CTA owns
+ * 16 rows; its 8 warps split the 64-column tiles; per tile each lane loads
+ * 16 bytes (16 weights) of row g = lane / 4 and of row g + 8 at columns
+ * 64 kt + 16 t (t = lane % 4), and these are its A fragments of four
+ * k-steps as they are: a dot product may be summed in any order, so the
+ * logical k of k-step h is bound to the physical columns 4h .. 4h + 3 the
+ * lane holds, and x (the B fragment, lanes 4n .. 4n + 3 hold token n) is
+ * read in the same order.
+ *
+ * x is staged once per CTA in shared memory as f16, scaled by 2^-4 (the
+ * sums are scaled back by 16): a power of two keeps every BF16 value of
+ * magnitude 2^-10 .. 2^20 exact in f16's 10-bit mantissa, so the products
+ * are the reference's W8A16 products; smaller values lose bits as f16
+ * subnormals (absolute error <= 2^-29, below BF16's own rounding of values
+ * near 2^-10), and magnitudes above ~1e6 saturate. Weights, scales of
+ * FT_U tiles per warp are in flight before any is used, the first ones
+ * issued (and the CTA's slice asked of L2) before the PDL wait. */
+#include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/kv_fp8.cuh"
+#include "backend/cuda/qgemv_tc.cuh"
+#include "util/qweight.h"
+
+#define FT_WARPS 8
+#define FT_U 4
+#define FT_XSCALE 0.0625f /* x is staged as f16 x * 2^-4 */
+
+/* bf16x2 -> f16x2 of (x * 2^-4), saturated to the f16 range */
+__device__ __forceinline__ uint32_t ft_x2(uint32_t v) {
+    const float lo = fminf(fmaxf(__uint_as_float(v << 16) * FT_XSCALE, -65504.0f), 65504.0f);
+    const float hi =
+        fminf(fmaxf(__uint_as_float(v & 0xffff0000u) * FT_XSCALE, -65504.0f), 65504.0f);
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *(uint32_t *)&h;
+}
+
+/* One tile: a, b = 16 E4M3 bytes of rows g and g + 8; x0, x1 = the 16 f16
+ * x values of the same columns; c += the tile's sums. */
+__device__ __forceinline__ void ft_tile(float *c, uint4 a, uint4 b, uint4 x0, uint4 x1) {
+    const uint32_t wa[4] = {a.x, a.y, a.z, a.w}, wb[4] = {b.x, b.y, b.z, b.w};
+    const uint32_t xv[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+#pragma unroll
+    for (int h = 0; h < 4; h++)
+        qt_mma<true>(c, ci_fp8x2_f16x2(wa[h] & 0xffff), ci_fp8x2_f16x2(wb[h] & 0xffff),
+                     ci_fp8x2_f16x2(wa[h] >> 16), ci_fp8x2_f16x2(wb[h] >> 16), xv[2 * h],
+                     xv[2 * h + 1]);
+}
+
+template <int N, typename OutT>
+__global__ void __launch_bounds__(FT_WARPS * 32)
+    qgemv_fp8tc_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
+                       const float *__restrict__ bias, OutT *__restrict__ y, int gshift,
+                       int64_t pf) {
+    extern __shared__ uint4 fxs[]; /* [N][K / 8]: x as f16 * 2^-4 */
+    __shared__ float red[FT_WARPS][16][N];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int K = (int)w.cols, out = (int)w.rows, tiles = K / 64, r0 = blockIdx.x * 16;
+    const int ng = (int)w.ngroups;
+    const int64_t ra = min(r0 + g, out - 1), rb = min(r0 + g + 8, out - 1);
+    const uint4 *pa = (const uint4 *)(w.q + ra * K) + t, *pb = (const uint4 *)(w.q + rb * K) + t;
+    const float *sa = w.scales + ra * ng, *sb = w.scales + rb * ng;
+    uint4 qa[FT_U], qb[FT_U];
+    float fa[FT_U], fb[FT_U];
+    auto load = [&](int kt0) {
+#pragma unroll
+        for (int u = 0; u < FT_U; u++) {
+            const int kt = kt0 + u * FT_WARPS;
+            if (kt < tiles) {
+                qa[u] = __ldcs(pa + 4 * kt);
+                qb[u] = __ldcs(pb + 4 * kt);
+                const int gi = kt >> gshift;
+                fa[u] = __ldg(sa + gi);
+                fb[u] = __ldg(sb + gi);
+            }
+        }
+    };
+    load(warp);
+    if (warp == FT_WARPS - 1 && pf > 0)
+        ci_l2_prefetch(w.q + (int64_t)r0 * K, min(pf, (int64_t)(out - r0) * K));
+    ci_pdl_trigger();
+    ci_pdl_wait();
+    {
+        const uint4 *xg = (const uint4 *)x;
+        for (int i = threadIdx.x; i < N * K / 8; i += FT_WARPS * 32) {
+            const uint4 v = xg[i];
+            fxs[i] = make_uint4(ft_x2(v.x), ft_x2(v.y), ft_x2(v.z), ft_x2(v.w));
+        }
+    }
+    __syncthreads();
+    /* the lane's x: token g (N - 1 for lanes of tokens >= N: their C
+     * columns are never stored), columns 16 t .. of each tile */
+    const uint4 *xr = fxs + (int64_t)min(g, N - 1) * (K / 8) + 2 * t;
+    float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int kt0 = warp; kt0 < tiles; kt0 += FT_U * FT_WARPS) {
+        if (kt0 != warp) load(kt0);
+#pragma unroll
+        for (int u = 0; u < FT_U; u++) {
+            const int kt = kt0 + u * FT_WARPS;
+            if (kt >= tiles) break;
+            float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            ft_tile(c, qa[u], qb[u], xr[8 * kt], xr[8 * kt + 1]);
+            tot[0] = fmaf(fa[u], c[0], tot[0]);
+            tot[1] = fmaf(fa[u], c[1], tot[1]);
+            tot[2] = fmaf(fb[u], c[2], tot[2]);
+            tot[3] = fmaf(fb[u], c[3], tot[3]);
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        tot[i] *= 1.0f / FT_XSCALE;
+    qt_reduce<N, FT_WARPS>(red, tot, r0, out, bias, y);
+}
+
+extern "C" int ci_cu_qgemv_fp8tc_ok(const ci_qweight *w, int n, int x_bf16, const void *x) {
+    if (w->format != CI_QW_FP8 || !x_bf16 || w->g_idx || n < 1 || n > 2 || w->cols % 64) return 0;
+    if (w->rows > INT32_MAX / 2 || w->cols > INT32_MAX / 4) return 0;
+    if ((int64_t)n * w->cols * 2 > 96 * 1024) return 0; /* staged x */
+    /* groups of a power of two of 64-column tiles (a shift finds a tile's group) */
+    if (w->ngroups != 1 && (w->group_size % 64 || (w->group_size / 64 & (w->group_size / 64 - 1))))
+        return 0;
+    return ((uintptr_t)w->q & 15) == 0 && ((uintptr_t)x & 15) == 0;
+}
+
+template <int N, typename OutT>
+static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias,
+                        void *y) {
+    const size_t smem = (size_t)N * (size_t)w->cols * 2;
+    if (smem > 48 * 1024) {
+        cudaError_t e = cudaFuncSetAttribute(
+            qgemv_fp8tc_kernel<N, OutT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return e;
+    }
+    const int gshift =
+        w->ngroups == 1 ? 31 : __builtin_ctzll((unsigned long long)(w->group_size / 64));
+    const unsigned grid = (unsigned)((w->rows + 15) / 16);
+    ci_cu_launch(qgemv_fp8tc_kernel<N, OutT>, grid, FT_WARPS * 32, smem, st, *w,
+                 (const __nv_bfloat16 *)x, bias, (OutT *)y, gshift, ci_cu_l2pf(16 * w->cols, grid));
+    return cudaGetLastError();
+}
+
+extern "C" int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
+                                 int n, const float *bias, void *y) {
+    if (!ci_cu_qgemv_fp8tc_ok(w, n, 1, x)) return cudaErrorInvalidValue;
+    if (n == 1)
+        return f32_out ? fp8tc_launch<1, float>(st, w, x, bias, y)
+                       : fp8tc_launch<1, __nv_bfloat16>(st, w, x, bias, y);
+    return f32_out ? fp8tc_launch<2, float>(st, w, x, bias, y)
+                   : fp8tc_launch<2, __nv_bfloat16>(st, w, x, bias, y);
+}

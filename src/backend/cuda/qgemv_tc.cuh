@@ -1,0 +1,53 @@
+/* qgemv_tc.cuh — what the tensor-core GEMVs share (cuda_qmatmul.cu's INT4
+ * tc/tc2, cuda_qgemv_fp8.cu's FP8 kernel): a CTA owns 16 weight rows, each
+ * warp's mma.m16n8k16 C fragment holds (row g, token 2t / 2t + 1) and
+ * (row g + 8, ...) for lane (g = lane / 4, t = lane % 4), and the warps'
+ * fragments are summed through shared memory. */
+#ifndef CINFER_BACKEND_CUDA_QGEMV_TC_CUH
+#define CINFER_BACKEND_CUDA_QGEMV_TC_CUH
+
+#include "backend/cuda/cuda_common.cuh"
+
+/* c += a (16x16, row) . b (16x8, col), f32 accumulate; F16: f16 inputs, else bf16 */
+template <bool F16>
+__device__ __forceinline__ void qt_mma(float *c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                       uint32_t b0, uint32_t b1) {
+    if constexpr (F16)
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+                     "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+    else
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+                     "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* The CTA's 16 rows: each warp's C fragment ((row g, col 2t), (row g,
+ * col 2t + 1), (row g + 8, ...)) into red, summed over the W warps; the
+ * first 16 N threads add the bias and store. */
+template <int N, int W, typename OutT>
+__device__ __forceinline__ void qt_reduce(float (*red)[16][N], const float *tot, int r0, int out,
+                                          const float *__restrict__ bias, OutT *__restrict__ y) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    if (2 * t < N) {
+        red[warp][g][2 * t] = tot[0];
+        red[warp][g + 8][2 * t] = tot[2];
+    }
+    if (2 * t + 1 < N) {
+        red[warp][g][2 * t + 1] = tot[1];
+        red[warp][g + 8][2 * t + 1] = tot[3];
+    }
+    __syncthreads();
+    if (threadIdx.x < 16 * N) {
+        const int r = threadIdx.x / N, n = threadIdx.x % N;
+        float sum = 0.0f;
+#pragma unroll
+        for (int k = 0; k < W; k++)
+            sum += red[k][r][n];
+        if (r0 + r < out) ci_st(y + (int64_t)n * out, r0 + r, bias ? sum + bias[r0 + r] : sum);
+    }
+}
+
+#endif
