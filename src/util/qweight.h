@@ -45,6 +45,8 @@ typedef struct ci_qweight {
     int32_t *g_idx; /* NULL: column c is in group c / group_size; else [nparts][cols] (act order) */
     int64_t act_group; /* FP8 W8A8: activation columns per dynamic E4M3 scale (cols: one per
                           token; 128: per token and 128-column group); 0: W8A16 */
+    int tiled;         /* a backend's device layout of q: 0 (always on the host) row-major as above;
+                          1: the CUDA INT4 tensor-core tiles (src/backend/cuda/cuda_qweight.c) */
 } ci_qweight;
 
 /* matmuls of fewer rows keep their activations unquantized (see above) */

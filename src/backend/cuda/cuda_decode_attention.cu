@@ -13,6 +13,8 @@
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/decode_attention.cuh"
 
+#include <stdlib.h>
+
 extern "C" int ci_cu_decode_attention_ok(int bf16, int H, int KV, int hd) {
     return bf16 && KV > 0 && H % KV == 0 && H / KV <= CI_DEC_GMAX && (hd == 64 || hd == 128);
 }

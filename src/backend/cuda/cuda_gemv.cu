@@ -33,7 +33,7 @@ __device__ __forceinline__ void fma8(const uint4 &w, const uint4 &x, float &acc)
 template <int N, typename OutT>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_kernel(const __nv_bfloat16 *__restrict__ W, const __nv_bfloat16 *__restrict__ x, int in,
-                int out, const float *__restrict__ bias, OutT *__restrict__ y, int64_t pf) {
+                int out, const float *__restrict__ bias, OutT *__restrict__ y) {
     extern __shared__ uint4 xs[]; /* [N][in / 8] */
     const int kv = in / 8;        /* 16-byte pieces per row */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -52,10 +52,6 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
         load((const uint4 *)(W + (int64_t)(blockIdx.x * GEMV_WARPS + warp) * in), lane);
         have = true;
     }
-    /* and the CTA's first 16 rows on their way into L2 (pf bytes) */
-    if (pf > 0 && warp == GEMV_WARPS - 1 && blockIdx.x * GEMV_WARPS < out)
-        ci_l2_prefetch(W + (int64_t)blockIdx.x * GEMV_WARPS * in,
-                       min(pf, (int64_t)(out - blockIdx.x * GEMV_WARPS) * in * 2));
     ci_pdl_trigger();
     ci_pdl_wait();
     const uint4 *xg = (const uint4 *)x;
@@ -99,9 +95,8 @@ static int launch(ci_cu_stream st, const void *W, const void *x, int in, int out
      * the x staging on tall matrices) */
     int64_t want = ((int64_t)out + GEMV_WARPS - 1) / GEMV_WARPS;
     if (want > (int64_t)num_sms * 4) want = (int64_t)num_sms * 4;
-    const int64_t pf = ci_cu_l2pf((int64_t)GEMV_WARPS * in * 2, want);
     ci_cu_launch(gemv_kernel<N, OutT>, (unsigned)want, GEMV_WARPS * 32, smem, st,
-                 (const __nv_bfloat16 *)W, (const __nv_bfloat16 *)x, in, out, bias, (OutT *)y, pf);
+                 (const __nv_bfloat16 *)W, (const __nv_bfloat16 *)x, in, out, bias, (OutT *)y);
     return cudaGetLastError();
 }
 

@@ -114,6 +114,8 @@ int ci_cu_gemv(ci_cu_stream st, int f32_out, const void *W, const void *x, int n
 struct ci_qweight;
 #define CI_CU_QGEMV_MAX_N 4
 int ci_cu_qweight_shape_ok(const struct ci_qweight *w);
+/* whether an INT4 weight for BF16 activations may be stored tiled (w->tiled) */
+int ci_cu_qweight_tileable(const struct ci_qweight *w);
 int ci_cu_qgemv(ci_cu_stream st, int bf16, int f32_out, const struct ci_qweight *w, const void *x,
                 int n, const float *bias, void *y, int num_sms);
 /* The tensor-core FP8 GEMV (cuda_qgemv_fp8.cu): E4M3 weights, BF16 x, n <= 2;

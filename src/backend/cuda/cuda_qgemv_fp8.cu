@@ -55,8 +55,7 @@ __device__ __forceinline__ void ft_tile(float *c, uint4 a, uint4 b, uint4 x0, ui
 template <int N, typename OutT>
 __global__ void __launch_bounds__(FT_WARPS * 32)
     qgemv_fp8tc_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
-                       const float *__restrict__ bias, OutT *__restrict__ y, int gshift,
-                       int64_t pf) {
+                       const float *__restrict__ bias, OutT *__restrict__ y, int gshift) {
     extern __shared__ uint4 fxs[]; /* [N][K / 8]: x as f16 * 2^-4 */
     __shared__ float red[FT_WARPS][16][N];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
@@ -81,8 +80,6 @@ __global__ void __launch_bounds__(FT_WARPS * 32)
         }
     };
     load(warp);
-    if (warp == FT_WARPS - 1 && pf > 0)
-        ci_l2_prefetch(w.q + (int64_t)r0 * K, min(pf, (int64_t)(out - r0) * K));
     ci_pdl_trigger();
     ci_pdl_wait();
     {
@@ -140,7 +137,7 @@ static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, con
         w->ngroups == 1 ? 31 : __builtin_ctzll((unsigned long long)(w->group_size / 64));
     const unsigned grid = (unsigned)((w->rows + 15) / 16);
     ci_cu_launch(qgemv_fp8tc_kernel<N, OutT>, grid, FT_WARPS * 32, smem, st, *w,
-                 (const __nv_bfloat16 *)x, bias, (OutT *)y, gshift, ci_cu_l2pf(16 * w->cols, grid));
+                 (const __nv_bfloat16 *)x, bias, (OutT *)y, gshift);
     return cudaGetLastError();
 }
 

@@ -210,7 +210,7 @@ __device__ __forceinline__ void qv_chunk(const ci_qweight &w, const T *__restric
 template <int FMT, int N, typename T, typename OutT>
 __global__ void __launch_bounds__(QGEMV_WARPS * 32)
     qgemv_vec_kernel(ci_qweight w, const T *__restrict__ x, const float *__restrict__ bias,
-                     OutT *__restrict__ y, int gshift, int64_t pf) {
+                     OutT *__restrict__ y, int gshift) {
     constexpr int EPC = FMT == CI_QW_INT4 ? 32 : 16; /* weights per 16-byte chunk */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int K = (int)w.cols, out = (int)w.rows, chunks = K / EPC;
@@ -227,10 +227,6 @@ __global__ void __launch_bounds__(QGEMV_WARPS * 32)
                 wv[i] = __ldcs((const uint4 *)(w.q + (int64_t)min(r0 + i, out - 1) * rb) + lane);
             have = true;
         }
-    }
-    if (pf > 0 && warp == QGEMV_WARPS - 1) {
-        const int c0 = blockIdx.x * QGEMV_WARPS * QV_ROWS;
-        if (c0 < out) ci_l2_prefetch(w.q + (int64_t)c0 * rb, min(pf, (int64_t)(out - c0) * rb));
     }
     ci_pdl_trigger();
     ci_pdl_wait();
@@ -277,7 +273,7 @@ __global__ void __launch_bounds__(QGEMV_WARPS * 32)
 template <int FMT, int N, typename T, typename OutT>
 __global__ void __launch_bounds__(QS_THREADS)
     qgemv_split_kernel(ci_qweight w, const T *__restrict__ x, const float *__restrict__ bias,
-                       OutT *__restrict__ y, int gshift, int tpr, int64_t pf) {
+                       OutT *__restrict__ y, int gshift, int tpr) {
     constexpr int EPC = FMT == CI_QW_INT4 ? 32 : 16;
     __shared__ float red[QS_THREADS / 32][QV_ROWS * N];
     const int K = (int)w.cols, out = (int)w.rows, chunks = K / EPC;
@@ -304,10 +300,6 @@ __global__ void __launch_bounds__(QS_THREADS)
                     wv[u][i] = __ldcs((const uint4 *)(w.q + (int64_t)rr[i] * rb) + c + u * tpr);
     };
     if (r0 < out) load(t);
-    if (pf > 0 && threadIdx.x >= QS_THREADS - 32) {
-        const int c0 = blockIdx.x * groups * QV_ROWS;
-        ci_l2_prefetch(w.q + (int64_t)c0 * rb, min(pf, (int64_t)(out - c0) * rb));
-    }
     ci_pdl_trigger();
     ci_pdl_wait();
     if (r0 < out) {
@@ -398,7 +390,8 @@ __device__ __forceinline__ void qt_tile(float *c, uint4 a, uint4 b, uint32_t zza
  * lane's x row (row g, or N - 1 for lanes of rows >= N: their C columns are
  * never stored) at column 32 t. */
 struct qt_rows {
-    const uint4 *pa, *pb;
+    const uint4 *pa, *pb; /* tile kt's 16 bytes: pa[ks * kt], pb[ks * kt] */
+    int ks;
     const uint8_t *za, *zb;
     const float *sa, *sb;
     const uint4 *x;
@@ -415,8 +408,15 @@ __device__ __forceinline__ qt_rows qt_rows_of(const ci_qweight &w, const __nv_bf
     const size_t ra = (size_t)min(r0 + g, out - 1), rb = (size_t)min(r0 + g + 8, out - 1);
     const size_t rbytes = (size_t)(w.cols / 2);
     qt_rows r;
-    r.pa = (const uint4 *)(w.q + ra * rbytes) + t;
-    r.pb = (const uint4 *)(w.q + rb * rbytes) + t;
+    if (w.tiled) { /* the 16 rows' tiles of 1 KiB: 512 bytes of rows g, then of rows g + 8 */
+        r.pa = (const uint4 *)(w.q + (size_t)r0 * rbytes) + (g * 4 + t);
+        r.pb = r.pa + 32;
+        r.ks = 64;
+    } else {
+        r.pa = (const uint4 *)(w.q + ra * rbytes) + t;
+        r.pb = (const uint4 *)(w.q + rb * rbytes) + t;
+        r.ks = 4;
+    }
     r.za = w.zeros + ra * ng;
     r.zb = w.zeros + rb * ng;
     r.sa = w.scales + ra * ng;
@@ -427,8 +427,8 @@ __device__ __forceinline__ qt_rows qt_rows_of(const ci_qweight &w, const __nv_bf
 
 __device__ __forceinline__ void qt_load(const qt_rows &r, int kt, int gshift, qt_item &it) {
     const int gi = kt >> gshift;
-    it.a = __ldcs(r.pa + 4 * kt);
-    it.b = __ldcs(r.pb + 4 * kt);
+    it.a = __ldcs(r.pa + r.ks * kt);
+    it.b = __ldcs(r.pb + r.ks * kt);
     it.za = __ldg(r.za + gi);
     it.zb = __ldg(r.zb + gi);
     it.sa = __ldg(r.sa + gi);
@@ -445,16 +445,10 @@ __device__ __forceinline__ void qt_step(float *tot, const qt_rows &r, const qt_i
     tot[3] = fmaf(it.sb, c[3], tot[3]);
 }
 
-/* up to pf bytes of the CTA's 16 packed rows from row r0 into L2 */
-__device__ __forceinline__ void qt_prefetch(const ci_qweight &w, int r0, int64_t pf) {
-    const int64_t rbytes = w.cols / 2, left = (w.rows - r0) * rbytes;
-    if (pf > 0) ci_l2_prefetch(w.q + r0 * rbytes, min(pf, left));
-}
-
 template <int N, typename OutT>
 __global__ void __launch_bounds__(QT_WARPS * 32)
     qgemv_tc_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
-                    const float *__restrict__ bias, OutT *__restrict__ y, int gshift, int64_t pf) {
+                    const float *__restrict__ bias, OutT *__restrict__ y, int gshift) {
     __shared__ float red[QT_WARPS][16][N];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int K = (int)w.cols, out = (int)w.rows, tiles = K / 128, r0 = blockIdx.x * 16;
@@ -471,7 +465,6 @@ __global__ void __launch_bounds__(QT_WARPS * 32)
     /* the first tiles are loaded before the PDL wait (weights are
      * constant): they stream while the previous kernel finishes */
     load(warp);
-    if (warp == QT_WARPS - 1) qt_prefetch(w, r0, pf);
     ci_pdl_trigger();
     ci_pdl_wait();
     float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -496,7 +489,7 @@ __global__ void __launch_bounds__(QT_WARPS * 32)
 template <int N, typename OutT>
 __global__ void __launch_bounds__(Q2_WARPS * 32)
     qgemv_tc2_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
-                     const float *__restrict__ bias, OutT *__restrict__ y, int gshift, int64_t pf) {
+                     const float *__restrict__ bias, OutT *__restrict__ y, int gshift) {
     __shared__ float red[Q2_WARPS][16][N];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int K = (int)w.cols, out = (int)w.rows, tiles = K / 128, r0 = blockIdx.x * 16;
@@ -514,7 +507,6 @@ __global__ void __launch_bounds__(Q2_WARPS * 32)
     load(p1, 1);
     load(q0, 2);
     load(q1, 3);
-    if (warp == Q2_WARPS - 1) qt_prefetch(w, r0, pf);
     ci_pdl_trigger();
     ci_pdl_wait();
     for (int i = 0; i < items; i += 4) {
@@ -542,6 +534,13 @@ static int qt_ok(const ci_qweight *w, const void *x, int xsize) {
     return ((uintptr_t)w->q & 15) == 0 && ((uintptr_t)x & 15) == 0;
 }
 
+/* whether cuda_qweight.c may store w tiled: INT4 for BF16 activations
+ * whose whole 16-row blocks the tensor-core GEMV takes */
+extern "C" int ci_cu_qweight_tileable(const ci_qweight *w) {
+    return w->format == CI_QW_INT4 && w->rows % 16 == 0 && w->rows >= 16 &&
+           qt_ok(w, (const void *)(uintptr_t)16, 2) && w->rows * (w->cols / 2) < INT32_MAX;
+}
+
 /* The vectorized kernel's preconditions: no act order, whole chunks per
  * row and per scale group, 16-byte aligned weight rows and x rows. */
 static int qv_ok(const ci_qweight *w, const void *x, int xsize) {
@@ -552,6 +551,16 @@ static int qv_ok(const ci_qweight *w, const void *x, int xsize) {
     return 1;
 }
 
+/* 32-bit word k of packed row r, in either layout (w.tiled: tile k / 16 of
+ * the row's 16-row block, 512 bytes per half block, 16 per lane) */
+__device__ __forceinline__ const uint32_t *qt_word(const ci_qweight &w, int64_t r, int64_t k) {
+    const int64_t rbytes = w.format == CI_QW_INT4 ? w.cols / 2 : w.cols;
+    if (!w.tiled) return (const uint32_t *)(w.q + r * rbytes) + k;
+    const int64_t b = 4 * k, g = r & 15;
+    return (const uint32_t *)(w.q + (r - g) * rbytes + (b >> 6) * 1024 + (g >> 3) * 512 +
+                              ((g & 7) * 4 + ((b & 63) >> 4)) * 16 + (b & 15));
+}
+
 template <int FMT, typename T> __global__ void qdequant_kernel(ci_qweight w, T *__restrict__ out) {
     ci_pdl_trigger();
     ci_pdl_wait();
@@ -560,10 +569,9 @@ template <int FMT, typename T> __global__ void qdequant_kernel(ci_qweight w, T *
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = i / words, k = i % words;
-        const uint32_t *wr = (const uint32_t *)(w.q + r * row_bytes<FMT>(w));
         const int32_t *gi = w.g_idx ? w.g_idx + (int64_t)part_of(w, r) * w.cols : nullptr;
         float v[PER];
-        word_values<FMT>(w, r, gi, k * PER, wr[k], v);
+        word_values<FMT>(w, r, gi, k * PER, *qt_word(w, r, k), v);
 #pragma unroll
         for (int j = 0; j < PER; j++) ci_st(out + r * w.cols, k * PER + j, v[j]);
     }
@@ -620,7 +628,9 @@ static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const
     if (FMT == CI_QW_FP8 && (g_qgemv >= 4 || (g_qgemv == 3 && fp8_cvt_native())) &&
         ci_cu_qgemv_fp8tc_ok(w, N, sizeof(T) == 2, x))
         return ci_cu_qgemv_fp8tc(st, f32_out, w, x, N, bias, y);
-    if (g_qgemv >= 3 && FMT == CI_QW_INT4 && qt_ok(w, x, (int)sizeof(T))) {
+    /* a tiled weight (cuda_qweight.c) runs only on the tensor-core kernels */
+    if (w->tiled && !qt_ok(w, x, (int)sizeof(T))) return cudaErrorInvalidValue;
+    if ((g_qgemv >= 3 || w->tiled) && FMT == CI_QW_INT4 && qt_ok(w, x, (int)sizeof(T))) {
         const int gshift =
             w->ngroups == 1 ? 31 : __builtin_ctzll((unsigned long long)(w->group_size / 128));
         const unsigned grid = (unsigned)((w->rows + 15) / 16);
@@ -629,23 +639,21 @@ static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const
          * gate/up: 25.3 us vs 26.5), tc for skinnier weights (o: 4.6 vs 6.4,
          * down: 16.3 vs 19.8 on the H200) */
         const int two = g_qgemv == 5 || (g_qgemv == 3 && (w->rows + 15) / 16 >= 4 * num_sms);
-        const int64_t pf = ci_cu_l2pf(16 * w->cols / 2, grid);
         if (two && f32_out)
             ci_cu_launch(qgemv_tc2_kernel<N, float>, grid, Q2_WARPS * 32, 0, st, *w, xb, bias,
-                         (float *)y, gshift, pf);
+                         (float *)y, gshift);
         else if (two)
             ci_cu_launch(qgemv_tc2_kernel<N, __nv_bfloat16>, grid, Q2_WARPS * 32, 0, st, *w, xb,
-                         bias, (__nv_bfloat16 *)y, gshift, pf);
+                         bias, (__nv_bfloat16 *)y, gshift);
         else if (f32_out)
             ci_cu_launch(qgemv_tc_kernel<N, float>, grid, QT_WARPS * 32, 0, st, *w, xb, bias,
-                         (float *)y, gshift, pf);
+                         (float *)y, gshift);
         else
             ci_cu_launch(qgemv_tc_kernel<N, __nv_bfloat16>, grid, QT_WARPS * 32, 0, st, *w, xb,
-                         bias, (__nv_bfloat16 *)y, gshift, pf);
+                         bias, (__nv_bfloat16 *)y, gshift);
         return cudaGetLastError();
     }
     if (g_qgemv != 2 && qv_ok(w, x, (int)sizeof(T))) {
-        const int64_t rbytes = FMT == CI_QW_INT4 ? w->cols / 2 : w->cols;
         int gshift = -1;
         if (w->group_size > 0 && (w->group_size & (w->group_size - 1)) == 0)
             gshift = __builtin_ctzll((unsigned long long)w->group_size);
@@ -657,25 +665,23 @@ static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const
             const int tpr = qs_tpr(w->cols / (FMT == CI_QW_INT4 ? 32 : 16));
             const int64_t per = (int64_t)(QS_THREADS / tpr) * QV_ROWS;
             const unsigned grid = (unsigned)((w->rows + per - 1) / per);
-            const int64_t pf = ci_cu_l2pf(per * rbytes, grid);
             if (f32_out)
                 ci_cu_launch(qgemv_split_kernel<FMT, N, T, float>, grid, QS_THREADS, 0, st, *w,
-                             (const T *)x, bias, (float *)y, gshift, tpr, pf);
+                             (const T *)x, bias, (float *)y, gshift, tpr);
             else
                 ci_cu_launch(qgemv_split_kernel<FMT, N, T, __nv_bfloat16>, grid, QS_THREADS, 0, st,
-                             *w, (const T *)x, bias, (__nv_bfloat16 *)y, gshift, tpr, pf);
+                             *w, (const T *)x, bias, (__nv_bfloat16 *)y, gshift, tpr);
             return cudaGetLastError();
         }
         int64_t per = QGEMV_WARPS * QV_ROWS, want = (w->rows + per - 1) / per;
         if (want > (int64_t)num_sms * 8) want = (int64_t)num_sms * 8;
-        const int64_t vpf = ci_cu_l2pf(per * rbytes, want);
         if (f32_out)
             ci_cu_launch(qgemv_vec_kernel<FMT, N, T, float>, (unsigned)want, QGEMV_WARPS * 32, 0,
-                         st, *w, (const T *)x, bias, (float *)y, gshift, vpf);
+                         st, *w, (const T *)x, bias, (float *)y, gshift);
         else
             ci_cu_launch(qgemv_vec_kernel<FMT, N, T, __nv_bfloat16>, (unsigned)want,
                          QGEMV_WARPS * 32, 0, st, *w, (const T *)x, bias, (__nv_bfloat16 *)y,
-                         gshift, vpf);
+                         gshift);
         return cudaGetLastError();
     }
     int64_t want = (w->rows + QGEMV_WARPS - 1) / QGEMV_WARPS;

@@ -64,6 +64,22 @@ static ci_status qact_grow(ci_cuda *c, void **buf, size_t *bytes, size_t need) {
     return ci_ok();
 }
 
+/* The tiled INT4 layout: for each block of 16 rows and each 128-column
+ * tile (64 bytes of a row), 1 KiB: the 16-byte pieces t = 0..3 of rows
+ * 0..7 of the block in the order (row, t), then those of rows 8..15 —
+ * lane 4 g + t of a warp loads the piece of rows g and g + 8
+ * (qgemv_tc_kernel's A fragments). Blocks in row order, tiles in column
+ * order: a block's bytes stay where its rows were. */
+static void tile_int4(const ci_qweight *h, uint8_t *out) {
+    const int64_t rbytes = h->cols / 2, tiles = h->cols / 128;
+    for (int64_t r = 0; r < h->rows; r++) {
+        const int64_t g = r & 15;
+        uint8_t *blk = out + (r - g) * rbytes + (g >> 3) * 512 + (g & 7) * 64;
+        for (int64_t kt = 0; kt < tiles; kt++)
+            memcpy(blk + kt * 1024, h->q + r * rbytes + kt * 64, 64);
+    }
+}
+
 #define QACT_RESERVE_ROWS 512 /* at load: decode graphs up to this batch never grow it */
 
 ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor *out) {
@@ -149,7 +165,22 @@ ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor 
             for (int64_t k = 0; k < h->ngroups; k++)
                 bs[r * kb4 + k] = h->scales[r * 128 * h->ngroups + k];
     }
-    const void *src[] = {h->q, h->scales, h->zeros, h->g_idx, bs};
+    /* INT4 for BF16 activations: the packed rows as the tensor-core GEMV
+     * reads them (see tile_int4), so each of its warp loads is 512
+     * contiguous bytes instead of 16 rows' 64-byte pieces */
+    uint8_t *tq = NULL;
+    const char *te = getenv("CINFER_QW_TILE"); /* 0: row-major (A/B) */
+    if (be->act_dtype == CI_BF16 && ci_cu_qweight_tileable(h) && !(te && *te == '0')) {
+        tq = malloc(qb);
+        if (!tq) {
+            free(bs);
+            ci_cuda_qweight_free(be, out);
+            return ci_errorf(CI_ERR_NOMEM, "cuda: out of host memory");
+        }
+        tile_int4(h, tq);
+        q->w.tiled = 1;
+    }
+    const void *src[] = {tq ? tq : h->q, h->scales, h->zeros, h->g_idx, bs};
     void *dst[] = {q->w.q, q->w.scales, q->w.zeros, q->w.g_idx, q->bscales};
     size_t len[] = {qb, sb, zb, gb, bb};
     for (int i = 0; i < 5; i++) {
@@ -157,12 +188,14 @@ ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor 
         e = cudaMemcpy(dst[i], src[i], len[i], cudaMemcpyHostToDevice);
         if (e != cudaSuccess) {
             free(bs);
+            free(tq);
             ci_cuda_qweight_free(be, out);
             return ci_errorf(CI_ERR_BACKEND, "cuda: quantized weight upload: %s",
                              cudaGetErrorString(e));
         }
     }
     free(bs);
+    free(tq);
     return ci_ok();
 }
 

@@ -6,9 +6,14 @@
  * kernel launched by ci_cu_launch calls ci_pdl_wait() before its first read
  * or write of global memory that another kernel touches (it returns when the
  * previous grid has completed and its writes are visible), and before any
- * early return; it calls ci_pdl_trigger() once it no longer needs a free SM
- * slot to be useful. Data that no kernel writes (weights) may be read before
- * the wait. Without PDL (ci_cu_pdl_on = 0, pre-Hopper) both are no-ops and
+ * early return. Every kernel calls ci_pdl_trigger() first, before its wait:
+ * the next kernel's CTAs then become resident in the slots left free and
+ * wait there (a GEMV issuing its first weight loads), two kernels ahead of
+ * the one running (docs/benchmarks.md has the H200 batch-1 effect). This
+ * cannot deadlock: a grid launches only when every CTA of
+ * its predecessor has triggered, i.e. is resident, so each waited-on grid
+ * can finish. Data that no kernel writes (weights) may be read before the
+ * wait. Without PDL (ci_cu_pdl_on = 0, pre-Hopper) both are no-ops and
  * the launch is an ordinary one. Kernels outside this scheme (cuBLASLt) are
  * launched normally and simply serialize. */
 #ifndef CINFER_BACKEND_CUDA_PDL_CUH
