@@ -93,6 +93,9 @@ static const qwt_case k_qwt_cases[] = {
     {CI_QW_INT4, 72, 384, 384, 2, 0, "int4 per channel, 384 columns", 0},
     {CI_QW_INT4, 40, 1024, 256, 1, 0, "int4 g256", 0},
     {CI_QW_INT4, 8200, 1024, 128, 3, 0, "int4 g128 tall (several row tiles per CTA)", 0},
+    /* whole 16-row blocks: the CUDA tiled INT4 layout (CINFER_QW_TILE=1) */
+    {CI_QW_INT4, 96, 512, 128, 3, 0, "int4 g128, 16-row blocks", 0},
+    {CI_QW_INT4, 48, 256, 256, 2, 0, "int4 per channel, 16-row blocks", 0},
     /* W8A8: per-token activations x per-channel weights, and 1 x 128
      * activation groups x 128 x 128 weight blocks (parts on block rows) */
     {CI_QW_FP8, 96, 256, 256, 3, 0, "fp8 w8a8 per token x channel", -1},
