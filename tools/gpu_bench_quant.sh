@@ -10,7 +10,9 @@
 #   + norms; the embedding reads one row);
 #   offline throughput (1000 x 256 in / 256 out, ignore_eos): bf16 vs FP8.
 # GPU_BENCH_AB=1 adds, after the table: batch-1 decode with programmatic
-# dependent launch off and on (CINFER_PDL=0/1) for bf16, FP8 and INT4, INT4
+# dependent launch off and on (CINFER_PDL=0/1) for bf16, FP8 and INT4, the
+# decode-attention merge kernel vs in-kernel (CINFER_DEC_COMBINE), INT4
+# row-major vs tiled (CINFER_QW_TILE), FP8 tensor-core GEMV vs split, INT4
 # with each GEMV kernel (CINFER_QGEMV), and test_cuda_quant's GEMV/GEMM bench
 # (CINFER_TEST_ONLY_BENCH=1) when BIN_DIR has it; these use one CUDA graph
 # (--max-graph-batch-size 1) to skip the capture of larger batches.
@@ -93,6 +95,15 @@ if [ "${GPU_BENCH_AB:-0}" = 1 ]; then
         CINFER_PDL=$p lat "fp8-online-pdl$p" "$bf" --quantization fp8 --max-graph-batch-size 1
         CINFER_PDL=$p lat "int4-pdl$p" "$d/l8-gptq" --max-graph-batch-size 1
     done
+    echo "== batch 1, decode-attention split merge in the kernel / as its own kernel"
+    CINFER_DEC_COMBINE=1 lat "bf16-merge-kernel" "$bf" --max-graph-batch-size 1
+    lat "bf16-merge-in-kernel" "$bf" --max-graph-batch-size 1
+    echo "== batch 1, INT4 row-major / tiled (CINFER_QW_TILE)"
+    CINFER_QW_TILE=0 lat "int4-rowmajor" "$d/l8-gptq" --max-graph-batch-size 1
+    CINFER_QW_TILE=1 lat "int4-tiled" "$d/l8-gptq" --max-graph-batch-size 1
+    echo "== batch 1, FP8 tensor-core GEMV / split"
+    lat "fp8-ckpt-auto" "$d/l8-ct-fp8-channel" --max-graph-batch-size 1
+    CINFER_QGEMV=split lat "fp8-ckpt-split" "$d/l8-ct-fp8-channel" --max-graph-batch-size 1
     echo "== batch 1, INT4 with each GEMV kernel"
     for k in auto tc tc2 split vec; do
         CINFER_QGEMV=$k lat "int4-$k" "$d/l8-gptq" --max-graph-batch-size 1
