@@ -21,7 +21,7 @@
  * subnormals (absolute error <= 2^-29, below BF16's own rounding of values
  * near 2^-10), and magnitudes above ~1e6 saturate. Weights, scales of
  * FT_U tiles per warp are in flight before any is used, the first ones
- * issued (and the CTA's slice asked of L2) before the PDL wait. */
+ * issued before the PDL wait. */
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/kv_fp8.cuh"
 #include "backend/cuda/qgemv_tc.cuh"
@@ -118,9 +118,7 @@ extern "C" int ci_cu_qgemv_fp8tc_ok(const ci_qweight *w, int n, int x_bf16, cons
     if (w->format != CI_QW_FP8 || !x_bf16 || w->g_idx || n < 1 || n > 2 || w->cols % 64) return 0;
     if (w->rows > INT32_MAX / 2 || w->cols > INT32_MAX / 4) return 0;
     if ((int64_t)n * w->cols * 2 > 96 * 1024) return 0; /* staged x */
-    /* groups of a power of two of 64-column tiles (a shift finds a tile's group) */
-    if (w->ngroups != 1 && (w->group_size % 64 || (w->group_size / 64 & (w->group_size / 64 - 1))))
-        return 0;
+    if (qt_group_shift(w, 64) < 0) return 0;            /* a shift finds a tile's group */
     return ((uintptr_t)w->q & 15) == 0 && ((uintptr_t)x & 15) == 0;
 }
 
@@ -133,8 +131,7 @@ static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, con
             qgemv_fp8tc_kernel<N, OutT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return e;
     }
-    const int gshift =
-        w->ngroups == 1 ? 31 : __builtin_ctzll((unsigned long long)(w->group_size / 64));
+    const int gshift = qt_group_shift(w, 64);
     const unsigned grid = (unsigned)((w->rows + 15) / 16);
     ci_cu_launch(qgemv_fp8tc_kernel<N, OutT>, grid, FT_WARPS * 32, smem, st, *w,
                  (const __nv_bfloat16 *)x, bias, (OutT *)y, gshift);

@@ -527,10 +527,7 @@ __global__ void __launch_bounds__(Q2_WARPS * 32)
 static int qt_ok(const ci_qweight *w, const void *x, int xsize) {
     if (w->format != CI_QW_INT4 || xsize != 2 || w->g_idx || w->cols % 128) return 0;
     if (w->rows > INT32_MAX / 2 || w->cols > INT32_MAX / 2) return 0;
-    /* groups of a power of two of tiles (a shift finds a tile's group) */
-    if (w->ngroups != 1 &&
-        (w->group_size % 128 || (w->group_size / 128 & (w->group_size / 128 - 1))))
-        return 0;
+    if (qt_group_shift(w, 128) < 0) return 0; /* a shift finds a tile's group */
     return ((uintptr_t)w->q & 15) == 0 && ((uintptr_t)x & 15) == 0;
 }
 
@@ -631,8 +628,7 @@ static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const
     /* a tiled weight (cuda_qweight.c) runs only on the tensor-core kernels */
     if (w->tiled && !qt_ok(w, x, (int)sizeof(T))) return cudaErrorInvalidValue;
     if ((g_qgemv >= 3 || w->tiled) && FMT == CI_QW_INT4 && qt_ok(w, x, (int)sizeof(T))) {
-        const int gshift =
-            w->ngroups == 1 ? 31 : __builtin_ctzll((unsigned long long)(w->group_size / 128));
+        const int gshift = qt_group_shift(w, 128);
         const unsigned grid = (unsigned)((w->rows + 15) / 16);
         const __nv_bfloat16 *xb = (const __nv_bfloat16 *)x;
         /* auto: tc2 where its row tiles fill the GPU 4 deep (Llama-3-8B's

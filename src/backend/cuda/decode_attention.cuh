@@ -124,6 +124,30 @@ template <int NC> struct ci_dec_kv {
 
 #define CI_DEC_MAX_SPLIT 64
 
+/* The weights of one (seq, head)'s splits, by one warp (nsplit <=
+ * CI_DEC_MAX_SPLIT): with m in the log2 domain, M = max_z m_z and wz[z] =
+ * 2^(m_z - M), 0 for a split with no keys (m = -inf); returns sum_z wz l_z
+ * to every lane. (m, l) are read through L2: another CTA may have written
+ * them after this SM's L1 saw the lines. */
+__device__ __forceinline__ float ci_dec_split_weights(const float2 *ml, int nsplit, float *wz) {
+    const int lane = threadIdx.x & 31;
+    const float2 a = lane < nsplit ? __ldcg(ml + lane) : make_float2(-INFINITY, 0.0f);
+    const float2 b = lane + 32 < nsplit ? __ldcg(ml + lane + 32) : make_float2(-INFINITY, 0.0f);
+    float M = fmaxf(a.x, b.x);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+    const float wa = a.x == -INFINITY ? 0.0f : exp2f(a.x - M);
+    const float wb = b.x == -INFINITY ? 0.0f : exp2f(b.x - M);
+    if (lane < nsplit) wz[lane] = wa;
+    if (lane + 32 < nsplit) wz[lane + 32] = wb;
+    float den = wa * a.y + wb * b.y;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        den += __shfl_xor_sync(0xffffffffu, den, o);
+    return den;
+}
+
 /* The split merge inside the attention kernel (cnt set): each CTA of a
  * (seq, kv head) counts itself done after its partials are written, and
  * the last one merges the nsplit partials of the G heads and leaves the
@@ -131,8 +155,9 @@ template <int NC> struct ci_dec_kv {
  * launch and a grid drain per layer: ~5 us of a ~10 us decode attention at
  * batch 1). With m in the log2 domain, M = max_z m_z, w_z = 2^(m_z - M):
  * out = sum_z w_z O_z / sum_z w_z l_z; splits with m = -inf hold no keys
- * and weigh 0. The partials of other CTAs are read through L2 (__ldcg):
- * they were written after this CTA's L1 could have cached the lines. */
+ * and weigh 0 (ci_dec_split_weights). The partials of other CTAs are read
+ * through L2 (__ldcg): they were written after this CTA's L1 could have
+ * cached the lines. */
 template <int HD>
 __device__ __forceinline__ void ci_dec_merge_last(unsigned *cnt, int G, int nsplit, int64_t sh0,
                                                   const float *part_o, const float2 *part_ml,
@@ -151,21 +176,7 @@ __device__ __forceinline__ void ci_dec_merge_last(unsigned *cnt, int G, int nspl
     if (!last) return;
     __threadfence(); /* the other CTAs' partials, counted before ours, are visible */
     for (int gi = w; gi < G; gi += CI_DEC_WARPS) {
-        const float2 *ml = part_ml + (sh0 + gi) * nsplit;
-        const float2 a = lane < nsplit ? __ldcg(ml + lane) : make_float2(-INFINITY, 0.0f);
-        const float2 b = lane + 32 < nsplit ? __ldcg(ml + lane + 32) : make_float2(-INFINITY, 0.0f);
-        float M = fmaxf(a.x, b.x);
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1)
-            M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
-        const float wa = a.x == -INFINITY ? 0.0f : exp2f(a.x - M);
-        const float wb = b.x == -INFINITY ? 0.0f : exp2f(b.x - M);
-        if (lane < nsplit) wz[gi][lane] = wa;
-        if (lane + 32 < nsplit) wz[gi][lane + 32] = wb;
-        float den = wa * a.y + wb * b.y;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1)
-            den += __shfl_xor_sync(0xffffffffu, den, o);
+        const float den = ci_dec_split_weights(part_ml + (sh0 + gi) * nsplit, nsplit, wz[gi]);
         if (lane == 0) dz[gi] = den;
     }
     __syncthreads();
@@ -410,21 +421,8 @@ __global__ void __launch_bounds__(128)
     const int64_t sh = blockIdx.x;
     const int s = (int)(sh / H), h = (int)(sh - (int64_t)s * H);
     if (threadIdx.x < 32) {
-        const int lane = threadIdx.x;
-        const float2 *ml = part_ml + sh * nsplit;
-        const float2 a = lane < nsplit ? ml[lane] : make_float2(-INFINITY, 0.0f);
-        const float2 b = lane + 32 < nsplit ? ml[lane + 32] : make_float2(-INFINITY, 0.0f);
-        float M = fmaxf(a.x, b.x);
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
-        const float wa = a.x == -INFINITY ? 0.0f : exp2f(a.x - M);
-        const float wb = b.x == -INFINITY ? 0.0f : exp2f(b.x - M);
-        if (lane < nsplit) wts[lane] = wa;
-        if (lane + 32 < nsplit) wts[lane + 32] = wb;
-        float den = wa * a.y + wb * b.y;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) den += __shfl_xor_sync(0xffffffffu, den, o);
-        if (lane == 0) sden = den;
+        const float den = ci_dec_split_weights(part_ml + sh * nsplit, nsplit, wts);
+        if (threadIdx.x == 0) sden = den;
     }
     __syncthreads();
     const float den = sden;

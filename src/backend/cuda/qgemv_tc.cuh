@@ -7,6 +7,17 @@
 #define CINFER_BACKEND_CUDA_QGEMV_TC_CUH
 
 #include "backend/cuda/cuda_common.cuh"
+#include "util/qweight.h"
+
+/* The shift from a tile index (tiles of `tile` columns) to its scale group:
+ * 31 for one group per row, log2(group_size / tile) when groups are a power
+ * of two of tiles, -1 when the tensor-core GEMVs cannot take the groups. */
+static inline int qt_group_shift(const ci_qweight *w, int64_t tile) {
+    if (w->ngroups == 1) return 31;
+    const int64_t k = w->group_size / tile;
+    if (w->group_size % tile || k < 1 || (k & (k - 1))) return -1;
+    return __builtin_ctzll((unsigned long long)k);
+}
 
 /* c += a (16x16, row) . b (16x8, col), f32 accumulate; F16: f16 inputs, else bf16 */
 template <bool F16>
