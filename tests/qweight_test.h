@@ -93,7 +93,8 @@ static const qwt_case k_qwt_cases[] = {
     {CI_QW_INT4, 72, 384, 384, 2, 0, "int4 per channel, 384 columns", 0},
     {CI_QW_INT4, 40, 1024, 256, 1, 0, "int4 g256", 0},
     {CI_QW_INT4, 8200, 1024, 128, 3, 0, "int4 g128 tall (several row tiles per CTA)", 0},
-    /* whole 16-row blocks: the CUDA tiled INT4 layout (CINFER_QW_TILE=1) */
+    /* whole 16-row blocks: the CUDA tiled INT4 layout (the default; CINFER_QW_TILE=0 for row-major)
+     */
     {CI_QW_INT4, 96, 512, 128, 3, 0, "int4 g128, 16-row blocks", 0},
     {CI_QW_INT4, 48, 256, 256, 2, 0, "int4 per channel, 16-row blocks", 0},
     /* W8A8: per-token activations x per-channel weights, and 1 x 128

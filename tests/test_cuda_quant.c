@@ -187,6 +187,8 @@ int main(void) {
         const char *ob = getenv("CINFER_TEST_ONLY_BENCH");
         for (size_t k = 0; k < (ob && *ob == '1' ? 0 : QWT_NCASES); k++) {
             ci_qweight h = make_case(&k_qwt_cases[k]);
+            /* the row-major layout first (tiling is the BF16 INT4 default) */
+            setenv("CINFER_QW_TILE", "0", 1);
             for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
                 check_case(&h, ns[j], (int)(j & 1), k_qwt_cases[k].what);
             /* every GEMV kernel (one whose preconditions the case misses
@@ -198,16 +200,15 @@ int main(void) {
                     check_case(&h, n, n & 1, k_qwt_cases[k].what);
             }
             ci_cu_qgemv_select(NULL);
+            unsetenv("CINFER_QW_TILE");
             /* INT4 in the tiled layout where the weight takes it (BF16):
              * tc / tc2 for the GEMV, the tiles' dequantization for n > 4 */
             if (h.format == CI_QW_INT4) {
-                setenv("CINFER_QW_TILE", "1", 1);
                 for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
                     check_case(&h, ns[j], (int)(j & 1), k_qwt_cases[k].what);
                 ci_cu_qgemv_select("tc2");
                 check_case(&h, 1, 1, k_qwt_cases[k].what);
                 ci_cu_qgemv_select(NULL);
-                unsetenv("CINFER_QW_TILE");
             }
             free_qw(&h);
         }

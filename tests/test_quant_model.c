@@ -9,7 +9,8 @@
  * activations in prefill) stay close (their perplexity: tests/cli/quant.sh). Also: a module left
  * dense by the quantizer (ignore list) inside a quantized checkpoint, INT4 weight memory,
  * --quantization fp8 (online) of the dense model, and tensor-level errors. With CINFER_TEST_DEVICE
- * (cuda) every quantized fixture also runs on that device (F32 parity mode) against the CPU twin.
+ * (cuda) every quantized fixture also runs on that device (F32 parity mode) against the CPU twin,
+ * and each INT4 one in BF16 with the tiled layout against row-major (bit-identical).
  * Skips without python3 + numpy. */
 #include <jansson.h>
 #include <math.h>
@@ -47,7 +48,8 @@ static int quantize(const char *name, const char *args) {
 }
 
 static ci_backend *be;
-static ci_backend *dev; /* CINFER_TEST_DEVICE (e.g. cuda, F32 parity mode) or NULL */
+static ci_backend *dev;   /* CINFER_TEST_DEVICE (e.g. cuda, F32 parity mode) or NULL */
+static ci_backend *dev16; /* the same device with BF16 activations (its serving mode) */
 
 static int weight_only; /* load W8A8 checkpoints as W8A16 (the dequantized model's function) */
 
@@ -144,6 +146,19 @@ static void test_format(const char *name, const char *args) {
         snprintf(what, sizeof what, "%s on %s", name, dev->name);
         if (mg) compare(mg, mq, what, 1e-4, 1);
         ci_model_free(mg);
+    }
+    if (dev16 && strstr(args, "--format fp8") == NULL && strstr(args, "ct-fp8") == NULL) {
+        /* INT4 in BF16: the device's tiled layout (its default where the
+         * weight takes it) against row-major: the same kernels' arithmetic
+         * over other addresses, so the logits are bit-identical */
+        setenv("CINFER_QW_TILE", "0", 1);
+        ci_model *mr = load_on(dev16, q, 0);
+        unsetenv("CINFER_QW_TILE");
+        ci_model *mt = load_on(dev16, q, 0);
+        snprintf(what, sizeof what, "%s bf16 tiled vs row-major", name);
+        if (mr && mt) compare(mt, mr, what, 0, 1);
+        ci_model_free(mr);
+        ci_model_free(mt);
     }
     ci_model *ma = load(q, 0);
     if (ma && ma->cfg.quant.act_group) {
@@ -256,6 +271,8 @@ int main(void) {
     if (dname && *dname && strcmp(dname, "cpu") != 0) {
         ci_backend_options d = {.act_dtype = CI_ACT_F32};
         CHECK_OK(ci_backend_create(dname, &d, &dev));
+        ci_backend_options d16 = {.act_dtype = CI_ACT_BF16};
+        CHECK_OK(ci_backend_create(dname, &d16, &dev16));
     }
 
     test_format("ct-fp8-tensor", "--format ct-fp8-tensor");
@@ -290,6 +307,7 @@ int main(void) {
     test_errors();
     ci_backend_destroy(be);
     if (dev) ci_backend_destroy(dev);
+    if (dev16) ci_backend_destroy(dev16);
     json_decref(g);
     stw_rmdir(tmp);
     return test_finish("test_quant_model");

@@ -169,10 +169,10 @@ ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor 
      * reads them (see tile_int4), so each of its warp loads is 512
      * contiguous bytes instead of 16 rows' 64-byte pieces */
     uint8_t *tq = NULL;
-    /* opt-in (CINFER_QW_TILE=1) until the tiled path's parity test has run
-     * on a GPU: measured faster, not yet checked there (docs/kernels/qmatmul.md) */
+    /* on by default; CINFER_QW_TILE=0 keeps the row-major layout (the
+     * A/B in docs/kernels/qmatmul.md, and test_cuda_quant's row-major pass) */
     const char *te = getenv("CINFER_QW_TILE");
-    if (be->act_dtype == CI_BF16 && ci_cu_qweight_tileable(h) && te && *te == '1') {
+    if (be->act_dtype == CI_BF16 && ci_cu_qweight_tileable(h) && !(te && *te == '0')) {
         tq = malloc(qb);
         if (!tq) {
             free(bs);
