@@ -7,6 +7,8 @@
  *             step whose top1 - top2 logit margin is < 0.3 (where BF16
  *             rounding may legitimately flip the argmax); perplexity within
  *             1% of mean_ce.
+ * The fused decode layer (matmul_fused) against the classic ops: the same
+ * perplexity, to the bit, in steps of 1 and 2 tokens, F32 and BF16.
  * tests/data fixtures (golden.json), F32 mode: logits (norm-wise rel err
  * <= 1e-3) and greedy continuations, one-shot and chunked prefill.
  * Skips (exit 77) without CUDA or without a GPU. */
@@ -148,6 +150,51 @@ static void tinyqwen(int act) {
     json_decref(g);
 }
 
+/* The fused decode layer (matmul_fused: norms and SwiGLU as GEMV
+ * prologues, residual adds as their epilogues) against the classic ops
+ * (CINFER_FUSE=1 / 0 at backend creation) over steps of 1 and 2 tokens: the
+ * perplexity of 512 validation tokens is computed 1 (or 2) tokens per
+ * forward, and must be the same double; tinyqwen2's 256-wide norm sums in
+ * the same order either way, so even BF16 is bit-identical. */
+static void fused_vs_classic(int act) {
+    const char *mode = act == CI_ACT_F32 ? "f32" : "bf16";
+    char path[4096], gpath[4200];
+    snprintf(path, sizeof path, "%s/models/tinyqwen2-code", test_source_dir());
+    snprintf(gpath, sizeof gpath, "%s/golden_public.json", path);
+    json_t *g = json_load_file(gpath, 0, NULL);
+    if (!g) return;
+    int nv;
+    int32_t *vids = json_ids(json_object_get(json_object_get(g, "validation"), "token_ids"), &nv);
+    if (nv > 512) nv = 512;
+    for (int rows = 1; rows <= 2; rows++) {
+        double nll[2] = {0, 0};
+        long cnt[2] = {0, 0};
+        for (int classic = 0; classic < 2; classic++) {
+            setenv("CINFER_FUSE", classic ? "0" : "1", 1);
+            ci_backend_options o = {0, 0, act};
+            ci_backend *be = NULL;
+            ci_status s = ci_backend_create("cuda", &o, &be);
+            unsetenv("CINFER_FUSE");
+            CHECK_OK(s);
+            if (s.code) continue;
+            CHECK(!be->ops->matmul_fused_rows || (be->ops->matmul_fused_rows(be) >= 2) == !classic);
+            ci_model_options mo = {.max_batch_tokens = rows, .max_logits = rows};
+            ci_model *m = NULL;
+            s = ci_model_load(path, be, &mo, &m);
+            CHECK_OK(s);
+            if (!s.code) CHECK_OK(ci_perplexity(m, vids, nv, 256, &nll[classic], &cnt[classic]));
+            ci_model_free(m);
+            ci_backend_destroy(be);
+        }
+        printf("[%s] %d-token steps: mean NLL fused %.9f, classic %.9f over %ld tokens\n", mode,
+               rows, nll[0], nll[1], cnt[0]);
+        CHECKF(nll[0] == nll[1] && cnt[0] == cnt[1] && cnt[0] > 500,
+               "[%s] fused %d-token steps: NLL %.12g vs classic %.12g", mode, rows, nll[0], nll[1]);
+    }
+    free(vids);
+    json_decref(g);
+}
+
 /* ---- tests/data fixtures on CUDA, F32 mode: tests/fixture_runner.h ---- */
 
 int main(void) {
@@ -155,6 +202,8 @@ int main(void) {
     ci_backend_options f32 = {0, 0, CI_ACT_F32};
     tinyqwen(CI_ACT_F32);
     tinyqwen(CI_ACT_BF16);
+    fused_vs_classic(CI_ACT_F32);
+    fused_vs_classic(CI_ACT_BF16);
     check_all_fixtures("cuda", &f32, "[f32] ");
     return test_finish("test_cuda_model");
 }

@@ -128,7 +128,7 @@ int main() {
                         lt.run(dw, dx, n, sh.in, sh.out, dy, st);
                     else
                         CK((cudaError_t)ci_cu_gemv(st, 0, dw, dx, n, sh.in, sh.out, nullptr, dy,
-                                                   sms));
+                                                   sms, nullptr));
                     CK(cudaGetLastError());
                 };
                 CK(cudaMemsetAsync(dy, 0xff, yn * 2, st)); /* NaN poison */

@@ -130,6 +130,28 @@ typedef struct ci_sample_result {
 
 typedef struct ci_backend ci_backend;
 
+/* ---- fused matmul (decode steps): a prologue on x, the product, and an
+ * optional accumulate into y, in one op so that a backend can run it as
+ * one kernel where the rows are few (the model's decode-step layer) ---- */
+typedef enum ci_mm_prologue {
+    CI_MM_PRO_NONE = 0,
+    CI_MM_PRO_RMSNORM, /* in = rmsnorm(x) * norm_w (x: [n][K]) */
+    CI_MM_PRO_SWIGLU,  /* in = silu(x[:, 0:K]) * x[:, K:2K] (x: [n][2K]) */
+} ci_mm_prologue;
+
+typedef struct ci_matmul_fused {
+    const ci_tensor *x;
+    ci_mm_prologue pro;
+    const ci_tensor *norm_w; /* RMSNORM: [K] F32 */
+    float eps;
+    const ci_tensor *w, *bias; /* as matmul's */
+    int accumulate;            /* y += in . w^T (+ bias), the product rounded to y's dtype first */
+    ci_tensor *y;
+    /* [n][K] of the activation dtype: where a backend that cannot fuse a
+     * weight's prologue writes `in` first (the op is then two kernels) */
+    ci_tensor *scratch;
+} ci_matmul_fused;
+
 typedef struct ci_backend_ops {
     /* memory */
     ci_status (*alloc)(ci_backend *be, size_t bytes, void **out);
@@ -208,6 +230,12 @@ typedef struct ci_backend_ops {
                         ci_sample_result *out);
 
     /* ---- optional (NULL on the CPU backend) ---- */
+    /* The fused matmul above for x of up to matmul_fused_rows(be) rows (the
+     * model uses it for steps of that many tokens, the classic ops else):
+     * the values of the prologue's op, matmul and an add run one after
+     * another (up to the order of the norm's sum of squares). */
+    int (*matmul_fused_rows)(ci_backend *be);
+    ci_status (*matmul_fused)(ci_backend *be, const ci_matmul_fused *a);
     /* Starts uploading the next sample op's bitmasks (nmasks rows of
      * ci_mask_words(V) words, host memory read before returning) while the
      * device still runs the forward; a sample call with the same masks

@@ -191,23 +191,61 @@ ci_status ci_model_enqueue(ci_model *m, const ci_batch *db, int T, int L, ci_kv_
     ci_tensor gu = view(&m->gate_up, T, 2 * inter), mo = view(&m->mlp_out, T, hid);
 
     CI_TRY(ops->embedding(be, &m->w.embed, db->token_ids, T, &res));
+    /* a step of few tokens (decode) runs each layer as fused matmuls where
+     * the backend has them: the norms and SwiGLU become their prologues and
+     * the residual adds their epilogues, 9 kernels a layer become 6 */
+    const int fused = ops->matmul_fused && T <= ops->matmul_fused_rows(be);
     for (int l = 0; l < c->num_layers; l++) {
         const ci_layer_weights *lw = &m->w.layers[l];
-        if (l == 0)
-            CI_TRY(ops->rmsnorm(be, &res, NULL, &lw->attn_norm, eps, &x));
-        else
-            CI_TRY(ops->rmsnorm(be, &mo, &res, &lw->attn_norm, eps, &x));
-        CI_TRY(ops->matmul(be, &x, &lw->wqkv, lw->bqkv.data ? &lw->bqkv : NULL, &qkv));
+        const ci_tensor *bqkv = lw->bqkv.data ? &lw->bqkv : NULL;
+        if (fused) {
+            ci_matmul_fused a = {.x = &res,
+                                 .pro = CI_MM_PRO_RMSNORM,
+                                 .norm_w = &lw->attn_norm,
+                                 .eps = eps,
+                                 .w = &lw->wqkv,
+                                 .bias = bqkv,
+                                 .y = &qkv,
+                                 .scratch = &x};
+            CI_TRY(ops->matmul_fused(be, &a));
+        } else {
+            if (l == 0)
+                CI_TRY(ops->rmsnorm(be, &res, NULL, &lw->attn_norm, eps, &x));
+            else
+                CI_TRY(ops->rmsnorm(be, &mo, &res, &lw->attn_norm, eps, &x));
+            CI_TRY(ops->matmul(be, &x, &lw->wqkv, bqkv, &qkv));
+        }
         if (c->qk_norm) CI_TRY(ops->qk_norm(be, &qkv, &shape, &lw->q_norm, &lw->k_norm, eps));
         CI_TRY(ops->rope_cache(be, &qkv, &shape, &m->rope, db, kv, l));
         CI_TRY(ops->attention(be, &qkv, &shape, db, kv, l, scale, c->layer_window[l], &attn));
+        if (fused) {
+            ci_matmul_fused o = {.x = &attn, .w = &lw->wo, .accumulate = 1, .y = &res};
+            ci_matmul_fused gup = {.x = &res,
+                                   .pro = CI_MM_PRO_RMSNORM,
+                                   .norm_w = &lw->mlp_norm,
+                                   .eps = eps,
+                                   .w = &lw->w_gate_up,
+                                   .y = &gu,
+                                   .scratch = &x};
+            ci_matmul_fused down = {.x = &gu,
+                                    .pro = CI_MM_PRO_SWIGLU,
+                                    .w = &lw->w_down,
+                                    .accumulate = 1,
+                                    .y = &res,
+                                    .scratch = &act};
+            CI_TRY(ops->matmul_fused(be, &o));
+            CI_TRY(ops->matmul_fused(be, &gup));
+            CI_TRY(ops->matmul_fused(be, &down));
+            continue;
+        }
         CI_TRY(ops->matmul(be, &attn, &lw->wo, NULL, &mo));
         CI_TRY(ops->rmsnorm(be, &mo, &res, &lw->mlp_norm, eps, &x));
         CI_TRY(ops->matmul(be, &x, &lw->w_gate_up, NULL, &gu));
         CI_TRY(ops->swiglu(be, &gu, &act));
         CI_TRY(ops->matmul(be, &act, &lw->w_down, NULL, &mo));
     }
-    CI_TRY(ops->rmsnorm(be, &mo, &res, &m->w.final_norm, eps, &x));
+    /* the fused layers leave the whole residual stream in res */
+    CI_TRY(ops->rmsnorm(be, fused ? &res : &mo, fused ? NULL : &res, &m->w.final_norm, eps, &x));
     if (L == 0) return ci_ok();
     ci_tensor lh = view(&m->last_hidden, L, hid), lg = view(&m->logits, L, c->vocab_size);
     CI_TRY(ops->gather_rows(be, &x, db->logits_indices, L, &lh));

@@ -563,8 +563,8 @@ static ci_status cu_copy_blocks(ci_backend *be, ci_kv_cache *kv, const int32_t *
  * dispatch lives here so that the two files depend one way. */
 static ci_status cu_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
                            const ci_tensor *bias, ci_tensor *y) {
-    if (w->dtype == CI_QW) return ci_cuda_qmatmul(be, x, w, bias, y);
-    return ci_cuda_matmul(be, x, w, bias, y);
+    if (w->dtype == CI_QW) return ci_cuda_qmatmul(be, x, w, bias, y, 0);
+    return ci_cuda_matmul(be, x, w, bias, y, 0);
 }
 
 static const ci_backend_ops cuda_ops = {
@@ -589,6 +589,8 @@ static const ci_backend_ops cuda_ops = {
     .gather_rows = ci_cuda_gather_rows,
     .copy_blocks = cu_copy_blocks,
     .sample = ci_cuda_sample,
+    .matmul_fused_rows = ci_cuda_matmul_fused_rows,
+    .matmul_fused = ci_cuda_matmul_fused,
     .stage_masks = cu_stage_masks,
     .mem_info = cu_mem_info,
     .prepare_batch_static = cu_prepare_batch_static,
@@ -633,6 +635,15 @@ static ci_status cu_init(ci_cuda *c, int device) {
     (void)cc_minor;
     const char *ng = getenv("CINFER_NO_GEMV");
     c->use_gemv = !(ng && *ng && strcmp(ng, "0") != 0);
+    /* the fused decode layer (cuda_fused_matmul.c), opt-in until it beats
+     * the classic ops on the H200 (docs/kernels/gemv.md): CINFER_FUSE=1 all
+     * prologues in the GEMV, norm / swiglu that one, acc the residual adds
+     * only; unset or 0: off */
+    const char *fu = getenv("CINFER_FUSE");
+    c->fuse_off = !fu || !*fu || strcmp(fu, "0") == 0;
+    c->fuse_pro = 1 << CI_CU_PRO_NONE;
+    if (fu && (!strcmp(fu, "norm") || !strcmp(fu, "1"))) c->fuse_pro |= 1 << CI_CU_PRO_RMSNORM;
+    if (fu && (!strcmp(fu, "swiglu") || !strcmp(fu, "1"))) c->fuse_pro |= 1 << CI_CU_PRO_SWIGLU;
     /* PDL (griddepcontrol) is sm_90+; CINFER_PDL=0 turns it off (A/B) */
     const char *pdl = getenv("CINFER_PDL");
     ci_cu_set_pdl(cc_major >= 9 && !(pdl && strcmp(pdl, "0") == 0));

@@ -24,6 +24,28 @@ __device__ __forceinline__ float ci_round(float v, const __nv_bfloat16 *) {
     return __bfloat162float(__float2bfloat16_rn(v));
 }
 
+/* stores a product to y[i]; with acc, y[i] = round(round(v) + y[i]): the
+ * product rounded to T first, as a matmul and then an add would have it */
+template <typename T> __device__ __forceinline__ void ci_st_out(T *p, int64_t i, float v, int acc) {
+    if (acc) v = ci_round(v, p) + ci_ld(p, i);
+    ci_st(p, i, v);
+}
+
+/* silu(g) * u for 8 BF16 values of each (f32 math, BF16 out): the SwiGLU
+ * kernel's and the fused GEMV prologue's one formula */
+__device__ __forceinline__ uint4 ci_swiglu8(const uint4 &g, const uint4 &u) {
+    const __nv_bfloat162 *gh = (const __nv_bfloat162 *)&g, *uh = (const __nv_bfloat162 *)&u;
+    uint4 o;
+    __nv_bfloat162 *oh = (__nv_bfloat162 *)&o;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        float2 a = __bfloat1622float2(gh[j]), b = __bfloat1622float2(uh[j]);
+        oh[j] = __floats2bfloat162_rn(a.x / (1.0f + __expf(-a.x)) * b.x,
+                                      a.y / (1.0f + __expf(-a.y)) * b.y);
+    }
+    return o;
+}
+
 __device__ __forceinline__ float ci_warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

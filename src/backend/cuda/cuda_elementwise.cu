@@ -71,16 +71,8 @@ __global__ void swiglu_vec_kernel(const uint4 *__restrict__ gu, int64_t rows, in
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total;
          e += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = e / inter8, i = e - r * inter8;
-        uint4 g = gu[r * 2 * inter8 + i], u = gu[r * 2 * inter8 + inter8 + i], o;
-        const __nv_bfloat162 *gh = (const __nv_bfloat162 *)&g, *uh = (const __nv_bfloat162 *)&u;
-        __nv_bfloat162 *oh = (__nv_bfloat162 *)&o;
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            float2 a = __bfloat1622float2(gh[j]), b = __bfloat1622float2(uh[j]);
-            oh[j] = __floats2bfloat162_rn(a.x / (1.0f + __expf(-a.x)) * b.x,
-                                          a.y / (1.0f + __expf(-a.y)) * b.y);
-        }
-        out[e] = o;
+        const uint4 g = gu[r * 2 * inter8 + i], u = gu[r * 2 * inter8 + inter8 + i];
+        out[e] = ci_swiglu8(g, u);
     }
 }
 

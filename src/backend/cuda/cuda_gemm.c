@@ -158,7 +158,7 @@ static ci_status plan_get(ci_cuda *c, int64_t m, int64_t n, int64_t k, cudaDataT
 }
 
 ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
-                         const ci_tensor *bias, ci_tensor *y) {
+                         const ci_tensor *bias, ci_tensor *y, int acc) {
     ci_cuda *c = ci_cuda_of(be);
     if (x->cols != w->cols || y->cols != w->rows || y->rows < x->rows)
         return ci_errorf(CI_ERR_INVALID,
@@ -179,9 +179,10 @@ ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
      * small-n kernels (cuda_gemv.cu) */
     if (x->dtype == CI_BF16 && w->rows <= INT32_MAX && ci_cu_gemv_ok((int)x->rows, x->cols) &&
         c->use_gemv) {
-        CI_CU_LAUNCH("gemv",
-                     ci_cu_gemv((ci_cu_stream)c->stream, y->dtype == CI_F32, w->data, x->data,
-                                (int)x->rows, (int)x->cols, (int)w->rows, b, y->data, c->num_sms));
+        const ci_cu_fuse f = {.acc = acc};
+        CI_CU_LAUNCH("gemv", ci_cu_gemv((ci_cu_stream)c->stream, y->dtype == CI_F32, w->data,
+                                        x->data, (int)x->rows, (int)x->cols, (int)w->rows, b,
+                                        y->data, c->num_sms, &f));
         return ci_ok();
     }
     ci_cu_gemm_plan *p;
@@ -190,8 +191,10 @@ ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
     if (b && p->bias_ok)
         CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b,
                                                  sizeof b));
-    const float one = 1.0f, zero = 0.0f;
-    CI_LT_TRY(cublasLtMatmul(c->lt, p->desc, &one, w->data, p->la, x->data, p->lb, &zero, y->data,
+    /* acc: beta = 1 with C = D = y (in place; BF16 then rounds once, not
+     * twice as the GEMV's ci_st_out does) */
+    const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
+    CI_LT_TRY(cublasLtMatmul(c->lt, p->desc, &one, w->data, p->la, x->data, p->lb, &beta, y->data,
                              p->lc, y->data, p->lc, &p->algo, c->workspace, CI_CU_GEMM_WORKSPACE,
                              c->stream));
     if (b && !p->bias_ok)

@@ -13,8 +13,11 @@
  *     the evict-first hint (weights are read once per step);
  *   - per piece, 8 multiply-adds per x row in f32; a warp shuffle sum; lane 0
  *     adds the bias and stores.
+ * Fused (ci_cu_fuse): the staging computes the RMSNorm or SwiGLU of x
+ * (gemv_prologue.cuh) and lane 0 adds its result into y (the residual).
  * Bytes: out x in x 2 (+ x per CTA from L2). Roofline: ~3.0 TB/s. */
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/gemv_prologue.cuh"
 
 #define GEMV_WARPS 16
 #define GEMV_UNROLL 8
@@ -30,11 +33,16 @@ __device__ __forceinline__ void fma8(const uint4 &w, const uint4 &x, float &acc)
     }
 }
 
-template <int N, typename OutT>
-__global__ void __launch_bounds__(GEMV_WARPS * 32)
+/* PRO: the prologue (CI_CU_PRO_*), a template argument so that the plain
+ * GEMV carries none of its registers (the norm's in registers would take
+ * the kernel past 64 and to one CTA per SM: measured 5% slower steps) */
+template <int N, typename OutT, int PRO>
+__global__ void __launch_bounds__(GEMV_WARPS * 32, 2) /* <= 64 registers: 2 CTAs per SM */
     gemv_kernel(const __nv_bfloat16 *__restrict__ W, const __nv_bfloat16 *__restrict__ x, int in,
-                int out, const float *__restrict__ bias, OutT *__restrict__ y) {
+                int out, const float *__restrict__ bias, OutT *__restrict__ y, ci_cu_fuse f) {
+    f.pro = PRO;
     extern __shared__ uint4 xs[]; /* [N][in / 8] */
+    __shared__ float red[32];
     const int kv = in / 8;        /* 16-byte pieces per row */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     uint4 wv[GEMV_UNROLL];
@@ -52,10 +60,11 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
         load((const uint4 *)(W + (int64_t)(blockIdx.x * GEMV_WARPS + warp) * in), lane);
         have = true;
     }
+    ci_pro<N, 1> pro;
+    pro.pre(f, in); /* the norm weights too */
     ci_pdl_trigger();
     ci_pdl_wait();
-    const uint4 *xg = (const uint4 *)x;
-    for (int i = threadIdx.x; i < N * kv; i += blockDim.x) xs[i] = xg[i];
+    pro.stage(f, x, in, red, [&](int e, uint4 v) { xs[e] = v; });
     __syncthreads();
     for (int row = blockIdx.x * GEMV_WARPS + warp; row < out; row += gridDim.x * GEMV_WARPS) {
         const uint4 *wr = (const uint4 *)(W + (int64_t)row * in);
@@ -77,27 +86,43 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
 #pragma unroll
         for (int n = 0; n < N; n++) {
             float v = ci_warp_sum(acc[n]);
-            if (lane == 0) ci_st(y + (int64_t)n * out, row, bias ? v + bias[row] : v);
+            if (lane == 0) ci_st_out(y + (int64_t)n * out, row, bias ? v + bias[row] : v, f.acc);
         }
     }
 }
 
-template <int N, typename OutT>
-static int launch(ci_cu_stream st, const void *W, const void *x, int in, int out,
-                  const float *bias, void *y, int num_sms) {
+template <int N, typename OutT, int PRO>
+static int launch(ci_cu_stream st, const void *W, const void *x, int in, int out, const float *bias,
+                  void *y, int num_sms, const ci_cu_fuse &f) {
     size_t smem = (size_t)N * in * 2;
     cudaError_t e = cudaSuccess;
     if (smem > 48 * 1024)
-        e = cudaFuncSetAttribute(gemv_kernel<N, OutT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 (int)smem);
+        e = cudaFuncSetAttribute(gemv_kernel<N, OutT, PRO>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     /* one row per warp up to 4 CTAs per SM, then grid-stride (amortizes
      * the x staging on tall matrices) */
     int64_t want = ((int64_t)out + GEMV_WARPS - 1) / GEMV_WARPS;
     if (want > (int64_t)num_sms * 4) want = (int64_t)num_sms * 4;
-    ci_cu_launch(gemv_kernel<N, OutT>, (unsigned)want, GEMV_WARPS * 32, smem, st,
-                 (const __nv_bfloat16 *)W, (const __nv_bfloat16 *)x, in, out, bias, (OutT *)y);
+    ci_cu_launch(gemv_kernel<N, OutT, PRO>, (unsigned)want, GEMV_WARPS * 32, smem, st,
+                 (const __nv_bfloat16 *)W, (const __nv_bfloat16 *)x, in, out, bias, (OutT *)y, f);
     return cudaGetLastError();
+}
+
+template <int N>
+static int launch_n(ci_cu_stream st, int f32_out, const void *W, const void *x, int in, int out,
+                    const float *bias, void *y, int num_sms, const ci_cu_fuse &f) {
+    if (f32_out) /* the logits GEMM: no prologue */
+        return f.pro == CI_CU_PRO_NONE
+                   ? launch<N, float, CI_CU_PRO_NONE>(st, W, x, in, out, bias, y, num_sms, f)
+                   : (int)cudaErrorInvalidValue;
+    switch (f.pro) {
+    case CI_CU_PRO_RMSNORM:
+        return launch<N, __nv_bfloat16, CI_CU_PRO_RMSNORM>(st, W, x, in, out, bias, y, num_sms, f);
+    case CI_CU_PRO_SWIGLU:
+        return launch<N, __nv_bfloat16, CI_CU_PRO_SWIGLU>(st, W, x, in, out, bias, y, num_sms, f);
+    }
+    return launch<N, __nv_bfloat16, CI_CU_PRO_NONE>(st, W, x, in, out, bias, y, num_sms, f);
 }
 
 extern "C" int ci_cu_gemv_ok(int n, int64_t in) {
@@ -105,17 +130,12 @@ extern "C" int ci_cu_gemv_ok(int n, int64_t in) {
            (int64_t)n * in * 2 <= 200 * 1024;
 }
 
-extern "C" int ci_cu_gemv(ci_cu_stream st, int f32_out, const void *W, const void *x, int n,
-                          int in, int out, const float *bias, void *y, int num_sms) {
-    if (!ci_cu_gemv_ok(n, in)) return cudaErrorInvalidValue;
-#define CI_GEMV_CASE(NN)                                                                          \
-    case NN:                                                                                      \
-        return f32_out ? launch<NN, float>(st, W, x, in, out, bias, y, num_sms)                   \
-                       : launch<NN, __nv_bfloat16>(st, W, x, in, out, bias, y, num_sms);
-    switch (n) {
-        CI_GEMV_CASE(1)
-        CI_GEMV_CASE(2)
-    }
-#undef CI_GEMV_CASE
+extern "C" int ci_cu_gemv(ci_cu_stream st, int f32_out, const void *W, const void *x, int n, int in,
+                          int out, const float *bias, void *y, int num_sms, const ci_cu_fuse *fp) {
+    if (!ci_cu_gemv_ok(n, in) || ((uintptr_t)x & 15)) return cudaErrorInvalidValue;
+    const ci_cu_fuse f = fp ? *fp : ci_cu_fuse{CI_CU_PRO_NONE, nullptr, 0.0f, 0};
+    if (!ci_pro_ok(&f, x, in)) return cudaErrorInvalidValue;
+    if (n == 1) return launch_n<1>(st, f32_out, W, x, in, out, bias, y, num_sms, f);
+    if (n == 2) return launch_n<2>(st, f32_out, W, x, in, out, bias, y, num_sms, f);
     return cudaErrorInvalidValue;
 }

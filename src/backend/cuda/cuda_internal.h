@@ -34,6 +34,8 @@ typedef struct ci_cuda {
     cublasLtHandle_t lt;
     int num_sms;
     int use_gemv;    /* small-n GEMV kernel for BF16 (CINFER_NO_GEMV=1: cuBLASLt only) */
+    int fuse_off;    /* CINFER_FUSE=0: no fused matmul op (the model's classic ops) */
+    int fuse_pro;    /* bit CI_CU_PRO_*: prologues the BF16 GEMV runs itself (CINFER_FUSE) */
     void *workspace; /* GEMM workspace, CI_CU_GEMM_WORKSPACE bytes */
     float *att_ws;   /* split-K attention partials, CI_CU_ATT_WS_FLOATS, + CI_CU_ATT_CNT counters */
     ci_cu_gemm_plan plans[CI_CU_GEMM_CACHE];
@@ -116,15 +118,19 @@ static inline int ci_cu_bf16(ci_dtype t) {
             return ci_errorf(CI_ERR_BACKEND, "cublasLt: %s: status %d", #call, (int)ci_lt_e_);     \
     } while (0)
 
-/* cuda_gemm.c: dense (F32 / BF16) weights only; the op table dispatches CI_QW */
+/* cuda_gemm.c: dense (F32 / BF16) weights only; the op table dispatches CI_QW.
+ * acc: y += the product (ci_matmul_fused's accumulate) */
 ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
-                         const ci_tensor *bias, ci_tensor *y);
+                         const ci_tensor *bias, ci_tensor *y, int acc);
 void ci_cuda_gemm_plans_free(ci_cuda *c);
 /* cuda_qweight.c: quantized weights (CI_QW) */
 ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *host, ci_tensor *out);
 void ci_cuda_qweight_free(ci_backend *be, ci_tensor *w);
 ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
-                          const ci_tensor *bias, ci_tensor *y);
+                          const ci_tensor *bias, ci_tensor *y, int acc);
+/* cuda_fused_matmul.c: the fused matmul op (backend.h) */
+int ci_cuda_matmul_fused_rows(ci_backend *be);
+ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a);
 
 ci_status ci_cuda_embedding(ci_backend *be, const ci_tensor *table, const int32_t *ids, int n,
                             ci_tensor *out);

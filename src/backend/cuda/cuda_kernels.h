@@ -99,12 +99,25 @@ int ci_cu_sample(ci_cu_stream st, float *logits, int V, const void *rows, int n,
                  float *saved, const int32_t *owners, int nowners, const uint32_t *masks,
                  int any_logprobs, int fast, void *out);
 
+/* What a GEMV does around its product (backend.h's ci_matmul_fused): a
+ * prologue on x (pro: CI_CU_PRO_*; RMSNORM with norm_w [in] F32 and eps;
+ * SWIGLU: x rows of 2 in), and acc: y = round(round(product) + y). A NULL
+ * ci_cu_fuse is none of these. */
+enum { CI_CU_PRO_NONE = 0, CI_CU_PRO_RMSNORM = 1, CI_CU_PRO_SWIGLU = 2 };
+typedef struct ci_cu_fuse {
+    int pro;
+    const float *norm_w;
+    float eps;
+    int acc;
+} ci_cu_fuse;
+
 /* Small-batch GEMV (n <= 2: at n = 4 cuBLASLt is as fast), BF16: y[n][out] = x[n][in] .
- * W[out][in]^T (+ bias, F32), y BF16 or F32 (f32_out). Usable when ci_cu_gemv_ok(n, in). */
+ * W[out][in]^T (+ bias, F32), y BF16 or F32 (f32_out). Usable when ci_cu_gemv_ok(n, in).
+ * Every prologue of f is fused (x is staged per CTA anyway). */
 #define CI_CU_GEMV_MAX_N 2
 int ci_cu_gemv_ok(int n, int64_t in);
 int ci_cu_gemv(ci_cu_stream st, int f32_out, const void *W, const void *x, int n, int in, int out,
-               const float *bias, void *y, int num_sms);
+               const float *bias, void *y, int num_sms, const ci_cu_fuse *f);
 
 /* Quantized weights (cuda_qmatmul.cu); w is a host ci_qweight whose arrays
  * are device memory. y[n][rows] = x[n][cols] . dequant(w)^T (+ bias) for
@@ -116,13 +129,14 @@ struct ci_qweight;
 int ci_cu_qweight_shape_ok(const struct ci_qweight *w);
 /* whether an INT4 weight for BF16 activations may be stored tiled (w->tiled) */
 int ci_cu_qweight_tileable(const struct ci_qweight *w);
+/* acc: y = round(round(product) + y) (ci_cu_fuse's acc) */
 int ci_cu_qgemv(ci_cu_stream st, int bf16, int f32_out, const struct ci_qweight *w, const void *x,
-                int n, const float *bias, void *y, int num_sms);
+                int n, const float *bias, void *y, int num_sms, int acc);
 /* The tensor-core FP8 GEMV (cuda_qgemv_fp8.cu): E4M3 weights, BF16 x, n <= 2;
  * _ok says whether it takes the weight and n. */
 int ci_cu_qgemv_fp8tc_ok(const struct ci_qweight *w, int n, int x_bf16, const void *x);
 int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x,
-                      int n, const float *bias, void *y);
+                      int n, const float *bias, void *y, int acc);
 int ci_cu_qdequant(ci_cu_stream st, int bf16, const struct ci_qweight *w, void *out);
 /* W8A8 activations: x [n][K] -> E4M3 xq [n_pad][K] and f32 scales, one per
  * row and `group` columns (group == K: [n_pad]; else [K/group][n_pad]);

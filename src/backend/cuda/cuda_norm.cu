@@ -46,6 +46,16 @@ template <int VPT>
 __global__ void rmsnorm_vec_kernel(const __nv_bfloat16 *x, __nv_bfloat16 *res,
                                    const float *__restrict__ w, int64_t n, float eps,
                                    __nv_bfloat16 *out) {
+    /* the weights are constant: loaded before the PDL wait, off the
+     * critical path of a decode step's single row */
+    float wv[VPT][8];
+#pragma unroll
+    for (int k = 0; k < VPT; k++) {
+        const float4 *w4 = (const float4 *)(w + (int64_t)(threadIdx.x + k * blockDim.x) * 8);
+        const float4 w0 = __ldg(w4), w1 = __ldg(w4 + 1);
+        wv[k][0] = w0.x, wv[k][1] = w0.y, wv[k][2] = w0.z, wv[k][3] = w0.w;
+        wv[k][4] = w1.x, wv[k][5] = w1.y, wv[k][6] = w1.z, wv[k][7] = w1.w;
+    }
     ci_pdl_trigger();
     ci_pdl_wait();
     __shared__ float red[32];
@@ -88,15 +98,12 @@ __global__ void rmsnorm_vec_kernel(const __nv_bfloat16 *x, __nv_bfloat16 *res,
 #pragma unroll
     for (int k = 0; k < VPT; k++) {
         int i = threadIdx.x + k * blockDim.x;
-        const float4 *w4 = (const float4 *)(w + (int64_t)i * 8);
-        float4 w0 = w4[0], w1 = w4[1];
-        float wv[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
         uint4 r;
         __nv_bfloat162 *rh = (__nv_bfloat162 *)&r;
 #pragma unroll
         for (int j = 0; j < 4; j++)
-            rh[j] = __floats2bfloat162_rn(wv[2 * j] * (v[k][2 * j] * inv),
-                                          wv[2 * j + 1] * (v[k][2 * j + 1] * inv));
+            rh[j] = __floats2bfloat162_rn(wv[k][2 * j] * (v[k][2 * j] * inv),
+                                          wv[k][2 * j + 1] * (v[k][2 * j + 1] * inv));
         o[i] = r;
     }
 }

@@ -55,7 +55,7 @@ __device__ __forceinline__ void ft_tile(float *c, uint4 a, uint4 b, uint4 x0, ui
 template <int N, typename OutT>
 __global__ void __launch_bounds__(FT_WARPS * 32)
     qgemv_fp8tc_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
-                       const float *__restrict__ bias, OutT *__restrict__ y, int gshift) {
+                       const float *__restrict__ bias, OutT *__restrict__ y, int gshift, int acc) {
     extern __shared__ uint4 fxs[]; /* [N][K / 8]: x as f16 * 2^-4 */
     __shared__ float red[FT_WARPS][16][N];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
@@ -111,7 +111,7 @@ __global__ void __launch_bounds__(FT_WARPS * 32)
 #pragma unroll
     for (int i = 0; i < 4; i++)
         tot[i] *= 1.0f / FT_XSCALE;
-    qt_reduce<N, FT_WARPS>(red, tot, r0, out, bias, y);
+    qt_reduce<N, FT_WARPS>(red, tot, r0, out, bias, y, acc);
 }
 
 extern "C" int ci_cu_qgemv_fp8tc_ok(const ci_qweight *w, int n, int x_bf16, const void *x) {
@@ -124,7 +124,7 @@ extern "C" int ci_cu_qgemv_fp8tc_ok(const ci_qweight *w, int n, int x_bf16, cons
 
 template <int N, typename OutT>
 static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias,
-                        void *y) {
+                        void *y, int acc) {
     const size_t smem = (size_t)N * (size_t)w->cols * 2;
     if (smem > 48 * 1024) {
         cudaError_t e = cudaFuncSetAttribute(
@@ -134,16 +134,16 @@ static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, con
     const int gshift = qt_group_shift(w, 64);
     const unsigned grid = (unsigned)((w->rows + 15) / 16);
     ci_cu_launch(qgemv_fp8tc_kernel<N, OutT>, grid, FT_WARPS * 32, smem, st, *w,
-                 (const __nv_bfloat16 *)x, bias, (OutT *)y, gshift);
+                 (const __nv_bfloat16 *)x, bias, (OutT *)y, gshift, acc);
     return cudaGetLastError();
 }
 
 extern "C" int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
-                                 int n, const float *bias, void *y) {
+                                 int n, const float *bias, void *y, int acc) {
     if (!ci_cu_qgemv_fp8tc_ok(w, n, 1, x)) return cudaErrorInvalidValue;
     if (n == 1)
-        return f32_out ? fp8tc_launch<1, float>(st, w, x, bias, y)
-                       : fp8tc_launch<1, __nv_bfloat16>(st, w, x, bias, y);
-    return f32_out ? fp8tc_launch<2, float>(st, w, x, bias, y)
-                   : fp8tc_launch<2, __nv_bfloat16>(st, w, x, bias, y);
+        return f32_out ? fp8tc_launch<1, float>(st, w, x, bias, y, acc)
+                       : fp8tc_launch<1, __nv_bfloat16>(st, w, x, bias, y, acc);
+    return f32_out ? fp8tc_launch<2, float>(st, w, x, bias, y, acc)
+                   : fp8tc_launch<2, __nv_bfloat16>(st, w, x, bias, y, acc);
 }

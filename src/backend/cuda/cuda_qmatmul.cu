@@ -77,7 +77,7 @@ __device__ __forceinline__ void word_values(const ci_qweight &w, int64_t r, cons
 template <int FMT, int N, typename T, typename OutT>
 __global__ void __launch_bounds__(QGEMV_WARPS * 32)
     qgemv_kernel(ci_qweight w, const T *__restrict__ x, const float *__restrict__ bias,
-                 OutT *__restrict__ y) {
+                 OutT *__restrict__ y, int yacc) {
     ci_pdl_trigger();
     ci_pdl_wait();
     constexpr int PER = FMT == CI_QW_INT4 ? 8 : 4; /* weights per 32-bit word */
@@ -103,7 +103,7 @@ __global__ void __launch_bounds__(QGEMV_WARPS * 32)
 #pragma unroll
         for (int n = 0; n < N; n++) {
             float s = ci_warp_sum(acc[n]);
-            if (lane == 0) ci_st(y + (int64_t)n * out, row, bias ? s + bias[row] : s);
+            if (lane == 0) ci_st_out(y + (int64_t)n * out, row, bias ? s + bias[row] : s, yacc);
         }
     }
 }
@@ -210,7 +210,7 @@ __device__ __forceinline__ void qv_chunk(const ci_qweight &w, const T *__restric
 template <int FMT, int N, typename T, typename OutT>
 __global__ void __launch_bounds__(QGEMV_WARPS * 32)
     qgemv_vec_kernel(ci_qweight w, const T *__restrict__ x, const float *__restrict__ bias,
-                     OutT *__restrict__ y, int gshift) {
+                     OutT *__restrict__ y, int gshift, int yacc) {
     constexpr int EPC = FMT == CI_QW_INT4 ? 32 : 16; /* weights per 16-byte chunk */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int K = (int)w.cols, out = (int)w.rows, chunks = K / EPC;
@@ -255,7 +255,7 @@ __global__ void __launch_bounds__(QGEMV_WARPS * 32)
             for (int n = 0; n < N; n++) {
                 float s = ci_warp_sum(acc[i][n]);
                 if (lane == 0 && r0 + i < out)
-                    ci_st(y + (int64_t)n * out, r0 + i, bias ? s + bias[r0 + i] : s);
+                    ci_st_out(y + (int64_t)n * out, r0 + i, bias ? s + bias[r0 + i] : s, yacc);
             }
     }
 }
@@ -273,7 +273,7 @@ __global__ void __launch_bounds__(QGEMV_WARPS * 32)
 template <int FMT, int N, typename T, typename OutT>
 __global__ void __launch_bounds__(QS_THREADS)
     qgemv_split_kernel(ci_qweight w, const T *__restrict__ x, const float *__restrict__ bias,
-                       OutT *__restrict__ y, int gshift, int tpr) {
+                       OutT *__restrict__ y, int gshift, int tpr, int yacc) {
     constexpr int EPC = FMT == CI_QW_INT4 ? 32 : 16;
     __shared__ float red[QS_THREADS / 32][QV_ROWS * N];
     const int K = (int)w.cols, out = (int)w.rows, chunks = K / EPC;
@@ -326,7 +326,8 @@ __global__ void __launch_bounds__(QS_THREADS)
         const int i = t / N, n = t % N;
         float s = 0.0f;
         for (int k = 0; k < wpg; k++) s += red[grp * wpg + k][t];
-        if (r0 + i < out) ci_st(y + (int64_t)n * out, r0 + i, bias ? s + bias[r0 + i] : s);
+        if (r0 + i < out)
+            ci_st_out(y + (int64_t)n * out, r0 + i, bias ? s + bias[r0 + i] : s, yacc);
     }
 }
 
@@ -448,7 +449,7 @@ __device__ __forceinline__ void qt_step(float *tot, const qt_rows &r, const qt_i
 template <int N, typename OutT>
 __global__ void __launch_bounds__(QT_WARPS * 32)
     qgemv_tc_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
-                    const float *__restrict__ bias, OutT *__restrict__ y, int gshift) {
+                    const float *__restrict__ bias, OutT *__restrict__ y, int gshift, int acc) {
     __shared__ float red[QT_WARPS][16][N];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int K = (int)w.cols, out = (int)w.rows, tiles = K / 128, r0 = blockIdx.x * 16;
@@ -476,7 +477,7 @@ __global__ void __launch_bounds__(QT_WARPS * 32)
             qt_step(tot, rows, it[u], kt0 + u * QT_WARPS);
         }
     }
-    qt_reduce<N, QT_WARPS>(red, tot, r0, out, bias, y);
+    qt_reduce<N, QT_WARPS>(red, tot, r0, out, bias, y, acc);
 }
 
 /* ---- "tc2": the same tiles, 4 warps per CTA, each warp's tiles
@@ -489,7 +490,7 @@ __global__ void __launch_bounds__(QT_WARPS * 32)
 template <int N, typename OutT>
 __global__ void __launch_bounds__(Q2_WARPS * 32)
     qgemv_tc2_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
-                     const float *__restrict__ bias, OutT *__restrict__ y, int gshift) {
+                     const float *__restrict__ bias, OutT *__restrict__ y, int gshift, int acc) {
     __shared__ float red[Q2_WARPS][16][N];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int K = (int)w.cols, out = (int)w.rows, tiles = K / 128, r0 = blockIdx.x * 16;
@@ -519,7 +520,7 @@ __global__ void __launch_bounds__(Q2_WARPS * 32)
         load(q0, i + 6);
         load(q1, i + 7);
     }
-    qt_reduce<N, Q2_WARPS>(red, tot, r0, out, bias, y);
+    qt_reduce<N, Q2_WARPS>(red, tot, r0, out, bias, y, acc);
 }
 
 /* The tensor-core GEMV's preconditions: INT4, BF16 x, no act order, whole
@@ -618,13 +619,13 @@ static int qs_tpr(int64_t chunks) {
 
 template <int FMT, int N, typename T>
 static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
-                        const float *bias, void *y, int num_sms) {
+                        const float *bias, void *y, int num_sms, int acc) {
     if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
     /* FP8 on the tensor cores: tc / tc2, and auto where cvt.e4m3x2 is an
      * instruction (sm_89+; older GPUs would emulate it) */
     if (FMT == CI_QW_FP8 && (g_qgemv >= 4 || (g_qgemv == 3 && fp8_cvt_native())) &&
         ci_cu_qgemv_fp8tc_ok(w, N, sizeof(T) == 2, x))
-        return ci_cu_qgemv_fp8tc(st, f32_out, w, x, N, bias, y);
+        return ci_cu_qgemv_fp8tc(st, f32_out, w, x, N, bias, y, acc);
     /* a tiled weight (cuda_qweight.c) runs only on the tensor-core kernels */
     if (w->tiled && !qt_ok(w, x, (int)sizeof(T))) return cudaErrorInvalidValue;
     if ((g_qgemv >= 3 || w->tiled) && FMT == CI_QW_INT4 && qt_ok(w, x, (int)sizeof(T))) {
@@ -637,16 +638,16 @@ static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const
         const int two = g_qgemv == 5 || (g_qgemv == 3 && (w->rows + 15) / 16 >= 4 * num_sms);
         if (two && f32_out)
             ci_cu_launch(qgemv_tc2_kernel<N, float>, grid, Q2_WARPS * 32, 0, st, *w, xb, bias,
-                         (float *)y, gshift);
+                         (float *)y, gshift, acc);
         else if (two)
             ci_cu_launch(qgemv_tc2_kernel<N, __nv_bfloat16>, grid, Q2_WARPS * 32, 0, st, *w, xb,
-                         bias, (__nv_bfloat16 *)y, gshift);
+                         bias, (__nv_bfloat16 *)y, gshift, acc);
         else if (f32_out)
             ci_cu_launch(qgemv_tc_kernel<N, float>, grid, QT_WARPS * 32, 0, st, *w, xb, bias,
-                         (float *)y, gshift);
+                         (float *)y, gshift, acc);
         else
             ci_cu_launch(qgemv_tc_kernel<N, __nv_bfloat16>, grid, QT_WARPS * 32, 0, st, *w, xb,
-                         bias, (__nv_bfloat16 *)y, gshift);
+                         bias, (__nv_bfloat16 *)y, gshift, acc);
         return cudaGetLastError();
     }
     if (g_qgemv != 2 && qv_ok(w, x, (int)sizeof(T))) {
@@ -663,54 +664,55 @@ static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const
             const unsigned grid = (unsigned)((w->rows + per - 1) / per);
             if (f32_out)
                 ci_cu_launch(qgemv_split_kernel<FMT, N, T, float>, grid, QS_THREADS, 0, st, *w,
-                             (const T *)x, bias, (float *)y, gshift, tpr);
+                             (const T *)x, bias, (float *)y, gshift, tpr, acc);
             else
                 ci_cu_launch(qgemv_split_kernel<FMT, N, T, __nv_bfloat16>, grid, QS_THREADS, 0, st,
-                             *w, (const T *)x, bias, (__nv_bfloat16 *)y, gshift, tpr);
+                             *w, (const T *)x, bias, (__nv_bfloat16 *)y, gshift, tpr, acc);
             return cudaGetLastError();
         }
         int64_t per = QGEMV_WARPS * QV_ROWS, want = (w->rows + per - 1) / per;
         if (want > (int64_t)num_sms * 8) want = (int64_t)num_sms * 8;
         if (f32_out)
             ci_cu_launch(qgemv_vec_kernel<FMT, N, T, float>, (unsigned)want, QGEMV_WARPS * 32, 0,
-                         st, *w, (const T *)x, bias, (float *)y, gshift);
+                         st, *w, (const T *)x, bias, (float *)y, gshift, acc);
         else
             ci_cu_launch(qgemv_vec_kernel<FMT, N, T, __nv_bfloat16>, (unsigned)want,
                          QGEMV_WARPS * 32, 0, st, *w, (const T *)x, bias, (__nv_bfloat16 *)y,
-                         gshift);
+                         gshift, acc);
         return cudaGetLastError();
     }
     int64_t want = (w->rows + QGEMV_WARPS - 1) / QGEMV_WARPS;
     if (want > (int64_t)num_sms * 8) want = (int64_t)num_sms * 8;
     if (f32_out)
         ci_cu_launch(qgemv_kernel<FMT, N, T, float>, (unsigned)want, QGEMV_WARPS * 32, 0, st, *w,
-                     (const T *)x, bias, (float *)y);
+                     (const T *)x, bias, (float *)y, acc);
     else
         ci_cu_launch(qgemv_kernel<FMT, N, T, __nv_bfloat16>, (unsigned)want, QGEMV_WARPS * 32, 0,
-                     st, *w, (const T *)x, bias, (__nv_bfloat16 *)y);
+                     st, *w, (const T *)x, bias, (__nv_bfloat16 *)y, acc);
     return cudaGetLastError();
 }
 
 template <int FMT, typename T>
 static int qgemv_n(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x, int n,
-                   const float *bias, void *y, int num_sms) {
+                   const float *bias, void *y, int num_sms, int acc) {
     switch (n) {
-    case 1: return qgemv_launch<FMT, 1, T>(st, f32_out, w, x, bias, y, num_sms);
-    case 2: return qgemv_launch<FMT, 2, T>(st, f32_out, w, x, bias, y, num_sms);
-    case 3: return qgemv_launch<FMT, 3, T>(st, f32_out, w, x, bias, y, num_sms);
-    case 4: return qgemv_launch<FMT, 4, T>(st, f32_out, w, x, bias, y, num_sms);
+    case 1: return qgemv_launch<FMT, 1, T>(st, f32_out, w, x, bias, y, num_sms, acc);
+    case 2: return qgemv_launch<FMT, 2, T>(st, f32_out, w, x, bias, y, num_sms, acc);
+    case 3: return qgemv_launch<FMT, 3, T>(st, f32_out, w, x, bias, y, num_sms, acc);
+    case 4: return qgemv_launch<FMT, 4, T>(st, f32_out, w, x, bias, y, num_sms, acc);
     }
     return cudaErrorInvalidValue;
 }
 
 extern "C" int ci_cu_qgemv(ci_cu_stream st, int bf16, int f32_out, const ci_qweight *w,
-                           const void *x, int n, const float *bias, void *y, int num_sms) {
+                           const void *x, int n, const float *bias, void *y, int num_sms, int acc) {
     if (n < 1 || n > CI_CU_QGEMV_MAX_N || !ci_cu_qweight_shape_ok(w)) return cudaErrorInvalidValue;
     if (w->format == CI_QW_INT4)
-        return bf16 ? qgemv_n<CI_QW_INT4, __nv_bfloat16>(st, f32_out, w, x, n, bias, y, num_sms)
-                    : qgemv_n<CI_QW_INT4, float>(st, f32_out, w, x, n, bias, y, num_sms);
-    return bf16 ? qgemv_n<CI_QW_FP8, __nv_bfloat16>(st, f32_out, w, x, n, bias, y, num_sms)
-                : qgemv_n<CI_QW_FP8, float>(st, f32_out, w, x, n, bias, y, num_sms);
+        return bf16
+                   ? qgemv_n<CI_QW_INT4, __nv_bfloat16>(st, f32_out, w, x, n, bias, y, num_sms, acc)
+                   : qgemv_n<CI_QW_INT4, float>(st, f32_out, w, x, n, bias, y, num_sms, acc);
+    return bf16 ? qgemv_n<CI_QW_FP8, __nv_bfloat16>(st, f32_out, w, x, n, bias, y, num_sms, acc)
+                : qgemv_n<CI_QW_FP8, float>(st, f32_out, w, x, n, bias, y, num_sms, acc);
 }
 
 extern "C" int ci_cu_qdequant(ci_cu_stream st, int bf16, const ci_qweight *w, void *out) {

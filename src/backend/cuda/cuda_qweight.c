@@ -211,7 +211,7 @@ void ci_cuda_qweight_free(ci_backend *be, ci_tensor *w) {
 }
 
 ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
-                          const ci_tensor *bias, ci_tensor *y) {
+                          const ci_tensor *bias, ci_tensor *y, int acc) {
     ci_cuda *c = ci_cuda_of(be);
     const ci_qweight *q = w->data;
     if (x->cols != w->cols || y->cols != w->rows || y->rows < x->rows)
@@ -231,11 +231,13 @@ ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w
     if (x->rows <= CI_CU_QGEMV_MAX_N) {
         CI_CU_LAUNCH("qgemv",
                      ci_cu_qgemv((ci_cu_stream)c->stream, ci_cu_bf16(x->dtype), y->dtype == CI_F32,
-                                 q, x->data, (int)x->rows, b, y->data, c->num_sms));
+                                 q, x->data, (int)x->rows, b, y->data, c->num_sms, acc));
         return ci_ok();
     }
     const cu_qw *cq = w->data;
     if (cq->fp8 && x->rows >= CI_QW_ACT_MIN_ROWS) {
+        if (acc) /* the fused op's rows stay below CI_QW_ACT_MIN_ROWS */
+            return ci_errorf(CI_ERR_UNSUPPORTED, "cuda qmatmul: accumulate with FP8 activations");
         /* W8A8: activations to E4M3 (per row, or per row and 128 columns,
          * rows padded to 4 for the block scales), then the FP8 GEMM; the
          * output goes through the scratch when y has no room for the pad */
@@ -266,5 +268,5 @@ ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w
     CI_CU_LAUNCH("qdequant",
                  ci_cu_qdequant((ci_cu_stream)c->stream, ci_cu_bf16(x->dtype), q, c->qscratch));
     ci_tensor dense = {c->qscratch, x->dtype, w->rows, w->cols};
-    return ci_cuda_matmul(be, x, &dense, bias, y);
+    return ci_cuda_matmul(be, x, &dense, bias, y, acc);
 }

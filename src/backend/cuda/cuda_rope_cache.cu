@@ -34,17 +34,35 @@ __global__ void rope_cache_kernel(T *qkv, int H, int KV, int hd, const float *__
                                   int rot, int neox, const int32_t *__restrict__ positions,
                                   const int32_t *__restrict__ slots, TC *kc, TC *vc, int bs,
                                   float kscale, float vscale) {
-    ci_pdl_trigger();
-    ci_pdl_wait();
     const int t = blockIdx.x, lane = threadIdx.x & 31;
     const int h = blockIdx.y * ROPE_WARPS + (threadIdx.x >> 5);
+    const int half = rot / 2;
+    /* before the PDL wait: the token's position and slot (host uploads that
+     * precede the forward's first kernel, which every kernel here starts
+     * after) and its cos/sin (a constant table) for the lane's first
+     * RP_U pairs: a decode step's rope then costs one round trip (q/k),
+     * not three (position, then cos/sin, then q/k) */
+    constexpr int RP_U = 4;
+    int32_t pos = 0, slot = -1;
+    float cr[RP_U], sr[RP_U];
+    if (h < H + KV) {
+        pos = positions[t];
+        slot = slots[t];
+        const float *cs = cos_sin + (int64_t)pos * rot;
+#pragma unroll
+        for (int u = 0; u < RP_U; u++) {
+            const int i = lane + 32 * u;
+            cr[u] = i < half ? __ldg(cs + i) : 0.0f;
+            sr[u] = i < half ? __ldg(cs + half + i) : 0.0f;
+        }
+    }
+    ci_pdl_trigger();
+    ci_pdl_wait();
     if (h >= H + KV) return;
     int64_t stride = (int64_t)(H + 2 * KV) * hd;
     T *row = qkv + (int64_t)t * stride;
     T *x = row + (int64_t)h * hd;
-    const int half = rot / 2;
-    const float *cs = cos_sin + (int64_t)positions[t] * rot;
-    const int32_t slot = slots[t];
+    const float *cs = cos_sin + (int64_t)pos * rot;
     const int g = h - H; /* kv head, when h >= H */
     TC *kdst = nullptr, *vdst = nullptr;
     if (g >= 0 && slot >= 0) {
@@ -53,9 +71,9 @@ __global__ void rope_cache_kernel(T *qkv, int H, int KV, int hd, const float *__
         kdst = kc + cbase;
         vdst = vc + cbase;
     }
-    for (int i = lane; i < half; i += 32) {
+    auto pair = [&](int i, float c, float s) {
         int i1 = neox ? i : 2 * i, i2 = neox ? i + half : 2 * i + 1;
-        float x1 = ci_ld(x, i1), x2 = ci_ld(x, i2), c = cs[i], s = cs[half + i];
+        float x1 = ci_ld(x, i1), x2 = ci_ld(x, i2);
         float y1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
         float y2 = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
         ci_st(x, i1, y1);
@@ -64,7 +82,12 @@ __global__ void rope_cache_kernel(T *qkv, int H, int KV, int hd, const float *__
             kv_st(kdst, i1, y1, kscale);
             kv_st(kdst, i2, y2, kscale);
         }
-    }
+    };
+#pragma unroll
+    for (int u = 0; u < RP_U; u++)
+        if (lane + 32 * u < half) pair(lane + 32 * u, cr[u], sr[u]);
+    for (int i = lane + 32 * RP_U; i < half; i += 32)
+        pair(i, cs[i], cs[half + i]);
     if (!kdst) return;
     for (int d = rot + lane; d < hd; d += 32) kv_st(kdst, d, ci_ld(x, d), kscale); /* unrotated */
     const T *v = row + (int64_t)(H + KV + g) * hd;

@@ -205,7 +205,6 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
                           int nsplit, float *__restrict__ part_o, float2 *__restrict__ part_ml,
                           float vscale = 1.0f, unsigned *__restrict__ cnt = nullptr) {
     ci_pdl_trigger();
-    ci_pdl_wait();
     constexpr int NC = HD / 32;            /* 8-dim (16-byte bf16/f16) chunks per lane per key row */
     constexpr int NL = FP8 ? NC / 2 : NC;  /* 16-byte loads per lane per key row */
     constexpr int ESZ = FP8 ? 1 : 2;       /* cache bytes per element */
@@ -226,6 +225,15 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
     const int tb = t0 + z * tps, te = tb + tps < tend ? tb + tps : tend;
     const int64_t sh0 = (int64_t)s * H + (int64_t)g * G; /* (seq, first head) for the workspace */
     __nv_bfloat16 *orow = out + ((int64_t)t * H + (int64_t)g * G) * HD;
+    /* the batch metadata above (host uploads, which precede the forward's
+     * first kernel) is read before the PDL wait, and the block-table entry
+     * of the warp's first tile is fetched: the chain qstart -> position ->
+     * block table is off the critical path; the cache itself (the current
+     * token's K/V was just written) and q only after the wait */
+    if (tb + w < te)
+        asm volatile("prefetch.global.L1 [%0];" ::"l"(btab + (int64_t)s * mbps +
+                                                      ((tb + w) * CI_DEC_TILE) / bs));
+    ci_pdl_wait();
     if (tb >= te) { /* no keys in this split (or an empty context) */
         if (nsplit > 1) {
             for (int gi = tid; gi < G; gi += CI_DEC_THREADS)

@@ -37,10 +37,11 @@ __device__ __forceinline__ void qt_mma(float *c, uint32_t a0, uint32_t a1, uint3
 
 /* The CTA's 16 rows: each warp's C fragment ((row g, col 2t), (row g,
  * col 2t + 1), (row g + 8, ...)) into red, summed over the W warps; the
- * first 16 N threads add the bias and store. */
+ * first 16 N threads add the bias and store (acc: add into y, ci_st_out). */
 template <int N, int W, typename OutT>
 __device__ __forceinline__ void qt_reduce(float (*red)[16][N], const float *tot, int r0, int out,
-                                          const float *__restrict__ bias, OutT *__restrict__ y) {
+                                          const float *__restrict__ bias, OutT *__restrict__ y,
+                                          int acc) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     if (2 * t < N) {
         red[warp][g][2 * t] = tot[0];
@@ -57,7 +58,8 @@ __device__ __forceinline__ void qt_reduce(float (*red)[16][N], const float *tot,
 #pragma unroll
         for (int k = 0; k < W; k++)
             sum += red[k][r][n];
-        if (r0 + r < out) ci_st(y + (int64_t)n * out, r0 + r, bias ? sum + bias[r0 + r] : sum);
+        if (r0 + r < out)
+            ci_st_out(y + (int64_t)n * out, r0 + r, bias ? sum + bias[r0 + r] : sum, acc);
     }
 }
 

@@ -1,0 +1,148 @@
+/* gemv_prologue.cuh — the fused matmul's prologue for GEMVs that stage x in
+ * shared memory once per CTA (cuda_gemv.cu's BF16 GEMV, the FP8 tensor-core
+ * GEMV): instead of copying x, the CTA computes the product's input from
+ * it, so a decode step's RMSNorm and SwiGLU need no kernel of their own.
+ *
+ * The arithmetic is the standalone kernels' (cuda_norm.cu's
+ * rmsnorm_vec_kernel, cuda_elementwise.cu's swiglu_vec_kernel): f32 math,
+ * each value rounded to BF16 as they store it. The norm's sum of squares
+ * is each thread's 16-byte vectors t, t + blockDim, ... in order, then
+ * ci_block_sum: the standalone kernel's order whenever it runs one vector
+ * (or the same vectors) per thread, so the values are bit-identical there
+ * (Llama-3-8B's 4096: 512 threads of one vector in both). Each CTA reads
+ * x (and the norm weights) from L2: n x K x 2 (+ 4 K) bytes. */
+#ifndef CINFER_BACKEND_CUDA_GEMV_PROLOGUE_CUH
+#define CINFER_BACKEND_CUDA_GEMV_PROLOGUE_CUH
+
+#include "backend/cuda/cuda_common.cuh"
+
+__device__ __forceinline__ void ci_bf16x8(const uint4 &a, float *v) {
+    const __nv_bfloat162 *ah = (const __nv_bfloat162 *)&a;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        float2 fa = __bfloat1622float2(ah[j]);
+        v[2 * j] = fa.x;
+        v[2 * j + 1] = fa.y;
+    }
+}
+
+/* out = bf16(w * (v * inv)) for 8 values */
+__device__ __forceinline__ uint4 ci_norm8(const uint4 &a, const float *w, float inv) {
+    float v[8];
+    ci_bf16x8(a, v);
+    uint4 o;
+    __nv_bfloat162 *oh = (__nv_bfloat162 *)&o;
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+        oh[j] =
+            __floats2bfloat162_rn(w[2 * j] * (v[2 * j] * inv), w[2 * j + 1] * (v[2 * j + 1] * inv));
+    return o;
+}
+
+/* The prologue of a CTA: pre() before the PDL wait loads the thread's norm
+ * weights (constant data) into registers, so after the wait a norm costs
+ * one read of x (kept in registers: VMAX vectors per thread, K <= 8 VMAX
+ * blockDim) and the block's sum, the same round trip as copying x. Larger K
+ * takes a loop that reads x twice. */
+template <int N, int VMAX> struct ci_pro {
+    float w[VMAX][8];
+
+    __device__ __forceinline__ void pre(const ci_cu_fuse &f, int K) {
+        const int kv = K / 8;
+        if (f.pro != CI_CU_PRO_RMSNORM || kv > VMAX * (int)blockDim.x) return;
+#pragma unroll
+        for (int k = 0; k < VMAX; k++) {
+            const int i = threadIdx.x + k * blockDim.x;
+            if (i < kv) {
+                const float4 *w4 = (const float4 *)(f.norm_w + (int64_t)i * 8);
+                const float4 w0 = __ldg(w4), w1 = __ldg(w4 + 1);
+                w[k][0] = w0.x, w[k][1] = w0.y, w[k][2] = w0.z, w[k][3] = w0.w;
+                w[k][4] = w1.x, w[k][5] = w1.y, w[k][6] = w1.z, w[k][7] = w1.w;
+            }
+        }
+    }
+
+    /* For each 16-byte vector e of the input [N][K / 8] (BF16), emit(e, v)
+     * with its 8 values; the block's threads share the vectors. x is [N][K]
+     * (NONE, RMSNORM) or [N][2K] (SWIGLU); red: 32 floats of shared memory.
+     * The caller synchronizes before reading what emit wrote. */
+    template <typename Emit>
+    __device__ __forceinline__ void stage(const ci_cu_fuse &f, const __nv_bfloat16 *x, int K,
+                                          float *red, Emit emit) {
+        const int kv = K / 8;
+        const uint4 *xg = (const uint4 *)x;
+        if (f.pro == CI_CU_PRO_SWIGLU) {
+            for (int e = threadIdx.x; e < N * kv; e += blockDim.x) {
+                const int n = e / kv, i = e - n * kv;
+                const uint4 g = xg[(int64_t)n * 2 * kv + i], u = xg[(int64_t)n * 2 * kv + kv + i];
+                emit(e, ci_swiglu8(g, u));
+            }
+            return;
+        }
+        if (f.pro != CI_CU_PRO_RMSNORM) {
+            for (int e = threadIdx.x; e < N * kv; e += blockDim.x)
+                emit(e, xg[e]);
+            return;
+        }
+        if (kv <= VMAX * (int)blockDim.x) { /* x in registers, weights from pre() */
+            uint4 xr[N][VMAX];
+            float ss[N];
+#pragma unroll
+            for (int n = 0; n < N; n++) {
+                ss[n] = 0.0f;
+#pragma unroll
+                for (int k = 0; k < VMAX; k++) {
+                    const int i = threadIdx.x + k * blockDim.x;
+                    xr[n][k] = i < kv ? xg[(int64_t)n * kv + i] : make_uint4(0, 0, 0, 0);
+                }
+            }
+#pragma unroll
+            for (int n = 0; n < N; n++) {
+#pragma unroll
+                for (int k = 0; k < VMAX; k++) {
+                    float v[8];
+                    ci_bf16x8(xr[n][k], v);
+#pragma unroll
+                    for (int j = 0; j < 8; j++)
+                        ss[n] += v[j] * v[j];
+                }
+                ss[n] = ci_block_sum(ss[n], red);
+                const float inv = rsqrtf(ss[n] / (float)K + f.eps);
+#pragma unroll
+                for (int k = 0; k < VMAX; k++) {
+                    const int i = threadIdx.x + k * blockDim.x;
+                    if (i < kv) emit(n * kv + i, ci_norm8(xr[n][k], w[k], inv));
+                }
+            }
+            return;
+        }
+        for (int n = 0; n < N; n++) {
+            float ss = 0.0f;
+            for (int i = threadIdx.x; i < kv; i += blockDim.x) {
+                float v[8];
+                ci_bf16x8(xg[(int64_t)n * kv + i], v);
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    ss += v[j] * v[j];
+            }
+            ss = ci_block_sum(ss, red);
+            const float inv = rsqrtf(ss / (float)K + f.eps);
+            for (int i = threadIdx.x; i < kv; i += blockDim.x) {
+                const float4 *w4 = (const float4 *)(f.norm_w + (int64_t)i * 8);
+                const float4 w0 = w4[0], w1 = w4[1];
+                const float wv[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
+                emit(n * kv + i, ci_norm8(xg[(int64_t)n * kv + i], wv, inv));
+            }
+        }
+    }
+};
+
+/* whether ci_pro takes f for x (16-byte aligned BF16 rows of K % 8
+ * == 0 elements; the norm weights 16-byte aligned) */
+static inline int ci_pro_ok(const ci_cu_fuse *f, const void *x, int64_t K) {
+    if (K % 8 || ((uintptr_t)x & 15)) return 0;
+    if (f && f->pro == CI_CU_PRO_RMSNORM && ((uintptr_t)f->norm_w & 15)) return 0;
+    return 1;
+}
+
+#endif

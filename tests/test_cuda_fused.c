@@ -1,0 +1,233 @@
+/* test_cuda_fused.c — the CUDA backend's fused matmul op (backend.h's
+ * ci_matmul_fused: RMSNorm / SwiGLU prologue, product, accumulate into y)
+ * against the classic ops run one after another on the same backend:
+ * rmsnorm or swiglu into a tensor, matmul, and the add done here on the
+ * host (round(round(product) + y), as an unfused step stores it).
+ *
+ * Exact (bit for bit) wherever both sides run the same arithmetic: dense
+ * BF16 weights on the BF16 GEMV (its staged prologue sums the norm in the
+ * standalone kernel's order for these widths) and quantized weights (the
+ * prologue's own kernel, the quantized GEMV storing with acc). F32 mode
+ * accumulates through cuBLASLt's beta = 1, a single rounding of the same
+ * sum: within 1e-6 there, and every case is also held against the CPU
+ * backend's ops. Skips (exit 77) without CUDA or without a GPU. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda.h"
+#include "qweight_test.h"
+#include "test.h"
+#include "util/half.h"
+
+#ifndef CINFER_HAVE_CUDA
+int main(void) {
+    test_skip("built without CUDA");
+    return 77;
+}
+#else
+
+static ci_backend *gpu;
+static int bf;
+
+static float rd(float f) {
+    return bf ? ci_bf16_to_f32(ci_f32_to_bf16(f)) : f;
+}
+
+static void put(ci_tensor *t, const float *v, int64_t n) {
+    size_t esz = ci_dtype_size(t->dtype);
+    void *buf = malloc(esz * (size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+        if (t->dtype == CI_BF16)
+            ((uint16_t *)buf)[i] = ci_f32_to_bf16(v[i]);
+        else
+            ((float *)buf)[i] = v[i];
+    }
+    CHECK_OK(gpu->ops->to_device(gpu, t->data, buf, esz * (size_t)n));
+    free(buf);
+}
+static float *get(const ci_tensor *t, int64_t n) {
+    size_t esz = ci_dtype_size(t->dtype);
+    void *buf = malloc(esz * (size_t)n);
+    CHECK_OK(gpu->ops->to_host(gpu, buf, t->data, esz * (size_t)n));
+    float *f = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++)
+        f[i] = t->dtype == CI_BF16 ? ci_bf16_to_f32(((uint16_t *)buf)[i]) : ((float *)buf)[i];
+    free(buf);
+    return f;
+}
+static ci_tensor act(int64_t rows, int64_t cols, const float *v) {
+    ci_tensor t;
+    CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, rows, cols, &t));
+    if (v) put(&t, v, rows * cols);
+    return t;
+}
+static float *host_rand(int64_t n, float scale) {
+    float *p = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++)
+        p[i] = rd(frand() * scale);
+    return p;
+}
+/* an F32 weight-side tensor (norm weights, biases) */
+static ci_tensor vec_f32(int64_t n, float base) {
+    ci_tensor t;
+    float *v = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++)
+        v[i] = base + 0.5f * frand();
+    CHECK_OK(gpu->ops->weight_alloc(gpu, CI_F32, 1, n, &t));
+    CHECK_OK(gpu->ops->weight_write(gpu, &t, 0, v, CI_F32, 1));
+    free(v);
+    return t;
+}
+
+/* One case: w [out][K] (already on the device), n rows, a prologue, with
+ * or without bias and accumulate. exact: the two sides must agree bit for
+ * bit (else within tol, norm-wise). */
+static void run_case(const char *what, ci_tensor *w, int n, ci_mm_prologue pro, int bias, int acc,
+                     int exact) {
+    const int64_t K = w->cols, out = w->rows, xc = pro == CI_MM_PRO_SWIGLU ? 2 * K : K;
+    float *xv = host_rand(n * xc, 2.0f), *yv = host_rand(n * out, 4.0f);
+    ci_tensor x = act(n, xc, xv), y = act(n, out, yv), scratch = act(n, K, NULL);
+    ci_tensor t = act(n, K, NULL), p = act(n, out, NULL);
+    ci_tensor nw = vec_f32(K, 1.0f), b = vec_f32(out, 0.0f);
+    ci_matmul_fused a = {.x = &x,
+                         .pro = pro,
+                         .norm_w = &nw,
+                         .eps = 1e-5f,
+                         .w = w,
+                         .bias = bias ? &b : NULL,
+                         .accumulate = acc,
+                         .y = &y,
+                         .scratch = &scratch};
+    CHECK_OK(gpu->ops->matmul_fused(gpu, &a));
+    /* the classic ops */
+    ci_tensor *in = &x;
+    if (pro == CI_MM_PRO_RMSNORM) {
+        CHECK_OK(gpu->ops->rmsnorm(gpu, &x, NULL, &nw, 1e-5f, &t));
+        in = &t;
+    } else if (pro == CI_MM_PRO_SWIGLU) {
+        CHECK_OK(gpu->ops->swiglu(gpu, &x, &t));
+        in = &t;
+    }
+    CHECK_OK(gpu->ops->matmul(gpu, in, w, bias ? &b : NULL, &p));
+    float *got = get(&y, n * out), *pv = get(&p, n * out);
+    double num = 0, den = 0;
+    int64_t diff = 0;
+    for (int64_t i = 0; i < n * out; i++) {
+        float want = acc ? rd(pv[i] + yv[i]) : pv[i];
+        double d = (double)got[i] - want;
+        if (!(d == d)) d = INFINITY;
+        diff += got[i] != want;
+        num += d * d;
+        den += (double)want * want;
+    }
+    double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+    if (exact)
+        CHECKF(diff == 0,
+               "[%s] %s n=%d pro %d bias %d acc %d: %lld of %lld values differ (rel %.3g)",
+               bf ? "bf16" : "f32", what, n, (int)pro, bias, acc, (long long)diff,
+               (long long)(n * out), rel);
+    else
+        CHECKF(rel <= (bf ? 1e-2 : 1e-6), "[%s] %s n=%d pro %d acc %d: rel err %.3g",
+               bf ? "bf16" : "f32", what, n, (int)pro, acc, rel);
+    free(got);
+    free(pv);
+    free(xv);
+    free(yv);
+    ci_tensor *all[] = {&x, &y, &scratch, &t, &p};
+    for (int i = 0; i < 5; i++)
+        ci_tensor_free(gpu, all[i]);
+    ci_tensor_free(gpu, &nw);
+    ci_tensor_free(gpu, &b);
+}
+
+static void dense_cases(void) {
+    /* {out, K}: Llama-3-8B's qkv / o widths, tinyqwen2's 256 / 768, a
+     * 14336-wide down, and K = 1000 (no 16-byte rows: cuBLASLt) */
+    const int64_t shapes[][2] = {{1536, 4096}, {512, 1024}, {384, 256}, {256, 14336}, {300, 1000}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int64_t out = shapes[s][0], K = shapes[s][1];
+        float *wv = host_rand(out * K, 0.05f);
+        ci_tensor w;
+        CHECK_OK(gpu->ops->weight_alloc(gpu, CI_F32, out, K, &w));
+        CHECK_OK(gpu->ops->weight_write(gpu, &w, 0, wv, CI_F32, out));
+        free(wv);
+        char what[64];
+        snprintf(what, sizeof what, "dense %lldx%lld", (long long)out, (long long)K);
+        for (int n = 1; n <= 2; n++)
+            for (int pro = 0; pro < 3; pro++) {
+                if (pro == CI_MM_PRO_RMSNORM && K > 4096) continue;
+                for (int acc = 0; acc < 2; acc++)
+                    run_case(what, &w, n, (ci_mm_prologue)pro, acc ^ (pro == 1), acc,
+                             bf && K % 8 == 0);
+            }
+        ci_tensor_free(gpu, &w);
+    }
+}
+
+static void quant_cases(void) {
+    /* every quantized layout of the quantized-matmul tests (qweight_test.h):
+     * tensor-core, vectorized, split and scalar GEMVs, tiled INT4 in BF16 */
+    for (size_t k = 0; k < QWT_NCASES; k++) {
+        ci_qweight h = make_case(&k_qwt_cases[k]);
+        ci_tensor w;
+        CHECK_OK(gpu->ops->qweight_create(gpu, &h, &w));
+        for (int n = 1; n <= 2; n++)
+            for (int pro = 0; pro < 3; pro++)
+                run_case(k_qwt_cases[k].what, &w, n, (ci_mm_prologue)pro, pro == 0, 1, 1);
+        gpu->ops->qweight_free(gpu, &w);
+        free_qw(&h);
+    }
+}
+
+/* bad arguments are errors, not launches */
+static void errors(void) {
+    ci_tensor w, x = act(1, 100, NULL), y = act(1, 64, NULL), y3 = act(3, 64, NULL);
+    ci_tensor x3 = act(3, 64, NULL), nw = vec_f32(50, 1.0f);
+    CHECK_OK(gpu->ops->weight_alloc(gpu, CI_F32, 64, 64, &w));
+    ci_matmul_fused a = {.x = &x, .w = &w, .y = &y};
+    CHECK(gpu->ops->matmul_fused(gpu, &a).code == CI_ERR_INVALID); /* x is 100 wide */
+    a.x = &x3;
+    a.y = &y3;
+    CHECK(gpu->ops->matmul_fused(gpu, &a).code == CI_ERR_INVALID); /* 3 rows */
+    ci_tensor x1 = act(1, 64, NULL);
+    a.x = &x1;
+    a.y = &y;
+    a.pro = CI_MM_PRO_RMSNORM;
+    a.norm_w = &nw;
+    a.scratch = &x1;
+    CHECK(gpu->ops->matmul_fused(gpu, &a).code == CI_ERR_INVALID); /* norm weight of 50 */
+    a.pro = CI_MM_PRO_SWIGLU;
+    CHECK(gpu->ops->matmul_fused(gpu, &a).code == CI_ERR_INVALID); /* swiglu needs 128 wide */
+    ci_tensor *all[] = {&x, &y, &y3, &x3, &x1};
+    for (int i = 0; i < 5; i++)
+        ci_tensor_free(gpu, all[i]);
+    ci_tensor_free(gpu, &w);
+    ci_tensor_free(gpu, &nw);
+}
+
+int main(void) {
+    if (ci_cuda_device_count() <= 0) test_skip("no CUDA device");
+    for (int m = 0; m < 2; m++) {
+        ci_backend_options o = {0, 0, m == 0 ? CI_ACT_BF16 : CI_ACT_F32};
+        setenv("CINFER_FUSE", "1", 1); /* the op is opt-in */
+        ci_status s = ci_backend_create("cuda", &o, &gpu);
+        unsetenv("CINFER_FUSE");
+        CHECK_OK(s);
+        if (s.code) break;
+        bf = gpu->act_dtype == CI_BF16;
+        CHECK(gpu->ops->matmul_fused && gpu->ops->matmul_fused_rows(gpu) == 2);
+        int f0 = test_failed_;
+        dense_cases();
+        quant_cases();
+        errors();
+        CHECK_OK(gpu->ops->sync(gpu));
+        printf("[%s] fused matmul vs classic ops: %d failures\n", bf ? "bf16" : "f32",
+               test_failed_ - f0);
+        ci_backend_destroy(gpu);
+        gpu = NULL;
+    }
+    return test_finish("test_cuda_fused");
+}
+#endif
