@@ -17,7 +17,6 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda.h"
-#include "qweight_test.h"
 #include "test.h"
 #include "util/half.h"
 
@@ -27,6 +26,7 @@ int main(void) {
     return 77;
 }
 #else
+#include "qweight_test.h" /* its helpers are static: only where they are used */
 
 static ci_backend *gpu;
 static int bf;

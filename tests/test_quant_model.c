@@ -5,7 +5,8 @@
  * for every format the quantized model's last-prompt logits must match the
  * dequantized f32 model's within float summation noise and greedy tokens must
  * be identical (prefill through the panel + sgemm path, decode through the
- * dot path); W8A8 formats do so loaded weight-only, and as published (FP8
+ * dot path); W8A8 formats (FP8, and INT8: CPU only, the CUDA backend
+ * refuses it) do so loaded weight-only, and as published (FP8 / INT8
  * activations in prefill) stay close (their perplexity: tests/cli/quant.sh). Also: a module left
  * dense by the quantizer (ignore list) inside a quantized checkpoint, INT4 weight memory,
  * --quantization fp8 (online) of the dense model, and tensor-level errors. With CINFER_TEST_DEVICE
@@ -139,7 +140,18 @@ static void test_format(const char *name, const char *args) {
     weight_only = 0;
     if (mq && md) compare(mq, md, name, 2e-5, 1);
     char what[128];
-    if (mq && dev) { /* the device's quantized kernels against the CPU twin, end to end */
+    /* INT8 (W8A8) runs on the CPU only: the CUDA backend refuses it at load */
+    const int int8 = strstr(args, "ct-int8") != NULL;
+    if (int8 && dev) {
+        ci_model_options mo = {.max_batch_tokens = 256};
+        ci_model *m = NULL;
+        ci_status ls = ci_model_load(q, dev, &mo, &m);
+        CHECKF(ls.code != CI_OK && strstr(ls.msg, "INT8"),
+               "%s on %s: want an INT8 refusal, got '%s'", name, dev->name,
+               ls.code ? ls.msg : "OK");
+        ci_model_free(m);
+    }
+    if (mq && dev && !int8) { /* the device's quantized kernels against the CPU twin, end to end */
         weight_only = 1;
         ci_model *mg = load_on(dev, q, 0);
         weight_only = 0;
@@ -147,7 +159,7 @@ static void test_format(const char *name, const char *args) {
         if (mg) compare(mg, mq, what, 1e-4, 1);
         ci_model_free(mg);
     }
-    if (dev16 && strstr(args, "--format fp8") == NULL && strstr(args, "ct-fp8") == NULL) {
+    if (dev16 && !int8 && strstr(args, "--format fp8") == NULL && strstr(args, "ct-fp8") == NULL) {
         /* INT4 in BF16: the device's tiled layout (its default where the
          * weight takes it) against row-major: the same kernels' arithmetic
          * over other addresses, so the logits are bit-identical */
@@ -167,7 +179,7 @@ static void test_format(const char *name, const char *args) {
         /* W8A8 on the device: its FP8 GEMM's sums differ from f32's in the
          * 4th digit and E4M3 roundings amplify that; close, not equal (the
          * perplexities agree within 0.1%: docs/quantization.md) */
-        ci_model *mg = dev ? load_on(dev, q, 0) : NULL;
+        ci_model *mg = dev && !int8 ? load_on(dev, q, 0) : NULL;
         snprintf(what, sizeof what, "%s w8a8 on %s", name, dev ? dev->name : "-");
         if (mg) compare(mg, ma, what, 0.15, 0);
         ci_model_free(mg);
@@ -243,6 +255,11 @@ static void test_errors(void) {
                         "s/\"quant_method\": \"compressed-tensors\"/\"quant_method\": \"fp8\", "
                         "\"weight_block_size\": [128, 128], \"x\": \"compressed-tensors\"/",
                         "weight_scale_inv' is missing");
+    /* INT8 weights with group scales; FP8 weights under an int-quantized config */
+    expect_edited_error("ct-int8-channel", "s/\"strategy\": \"channel\"/\"strategy\": \"group\"/",
+                        "field 'strategy' is 'group'");
+    expect_edited_error("ct-fp8-tensor", "s/\"float-quantized\"/\"int-quantized\"/",
+                        "type 'float' is not supported in 'int-quantized'");
     /* k_proj left dense while q_proj and v_proj are quantized: q|k|v cannot fuse */
     CHECK(quantize("gptq-mixed", "--format gptq --ignore model.layers.2.self_attn.k_proj"));
     char dir[1100];
@@ -279,6 +296,8 @@ int main(void) {
     test_format("ct-fp8-channel", "--format ct-fp8-channel");
     test_format("ct-fp8-block", "--format ct-fp8-block");
     test_format("fp8-block-ignore", "--format fp8-block --ignore model.layers.0.mlp.down_proj");
+    test_format("ct-int8-channel", "--format ct-int8-channel");
+    test_format("ct-int8-tensor", "--format ct-int8-tensor");
     test_format("ct-w4a16-g128", "--format ct-w4a16 --group 128");
     test_format("ct-w4a16-g32-act", "--format ct-w4a16 --group 32 --desc-act --seed 5");
     test_format("ct-w4a16-channel", "--format ct-w4a16 --group -1");

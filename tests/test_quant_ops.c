@@ -108,6 +108,18 @@ static void test_qmatmul(void) {
             check_qmatmul(be, &h, ns[j], (int)(j & 1), k_qwt_cases[k].what);
         free_qw(&h);
     }
+    /* INT8 (CPU only, so not in the shared cases): per-channel weight-only,
+     * fused parts, and W8A8 with per-token INT8 activations (n >= 5) */
+    for (int a8 = 0; a8 < 2; a8++) {
+        ci_qweight h = make_qw(CI_QW_INT8, 48, 96, 96, a8 ? 1 : 3, 0);
+        if (a8) {
+            h.act_group = h.cols;
+            CHECK(ci_qweight_act_ok(&h, h.cols, 0));
+        }
+        for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
+            check_qmatmul(be, &h, ns[j], (int)(j & 1), a8 ? "int8 w8a8 per token" : "int8 3 parts");
+        free_qw(&h);
+    }
     /* a malformed description is refused */
     ci_qweight bad = make_qw(CI_QW_INT4, 8, 16, 8, 1, 0);
     bad.ngroups = 0;
@@ -173,6 +185,16 @@ static void test_config(void) {
         "true, \"dynamic\": false, \"actorder\": \"group\"}, \"input_activations\": null}}}",
         &c));
     CHECK(c.quant.method == CI_QUANT_CT_INT4 && c.quant.group_size == 128 && c.quant.desc_act);
+    /* llm-compressor's INT8 W8A8 (int-quantized, dynamic per-token INT8 activations) */
+    CHECK_OK(parse_qc(
+        "{\"quant_method\": \"compressed-tensors\", \"format\": \"int-quantized\", "
+        "\"config_groups\": {\"group_0\": {\"targets\": [\"Linear\"], \"weights\": {\"num_bits\": "
+        "8, \"type\": \"int\", \"strategy\": \"channel\", \"symmetric\": true, \"dynamic\": "
+        "false}, \"input_activations\": {\"num_bits\": 8, \"type\": \"int\", \"strategy\": "
+        "\"token\", \"dynamic\": true, \"symmetric\": true}}}}",
+        &c));
+    CHECK(c.quant.method == CI_QUANT_CT_INT8 && c.quant.ct_strategy == CI_CT_CHANNEL &&
+          c.quant.act_group == -1);
     CHECK_OK(parse_qc("null", &c));
     CHECK(c.quant.method == CI_QUANT_NONE);
 
@@ -193,8 +215,22 @@ static void test_config(void) {
     expect_refused("{\"quant_method\": \"fp8\"}", "'weight_block_size'");
     expect_refused("{\"quant_method\": \"fp8\", \"weight_block_size\": [128]}",
                    "'weight_block_size'");
-    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"int-quantized\"}",
+    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"marlin-24\"}",
                    "'format'");
+    /* INT8: group strategy, asymmetric weights, FP8 activations */
+    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"int-quantized\", "
+                   "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, \"type\": "
+                   "\"int\", \"strategy\": \"group\", \"group_size\": 128}}}}",
+                   "'strategy'");
+    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"int-quantized\", "
+                   "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, \"type\": "
+                   "\"int\", \"strategy\": \"channel\", \"symmetric\": false}}}}",
+                   "'symmetric'");
+    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"int-quantized\", "
+                   "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, \"type\": "
+                   "\"int\", \"strategy\": \"channel\"}, \"input_activations\": {\"num_bits\": "
+                   "8, \"type\": \"float\", \"strategy\": \"token\", \"dynamic\": true}}}}",
+                   "input_activations");
     expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\", "
                    "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, \"type\": "
                    "\"float\", \"strategy\": \"tensor\"}}}, \"kv_cache_scheme\": {\"num_bits\": 8, "

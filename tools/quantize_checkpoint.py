@@ -16,6 +16,10 @@ Formats (--format):
                   checkpoint's dtype, BF16 here, as llm-compressor writes it)
   ct-fp8-block    same, strategy block (block_structure [128, 128]): weight_scale
                   [ceil(out/128)][ceil(in/128)] F32, per-token-group activations
+  ct-int8-channel compressed-tensors `int-quantized` (llm-compressor W8A8 INT8): I8
+                  weight, weight_scale [out, 1] (BF16) per output channel, symmetric
+                  (s = amax / 127, round half to even), dynamic per-token INT8 activations
+  ct-int8-tensor  same with one F32 weight_scale [1] per tensor
   fp8-block       transformers FineGrainedFP8 (`quant_method: fp8`): E4M3
                   weight, F32 weight_scale_inv [ceil(out/128)][ceil(in/128)]
   ct-w4a16        compressed-tensors `pack-quantized` (llm-compressor W4A16): INT4,
@@ -56,7 +60,7 @@ LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_att
            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
 ST_TO_NP = {"F32": np.float32, "F16": np.float16, "I32": np.int32, "I64": np.int64, "U8": np.uint8,
-            "F8_E4M3": np.uint8, "BF16": np.uint16}
+            "F8_E4M3": np.uint8, "BF16": np.uint16, "I8": np.int8}
 
 
 # ---- safetensors -----------------------------------------------------------
@@ -144,6 +148,18 @@ def fp8_channel(w):
     s = to_f32("BF16", sb)
     q = e4m3_encode(w / s)
     return q, sb, e4m3_decode(q) * s
+
+
+def int8_quant(w, per_channel):
+    """Symmetric INT8: s = amax / 127 per row (BF16, the checkpoint dtype) or per tensor (F32)."""
+    if per_channel:
+        sb = bf16_bits(np.maximum(np.abs(w).max(axis=1, keepdims=True), 1e-12) / 127.0)
+        s = to_f32("BF16", sb)
+    else:
+        sb = np.array([max(np.abs(w).max(), 1e-12) / 127.0], np.float32)
+        s = sb[0]
+    q = np.clip(np.rint(w / s), -128, 127).astype(np.int8)
+    return q, sb, q.astype(np.float32) * s
 
 
 def fp8_block(w, bs=128):
@@ -239,6 +255,20 @@ def qconfig(a, ignore):
                 "format": "float-quantized", "ignore": ["lm_head"] + ignore,
                 "kv_cache_scheme": None, "quant_method": "compressed-tensors",
                 "quantization_status": "compressed"}
+    if a.format.startswith("ct-int8"):
+        weights = {"actorder": None, "block_structure": None, "dynamic": False,
+                   "group_size": None, "num_bits": 8, "observer": "minmax",
+                   "observer_kwargs": {}, "strategy": a.format[len("ct-int8-"):],
+                   "symmetric": True, "type": "int"}
+        acts = {"actorder": None, "block_structure": None, "dynamic": True, "group_size": None,
+                "num_bits": 8, "observer": None, "observer_kwargs": {}, "strategy": "token",
+                "symmetric": True, "type": "int"}
+        return {"config_groups": {"group_0": {"input_activations": acts,
+                                              "output_activations": None,
+                                              "targets": ["Linear"], "weights": weights}},
+                "format": "int-quantized", "ignore": ["lm_head"] + ignore,
+                "kv_cache_scheme": None, "quant_method": "compressed-tensors",
+                "quantization_status": "compressed"}
     if a.format == "fp8-block":
         return {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
                 "weight_block_size": [128, 128], "modules_to_not_convert": ignore or None}
@@ -287,6 +317,10 @@ def quantize_linear(a, prefix, w, rng, qt):
         q, s, deq = fp8_channel(w)
         qt[prefix + ".weight"] = ("F8_E4M3", q)
         qt[prefix + ".weight_scale"] = ("BF16", s)
+    elif f.startswith("ct-int8"):
+        q, s, deq = int8_quant(w, f == "ct-int8-channel")
+        qt[prefix + ".weight"] = ("I8", q)
+        qt[prefix + ".weight_scale"] = ("BF16" if f == "ct-int8-channel" else "F32", s)
     elif f in ("fp8-block", "ct-fp8-block"):
         q, s, deq = fp8_block(w)
         qt[prefix + ".weight"] = ("F8_E4M3", q)
@@ -333,7 +367,7 @@ def main():
     p.add_argument("dst")
     p.add_argument("--format", required=True,
                    choices=["ct-fp8-tensor", "ct-fp8-channel", "ct-fp8-block", "fp8-block",
-                            "ct-w4a16", "gptq", "awq"])
+                            "ct-int8-channel", "ct-int8-tensor", "ct-w4a16", "gptq", "awq"])
     p.add_argument("--group", type=int, default=128)
     p.add_argument("--asym", action="store_true")
     p.add_argument("--desc-act", action="store_true")

@@ -14,11 +14,13 @@ cinfer does.
 inside the decoder layers (q/k/v share one, o_proj, gate/up share one,
 down_proj; not lm_head) is quantized per token row (token) or per 128-column
 group of each row (group128) with s = amax|x| / 448 (1 when amax is 0) and
-x_q = e4m3(x / s) * s, e4m3 = round to nearest even E4M3fn, saturating at 448.
+x_q = e4m3(x / s) * s, e4m3 = round to nearest even E4M3fn, saturating at 448;
+token-int8 is W8A8 INT8's per-token scheme (vLLM's): s = amax|x| / 127 and
+x_q = clip(rint(x / s), -128, 127) * s.
 Quantized checkpoints are scored by first dequantizing their weights
 (tools/quantize_checkpoint.py --dequant-out DIR) and running this on DIR.
 
-    ref_ppl.py MODEL_DIR TEXT_FILE [--ctx 512] [--act none|token|group128]
+    ref_ppl.py MODEL_DIR TEXT_FILE [--ctx 512] [--act none|token|group128|token-int8]
                [--ids IDS.json] [--threads N] [--cinfer BIN]
     ref_ppl.py --selftest      (vectorized E4M3 rounding vs brute force)
 
@@ -74,9 +76,14 @@ def e4m3_all_values():
 
 
 def quant_act(x, mode):
-    """Dynamic FP8 fake-quantization of x [T][D] per row (token) or 128-column group."""
+    """Dynamic FP8 fake-quantization of x [T][D] per row (token) or 128-column group;
+    token-int8: INT8 per row."""
     if mode == "none":
         return x
+    if mode == "token-int8":
+        amax = np.abs(x).max(axis=-1, keepdims=True)
+        s = np.where(amax == 0, np.float32(1), amax / np.float32(127)).astype(np.float32)
+        return (np.clip(np.rint(x / s), -128, 127) * s).astype(np.float32)
     T, D = x.shape
     g = D if mode == "token" else 128
     pad = -D % g
@@ -183,7 +190,7 @@ def main():
     p.add_argument("model", nargs="?")
     p.add_argument("text", nargs="?")
     p.add_argument("--ctx", type=int, default=512)
-    p.add_argument("--act", choices=["none", "token", "group128"], default="none")
+    p.add_argument("--act", choices=["none", "token", "group128", "token-int8"], default="none")
     p.add_argument("--ids", help="JSON array of token ids (instead of tokenizing TEXT)")
     p.add_argument("--threads", type=int, help="BLAS threads (set before numpy loads)")
     p.add_argument("--cinfer", default=os.path.join(ROOT, "build", "cinfer"),

@@ -22,20 +22,21 @@ typedef enum ci_quant_method {
     CI_QUANT_AWQ,        /* AutoAWQ GEMM, 4 bits with zero points */
     CI_QUANT_ONLINE_FP8, /* --quantization fp8: per-channel E4M3 of a dense checkpoint */
     CI_QUANT_CT_INT4,    /* compressed-tensors pack-quantized (llm-compressor W4A16) */
+    CI_QUANT_CT_INT8,    /* compressed-tensors int-quantized (llm-compressor W8A8 INT8) */
 } ci_quant_method;
 
 typedef enum ci_ct_strategy { CI_CT_TENSOR = 0, CI_CT_CHANNEL, CI_CT_BLOCK } ci_ct_strategy;
 
 typedef struct ci_quant_config {
     int method;           /* ci_quant_method */
-    int ct_strategy;      /* CT_FP8: ci_ct_strategy of the weight scales */
+    int ct_strategy;      /* CT_FP8 / CT_INT8: ci_ct_strategy of the weight scales */
     int block_n, block_k; /* FP8 blocks: rows x columns sharing one scale */
     int group_size;       /* GPTQ / AWQ / CT_INT4: input columns per group; -1: one group per row */
     bool sym;             /* GPTQ: symmetric (zero 8) */
     bool desc_act;        /* GPTQ / CT_INT4: act order, g_idx maps columns to groups */
     bool gptq_v2;         /* GPTQ: checkpoint_format gptq_v2 (zeros stored as is; v1: zero-1) */
-    int act_group;        /* FP8 W8A8, dynamic E4M3 activations: -1 per token, > 0 per token
-                             and group of columns; 0: none (W8A16). ci_qweight.act_group */
+    int act_group;        /* W8A8, dynamic E4M3 / INT8 activations: -1 per token, > 0 per
+                             token and group of columns; 0: none (W8A16). ci_qweight.act_group */
 } ci_quant_config;
 
 /* Parses quantization_config (a jansson object; NULL/absent: CI_QUANT_NONE). */
@@ -47,8 +48,8 @@ const char *ci_quant_method_name(int method);
 
 /* The checkpoint tensors of one linear module (prefix = "model.layers.0.self_attn.q_proj"). */
 typedef struct ci_qlinear_src {
-    const ci_st_tensor *weight; /* dense F32/F16/BF16, or F8_E4M3 */
-    const ci_st_tensor *scale;  /* FP8: weight_scale / weight_scale_inv */
+    const ci_st_tensor *weight; /* dense F32/F16/BF16, or F8_E4M3 / I8 */
+    const ci_st_tensor *scale;  /* FP8 / INT8: weight_scale / weight_scale_inv */
     const ci_st_tensor *qweight, *qzeros, *scales, *g_idx; /* GPTQ / AWQ / CT_INT4 (weight_packed,
                                                               -, weight_scale, weight_g_idx) */
     int64_t out, in;

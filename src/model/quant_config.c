@@ -3,7 +3,9 @@
  * quant_method decides the layout: "compressed-tensors" (llm-compressor;
  * format float-quantized: FP8 E4M3 weights with tensor / channel / block
  * scales, dynamic per-token activations; format pack-quantized: INT4
- * W4A16 with group or channel scales, symmetric or with zero points), "fp8" (transformers
+ * W4A16 with group or channel scales, symmetric or with zero points; format
+ * int-quantized: INT8 with tensor or channel scales, symmetric, dynamic
+ * per-token INT8 activations or none), "fp8" (transformers
  * FineGrainedFP8, weight_block_size), "gptq" (AutoGPTQ / GPTQModel, 4 bits)
  * and "awq" (AutoAWQ GEMM). Anything else, or a field value these layouts
  * do not cover, is refused with one line naming the field. */
@@ -20,6 +22,7 @@ const char *ci_quant_method_name(int method) {
     switch (method) {
     case CI_QUANT_CT_FP8: return "compressed-tensors fp8";
     case CI_QUANT_CT_INT4: return "compressed-tensors int4";
+    case CI_QUANT_CT_INT8: return "compressed-tensors int8";
     case CI_QUANT_FP8_BLOCK: return "fp8 (block)";
     case CI_QUANT_GPTQ: return "gptq int4";
     case CI_QUANT_AWQ: return "awq int4";
@@ -68,21 +71,27 @@ static ci_status parse_block(const json_t *v, const char *where, const char *key
     return ci_ok();
 }
 
-/* compressed-tensors FP8 weights (float-quantized): tensor, channel or block scales. */
-static ci_status parse_ct_fp8(const json_t *w, const char *where, ci_quant_config *q) {
+/* compressed-tensors 8-bit weights: FP8 (float-quantized: tensor, channel
+ * or block scales) or INT8 (int-quantized: tensor or channel scales). */
+static ci_status parse_ct_fp8(const json_t *w, const char *where, int int8, ci_quant_config *q) {
     long long bits;
     CI_TRY(get_int(w, where, "num_bits", -1, &bits));
     const char *type = str_or(w, "type", "");
-    if (bits != 8 || strcmp(type, "float") != 0)
+    if (bits != 8 || strcmp(type, int8 ? "int" : "float") != 0)
         return ci_errorf(CI_ERR_UNSUPPORTED,
-                         QC "%s: num_bits %lld type '%.20s' is not supported in 'float-quantized' "
-                            "(only 8-bit float: FP8 E4M3)",
-                         where, bits, type);
+                         QC "%s: num_bits %lld type '%.20s' is not supported in '%s' (only "
+                            "8-bit %s)",
+                         where, bits, type, int8 ? "int-quantized" : "float-quantized",
+                         int8 ? "int: INT8" : "float: FP8 E4M3");
     const char *st = str_or(w, "strategy", "");
     if (!strcmp(st, "tensor"))
         q->ct_strategy = CI_CT_TENSOR;
     else if (!strcmp(st, "channel"))
         q->ct_strategy = CI_CT_CHANNEL;
+    else if (int8)
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         QC "%s: field 'strategy' is '%.20s' (supported for INT8: tensor, channel)",
+                         where, st);
     else if (!strcmp(st, "block")) {
         q->ct_strategy = CI_CT_BLOCK;
         CI_TRY(parse_block(json_object_get(w, "block_structure"), where, "block_structure", q));
@@ -90,7 +99,7 @@ static ci_status parse_ct_fp8(const json_t *w, const char *where, ci_quant_confi
         return ci_errorf(CI_ERR_UNSUPPORTED,
                          QC "%s: field 'strategy' is '%.20s' (supported: tensor, channel, block)",
                          where, st);
-    q->method = CI_QUANT_CT_FP8;
+    q->method = int8 ? CI_QUANT_CT_INT8 : CI_QUANT_CT_FP8;
     return ci_ok();
 }
 
@@ -128,8 +137,10 @@ static ci_status parse_ct_int4(const json_t *w, const char *where, bool sym, ci_
 }
 
 /* One config_groups entry of compressed-tensors: weights of the checkpoint's
- * format, activations dynamic FP8 (float-quantized) or none. */
-static ci_status parse_ct_group(const char *gname, const json_t *g, int int4, ci_quant_config *q) {
+ * format, activations dynamic FP8 (float-quantized), INT8 (int-quantized)
+ * or none. */
+static ci_status parse_ct_group(const char *gname, const json_t *g, int int4, int int8,
+                                ci_quant_config *q) {
     char where[96];
     snprintf(where, sizeof where, ".config_groups.%.40s.weights", gname);
     const json_t *w = json_object_get(g, "weights");
@@ -140,10 +151,10 @@ static ci_status parse_ct_group(const char *gname, const json_t *g, int int4, ci
     CI_TRY(get_bool(w, where, "dynamic", false, &dyn));
     if ((!sym && !int4) || dyn)
         return ci_errorf(CI_ERR_UNSUPPORTED,
-                         QC "%s: field '%s' is %s; only static weight scales, symmetric for FP8, "
-                            "are supported",
+                         QC "%s: field '%s' is %s; only static weight scales, symmetric for "
+                            "FP8 and INT8, are supported",
                          where, dyn ? "dynamic" : "symmetric", dyn ? "true" : "false");
-    CI_TRY(int4 ? parse_ct_int4(w, where, sym, q) : parse_ct_fp8(w, where, q));
+    CI_TRY(int4 ? parse_ct_int4(w, where, sym, q) : parse_ct_fp8(w, where, int8, q));
     const json_t *a = json_object_get(g, "input_activations");
     if (a && !json_is_null(a)) {
         snprintf(where, sizeof where, ".config_groups.%.40s.input_activations", gname);
@@ -151,15 +162,23 @@ static ci_status parse_ct_group(const char *gname, const json_t *g, int int4, ci
         CI_TRY(get_int(a, where, "num_bits", -1, &bits));
         const char *type = str_or(a, "type", "");
         CI_TRY(get_bool(a, where, "dynamic", false, &dyn));
-        if (int4 || bits != 8 || strcmp(type, "float") != 0 || !dyn)
+        if (int4 || bits != 8 || strcmp(type, int8 ? "int" : "float") != 0 || !dyn)
             return ci_errorf(CI_ERR_UNSUPPORTED,
-                             QC "%s: only dynamic 8-bit float activations with FP8 weights are "
-                                "supported (got num_bits %lld type '%.20s' dynamic %s)",
+                             QC "%s: only dynamic 8-bit activations of the weights' kind (float "
+                                "with FP8, int with INT8) are supported (got num_bits %lld type "
+                                "'%.20s' dynamic %s)",
                              where, bits, type, dyn ? "true" : "false");
+        bool asym_ok = true; /* `symmetric`, true unless the config says otherwise */
+        CI_TRY(get_bool(a, where, "symmetric", true, &asym_ok));
+        if (!asym_ok)
+            return ci_errorf(CI_ERR_UNSUPPORTED,
+                             QC "%s: field 'symmetric' is false; only symmetric activations are "
+                                "supported",
+                             where);
         /* token (and tensor: per token is the finer grain of the same
          * dynamic scheme) or group; vLLM quantizes these per token too */
         const char *st = str_or(a, "strategy", "token");
-        if (!strcmp(st, "group")) {
+        if (!strcmp(st, "group") && !int8) {
             long long gs;
             CI_TRY(get_int(a, where, "group_size", -1, &gs));
             if (gs != 128)
@@ -172,8 +191,8 @@ static ci_status parse_ct_group(const char *gname, const json_t *g, int int4, ci
             q->act_group = -1;
         } else {
             return ci_errorf(CI_ERR_UNSUPPORTED,
-                             QC "%s: field 'strategy' is '%.20s' (supported: token, tensor, group)",
-                             where, st);
+                             QC "%s: field 'strategy' is '%.20s' (supported: token, tensor%s)",
+                             where, st, int8 ? "" : ", group");
         }
     }
     const json_t *o = json_object_get(g, "output_activations");
@@ -186,11 +205,11 @@ static ci_status parse_ct_group(const char *gname, const json_t *g, int int4, ci
 
 static ci_status parse_ct(const json_t *qc, ci_quant_config *q) {
     const char *fmt = str_or(qc, "format", "");
-    int int4 = !strcmp(fmt, "pack-quantized");
-    if (!int4 && strcmp(fmt, "float-quantized") != 0)
+    int int4 = !strcmp(fmt, "pack-quantized"), int8 = !strcmp(fmt, "int-quantized");
+    if (!int4 && !int8 && strcmp(fmt, "float-quantized") != 0)
         return ci_errorf(CI_ERR_UNSUPPORTED,
                          QC ": field 'format' is '%.40s' (supported: float-quantized for FP8, "
-                            "pack-quantized for INT4)",
+                            "pack-quantized for INT4, int-quantized for INT8)",
                          fmt);
     const json_t *groups = json_object_get(qc, "config_groups");
     if (!json_is_object(groups) || json_object_size(groups) == 0)
@@ -201,7 +220,7 @@ static ci_status parse_ct(const json_t *qc, ci_quant_config *q) {
     json_object_foreach((json_t *)groups, k, g) {
         ci_quant_config one;
         memset(&one, 0, sizeof one);
-        CI_TRY(parse_ct_group(k, g, int4, &one));
+        CI_TRY(parse_ct_group(k, g, int4, int8, &one));
         if (!first && (one.method != q->method || one.ct_strategy != q->ct_strategy ||
                        one.block_n != q->block_n || one.block_k != q->block_k ||
                        one.group_size != q->group_size || one.desc_act != q->desc_act ||

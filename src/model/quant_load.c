@@ -4,6 +4,8 @@
  * Layouts (per module prefix P, weight [out][in]):
  *  compressed-tensors FP8: P.weight F8_E4M3 [out][in]; P.weight_scale F32/BF16/F16:
  *      [1] or [] (tensor), [out][1] (channel), [ceil(out/bn)][ceil(in/bk)] (block)
+ *  compressed-tensors INT8 (int-quantized): P.weight I8 [out][in]; P.weight_scale as FP8's
+ *      tensor / channel; w = q * s
  *  FineGrainedFP8: P.weight F8_E4M3; P.weight_scale_inv [ceil(out/bn)][ceil(in/bk)]
  *      (multiplied, despite the name: w = q * weight_scale_inv)
  *  GPTQ: P.qweight I32 [in/8][out] (input i at bits 4*(i%8) of row i/8); P.qzeros I32
@@ -57,9 +59,11 @@ static int64_t num_groups(const ci_quant_config *q, int64_t in) {
     return q->group_size == -1 ? 1 : in / q->group_size;
 }
 
+/* FP8 or INT8 weights (one byte per weight) and their scales */
 static ci_status find_fp8(const ci_checkpoint *ck, const ci_quant_config *q, const char *prefix,
                           ci_qlinear_src *s) {
-    CI_TRY(need(ck, prefix, "weight", 1u << CI_F8_E4M3, s->out, s->in, &s->weight));
+    const unsigned wdt = 1u << (q->method == CI_QUANT_CT_INT8 ? CI_I8 : CI_F8_E4M3);
+    CI_TRY(need(ck, prefix, "weight", wdt, s->out, s->in, &s->weight));
     const unsigned sdt = DT_DENSE;
     int block = q->method == CI_QUANT_FP8_BLOCK || q->ct_strategy == CI_CT_BLOCK;
     const char *sname = q->method == CI_QUANT_FP8_BLOCK ? "weight_scale_inv" : "weight_scale";
@@ -161,8 +165,9 @@ ci_status ci_qlinear_find(const ci_checkpoint *ck, const ci_quant_config *q, con
     char name[256];
     snprintf(name, sizeof name, "%s.weight", prefix);
     const ci_st_tensor *w = ci_checkpoint_find(ck, name);
-    int fp8 = q->method == CI_QUANT_CT_FP8 || q->method == CI_QUANT_FP8_BLOCK;
-    if ((w && w->dtype != CI_F8_E4M3) || q->method == CI_QUANT_NONE ||
+    int fp8 = q->method == CI_QUANT_CT_FP8 || q->method == CI_QUANT_FP8_BLOCK ||
+              q->method == CI_QUANT_CT_INT8; /* a byte per weight and a scale */
+    if ((w && w->dtype != CI_F8_E4M3 && w->dtype != CI_I8) || q->method == CI_QUANT_NONE ||
         q->method == CI_QUANT_ONLINE_FP8 || (!w && fp8)) {
         s->dense = true;
         return need(ck, prefix, "weight", DT_DENSE, out, in, &s->weight);
@@ -257,7 +262,7 @@ static void fill_awq(ci_qweight *w, const ci_qlinear_src *s, int64_t r0) {
                 ci_st_elem_f32(s->scales, (size_t)(g * s->out + o));
 }
 
-/* FP8 checkpoint weight: bytes as stored, scales expanded to [row][group]. */
+/* FP8 / INT8 checkpoint weight: bytes as stored, scales expanded to [row][group]. */
 static void fill_fp8(ci_qweight *w, const ci_quant_config *q, const ci_qlinear_src *s, int64_t r0) {
     memcpy(w->q + r0 * w->cols, s->weight->data, (size_t)(s->out * s->in));
     int block = q->method == CI_QUANT_FP8_BLOCK || q->ct_strategy == CI_CT_BLOCK;
@@ -340,7 +345,7 @@ ci_status ci_qlinear_upload(ci_backend *be, const ci_quant_config *q,
     ci_qweight w = {0};
     int int4 =
         q->method == CI_QUANT_GPTQ || q->method == CI_QUANT_AWQ || q->method == CI_QUANT_CT_INT4;
-    w.format = int4 ? CI_QW_INT4 : CI_QW_FP8;
+    w.format = int4 ? CI_QW_INT4 : q->method == CI_QUANT_CT_INT8 ? CI_QW_INT8 : CI_QW_FP8;
     w.cols = parts[0]->in;
     w.nparts = n;
     for (int p = 0; p < n; p++) {
@@ -383,7 +388,7 @@ ci_status ci_qlinear_upload(ci_backend *be, const ci_quant_config *q,
             fill_fp8(&w, q, src, r0);
         if (need_gidx) s = fill_gidx(&w, src, p);
     }
-    /* W8A8 where an FP8 tensor-core GEMM takes the shapes; else W8A16 */
+    /* W8A8 where an FP8 / INT8 tensor-core GEMM takes the shapes; else W8A16 */
     if (!int4 && q->act_group) {
         int64_t g = q->act_group < 0 ? w.cols : q->act_group;
         if (ci_qweight_act_ok(&w, g, block ? q->block_n : 0)) w.act_group = g;

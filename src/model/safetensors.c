@@ -51,9 +51,9 @@ void ci_safetensors_free_tensors(ci_st_tensor *tensors, size_t count) {
 }
 
 /* Known safetensors dtype names that cinfer does not load. */
-static const char *const k_other_dtypes[] = {"F64",     "I16",     "I8",   "U8",      "U16",
-                                             "U32",     "U64",     "BOOL", "F8_E5M2", "F8_E8M0",
-                                             "F6_E2M3", "F6_E3M2", "F4",   "C64"};
+static const char *const k_other_dtypes[] = {"F64",     "I16",  "U8",      "U16",     "U32",
+                                             "U64",     "BOOL", "F8_E5M2", "F8_E8M0", "F6_E2M3",
+                                             "F6_E3M2", "F4",   "C64"};
 
 static int parse_dtype_name(const char *s, ci_dtype *out) {
     if (!strcmp(s, "F32"))
@@ -68,6 +68,8 @@ static int parse_dtype_name(const char *s, ci_dtype *out) {
         *out = CI_I64;
     else if (!strcmp(s, "F8_E4M3"))
         *out = CI_F8_E4M3;
+    else if (!strcmp(s, "I8"))
+        *out = CI_I8;
     else {
         for (size_t i = 0; i < sizeof k_other_dtypes / sizeof k_other_dtypes[0]; i++)
             if (!strcmp(s, k_other_dtypes[i])) return 1; /* known, unsupported */

@@ -3,7 +3,8 @@
 # (tools/quantize_checkpoint.py) generates the same greedy tokens as the f32
 # checkpoint of its dequantized weights, in batch mode (several sequences per
 # step); a compressed-tensors FP8 W8A8 one (dynamic per-token activations)
-# scores a perplexity just above its weights' (activation rounding); --quantization fp8 runs a dense checkpoint; a bad
+# scores a perplexity just above its weights' (activation rounding), and
+# an INT8 W8A8 one the numpy reference's with INT8 activations; --quantization fp8 runs a dense checkpoint; a bad
 # quantization_config or --quantization value fails with one error line.
 set -uo pipefail
 src=${CINFER_SOURCE_DIR:-.}
@@ -45,6 +46,17 @@ pr=$("$py" "$src/tools/ref_ppl.py" "$tmp/ct-fp8-channel-dq" "$m/val_text.txt" --
 echo "     numpy reference with per-token FP8 activations: $pr"
 check "ct-fp8-channel w8a8: perplexity within 0.5% of the numpy W8A8 reference" \
     "$py" -c "import sys; q, r = float('$pq'), float('${pr:-0}'); sys.exit(not abs(q / r - 1) < 0.005)"
+
+# INT8 W8A8 (compressed-tensors int-quantized, dynamic per-token INT8
+# activations in prefill), against the numpy reference with the same rounding
+"$py" "$src/tools/quantize_checkpoint.py" "$m" "$tmp/ct-int8" --format ct-int8-channel \
+    --dequant-out "$tmp/ct-int8-dq" || exit 1
+pq=$(ppl "$tmp/ct-int8")
+pr=$("$py" "$src/tools/ref_ppl.py" "$tmp/ct-int8-dq" "$m/val_text.txt" --act token-int8 \
+    --cinfer "$bin" 2>/dev/null | sed -n 's/.*ppl=\([0-9.]*\).*/\1/p')
+echo "     ct-int8-channel perplexity: w8a8 $pq, numpy reference with per-token INT8 activations $pr"
+check "ct-int8-channel w8a8: perplexity within 0.5% of the numpy W8A8 INT8 reference" \
+    "$py" -c "import sys; q, r = float('${pq:-0}'), float('${pr:-0}'); sys.exit(not abs(q / r - 1) < 0.005)"
 
 a=$(ids "$m" --quantization fp8)
 check "--quantization fp8: 4 x 32 tokens" test "$(echo "$a" | tr ';,' '\n\n' | grep -c .)" = 128

@@ -43,8 +43,8 @@ ci_status ci_cpu_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor *
     memset(out, 0, sizeof *out);
     if (h->rows <= 0 || h->cols <= 0 || h->ngroups <= 0 || h->group_size <= 0 ||
         (h->format == CI_QW_INT4 && (h->cols % 2 || !h->zeros)) ||
-        (h->format != CI_QW_INT4 && h->format != CI_QW_FP8) || h->nparts < 1 ||
-        h->nparts > CI_QW_MAX_PARTS)
+        (h->format != CI_QW_INT4 && h->format != CI_QW_FP8 && h->format != CI_QW_INT8) ||
+        h->nparts < 1 || h->nparts > CI_QW_MAX_PARTS)
         return ci_errorf(CI_ERR_INVALID, "cpu: bad quantized weight [%lld][%lld]",
                          (long long)h->rows, (long long)h->cols);
     size_t qb = (size_t)h->rows * (size_t)(h->format == CI_QW_INT4 ? h->cols / 2 : h->cols);
@@ -111,6 +111,17 @@ static void dequant_row(const cpu_qw *c, int64_t r, float *out) {
         return;
     }
     const float *s = w->scales + r * w->ngroups;
+    if (w->format == CI_QW_INT8) { /* a loop the compiler vectorizes */
+        const int8_t *q = (const int8_t *)(w->q + r * w->cols);
+        for (int64_t g = 0; g < w->ngroups; g++) {
+            int64_t c0 = g * w->group_size,
+                    c1 = c0 + w->group_size < w->cols ? c0 + w->group_size : w->cols;
+            const float sg = s[g];
+            for (int64_t k = c0; k < c1; k++)
+                out[k] = (float)q[k] * sg;
+        }
+        return;
+    }
     if (w->format == CI_QW_FP8) {
         const uint8_t *q = w->q + r * w->cols;
         for (int64_t g = 0; g < w->ngroups; g++) {
@@ -272,7 +283,8 @@ static void fused_decode(const qmm_ctx *c, float *xs, int64_t r0, int64_t r1) {
 }
 
 static int fusable(const ci_qweight *w, int64_t n) {
-    return n <= QW_FUSED_MAX_N && !w->g_idx && w->group_size % 16 == 0 &&
+    /* INT4 and FP8 (INT8 decodes through dequant_row's panel) */
+    return n <= QW_FUSED_MAX_N && w->format != CI_QW_INT8 && !w->g_idx && w->group_size % 16 == 0 &&
            w->ngroups * w->group_size == w->cols;
 }
 #else

@@ -85,6 +85,10 @@ static void tile_int4(const ci_qweight *h, uint8_t *out) {
 ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor *out) {
     ci_cuda *c = ci_cuda_of(be);
     memset(out, 0, sizeof *out);
+    if (h->format == CI_QW_INT8) /* the CPU backend runs these (docs/quantization.md) */
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         "cuda: INT8 (W8A8) weights are not supported on this backend yet; run "
+                         "the model with --device cpu");
     if (h->rows <= 0 || h->cols <= 0 || h->ngroups <= 0 || h->group_size <= 0 ||
         (h->format != CI_QW_INT4 && h->format != CI_QW_FP8) ||
         (h->format == CI_QW_INT4 && !h->zeros) || h->nparts < 1 || h->nparts > CI_QW_MAX_PARTS)
