@@ -109,15 +109,20 @@ static void test_qmatmul(void) {
         free_qw(&h);
     }
     /* INT8 (CPU only, so not in the shared cases): per-channel weight-only,
-     * fused parts, and W8A8 with per-token INT8 activations (n >= 5) */
-    for (int a8 = 0; a8 < 2; a8++) {
-        ci_qweight h = make_qw(CI_QW_INT8, 48, 96, 96, a8 ? 1 : 3, 0);
-        if (a8) {
+     * fused parts, and W8A8 with per-token INT8 activations (n >= 5); 96
+     * columns decode on the AVX-512 loop where there is one, 48 on AVX2's */
+    for (int a8 = 0; a8 < 3; a8++) {
+        ci_qweight h = a8 == 2 ? make_qw(CI_QW_INT8, 32, 48, 48, 2, 0)
+                               : make_qw(CI_QW_INT8, 48, 96, 96, a8 ? 1 : 3, 0);
+        if (a8 == 1) {
             h.act_group = h.cols;
             CHECK(ci_qweight_act_ok(&h, h.cols, 0));
         }
         for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
-            check_qmatmul(be, &h, ns[j], (int)(j & 1), a8 ? "int8 w8a8 per token" : "int8 3 parts");
+            check_qmatmul(be, &h, ns[j], (int)(j & 1),
+                          a8 == 1   ? "int8 w8a8 per token"
+                          : a8 == 2 ? "int8 48 columns"
+                                    : "int8 3 parts");
         free_qw(&h);
     }
     /* a malformed description is refused */

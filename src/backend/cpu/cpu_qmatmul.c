@@ -186,16 +186,18 @@ typedef struct qmm_ctx {
  * contiguous groups (no act order) of a multiple of 16 columns:
  *   INT4: y[i][r] = sum_g s_g * (sum_{k in g} q_k x[i][k] - z_g * xs[i][g])
  *   FP8:  y[i][r] = sum_g s_g * sum_{k in g} e4m3(q_k) x[i][k]
+ *   INT8: y[i][r] = sum_g s_g * sum_{k in g} q_k x[i][k]
  * the products of dequant_row regrouped (equal up to rounding);
  * xs[i][g] = sum of x[i] over group g. */
 static inline __attribute__((always_inline)) void
-fused_rows(const qmm_ctx *c, const float *xs, int64_t r0, int64_t r1, const int n, const int fp8) {
+fused_rows(const qmm_ctx *c, const float *xs, int64_t r0, int64_t r1, const int n, const int fmt) {
     const ci_qweight *w = &c->w->w;
-    const int64_t in = c->in, gs = w->group_size, ng = w->ngroups, rb = fp8 ? in : in / 2;
+    const int fp8 = fmt == CI_QW_FP8, i8 = fmt == CI_QW_INT8, byte = fp8 || i8;
+    const int64_t in = c->in, gs = w->group_size, ng = w->ngroups, rb = byte ? in : in / 2;
     const __m128i m4 = _mm_set1_epi8(0x0F);
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *q = w->q + r * rb;
-        const uint8_t *z = fp8 ? NULL : w->zeros + r * ng;
+        const uint8_t *z = byte ? NULL : w->zeros + r * ng;
         const float *s = w->scales + r * ng;
         __m256 tot[QW_FUSED_MAX_N];
         float zt[QW_FUSED_MAX_N];
@@ -212,10 +214,15 @@ fused_rows(const qmm_ctx *c, const float *xs, int64_t r0, int64_t r1, const int 
                 /* the rows stream from DRAM: fetch two rows ahead (one
                  * hint per 16 weights; the hardware prefetcher alone left
                  * the FP8 decode at a fifth of the speed) */
-                _mm_prefetch((const char *)q + 2 * rb + (fp8 ? k : k / 2), _MM_HINT_T0);
+                _mm_prefetch((const char *)q + 2 * rb + (byte ? k : k / 2), _MM_HINT_T0);
                 if (fp8) {
                     q0 = fp8x8(q + k);
                     q1 = fp8x8(q + k + 8);
+                } else if (i8) { /* sign-extended bytes: exact in f32 */
+                    q0 = _mm256_cvtepi32_ps(
+                        _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + k))));
+                    q1 = _mm256_cvtepi32_ps(
+                        _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + k + 8))));
                 } else {
                     __m128i b = _mm_loadl_epi64((const __m128i *)(q + (k >> 1)));
                     __m128i lo = _mm_and_si128(b, m4), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m4);
@@ -232,7 +239,7 @@ fused_rows(const qmm_ctx *c, const float *xs, int64_t r0, int64_t r1, const int 
             __m256 sv = _mm256_set1_ps(fp8 ? s[g] * 256.0f : s[g]); /* fp8x8's 2^-8 */
             for (int i = 0; i < n; i++) {
                 tot[i] = _mm256_fmadd_ps(sv, acc[i], tot[i]);
-                if (!fp8) zt[i] += s[g] * (float)z[g] * xs[i * ng + g];
+                if (!byte) zt[i] += s[g] * (float)z[g] * xs[i * ng + g];
             }
         }
         for (int i = 0; i < n; i++) {
@@ -245,21 +252,29 @@ fused_rows(const qmm_ctx *c, const float *xs, int64_t r0, int64_t r1, const int 
     }
 }
 
+/* fused_rows with n and the format as constants (each case inlines its own loop) */
+#define FUSED_N(FMT)                                                                               \
+    switch (c->n) {                                                                                \
+    case 1: fused_rows(c, xs, r0, r1, 1, FMT); break;                                              \
+    case 2: fused_rows(c, xs, r0, r1, 2, FMT); break;                                              \
+    case 3: fused_rows(c, xs, r0, r1, 3, FMT); break;                                              \
+    default: fused_rows(c, xs, r0, r1, 4, FMT); break;                                             \
+    }
+
 static void fused_decode(const qmm_ctx *c, float *xs, int64_t r0, int64_t r1) {
     const ci_qweight *w = &c->w->w;
     const int wide = c->cpu->avx512 && ci_cpu_qdecode_avx512_ok(w);
     const ci_qdecode_args qa = {w, c->x, xs, c->bias, c->y, c->n, c->in, c->out};
-    if (w->format == CI_QW_FP8 && wide) {
+    if (w->format != CI_QW_INT4 && wide) { /* FP8, INT8: no zero points, no group sums */
         ci_cpu_qdecode_avx512(&qa, r0, r1);
         return;
     }
     if (w->format == CI_QW_FP8) {
-        switch (c->n) {
-        case 1: fused_rows(c, xs, r0, r1, 1, 1); break;
-        case 2: fused_rows(c, xs, r0, r1, 2, 1); break;
-        case 3: fused_rows(c, xs, r0, r1, 3, 1); break;
-        default: fused_rows(c, xs, r0, r1, 4, 1); break;
-        }
+        FUSED_N(CI_QW_FP8)
+        return;
+    }
+    if (w->format == CI_QW_INT8) {
+        FUSED_N(CI_QW_INT8)
         return;
     }
     for (int64_t i = 0; i < c->n; i++)
@@ -274,17 +289,12 @@ static void fused_decode(const qmm_ctx *c, float *xs, int64_t r0, int64_t r1) {
         ci_cpu_qdecode_avx512(&qa, r0, r1);
         return;
     }
-    switch (c->n) {
-    case 1: fused_rows(c, xs, r0, r1, 1, 0); break;
-    case 2: fused_rows(c, xs, r0, r1, 2, 0); break;
-    case 3: fused_rows(c, xs, r0, r1, 3, 0); break;
-    default: fused_rows(c, xs, r0, r1, 4, 0); break;
-    }
+    FUSED_N(CI_QW_INT4)
 }
+#undef FUSED_N
 
 static int fusable(const ci_qweight *w, int64_t n) {
-    /* INT4 and FP8 (INT8 decodes through dequant_row's panel) */
-    return n <= QW_FUSED_MAX_N && w->format != CI_QW_INT8 && !w->g_idx && w->group_size % 16 == 0 &&
+    return n <= QW_FUSED_MAX_N && !w->g_idx && w->group_size % 16 == 0 &&
            w->ngroups * w->group_size == w->cols;
 }
 #else

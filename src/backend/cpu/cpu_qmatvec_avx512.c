@@ -11,6 +11,7 @@
  * the AVX2 path regrouped (16 lanes instead of 8):
  *   INT4: y[i][r] = sum_g s_g * (sum_{k in g} q_k x[i][k] - z_g * xs[i][g])
  *   FP8:  y[i][r] = sum_g s_g * sum_{k in g} e4m3(q_k) x[i][k]
+ *   INT8: y[i][r] = sum_g s_g * sum_{k in g} q_k x[i][k] (bytes sign-extended)
  * Each activation row has its own accumulators in the same k order whatever
  * n is, so a row's result does not depend on the rows beside it.
  *
@@ -42,13 +43,14 @@ INL512 void fp8x32(const uint8_t *p, __m512 *lo, __m512 *hi) {
     *hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
 }
 
-INL512 void rows(const ci_qdecode_args *a, int64_t r0, int64_t r1, const int n, const int fp8) {
+INL512 void rows(const ci_qdecode_args *a, int64_t r0, int64_t r1, const int n, const int fmt) {
     const ci_qweight *w = a->w;
-    const int64_t in = a->in, gs = w->group_size, ng = w->ngroups, rb = fp8 ? in : in / 2;
+    const int fp8 = fmt == CI_QW_FP8, i8 = fmt == CI_QW_INT8, byte = fp8 || i8;
+    const int64_t in = a->in, gs = w->group_size, ng = w->ngroups, rb = byte ? in : in / 2;
     const __m128i m4 = _mm_set1_epi8(0x0F);
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *q = w->q + r * rb;
-        const uint8_t *z = fp8 ? NULL : w->zeros + r * ng;
+        const uint8_t *z = byte ? NULL : w->zeros + r * ng;
         const float *s = w->scales + r * ng;
         __m512 tot[NMAX];
         float zt[NMAX];
@@ -66,6 +68,20 @@ INL512 void rows(const ci_qdecode_args *a, int64_t r0, int64_t r1, const int n, 
                     _mm_prefetch((const char *)q + 2 * rb + k, _MM_HINT_T0);
                     __m512 q0, q1;
                     fp8x32(q + k, &q0, &q1);
+                    for (int i = 0; i < n; i++) {
+                        const float *xi = a->x + i * in + k;
+                        acc[i] = _mm512_fmadd_ps(q0, _mm512_loadu_ps(xi), acc[i]);
+                        acc[i] = _mm512_fmadd_ps(q1, _mm512_loadu_ps(xi + 16), acc[i]);
+                    }
+                }
+            } else if (i8) {
+                for (int64_t k = g * gs; k < (g + 1) * gs; k += 32) {
+                    _mm_prefetch((const char *)q + 2 * rb + k, _MM_HINT_T0);
+                    /* sign-extended bytes: exact in f32 */
+                    const __m512 q0 = _mm512_cvtepi32_ps(
+                        _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + k))));
+                    const __m512 q1 = _mm512_cvtepi32_ps(
+                        _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + k + 16))));
                     for (int i = 0; i < n; i++) {
                         const float *xi = a->x + i * in + k;
                         acc[i] = _mm512_fmadd_ps(q0, _mm512_loadu_ps(xi), acc[i]);
@@ -93,7 +109,7 @@ INL512 void rows(const ci_qdecode_args *a, int64_t r0, int64_t r1, const int n, 
             const __m512 sv = _mm512_set1_ps(fp8 ? s[g] * 256.0f : s[g]); /* fp8x32's 2^-8 */
             for (int i = 0; i < n; i++) {
                 tot[i] = _mm512_fmadd_ps(sv, acc[i], tot[i]);
-                if (!fp8) zt[i] += s[g] * (float)z[g] * a->xs[i * ng + g];
+                if (!byte) zt[i] += s[g] * (float)z[g] * a->xs[i * ng + g];
             }
         }
         for (int i = 0; i < n; i++) {
@@ -104,13 +120,15 @@ INL512 void rows(const ci_qdecode_args *a, int64_t r0, int64_t r1, const int n, 
 }
 
 T512 void ci_cpu_qdecode_avx512(const ci_qdecode_args *a, int64_t r0, int64_t r1) {
-    const int fp8 = a->w->format == CI_QW_FP8;
+    const int f = a->w->format;
 #define CI_QD_CASE(N)                                                                              \
     case N:                                                                                        \
-        if (fp8)                                                                                   \
-            rows(a, r0, r1, N, 1);                                                                 \
+        if (f == CI_QW_FP8)                                                                        \
+            rows(a, r0, r1, N, CI_QW_FP8);                                                         \
+        else if (f == CI_QW_INT8)                                                                  \
+            rows(a, r0, r1, N, CI_QW_INT8);                                                        \
         else                                                                                       \
-            rows(a, r0, r1, N, 0);                                                                 \
+            rows(a, r0, r1, N, CI_QW_INT4);                                                        \
         return;
     switch (a->n) {
         CI_QD_CASE(1)
