@@ -6,7 +6,7 @@
 #
 # usage: tools/gpu_check.sh [BIN_DIR]   (run from the repository root)
 #   BIN_DIR holds cinfer, test_cuda_ops, test_cuda_model, test_engine, test_cuda_quant,
-#   test_quant_model (default: build/).
+#   test_cuda_fused, test_quant_model (default: build/).
 #   Logs go to $OUT (if set) or ./gpu_check_logs.
 set -uo pipefail
 bin=$(cd "${1:-build}" && pwd)
@@ -63,6 +63,14 @@ if [ -x "$bin/test_cuda_quant" ]; then
     grep -E "on cuda|passed|CHECK failed|SKIP" "$logs/test_quant_model.log" | head -20
     row "test_quant_model (cuda)" "$(status_of $rc)" "$(cat "$times/test_quant_model.time")s" \
         "$(grep -E 'passed, ' "$logs/test_quant_model.log" | tail -1)"
+fi
+
+if [ -x "$bin/test_cuda_fused" ]; then
+    echo "== test_cuda_fused"
+    run test_cuda_fused 120 "$bin/test_cuda_fused"; rc=$?
+    grep -E "fused matmul|passed|CHECK failed|SKIP" "$logs/test_cuda_fused.log" | head -10
+    row test_cuda_fused "$(status_of $rc)" "$(cat "$times/test_cuda_fused.time")s" \
+        "$(grep -E 'passed, ' "$logs/test_cuda_fused.log" | tail -1)"
 fi
 
 if [ -x "$bin/test_cuda_sampling" ]; then

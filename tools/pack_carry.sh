@@ -9,7 +9,7 @@ set -euo pipefail
 b=${1:-build}
 shared=${CINFER_SHARED_DIR:-../shared}
 tests=(test_cuda_model test_cuda_ops test_cuda_sampling test_engine test_engine_faults test_spec test_swa)
-for t in test_cuda_quant test_quant_model test_structured test_grammar; do
+for t in test_cuda_quant test_cuda_fused test_quant_model test_structured test_grammar; do
     [ -f "tests/$t.c" ] && tests+=("$t")
 done
 cmake --build "$b" -j "$(nproc)" --target cinfer "${tests[@]}"
