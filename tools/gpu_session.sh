@@ -12,6 +12,7 @@
 #   5. "spec": tools/gpu_bench_spec.sh (speculative decoding: exactness and
 #      speed; .carry/spec.tgz holds inflate_qwen2.py and the draft model);
 #   quant: tools/gpu_bench_quant.sh (FP8 / INT4 checkpoints vs bf16: batch-1 decode, offline);
+#   batch1: tools/gpu_bench_batch1.sh (bf16 batch 1 with the torch.compile peer, issue 14);
 #   structured: tools/gpu_bench_structured.sh;
 #   6. "extra": test_swa on CUDA (SWA goldens through the engine), the padded
 #      vocabulary on CUDA, and `serve` startup with engine flags.
@@ -69,6 +70,11 @@ esac
 case " $steps " in *" quant "*)
     echo "== gpu_bench_quant"
     bash tools/gpu_bench_quant.sh "$x/bin" "$x/tok/llama3" "${GPU_QUANT_PROMPTS:-1000}"
+    ;;
+esac
+case " $steps " in *" batch1 "*)
+    echo "== gpu_bench_batch1 (issue 14: batch-1 bf16 with the compiled-PyTorch peer)"
+    bash tools/gpu_bench_batch1.sh "$x/bin/cinfer" "$x/tok/llama3"
     ;;
 esac
 case " $steps " in *" peer "*)

@@ -216,6 +216,7 @@ ci_status ci_cpu_backend_create(const ci_backend_options *opts, ci_backend **out
     }
     c->nthreads = ci_threadpool_size(c->tp);
     c->avx512 = ci_cpu_have_avx512();
+    c->vnni = ci_cpu_have_vnni();
     c->ws = calloc((size_t)c->nthreads, sizeof *c->ws);
     c->ws_floats = calloc((size_t)c->nthreads, sizeof *c->ws_floats);
     if (!c->ws || !c->ws_floats) {

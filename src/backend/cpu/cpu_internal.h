@@ -20,6 +20,7 @@ typedef struct ci_cpu {
     float *smp_row, *smp_lsm;
     int smp_vocab;
     int avx512; /* the small-batch matmul uses cpu_matvec_avx512.c */
+    int vnni;   /* INT8 W8A8 prefill on integer products (cpu_qgemm_i8_vnni.c) */
     /* W8A8 weights: the quantized copy of a matmul's activations, grown only */
     float *qact;
     size_t qact_floats;
@@ -63,6 +64,24 @@ typedef struct ci_qdecode_args {
 void ci_cpu_qdecode_avx512(const ci_qdecode_args *a, int64_t r0, int64_t r1);
 /* whether w's groups suit it: multiples of 32 columns */
 int ci_cpu_qdecode_avx512_ok(const ci_qweight *w);
+
+/* INT8 W8A8 matmul on AVX512-VNNI (cpu_qgemm_i8_vnni.c) for weight rows
+ * [r0, r1) (multiples of 16; pack: 16 kp bytes of scratch): w [out][k] INT8
+ * with row sums wsum and scales sw; x [n][kp]
+ * the activations' INT8 codes + 128 (kp = k rounded up to 64, padded with
+ * 128) with per-token scales sx; y[t][r] = sx[t] sw[r] sum_k q_x q_w (+ bias). */
+typedef struct ci_i8_gemm_args {
+    const int8_t *w;
+    const int32_t *wsum;
+    const float *sw;
+    const uint8_t *x;
+    const float *sx, *bias;
+    float *y;
+    int64_t n, k, kp, out;
+} ci_i8_gemm_args;
+void ci_cpu_i8_gemm_vnni(const ci_i8_gemm_args *a, int64_t r0, int64_t r1, int8_t *pack);
+/* the CPU runs AVX512-VNNI and CINFER_CPU_ISA is not "avx2" */
+int ci_cpu_have_vnni(void);
 
 static inline ci_cpu *ci_cpu_of(ci_backend *be) {
     return (ci_cpu *)be->impl;

@@ -29,6 +29,7 @@ typedef struct cpu_qw {
     ci_qweight w;
     float fp8_lut[256]; /* E4M3 code -> f32 */
     size_t bytes;       /* the whole block */
+    int32_t *wsum;      /* INT8: each row's sum of codes (the VNNI GEMM's offset), else NULL */
 } cpu_qw;
 
 #define QW_DECODE_MAX_N 16
@@ -51,8 +52,10 @@ ci_status ci_cpu_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor *
     size_t sb = (size_t)(h->rows * h->ngroups) * sizeof(float);
     size_t zb = h->zeros ? (size_t)(h->rows * h->ngroups) : 0;
     size_t gb = h->g_idx ? (size_t)(h->nparts * h->cols) * sizeof(int32_t) : 0;
+    size_t wb = h->format == CI_QW_INT8 ? (size_t)h->rows * sizeof(int32_t) : 0;
     size_t off_q = align64(sizeof(cpu_qw)), off_s = off_q + align64(qb),
-           off_z = off_s + align64(sb), off_g = off_z + align64(zb), total = off_g + gb;
+           off_z = off_s + align64(sb), off_g = off_z + align64(zb), off_w = off_g + align64(gb),
+           total = off_w + wb;
     char *blk = NULL;
     if (posix_memalign((void **)&blk, 64, total) != 0 || !blk)
         return ci_errorf(CI_ERR_NOMEM, "cpu: cannot allocate %zu bytes for a quantized weight",
@@ -68,6 +71,14 @@ ci_status ci_cpu_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor *
     memcpy(c->w.scales, h->scales, sb);
     if (zb) memcpy(c->w.zeros, h->zeros, zb);
     if (gb) memcpy(c->w.g_idx, h->g_idx, gb);
+    c->wsum = wb ? (int32_t *)(blk + off_w) : NULL;
+    for (int64_t r = 0; wb && r < h->rows; r++) {
+        const int8_t *q = (const int8_t *)h->q + r * h->cols;
+        int32_t t = 0;
+        for (int64_t k = 0; k < h->cols; k++)
+            t += q[k];
+        c->wsum[r] = t;
+    }
     for (int i = 0; i < 256; i++)
         c->fp8_lut[i] = ci_fp8_e4m3_to_f32((uint8_t)i);
     out->data = blk;
@@ -335,6 +346,61 @@ static void qmm_task(void *vctx, int64_t p0, int64_t p1, int tid) {
     }
 }
 
+/* the W8A8 activation scratch holds at least `floats` floats (grown, never shrunk) */
+static ci_status qact_reserve(ci_cpu *cpu, size_t floats) {
+    if (floats <= cpu->qact_floats) return ci_ok();
+    free(cpu->qact);
+    cpu->qact_floats = 0;
+    cpu->qact = malloc(floats * sizeof(float));
+    if (!cpu->qact) return ci_errorf(CI_ERR_NOMEM, "cpu qmatmul: out of memory");
+    cpu->qact_floats = floats;
+    return ci_ok();
+}
+
+/* INT8 W8A8 on integer products (cpu_qgemm_i8_vnni.c): the activations'
+ * codes (ci_qweight_quant_act's, + 128) and scales go to the W8A8 scratch */
+typedef struct i8_ctx {
+    ci_i8_gemm_args a;
+    int64_t rows_per_task; /* a multiple of 16 */
+    ci_cpu *cpu;
+} i8_ctx;
+
+static void i8_task(void *vctx, int64_t p0, int64_t p1, int tid) {
+    const i8_ctx *c = vctx;
+    int64_t r1 = p1 * c->rows_per_task < c->a.out ? p1 * c->rows_per_task : c->a.out;
+    ci_cpu_i8_gemm_vnni(&c->a, p0 * c->rows_per_task, r1, (int8_t *)c->cpu->ws[tid]);
+}
+
+static ci_status i8_gemm(ci_cpu *cpu, const cpu_qw *cw, const ci_tensor *x, const float *b,
+                         ci_tensor *y) {
+    const ci_qweight *qw = &cw->w;
+    const int64_t n = x->rows, K = qw->cols, kp = (K + 63) / 64 * 64;
+    CI_TRY(qact_reserve(cpu, ((size_t)(n * kp) + 3) / 4 + (size_t)n + 16));
+    float *sx = cpu->qact;
+    uint8_t *xq = (uint8_t *)(cpu->qact + n + 16 - (n % 16)); /* 64-byte offset */
+    const float *xs = x->data;
+    for (int64_t t = 0; t < n; t++) {
+        const float *xr = xs + t * K;
+        float amax = 0.0f;
+        for (int64_t k = 0; k < K; k++)
+            amax = fabsf(xr[k]) > amax ? fabsf(xr[k]) : amax;
+        const float s = amax > 0.0f ? amax / 127.0f : 1.0f; /* ci_qweight_quant_act's */
+        uint8_t *q = xq + t * kp;
+        for (int64_t k = 0; k < K; k++)
+            q[k] = (uint8_t)((int)ci_int8_round(xr[k] / s) + 128);
+        memset(q + K, 128, (size_t)(kp - K));
+        sx[t] = s;
+    }
+    i8_ctx c = {
+        {(const int8_t *)qw->q, cw->wsum, qw->scales, xq, sx, b, y->data, n, K, kp, qw->rows},
+        64,
+        cpu};
+    CI_TRY(ci_cpu_ws_reserve(cpu, (size_t)(16 * kp) / sizeof(float) + 16)); /* the row packs */
+    int64_t tasks = (qw->rows + c.rows_per_task - 1) / c.rows_per_task;
+    ci_threadpool_run(cpu->tp, tasks, 1, i8_task, &c);
+    return ci_ok();
+}
+
 ci_status ci_cpu_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
                          const ci_tensor *bias, ci_tensor *y) {
     ci_cpu *cpu = ci_cpu_of(be);
@@ -351,16 +417,13 @@ ci_status ci_cpu_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
                          (long long)w->rows);
     const ci_qweight *qw = w->data;
     const float *xs = x->data;
+    if (qw->format == CI_QW_INT8 && qw->act_group == qw->cols && qw->ngroups == 1 && !qw->g_idx &&
+        qw->rows % 16 == 0 && x->rows >= CI_QW_ACT_MIN_ROWS && cpu->vnni && qw->cols <= 65536)
+        return i8_gemm(cpu, w->data, x, b, y);
     if (qw->act_group && x->rows >= CI_QW_ACT_MIN_ROWS) {
         /* W8A8: the activations as the FP8 GEMM sees them (util/qweight.h) */
         size_t need = (size_t)(x->rows * x->cols);
-        if (need > cpu->qact_floats) {
-            free(cpu->qact);
-            cpu->qact_floats = 0;
-            cpu->qact = malloc(need * sizeof(float));
-            if (!cpu->qact) return ci_errorf(CI_ERR_NOMEM, "cpu qmatmul: out of memory");
-            cpu->qact_floats = need;
-        }
+        CI_TRY(qact_reserve(cpu, need));
         memcpy(cpu->qact, xs, need * sizeof(float));
         for (int64_t i = 0; i < x->rows; i++)
             ci_qweight_quant_act(qw, cpu->qact + i * x->cols);
