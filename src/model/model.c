@@ -192,8 +192,9 @@ ci_status ci_model_enqueue(ci_model *m, const ci_batch *db, int T, int L, ci_kv_
 
     CI_TRY(ops->embedding(be, &m->w.embed, db->token_ids, T, &res));
     /* a step of few tokens (decode) runs each layer as fused matmuls where
-     * the backend has them: the norms and SwiGLU become their prologues and
-     * the residual adds their epilogues, 9 kernels a layer become 6 */
+     * the backend offers them (CUDA, opt-in: docs/kernels/gemv.md): the
+     * norms and SwiGLU become their prologues and the residual adds their
+     * epilogues, 9 kernels a layer become 6 */
     const int fused = ops->matmul_fused && T <= ops->matmul_fused_rows(be);
     for (int l = 0; l < c->num_layers; l++) {
         const ci_layer_weights *lw = &m->w.layers[l];
