@@ -39,14 +39,7 @@
 
 /* 16-byte vector of T: 8 bf16 or 4 f32, converted to f32 */
 __device__ __forceinline__ void ld_vec(const __nv_bfloat16 *p, float *out) {
-    uint4 u = *(const uint4 *)p;
-    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        float2 f = __bfloat1622float2(h[i]);
-        out[2 * i] = f.x;
-        out[2 * i + 1] = f.y;
-    }
+    ci_bf16x8(*(const uint4 *)p, out);
 }
 __device__ __forceinline__ void ld_vec(const uint8_t *p, float *out) { /* 16 E4M3 */
     uint4 u = *(const uint4 *)p;

@@ -31,6 +31,36 @@ template <typename T> __device__ __forceinline__ void ci_st_out(T *p, int64_t i,
     ci_st(p, i, v);
 }
 
+/* 8 BF16 values (one 16-byte vector) as f32 */
+__device__ __forceinline__ void ci_bf16x8(const uint4 &a, float *v) {
+    const __nv_bfloat162 *ah = (const __nv_bfloat162 *)&a;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        float2 fa = __bfloat1622float2(ah[j]);
+        v[2 * j] = fa.x;
+        v[2 * j + 1] = fa.y;
+    }
+}
+
+/* 8 f32 from p (32-byte aligned) through the read-only path: norm weights */
+__device__ __forceinline__ void ci_ldg_f32x8(const float *p, float *w) {
+    const float4 w0 = __ldg((const float4 *)p), w1 = __ldg((const float4 *)p + 1);
+    w[0] = w0.x, w[1] = w0.y, w[2] = w0.z, w[3] = w0.w;
+    w[4] = w1.x, w[5] = w1.y, w[6] = w1.z, w[7] = w1.w;
+}
+
+/* bf16(w * (v * inv)) for 8 values: the RMSNorm kernel's and the fused
+ * GEMV prologue's one output formula */
+__device__ __forceinline__ uint4 ci_norm8(const float *v, const float *w, float inv) {
+    uint4 o;
+    __nv_bfloat162 *oh = (__nv_bfloat162 *)&o;
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+        oh[j] =
+            __floats2bfloat162_rn(w[2 * j] * (v[2 * j] * inv), w[2 * j + 1] * (v[2 * j + 1] * inv));
+    return o;
+}
+
 /* silu(g) * u for 8 BF16 values of each (f32 math, BF16 out): the SwiGLU
  * kernel's and the fused GEMV prologue's one formula */
 __device__ __forceinline__ uint4 ci_swiglu8(const uint4 &g, const uint4 &u) {

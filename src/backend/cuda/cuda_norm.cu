@@ -50,12 +50,8 @@ __global__ void rmsnorm_vec_kernel(const __nv_bfloat16 *x, __nv_bfloat16 *res,
      * critical path of a decode step's single row */
     float wv[VPT][8];
 #pragma unroll
-    for (int k = 0; k < VPT; k++) {
-        const float4 *w4 = (const float4 *)(w + (int64_t)(threadIdx.x + k * blockDim.x) * 8);
-        const float4 w0 = __ldg(w4), w1 = __ldg(w4 + 1);
-        wv[k][0] = w0.x, wv[k][1] = w0.y, wv[k][2] = w0.z, wv[k][3] = w0.w;
-        wv[k][4] = w1.x, wv[k][5] = w1.y, wv[k][6] = w1.z, wv[k][7] = w1.w;
-    }
+    for (int k = 0; k < VPT; k++)
+        ci_ldg_f32x8(w + (int64_t)(threadIdx.x + k * blockDim.x) * 8, wv[k]);
     ci_pdl_trigger();
     ci_pdl_wait();
     __shared__ float red[32];
@@ -68,22 +64,13 @@ __global__ void rmsnorm_vec_kernel(const __nv_bfloat16 *x, __nv_bfloat16 *res,
 #pragma unroll
     for (int k = 0; k < VPT; k++) {
         int i = threadIdx.x + k * blockDim.x;
-        uint4 a = xr[i];
-        const __nv_bfloat162 *ah = (const __nv_bfloat162 *)&a;
-        uint4 b = rr ? rr[i] : make_uint4(0, 0, 0, 0);
-        const __nv_bfloat162 *bh = (const __nv_bfloat162 *)&b;
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            float2 fa = __bfloat1622float2(ah[j]);
-            v[k][2 * j] = fa.x;
-            v[k][2 * j + 1] = fa.y;
-            if (rr) {
-                float2 fb = __bfloat1622float2(bh[j]);
-                v[k][2 * j] = __bfloat162float(__float2bfloat16_rn(v[k][2 * j] + fb.x));
-                v[k][2 * j + 1] = __bfloat162float(__float2bfloat16_rn(v[k][2 * j + 1] + fb.y));
-            }
-        }
+        ci_bf16x8(xr[i], v[k]);
         if (rr) {
+            float b[8];
+            ci_bf16x8(rr[i], b);
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                v[k][j] = __bfloat162float(__float2bfloat16_rn(v[k][j] + b[j]));
             uint4 r;
             __nv_bfloat162 *rh = (__nv_bfloat162 *)&r;
 #pragma unroll
@@ -96,16 +83,8 @@ __global__ void rmsnorm_vec_kernel(const __nv_bfloat16 *x, __nv_bfloat16 *res,
     ss = ci_block_sum(ss, red);
     float inv = rsqrtf(ss / (float)n + eps);
 #pragma unroll
-    for (int k = 0; k < VPT; k++) {
-        int i = threadIdx.x + k * blockDim.x;
-        uint4 r;
-        __nv_bfloat162 *rh = (__nv_bfloat162 *)&r;
-#pragma unroll
-        for (int j = 0; j < 4; j++)
-            rh[j] = __floats2bfloat162_rn(wv[k][2 * j] * (v[k][2 * j] * inv),
-                                          wv[k][2 * j + 1] * (v[k][2 * j + 1] * inv));
-        o[i] = r;
-    }
+    for (int k = 0; k < VPT; k++)
+        o[threadIdx.x + k * blockDim.x] = ci_norm8(v[k], wv[k], inv);
 }
 
 extern "C" int ci_cu_rmsnorm(ci_cu_stream st, int bf16, const void *x, void *res, const float *w,

@@ -43,12 +43,12 @@ __global__ void rope_cache_kernel(T *qkv, int H, int KV, int hd, const float *__
      * RP_U pairs: a decode step's rope then costs one round trip (q/k),
      * not three (position, then cos/sin, then q/k) */
     constexpr int RP_U = 4;
-    int32_t pos = 0, slot = -1;
+    int32_t slot = -1;
+    const float *cs = cos_sin; /* the token's row */
     float cr[RP_U], sr[RP_U];
     if (h < H + KV) {
-        pos = positions[t];
+        cs += (int64_t)positions[t] * rot;
         slot = slots[t];
-        const float *cs = cos_sin + (int64_t)pos * rot;
 #pragma unroll
         for (int u = 0; u < RP_U; u++) {
             const int i = lane + 32 * u;
@@ -62,7 +62,6 @@ __global__ void rope_cache_kernel(T *qkv, int H, int KV, int hd, const float *__
     int64_t stride = (int64_t)(H + 2 * KV) * hd;
     T *row = qkv + (int64_t)t * stride;
     T *x = row + (int64_t)h * hd;
-    const float *cs = cos_sin + (int64_t)pos * rot;
     const int g = h - H; /* kv head, when h >= H */
     TC *kdst = nullptr, *vdst = nullptr;
     if (g >= 0 && slot >= 0) {

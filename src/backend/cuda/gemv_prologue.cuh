@@ -16,29 +16,6 @@
 
 #include "backend/cuda/cuda_common.cuh"
 
-__device__ __forceinline__ void ci_bf16x8(const uint4 &a, float *v) {
-    const __nv_bfloat162 *ah = (const __nv_bfloat162 *)&a;
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        float2 fa = __bfloat1622float2(ah[j]);
-        v[2 * j] = fa.x;
-        v[2 * j + 1] = fa.y;
-    }
-}
-
-/* out = bf16(w * (v * inv)) for 8 values */
-__device__ __forceinline__ uint4 ci_norm8(const uint4 &a, const float *w, float inv) {
-    float v[8];
-    ci_bf16x8(a, v);
-    uint4 o;
-    __nv_bfloat162 *oh = (__nv_bfloat162 *)&o;
-#pragma unroll
-    for (int j = 0; j < 4; j++)
-        oh[j] =
-            __floats2bfloat162_rn(w[2 * j] * (v[2 * j] * inv), w[2 * j + 1] * (v[2 * j + 1] * inv));
-    return o;
-}
-
 /* The prologue of a CTA: pre() before the PDL wait loads the thread's norm
  * weights (constant data) into registers, so after the wait a norm costs
  * one read of x (kept in registers: VMAX vectors per thread, K <= 8 VMAX
@@ -53,12 +30,7 @@ template <int N, int VMAX> struct ci_pro {
 #pragma unroll
         for (int k = 0; k < VMAX; k++) {
             const int i = threadIdx.x + k * blockDim.x;
-            if (i < kv) {
-                const float4 *w4 = (const float4 *)(f.norm_w + (int64_t)i * 8);
-                const float4 w0 = __ldg(w4), w1 = __ldg(w4 + 1);
-                w[k][0] = w0.x, w[k][1] = w0.y, w[k][2] = w0.z, w[k][3] = w0.w;
-                w[k][4] = w1.x, w[k][5] = w1.y, w[k][6] = w1.z, w[k][7] = w1.w;
-            }
+            if (i < kv) ci_ldg_f32x8(f.norm_w + (int64_t)i * 8, w[k]);
         }
     }
 
@@ -111,7 +83,11 @@ template <int N, int VMAX> struct ci_pro {
 #pragma unroll
                 for (int k = 0; k < VMAX; k++) {
                     const int i = threadIdx.x + k * blockDim.x;
-                    if (i < kv) emit(n * kv + i, ci_norm8(xr[n][k], w[k], inv));
+                    if (i < kv) {
+                        float v[8];
+                        ci_bf16x8(xr[n][k], v);
+                        emit(n * kv + i, ci_norm8(v, w[k], inv));
+                    }
                 }
             }
             return;
@@ -128,10 +104,10 @@ template <int N, int VMAX> struct ci_pro {
             ss = ci_block_sum(ss, red);
             const float inv = rsqrtf(ss / (float)K + f.eps);
             for (int i = threadIdx.x; i < kv; i += blockDim.x) {
-                const float4 *w4 = (const float4 *)(f.norm_w + (int64_t)i * 8);
-                const float4 w0 = w4[0], w1 = w4[1];
-                const float wv[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
-                emit(n * kv + i, ci_norm8(xg[(int64_t)n * kv + i], wv, inv));
+                float v[8], wv[8];
+                ci_bf16x8(xg[(int64_t)n * kv + i], v);
+                ci_ldg_f32x8(f.norm_w + (int64_t)i * 8, wv);
+                emit(n * kv + i, ci_norm8(v, wv, inv));
             }
         }
     }
