@@ -39,18 +39,17 @@ ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a) {
                           .eps = a->eps,
                           .acc = a->accumulate};
     const float *b = a->bias && a->bias->data ? a->bias->data : NULL;
-    if (!(c->fuse_pro & (1 << f.pro))) goto unfused;
-    if (w->dtype == CI_BF16 && x->dtype == CI_BF16 && c->use_gemv && w->rows <= INT32_MAX &&
-        ci_cu_gemv_ok((int)n, K) && ((uintptr_t)x->data & 15) == 0 &&
-        (!f.norm_w || ((uintptr_t)f.norm_w & 15) == 0) &&
+    const int gemv =
+        (c->fuse_pro & (1 << f.pro)) && w->dtype == CI_BF16 && x->dtype == CI_BF16 && c->use_gemv &&
+        w->rows <= INT32_MAX && ci_cu_gemv_fuse_ok((int)n, K, x->data, &f) &&
         (!b || (a->bias->dtype == CI_F32 && a->bias->rows * a->bias->cols == w->rows)) &&
-        a->y->cols == w->rows && a->y->rows >= n) {
+        a->y->cols == w->rows && a->y->rows >= n;
+    if (gemv) {
         CI_CU_LAUNCH("gemv", ci_cu_gemv((ci_cu_stream)c->stream, 0, w->data, x->data, (int)n,
                                         (int)K, (int)w->rows, b, a->y->data, c->num_sms, &f));
         return ci_ok();
     }
     /* elsewhere: the prologue's kernel into the scratch, then the product */
-unfused:;
     const ci_tensor *in = x;
     ci_tensor s;
     if (a->pro != CI_MM_PRO_NONE) {

@@ -130,11 +130,16 @@ extern "C" int ci_cu_gemv_ok(int n, int64_t in) {
            (int64_t)n * in * 2 <= 200 * 1024;
 }
 
+extern "C" int ci_cu_gemv_fuse_ok(int n, int64_t in, const void *x, const ci_cu_fuse *f) {
+    /* x staged in 16-byte vectors; the norm weights read 32 bytes at a time */
+    return ci_cu_gemv_ok(n, in) && ((uintptr_t)x & 15) == 0 &&
+           !(f && f->pro == CI_CU_PRO_RMSNORM && ((uintptr_t)f->norm_w & 15));
+}
+
 extern "C" int ci_cu_gemv(ci_cu_stream st, int f32_out, const void *W, const void *x, int n, int in,
                           int out, const float *bias, void *y, int num_sms, const ci_cu_fuse *fp) {
-    if (!ci_cu_gemv_ok(n, in) || ((uintptr_t)x & 15)) return cudaErrorInvalidValue;
+    if (!ci_cu_gemv_fuse_ok(n, in, x, fp)) return cudaErrorInvalidValue;
     const ci_cu_fuse f = fp ? *fp : ci_cu_fuse{CI_CU_PRO_NONE, nullptr, 0.0f, 0};
-    if (!ci_pro_ok(&f, x, in)) return cudaErrorInvalidValue;
     if (n == 1) return launch_n<1>(st, f32_out, W, x, in, out, bias, y, num_sms, f);
     if (n == 2) return launch_n<2>(st, f32_out, W, x, in, out, bias, y, num_sms, f);
     return cudaErrorInvalidValue;

@@ -116,6 +116,8 @@ typedef struct ci_cu_fuse {
  * Every prologue of f is fused (x is staged per CTA anyway). */
 #define CI_CU_GEMV_MAX_N 2
 int ci_cu_gemv_ok(int n, int64_t in);
+/* ... and with f (NULL: none) for x: the alignments its staging needs */
+int ci_cu_gemv_fuse_ok(int n, int64_t in, const void *x, const ci_cu_fuse *f);
 int ci_cu_gemv(ci_cu_stream st, int f32_out, const void *W, const void *x, int n, int in, int out,
                const float *bias, void *y, int num_sms, const ci_cu_fuse *f);
 

@@ -113,12 +113,4 @@ template <int N, int VMAX> struct ci_pro {
     }
 };
 
-/* whether ci_pro takes f for x (16-byte aligned BF16 rows of K % 8
- * == 0 elements; the norm weights 16-byte aligned) */
-static inline int ci_pro_ok(const ci_cu_fuse *f, const void *x, int64_t K) {
-    if (K % 8 || ((uintptr_t)x & 15)) return 0;
-    if (f && f->pro == CI_CU_PRO_RMSNORM && ((uintptr_t)f->norm_w & 15)) return 0;
-    return 1;
-}
-
 #endif
