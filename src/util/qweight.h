@@ -82,14 +82,19 @@ static inline float ci_int8_round(float v) {
  * for INT8 (1 when amax is 0; vLLM's dynamic per-token scales), then
  * x = e4m3(x / s) * s or int8(x / s) * s: the values an FP8 / INT8 GEMM
  * multiplies (the codes, with the scale s applied to each group's products). */
+/* the dynamic scale of n activations (one group of a row) */
+static inline float ci_qweight_act_scale(const ci_qweight *w, const float *x, int64_t n) {
+    float amax = 0.0f;
+    for (int64_t c = 0; c < n; c++)
+        amax = fabsf(x[c]) > amax ? fabsf(x[c]) : amax;
+    return amax > 0.0f ? amax / (w->format == CI_QW_INT8 ? 127.0f : 448.0f) : 1.0f;
+}
+
 static inline void ci_qweight_quant_act(const ci_qweight *w, float *x) {
     const int i8 = w->format == CI_QW_INT8;
     for (int64_t g0 = 0; g0 < w->cols; g0 += w->act_group) {
         int64_t g1 = g0 + w->act_group < w->cols ? g0 + w->act_group : w->cols;
-        float amax = 0.0f;
-        for (int64_t c = g0; c < g1; c++)
-            amax = fabsf(x[c]) > amax ? fabsf(x[c]) : amax;
-        float s = amax > 0.0f ? amax / (i8 ? 127.0f : 448.0f) : 1.0f;
+        const float s = ci_qweight_act_scale(w, x + g0, g1 - g0);
         for (int64_t c = g0; c < g1; c++)
             x[c] = i8 ? ci_int8_round(x[c] / s) * s
                       : ci_fp8_e4m3_to_f32(ci_f32_to_fp8_e4m3(x[c] / s)) * s;

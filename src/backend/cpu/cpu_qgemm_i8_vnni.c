@@ -28,11 +28,7 @@
 #define TV __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")))
 
 int ci_cpu_have_vnni(void) {
-    const char *isa = getenv("CINFER_CPU_ISA");
-    if (isa && strcmp(isa, "avx2") == 0) return 0;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vnni");
+    return ci_cpu_have_avx512() && __builtin_cpu_supports("avx512vnni");
 }
 
 /* rows [r0, r1) (a multiple of 16 apart) for every token; pack: 16 kp bytes */

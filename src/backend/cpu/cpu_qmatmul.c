@@ -381,10 +381,7 @@ static ci_status i8_gemm(ci_cpu *cpu, const cpu_qw *cw, const ci_tensor *x, cons
     const float *xs = x->data;
     for (int64_t t = 0; t < n; t++) {
         const float *xr = xs + t * K;
-        float amax = 0.0f;
-        for (int64_t k = 0; k < K; k++)
-            amax = fabsf(xr[k]) > amax ? fabsf(xr[k]) : amax;
-        const float s = amax > 0.0f ? amax / 127.0f : 1.0f; /* ci_qweight_quant_act's */
+        const float s = ci_qweight_act_scale(qw, xr, K); /* ci_qweight_quant_act's codes */
         uint8_t *q = xq + t * kp;
         for (int64_t k = 0; k < K; k++)
             q[k] = (uint8_t)((int)ci_int8_round(xr[k] / s) + 128);
