@@ -238,52 +238,43 @@ def pack_cols8(v, order=tuple(range(8))):
 
 
 # ---- driver ----------------------------------------------------------------
+def ct_scheme(bits, typ, strategy, dynamic, symmetric=True, group_size=None, block=None,
+              actorder=None):
+    """One compressed-tensors quantization args entry (weights or input_activations)."""
+    return {"actorder": actorder, "block_structure": block, "dynamic": dynamic,
+            "group_size": group_size, "num_bits": bits,
+            "observer": None if dynamic else "minmax", "observer_kwargs": {},
+            "strategy": strategy, "symmetric": symmetric, "type": typ}
+
+
+def ct_config(fmt, weights, acts, ignore):
+    """A compressed-tensors quantization_config with one config group over every Linear."""
+    return {"config_groups": {"group_0": {"input_activations": acts,
+                                          "output_activations": None,
+                                          "targets": ["Linear"], "weights": weights}},
+            "format": fmt, "ignore": ["lm_head"] + ignore,
+            "kv_cache_scheme": None, "quant_method": "compressed-tensors",
+            "quantization_status": "compressed"}
+
+
 def qconfig(a, ignore):
     if a.format.startswith("ct-fp8"):
         strategy = a.format[len("ct-fp8-"):]
         block = [128, 128] if strategy == "block" else None
-        weights = {"actorder": None, "block_structure": block, "dynamic": False, "group_size": None,
-                   "num_bits": 8, "observer": "minmax", "observer_kwargs": {},
-                   "strategy": strategy, "symmetric": True, "type": "float"}
-        acts = {"actorder": None, "block_structure": None, "dynamic": True,
-                "group_size": 128 if block else None, "num_bits": 8, "observer": None,
-                "observer_kwargs": {}, "strategy": "group" if block else "token",
-                "symmetric": True, "type": "float"}
-        return {"config_groups": {"group_0": {"input_activations": acts,
-                                              "output_activations": None,
-                                              "targets": ["Linear"], "weights": weights}},
-                "format": "float-quantized", "ignore": ["lm_head"] + ignore,
-                "kv_cache_scheme": None, "quant_method": "compressed-tensors",
-                "quantization_status": "compressed"}
+        return ct_config("float-quantized", ct_scheme(8, "float", strategy, False, block=block),
+                         ct_scheme(8, "float", "group" if block else "token", True,
+                                   group_size=128 if block else None), ignore)
     if a.format.startswith("ct-int8"):
-        weights = {"actorder": None, "block_structure": None, "dynamic": False,
-                   "group_size": None, "num_bits": 8, "observer": "minmax",
-                   "observer_kwargs": {}, "strategy": a.format[len("ct-int8-"):],
-                   "symmetric": True, "type": "int"}
-        acts = {"actorder": None, "block_structure": None, "dynamic": True, "group_size": None,
-                "num_bits": 8, "observer": None, "observer_kwargs": {}, "strategy": "token",
-                "symmetric": True, "type": "int"}
-        return {"config_groups": {"group_0": {"input_activations": acts,
-                                              "output_activations": None,
-                                              "targets": ["Linear"], "weights": weights}},
-                "format": "int-quantized", "ignore": ["lm_head"] + ignore,
-                "kv_cache_scheme": None, "quant_method": "compressed-tensors",
-                "quantization_status": "compressed"}
+        return ct_config("int-quantized", ct_scheme(8, "int", a.format[len("ct-int8-"):], False),
+                         ct_scheme(8, "int", "token", True), ignore)
     if a.format == "fp8-block":
         return {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
                 "weight_block_size": [128, 128], "modules_to_not_convert": ignore or None}
     if a.format == "ct-w4a16":
-        weights = {"actorder": "group" if a.desc_act else None, "block_structure": None,
-                   "dynamic": False, "group_size": None if a.group == -1 else a.group,
-                   "num_bits": 4, "observer": "minmax", "observer_kwargs": {},
-                   "strategy": "channel" if a.group == -1 else "group",
-                   "symmetric": not a.asym, "type": "int"}
-        return {"config_groups": {"group_0": {"input_activations": None,
-                                              "output_activations": None,
-                                              "targets": ["Linear"], "weights": weights}},
-                "format": "pack-quantized", "ignore": ["lm_head"] + ignore,
-                "kv_cache_scheme": None, "quant_method": "compressed-tensors",
-                "quantization_status": "compressed"}
+        weights = ct_scheme(4, "int", "channel" if a.group == -1 else "group", False,
+                            symmetric=not a.asym, group_size=None if a.group == -1 else a.group,
+                            actorder="group" if a.desc_act else None)
+        return ct_config("pack-quantized", weights, None, ignore)
     if a.format == "gptq":
         c = {"bits": 4, "group_size": a.group, "damp_percent": 0.01, "desc_act": a.desc_act,
              "static_groups": False, "sym": not a.asym, "true_sequential": True,
