@@ -40,46 +40,33 @@ run() {
 }
 status_of() { case $1 in 0) echo PASS ;; 77) echo SKIP ;; 124) echo TIMEOUT ;; *) echo "FAIL($1)" ;; esac; }
 
-echo "== test_cuda_ops"
-run test_cuda_ops 240 "$bin/test_cuda_ops"; rc=$?
-grep -E "all ops|attention|gemm|passed|CHECK failed|SKIP" "$logs/test_cuda_ops.log" | head -30
-row test_cuda_ops "$(status_of $rc)" "$(cat "$times/test_cuda_ops.time")s" \
-    "$(grep -E 'passed, ' "$logs/test_cuda_ops.log" | tail -1)"
+# suite NAME LABEL LIMIT LINES PATTERN CMD...: a CUDA test binary, its log
+# lines matching PATTERN (at most LINES) and a summary row
+suite() {
+    local name=$1 label=$2 lim=$3 lines=$4 pat=$5
+    shift 5
+    echo "== $label"
+    run "$name" "$lim" "$@"
+    local rc=$?
+    grep -E "$pat|passed|CHECK failed|SKIP" "$logs/$name.log" | head -"$lines"
+    row "$label" "$(status_of $rc)" "$(cat "$times/$name.time")s" \
+        "$(grep -E 'passed, ' "$logs/$name.log" | tail -1)"
+}
 
-echo "== test_cuda_model"
-run test_cuda_model 240 "$bin/test_cuda_model"; rc=$?
-grep -E "golden|perplexity|speed|fixture|passed|CHECK failed|mismatch|SKIP" "$logs/test_cuda_model.log" | head -40
-row test_cuda_model "$(status_of $rc)" "$(cat "$times/test_cuda_model.time")s" \
-    "$(grep -E 'passed, ' "$logs/test_cuda_model.log" | tail -1)"
-
+suite test_cuda_ops test_cuda_ops 240 30 "all ops|attention|gemm" "$bin/test_cuda_ops"
+suite test_cuda_model test_cuda_model 240 40 "golden|perplexity|speed|fixture|mismatch|NLL" \
+    "$bin/test_cuda_model"
 if [ -x "$bin/test_cuda_quant" ]; then
-    echo "== test_cuda_quant"
-    run test_cuda_quant 240 "$bin/test_cuda_quant"; rc=$?
-    grep -E "GEMV|passed|CHECK failed|SKIP" "$logs/test_cuda_quant.log" | head -20
-    row test_cuda_quant "$(status_of $rc)" "$(cat "$times/test_cuda_quant.time")s" \
-        "$(grep -E 'passed, ' "$logs/test_cuda_quant.log" | tail -1)"
+    suite test_cuda_quant test_cuda_quant 240 20 "GEMV" "$bin/test_cuda_quant"
     # quantized fixtures end to end on the GPU vs the CPU twin (needs python3 + numpy)
-    CINFER_TEST_DEVICE=cuda run test_quant_model 240 "$bin/test_quant_model"; rc=$?
-    grep -E "on cuda|passed|CHECK failed|SKIP" "$logs/test_quant_model.log" | head -20
-    row "test_quant_model (cuda)" "$(status_of $rc)" "$(cat "$times/test_quant_model.time")s" \
-        "$(grep -E 'passed, ' "$logs/test_quant_model.log" | tail -1)"
+    CINFER_TEST_DEVICE=cuda suite test_quant_model "test_quant_model (cuda)" 240 20 "on cuda|tiled" \
+        "$bin/test_quant_model"
 fi
-
-if [ -x "$bin/test_cuda_fused" ]; then
-    echo "== test_cuda_fused"
-    run test_cuda_fused 120 "$bin/test_cuda_fused"; rc=$?
-    grep -E "fused matmul|passed|CHECK failed|SKIP" "$logs/test_cuda_fused.log" | head -10
-    row test_cuda_fused "$(status_of $rc)" "$(cat "$times/test_cuda_fused.time")s" \
-        "$(grep -E 'passed, ' "$logs/test_cuda_fused.log" | tail -1)"
-fi
-
-if [ -x "$bin/test_cuda_sampling" ]; then
-    echo "== test_cuda_sampling"
-    run test_cuda_sampling 240 "$bin/test_cuda_sampling"; rc=$?
-    grep -E "us per call|mismatch|chi|passed|CHECK failed|SKIP" "$logs/test_cuda_sampling.log" | head -20
-    row test_cuda_sampling "$(status_of $rc)" "$(cat "$times/test_cuda_sampling.time")s" \
-        "$(grep -E 'passed, ' "$logs/test_cuda_sampling.log" | tail -1)"
-fi
+[ -x "$bin/test_cuda_fused" ] &&
+    suite test_cuda_fused test_cuda_fused 120 10 "fused matmul" "$bin/test_cuda_fused"
+[ -x "$bin/test_cuda_sampling" ] &&
+    suite test_cuda_sampling test_cuda_sampling 240 20 "us per call|mismatch|chi" \
+        "$bin/test_cuda_sampling"
 
 echo "== compute-sanitizer memcheck test_cuda_ops (quick)"
 if command -v compute-sanitizer >/dev/null; then
