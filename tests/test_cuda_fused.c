@@ -26,6 +26,7 @@ int main(void) {
     return 77;
 }
 #else
+#include "act_io.h"
 #include "qweight_test.h" /* its helpers are static: only where they are used */
 
 static ci_backend *gpu;
@@ -35,32 +36,10 @@ static float rd(float f) {
     return bf ? ci_bf16_to_f32(ci_f32_to_bf16(f)) : f;
 }
 
-static void put(ci_tensor *t, const float *v, int64_t n) {
-    size_t esz = ci_dtype_size(t->dtype);
-    void *buf = malloc(esz * (size_t)n);
-    for (int64_t i = 0; i < n; i++) {
-        if (t->dtype == CI_BF16)
-            ((uint16_t *)buf)[i] = ci_f32_to_bf16(v[i]);
-        else
-            ((float *)buf)[i] = v[i];
-    }
-    CHECK_OK(gpu->ops->to_device(gpu, t->data, buf, esz * (size_t)n));
-    free(buf);
-}
-static float *get(const ci_tensor *t, int64_t n) {
-    size_t esz = ci_dtype_size(t->dtype);
-    void *buf = malloc(esz * (size_t)n);
-    CHECK_OK(gpu->ops->to_host(gpu, buf, t->data, esz * (size_t)n));
-    float *f = malloc(sizeof(float) * (size_t)n);
-    for (int64_t i = 0; i < n; i++)
-        f[i] = t->dtype == CI_BF16 ? ci_bf16_to_f32(((uint16_t *)buf)[i]) : ((float *)buf)[i];
-    free(buf);
-    return f;
-}
 static ci_tensor act(int64_t rows, int64_t cols, const float *v) {
     ci_tensor t;
     CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, rows, cols, &t));
-    if (v) put(&t, v, rows * cols);
+    if (v) act_upload(gpu, &t, v, rows * cols);
     return t;
 }
 static float *host_rand(int64_t n, float scale) {
@@ -111,7 +90,8 @@ static void run_case(const char *what, ci_tensor *w, int n, ci_mm_prologue pro, 
         in = &t;
     }
     CHECK_OK(gpu->ops->matmul(gpu, in, w, bias ? &b : NULL, &p));
-    float *got = get(&y, n * out), *pv = get(&p, n * out);
+    float *got = act_download(gpu, y.data, y.dtype, n * out);
+    float *pv = act_download(gpu, p.data, p.dtype, n * out);
     double num = 0, den = 0;
     int64_t diff = 0;
     for (int64_t i = 0; i < n * out; i++) {

@@ -22,6 +22,7 @@ int main(void) {
     return 77;
 }
 #else
+#include "act_io.h"
 #include "util/fp8.h"
 #include "util/half.h"
 
@@ -52,29 +53,6 @@ static float *host_rand(int64_t n, float scale) {
     return p;
 }
 
-/* uploads f32 host values to a backend tensor of dtype dt */
-static void upload(ci_backend *be, ci_tensor *t, const float *src, int64_t n) {
-    size_t esz = ci_dtype_size(t->dtype);
-    void *buf = malloc(esz * (size_t)(n > 0 ? n : 1));
-    for (int64_t i = 0; i < n; i++) {
-        if (t->dtype == CI_BF16)
-            ((uint16_t *)buf)[i] = ci_f32_to_bf16(src[i]);
-        else
-            ((float *)buf)[i] = src[i];
-    }
-    CHECK_OK(be->ops->to_device(be, t->data, buf, esz * (size_t)n));
-    free(buf);
-}
-static float *download(ci_backend *be, const void *data, ci_dtype dt, int64_t n) {
-    size_t esz = ci_dtype_size(dt);
-    void *buf = malloc(esz * (size_t)(n > 0 ? n : 1));
-    CHECK_OK(be->ops->to_host(be, buf, data, esz * (size_t)n));
-    float *f = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-    for (int64_t i = 0; i < n; i++)
-        f[i] = dt == CI_BF16 ? ci_bf16_to_f32(((uint16_t *)buf)[i]) : ((float *)buf)[i];
-    free(buf);
-    return f;
-}
 static void poison(ci_backend *be, void *data, size_t bytes) {
     void *buf = malloc(bytes ? bytes : 1);
     memset(buf, 0xff, bytes); /* NaN in F32 and BF16 */
@@ -95,7 +73,7 @@ static pair act_pair(int64_t rows, int64_t cols, const float *vals) {
     CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, rows, cols, &p.g));
     if (vals) {
         memcpy(p.c.data, vals, sizeof(float) * (size_t)p.n);
-        upload(gpu, &p.g, vals, p.n);
+        act_upload(gpu, &p.g, vals, p.n);
     } else {
         poison(gpu, p.g.data, (size_t)p.n * ci_dtype_size(p.g.dtype));
     }
@@ -132,7 +110,7 @@ static double rel_err_vals(const float *got, const float *want, int64_t n) {
 }
 static double worst_seen;
 static void compare(const char *what, const pair *p, int64_t n) {
-    float *g = download(gpu, p->g.data, p->g.dtype, n);
+    float *g = act_download(gpu, p->g.data, p->g.dtype, n);
     double e = rel_err_vals(g, p->c.data, n);
     if (e > worst_seen) worst_seen = e;
     CHECKF(e <= tol, "[%s] %s: rel err %.3g > %.0e", mode, what, e, tol);
@@ -390,7 +368,7 @@ static void kv_pair(int KV, int hd, int nblocks, int bs, ci_kv_cache **kc, ci_kv
         if (hide && window > 0) hide_outside_window(v, hide, window, KV, hd, bs);
         memcpy(kvi ? (*kc)->v[0] : (*kc)->k[0], v, sizeof(float) * (size_t)n);
         ci_tensor t = {kvi ? (*kg)->v[0] : (*kg)->k[0], gpu->act_dtype, 1, n};
-        upload(gpu, &t, v, n);
+        act_upload(gpu, &t, v, n);
         free(v);
     }
 }

@@ -24,25 +24,13 @@ int main(void) {
     return 77;
 }
 #else
+#include "act_io.h"
 #include "engine/generate.h" /* ci_now */
 #include "qweight_test.h"
 #include "util/half.h"
 
 static ci_backend *cpu, *gpu;
 static int bf;
-
-static void to_gpu(ci_tensor *t, const float *src, int64_t n) {
-    size_t esz = ci_dtype_size(t->dtype);
-    void *buf = malloc(esz * (size_t)n);
-    for (int64_t i = 0; i < n; i++) {
-        if (t->dtype == CI_BF16)
-            ((uint16_t *)buf)[i] = ci_f32_to_bf16(src[i]);
-        else
-            ((float *)buf)[i] = src[i];
-    }
-    CHECK_OK(gpu->ops->to_device(gpu, t->data, buf, esz * (size_t)n));
-    free(buf);
-}
 
 static void check_case(const ci_qweight *h, int n, int with_bias, const char *what) {
     ci_tensor wc, wg, xc, xg, yc, yg, bc = {0}, bg = {0};
@@ -57,7 +45,7 @@ static void check_case(const ci_qweight *h, int n, int with_bias, const char *wh
         float f = frand();
         x[i] = bf ? ci_bf16_to_f32(ci_f32_to_bf16(f)) : f;
     }
-    to_gpu(&xg, x, n * h->cols);
+    act_upload(gpu, &xg, x, n * h->cols);
     size_t ybytes = (size_t)(n * h->rows) * ci_dtype_size(yg.dtype);
     void *nan = malloc(ybytes);
     memset(nan, 0xff, ybytes);
@@ -147,7 +135,7 @@ static void bench_gemm(int rows, int cols, int n) {
     float *xf = malloc(sizeof(float) * (size_t)n * cols);
     for (int64_t i = 0; i < (int64_t)n * cols; i++)
         xf[i] = frand();
-    to_gpu(&x, xf, (int64_t)n * cols);
+    act_upload(gpu, &x, xf, (int64_t)n * cols);
     free(xf);
     double t[2];
     for (int v = 0; v < 2; v++) {
