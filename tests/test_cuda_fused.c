@@ -161,6 +161,106 @@ static void quant_cases(void) {
     }
 }
 
+/* The rope epilogue (the qkv projection of a decode step): matmul_fused
+ * with .rope against matmul then rope_cache on the same device: qkv and both
+ * caches bit for bit. Layouts the GEMV's epilogue takes (full rotary, neox
+ * and GPT-J, head_dim 64 / 96 / 128, BF16 and FP8 caches, bias, a padding
+ * slot) and ones it leaves to rope_cache's kernel (partial rotary, F32). */
+static void rope_case(int H, int KV, int hd, int rot, int neox, int n, int fp8, int bias) {
+    const int K = 256, bs = 16, nblocks = 6, maxpos = 300;
+    const int64_t out = (int64_t)(H + 2 * KV) * hd;
+    float *wv = host_rand(out * K, 0.1f), *xv = host_rand(n * K, 1.0f);
+    ci_tensor w;
+    CHECK_OK(gpu->ops->weight_alloc(gpu, CI_F32, out, K, &w));
+    CHECK_OK(gpu->ops->weight_write(gpu, &w, 0, wv, CI_F32, out));
+    ci_tensor x = act(n, K, xv), ya = act(n, out, NULL), yb = act(n, out, NULL);
+    ci_tensor b = vec_f32(out, 0.0f);
+    ci_kv_cache *kc[2];
+    const size_t cbytes = (size_t)nblocks * KV * bs * hd * (fp8 ? 1 : (bf ? 2 : 4));
+    unsigned char *zero = calloc(cbytes, 1), *ca = malloc(cbytes), *cb = malloc(cbytes);
+    for (int i = 0; i < 2; i++) {
+        CHECK_OK(ci_kv_cache_create_dtype(gpu, fp8 ? CI_F8_E4M3 : gpu->act_dtype, 1, KV, hd,
+                                          nblocks, bs, &kc[i]));
+        kc[i]->k_scale[0] = 0.02f;
+        kc[i]->v_scale[0] = 0.005f;
+        CHECK_OK(gpu->ops->to_device(gpu, kc[i]->k[0], zero, cbytes));
+        CHECK_OK(gpu->ops->to_device(gpu, kc[i]->v[0], zero, cbytes));
+    }
+    /* the table: random angles, as rope.c lays it out */
+    float *cs = malloc(sizeof(float) * (size_t)maxpos * rot);
+    for (int p = 0; p < maxpos; p++)
+        for (int i = 0; i < rot / 2; i++) {
+            double a = test_urand() * 6.283;
+            cs[p * rot + i] = (float)cos(a);
+            cs[p * rot + rot / 2 + i] = (float)sin(a);
+        }
+    ci_rope_table rt = {{0}, rot, maxpos, neox};
+    CHECK_OK(ci_tensor_alloc(gpu, CI_F32, maxpos, rot, &rt.cos_sin));
+    CHECK_OK(gpu->ops->to_device(gpu, rt.cos_sin.data, cs, sizeof(float) * (size_t)maxpos * rot));
+    /* n one-token sequences at random positions; the second one's slot is
+     * padding (-1: no cache write) */
+    int32_t ids[2] = {0, 0}, pos[2], qs[3] = {0, 1, 2}, cl[2], bt[2] = {0, 1}, slots[2],
+            li[2] = {0, 1};
+    for (int i = 0; i < n; i++) {
+        pos[i] = (int)(test_urand() * (maxpos - 1));
+        cl[i] = pos[i] + 1;
+        slots[i] = i == 1 ? -1 : (int)(test_urand() * nblocks * bs);
+    }
+    ci_batch hb = {n, n, n, 1, 1, maxpos, ids, pos, qs, cl, bt, slots, li}, db;
+    CHECK_OK(gpu->ops->prepare_batch(gpu, &hb, &db));
+    ci_attn_shape sh = {H, KV, hd};
+    ci_mm_rope r = {&sh, &rt, &db, kc[0], 0};
+    ci_matmul_fused a = {.x = &x, .w = &w, .bias = bias ? &b : NULL, .y = &ya, .rope = &r};
+    CHECK_OK(gpu->ops->matmul_fused(gpu, &a));
+    CHECK_OK(gpu->ops->matmul(gpu, &x, &w, bias ? &b : NULL, &yb));
+    CHECK_OK(gpu->ops->rope_cache(gpu, &yb, &sh, &rt, &db, kc[1], 0));
+    float *ga = act_download(gpu, ya.data, ya.dtype, n * out);
+    float *gb = act_download(gpu, yb.data, yb.dtype, n * out);
+    int64_t diff = 0;
+    for (int64_t i = 0; i < n * out; i++)
+        diff += memcmp(&ga[i], &gb[i], sizeof(float)) != 0;
+    size_t cdiff = 0;
+    for (int kvi = 0; kvi < 2; kvi++) {
+        CHECK_OK(gpu->ops->to_host(gpu, ca, kvi ? kc[0]->v[0] : kc[0]->k[0], cbytes));
+        CHECK_OK(gpu->ops->to_host(gpu, cb, kvi ? kc[1]->v[0] : kc[1]->k[0], cbytes));
+        for (size_t i = 0; i < cbytes; i++)
+            cdiff += ca[i] != cb[i];
+    }
+    CHECKF(diff == 0 && cdiff == 0,
+           "[%s] rope epilogue H%d KV%d hd%d rot%d neox%d n=%d fp8 %d bias %d: %lld of %lld qkv "
+           "values, %zu cache bytes differ",
+           bf ? "bf16" : "f32", H, KV, hd, rot, neox, n, fp8, bias, (long long)diff,
+           (long long)(n * out), cdiff);
+    /* rope with accumulate is refused */
+    a.accumulate = 1;
+    CHECK(gpu->ops->matmul_fused(gpu, &a).code == CI_ERR_INVALID);
+    free(ga);
+    free(gb);
+    free(wv);
+    free(xv);
+    free(cs);
+    free(zero);
+    free(ca);
+    free(cb);
+    for (int i = 0; i < 2; i++)
+        ci_kv_cache_destroy(gpu, kc[i]);
+    ci_tensor *all[] = {&w, &x, &ya, &yb, &b, &rt.cos_sin};
+    for (int i = 0; i < 6; i++)
+        ci_tensor_free(gpu, all[i]);
+}
+
+static void rope_cases(void) {
+    const int cfg[][5] = {/* H, KV, hd, rot, neox */
+                          {8, 2, 64, 64, 1},   {8, 2, 64, 64, 0}, {32, 8, 128, 128, 1},
+                          {4, 4, 128, 128, 0}, {8, 1, 96, 96, 1}, {16, 4, 128, 64, 1},
+                          {14, 2, 64, 64, 1}};
+    for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++)
+        for (int n = 1; n <= 2; n++)
+            for (int fp8 = 0; fp8 < 2; fp8++)
+                rope_case(cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3], cfg[c][4], n, fp8,
+                          (int)(c + n) & 1);
+}
+
 /* bad arguments are errors, not launches */
 static void errors(void) {
     ci_tensor w, x = act(1, 100, NULL), y = act(1, 64, NULL), y3 = act(3, 64, NULL);
@@ -191,7 +291,7 @@ int main(void) {
     if (ci_cuda_device_count() <= 0) test_skip("no CUDA device");
     for (int m = 0; m < 2; m++) {
         ci_backend_options o = {0, 0, m == 0 ? CI_ACT_BF16 : CI_ACT_F32};
-        setenv("CINFER_FUSE", "1", 1); /* the op is opt-in */
+        setenv("CINFER_FUSE", "1", 1); /* every prologue in the GEMV */
         ci_status s = ci_backend_create("cuda", &o, &gpu);
         unsetenv("CINFER_FUSE");
         CHECK_OK(s);
@@ -201,6 +301,7 @@ int main(void) {
         int f0 = test_failed_;
         dense_cases();
         quant_cases();
+        rope_cases();
         errors();
         CHECK_OK(gpu->ops->sync(gpu));
         printf("[%s] fused matmul vs classic ops: %d failures\n", bf ? "bf16" : "f32",

@@ -139,6 +139,17 @@ typedef enum ci_mm_prologue {
     CI_MM_PRO_SWIGLU,  /* in = silu(x[:, 0:K]) * x[:, K:2K] (x: [n][2K]) */
 } ci_mm_prologue;
 
+/* rope_cache's work (rotate q and k, write k and v of every token to
+ * layer `layer` of the cache) as the product's epilogue: y is the qkv
+ * activation [n][(H + 2 KV) head_dim] */
+typedef struct ci_mm_rope {
+    const ci_attn_shape *shape;
+    const ci_rope_table *rope;
+    const ci_batch *batch;
+    ci_kv_cache *kv;
+    int layer;
+} ci_mm_rope;
+
 typedef struct ci_matmul_fused {
     const ci_tensor *x;
     ci_mm_prologue pro;
@@ -147,6 +158,7 @@ typedef struct ci_matmul_fused {
     const ci_tensor *w, *bias; /* as matmul's */
     int accumulate;            /* y += in . w^T (+ bias), the product rounded to y's dtype first */
     ci_tensor *y;
+    const ci_mm_rope *rope; /* NULL, or rope_cache on y after the product (no accumulate) */
     /* [n][K] of the activation dtype: where a backend that cannot fuse a
      * weight's prologue writes `in` first (the op is then two kernels) */
     ci_tensor *scratch;
@@ -236,6 +248,10 @@ typedef struct ci_backend_ops {
      * another (up to the order of the norm's sum of squares). */
     int (*matmul_fused_rows)(ci_backend *be);
     ci_status (*matmul_fused)(ci_backend *be, const ci_matmul_fused *a);
+    /* Steps of up to this many tokens run the qkv projection and rope_cache
+     * as one matmul_fused (its rope epilogue, no prologue), whether or not
+     * matmul_fused_rows allows the rest (0: never; NULL on the CPU). */
+    int (*matmul_rope_rows)(ci_backend *be);
     /* Starts uploading the next sample op's bitmasks (nmasks rows of
      * ci_mask_words(V) words, host memory read before returning) while the
      * device still runs the forward; a sample call with the same masks

@@ -192,13 +192,19 @@ ci_status ci_model_enqueue(ci_model *m, const ci_batch *db, int T, int L, ci_kv_
 
     CI_TRY(ops->embedding(be, &m->w.embed, db->token_ids, T, &res));
     /* a step of few tokens (decode) runs each layer as fused matmuls where
-     * the backend offers them (CUDA, opt-in: docs/kernels/gemv.md): the
-     * norms and SwiGLU become their prologues and the residual adds their
-     * epilogues, 9 kernels a layer become 6 */
+     * the backend offers them (CUDA with BF16 activations:
+     * docs/kernels/gemv.md): the norms and SwiGLU become their prologues
+     * and the residual adds their epilogues where the backend fuses them,
+     * 9 kernels a layer down to 5 */
     const int fused = ops->matmul_fused && T <= ops->matmul_fused_rows(be);
+    /* ... and the rotation and cache write as the qkv product's epilogue
+     * (not with Qwen3's q/k-norm, which comes between) */
+    const int rope_fused =
+        ops->matmul_fused && ops->matmul_rope_rows && !c->qk_norm && T <= ops->matmul_rope_rows(be);
     for (int l = 0; l < c->num_layers; l++) {
         const ci_layer_weights *lw = &m->w.layers[l];
         const ci_tensor *bqkv = lw->bqkv.data ? &lw->bqkv : NULL;
+        const ci_mm_rope rope = {&shape, &m->rope, db, kv, l};
         if (fused) {
             ci_matmul_fused a = {.x = &res,
                                  .pro = CI_MM_PRO_RMSNORM,
@@ -207,17 +213,24 @@ ci_status ci_model_enqueue(ci_model *m, const ci_batch *db, int T, int L, ci_kv_
                                  .w = &lw->wqkv,
                                  .bias = bqkv,
                                  .y = &qkv,
-                                 .scratch = &x};
+                                 .scratch = &x,
+                                 .rope = rope_fused ? &rope : NULL};
             CI_TRY(ops->matmul_fused(be, &a));
         } else {
             if (l == 0)
                 CI_TRY(ops->rmsnorm(be, &res, NULL, &lw->attn_norm, eps, &x));
             else
                 CI_TRY(ops->rmsnorm(be, &mo, &res, &lw->attn_norm, eps, &x));
-            CI_TRY(ops->matmul(be, &x, &lw->wqkv, bqkv, &qkv));
+            if (rope_fused) {
+                ci_matmul_fused a = {
+                    .x = &x, .w = &lw->wqkv, .bias = bqkv, .y = &qkv, .rope = &rope};
+                CI_TRY(ops->matmul_fused(be, &a));
+            } else {
+                CI_TRY(ops->matmul(be, &x, &lw->wqkv, bqkv, &qkv));
+            }
         }
         if (c->qk_norm) CI_TRY(ops->qk_norm(be, &qkv, &shape, &lw->q_norm, &lw->k_norm, eps));
-        CI_TRY(ops->rope_cache(be, &qkv, &shape, &m->rope, db, kv, l));
+        if (!rope_fused) CI_TRY(ops->rope_cache(be, &qkv, &shape, &m->rope, db, kv, l));
         CI_TRY(ops->attention(be, &qkv, &shape, db, kv, l, scale, c->layer_window[l], &attn));
         if (fused) {
             ci_matmul_fused o = {.x = &attn, .w = &lw->wo, .accumulate = 1, .y = &res};

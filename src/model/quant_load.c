@@ -27,6 +27,7 @@
 
 #include "model/quant.h"
 #include "util/qweight.h"
+#include "util/threadpool.h"
 
 enum { DT_DENSE = 1 << CI_F32 | 1 << CI_F16 | 1 << CI_BF16 };
 
@@ -275,9 +276,22 @@ static void fill_fp8(ci_qweight *w, const ci_quant_config *q, const ci_qlinear_s
         }
 }
 
-/* --quantization fp8: per output channel, scale = amax / 448. */
-static void fill_online_fp8(ci_qweight *w, const ci_qlinear_src *s, int64_t r0) {
-    for (int64_t o = 0; o < s->out; o++) {
+/* --quantization fp8: per output channel, scale = amax / 448. Rows are
+ * independent: a large weight is cut over a thread pool (an 8B model's
+ * 7e9 weights took about a minute on one core). */
+typedef struct {
+    ci_qweight *w;
+    const ci_qlinear_src *s;
+    int64_t r0;
+} online_fp8_job;
+
+static void online_fp8_rows(void *ctx, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    const online_fp8_job *j = ctx;
+    ci_qweight *w = j->w;
+    const ci_qlinear_src *s = j->s;
+    const int64_t r0 = j->r0;
+    for (int64_t o = begin; o < end; o++) {
         float amax = 0;
         for (int64_t i = 0; i < s->in; i++) {
             float v = fabsf(ci_st_elem_f32(s->weight, (size_t)(o * s->in + i)));
@@ -288,6 +302,18 @@ static void fill_online_fp8(ci_qweight *w, const ci_qlinear_src *s, int64_t r0) 
         for (int64_t i = 0; i < s->in; i++)
             dst[i] = ci_f32_to_fp8_e4m3(ci_st_elem_f32(s->weight, (size_t)(o * s->in + i)) / sc);
         w->scales[(r0 + o) * w->ngroups] = sc;
+    }
+}
+
+static void fill_online_fp8(ci_qweight *w, const ci_qlinear_src *s, int64_t r0) {
+    online_fp8_job j = {w, s, r0};
+    ci_threadpool *tp = NULL;
+    if (s->out * s->in >= ((int64_t)1 << 22) && s->out >= 64 &&
+        ci_threadpool_create(0, &tp).code == CI_OK) {
+        ci_threadpool_run(tp, s->out, 16, online_fp8_rows, &j);
+        ci_threadpool_destroy(tp);
+    } else {
+        online_fp8_rows(&j, 0, s->out, 0);
     }
 }
 

@@ -591,6 +591,7 @@ static const ci_backend_ops cuda_ops = {
     .sample = ci_cuda_sample,
     .matmul_fused_rows = ci_cuda_matmul_fused_rows,
     .matmul_fused = ci_cuda_matmul_fused,
+    .matmul_rope_rows = ci_cuda_matmul_rope_rows,
     .stage_masks = cu_stage_masks,
     .mem_info = cu_mem_info,
     .prepare_batch_static = cu_prepare_batch_static,
@@ -635,15 +636,22 @@ static ci_status cu_init(ci_cuda *c, int device) {
     (void)cc_minor;
     const char *ng = getenv("CINFER_NO_GEMV");
     c->use_gemv = !(ng && *ng && strcmp(ng, "0") != 0);
-    /* the fused decode layer (cuda_fused_matmul.c), opt-in until it beats
-     * the classic ops on the H200 (docs/kernels/gemv.md): CINFER_FUSE=1 all
-     * prologues in the GEMV, norm / swiglu that one, acc the residual adds
-     * only; unset or 0: off */
+    /* the fused decode layer (cuda_fused_matmul.c; docs/kernels/gemv.md):
+     * CINFER_FUSE=1 all prologues in the GEMV, norm / swiglu that one, acc
+     * the residual adds only, 0 off (the classic ops). Unset: norm, with
+     * BF16 activations only (the fastest on the H200: the SwiGLU prologue
+     * measured slower; F32 parity mode keeps the classic ops) */
     const char *fu = getenv("CINFER_FUSE");
-    c->fuse_off = !fu || !*fu || strcmp(fu, "0") == 0;
+    c->fuse_auto = !fu || !*fu;
+    if (c->fuse_auto) fu = "norm";
+    c->fuse_off = strcmp(fu, "0") == 0;
     c->fuse_pro = 1 << CI_CU_PRO_NONE;
-    if (fu && (!strcmp(fu, "norm") || !strcmp(fu, "1"))) c->fuse_pro |= 1 << CI_CU_PRO_RMSNORM;
-    if (fu && (!strcmp(fu, "swiglu") || !strcmp(fu, "1"))) c->fuse_pro |= 1 << CI_CU_PRO_SWIGLU;
+    if (!strcmp(fu, "norm") || !strcmp(fu, "1")) c->fuse_pro |= 1 << CI_CU_PRO_RMSNORM;
+    if (!strcmp(fu, "swiglu") || !strcmp(fu, "1")) c->fuse_pro |= 1 << CI_CU_PRO_SWIGLU;
+    /* the qkv GEMV's rope epilogue for decode steps (CINFER_FUSE_ROPE=0:
+     * rope_cache's own kernel, for A/B) */
+    const char *fr = getenv("CINFER_FUSE_ROPE");
+    c->rope_off = fr && strcmp(fr, "0") == 0;
     /* PDL (griddepcontrol) is sm_90+; CINFER_PDL=0 turns it off (A/B) */
     const char *pdl = getenv("CINFER_PDL");
     ci_cu_set_pdl(cc_major >= 9 && !(pdl && strcmp(pdl, "0") == 0));

@@ -5,13 +5,58 @@
  * the prologue runs inside it and the op is one kernel. Elsewhere (quantized
  * GEMVs, F32 parity mode, cuBLASLt) the prologue's own kernel writes the
  * scratch first. Every GEMV adds into y itself (acc), and cuBLASLt with
- * beta = 1, so the residual adds never need a kernel. Opt-in: CINFER_FUSE=1
- * at backend creation (cuda_backend.c) turns the op on; without it the model
- * runs the classic ops (measured faster so far: docs/kernels/gemv.md). */
+ * beta = 1, so the residual adds never need a kernel. CINFER_FUSE at
+ * backend creation (cuda_backend.c) picks the prologues the GEMV runs
+ * itself; by default the RMSNorm one with BF16 activations (measured
+ * fastest: docs/kernels/gemv.md), 0 the model's classic ops.
+ *
+ * The rope epilogue (the qkv projection of a decode step, on by default,
+ * CINFER_FUSE_ROPE=0 off) runs in the BF16 GEMV where it applies (full
+ * rotary, head_dim % 16 == 0) and as rope_cache's own kernel after the
+ * product elsewhere: the values are the same either way. */
 #include "backend/cuda/cuda_internal.h"
 
+#include <string.h>
+
 int ci_cuda_matmul_fused_rows(ci_backend *be) {
-    return ci_cuda_of(be)->fuse_off ? 0 : CI_CU_GEMV_MAX_N;
+    const ci_cuda *c = ci_cuda_of(be);
+    return c->fuse_off || (c->fuse_auto && be->act_dtype != CI_BF16) ? 0 : CI_CU_GEMV_MAX_N;
+}
+
+int ci_cuda_matmul_rope_rows(ci_backend *be) {
+    return ci_cuda_of(be)->rope_off ? 0 : CI_CU_GEMV_MAX_N;
+}
+
+/* the GEMV's epilogue for a->rope when it can take it: f->rope.on */
+static void rope_epi(const ci_matmul_fused *a, ci_cu_rope_epi *r) {
+    memset(r, 0, sizeof *r);
+    const ci_mm_rope *m = a->rope;
+    if (!m || a->accumulate || m->rope->rot_dim != m->shape->head_dim || m->layer < 0 ||
+        m->layer >= m->kv->num_layers || m->rope->cos_sin.dtype != CI_F32 ||
+        m->rope->cos_sin.cols != m->rope->rot_dim ||
+        m->kv->num_kv_heads != m->shape->num_kv_heads || m->kv->head_dim != m->shape->head_dim ||
+        (m->kv->dtype != CI_BF16 && m->kv->dtype != CI_F8_E4M3))
+        return;
+    *r = (ci_cu_rope_epi){.on = 1,
+                          .H = m->shape->num_heads,
+                          .KV = m->shape->num_kv_heads,
+                          .hd = m->shape->head_dim,
+                          .neox = m->rope->neox != 0,
+                          .bs = m->kv->block_size,
+                          .kv_fp8 = m->kv->dtype == CI_F8_E4M3,
+                          .kscale = m->kv->k_scale[m->layer],
+                          .vscale = m->kv->v_scale[m->layer],
+                          .cos_sin = m->rope->cos_sin.data,
+                          .positions = m->batch->positions,
+                          .slots = m->batch->slot_mapping,
+                          .kc = m->kv->k[m->layer],
+                          .vc = m->kv->v[m->layer]};
+}
+
+/* a->rope as rope_cache's own kernel, after the product */
+static ci_status rope_after(ci_backend *be, const ci_matmul_fused *a) {
+    const ci_mm_rope *r = a->rope;
+    return r ? ci_cuda_rope_cache(be, a->y, r->shape, r->rope, r->batch, r->kv, r->layer) : ci_ok();
 }
 
 ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a) {
@@ -31,6 +76,10 @@ ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a) {
     if (a->pro != CI_MM_PRO_NONE && (!a->scratch || a->scratch->cols != K || a->scratch->rows < n))
         return ci_errorf(CI_ERR_INVALID, "cuda matmul_fused: scratch must be [%lld][%lld]",
                          (long long)n, (long long)K);
+    if (a->rope && (a->accumulate || !a->rope->shape || !a->rope->rope || !a->rope->batch ||
+                    !a->rope->kv || a->rope->batch->num_tokens != n))
+        return ci_errorf(CI_ERR_INVALID, "cuda matmul_fused: rope epilogue without its batch, "
+                                         "cache or table, or with accumulate");
     /* the BF16 GEMV: prologue, product and accumulate in one kernel */
     const ci_cu_fuse f = {.pro = a->pro == CI_MM_PRO_RMSNORM  ? CI_CU_PRO_RMSNORM
                                  : a->pro == CI_MM_PRO_SWIGLU ? CI_CU_PRO_SWIGLU
@@ -39,28 +88,41 @@ ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a) {
                           .eps = a->eps,
                           .acc = a->accumulate};
     const float *b = a->bias && a->bias->data ? a->bias->data : NULL;
+    ci_cu_fuse fr = f;
+    rope_epi(a, &fr.rope);
     const int gemv =
         (c->fuse_pro & (1 << f.pro)) && w->dtype == CI_BF16 && x->dtype == CI_BF16 && c->use_gemv &&
-        w->rows <= INT32_MAX && ci_cu_gemv_fuse_ok((int)n, K, x->data, &f) &&
+        w->rows <= INT32_MAX &&
         (!b || (a->bias->dtype == CI_F32 && a->bias->rows * a->bias->cols == w->rows)) &&
         a->y->cols == w->rows && a->y->rows >= n;
-    if (gemv) {
-        CI_CU_LAUNCH("gemv", ci_cu_gemv((ci_cu_stream)c->stream, 0, w->data, x->data, (int)n,
-                                        (int)K, (int)w->rows, b, a->y->data, c->num_sms, &f));
-        return ci_ok();
+    /* the whole op in the GEMV (the rope epilogue with it when it applies,
+     * else rope_cache's kernel after) */
+    const int epi = gemv && fr.rope.on && ci_cu_gemv_fuse_ok((int)n, K, w->rows, x->data, &fr);
+    if (epi || (gemv && ci_cu_gemv_fuse_ok((int)n, K, w->rows, x->data, &f))) {
+        CI_CU_LAUNCH("gemv",
+                     ci_cu_gemv((ci_cu_stream)c->stream, 0, w->data, x->data, (int)n, (int)K,
+                                (int)w->rows, b, a->y->data, c->num_sms, epi ? &fr : &f));
+        return epi ? ci_ok() : rope_after(be, a);
     }
-    /* elsewhere: the prologue's kernel into the scratch, then the product */
-    const ci_tensor *in = x;
-    ci_tensor s;
+    /* elsewhere: the prologue's kernel into the scratch, then the product
+     * (and its epilogue) as an op without prologue */
     if (a->pro != CI_MM_PRO_NONE) {
-        s = *a->scratch;
+        ci_tensor s = *a->scratch;
         s.rows = n;
         if (a->pro == CI_MM_PRO_RMSNORM)
             CI_TRY(ci_cuda_rmsnorm(be, (ci_tensor *)x, NULL, a->norm_w, a->eps, &s));
         else
             CI_TRY(ci_cuda_swiglu(be, x, &s));
-        in = &s;
+        ci_matmul_fused b2 = *a;
+        b2.x = &s;
+        b2.pro = CI_MM_PRO_NONE;
+        b2.norm_w = NULL;
+        b2.scratch = NULL;
+        return ci_cuda_matmul_fused(be, &b2);
     }
-    if (w->dtype == CI_QW) return ci_cuda_qmatmul(be, in, w, a->bias, a->y, a->accumulate);
-    return ci_cuda_matmul(be, in, w, a->bias, a->y, a->accumulate);
+    if (w->dtype == CI_QW)
+        CI_TRY(ci_cuda_qmatmul(be, x, w, a->bias, a->y, a->accumulate));
+    else
+        CI_TRY(ci_cuda_matmul(be, x, w, a->bias, a->y, a->accumulate));
+    return rope_after(be, a);
 }

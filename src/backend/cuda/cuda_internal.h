@@ -35,7 +35,9 @@ typedef struct ci_cuda {
     int num_sms;
     int use_gemv;    /* small-n GEMV kernel for BF16 (CINFER_NO_GEMV=1: cuBLASLt only) */
     int fuse_off;    /* CINFER_FUSE=0: no fused matmul op (the model's classic ops) */
+    int fuse_auto;   /* CINFER_FUSE unset: the fused layer with BF16 activations only */
     int fuse_pro;    /* bit CI_CU_PRO_*: prologues the BF16 GEMV runs itself (CINFER_FUSE) */
+    int rope_off;    /* CINFER_FUSE_ROPE=0: decode steps' rope_cache as its own op (A/B) */
     void *workspace; /* GEMM workspace, CI_CU_GEMM_WORKSPACE bytes */
     float *att_ws;   /* split-K attention partials, CI_CU_ATT_WS_FLOATS, + CI_CU_ATT_CNT counters */
     ci_cu_gemm_plan plans[CI_CU_GEMM_CACHE];
@@ -131,6 +133,7 @@ ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w
 /* cuda_fused_matmul.c: the fused matmul op (backend.h) */
 int ci_cuda_matmul_fused_rows(ci_backend *be);
 ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a);
+int ci_cuda_matmul_rope_rows(ci_backend *be);
 
 ci_status ci_cuda_embedding(ci_backend *be, const ci_tensor *table, const int32_t *ids, int n,
                             ci_tensor *out);

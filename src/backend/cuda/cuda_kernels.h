@@ -99,16 +99,32 @@ int ci_cu_sample(ci_cu_stream st, float *logits, int V, const void *rows, int n,
                  float *saved, const int32_t *owners, int nowners, const uint32_t *masks,
                  int any_logprobs, int fast, void *out);
 
+/* The qkv GEMV's rope epilogue (a decode step's rope_cache, fused): the
+ * rows of y are H q, KV k and KV v heads of hd; q and k heads are rotated
+ * (full rotary, neox pairs (i, i + hd/2) or GPT-J pairs (2i, 2i + 1)) from
+ * the products rounded to BF16, with rope_cache_kernel's arithmetic, and
+ * token n's k and v rows also go to the cache at slots[n] (skipped when
+ * < 0; BF16, or E4M3 of value / scale with kv_fp8). cos_sin: [pos][hd] F32;
+ * positions and slots: one per row of x (device). on = 0: no epilogue. */
+typedef struct ci_cu_rope_epi {
+    int on, H, KV, hd, neox, bs, kv_fp8;
+    float kscale, vscale;
+    const float *cos_sin;
+    const int32_t *positions, *slots;
+    void *kc, *vc;
+} ci_cu_rope_epi;
+
 /* What a GEMV does around its product (backend.h's ci_matmul_fused): a
  * prologue on x (pro: CI_CU_PRO_*; RMSNORM with norm_w [in] F32 and eps;
- * SWIGLU: x rows of 2 in), and acc: y = round(round(product) + y). A NULL
- * ci_cu_fuse is none of these. */
+ * SWIGLU: x rows of 2 in), acc: y = round(round(product) + y), and the
+ * rope epilogue. A NULL ci_cu_fuse is none of these. */
 enum { CI_CU_PRO_NONE = 0, CI_CU_PRO_RMSNORM = 1, CI_CU_PRO_SWIGLU = 2 };
 typedef struct ci_cu_fuse {
     int pro;
     const float *norm_w;
     float eps;
     int acc;
+    ci_cu_rope_epi rope;
 } ci_cu_fuse;
 
 /* Small-batch GEMV (n <= 2: at n = 4 cuBLASLt is as fast), BF16: y[n][out] = x[n][in] .
@@ -116,8 +132,9 @@ typedef struct ci_cu_fuse {
  * Every prologue of f is fused (x is staged per CTA anyway). */
 #define CI_CU_GEMV_MAX_N 2
 int ci_cu_gemv_ok(int n, int64_t in);
-/* ... and with f (NULL: none) for x: the alignments its staging needs */
-int ci_cu_gemv_fuse_ok(int n, int64_t in, const void *x, const ci_cu_fuse *f);
+/* ... and with f (NULL: none) for x: the alignments its staging needs, and
+ * for the rope epilogue (no acc, BF16 y): out = (H + 2 KV) hd, hd % 16 == 0 */
+int ci_cu_gemv_fuse_ok(int n, int64_t in, int64_t out, const void *x, const ci_cu_fuse *f);
 int ci_cu_gemv(ci_cu_stream st, int f32_out, const void *W, const void *x, int n, int in, int out,
                const float *bias, void *y, int num_sms, const ci_cu_fuse *f);
 

@@ -20,15 +20,6 @@
  * tail (partial rotary) and the matching V head to the cache slot. Every
  * lane's loads are independent, so a decode step's single token costs one
  * memory round trip, not a serial loop. */
-/* cache element stores: the activation dtype as is, or E4M3 of v / scale */
-__device__ __forceinline__ void kv_st(float *p, int64_t i, float v, float) { p[i] = v; }
-__device__ __forceinline__ void kv_st(__nv_bfloat16 *p, int64_t i, float v, float) {
-    p[i] = __float2bfloat16_rn(v);
-}
-__device__ __forceinline__ void kv_st(uint8_t *p, int64_t i, float v, float scale) {
-    p[i] = ci_fp8_enc(v, scale);
-}
-
 template <typename T, typename TC>
 __global__ void rope_cache_kernel(T *qkv, int H, int KV, int hd, const float *__restrict__ cos_sin,
                                   int rot, int neox, const int32_t *__restrict__ positions,
@@ -78,8 +69,8 @@ __global__ void rope_cache_kernel(T *qkv, int H, int KV, int hd, const float *__
         ci_st(x, i1, y1);
         ci_st(x, i2, y2);
         if (kdst) {
-            kv_st(kdst, i1, y1, kscale);
-            kv_st(kdst, i2, y2, kscale);
+            ci_kv_st(kdst, i1, y1, kscale);
+            ci_kv_st(kdst, i2, y2, kscale);
         }
     };
 #pragma unroll
@@ -88,9 +79,11 @@ __global__ void rope_cache_kernel(T *qkv, int H, int KV, int hd, const float *__
     for (int i = lane + 32 * RP_U; i < half; i += 32)
         pair(i, cs[i], cs[half + i]);
     if (!kdst) return;
-    for (int d = rot + lane; d < hd; d += 32) kv_st(kdst, d, ci_ld(x, d), kscale); /* unrotated */
+    for (int d = rot + lane; d < hd; d += 32)
+        ci_kv_st(kdst, d, ci_ld(x, d), kscale); /* unrotated */
     const T *v = row + (int64_t)(H + KV + g) * hd;
-    for (int d = lane; d < hd; d += 32) kv_st(vdst, d, ci_ld(v, d), vscale);
+    for (int d = lane; d < hd; d += 32)
+        ci_kv_st(vdst, d, ci_ld(v, d), vscale);
 }
 
 extern "C" int ci_cu_rope_cache(ci_cu_stream st, int bf16, void *qkv, int ntok, int H, int KV, int hd,

@@ -15,6 +15,17 @@
 __device__ __forceinline__ uint8_t ci_fp8_enc(float v, float scale) {
     return (uint8_t)__nv_cvt_float_to_fp8(__fdiv_rn(v, scale), __NV_SATFINITE, __NV_E4M3);
 }
+/* cache element stores (rope_cache and the qkv GEMV's rope epilogue): the
+ * activation dtype as is, or E4M3 of v / scale */
+__device__ __forceinline__ void ci_kv_st(float *p, int64_t i, float v, float) {
+    p[i] = v;
+}
+__device__ __forceinline__ void ci_kv_st(__nv_bfloat16 *p, int64_t i, float v, float) {
+    p[i] = __float2bfloat16_rn(v);
+}
+__device__ __forceinline__ void ci_kv_st(uint8_t *p, int64_t i, float v, float scale) {
+    p[i] = ci_fp8_enc(v, scale);
+}
 /* two E4M3 (low byte first) -> f16x2 bits (low half first) */
 __device__ __forceinline__ uint32_t ci_fp8x2_f16x2(uint32_t two) {
     __half2_raw h = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)two, __NV_E4M3);
