@@ -10,6 +10,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* CI_ASAN: 1 in AddressSanitizer builds (the slow tests' quick modes) */
+#if defined(__SANITIZE_ADDRESS__)
+#define CI_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CI_ASAN 1
+#endif
+#endif
+#ifndef CI_ASAN
+#define CI_ASAN 0
+#endif
+
 static int test_passed_, test_failed_;
 
 #define CHECK(cond)                                                                                \

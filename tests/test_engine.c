@@ -11,17 +11,6 @@
 #include "engine_test.h"
 #include "test.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define CI_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CI_ASAN 1
-#endif
-#endif
-#ifndef CI_ASAN
-#define CI_ASAN 0
-#endif
-
 #define MAXS 4
 #define MAXTOK 64
 

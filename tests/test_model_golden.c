@@ -14,17 +14,6 @@
 #include "model/model.h"
 #include "test.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define CI_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CI_ASAN 1
-#endif
-#endif
-#ifndef CI_ASAN
-#define CI_ASAN 0
-#endif
-
 static int32_t *json_ids(json_t *arr, int *n) {
     *n = (int)json_array_size(arr);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(*n > 0 ? *n : 1));

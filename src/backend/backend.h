@@ -241,6 +241,12 @@ typedef struct ci_backend_ops {
                         const ci_logit_adjust *adj, int nadj, const uint32_t *masks, int nmasks,
                         ci_sample_result *out);
 
+    /* Tensor parallelism: x (every rank's [rows][cols], same shape) becomes
+     * the sum over the ranks of be->comm, on every rank; a no-op without a
+     * group. NULL where the backend has no collectives (CUDA without NCCL:
+     * ci_model_load refuses a tensor-parallel split there). */
+    ci_status (*all_reduce)(ci_backend *be, ci_tensor *x);
+
     /* ---- optional (NULL on the CPU backend) ---- */
     /* The fused matmul above for x of up to matmul_fused_rows(be) rows (the
      * model uses it for steps of that many tokens, the classic ops else):
@@ -276,11 +282,17 @@ typedef struct ci_backend_ops {
     void (*destroy)(ci_backend *be);
 } ci_backend_ops;
 
+struct ci_comm; /* backend/comm.h */
+
 struct ci_backend {
     const ci_backend_ops *ops;
     const char *name;
     ci_dtype act_dtype; /* activations and KV cache */
     void *impl;
+    /* tensor parallelism: the group this backend's rank belongs to (NULL:
+     * none) and its rank in it; all_reduce runs over it */
+    struct ci_comm *comm;
+    int rank;
 };
 
 /* Activation (and KV cache) dtype a backend is asked for. */

@@ -522,3 +522,32 @@ ci_status ci_config_load(const char *model_dir, ci_model_config *out) {
     json_decref(root);
     return s;
 }
+
+ci_status ci_config_tp_split(ci_model_config *c, int rank, int size) {
+    memset(&c->tp, 0, sizeof c->tp);
+    if (size <= 1) return ci_ok();
+    if (rank < 0 || rank >= size)
+        return ci_errorf(CI_ERR_INVALID, "tensor parallel rank %d outside [0, %d)", rank, size);
+    if (c->num_heads % size)
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         "tensor parallel size %d does not divide num_attention_heads %d", size,
+                         c->num_heads);
+    if (c->num_kv_heads % size && size % c->num_kv_heads)
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         "tensor parallel size %d and num_key_value_heads %d: neither divides the "
+                         "other",
+                         size, c->num_kv_heads);
+    if (c->intermediate_size % size)
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         "tensor parallel size %d does not divide intermediate_size %d", size,
+                         c->intermediate_size);
+    c->tp.rank = rank;
+    c->tp.size = size;
+    c->tp.q0 = rank * (c->num_heads / size);
+    /* kv heads: a share each, or (fewer kv heads than ranks) the one its q
+     * heads use */
+    c->tp.kv0 = c->num_kv_heads >= size ? rank * (c->num_kv_heads / size)
+                                        : c->tp.q0 / (c->num_heads / c->num_kv_heads);
+    c->tp.i0 = rank * (c->intermediate_size / size);
+    return ci_ok();
+}

@@ -68,6 +68,13 @@ typedef struct ci_model_config {
     /* quantization_config (CI_QUANT_NONE without one); ci_model_load sets
      * CI_QUANT_ONLINE_FP8 for --quantization fp8 */
     ci_quant_config quant;
+    /* tensor parallelism (not in config.json: ci_config_tp_split): this
+     * rank's share of the q heads [q0, q0 + H / size), kv heads [kv0, kv0 +
+     * max(KV / size, 1)) (replicated when KV < size) and intermediate
+     * columns [i0, i0 + I / size); size 0 or 1: the whole model */
+    struct {
+        int rank, size, q0, kv0, i0;
+    } tp;
 } ci_model_config;
 
 /* Parses DIR/config.json. Errors name the file and the field. */
@@ -75,6 +82,11 @@ ci_status ci_config_load(const char *model_dir, ci_model_config *out);
 
 /* Same, from a JSON text already in memory (used by tests). */
 ci_status ci_config_parse(const char *json_text, ci_model_config *out);
+
+/* Splits the model for rank `rank` of `size` (Megatron tensor parallelism):
+ * size must divide the heads and the intermediate size, and the kv heads
+ * divide size or size them; one-line errors name the field. */
+ci_status ci_config_tp_split(ci_model_config *c, int rank, int size);
 
 /* Number of rotated dims per head: int(head_dim * partial_rotary_factor). */
 int ci_config_rot_dim(const ci_model_config *cfg);

@@ -71,12 +71,22 @@ ci_status ci_model_load(const char *model_dir, ci_backend *be, const ci_model_op
         m->cfg.quant.act_group = -1; /* W8A8, per-token activations (as vLLM's online fp8) */
     }
     if (s.code == CI_OK && opts->weight_only) m->cfg.quant.act_group = 0;
+    if (s.code == CI_OK) s = ci_config_tp_split(&m->cfg, opts->tp_rank, opts->tp_size);
+    if (s.code == CI_OK && opts->tp_size > 1 && !be->ops->all_reduce)
+        s = ci_errorf(CI_ERR_UNSUPPORTED, "tensor parallelism: the %s backend has no all-reduce",
+                      be->name);
     if (s.code == CI_OK) s = ci_checkpoint_open(model_dir, &m->ck);
     if (s.code == CI_OK)
         s = ci_weights_load(be, m->ck, &m->cfg, opts->progress, opts->progress_user, &m->w);
     if (s.code != CI_OK) {
         ci_model_free(m);
         return s;
+    }
+    if (m->cfg.tp.size > 1) { /* from here on the config is this rank's share */
+        ci_model_config *c = &m->cfg;
+        c->num_heads /= c->tp.size;
+        c->num_kv_heads = c->num_kv_heads >= c->tp.size ? c->num_kv_heads / c->tp.size : 1;
+        c->intermediate_size /= c->tp.size;
     }
     /* Every backend copies the weights: drop the mapping so its pages do
      * not stay resident next to the copy. */
@@ -196,7 +206,11 @@ ci_status ci_model_enqueue(ci_model *m, const ci_batch *db, int T, int L, ci_kv_
      * docs/kernels/gemv.md): the norms and SwiGLU become their prologues
      * and the residual adds their epilogues where the backend fuses them,
      * 9 kernels a layer down to 5 */
-    const int fused = ops->matmul_fused && T <= ops->matmul_fused_rows(be);
+    /* tensor parallelism: o and down give this rank's partial sums, joined
+     * by an all-reduce before the residual add (not in the fused layer,
+     * whose GEMVs add into the residual themselves) */
+    const int tp = c->tp.size > 1;
+    const int fused = !tp && ops->matmul_fused && T <= ops->matmul_fused_rows(be);
     /* ... and the rotation and cache write as the qkv product's epilogue
      * (not with Qwen3's q/k-norm, which comes between) */
     const int rope_fused =
@@ -253,10 +267,12 @@ ci_status ci_model_enqueue(ci_model *m, const ci_batch *db, int T, int L, ci_kv_
             continue;
         }
         CI_TRY(ops->matmul(be, &attn, &lw->wo, NULL, &mo));
+        if (tp) CI_TRY(ops->all_reduce(be, &mo));
         CI_TRY(ops->rmsnorm(be, &mo, &res, &lw->mlp_norm, eps, &x));
         CI_TRY(ops->matmul(be, &x, &lw->w_gate_up, NULL, &gu));
         CI_TRY(ops->swiglu(be, &gu, &act));
         CI_TRY(ops->matmul(be, &act, &lw->w_down, NULL, &mo));
+        if (tp) CI_TRY(ops->all_reduce(be, &mo));
     }
     /* the fused layers leave the whole residual stream in res */
     CI_TRY(ops->rmsnorm(be, fused ? &res : &mo, fused ? NULL : &res, &m->w.final_norm, eps, &x));

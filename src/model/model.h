@@ -24,9 +24,15 @@ typedef struct ci_model_options {
     int kv_fp8;      /* --kv-cache-dtype fp8: KV cache in E4M3 with the checkpoint's scales */
     int weight_only; /* W8A8 checkpoints run as W8A16 (activations unquantized): the reference
                         semantics of the format tests; not a CLI flag */
+    /* tensor parallelism: this model is rank tp_rank of tp_size (0 or 1:
+     * whole). The backend's comm / rank must name the group before the
+     * first forward; its all_reduce joins the shares after o and down. */
+    int tp_rank, tp_size;
 } ci_model_options;
 
 typedef struct ci_model {
+    /* the config as this rank runs it: with tensor parallelism num_heads,
+     * num_kv_heads and intermediate_size are the rank's share (cfg.tp) */
     ci_model_config cfg;
     ci_backend *be;
     ci_checkpoint *ck;

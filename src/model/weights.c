@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/quant.h"
 #include "util/qweight.h"
 
 typedef struct layer_src {
@@ -201,6 +202,58 @@ static ci_status load_rows(ci_backend *be, const ci_st_tensor *const *parts, int
     return ci_ok();
 }
 
+/* ---- tensor-parallel shares (cfg->tp): row ranges of column-parallel
+ * weights, a column range of row-parallel ones ---- */
+
+typedef struct row_range {
+    const ci_st_tensor *t;
+    int64_t r0, n; /* rows [r0, r0 + n) */
+} row_range;
+
+/* Row-concatenates row ranges of 2-D tensors of equal cols. */
+static ci_status load_row_ranges(ci_backend *be, const row_range *parts, int n, progress_ctx *p,
+                                 ci_tensor *out) {
+    int64_t rows = 0, cols = parts[0].t->shape[1];
+    for (int i = 0; i < n; i++)
+        rows += parts[i].n;
+    ci_status s = be->ops->weight_alloc(be, parts[0].t->dtype, rows, cols, out);
+    if (s.code != CI_OK) {
+        out->data = NULL;
+        return wrap_tensor(s, parts[0].t);
+    }
+    int64_t row0 = 0;
+    for (int i = 0; i < n; i++) {
+        const ci_st_tensor *t = parts[i].t;
+        const size_t es = ci_dtype_size(t->dtype);
+        const char *src = (const char *)t->data + (size_t)(parts[i].r0 * cols) * es;
+        s = be->ops->weight_write(be, out, row0, src, t->dtype, parts[i].n);
+        if (s.code != CI_OK) return wrap_tensor(s, t);
+        row0 += parts[i].n;
+        progress_add(p, (size_t)(parts[i].n * cols) * es);
+    }
+    return ci_ok();
+}
+
+/* Columns [c0, c0 + nc) of a 2-D tensor (a row-parallel share), staged on
+ * the host in its dtype. */
+static ci_status load_cols(ci_backend *be, const ci_st_tensor *t, int64_t c0, int64_t nc,
+                           progress_ctx *p, ci_tensor *out) {
+    const int64_t rows = t->shape[0], cols = t->shape[1];
+    const size_t es = ci_dtype_size(t->dtype);
+    char *host = malloc((size_t)(rows * nc) * es);
+    if (!host) return ci_errorf(CI_ERR_NOMEM, "loading tensor '%s': out of memory", t->name);
+    for (int64_t r = 0; r < rows; r++)
+        memcpy(host + (size_t)(r * nc) * es, (const char *)t->data + (size_t)(r * cols + c0) * es,
+               (size_t)nc * es);
+    ci_status s = be->ops->weight_alloc(be, t->dtype, rows, nc, out);
+    if (s.code != CI_OK) out->data = NULL;
+    if (s.code == CI_OK) s = be->ops->weight_write(be, out, 0, host, t->dtype, rows);
+    free(host);
+    if (s.code != CI_OK) return wrap_tensor(s, t);
+    progress_add(p, (size_t)(rows * nc) * es);
+    return ci_ok();
+}
+
 /* Row-concatenated linear parts: dense rows, or one quantized weight. */
 static ci_status load_linear(ci_backend *be, const ci_model_config *c,
                              const ci_qlinear_src *const *parts, int n, progress_ctx *p,
@@ -237,29 +290,31 @@ static ci_status load_vec(ci_backend *be, const ci_st_tensor *t, progress_ctx *p
     return ci_ok();
 }
 
-/* Column-concatenates 1-D biases into one [1][sum] F32 weight. */
-static ci_status load_bias_concat(ci_backend *be, const ci_st_tensor *const *parts, int n,
-                                  progress_ctx *p, ci_tensor *out) {
+/* Column-concatenates ranges [r0, r0 + n) of 1-D biases into one [1][sum]
+ * F32 weight. */
+static ci_status load_bias_concat(ci_backend *be, const row_range *parts, int n, progress_ctx *p,
+                                  ci_tensor *out) {
     int64_t total = 0;
     for (int i = 0; i < n; i++)
-        total += parts[i]->shape[0];
+        total += parts[i].n;
     float *host = malloc((size_t)total * sizeof *host);
-    if (!host) return ci_errorf(CI_ERR_NOMEM, "loading tensor '%s': out of memory", parts[0]->name);
+    if (!host)
+        return ci_errorf(CI_ERR_NOMEM, "loading tensor '%s': out of memory", parts[0].t->name);
     int64_t k = 0;
     for (int i = 0; i < n; i++)
-        for (int64_t j = 0; j < parts[i]->shape[0]; j++)
-            host[k++] = ci_st_elem_f32(parts[i], (size_t)j);
+        for (int64_t j = parts[i].r0; j < parts[i].r0 + parts[i].n; j++)
+            host[k++] = ci_st_elem_f32(parts[i].t, (size_t)j);
     ci_status s = be->ops->weight_alloc(be, CI_F32, 1, total, out);
     if (s.code != CI_OK) {
         out->data = NULL;
         free(host);
-        return wrap_tensor(s, parts[0]);
+        return wrap_tensor(s, parts[0].t);
     }
     s = be->ops->weight_write(be, out, 0, host, CI_F32, 1);
     free(host);
-    if (s.code != CI_OK) return wrap_tensor(s, parts[0]);
+    if (s.code != CI_OK) return wrap_tensor(s, parts[0].t);
     for (int i = 0; i < n; i++)
-        progress_add(p, parts[i]->nbytes);
+        progress_add(p, (size_t)parts[i].n * ci_dtype_size(parts[i].t->dtype));
     return ci_ok();
 }
 
@@ -335,6 +390,21 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
         return ci_errorf(CI_ERR_NOMEM, "ci_weights_load: out of memory");
     }
     out->num_layers = c->num_layers;
+    /* tensor parallelism (cfg->tp, ci_config_tp_split): dense weights only
+     * so far; the embedding, norms and LM head stay whole on every rank */
+    const int tp = c->tp.size > 1;
+    const int64_t nh = c->num_heads / (tp ? c->tp.size : 1),
+                  nkv = !tp                             ? c->num_kv_heads
+                        : c->num_kv_heads >= c->tp.size ? c->num_kv_heads / c->tp.size
+                                                        : 1,
+                  ni = c->intermediate_size / (tp ? c->tp.size : 1);
+    if (tp && c->quant.method != CI_QUANT_NONE) {
+        free(src);
+        ci_weights_free(be, out);
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         "tensor parallelism: quantized weights (%s) are not split yet",
+                         ci_quant_method_name(c->quant.method));
+    }
 #define TRY_GO(expr)                                                                               \
     do {                                                                                           \
         s = (expr);                                                                                \
@@ -346,10 +416,22 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
         ci_layer_weights *L = &out->layers[i];
         TRY_GO(kv_scales(ck, nm, i, &L->k_scale, &L->v_scale));
         TRY_GO(load_vec(be, S->attn_norm, &p, &L->attn_norm));
+        /* this rank's rows of q|k|v and gate|up, columns of o and down
+         * (the whole tensors without tensor parallelism) */
+        const int64_t hd = c->head_dim;
+        const row_range rq = {S->q.weight, tp ? c->tp.q0 * hd : 0, nh * hd},
+                        rk = {S->k.weight, tp ? c->tp.kv0 * hd : 0, nkv * hd},
+                        rv = {S->v.weight, rk.r0, rk.n};
         const ci_qlinear_src *qkv[3] = {&S->q, &S->k, &S->v};
-        TRY_GO(load_linear(be, c, qkv, 3, &p, &L->wqkv));
+        if (tp) {
+            const row_range w3[3] = {rq, rk, rv};
+            TRY_GO(load_row_ranges(be, w3, 3, &p, &L->wqkv));
+        } else {
+            TRY_GO(load_linear(be, c, qkv, 3, &p, &L->wqkv));
+        }
         if (c->qkv_bias) {
-            const ci_st_tensor *b[3] = {S->qb, S->kb, S->vb};
+            const row_range b[3] = {
+                {S->qb, rq.r0, rq.n}, {S->kb, rk.r0, rk.n}, {S->vb, rv.r0, rv.n}};
             TRY_GO(load_bias_concat(be, b, 3, &p, &L->bqkv));
         }
         if (c->qk_norm) {
@@ -357,11 +439,20 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
             TRY_GO(load_vec(be, S->kn, &p, &L->k_norm));
         }
         const ci_qlinear_src *o = &S->o;
-        TRY_GO(load_linear(be, c, &o, 1, &p, &L->wo));
+        if (tp)
+            TRY_GO(load_cols(be, S->o.weight, rq.r0, rq.n, &p, &L->wo));
+        else
+            TRY_GO(load_linear(be, c, &o, 1, &p, &L->wo));
         TRY_GO(load_vec(be, S->mlp_norm, &p, &L->mlp_norm));
         const ci_qlinear_src *gu[2] = {&S->gate, &S->up}, *down = &S->down;
-        TRY_GO(load_linear(be, c, gu, 2, &p, &L->w_gate_up));
-        TRY_GO(load_linear(be, c, &down, 1, &p, &L->w_down));
+        if (tp) {
+            const row_range w2[2] = {{S->gate.weight, c->tp.i0, ni}, {S->up.weight, c->tp.i0, ni}};
+            TRY_GO(load_row_ranges(be, w2, 2, &p, &L->w_gate_up));
+            TRY_GO(load_cols(be, S->down.weight, c->tp.i0, ni, &p, &L->w_down));
+        } else {
+            TRY_GO(load_linear(be, c, gu, 2, &p, &L->w_gate_up));
+            TRY_GO(load_linear(be, c, &down, 1, &p, &L->w_down));
+        }
     }
     TRY_GO(load_vec(be, norm, &p, &out->final_norm));
     if (head) {

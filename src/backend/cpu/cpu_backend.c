@@ -9,6 +9,7 @@
 #if defined(__F16C__)
 #include <immintrin.h>
 #endif
+#include "backend/comm.h"
 #include "backend/sample_ref.h"
 #include "util/half.h"
 
@@ -166,6 +167,15 @@ static void cpu_destroy(ci_backend *be) {
     free(be);
 }
 
+/* the in-process all-reduce of backend/comm.h over the ranks' host tensors */
+static ci_status cpu_all_reduce(ci_backend *be, ci_tensor *x) {
+    if (x->dtype != CI_F32)
+        return ci_errorf(CI_ERR_INVALID, "cpu all_reduce: %s tensor, want F32",
+                         ci_dtype_name(x->dtype));
+    ci_comm_all_reduce_f32(be->comm, be->rank, x->data, x->rows * x->cols);
+    return ci_ok();
+}
+
 static const ci_backend_ops cpu_ops = {
     .alloc = cpu_alloc,
     .free = cpu_free,
@@ -188,6 +198,7 @@ static const ci_backend_ops cpu_ops = {
     .gather_rows = ci_cpu_gather_rows,
     .copy_blocks = ci_cpu_copy_blocks,
     .sample = ci_cpu_sample,
+    .all_reduce = cpu_all_reduce,
     .destroy = cpu_destroy,
 };
 

@@ -1,0 +1,32 @@
+/* comm.h — a tensor-parallel group's collectives between its ranks.
+ *
+ * One ci_comm per group, shared by the ranks (threads of one process, one
+ * backend each: ci_backend's comm and rank). The in-process all-reduce here
+ * serves backends whose tensors are host memory (the CPU backend, so the
+ * sharded forward runs and is tested without GPUs): every rank posts its
+ * buffer, each rank sums one slice over all ranks in rank order and writes
+ * the sum back to every rank's buffer, so all ranks hold the same bits.
+ * (A CUDA group would run NCCL's all-reduce behind the same backend op.) */
+#ifndef CINFER_BACKEND_COMM_H
+#define CINFER_BACKEND_COMM_H
+
+#include <stdint.h>
+
+#include "util/status.h"
+
+#define CI_COMM_MAX_RANKS 64
+
+typedef struct ci_comm ci_comm;
+
+ci_status ci_comm_create(int size, ci_comm **out);
+void ci_comm_destroy(ci_comm *c);
+int ci_comm_size(const ci_comm *c);
+
+/* Every rank calls it with its own x of the same n: afterwards each x holds
+ * the sum over the ranks (summed in rank order). */
+void ci_comm_all_reduce_f32(ci_comm *c, int rank, float *x, int64_t n);
+
+/* Every rank calls it; returns when all have. */
+void ci_comm_barrier(ci_comm *c);
+
+#endif

@@ -1,0 +1,290 @@
+/* test_tp.c — tensor parallelism on the CPU backend (issue 15): the model
+ * split over 2 and 4 ranks (threads, one CPU backend each, an in-process
+ * all-reduce after o and down) against the whole model and the HF float32
+ * goldens of tinyqwen2-code (4 heads, 2 kv heads: at 4 ranks each kv head
+ * serves two ranks). Checks: greedy continuations token for token with
+ * the goldens, last-prompt logits within 1e-4 of the whole model's, every
+ * rank's logits bit-identical (the all-reduce sums in rank order), a
+ * two-sequence batch, and one-line refusals of sizes that do not divide.
+ * Quick mode (ASan or CINFER_TEST_QUICK=1): 3 prompts. */
+#include <jansson.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "backend/comm.h"
+#include "model/model.h"
+#include "test.h"
+
+#define MAXR 4
+#define NBLK 64
+#define BS 16
+
+/* one tensor-parallel group: a model share, a KV cache and a backend per rank */
+typedef struct group {
+    int size;
+    ci_comm *comm;
+    ci_backend *be[MAXR];
+    ci_model *m[MAXR];
+    ci_kv_cache *kv[MAXR];
+    /* the step in flight */
+    const ci_batch *b;
+    float *logits[MAXR];
+    ci_status st[MAXR];
+} group;
+
+typedef struct rank_arg {
+    group *g;
+    int r;
+} rank_arg;
+
+static void *rank_main(void *p) {
+    rank_arg *a = p;
+    group *g = a->g;
+    g->st[a->r] = ci_model_forward(g->m[a->r], g->b, g->kv[a->r], g->logits[a->r]);
+    return NULL;
+}
+
+/* every rank runs the step at once (their all-reduces meet) */
+static ci_status group_forward(group *g, const ci_batch *b) {
+    g->b = b;
+    pthread_t th[MAXR];
+    rank_arg a[MAXR];
+    for (int r = 1; r < g->size; r++) {
+        a[r] = (rank_arg){g, r};
+        pthread_create(&th[r], NULL, rank_main, &a[r]);
+    }
+    a[0] = (rank_arg){g, 0};
+    rank_main(&a[0]);
+    for (int r = 1; r < g->size; r++)
+        pthread_join(th[r], NULL);
+    for (int r = 0; r < g->size; r++)
+        if (g->st[r].code != CI_OK) return g->st[r];
+    return ci_ok();
+}
+
+static int group_open(group *g, const char *path, int size, int V) {
+    memset(g, 0, sizeof *g);
+    g->size = size;
+    CHECK_OK(ci_comm_create(size, &g->comm));
+    for (int r = 0; r < size; r++) {
+        ci_backend_options o = {1, 0, CI_ACT_DEFAULT};
+        CHECK_OK(ci_backend_create("cpu", &o, &g->be[r]));
+        g->be[r]->comm = g->comm;
+        g->be[r]->rank = r;
+        ci_model_options mo = {0};
+        mo.max_batch_tokens = 512;
+        mo.tp_rank = r;
+        mo.tp_size = size;
+        ci_status s = ci_model_load(path, g->be[r], &mo, &g->m[r]);
+        CHECK_OK(s);
+        if (s.code != CI_OK) return 0;
+        CHECK_OK(ci_model_kv_cache_create(g->m[r], NBLK, BS, &g->kv[r]));
+        g->logits[r] = malloc(sizeof(float) * 2 * (size_t)V);
+    }
+    return 1;
+}
+
+static void group_close(group *g) {
+    for (int r = 0; r < g->size; r++) {
+        if (g->kv[r]) ci_kv_cache_destroy(g->be[r], g->kv[r]);
+        ci_model_free(g->m[r]);
+        if (g->be[r]) ci_backend_destroy(g->be[r]);
+        free(g->logits[r]);
+    }
+    ci_comm_destroy(g->comm);
+}
+
+/* A batch of S sequences, sequence s at cache blocks [s * NBLK / 2, ...):
+ * tokens ids[s][0..n[s]) at positions start[s].., logits of each last row. */
+typedef struct tbatch {
+    int32_t ids[1024], pos[1024], slots[1024], qs[3], cl[2], bt[2 * NBLK], li[2];
+    ci_batch b;
+} tbatch;
+
+static void tbatch_make(tbatch *t, int S, const int32_t *const *ids, const int *n,
+                        const int *start) {
+    memset(t, 0, sizeof *t);
+    int T = 0, maxq = 0, maxc = 0;
+    for (int s = 0; s < S; s++) {
+        t->qs[s] = T;
+        for (int i = 0; i < n[s]; i++, T++) {
+            const int p = start[s] + i, blk = s * (NBLK / 2) + p / BS;
+            t->ids[T] = ids[s][i];
+            t->pos[T] = p;
+            t->slots[T] = blk * BS + p % BS;
+        }
+        t->cl[s] = start[s] + n[s];
+        t->li[s] = T - 1;
+        for (int k = 0; k < NBLK / 2; k++)
+            t->bt[s * (NBLK / 2) + k] = s * (NBLK / 2) + k;
+        if (n[s] > maxq) maxq = n[s];
+        if (t->cl[s] > maxc) maxc = t->cl[s];
+    }
+    t->qs[S] = T;
+    ci_batch *b = &t->b;
+    b->num_tokens = T;
+    b->num_seqs = S;
+    b->num_logits = S;
+    b->max_blocks_per_seq = NBLK / 2;
+    b->max_query_len = maxq;
+    b->max_context_len = maxc;
+    b->token_ids = t->ids;
+    b->positions = t->pos;
+    b->query_start = t->qs;
+    b->context_lens = t->cl;
+    b->block_tables = t->bt;
+    b->slot_mapping = t->slots;
+    b->logits_indices = t->li;
+}
+
+static int argmax(const float *x, int V) {
+    int best = 0;
+    for (int i = 1; i < V; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+static int32_t *json_ids(json_t *arr, int *n) {
+    *n = (int)json_array_size(arr);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(*n > 0 ? *n : 1));
+    for (int i = 0; i < *n; i++)
+        ids[i] = (int32_t)json_integer_value(json_array_get(arr, (size_t)i));
+    return ids;
+}
+
+/* Greedy continuation of one prompt on group g (ng tokens); the logits of
+ * the last prompt position go to plog. Returns tokens that match want. */
+static int greedy(group *g, const int32_t *prompt, int n, int ng, const int32_t *want, int V,
+                  float *plog, int *rank_same) {
+    tbatch t;
+    const int32_t *ids[1] = {prompt};
+    int nn[1] = {n}, start[1] = {0};
+    tbatch_make(&t, 1, ids, nn, start);
+    CHECK_OK(group_forward(g, &t.b));
+    memcpy(plog, g->logits[0], sizeof(float) * (size_t)V);
+    int match = 0, pos = n;
+    for (int k = 0; k < ng; k++) {
+        for (int r = 1; r < g->size; r++)
+            *rank_same &= memcmp(g->logits[r], g->logits[0], sizeof(float) * (size_t)V) == 0;
+        const int32_t tok = argmax(g->logits[0], V);
+        if (tok != want[k]) break;
+        match++;
+        if (k + 1 == ng) break;
+        const int32_t *one[1] = {&tok};
+        int n1[1] = {1}, s1[1] = {pos++};
+        tbatch_make(&t, 1, one, n1, s1);
+        CHECK_OK(group_forward(g, &t.b));
+    }
+    return match;
+}
+
+int main(void) {
+    const char *qe = getenv("CINFER_TEST_QUICK");
+    const int quick = CI_ASAN || (qe && qe[0] && qe[0] != '0');
+    char path[4096], gpath[4200];
+    snprintf(path, sizeof path, "%s/models/tinyqwen2-code", test_source_dir());
+    snprintf(gpath, sizeof gpath, "%s/golden_public.json", path);
+    json_error_t jerr;
+    json_t *gold = json_load_file(gpath, 0, &jerr);
+    if (!gold) test_skip("golden_public.json not found");
+    json_t *prompts = json_object_get(gold, "prompts");
+    const int np = quick ? 3 : (int)json_array_size(prompts);
+    const int V = 8192;
+
+    group whole;
+    if (!group_open(&whole, path, 1, V)) return test_finish("test_tp");
+    float *ref = malloc(sizeof(float) * (size_t)V * (size_t)np), *plog = malloc(sizeof(float) * V);
+    for (int size = 1; size <= MAXR; size *= 2) {
+        group g;
+        if (size > 1 && !group_open(&g, path, size, V)) break;
+        group *G = size > 1 ? &g : &whole;
+        int exact = 0, same = 1;
+        double maxd = 0;
+        for (int i = 0; i < np; i++) {
+            json_t *pr = json_array_get(prompts, (size_t)i);
+            int n, ng;
+            int32_t *ids = json_ids(json_object_get(pr, "prompt_token_ids"), &n);
+            int32_t *want = json_ids(json_object_get(pr, "greedy_token_ids"), &ng);
+            if (quick && ng > 16) ng = 16;
+            const int match = greedy(G, ids, n, ng, want, V, plog, &same);
+            exact += match == ng;
+            if (match != ng)
+                fprintf(stderr, "TP=%d prompt %d: first mismatch at %d\n", size, i, match);
+            if (size == 1) memcpy(ref + (size_t)i * V, plog, sizeof(float) * V);
+            for (int v = 0; v < V; v++) {
+                const double d = fabs((double)plog[v] - ref[(size_t)i * V + v]);
+                if (!(d <= maxd)) maxd = d;
+            }
+            free(ids);
+            free(want);
+        }
+        printf("TP=%d: %d/%d golden continuations exact; last-prompt logits max |diff| vs TP=1 "
+               "%.3g; ranks' logits identical: %s\n",
+               size, exact, np, maxd, same ? "yes" : "no");
+        CHECKF(exact == np, "TP=%d: %d of %d prompts exact", size, exact, np);
+        CHECKF(maxd <= 1e-4, "TP=%d: logits differ from TP=1 by %g", size, maxd);
+        CHECK(same);
+        if (size > 1) {
+            /* two sequences in one step: a prompt and a chunk after 5 tokens
+             * of another, each row as the same sequence alone */
+            json_t *p0 = json_array_get(prompts, 0),
+                   *p1 = json_array_get(prompts, 14); /* 53 tokens */
+            int n0, n1;
+            int32_t *a = json_ids(json_object_get(p0, "prompt_token_ids"), &n0);
+            int32_t *b = json_ids(json_object_get(p1, "prompt_token_ids"), &n1);
+            tbatch t;
+            const int32_t *ids5[1] = {b};
+            int five[1] = {5}, zero[1] = {0};
+            tbatch_make(&t, 1, ids5, five, zero);
+            CHECK_OK(group_forward(G, &t.b)); /* sequence 0's cache = b's first 5 */
+            const int32_t *ids2[2] = {b + 5, a};
+            int nn[2] = {n1 - 5, n0}, st[2] = {5, 0};
+            tbatch_make(&t, 2, ids2, nn, st);
+            /* sequence 1 of the batch lives in the second half of the cache */
+            CHECK_OK(group_forward(G, &t.b));
+            float *both = malloc(sizeof(float) * 2 * (size_t)V);
+            memcpy(both, G->logits[0], sizeof(float) * 2 * (size_t)V);
+            int nb[1] = {n1}, na[1] = {n0};
+            const int32_t *ib[1] = {b}, *ia[1] = {a};
+            tbatch_make(&t, 1, ib, nb, zero);
+            CHECK_OK(group_forward(G, &t.b));
+            double d0 = 0, d1 = 0;
+            for (int v = 0; v < V; v++)
+                d0 = fmax(d0, fabs(both[v] - G->logits[0][v]));
+            tbatch_make(&t, 1, ia, na, zero);
+            CHECK_OK(group_forward(G, &t.b));
+            for (int v = 0; v < V; v++)
+                d1 = fmax(d1, fabs(both[V + v] - G->logits[0][v]));
+            CHECKF(d0 <= 1e-4 && d1 <= 1e-4, "TP=%d batch of two: rows differ by %g / %g", size, d0,
+                   d1);
+            free(both);
+            free(a);
+            free(b);
+            group_close(&g);
+        }
+    }
+    /* sizes that do not divide the model: one line at load */
+    {
+        ci_backend *be;
+        CHECK_OK(ci_backend_create("cpu", NULL, &be));
+        ci_model_options mo = {0};
+        mo.tp_size = 3;
+        ci_model *m = NULL;
+        ci_status s = ci_model_load(path, be, &mo, &m);
+        CHECK(s.code == CI_ERR_UNSUPPORTED && strstr(s.msg, "num_attention_heads 4"));
+        printf("TP=3: %s\n", s.msg);
+        mo.tp_size = 8;
+        s = ci_model_load(path, be, &mo, &m);
+        CHECK(s.code == CI_ERR_UNSUPPORTED && !m);
+        mo.tp_size = 2;
+        mo.tp_rank = 2;
+        s = ci_model_load(path, be, &mo, &m);
+        CHECK(s.code == CI_ERR_INVALID && !m);
+        ci_backend_destroy(be);
+    }
+    free(ref);
+    free(plog);
+    group_close(&whole);
+    json_decref(gold);
+    return test_finish("test_tp");
+}
