@@ -96,6 +96,8 @@ typedef struct cinfer_engine_config {
                                    the KV bytes [--kv-cache-dtype]; fp8_e5m2 is refused */
     const char *quantization;   /* NULL or "none"; "fp8": per-channel FP8 E4M3 of a
                                    dense checkpoint's linear weights at load */
+    int tensor_parallel_size;   /* ranks the model is split over (0 or 1: none); cpu:
+                                   threads of one process [--tensor-parallel-size] */
     /* weight-loading progress (may be NULL) */
     void (*progress)(size_t done, size_t total, void *user);
     void *progress_user;

@@ -6,12 +6,16 @@
  * the goldens, last-prompt logits within 1e-4 of the whole model's, every
  * rank's logits bit-identical (the all-reduce sums in rank order), a
  * two-sequence batch, and one-line refusals of sizes that do not divide.
- * Quick mode (ASan or CINFER_TEST_QUICK=1): 3 prompts. */
+ * Then the engine (tensor_parallel_size, the runner's rank threads): a
+ * batch of requests sharing a prefix, with prefix caching, and again in a
+ * cache small enough to preempt, at TP 2 and 4 give TP 1's greedy tokens.
+ * Quick mode (ASan or CINFER_TEST_QUICK=1): 3 prompts, fewer requests. */
 #include <jansson.h>
 #include <pthread.h>
 #include <stdint.h>
 
 #include "backend/comm.h"
+#include "engine/engine.h"
 #include "model/model.h"
 #include "test.h"
 
@@ -178,6 +182,107 @@ static int greedy(group *g, const int32_t *prompt, int n, int ng, const int32_t 
     return match;
 }
 
+/* ---- the engine ---- */
+
+enum { NJ = 8, SHARED = 100, MT = 8 };
+typedef struct ejobs {
+    int nj, mt;
+    int32_t *prompt[NJ];
+    int np[NJ];
+    int32_t out[NJ][MT];
+    int nout[NJ];
+} ejobs;
+
+static uint32_t rs = 12345;
+static uint32_t rnd32(void) {
+    rs = rs * 1664525u + 1013904223u;
+    return rs >> 8;
+}
+
+/* Runs every job (job 0 first, alone, so that the others can hit its
+ * prefix) at tp ranks; returns preemptions, sets *hits. */
+static int64_t run_engine(ejobs *J, const char *model_dir, int tp, int prefix, int64_t kv_tokens,
+                          int mbt, int64_t *hits) {
+    ci_engine_config c = ci_engine_default_config();
+    c.model_dir = model_dir;
+    c.tensor_parallel_size = tp;
+    c.num_threads = tp; /* one per rank */
+    c.enable_prefix_caching = prefix;
+    c.kv_cache_tokens = kv_tokens;
+    c.max_num_batched_tokens = mbt;
+    ci_engine *e = NULL;
+    ci_status s = ci_engine_create(&c, &e);
+    CHECK_OK(s);
+    if (s.code) return -1;
+    int64_t ids[NJ];
+    memset(J->nout, 0, sizeof J->nout);
+    for (int part = 0; part < 2; part++) {
+        for (int i = part ? 1 : 0; i < (part ? J->nj : 1); i++) {
+            ci_engine_sampling sp = ci_engine_default_sampling();
+            sp.temperature = 0.0f;
+            sp.max_tokens = J->mt;
+            sp.ignore_eos = 1;
+            CHECK_OK(ci_engine_add_request(e, J->prompt[i], J->np[i], &sp, 0, &ids[i]));
+        }
+        while (ci_engine_has_unfinished(e)) {
+            const ci_engine_output *o;
+            int n;
+            s = ci_engine_step(e, &o, &n);
+            CHECK_OK(s);
+            if (s.code) break;
+            for (int k = 0; k < n; k++)
+                for (int i = 0; i < J->nj; i++)
+                    if (ids[i] == o[k].request_id)
+                        for (int t = 0; t < o[k].num_token_ids && J->nout[i] < MT; t++)
+                            J->out[i][J->nout[i]++] = o[k].token_ids[t];
+        }
+    }
+    ci_engine_metrics m = ci_engine_get_metrics(e);
+    *hits = m.prefix_cache_hit_tokens;
+    ci_engine_destroy(e);
+    return m.num_preemptions;
+}
+
+static void test_engine_tp(const char *model_dir, int quick) {
+    ejobs J = {.nj = NJ, .mt = quick ? 6 : MT};
+    int32_t shared[SHARED];
+    for (int i = 0; i < SHARED; i++)
+        shared[i] = (int32_t)(rnd32() % 8000);
+    for (int i = 0; i < J.nj; i++) {
+        J.np[i] = SHARED + 1 + (int)(rnd32() % 40);
+        J.prompt[i] = malloc(sizeof(int32_t) * (size_t)J.np[i]);
+        memcpy(J.prompt[i], shared, sizeof shared);
+        for (int t = SHARED; t < J.np[i]; t++)
+            J.prompt[i][t] = (int32_t)(rnd32() % 8000);
+    }
+    int64_t hits;
+    run_engine(&J, model_dir, 1, 0, 0, 2048, &hits);
+    int32_t ref[NJ][MT];
+    memcpy(ref, J.out, sizeof ref);
+    for (int tp = 2; tp <= MAXR; tp *= 2) {
+        /* batched, prefix caching */
+        run_engine(&J, model_dir, tp, 1, 0, 2048, &hits);
+        int same = 0;
+        for (int i = 0; i < J.nj; i++)
+            same += J.nout[i] == J.mt && !memcmp(J.out[i], ref[i], sizeof(int32_t) * J.mt);
+        printf("engine TP=%d, prefix caching: %d/%d requests as TP=1, %lld prefix tokens hit\n", tp,
+               same, J.nj, (long long)hits);
+        CHECK(same == J.nj);
+        CHECK(hits >= (J.nj - 1) * 96);
+        /* a cache of ~1.5 requests and 64-token steps: chunked prefill and preemption */
+        const int64_t pre = run_engine(&J, model_dir, tp, 1, 200, 64, &hits);
+        same = 0;
+        for (int i = 0; i < J.nj; i++)
+            same += J.nout[i] == J.mt && !memcmp(J.out[i], ref[i], sizeof(int32_t) * J.mt);
+        printf("engine TP=%d, small cache: %d/%d requests as TP=1, %lld preemptions\n", tp, same,
+               J.nj, (long long)pre);
+        CHECK(same == J.nj);
+        CHECK(pre > 0);
+    }
+    for (int i = 0; i < J.nj; i++)
+        free(J.prompt[i]);
+}
+
 int main(void) {
     const char *qe = getenv("CINFER_TEST_QUICK");
     const int quick = CI_ASAN || (qe && qe[0] && qe[0] != '0');
@@ -285,6 +390,7 @@ int main(void) {
     free(ref);
     free(plog);
     group_close(&whole);
+    test_engine_tp(path, quick);
     json_decref(gold);
     return test_finish("test_tp");
 }

@@ -1,5 +1,7 @@
-/* comm.c — the in-process collectives of comm.h: a barrier and a
- * reduce-scatter + all-gather over the ranks' posted host buffers. */
+/* comm.c — the in-process collectives of comm.h: an abortable barrier (a
+ * mutex, a condition variable and a generation count: a rank that fails
+ * mid-step aborts the group instead of leaving the others in a barrier)
+ * and a reduce-scatter + all-gather over the ranks' posted host buffers. */
 #include "backend/comm.h"
 
 #include <pthread.h>
@@ -7,7 +9,11 @@
 
 struct ci_comm {
     int size;
-    pthread_barrier_t bar;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int arrived;                   /* ranks in the current barrier */
+    unsigned long gen;             /* barriers completed */
+    int aborted;                   /* set by ci_comm_abort until ci_comm_reset */
     float *buf[CI_COMM_MAX_RANKS]; /* the buffers of the all-reduce in progress */
 };
 
@@ -18,17 +24,16 @@ ci_status ci_comm_create(int size, ci_comm **out) {
     ci_comm *c = calloc(1, sizeof *c);
     if (!c) return ci_errorf(CI_ERR_NOMEM, "comm: out of memory");
     c->size = size;
-    if (pthread_barrier_init(&c->bar, NULL, (unsigned)size) != 0) {
-        free(c);
-        return ci_errorf(CI_ERR_INTERNAL, "comm: pthread_barrier_init failed");
-    }
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
     *out = c;
     return ci_ok();
 }
 
 void ci_comm_destroy(ci_comm *c) {
     if (!c) return;
-    pthread_barrier_destroy(&c->bar);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
     free(c);
 }
 
@@ -36,14 +41,46 @@ int ci_comm_size(const ci_comm *c) {
     return c ? c->size : 1;
 }
 
-void ci_comm_barrier(ci_comm *c) {
-    if (c && c->size > 1) pthread_barrier_wait(&c->bar);
+int ci_comm_barrier(ci_comm *c) {
+    if (!c || c->size <= 1) return 0;
+    pthread_mutex_lock(&c->mu);
+    int ok = !c->aborted;
+    if (ok) {
+        const unsigned long g = c->gen;
+        if (++c->arrived == c->size) {
+            c->arrived = 0;
+            c->gen++;
+            pthread_cond_broadcast(&c->cv);
+        } else {
+            while (c->gen == g && !c->aborted)
+                pthread_cond_wait(&c->cv, &c->mu);
+            ok = c->gen != g;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return ok ? 0 : -1;
 }
 
-void ci_comm_all_reduce_f32(ci_comm *c, int rank, float *x, int64_t n) {
-    if (!c || c->size <= 1) return;
+void ci_comm_abort(ci_comm *c) {
+    if (!c) return;
+    pthread_mutex_lock(&c->mu);
+    c->aborted = 1;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void ci_comm_reset(ci_comm *c) {
+    if (!c) return;
+    pthread_mutex_lock(&c->mu);
+    c->aborted = 0;
+    c->arrived = 0;
+    pthread_mutex_unlock(&c->mu);
+}
+
+int ci_comm_all_reduce_f32(ci_comm *c, int rank, float *x, int64_t n) {
+    if (!c || c->size <= 1) return 0;
     c->buf[rank] = x;
-    pthread_barrier_wait(&c->bar); /* every buffer posted */
+    if (ci_comm_barrier(c)) return -1; /* every buffer posted */
     /* this rank's slice: summed in rank order, written back to every buffer
      * (the slices are disjoint, so no rank reads what another writes) */
     const int64_t lo = n * rank / c->size, hi = n * (rank + 1) / c->size;
@@ -54,5 +91,5 @@ void ci_comm_all_reduce_f32(ci_comm *c, int rank, float *x, int64_t n) {
         for (int r = 0; r < c->size; r++)
             c->buf[r][i] = s;
     }
-    pthread_barrier_wait(&c->bar); /* every slice written */
+    return ci_comm_barrier(c); /* every slice written */
 }

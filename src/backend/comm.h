@@ -15,6 +15,8 @@
 #include "util/status.h"
 
 #define CI_COMM_MAX_RANKS 64
+/* what a backend's all_reduce says when another rank aborted the step */
+#define CI_COMM_ABORTED_MSG "another rank failed this step"
 
 typedef struct ci_comm ci_comm;
 
@@ -23,10 +25,17 @@ void ci_comm_destroy(ci_comm *c);
 int ci_comm_size(const ci_comm *c);
 
 /* Every rank calls it with its own x of the same n: afterwards each x holds
- * the sum over the ranks (summed in rank order). */
-void ci_comm_all_reduce_f32(ci_comm *c, int rank, float *x, int64_t n);
+ * the sum over the ranks (summed in rank order). -1 (x undefined) when the
+ * group was aborted. */
+int ci_comm_all_reduce_f32(ci_comm *c, int rank, float *x, int64_t n);
 
-/* Every rank calls it; returns when all have. */
-void ci_comm_barrier(ci_comm *c);
+/* Every rank calls it; returns when all have (0), or -1 once aborted. */
+int ci_comm_barrier(ci_comm *c);
+
+/* A rank that cannot finish its step: every rank waiting in, or later
+ * entering, a collective returns -1 until ci_comm_reset, which the owner
+ * calls once every rank has left the step. */
+void ci_comm_abort(ci_comm *c);
+void ci_comm_reset(ci_comm *c);
 
 #endif

@@ -4,11 +4,13 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/block_manager.h"
 #include "engine/draft.h"
 #include "engine/engine_types.h"
 #include "engine/graphs.h"
+#include "engine/tp_group.h"
 #include "util/progress.h"
 #include "util/trace.h"
 
@@ -19,6 +21,8 @@ struct ci_runner {
     ci_kv_cache *kv;
     ci_graphs *graphs;
     ci_draft *draft; /* speculative decoding's draft model, or NULL */
+    ci_comm *comm;   /* tensor parallelism: the ranks' group (rank 0 is this runner's) */
+    ci_tp_group *tp; /* ... and ranks 1.. (NULL without) */
     int max_model_len;
     ci_fault_fn fault;
     void *fault_user;
@@ -30,9 +34,11 @@ void ci_runner_destroy(ci_runner *r) {
     if (!r) return;
     ci_graphs_free(r->graphs); /* before the KV cache and model they use */
     ci_draft_free(r->draft);
+    ci_tp_group_free(r->tp);
     if (r->kv) ci_kv_cache_destroy(r->be, r->kv);
     ci_model_free(r->model);
     if (r->be) ci_backend_destroy(r->be);
+    ci_comm_destroy(r->comm);
     free(r);
 }
 
@@ -181,16 +187,30 @@ ci_status ci_runner_create(const cinfer_engine_config *cfg, ci_runner **out) {
     ci_runner *r = calloc(1, sizeof *r);
     if (!r) return ci_errorf(CI_ERR_NOMEM, "runner: out of memory");
     r->cfg = *cfg;
+    /* tensor parallelism: this runner is rank 0 of tp ranks, the CPU
+     * threads shared out among them */
+    const int tp = cfg->tensor_parallel_size > 1 ? cfg->tensor_parallel_size : 1;
     ci_backend_options bo = {.num_threads = cfg->num_threads};
+    if (tp > 1) {
+        long cores = cfg->num_threads > 0 ? cfg->num_threads : sysconf(_SC_NPROCESSORS_ONLN);
+        bo.num_threads = cores / tp > 0 ? (int)(cores / tp) : 1;
+    }
     ci_status s = act_dtype_of(cfg->dtype, &bo.act_dtype);
     double t_load = ci_now();
+    if (!s.code && tp > 1) s = ci_comm_create(tp, &r->comm);
     if (!s.code) s = ci_backend_create(cfg->device, &bo, &r->be);
+    if (!s.code && tp > 1) {
+        r->be->comm = r->comm;
+        r->be->rank = 0;
+    }
     ci_model_options mo = {.max_batch_tokens = cfg->max_num_batched_tokens,
                            .max_logits = cfg->max_num_batched_tokens,
                            .progress = cfg->progress,
                            .progress_user = cfg->progress_user,
                            .online_fp8 = cfg->quantization && !strcmp(cfg->quantization, "fp8"),
-                           .kv_fp8 = ci_kv_dtype_is_fp8(cfg->kv_cache_dtype)};
+                           .kv_fp8 = ci_kv_dtype_is_fp8(cfg->kv_cache_dtype),
+                           .tp_rank = 0,
+                           .tp_size = tp};
     if (!s.code) s = ci_model_load(cfg->model_dir, r->be, &mo, &r->model);
     if (s.code) goto fail;
     r->st.load_s = ci_now() - t_load;
@@ -215,6 +235,10 @@ ci_status ci_runner_create(const cinfer_engine_config *cfg, ci_runner **out) {
     s = size_kv(r, &blocks, &block_bytes);
     if (!s.code) s = ci_model_kv_cache_create(r->model, (int)blocks, cfg->block_size, &r->kv);
     if (!s.code && r->draft) s = ci_draft_kv_create(r->draft, (int)blocks, cfg->block_size);
+    /* the other ranks: the same share sizes, so the same KV blocks */
+    if (!s.code && tp > 1)
+        s = ci_tp_group_create(cfg->model_dir, tp, r->comm, &bo, &mo, (int)blocks, cfg->block_size,
+                               &r->tp);
     if (s.code) goto fail;
     r->st.num_kv_blocks = (int)blocks;
     r->st.kv_cache_bytes = (int64_t)blocks * (int64_t)block_bytes;
@@ -271,9 +295,10 @@ static ci_status forward(ci_runner *r, const ci_batch *b, const ci_runner_step *
     return be->ops->sync(be);
 }
 
-ci_status ci_runner_execute(ci_runner *r, const ci_runner_step *st, ci_sample_result *results) {
+/* Rank 0's part of a step: block copies, the fault hook's forward site
+ * (before anything runs when other ranks run too), then the forward. */
+static ci_status copies_and_forward(ci_runner *r, const ci_runner_step *st) {
     ci_backend *be = r->be;
-    double t0 = ci_now();
     if (st->num_copies > 0) {
         if (!be->ops->copy_blocks)
             return ci_errorf(CI_ERR_UNSUPPORTED, "runner: backend %s has no copy_blocks", be->name);
@@ -281,10 +306,24 @@ ci_status ci_runner_execute(ci_runner *r, const ci_runner_step *st, ci_sample_re
         if (r->draft)
             CI_TRY(ci_draft_copy_blocks(r->draft, st->copy_src, st->copy_dst, st->num_copies));
     }
-    if (r->fault) CI_TRY(r->fault(r->fault_user, CI_FAULT_FORWARD, r->step, -1, -1));
+    if (r->fault && !r->tp) CI_TRY(r->fault(r->fault_user, CI_FAULT_FORWARD, r->step, -1, -1));
     CI_TRACE_PUSH("forward");
     ci_status fs = forward(r, st->batch, st);
     CI_TRACE_POP();
+    return fs;
+}
+
+ci_status ci_runner_execute(ci_runner *r, const ci_runner_step *st, ci_sample_result *results) {
+    ci_backend *be = r->be;
+    double t0 = ci_now();
+    /* tensor parallelism: every rank runs the step's copies and forward at
+     * once; the step fails as a whole when any rank does */
+    if (r->tp) {
+        if (r->fault) CI_TRY(r->fault(r->fault_user, CI_FAULT_FORWARD, r->step, -1, -1));
+        CI_TRY(ci_tp_group_begin(r->tp, st->batch, st->copy_src, st->copy_dst, st->num_copies));
+    }
+    ci_status fs = copies_and_forward(r, st);
+    if (r->tp) fs = ci_tp_group_end(r->tp, fs);
     CI_TRY(fs);
     double t1 = ci_now();
     r->st.time_forward_s += t1 - t0;

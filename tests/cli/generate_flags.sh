@@ -5,7 +5,8 @@
 # (change greedy output; equal to the same fields in a --prompts-file line,
 # and used as that mode's defaults), --chat --system (the prompt is the chat
 # template's rendering, as render-chat prints it; --chat-template FILE's
-# when given), bad values name the flag.
+# when given), bad values name the flag; --tensor-parallel-size 2 / 4 give
+# the same greedy text.
 set -uo pipefail
 src=${CINFER_SOURCE_DIR:-.}
 bin=${CINFER_BIN:-$src/build/cinfer}
@@ -73,6 +74,14 @@ gen --chat --chat-template "$tmp/bad.jinja" -p hey >/dev/null
 check "--chat-template that does not compile: one error line" eval '[ "$(grep -c "^error: chat template" "$tmp/err")" = 1 ]'
 gen --system x -p hi >/dev/null
 check "--system without --chat: refused" grep -q "need --chat" "$tmp/err"
+
+# --tensor-parallel-size (-tp): the model split over CPU rank threads, the
+# same greedy text; a size that does not divide the heads is one line
+for tp in 2 4; do
+    check "-tp $tp: same greedy text" [ "$(gen -p "$p" -n 40 --ignore-eos -tp $tp --threads $tp | jq -r .text)" = "$btext" ]
+done
+gen -p "$p" -n 4 -tp 3 >/dev/null
+check "-tp 3 (4 heads): one error line naming the field" eval '[ "$(grep -c "does not divide num_attention_heads 4" "$tmp/err")" = 1 ]'
 
 echo "passed $passed, failed $failed"
 [ "$failed" = 0 ]

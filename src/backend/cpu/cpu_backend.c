@@ -172,7 +172,8 @@ static ci_status cpu_all_reduce(ci_backend *be, ci_tensor *x) {
     if (x->dtype != CI_F32)
         return ci_errorf(CI_ERR_INVALID, "cpu all_reduce: %s tensor, want F32",
                          ci_dtype_name(x->dtype));
-    ci_comm_all_reduce_f32(be->comm, be->rank, x->data, x->rows * x->cols);
+    if (ci_comm_all_reduce_f32(be->comm, be->rank, x->data, x->rows * x->cols))
+        return ci_errorf(CI_ERR_BACKEND, "all_reduce: %s", CI_COMM_ABORTED_MSG);
     return ci_ok();
 }
 
