@@ -8,7 +8,8 @@
  * two-sequence batch, and one-line refusals of sizes that do not divide.
  * Then the engine (tensor_parallel_size, the runner's rank threads): a
  * batch of requests sharing a prefix, with prefix caching, and again in a
- * cache small enough to preempt, at TP 2 and 4 give TP 1's greedy tokens.
+ * cache small enough to preempt, at TP 2 and 4 give TP 1's greedy tokens;
+ * an aborted collective frees the ranks waiting in it.
  * Quick mode (ASan or CINFER_TEST_QUICK=1): 3 prompts, fewer requests. */
 #include <jansson.h>
 #include <pthread.h>
@@ -182,6 +183,54 @@ static int greedy(group *g, const int32_t *prompt, int n, int ng, const int32_t 
     return match;
 }
 
+/* ---- the comm: an aborted step frees the ranks waiting in it ---- */
+
+typedef struct comm_arg {
+    ci_comm *c;
+    int rank, rc;
+    float x[8];
+} comm_arg;
+
+static void *comm_rank(void *p) {
+    comm_arg *a = p;
+    a->rc = ci_comm_all_reduce_f32(a->c, a->rank, a->x, 8);
+    return NULL;
+}
+
+static void test_comm(void) {
+    ci_comm *c;
+    CHECK_OK(ci_comm_create(3, &c));
+    comm_arg a[3];
+    pthread_t th[3];
+    /* ranks 0 and 1 enter the all-reduce, rank 2 fails before it */
+    for (int r = 0; r < 2; r++) {
+        a[r] = (comm_arg){c, r, 0, {0}};
+        pthread_create(&th[r], NULL, comm_rank, &a[r]);
+    }
+    ci_comm_abort(c);
+    for (int r = 0; r < 2; r++) {
+        pthread_join(th[r], NULL);
+        CHECK(a[r].rc == -1);
+    }
+    ci_comm_reset(c);
+    /* the next step's all-reduce works: sums in rank order on every rank */
+    for (int r = 0; r < 3; r++) {
+        a[r] = (comm_arg){c, r, 0, {0}};
+        for (int i = 0; i < 8; i++)
+            a[r].x[i] = (float)(r * 10 + i);
+        pthread_create(&th[r], NULL, comm_rank, &a[r]);
+    }
+    int bad = 0;
+    for (int r = 0; r < 3; r++) {
+        pthread_join(th[r], NULL);
+        CHECK(a[r].rc == 0);
+        for (int i = 0; i < 8; i++)
+            bad += a[r].x[i] != (float)(30 + 3 * i);
+    }
+    CHECK(bad == 0);
+    ci_comm_destroy(c);
+}
+
 /* ---- the engine ---- */
 
 enum { NJ = 8, SHARED = 100, MT = 8 };
@@ -215,6 +264,8 @@ static int64_t run_engine(ejobs *J, const char *model_dir, int tp, int prefix, i
     CHECK_OK(s);
     if (s.code) return -1;
     int64_t ids[NJ];
+    for (int i = 0; i < NJ; i++)
+        ids[i] = -1; /* not added yet */
     memset(J->nout, 0, sizeof J->nout);
     for (int part = 0; part < 2; part++) {
         for (int i = part ? 1 : 0; i < (part ? J->nj : 1); i++) {
@@ -390,6 +441,7 @@ int main(void) {
     free(ref);
     free(plog);
     group_close(&whole);
+    test_comm();
     test_engine_tp(path, quick);
     json_decref(gold);
     return test_finish("test_tp");
