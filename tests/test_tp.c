@@ -26,7 +26,8 @@
 
 /* one tensor-parallel group: a model share, a KV cache and a backend per rank */
 typedef struct group {
-    int size;
+    int size, pp; /* pp: the ranks are pipeline stages, not tensor-parallel shares */
+    int out;      /* the rank whose logits are the model's */
     ci_comm *comm;
     ci_backend *be[MAXR];
     ci_model *m[MAXR];
@@ -67,9 +68,11 @@ static ci_status group_forward(group *g, const ci_batch *b) {
     return ci_ok();
 }
 
-static int group_open(group *g, const char *path, int size, int V) {
+static int group_open(group *g, const char *path, int size, int pp, int V) {
     memset(g, 0, sizeof *g);
     g->size = size;
+    g->pp = pp;
+    g->out = pp ? size - 1 : 0;
     CHECK_OK(ci_comm_create(size, &g->comm));
     for (int r = 0; r < size; r++) {
         ci_backend_options o = {1, 0, CI_ACT_DEFAULT};
@@ -78,8 +81,13 @@ static int group_open(group *g, const char *path, int size, int V) {
         g->be[r]->rank = r;
         ci_model_options mo = {0};
         mo.max_batch_tokens = 512;
-        mo.tp_rank = r;
-        mo.tp_size = size;
+        if (pp) {
+            mo.pp_stage = r;
+            mo.pp_size = size;
+        } else {
+            mo.tp_rank = r;
+            mo.tp_size = size;
+        }
         ci_status s = ci_model_load(path, g->be[r], &mo, &g->m[r]);
         CHECK_OK(s);
         if (s.code != CI_OK) return 0;
@@ -166,12 +174,12 @@ static int greedy(group *g, const int32_t *prompt, int n, int ng, const int32_t 
     int nn[1] = {n}, start[1] = {0};
     tbatch_make(&t, 1, ids, nn, start);
     CHECK_OK(group_forward(g, &t.b));
-    memcpy(plog, g->logits[0], sizeof(float) * (size_t)V);
+    memcpy(plog, g->logits[g->out], sizeof(float) * (size_t)V);
     int match = 0, pos = n;
     for (int k = 0; k < ng; k++) {
-        for (int r = 1; r < g->size; r++)
+        for (int r = 1; r < g->size && !g->pp; r++)
             *rank_same &= memcmp(g->logits[r], g->logits[0], sizeof(float) * (size_t)V) == 0;
-        const int32_t tok = argmax(g->logits[0], V);
+        const int32_t tok = argmax(g->logits[g->out], V);
         if (tok != want[k]) break;
         match++;
         if (k + 1 == ng) break;
@@ -348,11 +356,15 @@ int main(void) {
     const int V = 8192;
 
     group whole;
-    if (!group_open(&whole, path, 1, V)) return test_finish("test_tp");
+    if (!group_open(&whole, path, 1, 0, V)) return test_finish("test_tp");
     float *ref = malloc(sizeof(float) * (size_t)V * (size_t)np), *plog = malloc(sizeof(float) * V);
-    for (int size = 1; size <= MAXR; size *= 2) {
+    /* whole, TP 2 and 4, then pipelines of 2 and 3 stages (6 layers) */
+    const int runs[][2] = {{1, 0}, {2, 0}, {4, 0}, {2, 1}, {3, 1}};
+    for (size_t ri = 0; ri < sizeof runs / sizeof runs[0]; ri++) {
+        const int size = runs[ri][0], pp = runs[ri][1];
+        const char *kind = pp ? "PP" : "TP";
         group g;
-        if (size > 1 && !group_open(&g, path, size, V)) break;
+        if (size > 1 && !group_open(&g, path, size, pp, V)) break;
         group *G = size > 1 ? &g : &whole;
         int exact = 0, same = 1;
         double maxd = 0;
@@ -374,11 +386,15 @@ int main(void) {
             free(ids);
             free(want);
         }
-        printf("TP=%d: %d/%d golden continuations exact; last-prompt logits max |diff| vs TP=1 "
-               "%.3g; ranks' logits identical: %s\n",
-               size, exact, np, maxd, same ? "yes" : "no");
-        CHECKF(exact == np, "TP=%d: %d of %d prompts exact", size, exact, np);
-        CHECKF(maxd <= 1e-4, "TP=%d: logits differ from TP=1 by %g", size, maxd);
+        printf("%s=%d: %d/%d golden continuations exact; last-prompt logits max |diff| vs "
+               "TP=1 %.3g; ranks' logits identical: %s\n",
+               kind, size, exact, np, maxd,
+               pp     ? "n/a"
+               : same ? "yes"
+                      : "no");
+        CHECKF(exact == np, "%s=%d: %d of %d prompts exact", kind, size, exact, np);
+        /* a pipeline runs the same arithmetic in the same order: exact */
+        CHECKF(maxd <= (pp ? 0.0 : 1e-4), "%s=%d: logits differ from TP=1 by %g", kind, size, maxd);
         CHECK(same);
         if (size > 1) {
             /* two sequences in one step: a prompt and a chunk after 5 tokens
@@ -399,20 +415,20 @@ int main(void) {
             /* sequence 1 of the batch lives in the second half of the cache */
             CHECK_OK(group_forward(G, &t.b));
             float *both = malloc(sizeof(float) * 2 * (size_t)V);
-            memcpy(both, G->logits[0], sizeof(float) * 2 * (size_t)V);
+            memcpy(both, G->logits[G->out], sizeof(float) * 2 * (size_t)V);
             int nb[1] = {n1}, na[1] = {n0};
             const int32_t *ib[1] = {b}, *ia[1] = {a};
             tbatch_make(&t, 1, ib, nb, zero);
             CHECK_OK(group_forward(G, &t.b));
             double d0 = 0, d1 = 0;
             for (int v = 0; v < V; v++)
-                d0 = fmax(d0, fabs(both[v] - G->logits[0][v]));
+                d0 = fmax(d0, fabs(both[v] - G->logits[G->out][v]));
             tbatch_make(&t, 1, ia, na, zero);
             CHECK_OK(group_forward(G, &t.b));
             for (int v = 0; v < V; v++)
-                d1 = fmax(d1, fabs(both[V + v] - G->logits[0][v]));
-            CHECKF(d0 <= 1e-4 && d1 <= 1e-4, "TP=%d batch of two: rows differ by %g / %g", size, d0,
-                   d1);
+                d1 = fmax(d1, fabs(both[V + v] - G->logits[G->out][v]));
+            CHECKF(d0 <= 1e-4 && d1 <= 1e-4, "%s=%d batch of two: rows differ by %g / %g", kind,
+                   size, d0, d1);
             free(both);
             free(a);
             free(b);

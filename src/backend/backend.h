@@ -246,6 +246,11 @@ typedef struct ci_backend_ops {
      * group. NULL where the backend has no collectives (CUDA without NCCL:
      * ci_model_load refuses a tensor-parallel split there). */
     ci_status (*all_reduce)(ci_backend *be, ci_tensor *x);
+    /* Pipeline parallelism: x to rank `peer` of be->comm, which receives it
+     * into a tensor of the same shape; each returns once the data has moved
+     * (NULL where the backend has none). */
+    ci_status (*send)(ci_backend *be, const ci_tensor *x, int peer);
+    ci_status (*recv)(ci_backend *be, ci_tensor *x, int peer);
 
     /* ---- optional (NULL on the CPU backend) ---- */
     /* The fused matmul above for x of up to matmul_fused_rows(be) rows (the

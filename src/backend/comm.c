@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct ci_comm {
     int size;
@@ -15,6 +16,11 @@ struct ci_comm {
     unsigned long gen;             /* barriers completed */
     int aborted;                   /* set by ci_comm_abort until ci_comm_reset */
     float *buf[CI_COMM_MAX_RANKS]; /* the buffers of the all-reduce in progress */
+    struct {                       /* per receiving rank: the send waiting for it */
+        const void *p;
+        size_t n;
+        int src, full;
+    } box[CI_COMM_MAX_RANKS];
 };
 
 ci_status ci_comm_create(int size, ci_comm **out) {
@@ -74,7 +80,45 @@ void ci_comm_reset(ci_comm *c) {
     pthread_mutex_lock(&c->mu);
     c->aborted = 0;
     c->arrived = 0;
+    for (int r = 0; r < c->size; r++)
+        c->box[r].full = 0;
     pthread_mutex_unlock(&c->mu);
+}
+
+int ci_comm_send(ci_comm *c, int src, int dst, const void *p, size_t n) {
+    if (!c || dst < 0 || dst >= c->size || src < 0 || src >= c->size) return -1;
+    pthread_mutex_lock(&c->mu);
+    while (c->box[dst].full && !c->aborted) /* another sender to dst first */
+        pthread_cond_wait(&c->cv, &c->mu);
+    int ok = !c->aborted;
+    if (ok) {
+        c->box[dst].p = p;
+        c->box[dst].n = n;
+        c->box[dst].src = src;
+        c->box[dst].full = 1;
+        pthread_cond_broadcast(&c->cv);
+        while (c->box[dst].full && c->box[dst].p == p && !c->aborted)
+            pthread_cond_wait(&c->cv, &c->mu);
+        ok = !(c->box[dst].full && c->box[dst].p == p); /* taken */
+        if (!ok) c->box[dst].full = 0;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return ok ? 0 : -1;
+}
+
+int ci_comm_recv(ci_comm *c, int dst, int src, void *p, size_t n) {
+    if (!c || dst < 0 || dst >= c->size || src < 0 || src >= c->size) return -1;
+    pthread_mutex_lock(&c->mu);
+    while (!(c->box[dst].full && c->box[dst].src == src) && !c->aborted)
+        pthread_cond_wait(&c->cv, &c->mu);
+    int ok = !c->aborted && c->box[dst].n == n;
+    if (ok) {
+        memcpy(p, c->box[dst].p, n);
+        c->box[dst].full = 0;
+        pthread_cond_broadcast(&c->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return ok ? 0 : -1;
 }
 
 int ci_comm_all_reduce_f32(ci_comm *c, int rank, float *x, int64_t n) {

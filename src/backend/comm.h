@@ -10,6 +10,7 @@
 #ifndef CINFER_BACKEND_COMM_H
 #define CINFER_BACKEND_COMM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "util/status.h"
@@ -28,6 +29,12 @@ int ci_comm_size(const ci_comm *c);
  * the sum over the ranks (summed in rank order). -1 (x undefined) when the
  * group was aborted. */
 int ci_comm_all_reduce_f32(ci_comm *c, int rank, float *x, int64_t n);
+
+/* Point to point (pipeline stages): send hands n bytes at p to rank dst and
+ * returns once dst's recv has copied them (the buffer stays the sender's
+ * until then); recv waits for src's send. -1 once aborted. */
+int ci_comm_send(ci_comm *c, int src, int dst, const void *p, size_t n);
+int ci_comm_recv(ci_comm *c, int dst, int src, void *p, size_t n);
 
 /* Every rank calls it; returns when all have (0), or -1 once aborted. */
 int ci_comm_barrier(ci_comm *c);

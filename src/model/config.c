@@ -551,3 +551,19 @@ ci_status ci_config_tp_split(ci_model_config *c, int rank, int size) {
     c->tp.i0 = rank * (c->intermediate_size / size);
     return ci_ok();
 }
+
+ci_status ci_config_pp_split(ci_model_config *c, int stage, int size) {
+    memset(&c->pp, 0, sizeof c->pp);
+    if (size <= 1) return ci_ok();
+    if (stage < 0 || stage >= size)
+        return ci_errorf(CI_ERR_INVALID, "pipeline stage %d outside [0, %d)", stage, size);
+    if (size > c->num_layers)
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         "pipeline parallel size %d exceeds num_hidden_layers %d", size,
+                         c->num_layers);
+    c->pp.stage = stage;
+    c->pp.size = size;
+    c->pp.l0 = (int)((int64_t)stage * c->num_layers / size);
+    c->pp.l1 = (int)((int64_t)(stage + 1) * c->num_layers / size);
+    return ci_ok();
+}

@@ -75,6 +75,12 @@ typedef struct ci_model_config {
     struct {
         int rank, size, q0, kv0, i0;
     } tp;
+    /* pipeline parallelism (ci_config_pp_split): this stage's layers [l0,
+     * l1) of the checkpoint; stage 0 embeds, the last one holds the final
+     * norm and LM head; size 0 or 1: every layer */
+    struct {
+        int stage, size, l0, l1;
+    } pp;
 } ci_model_config;
 
 /* Parses DIR/config.json. Errors name the file and the field. */
@@ -87,6 +93,10 @@ ci_status ci_config_parse(const char *json_text, ci_model_config *out);
  * size must divide the heads and the intermediate size, and the kv heads
  * divide size or size them; one-line errors name the field. */
 ci_status ci_config_tp_split(ci_model_config *c, int rank, int size);
+
+/* Splits the layers for pipeline stage `stage` of `size` (as evenly as they
+ * go: stage s gets [s L / size, (s + 1) L / size)); size <= num_layers. */
+ci_status ci_config_pp_split(ci_model_config *c, int stage, int size);
 
 /* Number of rotated dims per head: int(head_dim * partial_rotary_factor). */
 int ci_config_rot_dim(const ci_model_config *cfg);

@@ -75,6 +75,10 @@ ci_status ci_model_load(const char *model_dir, ci_backend *be, const ci_model_op
     if (s.code == CI_OK && opts->tp_size > 1 && !be->ops->all_reduce)
         s = ci_errorf(CI_ERR_UNSUPPORTED, "tensor parallelism: the %s backend has no all-reduce",
                       be->name);
+    if (s.code == CI_OK) s = ci_config_pp_split(&m->cfg, opts->pp_stage, opts->pp_size);
+    if (s.code == CI_OK && opts->pp_size > 1 && !(be->ops->send && be->ops->recv))
+        s = ci_errorf(CI_ERR_UNSUPPORTED, "pipeline parallelism: the %s backend has no send / recv",
+                      be->name);
     if (s.code == CI_OK) s = ci_checkpoint_open(model_dir, &m->ck);
     if (s.code == CI_OK)
         s = ci_weights_load(be, m->ck, &m->cfg, opts->progress, opts->progress_user, &m->w);
@@ -87,6 +91,11 @@ ci_status ci_model_load(const char *model_dir, ci_backend *be, const ci_model_op
         c->num_heads /= c->tp.size;
         c->num_kv_heads = c->num_kv_heads >= c->tp.size ? c->num_kv_heads / c->tp.size : 1;
         c->intermediate_size /= c->tp.size;
+    }
+    if (m->cfg.pp.size > 1) { /* ... and its stage's layers */
+        ci_model_config *c = &m->cfg;
+        c->num_layers = c->pp.l1 - c->pp.l0;
+        memmove(c->layer_window, c->layer_window + c->pp.l0, sizeof(int) * (size_t)c->num_layers);
     }
     /* Every backend copies the weights: drop the mapping so its pages do
      * not stay resident next to the copy. */
@@ -200,7 +209,19 @@ ci_status ci_model_enqueue(ci_model *m, const ci_batch *db, int T, int L, ci_kv_
     ci_tensor act = view(&m->attn_out, T, inter);
     ci_tensor gu = view(&m->gate_up, T, 2 * inter), mo = view(&m->mlp_out, T, hid);
 
-    CI_TRY(ops->embedding(be, &m->w.embed, db->token_ids, T, &res));
+    /* pipeline parallelism: a stage after the first starts from the
+     * previous stage's residual stream (res and the last MLP output, which
+     * the first norm adds in), and a stage before the last ends by sending
+     * it on */
+    const int pp = c->pp.size > 1, first = !pp || c->pp.stage == 0,
+              last = !pp || c->pp.stage == c->pp.size - 1;
+    const int stage_ranks = c->tp.size > 1 ? c->tp.size : 1; /* comm rank = stage x this + tp */
+    if (first) {
+        CI_TRY(ops->embedding(be, &m->w.embed, db->token_ids, T, &res));
+    } else {
+        CI_TRY(ops->recv(be, &res, be->rank - stage_ranks));
+        CI_TRY(ops->recv(be, &mo, be->rank - stage_ranks));
+    }
     /* a step of few tokens (decode) runs each layer as fused matmuls where
      * the backend offers them (CUDA with BF16 activations:
      * docs/kernels/gemv.md): the norms and SwiGLU become their prologues
@@ -210,7 +231,7 @@ ci_status ci_model_enqueue(ci_model *m, const ci_batch *db, int T, int L, ci_kv_
      * by an all-reduce before the residual add (not in the fused layer,
      * whose GEMVs add into the residual themselves) */
     const int tp = c->tp.size > 1;
-    const int fused = !tp && ops->matmul_fused && T <= ops->matmul_fused_rows(be);
+    const int fused = !tp && !pp && ops->matmul_fused && T <= ops->matmul_fused_rows(be);
     /* ... and the rotation and cache write as the qkv product's epilogue
      * (not with Qwen3's q/k-norm, which comes between) */
     const int rope_fused =
@@ -231,7 +252,7 @@ ci_status ci_model_enqueue(ci_model *m, const ci_batch *db, int T, int L, ci_kv_
                                  .rope = rope_fused ? &rope : NULL};
             CI_TRY(ops->matmul_fused(be, &a));
         } else {
-            if (l == 0)
+            if (l == 0 && first)
                 CI_TRY(ops->rmsnorm(be, &res, NULL, &lw->attn_norm, eps, &x));
             else
                 CI_TRY(ops->rmsnorm(be, &mo, &res, &lw->attn_norm, eps, &x));
@@ -274,6 +295,10 @@ ci_status ci_model_enqueue(ci_model *m, const ci_batch *db, int T, int L, ci_kv_
         CI_TRY(ops->matmul(be, &act, &lw->w_down, NULL, &mo));
         if (tp) CI_TRY(ops->all_reduce(be, &mo));
     }
+    if (!last) {
+        CI_TRY(ops->send(be, &res, be->rank + stage_ranks));
+        return ops->send(be, &mo, be->rank + stage_ranks);
+    }
     /* the fused layers leave the whole residual stream in res */
     CI_TRY(ops->rmsnorm(be, fused ? &res : &mo, fused ? NULL : &res, &m->w.final_norm, eps, &x));
     if (L == 0) return ci_ok();
@@ -293,7 +318,7 @@ ci_status ci_model_forward(ci_model *m, const ci_batch *batch, ci_kv_cache *kv, 
     const int L = batch->num_logits;
     CI_TRY(ops->prepare_batch(be, batch, &m->dev_batch));
     CI_TRY(ci_model_enqueue(m, &m->dev_batch, batch->num_tokens, L, kv));
-    if (L > 0 && logits_out)
+    if (L > 0 && logits_out && (m->cfg.pp.size <= 1 || m->cfg.pp.stage == m->cfg.pp.size - 1))
         CI_TRY(
             ops->to_host(be, logits_out, m->logits.data,
                          (size_t)L * (size_t)m->cfg.vocab_size * ci_dtype_size(m->logits.dtype)));

@@ -28,11 +28,17 @@ typedef struct ci_model_options {
      * whole). The backend's comm / rank must name the group before the
      * first forward; its all_reduce joins the shares after o and down. */
     int tp_rank, tp_size;
+    /* pipeline parallelism: this model is stage pp_stage of pp_size (0 or
+     * 1: every layer); the backend's send / recv pass the residual stream
+     * between stages, to comm ranks pp_rank_base + stage +- 1 */
+    int pp_stage, pp_size;
 } ci_model_options;
 
 typedef struct ci_model {
     /* the config as this rank runs it: with tensor parallelism num_heads,
-     * num_kv_heads and intermediate_size are the rank's share (cfg.tp) */
+     * num_kv_heads and intermediate_size are the rank's share (cfg.tp);
+     * with pipeline parallelism num_layers and layer_window are the
+     * stage's layers (cfg.pp: [l0, l1) of the checkpoint) */
     ci_model_config cfg;
     ci_backend *be;
     ci_checkpoint *ck;

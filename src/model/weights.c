@@ -383,13 +383,18 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
         p.total += layer_bytes(&src[i]);
     }
 
-    /* pass 2: upload */
-    out->layers = calloc((size_t)c->num_layers, sizeof *out->layers);
+    /* pass 2: upload. Pipeline parallelism (cfg->pp): this stage's layers
+     * only (out->layers[0] is layer l0), the embedding on the first stage
+     * (and the last when the LM head is tied to it), the final norm and LM
+     * head on the last */
+    const int pp = c->pp.size > 1, l0 = pp ? c->pp.l0 : 0, l1 = pp ? c->pp.l1 : c->num_layers;
+    const int first = !pp || c->pp.stage == 0, last = !pp || c->pp.stage == c->pp.size - 1;
+    out->layers = calloc((size_t)(l1 - l0), sizeof *out->layers);
     if (!out->layers) {
         free(src);
         return ci_errorf(CI_ERR_NOMEM, "ci_weights_load: out of memory");
     }
-    out->num_layers = c->num_layers;
+    out->num_layers = l1 - l0;
     /* tensor parallelism (cfg->tp, ci_config_tp_split): dense weights only
      * so far; the embedding, norms and LM head stay whole on every rank */
     const int tp = c->tp.size > 1;
@@ -410,10 +415,10 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
         s = (expr);                                                                                \
         if (s.code != CI_OK) goto fail;                                                            \
     } while (0)
-    TRY_GO(load_rows(be, &embed, 1, &p, &out->embed));
-    for (int i = 0; i < c->num_layers; i++) {
+    if (first || (last && !head)) TRY_GO(load_rows(be, &embed, 1, &p, &out->embed));
+    for (int i = l0; i < l1; i++) {
         const layer_src *S = &src[i];
-        ci_layer_weights *L = &out->layers[i];
+        ci_layer_weights *L = &out->layers[i - l0];
         TRY_GO(kv_scales(ck, nm, i, &L->k_scale, &L->v_scale));
         TRY_GO(load_vec(be, S->attn_norm, &p, &L->attn_norm));
         /* this rank's rows of q|k|v and gate|up, columns of o and down
@@ -454,10 +459,10 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
             TRY_GO(load_linear(be, c, &down, 1, &p, &L->w_down));
         }
     }
-    TRY_GO(load_vec(be, norm, &p, &out->final_norm));
-    if (head) {
+    if (last) TRY_GO(load_vec(be, norm, &p, &out->final_norm));
+    if (last && head) {
         TRY_GO(load_rows(be, &head, 1, &p, &out->lm_head));
-    } else {
+    } else if (last) {
         out->lm_head = out->embed;
         out->lm_head_tied = 1;
     }

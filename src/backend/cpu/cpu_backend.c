@@ -177,6 +177,20 @@ static ci_status cpu_all_reduce(ci_backend *be, ci_tensor *x) {
     return ci_ok();
 }
 
+/* pipeline stages: the in-process rendezvous of backend/comm.h */
+static ci_status cpu_send(ci_backend *be, const ci_tensor *x, int peer) {
+    const size_t n = (size_t)(x->rows * x->cols) * ci_dtype_size(x->dtype);
+    if (ci_comm_send(be->comm, be->rank, peer, x->data, n))
+        return ci_errorf(CI_ERR_BACKEND, "send to rank %d: %s", peer, CI_COMM_ABORTED_MSG);
+    return ci_ok();
+}
+static ci_status cpu_recv(ci_backend *be, ci_tensor *x, int peer) {
+    const size_t n = (size_t)(x->rows * x->cols) * ci_dtype_size(x->dtype);
+    if (ci_comm_recv(be->comm, be->rank, peer, x->data, n))
+        return ci_errorf(CI_ERR_BACKEND, "recv from rank %d: %s", peer, CI_COMM_ABORTED_MSG);
+    return ci_ok();
+}
+
 static const ci_backend_ops cpu_ops = {
     .alloc = cpu_alloc,
     .free = cpu_free,
@@ -200,6 +214,8 @@ static const ci_backend_ops cpu_ops = {
     .copy_blocks = ci_cpu_copy_blocks,
     .sample = ci_cpu_sample,
     .all_reduce = cpu_all_reduce,
+    .send = cpu_send,
+    .recv = cpu_recv,
     .destroy = cpu_destroy,
 };
 
