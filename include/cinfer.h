@@ -98,6 +98,8 @@ typedef struct cinfer_engine_config {
                                    dense checkpoint's linear weights at load */
     int tensor_parallel_size;   /* ranks the model is split over (0 or 1: none); cpu:
                                    threads of one process [--tensor-parallel-size] */
+    int pipeline_parallel_size; /* stages the layers are split over (0 or 1: none), each of
+                                   tensor_parallel_size ranks [--pipeline-parallel-size] */
     /* weight-loading progress (may be NULL) */
     void (*progress)(size_t done, size_t total, void *user);
     void *progress_user;

@@ -77,8 +77,10 @@ static int group_open(group *g, const char *path, int size, int pp, int V) {
     for (int r = 0; r < size; r++) {
         ci_backend_options o = {1, 0, CI_ACT_DEFAULT};
         CHECK_OK(ci_backend_create("cpu", &o, &g->be[r]));
-        g->be[r]->comm = g->comm;
-        g->be[r]->rank = r;
+        g->be[r]->comm = pp ? NULL : g->comm;
+        g->be[r]->rank = pp ? 0 : r;
+        g->be[r]->pp_comm = pp ? g->comm : NULL;
+        g->be[r]->pp_rank = pp ? r : 0;
         ci_model_options mo = {0};
         mo.max_batch_tokens = 512;
         if (pp) {
@@ -258,12 +260,13 @@ static uint32_t rnd32(void) {
 
 /* Runs every job (job 0 first, alone, so that the others can hit its
  * prefix) at tp ranks; returns preemptions, sets *hits. */
-static int64_t run_engine(ejobs *J, const char *model_dir, int tp, int prefix, int64_t kv_tokens,
-                          int mbt, int64_t *hits) {
+static int64_t run_engine(ejobs *J, const char *model_dir, int tp, int pp, int prefix,
+                          int64_t kv_tokens, int mbt, int64_t *hits) {
     ci_engine_config c = ci_engine_default_config();
     c.model_dir = model_dir;
     c.tensor_parallel_size = tp;
-    c.num_threads = tp; /* one per rank */
+    c.pipeline_parallel_size = pp;
+    c.num_threads = tp * pp; /* one per rank */
     c.enable_prefix_caching = prefix;
     c.kv_cache_tokens = kv_tokens;
     c.max_num_batched_tokens = mbt;
@@ -315,26 +318,29 @@ static void test_engine_tp(const char *model_dir, int quick) {
             J.prompt[i][t] = (int32_t)(rnd32() % 8000);
     }
     int64_t hits;
-    run_engine(&J, model_dir, 1, 0, 0, 2048, &hits);
+    run_engine(&J, model_dir, 1, 1, 0, 0, 2048, &hits);
     int32_t ref[NJ][MT];
     memcpy(ref, J.out, sizeof ref);
-    for (int tp = 2; tp <= MAXR; tp *= 2) {
+    const int par[][2] = {{2, 1}, {4, 1}, {1, 2}, {2, 2}}; /* tp, pp */
+    for (size_t k = 0; k < sizeof par / sizeof par[0]; k++) {
+        const int tp = par[k][0], pp = par[k][1];
         /* batched, prefix caching */
-        run_engine(&J, model_dir, tp, 1, 0, 2048, &hits);
+        run_engine(&J, model_dir, tp, pp, 1, 0, 2048, &hits);
         int same = 0;
         for (int i = 0; i < J.nj; i++)
             same += J.nout[i] == J.mt && !memcmp(J.out[i], ref[i], sizeof(int32_t) * J.mt);
-        printf("engine TP=%d, prefix caching: %d/%d requests as TP=1, %lld prefix tokens hit\n", tp,
-               same, J.nj, (long long)hits);
+        printf("engine TP=%d PP=%d, prefix caching: %d/%d requests as TP=1, %lld prefix tokens "
+               "hit\n",
+               tp, pp, same, J.nj, (long long)hits);
         CHECK(same == J.nj);
         CHECK(hits >= (J.nj - 1) * 96);
         /* a cache of ~1.5 requests and 64-token steps: chunked prefill and preemption */
-        const int64_t pre = run_engine(&J, model_dir, tp, 1, 200, 64, &hits);
+        const int64_t pre = run_engine(&J, model_dir, tp, pp, 1, 200, 64, &hits);
         same = 0;
         for (int i = 0; i < J.nj; i++)
             same += J.nout[i] == J.mt && !memcmp(J.out[i], ref[i], sizeof(int32_t) * J.mt);
-        printf("engine TP=%d, small cache: %d/%d requests as TP=1, %lld preemptions\n", tp, same,
-               J.nj, (long long)pre);
+        printf("engine TP=%d PP=%d, small cache: %d/%d requests as TP=1, %lld preemptions\n", tp,
+               pp, same, J.nj, (long long)pre);
         CHECK(same == J.nj);
         CHECK(pre > 0);
     }

@@ -246,9 +246,9 @@ typedef struct ci_backend_ops {
      * group. NULL where the backend has no collectives (CUDA without NCCL:
      * ci_model_load refuses a tensor-parallel split there). */
     ci_status (*all_reduce)(ci_backend *be, ci_tensor *x);
-    /* Pipeline parallelism: x to rank `peer` of be->comm, which receives it
-     * into a tensor of the same shape; each returns once the data has moved
-     * (NULL where the backend has none). */
+    /* Pipeline parallelism: x to rank `peer` of be->pp_comm, which receives
+     * it into a tensor of the same shape; each returns once the data has
+     * moved (NULL where the backend has none). */
     ci_status (*send)(ci_backend *be, const ci_tensor *x, int peer);
     ci_status (*recv)(ci_backend *be, ci_tensor *x, int peer);
 
@@ -295,9 +295,13 @@ struct ci_backend {
     ci_dtype act_dtype; /* activations and KV cache */
     void *impl;
     /* tensor parallelism: the group this backend's rank belongs to (NULL:
-     * none) and its rank in it; all_reduce runs over it */
+     * none) and its rank in it; all_reduce runs over it. Pipeline
+     * parallelism: the group of every rank of every stage (stage s, tensor
+     * rank t is rank s * tp + t there), over which send / recv run */
     struct ci_comm *comm;
     int rank;
+    struct ci_comm *pp_comm;
+    int pp_rank;
 };
 
 /* Activation (and KV cache) dtype a backend is asked for. */

@@ -14,7 +14,8 @@ ci_engine_flags ci_engine_flags_default(void) {
                          .block_size = c.block_size,
                          .max_num_batched_tokens = c.max_num_batched_tokens,
                          .max_num_seqs = c.max_num_seqs,
-                         .tensor_parallel_size = 1};
+                         .tensor_parallel_size = 1,
+                         .pipeline_parallel_size = 1};
     return f;
 }
 
@@ -57,6 +58,8 @@ ci_status ci_engine_flags_config(const ci_engine_flags *f, const char *model_dir
     CI_TRY(to_int(f->speculative_disable_by_batch_size, "--speculative-disable-by-batch-size",
                   &c->speculative_disable_by_batch_size));
     CI_TRY(to_int(f->tensor_parallel_size, "--tensor-parallel-size", &c->tensor_parallel_size));
+    CI_TRY(
+        to_int(f->pipeline_parallel_size, "--pipeline-parallel-size", &c->pipeline_parallel_size));
     /* 0 means "default" in the config; on the command line it is a mistake */
     if (f->block_size < 1 || f->max_num_batched_tokens < 1 || f->max_num_seqs < 1)
         return ci_errorf(CI_ERR_INVALID,

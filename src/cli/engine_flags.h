@@ -19,7 +19,7 @@ typedef struct ci_engine_flags {
         kv_cache_memory, max_model_len, max_graph_batch_size, max_graph_context;
     const char *speculative_method, *speculative_model;
     long num_speculative_tokens, ngram_min, ngram_max, speculative_disable_by_batch_size;
-    long tensor_parallel_size;
+    long tensor_parallel_size, pipeline_parallel_size;
     bool no_prefix_caching;
 } ci_engine_flags;
 
@@ -59,6 +59,8 @@ ci_engine_flags ci_engine_flags_default(void);
          &(f).num_speculative_tokens, "K",  "tokens drafted per step, 1..16 (0: off)"},             \
         {"--tensor-parallel-size",  "-tp", CI_ARG_INT,                                              \
          &(f).tensor_parallel_size, "N",   "split the model over N ranks (cpu: threads; 1)"},       \
+        {"--pipeline-parallel-size",  "-pp", CI_ARG_INT,                                            \
+         &(f).pipeline_parallel_size, "N",   "split the layers over N stages (cpu: threads; 1)"},   \
         {"--ngram-min",  NULL, CI_ARG_INT,                                                          \
          &(f).ngram_min, "N",  "ngram: shortest suffix looked up (1)"},                             \
         {"--ngram-max",  NULL, CI_ARG_INT,                                                          \

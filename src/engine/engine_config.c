@@ -120,18 +120,24 @@ ci_status ci_engine_config_check(ci_engine_config *c) {
     if (c->speculative_disable_by_batch_size < 0)
         return ci_errorf(CI_ERR_INVALID, "speculative_disable_by_batch_size must be >= 0");
     if (c->tensor_parallel_size == 0) c->tensor_parallel_size = 1;
+    if (c->pipeline_parallel_size == 0) c->pipeline_parallel_size = 1;
     if (c->tensor_parallel_size < 1 || c->tensor_parallel_size > 64)
         return ci_errorf(CI_ERR_INVALID, "tensor_parallel_size %d outside [1, 64]",
                          c->tensor_parallel_size);
-    if (c->tensor_parallel_size > 1 && !is(c->device, "cpu"))
+    if (c->pipeline_parallel_size < 1 || c->pipeline_parallel_size * c->tensor_parallel_size > 64)
+        return ci_errorf(
+            CI_ERR_INVALID,
+            "pipeline_parallel_size %d x tensor_parallel_size %d outside [1, 64] ranks",
+            c->pipeline_parallel_size, c->tensor_parallel_size);
+    const int ranks = c->tensor_parallel_size * c->pipeline_parallel_size;
+    if (ranks > 1 && !is(c->device, "cpu"))
         return ci_errorf(CI_ERR_UNSUPPORTED,
-                         "tensor_parallel_size %d on %s: only the cpu backend has collectives "
-                         "in this build (NCCL is not wired in yet)",
-                         c->tensor_parallel_size, c->device);
-    if (c->tensor_parallel_size > 1 && c->num_speculative_tokens > 0)
-        return ci_errorf(CI_ERR_UNSUPPORTED,
-                         "tensor_parallel_size %d with speculative decoding is not supported yet",
-                         c->tensor_parallel_size);
+                         "tensor_parallel_size %d x pipeline_parallel_size %d on %s: only the cpu "
+                         "backend has collectives in this build (NCCL is not wired in yet)",
+                         c->tensor_parallel_size, c->pipeline_parallel_size, c->device);
+    if (ranks > 1 && c->num_speculative_tokens > 0)
+        return ci_errorf(CI_ERR_UNSUPPORTED, "tensor / pipeline parallelism with speculative "
+                                             "decoding is not supported yet");
     return ci_ok();
 }
 
@@ -149,6 +155,9 @@ const char *cinfer_engine_config_describe(const cinfer_engine_config *c, char *b
     if (c->tensor_parallel_size > 1 && n > 0 && (size_t)n < size)
         n += snprintf(buf + n, size - (size_t)n, " tensor_parallel_size=%d",
                       c->tensor_parallel_size);
+    if (c->pipeline_parallel_size > 1 && n > 0 && (size_t)n < size)
+        n += snprintf(buf + n, size - (size_t)n, " pipeline_parallel_size=%d",
+                      c->pipeline_parallel_size);
     if (c->device && strcmp(c->device, "cpu") != 0 && n > 0 && (size_t)n < size)
         snprintf(buf + n, size - (size_t)n, " gpu_memory_utilization=%.2f cuda_graphs=%s",
                  c->gpu_memory_utilization, c->enforce_eager ? "off (enforce_eager)" : "on");

@@ -10,7 +10,7 @@
 #include "engine/draft.h"
 #include "engine/engine_types.h"
 #include "engine/graphs.h"
-#include "engine/tp_group.h"
+#include "engine/ranks.h"
 #include "util/progress.h"
 #include "util/trace.h"
 
@@ -21,8 +21,7 @@ struct ci_runner {
     ci_kv_cache *kv;
     ci_graphs *graphs;
     ci_draft *draft; /* speculative decoding's draft model, or NULL */
-    ci_comm *comm;   /* tensor parallelism: the ranks' group (rank 0 is this runner's) */
-    ci_tp_group *tp; /* ... and ranks 1.. (NULL without) */
+    ci_ranks *ranks; /* tensor / pipeline parallelism: the other ranks (NULL without) */
     int max_model_len;
     ci_fault_fn fault;
     void *fault_user;
@@ -34,11 +33,10 @@ void ci_runner_destroy(ci_runner *r) {
     if (!r) return;
     ci_graphs_free(r->graphs); /* before the KV cache and model they use */
     ci_draft_free(r->draft);
-    ci_tp_group_free(r->tp);
+    ci_ranks_free(r->ranks); /* its workers first; then the comms our backend used */
     if (r->kv) ci_kv_cache_destroy(r->be, r->kv);
     ci_model_free(r->model);
     if (r->be) ci_backend_destroy(r->be);
-    ci_comm_destroy(r->comm);
     free(r);
 }
 
@@ -187,30 +185,27 @@ ci_status ci_runner_create(const cinfer_engine_config *cfg, ci_runner **out) {
     ci_runner *r = calloc(1, sizeof *r);
     if (!r) return ci_errorf(CI_ERR_NOMEM, "runner: out of memory");
     r->cfg = *cfg;
-    /* tensor parallelism: this runner is rank 0 of tp ranks, the CPU
-     * threads shared out among them */
+    /* tensor / pipeline parallelism: this runner is the last stage's
+     * tensor rank 0 of tp x pp ranks, the CPU threads shared out among them */
     const int tp = cfg->tensor_parallel_size > 1 ? cfg->tensor_parallel_size : 1;
+    const int pp = cfg->pipeline_parallel_size > 1 ? cfg->pipeline_parallel_size : 1;
     ci_backend_options bo = {.num_threads = cfg->num_threads};
-    if (tp > 1) {
+    if (tp * pp > 1) {
         long cores = cfg->num_threads > 0 ? cfg->num_threads : sysconf(_SC_NPROCESSORS_ONLN);
-        bo.num_threads = cores / tp > 0 ? (int)(cores / tp) : 1;
+        bo.num_threads = cores / (tp * pp) > 0 ? (int)(cores / (tp * pp)) : 1;
     }
     ci_status s = act_dtype_of(cfg->dtype, &bo.act_dtype);
     double t_load = ci_now();
-    if (!s.code && tp > 1) s = ci_comm_create(tp, &r->comm);
+    if (!s.code && tp * pp > 1) s = ci_ranks_create(tp, pp, &r->ranks);
     if (!s.code) s = ci_backend_create(cfg->device, &bo, &r->be);
-    if (!s.code && tp > 1) {
-        r->be->comm = r->comm;
-        r->be->rank = 0;
-    }
+    if (!s.code && r->ranks) ci_ranks_bind(r->ranks, r->be);
     ci_model_options mo = {.max_batch_tokens = cfg->max_num_batched_tokens,
                            .max_logits = cfg->max_num_batched_tokens,
                            .progress = cfg->progress,
                            .progress_user = cfg->progress_user,
                            .online_fp8 = cfg->quantization && !strcmp(cfg->quantization, "fp8"),
-                           .kv_fp8 = ci_kv_dtype_is_fp8(cfg->kv_cache_dtype),
-                           .tp_rank = 0,
-                           .tp_size = tp};
+                           .kv_fp8 = ci_kv_dtype_is_fp8(cfg->kv_cache_dtype)};
+    if (r->ranks) ci_ranks_runner_options(r->ranks, &mo);
     if (!s.code) s = ci_model_load(cfg->model_dir, r->be, &mo, &r->model);
     if (s.code) goto fail;
     r->st.load_s = ci_now() - t_load;
@@ -235,10 +230,9 @@ ci_status ci_runner_create(const cinfer_engine_config *cfg, ci_runner **out) {
     s = size_kv(r, &blocks, &block_bytes);
     if (!s.code) s = ci_model_kv_cache_create(r->model, (int)blocks, cfg->block_size, &r->kv);
     if (!s.code && r->draft) s = ci_draft_kv_create(r->draft, (int)blocks, cfg->block_size);
-    /* the other ranks: the same share sizes, so the same KV blocks */
-    if (!s.code && tp > 1)
-        s = ci_tp_group_create(cfg->model_dir, tp, r->comm, &bo, &mo, (int)blocks, cfg->block_size,
-                               &r->tp);
+    /* the other ranks: the same KV blocks (the scheduler's tables serve all) */
+    if (!s.code && r->ranks)
+        s = ci_ranks_start(r->ranks, cfg->model_dir, &bo, &mo, (int)blocks, cfg->block_size);
     if (s.code) goto fail;
     r->st.num_kv_blocks = (int)blocks;
     r->st.kv_cache_bytes = (int64_t)blocks * (int64_t)block_bytes;
@@ -306,7 +300,7 @@ static ci_status copies_and_forward(ci_runner *r, const ci_runner_step *st) {
         if (r->draft)
             CI_TRY(ci_draft_copy_blocks(r->draft, st->copy_src, st->copy_dst, st->num_copies));
     }
-    if (r->fault && !r->tp) CI_TRY(r->fault(r->fault_user, CI_FAULT_FORWARD, r->step, -1, -1));
+    if (r->fault && !r->ranks) CI_TRY(r->fault(r->fault_user, CI_FAULT_FORWARD, r->step, -1, -1));
     CI_TRACE_PUSH("forward");
     ci_status fs = forward(r, st->batch, st);
     CI_TRACE_POP();
@@ -316,14 +310,14 @@ static ci_status copies_and_forward(ci_runner *r, const ci_runner_step *st) {
 ci_status ci_runner_execute(ci_runner *r, const ci_runner_step *st, ci_sample_result *results) {
     ci_backend *be = r->be;
     double t0 = ci_now();
-    /* tensor parallelism: every rank runs the step's copies and forward at
-     * once; the step fails as a whole when any rank does */
-    if (r->tp) {
+    /* tensor / pipeline parallelism: every rank runs the step's copies and
+     * forward at once; the step fails as a whole when any rank does */
+    if (r->ranks) {
         if (r->fault) CI_TRY(r->fault(r->fault_user, CI_FAULT_FORWARD, r->step, -1, -1));
-        CI_TRY(ci_tp_group_begin(r->tp, st->batch, st->copy_src, st->copy_dst, st->num_copies));
+        CI_TRY(ci_ranks_begin(r->ranks, st->batch, st->copy_src, st->copy_dst, st->num_copies));
     }
     ci_status fs = copies_and_forward(r, st);
-    if (r->tp) fs = ci_tp_group_end(r->tp, fs);
+    if (r->ranks) fs = ci_ranks_end(r->ranks, fs);
     CI_TRY(fs);
     double t1 = ci_now();
     r->st.time_forward_s += t1 - t0;

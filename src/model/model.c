@@ -215,12 +215,12 @@ ci_status ci_model_enqueue(ci_model *m, const ci_batch *db, int T, int L, ci_kv_
      * it on */
     const int pp = c->pp.size > 1, first = !pp || c->pp.stage == 0,
               last = !pp || c->pp.stage == c->pp.size - 1;
-    const int stage_ranks = c->tp.size > 1 ? c->tp.size : 1; /* comm rank = stage x this + tp */
+    const int stage_ranks = c->tp.size > 1 ? c->tp.size : 1; /* pp_rank = stage x this + tp */
     if (first) {
         CI_TRY(ops->embedding(be, &m->w.embed, db->token_ids, T, &res));
     } else {
-        CI_TRY(ops->recv(be, &res, be->rank - stage_ranks));
-        CI_TRY(ops->recv(be, &mo, be->rank - stage_ranks));
+        CI_TRY(ops->recv(be, &res, be->pp_rank - stage_ranks));
+        CI_TRY(ops->recv(be, &mo, be->pp_rank - stage_ranks));
     }
     /* a step of few tokens (decode) runs each layer as fused matmuls where
      * the backend offers them (CUDA with BF16 activations:
@@ -296,8 +296,8 @@ ci_status ci_model_enqueue(ci_model *m, const ci_batch *db, int T, int L, ci_kv_
         if (tp) CI_TRY(ops->all_reduce(be, &mo));
     }
     if (!last) {
-        CI_TRY(ops->send(be, &res, be->rank + stage_ranks));
-        return ops->send(be, &mo, be->rank + stage_ranks);
+        CI_TRY(ops->send(be, &res, be->pp_rank + stage_ranks));
+        return ops->send(be, &mo, be->pp_rank + stage_ranks);
     }
     /* the fused layers leave the whole residual stream in res */
     CI_TRY(ops->rmsnorm(be, fused ? &res : &mo, fused ? NULL : &res, &m->w.final_norm, eps, &x));

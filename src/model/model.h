@@ -30,7 +30,7 @@ typedef struct ci_model_options {
     int tp_rank, tp_size;
     /* pipeline parallelism: this model is stage pp_stage of pp_size (0 or
      * 1: every layer); the backend's send / recv pass the residual stream
-     * between stages, to comm ranks pp_rank_base + stage +- 1 */
+     * between stages over be->pp_comm (the same tensor rank one stage on) */
     int pp_stage, pp_size;
 } ci_model_options;
 

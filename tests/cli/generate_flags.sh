@@ -80,6 +80,10 @@ check "--system without --chat: refused" grep -q "need --chat" "$tmp/err"
 for tp in 2 4; do
     check "-tp $tp: same greedy text" [ "$(gen -p "$p" -n 40 --ignore-eos -tp $tp --threads $tp | jq -r .text)" = "$btext" ]
 done
+check "-pp 3: same greedy text" [ "$(gen -p "$p" -n 40 --ignore-eos -pp 3 --threads 3 | jq -r .text)" = "$btext" ]
+check "-tp 2 -pp 2: same greedy text" [ "$(gen -p "$p" -n 40 --ignore-eos -tp 2 -pp 2 --threads 4 | jq -r .text)" = "$btext" ]
+gen -p "$p" -n 4 -pp 7 >/dev/null
+check "-pp 7 (6 layers): one error line" eval '[ "$(grep -c "exceeds num_hidden_layers 6" "$tmp/err")" = 1 ]'
 gen -p "$p" -n 4 -tp 3 >/dev/null
 check "-tp 3 (4 heads): one error line naming the field" eval '[ "$(grep -c "does not divide num_attention_heads 4" "$tmp/err")" = 1 ]'
 

@@ -180,13 +180,13 @@ static ci_status cpu_all_reduce(ci_backend *be, ci_tensor *x) {
 /* pipeline stages: the in-process rendezvous of backend/comm.h */
 static ci_status cpu_send(ci_backend *be, const ci_tensor *x, int peer) {
     const size_t n = (size_t)(x->rows * x->cols) * ci_dtype_size(x->dtype);
-    if (ci_comm_send(be->comm, be->rank, peer, x->data, n))
+    if (ci_comm_send(be->pp_comm, be->pp_rank, peer, x->data, n))
         return ci_errorf(CI_ERR_BACKEND, "send to rank %d: %s", peer, CI_COMM_ABORTED_MSG);
     return ci_ok();
 }
 static ci_status cpu_recv(ci_backend *be, ci_tensor *x, int peer) {
     const size_t n = (size_t)(x->rows * x->cols) * ci_dtype_size(x->dtype);
-    if (ci_comm_recv(be->comm, be->rank, peer, x->data, n))
+    if (ci_comm_recv(be->pp_comm, be->pp_rank, peer, x->data, n))
         return ci_errorf(CI_ERR_BACKEND, "recv from rank %d: %s", peer, CI_COMM_ABORTED_MSG);
     return ci_ok();
 }

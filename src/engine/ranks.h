@@ -1,0 +1,45 @@
+/* ranks.h — the ranks of tensor and pipeline parallelism beyond the
+ * runner's own (issue 15; cpu: threads of this process).
+ *
+ * tp x pp ranks: rank w is tensor rank w % tp of pipeline stage w / tp.
+ * The groups: one comm per stage for the tensor ranks' all-reduce, one
+ * over every rank for the stages' send / recv. The runner is the last
+ * stage's tensor rank 0 (its logits are the model's: the LM head is whole
+ * on every tensor rank of the last stage): ci_ranks_bind gives its backend
+ * the comms. Every other rank is a worker thread with its backend, model
+ * share and a KV cache of the same blocks (ci_ranks_start). A step runs on
+ * every rank at once: ci_ranks_begin wakes the workers with the step's
+ * batch and block copies (host memory, unchanged until ci_ranks_end), they
+ * run their forward as the runner runs its own, and ci_ranks_end waits for
+ * them. The step's error is the first rank's (not the echo of an abort); a
+ * failing rank aborts every comm so that no rank waits for it, and the
+ * comms are reset once every rank has left the step. */
+#ifndef CINFER_ENGINE_RANKS_H
+#define CINFER_ENGINE_RANKS_H
+
+#include "backend/backend.h"
+#include "backend/comm.h"
+#include "model/model.h"
+#include "util/status.h"
+
+typedef struct ci_ranks ci_ranks;
+
+/* The comms of tp x pp ranks (tp, pp >= 1, tp * pp > 1). */
+ci_status ci_ranks_create(int tp, int pp, ci_ranks **out);
+/* The runner's backend joins as the last stage's tensor rank 0. */
+void ci_ranks_bind(ci_ranks *g, ci_backend *be);
+/* The options of the runner's model share (mo's tp_* / pp_* set). */
+void ci_ranks_runner_options(const ci_ranks *g, ci_model_options *mo);
+/* Loads every other rank of model_dir (backend options bo, model options
+ * mo with their tp_* / pp_* set per rank) with KV caches of num_blocks x
+ * block_size, and starts its thread. */
+ci_status ci_ranks_start(ci_ranks *g, const char *model_dir, const ci_backend_options *bo,
+                         const ci_model_options *mo, int num_blocks, int block_size);
+void ci_ranks_free(ci_ranks *g);
+
+ci_status ci_ranks_begin(ci_ranks *g, const ci_batch *b, const int32_t *copy_src,
+                         const int32_t *copy_dst, int num_copies);
+/* runner: the runner's own result for the step (its error aborts first) */
+ci_status ci_ranks_end(ci_ranks *g, ci_status runner);
+
+#endif
