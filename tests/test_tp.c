@@ -2,10 +2,10 @@
  * split over 2 and 4 ranks (threads, one CPU backend each, an in-process
  * all-reduce after o and down) against the whole model and the HF float32
  * goldens of tinyqwen2-code (4 heads, 2 kv heads: at 4 ranks each kv head
- * serves two ranks). Checks: greedy continuations token for token with
- * the goldens, last-prompt logits within 1e-4 of the whole model's, every
- * rank's logits bit-identical (the all-reduce sums in rank order), a
- * two-sequence batch, and one-line refusals of sizes that do not divide.
+ * serves two ranks; the embedding and LM head split by vocabulary rows).
+ * Checks: greedy continuations token for token with the goldens,
+ * last-prompt logits within 1e-4 of the whole model's, a two-sequence
+ * batch, and one-line refusals of sizes that do not divide.
  * Then the engine (tensor_parallel_size, the runner's rank threads): a
  * batch of requests sharing a prefix, with prefix caching, and again in a
  * cache small enough to preempt, at TP 2 and 4 give TP 1's greedy tokens;
@@ -170,7 +170,7 @@ static int32_t *json_ids(json_t *arr, int *n) {
 /* Greedy continuation of one prompt on group g (ng tokens); the logits of
  * the last prompt position go to plog. Returns tokens that match want. */
 static int greedy(group *g, const int32_t *prompt, int n, int ng, const int32_t *want, int V,
-                  float *plog, int *rank_same) {
+                  float *plog) {
     tbatch t;
     const int32_t *ids[1] = {prompt};
     int nn[1] = {n}, start[1] = {0};
@@ -179,8 +179,6 @@ static int greedy(group *g, const int32_t *prompt, int n, int ng, const int32_t 
     memcpy(plog, g->logits[g->out], sizeof(float) * (size_t)V);
     int match = 0, pos = n;
     for (int k = 0; k < ng; k++) {
-        for (int r = 1; r < g->size && !g->pp; r++)
-            *rank_same &= memcmp(g->logits[r], g->logits[0], sizeof(float) * (size_t)V) == 0;
         const int32_t tok = argmax(g->logits[g->out], V);
         if (tok != want[k]) break;
         match++;
@@ -372,7 +370,12 @@ int main(void) {
         group g;
         if (size > 1 && !group_open(&g, path, size, pp, V)) break;
         group *G = size > 1 ? &g : &whole;
-        int exact = 0, same = 1;
+        if (size > 1 && !pp) /* each rank holds its vocabulary rows only */
+            for (int r = 0; r < size; r++)
+                CHECKF(G->m[r]->w.embed.rows == V / size && G->m[r]->w.lm_head.rows == V / size,
+                       "TP=%d rank %d: embedding %lld, LM head %lld rows", size, r,
+                       (long long)G->m[r]->w.embed.rows, (long long)G->m[r]->w.lm_head.rows);
+        int exact = 0;
         double maxd = 0;
         for (int i = 0; i < np; i++) {
             json_t *pr = json_array_get(prompts, (size_t)i);
@@ -380,7 +383,7 @@ int main(void) {
             int32_t *ids = json_ids(json_object_get(pr, "prompt_token_ids"), &n);
             int32_t *want = json_ids(json_object_get(pr, "greedy_token_ids"), &ng);
             if (quick && ng > 16) ng = 16;
-            const int match = greedy(G, ids, n, ng, want, V, plog, &same);
+            const int match = greedy(G, ids, n, ng, want, V, plog);
             exact += match == ng;
             if (match != ng)
                 fprintf(stderr, "TP=%d prompt %d: first mismatch at %d\n", size, i, match);
@@ -393,15 +396,11 @@ int main(void) {
             free(want);
         }
         printf("%s=%d: %d/%d golden continuations exact; last-prompt logits max |diff| vs "
-               "TP=1 %.3g; ranks' logits identical: %s\n",
-               kind, size, exact, np, maxd,
-               pp     ? "n/a"
-               : same ? "yes"
-                      : "no");
+               "TP=1 %.3g\n",
+               kind, size, exact, np, maxd);
         CHECKF(exact == np, "%s=%d: %d of %d prompts exact", kind, size, exact, np);
         /* a pipeline runs the same arithmetic in the same order: exact */
         CHECKF(maxd <= (pp ? 0.0 : 1e-4), "%s=%d: logits differ from TP=1 by %g", kind, size, maxd);
-        CHECK(same);
         if (size > 1) {
             /* two sequences in one step: a prompt and a chunk after 5 tokens
              * of another, each row as the same sequence alone */

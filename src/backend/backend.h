@@ -251,6 +251,14 @@ typedef struct ci_backend_ops {
      * moved (NULL where the backend has none). */
     ci_status (*send)(ci_backend *be, const ci_tensor *x, int peer);
     ci_status (*recv)(ci_backend *be, ci_tensor *x, int peer);
+    /* Tensor parallelism, the vocabulary split: out[i] = table[ids[i] -
+     * row0] for ids in [row0, row0 + table rows), zeros for the others (the
+     * all-reduce over the ranks then gives every row); and the ranks' parts
+     * [rows][cols_r] side by side in rank order into out [rows][sum cols_r]
+     * on rank `root` of be->comm (the LM head's logits). NULL: none. */
+    ci_status (*embedding_shard)(ci_backend *be, const ci_tensor *table, int64_t row0,
+                                 const int32_t *ids, int n, ci_tensor *out);
+    ci_status (*gather_cols)(ci_backend *be, const ci_tensor *part, ci_tensor *out, int root);
 
     /* ---- optional (NULL on the CPU backend) ---- */
     /* The fused matmul above for x of up to matmul_fused_rows(be) rows (the

@@ -12,11 +12,12 @@ struct ci_comm {
     int size;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int arrived;                   /* ranks in the current barrier */
-    unsigned long gen;             /* barriers completed */
-    int aborted;                   /* set by ci_comm_abort until ci_comm_reset */
-    float *buf[CI_COMM_MAX_RANKS]; /* the buffers of the all-reduce in progress */
-    struct {                       /* per receiving rank: the send waiting for it */
+    int arrived;                     /* ranks in the current barrier */
+    unsigned long gen;               /* barriers completed */
+    int aborted;                     /* set by ci_comm_abort until ci_comm_reset */
+    float *buf[CI_COMM_MAX_RANKS];   /* the buffers of the all-reduce in progress */
+    int64_t cols[CI_COMM_MAX_RANKS]; /* ... and a gather's part widths */
+    struct {                         /* per receiving rank: the send waiting for it */
         const void *p;
         size_t n;
         int src, full;
@@ -119,6 +120,28 @@ int ci_comm_recv(ci_comm *c, int dst, int src, void *p, size_t n) {
     }
     pthread_mutex_unlock(&c->mu);
     return ok ? 0 : -1;
+}
+
+int ci_comm_gather_cols_f32(ci_comm *c, int rank, int root, const float *part, int64_t rows,
+                            int64_t cols, float *out, int64_t ldo) {
+    if (!c || c->size <= 1) {
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(out + r * ldo, part + r * cols, sizeof(float) * (size_t)cols);
+        return 0;
+    }
+    c->buf[rank] = (float *)part;
+    c->cols[rank] = cols;
+    if (ci_comm_barrier(c)) return -1; /* every part posted */
+    if (rank == root) {
+        int64_t col0 = 0;
+        for (int k = 0; k < c->size; k++) {
+            for (int64_t r = 0; r < rows; r++)
+                memcpy(out + r * ldo + col0, c->buf[k] + r * c->cols[k],
+                       sizeof(float) * (size_t)c->cols[k]);
+            col0 += c->cols[k];
+        }
+    }
+    return ci_comm_barrier(c); /* the parts stay their ranks' until copied */
 }
 
 int ci_comm_all_reduce_f32(ci_comm *c, int rank, float *x, int64_t n) {

@@ -36,6 +36,12 @@ int ci_comm_all_reduce_f32(ci_comm *c, int rank, float *x, int64_t n);
 int ci_comm_send(ci_comm *c, int src, int dst, const void *p, size_t n);
 int ci_comm_recv(ci_comm *c, int dst, int src, void *p, size_t n);
 
+/* Every rank calls it with its part [rows][cols] (cols may differ by rank):
+ * rank root's out [rows][ldo] receives the parts side by side in rank
+ * order. -1 once aborted. */
+int ci_comm_gather_cols_f32(ci_comm *c, int rank, int root, const float *part, int64_t rows,
+                            int64_t cols, float *out, int64_t ldo);
+
 /* Every rank calls it; returns when all have (0), or -1 once aborted. */
 int ci_comm_barrier(ci_comm *c);
 

@@ -4,8 +4,8 @@
  * tp x pp ranks: rank w is tensor rank w % tp of pipeline stage w / tp.
  * The groups: one comm per stage for the tensor ranks' all-reduce, one
  * over every rank for the stages' send / recv. The runner is the last
- * stage's tensor rank 0 (its logits are the model's: the LM head is whole
- * on every tensor rank of the last stage): ci_ranks_bind gives its backend
+ * stage's tensor rank 0 (the logits are gathered there from the tensor
+ * ranks' vocabulary shares): ci_ranks_bind gives its backend
  * the comms. Every other rank is a worker thread with its backend, model
  * share and a KV cache of the same blocks (ci_ranks_start). A step runs on
  * every rank at once: ci_ranks_begin wakes the workers with the step's

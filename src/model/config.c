@@ -549,6 +549,8 @@ ci_status ci_config_tp_split(ci_model_config *c, int rank, int size) {
     c->tp.kv0 = c->num_kv_heads >= size ? rank * (c->num_kv_heads / size)
                                         : c->tp.q0 / (c->num_heads / c->num_kv_heads);
     c->tp.i0 = rank * (c->intermediate_size / size);
+    c->tp.v0 = (int)((int64_t)rank * c->vocab_size / size);
+    c->tp.nv = (int)((int64_t)(rank + 1) * c->vocab_size / size) - c->tp.v0;
     return ci_ok();
 }
 

@@ -70,10 +70,12 @@ typedef struct ci_model_config {
     ci_quant_config quant;
     /* tensor parallelism (not in config.json: ci_config_tp_split): this
      * rank's share of the q heads [q0, q0 + H / size), kv heads [kv0, kv0 +
-     * max(KV / size, 1)) (replicated when KV < size) and intermediate
-     * columns [i0, i0 + I / size); size 0 or 1: the whole model */
+     * max(KV / size, 1)) (replicated when KV < size), intermediate
+     * columns [i0, i0 + I / size) and vocabulary rows [v0, v0 + nv) (an
+     * even split, any vocabulary size); size 0 or 1: the whole model */
     struct {
         int rank, size, q0, kv0, i0;
+        int v0, nv; /* the vocabulary rows of the embedding and LM head: [v0, v0 + nv) */
     } tp;
     /* pipeline parallelism (ci_config_pp_split): this stage's layers [l0,
      * l1) of the checkpoint; stage 0 embeds, the last one holds the final

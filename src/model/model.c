@@ -30,8 +30,8 @@ static ci_tensor view(const ci_tensor *t, int64_t rows, int64_t cols) {
 void ci_model_free(ci_model *m) {
     if (!m) return;
     ci_backend *be = m->be;
-    ci_tensor *acts[] = {&m->x,       &m->residual, &m->qkv,         &m->attn_out,
-                         &m->gate_up, &m->mlp_out,  &m->last_hidden, &m->logits};
+    ci_tensor *acts[] = {&m->x,       &m->residual,    &m->qkv,    &m->attn_out,   &m->gate_up,
+                         &m->mlp_out, &m->last_hidden, &m->logits, &m->logits_part};
     for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
         if (acts[i]->data) ci_tensor_free(be, acts[i]);
     if (m->rope.cos_sin.data) ci_rope_table_free(be, &m->rope);
@@ -72,8 +72,9 @@ ci_status ci_model_load(const char *model_dir, ci_backend *be, const ci_model_op
     }
     if (s.code == CI_OK && opts->weight_only) m->cfg.quant.act_group = 0;
     if (s.code == CI_OK) s = ci_config_tp_split(&m->cfg, opts->tp_rank, opts->tp_size);
-    if (s.code == CI_OK && opts->tp_size > 1 && !be->ops->all_reduce)
-        s = ci_errorf(CI_ERR_UNSUPPORTED, "tensor parallelism: the %s backend has no all-reduce",
+    if (s.code == CI_OK && opts->tp_size > 1 &&
+        !(be->ops->all_reduce && be->ops->embedding_shard && be->ops->gather_cols))
+        s = ci_errorf(CI_ERR_UNSUPPORTED, "tensor parallelism: the %s backend has no collectives",
                       be->name);
     if (s.code == CI_OK) s = ci_config_pp_split(&m->cfg, opts->pp_stage, opts->pp_size);
     if (s.code == CI_OK && opts->pp_size > 1 && !(be->ops->send && be->ops->recv))
@@ -130,10 +131,12 @@ ci_status ci_model_load(const char *model_dir, ci_backend *be, const ci_model_op
         {&m->mlp_out, mbt, hid},
         {&m->last_hidden, ml, hid},
         {&m->logits, ml, c->vocab_size},
+        {&m->logits_part, c->tp.size > 1 ? ml : 0, c->tp.nv},
     };
     for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
+        if (plan[i].r == 0) continue; /* not needed here */
         /* logits are F32 on every backend: they go to the host as floats */
-        ci_dtype dt = plan[i].t == &m->logits ? CI_F32 : at;
+        ci_dtype dt = plan[i].t == &m->logits || plan[i].t == &m->logits_part ? CI_F32 : at;
         s = ci_tensor_alloc(be, dt, plan[i].r, plan[i].cc, plan[i].t);
         if (s.code != CI_OK) {
             ci_model_free(m);
@@ -216,7 +219,10 @@ ci_status ci_model_enqueue(ci_model *m, const ci_batch *db, int T, int L, ci_kv_
     const int pp = c->pp.size > 1, first = !pp || c->pp.stage == 0,
               last = !pp || c->pp.stage == c->pp.size - 1;
     const int stage_ranks = c->tp.size > 1 ? c->tp.size : 1; /* pp_rank = stage x this + tp */
-    if (first) {
+    if (first && c->tp.size > 1) { /* this rank's vocabulary rows, then every row */
+        CI_TRY(ops->embedding_shard(be, &m->w.embed, c->tp.v0, db->token_ids, T, &res));
+        CI_TRY(ops->all_reduce(be, &res));
+    } else if (first) {
         CI_TRY(ops->embedding(be, &m->w.embed, db->token_ids, T, &res));
     } else {
         CI_TRY(ops->recv(be, &res, be->pp_rank - stage_ranks));
@@ -304,6 +310,11 @@ ci_status ci_model_enqueue(ci_model *m, const ci_batch *db, int T, int L, ci_kv_
     if (L == 0) return ci_ok();
     ci_tensor lh = view(&m->last_hidden, L, hid), lg = view(&m->logits, L, c->vocab_size);
     CI_TRY(ops->gather_rows(be, &x, db->logits_indices, L, &lh));
+    if (c->tp.size > 1) { /* this rank's vocabulary columns, side by side on tensor rank 0 */
+        ci_tensor part = view(&m->logits_part, L, c->tp.nv);
+        CI_TRY(ops->matmul(be, &lh, &m->w.lm_head, NULL, &part));
+        return ops->gather_cols(be, &part, &lg, 0);
+    }
     return ops->matmul(be, &lh, &m->w.lm_head, NULL, &lg);
 }
 
@@ -318,7 +329,9 @@ ci_status ci_model_forward(ci_model *m, const ci_batch *batch, ci_kv_cache *kv, 
     const int L = batch->num_logits;
     CI_TRY(ops->prepare_batch(be, batch, &m->dev_batch));
     CI_TRY(ci_model_enqueue(m, &m->dev_batch, batch->num_tokens, L, kv));
-    if (L > 0 && logits_out && (m->cfg.pp.size <= 1 || m->cfg.pp.stage == m->cfg.pp.size - 1))
+    /* the model's logits: the last stage's, on its tensor rank 0 */
+    if (L > 0 && logits_out && (m->cfg.pp.size <= 1 || m->cfg.pp.stage == m->cfg.pp.size - 1) &&
+        m->cfg.tp.rank == 0)
         CI_TRY(
             ops->to_host(be, logits_out, m->logits.data,
                          (size_t)L * (size_t)m->cfg.vocab_size * ci_dtype_size(m->logits.dtype)));

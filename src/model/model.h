@@ -48,6 +48,7 @@ typedef struct ci_model {
     int max_batch_tokens, max_logits;
     /* preallocated activations (backend memory) */
     ci_tensor x, residual, qkv, attn_out, gate_up, mlp_out, last_hidden, logits;
+    ci_tensor logits_part; /* tensor parallelism: this rank's vocabulary columns */
     ci_batch dev_batch;
 } ci_model;
 

@@ -396,7 +396,8 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
     }
     out->num_layers = l1 - l0;
     /* tensor parallelism (cfg->tp, ci_config_tp_split): dense weights only
-     * so far; the embedding, norms and LM head stay whole on every rank */
+     * so far; the norms whole on every rank, the embedding and LM head
+     * split by vocabulary rows */
     const int tp = c->tp.size > 1;
     const int64_t nh = c->num_heads / (tp ? c->tp.size : 1),
                   nkv = !tp                             ? c->num_kv_heads
@@ -415,7 +416,10 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
         s = (expr);                                                                                \
         if (s.code != CI_OK) goto fail;                                                            \
     } while (0)
-    if (first || (last && !head)) TRY_GO(load_rows(be, &embed, 1, &p, &out->embed));
+    /* the vocabulary share of the embedding and LM head (tensor parallelism) */
+    const row_range ve = {embed, tp ? c->tp.v0 : 0, tp ? c->tp.nv : c->vocab_size},
+                    vh = {head, ve.r0, ve.n};
+    if (first || (last && !head)) TRY_GO(load_row_ranges(be, &ve, 1, &p, &out->embed));
     for (int i = l0; i < l1; i++) {
         const layer_src *S = &src[i];
         ci_layer_weights *L = &out->layers[i - l0];
@@ -461,7 +465,7 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
     }
     if (last) TRY_GO(load_vec(be, norm, &p, &out->final_norm));
     if (last && head) {
-        TRY_GO(load_rows(be, &head, 1, &p, &out->lm_head));
+        TRY_GO(load_row_ranges(be, &vh, 1, &p, &out->lm_head));
     } else if (last) {
         out->lm_head = out->embed;
         out->lm_head_tied = 1;

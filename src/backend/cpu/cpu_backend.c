@@ -191,6 +191,15 @@ static ci_status cpu_recv(ci_backend *be, ci_tensor *x, int peer) {
     return ci_ok();
 }
 
+static ci_status cpu_gather_cols(ci_backend *be, const ci_tensor *part, ci_tensor *out, int root) {
+    if (part->dtype != CI_F32 || out->dtype != CI_F32 || out->rows < part->rows)
+        return ci_errorf(CI_ERR_INVALID, "cpu gather_cols: F32 tensors of matching rows");
+    if (ci_comm_gather_cols_f32(be->comm, be->rank, root, part->data, part->rows, part->cols,
+                                out->data, out->cols))
+        return ci_errorf(CI_ERR_BACKEND, "gather_cols: %s", CI_COMM_ABORTED_MSG);
+    return ci_ok();
+}
+
 static const ci_backend_ops cpu_ops = {
     .alloc = cpu_alloc,
     .free = cpu_free,
@@ -216,6 +225,8 @@ static const ci_backend_ops cpu_ops = {
     .all_reduce = cpu_all_reduce,
     .send = cpu_send,
     .recv = cpu_recv,
+    .embedding_shard = ci_cpu_embedding_shard,
+    .gather_cols = cpu_gather_cols,
     .destroy = cpu_destroy,
 };
 

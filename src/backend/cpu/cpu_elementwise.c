@@ -20,6 +20,25 @@ ci_status ci_cpu_embedding(ci_backend *be, const ci_tensor *table, const int32_t
     return ci_ok();
 }
 
+ci_status ci_cpu_embedding_shard(ci_backend *be, const ci_tensor *table, int64_t row0,
+                                 const int32_t *ids, int n, ci_tensor *out) {
+    (void)be;
+    if (out->dtype != CI_F32 || out->cols != table->cols || out->rows < n || row0 < 0)
+        return ci_errorf(CI_ERR_INVALID, "cpu embedding_shard: output shape mismatch");
+    size_t esz = ci_dtype_size(table->dtype);
+    for (int i = 0; i < n; i++) {
+        float *o = (float *)out->data + (int64_t)i * out->cols;
+        const int64_t r = (int64_t)ids[i] - row0;
+        if (r < 0 || r >= table->rows) {
+            memset(o, 0, sizeof(float) * (size_t)out->cols);
+            continue;
+        }
+        ci_cpu_row_to_f32((const char *)table->data + (size_t)r * (size_t)table->cols * esz,
+                          table->dtype, table->cols, o);
+    }
+    return ci_ok();
+}
+
 typedef struct swiglu_ctx {
     const float *gu;
     float *out;

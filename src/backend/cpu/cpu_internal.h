@@ -154,6 +154,8 @@ void ci_cpu_row_to_f32(const void *src, ci_dtype dt, int64_t n, float *dst);
 
 ci_status ci_cpu_copy_blocks(ci_backend *be, ci_kv_cache *kv, const int32_t *src,
                              const int32_t *dst, int n);
+ci_status ci_cpu_embedding_shard(ci_backend *be, const ci_tensor *table, int64_t row0,
+                                 const int32_t *ids, int n, ci_tensor *out);
 ci_status ci_cpu_embedding(ci_backend *be, const ci_tensor *table, const int32_t *ids, int n,
                            ci_tensor *out);
 /* Quantized weights (cpu_qmatmul.c): the qweight_create op, the matmul for
