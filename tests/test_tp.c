@@ -266,7 +266,7 @@ static int64_t run_engine(ejobs *J, const char *model_dir, int tp, int pp, int p
     c.pipeline_parallel_size = pp;
     c.num_threads = tp * pp; /* one per rank */
     c.enable_prefix_caching = prefix;
-    c.kv_cache_tokens = kv_tokens;
+    c.kv_cache_tokens = kv_tokens > 0 ? kv_tokens : 4096; /* not the 256 MiB default per rank */
     c.max_num_batched_tokens = mbt;
     ci_engine *e = NULL;
     ci_status s = ci_engine_create(&c, &e);
@@ -344,6 +344,55 @@ static void test_engine_tp(const char *model_dir, int quick) {
     }
     for (int i = 0; i < J.nj; i++)
         free(J.prompt[i]);
+}
+
+/* The architecture fixtures (tests/data, random weights; test_fixtures
+ * holds TP=1 to transformers' goldens): Llama, Llama with YaRN, Mistral
+ * (1 kv head: replicated on every rank), Qwen2 (q/k/v bias, tied
+ * embeddings), Qwen3 (q/k-norm), and the sliding-window ones when present,
+ * through the engine at TP 2 and 4, PP 2 and TP 2 x PP 2 against TP 1:
+ * greedy tokens of 4 batched requests. */
+static void test_fixtures_tp(void) {
+    const char *names[] = {"llama", "llama_yarn",  "mistral",  "qwen2",
+                           "qwen3", "mistral_swa", "qwen2_swa"};
+    const int par[][2] = {{2, 1}, {4, 1}, {1, 2}, {2, 2}};
+    for (size_t f = 0; f < sizeof names / sizeof names[0]; f++) {
+        char dir[4200], cfg[4300];
+        snprintf(dir, sizeof dir, "%s/tests/data/%s", test_source_dir(), names[f]);
+        snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+        FILE *fp = fopen(cfg, "rb");
+        if (!fp) {
+            printf("fixture %s: not generated, skipped\n", names[f]);
+            continue;
+        }
+        fclose(fp);
+        ejobs J = {.nj = 4, .mt = MT};
+        for (int i = 0; i < J.nj; i++) {
+            J.np[i] = 3 + (int)(rnd32() % 60);
+            J.prompt[i] = malloc(sizeof(int32_t) * (size_t)J.np[i]);
+            for (int t = 0; t < J.np[i]; t++)
+                J.prompt[i][t] = (int32_t)(rnd32() % 500);
+        }
+        int64_t hits;
+        run_engine(&J, dir, 1, 1, 1, 0, 2048, &hits);
+        int32_t ref[NJ][MT];
+        memcpy(ref, J.out, sizeof ref);
+        int ok = 0, runs = 0;
+        for (size_t k = 0; k < sizeof par / sizeof par[0]; k++) {
+            run_engine(&J, dir, par[k][0], par[k][1], 1, 0, 2048, &hits);
+            int same = 0;
+            for (int i = 0; i < J.nj; i++)
+                same += J.nout[i] == J.mt && !memcmp(J.out[i], ref[i], sizeof(int32_t) * J.mt);
+            CHECKF(same == J.nj, "fixture %s TP=%d PP=%d: %d of %d requests as TP=1", names[f],
+                   par[k][0], par[k][1], same, J.nj);
+            ok += same == J.nj;
+            runs++;
+        }
+        printf("fixture %s: %d/%d of TP x PP = 2x1, 4x1, 1x2, 2x2 give TP=1's tokens\n", names[f],
+               ok, runs);
+        for (int i = 0; i < J.nj; i++)
+            free(J.prompt[i]);
+    }
 }
 
 int main(void) {
@@ -464,6 +513,7 @@ int main(void) {
     group_close(&whole);
     test_comm();
     test_engine_tp(path, quick);
+    test_fixtures_tp();
     json_decref(gold);
     return test_finish("test_tp");
 }
