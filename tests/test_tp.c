@@ -17,6 +17,7 @@
 
 #include "backend/comm.h"
 #include "engine/engine.h"
+#include "engine/runner.h"
 #include "model/model.h"
 #include "test.h"
 
@@ -303,6 +304,70 @@ static int64_t run_engine(ejobs *J, const char *model_dir, int tp, int pp, int p
     return m.num_preemptions;
 }
 
+/* A rank's failure mid-step (fault site "rank": rank 1 skips its forward
+ * at step 3 while the others wait for it in a collective): that step fails
+ * as a whole, its requests end with an error, and the engine serves the
+ * next requests with TP=1's tokens. */
+static int fault_fired;
+static ci_status rank_fault(void *user, ci_fault_site site, int64_t step, int64_t rank,
+                            int64_t seed) {
+    (void)user;
+    (void)seed;
+    if (site == CI_FAULT_RANK && step == 3 && rank == 1 && !fault_fired++)
+        return ci_errorf(CI_ERR_INTERNAL, "injected fault on rank 1");
+    return ci_ok();
+}
+
+static void test_rank_fault(ejobs *J, const char *model_dir, int tp, int pp, int32_t (*ref)[MT]) {
+    ci_engine_config c = ci_engine_default_config();
+    c.model_dir = model_dir;
+    c.tensor_parallel_size = tp;
+    c.pipeline_parallel_size = pp;
+    c.num_threads = tp * pp;
+    c.kv_cache_tokens = 4096;
+    ci_engine *e = NULL;
+    CHECK_OK(ci_engine_create(&c, &e));
+    if (!e) return;
+    fault_fired = 0;
+    ci_engine_set_fault_hook(e, rank_fault, NULL);
+    int errors = 0;
+    for (int round = 0; round < 2; round++) {
+        int64_t ids[NJ];
+        memset(J->nout, 0, sizeof J->nout);
+        for (int i = 0; i < J->nj; i++) {
+            ci_engine_sampling sp = ci_engine_default_sampling();
+            sp.temperature = 0.0f;
+            sp.max_tokens = J->mt;
+            sp.ignore_eos = 1;
+            CHECK_OK(ci_engine_add_request(e, J->prompt[i], J->np[i], &sp, 0, &ids[i]));
+        }
+        while (ci_engine_has_unfinished(e)) {
+            const ci_engine_output *o;
+            int n;
+            ci_status s = ci_engine_step(e, &o, &n);
+            CHECK_OK(s);
+            if (s.code) break;
+            for (int k = 0; k < n; k++) {
+                errors += round == 0 && o[k].finish_reason == CINFER_FINISH_ERROR;
+                for (int i = 0; i < J->nj; i++)
+                    if (ids[i] == o[k].request_id)
+                        for (int t = 0; t < o[k].num_token_ids && J->nout[i] < MT; t++)
+                            J->out[i][J->nout[i]++] = o[k].token_ids[t];
+            }
+        }
+    }
+    int same = 0;
+    for (int i = 0; i < J->nj; i++)
+        same += J->nout[i] == J->mt && !memcmp(J->out[i], ref[i], sizeof(int32_t) * J->mt);
+    printf("engine TP=%d PP=%d, rank 1 fails at step 3: %d requests ended with an error, then "
+           "%d/%d requests as TP=1\n",
+           tp, pp, errors, same, J->nj);
+    CHECK(fault_fired == 1);
+    CHECK(errors > 0);
+    CHECK(same == J->nj);
+    ci_engine_destroy(e);
+}
+
 static void test_engine_tp(const char *model_dir, int quick) {
     ejobs J = {.nj = NJ, .mt = quick ? 6 : MT};
     int32_t shared[SHARED];
@@ -342,6 +407,8 @@ static void test_engine_tp(const char *model_dir, int quick) {
         CHECK(same == J.nj);
         CHECK(pre > 0);
     }
+    test_rank_fault(&J, model_dir, 2, 1, ref);
+    test_rank_fault(&J, model_dir, 2, 2, ref);
     for (int i = 0; i < J.nj; i++)
         free(J.prompt[i]);
 }

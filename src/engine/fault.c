@@ -17,7 +17,7 @@ struct ci_fault_spec {
     int n;
 };
 
-static const char *const site_names[] = {"forward", "sample", "detok", "output"};
+static const char *const site_names[] = {"forward", "sample", "detok", "output", "rank"};
 
 static ci_status parse_int(const char *v, const char *key, int64_t *out) {
     char *end;
@@ -39,7 +39,8 @@ static ci_status parse_rule(char *text, rule *r) {
         }
     if (!found)
         return ci_errorf(CI_ERR_INVALID,
-                         "CINFER_FAULT_INJECT: site '%s' (use forward, sample, detok or output)",
+                         "CINFER_FAULT_INJECT: site '%s' (use forward, sample, detok, output or "
+                         "rank)",
                          tok ? tok : "");
     while ((tok = strtok_r(NULL, ":", &save)) != NULL) {
         char *eq = strchr(tok, '=');

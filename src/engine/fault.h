@@ -3,7 +3,8 @@
  * (tests/cli/serve_faults.sh drives `serve` with it).
  *
  *   CINFER_FAULT_INJECT="RULE[,RULE...]"   RULE = SITE[:KEY=VALUE...]
- *   SITE: forward | sample | detok | output
+ *   SITE: forward | sample | detok | output | rank (a worker rank's forward:
+ *         tensor / pipeline parallelism)
  *   KEY:  step=N  (engine step number, 1-based), seed=S (the request's
  *         sampling seed; detok and output only), count=N (fire at most N
  *         times; default: every match)

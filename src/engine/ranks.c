@@ -15,7 +15,8 @@ typedef struct rank {
     ci_kv_cache *kv;
     pthread_t th;
     int started;
-    ci_status st; /* this step's */
+    ci_status st;     /* this step's */
+    ci_status inject; /* a fault for the next step (ci_ranks_inject) */
 } rank;
 
 struct ci_ranks {
@@ -55,6 +56,11 @@ static void options(const ci_ranks *g, int w, ci_model_options *mo) {
 }
 
 static ci_status rank_step(ci_ranks *g, rank *r) {
+    if (r->inject.code) {
+        const ci_status f = r->inject;
+        r->inject = ci_ok();
+        return f;
+    }
     if (g->ncopies > 0) CI_TRY(r->be->ops->copy_blocks(r->be, r->kv, g->src, g->dst, g->ncopies));
     return ci_model_forward(r->model, g->b, r->kv, NULL);
 }
@@ -178,6 +184,18 @@ ci_status ci_ranks_begin(ci_ranks *g, const ci_batch *b, const int32_t *copy_src
     pthread_cond_broadcast(&g->go);
     pthread_mutex_unlock(&g->mu);
     return ci_ok();
+}
+
+int ci_ranks_count(const ci_ranks *g) {
+    return g->n;
+}
+
+int ci_ranks_runner_rank(const ci_ranks *g) {
+    return g->runner;
+}
+
+void ci_ranks_inject(ci_ranks *g, int w, ci_status fault) {
+    if (w >= 0 && w < g->n && w != g->runner) g->ranks[w].inject = fault;
 }
 
 ci_status ci_ranks_end(ci_ranks *g, ci_status runner) {

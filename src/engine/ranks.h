@@ -39,6 +39,12 @@ void ci_ranks_free(ci_ranks *g);
 
 ci_status ci_ranks_begin(ci_ranks *g, const ci_batch *b, const int32_t *copy_src,
                          const int32_t *copy_dst, int num_copies);
+/* Ranks, and which is the runner's; before ci_ranks_begin, a fault for
+ * rank w's part of the next step (fault injection: it fails without its
+ * forward, and the step with it). */
+int ci_ranks_count(const ci_ranks *g);
+int ci_ranks_runner_rank(const ci_ranks *g);
+void ci_ranks_inject(ci_ranks *g, int w, ci_status fault);
 /* runner: the runner's own result for the step (its error aborts first) */
 ci_status ci_ranks_end(ci_ranks *g, ci_status runner);
 

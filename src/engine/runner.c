@@ -313,7 +313,13 @@ ci_status ci_runner_execute(ci_runner *r, const ci_runner_step *st, ci_sample_re
     /* tensor / pipeline parallelism: every rank runs the step's copies and
      * forward at once; the step fails as a whole when any rank does */
     if (r->ranks) {
-        if (r->fault) CI_TRY(r->fault(r->fault_user, CI_FAULT_FORWARD, r->step, -1, -1));
+        if (r->fault) {
+            CI_TRY(r->fault(r->fault_user, CI_FAULT_FORWARD, r->step, -1, -1));
+            for (int w = 0; w < ci_ranks_count(r->ranks); w++)
+                if (w != ci_ranks_runner_rank(r->ranks))
+                    ci_ranks_inject(r->ranks, w,
+                                    r->fault(r->fault_user, CI_FAULT_RANK, r->step, w, -1));
+        }
         CI_TRY(ci_ranks_begin(r->ranks, st->batch, st->copy_src, st->copy_dst, st->num_copies));
     }
     ci_status fs = copies_and_forward(r, st);

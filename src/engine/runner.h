@@ -50,11 +50,15 @@ typedef enum ci_fault_site {
     CI_FAULT_SAMPLE,
     CI_FAULT_DETOK,
     CI_FAULT_OUTPUT,
+    CI_FAULT_RANK, /* another rank's part of the forward (tensor / pipeline parallelism) */
 } ci_fault_site;
 
 /* A fault hook: a non-OK status fails that site. request_id and seed (the
  * request's sampling seed as given, -1 if none) are -1 for the sites that
- * concern a whole step (forward, sample). */
+ * concern a whole step (forward, sample); for CI_FAULT_RANK request_id is
+ * the failing rank (asked for each rank but the runner's, from the
+ * runner's thread, before the step starts: the rank then fails without
+ * its forward while the others wait for it in a collective). */
 typedef ci_status (*ci_fault_fn)(void *user, ci_fault_site site, int64_t step, int64_t request_id,
                                  int64_t seed);
 
