@@ -257,6 +257,34 @@ static uint32_t rnd32(void) {
     return rs >> 8;
 }
 
+/* Adds jobs [i0, i1) (greedy, ignore_eos) and steps the engine until every
+ * request has finished, appending each job's tokens to J->out (ids: the
+ * jobs' request ids, -1 before they are added); *errors (may be NULL)
+ * counts the outputs that end with an error. */
+static void run_jobs(ci_engine *e, ejobs *J, int64_t *ids, int i0, int i1, int *errors) {
+    for (int i = i0; i < i1; i++) {
+        ci_engine_sampling sp = ci_engine_default_sampling();
+        sp.temperature = 0.0f;
+        sp.max_tokens = J->mt;
+        sp.ignore_eos = 1;
+        CHECK_OK(ci_engine_add_request(e, J->prompt[i], J->np[i], &sp, 0, &ids[i]));
+    }
+    while (ci_engine_has_unfinished(e)) {
+        const ci_engine_output *o;
+        int n;
+        ci_status s = ci_engine_step(e, &o, &n);
+        CHECK_OK(s);
+        if (s.code) break;
+        for (int k = 0; k < n; k++) {
+            if (errors) *errors += o[k].finish_reason == CINFER_FINISH_ERROR;
+            for (int i = 0; i < J->nj; i++)
+                if (ids[i] == o[k].request_id)
+                    for (int t = 0; t < o[k].num_token_ids && J->nout[i] < MT; t++)
+                        J->out[i][J->nout[i]++] = o[k].token_ids[t];
+        }
+    }
+}
+
 /* Runs every job (job 0 first, alone, so that the others can hit its
  * prefix) at tp ranks; returns preemptions, sets *hits. */
 static int64_t run_engine(ejobs *J, const char *model_dir, int tp, int pp, int prefix,
@@ -277,27 +305,8 @@ static int64_t run_engine(ejobs *J, const char *model_dir, int tp, int pp, int p
     for (int i = 0; i < NJ; i++)
         ids[i] = -1; /* not added yet */
     memset(J->nout, 0, sizeof J->nout);
-    for (int part = 0; part < 2; part++) {
-        for (int i = part ? 1 : 0; i < (part ? J->nj : 1); i++) {
-            ci_engine_sampling sp = ci_engine_default_sampling();
-            sp.temperature = 0.0f;
-            sp.max_tokens = J->mt;
-            sp.ignore_eos = 1;
-            CHECK_OK(ci_engine_add_request(e, J->prompt[i], J->np[i], &sp, 0, &ids[i]));
-        }
-        while (ci_engine_has_unfinished(e)) {
-            const ci_engine_output *o;
-            int n;
-            s = ci_engine_step(e, &o, &n);
-            CHECK_OK(s);
-            if (s.code) break;
-            for (int k = 0; k < n; k++)
-                for (int i = 0; i < J->nj; i++)
-                    if (ids[i] == o[k].request_id)
-                        for (int t = 0; t < o[k].num_token_ids && J->nout[i] < MT; t++)
-                            J->out[i][J->nout[i]++] = o[k].token_ids[t];
-        }
-    }
+    run_jobs(e, J, ids, 0, 1, NULL);
+    run_jobs(e, J, ids, 1, J->nj, NULL);
     ci_engine_metrics m = ci_engine_get_metrics(e);
     *hits = m.prefix_cache_hit_tokens;
     ci_engine_destroy(e);
@@ -334,27 +343,7 @@ static void test_rank_fault(ejobs *J, const char *model_dir, int tp, int pp, int
     for (int round = 0; round < 2; round++) {
         int64_t ids[NJ];
         memset(J->nout, 0, sizeof J->nout);
-        for (int i = 0; i < J->nj; i++) {
-            ci_engine_sampling sp = ci_engine_default_sampling();
-            sp.temperature = 0.0f;
-            sp.max_tokens = J->mt;
-            sp.ignore_eos = 1;
-            CHECK_OK(ci_engine_add_request(e, J->prompt[i], J->np[i], &sp, 0, &ids[i]));
-        }
-        while (ci_engine_has_unfinished(e)) {
-            const ci_engine_output *o;
-            int n;
-            ci_status s = ci_engine_step(e, &o, &n);
-            CHECK_OK(s);
-            if (s.code) break;
-            for (int k = 0; k < n; k++) {
-                errors += round == 0 && o[k].finish_reason == CINFER_FINISH_ERROR;
-                for (int i = 0; i < J->nj; i++)
-                    if (ids[i] == o[k].request_id)
-                        for (int t = 0; t < o[k].num_token_ids && J->nout[i] < MT; t++)
-                            J->out[i][J->nout[i]++] = o[k].token_ids[t];
-            }
-        }
+        run_jobs(e, J, ids, 0, J->nj, round == 0 ? &errors : NULL);
     }
     int same = 0;
     for (int i = 0; i < J->nj; i++)
