@@ -17,6 +17,7 @@
 
 #include "backend/comm.h"
 #include "engine/engine.h"
+#include "engine/microbatch.h"
 #include "engine/runner.h"
 #include "model/model.h"
 #include "test.h"
@@ -190,6 +191,46 @@ static int greedy(group *g, const int32_t *prompt, int n, int ng, const int32_t 
         CHECK_OK(group_forward(g, &t.b));
     }
     return match;
+}
+
+/* ---- micro-batches: whole sequences, every token and logits row once ---- */
+
+static void test_microbatch(void) {
+    /* 5 sequences of 7, 1, 30, 2, 12 tokens; logits rows: sequence 0 none
+     * (a prefill chunk), 1 one, 2 two (a draft verified), 3 and 4 one */
+    int32_t qs[6] = {0, 7, 8, 38, 40, 52}, cl[5] = {7, 9, 60, 3, 12}, li[5] = {7, 36, 37, 39, 51};
+    int32_t ids[52], pos[52], slots[52], bt[5 * 4] = {0};
+    for (int i = 0; i < 52; i++)
+        ids[i] = pos[i] = slots[i] = i;
+    ci_batch b = {52, 5, 5, 4, 30, 60, ids, pos, qs, cl, bt, slots, li};
+    ci_microbatches m = {0};
+    for (int want = 1; want <= 6; want++) {
+        CHECK_OK(ci_microbatch_split(&b, want, &m));
+        CHECK(m.n == (want < 5 ? want : 5));
+        int T = 0, S = 0, L = 0, bad = 0;
+        for (int k = 0; k < m.n; k++) {
+            const ci_batch *p = &m.part[k].b;
+            bad += p->token_ids != ids + T || p->context_lens != cl + S ||
+                   p->block_tables != bt + S * 4 || p->query_start[0] != 0 ||
+                   p->query_start[p->num_seqs] != p->num_tokens || m.part[k].logits_row0 != L ||
+                   p->num_seqs < 1;
+            for (int i = 0; i < p->num_logits; i++)
+                bad += p->logits_indices[i] + T != li[L + i] || p->logits_indices[i] < 0 ||
+                       p->logits_indices[i] >= p->num_tokens;
+            T += p->num_tokens;
+            S += p->num_seqs;
+            L += p->num_logits;
+        }
+        CHECKF(!bad && T == 52 && S == 5 && L == 5,
+               "micro-batches of %d: %d bad, %d tokens, %d "
+               "sequences, %d rows",
+               want, bad, T, S, L);
+    }
+    int32_t unsorted[5] = {36, 7, 37, 39, 51}; /* rows not in sequence order: left whole */
+    b.logits_indices = unsorted;
+    CHECK_OK(ci_microbatch_split(&b, 3, &m));
+    CHECK(m.n == 1 && m.part[0].b.logits_indices == unsorted);
+    ci_microbatches_free(&m);
 }
 
 /* ---- the comm: an aborted step frees the ranks waiting in it ---- */
@@ -567,6 +608,7 @@ int main(void) {
     free(ref);
     free(plog);
     group_close(&whole);
+    test_microbatch();
     test_comm();
     test_engine_tp(path, quick);
     test_fixtures_tp();

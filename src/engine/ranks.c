@@ -15,12 +15,14 @@ typedef struct rank {
     ci_kv_cache *kv;
     pthread_t th;
     int started;
-    ci_status st;     /* this step's */
-    ci_status inject; /* a fault for the next step (ci_ranks_inject) */
+    ci_microbatches mbs; /* its cut of each step (pipeline stages) */
+    ci_status st;        /* this step's */
+    ci_status inject;    /* a fault for the next step (ci_ranks_inject) */
 } rank;
 
 struct ci_ranks {
     int tp, pp, n, runner;        /* n = tp x pp ranks; runner: the runner's world rank */
+    int micro;                    /* micro-batches per step (pipeline stages; 1: none) */
     ci_comm *tp_comm[MAX_STAGES]; /* per stage (tp > 1) */
     ci_comm *pp_comm;             /* every rank (pp > 1) */
     rank *ranks;                  /* [n]; [runner] unused */
@@ -62,7 +64,8 @@ static ci_status rank_step(ci_ranks *g, rank *r) {
         return f;
     }
     if (g->ncopies > 0) CI_TRY(r->be->ops->copy_blocks(r->be, r->kv, g->src, g->dst, g->ncopies));
-    return ci_model_forward(r->model, g->b, r->kv, NULL);
+    CI_TRY(ci_model_check_batch(r->model, g->b, r->kv));
+    return ci_ranks_forward(g, r->model, r->kv, g->b, &r->mbs);
 }
 
 static void *rank_main(void *p) {
@@ -100,6 +103,10 @@ ci_status ci_ranks_create(int tp, int pp, ci_ranks **out) {
     g->pp = pp;
     g->n = tp * pp;
     g->runner = (pp - 1) * tp;
+    /* as many micro-batches as stages (CINFER_PP_MICROBATCHES: another
+     * number, 1 = the batch whole, for A/B) */
+    const char *mb = getenv("CINFER_PP_MICROBATCHES");
+    g->micro = pp > 1 ? (mb && atoi(mb) > 0 ? atoi(mb) : pp) : 1;
     pthread_mutex_init(&g->mu, NULL);
     pthread_cond_init(&g->go, NULL);
     pthread_cond_init(&g->done, NULL);
@@ -160,6 +167,7 @@ void ci_ranks_free(ci_ranks *g) {
         if (r->started) pthread_join(r->th, NULL);
         if (r->kv) ci_kv_cache_destroy(r->be, r->kv);
         ci_model_free(r->model);
+        ci_microbatches_free(&r->mbs);
         if (r->be) ci_backend_destroy(r->be);
     }
     for (int s = 0; s < g->pp; s++)
@@ -170,6 +178,19 @@ void ci_ranks_free(ci_ranks *g) {
     pthread_mutex_destroy(&g->mu);
     free(g->ranks);
     free(g);
+}
+
+ci_status ci_ranks_forward(const ci_ranks *g, ci_model *m, ci_kv_cache *kv, const ci_batch *b,
+                           ci_microbatches *mbs) {
+    ci_backend *be = m->be;
+    CI_TRY(ci_microbatch_split(b, g->micro, mbs));
+    for (int k = 0; k < mbs->n; k++) {
+        const ci_microbatch *p = &mbs->part[k];
+        CI_TRY(be->ops->prepare_batch(be, &p->b, &m->dev_batch));
+        CI_TRY(ci_model_enqueue_rows(m, &m->dev_batch, p->b.num_tokens, p->b.num_logits,
+                                     p->logits_row0, kv));
+    }
+    return be->ops->sync(be);
 }
 
 ci_status ci_ranks_begin(ci_ranks *g, const ci_batch *b, const int32_t *copy_src,

@@ -19,6 +19,7 @@
 
 #include "backend/backend.h"
 #include "backend/comm.h"
+#include "engine/microbatch.h"
 #include "model/model.h"
 #include "util/status.h"
 
@@ -36,6 +37,13 @@ void ci_ranks_runner_options(const ci_ranks *g, ci_model_options *mo);
 ci_status ci_ranks_start(ci_ranks *g, const char *model_dir, const ci_backend_options *bo,
                          const ci_model_options *mo, int num_blocks, int block_size);
 void ci_ranks_free(ci_ranks *g);
+
+/* A rank's forward of a step (workers and the runner alike; batch checked
+ * by the caller): the batch whole, or with pipeline stages its
+ * micro-batches one after another (microbatch.h), so that stage s runs
+ * micro-batch k + 1 while stage s + 1 runs k. mbs: the rank's buffers. */
+ci_status ci_ranks_forward(const ci_ranks *g, ci_model *m, ci_kv_cache *kv, const ci_batch *b,
+                           ci_microbatches *mbs);
 
 ci_status ci_ranks_begin(ci_ranks *g, const ci_batch *b, const int32_t *copy_src,
                          const int32_t *copy_dst, int num_copies);

@@ -20,8 +20,9 @@ struct ci_runner {
     ci_model *model;
     ci_kv_cache *kv;
     ci_graphs *graphs;
-    ci_draft *draft; /* speculative decoding's draft model, or NULL */
-    ci_ranks *ranks; /* tensor / pipeline parallelism: the other ranks (NULL without) */
+    ci_draft *draft;     /* speculative decoding's draft model, or NULL */
+    ci_ranks *ranks;     /* tensor / pipeline parallelism: the other ranks (NULL without) */
+    ci_microbatches mbs; /* ... and this rank's cut of each step */
     int max_model_len;
     ci_fault_fn fault;
     void *fault_user;
@@ -34,6 +35,7 @@ void ci_runner_destroy(ci_runner *r) {
     ci_graphs_free(r->graphs); /* before the KV cache and model they use */
     ci_draft_free(r->draft);
     ci_ranks_free(r->ranks); /* its workers first; then the comms our backend used */
+    ci_microbatches_free(&r->mbs);
     if (r->kv) ci_kv_cache_destroy(r->be, r->kv);
     ci_model_free(r->model);
     if (r->be) ci_backend_destroy(r->be);
@@ -267,6 +269,9 @@ static ci_status forward(ci_runner *r, const ci_batch *b, const ci_runner_step *
     CI_TRY(ci_graphs_run(r->graphs, b, &ran));
     if (ran) {
         r->st.graph_steps++; /* the graph holds the draft's mirror too */
+    } else if (r->ranks) {   /* its share of the step, in micro-batches with pipeline stages */
+        CI_TRY(ci_ranks_forward(r->ranks, r->model, r->kv, b, &r->mbs));
+        r->st.eager_steps++;
     } else {
         CI_TRY(be->ops->prepare_batch(be, b, &r->model->dev_batch));
         CI_TRY(

@@ -198,6 +198,11 @@ ci_status ci_model_check_batch(const ci_model *m, const ci_batch *b, const ci_kv
 }
 
 ci_status ci_model_enqueue(ci_model *m, const ci_batch *db, int T, int L, ci_kv_cache *kv) {
+    return ci_model_enqueue_rows(m, db, T, L, 0, kv);
+}
+
+ci_status ci_model_enqueue_rows(ci_model *m, const ci_batch *db, int T, int L, int row0,
+                                ci_kv_cache *kv) {
     ci_backend *be = m->be;
     const ci_backend_ops *ops = be->ops;
     const ci_model_config *c = &m->cfg;
@@ -308,7 +313,11 @@ ci_status ci_model_enqueue(ci_model *m, const ci_batch *db, int T, int L, ci_kv_
     /* the fused layers leave the whole residual stream in res */
     CI_TRY(ops->rmsnorm(be, fused ? &res : &mo, fused ? NULL : &res, &m->w.final_norm, eps, &x));
     if (L == 0) return ci_ok();
+    if (row0 < 0 || row0 + L > m->max_logits)
+        return ci_errorf(CI_ERR_INVALID, "forward: logits rows [%d, %d) outside [0, %d)", row0,
+                         row0 + L, m->max_logits);
     ci_tensor lh = view(&m->last_hidden, L, hid), lg = view(&m->logits, L, c->vocab_size);
+    lg.data = (float *)m->logits.data + (size_t)row0 * (size_t)c->vocab_size;
     CI_TRY(ops->gather_rows(be, &x, db->logits_indices, L, &lh));
     if (c->tp.size > 1) { /* this rank's vocabulary columns, side by side on tensor rank 0 */
         ci_tensor part = view(&m->logits_part, L, c->tp.nv);

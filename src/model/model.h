@@ -69,6 +69,10 @@ ci_status ci_model_check_batch(const ci_model *m, const ci_batch *b, const ci_kv
  * device (prepare_batch / prepare_batch_static) and the LM head over its L
  * logits rows; no sync. Graph capture records exactly this. */
 ci_status ci_model_enqueue(ci_model *m, const ci_batch *dev_batch, int T, int L, ci_kv_cache *kv);
+/* ... with the L logits rows at rows [row0, row0 + L) of the logits (a
+ * micro-batch of a step) */
+ci_status ci_model_enqueue_rows(ci_model *m, const ci_batch *dev_batch, int T, int L, int row0,
+                                ci_kv_cache *kv);
 
 /* Logits of the last forward: [num_logits][vocab] F32 in backend memory. */
 const ci_tensor *ci_model_logits(const ci_model *m);
