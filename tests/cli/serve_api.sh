@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cinfer serve: every endpoint and the main request parameters, with curl.
 # Greedy /v1/completions equals `cinfer generate --temperature 0`; streams
-# are well-formed SSE ending in [DONE] and carry the same text.
+# are well-formed SSE ending in [DONE] and carry the same text; a server
+# of the model split over 2 x 2 CPU ranks (-tp 2 -pp 2) answers the same.
 . "$(dirname "$0")/serve_common.bash"
 
 start_server --served-model-name tiny
@@ -158,5 +159,23 @@ check "12 concurrent clients: all greedy texts equal ($same/12)" [ "$same" = 12 
 curl -s -m 60 -o /dev/null -o /dev/null -o /dev/null -w '%{num_connects} ' "$base/health" "$base/v1/models" "$base/health" >"$tmp/conns"
 check "keep-alive: 3 requests, 1 connection" eval '[ "$(tr -d " \n" <"$tmp/conns")" = 100 ]'
 
+stop_server
+
+# ---- the model split over 2 x 2 CPU ranks (tensor x pipeline parallel):
+# the same greedy text, alone and for 4 concurrent clients ----
+start_server --served-model-name tiny -tp 2 -pp 2
+req POST /v1/completions "$(jq -cn --arg p "$prompt" '{model:"tiny",prompt:$p,max_tokens:24,temperature:0}')"
+check "-tp 2 -pp 2: greedy completion == cinfer generate" [ "$status" = 200 -a "$(jq -r '.choices[0].text' "$tmp/body")" = "$want" ]
+pids=""
+for i in 1 2 3 4; do
+    curl -s -m 60 -H 'Content-Type: application/json' --data-binary \
+        "$(jq -cn --arg p "$prompt" '{model:"tiny",prompt:$p,max_tokens:24,temperature:0}')" \
+        "$base/v1/completions" | jq -rj '.choices[0].text' >"$tmp/p$i" &
+    pids="$pids $!"
+done
+wait $pids
+same=0
+for i in 1 2 3 4; do [ "$(cat "$tmp/p$i")" = "$want" ] && same=$((same + 1)); done
+check "-tp 2 -pp 2: 4 concurrent clients, same greedy text ($same/4)" [ "$same" = 4 ]
 stop_server
 finish
