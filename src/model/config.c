@@ -541,14 +541,21 @@ ci_status ci_config_tp_split(ci_model_config *c, int rank, int size) {
         return ci_errorf(CI_ERR_UNSUPPORTED,
                          "tensor parallel size %d does not divide intermediate_size %d", size,
                          c->intermediate_size);
+    if (c->quant.method != CI_QUANT_NONE)
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         "tensor parallelism: quantized weights (%s) are not split yet",
+                         ci_quant_method_name(c->quant.method));
     c->tp.rank = rank;
     c->tp.size = size;
-    c->tp.q0 = rank * (c->num_heads / size);
+    c->tp.nh = c->num_heads / size;
+    c->tp.q0 = rank * c->tp.nh;
     /* kv heads: a share each, or (fewer kv heads than ranks) the one its q
      * heads use */
-    c->tp.kv0 = c->num_kv_heads >= size ? rank * (c->num_kv_heads / size)
-                                        : c->tp.q0 / (c->num_heads / c->num_kv_heads);
-    c->tp.i0 = rank * (c->intermediate_size / size);
+    c->tp.nkv = c->num_kv_heads >= size ? c->num_kv_heads / size : 1;
+    c->tp.kv0 =
+        c->num_kv_heads >= size ? rank * c->tp.nkv : c->tp.q0 / (c->num_heads / c->num_kv_heads);
+    c->tp.ni = c->intermediate_size / size;
+    c->tp.i0 = rank * c->tp.ni;
     c->tp.v0 = (int)((int64_t)rank * c->vocab_size / size);
     c->tp.nv = (int)((int64_t)(rank + 1) * c->vocab_size / size) - c->tp.v0;
     return ci_ok();

@@ -69,13 +69,14 @@ typedef struct ci_model_config {
      * CI_QUANT_ONLINE_FP8 for --quantization fp8 */
     ci_quant_config quant;
     /* tensor parallelism (not in config.json: ci_config_tp_split): this
-     * rank's share of the q heads [q0, q0 + H / size), kv heads [kv0, kv0 +
-     * max(KV / size, 1)) (replicated when KV < size), intermediate
-     * columns [i0, i0 + I / size) and vocabulary rows [v0, v0 + nv) (an
-     * even split, any vocabulary size); size 0 or 1: the whole model */
+     * rank's share of the q heads [q0, q0 + nh), kv heads [kv0, kv0 + nkv)
+     * (one, replicated, when KV < size), intermediate columns [i0, i0 + ni)
+     * and vocabulary rows [v0, v0 + nv) (an even split, any vocabulary
+     * size); size 0 or 1: the whole model (the other fields unset) */
     struct {
-        int rank, size, q0, kv0, i0;
-        int v0, nv; /* the vocabulary rows of the embedding and LM head: [v0, v0 + nv) */
+        int rank, size;
+        int q0, nh, kv0, nkv, i0, ni;
+        int v0, nv; /* the vocabulary rows of the embedding and LM head */
     } tp;
     /* pipeline parallelism (ci_config_pp_split): this stage's layers [l0,
      * l1) of the checkpoint; stage 0 embeds, the last one holds the final
@@ -93,12 +94,22 @@ ci_status ci_config_parse(const char *json_text, ci_model_config *out);
 
 /* Splits the model for rank `rank` of `size` (Megatron tensor parallelism):
  * size must divide the heads and the intermediate size, and the kv heads
- * divide size or size them; one-line errors name the field. */
+ * divide size or size them; dense weights only (quant.method set is
+ * refused); one-line errors name the field. */
 ci_status ci_config_tp_split(ci_model_config *c, int rank, int size);
 
 /* Splits the layers for pipeline stage `stage` of `size` (as evenly as they
  * go: stage s gets [s L / size, (s + 1) L / size)); size <= num_layers. */
 ci_status ci_config_pp_split(ci_model_config *c, int stage, int size);
+
+/* Whether this config's stage embeds the tokens / holds the final norm
+ * and LM head (both without pipeline parallelism). */
+static inline bool ci_config_first_stage(const ci_model_config *c) {
+    return c->pp.size <= 1 || c->pp.stage == 0;
+}
+static inline bool ci_config_last_stage(const ci_model_config *c) {
+    return c->pp.size <= 1 || c->pp.stage == c->pp.size - 1;
+}
 
 /* Number of rotated dims per head: int(head_dim * partial_rotary_factor). */
 int ci_config_rot_dim(const ci_model_config *cfg);

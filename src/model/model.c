@@ -89,9 +89,9 @@ ci_status ci_model_load(const char *model_dir, ci_backend *be, const ci_model_op
     }
     if (m->cfg.tp.size > 1) { /* from here on the config is this rank's share */
         ci_model_config *c = &m->cfg;
-        c->num_heads /= c->tp.size;
-        c->num_kv_heads = c->num_kv_heads >= c->tp.size ? c->num_kv_heads / c->tp.size : 1;
-        c->intermediate_size /= c->tp.size;
+        c->num_heads = c->tp.nh;
+        c->num_kv_heads = c->tp.nkv;
+        c->intermediate_size = c->tp.ni;
     }
     if (m->cfg.pp.size > 1) { /* ... and its stage's layers */
         ci_model_config *c = &m->cfg;
@@ -221,8 +221,7 @@ ci_status ci_model_enqueue_rows(ci_model *m, const ci_batch *db, int T, int L, i
      * previous stage's residual stream (res and the last MLP output, which
      * the first norm adds in), and a stage before the last ends by sending
      * it on */
-    const int pp = c->pp.size > 1, first = !pp || c->pp.stage == 0,
-              last = !pp || c->pp.stage == c->pp.size - 1;
+    const int pp = c->pp.size > 1, first = ci_config_first_stage(c), last = ci_config_last_stage(c);
     const int stage_ranks = c->tp.size > 1 ? c->tp.size : 1; /* pp_rank = stage x this + tp */
     if (first && c->tp.size > 1) { /* this rank's vocabulary rows, then every row */
         CI_TRY(ops->embedding_shard(be, &m->w.embed, c->tp.v0, db->token_ids, T, &res));
@@ -339,8 +338,7 @@ ci_status ci_model_forward(ci_model *m, const ci_batch *batch, ci_kv_cache *kv, 
     CI_TRY(ops->prepare_batch(be, batch, &m->dev_batch));
     CI_TRY(ci_model_enqueue(m, &m->dev_batch, batch->num_tokens, L, kv));
     /* the model's logits: the last stage's, on its tensor rank 0 */
-    if (L > 0 && logits_out && (m->cfg.pp.size <= 1 || m->cfg.pp.stage == m->cfg.pp.size - 1) &&
-        m->cfg.tp.rank == 0)
+    if (L > 0 && logits_out && ci_config_last_stage(&m->cfg) && m->cfg.tp.rank == 0)
         CI_TRY(
             ops->to_host(be, logits_out, m->logits.data,
                          (size_t)L * (size_t)m->cfg.vocab_size * ci_dtype_size(m->logits.dtype)));

@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/quant.h"
 #include "util/qweight.h"
 
 typedef struct layer_src {
@@ -180,37 +179,15 @@ static ci_status wrap_tensor(ci_status s, const ci_st_tensor *t) {
     return ci_status_wrap(s, "loading tensor '%s'", t->name);
 }
 
-/* Row-concatenates 2-D tensors of equal cols into one backend weight. */
-static ci_status load_rows(ci_backend *be, const ci_st_tensor *const *parts, int n, progress_ctx *p,
-                           ci_tensor *out) {
-    int64_t rows = 0, cols = parts[0]->shape[1];
-    for (int i = 0; i < n; i++)
-        rows += parts[i]->shape[0];
-    ci_status s = be->ops->weight_alloc(be, parts[0]->dtype, rows, cols, out);
-    if (s.code != CI_OK) {
-        out->data = NULL;
-        return wrap_tensor(s, parts[0]);
-    }
-    int64_t row0 = 0;
-    for (int i = 0; i < n; i++) {
-        s = be->ops->weight_write(be, out, row0, parts[i]->data, parts[i]->dtype,
-                                  parts[i]->shape[0]);
-        if (s.code != CI_OK) return wrap_tensor(s, parts[i]);
-        row0 += parts[i]->shape[0];
-        progress_add(p, parts[i]->nbytes);
-    }
-    return ci_ok();
-}
-
-/* ---- tensor-parallel shares (cfg->tp): row ranges of column-parallel
- * weights, a column range of row-parallel ones ---- */
-
+/* Row ranges of 2-D tensors: the whole tensors, or a tensor-parallel share
+ * (cfg->tp) of column-parallel weights and of the vocabulary. */
 typedef struct row_range {
     const ci_st_tensor *t;
     int64_t r0, n; /* rows [r0, r0 + n) */
 } row_range;
 
-/* Row-concatenates row ranges of 2-D tensors of equal cols. */
+/* Row-concatenates row ranges of 2-D tensors of equal cols into one
+ * backend weight. */
 static ci_status load_row_ranges(ci_backend *be, const row_range *parts, int n, progress_ctx *p,
                                  ci_tensor *out) {
     int64_t rows = 0, cols = parts[0].t->shape[1];
@@ -234,8 +211,8 @@ static ci_status load_row_ranges(ci_backend *be, const row_range *parts, int n, 
     return ci_ok();
 }
 
-/* Columns [c0, c0 + nc) of a 2-D tensor (a row-parallel share), staged on
- * the host in its dtype. */
+/* Columns [c0, c0 + nc) of a 2-D tensor (a tensor-parallel share of a
+ * row-parallel weight), staged on the host in its dtype. */
 static ci_status load_cols(ci_backend *be, const ci_st_tensor *t, int64_t c0, int64_t nc,
                            progress_ctx *p, ci_tensor *out) {
     const int64_t rows = t->shape[0], cols = t->shape[1];
@@ -262,10 +239,10 @@ static ci_status load_linear(ci_backend *be, const ci_model_config *c,
     for (int i = 0; i < n; i++)
         dense &= parts[i]->dense;
     if (dense && c->quant.method != CI_QUANT_ONLINE_FP8) {
-        const ci_st_tensor *w[CI_QW_MAX_PARTS];
+        row_range w[CI_QW_MAX_PARTS];
         for (int i = 0; i < n; i++)
-            w[i] = parts[i]->weight;
-        return load_rows(be, w, n, p, out);
+            w[i] = (row_range){parts[i]->weight, 0, parts[i]->weight->shape[0]};
+        return load_row_ranges(be, w, n, p, out);
     }
     ci_status s = ci_qlinear_upload(be, &c->quant, parts, n, out);
     if (s.code != CI_OK) {
@@ -388,29 +365,19 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
      * (and the last when the LM head is tied to it), the final norm and LM
      * head on the last */
     const int pp = c->pp.size > 1, l0 = pp ? c->pp.l0 : 0, l1 = pp ? c->pp.l1 : c->num_layers;
-    const int first = !pp || c->pp.stage == 0, last = !pp || c->pp.stage == c->pp.size - 1;
+    const int first = ci_config_first_stage(c), last = ci_config_last_stage(c);
     out->layers = calloc((size_t)(l1 - l0), sizeof *out->layers);
     if (!out->layers) {
         free(src);
         return ci_errorf(CI_ERR_NOMEM, "ci_weights_load: out of memory");
     }
     out->num_layers = l1 - l0;
-    /* tensor parallelism (cfg->tp, ci_config_tp_split): dense weights only
-     * so far; the norms whole on every rank, the embedding and LM head
-     * split by vocabulary rows */
+    /* tensor parallelism (cfg->tp, ci_config_tp_split, which refuses
+     * quantized weights): the norms whole on every rank, the embedding and
+     * LM head split by vocabulary rows */
     const int tp = c->tp.size > 1;
-    const int64_t nh = c->num_heads / (tp ? c->tp.size : 1),
-                  nkv = !tp                             ? c->num_kv_heads
-                        : c->num_kv_heads >= c->tp.size ? c->num_kv_heads / c->tp.size
-                                                        : 1,
-                  ni = c->intermediate_size / (tp ? c->tp.size : 1);
-    if (tp && c->quant.method != CI_QUANT_NONE) {
-        free(src);
-        ci_weights_free(be, out);
-        return ci_errorf(CI_ERR_UNSUPPORTED,
-                         "tensor parallelism: quantized weights (%s) are not split yet",
-                         ci_quant_method_name(c->quant.method));
-    }
+    const int64_t nh = tp ? c->tp.nh : c->num_heads, nkv = tp ? c->tp.nkv : c->num_kv_heads,
+                  ni = tp ? c->tp.ni : c->intermediate_size;
 #define TRY_GO(expr)                                                                               \
     do {                                                                                           \
         s = (expr);                                                                                \
