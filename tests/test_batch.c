@@ -53,6 +53,7 @@ int main(void) {
     CHECK_OK(ci_sched_schedule(s, &o));
     CHECK_OK(ci_batch_build(&b, o, &bt));
     CHECK(bt->num_tokens == 8 && bt->num_seqs == 1 && bt->num_logits == 0);
+    CHECK(bt->num_decode_seqs == 0);
     EQ(bt->slot_mapping, 0, 1, 2, 3, 4, 5, 6, 7);
     update(s, NULL, 0);
     /* step 2: P's last token (block 2), A (block 3), B (block 4); P ends */
@@ -61,6 +62,7 @@ int main(void) {
     CHECK(bt->num_tokens == 8 && bt->num_seqs == 3 && bt->num_logits == 3);
     EQ(bt->slot_mapping, 8, 12, 13, 14, 16, 17, 18, 19);
     EQ(bt->logits_indices, 0, 3, 7);
+    CHECK(bt->num_decode_seqs == 1); /* P's last prompt token is a single query row too */
     update(s, (int32_t[]){100, 101, 102}, 3);
     ci_sequence *fin = ci_sched_pop_finished(s);
     CHECK(fin && fin->finish_reason == CI_FINISH_LENGTH);
@@ -77,6 +79,7 @@ int main(void) {
     CHECK_OK(ci_batch_build(&b, o, &bt));
     CHECK(bt->num_tokens == 8 && bt->num_seqs == 3 && bt->num_logits == 2);
     CHECK(bt->max_blocks_per_seq == 4 && bt->max_query_len == 6 && bt->max_context_len == 14);
+    CHECK(bt->num_decode_seqs == 2);
     EQ(bt->token_ids, 101, 102, 40, 41, 42, 43, 44, 45);
     EQ(bt->positions, 3, 4, 8, 9, 10, 11, 12, 13);
     EQ(bt->query_start, 0, 1, 2, 8);
@@ -102,7 +105,7 @@ int main(void) {
     EQ(bt->block_tables, 3, 7, 0, 0, 4, 2, 0, 0, 0, 1, 5, 6);
     EQ(bt->slot_mapping, 28, 9, 26, 27);
     EQ(bt->logits_indices, 0, 1, 3);
-    CHECK(bt->max_query_len == 2 && bt->max_context_len == 16);
+    CHECK(bt->max_query_len == 2 && bt->max_context_len == 16 && bt->num_decode_seqs == 2);
     update(s, (int32_t[]){301, 302, 303}, 3);
     for (int i = 0; i < 3; i++)
         CHECK_OK(ci_sched_abort(s, i + 1, NULL));

@@ -299,6 +299,8 @@ static void rbatch_make(rbatch *b, const int *ctx, const int *q, int S, int bs, 
     h->max_blocks_per_seq = b->mbps;
     h->max_context_len = maxc;
     h->max_query_len = maxq;
+    while (h->num_decode_seqs < S && q[h->num_decode_seqs] == 1) /* as batch.c counts them */
+        h->num_decode_seqs++;
     h->token_ids = b->ids;
     h->positions = b->pos;
     h->query_start = b->qs;
@@ -499,14 +501,20 @@ static void test_attention(void) {
      * long prefill over a 3.8k cached prefix, a 700-token prompt and a short
      * chunk (tensor-core prefill kernel: many query and key tiles, lengths
      * off the tile sizes; only for configs 0, 1, 4 to keep the CPU side short) */
-    int ctx[4][6] = {{1, 37, 700, 2048, 130, 1500},
+    /* batch 4: four decodes ahead of two prefill chunks, as the scheduler
+     * orders a mixed step (the decodes go to the decode kernel) */
+    int ctx[5][6] = {{1, 37, 700, 2048, 130, 1500},
                      {2048, 700, 1, 0, 0, 0},
                      {1999, 300, 0, 0, 0, 0},
-                     {4133, 700, 97, 0, 0, 0}};
-    int q[4][6] = {
-        {1, 37, 1, 1, 64, 3}, {1, 1, 1, 0, 0, 0}, {1, 1, 0, 0, 0, 0}, {300, 700, 60, 0, 0, 0}};
-    int nseq[4] = {6, 3, 2, 3};
-    for (int ci = 0; ci < ncfg * 4; ci++) {
+                     {4133, 700, 97, 0, 0, 0},
+                     {513, 2000, 90, 17, 1200, 64}};
+    int q[5][6] = {{1, 37, 1, 1, 64, 3},
+                   {1, 1, 1, 0, 0, 0},
+                   {1, 1, 0, 0, 0, 0},
+                   {300, 700, 60, 0, 0, 0},
+                   {1, 1, 1, 1, 200, 64}};
+    int nseq[5] = {6, 3, 2, 3, 6};
+    for (int ci = 0; ci < ncfg * 5; ci++) {
         int H = cfg[ci % ncfg][0], KV = cfg[ci % ncfg][1], hd = cfg[ci % ncfg][2],
             bs = cfg[ci % ncfg][3];
         int bi = ci / ncfg;

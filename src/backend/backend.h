@@ -43,6 +43,9 @@ typedef struct ci_batch {
     const int32_t *slot_mapping;   /* [T] block*block_size+offset for new K/V;
                                       -1 = do not write (padding) */
     const int32_t *logits_indices; /* [L] rows of T whose logits are wanted */
+    int num_decode_seqs;           /* leading sequences with exactly one new
+                                      token (0: none or not counted); a
+                                      backend may run their attention apart */
 } ci_batch;
 
 /* Paged KV cache. Per layer, K and V are each

@@ -58,7 +58,7 @@ ci_status ci_batch_build(ci_batch_builder *b, const ci_sched_output *out, const 
                          "batch: %d sequences / %d tokens exceed builder sizes %d / %d",
                          out->num_entries, out->num_tokens, b->max_seqs, b->max_tokens);
     int bs = b->block_size, mb = b->max_blocks_per_seq;
-    int T = 0, L = 0, max_q = 0, max_ctx = 0;
+    int T = 0, L = 0, max_q = 0, max_ctx = 0, nd = 0;
     b->query_start[0] = 0;
     b->logits_start[0] = 0;
     for (int i = 0; i < out->num_entries; i++) {
@@ -89,6 +89,7 @@ ci_status ci_batch_build(ci_batch_builder *b, const ci_sched_output *out, const 
         b->query_start[i + 1] = T;
         b->logits_start[i + 1] = L;
         b->context_lens[i] = ctx;
+        if (e->num_new_tokens == 1 && nd == i) nd++;
         if (e->num_new_tokens > max_q) max_q = e->num_new_tokens;
         if (ctx > max_ctx) max_ctx = ctx;
     }
@@ -99,6 +100,7 @@ ci_status ci_batch_build(ci_batch_builder *b, const ci_sched_output *out, const 
     bt->max_blocks_per_seq = mb;
     bt->max_query_len = max_q;
     bt->max_context_len = max_ctx;
+    bt->num_decode_seqs = nd;
     bt->token_ids = b->token_ids;
     bt->positions = b->positions;
     bt->query_start = b->query_start;

@@ -70,6 +70,9 @@ ci_status ci_microbatch_split(const ci_batch *b, int want, ci_microbatches *out)
         p->query_start = qs;
         p->max_query_len = maxq;
         p->max_context_len = maxc;
+        /* the parent's leading decodes that fall in this part */
+        p->num_decode_seqs =
+            b->num_decode_seqs > s0 ? (b->num_decode_seqs < s1 ? b->num_decode_seqs : s1) - s0 : 0;
         int32_t *li = li_out;
         int nl = 0;
         while (row + nl < L && b->logits_indices[row + nl] < t1) {

@@ -194,6 +194,11 @@ ci_status ci_model_check_batch(const ci_model *m, const ci_batch *b, const ci_kv
             return ci_errorf(CI_ERR_INVALID, "forward: query_start not ascending");
     if (b->query_start[0] != 0 || b->query_start[b->num_seqs] != T)
         return ci_errorf(CI_ERR_INVALID, "forward: query_start does not cover %d tokens", T);
+    if (b->num_decode_seqs < 0 || b->num_decode_seqs > b->num_seqs ||
+        (b->num_decode_seqs > 0 && b->query_start[b->num_decode_seqs] != b->num_decode_seqs))
+        return ci_errorf(CI_ERR_INVALID,
+                         "forward: %d leading decode sequences, but not one token each",
+                         b->num_decode_seqs);
     return ci_ok();
 }
 

@@ -72,10 +72,10 @@ __global__ void __launch_bounds__(ATT_THREADS)
     extern __shared__ float sm[];
     const int t = blockIdx.x, g = blockIdx.y, z = blockIdx.z, G = H / KV, GHD = G * hd;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    float *q = sm;                           /* [G][hd] */
-    float *kt = q + GHD;                     /* [TILE][hd + 1] */
-    float *vt = kt + ATT_TILE * (hd + 1);    /* [TILE][hd] */
-    float *sc = vt + ATT_TILE * hd;          /* [G][TILE] */
+    float *q = sm;                        /* [G][hd] */
+    float *kt = q + GHD;                  /* [TILE][hd + 1] */
+    float *vt = kt + ATT_TILE * (hd + 1); /* [TILE][hd] */
+    float *sc = vt + ATT_TILE * hd;       /* [G][TILE] */
     float *mrow = sc + G * ATT_TILE, *lrow = mrow + G, *alpha = lrow + G;
 
     /* sequence of token t: largest s with qstart[s] <= t */
@@ -94,14 +94,16 @@ __global__ void __launch_bounds__(ATT_THREADS)
 
     const int64_t stride = (int64_t)(H + 2 * KV) * hd;
     const T *qrow = qkv + (int64_t)t * stride + (int64_t)g * GHD;
-    for (int e = tid; e < GHD; e += ATT_THREADS) q[e] = ci_ld(qrow, e) * scale;
+    for (int e = tid; e < GHD; e += ATT_THREADS)
+        q[e] = ci_ld(qrow, e) * scale;
     for (int i = tid; i < G; i += ATT_THREADS) {
         mrow[i] = -INFINITY;
         lrow[i] = 0.0f;
     }
     float acc[ATT_NACC];
 #pragma unroll
-    for (int k = 0; k < ATT_NACC; k++) acc[k] = 0.0f;
+    for (int k = 0; k < ATT_NACC; k++)
+        acc[k] = 0.0f;
 
     const int nvec = hd / VEC;
     /* split z of nsplit takes tiles z, z + nsplit, ... (any context length) */
@@ -128,7 +130,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
             if (j < nj) {
                 const float *qq = q + gi * hd, *kk = kt + j * (hd + 1);
                 dot = 0.0f;
-                for (int d = 0; d < hd; d++) dot = fmaf(qq[d], kk[d], dot);
+                for (int d = 0; d < hd; d++)
+                    dot = fmaf(qq[d], kk[d], dot);
             }
             sc[p] = dot;
         }
@@ -156,7 +159,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
                 int gi = e / hd, d = e - gi * hd;
                 const float *pp = sc + gi * ATT_TILE;
                 float a = acc[k] * alpha[gi];
-                for (int j = 0; j < nj; j++) a = fmaf(pp[j], vt[j * hd + d], a);
+                for (int j = 0; j < nj; j++)
+                    a = fmaf(pp[j], vt[j * hd + d], a);
                 acc[k] = a;
             }
         }
@@ -219,13 +223,13 @@ __global__ void __launch_bounds__(ATT_THREADS)
     const int t = blockIdx.x, g = blockIdx.y, z = blockIdx.z, G = H / KV, GHD = G * hd;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int kstride = hd + 8; /* bf16 elements per K row in shared memory */
-    float *q = sm;                      /* [G][hd] */
-    float *sc = q + GHD;                /* [G][TILE] */
+    float *q = sm;              /* [G][hd] */
+    float *sc = q + GHD;        /* [G][TILE] */
     float *mrow = sc + G * ATT2_TILE, *lrow = mrow + G, *alpha = lrow + G;
     float *region = sm + ((GHD + G * ATT2_TILE + 3 * G + 3) & ~3); /* 16-byte aligned */
-    __nv_bfloat16 *kt = (__nv_bfloat16 *)region;  /* [TILE][hd + 8] */
-    __nv_bfloat16 *vt = kt + ATT2_TILE * kstride; /* [TILE][hd] */
-    float *red = region;                          /* after the loop: [KG][G][hd] */
+    __nv_bfloat16 *kt = (__nv_bfloat16 *)region;                   /* [TILE][hd + 8] */
+    __nv_bfloat16 *vt = kt + ATT2_TILE * kstride;                  /* [TILE][hd] */
+    float *red = region;                                           /* after the loop: [KG][G][hd] */
 
     int lo = 0, hi = S - 1;
     while (lo < hi) {
@@ -242,7 +246,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
 
     const int64_t stride = (int64_t)(H + 2 * KV) * hd;
     const __nv_bfloat16 *qrow = qkv + (int64_t)t * stride + (int64_t)g * GHD;
-    for (int e = tid; e < GHD; e += ATT_THREADS) q[e] = __bfloat162float(qrow[e]) * scale;
+    for (int e = tid; e < GHD; e += ATT_THREADS)
+        q[e] = __bfloat162float(qrow[e]) * scale;
     for (int i = tid; i < G; i += ATT_THREADS) {
         mrow[i] = -INFINITY;
         lrow[i] = 0.0f;
@@ -251,7 +256,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
     const int dq = tid % nq4, kg = tid / nq4;
     float acc[ATT2_GMAX][4];
 #pragma unroll
-    for (int gi = 0; gi < ATT2_GMAX; gi++) acc[gi][0] = acc[gi][1] = acc[gi][2] = acc[gi][3] = 0.0f;
+    for (int gi = 0; gi < ATT2_GMAX; gi++)
+        acc[gi][0] = acc[gi][1] = acc[gi][2] = acc[gi][3] = 0.0f;
 
     const int nvec = hd / 8;
     const int kbeg = window > 0 && nctx > window ? nctx - window : 0; /* first key in the window */
@@ -269,7 +275,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
             const int j = tid;
             float sc_j[ATT2_GMAX];
 #pragma unroll
-            for (int gi = 0; gi < ATT2_GMAX; gi++) sc_j[gi] = 0.0f;
+            for (int gi = 0; gi < ATT2_GMAX; gi++)
+                sc_j[gi] = 0.0f;
             if (j < nj) {
                 const __nv_bfloat16 *kr = kt + j * kstride;
                 for (int d = 0; d < hd; d += 8) {
@@ -363,7 +370,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
     __nv_bfloat16 *orow = out + (int64_t)t * H * hd + (int64_t)g * GHD;
     for (int e = tid; e < GHD; e += ATT_THREADS) {
         float tot = 0.0f;
-        for (int k = 0; k < KG; k++) tot += red[(int64_t)k * GHD + e];
+        for (int k = 0; k < KG; k++)
+            tot += red[(int64_t)k * GHD + e];
         int gi = e / hd;
         if (nsplit > 1) {
             part_o[((h0 + gi) * nsplit + z) * hd + (e - gi * hd)] = tot;
@@ -395,7 +403,8 @@ __global__ void attention_combine_kernel(int H, int hd, int nsplit,
     const int64_t th = (int64_t)blockIdx.x * H + blockIdx.y;
     const float2 *ml = part_ml + th * nsplit;
     float M = -INFINITY;
-    for (int z = 0; z < nsplit; z++) M = fmaxf(M, ml[z].x);
+    for (int z = 0; z < nsplit; z++)
+        M = fmaxf(M, ml[z].x);
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float num = 0.0f, den = 0.0f;
         if (M > -INFINITY)
@@ -411,12 +420,11 @@ __global__ void attention_combine_kernel(int H, int hd, int nsplit,
 /* attention_kernel<T, TC> (+ the split merge) on grid with `bytes` of
  * shared memory */
 template <typename T, typename TC>
-static cudaError_t launch_generic(dim3 grid, size_t bytes, cudaStream_t st, const T *qkv, int S,
-                                  int H, int KV, int hd, const int32_t *positions,
-                                  const int32_t *qstart, const int32_t *ctx_lens,
-                                  const int32_t *btab, int mbps, const void *kc, const void *vc,
-                                  int bs, float scale, int window, T *out, int nsplit,
-                                  float *part_o, float2 *part_ml, float vscale) {
+static cudaError_t
+launch_generic(dim3 grid, size_t bytes, cudaStream_t st, const T *qkv, int S, int H, int KV, int hd,
+               const int32_t *positions, const int32_t *qstart, const int32_t *ctx_lens,
+               const int32_t *btab, int mbps, const void *kc, const void *vc, int bs, float scale,
+               int window, T *out, int nsplit, float *part_o, float2 *part_ml, float vscale) {
     cudaError_t e = cudaSuccess;
     if (bytes > 48 * 1024)
         e = cudaFuncSetAttribute(attention_kernel<T, TC>,
@@ -432,20 +440,37 @@ static cudaError_t launch_generic(dim3 grid, size_t bytes, cudaStream_t st, cons
 }
 
 extern "C" int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int ntok, int S, int H,
-                               int KV, int hd, const int32_t *positions,
-                               const int32_t *query_start, const int32_t *context_lens,
-                               const int32_t *block_tables, int max_blocks_per_seq,
-                               const void *kc, const void *vc, int block_size, float scale,
-                               int window, void *out, int max_ctx, int max_query_len, int num_sms,
-                               float *ws, int64_t ws_floats, int kv_fp8, float k_scale,
-                               float v_scale) {
+                               int KV, int hd, const int32_t *positions, const int32_t *query_start,
+                               const int32_t *context_lens, const int32_t *block_tables,
+                               int max_blocks_per_seq, const void *kc, const void *vc,
+                               int block_size, float scale, int window, void *out, int max_ctx,
+                               int max_query_len, int num_decode, int num_sms, float *ws,
+                               int64_t ws_floats, int kv_fp8, float k_scale, float v_scale) {
     if (ntok <= 0) return cudaSuccess;
-    /* batches with prefill: tensor-core kernel (cuda_prefill_attention.cu) */
-    if (bf16 && (hd == 64 || hd == 128) && max_query_len > 1)
-        return ci_cu_prefill_attention(st, qkv, S, H, KV, hd, positions, query_start,
-                                       context_lens, block_tables, max_blocks_per_seq, kc, vc,
-                                       block_size, scale, window, out, max_query_len, kv_fp8,
-                                       k_scale, v_scale);
+    /* batches with prefill: tensor-core kernel (cuda_prefill_attention.cu).
+     * The leading single-token sequences of a mixed batch (the scheduler
+     * puts decodes first) go to the decode kernel instead: in the prefill
+     * kernel each would fill a whole query tile for one row, and each query
+     * head would stream the context apart (CINFER_ATT_SPLIT=0: no split) */
+    if (bf16 && (hd == 64 || hd == 128) && max_query_len > 1) {
+        static const int split = !getenv("CINFER_ATT_SPLIT") || atoi(getenv("CINFER_ATT_SPLIT"));
+        int nd = num_decode > 0 && num_decode < S && split ? num_decode : 0;
+        if (nd > 0 && ci_cu_decode_attention_ok(bf16, H, KV, hd)) {
+            int e = ci_cu_decode_attention(st, qkv, nd, H, KV, hd, positions, query_start,
+                                           context_lens, block_tables, max_blocks_per_seq, kc, vc,
+                                           block_size, scale, window, out, num_sms, ws, ws_floats,
+                                           kv_fp8, k_scale, v_scale);
+            if (e != cudaSuccess) return e;
+            const int64_t bt_off = (int64_t)nd * max_blocks_per_seq;
+            return ci_cu_prefill_attention(st, qkv, S - nd, H, KV, hd, positions, query_start + nd,
+                                           context_lens + nd, block_tables + bt_off,
+                                           max_blocks_per_seq, kc, vc, block_size, scale, window,
+                                           out, max_query_len, kv_fp8, k_scale, v_scale);
+        }
+        return ci_cu_prefill_attention(st, qkv, S, H, KV, hd, positions, query_start, context_lens,
+                                       block_tables, max_blocks_per_seq, kc, vc, block_size, scale,
+                                       window, out, max_query_len, kv_fp8, k_scale, v_scale);
+    }
     if (max_query_len == 1) { /* pure decode: split from the context bound, not the hint */
         if (ci_cu_decode_attention_ok(bf16, H, KV, hd))
             return ci_cu_decode_attention(st, qkv, S, H, KV, hd, positions, query_start,
@@ -466,7 +491,8 @@ extern "C" int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int n
         if (want > by_len) want = by_len;
         if (want > 64) want = 64;
         int64_t per = (int64_t)ntok * H * (hd + 2); /* floats per split */
-        while (want > 1 && want * per > ws_floats) want--;
+        while (want > 1 && want * per > ws_floats)
+            want--;
         nsplit = (int)want;
     }
     size_t floats = (size_t)G * hd + (size_t)ATT_TILE * (hd + 1) + (size_t)ATT_TILE * hd +
@@ -493,13 +519,12 @@ extern "C" int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int n
         return cudaGetLastError();
     }
     CI_CU_DISPATCH(bf16, {
-        e = kv_fp8 ? launch_generic<T, uint8_t>(grid, bytes, st, (const T *)qkv, S, H, KV, hd,
-                                                positions, query_start, context_lens,
-                                                block_tables, max_blocks_per_seq, kc, vc,
-                                                block_size, scale * k_scale, window, (T *)out,
-                                                nsplit, part_o, part_ml, v_scale)
-                   : launch_generic<T, T>(grid, bytes, st, (const T *)qkv, S, H, KV, hd,
-                                          positions, query_start, context_lens, block_tables,
+        e = kv_fp8 ? launch_generic<T, uint8_t>(
+                         grid, bytes, st, (const T *)qkv, S, H, KV, hd, positions, query_start,
+                         context_lens, block_tables, max_blocks_per_seq, kc, vc, block_size,
+                         scale * k_scale, window, (T *)out, nsplit, part_o, part_ml, v_scale)
+                   : launch_generic<T, T>(grid, bytes, st, (const T *)qkv, S, H, KV, hd, positions,
+                                          query_start, context_lens, block_tables,
                                           max_blocks_per_seq, kc, vc, block_size, scale, window,
                                           (T *)out, nsplit, part_o, part_ml, 1.0f);
     });

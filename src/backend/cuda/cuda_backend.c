@@ -391,9 +391,9 @@ ci_status ci_cuda_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_
                                  batch->positions, batch->query_start, batch->context_lens,
                                  batch->block_tables, batch->max_blocks_per_seq, kv->k[layer],
                                  kv->v[layer], kv->block_size, scale, window, out->data,
-                                 batch->max_context_len, batch->max_query_len, c->num_sms,
-                                 c->att_ws, CI_CU_ATT_WS_FLOATS, kv->dtype == CI_F8_E4M3,
-                                 kv->k_scale[layer], kv->v_scale[layer]));
+                                 batch->max_context_len, batch->max_query_len,
+                                 batch->num_decode_seqs, c->num_sms, c->att_ws, CI_CU_ATT_WS_FLOATS,
+                                 kv->dtype == CI_F8_E4M3, kv->k_scale[layer], kv->v_scale[layer]));
     return ci_ok();
 }
 

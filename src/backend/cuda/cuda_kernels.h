@@ -56,14 +56,16 @@ int ci_cu_rope_cache(ci_cu_stream st, int bf16, void *qkv, int T, int H, int KV,
  * max_query_len == 1 (pure decode): the launch depends only on the shape and
  * max_blocks_per_seq * block_size, not on max_ctx (CUDA-graph capturable).
  * max_query_len > 1 (exact: the most new tokens of any sequence) sizes the grid
- * of the tensor-core prefill kernel. */
+ * of the tensor-core prefill kernel; its first num_decode sequences (each
+ * of one token) then go to the decode kernel. */
 #define CI_CU_ATT_CNT 65536
 int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int T, int S, int H, int KV, int hd,
                     const int32_t *positions, const int32_t *query_start,
                     const int32_t *context_lens, const int32_t *block_tables,
                     int max_blocks_per_seq, const void *kc, const void *vc, int block_size,
-                    float scale, int window, void *out, int max_ctx, int max_query_len, int num_sms,
-                    float *ws, int64_t ws_floats, int kv_fp8, float k_scale, float v_scale);
+                    float scale, int window, void *out, int max_ctx, int max_query_len,
+                    int num_decode, int num_sms, float *ws, int64_t ws_floats, int kv_fp8,
+                    float k_scale, float v_scale);
 /* Tensor-core flash-decoding for one query token per sequence; see
  * cuda_decode_attention.cu. _ok says whether it takes the shape. */
 int ci_cu_decode_attention_ok(int bf16, int H, int KV, int hd);
