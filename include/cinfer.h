@@ -67,8 +67,9 @@ typedef struct cinfer_engine_config {
     const char *dtype;             /* activations and KV: "auto" (cpu float32, cuda
                                       bfloat16), "bfloat16", "float32" [--dtype] */
     int block_size;                /* KV block size in tokens (16) [--block-size] */
-    int max_num_batched_tokens;    /* token budget per step (2048) */
-    int max_num_seqs;              /* running sequences (256) [--max-num-seqs] */
+    int max_num_batched_tokens;    /* token budget per step (cuda 8192, cpu 2048) */
+    int max_num_seqs;              /* running sequences (cuda 1024, cpu 256)
+                                      [--max-num-seqs] */
     int max_model_len;             /* prompt + output limit; 0 = the model's context,
                                       larger is refused [--max-model-len] */
     int64_t kv_cache_tokens;       /* KV capacity in tokens (0 = from memory) */

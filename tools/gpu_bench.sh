@@ -3,7 +3,8 @@
 # Llama-3-8B-shaped checkpoint (bf16, made here by tools/make_random_model.py):
 # `cinfer bench latency` at batch 1 (128-token prompt, 256 new tokens; with
 # CUDA graphs and with --enforce-eager), 64 and 256, and offline throughput
-# (random 256-token prompts, 256 new tokens, ignore_eos). GPU_BENCH_HF=1 adds
+# (random 256-token prompts, 256 new tokens, ignore_eos; the engine's default
+# step sizes unless GPU_BENCH_FLAGS sets them). GPU_BENCH_HF=1 adds
 # the Hugging Face transformers eager baseline (tools/hf_baseline.py);
 # GPU_BENCH_FLAGS passes engine flags to the throughput run.
 #
@@ -37,7 +38,7 @@ for b in 64 256; do
 done
 echo "== throughput: $nprompts prompts x 256 in / 256 out"
 timeout 300 "$bin/cinfer" bench throughput -m "$model" --device cuda --num-prompts "$nprompts" \
-    --input-len 256 --output-len 256 --max-num-seqs 256 $GPU_BENCH_FLAGS 2>&1 | grep -v "^bench"
+    --input-len 256 --output-len 256 $GPU_BENCH_FLAGS 2>&1 | grep -v "^bench"
 if [ "${GPU_BENCH_HF:-0}" = 1 ]; then
     echo "== Hugging Face transformers (eager attention, bf16), same shapes"
     python3 tools/hf_baseline.py "$model" --batch-sizes 64 ${OUT:+--json $OUT/hf.json} 2>&1 | grep "^HF"

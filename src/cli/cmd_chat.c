@@ -210,7 +210,7 @@ int cmd_chat(int argc, char **argv) {
     s = ci_engine_flags_config(&ef, model_dir, &ec);
     if (s.code) return ci_cli_fail(s);
     /* one conversation: the KV cache holds one sequence unless told otherwise */
-    if (ef.max_num_seqs == ci_engine_flags_default().max_num_seqs) ec.max_num_seqs = 1;
+    if (ef.max_num_seqs == CI_FLAG_DEVICE_DEFAULT) ec.max_num_seqs = 1;
     s = ci_chat_session_open(&c.cs, model_dir, tmpl);
     if (s.code) return ci_cli_fail(s);
     s = ci_chat_session_set_system(&c.cs, system);

@@ -145,7 +145,8 @@ int cmd_generate(int argc, char **argv) {
         /* one request: without a size given, the cache holds just it */
         if (ec.kv_cache_tokens == 0 && ec.kv_cache_memory == 0)
             ec.kv_cache_tokens = (int64_t)n_prompt + n;
-        if (ec.max_num_batched_tokens < (int)n_prompt && ef.max_num_batched_tokens == 2048)
+        if (ec.max_num_batched_tokens < (int)n_prompt &&
+            ef.max_num_batched_tokens == CI_FLAG_DEVICE_DEFAULT)
             ec.max_num_batched_tokens = (int)n_prompt;
         s = ci_cli_engine_create(&ec, &e);
     }

@@ -12,8 +12,8 @@ ci_engine_flags ci_engine_flags_default(void) {
                          .dtype = c.dtype,
                          .gpu_memory_utilization = c.gpu_memory_utilization,
                          .block_size = c.block_size,
-                         .max_num_batched_tokens = c.max_num_batched_tokens,
-                         .max_num_seqs = c.max_num_seqs,
+                         .max_num_batched_tokens = CI_FLAG_DEVICE_DEFAULT,
+                         .max_num_seqs = CI_FLAG_DEVICE_DEFAULT,
                          .tensor_parallel_size = 1,
                          .pipeline_parallel_size = 1};
     return f;
@@ -43,9 +43,11 @@ ci_status ci_engine_flags_config(const ci_engine_flags *f, const char *model_dir
     c->enable_prefix_caching = !f->no_prefix_caching;
     CI_TRY(to_int(f->threads, "--threads", &c->num_threads));
     CI_TRY(to_int(f->block_size, "--block-size", &c->block_size));
-    CI_TRY(
-        to_int(f->max_num_batched_tokens, "--max-num-batched-tokens", &c->max_num_batched_tokens));
-    CI_TRY(to_int(f->max_num_seqs, "--max-num-seqs", &c->max_num_seqs));
+    if (f->max_num_batched_tokens != CI_FLAG_DEVICE_DEFAULT)
+        CI_TRY(to_int(f->max_num_batched_tokens, "--max-num-batched-tokens",
+                      &c->max_num_batched_tokens));
+    if (f->max_num_seqs != CI_FLAG_DEVICE_DEFAULT)
+        CI_TRY(to_int(f->max_num_seqs, "--max-num-seqs", &c->max_num_seqs));
     CI_TRY(to_int(f->max_model_len, "--max-model-len", &c->max_model_len));
     CI_TRY(to_int(f->max_graph_batch_size, "--max-graph-batch-size", &c->max_graph_batch_size));
     CI_TRY(to_int(f->max_graph_context, "--max-graph-context", &c->max_graph_context));
@@ -60,8 +62,11 @@ ci_status ci_engine_flags_config(const ci_engine_flags *f, const char *model_dir
     CI_TRY(to_int(f->tensor_parallel_size, "--tensor-parallel-size", &c->tensor_parallel_size));
     CI_TRY(
         to_int(f->pipeline_parallel_size, "--pipeline-parallel-size", &c->pipeline_parallel_size));
-    /* 0 means "default" in the config; on the command line it is a mistake */
-    if (f->block_size < 1 || f->max_num_batched_tokens < 1 || f->max_num_seqs < 1)
+    /* 0 means "default" in the config; on the command line it is a mistake
+     * (the step sizes' flags start at CI_FLAG_DEVICE_DEFAULT: the config's 0) */
+    const long budget = f->max_num_batched_tokens, seqs = f->max_num_seqs;
+    if (f->block_size < 1 || (budget < 1 && budget != CI_FLAG_DEVICE_DEFAULT) ||
+        (seqs < 1 && seqs != CI_FLAG_DEVICE_DEFAULT))
         return ci_errorf(CI_ERR_INVALID,
                          "--block-size, --max-num-batched-tokens and --max-num-seqs must be >= 1");
     if (!(f->gpu_memory_utilization > 0 && f->gpu_memory_utilization <= 1))

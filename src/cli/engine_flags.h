@@ -6,6 +6,7 @@
 #ifndef CINFER_CLI_ENGINE_FLAGS_H
 #define CINFER_CLI_ENGINE_FLAGS_H
 
+#include <limits.h>
 #include <stdbool.h>
 
 #include "cli/args.h"
@@ -23,7 +24,11 @@ typedef struct ci_engine_flags {
     bool no_prefix_caching;
 } ci_engine_flags;
 
-/* Defaults: cpu, all threads, block 16, 2048 tokens, 256 seqs, default KV. */
+/* The value of a step-size flag not given: the device's default (cuda 8192
+ * tokens and 1024 sequences, cpu 2048 and 256; ci_engine_config_check). */
+#define CI_FLAG_DEVICE_DEFAULT LONG_MIN
+
+/* Defaults: cpu, all threads, block 16, the device's step sizes, default KV. */
 ci_engine_flags ci_engine_flags_default(void);
 
 #define CI_ENGINE_FLAG_ARGS(f)                                                                      \
@@ -70,9 +75,9 @@ ci_engine_flags ci_engine_flags_default(void);
         {"--block-size",  NULL, CI_ARG_INT,                                                         \
          &(f).block_size, "N",  "KV cache block size (default 16)"},                                \
         {"--max-num-batched-tokens",  NULL, CI_ARG_INT,                                             \
-         &(f).max_num_batched_tokens, "N",  "token budget per engine step (default 2048)"},         \
+         &(f).max_num_batched_tokens, "N",  "token budget per engine step (cuda 8192, cpu 2048)"},  \
         {"--max-num-seqs",  NULL, CI_ARG_INT,                                                       \
-         &(f).max_num_seqs, "N",  "most running sequences (default 256)"},                          \
+         &(f).max_num_seqs, "N",  "most running sequences (cuda 1024, cpu 256)"},                   \
         {"--kv-cache-tokens",  NULL, CI_ARG_INT,                                                    \
          &(f).kv_cache_tokens, "N",  "KV cache capacity in tokens"},                                \
         {"--kv-cache-memory",  NULL,    CI_ARG_INT,                                                 \
