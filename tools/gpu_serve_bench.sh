@@ -11,7 +11,10 @@
 #
 # JSON / TSV / PNG files go to $OUT (default a temp dir). Counts can be
 # changed with N4 / N16 (prompts at 4 / 16 req/s), SWEEP_RATES, SWEEP_N; DEVICE=cpu
-# runs the same on the CPU (a dry run of the script).
+# runs the same on the CPU (a dry run of the script). MAIN_RATES replaces "4 16"
+# (another rate r runs 20 r prompts, "inf" NINF = 400 at once), RANGE_RATIO draws
+# lengths in len x [1 - R, 1 + R] (issue 14's targets: MAIN_RATES="32 inf"
+# RANGE_RATIO=0.5 SWEEP=0), SWEEP=0 skips the sweep.
 set -uo pipefail
 if [ $# -lt 2 ]; then
     sed -n '2,14p' "$0"
@@ -24,6 +27,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-$(mktemp -d)}
 mkdir -p "$out"
 device=${DEVICE:-cuda} n4=${N4:-160} n16=${N16:-400} rates=${SWEEP_RATES:-"2 8 32 inf"} nsweep=${SWEEP_N:-64}
+main_rates=${MAIN_RATES:-"4 16"} range=${RANGE_RATIO:-0}
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
     [ -d "$d" ] && export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d
 done
@@ -50,12 +54,17 @@ until health; do
 done
 echo "server up on port $port after $(($(date +%s) - t0)) s"
 
-bench=("$bin/cinfer" bench serve --port "$port" -m "$model" --input-len 256 --output-len 256 --ignore-eos)
+bench=("$bin/cinfer" bench serve --port "$port" -m "$model" --input-len 256 --output-len 256 --ignore-eos
+    --range-ratio "$range")
 "${bench[@]}" --num-prompts 16 --max-concurrency 16 >/dev/null 2>&1 # warm-up
-"${bench[@]}" --num-prompts "$n4" --request-rate 4 --json "$out/rate_4.json"
-"${bench[@]}" --num-prompts "$n16" --request-rate 16 --json "$out/rate_16.json"
+jsons=()
+for r in $main_rates; do
+    case $r in 4) n=$n4 ;; 16) n=$n16 ;; inf) n=${NINF:-400} ;; *) n=$((r * 20)) ;; esac
+    "${bench[@]}" --num-prompts "$n" --request-rate "$r" --json "$out/rate_$r.json" >/dev/null
+    jsons+=("$out/rate_$r.json")
+done
 
-python3 - "$out/rate_4.json" "$out/rate_16.json" <<'PY'
+python3 - "${jsons[@]}" <<'PY'
 import json, sys
 print("| rate | requests | failed | req/s | output tok/s | TTFT p50 / p99 (ms) | TPOT p50 / p99 (ms) | ITL p50 / p99 (ms) | e2e p50 (s) |")
 print("|---|---|---|---|---|---|---|---|---|")
@@ -67,6 +76,7 @@ for f in sys.argv[1:]:
         d["median_itl_ms"], d["p99_itl_ms"], d["median_e2el_ms"] / 1e3))
 PY
 
+[ "${SWEEP:-1}" = 0 ] && exit 0
 echo "== sweep: rates $rates, $nsweep prompts each"
 CINFER_BIN="$bin/cinfer" "$here/serve_sweep.sh" "$out/sweep" "$rates" --port "$port" -m "$model" \
     --num-prompts "$nsweep" --input-len 256 --output-len 256 --ignore-eos 2>"$out/sweep.log"
