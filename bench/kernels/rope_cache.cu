@@ -7,9 +7,12 @@
  *   v1  the previous production kernel (as of 382d034): one 128-thread CTA
  *       per token, a strided loop over the token's (H + KV) x rot/2 pairs
  *       (an integer division per pair), then K tail and V to the cache
- *   v2  production (cuda_rope_cache.cu): one warp per (token, head); lanes
- *       take independent pairs, a k head's warp also writes its K and V
- *       cache rows
+ *   v2  rope_cache_kernel (cuda_rope_cache.cu): one warp per (token, head);
+ *       lanes take independent pairs, a k head's warp also writes its K and
+ *       V cache rows (production below 64 tokens)
+ *   v3  rope_cache_vec_kernel: 16 dims per thread, 16-byte loads and
+ *       stores (production from 64 tokens)
+ *   prod the launcher ci_cu_rope_cache itself
  *
  * Each version is checked against a CPU reference (qkv after rotation, and
  * the K/V cache: NaN-poisoned first, written slots must match and every
@@ -30,8 +33,8 @@
 typedef __nv_bfloat16 bf16;
 
 __global__ void rope_v0(bf16 *qkv, int T, int H, int KV, int hd, const float *cos_sin, int rot,
-                        int neox, const int32_t *positions, const int32_t *slots, bf16 *kc, bf16 *vc,
-                        int bs) {
+                        int neox, const int32_t *positions, const int32_t *slots, bf16 *kc,
+                        bf16 *vc, int bs) {
     int t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= T) return;
     bf16 *row = qkv + (int64_t)t * (H + 2 * KV) * hd;
@@ -59,8 +62,9 @@ __global__ void rope_v0(bf16 *qkv, int T, int H, int KV, int hd, const float *co
 
 /* v1: the production kernel as of 382d034, renamed */
 template <typename T>
-__global__ void rope_cache_v1_kernel(T *qkv, int H, int KV, int hd, const float *__restrict__ cos_sin,
-                                     int rot, int neox, const int32_t *__restrict__ positions,
+__global__ void rope_cache_v1_kernel(T *qkv, int H, int KV, int hd,
+                                     const float *__restrict__ cos_sin, int rot, int neox,
+                                     const int32_t *__restrict__ positions,
                                      const int32_t *__restrict__ slots, T *kc, T *vc, int bs) {
     int t = blockIdx.x;
     int64_t stride = (int64_t)(H + 2 * KV) * hd;
@@ -125,8 +129,9 @@ int main(int argc, char **argv) {
     };
     const std::vector<Case> cases =
         quick ? std::vector<Case>{{5, 128, 1, 1}, {37, 64, 0, 0}}
-              : std::vector<Case>{{1, 128, 1, 1}, {64, 128, 1, 1}, {2048, 128, 1, 1}, {37, 64, 0, 0}};
-    const char *names[] = {"v0 naive", "v1 prev", "v2 warp"};
+              : std::vector<Case>{{1, 128, 1, 1},    {64, 128, 1, 1}, {2048, 128, 1, 1},
+                                  {8192, 128, 1, 1}, {37, 64, 0, 0},  {100, 64, 1, 0}};
+    const char *names[] = {"v0 naive", "v1 prev", "v2 warp", "v3 vec", "prod"};
     printf("%5s %-13s %-9s %9s %8s %8s %10s\n", "T", "rope", "version", "us", "GB/s", "%3TB/s",
            "rel err");
     int bad = 0;
@@ -142,8 +147,10 @@ int main(int argc, char **argv) {
             }
         const int nb = (T + bs - 1) / bs + 4;
         std::vector<int32_t> pos(T), slot(T), perm(nb * bs);
-        for (int i = 0; i < nb * bs; i++) perm[i] = i;
-        for (int i = nb * bs - 1; i > 0; i--) std::swap(perm[i], perm[lab_urand(i + 1)]);
+        for (int i = 0; i < nb * bs; i++)
+            perm[i] = i;
+        for (int i = nb * bs - 1; i > 0; i--)
+            std::swap(perm[i], perm[lab_urand(i + 1)]);
         for (int t = 0; t < T; t++) {
             pos[t] = (int32_t)lab_urand(max_pos);
             slot[t] = (!cs.timed && t % 5 == 3) ? -1 : perm[t]; /* padding in the extra case */
@@ -151,10 +158,12 @@ int main(int argc, char **argv) {
         const size_t stride = (size_t)(H + 2 * KV) * hd, qn = T * stride;
         const size_t cn = (size_t)nb * KV * bs * hd;
         std::vector<uint16_t> hq(qn), gq(qn), gk(cn), gv(cn);
-        for (auto &v : hq) v = lab_bf16(lab_frand());
+        for (auto &v : hq)
+            v = lab_bf16(lab_frand());
         /* CPU reference */
         std::vector<float> rq(qn), rk(cn, NAN), rv(cn, NAN);
-        for (size_t i = 0; i < qn; i++) rq[i] = lab_f32(hq[i]);
+        for (size_t i = 0; i < qn; i++)
+            rq[i] = lab_f32(hq[i]);
         for (int t = 0; t < T; t++) {
             float *row = &rq[t * stride];
             const float *c = &tab[(size_t)pos[t] * rot];
@@ -174,7 +183,8 @@ int main(int argc, char **argv) {
                     rv[ci] = row[(size_t)(H + KV + g) * hd + d];
                 }
         }
-        size_t bytes = (size_t)T * (2 * (H + KV) * hd * 2 + KV * hd * 2 + 2 * KV * hd * 2 + rot * 4 + 8);
+        size_t bytes =
+            (size_t)T * (2 * (H + KV) * hd * 2 + KV * hd * 2 + 2 * KV * hd * 2 + rot * 4 + 8);
         int copies = cs.timed && !quick ? lab_copies(bytes) : 1;
         float *dtab;
         int32_t *dpos, *dslot;
@@ -190,19 +200,27 @@ int main(int argc, char **argv) {
         CK(cudaMemcpy(dslot, slot.data(), T * 4, cudaMemcpyHostToDevice));
         CK(cudaMemcpy(dq, hq.data(), qn * 2, cudaMemcpyHostToDevice));
         lab_replicate(dq, qn * 2, copies);
-        for (int v = 0; v < 3; v++) {
+        for (int v = 0; v < 5; v++) {
+            if (v == 3 && (!neox || rot % 16)) continue; /* v3 takes neox, rot % 16 == 0 */
             auto launch = [&](int c) {
                 bf16 *q = dq + c * qn, *k = dk + c * cn, *vv = dv + c * cn;
                 if (v == 0)
                     rope_v0<<<(T + 63) / 64, 64, 0, st>>>(q, T, H, KV, hd, dtab, rot, neox, dpos,
-                                                         dslot, k, vv, bs);
+                                                          dslot, k, vv, bs);
                 else if (v == 1)
-                    rope_cache_v1_kernel<bf16><<<T, 128, 0, st>>>(q, H, KV, hd, dtab, rot, neox,
-                                                                  dpos, dslot, k, vv, bs);
+                    rope_cache_v1_kernel<bf16>
+                        <<<T, 128, 0, st>>>(q, H, KV, hd, dtab, rot, neox, dpos, dslot, k, vv, bs);
+                else if (v == 2)
+                    rope_cache_kernel<bf16, bf16>
+                        <<<dim3(T, (H + KV + ROPE_WARPS - 1) / ROPE_WARPS), ROPE_WARPS * 32, 0,
+                           st>>>(q, H, KV, hd, dtab, rot, neox, dpos, dslot, k, vv, bs, 1.0f, 1.0f);
+                else if (v == 3)
+                    rope_cache_vec_kernel<bf16>
+                        <<<(unsigned)(((int64_t)T * (H + 2 * KV) * (hd / 16) + 255) / 256), 256, 0,
+                           st>>>(q, T, H, KV, hd, dtab, rot, dpos, dslot, k, vv, bs, 1.0f, 1.0f);
                 else
-                    CK((cudaError_t)ci_cu_rope_cache(st, 1, q, T, H, KV, hd, dtab, rot, neox,
-                                                         dpos, dslot, k, vv, bs, 0, 1.0f,
-                                                         1.0f));
+                    CK((cudaError_t)ci_cu_rope_cache(st, 1, q, T, H, KV, hd, dtab, rot, neox, dpos,
+                                                     dslot, k, vv, bs, 0, 1.0f, 1.0f));
             };
             CK(cudaMemcpy(dq, hq.data(), qn * 2, cudaMemcpyHostToDevice));
             CK(cudaMemset(dk, 0xff, cn * 2)); /* NaN poison */
@@ -231,7 +249,7 @@ int main(int argc, char **argv) {
             double gbs = bytes / (us * 1e-6) / 1e9;
             printf("%5d %-13s %-9s %9.2f %8.0f %7.1f%% %10.2e%s%s\n", T, rope, names[v], us, gbs,
                    100.0 * gbs / LAB_PEAK_GBS, rel, clob ? " clobbered" : "", ok ? "" : "  FAIL");
-            if (v == 2) /* roofline row: 6 flops per rotated pair */
+            if (v == 4) /* roofline row: 6 flops per rotated pair */
                 printf("roof\trope_cache\tT=%d H%d/KV%d hd%d\t%zu\t%zu\t%.4e\n", T, H, KV, hd,
                        (size_t)T * (H + KV) * half * 6, bytes, us * 1e-6);
         }
@@ -242,6 +260,7 @@ int main(int argc, char **argv) {
         cudaFree(dk);
         cudaFree(dv);
     }
-    printf("%s\n", bad ? "FAILED" : "all versions within 1e-2, caches written exactly at the slots");
+    printf("%s\n",
+           bad ? "FAILED" : "all versions within 1e-2, caches written exactly at the slots");
     return bad ? 1 : 0;
 }

@@ -12,6 +12,8 @@
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/kv_fp8.cuh"
 
+#include <stdlib.h>
+
 #define ROPE_WARPS 4
 
 /* One warp per (token, head) of the H q heads and KV k heads: blockIdx.x is
@@ -86,11 +88,114 @@ __global__ void rope_cache_kernel(T *qkv, int H, int KV, int hd, const float *__
         ci_kv_st(vdst, d, ci_ld(v, d), vscale);
 }
 
-extern "C" int ci_cu_rope_cache(ci_cu_stream st, int bf16, void *qkv, int ntok, int H, int KV, int hd,
-                                const float *cos_sin, int rot, int neox, const int32_t *positions,
-                                const int32_t *slots, void *kc, void *vc, int block_size,
-                                int kv_fp8, float k_scale, float v_scale) {
+/* Large steps (prefill chunks, big decode batches): 16-byte accesses. The
+ * warp-per-head kernel above moves 2-byte elements (64-byte warp accesses)
+ * and ran at ~1/3 of the bandwidth on an 8192-token step. Here thread j of
+ * a head owns 16 of its hd dims: for a q or k head j < rot/16 rotates the
+ * neox pairs (8j .. 8j+7, half + 8j .. half + 8j+7), the rest of a k head's
+ * threads copy its unrotated tail (partial rotary) to the cache; a v head's
+ * thread copies dims 16j .. 16j+15 to the cache. Same arithmetic (and so
+ * the same bits) as rope_cache_kernel. Needs BF16 activations, neox, rot
+ * and hd multiples of 16. */
+template <typename TC> __device__ __forceinline__ void rope_st8(TC *p, const float *v, float sc) {
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        ci_kv_st(p, i, v[i], sc);
+}
+template <> __device__ __forceinline__ void rope_st8(__nv_bfloat16 *p, const float *v, float) {
+    __nv_bfloat162 h[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        h[i] = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
+    *(uint4 *)p = *(const uint4 *)h;
+}
+
+template <typename TC>
+__global__ void rope_cache_vec_kernel(__nv_bfloat16 *qkv, int ntok, int H, int KV, int hd,
+                                      const float *__restrict__ cos_sin, int rot,
+                                      const int32_t *__restrict__ positions,
+                                      const int32_t *__restrict__ slots, TC *kc, TC *vc, int bs,
+                                      float kscale, float vscale) {
+    const int nj = hd / 16, NH = H + 2 * KV, half = rot / 2;
+    const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const bool live = idx < (int64_t)ntok * NH * nj;
+    const int j = (int)(idx % nj), h = (int)(idx / nj % NH);
+    const int64_t t = idx / ((int64_t)nj * NH);
+    const bool rotj = h < H + KV && 16 * j < rot;
+    /* constant data before the PDL wait (see rope_cache_kernel) */
+    float c[8], sn[8];
+    int32_t slot = -1;
+    if (live) {
+        slot = slots[t];
+        if (rotj) {
+            const float *cs = cos_sin + (int64_t)positions[t] * rot + 8 * j;
+#pragma unroll
+            for (int i = 0; i < 8; i += 4) {
+                *(float4 *)(c + i) = __ldg((const float4 *)(cs + i));
+                *(float4 *)(sn + i) = __ldg((const float4 *)(cs + half + i));
+            }
+        }
+    }
+    ci_pdl_trigger();
+    ci_pdl_wait();
+    if (!live) return;
+    __nv_bfloat16 *x = qkv + t * (int64_t)NH * hd + (int64_t)h * hd;
+    const int g = h >= H + KV ? h - H - KV : h - H; /* kv head of a k or v head */
+    TC *dst = nullptr;
+    if (h >= H && slot >= 0)
+        dst = (h < H + KV ? kc : vc) + (((int64_t)(slot / bs) * KV + g) * bs + slot % bs) * hd;
+    const float sc = h < H + KV ? kscale : vscale;
+    float a[8], b[8];
+    if (!rotj) { /* a k head's tail or a v head: a copy to the cache */
+        if (!dst) return;
+        const int d0 = h < H + KV ? rot + 16 * (j - rot / 16) : 16 * j;
+        ci_bf16x8(*(const uint4 *)(x + d0), a);
+        ci_bf16x8(*(const uint4 *)(x + d0 + 8), b);
+        rope_st8(dst + d0, a, sc);
+        rope_st8(dst + d0 + 8, b, sc);
+        return;
+    }
+    const int i1 = 8 * j, i2 = half + 8 * j;
+    ci_bf16x8(*(const uint4 *)(x + i1), a);
+    ci_bf16x8(*(const uint4 *)(x + i2), b);
+    float y1[8], y2[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        y1[i] = __fsub_rn(__fmul_rn(a[i], c[i]), __fmul_rn(b[i], sn[i]));
+        y2[i] = __fadd_rn(__fmul_rn(b[i], c[i]), __fmul_rn(a[i], sn[i]));
+    }
+    rope_st8(x + i1, y1, 1.0f);
+    rope_st8(x + i2, y2, 1.0f);
+    if (dst) {
+        rope_st8(dst + i1, y1, sc);
+        rope_st8(dst + i2, y2, sc);
+    }
+}
+
+/* steps of at least this many tokens take the vectorized kernel (decode
+ * steps keep the one-round-trip warp-per-head kernel; CINFER_ROPE_VEC=0:
+ * never) */
+#define ROPE_VEC_MIN_TOKENS 64
+
+extern "C" int ci_cu_rope_cache(ci_cu_stream st, int bf16, void *qkv, int ntok, int H, int KV,
+                                int hd, const float *cos_sin, int rot, int neox,
+                                const int32_t *positions, const int32_t *slots, void *kc, void *vc,
+                                int block_size, int kv_fp8, float k_scale, float v_scale) {
     if (ntok <= 0) return cudaSuccess;
+    static const int vec_on = !getenv("CINFER_ROPE_VEC") || atoi(getenv("CINFER_ROPE_VEC"));
+    if (vec_on && bf16 && neox && ntok >= ROPE_VEC_MIN_TOKENS && rot % 16 == 0 && hd % 16 == 0) {
+        const int64_t n = (int64_t)ntok * (H + 2 * KV) * (hd / 16);
+        const unsigned blocks = (unsigned)((n + 255) / 256);
+        if (kv_fp8)
+            ci_cu_launch(rope_cache_vec_kernel<uint8_t>, dim3(blocks), 256, 0, st,
+                         (__nv_bfloat16 *)qkv, ntok, H, KV, hd, cos_sin, rot, positions, slots,
+                         (uint8_t *)kc, (uint8_t *)vc, block_size, k_scale, v_scale);
+        else
+            ci_cu_launch(rope_cache_vec_kernel<__nv_bfloat16>, dim3(blocks), 256, 0, st,
+                         (__nv_bfloat16 *)qkv, ntok, H, KV, hd, cos_sin, rot, positions, slots,
+                         (__nv_bfloat16 *)kc, (__nv_bfloat16 *)vc, block_size, 1.0f, 1.0f);
+        return cudaGetLastError();
+    }
     dim3 grid((unsigned)ntok, (unsigned)((H + KV + ROPE_WARPS - 1) / ROPE_WARPS));
     if (kv_fp8)
         CI_CU_DISPATCH(bf16,
