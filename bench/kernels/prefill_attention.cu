@@ -12,6 +12,15 @@
  *        non-Hopper GPUs) at several tile shapes / pipeline depths
  *   7-10 a first wgmma kernel (copied below; wrong for hd == BN, see there)
  *   11-14 the software-pipelined wgmma kernel of cuda_prefill_attention.cuh
+ *   15-19 the warp-specialized kernel of prefill_attention_ws.cuh (lab only,
+ *        FA3-style: producer warpgroup + 2 consumer warpgroups, mbarrier
+ *        ring, ping-pong); BF16 cache, no window (a version's supports()
+ *        predicate skips the problems it cannot run)
+ *   20-24 the TMA kernel of prefill_attention_ws_tma.cuh (K/V/Q by TMA
+ *        from one producer warp, tensor maps made here through
+ *        cudaGetDriverEntryPointByVersion; block sizes 16-128), one CTA
+ *        per work item or persistent (one CTA per SM, snake order); ILP:
+ *        softmax with 4 independent partial row maxima / sums
  *   prod the production launcher ci_cu_prefill_attention itself
  * Every version runs on fresh random inputs with the output poisoned (NaN)
  * first, is checked fully written and against a CPU reference in double
@@ -28,6 +37,10 @@
 
 /* the production launcher (and, through it, the kernels' .cuh) */
 #include "backend/cuda/cuda_prefill_attention.cu"
+/* the warp-specialized kernel (not in production yet) */
+#include "backend/cuda/prefill_attention_ws.cuh"
+/* the same with TMA loads, optionally persistent */
+#include "backend/cuda/prefill_attention_ws_tma.cuh"
 
 #define CK(x)                                                                                      \
     do {                                                                                           \
@@ -661,16 +674,96 @@ template <int BN, int NWG, int NST> static void run_wgp(const Problem &pb, const
     if (pb.hd == 64) run_wg_hd<1, BN, NWG, NST, 64>(pb, d);
     else run_wg_hd<1, BN, NWG, NST, 128>(pb, d);
 }
+/* versions 15+: the warp-specialized kernel, BM = 128, 384 threads (PP:
+ * ping-pong of the two consumer warpgroups) */
+template <int BN, int NST, bool PP, int HD> static void run_ws_hd(const Problem &pb, const Dev &d) {
+    launch(ci_prefill_attention_ws_kernel<HD, BN, NST, PP>, ci_prefill_ws_smem_bytes<HD, BN, NST>(),
+           384, params(pb, d, 128));
+}
+template <int BN, int NST, bool PP> static void run_ws(const Problem &pb, const Dev &d) {
+    if (pb.hd == 64) run_ws_hd<BN, NST, PP, 64>(pb, d);
+    else run_ws_hd<BN, NST, PP, 128>(pb, d);
+}
+template <int BN, int NST, bool PP> static void run_ws128(const Problem &pb, const Dev &d) {
+    run_ws_hd<BN, NST, PP, 128>(pb, d);
+}
+/* the lab's problems are all BF16 without a window: head_dim decides */
+static bool ws_supports(const Problem &pb) { return pb.hd == 64 || pb.hd == 128; }
+static bool ws128_supports(const Problem &pb) { return pb.hd == 128; }
+/* versions 20+: the TMA kernel; the tensor maps are made once per problem
+ * (cached on the device pointers and shape) */
+static PFN_cuTensorMapEncodeTiled_v12000 tma_encode() {
+    static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
+    if (!fn) {
+        void *f = nullptr;
+        cudaDriverEntryPointQueryResult q;
+        CK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault,
+                                            &q));
+        if (q != cudaDriverEntryPointSuccess || !f) {
+            fprintf(stderr, "cuTensorMapEncodeTiled not found\n");
+            exit(2);
+        }
+        fn = (PFN_cuTensorMapEncodeTiled_v12000)f;
+    }
+    return fn;
+}
+static const CUtensorMap *tma_maps(const Problem &pb, const Dev &d, const ci_prefill_params &p) {
+    static CUtensorMap m[3];
+    static const void *key[3];
+    static int kshape[6] = {-1};
+    const int shape[6] = {d.T, pb.H, pb.KV, pb.hd, pb.bs, d.nblocks};
+    if (key[0] != d.d_qkv || key[1] != d.d_kc || key[2] != d.d_vc ||
+        memcmp(shape, kshape, sizeof shape)) {
+        int r = ci_prefill_wst_make_maps(tma_encode(), p, d.T, pb.hd, d.nblocks, &m[0], &m[1], &m[2]);
+        if (r) {
+            fprintf(stderr, "cuTensorMapEncodeTiled failed: %d\n", r);
+            exit(2);
+        }
+        key[0] = d.d_qkv;
+        key[1] = d.d_kc;
+        key[2] = d.d_vc;
+        memcpy(kshape, shape, sizeof shape);
+    }
+    return m;
+}
+template <int BN, int NST, bool PERS, bool ILP, int HD>
+static void run_wst_hd(const Problem &pb, const Dev &d) {
+    static int nsm = 0;
+    if (!nsm) CK(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, 0));
+    const ci_prefill_params p = params(pb, d, 128);
+    const CUtensorMap *m = tma_maps(pb, d, p);
+    auto k = ci_prefill_attention_wst_kernel<HD, BN, NST, ILP>;
+    const size_t smem = ci_prefill_wst_smem_bytes<HD, BN, NST>();
+    CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    const int items = p.ntiles * p.S * p.H;
+    k<<<PERS ? std::min(items, nsm) : items, 384, smem>>>(p, m[0], m[1], m[2]);
+}
+template <int BN, int NST, bool PERS, bool ILP>
+static void run_wst(const Problem &pb, const Dev &d) {
+    if (pb.hd == 64) run_wst_hd<BN, NST, PERS, ILP, 64>(pb, d);
+    else run_wst_hd<BN, NST, PERS, ILP, 128>(pb, d);
+}
+template <int BN> static bool wst_supports(const Problem &pb) {
+    return (pb.hd == 64 || pb.hd == 128) && ci_prefill_wst_bs_ok(pb.bs, BN);
+}
+template <int BN> static bool wst128_supports(const Problem &pb) {
+    return pb.hd == 128 && ci_prefill_wst_bs_ok(pb.bs, BN);
+}
+template <int BN, int NST, bool PERS, bool ILP>
+static void run_wst128(const Problem &pb, const Dev &d) {
+    run_wst_hd<BN, NST, PERS, ILP, 128>(pb, d);
+}
 /* the production launcher, ci_cu_prefill_attention */
 static void run_prod(const Problem &pb, const Dev &d) {
-    CK((cudaError_t)ci_cu_prefill_attention(0, d.d_qkv, d.S, pb.H, pb.KV, pb.hd, d.d_pos, d.d_qs,
+    CK((cudaError_t)ci_cu_prefill_attention(0, d.d_qkv, d.T, d.S, pb.H, pb.KV, pb.hd, d.d_pos, d.d_qs,
                                             d.d_cl, d.d_bt, d.mbps, d.d_kc, d.d_vc, pb.bs,
                                             (float)(1.0 / std::sqrt((double)pb.hd)), 0, d.d_out,
-                                            d.maxq, 0, 1.0f, 1.0f));
+                                            d.maxq, 0, 1.0f, 1.0f, d.nblocks));
 }
 struct Version {
     const char *name;
     launch_fn fn;
+    bool (*supports)(const Problem &); /* null: every problem */
 };
 static const Version versions[] = {
     {"v0 naive (thread per token x head)", run_v0},
@@ -688,6 +781,16 @@ static const Version versions[] = {
     {"v12 wgmma pipelined BM128 BN64 4-stage", run_wgp<64, 2, 4>},
     {"v13 wgmma pipelined BM128 BN128 3-stg", run_wgp<128, 2, 3>},
     {"v14 wgmma pipelined BM64 BN64 3-stage", run_wgp<64, 1, 3>},
+    {"v15 ws pingpong BN128 2-stage", run_ws<128, 2, true>, ws_supports},
+    {"v16 ws pingpong BN128 3-stage", run_ws<128, 3, true>, ws_supports},
+    {"v17 ws no-pingpong BN128 2-stage", run_ws<128, 2, false>, ws_supports},
+    {"v18 ws pingpong BN64 4-stage", run_ws128<64, 4, true>, ws128_supports},
+    {"v19 ws pingpong BN64 2-stage", run_ws128<64, 2, true>, ws128_supports},
+    {"v20 ws TMA BN128 2-stage", run_wst<128, 2, false, false>, wst_supports<128>},
+    {"v21 ws TMA persist BN128 2-stage", run_wst<128, 2, true, false>, wst_supports<128>},
+    {"v22 ws TMA persist BN128 2-stg ILP", run_wst<128, 2, true, true>, wst_supports<128>},
+    {"v23 ws TMA persist BN128 3-stg ILP", run_wst<128, 3, true, true>, wst_supports<128>},
+    {"v24 ws TMA persist BN64 4-stg ILP", run_wst128<64, 4, true, true>, wst128_supports<64>},
     {"prod (launcher's choice)", run_prod},
 };
 static const int NVER = sizeof versions / sizeof versions[0];
@@ -804,6 +907,10 @@ static void run_problem(const Problem &pb, int timing, int skip_naive) {
             printf("%-38s %10s\n", versions[v].name, "skipped");
             continue;
         }
+        if (versions[v].supports && !versions[v].supports(pb)) {
+            printf("%-38s %10s\n", versions[v].name, "skipped (not supported)");
+            continue;
+        }
         if (pb.hd == 64 && v >= V_WG_FIRST && v <= V_WG_PLAIN_LAST) {
             printf("%-38s %10s\n", versions[v].name, "skipped (wrong for hd == BN, see source)");
             continue;
@@ -836,6 +943,8 @@ int main(int argc, char **argv) {
     Problem c1 = {"ragged hd128 bs16", 8, 2, 128, 16, {300, 1000, 77, 2100, 5}, {300, 517, 77, 1, 3}, 1};
     Problem c2 = {"ragged hd64 bs32", 8, 8, 64, 32, {129, 700, 4100, 33}, {129, 64, 250, 1}, 1};
     Problem c3 = {"ragged hd128 bs32 G8", 16, 2, 128, 32, {4133, 64, 191}, {130, 64, 190}, 1};
+    /* block size 1: every key row its own cache block */
+    Problem c4 = {"ragged hd128 bs1", 4, 1, 128, 1, {300, 9, 260}, {200, 9, 1}, 1};
     if (quick) {
         Problem q1 = {"quick hd128 bs16", 4, 2, 128, 16, {200, 70}, {200, 33}, 1};
         Problem q2 = {"quick hd64 bs32", 4, 1, 64, 32, {150, 90}, {80, 90}, 1};
@@ -845,6 +954,7 @@ int main(int argc, char **argv) {
         run_problem(c1, 0, 0);
         run_problem(c2, 0, 0);
         run_problem(c3, 0, 0);
+        run_problem(c4, 0, 0);
         Problem small = {"small: 1 x 2048 prefill", 32, 8, 128, 16, {2048}, {2048}, 0};
         run_problem(small, 1, 0);
         Problem target = {"target: 8 x 4096 prefill", 32, 8, 128, 16,

@@ -445,7 +445,8 @@ extern "C" int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int n
                                int max_blocks_per_seq, const void *kc, const void *vc,
                                int block_size, float scale, int window, void *out, int max_ctx,
                                int max_query_len, int num_decode, int num_sms, float *ws,
-                               int64_t ws_floats, int kv_fp8, float k_scale, float v_scale) {
+                               int64_t ws_floats, int kv_fp8, float k_scale, float v_scale,
+                               int num_blocks) {
     if (ntok <= 0) return cudaSuccess;
     /* batches with prefill: tensor-core kernel (cuda_prefill_attention.cu).
      * The leading single-token sequences of a mixed batch (the scheduler
@@ -462,14 +463,15 @@ extern "C" int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int n
                                            kv_fp8, k_scale, v_scale);
             if (e != cudaSuccess) return e;
             const int64_t bt_off = (int64_t)nd * max_blocks_per_seq;
-            return ci_cu_prefill_attention(st, qkv, S - nd, H, KV, hd, positions, query_start + nd,
-                                           context_lens + nd, block_tables + bt_off,
-                                           max_blocks_per_seq, kc, vc, block_size, scale, window,
-                                           out, max_query_len, kv_fp8, k_scale, v_scale);
+            return ci_cu_prefill_attention(
+                st, qkv, ntok, S - nd, H, KV, hd, positions, query_start + nd, context_lens + nd,
+                block_tables + bt_off, max_blocks_per_seq, kc, vc, block_size, scale, window, out,
+                max_query_len, kv_fp8, k_scale, v_scale, num_blocks);
         }
-        return ci_cu_prefill_attention(st, qkv, S, H, KV, hd, positions, query_start, context_lens,
-                                       block_tables, max_blocks_per_seq, kc, vc, block_size, scale,
-                                       window, out, max_query_len, kv_fp8, k_scale, v_scale);
+        return ci_cu_prefill_attention(st, qkv, ntok, S, H, KV, hd, positions, query_start,
+                                       context_lens, block_tables, max_blocks_per_seq, kc, vc,
+                                       block_size, scale, window, out, max_query_len, kv_fp8,
+                                       k_scale, v_scale, num_blocks);
     }
     if (max_query_len == 1) { /* pure decode: split from the context bound, not the hint */
         if (ci_cu_decode_attention_ok(bf16, H, KV, hd))

@@ -393,7 +393,8 @@ ci_status ci_cuda_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_
                                  kv->v[layer], kv->block_size, scale, window, out->data,
                                  batch->max_context_len, batch->max_query_len,
                                  batch->num_decode_seqs, c->num_sms, c->att_ws, CI_CU_ATT_WS_FLOATS,
-                                 kv->dtype == CI_F8_E4M3, kv->k_scale[layer], kv->v_scale[layer]));
+                                 kv->dtype == CI_F8_E4M3, kv->k_scale[layer], kv->v_scale[layer],
+                                 kv->num_blocks));
     return ci_ok();
 }
 

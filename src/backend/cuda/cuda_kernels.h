@@ -65,7 +65,7 @@ int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int T, int S, in
                     int max_blocks_per_seq, const void *kc, const void *vc, int block_size,
                     float scale, int window, void *out, int max_ctx, int max_query_len,
                     int num_decode, int num_sms, float *ws, int64_t ws_floats, int kv_fp8,
-                    float k_scale, float v_scale);
+                    float k_scale, float v_scale, int num_blocks);
 /* Tensor-core flash-decoding for one query token per sequence; see
  * cuda_decode_attention.cu. _ok says whether it takes the shape. */
 int ci_cu_decode_attention_ok(int bf16, int H, int KV, int hd);
@@ -78,13 +78,15 @@ int ci_cu_decode_attention(ci_cu_stream st, const void *qkv, int S, int H, int K
 
 /* Tensor-core (FlashAttention-2 style) paged causal GQA prefill, BF16,
  * head_dim 64 or 128; see cuda_prefill_attention.cuh. Same inputs as
- * ci_cu_attention; max_query_len must be >= every sequence's new tokens. */
-int ci_cu_prefill_attention(ci_cu_stream st, const void *qkv, int S, int H, int KV, int hd,
-                            const int32_t *positions, const int32_t *query_start,
+ * ci_cu_attention; max_query_len must be >= every sequence's new tokens;
+ * ntok (the rows of qkv) and num_blocks (the cache's) bound the TMA
+ * kernel's tensor maps. */
+int ci_cu_prefill_attention(ci_cu_stream st, const void *qkv, int ntok, int S, int H, int KV,
+                            int hd, const int32_t *positions, const int32_t *query_start,
                             const int32_t *context_lens, const int32_t *block_tables,
                             int max_blocks_per_seq, const void *kc, const void *vc, int block_size,
                             float scale, int window, void *out, int max_query_len, int kv_fp8,
-                            float k_scale, float v_scale);
+                            float k_scale, float v_scale, int num_blocks);
 /* Largest G * head_dim the attention kernel takes. */
 #define CI_CU_ATT_MAX_GHD 2048
 #define CI_CU_ATT_MAX_HD 256
