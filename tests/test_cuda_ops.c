@@ -861,6 +861,14 @@ int main(void) {
             bench_gemm(1, 4096, 4096);
             bench_gemm(2048, 4096, 4096);
             bench_gemm(1, 14336 * 2, 4096);
+            /* a decode step of an offline run at ~1000 sequences (Llama-3-8B):
+             * attention at short contexts, the five GEMMs */
+            bench_decode_attention(1024, 384, 32, 8, 128, 0);
+            bench_gemm(1024, 6144, 4096);
+            bench_gemm(1024, 4096, 4096);
+            bench_gemm(1024, 14336 * 2, 4096);
+            bench_gemm(1024, 4096, 14336);
+            bench_gemm(1024, 128256, 4096);
         }
         CHECK_OK(gpu->ops->sync(gpu));
         ci_backend_destroy(gpu);
