@@ -393,29 +393,39 @@ template <int HD> __device__ __forceinline__ void rescale(float *o, float a0, fl
         o[4 * d + 3] *= a1;
     }
 }
-/* out = O / l for the thread's two rows (l: per-thread partial sums,
- * reduced over the quad here; l >= 1, the max key contributes 1) */
+/* out = num * O / l for rows ra and ra + 8 of a tile whose row 0 is token
+ * row0, head h (rows >= nrows are past the sequence: not stored); l0 / l1
+ * are per-thread partial sums, reduced over the lane quad here (l >= 1: the
+ * max key contributes 1). Shared by
+ * every tensor-core prefill kernel (the warp-specialized ones in
+ * prefill_attention_ws*.cuh too). */
 template <int HD>
-__device__ __forceinline__ void store_out(const ci_prefill_params &p, const tile_info &w,
-                                          const float *o, float l0, float l1) {
+__device__ __forceinline__ void store_rows(const ci_prefill_params &p, int h, int row0, int nrows,
+                                           int ra, const float *o, float l0, float l1, float num) {
     l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
     l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
     l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
     l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    const float il0 = p.vscale / l0, il1 = p.vscale / l1;
-    const int lane = threadIdx.x & 31;
-    const int ra = (threadIdx.x >> 5) * 16 + (lane >> 2), rb = ra + 8;
+    const float il0 = num / l0, il1 = num / l1;
+    const int lane = threadIdx.x & 31, rb = ra + 8;
     const int64_t ostride = (int64_t)p.H * HD;
-    __nv_bfloat16 *obase = p.out + (int64_t)w.h * HD + 2 * (lane & 3);
+    __nv_bfloat16 *obase = p.out + (int64_t)h * HD + 2 * (lane & 3);
 #pragma unroll
     for (int d = 0; d < HD / 8; d++) {
-        if (ra < w.nrows)
-            *(uint32_t *)(obase + (w.q0 + w.r0 + ra) * ostride + d * 8) =
+        if (ra < nrows)
+            *(uint32_t *)(obase + (row0 + ra) * ostride + d * 8) =
                 pack_bf16(o[4 * d] * il0, o[4 * d + 1] * il0);
-        if (rb < w.nrows)
-            *(uint32_t *)(obase + (w.q0 + w.r0 + rb) * ostride + d * 8) =
+        if (rb < nrows)
+            *(uint32_t *)(obase + (row0 + rb) * ostride + d * 8) =
                 pack_bf16(o[4 * d + 2] * il1, o[4 * d + 3] * il1);
     }
+}
+/* the tile's rows of this warp (16 per warp, warps from thread 0) */
+template <int HD>
+__device__ __forceinline__ void store_out(const ci_prefill_params &p, const tile_info &w,
+                                          const float *o, float l0, float l1) {
+    const int ra = (threadIdx.x >> 5) * 16 + ((threadIdx.x & 31) >> 2);
+    store_rows<HD>(p, w.h, w.q0 + w.r0, w.nrows, ra, o, l0, l1, p.vscale);
 }
 
 } // namespace ci_pf

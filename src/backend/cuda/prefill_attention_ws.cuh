@@ -2,11 +2,10 @@
  * attention in the manner of FlashAttention-3, with a cp.async producer
  * (lab versions 15-19 of bench/kernels/prefill_attention.cu); its consumer
  * side (this file's device functions) also serves the TMA kernel of
- * prefill_attention_ws_tma.cuh, which is the production one. Same inputs, grid and masking as the kernels of
- * cuda_prefill_attention.cuh (ci_prefill_params; causal via positions[] and
- * ctx_lens[], paged K/V through the block table, varlen, GQA, any cached
- * prefix, any block size), restricted to a BF16 cache, no sliding window
- * (window == 0) and head_dim 64 / 128.
+ * prefill_attention_ws_tma.cuh, which is the production one. Same inputs, grid and masking as the
+ * kernels of cuda_prefill_attention.cuh (ci_prefill_params; causal via positions[] and ctx_lens[],
+ * paged K/V through the block table, varlen, GQA, any cached prefix, any block size), restricted to
+ * a BF16 cache, no sliding window (window == 0) and head_dim 64 / 128.
  *
  * CTA = 384 threads, BM = 128 query rows of one (sequence, head):
  *   warpgroup 0 (producer, setmaxnreg.dec to WS_PROD_REGS): cp.async of Q
@@ -447,23 +446,7 @@ __device__ __forceinline__ void consume(const ci_prefill_params &p, bars<NST> &b
     fence_regs<NP>(&pa[0][0]);
     release(&bar.empty_v[vst]); /* not waited for: keeps the counts uniform */
 
-    /* out = O / l; l is a per-thread partial sum, reduced over the quad */
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    const float il0 = 1.0f / l0, il1 = 1.0f / l1;
-    const int64_t ostride = (int64_t)p.H * HD;
-    __nv_bfloat16 *ob = p.out + (int64_t)h * HD + 2 * (lane & 3);
-#pragma unroll
-    for (int d = 0; d < HD / 8; d++) {
-        if (ra < nrows)
-            *(uint32_t *)(ob + (q0 + r0 + ra) * ostride + d * 8) =
-                pack_bf16(o[4 * d] * il0, o[4 * d + 1] * il0);
-        if (rb < nrows)
-            *(uint32_t *)(ob + (q0 + r0 + rb) * ostride + d * 8) =
-                pack_bf16(o[4 * d + 2] * il1, o[4 * d + 3] * il1);
-    }
+    store_rows<HD>(p, h, q0 + r0, nrows, ra, o, l0, l1, 1.0f); /* out = O / l */
 }
 
 } // namespace ci_pfws

@@ -403,23 +403,7 @@ __device__ __forceinline__ void consume(const ci_prefill_params &p, tbars<NST> &
             vph ^= 1;
         }
 
-        /* out = O / l; l is a per-thread partial sum, reduced over the quad */
-        l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-        l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-        l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-        l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-        const float il0 = 1.0f / l0, il1 = 1.0f / l1;
-        const int64_t ostride = (int64_t)p.H * HD;
-        __nv_bfloat16 *ob = p.out + (int64_t)it.h * HD + 2 * (lane & 3);
-#pragma unroll
-        for (int d = 0; d < HD / 8; d++) {
-            if (ra < nrows)
-                *(uint32_t *)(ob + (q0 + r0 + ra) * ostride + d * 8) =
-                    pack_bf16(o[4 * d] * il0, o[4 * d + 1] * il0);
-            if (rb < nrows)
-                *(uint32_t *)(ob + (q0 + r0 + rb) * ostride + d * 8) =
-                    pack_bf16(o[4 * d + 2] * il1, o[4 * d + 3] * il1);
-        }
+        store_rows<HD>(p, it.h, q0 + r0, nrows, ra, o, l0, l1, 1.0f); /* out = O / l */
     }
     if (cw == 0) named_sync(BAR_PP + 0); /* consumer 2's surplus arrival */
 }
