@@ -101,6 +101,11 @@ typedef struct cinfer_engine_config {
                                    threads of one process [--tensor-parallel-size] */
     int pipeline_parallel_size; /* stages the layers are split over (0 or 1: none), each of
                                    tensor_parallel_size ranks [--pipeline-parallel-size] */
+    int async_scheduling;       /* 1: the next step is launched before the last one's
+                                   tokens become outputs, so detokenization, stop strings,
+                                   streaming and the caller's own work overlap the device
+                                   (-1: off; 0: by device, cuda on, cpu off)
+                                   [--async-scheduling / --no-async-scheduling] */
     /* weight-loading progress (may be NULL) */
     void (*progress)(size_t done, size_t total, void *user);
     void *progress_user;
@@ -225,9 +230,16 @@ int cinfer_add_request(cinfer_engine *e, const char *text, const int32_t *token_
 /* Aborts a request; its outputs with finish reason abort come from the
  * next cinfer_step(). */
 int cinfer_abort_request(cinfer_engine *e, int64_t request_id, cinfer_error *err);
-/* One engine step. *outputs is valid until the next step. */
+/* One engine step. *outputs is valid until the next step (or
+ * cinfer_complete_step). */
 int cinfer_step(cinfer_engine *e, const cinfer_output **outputs, int *num_outputs,
                 cinfer_error *err);
+/* Async scheduling: waits for the step the last cinfer_step launched and
+ * takes its tokens in (their outputs come from the next cinfer_step), so that
+ * requests added and aborted now make the next step's plan; a no-op with
+ * nothing in flight. A loop that adds requests between steps (a server)
+ * calls it before adding them; cinfer_step calls it itself. */
+int cinfer_complete_step(cinfer_engine *e, cinfer_error *err);
 int cinfer_has_unfinished(const cinfer_engine *e);
 cinfer_metrics cinfer_get_metrics(const cinfer_engine *e);
 

@@ -1,7 +1,8 @@
 /* engine_test.h — creating an engine in the engine tests: CINFER_TEST_DEVICE
  * (e.g. cuda) moves it to that device, in gpu_dtype (float32, the parity
- * mode, unless the test asks otherwise); a failure is a CHECK failure and
- * NULL. */
+ * mode, unless the test asks otherwise); CINFER_TEST_ASYNC=1 / 0 turns
+ * async scheduling on / off where the test left the device's default (the
+ * suites run both ways); a failure is a CHECK failure and NULL. */
 #ifndef CINFER_TESTS_ENGINE_TEST_H
 #define CINFER_TESTS_ENGINE_TEST_H
 
@@ -14,6 +15,8 @@ static inline ci_engine *test_engine_create(ci_engine_config *c, const char *gpu
         c->device = dev;
         c->dtype = gpu_dtype && *gpu_dtype ? gpu_dtype : "float32";
     }
+    const char *as = getenv("CINFER_TEST_ASYNC");
+    if (as && *as && c->async_scheduling == 0) c->async_scheduling = atoi(as) ? 1 : -1;
     ci_engine *e = NULL;
     ci_status s = ci_engine_create(c, &e);
     CHECKF(s.code == CI_OK, "%s", s.msg);

@@ -611,6 +611,47 @@ static void test_api(void) {
     cinfer_free(back);
     cinfer_metrics m = cinfer_get_metrics(e);
     CHECK(m.generation_tokens == 8 && m.num_finished == 1 && m.kv_blocks_used == 0);
+    {
+        /* async scheduling, a server's loop: cinfer_complete_step takes the launched step's
+         * tokens in, a request added then joins the next plan, and the text is the same */
+        cinfer_engine_config ca = c;
+        ca.async_scheduling = 1;
+        cinfer_engine *ea;
+        CHECKF(cinfer_engine_create(&ca, &ea, &err) == 0, "%s", err.message);
+        cinfer_sampling_params sa = cinfer_sampling_params_default();
+        sa.temperature = 0;
+        sa.max_tokens = 8;
+        int64_t ids2[2];
+        char txt2[2][512] = {{0}};
+        int steps = 0, ntok2[2] = {0, 0};
+        CHECK(ea &&
+              cinfer_add_request(ea, "def fibonacci(n):", NULL, 0, &sa, 0, &ids2[0], &err) == 0);
+        while (ea && cinfer_has_unfinished(ea)) {
+            const cinfer_output *o;
+            int n;
+            CHECK(cinfer_complete_step(ea, &err) == 0);
+            CHECK(cinfer_complete_step(ea, &err) == 0); /* nothing in flight: a no-op */
+            if (++steps == 3) {
+                CHECK(cinfer_add_request(ea, "def fibonacci(n):", NULL, 0, &sa, 0, &ids2[1],
+                                         &err) == 0);
+                int run0 = cinfer_get_metrics(ea).num_running;
+                CHECK(cinfer_step(ea, &o, &n, &err) == 0);
+                CHECKF(cinfer_get_metrics(ea).num_running == run0 + 1,
+                       "the request added after complete_step is not in the next plan");
+            } else {
+                CHECK(cinfer_step(ea, &o, &n, &err) == 0);
+            }
+            for (int i = 0; i < n; i++) {
+                int k = o[i].request_id == ids2[0] ? 0 : 1;
+                ntok2[k] += o[i].num_token_ids;
+                strncat(txt2[k], o[i].text, o[i].text_len);
+            }
+        }
+        CHECK(ntok2[0] == 8 && ntok2[1] == 8);
+        CHECKF(!strcmp(txt2[0], text) && !strcmp(txt2[1], text), "async text '%s' / '%s' vs '%s'",
+               txt2[0], txt2[1], text);
+        cinfer_engine_destroy(ea);
+    }
     /* logit_bias: copied at add (the caller's list may change after), +100 forces its token
      * under top-p sampling, a bad id or bias is refused by name */
     cinfer_logit_bias lb[2] = {{309, 100.0f}, {5, -100.0f}};

@@ -243,6 +243,15 @@ typedef struct ci_backend_ops {
     ci_status (*sample)(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows, int n,
                         const ci_logit_adjust *adj, int nadj, const uint32_t *masks, int nmasks,
                         ci_sample_result *out);
+    /* Optional (NULL: only the blocking sample): sample_async enqueues what
+     * sample does and returns while the device works (the engine plans the
+     * next step meanwhile); sample_wait completes it, writing `out`. Nothing
+     * else may run on the backend in between; rows, adj and masks are read
+     * before sample_async returns. */
+    ci_status (*sample_async)(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows,
+                              int n, const ci_logit_adjust *adj, int nadj, const uint32_t *masks,
+                              int nmasks, ci_sample_result *out);
+    ci_status (*sample_wait)(ci_backend *be);
 
     /* Tensor parallelism: x (every rank's [rows][cols], same shape) becomes
      * the sum over the ranks of be->comm, on every rank; a no-op without a

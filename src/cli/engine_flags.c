@@ -38,6 +38,10 @@ ci_status ci_engine_flags_config(const ci_engine_flags *f, const char *model_dir
     if (f->kv_cache_dtype) c->kv_cache_dtype = f->kv_cache_dtype;
     c->gpu_memory_utilization = f->gpu_memory_utilization;
     c->enforce_eager = f->enforce_eager;
+    if (f->async_scheduling && f->no_async_scheduling)
+        return ci_errorf(CI_ERR_INVALID,
+                         "--async-scheduling and --no-async-scheduling exclude each other");
+    c->async_scheduling = f->async_scheduling ? 1 : f->no_async_scheduling ? -1 : 0;
     c->kv_cache_tokens = f->kv_cache_tokens;
     c->kv_cache_memory = f->kv_cache_memory;
     c->enable_prefix_caching = !f->no_prefix_caching;

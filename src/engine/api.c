@@ -72,6 +72,10 @@ int cinfer_step(cinfer_engine *e, const cinfer_output **outputs, int *num_output
     return set_err(err, ci_engine_step(e->e, outputs, num_outputs));
 }
 
+int cinfer_complete_step(cinfer_engine *e, cinfer_error *err) {
+    return set_err(err, ci_engine_complete_step(e->e));
+}
+
 int cinfer_has_unfinished(const cinfer_engine *e) {
     return ci_engine_has_unfinished(e->e);
 }

@@ -43,6 +43,9 @@ static void load_generation_config_eos(ci_engine *e, const char *dir) {
 
 void ci_engine_destroy(ci_engine *e) {
     if (!e) return;
+    if (e->inflight && e->runner) (void)ci_runner_wait(e->runner);
+    e->inflight = 0;
+    ci_eng_bury(e);
     ci_eng_free_dead(e);
     while (e->live) {
         eng_request *r = e->live;
@@ -77,6 +80,7 @@ void ci_engine_destroy(ci_engine *e) {
     free(e->out_lp);
     free(e->out_smp);
     free(e->out_off);
+    free(e->pend);
     free(e);
 }
 
@@ -90,6 +94,7 @@ ci_status ci_engine_create(const ci_engine_config *cfg_in, ci_engine **out) {
     ci_engine *e = calloc(1, sizeof *e);
     if (!e) return ci_errorf(CI_ERR_NOMEM, "engine: out of memory");
     e->cfg = cfg;
+    e->async = cfg.async_scheduling > 0;
     ci_fault_spec *fs = NULL;
     ci_status s = ci_fault_spec_from_env(&fs);
     if (s.code) goto fail;
@@ -370,8 +375,8 @@ static void track_acceptance(ci_engine *e) {
     e->seen_verify = st.spec_verify_steps;
 }
 
-/* Copy-on-write pairs, sample rows, then the runner. */
-static ci_status run_step(ci_engine *e, const ci_sched_output *o, const ci_batch *b) {
+/* Copy-on-write pairs, sample rows, then the runner's launch. */
+static ci_status launch_step(ci_engine *e, const ci_sched_output *o, const ci_batch *b) {
     if (o->num_copies > 0) {
         void **extra[1] = {(void **)&e->copy_dst};
         size_t esz[1] = {sizeof(int32_t)};
@@ -397,8 +402,7 @@ static ci_status run_step(ci_engine *e, const ci_sched_output *o, const ci_batch
                          .before_sample = e->num_masks > 0 ? ci_eng_fill_masks : NULL,
                          .before_sample_user = e};
     ci_runner_set_step(e->runner, e->m.num_steps);
-    CI_TRY(ci_runner_execute(e->runner, &st, e->sres));
-    return ci_eng_collect(e, o, e->bb.logits_start);
+    return ci_runner_launch(e->runner, &st, e->sres);
 }
 
 /* The step's forward or sampling failed: nothing advances, and every
@@ -421,56 +425,104 @@ static eng_request *request_of(const ci_sched_result *res, int i) {
     return q->user;
 }
 
+/* The launched step: wait for the device, read its tokens (and prompt
+ * logprobs), update the scheduler, and the tokens' first pass (what ends a
+ * sequence by the token alone); their outputs wait in e->pend. */
+static void complete_step(ci_engine *e) {
+    const ci_sched_output *o = e->fl_o;
+    e->inflight = 0;
+    e->num_pend = 0;
+    e->out_step = e->fl_step;
+    ci_status s = ci_runner_wait(e->runner);
+    double t0 = ci_now();
+    CI_TRACE_PUSH("update");
+    if (!s.code) s = ci_eng_collect(e, o, e->bb.logits_start);
+    const ci_sched_result *res = NULL;
+    int nres = 0;
+    if (!s.code) s = ci_sched_update(e->sched, e->sampled, o->num_samples, &res, &nres);
+    if (!s.code && nres > e->pend_cap) {
+        eng_pending *p = realloc(e->pend, sizeof *p * (size_t)nres);
+        if (p) {
+            e->pend = p;
+            e->pend_cap = nres;
+        } else {
+            s = ci_errorf(CI_ERR_NOMEM, "engine: out of memory (step results)");
+        }
+    }
+    if (s.code) {
+        fail_step(e, o, s);
+        nres = 0;
+    } else if (e->cfg.num_speculative_tokens > 0) {
+        track_acceptance(e);
+    }
+    for (int i = 0; i < nres; i++) {
+        eng_request *r = request_of(res, i);
+        const ci_engine_logprob *lp =
+            e->srows[res[i].row].top_logprobs >= 0 ? &e->row_lp[res[i].row] : NULL;
+        eng_pending *p = &e->pend[e->num_pend];
+        ci_status st = r ? ci_eng_token_stop(e, res[i].seq, res[i].token, res[i].finished, lp, p)
+                         : ci_errorf(CI_ERR_INTERNAL, "engine: sequence %lld has no request",
+                                     (long long)res[i].seq->id);
+        if (st.code && r) ci_eng_fail_request(e, r, st);
+        if (!st.code && p->r) e->num_pend++;
+    }
+    CI_TRACE_POP();
+    e->m.time_output_s += ci_now() - t0;
+}
+
+ci_status ci_engine_complete_step(ci_engine *e) {
+    if (e->inflight) complete_step(e);
+    return ci_ok();
+}
+
+/* One call: complete the step on the device (async scheduling: the one the
+ * previous call launched), plan and launch the next, then the completed
+ * step's outputs while the device runs it (sync: after completing it). */
 ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_outs) {
     *outs = NULL;
     *num_outs = 0;
-    ci_eng_free_dead(e);
     e->num_outs = 0;
-    const ci_sched_output *o;
-    double t0 = ci_now();
     CI_TRACE_PUSH("step");
+    if (e->inflight) complete_step(e);
+    ci_eng_bury(e); /* nothing on the device names them now */
+    ci_eng_free_dead(e);
+    double t0 = ci_now();
     CI_TRACE_PUSH("schedule");
-    ci_status ss = ci_sched_schedule(e->sched, &o);
-    if (ss.code) {
-        CI_TRACE_POP();
-        CI_TRACE_POP();
-        return ss;
-    }
-    if (o->num_entries > 0) {
+    const ci_sched_output *o = NULL;
+    ci_status ret = ci_sched_schedule(e->sched, &o);
+    ci_status ls = ci_ok(); /* the launch's failure, applied after the outputs */
+    if (!ret.code && o->num_entries > 0) {
         e->m.num_steps++;
         int used = ci_bm_num_used(ci_sched_block_manager(e->sched));
         if (used > e->m.peak_kv_blocks_used) e->m.peak_kv_blocks_used = used;
-        ci_status s = e->cfg.num_speculative_tokens > 0 ? propose_drafts(e, o) : ci_ok();
+        ls = e->cfg.num_speculative_tokens > 0 ? propose_drafts(e, o) : ci_ok();
         const ci_batch *b;
-        if (!s.code) s = ci_batch_build(&e->bb, o, &b);
-        double t1 = ci_now();
-        e->m.time_schedule_s += t1 - t0;
+        if (!ls.code) ls = ci_batch_build(&e->bb, o, &b);
+        e->m.time_schedule_s += ci_now() - t0;
         CI_TRACE_POP();
-        if (!s.code) s = run_step(e, o, b);
-        t0 = ci_now();
-        CI_TRACE_PUSH("update+output");
-        const ci_sched_result *res = NULL;
-        int nres = 0;
-        if (!s.code) s = ci_sched_update(e->sched, e->sampled, o->num_samples, &res, &nres);
-        if (s.code) {
-            fail_step(e, o, s);
-            nres = 0;
-        } else if (e->cfg.num_speculative_tokens > 0) {
-            track_acceptance(e);
+        if (!ls.code) ls = launch_step(e, o, b);
+        if (!ls.code) {
+            e->inflight = 1;
+            e->fl_o = o;
+            e->fl_step = e->m.num_steps;
+            if (!e->async) complete_step(e);
         }
-        for (int i = 0; i < nres; i++) {
-            eng_request *r = request_of(res, i);
-            const ci_engine_logprob *lp =
-                e->srows[res[i].row].top_logprobs >= 0 ? &e->row_lp[res[i].row] : NULL;
-            ci_status st = r ? ci_eng_on_token(e, res[i].seq, res[i].token, res[i].finished, lp)
-                             : ci_errorf(CI_ERR_INTERNAL, "engine: sequence %lld has no request",
-                                         (long long)res[i].seq->id);
-            if (st.code && r) ci_eng_fail_request(e, r, st);
-        }
+    } else {
+        e->m.time_schedule_s += ci_now() - t0;
+        CI_TRACE_POP();
     }
+    t0 = ci_now();
+    CI_TRACE_PUSH("output");
+    for (int i = 0; i < e->num_pend; i++) {
+        ci_status st = ci_eng_token_output(e, &e->pend[i]);
+        if (st.code) ci_eng_fail_request(e, e->pend[i].r, st);
+    }
+    e->num_pend = 0;
+    if (ls.code) fail_step(e, o, ls);
     ci_status s = ci_eng_pop_finished(e);
+    if (!ret.code) ret = s;
     e->m.time_output_s += ci_now() - t0;
-    CI_TRACE_POP(); /* schedule (empty step) or update+output */
+    CI_TRACE_POP(); /* output */
     CI_TRACE_POP(); /* step */
     for (int i = 0; i < e->num_outs; i++) {
         e->outs[i].token_ids = e->outs[i].num_token_ids ? &e->out_tokens[i] : NULL;
@@ -480,5 +532,5 @@ ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_o
     }
     *outs = e->outs;
     *num_outs = e->num_outs;
-    return s;
+    return ret;
 }

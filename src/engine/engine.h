@@ -58,6 +58,11 @@ ci_status ci_engine_abort(ci_engine *e, int64_t request_id);
 
 /* Runs one step; *outs (valid until the next step) gets the outputs. */
 ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_outs);
+/* Async scheduling: completes the step in flight (wait, update, stop
+ * tokens; its outputs come from the next ci_engine_step), so requests added
+ * now make the next plan (cinfer_complete_step). Status: the step's failure
+ * is reported through its requests' outputs, so always OK today. */
+ci_status ci_engine_complete_step(ci_engine *e);
 int ci_engine_has_unfinished(const ci_engine *e);
 ci_engine_metrics ci_engine_get_metrics(const ci_engine *e);
 

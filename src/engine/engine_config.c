@@ -52,6 +52,11 @@ ci_status ci_engine_config_check(ci_engine_config *c) {
     const int gpu = is(c->device, "cuda");
     if (c->max_num_batched_tokens == 0) c->max_num_batched_tokens = gpu ? 8192 : 2048;
     if (c->max_num_seqs == 0) c->max_num_seqs = gpu ? 1024 : 256;
+    /* the CPU backend computes inside the launch: nothing to overlap */
+    if (c->async_scheduling == 0) c->async_scheduling = gpu ? 1 : -1;
+    if (c->async_scheduling != 1 && c->async_scheduling != -1)
+        return ci_errorf(CI_ERR_INVALID, "async_scheduling %d (use 1 on, -1 off, 0 by device)",
+                         c->async_scheduling);
     if (c->gpu_memory_utilization == 0) c->gpu_memory_utilization = d.gpu_memory_utilization;
     if (!c->model_dir) return ci_errorf(CI_ERR_INVALID, "no model directory");
     if (strcmp(c->device, "cpu") != 0 && strcmp(c->device, "cuda") != 0)
@@ -164,7 +169,10 @@ const char *cinfer_engine_config_describe(const cinfer_engine_config *c, char *b
         n += snprintf(buf + n, size - (size_t)n, " pipeline_parallel_size=%d",
                       c->pipeline_parallel_size);
     if (c->device && strcmp(c->device, "cpu") != 0 && n > 0 && (size_t)n < size)
-        snprintf(buf + n, size - (size_t)n, " gpu_memory_utilization=%.2f cuda_graphs=%s",
-                 c->gpu_memory_utilization, c->enforce_eager ? "off (enforce_eager)" : "on");
+        n += snprintf(buf + n, size - (size_t)n, " gpu_memory_utilization=%.2f cuda_graphs=%s",
+                      c->gpu_memory_utilization, c->enforce_eager ? "off (enforce_eager)" : "on");
+    if (c->async_scheduling && n > 0 && (size_t)n < size)
+        snprintf(buf + n, size - (size_t)n, " async_scheduling=%s",
+                 c->async_scheduling > 0 ? "on" : "off");
     return buf;
 }

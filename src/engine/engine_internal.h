@@ -40,6 +40,16 @@ typedef struct eng_request {
     struct eng_request *lprev, *lnext; /* live list */
 } eng_request;
 
+/* A sampled token between ci_eng_token_stop and ci_eng_token_output. */
+typedef struct eng_pending {
+    ci_sequence *q;
+    struct eng_request *r;
+    int32_t token;
+    int idx, stop_tok, nout;
+    ci_finish_reason fr;
+    const ci_engine_logprob *lp;
+} eng_pending;
+
 struct ci_engine {
     ci_engine_config cfg;
     ci_runner *runner;
@@ -94,6 +104,16 @@ struct ci_engine {
     int outs_cap, num_outs;
     eng_request *dead, *live;
     int num_live_requests;
+    /* async scheduling: the step on the device (its schedule output stays
+     * the scheduler's until update), the last completed step's tokens
+     * awaiting their output pass, and finished sequences the step on the
+     * device may still name */
+    int async, inflight;
+    const ci_sched_output *fl_o;
+    int64_t fl_step, out_step; /* the step in flight; the step whose tokens are output */
+    eng_pending *pend;
+    int pend_cap, num_pend;
+    ci_sequence *grave;
     ci_engine_metrics m;
 };
 
@@ -108,15 +128,21 @@ ci_status ci_eng_validate(const ci_engine *e, const int32_t *prompt, int np,
 ci_status ci_eng_request_new(ci_engine *e, const ci_engine_sampling *sp, int num_prompt,
                              eng_request **out);
 void ci_eng_request_free(eng_request *r);
-/* Handles sequence q's sampled token t (already appended by update): stop
- * ids, detokenization, stop strings, the output (with logprobs lp, or
- * NULL). */
-ci_status ci_eng_on_token(ci_engine *e, ci_sequence *q, int32_t t, int finished_length,
-                          const ci_engine_logprob *lp);
+/* Sequence q's sampled token t (already appended by update), in two
+ * passes: ci_eng_token_stop before the next step is planned (EOS, stop ids,
+ * the grammar, max_tokens: *p gets the rest, p->r NULL when nothing is
+ * left), ci_eng_token_output after it is launched (detokenization, stop
+ * strings, the output with logprobs p->lp, or NULL). */
+ci_status ci_eng_token_stop(ci_engine *e, ci_sequence *q, int32_t t, int finished_length,
+                            const ci_engine_logprob *lp, eng_pending *p);
+ci_status ci_eng_token_output(ci_engine *e, const eng_pending *p);
 /* Ends every sequence of r with reason error and message s (once). */
 void ci_eng_fail_request(ci_engine *e, eng_request *r, ci_status s);
-/* Outputs for the sequences the scheduler finished; retires done requests. */
+/* Outputs for the sequences the scheduler finished; retires done requests.
+ * A sequence is destroyed at once, or by ci_eng_bury once the step on the
+ * device (which may name it) is complete. */
 ci_status ci_eng_pop_finished(ci_engine *e);
+void ci_eng_bury(ci_engine *e);
 /* Frees the requests retired before this step. */
 void ci_eng_free_dead(ci_engine *e);
 

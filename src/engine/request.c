@@ -276,7 +276,7 @@ static ci_status push_output(ci_engine *e, eng_request *r, int idx, int has_toke
     size_t esz[4] = {sizeof(int32_t), sizeof(ci_engine_logprob *), sizeof(eng_sample *),
                      sizeof(size_t)};
     if (e->fault && has_token)
-        CI_TRY(e->fault(e->fault_user, CI_FAULT_OUTPUT, e->m.num_steps, r->id, r->sp.seed));
+        CI_TRY(e->fault(e->fault_user, CI_FAULT_OUTPUT, e->out_step, r->id, r->sp.seed));
     CI_TRY(ci_eng_grow((void **)&e->outs, &e->outs_cap, e->num_outs + 1, sizeof(ci_engine_output),
                        4, extra, esz));
     ci_engine_output *o = &e->outs[e->num_outs];
@@ -316,33 +316,58 @@ static ci_status push_output(ci_engine *e, eng_request *r, int idx, int has_toke
     return ci_ok();
 }
 
-/* A sampled token for sequence q (already appended by update). */
-ci_status ci_eng_on_token(ci_engine *e, ci_sequence *q, int32_t t, int finished_length,
-                          const ci_engine_logprob *lp) {
+/* A sampled token for sequence q (already appended by update), first pass:
+ * what ends the sequence by the token alone (EOS, stop ids, its grammar,
+ * max_tokens), so the next step is planned without it. */
+ci_status ci_eng_token_stop(ci_engine *e, ci_sequence *q, int32_t t, int finished_length,
+                            const ci_engine_logprob *lp, eng_pending *p) {
     eng_request *r = q->user;
     int idx = q->sample_index;
     eng_sample *smp = &r->samples[idx];
     r->forked = 1;
+    p->r = NULL;
     if (smp->done || r->error) return ci_ok(); /* r failed earlier in this step */
     ci_finish_reason fr = finished_length ? CI_FINISH_LENGTH : CI_FINISH_NONE;
-    int nout = ci_seq_num_output(q);
     int stop_tok = (!r->sp.ignore_eos && ci_eng_is_eos(e, t)) || is_stop_id(r, t);
-    int by_string = 0;
     if (r->st) { /* the grammar advances; a complete one ends the sample */
         if (ci_grammar_matcher_accept(r->st->m[idx], t) != 0)
             return ci_errorf(CI_ERR_INTERNAL, "engine: token %d outside the request's grammar", t);
         if (!stop_tok && ci_grammar_matcher_is_done(r->st->m[idx])) fr = CI_FINISH_STOP;
     }
     if (stop_tok) fr = CI_FINISH_STOP;
-    if (!stop_tok && smp->detok) {
+    if (fr == CI_FINISH_STOP) CI_TRY(ci_sched_finish(e->sched, q, CI_FINISH_STOP));
+    e->m.generation_tokens++;
+    *p = (eng_pending){.q = q,
+                       .r = r,
+                       .token = t,
+                       .idx = idx,
+                       .fr = fr,
+                       .stop_tok = stop_tok,
+                       .nout = ci_seq_num_output(q),
+                       .lp = lp};
+    return ci_ok();
+}
+
+/* Second pass (may run while the next step is on the device):
+ * detokenization, stop strings (a sequence they end may be in that step:
+ * the scheduler drops its token there), the output. */
+ci_status ci_eng_token_output(ci_engine *e, const eng_pending *p) {
+    eng_request *r = p->r;
+    ci_sequence *q = p->q;
+    eng_sample *smp = &r->samples[p->idx];
+    if (smp->done || r->error) return ci_ok(); /* failed since the first pass */
+    const int32_t t = p->token;
+    ci_finish_reason fr = p->fr;
+    int by_string = 0;
+    if (!p->stop_tok && smp->detok) {
         const char *txt;
         size_t n;
         size_t before = smp->len;
         if (e->fault)
-            CI_TRY(e->fault(e->fault_user, CI_FAULT_DETOK, e->m.num_steps, r->id, r->sp.seed));
+            CI_TRY(e->fault(e->fault_user, CI_FAULT_DETOK, e->out_step, r->id, r->sp.seed));
         CI_TRY(ci_detok_stream_put(smp->detok, t, &txt, &n));
         CI_TRY(text_append(smp, txt, n));
-        if (nout >= r->sp.min_tokens && find_stop(r, smp, before)) {
+        if (p->nout >= r->sp.min_tokens && find_stop(r, smp, before)) {
             fr = CI_FINISH_STOP;
             by_string = 1;
         }
@@ -353,11 +378,10 @@ ci_status ci_eng_on_token(ci_engine *e, ci_sequence *q, int32_t t, int finished_
         size_t before = smp->len;
         CI_TRY(ci_detok_stream_finish(smp->detok, &txt, &n));
         CI_TRY(text_append(smp, txt, n));
-        if (find_stop(r, smp, before)) fr = CI_FINISH_STOP;
+        if (find_stop(r, smp, before)) fr = CI_FINISH_STOP, by_string = 1;
     }
-    if (fr == CI_FINISH_STOP) CI_TRY(ci_sched_finish(e->sched, q, CI_FINISH_STOP));
-    e->m.generation_tokens++;
-    return push_output(e, r, idx, 1, t, fr, r->sp.logprobs >= 0 ? lp : NULL);
+    if (by_string) CI_TRY(ci_sched_finish(e->sched, q, CI_FINISH_STOP));
+    return push_output(e, r, p->idx, 1, t, fr, r->sp.logprobs >= 0 ? p->lp : NULL);
 }
 
 static void retire_request(ci_engine *e, eng_request *r) {
@@ -407,7 +431,20 @@ ci_status ci_eng_pop_finished(ci_engine *e) {
             }
             if (r->samples_done >= r->n) retire_request(e, r);
         }
-        ci_seq_destroy(q);
+        if (e->inflight) { /* the step launched still names it (update skips it) */
+            q->next_finished = e->grave;
+            e->grave = q;
+        } else {
+            ci_seq_destroy(q);
+        }
     }
     return first;
+}
+
+void ci_eng_bury(ci_engine *e) {
+    while (e->grave) {
+        ci_sequence *q = e->grave;
+        e->grave = q->next_finished;
+        ci_seq_destroy(q);
+    }
 }

@@ -27,11 +27,13 @@ struct ci_runner {
     ci_fault_fn fault;
     void *fault_user;
     int64_t step;
+    int pending; /* a launched step's sample op waits for ci_runner_wait */
     ci_runner_stats st;
 };
 
 void ci_runner_destroy(ci_runner *r) {
     if (!r) return;
+    if (r->pending) (void)ci_runner_wait(r);
     ci_graphs_free(r->graphs); /* before the KV cache and model they use */
     ci_draft_free(r->draft);
     ci_ranks_free(r->ranks); /* its workers first; then the comms our backend used */
@@ -262,7 +264,10 @@ void ci_runner_set_step(ci_runner *r, int64_t step) {
     r->step = step;
 }
 
-static ci_status forward(ci_runner *r, const ci_batch *b, const ci_runner_step *st) {
+/* Enqueues the forward; the host work of st->before_sample overlaps it.
+ * With `async` the device is left running (the sample op follows on the
+ * same stream), else the stream is synced here. */
+static ci_status forward(ci_runner *r, const ci_batch *b, const ci_runner_step *st, int async) {
     ci_backend *be = r->be;
     CI_TRY(ci_model_check_batch(r->model, b, r->kv));
     int ran = 0;
@@ -291,12 +296,12 @@ static ci_status forward(ci_runner *r, const ci_batch *b, const ci_runner_step *
             return hs;
         }
     }
-    return be->ops->sync(be);
+    return async ? ci_ok() : be->ops->sync(be);
 }
 
 /* Rank 0's part of a step: block copies, the fault hook's forward site
  * (before anything runs when other ranks run too), then the forward. */
-static ci_status copies_and_forward(ci_runner *r, const ci_runner_step *st) {
+static ci_status copies_and_forward(ci_runner *r, const ci_runner_step *st, int async) {
     ci_backend *be = r->be;
     if (st->num_copies > 0) {
         if (!be->ops->copy_blocks)
@@ -307,14 +312,17 @@ static ci_status copies_and_forward(ci_runner *r, const ci_runner_step *st) {
     }
     if (r->fault && !r->ranks) CI_TRY(r->fault(r->fault_user, CI_FAULT_FORWARD, r->step, -1, -1));
     CI_TRACE_PUSH("forward");
-    ci_status fs = forward(r, st->batch, st);
+    ci_status fs = forward(r, st->batch, st, async);
     CI_TRACE_POP();
     return fs;
 }
 
-ci_status ci_runner_execute(ci_runner *r, const ci_runner_step *st, ci_sample_result *results) {
+static ci_status launch(ci_runner *r, const ci_runner_step *st, ci_sample_result *results) {
     ci_backend *be = r->be;
     double t0 = ci_now();
+    /* the device runs on past this call when the backend samples
+     * asynchronously and no other rank takes part (their collectives sync) */
+    const int async = be->ops->sample_async && be->ops->sample_wait && !r->ranks;
     /* tensor / pipeline parallelism: every rank runs the step's copies and
      * forward at once; the step fails as a whole when any rank does */
     if (r->ranks) {
@@ -327,7 +335,7 @@ ci_status ci_runner_execute(ci_runner *r, const ci_runner_step *st, ci_sample_re
         }
         CI_TRY(ci_ranks_begin(r->ranks, st->batch, st->copy_src, st->copy_dst, st->num_copies));
     }
-    ci_status fs = copies_and_forward(r, st);
+    ci_status fs = copies_and_forward(r, st, async);
     if (r->ranks) fs = ci_ranks_end(r->ranks, fs);
     CI_TRY(fs);
     double t1 = ci_now();
@@ -335,13 +343,47 @@ ci_status ci_runner_execute(ci_runner *r, const ci_runner_step *st, ci_sample_re
     if (st->num_rows > 0) {
         if (r->fault) CI_TRY(r->fault(r->fault_user, CI_FAULT_SAMPLE, r->step, -1, -1));
         CI_TRACE_PUSH("sample");
-        ci_status ss = be->ops->sample(be, ci_model_logits(r->model), st->rows, st->num_rows,
-                                       st->adj, st->num_adj, st->masks, st->num_masks, results);
+        ci_status ss =
+            async ? be->ops->sample_async(be, ci_model_logits(r->model), st->rows, st->num_rows,
+                                          st->adj, st->num_adj, st->masks, st->num_masks, results)
+                  : be->ops->sample(be, ci_model_logits(r->model), st->rows, st->num_rows, st->adj,
+                                    st->num_adj, st->masks, st->num_masks, results);
         CI_TRACE_POP();
         CI_TRY(ss);
     }
     r->st.time_sample_s += ci_now() - t1;
+    r->pending = async;
     return ci_ok();
+}
+
+ci_status ci_runner_launch(ci_runner *r, const ci_runner_step *st, ci_sample_result *results) {
+    if (r->pending) return ci_errorf(CI_ERR_INTERNAL, "runner: a step is still in flight");
+    ci_status s = launch(r, st, results);
+    if (s.code && r->be->ops->sample_async && !r->ranks) {
+        (void)r->be->ops->sync(r->be); /* leave nothing in flight */
+        r->pending = 0;
+    }
+    return s;
+}
+
+ci_status ci_runner_wait(ci_runner *r) {
+    if (!r->pending) return ci_ok();
+    r->pending = 0;
+    double t0 = ci_now();
+    CI_TRACE_PUSH("wait");
+    ci_status s = r->be->ops->sample_wait(r->be);
+    CI_TRACE_POP();
+    r->st.time_forward_s += ci_now() - t0;
+    return s;
+}
+
+int ci_runner_in_flight(const ci_runner *r) {
+    return r->pending;
+}
+
+ci_status ci_runner_execute(ci_runner *r, const ci_runner_step *st, ci_sample_result *results) {
+    CI_TRY(ci_runner_launch(r, st, results));
+    return ci_runner_wait(r);
 }
 
 ci_status ci_runner_logits_to_host(ci_runner *r, int row0, int n, float *dst) {

@@ -6,8 +6,10 @@
  * copy-on-write block copies, the sample op, and speculative decoding's
  * draft model (draft.h: its KV cache mirrors the target's blocks).
  *
- * One step is one ci_runner_execute(): block copies -> forward (a graph
- * replay when one fits, else eager) -> the sample op over every sample row.
+ * One step is one ci_runner_launch() + ci_runner_wait(): block copies ->
+ * forward (a graph replay when one fits, else eager) -> the sample op over
+ * every sample row; between the two the engine emits the previous step's
+ * outputs (async scheduling, docs/engine.md).
  * The batch may carry several query tokens per sequence and the rows may
  * sample several logits rows of one sequence, so a step can verify drafted
  * tokens and return several tokens per sequence. The runner allocates
@@ -77,6 +79,14 @@ typedef struct ci_runner_stats {
 ci_status ci_runner_create(const cinfer_engine_config *cfg, ci_runner **out);
 void ci_runner_destroy(ci_runner *r);
 
+/* One step: ci_runner_launch enqueues the copies, the forward and the
+ * sample op and, where the backend samples asynchronously (CUDA, one rank),
+ * returns while the device runs them; ci_runner_wait completes the step
+ * (results written, device errors reported). A failed launch leaves
+ * nothing in flight. ci_runner_execute is both. */
+ci_status ci_runner_launch(ci_runner *r, const ci_runner_step *st, ci_sample_result *results);
+ci_status ci_runner_wait(ci_runner *r);
+int ci_runner_in_flight(const ci_runner *r);
 ci_status ci_runner_execute(ci_runner *r, const ci_runner_step *st, ci_sample_result *results);
 /* Copies logits rows [row0, row0 + n) of the last execute to dst [n][vocab]. */
 ci_status ci_runner_logits_to_host(ci_runner *r, int row0, int n, float *dst);

@@ -23,10 +23,10 @@ NVTX_INJECTION64_PATH=$lib NVTX_COUNT_OUT=$tmp/nvtx.txt "$bin" generate -m "$src
 cat "$tmp/nvtx.txt"
 steps=$(count step)
 check "ranges recorded ($steps steps)" test "${steps:-0}" -ge 1
-for r in schedule forward sample update+output; do
+for r in schedule forward sample update output; do
     check "range '$r' in every step ($(count $r))" test "$(count $r)" = "$steps"
 done
-check "every push popped, nesting <= 2" test "$(count pops)" = "$((steps * 5))" -a "$(count open)" = 0 \
+check "every push popped, nesting <= 2" test "$(count pops)" = "$((steps * 6))" -a "$(count open)" = 0 \
     -a "$(count max_depth)" = 2
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -424,11 +424,13 @@ static ci_status cu_stage_masks(ci_backend *be, const uint32_t *masks, int nmask
 /* The sample op: checks and packs rows | adjustments | owner rows | bitmasks
  * into one pinned upload (one async H2D copy into the persistent device
  * buffer, grown only), runs the kernels (cuda_sampling.cu), one download of
- * the results, one stream sync. */
-ci_status ci_cuda_sample(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows, int n,
-                         const ci_logit_adjust *adj, int nadj, const uint32_t *masks, int nmasks,
-                         ci_sample_result *out) {
+ * the results; cu_sample_wait's stream sync completes it. */
+static ci_status cu_sample_async(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows,
+                                 int n, const ci_logit_adjust *adj, int nadj, const uint32_t *masks,
+                                 int nmasks, ci_sample_result *out) {
     ci_cuda *c = ci_cuda_of(be);
+    c->smp_out = NULL;
+    c->smp_out_n = 0;
     CI_TRY(ci_sample_check("cuda sample", logits, rows, n, adj, nadj, masks, nmasks));
     if (n <= 0) return ci_ok();
     const int V = (int)logits->cols;
@@ -495,9 +497,28 @@ ci_status ci_cuda_sample(ci_backend *be, const ci_tensor *logits, const ci_sampl
                                         any_lp, !c->smp_exact, c->smp_res_dev));
     CI_CU_TRY(cudaMemcpyAsync(c->smp_res_host, c->smp_res_dev, sizeof(ci_sample_result) * (size_t)n,
                               cudaMemcpyDeviceToHost, c->stream));
-    CI_CU_TRY(cudaStreamSynchronize(c->stream));
-    memcpy(out, c->smp_res_host, sizeof(ci_sample_result) * (size_t)n);
+    c->smp_out = out;
+    c->smp_out_n = n;
     return ci_ok();
+}
+
+static ci_status cu_sample_wait(ci_backend *be) {
+    ci_cuda *c = ci_cuda_of(be);
+    ci_sample_result *out = c->smp_out;
+    const int n = c->smp_out_n;
+    c->smp_out = NULL;
+    c->smp_out_n = 0;
+    CI_CU_TRY(cudaStreamSynchronize(c->stream));
+    if (out) memcpy(out, c->smp_res_host, sizeof(ci_sample_result) * (size_t)n);
+    return ci_ok();
+}
+
+ci_status ci_cuda_sample(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows, int n,
+                         const ci_logit_adjust *adj, int nadj, const uint32_t *masks, int nmasks,
+                         ci_sample_result *out) {
+    ci_status s = cu_sample_async(be, logits, rows, n, adj, nadj, masks, nmasks, out);
+    if (s.code) return s;
+    return cu_sample_wait(be);
 }
 
 static void cu_destroy(ci_backend *be) {
@@ -590,6 +611,8 @@ static const ci_backend_ops cuda_ops = {
     .gather_rows = ci_cuda_gather_rows,
     .copy_blocks = cu_copy_blocks,
     .sample = ci_cuda_sample,
+    .sample_async = cu_sample_async,
+    .sample_wait = cu_sample_wait,
     .matmul_fused_rows = ci_cuda_matmul_fused_rows,
     .matmul_fused = ci_cuda_matmul_fused,
     .matmul_rope_rows = ci_cuda_matmul_rope_rows,

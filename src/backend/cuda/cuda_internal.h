@@ -51,6 +51,8 @@ typedef struct ci_cuda {
      * up, results down; the device side also holds the saved raw logits) */
     void *smp_host, *smp_dev, *smp_res_host, *smp_res_dev;
     size_t smp_cap, smp_res_cap;
+    ci_sample_result *smp_out; /* a sample_async's results, copied out by sample_wait */
+    int smp_out_n;
     uint32_t *smp_mark; /* [smp_mark_cap] per logits row: call stamp of its owner */
     int32_t *smp_owner; /* [smp_mark_cap] the owner row of each logits row */
     int64_t smp_mark_cap;
