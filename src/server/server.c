@@ -379,6 +379,10 @@ static void publish(srv_engine *s) {
 static void *engine_main(void *arg) {
     srv_engine *s = arg;
     for (;;) {
+        /* async scheduling: take the launched step's tokens in before the
+         * commands, so requests that came while it ran make the next plan
+         * (else they would wait a step more) */
+        (void)cinfer_complete_step(s->e, NULL);
         pthread_mutex_lock(&s->mu);
         while (!s->cmd_head && !s->stop && !cinfer_has_unfinished(s->e))
             pthread_cond_wait(&s->cv, &s->mu);
