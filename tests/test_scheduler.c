@@ -337,6 +337,54 @@ static void test_n_samples(void) {
     ci_sched_destroy(s); /* destroys live sequences too */
 }
 
+/* max_logits_rows: prompt-logprob chunks are cut to the step's logits rows
+ * (sampled rows first), every prompt position gets its row once, and the
+ * plain requests beside them keep going. */
+static void test_logits_rows(void) {
+    ci_sched_config c = cfg_of(400, 16, 256, 16);
+    c.max_logits_rows = 8;
+    ci_scheduler *s = mk(&c);
+    prompt_base += 100000;
+    for (int i = 0; i < 30; i++)
+        prompt_buf[i] = prompt_base + i;
+    ci_request_params p = {prompt_buf, 30, 3, 1, 0, 1, NULL};
+    int64_t id = -1;
+    CHECK_OK(ci_sched_add(s, &p, &id));
+    add_req(s, 40, 3, 1, 0); /* no prompt logprobs: not cut by the rows */
+    int plp_rows = 0, steps = 0, done = 0;
+    while (ci_sched_has_unfinished(s) && steps++ < 20) {
+        const ci_sched_output *o = NULL;
+        CHECK_OK(ci_sched_schedule(s, &o));
+        int rows = 0;
+        for (int i = 0; i < o->num_entries; i++) {
+            const ci_sched_entry *e = &o->entries[i];
+            const ci_sequence *q = e->seq;
+            int r = e->samples > 0;
+            if (q->want_prompt_logprobs) {
+                int lo = e->start > q->prompt_logprobs_done ? e->start : q->prompt_logprobs_done;
+                int hi = e->start + e->num_new_tokens;
+                if (hi > q->num_prompt_tokens - 1) hi = q->num_prompt_tokens - 1;
+                if (hi > lo) r += hi - lo, plp_rows += hi - lo;
+            }
+            if (steps == 1 && !q->want_prompt_logprobs) CHECK(e->num_new_tokens == 40);
+            rows += r;
+        }
+        CHECKF(rows <= 8, "step %lld: %d logits rows", (long long)o->step, rows);
+        int32_t toks[64];
+        for (int i = 0; i < o->num_samples; i++)
+            toks[i] = next_tok++;
+        const ci_sched_result *r;
+        int nr;
+        CHECK_OK(ci_sched_update(s, toks, o->num_samples, &r, &nr));
+        CHECK_OK(ci_sched_check(s));
+        drain_finished(s, &done, CI_FINISH_LENGTH);
+    }
+    CHECKF(plp_rows == 29, "%d prompt-logprob rows, want 29", plp_rows);
+    CHECK(done == 2);
+    check_idle(s);
+    ci_sched_destroy(s);
+}
+
 int main(void) {
     test_chunked();
     test_mixed_and_order();
@@ -345,5 +393,6 @@ int main(void) {
     test_reject();
     test_abort();
     test_n_samples();
+    test_logits_rows();
     return test_finish("test_scheduler");
 }

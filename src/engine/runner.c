@@ -184,6 +184,13 @@ static ci_status act_dtype_of(const char *dtype, int *out) {
     return ci_ok();
 }
 
+int ci_runner_max_logits_rows(const cinfer_engine_config *cfg) {
+    const int64_t budget = cfg->max_num_batched_tokens;
+    const int k = cfg->num_speculative_tokens > 0 ? cfg->num_speculative_tokens : 0;
+    const int64_t rows = (int64_t)cfg->max_num_seqs * (1 + k) + budget / 4;
+    return (int)(rows < budget ? rows : budget);
+}
+
 ci_status ci_runner_create(const cinfer_engine_config *cfg, ci_runner **out) {
     *out = NULL;
     ci_runner *r = calloc(1, sizeof *r);
@@ -204,7 +211,7 @@ ci_status ci_runner_create(const cinfer_engine_config *cfg, ci_runner **out) {
     if (!s.code) s = ci_backend_create(cfg->device, &bo, &r->be);
     if (!s.code && r->ranks) ci_ranks_bind(r->ranks, r->be);
     ci_model_options mo = {.max_batch_tokens = cfg->max_num_batched_tokens,
-                           .max_logits = cfg->max_num_batched_tokens,
+                           .max_logits = ci_runner_max_logits_rows(cfg),
                            .progress = cfg->progress,
                            .progress_user = cfg->progress_user,
                            .online_fp8 = cfg->quantization && !strcmp(cfg->quantization, "fp8"),

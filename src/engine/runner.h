@@ -77,6 +77,12 @@ typedef struct ci_runner_stats {
  * have passed ci_engine_config_check (engine.h). max_model_len is the
  * context limit the KV sizing and the graphs use. */
 ci_status ci_runner_create(const cinfer_engine_config *cfg, ci_runner **out);
+/* Logits rows a step may have (the size of the logits buffer; the
+ * scheduler keeps every step within it): every running sequence's sampled
+ * row and drafts, plus a quarter of the token budget for prompt logprobs,
+ * at most the token budget. CUDA defaults with the Llama-3 vocabulary:
+ * 3072 rows, 1.6 GB of f32 logits instead of 8192 rows, 4.2 GB. */
+int ci_runner_max_logits_rows(const cinfer_engine_config *cfg);
 void ci_runner_destroy(ci_runner *r);
 
 /* One step: ci_runner_launch enqueues the copies, the forward and the

@@ -20,6 +20,7 @@ struct ci_scheduler {
     uint64_t next_arrival;
     int64_t step;
     int updated; /* update() already consumed the current output */
+    int lrows;   /* logits rows left in the step being planned */
     ci_sched_output out;
     ci_sched_result *results;
     ci_sched_stats stats;
@@ -203,6 +204,32 @@ static int seq_cmp_qsort(const void *a, const void *b) {
 
 /* ---- scheduling ---- */
 
+/* Logits rows of an entry computing tokens [start, start + n) of q: its
+ * prompt positions whose logprobs are not yet returned, and the sampled
+ * row when the entry reaches the end of the known tokens. */
+static int entry_rows(const ci_sequence *q, int start, int n) {
+    int rows = start + n == q->num_tokens;
+    if (q->want_prompt_logprobs) {
+        int lo = start > q->prompt_logprobs_done ? start : q->prompt_logprobs_done;
+        int hi = start + n < q->num_prompt_tokens - 1 ? start + n : q->num_prompt_tokens - 1;
+        if (hi > lo) rows += hi - lo;
+    }
+    return rows;
+}
+
+/* n cut so that the entry's logits rows fit the `left` rows of the step
+ * (0: not even one token fits). */
+static int fit_rows(const ci_sequence *q, int n, int left) {
+    const int start = q->num_computed_tokens;
+    if (entry_rows(q, start, n) <= left) return n;
+    int lo = start > q->prompt_logprobs_done ? start : q->prompt_logprobs_done;
+    int m = lo - start + left; /* prompt-logprob rows = left at most */
+    if (m > n) m = n;
+    while (m > 0 && entry_rows(q, start, m) > left) /* the sampled row: one more step */
+        m--;
+    return m;
+}
+
 static void add_entry(ci_scheduler *s, ci_sequence *q, int n) {
     ci_sched_output *o = &s->out;
     ci_sched_entry *e = &o->entries[o->num_entries++];
@@ -265,6 +292,7 @@ ci_status ci_sched_schedule(ci_scheduler *s, const ci_sched_output **out) {
     qsort(s->running, (size_t)s->num_running, sizeof *s->running, seq_cmp_qsort);
 
     int budget = s->cfg.max_num_batched_tokens;
+    s->lrows = s->cfg.max_logits_rows > 0 ? s->cfg.max_logits_rows : budget;
     /* Pass 0: decodes; pass 1: running prefill chunks. */
     for (int pass = 0; pass < 2 && budget > 0; pass++) {
         for (int i = 0; i < s->num_running && budget > 0; i++) {
@@ -275,10 +303,12 @@ ci_status ci_sched_schedule(ci_scheduler *s, const ci_sched_output **out) {
                 return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: running with nothing to compute",
                                  (long long)q->id);
             if ((rem == 1) != (pass == 0)) continue;
-            int n = rem < budget ? rem : budget;
+            int n = fit_rows(q, rem < budget ? rem : budget, s->lrows);
+            if (n == 0) continue; /* its logits rows wait for the next step */
             for (;;) {
                 ci_status st = ci_bm_allocate(s->bm, q, n, 0, o->copies, &o->num_copies);
                 if (st.code == CI_OK) {
+                    s->lrows -= entry_rows(q, q->num_computed_tokens, n);
                     add_entry(s, q, n);
                     budget -= n;
                     break;
@@ -314,9 +344,10 @@ ci_status ci_sched_schedule(ci_scheduler *s, const ci_sched_output **out) {
             if (s->running_slots + slots > s->cfg.max_num_seqs) break;
             int hit = ci_bm_match_prefix(s->bm, q);
             int rem = q->num_tokens - q->num_computed_tokens;
-            int n = rem < budget ? rem : budget;
+            int n = fit_rows(q, rem < budget ? rem : budget, s->lrows);
             ci_status st =
-                ci_bm_allocate(s->bm, q, n, s->num_running > 0, o->copies, &o->num_copies);
+                n > 0 ? ci_bm_allocate(s->bm, q, n, s->num_running > 0, o->copies, &o->num_copies)
+                      : ci_errorf(CI_ERR_CAPACITY, "no logits rows left in this step");
             if (st.code != CI_OK) {
                 ci_bm_free(s->bm, q);
                 q->num_cached_tokens = 0;
@@ -327,6 +358,7 @@ ci_status ci_sched_schedule(ci_scheduler *s, const ci_sched_output **out) {
             CI_TRY(ci_seq_transition(q, CI_SEQ_RUNNING));
             s->running[s->num_running++] = q;
             s->running_slots += slots;
+            s->lrows -= entry_rows(q, q->num_computed_tokens, n);
             add_entry(s, q, n);
             budget -= n;
             admitted++;
@@ -447,6 +479,7 @@ ci_status ci_sched_add_spec(ci_scheduler *s, int i, const int32_t *draft, int k,
     if (k > CI_SPEC_MAX) k = CI_SPEC_MAX;
     int room = s->cfg.max_num_batched_tokens - o->num_tokens; /* budget */
     if (k > room) k = room;
+    if (k > s->lrows) k = s->lrows;                      /* one logits row per draft */
     int left = q->max_tokens - ci_seq_num_output(q) - 1; /* the bonus token needs one */
     if (k > left) k = left;
     int ctx = s->max_model_len - q->num_tokens;
@@ -467,6 +500,7 @@ ci_status ci_sched_add_spec(ci_scheduler *s, int i, const int32_t *draft, int k,
     e->num_new_tokens = 1 + k;
     e->samples = 1 + k;
     e->num_spec = k;
+    s->lrows -= k;
     o->num_tokens += k;
     o->num_samples += k;
     o->num_decode_tokens += k;

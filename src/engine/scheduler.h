@@ -41,6 +41,9 @@ typedef struct ci_sched_config {
     int max_num_seqs;           /* running sequences (256) */
     int max_model_len;          /* prompt + max_tokens limit; 0 = whole cache */
     int aging_steps;            /* steps per priority level gained (100) */
+    int max_logits_rows;        /* logits rows per step: sampled rows, drafts and prompt-logprob
+                                   positions; a prompt chunk that wants more is cut
+                                   (0 = max_num_batched_tokens: no limit) */
     ci_bm_config block;         /* num_blocks must be set */
 } ci_sched_config;
 
