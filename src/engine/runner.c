@@ -384,15 +384,6 @@ ci_status ci_runner_wait(ci_runner *r) {
     return s;
 }
 
-int ci_runner_in_flight(const ci_runner *r) {
-    return r->pending;
-}
-
-ci_status ci_runner_execute(ci_runner *r, const ci_runner_step *st, ci_sample_result *results) {
-    CI_TRY(ci_runner_launch(r, st, results));
-    return ci_runner_wait(r);
-}
-
 ci_status ci_runner_logits_to_host(ci_runner *r, int row0, int n, float *dst) {
     const ci_tensor *lg = ci_model_logits(r->model);
     size_t V = (size_t)r->model->cfg.vocab_size;

@@ -89,11 +89,9 @@ void ci_runner_destroy(ci_runner *r);
  * sample op and, where the backend samples asynchronously (CUDA, one rank),
  * returns while the device runs them; ci_runner_wait completes the step
  * (results written, device errors reported). A failed launch leaves
- * nothing in flight. ci_runner_execute is both. */
+ * nothing in flight. */
 ci_status ci_runner_launch(ci_runner *r, const ci_runner_step *st, ci_sample_result *results);
 ci_status ci_runner_wait(ci_runner *r);
-int ci_runner_in_flight(const ci_runner *r);
-ci_status ci_runner_execute(ci_runner *r, const ci_runner_step *st, ci_sample_result *results);
 /* Copies logits rows [row0, row0 + n) of the last execute to dst [n][vocab]. */
 ci_status ci_runner_logits_to_host(ci_runner *r, int row0, int n, float *dst);
 
