@@ -441,15 +441,8 @@ static void complete_step(ci_engine *e) {
     const ci_sched_result *res = NULL;
     int nres = 0;
     if (!s.code) s = ci_sched_update(e->sched, e->sampled, o->num_samples, &res, &nres);
-    if (!s.code && nres > e->pend_cap) {
-        eng_pending *p = realloc(e->pend, sizeof *p * (size_t)nres);
-        if (p) {
-            e->pend = p;
-            e->pend_cap = nres;
-        } else {
-            s = ci_errorf(CI_ERR_NOMEM, "engine: out of memory (step results)");
-        }
-    }
+    if (!s.code)
+        s = ci_eng_grow((void **)&e->pend, &e->pend_cap, nres, sizeof *e->pend, 0, NULL, NULL);
     if (s.code) {
         fail_step(e, o, s);
         nres = 0;
