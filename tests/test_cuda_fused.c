@@ -60,20 +60,24 @@ static ci_tensor vec_f32(int64_t n, float base) {
     return t;
 }
 
-/* One case: w [out][K] (already on the device), n rows, a prologue, with
- * or without bias and accumulate. exact: the two sides must agree bit for
- * bit (else within tol, norm-wise). */
+/* One case: w [out][K] (already on the device), n rows, a prologue (the
+ * RMSNorm one with a residual add first when resid), with or without bias
+ * and accumulate. exact: the two sides must agree bit for bit (else within
+ * tol, norm-wise); the residuals always do. */
 static void run_case(const char *what, ci_tensor *w, int n, ci_mm_prologue pro, int bias, int acc,
-                     int exact) {
+                     int resid, int exact) {
     const int64_t K = w->cols, out = w->rows, xc = pro == CI_MM_PRO_SWIGLU ? 2 * K : K;
     float *xv = host_rand(n * xc, 2.0f), *yv = host_rand(n * out, 4.0f);
+    float *rv = resid ? host_rand(n * K, 3.0f) : NULL;
     ci_tensor x = act(n, xc, xv), y = act(n, out, yv), scratch = act(n, K, NULL);
     ci_tensor t = act(n, K, NULL), p = act(n, out, NULL);
+    ci_tensor r = act(n, K, rv), r2 = act(n, K, rv);
     ci_tensor nw = vec_f32(K, 1.0f), b = vec_f32(out, 0.0f);
     ci_matmul_fused a = {.x = &x,
                          .pro = pro,
                          .norm_w = &nw,
                          .eps = 1e-5f,
+                         .residual = resid ? &r : NULL,
                          .w = w,
                          .bias = bias ? &b : NULL,
                          .accumulate = acc,
@@ -83,7 +87,7 @@ static void run_case(const char *what, ci_tensor *w, int n, ci_mm_prologue pro, 
     /* the classic ops */
     ci_tensor *in = &x;
     if (pro == CI_MM_PRO_RMSNORM) {
-        CHECK_OK(gpu->ops->rmsnorm(gpu, &x, NULL, &nw, 1e-5f, &t));
+        CHECK_OK(gpu->ops->rmsnorm(gpu, &x, resid ? &r2 : NULL, &nw, 1e-5f, &t));
         in = &t;
     } else if (pro == CI_MM_PRO_SWIGLU) {
         CHECK_OK(gpu->ops->swiglu(gpu, &x, &t));
@@ -111,12 +115,21 @@ static void run_case(const char *what, ci_tensor *w, int n, ci_mm_prologue pro, 
     else
         CHECKF(rel <= (bf ? 1e-2 : 1e-6), "[%s] %s n=%d pro %d acc %d: rel err %.3g",
                bf ? "bf16" : "f32", what, n, (int)pro, acc, rel);
+    if (resid) { /* residual += x, on both sides */
+        float *ra = act_download(gpu, r.data, r.dtype, n * K);
+        float *rb = act_download(gpu, r2.data, r2.dtype, n * K);
+        CHECKF(memcmp(ra, rb, sizeof(float) * (size_t)(n * K)) == 0,
+               "[%s] %s n=%d: the residuals differ", bf ? "bf16" : "f32", what, n);
+        free(ra);
+        free(rb);
+    }
     free(got);
     free(pv);
     free(xv);
     free(yv);
-    ci_tensor *all[] = {&x, &y, &scratch, &t, &p};
-    for (int i = 0; i < 5; i++)
+    free(rv);
+    ci_tensor *all[] = {&x, &y, &scratch, &t, &p, &r, &r2};
+    for (int i = 0; i < 7; i++)
         ci_tensor_free(gpu, all[i]);
     ci_tensor_free(gpu, &nw);
     ci_tensor_free(gpu, &b);
@@ -140,7 +153,7 @@ static void dense_cases(void) {
                 if (pro == CI_MM_PRO_RMSNORM && K > 4096) continue;
                 for (int acc = 0; acc < 2; acc++)
                     run_case(what, &w, n, (ci_mm_prologue)pro, acc ^ (pro == 1), acc,
-                             bf && K % 8 == 0);
+                             pro == 1 && acc, bf && K % 8 == 0);
             }
         ci_tensor_free(gpu, &w);
     }
@@ -155,7 +168,38 @@ static void quant_cases(void) {
         CHECK_OK(gpu->ops->qweight_create(gpu, &h, &w));
         for (int n = 1; n <= 2; n++)
             for (int pro = 0; pro < 3; pro++)
-                run_case(k_qwt_cases[k].what, &w, n, (ci_mm_prologue)pro, pro == 0, 1, 1);
+                run_case(k_qwt_cases[k].what, &w, n, (ci_mm_prologue)pro, pro == 0, 1, 0, 1);
+        gpu->ops->qweight_free(gpu, &w);
+        free_qw(&h);
+    }
+}
+
+/* Larger steps: W8A8 FP8 weights take the RMSNorm (with and without the
+ * residual add) or SwiGLU prologue as the kernel that writes their FP8
+ * activations (BF16), bit for bit the classic rmsnorm / swiglu + matmul,
+ * residual included; other quantized weights and F32 mode run the classic
+ * kernels through the op. Rows 5 (the first W8A8 size), 6 (padded to 8 for
+ * block scales), 64 and 300; widths 4096 and 14336 besides the small
+ * cases' (one 128-column group per half-warp, per-token rows of 1792
+ * vectors). */
+static void w8a8_cases(void) {
+    const qwt_case wide[] = {
+        {CI_QW_FP8, 96, 4096, 4096, 3, 0, "fp8 w8a8 per token x channel, 4096", -1},
+        {CI_QW_FP8, 256, 4096, 128, 2, 0, "fp8 w8a8 1x128 x 128x128 blocks, 4096", 128},
+        {CI_QW_FP8, 64, 14336, 14336, 1, 0, "fp8 w8a8 per token, 14336", -1},
+        {CI_QW_FP8, 128, 14336, 128, 1, 0, "fp8 w8a8 blocks, 14336", 128},
+    };
+    const int rows[] = {5, 6, 64, 300};
+    for (size_t k = 0; k < QWT_NCASES + 4; k++) {
+        const qwt_case *qc = k < QWT_NCASES ? &k_qwt_cases[k] : &wide[k - QWT_NCASES];
+        if (!qc->act && k != 0) continue; /* one weight-only case: the classic path */
+        ci_qweight h = make_case(qc);
+        ci_tensor w;
+        CHECK_OK(gpu->ops->qweight_create(gpu, &h, &w));
+        for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+            for (int pro = 1; pro < 3; pro++)
+                for (int resid = 0; resid < 1 + (pro == 1); resid++)
+                    run_case(qc->what, &w, rows[i], (ci_mm_prologue)pro, resid, 0, resid, 1);
         gpu->ops->qweight_free(gpu, &w);
         free_qw(&h);
     }
@@ -270,7 +314,19 @@ static void errors(void) {
     CHECK(gpu->ops->matmul_fused(gpu, &a).code == CI_ERR_INVALID); /* x is 100 wide */
     a.x = &x3;
     a.y = &y3;
-    CHECK(gpu->ops->matmul_fused(gpu, &a).code == CI_ERR_INVALID); /* 3 rows */
+    CHECK_OK(gpu->ops->matmul_fused(gpu, &a)); /* 3 rows: any size runs */
+    ci_tensor nw64 = vec_f32(64, 1.0f), s3 = act(3, 64, NULL);
+    a.pro = CI_MM_PRO_RMSNORM;
+    a.norm_w = &nw64;
+    a.scratch = &s3;
+    a.residual = &x; /* 100 wide */
+    CHECK(gpu->ops->matmul_fused(gpu, &a).code == CI_ERR_INVALID);
+    a.residual = NULL;
+    a.scratch = NULL;
+    a.norm_w = NULL;
+    a.pro = CI_MM_PRO_NONE;
+    ci_tensor_free(gpu, &nw64);
+    ci_tensor_free(gpu, &s3);
     ci_tensor x1 = act(1, 64, NULL);
     a.x = &x1;
     a.y = &y;
@@ -301,6 +357,7 @@ int main(void) {
         int f0 = test_failed_;
         dense_cases();
         quant_cases();
+        w8a8_cases();
         rope_cases();
         errors();
         CHECK_OK(gpu->ops->sync(gpu));

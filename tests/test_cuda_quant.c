@@ -164,7 +164,7 @@ static void bench_gemm(int rows, int cols, int n) {
 int main(void) {
     if (ci_cuda_device_count() <= 0) test_skip("no CUDA device");
     CHECK_OK(ci_backend_create("cpu", NULL, &cpu));
-    int ns[] = {1, 2, 3, 4, 5, 33, 64};
+    int ns[] = {1, 2, 3, 4, 5, 8, 13, 24, 32, 33, 64, 100};
     for (int m = 0; m < 2; m++) {
         ci_backend_options o = {0, 0, m == 0 ? CI_ACT_BF16 : CI_ACT_F32};
         ci_status s = ci_backend_create("cuda", &o, &gpu);
@@ -190,7 +190,8 @@ int main(void) {
             ci_cu_qgemv_select(NULL);
             unsetenv("CINFER_QW_TILE");
             /* INT4 in the tiled layout where the weight takes it (BF16):
-             * tc / tc2 for the GEMV, the tiles' dequantization for n > 4 */
+             * tc / tc2 for the GEMV and, once per 8 rows, up to 32 rows; the
+             * tiles' dequantization above */
             if (h.format == CI_QW_INT4) {
                 for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
                     check_case(&h, ns[j], (int)(j & 1), k_qwt_cases[k].what);

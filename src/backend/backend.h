@@ -133,9 +133,10 @@ typedef struct ci_sample_result {
 
 typedef struct ci_backend ci_backend;
 
-/* ---- fused matmul (decode steps): a prologue on x, the product, and an
- * optional accumulate into y, in one op so that a backend can run it as
- * one kernel where the rows are few (the model's decode-step layer) ---- */
+/* ---- fused matmul: a prologue on x, the product, and an optional
+ * accumulate into y, in one op so that a backend can run it as one kernel
+ * where the rows are few (the model's decode-step layer), or write the
+ * product's quantized input straight from the prologue (W8A8 weights) ---- */
 typedef enum ci_mm_prologue {
     CI_MM_PRO_NONE = 0,
     CI_MM_PRO_RMSNORM, /* in = rmsnorm(x) * norm_w (x: [n][K]) */
@@ -158,6 +159,9 @@ typedef struct ci_matmul_fused {
     ci_mm_prologue pro;
     const ci_tensor *norm_w; /* RMSNORM: [K] F32 */
     float eps;
+    /* RMSNORM only, or NULL: residual += x first, then in = rmsnorm(residual)
+     * * norm_w (the rmsnorm op with a residual; x is not written) */
+    ci_tensor *residual;
     const ci_tensor *w, *bias; /* as matmul's */
     int accumulate;            /* y += in . w^T (+ bias), the product rounded to y's dtype first */
     ci_tensor *y;
@@ -273,10 +277,11 @@ typedef struct ci_backend_ops {
     ci_status (*gather_cols)(ci_backend *be, const ci_tensor *part, ci_tensor *out, int root);
 
     /* ---- optional (NULL on the CPU backend) ---- */
-    /* The fused matmul above for x of up to matmul_fused_rows(be) rows (the
-     * model uses it for steps of that many tokens, the classic ops else):
-     * the values of the prologue's op, matmul and an add run one after
-     * another (up to the order of the norm's sum of squares). */
+    /* The fused matmul above, for x of any rows: the values of the
+     * prologue's op, matmul and an add run one after another (up to the
+     * order of the norm's sum of squares). The model runs its whole
+     * decode-step layer through it for steps of up to matmul_fused_rows(be)
+     * tokens, and larger steps' quantized weights with their norm / SwiGLU. */
     int (*matmul_fused_rows)(ci_backend *be);
     ci_status (*matmul_fused)(ci_backend *be, const ci_matmul_fused *a);
     /* Steps of up to this many tokens run the qkv projection and rope_cache

@@ -251,6 +251,10 @@ ci_status ci_model_enqueue_rows(ci_model *m, const ci_batch *db, int T, int L, i
      * (not with Qwen3's q/k-norm, which comes between) */
     const int rope_fused =
         ops->matmul_fused && ops->matmul_rope_rows && !c->qk_norm && T <= ops->matmul_rope_rows(be);
+    /* larger steps hand a quantized weight its norm or SwiGLU as the fused
+     * matmul's prologue: the backend may then write the product's quantized
+     * input in the same pass (CUDA: W8A8's FP8 activations) */
+    const int qpro = !fused && ops->matmul_fused;
     for (int l = 0; l < c->num_layers; l++) {
         const ci_layer_weights *lw = &m->w.layers[l];
         const ci_tensor *bqkv = lw->bqkv.data ? &lw->bqkv : NULL;
@@ -265,6 +269,18 @@ ci_status ci_model_enqueue_rows(ci_model *m, const ci_batch *db, int T, int L, i
                                  .y = &qkv,
                                  .scratch = &x,
                                  .rope = rope_fused ? &rope : NULL};
+            CI_TRY(ops->matmul_fused(be, &a));
+        } else if (qpro && !rope_fused && lw->wqkv.dtype == CI_QW) {
+            const int l0 = l == 0 && first; /* the first norm has no residual add */
+            ci_matmul_fused a = {.x = l0 ? &res : &mo,
+                                 .pro = CI_MM_PRO_RMSNORM,
+                                 .norm_w = &lw->attn_norm,
+                                 .eps = eps,
+                                 .residual = l0 ? NULL : &res,
+                                 .w = &lw->wqkv,
+                                 .bias = bqkv,
+                                 .y = &qkv,
+                                 .scratch = &x};
             CI_TRY(ops->matmul_fused(be, &a));
         } else {
             if (l == 0 && first)
@@ -304,10 +320,28 @@ ci_status ci_model_enqueue_rows(ci_model *m, const ci_batch *db, int T, int L, i
         }
         CI_TRY(ops->matmul(be, &attn, &lw->wo, NULL, &mo));
         if (tp) CI_TRY(ops->all_reduce(be, &mo));
-        CI_TRY(ops->rmsnorm(be, &mo, &res, &lw->mlp_norm, eps, &x));
-        CI_TRY(ops->matmul(be, &x, &lw->w_gate_up, NULL, &gu));
-        CI_TRY(ops->swiglu(be, &gu, &act));
-        CI_TRY(ops->matmul(be, &act, &lw->w_down, NULL, &mo));
+        if (qpro && lw->w_gate_up.dtype == CI_QW) {
+            ci_matmul_fused a = {.x = &mo,
+                                 .pro = CI_MM_PRO_RMSNORM,
+                                 .norm_w = &lw->mlp_norm,
+                                 .eps = eps,
+                                 .residual = &res,
+                                 .w = &lw->w_gate_up,
+                                 .y = &gu,
+                                 .scratch = &x};
+            CI_TRY(ops->matmul_fused(be, &a));
+        } else {
+            CI_TRY(ops->rmsnorm(be, &mo, &res, &lw->mlp_norm, eps, &x));
+            CI_TRY(ops->matmul(be, &x, &lw->w_gate_up, NULL, &gu));
+        }
+        if (qpro && lw->w_down.dtype == CI_QW) {
+            ci_matmul_fused a = {
+                .x = &gu, .pro = CI_MM_PRO_SWIGLU, .w = &lw->w_down, .y = &mo, .scratch = &act};
+            CI_TRY(ops->matmul_fused(be, &a));
+        } else {
+            CI_TRY(ops->swiglu(be, &gu, &act));
+            CI_TRY(ops->matmul(be, &act, &lw->w_down, NULL, &mo));
+        }
         if (tp) CI_TRY(ops->all_reduce(be, &mo));
     }
     if (!last) {

@@ -8,9 +8,14 @@
  *   with 16-byte loads and stores (95% of 3.0 TB/s at 2048 x 14336 in
  *   bench/kernels/swiglu.cu, against 49% for the one-element loop kept for
  *   F32 and odd sizes). Moves 3 x rows x inter x elt.
+ * swiglu_qact: the same (BF16), one CTA per row, the product quantized to
+ *   E4M3 from registers (qact.cuh) instead of stored: a W8A8 down
+ *   projection's input in one pass (the unfused pair stores the row, then
+ *   reads it twice).
  * add_bias: y += bias (only used when cuBLASLt's bias epilogue is not
  *   available for a GEMM's types). */
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/qact.cuh"
 
 /* One CTA per output row; W is the vector width in bytes (16 or 1). */
 template <typename V>
@@ -86,6 +91,60 @@ extern "C" int ci_cu_swiglu(ci_cu_stream st, int bf16, const void *gu, int64_t r
     }
     CI_CU_DISPATCH(bf16, ci_cu_launch(swiglu_kernel<T>, ci_cu_blocks(rows * inter, 256), 256, 0, st,
                                       (const T *)gu, rows, inter, (T *)out));
+    return cudaGetLastError();
+}
+
+template <int VPT>
+__global__ void swiglu_qact_kernel(const uint4 *__restrict__ gu, int rows, ci_qact_out q8) {
+    ci_pdl_trigger();
+    ci_pdl_wait();
+    __shared__ float red[32];
+    const int row = blockIdx.x, nv = q8.K / 8;
+    if (row >= rows) {
+        ci_qact_pad_row(q8, row);
+        return;
+    }
+    const uint4 *g = gu + (int64_t)row * 2 * nv;
+    uint4 gv[VPT], uv[VPT];
+#pragma unroll
+    for (int k = 0; k < VPT; k++) { /* every load of the row in flight at once */
+        const int i = threadIdx.x + k * blockDim.x;
+        if (i < nv) gv[k] = g[i], uv[k] = g[nv + i];
+    }
+    float v[VPT][8];
+#pragma unroll
+    for (int k = 0; k < VPT; k++)
+        if (threadIdx.x + k * blockDim.x < nv) ci_bf16x8(ci_swiglu8(gv[k], uv[k]), v[k]);
+    ci_qact_regs<VPT>(v, q8, row, red);
+}
+
+/* 2, 4 or 8 vectors per thread, at most 512 threads (0: too wide) */
+static int swiglu_qact_vpt(int64_t inter) {
+    for (int vpt = 2; vpt <= 8; vpt *= 2)
+        if ((inter / 8 + vpt - 1) / vpt <= 512) return vpt;
+    return 0;
+}
+
+extern "C" int ci_cu_swiglu_qact_ok(int64_t inter, const void *gu, int group) {
+    return inter % 8 == 0 && ((uintptr_t)gu % 16) == 0 && swiglu_qact_vpt(inter) &&
+           (group == inter || (group == 128 && inter % 128 == 0));
+}
+
+extern "C" int ci_cu_swiglu_qact(ci_cu_stream st, const void *gu, int rows, int64_t inter,
+                                 int group, int n_pad, uint8_t *xq, float *scales) {
+    if (rows <= 0 || n_pad < rows || !ci_cu_swiglu_qact_ok(inter, gu, group) ||
+        ((uintptr_t)xq & 7))
+        return cudaErrorInvalidValue;
+    const int vpt = swiglu_qact_vpt(inter);
+    const unsigned th = (unsigned)(((inter / 8 + vpt - 1) / vpt + 31) / 32 * 32);
+    const ci_qact_out q8 = {xq, scales, (int)inter, n_pad, group};
+    const uint4 *g = (const uint4 *)gu;
+    if (vpt == 2)
+        ci_cu_launch(swiglu_qact_kernel<2>, (unsigned)n_pad, th, 0, st, g, rows, q8);
+    else if (vpt == 4)
+        ci_cu_launch(swiglu_qact_kernel<4>, (unsigned)n_pad, th, 0, st, g, rows, q8);
+    else
+        ci_cu_launch(swiglu_qact_kernel<8>, (unsigned)n_pad, th, 0, st, g, rows, q8);
     return cudaGetLastError();
 }
 

@@ -1,5 +1,4 @@
-/* cuda_fused_matmul.c — the fused matmul op (backend.h's ci_matmul_fused)
- * for decode steps of up to CI_CU_GEMV_MAX_N rows.
+/* cuda_fused_matmul.c — the fused matmul op (backend.h's ci_matmul_fused).
  *
  * Where the weight's GEMV stages x per CTA (the BF16 GEMV, cuda_gemv.cu),
  * the prologue runs inside it and the op is one kernel. Elsewhere (quantized
@@ -13,7 +12,12 @@
  * The rope epilogue (the qkv projection of a decode step, on by default,
  * CINFER_FUSE_ROPE=0 off) runs in the BF16 GEMV where it applies (full
  * rotary, head_dim % 16 == 0) and as rope_cache's own kernel after the
- * product elsewhere: the values are the same either way. */
+ * product elsewhere: the values are the same either way.
+ *
+ * Larger steps: W8A8 FP8 weights take their RMSNorm / SwiGLU prologue as
+ * the kernel that writes the FP8 GEMM's activations (ci_cuda_qmatmul_fused);
+ * every other weight runs the prologue's kernel into the scratch and then
+ * the matmul, the classic ops' kernels. */
 #include "backend/cuda/cuda_internal.h"
 
 #include <string.h>
@@ -64,8 +68,7 @@ ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a) {
     const ci_tensor *x = a->x, *w = a->w;
     const int64_t K = w->cols, n = x->rows;
     const int64_t xcols = a->pro == CI_MM_PRO_SWIGLU ? 2 * K : K;
-    if (n > CI_CU_GEMV_MAX_N || x->cols != xcols || x->dtype != be->act_dtype ||
-        a->y->dtype != be->act_dtype)
+    if (x->cols != xcols || x->dtype != be->act_dtype || a->y->dtype != be->act_dtype)
         return ci_errorf(CI_ERR_INVALID, "cuda matmul_fused: x [%lld][%lld] %s for w [%lld][%lld]",
                          (long long)n, (long long)x->cols, ci_dtype_name(x->dtype),
                          (long long)w->rows, (long long)K);
@@ -73,6 +76,12 @@ ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a) {
         (!a->norm_w || a->norm_w->dtype != CI_F32 || a->norm_w->rows * a->norm_w->cols != K))
         return ci_errorf(CI_ERR_INVALID, "cuda matmul_fused: norm weight must be [%lld] F32",
                          (long long)K);
+    if (a->residual && (a->pro != CI_MM_PRO_RMSNORM || a->residual->cols != K ||
+                        a->residual->rows < n || a->residual->dtype != be->act_dtype))
+        return ci_errorf(CI_ERR_INVALID,
+                         "cuda matmul_fused: residual must be [%lld][%lld] of the "
+                         "activation dtype, with the RMSNorm prologue",
+                         (long long)n, (long long)K);
     if (a->pro != CI_MM_PRO_NONE && (!a->scratch || a->scratch->cols != K || a->scratch->rows < n))
         return ci_errorf(CI_ERR_INVALID, "cuda matmul_fused: scratch must be [%lld][%lld]",
                          (long long)n, (long long)K);
@@ -91,8 +100,8 @@ ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a) {
     ci_cu_fuse fr = f;
     rope_epi(a, &fr.rope);
     const int gemv =
-        (c->fuse_pro & (1 << f.pro)) && w->dtype == CI_BF16 && x->dtype == CI_BF16 && c->use_gemv &&
-        w->rows <= INT32_MAX &&
+        (c->fuse_pro & (1 << f.pro)) && !a->residual && w->dtype == CI_BF16 &&
+        x->dtype == CI_BF16 && c->use_gemv && w->rows <= INT32_MAX &&
         (!b || (a->bias->dtype == CI_F32 && a->bias->rows * a->bias->cols == w->rows)) &&
         a->y->cols == w->rows && a->y->rows >= n;
     /* the whole op in the GEMV (the rope epilogue with it when it applies,
@@ -104,19 +113,22 @@ ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a) {
                                 (int)w->rows, b, a->y->data, c->num_sms, epi ? &fr : &f));
         return epi ? ci_ok() : rope_after(be, a);
     }
+    /* W8A8: the prologue's kernel writes the FP8 activations */
+    if (ci_cuda_qmatmul_fuses(be, a)) return ci_cuda_qmatmul_fused(be, a);
     /* elsewhere: the prologue's kernel into the scratch, then the product
      * (and its epilogue) as an op without prologue */
     if (a->pro != CI_MM_PRO_NONE) {
         ci_tensor s = *a->scratch;
         s.rows = n;
         if (a->pro == CI_MM_PRO_RMSNORM)
-            CI_TRY(ci_cuda_rmsnorm(be, (ci_tensor *)x, NULL, a->norm_w, a->eps, &s));
+            CI_TRY(ci_cuda_rmsnorm(be, (ci_tensor *)x, a->residual, a->norm_w, a->eps, &s));
         else
             CI_TRY(ci_cuda_swiglu(be, x, &s));
         ci_matmul_fused b2 = *a;
         b2.x = &s;
         b2.pro = CI_MM_PRO_NONE;
         b2.norm_w = NULL;
+        b2.residual = NULL;
         b2.scratch = NULL;
         return ci_cuda_matmul_fused(be, &b2);
     }

@@ -132,6 +132,11 @@ ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *host, ci_tens
 void ci_cuda_qweight_free(ci_backend *be, ci_tensor *w);
 ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
                           const ci_tensor *bias, ci_tensor *y, int acc);
+/* the fused matmul's W8A8 case (n >= CI_QW_ACT_MIN_ROWS, BF16, RMSNorm or
+ * SwiGLU prologue, no accumulate or rope): the prologue's kernel writes the
+ * FP8 activations itself; _fuses says whether it takes a */
+int ci_cuda_qmatmul_fuses(ci_backend *be, const ci_matmul_fused *a);
+ci_status ci_cuda_qmatmul_fused(ci_backend *be, const ci_matmul_fused *a);
 /* cuda_fused_matmul.c: the fused matmul op (backend.h) */
 int ci_cuda_matmul_fused_rows(ci_backend *be);
 ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a);

@@ -160,12 +160,29 @@ int ci_cu_qgemv(ci_cu_stream st, int bf16, int f32_out, const struct ci_qweight 
 int ci_cu_qgemv_fp8tc_ok(const struct ci_qweight *w, int n, int x_bf16, const void *x);
 int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x,
                       int n, const float *bias, void *y, int acc);
+/* INT4 for BF16 x at up to CI_CU_QGEMV_TC_MAX_N rows: the tensor-core
+ * GEMV once per 8 rows (cuda_qmatmul.cu); _ok says whether it takes them */
+#define CI_CU_QGEMV_TC_MAX_N 32
+int ci_cu_qgemv_tc_rows_ok(const struct ci_qweight *w, int n, const void *x);
+int ci_cu_qgemv_tc_rows(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x,
+                        int n, const float *bias, void *y, int num_sms, int acc);
 int ci_cu_qdequant(ci_cu_stream st, int bf16, const struct ci_qweight *w, void *out);
 /* W8A8 activations: x [n][K] -> E4M3 xq [n_pad][K] and f32 scales, one per
  * row and `group` columns (group == K: [n_pad]; else [K/group][n_pad]);
  * rows n..n_pad-1 zero with scale 1. */
 int ci_cu_qact(ci_cu_stream st, int bf16, const void *x, int n, int K, int group, int n_pad,
                uint8_t *xq, float *scales);
+/* ... and straight from their BF16 producer, the same bytes as the
+ * producer's stored output through ci_cu_qact: rmsnorm (ci_cu_rmsnorm's
+ * arithmetic, residual += x first when res is given; cuda_norm.cu) and
+ * swiglu (gu [rows][2 inter]; cuda_elementwise.cu). _ok: whether the
+ * kernel takes the width, alignment and group. */
+int ci_cu_rmsnorm_qact_ok(int64_t n, const float *w, int group);
+int ci_cu_rmsnorm_qact(ci_cu_stream st, const void *x, void *res, const float *w, int rows,
+                       int64_t n, float eps, int group, int n_pad, uint8_t *xq, float *scales);
+int ci_cu_swiglu_qact_ok(int64_t inter, const void *gu, int group);
+int ci_cu_swiglu_qact(ci_cu_stream st, const void *gu, int rows, int64_t inter, int group,
+                      int n_pad, uint8_t *xq, float *scales);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,7 @@
  * shapes run. Weights are read with the evict-first hint; x through L1/L2. */
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/kv_fp8.cuh"
+#include "backend/cuda/qact.cuh"
 #include "backend/cuda/qgemv_tc.cuh"
 #include "util/qweight.h"
 
@@ -575,6 +576,51 @@ template <int FMT, typename T> __global__ void qdequant_kernel(ci_qweight w, T *
     }
 }
 
+/* 8 (INT4) or 4 (FP8) values stored at once: 16 or 8 bytes of BF16, two
+ * or one float4 of F32 (the row offset c is a multiple of per) */
+template <int PER>
+__device__ __forceinline__ void st_vals(__nv_bfloat16 *p, const float *v) {
+    __nv_bfloat162 h[PER / 2];
+#pragma unroll
+    for (int j = 0; j < PER / 2; j++) h[j] = __floats2bfloat162_rn(v[2 * j], v[2 * j + 1]);
+    if (PER == 8) *(uint4 *)p = *(const uint4 *)h;
+    else *(uint2 *)p = *(const uint2 *)h;
+}
+template <int PER> __device__ __forceinline__ void st_vals(float *p, const float *v) {
+#pragma unroll
+    for (int j = 0; j < PER; j += 4) *(float4 *)(p + j) = make_float4(v[j], v[j + 1], v[j + 2], v[j + 3]);
+}
+
+/* Without act order: a 2D grid (x: words of a row, y strides rows), 32-bit
+ * index math and one vector store per word. The flat kernel above divides
+ * 64-bit indices per word and stores element by element: a decode step of
+ * the INT4 Llama-3-8B shape at batch 64 (dequantize + bf16 GEMM per
+ * weight) took 48.8 ms with it, 14.0 ms with this one (H200). */
+template <int FMT, typename T>
+__global__ void qdequant_rows_kernel(ci_qweight w, T *__restrict__ out) {
+    ci_pdl_trigger();
+    ci_pdl_wait();
+    constexpr int PER = FMT == CI_QW_INT4 ? 8 : 4;
+    const int words = (int)(w.cols / PER), gsize = (int)w.group_size;
+    const int k = blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= words) return;
+    const int g = (k * PER) / gsize;
+    for (int64_t r = blockIdx.y; r < w.rows; r += gridDim.y) {
+        const uint32_t word = *qt_word(w, r, k);
+        const float sc = w.scales[r * w.ngroups + g];
+        float v[PER];
+        if (FMT == CI_QW_INT4) {
+            const int zz = w.zeros[r * w.ngroups + g];
+#pragma unroll
+            for (int j = 0; j < 8; j++) v[j] = (float)((int)((word >> (4 * j)) & 0xF) - zz) * sc;
+        } else {
+#pragma unroll
+            for (int j = 0; j < PER; j++) v[j] = fp8_e4m3((word >> (8 * j)) & 0xFF) * sc;
+        }
+        st_vals<PER>(out + r * w.cols + (int64_t)k * PER, v);
+    }
+}
+
 extern "C" int ci_cu_qweight_shape_ok(const ci_qweight *w) {
     int per = w->format == CI_QW_INT4 ? 8 : 4;
     return w->cols % per == 0 && (w->group_size % per == 0 || w->group_size >= w->cols);
@@ -617,6 +663,31 @@ static int qs_tpr(int64_t chunks) {
     return tpr;
 }
 
+/* The INT4 tensor-core GEMV for N <= 8 rows of x (qt_ok): tc or tc2 */
+template <int N>
+static int qt_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const __nv_bfloat16 *xb,
+                     const float *bias, void *y, int num_sms, int acc) {
+    const int gshift = qt_group_shift(w, 128);
+    const unsigned grid = (unsigned)((w->rows + 15) / 16);
+    /* auto: tc2 where its row tiles fill the GPU 4 deep (Llama-3-8B's
+     * gate/up: 25.3 us vs 26.5), tc for skinnier weights (o: 4.6 vs 6.4,
+     * down: 16.3 vs 19.8 on the H200) */
+    const int two = g_qgemv == 5 || (g_qgemv == 3 && (w->rows + 15) / 16 >= 4 * num_sms);
+    if (two && f32_out)
+        ci_cu_launch(qgemv_tc2_kernel<N, float>, grid, Q2_WARPS * 32, 0, st, *w, xb, bias,
+                     (float *)y, gshift, acc);
+    else if (two)
+        ci_cu_launch(qgemv_tc2_kernel<N, __nv_bfloat16>, grid, Q2_WARPS * 32, 0, st, *w, xb, bias,
+                     (__nv_bfloat16 *)y, gshift, acc);
+    else if (f32_out)
+        ci_cu_launch(qgemv_tc_kernel<N, float>, grid, QT_WARPS * 32, 0, st, *w, xb, bias,
+                     (float *)y, gshift, acc);
+    else
+        ci_cu_launch(qgemv_tc_kernel<N, __nv_bfloat16>, grid, QT_WARPS * 32, 0, st, *w, xb, bias,
+                     (__nv_bfloat16 *)y, gshift, acc);
+    return cudaGetLastError();
+}
+
 template <int FMT, int N, typename T>
 static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
                         const float *bias, void *y, int num_sms, int acc) {
@@ -628,28 +699,8 @@ static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const
         return ci_cu_qgemv_fp8tc(st, f32_out, w, x, N, bias, y, acc);
     /* a tiled weight (cuda_qweight.c) runs only on the tensor-core kernels */
     if (w->tiled && !qt_ok(w, x, (int)sizeof(T))) return cudaErrorInvalidValue;
-    if ((g_qgemv >= 3 || w->tiled) && FMT == CI_QW_INT4 && qt_ok(w, x, (int)sizeof(T))) {
-        const int gshift = qt_group_shift(w, 128);
-        const unsigned grid = (unsigned)((w->rows + 15) / 16);
-        const __nv_bfloat16 *xb = (const __nv_bfloat16 *)x;
-        /* auto: tc2 where its row tiles fill the GPU 4 deep (Llama-3-8B's
-         * gate/up: 25.3 us vs 26.5), tc for skinnier weights (o: 4.6 vs 6.4,
-         * down: 16.3 vs 19.8 on the H200) */
-        const int two = g_qgemv == 5 || (g_qgemv == 3 && (w->rows + 15) / 16 >= 4 * num_sms);
-        if (two && f32_out)
-            ci_cu_launch(qgemv_tc2_kernel<N, float>, grid, Q2_WARPS * 32, 0, st, *w, xb, bias,
-                         (float *)y, gshift, acc);
-        else if (two)
-            ci_cu_launch(qgemv_tc2_kernel<N, __nv_bfloat16>, grid, Q2_WARPS * 32, 0, st, *w, xb,
-                         bias, (__nv_bfloat16 *)y, gshift, acc);
-        else if (f32_out)
-            ci_cu_launch(qgemv_tc_kernel<N, float>, grid, QT_WARPS * 32, 0, st, *w, xb, bias,
-                         (float *)y, gshift, acc);
-        else
-            ci_cu_launch(qgemv_tc_kernel<N, __nv_bfloat16>, grid, QT_WARPS * 32, 0, st, *w, xb,
-                         bias, (__nv_bfloat16 *)y, gshift, acc);
-        return cudaGetLastError();
-    }
+    if ((g_qgemv >= 3 || w->tiled) && FMT == CI_QW_INT4 && qt_ok(w, x, (int)sizeof(T)))
+        return qt_launch<N>(st, f32_out, w, (const __nv_bfloat16 *)x, bias, y, num_sms, acc);
     if (g_qgemv != 2 && qv_ok(w, x, (int)sizeof(T))) {
         int gshift = -1;
         if (w->group_size > 0 && (w->group_size & (w->group_size - 1)) == 0)
@@ -715,9 +766,59 @@ extern "C" int ci_cu_qgemv(ci_cu_stream st, int bf16, int f32_out, const ci_qwei
                 : qgemv_n<CI_QW_FP8, float>(st, f32_out, w, x, n, bias, y, num_sms, acc);
 }
 
+/* A few more rows than the GEMV takes (decode at batch 5..24): the
+ * tensor-core GEMV once per 8 rows of x. Each pass streams the weight like
+ * a batch-1 step (its mma.m16n8k16 has 8 token columns either way), so up
+ * to 3 passes beat dequantizing the whole weight to BF16 and back for the
+ * dense GEMM (~4.5x the packed bytes written, then read); a row's sums are
+ * the GEMV's, whatever rows share its pass. */
+extern "C" int ci_cu_qgemv_tc_rows_ok(const ci_qweight *w, int n, const void *x) {
+    if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
+    return n >= 1 && n <= CI_CU_QGEMV_TC_MAX_N && (g_qgemv >= 3 || w->tiled) &&
+           ci_cu_qweight_shape_ok(w) && qt_ok(w, x, 2);
+}
+
+extern "C" int ci_cu_qgemv_tc_rows(ci_cu_stream st, int f32_out, const ci_qweight *w,
+                                   const void *x, int n, const float *bias, void *y, int num_sms,
+                                   int acc) {
+    if (!ci_cu_qgemv_tc_rows_ok(w, n, x)) return cudaErrorInvalidValue;
+    const __nv_bfloat16 *xb = (const __nv_bfloat16 *)x;
+    const size_t ysz = f32_out ? 4 : 2;
+    for (int r0 = 0; r0 < n; r0 += 8) {
+        const int k = n - r0 < 8 ? n - r0 : 8;
+        const __nv_bfloat16 *xr = xb + (size_t)r0 * (size_t)w->cols;
+        void *yr = (char *)y + (size_t)r0 * (size_t)w->rows * ysz;
+        int e;
+        switch (k) {
+        case 1: e = qt_launch<1>(st, f32_out, w, xr, bias, yr, num_sms, acc); break;
+        case 2: e = qt_launch<2>(st, f32_out, w, xr, bias, yr, num_sms, acc); break;
+        case 3: e = qt_launch<3>(st, f32_out, w, xr, bias, yr, num_sms, acc); break;
+        case 4: e = qt_launch<4>(st, f32_out, w, xr, bias, yr, num_sms, acc); break;
+        case 5: e = qt_launch<5>(st, f32_out, w, xr, bias, yr, num_sms, acc); break;
+        case 6: e = qt_launch<6>(st, f32_out, w, xr, bias, yr, num_sms, acc); break;
+        case 7: e = qt_launch<7>(st, f32_out, w, xr, bias, yr, num_sms, acc); break;
+        default: e = qt_launch<8>(st, f32_out, w, xr, bias, yr, num_sms, acc); break;
+        }
+        if (e != cudaSuccess) return e;
+    }
+    return cudaSuccess;
+}
+
 extern "C" int ci_cu_qdequant(ci_cu_stream st, int bf16, const ci_qweight *w, void *out) {
     if (!ci_cu_qweight_shape_ok(w)) return cudaErrorInvalidValue;
     int per = w->format == CI_QW_INT4 ? 8 : 4;
+    if (!w->g_idx && w->cols / per <= INT32_MAX / 8 && ((uintptr_t)out & 15) == 0) {
+        /* one grid row per weight row up to 65535, then y strides */
+        dim3 grid((unsigned)((w->cols / per + 127) / 128),
+                  (unsigned)(w->rows < 65535 ? w->rows : 65535));
+        CI_CU_DISPATCH(bf16, {
+            if (w->format == CI_QW_INT4)
+                ci_cu_launch(qdequant_rows_kernel<CI_QW_INT4, T>, grid, 128, 0, st, *w, (T *)out);
+            else
+                ci_cu_launch(qdequant_rows_kernel<CI_QW_FP8, T>, grid, 128, 0, st, *w, (T *)out);
+        });
+        return cudaGetLastError();
+    }
     unsigned blocks = ci_cu_blocks(w->rows * (w->cols / per), 256);
     CI_CU_DISPATCH(bf16, {
         if (w->format == CI_QW_INT4)
@@ -728,13 +829,10 @@ extern "C" int ci_cu_qdequant(ci_cu_stream st, int bf16, const ci_qweight *w, vo
     return cudaGetLastError();
 }
 
-/* W8A8 activations: one block per row, each thread 8-element vectors
- * (16-byte loads of BF16, two of F32): s = amax / 448 (1 when 0) per row,
- * or per 128 columns (a half-warp's 16 vectors: shuffles within it), then
- * q = e4m3(x / s) (kv_fp8.cuh's store: the CPU twin's bytes) as one 8-byte
- * store. Writes the FP8 GEMM's operand [n_pad][K] and its scales: per row
- * ([n_pad]) when group == K, else [K / 128][n_pad] (row-contiguous, the
- * layout of cuBLASLt's VEC128 scales). Rows n..n_pad-1 are zero, scale 1. */
+/* W8A8 activations from x in memory (qact.cuh's rule and layout): one
+ * block per row, each thread 8-element vectors (16-byte loads of BF16, two
+ * of F32), 128-column groups a half-warp's 16 vectors (shuffles within
+ * it), codes stored 8 bytes at a time. Rows n..n_pad-1 are zero, scale 1. */
 #define QACT_THREADS 512
 
 __device__ __forceinline__ void qact_load8(const float *p, float *v) {
@@ -742,16 +840,6 @@ __device__ __forceinline__ void qact_load8(const float *p, float *v) {
     v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
 }
 __device__ __forceinline__ void qact_load8(const __nv_bfloat16 *p, float *v) { qv_load_x(p, v, 8); }
-
-__device__ __forceinline__ uint2 qact_enc8(const float *v, float s) {
-    uint32_t lo = 0, hi = 0;
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        lo |= (uint32_t)ci_fp8_enc(v[j], s) << (8 * j);
-        hi |= (uint32_t)ci_fp8_enc(v[j + 4], s) << (8 * j);
-    }
-    return make_uint2(lo, hi);
-}
 
 template <typename T>
 __global__ void __launch_bounds__(QACT_THREADS)
@@ -763,13 +851,7 @@ __global__ void __launch_bounds__(QACT_THREADS)
     const int row = blockIdx.x, nv = K / 8;
     const int64_t base = (int64_t)row * K;
     if (row >= n) { /* padding rows */
-        for (int v = threadIdx.x; v < nv; v += blockDim.x)
-            *(uint2 *)(xq + base + v * 8) = make_uint2(0, 0);
-        if (group == K) {
-            if (threadIdx.x == 0) sc[row] = 1.0f;
-        } else {
-            for (int g = threadIdx.x; g < K / group; g += blockDim.x) sc[(int64_t)g * n_pad + row] = 1.0f;
-        }
+        ci_qact_pad_row(ci_qact_out{xq, sc, K, n_pad, group}, row);
         return;
     }
     if (group != K) { /* 128-column groups: 16 vectors, a half-warp each */
@@ -781,9 +863,9 @@ __global__ void __launch_bounds__(QACT_THREADS)
             for (int j = 0; j < 8; j++) m = fmaxf(m, fabsf(e[j]));
 #pragma unroll
             for (int o = 8; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-            const float s = m > 0.0f ? __fdiv_rn(m, 448.0f) : 1.0f;
+            const float s = ci_qact_scale(m);
             if (v < nv) {
-                *(uint2 *)(xq + base + v * 8) = qact_enc8(e, s);
+                *(uint2 *)(xq + base + v * 8) = ci_qact_enc8(e, s);
                 if ((v & 15) == 0) sc[(int64_t)(v / 16) * n_pad + row] = s;
             }
         }
@@ -802,11 +884,11 @@ __global__ void __launch_bounds__(QACT_THREADS)
     m = 0.0f;
 #pragma unroll
     for (int w = 0; w < QACT_THREADS / 32; w++) m = fmaxf(m, red[w]);
-    const float s = m > 0.0f ? __fdiv_rn(m, 448.0f) : 1.0f;
+    const float s = ci_qact_scale(m);
     for (int v = threadIdx.x; v < nv; v += blockDim.x) { /* the row again, from L1/L2 */
         float e[8];
         qact_load8(x + base + v * 8, e);
-        *(uint2 *)(xq + base + v * 8) = qact_enc8(e, s);
+        *(uint2 *)(xq + base + v * 8) = ci_qact_enc8(e, s);
     }
     if (threadIdx.x == 0) sc[row] = s;
 }

@@ -4,12 +4,15 @@
  * A CI_QW tensor's data is a host ci_qweight whose arrays live in one device
  * allocation (packed weights first, then f32 scales, zero bytes, g_idx: the
  * canonical layout of util/qweight.h, unchanged). matmul: n <= 4 activation
- * rows run the weight-streaming GEMV (dequantized in registers); larger n
+ * rows run the weight-streaming GEMV (dequantized in registers), INT4 up to
+ * CI_CU_QGEMV_TC_MAX_N rows its tensor-core GEMV once per 8 rows; larger n
  * dequantize the weight into a scratch of the activation dtype, sized at
  * load for the largest quantized weight, and run the dense cuBLASLt GEMM on
  * it. W8A8 FP8 weights (act_group, on Hopper) instead quantize the
  * activations (ci_cu_qact) and run cuBLASLt's FP8 GEMM with per-row or
- * 128 x 128 block scales (ci_cuda_gemm_fp8); INT4 has no Marlin-class kernel
+ * 128 x 128 block scales (ci_cuda_gemm_fp8), quantized by the RMSNorm or
+ * SwiGLU that makes them where the fused matmul op names its prologue
+ * (ci_cuda_qmatmul_fused); INT4 has no Marlin-class kernel
  * yet: docs/quantization.md. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,6 +217,83 @@ void ci_cuda_qweight_free(ci_backend *be, ci_tensor *w) {
     w->data = NULL;
 }
 
+/* Where a W8A8 product's FP8 activations come from: x as it is
+ * (ci_cu_qact), or the RMSNorm (residual += x first when res is given) or
+ * SwiGLU that produces it (ci_matmul_fused's prologue), quantized from
+ * registers: the same bytes, one pass over the row instead of three. */
+typedef struct qact_src {
+    ci_mm_prologue pro;
+    const ci_tensor *x;
+    ci_tensor *res;
+    const ci_tensor *norm_w;
+    float eps;
+} qact_src;
+
+/* W8A8: activations to E4M3 (per row, or per row and 128 columns, rows
+ * padded to 4 for the block scales), then the FP8 GEMM; the output goes
+ * through the scratch when y has no room for the pad */
+static ci_status qmatmul_w8a8(ci_backend *be, const qact_src *src, const ci_tensor *w,
+                              const float *b, ci_tensor *y) {
+    ci_cuda *c = ci_cuda_of(be);
+    const ci_qweight *q = w->data;
+    const cu_qw *cq = w->data;
+    const int64_t n = src->x->rows, np = cq->fp8 == 2 ? (n + 3) / 4 * 4 : n;
+    const size_t esz = ci_dtype_size(y->dtype);
+    const size_t need = qact_need(q, n, esz, np != n && y->rows < np);
+    void *buf = c->qact;
+    if (need > c->qact_bytes) {
+        CI_TRY(qact_grow(c, &c->qact_big, &c->qact_big_bytes, need));
+        buf = c->qact_big;
+    }
+    uint8_t *xq = buf;
+    float *xs = (float *)((char *)buf + align256((size_t)(np * q->cols)));
+    void *d = y->rows >= np ? y->data : (char *)xs + qact_scale_bytes(q, np);
+    const ci_cu_stream st = (ci_cu_stream)c->stream;
+    const int K = (int)q->cols, g = (int)q->act_group;
+    if (src->pro == CI_MM_PRO_RMSNORM)
+        CI_CU_LAUNCH("rmsnorm_qact",
+                     ci_cu_rmsnorm_qact(st, src->x->data, src->res ? src->res->data : NULL,
+                                        src->norm_w->data, (int)n, K, src->eps, g, (int)np, xq,
+                                        xs));
+    else if (src->pro == CI_MM_PRO_SWIGLU)
+        CI_CU_LAUNCH("swiglu_qact",
+                     ci_cu_swiglu_qact(st, src->x->data, (int)n, K, g, (int)np, xq, xs));
+    else
+        CI_CU_LAUNCH("qact", ci_cu_qact(st, ci_cu_bf16(src->x->dtype), src->x->data, (int)n, K, g,
+                                        (int)np, xq, xs));
+    CI_TRY(ci_cuda_gemm_fp8(c, cq->fp8, q->q, cq->fp8 == 2 ? cq->bscales : q->scales, xq, xs,
+                            q->rows, np, q->cols, y->dtype, b, d));
+    if (d != y->data)
+        CI_CU_TRY(cudaMemcpyAsync(y->data, d, (size_t)(n * q->rows) * esz, cudaMemcpyDeviceToDevice,
+                                  c->stream));
+    return ci_ok();
+}
+
+int ci_cuda_qmatmul_fuses(ci_backend *be, const ci_matmul_fused *a) {
+    const ci_tensor *w = a->w, *x = a->x;
+    if (w->dtype != CI_QW || a->pro == CI_MM_PRO_NONE || a->accumulate || a->rope ||
+        x->dtype != CI_BF16 || x->rows < CI_QW_ACT_MIN_ROWS || x->rows > INT32_MAX ||
+        a->y->dtype != be->act_dtype || a->y->cols != w->rows || a->y->rows < x->rows)
+        return 0;
+    const cu_qw *cq = w->data;
+    const ci_qweight *q = w->data;
+    if (!cq->fp8 || q->cols > INT32_MAX) return 0;
+    if (a->pro == CI_MM_PRO_RMSNORM)
+        return ci_cu_rmsnorm_qact_ok(q->cols, a->norm_w->data, (int)q->act_group);
+    return ci_cu_swiglu_qact_ok(q->cols, x->data, (int)q->act_group);
+}
+
+ci_status ci_cuda_qmatmul_fused(ci_backend *be, const ci_matmul_fused *a) {
+    if (!ci_cuda_qmatmul_fuses(be, a))
+        return ci_errorf(CI_ERR_INVALID, "cuda qmatmul: no fused FP8 activations for this op");
+    const float *b = a->bias && a->bias->data ? a->bias->data : NULL;
+    if (b && (a->bias->rows * a->bias->cols != a->w->rows || a->bias->dtype != CI_F32))
+        return ci_errorf(CI_ERR_INVALID, "cuda qmatmul: bias must be F32 with %lld elements",
+                         (long long)a->w->rows);
+    const qact_src src = {a->pro, a->x, a->residual, a->norm_w, a->eps};
+    return qmatmul_w8a8(be, &src, a->w, b, a->y);
+}
+
 ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
                           const ci_tensor *bias, ci_tensor *y, int acc) {
     ci_cuda *c = ci_cuda_of(be);
@@ -240,29 +320,15 @@ ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w
     }
     const cu_qw *cq = w->data;
     if (cq->fp8 && x->rows >= CI_QW_ACT_MIN_ROWS) {
-        if (acc) /* the fused op's rows stay below CI_QW_ACT_MIN_ROWS */
+        if (acc) /* the model accumulates only in decode steps, below CI_QW_ACT_MIN_ROWS */
             return ci_errorf(CI_ERR_UNSUPPORTED, "cuda qmatmul: accumulate with FP8 activations");
-        /* W8A8: activations to E4M3 (per row, or per row and 128 columns,
-         * rows padded to 4 for the block scales), then the FP8 GEMM; the
-         * output goes through the scratch when y has no room for the pad */
-        const int64_t n = x->rows, np = cq->fp8 == 2 ? (n + 3) / 4 * 4 : n;
-        const size_t esz = ci_dtype_size(y->dtype);
-        const size_t need = qact_need(q, n, esz, np != n && y->rows < np);
-        void *buf = c->qact;
-        if (need > c->qact_bytes) {
-            CI_TRY(qact_grow(c, &c->qact_big, &c->qact_big_bytes, need));
-            buf = c->qact_big;
-        }
-        uint8_t *xq = buf;
-        float *xs = (float *)((char *)buf + align256((size_t)(np * q->cols)));
-        void *d = y->rows >= np ? y->data : (char *)xs + qact_scale_bytes(q, np);
-        CI_CU_LAUNCH("qact", ci_cu_qact((ci_cu_stream)c->stream, ci_cu_bf16(x->dtype), x->data,
-                                        (int)n, (int)q->cols, (int)q->act_group, (int)np, xq, xs));
-        CI_TRY(ci_cuda_gemm_fp8(c, cq->fp8, q->q, cq->fp8 == 2 ? cq->bscales : q->scales, xq, xs,
-                                q->rows, np, q->cols, y->dtype, b, d));
-        if (d != y->data)
-            CI_CU_TRY(cudaMemcpyAsync(y->data, d, (size_t)(n * q->rows) * esz,
-                                      cudaMemcpyDeviceToDevice, c->stream));
+        return qmatmul_w8a8(be, &(qact_src){.x = x}, w, b, y);
+    }
+    if (x->dtype == CI_BF16 && x->rows <= INT32_MAX &&
+        ci_cu_qgemv_tc_rows_ok(q, (int)x->rows, x->data)) {
+        CI_CU_LAUNCH("qgemv_tc_rows",
+                     ci_cu_qgemv_tc_rows((ci_cu_stream)c->stream, y->dtype == CI_F32, q, x->data,
+                                         (int)x->rows, b, y->data, c->num_sms, acc));
         return ci_ok();
     }
     size_t need = (size_t)(w->rows * w->cols) * ci_dtype_size(x->dtype);
