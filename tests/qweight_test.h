@@ -97,6 +97,8 @@ static const qwt_case k_qwt_cases[] = {
      */
     {CI_QW_INT4, 96, 512, 128, 3, 0, "int4 g128, 16-row blocks", 0},
     {CI_QW_INT4, 48, 256, 256, 2, 0, "int4 per channel, 16-row blocks", 0},
+    {CI_QW_INT4, 1040, 2048, 128, 2, 0, "int4 g128, 65 16-row blocks, 16 tiles of K", 0},
+    {CI_QW_INT4, 32, 128, 128, 1, 0, "int4 g128, one 128-column tile", 0},
     /* W8A8: per-token activations x per-channel weights, and 1 x 128
      * activation groups x 128 x 128 weight blocks (parts on block rows) */
     {CI_QW_FP8, 96, 256, 256, 3, 0, "fp8 w8a8 per token x channel", -1},

@@ -1,10 +1,12 @@
 /* test_cuda_quant.c — the CUDA quantized matmul (cuda_qmatmul.cu: INT4 / FP8
- * weight-streaming GEMV for n <= 4, dequantize + cuBLASLt GEMM above) against
+ * GEMVs, dequantize + cuBLASLt GEMM above) against
  * its CPU twin (cpu_qmatmul.c) on random quantized weights: INT4 with group
  * sizes 128 / 32 / one per row, zero points 0..16, act-order g_idx differing
  * per fused part; FP8 with 128-column blocks (a partial last block) and per
- * channel; n = 1..5 and 33; with and without bias; BF16 (norm-wise relative
- * error <= 1e-2) and F32 (<= 1e-5) activations. GPU outputs are poisoned
+ * channel; n from 1 to 300 (each path: GEMV, tensor-core GEMV per 8 rows,
+ * dequantize + cuBLASLt); with and without bias; BF16 (norm-wise relative
+ * error <= 1e-2, and accumulate into y exact without a bias) and F32
+ * (<= 1e-5) activations. GPU outputs are poisoned
  * with NaN first, so an element the kernel does not write fails. W8A8 cases
  * (per token x channel, 1x128 x 128x128 blocks) run the FP8 GEMM from n = 5.
  * Prints, on Llama-3-8B's gate/up, o_proj and down_proj shapes, the GEMV's
@@ -71,13 +73,30 @@ static void check_case(const ci_qweight *h, int n, int with_bias, const char *wh
         num += (g - c) * (g - c);
         den += c * c;
     }
-    free(buf);
     double err = isnan(num) ? INFINITY : sqrt(num / den);
     /* W8A8 in f32: the FP8 tensor cores' products are exact, their sums
      * are not f32's (measured 2.3e-4 on the H200) */
     double tol = bf ? 1e-2 : h->act_group && n >= CI_QW_ACT_MIN_ROWS ? 1e-3 : 1e-5;
     CHECKF(err <= tol, "[%s] %s n=%d bias=%d: rel err %.3g > %.0e", bf ? "bf16" : "f32", what, n,
            with_bias, err, tol);
+    /* accumulate (the decode layer's o / down into the residual): the same
+     * product rounded, then added to y = that product, doubles y exactly.
+     * Without a bias only: the cuBLASLt path adds a bias after the
+     * accumulate, in its own rounding (no model accumulates with a bias) */
+    if (bf && !with_bias && !(h->act_group && n >= CI_QW_ACT_MIN_ROWS)) {
+        ci_matmul_fused a = {.x = &xg, .w = &wg, .bias = with_bias ? &bg : NULL,
+                             .accumulate = 1, .y = &yg};
+        CHECK_OK(gpu->ops->matmul_fused(gpu, &a));
+        uint16_t *y2 = malloc(ybytes);
+        CHECK_OK(gpu->ops->to_host(gpu, y2, yg.data, ybytes));
+        int64_t bad = 0;
+        for (int64_t i = 0; i < ne; i++)
+            bad += ci_bf16_to_f32(y2[i]) != 2.0f * ci_bf16_to_f32(((uint16_t *)buf)[i]);
+        CHECKF(bad == 0, "[bf16] %s n=%d bias=%d accumulate: %lld of %lld not doubled", what, n,
+               with_bias, (long long)bad, (long long)ne);
+        free(y2);
+    }
+    free(buf);
     cpu->ops->qweight_free(cpu, &wc);
     gpu->ops->qweight_free(gpu, &wg);
     ci_tensor_free(cpu, &xc);
@@ -164,7 +183,7 @@ static void bench_gemm(int rows, int cols, int n) {
 int main(void) {
     if (ci_cuda_device_count() <= 0) test_skip("no CUDA device");
     CHECK_OK(ci_backend_create("cpu", NULL, &cpu));
-    int ns[] = {1, 2, 3, 4, 5, 8, 13, 24, 32, 33, 64, 100};
+    int ns[] = {1, 2, 3, 4, 5, 8, 13, 24, 32, 33, 64, 100, 300};
     for (int m = 0; m < 2; m++) {
         ci_backend_options o = {0, 0, m == 0 ? CI_ACT_BF16 : CI_ACT_F32};
         ci_status s = ci_backend_create("cuda", &o, &gpu);
