@@ -84,8 +84,8 @@ static void check_case(const ci_qweight *h, int n, int with_bias, const char *wh
      * Without a bias only: the cuBLASLt path adds a bias after the
      * accumulate, in its own rounding (no model accumulates with a bias) */
     if (bf && !with_bias && !(h->act_group && n >= CI_QW_ACT_MIN_ROWS)) {
-        ci_matmul_fused a = {.x = &xg, .w = &wg, .bias = with_bias ? &bg : NULL,
-                             .accumulate = 1, .y = &yg};
+        ci_matmul_fused a = {
+            .x = &xg, .w = &wg, .bias = with_bias ? &bg : NULL, .accumulate = 1, .y = &yg};
         CHECK_OK(gpu->ops->matmul_fused(gpu, &a));
         uint16_t *y2 = malloc(ybytes);
         CHECK_OK(gpu->ops->to_host(gpu, y2, yg.data, ybytes));

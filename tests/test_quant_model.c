@@ -9,7 +9,8 @@
  * refuses it) do so loaded weight-only, and as published (FP8 / INT8
  * activations in prefill) stay close (their perplexity: tests/cli/quant.sh). Also: a module left
  * dense by the quantizer (ignore list) inside a quantized checkpoint, INT4 weight memory,
- * --quantization fp8 (online) of the dense model, and tensor-level errors. With CINFER_TEST_DEVICE
+ * --quantization fp8 (online) of the dense model, tensor parallelism (TP 2 and 4 give TP 1's
+ * tokens), and tensor-level errors. With CINFER_TEST_DEVICE
  * (cuda) every quantized fixture also runs on that device (F32 parity mode) against the CPU twin,
  * and each INT4 one in BF16 with the tiled layout against row-major (bit-identical).
  * Skips without python3 + numpy. */
@@ -17,6 +18,7 @@
 #include <math.h>
 
 #include "backend/cpu/cpu_internal.h"
+#include "engine/engine.h"
 #include "engine/generate.h"
 #include "model/model.h"
 #include "st_writer.h"
@@ -237,6 +239,102 @@ static void expect_load_error(const char *dir, const char *want) {
     ci_model_free(m);
 }
 
+/* Greedy tokens of the four prompts through the engine at tensor parallel
+ * size tp (CPU ranks): out[k][NGEN]; 0 on success. */
+static int engine_tokens(const char *dir, int tp, int32_t out[NPROMPT][NGEN]) {
+    ci_engine_config c = ci_engine_default_config();
+    c.model_dir = dir;
+    c.tensor_parallel_size = tp;
+    c.num_threads = tp;
+    c.kv_cache_tokens = 2048;
+    ci_engine *e = NULL;
+    ci_status s = ci_engine_create(&c, &e);
+    CHECKF(s.code == CI_OK, "%s at TP %d: %s", dir, tp, s.msg);
+    if (s.code) return 1;
+    int64_t ids[NPROMPT];
+    int nout[NPROMPT] = {0};
+    for (int k = 0; k < NPROMPT; k++) {
+        int n;
+        int32_t *p = json_ids(
+            json_object_get(json_array_get(prompts, (size_t)k_prompts[k]), "prompt_token_ids"), &n);
+        ci_engine_sampling sp = ci_engine_default_sampling();
+        sp.temperature = 0.0f;
+        sp.max_tokens = NGEN;
+        sp.ignore_eos = 1;
+        CHECK_OK(ci_engine_add_request(e, p, n, &sp, 0, &ids[k]));
+        free(p);
+    }
+    while (ci_engine_has_unfinished(e)) {
+        const ci_engine_output *o;
+        int n;
+        s = ci_engine_step(e, &o, &n);
+        CHECK_OK(s);
+        if (s.code) break;
+        for (int i = 0; i < n; i++)
+            for (int k = 0; k < NPROMPT; k++)
+                if (ids[k] == o[i].request_id)
+                    for (int t = 0; t < o[i].num_token_ids && nout[k] < NGEN; t++)
+                        out[k][nout[k]++] = o[i].token_ids[t];
+    }
+    ci_engine_destroy(e);
+    int bad = 0;
+    for (int k = 0; k < NPROMPT; k++)
+        bad += nout[k] != NGEN;
+    CHECKF(bad == 0, "%s at TP %d: %d prompts short of %d tokens", dir, tp, bad, NGEN);
+    return bad;
+}
+
+/* A weight-only copy of a compressed-tensors FP8 fixture (input_activations
+ * null: W8A16, the dequantized weights' function): its directory in out. */
+static int weight_only_copy(const char *name, char *out, size_t cap) {
+    snprintf(out, cap, "%s/%s-w8a16", tmp, name);
+    char cmd[20000];
+    snprintf(cmd, sizeof cmd,
+             "cp -r '%s/%s' '%s' && %s -c \"import json,sys; p=sys.argv[1]+'/config.json'; "
+             "c=json.load(open(p)); "
+             "c['quantization_config']['config_groups']['group_0']['input_activations']=None; "
+             "json.dump(c,open(p,'w'))\" '%s'",
+             tmp, name, out, python, out);
+    return system(cmd) == 0;
+}
+
+/* Tensor parallelism with quantized weights (quant_shard.c; each share
+ * dequantizes to the full weight's values): TP 2 and 4 give TP 1's greedy
+ * tokens for INT4 (groups whole, or split between ranks at TP 4's
+ * 192-column down_proj shares; act order) and weight-only FP8 (per channel,
+ * 128 x 128 blocks). W8A8 (FP8 / INT8 activations) runs at TP but is
+ * compared only for completeness: each rank quantizes its own share of a
+ * row-parallel input (o, down) with a per-token scale over that share, as
+ * vLLM's ranks do, and q|k|v shares whose parts leave the 128-row blocks
+ * fall back to W8A16, so its tokens are TP 1's only approximately. */
+static void test_tp_quant(void) {
+    const char *names[] = {"gptq-g128",        "gptq-g32-asym-act", "awq-g32",
+                           "ct-w4a16-channel", "ct-fp8-block",      "ct-fp8-channel",
+                           "ct-fp8-channel",   "ct-int8-channel"};
+    for (size_t f = 0; f < sizeof names / sizeof names[0]; f++) {
+        char dir[4200];
+        const int w8a8 = f >= 6, fp8 = !strncmp(names[f], "ct-fp8", 6);
+        snprintf(dir, sizeof dir, "%s/%s", tmp, names[f]);
+        if (fp8 && !w8a8) CHECK(weight_only_copy(names[f], dir, sizeof dir));
+        int32_t ref[NPROMPT][NGEN], got[NPROMPT][NGEN];
+        if (engine_tokens(dir, 1, ref)) continue;
+        for (int tp = 2; tp <= 4; tp += 2) {
+            if (engine_tokens(dir, tp, got)) continue;
+            int same = 0;
+            for (int k = 0; k < NPROMPT; k++)
+                same += !memcmp(ref[k], got[k], sizeof ref[k]);
+            printf("  %-20s%s TP %d: %d/%d prompts with TP 1's greedy tokens\n", names[f],
+                   w8a8  ? " (w8a8)"
+                   : fp8 ? " (w8a16)"
+                         : "",
+                   tp, same, NPROMPT);
+            if (!w8a8)
+                CHECKF(same == NPROMPT, "%s at TP %d: %d of %d prompts differ from TP 1", names[f],
+                       tp, NPROMPT - same, NPROMPT);
+        }
+    }
+}
+
 /* Rewrites the fixture's config.json with a sed expression, then loads it. */
 static void expect_edited_error(const char *fixture, const char *sed_expr, const char *want) {
     char dir[1100], cmd[4000];
@@ -323,6 +421,7 @@ int main(void) {
     ci_model_free(md);
 
     test_online_fp8();
+    test_tp_quant();
     test_errors();
     ci_backend_destroy(be);
     if (dev) ci_backend_destroy(dev);

@@ -7,6 +7,7 @@
 
 #include "backend/backend.h"
 #include "model/config.h"
+#include "model/quant.h"
 #include "qweight_test.h"
 #include "test.h"
 #include "util/qweight.h"
@@ -95,6 +96,73 @@ static void check_qmatmul(ci_backend *be, ci_qweight *h, int n, int with_bias, c
     ci_tensor_free(be, &y);
     if (with_bias) ci_tensor_free(be, &b);
     be->ops->qweight_free(be, &w);
+}
+
+/* ci_qweight_shard: a tensor-parallel share dequantizes to exactly the
+ * full weight's values at its rows and columns, for every case (act order
+ * across parts, groups split between shares or whole, FP8 blocks, one
+ * group per row); bad ranges are refused */
+static int64_t shard_check(const ci_qweight *h, const ci_qshard *sh) {
+    ci_qweight o;
+    ci_status s = ci_qweight_shard(h, sh, &o);
+    CHECK_OK(s);
+    if (s.code) return 1;
+    float *full = malloc(sizeof(float) * (size_t)h->cols),
+          *part = malloc(sizeof(float) * (size_t)o.cols);
+    int64_t bad = 0, orow = 0;
+    const int64_t c0 = sh->nc > 0 ? sh->c0 : 0;
+    for (int p = 0; p < h->nparts; p++) {
+        const int64_t size = h->part_row0[p + 1] - h->part_row0[p];
+        const int64_t r0 = sh->nr[0] > 0 ? sh->r0[p] : 0, nr = sh->nr[0] > 0 ? sh->nr[p] : size;
+        bad += o.part_row0[p] != orow;
+        for (int64_t i = 0; i < nr; i++, orow++) {
+            ci_qweight_dequant_row(h, h->part_row0[p] + r0 + i, full);
+            ci_qweight_dequant_row(&o, orow, part);
+            bad += memcmp(full + c0, part, sizeof(float) * (size_t)o.cols) != 0;
+        }
+    }
+    bad += orow != o.rows;
+    free(full);
+    free(part);
+    ci_qweight_host_free(&o);
+    return bad;
+}
+
+static void test_shard(void) {
+    for (size_t k = 0; k < QWT_NCASES; k++) {
+        ci_qweight h = make_case(&k_qwt_cases[k]);
+        ci_qshard rows = {{0}, {0}, 0, 0};
+        for (int p = 0; p < h.nparts; p++) {
+            const int64_t size = h.part_row0[p + 1] - h.part_row0[p];
+            rows.r0[p] = size / 4;
+            rows.nr[p] = size / 2 > 0 ? size / 2 : 1;
+        }
+        const int64_t C = h.cols, gs = h.group_size, e = C / 4 & ~(int64_t)1;
+        const int64_t cols[][2] = {{0, C / 2 & ~(int64_t)1},
+                                   {e, C / 2 & ~(int64_t)1},
+                                   {2, C - 4},
+                                   {C - e, e},
+                                   {gs < C ? gs : 0, gs < C ? C - gs : C}};
+        int64_t bad = shard_check(&h, &rows);
+        for (size_t j = 0; j < sizeof cols / sizeof cols[0]; j++) {
+            ci_qshard sc = {{0}, {0}, cols[j][0], cols[j][1]};
+            if (sc.nc > 0) bad += shard_check(&h, &sc);
+        }
+        CHECKF(bad == 0, "shard of %s: %lld rows differ from the full weight's",
+               k_qwt_cases[k].what, (long long)bad);
+        /* bad ranges: past the columns, odd INT4 bounds, rows past a part */
+        ci_qweight o;
+        ci_qshard b1 = {{0}, {0}, C - 2, 4};
+        CHECK(ci_qweight_shard(&h, &b1, &o).code == CI_ERR_INVALID);
+        if (h.format == CI_QW_INT4) {
+            ci_qshard b2 = {{0}, {0}, 1, 2};
+            CHECK(ci_qweight_shard(&h, &b2, &o).code == CI_ERR_INVALID);
+        }
+        ci_qshard b3 = rows;
+        b3.nr[0] = h.part_row0[1] + 1;
+        CHECK(ci_qweight_shard(&h, &b3, &o).code == CI_ERR_INVALID);
+        free_qw(&h);
+    }
 }
 
 static void test_qmatmul(void) {
@@ -307,6 +375,7 @@ static void test_config(void) {
 int main(void) {
     test_fp8_codec();
     test_qmatmul();
+    test_shard();
     test_config();
     return test_finish("test_quant_ops");
 }

@@ -541,10 +541,6 @@ ci_status ci_config_tp_split(ci_model_config *c, int rank, int size) {
         return ci_errorf(CI_ERR_UNSUPPORTED,
                          "tensor parallel size %d does not divide intermediate_size %d", size,
                          c->intermediate_size);
-    if (c->quant.method != CI_QUANT_NONE)
-        return ci_errorf(CI_ERR_UNSUPPORTED,
-                         "tensor parallelism: quantized weights (%s) are not split yet",
-                         ci_quant_method_name(c->quant.method));
     c->tp.rank = rank;
     c->tp.size = size;
     c->tp.nh = c->num_heads / size;

@@ -3,7 +3,8 @@
  * (util/qweight.h) handed to the backend's qweight_create op.
  *
  * quant_config.c parses the config (one clear line per unsupported field);
- * quant_load.c finds, checks and repacks the tensors. */
+ * quant_load.c finds, checks and repacks the tensors; quant_shard.c cuts a
+ * tensor-parallel share of the repacked weight. */
 #ifndef CINFER_MODEL_QUANT_H
 #define CINFER_MODEL_QUANT_H
 
@@ -12,6 +13,7 @@
 
 #include "backend/backend.h"
 #include "model/safetensors.h"
+#include "util/qweight.h"
 #include "util/status.h"
 
 typedef enum ci_quant_method {
@@ -69,5 +71,24 @@ size_t ci_qlinear_bytes(const ci_qlinear_src *s);
  * or all quantized. */
 ci_status ci_qlinear_upload(ci_backend *be, const ci_quant_config *q,
                             const ci_qlinear_src *const *parts, int n, ci_tensor *out);
+
+/* A tensor-parallel share of a linear (quant_shard.c): rows [r0[p], r0[p] +
+ * nr[p]) of each part p (column parallel; nr[0] == 0: every row) and input
+ * columns [c0, c0 + nc) (row parallel; nc == 0: every column). */
+typedef struct ci_qshard {
+    int64_t r0[CI_QW_MAX_PARTS], nr[CI_QW_MAX_PARTS];
+    int64_t c0, nc;
+} ci_qshard;
+
+/* ci_qlinear_upload of a share (sh NULL: the whole linear) */
+ci_status ci_qlinear_upload_shard(ci_backend *be, const ci_quant_config *q,
+                                  const ci_qlinear_src *const *parts, int n, const ci_qshard *sh,
+                                  ci_tensor *out);
+
+/* The share sh of a host weight w as a new host weight (its arrays
+ * malloc'd; act_group 0, row-major): the same dequantized values as the
+ * full weight's rows and columns, bit for bit. */
+ci_status ci_qweight_shard(const ci_qweight *w, const ci_qshard *sh, ci_qweight *out);
+void ci_qweight_host_free(ci_qweight *w);
 
 #endif

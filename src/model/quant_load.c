@@ -340,15 +340,14 @@ static int gidx_trivial(const ci_qlinear_src *const *parts, int n, int64_t gs) {
     return 1;
 }
 
-static void qweight_free_host(ci_qweight *w) {
-    free(w->q);
-    free(w->scales);
-    free(w->zeros);
-    free(w->g_idx);
-}
-
 ci_status ci_qlinear_upload(ci_backend *be, const ci_quant_config *q,
                             const ci_qlinear_src *const *parts, int n, ci_tensor *out) {
+    return ci_qlinear_upload_shard(be, q, parts, n, NULL, out);
+}
+
+ci_status ci_qlinear_upload_shard(ci_backend *be, const ci_quant_config *q,
+                                  const ci_qlinear_src *const *parts, int n, const ci_qshard *sh,
+                                  ci_tensor *out) {
     memset(out, 0, sizeof *out);
     if (n < 1 || n > CI_QW_MAX_PARTS)
         return ci_errorf(CI_ERR_INVALID, "ci_qlinear_upload: %d parts", n);
@@ -414,6 +413,13 @@ ci_status ci_qlinear_upload(ci_backend *be, const ci_quant_config *q,
             fill_fp8(&w, q, src, r0);
         if (need_gidx) s = fill_gidx(&w, src, p);
     }
+    if (!s.code && sh) { /* this rank's share, cut from the repacked whole */
+        ci_qweight part;
+        s = ci_qweight_shard(&w, sh, &part);
+        if (s.code) goto done;
+        ci_qweight_host_free(&w);
+        w = part;
+    }
     /* W8A8 where an FP8 / INT8 tensor-core GEMM takes the shapes; else W8A16 */
     if (!int4 && q->act_group) {
         int64_t g = q->act_group < 0 ? w.cols : q->act_group;
@@ -421,6 +427,6 @@ ci_status ci_qlinear_upload(ci_backend *be, const ci_quant_config *q,
     }
     if (!s.code) s = be->ops->qweight_create(be, &w, out);
 done:
-    qweight_free_host(&w);
+    ci_qweight_host_free(&w);
     return s;
 }

@@ -231,20 +231,25 @@ static ci_status load_cols(ci_backend *be, const ci_st_tensor *t, int64_t c0, in
     return ci_ok();
 }
 
-/* Row-concatenated linear parts: dense rows, or one quantized weight. */
+/* Row-concatenated linear parts, dense rows or one quantized weight, or
+ * (sh) their tensor-parallel share: rows of each part (column parallel) or
+ * columns of one (row parallel); a quantized share is cut from the
+ * repacked whole (ci_qweight_shard), so it holds the full weight's values. */
 static ci_status load_linear(ci_backend *be, const ci_model_config *c,
-                             const ci_qlinear_src *const *parts, int n, progress_ctx *p,
-                             ci_tensor *out) {
+                             const ci_qlinear_src *const *parts, int n, const ci_qshard *sh,
+                             progress_ctx *p, ci_tensor *out) {
     int dense = 1;
     for (int i = 0; i < n; i++)
         dense &= parts[i]->dense;
     if (dense && c->quant.method != CI_QUANT_ONLINE_FP8) {
+        if (sh && sh->nc > 0) return load_cols(be, parts[0]->weight, sh->c0, sh->nc, p, out);
         row_range w[CI_QW_MAX_PARTS];
         for (int i = 0; i < n; i++)
-            w[i] = (row_range){parts[i]->weight, 0, parts[i]->weight->shape[0]};
+            w[i] = sh ? (row_range){parts[i]->weight, sh->r0[i], sh->nr[i]}
+                      : (row_range){parts[i]->weight, 0, parts[i]->weight->shape[0]};
         return load_row_ranges(be, w, n, p, out);
     }
-    ci_status s = ci_qlinear_upload(be, &c->quant, parts, n, out);
+    ci_status s = ci_qlinear_upload_shard(be, &c->quant, parts, n, sh, out);
     if (s.code != CI_OK) {
         out->data = NULL;
         return s;
@@ -372,9 +377,9 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
         return ci_errorf(CI_ERR_NOMEM, "ci_weights_load: out of memory");
     }
     out->num_layers = l1 - l0;
-    /* tensor parallelism (cfg->tp, ci_config_tp_split, which refuses
-     * quantized weights): the norms whole on every rank, the embedding and
-     * LM head split by vocabulary rows */
+    /* tensor parallelism (cfg->tp, ci_config_tp_split): the norms whole on
+     * every rank, the embedding and LM head split by vocabulary rows, the
+     * linears' shares dense or quantized (load_linear) */
     const int tp = c->tp.size > 1;
     const int64_t nh = tp ? c->tp.nh : c->num_heads, nkv = tp ? c->tp.nkv : c->num_kv_heads,
                   ni = tp ? c->tp.ni : c->intermediate_size;
@@ -398,13 +403,12 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
         const row_range rq = {S->q.weight, tp ? c->tp.q0 * hd : 0, nh * hd},
                         rk = {S->k.weight, tp ? c->tp.kv0 * hd : 0, nkv * hd},
                         rv = {S->v.weight, rk.r0, rk.n};
+        /* this rank's share (NULL: the whole linear) */
+        const ci_qshard sq = {{rq.r0, rk.r0, rv.r0}, {rq.n, rk.n, rv.n}, 0, 0},
+                        so = {{0}, {0}, rq.r0, rq.n}, sgu = {{c->tp.i0, c->tp.i0}, {ni, ni}, 0, 0},
+                        sd = {{0}, {0}, c->tp.i0, ni};
         const ci_qlinear_src *qkv[3] = {&S->q, &S->k, &S->v};
-        if (tp) {
-            const row_range w3[3] = {rq, rk, rv};
-            TRY_GO(load_row_ranges(be, w3, 3, &p, &L->wqkv));
-        } else {
-            TRY_GO(load_linear(be, c, qkv, 3, &p, &L->wqkv));
-        }
+        TRY_GO(load_linear(be, c, qkv, 3, tp ? &sq : NULL, &p, &L->wqkv));
         if (c->qkv_bias) {
             const row_range b[3] = {
                 {S->qb, rq.r0, rq.n}, {S->kb, rk.r0, rk.n}, {S->vb, rv.r0, rv.n}};
@@ -415,20 +419,11 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
             TRY_GO(load_vec(be, S->kn, &p, &L->k_norm));
         }
         const ci_qlinear_src *o = &S->o;
-        if (tp)
-            TRY_GO(load_cols(be, S->o.weight, rq.r0, rq.n, &p, &L->wo));
-        else
-            TRY_GO(load_linear(be, c, &o, 1, &p, &L->wo));
+        TRY_GO(load_linear(be, c, &o, 1, tp ? &so : NULL, &p, &L->wo));
         TRY_GO(load_vec(be, S->mlp_norm, &p, &L->mlp_norm));
         const ci_qlinear_src *gu[2] = {&S->gate, &S->up}, *down = &S->down;
-        if (tp) {
-            const row_range w2[2] = {{S->gate.weight, c->tp.i0, ni}, {S->up.weight, c->tp.i0, ni}};
-            TRY_GO(load_row_ranges(be, w2, 2, &p, &L->w_gate_up));
-            TRY_GO(load_cols(be, S->down.weight, c->tp.i0, ni, &p, &L->w_down));
-        } else {
-            TRY_GO(load_linear(be, c, gu, 2, &p, &L->w_gate_up));
-            TRY_GO(load_linear(be, c, &down, 1, &p, &L->w_down));
-        }
+        TRY_GO(load_linear(be, c, gu, 2, tp ? &sgu : NULL, &p, &L->w_gate_up));
+        TRY_GO(load_linear(be, c, &down, 1, tp ? &sd : NULL, &p, &L->w_down));
     }
     if (last) TRY_GO(load_vec(be, norm, &p, &out->final_norm));
     if (last && head) {
