@@ -95,8 +95,9 @@ ci_status ci_qweight_shard(const ci_qweight *w, const ci_qshard *sh, ci_qweight 
     if (int4) o->zeros = malloc((size_t)(o->rows * o->ngroups));
     if (!o->q || !o->scales || (int4 && !o->zeros) || (want_g && !o->g_idx)) {
         ci_qweight_host_free(o);
-        return ci_errorf(CI_ERR_NOMEM, "tensor parallelism: quantized share [%lld][%lld]: out of "
-                                       "memory",
+        return ci_errorf(CI_ERR_NOMEM,
+                         "tensor parallelism: quantized share [%lld][%lld]: out of "
+                         "memory",
                          (long long)o->rows, (long long)nc);
     }
     int64_t orow = 0;
