@@ -259,8 +259,9 @@ typedef struct ci_backend_ops {
 
     /* Tensor parallelism: x (every rank's [rows][cols], same shape) becomes
      * the sum over the ranks of be->comm, on every rank; a no-op without a
-     * group. NULL where the backend has no collectives (CUDA without NCCL:
-     * ci_model_load refuses a tensor-parallel split there). */
+     * group (CPU: comm.c's in-process all-reduce; CUDA: NCCL's, one GPU
+     * per rank). NULL where the backend has no collectives (ci_model_load
+     * then refuses a tensor-parallel split). */
     ci_status (*all_reduce)(ci_backend *be, ci_tensor *x);
     /* Pipeline parallelism: x to rank `peer` of be->pp_comm, which receives
      * it into a tensor of the same shape; each returns once the data has
@@ -275,6 +276,15 @@ typedef struct ci_backend_ops {
     ci_status (*embedding_shard)(ci_backend *be, const ci_tensor *table, int64_t row0,
                                  const int32_t *ids, int n, ci_tensor *out);
     ci_status (*gather_cols)(ci_backend *be, const ci_tensor *part, ci_tensor *out, int root);
+    /* The calling thread will run this backend's ops (a rank's worker
+     * thread, or the runner's after other ranks' backends were created on
+     * it): CUDA makes the backend's device current. NULL: nothing to do. */
+    ci_status (*thread_attach)(ci_backend *be);
+    /* Every rank calls it at the start of a step, before anything that may
+     * fail: CUDA makes its NCCL communicators over comm and pp_comm there
+     * when the comm's epoch has none yet (every rank must call it; it
+     * returns once all have). NULL: nothing to do. */
+    ci_status (*comm_ready)(ci_backend *be);
 
     /* ---- optional (NULL on the CPU backend) ---- */
     /* The fused matmul above, for x of any rows: the values of the
@@ -345,6 +355,9 @@ typedef struct ci_backend_options {
 /* name: "cpu" (or "cuda" when built with it). */
 ci_status ci_backend_create(const char *name, const ci_backend_options *opts, ci_backend **out);
 void ci_backend_destroy(ci_backend *be);
+/* Devices a backend can run ranks on: -1 no limit (the CPU's ranks are
+ * threads), else the GPUs present (0 when none or not built in). */
+int ci_backend_device_count(const char *name);
 
 /* The sample op's argument checks, shared by every backend: F32 logits,
  * each row's logits row, adjustment range, mask row and top_logprobs in

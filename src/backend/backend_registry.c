@@ -28,3 +28,11 @@ ci_status ci_backend_create(const char *name, const ci_backend_options *opts, ci
     }
     return ci_errorf(CI_ERR_INVALID, "unknown backend '%s' (expected cpu or cuda)", name);
 }
+
+int ci_backend_device_count(const char *name) {
+    if (!name || !strcmp(name, "cpu")) return -1; /* ranks are threads: no limit */
+#ifdef CINFER_HAVE_CUDA
+    if (!strcmp(name, "cuda")) return ci_cuda_device_count();
+#endif
+    return 0;
+}

@@ -22,6 +22,14 @@ struct ci_comm {
         size_t n;
         int src, full;
     } box[CI_COMM_MAX_RANKS];
+    /* a device library's group (comm.h): the epoch, its id, abort hooks */
+    unsigned epoch;
+    int id_made;
+    unsigned char id[CI_COMM_ID_BYTES];
+    struct {
+        void (*fn)(void *);
+        void *arg;
+    } hook[CI_COMM_MAX_RANKS];
 };
 
 ci_status ci_comm_create(int size, ci_comm **out) {
@@ -71,9 +79,23 @@ int ci_comm_barrier(ci_comm *c) {
 void ci_comm_abort(ci_comm *c) {
     if (!c) return;
     pthread_mutex_lock(&c->mu);
+    const int first = !c->aborted;
     c->aborted = 1;
     pthread_cond_broadcast(&c->cv);
+    int nh = 0;
+    struct {
+        void (*fn)(void *);
+        void *arg;
+    } hook[CI_COMM_MAX_RANKS];
+    for (int r = 0; first && r < c->size; r++)
+        if (c->hook[r].fn) {
+            hook[nh].fn = c->hook[r].fn;
+            hook[nh++].arg = c->hook[r].arg;
+            c->hook[r].fn = NULL;
+        }
     pthread_mutex_unlock(&c->mu);
+    for (int i = 0; i < nh; i++) /* outside the lock: a device abort may take a while */
+        hook[i].fn(hook[i].arg);
 }
 
 void ci_comm_reset(ci_comm *c) {
@@ -83,6 +105,46 @@ void ci_comm_reset(ci_comm *c) {
     c->arrived = 0;
     for (int r = 0; r < c->size; r++)
         c->box[r].full = 0;
+    c->epoch++; /* a device group is rebuilt from a new id */
+    c->id_made = 0;
+    pthread_mutex_unlock(&c->mu);
+}
+
+int ci_comm_aborted(ci_comm *c) {
+    if (!c) return 0;
+    pthread_mutex_lock(&c->mu);
+    const int a = c->aborted;
+    pthread_mutex_unlock(&c->mu);
+    return a;
+}
+
+unsigned ci_comm_epoch(ci_comm *c) {
+    if (!c) return 0;
+    pthread_mutex_lock(&c->mu);
+    const unsigned e = c->epoch;
+    pthread_mutex_unlock(&c->mu);
+    return e;
+}
+
+int ci_comm_device_id(ci_comm *c, unsigned epoch, void *out, size_t n,
+                      int (*make)(void *id, size_t n)) {
+    if (!c || n > CI_COMM_ID_BYTES) return -1;
+    pthread_mutex_lock(&c->mu);
+    int rc = c->aborted || c->epoch != epoch ? -1 : 0;
+    if (!rc && !c->id_made) {
+        rc = make(c->id, n);
+        c->id_made = rc == 0;
+    }
+    if (!rc) memcpy(out, c->id, n);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+void ci_comm_on_abort(ci_comm *c, int rank, void (*hook)(void *arg), void *arg) {
+    if (!c || rank < 0 || rank >= c->size) return;
+    pthread_mutex_lock(&c->mu);
+    c->hook[rank].fn = hook;
+    c->hook[rank].arg = arg;
     pthread_mutex_unlock(&c->mu);
 }
 

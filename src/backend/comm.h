@@ -6,7 +6,8 @@
  * sharded forward runs and is tested without GPUs): every rank posts its
  * buffer, each rank sums one slice over all ranks in rank order and writes
  * the sum back to every rank's buffer, so all ranks hold the same bits.
- * (A CUDA group would run NCCL's all-reduce behind the same backend op.) */
+ * A CUDA group runs NCCL's collectives behind the same backend ops; the
+ * comm then carries its id, epochs and abort hooks (below). */
 #ifndef CINFER_BACKEND_COMM_H
 #define CINFER_BACKEND_COMM_H
 
@@ -50,5 +51,21 @@ int ci_comm_barrier(ci_comm *c);
  * calls once every rank has left the step. */
 void ci_comm_abort(ci_comm *c);
 void ci_comm_reset(ci_comm *c);
+int ci_comm_aborted(ci_comm *c);
+
+/* A device library's group riding on the comm (NCCL on CUDA: one
+ * communicator per rank, all made from one id). Epochs: a reset starts a
+ * new one, in which every rank builds its device group again (an abort
+ * tore the old one down). ci_comm_device_id copies the epoch's id (n <=
+ * CI_COMM_ID_BYTES) into out, made by make() for the first rank that asks;
+ * 0, or -1 when make failed, the epoch is over or the comm is aborted. An
+ * abort runs every hook registered for the epoch (hook(arg), outside the
+ * comm's lock): NCCL's abort, which frees ranks stuck in a device
+ * collective whose peer never came. */
+#define CI_COMM_ID_BYTES 256
+unsigned ci_comm_epoch(ci_comm *c);
+int ci_comm_device_id(ci_comm *c, unsigned epoch, void *out, size_t n,
+                      int (*make)(void *id, size_t n));
+void ci_comm_on_abort(ci_comm *c, int rank, void (*hook)(void *arg), void *arg);
 
 #endif

@@ -140,11 +140,13 @@ ci_status ci_engine_config_check(ci_engine_config *c) {
             "pipeline_parallel_size %d x tensor_parallel_size %d outside [1, 64] ranks",
             c->pipeline_parallel_size, c->tensor_parallel_size);
     const int ranks = c->tensor_parallel_size * c->pipeline_parallel_size;
-    if (ranks > 1 && !is(c->device, "cpu"))
+    const int devices = ranks > 1 ? ci_backend_device_count(c->device) : -1;
+    if (devices >= 0 && devices < ranks)
         return ci_errorf(CI_ERR_UNSUPPORTED,
-                         "tensor_parallel_size %d x pipeline_parallel_size %d on %s: only the cpu "
-                         "backend has collectives in this build (NCCL is not wired in yet)",
-                         c->tensor_parallel_size, c->pipeline_parallel_size, c->device);
+                         "tensor_parallel_size %d x pipeline_parallel_size %d needs %d %s devices, "
+                         "found %d",
+                         c->tensor_parallel_size, c->pipeline_parallel_size, ranks, c->device,
+                         devices);
     if (ranks > 1 && c->num_speculative_tokens > 0)
         return ci_errorf(CI_ERR_UNSUPPORTED, "tensor / pipeline parallelism with speculative "
                                              "decoding is not supported yet");

@@ -58,6 +58,10 @@ static void options(const ci_ranks *g, int w, ci_model_options *mo) {
 }
 
 static ci_status rank_step(ci_ranks *g, rank *r) {
+    /* the device groups (CUDA: NCCL communicators, made by every rank at
+     * once) before anything that may fail, so that a failure later in the
+     * step finds them made and aborts them */
+    if (r->be->ops->comm_ready) CI_TRY(r->be->ops->comm_ready(r->be));
     if (r->inject.code) {
         const ci_status f = r->inject;
         r->inject = ci_ok();
@@ -72,6 +76,9 @@ static void *rank_main(void *p) {
     rank *r = p;
     ci_ranks *g = r->g;
     unsigned long seen = 0;
+    /* this thread runs the rank's backend (CUDA: its device); a failure
+     * shows at the first step */
+    const ci_status att = r->be->ops->thread_attach ? r->be->ops->thread_attach(r->be) : ci_ok();
     for (;;) {
         pthread_mutex_lock(&g->mu);
         while (g->step == seen && !g->stop)
@@ -82,7 +89,7 @@ static void *rank_main(void *p) {
         }
         seen = g->step;
         pthread_mutex_unlock(&g->mu);
-        ci_status s = rank_step(g, r);
+        ci_status s = att.code ? att : rank_step(g, r);
         if (s.code) abort_all(g); /* nobody waits for this rank */
         pthread_mutex_lock(&g->mu);
         r->st = s;
@@ -131,15 +138,18 @@ void ci_ranks_runner_options(const ci_ranks *g, ci_model_options *mo) {
     options(g, g->runner, mo);
 }
 
-ci_status ci_ranks_start(ci_ranks *g, const char *model_dir, const ci_backend_options *bo,
-                         const ci_model_options *mo, int num_blocks, int block_size) {
+ci_status ci_ranks_start(ci_ranks *g, const char *model_dir, const char *device,
+                         const ci_backend_options *bo, const ci_model_options *mo, int num_blocks,
+                         int block_size) {
     ci_status s = ci_ok();
     for (int w = 0; w < g->n && !s.code; w++) {
         if (w == g->runner) continue;
         rank *r = &g->ranks[w];
         r->g = g;
         r->w = w;
-        s = ci_backend_create("cpu", bo, &r->be);
+        ci_backend_options rbo = *bo;
+        rbo.device_id = w; /* one GPU per rank (unused on the CPU) */
+        s = ci_backend_create(device, &rbo, &r->be);
         if (s.code) break;
         bind(g, r->be, w);
         ci_model_options o = *mo;

@@ -1,5 +1,6 @@
 /* ranks.h — the ranks of tensor and pipeline parallelism beyond the
- * runner's own (issue 15; cpu: threads of this process).
+ * runner's own (issue 15): threads of this process, on the CPU backend or
+ * one GPU each on CUDA (world rank w on device w; NCCL's collectives).
  *
  * tp x pp ranks: rank w is tensor rank w % tp of pipeline stage w / tp.
  * The groups: one comm per stage for the tensor ranks' all-reduce, one
@@ -31,11 +32,13 @@ ci_status ci_ranks_create(int tp, int pp, ci_ranks **out);
 void ci_ranks_bind(ci_ranks *g, ci_backend *be);
 /* The options of the runner's model share (mo's tp_* / pp_* set). */
 void ci_ranks_runner_options(const ci_ranks *g, ci_model_options *mo);
-/* Loads every other rank of model_dir (backend options bo, model options
- * mo with their tp_* / pp_* set per rank) with KV caches of num_blocks x
- * block_size, and starts its thread. */
-ci_status ci_ranks_start(ci_ranks *g, const char *model_dir, const ci_backend_options *bo,
-                         const ci_model_options *mo, int num_blocks, int block_size);
+/* Loads every other rank of model_dir on backend `device` (options bo, its
+ * device_id the rank's world rank; model options mo with their tp_* /
+ * pp_* set per rank) with KV caches of num_blocks x block_size, and starts
+ * its thread. */
+ci_status ci_ranks_start(ci_ranks *g, const char *model_dir, const char *device,
+                         const ci_backend_options *bo, const ci_model_options *mo, int num_blocks,
+                         int block_size);
 void ci_ranks_free(ci_ranks *g);
 
 /* A rank's forward of a step (workers and the runner alike; batch checked

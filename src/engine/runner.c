@@ -208,6 +208,8 @@ ci_status ci_runner_create(const cinfer_engine_config *cfg, ci_runner **out) {
     ci_status s = act_dtype_of(cfg->dtype, &bo.act_dtype);
     double t_load = ci_now();
     if (!s.code && tp * pp > 1) s = ci_ranks_create(tp, pp, &r->ranks);
+    /* on GPUs, world rank w runs on device w: the runner on its own */
+    if (r->ranks) bo.device_id = ci_ranks_runner_rank(r->ranks);
     if (!s.code) s = ci_backend_create(cfg->device, &bo, &r->be);
     if (!s.code && r->ranks) ci_ranks_bind(r->ranks, r->be);
     ci_model_options mo = {.max_batch_tokens = cfg->max_num_batched_tokens,
@@ -243,7 +245,10 @@ ci_status ci_runner_create(const cinfer_engine_config *cfg, ci_runner **out) {
     if (!s.code && r->draft) s = ci_draft_kv_create(r->draft, (int)blocks, cfg->block_size);
     /* the other ranks: the same KV blocks (the scheduler's tables serve all) */
     if (!s.code && r->ranks)
-        s = ci_ranks_start(r->ranks, cfg->model_dir, &bo, &mo, (int)blocks, cfg->block_size);
+        s = ci_ranks_start(r->ranks, cfg->model_dir, cfg->device, &bo, &mo, (int)blocks,
+                           cfg->block_size);
+    /* the other ranks' backends were made on this thread: its device again */
+    if (!s.code && r->ranks && r->be->ops->thread_attach) s = r->be->ops->thread_attach(r->be);
     if (s.code) goto fail;
     r->st.num_kv_blocks = (int)blocks;
     r->st.kv_cache_bytes = (int64_t)blocks * (int64_t)block_bytes;
@@ -251,7 +256,9 @@ ci_status ci_runner_create(const cinfer_engine_config *cfg, ci_runner **out) {
         s = ci_errorf(CI_ERR_UNSUPPORTED, "runner: backend %s has no sample op", r->be->name);
         goto fail;
     }
-    if (!cfg->enforce_eager && r->be->ops->graph_capture_begin) {
+    /* graphs hold one rank's kernels; with several ranks (GPUs: NCCL
+     * collectives between them) every rank runs eagerly for now */
+    if (!cfg->enforce_eager && r->be->ops->graph_capture_begin && !r->ranks) {
         s = capture_graphs(r);
         if (s.code) goto fail;
     }
@@ -342,7 +349,9 @@ static ci_status launch(ci_runner *r, const ci_runner_step *st, ci_sample_result
         }
         CI_TRY(ci_ranks_begin(r->ranks, st->batch, st->copy_src, st->copy_dst, st->num_copies));
     }
-    ci_status fs = copies_and_forward(r, st, async);
+    /* the ranks' device groups first (made by every rank at once) */
+    ci_status fs = r->ranks && be->ops->comm_ready ? be->ops->comm_ready(be) : ci_ok();
+    if (!fs.code) fs = copies_and_forward(r, st, async);
     if (r->ranks) fs = ci_ranks_end(r->ranks, fs);
     CI_TRY(fs);
     double t1 = ci_now();

@@ -86,6 +86,11 @@ gen -p "$p" -n 4 -pp 7 >/dev/null
 check "-pp 7 (6 layers): one error line" eval '[ "$(grep -c "exceeds num_hidden_layers 6" "$tmp/err")" = 1 ]'
 gen -p "$p" -n 4 -tp 3 >/dev/null
 check "-tp 3 (4 heads): one error line naming the field" eval '[ "$(grep -c "does not divide num_attention_heads 4" "$tmp/err")" = 1 ]'
+# on GPUs one per rank (NCCL): more ranks than GPUs is one line at startup
+ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+ntp=$((ngpu + 1 > 2 ? ngpu + 1 : 2))
+gen -p "$p" -n 4 --device cuda -tp $ntp >/dev/null
+check "--device cuda -tp $ntp ($ngpu GPUs): one error line naming the GPUs" eval '[ "$(grep -c "needs $ntp cuda devices" "$tmp/err")" = 1 ]'
 
 echo "passed $passed, failed $failed"
 [ "$failed" = 0 ]

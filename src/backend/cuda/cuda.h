@@ -8,6 +8,8 @@
 int ci_cuda_device_count(void);
 /* Opens cuBLASLt (dlopen, once): NULL when loaded, else why not. */
 const char *ci_cuda_libs_load(void);
+/* Opens NCCL (dlopen, once; the collectives of several GPUs): the same. */
+const char *ci_cuda_nccl_load(void);
 /* The quantized GEMV kernel: "auto" (default: tc, or vec or split by shape), "tc",
  * "split", "vec" or "scalar"; NULL: auto. For measurements (CINFER_QGEMV sets it at the first call
  * too). */

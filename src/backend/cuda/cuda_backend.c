@@ -526,6 +526,7 @@ static void cu_destroy(ci_backend *be) {
     ci_cuda *c = be->impl;
     if (c) {
         if (c->stream) cudaStreamSynchronize(c->stream);
+        ci_cuda_comm_free(c);
         ci_cuda_gemm_plans_free(c);
         if (c->lt) cublasLtDestroy(c->lt);
         if (c->workspace) cudaFree(c->workspace);
@@ -623,6 +624,13 @@ static const ci_backend_ops cuda_ops = {
     .graph_capture_end = cu_graph_capture_end,
     .graph_launch = cu_graph_launch,
     .graph_destroy = cu_graph_destroy,
+    .all_reduce = ci_cuda_all_reduce,
+    .send = ci_cuda_send,
+    .recv = ci_cuda_recv,
+    .embedding_shard = ci_cuda_embedding_shard,
+    .gather_cols = ci_cuda_gather_cols,
+    .thread_attach = ci_cuda_thread_attach,
+    .comm_ready = ci_cuda_comm_ready,
     .destroy = cu_destroy,
 };
 

@@ -19,12 +19,13 @@
 
 /* One CTA per output row; W is the vector width in bytes (16 or 1). */
 template <typename V>
-__global__ void gather_rows_kernel(const V *__restrict__ rows, int64_t nrows, int64_t row_vecs,
-                                   const int32_t *__restrict__ idx, V *__restrict__ out) {
+__global__ void gather_rows_kernel(const V *__restrict__ rows, int64_t row0, int64_t nrows,
+                                   int64_t row_vecs, const int32_t *__restrict__ idx,
+                                   V *__restrict__ out) {
     ci_pdl_trigger();
     ci_pdl_wait();
     int i = blockIdx.x;
-    int32_t r = idx[i];
+    const int64_t r = (int64_t)idx[i] - row0;
     V *o = out + (int64_t)i * row_vecs;
     if (r < 0 || r >= nrows) {
         V z;
@@ -38,16 +39,22 @@ __global__ void gather_rows_kernel(const V *__restrict__ rows, int64_t nrows, in
 
 extern "C" int ci_cu_gather_rows(ci_cu_stream st, const void *rows, int64_t nrows,
                                  int64_t row_bytes, const int32_t *idx, int n, void *out) {
+    return ci_cu_gather_rows_from(st, rows, 0, nrows, row_bytes, idx, n, out);
+}
+
+extern "C" int ci_cu_gather_rows_from(ci_cu_stream st, const void *rows, int64_t row0,
+                                      int64_t nrows, int64_t row_bytes, const int32_t *idx, int n,
+                                      void *out) {
     if (n <= 0) return cudaSuccess;
     int aligned = row_bytes % 16 == 0 && ((uintptr_t)rows % 16) == 0 && ((uintptr_t)out % 16) == 0;
     if (aligned) {
         int64_t vecs = row_bytes / 16;
         int th = vecs >= 256 ? 256 : (int)((vecs + 31) / 32 * 32);
-        ci_cu_launch(gather_rows_kernel<uint4>, n, th, 0, st, (const uint4 *)rows, nrows, vecs, idx,
-                     (uint4 *)out);
+        ci_cu_launch(gather_rows_kernel<uint4>, n, th, 0, st, (const uint4 *)rows, row0, nrows,
+                     vecs, idx, (uint4 *)out);
     } else {
         ci_cu_launch(gather_rows_kernel<unsigned char>, n, 256, 0, st, (const unsigned char *)rows,
-                     nrows, row_bytes, idx, (unsigned char *)out);
+                     row0, nrows, row_bytes, idx, (unsigned char *)out);
     }
     return cudaGetLastError();
 }

@@ -79,6 +79,12 @@ typedef struct ci_cuda {
     void *qact, *qact_big;
     size_t qact_bytes, qact_big_bytes;
     int fp8_mma; /* Hopper: cuBLASLt FP8 GEMMs with vector / block scales (-1: probed, none) */
+    /* tensor / pipeline parallelism (cuda_comm.c): this rank's NCCL
+     * communicators over be->comm and be->pp_comm, and the root's staging
+     * buffer of gather_cols */
+    struct cu_nccl *nccl_tp, *nccl_pp;
+    void *gather_buf;
+    size_t gather_bytes;
 } ci_cuda;
 
 /* y[n][m] = (xq . wq^T) * xs[n] * ws[m] (+ bias) through cuBLASLt's FP8 GEMM
@@ -91,6 +97,18 @@ ci_status ci_cuda_gemm_fp8(ci_cuda *c, int mode, const void *wq, const float *ws
 /* Whether cuBLASLt has that FP8 GEMM (a plan for it): ci_ok or why not. */
 ci_status ci_cuda_gemm_fp8_probe(ci_cuda *c, int mode, int64_t m, int64_t n, int64_t k,
                                  ci_dtype ydt);
+
+/* cuda_comm.c: the collectives over NCCL (one GPU per rank) and the
+ * thread_attach op; ci_cuda_comm_free releases what they hold */
+ci_status ci_cuda_all_reduce(ci_backend *be, ci_tensor *x);
+ci_status ci_cuda_send(ci_backend *be, const ci_tensor *x, int peer);
+ci_status ci_cuda_recv(ci_backend *be, ci_tensor *x, int peer);
+ci_status ci_cuda_embedding_shard(ci_backend *be, const ci_tensor *table, int64_t row0,
+                                  const int32_t *ids, int n, ci_tensor *out);
+ci_status ci_cuda_gather_cols(ci_backend *be, const ci_tensor *part, ci_tensor *out, int root);
+ci_status ci_cuda_thread_attach(ci_backend *be);
+ci_status ci_cuda_comm_ready(ci_backend *be);
+void ci_cuda_comm_free(struct ci_cuda *c);
 
 static inline ci_cuda *ci_cuda_of(ci_backend *be) {
     return (ci_cuda *)be->impl;

@@ -22,6 +22,10 @@ void ci_cu_set_pdl(int on);
  * gives a zero row (the host checks ids first). */
 int ci_cu_gather_rows(ci_cu_stream st, const void *rows, int64_t nrows, int64_t row_bytes,
                       const int32_t *idx, int n, void *out);
+/* the same for idx - row0: rows outside [0, nrows) give zeros (a vocabulary
+ * share of the embedding, tensor parallelism) */
+int ci_cu_gather_rows_from(ci_cu_stream st, const void *rows, int64_t row0, int64_t nrows,
+                           int64_t row_bytes, const int32_t *idx, int n, void *out);
 
 /* out[r][i] = silu(gu[r][i]) * gu[r][inter + i] */
 int ci_cu_swiglu(ci_cu_stream st, int bf16, const void *gu, int64_t rows, int64_t inter, void *out);
