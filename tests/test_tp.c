@@ -343,11 +343,19 @@ static void run_jobs(ci_engine *e, ejobs *J, int64_t *ids, int i0, int i1, int *
     }
 }
 
+/* speculative decoding for run_engine: tokens per step (0: off) and the
+ * draft model (NULL: n-gram) */
+static int g_spec;
+static const char *g_spec_model;
+static double g_spec_accept; /* the last run's accepted / drafted tokens */
+
 /* Runs every job (job 0 first, alone, so that the others can hit its
  * prefix) at tp ranks; returns preemptions, sets *hits. */
 static int64_t run_engine(ejobs *J, const char *model_dir, int tp, int pp, int prefix,
                           int64_t kv_tokens, int mbt, int64_t *hits) {
     ci_engine_config c = ci_engine_default_config();
+    c.num_speculative_tokens = g_spec;
+    c.speculative_model = g_spec ? g_spec_model : NULL;
     c.model_dir = model_dir;
     c.tensor_parallel_size = tp;
     c.pipeline_parallel_size = pp;
@@ -367,6 +375,8 @@ static int64_t run_engine(ejobs *J, const char *model_dir, int tp, int pp, int p
     run_jobs(e, J, ids, 1, J->nj, NULL);
     ci_engine_metrics m = ci_engine_get_metrics(e);
     *hits = m.prefix_cache_hit_tokens;
+    g_spec_accept =
+        m.spec_draft_tokens > 0 ? (double)m.spec_accepted_tokens / (double)m.spec_draft_tokens : 0;
     ci_engine_destroy(e);
     return m.num_preemptions;
 }
@@ -456,6 +466,27 @@ static void test_engine_tp(const char *model_dir, int quick) {
     }
     test_rank_fault(&J, model_dir, 2, 1, ref);
     test_rank_fault(&J, model_dir, 2, 2, ref);
+    /* speculative decoding across ranks: the target verifies on every rank,
+     * the draft (the model drafting for itself: every token accepted when
+     * its cache follows the step's tokens) runs whole on the runner's;
+     * n-gram drafts need no model. TP=1's greedy tokens either way. */
+    for (int method = 0; method < 2; method++) {
+        g_spec = 3;
+        g_spec_model = method ? NULL : model_dir;
+        for (size_t k = 0; k < sizeof par / sizeof par[0]; k += 3) { /* 2 x 1, 2 x 2 */
+            const int tp = par[k][0], pp = par[k][1];
+            run_engine(&J, model_dir, tp, pp, 1, 0, 2048, &hits);
+            int same = 0;
+            for (int i = 0; i < J.nj; i++)
+                same += J.nout[i] == J.mt && !memcmp(J.out[i], ref[i], sizeof(int32_t) * J.mt);
+            printf("engine TP=%d PP=%d, %s drafts: %d/%d requests as TP=1, %.0f%% of drafts "
+                   "accepted\n",
+                   tp, pp, method ? "n-gram" : "self", same, J.nj, 100 * g_spec_accept);
+            CHECK(same == J.nj);
+            if (!method) CHECK(g_spec_accept > 0.9);
+        }
+    }
+    g_spec = 0;
     for (int i = 0; i < J.nj; i++)
         free(J.prompt[i]);
 }

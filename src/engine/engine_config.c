@@ -147,9 +147,6 @@ ci_status ci_engine_config_check(ci_engine_config *c) {
                          "found %d",
                          c->tensor_parallel_size, c->pipeline_parallel_size, ranks, c->device,
                          devices);
-    if (ranks > 1 && c->num_speculative_tokens > 0)
-        return ci_errorf(CI_ERR_UNSUPPORTED, "tensor / pipeline parallelism with speculative "
-                                             "decoding is not supported yet");
     return ci_ok();
 }
 

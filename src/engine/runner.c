@@ -290,6 +290,13 @@ static ci_status forward(ci_runner *r, const ci_batch *b, const ci_runner_step *
         r->st.graph_steps++; /* the graph holds the draft's mirror too */
     } else if (r->ranks) {   /* its share of the step, in micro-batches with pipeline stages */
         CI_TRY(ci_ranks_forward(r->ranks, r->model, r->kv, b, &r->mbs));
+        /* the draft (whole, on this rank only) follows the step's tokens:
+         * the batch whole again (the ranks' forward left the last
+         * micro-batch in dev_batch) */
+        if (r->draft) {
+            CI_TRY(be->ops->prepare_batch(be, b, &r->model->dev_batch));
+            CI_TRY(mirror(r, &r->model->dev_batch, b->num_tokens));
+        }
         r->st.eager_steps++;
     } else {
         CI_TRY(be->ops->prepare_batch(be, b, &r->model->dev_batch));
