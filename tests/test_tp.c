@@ -315,6 +315,14 @@ static uint32_t rnd32(void) {
     return rs >> 8;
 }
 
+/* jobs whose J->mt tokens equal ref's */
+static int count_same(const ejobs *J, const int32_t (*ref)[MT]) {
+    int same = 0;
+    for (int i = 0; i < J->nj; i++)
+        same += J->nout[i] == J->mt && !memcmp(J->out[i], ref[i], sizeof(int32_t) * J->mt);
+    return same;
+}
+
 /* Adds jobs [i0, i1) (greedy, ignore_eos) and steps the engine until every
  * request has finished, appending each job's tokens to J->out (ids: the
  * jobs' request ids, -1 before they are added); *errors (may be NULL)
@@ -413,9 +421,7 @@ static void test_rank_fault(ejobs *J, const char *model_dir, int tp, int pp, int
         memset(J->nout, 0, sizeof J->nout);
         run_jobs(e, J, ids, 0, J->nj, round == 0 ? &errors : NULL);
     }
-    int same = 0;
-    for (int i = 0; i < J->nj; i++)
-        same += J->nout[i] == J->mt && !memcmp(J->out[i], ref[i], sizeof(int32_t) * J->mt);
+    const int same = count_same(J, (const int32_t(*)[MT])ref);
     printf("engine TP=%d PP=%d, rank 1 fails at step 3: %d requests ended with an error, then "
            "%d/%d requests as TP=1\n",
            tp, pp, errors, same, J->nj);
@@ -446,9 +452,7 @@ static void test_engine_tp(const char *model_dir, int quick) {
         const int tp = par[k][0], pp = par[k][1];
         /* batched, prefix caching */
         run_engine(&J, model_dir, tp, pp, 1, 0, 2048, &hits);
-        int same = 0;
-        for (int i = 0; i < J.nj; i++)
-            same += J.nout[i] == J.mt && !memcmp(J.out[i], ref[i], sizeof(int32_t) * J.mt);
+        int same = count_same(&J, (const int32_t(*)[MT])ref);
         printf("engine TP=%d PP=%d, prefix caching: %d/%d requests as TP=1, %lld prefix tokens "
                "hit\n",
                tp, pp, same, J.nj, (long long)hits);
@@ -456,9 +460,7 @@ static void test_engine_tp(const char *model_dir, int quick) {
         CHECK(hits >= (J.nj - 1) * 96);
         /* a cache of ~1.5 requests and 64-token steps: chunked prefill and preemption */
         const int64_t pre = run_engine(&J, model_dir, tp, pp, 1, 200, 64, &hits);
-        same = 0;
-        for (int i = 0; i < J.nj; i++)
-            same += J.nout[i] == J.mt && !memcmp(J.out[i], ref[i], sizeof(int32_t) * J.mt);
+        same = count_same(&J, (const int32_t(*)[MT])ref);
         printf("engine TP=%d PP=%d, small cache: %d/%d requests as TP=1, %lld preemptions\n", tp,
                pp, same, J.nj, (long long)pre);
         CHECK(same == J.nj);
@@ -476,9 +478,7 @@ static void test_engine_tp(const char *model_dir, int quick) {
         for (size_t k = 0; k < sizeof par / sizeof par[0]; k += 3) { /* 2 x 1, 2 x 2 */
             const int tp = par[k][0], pp = par[k][1];
             run_engine(&J, model_dir, tp, pp, 1, 0, 2048, &hits);
-            int same = 0;
-            for (int i = 0; i < J.nj; i++)
-                same += J.nout[i] == J.mt && !memcmp(J.out[i], ref[i], sizeof(int32_t) * J.mt);
+            int same = count_same(&J, (const int32_t(*)[MT])ref);
             printf("engine TP=%d PP=%d, %s drafts: %d/%d requests as TP=1, %.0f%% of drafts "
                    "accepted\n",
                    tp, pp, method ? "n-gram" : "self", same, J.nj, 100 * g_spec_accept);
@@ -525,9 +525,7 @@ static void test_fixtures_tp(void) {
         int ok = 0, runs = 0;
         for (size_t k = 0; k < sizeof par / sizeof par[0]; k++) {
             run_engine(&J, dir, par[k][0], par[k][1], 1, 0, 2048, &hits);
-            int same = 0;
-            for (int i = 0; i < J.nj; i++)
-                same += J.nout[i] == J.mt && !memcmp(J.out[i], ref[i], sizeof(int32_t) * J.mt);
+            int same = count_same(&J, (const int32_t(*)[MT])ref);
             CHECKF(same == J.nj, "fixture %s TP=%d PP=%d: %d of %d requests as TP=1", names[f],
                    par[k][0], par[k][1], same, J.nj);
             ok += same == J.nj;
