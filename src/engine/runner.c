@@ -341,6 +341,9 @@ static ci_status copies_and_forward(ci_runner *r, const ci_runner_step *st, int 
 static ci_status launch(ci_runner *r, const ci_runner_step *st, ci_sample_result *results) {
     ci_backend *be = r->be;
     double t0 = ci_now();
+    /* several ranks (GPUs): the runner's device may not be the calling
+     * thread's (a server's engine thread) */
+    if (r->ranks && be->ops->thread_attach) CI_TRY(be->ops->thread_attach(be));
     /* the device runs on past this call when the backend samples
      * asynchronously and no other rank takes part (their collectives sync) */
     const int async = be->ops->sample_async && be->ops->sample_wait && !r->ranks;

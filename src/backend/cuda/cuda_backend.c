@@ -525,6 +525,7 @@ static void cu_destroy(ci_backend *be) {
     if (!be) return;
     ci_cuda *c = be->impl;
     if (c) {
+        if (c->stream) cudaSetDevice(c->device); /* another rank's device may be current */
         if (c->stream) cudaStreamSynchronize(c->stream);
         ci_cuda_comm_free(c);
         ci_cuda_gemm_plans_free(c);
