@@ -18,6 +18,7 @@
 #include "backend/comm.h"
 #include "engine/engine.h"
 #include "engine/microbatch.h"
+#include "engine/ranks.h"
 #include "engine/runner.h"
 #include "model/model.h"
 #include "test.h"
@@ -194,6 +195,80 @@ static int greedy(group *g, const int32_t *prompt, int n, int ng, const int32_t 
 }
 
 /* ---- micro-batches: whole sequences, every token and logits row once ---- */
+
+/* The ranks' KV-sizing step (runner.c on devices): every rank loads
+ * before any cache exists (ci_ranks_load), runs the largest step on a
+ * scratch cache of its own (ci_ranks_begin_profile) with the runner's
+ * logits those of TP 1, then gets its cache (ci_ranks_kv_create) and serves
+ * an ordinary step; at TP 2 and at TP 2 x PP 2. */
+static void test_ranks_profile(const char *path, int V) {
+    const int par[][2] = {{2, 1}, {2, 2}};
+    int32_t prompt[40];
+    for (int i = 0; i < 40; i++)
+        prompt[i] = (int32_t)((i * 37 + 11) % 500);
+    const int32_t *ids[1] = {prompt};
+    const int n[1] = {40}, start[1] = {0};
+    static tbatch t;
+    tbatch_make(&t, 1, ids, n, start);
+    /* TP 1's logits of the step */
+    ci_backend *b1;
+    ci_backend_options o1 = {1, 0, CI_ACT_DEFAULT};
+    CHECK_OK(ci_backend_create("cpu", &o1, &b1));
+    ci_model_options mo1 = {.max_batch_tokens = 512};
+    ci_model *m1 = NULL;
+    ci_kv_cache *kv1 = NULL;
+    CHECK_OK(ci_model_load(path, b1, &mo1, &m1));
+    if (!m1) return;
+    CHECK_OK(ci_model_kv_cache_create(m1, NBLK, BS, &kv1));
+    float *ref = malloc(sizeof(float) * (size_t)V);
+    CHECK_OK(ci_model_forward(m1, &t.b, kv1, ref));
+    for (size_t k = 0; k < sizeof par / sizeof par[0]; k++) {
+        ci_ranks *g = NULL;
+        CHECK_OK(ci_ranks_create(par[k][0], par[k][1], &g));
+        if (!g) break;
+        ci_backend *be = NULL;
+        CHECK_OK(ci_backend_create("cpu", &o1, &be));
+        ci_ranks_bind(g, be);
+        ci_model_options mo = {.max_batch_tokens = 512};
+        ci_ranks_runner_options(g, &mo);
+        ci_model *m = NULL;
+        ci_kv_cache *scratch = NULL, *kv = NULL;
+        ci_microbatches mbs = {0};
+        CHECK_OK(ci_model_load(path, be, &mo, &m));
+        CHECK_OK(ci_ranks_load(g, path, "cpu", &o1, &mo));
+        CHECK_OK(ci_model_kv_cache_create(m, NBLK, BS, &scratch));
+        ci_status s = ci_ranks_begin_profile(g, &t.b, NBLK, BS);
+        if (!s.code) s = ci_ranks_forward(g, m, scratch, &t.b, &mbs);
+        CHECK_OK(ci_ranks_end(g, s));
+        ci_kv_cache_destroy(be, scratch);
+        const float *lg = ci_model_logits(m)->data;
+        double d = 0;
+        for (int v = 0; v < V; v++)
+            d = fmax(d, fabs((double)lg[v] - ref[v]));
+        printf("ranks TP=%d PP=%d: profiling step on scratch caches, logits within %.2g of TP=1\n",
+               par[k][0], par[k][1], d);
+        CHECK(d < 1e-3);
+        /* the caches, then an ordinary step */
+        CHECK_OK(ci_ranks_kv_create(g, NBLK, BS));
+        CHECK_OK(ci_model_kv_cache_create(m, NBLK, BS, &kv));
+        s = ci_ranks_begin(g, &t.b, NULL, NULL, 0);
+        if (!s.code) s = ci_ranks_forward(g, m, kv, &t.b, &mbs);
+        CHECK_OK(ci_ranks_end(g, s));
+        d = 0;
+        for (int v = 0; v < V; v++)
+            d = fmax(d, fabs((double)lg[v] - ref[v]));
+        CHECK(d < 1e-3);
+        ci_ranks_free(g);
+        ci_microbatches_free(&mbs);
+        if (kv) ci_kv_cache_destroy(be, kv);
+        ci_model_free(m);
+        ci_backend_destroy(be);
+    }
+    free(ref);
+    ci_kv_cache_destroy(b1, kv1);
+    ci_model_free(m1);
+    ci_backend_destroy(b1);
+}
 
 static void test_microbatch(void) {
     /* 5 sequences of 7, 1, 30, 2, 12 tokens; logits rows: sequence 0 none
@@ -655,6 +730,7 @@ int main(void) {
     free(plog);
     group_close(&whole);
     test_microbatch();
+    test_ranks_profile(path, V);
     test_comm();
     test_engine_tp(path, quick);
     test_fixtures_tp();

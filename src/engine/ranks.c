@@ -18,6 +18,7 @@ typedef struct rank {
     ci_microbatches mbs; /* its cut of each step (pipeline stages) */
     ci_status st;        /* this step's */
     ci_status inject;    /* a fault for the next step (ci_ranks_inject) */
+    size_t free, total;  /* device memory after the profiling step (mem_info) */
 } rank;
 
 struct ci_ranks {
@@ -35,6 +36,7 @@ struct ci_ranks {
     const ci_batch *b;
     const int32_t *src, *dst;
     int ncopies;
+    int profile_blocks, profile_bs; /* > 0: the step profiles memory on a scratch cache */
 };
 
 static void abort_all(ci_ranks *g) {
@@ -66,6 +68,14 @@ static ci_status rank_step(ci_ranks *g, rank *r) {
         const ci_status f = r->inject;
         r->inject = ci_ok();
         return f;
+    }
+    if (g->profile_blocks > 0) { /* KV sizing: the largest step on a scratch cache */
+        ci_kv_cache *kv = NULL;
+        CI_TRY(ci_model_kv_cache_create(r->model, g->profile_blocks, g->profile_bs, &kv));
+        ci_status s = ci_ranks_forward(g, r->model, kv, g->b, &r->mbs);
+        ci_kv_cache_destroy(r->be, kv);
+        if (!s.code && r->be->ops->mem_info) s = r->be->ops->mem_info(r->be, &r->free, &r->total);
+        return s;
     }
     if (g->ncopies > 0) CI_TRY(r->be->ops->copy_blocks(r->be, r->kv, g->src, g->dst, g->ncopies));
     CI_TRY(ci_model_check_batch(r->model, g->b, r->kv));
@@ -138,9 +148,8 @@ void ci_ranks_runner_options(const ci_ranks *g, ci_model_options *mo) {
     options(g, g->runner, mo);
 }
 
-ci_status ci_ranks_start(ci_ranks *g, const char *model_dir, const char *device,
-                         const ci_backend_options *bo, const ci_model_options *mo, int num_blocks,
-                         int block_size) {
+ci_status ci_ranks_load(ci_ranks *g, const char *model_dir, const char *device,
+                        const ci_backend_options *bo, const ci_model_options *mo) {
     ci_status s = ci_ok();
     for (int w = 0; w < g->n && !s.code; w++) {
         if (w == g->runner) continue;
@@ -156,7 +165,6 @@ ci_status ci_ranks_start(ci_ranks *g, const char *model_dir, const char *device,
         options(g, w, &o);
         o.progress = NULL; /* the runner's rank shows its own */
         s = ci_model_load(model_dir, r->be, &o, &r->model);
-        if (!s.code) s = ci_model_kv_cache_create(r->model, num_blocks, block_size, &r->kv);
         if (!s.code && pthread_create(&r->th, NULL, rank_main, r) != 0)
             s = ci_errorf(CI_ERR_INTERNAL, "parallel ranks: pthread_create failed");
         if (!s.code) r->started = 1;
@@ -164,6 +172,33 @@ ci_status ci_ranks_start(ci_ranks *g, const char *model_dir, const char *device,
             s = ci_status_wrap(s, "rank %d (stage %d, tensor rank %d)", w, w / g->tp, w % g->tp);
     }
     return s;
+}
+
+ci_status ci_ranks_kv_create(ci_ranks *g, int num_blocks, int block_size) {
+    for (int w = 0; w < g->n; w++) {
+        rank *r = &g->ranks[w];
+        if (w == g->runner || r->kv) continue;
+        /* on this thread: the rank's device current while its cache is made */
+        if (r->be->ops->thread_attach) CI_TRY(r->be->ops->thread_attach(r->be));
+        ci_status s = ci_model_kv_cache_create(r->model, num_blocks, block_size, &r->kv);
+        if (s.code) return ci_status_wrap(s, "rank %d", w);
+    }
+    return ci_ok();
+}
+
+ci_status ci_ranks_begin_profile(ci_ranks *g, const ci_batch *b, int num_blocks, int block_size) {
+    g->profile_blocks = num_blocks;
+    g->profile_bs = block_size;
+    return ci_ranks_begin(g, b, NULL, NULL, 0);
+}
+
+void ci_ranks_min_memory(const ci_ranks *g, size_t *free_bytes, size_t *total_bytes) {
+    for (int w = 0; w < g->n; w++) {
+        const rank *r = &g->ranks[w];
+        if (w == g->runner || !r->total) continue;
+        if (r->free < *free_bytes) *free_bytes = r->free;
+        if (r->total < *total_bytes) *total_bytes = r->total;
+    }
 }
 
 void ci_ranks_free(ci_ranks *g) {
@@ -234,6 +269,7 @@ ci_status ci_ranks_end(ci_ranks *g, ci_status runner) {
     pthread_mutex_lock(&g->mu);
     while (g->finished < g->n - 1)
         pthread_cond_wait(&g->done, &g->mu);
+    g->profile_blocks = 0;
     pthread_mutex_unlock(&g->mu);
     /* the step's error: the first rank's that is not the echo of another
      * rank's abort in a collective */

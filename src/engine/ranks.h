@@ -8,7 +8,8 @@
  * stage's tensor rank 0 (the logits are gathered there from the tensor
  * ranks' vocabulary shares): ci_ranks_bind gives its backend
  * the comms. Every other rank is a worker thread with its backend, model
- * share and a KV cache of the same blocks (ci_ranks_start). A step runs on
+ * share (ci_ranks_load) and a KV cache of the same blocks
+ * (ci_ranks_kv_create). A step runs on
  * every rank at once: ci_ranks_begin wakes the workers with the step's
  * batch and block copies (host memory, unchanged until ci_ranks_end), they
  * run their forward as the runner runs its own, and ci_ranks_end waits for
@@ -34,11 +35,21 @@ void ci_ranks_bind(ci_ranks *g, ci_backend *be);
 void ci_ranks_runner_options(const ci_ranks *g, ci_model_options *mo);
 /* Loads every other rank of model_dir on backend `device` (options bo, its
  * device_id the rank's world rank; model options mo with their tp_* /
- * pp_* set per rank) with KV caches of num_blocks x block_size, and starts
- * its thread. */
-ci_status ci_ranks_start(ci_ranks *g, const char *model_dir, const char *device,
-                         const ci_backend_options *bo, const ci_model_options *mo, int num_blocks,
-                         int block_size);
+ * pp_* set per rank) and starts its thread; its KV cache comes later
+ * (ci_ranks_kv_create), once the cache is sized. */
+ci_status ci_ranks_load(ci_ranks *g, const char *model_dir, const char *device,
+                        const ci_backend_options *bo, const ci_model_options *mo);
+/* Every other rank's KV cache of num_blocks x block_size (the runner's
+ * blocks: the scheduler's tables serve all). Leaves another device current
+ * on the calling thread (CUDA): the runner attaches again. */
+ci_status ci_ranks_kv_create(ci_ranks *g, int num_blocks, int block_size);
+/* KV sizing on devices: a step like ci_ranks_begin's (ended by
+ * ci_ranks_end) in which every rank runs batch b on a scratch cache of
+ * num_blocks x block_size, then reads its device memory; and the least
+ * free and total bytes over the other ranks (free / total: the runner's in,
+ * lowered where a rank has less). */
+ci_status ci_ranks_begin_profile(ci_ranks *g, const ci_batch *b, int num_blocks, int block_size);
+void ci_ranks_min_memory(const ci_ranks *g, size_t *free_bytes, size_t *total_bytes);
 void ci_ranks_free(ci_ranks *g);
 
 /* A rank's forward of a step (workers and the runner alike; batch checked

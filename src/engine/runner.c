@@ -44,6 +44,12 @@ void ci_runner_destroy(ci_runner *r) {
     free(r);
 }
 
+/* With several ranks (GPUs), the runner's device current on this thread:
+ * the other ranks' backends are made and run from it too. */
+static ci_status attach(ci_runner *r) {
+    return r->ranks && r->be->ops->thread_attach ? r->be->ops->thread_attach(r->be) : ci_ok();
+}
+
 /* Device KV budget, as vLLM sizes it: run one forward at the largest step
  * (max_num_batched_tokens prompt tokens) on a scratch cache so every
  * workspace and GEMM plan exists, then give the KV cache what is left of
@@ -86,13 +92,21 @@ static ci_status kv_blocks_from_memory(ci_runner *r, size_t block_bytes, int64_t
                       .block_tables = bt,
                       .slot_mapping = slot,
                       .logits_indices = li};
-        s = ci_model_forward(r->model, &b, kv, NULL);
+        if (r->ranks) { /* every rank at once (collectives), each on a scratch cache */
+            s = ci_ranks_begin_profile(r->ranks, &b, nb, bs);
+            if (!s.code && r->be->ops->comm_ready) s = r->be->ops->comm_ready(r->be);
+            if (!s.code) s = ci_ranks_forward(r->ranks, r->model, kv, &b, &r->mbs);
+            s = ci_ranks_end(r->ranks, s);
+        } else {
+            s = ci_model_forward(r->model, &b, kv, NULL);
+        }
     }
     free(a);
     ci_kv_cache_destroy(r->be, kv);
     if (s.code) return ci_status_wrap(s, "runner: profiling forward (%d tokens)", T);
     size_t fr = 0, tot = 0;
     CI_TRY(r->be->ops->mem_info(r->be, &fr, &tot));
+    if (r->ranks) ci_ranks_min_memory(r->ranks, &fr, &tot); /* the least over the ranks */
     double util = c->gpu_memory_utilization;
     double reserve = c->enforce_eager ? 64.0 * (1 << 20) : 512.0 * (1 << 20);
     double avail = (double)tot * util - (double)(tot - fr) - reserve;
@@ -238,17 +252,21 @@ ci_status ci_runner_create(const cinfer_engine_config *cfg, ci_runner **out) {
                           cfg->max_num_batched_tokens, cfg->max_num_seqs, mb, mo.kv_fp8, &r->draft);
         if (s.code) goto fail;
     }
+    /* the other ranks load before the cache is sized: on devices every
+     * rank runs the profiling step, and the least memory left decides */
+    if (r->ranks) {
+        s = ci_ranks_load(r->ranks, cfg->model_dir, cfg->device, &bo, &mo);
+        if (!s.code) s = attach(r);
+        if (s.code) goto fail;
+    }
     int64_t blocks = 0;
     size_t block_bytes = 0;
     s = size_kv(r, &blocks, &block_bytes);
     if (!s.code) s = ci_model_kv_cache_create(r->model, (int)blocks, cfg->block_size, &r->kv);
     if (!s.code && r->draft) s = ci_draft_kv_create(r->draft, (int)blocks, cfg->block_size);
     /* the other ranks: the same KV blocks (the scheduler's tables serve all) */
-    if (!s.code && r->ranks)
-        s = ci_ranks_start(r->ranks, cfg->model_dir, cfg->device, &bo, &mo, (int)blocks,
-                           cfg->block_size);
-    /* the other ranks' backends were made on this thread: its device again */
-    if (!s.code && r->ranks && r->be->ops->thread_attach) s = r->be->ops->thread_attach(r->be);
+    if (!s.code && r->ranks) s = ci_ranks_kv_create(r->ranks, (int)blocks, cfg->block_size);
+    if (!s.code) s = attach(r);
     if (s.code) goto fail;
     r->st.num_kv_blocks = (int)blocks;
     r->st.kv_cache_bytes = (int64_t)blocks * (int64_t)block_bytes;
@@ -343,7 +361,7 @@ static ci_status launch(ci_runner *r, const ci_runner_step *st, ci_sample_result
     double t0 = ci_now();
     /* several ranks (GPUs): the runner's device may not be the calling
      * thread's (a server's engine thread) */
-    if (r->ranks && be->ops->thread_attach) CI_TRY(be->ops->thread_attach(be));
+    CI_TRY(attach(r));
     /* the device runs on past this call when the backend samples
      * asynchronously and no other rank takes part (their collectives sync) */
     const int async = be->ops->sample_async && be->ops->sample_wait && !r->ranks;
