@@ -373,6 +373,44 @@ static void test_comm(void) {
     ci_comm_destroy(c);
 }
 
+/* A device group's bookkeeping on the comm (CUDA's NCCL communicators):
+ * one id per epoch, made by the first rank that asks; an abort runs each
+ * registered hook once and refuses ids until the reset, which starts the
+ * next epoch with a new id. */
+static int g_made, g_hooks[3];
+static int make_id(void *id, size_t n) {
+    memset(id, 0, n);
+    *(int *)id = ++g_made;
+    return 0;
+}
+static void hook(void *arg) {
+    g_hooks[*(int *)arg]++;
+}
+static void test_comm_device(void) {
+    ci_comm *c;
+    CHECK_OK(ci_comm_create(3, &c));
+    const unsigned e0 = ci_comm_epoch(c);
+    int id[3] = {0}, rk[3] = {0, 1, 2};
+    for (int r = 0; r < 3; r++) {
+        CHECK(ci_comm_device_id(c, e0, &id[r], sizeof id[r], make_id) == 0);
+        ci_comm_on_abort(c, r, hook, &rk[r]);
+    }
+    CHECK(g_made == 1 && id[0] == 1 && id[1] == 1 && id[2] == 1);
+    ci_comm_abort(c);
+    ci_comm_abort(c); /* hooks run once */
+    CHECK(g_hooks[0] == 1 && g_hooks[1] == 1 && g_hooks[2] == 1);
+    CHECK(ci_comm_aborted(c));
+    CHECK(ci_comm_device_id(c, e0, &id[0], sizeof id[0], make_id) == -1);
+    ci_comm_reset(c);
+    const unsigned e1 = ci_comm_epoch(c);
+    CHECK(e1 != e0 && !ci_comm_aborted(c));
+    CHECK(ci_comm_device_id(c, e0, &id[0], sizeof id[0], make_id) == -1); /* an old epoch */
+    CHECK(ci_comm_device_id(c, e1, &id[0], sizeof id[0], make_id) == 0 && id[0] == 2);
+    CHECK(ci_comm_device_id(c, e1, &id[1], sizeof id[1], make_id) == 0 && id[1] == 2);
+    CHECK(ci_comm_device_id(c, e1, &id[2], CI_COMM_ID_BYTES + 1, make_id) == -1);
+    ci_comm_destroy(c);
+}
+
 /* ---- the engine ---- */
 
 enum { NJ = 8, SHARED = 100, MT = 8 };
@@ -732,6 +770,7 @@ int main(void) {
     test_microbatch();
     test_ranks_profile(path, V);
     test_comm();
+    test_comm_device();
     test_engine_tp(path, quick);
     test_fixtures_tp();
     json_decref(gold);
