@@ -269,6 +269,15 @@ static ci_status qmatmul_w8a8(ci_backend *be, const qact_src *src, const ci_tens
     return ci_ok();
 }
 
+/* The bias's data (NULL: none), checked: F32 with one value per weight row */
+static ci_status bias_of(const ci_tensor *bias, const ci_tensor *w, const float **out) {
+    *out = bias && bias->data ? bias->data : NULL;
+    if (*out && (bias->rows * bias->cols != w->rows || bias->dtype != CI_F32))
+        return ci_errorf(CI_ERR_INVALID, "cuda qmatmul: bias must be F32 with %lld elements",
+                         (long long)w->rows);
+    return ci_ok();
+}
+
 int ci_cuda_qmatmul_fuses(ci_backend *be, const ci_matmul_fused *a) {
     const ci_tensor *w = a->w, *x = a->x;
     if (w->dtype != CI_QW || a->pro == CI_MM_PRO_NONE || a->accumulate || a->rope ||
@@ -286,10 +295,8 @@ int ci_cuda_qmatmul_fuses(ci_backend *be, const ci_matmul_fused *a) {
 ci_status ci_cuda_qmatmul_fused(ci_backend *be, const ci_matmul_fused *a) {
     if (!ci_cuda_qmatmul_fuses(be, a))
         return ci_errorf(CI_ERR_INVALID, "cuda qmatmul: no fused FP8 activations for this op");
-    const float *b = a->bias && a->bias->data ? a->bias->data : NULL;
-    if (b && (a->bias->rows * a->bias->cols != a->w->rows || a->bias->dtype != CI_F32))
-        return ci_errorf(CI_ERR_INVALID, "cuda qmatmul: bias must be F32 with %lld elements",
-                         (long long)a->w->rows);
+    const float *b;
+    CI_TRY(bias_of(a->bias, a->w, &b));
     const qact_src src = {a->pro, a->x, a->residual, a->norm_w, a->eps};
     return qmatmul_w8a8(be, &src, a->w, b, a->y);
 }
@@ -307,10 +314,8 @@ ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w
         (y->dtype != CI_F32 && y->dtype != CI_BF16) || (x->dtype == CI_F32 && y->dtype != CI_F32))
         return ci_errorf(CI_ERR_UNSUPPORTED, "cuda qmatmul: x %s, y %s", ci_dtype_name(x->dtype),
                          ci_dtype_name(y->dtype));
-    const float *b = bias && bias->data ? bias->data : NULL;
-    if (b && (bias->rows * bias->cols != w->rows || bias->dtype != CI_F32))
-        return ci_errorf(CI_ERR_INVALID, "cuda qmatmul: bias must be F32 with %lld elements",
-                         (long long)w->rows);
+    const float *b;
+    CI_TRY(bias_of(bias, w, &b));
     if (x->rows == 0) return ci_ok();
     if (x->rows <= CI_CU_QGEMV_MAX_N) {
         CI_CU_LAUNCH("qgemv",
