@@ -124,7 +124,7 @@ static int lab_gather(bool quick) {
                 bf16 *out = dout + (size_t)c * n * hidden;
                 if (v == 0)
                     gather_rows_kernel<unsigned char><<<n, 256, 0, st_lab>>>(
-                        (const unsigned char *)dtab, vocab, row_bytes, id, (unsigned char *)out);
+                        (const unsigned char *)dtab, 0, vocab, row_bytes, id, (unsigned char *)out);
                 else
                     CK((cudaError_t)ci_cu_gather_rows(st_lab, dtab, vocab, row_bytes, id, n, out));
             };
