@@ -200,8 +200,8 @@ int main(void) {
                 check_case(&h, ns[j], (int)(j & 1), k_qwt_cases[k].what);
             /* every GEMV kernel (one whose preconditions the case misses
              * falls back to the next, still checked) at the decode sizes */
-            const char *gk[5] = {"tc", "tc2", "split", "vec", "scalar"};
-            for (int v = 0; v < 5; v++) {
+            const char *gk[6] = {"tc", "tc4", "tc2", "split", "vec", "scalar"};
+            for (int v = 0; v < 6; v++) {
                 ci_cu_qgemv_select(gk[v]);
                 for (int n = 1; n <= 4; n++)
                     check_case(&h, n, n & 1, k_qwt_cases[k].what);
@@ -225,23 +225,23 @@ int main(void) {
         ci_tensor t;
         CHECK(gpu->ops->qweight_create(gpu, &odd, &t).code == CI_ERR_UNSUPPORTED);
         free_qw(&odd);
-        /* Llama-3-8B's fused gate/up, its o_proj and down_proj shapes
+        /* Llama-3-8B's fused gate/up, its o_proj, down_proj and qkv shapes
          * (CINFER_TEST_NO_BENCH=1: skip, e.g. under compute-sanitizer) */
         const char *nb = getenv("CINFER_TEST_NO_BENCH");
         if (nb && *nb == '1') {
             ci_backend_destroy(gpu);
             continue;
         }
-        const int shp[3][2] = {{28672, 4096}, {4096, 4096}, {4096, 14336}};
+        const int shp[4][2] = {{28672, 4096}, {4096, 4096}, {4096, 14336}, {6144, 4096}};
         if (bf) {
             const int gn[3] = {64, 256, 4096};
             for (int k = 0; k < 3; k++)
                 for (int j = 0; j < 3; j++)
                     bench_gemm(shp[k][0], shp[k][1], gn[j]);
         }
-        const char *kern[6] = {"auto", "tc", "tc2", "split", "vec", "scalar"};
-        for (int k = 0; k < 3; k++)
-            for (int v = 0; v < 6; v++) {
+        const char *kern[6] = {"auto", "tc", "tc4", "tc2", "split", "vec"};
+        for (int k = 0; k < 4; k++)
+            for (int v = 0; v < 4; v++) {
                 bench_gemv(CI_QW_INT4, shp[k][0], shp[k][1], kern[v]);
                 bench_gemv(CI_QW_FP8, shp[k][0], shp[k][1], kern[v]);
             }

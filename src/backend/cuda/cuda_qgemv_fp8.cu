@@ -20,15 +20,19 @@
  * are the reference's W8A16 products; smaller values lose bits as f16
  * subnormals (absolute error <= 2^-29, below BF16's own rounding of values
  * near 2^-10), and magnitudes above ~1e6 saturate. Weights, scales of
- * FT_U tiles per warp are in flight before any is used, the first ones
- * issued before the PDL wait. */
+ * FT_U tiles per warp are in flight, the first ones issued before the PDL
+ * wait; each slot is reloaded with its next tile as soon as its tile is
+ * used (ROLL), so a warp never waits with nothing in flight. H200, n = 1,
+ * Llama-3-8B's gate/up, o, down, qkv: 3.42 / 2.84 / 2.42 / 3.31 TB/s with 4
+ * tiles loaded then used, 4.03 / 3.47 / 2.70 / 3.12 rolling 8
+ * (docs/kernels/qmatmul.md). */
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/kv_fp8.cuh"
 #include "backend/cuda/qgemv_tc.cuh"
 #include "util/qweight.h"
 
 #define FT_WARPS 8
-#define FT_U 4
+#define FT_U 8
 #define FT_XSCALE 0.0625f /* x is staged as f16 x * 2^-4 */
 
 /* bf16x2 -> f16x2 of (x * 2^-4), saturated to the f16 range */
@@ -52,7 +56,9 @@ __device__ __forceinline__ void ft_tile(float *c, uint4 a, uint4 b, uint4 x0, ui
                      xv[2 * h + 1]);
 }
 
-template <int N, typename OutT>
+/* U tiles in flight per warp; ROLL: reloaded one by one (else U loaded,
+ * then U used) */
+template <int N, typename OutT, int U, bool ROLL>
 __global__ void __launch_bounds__(FT_WARPS * 32)
     qgemv_fp8tc_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
                        const float *__restrict__ bias, OutT *__restrict__ y, int gshift, int acc) {
@@ -64,20 +70,21 @@ __global__ void __launch_bounds__(FT_WARPS * 32)
     const int64_t ra = min(r0 + g, out - 1), rb = min(r0 + g + 8, out - 1);
     const uint4 *pa = (const uint4 *)(w.q + ra * K) + t, *pb = (const uint4 *)(w.q + rb * K) + t;
     const float *sa = w.scales + ra * ng, *sb = w.scales + rb * ng;
-    uint4 qa[FT_U], qb[FT_U];
-    float fa[FT_U], fb[FT_U];
+    uint4 qa[U], qb[U];
+    float fa[U], fb[U];
+    auto load1 = [&](int u, int kt) {
+        if (kt < tiles) {
+            qa[u] = __ldcs(pa + 4 * kt);
+            qb[u] = __ldcs(pb + 4 * kt);
+            const int gi = kt >> gshift;
+            fa[u] = __ldg(sa + gi);
+            fb[u] = __ldg(sb + gi);
+        }
+    };
     auto load = [&](int kt0) {
 #pragma unroll
-        for (int u = 0; u < FT_U; u++) {
-            const int kt = kt0 + u * FT_WARPS;
-            if (kt < tiles) {
-                qa[u] = __ldcs(pa + 4 * kt);
-                qb[u] = __ldcs(pb + 4 * kt);
-                const int gi = kt >> gshift;
-                fa[u] = __ldg(sa + gi);
-                fb[u] = __ldg(sb + gi);
-            }
-        }
+        for (int u = 0; u < U; u++)
+            load1(u, kt0 + u * FT_WARPS);
     };
     load(warp);
     ci_pdl_trigger();
@@ -94,14 +101,16 @@ __global__ void __launch_bounds__(FT_WARPS * 32)
      * columns are never stored), columns 16 t .. of each tile */
     const uint4 *xr = fxs + (int64_t)min(g, N - 1) * (K / 8) + 2 * t;
     float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int kt0 = warp; kt0 < tiles; kt0 += FT_U * FT_WARPS) {
-        if (kt0 != warp) load(kt0);
+    for (int kt0 = warp; kt0 < tiles; kt0 += U * FT_WARPS) {
+        if (!ROLL && kt0 != warp) load(kt0);
 #pragma unroll
-        for (int u = 0; u < FT_U; u++) {
+        for (int u = 0; u < U; u++) {
             const int kt = kt0 + u * FT_WARPS;
             if (kt >= tiles) break;
             float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
             ft_tile(c, qa[u], qb[u], xr[8 * kt], xr[8 * kt + 1]);
+            /* ROLL: slot u's next tile in flight as soon as it is free */
+            if (ROLL) load1(u, kt + U * FT_WARPS);
             tot[0] = fmaf(fa[u], c[0], tot[0]);
             tot[1] = fmaf(fa[u], c[1], tot[1]);
             tot[2] = fmaf(fb[u], c[2], tot[2]);
@@ -122,28 +131,38 @@ extern "C" int ci_cu_qgemv_fp8tc_ok(const ci_qweight *w, int n, int x_bf16, cons
     return ((uintptr_t)w->q & 15) == 0 && ((uintptr_t)x & 15) == 0;
 }
 
-template <int N, typename OutT>
+template <int N, typename OutT, int U, bool ROLL>
 static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias,
                         void *y, int acc) {
+    auto k = qgemv_fp8tc_kernel<N, OutT, U, ROLL>;
     const size_t smem = (size_t)N * (size_t)w->cols * 2;
     if (smem > 48 * 1024) {
-        cudaError_t e = cudaFuncSetAttribute(
-            qgemv_fp8tc_kernel<N, OutT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        cudaError_t e =
+            cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return e;
     }
     const int gshift = qt_group_shift(w, 64);
     const unsigned grid = (unsigned)((w->rows + 15) / 16);
-    ci_cu_launch(qgemv_fp8tc_kernel<N, OutT>, grid, FT_WARPS * 32, smem, st, *w,
-                 (const __nv_bfloat16 *)x, bias, (OutT *)y, gshift, acc);
+    ci_cu_launch(k, grid, FT_WARPS * 32, smem, st, *w, (const __nv_bfloat16 *)x, bias, (OutT *)y,
+                 gshift, acc);
     return cudaGetLastError();
 }
 
+/* old: the kernel as it was before the rolling loads (4 tiles loaded, then
+ * used), for A/B (CINFER_QGEMV=tc4) */
+template <int N, typename OutT>
+static int fp8tc_u(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias, void *y,
+                   int acc, int old) {
+    return old ? fp8tc_launch<N, OutT, 4, false>(st, w, x, bias, y, acc)
+               : fp8tc_launch<N, OutT, FT_U, true>(st, w, x, bias, y, acc);
+}
+
 extern "C" int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
-                                 int n, const float *bias, void *y, int acc) {
+                                 int n, const float *bias, void *y, int acc, int old) {
     if (!ci_cu_qgemv_fp8tc_ok(w, n, 1, x)) return cudaErrorInvalidValue;
     if (n == 1)
-        return f32_out ? fp8tc_launch<1, float>(st, w, x, bias, y, acc)
-                       : fp8tc_launch<1, __nv_bfloat16>(st, w, x, bias, y, acc);
-    return f32_out ? fp8tc_launch<2, float>(st, w, x, bias, y, acc)
-                   : fp8tc_launch<2, __nv_bfloat16>(st, w, x, bias, y, acc);
+        return f32_out ? fp8tc_u<1, float>(st, w, x, bias, y, acc, old)
+                       : fp8tc_u<1, __nv_bfloat16>(st, w, x, bias, y, acc, old);
+    return f32_out ? fp8tc_u<2, float>(st, w, x, bias, y, acc, old)
+                   : fp8tc_u<2, __nv_bfloat16>(st, w, x, bias, y, acc, old);
 }
