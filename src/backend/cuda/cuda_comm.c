@@ -7,19 +7,26 @@
  * group; be->pp_comm: every rank) is made once per epoch of the comm
  * (backend/comm.h) by the comm_ready op, which every rank calls at the
  * start of a step before anything that may fail: the first rank to ask
- * makes the NCCL id, every rank joins with ncclCommInitRank (which returns
- * once all have). A rank
- * whose step fails aborts the comms; their hooks abort the NCCL
+ * makes the NCCL id, every rank joins with a nonblocking
+ * ncclCommInitRankConfig and polls it until all have, giving up (and
+ * aborting its half-made communicator) if the group is aborted meanwhile:
+ * a rank that fails before it joins cannot leave the others waiting. A
+ * rank whose step fails aborts the comms; their hooks abort the NCCL
  * communicators (a peer's kernel waiting for the failed rank ends), the
  * ops then answer CI_COMM_ABORTED_MSG, and the reset that ends the step
- * starts a new epoch: the next step builds the communicators again.
+ * starts a new epoch: the next step builds the communicators again. An
+ * operation a nonblocking communicator leaves in progress is polled the
+ * same way (settle), under the lock the abort hook takes.
  *
  * Collectives are enqueued on the backend's stream like any kernel (no host
  * sync). F32 and BF16 reduce in their own type (NCCL's ring sums in BF16
  * with BF16 activations, as vLLM's NCCL path does). */
 #include <nccl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/comm.h"
 #include "backend/cuda/cuda.h"
@@ -29,7 +36,10 @@
 typedef struct cu_nccl {
     ncclComm_t comm;
     unsigned epoch;
-    int live; /* comm is this epoch's and not aborted */
+    int live;    /* atomic: comm is this epoch's, made, not aborted or destroyed */
+    ci_comm *cm; /* where the abort hook is registered, as rank `rank` */
+    int rank;
+    pthread_mutex_t mu; /* the hook's abort against this rank's polling of comm */
 } cu_nccl;
 
 static int make_id(void *id, size_t n) {
@@ -39,13 +49,13 @@ static int make_id(void *id, size_t n) {
     return 0;
 }
 
-/* the comm's abort hook: NCCL's abort ends this rank's pending collectives */
+/* the comm's abort hook (any rank's thread): NCCL's abort ends this rank's
+ * pending collectives; the exchange makes it the communicator's only end */
 static void abort_hook(void *arg) {
     cu_nccl *n = arg;
-    if (n->live) {
-        n->live = 0;
-        ncclCommAbort(n->comm);
-    }
+    pthread_mutex_lock(&n->mu);
+    if (__atomic_exchange_n(&n->live, 0, __ATOMIC_ACQ_REL)) ncclCommAbort(n->comm);
+    pthread_mutex_unlock(&n->mu);
 }
 
 static ci_status aborted(const char *what) {
@@ -57,33 +67,88 @@ static ci_status nccl_error(ci_comm *cm, const char *what, ncclResult_t r) {
     return ci_errorf(CI_ERR_BACKEND, "nccl %s: %s", what, ncclGetErrorString(r));
 }
 
+/* r, or what the operation r left in progress on n's communicator ends in
+ * (ncclInvalidUsage once the hook aborted it) */
+static ncclResult_t settle(cu_nccl *n, ncclResult_t r) {
+    while (r == ncclInProgress) {
+        pthread_mutex_lock(&n->mu);
+        if (!__atomic_load_n(&n->live, __ATOMIC_ACQUIRE))
+            r = ncclInvalidUsage;
+        else if (ncclCommGetAsyncError(n->comm, &r) != ncclSuccess)
+            r = ncclInternalError;
+        pthread_mutex_unlock(&n->mu);
+        if (r == ncclInProgress) sched_yield();
+    }
+    return r;
+}
+
+/* joins the group's communicator of this epoch without blocking: polls the
+ * nonblocking init, and aborts it itself if the group fails meanwhile (no
+ * hook is registered yet: nothing else touches the half-made comm) */
+static ncclResult_t join(cu_nccl *n, ci_comm *cm, ncclUniqueId id, int rank, int *gave_up) {
+    ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
+    cfg.blocking = 0;
+    ncclResult_t r = ncclCommInitRankConfig(&n->comm, ci_comm_size(cm), id, rank, &cfg);
+    if (r != ncclSuccess && r != ncclInProgress) return r;
+    for (;;) {
+        ncclResult_t st = ncclInProgress;
+        if (ncclCommGetAsyncError(n->comm, &st) != ncclSuccess) st = ncclInternalError;
+        if (st != ncclInProgress) {
+            if (st != ncclSuccess) ncclCommAbort(n->comm);
+            return st;
+        }
+        if (ci_comm_aborted(cm)) {
+            ncclCommAbort(n->comm);
+            *gave_up = 1;
+            return ncclInternalError;
+        }
+        const struct timespec nap = {0, 50 * 1000}; /* init takes ~0.1-1 s */
+        nanosleep(&nap, NULL);
+    }
+}
+
 /* this rank's communicator over cm (rank `rank` of it), made in the
  * current epoch if it is not yet */
 static ci_status group(ci_cuda *c, ci_comm *cm, int rank, cu_nccl **slot, const char *what,
-                       ncclComm_t *out) {
+                       cu_nccl **out) {
     const char *why = ci_cuda_nccl_load();
     if (why) return ci_errorf(CI_ERR_UNSUPPORTED, "%s: %s", what, why);
-    if (!*slot && !(*slot = calloc(1, sizeof **slot)))
-        return ci_errorf(CI_ERR_NOMEM, "%s: out of memory", what);
+    if (!*slot) {
+        cu_nccl *n = calloc(1, sizeof *n);
+        if (!n) return ci_errorf(CI_ERR_NOMEM, "%s: out of memory", what);
+        pthread_mutex_init(&n->mu, NULL);
+        *slot = n;
+    }
     cu_nccl *n = *slot;
     const unsigned epoch = ci_comm_epoch(cm);
-    if (n->live && n->epoch == epoch) {
-        *out = n->comm;
+    if (__atomic_load_n(&n->live, __ATOMIC_ACQUIRE) && n->epoch == epoch) {
+        *out = n;
         return ci_ok();
     }
-    if (n->live) { /* an old epoch's, never aborted (reset without a failure) */
-        ncclCommDestroy(n->comm);
-        n->live = 0;
-    }
+    /* an old epoch's, never aborted (reset without a failure): every op on
+     * it completed with the step, so abort is a local free */
+    pthread_mutex_lock(&n->mu);
+    if (__atomic_exchange_n(&n->live, 0, __ATOMIC_ACQ_REL)) ncclCommAbort(n->comm);
+    pthread_mutex_unlock(&n->mu);
     ncclUniqueId id;
     if (ci_comm_device_id(cm, epoch, &id, sizeof id, make_id)) return aborted(what);
     CI_CU_TRY(cudaSetDevice(c->device));
-    const ncclResult_t r = ncclCommInitRank(&n->comm, ci_comm_size(cm), id, rank);
+    int gave_up = 0;
+    const ncclResult_t r = join(n, cm, id, rank, &gave_up);
+    if (gave_up) return aborted(what);
     if (r != ncclSuccess) return nccl_error(cm, what, r);
     n->epoch = epoch;
-    n->live = 1;
+    n->cm = cm;
+    n->rank = rank;
+    __atomic_store_n(&n->live, 1, __ATOMIC_RELEASE);
     ci_comm_on_abort(cm, rank, abort_hook, n);
-    *out = n->comm;
+    /* an abort between the join and the hook's registration found no hook:
+     * seen here (the flag is set before the hooks are collected) */
+    if (ci_comm_aborted(cm)) {
+        abort_hook(n);
+        return aborted(what);
+    }
+    *out = n;
     return ci_ok();
 }
 
@@ -103,10 +168,10 @@ ci_status ci_cuda_all_reduce(ci_backend *be, ci_tensor *x) {
     ncclDataType_t t;
     if (!nccl_type(x->dtype, &t))
         return ci_errorf(CI_ERR_INVALID, "cuda all_reduce: %s tensor", ci_dtype_name(x->dtype));
-    ncclComm_t comm = NULL;
-    CI_TRY(group(c, be->comm, be->rank, &c->nccl_tp, "all_reduce", &comm));
-    const ncclResult_t r =
-        ncclAllReduce(x->data, x->data, (size_t)(x->rows * x->cols), t, ncclSum, comm, c->stream);
+    cu_nccl *n = NULL;
+    CI_TRY(group(c, be->comm, be->rank, &c->nccl_tp, "all_reduce", &n));
+    const ncclResult_t r = settle(n, ncclAllReduce(x->data, x->data, (size_t)(x->rows * x->cols), t,
+                                                   ncclSum, n->comm, c->stream));
     return r == ncclSuccess ? ci_ok() : nccl_error(be->comm, "all_reduce", r);
 }
 
@@ -115,10 +180,10 @@ static ci_status p2p(ci_backend *be, void *x, size_t n, int peer, int send) {
     ci_cuda *c = ci_cuda_of(be);
     const char *what = send ? "send" : "recv";
     if (!be->pp_comm) return ci_errorf(CI_ERR_INVALID, "cuda %s: no pipeline group", what);
-    ncclComm_t comm = NULL;
-    CI_TRY(group(c, be->pp_comm, be->pp_rank, &c->nccl_pp, what, &comm));
-    const ncclResult_t r = send ? ncclSend(x, n, ncclUint8, peer, comm, c->stream)
-                                : ncclRecv(x, n, ncclUint8, peer, comm, c->stream);
+    cu_nccl *g = NULL;
+    CI_TRY(group(c, be->pp_comm, be->pp_rank, &c->nccl_pp, what, &g));
+    const ncclResult_t r = settle(g, send ? ncclSend(x, n, ncclUint8, peer, g->comm, c->stream)
+                                          : ncclRecv(x, n, ncclUint8, peer, g->comm, c->stream));
     return r == ncclSuccess ? ci_ok() : nccl_error(be->pp_comm, what, r);
 }
 
@@ -170,11 +235,12 @@ ci_status ci_cuda_gather_cols(ci_backend *be, const ci_tensor *part, ci_tensor *
                                     c->stream));
         return ci_ok();
     }
-    ncclComm_t comm = NULL;
-    CI_TRY(group(c, be->comm, me, &c->nccl_tp, "gather_cols", &comm));
+    cu_nccl *n = NULL;
+    CI_TRY(group(c, be->comm, me, &c->nccl_tp, "gather_cols", &n));
+    ncclComm_t comm = n->comm;
     if (me != root) {
-        const ncclResult_t r =
-            ncclSend(part->data, (size_t)(rows * nc) * es, ncclUint8, root, comm, c->stream);
+        const ncclResult_t r = settle(
+            n, ncclSend(part->data, (size_t)(rows * nc) * es, ncclUint8, root, comm, c->stream));
         return r == ncclSuccess ? ci_ok() : nccl_error(be->comm, "gather_cols", r);
     }
     /* the root: every other rank's part into the staging buffer (grown
@@ -194,6 +260,7 @@ ci_status ci_cuda_gather_cols(ci_backend *be, const ci_tensor *part, ci_tensor *
         CI_CU_TRY(cudaMalloc(&c->gather_buf, need));
         c->gather_bytes = need;
     }
+    /* in a group, the calls only queue (ncclGroupEnd runs them) */
     ncclResult_t r = ncclGroupStart();
     size_t off = 0;
     for (int k = 0; k < size && r == ncclSuccess; k++) {
@@ -204,7 +271,7 @@ ci_status ci_cuda_gather_cols(ci_backend *be, const ci_tensor *part, ci_tensor *
                      c->stream);
         off += (size_t)(rows * rnc) * es;
     }
-    const ncclResult_t e = ncclGroupEnd();
+    const ncclResult_t e = settle(n, ncclGroupEnd());
     if (r == ncclSuccess) r = e;
     if (r != ncclSuccess) return nccl_error(be->comm, "gather_cols", r);
     off = 0;
@@ -223,7 +290,7 @@ ci_status ci_cuda_gather_cols(ci_backend *be, const ci_tensor *part, ci_tensor *
 
 ci_status ci_cuda_comm_ready(ci_backend *be) {
     ci_cuda *c = ci_cuda_of(be);
-    ncclComm_t comm = NULL;
+    cu_nccl *comm = NULL;
     if (be->comm && ci_comm_size(be->comm) > 1)
         CI_TRY(group(c, be->comm, be->rank, &c->nccl_tp, "tensor group", &comm));
     if (be->pp_comm && ci_comm_size(be->pp_comm) > 1)
@@ -239,7 +306,12 @@ ci_status ci_cuda_thread_attach(ci_backend *be) {
 void ci_cuda_comm_free(ci_cuda *c) {
     cu_nccl *n[2] = {c->nccl_tp, c->nccl_pp};
     for (int i = 0; i < 2; i++) {
-        if (n[i] && n[i]->live) ncclCommDestroy(n[i]->comm);
+        if (!n[i]) continue;
+        /* the hook unregistered first (the comms outlive the backends), then
+         * the communicator freed locally: the ranks' steps are over */
+        if (n[i]->cm) ci_comm_on_abort(n[i]->cm, n[i]->rank, NULL, NULL);
+        if (__atomic_exchange_n(&n[i]->live, 0, __ATOMIC_ACQ_REL)) ncclCommAbort(n[i]->comm);
+        pthread_mutex_destroy(&n[i]->mu);
         free(n[i]);
     }
     c->nccl_tp = c->nccl_pp = NULL;

@@ -20,7 +20,10 @@
     X(ncclGetUniqueId, (ncclUniqueId * id), (id))                                                  \
     X(ncclCommInitRank, (ncclComm_t * comm, int nranks, ncclUniqueId id, int rank),                \
       (comm, nranks, id, rank))                                                                    \
-    X(ncclCommDestroy, (ncclComm_t comm), (comm))                                                  \
+    X(ncclCommInitRankConfig,                                                                      \
+      (ncclComm_t * comm, int nranks, ncclUniqueId id, int rank, ncclConfig_t *config),            \
+      (comm, nranks, id, rank, config))                                                            \
+    X(ncclCommGetAsyncError, (ncclComm_t comm, ncclResult_t * err), (comm, err))                   \
     X(ncclCommAbort, (ncclComm_t comm), (comm))                                                    \
     X(ncclAllReduce,                                                                               \
       (const void *send, void *recv, size_t count, ncclDataType_t type, ncclRedOp_t op,            \
