@@ -220,6 +220,27 @@ int main(void) {
             }
             free_qw(&h);
         }
+        /* INT8 weights (W8A16 on this backend: the dequantizing GEMVs, then
+         * dequantize + dense GEMM), every size and GEMV kernel; 260 columns
+         * leave the vectorized kernels to the per-word one */
+        const qwt_case i8[] = {
+            {CI_QW_INT8, 200, 512, 512, 1, 0, "int8 per channel", 0},
+            {CI_QW_INT8, 96, 260, 260, 3, 0, "int8 per channel, 3 parts, 260 columns", 0},
+            {CI_QW_INT8, 8200, 1024, 1024, 2, 0, "int8 per channel, tall", 0},
+        };
+        for (size_t k = 0; k < sizeof i8 / sizeof i8[0]; k++) {
+            ci_qweight h = make_case(&i8[k]);
+            for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
+                check_case(&h, ns[j], (int)(j & 1), i8[k].what);
+            const char *gk[3] = {"split", "vec", "scalar"};
+            for (int v = 0; v < 3; v++) {
+                ci_cu_qgemv_select(gk[v]);
+                for (int n = 1; n <= 4; n++)
+                    check_case(&h, n, n & 1, i8[k].what);
+            }
+            ci_cu_qgemv_select(NULL);
+            free_qw(&h);
+        }
         /* a row the 32-bit words cannot tile is refused at create */
         ci_qweight odd = make_qw(CI_QW_INT4, 8, 12, 12, 1, 0);
         ci_tensor t;

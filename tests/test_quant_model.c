@@ -5,8 +5,8 @@
  * for every format the quantized model's last-prompt logits must match the
  * dequantized f32 model's within float summation noise and greedy tokens must
  * be identical (prefill through the panel + sgemm path, decode through the
- * dot path); W8A8 formats (FP8, and INT8: CPU only, the CUDA backend
- * refuses it) do so loaded weight-only, and as published (FP8 / INT8
+ * dot path); W8A8 formats (FP8, and INT8: W8A16 on the CUDA backend) do
+ * so loaded weight-only, and as published (FP8 / INT8
  * activations in prefill) stay close (their perplexity: tests/cli/quant.sh). Also: a module left
  * dense by the quantizer (ignore list) inside a quantized checkpoint, INT4 weight memory,
  * --quantization fp8 (online) of the dense model, tensor parallelism (TP 2 and 4 give TP 1's
@@ -142,18 +142,10 @@ static void test_format(const char *name, const char *args) {
     weight_only = 0;
     if (mq && md) compare(mq, md, name, 2e-5, 1);
     char what[128];
-    /* INT8 (W8A8) runs on the CPU only: the CUDA backend refuses it at load */
+    /* INT8 (W8A8) runs as W8A16 on the CUDA backend: as published it is
+     * held to the CPU's W8A8 by the loose tolerance below */
     const int int8 = strstr(args, "ct-int8") != NULL;
-    if (int8 && dev) {
-        ci_model_options mo = {.max_batch_tokens = 256};
-        ci_model *m = NULL;
-        ci_status ls = ci_model_load(q, dev, &mo, &m);
-        CHECKF(ls.code != CI_OK && strstr(ls.msg, "INT8"),
-               "%s on %s: want an INT8 refusal, got '%s'", name, dev->name,
-               ls.code ? ls.msg : "OK");
-        ci_model_free(m);
-    }
-    if (mq && dev && !int8) { /* the device's quantized kernels against the CPU twin, end to end */
+    if (mq && dev) { /* the device's quantized kernels against the CPU twin, end to end */
         weight_only = 1;
         ci_model *mg = load_on(dev, q, 0);
         weight_only = 0;
@@ -181,7 +173,7 @@ static void test_format(const char *name, const char *args) {
         /* W8A8 on the device: its FP8 GEMM's sums differ from f32's in the
          * 4th digit and E4M3 roundings amplify that; close, not equal (the
          * perplexities agree within 0.1%: docs/quantization.md) */
-        ci_model *mg = dev && !int8 ? load_on(dev, q, 0) : NULL;
+        ci_model *mg = dev ? load_on(dev, q, 0) : NULL;
         snprintf(what, sizeof what, "%s w8a8 on %s", name, dev ? dev->name : "-");
         if (mg) compare(mg, ma, what, 0.15, 0);
         ci_model_free(mg);

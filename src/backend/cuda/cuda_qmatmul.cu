@@ -34,6 +34,12 @@ __device__ __forceinline__ float fp8_e4m3(uint32_t v) {
     return __uint_as_float(s | ((e + 120) << 23) | (m << 20));
 }
 
+/* an FP8 or INT8 weight byte as a float (before its scale) */
+template <int FMT> __device__ __forceinline__ float byte_value(uint32_t v) {
+    if (FMT == CI_QW_INT8) return (float)(int)(int8_t)(uint8_t)v;
+    return fp8_e4m3(v);
+}
+
 /* bytes of one packed row */
 template <int FMT>
 __device__ __forceinline__ int64_t row_bytes(const ci_qweight &w) {
@@ -70,7 +76,7 @@ __device__ __forceinline__ void word_values(const ci_qweight &w, int64_t r, cons
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             int64_t g = gi ? gi[c0 + j] : (c0 + j) / w.group_size;
-            v[j] = fp8_e4m3((word >> (8 * j)) & 0xFF) * s[g];
+            v[j] = byte_value<FMT>((word >> (8 * j)) & 0xFF) * s[g];
         }
     }
 }
@@ -150,6 +156,7 @@ __device__ __forceinline__ float qv_weight(uint32_t wd, int j) {
         uint32_t b = j <= 4 ? wd << (19 - 4 * j) : wd >> (4 * j - 19);
         return __uint_as_float((b & 0x00780000u) | 0x3F800000u);
     }
+    if (FMT == CI_QW_INT8) return (float)(int)(int8_t)(uint8_t)(wd >> (8 * j));
     uint32_t t = j == 3 ? wd : __byte_perm(wd, 0, 0x0444u | ((uint32_t)j << 12));
     return __uint_as_float((uint32_t)((int32_t)t >> 4) & 0x87F00000u) * 0x1p120f;
 }
@@ -621,7 +628,7 @@ __global__ void qdequant_rows_kernel(ci_qweight w, T *__restrict__ out) {
             for (int j = 0; j < 8; j++) v[j] = (float)((int)((word >> (4 * j)) & 0xF) - zz) * sc;
         } else {
 #pragma unroll
-            for (int j = 0; j < PER; j++) v[j] = fp8_e4m3((word >> (8 * j)) & 0xFF) * sc;
+            for (int j = 0; j < PER; j++) v[j] = byte_value<FMT>((word >> (8 * j)) & 0xFF) * sc;
         }
         st_vals<PER>(out + r * w.cols + (int64_t)k * PER, v);
     }
@@ -780,6 +787,10 @@ extern "C" int ci_cu_qgemv(ci_cu_stream st, int bf16, int f32_out, const ci_qwei
         return bf16
                    ? qgemv_n<CI_QW_INT4, __nv_bfloat16>(st, f32_out, w, x, n, bias, y, num_sms, acc)
                    : qgemv_n<CI_QW_INT4, float>(st, f32_out, w, x, n, bias, y, num_sms, acc);
+    if (w->format == CI_QW_INT8)
+        return bf16
+                   ? qgemv_n<CI_QW_INT8, __nv_bfloat16>(st, f32_out, w, x, n, bias, y, num_sms, acc)
+                   : qgemv_n<CI_QW_INT8, float>(st, f32_out, w, x, n, bias, y, num_sms, acc);
     return bf16 ? qgemv_n<CI_QW_FP8, __nv_bfloat16>(st, f32_out, w, x, n, bias, y, num_sms, acc)
                 : qgemv_n<CI_QW_FP8, float>(st, f32_out, w, x, n, bias, y, num_sms, acc);
 }
@@ -832,6 +843,8 @@ extern "C" int ci_cu_qdequant(ci_cu_stream st, int bf16, const ci_qweight *w, vo
         CI_CU_DISPATCH(bf16, {
             if (w->format == CI_QW_INT4)
                 ci_cu_launch(qdequant_rows_kernel<CI_QW_INT4, T>, grid, 128, 0, st, *w, (T *)out);
+            else if (w->format == CI_QW_INT8)
+                ci_cu_launch(qdequant_rows_kernel<CI_QW_INT8, T>, grid, 128, 0, st, *w, (T *)out);
             else
                 ci_cu_launch(qdequant_rows_kernel<CI_QW_FP8, T>, grid, 128, 0, st, *w, (T *)out);
         });
@@ -841,6 +854,8 @@ extern "C" int ci_cu_qdequant(ci_cu_stream st, int bf16, const ci_qweight *w, vo
     CI_CU_DISPATCH(bf16, {
         if (w->format == CI_QW_INT4)
             ci_cu_launch(qdequant_kernel<CI_QW_INT4, T>, blocks, 256, 0, st, *w, (T *)out);
+        else if (w->format == CI_QW_INT8)
+            ci_cu_launch(qdequant_kernel<CI_QW_INT8, T>, blocks, 256, 0, st, *w, (T *)out);
         else
             ci_cu_launch(qdequant_kernel<CI_QW_FP8, T>, blocks, 256, 0, st, *w, (T *)out);
     });

@@ -88,12 +88,8 @@ static void tile_int4(const ci_qweight *h, uint8_t *out) {
 ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor *out) {
     ci_cuda *c = ci_cuda_of(be);
     memset(out, 0, sizeof *out);
-    if (h->format == CI_QW_INT8) /* the CPU backend runs these (docs/quantization.md) */
-        return ci_errorf(CI_ERR_UNSUPPORTED,
-                         "cuda: INT8 (W8A8) weights are not supported on this backend yet; run "
-                         "the model with --device cpu");
     if (h->rows <= 0 || h->cols <= 0 || h->ngroups <= 0 || h->group_size <= 0 ||
-        (h->format != CI_QW_INT4 && h->format != CI_QW_FP8) ||
+        (h->format != CI_QW_INT4 && h->format != CI_QW_FP8 && h->format != CI_QW_INT8) ||
         (h->format == CI_QW_INT4 && !h->zeros) || h->nparts < 1 || h->nparts > CI_QW_MAX_PARTS)
         return ci_errorf(CI_ERR_INVALID, "cuda: bad quantized weight [%lld][%lld]",
                          (long long)h->rows, (long long)h->cols);
@@ -107,7 +103,11 @@ ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor 
     size_t sb = (size_t)(h->rows * h->ngroups) * sizeof(float);
     size_t zb = h->zeros ? (size_t)(h->rows * h->ngroups) : 0;
     size_t gb = h->g_idx ? (size_t)(h->nparts * h->cols) * sizeof(int32_t) : 0;
-    int fp8 = h->act_group && c->fp8_mma > 0 ? (h->act_group == h->cols ? 1 : 2) : 0;
+    /* W8A8 FP8 on the FP8 tensor cores; INT8 W8A8 runs as W8A16 here (the
+     * dequantizing GEMV, dequantize + GEMM for prefill: docs/quantization.md) */
+    int fp8 = h->format == CI_QW_FP8 && h->act_group && c->fp8_mma > 0
+                  ? (h->act_group == h->cols ? 1 : 2)
+                  : 0;
     if (fp8) {
         /* cuBLASLt must have the FP8 GEMM (a library older than 12.9 has no
          * vector scales): else W8A16 on this GPU, said once */
