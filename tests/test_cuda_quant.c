@@ -220,6 +220,24 @@ int main(void) {
             }
             free_qw(&h);
         }
+        /* rows longer than the tiles a CTA's warps hold at once, with group
+         * scales: each rolling slot of the tc GEMVs reloads (weights and
+         * scales) many times; more 16-row blocks than the GPU's SMs; the
+         * INT4 case row-major and tiled */
+        const qwt_case lng[] = {
+            {CI_QW_FP8, 2000, 8192, 128, 1, 0, "fp8 g128, 8192 columns (16 tiles a warp)", 0},
+            {CI_QW_INT4, 2000, 16384, 128, 2, 0, "int4 g128, 16384 columns (16 tiles a warp)", 0},
+        };
+        for (size_t k = 0; k < sizeof lng / sizeof lng[0]; k++) {
+            ci_qweight h = make_case(&lng[k]);
+            for (int tile = 0; tile < 2; tile++) {
+                setenv("CINFER_QW_TILE", tile ? "1" : "0", 1);
+                for (int n = 1; n <= 8; n++)
+                    check_case(&h, n, n & 1, lng[k].what);
+            }
+            unsetenv("CINFER_QW_TILE");
+            free_qw(&h);
+        }
         /* INT8 weights (W8A16 on this backend: the dequantizing GEMVs, then
          * dequantize + dense GEMM), every size and GEMV kernel; 260 columns
          * leave the vectorized kernels to the per-word one */

@@ -109,12 +109,13 @@ __global__ void __launch_bounds__(FT_WARPS * 32)
             if (kt >= tiles) break;
             float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
             ft_tile(c, qa[u], qb[u], xr[8 * kt], xr[8 * kt + 1]);
-            /* ROLL: slot u's next tile in flight as soon as it is free */
-            if (ROLL) load1(u, kt + U * FT_WARPS);
             tot[0] = fmaf(fa[u], c[0], tot[0]);
             tot[1] = fmaf(fa[u], c[1], tot[1]);
             tot[2] = fmaf(fb[u], c[2], tot[2]);
             tot[3] = fmaf(fb[u], c[3], tot[3]);
+            /* ROLL: slot u's next tile in flight as soon as it is free (its
+             * scales too: after this tile's are used) */
+            if (ROLL) load1(u, kt + U * FT_WARPS);
         }
     }
 #pragma unroll
