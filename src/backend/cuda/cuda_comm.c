@@ -36,9 +36,7 @@
 typedef struct cu_nccl {
     ncclComm_t comm;
     unsigned epoch;
-    int live;    /* atomic: comm is this epoch's, made, not aborted or destroyed */
-    ci_comm *cm; /* where the abort hook is registered, as rank `rank` */
-    int rank;
+    int live;           /* atomic: comm is this epoch's, made, not aborted or destroyed */
     pthread_mutex_t mu; /* the hook's abort against this rank's polling of comm */
 } cu_nccl;
 
@@ -138,8 +136,6 @@ static ci_status group(ci_cuda *c, ci_comm *cm, int rank, cu_nccl **slot, const 
     if (gave_up) return aborted(what);
     if (r != ncclSuccess) return nccl_error(cm, what, r);
     n->epoch = epoch;
-    n->cm = cm;
-    n->rank = rank;
     __atomic_store_n(&n->live, 1, __ATOMIC_RELEASE);
     ci_comm_on_abort(cm, rank, abort_hook, n);
     /* an abort between the join and the hook's registration found no hook:
@@ -307,9 +303,9 @@ void ci_cuda_comm_free(ci_cuda *c) {
     cu_nccl *n[2] = {c->nccl_tp, c->nccl_pp};
     for (int i = 0; i < 2; i++) {
         if (!n[i]) continue;
-        /* the hook unregistered first (the comms outlive the backends), then
-         * the communicator freed locally: the ranks' steps are over */
-        if (n[i]->cm) ci_comm_on_abort(n[i]->cm, n[i]->rank, NULL, NULL);
+        /* the communicator freed locally: the ranks' steps are over, so no
+         * abort (and no hook) can come any more (the runner's backend goes
+         * after the comms: its hook is not unregistered, never called) */
         if (__atomic_exchange_n(&n[i]->live, 0, __ATOMIC_ACQ_REL)) ncclCommAbort(n[i]->comm);
         pthread_mutex_destroy(&n[i]->mu);
         free(n[i]);
