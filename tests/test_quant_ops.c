@@ -176,7 +176,8 @@ static void test_qmatmul(void) {
             check_qmatmul(be, &h, ns[j], (int)(j & 1), k_qwt_cases[k].what);
         free_qw(&h);
     }
-    /* INT8 (CPU only, so not in the shared cases): per-channel weight-only,
+    /* INT8 (not in the shared cases: test_cuda_quant has its own, W8A16
+     * there): per-channel weight-only,
      * fused parts, and W8A8 with per-token INT8 activations (n >= 5); 96
      * columns decode on the AVX-512 loop where there is one, 48 on AVX2's */
     for (int a8 = 0; a8 < 3; a8++) {
