@@ -156,7 +156,7 @@ __device__ __forceinline__ float qv_weight(uint32_t wd, int j) {
         uint32_t b = j <= 4 ? wd << (19 - 4 * j) : wd >> (4 * j - 19);
         return __uint_as_float((b & 0x00780000u) | 0x3F800000u);
     }
-    if (FMT == CI_QW_INT8) return (float)(int)(int8_t)(uint8_t)(wd >> (8 * j));
+    if (FMT == CI_QW_INT8) return byte_value<FMT>(wd >> (8 * j));
     uint32_t t = j == 3 ? wd : __byte_perm(wd, 0, 0x0444u | ((uint32_t)j << 12));
     return __uint_as_float((uint32_t)((int32_t)t >> 4) & 0x87F00000u) * 0x1p120f;
 }
@@ -641,7 +641,8 @@ extern "C" int ci_cu_qweight_shape_ok(const ci_qweight *w) {
 
 /* Which GEMV kernel: CINFER_QGEMV=auto (default) | tc | tc4 | tc2 | split |
  * vec | scalar (tc4: tc and the FP8 tc kernel with 4 tiles a warp loaded,
- * then used, as before their rolling loads), read once; ci_cu_qgemv_select sets it (the test times each side by side).
+ * then used, as before their rolling loads), read once; ci_cu_qgemv_select
+ * sets it (the test times each side by side).
  * A kernel whose preconditions a weight misses falls back to the next one
  * down: tc -> split/vec -> scalar. */
 static int g_qgemv = -1; /* 0 split, 1 vec, 2 scalar, 3 auto, 4 tc, 5 tc2 */
@@ -701,8 +702,8 @@ static int qt_launch_u(ci_cu_stream st, int f32_out, const ci_qweight *w, const 
         ci_cu_launch(qgemv_tc_kernel<N, float, ROLL>, grid, QT_WARPS * 32, 0, st, *w, xb, bias,
                      (float *)y, gshift, acc);
     else
-        ci_cu_launch(qgemv_tc_kernel<N, __nv_bfloat16, ROLL>, grid, QT_WARPS * 32, 0, st, *w, xb, bias,
-                     (__nv_bfloat16 *)y, gshift, acc);
+        ci_cu_launch(qgemv_tc_kernel<N, __nv_bfloat16, ROLL>, grid, QT_WARPS * 32, 0, st, *w, xb,
+                     bias, (__nv_bfloat16 *)y, gshift, acc);
     return cudaGetLastError();
 }
 

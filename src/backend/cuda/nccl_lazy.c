@@ -18,8 +18,6 @@
 /* X(name, parameters, arguments) for every entry point the backend uses */
 #define CI_NCCL_FUNCS(X)                                                                           \
     X(ncclGetUniqueId, (ncclUniqueId * id), (id))                                                  \
-    X(ncclCommInitRank, (ncclComm_t * comm, int nranks, ncclUniqueId id, int rank),                \
-      (comm, nranks, id, rank))                                                                    \
     X(ncclCommInitRankConfig,                                                                      \
       (ncclComm_t * comm, int nranks, ncclUniqueId id, int rank, ncclConfig_t *config),            \
       (comm, nranks, id, rank, config))                                                            \
