@@ -10,7 +10,9 @@
  * with NaN first, so an element the kernel does not write fails. W8A8 cases
  * (per token x channel, 1x128 x 128x128 blocks) run the FP8 GEMM from n = 5.
  * Prints, on Llama-3-8B's gate/up, o_proj and down_proj shapes, the GEMV's
- * weight bandwidth (each kernel) and the bf16 vs FP8 W8A8 GEMM rates.
+ * weight bandwidth (each kernel), the bf16 vs FP8 W8A8 GEMM rates and the
+ * INT4 GEMM's against bf16 and the paths before it, n = 16 .. 256
+ * (CINFER_TEST_ONLY_GEMM=1: the BF16 checks and that table alone).
  * Skips (exit 77) without CUDA or without a GPU. */
 #include <math.h>
 #include <stdint.h>
@@ -139,26 +141,25 @@ static void bench_gemv(int fmt, int rows, int cols, const char *kernel) {
     free_qw(&h);
 }
 
-/* The prefill / large-batch GEMM of a [rows][cols] weight at n tokens: bf16
- * dense (cuBLASLt) vs FP8 W8A8 per channel (activation quantization + the
- * FP8 GEMM), TFLOP/s of 2 n rows cols. */
-static void bench_gemm(int rows, int cols, int n) {
-    ci_qweight h = make_qw(CI_QW_FP8, rows, cols, cols, 1, 0);
-    h.act_group = cols;
+/* Seconds per product of x [n][cols] with a zero BF16 dense [rows][cols]
+ * weight (t[0], cuBLASLt) and with the quantized h (t[1 .. nv - 1]; pre(v),
+ * when given, picks the path of variant v first). */
+static void time_vs_dense(const ci_qweight *h, int n, int nv, void (*pre)(int), double *t) {
+    const int64_t rows = h->rows, cols = h->cols;
     ci_tensor wq, wd, x, y;
-    CHECK_OK(gpu->ops->qweight_create(gpu, &h, &wq));
+    CHECK_OK(gpu->ops->qweight_create(gpu, h, &wq));
     CHECK_OK(ci_tensor_alloc(gpu, CI_BF16, rows, cols, &wd));
     CHECK_OK(ci_tensor_alloc(gpu, CI_BF16, n, cols, &x));
     CHECK_OK(ci_tensor_alloc(gpu, CI_BF16, n, rows, &y));
-    CHECK_OK(gpu->ops->memset0(gpu, wd.data, (size_t)rows * cols * 2));
-    float *xf = malloc(sizeof(float) * (size_t)n * cols);
-    for (int64_t i = 0; i < (int64_t)n * cols; i++)
+    CHECK_OK(gpu->ops->memset0(gpu, wd.data, (size_t)(rows * cols) * 2));
+    float *xf = malloc(sizeof(float) * (size_t)(n * cols));
+    for (int64_t i = 0; i < n * cols; i++)
         xf[i] = frand();
-    act_upload(gpu, &x, xf, (int64_t)n * cols);
+    act_upload(gpu, &x, xf, n * cols);
     free(xf);
-    double t[2];
-    for (int v = 0; v < 2; v++) {
+    for (int v = 0; v < nv; v++) {
         ci_tensor *w = v ? &wq : &wd;
+        if (pre) pre(v);
         for (int i = 0; i < 3; i++)
             CHECK_OK(gpu->ops->matmul(gpu, &x, w, NULL, &y));
         CHECK_OK(gpu->ops->sync(gpu));
@@ -169,14 +170,46 @@ static void bench_gemm(int rows, int cols, int n) {
         CHECK_OK(gpu->ops->sync(gpu));
         t[v] = (ci_now() - t0) / REPS;
     }
-    double fl = 2.0 * n * rows * cols;
-    printf("  GEMM %dx%d n=%d: bf16 %.1f us (%.0f TFLOP/s), fp8 w8a8 %.1f us (%.0f TFLOP/s), "
-           "%.2fx\n",
-           rows, cols, n, t[0] * 1e6, fl / t[0] / 1e12, t[1] * 1e6, fl / t[1] / 1e12, t[0] / t[1]);
     gpu->ops->qweight_free(gpu, &wq);
     ci_tensor_free(gpu, &wd);
     ci_tensor_free(gpu, &x);
     ci_tensor_free(gpu, &y);
+}
+
+/* The prefill / large-batch GEMM of a [rows][cols] weight at n tokens: bf16
+ * dense (cuBLASLt) vs FP8 W8A8 per channel (activation quantization + the
+ * FP8 GEMM), TFLOP/s of 2 n rows cols. */
+static void bench_gemm(int rows, int cols, int n) {
+    ci_qweight h = make_qw(CI_QW_FP8, rows, cols, cols, 1, 0);
+    h.act_group = cols;
+    double t[2];
+    time_vs_dense(&h, n, 2, NULL, t);
+    double fl = 2.0 * n * rows * cols;
+    printf("  GEMM %dx%d n=%d: bf16 %.1f us (%.0f TFLOP/s), fp8 w8a8 %.1f us (%.0f TFLOP/s), "
+           "%.2fx\n",
+           rows, cols, n, t[0] * 1e6, fl / t[0] / 1e12, t[1] * 1e6, fl / t[1] / 1e12, t[0] / t[1]);
+    free_qw(&h);
+}
+
+/* variant 1: the paths without the INT4 warpgroup-MMA GEMM; 2: that GEMM */
+static void int4_path(int v) {
+    ci_cu_qgemm_int4_range(1, v == 2 ? 256 : 0);
+}
+
+/* The INT4 weight's product at n tokens: bf16 dense (cuBLASLt), INT4 by the
+ * paths without the warpgroup-MMA GEMM (the tc GEMV per 8 rows up to 32,
+ * dequantize + cuBLASLt above) and by that GEMM; us and TFLOP/s of
+ * 2 n rows cols. */
+static void bench_int4_gemm(int rows, int cols, int n) {
+    ci_qweight h = make_qw(CI_QW_INT4, rows, cols, 128, 1, 0);
+    double t[3];
+    time_vs_dense(&h, n, 3, int4_path, t);
+    ci_cu_qgemm_int4_range(-1, -1);
+    double fl = 2.0 * n * rows * cols;
+    printf("  INT4 GEMM %dx%d n=%d: bf16 %.1f us (%.0f TFLOP/s), int4 old %.1f us (%.0f), "
+           "int4 wgmma %.1f us (%.0f TFLOP/s, %.0f GB/s of weights), %.2fx old, %.2fx bf16\n",
+           rows, cols, n, t[0] * 1e6, fl / t[0] / 1e12, t[1] * 1e6, fl / t[1] / 1e12, t[2] * 1e6,
+           fl / t[2] / 1e12, (double)rows * cols * 0.5 / t[2] / 1e9, t[1] / t[2], t[0] / t[2]);
     free_qw(&h);
 }
 
@@ -238,6 +271,26 @@ int main(void) {
             unsetenv("CINFER_QW_TILE");
             free_qw(&h);
         }
+        /* the INT4 warpgroup-MMA GEMM (Hopper; elsewhere the paths above):
+         * BN 64 and 128 token tiles with partial ones, a partial CTA of
+         * rows, split K (its partials summed) and none, an odd number of
+         * 128-column tiles, group and per-row scales; forced down to n = 1 */
+        const qwt_case gm[] = {
+            {CI_QW_INT4, 1040, 2048, 128, 2, 0, "int4 g128 gemm, 65 blocks, split K", 0},
+            {CI_QW_INT4, 512, 1152, 1152, 3, 0, "int4 per row gemm, 9 tiles", 0},
+            {CI_QW_INT4, 17408, 256, 128, 2, 0, "int4 g128 gemm, 136 row tiles", 0},
+            {CI_QW_INT4, 256, 16384, 256, 1, 0, "int4 g256 gemm, 128 tiles", 0},
+            {CI_QW_INT4, 384, 640, 128, 1, 0, "int4 g128 gemm, 5 tiles", 0},
+        };
+        const int gmn[] = {1, 7, 33, 64, 65, 100, 128, 129, 200, 256};
+        ci_cu_qgemm_int4_range(1, 256);
+        for (size_t k = 0; bf && !(ob && *ob == '1') && k < sizeof gm / sizeof gm[0]; k++) {
+            ci_qweight h = make_case(&gm[k]);
+            for (size_t j = 0; j < sizeof gmn / sizeof gmn[0]; j++)
+                check_case(&h, gmn[j], (int)(j & 1), gm[k].what);
+            free_qw(&h);
+        }
+        ci_cu_qgemm_int4_range(-1, -1);
         /* INT8 weights (W8A16 on this backend: the dequantizing GEMVs, then
          * dequantize + dense GEMM), every size and GEMV kernel; 260 columns
          * leave the vectorized kernels to the per-word one */
@@ -272,6 +325,17 @@ int main(void) {
             continue;
         }
         const int shp[4][2] = {{28672, 4096}, {4096, 4096}, {4096, 14336}, {6144, 4096}};
+        if (bf) {
+            const int qn[6] = {16, 32, 64, 128, 200, 256};
+            for (int k = 0; k < 4; k++)
+                for (int j = 0; j < 6; j++)
+                    bench_int4_gemm(shp[k][0], shp[k][1], qn[j]);
+        }
+        const char *og = getenv("CINFER_TEST_ONLY_GEMM");
+        if (og && *og == '1') {
+            ci_backend_destroy(gpu);
+            break;
+        }
         if (bf) {
             const int gn[3] = {64, 256, 4096};
             for (int k = 0; k < 3; k++)

@@ -14,6 +14,9 @@ const char *ci_cuda_nccl_load(void);
  * "split", "vec" or "scalar"; NULL: auto. For measurements (CINFER_QGEMV sets it at the first call
  * too). */
 void ci_cu_qgemv_select(const char *name);
+/* The rows of x the INT4 warpgroup-MMA GEMM takes (Hopper; max 0: never);
+ * min_n < 0: CINFER_QGEMM_MIN_N / _MAX_N or the defaults (33 .. 256). */
+void ci_cu_qgemm_int4_range(int min_n, int max_n);
 #endif
 
 #endif

@@ -171,6 +171,15 @@ int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const struct ci_qweight *w, 
 int ci_cu_qgemv_tc_rows_ok(const struct ci_qweight *w, int n, const void *x);
 int ci_cu_qgemv_tc_rows(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x,
                         int n, const float *bias, void *y, int num_sms, int acc);
+/* INT4 for BF16 x at CI_CU_QGEMM_MIN_N .. _MAX_N rows on Hopper: the
+ * warpgroup-MMA GEMM (cuda_qgemm_int4.cu) with ws_bytes(w) of workspace
+ * (x permuted, split-K partials); _ok says whether it takes the weight and n */
+#define CI_CU_QGEMM_MIN_N 16
+#define CI_CU_QGEMM_MAX_N 256
+size_t ci_cu_qgemm_int4_ws_bytes(const struct ci_qweight *w);
+int ci_cu_qgemm_int4_ok(const struct ci_qweight *w, int n, const void *x);
+int ci_cu_qgemm_int4(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x, int n,
+                     const float *bias, void *y, int acc, int num_sms, void *ws, size_t ws_bytes);
 int ci_cu_qdequant(ci_cu_stream st, int bf16, const struct ci_qweight *w, void *out);
 /* W8A8 activations: x [n][K] -> E4M3 xq [n_pad][K] and f32 scales, one per
  * row and `group` columns (group == K: [n_pad]; else [K/group][n_pad]);

@@ -357,22 +357,6 @@ __global__ void __launch_bounds__(QS_THREADS)
 #define QT_WARPS 8
 #define QT_U 4
 
-/* nzz: bf16x2 of -(128 + zero); one fma.bf16x2 (v * 1 + nzz) keeps the
- * subtraction a single instruction on sm_80 and sm_90 alike (__hsub2 on
- * bf16 compiled to several) */
-__device__ __forceinline__ uint32_t qt_pair(uint32_t w, int p, uint32_t nzz) {
-    const uint32_t v = ((w >> (4 * p)) & 0x000F000Fu) | 0x43004300u;
-    uint32_t r;
-    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(v), "r"(0x3F803F80u), "r"(nzz));
-    return r;
-}
-
-/* bf16x2 of -(128 + z) in both halves */
-__device__ __forceinline__ uint32_t qt_zz(int z) {
-    uint32_t h = 0xC300u | (uint32_t)z;
-    return h | h << 16;
-}
-
 /* The 8 k-steps of one tile: a, b = 16 bytes of rows g and g + 8 (32
  * columns 128 kt + 32 t ..), zza / zzb their -(128 + zero), xt = x at
  * those columns; c += the tile's (q - zero) . x sums. */

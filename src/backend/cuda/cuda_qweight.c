@@ -125,6 +125,10 @@ ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor 
     /* the prefill scratch: the largest dequantized weight in the act dtype
      * (W8A8 weights: their quantized activations instead) */
     size_t need = fp8 ? 0 : (size_t)(h->rows * h->cols) * ci_dtype_size(be->act_dtype);
+    /* the INT4 GEMM's workspace (x permuted, split-K partials) shares it */
+    if (be->act_dtype == CI_BF16 && ci_cu_qweight_tileable(h) &&
+        ci_cu_qgemm_int4_ws_bytes(h) > need)
+        need = ci_cu_qgemm_int4_ws_bytes(h);
     if (fp8)
         CI_TRY(qact_grow(c, &c->qact, &c->qact_bytes,
                          qact_need(h, QACT_RESERVE_ROWS, ci_dtype_size(be->act_dtype), fp8 == 2)));
@@ -328,6 +332,14 @@ ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w
         if (acc) /* the model accumulates only in decode steps, below CI_QW_ACT_MIN_ROWS */
             return ci_errorf(CI_ERR_UNSUPPORTED, "cuda qmatmul: accumulate with FP8 activations");
         return qmatmul_w8a8(be, &(qact_src){.x = x}, w, b, y);
+    }
+    if (x->dtype == CI_BF16 && x->rows <= INT32_MAX &&
+        ci_cu_qgemm_int4_ok(q, (int)x->rows, x->data) &&
+        ci_cu_qgemm_int4_ws_bytes(q) <= c->qscratch_bytes) {
+        CI_CU_LAUNCH("qgemm_int4", ci_cu_qgemm_int4((ci_cu_stream)c->stream, y->dtype == CI_F32, q,
+                                                    x->data, (int)x->rows, b, y->data, acc,
+                                                    c->num_sms, c->qscratch, c->qscratch_bytes));
+        return ci_ok();
     }
     if (x->dtype == CI_BF16 && x->rows <= INT32_MAX &&
         ci_cu_qgemv_tc_rows_ok(q, (int)x->rows, x->data)) {

@@ -63,9 +63,6 @@
 
 #include "backend/cuda/cuda_prefill_attention.cuh"
 
-#ifdef CI_PFWS_DEBUG_HANG
-#include <cstdio>
-#endif
 
 /* register split: 128 (40 + 2 x 232) = 384 x 168 (the launch allocation at
  * __launch_bounds__(384, 1)) */
@@ -87,44 +84,11 @@ template <int NST> struct bars {
     int scratch; /* pin_before_wait's never-executed store */
 };
 
-/* ---- mbarrier, named barrier, setmaxnreg ---- */
-__device__ __forceinline__ void mbar_init(uint64_t *b, int count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(b)), "r"(count)
-                 : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint32_t b) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(b) : "memory");
-}
+/* ---- cp.async arrivals, named barrier, setmaxnreg (mbarriers: wgmma.cuh) ---- */
 /* arrive on b when all of this thread's earlier cp.async have landed; the
  * arrival counts towards the barrier's expected count (noinc) */
 __device__ __forceinline__ void cp_async_mbar_arrive(uint32_t b) {
     asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(b) : "memory");
-}
-__device__ __forceinline__ bool mbar_try_wait(uint32_t b, uint32_t parity) {
-    uint32_t ok;
-    asm volatile("{\n.reg .pred p;\n"
-                 "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                 "selp.u32 %0, 1, 0, p;\n}\n"
-                 : "=r"(ok)
-                 : "r"(b), "r"(parity)
-                 : "memory");
-    return ok != 0;
-}
-/* waits for the completion of the phase of parity `parity` (acquire) */
-__device__ __forceinline__ void mbar_wait(uint32_t b, uint32_t parity) {
-#ifdef CI_PFWS_DEBUG_HANG
-    long long spins = 0;
-    while (!mbar_try_wait(b, parity)) {
-        if (++spins == (1ll << 24)) { /* try_wait itself sleeps: seconds */
-            printf("ws hang: block %d thread %d barrier 0x%x parity %u\n", blockIdx.x, threadIdx.x,
-                   b, parity);
-            __trap();
-        }
-    }
-#else
-    while (!mbar_try_wait(b, parity)) {
-    }
-#endif
 }
 __device__ __forceinline__ void named_sync(int id) {
     asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory");
@@ -137,9 +101,6 @@ template <int R> __device__ __forceinline__ void reg_dealloc() {
 }
 template <int R> __device__ __forceinline__ void reg_alloc() {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R));
-}
-__device__ __forceinline__ void wg_wait1() {
-    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
 }
 
 /* d (64 x N f32) = (scale_d ? d : 0) + A (64 x 16, K-major descriptor) .

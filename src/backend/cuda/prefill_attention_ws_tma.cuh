@@ -77,10 +77,6 @@ template <int NST> struct tbars {
     int scratch; /* pin_before_wait's never-executed store */
 };
 
-__device__ __forceinline__ void mbar_expect_tx(uint32_t b, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(b), "r"(bytes)
-                 : "memory");
-}
 __device__ __forceinline__ void tma_load_2d(void *dst, const CUtensorMap *m, int c0, int c1,
                                             uint32_t bar) {
     asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"

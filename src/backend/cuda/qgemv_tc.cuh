@@ -19,6 +19,25 @@ static inline int qt_group_shift(const ci_qweight *w, int64_t tile) {
     return __builtin_ctzll((unsigned long long)k);
 }
 
+/* INT4 nibble pairs to BF16 (the tiled layout's decode, shared with the
+ * INT4 GEMM): nibbles p and p + 4 of w as one bf16x2 of (q - zero).
+ * ((w >> 4p) & 0x000F000F) | 0x43004300 = bf16 (128 + q) in both halves. */
+/* nzz: bf16x2 of -(128 + zero); one fma.bf16x2 (v * 1 + nzz) keeps the
+ * subtraction a single instruction on sm_80 and sm_90 alike (__hsub2 on
+ * bf16 compiled to several) */
+__device__ __forceinline__ uint32_t qt_pair(uint32_t w, int p, uint32_t nzz) {
+    const uint32_t v = ((w >> (4 * p)) & 0x000F000Fu) | 0x43004300u;
+    uint32_t r;
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(v), "r"(0x3F803F80u), "r"(nzz));
+    return r;
+}
+
+/* bf16x2 of -(128 + z) in both halves */
+__device__ __forceinline__ uint32_t qt_zz(int z) {
+    uint32_t h = 0xC300u | (uint32_t)z;
+    return h | h << 16;
+}
+
 /* c += a (16x16, row) . b (16x8, col), f32 accumulate; F16: f16 inputs, else bf16 */
 template <bool F16>
 __device__ __forceinline__ void qt_mma(float *c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
