@@ -1,5 +1,6 @@
 /* test_cuda_quant.c — the CUDA quantized matmul (cuda_qmatmul.cu: INT4 / FP8
- * GEMVs, dequantize + cuBLASLt GEMM above) against
+ * GEMVs; the INT4 warpgroup-MMA GEMM, cuda_qgemm_int4.cu; dequantize +
+ * cuBLASLt GEMM above) against
  * its CPU twin (cpu_qmatmul.c) on random quantized weights: INT4 with group
  * sizes 128 / 32 / one per row, zero points 0..16, act-order g_idx differing
  * per fused part; FP8 with 128-column blocks (a partial last block) and per
