@@ -194,7 +194,7 @@ static void bench_gemm(int rows, int cols, int n) {
 
 /* variant 1: the paths without the INT4 warpgroup-MMA GEMM; 2: that GEMM */
 static void int4_path(int v) {
-    ci_cu_qgemm_int4_range(1, v == 2 ? 256 : 0);
+    ci_cu_qgemm_int4_range(1, v == 2 ? 512 : 0);
 }
 
 /* The INT4 weight's product at n tokens: bf16 dense (cuBLASLt), INT4 by the
@@ -283,8 +283,8 @@ int main(void) {
             {CI_QW_INT4, 256, 16384, 256, 1, 0, "int4 g256 gemm, 128 tiles", 0},
             {CI_QW_INT4, 384, 640, 128, 1, 0, "int4 g128 gemm, 5 tiles", 0},
         };
-        const int gmn[] = {1, 7, 33, 64, 65, 100, 128, 129, 200, 256};
-        ci_cu_qgemm_int4_range(1, 256);
+        const int gmn[] = {1, 7, 33, 64, 65, 100, 128, 129, 200, 256, 300, 512};
+        ci_cu_qgemm_int4_range(1, 512);
         for (size_t k = 0; bf && !(ob && *ob == '1') && k < sizeof gm / sizeof gm[0]; k++) {
             ci_qweight h = make_case(&gm[k]);
             for (size_t j = 0; j < sizeof gmn / sizeof gmn[0]; j++)
@@ -327,9 +327,9 @@ int main(void) {
         }
         const int shp[4][2] = {{28672, 4096}, {4096, 4096}, {4096, 14336}, {6144, 4096}};
         if (bf) {
-            const int qn[6] = {16, 32, 64, 128, 200, 256};
+            const int qn[8] = {16, 32, 64, 128, 200, 256, 384, 512};
             for (int k = 0; k < 4; k++)
-                for (int j = 0; j < 6; j++)
+                for (int j = 0; j < 8; j++)
                     bench_int4_gemm(shp[k][0], shp[k][1], qn[j]);
         }
         const char *og = getenv("CINFER_TEST_ONLY_GEMM");

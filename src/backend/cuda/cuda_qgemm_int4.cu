@@ -1,6 +1,6 @@
 /* cuda_qgemm_int4.cu — the INT4 x BF16 GEMM on Hopper's warpgroup MMA for
  * decode batches and short prefills (CINFER_QGEMM_MIN_N .. _MAX_N rows of
- * x, 16 .. 256 by default): the packed weight is decoded in registers
+ * x, 16 .. 512 by default): the packed weight is decoded in registers
  * straight into wgmma's register A operand, so it is streamed once per BN
  * tokens and never written back as BF16 (dequantize + cuBLASLt, the path
  * above, writes and re-reads a BF16 copy of every weight; the tensor-core
@@ -326,12 +326,12 @@ static int env_int(const char *name, int def) {
 }
 
 extern "C" size_t ci_cu_qgemm_int4_ws_bytes(const ci_qweight *w) {
-    return (size_t)CI_CU_QGEMM_MAX_N * (size_t)w->cols * 2 + 256 + (size_t)QG_PART_FLOATS * 4;
+    return (size_t)CI_CU_QGEMM_CAP_N * (size_t)w->cols * 2 + 256 + (size_t)QG_PART_FLOATS * 4;
 }
 
 extern "C" void ci_cu_qgemm_int4_range(int min_n, int max_n) {
     g_min_n = min_n; /* a negative one: the environment's / defaults again */
-    g_max_n = min_n < 0 ? -1 : (max_n > CI_CU_QGEMM_MAX_N ? CI_CU_QGEMM_MAX_N : max_n);
+    g_max_n = min_n < 0 ? -1 : (max_n > CI_CU_QGEMM_CAP_N ? CI_CU_QGEMM_CAP_N : max_n);
 }
 
 extern "C" int ci_cu_qgemm_int4_ok(const ci_qweight *w, int n, const void *x) {
@@ -347,7 +347,7 @@ extern "C" int ci_cu_qgemm_int4_ok(const ci_qweight *w, int n, const void *x) {
         /* CINFER_QGEMM_MIN_N / _MAX_N: the rows of x this GEMM takes (MAX 0: never) */
         g_min_n = env_int("CINFER_QGEMM_MIN_N", CI_CU_QGEMM_MIN_N);
         g_max_n = env_int("CINFER_QGEMM_MAX_N", CI_CU_QGEMM_MAX_N);
-        if (g_max_n > CI_CU_QGEMM_MAX_N) g_max_n = CI_CU_QGEMM_MAX_N;
+        if (g_max_n > CI_CU_QGEMM_CAP_N) g_max_n = CI_CU_QGEMM_CAP_N;
     }
     /* a tiled weight passed ci_cu_qweight_tileable: INT4, no act order,
      * whole 16-row blocks, 128-column tiles within one scale group */
@@ -398,7 +398,7 @@ extern "C" int ci_cu_qgemm_int4(ci_cu_stream st, int f32_out, const ci_qweight *
     cudaStream_t s = (cudaStream_t)st;
     const int K = (int)w->cols, tiles = K / 128;
     __nv_bfloat16 *xp = (__nv_bfloat16 *)ws;
-    float *part = (float *)((char *)ws + ((size_t)CI_CU_QGEMM_MAX_N * K * 2 + 255) / 256 * 256);
+    float *part = (float *)((char *)ws + ((size_t)CI_CU_QGEMM_CAP_N * K * 2 + 255) / 256 * 256);
     /* split K while the CTAs fill less than one wave (one CTA per SM), at
      * least 4 tiles per split, within the partials' room */
     const int bn = n <= 64 ? 64 : 128;
