@@ -159,7 +159,7 @@ static void test_format(const char *name, const char *args) {
     if (dev16 && !int8 && strstr(args, "--format fp8") == NULL && strstr(args, "ct-fp8") == NULL) {
         /* INT4 in BF16: the device's tiled layout (its default where the
          * weight takes it) against row-major: without the tiled-only INT4
-         * GEMM (CUDA on Hopper, 16-512 rows: the prompts' prefill) the same
+         * GEMM (CUDA on Hopper, 9-512 rows: the prompts' prefill) the same
          * kernels' arithmetic over other addresses, so the logits are
          * bit-identical; with it, BF16's roundings in another order (the
          * scaled weight rounded to BF16 in registers, not by the dequantize

@@ -15,7 +15,7 @@ const char *ci_cuda_nccl_load(void);
  * too). */
 void ci_cu_qgemv_select(const char *name);
 /* The rows of x the INT4 warpgroup-MMA GEMM takes (Hopper; max 0: never);
- * min_n < 0: CINFER_QGEMM_MIN_N / _MAX_N or the defaults (16 .. 512). */
+ * min_n < 0: CINFER_QGEMM_MIN_N / _MAX_N or the defaults (9 .. 512). */
 void ci_cu_qgemm_int4_range(int min_n, int max_n);
 #endif
 

@@ -174,7 +174,7 @@ int ci_cu_qgemv_tc_rows(ci_cu_stream st, int f32_out, const struct ci_qweight *w
 /* INT4 for BF16 x at CI_CU_QGEMM_MIN_N .. _MAX_N rows on Hopper: the
  * warpgroup-MMA GEMM (cuda_qgemm_int4.cu) with ws_bytes(w) of workspace
  * (x permuted, split-K partials); _ok says whether it takes the weight and n */
-#define CI_CU_QGEMM_MIN_N 16
+#define CI_CU_QGEMM_MIN_N 9
 #define CI_CU_QGEMM_MAX_N 512
 #define CI_CU_QGEMM_CAP_N 512 /* the most rows CINFER_QGEMM_MAX_N may ask (the workspace's) */
 size_t ci_cu_qgemm_int4_ws_bytes(const struct ci_qweight *w);

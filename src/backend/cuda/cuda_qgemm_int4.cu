@@ -1,6 +1,6 @@
 /* cuda_qgemm_int4.cu — the INT4 x BF16 GEMM on Hopper's warpgroup MMA for
  * decode batches and short prefills (CINFER_QGEMM_MIN_N .. _MAX_N rows of
- * x, 16 .. 512 by default): the packed weight is decoded in registers
+ * x, 9 .. 512 by default): the packed weight is decoded in registers
  * straight into wgmma's register A operand, so it is streamed once per BN
  * tokens and never written back as BF16 (dequantize + cuBLASLt, the path
  * above, writes and re-reads a BF16 copy of every weight; the tensor-core
