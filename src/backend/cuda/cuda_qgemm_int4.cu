@@ -300,6 +300,8 @@ __global__ void __launch_bounds__(QG_THREADS, 1)
         else
             part[((size_t)z * n + tok) * out + row] = v;
     }
+#else
+    __trap(); /* sm_90a code only: the launcher takes compute 9.0 alone */
 #endif
 }
 
