@@ -41,6 +41,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include <atomic>
+
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/cuda_kernels.h"
 #include "backend/cuda/pdl.cuh"
@@ -320,7 +322,23 @@ __global__ void qg_reduce_kernel(const float *__restrict__ part, int splits, int
     ci_st_out(y, i, bias ? v + bias[row] : v, acc);
 }
 
-static int g_min_n = -1, g_max_n = -1, g_sm90 = -1;
+static int g_min_n = -1, g_max_n = -1;
+
+/* whether the current device is compute 9.0 (this build's sm_90a code),
+ * asked once per device (tensor-parallel ranks are threads on several) */
+static int sm90_here(void) {
+    static std::atomic<int> known[64]; /* 0: not asked, 1: no, 2: yes */
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 0;
+    if (!known[dev].load(std::memory_order_relaxed)) {
+        const int ok =
+            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
+            major == 9 && minor == 0;
+        known[dev].store(ok ? 2 : 1, std::memory_order_relaxed);
+    }
+    return known[dev].load(std::memory_order_relaxed) == 2;
+}
 
 static int env_int(const char *name, int def) {
     const char *e = getenv(name);
@@ -337,14 +355,6 @@ extern "C" void ci_cu_qgemm_int4_range(int min_n, int max_n) {
 }
 
 extern "C" int ci_cu_qgemm_int4_ok(const ci_qweight *w, int n, const void *x) {
-    if (g_sm90 < 0) {
-        int dev = 0, major = 0, minor = 0;
-        g_sm90 =
-            cudaGetDevice(&dev) == cudaSuccess &&
-            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-            cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
-            major == 9 && minor == 0;
-    }
     if (g_min_n < 0) {
         /* CINFER_QGEMM_MIN_N / _MAX_N: the rows of x this GEMM takes (MAX 0: never) */
         g_min_n = env_int("CINFER_QGEMM_MIN_N", CI_CU_QGEMM_MIN_N);
@@ -353,7 +363,7 @@ extern "C" int ci_cu_qgemm_int4_ok(const ci_qweight *w, int n, const void *x) {
     }
     /* a tiled weight passed ci_cu_qweight_tileable: INT4, no act order,
      * whole 16-row blocks, 128-column tiles within one scale group */
-    return g_sm90 && w->format == CI_QW_INT4 && w->tiled && !w->g_idx && n >= g_min_n &&
+    return sm90_here() && w->format == CI_QW_INT4 && w->tiled && !w->g_idx && n >= g_min_n &&
            n <= g_max_n && n >= 1 && w->rows % 16 == 0 && w->cols % 128 == 0 &&
            qt_group_shift(w, 128) >= 0 && ((uintptr_t)x & 15) == 0;
 }
@@ -361,19 +371,17 @@ extern "C" int ci_cu_qgemm_int4_ok(const ci_qweight *w, int n, const void *x) {
 template <int BN, bool GROUPED, typename OutT>
 static cudaError_t qg_launch(cudaStream_t st, const ci_qweight *w, const __nv_bfloat16 *xp, int n,
                              const float *bias, OutT *y, float *part, int splits, int acc) {
-    static int attr_set = 0; /* one per instantiation */
+    /* every launch: the attribute is per device (tensor-parallel ranks are
+     * threads on several GPUs), and the call is cheap and host-only */
     auto kern = qgemm_int4_wg_kernel<BN, GROUPED, OutT>;
-    if (!attr_set) {
-        cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             qg_smem_bytes<BN>());
-        if (e != cudaSuccess) return e;
-        attr_set = 1;
-    }
+    const int smem = qg_smem_bytes<BN>();
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e != cudaSuccess) return e;
     const dim3 grid((unsigned)((n + BN - 1) / BN), (unsigned)((w->rows + QG_ROWS - 1) / QG_ROWS),
                     (unsigned)splits);
-    ci_cu_launch(kern, grid, QG_THREADS, qg_smem_bytes<BN>(), st, *w, xp, n, bias, y, part,
+    ci_cu_launch(kern, grid, QG_THREADS, smem, st, *w, xp, n, bias, y, part,
                  qt_group_shift(w, 128), acc);
-    cudaError_t e = cudaGetLastError();
+    e = cudaGetLastError();
     if (e != cudaSuccess || splits == 1) return e;
     const int64_t tot = (int64_t)n * w->rows;
     ci_cu_launch(qg_reduce_kernel<OutT>, dim3((unsigned)((tot + 255) / 256)), 256, 0, st,
