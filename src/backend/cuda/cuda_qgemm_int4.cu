@@ -379,8 +379,8 @@ static cudaError_t qg_launch(cudaStream_t st, const ci_qweight *w, const __nv_bf
     if (e != cudaSuccess) return e;
     const dim3 grid((unsigned)((n + BN - 1) / BN), (unsigned)((w->rows + QG_ROWS - 1) / QG_ROWS),
                     (unsigned)splits);
-    ci_cu_launch(kern, grid, QG_THREADS, smem, st, *w, xp, n, bias, y, part,
-                 qt_group_shift(w, 128), acc);
+    ci_cu_launch(kern, grid, QG_THREADS, smem, st, *w, xp, n, bias, y, part, qt_group_shift(w, 128),
+                 acc);
     e = cudaGetLastError();
     if (e != cudaSuccess || splits == 1) return e;
     const int64_t tot = (int64_t)n * w->rows;
