@@ -187,7 +187,7 @@ __global__ void __launch_bounds__(QG_THREADS, 1)
     }
     __syncthreads();
     ci_pdl_trigger();
-    ci_pdl_wait(); /* x is the permute kernel's output; y may be read before */
+    ci_pdl_wait(); /* x: the permute kernel's output; y: still read by the kernels before */
 
     if (warp == QG_CWARPS) {
         /* producer: tile i into stage i % NST once its previous use is
