@@ -8,7 +8,9 @@
 #   FP8 checkpoint, online --quantization fp8, GPTQ INT4, each against the
 #   bandwidth roofline of the bytes it streams per token (linears + lm_head
 #   + norms; the embedding reads one row);
-#   offline throughput (1000 x 256 in / 256 out, ignore_eos): bf16 vs FP8.
+#   decode at batch 12 / 16 / 64 / 128 / 256 (ms per step): GPTQ INT4 with the
+#   warpgroup-MMA GEMM (9-512 rows) and without it (CINFER_QGEMM_MAX_N=0), bf16;
+#   offline throughput (1000 x 256 in / 256 out, ignore_eos): bf16 vs FP8 vs INT4.
 # GPU_BENCH_AB=1 adds, after the table: batch-1 decode with programmatic
 # dependent launch off and on (CINFER_PDL=0/1) for bf16, FP8 and INT4, the
 # decode-attention merge kernel vs in-kernel (CINFER_DEC_COMBINE), INT4
@@ -109,13 +111,28 @@ if [ "${GPU_BENCH_AB:-0}" = 1 ]; then
         CINFER_QGEMV=$k lat "int4-$k" "$d/l8-gptq" --max-graph-batch-size 1
     done
     if [ -x "$bin/test_cuda_quant" ]; then
-        echo "== GEMV (n = 1) and W8A8 GEMM kernels"
+        echo "== GEMV (n = 1), W8A8 GEMM and INT4 GEMM kernels"
         CINFER_TEST_ONLY_BENCH=1 timeout 300 "$bin/test_cuda_quant" | grep -E "GEMV|GEMM"
     fi
 fi
+echo "== decode batches: INT4 with / without the INT4 GEMM (CINFER_QGEMM_MAX_N=0), bf16"
+latb() { # latb LABEL MODEL BATCH [ENV...]: ms per decode step
+    local label=$1 m=$2 bs=$3
+    shift 3
+    env "$@" timeout 300 "$bin/cinfer" bench latency -m "$m" --device cuda --batch-size "$bs" \
+        --input-len 128 --output-len 256 --num-iters 3 --max-model-len 4096 >/tmp/bq_latb 2>&1 ||
+        { tail -3 /tmp/bq_latb; return; }
+    grep -E "per output|^decode tok/s" /tmp/bq_latb | tr '\n' ' ' | sed "s/^/[$label] /"
+    echo
+}
+for bs in 12 16 64 128 256; do
+    latb "int4-b$bs" "$d/l8-gptq" "$bs" X=1
+    latb "int4-b$bs-without-gemm" "$d/l8-gptq" "$bs" CINFER_QGEMM_MAX_N=0
+    latb "bf16-b$bs" "$bf" "$bs" X=1
+done
 [ "$nprompts" -gt 0 ] || exit 0
-echo "== offline: $nprompts x 256 in / 256 out, bf16 vs FP8 checkpoint"
-for m in "$bf" "$d/l8-ct-fp8-channel"; do
+echo "== offline: $nprompts x 256 in / 256 out, bf16 vs FP8 checkpoint vs INT4"
+for m in "$bf" "$d/l8-ct-fp8-channel" "$d/l8-gptq"; do
     timeout 300 "$bin/cinfer" bench throughput -m "$m" --device cuda --num-prompts "$nprompts" \
         --input-len 256 --output-len 256 --max-num-seqs 256 2>&1 | grep -E "tok/s" |
         sed "s|^|[$(basename "$m")] |"
