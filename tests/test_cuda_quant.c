@@ -36,6 +36,7 @@ int main(void) {
 
 static ci_backend *cpu, *gpu;
 static int bf;
+static int yf32; /* BF16 x, F32 y (a matmul's F32 output: the logits) */
 
 static void check_case(const ci_qweight *h, int n, int with_bias, const char *what) {
     ci_tensor wc, wg, xc, xg, yc, yg, bc = {0}, bg = {0};
@@ -44,7 +45,8 @@ static void check_case(const ci_qweight *h, int n, int with_bias, const char *wh
     CHECK_OK(ci_tensor_alloc(cpu, CI_F32, n, h->cols, &xc));
     CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, n, h->cols, &xg));
     CHECK_OK(ci_tensor_alloc(cpu, CI_F32, n, h->rows, &yc));
-    CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, n, h->rows, &yg));
+    CHECK_OK(ci_tensor_alloc(gpu, yf32 ? CI_F32 : gpu->act_dtype, n, h->rows, &yg));
+    const int ybf = yg.dtype == CI_BF16;
     float *x = xc.data;
     for (int64_t i = 0; i < n * h->cols; i++) {
         float f = frand();
@@ -71,7 +73,7 @@ static void check_case(const ci_qweight *h, int n, int with_bias, const char *wh
     CHECK_OK(gpu->ops->to_host(gpu, buf, yg.data, ybytes));
     double num = 0, den = 0;
     for (int64_t i = 0; i < ne; i++) {
-        double g = bf ? ci_bf16_to_f32(((uint16_t *)buf)[i]) : ((float *)buf)[i];
+        double g = ybf ? ci_bf16_to_f32(((uint16_t *)buf)[i]) : ((float *)buf)[i];
         double c = ((float *)yc.data)[i];
         num += (g - c) * (g - c);
         den += c * c;
@@ -80,21 +82,24 @@ static void check_case(const ci_qweight *h, int n, int with_bias, const char *wh
     /* W8A8 in f32: the FP8 tensor cores' products are exact, their sums
      * are not f32's (measured 2.3e-4 on the H200) */
     double tol = bf ? 1e-2 : h->act_group && n >= CI_QW_ACT_MIN_ROWS ? 1e-3 : 1e-5;
-    CHECKF(err <= tol, "[%s] %s n=%d bias=%d: rel err %.3g > %.0e", bf ? "bf16" : "f32", what, n,
-           with_bias, err, tol);
+    CHECKF(err <= tol, "[%s%s] %s n=%d bias=%d: rel err %.3g > %.0e", bf ? "bf16" : "f32",
+           ybf || !bf ? "" : ", f32 out", what, n, with_bias, err, tol);
     /* accumulate (the decode layer's o / down into the residual): the same
      * product rounded, then added to y = that product, doubles y exactly.
      * Without a bias only: the cuBLASLt path adds a bias after the
-     * accumulate, in its own rounding (no model accumulates with a bias) */
+     * accumulate, in its own rounding (no model accumulates with a bias).
+     * An F32 y doubles exactly too. */
     if (bf && !with_bias && !(h->act_group && n >= CI_QW_ACT_MIN_ROWS)) {
         ci_matmul_fused a = {
             .x = &xg, .w = &wg, .bias = with_bias ? &bg : NULL, .accumulate = 1, .y = &yg};
         CHECK_OK(gpu->ops->matmul_fused(gpu, &a));
-        uint16_t *y2 = malloc(ybytes);
+        void *y2 = malloc(ybytes);
         CHECK_OK(gpu->ops->to_host(gpu, y2, yg.data, ybytes));
         int64_t bad = 0;
         for (int64_t i = 0; i < ne; i++)
-            bad += ci_bf16_to_f32(y2[i]) != 2.0f * ci_bf16_to_f32(((uint16_t *)buf)[i]);
+            bad += ybf ? ci_bf16_to_f32(((uint16_t *)y2)[i]) !=
+                             2.0f * ci_bf16_to_f32(((uint16_t *)buf)[i])
+                       : ((float *)y2)[i] != 2.0f * ((float *)buf)[i];
         CHECKF(bad == 0, "[bf16] %s n=%d bias=%d accumulate: %lld of %lld not doubled", what, n,
                with_bias, (long long)bad, (long long)ne);
         free(y2);
@@ -289,6 +294,11 @@ int main(void) {
             ci_qweight h = make_case(&gm[k]);
             for (size_t j = 0; j < sizeof gmn / sizeof gmn[0]; j++)
                 check_case(&h, gmn[j], (int)(j & 1), gm[k].what);
+            /* an F32 output (the kernel's float instantiation), split K and not */
+            yf32 = 1;
+            check_case(&h, 40, 0, gm[k].what);
+            check_case(&h, 129, 1, gm[k].what);
+            yf32 = 0;
             free_qw(&h);
         }
         ci_cu_qgemm_int4_range(-1, -1);
