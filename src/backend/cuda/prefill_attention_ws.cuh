@@ -63,7 +63,6 @@
 
 #include "backend/cuda/cuda_prefill_attention.cuh"
 
-
 /* register split: 128 (40 + 2 x 232) = 384 x 168 (the launch allocation at
  * __launch_bounds__(384, 1)) */
 #define WS_PROD_REGS 40

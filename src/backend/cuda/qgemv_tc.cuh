@@ -21,8 +21,8 @@ static inline int qt_group_shift(const ci_qweight *w, int64_t tile) {
 
 /* INT4 nibble pairs to BF16 (the tiled layout's decode, shared with the
  * INT4 GEMM): nibbles p and p + 4 of w as one bf16x2 of (q - zero).
- * ((w >> 4p) & 0x000F000F) | 0x43004300 = bf16 (128 + q) in both halves. */
-/* nzz: bf16x2 of -(128 + zero); one fma.bf16x2 (v * 1 + nzz) keeps the
+ * ((w >> 4p) & 0x000F000F) | 0x43004300 = bf16 (128 + q) in both halves;
+ * nzz: bf16x2 of -(128 + zero); one fma.bf16x2 (v * 1 + nzz) keeps the
  * subtraction a single instruction on sm_80 and sm_90 alike (__hsub2 on
  * bf16 compiled to several) */
 __device__ __forceinline__ uint32_t qt_pair(uint32_t w, int p, uint32_t nzz) {
