@@ -12,7 +12,7 @@
  * (per token x channel, 1x128 x 128x128 blocks) run the FP8 GEMM from n = 5.
  * Prints, on Llama-3-8B's gate/up, o_proj and down_proj shapes, the GEMV's
  * weight bandwidth (each kernel), the bf16 vs FP8 W8A8 GEMM rates and the
- * INT4 GEMM's against bf16 and the paths before it, n = 16 .. 256
+ * INT4 GEMM's against bf16 and the paths before it, n = 16 .. 512
  * (CINFER_TEST_ONLY_GEMM=1: the BF16 checks and that table alone).
  * Skips (exit 77) without CUDA or without a GPU. */
 #include <math.h>
