@@ -13,11 +13,15 @@
  * Prints, on Llama-3-8B's gate/up, o_proj and down_proj shapes, the GEMV's
  * weight bandwidth (each kernel), the bf16 vs FP8 W8A8 GEMM rates and the
  * INT4 GEMM's against bf16 and the paths before it, n = 16 .. 512
- * (CINFER_TEST_ONLY_GEMM=1: the BF16 checks and that table alone).
+ * (CINFER_TEST_ONLY_GEMM=1: the BF16 checks and that table alone;
+ * CINFER_TEST_GEMV_ONLY=S: no checks, the GEMV benches whose label has S).
+ * The GEMV bench cycles copies of the weight past the L2, as a model's
+ * layers do.
  * Skips (exit 77) without CUDA or without a GPU. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda.h"
@@ -88,8 +92,9 @@ static void check_case(const ci_qweight *h, int n, int with_bias, const char *wh
      * product rounded, then added to y = that product, doubles y exactly.
      * Without a bias only: the cuBLASLt path adds a bias after the
      * accumulate, in its own rounding (no model accumulates with a bias).
-     * An F32 y doubles exactly too. */
-    if (bf && !with_bias && !(h->act_group && n >= CI_QW_ACT_MIN_ROWS)) {
+     * A BF16 y only: matmul_fused takes y in the activation dtype (the
+     * residual), never the F32 logits. */
+    if (bf && ybf && !with_bias && !(h->act_group && n >= CI_QW_ACT_MIN_ROWS)) {
         ci_matmul_fused a = {
             .x = &xg, .w = &wg, .bias = with_bias ? &bg : NULL, .accumulate = 1, .y = &yg};
         CHECK_OK(gpu->ops->matmul_fused(gpu, &a));
@@ -119,29 +124,43 @@ static void check_case(const ci_qweight *h, int n, int with_bias, const char *wh
 
 /* GB/s of packed weight bytes streamed by the n = 1 GEMV. */
 static void bench_gemv(int fmt, int rows, int cols, const char *kernel) {
+    /* CINFER_TEST_GEMV_ONLY=S: only the benches whose label holds S */
+    char label[96];
+    snprintf(label, sizeof label, "%s %dx%d %s", fmt == CI_QW_INT4 ? "int4" : "fp8", rows, cols,
+             kernel);
+    const char *only = getenv("CINFER_TEST_GEMV_ONLY");
+    if (only && *only && !strstr(label, only)) return;
     ci_cu_qgemv_select(kernel);
     ci_qweight h = make_qw(fmt, rows, cols, 128, 1, 0);
-    ci_tensor w, x, y;
-    CHECK_OK(gpu->ops->qweight_create(gpu, &h, &w));
+    const double bytes = (double)h.rows * (fmt == CI_QW_INT4 ? h.cols / 2 : h.cols) +
+                         (double)h.rows * h.ngroups * (fmt == CI_QW_INT4 ? 5 : 4);
+    /* copies cycled so that their bytes are 4x the 50 MB L2, as a model's
+     * successive layers are: a weight that fits in L2 would otherwise be
+     * read from it */
+    enum { MAXC = 32 };
+    int nc = (int)(200e6 / bytes) + 1;
+    if (nc > MAXC) nc = MAXC;
+    ci_tensor w[MAXC], x, y;
+    for (int c = 0; c < nc; c++)
+        CHECK_OK(gpu->ops->qweight_create(gpu, &h, &w[c]));
     CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, 1, h.cols, &x));
     CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, 1, h.rows, &y));
     CHECK_OK(gpu->ops->memset0(gpu, x.data, (size_t)h.cols * ci_dtype_size(x.dtype)));
-    for (int i = 0; i < 5; i++)
-        CHECK_OK(gpu->ops->matmul(gpu, &x, &w, NULL, &y));
+    for (int i = 0; i < nc; i++)
+        CHECK_OK(gpu->ops->matmul(gpu, &x, &w[i], NULL, &y));
     CHECK_OK(gpu->ops->sync(gpu));
-    enum { REPS = 50 };
+    const int reps = nc * (50 / nc + 1);
     double t0 = ci_now();
-    for (int i = 0; i < REPS; i++)
-        CHECK_OK(gpu->ops->matmul(gpu, &x, &w, NULL, &y));
+    for (int i = 0; i < reps; i++)
+        CHECK_OK(gpu->ops->matmul(gpu, &x, &w[i % nc], NULL, &y));
     CHECK_OK(gpu->ops->sync(gpu));
-    double dt = (ci_now() - t0) / REPS;
-    double bytes = (double)h.rows * (fmt == CI_QW_INT4 ? h.cols / 2 : h.cols) +
-                   (double)h.rows * h.ngroups * (fmt == CI_QW_INT4 ? 5 : 4);
-    printf("  %s GEMV %dx%d g128, n=1 (%s, %s): %.1f us, %.0f GB/s\n",
-           fmt == CI_QW_INT4 ? "int4" : "fp8", rows, cols, bf ? "bf16" : "f32", kernel, dt * 1e6,
-           bytes / dt / 1e9);
+    double dt = (ci_now() - t0) / reps;
+    printf("  %s GEMV %dx%d g128, n=1 (%s, %s, %d copies): %.1f us, %.0f GB/s\n",
+           fmt == CI_QW_INT4 ? "int4" : "fp8", rows, cols, bf ? "bf16" : "f32", kernel, nc,
+           dt * 1e6, bytes / dt / 1e9);
     ci_cu_qgemv_select(NULL);
-    gpu->ops->qweight_free(gpu, &w);
+    for (int c = 0; c < nc; c++)
+        gpu->ops->qweight_free(gpu, &w[c]);
     ci_tensor_free(gpu, &x);
     ci_tensor_free(gpu, &y);
     free_qw(&h);
@@ -231,6 +250,8 @@ int main(void) {
         bf = gpu->act_dtype == CI_BF16;
         /* CINFER_TEST_ONLY_BENCH=1: the timings alone (for a profiler) */
         const char *ob = getenv("CINFER_TEST_ONLY_BENCH");
+        const char *go = getenv("CINFER_TEST_GEMV_ONLY");
+        if (go && *go) ob = "1";
         for (size_t k = 0; k < (ob && *ob == '1' ? 0 : QWT_NCASES); k++) {
             ci_qweight h = make_case(&k_qwt_cases[k]);
             /* the row-major layout first (tiling is the BF16 INT4 default) */
@@ -261,13 +282,16 @@ int main(void) {
         }
         /* rows longer than the tiles a CTA's warps hold at once, with group
          * scales: each rolling slot of the tc GEMVs reloads (weights and
-         * scales) many times; more 16-row blocks than the GPU's SMs; the
-         * INT4 case row-major and tiled */
+         * scales) many times; more 16-row blocks than the GPU's SMs (2-3 per
+         * SM: tc's build for 3 CTAs an SM); the INT4 cases row-major and
+         * tiled */
         const qwt_case lng[] = {
             {CI_QW_FP8, 2000, 8192, 128, 1, 0, "fp8 g128, 8192 columns (16 tiles a warp)", 0},
             {CI_QW_INT4, 2000, 16384, 128, 2, 0, "int4 g128, 16384 columns (16 tiles a warp)", 0},
+            /* 384 blocks: 2-3 per SM of an H200, tc's 3-CTAs-an-SM build */
+            {CI_QW_INT4, 6144, 1024, 128, 3, 0, "int4 g128, 384 16-row blocks", 0},
         };
-        for (size_t k = 0; k < sizeof lng / sizeof lng[0]; k++) {
+        for (size_t k = 0; !(ob && *ob == '1') && k < sizeof lng / sizeof lng[0]; k++) {
             ci_qweight h = make_case(&lng[k]);
             for (int tile = 0; tile < 2; tile++) {
                 setenv("CINFER_QW_TILE", tile ? "1" : "0", 1);
@@ -310,7 +334,7 @@ int main(void) {
             {CI_QW_INT8, 96, 260, 260, 3, 0, "int8 per channel, 3 parts, 260 columns", 0},
             {CI_QW_INT8, 8200, 1024, 1024, 2, 0, "int8 per channel, tall", 0},
         };
-        for (size_t k = 0; k < sizeof i8 / sizeof i8[0]; k++) {
+        for (size_t k = 0; !(ob && *ob == '1') && k < sizeof i8 / sizeof i8[0]; k++) {
             ci_qweight h = make_case(&i8[k]);
             for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
                 check_case(&h, ns[j], (int)(j & 1), i8[k].what);
@@ -336,7 +360,7 @@ int main(void) {
             continue;
         }
         const int shp[4][2] = {{28672, 4096}, {4096, 4096}, {4096, 14336}, {6144, 4096}};
-        if (bf) {
+        if (bf && !(go && *go)) {
             const int qn[8] = {16, 32, 64, 128, 200, 256, 384, 512};
             for (int k = 0; k < 4; k++)
                 for (int j = 0; j < 8; j++)
@@ -347,7 +371,7 @@ int main(void) {
             ci_backend_destroy(gpu);
             break;
         }
-        if (bf) {
+        if (bf && !(go && *go)) {
             const int gn[3] = {64, 256, 4096};
             for (int k = 0; k < 3; k++)
                 for (int j = 0; j < 3; j++)

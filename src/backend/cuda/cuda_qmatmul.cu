@@ -438,8 +438,12 @@ __device__ __forceinline__ void qt_step(float *tot, const qt_rows &r, const qt_i
     tot[3] = fmaf(it.sb, c[3], tot[3]);
 }
 
-template <int N, typename OutT, bool ROLL>
-__global__ void __launch_bounds__(QT_WARPS * 32)
+/* MINB 3: registers capped for 3 CTAs an SM (a few spill), for weights
+ * whose 16-row blocks are 2-3 per SM: one wave, not two (qkv of
+ * Llama-3-8B, 384 blocks on the H200's 132 SMs: 6.4 us vs 8.4; down_proj's
+ * 256 blocks lose 12.3 -> 15.0 us to the spills, so only there) */
+template <int N, typename OutT, bool ROLL, int MINB>
+__global__ void __launch_bounds__(QT_WARPS * 32, MINB)
     qgemv_tc_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
                     const float *__restrict__ bias, OutT *__restrict__ y, int gshift, int acc) {
     __shared__ float red[QT_WARPS][16][N];
@@ -665,6 +669,19 @@ static int qs_tpr(int64_t chunks) {
     return tpr;
 }
 
+template <int N, bool ROLL, int MINB>
+static int qt_launch_tc(ci_cu_stream st, int f32_out, const ci_qweight *w,
+                        const __nv_bfloat16 *xb, const float *bias, void *y, int gshift,
+                        unsigned grid, int acc) {
+    if (f32_out)
+        ci_cu_launch(qgemv_tc_kernel<N, float, ROLL, MINB>, grid, QT_WARPS * 32, 0, st, *w, xb,
+                     bias, (float *)y, gshift, acc);
+    else
+        ci_cu_launch(qgemv_tc_kernel<N, __nv_bfloat16, ROLL, MINB>, grid, QT_WARPS * 32, 0, st, *w,
+                     xb, bias, (__nv_bfloat16 *)y, gshift, acc);
+    return cudaGetLastError();
+}
+
 /* The INT4 tensor-core GEMV for N <= 8 rows of x (qt_ok): tc (ROLL: its
  * rolling loads) or tc2 */
 template <int N, bool ROLL>
@@ -682,12 +699,10 @@ static int qt_launch_u(ci_cu_stream st, int f32_out, const ci_qweight *w, const 
     else if (two)
         ci_cu_launch(qgemv_tc2_kernel<N, __nv_bfloat16>, grid, Q2_WARPS * 32, 0, st, *w, xb, bias,
                      (__nv_bfloat16 *)y, gshift, acc);
-    else if (f32_out)
-        ci_cu_launch(qgemv_tc_kernel<N, float, ROLL>, grid, QT_WARPS * 32, 0, st, *w, xb, bias,
-                     (float *)y, gshift, acc);
+    else if (ROLL && grid > 2u * (unsigned)num_sms && grid <= 3u * (unsigned)num_sms)
+        return qt_launch_tc<N, ROLL, 3>(st, f32_out, w, xb, bias, y, gshift, grid, acc);
     else
-        ci_cu_launch(qgemv_tc_kernel<N, __nv_bfloat16, ROLL>, grid, QT_WARPS * 32, 0, st, *w, xb,
-                     bias, (__nv_bfloat16 *)y, gshift, acc);
+        return qt_launch_tc<N, ROLL, 1>(st, f32_out, w, xb, bias, y, gshift, grid, acc);
     return cudaGetLastError();
 }
 

@@ -26,8 +26,13 @@ static inline int qt_group_shift(const ci_qweight *w, int64_t tile) {
  * subtraction a single instruction on sm_80 and sm_90 alike (__hsub2 on
  * bf16 compiled to several) */
 __device__ __forceinline__ uint32_t qt_pair(uint32_t w, int p, uint32_t nzz) {
-    const uint32_t v = ((w >> (4 * p)) & 0x000F000Fu) | 0x43004300u;
-    uint32_t r;
+    /* one lop3 for the and + or ((a & b) | c = 0xEA), its two constants in
+     * registers: written as C, the compiler emitted two (a LOP3 takes one
+     * immediate), 15 instructions per 8 weights where 11 do (ncu, H200) */
+    uint32_t v, r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;"
+        : "=r"(v)
+        : "r"(w >> (4 * p)), "r"(0x000F000Fu), "r"(0x43004300u));
     asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(v), "r"(0x3F803F80u), "r"(nzz));
     return r;
 }
