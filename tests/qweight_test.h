@@ -89,6 +89,9 @@ static const qwt_case k_qwt_cases[] = {
     {CI_QW_FP8, 72, 384, 128, 2, 0, "fp8 blocks of 128", 0},
     {CI_QW_FP8, 48, 256, 256, 3, 0, "fp8 per channel, 256 columns", 0},
     {CI_QW_INT4, 40, 192, 64, 2, 0, "int4 g64", 0},
+    /* INT8 with group scales (8-bit GPTQ): groups of 128, act order */
+    {CI_QW_INT8, 200, 512, 128, 1, 0, "int8 g128", 0},
+    {CI_QW_INT8, 96, 256, 32, 3, 1, "int8 g32 act-order, 3 parts", 0},
     /* the tensor-core GEMV's shapes: 128-column tiles, groups of 128k or per row */
     {CI_QW_INT4, 72, 384, 384, 2, 0, "int4 per channel, 384 columns", 0},
     {CI_QW_INT4, 40, 1024, 256, 1, 0, "int4 g256", 0},

@@ -147,7 +147,7 @@ static void test_format(const char *name, const char *args) {
     char what[128];
     /* INT8 (W8A8) runs as W8A16 on the CUDA backend: as published it is
      * held to the CPU's W8A8 by the loose tolerance below */
-    const int int8 = strstr(args, "ct-int8") != NULL;
+    const int int8 = strstr(args, "ct-int8") != NULL || strstr(args, "--bits 8") != NULL;
     if (mq && dev) { /* the device's quantized kernels against the CPU twin, end to end */
         weight_only = 1;
         ci_model *mg = load_on(dev, q, 0);
@@ -316,11 +316,11 @@ static int weight_only_copy(const char *name, char *out, size_t cap) {
  * fall back to W8A16, so its tokens are TP 1's only approximately. */
 static void test_tp_quant(void) {
     const char *names[] = {"gptq-g128",        "gptq-g32-asym-act", "awq-g32",
-                           "ct-w4a16-channel", "ct-fp8-block",      "ct-fp8-channel",
-                           "ct-fp8-channel",   "ct-int8-channel"};
+                           "ct-w4a16-channel", "gptq8-g32-act-v2",  "ct-fp8-block",
+                           "ct-fp8-channel",   "ct-fp8-channel",    "ct-int8-channel"};
     for (size_t f = 0; f < sizeof names / sizeof names[0]; f++) {
         char dir[4200];
-        const int w8a8 = f >= 6, fp8 = !strncmp(names[f], "ct-fp8", 6);
+        const int w8a8 = f >= 7, fp8 = !strncmp(names[f], "ct-fp8", 6);
         snprintf(dir, sizeof dir, "%s/%s", tmp, names[f]);
         if (fp8 && !w8a8) CHECK(weight_only_copy(names[f], dir, sizeof dir));
         int32_t ref[NPROMPT][NGEN], got[NPROMPT][NGEN];
@@ -365,6 +365,12 @@ static void test_errors(void) {
                         "field 'strategy' is 'group'");
     expect_edited_error("ct-fp8-tensor", "s/\"float-quantized\"/\"int-quantized\"/",
                         "type 'float' is not supported in 'int-quantized'");
+    /* 8-bit GPTQ read as 4-bit: the qweight shape is wrong; a v1 fixture
+     * (zero points stored 127) read as gptq_v2: zero points 127, not 128 */
+    expect_edited_error("gptq8-rows", "s/\"bits\": 8/\"bits\": 4/", "qweight' must have shape");
+    expect_edited_error("gptq8-g128",
+                        "s/\"checkpoint_format\": \"gptq\"/\"checkpoint_format\": \"gptq_v2\"/",
+                        "symmetric only (zero point 128)");
     /* k_proj left dense while q_proj and v_proj are quantized: q|k|v cannot fuse */
     CHECK(quantize("gptq-mixed", "--format gptq --ignore model.layers.2.self_attn.k_proj"));
     char dir[1100];
@@ -410,6 +416,10 @@ int main(void) {
     test_format("gptq-g128", "--format gptq --group 128");
     test_format("gptq-g32-asym-act", "--format gptq --group 32 --asym --desc-act --seed 3");
     test_format("gptq-rows-asym-v2", "--format gptq --group -1 --asym --v2");
+    /* 8-bit GPTQ (symmetric): INT8 codes with group scales, act order */
+    test_format("gptq8-g128", "--format gptq --bits 8 --group 128");
+    test_format("gptq8-g32-act-v2", "--format gptq --bits 8 --group 32 --desc-act --v2 --seed 4");
+    test_format("gptq8-rows", "--format gptq --bits 8 --group -1");
     test_format("awq-g128", "--format awq --group 128");
     test_format("awq-g32", "--format awq --group 32");
 

@@ -229,6 +229,10 @@ static void test_config(void) {
                       &c));
     CHECK(c.quant.method == CI_QUANT_GPTQ && c.quant.group_size == 32 && c.quant.desc_act &&
           !c.quant.sym && c.quant.gptq_v2);
+    CHECK_OK(parse_qc("{\"quant_method\": \"gptq\", \"bits\": 8, \"group_size\": 128, "
+                      "\"desc_act\": false, \"sym\": true}",
+                      &c));
+    CHECK(c.quant.method == CI_QUANT_GPTQ_INT8 && c.quant.group_size == 128 && c.quant.sym);
     CHECK_OK(parse_qc("{\"quant_method\": \"awq\", \"bits\": 4, \"group_size\": 128, "
                       "\"zero_point\": true, \"version\": \"GEMM\"}",
                       &c));
@@ -274,7 +278,10 @@ static void test_config(void) {
 
     expect_refused("{\"bits\": 4}", "quant_method");
     expect_refused("{\"quant_method\": \"bitsandbytes\"}", "quant_method");
-    expect_refused("{\"quant_method\": \"gptq\", \"bits\": 8}", "'bits'");
+    expect_refused("{\"quant_method\": \"gptq\", \"bits\": 3}", "'bits'");
+    expect_refused("{\"quant_method\": \"gptq\", \"bits\": 2}", "'bits'");
+    /* 8 bits: symmetric only (zero point 128: INT8 codes) */
+    expect_refused("{\"quant_method\": \"gptq\", \"bits\": 8, \"sym\": false}", "'sym'");
     expect_refused("{\"quant_method\": \"gptq\", \"bits\": 4, \"group_size\": 100}",
                    "'group_size'");
     expect_refused("{\"quant_method\": \"gptq\", \"bits\": 4, \"checkpoint_format\": \"marlin\"}",

@@ -32,7 +32,9 @@ Formats (--format):
                   the input dim), qzeros I32 [groups][out/8], scales F16
                   [groups][out], g_idx I32 [in]; --group 128/32/-1, --asym,
                   --desc-act (random act-order permutation), --v2 for
-                  checkpoint_format gptq_v2 (v1 stores zero-1)
+                  checkpoint_format gptq_v2 (v1 stores zero-1); --bits 8:
+                  8-bit GPTQ, symmetric (zero point 128), qweight I32 [in/4][out]
+                  (4 bytes along the input dim), qzeros I32 [groups][out/4]
   awq             AutoAWQ GEMM: qweight I32 [in][out/8] with nibbles in the
                   order [0,2,4,6,1,3,5,7], qzeros I32 [groups][out/8], scales
                   F16 [groups][out]; always with zero points
@@ -180,8 +182,10 @@ def fp8_block(w, bs=128):
 
 
 # ---- INT4 ------------------------------------------------------------------
-def int4_quant(w, group, sym, awq, min_zero, rng, desc_act):
-    """-> q [out][in] (0..15), zeros [G][out], scales f16 [G][out], g_idx [in], deq."""
+def int4_quant(w, group, sym, awq, min_zero, rng, desc_act, bits=4):
+    """-> q [out][in] (0..2^bits - 1), zeros [G][out], scales f16 [G][out], g_idx [in], deq.
+    bits 8: symmetric only (s = 2 max|w| / 255, zero 128: AutoGPTQ's)."""
+    maxq = (1 << bits) - 1
     out, inn = w.shape
     gs = inn if group == -1 else group
     ngroups = inn // gs
@@ -201,15 +205,15 @@ def int4_quant(w, group, sym, awq, min_zero, rng, desc_act):
             z = np.clip(-np.round(mn / s16.astype(np.float32)), 0, 15)
         elif sym:
             mx = np.maximum(np.abs(blk).max(axis=1), 1e-8)
-            s16 = (2 * mx / 15.0).astype(np.float16)
-            z = np.full(out, 8.0)
+            s16 = (2 * mx / float(maxq)).astype(np.float16)
+            z = np.full(out, float((maxq + 1) // 2))
         else:
             mx, mn = np.maximum(blk.max(axis=1), 0), np.minimum(blk.min(axis=1), 0)
             s = np.maximum(mx - mn, 1e-8) / 15.0
             s16 = s.astype(np.float16)
             z = np.clip(np.round(-mn / s16.astype(np.float32)), min_zero, 15)
         sf = s16.astype(np.float32)
-        qq = np.clip(np.round(blk / sf[:, None]) + z[:, None], 0, 15).astype(np.int32)
+        qq = np.clip(np.round(blk / sf[:, None]) + z[:, None], 0, maxq).astype(np.int32)
         q[:, cols] = qq
         zeros[g] = z.astype(np.int32)
         scales[g] = s16
@@ -217,23 +221,26 @@ def int4_quant(w, group, sym, awq, min_zero, rng, desc_act):
     return q, zeros, scales, g_idx, deq.astype(np.float32)
 
 
-def pack_rows8(v):
-    """[n][m] nibbles -> I32 [n/8][m]: element 8r+j at bits 4j (GPTQ qweight)."""
+def pack_rows(v, per=8):
+    """[n][m] codes -> I32 [n/per][m]: element per*r+j at bits (32/per)*j (GPTQ qweight: 8
+    nibbles, or 4 bytes at 8 bits)."""
     n, m = v.shape
-    v = v.astype(np.uint32).reshape(n // 8, 8, m)
-    p = np.zeros((n // 8, m), np.uint32)
-    for j in range(8):
-        p |= (v[:, j, :] & 0xF) << (4 * j)
+    b = 32 // per
+    v = v.astype(np.uint32).reshape(n // per, per, m)
+    p = np.zeros((n // per, m), np.uint32)
+    for j in range(per):
+        p |= (v[:, j, :] & ((1 << b) - 1)) << (b * j)
     return p.view(np.int32)
 
 
-def pack_cols8(v, order=tuple(range(8))):
-    """[n][m] nibbles -> I32 [n][m/8]: column 8c+order[j] at bits 4j."""
+def pack_cols(v, order=tuple(range(8)), per=8):
+    """[n][m] codes -> I32 [n][m/per]: column per*c+order[j] at bits (32/per)*j (4 or 8 bits)."""
     n, m = v.shape
-    v = v.astype(np.uint32).reshape(n, m // 8, 8)
-    p = np.zeros((n, m // 8), np.uint32)
-    for j in range(8):
-        p |= (v[:, :, order[j]] & 0xF) << (4 * j)
+    b = 32 // per
+    v = v.astype(np.uint32).reshape(n, m // per, per)
+    p = np.zeros((n, m // per), np.uint32)
+    for j in range(per):
+        p |= (v[:, :, order[j]] & ((1 << b) - 1)) << (b * j)
     return p.view(np.int32)
 
 
@@ -276,7 +283,7 @@ def qconfig(a, ignore):
                             actorder="group" if a.desc_act else None)
         return ct_config("pack-quantized", weights, None, ignore)
     if a.format == "gptq":
-        c = {"bits": 4, "group_size": a.group, "damp_percent": 0.01, "desc_act": a.desc_act,
+        c = {"bits": a.bits, "group_size": a.group, "damp_percent": 0.01, "desc_act": a.desc_act,
              "static_groups": False, "sym": not a.asym, "true_sequential": True,
              "model_name_or_path": None, "model_file_base_name": "model", "quant_method": "gptq",
              "checkpoint_format": "gptq_v2" if a.v2 else "gptq"}
@@ -318,23 +325,29 @@ def quantize_linear(a, prefix, w, rng, qt):
         qt[prefix + (".weight_scale_inv" if f == "fp8-block" else ".weight_scale")] = ("F32", s)
     elif f == "ct-w4a16":
         q, z, s, g_idx, deq = int4_codes(a, prefix, w, rng, not a.asym, 0)
-        qt[prefix + ".weight_packed"] = ("I32", pack_cols8(q))
+        qt[prefix + ".weight_packed"] = ("I32", pack_cols(q))
         if a.asym:  # z [groups][out] -> [out/8][groups], 8 outputs per word
-            qt[prefix + ".weight_zero_point"] = ("I32", np.ascontiguousarray(pack_cols8(z).T))
+            qt[prefix + ".weight_zero_point"] = ("I32", np.ascontiguousarray(pack_cols(z).T))
         qt[prefix + ".weight_scale"] = ("F16", np.ascontiguousarray(s.T))
         qt[prefix + ".weight_shape"] = ("I64", np.array(w.shape, np.int64))
         if a.desc_act:
             qt[prefix + ".weight_g_idx"] = ("I32", g_idx)
+    elif f == "gptq" and a.bits == 8:
+        q, z, s, g_idx, deq = int4_quant(w, a.group, True, False, 0, rng, a.desc_act, bits=8)
+        qt[prefix + ".qweight"] = ("I32", pack_rows(q.T, 4))
+        qt[prefix + ".qzeros"] = ("I32", pack_cols(z if a.v2 else z - 1, tuple(range(4)), 4))
+        qt[prefix + ".scales"] = ("F16", s)
+        qt[prefix + ".g_idx"] = ("I32", g_idx)
     elif f == "gptq":
         q, z, s, g_idx, deq = int4_codes(a, prefix, w, rng, not a.asym, 0 if a.v2 else 1)
-        qt[prefix + ".qweight"] = ("I32", pack_rows8(q.T))
-        qt[prefix + ".qzeros"] = ("I32", pack_cols8(z if a.v2 else z - 1))
+        qt[prefix + ".qweight"] = ("I32", pack_rows(q.T))
+        qt[prefix + ".qzeros"] = ("I32", pack_cols(z if a.v2 else z - 1))
         qt[prefix + ".scales"] = ("F16", s)
         qt[prefix + ".g_idx"] = ("I32", g_idx)
     else:
         q, z, s, _, deq = int4_quant(w, a.group, False, True, 0, rng, False)
-        qt[prefix + ".qweight"] = ("I32", pack_cols8(q.T, AWQ_ORDER))
-        qt[prefix + ".qzeros"] = ("I32", pack_cols8(z, AWQ_ORDER))
+        qt[prefix + ".qweight"] = ("I32", pack_cols(q.T, AWQ_ORDER))
+        qt[prefix + ".qzeros"] = ("I32", pack_cols(z, AWQ_ORDER))
         qt[prefix + ".scales"] = ("F16", s)
     return deq
 
@@ -360,6 +373,8 @@ def main():
                    choices=["ct-fp8-tensor", "ct-fp8-channel", "ct-fp8-block", "fp8-block",
                             "ct-int8-channel", "ct-int8-tensor", "ct-w4a16", "gptq", "awq"])
     p.add_argument("--group", type=int, default=128)
+    p.add_argument("--bits", type=int, default=4, choices=[4, 8],
+                   help="gptq: 4 (default) or 8 (symmetric)")
     p.add_argument("--asym", action="store_true")
     p.add_argument("--desc-act", action="store_true")
     p.add_argument("--v2", action="store_true")
@@ -374,6 +389,8 @@ def main():
                    help="quantize linears in this many processes (round-to-nearest without "
                    "--desc-act: each linear is independent; for 8B-class checkpoints)")
     a = p.parse_args()
+    if a.bits == 8 and (a.format != "gptq" or a.asym or a.gptq_calib):
+        sys.exit("--bits 8: only --format gptq, symmetric, round-to-nearest")
     if a.jobs > 1 and (a.desc_act or a.gptq_calib):
         sys.exit("--jobs > 1: only round-to-nearest without --desc-act (those draw from one rng)")
     rng = np.random.default_rng(a.seed)

@@ -25,6 +25,7 @@ typedef enum ci_quant_method {
     CI_QUANT_ONLINE_FP8, /* --quantization fp8: per-channel E4M3 of a dense checkpoint */
     CI_QUANT_CT_INT4,    /* compressed-tensors pack-quantized (llm-compressor W4A16) */
     CI_QUANT_CT_INT8,    /* compressed-tensors int-quantized (llm-compressor W8A8 INT8) */
+    CI_QUANT_GPTQ_INT8,  /* AutoGPTQ / GPTQModel, 8 bits, symmetric: INT8 W8A16, group scales */
 } ci_quant_method;
 
 typedef enum ci_ct_strategy { CI_CT_TENSOR = 0, CI_CT_CHANNEL, CI_CT_BLOCK } ci_ct_strategy;
@@ -34,7 +35,7 @@ typedef struct ci_quant_config {
     int ct_strategy;      /* CT_FP8 / CT_INT8: ci_ct_strategy of the weight scales */
     int block_n, block_k; /* FP8 blocks: rows x columns sharing one scale */
     int group_size;       /* GPTQ / AWQ / CT_INT4: input columns per group; -1: one group per row */
-    bool sym;             /* GPTQ: symmetric (zero 8) */
+    bool sym;             /* GPTQ: symmetric (zero 8; 8 bits: 128) */
     bool desc_act;        /* GPTQ / CT_INT4: act order, g_idx maps columns to groups */
     bool gptq_v2;         /* GPTQ: checkpoint_format gptq_v2 (zeros stored as is; v1: zero-1) */
     int act_group;        /* W8A8, dynamic E4M3 / INT8 activations: -1 per token, > 0 per

@@ -6,7 +6,8 @@
  * W4A16 with group or channel scales, symmetric or with zero points; format
  * int-quantized: INT8 with tensor or channel scales, symmetric, dynamic
  * per-token INT8 activations or none), "fp8" (transformers
- * FineGrainedFP8, weight_block_size), "gptq" (AutoGPTQ / GPTQModel, 4 bits)
+ * FineGrainedFP8, weight_block_size), "gptq" (AutoGPTQ / GPTQModel, 4 bits,
+ * or 8 bits symmetric)
  * and "awq" (AutoAWQ GEMM). Anything else, or a field value these layouts
  * do not cover, is refused with one line naming the field. */
 #include <jansson.h>
@@ -25,6 +26,7 @@ const char *ci_quant_method_name(int method) {
     case CI_QUANT_CT_INT8: return "compressed-tensors int8";
     case CI_QUANT_FP8_BLOCK: return "fp8 (block)";
     case CI_QUANT_GPTQ: return "gptq int4";
+    case CI_QUANT_GPTQ_INT8: return "gptq int8";
     case CI_QUANT_AWQ: return "awq int4";
     case CI_QUANT_ONLINE_FP8: return "fp8 (online, per-channel)";
     default: return "none";
@@ -283,11 +285,15 @@ static ci_status parse_group_size(const json_t *qc, const char *key, ci_quant_co
 static ci_status parse_gptq(const json_t *qc, ci_quant_config *q) {
     long long bits;
     CI_TRY(get_int(qc, "", "bits", -1, &bits));
-    if (bits != 4)
-        return ci_errorf(CI_ERR_UNSUPPORTED, QC ": field 'bits' is %lld; only 4 is supported",
-                         bits);
+    if (bits != 4 && bits != 8)
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         QC ": field 'bits' is %lld; only 4 and 8 are supported", bits);
     CI_TRY(parse_group_size(qc, "group_size", q));
     CI_TRY(get_bool(qc, "", "sym", true, &q->sym));
+    /* 8 bits: zero point 128 everywhere, so the codes are INT8 (q - 128) */
+    if (bits == 8 && !q->sym)
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         QC ": field 'sym' is false; 8-bit GPTQ is supported symmetric only");
     CI_TRY(get_bool(qc, "", "desc_act", false, &q->desc_act));
     const char *cf = str_or(qc, "checkpoint_format", str_or(qc, "format", "gptq"));
     if (!strcmp(cf, "gptq_v2"))
@@ -301,7 +307,7 @@ static ci_status parse_gptq(const json_t *qc, ci_quant_config *q) {
     if (lm_head)
         return ci_errorf(CI_ERR_UNSUPPORTED,
                          QC ": field 'lm_head' is true; a quantized LM head is not supported");
-    q->method = CI_QUANT_GPTQ;
+    q->method = bits == 8 ? CI_QUANT_GPTQ_INT8 : CI_QUANT_GPTQ;
     return ci_ok();
 }
 

@@ -11,6 +11,9 @@
  *  GPTQ: P.qweight I32 [in/8][out] (input i at bits 4*(i%8) of row i/8); P.qzeros I32
  *      [G][out/8] (output o at bits 4*(o%8)); P.scales F16 [G][out]; P.g_idx I32 [in]
  *      (group of each input column; act order permutes it). v1 stores zero-1.
+ *  GPTQ 8-bit: P.qweight I32 [in/4][out] (input i at bits 8*(i%4) of row i/4); P.qzeros I32
+ *      [G][out/4] (output o at bits 8*(o%4)); scales, g_idx as above; symmetric: every zero
+ *      point 128, so w = (q - 128) * s is INT8 (q - 128) with group scales.
  *  compressed-tensors W4A16 (pack-quantized): P.weight_packed I32 [out][in/8] (input 8c+j at
  *      bits 4j, signed value + 8); P.weight_scale [out][G]; P.weight_shape I64 [2]; optional
  *      P.weight_g_idx I32 [in]; symmetric: w = (q - 8) * s; asymmetric:
@@ -93,28 +96,32 @@ static ci_status find_fp8(const ci_checkpoint *ck, const ci_quant_config *q, con
     return need(ck, prefix, sname, sdt, 1, -1, &s->scale); /* the message */
 }
 
-/* INT4 packing needs whole words of 8 along both dims and whole groups. */
-static ci_status check_int4_shape(const ci_quant_config *q, const char *prefix,
-                                  const ci_qlinear_src *s) {
+/* 32-bit packing needs whole words along both dims (8 codes of 4 bits, or
+ * 4 of 8) and whole groups. */
+static ci_status check_packed_shape(const ci_quant_config *q, const char *prefix,
+                                    const ci_qlinear_src *s, int per) {
     int64_t gs = q->group_size == -1 ? s->in : q->group_size;
-    if (s->in % 8 || s->out % 8 || s->in % gs)
+    if (s->in % per || s->out % per || s->in % gs)
         return ci_errorf(CI_ERR_UNSUPPORTED,
-                         "%s: [%lld][%lld] does not fit 4-bit packing by 8 and group size %lld",
-                         prefix, (long long)s->out, (long long)s->in, (long long)gs);
+                         "%s: [%lld][%lld] does not fit %d-bit packing by %d and group size %lld",
+                         prefix, (long long)s->out, (long long)s->in, 32 / per, per, (long long)gs);
     return ci_ok();
 }
 
+/* GPTQ (4 or 8 bits) and AWQ */
 static ci_status find_int4(const ci_checkpoint *ck, const ci_quant_config *q, const char *prefix,
                            ci_qlinear_src *s) {
-    CI_TRY(check_int4_shape(q, prefix, s));
+    const int gptq = q->method == CI_QUANT_GPTQ || q->method == CI_QUANT_GPTQ_INT8;
+    const int per = q->method == CI_QUANT_GPTQ_INT8 ? 4 : 8; /* codes per 32-bit word */
+    CI_TRY(check_packed_shape(q, prefix, s, per));
     int64_t g = num_groups(q, s->in);
-    if (q->method == CI_QUANT_GPTQ)
-        CI_TRY(need(ck, prefix, "qweight", 1u << CI_I32, s->in / 8, s->out, &s->qweight));
+    if (gptq)
+        CI_TRY(need(ck, prefix, "qweight", 1u << CI_I32, s->in / per, s->out, &s->qweight));
     else
         CI_TRY(need(ck, prefix, "qweight", 1u << CI_I32, s->in, s->out / 8, &s->qweight));
-    CI_TRY(need(ck, prefix, "qzeros", 1u << CI_I32, g, s->out / 8, &s->qzeros));
+    CI_TRY(need(ck, prefix, "qzeros", 1u << CI_I32, g, s->out / per, &s->qzeros));
     CI_TRY(need(ck, prefix, "scales", DT_DENSE, g, s->out, &s->scales));
-    if (q->method == CI_QUANT_GPTQ) {
+    if (gptq) {
         char name[256];
         snprintf(name, sizeof name, "%s.g_idx", prefix);
         /* GPTQModel omits g_idx without act order: then it is i / group_size */
@@ -129,7 +136,7 @@ static ci_status find_int4(const ci_checkpoint *ck, const ci_quant_config *q, co
  * [2] = [out, in] (checked when present), P.weight_g_idx I32 [in] (act order). */
 static ci_status find_ct_int4(const ci_checkpoint *ck, const ci_quant_config *q, const char *prefix,
                               ci_qlinear_src *s) {
-    CI_TRY(check_int4_shape(q, prefix, s));
+    CI_TRY(check_packed_shape(q, prefix, s, 8));
     CI_TRY(need(ck, prefix, "weight_packed", 1u << CI_I32, s->out, s->in / 8, &s->qweight));
     CI_TRY(need(ck, prefix, "weight_scale", DT_DENSE, s->out, num_groups(q, s->in), &s->scales));
     char name[256];
@@ -215,6 +222,33 @@ static void fill_gptq(ci_qweight *w, const ci_quant_config *q, const ci_qlinear_
             w->scales[(r0 + o) * w->ngroups + g] =
                 ci_st_elem_f32(s->scales, (size_t)(g * s->out + o));
         }
+}
+
+/* 8-bit GPTQ: byte j of qweight word [i/4][o] is input 4 (i/4) + j; each
+ * zero point must be 128 (v1 stores 127), as the config's sym promised. */
+static ci_status fill_gptq8(ci_qweight *w, const ci_quant_config *q, const ci_qlinear_src *s,
+                            int64_t r0) {
+    for (int64_t g = 0; g < w->ngroups; g++)
+        for (int64_t o = 0; o < s->out; o++) {
+            unsigned z =
+                (u32_at(s->qzeros, (size_t)(g * (s->out / 4) + o / 4)) >> (8 * (o % 4))) & 0xFF;
+            if (!q->gptq_v2) z += 1;
+            if (z != 128)
+                return ci_errorf(CI_ERR_UNSUPPORTED,
+                                 "tensor '%s': zero point %u (group %lld, output %lld); 8-bit "
+                                 "GPTQ is supported symmetric only (zero point 128)",
+                                 s->qzeros->name, z, (long long)g, (long long)o);
+            w->scales[(r0 + o) * w->ngroups + g] =
+                ci_st_elem_f32(s->scales, (size_t)(g * s->out + o));
+        }
+    for (int64_t i4 = 0; i4 < s->in / 4; i4++)
+        for (int64_t o = 0; o < s->out; o++) {
+            uint32_t word = u32_at(s->qweight, (size_t)(i4 * s->out + o));
+            int8_t *row = (int8_t *)w->q + (r0 + o) * w->cols + i4 * 4;
+            for (int j = 0; j < 4; j++)
+                row[j] = (int8_t)((int)((word >> (8 * j)) & 0xFF) - 128);
+        }
+    return ci_ok();
 }
 
 /* compressed-tensors: the zero point is the +8 offset (symmetric) or the
@@ -370,7 +404,8 @@ ci_status ci_qlinear_upload_shard(ci_backend *be, const ci_quant_config *q,
     ci_qweight w = {0};
     int int4 =
         q->method == CI_QUANT_GPTQ || q->method == CI_QUANT_AWQ || q->method == CI_QUANT_CT_INT4;
-    w.format = int4 ? CI_QW_INT4 : q->method == CI_QUANT_CT_INT8 ? CI_QW_INT8 : CI_QW_FP8;
+    int gptq8 = q->method == CI_QUANT_GPTQ_INT8;
+    w.format = int4 ? CI_QW_INT4 : q->method == CI_QUANT_CT_INT8 || gptq8 ? CI_QW_INT8 : CI_QW_FP8;
     w.cols = parts[0]->in;
     w.nparts = n;
     for (int p = 0; p < n; p++) {
@@ -380,7 +415,7 @@ ci_status ci_qlinear_upload_shard(ci_backend *be, const ci_quant_config *q,
     w.part_row0[n] = w.rows;
     int block = q->method == CI_QUANT_FP8_BLOCK ||
                 (q->method == CI_QUANT_CT_FP8 && q->ct_strategy == CI_CT_BLOCK);
-    if (int4)
+    if (int4 || gptq8)
         w.group_size = q->group_size == -1 ? w.cols : q->group_size;
     else
         w.group_size = block ? q->block_k : w.cols;
@@ -389,7 +424,7 @@ ci_status ci_qlinear_upload_shard(ci_backend *be, const ci_quant_config *q,
     w.q = calloc(qbytes, 1);
     w.scales = malloc((size_t)(w.rows * w.ngroups) * sizeof(float));
     if (int4) w.zeros = malloc((size_t)(w.rows * w.ngroups));
-    int need_gidx = (q->method == CI_QUANT_GPTQ || q->method == CI_QUANT_CT_INT4) &&
+    int need_gidx = (q->method == CI_QUANT_GPTQ || gptq8 || q->method == CI_QUANT_CT_INT4) &&
                     !gidx_trivial(parts, n, w.group_size);
     if (need_gidx) w.g_idx = malloc((size_t)(n * w.cols) * sizeof(int32_t));
     ci_status s = ci_ok();
@@ -403,6 +438,8 @@ ci_status ci_qlinear_upload_shard(ci_backend *be, const ci_quant_config *q,
         int64_t r0 = w.part_row0[p];
         if (q->method == CI_QUANT_GPTQ)
             fill_gptq(&w, q, src, r0);
+        else if (gptq8)
+            s = fill_gptq8(&w, q, src, r0);
         else if (q->method == CI_QUANT_AWQ)
             fill_awq(&w, src, r0);
         else if (q->method == CI_QUANT_CT_INT4)
@@ -411,7 +448,7 @@ ci_status ci_qlinear_upload_shard(ci_backend *be, const ci_quant_config *q,
             fill_online_fp8(&w, src, r0);
         else
             fill_fp8(&w, q, src, r0);
-        if (need_gidx) s = fill_gidx(&w, src, p);
+        if (need_gidx && !s.code) s = fill_gidx(&w, src, p);
     }
     if (!s.code && sh) { /* this rank's share, cut from the repacked whole */
         ci_qweight part;
