@@ -241,6 +241,14 @@ static void test_config(void) {
                       "\"weight_block_size\": [128, 128]}",
                       &c));
     CHECK(c.quant.method == CI_QUANT_FP8_BLOCK && c.quant.block_n == 128 && c.quant.block_k == 128);
+    /* AutoFP8 / vLLM per-tensor "fp8": dynamic -> per-token W8A8; static -> W8A16 */
+    CHECK_OK(parse_qc("{\"quant_method\": \"fp8\", \"activation_scheme\": \"dynamic\"}", &c));
+    CHECK(c.quant.method == CI_QUANT_FP8_TENSOR && c.quant.ct_strategy == CI_CT_TENSOR &&
+          c.quant.act_group == -1);
+    CHECK_OK(parse_qc("{\"quant_method\": \"fp8\", \"activation_scheme\": \"static\", "
+                      "\"ignored_layers\": [\"lm_head\"]}",
+                      &c));
+    CHECK(c.quant.method == CI_QUANT_FP8_TENSOR && c.quant.act_group == 0);
     CHECK_OK(parse_qc(
         "{\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\", "
         "\"config_groups\": {\"group_0\": {\"targets\": [\"Linear\"], \"weights\": {\"num_bits\": "
@@ -293,7 +301,9 @@ static void test_config(void) {
     expect_refused("{\"quant_method\": \"fp8\", \"activation_scheme\": \"static\", "
                    "\"weight_block_size\": [128, 128]}",
                    "'activation_scheme'");
-    expect_refused("{\"quant_method\": \"fp8\"}", "'weight_block_size'");
+    expect_refused("{\"quant_method\": \"fp8\", \"activation_scheme\": \"weird\"}",
+                   "'activation_scheme'");
+    expect_refused("{\"quant_method\": \"fp8\", \"fmt\": \"e5m2\"}", "'fmt'");
     expect_refused("{\"quant_method\": \"fp8\", \"weight_block_size\": [128]}",
                    "'weight_block_size'");
     expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"marlin-24\"}",

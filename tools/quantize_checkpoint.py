@@ -20,6 +20,11 @@ Formats (--format):
                   weight, weight_scale [out, 1] (BF16) per output channel, symmetric
                   (s = amax / 127, round half to even), dynamic per-token INT8 activations
   ct-int8-tensor  same with one F32 weight_scale [1] per tensor
+  fp8-tensor      AutoFP8 / vLLM's serialized fp8 (`quant_method: fp8`, no
+                  weight_block_size): E4M3 weight, F32 weight_scale [] per tensor,
+                  activation_scheme dynamic; --static: activation_scheme static with an
+                  F32 input_scale [] per linear (1.0, a placeholder: no calibration here,
+                  and cinfer runs static-scheme checkpoints W8A16)
   fp8-block       transformers FineGrainedFP8 (`quant_method: fp8`): E4M3
                   weight, F32 weight_scale_inv [ceil(out/128)][ceil(in/128)]
   ct-w4a16        compressed-tensors `pack-quantized` (llm-compressor W4A16): INT4,
@@ -274,6 +279,9 @@ def qconfig(a, ignore):
     if a.format.startswith("ct-int8"):
         return ct_config("int-quantized", ct_scheme(8, "int", a.format[len("ct-int8-"):], False),
                          ct_scheme(8, "int", "token", True), ignore)
+    if a.format == "fp8-tensor":
+        return {"activation_scheme": "static" if a.static else "dynamic", "quant_method": "fp8",
+                "ignored_layers": ["lm_head"] + ignore}
     if a.format == "fp8-block":
         return {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
                 "weight_block_size": [128, 128], "modules_to_not_convert": ignore or None}
@@ -311,6 +319,12 @@ def quantize_linear(a, prefix, w, rng, qt):
         q, s, deq = fp8_tensor(w)
         qt[prefix + ".weight"] = ("F8_E4M3", q)
         qt[prefix + ".weight_scale"] = ("F32", s)
+    elif f == "fp8-tensor":
+        q, s, deq = fp8_tensor(w)
+        qt[prefix + ".weight"] = ("F8_E4M3", q)
+        qt[prefix + ".weight_scale"] = ("F32", s.reshape(()))
+        if a.static:
+            qt[prefix + ".input_scale"] = ("F32", np.array(1.0, np.float32))  # a placeholder
     elif f == "ct-fp8-channel":
         q, s, deq = fp8_channel(w)
         qt[prefix + ".weight"] = ("F8_E4M3", q)
@@ -370,9 +384,12 @@ def main():
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--format", required=True,
-                   choices=["ct-fp8-tensor", "ct-fp8-channel", "ct-fp8-block", "fp8-block",
+                   choices=["ct-fp8-tensor", "ct-fp8-channel", "ct-fp8-block", "fp8-tensor",
+                            "fp8-block",
                             "ct-int8-channel", "ct-int8-tensor", "ct-w4a16", "gptq", "awq"])
     p.add_argument("--group", type=int, default=128)
+    p.add_argument("--static", action="store_true",
+                   help="fp8-tensor: activation_scheme static with input_scale tensors")
     p.add_argument("--bits", type=int, default=4, choices=[4, 8],
                    help="gptq: 4 (default) or 8 (symmetric)")
     p.add_argument("--asym", action="store_true")

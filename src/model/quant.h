@@ -26,6 +26,8 @@ typedef enum ci_quant_method {
     CI_QUANT_CT_INT4,    /* compressed-tensors pack-quantized (llm-compressor W4A16) */
     CI_QUANT_CT_INT8,    /* compressed-tensors int-quantized (llm-compressor W8A8 INT8) */
     CI_QUANT_GPTQ_INT8,  /* AutoGPTQ / GPTQModel, 8 bits, symmetric: INT8 W8A16, group scales */
+    CI_QUANT_FP8_TENSOR, /* "fp8" without weight_block_size (AutoFP8, vLLM's serialized fp8):
+                            per-tensor weight scales */
 } ci_quant_method;
 
 typedef enum ci_ct_strategy { CI_CT_TENSOR = 0, CI_CT_CHANNEL, CI_CT_BLOCK } ci_ct_strategy;

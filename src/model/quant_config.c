@@ -6,8 +6,8 @@
  * W4A16 with group or channel scales, symmetric or with zero points; format
  * int-quantized: INT8 with tensor or channel scales, symmetric, dynamic
  * per-token INT8 activations or none), "fp8" (transformers
- * FineGrainedFP8, weight_block_size), "gptq" (AutoGPTQ / GPTQModel, 4 bits,
- * or 8 bits symmetric)
+ * FineGrainedFP8, weight_block_size; without it AutoFP8 / vLLM's per-tensor
+ * layout), "gptq" (AutoGPTQ / GPTQModel, 4 bits, or 8 bits symmetric)
  * and "awq" (AutoAWQ GEMM). Anything else, or a field value these layouts
  * do not cover, is refused with one line naming the field. */
 #include <jansson.h>
@@ -27,6 +27,7 @@ const char *ci_quant_method_name(int method) {
     case CI_QUANT_FP8_BLOCK: return "fp8 (block)";
     case CI_QUANT_GPTQ: return "gptq int4";
     case CI_QUANT_GPTQ_INT8: return "gptq int8";
+    case CI_QUANT_FP8_TENSOR: return "fp8 (per-tensor)";
     case CI_QUANT_AWQ: return "awq int4";
     case CI_QUANT_ONLINE_FP8: return "fp8 (online, per-channel)";
     default: return "none";
@@ -253,19 +254,26 @@ static ci_status parse_ct(const json_t *qc, ci_quant_config *q) {
 
 static ci_status parse_fp8(const json_t *qc, ci_quant_config *q) {
     const char *act = str_or(qc, "activation_scheme", "dynamic");
-    if (strcmp(act, "dynamic") != 0)
+    const json_t *bs = json_object_get(qc, "weight_block_size");
+    const int block = bs && !json_is_null(bs);
+    /* block-wise: dynamic only (transformers' FP8Linear); per tensor
+     * (AutoFP8): static input_scale tensors too, which are not applied: those
+     * checkpoints run W8A16, as vLLM runs FP8 checkpoints weight-only on
+     * GPUs without FP8 (its Marlin fallback) */
+    if (strcmp(act, "dynamic") != 0 && (block || strcmp(act, "static") != 0))
         return ci_errorf(CI_ERR_UNSUPPORTED,
-                         QC ": field 'activation_scheme' is '%.20s'; only 'dynamic' is supported",
-                         act);
+                         QC ": field 'activation_scheme' is '%.20s'; only 'dynamic'%s is supported",
+                         act, block ? "" : " or 'static'");
     const char *fmt = str_or(qc, "fmt", "e4m3");
     if (strcmp(fmt, "e4m3") != 0)
         return ci_errorf(CI_ERR_UNSUPPORTED,
                          QC ": field 'fmt' is '%.20s'; only 'e4m3' is supported", fmt);
-    const json_t *bs = json_object_get(qc, "weight_block_size");
-    if (!bs || json_is_null(bs))
-        return ci_errorf(CI_ERR_UNSUPPORTED,
-                         QC ": field 'weight_block_size' is missing; only block-wise 'fp8' "
-                            "checkpoints are supported");
+    if (!block) { /* P.weight E4M3 and one P.weight_scale per tensor */
+        q->method = CI_QUANT_FP8_TENSOR;
+        q->ct_strategy = CI_CT_TENSOR;
+        q->act_group = strcmp(act, "dynamic") ? 0 : -1; /* per token */
+        return ci_ok();
+    }
     CI_TRY(parse_block(bs, "", "weight_block_size", q));
     q->method = CI_QUANT_FP8_BLOCK;
     q->act_group = q->block_k; /* transformers' FP8Linear: per token and weight block column */

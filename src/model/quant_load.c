@@ -8,6 +8,8 @@
  *      tensor / channel; w = q * s
  *  FineGrainedFP8: P.weight F8_E4M3; P.weight_scale_inv [ceil(out/bn)][ceil(in/bk)]
  *      (multiplied, despite the name: w = q * weight_scale_inv)
+ *  fp8 per tensor (AutoFP8): P.weight F8_E4M3; P.weight_scale F32 [] or [1]; a static
+ *      scheme's P.input_scale is not read (W8A16)
  *  GPTQ: P.qweight I32 [in/8][out] (input i at bits 4*(i%8) of row i/8); P.qzeros I32
  *      [G][out/8] (output o at bits 4*(o%8)); P.scales F16 [G][out]; P.g_idx I32 [in]
  *      (group of each input column; act order permutes it). v1 stores zero-1.
@@ -174,6 +176,7 @@ ci_status ci_qlinear_find(const ci_checkpoint *ck, const ci_quant_config *q, con
     snprintf(name, sizeof name, "%s.weight", prefix);
     const ci_st_tensor *w = ci_checkpoint_find(ck, name);
     int fp8 = q->method == CI_QUANT_CT_FP8 || q->method == CI_QUANT_FP8_BLOCK ||
+              q->method == CI_QUANT_FP8_TENSOR ||
               q->method == CI_QUANT_CT_INT8; /* a byte per weight and a scale */
     if ((w && w->dtype != CI_F8_E4M3 && w->dtype != CI_I8) || q->method == CI_QUANT_NONE ||
         q->method == CI_QUANT_ONLINE_FP8 || (!w && fp8)) {
