@@ -20,7 +20,8 @@ static float frand(void) {
     return (float)(rnd() % 20001) / 10000.0f - 1.0f;
 }
 
-/* A random quantized weight of nparts parts; gidx: act-order tables. */
+/* A random quantized weight of nparts parts; gidx: act-order tables (1: a
+ * shuffle per part; 2: one shuffle all parts share, as GPTQ's q|k|v do). */
 static ci_qweight make_qw(int fmt, int64_t rows, int64_t cols, int64_t gs, int nparts, int gidx) {
     ci_qweight w = {0};
     w.format = fmt;
@@ -51,6 +52,10 @@ static ci_qweight make_qw(int fmt, int64_t rows, int64_t cols, int64_t gs, int n
             int32_t *g = w.g_idx + p * cols;
             for (int64_t c = 0; c < cols; c++)
                 g[c] = (int32_t)(c / gs);
+            if (gidx == 2 && p > 0) {
+                memcpy(g, w.g_idx, sizeof(int32_t) * (size_t)cols);
+                continue;
+            }
             for (int64_t c = cols - 1; c > 0; c--) { /* a different shuffle per part */
                 int64_t j = rnd() % (uint32_t)(c + 1);
                 int32_t t = g[c];
@@ -92,6 +97,10 @@ static const qwt_case k_qwt_cases[] = {
     /* INT8 with group scales (8-bit GPTQ): groups of 128, act order */
     {CI_QW_INT8, 200, 512, 128, 1, 0, "int8 g128", 0},
     {CI_QW_INT8, 96, 256, 32, 3, 1, "int8 g32 act-order, 3 parts", 0},
+    /* act order every part shares (the CPU sorts such columns by group) */
+    {CI_QW_INT4, 96, 256, 32, 3, 2, "int4 g32 act-order shared by 3 parts", 0},
+    {CI_QW_INT4, 40, 512, 128, 1, 1, "int4 g128 act-order, 1 part", 0},
+    {CI_QW_INT8, 64, 384, 128, 2, 2, "int8 g128 act-order shared by 2 parts", 0},
     /* the tensor-core GEMV's shapes: 128-column tiles, groups of 128k or per row */
     {CI_QW_INT4, 72, 384, 384, 2, 0, "int4 per channel, 384 columns", 0},
     {CI_QW_INT4, 40, 1024, 256, 1, 0, "int4 g256", 0},

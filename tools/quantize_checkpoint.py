@@ -36,7 +36,8 @@ Formats (--format):
   gptq            AutoGPTQ/GPTQModel: qweight I32 [in/8][out] (8 nibbles along
                   the input dim), qzeros I32 [groups][out/8], scales F16
                   [groups][out], g_idx I32 [in]; --group 128/32/-1, --asym,
-                  --desc-act (random act-order permutation), --v2 for
+                  --desc-act (a random act order per input, shared by q/k/v and
+                  by gate/up as GPTQ's is), --v2 for
                   checkpoint_format gptq_v2 (v1 stores zero-1); --bits 8:
                   8-bit GPTQ, symmetric (zero point 128), qweight I32 [in/4][out]
                   (4 bytes along the input dim), qzeros I32 [groups][out/4]
@@ -187,14 +188,26 @@ def fp8_block(w, bs=128):
 
 
 # ---- INT4 ------------------------------------------------------------------
+def act_order(a, prefix, inn):
+    """--desc-act: the column order of one linear, the same for the linears that read one
+    input (q/k/v, gate/up), as GPTQ's (argsort of the input Hessian's diagonal) is."""
+    if not a.desc_act:
+        return None
+    layer = int(prefix.split(".")[2])
+    kind = {"q_proj": 0, "k_proj": 0, "v_proj": 0, "o_proj": 1, "gate_proj": 2, "up_proj": 2,
+            "down_proj": 3}[prefix.rsplit(".", 1)[1]]
+    return np.random.default_rng([a.seed, layer, kind]).permutation(inn)
+
+
 def int4_quant(w, group, sym, awq, min_zero, rng, desc_act, bits=4):
     """-> q [out][in] (0..2^bits - 1), zeros [G][out], scales f16 [G][out], g_idx [in], deq.
-    bits 8: symmetric only (s = 2 max|w| / 255, zero 128: AutoGPTQ's)."""
+    desc_act: a column order (act_order) or None. bits 8: symmetric only (s = 2 max|w| /
+    255, zero 128: AutoGPTQ's)."""
     maxq = (1 << bits) - 1
     out, inn = w.shape
     gs = inn if group == -1 else group
     ngroups = inn // gs
-    perm = rng.permutation(inn) if desc_act else np.arange(inn)
+    perm = desc_act if desc_act is not None else np.arange(inn)
     g_idx = np.zeros(inn, np.int32)
     g_idx[perm] = np.arange(inn) // gs
     q = np.zeros((out, inn), np.int32)
@@ -309,7 +322,7 @@ def int4_codes(a, prefix, w, rng, sym, min_zero):
         q, s, z, g_idx = a.gptq[prefix]
         deq = (q - z[g_idx].T) * s[g_idx].T.astype(np.float32)
         return q, z, s, g_idx, deq.astype(np.float32)
-    return int4_quant(w, a.group, sym, False, min_zero, rng, a.desc_act)
+    return int4_quant(w, a.group, sym, False, min_zero, rng, act_order(a, prefix, w.shape[1]))
 
 
 def quantize_linear(a, prefix, w, rng, qt):
@@ -347,7 +360,8 @@ def quantize_linear(a, prefix, w, rng, qt):
         if a.desc_act:
             qt[prefix + ".weight_g_idx"] = ("I32", g_idx)
     elif f == "gptq" and a.bits == 8:
-        q, z, s, g_idx, deq = int4_quant(w, a.group, True, False, 0, rng, a.desc_act, bits=8)
+        q, z, s, g_idx, deq = int4_quant(w, a.group, True, False, 0, rng,
+                                         act_order(a, prefix, w.shape[1]), bits=8)
         qt[prefix + ".qweight"] = ("I32", pack_rows(q.T, 4))
         qt[prefix + ".qzeros"] = ("I32", pack_cols(z if a.v2 else z - 1, tuple(range(4)), 4))
         qt[prefix + ".scales"] = ("F16", s)
@@ -359,7 +373,7 @@ def quantize_linear(a, prefix, w, rng, qt):
         qt[prefix + ".scales"] = ("F16", s)
         qt[prefix + ".g_idx"] = ("I32", g_idx)
     else:
-        q, z, s, _, deq = int4_quant(w, a.group, False, True, 0, rng, False)
+        q, z, s, _, deq = int4_quant(w, a.group, False, True, 0, rng, None)
         qt[prefix + ".qweight"] = ("I32", pack_cols(q.T, AWQ_ORDER))
         qt[prefix + ".qzeros"] = ("I32", pack_cols(z, AWQ_ORDER))
         qt[prefix + ".scales"] = ("F16", s)
@@ -408,8 +422,8 @@ def main():
     a = p.parse_args()
     if a.bits == 8 and (a.format != "gptq" or a.asym or a.gptq_calib):
         sys.exit("--bits 8: only --format gptq, symmetric, round-to-nearest")
-    if a.jobs > 1 and (a.desc_act or a.gptq_calib):
-        sys.exit("--jobs > 1: only round-to-nearest without --desc-act (those draw from one rng)")
+    if a.jobs > 1 and a.gptq_calib:
+        sys.exit("--jobs > 1: only round-to-nearest (GPTQ runs over the whole model)")
     rng = np.random.default_rng(a.seed)
     files = sorted(f for f in os.listdir(a.src) if f.endswith(".safetensors"))
     src = {}
