@@ -50,12 +50,12 @@ static ci_qweight make_qw(int fmt, int64_t rows, int64_t cols, int64_t gs, int n
         w.g_idx = malloc(sizeof(int32_t) * (size_t)(nparts * cols));
         for (int p = 0; p < nparts; p++) {
             int32_t *g = w.g_idx + p * cols;
-            for (int64_t c = 0; c < cols; c++)
-                g[c] = (int32_t)(c / gs);
             if (gidx == 2 && p > 0) {
                 memcpy(g, w.g_idx, sizeof(int32_t) * (size_t)cols);
                 continue;
             }
+            for (int64_t c = 0; c < cols; c++)
+                g[c] = (int32_t)(c / gs);
             for (int64_t c = cols - 1; c > 0; c--) { /* a different shuffle per part */
                 int64_t j = rnd() % (uint32_t)(c + 1);
                 int32_t t = g[c];

@@ -199,7 +199,7 @@ def act_order(a, prefix, inn):
     return np.random.default_rng([a.seed, layer, kind]).permutation(inn)
 
 
-def int4_quant(w, group, sym, awq, min_zero, rng, desc_act, bits=4):
+def int4_quant(w, group, sym, awq, min_zero, desc_act, bits=4):
     """-> q [out][in] (0..2^bits - 1), zeros [G][out], scales f16 [G][out], g_idx [in], deq.
     desc_act: a column order (act_order) or None. bits 8: symmetric only (s = 2 max|w| /
     255, zero 128: AutoGPTQ's)."""
@@ -315,27 +315,23 @@ def qconfig(a, ignore):
             "quant_method": "awq", "version": "gemm", "zero_point": True}
 
 
-def int4_codes(a, prefix, w, rng, sym, min_zero):
+def int4_codes(a, prefix, w, sym, min_zero):
     """INT4 codes of one linear: GPTQ's (computed for the whole model up front,
     with --gptq-calib) or round-to-nearest."""
     if prefix in a.gptq:
         q, s, z, g_idx = a.gptq[prefix]
         deq = (q - z[g_idx].T) * s[g_idx].T.astype(np.float32)
         return q, z, s, g_idx, deq.astype(np.float32)
-    return int4_quant(w, a.group, sym, False, min_zero, rng, act_order(a, prefix, w.shape[1]))
+    return int4_quant(w, a.group, sym, False, min_zero, act_order(a, prefix, w.shape[1]))
 
 
-def quantize_linear(a, prefix, w, rng, qt):
+def quantize_linear(a, prefix, w, qt):
     """Writes prefix.* quantized tensors into qt; returns the dequantized f32 weight."""
     f = a.format
-    if f == "ct-fp8-tensor":
+    if f in ("ct-fp8-tensor", "fp8-tensor"):  # scale [1] (compressed-tensors) or [] (AutoFP8)
         q, s, deq = fp8_tensor(w)
         qt[prefix + ".weight"] = ("F8_E4M3", q)
-        qt[prefix + ".weight_scale"] = ("F32", s)
-    elif f == "fp8-tensor":
-        q, s, deq = fp8_tensor(w)
-        qt[prefix + ".weight"] = ("F8_E4M3", q)
-        qt[prefix + ".weight_scale"] = ("F32", s.reshape(()))
+        qt[prefix + ".weight_scale"] = ("F32", s if f == "ct-fp8-tensor" else s.reshape(()))
         if a.static:
             qt[prefix + ".input_scale"] = ("F32", np.array(1.0, np.float32))  # a placeholder
     elif f == "ct-fp8-channel":
@@ -351,7 +347,7 @@ def quantize_linear(a, prefix, w, rng, qt):
         qt[prefix + ".weight"] = ("F8_E4M3", q)
         qt[prefix + (".weight_scale_inv" if f == "fp8-block" else ".weight_scale")] = ("F32", s)
     elif f == "ct-w4a16":
-        q, z, s, g_idx, deq = int4_codes(a, prefix, w, rng, not a.asym, 0)
+        q, z, s, g_idx, deq = int4_codes(a, prefix, w, not a.asym, 0)
         qt[prefix + ".weight_packed"] = ("I32", pack_cols(q))
         if a.asym:  # z [groups][out] -> [out/8][groups], 8 outputs per word
             qt[prefix + ".weight_zero_point"] = ("I32", np.ascontiguousarray(pack_cols(z).T))
@@ -360,20 +356,20 @@ def quantize_linear(a, prefix, w, rng, qt):
         if a.desc_act:
             qt[prefix + ".weight_g_idx"] = ("I32", g_idx)
     elif f == "gptq" and a.bits == 8:
-        q, z, s, g_idx, deq = int4_quant(w, a.group, True, False, 0, rng,
+        q, z, s, g_idx, deq = int4_quant(w, a.group, True, False, 0,
                                          act_order(a, prefix, w.shape[1]), bits=8)
         qt[prefix + ".qweight"] = ("I32", pack_rows(q.T, 4))
         qt[prefix + ".qzeros"] = ("I32", pack_cols(z if a.v2 else z - 1, tuple(range(4)), 4))
         qt[prefix + ".scales"] = ("F16", s)
         qt[prefix + ".g_idx"] = ("I32", g_idx)
     elif f == "gptq":
-        q, z, s, g_idx, deq = int4_codes(a, prefix, w, rng, not a.asym, 0 if a.v2 else 1)
+        q, z, s, g_idx, deq = int4_codes(a, prefix, w, not a.asym, 0 if a.v2 else 1)
         qt[prefix + ".qweight"] = ("I32", pack_rows(q.T))
         qt[prefix + ".qzeros"] = ("I32", pack_cols(z if a.v2 else z - 1))
         qt[prefix + ".scales"] = ("F16", s)
         qt[prefix + ".g_idx"] = ("I32", g_idx)
     else:
-        q, z, s, _, deq = int4_quant(w, a.group, False, True, 0, rng, None)
+        q, z, s, _, deq = int4_quant(w, a.group, False, True, 0, None)
         qt[prefix + ".qweight"] = ("I32", pack_cols(q.T, AWQ_ORDER))
         qt[prefix + ".qzeros"] = ("I32", pack_cols(z, AWQ_ORDER))
         qt[prefix + ".scales"] = ("F16", s)
@@ -383,13 +379,12 @@ def quantize_linear(a, prefix, w, rng, qt):
 _JOB = None  # (args, source tensors): read by _quantize_one in forked workers
 
 
-def _quantize_one(name, rng=None):
+def _quantize_one(name):
     """-> (name, its quantized tensors, dequantized f32 weight or None)."""
     a, src = _JOB
     dt, arr = src[name]
     q = {}
-    deq = quantize_linear(a, name[:-len(".weight")], to_f32(dt, arr),
-                          rng if rng is not None else np.random.default_rng(a.seed), q)
+    deq = quantize_linear(a, name[:-len(".weight")], to_f32(dt, arr), q)
     return name, q, deq if a.dequant_out else None
 
 
@@ -417,14 +412,15 @@ def main():
                    "(auto: 64 x 256 tokens of the Python stdlib's source) instead of RTN")
     p.add_argument("--cinfer", default="build/cinfer", help="tokenizer for --gptq-calib auto")
     p.add_argument("--jobs", type=int, default=1,
-                   help="quantize linears in this many processes (round-to-nearest without "
-                   "--desc-act: each linear is independent; for 8B-class checkpoints)")
+                   help="quantize linears in this many processes (round-to-nearest: each "
+                   "linear is independent; for 8B-class checkpoints)")
     a = p.parse_args()
+    if a.static and a.format != "fp8-tensor":
+        sys.exit("--static: only --format fp8-tensor")
     if a.bits == 8 and (a.format != "gptq" or a.asym or a.gptq_calib):
         sys.exit("--bits 8: only --format gptq, symmetric, round-to-nearest")
     if a.jobs > 1 and a.gptq_calib:
         sys.exit("--jobs > 1: only round-to-nearest (GPTQ runs over the whole model)")
-    rng = np.random.default_rng(a.seed)
     files = sorted(f for f in os.listdir(a.src) if f.endswith(".safetensors"))
     src = {}
     for f in files:
@@ -468,7 +464,7 @@ def main():
         with mp.get_context("fork").Pool(a.jobs) as pool:
             done = pool.map(_quantize_one, lin, chunksize=1)
     else:
-        done = [_quantize_one(name, rng) for name in lin]
+        done = [_quantize_one(name) for name in lin]
     for name, q, deq in done:
         qt.update(q)
         if a.dequant_out:
