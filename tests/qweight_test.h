@@ -101,6 +101,9 @@ static const qwt_case k_qwt_cases[] = {
     {CI_QW_INT4, 96, 256, 32, 3, 2, "int4 g32 act-order shared by 3 parts", 0},
     {CI_QW_INT4, 40, 512, 128, 1, 1, "int4 g128 act-order, 1 part", 0},
     {CI_QW_INT8, 64, 384, 128, 2, 2, "int8 g128 act-order shared by 2 parts", 0},
+    /* ... in whole 16-row blocks of 128-column groups: CUDA's tensor-core
+     * GEMV, tiled layout and INT4 GEMM on the sorted columns */
+    {CI_QW_INT4, 96, 512, 128, 2, 2, "int4 g128 act-order shared by 2 parts, 16-row blocks", 0},
     /* the tensor-core GEMV's shapes: 128-column tiles, groups of 128k or per row */
     {CI_QW_INT4, 72, 384, 384, 2, 0, "int4 per channel, 384 columns", 0},
     {CI_QW_INT4, 40, 1024, 256, 1, 0, "int4 g256", 0},

@@ -49,7 +49,30 @@ typedef struct ci_qweight {
                           128: per token and 128-column group, FP8 only); 0: W8A16 */
     int tiled;         /* a backend's device layout of q: 0 (always on the host) row-major as above;
                           1: the CUDA INT4 tensor-core tiles (src/backend/cuda/cuda_qweight.c) */
+    int32_t *perm;     /* a backend's stored layout (always NULL on the host): act order sorted
+                          by group (ci_qweight_act_sort), stored column c holding input column
+                          perm[c], g_idx NULL; the backend gathers x in that order */
 } ci_qweight;
+
+/* Act order that a column sort undoes: every part has the same g_idx (GPTQ's
+ * order comes from the input's Hessian, which q|k|v and gate|up share) and
+ * group g has exactly the columns a contiguous group g would. Then perm (a
+ * stable counting sort of the columns by group) makes the groups
+ * contiguous: the weight with its columns in perm's order and g_idx dropped
+ * is a weight without act order, whose products with x gathered by perm
+ * (xp[c] = x[perm[c]]) are the same dot products reordered. Per-group W8A8
+ * activations are not permutation-free: not for those. Returns 1 and fills
+ * perm [cols], or 0 (perm unspecified). util/qweight.c. */
+#ifdef __cplusplus
+extern "C" {
+#endif
+int ci_qweight_act_sort(const ci_qweight *h, int32_t *perm);
+/* row r's codes (h's host layout) with its columns in perm's order: dst
+ * holds one row (cols / 2 bytes for INT4, cols otherwise) */
+void ci_qweight_permute_row(const ci_qweight *h, int64_t r, const int32_t *perm, uint8_t *dst);
+#ifdef __cplusplus
+}
+#endif
 
 /* matmuls of fewer rows keep their activations unquantized (see above) */
 #define CI_QW_ACT_MIN_ROWS 5

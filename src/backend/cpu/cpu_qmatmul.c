@@ -12,8 +12,8 @@
  * ci_qweight_dequant_row's floats, and either dots it with every activation
  * row (n <= 16) or runs one single-threaded sgemm on it (prefill). Results
  * equal an f32 model of the dequantized weights up to the summation order.
- * Act order that a column sort undoes (act_order_sort) is stored sorted by
- * group, and x gathered to match, so it takes the paths above too.
+ * Act order that a column sort undoes (ci_qweight_act_sort) is stored sorted
+ * by group (w.perm), and x gathered to match, so it takes the paths above too.
  * A W8A8 weight first replaces x by its quantized values (util/qweight.h). */
 #include <cblas.h>
 #include <stdlib.h>
@@ -32,8 +32,6 @@ typedef struct cpu_qw {
     float fp8_lut[256]; /* E4M3 code -> f32 */
     size_t bytes;       /* the whole block */
     int32_t *wsum;      /* INT8: each row's sum of codes (the VNNI GEMM's offset), else NULL */
-    int32_t *perm;      /* act order sorted by group: stored column c is input column perm[c]
-                           (x is gathered so); NULL: columns as given */
 } cpu_qw;
 
 #define QW_DECODE_MAX_N 16
@@ -41,54 +39,6 @@ typedef struct cpu_qw {
 
 static size_t align64(size_t n) {
     return (n + 63) & ~(size_t)63;
-}
-
-/* Act order that sorting the columns by group undoes: every part has the
- * same g_idx (GPTQ's order comes from the input's Hessian, which q|k|v and
- * gate|up share) and group g has exactly the columns a contiguous group g
- * would. Then perm (a stable counting sort of the columns by group) makes
- * the groups contiguous: the fused decode and the panels run as without act
- * order, on x gathered by perm (a reordered dot product). Per-group W8A8
- * activations are not permutation-free: not for those. */
-static int act_order_sort(const ci_qweight *h, int32_t *perm) {
-    const int64_t K = h->cols, gs = h->group_size, ng = h->ngroups;
-    if (!h->g_idx || (h->act_group && h->act_group != K) || ng * gs < K) return 0;
-    for (int p = 1; p < h->nparts; p++)
-        if (memcmp(h->g_idx, h->g_idx + p * K, (size_t)K * sizeof(int32_t))) return 0;
-    int64_t *next = calloc((size_t)ng, sizeof(int64_t));
-    if (!next) return 0;
-    int ok = 1;
-    for (int64_t c = 0; c < K && ok; c++) {
-        const int32_t g = h->g_idx[c];
-        ok = g >= 0 && g < ng && next[g] < gs;
-        if (ok) next[g]++;
-    }
-    for (int64_t g = 0; g < ng && ok; g++)
-        ok = next[g] == (g == ng - 1 ? K - g * gs : gs);
-    for (int64_t g = 0; g < ng; g++)
-        next[g] = g * gs;
-    for (int64_t c = 0; c < K && ok; c++)
-        perm[next[h->g_idx[c]]++] = (int32_t)c;
-    free(next);
-    return ok;
-}
-
-/* row r's codes with its columns in perm's order */
-static void permute_row(const ci_qweight *h, int64_t r, const int32_t *perm, uint8_t *dst) {
-    const int64_t K = h->cols;
-    if (h->format == CI_QW_INT4) {
-        const uint8_t *src = h->q + r * (K / 2);
-        memset(dst, 0, (size_t)(K / 2));
-        for (int64_t c = 0; c < K; c++) {
-            const int64_t i = perm[c];
-            const unsigned v = (src[i >> 1] >> ((i & 1) * 4)) & 0xF;
-            dst[c >> 1] |= (uint8_t)(v << ((c & 1) * 4));
-        }
-        return;
-    }
-    const uint8_t *src = h->q + r * K;
-    for (int64_t c = 0; c < K; c++)
-        dst[c] = src[perm[c]];
 }
 
 ci_status ci_cpu_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor *out) {
@@ -105,7 +55,7 @@ ci_status ci_cpu_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor *
     size_t zb = h->zeros ? (size_t)(h->rows * h->ngroups) : 0;
     int32_t *perm = h->g_idx ? malloc((size_t)h->cols * sizeof(int32_t)) : NULL;
     if (h->g_idx && !perm) return ci_errorf(CI_ERR_NOMEM, "cpu: out of memory");
-    if (perm && !act_order_sort(h, perm)) {
+    if (perm && !ci_qweight_act_sort(h, perm)) {
         free(perm);
         perm = NULL;
     }
@@ -128,12 +78,12 @@ ci_status ci_cpu_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor *
     c->w.scales = (float *)(blk + off_s);
     c->w.zeros = zb ? (uint8_t *)(blk + off_z) : NULL;
     c->w.g_idx = gb ? (int32_t *)(blk + off_g) : NULL;
-    c->perm = pb ? (int32_t *)(blk + off_p) : NULL;
+    c->w.perm = pb ? (int32_t *)(blk + off_p) : NULL;
     if (perm) {
         const size_t rb = (size_t)(h->format == CI_QW_INT4 ? h->cols / 2 : h->cols);
         for (int64_t r = 0; r < h->rows; r++)
-            permute_row(h, r, perm, c->w.q + (size_t)r * rb);
-        memcpy(c->perm, perm, pb);
+            ci_qweight_permute_row(h, r, perm, c->w.q + (size_t)r * rb);
+        memcpy(c->w.perm, perm, pb);
         free(perm);
     } else {
         memcpy(c->w.q, h->q, qb);
@@ -483,7 +433,7 @@ ci_status ci_cpu_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
         return ci_errorf(CI_ERR_INVALID, "cpu qmatmul: bias must be F32 with %lld elements",
                          (long long)w->rows);
     const ci_qweight *qw = w->data;
-    const int32_t *perm = ((const cpu_qw *)w->data)->perm;
+    const int32_t *perm = qw->perm;
     const float *xs = x->data;
     if (qw->format == CI_QW_INT8 && qw->act_group == qw->cols && qw->ngroups == 1 && !qw->g_idx &&
         !perm && qw->rows % 16 == 0 && x->rows >= CI_QW_ACT_MIN_ROWS && cpu->vnni &&
