@@ -3,10 +3,10 @@
  * cuBLASLt GEMM above) against
  * its CPU twin (cpu_qmatmul.c) on random quantized weights: INT4 with group
  * sizes 128 / 32 / one per row, zero points 0..16, act-order g_idx differing
- * per fused part; FP8 with 128-column blocks (a partial last block) and per
- * channel; n from 1 to 300 (each path: GEMV, tensor-core GEMV per 8 rows,
- * dequantize + cuBLASLt); with and without bias; BF16 (norm-wise relative
- * error <= 1e-2, and accumulate into y exact without a bias) and F32
+ * per fused part or shared (stored sorted by group, x gathered); FP8 with 128-column blocks (a
+ * partial last block) and per channel; n from 1 to 300 (each path: GEMV, tensor-core GEMV per 8
+ * rows, dequantize + cuBLASLt); with and without bias; BF16 (norm-wise relative error <= 1e-2, and
+ * accumulate into y exact without a bias) and F32
  * (<= 1e-5) activations. GPU outputs are poisoned
  * with NaN first, so an element the kernel does not write fails. W8A8 cases
  * (per token x channel, 1x128 x 128x128 blocks) run the FP8 GEMM from n = 5.
@@ -274,6 +274,9 @@ int main(void) {
             if (h.format == CI_QW_INT4) {
                 for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
                     check_case(&h, ns[j], (int)(j & 1), k_qwt_cases[k].what);
+                /* past the INT4 GEMM's rows: the tiles (interleaved nibbles)
+                 * dequantized for cuBLASLt */
+                check_case(&h, 600, 1, k_qwt_cases[k].what); /* > CI_CU_QGEMM_MAX_N */
                 ci_cu_qgemv_select("tc2");
                 check_case(&h, 1, 1, k_qwt_cases[k].what);
                 ci_cu_qgemv_select(NULL);

@@ -12,7 +12,8 @@
  * --quantization fp8 (online) of the dense model, tensor parallelism (TP 2 and 4 give TP 1's
  * tokens), and tensor-level errors. With CINFER_TEST_DEVICE
  * (cuda) every quantized fixture also runs on that device (F32 parity mode) against the CPU twin,
- * and each INT4 one in BF16 with the tiled layout against row-major (bit-identical).
+ * and each INT4 one in BF16 with the tiled layout against row-major (close; bit-identical
+ * where the weights cannot be tiled).
  * Skips without python3 + numpy. */
 #include <jansson.h>
 #include <math.h>
@@ -84,6 +85,18 @@ static size_t linear_bytes(const ci_model *m) {
                      : (size_t)(t[k]->rows * t[k]->cols) * ci_dtype_size(t[k]->dtype);
     }
     return n;
+}
+
+/* Whether a linear weight of m is stored tiled (a device's layout; the
+ * tensor's data is a ci_qweight first, as backend.h promises). */
+static int any_tiled(const ci_model *m) {
+    for (int i = 0; i < m->w.num_layers; i++) {
+        const ci_layer_weights *L = &m->w.layers[i];
+        const ci_tensor *t[] = {&L->wqkv, &L->wo, &L->w_gate_up, &L->w_down};
+        for (int k = 0; k < 4; k++)
+            if (t[k]->dtype == CI_QW && ((const ci_qweight *)t[k]->data)->tiled) return 1;
+    }
+    return 0;
 }
 
 static json_t *prompts;
@@ -158,12 +171,14 @@ static void test_format(const char *name, const char *args) {
     }
     if (dev16 && !int8 && strstr(args, "--format fp8") == NULL && strstr(args, "ct-fp8") == NULL) {
         /* INT4 in BF16: the device's tiled layout (its default where the
-         * weight takes it) against row-major: without the tiled-only INT4
-         * GEMM (CUDA on Hopper, 9-512 rows: the prompts' prefill) the same
-         * kernels' arithmetic over other addresses, so the logits are
-         * bit-identical; with it, BF16's roundings in another order (the
-         * scaled weight rounded to BF16 in registers, not by the dequantize
-         * kernel; other f32 sums), close, not equal */
+         * weight takes it) against row-major. The tiled weight runs the
+         * tensor-core GEMVs (and on Hopper at 9-512 rows, the prompts'
+         * prefill, the INT4 GEMM: the scaled weight rounded to BF16 in
+         * registers), row-major the f32 split / vectorized GEMVs and the
+         * dequantizing path: the same values summed in other orders with
+         * BF16's roundings between layers, close, not equal. Where the
+         * weight cannot be tiled (groups of 32) both are the same kernels:
+         * bit-identical. */
         setenv("CINFER_QW_TILE", "0", 1);
         ci_model *mr = load_on(dev16, q, 0);
         unsetenv("CINFER_QW_TILE");
@@ -172,7 +187,7 @@ static void test_format(const char *name, const char *args) {
         ci_cu_qgemm_int4_range(1, 0);
 #endif
         snprintf(what, sizeof what, "%s bf16 tiled vs row-major", name);
-        if (mr && mt) compare(mt, mr, what, 0, 1);
+        if (mr && mt) compare(mt, mr, what, any_tiled(mt) ? 0.05 : 0, 0);
 #ifdef CINFER_HAVE_CUDA
         ci_cu_qgemm_int4_range(-1, -1);
         snprintf(what, sizeof what, "%s bf16 tiled (int4 gemm) vs row-major", name);

@@ -533,6 +533,7 @@ static void cu_destroy(ci_backend *be) {
         if (c->workspace) cudaFree(c->workspace);
         if (c->att_ws) cudaFree(c->att_ws);
         if (c->qscratch) cudaFree(c->qscratch);
+        if (c->xperm) cudaFree(c->xperm);
         if (c->qact) cudaFree(c->qact);
         if (c->qact_big) cudaFree(c->qact_big);
         if (c->meta_host) cudaFreeHost(c->meta_host);

@@ -13,7 +13,10 @@
  *   projection's input in one pass (the unfused pair stores the row, then
  *   reads it twice).
  * add_bias: y += bias (only used when cuBLASLt's bias epilogue is not
- *   available for a GEMM's types). */
+ *   available for a GEMM's types).
+ * gather_cols: out[r][c] = x[r][perm[c]], x for a quantized weight stored
+ *   in a sorted act order (util/qweight.h). One thread per element, its
+ *   index read before the PDL wait (constant). Moves n x K x (2 elt + 4). */
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/qact.cuh"
 
@@ -170,5 +173,28 @@ extern "C" int ci_cu_add_bias(ci_cu_stream st, int bf16, void *y, int64_t rows, 
     if (rows <= 0 || cols <= 0) return cudaSuccess;
     CI_CU_DISPATCH(bf16, ci_cu_launch(add_bias_kernel<T>, ci_cu_blocks(rows * cols, 256), 256, 0,
                                       st, (T *)y, rows, cols, bias));
+    return cudaGetLastError();
+}
+
+template <typename T>
+__global__ void gather_cols_kernel(const T *__restrict__ x, int64_t total, int K,
+                                   const int32_t *__restrict__ perm, T *__restrict__ out) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int c = (int)(i % K);
+    const int src = i < total ? __ldg(perm + c) : 0;
+    ci_pdl_trigger();
+    ci_pdl_wait();
+    if (i < total) out[i] = x[i - c + src];
+}
+
+extern "C" int ci_cu_gather_cols(ci_cu_stream st, int bf16, const void *x, int n, int K,
+                                 const int32_t *perm, void *out) {
+    if (n < 0 || K <= 0) return cudaErrorInvalidValue;
+    const int64_t total = (int64_t)n * K;
+    if (!total) return cudaSuccess;
+    CI_CU_DISPATCH(bf16, {
+        ci_cu_launch(gather_cols_kernel<T>, ci_cu_blocks(total, 256), 256, 0, st, (const T *)x,
+                     total, K, perm, (T *)out);
+    });
     return cudaGetLastError();
 }

@@ -72,6 +72,11 @@ typedef struct ci_cuda {
     /* quantized weights: the largest one dequantized (prefill), grown at load */
     void *qscratch;
     size_t qscratch_bytes;
+    /* x gathered in a sorted act order's column order (ci_qweight.perm) for
+     * the GEMVs, CI_CU_QGEMV_TC_MAX_N rows of the widest such weight, grown
+     * at load */
+    void *xperm;
+    size_t xperm_bytes;
     /* W8A8 weights: quantized activations and their scales (+ an output when
      * padded). qact is sized at load for QACT_RESERVE_ROWS rows and never
      * moves (decode graphs hold it); larger (eager) matmuls use qact_big,

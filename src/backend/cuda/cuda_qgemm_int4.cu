@@ -17,8 +17,9 @@
  * reads x in that order. wgmma reads B through a descriptor in its own
  * order, so x is permuted once per call to match (qg_permute_kernel, into
  * the workspace): within each 128-column tile, k-step s = 2j + h and
- * logical k = 2t + e + 8f hold column 32t + 8j + 2h + f + 4e (nibble pair
- * qt_pair(word j, 2h + f) of lane t is that column and the one 4 after).
+ * logical k = 2t + e + 8f hold column 32t + 8j + 4h + 2f + e (nibble pair
+ * qt_pair(word j, 2h + f) of lane t is that column and the next: the tiled
+ * layout's interleaved nibbles).
  * The permute kernel writes each (token tile, column tile) as the very
  * image the shared-memory stage holds, so a stage is one bulk copy.
  *
@@ -65,7 +66,7 @@ using namespace ci_wg;
  * thread per 16-byte chunk of the images. */
 template <int BN>
 __global__ void qg_permute_kernel(const __nv_bfloat16 *__restrict__ x, int n, int K,
-                                  __nv_bfloat16 *__restrict__ xp) {
+                                  const int32_t *__restrict__ perm, __nv_bfloat16 *__restrict__ xp) {
     ci_pdl_trigger();
     ci_pdl_wait();
     const int tiles = K / 128;
@@ -78,11 +79,15 @@ __global__ void qg_permute_kernel(const __nv_bfloat16 *__restrict__ x, int n, in
     const int tok = nt * BN + r, s = c >> 1, f = c & 1, j = s >> 1, h = s & 1;
     uint32_t o[4] = {0u, 0u, 0u, 0u};
     if (tok < n) {
-        const unsigned short *src =
-            (const unsigned short *)x + (size_t)tok * K + kt * 128 + 8 * j + 2 * h + f;
+        const unsigned short *row = (const unsigned short *)x + (size_t)tok * K;
+        const int c0 = kt * 128 + 8 * j + 4 * h + 2 * f;
+        /* perm: a sorted act order (util/qweight.h), stored column c holds x[perm[c]] */
 #pragma unroll
-        for (int q = 0; q < 4; q++) /* logical k 8f + 2q + e: t = q, column 32q + 4e */
-            o[q] = (uint32_t)__ldg(src + 32 * q) | (uint32_t)__ldg(src + 32 * q + 4) << 16;
+        for (int q = 0; q < 4; q++) { /* logical k 8f + 2q + e: t = q, column 32q + e */
+            const int ca = c0 + 32 * q, cb = ca + 1;
+            o[q] = (uint32_t)__ldg(row + (perm ? __ldg(perm + ca) : ca)) |
+                   (uint32_t)__ldg(row + (perm ? __ldg(perm + cb) : cb)) << 16;
+        }
     }
     ((uint4 *)xp)[i] = make_uint4(o[0], o[1], o[2], o[3]);
 }
@@ -421,10 +426,10 @@ extern "C" int ci_cu_qgemm_int4(ci_cu_stream st, int f32_out, const ci_qweight *
     const int64_t nch = (int64_t)((n + bn - 1) / bn) * bn * K / 8; /* x images' chunks */
     if (bn == 64)
         ci_cu_launch(qg_permute_kernel<64>, dim3((unsigned)((nch + 255) / 256)), 256, 0, s,
-                     (const __nv_bfloat16 *)x, n, K, xp);
+                     (const __nv_bfloat16 *)x, n, K, (const int32_t *)w->perm, xp);
     else
         ci_cu_launch(qg_permute_kernel<128>, dim3((unsigned)((nch + 255) / 256)), 256, 0, s,
-                     (const __nv_bfloat16 *)x, n, K, xp);
+                     (const __nv_bfloat16 *)x, n, K, (const int32_t *)w->perm, xp);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
     return f32_out ? qg_run(s, w, xp, n, bias, (float *)y, part, splits, acc)

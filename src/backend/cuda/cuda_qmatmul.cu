@@ -358,33 +358,35 @@ __global__ void __launch_bounds__(QS_THREADS)
 #define QT_U 4
 
 /* The 8 k-steps of one tile: a, b = 16 bytes of rows g and g + 8 (32
- * columns 128 kt + 32 t ..), zza / zzb their -(128 + zero), xt = x at
- * those columns; c += the tile's (q - zero) . x sums. */
+ * columns 128 kt + 32 t .., the tiled layout's interleaved nibbles:
+ * qt_pair(word, p) = columns 2p, 2p + 1 of the word's 8), zza / zzb their
+ * -(128 + zero), xt = x at those columns; c += the tile's (q - zero) . x
+ * sums. Each bf16x2 of weights meets the 32-bit word of x holding the same
+ * two columns, as loaded (the natural nibble order took 4 byte permutes a
+ * word of x to pair columns i and i + 4). */
 __device__ __forceinline__ void qt_tile(float *c, uint4 a, uint4 b, uint32_t zza, uint32_t zzb,
                                         const uint4 *__restrict__ xt) {
     const uint32_t wa4[4] = {a.x, a.y, a.z, a.w}, wb4[4] = {b.x, b.y, b.z, b.w};
 #pragma unroll
     for (int j = 0; j < 4; j++) {
-        /* x columns 128 kt + 32 t + 8 j .. + 7: e0..e7 */
+        /* x columns 128 kt + 32 t + 8 j .. + 7 */
         const uint4 xv = __ldg(xt + j);
-        /* k-step h: nibble pairs (2h, 2h + 4) and (2h + 1, 2h + 5) */
+        /* k-step h: columns 4h, 4h + 1 (k 2t, 2t + 1) and 4h + 2, 4h + 3 (k 2t + 8, + 9) */
         qt_mma<false>(c, qt_pair(wa4[j], 0, zza), qt_pair(wb4[j], 0, zzb), qt_pair(wa4[j], 1, zza),
-                      qt_pair(wb4[j], 1, zzb), __byte_perm(xv.x, xv.z, 0x5410),
-                      __byte_perm(xv.x, xv.z, 0x7632));
+                      qt_pair(wb4[j], 1, zzb), xv.x, xv.y);
         qt_mma<false>(c, qt_pair(wa4[j], 2, zza), qt_pair(wb4[j], 2, zzb), qt_pair(wa4[j], 3, zza),
-                      qt_pair(wb4[j], 3, zzb), __byte_perm(xv.y, xv.w, 0x5410),
-                      __byte_perm(xv.y, xv.w, 0x7632));
+                      qt_pair(wb4[j], 3, zzb), xv.z, xv.w);
     }
 }
 
-/* Rows g and g + 8 of the CTA's 16 (clamped to the last row) and one tile
- * kt of them: 16 bytes of each (uint4 4 kt + t of the row), their zero
- * points and scales (group kt >> gshift; 31: one group per row); x: the
- * lane's x row (row g, or N - 1 for lanes of rows >= N: their C columns are
- * never stored) at column 32 t. */
+/* Rows g and g + 8 of the CTA's 16 and one tile kt of them, in the tiled
+ * layout (whole 16-row blocks; the 1 KiB tile: 512 bytes of rows 0..7,
+ * then of rows 8..15): 16 bytes of each, their zero points and scales
+ * (group kt >> gshift; 31: one group per row); x: the lane's x row (row g,
+ * or N - 1 for lanes of rows >= N: their C columns are never stored) at
+ * column 32 t. */
 struct qt_rows {
-    const uint4 *pa, *pb; /* tile kt's 16 bytes: pa[ks * kt], pb[ks * kt] */
-    int ks;
+    const uint4 *pa; /* tile kt's 16 bytes of row g: pa[64 kt]; of row g + 8: pa[64 kt + 32] */
     const uint8_t *za, *zb;
     const float *sa, *sb;
     const uint4 *x;
@@ -397,19 +399,10 @@ struct qt_item {
 
 __device__ __forceinline__ qt_rows qt_rows_of(const ci_qweight &w, const __nv_bfloat16 *x, int xrow,
                                               int r0, int g, int t) {
-    const int out = (int)w.rows, ng = (int)w.ngroups;
-    const size_t ra = (size_t)min(r0 + g, out - 1), rb = (size_t)min(r0 + g + 8, out - 1);
-    const size_t rbytes = (size_t)(w.cols / 2);
+    const int ng = (int)w.ngroups;
+    const size_t ra = (size_t)(r0 + g), rb = ra + 8;
     qt_rows r;
-    if (w.tiled) { /* the 16 rows' tiles of 1 KiB: 512 bytes of rows g, then of rows g + 8 */
-        r.pa = (const uint4 *)(w.q + (size_t)r0 * rbytes) + (g * 4 + t);
-        r.pb = r.pa + 32;
-        r.ks = 64;
-    } else {
-        r.pa = (const uint4 *)(w.q + ra * rbytes) + t;
-        r.pb = (const uint4 *)(w.q + rb * rbytes) + t;
-        r.ks = 4;
-    }
+    r.pa = (const uint4 *)(w.q + (size_t)r0 * (size_t)(w.cols / 2)) + (g * 4 + t);
     r.za = w.zeros + ra * ng;
     r.zb = w.zeros + rb * ng;
     r.sa = w.scales + ra * ng;
@@ -420,8 +413,8 @@ __device__ __forceinline__ qt_rows qt_rows_of(const ci_qweight &w, const __nv_bf
 
 __device__ __forceinline__ void qt_load(const qt_rows &r, int kt, int gshift, qt_item &it) {
     const int gi = kt >> gshift;
-    it.a = __ldcs(r.pa + r.ks * kt);
-    it.b = __ldcs(r.pb + r.ks * kt);
+    it.a = __ldcs(r.pa + 64 * kt);
+    it.b = __ldcs(r.pa + 64 * kt + 32);
     it.za = __ldg(r.za + gi);
     it.zb = __ldg(r.zb + gi);
     it.sa = __ldg(r.sa + gi);
@@ -551,14 +544,22 @@ static int qv_ok(const ci_qweight *w, const void *x, int xsize) {
     return 1;
 }
 
-/* 32-bit word k of packed row r, in either layout (w.tiled: tile k / 16 of
- * the row's 16-row block, 512 bytes per half block, 16 per lane) */
-__device__ __forceinline__ const uint32_t *qt_word(const ci_qweight &w, int64_t r, int64_t k) {
+/* 32-bit word k of packed row r in the natural nibble order (column 8k + i
+ * in nibble i), from either layout (w.tiled: tile k / 16 of the row's
+ * 16-row block, 512 bytes per half block, 16 per lane, nibbles interleaved:
+ * cuda_qweight.c's tile_int4) */
+__device__ __forceinline__ uint32_t qt_word(const ci_qweight &w, int64_t r, int64_t k) {
     const int64_t rbytes = w.format == CI_QW_INT4 ? w.cols / 2 : w.cols;
-    if (!w.tiled) return (const uint32_t *)(w.q + r * rbytes) + k;
+    if (!w.tiled) return *((const uint32_t *)(w.q + r * rbytes) + k);
     const int64_t b = 4 * k, g = r & 15;
-    return (const uint32_t *)(w.q + (r - g) * rbytes + (b >> 6) * 1024 + (g >> 3) * 512 +
-                              ((g & 7) * 4 + ((b & 63) >> 4)) * 16 + (b & 15));
+    const uint32_t t = *(const uint32_t *)(w.q + (r - g) * rbytes + (b >> 6) * 1024 +
+                                           (g >> 3) * 512 + ((g & 7) * 4 + ((b & 63) >> 4)) * 16 +
+                                           (b & 15));
+    uint32_t o = 0; /* slot p holds column 2p, slot p + 4 column 2p + 1 */
+#pragma unroll
+    for (int p = 0; p < 4; p++)
+        o |= ((t >> (4 * p)) & 0xFu) << (8 * p) | ((t >> (4 * p + 16)) & 0xFu) << (8 * p + 4);
+    return o;
 }
 
 template <int FMT, typename T> __global__ void qdequant_kernel(ci_qweight w, T *__restrict__ out) {
@@ -571,7 +572,7 @@ template <int FMT, typename T> __global__ void qdequant_kernel(ci_qweight w, T *
         int64_t r = i / words, k = i % words;
         const int32_t *gi = w.g_idx ? w.g_idx + (int64_t)part_of(w, r) * w.cols : nullptr;
         float v[PER];
-        word_values<FMT>(w, r, gi, k * PER, *qt_word(w, r, k), v);
+        word_values<FMT>(w, r, gi, k * PER, qt_word(w, r, k), v);
 #pragma unroll
         for (int j = 0; j < PER; j++) ci_st(out + r * w.cols, k * PER + j, v[j]);
     }
@@ -592,7 +593,8 @@ template <int PER> __device__ __forceinline__ void st_vals(float *p, const float
     for (int j = 0; j < PER; j += 4) *(float4 *)(p + j) = make_float4(v[j], v[j + 1], v[j + 2], v[j + 3]);
 }
 
-/* Without act order: a 2D grid (x: words of a row, y strides rows), 32-bit
+/* Without act order (or sorted act order: w.perm scatters each value back
+ * to its input column): a 2D grid (x: words of a row, y strides rows), 32-bit
  * index math and one vector store per word. The flat kernel above divides
  * 64-bit indices per word and stores element by element: a decode step of
  * the INT4 Llama-3-8B shape at batch 64 (dequantize + bf16 GEMM per
@@ -607,7 +609,7 @@ __global__ void qdequant_rows_kernel(ci_qweight w, T *__restrict__ out) {
     if (k >= words) return;
     const int g = (k * PER) / gsize;
     for (int64_t r = blockIdx.y; r < w.rows; r += gridDim.y) {
-        const uint32_t word = *qt_word(w, r, k);
+        const uint32_t word = qt_word(w, r, k);
         const float sc = w.scales[r * w.ngroups + g];
         float v[PER];
         if (FMT == CI_QW_INT4) {
@@ -618,7 +620,12 @@ __global__ void qdequant_rows_kernel(ci_qweight w, T *__restrict__ out) {
 #pragma unroll
             for (int j = 0; j < PER; j++) v[j] = byte_value<FMT>((word >> (8 * j)) & 0xFF) * sc;
         }
-        st_vals<PER>(out + r * w.cols + (int64_t)k * PER, v);
+        if (w.perm) { /* a sorted act order: back to the input's column order */
+#pragma unroll
+            for (int j = 0; j < PER; j++) ci_st(out + r * w.cols, w.perm[k * PER + j], v[j]);
+        } else {
+            st_vals<PER>(out + r * w.cols + (int64_t)k * PER, v);
+        }
     }
 }
 
@@ -722,10 +729,12 @@ static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const
     if (FMT == CI_QW_FP8 && (g_qgemv >= 4 || (g_qgemv == 3 && fp8_cvt_native())) &&
         ci_cu_qgemv_fp8tc_ok(w, N, sizeof(T) == 2, x))
         return ci_cu_qgemv_fp8tc(st, f32_out, w, x, N, bias, y, acc, g_tc_old);
-    /* a tiled weight (cuda_qweight.c) runs only on the tensor-core kernels */
-    if (w->tiled && !qt_ok(w, x, (int)sizeof(T))) return cudaErrorInvalidValue;
-    if ((g_qgemv >= 3 || w->tiled) && FMT == CI_QW_INT4 && qt_ok(w, x, (int)sizeof(T)))
+    /* a tiled weight (cuda_qweight.c) runs only on the tensor-core kernels,
+     * and they only on its interleaved nibbles */
+    if (w->tiled) {
+        if (FMT != CI_QW_INT4 || !qt_ok(w, x, (int)sizeof(T))) return cudaErrorInvalidValue;
         return qt_launch<N>(st, f32_out, w, (const __nv_bfloat16 *)x, bias, y, num_sms, acc);
+    }
     if (g_qgemv != 2 && qv_ok(w, x, (int)sizeof(T))) {
         int gshift = -1;
         if (w->group_size > 0 && (w->group_size & (w->group_size - 1)) == 0)
@@ -803,8 +812,8 @@ extern "C" int ci_cu_qgemv(ci_cu_stream st, int bf16, int f32_out, const ci_qwei
  * the GEMV's, whatever rows share its pass. */
 extern "C" int ci_cu_qgemv_tc_rows_ok(const ci_qweight *w, int n, const void *x) {
     if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
-    return n >= 1 && n <= CI_CU_QGEMV_TC_MAX_N && (g_qgemv >= 3 || w->tiled) &&
-           ci_cu_qweight_shape_ok(w) && qt_ok(w, x, 2);
+    return n >= 1 && n <= CI_CU_QGEMV_TC_MAX_N && w->tiled && ci_cu_qweight_shape_ok(w) &&
+           qt_ok(w, x, 2);
 }
 
 extern "C" int ci_cu_qgemv_tc_rows(ci_cu_stream st, int f32_out, const ci_qweight *w,

@@ -72,22 +72,84 @@ static ci_status qact_grow(ci_cuda *c, void **buf, size_t *bytes, size_t need) {
  * 0..7 of the block in the order (row, t), then those of rows 8..15 —
  * lane 4 g + t of a warp loads the piece of rows g and g + 8
  * (qgemv_tc_kernel's A fragments). Blocks in row order, tiles in column
- * order: a block's bytes stay where its rows were. */
+ * order: a block's bytes stay where its rows were. Within each 32-bit word
+ * (8 columns) the nibbles are interleaved: slot p holds column 2p and slot
+ * p + 4 column 2p + 1 (p < 4), so qt_pair(word, p), which decodes slots p
+ * and p + 4 into one bf16x2, yields two adjacent columns, paired with one
+ * 32-bit word of x as it is in memory. */
+static uint32_t ilv_word(uint32_t w) {
+    uint32_t o = 0;
+    for (int p = 0; p < 4; p++)
+        o |= ((w >> (8 * p)) & 0xFu) << (4 * p) | ((w >> (8 * p + 4)) & 0xFu) << (4 * p + 16);
+    return o;
+}
+
 static void tile_int4(const ci_qweight *h, uint8_t *out) {
     const int64_t rbytes = h->cols / 2, tiles = h->cols / 128;
     for (int64_t r = 0; r < h->rows; r++) {
         const int64_t g = r & 15;
         uint8_t *blk = out + (r - g) * rbytes + (g >> 3) * 512 + (g & 7) * 64;
-        for (int64_t kt = 0; kt < tiles; kt++)
-            memcpy(blk + kt * 1024, h->q + r * rbytes + kt * 64, 64);
+        for (int64_t kt = 0; kt < tiles; kt++) {
+            uint32_t wd[16];
+            memcpy(wd, h->q + r * rbytes + kt * 64, 64);
+            for (int i = 0; i < 16; i++)
+                wd[i] = ilv_word(wd[i]);
+            memcpy(blk + kt * 1024, wd, 64);
+        }
     }
 }
 
 #define QACT_RESERVE_ROWS 512 /* at load: decode graphs up to this batch never grow it */
 
-ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor *out) {
-    ci_cuda *c = ci_cuda_of(be);
-    memset(out, 0, sizeof *out);
+/* Act order a column sort undoes (util/qweight.h): *sorted = h with its
+ * columns in perm's order and no g_idx (codes in *pq, the caller frees
+ * it), so every kernel takes it as a weight without act order on x
+ * gathered by perm. 0: keep h as it is. */
+static int act_sort(const ci_qweight *h, ci_qweight *sorted, uint8_t **pq, int32_t **perm) {
+    *pq = NULL;
+    *perm = NULL;
+    if (!h->g_idx || h->act_group || h->rows <= 0 || h->cols <= 0 || h->nparts < 1 ||
+        (h->format == CI_QW_INT4 && h->cols % 2))
+        return 0;
+    const size_t rb = (size_t)(h->format == CI_QW_INT4 ? h->cols / 2 : h->cols);
+    *perm = malloc((size_t)h->cols * sizeof(int32_t));
+    *pq = malloc((size_t)h->rows * rb);
+    if (!*perm || !*pq || !ci_qweight_act_sort(h, *perm)) {
+        free(*perm);
+        free(*pq);
+        *pq = NULL;
+        *perm = NULL;
+        return 0;
+    }
+    for (int64_t r = 0; r < h->rows; r++)
+        ci_qweight_permute_row(h, r, *perm, *pq + (size_t)r * rb);
+    *sorted = *h;
+    sorted->q = *pq;
+    sorted->g_idx = NULL;
+    return 1;
+}
+
+/* x gathered by a sorted act order needs room for this many rows (the GEMVs'
+ * and the tensor-core GEMV's; the INT4 GEMM and the dequantizing path take
+ * the order themselves) */
+#define XPERM_ROWS CI_CU_QGEMV_TC_MAX_N
+
+/* A scratch buffer grown to need bytes at load (nothing holds it yet) */
+static ci_status grow_at_load(ci_cuda *c, void **buf, size_t *bytes, size_t need) {
+    if (need <= *bytes) return ci_ok();
+    if (*buf) {
+        cudaStreamSynchronize(c->stream);
+        cudaFree(*buf);
+        *buf = NULL;
+        *bytes = 0;
+    }
+    CI_CU_TRY(cudaMalloc(buf, need));
+    *bytes = need;
+    return ci_ok();
+}
+
+static ci_status qweight_create(ci_backend *be, ci_cuda *c, const ci_qweight *h,
+                                const int32_t *perm, ci_tensor *out) {
     if (h->rows <= 0 || h->cols <= 0 || h->ngroups <= 0 || h->group_size <= 0 ||
         (h->format != CI_QW_INT4 && h->format != CI_QW_FP8 && h->format != CI_QW_INT8) ||
         (h->format == CI_QW_INT4 && !h->zeros) || h->nparts < 1 || h->nparts > CI_QW_MAX_PARTS)
@@ -103,6 +165,7 @@ ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor 
     size_t sb = (size_t)(h->rows * h->ngroups) * sizeof(float);
     size_t zb = h->zeros ? (size_t)(h->rows * h->ngroups) : 0;
     size_t gb = h->g_idx ? (size_t)(h->nparts * h->cols) * sizeof(int32_t) : 0;
+    size_t pb = perm ? (size_t)h->cols * sizeof(int32_t) : 0;
     /* W8A8 FP8 on the FP8 tensor cores; INT8 W8A8 runs as W8A16 here (the
      * dequantizing GEMV, dequantize + GEMM for prefill: docs/quantization.md) */
     int fp8 = h->format == CI_QW_FP8 && h->act_group && c->fp8_mma > 0
@@ -121,7 +184,7 @@ ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor 
     const int64_t kb4 = (h->cols / 128 + 3) / 4 * 4, rb = (h->rows + 127) / 128;
     size_t bb = fp8 == 2 ? (size_t)(rb * kb4) * sizeof(float) : 0;
     size_t off_s = align256(qb), off_z = off_s + align256(sb), off_g = off_z + align256(zb),
-           off_b = off_g + align256(gb);
+           off_p = off_g + align256(gb), off_b = off_p + align256(pb);
     /* the prefill scratch: the largest dequantized weight in the act dtype
      * (W8A8 weights: their quantized activations instead) */
     size_t need = fp8 ? 0 : (size_t)(h->rows * h->cols) * ci_dtype_size(be->act_dtype);
@@ -132,16 +195,9 @@ ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor 
     if (fp8)
         CI_TRY(qact_grow(c, &c->qact, &c->qact_bytes,
                          qact_need(h, QACT_RESERVE_ROWS, ci_dtype_size(be->act_dtype), fp8 == 2)));
-    if (need > c->qscratch_bytes) {
-        if (c->qscratch) {
-            cudaStreamSynchronize(c->stream);
-            cudaFree(c->qscratch);
-            c->qscratch = NULL;
-            c->qscratch_bytes = 0;
-        }
-        CI_CU_TRY(cudaMalloc(&c->qscratch, need));
-        c->qscratch_bytes = need;
-    }
+    CI_TRY(grow_at_load(c, &c->qscratch, &c->qscratch_bytes, need));
+    CI_TRY(grow_at_load(c, &c->xperm, &c->xperm_bytes,
+                        perm ? (size_t)(XPERM_ROWS * h->cols) * sizeof(float) : 0));
     cu_qw *q = calloc(1, sizeof *q);
     if (!q) return ci_errorf(CI_ERR_NOMEM, "cuda: out of host memory");
     char *blk = NULL;
@@ -157,6 +213,7 @@ ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor 
     q->w.scales = (float *)(blk + off_s);
     q->w.zeros = zb ? (uint8_t *)(blk + off_z) : NULL;
     q->w.g_idx = gb ? (int32_t *)(blk + off_g) : NULL;
+    q->w.perm = pb ? (int32_t *)(blk + off_p) : NULL;
     q->fp8 = fp8;
     q->bscales = bb ? (float *)(blk + off_b) : NULL;
     out->data = q;
@@ -193,10 +250,10 @@ ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor 
         tile_int4(h, tq);
         q->w.tiled = 1;
     }
-    const void *src[] = {tq ? tq : h->q, h->scales, h->zeros, h->g_idx, bs};
-    void *dst[] = {q->w.q, q->w.scales, q->w.zeros, q->w.g_idx, q->bscales};
-    size_t len[] = {qb, sb, zb, gb, bb};
-    for (int i = 0; i < 5; i++) {
+    const void *src[] = {tq ? tq : h->q, h->scales, h->zeros, h->g_idx, perm, bs};
+    void *dst[] = {q->w.q, q->w.scales, q->w.zeros, q->w.g_idx, q->w.perm, q->bscales};
+    size_t len[] = {qb, sb, zb, gb, pb, bb};
+    for (int i = 0; i < 6; i++) {
         if (!len[i]) continue;
         e = cudaMemcpy(dst[i], src[i], len[i], cudaMemcpyHostToDevice);
         if (e != cudaSuccess) {
@@ -210,6 +267,19 @@ ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor 
     free(bs);
     free(tq);
     return ci_ok();
+}
+
+ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h0, ci_tensor *out) {
+    ci_cuda *c = ci_cuda_of(be);
+    memset(out, 0, sizeof *out);
+    ci_qweight sorted;
+    uint8_t *pq;
+    int32_t *perm;
+    const ci_qweight *h = act_sort(h0, &sorted, &pq, &perm) ? &sorted : h0;
+    ci_status st = qweight_create(be, c, h, perm, out);
+    free(pq);
+    free(perm);
+    return st;
 }
 
 void ci_cuda_qweight_free(ci_backend *be, ci_tensor *w) {
@@ -305,6 +375,24 @@ ci_status ci_cuda_qmatmul_fused(ci_backend *be, const ci_matmul_fused *a) {
     return qmatmul_w8a8(be, &src, a->w, b, a->y);
 }
 
+/* x for the GEMVs in w's stored column order: a weight stored in a sorted
+ * act order (w->perm) reads x gathered by it into the xperm scratch (sized
+ * at load; the INT4 GEMM's own permute and the dequantizing path take the
+ * order themselves) */
+static ci_status x_in_order(ci_cuda *c, const ci_qweight *w, const ci_tensor *x, const void **xd) {
+    *xd = x->data;
+    if (!w->perm) return ci_ok();
+    const size_t need = (size_t)(x->rows * x->cols) * ci_dtype_size(x->dtype);
+    if (need > c->xperm_bytes)
+        return ci_errorf(CI_ERR_INVALID, "cuda qmatmul: act-order scratch of %zu bytes, need %zu",
+                         c->xperm_bytes, need);
+    CI_CU_LAUNCH("gather_cols",
+                 ci_cu_gather_cols((ci_cu_stream)c->stream, ci_cu_bf16(x->dtype), x->data,
+                                   (int)x->rows, (int)x->cols, w->perm, c->xperm));
+    *xd = c->xperm;
+    return ci_ok();
+}
+
 ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
                           const ci_tensor *bias, ci_tensor *y, int acc) {
     ci_cuda *c = ci_cuda_of(be);
@@ -322,9 +410,11 @@ ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w
     CI_TRY(bias_of(bias, w, &b));
     if (x->rows == 0) return ci_ok();
     if (x->rows <= CI_CU_QGEMV_MAX_N) {
+        const void *xd;
+        CI_TRY(x_in_order(c, q, x, &xd));
         CI_CU_LAUNCH("qgemv",
                      ci_cu_qgemv((ci_cu_stream)c->stream, ci_cu_bf16(x->dtype), y->dtype == CI_F32,
-                                 q, x->data, (int)x->rows, b, y->data, c->num_sms, acc));
+                                 q, xd, (int)x->rows, b, y->data, c->num_sms, acc));
         return ci_ok();
     }
     const cu_qw *cq = w->data;
@@ -343,8 +433,10 @@ ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w
     }
     if (x->dtype == CI_BF16 && x->rows <= INT32_MAX &&
         ci_cu_qgemv_tc_rows_ok(q, (int)x->rows, x->data)) {
+        const void *xd;
+        CI_TRY(x_in_order(c, q, x, &xd));
         CI_CU_LAUNCH("qgemv_tc_rows",
-                     ci_cu_qgemv_tc_rows((ci_cu_stream)c->stream, y->dtype == CI_F32, q, x->data,
+                     ci_cu_qgemv_tc_rows((ci_cu_stream)c->stream, y->dtype == CI_F32, q, xd,
                                          (int)x->rows, b, y->data, c->num_sms, acc));
         return ci_ok();
     }
