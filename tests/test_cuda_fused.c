@@ -194,13 +194,18 @@ static void w8a8_cases(void) {
         const qwt_case *qc = k < QWT_NCASES ? &k_qwt_cases[k] : &wide[k - QWT_NCASES];
         if (!qc->act && k != 0) continue; /* one weight-only case: the classic path */
         ci_qweight h = make_case(qc);
-        ci_tensor w;
-        CHECK_OK(gpu->ops->qweight_create(gpu, &h, &w));
-        for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-            for (int pro = 1; pro < 3; pro++)
-                for (int resid = 0; resid < 1 + (pro == 1); resid++)
-                    run_case(qc->what, &w, rows[i], (ci_mm_prologue)pro, resid, 0, resid, 1);
-        gpu->ops->qweight_free(gpu, &w);
+        /* per token: also with a static activation scale (AutoFP8), saturating */
+        for (int st = 0; st < 1 + (qc->act < 0); st++) {
+            h.act_scale = st ? 0.5f / 448.0f : 0.0f;
+            ci_tensor w;
+            CHECK_OK(gpu->ops->qweight_create(gpu, &h, &w));
+            for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+                for (int pro = 1; pro < 3; pro++)
+                    for (int resid = 0; resid < 1 + (pro == 1); resid++)
+                        run_case(st ? "fp8 w8a8, a static activation scale" : qc->what, &w, rows[i],
+                                 (ci_mm_prologue)pro, resid, 0, resid, 1);
+            gpu->ops->qweight_free(gpu, &w);
+        }
         free_qw(&h);
     }
 }

@@ -258,6 +258,13 @@ int main(void) {
             setenv("CINFER_QW_TILE", "0", 1);
             for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
                 check_case(&h, ns[j], (int)(j & 1), k_qwt_cases[k].what);
+            if (k_qwt_cases[k].act <
+                0) { /* per token: a static scale (AutoFP8), x / s saturating */
+                h.act_scale = 0.5f / 448.0f;
+                for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
+                    check_case(&h, ns[j], (int)(j & 1), "fp8 w8a8, a static activation scale");
+                h.act_scale = 0.0f;
+            }
             /* every GEMV kernel (one whose preconditions the case misses
              * falls back to the next, still checked) at the decode sizes */
             const char *gk[6] = {"tc", "tc4", "tc2", "split", "vec", "scalar"};

@@ -422,9 +422,11 @@ int main(void) {
     test_format("ct-fp8-channel", "--format ct-fp8-channel");
     test_format("ct-fp8-block", "--format ct-fp8-block");
     test_format("fp8-block-ignore", "--format fp8-block --ignore model.layers.0.mlp.down_proj");
-    /* AutoFP8 / vLLM per-tensor "fp8": dynamic (W8A8 per token), static (W8A16) */
+    /* AutoFP8 / vLLM per-tensor "fp8": dynamic (W8A8 per token), static (W8A8 with the
+     * calibrated per-tensor input scales); compressed-tensors static tensor activations */
     test_format("fp8-tensor", "--format fp8-tensor");
     test_format("fp8-tensor-static", "--format fp8-tensor --static");
+    test_format("ct-fp8-tensor-static", "--format ct-fp8-tensor --static");
     test_format("ct-int8-channel", "--format ct-int8-channel");
     test_format("ct-int8-tensor", "--format ct-int8-tensor");
     test_format("ct-w4a16-g128", "--format ct-w4a16 --group 128");

@@ -35,6 +35,16 @@ static void test_fp8_codec(void) {
     CHECK(ci_f32_to_fp8_e4m3(1.0f / 1024) == 0); /* half the smallest subnormal: even (0) */
     CHECK(ci_f32_to_fp8_e4m3(3.0f / 1024) == 2); /* 1.5 subnormal steps -> 2 */
     CHECK(ci_f32_to_fp8_e4m3(464.0f) == 0x7e);   /* between 448 and 480: clamps */
+    { /* W8A8 activations with a static scale: x / s in E4M3, saturated, times s */
+        ci_qweight w = {.format = CI_QW_FP8, .cols = 4, .act_group = 4, .act_scale = 0.5f};
+        float x[4] = {1.0f, 1000.0f, -3.3f, 0.0f};
+        ci_qweight_quant_act(&w, x);
+        CHECK(x[0] == 1.0f && x[1] == 224.0f && x[2] == -3.25f && x[3] == 0.0f);
+        w.act_scale = 0.0f; /* dynamic: amax 1000 / 448 */
+        float y[4] = {1.0f, 1000.0f, -3.3f, 0.0f};
+        ci_qweight_quant_act(&w, y);
+        CHECK(fabsf(y[1] - 1000.0f) < 1e-3f);
+    }
     /* nearest: every float between two neighbours goes to the nearer */
     for (int i = 0; i < 2000; i++) {
         float x = frand() * 300.0f;
@@ -174,6 +184,11 @@ static void test_qmatmul(void) {
         ci_qweight h = make_case(&k_qwt_cases[k]);
         for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
             check_qmatmul(be, &h, ns[j], (int)(j & 1), k_qwt_cases[k].what);
+        if (k_qwt_cases[k].act < 0) { /* per token: a static scale (AutoFP8) */
+            h.act_scale = 0.5f / 448.0f;
+            for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
+                check_qmatmul(be, &h, ns[j], (int)(j & 1), "fp8 w8a8, a static activation scale");
+        }
         free_qw(&h);
     }
     /* INT8 (not in the shared cases: test_cuda_quant has its own, W8A16
@@ -241,14 +256,27 @@ static void test_config(void) {
                       "\"weight_block_size\": [128, 128]}",
                       &c));
     CHECK(c.quant.method == CI_QUANT_FP8_BLOCK && c.quant.block_n == 128 && c.quant.block_k == 128);
-    /* AutoFP8 / vLLM per-tensor "fp8": dynamic -> per-token W8A8; static -> W8A16 */
+    /* AutoFP8 / vLLM per-tensor "fp8": dynamic -> per-token W8A8; static -> W8A8 with
+     * the checkpoint's per-tensor input scales */
     CHECK_OK(parse_qc("{\"quant_method\": \"fp8\", \"activation_scheme\": \"dynamic\"}", &c));
     CHECK(c.quant.method == CI_QUANT_FP8_TENSOR && c.quant.ct_strategy == CI_CT_TENSOR &&
           c.quant.act_group == -1);
     CHECK_OK(parse_qc("{\"quant_method\": \"fp8\", \"activation_scheme\": \"static\", "
                       "\"ignored_layers\": [\"lm_head\"]}",
                       &c));
-    CHECK(c.quant.method == CI_QUANT_FP8_TENSOR && c.quant.act_group == 0);
+    CHECK(c.quant.method == CI_QUANT_FP8_TENSOR && c.quant.act_group == -1 && c.quant.act_static);
+    /* compressed-tensors static activations: FP8 per tensor only */
+    CHECK_OK(parse_qc("{\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\", "
+                      "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, \"type\": "
+                      "\"float\", \"strategy\": \"tensor\"}, \"input_activations\": {\"num_bits\": "
+                      "8, \"type\": \"float\", \"strategy\": \"tensor\", \"dynamic\": false}}}}",
+                      &c));
+    CHECK(c.quant.method == CI_QUANT_CT_FP8 && c.quant.act_group == -1 && c.quant.act_static);
+    expect_refused("{\"quant_method\": \"compressed-tensors\", \"format\": \"int-quantized\", "
+                   "\"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, \"type\": "
+                   "\"int\", \"strategy\": \"channel\"}, \"input_activations\": {\"num_bits\": "
+                   "8, \"type\": \"int\", \"strategy\": \"tensor\", \"dynamic\": false}}}}",
+                   "input_activations");
     CHECK_OK(parse_qc(
         "{\"quant_method\": \"compressed-tensors\", \"format\": \"float-quantized\", "
         "\"config_groups\": {\"group_0\": {\"targets\": [\"Linear\"], \"weights\": {\"num_bits\": "

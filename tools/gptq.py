@@ -151,26 +151,48 @@ class Model:
         return np.einsum("hqk,khd->qhd", s, v).reshape(T, self.H * self.hd)
 
 
+def walk_linears(cfg, t, calib, visit):
+    """Runs calib (list of id lists) through the model layer by layer and calls
+    visit(name, xs) for each of a layer's 7 linears with its inputs (one
+    [T][in] array per sequence; q/k/v and gate/up get the same list) before
+    the forward goes on with t's weights, which visit may replace."""
+    m = Model(cfg, t)
+    hs = [t["model.embed_tokens.weight"][np.asarray(ids)] for ids in calib]
+    for layer in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{layer}."
+        xa = [m.norm(h, t[p + "input_layernorm.weight"]) for h in hs]
+        for n in ("q_proj", "k_proj", "v_proj"):
+            visit(p + "self_attn." + n, xa)
+        ao = [m.attention_out(p + "self_attn.", x) for x in xa]
+        visit(p + "self_attn.o_proj", ao)
+        hs = [h + m.lin(p + "self_attn.o_proj", a) for h, a in zip(hs, ao)]
+        xm = [m.norm(h, t[p + "post_attention_layernorm.weight"]) for h in hs]
+        for n in ("gate_proj", "up_proj"):
+            visit(p + "mlp." + n, xm)
+        act = [(lambda g: g / (1 + np.exp(-g)))(m.lin(p + "mlp.gate_proj", x)) *
+               m.lin(p + "mlp.up_proj", x) for x in xm]
+        visit(p + "mlp.down_proj", act)
+        hs = [h + m.lin(p + "mlp.down_proj", a) for h, a in zip(hs, act)]
+
+
 def quantize_model(cfg, t, calib, group, sym, act_order, min_zero=0, log=None, skip=()):
     """Quantizes every layer's 7 linears of t (name -> f32 array, modified in
     place to the dequantized weights) with GPTQ on calib (list of id lists).
     Modules named in skip stay dense. Returns {module prefix: (q, scales,
     zeros, g_idx)}."""
-    m = Model(cfg, t)
-    hs = [t["model.embed_tokens.weight"][np.asarray(ids)] for ids in calib]
     result = {}
+    last = [None, None, None]  # the inputs list, its Hessian, rows for the error log
 
-    def hess(xs):
-        x = np.concatenate(xs, axis=0).astype(np.float64)
-        return 2.0 * x.T @ x / x.shape[0]
-
-    def do(name, h, x_for_err):
+    def visit(name, xs):
+        if last[0] is not xs:  # q/k/v and gate/up share one input: one Hessian
+            x = np.concatenate(xs, axis=0).astype(np.float64)
+            last[:] = [xs, 2.0 * x.T @ x / x.shape[0], np.concatenate(xs)[:512]]
         if name in skip:  # kept dense (--ignore)
             return
+        h, x = last[1], last[2]
         w = t[name + ".weight"]
         q, s, z, g, deq = gptq_weight(w, h, group, sym, act_order, min_zero=min_zero)
         if log:
-            x = x_for_err
             e_g = np.mean((x @ (w - deq).T) ** 2)
             _, _, _, _, rtn = gptq_weight(w, np.eye(w.shape[1]), group, sym, False,
                                           min_zero=min_zero)
@@ -179,26 +201,17 @@ def quantize_model(cfg, t, calib, group, sym, act_order, min_zero=0, log=None, s
         t[name + ".weight"] = deq
         result[name] = (q, s, z, g)
 
-    for layer in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{layer}."
-        xa = [m.norm(h, t[p + "input_layernorm.weight"]) for h in hs]
-        ha = hess(xa)
-        xcat = np.concatenate(xa)[:512]
-        for n in ("q_proj", "k_proj", "v_proj"):
-            do(p + "self_attn." + n, ha, xcat)
-        ao = [m.attention_out(p + "self_attn.", x) for x in xa]
-        do(p + "self_attn.o_proj", hess(ao), np.concatenate(ao)[:512])
-        hs = [h + m.lin(p + "self_attn.o_proj", a) for h, a in zip(hs, ao)]
-        xm = [m.norm(h, t[p + "post_attention_layernorm.weight"]) for h in hs]
-        hm = hess(xm)
-        xcat = np.concatenate(xm)[:512]
-        for n in ("gate_proj", "up_proj"):
-            do(p + "mlp." + n, hm, xcat)
-        act = [(lambda g: g / (1 + np.exp(-g)))(m.lin(p + "mlp.gate_proj", x)) *
-               m.lin(p + "mlp.up_proj", x) for x in xm]
-        do(p + "mlp.down_proj", hess(act), np.concatenate(act)[:512])
-        hs = [h + m.lin(p + "mlp.down_proj", a) for h, a in zip(hs, act)]
+    walk_linears(cfg, t, calib, visit)
     return result
+
+
+def input_amax(cfg, t, calib):
+    """{module prefix: the largest |input| over calib} for every linear: static
+    activation scales (AutoFP8's calibration: amax / 448 per tensor)."""
+    amax = {}
+    walk_linears(cfg, t, calib,
+                 lambda name, xs: amax.__setitem__(name, max(float(np.abs(x).max()) for x in xs)))
+    return amax
 
 
 # ---- calibration data ----------------------------------------------------------

@@ -23,8 +23,9 @@ Formats (--format):
   fp8-tensor      AutoFP8 / vLLM's serialized fp8 (`quant_method: fp8`, no
                   weight_block_size): E4M3 weight, F32 weight_scale [] per tensor,
                   activation_scheme dynamic; --static: activation_scheme static with an
-                  F32 input_scale [] per linear (1.0, a placeholder: no calibration here,
-                  and cinfer runs static-scheme checkpoints W8A16)
+                  F32 input_scale [] per linear, AutoFP8's calibration: the largest |input|
+                  / 448 over calibration ids run through a numpy forward of the bf16
+                  model (tools/gptq.py; --gptq-calib's ids, else 4 x 64 random ids)
   fp8-block       transformers FineGrainedFP8 (`quant_method: fp8`): E4M3
                   weight, F32 weight_scale_inv [ceil(out/128)][ceil(in/128)]
   ct-w4a16        compressed-tensors `pack-quantized` (llm-compressor W4A16): INT4,
@@ -286,9 +287,11 @@ def qconfig(a, ignore):
     if a.format.startswith("ct-fp8"):
         strategy = a.format[len("ct-fp8-"):]
         block = [128, 128] if strategy == "block" else None
+        acts = (ct_scheme(8, "float", "tensor", False) if a.static else
+                ct_scheme(8, "float", "group" if block else "token", True,
+                          group_size=128 if block else None))
         return ct_config("float-quantized", ct_scheme(8, "float", strategy, False, block=block),
-                         ct_scheme(8, "float", "group" if block else "token", True,
-                                   group_size=128 if block else None), ignore)
+                         acts, ignore)
     if a.format.startswith("ct-int8"):
         return ct_config("int-quantized", ct_scheme(8, "int", a.format[len("ct-int8-"):], False),
                          ct_scheme(8, "int", "token", True), ignore)
@@ -332,8 +335,9 @@ def quantize_linear(a, prefix, w, qt):
         q, s, deq = fp8_tensor(w)
         qt[prefix + ".weight"] = ("F8_E4M3", q)
         qt[prefix + ".weight_scale"] = ("F32", s if f == "ct-fp8-tensor" else s.reshape(()))
-        if a.static:
-            qt[prefix + ".input_scale"] = ("F32", np.array(1.0, np.float32))  # a placeholder
+        if a.static:  # [1] (compressed-tensors) or [] (AutoFP8), as the weight scale
+            sc = np.array(a.amax[prefix] / 448.0, np.float32)
+            qt[prefix + ".input_scale"] = ("F32", sc.reshape(1) if f == "ct-fp8-tensor" else sc)
     elif f == "ct-fp8-channel":
         q, s, deq = fp8_channel(w)
         qt[prefix + ".weight"] = ("F8_E4M3", q)
@@ -398,7 +402,8 @@ def main():
                             "ct-int8-channel", "ct-int8-tensor", "ct-w4a16", "gptq", "awq"])
     p.add_argument("--group", type=int, default=128)
     p.add_argument("--static", action="store_true",
-                   help="fp8-tensor: activation_scheme static with input_scale tensors")
+                   help="fp8-tensor / ct-fp8-tensor: static per-tensor activation scales "
+                   "(input_scale tensors, calibrated)")
     p.add_argument("--bits", type=int, default=4, choices=[4, 8],
                    help="gptq: 4 (default) or 8 (symmetric)")
     p.add_argument("--asym", action="store_true")
@@ -415,8 +420,8 @@ def main():
                    help="quantize linears in this many processes (round-to-nearest: each "
                    "linear is independent; for 8B-class checkpoints)")
     a = p.parse_args()
-    if a.static and a.format != "fp8-tensor":
-        sys.exit("--static: only --format fp8-tensor")
+    if a.static and a.format not in ("fp8-tensor", "ct-fp8-tensor"):
+        sys.exit("--static: only --format fp8-tensor or ct-fp8-tensor")
     if a.bits == 8 and (a.format != "gptq" or a.asym or a.gptq_calib):
         sys.exit("--bits 8: only --format gptq, symmetric, round-to-nearest")
     if a.jobs > 1 and a.gptq_calib:
@@ -425,18 +430,25 @@ def main():
     src = {}
     for f in files:
         src.update(st_read(os.path.join(a.src, f)))
-    a.gptq = {}
-    if a.gptq_calib:
-        if a.format not in ("gptq", "ct-w4a16"):
-            sys.exit("--gptq-calib: only with --format gptq or ct-w4a16")
+    a.gptq, a.amax = {}, {}
+    if a.gptq_calib or a.static:
+        if a.gptq_calib and a.format not in ("gptq", "ct-w4a16") and not a.static:
+            sys.exit("--gptq-calib: only with --format gptq or ct-w4a16, or --static")
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import gptq
         with open(os.path.join(a.src, "config.json")) as f:
             cfg = json.load(f)
         t = {n: to_f32(dt, arr) for n, (dt, arr) in src.items()}
         t.setdefault("lm_head.weight", t["model.embed_tokens.weight"])
-        calib = (gptq.calib_ids(a.src, a.cinfer) if a.gptq_calib == "auto"
-                 else json.load(open(a.gptq_calib)))
+        if a.gptq_calib:
+            calib = (gptq.calib_ids(a.src, a.cinfer) if a.gptq_calib == "auto"
+                     else json.load(open(a.gptq_calib)))
+        else:
+            rng = np.random.default_rng(a.seed)
+            calib = [rng.integers(0, cfg["vocab_size"], 64).tolist() for _ in range(4)]
+    if a.static:
+        a.amax = gptq.input_amax(cfg, t, calib)
+    elif a.gptq_calib:
         sym = not a.asym
         min_zero = 0 if (a.v2 or a.format == "ct-w4a16") else 1
         a.gptq = gptq.quantize_model(cfg, t, calib, a.group, sym, a.desc_act, min_zero,

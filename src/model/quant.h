@@ -42,6 +42,8 @@ typedef struct ci_quant_config {
     bool gptq_v2;         /* GPTQ: checkpoint_format gptq_v2 (zeros stored as is; v1: zero-1) */
     int act_group;        /* W8A8, dynamic E4M3 / INT8 activations: -1 per token, > 0 per
                              token and group of columns; 0: none (W8A16). ci_qweight.act_group */
+    bool act_static;      /* W8A8 FP8 with static per-tensor activation scales (P.input_scale,
+                             act_group -1): ci_qweight.act_scale */
 } ci_quant_config;
 
 /* Parses quantization_config (a jansson object; NULL/absent: CI_QUANT_NONE). */
@@ -57,6 +59,7 @@ typedef struct ci_qlinear_src {
     const ci_st_tensor *scale;  /* FP8 / INT8: weight_scale / weight_scale_inv */
     const ci_st_tensor *qweight, *qzeros, *scales, *g_idx; /* GPTQ / AWQ / CT_INT4 (weight_packed,
                                                               -, weight_scale, weight_g_idx) */
+    const ci_st_tensor *input_scale; /* act_static: the static activation scale, one value */
     int64_t out, in;
     bool dense; /* a dense weight (a module the checkpoint left unquantized) */
 } ci_qlinear_src;

@@ -165,12 +165,17 @@ static ci_status parse_ct_group(const char *gname, const json_t *g, int int4, in
         CI_TRY(get_int(a, where, "num_bits", -1, &bits));
         const char *type = str_or(a, "type", "");
         CI_TRY(get_bool(a, where, "dynamic", false, &dyn));
-        if (int4 || bits != 8 || strcmp(type, int8 ? "int" : "float") != 0 || !dyn)
+        const char *st = str_or(a, "strategy", "token");
+        /* static: one FP8 scale per tensor (P.input_scale) */
+        const bool stat = !dyn && !int8 && !strcmp(st, "tensor");
+        if (int4 || bits != 8 || strcmp(type, int8 ? "int" : "float") != 0 || (!dyn && !stat))
             return ci_errorf(CI_ERR_UNSUPPORTED,
                              QC "%s: only dynamic 8-bit activations of the weights' kind (float "
-                                "with FP8, int with INT8) are supported (got num_bits %lld type "
-                                "'%.20s' dynamic %s)",
-                             where, bits, type, dyn ? "true" : "false");
+                                "with FP8, int with INT8), or static per-tensor FP8 ones, are "
+                                "supported (got num_bits %lld type '%.20s' dynamic %s strategy "
+                                "'%.20s')",
+                             where, bits, type, dyn ? "true" : "false", st);
+        q->act_static = stat;
         bool asym_ok = true; /* `symmetric`, true unless the config says otherwise */
         CI_TRY(get_bool(a, where, "symmetric", true, &asym_ok));
         if (!asym_ok)
@@ -180,7 +185,6 @@ static ci_status parse_ct_group(const char *gname, const json_t *g, int int4, in
                              where);
         /* token (and tensor: per token is the finer grain of the same
          * dynamic scheme) or group; vLLM quantizes these per token too */
-        const char *st = str_or(a, "strategy", "token");
         if (!strcmp(st, "group") && !int8) {
             long long gs;
             CI_TRY(get_int(a, where, "group_size", -1, &gs));
@@ -227,7 +231,7 @@ static ci_status parse_ct(const json_t *qc, ci_quant_config *q) {
         if (!first && (one.method != q->method || one.ct_strategy != q->ct_strategy ||
                        one.block_n != q->block_n || one.block_k != q->block_k ||
                        one.group_size != q->group_size || one.desc_act != q->desc_act ||
-                       one.act_group != q->act_group))
+                       one.act_group != q->act_group || one.act_static != q->act_static))
             return ci_errorf(CI_ERR_UNSUPPORTED,
                              QC ".config_groups: groups with different weight or activation "
                                 "schemes are not supported");
@@ -257,9 +261,7 @@ static ci_status parse_fp8(const json_t *qc, ci_quant_config *q) {
     const json_t *bs = json_object_get(qc, "weight_block_size");
     const int block = bs && !json_is_null(bs);
     /* block-wise: dynamic only (transformers' FP8Linear); per tensor
-     * (AutoFP8): static input_scale tensors too, which are not applied: those
-     * checkpoints run W8A16, as vLLM runs FP8 checkpoints weight-only on
-     * GPUs without FP8 (its Marlin fallback) */
+     * (AutoFP8): static too, one input_scale per linear */
     if (strcmp(act, "dynamic") != 0 && (block || strcmp(act, "static") != 0))
         return ci_errorf(CI_ERR_UNSUPPORTED,
                          QC ": field 'activation_scheme' is '%.20s'; only 'dynamic'%s is supported",
@@ -271,7 +273,8 @@ static ci_status parse_fp8(const json_t *qc, ci_quant_config *q) {
     if (!block) { /* P.weight E4M3 and one P.weight_scale per tensor */
         q->method = CI_QUANT_FP8_TENSOR;
         q->ct_strategy = CI_CT_TENSOR;
-        q->act_group = strcmp(act, "dynamic") ? 0 : -1; /* per token */
+        q->act_group = -1; /* per token, or static per tensor */
+        q->act_static = strcmp(act, "static") == 0;
         return ci_ok();
     }
     CI_TRY(parse_block(bs, "", "weight_block_size", q));

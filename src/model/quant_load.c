@@ -9,7 +9,7 @@
  *  FineGrainedFP8: P.weight F8_E4M3; P.weight_scale_inv [ceil(out/bn)][ceil(in/bk)]
  *      (multiplied, despite the name: w = q * weight_scale_inv)
  *  fp8 per tensor (AutoFP8): P.weight F8_E4M3; P.weight_scale F32 [] or [1]; a static
- *      scheme's P.input_scale is not read (W8A16)
+ *      scheme's P.input_scale F32 [] or [1] (compressed-tensors static tensor activations too)
  *  GPTQ: P.qweight I32 [in/8][out] (input i at bits 4*(i%8) of row i/8); P.qzeros I32
  *      [G][out/8] (output o at bits 4*(o%8)); P.scales F16 [G][out]; P.g_idx I32 [in]
  *      (group of each input column; act order permutes it). v1 stores zero-1.
@@ -66,10 +66,29 @@ static int64_t num_groups(const ci_quant_config *q, int64_t in) {
 }
 
 /* FP8 or INT8 weights (one byte per weight) and their scales */
+/* P.suffix holding one F32/F16/BF16 value: shape [], [1] or [1][1] */
+static ci_status need_scalar(const ci_checkpoint *ck, const char *prefix, const char *suffix,
+                             const ci_st_tensor **out) {
+    char name[256];
+    snprintf(name, sizeof name, "%s.%s", prefix, suffix);
+    const ci_st_tensor *t = ci_checkpoint_find(ck, name);
+    if (t && (t->ndim == 0 || (t->ndim == 1 && t->shape[0] == 1) ||
+              (t->ndim == 2 && t->shape[0] == 1 && t->shape[1] == 1))) {
+        if (!(DT_DENSE & (1u << t->dtype)))
+            return ci_errorf(CI_ERR_FORMAT, "%s: tensor '%s' has dtype %s, unexpected here",
+                             ci_checkpoint_file_name(ck, t->file_index), name,
+                             ci_dtype_name(t->dtype));
+        *out = t;
+        return ci_ok();
+    }
+    return need(ck, prefix, suffix, DT_DENSE, 1, -1, out); /* the message */
+}
+
 static ci_status find_fp8(const ci_checkpoint *ck, const ci_quant_config *q, const char *prefix,
                           ci_qlinear_src *s) {
     const unsigned wdt = 1u << (q->method == CI_QUANT_CT_INT8 ? CI_I8 : CI_F8_E4M3);
     CI_TRY(need(ck, prefix, "weight", wdt, s->out, s->in, &s->weight));
+    if (q->act_static) CI_TRY(need_scalar(ck, prefix, "input_scale", &s->input_scale));
     const unsigned sdt = DT_DENSE;
     int block = q->method == CI_QUANT_FP8_BLOCK || q->ct_strategy == CI_CT_BLOCK;
     const char *sname = q->method == CI_QUANT_FP8_BLOCK ? "weight_scale_inv" : "weight_scale";
@@ -83,19 +102,7 @@ static ci_status find_fp8(const ci_checkpoint *ck, const ci_quant_config *q, con
         if (t && t->ndim == 1) return need(ck, prefix, sname, sdt, s->out, -1, &s->scale);
         return need(ck, prefix, sname, sdt, s->out, 1, &s->scale);
     }
-    char name[256];
-    snprintf(name, sizeof name, "%s.%s", prefix, sname);
-    const ci_st_tensor *t = ci_checkpoint_find(ck, name);
-    if (t && (t->ndim == 0 || (t->ndim == 1 && t->shape[0] == 1) ||
-              (t->ndim == 2 && t->shape[0] == 1 && t->shape[1] == 1))) {
-        if (!(sdt & (1u << t->dtype)))
-            return ci_errorf(CI_ERR_FORMAT, "%s: tensor '%s' has dtype %s, unexpected here",
-                             ci_checkpoint_file_name(ck, t->file_index), name,
-                             ci_dtype_name(t->dtype));
-        s->scale = t;
-        return ci_ok();
-    }
-    return need(ck, prefix, sname, sdt, 1, -1, &s->scale); /* the message */
+    return need_scalar(ck, prefix, sname, &s->scale);
 }
 
 /* 32-bit packing needs whole words along both dims (8 codes of 4 bits, or
@@ -464,6 +471,18 @@ ci_status ci_qlinear_upload_shard(ci_backend *be, const ci_quant_config *q,
     if (!int4 && q->act_group) {
         int64_t g = q->act_group < 0 ? w.cols : q->act_group;
         if (ci_qweight_act_ok(&w, g, block ? q->block_n : 0)) w.act_group = g;
+    }
+    /* static activation scales: the parts' largest (vLLM's rule for fused
+     * q|k|v and gate|up), each a positive finite value */
+    for (int p = 0; p < n && !s.code && w.act_group && q->act_static; p++) {
+        const float v = ci_st_elem_f32(parts[p]->input_scale, 0);
+        if (!(v > 0.0f) || !isfinite(v))
+            s = ci_errorf(CI_ERR_FORMAT,
+                          "tensor '%s' = %g: a static activation scale must be "
+                          "positive and finite",
+                          parts[p]->input_scale->name, (double)v);
+        else if (v > w.act_scale)
+            w.act_scale = v;
     }
     if (!s.code) s = be->ops->qweight_create(be, &w, out);
 done:

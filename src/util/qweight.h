@@ -47,6 +47,9 @@ typedef struct ci_qweight {
     int32_t *g_idx; /* NULL: column c is in group c / group_size; else [nparts][cols] (act order) */
     int64_t act_group; /* W8A8: activation columns per dynamic scale (cols: one per token;
                           128: per token and 128-column group, FP8 only); 0: W8A16 */
+    float act_scale;   /* W8A8 FP8 per token: a static scale instead of the dynamic one (the
+                          checkpoint's input_scale; fused parts: their largest, as vLLM); 0:
+                          dynamic */
     int tiled;         /* a backend's device layout of q: 0 (always on the host) row-major as above;
                           1: the CUDA INT4 tensor-core tiles (src/backend/cuda/cuda_qweight.c) */
     int32_t *perm;     /* a backend's stored layout (always NULL on the host): act order sorted
@@ -102,8 +105,8 @@ static inline float ci_int8_round(float v) {
 
 /* The activation quantization of a W8A8 weight, in place on a row of cols
  * floats: per group of act_group columns s = amax / 448 for FP8, amax / 127
- * for INT8 (1 when amax is 0; vLLM's dynamic per-token scales), then
- * x = e4m3(x / s) * s or int8(x / s) * s: the values an FP8 / INT8 GEMM
+ * for INT8 (1 when amax is 0; vLLM's dynamic per-token scales) or the
+ * static act_scale, then x = e4m3(x / s) * s or int8(x / s) * s: the values an FP8 / INT8 GEMM
  * multiplies (the codes, with the scale s applied to each group's products). */
 /* the dynamic scale of n activations (one group of a row) */
 static inline float ci_qweight_act_scale(const ci_qweight *w, const float *x, int64_t n) {
@@ -117,7 +120,9 @@ static inline void ci_qweight_quant_act(const ci_qweight *w, float *x) {
     const int i8 = w->format == CI_QW_INT8;
     for (int64_t g0 = 0; g0 < w->cols; g0 += w->act_group) {
         int64_t g1 = g0 + w->act_group < w->cols ? g0 + w->act_group : w->cols;
-        const float s = ci_qweight_act_scale(w, x + g0, g1 - g0);
+        /* a static scale: x / s beyond E4M3's range saturates at 448 */
+        const float s =
+            w->act_scale > 0.0f ? w->act_scale : ci_qweight_act_scale(w, x + g0, g1 - g0);
         for (int64_t c = g0; c < g1; c++)
             x[c] = i8 ? ci_int8_round(x[c] / s) * s
                       : ci_fp8_e4m3_to_f32(ci_f32_to_fp8_e4m3(x[c] / s)) * s;

@@ -141,13 +141,13 @@ extern "C" int ci_cu_swiglu_qact_ok(int64_t inter, const void *gu, int group) {
 }
 
 extern "C" int ci_cu_swiglu_qact(ci_cu_stream st, const void *gu, int rows, int64_t inter,
-                                 int group, int n_pad, uint8_t *xq, float *scales) {
+                                 int group, int n_pad, uint8_t *xq, float *scales, float fixed) {
     if (rows <= 0 || n_pad < rows || !ci_cu_swiglu_qact_ok(inter, gu, group) ||
         ((uintptr_t)xq & 7))
         return cudaErrorInvalidValue;
     const int vpt = swiglu_qact_vpt(inter);
     const unsigned th = (unsigned)(((inter / 8 + vpt - 1) / vpt + 31) / 32 * 32);
-    const ci_qact_out q8 = {xq, scales, (int)inter, n_pad, group};
+    const ci_qact_out q8 = {xq, scales, (int)inter, n_pad, group, fixed};
     const uint4 *g = (const uint4 *)gu;
     if (vpt == 2)
         ci_cu_launch(swiglu_qact_kernel<2>, (unsigned)n_pad, th, 0, st, g, rows, q8);

@@ -187,9 +187,10 @@ int ci_cu_qgemm_int4(ci_cu_stream st, int f32_out, const struct ci_qweight *w, c
 int ci_cu_qdequant(ci_cu_stream st, int bf16, const struct ci_qweight *w, void *out);
 /* W8A8 activations: x [n][K] -> E4M3 xq [n_pad][K] and f32 scales, one per
  * row and `group` columns (group == K: [n_pad]; else [K/group][n_pad]);
- * rows n..n_pad-1 zero with scale 1. */
+ * rows n..n_pad-1 zero with scale 1. fixed > 0 (group == K): that static
+ * scale for every row instead of amax / 448. */
 int ci_cu_qact(ci_cu_stream st, int bf16, const void *x, int n, int K, int group, int n_pad,
-               uint8_t *xq, float *scales);
+               uint8_t *xq, float *scales, float fixed);
 /* ... and straight from their BF16 producer, the same bytes as the
  * producer's stored output through ci_cu_qact: rmsnorm (ci_cu_rmsnorm's
  * arithmetic, residual += x first when res is given; cuda_norm.cu) and
@@ -197,10 +198,11 @@ int ci_cu_qact(ci_cu_stream st, int bf16, const void *x, int n, int K, int group
  * kernel takes the width, alignment and group. */
 int ci_cu_rmsnorm_qact_ok(int64_t n, const float *w, int group);
 int ci_cu_rmsnorm_qact(ci_cu_stream st, const void *x, void *res, const float *w, int rows,
-                       int64_t n, float eps, int group, int n_pad, uint8_t *xq, float *scales);
+                       int64_t n, float eps, int group, int n_pad, uint8_t *xq, float *scales,
+                       float fixed);
 int ci_cu_swiglu_qact_ok(int64_t inter, const void *gu, int group);
 int ci_cu_swiglu_qact(ci_cu_stream st, const void *gu, int rows, int64_t inter, int group,
-                      int n_pad, uint8_t *xq, float *scales);
+                      int n_pad, uint8_t *xq, float *scales, float fixed);
 
 #ifdef __cplusplus
 }

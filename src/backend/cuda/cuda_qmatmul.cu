@@ -886,7 +886,7 @@ __device__ __forceinline__ void qact_load8(const __nv_bfloat16 *p, float *v) { q
 template <typename T>
 __global__ void __launch_bounds__(QACT_THREADS)
     qact_kernel(const T *__restrict__ x, int n, int K, int group, int n_pad,
-                uint8_t *__restrict__ xq, float *__restrict__ sc) {
+                uint8_t *__restrict__ xq, float *__restrict__ sc, float fixed) {
     ci_pdl_trigger();
     ci_pdl_wait();
     __shared__ float red[QACT_THREADS / 32];
@@ -926,7 +926,7 @@ __global__ void __launch_bounds__(QACT_THREADS)
     m = 0.0f;
 #pragma unroll
     for (int w = 0; w < QACT_THREADS / 32; w++) m = fmaxf(m, red[w]);
-    const float s = ci_qact_scale(m);
+    const float s = fixed > 0.0f ? fixed : ci_qact_scale(m);
     for (int v = threadIdx.x; v < nv; v += blockDim.x) { /* the row again, from L1/L2 */
         float e[8];
         qact_load8(x + base + v * 8, e);
@@ -936,14 +936,14 @@ __global__ void __launch_bounds__(QACT_THREADS)
 }
 
 extern "C" int ci_cu_qact(ci_cu_stream st, int bf16, const void *x, int n, int K, int group,
-                          int n_pad, uint8_t *xq, float *scales) {
+                          int n_pad, uint8_t *xq, float *scales, float fixed) {
     /* whole 8-element vectors, 16-byte aligned rows; groups of 128 or the row */
     if (n < 1 || n_pad < n || K % 16 || (group != K && group != 128) || K % group ||
         ((uintptr_t)x & 15) || ((uintptr_t)xq & 7))
         return cudaErrorInvalidValue;
     CI_CU_DISPATCH(bf16, {
         ci_cu_launch(qact_kernel<T>, (unsigned)n_pad, QACT_THREADS, 0, st, (const T *)x, n, K,
-                     group, n_pad, xq, scales);
+                     group, n_pad, xq, scales, fixed);
     });
     return cudaGetLastError();
 }

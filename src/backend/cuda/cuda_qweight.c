@@ -327,14 +327,14 @@ static ci_status qmatmul_w8a8(ci_backend *be, const qact_src *src, const ci_tens
     if (src->pro == CI_MM_PRO_RMSNORM)
         CI_CU_LAUNCH("rmsnorm_qact",
                      ci_cu_rmsnorm_qact(st, src->x->data, src->res ? src->res->data : NULL,
-                                        src->norm_w->data, (int)n, K, src->eps, g, (int)np, xq,
-                                        xs));
+                                        src->norm_w->data, (int)n, K, src->eps, g, (int)np, xq, xs,
+                                        q->act_scale));
     else if (src->pro == CI_MM_PRO_SWIGLU)
-        CI_CU_LAUNCH("swiglu_qact",
-                     ci_cu_swiglu_qact(st, src->x->data, (int)n, K, g, (int)np, xq, xs));
+        CI_CU_LAUNCH("swiglu_qact", ci_cu_swiglu_qact(st, src->x->data, (int)n, K, g, (int)np, xq,
+                                                      xs, q->act_scale));
     else
         CI_CU_LAUNCH("qact", ci_cu_qact(st, ci_cu_bf16(src->x->dtype), src->x->data, (int)n, K, g,
-                                        (int)np, xq, xs));
+                                        (int)np, xq, xs, q->act_scale));
     CI_TRY(ci_cuda_gemm_fp8(c, cq->fp8, q->q, cq->fp8 == 2 ? cq->bscales : q->scales, xq, xs,
                             q->rows, np, q->cols, y->dtype, b, d));
     if (d != y->data)

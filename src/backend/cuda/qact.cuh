@@ -2,7 +2,8 @@
  * the standalone kernel (cuda_qmatmul.cu's qact) and the producers that
  * write the FP8 GEMM's input straight from registers (RMSNorm in
  * cuda_norm.cu, SwiGLU in cuda_elementwise.cu): s = amax / 448 (1 when 0)
- * per row or per 128 columns, q = e4m3(x / s) (kv_fp8.cuh's store: the CPU
+ * per row or per 128 columns (or a static scale per row), q = e4m3(x / s)
+ * (kv_fp8.cuh's store, saturating at 448: the CPU
  * twin's bytes). Scales: [n_pad] per row, or [K / 128][n_pad] (cuBLASLt's
  * VEC128 layout). The values quantized are the activation dtype's (BF16
  * rounded), so a producer that quantizes in place gives the bytes the
@@ -18,7 +19,8 @@ struct ci_qact_out {
     uint8_t *xq; /* [n_pad][K] E4M3 */
     float *sc;   /* the scales */
     int K, n_pad;
-    int group; /* K (per row) or 128 */
+    int group;   /* K (per row) or 128 */
+    float fixed; /* > 0: a static scale for every row (per row only), not amax / 448 */
 };
 
 __device__ __forceinline__ uint2 ci_qact_enc8(const float *v, float s) {
@@ -86,7 +88,7 @@ __device__ __forceinline__ void ci_qact_regs(const float (*v)[8], const ci_qact_
     if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = m;
     __syncthreads();
     m = (threadIdx.x & 31) < (blockDim.x >> 5) ? red[threadIdx.x & 31] : 0.0f;
-    const float s = ci_qact_scale(ci_warp_max(m));
+    const float s = q.fixed > 0.0f ? q.fixed : ci_qact_scale(ci_warp_max(m));
 #pragma unroll
     for (int k = 0; k < VPT; k++) {
         const int i = threadIdx.x + k * blockDim.x;
