@@ -16,12 +16,15 @@ down_proj; not lm_head) is quantized per token row (token) or per 128-column
 group of each row (group128) with s = amax|x| / 448 (1 when amax is 0) and
 x_q = e4m3(x / s) * s, e4m3 = round to nearest even E4M3fn, saturating at 448;
 token-int8 is W8A8 INT8's per-token scheme (vLLM's): s = amax|x| / 127 and
-x_q = clip(rint(x / s), -128, 127) * s.
+x_q = clip(rint(x / s), -128, 127) * s. static is W8A8 FP8 with the static
+per-tensor scales of a quantized checkpoint (--scales-from DIR: each linear's
+input_scale, the largest of q/k/v's and of gate/up's for their shared input,
+as vLLM fuses them): x_q = e4m3(x / s) * s.
 Quantized checkpoints are scored by first dequantizing their weights
 (tools/quantize_checkpoint.py --dequant-out DIR) and running this on DIR.
 
-    ref_ppl.py MODEL_DIR TEXT_FILE [--ctx 512] [--act none|token|group128|token-int8]
-               [--ids IDS.json] [--threads N] [--cinfer BIN]
+    ref_ppl.py MODEL_DIR TEXT_FILE [--ctx 512] [--act none|token|group128|token-int8|static]
+               [--scales-from QUANT_DIR] [--ids IDS.json] [--threads N] [--cinfer BIN]
     ref_ppl.py --selftest      (vectorized E4M3 rounding vs brute force)
 
 Token ids come from --ids (a JSON array of ints) or from
@@ -75,11 +78,14 @@ def e4m3_all_values():
     return np.where(c & 0x80, -v, v), c
 
 
-def quant_act(x, mode):
+def quant_act(x, mode, static=None):
     """Dynamic FP8 fake-quantization of x [T][D] per row (token) or 128-column group;
-    token-int8: INT8 per row."""
+    token-int8: INT8 per row; static: FP8 with the one scale given."""
     if mode == "none":
         return x
+    if mode == "static":
+        s = np.float32(static)
+        return (e4m3_round(x / s) * s).astype(np.float32)
     if mode == "token-int8":
         amax = np.abs(x).max(axis=-1, keepdims=True)
         s = np.where(amax == 0, np.float32(1), amax / np.float32(127)).astype(np.float32)
@@ -123,8 +129,8 @@ def selftest(n=100_000, seed=0):
 
 # ---- forward ----------------------------------------------------------------------
 class Model:
-    def __init__(self, cfg, t, act):
-        self.t, self.act = t, act
+    def __init__(self, cfg, t, act, static=None):
+        self.t, self.act, self.static = t, act, static or {}
         self.L = cfg["num_hidden_layers"]
         self.H = cfg["num_attention_heads"]
         self.KV = cfg.get("num_key_value_heads") or self.H
@@ -156,11 +162,16 @@ class Model:
         f = np.concatenate([f, f], axis=-1)
         cos, sin = np.cos(f).astype(np.float32), np.sin(f).astype(np.float32)
         mask = np.triu(np.full((T, T), -np.inf, np.float32), 1)
-        rep, qa = self.H // self.KV, lambda v: quant_act(v, self.act)
+        rep = self.H // self.KV
+
+        def qa(v, p, *names):  # the static scale of a shared input: its linears' largest
+            s = max(self.static[p + n] for n in names) if self.act == "static" else None
+            return quant_act(v, self.act, s)
         x = self.embed[np.asarray(ids)]
         for i in range(self.L):
             p = f"model.layers.{i}."
-            h = qa(self.norm(x, self.t[p + "input_layernorm.weight"]))
+            h = qa(self.norm(x, self.t[p + "input_layernorm.weight"]), p, "self_attn.q_proj",
+                   "self_attn.k_proj", "self_attn.v_proj")
             q = self.lin(p + "self_attn.q_proj", h).reshape(T, self.H, self.hd).transpose(1, 0, 2)
             k = self.lin(p + "self_attn.k_proj", h).reshape(T, self.KV, self.hd).transpose(1, 0, 2)
             v = self.lin(p + "self_attn.v_proj", h).reshape(T, self.KV, self.hd).transpose(1, 0, 2)
@@ -170,11 +181,31 @@ class Model:
             s = np.exp(s - s.max(axis=-1, keepdims=True))
             s /= s.sum(axis=-1, keepdims=True)
             o = (s @ v).transpose(1, 0, 2).reshape(T, self.H * self.hd)
-            x = x + self.lin(p + "self_attn.o_proj", qa(o))
-            h = qa(self.norm(x, self.t[p + "post_attention_layernorm.weight"]))
+            x = x + self.lin(p + "self_attn.o_proj", qa(o, p, "self_attn.o_proj"))
+            h = qa(self.norm(x, self.t[p + "post_attention_layernorm.weight"]), p,
+                   "mlp.gate_proj", "mlp.up_proj")
             g, u = self.lin(p + "mlp.gate_proj", h), self.lin(p + "mlp.up_proj", h)
-            x = x + self.lin(p + "mlp.down_proj", qa(g / (1 + np.exp(-g)) * u))
+            x = x + self.lin(p + "mlp.down_proj", qa(g / (1 + np.exp(-g)) * u, p, "mlp.down_proj"))
         return self.norm(x, self.t["model.norm.weight"]) @ self.lm_head.T
+
+
+def input_scales(d):
+    """{linear prefix: its input_scale} of a quantized checkpoint (F32, one value each)."""
+    out = {}
+    for f in sorted(os.listdir(d)):
+        if not f.endswith(".safetensors"):
+            continue
+        with open(os.path.join(d, f), "rb") as fh:
+            n = struct.unpack("<Q", fh.read(8))[0]
+            hdr = json.loads(fh.read(n))
+            for name, v in hdr.items():
+                if not name.endswith(".input_scale") or v["dtype"] != "F32":
+                    continue
+                fh.seek(8 + n + v["data_offsets"][0])
+                out[name[:-len(".input_scale")]] = struct.unpack("<f", fh.read(4))[0]
+    if not out:
+        sys.exit(f"{d}: no F32 input_scale tensors")
+    return out
 
 
 def window_nll(model, ids):
@@ -190,7 +221,10 @@ def main():
     p.add_argument("model", nargs="?")
     p.add_argument("text", nargs="?")
     p.add_argument("--ctx", type=int, default=512)
-    p.add_argument("--act", choices=["none", "token", "group128", "token-int8"], default="none")
+    p.add_argument("--act", choices=["none", "token", "group128", "token-int8", "static"],
+                   default="none")
+    p.add_argument("--scales-from", help="--act static: the quantized checkpoint whose "
+                   "input_scale tensors give the scales")
     p.add_argument("--ids", help="JSON array of token ids (instead of tokenizing TEXT)")
     p.add_argument("--threads", type=int, help="BLAS threads (set before numpy loads)")
     p.add_argument("--cinfer", default=os.path.join(ROOT, "build", "cinfer"),
@@ -217,7 +251,12 @@ def main():
         cfg = json.load(f)
     if ids.size and (ids.min() < 0 or ids.max() >= cfg["vocab_size"]):
         sys.exit("token id outside the vocabulary")
-    model = Model(cfg, read_model(a.model), a.act)
+    static = None
+    if a.act == "static":
+        if not a.scales_from:
+            p.error("--act static needs --scales-from QUANT_DIR")
+        static = input_scales(a.scales_from)
+    model = Model(cfg, read_model(a.model), a.act, static)
     nll, cnt = 0.0, 0
     for w0 in range(0, len(ids), a.ctx):
         w = ids[w0:w0 + a.ctx]
