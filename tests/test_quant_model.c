@@ -439,6 +439,9 @@ int main(void) {
     test_format("ct-w4a16-g64-asym", "--format ct-w4a16 --group 64 --asym --seed 7");
     test_format("gptq-g128", "--format gptq --group 128");
     test_format("gptq-g32-asym-act", "--format gptq --group 32 --asym --desc-act --seed 3");
+    /* act order in 128-column groups: sorted by group, the CUDA tensor-core GEMVs, tiles and
+     * INT4 GEMM on x gathered to match */
+    test_format("gptq-g128-act", "--format gptq --group 128 --desc-act --seed 9");
     test_format("gptq-rows-asym-v2", "--format gptq --group -1 --asym --v2");
     /* 8-bit GPTQ (symmetric): INT8 codes with group scales, act order */
     test_format("gptq8-g128", "--format gptq --bits 8 --group 128");
