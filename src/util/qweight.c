@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-int ci_qweight_act_sort(const ci_qweight *h, int32_t *perm) {
+/* perm [cols]: the columns stably sorted by group, or 0 when the act order
+ * is not one a sort undoes */
+static int sort_perm(const ci_qweight *h, int32_t *perm) {
     const int64_t K = h->cols, gs = h->group_size, ng = h->ngroups;
     if (!h->g_idx || (h->act_group && h->act_group != K) || ng * gs < K) return 0;
     for (int p = 1; p < h->nparts; p++)
@@ -28,7 +30,8 @@ int ci_qweight_act_sort(const ci_qweight *h, int32_t *perm) {
     return ok;
 }
 
-void ci_qweight_permute_row(const ci_qweight *h, int64_t r, const int32_t *perm, uint8_t *dst) {
+/* row r's codes with its columns in perm's order: dst holds one row */
+static void permute_row(const ci_qweight *h, int64_t r, const int32_t *perm, uint8_t *dst) {
     const int64_t K = h->cols;
     if (h->format == CI_QW_INT4) {
         const uint8_t *src = h->q + r * (K / 2);
@@ -43,4 +46,32 @@ void ci_qweight_permute_row(const ci_qweight *h, int64_t r, const int32_t *perm,
     const uint8_t *src = h->q + r * K;
     for (int64_t c = 0; c < K; c++)
         dst[c] = src[perm[c]];
+}
+
+int ci_qweight_act_sort(const ci_qweight *h, ci_qweight *sorted) {
+    if (!h->g_idx || h->rows <= 0 || h->cols <= 0 || h->nparts < 1 ||
+        (h->format == CI_QW_INT4 && h->cols % 2))
+        return 0;
+    const size_t rb = (size_t)(h->format == CI_QW_INT4 ? h->cols / 2 : h->cols);
+    int32_t *perm = malloc((size_t)h->cols * sizeof(int32_t));
+    uint8_t *q = malloc((size_t)h->rows * rb);
+    if (!perm || !q || !sort_perm(h, perm)) {
+        free(perm);
+        free(q);
+        return 0;
+    }
+    for (int64_t r = 0; r < h->rows; r++)
+        permute_row(h, r, perm, q + (size_t)r * rb);
+    *sorted = *h;
+    sorted->q = q;
+    sorted->perm = perm;
+    sorted->g_idx = NULL;
+    return 1;
+}
+
+void ci_qweight_act_sort_free(ci_qweight *sorted) {
+    free(sorted->q);
+    free(sorted->perm);
+    sorted->q = NULL;
+    sorted->perm = NULL;
 }

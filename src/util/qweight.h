@@ -52,9 +52,9 @@ typedef struct ci_qweight {
                           dynamic */
     int tiled;         /* a backend's device layout of q: 0 (always on the host) row-major as above;
                           1: the CUDA INT4 tensor-core tiles (src/backend/cuda/cuda_qweight.c) */
-    int32_t *perm;     /* a backend's stored layout (always NULL on the host): act order sorted
-                          by group (ci_qweight_act_sort), stored column c holding input column
-                          perm[c], g_idx NULL; the backend gathers x in that order */
+    int32_t *perm;     /* act order sorted by group (ci_qweight_act_sort's copy, and the backends'
+                          layouts made from it): stored column c holds input column perm[c],
+                          g_idx NULL, x gathered in that order; NULL as loaded */
 } ci_qweight;
 
 /* Act order that a column sort undoes: every part has the same g_idx (GPTQ's
@@ -64,15 +64,15 @@ typedef struct ci_qweight {
  * contiguous: the weight with its columns in perm's order and g_idx dropped
  * is a weight without act order, whose products with x gathered by perm
  * (xp[c] = x[perm[c]]) are the same dot products reordered. Per-group W8A8
- * activations are not permutation-free: not for those. Returns 1 and fills
- * perm [cols], or 0 (perm unspecified). util/qweight.c. */
+ * activations are not permutation-free: not for those. Returns 1 with
+ * *sorted = h in that form (its q and perm allocated; the rest h's arrays),
+ * freed by ci_qweight_act_sort_free; 0 (nothing allocated) when h has no such
+ * act order or memory runs out. util/qweight.c. */
 #ifdef __cplusplus
 extern "C" {
 #endif
-int ci_qweight_act_sort(const ci_qweight *h, int32_t *perm);
-/* row r's codes (h's host layout) with its columns in perm's order: dst
- * holds one row (cols / 2 bytes for INT4, cols otherwise) */
-void ci_qweight_permute_row(const ci_qweight *h, int64_t r, const int32_t *perm, uint8_t *dst);
+int ci_qweight_act_sort(const ci_qweight *h, ci_qweight *sorted);
+void ci_qweight_act_sort_free(ci_qweight *sorted);
 #ifdef __cplusplus
 }
 #endif

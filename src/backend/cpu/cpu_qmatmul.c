@@ -41,9 +41,10 @@ static size_t align64(size_t n) {
     return (n + 63) & ~(size_t)63;
 }
 
-ci_status ci_cpu_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor *out) {
+ci_status ci_cpu_qweight_create(ci_backend *be, const ci_qweight *h0, ci_tensor *out) {
     (void)be;
     memset(out, 0, sizeof *out);
+    const ci_qweight *h = h0;
     if (h->rows <= 0 || h->cols <= 0 || h->ngroups <= 0 || h->group_size <= 0 ||
         (h->format == CI_QW_INT4 && (h->cols % 2 || !h->zeros)) ||
         (h->format != CI_QW_INT4 && h->format != CI_QW_FP8 && h->format != CI_QW_INT8) ||
@@ -53,21 +54,18 @@ ci_status ci_cpu_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor *
     size_t qb = (size_t)h->rows * (size_t)(h->format == CI_QW_INT4 ? h->cols / 2 : h->cols);
     size_t sb = (size_t)(h->rows * h->ngroups) * sizeof(float);
     size_t zb = h->zeros ? (size_t)(h->rows * h->ngroups) : 0;
-    int32_t *perm = h->g_idx ? malloc((size_t)h->cols * sizeof(int32_t)) : NULL;
-    if (h->g_idx && !perm) return ci_errorf(CI_ERR_NOMEM, "cpu: out of memory");
-    if (perm && !ci_qweight_act_sort(h, perm)) {
-        free(perm);
-        perm = NULL;
-    }
-    size_t gb = h->g_idx && !perm ? (size_t)(h->nparts * h->cols) * sizeof(int32_t) : 0;
-    size_t pb = perm ? (size_t)h->cols * sizeof(int32_t) : 0;
+    ci_qweight sorted; /* act order a column sort undoes: stored sorted, x gathered */
+    const int srt = ci_qweight_act_sort(h0, &sorted);
+    if (srt) h = &sorted;
+    size_t gb = h->g_idx ? (size_t)(h->nparts * h->cols) * sizeof(int32_t) : 0;
+    size_t pb = h->perm ? (size_t)h->cols * sizeof(int32_t) : 0;
     size_t wb = h->format == CI_QW_INT8 ? (size_t)h->rows * sizeof(int32_t) : 0;
     size_t off_q = align64(sizeof(cpu_qw)), off_s = off_q + align64(qb),
            off_z = off_s + align64(sb), off_g = off_z + align64(zb), off_p = off_g + align64(gb),
            off_w = off_p + align64(pb), total = off_w + wb;
     char *blk = NULL;
     if (posix_memalign((void **)&blk, 64, total) != 0 || !blk) {
-        free(perm);
+        if (srt) ci_qweight_act_sort_free(&sorted);
         return ci_errorf(CI_ERR_NOMEM, "cpu: cannot allocate %zu bytes for a quantized weight",
                          total);
     }
@@ -79,15 +77,8 @@ ci_status ci_cpu_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor *
     c->w.zeros = zb ? (uint8_t *)(blk + off_z) : NULL;
     c->w.g_idx = gb ? (int32_t *)(blk + off_g) : NULL;
     c->w.perm = pb ? (int32_t *)(blk + off_p) : NULL;
-    if (perm) {
-        const size_t rb = (size_t)(h->format == CI_QW_INT4 ? h->cols / 2 : h->cols);
-        for (int64_t r = 0; r < h->rows; r++)
-            ci_qweight_permute_row(h, r, perm, c->w.q + (size_t)r * rb);
-        memcpy(c->w.perm, perm, pb);
-        free(perm);
-    } else {
-        memcpy(c->w.q, h->q, qb);
-    }
+    memcpy(c->w.q, h->q, qb);
+    if (pb) memcpy(c->w.perm, h->perm, pb);
     memcpy(c->w.scales, h->scales, sb);
     if (zb) memcpy(c->w.zeros, h->zeros, zb);
     if (gb) memcpy(c->w.g_idx, h->g_idx, gb);
@@ -101,6 +92,7 @@ ci_status ci_cpu_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor *
     }
     for (int i = 0; i < 256; i++)
         c->fp8_lut[i] = ci_fp8_e4m3_to_f32((uint8_t)i);
+    if (srt) ci_qweight_act_sort_free(&sorted);
     out->data = blk;
     out->dtype = CI_QW;
     out->rows = h->rows;

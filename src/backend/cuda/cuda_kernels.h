@@ -27,10 +27,11 @@ int ci_cu_gather_rows(ci_cu_stream st, const void *rows, int64_t nrows, int64_t 
 int ci_cu_gather_rows_from(ci_cu_stream st, const void *rows, int64_t row0, int64_t nrows,
                            int64_t row_bytes, const int32_t *idx, int n, void *out);
 
-/* out[r][i] = silu(gu[r][i]) * gu[r][inter + i] */
 /* out[r][c] = x[r][perm[c]] for r < n, c < K (act-order activations) */
 int ci_cu_gather_cols(ci_cu_stream st, int bf16, const void *x, int n, int K, const int32_t *perm,
                       void *out);
+
+/* out[r][i] = silu(gu[r][i]) * gu[r][inter + i] */
 int ci_cu_swiglu(ci_cu_stream st, int bf16, const void *gu, int64_t rows, int64_t inter, void *out);
 
 /* y[r][j] += bias[j] */

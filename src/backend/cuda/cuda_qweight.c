@@ -101,34 +101,6 @@ static void tile_int4(const ci_qweight *h, uint8_t *out) {
 
 #define QACT_RESERVE_ROWS 512 /* at load: decode graphs up to this batch never grow it */
 
-/* Act order a column sort undoes (util/qweight.h): *sorted = h with its
- * columns in perm's order and no g_idx (codes in *pq, the caller frees
- * it), so every kernel takes it as a weight without act order on x
- * gathered by perm. 0: keep h as it is. */
-static int act_sort(const ci_qweight *h, ci_qweight *sorted, uint8_t **pq, int32_t **perm) {
-    *pq = NULL;
-    *perm = NULL;
-    if (!h->g_idx || h->act_group || h->rows <= 0 || h->cols <= 0 || h->nparts < 1 ||
-        (h->format == CI_QW_INT4 && h->cols % 2))
-        return 0;
-    const size_t rb = (size_t)(h->format == CI_QW_INT4 ? h->cols / 2 : h->cols);
-    *perm = malloc((size_t)h->cols * sizeof(int32_t));
-    *pq = malloc((size_t)h->rows * rb);
-    if (!*perm || !*pq || !ci_qweight_act_sort(h, *perm)) {
-        free(*perm);
-        free(*pq);
-        *pq = NULL;
-        *perm = NULL;
-        return 0;
-    }
-    for (int64_t r = 0; r < h->rows; r++)
-        ci_qweight_permute_row(h, r, *perm, *pq + (size_t)r * rb);
-    *sorted = *h;
-    sorted->q = *pq;
-    sorted->g_idx = NULL;
-    return 1;
-}
-
 /* x gathered by a sorted act order needs room for this many rows (the GEMVs'
  * and the tensor-core GEMV's; the INT4 GEMM and the dequantizing path take
  * the order themselves) */
@@ -148,8 +120,7 @@ static ci_status grow_at_load(ci_cuda *c, void **buf, size_t *bytes, size_t need
     return ci_ok();
 }
 
-static ci_status qweight_create(ci_backend *be, ci_cuda *c, const ci_qweight *h,
-                                const int32_t *perm, ci_tensor *out) {
+static ci_status qweight_create(ci_backend *be, ci_cuda *c, const ci_qweight *h, ci_tensor *out) {
     if (h->rows <= 0 || h->cols <= 0 || h->ngroups <= 0 || h->group_size <= 0 ||
         (h->format != CI_QW_INT4 && h->format != CI_QW_FP8 && h->format != CI_QW_INT8) ||
         (h->format == CI_QW_INT4 && !h->zeros) || h->nparts < 1 || h->nparts > CI_QW_MAX_PARTS)
@@ -165,7 +136,7 @@ static ci_status qweight_create(ci_backend *be, ci_cuda *c, const ci_qweight *h,
     size_t sb = (size_t)(h->rows * h->ngroups) * sizeof(float);
     size_t zb = h->zeros ? (size_t)(h->rows * h->ngroups) : 0;
     size_t gb = h->g_idx ? (size_t)(h->nparts * h->cols) * sizeof(int32_t) : 0;
-    size_t pb = perm ? (size_t)h->cols * sizeof(int32_t) : 0;
+    size_t pb = h->perm ? (size_t)h->cols * sizeof(int32_t) : 0;
     /* W8A8 FP8 on the FP8 tensor cores; INT8 W8A8 runs as W8A16 here (the
      * dequantizing GEMV, dequantize + GEMM for prefill: docs/quantization.md) */
     int fp8 = h->format == CI_QW_FP8 && h->act_group && c->fp8_mma > 0
@@ -197,7 +168,7 @@ static ci_status qweight_create(ci_backend *be, ci_cuda *c, const ci_qweight *h,
                          qact_need(h, QACT_RESERVE_ROWS, ci_dtype_size(be->act_dtype), fp8 == 2)));
     CI_TRY(grow_at_load(c, &c->qscratch, &c->qscratch_bytes, need));
     CI_TRY(grow_at_load(c, &c->xperm, &c->xperm_bytes,
-                        perm ? (size_t)(XPERM_ROWS * h->cols) * sizeof(float) : 0));
+                        pb ? (size_t)(XPERM_ROWS * h->cols) * sizeof(float) : 0));
     cu_qw *q = calloc(1, sizeof *q);
     if (!q) return ci_errorf(CI_ERR_NOMEM, "cuda: out of host memory");
     char *blk = NULL;
@@ -250,7 +221,7 @@ static ci_status qweight_create(ci_backend *be, ci_cuda *c, const ci_qweight *h,
         tile_int4(h, tq);
         q->w.tiled = 1;
     }
-    const void *src[] = {tq ? tq : h->q, h->scales, h->zeros, h->g_idx, perm, bs};
+    const void *src[] = {tq ? tq : h->q, h->scales, h->zeros, h->g_idx, h->perm, bs};
     void *dst[] = {q->w.q, q->w.scales, q->w.zeros, q->w.g_idx, q->w.perm, q->bscales};
     size_t len[] = {qb, sb, zb, gb, pb, bb};
     for (int i = 0; i < 6; i++) {
@@ -269,16 +240,16 @@ static ci_status qweight_create(ci_backend *be, ci_cuda *c, const ci_qweight *h,
     return ci_ok();
 }
 
-ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h0, ci_tensor *out) {
+/* Act order a column sort undoes (util/qweight.h) is stored sorted, so
+ * every kernel takes it as a weight without act order on x gathered by perm
+ * (not for W8A8 weights: their FP8 GEMM reads x as it is). */
+ci_status ci_cuda_qweight_create(ci_backend *be, const ci_qweight *h, ci_tensor *out) {
     ci_cuda *c = ci_cuda_of(be);
     memset(out, 0, sizeof *out);
     ci_qweight sorted;
-    uint8_t *pq;
-    int32_t *perm;
-    const ci_qweight *h = act_sort(h0, &sorted, &pq, &perm) ? &sorted : h0;
-    ci_status st = qweight_create(be, c, h, perm, out);
-    free(pq);
-    free(perm);
+    if (h->act_group || !ci_qweight_act_sort(h, &sorted)) return qweight_create(be, c, h, out);
+    ci_status st = qweight_create(be, c, &sorted, out);
+    ci_qweight_act_sort_free(&sorted);
     return st;
 }
 
