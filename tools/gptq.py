@@ -242,9 +242,10 @@ def calib_ids(model_dir, cinfer, n=64, seq_len=256, text_files=None):
 
 
 # ---- standalone: per-layer error, GPTQ vs RTN ---------------------------------
-def read_model(d):
+def read_model(d, keep=None):
     """All *.safetensors of d as name -> float32 array (F32, BF16, F16); lm_head.weight is the
-    embedding when the checkpoint ties them. Also used by ref_ppl.py."""
+    embedding when the checkpoint ties them. keep(name): only the tensors it accepts (and no
+    lm_head tie). Also used by ref_ppl.py."""
     t = {}
     for f in sorted(os.listdir(d)):
         if not f.endswith(".safetensors"):
@@ -254,7 +255,7 @@ def read_model(d):
             hdr = json.loads(fh.read(n))
             base = 8 + n
             for name, v in hdr.items():
-                if name == "__metadata__":
+                if name == "__metadata__" or (keep and not keep(name)):
                     continue
                 a, b = v["data_offsets"]
                 fh.seek(base + a)
@@ -269,8 +270,8 @@ def read_model(d):
                              "dequantize with quantize_checkpoint.py --dequant-out)")
                 t[name] = arr.astype(np.float32).reshape(v["shape"])
     if not t:
-        sys.exit(f"{d}: no *.safetensors")
-    if "lm_head.weight" not in t:
+        sys.exit(f"{d}: no *.safetensors" + (" tensors of the kind asked" if keep else ""))
+    if not keep and "lm_head.weight" not in t:
         t["lm_head.weight"] = t["model.embed_tokens.weight"]
     return t
 

@@ -190,22 +190,9 @@ class Model:
 
 
 def input_scales(d):
-    """{linear prefix: its input_scale} of a quantized checkpoint (F32, one value each)."""
-    out = {}
-    for f in sorted(os.listdir(d)):
-        if not f.endswith(".safetensors"):
-            continue
-        with open(os.path.join(d, f), "rb") as fh:
-            n = struct.unpack("<Q", fh.read(8))[0]
-            hdr = json.loads(fh.read(n))
-            for name, v in hdr.items():
-                if not name.endswith(".input_scale") or v["dtype"] != "F32":
-                    continue
-                fh.seek(8 + n + v["data_offsets"][0])
-                out[name[:-len(".input_scale")]] = struct.unpack("<f", fh.read(4))[0]
-    if not out:
-        sys.exit(f"{d}: no F32 input_scale tensors")
-    return out
+    """{linear prefix: its input_scale} of a quantized checkpoint (one value each)."""
+    t = read_model(d, keep=lambda n: n.endswith(".input_scale"))
+    return {n[:-len(".input_scale")]: float(v.reshape(-1)[0]) for n, v in t.items()}
 
 
 def window_nll(model, ids):
