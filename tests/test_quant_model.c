@@ -330,13 +330,14 @@ static int weight_only_copy(const char *name, char *out, size_t cap) {
  * vLLM's ranks do, and q|k|v shares whose parts leave the 128-row blocks
  * fall back to W8A16, so its tokens are TP 1's only approximately. */
 static void test_tp_quant(void) {
+    /* the first 9 weight-only (FP8 fixtures through a weight-only copy), then W8A8 */
     const char *names[] = {"gptq-g128",        "gptq-g32-asym-act", "awq-g32",
                            "ct-w4a16-channel", "gptq8-g32-act-v2",  "ct-fp8-block",
-                           "ct-fp8-channel",   "ct-fp8-channel",    "ct-int8-channel",
-                           "fp8-tensor-static"};
+                           "ct-fp8-channel",   "gptq-g128-lmhead",  "ct-w4a16-g32-act-lmhead",
+                           "ct-fp8-channel",   "ct-int8-channel",   "fp8-tensor-static"};
     for (size_t f = 0; f < sizeof names / sizeof names[0]; f++) {
         char dir[4200];
-        const int w8a8 = f >= 7, fp8 = !strncmp(names[f], "ct-fp8", 6);
+        const int w8a8 = f >= 9, fp8 = !strncmp(names[f], "ct-fp8", 6);
         /* static activation scales are the same on every rank: W8A8 then
          * quantizes each rank's share as TP 1 quantizes the whole row */
         const int exact = !w8a8 || strstr(names[f], "static") != NULL;
@@ -390,6 +391,14 @@ static void test_errors(void) {
     expect_edited_error("gptq8-g128",
                         "s/\"checkpoint_format\": \"gptq\"/\"checkpoint_format\": \"gptq_v2\"/",
                         "symmetric only (zero point 128)");
+    /* GPTQ's lm_head flag and the tensors disagree: the flag on a checkpoint without a
+     * quantized head, off on one whose head is quantized */
+    expect_edited_error("gptq-g32-asym-act", "s/\"checkpoint_format\"/\"lm_head\": true, &/",
+                        "tensor 'lm_head.qweight' is missing (config.json has "
+                        "quantization_config.lm_head true)");
+    expect_edited_error("gptq-g128-lmhead", "s/\"lm_head\": true/\"lm_head\": false/",
+                        "tensor 'lm_head.weight' is missing (config.json has "
+                        "tie_word_embeddings false)");
     /* k_proj left dense while q_proj and v_proj are quantized: q|k|v cannot fuse */
     CHECK(quantize("gptq-mixed", "--format gptq --ignore model.layers.2.self_attn.k_proj"));
     char dir[1100];
@@ -449,6 +458,13 @@ int main(void) {
     test_format("gptq8-rows", "--format gptq --bits 8 --group -1");
     test_format("awq-g128", "--format awq --group 128");
     test_format("awq-g32", "--format awq --group 32");
+    /* the LM head quantized too (GPTQModel's lm_head: true; compressed-tensors / fp8 without
+     * lm_head in ignore): the tied head written as its own tensors, the config untied */
+    test_format("gptq-g128-lmhead", "--format gptq --group 128 --lm-head");
+    test_format("gptq8-g128-lmhead", "--format gptq --bits 8 --group 128 --lm-head");
+    test_format("ct-w4a16-g32-act-lmhead",
+                "--format ct-w4a16 --group 32 --desc-act --lm-head --seed 11");
+    test_format("ct-fp8-block-lmhead", "--format ct-fp8-block --lm-head");
 
     /* INT4 memory: GPTQ g128 linears vs the bf16 checkpoint's */
     char q[4200], dense[4200];
@@ -463,6 +479,21 @@ int main(void) {
     }
     ci_model_free(mq);
     ci_model_free(md);
+    /* a quantized LM head: INT4 rows, a quarter of the tied BF16 embedding's bytes */
+    snprintf(q, sizeof q, "%s/gptq-g128-lmhead", tmp);
+    mq = load(q, 0);
+    if (mq) {
+        const ci_tensor *h = &mq->w.lm_head;
+        CHECK(h->dtype == CI_QW && !mq->w.lm_head_tied && h->rows == mq->cfg.vocab_size &&
+              mq->w.embed.dtype != CI_QW);
+        if (h->dtype == CI_QW) {
+            size_t bh = ci_cpu_qweight_bytes(h), be16 = (size_t)(h->rows * h->cols) * 2;
+            printf("  int4 g128 lm_head: %.2f MB (bf16 %.2f MB, x%.3f)\n", bh / 1e6, be16 / 1e6,
+                   (double)bh / be16);
+            CHECK(bh * 100 < be16 * 30);
+        }
+    }
+    ci_model_free(mq);
 
     test_online_fp8();
     test_tp_quant();

@@ -151,11 +151,12 @@ class Model:
         return np.einsum("hqk,khd->qhd", s, v).reshape(T, self.H * self.hd)
 
 
-def walk_linears(cfg, t, calib, visit):
+def walk_linears(cfg, t, calib, visit, lm_head=False):
     """Runs calib (list of id lists) through the model layer by layer and calls
     visit(name, xs) for each of a layer's 7 linears with its inputs (one
     [T][in] array per sequence; q/k/v and gate/up get the same list) before
-    the forward goes on with t's weights, which visit may replace."""
+    the forward goes on with t's weights, which visit may replace; lm_head:
+    then visit("lm_head", the final norm's outputs) (t["lm_head.weight"])."""
     m = Model(cfg, t)
     hs = [t["model.embed_tokens.weight"][np.asarray(ids)] for ids in calib]
     for layer in range(cfg["num_hidden_layers"]):
@@ -173,11 +174,15 @@ def walk_linears(cfg, t, calib, visit):
                m.lin(p + "mlp.up_proj", x) for x in xm]
         visit(p + "mlp.down_proj", act)
         hs = [h + m.lin(p + "mlp.down_proj", a) for h, a in zip(hs, act)]
+    if lm_head:
+        visit("lm_head", [m.norm(h, t["model.norm.weight"]) for h in hs])
 
 
-def quantize_model(cfg, t, calib, group, sym, act_order, min_zero=0, log=None, skip=()):
+def quantize_model(cfg, t, calib, group, sym, act_order, min_zero=0, log=None, skip=(),
+                   lm_head=False):
     """Quantizes every layer's 7 linears of t (name -> f32 array, modified in
-    place to the dequantized weights) with GPTQ on calib (list of id lists).
+    place to the dequantized weights), and with lm_head the LM head
+    (t["lm_head.weight"]), with GPTQ on calib (list of id lists).
     Modules named in skip stay dense. Returns {module prefix: (q, scales,
     zeros, g_idx)}."""
     result = {}
@@ -201,16 +206,18 @@ def quantize_model(cfg, t, calib, group, sym, act_order, min_zero=0, log=None, s
         t[name + ".weight"] = deq
         result[name] = (q, s, z, g)
 
-    walk_linears(cfg, t, calib, visit)
+    walk_linears(cfg, t, calib, visit, lm_head)
     return result
 
 
-def input_amax(cfg, t, calib):
-    """{module prefix: the largest |input| over calib} for every linear: static
-    activation scales (AutoFP8's calibration: amax / 448 per tensor)."""
+def input_amax(cfg, t, calib, lm_head=False):
+    """{module prefix: the largest |input| over calib} for every linear (and
+    with lm_head the LM head): static activation scales (AutoFP8's
+    calibration: amax / 448 per tensor)."""
     amax = {}
     walk_linears(cfg, t, calib,
-                 lambda name, xs: amax.__setitem__(name, max(float(np.abs(x).max()) for x in xs)))
+                 lambda name, xs: amax.__setitem__(name, max(float(np.abs(x).max()) for x in xs)),
+                 lm_head)
     return amax
 
 

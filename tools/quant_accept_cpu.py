@@ -42,6 +42,10 @@ FORMATS = [
     ("gptq 8-bit g128 desc_act", ["--format", "gptq", "--bits", "8", "--group", "128",
                                   "--desc-act"], None),
     ("awq g128", ["--format", "awq", "--group", "128"], None),
+    ("gptq g128 + lm_head", ["--format", "gptq", "--group", "128", "--lm-head"], None),
+    ("gptq 8-bit g128 + lm_head", ["--format", "gptq", "--bits", "8", "--group", "128",
+                                   "--lm-head"], None),
+    ("ct-w4a16 g128 + lm_head", ["--format", "ct-w4a16", "--group", "128", "--lm-head"], None),
 ]
 
 

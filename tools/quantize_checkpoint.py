@@ -7,7 +7,7 @@ way the public tools store them, plus (with --dequant-out) the f32 checkpoint
 of exactly the weights the quantized one encodes, so a test can compare
 cinfer(quantized) with cinfer(dequantized f32). Embeddings, norms, biases and
 lm_head stay as they are (as llm-compressor's `ignore: ["lm_head"]`, GPTQ and
-AWQ leave them).
+AWQ leave them; --lm-head below quantizes the head too).
 
 Formats (--format):
   ct-fp8-tensor   compressed-tensors `float-quantized`, FP8 E4M3 weight, one
@@ -54,6 +54,12 @@ GPTQ v1 cannot store a zero point of 0 (zero-1 wraps into the next nibble, a
 known v1 defect), so asymmetric v1 fixtures clamp zeros to >= 1.
 --ignore NAME keeps one linear module (e.g. model.layers.0.mlp.down_proj)
 dense and lists it in the config's ignore / modules_to_not_convert.
+
+--lm-head quantizes the LM head too, as the linears (every format but awq):
+GPTQModel's `lm_head: true` (lm_head.qweight, ...), compressed-tensors / fp8
+without lm_head in ignore / ignored_layers. A tied model's head is written
+from the embedding as its own tensors and the config unties them
+(tie_word_embeddings false; the embedding stays as stored).
 
 Needs python3 + numpy (Debian: python3-numpy)."""
 import argparse
@@ -194,9 +200,12 @@ def act_order(a, prefix, inn):
     input (q/k/v, gate/up), as GPTQ's (argsort of the input Hessian's diagonal) is."""
     if not a.desc_act:
         return None
-    layer = int(prefix.split(".")[2])
-    kind = {"q_proj": 0, "k_proj": 0, "v_proj": 0, "o_proj": 1, "gate_proj": 2, "up_proj": 2,
-            "down_proj": 3}[prefix.rsplit(".", 1)[1]]
+    if prefix == "lm_head":
+        layer, kind = 1 << 20, 0
+    else:
+        layer = int(prefix.split(".")[2])
+        kind = {"q_proj": 0, "k_proj": 0, "v_proj": 0, "o_proj": 1, "gate_proj": 2, "up_proj": 2,
+                "down_proj": 3}[prefix.rsplit(".", 1)[1]]
     return np.random.default_rng([a.seed, layer, kind]).permutation(inn)
 
 
@@ -278,7 +287,7 @@ def ct_config(fmt, weights, acts, ignore):
     return {"config_groups": {"group_0": {"input_activations": acts,
                                           "output_activations": None,
                                           "targets": ["Linear"], "weights": weights}},
-            "format": fmt, "ignore": ["lm_head"] + ignore,
+            "format": fmt, "ignore": ignore,
             "kv_cache_scheme": None, "quant_method": "compressed-tensors",
             "quantization_status": "compressed"}
 
@@ -297,8 +306,9 @@ def qconfig(a, ignore):
                          ct_scheme(8, "int", "token", True), ignore)
     if a.format == "fp8-tensor":
         return {"activation_scheme": "static" if a.static else "dynamic", "quant_method": "fp8",
-                "ignored_layers": ["lm_head"] + ignore}
+                "ignored_layers": ignore}
     if a.format == "fp8-block":
+        ignore = [n for n in ignore if n != "lm_head"]
         return {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
                 "weight_block_size": [128, 128], "modules_to_not_convert": ignore or None}
     if a.format == "ct-w4a16":
@@ -311,9 +321,13 @@ def qconfig(a, ignore):
              "static_groups": False, "sym": not a.asym, "true_sequential": True,
              "model_name_or_path": None, "model_file_base_name": "model", "quant_method": "gptq",
              "checkpoint_format": "gptq_v2" if a.v2 else "gptq"}
+        if a.lm_head:
+            c["lm_head"] = True
+        ignore = [n for n in ignore if n != "lm_head"]
         if ignore:
             c["modules_to_not_convert"] = ignore
         return c
+    ignore = [n for n in ignore if n != "lm_head"]
     return {"bits": 4, "group_size": a.group, "modules_to_not_convert": ignore or None,
             "quant_method": "awq", "version": "gemm", "zero_point": True}
 
@@ -410,6 +424,8 @@ def main():
     p.add_argument("--desc-act", action="store_true")
     p.add_argument("--v2", action="store_true")
     p.add_argument("--ignore", action="append", default=[])
+    p.add_argument("--lm-head", action="store_true",
+                   help="quantize the LM head too (not awq); a tied head is untied")
     p.add_argument("--dequant-out")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gptq-calib", metavar="auto|IDS.json",
@@ -424,12 +440,16 @@ def main():
         sys.exit("--static: only --format fp8-tensor or ct-fp8-tensor")
     if a.bits == 8 and (a.format != "gptq" or a.asym or a.gptq_calib):
         sys.exit("--bits 8: only --format gptq, symmetric, round-to-nearest")
+    if a.lm_head and a.format == "awq":
+        sys.exit("--lm-head: AutoAWQ does not quantize the LM head")
     if a.jobs > 1 and a.gptq_calib:
         sys.exit("--jobs > 1: only round-to-nearest (GPTQ runs over the whole model)")
     files = sorted(f for f in os.listdir(a.src) if f.endswith(".safetensors"))
     src = {}
     for f in files:
         src.update(st_read(os.path.join(a.src, f)))
+    if a.lm_head and "lm_head.weight" not in src:  # tied: the head from the embedding
+        src["lm_head.weight"] = src["model.embed_tokens.weight"]
     a.gptq, a.amax = {}, {}
     if a.gptq_calib or a.static:
         if a.gptq_calib and a.format not in ("gptq", "ct-w4a16") and not a.static:
@@ -447,18 +467,19 @@ def main():
             rng = np.random.default_rng(a.seed)
             calib = [rng.integers(0, cfg["vocab_size"], 64).tolist() for _ in range(4)]
     if a.static:
-        a.amax = gptq.input_amax(cfg, t, calib)
+        a.amax = gptq.input_amax(cfg, t, calib, a.lm_head)
     elif a.gptq_calib:
         sym = not a.asym
         min_zero = 0 if (a.v2 or a.format == "ct-w4a16") else 1
         a.gptq = gptq.quantize_model(cfg, t, calib, a.group, sym, a.desc_act, min_zero,
-                                     skip=set(a.ignore))
+                                     skip=set(a.ignore), lm_head=a.lm_head)
     qt, dq = {}, {}
     lin = []
     for name, (dt, arr) in src.items():
         prefix = name[:-len(".weight")] if name.endswith(".weight") else None
-        is_lin = prefix and prefix.startswith("model.layers.") and \
-            prefix.split(".", 3)[3] in LINEARS and prefix not in a.ignore
+        is_lin = (prefix and prefix.startswith("model.layers.") and
+                  prefix.split(".", 3)[3] in LINEARS and prefix not in a.ignore) or \
+            (a.lm_head and prefix == "lm_head")
         if not is_lin:
             qt[name] = (dt, arr)
             if a.dequant_out:
@@ -486,7 +507,10 @@ def main():
     with open(os.path.join(a.src, "config.json")) as f:
         cfg = json.load(f)
     qcfg = dict(cfg)
-    qcfg["quantization_config"] = qconfig(a, a.ignore)
+    # the config lists lm_head as ignored unless --lm-head quantized it
+    qcfg["quantization_config"] = qconfig(a, a.ignore if a.lm_head else ["lm_head"] + a.ignore)
+    if a.lm_head:
+        qcfg["tie_word_embeddings"] = False
     extras = [f for f in os.listdir(a.src) if f.startswith("tokenizer") or
               f == "generation_config.json"]
     outs = [(a.dst, qcfg)]
@@ -495,6 +519,8 @@ def main():
         st_write(os.path.join(a.dequant_out, "model.safetensors"), dq)
         dcfg = dict(cfg)
         dcfg["torch_dtype"] = dcfg["dtype"] = "float32"
+        if a.lm_head:
+            dcfg["tie_word_embeddings"] = False
         outs.append((a.dequant_out, dcfg))
     for d, c in outs:
         with open(os.path.join(d, "config.json"), "w") as f:

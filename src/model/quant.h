@@ -44,6 +44,9 @@ typedef struct ci_quant_config {
                              token and group of columns; 0: none (W8A16). ci_qweight.act_group */
     bool act_static;      /* W8A8 FP8 with static per-tensor activation scales (P.input_scale,
                              act_group -1): ci_qweight.act_scale */
+    bool lm_head;         /* GPTQ's `lm_head: true` (GPTQModel): the LM head is quantized as the
+                             linears (lm_head.qweight, ...). Other methods need no flag: a
+                             quantized lm_head's tensors say so (weights.c) */
 } ci_quant_config;
 
 /* Parses quantization_config (a jansson object; NULL/absent: CI_QUANT_NONE). */

@@ -313,11 +313,7 @@ static ci_status parse_gptq(const json_t *qc, ci_quant_config *q) {
         return ci_errorf(CI_ERR_UNSUPPORTED,
                          QC ": field 'checkpoint_format' is '%.20s' (supported: gptq, gptq_v2)",
                          cf);
-    bool lm_head;
-    CI_TRY(get_bool(qc, "", "lm_head", false, &lm_head));
-    if (lm_head)
-        return ci_errorf(CI_ERR_UNSUPPORTED,
-                         QC ": field 'lm_head' is true; a quantized LM head is not supported");
+    CI_TRY(get_bool(qc, "", "lm_head", false, &q->lm_head));
     q->method = bits == 8 ? CI_QUANT_GPTQ_INT8 : CI_QUANT_GPTQ;
     return ci_ok();
 }

@@ -7,7 +7,8 @@
  * backend's weight_alloc/weight_write (which convert dtypes), concatenating
  * q|k|v and gate|up rows. Biases of q|k|v are concatenated along columns of a
  * single row, so they are converted to F32 on the host first. Quantized
- * linears (config.json's quantization_config, or --quantization fp8) go
+ * linears (config.json's quantization_config, or --quantization fp8; and an LM
+ * head the checkpoint quantized too: find_head) go
  * through model/quant.h: their tensors are checked in pass 1 and repacked into
  * one quantized backend weight per fused group in pass 2. */
 #include "model/weights.h"
@@ -94,6 +95,49 @@ static ci_status need_linear(const ci_checkpoint *ck, const ci_model_config *c, 
     size_t n = strlen(prefix);
     if (n > 7 && !strcmp(prefix + n - 7, ".weight")) prefix[n - 7] = 0;
     return ci_qlinear_find(ck, &c->quant, prefix, d0, d1, out);
+}
+
+/* The LM head of an untied model (or of a GPTQ `lm_head: true` one, tied or
+ * not): a dense tensor (*dense), or a quantized linear (*quant set, hq) when
+ * the checkpoint quantized it too — GPTQ says so in its config; the other
+ * methods by the tensors (an FP8 / INT8 weight, INT4 packed tensors), as
+ * for the decoder's linears, since their ignore lists are not needed to
+ * tell. Tied and not quantized: *dense NULL. */
+static ci_status find_head(const ci_checkpoint *ck, const ci_model_config *c,
+                           const ci_st_tensor **dense, ci_qlinear_src *hq, int *quant) {
+    const char *name = c->arch->names->lm_head;
+    const int m = c->quant.method;
+    *dense = NULL;
+    *quant = 0;
+    if (c->tie_word_embeddings && !c->quant.lm_head) return ci_ok();
+    char prefix[160];
+    snprintf(prefix, sizeof prefix, "%s", name);
+    size_t n = strlen(prefix);
+    if (n > 7 && !strcmp(prefix + n - 7, ".weight")) prefix[n - 7] = 0;
+    const int maybe = m != CI_QUANT_NONE && m != CI_QUANT_ONLINE_FP8 && m != CI_QUANT_AWQ &&
+                      ((m != CI_QUANT_GPTQ && m != CI_QUANT_GPTQ_INT8) || c->quant.lm_head);
+    char qname[192];
+    snprintf(qname, sizeof qname, "%s.%s", prefix,
+             m == CI_QUANT_CT_INT4 ? "weight_packed" : "qweight");
+    if (!ci_checkpoint_find(ck, name) && !(maybe && ci_checkpoint_find(ck, qname)))
+        return ci_errorf(CI_ERR_FORMAT, "%s: tensor '%s' is missing (config.json has %s)",
+                         ci_checkpoint_file_name(ck, -1), c->quant.lm_head ? qname : name,
+                         c->quant.lm_head ? "quantization_config.lm_head true"
+                                          : "tie_word_embeddings false");
+    if (!maybe)
+        return need(ck, name, c->vocab_size, c->hidden_size, "vocab_size, hidden_size", dense);
+    CI_TRY(ci_qlinear_find(ck, &c->quant, prefix, c->vocab_size, c->hidden_size, hq));
+    if (!hq->dense) {
+        *quant = 1;
+        return ci_ok();
+    }
+    if (c->quant.lm_head)
+        return ci_errorf(CI_ERR_FORMAT,
+                         "config.json: quantization_config: field 'lm_head' is true but tensor "
+                         "'%s' is dense (%s)",
+                         name, ci_dtype_name(hq->weight->dtype));
+    *dense = hq->weight;
+    return ci_ok();
 }
 
 static ci_status check_layer(const ci_checkpoint *ck, const ci_model_config *c, int i,
@@ -342,19 +386,14 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
     const ci_arch_names *nm = c->arch->names;
     CI_TRY(need(ck, nm->embed, c->vocab_size, c->hidden_size, "vocab_size, hidden_size", &embed));
     CI_TRY(need(ck, nm->final_norm, c->hidden_size, -1, "hidden_size", &norm));
-    if (!c->tie_word_embeddings) {
-        if (!ci_checkpoint_find(ck, nm->lm_head))
-            return ci_errorf(CI_ERR_FORMAT,
-                             "%s: tensor '%s' is missing (config.json has "
-                             "tie_word_embeddings false)",
-                             ci_checkpoint_file_name(ck, -1), nm->lm_head);
-        CI_TRY(
-            need(ck, nm->lm_head, c->vocab_size, c->hidden_size, "vocab_size, hidden_size", &head));
-    }
+    ci_qlinear_src hq; /* a quantized LM head (head_q) */
+    int head_q;
+    CI_TRY(find_head(ck, c, &head, &hq, &head_q));
     layer_src *src = calloc((size_t)c->num_layers, sizeof *src);
     if (!src) return ci_errorf(CI_ERR_NOMEM, "ci_weights_load: out of memory");
     progress_ctx p = {progress, progress_user, 0, embed->nbytes + norm->nbytes};
     if (head) p.total += head->nbytes;
+    if (head_q) p.total += ci_qlinear_bytes(&hq);
     ci_status s = ci_ok();
     for (int i = 0; i < c->num_layers; i++) {
         s = check_layer(ck, c, i, &src[i]);
@@ -391,7 +430,7 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
     /* the vocabulary share of the embedding and LM head (tensor parallelism) */
     const row_range ve = {embed, tp ? c->tp.v0 : 0, tp ? c->tp.nv : c->vocab_size},
                     vh = {head, ve.r0, ve.n};
-    if (first || (last && !head)) TRY_GO(load_row_ranges(be, &ve, 1, &p, &out->embed));
+    if (first || (last && !head && !head_q)) TRY_GO(load_row_ranges(be, &ve, 1, &p, &out->embed));
     for (int i = l0; i < l1; i++) {
         const layer_src *S = &src[i];
         ci_layer_weights *L = &out->layers[i - l0];
@@ -426,7 +465,11 @@ ci_status ci_weights_load(ci_backend *be, const ci_checkpoint *ck, const ci_mode
         TRY_GO(load_linear(be, c, &down, 1, tp ? &sd : NULL, &p, &L->w_down));
     }
     if (last) TRY_GO(load_vec(be, norm, &p, &out->final_norm));
-    if (last && head) {
+    if (last && head_q) { /* its vocabulary rows, as a column-parallel share */
+        const ci_qlinear_src *hp = &hq;
+        const ci_qshard sv = {{ve.r0}, {ve.n}, 0, 0};
+        TRY_GO(load_linear(be, c, &hp, 1, tp ? &sv : NULL, &p, &out->lm_head));
+    } else if (last && head) {
         TRY_GO(load_row_ranges(be, &vh, 1, &p, &out->lm_head));
     } else if (last) {
         out->lm_head = out->embed;

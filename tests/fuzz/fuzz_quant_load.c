@@ -50,6 +50,9 @@ static const char *const k_configs[] = {
     "\"strategy\":\"token\",\"symmetric\":true,\"type\":\"int\"},\"targets\":[\"Linear\"],"
     "\"weights\":{\"dynamic\":false,\"num_bits\":8,\"strategy\":\"channel\",\"symmetric\":true,"
     "\"type\":\"int\"}}},\"format\":\"int-quantized\",\"quant_method\":\"compressed-tensors\"}",
+    /* the LM head quantized too (GPTQModel's lm_head: true), on the tied model */
+    "{\"bits\":4,\"group_size\":32,\"desc_act\":false,\"sym\":true,\"quant_method\":\"gptq\","
+    "\"checkpoint_format\":\"gptq\",\"lm_head\":true}",
 };
 #define NCONFIGS (sizeof k_configs / sizeof k_configs[0])
 

@@ -24,6 +24,7 @@ FORMATS = [  # fuzz_quant_load.c's k_configs, in order
     ["--format", "fp8-tensor", "--static"],
     ["--format", "fp8-block"],
     ["--format", "ct-int8-channel"],
+    ["--format", "gptq", "--group", "32", "--lm-head"],
 ]
 
 
