@@ -4,7 +4,8 @@
 # weights, the real Llama-3 tokenizer) made on the machine and quantized by
 # tools/quantize_checkpoint.py (round-to-nearest, --jobs 8 each, two at a time
 # in the background while the checks run): GPTQ INT4 g128, GPTQ INT4 g128
-# desc_act, 8-bit GPTQ g128, per-tensor fp8 (AutoFP8). Then `bench latency
+# desc_act, 8-bit GPTQ g128, per-tensor fp8 (AutoFP8), GPTQ INT4 g128 with the
+# LM head quantized too (--lm-head). Then `bench latency
 # --batch-size 1 --input-len 128 --output-len 256 --num-iters 3
 # --max-graph-batch-size 1` for bf16, each format (NEW, and OLD where given,
 # interleaved: the first runs of a call read lower) and online fp8; with
@@ -32,6 +33,7 @@ mkdir -p $d
     q g4a --format gptq --group 128 --desc-act
     wait
     q g8 --format gptq --bits 8 --group 128 &
+    q g4h --format gptq --group 128 --lm-head &
     q f8t --format fp8-tensor
     wait
 ) >/dev/null 2>&1 &
@@ -80,6 +82,8 @@ lat "int4-g128-desc_act B" $B $d/g4a
 w g8.ok
 [ -n "$X" ] && lat "gptq8-g128 X" $X $d/g8
 lat "gptq8-g128 B" $B $d/g8
+w g4h.ok
+lat "int4-g128+lm_head B" $B $d/g4h
 w f8t.ok
 lat "fp8-tensor B" $B $d/f8t
 lat "fp8-online B" $B $d/l8 --quantization fp8
