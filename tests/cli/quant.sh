@@ -4,7 +4,8 @@
 # checkpoint of its dequantized weights, in batch mode (several sequences per
 # step); a compressed-tensors FP8 W8A8 one (dynamic per-token activations)
 # scores a perplexity just above its weights' (activation rounding), and
-# an INT8 W8A8 one the numpy reference's with INT8 activations; --quantization fp8 runs a dense checkpoint; a bad
+# an INT8 W8A8 one the numpy reference's with INT8 activations; tools/hf_quant_ref.py
+# reads 4 layouts as their writer's dequantized weights; --quantization fp8 runs a dense checkpoint; a bad
 # quantization_config or --quantization value fails with one error line.
 set -uo pipefail
 src=${CINFER_SOURCE_DIR:-.}
@@ -57,6 +58,17 @@ pr=$("$py" "$src/tools/ref_ppl.py" "$tmp/ct-int8-dq" "$m/val_text.txt" --act tok
 echo "     ct-int8-channel perplexity: w8a8 $pq, numpy reference with per-token INT8 activations $pr"
 check "ct-int8-channel w8a8: perplexity within 0.5% of the numpy W8A8 INT8 reference" \
     "$py" -c "import sys; q, r = float('${pq:-0}'), float('${pr:-0}'); sys.exit(not abs(q / r - 1) < 0.005)"
+
+# tools/hf_quant_ref.py's own reader of each layout (the transformers reference
+# dequantizes with it) gives the writer's dequantized weights bit for bit
+for args in "gptq --group 32 --asym --desc-act --lm-head" "ct-w4a16 --group 64 --asym --desc-act" \
+    "gptq --bits 8 --group 128" "fp8-block"; do
+    n=$(echo "$args" | tr ' ' '_')
+    "$py" "$src/tools/quantize_checkpoint.py" "$m" "$tmp/r$n" --format $args \
+        --dequant-out "$tmp/r$n-dq" >/dev/null 2>&1
+    check "hf_quant_ref.py reads --format $args as the writer's dequantized weights" \
+        "$py" "$src/tools/hf_quant_ref.py" --check "$tmp/r$n" "$tmp/r$n-dq"
+done
 
 a=$(ids "$m" --quantization fp8)
 check "--quantization fp8: 4 x 32 tokens" test "$(echo "$a" | tr ';,' '\n\n' | grep -c .)" = 128
