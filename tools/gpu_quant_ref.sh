@@ -14,7 +14,7 @@
 # usage: tools/gpu_quant_ref.sh BIN_DIR   (cinfer there; run from the repo root)
 set -uo pipefail
 B=$(cd "${1:?BIN_DIR}" && pwd)
-m=models/tinyqwen2-code
+m=$PWD/models/tinyqwen2-code
 d=/tmp/cinfer-qref
 mkdir -p $d
 ids=$d/ids.json
@@ -22,22 +22,8 @@ ids=$d/ids.json
 ppl() { sed -n 's/.*ppl=\([0-9.]*\).*/\1/p' | tail -1; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "") print "-";
     else printf "%+.3f %%", 100 * (a - b) / b }'; }
-echo "| format | transformers (f32) | cinfer CUDA (bf16) | diff | cinfer CPU (f32) | diff |"
-echo "|---|---|---|---|---|---|"
-while read -r name act args; do
-    q=$d/$name
-    [ "$name" = bf16 ] && q=$m # the checkpoint itself: no quantization_config
-    [ -f $q/config.json ] || python3 tools/quantize_checkpoint.py $m $q $args >$d/$name.log 2>&1 ||
-        { echo "| $name | write failed |"; continue; }
-    r=$(timeout 180 python3 tools/hf_quant_ref.py $q --ids $ids --act "$act" 2>$d/$name.ref | ppl)
-    [ -n "$r" ] || tail -3 $d/$name.ref
-    g=$(timeout 120 "$B/cinfer" perplexity -m $q -f $m/val_text.txt --device cuda 2>/dev/null | ppl)
-    c=$(timeout 180 "$B/cinfer" perplexity -m $q -f $m/val_text.txt --device cpu --threads 8 \
-        2>/dev/null | ppl)
-    w=""
-    [ "$act" = none ] || w=" (W8A8 $act)"
-    echo "| $name$w | $r | $g | $(pct "$g" "$r") | $c | $(pct "$c" "$r") |"
-done <<'EOF'
+list=$d/list
+cat >$list <<'EOF'
 bf16 none -
 gptq-g128 none --format gptq --group 128
 gptq-g32-asym-act none --format gptq --group 32 --asym --desc-act
@@ -55,3 +41,29 @@ fp8-tensor-static static --format fp8-tensor --static
 fp8-block group128 --format fp8-block
 ct-int8-channel token-int8 --format ct-int8-channel
 EOF
+dir_of() { if [ "$1" = bf16 ]; then echo $m; else echo $d/$1; fi; } # bf16: the checkpoint itself
+# every layout written first; then the CPU perplexities in the background (4
+# at a time, 4 threads each) while transformers and CUDA run one by one
+while read -r name act args; do
+    q=$(dir_of $name)
+    [ -f $q/config.json ] || python3 tools/quantize_checkpoint.py $m $q $args >$d/$name.log 2>&1 ||
+        echo "$name: write failed"
+done <$list
+export B d m
+cut -d' ' -f1 $list | xargs -P 4 -I{} sh -c 'n={}; q=$d/$n; [ $n = bf16 ] && q=$m
+    timeout 300 "$B/cinfer" perplexity -m $q -f $m/val_text.txt --device cpu --threads 4 \
+        >$d/$n.cpu 2>&1; touch $d/$n.cpu.done' &
+echo "| format | transformers (f32) | cinfer CUDA (bf16) | diff | cinfer CPU (f32) | diff |"
+echo "|---|---|---|---|---|---|"
+while read -r name act args; do
+    q=$(dir_of $name)
+    r=$(timeout 180 python3 tools/hf_quant_ref.py $q --ids $ids --act "$act" 2>$d/$name.ref | ppl)
+    [ -n "$r" ] || tail -3 $d/$name.ref
+    g=$(timeout 120 "$B/cinfer" perplexity -m $q -f $m/val_text.txt --device cuda 2>/dev/null | ppl)
+    t0=$(date +%s)
+    while [ ! -f $d/$name.cpu.done ] && [ $(($(date +%s) - t0)) -lt 300 ]; do sleep 1; done
+    c=$(ppl <$d/$name.cpu)
+    w=""
+    [ "$act" = none ] || w=" (W8A8 $act)"
+    echo "| $name$w | $r | $g | $(pct "$g" "$r") | $c | $(pct "$c" "$r") |"
+done <$list

@@ -184,4 +184,21 @@ ci_status ci_cpu_sample(ci_backend *be, const ci_tensor *logits, const ci_sample
 ci_status ci_cpu_gather_rows(ci_backend *be, const ci_tensor *x, const int32_t *idx, int n,
                              ci_tensor *out);
 
+/* Output rows per prefill panel (cpu_matmul.c, cpu_qmatmul.c: each panel is
+ * one single-threaded sgemm): from the weight's shape only, never the
+ * thread count, since OpenBLAS's summation order depends on the panel's
+ * width: a matmul's sums, and so W8A8's rounded activations downstream,
+ * are then the same at any --threads. About 8 panels a weight (threads
+ * beyond 8 wait on small weights), at least 64 rows, at most
+ * CI_PANEL_MAX_FLOATS f32 of weight (bigger panels re-pack x less often:
+ * measured +25% on 4096x4096), whole 16-row groups. */
+#define CI_PANEL_MAX_FLOATS (1024 * 1024)
+static inline int64_t ci_cpu_panel_rows(int64_t out, int64_t in) {
+    int64_t p = (out + 7) / 8;
+    if (p < 64) p = 64;
+    if (p > CI_PANEL_MAX_FLOATS / in) p = CI_PANEL_MAX_FLOATS / in;
+    p = (p + 15) / 16 * 16;
+    return p < 16 ? 16 : p;
+}
+
 #endif

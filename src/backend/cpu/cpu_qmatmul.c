@@ -461,13 +461,8 @@ ci_status ci_cpu_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
                  cpu};
     if (c.n == 0) return ci_ok();
     int nt = cpu->nthreads;
-    if (c.n > QW_DECODE_MAX_N) {
-        /* bigger panels for sgemm: ~4 MiB of f32 or an even share per thread */
-        int64_t panel = (1024 * 1024) / c.in, share = (c.out + nt - 1) / nt;
-        if (panel > share) panel = share;
-        panel = (panel + 15) / 16 * 16;
-        c.panel = panel < 16 ? 16 : panel;
-    }
+    if (c.n > QW_DECODE_MAX_N) /* panels for sgemm, the same at any thread count */
+        c.panel = ci_cpu_panel_rows(c.out, c.in);
     CI_TRY(ci_cpu_ws_reserve(cpu, (size_t)(c.panel * c.in)));
     int64_t npanels = (c.out + c.panel - 1) / c.panel;
     int64_t grain = c.n <= QW_DECODE_MAX_N ? (npanels + 4 * nt - 1) / (4 * nt) : 1;
