@@ -505,6 +505,13 @@ int main(void) {
     }
     ci_model_free(mq);
 
+    /* the dense BF16 model too: the same sums at 3 threads as at 2 */
+    mq = load(dense, 0);
+    md = load_on(be3, dense, 0);
+    if (mq && md) compare(md, mq, "bf16 at 3 threads vs 2", 0, 1);
+    ci_model_free(mq);
+    ci_model_free(md);
+
     test_online_fp8();
     test_tp_quant();
     test_errors();
