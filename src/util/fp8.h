@@ -51,6 +51,27 @@ static inline uint8_t ci_f32_to_fp8_e4m3(float x) {
     return sign | (uint8_t)(((uint32_t)(e + 7) << 3) | m);
 }
 
+/* ci_fp8_e4m3_to_f32(ci_f32_to_fp8_e4m3(x)) without the byte: x rounded to
+ * the nearest E4M3 value (ties to even, saturating at +-448, NaN stays NaN)
+ * as a float, branch-free (W8A8's activation rounding runs it per element) */
+static inline float ci_e4m3_round(float x) {
+    uint32_t b;
+    memcpy(&b, &x, 4);
+    const uint32_t sign = b & 0x80000000u, a = b & 0x7fffffffu;
+    uint32_t u = (a + 0x7FFFFu + ((a >> 20) & 1)) & 0xFFF00000u; /* 3 mantissa bits */
+    float fa, fn;
+    memcpy(&fa, &a, 4);
+    memcpy(&fn, &u, 4);
+    const float fs = nearbyintf(fa * 512.0f) * (1.0f / 512.0f); /* subnormals: k 2^-9 */
+    float r = fa < 1.0f / 64.0f ? fs : fn;
+    r = r > 448.0f ? 448.0f : r;
+    r = a > 0x7f800000u ? fa : r; /* NaN stays NaN (its payload's rounding could reach inf) */
+    memcpy(&u, &r, 4);
+    u |= sign;
+    memcpy(&r, &u, 4);
+    return r;
+}
+
 /* 256-entry table of e4m3(code) * scale: dequantization by lookup (the
  * CPU attention's K/V reads). */
 static inline void ci_fp8_e4m3_table(float scale, float out[256]) {

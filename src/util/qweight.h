@@ -124,8 +124,7 @@ static inline void ci_qweight_quant_act(const ci_qweight *w, float *x) {
         const float s =
             w->act_scale > 0.0f ? w->act_scale : ci_qweight_act_scale(w, x + g0, g1 - g0);
         for (int64_t c = g0; c < g1; c++)
-            x[c] = i8 ? ci_int8_round(x[c] / s) * s
-                      : ci_fp8_e4m3_to_f32(ci_f32_to_fp8_e4m3(x[c] / s)) * s;
+            x[c] = i8 ? ci_int8_round(x[c] / s) * s : ci_e4m3_round(x[c] / s) * s;
     }
 }
 

@@ -330,6 +330,20 @@ static int fusable(const ci_qweight *w, int64_t n) {
 }
 #endif
 
+typedef struct qact_ctx {
+    const ci_qweight *w;
+    float *x; /* [rows][K] */
+    int64_t K;
+} qact_ctx;
+
+/* W8A8: rows [i0, i1) of x rounded as ci_qweight_quant_act says */
+static void qact_task(void *vctx, int64_t i0, int64_t i1, int tid) {
+    (void)tid;
+    const qact_ctx *q = vctx;
+    for (int64_t i = i0; i < i1; i++)
+        ci_qweight_quant_act(q->w, q->x + i * q->K);
+}
+
 static void qmm_task(void *vctx, int64_t p0, int64_t p1, int tid) {
     const qmm_ctx *c = vctx;
     float *ws = c->cpu->ws[tid];
@@ -445,8 +459,10 @@ ci_status ci_cpu_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
                     cpu->qact[i * K + k] = xs[i * K + perm[k]];
         else
             memcpy(cpu->qact, xs, need * sizeof(float));
-        for (int64_t i = 0; act && i < x->rows; i++)
-            ci_qweight_quant_act(qw, cpu->qact + i * K);
+        if (act) { /* each token's rounding on its own: spread over the pool */
+            qact_ctx q = {qw, cpu->qact, K};
+            ci_threadpool_run(cpu->tp, x->rows, 8, qact_task, &q);
+        }
         xs = cpu->qact;
     }
     qmm_ctx c = {w->data,
