@@ -397,6 +397,29 @@ static void i8_task(void *vctx, int64_t p0, int64_t p1, int tid) {
     ci_cpu_i8_gemm_vnni(&c->a, p0 * c->rows_per_task, r1, (int8_t *)c->cpu->ws[tid]);
 }
 
+typedef struct i8q_ctx {
+    const ci_qweight *w;
+    const float *x; /* [n][K] */
+    uint8_t *xq;    /* [n][kp] codes + 128 */
+    float *sx;      /* [n] scales */
+    int64_t K, kp;
+} i8q_ctx;
+
+/* tokens [t0, t1): ci_qweight_quant_act's INT8 codes (+ 128) and scales */
+static void i8q_task(void *vctx, int64_t t0, int64_t t1, int tid) {
+    (void)tid;
+    const i8q_ctx *c = vctx;
+    for (int64_t t = t0; t < t1; t++) {
+        const float *xr = c->x + t * c->K;
+        const float s = ci_qweight_act_scale(c->w, xr, c->K);
+        uint8_t *q = c->xq + t * c->kp;
+        for (int64_t k = 0; k < c->K; k++)
+            q[k] = (uint8_t)((int)ci_int8_round(xr[k] / s) + 128);
+        memset(q + c->K, 128, (size_t)(c->kp - c->K));
+        c->sx[t] = s;
+    }
+}
+
 static ci_status i8_gemm(ci_cpu *cpu, const cpu_qw *cw, const ci_tensor *x, const float *b,
                          ci_tensor *y) {
     const ci_qweight *qw = &cw->w;
@@ -404,16 +427,8 @@ static ci_status i8_gemm(ci_cpu *cpu, const cpu_qw *cw, const ci_tensor *x, cons
     CI_TRY(qact_reserve(cpu, ((size_t)(n * kp) + 3) / 4 + (size_t)n + 16));
     float *sx = cpu->qact;
     uint8_t *xq = (uint8_t *)(cpu->qact + n + 16 - (n % 16)); /* 64-byte offset */
-    const float *xs = x->data;
-    for (int64_t t = 0; t < n; t++) {
-        const float *xr = xs + t * K;
-        const float s = ci_qweight_act_scale(qw, xr, K); /* ci_qweight_quant_act's codes */
-        uint8_t *q = xq + t * kp;
-        for (int64_t k = 0; k < K; k++)
-            q[k] = (uint8_t)((int)ci_int8_round(xr[k] / s) + 128);
-        memset(q + K, 128, (size_t)(kp - K));
-        sx[t] = s;
-    }
+    i8q_ctx q = {qw, x->data, xq, sx, K, kp};
+    ci_threadpool_run(cpu->tp, n, 8, i8q_task, &q); /* each token's codes on its own */
     i8_ctx c = {
         {(const int8_t *)qw->q, cw->wsum, qw->scales, xq, sx, b, y->data, n, K, kp, qw->rows},
         64,
