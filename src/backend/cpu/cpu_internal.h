@@ -188,13 +188,14 @@ ci_status ci_cpu_gather_rows(ci_backend *be, const ci_tensor *x, const int32_t *
  * one single-threaded sgemm): from the weight's shape only, never the
  * thread count, since OpenBLAS's summation order depends on the panel's
  * width: a matmul's sums, and so W8A8's rounded activations downstream,
- * are then the same at any --threads. About 8 panels a weight (threads
- * beyond 8 wait on small weights), at least 64 rows, at most
+ * are then the same at any --threads. About 16 panels a weight (beyond 16
+ * threads, small weights leave some idle), at least 64 rows, at most
  * CI_PANEL_MAX_FLOATS f32 of weight (bigger panels re-pack x less often:
- * measured +25% on 4096x4096), whole 16-row groups. */
+ * measured +25% on 4096x4096; Llama-3-8B's weights hit this cap, so their
+ * panels are the per-thread ones of 2 threads), whole 16-row groups. */
 #define CI_PANEL_MAX_FLOATS (1024 * 1024)
 static inline int64_t ci_cpu_panel_rows(int64_t out, int64_t in) {
-    int64_t p = (out + 7) / 8;
+    int64_t p = (out + 15) / 16;
     if (p < 64) p = 64;
     if (p > CI_PANEL_MAX_FLOATS / in) p = CI_PANEL_MAX_FLOATS / in;
     p = (p + 15) / 16 * 16;
