@@ -249,11 +249,9 @@ def calib_ids(model_dir, cinfer, n=64, seq_len=256, text_files=None):
 
 
 # ---- standalone: per-layer error, GPTQ vs RTN ---------------------------------
-def read_model(d, keep=None):
-    """All *.safetensors of d as name -> float32 array (F32, BF16, F16); lm_head.weight is the
-    embedding when the checkpoint ties them. keep(name): only the tensors it accepts (and no
-    lm_head tie). Also used by ref_ppl.py."""
-    t = {}
+def st_tensors(d, keep=None):
+    """(file, name, dtype, shape, raw bytes) of every tensor in d's *.safetensors, file by file
+    in name order; keep(name): only the tensors it accepts. Also used by hf_quant_ref.py."""
     for f in sorted(os.listdir(d)):
         if not f.endswith(".safetensors"):
             continue
@@ -266,16 +264,23 @@ def read_model(d, keep=None):
                     continue
                 a, b = v["data_offsets"]
                 fh.seek(base + a)
-                raw = fh.read(b - a)
-                dt = v["dtype"]
-                if dt == "BF16":
-                    arr = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
-                elif dt in ("F32", "F16"):
-                    arr = np.frombuffer(raw, np.float32 if dt == "F32" else np.float16)
-                else:
-                    sys.exit(f"{f}: {name}: dtype {dt} (only dense F32/BF16/F16 checkpoints; "
-                             "dequantize with quantize_checkpoint.py --dequant-out)")
-                t[name] = arr.astype(np.float32).reshape(v["shape"])
+                yield f, name, v["dtype"], v["shape"], fh.read(b - a)
+
+
+def read_model(d, keep=None):
+    """All *.safetensors of d as name -> float32 array (F32, BF16, F16); lm_head.weight is the
+    embedding when the checkpoint ties them. keep(name): only the tensors it accepts (and no
+    lm_head tie). Also used by ref_ppl.py."""
+    t = {}
+    for f, name, dt, shape, raw in st_tensors(d, keep):
+        if dt == "BF16":
+            arr = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+        elif dt in ("F32", "F16"):
+            arr = np.frombuffer(raw, np.float32 if dt == "F32" else np.float16)
+        else:
+            sys.exit(f"{f}: {name}: dtype {dt} (only dense F32/BF16/F16 checkpoints; "
+                     "dequantize with quantize_checkpoint.py --dequant-out)")
+        t[name] = arr.astype(np.float32).reshape(shape)
     if not t:
         sys.exit(f"{d}: no *.safetensors" + (" tensors of the kind asked" if keep else ""))
     if not keep and "lm_head.weight" not in t:

@@ -38,14 +38,15 @@ Needs numpy; the perplexity needs torch and transformers (the GPU machine)."""
 import argparse
 import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gptq import st_tensors  # noqa: E402  (the safetensors walk)
+from ref_ppl import add_ppl_args  # noqa: E402  (model, text, --ctx, --act, --ids, --cinfer)
 AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
 NP = {"F32": np.float32, "F16": np.float16, "I32": np.int32, "I64": np.int64, "I8": np.int8,
       "U8": np.uint8, "F8_E4M3": np.uint8, "BF16": np.uint16}
@@ -53,20 +54,8 @@ NP = {"F32": np.float32, "F16": np.float16, "I32": np.int32, "I64": np.int64, "I
 
 def read_raw(d):
     """name -> (safetensors dtype, numpy array as stored; BF16 / F8 as their bits)."""
-    t = {}
-    for f in sorted(os.listdir(d)):
-        if not f.endswith(".safetensors"):
-            continue
-        with open(os.path.join(d, f), "rb") as fh:
-            n = struct.unpack("<Q", fh.read(8))[0]
-            hdr = json.loads(fh.read(n))
-            blob = fh.read()
-        for name, v in hdr.items():
-            if name == "__metadata__":
-                continue
-            a, b = v["data_offsets"]
-            t[name] = (v["dtype"], np.frombuffer(blob[a:b], NP[v["dtype"]]).reshape(v["shape"]))
-    return t
+    return {name: (dt, np.frombuffer(raw, NP[dt]).reshape(shape))
+            for _, name, dt, shape, raw in st_tensors(d)}
 
 
 def e4m3_table():
@@ -264,13 +253,7 @@ def act_hooks(model, mode, scales):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("model", nargs="?")
-    p.add_argument("text", nargs="?")
-    p.add_argument("--ctx", type=int, default=512)
-    p.add_argument("--act", choices=["none", "token", "group128", "token-int8", "static"],
-                   default="none")
-    p.add_argument("--ids")
-    p.add_argument("--cinfer", default=os.path.join(ROOT, "build", "cinfer"))
+    add_ppl_args(p)
     p.add_argument("--device", default="cuda")
     p.add_argument("--check", nargs=2, metavar=("QUANT_DIR", "DEQUANT_DIR"))
     a = p.parse_args()

@@ -203,19 +203,24 @@ def window_nll(model, ids):
     return float(np.sum(lse - z[np.arange(len(z)), ids[1:]]))
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def add_ppl_args(p):
+    """The arguments every perplexity reference here takes (also hf_quant_ref.py's)."""
     p.add_argument("model", nargs="?")
     p.add_argument("text", nargs="?")
     p.add_argument("--ctx", type=int, default=512)
     p.add_argument("--act", choices=["none", "token", "group128", "token-int8", "static"],
                    default="none")
-    p.add_argument("--scales-from", help="--act static: the quantized checkpoint whose "
-                   "input_scale tensors give the scales")
     p.add_argument("--ids", help="JSON array of token ids (instead of tokenizing TEXT)")
-    p.add_argument("--threads", type=int, help="BLAS threads (set before numpy loads)")
     p.add_argument("--cinfer", default=os.path.join(ROOT, "build", "cinfer"),
                    help="tokenizer when --ids is not given")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    add_ppl_args(p)
+    p.add_argument("--scales-from", help="--act static: the quantized checkpoint whose "
+                   "input_scale tensors give the scales")
+    p.add_argument("--threads", type=int, help="BLAS threads (set before numpy loads)")
     p.add_argument("--selftest", action="store_true")
     a = p.parse_args()
     if a.selftest:
