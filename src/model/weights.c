@@ -79,6 +79,12 @@ static ci_status need_layer(const ci_checkpoint *ck, const ci_arch_names *nm, in
     return need(ck, name, d0, d1, what, out);
 }
 
+/* "P.weight" -> "P": a linear's prefix, as model/quant.h looks its tensors up */
+static void drop_weight_suffix(char *name) {
+    size_t n = strlen(name);
+    if (n > 7 && !strcmp(name + n - 7, ".weight")) name[n - 7] = 0;
+}
+
 /* A linear module: dense through need() unless the config is quantized. */
 static ci_status need_linear(const ci_checkpoint *ck, const ci_model_config *c, int layer,
                              const char *suffix, int64_t d0, int64_t d1, const char *what,
@@ -92,8 +98,7 @@ static ci_status need_linear(const ci_checkpoint *ck, const ci_model_config *c, 
     }
     char prefix[160];
     snprintf(prefix, sizeof prefix, "%s%d.%s", c->arch->names->layers, layer, suffix);
-    size_t n = strlen(prefix);
-    if (n > 7 && !strcmp(prefix + n - 7, ".weight")) prefix[n - 7] = 0;
+    drop_weight_suffix(prefix);
     return ci_qlinear_find(ck, &c->quant, prefix, d0, d1, out);
 }
 
@@ -112,8 +117,7 @@ static ci_status find_head(const ci_checkpoint *ck, const ci_model_config *c,
     if (c->tie_word_embeddings && !c->quant.lm_head) return ci_ok();
     char prefix[160];
     snprintf(prefix, sizeof prefix, "%s", name);
-    size_t n = strlen(prefix);
-    if (n > 7 && !strcmp(prefix + n - 7, ".weight")) prefix[n - 7] = 0;
+    drop_weight_suffix(prefix);
     const int maybe = m != CI_QUANT_NONE && m != CI_QUANT_ONLINE_FP8 && m != CI_QUANT_AWQ &&
                       ((m != CI_QUANT_GPTQ && m != CI_QUANT_GPTQ_INT8) || c->quant.lm_head);
     char qname[192];
