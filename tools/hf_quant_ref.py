@@ -38,7 +38,6 @@ Needs numpy; the perplexity needs torch and transformers (the GPU machine)."""
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -46,7 +45,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gptq import st_tensors  # noqa: E402  (the safetensors walk)
-from ref_ppl import add_ppl_args  # noqa: E402  (model, text, --ctx, --act, --ids, --cinfer)
+from ref_ppl import add_ppl_args, load_ids, score_windows  # noqa: E402  (cinfer perplexity's way)
 AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
 NP = {"F32": np.float32, "F16": np.float16, "I32": np.int32, "I64": np.int64, "I8": np.int8,
       "U8": np.uint8, "F8_E4M3": np.uint8, "BF16": np.uint16}
@@ -168,8 +167,9 @@ def deq_fp8(t, p, qc):
 
 
 def dequantize(d):
-    """The checkpoint of d as a dense float32 state dict (name -> array) and its config
-    without quantization_config; LM heads quantized or not."""
+    """The checkpoint of d as a dense float32 state dict (name -> array), its config without
+    quantization_config, its static input scales and the quantized modules' prefixes (an LM
+    head quantized or not)."""
     cfg = json.load(open(os.path.join(d, "config.json")))
     qc = cfg.pop("quantization_config", None) or {}
     m = qc.get("quant_method")
@@ -193,12 +193,12 @@ def dequantize(d):
         sd[n] = dense(dt, a)
     scales = {n[:-len(".input_scale")]: float(dense(*t[n]).reshape(-1)[0])
               for n in t if n.endswith(".input_scale")}
-    return cfg, sd, scales
+    return cfg, sd, scales, prefixes
 
 
 def check(qdir, ddir):
     """The dequantized weights against the writer's --dequant-out, exactly."""
-    _, sd, _ = dequantize(qdir)
+    sd = dequantize(qdir)[1]
     ref = {n: dense(dt, a) for n, (dt, a) in read_raw(ddir).items()}
     bad = 0
     for n, r in ref.items():
@@ -214,7 +214,7 @@ def check(qdir, ddir):
     return 1 if bad else 0
 
 
-def act_hooks(model, mode, scales):
+def act_hooks(model, mode, scales, quant_head):
     """W8A8's input rounding on the decoder's linears (and a quantized LM head)."""
     import torch
 
@@ -246,7 +246,7 @@ def act_hooks(model, mode, scales):
 
     for name, mod in model.named_modules():
         if isinstance(mod, torch.nn.Linear) and (".layers." in name or name == "lm_head"):
-            if name == "lm_head" and not getattr(model, "_quantized_head", False):
+            if name == "lm_head" and not quant_head:
                 continue
             mod.register_forward_pre_hook(make(name))
 
@@ -261,17 +261,12 @@ def main():
         return check(*a.check)
     if not a.model or (not a.text and not a.ids):
         p.error("QUANT_DIR and TEXT (or --ids) are required")
+    if a.ctx < 2:
+        p.error("--ctx must be >= 2")
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
-    cfg, sd, scales = dequantize(a.model)
-    quant_head = "lm_head.weight" in sd and any(
-        n.startswith("lm_head.") and n != "lm_head.weight" for n in read_raw(a.model))
-    if a.ids:
-        ids = json.load(open(a.ids))
-    else:
-        with open(a.text, "rb") as f:
-            ids = json.loads(subprocess.run([a.cinfer, "tokenize", "-m", a.model, "--no-special"],
-                                            stdin=f, capture_output=True, check=True).stdout)
+    cfg, sd, scales, quantized = dequantize(a.model)
+    ids = load_ids(a)
     with tempfile.TemporaryDirectory() as td:  # the config without quantization_config
         with open(os.path.join(td, "config.json"), "w") as f:
             json.dump(cfg, f)
@@ -287,22 +282,17 @@ def main():
     missing = [n for n in missing if not (n == "lm_head.weight" and cfg.get("tie_word_embeddings"))]
     if missing or unexpected:
         sys.exit(f"state dict: missing {missing[:4]}, unexpected {unexpected[:4]}")
-    model._quantized_head = quant_head
     if a.act != "none":
-        act_hooks(model, a.act, scales)
+        act_hooks(model, a.act, scales, "lm_head" in quantized)
     model.to(a.device).eval()
-    nll, cnt = 0.0, 0
+
+    def window_nll(w):
+        x = torch.tensor([list(w)], device=a.device)
+        lp = torch.log_softmax(model(x).logits[0, :-1].double(), -1)
+        return -float(lp[torch.arange(len(w) - 1), x[0, 1:]].sum())
+
     with torch.no_grad():
-        for w0 in range(0, len(ids), a.ctx):
-            w = ids[w0:w0 + a.ctx]
-            if len(w) < 2:
-                break
-            x = torch.tensor([w], device=a.device)
-            lp = torch.log_softmax(model(x).logits[0, :-1].double(), -1)
-            nll -= float(lp[torch.arange(len(w) - 1), x[0, 1:]].sum())
-            cnt += len(w) - 1
-    mean = nll / cnt
-    print(f"mean_nll={mean:.6f} ppl={np.exp(mean):.4f} tokens={cnt}")
+        score_windows(ids, a.ctx, window_nll)
     return 0
 
 

@@ -293,6 +293,9 @@ def ct_config(fmt, weights, acts, ignore):
 
 
 def qconfig(a, ignore):
+    """config.json's quantization_config; ignore: the --ignore modules (the formats that list
+    lm_head list it too, unless --lm-head quantized it)"""
+    listed = ignore if a.lm_head else ["lm_head"] + ignore
     if a.format.startswith("ct-fp8"):
         strategy = a.format[len("ct-fp8-"):]
         block = [128, 128] if strategy == "block" else None
@@ -300,22 +303,21 @@ def qconfig(a, ignore):
                 ct_scheme(8, "float", "group" if block else "token", True,
                           group_size=128 if block else None))
         return ct_config("float-quantized", ct_scheme(8, "float", strategy, False, block=block),
-                         acts, ignore)
+                         acts, listed)
     if a.format.startswith("ct-int8"):
         return ct_config("int-quantized", ct_scheme(8, "int", a.format[len("ct-int8-"):], False),
-                         ct_scheme(8, "int", "token", True), ignore)
+                         ct_scheme(8, "int", "token", True), listed)
     if a.format == "fp8-tensor":
         return {"activation_scheme": "static" if a.static else "dynamic", "quant_method": "fp8",
-                "ignored_layers": ignore}
+                "ignored_layers": listed}
     if a.format == "fp8-block":
-        ignore = [n for n in ignore if n != "lm_head"]
         return {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
                 "weight_block_size": [128, 128], "modules_to_not_convert": ignore or None}
     if a.format == "ct-w4a16":
         weights = ct_scheme(4, "int", "channel" if a.group == -1 else "group", False,
                             symmetric=not a.asym, group_size=None if a.group == -1 else a.group,
                             actorder="group" if a.desc_act else None)
-        return ct_config("pack-quantized", weights, None, ignore)
+        return ct_config("pack-quantized", weights, None, listed)
     if a.format == "gptq":
         c = {"bits": a.bits, "group_size": a.group, "damp_percent": 0.01, "desc_act": a.desc_act,
              "static_groups": False, "sym": not a.asym, "true_sequential": True,
@@ -323,11 +325,9 @@ def qconfig(a, ignore):
              "checkpoint_format": "gptq_v2" if a.v2 else "gptq"}
         if a.lm_head:
             c["lm_head"] = True
-        ignore = [n for n in ignore if n != "lm_head"]
         if ignore:
             c["modules_to_not_convert"] = ignore
         return c
-    ignore = [n for n in ignore if n != "lm_head"]
     return {"bits": 4, "group_size": a.group, "modules_to_not_convert": ignore or None,
             "quant_method": "awq", "version": "gemm", "zero_point": True}
 
@@ -507,8 +507,7 @@ def main():
     with open(os.path.join(a.src, "config.json")) as f:
         cfg = json.load(f)
     qcfg = dict(cfg)
-    # the config lists lm_head as ignored unless --lm-head quantized it
-    qcfg["quantization_config"] = qconfig(a, a.ignore if a.lm_head else ["lm_head"] + a.ignore)
+    qcfg["quantization_config"] = qconfig(a, a.ignore)
     if a.lm_head:
         qcfg["tie_word_embeddings"] = False
     extras = [f for f in os.listdir(a.src) if f.startswith("tokenizer") or

@@ -215,6 +215,33 @@ def add_ppl_args(p):
                    help="tokenizer when --ids is not given")
 
 
+def load_ids(a):
+    """The token ids to score: --ids' JSON array, else TEXT through `cinfer tokenize`."""
+    if a.ids:
+        with open(a.ids) as f:
+            return json.load(f)
+    with open(a.text, "rb") as f:
+        return json.loads(subprocess.run([a.cinfer, "tokenize", "-m", a.model, "--no-special"],
+                                         stdin=f, capture_output=True, check=True).stdout)
+
+
+def score_windows(ids, ctx, window_nll):
+    """cinfer perplexity's scoring: consecutive windows of ctx ids, each from an empty context,
+    window_nll(w) the sum of -log p over its predicted tokens; prints and returns the mean."""
+    nll, cnt = 0.0, 0
+    for w0 in range(0, len(ids), ctx):
+        w = ids[w0:w0 + ctx]
+        if len(w) < 2:
+            break  # a lone last token predicts nothing
+        nll += window_nll(w)
+        cnt += len(w) - 1
+    if not cnt:
+        sys.exit("fewer than 2 tokens to score")
+    mean = nll / cnt
+    print(f"mean_nll={mean:.6f} ppl={np.exp(mean):.4f} tokens={cnt}")
+    return mean
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     add_ppl_args(p)
@@ -230,15 +257,7 @@ def main():
     if a.ctx < 2:
         p.error("--ctx must be >= 2")
     t0 = time.time()
-    if a.ids:
-        with open(a.ids) as f:
-            ids = json.load(f)
-    else:
-        with open(a.text, "rb") as f:
-            out = subprocess.run([a.cinfer, "tokenize", "-m", a.model, "--no-special"], stdin=f,
-                                 capture_output=True, check=True).stdout
-        ids = json.loads(out)
-    ids = np.asarray(ids, np.int64)
+    ids = np.asarray(load_ids(a), np.int64)
     with open(os.path.join(a.model, "config.json")) as f:
         cfg = json.load(f)
     if ids.size and (ids.min() < 0 or ids.max() >= cfg["vocab_size"]):
@@ -249,17 +268,7 @@ def main():
             p.error("--act static needs --scales-from QUANT_DIR")
         static = input_scales(a.scales_from)
     model = Model(cfg, read_model(a.model), a.act, static)
-    nll, cnt = 0.0, 0
-    for w0 in range(0, len(ids), a.ctx):
-        w = ids[w0:w0 + a.ctx]
-        if len(w) < 2:
-            break  # a lone last token predicts nothing
-        nll += window_nll(model, w)
-        cnt += len(w) - 1
-    if not cnt:
-        sys.exit("fewer than 2 tokens to score")
-    mean = nll / cnt
-    print(f"mean_nll={mean:.6f} ppl={np.exp(mean):.4f} tokens={cnt}")
+    score_windows(ids, a.ctx, lambda w: window_nll(model, w))
     print(f"ref_ppl: {len(ids)} ids, act={a.act}, {time.time() - t0:.1f} s", file=sys.stderr)
     return 0
 
