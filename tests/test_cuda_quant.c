@@ -126,8 +126,8 @@ static void check_case(const ci_qweight *h, int n, int with_bias, const char *wh
 static void bench_gemv(int fmt, int rows, int cols, const char *kernel) {
     /* CINFER_TEST_GEMV_ONLY=S: only the benches whose label holds S */
     char label[96];
-    snprintf(label, sizeof label, "%s %dx%d %s", fmt == CI_QW_INT4 ? "int4" : "fp8", rows, cols,
-             kernel);
+    const char *fn = fmt == CI_QW_INT4 ? "int4" : fmt == CI_QW_INT8 ? "int8" : "fp8";
+    snprintf(label, sizeof label, "%s %dx%d %s", fn, rows, cols, kernel);
     const char *only = getenv("CINFER_TEST_GEMV_ONLY");
     if (only && *only && !strstr(label, only)) return;
     ci_cu_qgemv_select(kernel);
@@ -155,9 +155,8 @@ static void bench_gemv(int fmt, int rows, int cols, const char *kernel) {
         CHECK_OK(gpu->ops->matmul(gpu, &x, &w[i % nc], NULL, &y));
     CHECK_OK(gpu->ops->sync(gpu));
     double dt = (ci_now() - t0) / reps;
-    printf("  %s GEMV %dx%d g128, n=1 (%s, %s, %d copies): %.1f us, %.0f GB/s\n",
-           fmt == CI_QW_INT4 ? "int4" : "fp8", rows, cols, bf ? "bf16" : "f32", kernel, nc,
-           dt * 1e6, bytes / dt / 1e9);
+    printf("  %s GEMV %dx%d g128, n=1 (%s, %s, %d copies): %.1f us, %.0f GB/s\n", fn, rows, cols,
+           bf ? "bf16" : "f32", kernel, nc, dt * 1e6, bytes / dt / 1e9);
     ci_cu_qgemv_select(NULL);
     for (int c = 0; c < nc; c++)
         gpu->ops->qweight_free(gpu, &w[c]);
@@ -336,6 +335,31 @@ int main(void) {
             free_qw(&h);
         }
         ci_cu_qgemm_int4_range(-1, -1);
+        /* a weight whose dequantized copy is past the prefill scratch's cap
+         * (CINFER_QSCRATCH_CAP_MB=0 at its load, on a backend of its own:
+         * the scratch holds the INT4 GEMM's workspace alone): x of more
+         * rows than one GEMM launch takes runs it in chunks of 512, a
+         * remainder below its smallest (1029 = 2 x 512 + 5) through the
+         * tensor-core GEMV passes; plain and a sorted act order */
+        if (bf && !(ob && *ob == '1')) {
+            ci_backend *keep = gpu;
+            ci_backend_options o2 = {0, 0, CI_ACT_BF16};
+            CHECK_OK(ci_backend_create("cuda", &o2, &gpu));
+            const qwt_case big[] = {
+                {CI_QW_INT4, 16384, 1024, 128, 2, 0, "int4 g128, no dequantized copy", 0},
+                {CI_QW_INT4, 16384, 1024, 128, 2, 2, "int4 g128 act order, no dequantized copy", 0},
+            };
+            setenv("CINFER_QSCRATCH_CAP_MB", "0", 1);
+            for (size_t k = 0; gpu && k < sizeof big / sizeof big[0]; k++) {
+                ci_qweight h = make_case(&big[k]);
+                check_case(&h, 600, 1, big[k].what);
+                check_case(&h, 1029, 0, big[k].what);
+                free_qw(&h);
+            }
+            unsetenv("CINFER_QSCRATCH_CAP_MB");
+            if (gpu) ci_backend_destroy(gpu);
+            gpu = keep;
+        }
         /* INT8 weights (W8A16 on this backend: the dequantizing GEMVs, then
          * dequantize + dense GEMM), every size and GEMV kernel; 260 columns
          * leave the vectorized kernels to the per-word one */
@@ -392,6 +416,9 @@ int main(void) {
             for (int v = 0; v < 4; v++) {
                 bench_gemv(CI_QW_INT4, shp[k][0], shp[k][1], kern[v]);
                 bench_gemv(CI_QW_FP8, shp[k][0], shp[k][1], kern[v]);
+                bench_gemv(CI_QW_INT8, shp[k][0], shp[k][1], kern[v]);
+                if (v == 0) /* INT8's GEMV before the tensor-core one */
+                    bench_gemv(CI_QW_INT8, shp[k][0], shp[k][1], kern[4]);
             }
         ci_backend_destroy(gpu);
     }

@@ -163,7 +163,7 @@ int ci_cu_qweight_tileable(const struct ci_qweight *w);
 /* acc: y = round(round(product) + y) (ci_cu_fuse's acc) */
 int ci_cu_qgemv(ci_cu_stream st, int bf16, int f32_out, const struct ci_qweight *w, const void *x,
                 int n, const float *bias, void *y, int num_sms, int acc);
-/* The tensor-core FP8 GEMV (cuda_qgemv_fp8.cu): E4M3 weights, BF16 x, n <= 2;
+/* The tensor-core 8-bit GEMV (cuda_qgemv_fp8.cu): E4M3 or INT8 weights, BF16 x, n <= 2;
  * _ok says whether it takes the weight and n; old: the kernel before the
  * rolling loads (4 tiles a warp loaded, then used; A/B). */
 int ci_cu_qgemv_fp8tc_ok(const struct ci_qweight *w, int n, int x_bf16, const void *x);
@@ -183,6 +183,7 @@ int ci_cu_qgemv_tc_rows(ci_cu_stream st, int f32_out, const struct ci_qweight *w
 #define CI_CU_QGEMM_CAP_N 512 /* the most rows CINFER_QGEMM_MAX_N may ask (the workspace's) */
 size_t ci_cu_qgemm_int4_ws_bytes(const struct ci_qweight *w);
 int ci_cu_qgemm_int4_ok(const struct ci_qweight *w, int n, const void *x);
+int ci_cu_qgemm_int4_chunk_n(void);
 int ci_cu_qgemm_int4(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x, int n,
                      const float *bias, void *y, int acc, int num_sms, void *ws, size_t ws_bytes);
 int ci_cu_qdequant(ci_cu_stream st, int bf16, const struct ci_qweight *w, void *out);

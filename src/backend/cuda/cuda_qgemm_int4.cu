@@ -359,6 +359,13 @@ extern "C" void ci_cu_qgemm_int4_range(int min_n, int max_n) {
     g_max_n = min_n < 0 ? -1 : (max_n > CI_CU_QGEMM_CAP_N ? CI_CU_QGEMM_CAP_N : max_n);
 }
 
+/* The most rows of x one launch takes on this GPU (0: the GEMM is off or
+ * not here): a larger x runs it in chunks of this many */
+extern "C" int ci_cu_qgemm_int4_chunk_n(void) {
+    ci_cu_qgemm_int4_ok(nullptr, 0, nullptr); /* reads the environment once */
+    return sm90_here() && g_max_n >= g_min_n && g_max_n >= 1 ? g_max_n : 0;
+}
+
 extern "C" int ci_cu_qgemm_int4_ok(const ci_qweight *w, int n, const void *x) {
     if (g_min_n < 0) {
         /* CINFER_QGEMM_MIN_N / _MAX_N: the rows of x this GEMM takes (MAX 0: never) */
@@ -368,7 +375,7 @@ extern "C" int ci_cu_qgemm_int4_ok(const ci_qweight *w, int n, const void *x) {
     }
     /* a tiled weight passed ci_cu_qweight_tileable: INT4, no act order,
      * whole 16-row blocks, 128-column tiles within one scale group */
-    return sm90_here() && w->format == CI_QW_INT4 && w->tiled && !w->g_idx && n >= g_min_n &&
+    return w && sm90_here() && w->format == CI_QW_INT4 && w->tiled && !w->g_idx && n >= g_min_n &&
            n <= g_max_n && n >= 1 && w->rows % 16 == 0 && w->cols % 128 == 0 &&
            qt_group_shift(w, 128) >= 0 && ((uintptr_t)x & 15) == 0;
 }

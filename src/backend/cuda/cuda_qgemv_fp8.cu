@@ -1,6 +1,9 @@
-/* cuda_qgemv_fp8.cu — the tensor-core FP8 GEMV: y[n][rows] = x[n][K] .
- * W^T for E4M3 weights (per-row or 64k-column group scales), BF16 x, n <= 2
- * (decode), on mma.m16n8k16 with f16 inputs and f32 accumulation.
+/* cuda_qgemv_fp8.cu — the tensor-core 8-bit GEMV: y[n][rows] = x[n][K] .
+ * W^T for E4M3 or INT8 weights (per-row or 64k-column group scales), BF16
+ * x, n <= 2 (decode), on mma.m16n8k16 with f16 inputs and f32 accumulation.
+ * INT8 (8-bit GPTQ, W8A16) differs only in the decode: each byte, offset
+ * by 128, becomes the mantissa of an f16 1024 + (q + 128) (one byte
+ * permute makes two), and one f16x2 subtraction of 1152 leaves q exactly.
  *
  * The split/vec kernels turn each weight into an f32 with ~5 instructions
  * (qv_weight); here one cvt.rn.f16x2.e4m3x2 makes two weights into an f16
@@ -60,23 +63,39 @@ __device__ __forceinline__ void ft_cvt4(uint32_t w, uint32_t &lo, uint32_t &hi) 
 #endif
 }
 
-/* One tile: a, b = 16 E4M3 bytes of rows g and g + 8; x0, x1 = the 16 f16
- * x values of the same columns; c += the tile's sums. */
+/* The four INT8 of w as two f16x2 (bytes 0, 1 -> lo; 2, 3 -> hi), exactly:
+ * u = q + 128 (the sign bit flipped) as the low byte of f16 0x64uu =
+ * 1024 + u, minus 1152 */
+__device__ __forceinline__ void ft_i8x4(uint32_t w, uint32_t &lo, uint32_t &hi) {
+    const uint32_t u = w ^ 0x80808080u;
+    const uint32_t l = __byte_perm(u, 0x64646464u, 0x5140), h = __byte_perm(u, 0x64646464u, 0x5342);
+    asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(lo) : "r"(l), "r"(0x64806480u));
+    asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(hi) : "r"(h), "r"(0x64806480u));
+}
+
+/* One tile: a, b = 16 weight bytes (E4M3 or INT8: FMT) of rows g and g + 8;
+ * x0, x1 = the 16 f16 x values of the same columns; c += the tile's sums. */
+template <int FMT>
 __device__ __forceinline__ void ft_tile(float *c, uint4 a, uint4 b, uint4 x0, uint4 x1) {
     const uint32_t wa[4] = {a.x, a.y, a.z, a.w}, wb[4] = {b.x, b.y, b.z, b.w};
     const uint32_t xv[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
 #pragma unroll
     for (int h = 0; h < 4; h++) {
         uint32_t al, ah, bl, bh;
-        ft_cvt4(wa[h], al, ah);
-        ft_cvt4(wb[h], bl, bh);
+        if (FMT == CI_QW_INT8) {
+            ft_i8x4(wa[h], al, ah);
+            ft_i8x4(wb[h], bl, bh);
+        } else {
+            ft_cvt4(wa[h], al, ah);
+            ft_cvt4(wb[h], bl, bh);
+        }
         qt_mma<true>(c, al, bl, ah, bh, xv[2 * h], xv[2 * h + 1]);
     }
 }
 
 /* U tiles in flight per warp; ROLL: reloaded one by one (else U loaded,
  * then U used) */
-template <int N, typename OutT, int U, bool ROLL>
+template <int FMT, int N, typename OutT, int U, bool ROLL>
 __global__ void __launch_bounds__(FT_WARPS * 32)
     qgemv_fp8tc_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
                        const float *__restrict__ bias, OutT *__restrict__ y, int gshift, int acc) {
@@ -126,7 +145,7 @@ __global__ void __launch_bounds__(FT_WARPS * 32)
             const int kt = kt0 + u * FT_WARPS;
             if (kt >= tiles) break;
             float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            ft_tile(c, qa[u], qb[u], xr[8 * kt], xr[8 * kt + 1]);
+            ft_tile<FMT>(c, qa[u], qb[u], xr[8 * kt], xr[8 * kt + 1]);
             tot[0] = fmaf(fa[u], c[0], tot[0]);
             tot[1] = fmaf(fa[u], c[1], tot[1]);
             tot[2] = fmaf(fb[u], c[2], tot[2]);
@@ -143,7 +162,9 @@ __global__ void __launch_bounds__(FT_WARPS * 32)
 }
 
 extern "C" int ci_cu_qgemv_fp8tc_ok(const ci_qweight *w, int n, int x_bf16, const void *x) {
-    if (w->format != CI_QW_FP8 || !x_bf16 || w->g_idx || n < 1 || n > 2 || w->cols % 64) return 0;
+    if ((w->format != CI_QW_FP8 && w->format != CI_QW_INT8) || !x_bf16 || w->g_idx || n < 1 ||
+        n > 2 || w->cols % 64)
+        return 0;
     if (w->rows > INT32_MAX / 2 || w->cols > INT32_MAX / 4) return 0;
     if ((int64_t)n * w->cols * 2 > 96 * 1024) return 0; /* staged x */
     if (qt_group_shift(w, 64) < 0) return 0;            /* a shift finds a tile's group */
@@ -153,7 +174,8 @@ extern "C" int ci_cu_qgemv_fp8tc_ok(const ci_qweight *w, int n, int x_bf16, cons
 template <int N, typename OutT, int U, bool ROLL>
 static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias,
                         void *y, int acc) {
-    auto k = qgemv_fp8tc_kernel<N, OutT, U, ROLL>;
+    auto k = w->format == CI_QW_INT8 ? qgemv_fp8tc_kernel<CI_QW_INT8, N, OutT, U, ROLL>
+                                     : qgemv_fp8tc_kernel<CI_QW_FP8, N, OutT, U, ROLL>;
     const size_t smem = (size_t)N * (size_t)w->cols * 2;
     if (smem > 48 * 1024) {
         cudaError_t e =

@@ -725,8 +725,10 @@ static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const
                         const float *bias, void *y, int num_sms, int acc) {
     if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
     /* FP8 on the tensor cores: tc / tc2, and auto where cvt.e4m3x2 is an
-     * instruction (sm_89+; older GPUs would emulate it) */
-    if (FMT == CI_QW_FP8 && (g_qgemv >= 4 || (g_qgemv == 3 && fp8_cvt_native())) &&
+     * instruction (sm_89+; older GPUs would emulate it); INT8 (its decode
+     * is integer and f16 arithmetic) for tc / tc2 / auto */
+    if (((FMT == CI_QW_FP8 && (g_qgemv >= 4 || (g_qgemv == 3 && fp8_cvt_native()))) ||
+         (FMT == CI_QW_INT8 && g_qgemv >= 3)) &&
         ci_cu_qgemv_fp8tc_ok(w, N, sizeof(T) == 2, x))
         return ci_cu_qgemv_fp8tc(st, f32_out, w, x, N, bias, y, acc, g_tc_old);
     /* a tiled weight (cuda_qweight.c) runs only on the tensor-core kernels,

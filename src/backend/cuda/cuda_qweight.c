@@ -101,6 +101,14 @@ static void tile_int4(const ci_qweight *h, uint8_t *out) {
 
 #define QACT_RESERVE_ROWS 512 /* at load: decode graphs up to this batch never grow it */
 
+/* the largest dequantized copy the prefill scratch is sized for where the
+ * INT4 GEMM can take the weight instead (CINFER_QSCRATCH_CAP_MB) */
+static size_t qscratch_cap(void) {
+    const char *e = getenv("CINFER_QSCRATCH_CAP_MB");
+    return (e && *e ? (size_t)strtoull(e, NULL, 10) : 512) << 20;
+}
+#define QSCRATCH_CAP qscratch_cap()
+
 /* x gathered by a sorted act order needs room for this many rows (the GEMVs'
  * and the tensor-core GEMV's; the INT4 GEMM and the dequantizing path take
  * the order themselves) */
@@ -159,10 +167,16 @@ static ci_status qweight_create(ci_backend *be, ci_cuda *c, const ci_qweight *h,
     /* the prefill scratch: the largest dequantized weight in the act dtype
      * (W8A8 weights: their quantized activations instead) */
     size_t need = fp8 ? 0 : (size_t)(h->rows * h->cols) * ci_dtype_size(be->act_dtype);
+    /* ... but a weight stored tiled for the INT4 GEMM (Hopper) larger than
+     * QSCRATCH_CAP runs the GEMM in chunks of rows of x instead of its
+     * dequantized copy (a quantized LM head of 128k x 4096 would hold 1 GB
+     * of scratch for the rare step of more logits rows than one launch
+     * takes) */
+    const char *te = getenv("CINFER_QW_TILE");
+    const int tiles = be->act_dtype == CI_BF16 && ci_cu_qweight_tileable(h) && !(te && *te == '0');
+    if (tiles && need > QSCRATCH_CAP && ci_cu_qgemm_int4_chunk_n() > 0) need = 0;
     /* the INT4 GEMM's workspace (x permuted, split-K partials) shares it */
-    if (be->act_dtype == CI_BF16 && ci_cu_qweight_tileable(h) &&
-        ci_cu_qgemm_int4_ws_bytes(h) > need)
-        need = ci_cu_qgemm_int4_ws_bytes(h);
+    if (tiles && ci_cu_qgemm_int4_ws_bytes(h) > need) need = ci_cu_qgemm_int4_ws_bytes(h);
     if (fp8)
         CI_TRY(qact_grow(c, &c->qact, &c->qact_bytes,
                          qact_need(h, QACT_RESERVE_ROWS, ci_dtype_size(be->act_dtype), fp8 == 2)));
@@ -210,8 +224,7 @@ static ci_status qweight_create(ci_backend *be, ci_cuda *c, const ci_qweight *h,
     uint8_t *tq = NULL;
     /* on by default; CINFER_QW_TILE=0 keeps the row-major layout (the
      * A/B in docs/kernels/qmatmul.md, and test_cuda_quant's row-major pass) */
-    const char *te = getenv("CINFER_QW_TILE");
-    if (be->act_dtype == CI_BF16 && ci_cu_qweight_tileable(h) && !(te && *te == '0')) {
+    if (tiles) {
         tq = malloc(qb);
         if (!tq) {
             free(bs);
@@ -364,6 +377,36 @@ static ci_status x_in_order(ci_cuda *c, const ci_qweight *w, const ci_tensor *x,
     return ci_ok();
 }
 
+/* x of more rows than one INT4 GEMM launch takes, for a weight sized
+ * without its dequantized copy (qweight_create): the GEMM on chunks of
+ * `chunk` rows, a remainder below its smallest through the tensor-core GEMV
+ * passes (x gathered for a sorted act order) */
+static ci_status qmatmul_chunked(ci_cuda *c, const ci_qweight *q, const ci_tensor *x,
+                                 const float *b, ci_tensor *y, int acc, int chunk) {
+    const int64_t K = x->cols, out = y->cols;
+    const size_t ysz = ci_dtype_size(y->dtype);
+    for (int64_t r = 0; r < x->rows; r += chunk) {
+        const int m = (int)(x->rows - r < chunk ? x->rows - r : chunk);
+        const void *xr = (const char *)x->data + (size_t)(r * K) * 2;
+        void *yr = (char *)y->data + (size_t)(r * out) * ysz;
+        if (ci_cu_qgemm_int4_ok(q, m, xr)) {
+            CI_CU_LAUNCH("qgemm_int4",
+                         ci_cu_qgemm_int4((ci_cu_stream)c->stream, y->dtype == CI_F32, q, xr, m, b,
+                                          yr, acc, c->num_sms, c->qscratch, c->qscratch_bytes));
+            continue;
+        }
+        if (!ci_cu_qgemv_tc_rows_ok(q, m, xr))
+            return ci_errorf(CI_ERR_UNSUPPORTED, "cuda qmatmul: %d rows past the INT4 GEMM's", m);
+        ci_tensor xs = {(void *)xr, x->dtype, m, K};
+        const void *xd;
+        CI_TRY(x_in_order(c, q, &xs, &xd));
+        CI_CU_LAUNCH("qgemv_tc_rows",
+                     ci_cu_qgemv_tc_rows((ci_cu_stream)c->stream, y->dtype == CI_F32, q, xd, m, b,
+                                         yr, c->num_sms, acc));
+    }
+    return ci_ok();
+}
+
 ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
                           const ci_tensor *bias, ci_tensor *y, int acc) {
     ci_cuda *c = ci_cuda_of(be);
@@ -412,6 +455,10 @@ ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w
         return ci_ok();
     }
     size_t need = (size_t)(w->rows * w->cols) * ci_dtype_size(x->dtype);
+    const int chunk = ci_cu_qgemm_int4_chunk_n();
+    if (need > c->qscratch_bytes && x->dtype == CI_BF16 && chunk > 0 &&
+        ci_cu_qgemm_int4_ok(q, chunk, x->data) && ci_cu_qgemm_int4_ws_bytes(q) <= c->qscratch_bytes)
+        return qmatmul_chunked(c, q, x, b, y, acc, chunk);
     if (need > c->qscratch_bytes)
         return ci_errorf(CI_ERR_INVALID, "cuda qmatmul: scratch of %zu bytes, need %zu",
                          c->qscratch_bytes, need);
