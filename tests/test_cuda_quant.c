@@ -299,6 +299,9 @@ int main(void) {
             {CI_QW_INT4, 2000, 16384, 128, 2, 0, "int4 g128, 16384 columns (16 tiles a warp)", 0},
             /* 384 blocks: 2-3 per SM of an H200, tc's 3-CTAs-an-SM build */
             {CI_QW_INT4, 6144, 1024, 128, 3, 0, "int4 g128, 384 16-row blocks", 0},
+            /* the 8-bit GEMV's one-wave build (auto) at 2-3 blocks an SM */
+            {CI_QW_FP8, 6144, 1024, 128, 3, 0, "fp8 g128, 384 16-row blocks", 0},
+            {CI_QW_INT8, 6144, 1024, 128, 3, 0, "int8 g128, 384 16-row blocks", 0},
         };
         for (size_t k = 0; !(ob && *ob == '1') && k < sizeof lng / sizeof lng[0]; k++) {
             ci_qweight h = make_case(&lng[k]);

@@ -165,10 +165,11 @@ int ci_cu_qgemv(ci_cu_stream st, int bf16, int f32_out, const struct ci_qweight 
                 int n, const float *bias, void *y, int num_sms, int acc);
 /* The tensor-core 8-bit GEMV (cuda_qgemv_fp8.cu): E4M3 or INT8 weights, BF16 x, n <= 2;
  * _ok says whether it takes the weight and n; old: the kernel before the
- * rolling loads (4 tiles a warp loaded, then used; A/B). */
+ * rolling loads (4 tiles a warp loaded, then used; A/B); num_sms: the
+ * GPU's, for the build that fits a weight's blocks in one wave (0: none). */
 int ci_cu_qgemv_fp8tc_ok(const struct ci_qweight *w, int n, int x_bf16, const void *x);
 int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x,
-                      int n, const float *bias, void *y, int acc, int old);
+                      int n, const float *bias, void *y, int acc, int old, int num_sms);
 /* INT4 for BF16 x at up to CI_CU_QGEMV_TC_MAX_N rows: the tensor-core
  * GEMV once per 8 rows (cuda_qmatmul.cu); _ok says whether it takes them */
 #define CI_CU_QGEMV_TC_MAX_N 32

@@ -94,9 +94,9 @@ __device__ __forceinline__ void ft_tile(float *c, uint4 a, uint4 b, uint4 x0, ui
 }
 
 /* U tiles in flight per warp; ROLL: reloaded one by one (else U loaded,
- * then U used) */
-template <int FMT, int N, typename OutT, int U, bool ROLL>
-__global__ void __launch_bounds__(FT_WARPS * 32)
+ * then U used); MINB: CTAs an SM the registers are capped for */
+template <int FMT, int N, typename OutT, int U, bool ROLL, int MINB = 1>
+__global__ void __launch_bounds__(FT_WARPS * 32, MINB)
     qgemv_fp8tc_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
                        const float *__restrict__ bias, OutT *__restrict__ y, int gshift, int acc) {
     extern __shared__ uint4 fxs[]; /* [N][K / 8]: x as f16 * 2^-4 */
@@ -171,11 +171,11 @@ extern "C" int ci_cu_qgemv_fp8tc_ok(const ci_qweight *w, int n, int x_bf16, cons
     return ((uintptr_t)w->q & 15) == 0 && ((uintptr_t)x & 15) == 0;
 }
 
-template <int N, typename OutT, int U, bool ROLL>
+template <int N, typename OutT, int U, bool ROLL, int MINB = 1>
 static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias,
                         void *y, int acc) {
-    auto k = w->format == CI_QW_INT8 ? qgemv_fp8tc_kernel<CI_QW_INT8, N, OutT, U, ROLL>
-                                     : qgemv_fp8tc_kernel<CI_QW_FP8, N, OutT, U, ROLL>;
+    auto k = w->format == CI_QW_INT8 ? qgemv_fp8tc_kernel<CI_QW_INT8, N, OutT, U, ROLL, MINB>
+                                     : qgemv_fp8tc_kernel<CI_QW_FP8, N, OutT, U, ROLL, MINB>;
     const size_t smem = (size_t)N * (size_t)w->cols * 2;
     if (smem > 48 * 1024) {
         cudaError_t e =
@@ -190,20 +190,28 @@ static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, con
 }
 
 /* old: the kernel as it was before the rolling loads (4 tiles loaded, then
- * used), for A/B (CINFER_QGEMV=tc4) */
+ * used), for A/B (CINFER_QGEMV=tc4). waves3 (the choice of auto): the
+ * weight's 16-row blocks are 2-3 per SM, which the FT_U build (126
+ * registers: 2 CTAs an SM) runs in two waves, the second under half full
+ * (Llama-3-8B's qkv: 384 blocks on the H200's 132 SMs); 4 rolling slots
+ * capped for 3 CTAs an SM run them in one */
 template <int N, typename OutT>
 static int fp8tc_u(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias, void *y,
-                   int acc, int old) {
-    return old ? fp8tc_launch<N, OutT, 4, false>(st, w, x, bias, y, acc)
-               : fp8tc_launch<N, OutT, FT_U, true>(st, w, x, bias, y, acc);
+                   int acc, int old, int waves3) {
+    if (old) return fp8tc_launch<N, OutT, 4, false>(st, w, x, bias, y, acc);
+    if (waves3) return fp8tc_launch<N, OutT, 4, true, 3>(st, w, x, bias, y, acc);
+    return fp8tc_launch<N, OutT, FT_U, true>(st, w, x, bias, y, acc);
 }
 
 extern "C" int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
-                                 int n, const float *bias, void *y, int acc, int old) {
+                                 int n, const float *bias, void *y, int acc, int old,
+                                 int num_sms) {
     if (!ci_cu_qgemv_fp8tc_ok(w, n, 1, x)) return cudaErrorInvalidValue;
+    const int64_t blocks = (w->rows + 15) / 16;
+    const int w3 = num_sms > 0 && blocks > 2 * (int64_t)num_sms && blocks <= 3 * (int64_t)num_sms;
     if (n == 1)
-        return f32_out ? fp8tc_u<1, float>(st, w, x, bias, y, acc, old)
-                       : fp8tc_u<1, __nv_bfloat16>(st, w, x, bias, y, acc, old);
-    return f32_out ? fp8tc_u<2, float>(st, w, x, bias, y, acc, old)
-                   : fp8tc_u<2, __nv_bfloat16>(st, w, x, bias, y, acc, old);
+        return f32_out ? fp8tc_u<1, float>(st, w, x, bias, y, acc, old, w3)
+                       : fp8tc_u<1, __nv_bfloat16>(st, w, x, bias, y, acc, old, w3);
+    return f32_out ? fp8tc_u<2, float>(st, w, x, bias, y, acc, old, w3)
+                   : fp8tc_u<2, __nv_bfloat16>(st, w, x, bias, y, acc, old, w3);
 }

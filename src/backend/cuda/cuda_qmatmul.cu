@@ -730,7 +730,8 @@ static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const
     if (((FMT == CI_QW_FP8 && (g_qgemv >= 4 || (g_qgemv == 3 && fp8_cvt_native()))) ||
          (FMT == CI_QW_INT8 && g_qgemv >= 3)) &&
         ci_cu_qgemv_fp8tc_ok(w, N, sizeof(T) == 2, x))
-        return ci_cu_qgemv_fp8tc(st, f32_out, w, x, N, bias, y, acc, g_tc_old);
+        return ci_cu_qgemv_fp8tc(st, f32_out, w, x, N, bias, y, acc, g_tc_old,
+                                 g_qgemv == 3 ? num_sms : 0);
     /* a tiled weight (cuda_qweight.c) runs only on the tensor-core kernels,
      * and they only on its interleaved nibbles */
     if (w->tiled) {
