@@ -74,12 +74,13 @@ ci_status ci_batch_build(ci_batch_builder *b, const ci_sched_output *out, const 
         int32_t *row = b->block_tables + (size_t)i * (size_t)mb;
         memcpy(row, q->block_table, (size_t)q->num_blocks * sizeof *row);
         memset(row + q->num_blocks, 0, (size_t)(mb - q->num_blocks) * sizeof *row);
-        int lp_end = q->want_prompt_logprobs ? q->num_prompt_tokens - 1 : 0;
+        int lp_lo; /* prompt positions [lp_lo, lp_end) whose logprob rows are owed */
+        const int lp_n = ci_seq_plp_rows(q, e->start, ctx, &lp_lo), lp_end = lp_lo + lp_n;
         for (int p = e->start; p < ctx; p++, T++) {
             b->token_ids[T] = p < q->num_tokens ? q->tokens[p] : q->spec[p - q->num_tokens];
             b->positions[T] = p;
             b->slot_mapping[T] = row[p / bs] * bs + p % bs;
-            if (p < lp_end && p >= q->prompt_logprobs_done) b->logits_indices[L++] = T;
+            if (p >= lp_lo && p < lp_end) b->logits_indices[L++] = T;
         }
         if (e->num_spec > 0) /* verification: every row of the last token and the drafts */
             for (int j = e->num_spec; j >= 0; j--)

@@ -99,7 +99,8 @@ static ci_status prompt_logprobs(ci_engine *e, const ci_sched_entry *en, int r0,
         e->plp_rows = nplp;
     }
     CI_TRY(ci_runner_logits_to_host(e->runner, r0, nplp, e->plp_logits));
-    int p0 = en->start > q->prompt_logprobs_done ? en->start : q->prompt_logprobs_done;
+    int p0;
+    ci_seq_plp_rows(q, en->start, en->start + en->num_new_tokens, &p0);
     for (int j = 0; j < nplp; j++) {
         int pos = p0 + j; /* predicts prompt token pos + 1 */
         if (pos + 1 >= r->num_prompt || pos < 0) continue;

@@ -208,13 +208,8 @@ static int seq_cmp_qsort(const void *a, const void *b) {
  * prompt positions whose logprobs are not yet returned, and the sampled
  * row when the entry reaches the end of the known tokens. */
 static int entry_rows(const ci_sequence *q, int start, int n) {
-    int rows = start + n == q->num_tokens;
-    if (q->want_prompt_logprobs) {
-        int lo = start > q->prompt_logprobs_done ? start : q->prompt_logprobs_done;
-        int hi = start + n < q->num_prompt_tokens - 1 ? start + n : q->num_prompt_tokens - 1;
-        if (hi > lo) rows += hi - lo;
-    }
-    return rows;
+    int lo;
+    return (start + n == q->num_tokens) + ci_seq_plp_rows(q, start, start + n, &lo);
 }
 
 /* n cut so that the entry's logits rows fit the `left` rows of the step
@@ -222,7 +217,8 @@ static int entry_rows(const ci_sequence *q, int start, int n) {
 static int fit_rows(const ci_sequence *q, int n, int left) {
     const int start = q->num_computed_tokens;
     if (entry_rows(q, start, n) <= left) return n;
-    int lo = start > q->prompt_logprobs_done ? start : q->prompt_logprobs_done;
+    int lo;
+    ci_seq_plp_rows(q, start, start + n, &lo);
     int m = lo - start + left; /* prompt-logprob rows = left at most */
     if (m > n) m = n;
     while (m > 0 && entry_rows(q, start, m) > left) /* the sampled row: one more step */

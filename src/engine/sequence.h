@@ -103,6 +103,16 @@ static inline int ci_seq_num_output(const ci_sequence *seq) {
 static inline int ci_seq_is_finished(const ci_sequence *seq) {
     return seq->state == CI_SEQ_FINISHED;
 }
+/* The prompt-logprob rows a step computing positions [start, end) owes:
+ * positions [*lo, *lo + count) (count returned; 0 when none). The one rule
+ * the scheduler's row budget, the batch's logits rows and the engine's
+ * reading of them share. */
+static inline int ci_seq_plp_rows(const ci_sequence *seq, int start, int end, int *lo) {
+    const int l = start > seq->prompt_logprobs_done ? start : seq->prompt_logprobs_done;
+    const int h = end < seq->num_prompt_tokens - 1 ? end : seq->num_prompt_tokens - 1;
+    *lo = l;
+    return seq->want_prompt_logprobs && h > l ? h - l : 0;
+}
 const char *ci_seq_state_name(ci_seq_state s);
 const char *ci_finish_reason_name(ci_finish_reason r);
 
