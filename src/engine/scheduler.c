@@ -244,6 +244,14 @@ static void add_entry(ci_scheduler *s, ci_sequence *q, int n) {
     q->scheduled_step = s->step;
 }
 
+/* q's next n tokens join the step, with their logits rows; returns n (the
+ * token budget they take) */
+static int take_entry(ci_scheduler *s, ci_sequence *q, int n) {
+    s->lrows -= entry_rows(q, q->num_computed_tokens, n);
+    add_entry(s, q, n);
+    return n;
+}
+
 static ci_status preempt(ci_scheduler *s, ci_sequence *q) {
     CI_TRY(ci_seq_transition(q, CI_SEQ_PREEMPTED));
     ci_bm_free(s->bm, q);
@@ -304,9 +312,7 @@ ci_status ci_sched_schedule(ci_scheduler *s, const ci_sched_output **out) {
             for (;;) {
                 ci_status st = ci_bm_allocate(s->bm, q, n, 0, o->copies, &o->num_copies);
                 if (st.code == CI_OK) {
-                    s->lrows -= entry_rows(q, q->num_computed_tokens, n);
-                    add_entry(s, q, n);
-                    budget -= n;
+                    budget -= take_entry(s, q, n);
                     break;
                 }
                 if (st.code != CI_ERR_CAPACITY) return st;
@@ -341,22 +347,20 @@ ci_status ci_sched_schedule(ci_scheduler *s, const ci_sched_output **out) {
             int hit = ci_bm_match_prefix(s->bm, q);
             int rem = q->num_tokens - q->num_computed_tokens;
             int n = fit_rows(q, rem < budget ? rem : budget, s->lrows);
-            ci_status st =
-                n > 0 ? ci_bm_allocate(s->bm, q, n, s->num_running > 0, o->copies, &o->num_copies)
-                      : ci_errorf(CI_ERR_CAPACITY, "no logits rows left in this step");
-            if (st.code != CI_OK) {
+            ci_status st = ci_ok();
+            if (n > 0)
+                st = ci_bm_allocate(s->bm, q, n, s->num_running > 0, o->copies, &o->num_copies);
+            if (n == 0 || st.code != CI_OK) { /* no logits rows or blocks left: next step */
                 ci_bm_free(s->bm, q);
                 q->num_cached_tokens = 0;
-                if (st.code == CI_ERR_CAPACITY) break;
+                if (n == 0 || st.code == CI_ERR_CAPACITY) break;
                 return st;
             }
             ci_bm_count_prefix_query(s->bm, q->num_tokens, hit);
             CI_TRY(ci_seq_transition(q, CI_SEQ_RUNNING));
             s->running[s->num_running++] = q;
             s->running_slots += slots;
-            s->lrows -= entry_rows(q, q->num_computed_tokens, n);
-            add_entry(s, q, n);
-            budget -= n;
+            budget -= take_entry(s, q, n);
             admitted++;
             o->num_admitted++;
             s->stats.admitted++;
