@@ -36,7 +36,9 @@ static int64_t add_req(ci_scheduler *s, int prompt_len, int max_tokens, int n, i
 static int32_t next_tok = 1;
 
 /* schedule + fake model + update + invariants; returns the output */
-static const ci_sched_output *step(ci_scheduler *s) {
+/* One step: schedule, check, (seen: look at the plan before its tokens
+ * land), then a token for every sample. */
+static const ci_sched_output *step_seen(ci_scheduler *s, void (*seen)(const ci_sched_output *)) {
     const ci_sched_output *o = NULL;
     ci_status st = ci_sched_schedule(s, &o);
     CHECK_OK(st);
@@ -44,6 +46,7 @@ static const ci_sched_output *step(ci_scheduler *s) {
     CHECKF(o->num_tokens <= ci_sched_get_config(s)->max_num_batched_tokens, "step %lld: %d tokens",
            (long long)o->step, o->num_tokens);
     CHECK_OK(ci_sched_check(s));
+    if (seen) seen(o);
     int32_t toks[1024];
     for (int i = 0; i < o->num_samples; i++)
         toks[i] = next_tok++;
@@ -53,6 +56,10 @@ static const ci_sched_output *step(ci_scheduler *s) {
     CHECK(nr == o->num_samples);
     CHECK_OK(ci_sched_check(s));
     return o;
+}
+
+static const ci_sched_output *step(ci_scheduler *s) {
+    return step_seen(s, NULL);
 }
 
 static void drain_finished(ci_scheduler *s, int *count, ci_finish_reason want) {
@@ -340,6 +347,26 @@ static void test_n_samples(void) {
 /* max_logits_rows: prompt-logprob chunks are cut to the step's logits rows
  * (sampled rows first), every prompt position gets its row once, and the
  * plain requests beside them keep going. */
+static int lr_plp_rows, lr_steps;
+
+static void lr_seen(const ci_sched_output *o) {
+    int rows = 0;
+    for (int i = 0; i < o->num_entries; i++) {
+        const ci_sched_entry *e = &o->entries[i];
+        const ci_sequence *q = e->seq;
+        int r = e->samples > 0;
+        if (q->want_prompt_logprobs) { /* restated here, not the engine's helper */
+            int lo = e->start > q->prompt_logprobs_done ? e->start : q->prompt_logprobs_done;
+            int hi = e->start + e->num_new_tokens;
+            if (hi > q->num_prompt_tokens - 1) hi = q->num_prompt_tokens - 1;
+            if (hi > lo) r += hi - lo, lr_plp_rows += hi - lo;
+        }
+        if (lr_steps == 1 && !q->want_prompt_logprobs) CHECK(e->num_new_tokens == 40);
+        rows += r;
+    }
+    CHECKF(rows <= 8, "step %lld: %d logits rows", (long long)o->step, rows);
+}
+
 static void test_logits_rows(void) {
     ci_sched_config c = cfg_of(400, 16, 256, 16);
     c.max_logits_rows = 8;
@@ -351,35 +378,13 @@ static void test_logits_rows(void) {
     int64_t id = -1;
     CHECK_OK(ci_sched_add(s, &p, &id));
     add_req(s, 40, 3, 1, 0); /* no prompt logprobs: not cut by the rows */
-    int plp_rows = 0, steps = 0, done = 0;
-    while (ci_sched_has_unfinished(s) && steps++ < 20) {
-        const ci_sched_output *o = NULL;
-        CHECK_OK(ci_sched_schedule(s, &o));
-        int rows = 0;
-        for (int i = 0; i < o->num_entries; i++) {
-            const ci_sched_entry *e = &o->entries[i];
-            const ci_sequence *q = e->seq;
-            int r = e->samples > 0;
-            if (q->want_prompt_logprobs) {
-                int lo = e->start > q->prompt_logprobs_done ? e->start : q->prompt_logprobs_done;
-                int hi = e->start + e->num_new_tokens;
-                if (hi > q->num_prompt_tokens - 1) hi = q->num_prompt_tokens - 1;
-                if (hi > lo) r += hi - lo, plp_rows += hi - lo;
-            }
-            if (steps == 1 && !q->want_prompt_logprobs) CHECK(e->num_new_tokens == 40);
-            rows += r;
-        }
-        CHECKF(rows <= 8, "step %lld: %d logits rows", (long long)o->step, rows);
-        int32_t toks[64];
-        for (int i = 0; i < o->num_samples; i++)
-            toks[i] = next_tok++;
-        const ci_sched_result *r;
-        int nr;
-        CHECK_OK(ci_sched_update(s, toks, o->num_samples, &r, &nr));
-        CHECK_OK(ci_sched_check(s));
+    int done = 0;
+    lr_plp_rows = lr_steps = 0;
+    while (ci_sched_has_unfinished(s) && lr_steps++ < 20) {
+        step_seen(s, lr_seen);
         drain_finished(s, &done, CI_FINISH_LENGTH);
     }
-    CHECKF(plp_rows == 29, "%d prompt-logprob rows, want 29", plp_rows);
+    CHECKF(lr_plp_rows == 29, "%d prompt-logprob rows, want 29", lr_plp_rows);
     CHECK(done == 2);
     check_idle(s);
     ci_sched_destroy(s);
