@@ -221,6 +221,7 @@ static ci_status pack_batch(ci_cuda *c, const ci_batch *host, ci_batch *dev, voi
 
 static ci_status cu_prepare_batch(ci_backend *be, const ci_batch *host, ci_batch *dev) {
     ci_cuda *c = ci_cuda_of(be);
+    CI_CU_TRY(ci_cu_tl_begin(c->stream, NULL)); /* an eager forward begins */
     return pack_batch(c, host, dev, &c->meta_host, &c->meta_dev, &c->meta_cap, 1);
 }
 
@@ -241,6 +242,7 @@ static ci_status cu_graph_capture_begin(ci_backend *be) {
     ci_cuda *c = ci_cuda_of(be);
     /* thread-local mode: other threads' CUDA calls do not break the capture */
     CI_CU_TRY(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
+    CI_CU_TRY(ci_cu_tl_begin(c->stream, NULL));
     return ci_ok();
 }
 
@@ -255,11 +257,13 @@ static ci_status cu_graph_capture_end(ci_backend *be, void **graph) {
     if (e != cudaSuccess)
         return ci_errorf(CI_ERR_BACKEND, "cuda: cudaGraphInstantiate: %s", cudaGetErrorString(e));
     *graph = ex;
+    ci_cu_tl_graph(ex);
     return ci_ok();
 }
 
 static ci_status cu_graph_launch(ci_backend *be, void *graph) {
     ci_cuda *c = ci_cuda_of(be);
+    CI_CU_TRY(ci_cu_tl_begin(c->stream, graph));
     CI_CU_TRY(cudaGraphLaunch((cudaGraphExec_t)graph, c->stream));
     return ci_ok();
 }
@@ -527,6 +531,7 @@ static void cu_destroy(ci_backend *be) {
     if (c) {
         if (c->stream) cudaSetDevice(c->device); /* another rank's device may be current */
         if (c->stream) cudaStreamSynchronize(c->stream);
+        if (c->stream) ci_cu_tl_dump(c->stream);
         ci_cuda_comm_free(c);
         ci_cuda_gemm_plans_free(c);
         if (c->lt) cublasLtDestroy(c->lt);
@@ -689,6 +694,7 @@ static ci_status cu_init(ci_cuda *c, int device) {
     /* PDL (griddepcontrol) is sm_90+; CINFER_PDL=0 turns it off (A/B) */
     const char *pdl = getenv("CINFER_PDL");
     ci_cu_set_pdl(cc_major >= 9 && !(pdl && strcmp(pdl, "0") == 0));
+    CI_CU_TRY(ci_cu_tl_enable()); /* a profiling build's timeline (CINFER_TIMELINE_OUT) */
     const char *ex = getenv("CINFER_SAMPLE_EXACT"); /* 1: no approximate top-p probe (A/B) */
     c->smp_exact = ex && ex[0] == '1';
     return ci_ok();

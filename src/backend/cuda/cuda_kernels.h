@@ -150,6 +150,15 @@ int ci_cu_gemv_fuse_ok(int n, int64_t in, int64_t out, const void *x, const ci_c
 int ci_cu_gemv(ci_cu_stream st, int f32_out, const void *W, const void *x, int n, int in, int out,
                const float *bias, void *y, int num_sms, const ci_cu_fuse *f);
 
+/* The in-graph kernel timeline of a -DCINFER_TIMELINE=ON build (timeline.cu;
+ * no-ops otherwise): enable at init (CINFER_TIMELINE_OUT names the CSV),
+ * begin at each forward (graph: the replayed graph, else NULL), graph when
+ * a capture ends, dump at teardown. */
+int ci_cu_tl_enable(void);
+int ci_cu_tl_begin(void *stream, const void *graph);
+void ci_cu_tl_graph(const void *graph);
+void ci_cu_tl_dump(void *stream);
+
 /* Quantized weights (cuda_qmatmul.cu); w is a host ci_qweight whose arrays
  * are device memory. y[n][rows] = x[n][cols] . dequant(w)^T (+ bias) for
  * n <= CI_CU_QGEMV_MAX_N; qdequant writes dequant(w) [rows][cols] in the

@@ -21,9 +21,38 @@
 
 #include <cuda_runtime.h>
 
+#ifdef CINFER_TIMELINE
+/* The in-graph timeline (timeline.cu; a build with -DCINFER_TIMELINE=ON):
+ * CTA 0 of every kernel records when it passes its wait — when the kernel
+ * before it completed — so consecutive records give each kernel's time in
+ * the step as it runs, graphs and PDL overlap included. Each translation
+ * unit has its own copy of the buffer pointer, registered for timeline.cu
+ * to set. */
+static __device__ unsigned long long *ci_tl_ptr;
+extern "C" int ci_cu_tl_register(const void *symbol);
+extern "C" void ci_cu_tl_log(const void *fn, dim3 grid, dim3 block);
+[[maybe_unused]] static const int ci_tl_registered = ci_cu_tl_register((const void *)&ci_tl_ptr);
+#define CI_TL_CAP 8192 /* records: [0] the count, then 4 words each */
+#endif
+
 __device__ __forceinline__ void ci_pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+#if defined(CINFER_TIMELINE) && defined(__CUDA_ARCH__)
+    if (ci_tl_ptr &&
+        (threadIdx.x | threadIdx.y | threadIdx.z | blockIdx.x | blockIdx.y | blockIdx.z) == 0) {
+        unsigned long long t;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+        const unsigned i = atomicAdd((unsigned *)ci_tl_ptr, 1u);
+        if (i < CI_TL_CAP) {
+            unsigned long long *r = ci_tl_ptr + 4 + 4 * (size_t)i;
+            r[0] = t;
+            r[1] = (unsigned long long)gridDim.x | (unsigned long long)gridDim.y << 24 |
+                   (unsigned long long)gridDim.z << 44;
+            r[2] = blockDim.x * blockDim.y * blockDim.z;
+        }
+    }
 #endif
 }
 __device__ __forceinline__ void ci_pdl_trigger() {
@@ -52,6 +81,9 @@ static inline cudaError_t ci_cu_launch_pdl(bool pdl, void (*kernel)(KArgs...), d
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
     cfg.numAttrs = pdl ? 1 : 0;
+#ifdef CINFER_TIMELINE
+    ci_cu_tl_log((const void *)kernel, grid, block);
+#endif
     return cudaLaunchKernelEx(&cfg, kernel, static_cast<Args &&>(args)...);
 }
 

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# gpu_timeline_decode.sh — the in-graph kernel timeline of one batch-1 decode step (issues 10,
+# 14): a -DCINFER_TIMELINE=ON build of cinfer runs `bench latency` (graphs and PDL on, as
+# measured), writes its last forward's records (src/backend/cuda/timeline.cu) and
+# tools/timeline_step.py groups them. Unlike gpu_profile_decode.sh (ncu: kernels one at a time,
+# ~20 % above the real step), the times are the step's own.
+# usage: tools/gpu_timeline_decode.sh TIMELINE_BIN_DIR MODEL_DIR [OUT_CSV] [engine options]
+set -uo pipefail
+bin=$(cd "${1:?TIMELINE_BIN_DIR}" && pwd)
+m=${2:?MODEL_DIR}
+out=${3:-/tmp/timeline.csv}
+shift $(($# < 3 ? $# : 3))
+rm -f "$out"
+CINFER_TIMELINE_OUT=$out "$bin/cinfer" bench latency -m "$m" --device cuda --batch-size 1 \
+    --input-len 128 --output-len 64 --num-iters 1 --max-model-len 4096 --max-graph-batch-size 1 \
+    "$@" 2>&1 | grep -E "^decode tok/s|timeline|rror"
+[ -s "$out" ] && python3 "$(dirname "$0")/timeline_step.py" "$out"

@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""timeline_step.py — one forward's kernels from a CINFER_TIMELINE_OUT CSV (a -DCINFER_TIMELINE=ON
+build; src/backend/cuda/timeline.cu), grouped by kernel and grid, largest first.
+
+Each row's dur_ns is the time from the kernel's CTA 0 passing its wait (its predecessor complete)
+to the next kernel's doing so: what the kernel costs the step as it runs in the graph, launch gaps
+and PDL overlap included; a kernel launched outside ci_cu_launch (cuBLASLt) adds its time to the
+row before it. The last row has no successor (its time is unknown) and is left out of the sums.
+usage: tools/timeline_step.py TIMELINE_CSV [--order]   (--order: every row, in order)
+"""
+import collections
+import csv
+import re
+import sys
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    with open(sys.argv[1]) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        sys.exit("no records (was the build made with -DCINFER_TIMELINE=ON?)")
+    agg = collections.OrderedDict()
+    total = 0
+    for r in rows:
+        d = int(r["dur_ns"])
+        if d < 0:
+            continue
+        name = re.sub(r"\(.*", "", r["kernel"]).replace("void ", "")
+        a = agg.setdefault((name, r["grid"], r["threads"]), [0, 0])
+        a[0] += 1
+        a[1] += d
+        total += d
+    if "--order" in sys.argv:
+        print("| # | start us | us | grid | threads | kernel |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            d = int(r["dur_ns"])
+            print("| %s | %.2f | %s | %s | %s | %s |" % (
+                r["index"], int(r["start_ns"]) / 1e3, "%.2f" % (d / 1e3) if d >= 0 else "-",
+                r["grid"], r["threads"], r["kernel"][:70]))
+    print("kernels: %d, step (first record to last): %.1f us" % (len(rows), total / 1e3))
+    print("| kernel | grid | threads | count | us | us each | share |")
+    print("|---|---|---|---|---|---|---|")
+    for (n, g, t), (c, d) in sorted(agg.items(), key=lambda kv: -kv[1][1]):
+        print("| %s | %s | %s | %d | %.1f | %.2f | %.1f%% |" % (n[:60], g, t, c, d / 1e3, d / c / 1e3,
+                                                              100.0 * d / total if total else 0))
+
+
+if __name__ == "__main__":
+    main()
