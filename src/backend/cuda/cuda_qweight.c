@@ -107,7 +107,6 @@ static size_t qscratch_cap(void) {
     const char *e = getenv("CINFER_QSCRATCH_CAP_MB");
     return (e && *e ? (size_t)strtoull(e, NULL, 10) : 512) << 20;
 }
-#define QSCRATCH_CAP qscratch_cap()
 
 /* x gathered by a sorted act order needs room for this many rows (the GEMVs'
  * and the tensor-core GEMV's; the INT4 GEMM and the dequantizing path take
@@ -168,13 +167,13 @@ static ci_status qweight_create(ci_backend *be, ci_cuda *c, const ci_qweight *h,
      * (W8A8 weights: their quantized activations instead) */
     size_t need = fp8 ? 0 : (size_t)(h->rows * h->cols) * ci_dtype_size(be->act_dtype);
     /* ... but a weight stored tiled for the INT4 GEMM (Hopper) larger than
-     * QSCRATCH_CAP runs the GEMM in chunks of rows of x instead of its
+     * qscratch_cap() runs the GEMM in chunks of rows of x instead of its
      * dequantized copy (a quantized LM head of 128k x 4096 would hold 1 GB
      * of scratch for the rare step of more logits rows than one launch
      * takes) */
     const char *te = getenv("CINFER_QW_TILE");
     const int tiles = be->act_dtype == CI_BF16 && ci_cu_qweight_tileable(h) && !(te && *te == '0');
-    if (tiles && need > QSCRATCH_CAP && ci_cu_qgemm_int4_chunk_n() > 0) need = 0;
+    if (tiles && need > qscratch_cap() && ci_cu_qgemm_int4_chunk_n() > 0) need = 0;
     /* the INT4 GEMM's workspace (x permuted, split-K partials) shares it */
     if (tiles && ci_cu_qgemm_int4_ws_bytes(h) > need) need = ci_cu_qgemm_int4_ws_bytes(h);
     if (fp8)
