@@ -17,6 +17,7 @@ B=$(cd "${1:?BIN_DIR}" && pwd)
 m=$PWD/models/tinyqwen2-code
 d=/tmp/cinfer-qref
 mkdir -p $d
+rm -f $d/*.done
 ids=$d/ids.json
 "$B/cinfer" tokenize -m $m --no-special <$m/val_text.txt >$ids || exit 1
 ppl() { sed -n 's/.*ppl=\([0-9.]*\).*/\1/p' | tail -1; }
@@ -53,15 +54,27 @@ export B d m
 cut -d' ' -f1 $list | xargs -P 4 -I{} sh -c 'n={}; q=$d/$n; [ $n = bf16 ] && q=$m
     timeout 300 "$B/cinfer" perplexity -m $q -f $m/val_text.txt --device cpu --threads 4 \
         >$d/$n.cpu 2>&1; touch $d/$n.cpu.done' &
+# transformers, 4 at a time (a small model each: the imports and the load
+# dominate; one at a time took ~20 s a layout)
+export ids
+while read -r name act args; do echo "$name $act"; done <$list |
+    xargs -P 4 -L 1 sh -c 'n=$0; q=$d/$n; [ $n = bf16 ] && q=$m
+    timeout 240 python3 tools/hf_quant_ref.py $q --ids $ids --act "$1" >$d/$n.hf 2>$d/$n.ref
+    touch $d/$n.hf.done' &
+wait_for() { # wait_for FILE: up to 300 s
+    local t0
+    t0=$(date +%s)
+    while [ ! -f "$1" ] && [ $(($(date +%s) - t0)) -lt 300 ]; do sleep 1; done
+}
 echo "| format | transformers (f32) | cinfer CUDA (bf16) | diff | cinfer CPU (f32) | diff |"
 echo "|---|---|---|---|---|---|"
 while read -r name act args; do
     q=$(dir_of $name)
-    r=$(timeout 180 python3 tools/hf_quant_ref.py $q --ids $ids --act "$act" 2>$d/$name.ref | ppl)
-    [ -n "$r" ] || tail -3 $d/$name.ref
     g=$(timeout 120 "$B/cinfer" perplexity -m $q -f $m/val_text.txt --device cuda 2>/dev/null | ppl)
-    t0=$(date +%s)
-    while [ ! -f $d/$name.cpu.done ] && [ $(($(date +%s) - t0)) -lt 300 ]; do sleep 1; done
+    wait_for $d/$name.hf.done
+    r=$(ppl <$d/$name.hf)
+    [ -n "$r" ] || tail -3 $d/$name.ref
+    wait_for $d/$name.cpu.done
     c=$(ppl <$d/$name.cpu)
     w=""
     [ "$act" = none ] || w=" (W8A8 $act)"
