@@ -226,8 +226,10 @@ static int fit_rows(const ci_sequence *q, int n, int left) {
     return m;
 }
 
+/* q's next n tokens join the step, with their logits rows */
 static void add_entry(ci_scheduler *s, ci_sequence *q, int n) {
     ci_sched_output *o = &s->out;
+    s->lrows -= entry_rows(q, q->num_computed_tokens, n);
     ci_sched_entry *e = &o->entries[o->num_entries++];
     e->seq = q;
     e->start = q->num_computed_tokens;
@@ -242,14 +244,6 @@ static void add_entry(ci_scheduler *s, ci_sequence *q, int n) {
     else
         o->num_prefill_tokens += n;
     q->scheduled_step = s->step;
-}
-
-/* q's next n tokens join the step, with their logits rows; returns n (the
- * token budget they take) */
-static int take_entry(ci_scheduler *s, ci_sequence *q, int n) {
-    s->lrows -= entry_rows(q, q->num_computed_tokens, n);
-    add_entry(s, q, n);
-    return n;
 }
 
 static ci_status preempt(ci_scheduler *s, ci_sequence *q) {
@@ -312,7 +306,8 @@ ci_status ci_sched_schedule(ci_scheduler *s, const ci_sched_output **out) {
             for (;;) {
                 ci_status st = ci_bm_allocate(s->bm, q, n, 0, o->copies, &o->num_copies);
                 if (st.code == CI_OK) {
-                    budget -= take_entry(s, q, n);
+                    add_entry(s, q, n);
+                    budget -= n;
                     break;
                 }
                 if (st.code != CI_ERR_CAPACITY) return st;
@@ -360,7 +355,8 @@ ci_status ci_sched_schedule(ci_scheduler *s, const ci_sched_output **out) {
             CI_TRY(ci_seq_transition(q, CI_SEQ_RUNNING));
             s->running[s->num_running++] = q;
             s->running_slots += slots;
-            budget -= take_entry(s, q, n);
+            add_entry(s, q, n);
+            budget -= n;
             admitted++;
             o->num_admitted++;
             s->stats.admitted++;
