@@ -80,13 +80,20 @@ extern "C" int ci_cu_tl_begin(void *stream, const void *graph) {
     return cudaMemsetAsync(tl_dev, 0, sizeof(unsigned), (cudaStream_t)stream);
 }
 
-/* a capture ended: the launches since its begin are the graph's */
+/* a capture ended: the launches since its begin are the graph's (a graph
+ * at the address of a destroyed one takes its entry) */
 extern "C" void ci_cu_tl_graph(const void *graph) {
-    if (!tl_dev || tl_ngraphs >= TL_MAX_GRAPHS) return;
+    if (!tl_dev) return;
+    int i = 0;
+    while (i < tl_ngraphs && tl_graphs[i].graph != graph)
+        i++;
+    if (i == TL_MAX_GRAPHS) return;
     tl_launch *log = (tl_launch *)malloc(sizeof(tl_launch) * (size_t)(tl_n > 0 ? tl_n : 1));
     if (!log) return;
     memcpy(log, tl_log, sizeof(tl_launch) * (size_t)tl_n);
-    tl_graphs[tl_ngraphs++] = (tl_graph_log){graph, log, tl_n};
+    if (i < tl_ngraphs) free(tl_graphs[i].log);
+    else tl_ngraphs++;
+    tl_graphs[i] = (tl_graph_log){graph, log, tl_n};
 }
 
 /* CSV of the last forward: index, start (ns from the first record), the
@@ -132,6 +139,9 @@ extern "C" void ci_cu_tl_dump(void *stream) {
     }
     if (f) fclose(f);
     free(h);
+    for (int i = 0; i < tl_ngraphs; i++) /* the graphs go with the backend */
+        free(tl_graphs[i].log);
+    tl_ngraphs = 0;
 }
 #else
 extern "C" int ci_cu_tl_enable(void) {
