@@ -51,14 +51,15 @@ while read -r name act args; do
         echo "$name: write failed"
 done <$list
 export B d m
-cut -d' ' -f1 $list | xargs -P 4 -I{} sh -c 'n={}; q=$d/$n; [ $n = bf16 ] && q=$m
+export -f dir_of
+cut -d' ' -f1 $list | xargs -P 4 -I{} bash -c 'n={}; q=$(dir_of $n)
     timeout 300 "$B/cinfer" perplexity -m $q -f $m/val_text.txt --device cpu --threads 4 \
         >$d/$n.cpu 2>&1; touch $d/$n.cpu.done' &
 # transformers, 4 at a time (a small model each: the imports and the load
 # dominate; one at a time took ~20 s a layout)
 export ids
 while read -r name act args; do echo "$name $act"; done <$list |
-    xargs -P 4 -L 1 sh -c 'n=$0; q=$d/$n; [ $n = bf16 ] && q=$m
+    xargs -P 4 -L 1 bash -c 'n=$0; q=$(dir_of $n)
     timeout 240 python3 tools/hf_quant_ref.py $q --ids $ids --act "$1" >$d/$n.hf 2>$d/$n.ref
     touch $d/$n.hf.done' &
 wait_for() { # wait_for FILE: up to 300 s
