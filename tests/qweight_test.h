@@ -118,6 +118,8 @@ static const qwt_case k_qwt_cases[] = {
      * activation groups x 128 x 128 weight blocks (parts on block rows) */
     {CI_QW_FP8, 96, 256, 256, 3, 0, "fp8 w8a8 per token x channel", -1},
     {CI_QW_FP8, 384, 512, 128, 3, 0, "fp8 w8a8 1x128 x 128x128 blocks", 128},
+    /* INT8 W8A8 (compressed-tensors int-quantized): per token x channel */
+    {CI_QW_INT8, 96, 256, 256, 3, 0, "int8 w8a8 per token x channel", -1},
 };
 #define QWT_NCASES (sizeof k_qwt_cases / sizeof k_qwt_cases[0])
 

@@ -174,7 +174,7 @@ static void quant_cases(void) {
     }
 }
 
-/* Larger steps: W8A8 FP8 weights take the RMSNorm (with and without the
+/* Larger steps: W8A8 FP8 and INT8 weights take the RMSNorm (with and without the
  * residual add) or SwiGLU prologue as the kernel that writes their FP8
  * activations (BF16), bit for bit the classic rmsnorm / swiglu + matmul,
  * residual included; other quantized weights and F32 mode run the classic
@@ -188,14 +188,17 @@ static void w8a8_cases(void) {
         {CI_QW_FP8, 256, 4096, 128, 2, 0, "fp8 w8a8 1x128 x 128x128 blocks, 4096", 128},
         {CI_QW_FP8, 64, 14336, 14336, 1, 0, "fp8 w8a8 per token, 14336", -1},
         {CI_QW_FP8, 128, 14336, 128, 1, 0, "fp8 w8a8 blocks, 14336", 128},
+        {CI_QW_INT8, 96, 4096, 4096, 3, 0, "int8 w8a8 per token x channel, 4096", -1},
+        {CI_QW_INT8, 64, 14336, 14336, 1, 0, "int8 w8a8 per token, 14336", -1},
     };
+    const size_t nwide = sizeof wide / sizeof wide[0];
     const int rows[] = {5, 6, 64, 300};
-    for (size_t k = 0; k < QWT_NCASES + 4; k++) {
+    for (size_t k = 0; k < QWT_NCASES + nwide; k++) {
         const qwt_case *qc = k < QWT_NCASES ? &k_qwt_cases[k] : &wide[k - QWT_NCASES];
         if (!qc->act && k != 0) continue; /* one weight-only case: the classic path */
         ci_qweight h = make_case(qc);
-        /* per token: also with a static activation scale (AutoFP8), saturating */
-        for (int st = 0; st < 1 + (qc->act < 0); st++) {
+        /* FP8 per token: also with a static activation scale (AutoFP8), saturating */
+        for (int st = 0; st < 1 + (qc->act < 0 && qc->fmt == CI_QW_FP8); st++) {
             h.act_scale = st ? 0.5f / 448.0f : 0.0f;
             ci_tensor w;
             CHECK_OK(gpu->ops->qweight_create(gpu, &h, &w));

@@ -257,8 +257,12 @@ int main(void) {
             setenv("CINFER_QW_TILE", "0", 1);
             for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
                 check_case(&h, ns[j], (int)(j & 1), k_qwt_cases[k].what);
-            if (k_qwt_cases[k].act <
-                0) { /* per token: a static scale (AutoFP8), x / s saturating */
+            /* INT8 W8A8 past the rows of one INT8 GEMM (CUDA runs it in
+             * chunks of 512 rows of x through an int32 scratch) */
+            if (h.format == CI_QW_INT8 && h.act_group) check_case(&h, 1100, 1, k_qwt_cases[k].what);
+            if (h.format == CI_QW_FP8 &&
+                k_qwt_cases[k].act <
+                    0) { /* per token: a static scale (AutoFP8), x / s saturating */
                 h.act_scale = 0.5f / 448.0f;
                 for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
                     check_case(&h, ns[j], (int)(j & 1), "fp8 w8a8, a static activation scale");

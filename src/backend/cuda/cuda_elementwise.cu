@@ -14,6 +14,10 @@
  *   reads it twice).
  * add_bias: y += bias (only used when cuBLASLt's bias epilogue is not
  *   available for a GEMM's types).
+ * i8_scale: the INT8 W8A8 GEMM's epilogue (cuBLASLt's INT8 GEMM writes
+ *   int32 sums and has no per-row / per-token scales): y = s_x s_w sum
+ *   (+ bias), the CPU twin's order (cpu_qgemm_i8_vnni.c). 4 outputs per
+ *   thread. Moves rows x cols x (4 + elt).
  * gather_cols: out[r][c] = x[r][perm[c]], x for a quantized weight stored
  *   in a sorted act order (util/qweight.h). One thread per element, its
  *   index read before the PDL wait (constant). Moves n x K x (2 elt + 4). */
@@ -141,13 +145,14 @@ extern "C" int ci_cu_swiglu_qact_ok(int64_t inter, const void *gu, int group) {
 }
 
 extern "C" int ci_cu_swiglu_qact(ci_cu_stream st, const void *gu, int rows, int64_t inter,
-                                 int group, int n_pad, uint8_t *xq, float *scales, float fixed) {
+                                 int group, int n_pad, uint8_t *xq, float *scales, float fixed,
+                                 int i8) {
     if (rows <= 0 || n_pad < rows || !ci_cu_swiglu_qact_ok(inter, gu, group) ||
         ((uintptr_t)xq & 7))
         return cudaErrorInvalidValue;
     const int vpt = swiglu_qact_vpt(inter);
     const unsigned th = (unsigned)(((inter / 8 + vpt - 1) / vpt + 31) / 32 * 32);
-    const ci_qact_out q8 = {xq, scales, (int)inter, n_pad, group, fixed};
+    const ci_qact_out q8 = {xq, scales, (int)inter, n_pad, group, fixed, i8};
     const uint4 *g = (const uint4 *)gu;
     if (vpt == 2)
         ci_cu_launch(swiglu_qact_kernel<2>, (unsigned)n_pad, th, 0, st, g, rows, q8);
@@ -166,6 +171,40 @@ __global__ void add_bias_kernel(T *y, int64_t rows, int64_t cols, const float *_
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total;
          e += (int64_t)gridDim.x * blockDim.x)
         ci_st(y, e, ci_ld(y, e) + b[e % cols]);
+}
+
+template <typename T>
+__global__ void i8_scale_kernel(const int4 *__restrict__ acc, int64_t rows, int cols,
+                                const float *__restrict__ sx, const float *__restrict__ sw,
+                                const float *__restrict__ b, T *__restrict__ y) {
+    ci_pdl_trigger();
+    ci_pdl_wait();
+    const int64_t cq = cols / 4;
+    for (int64_t q = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; q < rows * cq;
+         q += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = q / cq;
+        const int c = (int)(q - r * cq) * 4;
+        const int4 a = __ldcs(acc + q);
+        const int av[4] = {a.x, a.y, a.z, a.w};
+        const float s = sx[r];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            float v = s * sw[c + j] * (float)av[j];
+            if (b) v += b[c + j];
+            ci_st(y, r * cols + c + j, v);
+        }
+    }
+}
+
+extern "C" int ci_cu_i8_scale(ci_cu_stream st, int bf16, const int32_t *acc, int64_t rows,
+                              int cols, const float *sx, const float *sw, const float *bias,
+                              void *y) {
+    if (rows < 0 || cols <= 0 || cols % 4 || ((uintptr_t)acc & 15)) return cudaErrorInvalidValue;
+    if (!rows) return cudaSuccess;
+    CI_CU_DISPATCH(bf16, ci_cu_launch(i8_scale_kernel<T>, ci_cu_blocks(rows * (cols / 4), 256),
+                                      256, 0, st, (const int4 *)acc, rows, cols, sx, sw, bias,
+                                      (T *)y));
+    return cudaGetLastError();
 }
 
 extern "C" int ci_cu_add_bias(ci_cu_stream st, int bf16, void *y, int64_t rows, int64_t cols,

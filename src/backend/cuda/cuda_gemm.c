@@ -12,7 +12,9 @@
  * only: the op table (cuda_backend.c) sends CI_QW weights to cuda_qweight.c,
  * whose prefill path calls back down into this GEMM. ci_cuda_gemm_fp8 is the
  * same GEMM on E4M3 operands with cuBLASLt's scale modes (outer vectors or
- * 128 x 128 / 1 x 128 blocks, CUDA 12.9+ on sm_90), for W8A8 weights. */
+ * 128 x 128 / 1 x 128 blocks, CUDA 12.9+ on sm_90), for W8A8 weights;
+ * ci_cuda_gemm_i8 the INT8 one (int32 sums, CUBLAS_COMPUTE_32I: cuBLASLt
+ * has no per-row scales for it, the caller scales). */
 #include <stdint.h>
 #include <string.h>
 
@@ -41,7 +43,9 @@ void ci_cuda_gemm_plans_free(ci_cuda *c) {
  * heuristic found an algorithm in *found. */
 static ci_status plan_build(ci_cuda *c, ci_cu_gemm_plan *p, int with_bias, int *found) {
     *found = 0;
-    CI_LT_TRY(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const int i8 = p->ab == CUDA_R_8I; /* exact int32 sums, int32 alpha / beta */
+    CI_LT_TRY(cublasLtMatmulDescCreate(&p->desc, i8 ? CUBLAS_COMPUTE_32I : CUBLAS_COMPUTE_32F,
+                                       i8 ? CUDA_R_32I : CUDA_R_32F));
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
@@ -222,6 +226,21 @@ ci_status ci_cuda_gemm_fp8(ci_cuda *c, int mode, const void *wq, const float *ws
         CI_CU_LAUNCH("add_bias",
                      ci_cu_add_bias((ci_cu_stream)c->stream, ci_cu_bf16(ydt), y, n, m, bias));
     return ci_ok();
+}
+
+ci_status ci_cuda_gemm_i8(ci_cuda *c, const void *wq, const void *xq, int64_t m, int64_t n,
+                          int64_t k, int32_t *sums) {
+    ci_cu_gemm_plan *p;
+    CI_TRY(plan_get(c, m, n, k, CUDA_R_8I, CUDA_R_32I, 0, 0, &p));
+    const int32_t one = 1, zero = 0;
+    CI_LT_TRY(cublasLtMatmul(c->lt, p->desc, &one, wq, p->la, xq, p->lb, &zero, sums, p->lc, sums,
+                             p->lc, &p->algo, c->workspace, CI_CU_GEMM_WORKSPACE, c->stream));
+    return ci_ok();
+}
+
+ci_status ci_cuda_gemm_i8_probe(ci_cuda *c, int64_t m, int64_t n, int64_t k) {
+    ci_cu_gemm_plan *p;
+    return plan_get(c, m, n, k, CUDA_R_8I, CUDA_R_32I, 0, 0, &p);
 }
 
 ci_status ci_cuda_gemm_fp8_probe(ci_cuda *c, int mode, int64_t m, int64_t n, int64_t k,

@@ -84,6 +84,7 @@ typedef struct ci_cuda {
     void *qact, *qact_big;
     size_t qact_bytes, qact_big_bytes;
     int fp8_mma; /* Hopper: cuBLASLt FP8 GEMMs with vector / block scales (-1: probed, none) */
+    int i8_mma;  /* cuBLASLt's INT8 GEMM: 0 untried, -1 probed and missing */
     /* tensor / pipeline parallelism (cuda_comm.c): this rank's NCCL
      * communicators over be->comm and be->pp_comm, and the root's staging
      * buffer of gather_cols */
@@ -102,6 +103,11 @@ ci_status ci_cuda_gemm_fp8(ci_cuda *c, int mode, const void *wq, const float *ws
 /* Whether cuBLASLt has that FP8 GEMM (a plan for it): ci_ok or why not. */
 ci_status ci_cuda_gemm_fp8_probe(ci_cuda *c, int mode, int64_t m, int64_t n, int64_t k,
                                  ci_dtype ydt);
+/* sums[n][m] = xq . wq^T in int32 through cuBLASLt's INT8 GEMM: wq [m][k]
+ * and xq [n][k] INT8 (k a multiple of 16); _probe: whether it has one. */
+ci_status ci_cuda_gemm_i8(ci_cuda *c, const void *wq, const void *xq, int64_t m, int64_t n,
+                          int64_t k, int32_t *sums);
+ci_status ci_cuda_gemm_i8_probe(ci_cuda *c, int64_t m, int64_t n, int64_t k);
 
 /* cuda_comm.c: the collectives over NCCL (one GPU per rank) and the
  * thread_attach op; ci_cuda_comm_free releases what they hold */

@@ -34,6 +34,11 @@ int ci_cu_gather_cols(ci_cu_stream st, int bf16, const void *x, int n, int K, co
 /* out[r][i] = silu(gu[r][i]) * gu[r][inter + i] */
 int ci_cu_swiglu(ci_cu_stream st, int bf16, const void *gu, int64_t rows, int64_t inter, void *out);
 
+/* y[r][j] = sx[r] sw[j] acc[r][j] (+ bias[j]): the INT8 GEMM's int32 sums
+ * scaled (cols % 4 == 0, acc 16-byte aligned) */
+int ci_cu_i8_scale(ci_cu_stream st, int bf16, const int32_t *acc, int64_t rows, int cols,
+                   const float *sx, const float *sw, const float *bias, void *y);
+
 /* y[r][j] += bias[j] */
 int ci_cu_add_bias(ci_cu_stream st, int bf16, void *y, int64_t rows, int64_t cols,
                    const float *bias);
@@ -197,12 +202,12 @@ int ci_cu_qgemm_int4_chunk_n(void);
 int ci_cu_qgemm_int4(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x, int n,
                      const float *bias, void *y, int acc, int num_sms, void *ws, size_t ws_bytes);
 int ci_cu_qdequant(ci_cu_stream st, int bf16, const struct ci_qweight *w, void *out);
-/* W8A8 activations: x [n][K] -> E4M3 xq [n_pad][K] and f32 scales, one per
- * row and `group` columns (group == K: [n_pad]; else [K/group][n_pad]);
- * rows n..n_pad-1 zero with scale 1. fixed > 0 (group == K): that static
- * scale for every row instead of amax / 448. */
+/* W8A8 activations: x [n][K] -> E4M3 (i8: INT8) xq [n_pad][K] and f32
+ * scales, one per row and `group` columns (group == K: [n_pad]; else
+ * [K/group][n_pad]); rows n..n_pad-1 zero with scale 1. fixed > 0 (group ==
+ * K): that static scale for every row instead of amax / 448. */
 int ci_cu_qact(ci_cu_stream st, int bf16, const void *x, int n, int K, int group, int n_pad,
-               uint8_t *xq, float *scales, float fixed);
+               uint8_t *xq, float *scales, float fixed, int i8);
 /* ... and straight from their BF16 producer, the same bytes as the
  * producer's stored output through ci_cu_qact: rmsnorm (ci_cu_rmsnorm's
  * arithmetic, residual += x first when res is given; cuda_norm.cu) and
@@ -211,10 +216,10 @@ int ci_cu_qact(ci_cu_stream st, int bf16, const void *x, int n, int K, int group
 int ci_cu_rmsnorm_qact_ok(int64_t n, const float *w, int group);
 int ci_cu_rmsnorm_qact(ci_cu_stream st, const void *x, void *res, const float *w, int rows,
                        int64_t n, float eps, int group, int n_pad, uint8_t *xq, float *scales,
-                       float fixed);
+                       float fixed, int i8);
 int ci_cu_swiglu_qact_ok(int64_t inter, const void *gu, int group);
 int ci_cu_swiglu_qact(ci_cu_stream st, const void *gu, int rows, int64_t inter, int group,
-                      int n_pad, uint8_t *xq, float *scales, float fixed);
+                      int n_pad, uint8_t *xq, float *scales, float fixed, int i8);
 
 #ifdef __cplusplus
 }

@@ -153,11 +153,11 @@ extern "C" int ci_cu_rmsnorm_qact_ok(int64_t n, const float *w, int group) {
 
 extern "C" int ci_cu_rmsnorm_qact(ci_cu_stream st, const void *x, void *res, const float *w,
                                   int rows, int64_t n, float eps, int group, int n_pad,
-                                  uint8_t *xq, float *scales, float fixed) {
+                                  uint8_t *xq, float *scales, float fixed, int i8) {
     if (rows <= 0 || n_pad < rows || !ci_cu_rmsnorm_qact_ok(n, w, group) || ((uintptr_t)xq & 7))
         return cudaErrorInvalidValue;
     rmsnorm_vec_launch<true>(st, rmsnorm_vpt(n, w), x, res, w, rows, n, eps, NULL,
-                             ci_qact_out{xq, scales, (int)n, n_pad, group, fixed}, n_pad);
+                             ci_qact_out{xq, scales, (int)n, n_pad, group, fixed, i8}, n_pad);
     return cudaGetLastError();
 }
 

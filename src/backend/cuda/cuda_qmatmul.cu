@@ -889,14 +889,14 @@ __device__ __forceinline__ void qact_load8(const __nv_bfloat16 *p, float *v) { q
 template <typename T>
 __global__ void __launch_bounds__(QACT_THREADS)
     qact_kernel(const T *__restrict__ x, int n, int K, int group, int n_pad,
-                uint8_t *__restrict__ xq, float *__restrict__ sc, float fixed) {
+                uint8_t *__restrict__ xq, float *__restrict__ sc, float fixed, int i8) {
     ci_pdl_trigger();
     ci_pdl_wait();
     __shared__ float red[QACT_THREADS / 32];
     const int row = blockIdx.x, nv = K / 8;
     const int64_t base = (int64_t)row * K;
     if (row >= n) { /* padding rows */
-        ci_qact_pad_row(ci_qact_out{xq, sc, K, n_pad, group}, row);
+        ci_qact_pad_row(ci_qact_out{xq, sc, K, n_pad, group, 0.0f, i8}, row);
         return;
     }
     if (group != K) { /* 128-column groups: 16 vectors, a half-warp each */
@@ -908,9 +908,9 @@ __global__ void __launch_bounds__(QACT_THREADS)
             for (int j = 0; j < 8; j++) m = fmaxf(m, fabsf(e[j]));
 #pragma unroll
             for (int o = 8; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-            const float s = ci_qact_scale(m);
+            const float s = ci_qact_scale(m, i8);
             if (v < nv) {
-                *(uint2 *)(xq + base + v * 8) = ci_qact_enc8(e, s);
+                *(uint2 *)(xq + base + v * 8) = ci_qact_enc8(e, s, i8);
                 if ((v & 15) == 0) sc[(int64_t)(v / 16) * n_pad + row] = s;
             }
         }
@@ -929,24 +929,24 @@ __global__ void __launch_bounds__(QACT_THREADS)
     m = 0.0f;
 #pragma unroll
     for (int w = 0; w < QACT_THREADS / 32; w++) m = fmaxf(m, red[w]);
-    const float s = fixed > 0.0f ? fixed : ci_qact_scale(m);
+    const float s = fixed > 0.0f ? fixed : ci_qact_scale(m, i8);
     for (int v = threadIdx.x; v < nv; v += blockDim.x) { /* the row again, from L1/L2 */
         float e[8];
         qact_load8(x + base + v * 8, e);
-        *(uint2 *)(xq + base + v * 8) = ci_qact_enc8(e, s);
+        *(uint2 *)(xq + base + v * 8) = ci_qact_enc8(e, s, i8);
     }
     if (threadIdx.x == 0) sc[row] = s;
 }
 
 extern "C" int ci_cu_qact(ci_cu_stream st, int bf16, const void *x, int n, int K, int group,
-                          int n_pad, uint8_t *xq, float *scales, float fixed) {
+                          int n_pad, uint8_t *xq, float *scales, float fixed, int i8) {
     /* whole 8-element vectors, 16-byte aligned rows; groups of 128 or the row */
     if (n < 1 || n_pad < n || K % 16 || (group != K && group != 128) || K % group ||
         ((uintptr_t)x & 15) || ((uintptr_t)xq & 7))
         return cudaErrorInvalidValue;
     CI_CU_DISPATCH(bf16, {
         ci_cu_launch(qact_kernel<T>, (unsigned)n_pad, QACT_THREADS, 0, st, (const T *)x, n, K,
-                     group, n_pad, xq, scales, fixed);
+                     group, n_pad, xq, scales, fixed, i8);
     });
     return cudaGetLastError();
 }

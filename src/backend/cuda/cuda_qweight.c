@@ -12,8 +12,10 @@
  * activations (ci_cu_qact) and run cuBLASLt's FP8 GEMM with per-row or
  * 128 x 128 block scales (ci_cuda_gemm_fp8), quantized by the RMSNorm or
  * SwiGLU that makes them where the fused matmul op names its prologue
- * (ci_cuda_qmatmul_fused); INT4 has no Marlin-class kernel
- * yet: docs/quantization.md. */
+ * (ci_cuda_qmatmul_fused); W8A8 INT8 weights the same with INT8 codes,
+ * cuBLASLt's INT8 GEMM into int32 sums and a scaling pass
+ * (ci_cuda_gemm_i8, ci_cu_i8_scale); INT4 runs its warpgroup-MMA GEMM
+ * (cuda_qgemm_int4.cu) where it applies: docs/quantization.md. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +26,18 @@ static size_t align256(size_t n) {
     return (n + 255) & ~(size_t)255;
 }
 
+enum { W8A8_FP8_ROW = 1, W8A8_FP8_BLOCK = 2, W8A8_INT8 = 4 };
+
+/* INT8 W8A8: the GEMM's int32 sums go through a scratch of this many rows
+ * of x at a time (the row count qact is sized for at load), so prefill of
+ * any length needs no more */
+#define I8_CHUNK_ROWS 512
+
 typedef struct cu_qw {
     ci_qweight w; /* first: backend.h promises data is a ci_qweight */
     void *block;
-    int fp8;        /* W8A8 on FP8 tensor cores: ci_cuda_gemm_fp8's mode (0: not) */
+    int w8a8;       /* W8A8 on tensor cores (0: not): W8A8_FP8_ROW / _FP8_BLOCK
+                     * (ci_cuda_gemm_fp8's modes 1 / 2) or W8A8_INT8 */
     float *bscales; /* mode 2: one scale per 128 x 128 block, [ceil(rows/128)][kb4] */
 } cu_qw;
 
@@ -39,11 +49,13 @@ static size_t qact_scale_bytes(const ci_qweight *w, int64_t n4) {
 }
 
 /* bytes of the W8A8 scratch for n rows: xq [n4][cols], the scales, and with
- * pad_out an output of n4 rows (block scales pad the rows to 4; y has only n) */
+ * pad_out an output of n4 rows (block scales pad the rows to 4; y has only n);
+ * INT8: the int32 sums of up to I8_CHUNK_ROWS rows after the scales */
 static size_t qact_need(const ci_qweight *w, int64_t n, size_t out_elt, int pad_out) {
-    int64_t n4 = (n + 3) / 4 * 4;
+    int64_t n4 = (n + 3) / 4 * 4, n8 = n4 < I8_CHUNK_ROWS ? n4 : I8_CHUNK_ROWS;
     return align256((size_t)(n4 * w->cols)) + qact_scale_bytes(w, n4) +
-           (pad_out ? (size_t)(n4 * w->rows) * out_elt : 0);
+           (pad_out ? (size_t)(n4 * w->rows) * out_elt : 0) +
+           (w->format == CI_QW_INT8 ? (size_t)(n8 * w->rows) * sizeof(int32_t) : 0);
 }
 
 /* Grows a W8A8 scratch buffer (never while a graph is being captured). */
@@ -144,10 +156,9 @@ static ci_status qweight_create(ci_backend *be, ci_cuda *c, const ci_qweight *h,
     size_t zb = h->zeros ? (size_t)(h->rows * h->ngroups) : 0;
     size_t gb = h->g_idx ? (size_t)(h->nparts * h->cols) * sizeof(int32_t) : 0;
     size_t pb = h->perm ? (size_t)h->cols * sizeof(int32_t) : 0;
-    /* W8A8 FP8 on the FP8 tensor cores; INT8 W8A8 runs as W8A16 here (the
-     * dequantizing GEMV, dequantize + GEMM for prefill: docs/quantization.md) */
+    /* W8A8 on the FP8 / INT8 tensor cores (n >= CI_QW_ACT_MIN_ROWS) */
     int fp8 = h->format == CI_QW_FP8 && h->act_group && c->fp8_mma > 0
-                  ? (h->act_group == h->cols ? 1 : 2)
+                  ? (h->act_group == h->cols ? W8A8_FP8_ROW : W8A8_FP8_BLOCK)
                   : 0;
     if (fp8) {
         /* cuBLASLt must have the FP8 GEMM (a library older than 12.9 has no
@@ -159,8 +170,17 @@ static ci_status qweight_create(ci_backend *be, ci_cuda *c, const ci_qweight *h,
             fp8 = 0;
         }
     }
+    if (h->format == CI_QW_INT8 && h->act_group && c->i8_mma >= 0) {
+        ci_status ps = ci_cuda_gemm_i8_probe(c, h->rows, 16, h->cols);
+        if (ps.code == CI_OK) {
+            fp8 = W8A8_INT8;
+        } else {
+            fprintf(stderr, "cinfer: cuda: no INT8 GEMM (%s); W8A8 weights run as W8A16\n", ps.msg);
+            c->i8_mma = -1;
+        }
+    }
     const int64_t kb4 = (h->cols / 128 + 3) / 4 * 4, rb = (h->rows + 127) / 128;
-    size_t bb = fp8 == 2 ? (size_t)(rb * kb4) * sizeof(float) : 0;
+    size_t bb = fp8 == W8A8_FP8_BLOCK ? (size_t)(rb * kb4) * sizeof(float) : 0;
     size_t off_s = align256(qb), off_z = off_s + align256(sb), off_g = off_z + align256(zb),
            off_p = off_g + align256(gb), off_b = off_p + align256(pb);
     /* the prefill scratch: the largest dequantized weight in the act dtype
@@ -177,8 +197,9 @@ static ci_status qweight_create(ci_backend *be, ci_cuda *c, const ci_qweight *h,
     /* the INT4 GEMM's workspace (x permuted, split-K partials) shares it */
     if (tiles && ci_cu_qgemm_int4_ws_bytes(h) > need) need = ci_cu_qgemm_int4_ws_bytes(h);
     if (fp8)
-        CI_TRY(qact_grow(c, &c->qact, &c->qact_bytes,
-                         qact_need(h, QACT_RESERVE_ROWS, ci_dtype_size(be->act_dtype), fp8 == 2)));
+        CI_TRY(qact_grow(
+            c, &c->qact, &c->qact_bytes,
+            qact_need(h, QACT_RESERVE_ROWS, ci_dtype_size(be->act_dtype), fp8 == W8A8_FP8_BLOCK)));
     CI_TRY(grow_at_load(c, &c->qscratch, &c->qscratch_bytes, need));
     CI_TRY(grow_at_load(c, &c->xperm, &c->xperm_bytes,
                         pb ? (size_t)(XPERM_ROWS * h->cols) * sizeof(float) : 0));
@@ -198,7 +219,7 @@ static ci_status qweight_create(ci_backend *be, ci_cuda *c, const ci_qweight *h,
     q->w.zeros = zb ? (uint8_t *)(blk + off_z) : NULL;
     q->w.g_idx = gb ? (int32_t *)(blk + off_g) : NULL;
     q->w.perm = pb ? (int32_t *)(blk + off_p) : NULL;
-    q->fp8 = fp8;
+    q->w8a8 = fp8;
     q->bscales = bb ? (float *)(blk + off_b) : NULL;
     out->data = q;
     out->dtype = CI_QW;
@@ -288,13 +309,16 @@ typedef struct qact_src {
 
 /* W8A8: activations to E4M3 (per row, or per row and 128 columns, rows
  * padded to 4 for the block scales), then the FP8 GEMM; the output goes
- * through the scratch when y has no room for the pad */
+ * through the scratch when y has no room for the pad. INT8: to INT8 codes
+ * per row, then per I8_CHUNK_ROWS rows the INT8 GEMM's int32 sums (in the
+ * scratch) and their scaling into y. */
 static ci_status qmatmul_w8a8(ci_backend *be, const qact_src *src, const ci_tensor *w,
                               const float *b, ci_tensor *y) {
     ci_cuda *c = ci_cuda_of(be);
     const ci_qweight *q = w->data;
     const cu_qw *cq = w->data;
-    const int64_t n = src->x->rows, np = cq->fp8 == 2 ? (n + 3) / 4 * 4 : n;
+    const int mode = cq->w8a8, i8 = mode == W8A8_INT8;
+    const int64_t n = src->x->rows, np = mode == W8A8_FP8_BLOCK ? (n + 3) / 4 * 4 : n;
     const size_t esz = ci_dtype_size(y->dtype);
     const size_t need = qact_need(q, n, esz, np != n && y->rows < np);
     void *buf = c->qact;
@@ -311,14 +335,26 @@ static ci_status qmatmul_w8a8(ci_backend *be, const qact_src *src, const ci_tens
         CI_CU_LAUNCH("rmsnorm_qact",
                      ci_cu_rmsnorm_qact(st, src->x->data, src->res ? src->res->data : NULL,
                                         src->norm_w->data, (int)n, K, src->eps, g, (int)np, xq, xs,
-                                        q->act_scale));
+                                        q->act_scale, i8));
     else if (src->pro == CI_MM_PRO_SWIGLU)
         CI_CU_LAUNCH("swiglu_qact", ci_cu_swiglu_qact(st, src->x->data, (int)n, K, g, (int)np, xq,
-                                                      xs, q->act_scale));
+                                                      xs, q->act_scale, i8));
     else
         CI_CU_LAUNCH("qact", ci_cu_qact(st, ci_cu_bf16(src->x->dtype), src->x->data, (int)n, K, g,
-                                        (int)np, xq, xs, q->act_scale));
-    CI_TRY(ci_cuda_gemm_fp8(c, cq->fp8, q->q, cq->fp8 == 2 ? cq->bscales : q->scales, xq, xs,
+                                        (int)np, xq, xs, q->act_scale, i8));
+    if (i8) {
+        int32_t *sums = (int32_t *)((char *)xs + qact_scale_bytes(q, np));
+        for (int64_t r0 = 0; r0 < n; r0 += I8_CHUNK_ROWS) {
+            const int64_t m = n - r0 < I8_CHUNK_ROWS ? n - r0 : I8_CHUNK_ROWS;
+            CI_TRY(ci_cuda_gemm_i8(c, q->q, xq + r0 * K, q->rows, m, K, sums));
+            CI_CU_LAUNCH("i8_scale",
+                         ci_cu_i8_scale(st, ci_cu_bf16(y->dtype), sums, m, (int)q->rows, xs + r0,
+                                        q->scales, b,
+                                        (char *)y->data + (size_t)(r0 * q->rows) * esz));
+        }
+        return ci_ok();
+    }
+    CI_TRY(ci_cuda_gemm_fp8(c, mode, q->q, mode == W8A8_FP8_BLOCK ? cq->bscales : q->scales, xq, xs,
                             q->rows, np, q->cols, y->dtype, b, d));
     if (d != y->data)
         CI_CU_TRY(cudaMemcpyAsync(y->data, d, (size_t)(n * q->rows) * esz, cudaMemcpyDeviceToDevice,
@@ -343,7 +379,7 @@ int ci_cuda_qmatmul_fuses(ci_backend *be, const ci_matmul_fused *a) {
         return 0;
     const cu_qw *cq = w->data;
     const ci_qweight *q = w->data;
-    if (!cq->fp8 || q->cols > INT32_MAX) return 0;
+    if (!cq->w8a8 || q->cols > INT32_MAX) return 0;
     if (a->pro == CI_MM_PRO_RMSNORM)
         return ci_cu_rmsnorm_qact_ok(q->cols, a->norm_w->data, (int)q->act_group);
     return ci_cu_swiglu_qact_ok(q->cols, x->data, (int)q->act_group);
@@ -431,7 +467,7 @@ ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w
         return ci_ok();
     }
     const cu_qw *cq = w->data;
-    if (cq->fp8 && x->rows >= CI_QW_ACT_MIN_ROWS) {
+    if (cq->w8a8 && x->rows >= CI_QW_ACT_MIN_ROWS) {
         if (acc) /* the model accumulates only in decode steps, below CI_QW_ACT_MIN_ROWS */
             return ci_errorf(CI_ERR_UNSUPPORTED, "cuda qmatmul: accumulate with FP8 activations");
         return qmatmul_w8a8(be, &(qact_src){.x = x}, w, b, y);
