@@ -222,11 +222,13 @@ static ci_status pack_batch(ci_cuda *c, const ci_batch *host, ci_batch *dev, voi
 static ci_status cu_prepare_batch(ci_backend *be, const ci_batch *host, ci_batch *dev) {
     ci_cuda *c = ci_cuda_of(be);
     CI_CU_TRY(ci_cu_tl_begin(c->stream, NULL)); /* an eager forward begins */
+    c->gemm_tune = 0;
     return pack_batch(c, host, dev, &c->meta_host, &c->meta_dev, &c->meta_cap, 1);
 }
 
 static ci_status cu_prepare_batch_static(ci_backend *be, const ci_batch *host, ci_batch *dev) {
     ci_cuda *c = ci_cuda_of(be);
+    c->gemm_tune = 1; /* a graph's warm-up forward (or its replay) follows */
     return pack_batch(c, host, dev, &c->smeta_host, &c->smeta_dev, &c->smeta_cap, 0);
 }
 
@@ -240,6 +242,7 @@ static ci_status cu_mem_info(ci_backend *be, size_t *free_bytes, size_t *total_b
 
 static ci_status cu_graph_capture_begin(ci_backend *be) {
     ci_cuda *c = ci_cuda_of(be);
+    c->gemm_tune = 0;
     /* thread-local mode: other threads' CUDA calls do not break the capture */
     CI_CU_TRY(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
     CI_CU_TRY(ci_cu_tl_begin(c->stream, NULL));
@@ -263,6 +266,7 @@ static ci_status cu_graph_capture_end(ci_backend *be, void **graph) {
 
 static ci_status cu_graph_launch(ci_backend *be, void *graph) {
     ci_cuda *c = ci_cuda_of(be);
+    c->gemm_tune = 0;
     CI_CU_TRY(ci_cu_tl_begin(c->stream, graph));
     CI_CU_TRY(cudaGraphLaunch((cudaGraphExec_t)graph, c->stream));
     return ci_ok();

@@ -16,6 +16,7 @@
  * ci_cuda_gemm_i8 the INT8 one (int32 sums, CUBLAS_COMPUTE_32I: cuBLASLt
  * has no per-row scales for it, the caller scales). */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/cuda_internal.h"
@@ -39,9 +40,81 @@ void ci_cuda_gemm_plans_free(ci_cuda *c) {
     c->nplans = 0;
 }
 
+/* CINFER_GEMM_TUNE=1: a dense BF16 GEMM of at most TUNE_MAX_N rows of x
+ * whose plan a decode graph's warm-up makes (c->gemm_tune) times the
+ * heuristic's first TUNE_ALGOS algorithms on its own operands and keeps the
+ * fastest, instead of the heuristic's first: cuBLASLt's pick for skinny
+ * decode GEMMs streams the weights at ~89 % of the copy rate at batch 48;
+ * the fastest gave +1.8 % decode tok/s there (H200, docs/benchmarks.md).
+ * Eager steps (prefill, mixed) keep the heuristic's first: no timing on a
+ * new shape mid-serve. Off by default until the GPU suites have run with it
+ * on (the measured build timed every plan of <= 512 rows made outside a
+ * capture; this one only the graphs' warm-ups). */
+#define TUNE_MAX_N 512
+#define TUNE_ALGOS 8
+
+typedef struct tune_io {
+    const void *a, *b, *bias; /* w, x, the bias (or NULL) */
+} tune_io;
+
+static int tune_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("CINFER_GEMM_TUNE");
+        on = e && *e == '1';
+    }
+    return on;
+}
+
+/* The fastest of res[0..n) on t's operands (3 timed runs each after one
+ * untimed; D in a scratch of its own): its index, 0 when timing fails. */
+static int tune_pick(ci_cuda *c, ci_cu_gemm_plan *p, const cublasLtMatmulHeuristicResult_t *res,
+                     int n, const tune_io *t, int with_bias) {
+    const size_t dbytes = (size_t)(p->m * p->n) * (p->cd == CUDA_R_16BF ? 2 : 4);
+    const float one = 1.0f, zero = 0.0f;
+    void *d = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    int best = 0, have = 0;
+    float best_ms = 0.0f;
+    if (dbytes > ((size_t)256 << 20)) return 0;
+    if (cudaMalloc(&d, dbytes) != cudaSuccess) { /* no room (the KV cache has it): untimed */
+        cudaGetLastError();
+        return 0;
+    }
+    if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) goto done;
+    if (with_bias && t->bias)
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &t->bias,
+                                       sizeof t->bias);
+    for (int i = 0; i < n; i++) {
+        cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+        for (int r = 0; r < 4 && st == CUBLAS_STATUS_SUCCESS; r++) {
+            if (r == 1) cudaEventRecord(e0, c->stream);
+            st = cublasLtMatmul(c->lt, p->desc, &one, t->a, p->la, t->b, p->lb, &zero, d, p->lc, d,
+                                p->lc, &res[i].algo, c->workspace, CI_CU_GEMM_WORKSPACE, c->stream);
+        }
+        cudaEventRecord(e1, c->stream);
+        float ms = 0.0f;
+        if (cudaEventSynchronize(e1) != cudaSuccess ||
+            cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess)
+            break;
+        if (st == CUBLAS_STATUS_SUCCESS && (!have || ms < best_ms)) {
+            best = i;
+            best_ms = ms;
+            have = 1;
+        }
+    }
+done:
+    cudaGetLastError(); /* a failed candidate leaves no sticky error behind */
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    cudaFree(d);
+    return best;
+}
+
 /* Descriptor and layouts; with_bias picks the epilogue. Returns whether the
- * heuristic found an algorithm in *found. */
-static ci_status plan_build(ci_cuda *c, ci_cu_gemm_plan *p, int with_bias, int *found) {
+ * heuristic found an algorithm in *found (t: the fastest of several). */
+static ci_status plan_build(ci_cuda *c, ci_cu_gemm_plan *p, int with_bias, int *found,
+                            const tune_io *t) {
     *found = 0;
     const int i8 = p->ab == CUDA_R_8I; /* exact int32 sums, int32 alpha / beta */
     CI_LT_TRY(cublasLtMatmulDescCreate(&p->desc, i8 ? CUBLAS_COMPUTE_32I : CUBLAS_COMPUTE_32F,
@@ -85,14 +158,14 @@ static ci_status plan_build(ci_cuda *c, ci_cu_gemm_plan *p, int with_bias, int *
     size_t ws = CI_CU_GEMM_WORKSPACE;
     cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    cublasLtMatmulHeuristicResult_t res;
+    cublasLtMatmulHeuristicResult_t res[TUNE_ALGOS];
     int nres = 0;
     if (st == CUBLAS_STATUS_SUCCESS)
-        st = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->la, p->lb, p->lc, p->lc, pref, 1,
-                                            &res, &nres);
+        st = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->la, p->lb, p->lc, p->lc, pref,
+                                            t ? TUNE_ALGOS : 1, res, &nres);
     cublasLtMatmulPreferenceDestroy(pref);
     if (st == CUBLAS_STATUS_SUCCESS && nres > 0) {
-        p->algo = res.algo;
+        p->algo = res[nres > 1 ? tune_pick(c, p, res, nres, t, with_bias) : 0].algo;
         *found = 1;
         return ci_ok();
     }
@@ -120,7 +193,8 @@ static unsigned plan_hash(int64_t m, int64_t n, int64_t k, int ab, int cd, int b
  * forward looks up the same few shapes 32 times per layer stack, and eager
  * steps bring new token counts; a full table (3/4) starts over. */
 static ci_status plan_get(ci_cuda *c, int64_t m, int64_t n, int64_t k, cudaDataType_t ab,
-                          cudaDataType_t cd, int bias, int fp8, ci_cu_gemm_plan **out) {
+                          cudaDataType_t cd, int bias, int fp8, const tune_io *t,
+                          ci_cu_gemm_plan **out) {
     unsigned i = plan_hash(m, n, k, (int)ab, (int)cd, bias, fp8);
     for (;; i = (i + 1) & (CI_CU_GEMM_CACHE - 1)) {
         ci_cu_gemm_plan *p = &c->plans[i];
@@ -140,12 +214,18 @@ static ci_status plan_get(ci_cuda *c, int64_t m, int64_t n, int64_t k, cudaDataT
         .used = 1, .m = m, .n = n, .k = k, .ab = ab, .cd = cd, .bias = bias, .fp8 = fp8};
     *p = key;
     int found = 0;
-    ci_status s = plan_build(c, p, bias, &found);
+    if (t) { /* not while a graph is captured: the timing synchronizes */
+        enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+        if (cudaStreamIsCapturing(c->stream, &cs) != cudaSuccess ||
+            cs != cudaStreamCaptureStatusNone)
+            t = NULL;
+    }
+    ci_status s = plan_build(c, p, bias, &found, t);
     if (s.code == CI_OK && !found && bias) {
         /* no algorithm with the bias epilogue: plain GEMM + bias kernel */
         plan_destroy(p);
         *p = key;
-        s = plan_build(c, p, 0, &found);
+        s = plan_build(c, p, 0, &found, t);
     } else if (s.code == CI_OK && found) {
         p->bias_ok = bias;
     }
@@ -190,8 +270,10 @@ ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
         return ci_ok();
     }
     ci_cu_gemm_plan *p;
+    const tune_io tio = {w->data, x->data, b};
+    const int tune = c->gemm_tune && tune_on() && x->dtype == CI_BF16 && x->rows <= TUNE_MAX_N;
     CI_TRY(plan_get(c, w->rows, x->rows, x->cols, cu_type(x->dtype), cu_type(y->dtype), b != NULL,
-                    0, &p));
+                    0, tune ? &tio : NULL, &p));
     if (b && p->bias_ok)
         CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b,
                                                  sizeof b));
@@ -211,7 +293,7 @@ ci_status ci_cuda_gemm_fp8(ci_cuda *c, int mode, const void *wq, const float *ws
                            const float *xs, int64_t m, int64_t n, int64_t k, ci_dtype ydt,
                            const float *bias, void *y) {
     ci_cu_gemm_plan *p;
-    CI_TRY(plan_get(c, m, n, k, CUDA_R_8F_E4M3, cu_type(ydt), bias != NULL, mode, &p));
+    CI_TRY(plan_get(c, m, n, k, CUDA_R_8F_E4M3, cu_type(ydt), bias != NULL, mode, NULL, &p));
     CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &ws,
                                              sizeof ws));
     CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xs,
@@ -231,7 +313,7 @@ ci_status ci_cuda_gemm_fp8(ci_cuda *c, int mode, const void *wq, const float *ws
 ci_status ci_cuda_gemm_i8(ci_cuda *c, const void *wq, const void *xq, int64_t m, int64_t n,
                           int64_t k, int32_t *sums) {
     ci_cu_gemm_plan *p;
-    CI_TRY(plan_get(c, m, n, k, CUDA_R_8I, CUDA_R_32I, 0, 0, &p));
+    CI_TRY(plan_get(c, m, n, k, CUDA_R_8I, CUDA_R_32I, 0, 0, NULL, &p));
     const int32_t one = 1, zero = 0;
     CI_LT_TRY(cublasLtMatmul(c->lt, p->desc, &one, wq, p->la, xq, p->lb, &zero, sums, p->lc, sums,
                              p->lc, &p->algo, c->workspace, CI_CU_GEMM_WORKSPACE, c->stream));
@@ -240,15 +322,15 @@ ci_status ci_cuda_gemm_i8(ci_cuda *c, const void *wq, const void *xq, int64_t m,
 
 ci_status ci_cuda_gemm_i8_probe(ci_cuda *c, int64_t m, int64_t n, int64_t k) {
     ci_cu_gemm_plan *p;
-    return plan_get(c, m, n, k, CUDA_R_8I, CUDA_R_32I, 0, 0, &p);
+    return plan_get(c, m, n, k, CUDA_R_8I, CUDA_R_32I, 0, 0, NULL, &p);
 }
 
 ci_status ci_cuda_gemm_fp8_probe(ci_cuda *c, int mode, int64_t m, int64_t n, int64_t k,
                                  ci_dtype ydt) {
     ci_cu_gemm_plan *p;
-    ci_status s = plan_get(c, m, n, k, CUDA_R_8F_E4M3, cu_type(ydt), 0, mode, &p);
+    ci_status s = plan_get(c, m, n, k, CUDA_R_8F_E4M3, cu_type(ydt), 0, mode, NULL, &p);
     if (s.code == CI_OK) return s;
-    ci_status t = plan_get(c, m, n, k, CUDA_R_8F_E4M3, cu_type(ydt), 0, 3, &p);
+    ci_status t = plan_get(c, m, n, k, CUDA_R_8F_E4M3, cu_type(ydt), 0, 3, NULL, &p);
     return ci_errorf(s.code, "%s; with scalar scales: %s", s.msg,
                      t.code == CI_OK ? "available" : t.msg);
 }

@@ -42,6 +42,10 @@ typedef struct ci_cuda {
     float *att_ws;   /* split-K attention partials, CI_CU_ATT_WS_FLOATS, + CI_CU_ATT_CNT counters */
     ci_cu_gemm_plan plans[CI_CU_GEMM_CACHE];
     int nplans;
+    /* 1 between prepare_batch_static and the capture / replay: a decode
+     * graph's warm-up forward, whose new dense GEMM plans are timed
+     * (cuda_gemm.c); eager steps never pay for it */
+    int gemm_tune;
     /* batch metadata: pinned host staging -> device, grown when needed */
     void *meta_host, *meta_dev;
     size_t meta_cap;
