@@ -138,23 +138,29 @@ def e4m3_decode(codes):
     return (s * v).astype(np.float32)
 
 
-_POS = e4m3_decode(np.arange(0x7F, dtype=np.uint8))  # codes 0..126, ascending
+_E4M3 = e4m3_decode(np.arange(256, dtype=np.uint8))  # every code's value
 
 
 def e4m3_encode(x):
-    """Round to nearest E4M3 (ties to even code), saturating at +-448."""
-    a = np.minimum(np.abs(x.astype(np.float32)), 448.0)
-    hi = np.clip(np.searchsorted(_POS, a), 0, len(_POS) - 1)
-    lo = np.maximum(hi - 1, 0)
-    dlo, dhi = a - _POS[lo], _POS[hi] - a
-    pick = np.where(dlo < dhi, lo, np.where(dhi < dlo, hi, np.where(lo % 2 == 0, lo, hi)))
-    return (pick | np.where(x < 0, 0x80, 0)).astype(np.uint8)
+    """Round to nearest E4M3 (ties to even code), saturating at +-448. Normal values: float32
+    rounded to 3 mantissa bits (round half to even on the bits = ties to the even code, a carry
+    into the exponent included), its exponent rebiased; below 2^-6 the subnormal steps of 2^-9
+    (np.rint: half to even). Equal to a nearest-value search over the 127 magnitudes on every
+    float32 tried (the codes' values, their midpoints and one ulp either side), 10x faster."""
+    x = np.asarray(x, np.float32)
+    a = np.minimum(np.abs(x), np.float32(448.0))
+    u = a.view(np.uint32)
+    r = (u + np.uint32(0x7FFFF) + ((u >> np.uint32(20)) & np.uint32(1))) & np.uint32(0xFFF00000)
+    code = (((r >> np.uint32(23)).astype(np.int32) - 120) << 3) | \
+        ((r >> np.uint32(20)) & np.uint32(7)).astype(np.int32)
+    code = np.where(a < np.float32(2.0**-6), np.rint(a * np.float32(512.0)).astype(np.int32), code)
+    return (code | np.where(x < 0, 0x80, 0)).astype(np.uint8)
 
 
 def fp8_tensor(w):
     s = np.float32(max(np.abs(w).max(), 1e-12) / 448.0)
     q = e4m3_encode(w / s)
-    return q, np.array([s], np.float32), e4m3_decode(q) * s
+    return q, np.array([s], np.float32), _E4M3[q] * s
 
 
 def fp8_channel(w):
@@ -162,7 +168,7 @@ def fp8_channel(w):
     sb = bf16_bits(s)  # stored in the checkpoint dtype (BF16)
     s = to_f32("BF16", sb)
     q = e4m3_encode(w / s)
-    return q, sb, e4m3_decode(q) * s
+    return q, sb, _E4M3[q] * s
 
 
 def int8_quant(w, per_channel):
@@ -190,7 +196,7 @@ def fp8_block(w, bs=128):
             sinv[i, j] = s
             qb = e4m3_encode(blk / s)
             q[i * bs:(i + 1) * bs, j * bs:(j + 1) * bs] = qb
-            deq[i * bs:(i + 1) * bs, j * bs:(j + 1) * bs] = e4m3_decode(qb) * s
+            deq[i * bs:(i + 1) * bs, j * bs:(j + 1) * bs] = _E4M3[qb] * s
     return q, sinv, deq
 
 
