@@ -198,17 +198,18 @@ static void test_qmatmul(void) {
         ci_qweight h = make_case(&k_qwt_cases[k]);
         for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
             check_qmatmul(be, &h, ns[j], (int)(j & 1), k_qwt_cases[k].what);
-        if (k_qwt_cases[k].act < 0) { /* per token: a static scale (AutoFP8) */
+        if (h.format == CI_QW_FP8 &&
+            k_qwt_cases[k].act < 0) { /* per token: a static scale (AutoFP8) */
             h.act_scale = 0.5f / 448.0f;
             for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
                 check_qmatmul(be, &h, ns[j], (int)(j & 1), "fp8 w8a8, a static activation scale");
         }
         free_qw(&h);
     }
-    /* INT8 (not in the shared cases: test_cuda_quant has its own, W8A16
-     * there): per-channel weight-only,
-     * fused parts, and W8A8 with per-token INT8 activations (n >= 5); 96
-     * columns decode on the AVX-512 loop where there is one, 48 on AVX2's */
+    /* INT8 per channel (the shared cases have group scales and one W8A8
+     * layout): weight-only, fused parts, and W8A8 with per-token INT8
+     * activations (n >= 5); 96 columns decode on the AVX-512 loop where
+     * there is one, 48 on AVX2's */
     for (int a8 = 0; a8 < 3; a8++) {
         ci_qweight h = a8 == 2 ? make_qw(CI_QW_INT8, 32, 48, 48, 2, 0)
                                : make_qw(CI_QW_INT8, 48, 96, 96, a8 ? 1 : 3, 0);
