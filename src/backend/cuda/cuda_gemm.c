@@ -40,8 +40,8 @@ void ci_cuda_gemm_plans_free(ci_cuda *c) {
     c->nplans = 0;
 }
 
-/* CINFER_GEMM_TUNE=1: a dense BF16 GEMM of at most TUNE_MAX_N rows of x
- * whose plan a decode graph's warm-up makes (c->gemm_tune) times the
+/* CINFER_GEMM_TUNE=1: a dense BF16 (or W8A8 FP8) GEMM of at most TUNE_MAX_N
+ * rows of x whose plan a decode graph's warm-up makes (c->gemm_tune) times the
  * heuristic's first TUNE_ALGOS algorithms on its own operands and keeps the
  * fastest, instead of the heuristic's first: cuBLASLt's pick for skinny
  * decode GEMMs streams the weights at ~89 % of the copy rate at batch 48;
@@ -55,6 +55,7 @@ void ci_cuda_gemm_plans_free(ci_cuda *c) {
 
 typedef struct tune_io {
     const void *a, *b, *bias; /* w, x, the bias (or NULL) */
+    const float *sa, *sb;     /* FP8: the scales of w and x */
 } tune_io;
 
 static int tune_on(void) {
@@ -85,6 +86,12 @@ static int tune_pick(ci_cuda *c, ci_cu_gemm_plan *p, const cublasLtMatmulHeurist
     if (with_bias && t->bias)
         cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &t->bias,
                                        sizeof t->bias);
+    if (p->fp8) {
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &t->sa,
+                                       sizeof t->sa);
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &t->sb,
+                                       sizeof t->sb);
+    }
     for (int i = 0; i < n; i++) {
         cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
         for (int r = 0; r < 4 && st == CUBLAS_STATUS_SUCCESS; r++) {
@@ -270,7 +277,7 @@ ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
         return ci_ok();
     }
     ci_cu_gemm_plan *p;
-    const tune_io tio = {w->data, x->data, b};
+    const tune_io tio = {w->data, x->data, b, NULL, NULL};
     const int tune = c->gemm_tune && tune_on() && x->dtype == CI_BF16 && x->rows <= TUNE_MAX_N;
     CI_TRY(plan_get(c, w->rows, x->rows, x->cols, cu_type(x->dtype), cu_type(y->dtype), b != NULL,
                     0, tune ? &tio : NULL, &p));
@@ -293,7 +300,10 @@ ci_status ci_cuda_gemm_fp8(ci_cuda *c, int mode, const void *wq, const float *ws
                            const float *xs, int64_t m, int64_t n, int64_t k, ci_dtype ydt,
                            const float *bias, void *y) {
     ci_cu_gemm_plan *p;
-    CI_TRY(plan_get(c, m, n, k, CUDA_R_8F_E4M3, cu_type(ydt), bias != NULL, mode, NULL, &p));
+    const tune_io tio = {wq, xq, bias, ws, xs};
+    const int tune = c->gemm_tune && tune_on() && n <= TUNE_MAX_N;
+    CI_TRY(plan_get(c, m, n, k, CUDA_R_8F_E4M3, cu_type(ydt), bias != NULL, mode,
+                    tune ? &tio : NULL, &p));
     CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &ws,
                                              sizeof ws));
     CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xs,
