@@ -184,6 +184,12 @@ int ci_cu_qgemv(ci_cu_stream st, int bf16, int f32_out, const struct ci_qweight 
 int ci_cu_qgemv_fp8tc_ok(const struct ci_qweight *w, int n, int x_bf16, const void *x);
 int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x,
                       int n, const float *bias, void *y, int acc, int old, int num_sms);
+/* INT4 for BF16 x, n <= 4, the tiled layout, on sm_90: the tensor-core
+ * GEMV fed through a shared-memory ring by the TMA engine
+ * (cuda_qgemv_ring.cu; CINFER_QGEMV=ring) */
+int ci_cu_qgemv_ring_ok(const struct ci_qweight *w, int n);
+int ci_cu_qgemv_ring(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x, int n,
+                     const float *bias, void *y, int num_sms, int acc);
 /* INT4 for BF16 x at up to CI_CU_QGEMV_TC_MAX_N rows: the tensor-core
  * GEMV once per 8 rows (cuda_qmatmul.cu); _ok says whether it takes them */
 #define CI_CU_QGEMV_TC_MAX_N 32

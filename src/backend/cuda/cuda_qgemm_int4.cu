@@ -109,16 +109,6 @@ __device__ __forceinline__ uint32_t qg_mul(uint32_t a, uint32_t s) {
     return r;
 }
 
-/* bytes (a multiple of 16, 16-byte aligned ends) global -> shared by the
- * TMA engine, completing on barrier b */
-__device__ __forceinline__ void qg_bulk(uint32_t dst, const void *src, uint32_t bytes, uint32_t b) {
-    asm volatile(
-        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, "
-        "[%3];\n" ::"r"(dst),
-        "l"(src), "r"(bytes), "r"(b)
-        : "memory");
-}
-
 /* the 8 k-steps' A fragments of one tile (qgemv_tc.cuh's qt_tile order) */
 template <bool GROUPED>
 __device__ __forceinline__ void qg_decode(const qg_w &it, uint32_t (*A)[4]) {
@@ -216,7 +206,7 @@ __global__ void __launch_bounds__(QG_THREADS, 1)
             if (lane == 0) mbar_expect_tx(full0 + 8 * st, 8192 + live * 256);
             __syncwarp();
             if (lane < 10)
-                qg_bulk(dst0 + st * SB, src + (size_t)(kb + i) * step, bytes, full0 + 8 * st);
+                bulk_g2s(dst0 + st * SB, src + (size_t)(kb + i) * step, bytes, full0 + 8 * st);
             if (++st == NST) st = 0, ph ^= 1;
         }
         return;

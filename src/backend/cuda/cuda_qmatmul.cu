@@ -357,28 +357,6 @@ __global__ void __launch_bounds__(QS_THREADS)
 #define QT_WARPS 8
 #define QT_U 4
 
-/* The 8 k-steps of one tile: a, b = 16 bytes of rows g and g + 8 (32
- * columns 128 kt + 32 t .., the tiled layout's interleaved nibbles:
- * qt_pair(word, p) = columns 2p, 2p + 1 of the word's 8), zza / zzb their
- * -(128 + zero), xt = x at those columns; c += the tile's (q - zero) . x
- * sums. Each bf16x2 of weights meets the 32-bit word of x holding the same
- * two columns, as loaded (the natural nibble order took 4 byte permutes a
- * word of x to pair columns i and i + 4). */
-__device__ __forceinline__ void qt_tile(float *c, uint4 a, uint4 b, uint32_t zza, uint32_t zzb,
-                                        const uint4 *__restrict__ xt) {
-    const uint32_t wa4[4] = {a.x, a.y, a.z, a.w}, wb4[4] = {b.x, b.y, b.z, b.w};
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        /* x columns 128 kt + 32 t + 8 j .. + 7 */
-        const uint4 xv = __ldg(xt + j);
-        /* k-step h: columns 4h, 4h + 1 (k 2t, 2t + 1) and 4h + 2, 4h + 3 (k 2t + 8, + 9) */
-        qt_mma<false>(c, qt_pair(wa4[j], 0, zza), qt_pair(wb4[j], 0, zzb), qt_pair(wa4[j], 1, zza),
-                      qt_pair(wb4[j], 1, zzb), xv.x, xv.y);
-        qt_mma<false>(c, qt_pair(wa4[j], 2, zza), qt_pair(wb4[j], 2, zzb), qt_pair(wa4[j], 3, zza),
-                      qt_pair(wb4[j], 3, zzb), xv.z, xv.w);
-    }
-}
-
 /* Rows g and g + 8 of the CTA's 16 and one tile kt of them, in the tiled
  * layout (whole 16-row blocks; the 1 KiB tile: 512 bytes of rows 0..7,
  * then of rows 8..15): 16 bytes of each, their zero points and scales
@@ -640,7 +618,7 @@ extern "C" int ci_cu_qweight_shape_ok(const ci_qweight *w) {
  * sets it (the test times each side by side).
  * A kernel whose preconditions a weight misses falls back to the next one
  * down: tc -> split/vec -> scalar. */
-static int g_qgemv = -1; /* 0 split, 1 vec, 2 scalar, 3 auto, 4 tc, 5 tc2 */
+static int g_qgemv = -1; /* 0 split, 1 vec, 2 scalar, 3 auto, 4 tc, 5 tc2, 6 ring */
 static int g_tc_old = 0; /* "tc4": tc / FP8 tc as before the rolling loads (A/B) */
 
 extern "C" void ci_cu_qgemv_select(const char *name) {
@@ -652,6 +630,7 @@ extern "C" void ci_cu_qgemv_select(const char *name) {
               : !strcmp(name, "tc")     ? 4
               : !strcmp(name, "tc4")    ? 4
               : !strcmp(name, "tc2")    ? 5
+              : !strcmp(name, "ring")   ? 6
                                         : 3;
 }
 
@@ -694,6 +673,10 @@ static int qt_launch_tc(ci_cu_stream st, int f32_out, const ci_qweight *w,
 template <int N, bool ROLL>
 static int qt_launch_u(ci_cu_stream st, int f32_out, const ci_qweight *w, const __nv_bfloat16 *xb,
                      const float *bias, void *y, int num_sms, int acc) {
+    /* ring (cuda_qgemv_ring.cu, an experiment): the TMA-fed kernel where it
+     * takes the weight, else auto's choice below */
+    if (g_qgemv == 6 && ci_cu_qgemv_ring_ok(w, N))
+        return ci_cu_qgemv_ring(st, f32_out, w, xb, N, bias, y, num_sms, acc);
     const int gshift = qt_group_shift(w, 128);
     const unsigned grid = (unsigned)((w->rows + 15) / 16);
     /* auto: tc2 where its row tiles fill the GPU 4 deep (Llama-3-8B's

@@ -59,13 +59,33 @@ __device__ __forceinline__ void qt_mma(float *c, uint32_t a0, uint32_t a1, uint3
                      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+/* The 8 k-steps of one tile: a, b = 16 bytes of rows g and g + 8 (32
+ * columns 128 kt + 32 t .., the tiled layout's interleaved nibbles:
+ * qt_pair(word, p) = columns 2p, 2p + 1 of the word's 8), zza / zzb their
+ * -(128 + zero), xt = x at those columns; c += the tile's (q - zero) . x
+ * sums. Each bf16x2 of weights meets the 32-bit word of x holding the same
+ * two columns, as loaded (the natural nibble order took 4 byte permutes a
+ * word of x to pair columns i and i + 4). */
+__device__ __forceinline__ void qt_tile(float *c, uint4 a, uint4 b, uint32_t zza, uint32_t zzb,
+                                        const uint4 *__restrict__ xt) {
+    const uint32_t wa4[4] = {a.x, a.y, a.z, a.w}, wb4[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        /* x columns 128 kt + 32 t + 8 j .. + 7 */
+        const uint4 xv = __ldg(xt + j);
+        /* k-step h: columns 4h, 4h + 1 (k 2t, 2t + 1) and 4h + 2, 4h + 3 (k 2t + 8, + 9) */
+        qt_mma<false>(c, qt_pair(wa4[j], 0, zza), qt_pair(wb4[j], 0, zzb), qt_pair(wa4[j], 1, zza),
+                      qt_pair(wb4[j], 1, zzb), xv.x, xv.y);
+        qt_mma<false>(c, qt_pair(wa4[j], 2, zza), qt_pair(wb4[j], 2, zzb), qt_pair(wa4[j], 3, zza),
+                      qt_pair(wb4[j], 3, zzb), xv.z, xv.w);
+    }
+}
+
 /* The CTA's 16 rows: each warp's C fragment ((row g, col 2t), (row g,
  * col 2t + 1), (row g + 8, ...)) into red, summed over the W warps; the
  * first 16 N threads add the bias and store (acc: add into y, ci_st_out). */
-template <int N, int W, typename OutT>
-__device__ __forceinline__ void qt_reduce(float (*red)[16][N], const float *tot, int r0, int out,
-                                          const float *__restrict__ bias, OutT *__restrict__ y,
-                                          int acc) {
+template <int N>
+__device__ __forceinline__ void qt_red_put(float (*red)[16][N], const float *tot) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     if (2 * t < N) {
         red[warp][g][2 * t] = tot[0];
@@ -75,7 +95,12 @@ __device__ __forceinline__ void qt_reduce(float (*red)[16][N], const float *tot,
         red[warp][g][2 * t + 1] = tot[1];
         red[warp][g + 8][2 * t + 1] = tot[3];
     }
-    __syncthreads();
+}
+/* ... after a barrier over the W warps: the sums out */
+template <int N, int W, typename OutT>
+__device__ __forceinline__ void qt_red_out(float (*red)[16][N], int r0, int out,
+                                           const float *__restrict__ bias, OutT *__restrict__ y,
+                                           int acc) {
     if (threadIdx.x < 16 * N) {
         const int r = threadIdx.x / N, n = threadIdx.x % N;
         float sum = 0.0f;
@@ -85,6 +110,14 @@ __device__ __forceinline__ void qt_reduce(float (*red)[16][N], const float *tot,
         if (r0 + r < out)
             ci_st_out(y + (int64_t)n * out, r0 + r, bias ? sum + bias[r0 + r] : sum, acc);
     }
+}
+template <int N, int W, typename OutT>
+__device__ __forceinline__ void qt_reduce(float (*red)[16][N], const float *tot, int r0, int out,
+                                          const float *__restrict__ bias, OutT *__restrict__ y,
+                                          int acc) {
+    qt_red_put<N>(red, tot);
+    __syncthreads();
+    qt_red_out<N, W>(red, r0, out, bias, y, acc);
 }
 
 #endif

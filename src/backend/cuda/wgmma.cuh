@@ -131,6 +131,16 @@ __device__ __forceinline__ void mbar_wait(uint32_t b, uint32_t parity) {
     }
 #endif
 }
+/* bytes (a multiple of 16, 16-byte aligned ends) global -> shared by the
+ * TMA engine, completing on barrier b */
+__device__ __forceinline__ void bulk_g2s(uint32_t dst, const void *src, uint32_t bytes,
+                                         uint32_t b) {
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, "
+        "[%3];\n" ::"r"(dst),
+        "l"(src), "r"(bytes), "r"(b)
+        : "memory");
+}
 __device__ __forceinline__ void mbar_expect_tx(uint32_t b, uint32_t bytes) {
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(b), "r"(bytes)
                  : "memory");
