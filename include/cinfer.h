@@ -240,6 +240,14 @@ int cinfer_step(cinfer_engine *e, const cinfer_output **outputs, int *num_output
  * nothing in flight. A loop that adds requests between steps (a server)
  * calls it before adding them; cinfer_step calls it itself. */
 int cinfer_complete_step(cinfer_engine *e, cinfer_error *err);
+/* Async scheduling, after cinfer_complete_step: when the step it completed
+ * gave some request its first token, that step's outputs now (valid until
+ * the next cinfer_step or cinfer_early_outputs), so that they reach their
+ * clients before the next step is planned and launched (time to first
+ * token); otherwise none, and they come from the next cinfer_step while the
+ * device runs. Either way each output is returned once. */
+int cinfer_early_outputs(cinfer_engine *e, const cinfer_output **outputs, int *num_outputs,
+                         cinfer_error *err);
 int cinfer_has_unfinished(const cinfer_engine *e);
 cinfer_metrics cinfer_get_metrics(const cinfer_engine *e);
 

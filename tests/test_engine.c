@@ -613,7 +613,9 @@ static void test_api(void) {
     CHECK(m.generation_tokens == 8 && m.num_finished == 1 && m.kv_blocks_used == 0);
     {
         /* async scheduling, a server's loop: cinfer_complete_step takes the launched step's
-         * tokens in, a request added then joins the next plan, and the text is the same */
+         * tokens in, a request added then joins the next plan, and the text is the same;
+         * cinfer_early_outputs hands out a step's outputs before the next plan exactly when
+         * they hold a request's first token (each output once: the texts still match) */
         cinfer_engine_config ca = c;
         ca.async_scheduling = 1;
         cinfer_engine *ea;
@@ -623,7 +625,7 @@ static void test_api(void) {
         sa.max_tokens = 8;
         int64_t ids2[2];
         char txt2[2][512] = {{0}};
-        int steps = 0, ntok2[2] = {0, 0};
+        int steps = 0, ntok2[2] = {0, 0}, first_early[2] = {0, 0}, early_calls = 0;
         CHECK(ea &&
               cinfer_add_request(ea, "def fibonacci(n):", NULL, 0, &sa, 0, &ids2[0], &err) == 0);
         while (ea && cinfer_has_unfinished(ea)) {
@@ -631,6 +633,14 @@ static void test_api(void) {
             int n;
             CHECK(cinfer_complete_step(ea, &err) == 0);
             CHECK(cinfer_complete_step(ea, &err) == 0); /* nothing in flight: a no-op */
+            CHECK(cinfer_early_outputs(ea, &o, &n, &err) == 0);
+            early_calls += n > 0;
+            for (int i = 0; i < n; i++) {
+                int k = o[i].request_id == ids2[0] ? 0 : 1;
+                if (ntok2[k] == 0 && o[i].num_token_ids > 0) first_early[k] = 1;
+                ntok2[k] += o[i].num_token_ids;
+                strncat(txt2[k], o[i].text, o[i].text_len);
+            }
             if (++steps == 3) {
                 CHECK(cinfer_add_request(ea, "def fibonacci(n):", NULL, 0, &sa, 0, &ids2[1],
                                          &err) == 0);
@@ -648,6 +658,9 @@ static void test_api(void) {
             }
         }
         CHECK(ntok2[0] == 8 && ntok2[1] == 8);
+        CHECKF(first_early[0] && first_early[1] && early_calls == 2,
+               "first tokens early: %d %d, in %d calls (want 2: one a request)", first_early[0],
+               first_early[1], early_calls);
         CHECKF(!strcmp(txt2[0], text) && !strcmp(txt2[1], text), "async text '%s' / '%s' vs '%s'",
                txt2[0], txt2[1], text);
         cinfer_engine_destroy(ea);

@@ -76,6 +76,11 @@ int cinfer_complete_step(cinfer_engine *e, cinfer_error *err) {
     return set_err(err, ci_engine_complete_step(e->e));
 }
 
+int cinfer_early_outputs(cinfer_engine *e, const cinfer_output **outputs, int *num_outputs,
+                         cinfer_error *err) {
+    return set_err(err, ci_engine_early_outputs(e->e, outputs, num_outputs));
+}
+
 int cinfer_has_unfinished(const cinfer_engine *e) {
     return ci_engine_has_unfinished(e->e);
 }

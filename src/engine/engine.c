@@ -469,6 +469,47 @@ ci_status ci_engine_complete_step(ci_engine *e) {
     return ci_ok();
 }
 
+/* The completed step's pending outputs: detokenized, stop strings applied,
+ * into e->outs (outputs phase of a call) */
+static void emit_pending(ci_engine *e) {
+    for (int i = 0; i < e->num_pend; i++) {
+        ci_status st = ci_eng_token_output(e, &e->pend[i]);
+        if (st.code) ci_eng_fail_request(e, e->pend[i].r, st);
+    }
+    e->num_pend = 0;
+}
+
+/* e->outs as the caller reads them (their pointers into the engine's
+ * arrays), after the finished requests were popped */
+static void publish_outs(ci_engine *e, const ci_engine_output **outs, int *num_outs) {
+    for (int i = 0; i < e->num_outs; i++) {
+        e->outs[i].token_ids = e->outs[i].num_token_ids ? &e->out_tokens[i] : NULL;
+        e->outs[i].logprobs = e->outs[i].num_token_ids ? e->out_lp[i] : NULL;
+        const eng_sample *smp = e->out_smp[i];
+        e->outs[i].text = smp->text ? smp->text + e->out_off[i] : "";
+    }
+    *outs = e->outs;
+    *num_outs = e->num_outs;
+}
+
+ci_status ci_engine_early_outputs(ci_engine *e, const ci_engine_output **outs, int *num_outs) {
+    *outs = NULL;
+    *num_outs = 0;
+    int first = 0;
+    for (int i = 0; i < e->num_pend && !first; i++)
+        first = e->pend[i].r && e->pend[i].nout == 1;
+    if (!first) return ci_ok();
+    e->num_outs = 0;
+    double t0 = ci_now();
+    CI_TRACE_PUSH("output");
+    emit_pending(e);
+    ci_status s = ci_eng_pop_finished(e);
+    CI_TRACE_POP();
+    e->m.time_output_s += ci_now() - t0;
+    publish_outs(e, outs, num_outs);
+    return s;
+}
+
 /* One call: complete the step on the device (async scheduling: the one the
  * previous call launched), plan and launch the next, then the completed
  * step's outputs while the device runs it (sync: after completing it). */
@@ -507,24 +548,13 @@ ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_o
     }
     t0 = ci_now();
     CI_TRACE_PUSH("output");
-    for (int i = 0; i < e->num_pend; i++) {
-        ci_status st = ci_eng_token_output(e, &e->pend[i]);
-        if (st.code) ci_eng_fail_request(e, e->pend[i].r, st);
-    }
-    e->num_pend = 0;
+    emit_pending(e);
     if (ls.code) fail_step(e, o, ls);
     ci_status s = ci_eng_pop_finished(e);
     if (!ret.code) ret = s;
     e->m.time_output_s += ci_now() - t0;
     CI_TRACE_POP(); /* output */
     CI_TRACE_POP(); /* step */
-    for (int i = 0; i < e->num_outs; i++) {
-        e->outs[i].token_ids = e->outs[i].num_token_ids ? &e->out_tokens[i] : NULL;
-        e->outs[i].logprobs = e->outs[i].num_token_ids ? e->out_lp[i] : NULL;
-        const eng_sample *smp = e->out_smp[i];
-        e->outs[i].text = smp->text ? smp->text + e->out_off[i] : "";
-    }
-    *outs = e->outs;
-    *num_outs = e->num_outs;
+    publish_outs(e, outs, num_outs);
     return ret;
 }

@@ -63,6 +63,12 @@ ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_o
  * now make the next plan (cinfer_complete_step). Status: the step's failure
  * is reported through its requests' outputs, so always OK today. */
 ci_status ci_engine_complete_step(ci_engine *e);
+/* Async scheduling, after ci_engine_complete_step: when the completed
+ * step's tokens hold a request's first, its outputs now (valid until the
+ * next call), so that a server streams them before the next step's plan and
+ * launch (time to first token); else none (they leave from the next
+ * ci_engine_step, overlapping the device). cinfer_early_outputs. */
+ci_status ci_engine_early_outputs(ci_engine *e, const ci_engine_output **outs, int *num_outs);
 int ci_engine_has_unfinished(const ci_engine *e);
 ci_engine_metrics ci_engine_get_metrics(const ci_engine *e);
 

@@ -36,6 +36,7 @@ struct srv_engine {
     live_req *live;
     int num_live, cap_live;
     srv_event *out_head, *out_tail; /* events of this iteration, published at once */
+    int early; /* first tokens out before the next plan (CINFER_SERVE_EARLY=0: off) */
 };
 
 void srv_cmd_free(srv_cmd *c) {
@@ -383,6 +384,14 @@ static void *engine_main(void *arg) {
          * commands, so requests that came while it ran make the next plan
          * (else they would wait a step more) */
         (void)cinfer_complete_step(s->e, NULL);
+        /* a step that gave a request its first token: its outputs go out
+         * now, before the next step's plan and launch (time to first token) */
+        const cinfer_output *fo;
+        int fn = 0;
+        if (s->early && !cinfer_early_outputs(s->e, &fo, &fn, NULL) && fn > 0) {
+            do_outputs(s, fo, fn);
+            publish(s);
+        }
         pthread_mutex_lock(&s->mu);
         while (!s->cmd_head && !s->stop && !cinfer_has_unfinished(s->e))
             pthread_cond_wait(&s->cv, &s->mu);
@@ -434,6 +443,8 @@ int srv_engine_start(cinfer_engine *e, void (*notify)(void *), void *arg, srv_en
     srv_engine *s = calloc(1, sizeof *s);
     if (!s) return -1;
     s->e = e;
+    const char *ev = getenv("CINFER_SERVE_EARLY");
+    s->early = !(ev && *ev == '0');
     s->notify = notify;
     s->notify_arg = arg;
     s->metrics = cinfer_get_metrics(e);
