@@ -377,6 +377,18 @@ static void publish(srv_engine *s) {
     if (head) s->notify(s->notify_arg);
 }
 
+/* The engine is in trouble (a step or its outputs failed): every live job
+ * fails with its error, every request is aborted. */
+static void fail_live(srv_engine *s, const cinfer_error *err) {
+    for (int i = 0; i < s->num_live; i++) {
+        if (s->live[i].job_id) emit_error(s, s->live[i].job_id, err->code, err->message);
+        for (int j = i + 1; j < s->num_live; j++)
+            if (s->live[j].job_id == s->live[i].job_id) s->live[j].job_id = 0;
+        cinfer_abort_request(s->e, s->live[i].rid, NULL);
+        s->live[i].job_id = 0;
+    }
+}
+
 static void *engine_main(void *arg) {
     srv_engine *s = arg;
     for (;;) {
@@ -386,9 +398,13 @@ static void *engine_main(void *arg) {
         (void)cinfer_complete_step(s->e, NULL);
         /* a step that gave a request its first token: its outputs go out
          * now, before the next step's plan and launch (time to first token) */
-        const cinfer_output *fo;
+        const cinfer_output *fo = NULL;
         int fn = 0;
-        if (s->early && !cinfer_early_outputs(s->e, &fo, &fn, NULL) && fn > 0) {
+        cinfer_error ferr;
+        if (s->early && cinfer_early_outputs(s->e, &fo, &fn, &ferr)) {
+            fail_live(s, &ferr); /* as a failed cinfer_step */
+            publish(s);
+        } else if (fn > 0) {
             do_outputs(s, fo, fn);
             publish(s);
         }
@@ -422,14 +438,7 @@ static void *engine_main(void *arg) {
             int n;
             cinfer_error err;
             if (cinfer_step(s->e, &o, &n, &err)) {
-                /* the engine is in trouble: fail every live job, abort all */
-                for (int i = 0; i < s->num_live; i++) {
-                    if (s->live[i].job_id) emit_error(s, s->live[i].job_id, err.code, err.message);
-                    for (int j = i + 1; j < s->num_live; j++)
-                        if (s->live[j].job_id == s->live[i].job_id) s->live[j].job_id = 0;
-                    cinfer_abort_request(s->e, s->live[i].rid, NULL);
-                    s->live[i].job_id = 0;
-                }
+                fail_live(s, &err);
             } else {
                 do_outputs(s, o, n);
             }
