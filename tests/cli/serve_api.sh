@@ -178,4 +178,25 @@ same=0
 for i in 1 2 3 4; do [ "$(cat "$tmp/p$i")" = "$want" ] && same=$((same + 1)); done
 check "-tp 2 -pp 2: 4 concurrent clients, same greedy text ($same/4)" [ "$same" = 4 ]
 stop_server
+
+# ---- async scheduling (the CUDA default; here on the CPU): a step that gives a
+# request its first token streams its outputs before the next plan
+# (cinfer_early_outputs); 6 concurrent streamed requests, each the greedy text
+# once, every token once ----
+start_server --served-model-name tiny --async-scheduling
+pids=""
+for i in 1 2 3 4 5 6; do
+    curl -s -N -m 60 -H 'Content-Type: application/json' --data-binary \
+        "$(jq -cn --arg p "$prompt" '{model:"tiny",prompt:$p,max_tokens:24,temperature:0,stream:true}')" \
+        "$base/v1/completions" >"$tmp/a$i" &
+    pids="$pids $!"
+done
+wait $pids
+same=0
+for i in 1 2 3 4 5 6; do
+    got=$(grep '^data: {' "$tmp/a$i" | sed 's/^data: //' | jq -rj '.choices[0].text // empty')
+    [ "$got" = "$want" ] && same=$((same + 1))
+done
+check "--async-scheduling: 6 concurrent streams, the greedy text each ($same/6)" [ "$same" = 6 ]
+stop_server
 finish
