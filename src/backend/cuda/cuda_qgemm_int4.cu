@@ -321,7 +321,7 @@ static int g_min_n = -1, g_max_n = -1;
 
 /* whether the current device is compute 9.0 (this build's sm_90a code),
  * asked once per device (tensor-parallel ranks are threads on several) */
-static int sm90_here(void) {
+extern "C" int ci_cu_sm90a(void) {
     static std::atomic<int> known[64]; /* 0: not asked, 1: no, 2: yes */
     int dev = 0, major = 0, minor = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 0;
@@ -353,7 +353,7 @@ extern "C" void ci_cu_qgemm_int4_range(int min_n, int max_n) {
  * not here): a larger x runs it in chunks of this many */
 extern "C" int ci_cu_qgemm_int4_chunk_n(void) {
     ci_cu_qgemm_int4_ok(nullptr, 0, nullptr); /* reads the environment once */
-    return sm90_here() && g_max_n >= g_min_n && g_max_n >= 1 ? g_max_n : 0;
+    return ci_cu_sm90a() && g_max_n >= g_min_n && g_max_n >= 1 ? g_max_n : 0;
 }
 
 extern "C" int ci_cu_qgemm_int4_ok(const ci_qweight *w, int n, const void *x) {
@@ -365,7 +365,7 @@ extern "C" int ci_cu_qgemm_int4_ok(const ci_qweight *w, int n, const void *x) {
     }
     /* a tiled weight passed ci_cu_qweight_tileable: INT4, no act order,
      * whole 16-row blocks, 128-column tiles within one scale group */
-    return w && sm90_here() && w->format == CI_QW_INT4 && w->tiled && !w->g_idx && n >= g_min_n &&
+    return w && ci_cu_sm90a() && w->format == CI_QW_INT4 && w->tiled && !w->g_idx && n >= g_min_n &&
            n <= g_max_n && n >= 1 && w->rows % 16 == 0 && w->cols % 128 == 0 &&
            qt_group_shift(w, 128) >= 0 && ((uintptr_t)x & 15) == 0;
 }

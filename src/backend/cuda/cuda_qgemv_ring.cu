@@ -149,24 +149,13 @@ __global__ void __launch_bounds__(QR_THREADS, 2)
 #endif
 }
 
-static int sm90_device(void) {
-    static int v = -1;
-    if (v < 0) {
-        int dev = 0, major = 0;
-        v = cudaGetDevice(&dev) == cudaSuccess &&
-            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-            major == 9;
-    }
-    return v;
-}
-
 extern "C" int ci_cu_qgemv_ring_ok(const ci_qweight *w, int n) {
     if (!w || w->format != CI_QW_INT4 || !w->tiled || w->g_idx || !w->zeros || n < 1 || n > 4)
         return 0;
     if (w->cols % 128 || w->rows % 16 || w->rows > INT32_MAX / 2 || w->cols > INT32_MAX / 2)
         return 0;
     if (qt_group_shift(w, 128) < 0 || (size_t)w->ngroups * 16 * 5 > QR_META_MAX) return 0;
-    return sm90_device();
+    return ci_cu_sm90a();
 }
 
 template <int N>
