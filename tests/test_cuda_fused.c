@@ -175,8 +175,8 @@ static void quant_cases(void) {
 }
 
 /* Larger steps: W8A8 FP8 and INT8 weights take the RMSNorm (with and without the
- * residual add) or SwiGLU prologue as the kernel that writes their FP8
- * activations (BF16), bit for bit the classic rmsnorm / swiglu + matmul,
+ * residual add) or SwiGLU prologue as the kernel that writes their FP8 /
+ * INT8 activations (BF16), bit for bit the classic rmsnorm / swiglu + matmul,
  * residual included; other quantized weights and F32 mode run the classic
  * kernels through the op. Rows 5 (the first W8A8 size), 6 (padded to 8 for
  * block scales), 64 and 300; widths 4096 and 14336 besides the small

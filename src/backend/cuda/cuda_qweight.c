@@ -157,35 +157,35 @@ static ci_status qweight_create(ci_backend *be, ci_cuda *c, const ci_qweight *h,
     size_t gb = h->g_idx ? (size_t)(h->nparts * h->cols) * sizeof(int32_t) : 0;
     size_t pb = h->perm ? (size_t)h->cols * sizeof(int32_t) : 0;
     /* W8A8 on the FP8 / INT8 tensor cores (n >= CI_QW_ACT_MIN_ROWS) */
-    int fp8 = h->format == CI_QW_FP8 && h->act_group && c->fp8_mma > 0
-                  ? (h->act_group == h->cols ? W8A8_FP8_ROW : W8A8_FP8_BLOCK)
-                  : 0;
-    if (fp8) {
+    int w8a8 = h->format == CI_QW_FP8 && h->act_group && c->fp8_mma > 0
+                   ? (h->act_group == h->cols ? W8A8_FP8_ROW : W8A8_FP8_BLOCK)
+                   : 0;
+    if (w8a8) {
         /* cuBLASLt must have the FP8 GEMM (a library older than 12.9 has no
          * vector scales): else W8A16 on this GPU, said once */
-        ci_status ps = ci_cuda_gemm_fp8_probe(c, fp8, h->rows, 16, h->cols, be->act_dtype);
+        ci_status ps = ci_cuda_gemm_fp8_probe(c, w8a8, h->rows, 16, h->cols, be->act_dtype);
         if (ps.code != CI_OK) {
             fprintf(stderr, "cinfer: cuda: no FP8 GEMM (%s); W8A8 weights run as W8A16\n", ps.msg);
             c->fp8_mma = -1;
-            fp8 = 0;
+            w8a8 = 0;
         }
     }
     if (h->format == CI_QW_INT8 && h->act_group && c->i8_mma >= 0) {
         ci_status ps = ci_cuda_gemm_i8_probe(c, h->rows, 16, h->cols);
         if (ps.code == CI_OK) {
-            fp8 = W8A8_INT8;
+            w8a8 = W8A8_INT8;
         } else {
             fprintf(stderr, "cinfer: cuda: no INT8 GEMM (%s); W8A8 weights run as W8A16\n", ps.msg);
             c->i8_mma = -1;
         }
     }
     const int64_t kb4 = (h->cols / 128 + 3) / 4 * 4, rb = (h->rows + 127) / 128;
-    size_t bb = fp8 == W8A8_FP8_BLOCK ? (size_t)(rb * kb4) * sizeof(float) : 0;
+    size_t bb = w8a8 == W8A8_FP8_BLOCK ? (size_t)(rb * kb4) * sizeof(float) : 0;
     size_t off_s = align256(qb), off_z = off_s + align256(sb), off_g = off_z + align256(zb),
            off_p = off_g + align256(gb), off_b = off_p + align256(pb);
     /* the prefill scratch: the largest dequantized weight in the act dtype
      * (W8A8 weights: their quantized activations instead) */
-    size_t need = fp8 ? 0 : (size_t)(h->rows * h->cols) * ci_dtype_size(be->act_dtype);
+    size_t need = w8a8 ? 0 : (size_t)(h->rows * h->cols) * ci_dtype_size(be->act_dtype);
     /* ... but a weight stored tiled for the INT4 GEMM (Hopper) larger than
      * qscratch_cap() runs the GEMM in chunks of rows of x instead of its
      * dequantized copy (a quantized LM head of 128k x 4096 would hold 1 GB
@@ -196,10 +196,10 @@ static ci_status qweight_create(ci_backend *be, ci_cuda *c, const ci_qweight *h,
     if (tiles && need > qscratch_cap() && ci_cu_qgemm_int4_chunk_n() > 0) need = 0;
     /* the INT4 GEMM's workspace (x permuted, split-K partials) shares it */
     if (tiles && ci_cu_qgemm_int4_ws_bytes(h) > need) need = ci_cu_qgemm_int4_ws_bytes(h);
-    if (fp8)
+    if (w8a8)
         CI_TRY(qact_grow(
             c, &c->qact, &c->qact_bytes,
-            qact_need(h, QACT_RESERVE_ROWS, ci_dtype_size(be->act_dtype), fp8 == W8A8_FP8_BLOCK)));
+            qact_need(h, QACT_RESERVE_ROWS, ci_dtype_size(be->act_dtype), w8a8 == W8A8_FP8_BLOCK)));
     CI_TRY(grow_at_load(c, &c->qscratch, &c->qscratch_bytes, need));
     CI_TRY(grow_at_load(c, &c->xperm, &c->xperm_bytes,
                         pb ? (size_t)(XPERM_ROWS * h->cols) * sizeof(float) : 0));
@@ -219,7 +219,7 @@ static ci_status qweight_create(ci_backend *be, ci_cuda *c, const ci_qweight *h,
     q->w.zeros = zb ? (uint8_t *)(blk + off_z) : NULL;
     q->w.g_idx = gb ? (int32_t *)(blk + off_g) : NULL;
     q->w.perm = pb ? (int32_t *)(blk + off_p) : NULL;
-    q->w8a8 = fp8;
+    q->w8a8 = w8a8;
     q->bscales = bb ? (float *)(blk + off_b) : NULL;
     out->data = q;
     out->dtype = CI_QW;
@@ -469,7 +469,8 @@ ci_status ci_cuda_qmatmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w
     const cu_qw *cq = w->data;
     if (cq->w8a8 && x->rows >= CI_QW_ACT_MIN_ROWS) {
         if (acc) /* the model accumulates only in decode steps, below CI_QW_ACT_MIN_ROWS */
-            return ci_errorf(CI_ERR_UNSUPPORTED, "cuda qmatmul: accumulate with FP8 activations");
+            return ci_errorf(CI_ERR_UNSUPPORTED,
+                             "cuda qmatmul: accumulate with quantized activations");
         return qmatmul_w8a8(be, &(qact_src){.x = x}, w, b, y);
     }
     if (x->dtype == CI_BF16 && x->rows <= INT32_MAX &&

@@ -4,10 +4,11 @@
  * cuda_norm.cu, SwiGLU in cuda_elementwise.cu): s = amax / 448 (1 when 0)
  * per row or per 128 columns (or a static scale per row), q = e4m3(x / s)
  * (kv_fp8.cuh's store, saturating at 448); INT8 (i8): s = amax / 127,
- * q = clamp(rint(x / s), -128, 127): the CPU twin's bytes either way. Scales: [n_pad] per row, or [K / 128][n_pad] (cuBLASLt's
- * VEC128 layout). The values quantized are the activation dtype's (BF16
- * rounded), so a producer that quantizes in place gives the bytes the
- * standalone kernel gives for its stored output. */
+ * q = clamp(rint(x / s), -128, 127): the CPU twin's bytes either way.
+ * Scales: [n_pad] per row, or [K / 128][n_pad] (cuBLASLt's VEC128 layout).
+ * The values quantized are the activation dtype's (BF16 rounded), so a
+ * producer that quantizes in place gives the bytes the standalone kernel
+ * gives for its stored output. */
 #ifndef CINFER_BACKEND_CUDA_QACT_CUH
 #define CINFER_BACKEND_CUDA_QACT_CUH
 
