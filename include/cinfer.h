@@ -104,8 +104,12 @@ typedef struct cinfer_engine_config {
     int async_scheduling;       /* 1: the next step is launched before the last one's
                                    tokens become outputs, so detokenization, stop strings,
                                    streaming and the caller's own work overlap the device
-                                   (-1: off; 0: by device, cuda on, cpu off)
-                                   [--async-scheduling / --no-async-scheduling] */
+                                   (-1: off; 0: by device, cuda on, cpu off); 2: plan
+                                   ahead too: the next step is planned and launched
+                                   while this one runs, its input ids read on the
+                                   device (not with speculative decoding or several
+                                   ranks) [--async-scheduling / --no-async-scheduling /
+                                   --plan-ahead] */
     /* weight-loading progress (may be NULL) */
     void (*progress)(size_t done, size_t total, void *user);
     void *progress_user;
@@ -214,6 +218,9 @@ typedef struct cinfer_metrics {
      * accepted tokens by draft position (position 0 = the first draft) */
     int64_t spec_verify_steps, spec_draft_tokens, spec_accepted_tokens;
     int64_t spec_accepted_at[16];
+    /* plan-ahead scheduling: steps launched while the step before them was
+     * still on the device (their input ids read there) */
+    int64_t ahead_steps;
 } cinfer_metrics;
 
 int cinfer_engine_create(const cinfer_engine_config *cfg, cinfer_engine **out, cinfer_error *err);

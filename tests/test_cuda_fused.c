@@ -258,7 +258,7 @@ static void rope_case(int H, int KV, int hd, int rot, int neox, int n, int fp8, 
         cl[i] = pos[i] + 1;
         slots[i] = i == 1 ? -1 : (int)(test_urand() * nblocks * bs);
     }
-    ci_batch hb = {n, n, n, 1, 1, maxpos, ids, pos, qs, cl, bt, slots, li, n}, db;
+    ci_batch hb = {n, n, n, 1, 1, maxpos, ids, pos, qs, cl, bt, slots, li, n, NULL}, db;
     CHECK_OK(gpu->ops->prepare_batch(gpu, &hb, &db));
     ci_attn_shape sh = {H, KV, hd};
     ci_mm_rope r = {&sh, &rt, &db, kc[0], 0};

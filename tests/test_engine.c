@@ -696,6 +696,101 @@ static void test_api(void) {
     cinfer_engine_destroy(e);
 }
 
+/* ---- plan-ahead scheduling ---- */
+
+/* A mix of requests run without async scheduling and with plan-ahead:
+ * the same tokens, finish reasons and texts. Plain requests let most steps
+ * launch while the one before is in flight; a penalty makes the engine
+ * complete that request's step first (its tokens are read on the host). */
+static void test_plan_ahead(void) {
+    const int NJ = 12;
+    const char *stops[1] = {"\n"};
+    job *jobs = make_jobs(NJ, 40, 24, NULL, 0);
+    for (int i = 0; i < NJ; i++) {
+        ci_engine_sampling *sp = &jobs[i].sp;
+        switch (i % 6) {
+        case 1: /* seeded sampling, two samples */
+            sp->temperature = 0.9f;
+            sp->top_p = 0.9f;
+            sp->seed = 1000 + i;
+            sp->n = 2;
+            break;
+        case 2: /* EOS, a stop string and a short max_tokens */
+            sp->ignore_eos = 0;
+            sp->stop = stops;
+            sp->num_stop = 1;
+            sp->max_tokens = 7 + i;
+            break;
+        case 3: sp->logprobs = 3; break;
+        case 4:
+            sp->min_tokens = 5;
+            sp->ignore_eos = 0;
+            break;
+        case 5: jobs[i].abort_at = 6; break;
+        default: break;
+        }
+    }
+    job *ref = calloc((size_t)NJ, sizeof *ref);
+    memcpy(ref, jobs, sizeof *ref * (size_t)NJ);
+    for (int round = 0; round < 2; round++) {
+        if (round == 1) { /* a penalty: that request's steps complete before the next plan */
+            jobs[0].sp.repetition_penalty = 1.3f;
+            ref[0].sp.repetition_penalty = 1.3f;
+        }
+        int64_t ahead = 0, steps = 0;
+        for (int mode = 0; mode < 2; mode++) {
+            ci_engine_config c = ci_engine_default_config();
+            c.model_dir = model_dir;
+            c.block_size = 16;
+            c.max_num_batched_tokens = 64; /* chunked prompts beside decodes */
+            c.kv_cache_tokens = 2048;
+            c.max_num_seqs = 64;
+            c.num_threads = 1;
+            c.async_scheduling = mode ? 2 : -1;
+            ci_engine *e = test_engine_create(&c, getenv("CINFER_TEST_DTYPE"));
+            if (!e) break;
+            job *js = mode ? jobs : ref;
+            run_jobs(e, js, NJ, 1);
+            if (mode) {
+                ci_engine_metrics m = ci_engine_get_metrics(e);
+                ahead = m.ahead_steps;
+                steps = m.num_steps;
+            }
+            ci_engine_destroy(e);
+        }
+        int diff = 0;
+        for (int i = 0; i < NJ; i++)
+            for (int k = 0; k < jobs[i].sp.n; k++) {
+                const res *a = &jobs[i].r[k], *b = &ref[i].r[k];
+                if (jobs[i].abort_at) { /* the token in flight at the abort is dropped */
+                    CHECKF(a->fr == CI_FINISH_ABORT && b->fr == CI_FINISH_ABORT && a->n <= b->n &&
+                               a->n + 1 >= b->n &&
+                               !memcmp(a->toks, b->toks, sizeof(int32_t) * (size_t)a->n),
+                           "plan-ahead: aborted request %d: %d tokens vs %d", i, a->n, b->n);
+                    continue;
+                }
+                if (!same_res(a, b) || strcmp(a->text, b->text) != 0) {
+                    if (!diff++)
+                        CHECKF(0, "plan-ahead: request %d sample %d: %d tokens '%s' vs %d '%s'", i,
+                               k, jobs[i].r[k].n, jobs[i].r[k].text, ref[i].r[k].n,
+                               ref[i].r[k].text);
+                }
+            }
+        CHECKF(diff == 0, "plan-ahead: %d samples differ from the synchronous engine", diff);
+        printf("plan-ahead%s: %lld of %lld steps launched while the one before ran\n",
+               round ? " (a penalty request)" : "", (long long)ahead, (long long)steps);
+        /* the penalty request decodes until its max_tokens: most steps wait */
+        if (round == 0)
+            CHECKF(ahead * 2 > steps, "plan-ahead: only %lld of %lld steps ahead", (long long)ahead,
+                   (long long)steps);
+        else
+            CHECKF(ahead > 0 && ahead * 2 < steps, "plan-ahead with a penalty: %lld of %lld",
+                   (long long)ahead, (long long)steps);
+    }
+    free(ref);
+    free_jobs(jobs, NJ);
+}
+
 int main(void) {
     snprintf(model_dir, sizeof model_dir, "%s/models/tinyqwen2-code", test_source_dir());
     char path[4200];
@@ -729,6 +824,7 @@ int main(void) {
     test_prefix_and_preemption();
     double t3 = ci_now();
     test_batch_invariance();
+    test_plan_ahead();
     if (lax_invariance())
         printf("bf16 on a GPU: %d more outputs differed from another batch composition "
                "(reported, not checked)\n",

@@ -87,7 +87,7 @@ static float *prefill_logits(const char *dir, const int32_t *ids, int n, int *wi
             pos[i] = rows[i] = i;
             slots[i] = bt[i / bs] * bs + i % bs;
         }
-        ci_batch b = {n, 1, n, nb, n, n, ids, pos, qs, &ctx, bt, slots, rows, 0};
+        ci_batch b = {n, 1, n, nb, n, n, ids, pos, qs, &ctx, bt, slots, rows, 0, NULL};
         logits = malloc(sizeof(float) * (size_t)n * (size_t)m->cfg.vocab_size);
         CHECK_OK(ci_model_forward(m, &b, kv, logits));
         ci_kv_cache_destroy(be, kv);

@@ -277,7 +277,7 @@ static void test_microbatch(void) {
     int32_t ids[52], pos[52], slots[52], bt[5 * 4] = {0};
     for (int i = 0; i < 52; i++)
         ids[i] = pos[i] = slots[i] = i;
-    ci_batch b = {52, 5, 5, 4, 30, 60, ids, pos, qs, cl, bt, slots, li, 0};
+    ci_batch b = {52, 5, 5, 4, 30, 60, ids, pos, qs, cl, bt, slots, li, 0, NULL};
     ci_microbatches m = {0};
     for (int want = 1; want <= 6; want++) {
         CHECK_OK(ci_microbatch_split(&b, want, &m));
@@ -304,7 +304,7 @@ static void test_microbatch(void) {
     /* leading decodes (3 of 1 token, then 30 and 2): each part counts those
      * of the parent's that it holds */
     int32_t qs2[6] = {0, 1, 2, 3, 33, 35}, li2[5] = {0, 1, 2, 32, 34};
-    ci_batch d = {35, 5, 5, 4, 30, 60, ids, pos, qs2, cl, bt, slots, li2, 3};
+    ci_batch d = {35, 5, 5, 4, 30, 60, ids, pos, qs2, cl, bt, slots, li2, 3, NULL};
     for (int want = 1; want <= 5; want++) {
         CHECK_OK(ci_microbatch_split(&d, want, &m));
         int S = 0, bad = 0;

@@ -153,6 +153,12 @@ if [ -x "$bin/test_engine" ]; then
         row "test_engine cuda $dt" "$(status_of $rc)" "$(cat "$times/test_engine_$dt.time")s" \
             "$(grep -E 'passed, ' "$logs/test_engine_$dt.log" | tail -1)"
     done
+    # plan-ahead scheduling: two steps in flight, input ids read on the device
+    echo "== test_engine --device cuda (float32, plan-ahead)"
+    CINFER_TEST_DEVICE=cuda CINFER_TEST_ASYNC=2 run test_engine_ahead 300 "$bin/test_engine"; rc=$?
+    grep -E "CHECK failed|passed|plan-ahead" "$logs/test_engine_ahead.log" | head -12
+    row "test_engine cuda plan-ahead" "$(status_of $rc)" "$(cat "$times/test_engine_ahead.time")s" \
+        "$(grep -E 'passed, ' "$logs/test_engine_ahead.log" | tail -1)"
 fi
 # all-or-nothing steps under injected faults, and a padded vocabulary, on the GPU
 if [ -x "$bin/test_engine_faults" ]; then
@@ -161,6 +167,12 @@ if [ -x "$bin/test_engine_faults" ]; then
     grep -E "CHECK failed|passed" "$logs/test_engine_faults.log" | head -8
     row "test_engine_faults cuda" "$(status_of $rc)" "$(cat "$times/test_engine_faults.time")s" \
         "$(grep -E 'passed, ' "$logs/test_engine_faults.log" | tail -1)"
+    CINFER_TEST_DEVICE=cuda CINFER_TEST_ASYNC=2 run test_engine_faults_ahead 300 \
+        "$bin/test_engine_faults"; rc=$?
+    grep -E "CHECK failed|passed" "$logs/test_engine_faults_ahead.log" | head -8
+    row "test_engine_faults cuda plan-ahead" "$(status_of $rc)" \
+        "$(cat "$times/test_engine_faults_ahead.time")s" \
+        "$(grep -E 'passed, ' "$logs/test_engine_faults_ahead.log" | tail -1)"
 fi
 echo "== padded vocabulary --device cuda"
 CINFER_TEST_DEVICE=cuda CINFER_BIN=$bin/cinfer run padded_vocab 300 bash tests/cli/padded_vocab.sh; rc=$?

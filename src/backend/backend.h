@@ -46,6 +46,11 @@ typedef struct ci_batch {
     int num_decode_seqs;           /* leading sequences with exactly one new
                                       token (0: none or not counted); a
                                       backend may run their attention apart */
+    const int32_t *sample_src;     /* [T] or NULL: where sample_src[t] >= 0, token t is
+                                      the token row sample_src[t] of the backend's
+                                      last sample op drew (plan-ahead scheduling: that
+                                      step may still be running); take_samples writes
+                                      it into token_ids on the device */
 } ci_batch;
 
 /* Paged KV cache. Per layer, K and V are each
@@ -250,12 +255,21 @@ typedef struct ci_backend_ops {
     /* Optional (NULL: only the blocking sample): sample_async enqueues what
      * sample does and returns while the device works (the engine plans the
      * next step meanwhile); sample_wait completes it, writing `out`. Nothing
-     * else may run on the backend in between; rows, adj and masks are read
+     * else may run on the backend in between, except one more step's
+     * prepare_batch, take_samples, forward and sample_async where
+     * take_samples is offered (plan-ahead scheduling: two samples in flight,
+     * sample_wait completing the older); rows, adj and masks are read
      * before sample_async returns. */
     ci_status (*sample_async)(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows,
                               int n, const ci_logit_adjust *adj, int nadj, const uint32_t *masks,
                               int nmasks, ci_sample_result *out);
     ci_status (*sample_wait)(ci_backend *be);
+    /* Plan-ahead scheduling: token_ids[t] of the prepared batch dev (its
+     * backend copy) becomes the token of row sample_src[t] of the last
+     * sample op, for every t with sample_src[t] >= 0, in stream order (the
+     * sample op may still be running; nothing waits). NULL: the engine
+     * does not plan ahead on this backend. */
+    ci_status (*take_samples)(ci_backend *be, const ci_batch *dev);
 
     /* Tensor parallelism: x (every rank's [rows][cols], same shape) becomes
      * the sum over the ranks of be->comm, on every rank; a no-op without a

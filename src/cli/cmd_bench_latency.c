@@ -158,6 +158,7 @@ int cmd_bench_latency(int argc, char **argv) {
         json_object_set_new(ph, "output_ms", json_real(1000 * m.time_output_s / ns));
         json_object_set_new(o, "step_phases_per_step", ph);
         json_object_set_new(o, "graph_steps", json_integer(m.graph_steps));
+        json_object_set_new(o, "ahead_steps", json_integer(m.ahead_steps));
         json_object_set_new(o, "spec_verify_steps", json_integer(m.spec_verify_steps));
         json_object_set_new(o, "spec_draft_tokens", json_integer(m.spec_draft_tokens));
         json_object_set_new(o, "spec_accepted_tokens", json_integer(m.spec_accepted_tokens));
@@ -195,6 +196,9 @@ int cmd_bench_latency(int argc, char **argv) {
         printf("%-26s %lld graph replays, %lld eager (%d graphs captured; context %d)\n",
                "forwards", (long long)m.graph_steps, (long long)m.eager_steps, m.num_graphs,
                m.max_model_len);
+        if (m.ahead_steps > 0)
+            printf("%-26s %lld of %lld steps launched while the one before ran\n", "plan-ahead",
+                   (long long)m.ahead_steps, (long long)m.num_steps);
     }
     free(res);
     free(e2e);

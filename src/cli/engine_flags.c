@@ -41,7 +41,13 @@ ci_status ci_engine_flags_config(const ci_engine_flags *f, const char *model_dir
     if (f->async_scheduling && f->no_async_scheduling)
         return ci_errorf(CI_ERR_INVALID,
                          "--async-scheduling and --no-async-scheduling exclude each other");
-    c->async_scheduling = f->async_scheduling ? 1 : f->no_async_scheduling ? -1 : 0;
+    if (f->plan_ahead && f->no_async_scheduling)
+        return ci_errorf(CI_ERR_INVALID,
+                         "--plan-ahead and --no-async-scheduling exclude each other");
+    c->async_scheduling = f->plan_ahead            ? 2
+                          : f->async_scheduling    ? 1
+                          : f->no_async_scheduling ? -1
+                                                   : 0;
     c->kv_cache_tokens = f->kv_cache_tokens;
     c->kv_cache_memory = f->kv_cache_memory;
     c->enable_prefix_caching = !f->no_prefix_caching;

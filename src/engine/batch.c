@@ -20,12 +20,14 @@ ci_status ci_batch_builder_init(ci_batch_builder *b, int max_tokens, int max_seq
     b->positions = malloc(t * sizeof(int32_t));
     b->slot_mapping = malloc(t * sizeof(int32_t));
     b->logits_indices = malloc(t * sizeof(int32_t));
+    b->sample_src = malloc(t * sizeof(int32_t));
     b->query_start = malloc((sq + 1) * sizeof(int32_t));
     b->logits_start = malloc((sq + 1) * sizeof(int32_t));
     b->context_lens = malloc(sq * sizeof(int32_t));
     b->block_tables = calloc(sq * (size_t)max_blocks_per_seq, sizeof(int32_t));
     if (!b->token_ids || !b->positions || !b->slot_mapping || !b->logits_indices ||
-        !b->query_start || !b->logits_start || !b->context_lens || !b->block_tables) {
+        !b->sample_src || !b->query_start || !b->logits_start || !b->context_lens ||
+        !b->block_tables) {
         ci_batch_builder_free(b);
         return ci_errorf(CI_ERR_NOMEM, "batch builder: out of memory (%d seqs x %d blocks)",
                          max_seqs, max_blocks_per_seq);
@@ -44,6 +46,7 @@ void ci_batch_builder_free(ci_batch_builder *b) {
     free(b->positions);
     free(b->slot_mapping);
     free(b->logits_indices);
+    free(b->sample_src);
     free(b->query_start);
     free(b->logits_start);
     free(b->context_lens);
@@ -58,7 +61,7 @@ ci_status ci_batch_build(ci_batch_builder *b, const ci_sched_output *out, const 
                          "batch: %d sequences / %d tokens exceed builder sizes %d / %d",
                          out->num_entries, out->num_tokens, b->max_seqs, b->max_tokens);
     int bs = b->block_size, mb = b->max_blocks_per_seq;
-    int T = 0, L = 0, max_q = 0, max_ctx = 0, nd = 0;
+    int T = 0, L = 0, max_q = 0, max_ctx = 0, nd = 0, from_samples = 0;
     b->query_start[0] = 0;
     b->logits_start[0] = 0;
     for (int i = 0; i < out->num_entries; i++) {
@@ -78,6 +81,12 @@ ci_status ci_batch_build(ci_batch_builder *b, const ci_sched_output *out, const 
         const int lp_n = ci_seq_plp_rows(q, e->start, ctx, &lp_lo), lp_end = lp_lo + lp_n;
         for (int p = e->start; p < ctx; p++, T++) {
             b->token_ids[T] = p < q->num_tokens ? q->tokens[p] : q->spec[p - q->num_tokens];
+            b->sample_src[T] = -1;
+            if (p == q->pending_pos) { /* drawn by the step on the device */
+                b->token_ids[T] = 0;
+                b->sample_src[T] = q->pending_row;
+                from_samples++;
+            }
             b->positions[T] = p;
             b->slot_mapping[T] = row[p / bs] * bs + p % bs;
             if (p >= lp_lo && p < lp_end) b->logits_indices[L++] = T;
@@ -109,6 +118,7 @@ ci_status ci_batch_build(ci_batch_builder *b, const ci_sched_output *out, const 
     bt->block_tables = b->block_tables;
     bt->slot_mapping = b->slot_mapping;
     bt->logits_indices = b->logits_indices;
+    bt->sample_src = from_samples ? b->sample_src : NULL;
     *batch = bt;
     return ci_ok();
 }

@@ -9,7 +9,10 @@
  * < num_prompt-1 not returned before (only when it asked for
  * prompt_logprobs), then its last row if it samples. logits_start[i] ..
  * logits_start[i+1] are sequence i's entries in logits_indices.
- * Unused block_tables entries are 0. */
+ * Unused block_tables entries are 0. A token still being sampled by the
+ * step on the device (plan-ahead scheduling: ci_sequence.pending_pos) is 0
+ * in token_ids and its sample row in sample_src (NULL when the step has no
+ * such token): the backend's take_samples fills it in. */
 #ifndef CINFER_ENGINE_BATCH_H
 #define CINFER_ENGINE_BATCH_H
 
@@ -22,7 +25,7 @@
 typedef struct ci_batch_builder {
     int max_tokens, max_seqs, max_blocks_per_seq, block_size;
     int32_t *token_ids, *positions, *query_start, *context_lens, *block_tables, *slot_mapping,
-        *logits_indices, *logits_start;
+        *logits_indices, *logits_start, *sample_src;
     ci_batch batch; /* points into the buffers above */
 } ci_batch_builder;
 

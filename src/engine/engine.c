@@ -81,6 +81,7 @@ void ci_engine_destroy(ci_engine *e) {
     free(e->out_smp);
     free(e->out_off);
     free(e->pend);
+    ci_eng_flight_free(&e->fl);
     free(e);
 }
 
@@ -95,6 +96,8 @@ ci_status ci_engine_create(const ci_engine_config *cfg_in, ci_engine **out) {
     if (!e) return ci_errorf(CI_ERR_NOMEM, "engine: out of memory");
     e->cfg = cfg;
     e->async = cfg.async_scheduling > 0;
+    e->ahead = cfg.async_scheduling == 2;
+    e->last_launched = -1;
     ci_fault_spec *fs = NULL;
     ci_status s = ci_fault_spec_from_env(&fs);
     if (s.code) goto fail;
@@ -114,6 +117,12 @@ ci_status ci_engine_create(const ci_engine_config *cfg_in, ci_engine **out) {
     s = ci_runner_create(&cfg, &e->runner);
     if (s.code) goto fail;
     ci_runner_set_fault_hook(e->runner, fault_hook, e);
+    if (e->ahead && (!ci_runner_can_plan_ahead(e->runner) || cfg.num_speculative_tokens > 0)) {
+        s = ci_errorf(CI_ERR_UNSUPPORTED,
+                      "plan-ahead scheduling: not with speculative decoding or tensor / pipeline "
+                      "parallelism (use --async-scheduling)");
+        goto fail;
+    }
     ci_model *model = ci_runner_model(e->runner);
     e->V = model->cfg.vocab_size;
     e->max_model_len = ci_runner_max_model_len(e->runner);
@@ -377,7 +386,7 @@ static void track_acceptance(ci_engine *e) {
 }
 
 /* Copy-on-write pairs, sample rows, then the runner's launch. */
-static ci_status launch_step(ci_engine *e, const ci_sched_output *o, const ci_batch *b) {
+ci_status ci_eng_launch_step(ci_engine *e, const ci_sched_output *o, const ci_batch *b) {
     if (o->num_copies > 0) {
         void **extra[1] = {(void **)&e->copy_dst};
         size_t esz[1] = {sizeof(int32_t)};
@@ -408,7 +417,7 @@ static ci_status launch_step(ci_engine *e, const ci_sched_output *o, const ci_ba
 
 /* The step's forward or sampling failed: nothing advances, and every
  * request with a sequence in the step ends with reason error. */
-static void fail_step(ci_engine *e, const ci_sched_output *o, ci_status s) {
+void ci_eng_fail_step(ci_engine *e, const ci_sched_output *o, ci_status s) {
     ci_sched_abandon(e->sched);
     s = ci_status_wrap(s, "engine step %lld", (long long)o->step);
     for (int i = 0; i < o->num_entries; i++) {
@@ -419,7 +428,7 @@ static void fail_step(ci_engine *e, const ci_sched_output *o, ci_status s) {
 
 /* Forked siblings (ci_seq_clone clears user) get their request from the
  * parent, whose result comes first in the same step. */
-static eng_request *request_of(const ci_sched_result *res, int i) {
+eng_request *ci_eng_request_of(const ci_sched_result *res, int i) {
     ci_sequence *q = res[i].seq;
     for (int j = i - 1; !q->user && j >= 0; j--)
         if (res[j].seq->id == q->parent_id) q->user = res[j].seq->user;
@@ -444,13 +453,13 @@ static void complete_step(ci_engine *e) {
     if (!s.code)
         s = ci_eng_grow((void **)&e->pend, &e->pend_cap, nres, sizeof *e->pend, 0, NULL, NULL);
     if (s.code) {
-        fail_step(e, o, s);
+        ci_eng_fail_step(e, o, s);
         nres = 0;
     } else if (e->cfg.num_speculative_tokens > 0) {
         track_acceptance(e);
     }
     for (int i = 0; i < nres; i++) {
-        eng_request *r = request_of(res, i);
+        eng_request *r = ci_eng_request_of(res, i);
         const ci_engine_logprob *lp =
             e->srows[res[i].row].top_logprobs >= 0 ? &e->row_lp[res[i].row] : NULL;
         eng_pending *p = &e->pend[e->num_pend];
@@ -465,13 +474,16 @@ static void complete_step(ci_engine *e) {
 }
 
 ci_status ci_engine_complete_step(ci_engine *e) {
-    if (e->inflight) complete_step(e);
+    /* plan-ahead: the next plan is made before the step in flight completes,
+     * so requests added now make it anyway; completing here would only
+     * stall the device */
+    if (e->inflight && !e->ahead) complete_step(e);
     return ci_ok();
 }
 
 /* The completed step's pending outputs: detokenized, stop strings applied,
  * into e->outs (outputs phase of a call) */
-static void emit_pending(ci_engine *e) {
+void ci_eng_emit_pending(ci_engine *e) {
     for (int i = 0; i < e->num_pend; i++) {
         ci_status st = ci_eng_token_output(e, &e->pend[i]);
         if (st.code) ci_eng_fail_request(e, e->pend[i].r, st);
@@ -502,7 +514,7 @@ ci_status ci_engine_early_outputs(ci_engine *e, const ci_engine_output **outs, i
     e->num_outs = 0;
     double t0 = ci_now();
     CI_TRACE_PUSH("output");
-    emit_pending(e);
+    ci_eng_emit_pending(e);
     ci_status s = ci_eng_pop_finished(e);
     CI_TRACE_POP();
     e->m.time_output_s += ci_now() - t0;
@@ -516,6 +528,7 @@ ci_status ci_engine_early_outputs(ci_engine *e, const ci_engine_output **outs, i
 ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_outs) {
     *outs = NULL;
     *num_outs = 0;
+    if (e->ahead) return ci_eng_step_ahead(e, outs, num_outs);
     e->num_outs = 0;
     CI_TRACE_PUSH("step");
     if (e->inflight) complete_step(e);
@@ -535,21 +548,27 @@ ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_o
         if (!ls.code) ls = ci_batch_build(&e->bb, o, &b);
         e->m.time_schedule_s += ci_now() - t0;
         CI_TRACE_POP();
-        if (!ls.code) ls = launch_step(e, o, b);
+        if (!ls.code) ls = ci_eng_launch_step(e, o, b);
         if (!ls.code) {
             e->inflight = 1;
             e->fl_o = o;
             e->fl_step = e->m.num_steps;
+            e->fl_sched_step = e->last_launched = o->step;
             if (!e->async) complete_step(e);
         }
     } else {
         e->m.time_schedule_s += ci_now() - t0;
         CI_TRACE_POP();
     }
-    t0 = ci_now();
+    return ci_eng_end_call(e, o, ls, ret, outs, num_outs);
+}
+
+ci_status ci_eng_end_call(ci_engine *e, const ci_sched_output *o, ci_status ls, ci_status ret,
+                          const ci_engine_output **outs, int *num_outs) {
+    double t0 = ci_now();
     CI_TRACE_PUSH("output");
-    emit_pending(e);
-    if (ls.code) fail_step(e, o, ls);
+    ci_eng_emit_pending(e);
+    if (ls.code) ci_eng_fail_step(e, o, ls);
     ci_status s = ci_eng_pop_finished(e);
     if (!ret.code) ret = s;
     e->m.time_output_s += ci_now() - t0;

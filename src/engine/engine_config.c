@@ -54,8 +54,9 @@ ci_status ci_engine_config_check(ci_engine_config *c) {
     if (c->max_num_seqs == 0) c->max_num_seqs = gpu ? 1024 : 256;
     /* the CPU backend computes inside the launch: nothing to overlap */
     if (c->async_scheduling == 0) c->async_scheduling = gpu ? 1 : -1;
-    if (c->async_scheduling != 1 && c->async_scheduling != -1)
-        return ci_errorf(CI_ERR_INVALID, "async_scheduling %d (use 1 on, -1 off, 0 by device)",
+    if (c->async_scheduling != 1 && c->async_scheduling != -1 && c->async_scheduling != 2)
+        return ci_errorf(CI_ERR_INVALID,
+                         "async_scheduling %d (use 1 on, 2 plan ahead, -1 off, 0 by device)",
                          c->async_scheduling);
     if (c->gpu_memory_utilization == 0) c->gpu_memory_utilization = d.gpu_memory_utilization;
     if (!c->model_dir) return ci_errorf(CI_ERR_INVALID, "no model directory");
@@ -172,6 +173,8 @@ const char *cinfer_engine_config_describe(const cinfer_engine_config *c, char *b
                       c->gpu_memory_utilization, c->enforce_eager ? "off (enforce_eager)" : "on");
     if (c->async_scheduling && n > 0 && (size_t)n < size)
         snprintf(buf + n, size - (size_t)n, " async_scheduling=%s",
-                 c->async_scheduling > 0 ? "on" : "off");
+                 c->async_scheduling == 2  ? "plan-ahead"
+                 : c->async_scheduling > 0 ? "on"
+                                           : "off");
     return buf;
 }

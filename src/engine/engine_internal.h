@@ -36,6 +36,8 @@ typedef struct eng_request {
     int forked;                        /* the first token was sampled: samples 1..n-1 exist */
     eng_structured *st;                /* structured output: grammar + a matcher per sample */
     char *error;                       /* set when an engine fault ended the request */
+    int64_t dead_after;                /* retired: freed once the steps launched until then
+                                          (scheduler step numbers) are complete */
     struct eng_request *next;          /* dead list */
     struct eng_request *lprev, *lnext; /* live list */
 } eng_request;
@@ -49,6 +51,25 @@ typedef struct eng_pending {
     ci_finish_reason fr;
     const ci_engine_logprob *lp;
 } eng_pending;
+
+/* Plan-ahead scheduling: the step on the device, planned and provisionally
+ * applied (its sampled tokens placeholders: ci_sequence.pending_pos) while
+ * the step before it ran. What its completion needs is kept here: the next
+ * step's plan reuses the scheduler's output and the engine's sample arrays. */
+typedef struct eng_flight {
+    int64_t sched_step, eng_step;
+    ci_sched_entry *entries; /* its plan (a failed step fails their requests) */
+    int *plp_p0;             /* per entry: its first prompt-logprob position */
+    int num_entries, entries_cap;
+    ci_sched_result *res; /* the provisional update: one per sampled token */
+    int nres, res_cap;
+    int plp; /* it owes prompt logprobs: its logits are read at completion */
+    /* the sample arrays it was launched with (swapped with the engine's) */
+    ci_sample_row *srows;
+    ci_sample_result *sres;
+    ci_engine_logprob *row_lp;
+    int srows_cap;
+} eng_flight;
 
 struct ci_engine {
     ci_engine_config cfg;
@@ -111,6 +132,12 @@ struct ci_engine {
     int async, inflight;
     const ci_sched_output *fl_o;
     int64_t fl_step, out_step; /* the step in flight; the step whose tokens are output */
+    /* scheduler step numbers: of the step in flight (the older one when
+     * two are), and of the last step launched; a finished sequence or a
+     * retired request named by a step in flight lives until it completes */
+    int64_t fl_sched_step, last_launched;
+    int ahead; /* plan-ahead scheduling (async_scheduling 2): engine_ahead.c */
+    eng_flight fl;
     eng_pending *pend;
     int pend_cap, num_pend;
     ci_sequence *grave;
@@ -143,8 +170,28 @@ void ci_eng_fail_request(ci_engine *e, eng_request *r, ci_status s);
  * device (which may name it) is complete. */
 ci_status ci_eng_pop_finished(ci_engine *e);
 void ci_eng_bury(ci_engine *e);
-/* Frees the requests retired before this step. */
+/* Frees the requests retired before this step (none that a step in flight
+ * may name). */
 void ci_eng_free_dead(ci_engine *e);
+/* Scheduler step of the oldest step in flight (INT64_MAX: none): a sequence
+ * scheduled before it, or a request retired before it, is free to go. */
+int64_t ci_eng_busy_since(const ci_engine *e);
+
+/* engine.c, shared with engine_ahead.c */
+ci_status ci_eng_launch_step(ci_engine *e, const ci_sched_output *o, const ci_batch *b);
+void ci_eng_fail_step(ci_engine *e, const ci_sched_output *o, ci_status s);
+eng_request *ci_eng_request_of(const ci_sched_result *res, int i);
+void ci_eng_emit_pending(ci_engine *e);
+/* The outputs phase that ends a call: the completed step's pending outputs,
+ * then a failed launch's requests (ls), the finished sequences; *outs as
+ * the caller reads them. Returns ret, else the outputs' first error. */
+ci_status ci_eng_end_call(ci_engine *e, const ci_sched_output *o, ci_status ls, ci_status ret,
+                          const ci_engine_output **outs, int *num_outs);
+
+/* engine_ahead.c: one ci_engine_step with plan-ahead scheduling; the
+ * flight's arrays freed */
+ci_status ci_eng_step_ahead(ci_engine *e, const ci_engine_output **outs, int *num_outs);
+void ci_eng_flight_free(eng_flight *f);
 
 /* sample_rows.c: one sample row per token to draw this step (with the
  * logits processors' adjustment lists); then the prompt logprobs of the
@@ -152,6 +199,12 @@ void ci_eng_free_dead(ci_engine *e);
 ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_t *logits_start,
                             int *num_rows);
 ci_status ci_eng_collect(ci_engine *e, const ci_sched_output *o, const int32_t *logits_start);
+/* ... its parts: the prompt logprobs of entries[n] (the step's logits still
+ * on the device; entry i's first prompt position p0[i], taken before the
+ * step's update), and one row's logprobs from its sample result */
+ci_status ci_eng_collect_plp(ci_engine *e, const ci_sched_entry *entries, int n,
+                             const int32_t *logits_start, const int *p0);
+void ci_eng_row_logprob(const ci_sample_result *res, ci_engine_logprob *lp);
 /* One grammar mask row of a step: which request's sample fills it. */
 typedef struct eng_mask_job {
     eng_request *r;

@@ -15,6 +15,7 @@ struct ci_graphs {
     ci_graph_extra_fn extra; /* recorded after the forward, or NULL */
     void *extra_user;
     int32_t *tok, *pos, *qs, *ctx, *bt, *slot, *lidx; /* host staging, largest size and bound */
+    int32_t *src; /* sample_src (-1 where the token is known), always uploaded: one layout */
 };
 
 void ci_graphs_free(ci_graphs *g) {
@@ -29,6 +30,7 @@ void ci_graphs_free(ci_graphs *g) {
     free(g->bt);
     free(g->slot);
     free(g->lidx);
+    free(g->src);
     free(g);
 }
 
@@ -49,6 +51,7 @@ static void fill(ci_graphs *g, const ci_batch *b, int G, int mb, ci_batch *out) 
         g->ctx[i] = real ? b->context_lens[i] : 1;
         g->slot[i] = real ? b->slot_mapping[i] : -1;
         g->lidx[i] = i;
+        g->src[i] = real && b->sample_src ? b->sample_src[i] : -1;
         int32_t *row = g->bt + (size_t)i * (size_t)mb;
         if (real) {
             int nb = (b->context_lens[i] + bs - 1) / bs;
@@ -71,6 +74,7 @@ static void fill(ci_graphs *g, const ci_batch *b, int G, int mb, ci_batch *out) 
     out->block_tables = g->bt;
     out->slot_mapping = g->slot;
     out->logits_indices = g->lidx;
+    out->sample_src = g->src;
 }
 
 /* Captures graph (bound j, size i). */
@@ -137,9 +141,10 @@ ci_status ci_graphs_create(ci_model *m, ci_kv_cache *kv, const int *sizes, int n
     g->ctx = malloc(sizeof(int32_t) * (size_t)G);
     g->slot = malloc(sizeof(int32_t) * (size_t)G);
     g->lidx = malloc(sizeof(int32_t) * (size_t)G);
+    g->src = malloc(sizeof(int32_t) * (size_t)G);
     g->bt = calloc((size_t)G * (size_t)mbmax, sizeof(int32_t));
     ci_status s = ci_ok();
-    if (!g->tok || !g->pos || !g->qs || !g->ctx || !g->slot || !g->lidx || !g->bt)
+    if (!g->tok || !g->pos || !g->qs || !g->ctx || !g->slot || !g->lidx || !g->bt || !g->src)
         s = ci_errorf(CI_ERR_NOMEM, "graphs: out of memory (staging)");
     if (!s.code) { /* the largest shape fixes the persistent buffer's capacity */
         ci_batch hb, db;
@@ -176,6 +181,9 @@ ci_status ci_graphs_run(ci_graphs *g, const ci_batch *b, int *ran) {
     fill(g, b, g->sizes[i], g->mb[j], &hb);
     const ci_backend_ops *ops = g->m->be->ops;
     CI_TRY(ops->prepare_batch_static(g->m->be, &hb, &db));
+    /* plan-ahead scheduling: ids the step before this one draws, written
+     * into the graph's input on the device */
+    if (b->sample_src) CI_TRY(ops->take_samples(g->m->be, &db));
     CI_TRY(ops->graph_launch(g->m->be, g->exec[j][i]));
     *ran = 1;
     return ci_ok();

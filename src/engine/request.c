@@ -198,11 +198,21 @@ void ci_eng_request_free(eng_request *r) {
     free(r);
 }
 
+int64_t ci_eng_busy_since(const ci_engine *e) {
+    return e->inflight ? e->fl_sched_step : INT64_MAX;
+}
+
 void ci_eng_free_dead(ci_engine *e) {
-    while (e->dead) {
-        eng_request *r = e->dead;
-        e->dead = r->next;
-        ci_eng_request_free(r);
+    const int64_t busy = ci_eng_busy_since(e);
+    eng_request **pp = &e->dead;
+    while (*pp) {
+        eng_request *r = *pp;
+        if (r->dead_after < busy) {
+            *pp = r->next;
+            ci_eng_request_free(r);
+        } else {
+            pp = &r->next;
+        }
     }
 }
 
@@ -387,6 +397,7 @@ ci_status ci_eng_token_output(ci_engine *e, const eng_pending *p) {
 static void retire_request(ci_engine *e, eng_request *r) {
     if (r->retired) return;
     r->retired = 1;
+    r->dead_after = e->last_launched;
     if (r->lprev)
         r->lprev->lnext = r->lnext;
     else
@@ -431,7 +442,7 @@ ci_status ci_eng_pop_finished(ci_engine *e) {
             }
             if (r->samples_done >= r->n) retire_request(e, r);
         }
-        if (e->inflight) { /* the step launched still names it (update skips it) */
+        if (q->scheduled_step >= ci_eng_busy_since(e)) { /* a step in flight names it */
             q->next_finished = e->grave;
             e->grave = q;
         } else {
@@ -442,9 +453,15 @@ ci_status ci_eng_pop_finished(ci_engine *e) {
 }
 
 void ci_eng_bury(ci_engine *e) {
-    while (e->grave) {
-        ci_sequence *q = e->grave;
-        e->grave = q->next_finished;
-        ci_seq_destroy(q);
+    const int64_t busy = ci_eng_busy_since(e);
+    ci_sequence **pp = &e->grave;
+    while (*pp) {
+        ci_sequence *q = *pp;
+        if (q->scheduled_step < busy) {
+            *pp = q->next_finished;
+            ci_seq_destroy(q);
+        } else {
+            pp = &q->next_finished;
+        }
     }
 }

@@ -27,13 +27,14 @@ struct ci_runner {
     ci_fault_fn fault;
     void *fault_user;
     int64_t step;
-    int pending; /* a launched step's sample op waits for ci_runner_wait */
+    int pending; /* launched steps whose sample op waits for ci_runner_wait (<= 2) */
     ci_runner_stats st;
 };
 
 void ci_runner_destroy(ci_runner *r) {
     if (!r) return;
-    if (r->pending) (void)ci_runner_wait(r);
+    while (r->pending)
+        (void)ci_runner_wait(r);
     ci_graphs_free(r->graphs); /* before the KV cache and model they use */
     ci_draft_free(r->draft);
     ci_ranks_free(r->ranks); /* its workers first; then the comms our backend used */
@@ -302,6 +303,10 @@ void ci_runner_set_step(ci_runner *r, int64_t step) {
 static ci_status forward(ci_runner *r, const ci_batch *b, const ci_runner_step *st, int async) {
     ci_backend *be = r->be;
     CI_TRY(ci_model_check_batch(r->model, b, r->kv));
+    if (b->sample_src && (!be->ops->take_samples || r->ranks))
+        return ci_errorf(CI_ERR_UNSUPPORTED,
+                         "runner: ids from the last sample op need one rank of a backend with "
+                         "take_samples");
     int ran = 0;
     CI_TRY(ci_graphs_run(r->graphs, b, &ran));
     if (ran) {
@@ -318,6 +323,8 @@ static ci_status forward(ci_runner *r, const ci_batch *b, const ci_runner_step *
         r->st.eager_steps++;
     } else {
         CI_TRY(be->ops->prepare_batch(be, b, &r->model->dev_batch));
+        /* plan-ahead scheduling: ids the step before this one draws */
+        if (b->sample_src) CI_TRY(be->ops->take_samples(be, &r->model->dev_batch));
         CI_TRY(
             ci_model_enqueue(r->model, &r->model->dev_batch, b->num_tokens, b->num_logits, r->kv));
         if (r->draft) CI_TRY(mirror(r, &r->model->dev_batch, b->num_tokens));
@@ -396,23 +403,34 @@ static ci_status launch(ci_runner *r, const ci_runner_step *st, ci_sample_result
         CI_TRY(ss);
     }
     r->st.time_sample_s += ci_now() - t1;
-    r->pending = async;
+    r->pending += async;
     return ci_ok();
 }
 
 ci_status ci_runner_launch(ci_runner *r, const ci_runner_step *st, ci_sample_result *results) {
-    if (r->pending) return ci_errorf(CI_ERR_INTERNAL, "runner: a step is still in flight");
+    /* plan-ahead scheduling keeps two steps in flight, where the backend
+     * can read one's sampled ids into the next (take_samples) */
+    const int most = r->be->ops->take_samples ? 2 : 1;
+    if (r->pending >= most)
+        return ci_errorf(CI_ERR_INTERNAL, "runner: %d steps are still in flight", r->pending);
     ci_status s = launch(r, st, results);
-    if (s.code && r->be->ops->sample_async && !r->ranks) {
-        (void)r->be->ops->sync(r->be); /* leave nothing in flight */
-        r->pending = 0;
-    }
+    if (s.code && r->be->ops->sample_async && !r->ranks)
+        (void)r->be->ops->sync(r->be); /* nothing of it left running; an
+                                          earlier step still waits for its wait */
     return s;
+}
+
+int ci_runner_in_flight(const ci_runner *r) {
+    return r->pending;
+}
+
+int ci_runner_can_plan_ahead(const ci_runner *r) {
+    return r->be->ops->take_samples && !r->ranks && !r->draft;
 }
 
 ci_status ci_runner_wait(ci_runner *r) {
     if (!r->pending) return ci_ok();
-    r->pending = 0;
+    r->pending--;
     double t0 = ci_now();
     CI_TRACE_PUSH("wait");
     ci_status s = r->be->ops->sample_wait(r->be);

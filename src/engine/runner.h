@@ -87,11 +87,19 @@ void ci_runner_destroy(ci_runner *r);
 
 /* One step: ci_runner_launch enqueues the copies, the forward and the
  * sample op and, where the backend samples asynchronously (CUDA, one rank),
- * returns while the device runs them; ci_runner_wait completes the step
- * (results written, device errors reported). A failed launch leaves
- * nothing in flight. */
+ * returns while the device runs them; ci_runner_wait completes the oldest
+ * step in flight (results written, device errors reported). A backend with
+ * take_samples takes a second launch before the first is waited for
+ * (plan-ahead scheduling: the batch's sample_src reads the first step's
+ * tokens on the device). A failed launch leaves nothing of itself in
+ * flight; an earlier step still waits for its ci_runner_wait. */
 ci_status ci_runner_launch(ci_runner *r, const ci_runner_step *st, ci_sample_result *results);
 ci_status ci_runner_wait(ci_runner *r);
+/* Steps launched and not yet waited for. */
+int ci_runner_in_flight(const ci_runner *r);
+/* Whether the runner can plan ahead: one rank whose backend reads sampled
+ * ids on the device (take_samples), no draft model. */
+int ci_runner_can_plan_ahead(const ci_runner *r);
 /* Copies logits rows [row0, row0 + n) of the last execute to dst [n][vocab]. */
 ci_status ci_runner_logits_to_host(ci_runner *r, int row0, int n, float *dst);
 

@@ -86,9 +86,10 @@ static void fill_logprob(const ci_engine *e, const float *lsm, int k, int32_t to
     lp->num_top = ci_top_logprobs(lsm, e->V, k, lp->top_ids, lp->top_logprobs);
 }
 
-/* Prompt logprobs of entry i's rows [r0, r0 + nplp): copied to the host
- * (the only logits that cross), log-softmax and top-k there. */
-static ci_status prompt_logprobs(ci_engine *e, const ci_sched_entry *en, int r0, int nplp) {
+/* Prompt logprobs of entry i's rows [r0, r0 + nplp), for prompt positions
+ * from p0: copied to the host (the only logits that cross), log-softmax
+ * and top-k there. */
+static ci_status prompt_logprobs(ci_engine *e, const ci_sched_entry *en, int r0, int nplp, int p0) {
     ci_sequence *q = en->seq;
     eng_request *r = q->user;
     const size_t V = (size_t)e->V;
@@ -99,8 +100,6 @@ static ci_status prompt_logprobs(ci_engine *e, const ci_sched_entry *en, int r0,
         e->plp_rows = nplp;
     }
     CI_TRY(ci_runner_logits_to_host(e->runner, r0, nplp, e->plp_logits));
-    int p0;
-    ci_seq_plp_rows(q, en->start, en->start + en->num_new_tokens, &p0);
     for (int j = 0; j < nplp; j++) {
         int pos = p0 + j; /* predicts prompt token pos + 1 */
         if (pos + 1 >= r->num_prompt || pos < 0) continue;
@@ -191,25 +190,40 @@ ci_status ci_eng_fill_masks(void *user) {
     return ci_ok();
 }
 
+/* Entry en's prompt-logprob rows, if it owes any, from prompt position p0
+ * (-1: as the sequence stands before the step's update) */
+static ci_status entry_plp(ci_engine *e, const ci_sched_entry *en, int r0, int r1, int p0) {
+    const eng_request *r = en->seq->user;
+    int nplp = r1 - r0 - (en->num_spec > 0 ? 1 + en->num_spec : en->samples > 0 ? 1 : 0);
+    if (nplp <= 0 || !r->plp) return ci_ok();
+    if (p0 < 0) ci_seq_plp_rows(en->seq, en->start, en->start + en->num_new_tokens, &p0);
+    return prompt_logprobs(e, en, r0, nplp, p0);
+}
+
+void ci_eng_row_logprob(const ci_sample_result *res, ci_engine_logprob *lp) {
+    lp->token = res->token;
+    lp->logprob = res->logprob;
+    lp->num_top = res->num_top;
+    memcpy(lp->top_ids, res->top_ids, sizeof(int32_t) * (size_t)res->num_top);
+    memcpy(lp->top_logprobs, res->top_logprobs, sizeof(float) * (size_t)res->num_top);
+}
+
+ci_status ci_eng_collect_plp(ci_engine *e, const ci_sched_entry *entries, int n,
+                             const int32_t *logits_start, const int *p0) {
+    for (int i = 0; i < n; i++)
+        CI_TRY(entry_plp(e, &entries[i], logits_start[i], logits_start[i + 1], p0[i]));
+    return ci_ok();
+}
+
 ci_status ci_eng_collect(ci_engine *e, const ci_sched_output *o, const int32_t *logits_start) {
     int k = 0;
     for (int i = 0; i < o->num_entries; i++) {
         const ci_sched_entry *en = &o->entries[i];
-        ci_sequence *q = en->seq;
-        eng_request *r = q->user;
-        int r0 = logits_start[i], r1 = logits_start[i + 1];
-        int nplp = r1 - r0 - (en->num_spec > 0 ? 1 + en->num_spec : en->samples > 0 ? 1 : 0);
-        if (nplp > 0 && r->plp) CI_TRY(prompt_logprobs(e, en, r0, nplp));
+        CI_TRY(entry_plp(e, en, logits_start[i], logits_start[i + 1], -1));
         for (int j = 0; j < en->samples; j++, k++) {
-            const ci_sample_result *res = &e->sres[k];
-            e->sampled[k] = res->token;
-            if (e->srows[k].top_logprobs < 0) continue;
-            ci_engine_logprob *lp = &e->row_lp[k]; /* the output of row k points here */
-            lp->token = res->token;
-            lp->logprob = res->logprob;
-            lp->num_top = res->num_top;
-            memcpy(lp->top_ids, res->top_ids, sizeof(int32_t) * (size_t)res->num_top);
-            memcpy(lp->top_logprobs, res->top_logprobs, sizeof(float) * (size_t)res->num_top);
+            e->sampled[k] = e->sres[k].token;
+            /* the output of row k points at row_lp[k] */
+            if (e->srows[k].top_logprobs >= 0) ci_eng_row_logprob(&e->sres[k], &e->row_lp[k]);
         }
     }
     return ci_ok();

@@ -443,10 +443,19 @@ ci_status ci_sched_finish_group(ci_scheduler *s, int64_t group_id, ci_finish_rea
 }
 
 ci_sequence *ci_sched_pop_finished(ci_scheduler *s) {
-    ci_sequence *q = s->fin_head;
+    /* a sequence whose last token is still on the device (pending_pos,
+     * plan-ahead scheduling) stays until that token is known */
+    ci_sequence *prev = NULL, *q = s->fin_head;
+    while (q && q->pending_pos >= 0) {
+        prev = q;
+        q = q->next_finished;
+    }
     if (!q) return NULL;
-    s->fin_head = q->next_finished;
-    if (!s->fin_head) s->fin_tail = NULL;
+    if (prev)
+        prev->next_finished = q->next_finished;
+    else
+        s->fin_head = q->next_finished;
+    if (s->fin_tail == q) s->fin_tail = prev;
     q->next_finished = NULL;
     return q;
 }

@@ -152,7 +152,9 @@ ci_status ci_sched_finish_group(ci_scheduler *s, int64_t group_id, ci_finish_rea
  * Its sequences keep their blocks; the caller finishes or retries them. */
 ci_status ci_sched_abandon(ci_scheduler *s);
 
-/* Next finished sequence (the caller destroys it), or NULL. */
+/* Next finished sequence (the caller destroys it), or NULL. One whose last
+ * token a step on the device still samples (pending_pos >= 0) is held back
+ * until the caller has written that token and cleared pending_pos. */
 ci_sequence *ci_sched_pop_finished(ci_scheduler *s);
 
 int ci_sched_num_waiting(const ci_scheduler *s);

@@ -14,6 +14,7 @@ static ci_status seq_alloc(int64_t id, int token_capacity, int block_size, ci_se
     s->group_id = id;
     s->parent_id = -1;
     s->scheduled_step = -1;
+    s->pending_pos = s->pending_row = -1;
     s->token_capacity = token_capacity;
     s->block_capacity = (token_capacity + block_size - 1) / block_size;
     s->tokens = malloc((size_t)token_capacity * sizeof *s->tokens);
@@ -66,6 +67,7 @@ ci_status ci_seq_clone(const ci_sequence *src, int64_t new_id, ci_sequence **out
     s->parent_id = src->id;
     s->num_blocks = 0;
     s->num_spec = 0;
+    s->pending_pos = s->pending_row = -1;
     s->next_finished = NULL;
     s->user = NULL;
     *out = s;

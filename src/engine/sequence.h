@@ -76,6 +76,11 @@ typedef struct ci_sequence {
      * (ci_sched_add_spec); they are verified in the step and then cleared. */
     int32_t spec[CI_SPEC_MAX];
     int num_spec;
+    /* Plan-ahead scheduling: tokens[pending_pos] is a placeholder for the
+     * token that sample row pending_row of a step still on the device draws
+     * (-1: none). The next step, planned before that one completes, reads
+     * it on the device (ci_batch.sample_src); completion writes it here. */
+    int pending_pos, pending_row;
 
     /* scheduler bookkeeping */
     int64_t scheduled_step;

@@ -228,6 +228,9 @@ char *srv_metrics_render(const srv_metrics *m, const cinfer_metrics *eng, const 
           model, (double)eng->graph_steps);
     gauge(&b, "cinfer:eager_steps_total", "counter", "Model forwards that ran eagerly.", model,
           (double)eng->eager_steps);
+    gauge(&b, "cinfer:ahead_steps_total", "counter",
+          "Steps launched while the one before them ran (plan-ahead scheduling).", model,
+          (double)eng->ahead_steps);
     gauge(&b, "cinfer:http_requests_total", "counter", "HTTP requests received.", model,
           (double)m->http_requests);
     gauge(&b, "cinfer:http_errors_total", "counter", "HTTP requests answered with an error status.",

@@ -179,24 +179,36 @@ for i in 1 2 3 4; do [ "$(cat "$tmp/p$i")" = "$want" ] && same=$((same + 1)); do
 check "-tp 2 -pp 2: 4 concurrent clients, same greedy text ($same/4)" [ "$same" = 4 ]
 stop_server
 
+# 6 concurrent streamed requests to a server started with flags $2..: each
+# gets the greedy text once, every token once (check named $1)
+six_streams() {
+    local name=$1 pids="" same=0
+    shift
+    start_server --served-model-name tiny "$@"
+    for i in 1 2 3 4 5 6; do
+        curl -s -N -m 60 -H 'Content-Type: application/json' --data-binary \
+            "$(jq -cn --arg p "$prompt" '{model:"tiny",prompt:$p,max_tokens:24,temperature:0,stream:true}')" \
+            "$base/v1/completions" >"$tmp/a$i" &
+        pids="$pids $!"
+    done
+    wait $pids
+    for i in 1 2 3 4 5 6; do
+        got=$(grep '^data: {' "$tmp/a$i" | sed 's/^data: //' | jq -rj '.choices[0].text // empty')
+        [ "$got" = "$want" ] && same=$((same + 1))
+    done
+    check "$name: 6 concurrent streams, the greedy text each ($same/6)" [ "$same" = 6 ]
+}
+
 # ---- async scheduling (the CUDA default; here on the CPU): a step that gives a
 # request its first token streams its outputs before the next plan
-# (cinfer_early_outputs); 6 concurrent streamed requests, each the greedy text
-# once, every token once ----
-start_server --served-model-name tiny --async-scheduling
-pids=""
-for i in 1 2 3 4 5 6; do
-    curl -s -N -m 60 -H 'Content-Type: application/json' --data-binary \
-        "$(jq -cn --arg p "$prompt" '{model:"tiny",prompt:$p,max_tokens:24,temperature:0,stream:true}')" \
-        "$base/v1/completions" >"$tmp/a$i" &
-    pids="$pids $!"
-done
-wait $pids
-same=0
-for i in 1 2 3 4 5 6; do
-    got=$(grep '^data: {' "$tmp/a$i" | sed 's/^data: //' | jq -rj '.choices[0].text // empty')
-    [ "$got" = "$want" ] && same=$((same + 1))
-done
-check "--async-scheduling: 6 concurrent streams, the greedy text each ($same/6)" [ "$same" = 6 ]
+# (cinfer_early_outputs) ----
+six_streams --async-scheduling --async-scheduling
+stop_server
+
+# ---- plan-ahead scheduling: each step planned and launched while the one
+# before runs; /metrics counts the steps launched ahead ----
+six_streams --plan-ahead --plan-ahead
+ahead=$(curl -s "$base/metrics" | awk '/^cinfer:ahead_steps_total/ {print int($2)}')
+check "--plan-ahead: /metrics counts steps launched ahead ($ahead)" [ "${ahead:-0}" -gt 0 ]
 stop_server
 finish

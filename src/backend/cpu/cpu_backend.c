@@ -162,6 +162,7 @@ static void cpu_destroy(ci_backend *be) {
         free(c->smp_row);
         free(c->qact);
         free(c->smp_lsm);
+        free(c->last_tok);
         free(c);
     }
     free(be);
@@ -222,6 +223,7 @@ static const ci_backend_ops cpu_ops = {
     .gather_rows = ci_cpu_gather_rows,
     .copy_blocks = ci_cpu_copy_blocks,
     .sample = ci_cpu_sample,
+    .take_samples = ci_cpu_take_samples,
     .all_reduce = cpu_all_reduce,
     .send = cpu_send,
     .recv = cpu_recv,

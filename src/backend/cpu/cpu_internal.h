@@ -19,6 +19,9 @@ typedef struct ci_cpu {
     struct ci_sampler *smp;
     float *smp_row, *smp_lsm;
     int smp_vocab;
+    /* the last sample op's tokens (take_samples: plan-ahead scheduling) */
+    int32_t *last_tok;
+    int last_n, last_cap;
     int avx512; /* the small-batch matmul uses cpu_matvec_avx512.c */
     int vnni;   /* INT8 W8A8 prefill on integer products (cpu_qgemm_i8_vnni.c) */
     /* W8A8 weights: the quantized copy of a matmul's activations, grown only */
@@ -178,6 +181,8 @@ ci_status ci_cpu_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_s
                            const ci_batch *batch, const ci_kv_cache *kv, int layer, float scale,
                            int window, ci_tensor *out);
 ci_status ci_cpu_swiglu(ci_backend *be, const ci_tensor *gate_up, ci_tensor *out);
+/* token_ids[t] = the last sample op's token of row sample_src[t] */
+ci_status ci_cpu_take_samples(ci_backend *be, const ci_batch *dev);
 ci_status ci_cpu_sample(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows, int n,
                         const ci_logit_adjust *adj, int nadj, const uint32_t *masks, int nmasks,
                         ci_sample_result *out);

@@ -31,8 +31,15 @@ ci_status ci_cpu_sample(ci_backend *be, const ci_tensor *logits, const ci_sample
     ci_cpu *c = ci_cpu_of(be);
     CI_TRY(ci_sample_check("cpu sample", logits, rows, n, adj, nadj, masks, nmasks));
     const int V = (int)logits->cols;
+    c->last_n = 0;
     if (n <= 0) return ci_ok();
     CI_TRY(reserve(c, V));
+    if (n > c->last_cap) {
+        int32_t *t = realloc(c->last_tok, sizeof(int32_t) * (size_t)n);
+        if (!t) return ci_errorf(CI_ERR_NOMEM, "cpu sample: out of memory");
+        c->last_tok = t;
+        c->last_cap = n;
+    }
     for (int i = 0; i < n; i++) {
         const ci_sample_row *r = &rows[i];
         const float *raw = (const float *)logits->data + (size_t)r->logits_row * (size_t)V;
@@ -51,12 +58,32 @@ ci_status ci_cpu_sample(ci_backend *be, const ci_tensor *logits, const ci_sample
         int kept = 0;
         o->token = ci_sampler_draw(c->smp, c->smp_row, &sp, r->stream, r->step, &kept);
         o->num_kept = kept;
+        c->last_tok[i] = o->token;
         if (r->top_logprobs >= 0) {
             ci_log_softmax(raw, V, c->smp_lsm);
             o->logprob = c->smp_lsm[o->token];
             o->num_top =
                 ci_top_logprobs(c->smp_lsm, V, r->top_logprobs, o->top_ids, o->top_logprobs);
         }
+    }
+    c->last_n = n;
+    return ci_ok();
+}
+
+/* The CPU batch is the caller's host batch (prepare_batch aliases it): the
+ * ids are written in place, as the CUDA kernel writes its device copy. */
+ci_status ci_cpu_take_samples(ci_backend *be, const ci_batch *dev) {
+    ci_cpu *c = ci_cpu_of(be);
+    if (!dev->sample_src) return ci_ok();
+    int32_t *ids = (int32_t *)dev->token_ids;
+    for (int t = 0; t < dev->num_tokens; t++) {
+        const int r = dev->sample_src[t];
+        if (r < 0) continue;
+        if (r >= c->last_n)
+            return ci_errorf(CI_ERR_INVALID,
+                             "cpu take_samples: token %d reads sample row %d of the last %d", t, r,
+                             c->last_n);
+        ids[t] = c->last_tok[r];
     }
     return ci_ok();
 }

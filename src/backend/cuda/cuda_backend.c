@@ -175,18 +175,19 @@ static ci_status grow_pair(ci_cuda *c, void **host, void **dev, size_t *cap, siz
 static ci_status pack_batch(ci_cuda *c, const ci_batch *host, ci_batch *dev, void **hbuf,
                             void **dbuf, size_t *cap, int grow) {
     const int T = host->num_tokens, S = host->num_seqs, L = host->num_logits;
-    size_t n[7] = {(size_t)T,
+    size_t n[8] = {(size_t)T,
                    (size_t)T,
                    (size_t)S + 1,
                    (size_t)S,
                    (size_t)S * (size_t)host->max_blocks_per_seq,
                    (size_t)T,
-                   (size_t)L};
-    const int32_t *src[7] = {host->token_ids,     host->positions,    host->query_start,
-                             host->context_lens,  host->block_tables, host->slot_mapping,
-                             host->logits_indices};
-    size_t off[7], total = 0;
-    for (int i = 0; i < 7; i++) {
+                   (size_t)L,
+                   (size_t)T};
+    const int32_t *src[8] = {host->token_ids,      host->positions,    host->query_start,
+                             host->context_lens,   host->block_tables, host->slot_mapping,
+                             host->logits_indices, host->sample_src};
+    size_t off[8], total = 0;
+    for (int i = 0; i < 8; i++) {
         off[i] = total;
         if (!src[i]) n[i] = 0;
         total += (n[i] + 31) / 32 * 32; /* 128-byte aligned pieces */
@@ -201,7 +202,7 @@ static ci_status pack_batch(ci_cuda *c, const ci_batch *host, ci_batch *dev, voi
                          "cuda: static batch of %zu bytes exceeds the %zu captured", bytes, *cap);
     CI_TRY(grow_pair(c, hbuf, dbuf, cap, bytes));
     int32_t *h = *hbuf, *d = *dbuf;
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 8; i++)
         if (n[i]) memcpy(h + off[i], src[i], n[i] * sizeof(int32_t));
     if (bytes) {
         CI_CU_TRY(cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, c->stream));
@@ -216,6 +217,7 @@ static ci_status pack_batch(ci_cuda *c, const ci_batch *host, ci_batch *dev, voi
     dev->block_tables = n[4] ? d + off[4] : NULL;
     dev->slot_mapping = n[5] ? d + off[5] : NULL;
     dev->logits_indices = n[6] ? d + off[6] : NULL;
+    dev->sample_src = n[7] ? d + off[7] : NULL;
     return ci_ok();
 }
 
@@ -418,7 +420,11 @@ static ci_status cu_stage_masks(ci_backend *be, const uint32_t *masks, int nmask
     c->msk_src = NULL;
     if (nmasks <= 0) return ci_ok();
     size_t bytes = sizeof(uint32_t) * (size_t)words * (size_t)nmasks;
-    /* the previous upload was waited on by its sample op (stream synced) */
+    /* the previous upload has finished reading msk_host; a sample op still
+     * in flight (plan-ahead scheduling) reads msk_dev until it completes */
+    CI_CU_TRY(cudaEventSynchronize(c->msk_done));
+    if (c->smp_q_len > 0)
+        CI_CU_TRY(cudaStreamWaitEvent(c->copy_stream, c->smp_done[c->smp_last], 0));
     CI_TRY(grow_pair(c, &c->msk_host, &c->msk_dev, &c->msk_cap, bytes));
     memcpy(c->msk_host, masks, bytes);
     CI_CU_TRY(
@@ -437,10 +443,11 @@ static ci_status cu_sample_async(ci_backend *be, const ci_tensor *logits, const 
                                  int n, const ci_logit_adjust *adj, int nadj, const uint32_t *masks,
                                  int nmasks, ci_sample_result *out) {
     ci_cuda *c = ci_cuda_of(be);
-    c->smp_out = NULL;
-    c->smp_out_n = 0;
     CI_TRY(ci_sample_check("cuda sample", logits, rows, n, adj, nadj, masks, nmasks));
     if (n <= 0) return ci_ok();
+    if (c->smp_q_len >= 2)
+        return ci_errorf(CI_ERR_INTERNAL, "cuda sample: two sample ops already in flight");
+    const int slot = c->smp_slot;
     const int V = (int)logits->cols;
     if (logits->rows > c->smp_mark_cap) {
         int64_t cap = logits->rows;
@@ -469,10 +476,11 @@ static ci_status cu_sample_async(ci_backend *be, const ci_tensor *logits, const 
                : sizeof(uint32_t) * (size_t)ci_mask_words(V) * (size_t)(nmasks > 0 ? nmasks : 0);
     size_t up = o_mask + align16(mask_bytes);
     size_t total = up + align16(sizeof(float) * (size_t)(nadj > 0 ? nadj : 0));
-    CI_TRY(grow_pair(c, &c->smp_host, &c->smp_dev, &c->smp_cap, total));
-    CI_TRY(grow_pair(c, &c->smp_res_host, &c->smp_res_dev, &c->smp_res_cap,
+    /* the slot's last user is two sample ops back: complete (waited for) */
+    CI_TRY(grow_pair(c, &c->smp_host[slot], &c->smp_dev[slot], &c->smp_cap[slot], total));
+    CI_TRY(grow_pair(c, &c->smp_res_host[slot], &c->smp_res_dev[slot], &c->smp_res_cap[slot],
                      sizeof(ci_sample_result) * (size_t)n));
-    char *h = c->smp_host;
+    char *h = c->smp_host[slot];
     int32_t *owners = (int32_t *)(h + o_own);
     int nown = 0, any_lp = 0;
     for (int i = 0; i < n; i++) {
@@ -495,35 +503,65 @@ static ci_status cu_sample_async(ci_backend *be, const ci_tensor *logits, const 
     memcpy(h, rows, sizeof(ci_sample_row) * (size_t)n);
     if (nadj > 0) memcpy(h + o_adj, adj, sizeof(ci_logit_adjust) * (size_t)nadj);
     if (mask_bytes > 0) memcpy(h + o_mask, masks, mask_bytes);
-    char *d = c->smp_dev;
+    char *d = c->smp_dev[slot];
     CI_CU_TRY(cudaMemcpyAsync(d, h, up, cudaMemcpyHostToDevice, c->stream));
     CI_CU_LAUNCH("sample", ci_cu_sample(ST(c), (float *)logits->data, V, d, n, d + o_adj,
                                         (float *)(d + up), (const int32_t *)(d + o_own), nown,
                                         staged           ? (const uint32_t *)c->msk_dev
                                         : mask_bytes > 0 ? (const uint32_t *)(d + o_mask)
                                                          : NULL,
-                                        any_lp, !c->smp_exact, c->smp_res_dev));
-    CI_CU_TRY(cudaMemcpyAsync(c->smp_res_host, c->smp_res_dev, sizeof(ci_sample_result) * (size_t)n,
-                              cudaMemcpyDeviceToHost, c->stream));
-    c->smp_out = out;
-    c->smp_out_n = n;
+                                        any_lp, !c->smp_exact, c->smp_res_dev[slot]));
+    CI_CU_TRY(cudaMemcpyAsync(c->smp_res_host[slot], c->smp_res_dev[slot],
+                              sizeof(ci_sample_result) * (size_t)n, cudaMemcpyDeviceToHost,
+                              c->stream));
+    CI_CU_TRY(cudaEventRecord(c->smp_done[slot], c->stream));
+    c->smp_q_slot[c->smp_q_len] = slot;
+    c->smp_q_out[c->smp_q_len] = out;
+    c->smp_q_n[c->smp_q_len] = n;
+    c->smp_q_len++;
+    c->smp_slot = slot ^ 1;
+    c->smp_last = slot;
+    c->smp_last_n = n;
     return ci_ok();
 }
 
+/* Completes the oldest sample op in flight (its results copied to its out);
+ * with none, waits for the stream. */
 static ci_status cu_sample_wait(ci_backend *be) {
     ci_cuda *c = ci_cuda_of(be);
-    ci_sample_result *out = c->smp_out;
-    const int n = c->smp_out_n;
-    c->smp_out = NULL;
-    c->smp_out_n = 0;
-    CI_CU_TRY(cudaStreamSynchronize(c->stream));
-    if (out) memcpy(out, c->smp_res_host, sizeof(ci_sample_result) * (size_t)n);
+    if (c->smp_q_len == 0) {
+        CI_CU_TRY(cudaStreamSynchronize(c->stream));
+        return ci_ok();
+    }
+    const int slot = c->smp_q_slot[0], n = c->smp_q_n[0];
+    ci_sample_result *out = c->smp_q_out[0];
+    c->smp_q_len--;
+    c->smp_q_slot[0] = c->smp_q_slot[1];
+    c->smp_q_out[0] = c->smp_q_out[1];
+    c->smp_q_n[0] = c->smp_q_n[1];
+    CI_CU_TRY(cudaEventSynchronize(c->smp_done[slot]));
+    if (out) memcpy(out, c->smp_res_host[slot], sizeof(ci_sample_result) * (size_t)n);
+    return ci_ok();
+}
+
+/* Plan-ahead scheduling: the batch's ids that the last sample op draws. */
+static ci_status cu_take_samples(ci_backend *be, const ci_batch *dev) {
+    ci_cuda *c = ci_cuda_of(be);
+    if (!dev->sample_src) return ci_ok();
+    if (c->smp_last < 0)
+        return ci_errorf(CI_ERR_INVALID, "cuda take_samples: no sample op ran before");
+    CI_CU_LAUNCH("take_samples",
+                 ci_cu_take_samples(ST(c), c->smp_res_dev[c->smp_last], c->smp_last_n,
+                                    dev->sample_src, dev->num_tokens, (int32_t *)dev->token_ids));
     return ci_ok();
 }
 
 ci_status ci_cuda_sample(ci_backend *be, const ci_tensor *logits, const ci_sample_row *rows, int n,
                          const ci_logit_adjust *adj, int nadj, const uint32_t *masks, int nmasks,
                          ci_sample_result *out) {
+    ci_cuda *c = ci_cuda_of(be);
+    if (c->smp_q_len > 0) /* its wait would complete the older one */
+        return ci_errorf(CI_ERR_INTERNAL, "cuda sample: a sample op is still in flight");
     ci_status s = cu_sample_async(be, logits, rows, n, adj, nadj, masks, nmasks, out);
     if (s.code) return s;
     return cu_sample_wait(be);
@@ -555,10 +593,13 @@ static void cu_destroy(ci_backend *be) {
         if (c->msk_dev) cudaFree(c->msk_dev);
         if (c->msk_done) cudaEventDestroy(c->msk_done);
         if (c->copy_stream) cudaStreamDestroy(c->copy_stream);
-        if (c->smp_host) cudaFreeHost(c->smp_host);
-        if (c->smp_dev) cudaFree(c->smp_dev);
-        if (c->smp_res_host) cudaFreeHost(c->smp_res_host);
-        if (c->smp_res_dev) cudaFree(c->smp_res_dev);
+        for (int i = 0; i < 2; i++) {
+            if (c->smp_host[i]) cudaFreeHost(c->smp_host[i]);
+            if (c->smp_dev[i]) cudaFree(c->smp_dev[i]);
+            if (c->smp_res_host[i]) cudaFreeHost(c->smp_res_host[i]);
+            if (c->smp_res_dev[i]) cudaFree(c->smp_res_dev[i]);
+            if (c->smp_done[i]) cudaEventDestroy(c->smp_done[i]);
+        }
         free(c->smp_mark);
         free(c->smp_owner);
         if (c->stream) cudaStreamDestroy(c->stream);
@@ -625,6 +666,7 @@ static const ci_backend_ops cuda_ops = {
     .sample = ci_cuda_sample,
     .sample_async = cu_sample_async,
     .sample_wait = cu_sample_wait,
+    .take_samples = cu_take_samples,
     .matmul_fused_rows = ci_cuda_matmul_fused_rows,
     .matmul_fused = ci_cuda_matmul_fused,
     .matmul_rope_rows = ci_cuda_matmul_rope_rows,
@@ -661,6 +703,9 @@ static ci_status cu_init(ci_cuda *c, int device) {
     CI_CU_TRY(cudaEventCreateWithFlags(&c->meta_done, cudaEventDisableTiming));
     CI_CU_TRY(cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking));
     CI_CU_TRY(cudaEventCreateWithFlags(&c->msk_done, cudaEventDisableTiming));
+    for (int i = 0; i < 2; i++)
+        CI_CU_TRY(cudaEventCreateWithFlags(&c->smp_done[i], cudaEventDisableTiming));
+    c->smp_last = -1;
     CI_LT_TRY(cublasLtCreate(&c->lt));
     CI_CU_TRY(cudaMalloc(&c->workspace, CI_CU_GEMM_WORKSPACE));
     {

@@ -52,13 +52,20 @@ typedef struct ci_cuda {
     cudaEvent_t meta_done; /* the last metadata upload finished reading meta_host */
     int meta_pending;
     /* sample op: pinned staging <-> device, grown only (rows | adj | owners | masks
-     * up, results down; the device side also holds the saved raw logits) */
-    void *smp_host, *smp_dev, *smp_res_host, *smp_res_dev;
-    size_t smp_cap, smp_res_cap;
-    ci_sample_result *smp_out; /* a sample_async's results, copied out by sample_wait */
-    int smp_out_n;
-    uint32_t *smp_mark; /* [smp_mark_cap] per logits row: call stamp of its owner */
-    int32_t *smp_owner; /* [smp_mark_cap] the owner row of each logits row */
+     * up, results down; the device side also holds the saved raw logits), in
+     * two slots used in turn: with plan-ahead scheduling a second step's
+     * sample op is enqueued while the first one's copies may still read or
+     * write its slot */
+    void *smp_host[2], *smp_dev[2], *smp_res_host[2], *smp_res_dev[2];
+    size_t smp_cap[2], smp_res_cap[2];
+    cudaEvent_t smp_done[2]; /* the slot's results reached its host buffer */
+    int smp_slot;            /* the slot of the next sample_async */
+    /* sample_asyncs not yet waited for, oldest first: slot, results, rows */
+    int smp_q_slot[2], smp_q_n[2], smp_q_len;
+    ci_sample_result *smp_q_out[2];
+    int smp_last, smp_last_n; /* the last sample op's slot (-1: none) and rows: take_samples */
+    uint32_t *smp_mark;       /* [smp_mark_cap] per logits row: call stamp of its owner */
+    int32_t *smp_owner;       /* [smp_mark_cap] the owner row of each logits row */
     int64_t smp_mark_cap;
     uint32_t smp_gen;
     int smp_exact; /* CINFER_SAMPLE_EXACT=1: skip the approximate top-p probe */

@@ -115,6 +115,10 @@ int ci_cu_prefill_attention(ci_cu_stream st, const void *qkv, int ntok, int S, i
 int ci_cu_sample(ci_cu_stream st, float *logits, int V, const void *rows, int n, const void *adj,
                  float *saved, const int32_t *owners, int nowners, const uint32_t *masks,
                  int any_logprobs, int fast, void *out);
+/* ids[t] = res[src[t]].token where 0 <= src[t] < nres (res: ci_sample_result[nres] of a
+ * sample op, device): plan-ahead scheduling's input ids, t < T. */
+int ci_cu_take_samples(ci_cu_stream st, const void *res, int nres, const int32_t *src, int T,
+                       int32_t *ids);
 
 /* The qkv GEMV's rope epilogue (a decode step's rope_cache, fused): the
  * rows of y are H q, KV k and KV v heads of hd; q and k heads are rotated

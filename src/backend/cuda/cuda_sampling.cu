@@ -757,3 +757,23 @@ extern "C" int ci_cu_sample(ci_cu_stream st, float *logits, int V, const void *r
     if (any_logprobs) ci_cu_launch(logprob_kernel, n, SB, 0, st, logits, V, r, o);
     return cudaGetLastError();
 }
+
+/* Plan-ahead scheduling: the next step's input ids from the last sample
+ * op's results, on the device (the host never waits for that step). */
+__global__ void take_samples_kernel(const ci_sample_result *res, int nres, const int32_t *src,
+                                    int T, int32_t *ids) {
+    ci_pdl_trigger();
+    ci_pdl_wait(); /* the sample op and the upload of src before it */
+    const int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= T) return;
+    const int r = src[t];
+    if (r >= 0 && r < nres) ids[t] = res[r].token;
+}
+
+extern "C" int ci_cu_take_samples(ci_cu_stream st, const void *res, int nres, const int32_t *src,
+                                  int T, int32_t *ids) {
+    if (T <= 0) return cudaSuccess;
+    ci_cu_launch(take_samples_kernel, (T + 255) / 256, 256, 0, st, (const ci_sample_result *)res,
+                 nres, src, T, ids);
+    return cudaGetLastError();
+}
