@@ -699,9 +699,11 @@ static void test_api(void) {
 /* ---- plan-ahead scheduling ---- */
 
 /* A mix of requests run without async scheduling and with plan-ahead:
- * the same tokens, finish reasons and texts. Plain requests let most steps
- * launch while the one before is in flight; a penalty makes the engine
- * complete that request's step first (its tokens are read on the host). */
+ * the same tokens, finish reasons and texts. Every step but the first
+ * launches while the one before is in flight, penalties too (their lists
+ * are built once that step completes, while the next forward runs); a step
+ * that owes prompt logprobs completes before the next one is planned (its
+ * logits). */
 static void test_plan_ahead(void) {
     const int NJ = 12;
     const char *stops[1] = {"\n"};
@@ -733,9 +735,9 @@ static void test_plan_ahead(void) {
     job *ref = calloc((size_t)NJ, sizeof *ref);
     memcpy(ref, jobs, sizeof *ref * (size_t)NJ);
     for (int round = 0; round < 2; round++) {
-        if (round == 1) { /* a penalty: that request's steps complete before the next plan */
-            jobs[0].sp.repetition_penalty = 1.3f;
-            ref[0].sp.repetition_penalty = 1.3f;
+        if (round == 1) { /* a penalty, and prompt logprobs: that prompt's steps wait */
+            jobs[0].sp.repetition_penalty = ref[0].sp.repetition_penalty = 1.3f;
+            jobs[1].sp.prompt_logprobs = ref[1].sp.prompt_logprobs = 1;
         }
         int64_t ahead = 0, steps = 0;
         for (int mode = 0; mode < 2; mode++) {
@@ -778,13 +780,12 @@ static void test_plan_ahead(void) {
             }
         CHECKF(diff == 0, "plan-ahead: %d samples differ from the synchronous engine", diff);
         printf("plan-ahead%s: %lld of %lld steps launched while the one before ran\n",
-               round ? " (a penalty request)" : "", (long long)ahead, (long long)steps);
-        /* the penalty request decodes until its max_tokens: most steps wait */
+               round ? " (a penalty, prompt logprobs)" : "", (long long)ahead, (long long)steps);
         if (round == 0)
-            CHECKF(ahead * 2 > steps, "plan-ahead: only %lld of %lld steps ahead", (long long)ahead,
+            CHECKF(ahead == steps - 1, "plan-ahead: %lld of %lld steps ahead", (long long)ahead,
                    (long long)steps);
-        else
-            CHECKF(ahead > 0 && ahead * 2 < steps, "plan-ahead with a penalty: %lld of %lld",
+        else /* the steps after the prompt-logprob prompt's chunks were not */
+            CHECKF(ahead * 2 > steps && ahead < steps - 1, "plan-ahead, round 2: %lld of %lld",
                    (long long)ahead, (long long)steps);
     }
     free(ref);

@@ -302,7 +302,7 @@ ci_engine_metrics ci_engine_get_metrics(const ci_engine *e) {
     m.eager_steps = rs.eager_steps;
     m.time_forward_s = rs.time_forward_s;
     m.time_sample_s = rs.time_sample_s;
-    m.time_masks_s = rs.time_host_overlap_s;
+    m.time_masks_s = rs.time_host_overlap_s - e->fl.hook_s; /* plan-ahead: completions there */
     m.time_draft_s = rs.time_draft_s;
     m.time_schedule_s -= rs.time_draft_s; /* proposals run inside the scheduling phase */
     m.load_s = rs.load_s;
@@ -385,8 +385,10 @@ static void track_acceptance(ci_engine *e) {
     e->seen_verify = st.spec_verify_steps;
 }
 
-/* Copy-on-write pairs, sample rows, then the runner's launch. */
-ci_status ci_eng_launch_step(ci_engine *e, const ci_sched_output *o, const ci_batch *b) {
+/* Copy-on-write pairs, sample rows (or, given a hook, rows the hook builds
+ * while the forward runs), then the runner's launch. */
+ci_status ci_eng_launch_step(ci_engine *e, const ci_sched_output *o, const ci_batch *b,
+                             ci_status (*rows_hook)(void *, ci_runner_step *)) {
     if (o->num_copies > 0) {
         void **extra[1] = {(void **)&e->copy_dst};
         size_t esz[1] = {sizeof(int32_t)};
@@ -397,20 +399,23 @@ ci_status ci_eng_launch_step(ci_engine *e, const ci_sched_output *o, const ci_ba
             e->copy_dst[i] = o->copies[i].dst;
         }
     }
-    int nrows;
-    CI_TRY(ci_eng_build_rows(e, o, e->bb.logits_start, &nrows));
     ci_runner_step st = {.batch = b,
                          .copy_src = e->copy_src,
                          .copy_dst = e->copy_dst,
                          .num_copies = o->num_copies,
-                         .rows = e->srows,
-                         .num_rows = nrows,
-                         .adj = e->adj,
-                         .num_adj = e->num_adj,
-                         .masks = e->masks,
-                         .num_masks = e->num_masks,
-                         .before_sample = e->num_masks > 0 ? ci_eng_fill_masks : NULL,
+                         .before_sample = rows_hook,
                          .before_sample_user = e};
+    if (rows_hook) {
+        CI_TRY(ci_eng_reserve_rows(e, o->num_samples)); /* the results' array stays put */
+    } else {
+        CI_TRY(ci_eng_build_rows(e, o, e->bb.logits_start, &st.num_rows));
+        st.rows = e->srows;
+        st.adj = e->adj;
+        st.num_adj = e->num_adj;
+        st.masks = e->masks;
+        st.num_masks = e->num_masks;
+        if (e->num_masks > 0) st.before_sample = ci_eng_fill_masks;
+    }
     ci_runner_set_step(e->runner, e->m.num_steps);
     return ci_runner_launch(e->runner, &st, e->sres);
 }
@@ -548,7 +553,7 @@ ci_status ci_engine_step(ci_engine *e, const ci_engine_output **outs, int *num_o
         if (!ls.code) ls = ci_batch_build(&e->bb, o, &b);
         e->m.time_schedule_s += ci_now() - t0;
         CI_TRACE_POP();
-        if (!ls.code) ls = ci_eng_launch_step(e, o, b);
+        if (!ls.code) ls = ci_eng_launch_step(e, o, b, NULL);
         if (!ls.code) {
             e->inflight = 1;
             e->fl_o = o;

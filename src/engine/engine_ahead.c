@@ -8,21 +8,22 @@
  *                pending_pos): each decode of Q goes on as if P's token
  *                did not end its sequence
  *   launch Q     its batch names P's sample rows (sample_src); the device
- *                reads P's tokens into Q's input (take_samples) and runs Q
- *                right after P
- *   complete P   wait, write its tokens into their sequences, the stops a
- *                token makes by itself (a sequence P ends is in Q too: Q's
- *                token for it is dropped, as for a stop string today)
+ *                reads P's tokens into Q's input (take_samples) and runs Q's
+ *                forward right after P; then, in the runner's hook between
+ *                Q's forward and Q's sample op:
+ *     complete P   wait, write its tokens into their sequences, the stops a
+ *                  token makes by itself (a sequence P ends is in Q too: Q's
+ *                  token for it is dropped, as for a stop string today)
+ *     Q's rows     sample rows, penalties' adjustment lists and grammar
+ *                  masks from the tokens as they now stand
  *   apply Q      ci_sched_update with placeholders: the scheduler moves on
  *                as if Q were done (max_tokens ends a sequence here), so the
  *                next call can plan Q + 1
  *   outputs      of P: detokenization, stop strings, emit
- * P completes before Q is planned when a token of P is needed on the host
- * for Q: its request has a grammar or a repetition / presence / frequency
- * penalty (Q's mask or adjustment list reads it), or P owes prompt logprobs
- * (their logits, which Q's forward overwrites). The tokens, logprobs and
- * stops are those of the other modes; a sequence that ends at P costs one
- * wasted row in Q. Not with speculative decoding or several ranks. */
+ * P completes before Q is planned only when it owes prompt logprobs (their
+ * logits, which Q's forward overwrites). The tokens, logprobs and stops
+ * are those of the other modes; a sequence that ends at P costs one wasted
+ * row in Q. Not with speculative decoding or several ranks. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,20 +39,6 @@ void ci_eng_flight_free(eng_flight *f) {
     free(f->sres);
     free(f->row_lp);
     memset(f, 0, sizeof *f);
-}
-
-/* P's tokens are needed on the host before Q can be planned */
-static int flight_needs_host(const ci_engine *e) {
-    const eng_flight *f = &e->fl;
-    if (f->plp) return 1;
-    for (int i = 0; i < f->nres; i++) {
-        const eng_request *r = f->res[i].seq->user;
-        const ci_engine_sampling *p = &r->sp;
-        if (r->st || p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f ||
-            p->frequency_penalty != 0.0f)
-            return 1;
-    }
-    return 0;
 }
 
 /* The step in flight: wait, its tokens into their sequences, the stops
@@ -75,7 +62,8 @@ static void complete_flight(ci_engine *e) {
         const ci_sched_result *rs = &f->res[i];
         ci_sequence *q = rs->seq;
         const int k = rs->row;
-        if (!s.code && q->pending_pos >= 0) q->tokens[q->pending_pos] = f->sres[k].token;
+        /* a failed step's requests fail below; 0 keeps their ids valid */
+        if (q->pending_pos >= 0) q->tokens[q->pending_pos] = s.code ? 0 : f->sres[k].token;
         q->pending_pos = q->pending_row = -1;
         if (s.code) continue;
         /* ended since it was applied (abort, an error, a stop string): the
@@ -111,6 +99,26 @@ static int owes_plp(const ci_sched_output *o, const int32_t *logits_start) {
     for (int i = 0; i < o->num_entries; i++)
         if (logits_start[i + 1] - logits_start[i] > (o->entries[i].samples > 0)) return 1;
     return 0;
+}
+
+/* The runner's hook for Q, after Q's forward is enqueued: P completes
+ * (the device runs Q's forward meanwhile), then Q's sample rows are built
+ * from the tokens as they now stand. */
+static ci_status rows_hook(void *user, ci_runner_step *st) {
+    ci_engine *e = user;
+    if (e->inflight) {
+        double t0 = ci_now();
+        complete_flight(e);
+        e->fl.hook_s += ci_now() - t0;
+    }
+    const ci_sched_output *o = e->fl.next;
+    CI_TRY(ci_eng_build_rows(e, o, e->bb.logits_start, &st->num_rows));
+    st->rows = e->srows;
+    st->adj = e->adj;
+    st->num_adj = e->num_adj;
+    st->masks = e->masks;
+    st->num_masks = e->num_masks;
+    return e->num_masks > 0 ? ci_eng_fill_masks(e, st) : ci_ok();
 }
 
 static void swap_ptr(void **a, void **b) {
@@ -168,7 +176,7 @@ ci_status ci_eng_step_ahead(ci_engine *e, const ci_engine_output **outs, int *nu
     CI_TRACE_PUSH("step");
     ci_eng_bury(e); /* what no step in flight names */
     ci_eng_free_dead(e);
-    if (e->inflight && flight_needs_host(e)) complete_flight(e);
+    if (e->inflight && e->fl.plp) complete_flight(e); /* its logits, before Q's forward */
     double t0 = ci_now();
     CI_TRACE_PUSH("schedule");
     const ci_sched_output *o = NULL;
@@ -184,14 +192,13 @@ ci_status ci_eng_step_ahead(ci_engine *e, const ci_engine_output **outs, int *nu
         e->m.time_schedule_s += ci_now() - t0;
         CI_TRACE_POP();
         int plp = !ls.code && owes_plp(o, e->bb.logits_start);
-        if (!ls.code) ls = ci_eng_launch_step(e, o, b);
+        const int ahead = e->inflight;
+        e->fl.next = o;
+        if (!ls.code) ls = ci_eng_launch_step(e, o, b, rows_hook); /* P completes in the hook */
         if (!ls.code) {
             launched = 1;
             e->last_launched = o->step;
-            if (e->inflight) { /* P, while Q runs */
-                e->m.ahead_steps++;
-                complete_flight(e);
-            }
+            e->m.ahead_steps += ahead;
             ls = apply_flight(e, o, plp);
             if (ls.code) { /* Q ran but cannot be applied: it fails as a whole */
                 (void)ci_runner_wait(e->runner);

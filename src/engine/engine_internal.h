@@ -63,7 +63,9 @@ typedef struct eng_flight {
     int num_entries, entries_cap;
     ci_sched_result *res; /* the provisional update: one per sampled token */
     int nres, res_cap;
-    int plp; /* it owes prompt logprobs: its logits are read at completion */
+    int plp;                     /* it owes prompt logprobs: its logits are read at completion */
+    const ci_sched_output *next; /* the step being launched (its rows hook reads it) */
+    double hook_s;               /* completions run inside the rows hook (metrics) */
     /* the sample arrays it was launched with (swapped with the engine's) */
     ci_sample_row *srows;
     ci_sample_result *sres;
@@ -178,7 +180,8 @@ void ci_eng_free_dead(ci_engine *e);
 int64_t ci_eng_busy_since(const ci_engine *e);
 
 /* engine.c, shared with engine_ahead.c */
-ci_status ci_eng_launch_step(ci_engine *e, const ci_sched_output *o, const ci_batch *b);
+ci_status ci_eng_launch_step(ci_engine *e, const ci_sched_output *o, const ci_batch *b,
+                             ci_status (*rows_hook)(void *, ci_runner_step *));
 void ci_eng_fail_step(ci_engine *e, const ci_sched_output *o, ci_status s);
 eng_request *ci_eng_request_of(const ci_sched_result *res, int i);
 void ci_eng_emit_pending(ci_engine *e);
@@ -211,6 +214,8 @@ typedef struct eng_mask_job {
     int idx;
     int64_t left; /* tokens the sample may still output (the grammar's budget) */
 } eng_mask_job;
-ci_status ci_eng_fill_masks(void *user);
+ci_status ci_eng_fill_masks(void *user, ci_runner_step *st);
+/* The sample arrays sized for n sample rows (build_rows then moves none). */
+ci_status ci_eng_reserve_rows(ci_engine *e, int n);
 
 #endif

@@ -41,8 +41,10 @@ typedef struct ci_runner_step {
     int num_masks;
     /* called after the forward is enqueued and before the host waits for it
      * (may be NULL): host work for the sample op that overlaps the device,
-     * e.g. filling `masks` */
-    ci_status (*before_sample)(void *user);
+     * e.g. filling `masks`; it may set rows, adj and masks (and their
+     * counts) itself, read after it returns (plan-ahead scheduling builds
+     * the rows there, once the step before is complete) */
+    ci_status (*before_sample)(void *user, struct ci_runner_step *st);
     void *before_sample_user;
 } ci_runner_step;
 
@@ -93,7 +95,7 @@ void ci_runner_destroy(ci_runner *r);
  * (plan-ahead scheduling: the batch's sample_src reads the first step's
  * tokens on the device). A failed launch leaves nothing of itself in
  * flight; an earlier step still waits for its ci_runner_wait. */
-ci_status ci_runner_launch(ci_runner *r, const ci_runner_step *st, ci_sample_result *results);
+ci_status ci_runner_launch(ci_runner *r, ci_runner_step *st, ci_sample_result *results);
 ci_status ci_runner_wait(ci_runner *r);
 /* Steps launched and not yet waited for. */
 int ci_runner_in_flight(const ci_runner *r);

@@ -39,6 +39,9 @@ static ci_status build_adjust(ci_engine *e, const eng_request *r, const ci_seque
     int pf = p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
     *start = e->num_adj;
     *count = 0;
+    /* a sequence that has ended (plan-ahead: since this step's plan) is
+     * sampled only to be dropped */
+    if (ci_seq_is_finished(q)) return ci_ok();
     if (!mask && !rep && !pf && p->num_logit_bias == 0) return ci_ok();
     int need =
         e->num_adj + e->num_eos + p->num_stop_token_ids + p->num_logit_bias + q->num_tokens + nspec;
@@ -112,20 +115,30 @@ static ci_status prompt_logprobs(ci_engine *e, const ci_sched_entry *en, int r0,
 
 /* One row per sample to draw (n > 1 forks share their sequence's logits
  * row and adjustment list). */
+ci_status ci_eng_reserve_rows(ci_engine *e, int n) {
+    void **extra[2] = {(void **)&e->sres, (void **)&e->row_lp};
+    size_t esz[2] = {sizeof(ci_sample_result), sizeof(ci_engine_logprob)};
+    CI_TRY(ci_eng_grow((void **)&e->srows, &e->srows_cap, n + 1, sizeof(ci_sample_row), 2, extra,
+                       esz));
+    return ci_eng_grow((void **)&e->sampled, &e->sampled_cap, n + 1, sizeof(int32_t), 0, NULL,
+                       NULL);
+}
+
+/* a constrained sample's row gets a mask; not one its sequence no longer
+ * needs (plan-ahead: ended by the step completed after this one's plan) */
+static int wants_mask(const ci_sequence *q) {
+    return ((const eng_request *)q->user)->st && !ci_seq_is_finished(q);
+}
+
 ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_t *logits_start,
                             int *num_rows) {
     e->num_adj = 0;
     e->num_masks = 0;
     *num_rows = 0;
-    void **extra[2] = {(void **)&e->sres, (void **)&e->row_lp};
-    size_t esz[2] = {sizeof(ci_sample_result), sizeof(ci_engine_logprob)};
-    CI_TRY(ci_eng_grow((void **)&e->srows, &e->srows_cap, o->num_samples + 1, sizeof(ci_sample_row),
-                       2, extra, esz));
-    CI_TRY(ci_eng_grow((void **)&e->sampled, &e->sampled_cap, o->num_samples + 1, sizeof(int32_t),
-                       0, NULL, NULL));
+    CI_TRY(ci_eng_reserve_rows(e, o->num_samples));
     int k = 0, nmask = 0;
     for (int i = 0; i < o->num_entries; i++)
-        if (o->entries[i].samples > 0 && ((eng_request *)o->entries[i].seq->user)->st)
+        if (o->entries[i].samples > 0 && wants_mask(o->entries[i].seq))
             nmask += o->entries[i].samples;
     const int W = ci_mask_words(e->V);
     if (nmask > 0) {
@@ -164,9 +177,9 @@ ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_
             row->seed = r->seed;
             row->stream = (uint64_t)idx;
             row->step = spec ? step + (uint64_t)j : step;
-            if (r->st) { /* the sample's grammar mask (constrained rows are never drafts),
-                          * filled by ci_eng_fill_masks while the forward runs; max_tokens
-                          * is the tighter bound: prompt + max_tokens fit max_model_len */
+            if (wants_mask(q)) { /* the sample's grammar mask (constrained rows are never drafts),
+                                  * filled by ci_eng_fill_masks while the forward runs; max_tokens
+                                  * is the tighter bound: prompt + max_tokens fit max_model_len */
                 row->mask_row = e->num_masks++;
                 e->mask_jobs[row->mask_row] = (eng_mask_job){
                     .r = r, .idx = idx, .left = (int64_t)q->max_tokens - (int64_t)row->step};
@@ -179,8 +192,9 @@ ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_
 
 /* Fills the step's grammar masks (runner hook: the host does this while the
  * device runs the forward, so mask work hides behind it). */
-ci_status ci_eng_fill_masks(void *user) {
+ci_status ci_eng_fill_masks(void *user, ci_runner_step *st) {
     ci_engine *e = user;
+    (void)st;
     const size_t W = (size_t)ci_mask_words(e->V);
     for (int m = 0; m < e->num_masks; m++) {
         const eng_mask_job *j = &e->mask_jobs[m];
