@@ -174,6 +174,29 @@ static void quant_cases(void) {
     }
 }
 
+/* The 8-bit tensor-core GEMV's own prologues at model widths: the RMSNorm
+ * staged by virtual threads in the standalone kernel's mapping (4096: 16
+ * warps of one vector, 12288: 24 of two, 2048: 8 of one) must give its
+ * values bit for bit; SwiGLU up to x of 2 x 12288. */
+static void tc8_prologue_cases(void) {
+    const qwt_case cases[] = {
+        {CI_QW_FP8, 48, 4096, 4096, 1, 0, "fp8 per channel, 4096", 0},
+        {CI_QW_FP8, 40, 12288, 12288, 2, 0, "fp8 per channel, 12288", 0},
+        {CI_QW_FP8, 64, 2048, 128, 1, 0, "fp8 blocks of 128, 2048", 0},
+        {CI_QW_INT8, 32, 4096, 128, 1, 0, "int8 g128, 4096", 0},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        ci_qweight h = make_case(&cases[k]);
+        ci_tensor w;
+        CHECK_OK(gpu->ops->qweight_create(gpu, &h, &w));
+        for (int n = 1; n <= 2; n++)
+            for (int pro = 1; pro < 3; pro++)
+                run_case(cases[k].what, &w, n, (ci_mm_prologue)pro, n == 2, n == 1, 0, 1);
+        gpu->ops->qweight_free(gpu, &w);
+        free_qw(&h);
+    }
+}
+
 /* Larger steps: W8A8 FP8 and INT8 weights take the RMSNorm (with and without the
  * residual add) or SwiGLU prologue as the kernel that writes their FP8 /
  * INT8 activations (BF16), bit for bit the classic rmsnorm / swiglu + matmul,
@@ -365,6 +388,7 @@ int main(void) {
         int f0 = test_failed_;
         dense_cases();
         quant_cases();
+        tc8_prologue_cases();
         w8a8_cases();
         rope_cases();
         errors();

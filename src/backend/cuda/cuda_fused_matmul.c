@@ -1,7 +1,8 @@
 /* cuda_fused_matmul.c — the fused matmul op (backend.h's ci_matmul_fused).
  *
- * Where the weight's GEMV stages x per CTA (the BF16 GEMV, cuda_gemv.cu),
- * the prologue runs inside it and the op is one kernel. Elsewhere (quantized
+ * Where the weight's GEMV stages x per CTA (the BF16 GEMV, cuda_gemv.cu; the
+ * 8-bit tensor-core GEMV of FP8 / INT8 weights, cuda_qgemv_fp8.cu), the
+ * prologue runs inside it and the op is one kernel. Elsewhere (quantized
  * GEMVs, F32 parity mode, cuBLASLt) the prologue's own kernel writes the
  * scratch first. Every GEMV adds into y itself (acc), and cuBLASLt with
  * beta = 1, so the residual adds never need a kernel. CINFER_FUSE at
@@ -112,6 +113,18 @@ ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a) {
                      ci_cu_gemv((ci_cu_stream)c->stream, 0, w->data, x->data, (int)n, (int)K,
                                 (int)w->rows, b, a->y->data, c->num_sms, epi ? &fr : &f));
         return epi ? ci_ok() : rope_after(be, a);
+    }
+    /* FP8 / INT8 weights at decode batches: their tensor-core GEMV stages x
+     * per CTA, so the prologue runs there too (the classic ops' values);
+     * rope_cache's kernel after it */
+    if (w->dtype == CI_QW && !a->residual && (c->fuse_pro & (1 << f.pro)) && x->dtype == CI_BF16 &&
+        n <= 2 && a->y->cols == w->rows && a->y->rows >= n &&
+        (!b || (a->bias->dtype == CI_F32 && a->bias->rows * a->bias->cols == w->rows)) &&
+        ci_cu_qgemv_pro_ok(w->data, (int)n, x->data, f.pro, f.norm_w)) {
+        CI_CU_LAUNCH("qgemv", ci_cu_qgemv_pro((ci_cu_stream)c->stream, a->y->dtype == CI_F32,
+                                              w->data, x->data, (int)n, b, a->y->data, c->num_sms,
+                                              a->accumulate, f.pro, f.norm_w, f.eps));
+        return rope_after(be, a);
     }
     /* W8A8: the prologue's kernel writes the FP8 activations */
     if (ci_cuda_qmatmul_fuses(be, a)) return ci_cuda_qmatmul_fused(be, a);

@@ -44,6 +44,9 @@ int ci_cu_add_bias(ci_cu_stream st, int bf16, void *y, int64_t rows, int64_t col
                    const float *bias);
 
 /* res (optional): res += x; out = rmsnorm(res or x) * w. out may alias x. */
+/* the vectors a thread of the BF16 RMSNorm kernel for rows of n (0: that
+ * kernel does not take them; another one runs) */
+int ci_cu_rmsnorm_vpt(int64_t n, const float *w);
 int ci_cu_rmsnorm(ci_cu_stream st, int bf16, const void *x, void *res, const float *w, int64_t rows,
                   int64_t n, float eps, void *out);
 
@@ -181,13 +184,27 @@ int ci_cu_qweight_tileable(const struct ci_qweight *w);
 /* acc: y = round(round(product) + y) (ci_cu_fuse's acc) */
 int ci_cu_qgemv(ci_cu_stream st, int bf16, int f32_out, const struct ci_qweight *w, const void *x,
                 int n, const float *bias, void *y, int num_sms, int acc);
+/* The fused matmul's prologue pro (CI_CU_PRO_*) inside the GEMV that
+ * ci_cu_qgemv picks for BF16 x, where that one stages x per CTA (FP8 / INT8
+ * weights: the 8-bit tensor-core GEMV); _ok says whether it does */
+int ci_cu_qgemv_pro_ok(const struct ci_qweight *w, int n, const void *x, int pro,
+                       const float *norm_w);
+int ci_cu_qgemv_pro(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x, int n,
+                    const float *bias, void *y, int num_sms, int acc, int pro, const float *norm_w,
+                    float eps);
 /* The tensor-core 8-bit GEMV (cuda_qgemv_fp8.cu): E4M3 or INT8 weights, BF16 x, n <= 2;
  * _ok says whether it takes the weight and n; old: the kernel before the
  * rolling loads (4 tiles a warp loaded, then used; A/B); num_sms: the
  * GPU's, for the build that fits a weight's blocks in one wave (0: none). */
 int ci_cu_qgemv_fp8tc_ok(const struct ci_qweight *w, int n, int x_bf16, const void *x);
+/* pro (CI_CU_PRO_*): the fused matmul's prologue, run in the CTA's staging of
+ * x (RMSNorm with norm_w / eps: the standalone kernel's values; SwiGLU: x is
+ * [n][2 cols]); _pro_ok says whether the kernel takes it (none for act order) */
+int ci_cu_qgemv_fp8tc_pro_ok(const struct ci_qweight *w, int n, const void *x, int pro,
+                             const float *norm_w);
 int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x,
-                      int n, const float *bias, void *y, int acc, int old, int num_sms);
+                      int n, const float *bias, void *y, int acc, int old, int num_sms, int pro,
+                      const float *norm_w, float eps);
 /* INT4 for BF16 x, n <= 4, the tiled layout, on sm_90: the tensor-core
  * GEMV fed through a shared-memory ring by the TMA engine
  * (cuda_qgemv_ring.cu; CINFER_QGEMV=ring) */

@@ -133,6 +133,10 @@ static void rmsnorm_vec_launch(ci_cu_stream st, int vpt, const void *x, void *re
                      q8, (int)rows);
 }
 
+extern "C" int ci_cu_rmsnorm_vpt(int64_t n, const float *w) {
+    return rmsnorm_vpt(n, w);
+}
+
 extern "C" int ci_cu_rmsnorm(ci_cu_stream st, int bf16, const void *x, void *res, const float *w,
                              int64_t rows, int64_t n, float eps, void *out) {
     if (rows <= 0) return cudaSuccess;

@@ -28,8 +28,15 @@
  * used (ROLL), so a warp never waits with nothing in flight. H200, n = 1,
  * Llama-3-8B's gate/up, o, down, qkv: 3.42 / 2.84 / 2.42 / 3.31 TB/s with 4
  * tiles loaded then used, 4.03 / 3.47 / 2.70 / 3.12 rolling 8
- * (docs/kernels/qmatmul.md). */
+ * (docs/kernels/qmatmul.md).
+ *
+ * The fused matmul's prologues run in the staging (cuda_fused_matmul.c): the
+ * CTA stages RMSNorm(x) (ci_norm_stage_exact: the standalone kernel's values
+ * bit for bit) or SwiGLU(x) ([N][2K] in) instead of x, so a decode step's
+ * norms and SwiGLU need no kernel of their own before these weights. */
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_kernels.h"
+#include "backend/cuda/gemv_prologue.cuh"
 #include "backend/cuda/kv_fp8.cuh"
 #include "backend/cuda/qgemv_tc.cuh"
 #include "util/qweight.h"
@@ -37,6 +44,15 @@
 #define FT_WARPS 8
 #define FT_U 8
 #define FT_XSCALE 0.0625f /* x is staged as f16 x * 2^-4 */
+
+/* the staging's prologue: CI_CU_PRO_*, the norm's weights, eps and the
+ * standalone norm's vectors a thread (its mapping, emulated) */
+struct ft_pro {
+    int pro;
+    const float *norm_w;
+    float eps;
+    int vpt;
+};
 
 /* bf16x2 -> f16x2 of (x * 2^-4), saturated to the f16 range */
 __device__ __forceinline__ uint32_t ft_x2(uint32_t v) {
@@ -98,9 +114,11 @@ __device__ __forceinline__ void ft_tile(float *c, uint4 a, uint4 b, uint4 x0, ui
 template <int FMT, int N, typename OutT, int U, bool ROLL, int MINB = 1>
 __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
     qgemv_fp8tc_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
-                       const float *__restrict__ bias, OutT *__restrict__ y, int gshift, int acc) {
-    extern __shared__ uint4 fxs[]; /* [N][K / 8]: x as f16 * 2^-4 */
+                       const float *__restrict__ bias, OutT *__restrict__ y, int gshift, int acc,
+                       ft_pro pro) {
+    extern __shared__ uint4 fxs[]; /* [N][K / 8]: x (or its prologue's output) as f16 * 2^-4 */
     __shared__ float red[FT_WARPS][16][N];
+    __shared__ float nred[32]; /* the norm's warp sums */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int K = (int)w.cols, out = (int)w.rows, tiles = K / 64, r0 = blockIdx.x * 16;
     const int ng = (int)w.ngroups;
@@ -127,10 +145,21 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
     ci_pdl_trigger();
     ci_pdl_wait();
     {
+        auto put = [&](int e, uint4 v) {
+            fxs[e] = make_uint4(ft_x2(v.x), ft_x2(v.y), ft_x2(v.z), ft_x2(v.w));
+        };
         const uint4 *xg = (const uint4 *)x;
-        for (int i = threadIdx.x; i < N * K / 8; i += FT_WARPS * 32) {
-            const uint4 v = xg[i];
-            fxs[i] = make_uint4(ft_x2(v.x), ft_x2(v.y), ft_x2(v.z), ft_x2(v.w));
+        const int kv = K / 8;
+        if (pro.pro == CI_CU_PRO_RMSNORM) {
+            ci_norm_stage_exact<N>(x, K, pro.vpt, pro.norm_w, pro.eps, nred, put);
+        } else if (pro.pro == CI_CU_PRO_SWIGLU) { /* x [N][2K]: gate | up */
+            for (int e = threadIdx.x; e < N * kv; e += FT_WARPS * 32) {
+                const int n = e / kv, i = e - n * kv;
+                put(e, ci_swiglu8(xg[(int64_t)n * 2 * kv + i], xg[(int64_t)n * 2 * kv + kv + i]));
+            }
+        } else {
+            for (int i = threadIdx.x; i < N * kv; i += FT_WARPS * 32)
+                put(i, xg[i]);
         }
     }
     __syncthreads();
@@ -173,7 +202,7 @@ extern "C" int ci_cu_qgemv_fp8tc_ok(const ci_qweight *w, int n, int x_bf16, cons
 
 template <int N, typename OutT, int U, bool ROLL, int MINB = 1>
 static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias,
-                        void *y, int acc) {
+                        void *y, int acc, ft_pro pro) {
     auto k = w->format == CI_QW_INT8 ? qgemv_fp8tc_kernel<CI_QW_INT8, N, OutT, U, ROLL, MINB>
                                      : qgemv_fp8tc_kernel<CI_QW_FP8, N, OutT, U, ROLL, MINB>;
     const size_t smem = (size_t)N * (size_t)w->cols * 2;
@@ -185,7 +214,7 @@ static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, con
     const int gshift = qt_group_shift(w, 64);
     const unsigned grid = (unsigned)((w->rows + 15) / 16);
     ci_cu_launch(k, grid, FT_WARPS * 32, smem, st, *w, (const __nv_bfloat16 *)x, bias, (OutT *)y,
-                 gshift, acc);
+                 gshift, acc, pro);
     return cudaGetLastError();
 }
 
@@ -197,21 +226,33 @@ static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, con
  * capped for 3 CTAs an SM run them in one */
 template <int N, typename OutT>
 static int fp8tc_u(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias, void *y,
-                   int acc, int old, int waves3) {
-    if (old) return fp8tc_launch<N, OutT, 4, false>(st, w, x, bias, y, acc);
-    if (waves3) return fp8tc_launch<N, OutT, 4, true, 3>(st, w, x, bias, y, acc);
-    return fp8tc_launch<N, OutT, FT_U, true>(st, w, x, bias, y, acc);
+                   int acc, int old, int waves3, ft_pro pro) {
+    if (old) return fp8tc_launch<N, OutT, 4, false>(st, w, x, bias, y, acc, pro);
+    if (waves3) return fp8tc_launch<N, OutT, 4, true, 3>(st, w, x, bias, y, acc, pro);
+    return fp8tc_launch<N, OutT, FT_U, true>(st, w, x, bias, y, acc, pro);
+}
+
+extern "C" int ci_cu_qgemv_fp8tc_pro_ok(const ci_qweight *w, int n, const void *x, int pro,
+                                        const float *norm_w) {
+    if (!ci_cu_qgemv_fp8tc_ok(w, n, 1, x) || w->perm) return 0; /* x in the weight's order */
+    if (pro == CI_CU_PRO_RMSNORM) /* the standalone kernel's mapping, 32-byte weight loads */
+        return ci_cu_rmsnorm_vpt(w->cols, norm_w) > 0;
+    return pro == CI_CU_PRO_SWIGLU || pro == CI_CU_PRO_NONE;
 }
 
 extern "C" int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
-                                 int n, const float *bias, void *y, int acc, int old,
-                                 int num_sms) {
-    if (!ci_cu_qgemv_fp8tc_ok(w, n, 1, x)) return cudaErrorInvalidValue;
+                                 int n, const float *bias, void *y, int acc, int old, int num_sms,
+                                 int pro, const float *norm_w, float eps) {
+    if (!ci_cu_qgemv_fp8tc_ok(w, n, 1, x) ||
+        (pro != CI_CU_PRO_NONE && !ci_cu_qgemv_fp8tc_pro_ok(w, n, x, pro, norm_w)))
+        return cudaErrorInvalidValue;
+    const ft_pro fp = {pro, norm_w, eps,
+                       pro == CI_CU_PRO_RMSNORM ? ci_cu_rmsnorm_vpt(w->cols, norm_w) : 0};
     const int64_t blocks = (w->rows + 15) / 16;
     const int w3 = num_sms > 0 && blocks > 2 * (int64_t)num_sms && blocks <= 3 * (int64_t)num_sms;
     if (n == 1)
-        return f32_out ? fp8tc_u<1, float>(st, w, x, bias, y, acc, old, w3)
-                       : fp8tc_u<1, __nv_bfloat16>(st, w, x, bias, y, acc, old, w3);
-    return f32_out ? fp8tc_u<2, float>(st, w, x, bias, y, acc, old, w3)
-                   : fp8tc_u<2, __nv_bfloat16>(st, w, x, bias, y, acc, old, w3);
+        return f32_out ? fp8tc_u<1, float>(st, w, x, bias, y, acc, old, w3, fp)
+                       : fp8tc_u<1, __nv_bfloat16>(st, w, x, bias, y, acc, old, w3, fp);
+    return f32_out ? fp8tc_u<2, float>(st, w, x, bias, y, acc, old, w3, fp)
+                   : fp8tc_u<2, __nv_bfloat16>(st, w, x, bias, y, acc, old, w3, fp);
 }

@@ -703,6 +703,24 @@ static int qt_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const __
                     : qt_launch_u<N, true>(st, f32_out, w, xb, bias, y, num_sms, acc);
 }
 
+/* whether the GEMV the selection picks for w at n rows stages x per CTA (the
+ * 8-bit tensor-core one) and takes the fused matmul's prologue pro there */
+extern "C" int ci_cu_qgemv_pro_ok(const ci_qweight *w, int n, const void *x, int pro,
+                                  const float *norm_w) {
+    if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
+    const int tc = (w->format == CI_QW_FP8 && (g_qgemv >= 4 || (g_qgemv == 3 && fp8_cvt_native()))) ||
+                   (w->format == CI_QW_INT8 && g_qgemv >= 3);
+    return tc && n >= 1 && n <= 2 && ci_cu_qgemv_fp8tc_pro_ok(w, n, x, pro, norm_w);
+}
+
+extern "C" int ci_cu_qgemv_pro(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
+                               int n, const float *bias, void *y, int num_sms, int acc, int pro,
+                               const float *norm_w, float eps) {
+    if (!ci_cu_qgemv_pro_ok(w, n, x, pro, norm_w)) return cudaErrorInvalidValue;
+    return ci_cu_qgemv_fp8tc(st, f32_out, w, x, n, bias, y, acc, g_tc_old,
+                             g_qgemv == 3 ? num_sms : 0, pro, norm_w, eps);
+}
+
 template <int FMT, int N, typename T>
 static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
                         const float *bias, void *y, int num_sms, int acc) {
@@ -714,7 +732,7 @@ static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const
          (FMT == CI_QW_INT8 && g_qgemv >= 3)) &&
         ci_cu_qgemv_fp8tc_ok(w, N, sizeof(T) == 2, x))
         return ci_cu_qgemv_fp8tc(st, f32_out, w, x, N, bias, y, acc, g_tc_old,
-                                 g_qgemv == 3 ? num_sms : 0);
+                                 g_qgemv == 3 ? num_sms : 0, CI_CU_PRO_NONE, NULL, 0.0f);
     /* a tiled weight (cuda_qweight.c) runs only on the tensor-core kernels,
      * and they only on its interleaved nibbles */
     if (w->tiled) {

@@ -1,7 +1,8 @@
 /* gemv_prologue.cuh — the fused matmul's prologue for GEMVs that stage x in
- * shared memory once per CTA (cuda_gemv.cu's BF16 GEMV, the FP8 tensor-core
- * GEMV): instead of copying x, the CTA computes the product's input from
- * it, so a decode step's RMSNorm and SwiGLU need no kernel of their own.
+ * shared memory once per CTA (cuda_gemv.cu's BF16 GEMV; the FP8 / INT8
+ * tensor-core GEMV through ci_norm_stage_exact): instead of copying x, the
+ * CTA computes the product's input from it, so a decode step's RMSNorm and
+ * SwiGLU need no kernel of their own.
  *
  * The arithmetic is the standalone kernels' (cuda_norm.cu's
  * rmsnorm_vec_kernel, cuda_elementwise.cu's swiglu_vec_kernel): f32 math,
@@ -112,5 +113,46 @@ template <int N, int VMAX> struct ci_pro {
         }
     }
 };
+
+/* RMSNorm of the N rows of x [N][K] with rmsnorm_vec_kernel's arithmetic bit
+ * for bit at any blockDim (a warp multiple): that kernel's thread mapping
+ * (vpt vectors a thread, K / 8 / vpt threads: ci_cu_rmsnorm_vpt) is run by
+ * virtual threads, real warp w summing virtual warps w, w + warps, ... with
+ * the standalone's order inside each, so every warp sum, the block's total
+ * and each value are the standalone's. emit(e, v) as ci_pro::stage; red: 32
+ * floats of shared memory; the caller synchronizes before reading. */
+template <int N, typename Emit>
+__device__ __forceinline__ void ci_norm_stage_exact(const __nv_bfloat16 *x, int K, int vpt,
+                                                    const float *norm_w, float eps, float *red,
+                                                    Emit emit) {
+    const int kv = K / 8, ts = kv / vpt, nws = ts / 32;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int n = 0; n < N; n++) {
+        const uint4 *xr = (const uint4 *)x + (int64_t)n * kv;
+        __syncthreads(); /* red may still be read for the row before */
+        for (int vw = warp; vw < nws; vw += nw) {
+            const int v = 32 * vw + lane;
+            float ss = 0.0f;
+            for (int k = 0; k < vpt; k++) {
+                float f[8];
+                ci_bf16x8(xr[v + k * ts], f);
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    ss += f[j] * f[j];
+            }
+            ss = ci_warp_sum(ss);
+            if (lane == 0) red[vw] = ss;
+        }
+        __syncthreads();
+        const float tot = ci_warp_sum(lane < nws ? red[lane] : 0.0f);
+        const float inv = rsqrtf(tot / (float)K + eps);
+        for (int i = threadIdx.x; i < kv; i += blockDim.x) {
+            float f[8], wv[8];
+            ci_bf16x8(xr[i], f);
+            ci_ldg_f32x8(norm_w + (int64_t)i * 8, wv);
+            emit(n * kv + i, ci_norm8(f, wv, inv));
+        }
+    }
+}
 
 #endif
