@@ -378,9 +378,11 @@ int main(void) {
     if (ci_cuda_device_count() <= 0) test_skip("no CUDA device");
     for (int m = 0; m < 2; m++) {
         ci_backend_options o = {0, 0, m == 0 ? CI_ACT_BF16 : CI_ACT_F32};
-        setenv("CINFER_FUSE", "1", 1); /* every prologue in the GEMV */
+        setenv("CINFER_FUSE", "1", 1);     /* every prologue in the GEMV */
+        setenv("CINFER_FUSE_TC8", "1", 1); /* the 8-bit tensor-core GEMV's too */
         ci_status s = ci_backend_create("cuda", &o, &gpu);
         unsetenv("CINFER_FUSE");
+        unsetenv("CINFER_FUSE_TC8");
         CHECK_OK(s);
         if (s.code) break;
         bf = gpu->act_dtype == CI_BF16;

@@ -736,6 +736,10 @@ static ci_status cu_init(ci_cuda *c, int device) {
     c->fuse_pro = 1 << CI_CU_PRO_NONE;
     if (!strcmp(fu, "norm") || !strcmp(fu, "1")) c->fuse_pro |= 1 << CI_CU_PRO_RMSNORM;
     if (!strcmp(fu, "swiglu") || !strcmp(fu, "1")) c->fuse_pro |= 1 << CI_CU_PRO_SWIGLU;
+    /* the 8-bit tensor-core GEMV's prologues (CINFER_FUSE_TC8=1; off until
+     * measured on a GPU) */
+    const char *f8 = getenv("CINFER_FUSE_TC8");
+    c->fuse_tc8 = f8 && strcmp(f8, "1") == 0;
     /* the qkv GEMV's rope epilogue for decode steps (CINFER_FUSE_ROPE=0:
      * rope_cache's own kernel, for A/B) */
     const char *fr = getenv("CINFER_FUSE_ROPE");

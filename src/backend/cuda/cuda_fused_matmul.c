@@ -114,11 +114,11 @@ ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a) {
                                 (int)w->rows, b, a->y->data, c->num_sms, epi ? &fr : &f));
         return epi ? ci_ok() : rope_after(be, a);
     }
-    /* FP8 / INT8 weights at decode batches: their tensor-core GEMV stages x
-     * per CTA, so the prologue runs there too (the classic ops' values);
-     * rope_cache's kernel after it */
-    if (w->dtype == CI_QW && !a->residual && (c->fuse_pro & (1 << f.pro)) && x->dtype == CI_BF16 &&
-        n <= 2 && a->y->cols == w->rows && a->y->rows >= n &&
+    /* FP8 / INT8 weights at decode batches (CINFER_FUSE_TC8=1 until
+     * measured): their tensor-core GEMV stages x per CTA, so the prologue
+     * runs there too (the classic ops' values); rope_cache's kernel after */
+    if (w->dtype == CI_QW && c->fuse_tc8 && !a->residual && (c->fuse_pro & (1 << f.pro)) &&
+        x->dtype == CI_BF16 && n <= 2 && a->y->cols == w->rows && a->y->rows >= n &&
         (!b || (a->bias->dtype == CI_F32 && a->bias->rows * a->bias->cols == w->rows)) &&
         ci_cu_qgemv_pro_ok(w->data, (int)n, x->data, f.pro, f.norm_w)) {
         CI_CU_LAUNCH("qgemv", ci_cu_qgemv_pro((ci_cu_stream)c->stream, a->y->dtype == CI_F32,

@@ -37,6 +37,7 @@ typedef struct ci_cuda {
     int fuse_off;    /* CINFER_FUSE=0: no fused matmul op (the model's classic ops) */
     int fuse_auto;   /* CINFER_FUSE unset: the fused layer with BF16 activations only */
     int fuse_pro;    /* bit CI_CU_PRO_*: prologues the BF16 GEMV runs itself (CINFER_FUSE) */
+    int fuse_tc8;    /* ... and the 8-bit tensor-core GEMV (CINFER_FUSE_TC8=1) */
     int rope_off;    /* CINFER_FUSE_ROPE=0: decode steps' rope_cache as its own op (A/B) */
     void *workspace; /* GEMM workspace, CI_CU_GEMM_WORKSPACE bytes */
     float *att_ws;   /* split-K attention partials, CI_CU_ATT_WS_FLOATS, + CI_CU_ATT_CNT counters */
