@@ -241,13 +241,19 @@ static void w8a8_cases(void) {
  * caches bit for bit. Layouts the GEMV's epilogue takes (full rotary, neox
  * and GPT-J, head_dim 64 / 96 / 128, BF16 and FP8 caches, bias, a padding
  * slot) and ones it leaves to rope_cache's kernel (partial rotary, F32). */
-static void rope_case(int H, int KV, int hd, int rot, int neox, int n, int fp8, int bias) {
+static void rope_case(int H, int KV, int hd, int rot, int neox, int n, int fp8, int bias, int q8) {
     const int K = 256, bs = 16, nblocks = 6, maxpos = 300;
     const int64_t out = (int64_t)(H + 2 * KV) * hd;
     float *wv = host_rand(out * K, 0.1f), *xv = host_rand(n * K, 1.0f);
     ci_tensor w;
-    CHECK_OK(gpu->ops->weight_alloc(gpu, CI_F32, out, K, &w));
-    CHECK_OK(gpu->ops->weight_write(gpu, &w, 0, wv, CI_F32, out));
+    ci_qweight qh = {0};
+    if (q8) { /* q|k|v as 8-bit weights (the tensor-core GEMV's epilogue) */
+        qh = make_qw(q8 == 1 ? CI_QW_FP8 : CI_QW_INT8, out, K, q8 == 1 ? K : 128, 3, 0);
+        CHECK_OK(gpu->ops->qweight_create(gpu, &qh, &w));
+    } else {
+        CHECK_OK(gpu->ops->weight_alloc(gpu, CI_F32, out, K, &w));
+        CHECK_OK(gpu->ops->weight_write(gpu, &w, 0, wv, CI_F32, out));
+    }
     ci_tensor x = act(n, K, xv), ya = act(n, out, NULL), yb = act(n, out, NULL);
     ci_tensor b = vec_f32(out, 0.0f);
     ci_kv_cache *kc[2];
@@ -302,9 +308,9 @@ static void rope_case(int H, int KV, int hd, int rot, int neox, int n, int fp8, 
             cdiff += ca[i] != cb[i];
     }
     CHECKF(diff == 0 && cdiff == 0,
-           "[%s] rope epilogue H%d KV%d hd%d rot%d neox%d n=%d fp8 %d bias %d: %lld of %lld qkv "
-           "values, %zu cache bytes differ",
-           bf ? "bf16" : "f32", H, KV, hd, rot, neox, n, fp8, bias, (long long)diff,
+           "[%s] rope epilogue H%d KV%d hd%d rot%d neox%d n=%d fp8 %d bias %d w8 %d: %lld of %lld "
+           "qkv values, %zu cache bytes differ",
+           bf ? "bf16" : "f32", H, KV, hd, rot, neox, n, fp8, bias, q8, (long long)diff,
            (long long)(n * out), cdiff);
     /* rope with accumulate is refused */
     a.accumulate = 1;
@@ -319,8 +325,14 @@ static void rope_case(int H, int KV, int hd, int rot, int neox, int n, int fp8, 
     free(cb);
     for (int i = 0; i < 2; i++)
         ci_kv_cache_destroy(gpu, kc[i]);
-    ci_tensor *all[] = {&w, &x, &ya, &yb, &b, &rt.cos_sin};
-    for (int i = 0; i < 6; i++)
+    if (q8) {
+        gpu->ops->qweight_free(gpu, &w);
+        free_qw(&qh);
+    } else {
+        ci_tensor_free(gpu, &w);
+    }
+    ci_tensor *all[] = {&x, &ya, &yb, &b, &rt.cos_sin};
+    for (int i = 0; i < 5; i++)
         ci_tensor_free(gpu, all[i]);
 }
 
@@ -329,11 +341,13 @@ static void rope_cases(void) {
                           {8, 2, 64, 64, 1},   {8, 2, 64, 64, 0}, {32, 8, 128, 128, 1},
                           {4, 4, 128, 128, 0}, {8, 1, 96, 96, 1}, {16, 4, 128, 64, 1},
                           {14, 2, 64, 64, 1}};
-    for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++)
-        for (int n = 1; n <= 2; n++)
-            for (int fp8 = 0; fp8 < 2; fp8++)
-                rope_case(cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3], cfg[c][4], n, fp8,
-                          (int)(c + n) & 1);
+    /* weights: dense, FP8 per channel, INT8 g128 (3 parts: q | k | v) */
+    for (int q8 = 0; q8 < 3; q8++)
+        for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++)
+            for (int n = 1; n <= 2; n++)
+                for (int fp8 = 0; fp8 < 2; fp8++)
+                    rope_case(cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3], cfg[c][4], n, fp8,
+                              (int)(c + n) & 1, q8);
 }
 
 /* bad arguments are errors, not launches */

@@ -116,15 +116,19 @@ ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a) {
     }
     /* FP8 / INT8 weights at decode batches (CINFER_FUSE_TC8=1 until
      * measured): their tensor-core GEMV stages x per CTA, so the prologue
-     * runs there too (the classic ops' values); rope_cache's kernel after */
+     * runs there too (the classic ops' values), and the rope epilogue */
     if (w->dtype == CI_QW && c->fuse_tc8 && !a->residual && (c->fuse_pro & (1 << f.pro)) &&
         x->dtype == CI_BF16 && n <= 2 && a->y->cols == w->rows && a->y->rows >= n &&
         (!b || (a->bias->dtype == CI_F32 && a->bias->rows * a->bias->cols == w->rows)) &&
         ci_cu_qgemv_pro_ok(w->data, (int)n, x->data, f.pro, f.norm_w)) {
-        CI_CU_LAUNCH("qgemv", ci_cu_qgemv_pro((ci_cu_stream)c->stream, a->y->dtype == CI_F32,
-                                              w->data, x->data, (int)n, b, a->y->data, c->num_sms,
-                                              a->accumulate, f.pro, f.norm_w, f.eps));
-        return rope_after(be, a);
+        /* the rope epilogue with it where it applies (as the BF16 GEMV's) */
+        const int qepi =
+            fr.rope.on && a->y->dtype == CI_BF16 && ci_cu_qgemv_fp8tc_rope_ok(w->data, &fr.rope);
+        CI_CU_LAUNCH("qgemv",
+                     ci_cu_qgemv_pro((ci_cu_stream)c->stream, a->y->dtype == CI_F32, w->data,
+                                     x->data, (int)n, b, a->y->data, c->num_sms, a->accumulate,
+                                     f.pro, f.norm_w, f.eps, qepi ? &fr.rope : NULL));
+        return qepi ? ci_ok() : rope_after(be, a);
     }
     /* W8A8: the prologue's kernel writes the FP8 activations */
     if (ci_cuda_qmatmul_fuses(be, a)) return ci_cuda_qmatmul_fused(be, a);

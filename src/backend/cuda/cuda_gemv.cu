@@ -23,6 +23,7 @@
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/gemv_prologue.cuh"
 #include "backend/cuda/kv_fp8.cuh"
+#include "backend/cuda/rope_epi.cuh"
 
 #include <string.h>
 
@@ -150,22 +151,9 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, 2) /* <= 64 registers: 2 CTAs
         const ci_rope_row rr(r, blockIdx.x, warp);
         if (lane < N && row0 < out) {
             const int n = lane;
-            float v = ys[n][warp];
-            if (rr.head < r.H + r.KV) { /* q or k: rotated as rope_cache_kernel does */
-                const float xo = ys[n][rr.partner], x1 = rr.first ? v : xo, x2 = rr.first ? xo : v;
-                const float c = rcs[n][warp].x, sn = rcs[n][warp].y;
-                v = rr.first ? __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, sn))
-                             : __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, sn));
-            }
-            ci_st(y + (int64_t)n * out, row0, v);
-            const int slot = rslot[n];
-            if (rr.head >= r.H && slot >= 0) { /* k or v: the cache row of the token's slot */
-                const bool isk = rr.head < r.H + r.KV;
-                const int g = rr.head - r.H - (isk ? 0 : r.KV);
-                const int64_t base =
-                    (((int64_t)(slot / r.bs) * r.KV + g) * r.bs + slot % r.bs) * r.hd + rr.dim;
-                ci_kv_st((TC *)(isk ? r.kc : r.vc), base, v, isk ? r.kscale : r.vscale);
-            }
+            ci_rope_epi_put<TC>(r, rr.head, rr.dim, rr.first, ys[n][warp], ys[n][rr.partner],
+                                rcs[n][warp].x, rcs[n][warp].y, y + (int64_t)n * out, row0,
+                                rslot[n]);
         }
     }
 }

@@ -191,7 +191,7 @@ int ci_cu_qgemv_pro_ok(const struct ci_qweight *w, int n, const void *x, int pro
                        const float *norm_w);
 int ci_cu_qgemv_pro(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x, int n,
                     const float *bias, void *y, int num_sms, int acc, int pro, const float *norm_w,
-                    float eps);
+                    float eps, const ci_cu_rope_epi *rope);
 /* The tensor-core 8-bit GEMV (cuda_qgemv_fp8.cu): E4M3 or INT8 weights, BF16 x, n <= 2;
  * _ok says whether it takes the weight and n; old: the kernel before the
  * rolling loads (4 tiles a warp loaded, then used; A/B); num_sms: the
@@ -202,9 +202,12 @@ int ci_cu_qgemv_fp8tc_ok(const struct ci_qweight *w, int n, int x_bf16, const vo
  * [n][2 cols]); _pro_ok says whether the kernel takes it (none for act order) */
 int ci_cu_qgemv_fp8tc_pro_ok(const struct ci_qweight *w, int n, const void *x, int pro,
                              const float *norm_w);
+/* rope (NULL or off: none): the rope epilogue (BF16 y, no acc; _rope_ok: the
+ * weight is the q|k|v of rope's heads), as the BF16 GEMV's */
+int ci_cu_qgemv_fp8tc_rope_ok(const struct ci_qweight *w, const ci_cu_rope_epi *rope);
 int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x,
                       int n, const float *bias, void *y, int acc, int old, int num_sms, int pro,
-                      const float *norm_w, float eps);
+                      const float *norm_w, float eps, const ci_cu_rope_epi *rope);
 /* INT4 for BF16 x, n <= 4, the tiled layout, on sm_90: the tensor-core
  * GEMV fed through a shared-memory ring by the TMA engine
  * (cuda_qgemv_ring.cu; CINFER_QGEMV=ring) */

@@ -33,13 +33,21 @@
  * The fused matmul's prologues run in the staging (cuda_fused_matmul.c): the
  * CTA stages RMSNorm(x) (ci_norm_stage_exact: the standalone kernel's values
  * bit for bit) or SwiGLU(x) ([N][2K] in) instead of x, so a decode step's
- * norms and SwiGLU need no kernel of their own before these weights. */
+ * norms and SwiGLU need no kernel of their own before these weights. The
+ * rope epilogue (EPI, the qkv projection of a decode step) gives each CTA
+ * the 8 rotation pairs of one head whose first elements are its rows 0..7
+ * and second ones its rows 8..15 (ft_rope_row): the sums are rounded as
+ * stored, rotated as rope_cache does and k / v written to the cache, so
+ * rope_cache's kernel drops out of the layer. */
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/cuda_kernels.h"
 #include "backend/cuda/gemv_prologue.cuh"
 #include "backend/cuda/kv_fp8.cuh"
 #include "backend/cuda/qgemv_tc.cuh"
+#include "backend/cuda/rope_epi.cuh"
 #include "util/qweight.h"
+
+#include <type_traits>
 
 #define FT_WARPS 8
 #define FT_U 8
@@ -109,20 +117,46 @@ __device__ __forceinline__ void ft_tile(float *c, uint4 a, uint4 b, uint4 x0, ui
     }
 }
 
+/* The rope epilogue's rows: CTA c holds head c / (hd / 16)'s rotation pairs
+ * j * 8 .. j * 8 + 7 (j = c % (hd / 16)); local row lr < 8 is pair
+ * j * 8 + lr's first element, lr + 8 its second (neox: dims i and
+ * i + hd / 2; GPT-J: 2i and 2i + 1), so a lane's C fragment (rows g and
+ * g + 8) holds both elements of its pair. */
+struct ft_rope_row {
+    int head, j;
+    __device__ __forceinline__ ft_rope_row(const ci_cu_rope_epi &r, int cta)
+        : head(cta / (r.hd / 16)), j(cta % (r.hd / 16)) {}
+    __device__ __forceinline__ int pair(int lr) const { return j * 8 + (lr & 7); }
+    __device__ __forceinline__ int dim(const ci_cu_rope_epi &r, int lr) const {
+        const int i = pair(lr), second = lr >= 8;
+        return r.neox ? i + (second ? r.hd / 2 : 0) : 2 * i + second;
+    }
+    __device__ __forceinline__ int64_t row(const ci_cu_rope_epi &r, int lr) const {
+        return (int64_t)head * r.hd + dim(r, lr);
+    }
+};
+
 /* U tiles in flight per warp; ROLL: reloaded one by one (else U loaded,
- * then U used); MINB: CTAs an SM the registers are capped for */
-template <int FMT, int N, typename OutT, int U, bool ROLL, int MINB = 1>
+ * then U used); MINB: CTAs an SM the registers are capped for; EPI: 0, or
+ * the rope epilogue with a BF16 (1) or E4M3 (2) cache (BF16 y, no acc) */
+template <int FMT, int N, typename OutT, int U, bool ROLL, int MINB = 1, int EPI = 0>
 __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
     qgemv_fp8tc_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
                        const float *__restrict__ bias, OutT *__restrict__ y, int gshift, int acc,
-                       ft_pro pro) {
+                       ft_pro pro, ci_cu_rope_epi rope) {
     extern __shared__ uint4 fxs[]; /* [N][K / 8]: x (or its prologue's output) as f16 * 2^-4 */
     __shared__ float red[FT_WARPS][16][N];
-    __shared__ float nred[32]; /* the norm's warp sums */
+    __shared__ float nred[32];              /* the norm's warp sums */
+    __shared__ float ys[EPI ? 16 : 1][N];   /* EPI: the CTA's products, rounded as stored */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int K = (int)w.cols, out = (int)w.rows, tiles = K / 64, r0 = blockIdx.x * 16;
     const int ng = (int)w.ngroups;
-    const int64_t ra = min(r0 + g, out - 1), rb = min(r0 + g + 8, out - 1);
+    int64_t ra = min(r0 + g, out - 1), rb = min(r0 + g + 8, out - 1);
+    if constexpr (EPI != 0) {
+        const ft_rope_row rr(rope, blockIdx.x);
+        ra = rr.row(rope, g);
+        rb = rr.row(rope, g + 8);
+    }
     const uint4 *pa = (const uint4 *)(w.q + ra * K) + t, *pb = (const uint4 *)(w.q + rb * K) + t;
     const float *sa = w.scales + ra * ng, *sb = w.scales + rb * ng;
     uint4 qa[U], qb[U];
@@ -187,7 +221,32 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
 #pragma unroll
     for (int i = 0; i < 4; i++)
         tot[i] *= 1.0f / FT_XSCALE;
-    qt_reduce<N, FT_WARPS>(red, tot, r0, out, bias, y, acc);
+    if constexpr (EPI == 0) {
+        qt_reduce<N, FT_WARPS>(red, tot, r0, out, bias, y, acc);
+    } else {
+        using TC = typename std::conditional<EPI == 2, uint8_t, __nv_bfloat16>::type;
+        const ft_rope_row rr(rope, blockIdx.x);
+        qt_red_put<N>(red, tot);
+        __syncthreads();
+        const int lr = threadIdx.x / N, n = threadIdx.x % N;
+        if (threadIdx.x < 16 * N) { /* qt_red_out's sum, rounded as its store would */
+            float sum = 0.0f;
+#pragma unroll
+            for (int k = 0; k < FT_WARPS; k++)
+                sum += red[k][lr][n];
+            const int64_t row = rr.row(rope, lr);
+            ys[lr][n] = ci_round(bias ? sum + bias[row] : sum, y);
+        }
+        __syncthreads();
+        if (threadIdx.x < 16 * N) {
+            const int i = rr.pair(lr);
+            const float *cs = rope.cos_sin + (int64_t)rope.positions[n] * rope.hd;
+            ci_rope_epi_put<TC>(rope, rr.head, rr.dim(rope, lr), lr < 8, ys[lr][n], ys[lr ^ 8][n],
+                                __ldg(cs + i), __ldg(cs + rope.hd / 2 + i),
+                                (__nv_bfloat16 *)y + (int64_t)n * out, rr.row(rope, lr),
+                                rope.slots[n]);
+        }
+    }
 }
 
 extern "C" int ci_cu_qgemv_fp8tc_ok(const ci_qweight *w, int n, int x_bf16, const void *x) {
@@ -200,11 +259,11 @@ extern "C" int ci_cu_qgemv_fp8tc_ok(const ci_qweight *w, int n, int x_bf16, cons
     return ((uintptr_t)w->q & 15) == 0 && ((uintptr_t)x & 15) == 0;
 }
 
-template <int N, typename OutT, int U, bool ROLL, int MINB = 1>
+template <int N, typename OutT, int U, bool ROLL, int MINB = 1, int EPI = 0>
 static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias,
-                        void *y, int acc, ft_pro pro) {
-    auto k = w->format == CI_QW_INT8 ? qgemv_fp8tc_kernel<CI_QW_INT8, N, OutT, U, ROLL, MINB>
-                                     : qgemv_fp8tc_kernel<CI_QW_FP8, N, OutT, U, ROLL, MINB>;
+                        void *y, int acc, ft_pro pro, const ci_cu_rope_epi &rope) {
+    auto k = w->format == CI_QW_INT8 ? qgemv_fp8tc_kernel<CI_QW_INT8, N, OutT, U, ROLL, MINB, EPI>
+                                     : qgemv_fp8tc_kernel<CI_QW_FP8, N, OutT, U, ROLL, MINB, EPI>;
     const size_t smem = (size_t)N * (size_t)w->cols * 2;
     if (smem > 48 * 1024) {
         cudaError_t e =
@@ -214,7 +273,7 @@ static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, con
     const int gshift = qt_group_shift(w, 64);
     const unsigned grid = (unsigned)((w->rows + 15) / 16);
     ci_cu_launch(k, grid, FT_WARPS * 32, smem, st, *w, (const __nv_bfloat16 *)x, bias, (OutT *)y,
-                 gshift, acc, pro);
+                 gshift, acc, pro, rope);
     return cudaGetLastError();
 }
 
@@ -227,9 +286,24 @@ static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, con
 template <int N, typename OutT>
 static int fp8tc_u(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias, void *y,
                    int acc, int old, int waves3, ft_pro pro) {
-    if (old) return fp8tc_launch<N, OutT, 4, false>(st, w, x, bias, y, acc, pro);
-    if (waves3) return fp8tc_launch<N, OutT, 4, true, 3>(st, w, x, bias, y, acc, pro);
-    return fp8tc_launch<N, OutT, FT_U, true>(st, w, x, bias, y, acc, pro);
+    const ci_cu_rope_epi none = {};
+    if (old) return fp8tc_launch<N, OutT, 4, false>(st, w, x, bias, y, acc, pro, none);
+    if (waves3) return fp8tc_launch<N, OutT, 4, true, 3>(st, w, x, bias, y, acc, pro, none);
+    return fp8tc_launch<N, OutT, FT_U, true>(st, w, x, bias, y, acc, pro, none);
+}
+
+/* the rope epilogue's builds (BF16 y, the rolling loads) */
+template <int N, int EPI>
+static int fp8tc_epi(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias,
+                     void *y, int waves3, ft_pro pro, const ci_cu_rope_epi &rope) {
+    using B = __nv_bfloat16;
+    if (waves3) return fp8tc_launch<N, B, 4, true, 3, EPI>(st, w, x, bias, y, 0, pro, rope);
+    return fp8tc_launch<N, B, FT_U, true, 1, EPI>(st, w, x, bias, y, 0, pro, rope);
+}
+
+extern "C" int ci_cu_qgemv_fp8tc_rope_ok(const ci_qweight *w, const ci_cu_rope_epi *r) {
+    return r && r->on && r->hd > 0 && r->hd % 16 == 0 && r->H > 0 && r->KV > 0 && r->bs > 0 &&
+           w->rows == (int64_t)(r->H + 2 * r->KV) * r->hd;
 }
 
 extern "C" int ci_cu_qgemv_fp8tc_pro_ok(const ci_qweight *w, int n, const void *x, int pro,
@@ -242,14 +316,23 @@ extern "C" int ci_cu_qgemv_fp8tc_pro_ok(const ci_qweight *w, int n, const void *
 
 extern "C" int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
                                  int n, const float *bias, void *y, int acc, int old, int num_sms,
-                                 int pro, const float *norm_w, float eps) {
+                                 int pro, const float *norm_w, float eps,
+                                 const ci_cu_rope_epi *rope) {
     if (!ci_cu_qgemv_fp8tc_ok(w, n, 1, x) ||
-        (pro != CI_CU_PRO_NONE && !ci_cu_qgemv_fp8tc_pro_ok(w, n, x, pro, norm_w)))
+        (pro != CI_CU_PRO_NONE && !ci_cu_qgemv_fp8tc_pro_ok(w, n, x, pro, norm_w)) ||
+        (rope && rope->on && (acc || f32_out || !ci_cu_qgemv_fp8tc_rope_ok(w, rope))))
         return cudaErrorInvalidValue;
     const ft_pro fp = {pro, norm_w, eps,
                        pro == CI_CU_PRO_RMSNORM ? ci_cu_rmsnorm_vpt(w->cols, norm_w) : 0};
     const int64_t blocks = (w->rows + 15) / 16;
     const int w3 = num_sms > 0 && blocks > 2 * (int64_t)num_sms && blocks <= 3 * (int64_t)num_sms;
+    if (rope && rope->on) {
+        if (n == 1)
+            return rope->kv_fp8 ? fp8tc_epi<1, 2>(st, w, x, bias, y, w3, fp, *rope)
+                                : fp8tc_epi<1, 1>(st, w, x, bias, y, w3, fp, *rope);
+        return rope->kv_fp8 ? fp8tc_epi<2, 2>(st, w, x, bias, y, w3, fp, *rope)
+                            : fp8tc_epi<2, 1>(st, w, x, bias, y, w3, fp, *rope);
+    }
     if (n == 1)
         return f32_out ? fp8tc_u<1, float>(st, w, x, bias, y, acc, old, w3, fp)
                        : fp8tc_u<1, __nv_bfloat16>(st, w, x, bias, y, acc, old, w3, fp);
