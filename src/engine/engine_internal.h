@@ -179,7 +179,7 @@ void ci_eng_free_dead(ci_engine *e);
  * scheduled before it, or a request retired before it, is free to go. */
 int64_t ci_eng_busy_since(const ci_engine *e);
 
-/* engine.c, shared with engine_ahead.c */
+/* step.c: what every step does (engine.c's loop and engine_ahead.c's) */
 ci_status ci_eng_launch_step(ci_engine *e, const ci_sched_output *o, const ci_batch *b,
                              ci_status (*rows_hook)(void *, ci_runner_step *));
 void ci_eng_fail_step(ci_engine *e, const ci_sched_output *o, ci_status s);
@@ -190,6 +190,8 @@ void ci_eng_emit_pending(ci_engine *e);
  * the caller reads them. Returns ret, else the outputs' first error. */
 ci_status ci_eng_end_call(ci_engine *e, const ci_sched_output *o, ci_status ls, ci_status ret,
                           const ci_engine_output **outs, int *num_outs);
+/* *outs = e->outs as the caller reads them (pointers into the engine) */
+void ci_eng_publish_outs(ci_engine *e, const ci_engine_output **outs, int *num_outs);
 
 /* engine_ahead.c: one ci_engine_step with plan-ahead scheduling; the
  * flight's arrays freed */
