@@ -3,11 +3,13 @@
  * priorities, n, sampling parameters, stop strings and aborts, on a small
  * KV cache (preemption, eviction, copy-on-write). After every step:
  * ci_sched_check; every sample ends exactly once; token counts match the
- * finish reason; the KV pool is whole again at the end. */
+ * finish reason; the KV pool is whole again at the end. CTest runs it in
+ * each step loop (CINFER_TEST_ASYNC). */
 #include <stdint.h>
 
 #include "engine/engine.h"
 #include "engine/scheduler.h"
+#include "engine_test.h"
 #include "test.h"
 
 typedef struct req {
@@ -35,10 +37,9 @@ static void soak(const char *model_dir, int num_requests, int block_size, int mb
     c.enable_prefix_caching = prefix;
     c.aging_steps = 20;
     c.num_threads = 1;
-    ci_engine *e = NULL;
-    ci_status s = ci_engine_create(&c, &e);
-    CHECKF(s.code == CI_OK, "%s", s.msg);
+    ci_engine *e = test_engine_create(&c, NULL); /* CINFER_TEST_ASYNC picks the step loop */
     if (!e) return;
+    ci_status s;
     req *R = calloc((size_t)num_requests, sizeof *R);
     int *added = calloc((size_t)num_requests, sizeof *added), nadded = 0;
     int32_t shared[48];
