@@ -245,7 +245,10 @@ int cinfer_step(cinfer_engine *e, const cinfer_output **outputs, int *num_output
  * takes its tokens in (their outputs come from the next cinfer_step), so that
  * requests added and aborted now make the next step's plan; a no-op with
  * nothing in flight. A loop that adds requests between steps (a server)
- * calls it before adding them; cinfer_step calls it itself. */
+ * calls it before adding them; cinfer_step calls it itself. With plan-ahead
+ * scheduling (async_scheduling 2) the next plan is made before the step in
+ * flight completes, so this only waits, where the forward marks it, until
+ * that step's last layers begin. */
 int cinfer_complete_step(cinfer_engine *e, cinfer_error *err);
 /* Async scheduling, after cinfer_complete_step: when the step it completed
  * gave some request its first token, that step's outputs now (valid until

@@ -198,17 +198,16 @@ int main(void) {
                    r->nplp[m], r->nplp[0]);
             for (int k = 0; k < r->sp.n; k++) {
                 const sample_out *a = &r->out[0][k], *b = &r->out[m][k];
-                const int same =
-                    a->ntok == b->ntok &&
-                    !memcmp(a->tok, b->tok, sizeof(int32_t) * (size_t)a->ntok) &&
-                    a->fr == b->fr && a->nlp == b->nlp && a->tlen == b->tlen &&
-                    !memcmp(a->text, b->text, a->tlen);
+                const int same = a->ntok == b->ntok &&
+                                 !memcmp(a->tok, b->tok, sizeof(int32_t) * (size_t)a->ntok) &&
+                                 a->fr == b->fr && a->nlp == b->nlp && a->tlen == b->tlen &&
+                                 !memcmp(a->text, b->text, a->tlen);
                 if (r->sp.temperature > 0.0f) { /* seeded: a near-tie may flip */
                     scmp++;
                     if (!same) {
                         sdiff++;
-                        printf("request %d sample %d (seeded), mode %d: %d tokens, mode 0 %d\n",
-                               i, k, m, b->ntok, a->ntok);
+                        printf("request %d sample %d (seeded), mode %d: %d tokens, mode 0 %d\n", i,
+                               k, m, b->ntok, a->ntok);
                     }
                     continue;
                 }

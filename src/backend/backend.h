@@ -270,6 +270,12 @@ typedef struct ci_backend_ops {
      * sample op may still be running; nothing waits). NULL: the engine
      * does not plan ahead on this backend. */
     ci_status (*take_samples)(ci_backend *be, const ci_batch *dev);
+    /* Plan-ahead scheduling (optional): mark_ready records, in stream order
+     * (a graph captures it), that the step is near its end; wait_ready
+     * blocks until the stream passes the last mark (at once when none is
+     * pending), so the host plans the next step while the tail runs. */
+    ci_status (*mark_ready)(ci_backend *be);
+    ci_status (*wait_ready)(ci_backend *be);
 
     /* Tensor parallelism: x (every rank's [rows][cols], same shape) becomes
      * the sum over the ranks of be->comm, on every rank; a no-op without a

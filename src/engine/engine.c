@@ -425,9 +425,12 @@ static void complete_step(ci_engine *e) {
 
 ci_status ci_engine_complete_step(ci_engine *e) {
     /* plan-ahead: the next plan is made before the step in flight completes,
-     * so requests added now make it anyway; completing here would only
-     * stall the device */
-    if (e->inflight && !e->ahead) complete_step(e);
+     * so requests added now make it anyway; completing here would stall the
+     * device. Where the forward marks its last layers (CINFER_AHEAD_READY),
+     * wait for that mark: requests added then make the next plan, which is
+     * launched while the step's tail runs. */
+    if (e->inflight && e->ahead) return ci_runner_wait_ready(e->runner);
+    if (e->inflight) complete_step(e);
     return ci_ok();
 }
 

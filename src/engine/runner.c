@@ -234,6 +234,11 @@ ci_status ci_runner_create(const cinfer_engine_config *cfg, ci_runner **out) {
                            .progress_user = cfg->progress_user,
                            .online_fp8 = cfg->quantization && !strcmp(cfg->quantization, "fp8"),
                            .kv_fp8 = ci_kv_dtype_is_fp8(cfg->kv_cache_dtype)};
+    /* plan-ahead scheduling: a mark this many layers before each forward's
+     * end, which a server's loop waits for before it takes new requests
+     * (CINFER_AHEAD_READY=k; off until measured on a GPU) */
+    const char *rd = getenv("CINFER_AHEAD_READY");
+    if (cfg->async_scheduling == 2 && rd && atoi(rd) > 0) mo.ready_layers = atoi(rd);
     if (r->ranks) ci_ranks_runner_options(r->ranks, &mo);
     if (!s.code) s = ci_model_load(cfg->model_dir, r->be, &mo, &r->model);
     if (s.code) goto fail;
@@ -425,6 +430,16 @@ ci_status ci_runner_launch(ci_runner *r, ci_runner_step *st, ci_sample_result *r
 
 int ci_runner_in_flight(const ci_runner *r) {
     return r->pending;
+}
+
+ci_status ci_runner_wait_ready(ci_runner *r) {
+    if (r->pending != 1 || !r->be->ops->wait_ready || r->model->ready_layer < 0) return ci_ok();
+    double t0 = ci_now();
+    CI_TRACE_PUSH("wait ready");
+    ci_status s = r->be->ops->wait_ready(r->be);
+    CI_TRACE_POP();
+    r->st.time_forward_s += ci_now() - t0;
+    return s;
 }
 
 int ci_runner_can_plan_ahead(const ci_runner *r) {

@@ -99,6 +99,10 @@ ci_status ci_runner_launch(ci_runner *r, ci_runner_step *st, ci_sample_result *r
 ci_status ci_runner_wait(ci_runner *r);
 /* Steps launched and not yet waited for. */
 int ci_runner_in_flight(const ci_runner *r);
+/* Plan-ahead: with one step in flight, blocks until it reaches its
+ * forward's ready mark (ci_model_options.ready_layers: its last layers
+ * begin); at once without marks. */
+ci_status ci_runner_wait_ready(ci_runner *r);
 /* Whether the runner can plan ahead: one rank whose backend reads sampled
  * ids on the device (take_samples), no draft model. */
 int ci_runner_can_plan_ahead(const ci_runner *r);

@@ -115,6 +115,10 @@ ci_status ci_model_load(const char *model_dir, ci_backend *be, const ci_model_op
     if (ml > mbt) ml = mbt;
     m->max_batch_tokens = mbt;
     m->max_logits = ml;
+    m->ready_layer = -1; /* one rank running every layer only */
+    if (opts->ready_layers > 0 && be->ops->mark_ready && c->tp.size <= 1 && c->pp.size <= 1)
+        m->ready_layer =
+            c->num_layers > opts->ready_layers ? c->num_layers - opts->ready_layers : 0;
     const int64_t hid = c->hidden_size, inter = c->intermediate_size, hd = c->head_dim;
     const int64_t qkv_dim = (c->num_heads + 2 * (int64_t)c->num_kv_heads) * hd;
     const int64_t attn_dim = c->num_heads * hd;
@@ -259,6 +263,7 @@ ci_status ci_model_enqueue_rows(ci_model *m, const ci_batch *db, int T, int L, i
         const ci_layer_weights *lw = &m->w.layers[l];
         const ci_tensor *bqkv = lw->bqkv.data ? &lw->bqkv : NULL;
         const ci_mm_rope rope = {&shape, &m->rope, db, kv, l};
+        if (l == m->ready_layer) CI_TRY(ops->mark_ready(be)); /* the host may plan on */
         if (fused) {
             ci_matmul_fused a = {.x = &res,
                                  .pro = CI_MM_PRO_RMSNORM,

@@ -32,6 +32,10 @@ typedef struct ci_model_options {
      * 1: every layer); the backend's send / recv pass the residual stream
      * between stages over be->pp_comm (the same tensor rank one stage on) */
     int pp_stage, pp_size;
+    /* plan-ahead scheduling: the forward calls the backend's mark_ready
+     * this many layers before its end (0: never), so that the host can
+     * plan the next step while the last layers run */
+    int ready_layers;
 } ci_model_options;
 
 typedef struct ci_model {
@@ -46,6 +50,7 @@ typedef struct ci_model {
     ci_rope_table rope;
     ci_dtype kv_dtype; /* the backend's act_dtype, or CI_F8_E4M3 */
     int max_batch_tokens, max_logits;
+    int ready_layer; /* the layer before which mark_ready runs (-1: none) */
     /* preallocated activations (backend memory) */
     ci_tensor x, residual, qkv, attn_out, gate_up, mlp_out, last_hidden, logits;
     ci_tensor logits_part; /* tensor parallelism: this rank's vocabulary columns */

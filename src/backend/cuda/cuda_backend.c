@@ -544,6 +544,20 @@ static ci_status cu_sample_wait(ci_backend *be) {
     return ci_ok();
 }
 
+/* Plan-ahead scheduling: the step's tail begins here. Recorded as an
+ * external event so that a graph capture keeps it as an event node and
+ * every replay records it. */
+static ci_status cu_mark_ready(ci_backend *be) {
+    ci_cuda *c = ci_cuda_of(be);
+    CI_CU_TRY(cudaEventRecordWithFlags(c->ready, c->stream, cudaEventRecordExternal));
+    return ci_ok();
+}
+
+static ci_status cu_wait_ready(ci_backend *be) {
+    CI_CU_TRY(cudaEventSynchronize(ci_cuda_of(be)->ready));
+    return ci_ok();
+}
+
 /* Plan-ahead scheduling: the batch's ids that the last sample op draws. */
 static ci_status cu_take_samples(ci_backend *be, const ci_batch *dev) {
     ci_cuda *c = ci_cuda_of(be);
@@ -600,6 +614,7 @@ static void cu_destroy(ci_backend *be) {
             if (c->smp_res_dev[i]) cudaFree(c->smp_res_dev[i]);
             if (c->smp_done[i]) cudaEventDestroy(c->smp_done[i]);
         }
+        if (c->ready) cudaEventDestroy(c->ready);
         free(c->smp_mark);
         free(c->smp_owner);
         if (c->stream) cudaStreamDestroy(c->stream);
@@ -667,6 +682,8 @@ static const ci_backend_ops cuda_ops = {
     .sample_async = cu_sample_async,
     .sample_wait = cu_sample_wait,
     .take_samples = cu_take_samples,
+    .mark_ready = cu_mark_ready,
+    .wait_ready = cu_wait_ready,
     .matmul_fused_rows = ci_cuda_matmul_fused_rows,
     .matmul_fused = ci_cuda_matmul_fused,
     .matmul_rope_rows = ci_cuda_matmul_rope_rows,
@@ -705,6 +722,7 @@ static ci_status cu_init(ci_cuda *c, int device) {
     CI_CU_TRY(cudaEventCreateWithFlags(&c->msk_done, cudaEventDisableTiming));
     for (int i = 0; i < 2; i++)
         CI_CU_TRY(cudaEventCreateWithFlags(&c->smp_done[i], cudaEventDisableTiming));
+    CI_CU_TRY(cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming));
     c->smp_last = -1;
     CI_LT_TRY(cublasLtCreate(&c->lt));
     CI_CU_TRY(cudaMalloc(&c->workspace, CI_CU_GEMM_WORKSPACE));

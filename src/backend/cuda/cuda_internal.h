@@ -65,6 +65,7 @@ typedef struct ci_cuda {
     int smp_q_slot[2], smp_q_n[2], smp_q_len;
     ci_sample_result *smp_q_out[2];
     int smp_last, smp_last_n; /* the last sample op's slot (-1: none) and rows: take_samples */
+    cudaEvent_t ready;        /* mark_ready: a step's last layers begin (plan-ahead) */
     uint32_t *smp_mark;       /* [smp_mark_cap] per logits row: call stamp of its owner */
     int32_t *smp_owner;       /* [smp_mark_cap] the owner row of each logits row */
     int64_t smp_mark_cap;
