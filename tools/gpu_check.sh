@@ -153,9 +153,11 @@ if [ -x "$bin/test_engine" ]; then
         row "test_engine cuda $dt" "$(status_of $rc)" "$(cat "$times/test_engine_$dt.time")s" \
             "$(grep -E 'passed, ' "$logs/test_engine_$dt.log" | tail -1)"
     done
-    # plan-ahead scheduling: two steps in flight, input ids read on the device
+    # plan-ahead scheduling: two steps in flight, input ids read on the device,
+    # the ready mark in every graph
     echo "== test_engine --device cuda (float32, plan-ahead)"
-    CINFER_TEST_DEVICE=cuda CINFER_TEST_ASYNC=2 run test_engine_ahead 300 "$bin/test_engine"; rc=$?
+    CINFER_TEST_DEVICE=cuda CINFER_TEST_ASYNC=2 CINFER_AHEAD_READY=2 run test_engine_ahead 300 \
+        "$bin/test_engine"; rc=$?
     grep -E "CHECK failed|passed|plan-ahead" "$logs/test_engine_ahead.log" | head -12
     row "test_engine cuda plan-ahead" "$(status_of $rc)" "$(cat "$times/test_engine_ahead.time")s" \
         "$(grep -E 'passed, ' "$logs/test_engine_ahead.log" | tail -1)"
