@@ -54,6 +54,10 @@ int main(void) {
     CHECK_OK(ci_batch_build(&b, o, &bt));
     CHECK(bt->num_tokens == 8 && bt->num_seqs == 1 && bt->num_logits == 0);
     CHECK(bt->num_decode_seqs == 0);
+    /* the tables' stride is this step's most blocks (8 tokens: 2), not the
+     * builder's 4 */
+    CHECK(bt->max_blocks_per_seq == 2);
+    EQ(bt->block_tables, 0, 1);
     EQ(bt->slot_mapping, 0, 1, 2, 3, 4, 5, 6, 7);
     update(s, NULL, 0);
     /* step 2: P's last token (block 2), A (block 3), B (block 4); P ends */

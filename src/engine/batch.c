@@ -62,6 +62,17 @@ ci_status ci_batch_build(ci_batch_builder *b, const ci_sched_output *out, const 
                          out->num_entries, out->num_tokens, b->max_seqs, b->max_tokens);
     int bs = b->block_size, mb = b->max_blocks_per_seq;
     int T = 0, L = 0, max_q = 0, max_ctx = 0, nd = 0, from_samples = 0;
+    /* the block tables' row stride: the most blocks a context of this step
+     * covers, not the longest context the model allows (a 128k-token
+     * model's rows would be 8k entries a sequence, copied and uploaded
+     * each step) */
+    int stride = 1;
+    for (int i = 0; i < out->num_entries; i++) {
+        const ci_sched_entry *e = &out->entries[i];
+        const int nbk = (e->start + e->num_new_tokens + bs - 1) / bs;
+        if (nbk > stride) stride = nbk;
+    }
+    if (stride > mb) stride = mb; /* an entry past it fails below */
     b->query_start[0] = 0;
     b->logits_start[0] = 0;
     for (int i = 0; i < out->num_entries; i++) {
@@ -69,14 +80,15 @@ ci_status ci_batch_build(ci_batch_builder *b, const ci_sched_output *out, const 
         const ci_sequence *q = e->seq;
         int ctx = e->start + e->num_new_tokens;
         if (e->num_new_tokens < 1 || ctx > q->num_tokens + e->num_spec || q->num_blocks > mb ||
-            q->num_blocks * bs < ctx || T + e->num_new_tokens > b->max_tokens)
+            q->num_blocks * bs < ctx || ctx > stride * bs || T + e->num_new_tokens > b->max_tokens)
             return ci_errorf(
                 CI_ERR_INVALID,
                 "batch: sequence %lld: tokens [%d, %d) of %d, %d blocks (builder max %d)",
                 (long long)q->id, e->start, ctx, q->num_tokens, q->num_blocks, mb);
-        int32_t *row = b->block_tables + (size_t)i * (size_t)mb;
-        memcpy(row, q->block_table, (size_t)q->num_blocks * sizeof *row);
-        memset(row + q->num_blocks, 0, (size_t)(mb - q->num_blocks) * sizeof *row);
+        const int nbk = (ctx + bs - 1) / bs; /* the blocks its context covers */
+        int32_t *row = b->block_tables + (size_t)i * (size_t)stride;
+        memcpy(row, q->block_table, (size_t)nbk * sizeof *row);
+        memset(row + nbk, 0, (size_t)(stride - nbk) * sizeof *row);
         int lp_lo; /* prompt positions [lp_lo, lp_end) whose logprob rows are owed */
         const int lp_n = ci_seq_plp_rows(q, e->start, ctx, &lp_lo), lp_end = lp_lo + lp_n;
         for (int p = e->start; p < ctx; p++, T++) {
@@ -107,7 +119,7 @@ ci_status ci_batch_build(ci_batch_builder *b, const ci_sched_output *out, const 
     bt->num_tokens = T;
     bt->num_seqs = out->num_entries;
     bt->num_logits = L;
-    bt->max_blocks_per_seq = mb;
+    bt->max_blocks_per_seq = stride;
     bt->max_query_len = max_q;
     bt->max_context_len = max_ctx;
     bt->num_decode_seqs = nd;

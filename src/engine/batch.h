@@ -9,10 +9,11 @@
  * < num_prompt-1 not returned before (only when it asked for
  * prompt_logprobs), then its last row if it samples. logits_start[i] ..
  * logits_start[i+1] are sequence i's entries in logits_indices.
- * Unused block_tables entries are 0. A token still being sampled by the
- * step on the device (plan-ahead scheduling: ci_sequence.pending_pos) is 0
- * in token_ids and its sample row in sample_src (NULL when the step has no
- * such token): the backend's take_samples fills it in. */
+ * block_tables' row stride (max_blocks_per_seq) is the most blocks a
+ * context of the step covers; a row's entries past its own are 0. A token still being sampled by
+ * the step on the device (plan-ahead scheduling: ci_sequence.pending_pos) is 0 in token_ids and its
+ * sample row in sample_src (NULL when the step has no such token): the backend's take_samples fills
+ * it in. */
 #ifndef CINFER_ENGINE_BATCH_H
 #define CINFER_ENGINE_BATCH_H
 
