@@ -153,6 +153,7 @@ static int bench_throughput(int argc, char **argv) {
         json_object_set_new(o, "num_preemptions", json_integer(m.num_preemptions));
         json_object_set_new(o, "prefix_cache_hit_tokens", json_integer(m.prefix_cache_hit_tokens));
         json_object_set_new(o, "num_steps", json_integer(m.num_steps));
+        json_object_set_new(o, "ahead_steps", json_integer(m.ahead_steps));
         json_t *ph = json_object();
         json_object_set_new(ph, "schedule_s", json_real(m.time_schedule_s));
         json_object_set_new(ph, "forward_s", json_real(m.time_forward_s));
@@ -174,6 +175,8 @@ static int bench_throughput(int argc, char **argv) {
                m.peak_kv_blocks_used, m.num_kv_blocks);
         printf("%-22s %12lld\n", "preemptions", (long long)m.num_preemptions);
         printf("%-22s %12lld\n", "engine steps", (long long)m.num_steps);
+        if (m.ahead_steps > 0) /* plan-ahead scheduling */
+            printf("%-22s %12lld\n", "launched ahead", (long long)m.ahead_steps);
         printf("%-22s schedule %.2f, forward %.2f, sample %.2f, output %.2f\n", "step phases (s)",
                m.time_schedule_s, m.time_forward_s, m.time_sample_s, m.time_output_s);
     }
