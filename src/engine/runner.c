@@ -428,10 +428,6 @@ ci_status ci_runner_launch(ci_runner *r, ci_runner_step *st, ci_sample_result *r
     return s;
 }
 
-int ci_runner_in_flight(const ci_runner *r) {
-    return r->pending;
-}
-
 ci_status ci_runner_wait_ready(ci_runner *r) {
     if (r->pending != 1 || !r->be->ops->wait_ready || r->model->ready_layer < 0) return ci_ok();
     double t0 = ci_now();

@@ -97,8 +97,6 @@ void ci_runner_destroy(ci_runner *r);
  * flight; an earlier step still waits for its ci_runner_wait. */
 ci_status ci_runner_launch(ci_runner *r, ci_runner_step *st, ci_sample_result *results);
 ci_status ci_runner_wait(ci_runner *r);
-/* Steps launched and not yet waited for. */
-int ci_runner_in_flight(const ci_runner *r);
 /* Plan-ahead: with one step in flight, blocks until it reaches its
  * forward's ready mark (ci_model_options.ready_layers: its last layers
  * begin); at once without marks. */

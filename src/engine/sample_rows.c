@@ -113,8 +113,6 @@ static ci_status prompt_logprobs(ci_engine *e, const ci_sched_entry *en, int r0,
     return ci_ok();
 }
 
-/* One row per sample to draw (n > 1 forks share their sequence's logits
- * row and adjustment list). */
 ci_status ci_eng_reserve_rows(ci_engine *e, int n) {
     void **extra[2] = {(void **)&e->sres, (void **)&e->row_lp};
     size_t esz[2] = {sizeof(ci_sample_result), sizeof(ci_engine_logprob)};
@@ -130,6 +128,8 @@ static int wants_mask(const ci_sequence *q) {
     return ((const eng_request *)q->user)->st && !ci_seq_is_finished(q);
 }
 
+/* One row per sample to draw (n > 1 forks share their sequence's logits
+ * row and adjustment list). */
 ci_status ci_eng_build_rows(ci_engine *e, const ci_sched_output *o, const int32_t *logits_start,
                             int *num_rows) {
     e->num_adj = 0;
