@@ -100,11 +100,12 @@ ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a) {
     const float *b = a->bias && a->bias->data ? a->bias->data : NULL;
     ci_cu_fuse fr = f;
     rope_epi(a, &fr.rope);
-    const int gemv =
-        (c->fuse_pro & (1 << f.pro)) && !a->residual && w->dtype == CI_BF16 &&
-        x->dtype == CI_BF16 && c->use_gemv && w->rows <= INT32_MAX &&
+    /* what a GEMV running the whole op asks of the operands */
+    const int gemv_ok =
+        (c->fuse_pro & (1 << f.pro)) && !a->residual && x->dtype == CI_BF16 &&
         (!b || (a->bias->dtype == CI_F32 && a->bias->rows * a->bias->cols == w->rows)) &&
         a->y->cols == w->rows && a->y->rows >= n;
+    const int gemv = gemv_ok && w->dtype == CI_BF16 && c->use_gemv && w->rows <= INT32_MAX;
     /* the whole op in the GEMV (the rope epilogue with it when it applies,
      * else rope_cache's kernel after) */
     const int epi = gemv && fr.rope.on && ci_cu_gemv_fuse_ok((int)n, K, w->rows, x->data, &fr);
@@ -117,9 +118,7 @@ ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a) {
     /* FP8 / INT8 weights at decode batches (CINFER_FUSE_TC8=1 until
      * measured): their tensor-core GEMV stages x per CTA, so the prologue
      * runs there too (the classic ops' values), and the rope epilogue */
-    if (w->dtype == CI_QW && c->fuse_tc8 && !a->residual && (c->fuse_pro & (1 << f.pro)) &&
-        x->dtype == CI_BF16 && n <= 2 && a->y->cols == w->rows && a->y->rows >= n &&
-        (!b || (a->bias->dtype == CI_F32 && a->bias->rows * a->bias->cols == w->rows)) &&
+    if (gemv_ok && w->dtype == CI_QW && c->fuse_tc8 && n <= 2 &&
         ci_cu_qgemv_pro_ok(w->data, (int)n, x->data, f.pro, f.norm_w)) {
         /* the rope epilogue with it where it applies (as the BF16 GEMV's) */
         const int qepi =

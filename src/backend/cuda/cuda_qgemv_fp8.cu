@@ -182,19 +182,10 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
         auto put = [&](int e, uint4 v) {
             fxs[e] = make_uint4(ft_x2(v.x), ft_x2(v.y), ft_x2(v.z), ft_x2(v.w));
         };
-        const uint4 *xg = (const uint4 *)x;
-        const int kv = K / 8;
-        if (pro.pro == CI_CU_PRO_RMSNORM) {
+        if (pro.pro == CI_CU_PRO_RMSNORM)
             ci_norm_stage_exact<N>(x, K, pro.vpt, pro.norm_w, pro.eps, nred, put);
-        } else if (pro.pro == CI_CU_PRO_SWIGLU) { /* x [N][2K]: gate | up */
-            for (int e = threadIdx.x; e < N * kv; e += FT_WARPS * 32) {
-                const int n = e / kv, i = e - n * kv;
-                put(e, ci_swiglu8(xg[(int64_t)n * 2 * kv + i], xg[(int64_t)n * 2 * kv + kv + i]));
-            }
-        } else {
-            for (int i = threadIdx.x; i < N * kv; i += FT_WARPS * 32)
-                put(i, xg[i]);
-        }
+        else /* x as it is, or SwiGLU of [N][2K] */
+            ci_pro_stage_plain<N>(pro.pro, x, K, put);
     }
     __syncthreads();
     /* the lane's x: token g (N - 1 for lanes of tokens >= N: their C
@@ -230,10 +221,7 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
         __syncthreads();
         const int lr = threadIdx.x / N, n = threadIdx.x % N;
         if (threadIdx.x < 16 * N) { /* qt_red_out's sum, rounded as its store would */
-            float sum = 0.0f;
-#pragma unroll
-            for (int k = 0; k < FT_WARPS; k++)
-                sum += red[k][lr][n];
+            const float sum = qt_red_sum<N, FT_WARPS>(red, lr, n);
             const int64_t row = rr.row(rope, lr);
             ys[lr][n] = ci_round(bias ? sum + bias[row] : sum, y);
         }

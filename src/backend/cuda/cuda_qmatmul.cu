@@ -703,14 +703,21 @@ static int qt_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const __
                     : qt_launch_u<N, true>(st, f32_out, w, xb, bias, y, num_sms, acc);
 }
 
+/* FP8 on the tensor cores: tc / tc2, and auto where cvt.e4m3x2 is an
+ * instruction (sm_89+; older GPUs would emulate it); INT8 (its decode is
+ * integer and f16 arithmetic) for tc / tc2 / auto */
+static int tc8_selected(int fmt) {
+    if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
+    return (fmt == CI_QW_FP8 && (g_qgemv >= 4 || (g_qgemv == 3 && fp8_cvt_native()))) ||
+           (fmt == CI_QW_INT8 && g_qgemv >= 3);
+}
+
 /* whether the GEMV the selection picks for w at n rows stages x per CTA (the
  * 8-bit tensor-core one) and takes the fused matmul's prologue pro there */
 extern "C" int ci_cu_qgemv_pro_ok(const ci_qweight *w, int n, const void *x, int pro,
                                   const float *norm_w) {
-    if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
-    const int tc = (w->format == CI_QW_FP8 && (g_qgemv >= 4 || (g_qgemv == 3 && fp8_cvt_native()))) ||
-                   (w->format == CI_QW_INT8 && g_qgemv >= 3);
-    return tc && n >= 1 && n <= 2 && ci_cu_qgemv_fp8tc_pro_ok(w, n, x, pro, norm_w);
+    return tc8_selected(w->format) && n >= 1 && n <= 2 &&
+           ci_cu_qgemv_fp8tc_pro_ok(w, n, x, pro, norm_w);
 }
 
 extern "C" int ci_cu_qgemv_pro(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
@@ -724,13 +731,7 @@ extern "C" int ci_cu_qgemv_pro(ci_cu_stream st, int f32_out, const ci_qweight *w
 template <int FMT, int N, typename T>
 static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
                         const float *bias, void *y, int num_sms, int acc) {
-    if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
-    /* FP8 on the tensor cores: tc / tc2, and auto where cvt.e4m3x2 is an
-     * instruction (sm_89+; older GPUs would emulate it); INT8 (its decode
-     * is integer and f16 arithmetic) for tc / tc2 / auto */
-    if (((FMT == CI_QW_FP8 && (g_qgemv >= 4 || (g_qgemv == 3 && fp8_cvt_native()))) ||
-         (FMT == CI_QW_INT8 && g_qgemv >= 3)) &&
-        ci_cu_qgemv_fp8tc_ok(w, N, sizeof(T) == 2, x))
+    if (tc8_selected(FMT) && ci_cu_qgemv_fp8tc_ok(w, N, sizeof(T) == 2, x))
         return ci_cu_qgemv_fp8tc(st, f32_out, w, x, N, bias, y, acc, g_tc_old,
                                  g_qgemv == 3 ? num_sms : 0, CI_CU_PRO_NONE, NULL, 0.0f, NULL);
     /* a tiled weight (cuda_qweight.c) runs only on the tensor-core kernels,

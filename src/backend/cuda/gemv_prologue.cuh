@@ -17,6 +17,26 @@
 
 #include "backend/cuda/cuda_common.cuh"
 
+/* The prologues without a reduction: x's N rows [N][K] as they are
+ * (CI_CU_PRO_NONE), or SwiGLU of [N][2K] (CI_CU_PRO_SWIGLU), emit(e, v) for
+ * each 16-byte vector e of the output, the block's threads sharing them. */
+template <int N, typename Emit>
+__device__ __forceinline__ void ci_pro_stage_plain(int pro, const __nv_bfloat16 *x, int K,
+                                                   Emit emit) {
+    const int kv = K / 8;
+    const uint4 *xg = (const uint4 *)x;
+    if (pro == CI_CU_PRO_SWIGLU) {
+        for (int e = threadIdx.x; e < N * kv; e += blockDim.x) {
+            const int n = e / kv, i = e - n * kv;
+            const uint4 g = xg[(int64_t)n * 2 * kv + i], u = xg[(int64_t)n * 2 * kv + kv + i];
+            emit(e, ci_swiglu8(g, u));
+        }
+        return;
+    }
+    for (int e = threadIdx.x; e < N * kv; e += blockDim.x)
+        emit(e, xg[e]);
+}
+
 /* The prologue of a CTA: pre() before the PDL wait loads the thread's norm
  * weights (constant data) into registers, so after the wait a norm costs
  * one read of x (kept in registers: VMAX vectors per thread, K <= 8 VMAX
@@ -44,17 +64,8 @@ template <int N, int VMAX> struct ci_pro {
                                           float *red, Emit emit) {
         const int kv = K / 8;
         const uint4 *xg = (const uint4 *)x;
-        if (f.pro == CI_CU_PRO_SWIGLU) {
-            for (int e = threadIdx.x; e < N * kv; e += blockDim.x) {
-                const int n = e / kv, i = e - n * kv;
-                const uint4 g = xg[(int64_t)n * 2 * kv + i], u = xg[(int64_t)n * 2 * kv + kv + i];
-                emit(e, ci_swiglu8(g, u));
-            }
-            return;
-        }
         if (f.pro != CI_CU_PRO_RMSNORM) {
-            for (int e = threadIdx.x; e < N * kv; e += blockDim.x)
-                emit(e, xg[e]);
+            ci_pro_stage_plain<N>(f.pro, x, K, emit);
             return;
         }
         if (kv <= VMAX * (int)blockDim.x) { /* x in registers, weights from pre() */

@@ -96,17 +96,23 @@ __device__ __forceinline__ void qt_red_put(float (*red)[16][N], const float *tot
         red[warp][g + 8][2 * t + 1] = tot[3];
     }
 }
-/* ... after a barrier over the W warps: the sums out */
+/* ... after a barrier over the W warps: row r's sum for token n */
+template <int N, int W>
+__device__ __forceinline__ float qt_red_sum(float (*red)[16][N], int r, int n) {
+    float sum = 0.0f;
+#pragma unroll
+    for (int k = 0; k < W; k++)
+        sum += red[k][r][n];
+    return sum;
+}
+/* ... the sums out */
 template <int N, int W, typename OutT>
 __device__ __forceinline__ void qt_red_out(float (*red)[16][N], int r0, int out,
                                            const float *__restrict__ bias, OutT *__restrict__ y,
                                            int acc) {
     if (threadIdx.x < 16 * N) {
         const int r = threadIdx.x / N, n = threadIdx.x % N;
-        float sum = 0.0f;
-#pragma unroll
-        for (int k = 0; k < W; k++)
-            sum += red[k][r][n];
+        const float sum = qt_red_sum<N, W>(red, r, n);
         if (r0 + r < out)
             ci_st_out(y + (int64_t)n * out, r0 + r, bias ? sum + bias[r0 + r] : sum, acc);
     }
