@@ -544,12 +544,18 @@ static ci_status cu_sample_wait(ci_backend *be) {
     return ci_ok();
 }
 
-/* Plan-ahead scheduling: the step's tail begins here. Recorded as an
- * external event so that a graph capture keeps it as an event node and
- * every replay records it. */
+/* Plan-ahead scheduling: the step's tail begins here. While capturing it
+ * is recorded as an external event, so that the graph keeps it as an event
+ * node and every replay records it; an eager stream refuses that flag
+ * ("not permitted in the present state"), so there it is a plain record. */
 static ci_status cu_mark_ready(ci_backend *be) {
     ci_cuda *c = ci_cuda_of(be);
-    CI_CU_TRY(cudaEventRecordWithFlags(c->ready, c->stream, cudaEventRecordExternal));
+    enum cudaStreamCaptureStatus cs;
+    CI_CU_TRY(cudaStreamIsCapturing(c->stream, &cs));
+    if (cs == cudaStreamCaptureStatusActive)
+        CI_CU_TRY(cudaEventRecordWithFlags(c->ready, c->stream, cudaEventRecordExternal));
+    else
+        CI_CU_TRY(cudaEventRecord(c->ready, c->stream));
     return ci_ok();
 }
 

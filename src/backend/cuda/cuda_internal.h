@@ -144,8 +144,10 @@ static inline int ci_cu_bf16(ci_dtype t) {
 #define CI_CU_TRY(call)                                                                            \
     do {                                                                                           \
         cudaError_t ci_cu_e_ = (call);                                                             \
-        if (ci_cu_e_ != cudaSuccess)                                                               \
+        if (ci_cu_e_ != cudaSuccess) {                                                             \
+            (void)cudaGetLastError(); /* a later launch check must not report it again */          \
             return ci_errorf(CI_ERR_BACKEND, "cuda: %s: %s", #call, cudaGetErrorString(ci_cu_e_)); \
+        }                                                                                          \
     } while (0)
 
 /* kernel launchers return a cudaError_t as int */
