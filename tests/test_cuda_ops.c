@@ -117,12 +117,13 @@ static void compare(const char *what, const pair *p, int64_t n) {
     free(g);
 }
 
-static void test_matmul(void) {
-    /* n <= 4 with in % 8 == 0 takes the BF16 GEMV kernel */
-    int shapes[][3] = {{96, 203, 1},    {300, 256, 37}, {17, 8, 3},      {1024, 512, 128},
-                       {256, 768, 1},   {8192, 256, 4}, {1000, 4096, 2}, {333, 14336, 1},
-                       {4097, 1024, 3}, {64, 2048, 5}};
-    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+/* n <= 2 with in % 8 == 0 takes the BF16 GEMV kernel */
+static const int matmul_shapes[][3] = {
+    {96, 203, 1},   {300, 256, 37},  {17, 8, 3},      {1024, 512, 128}, {256, 768, 1},
+    {8192, 256, 4}, {1000, 4096, 2}, {333, 14336, 1}, {4097, 1024, 3},  {64, 2048, 5}};
+
+static void test_matmul_shapes(const int (*shapes)[3], int count) {
+    for (int si = 0; si < count; si++)
         for (int wb = 0; wb < 2; wb++)
             for (int f32out = 0; f32out < 1 + bf; f32out++) {
                 int out = shapes[si][0], in = shapes[si][1], n = shapes[si][2];
@@ -150,6 +151,9 @@ static void test_matmul(void) {
                 pair_free(&y);
                 free(xv);
             }
+}
+static void test_matmul(void) {
+    test_matmul_shapes(matmul_shapes, (int)(sizeof matmul_shapes / sizeof matmul_shapes[0]));
 }
 
 static void test_rmsnorm(void) {
@@ -820,6 +824,79 @@ static void test_errors(void) {
     ci_kv_cache_destroy(gpu, kv);
 }
 
+/* The skinny BF16 GEMM of decode batches (cuda_gemm_skinny.cu, CINFER_SKINNY;
+ * Hopper only, else the backend leaves it off and this says so): the
+ * matmul cases and decode shapes of the 8B models against the CPU (split
+ * tiles: K of 4 steps over 12 CTAs, stream-K ranges over 132 SMs, ragged M
+ * and K, 16-128 rows, bias, F32 out), every case run through it (its call
+ * count), reruns bit-identical (the split tiles' fixed summation order),
+ * then its times beside cuBLASLt's. */
+static void test_skinny(void) {
+    setenv("CINFER_SKINNY", "128", 1);
+    ci_backend_options o = {0, 0, CI_ACT_BF16};
+    ci_status s = ci_backend_create("cuda", &o, &gpu);
+    unsetenv("CINFER_SKINNY");
+    CHECK_OK(s);
+    if (s.code) return;
+    bf = 1;
+    tol = 1e-2;
+    mode = "bf16 skinny";
+    const long long c0 = ci_cuda_skinny_calls(gpu);
+    test_matmul();
+    if (c0 == ci_cuda_skinny_calls(gpu)) {
+        printf("[%s] the skinny GEMM is off on this GPU (not compute 9.0): skipped\n", mode);
+        ci_backend_destroy(gpu);
+        gpu = NULL;
+        return;
+    }
+    static const int dec[][3] = {{6144, 4096, 48}, {4096, 14336, 48}, {5000, 4104, 20},
+                                 {4096, 4096, 64}, {28672, 4096, 17}, {32000, 2048, 9}};
+    const long long c1 = ci_cuda_skinny_calls(gpu);
+    test_matmul_shapes(dec, (int)(sizeof dec / sizeof dec[0]));
+    CHECKF(ci_cuda_skinny_calls(gpu) - c1 == 6 * 2 * 2, "skinny calls %lld of 24",
+           ci_cuda_skinny_calls(gpu) - c1);
+    /* bit-identical reruns: the split tiles sum their partials in CTA order */
+    for (int si = 0; si < 3; si++) {
+        int out = dec[si][0], in = dec[si][1], n = dec[si][2];
+        pair w = weight_pair(out, in, 0.5f);
+        float *xv = host_rand((int64_t)n * in, 1.0f);
+        pair x = act_pair(n, in, xv), y1 = act_pair(n, out, NULL), y2 = act_pair(n, out, NULL);
+        CHECK_OK(gpu->ops->matmul(gpu, &x.g, &w.g, NULL, &y1.g));
+        CHECK_OK(gpu->ops->matmul(gpu, &x.g, &w.g, NULL, &y2.g));
+        float *a = act_download(gpu, y1.g.data, y1.g.dtype, y1.n);
+        float *b = act_download(gpu, y2.g.data, y2.g.dtype, y2.n);
+        CHECKF(memcmp(a, b, (size_t)y1.n * sizeof(float)) == 0, "skinny %dx%dx%d: reruns differ",
+               out, in, n);
+        free(a);
+        free(b);
+        free(xv);
+        pair_free(&w);
+        pair_free(&x);
+        pair_free(&y1);
+        pair_free(&y2);
+    }
+    if (!quick) {
+        static const int nb[] = {16, 48, 64, 128};
+        for (int pass = 0; pass < 2; pass++) { /* the skinny GEMM, then cuBLASLt */
+            if (pass) {
+                ci_backend_destroy(gpu);
+                CHECK_OK(ci_backend_create("cuda", &o, &gpu));
+                mode = "bf16 cublaslt";
+            }
+            for (int i = 0; i < 4; i++) {
+                bench_gemm(nb[i], 6144, 4096);
+                bench_gemm(nb[i], 4096, 4096);
+                bench_gemm(nb[i], 14336 * 2, 4096);
+                bench_gemm(nb[i], 4096, 14336);
+                bench_gemm(nb[i], 128256, 4096);
+            }
+        }
+    }
+    CHECK_OK(gpu->ops->sync(gpu));
+    ci_backend_destroy(gpu);
+    gpu = NULL;
+}
+
 int main(void) {
     if (ci_cuda_device_count() <= 0) test_skip("no CUDA device");
     const char *qe = getenv("CINFER_TEST_QUICK"); /* sanitizer runs: fewer long cases, no timing */
@@ -874,6 +951,7 @@ int main(void) {
         ci_backend_destroy(gpu);
         gpu = NULL;
     }
+    if (!modes || !*modes || !strcmp(modes, "bf16")) test_skinny();
     ci_backend_destroy(cpu);
     return test_finish("test_cuda_ops");
 }

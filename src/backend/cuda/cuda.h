@@ -4,6 +4,7 @@
 #define CINFER_BACKEND_CUDA_CUDA_H
 
 #ifdef CINFER_HAVE_CUDA
+struct ci_backend;
 /* Number of usable CUDA devices (0 when there is no GPU or no driver). */
 int ci_cuda_device_count(void);
 /* Opens cuBLASLt (dlopen, once): NULL when loaded, else why not. */
@@ -17,6 +18,9 @@ void ci_cu_qgemv_select(const char *name);
 /* The rows of x the INT4 warpgroup-MMA GEMM takes (Hopper; max 0: never);
  * min_n < 0: CINFER_QGEMM_MIN_N / _MAX_N or the defaults (9 .. 512). */
 void ci_cu_qgemm_int4_range(int min_n, int max_n);
+/* GEMMs the skinny BF16 kernel (CINFER_SKINNY) ran on this backend so far:
+ * tests check that a case took it */
+long long ci_cuda_skinny_calls(const struct ci_backend *be);
 #endif
 
 #endif

@@ -599,6 +599,7 @@ static void cu_destroy(ci_backend *be) {
         if (c->lt) cublasLtDestroy(c->lt);
         if (c->workspace) cudaFree(c->workspace);
         if (c->att_ws) cudaFree(c->att_ws);
+        if (c->skinny_cnt) cudaFree(c->skinny_cnt);
         if (c->qscratch) cudaFree(c->qscratch);
         if (c->xperm) cudaFree(c->xperm);
         if (c->qact) cudaFree(c->qact);
@@ -748,6 +749,22 @@ static ci_status cu_init(ci_cuda *c, int device) {
     (void)cc_minor;
     const char *ng = getenv("CINFER_NO_GEMV");
     c->use_gemv = !(ng && *ng && strcmp(ng, "0") != 0);
+    /* the skinny BF16 GEMM for decode batches (cuda_gemm_skinny.cu): Hopper
+     * only, off until measured; CINFER_SKINNY=1 up to 64 rows, =N up to N */
+    const char *sk = getenv("CINFER_SKINNY");
+    const int skn = sk ? atoi(sk) : 0;
+    c->skinny_max = skn == 1                   ? 64
+                    : skn < 0                  ? 0
+                    : skn > CI_CU_SKINNY_MAX_N ? CI_CU_SKINNY_MAX_N
+                                               : skn;
+    if (cc_major != 9 ||
+        (size_t)c->num_sms * CI_CU_SKINNY_PART_FLOATS * sizeof(float) > CI_CU_GEMM_WORKSPACE)
+        c->skinny_max = 0;
+    if (c->skinny_max > 0) {
+        const size_t cb = (size_t)CI_CU_SKINNY_MAX_TILES * sizeof(unsigned);
+        CI_CU_TRY(cudaMalloc((void **)&c->skinny_cnt, cb));
+        CI_CU_TRY(cudaMemsetAsync(c->skinny_cnt, 0, cb, c->stream));
+    }
     /* the fused decode layer (cuda_fused_matmul.c; docs/kernels/gemv.md):
      * CINFER_FUSE=1 all prologues in the GEMV, norm / swiglu that one, acc
      * the residual adds only, 0 off (the classic ops). Unset: norm, with

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cuda/cuda.h"
 #include "backend/cuda/cuda_internal.h"
 
 static cudaDataType_t cu_type(ci_dtype t) {
@@ -276,6 +277,22 @@ ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
                                         y->data, c->num_sms, &f));
         return ci_ok();
     }
+    /* decode batches up to c->skinny_max rows: the skinny GEMM streams the
+     * weight at the bandwidth roof (cuda_gemm_skinny.cu); it declines shapes
+     * it cannot take (cuBLASLt then) */
+    if (x->dtype == CI_BF16 && x->rows <= c->skinny_max &&
+        ci_cu_skinny_ok((int)x->rows, x->cols, w->rows)) {
+        const int e =
+            ci_cu_skinny_gemm((ci_cu_stream)c->stream, y->dtype == CI_F32, w->data, x->data,
+                              (int)x->rows, (int)x->cols, (int)w->rows, b, y->data, acc, c->num_sms,
+                              (float *)c->workspace, c->skinny_cnt);
+        if (e != cudaErrorNotSupported) {
+            CI_CU_LAUNCH("skinny gemm", e);
+            c->skinny_calls++;
+            return ci_ok();
+        }
+        (void)cudaGetLastError();
+    }
     ci_cu_gemm_plan *p;
     const tune_io tio = {w->data, x->data, b, NULL, NULL};
     const int tune = c->gemm_tune && tune_on() && x->dtype == CI_BF16 && x->rows <= TUNE_MAX_N;
@@ -343,4 +360,8 @@ ci_status ci_cuda_gemm_fp8_probe(ci_cuda *c, int mode, int64_t m, int64_t n, int
     ci_status t = plan_get(c, m, n, k, CUDA_R_8F_E4M3, cu_type(ydt), 0, 3, NULL, &p);
     return ci_errorf(s.code, "%s; with scalar scales: %s", s.msg,
                      t.code == CI_OK ? "available" : t.msg);
+}
+
+long long ci_cuda_skinny_calls(const ci_backend *be) {
+    return ci_cuda_of((ci_backend *)be)->skinny_calls;
 }

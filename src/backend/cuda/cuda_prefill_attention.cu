@@ -51,15 +51,9 @@ static cudaError_t launch_prefill_wg(cudaStream_t st, const ci_prefill_params &p
 template <int HD>
 static cudaError_t launch_wst(cudaStream_t st, const ci_prefill_params &p, int ntok,
                               int num_blocks) {
-    static PFN_cuTensorMapEncodeTiled_v12000 enc = nullptr;
     static int looked = 0, nsm = 0;
+    PFN_cuTensorMapEncodeTiled_v12000 enc = ci_wg::tma_encoder();
     if (!looked) {
-        void *f = nullptr;
-        cudaDriverEntryPointQueryResult q;
-        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault,
-                                             &q) == cudaSuccess &&
-            q == cudaDriverEntryPointSuccess)
-            enc = (PFN_cuTensorMapEncodeTiled_v12000)f;
         int dev = 0;
         if (cudaGetDevice(&dev) != cudaSuccess ||
             cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)

@@ -77,22 +77,12 @@ template <int NST> struct tbars {
     int scratch; /* pin_before_wait's never-executed store */
 };
 
-__device__ __forceinline__ void tma_load_2d(void *dst, const CUtensorMap *m, int c0, int c1,
-                                            uint32_t bar) {
-    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
-                 " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(smem_u32(dst)),
-                 "l"((uint64_t)m), "r"(c0), "r"(c1), "r"(bar)
-                 : "memory");
-}
 __device__ __forceinline__ void tma_load_4d(void *dst, const CUtensorMap *m, int c0, int c1, int c2,
                                             int c3, uint32_t bar) {
     asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
                  " [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(smem_u32(dst)),
                  "l"((uint64_t)m), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
                  : "memory");
-}
-__device__ __forceinline__ void tma_prefetch_desc(const CUtensorMap *m) {
-    asm volatile("prefetch.tensormap [%0];\n" ::"l"((uint64_t)m) : "memory");
 }
 
 /* one work item: (sequence, head, query tile) and its key range */

@@ -1,0 +1,285 @@
+/* cuda_gemm_skinny.cu — the BF16 GEMM of decode batches (5 .. 128 rows of x):
+ * y[n][M] = x[n][K] . W[M][K]^T (+ bias) (+= y), on Hopper's warpgroup MMA
+ * with the weight as the MMA's M side ("swap AB": 64 weight rows a
+ * warpgroup, the n tokens as its N of 16 / 32 / 64 / 128).
+ *
+ * Why: at these batches a decode step streams every weight once and the
+ * tensor cores idle; what counts is the weight bandwidth. cuBLASLt's small-n
+ * kernels reach ~3.1-3.6 TB/s of the H200's 4.2 on the 8B shapes (docs/
+ * benchmarks.md: gate|up 64.9 µs, down 37.4, qkv 16.4, o 10.1 at n = 64), and
+ * a cuBLASLt launch cannot start its weight loads before the kernel in front
+ * of it ends. Here weight tiles stream through a deep TMA ring that is
+ * filled before the PDL wait (weights are constant), and work is split
+ * evenly over the SMs whatever the shape.
+ *
+ * CTA: a producer warp and 2 consumer warpgroups (128 weight rows). A stage
+ * holds one 128 x 64 weight tile and the BN x 64 tile of x at the same
+ * columns (both 128-byte swizzled, the layout wgmma's K-major descriptors
+ * read), filled by two TMA loads completing on the stage's "full" mbarrier;
+ * consumers release it on its "empty" mbarrier once their wgmmas on it are
+ * done, keeping one wgmma group in flight.
+ *
+ * Stream-K: the (row tile, 64-column step) units, row tile major, are cut
+ * into one contiguous range per CTA (grid = min(SMs, units)), so every SM
+ * streams the same number of weight bytes. A CTA whose range covers a whole
+ * row tile writes it; a tile split between CTAs has each write its f32
+ * partial to a slot of the workspace (slot 2c: CTA c's first tile, 2c + 1:
+ * its last), and the last to arrive on the tile's counter sums the slots in
+ * CTA order (deterministic: the same bits whichever CTA arrives last), writes
+ * y and resets the counter for the next call (graph replays included). */
+#include <stdint.h>
+
+#include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/wgmma.cuh"
+
+using namespace ci_wg;
+
+namespace {
+
+constexpr int SK_ROWS = 128;                   /* weight rows a tile: 2 warpgroups x 64 */
+constexpr int SK_KC = 64;                      /* columns a step: one 128-byte swizzle row */
+constexpr int SK_THREADS = 256 + 32;           /* 2 consumer warpgroups and a producer warp */
+constexpr int SK_SMEM_BUDGET = 200 * 1024;     /* the stages' bytes, at most */
+constexpr int SK_WB = SK_ROWS * SK_KC * 2;     /* a stage's weight tile: 16 KB */
+constexpr int SK_BAR_CONS = 1;                 /* named barrier of the 256 consumer threads */
+
+template <int BN> struct sk_cfg {
+    static constexpr int XB = BN * SK_KC * 2; /* a stage's x tile */
+    static constexpr int SB = SK_WB + XB;     /* a multiple of 1024: swizzle atoms stay aligned */
+    static constexpr int NST = SK_SMEM_BUDGET / SB < 8 ? SK_SMEM_BUDGET / SB : 8;
+    static constexpr size_t SMEM = (size_t)NST * SB + 1024 /* alignment */ + 256 /* barriers */;
+    static_assert(SB % 1024 == 0, "stage alignment");
+};
+
+struct sk_params {
+    const float *bias; /* [M] f32 or NULL */
+    void *y;           /* [n][M] */
+    float *part;       /* 2 x grid slots of 128 x BN f32 partials */
+    unsigned *cnt;     /* [tiles] arrival counters, zero between calls */
+    int n, M, K, ksteps, tiles, units, f32_out, acc;
+};
+
+/* first unit of CTA c: ranges as even as integers allow */
+[[maybe_unused]] __device__ __forceinline__ int sk_start(int c, int units, int G) {
+    return (int)((int64_t)c * units / G);
+}
+/* the CTA whose range holds unit u */
+[[maybe_unused]] __device__ __forceinline__ int sk_owner(int u, int units, int G) {
+    return (int)(((int64_t)(u + 1) * G + units - 1) / units) - 1;
+}
+[[maybe_unused]] __device__ __forceinline__ void sk_cons_sync() {
+    asm volatile("bar.sync %0, 256;\n" ::"n"(SK_BAR_CONS) : "memory");
+}
+
+template <typename T, int BN>
+__device__ __forceinline__ void sk_store(const sk_params &p, const float *d, int t) {
+    const int ct = threadIdx.x, lane = ct & 31;
+    const int r0 = t * SK_ROWS + (ct >> 7) * 64 + ((ct >> 5) & 3) * 16 + (lane >> 2);
+    T *y = (T *)p.y;
+#pragma unroll
+    for (int j = 0; j < BN / 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int row = r0 + (e >> 1) * 8, tok = 8 * j + 2 * (lane & 3) + (e & 1);
+            if (row < p.M && tok < p.n) {
+                const float v = d[4 * j + e] + (p.bias ? p.bias[row] : 0.0f);
+                ci_st_out(y, (int64_t)tok * p.M + row, v, p.acc);
+            }
+        }
+}
+
+template <int BN>
+__global__ void __launch_bounds__(SK_THREADS, 1)
+    sk_kernel(const __grid_constant__ CUtensorMap mw, const __grid_constant__ CUtensorMap mx,
+              const sk_params p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    using C = sk_cfg<BN>;
+    constexpr int ND = BN / 2; /* accumulators a consumer thread */
+    extern __shared__ __align__(1024) unsigned char sk_raw[];
+    unsigned char *sm = (unsigned char *)(((uintptr_t)sk_raw + 1023) & ~(uintptr_t)1023);
+    uint64_t *full = (uint64_t *)(sm + (size_t)C::NST * C::SB), *empty = full + C::NST;
+    __shared__ int last_flag;
+    ci_pdl_trigger();
+    const int G = gridDim.x, c = blockIdx.x;
+    const int u0 = sk_start(c, p.units, G), u1 = sk_start(c + 1, p.units, G);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < C::NST; s++) {
+            mbar_init(&full[s], 1);
+            mbar_init(&empty[s], 8);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (warp == 8) { /* ---- producer ---- */
+        if (lane == 0) {
+            tma_prefetch_desc(&mw);
+            tma_prefetch_desc(&mx);
+            /* the first stages' weight tiles go out before the PDL wait: they
+             * stream while the kernel in front finishes */
+            const int npre = min(C::NST, u1 - u0);
+            for (int i = 0; i < npre; i++) {
+                const int u = u0 + i;
+                mbar_expect_tx(smem_u32(&full[i]), C::SB);
+                tma_load_2d(sm + (size_t)i * C::SB, &mw, (u % p.ksteps) * SK_KC,
+                            (u / p.ksteps) * SK_ROWS, smem_u32(&full[i]));
+            }
+            ci_pdl_wait();
+            for (int i = 0; i < npre; i++)
+                tma_load_2d(sm + (size_t)i * C::SB + SK_WB, &mx, ((u0 + i) % p.ksteps) * SK_KC, 0,
+                            smem_u32(&full[i]));
+            for (int u = u0 + npre, q = npre; u < u1; u++, q++) {
+                const int s = q % C::NST;
+                mbar_wait(smem_u32(&empty[s]), (uint32_t)((q / C::NST - 1) & 1));
+                mbar_expect_tx(smem_u32(&full[s]), C::SB);
+                unsigned char *st = sm + (size_t)s * C::SB;
+                tma_load_2d(st, &mw, (u % p.ksteps) * SK_KC, (u / p.ksteps) * SK_ROWS,
+                            smem_u32(&full[s]));
+                tma_load_2d(st + SK_WB, &mx, (u % p.ksteps) * SK_KC, 0, smem_u32(&full[s]));
+            }
+        } else {
+            ci_pdl_wait();
+        }
+        return;
+    }
+
+    /* ---- consumers: warpgroup w computes rows 64 w .. 64 w + 63 of a tile ---- */
+    ci_pdl_wait();
+    const int ct = threadIdx.x, w = ct >> 7;
+    const uint64_t da0 = gmma_desc(sm + w * 64 * 128, 16, 1024);
+    const uint64_t db0 = gmma_desc(sm + SK_WB, 16, 1024);
+    const int first_tile = u0 / p.ksteps;
+    float d[ND];
+#pragma unroll
+    for (int i = 0; i < ND; i++)
+        d[i] = 0.0f;
+    int q = 0;
+    for (int u = u0; u < u1;) {
+        const int t = u / p.ksteps, ka = u % p.ksteps;
+        const int kb = min(p.ksteps, ka + (u1 - u));
+        int prev = -1;
+        for (int k = ka; k < kb; k++, q++) {
+            const int s = q % C::NST;
+            mbar_wait(smem_u32(&full[s]), (uint32_t)((q / C::NST) & 1));
+            fence_regs<ND>(d);
+            wg_fence();
+            const uint64_t off = (uint64_t)(s * C::SB) >> 4;
+#pragma unroll
+            for (int kk = 0; kk < SK_KC / 16; kk++)
+                wgmma_ss<BN>(d, da0 + off + kk * 2, db0 + off + kk * 2, (k > ka || kk > 0) ? 1 : 0);
+            wg_commit();
+            if (prev >= 0) {
+                wg_wait1();
+                if (lane == 0) mbar_arrive(smem_u32(&empty[prev]));
+            }
+            prev = s;
+        }
+        wg_wait0();
+        fence_regs<ND>(d);
+        if (lane == 0) mbar_arrive(smem_u32(&empty[prev]));
+        u += kb - ka;
+
+        if (ka > 0 || kb < p.ksteps) { /* a split tile: partial, then the last sums */
+            const int slot = 2 * c + (t == first_tile ? 0 : 1);
+            float *ps = p.part + (size_t)slot * (SK_ROWS * BN);
+#pragma unroll
+            for (int i = 0; i < ND; i++)
+                __stcg(ps + i * 256 + ct, d[i]);
+            __threadfence();
+            sk_cons_sync();
+            const int clo = sk_owner(t * p.ksteps, p.units, G);
+            const int chi = sk_owner((t + 1) * p.ksteps - 1, p.units, G);
+            if (ct == 0) {
+                const unsigned old = atomicAdd(&p.cnt[t], 1u);
+                last_flag = old == (unsigned)(chi - clo);
+                if (last_flag) p.cnt[t] = 0u; /* every contributor has arrived */
+            }
+            sk_cons_sync();
+            if (!last_flag) continue;
+            __threadfence();
+#pragma unroll
+            for (int i = 0; i < ND; i++)
+                d[i] = 0.0f;
+            for (int cc = clo; cc <= chi; cc++) {
+                const int sl = 2 * cc + (t == sk_start(cc, p.units, G) / p.ksteps ? 0 : 1);
+                const float *qs = p.part + (size_t)sl * (SK_ROWS * BN);
+#pragma unroll
+                for (int i = 0; i < ND; i++)
+                    d[i] += __ldcg(qs + i * 256 + ct);
+            }
+        }
+        if (p.f32_out)
+            sk_store<float, BN>(p, d, t);
+        else
+            sk_store<__nv_bfloat16, BN>(p, d, t);
+    }
+#else
+    __trap(); /* sm_90a code only: the launcher takes compute 9.0 alone */
+#endif
+}
+
+int sk_map(PFN_cuTensorMapEncodeTiled_v12000 enc, CUtensorMap *m, const void *p, int rows, int K,
+           int box_rows) {
+    const cuuint64_t dim[2] = {(cuuint64_t)K, (cuuint64_t)rows};
+    const cuuint64_t str[1] = {(cuuint64_t)K * 2};
+    const cuuint32_t box[2] = {SK_KC, (cuuint32_t)box_rows}, one[2] = {1, 1};
+    return enc(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, (void *)p, dim, str, box, one,
+               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+               CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS;
+}
+
+template <int BN>
+cudaError_t sk_launch(cudaStream_t st, const CUtensorMap &mw, const CUtensorMap &mx,
+                      const sk_params &p, int grid) {
+    auto kern = sk_kernel<BN>;
+    /* every call: the attribute is per device (tensor-parallel ranks are
+     * threads on several GPUs), and the call is cheap and host-only */
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)sk_cfg<BN>::SMEM);
+    if (e != cudaSuccess) return e;
+    ci_cu_launch(kern, grid, SK_THREADS, sk_cfg<BN>::SMEM, st, mw, mx, p);
+    return cudaGetLastError();
+}
+
+} // namespace
+
+extern "C" int ci_cu_skinny_ok(int n, int64_t K, int64_t M) {
+    return n >= 1 && n <= CI_CU_SKINNY_MAX_N && K >= SK_KC && K % 8 == 0 && K <= INT32_MAX &&
+           M >= SK_ROWS && (M + SK_ROWS - 1) / SK_ROWS <= CI_CU_SKINNY_MAX_TILES &&
+           (M + SK_ROWS - 1) / SK_ROWS * ((K + SK_KC - 1) / SK_KC) <= INT32_MAX;
+}
+
+extern "C" int ci_cu_skinny_gemm(ci_cu_stream st, int f32_out, const void *W, const void *x, int n,
+                                 int K, int M, const float *bias, void *y, int acc, int num_sms,
+                                 float *part, unsigned *counters) {
+    if (!ci_cu_skinny_ok(n, K, M) || ((uintptr_t)W & 15) || ((uintptr_t)x & 15) || !ci_cu_sm90a())
+        return (int)cudaErrorNotSupported;
+    PFN_cuTensorMapEncodeTiled_v12000 enc = tma_encoder();
+    if (!enc) return (int)cudaErrorNotSupported;
+    const int BN = n <= 16 ? 16 : n <= 32 ? 32 : n <= 64 ? 64 : 128;
+    CUtensorMap mw, mx;
+    if (sk_map(enc, &mw, W, M, K, SK_ROWS) || sk_map(enc, &mx, x, n, K, BN))
+        return (int)cudaErrorNotSupported;
+    sk_params p;
+    p.bias = bias;
+    p.y = y;
+    p.part = part;
+    p.cnt = counters;
+    p.n = n;
+    p.M = M;
+    p.K = K;
+    p.ksteps = (K + SK_KC - 1) / SK_KC;
+    p.tiles = (M + SK_ROWS - 1) / SK_ROWS;
+    p.units = p.tiles * p.ksteps;
+    p.f32_out = f32_out;
+    p.acc = acc;
+    const int grid = p.units < num_sms ? p.units : num_sms;
+    cudaStream_t s = (cudaStream_t)st;
+    switch (BN) {
+    case 16: return (int)sk_launch<16>(s, mw, mx, p, grid);
+    case 32: return (int)sk_launch<32>(s, mw, mx, p, grid);
+    case 64: return (int)sk_launch<64>(s, mw, mx, p, grid);
+    default: return (int)sk_launch<128>(s, mw, mx, p, grid);
+    }
+}
