@@ -875,13 +875,25 @@ static void test_skinny(void) {
         pair_free(&y1);
         pair_free(&y2);
     }
+    /* tiles of 256 weight rows (CINFER_SKINNY_ROWS=256; up to 64 tokens) */
+    ci_backend_destroy(gpu);
+    setenv("CINFER_SKINNY", "128", 1);
+    setenv("CINFER_SKINNY_ROWS", "256", 1);
+    CHECK_OK(ci_backend_create("cuda", &o, &gpu));
+    mode = "bf16 skinny 256";
+    const long long c2 = ci_cuda_skinny_calls(gpu);
+    test_matmul();
+    test_matmul_shapes(dec, (int)(sizeof dec / sizeof dec[0]));
+    CHECK(ci_cuda_skinny_calls(gpu) > c2);
     if (!quick) {
         static const int nb[] = {16, 48, 64, 128};
-        for (int pass = 0; pass < 2; pass++) { /* the skinny GEMM, then cuBLASLt */
+        for (int pass = 0; pass < 3; pass++) { /* skinny 256-row tiles, 128-row, cuBLASLt */
             if (pass) {
                 ci_backend_destroy(gpu);
+                if (pass == 1) setenv("CINFER_SKINNY_ROWS", "128", 1);
+                if (pass == 2) unsetenv("CINFER_SKINNY");
                 CHECK_OK(ci_backend_create("cuda", &o, &gpu));
-                mode = "bf16 cublaslt";
+                mode = pass == 1 ? "bf16 skinny" : "bf16 cublaslt";
             }
             for (int i = 0; i < 4; i++) {
                 bench_gemm(nb[i], 6144, 4096);
@@ -892,6 +904,8 @@ static void test_skinny(void) {
             }
         }
     }
+    unsetenv("CINFER_SKINNY");
+    unsetenv("CINFER_SKINNY_ROWS");
     CHECK_OK(gpu->ops->sync(gpu));
     ci_backend_destroy(gpu);
     gpu = NULL;

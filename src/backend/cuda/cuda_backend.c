@@ -760,6 +760,8 @@ static ci_status cu_init(ci_cuda *c, int device) {
     if (cc_major != 9 ||
         (size_t)c->num_sms * CI_CU_SKINNY_PART_FLOATS * sizeof(float) > CI_CU_GEMM_WORKSPACE)
         c->skinny_max = 0;
+    const char *skr = getenv("CINFER_SKINNY_ROWS");
+    c->skinny_rows = skr && atoi(skr) == 256 ? 256 : 128;
     if (c->skinny_max > 0) {
         const size_t cb = (size_t)CI_CU_SKINNY_MAX_TILES * sizeof(unsigned);
         CI_CU_TRY(cudaMalloc((void **)&c->skinny_cnt, cb));

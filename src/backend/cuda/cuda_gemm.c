@@ -284,8 +284,8 @@ ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
         ci_cu_skinny_ok((int)x->rows, x->cols, w->rows)) {
         const int e =
             ci_cu_skinny_gemm((ci_cu_stream)c->stream, y->dtype == CI_F32, w->data, x->data,
-                              (int)x->rows, (int)x->cols, (int)w->rows, b, y->data, acc, c->num_sms,
-                              (float *)c->workspace, c->skinny_cnt);
+                              (int)x->rows, (int)x->cols, (int)w->rows, b, y->data, acc,
+                              c->skinny_rows, c->num_sms, (float *)c->workspace, c->skinny_cnt);
         if (e != cudaErrorNotSupported) {
             CI_CU_LAUNCH("skinny gemm", e);
             c->skinny_calls++;

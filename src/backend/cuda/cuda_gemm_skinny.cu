@@ -36,16 +36,18 @@ using namespace ci_wg;
 
 namespace {
 
-constexpr int SK_ROWS = 128;                   /* weight rows a tile: 2 warpgroups x 64 */
-constexpr int SK_KC = 64;                      /* columns a step: one 128-byte swizzle row */
-constexpr int SK_THREADS = 256 + 32;           /* 2 consumer warpgroups and a producer warp */
-constexpr int SK_SMEM_BUDGET = 200 * 1024;     /* the stages' bytes, at most */
-constexpr int SK_WB = SK_ROWS * SK_KC * 2;     /* a stage's weight tile: 16 KB */
-constexpr int SK_BAR_CONS = 1;                 /* named barrier of the 256 consumer threads */
+constexpr int SK_KC = 64;                  /* columns a step: one 128-byte swizzle row */
+constexpr int SK_THREADS = 256 + 32;      /* 2 consumer warpgroups and a producer warp */
+constexpr int SK_SMEM_BUDGET = 200 * 1024; /* the stages' bytes, at most */
+constexpr int SK_BAR_CONS = 1;            /* named barrier of the 256 consumer threads */
 
-template <int BN> struct sk_cfg {
-    static constexpr int XB = BN * SK_KC * 2; /* a stage's x tile */
-    static constexpr int SB = SK_WB + XB;     /* a multiple of 1024: swizzle atoms stay aligned */
+/* BN tokens; R blocks of 64 weight rows a warpgroup: a tile of ROWS = 128 R
+ * rows (R = 2 halves the x bytes read per weight byte) */
+template <int BN, int R> struct sk_cfg {
+    static constexpr int ROWS = 128 * R;
+    static constexpr int WB = ROWS * SK_KC * 2; /* a stage's weight tile */
+    static constexpr int XB = BN * SK_KC * 2;   /* a stage's x tile */
+    static constexpr int SB = WB + XB;          /* a multiple of 1024: swizzle atoms stay aligned */
     static constexpr int NST = SK_SMEM_BUDGET / SB < 8 ? SK_SMEM_BUDGET / SB : 8;
     static constexpr size_t SMEM = (size_t)NST * SB + 1024 /* alignment */ + 256 /* barriers */;
     static_assert(SB % 1024 == 0, "stage alignment");
@@ -54,7 +56,7 @@ template <int BN> struct sk_cfg {
 struct sk_params {
     const float *bias; /* [M] f32 or NULL */
     void *y;           /* [n][M] */
-    float *part;       /* 2 x grid slots of 128 x BN f32 partials */
+    float *part;       /* 2 x grid slots of ROWS x BN f32 partials */
     unsigned *cnt;     /* [tiles] arrival counters, zero between calls */
     int n, M, K, ksteps, tiles, units, f32_out, acc;
 };
@@ -71,10 +73,11 @@ struct sk_params {
     asm volatile("bar.sync %0, 256;\n" ::"n"(SK_BAR_CONS) : "memory");
 }
 
-template <typename T, int BN>
-__device__ __forceinline__ void sk_store(const sk_params &p, const float *d, int t) {
+/* block r of this thread's warpgroup: rows 64 (R w + r) .. of tile t */
+template <typename T, int BN, int R>
+__device__ __forceinline__ void sk_store(const sk_params &p, const float *d, int t, int r) {
     const int ct = threadIdx.x, lane = ct & 31;
-    const int r0 = t * SK_ROWS + (ct >> 7) * 64 + ((ct >> 5) & 3) * 16 + (lane >> 2);
+    const int r0 = t * (128 * R) + ((ct >> 7) * R + r) * 64 + ((ct >> 5) & 3) * 16 + (lane >> 2);
     T *y = (T *)p.y;
 #pragma unroll
     for (int j = 0; j < BN / 8; j++)
@@ -88,13 +91,13 @@ __device__ __forceinline__ void sk_store(const sk_params &p, const float *d, int
         }
 }
 
-template <int BN>
+template <int BN, int R>
 __global__ void __launch_bounds__(SK_THREADS, 1)
     sk_kernel(const __grid_constant__ CUtensorMap mw, const __grid_constant__ CUtensorMap mx,
               const sk_params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using C = sk_cfg<BN>;
-    constexpr int ND = BN / 2; /* accumulators a consumer thread */
+    using C = sk_cfg<BN, R>;
+    constexpr int ND = BN / 2; /* accumulators a consumer thread and block */
     extern __shared__ __align__(1024) unsigned char sk_raw[];
     unsigned char *sm = (unsigned char *)(((uintptr_t)sk_raw + 1023) & ~(uintptr_t)1023);
     uint64_t *full = (uint64_t *)(sm + (size_t)C::NST * C::SB), *empty = full + C::NST;
@@ -123,20 +126,20 @@ __global__ void __launch_bounds__(SK_THREADS, 1)
                 const int u = u0 + i;
                 mbar_expect_tx(smem_u32(&full[i]), C::SB);
                 tma_load_2d(sm + (size_t)i * C::SB, &mw, (u % p.ksteps) * SK_KC,
-                            (u / p.ksteps) * SK_ROWS, smem_u32(&full[i]));
+                            (u / p.ksteps) * C::ROWS, smem_u32(&full[i]));
             }
             ci_pdl_wait();
             for (int i = 0; i < npre; i++)
-                tma_load_2d(sm + (size_t)i * C::SB + SK_WB, &mx, ((u0 + i) % p.ksteps) * SK_KC, 0,
+                tma_load_2d(sm + (size_t)i * C::SB + C::WB, &mx, ((u0 + i) % p.ksteps) * SK_KC, 0,
                             smem_u32(&full[i]));
             for (int u = u0 + npre, q = npre; u < u1; u++, q++) {
                 const int s = q % C::NST;
                 mbar_wait(smem_u32(&empty[s]), (uint32_t)((q / C::NST - 1) & 1));
                 mbar_expect_tx(smem_u32(&full[s]), C::SB);
                 unsigned char *st = sm + (size_t)s * C::SB;
-                tma_load_2d(st, &mw, (u % p.ksteps) * SK_KC, (u / p.ksteps) * SK_ROWS,
+                tma_load_2d(st, &mw, (u % p.ksteps) * SK_KC, (u / p.ksteps) * C::ROWS,
                             smem_u32(&full[s]));
-                tma_load_2d(st + SK_WB, &mx, (u % p.ksteps) * SK_KC, 0, smem_u32(&full[s]));
+                tma_load_2d(st + C::WB, &mx, (u % p.ksteps) * SK_KC, 0, smem_u32(&full[s]));
             }
         } else {
             ci_pdl_wait();
@@ -144,15 +147,15 @@ __global__ void __launch_bounds__(SK_THREADS, 1)
         return;
     }
 
-    /* ---- consumers: warpgroup w computes rows 64 w .. 64 w + 63 of a tile ---- */
+    /* ---- consumers: warpgroup w computes rows 64 (R w + r) .. + 63, r < R, of a tile ---- */
     ci_pdl_wait();
     const int ct = threadIdx.x, w = ct >> 7;
-    const uint64_t da0 = gmma_desc(sm + w * 64 * 128, 16, 1024);
-    const uint64_t db0 = gmma_desc(sm + SK_WB, 16, 1024);
+    const uint64_t da0 = gmma_desc(sm + w * R * 64 * 128, 16, 1024);
+    const uint64_t db0 = gmma_desc(sm + C::WB, 16, 1024);
     const int first_tile = u0 / p.ksteps;
-    float d[ND];
+    float d[R * ND]; /* block r: d + r ND */
 #pragma unroll
-    for (int i = 0; i < ND; i++)
+    for (int i = 0; i < R * ND; i++)
         d[i] = 0.0f;
     int q = 0;
     for (int u = u0; u < u1;) {
@@ -162,12 +165,15 @@ __global__ void __launch_bounds__(SK_THREADS, 1)
         for (int k = ka; k < kb; k++, q++) {
             const int s = q % C::NST;
             mbar_wait(smem_u32(&full[s]), (uint32_t)((q / C::NST) & 1));
-            fence_regs<ND>(d);
+            fence_regs<R * ND>(d);
             wg_fence();
             const uint64_t off = (uint64_t)(s * C::SB) >> 4;
 #pragma unroll
-            for (int kk = 0; kk < SK_KC / 16; kk++)
-                wgmma_ss<BN>(d, da0 + off + kk * 2, db0 + off + kk * 2, (k > ka || kk > 0) ? 1 : 0);
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int kk = 0; kk < SK_KC / 16; kk++)
+                    wgmma_ss<BN>(d + r * ND, da0 + off + r * (64 * 128 >> 4) + kk * 2,
+                                 db0 + off + kk * 2, (k > ka || kk > 0) ? 1 : 0);
             wg_commit();
             if (prev >= 0) {
                 wg_wait1();
@@ -176,15 +182,15 @@ __global__ void __launch_bounds__(SK_THREADS, 1)
             prev = s;
         }
         wg_wait0();
-        fence_regs<ND>(d);
+        fence_regs<R * ND>(d);
         if (lane == 0) mbar_arrive(smem_u32(&empty[prev]));
         u += kb - ka;
 
         if (ka > 0 || kb < p.ksteps) { /* a split tile: partial, then the last sums */
             const int slot = 2 * c + (t == first_tile ? 0 : 1);
-            float *ps = p.part + (size_t)slot * (SK_ROWS * BN);
+            float *ps = p.part + (size_t)slot * (C::ROWS * BN);
 #pragma unroll
-            for (int i = 0; i < ND; i++)
+            for (int i = 0; i < R * ND; i++)
                 __stcg(ps + i * 256 + ct, d[i]);
             __threadfence();
             sk_cons_sync();
@@ -199,20 +205,23 @@ __global__ void __launch_bounds__(SK_THREADS, 1)
             if (!last_flag) continue;
             __threadfence();
 #pragma unroll
-            for (int i = 0; i < ND; i++)
+            for (int i = 0; i < R * ND; i++)
                 d[i] = 0.0f;
             for (int cc = clo; cc <= chi; cc++) {
                 const int sl = 2 * cc + (t == sk_start(cc, p.units, G) / p.ksteps ? 0 : 1);
-                const float *qs = p.part + (size_t)sl * (SK_ROWS * BN);
+                const float *qs = p.part + (size_t)sl * (C::ROWS * BN);
 #pragma unroll
-                for (int i = 0; i < ND; i++)
+                for (int i = 0; i < R * ND; i++)
                     d[i] += __ldcg(qs + i * 256 + ct);
             }
         }
-        if (p.f32_out)
-            sk_store<float, BN>(p, d, t);
-        else
-            sk_store<__nv_bfloat16, BN>(p, d, t);
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            if (p.f32_out)
+                sk_store<float, BN, R>(p, d + r * ND, t, r);
+            else
+                sk_store<__nv_bfloat16, BN, R>(p, d + r * ND, t, r);
+        }
     }
 #else
     __trap(); /* sm_90a code only: the launcher takes compute 9.0 alone */
@@ -229,16 +238,16 @@ int sk_map(PFN_cuTensorMapEncodeTiled_v12000 enc, CUtensorMap *m, const void *p,
                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS;
 }
 
-template <int BN>
+template <int BN, int R>
 cudaError_t sk_launch(cudaStream_t st, const CUtensorMap &mw, const CUtensorMap &mx,
                       const sk_params &p, int grid) {
-    auto kern = sk_kernel<BN>;
+    auto kern = sk_kernel<BN, R>;
     /* every call: the attribute is per device (tensor-parallel ranks are
      * threads on several GPUs), and the call is cheap and host-only */
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         (int)sk_cfg<BN>::SMEM);
+                                         (int)sk_cfg<BN, R>::SMEM);
     if (e != cudaSuccess) return e;
-    ci_cu_launch(kern, grid, SK_THREADS, sk_cfg<BN>::SMEM, st, mw, mx, p);
+    ci_cu_launch(kern, grid, SK_THREADS, sk_cfg<BN, R>::SMEM, st, mw, mx, p);
     return cudaGetLastError();
 }
 
@@ -246,20 +255,23 @@ cudaError_t sk_launch(cudaStream_t st, const CUtensorMap &mw, const CUtensorMap 
 
 extern "C" int ci_cu_skinny_ok(int n, int64_t K, int64_t M) {
     return n >= 1 && n <= CI_CU_SKINNY_MAX_N && K >= SK_KC && K % 8 == 0 && K <= INT32_MAX &&
-           M >= SK_ROWS && (M + SK_ROWS - 1) / SK_ROWS <= CI_CU_SKINNY_MAX_TILES &&
-           (M + SK_ROWS - 1) / SK_ROWS * ((K + SK_KC - 1) / SK_KC) <= INT32_MAX;
+           M >= 128 && (M + 127) / 128 <= CI_CU_SKINNY_MAX_TILES &&
+           (M + 127) / 128 * ((K + SK_KC - 1) / SK_KC) <= INT32_MAX;
 }
 
 extern "C" int ci_cu_skinny_gemm(ci_cu_stream st, int f32_out, const void *W, const void *x, int n,
-                                 int K, int M, const float *bias, void *y, int acc, int num_sms,
-                                 float *part, unsigned *counters) {
+                                 int K, int M, const float *bias, void *y, int acc, int tile_rows,
+                                 int num_sms, float *part, unsigned *counters) {
     if (!ci_cu_skinny_ok(n, K, M) || ((uintptr_t)W & 15) || ((uintptr_t)x & 15) || !ci_cu_sm90a())
         return (int)cudaErrorNotSupported;
     PFN_cuTensorMapEncodeTiled_v12000 enc = tma_encoder();
     if (!enc) return (int)cudaErrorNotSupported;
     const int BN = n <= 16 ? 16 : n <= 32 ? 32 : n <= 64 ? 64 : 128;
+    /* 256-row tiles read half the x bytes a weight byte; at 128 tokens their
+     * partials would outgrow the workspace */
+    const int R = tile_rows == 256 && BN <= 64 ? 2 : 1;
     CUtensorMap mw, mx;
-    if (sk_map(enc, &mw, W, M, K, SK_ROWS) || sk_map(enc, &mx, x, n, K, BN))
+    if (sk_map(enc, &mw, W, M, K, 128 * R) || sk_map(enc, &mx, x, n, K, BN))
         return (int)cudaErrorNotSupported;
     sk_params p;
     p.bias = bias;
@@ -270,16 +282,18 @@ extern "C" int ci_cu_skinny_gemm(ci_cu_stream st, int f32_out, const void *W, co
     p.M = M;
     p.K = K;
     p.ksteps = (K + SK_KC - 1) / SK_KC;
-    p.tiles = (M + SK_ROWS - 1) / SK_ROWS;
+    p.tiles = (M + 128 * R - 1) / (128 * R);
     p.units = p.tiles * p.ksteps;
     p.f32_out = f32_out;
     p.acc = acc;
     const int grid = p.units < num_sms ? p.units : num_sms;
     cudaStream_t s = (cudaStream_t)st;
-    switch (BN) {
-    case 16: return (int)sk_launch<16>(s, mw, mx, p, grid);
-    case 32: return (int)sk_launch<32>(s, mw, mx, p, grid);
-    case 64: return (int)sk_launch<64>(s, mw, mx, p, grid);
-    default: return (int)sk_launch<128>(s, mw, mx, p, grid);
-    }
+    if (R == 2)
+        return (int)(BN == 16   ? sk_launch<16, 2>(s, mw, mx, p, grid)
+                     : BN == 32 ? sk_launch<32, 2>(s, mw, mx, p, grid)
+                                : sk_launch<64, 2>(s, mw, mx, p, grid));
+    return (int)(BN == 16   ? sk_launch<16, 1>(s, mw, mx, p, grid)
+                 : BN == 32 ? sk_launch<32, 1>(s, mw, mx, p, grid)
+                 : BN == 64 ? sk_launch<64, 1>(s, mw, mx, p, grid)
+                            : sk_launch<128, 1>(s, mw, mx, p, grid));
 }

@@ -36,6 +36,7 @@ typedef struct ci_cuda {
     int use_gemv;         /* small-n GEMV kernel for BF16 (CINFER_NO_GEMV=1: cuBLASLt only) */
     int skinny_max;       /* the skinny BF16 GEMM up to this many rows (CINFER_SKINNY; 0: off) */
     unsigned *skinny_cnt; /* its tile counters, CI_CU_SKINNY_MAX_TILES, zero at rest */
+    int skinny_rows;      /* its tile height: 128, or 256 (CINFER_SKINNY_ROWS) */
     long long skinny_calls;
     int fuse_off;    /* CINFER_FUSE=0: no fused matmul op (the model's classic ops) */
     int fuse_auto;   /* CINFER_FUSE unset: the fused layer with BF16 activations only */

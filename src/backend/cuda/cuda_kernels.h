@@ -167,14 +167,15 @@ int ci_cu_gemv(ci_cu_stream st, int f32_out, const void *W, const void *x, int n
  * or F32, for 1 <= n <= CI_CU_SKINNY_MAX_N. part: 2 x num_sms x 128 x 128
  * floats of scratch (CI_CU_SKINNY_PART_FLOATS per SM); counters:
  * CI_CU_SKINNY_MAX_TILES unsigned, zero at rest. cudaErrorNotSupported when
- * the shape, alignment or driver does not allow it (use cuBLASLt). */
+ * the shape, alignment or driver does not allow it (use cuBLASLt). tile_rows:
+ * 128, or 256 (up to 64 tokens; else 128). */
 #define CI_CU_SKINNY_MAX_N 128
 #define CI_CU_SKINNY_MAX_TILES 8192
 #define CI_CU_SKINNY_PART_FLOATS (2 * 128 * 128)
 int ci_cu_skinny_ok(int n, int64_t K, int64_t M);
 int ci_cu_skinny_gemm(ci_cu_stream st, int f32_out, const void *W, const void *x, int n, int K,
-                      int M, const float *bias, void *y, int acc, int num_sms, float *part,
-                      unsigned *counters);
+                      int M, const float *bias, void *y, int acc, int tile_rows, int num_sms,
+                      float *part, unsigned *counters);
 
 /* The in-graph kernel timeline of a -DCINFER_TIMELINE=ON build (timeline.cu;
  * no-ops otherwise): enable at init (CINFER_TIMELINE_OUT names the CSV),
