@@ -915,7 +915,7 @@ int main(void) {
     if (ci_cuda_device_count() <= 0) test_skip("no CUDA device");
     const char *qe = getenv("CINFER_TEST_QUICK"); /* sanitizer runs: fewer long cases, no timing */
     quick = qe && qe[0] && qe[0] != '0';
-    const char *modes = getenv("CINFER_TEST_MODES"); /* bf16 | f32 | (default) both */
+    const char *modes = getenv("CINFER_TEST_MODES"); /* bf16 | f32 | skinny | (default) all */
     CHECK_OK(ci_backend_create("cpu", NULL, &cpu));
     for (int m = 0; m < 2; m++) {
         if (modes && *modes && strcmp(modes, m == 0 ? "bf16" : "f32") != 0) continue;
@@ -965,7 +965,7 @@ int main(void) {
         ci_backend_destroy(gpu);
         gpu = NULL;
     }
-    if (!modes || !*modes || !strcmp(modes, "bf16")) test_skinny();
+    if (!modes || !*modes || !strcmp(modes, "bf16") || !strcmp(modes, "skinny")) test_skinny();
     ci_backend_destroy(cpu);
     return test_finish("test_cuda_ops");
 }
