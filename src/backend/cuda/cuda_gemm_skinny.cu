@@ -19,17 +19,19 @@
  * consumers release it on its "empty" mbarrier once their wgmmas on it are
  * done, keeping one wgmma group in flight.
  *
- * Stream-K: the (row tile, 64-column step) units, row tile major, are cut
- * into one contiguous range per CTA (grid = min(SMs, units)), so every SM
- * streams the same number of weight bytes. A CTA whose range covers a whole
- * row tile writes it; a tile split between CTAs has each write its f32
- * partial to a slot of the workspace (slot 2c: CTA c's first tile, 2c + 1:
- * its last), and the last to arrive on the tile's counter sums the slots in
- * CTA order (deterministic: the same bits whichever CTA arrives last), writes
- * y and resets the counter for the next call (graph replays included). */
+ * Stream-K (stream_k.h, checked on the CPU by test_stream_k): the (row
+ * tile, 64-column step) units, row tile major, are cut into one contiguous
+ * range per CTA (grid = min(SMs, units)), so every SM streams the same
+ * number of weight bytes. A CTA whose range covers a whole row tile writes
+ * it; a tile split between CTAs has each write its f32 partial to its slot
+ * of the workspace, and the last to arrive on the tile's counter sums the
+ * slots in CTA order (deterministic: the same bits whichever CTA arrives
+ * last), writes y and resets the counter for the next call (graph replays
+ * included). */
 #include <stdint.h>
 
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/stream_k.h"
 #include "backend/cuda/wgmma.cuh"
 
 using namespace ci_wg;
@@ -61,14 +63,6 @@ struct sk_params {
     int n, M, K, ksteps, tiles, units, f32_out, acc;
 };
 
-/* first unit of CTA c: ranges as even as integers allow */
-[[maybe_unused]] __device__ __forceinline__ int sk_start(int c, int units, int G) {
-    return (int)((int64_t)c * units / G);
-}
-/* the CTA whose range holds unit u */
-[[maybe_unused]] __device__ __forceinline__ int sk_owner(int u, int units, int G) {
-    return (int)(((int64_t)(u + 1) * G + units - 1) / units) - 1;
-}
 [[maybe_unused]] __device__ __forceinline__ void sk_cons_sync() {
     asm volatile("bar.sync %0, 256;\n" ::"n"(SK_BAR_CONS) : "memory");
 }
@@ -104,7 +98,7 @@ __global__ void __launch_bounds__(SK_THREADS, 1)
     __shared__ int last_flag;
     ci_pdl_trigger();
     const int G = gridDim.x, c = blockIdx.x;
-    const int u0 = sk_start(c, p.units, G), u1 = sk_start(c + 1, p.units, G);
+    const int u0 = ci_sk_start(c, p.units, G), u1 = ci_sk_start(c + 1, p.units, G);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     if (threadIdx.x == 0) {
         for (int s = 0; s < C::NST; s++) {
@@ -152,7 +146,6 @@ __global__ void __launch_bounds__(SK_THREADS, 1)
     const int ct = threadIdx.x, w = ct >> 7;
     const uint64_t da0 = gmma_desc(sm + w * R * 64 * 128, 16, 1024);
     const uint64_t db0 = gmma_desc(sm + C::WB, 16, 1024);
-    const int first_tile = u0 / p.ksteps;
     float d[R * ND]; /* block r: d + r ND */
 #pragma unroll
     for (int i = 0; i < R * ND; i++)
@@ -187,15 +180,15 @@ __global__ void __launch_bounds__(SK_THREADS, 1)
         u += kb - ka;
 
         if (ka > 0 || kb < p.ksteps) { /* a split tile: partial, then the last sums */
-            const int slot = 2 * c + (t == first_tile ? 0 : 1);
+            const int slot = ci_sk_slot(c, t, p.units, G, p.ksteps);
             float *ps = p.part + (size_t)slot * (C::ROWS * BN);
 #pragma unroll
             for (int i = 0; i < R * ND; i++)
                 __stcg(ps + i * 256 + ct, d[i]);
             __threadfence();
             sk_cons_sync();
-            const int clo = sk_owner(t * p.ksteps, p.units, G);
-            const int chi = sk_owner((t + 1) * p.ksteps - 1, p.units, G);
+            const int clo = ci_sk_owner(t * p.ksteps, p.units, G);
+            const int chi = ci_sk_owner((t + 1) * p.ksteps - 1, p.units, G);
             if (ct == 0) {
                 const unsigned old = atomicAdd(&p.cnt[t], 1u);
                 last_flag = old == (unsigned)(chi - clo);
@@ -208,7 +201,7 @@ __global__ void __launch_bounds__(SK_THREADS, 1)
             for (int i = 0; i < R * ND; i++)
                 d[i] = 0.0f;
             for (int cc = clo; cc <= chi; cc++) {
-                const int sl = 2 * cc + (t == sk_start(cc, p.units, G) / p.ksteps ? 0 : 1);
+                const int sl = ci_sk_slot(cc, t, p.units, G, p.ksteps);
                 const float *qs = p.part + (size_t)sl * (C::ROWS * BN);
 #pragma unroll
                 for (int i = 0; i < R * ND; i++)
