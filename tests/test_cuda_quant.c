@@ -378,6 +378,42 @@ int main(void) {
             if (gpu) ci_backend_destroy(gpu);
             gpu = keep;
         }
+        /* FP8 W8A8 per token x channel through the skinny GEMM's E4M3 form
+         * (CINFER_SKINNY, Hopper; a backend of its own): 5-128 rows, split
+         * tiles, both tile heights; the cases must have taken it (its call
+         * count), elsewhere this says it is off */
+        if (bf && !(ob && *ob == '1')) {
+            ci_backend *keep = gpu;
+            const qwt_case sk[] = {
+                {CI_QW_FP8, 384, 512, 512, 3, 0, "fp8 w8a8 per token x channel, skinny", -1},
+                {CI_QW_FP8, 4100, 2048, 2048, 2, 0, "fp8 w8a8 4100 x 2048, skinny (split tiles)",
+                 -1},
+            };
+            const int skn[] = {5, 8, 13, 24, 33, 64, 100, 128};
+            for (int rows = 128; rows <= 256; rows += 128) {
+                ci_backend_options o2 = {0, 0, CI_ACT_BF16};
+                setenv("CINFER_SKINNY", "128", 1);
+                setenv("CINFER_SKINNY_ROWS", rows == 256 ? "256" : "128", 1);
+                CHECK_OK(ci_backend_create("cuda", &o2, &gpu));
+                unsetenv("CINFER_SKINNY");
+                unsetenv("CINFER_SKINNY_ROWS");
+                const long long c0 = gpu ? ci_cuda_skinny_calls(gpu) : 0;
+                for (size_t k = 0; gpu && k < sizeof sk / sizeof sk[0]; k++) {
+                    ci_qweight h = make_case(&sk[k]);
+                    for (size_t j = 0; j < sizeof skn / sizeof skn[0]; j++)
+                        check_case(&h, skn[j], (int)(j & 1), sk[k].what);
+                    free_qw(&h);
+                }
+                if (gpu && !ci_cuda_skinny_on(gpu))
+                    printf("fp8 w8a8 skinny: off on this GPU (not compute 9.0)\n");
+                else if (gpu)
+                    CHECKF(ci_cuda_skinny_calls(gpu) - c0 == 2 * 8,
+                           "fp8 w8a8 skinny, %d-row tiles: %lld GEMMs of 16", rows,
+                           ci_cuda_skinny_calls(gpu) - c0);
+                if (gpu) ci_backend_destroy(gpu);
+            }
+            gpu = keep;
+        }
         /* INT8 weights (W8A16 on this backend: the dequantizing GEMVs, then
          * dequantize + dense GEMM), every size and GEMV kernel; 260 columns
          * leave the vectorized kernels to the per-word one */

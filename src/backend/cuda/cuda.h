@@ -21,6 +21,8 @@ void ci_cu_qgemm_int4_range(int min_n, int max_n);
 /* GEMMs the skinny BF16 kernel (CINFER_SKINNY) ran on this backend so far:
  * tests check that a case took it */
 long long ci_cuda_skinny_calls(const struct ci_backend *be);
+/* whether this backend runs it at all (CINFER_SKINNY set, a compute 9.0 GPU) */
+int ci_cuda_skinny_on(const struct ci_backend *be);
 #endif
 
 #endif

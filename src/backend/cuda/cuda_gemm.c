@@ -365,3 +365,7 @@ ci_status ci_cuda_gemm_fp8_probe(ci_cuda *c, int mode, int64_t m, int64_t n, int
 long long ci_cuda_skinny_calls(const ci_backend *be) {
     return ci_cuda_of((ci_backend *)be)->skinny_calls;
 }
+
+int ci_cuda_skinny_on(const ci_backend *be) {
+    return ci_cuda_of((ci_backend *)be)->skinny_max > 0;
+}

@@ -38,7 +38,7 @@ using namespace ci_wg;
 
 namespace {
 
-constexpr int SK_KC = 64;                  /* columns a step: one 128-byte swizzle row */
+constexpr int SK_KB = 128; /* bytes of a row a step: one 128-byte swizzle row (64 BF16 / 128 E4M3) */
 constexpr int SK_THREADS = 256 + 32;      /* 2 consumer warpgroups and a producer warp */
 constexpr int SK_SMEM_BUDGET = 200 * 1024; /* the stages' bytes, at most */
 constexpr int SK_BAR_CONS = 1;            /* named barrier of the 256 consumer threads */
@@ -47,8 +47,8 @@ constexpr int SK_BAR_CONS = 1;            /* named barrier of the 256 consumer t
  * rows (R = 2 halves the x bytes read per weight byte) */
 template <int BN, int R> struct sk_cfg {
     static constexpr int ROWS = 128 * R;
-    static constexpr int WB = ROWS * SK_KC * 2; /* a stage's weight tile */
-    static constexpr int XB = BN * SK_KC * 2;   /* a stage's x tile */
+    static constexpr int WB = ROWS * SK_KB; /* a stage's weight tile */
+    static constexpr int XB = BN * SK_KB;   /* a stage's x tile */
     static constexpr int SB = WB + XB;          /* a multiple of 1024: swizzle atoms stay aligned */
     static constexpr int NST = SK_SMEM_BUDGET / SB < 8 ? SK_SMEM_BUDGET / SB : 8;
     static constexpr size_t SMEM = (size_t)NST * SB + 1024 /* alignment */ + 256 /* barriers */;
@@ -57,6 +57,8 @@ template <int BN, int R> struct sk_cfg {
 
 struct sk_params {
     const float *bias; /* [M] f32 or NULL */
+    const float *ws;   /* E4M3: the weight's row scales [M] */
+    const float *xs;   /* E4M3: x's token scales [n] */
     void *y;           /* [n][M] */
     float *part;       /* 2 x grid slots of ROWS x BN f32 partials */
     unsigned *cnt;     /* [tiles] arrival counters, zero between calls */
@@ -68,7 +70,7 @@ struct sk_params {
 }
 
 /* block r of this thread's warpgroup: rows 64 (R w + r) .. of tile t */
-template <typename T, int BN, int R>
+template <typename T, int BN, int R, bool F8>
 __device__ __forceinline__ void sk_store(const sk_params &p, const float *d, int t, int r) {
     const int ct = threadIdx.x, lane = ct & 31;
     const int r0 = t * (128 * R) + ((ct >> 7) * R + r) * 64 + ((ct >> 5) & 3) * 16 + (lane >> 2);
@@ -79,19 +81,21 @@ __device__ __forceinline__ void sk_store(const sk_params &p, const float *d, int
         for (int e = 0; e < 4; e++) {
             const int row = r0 + (e >> 1) * 8, tok = 8 * j + 2 * (lane & 3) + (e & 1);
             if (row < p.M && tok < p.n) {
-                const float v = d[4 * j + e] + (p.bias ? p.bias[row] : 0.0f);
+                const float a = F8 ? d[4 * j + e] * p.ws[row] * p.xs[tok] : d[4 * j + e];
+                const float v = a + (p.bias ? p.bias[row] : 0.0f);
                 ci_st_out(y, (int64_t)tok * p.M + row, v, p.acc);
             }
         }
 }
 
-template <int BN, int R>
+template <int BN, int R, bool F8>
 __global__ void __launch_bounds__(SK_THREADS, 1)
     sk_kernel(const __grid_constant__ CUtensorMap mw, const __grid_constant__ CUtensorMap mx,
               const sk_params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using C = sk_cfg<BN, R>;
-    constexpr int ND = BN / 2; /* accumulators a consumer thread and block */
+    constexpr int ND = BN / 2;             /* accumulators a consumer thread and block */
+    constexpr int KC = F8 ? SK_KB : SK_KB / 2; /* columns a step */
     extern __shared__ __align__(1024) unsigned char sk_raw[];
     unsigned char *sm = (unsigned char *)(((uintptr_t)sk_raw + 1023) & ~(uintptr_t)1023);
     uint64_t *full = (uint64_t *)(sm + (size_t)C::NST * C::SB), *empty = full + C::NST;
@@ -119,21 +123,21 @@ __global__ void __launch_bounds__(SK_THREADS, 1)
             for (int i = 0; i < npre; i++) {
                 const int u = u0 + i;
                 mbar_expect_tx(smem_u32(&full[i]), C::SB);
-                tma_load_2d(sm + (size_t)i * C::SB, &mw, (u % p.ksteps) * SK_KC,
+                tma_load_2d(sm + (size_t)i * C::SB, &mw, (u % p.ksteps) * KC,
                             (u / p.ksteps) * C::ROWS, smem_u32(&full[i]));
             }
             ci_pdl_wait();
             for (int i = 0; i < npre; i++)
-                tma_load_2d(sm + (size_t)i * C::SB + C::WB, &mx, ((u0 + i) % p.ksteps) * SK_KC, 0,
+                tma_load_2d(sm + (size_t)i * C::SB + C::WB, &mx, ((u0 + i) % p.ksteps) * KC, 0,
                             smem_u32(&full[i]));
             for (int u = u0 + npre, q = npre; u < u1; u++, q++) {
                 const int s = q % C::NST;
                 mbar_wait(smem_u32(&empty[s]), (uint32_t)((q / C::NST - 1) & 1));
                 mbar_expect_tx(smem_u32(&full[s]), C::SB);
                 unsigned char *st = sm + (size_t)s * C::SB;
-                tma_load_2d(st, &mw, (u % p.ksteps) * SK_KC, (u / p.ksteps) * C::ROWS,
+                tma_load_2d(st, &mw, (u % p.ksteps) * KC, (u / p.ksteps) * C::ROWS,
                             smem_u32(&full[s]));
-                tma_load_2d(st + C::WB, &mx, (u % p.ksteps) * SK_KC, 0, smem_u32(&full[s]));
+                tma_load_2d(st + C::WB, &mx, (u % p.ksteps) * KC, 0, smem_u32(&full[s]));
             }
         } else {
             ci_pdl_wait();
@@ -164,9 +168,13 @@ __global__ void __launch_bounds__(SK_THREADS, 1)
 #pragma unroll
             for (int r = 0; r < R; r++)
 #pragma unroll
-                for (int kk = 0; kk < SK_KC / 16; kk++)
-                    wgmma_ss<BN>(d + r * ND, da0 + off + r * (64 * 128 >> 4) + kk * 2,
-                                 db0 + off + kk * 2, (k > ka || kk > 0) ? 1 : 0);
+                for (int kk = 0; kk < 4; kk++) { /* k16 (BF16) or k32 (E4M3): 32 bytes */
+                    const uint64_t a = da0 + off + r * (64 * 128 >> 4) + kk * 2, b = db0 + off + kk * 2;
+                    if constexpr (F8)
+                        wgmma_ss_e4m3<BN>(d + r * ND, a, b, (k > ka || kk > 0) ? 1 : 0);
+                    else
+                        wgmma_ss<BN>(d + r * ND, a, b, (k > ka || kk > 0) ? 1 : 0);
+                }
             wg_commit();
             if (prev >= 0) {
                 wg_wait1();
@@ -211,9 +219,9 @@ __global__ void __launch_bounds__(SK_THREADS, 1)
 #pragma unroll
         for (int r = 0; r < R; r++) {
             if (p.f32_out)
-                sk_store<float, BN, R>(p, d + r * ND, t, r);
+                sk_store<float, BN, R, F8>(p, d + r * ND, t, r);
             else
-                sk_store<__nv_bfloat16, BN, R>(p, d + r * ND, t, r);
+                sk_store<__nv_bfloat16, BN, R, F8>(p, d + r * ND, t, r);
         }
     }
 #else
@@ -222,19 +230,20 @@ __global__ void __launch_bounds__(SK_THREADS, 1)
 }
 
 int sk_map(PFN_cuTensorMapEncodeTiled_v12000 enc, CUtensorMap *m, const void *p, int rows, int K,
-           int box_rows) {
+           int box_rows, bool f8) {
+    const int esz = f8 ? 1 : 2;
     const cuuint64_t dim[2] = {(cuuint64_t)K, (cuuint64_t)rows};
-    const cuuint64_t str[1] = {(cuuint64_t)K * 2};
-    const cuuint32_t box[2] = {SK_KC, (cuuint32_t)box_rows}, one[2] = {1, 1};
-    return enc(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, (void *)p, dim, str, box, one,
-               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+    const cuuint64_t str[1] = {(cuuint64_t)K * esz};
+    const cuuint32_t box[2] = {(cuuint32_t)(SK_KB / esz), (cuuint32_t)box_rows}, one[2] = {1, 1};
+    return enc(m, f8 ? CU_TENSOR_MAP_DATA_TYPE_UINT8 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, (void *)p,
+               dim, str, box, one, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS;
 }
 
-template <int BN, int R>
+template <int BN, int R, bool F8>
 cudaError_t sk_launch(cudaStream_t st, const CUtensorMap &mw, const CUtensorMap &mx,
                       const sk_params &p, int grid) {
-    auto kern = sk_kernel<BN, R>;
+    auto kern = sk_kernel<BN, R, F8>;
     /* every call: the attribute is per device (tensor-parallel ranks are
      * threads on several GPUs), and the call is cheap and host-only */
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -244,18 +253,14 @@ cudaError_t sk_launch(cudaStream_t st, const CUtensorMap &mw, const CUtensorMap 
     return cudaGetLastError();
 }
 
-} // namespace
-
-extern "C" int ci_cu_skinny_ok(int n, int64_t K, int64_t M) {
-    return n >= 1 && n <= CI_CU_SKINNY_MAX_N && K >= SK_KC && K % 8 == 0 && K <= INT32_MAX &&
-           M >= 128 && (M + 127) / 128 <= CI_CU_SKINNY_MAX_TILES &&
-           (M + 127) / 128 * ((K + SK_KC - 1) / SK_KC) <= INT32_MAX;
-}
-
-extern "C" int ci_cu_skinny_gemm(ci_cu_stream st, int f32_out, const void *W, const void *x, int n,
-                                 int K, int M, const float *bias, void *y, int acc, int tile_rows,
-                                 int num_sms, float *part, unsigned *counters) {
-    if (!ci_cu_skinny_ok(n, K, M) || ((uintptr_t)W & 15) || ((uintptr_t)x & 15) || !ci_cu_sm90a())
+/* both element types: the checks, the maps, the split and the launch */
+template <bool F8>
+int sk_run(ci_cu_stream st, int f32_out, const void *W, const float *ws, const void *x,
+           const float *xs, int n, int K, int M, const float *bias, void *y, int acc,
+           int tile_rows, int num_sms, float *part, unsigned *counters) {
+    const int kc = F8 ? SK_KB : SK_KB / 2;
+    if (!ci_cu_skinny_ok(n, K, M) || (F8 && K % 16) || ((uintptr_t)W & 15) ||
+        ((uintptr_t)x & 15) || !ci_cu_sm90a())
         return (int)cudaErrorNotSupported;
     PFN_cuTensorMapEncodeTiled_v12000 enc = tma_encoder();
     if (!enc) return (int)cudaErrorNotSupported;
@@ -264,17 +269,19 @@ extern "C" int ci_cu_skinny_gemm(ci_cu_stream st, int f32_out, const void *W, co
      * partials would outgrow the workspace */
     const int R = tile_rows == 256 && BN <= 64 ? 2 : 1;
     CUtensorMap mw, mx;
-    if (sk_map(enc, &mw, W, M, K, 128 * R) || sk_map(enc, &mx, x, n, K, BN))
+    if (sk_map(enc, &mw, W, M, K, 128 * R, F8) || sk_map(enc, &mx, x, n, K, BN, F8))
         return (int)cudaErrorNotSupported;
     sk_params p;
     p.bias = bias;
+    p.ws = ws;
+    p.xs = xs;
     p.y = y;
     p.part = part;
     p.cnt = counters;
     p.n = n;
     p.M = M;
     p.K = K;
-    p.ksteps = (K + SK_KC - 1) / SK_KC;
+    p.ksteps = (K + kc - 1) / kc;
     p.tiles = (M + 128 * R - 1) / (128 * R);
     p.units = p.tiles * p.ksteps;
     p.f32_out = f32_out;
@@ -282,11 +289,34 @@ extern "C" int ci_cu_skinny_gemm(ci_cu_stream st, int f32_out, const void *W, co
     const int grid = p.units < num_sms ? p.units : num_sms;
     cudaStream_t s = (cudaStream_t)st;
     if (R == 2)
-        return (int)(BN == 16   ? sk_launch<16, 2>(s, mw, mx, p, grid)
-                     : BN == 32 ? sk_launch<32, 2>(s, mw, mx, p, grid)
-                                : sk_launch<64, 2>(s, mw, mx, p, grid));
-    return (int)(BN == 16   ? sk_launch<16, 1>(s, mw, mx, p, grid)
-                 : BN == 32 ? sk_launch<32, 1>(s, mw, mx, p, grid)
-                 : BN == 64 ? sk_launch<64, 1>(s, mw, mx, p, grid)
-                            : sk_launch<128, 1>(s, mw, mx, p, grid));
+        return (int)(BN == 16   ? sk_launch<16, 2, F8>(s, mw, mx, p, grid)
+                     : BN == 32 ? sk_launch<32, 2, F8>(s, mw, mx, p, grid)
+                                : sk_launch<64, 2, F8>(s, mw, mx, p, grid));
+    return (int)(BN == 16   ? sk_launch<16, 1, F8>(s, mw, mx, p, grid)
+                 : BN == 32 ? sk_launch<32, 1, F8>(s, mw, mx, p, grid)
+                 : BN == 64 ? sk_launch<64, 1, F8>(s, mw, mx, p, grid)
+                            : sk_launch<128, 1, F8>(s, mw, mx, p, grid));
+}
+
+} // namespace
+
+extern "C" int ci_cu_skinny_ok(int n, int64_t K, int64_t M) {
+    return n >= 1 && n <= CI_CU_SKINNY_MAX_N && K >= 64 && K % 8 == 0 && K <= INT32_MAX &&
+           M >= 128 && (M + 127) / 128 <= CI_CU_SKINNY_MAX_TILES &&
+           (M + 127) / 128 * ((K + 63) / 64) <= INT32_MAX;
+}
+
+extern "C" int ci_cu_skinny_gemm(ci_cu_stream st, int f32_out, const void *W, const void *x, int n,
+                                 int K, int M, const float *bias, void *y, int acc, int tile_rows,
+                                 int num_sms, float *part, unsigned *counters) {
+    return sk_run<false>(st, f32_out, W, nullptr, x, nullptr, n, K, M, bias, y, acc, tile_rows,
+                         num_sms, part, counters);
+}
+
+extern "C" int ci_cu_skinny_gemm_e4m3(ci_cu_stream st, int f32_out, const void *Wq, const float *ws,
+                                      const void *xq, const float *xs, int n, int K, int M,
+                                      const float *bias, void *y, int tile_rows, int num_sms,
+                                      float *part, unsigned *counters) {
+    return sk_run<true>(st, f32_out, Wq, ws, xq, xs, n, K, M, bias, y, 0, tile_rows, num_sms, part,
+                        counters);
 }

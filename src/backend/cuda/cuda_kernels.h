@@ -173,6 +173,11 @@ int ci_cu_gemv(ci_cu_stream st, int f32_out, const void *W, const void *x, int n
 #define CI_CU_SKINNY_MAX_TILES 8192
 #define CI_CU_SKINNY_PART_FLOATS (2 * 128 * 128)
 int ci_cu_skinny_ok(int n, int64_t K, int64_t M);
+/* ... and the W8A8 E4M3 product: y = (Wq . xq^T) x ws[row] x xs[tok] (+ bias),
+ * per-row weight scales, per-token x scales (ci_cu_qact's), K % 16 == 0 */
+int ci_cu_skinny_gemm_e4m3(ci_cu_stream st, int f32_out, const void *Wq, const float *ws,
+                           const void *xq, const float *xs, int n, int K, int M, const float *bias,
+                           void *y, int tile_rows, int num_sms, float *part, unsigned *counters);
 int ci_cu_skinny_gemm(ci_cu_stream st, int f32_out, const void *W, const void *x, int n, int K,
                       int M, const float *bias, void *y, int acc, int tile_rows, int num_sms,
                       float *part, unsigned *counters);

@@ -354,6 +354,20 @@ static ci_status qmatmul_w8a8(ci_backend *be, const qact_src *src, const ci_tens
         }
         return ci_ok();
     }
+    /* decode batches: the skinny GEMM's E4M3 form (per-row weight and
+     * per-token x scales; cuda_gemm_skinny.cu, CINFER_SKINNY) */
+    if (mode == W8A8_FP8_ROW && q->ngroups == 1 && n <= c->skinny_max && d == y->data &&
+        q->rows <= INT32_MAX) {
+        const int e = ci_cu_skinny_gemm_e4m3(st, y->dtype == CI_F32, q->q, q->scales, xq, xs,
+                                             (int)n, K, (int)q->rows, b, y->data, c->skinny_rows,
+                                             c->num_sms, (float *)c->workspace, c->skinny_cnt);
+        if (e != cudaErrorNotSupported) {
+            CI_CU_LAUNCH("skinny gemm e4m3", e);
+            c->skinny_calls++;
+            return ci_ok();
+        }
+        (void)cudaGetLastError();
+    }
     CI_TRY(ci_cuda_gemm_fp8(c, mode, q->q, mode == W8A8_FP8_BLOCK ? cq->bscales : q->scales, xq, xs,
                             q->rows, np, q->cols, y->dtype, b, d));
     if (d != y->data)
