@@ -39,9 +39,9 @@ using namespace ci_wg;
 namespace {
 
 constexpr int SK_KB = 128; /* bytes of a row a step: one 128-byte swizzle row (64 BF16 / 128 E4M3) */
-constexpr int SK_THREADS = 256 + 32;      /* 2 consumer warpgroups and a producer warp */
+constexpr int SK_THREADS = 256 + 32;       /* 2 consumer warpgroups and a producer warp */
 constexpr int SK_SMEM_BUDGET = 200 * 1024; /* the stages' bytes, at most */
-constexpr int SK_BAR_CONS = 1;            /* named barrier of the 256 consumer threads */
+constexpr int SK_BAR_CONS = 1;             /* named barrier of the 256 consumer threads */
 
 /* BN tokens; R blocks of 64 weight rows a warpgroup: a tile of ROWS = 128 R
  * rows (R = 2 halves the x bytes read per weight byte) */
@@ -49,7 +49,7 @@ template <int BN, int R> struct sk_cfg {
     static constexpr int ROWS = 128 * R;
     static constexpr int WB = ROWS * SK_KB; /* a stage's weight tile */
     static constexpr int XB = BN * SK_KB;   /* a stage's x tile */
-    static constexpr int SB = WB + XB;          /* a multiple of 1024: swizzle atoms stay aligned */
+    static constexpr int SB = WB + XB;      /* a multiple of 1024: swizzle atoms stay aligned */
     static constexpr int NST = SK_SMEM_BUDGET / SB < 8 ? SK_SMEM_BUDGET / SB : 8;
     static constexpr size_t SMEM = (size_t)NST * SB + 1024 /* alignment */ + 256 /* barriers */;
     static_assert(SB % 1024 == 0, "stage alignment");
@@ -61,8 +61,8 @@ struct sk_params {
     const float *xs;   /* E4M3: x's token scales [n] */
     void *y;           /* [n][M] */
     float *part;       /* 2 x grid slots of ROWS x BN f32 partials */
-    unsigned *cnt;     /* [tiles] arrival counters, zero between calls */
-    int n, M, K, ksteps, tiles, units, f32_out, acc;
+    unsigned *cnt;     /* [row tiles] arrival counters, zero between calls */
+    int n, M, K, ksteps, units, f32_out, acc;
 };
 
 [[maybe_unused]] __device__ __forceinline__ void sk_cons_sync() {
@@ -94,7 +94,7 @@ __global__ void __launch_bounds__(SK_THREADS, 1)
               const sk_params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using C = sk_cfg<BN, R>;
-    constexpr int ND = BN / 2;             /* accumulators a consumer thread and block */
+    constexpr int ND = BN / 2;                 /* accumulators a consumer thread and block */
     constexpr int KC = F8 ? SK_KB : SK_KB / 2; /* columns a step */
     extern __shared__ __align__(1024) unsigned char sk_raw[];
     unsigned char *sm = (unsigned char *)(((uintptr_t)sk_raw + 1023) & ~(uintptr_t)1023);
@@ -282,8 +282,7 @@ int sk_run(ci_cu_stream st, int f32_out, const void *W, const float *ws, const v
     p.M = M;
     p.K = K;
     p.ksteps = (K + kc - 1) / kc;
-    p.tiles = (M + 128 * R - 1) / (128 * R);
-    p.units = p.tiles * p.ksteps;
+    p.units = (M + 128 * R - 1) / (128 * R) * p.ksteps; /* row tiles x column steps */
     p.f32_out = f32_out;
     p.acc = acc;
     const int grid = p.units < num_sms ? p.units : num_sms;
