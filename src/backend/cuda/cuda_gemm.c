@@ -15,6 +15,7 @@
  * 128 x 128 / 1 x 128 blocks, CUDA 12.9+ on sm_90), for W8A8 weights;
  * ci_cuda_gemm_i8 the INT8 one (int32 sums, CUBLAS_COMPUTE_32I: cuBLASLt
  * has no per-row scales for it, the caller scales). */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,16 +42,15 @@ void ci_cuda_gemm_plans_free(ci_cuda *c) {
     c->nplans = 0;
 }
 
-/* CINFER_GEMM_TUNE=1: a dense BF16 (or W8A8 FP8) GEMM of at most TUNE_MAX_N
- * rows of x whose plan a decode graph's warm-up makes (c->gemm_tune) times the
- * heuristic's first TUNE_ALGOS algorithms on its own operands and keeps the
- * fastest, instead of the heuristic's first: cuBLASLt's pick for skinny
- * decode GEMMs streams the weights at ~89 % of the copy rate at batch 48;
- * the fastest gave +1.8 % decode tok/s there (H200, docs/benchmarks.md).
- * Eager steps (prefill, mixed) keep the heuristic's first: no timing on a
- * new shape mid-serve. Off by default until the GPU suites have run with it
- * on (the measured build timed every plan of <= 512 rows made outside a
- * capture; this one only the graphs' warm-ups). */
+/* Algorithm tuning (on by default; CINFER_GEMM_TUNE=0 turns it off): a dense BF16 (or W8A8 FP8)
+ * GEMM of at most TUNE_MAX_N rows of x whose plan a decode graph's warm-up makes (c->gemm_tune)
+ * times the heuristic's first TUNE_ALGOS algorithms on its own operands and keeps the fastest,
+ * instead of the heuristic's first: cuBLASLt's pick for skinny decode GEMMs streams the weights at
+ * ~89 % of the copy rate at batch 48; the fastest gave +1.8 % decode tok/s there (H200,
+ * docs/benchmarks.md). Eager steps (prefill, mixed) keep the heuristic's first: no timing on a new
+ * shape mid-serve. The CUDA suites pass with it; on an H100 it gave +1.8 % at batch 48, ITL -3 %
+ * serving at 32 req/s, offline +0.2 % (2026-12-05). The pick is by timing, so two processes may
+ * pick differently and round differently: CINFER_GEMM_TUNE=0 for bitwise-reproducible runs. */
 #define TUNE_MAX_N 512
 #define TUNE_ALGOS 8
 
@@ -63,7 +63,7 @@ static int tune_on(void) {
     static int on = -1;
     if (on < 0) {
         const char *e = getenv("CINFER_GEMM_TUNE");
-        on = e && *e == '1';
+        on = !(e && *e == '0');
     }
     return on;
 }
@@ -117,6 +117,42 @@ done:
     if (e1) cudaEventDestroy(e1);
     cudaFree(d);
     return best;
+}
+
+/* The tuned picks of this process, by shape and types: every backend (a
+ * second engine, another rank) takes the first one's pick instead of
+ * timing again, so two backends of one process compute the same bits. */
+#define TUNE_MEMO 512
+static struct tune_memo {
+    int64_t m, n, k;
+    int ab, cd, bias, fp8, pick;
+} g_memo[TUNE_MEMO];
+static int g_nmemo;
+static pthread_mutex_t g_memo_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int memo_find(const ci_cu_gemm_plan *p, int bias) {
+    for (int i = 0; i < g_nmemo; i++) {
+        const struct tune_memo *e = &g_memo[i];
+        if (e->m == p->m && e->n == p->n && e->k == p->k && e->ab == (int)p->ab &&
+            e->cd == (int)p->cd && e->bias == bias && e->fp8 == p->fp8)
+            return e->pick;
+    }
+    return -1;
+}
+
+/* the pick for p among res[0..n): the memo's, else timed (and remembered) */
+static int tune_choose(ci_cuda *c, ci_cu_gemm_plan *p, const cublasLtMatmulHeuristicResult_t *res,
+                       int n, const tune_io *t, int with_bias) {
+    pthread_mutex_lock(&g_memo_mu);
+    int pick = memo_find(p, with_bias);
+    if (pick < 0 || pick >= n) {
+        pick = tune_pick(c, p, res, n, t, with_bias);
+        if (g_nmemo < TUNE_MEMO)
+            g_memo[g_nmemo++] = (struct tune_memo){p->m,       p->n,      p->k,   (int)p->ab,
+                                                   (int)p->cd, with_bias, p->fp8, pick};
+    }
+    pthread_mutex_unlock(&g_memo_mu);
+    return pick;
 }
 
 /* Descriptor and layouts; with_bias picks the epilogue. Returns whether the
@@ -173,7 +209,7 @@ static ci_status plan_build(ci_cuda *c, ci_cu_gemm_plan *p, int with_bias, int *
                                             t ? TUNE_ALGOS : 1, res, &nres);
     cublasLtMatmulPreferenceDestroy(pref);
     if (st == CUBLAS_STATUS_SUCCESS && nres > 0) {
-        p->algo = res[nres > 1 ? tune_pick(c, p, res, nres, t, with_bias) : 0].algo;
+        p->algo = res[nres > 1 ? tune_choose(c, p, res, nres, t, with_bias) : 0].algo;
         *found = 1;
         return ci_ok();
     }

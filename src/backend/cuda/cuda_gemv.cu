@@ -162,10 +162,7 @@ template <int N, typename OutT, int PRO, int EPI = 0>
 static int launch(ci_cu_stream st, const void *W, const void *x, int in, int out, const float *bias,
                   void *y, int num_sms, const ci_cu_fuse &f) {
     size_t smem = (size_t)N * in * 2;
-    cudaError_t e = cudaSuccess;
-    if (smem > 48 * 1024)
-        e = cudaFuncSetAttribute(gemv_kernel<N, OutT, PRO, EPI>,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    const cudaError_t e = ci_cu_smem_optin(gemv_kernel<N, OutT, PRO, EPI>, smem);
     if (e != cudaSuccess) return e;
     /* one row per warp up to 4 CTAs per SM, then grid-stride (amortizes
      * the x staging on tall matrices); the rope epilogue: one row per warp */

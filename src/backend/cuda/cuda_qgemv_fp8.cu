@@ -253,11 +253,8 @@ static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, con
     auto k = w->format == CI_QW_INT8 ? qgemv_fp8tc_kernel<CI_QW_INT8, N, OutT, U, ROLL, MINB, EPI>
                                      : qgemv_fp8tc_kernel<CI_QW_FP8, N, OutT, U, ROLL, MINB, EPI>;
     const size_t smem = (size_t)N * (size_t)w->cols * 2;
-    if (smem > 48 * 1024) {
-        cudaError_t e =
-            cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (e != cudaSuccess) return e;
-    }
+    const cudaError_t e = ci_cu_smem_optin(k, smem);
+    if (e != cudaSuccess) return e;
     const int gshift = qt_group_shift(w, 64);
     const unsigned grid = (unsigned)((w->rows + 15) / 16);
     ci_cu_launch(k, grid, FT_WARPS * 32, smem, st, *w, (const __nv_bfloat16 *)x, bias, (OutT *)y,

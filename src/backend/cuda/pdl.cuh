@@ -87,6 +87,19 @@ static inline cudaError_t ci_cu_launch_pdl(bool pdl, void (*kernel)(KArgs...), d
     return cudaLaunchKernelEx(&cfg, kernel, static_cast<Args &&>(args)...);
 }
 
+/* Opts kernel into dyn bytes of dynamic shared memory where dyn plus its
+ * static __shared__ arrays pass the 48 KB a launch gets without the
+ * attribute (a kernel whose dynamic part alone is exactly 48 KB fails to
+ * launch otherwise). The attribute query runs only for large dyn. */
+template <typename... KArgs>
+static inline cudaError_t ci_cu_smem_optin(void (*kernel)(KArgs...), size_t dyn) {
+    if (dyn <= 40 * 1024) return cudaSuccess;
+    cudaFuncAttributes fa;
+    cudaError_t e = cudaFuncGetAttributes(&fa, kernel);
+    if (e != cudaSuccess || dyn + fa.sharedSizeBytes <= 48 * 1024) return e;
+    return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dyn);
+}
+
 /* the backend's launches: PDL as the switch says */
 template <typename... KArgs, typename... Args>
 static inline cudaError_t ci_cu_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block,

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# gpu_quant_b1_next.sh — one device call for what issue 10's batch-1 work has
+# written and not yet run: the TMA-fed INT4 GEMV (CINFER_QGEMV=ring) and the
+# 8-bit tensor-core GEMV's fused prologues (CINFER_FUSE_TC8=1), beside the
+# defaults. The Llama-3-8B shape (random bf16, made here unless a warm
+# machine kept it) quantized by tools/quantize_checkpoint.py to GPTQ INT4
+# g128, with and without the LM head (--lm-head), while the checks run:
+#   1. test_cuda_quant (no timings: E4M3 skinny, every GEMV kernel incl. ring)
+#      and test_cuda_fused (the TC8 prologues among them);
+#   2. once the quantizer is done (it loads the host): test_cuda_quant's
+#      INT4 GEMV bench (CINFER_TEST_GEMV_ONLY=int: ring beside tc / tc2);
+#   3. `bench latency --batch-size 1 --input-len 128 --output-len 256
+#      --num-iters 3 --max-graph-batch-size 1`: bf16; INT4 auto, ring; INT4
+#      with its LM head auto, ring; online fp8, with CINFER_FUSE_TC8=1.
+# usage: tools/gpu_quant_b1_next.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
+set -uo pipefail
+B=$(cd "${1:?BIN_DIR}" && pwd)
+T=${2:?llama3 tokenizer dir}
+limit=${LIMIT:-560}
+out=${OUT:-/tmp}
+export CINFER_SOURCE_DIR=${CINFER_SOURCE_DIR:-$PWD}
+m=/tmp/cinfer-l8 d=/tmp/cinfer-q
+mkdir -p $d
+left() { echo $((limit - SECONDS)); }
+(
+    [ -f $m/config.json ] || python3 tools/make_random_model.py --shape llama-3-8b --out $m \
+        --tokenizer-dir "$T" >$d/mk.log 2>&1
+    q() { [ -f $d/$1/config.json ] || python3 tools/quantize_checkpoint.py $m $d/$1 "${@:2}" \
+        --jobs 8 >$d/$1.log 2>&1; }
+    q g4 --format gptq --group 128 &
+    q g4h --format gptq --group 128 --lm-head
+    wait
+    touch $d/ALL
+) &
+run_t() { # run_t LIMIT LOGNAME CMD...: the test's verdict lines
+    timeout "$1" "${@:3}" >"$out/$2.log" 2>&1
+    echo "$2: rc=$? $(grep -E 'passed|SKIP|ERROR SUMMARY' "$out/$2.log" | tail -2 | tr '\n' ' ')"
+    grep -m12 -E "CHECK failed|FAIL" "$out/$2.log"
+}
+echo "== checks $(date +%T)"
+run_t 150 cuda_quant env CINFER_TEST_NO_BENCH=1 $B/test_cuda_quant
+grep -m4 "skinny" "$out/cuda_quant.log"
+run_t 100 cuda_fused $B/test_cuda_fused
+while [ ! -f $d/ALL ] && [ "$(left)" -gt 200 ]; do sleep 2; done
+echo "quantized at ${SECONDS} s: $(tail -qn1 $d/g4.log $d/g4h.log 2>/dev/null | tr '\n' ' ')"
+echo "== INT4 GEMV bench ($(date +%T))"
+CINFER_TEST_GEMV_ONLY=int timeout 90 $B/test_cuda_quant 2>&1 | grep "GEMV.*bf16" | head -40
+lat() { # lat LABEL MODEL ENV... -- ARGS
+    local n=$1 mm=$2 e=()
+    shift 2
+    while [ "$1" != -- ]; do e+=("$1"); shift; done
+    shift
+    [ -f "$mm/config.json" ] || { echo "$n: no $mm"; return; }
+    [ "$(left)" -gt 40 ] || { echo "$n: skipped"; return; }
+    timeout 100 env "${e[@]}" $B/cinfer bench latency -m $mm --device cuda --batch-size 1 \
+        --input-len 128 --output-len 256 --num-iters 3 --max-model-len 4096 \
+        --max-graph-batch-size 1 "$@" 2>&1 | grep -E "^decode tok/s|rror" | sed "s|^|$n |"
+}
+echo "== batch-1 decode ($(date +%T))"
+lat bf16 $m X=0 --
+lat "int4-g128 auto" $d/g4 X=0 --
+lat "int4-g128 ring" $d/g4 CINFER_QGEMV=ring --
+lat "int4-g128+head auto" $d/g4h X=0 --
+lat "int4-g128+head ring" $d/g4h CINFER_QGEMV=ring --
+lat "fp8 online" $m X=0 -- --quantization fp8
+lat "fp8 online tc8" $m CINFER_FUSE_TC8=1 -- --quantization fp8
+lat "int4-g128 auto (again)" $d/g4 X=0 --
+lat "int4-g128 ring (again)" $d/g4 CINFER_QGEMV=ring --
+echo "done at ${SECONDS} s"
