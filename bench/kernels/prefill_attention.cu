@@ -963,9 +963,15 @@ int main(int argc, char **argv) {
         Problem t32 = {"target, block size 32", 32, 8, 128, 32,
                        std::vector<int>(8, 4096), std::vector<int>(8, 4096), 0};
         run_problem(t32, 1, 1);
+        Problem t64b = {"target, block size 64", 32, 8, 128, 64,
+                        std::vector<int>(8, 4096), std::vector<int>(8, 4096), 0};
+        run_problem(t64b, 1, 1);
         Problem t64 = {"8 x 4096 prefill, hd64 (H32 KV8)", 32, 8, 64, 16,
                        std::vector<int>(8, 4096), std::vector<int>(8, 4096), 0};
         run_problem(t64, 1, 1);
+        Problem t64s = {"8 x 4096 prefill, hd64, block size 32", 32, 8, 64, 32,
+                        std::vector<int>(8, 4096), std::vector<int>(8, 4096), 0};
+        run_problem(t64s, 1, 1);
         /* chunked prefill: a 4096-token chunk after a 4096-token cached prefix
          * (issue 14: >= 90 % of the plain 8 x 4096 rate) */
         Problem tc = {"8 x 4096 chunk after 4096 cached", 32, 8, 128, 16,
