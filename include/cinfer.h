@@ -110,6 +110,11 @@ typedef struct cinfer_engine_config {
                                    device (not with speculative decoding or several
                                    ranks) [--async-scheduling / --no-async-scheduling /
                                    --plan-ahead] */
+    int prefill_first;          /* 1: a step with prompt work runs it without the running
+                                   decodes (they wait one step, never two in a row): a
+                                   shorter time to first token, a longer gap between tokens
+                                   when prompts arrive (SGLang's default); 0: decodes ride
+                                   along in every step (vLLM's) [--prefill-first] */
     /* weight-loading progress (may be NULL) */
     void (*progress)(size_t done, size_t total, void *user);
     void *progress_user;

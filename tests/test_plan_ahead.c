@@ -1,15 +1,15 @@
-/* test_plan_ahead.c — the three step loops against each other on
+/* test_plan_ahead.c — the step loops against each other on
  * tinyqwen2-code: one stream of requests (random prompts, some sharing a
  * prefix; n up to 3; greedy and seeded sampling; penalties, min_tokens,
  * stop strings, logprobs, prompt logprobs; arrivals over the steps; a few
  * aborts) through a small KV cache (chunked prefill, preemption, prefix
- * hits, copy-on-write) without async scheduling, with it, and planning
- * ahead. Every greedy request that is not aborted must come out the same,
- * token for token and byte for byte, however the loops batched it; a
- * seeded sample may flip where two tokens' cumulative probabilities meet
- * within the last bits that a different batching (OpenBLAS blocks by
- * rows) moves, so those may differ in at most 1 in 100; an aborted one
- * ends once, with abort. */
+ * hits, copy-on-write) without async scheduling, with it, planning
+ * ahead, and planning ahead with prefill-first steps (prompts in steps of
+ * their own, decodes waiting a step). Every greedy request that is not aborted must come out the
+ * same, token for token and byte for byte, however the loops batched it; a seeded sample may flip
+ * where two tokens' cumulative probabilities meet within the last bits that a different batching
+ * (OpenBLAS blocks by rows) moves, so those may differ in at most 1 in 100; an aborted one ends
+ * once, with abort. */
 #include <stdint.h>
 
 #include "engine/engine.h"
@@ -20,6 +20,7 @@
 #define NR (CI_ASAN ? 80 : 160) /* requests */
 #define MAXN 3
 #define MAXT 12
+#define NMODES 4 /* synchronous, async, plan-ahead, plan-ahead with prefill first */
 
 typedef struct sample_out {
     int32_t tok[MAXT];
@@ -33,8 +34,8 @@ typedef struct req {
     int np, arrive, abort_after, plp;
     ci_engine_sampling sp;
     int64_t id;
-    sample_out out[3][MAXN]; /* per mode */
-    int nplp[3];
+    sample_out out[NMODES][MAXN]; /* per mode */
+    int nplp[NMODES];
 } req;
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
@@ -94,7 +95,7 @@ static void make_requests(req *R) {
 
 /* The stream through one loop (async_scheduling as given); returns the
  * steps launched ahead. */
-static int64_t run(req *R, int mode, int async) {
+static int64_t run(req *R, int mode, int async, int prefill_first) {
     ci_engine_config c = ci_engine_default_config();
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/models/tinyqwen2-code", test_source_dir());
@@ -106,6 +107,7 @@ static int64_t run(req *R, int mode, int async) {
     c.enable_prefix_caching = 1;
     c.num_threads = 1;
     c.async_scheduling = async;
+    c.prefill_first = prefill_first;
     ci_engine *e = test_engine_create(&c, NULL);
     if (!e) return 0;
     int next = 0, steps = 0, bad = 0;
@@ -175,10 +177,10 @@ int main(void) {
     if (sd && *sd) rng ^= strtoull(sd, NULL, 10) * 0x2545F4914F6CDD1Dull;
     req *R = calloc(NR, sizeof *R);
     make_requests(R);
-    const int modes[3] = {-1, 1, 2};
+    const int modes[NMODES] = {-1, 1, 2, 2};
     int64_t ahead = 0;
-    for (int m = 0; m < 3; m++) {
-        int64_t a = run(R, m, modes[m]);
+    for (int m = 0; m < NMODES; m++) {
+        int64_t a = run(R, m, modes[m], m == 3);
         if (m == 2) ahead = a;
     }
     CHECKF(ahead > 0, "plan-ahead launched no step ahead");
@@ -186,14 +188,14 @@ int main(void) {
     for (int i = 0; i < NR; i++) {
         req *r = &R[i];
         for (int k = 0; k < r->sp.n; k++)
-            for (int m = 0; m < 3; m++)
+            for (int m = 0; m < NMODES; m++)
                 CHECKF(r->out[m][k].fr != 0, "request %d sample %d never finished (mode %d)", i, k,
                        m);
         if (r->abort_after) { /* when it ended depends on the loop's steps */
             aborted++;
             continue;
         }
-        for (int m = 1; m < 3; m++) {
+        for (int m = 1; m < NMODES; m++) {
             CHECKF(r->nplp[m] == r->nplp[0], "request %d: %d prompt logprobs, mode 0 %d", i,
                    r->nplp[m], r->nplp[0]);
             for (int k = 0; k < r->sp.n; k++) {
@@ -222,7 +224,7 @@ int main(void) {
     }
     CHECKF(diff == 0, "%d of %d greedy samples differ between the loops", diff, cmp);
     CHECKF(sdiff * 100 <= scmp, "%d of %d seeded samples differ between the loops", sdiff, scmp);
-    printf("%d greedy and %d seeded samples compared across the three loops (%d seeded differ; "
+    printf("%d greedy and %d seeded samples compared across the four loops (%d seeded differ; "
            "%d requests aborted)\n",
            cmp, scmp, sdiff, aborted);
     free(R);

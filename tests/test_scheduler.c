@@ -1,5 +1,6 @@
 /* Scheduler: token budget, decodes first, chunked prefill, mixed steps,
- * preemption by recompute, priorities + aging, rejection, abort, n > 1. */
+ * prefill-first steps, preemption by recompute, priorities + aging,
+ * rejection, abort, n > 1. */
 #include "engine/scheduler.h"
 #include "test.h"
 
@@ -390,8 +391,72 @@ static void test_logits_rows(void) {
     ci_sched_destroy(s);
 }
 
+/* prefill_first: a step with prompt work leaves the running decodes for
+ * the next step, never two such steps in a row; without prompt work, or
+ * when no prompt can be admitted, the decodes run as usual */
+static void test_prefill_first(void) {
+    ci_sched_config c = cfg_of(200, 16, 512, 4);
+    c.prefill_first = 1;
+    ci_scheduler *s = mk(&c);
+    add_req(s, 10, 30, 1, 0);
+    add_req(s, 20, 30, 1, 0);
+    const ci_sched_output *o = step(s); /* nothing running: both prompts */
+    CHECK(o->num_entries == 2 && o->num_admitted == 2 && o->num_decode_tokens == 0);
+    o = step(s); /* no prompt work: decodes */
+    CHECK(o->num_entries == 2 && o->num_decode_tokens == 2);
+    add_req(s, 100, 30, 1, 0);
+    o = step(s); /* the prompt alone */
+    CHECK(o->num_entries == 1 && o->num_admitted == 1 && o->num_decode_tokens == 0 &&
+          o->num_prefill_tokens == 100 && o->entries[0].samples == 1);
+    add_req(s, 40, 30, 1, 0);
+    o = step(s); /* not twice in a row: decodes first, then the prompt */
+    CHECK(o->num_entries == 4 && o->num_decode_tokens == 3 && o->num_prefill_tokens == 40);
+    CHECK(o->entries[3].num_new_tokens == 40);
+    o = step(s);
+    CHECK(o->num_entries == 4 && o->num_decode_tokens == 4);
+    /* max_num_seqs (4) reached: the waiting prompt cannot be admitted, so
+     * the decodes run */
+    add_req(s, 30, 30, 1, 0);
+    o = step(s);
+    CHECK(o->num_entries == 4 && o->num_decode_tokens == 4 && o->num_admitted == 0);
+    int done = 0;
+    while (ci_sched_has_unfinished(s)) {
+        o = step(s);
+        drain_finished(s, &done, CI_FINISH_LENGTH);
+    }
+    CHECK(done == 5);
+    check_idle(s);
+    ci_sched_destroy(s);
+    /* a chunked prompt: its chunks alternate between steps of their own and
+     * steps with the decodes */
+    c = cfg_of(400, 16, 256, 8);
+    c.prefill_first = 1;
+    s = mk(&c);
+    add_req(s, 8, 40, 1, 0);
+    step(s);
+    add_req(s, 1000, 4, 1, 0);
+    int alone = 0, mixed = 0, prompt = 0;
+    for (int i = 0; i < 6 && prompt < 1000; i++) {
+        o = step(s);
+        const int pt = o->num_prefill_tokens;
+        prompt += pt;
+        if (pt > 0 && o->num_decode_tokens == 0) alone++;
+        if (pt > 0 && o->num_decode_tokens == 1) mixed++;
+        CHECK(pt > 0 && (i % 2 == 0) == (o->num_decode_tokens == 0));
+    }
+    CHECKF(prompt == 1000 && alone == 2 && mixed == 2, "chunks: %d tokens, %d alone, %d mixed",
+           prompt, alone, mixed);
+    while (ci_sched_has_unfinished(s)) {
+        step(s);
+        drain_finished(s, &done, CI_FINISH_LENGTH);
+    }
+    check_idle(s);
+    ci_sched_destroy(s);
+}
+
 int main(void) {
     test_chunked();
+    test_prefill_first();
     test_mixed_and_order();
     test_preemption();
     test_priority_aging();

@@ -44,6 +44,7 @@ ci_status ci_engine_flags_config(const ci_engine_flags *f, const char *model_dir
     if (f->plan_ahead && f->no_async_scheduling)
         return ci_errorf(CI_ERR_INVALID,
                          "--plan-ahead and --no-async-scheduling exclude each other");
+    c->prefill_first = f->prefill_first;
     c->async_scheduling = f->plan_ahead            ? 2
                           : f->async_scheduling    ? 1
                           : f->no_async_scheduling ? -1

@@ -15,7 +15,7 @@
 typedef struct ci_engine_flags {
     const char *device, *dtype, *quantization, *kv_cache_dtype;
     double gpu_memory_utilization;
-    bool enforce_eager, async_scheduling, no_async_scheduling, plan_ahead;
+    bool enforce_eager, async_scheduling, no_async_scheduling, plan_ahead, prefill_first;
     long threads, block_size, max_num_batched_tokens, max_num_seqs, kv_cache_tokens,
         kv_cache_memory, max_model_len, max_graph_batch_size, max_graph_context;
     const char *speculative_method, *speculative_model;
@@ -56,6 +56,8 @@ ci_engine_flags ci_engine_flags_default(void);
          &(f).no_async_scheduling, "",   "finish each step's outputs before the next launch"},      \
         {"--plan-ahead",  NULL, CI_ARG_FLAG,                                                        \
          &(f).plan_ahead, "",   "plan and launch the next step while one runs (async scheduling)"}, \
+        {"--prefill-first",  NULL, CI_ARG_FLAG,                                                     \
+         &(f).prefill_first, "",   "new prompts run in steps of their own, decodes wait a step"},   \
         {"--max-model-len",  NULL, CI_ARG_INT,                                                      \
          &(f).max_model_len, "N",  "context limit: prompt + output tokens (default: the model's)"}, \
         {"--max-graph-batch-size",  NULL, CI_ARG_INT,                                               \

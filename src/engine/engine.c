@@ -141,6 +141,7 @@ ci_status ci_engine_create(const ci_engine_config *cfg_in, ci_engine **out) {
     sc.max_num_seqs = cfg.max_num_seqs;
     sc.max_model_len = e->max_model_len;
     sc.aging_steps = cfg.aging_steps;
+    sc.prefill_first = cfg.prefill_first;
     sc.max_logits_rows = ci_runner_max_logits_rows(&cfg);
     sc.block.num_blocks = rs.num_kv_blocks;
     sc.block.block_size = cfg.block_size;

@@ -171,6 +171,8 @@ const char *cinfer_engine_config_describe(const cinfer_engine_config *c, char *b
     if (c->device && strcmp(c->device, "cpu") != 0 && n > 0 && (size_t)n < size)
         n += snprintf(buf + n, size - (size_t)n, " gpu_memory_utilization=%.2f cuda_graphs=%s",
                       c->gpu_memory_utilization, c->enforce_eager ? "off (enforce_eager)" : "on");
+    if (c->prefill_first && n > 0 && (size_t)n < size)
+        n += snprintf(buf + n, size - (size_t)n, " prefill_first=on");
     if (c->async_scheduling && n > 0 && (size_t)n < size)
         snprintf(buf + n, size - (size_t)n, " async_scheduling=%s",
                  c->async_scheduling == 2  ? "plan-ahead"

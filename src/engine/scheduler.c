@@ -19,8 +19,9 @@ struct ci_scheduler {
     int64_t next_id;
     uint64_t next_arrival;
     int64_t step;
-    int updated; /* update() already consumed the current output */
-    int lrows;   /* logits rows left in the step being planned */
+    int updated;           /* update() already consumed the current output */
+    int lrows;             /* logits rows left in the step being planned */
+    int prefill_only_last; /* the last step left running decodes out (prefill_first) */
     ci_sched_output out;
     ci_sched_result *results;
     ci_sched_stats stats;
@@ -271,6 +272,90 @@ static ci_sequence *pick_victim(ci_scheduler *s, ci_sequence *cur) {
     return v;
 }
 
+/* One pass over the running sequences not yet scheduled this step: pass 0
+ * their decodes (1 new token), pass 1 their prefill chunks; a sequence that
+ * cannot get blocks preempts the worst one (possibly itself). */
+static ci_status schedule_running(ci_scheduler *s, int pass, int *budget) {
+    ci_sched_output *o = &s->out;
+    for (int i = 0; i<s->num_running && * budget> 0; i++) {
+        ci_sequence *q = s->running[i];
+        if (q->state != CI_SEQ_RUNNING || q->scheduled_step == s->step) continue;
+        int rem = q->num_tokens - q->num_computed_tokens;
+        if (rem < 1)
+            return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: running with nothing to compute",
+                             (long long)q->id);
+        if ((rem == 1) != (pass == 0)) continue;
+        int n = fit_rows(q, rem < *budget ? rem : *budget, s->lrows);
+        if (n == 0) continue; /* its logits rows wait for the next step */
+        for (;;) {
+            ci_status st = ci_bm_allocate(s->bm, q, n, 0, o->copies, &o->num_copies);
+            if (st.code == CI_OK) {
+                add_entry(s, q, n);
+                *budget -= n;
+                break;
+            }
+            if (st.code != CI_ERR_CAPACITY) return st;
+            ci_sequence *v = pick_victim(s, q);
+            CI_TRY(preempt(s, v));
+            if (v == q) break;
+        }
+    }
+    /* drop preempted sequences from the running list */
+    int k = 0;
+    for (int i = 0; i < s->num_running; i++)
+        if (s->running[i]->state == CI_SEQ_RUNNING) s->running[k++] = s->running[i];
+    s->num_running = k;
+    return ci_ok();
+}
+
+/* Admissions, only when nothing had to be preempted. Few are admitted per
+ * step, so pick the best waiting sequence by a linear scan each time
+ * instead of sorting the whole queue. */
+static ci_status schedule_waiting(ci_scheduler *s, int *budget) {
+    ci_sched_output *o = &s->out;
+    if (o->num_preempted != 0 || s->num_waiting == 0 || *budget <= 0) return ci_ok();
+    int admitted = 0;
+    while (*budget > 0) {
+        int best = -1;
+        for (int j = 0; j < s->num_waiting; j++) {
+            ci_sequence *w = s->waiting[j];
+            if (w->state == CI_SEQ_RUNNING) continue; /* admitted this step */
+            if (best < 0 || seq_cmp(w, s->waiting[best]) < 0) best = j;
+        }
+        if (best < 0) break;
+        ci_sequence *q = s->waiting[best];
+        int slots = 1 + q->num_forks_pending;
+        if (s->running_slots + slots > s->cfg.max_num_seqs) break;
+        int hit = ci_bm_match_prefix(s->bm, q);
+        int rem = q->num_tokens - q->num_computed_tokens;
+        int n = fit_rows(q, rem < *budget ? rem : *budget, s->lrows);
+        ci_status st = ci_ok();
+        if (n > 0) st = ci_bm_allocate(s->bm, q, n, s->num_running > 0, o->copies, &o->num_copies);
+        if (n == 0 || st.code != CI_OK) { /* no logits rows or blocks left: next step */
+            ci_bm_free(s->bm, q);
+            q->num_cached_tokens = 0;
+            if (n == 0 || st.code == CI_ERR_CAPACITY) break;
+            return st;
+        }
+        ci_bm_count_prefix_query(s->bm, q->num_tokens, hit);
+        CI_TRY(ci_seq_transition(q, CI_SEQ_RUNNING));
+        s->running[s->num_running++] = q;
+        s->running_slots += slots;
+        add_entry(s, q, n);
+        *budget -= n;
+        admitted++;
+        o->num_admitted++;
+        s->stats.admitted++;
+    }
+    if (admitted) {
+        int w = 0;
+        for (int j = 0; j < s->num_waiting; j++)
+            if (s->waiting[j]->state != CI_SEQ_RUNNING) s->waiting[w++] = s->waiting[j];
+        s->num_waiting = w;
+    }
+    return ci_ok();
+}
+
 ci_status ci_sched_schedule(ci_scheduler *s, const ci_sched_output **out) {
     ci_sched_output *o = &s->out;
     *out = o;
@@ -291,82 +376,25 @@ ci_status ci_sched_schedule(ci_scheduler *s, const ci_sched_output **out) {
 
     int budget = s->cfg.max_num_batched_tokens;
     s->lrows = s->cfg.max_logits_rows > 0 ? s->cfg.max_logits_rows : budget;
-    /* Pass 0: decodes; pass 1: running prefill chunks. */
-    for (int pass = 0; pass < 2 && budget > 0; pass++) {
-        for (int i = 0; i < s->num_running && budget > 0; i++) {
-            ci_sequence *q = s->running[i];
-            if (q->state != CI_SEQ_RUNNING || q->scheduled_step == s->step) continue;
-            int rem = q->num_tokens - q->num_computed_tokens;
-            if (rem < 1)
-                return ci_errorf(CI_ERR_INTERNAL, "sequence %lld: running with nothing to compute",
-                                 (long long)q->id);
-            if ((rem == 1) != (pass == 0)) continue;
-            int n = fit_rows(q, rem < budget ? rem : budget, s->lrows);
-            if (n == 0) continue; /* its logits rows wait for the next step */
-            for (;;) {
-                ci_status st = ci_bm_allocate(s->bm, q, n, 0, o->copies, &o->num_copies);
-                if (st.code == CI_OK) {
-                    add_entry(s, q, n);
-                    budget -= n;
-                    break;
-                }
-                if (st.code != CI_ERR_CAPACITY) return st;
-                ci_sequence *v = pick_victim(s, q);
-                CI_TRY(preempt(s, v));
-                if (v == q) break;
-            }
+    /* prefill first: a step with prompt work runs it without the decodes,
+     * which wait for the next step; never two such steps in a row, so a
+     * running sequence waits at most one step for its next token */
+    const int pf = s->cfg.prefill_first && !s->prefill_only_last;
+    s->prefill_only_last = 0;
+    if (pf) {
+        CI_TRY(schedule_running(s, 1, &budget));
+        CI_TRY(schedule_waiting(s, &budget));
+        if (o->num_entries > 0) {
+            for (int i = 0; i < s->num_running && !s->prefill_only_last; i++)
+                s->prefill_only_last = s->running[i]->scheduled_step != s->step;
+        } else {
+            CI_TRY(schedule_running(s, 0, &budget)); /* no prompt work: decodes */
         }
-    }
-    /* Drop preempted sequences from the running list. */
-    int k = 0;
-    for (int i = 0; i < s->num_running; i++)
-        if (s->running[i]->state == CI_SEQ_RUNNING) s->running[k++] = s->running[i];
-    s->num_running = k;
-
-    /* Admissions, only when nothing had to be preempted. Few are admitted
-     * per step, so pick the best waiting sequence by a linear scan each time
-     * instead of sorting the whole queue. */
-    if (o->num_preempted == 0 && s->num_waiting > 0 && budget > 0) {
-        int admitted = 0;
-        while (budget > 0) {
-            int best = -1;
-            for (int j = 0; j < s->num_waiting; j++) {
-                ci_sequence *w = s->waiting[j];
-                if (w->state == CI_SEQ_RUNNING) continue; /* admitted this step */
-                if (best < 0 || seq_cmp(w, s->waiting[best]) < 0) best = j;
-            }
-            if (best < 0) break;
-            ci_sequence *q = s->waiting[best];
-            int slots = 1 + q->num_forks_pending;
-            if (s->running_slots + slots > s->cfg.max_num_seqs) break;
-            int hit = ci_bm_match_prefix(s->bm, q);
-            int rem = q->num_tokens - q->num_computed_tokens;
-            int n = fit_rows(q, rem < budget ? rem : budget, s->lrows);
-            ci_status st = ci_ok();
-            if (n > 0)
-                st = ci_bm_allocate(s->bm, q, n, s->num_running > 0, o->copies, &o->num_copies);
-            if (n == 0 || st.code != CI_OK) { /* no logits rows or blocks left: next step */
-                ci_bm_free(s->bm, q);
-                q->num_cached_tokens = 0;
-                if (n == 0 || st.code == CI_ERR_CAPACITY) break;
-                return st;
-            }
-            ci_bm_count_prefix_query(s->bm, q->num_tokens, hit);
-            CI_TRY(ci_seq_transition(q, CI_SEQ_RUNNING));
-            s->running[s->num_running++] = q;
-            s->running_slots += slots;
-            add_entry(s, q, n);
-            budget -= n;
-            admitted++;
-            o->num_admitted++;
-            s->stats.admitted++;
-        }
-        if (admitted) {
-            int w = 0;
-            for (int j = 0; j < s->num_waiting; j++)
-                if (s->waiting[j]->state != CI_SEQ_RUNNING) s->waiting[w++] = s->waiting[j];
-            s->num_waiting = w;
-        }
+    } else {
+        /* decodes, then running prefill chunks, then admissions */
+        CI_TRY(schedule_running(s, 0, &budget));
+        CI_TRY(schedule_running(s, 1, &budget));
+        CI_TRY(schedule_waiting(s, &budget));
     }
     s->stats.steps++;
     s->stats.prefill_tokens += o->num_prefill_tokens;

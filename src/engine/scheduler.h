@@ -12,6 +12,8 @@
  *      min(remaining tokens, remaining budget), after a prefix-cache lookup;
  *      admission keeps watermark blocks free (unless nothing is running) and
  *      stops at the first one that does not fit (strict order).
+ * prefill_first: a step with work of 2 or 3 skips 1 (the decodes wait a step),
+ * never two such steps in a row; no admissible prompt work: the usual step.
  * When a running sequence cannot get blocks, the running sequence not yet
  * scheduled this step with the worst (effective priority, arrival) — possibly
  * itself — is preempted by recompute: its blocks are freed and it returns to
@@ -44,6 +46,9 @@ typedef struct ci_sched_config {
     int max_logits_rows;        /* logits rows per step: sampled rows, drafts and prompt-logprob
                                    positions; a prompt chunk that wants more is cut
                                    (0 = max_num_batched_tokens: no limit) */
+    int prefill_first;          /* a step with prompt work (waiting or running chunks) runs it
+                                   without the running decodes, never two steps in a row
+                                   (SGLang's default; 0: decodes ride along, vLLM's) */
     ci_bm_config block;         /* num_blocks must be set */
 } ci_sched_config;
 

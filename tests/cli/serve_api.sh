@@ -211,4 +211,9 @@ six_streams --plan-ahead --plan-ahead
 ahead=$(curl -s "$base/metrics" | awk '/^cinfer:ahead_steps_total/ {print int($2)}')
 check "--plan-ahead: /metrics counts steps launched ahead ($ahead)" [ "${ahead:-0}" -gt 0 ]
 stop_server
+
+# ---- prefill first: new prompts in steps of their own (the startup line says so) ----
+six_streams --prefill-first --prefill-first
+check "--prefill-first: the startup line names it" grep -q "prefill_first=on" "$tmp/server.log"
+stop_server
 finish
