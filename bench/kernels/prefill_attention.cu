@@ -21,6 +21,10 @@
  *        cudaGetDriverEntryPointByVersion; block sizes 16-128), one CTA
  *        per work item or persistent (one CTA per SM, snake order); ILP:
  *        softmax with 4 independent partial row maxima / sums
+ *   33-35 the same kernel with three consumer warpgroups (NC = 3: 192-row
+ *        query tiles, a ring of named barriers, registers 32 / 160), hd 64
+ *        only, as FA3 tiles hd 64; 34 with 4 stages, 35 without the ILP
+ *        softmax (the ILP build spills one register at 160)
  *   prod the production launcher ci_cu_prefill_attention itself
  * Every version runs on fresh random inputs with the output poisoned (NaN)
  * first, is checked fully written and against a CPU reference in double
@@ -707,14 +711,16 @@ static PFN_cuTensorMapEncodeTiled_v12000 tma_encode() {
     }
     return fn;
 }
-static const CUtensorMap *tma_maps(const Problem &pb, const Dev &d, const ci_prefill_params &p) {
+static const CUtensorMap *tma_maps(const Problem &pb, const Dev &d, const ci_prefill_params &p,
+                                   int bm) {
     static CUtensorMap m[3];
     static const void *key[3];
-    static int kshape[6] = {-1};
-    const int shape[6] = {d.T, pb.H, pb.KV, pb.hd, pb.bs, d.nblocks};
+    static int kshape[7] = {-1};
+    const int shape[7] = {d.T, pb.H, pb.KV, pb.hd, pb.bs, d.nblocks, bm};
     if (key[0] != d.d_qkv || key[1] != d.d_kc || key[2] != d.d_vc ||
         memcmp(shape, kshape, sizeof shape)) {
-        int r = ci_prefill_wst_make_maps(tma_encode(), p, d.T, pb.hd, d.nblocks, &m[0], &m[1], &m[2]);
+        int r = ci_prefill_wst_make_maps(tma_encode(), p, d.T, pb.hd, d.nblocks, &m[0], &m[1], &m[2],
+                                         bm);
         if (r) {
             fprintf(stderr, "cuTensorMapEncodeTiled failed: %d\n", r);
             exit(2);
@@ -726,17 +732,26 @@ static const CUtensorMap *tma_maps(const Problem &pb, const Dev &d, const ci_pre
     }
     return m;
 }
-template <int BN, int NST, bool PERS, bool ILP, int HD>
+template <int BN, int NST, bool PERS, bool ILP, int HD, int NC = 2>
 static void run_wst_hd(const Problem &pb, const Dev &d) {
     static int nsm = 0;
     if (!nsm) CK(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, 0));
-    const ci_prefill_params p = params(pb, d, 128);
-    const CUtensorMap *m = tma_maps(pb, d, p);
-    auto k = ci_prefill_attention_wst_kernel<HD, BN, NST, ILP>;
-    const size_t smem = ci_prefill_wst_smem_bytes<HD, BN, NST>();
+    const ci_prefill_params p = params(pb, d, 64 * NC);
+    const CUtensorMap *m = tma_maps(pb, d, p, 64 * NC);
+    auto k = ci_prefill_attention_wst_kernel<HD, BN, NST, ILP, NC>;
+    const size_t smem = ci_prefill_wst_smem_bytes<HD, BN, NST, NC>();
     CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     const int items = p.ntiles * p.S * p.H;
-    k<<<PERS ? std::min(items, nsm) : items, 384, smem>>>(p, m[0], m[1], m[2]);
+    k<<<PERS ? std::min(items, nsm) : items, ci_prefill_wst_threads(NC), smem>>>(p, m[0], m[1],
+                                                                             m[2]);
+}
+/* three consumer warpgroups (192-row query tiles), hd 64 */
+template <int BN, int NST, bool ILP = true>
+static void run_wst3(const Problem &pb, const Dev &d) {
+    run_wst_hd<BN, NST, true, ILP, 64, 3>(pb, d);
+}
+template <int BN> static bool wst64_supports(const Problem &pb) {
+    return pb.hd == 64 && ci_prefill_wst_bs_ok(pb.bs, BN);
 }
 template <int BN, int NST, bool PERS, bool ILP>
 static void run_wst(const Problem &pb, const Dev &d) {
@@ -791,6 +806,9 @@ static const Version versions[] = {
     {"v22 ws TMA persist BN128 2-stg ILP", run_wst<128, 2, true, true>, wst_supports<128>},
     {"v23 ws TMA persist BN128 3-stg ILP", run_wst<128, 3, true, true>, wst_supports<128>},
     {"v24 ws TMA persist BN64 4-stg ILP", run_wst128<64, 4, true, true>, wst128_supports<64>},
+    {"v33 ws TMA persist 3 WG BM192 3-stg", run_wst3<128, 3>, wst64_supports<128>},
+    {"v34 ws TMA persist 3 WG BM192 4-stg", run_wst3<128, 4>, wst64_supports<128>},
+    {"v35 ws TMA persist 3 WG BM192 no ILP", run_wst3<128, 3, false>, wst64_supports<128>},
     {"prod (launcher's choice)", run_prod},
 };
 static const int NVER = sizeof versions / sizeof versions[0];

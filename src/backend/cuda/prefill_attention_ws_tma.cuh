@@ -92,8 +92,9 @@ struct item {
 };
 /* item k of this CTA (snake order over the heaviest-first list); false
  * when past the list. valid = false: skip (no rows or no key). Every warp
- * gets the same answer. */
-template <int BN>
+ * gets the same answer. BMT: query rows of a tile (64 per consumer
+ * warpgroup). */
+template <int BN, int BMT>
 __device__ __forceinline__ bool get_item(const ci_prefill_params &p, int k, item &it, bool &valid) {
     const int G = gridDim.x, b = blockIdx.x;
     const int64_t w = (int64_t)k * G + ((k & 1) ? G - 1 - b : b);
@@ -104,17 +105,17 @@ __device__ __forceinline__ bool get_item(const ci_prefill_params &p, int k, item
     it.s = idx % p.S;
     const int tile = p.ntiles - 1 - idx / p.S;
     it.q0 = p.qstart[it.s];
-    it.r0 = tile * BM;
+    it.r0 = tile * BMT;
     const int qlen = p.qstart[it.s + 1] - it.q0;
     valid = false;
     if (it.r0 >= qlen) return true;
-    it.nrows = min(BM, qlen - it.r0);
+    it.nrows = min(BMT, qlen - it.r0);
     it.ctx = p.ctx_lens[it.s];
     /* rows past the end repeat the last row */
     const int lane = threadIdx.x & 31;
     int lo = 1 << 30, hi = 0;
 #pragma unroll
-    for (int i = 0; i < BM / 32; i++) {
+    for (int i = 0; i < BMT / 32; i++) {
         const int r = min(lane + 32 * i, it.nrows - 1);
         const int lim = min(p.positions[it.q0 + it.r0 + r] + 1, it.ctx);
         lo = min(lo, lim);
@@ -190,7 +191,7 @@ __device__ __forceinline__ void exp_rows2(float *s, float sl2, float mx0, float 
 }
 
 /* ---- producer warp ---- */
-template <int HD, int BN, int NST>
+template <int HD, int BN, int NST, int BMT>
 __device__ __forceinline__ void
 produce(const ci_prefill_params &p, tbars<NST> &bar, const CUtensorMap *tmq, const CUtensorMap *tmk,
         const CUtensorMap *tmv, __nv_bfloat16 *sq, __nv_bfloat16 *sk, __nv_bfloat16 *sv) {
@@ -211,16 +212,16 @@ produce(const ci_prefill_params &p, tbars<NST> &bar, const CUtensorMap *tmq, con
     uint32_t ph = 0, qph = 0;
     item it;
     bool valid;
-    for (int k = 0; get_item<BN>(p, k, it, valid); k++) {
+    for (int k = 0; get_item<BN, BMT>(p, k, it, valid); k++) {
         if (!valid) continue;
         const int kvh = it.h / G;
         mbar_wait(smem_u32(&bar.qempty), qph ^ 1);
         if (lane == 0) {
             const uint32_t qb = smem_u32(&bar.qfull);
-            mbar_expect_tx(qb, BM * HD * 2);
+            mbar_expect_tx(qb, BMT * HD * 2);
 #pragma unroll
             for (int c = 0; c < HD / 64; c++)
-                tma_load_2d(sq + c * (BM * 64), tmq, it.h * HD + c * 64, it.q0 + it.r0, qb);
+                tma_load_2d(sq + c * (BMT * 64), tmq, it.h * HD + c * 64, it.q0 + it.r0, qb);
         }
         qph ^= 1;
         const int32_t *bt = p.btab + (int64_t)it.s * p.mbps;
@@ -247,14 +248,16 @@ produce(const ci_prefill_params &p, tbars<NST> &bar, const CUtensorMap *tmq, con
     }
 }
 
-/* ---- consumer warpgroups 1, 2 (always ping-pong) ---- */
-template <int HD, int BN, int NST, bool ILP>
+/* ---- consumer warpgroups 1 .. NC (always ping-pong: with NC = 3 a ring,
+ * each warpgroup's GEMMs issued after the one before it) ---- */
+template <int HD, int BN, int NST, bool ILP, int NC>
 __device__ __forceinline__ void consume(const ci_prefill_params &p, tbars<NST> &bar,
                                         const __nv_bfloat16 *sq, const __nv_bfloat16 *sk,
                                         const __nv_bfloat16 *sv) {
-    constexpr int KD = HD / 16, NS = BN / 2, NO = HD / 2, NP = BN / 4;
-    const int ct = threadIdx.x - NPROD; /* 0 .. 255 */
+    constexpr int KD = HD / 16, NS = BN / 2, NO = HD / 2, NP = BN / 4, BMT = 64 * NC;
+    const int ct = threadIdx.x - NPROD; /* 0 .. 128 NC - 1 */
     const int cw = ct >> 7;             /* consumer warpgroup: rows 64 cw .. */
+    const int nxt = BAR_PP + (cw + 1 == NC ? 0 : cw + 1); /* the next one's barrier */
     const int lane = ct & 31;
     const int ra = cw * 64 + ((ct >> 5) & 3) * 16 + (lane >> 2), rb = ra + 8;
     const float sl2 = p.scale_log2;
@@ -264,7 +267,7 @@ __device__ __forceinline__ void consume(const ci_prefill_params &p, tbars<NST> &
     auto issue_s = [&](float *s, int st) {
 #pragma unroll
         for (int kk = 0; kk < KD; kk++) {
-            const uint64_t a = dq + (uint64_t)(((kk >> 2) * (BM * 128) + (kk & 3) * 32) >> 4);
+            const uint64_t a = dq + (uint64_t)(((kk >> 2) * (BMT * 128) + (kk & 3) * 32) >> 4);
             const uint64_t b =
                 dk + (uint64_t)((st * (BN * HD * 2) + (kk >> 2) * (BN * 128) + (kk & 3) * 32) >> 4);
             wgmma_ss<BN>(s, a, b, kk > 0);
@@ -286,10 +289,10 @@ __device__ __forceinline__ void consume(const ci_prefill_params &p, tbars<NST> &
 
     int kst = 0, vst = 0;
     uint32_t kph = 0, vph = 0, qph = 0;
-    if (cw == 1) named_arrive(BAR_PP + 0); /* consumer 1 issues first */
+    if (cw == NC - 1) named_arrive(BAR_PP + 0); /* consumer 1 issues first */
     item it;
     bool valid;
-    for (int k = 0; get_item<BN>(p, k, it, valid); k++) {
+    for (int k = 0; get_item<BN, BMT>(p, k, it, valid); k++) {
         if (!valid) continue;
         const int nblk = it.nblk, nrows = it.nrows, q0 = it.q0, r0 = it.r0;
         const int lim0 = min(p.positions[q0 + r0 + min(ra, nrows - 1)] + 1, it.ctx);
@@ -312,7 +315,7 @@ __device__ __forceinline__ void consume(const ci_prefill_params &p, tbars<NST> &
         wg_fence();
         issue_s(s, kst);
         wg_commit();
-        named_arrive(BAR_PP + (cw ^ 1));
+        named_arrive(nxt);
         wg_wait0();
         fence_regs<NS>(s);
         release(&bar.empty_k[kst]);
@@ -338,7 +341,7 @@ __device__ __forceinline__ void consume(const ci_prefill_params &p, tbars<NST> &
             wg_commit();
             issue_pv(o, pa, vst); /* PV(n) */
             wg_commit();
-            named_arrive(BAR_PP + (cw ^ 1));
+            named_arrive(nxt);
             wg_wait1(); /* S(n+1) done, PV(n) may still run */
             fence_regs<NS>(s);
             release(&bar.empty_k[kst]);
@@ -379,7 +382,7 @@ __device__ __forceinline__ void consume(const ci_prefill_params &p, tbars<NST> &
         wg_fence();
         issue_pv(o, pa, vst);
         wg_commit();
-        named_arrive(BAR_PP + (cw ^ 1));
+        named_arrive(nxt);
         wg_wait0();
         fence_regs<NO>(o);
         fence_regs<NP>(&pa[0][0]);
@@ -391,27 +394,36 @@ __device__ __forceinline__ void consume(const ci_prefill_params &p, tbars<NST> &
 
         store_rows<HD>(p, it.h, q0 + r0, nrows, ra, o, l0, l1, 1.0f); /* out = O / l */
     }
-    if (cw == 0) named_sync(BAR_PP + 0); /* consumer 2's surplus arrival */
+    if (cw == 0) named_sync(BAR_PP + 0); /* the last consumer's surplus arrival */
 }
 
 } // namespace ci_pfwt
 
-/* Dynamic shared memory: as ci_prefill_ws_smem_bytes. */
-template <int HD, int BN, int NST>
+/* Dynamic shared memory: NST stages of K and V [HD/64][BN][64], Q
+ * [HD/64][64 NC][64], 1 KB to align the swizzle atoms. */
+template <int HD, int BN, int NST, int NC = 2>
 __host__ __device__ constexpr size_t ci_prefill_wst_smem_bytes() {
-    return ci_prefill_ws_smem_bytes<HD, BN, NST>();
+    return (size_t)(2 * NST * BN * HD + 64 * NC * HD) * sizeof(__nv_bfloat16) + 1024;
+}
+/* threads of the kernel with NC consumer warpgroups (and the producer's) */
+__host__ __device__ constexpr int ci_prefill_wst_threads(int NC) {
+    return 128 * (NC + 1);
 }
 /* the cache block sizes the TMA kernel takes with tile width BN */
 __host__ __device__ constexpr bool ci_prefill_wst_bs_ok(int bs, int BN) {
     return (bs == 16 || bs == 32 || bs == 64 || bs == 128) && BN % bs == 0;
 }
 
-/* Grid: any number of CTAs of 384 threads (the number of work items,
- * ntiles * S * H: one item each; the number of SMs: persistent). p.window
- * must be 0, p.fp8 false, p.bs as ci_prefill_wst_bs_ok. ILP: the softmax
- * with independent partial maxima / sums (row_max2). */
-template <int HD, int BN, int NST, bool ILP>
-__global__ void __launch_bounds__(384, 1)
+/* Grid: any number of CTAs of ci_prefill_wst_threads(NC) threads (the
+ * number of work items, ntiles * S * H with ntiles of 64 NC rows: one item
+ * each; the number of SMs: persistent). p.window must be 0, p.fp8 false,
+ * p.bs as ci_prefill_wst_bs_ok. ILP: the softmax with independent partial
+ * maxima / sums (row_max2). NC: consumer warpgroups, 2 (128-row tiles,
+ * registers 40 / 232) or 3 (192-row tiles as FA3 takes at hd 64: each K/V
+ * tile serves half again as many rows and the tensor cores have two other
+ * warpgroups' GEMMs to run during a softmax; registers 32 / 160). */
+template <int HD, int BN, int NST, bool ILP, int NC = 2>
+__global__ void __launch_bounds__(128 * (NC + 1), 1)
     ci_prefill_attention_wst_kernel(const ci_prefill_params p,
                                     const __grid_constant__ CUtensorMap tmq,
                                     const __grid_constant__ CUtensorMap tmk,
@@ -421,8 +433,11 @@ __global__ void __launch_bounds__(384, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using namespace ci_pfwt;
     static_assert((HD == 64 || HD == 128) && (BN == 64 || BN == 128) && NST >= 2, "tile shape");
-    static_assert(ci_prefill_wst_smem_bytes<HD, BN, NST>() + sizeof(tbars<NST>) <= 232448,
+    static_assert(ci_prefill_wst_smem_bytes<HD, BN, NST, NC>() + sizeof(tbars<NST>) <= 232448,
                   "shared memory");
+    static_assert(NC == 2 || NC == 3, "consumer warpgroups");
+    constexpr int PREGS = NC == 2 ? WS_PROD_REGS : 32, CREGS = NC == 2 ? WS_CONS_REGS : 160;
+    static_assert(128 * (PREGS + NC * CREGS) <= 65536, "register split");
     extern __shared__ uint4 smem_u4[];
     __nv_bfloat16 *sk = (__nv_bfloat16 *)(((uintptr_t)smem_u4 + 1023) & ~(uintptr_t)1023);
     __nv_bfloat16 *sv = sk + NST * BN * HD;
@@ -434,39 +449,40 @@ __global__ void __launch_bounds__(384, 1)
         for (int st = 0; st < NST; st++) {
             mbar_init(&bar.full_k[st], 1);
             mbar_init(&bar.full_v[st], 1);
-            mbar_init(&bar.empty_k[st], NCWARPS);
-            mbar_init(&bar.empty_v[st], NCWARPS);
+            mbar_init(&bar.empty_k[st], 4 * NC);
+            mbar_init(&bar.empty_v[st], 4 * NC);
         }
         mbar_init(&bar.qfull, 1);
-        mbar_init(&bar.qempty, NCWARPS);
+        mbar_init(&bar.qempty, 4 * NC);
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
 
     if (threadIdx.x < NPROD) {
-        reg_dealloc<WS_PROD_REGS>();
-        if (threadIdx.x < 32) produce<HD, BN, NST>(p, bar, &tmq, &tmk, &tmv, sq, sk, sv);
+        reg_dealloc<PREGS>();
+        if (threadIdx.x < 32) produce<HD, BN, NST, 64 * NC>(p, bar, &tmq, &tmk, &tmv, sq, sk, sv);
     } else {
-        reg_alloc<WS_CONS_REGS>();
-        consume<HD, BN, NST, ILP>(p, bar, sq, sk, sv);
+        reg_alloc<CREGS>();
+        consume<HD, BN, NST, ILP, NC>(p, bar, sq, sk, sv);
     }
 #else
     __trap();
 #endif
 }
 
-/* Host: the three tensor maps of the kernel (Q over p.qkv with T tokens,
- * K / V over p.kc / p.vc with num_blocks cache blocks) through enc, the
+/* Host: the three tensor maps of the kernel (Q over p.qkv with T tokens in
+ * boxes of bm = 64 NC rows, K / V over p.kc / p.vc with num_blocks cache
+ * blocks) through enc, the
  * driver's cuTensorMapEncodeTiled (from cudaGetDriverEntryPointByVersion:
  * no -lcuda). Returns 0 on success. */
 static inline int ci_prefill_wst_make_maps(PFN_cuTensorMapEncodeTiled_v12000 enc,
                                            const ci_prefill_params &p, int T, int hd,
                                            int num_blocks, CUtensorMap *mq, CUtensorMap *mk,
-                                           CUtensorMap *mv) {
+                                           CUtensorMap *mv, int bm = ci_pfws::BM) {
     const cuuint32_t one[4] = {1, 1, 1, 1};
     const cuuint64_t qdim[2] = {(cuuint64_t)(p.H + 2 * p.KV) * hd, (cuuint64_t)T};
     const cuuint64_t qstr[1] = {(cuuint64_t)(p.H + 2 * p.KV) * hd * 2};
-    const cuuint32_t qbox[2] = {64, (cuuint32_t)ci_pfws::BM};
+    const cuuint32_t qbox[2] = {64, (cuuint32_t)bm}; /* the tile's query rows */
     CUresult r = enc(mq, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, (void *)p.qkv, qdim, qstr, qbox, one,
                      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
