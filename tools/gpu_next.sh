@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# gpu_next.sh — the eighteenth session's unrun work in one device call
+# (carry the stripped cinfer and kernel_prefill_attention with their
+# libraries, and the Llama-3 tokenizer):
+#   1. the prefill attention lab: --quick under compute-sanitizer memcheck
+#      and racecheck (the three-warpgroup ring of v33-v35 is new), then
+#      the full lab (checks, timings: v23 / v33 / v34 / v35 / prod) and SDPA
+#      at hd 128 and 64 in the same call;
+#   2. tools/gpu_prefill_first.sh: serving at 32 req/s (and all at once)
+#      with the default mixed steps against --prefill-first.
+# usage: tools/gpu_next.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
+set -uo pipefail
+B=$(cd "${1:?BIN_DIR}" && pwd)
+T=${2:?llama3 tokenizer dir}
+limit=${LIMIT:-560}
+out=${OUT:-/tmp}
+L=$B/kernel_prefill_attention
+echo "== lab --quick under sanitizers ($(date +%T))"
+for tool in memcheck racecheck; do
+    timeout 120 compute-sanitizer --tool $tool --error-exitcode 9 $L --quick >/tmp/lab_$tool.txt 2>&1
+    echo "$tool rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|failures' /tmp/lab_$tool.txt | tr '\n' ' ')"
+done
+echo "== lab ($(date +%T), ${SECONDS} s)"
+timeout 200 $L >$out/lab.txt 2>&1
+echo "lab rc=$?"
+grep -E "^==|v23|v3[345]|prod|FAIL|failures" $out/lab.txt | head -90
+timeout 90 python3 bench/kernels/prefill_attention_sdpa.py 128 64 2>&1 | tail -3
+echo "== prefill first ($(date +%T), ${SECONDS} s)"
+LIMIT=$((limit - SECONDS)) bash tools/gpu_prefill_first.sh $B "$T"
+echo "done at ${SECONDS} s"
