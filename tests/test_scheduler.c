@@ -452,6 +452,32 @@ static void test_prefill_first(void) {
     }
     check_idle(s);
     ci_sched_destroy(s);
+    /* a prompt-only step keeps the blocks the decodes need next: 10 blocks
+     * of 4; A holds 2 and its next token needs a third, B's prompt needs 8
+     * of the 8 free, so B is not admitted before A's decode, and nothing
+     * is preempted */
+    c = cfg_of(10, 4, 64, 4);
+    c.prefill_first = 1;
+    s = mk(&c);
+    add_req(s, 7, 10, 1, 0);
+    o = step(s);
+    CHECK(o->num_admitted == 1 && o->num_prefill_tokens == 7);
+    o = step(s);
+    CHECK(o->num_decode_tokens == 1 && o->num_entries == 1);
+    add_req(s, 32, 4, 1, 0);
+    o = step(s);
+    CHECKF(o->num_decode_tokens == 1 && o->num_admitted == 0 && o->num_preempted == 0,
+           "kept blocks: %d decodes, %d admitted, %d preempted", o->num_decode_tokens,
+           o->num_admitted, o->num_preempted);
+    int pre = 0;
+    while (ci_sched_has_unfinished(s)) {
+        o = step(s);
+        pre += o->num_preempted;
+        drain_finished(s, &done, CI_FINISH_LENGTH);
+    }
+    CHECKF(pre == 0, "%d preemptions", pre);
+    check_idle(s);
+    ci_sched_destroy(s);
 }
 
 int main(void) {

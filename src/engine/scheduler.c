@@ -274,8 +274,9 @@ static ci_sequence *pick_victim(ci_scheduler *s, ci_sequence *cur) {
 
 /* One pass over the running sequences not yet scheduled this step: pass 0
  * their decodes (1 new token), pass 1 their prefill chunks; a sequence that
- * cannot get blocks preempts the worst one (possibly itself). */
-static ci_status schedule_running(ci_scheduler *s, int pass, int *budget) {
+ * cannot get blocks preempts the worst one (possibly itself), or with
+ * may_preempt 0 waits for a later step. */
+static ci_status schedule_running(ci_scheduler *s, int pass, int *budget, int may_preempt) {
     ci_sched_output *o = &s->out;
     for (int i = 0; i<s->num_running && * budget> 0; i++) {
         ci_sequence *q = s->running[i];
@@ -295,6 +296,7 @@ static ci_status schedule_running(ci_scheduler *s, int pass, int *budget) {
                 break;
             }
             if (st.code != CI_ERR_CAPACITY) return st;
+            if (!may_preempt) break;
             ci_sequence *v = pick_victim(s, q);
             CI_TRY(preempt(s, v));
             if (v == q) break;
@@ -310,8 +312,9 @@ static ci_status schedule_running(ci_scheduler *s, int pass, int *budget) {
 
 /* Admissions, only when nothing had to be preempted. Few are admitted per
  * step, so pick the best waiting sequence by a linear scan each time
- * instead of sorting the whole queue. */
-static ci_status schedule_waiting(ci_scheduler *s, int *budget) {
+ * instead of sorting the whole queue. keep: blocks left free beyond the
+ * watermark (a prompt-only step keeps the decodes' next blocks). */
+static ci_status schedule_waiting(ci_scheduler *s, int *budget, int keep) {
     ci_sched_output *o = &s->out;
     if (o->num_preempted != 0 || s->num_waiting == 0 || *budget <= 0) return ci_ok();
     int admitted = 0;
@@ -330,7 +333,13 @@ static ci_status schedule_waiting(ci_scheduler *s, int *budget) {
         int rem = q->num_tokens - q->num_computed_tokens;
         int n = fit_rows(q, rem < *budget ? rem : *budget, s->lrows);
         ci_status st = ci_ok();
-        if (n > 0) st = ci_bm_allocate(s->bm, q, n, s->num_running > 0, o->copies, &o->num_copies);
+        if (n > 0 && keep > 0 &&
+            ci_bm_num_available(s->bm) <
+                ci_bm_blocks_needed(s->bm, q, n) + keep +
+                    (s->num_running > 0 ? ci_bm_watermark_blocks(s->bm) : 0))
+            st = ci_errorf(CI_ERR_CAPACITY, "the decodes' next blocks");
+        else if (n > 0)
+            st = ci_bm_allocate(s->bm, q, n, s->num_running > 0, o->copies, &o->num_copies);
         if (n == 0 || st.code != CI_OK) { /* no logits rows or blocks left: next step */
             ci_bm_free(s->bm, q);
             q->num_cached_tokens = 0;
@@ -379,22 +388,34 @@ ci_status ci_sched_schedule(ci_scheduler *s, const ci_sched_output **out) {
     /* prefill first: a step with prompt work runs it without the decodes,
      * which wait for the next step; never two such steps in a row, so a
      * running sequence waits at most one step for its next token */
-    const int pf = s->cfg.prefill_first && !s->prefill_only_last;
+    int pf = s->cfg.prefill_first && !s->prefill_only_last;
     s->prefill_only_last = 0;
     if (pf) {
-        CI_TRY(schedule_running(s, 1, &budget));
-        CI_TRY(schedule_waiting(s, &budget));
-        if (o->num_entries > 0) {
-            for (int i = 0; i < s->num_running && !s->prefill_only_last; i++)
-                s->prefill_only_last = s->running[i]->scheduled_step != s->step;
-        } else {
-            CI_TRY(schedule_running(s, 0, &budget)); /* no prompt work: decodes */
+        /* the prompt work a mixed step would have had (the budget less one
+         * token per decode), without the decodes; the blocks those decodes
+         * need next step are kept free, and a chunk short of blocks waits
+         * for the next step's usual rules instead of preempting */
+        int ndec = 0, keep = 0;
+        for (int i = 0; i < s->num_running; i++) {
+            const ci_sequence *q = s->running[i];
+            if (q->state == CI_SEQ_RUNNING && q->num_tokens - q->num_computed_tokens == 1) {
+                ndec++;
+                keep += ci_bm_blocks_needed(s->bm, q, 1);
+            }
         }
-    } else {
+        int pbudget = budget - ndec;
+        if (pbudget > 0) {
+            CI_TRY(schedule_running(s, 1, &pbudget, 0));
+            CI_TRY(schedule_waiting(s, &pbudget, keep));
+        }
+        pf = o->num_entries > 0; /* no prompt work could run: the usual step */
+        s->prefill_only_last = pf && ndec > 0;
+    }
+    if (!pf) {
         /* decodes, then running prefill chunks, then admissions */
-        CI_TRY(schedule_running(s, 0, &budget));
-        CI_TRY(schedule_running(s, 1, &budget));
-        CI_TRY(schedule_waiting(s, &budget));
+        CI_TRY(schedule_running(s, 0, &budget, 1));
+        CI_TRY(schedule_running(s, 1, &budget, 1));
+        CI_TRY(schedule_waiting(s, &budget, 0));
     }
     s->stats.steps++;
     s->stats.prefill_tokens += o->num_prefill_tokens;

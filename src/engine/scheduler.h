@@ -13,7 +13,9 @@
  *      admission keeps watermark blocks free (unless nothing is running) and
  *      stops at the first one that does not fit (strict order).
  * prefill_first: a step with work of 2 or 3 skips 1 (the decodes wait a step),
- * never two such steps in a row; no admissible prompt work: the usual step.
+ * never two such steps in a row: the budget less one token per decode, the
+ * decodes' next blocks kept free, no preemption for it; no prompt work that
+ * can run: the usual step.
  * When a running sequence cannot get blocks, the running sequence not yet
  * scheduled this step with the worst (effective priority, arrival) — possibly
  * itself — is preempted by recompute: its blocks are freed and it returns to
