@@ -44,11 +44,13 @@ static cudaError_t launch_prefill_wg(cudaStream_t st, const ci_prefill_params &p
                   ci_prefill_wg_smem_bytes<HD, BN, NWG, NST>(), NWG * 128, st, p);
 }
 
-/* The TMA kernel: tensor maps over this call's qkv (ntok rows) and the
- * layer's cache (num_blocks blocks), one persistent CTA per SM. Returns
- * cudaErrorNotSupported when the driver has no cuTensorMapEncodeTiled or
- * rejects a map: the caller falls back to the cp.async kernels. */
-template <int HD>
+/* The TMA kernel with NC consumer warpgroups (64 NC-row query tiles; p's
+ * ntiles must count those): tensor maps over this call's qkv (ntok rows)
+ * and the layer's cache (num_blocks blocks), one persistent CTA per SM.
+ * Returns cudaErrorNotSupported when the driver has no
+ * cuTensorMapEncodeTiled or rejects a map: the caller falls back to the
+ * cp.async kernels. */
+template <int HD, int NC = 2>
 static cudaError_t launch_wst(cudaStream_t st, const ci_prefill_params &p, int ntok,
                               int num_blocks) {
     static int looked = 0, nsm = 0;
@@ -63,16 +65,17 @@ static cudaError_t launch_wst(cudaStream_t st, const ci_prefill_params &p, int n
     }
     if (!enc || nsm <= 0) return cudaErrorNotSupported;
     CUtensorMap mq, mk, mv;
-    if (ci_prefill_wst_make_maps(enc, p, ntok, HD, num_blocks, &mq, &mk, &mv) != 0)
+    if (ci_prefill_wst_make_maps(enc, p, ntok, HD, num_blocks, &mq, &mk, &mv, 64 * NC) != 0)
         return cudaErrorNotSupported;
-    auto kern = ci_prefill_attention_wst_kernel<HD, 128, 3, true>;
-    const size_t smem = ci_prefill_wst_smem_bytes<HD, 128, 3>();
+    /* three warpgroups: the plain softmax (the ILP one spills at 160 registers) */
+    auto kern = ci_prefill_attention_wst_kernel<HD, 128, 3, NC == 2, NC>;
+    const size_t smem = ci_prefill_wst_smem_bytes<HD, 128, 3, NC>();
     cudaError_t e =
         cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     const int64_t items = (int64_t)p.ntiles * p.S * p.H;
     const unsigned grid = (unsigned)(items < nsm ? items : nsm);
-    ci_cu_launch(kern, grid, 384, smem, st, p, mq, mk, mv);
+    ci_cu_launch(kern, grid, ci_prefill_wst_threads(NC), smem, st, p, mq, mk, mv);
     return cudaGetLastError();
 }
 
@@ -116,9 +119,18 @@ extern "C" int ci_cu_prefill_attention(ci_cu_stream st, const void *qkv, int nto
     static const int ws_on = !getenv("CINFER_PREFILL_WS") || atoi(getenv("CINFER_PREFILL_WS"));
     if (major == 9 && minor == 0 && ws_on && !p.fp8 && p.window == 0 && ntok > 0 &&
         num_blocks > 0 && ci_prefill_wst_bs_ok(block_size, 128)) {
-        p.ntiles = (max_query_len + 127) / 128; /* BM = 128 */
-        e = hd == 64 ? launch_wst<64>(st, p, ntok, num_blocks)
-                     : launch_wst<128>(st, p, ntok, num_blocks);
+        /* hd 64 with three consumer warpgroups (192-row tiles):
+         * CINFER_PREFILL_NC3=1, off until the lab and end-to-end runs
+         * measure it (docs/kernels/prefill_attention.md, round 4) */
+        static const int nc3 = getenv("CINFER_PREFILL_NC3") && atoi(getenv("CINFER_PREFILL_NC3"));
+        if (hd == 64 && nc3) {
+            p.ntiles = (max_query_len + 191) / 192;
+            e = launch_wst<64, 3>(st, p, ntok, num_blocks);
+        } else {
+            p.ntiles = (max_query_len + 127) / 128; /* BM = 128 */
+            e = hd == 64 ? launch_wst<64>(st, p, ntok, num_blocks)
+                         : launch_wst<128>(st, p, ntok, num_blocks);
+        }
         if (e != cudaErrorNotSupported) return e;
         p.ntiles = (max_query_len + bm - 1) / bm;
     }
