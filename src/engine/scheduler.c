@@ -332,18 +332,18 @@ static ci_status schedule_waiting(ci_scheduler *s, int *budget, int keep) {
         int hit = ci_bm_match_prefix(s->bm, q);
         int rem = q->num_tokens - q->num_computed_tokens;
         int n = fit_rows(q, rem < *budget ? rem : *budget, s->lrows);
+        /* the blocks it needs would eat into those kept */
+        const int short_of = n > 0 && keep > 0 &&
+                             ci_bm_num_available(s->bm) <
+                                 ci_bm_blocks_needed(s->bm, q, n) + keep +
+                                     (s->num_running > 0 ? ci_bm_watermark_blocks(s->bm) : 0);
         ci_status st = ci_ok();
-        if (n > 0 && keep > 0 &&
-            ci_bm_num_available(s->bm) <
-                ci_bm_blocks_needed(s->bm, q, n) + keep +
-                    (s->num_running > 0 ? ci_bm_watermark_blocks(s->bm) : 0))
-            st = ci_errorf(CI_ERR_CAPACITY, "the decodes' next blocks");
-        else if (n > 0)
+        if (n > 0 && !short_of)
             st = ci_bm_allocate(s->bm, q, n, s->num_running > 0, o->copies, &o->num_copies);
-        if (n == 0 || st.code != CI_OK) { /* no logits rows or blocks left: next step */
+        if (n == 0 || short_of || st.code != CI_OK) { /* no logits rows or blocks left: next step */
             ci_bm_free(s->bm, q);
             q->num_cached_tokens = 0;
-            if (n == 0 || st.code == CI_ERR_CAPACITY) break;
+            if (n == 0 || short_of || st.code == CI_ERR_CAPACITY) break;
             return st;
         }
         ci_bm_count_prefix_query(s->bm, q->num_tokens, hit);
