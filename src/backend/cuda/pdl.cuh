@@ -90,13 +90,16 @@ static inline cudaError_t ci_cu_launch_pdl(bool pdl, void (*kernel)(KArgs...), d
 /* Opts kernel into dyn bytes of dynamic shared memory where dyn plus its
  * static __shared__ arrays pass the 48 KB a launch gets without the
  * attribute (a kernel whose dynamic part alone is exactly 48 KB fails to
- * launch otherwise). The attribute query runs only for large dyn. */
+ * launch otherwise). The attribute query runs only for dyn in (40, 48] KB
+ * (the callers' static arrays are a few KB); above 48 KB it opts in at once. */
 template <typename... KArgs>
 static inline cudaError_t ci_cu_smem_optin(void (*kernel)(KArgs...), size_t dyn) {
     if (dyn <= 40 * 1024) return cudaSuccess;
-    cudaFuncAttributes fa;
-    cudaError_t e = cudaFuncGetAttributes(&fa, kernel);
-    if (e != cudaSuccess || dyn + fa.sharedSizeBytes <= 48 * 1024) return e;
+    if (dyn <= 48 * 1024) {
+        cudaFuncAttributes fa;
+        const cudaError_t e = cudaFuncGetAttributes(&fa, kernel);
+        if (e != cudaSuccess || dyn + fa.sharedSizeBytes <= 48 * 1024) return e;
+    }
     return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dyn);
 }
 
