@@ -15,30 +15,10 @@
 #   4. compute-sanitizer memcheck of test_cuda_fused.
 # usage: tools/gpu_block_size.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
 set -uo pipefail
-B=$(cd "${1:?BIN_DIR}" && pwd)
-T=${2:?llama3 tokenizer dir}
-limit=${LIMIT:-560}
-out=${OUT:-/tmp}
-export CINFER_SOURCE_DIR=${CINFER_SOURCE_DIR:-$PWD}
+. "$(dirname "$0")/gpu_step.bash" "$@"
+RUN_T_DIR=/tmp # $OUT keeps room for the lab's table
 m=/tmp/cinfer-l8
-left() { echo $((limit - SECONDS)); }
-(
-    [ -f $m/config.json ] || python3 tools/make_random_model.py --shape llama-3-8b --out $m \
-        --tokenizer-dir "$T" >/tmp/mk.log 2>&1
-    touch /tmp/MK
-) &
-step() { # step NAME NEED_SECONDS: is there time for it?
-    if [ "$(left)" -lt "$2" ]; then
-        echo "== $1: skipped ($(left) s left)"
-        return 1
-    fi
-    echo "== $1 ($(date +%T), ${SECONDS} s)"
-}
-run_t() { # run_t LIMIT LOGNAME CMD...: the test's verdict lines
-    timeout "$1" "${@:3}" >"/tmp/t_$2.log" 2>&1
-    echo "$2: rc=$? $(grep -E 'passed|SKIP|ERROR SUMMARY' "/tmp/t_$2.log" | tail -2 | tr '\n' ' ')"
-    grep -m8 -E "CHECK failed|FAIL" "/tmp/t_$2.log"
-}
+model_bg llama-3-8b $m
 if step "checks" 150; then
     run_t 90 fused $B/test_cuda_fused
     run_t 100 model $B/test_cuda_model
@@ -52,7 +32,7 @@ if step "prefill attention lab" 100; then
     grep -E "^==|target|hd64|prod |v23|FAIL|failures" $out/lab.txt | head -60
     timeout 90 python3 bench/kernels/prefill_attention_sdpa.py 128 64 2>&1 | tail -8
 fi
-while [ ! -f /tmp/MK ] && [ "$(left)" -gt 60 ]; do sleep 2; done
+model_wait $m
 lat() { # lat BS BATCH
     timeout 100 $B/cinfer bench latency -m $m --device cuda --batch-size $2 --input-len 256 \
         --output-len 256 --num-iters 3 --max-model-len 4096 --block-size $1 2>&1 |

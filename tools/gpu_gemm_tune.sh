@@ -12,30 +12,9 @@
 # Each step is skipped when less than it needs is left of LIMIT seconds.
 # usage: tools/gpu_gemm_tune.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
 set -uo pipefail
-B=$(cd "${1:?BIN_DIR}" && pwd)
-T=${2:?llama3 tokenizer dir}
-limit=${LIMIT:-560}
-out=${OUT:-/tmp}
-export CINFER_SOURCE_DIR=${CINFER_SOURCE_DIR:-$PWD}
+. "$(dirname "$0")/gpu_step.bash" "$@"
 m=/tmp/cinfer-l8
-left() { echo $((limit - SECONDS)); }
-(
-    [ -f $m/config.json ] || python3 tools/make_random_model.py --shape llama-3-8b --out $m \
-        --tokenizer-dir "$T" >/tmp/mk.log 2>&1
-    touch /tmp/MK
-) &
-step() { # step NAME NEED_SECONDS: is there time for it?
-    if [ "$(left)" -lt "$2" ]; then
-        echo "== $1: skipped ($(left) s left)"
-        return 1
-    fi
-    echo "== $1 ($(date +%T), ${SECONDS} s)"
-}
-run_t() { # run_t LIMIT LOGNAME CMD...: the test's verdict lines
-    timeout "$1" "${@:3}" >"$out/$2.log" 2>&1
-    echo "$2: rc=$? $(grep -E 'passed|SKIP|ERROR SUMMARY' "$out/$2.log" | tail -2 | tr '\n' ' ')"
-    grep -m12 -E "CHECK failed|FAIL" "$out/$2.log"
-}
+model_bg llama-3-8b $m
 if step "suites with CINFER_GEMM_TUNE=1" 120; then
     run_t 100 model env CINFER_GEMM_TUNE=1 $B/test_cuda_model
     run_t 100 engine env CINFER_GEMM_TUNE=1 CINFER_TEST_DEVICE=cuda CINFER_TEST_DTYPE=bfloat16 \
@@ -43,8 +22,7 @@ if step "suites with CINFER_GEMM_TUNE=1" 120; then
     run_t 100 plan_ahead env CINFER_GEMM_TUNE=1 CINFER_TEST_DEVICE=cuda \
         CINFER_TEST_DTYPE=bfloat16 $B/test_plan_ahead
 fi
-while [ ! -f /tmp/MK ] && [ "$(left)" -gt 60 ]; do sleep 2; done
-echo "model at ${SECONDS} s: $(tail -1 /tmp/mk.log 2>/dev/null)"
+model_wait $m
 lat() { # lat TUNE
     timeout 120 env CINFER_GEMM_TUNE=$1 $B/cinfer bench latency -m $m --device cuda --batch-size 48 \
         --input-len 256 --output-len 256 --num-iters 3 --max-model-len 4096 2>&1 |

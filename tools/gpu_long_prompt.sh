@@ -14,21 +14,10 @@
 #   3. offline 1000 x 256/256 with async scheduling and with --plan-ahead.
 # usage: tools/gpu_long_prompt.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
 set -uo pipefail
-B=$(cd "${1:?BIN_DIR}" && pwd)
-T=${2:?llama3 tokenizer dir}
-limit=${LIMIT:-560}
-export CINFER_SOURCE_DIR=${CINFER_SOURCE_DIR:-$PWD}
+. "$(dirname "$0")/gpu_step.bash" "$@"
 m=/tmp/cinfer-l31
-left() { echo $((limit - SECONDS)); }
-step() { # step NAME NEED_SECONDS: is there time for it?
-    if [ "$(left)" -lt "$2" ]; then
-        echo "== $1: skipped ($(left) s left)"
-        return 1
-    fi
-    echo "== $1 ($(date +%T), ${SECONDS} s)"
-}
-[ -f $m/config.json ] || python3 tools/make_random_model.py --shape llama-3.1-8b --out $m \
-    --tokenizer-dir "$T" 2>&1 | tail -1
+model_bg llama-3.1-8b $m
+model_wait $m
 long() { # long BS
     timeout 120 $B/cinfer bench latency -m $m --device cuda --batch-size 1 --input-len 32000 \
         --output-len 64 --num-iters 1 --max-model-len 32768 --block-size $1 2>&1 |

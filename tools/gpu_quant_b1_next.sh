@@ -14,14 +14,9 @@
 #      with its LM head auto, ring; online fp8, with CINFER_FUSE_TC8=1.
 # usage: tools/gpu_quant_b1_next.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
 set -uo pipefail
-B=$(cd "${1:?BIN_DIR}" && pwd)
-T=${2:?llama3 tokenizer dir}
-limit=${LIMIT:-560}
-out=${OUT:-/tmp}
-export CINFER_SOURCE_DIR=${CINFER_SOURCE_DIR:-$PWD}
+. "$(dirname "$0")/gpu_step.bash" "$@"
 m=/tmp/cinfer-l8 d=/tmp/cinfer-q
 mkdir -p $d
-left() { echo $((limit - SECONDS)); }
 (
     [ -f $m/config.json ] || python3 tools/make_random_model.py --shape llama-3-8b --out $m \
         --tokenizer-dir "$T" >$d/mk.log 2>&1
@@ -32,11 +27,6 @@ left() { echo $((limit - SECONDS)); }
     wait
     touch $d/ALL
 ) &
-run_t() { # run_t LIMIT LOGNAME CMD...: the test's verdict lines
-    timeout "$1" "${@:3}" >"$out/$2.log" 2>&1
-    echo "$2: rc=$? $(grep -E 'passed|SKIP|ERROR SUMMARY' "$out/$2.log" | tail -2 | tr '\n' ' ')"
-    grep -m12 -E "CHECK failed|FAIL" "$out/$2.log"
-}
 echo "== checks $(date +%T)"
 run_t 150 cuda_quant env CINFER_TEST_NO_BENCH=1 $B/test_cuda_quant
 grep -m4 "skinny" "$out/cuda_quant.log"

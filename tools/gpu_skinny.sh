@@ -17,36 +17,14 @@
 #   6. compute-sanitizer memcheck of step 1 (CINFER_TEST_QUICK=1).
 # usage: tools/gpu_skinny.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
 set -uo pipefail
-B=$(cd "${1:?BIN_DIR}" && pwd)
-T=${2:?llama3 tokenizer dir}
-limit=${LIMIT:-560}
-out=${OUT:-/tmp}
-export CINFER_SOURCE_DIR=${CINFER_SOURCE_DIR:-$PWD}
+. "$(dirname "$0")/gpu_step.bash" "$@"
 m=/tmp/cinfer-l8
-left() { echo $((limit - SECONDS)); }
-(
-    [ -f $m/config.json ] || python3 tools/make_random_model.py --shape llama-3-8b --out $m \
-        --tokenizer-dir "$T" >/tmp/mk.log 2>&1
-    touch /tmp/MK
-) &
-step() { # step NAME NEED_SECONDS: is there time for it?
-    if [ "$(left)" -lt "$2" ]; then
-        echo "== $1: skipped ($(left) s left)"
-        return 1
-    fi
-    echo "== $1 ($(date +%T), ${SECONDS} s)"
-}
-run_t() { # run_t LIMIT LOGNAME CMD...: the test's verdict lines
-    timeout "$1" "${@:3}" >"$out/$2.log" 2>&1
-    echo "rc=$? $(grep -E 'tests passed|passed,|ERROR SUMMARY|SKIP' "$out/$2.log" | tail -2 | tr '\n' ' ')"
-    grep -m12 -E "CHECK failed|FAIL|error" "$out/$2.log"
-}
+model_bg llama-3-8b $m
 if step "skinny ops" 60; then
     run_t 150 skinny_ops env CINFER_TEST_MODES=skinny $B/test_cuda_ops
     grep -E "gemm n=|skinny|worst" "$out/skinny_ops.log" | head -80
 fi
-while [ ! -f /tmp/MK ] && [ "$(left)" -gt 60 ]; do sleep 2; done
-echo "model made at ${SECONDS} s: $(tail -1 /tmp/mk.log)"
+model_wait $m
 lat() { # lat LABEL ENV... -- ARGS: batch-48 decode
     local n=$1 e=()
     shift

@@ -1,0 +1,43 @@
+# gpu_step.bash — the prelude the one-call device scripts share (sourced:
+# `. "$(dirname "$0")/gpu_step.bash" "$@"`, arguments BIN_DIR and the Llama-3
+# tokenizer dir). Sets B (binaries), T (tokenizer), limit (LIMIT seconds,
+# default 560), out (OUT, default /tmp; run_t's logs go to RUN_T_DIR, default
+# out: the device tool returns at most 8 files), CINFER_SOURCE_DIR, and:
+#   left                      seconds left of limit
+#   step NAME NEED            prints the step's header; false (and says so)
+#                             when fewer than NEED seconds are left
+#   run_t LIMIT NAME CMD...   runs a test with a time limit, prints its
+#                             verdict lines and first failures
+#   model_bg SHAPE DIR        makes DIR (tools/make_random_model.py) in the
+#                             background unless it exists; model_wait DIR
+#                             waits for it while more than 60 s are left
+B=$(cd "${1:?BIN_DIR}" && pwd)
+T=${2:?llama3 tokenizer dir}
+limit=${LIMIT:-560}
+out=${OUT:-/tmp}
+export CINFER_SOURCE_DIR=${CINFER_SOURCE_DIR:-$PWD}
+left() { echo $((limit - SECONDS)); }
+step() {
+    if [ "$(left)" -lt "$2" ]; then
+        echo "== $1: skipped ($(left) s left)"
+        return 1
+    fi
+    echo "== $1 ($(date +%T), ${SECONDS} s)"
+}
+run_t() {
+    local log=${RUN_T_DIR:-$out}/$2.log
+    timeout "$1" "${@:3}" >"$log" 2>&1
+    echo "$2: rc=$? $(grep -E 'passed|SKIP|ERROR SUMMARY' "$log" | tail -2 | tr '\n' ' ')"
+    grep -m12 -E "CHECK failed|FAIL" "$log"
+}
+model_bg() {
+    (
+        [ -f "$2/config.json" ] || python3 tools/make_random_model.py --shape "$1" --out "$2" \
+            --tokenizer-dir "$T" >"$2.log" 2>&1
+        touch "$2.ready"
+    ) &
+}
+model_wait() {
+    while [ ! -f "$1.ready" ] && [ "$(left)" -gt 60 ]; do sleep 2; done
+    echo "model $1 at ${SECONDS} s: $(tail -1 "$1.log" 2>/dev/null)"
+}
