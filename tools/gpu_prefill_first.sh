@@ -18,7 +18,7 @@ srv() { # srv LABEL [serve flags]
     shift
     [ $((limit - SECONDS)) -gt 70 ] || { echo "-- $n: skipped"; return; }
     echo "-- serve $n ($(date +%T), ${SECONDS} s)"
-    OUT=/tmp/srv_$n MAIN_RATES="${RATES:-32 inf}" RANGE_RATIO=0.5 SWEEP=0 timeout 200 \
+    OUT=/tmp/srv_$n MAIN_RATES="${RATES:-32 inf}" RANGE_RATIO=0.5 SWEEP=0 timeout $((limit - SECONDS < 200 ? limit - SECONDS : 200)) \
         bash tools/gpu_serve_bench.sh $B $m "$@" 2>&1 | grep -E "^\| (32|inf)|rror|did not"
     # the server's own TTFT of the 640 requests at 32 req/s (after the 16 of the warm-up)
     grep -o "ttft=[0-9.]*ms" /tmp/srv_$n/server.log | sed -n '17,656p' | tr -dc '0-9.\n' |
