@@ -14,12 +14,13 @@
 #      all at once) with the default mixed steps against --prefill-first;
 #   4. the lab's --quick under compute-sanitizer memcheck and racecheck (the
 #      three-warpgroup ring of v33-v35 is new).
-# usage: tools/gpu_next.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
+# usage: tools/gpu_next.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560;
+#   PF=0: no step 3, no checkpoint)
 set -uo pipefail
 . "$(dirname "$0")/gpu_step.bash" "$@"
 L=$B/kernel_prefill_attention
 m=/tmp/cinfer-l8
-model_bg llama-3-8b $m
+[ "${PF:-1}" = 1 ] && model_bg llama-3-8b $m
 if step "lab" 150; then
     timeout 200 $L >$out/lab.txt 2>&1
     echo "lab rc=$?"
@@ -37,7 +38,7 @@ fi
 if step "lab prod with NC3" 330; then
     CINFER_PREFILL_NC3=1 timeout 150 $L 2>&1 | grep -E "^==.*hd64|prod|failures" | head -20
 fi
-if step "prefill first" 150; then
+if [ "${PF:-1}" = 1 ] && step "prefill first" 150; then
     model_wait $m
     LIMIT=$(($(left) - 60)) bash tools/gpu_prefill_first.sh $B "$T"
 fi
