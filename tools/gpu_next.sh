@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# gpu_next.sh — the eighteenth session's unrun work in one device call
+# gpu_next.sh — the work still to run on a GPU in one device call
 # (carry the stripped cinfer, kernel_prefill_attention, test_cuda_ops and
 # test_cuda_model with their libraries, and the Llama-3 tokenizer), each
 # step skipped when less than it needs is left of LIMIT seconds; the
@@ -7,9 +7,10 @@
 # the start:
 #   1. the prefill attention lab (checks, timings: v23 / v33 / v34 / v35 /
 #      prod) and SDPA at hd 128 and 64 in the same call;
-#   2. production with three warpgroups at hd 64 (CINFER_PREFILL_NC3=1):
-#      test_cuda_ops (bf16) and test_cuda_model (tinyqwen2-code is hd 64:
-#      its goldens through the new path), and the lab's prod line with it;
+#   2. production (three warpgroups with the ILP softmax at hd 64 since the
+#      nineteenth session): test_cuda_ops (bf16) and test_cuda_model
+#      (tinyqwen2-code is hd 64: its goldens through that path), and the
+#      lab's prod lines with the old two (CINFER_PREFILL_NC3=0);
 #   3. tools/gpu_prefill_first.sh: serving at RATES (default 32 req/s and
 #      all at once) with the default mixed steps against --prefill-first;
 #   4. the lab's --quick under compute-sanitizer memcheck and racecheck (the
@@ -27,16 +28,16 @@ if step "lab" 150; then
     grep -E "^==|v23|v3[345]|prod|FAIL|failures" $out/lab.txt | head -90
     timeout 90 python3 bench/kernels/prefill_attention_sdpa.py 128 64 2>&1 | tail -3
 fi
-if step "CINFER_PREFILL_NC3=1" 120; then
+if step "production tests" 120; then
     for t in test_cuda_ops test_cuda_model; do
         [ -x $B/$t ] || continue
-        CINFER_PREFILL_NC3=1 CINFER_TEST_MODES=bf16 timeout 150 $B/$t >/tmp/nc3_$t.txt 2>&1
+        CINFER_TEST_MODES=bf16 timeout 150 $B/$t >/tmp/nc3_$t.txt 2>&1
         echo "$t rc=$? $(grep -E 'passed' /tmp/nc3_$t.txt | tail -1)"
         grep -m5 "CHECK failed" /tmp/nc3_$t.txt
     done
 fi
-if step "lab prod with NC3" 330; then
-    CINFER_PREFILL_NC3=1 timeout 150 $L 2>&1 | grep -E "^==.*hd64|prod|failures" | head -20
+if step "lab prod with NC3=0" 330; then
+    CINFER_PREFILL_NC3=0 timeout 150 $L 2>&1 | grep -E "^==.*hd64|prod|failures" | head -20
 fi
 if [ "${PF:-1}" = 1 ] && step "prefill first" 150; then
     model_wait $m

@@ -67,8 +67,10 @@ static cudaError_t launch_wst(cudaStream_t st, const ci_prefill_params &p, int n
     CUtensorMap mq, mk, mv;
     if (ci_prefill_wst_make_maps(enc, p, ntok, HD, num_blocks, &mq, &mk, &mv, 64 * NC) != 0)
         return cudaErrorNotSupported;
-    /* three warpgroups: the plain softmax (the ILP one spills at 160 registers) */
-    auto kern = ci_prefill_attention_wst_kernel<HD, 128, 3, NC == 2, NC>;
+    /* the ILP softmax with two or three warpgroups: at three it spills 4
+     * bytes at 160 registers and still beats the plain one (hd 64 on an H100:
+     * 431 against 408 TFLOP/s, lab v33 / v35) */
+    auto kern = ci_prefill_attention_wst_kernel<HD, 128, 3, true, NC>;
     const size_t smem = ci_prefill_wst_smem_bytes<HD, 128, 3, NC>();
     cudaError_t e =
         cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -119,10 +121,11 @@ extern "C" int ci_cu_prefill_attention(ci_cu_stream st, const void *qkv, int nto
     static const int ws_on = !getenv("CINFER_PREFILL_WS") || atoi(getenv("CINFER_PREFILL_WS"));
     if (major == 9 && minor == 0 && ws_on && !p.fp8 && p.window == 0 && ntok > 0 &&
         num_blocks > 0 && ci_prefill_wst_bs_ok(block_size, 128)) {
-        /* hd 64 with three consumer warpgroups (192-row tiles):
-         * CINFER_PREFILL_NC3=1, off until the lab and end-to-end runs
-         * measure it (docs/kernels/prefill_attention.md, round 4) */
-        static const int nc3 = getenv("CINFER_PREFILL_NC3") && atoi(getenv("CINFER_PREFILL_NC3"));
+        /* hd 64 with three consumer warpgroups (192-row tiles, as FA3):
+         * 431 against 391 TFLOP/s with two on an H100, cuDNN 430
+         * (docs/kernels/prefill_attention.md, round 4);
+         * CINFER_PREFILL_NC3=0 takes two */
+        static const int nc3 = !getenv("CINFER_PREFILL_NC3") || atoi(getenv("CINFER_PREFILL_NC3"));
         if (hd == 64 && nc3) {
             p.ntiles = (max_query_len + 191) / 192;
             e = launch_wst<64, 3>(st, p, ntok, num_blocks);
