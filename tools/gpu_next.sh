@@ -30,10 +30,7 @@ if step "lab" 150; then
 fi
 if step "production tests" 120; then
     for t in test_cuda_ops test_cuda_model; do
-        [ -x $B/$t ] || continue
-        CINFER_TEST_MODES=bf16 timeout 150 $B/$t >/tmp/nc3_$t.txt 2>&1
-        echo "$t rc=$? $(grep -E 'passed' /tmp/nc3_$t.txt | tail -1)"
-        grep -m5 "CHECK failed" /tmp/nc3_$t.txt
+        [ -x $B/$t ] && RUN_T_DIR=/tmp run_t 150 $t env CINFER_TEST_MODES=bf16 $B/$t
     done
 fi
 if step "lab prod with NC3=0" 330; then
