@@ -308,6 +308,11 @@ static void fill(std::vector<bf16> &v, size_t n, float amp) {
     for (size_t i = 0; i < n; i++) v[i] = __float2bfloat16_rn(amp * urand());
 }
 
+/* lab filters, from the environment: LAB_CASE (a substring of the problem
+ * names to run), LAB_VER (of the version names), LAB_CONTIGUOUS */
+static const char *lab_case, *lab_ver;
+static int lab_contiguous;
+
 static void setup(const Problem &pb, Dev &d) {
     d.S = (int)pb.ctx.size();
     d.T = 0;
@@ -327,7 +332,9 @@ static void setup(const Problem &pb, Dev &d) {
     d.nblocks += 3; /* a few unused blocks */
     std::vector<int> perm(d.nblocks);
     for (int i = 0; i < d.nblocks; i++) perm[i] = i;
-    for (int i = d.nblocks - 1; i > 0; i--) { /* shuffled blocks: tiles span scattered blocks */
+    /* shuffled blocks: tiles span scattered blocks (LAB_CONTIGUOUS=1: in order,
+     * as a fresh prefill gets them from an unfragmented free list) */
+    for (int i = d.nblocks - 1; i > 0 && !lab_contiguous; i--) {
         int j = (int)((urand() * 0.5f + 0.5f) * (i + 1)) % (i + 1);
         std::swap(perm[i], perm[j]);
     }
@@ -679,6 +686,7 @@ static const int V_WG_FIRST = 7, V_WG_PLAIN_LAST = 10; /* the first wgmma kernel
 
 /* skip_naive: version 0 would take seconds on the big shapes */
 static void run_problem(const Problem &pb, int timing, int skip_naive) {
+    if (lab_case && !strstr(pb.name, lab_case)) return;
     Dev d;
     setup(pb, d);
     std::vector<std::pair<int, int>> rows = check_rows(pb, d);
@@ -688,6 +696,7 @@ static void run_problem(const Problem &pb, int timing, int skip_naive) {
            pb.H, pb.KV, pb.hd, pb.bs, d.S, d.T, d.flops / 1e9, pb.full_check ? "full" : "sampled");
     printf("%-38s %10s %9s %7s %10s\n", "version", "ms", "TFLOP/s", "%peak", "rel err");
     for (int v = 0; v < NVER; v++) {
+        if (lab_ver && !strstr(versions[v].name, lab_ver)) continue;
         if ((v == 1 && pb.H / pb.KV > ATT2_GMAX) || (v == 0 && skip_naive) ||
             (no_wg && v >= V_WG_FIRST)) {
             printf("%-38s %10s\n", versions[v].name, "skipped");
@@ -721,6 +730,9 @@ static void run_problem(const Problem &pb, int timing, int skip_naive) {
 int main(int argc, char **argv) {
     int quick = argc > 1 && !strcmp(argv[1], "--quick");
     no_wg = getenv("LAB_NO_WG") && atoi(getenv("LAB_NO_WG"));
+    lab_case = getenv("LAB_CASE");
+    lab_ver = getenv("LAB_VER");
+    lab_contiguous = getenv("LAB_CONTIGUOUS") && atoi(getenv("LAB_CONTIGUOUS"));
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# gpu_prefill_diag.sh — why the prefill attention kernel trails at hd 128 with
+# 16-row cache blocks (524 against 590 TFLOP/s at 32 on the H200): the lab's
+# production line with the cache blocks shuffled (as the lab always ran) and
+# in order (LAB_CONTIGUOUS=1: a fresh prefill from an unfragmented free list),
+# then ncu (--clock-control none) on one launch of each target shape: speed of
+# light, memory, warp states, the tensor pipe.
+# usage: tools/gpu_prefill_diag.sh BIN_DIR   (LIMIT, default 300; OUT for the
+#   ncu reports, default /tmp)
+set -uo pipefail
+L=$(cd "${1:?BIN_DIR}" && pwd)/kernel_prefill_attention
+limit=${LIMIT:-300}
+out=${OUT:-/tmp}
+left() { echo $((limit - SECONDS)); }
+echo "== timings, production launcher, shuffled then contiguous blocks, twice"
+for rep in 1 2; do
+    for c in 0 1; do
+        LAB_CONTIGUOUS=$c LAB_VER=prod timeout 120 $L 2>&1 |
+            awk -v c=$c '/^== /{h=substr($0, 4, 40)} /^prod/ && $4 != "-" {print "contig=" c " | " h " | " $4 " ms " $5 " TFLOP/s"}'
+    done
+done
+command -v ncu >/dev/null || { echo "no ncu"; exit 0; }
+metrics=sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active
+metrics+=,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed
+metrics+=,lts__t_sector_hit_rate.pct,gpu__time_duration.sum
+for spec in "target: 8 x 4096 prefill:t16" "target, block size 32:t32" \
+    "8 x 4096 prefill, hd64 (H32:h64"; do
+    c=${spec%:*}
+    tag=${spec##*:}
+    for contig in 0 1; do
+        [ "$(left)" -lt 40 ] && { echo "ncu $tag: skipped ($(left) s left)"; continue; }
+        [ $contig = 1 ] && [ $tag = h64 ] && continue
+        LAB_CASE="$c" LAB_VER=prod LAB_CONTIGUOUS=$contig timeout 90 ncu --clock-control none \
+            -k regex:wst_kernel --launch-skip 2 --launch-count 1 \
+            --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats \
+            --section SchedulerStats --metrics $metrics $L >$out/ncu_${tag}_c$contig.txt 2>&1
+        echo "ncu $tag contig=$contig rc=$?"
+        grep -E "gmma_cycles|dram__bytes_read|dram__throughput|hit_rate|gpu__time|Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Hit|Issued Warp|No Eligible|Stall" \
+            $out/ncu_${tag}_c$contig.txt | head -24
+    done
+done
+echo "done at ${SECONDS} s"
