@@ -12,10 +12,13 @@ L=$(cd "${1:?BIN_DIR}" && pwd)/kernel_prefill_attention
 limit=${LIMIT:-300}
 out=${OUT:-/tmp}
 left() { echo $((limit - SECONDS)); }
+echo "== exp2 on the FMA pipe (v36 / v37 at hd 64 beside v33, v38 at hd 128 beside v23; prod first)"
+LAB_VER=prod,v23,v33,v36,v37,v38 timeout 150 $L 2>&1 | grep -E "^==|prod|v23|v3[3678]|failures" |
+    grep -v "skipped" | cut -c1-100
 echo "== timings, production launcher, shuffled then contiguous blocks, twice"
 for rep in 1 2; do
     for c in 0 1; do
-        LAB_CONTIGUOUS=$c LAB_VER=prod timeout 120 $L 2>&1 |
+        LAB_CASE="target,8 x 4096" LAB_CONTIGUOUS=$c LAB_VER=prod timeout 120 $L 2>&1 |
             awk -v c=$c '/^== /{h=substr($0, 4, 40)} /^prod/ && $4 != "-" {print "contig=" c " | " h " | " $4 " ms " $5 " TFLOP/s"}'
     done
 done
@@ -23,8 +26,8 @@ command -v ncu >/dev/null || { echo "no ncu"; exit 0; }
 metrics=sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active
 metrics+=,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed
 metrics+=,lts__t_sector_hit_rate.pct,gpu__time_duration.sum
-for spec in "target: 8 x 4096 prefill:t16" "target, block size 32:t32" \
-    "8 x 4096 prefill, hd64 (H32:h64"; do
+for spec in "target: 8 x 4096 prefill:t16" "block size 32:t32" \
+    "hd64 (H32:h64"; do
     c=${spec%:*}
     tag=${spec##*:}
     for contig in 0 1; do

@@ -37,6 +37,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 /* the production launcher (and, through it, the kernels' .cuh) */
@@ -309,9 +310,22 @@ static void fill(std::vector<bf16> &v, size_t n, float amp) {
 }
 
 /* lab filters, from the environment: LAB_CASE (a substring of the problem
- * names to run), LAB_VER (of the version names), LAB_CONTIGUOUS */
+ * names to run), LAB_VER (comma-separated substrings of the version names),
+ * LAB_CONTIGUOUS */
 static const char *lab_case, *lab_ver;
 static int lab_contiguous;
+
+/* whether name contains one of the comma-separated substrings of list */
+static bool name_in(const char *name, const char *list) {
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        std::string tok(p, n);
+        if (!tok.empty() && strstr(name, tok.c_str())) return true;
+        p += n + (e ? 1 : 0);
+    }
+    return false;
+}
 
 static void setup(const Problem &pb, Dev &d) {
     d.S = (int)pb.ctx.size();
@@ -507,13 +521,13 @@ static const CUtensorMap *tma_maps(const Problem &pb, const Dev &d, const ci_pre
     }
     return m;
 }
-template <int BN, int NST, bool PERS, bool ILP, int HD, int NC = 2>
+template <int BN, int NST, bool PERS, bool ILP, int HD, int NC = 2, int PX = 0>
 static void run_wst_hd(const Problem &pb, const Dev &d) {
     static int nsm = 0;
     if (!nsm) CK(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, 0));
     const ci_prefill_params p = params(pb, d, 64 * NC);
     const CUtensorMap *m = tma_maps(pb, d, p, 64 * NC);
-    auto k = ci_prefill_attention_wst_kernel<HD, BN, NST, ILP, NC>;
+    auto k = ci_prefill_attention_wst_kernel<HD, BN, NST, ILP, NC, PX>;
     const size_t smem = ci_prefill_wst_smem_bytes<HD, BN, NST, NC>();
     CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     const int items = p.ntiles * p.S * p.H;
@@ -521,9 +535,13 @@ static void run_wst_hd(const Problem &pb, const Dev &d) {
                                                                              m[2]);
 }
 /* three consumer warpgroups (192-row query tiles), hd 64 */
-template <int BN, int NST, bool ILP = true>
+template <int BN, int NST, bool ILP = true, int PX = 0>
 static void run_wst3(const Problem &pb, const Dev &d) {
-    run_wst_hd<BN, NST, true, ILP, 64, 3>(pb, d);
+    run_wst_hd<BN, NST, true, ILP, 64, 3, PX>(pb, d);
+}
+/* v23 at hd 128 with PX / 8 of the exponentials on the FMA pipe */
+template <int PX> static void run_wst128_px(const Problem &pb, const Dev &d) {
+    run_wst_hd<128, 3, true, true, 128, 2, PX>(pb, d);
 }
 template <int BN> static bool wst64_supports(const Problem &pb) {
     return pb.hd == 64 && ci_prefill_wst_bs_ok(pb.bs, BN);
@@ -584,6 +602,9 @@ static const Version versions[] = {
     {"v33 ws TMA persist 3 WG BM192 3-stg", run_wst3<128, 3>, wst64_supports<128>},
     {"v34 ws TMA persist 3 WG BM192 4-stg", run_wst3<128, 4>, wst64_supports<128>},
     {"v35 ws TMA persist 3 WG BM192 no ILP", run_wst3<128, 3, false>, wst64_supports<128>},
+    {"v36 v33 + 1/8 exp2 on the FMA pipe", run_wst3<128, 3, true, 1>, wst64_supports<128>},
+    {"v37 v33 + 1/4 exp2 on the FMA pipe", run_wst3<128, 3, true, 2>, wst64_supports<128>},
+    {"v38 v23 + 1/8 exp2 on the FMA pipe", run_wst128_px<1>, wst128_supports<128>},
     {"prod (launcher's choice)", run_prod},
 };
 static const int NVER = sizeof versions / sizeof versions[0];
@@ -686,7 +707,7 @@ static const int V_WG_FIRST = 7, V_WG_PLAIN_LAST = 10; /* the first wgmma kernel
 
 /* skip_naive: version 0 would take seconds on the big shapes */
 static void run_problem(const Problem &pb, int timing, int skip_naive) {
-    if (lab_case && !strstr(pb.name, lab_case)) return;
+    if (lab_case && !name_in(pb.name, lab_case)) return;
     Dev d;
     setup(pb, d);
     std::vector<std::pair<int, int>> rows = check_rows(pb, d);
@@ -696,7 +717,7 @@ static void run_problem(const Problem &pb, int timing, int skip_naive) {
            pb.H, pb.KV, pb.hd, pb.bs, d.S, d.T, d.flops / 1e9, pb.full_check ? "full" : "sampled");
     printf("%-38s %10s %9s %7s %10s\n", "version", "ms", "TFLOP/s", "%peak", "rel err");
     for (int v = 0; v < NVER; v++) {
-        if (lab_ver && !strstr(versions[v].name, lab_ver)) continue;
+        if (lab_ver && !name_in(versions[v].name, lab_ver)) continue;
         if ((v == 1 && pb.H / pb.KV > ATT2_GMAX) || (v == 0 && skip_naive) ||
             (no_wg && v >= V_WG_FIRST)) {
             printf("%-38s %10s\n", versions[v].name, "skipped");

@@ -169,7 +169,37 @@ __device__ __forceinline__ void row_max2(const float *s, float sl2, float &mx0, 
         mx1 = fmaxf(mx1, y * sl2);
     }
 }
-template <int BN, bool ILP>
+/* 2^x (x <= 0, as a softmax's exponents) on the FMA pipe instead of the
+ * MUFU: x rounded to the integer j by the 1.5 * 2^23 trick (j lands in t's
+ * low mantissa bits), 2^(x - j) on [-0.5, 0.5] by a degree-3 polynomial
+ * (relative error 7.5e-5, below BF16's 3.9e-3 that P is rounded to), j
+ * added to the result's exponent. x is clamped at -126 (below, the
+ * exponent add would wrap): -inf (a masked key) gives 2^-126 ~ 1.2e-38
+ * where ex2.approx gives 0, nothing an fp32 sum of weights ~1 can see.
+ * At hd 64 a tile's exponentials take the MUFU as long as its two GEMMs take
+ * the tensor cores (FA4 moves some to the FMA pipe on Blackwell for that). */
+__device__ __forceinline__ float ex2_fma(float x) {
+    /* one asm block: built from C, ptxas serialized the wgmma pipeline */
+    float y;
+    asm("{\n\t.reg .f32 x, t, j, f, q;\n\t.reg .b32 a, b;\n\t"
+        "max.f32 x, %1, 0fC2FC0000;\n\t"   /* -126 */
+        "add.rn.f32 t, x, 0f4B400000;\n\t" /* 1.5 * 2^23 */
+        "sub.rn.f32 j, t, 0f4B400000;\n\t"
+        "sub.rn.f32 f, x, j;\n\t"
+        "fma.rn.f32 q, f, 0f3D61FBA8, 0f3E786F10;\n\t"
+        "fma.rn.f32 q, q, f, 0f3F31798D;\n\t"
+        "fma.rn.f32 q, q, f, 0f3F7FFB49;\n\t"
+        "mov.b32 a, q;\n\t"
+        "mov.b32 b, t;\n\t"
+        "shl.b32 b, b, 23;\n\t"
+        "add.s32 a, a, b;\n\t"
+        "mov.b32 %0, a;\n\t}"
+        : "=f"(y)
+        : "f"(x));
+    return y;
+}
+/* PX: of every 8 column groups of 8, the first PX take ex2_fma */
+template <int BN, bool ILP, int PX = 0>
 __device__ __forceinline__ void exp_rows2(float *s, float sl2, float mx0, float mx1, float &rs0,
                                           float &rs1) {
     if constexpr (!ILP) {
@@ -178,10 +208,17 @@ __device__ __forceinline__ void exp_rows2(float *s, float sl2, float mx0, float 
         float a[4] = {0.0f, 0.0f, 0.0f, 0.0f}, b[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
         for (int nb = 0; nb < BN / 8; nb++) {
-            s[4 * nb + 0] = ex2(fmaf(s[4 * nb + 0], sl2, -mx0));
-            s[4 * nb + 1] = ex2(fmaf(s[4 * nb + 1], sl2, -mx0));
-            s[4 * nb + 2] = ex2(fmaf(s[4 * nb + 2], sl2, -mx1));
-            s[4 * nb + 3] = ex2(fmaf(s[4 * nb + 3], sl2, -mx1));
+            if ((nb & 7) < PX) {
+                s[4 * nb + 0] = ex2_fma(fmaf(s[4 * nb + 0], sl2, -mx0));
+                s[4 * nb + 1] = ex2_fma(fmaf(s[4 * nb + 1], sl2, -mx0));
+                s[4 * nb + 2] = ex2_fma(fmaf(s[4 * nb + 2], sl2, -mx1));
+                s[4 * nb + 3] = ex2_fma(fmaf(s[4 * nb + 3], sl2, -mx1));
+            } else {
+                s[4 * nb + 0] = ex2(fmaf(s[4 * nb + 0], sl2, -mx0));
+                s[4 * nb + 1] = ex2(fmaf(s[4 * nb + 1], sl2, -mx0));
+                s[4 * nb + 2] = ex2(fmaf(s[4 * nb + 2], sl2, -mx1));
+                s[4 * nb + 3] = ex2(fmaf(s[4 * nb + 3], sl2, -mx1));
+            }
             a[nb & 3] += s[4 * nb + 0] + s[4 * nb + 1];
             b[nb & 3] += s[4 * nb + 2] + s[4 * nb + 3];
         }
@@ -250,13 +287,13 @@ produce(const ci_prefill_params &p, tbars<NST> &bar, const CUtensorMap *tmq, con
 
 /* ---- consumer warpgroups 1 .. NC (always ping-pong: with NC = 3 a ring,
  * each warpgroup's GEMMs issued after the one before it) ---- */
-template <int HD, int BN, int NST, bool ILP, int NC>
+template <int HD, int BN, int NST, bool ILP, int NC, int PX>
 __device__ __forceinline__ void consume(const ci_prefill_params &p, tbars<NST> &bar,
                                         const __nv_bfloat16 *sq, const __nv_bfloat16 *sk,
                                         const __nv_bfloat16 *sv) {
     constexpr int KD = HD / 16, NS = BN / 2, NO = HD / 2, NP = BN / 4, BMT = 64 * NC;
-    const int ct = threadIdx.x - NPROD; /* 0 .. 128 NC - 1 */
-    const int cw = ct >> 7;             /* consumer warpgroup: rows 64 cw .. */
+    const int ct = threadIdx.x - NPROD;                   /* 0 .. 128 NC - 1 */
+    const int cw = ct >> 7;                               /* consumer warpgroup: rows 64 cw .. */
     const int nxt = BAR_PP + (cw + 1 == NC ? 0 : cw + 1); /* the next one's barrier */
     const int lane = ct & 31;
     const int ra = cw * 64 + ((ct >> 5) & 3) * 16 + (lane >> 2), rb = ra + 8;
@@ -326,7 +363,7 @@ __device__ __forceinline__ void consume(const ci_prefill_params &p, tbars<NST> &
         if (nfull <= 0) mask_keys<BN>(s, 0, lim0, lim1);
         float m0 = -INFINITY, m1 = -INFINITY, l0, l1;
         row_max2<BN, ILP>(s, sl2, m0, m1);
-        exp_rows2<BN, ILP>(s, sl2, m0, m1, l0, l1);
+        exp_rows2<BN, ILP, PX>(s, sl2, m0, m1, l0, l1);
         pack_p<BN>(s, pa);
 
         for (int n = 0; n + 1 < nblk; n++) {
@@ -356,7 +393,7 @@ __device__ __forceinline__ void consume(const ci_prefill_params &p, tbars<NST> &
             m0 = nm0;
             m1 = nm1;
             float rs0, rs1;
-            exp_rows2<BN, ILP>(s, sl2, m0, m1, rs0, rs1);
+            exp_rows2<BN, ILP, PX>(s, sl2, m0, m1, rs0, rs1);
             pin_before_wait(rs0 + rs1, &bar.scratch);
             wg_wait0(); /* PV(n) done: o and pa free */
             fence_regs<NO>(o);
@@ -421,8 +458,9 @@ __host__ __device__ constexpr bool ci_prefill_wst_bs_ok(int bs, int BN) {
  * maxima / sums (row_max2). NC: consumer warpgroups, 2 (128-row tiles,
  * registers 40 / 232) or 3 (192-row tiles as FA3 takes at hd 64: each K/V
  * tile serves half again as many rows and the tensor cores have two other
- * warpgroups' GEMMs to run during a softmax; registers 32 / 160). */
-template <int HD, int BN, int NST, bool ILP, int NC = 2>
+ * warpgroups' GEMMs to run during a softmax; registers 32 / 160). PX: the
+ * share (PX / 8) of the exponentials computed on the FMA pipe (ex2_fma). */
+template <int HD, int BN, int NST, bool ILP, int NC = 2, int PX = 0>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     ci_prefill_attention_wst_kernel(const ci_prefill_params p,
                                     const __grid_constant__ CUtensorMap tmq,
@@ -463,7 +501,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
         if (threadIdx.x < 32) produce<HD, BN, NST, 64 * NC>(p, bar, &tmq, &tmk, &tmv, sq, sk, sv);
     } else {
         reg_alloc<CREGS>();
-        consume<HD, BN, NST, ILP, NC>(p, bar, sq, sk, sv);
+        consume<HD, BN, NST, ILP, NC, PX>(p, bar, sq, sk, sv);
     }
 #else
     __trap();
