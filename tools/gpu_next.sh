@@ -3,24 +3,23 @@
 # stripped cinfer, kernel_prefill_attention, test_cuda_ops and test_cuda_model
 # with their libraries: tools/pack_carry.sh), each step skipped when less
 # than it needs is left of LIMIT seconds:
-#   1. the CUDA op and model suites through the prefill launcher with
+#   1. the CUDA model suite through the prefill launcher with
 #      CINFER_PREFILL_PX=2 (a quarter of the softmax's exponentials on the FMA
 #      pipe at hd 64; tinyqwen2-code is hd 64: its goldens through that path);
 #   2. tools/gpu_prefill_diag.sh: v36-v38 (exp2 on the FMA pipe) beside v33 /
 #      v23 and the production line, the production line with shuffled and
 #      contiguous cache blocks, ncu on one launch of each target shape;
 #   3. the lab's --quick under compute-sanitizer memcheck and racecheck.
-# usage: tools/gpu_next.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
+# usage: tools/gpu_next.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560;
+#   SAN_S: seconds kept for step 3, default 70)
 set -uo pipefail
 . "$(dirname "$0")/gpu_step.bash" "$@"
 L=$B/kernel_prefill_attention
-if step "production tests, CINFER_PREFILL_PX=2" 200; then
-    for t in test_cuda_model test_cuda_ops; do
-        [ -x $B/$t ] && RUN_T_DIR=/tmp run_t 120 $t env CINFER_PREFILL_PX=2 CINFER_TEST_MODES=bf16 $B/$t
-    done
+if step "production model test, CINFER_PREFILL_PX=2" 100; then
+    RUN_T_DIR=/tmp run_t 60 test_cuda_model env CINFER_PREFILL_PX=2 CINFER_TEST_MODES=bf16 $B/test_cuda_model
 fi
-if step "prefill diag" 120; then
-    LIMIT=$(($(left) - 70)) OUT=$out bash tools/gpu_prefill_diag.sh $B
+if step "prefill diag" 60; then
+    REPS=1 NCU_CONTIG=0 LIMIT=$(($(left) - ${SAN_S:-70})) OUT=$out bash tools/gpu_prefill_diag.sh $B
 fi
 if step "lab --quick under sanitizers" 40; then
     for tool in memcheck racecheck; do

@@ -6,7 +6,8 @@
 # then ncu (--clock-control none) on one launch of each target shape: speed of
 # light, memory, warp states, the tensor pipe.
 # usage: tools/gpu_prefill_diag.sh BIN_DIR   (LIMIT, default 300; OUT for the
-#   ncu reports, default /tmp)
+#   ncu reports, default /tmp; REPS: rounds of the block-order timings, default
+#   2; NCU_CONTIG: the block orders ncu sees, default "0 1")
 set -uo pipefail
 L=$(cd "${1:?BIN_DIR}" && pwd)/kernel_prefill_attention
 limit=${LIMIT:-300}
@@ -16,7 +17,7 @@ echo "== exp2 on the FMA pipe (v36 / v37 at hd 64 beside v33, v38 at hd 128 besi
 LAB_VER=prod,v23,v33,v36,v37,v38 timeout 150 $L 2>&1 | grep -E "^==|prod|v23|v3[3678]|failures" |
     grep -v "skipped" | cut -c1-100
 echo "== timings, production launcher, shuffled then contiguous blocks, twice"
-for rep in 1 2; do
+for rep in $(seq 1 ${REPS:-2}); do
     for c in 0 1; do
         LAB_CASE="target,8 x 4096" LAB_CONTIGUOUS=$c LAB_VER=prod timeout 120 $L 2>&1 |
             awk -v c=$c '/^== /{h=substr($0, 4, 40)} /^prod/ && $4 != "-" {print "contig=" c " | " h " | " $4 " ms " $5 " TFLOP/s"}'
@@ -30,7 +31,7 @@ for spec in "target: 8 x 4096 prefill:t16" "block size 32:t32" \
     "hd64 (H32:h64"; do
     c=${spec%:*}
     tag=${spec##*:}
-    for contig in 0 1; do
+    for contig in ${NCU_CONTIG:-0 1}; do
         [ "$(left)" -lt 40 ] && { echo "ncu $tag: skipped ($(left) s left)"; continue; }
         [ $contig = 1 ] && [ $tag = h64 ] && continue
         LAB_CASE="$c" LAB_VER=prod LAB_CONTIGUOUS=$contig timeout 90 ncu --clock-control none \
