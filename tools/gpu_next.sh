@@ -15,17 +15,20 @@
 set -uo pipefail
 . "$(dirname "$0")/gpu_step.bash" "$@"
 L=$B/kernel_prefill_attention
-if step "production model test, CINFER_PREFILL_PX=2" 100; then
-    RUN_T_DIR=/tmp run_t 60 test_cuda_model env CINFER_PREFILL_PX=2 CINFER_TEST_MODES=bf16 $B/test_cuda_model
+if step "prefill diag (no ncu)" 60; then
+    NCU=0 REPS=1 LIMIT=$(($(left) - 40)) OUT=$out bash tools/gpu_prefill_diag.sh $B
 fi
-if step "prefill diag" 60; then
-    REPS=1 NCU_CONTIG=0 LIMIT=$(($(left) - ${SAN_S:-70})) OUT=$out bash tools/gpu_prefill_diag.sh $B
+if step "production model test, CINFER_PREFILL_PX=2" 40; then
+    RUN_T_DIR=/tmp run_t 40 test_cuda_model env CINFER_PREFILL_PX=2 CINFER_TEST_MODES=bf16 $B/test_cuda_model
 fi
-if step "lab --quick under sanitizers" 40; then
+if step "lab --quick under sanitizers" 50; then
     for tool in memcheck racecheck; do
-        tl=$(($(left) / 2)); [ $tl -gt 120 ] && tl=120
+        tl=$(($(left) / 2)); [ $tl -gt 60 ] && tl=60
         LAB_VER=v33,v36,v37,v38,prod timeout $tl compute-sanitizer --tool $tool --error-exitcode 9 $L --quick >/tmp/lab_$tool.txt 2>&1
         echo "$tool rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|failures' /tmp/lab_$tool.txt | tr '\n' ' ')"
     done
+fi
+if step "ncu" 60; then
+    TIMINGS=0 NCU_CONTIG=0 LIMIT=$(left) OUT=$out bash tools/gpu_prefill_diag.sh $B
 fi
 echo "done at ${SECONDS} s"
