@@ -8,7 +8,7 @@
 # usage: tools/gpu_prefill_diag.sh BIN_DIR   (LIMIT, default 300; OUT for the
 #   ncu reports, default /tmp; REPS: rounds of the block-order timings, default
 #   2; NCU_CONTIG: the block orders ncu sees, default "0 1"; NCU=0: no ncu;
-#   TIMINGS=0: ncu only)
+#   TIMINGS=0: no exp2 A/B, ORDER=0: no block-order timings)
 set -uo pipefail
 L=$(cd "${1:?BIN_DIR}" && pwd)/kernel_prefill_attention
 limit=${LIMIT:-300}
@@ -18,7 +18,9 @@ if [ "${TIMINGS:-1}" = 1 ]; then
     echo "== exp2 on the FMA pipe (v36 / v37 at hd 64 beside v33, v38 at hd 128 beside v23; prod first)"
     LAB_VER=prod,v23,v33,v36,v37,v38 timeout 150 $L 2>&1 | grep -E "^==|prod|v23|v3[3678]|failures" |
         grep -v "skipped" | cut -c1-100
-    echo "== timings, production launcher, shuffled then contiguous blocks, twice"
+fi
+if [ "${ORDER:-1}" = 1 ]; then
+    echo "== timings, production launcher, shuffled then contiguous blocks"
     for rep in $(seq 1 ${REPS:-2}); do
         for c in 0 1; do
             LAB_CASE="target,8 x 4096" LAB_CONTIGUOUS=$c LAB_VER=prod timeout 120 $L 2>&1 |
