@@ -50,7 +50,7 @@ static cudaError_t launch_prefill_wg(cudaStream_t st, const ci_prefill_params &p
  * Returns cudaErrorNotSupported when the driver has no
  * cuTensorMapEncodeTiled or rejects a map: the caller falls back to the
  * cp.async kernels. */
-template <int HD, int NC = 2, int PX = 0>
+template <int HD, int NC = 2>
 static cudaError_t launch_wst(cudaStream_t st, const ci_prefill_params &p, int ntok,
                               int num_blocks) {
     static int looked = 0, nsm = 0;
@@ -70,7 +70,7 @@ static cudaError_t launch_wst(cudaStream_t st, const ci_prefill_params &p, int n
     /* the ILP softmax with two or three warpgroups: at three it spills 4
      * bytes at 160 registers and still beats the plain one (hd 64 on an H100:
      * 431 against 408 TFLOP/s, lab v33 / v35) */
-    auto kern = ci_prefill_attention_wst_kernel<HD, 128, 3, true, NC, PX>;
+    auto kern = ci_prefill_attention_wst_kernel<HD, 128, 3, true, NC>;
     const size_t smem = ci_prefill_wst_smem_bytes<HD, 128, 3, NC>();
     cudaError_t e =
         cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -126,15 +126,9 @@ extern "C" int ci_cu_prefill_attention(ci_cu_stream st, const void *qkv, int nto
          * (docs/kernels/prefill_attention.md, round 4);
          * CINFER_PREFILL_NC3=0 takes two */
         static const int nc3 = !getenv("CINFER_PREFILL_NC3") || atoi(getenv("CINFER_PREFILL_NC3"));
-        /* CINFER_PREFILL_PX=1 / 2: an eighth / a quarter of the softmax's
-         * exponentials on the FMA pipe (ex2_fma), at hd 64 where they take
-         * the MUFU as long as the GEMMs take the tensor cores */
-        static const int px = getenv("CINFER_PREFILL_PX") ? atoi(getenv("CINFER_PREFILL_PX")) : 0;
         if (hd == 64 && nc3) {
             p.ntiles = (max_query_len + 191) / 192;
-            e = px == 1   ? launch_wst<64, 3, 1>(st, p, ntok, num_blocks)
-                : px == 2 ? launch_wst<64, 3, 2>(st, p, ntok, num_blocks)
-                          : launch_wst<64, 3>(st, p, ntok, num_blocks);
+            e = launch_wst<64, 3>(st, p, ntok, num_blocks);
         } else {
             p.ntiles = (max_query_len + 127) / 128; /* BM = 128 */
             e = hd == 64 ? launch_wst<64>(st, p, ntok, num_blocks)

@@ -459,7 +459,8 @@ __host__ __device__ constexpr bool ci_prefill_wst_bs_ok(int bs, int BN) {
  * registers 40 / 232) or 3 (192-row tiles as FA3 takes at hd 64: each K/V
  * tile serves half again as many rows and the tensor cores have two other
  * warpgroups' GEMMs to run during a softmax; registers 32 / 160). PX: the
- * share (PX / 8) of the exponentials computed on the FMA pipe (ex2_fma). */
+ * share (PX / 8) of the exponentials computed on the FMA pipe (ex2_fma;
+ * lab v36-v38: slower at every share tried, production launches PX = 0). */
 template <int HD, int BN, int NST, bool ILP, int NC = 2, int PX = 0>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     ci_prefill_attention_wst_kernel(const ci_prefill_params p,
