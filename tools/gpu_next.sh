@@ -3,12 +3,17 @@
 # stripped cinfer, kernel_prefill_attention, test_cuda_ops and test_cuda_model
 # with their libraries: tools/pack_carry.sh), each step skipped when less
 # than it needs is left of LIMIT seconds:
-#   1. the lab (every version's checks and timings; LAB_VER / LAB_CASE narrow
-#      it) beside PyTorch SDPA (cuDNN) at hd 128 and 64;
-#   2. the CUDA op and model suites through the production launcher;
-#   3. the lab's --quick under compute-sanitizer memcheck and racecheck;
-#   4. tools/gpu_prefill_diag.sh: block-order timings and ncu of one launch
-#      of each target shape.
+#   1. the lab (every version's checks, the ragged cases also with the cache
+#      blocks in order for v39's wide boxes; timings) beside PyTorch SDPA
+#      (cuDNN) at hd 128 and 64;
+#   2. v39 (a tile of consecutive cache blocks in one TMA box per 64
+#      columns) against v23 / v33 and the production line with the blocks in
+#      order (LAB_CONTIGUOUS=1), and production with CINFER_PREFILL_WIDE=1;
+#   3. the CUDA op and model suites through the production launcher, then
+#      with CINFER_PREFILL_WIDE=1;
+#   4. the lab's --quick under compute-sanitizer memcheck and racecheck
+#      (blocks shuffled and in order);
+#   5. tools/gpu_prefill_diag.sh's ncu of one launch of each target shape.
 # usage: tools/gpu_next.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
 set -uo pipefail
 . "$(dirname "$0")/gpu_step.bash" "$@"
@@ -19,9 +24,18 @@ if step "lab" 150; then
     grep -E "^==|v23|v3[3-9]|prod|FAIL|failures" $out/lab.txt | grep -v skipped | head -90
     timeout 90 python3 bench/kernels/prefill_attention_sdpa.py 128 64 2>&1 | tail -3
 fi
-if step "production tests" 120; then
-    for t in test_cuda_ops test_cuda_model; do
-        [ -x $B/$t ] && RUN_T_DIR=/tmp run_t 150 $t env CINFER_TEST_MODES=bf16 $B/$t
+if step "wide boxes, blocks in order" 120; then
+    for w in 0 1; do
+        CINFER_PREFILL_WIDE=$w LAB_CONTIGUOUS=1 LAB_CASE="target,8 x 4096" LAB_VER=v23,v33,v39,prod \
+            timeout 120 $L 2>&1 | grep -E "^==|^(prod|v[0-9])" | grep -v skipped |
+            sed "s/^prod/prod WIDE=$w/" | cut -c1-100
+    done
+fi
+if step "production tests" 150; then
+    for w in 0 1; do
+        for t in test_cuda_ops test_cuda_model; do
+            [ -x $B/$t ] && RUN_T_DIR=/tmp run_t 150 $t env CINFER_PREFILL_WIDE=$w CINFER_TEST_MODES=bf16 $B/$t
+        done
     done
 fi
 if step "lab --quick under sanitizers" 90; then
@@ -31,7 +45,7 @@ if step "lab --quick under sanitizers" 90; then
         echo "$tool rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|failures' /tmp/lab_$tool.txt | tr '\n' ' ')"
     done
 fi
-if step "block order, ncu" 60; then
-    TIMINGS=0 REPS=1 NCU_CONTIG=0 LIMIT=$(left) OUT=$out bash tools/gpu_prefill_diag.sh $B
+if step "ncu" 60; then
+    TIMINGS=0 ORDER=0 NCU_CONTIG="0 1" LIMIT=$(left) OUT=$out bash tools/gpu_prefill_diag.sh $B
 fi
 echo "done at ${SECONDS} s"

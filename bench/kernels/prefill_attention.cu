@@ -502,14 +502,14 @@ static PFN_cuTensorMapEncodeTiled_v12000 tma_encode() {
 }
 static const CUtensorMap *tma_maps(const Problem &pb, const Dev &d, const ci_prefill_params &p,
                                    int bm) {
-    static CUtensorMap m[3];
+    static CUtensorMap m[5];
     static const void *key[3];
     static int kshape[7] = {-1};
     const int shape[7] = {d.T, pb.H, pb.KV, pb.hd, pb.bs, d.nblocks, bm};
     if (key[0] != d.d_qkv || key[1] != d.d_kc || key[2] != d.d_vc ||
         memcmp(shape, kshape, sizeof shape)) {
         int r = ci_prefill_wst_make_maps(tma_encode(), p, d.T, pb.hd, d.nblocks, &m[0], &m[1], &m[2],
-                                         bm);
+                                         bm, &m[3], &m[4]);
         if (r) {
             fprintf(stderr, "cuTensorMapEncodeTiled failed: %d\n", r);
             exit(2);
@@ -521,23 +521,29 @@ static const CUtensorMap *tma_maps(const Problem &pb, const Dev &d, const ci_pre
     }
     return m;
 }
-template <int BN, int NST, bool PERS, bool ILP, int HD, int NC = 2, int PX = 0>
+template <int BN, int NST, bool PERS, bool ILP, int HD, int NC = 2, int PX = 0, bool WIDE = false>
 static void run_wst_hd(const Problem &pb, const Dev &d) {
     static int nsm = 0;
     if (!nsm) CK(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, 0));
     const ci_prefill_params p = params(pb, d, 64 * NC);
     const CUtensorMap *m = tma_maps(pb, d, p, 64 * NC);
-    auto k = ci_prefill_attention_wst_kernel<HD, BN, NST, ILP, NC, PX>;
+    auto k = ci_prefill_attention_wst_kernel<HD, BN, NST, ILP, NC, PX, WIDE>;
     const size_t smem = ci_prefill_wst_smem_bytes<HD, BN, NST, NC>();
     CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     const int items = p.ntiles * p.S * p.H;
-    k<<<PERS ? std::min(items, nsm) : items, ci_prefill_wst_threads(NC), smem>>>(p, m[0], m[1],
-                                                                             m[2]);
+    k<<<PERS ? std::min(items, nsm) : items, ci_prefill_wst_threads(NC), smem>>>(p, m[0], m[1], m[2],
+                                                                             m[3], m[4]);
 }
 /* three consumer warpgroups (192-row query tiles), hd 64 */
 template <int BN, int NST, bool ILP = true, int PX = 0>
 static void run_wst3(const Problem &pb, const Dev &d) {
     run_wst_hd<BN, NST, true, ILP, 64, 3, PX>(pb, d);
+}
+/* v23 (hd 128) / v33 (hd 64) taking a tile of consecutive cache blocks in one
+ * box per 64 columns (only LAB_CONTIGUOUS=1 has such tiles) */
+static void run_wide(const Problem &pb, const Dev &d) {
+    if (pb.hd == 64) run_wst_hd<128, 3, true, true, 64, 3, 0, true>(pb, d);
+    else run_wst_hd<128, 3, true, true, 128, 2, 0, true>(pb, d);
 }
 /* v23 at hd 128 with PX / 8 of the exponentials on the FMA pipe */
 template <int PX> static void run_wst128_px(const Problem &pb, const Dev &d) {
@@ -605,6 +611,7 @@ static const Version versions[] = {
     {"v36 v33 + 1/8 exp2 on the FMA pipe", run_wst3<128, 3, true, 1>, wst64_supports<128>},
     {"v37 v33 + 1/4 exp2 on the FMA pipe", run_wst3<128, 3, true, 2>, wst64_supports<128>},
     {"v38 v23 + 1/8 exp2 on the FMA pipe", run_wst128_px<1>, wst128_supports<128>},
+    {"v39 v23 / v33 + wide boxes", run_wide, wst_supports<128>},
     {"prod (launcher's choice)", run_prod},
 };
 static const int NVER = sizeof versions / sizeof versions[0];
@@ -769,11 +776,28 @@ int main(int argc, char **argv) {
         Problem q2 = {"quick hd64 bs32", 4, 1, 64, 32, {150, 90}, {80, 90}, 1};
         run_problem(q1, 0, 0);
         run_problem(q2, 0, 0);
+        /* the same with the cache blocks in order: v39's wide boxes */
+        const int was = lab_contiguous;
+        lab_contiguous = 1;
+        q1.name = "quick hd128 bs16, blocks in order";
+        q2.name = "quick hd64 bs32, blocks in order";
+        run_problem(q1, 0, 0);
+        run_problem(q2, 0, 0);
+        lab_contiguous = was;
     } else {
         run_problem(c1, 0, 0);
         run_problem(c2, 0, 0);
         run_problem(c3, 0, 0);
         run_problem(c4, 0, 0);
+        {
+            const int was = lab_contiguous; /* v39's wide boxes need blocks in order */
+            lab_contiguous = 1;
+            c1.name = "ragged hd128 bs16, blocks in order";
+            c2.name = "ragged hd64 bs32, blocks in order";
+            run_problem(c1, 0, 0);
+            run_problem(c2, 0, 0);
+            lab_contiguous = was;
+        }
         Problem small = {"small: 1 x 2048 prefill", 32, 8, 128, 16, {2048}, {2048}, 0};
         run_problem(small, 1, 0);
         Problem target = {"target: 8 x 4096 prefill", 32, 8, 128, 16,

@@ -50,7 +50,7 @@ static cudaError_t launch_prefill_wg(cudaStream_t st, const ci_prefill_params &p
  * Returns cudaErrorNotSupported when the driver has no
  * cuTensorMapEncodeTiled or rejects a map: the caller falls back to the
  * cp.async kernels. */
-template <int HD, int NC = 2>
+template <int HD, int NC = 2, bool WIDE = false>
 static cudaError_t launch_wst(cudaStream_t st, const ci_prefill_params &p, int ntok,
                               int num_blocks) {
     static int looked = 0, nsm = 0;
@@ -64,20 +64,22 @@ static cudaError_t launch_wst(cudaStream_t st, const ci_prefill_params &p, int n
         looked = 1;
     }
     if (!enc || nsm <= 0) return cudaErrorNotSupported;
-    CUtensorMap mq, mk, mv;
-    if (ci_prefill_wst_make_maps(enc, p, ntok, HD, num_blocks, &mq, &mk, &mv, 64 * NC) != 0)
+    CUtensorMap mq, mk, mv, mkw, mvw;
+    if (ci_prefill_wst_make_maps(enc, p, ntok, HD, num_blocks, &mq, &mk, &mv, 64 * NC,
+                                 WIDE ? &mkw : nullptr, WIDE ? &mvw : nullptr) != 0)
         return cudaErrorNotSupported;
     /* the ILP softmax with two or three warpgroups: at three it spills 4
      * bytes at 160 registers and still beats the plain one (hd 64 on an H100:
      * 431 against 408 TFLOP/s, lab v33 / v35) */
-    auto kern = ci_prefill_attention_wst_kernel<HD, 128, 3, true, NC>;
+    auto kern = ci_prefill_attention_wst_kernel<HD, 128, 3, true, NC, 0, WIDE>;
     const size_t smem = ci_prefill_wst_smem_bytes<HD, 128, 3, NC>();
     cudaError_t e =
         cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     const int64_t items = (int64_t)p.ntiles * p.S * p.H;
     const unsigned grid = (unsigned)(items < nsm ? items : nsm);
-    ci_cu_launch(kern, grid, ci_prefill_wst_threads(NC), smem, st, p, mq, mk, mv);
+    ci_cu_launch(kern, grid, ci_prefill_wst_threads(NC), smem, st, p, mq, mk, mv, WIDE ? mkw : mk,
+                 WIDE ? mvw : mv);
     return cudaGetLastError();
 }
 
@@ -126,12 +128,18 @@ extern "C" int ci_cu_prefill_attention(ci_cu_stream st, const void *qkv, int nto
          * (docs/kernels/prefill_attention.md, round 4);
          * CINFER_PREFILL_NC3=0 takes two */
         static const int nc3 = !getenv("CINFER_PREFILL_NC3") || atoi(getenv("CINFER_PREFILL_NC3"));
+        /* CINFER_PREFILL_WIDE=1: a K / V tile of consecutive cache blocks
+         * in one TMA box per 64 columns (lab v39 / v40; not yet measured) */
+        static const int wide =
+            getenv("CINFER_PREFILL_WIDE") && atoi(getenv("CINFER_PREFILL_WIDE"));
         if (hd == 64 && nc3) {
             p.ntiles = (max_query_len + 191) / 192;
-            e = launch_wst<64, 3>(st, p, ntok, num_blocks);
+            e = wide ? launch_wst<64, 3, true>(st, p, ntok, num_blocks)
+                     : launch_wst<64, 3>(st, p, ntok, num_blocks);
         } else {
             p.ntiles = (max_query_len + 127) / 128; /* BM = 128 */
             e = hd == 64 ? launch_wst<64>(st, p, ntok, num_blocks)
+                : wide   ? launch_wst<128, 2, true>(st, p, ntok, num_blocks)
                          : launch_wst<128>(st, p, ntok, num_blocks);
         }
         if (e != cudaErrorNotSupported) return e;

@@ -227,16 +227,26 @@ __device__ __forceinline__ void exp_rows2(float *s, float sl2, float mx0, float 
     }
 }
 
-/* ---- producer warp ---- */
-template <int HD, int BN, int NST, int BMT>
+/* ---- producer warp ----
+ * Per K / V tile one box per cache block and 64 columns (16 at block size 16
+ * and hd 128), each lane issuing one. WIDE: where the tile's blocks are
+ * consecutive in the cache (a fresh prefill's, from an unfragmented free
+ * list), one box over all of them per 64 columns (tmkw / tmvw: box
+ * 64 x bs x 1 x BN / bs), landing in the same [BN][64] rows. */
+template <int HD, int BN, int NST, int BMT, bool WIDE = false>
 __device__ __forceinline__ void
 produce(const ci_prefill_params &p, tbars<NST> &bar, const CUtensorMap *tmq, const CUtensorMap *tmk,
-        const CUtensorMap *tmv, __nv_bfloat16 *sq, __nv_bfloat16 *sk, __nv_bfloat16 *sv) {
+        const CUtensorMap *tmv, const CUtensorMap *tmkw, const CUtensorMap *tmvw, __nv_bfloat16 *sq,
+        __nv_bfloat16 *sk, __nv_bfloat16 *sv) {
     const int lane = threadIdx.x & 31;
     if (lane == 0) {
         tma_prefetch_desc(tmq);
         tma_prefetch_desc(tmk);
         tma_prefetch_desc(tmv);
+        if constexpr (WIDE) {
+            tma_prefetch_desc(tmkw);
+            tma_prefetch_desc(tmvw);
+        }
     }
     const int bs = p.bs, bsh = __ffs(bs) - 1;
     const int nbb = BN >> bsh;        /* cache blocks per tile */
@@ -266,17 +276,34 @@ produce(const ci_prefill_params &p, tbars<NST> &bar, const CUtensorMap *tmq, con
         for (int n = 0; n < it.nblk; n++) {
             int blk = 0;
             if (lane < nbox) blk = bt[min(n * nbb + jj, lastb)];
+            bool wide = false; /* every block of the tile its predecessor + 1 */
+            if constexpr (WIDE) {
+                const int prev = __shfl_up_sync(0xffffffffu, blk, 1);
+                wide =
+                    nbb > 1 && __all_sync(0xffffffffu, lane >= nbox || jj == 0 || blk == prev + 1);
+            }
+            const int blk0 = WIDE ? __shfl_sync(0xffffffffu, blk, 0) : 0;
             const uint32_t fk = smem_u32(&bar.full_k[st]), fv = smem_u32(&bar.full_v[st]);
             mbar_wait(smem_u32(&bar.empty_k[st]), ph ^ 1);
             if (lane == 0) mbar_expect_tx(fk, BN * HD * 2);
             __syncwarp(); /* the expected bytes are posted before any lands */
-            if (lane < nbox)
+            if (wide) {
+                if (lane < HD / 64)
+                    tma_load_4d(sk + st * (BN * HD) + lane * (BN * 64), tmkw, lane * 64, 0, kvh,
+                                blk0, fk);
+            } else if (lane < nbox) {
                 tma_load_4d(sk + st * (BN * HD) + doff, tmk, half * 64, 0, kvh, blk, fk);
+            }
             mbar_wait(smem_u32(&bar.empty_v[st]), ph ^ 1);
             if (lane == 0) mbar_expect_tx(fv, BN * HD * 2);
             __syncwarp();
-            if (lane < nbox)
+            if (wide) {
+                if (lane < HD / 64)
+                    tma_load_4d(sv + st * (BN * HD) + lane * (BN * 64), tmvw, lane * 64, 0, kvh,
+                                blk0, fv);
+            } else if (lane < nbox) {
                 tma_load_4d(sv + st * (BN * HD) + doff, tmv, half * 64, 0, kvh, blk, fv);
+            }
             if (++st == NST) {
                 st = 0;
                 ph ^= 1;
@@ -460,13 +487,17 @@ __host__ __device__ constexpr bool ci_prefill_wst_bs_ok(int bs, int BN) {
  * tile serves half again as many rows and the tensor cores have two other
  * warpgroups' GEMMs to run during a softmax; registers 32 / 160). PX: the
  * share (PX / 8) of the exponentials computed on the FMA pipe (ex2_fma;
- * lab v36-v38: slower at every share tried, production launches PX = 0). */
-template <int HD, int BN, int NST, bool ILP, int NC = 2, int PX = 0>
+ * lab v36-v38: slower at every share tried, production launches PX = 0).
+ * WIDE: a tile of consecutive cache blocks comes in one box per 64 columns
+ * (tmkw / tmvw, ci_prefill_wst_make_maps' wide maps; unused otherwise). */
+template <int HD, int BN, int NST, bool ILP, int NC = 2, int PX = 0, bool WIDE = false>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     ci_prefill_attention_wst_kernel(const ci_prefill_params p,
                                     const __grid_constant__ CUtensorMap tmq,
                                     const __grid_constant__ CUtensorMap tmk,
-                                    const __grid_constant__ CUtensorMap tmv) {
+                                    const __grid_constant__ CUtensorMap tmv,
+                                    const __grid_constant__ CUtensorMap tmkw,
+                                    const __grid_constant__ CUtensorMap tmvw) {
     ci_pdl_trigger();
     ci_pdl_wait();
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -475,6 +506,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     static_assert(ci_prefill_wst_smem_bytes<HD, BN, NST, NC>() + sizeof(tbars<NST>) <= 232448,
                   "shared memory");
     static_assert(NC == 2 || NC == 3, "consumer warpgroups");
+    static_assert(!WIDE || BN == 128, "the wide maps' boxes cover 128 keys");
     constexpr int PREGS = NC == 2 ? WS_PROD_REGS : 32, CREGS = NC == 2 ? WS_CONS_REGS : 160;
     static_assert(128 * (PREGS + NC * CREGS) <= 65536, "register split");
     extern __shared__ uint4 smem_u4[];
@@ -499,7 +531,8 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
 
     if (threadIdx.x < NPROD) {
         reg_dealloc<PREGS>();
-        if (threadIdx.x < 32) produce<HD, BN, NST, 64 * NC>(p, bar, &tmq, &tmk, &tmv, sq, sk, sv);
+        if (threadIdx.x < 32)
+            produce<HD, BN, NST, 64 * NC, WIDE>(p, bar, &tmq, &tmk, &tmv, &tmkw, &tmvw, sq, sk, sv);
     } else {
         reg_alloc<CREGS>();
         consume<HD, BN, NST, ILP, NC, PX>(p, bar, sq, sk, sv);
@@ -513,11 +546,13 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
  * boxes of bm = 64 NC rows, K / V over p.kc / p.vc with num_blocks cache
  * blocks) through enc, the
  * driver's cuTensorMapEncodeTiled (from cudaGetDriverEntryPointByVersion:
- * no -lcuda). Returns 0 on success. */
+ * no -lcuda), and with mkw / mvw the WIDE kernel's two (boxes of 128 / bs
+ * consecutive blocks). Returns 0 on success. */
 static inline int ci_prefill_wst_make_maps(PFN_cuTensorMapEncodeTiled_v12000 enc,
                                            const ci_prefill_params &p, int T, int hd,
                                            int num_blocks, CUtensorMap *mq, CUtensorMap *mk,
-                                           CUtensorMap *mv, int bm = ci_pfws::BM) {
+                                           CUtensorMap *mv, int bm = ci_pfws::BM,
+                                           CUtensorMap *mkw = nullptr, CUtensorMap *mvw = nullptr) {
     const cuuint32_t one[4] = {1, 1, 1, 1};
     const cuuint64_t qdim[2] = {(cuuint64_t)(p.H + 2 * p.KV) * hd, (cuuint64_t)T};
     const cuuint64_t qstr[1] = {(cuuint64_t)(p.H + 2 * p.KV) * hd * 2};
@@ -531,9 +566,12 @@ static inline int ci_prefill_wst_make_maps(PFN_cuTensorMapEncodeTiled_v12000 enc
     const cuuint64_t kstr[3] = {(cuuint64_t)hd * 2, (cuuint64_t)p.bs * hd * 2,
                                 (cuuint64_t)p.KV * p.bs * hd * 2};
     const cuuint32_t kbox[4] = {64, (cuuint32_t)p.bs, 1, 1};
-    for (int i = 0; i < 2; i++) {
-        r = enc(i ? mv : mk, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, (void *)(i ? p.vc : p.kc), kdim,
-                kstr, kbox, one, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+    const cuuint32_t wbox[4] = {64, (cuuint32_t)p.bs, 1, (cuuint32_t)(p.bs < 128 ? 128 / p.bs : 1)};
+    for (int i = 0; i < 4; i++) {
+        CUtensorMap *m = i == 0 ? mk : i == 1 ? mv : i == 2 ? mkw : mvw;
+        if (!m) continue;
+        r = enc(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, (void *)(i & 1 ? p.vc : p.kc), kdim, kstr,
+                i < 2 ? kbox : wbox, one, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                 CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
         if (r != CUDA_SUCCESS) return (int)r;
     }
