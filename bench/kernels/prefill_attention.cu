@@ -755,6 +755,18 @@ static void run_problem(const Problem &pb, int timing, int skip_naive) {
     teardown(d);
 }
 
+/* the checks of a and b again with the cache blocks in order, as names na /
+ * nb: v39's wide boxes take only tiles of consecutive blocks */
+static void run_checks_in_order(Problem a, Problem b, const char *na, const char *nb) {
+    const int was = lab_contiguous;
+    lab_contiguous = 1;
+    a.name = na;
+    b.name = nb;
+    run_problem(a, 0, 0);
+    run_problem(b, 0, 0);
+    lab_contiguous = was;
+}
+
 int main(int argc, char **argv) {
     int quick = argc > 1 && !strcmp(argv[1], "--quick");
     no_wg = getenv("LAB_NO_WG") && atoi(getenv("LAB_NO_WG"));
@@ -776,28 +788,15 @@ int main(int argc, char **argv) {
         Problem q2 = {"quick hd64 bs32", 4, 1, 64, 32, {150, 90}, {80, 90}, 1};
         run_problem(q1, 0, 0);
         run_problem(q2, 0, 0);
-        /* the same with the cache blocks in order: v39's wide boxes */
-        const int was = lab_contiguous;
-        lab_contiguous = 1;
-        q1.name = "quick hd128 bs16, blocks in order";
-        q2.name = "quick hd64 bs32, blocks in order";
-        run_problem(q1, 0, 0);
-        run_problem(q2, 0, 0);
-        lab_contiguous = was;
+        run_checks_in_order(q1, q2, "quick hd128 bs16, blocks in order",
+                            "quick hd64 bs32, blocks in order");
     } else {
         run_problem(c1, 0, 0);
         run_problem(c2, 0, 0);
         run_problem(c3, 0, 0);
         run_problem(c4, 0, 0);
-        {
-            const int was = lab_contiguous; /* v39's wide boxes need blocks in order */
-            lab_contiguous = 1;
-            c1.name = "ragged hd128 bs16, blocks in order";
-            c2.name = "ragged hd64 bs32, blocks in order";
-            run_problem(c1, 0, 0);
-            run_problem(c2, 0, 0);
-            lab_contiguous = was;
-        }
+        run_checks_in_order(c1, c2, "ragged hd128 bs16, blocks in order",
+                            "ragged hd64 bs32, blocks in order");
         Problem small = {"small: 1 x 2048 prefill", 32, 8, 128, 16, {2048}, {2048}, 0};
         run_problem(small, 1, 0);
         Problem target = {"target: 8 x 4096 prefill", 32, 8, 128, 16,
