@@ -306,6 +306,41 @@ static void test_watermark(void) {
     ci_bm_destroy(bm);
 }
 
+/* A prefill's fresh blocks come in ascending order, from the free stack and
+ * from the prefix cache's LRU alike (a freed sequence's cached blocks go
+ * there last block first), so a tile of them can be one TMA box. */
+static void test_fresh_in_order(void) {
+    ci_block_manager *bm = mk_bm(12, 4, 0.0f, 1);
+    ci_block_copy cp[2];
+    int ncp = 0;
+    int32_t t[48];
+    for (int i = 0; i < 48; i++)
+        t[i] = 100 + i;
+    ci_sequence *a = mk_seq(1, t, 32, 4, 4); /* 8 full blocks: all cached */
+    CHECK_OK(compute_all(bm, a, cp, &ncp));
+    for (int i = 0; i < 8; i++)
+        CHECK(a->block_table[i] == i);
+    ci_bm_free(bm, a);
+    CHECK(ci_bm_num_cached_free(bm) == 8 && ci_bm_num_free(bm) == 4);
+    /* 11 blocks of other tokens: 4 from the free stack, 7 evicted from the LRU */
+    int32_t u[44];
+    for (int i = 0; i < 44; i++)
+        u[i] = 900 + i;
+    ci_sequence *b = mk_seq(2, u, 44, 1, 4);
+    CHECK_OK(ci_bm_allocate(bm, b, 44, 0, cp, &ncp));
+    CHECK(b->num_blocks == 11 && ci_bm_get_stats(bm).evictions == 7);
+    for (int i = 1; i < b->num_blocks; i++)
+        CHECK(b->block_table[i] > b->block_table[i - 1]);
+    /* the LRU gave 7, 6, ..., 1 (a's last block first): block 0 stays cached */
+    CHECK(b->block_table[0] == 1 && b->block_table[10] == 11 && ci_bm_is_cached(bm, 0));
+    ci_sequence *all[2] = {a, b};
+    CHECK_OK(ci_bm_check(bm, all, 2));
+    ci_bm_free(bm, b);
+    ci_seq_destroy(a);
+    ci_seq_destroy(b);
+    ci_bm_destroy(bm);
+}
+
 int main(void) {
     test_budget();
     test_alloc_free();
@@ -314,5 +349,6 @@ int main(void) {
     test_collision();
     test_lru();
     test_watermark();
+    test_fresh_in_order();
     return test_finish("test_block_manager");
 }

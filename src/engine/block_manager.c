@@ -261,6 +261,11 @@ static uint64_t seq_parent_hash(const ci_sequence *seq, int i) {
 
 /* ---- allocation ---- */
 
+static int cmp_block_id(const void *a, const void *b) {
+    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
 /* Caller checked availability. */
 static int32_t take_block(ci_block_manager *bm) {
     int32_t id;
@@ -375,8 +380,15 @@ ci_status ci_bm_allocate(ci_block_manager *bm, ci_sequence *seq, int num_new_tok
         copies[(*num_copies)++] = (ci_block_copy){src, dst};
         bm->stats.cow_copies++;
     }
+    int32_t *added = seq->block_table + seq->num_blocks;
     for (int i = 0; i < fresh; i++)
         seq->block_table[seq->num_blocks++] = take_block(bm);
+    /* Fresh blocks in ascending order: blocks that come back from the prefix
+     * cache's LRU (a freed sequence's, last block first) then lie in order
+     * again, and the CUDA prefill kernel loads a tile of consecutive blocks
+     * in one TMA box (docs/kernels/prefill_attention.md, round 6). Which
+     * empty block holds which position does not matter otherwise. */
+    if (fresh > 1) qsort(added, (size_t)fresh, sizeof *added, cmp_block_id);
     return ci_ok();
 }
 
