@@ -32,9 +32,11 @@ if [ "${ORDER:-1}" = 1 ]; then
 fi
 [ "${NCU:-1}" = 1 ] || exit 0
 command -v ncu >/dev/null || { echo "no ncu"; exit 0; }
-metrics=sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active
+metrics=gpu__time_duration.sum
 metrics+=,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed
-metrics+=,lts__t_sector_hit_rate.pct,gpu__time_duration.sum
+metrics+=,lts__t_sector_hit_rate.pct
+metrics+=',regex:smsp__warp_issue_stalled_.*_per_warp_active\.pct'
+metrics+=',regex:sm__pipe_tensor.*cycles_active\.avg\.pct_of_peak_sustained_active'
 for spec in "target: 8 x 4096 prefill:t16" "block size 32:t32" \
     "hd64 (H32:h64"; do
     c=${spec%:*}
@@ -45,10 +47,14 @@ for spec in "target: 8 x 4096 prefill:t16" "block size 32:t32" \
         LAB_CASE="$c" LAB_VER=prod LAB_CONTIGUOUS=$contig timeout 90 ncu --clock-control none \
             -k regex:wst_kernel --launch-skip 2 --launch-count 1 \
             --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats \
-            --section SchedulerStats --metrics $metrics $L >$out/ncu_${tag}_c$contig.txt 2>&1
+            --section SchedulerStats --metrics "$metrics" \
+            $L >$out/ncu_${tag}_c$contig.txt 2>&1
         echo "ncu $tag contig=$contig rc=$?"
-        grep -E "gmma_cycles|dram__bytes_read|dram__throughput|hit_rate|gpu__time|Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Hit|Issued Warp|No Eligible|Stall" \
-            $out/ncu_${tag}_c$contig.txt | head -24
+        grep -E "pipe_tensor|dram__bytes_read|dram__throughput|hit_rate|gpu__time|Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Hit|Issued Warp|No Eligible" \
+            $out/ncu_${tag}_c$contig.txt | head -14
+        # the stall reasons above 2 % of a warp's active cycles, largest first
+        grep -E "warp_issue_stalled_.*pct" $out/ncu_${tag}_c$contig.txt |
+            awk '$NF + 0 >= 2 {print $NF, $1}' | sort -rn | head -10
     done
 done
 echo "done at ${SECONDS} s"
