@@ -267,11 +267,16 @@ static void rbatch_make(rbatch *b, const int *ctx, const int *q, int S, int bs, 
     b->qs = calloc((size_t)S + 1, 4);
     b->cl = calloc((size_t)S, 4);
     b->bt = calloc((size_t)S * (size_t)b->mbps, 4);
-    /* a random permutation of the physical blocks */
-    int *perm = malloc(sizeof(int) * (size_t)b->nblocks);
-    for (int i = 0; i < b->nblocks; i++)
+    /* odd sequences: a run of consecutive physical blocks from the top (as
+     * a fresh prefill gets them; the prefill kernel's wide TMA boxes take
+     * those); even ones: a random permutation of the rest */
+    int top = b->nblocks, nshuf = b->nblocks;
+    for (int s = 1; s < S; s += 2)
+        nshuf -= (ctx[s] + bs - 1) / bs;
+    int *perm = malloc(sizeof(int) * (size_t)nshuf);
+    for (int i = 0; i < nshuf; i++)
         perm[i] = i;
-    for (int i = b->nblocks - 1; i > 0; i--) {
+    for (int i = nshuf - 1; i > 0; i--) {
         int j = (int)(urand() * (i + 1)), t = perm[i];
         perm[i] = perm[j];
         perm[j] = t;
@@ -279,8 +284,9 @@ static void rbatch_make(rbatch *b, const int *ctx, const int *q, int S, int bs, 
     int next = 0, t = 0;
     for (int s = 0; s < S; s++) {
         int nb = (ctx[s] + bs - 1) / bs;
+        if (s & 1) top -= nb;
         for (int i = 0; i < nb; i++)
-            b->bt[s * b->mbps + i] = perm[next++];
+            b->bt[s * b->mbps + i] = s & 1 ? top + i : perm[next++];
         b->qs[s] = t;
         b->cl[s] = ctx[s];
         for (int i = 0; i < q[s]; i++, t++) {

@@ -10,7 +10,8 @@
 #      columns) against v23 / v33 and the production line with the blocks in
 #      order (LAB_CONTIGUOUS=1), and production with CINFER_PREFILL_WIDE=1;
 #   3. the CUDA op and model suites through the production launcher, then
-#      with CINFER_PREFILL_WIDE=1;
+#      with CINFER_PREFILL_WIDE=1 (test_cuda_ops' odd sequences hold runs of
+#      consecutive blocks, its even ones shuffled blocks: both paths);
 #   4. the lab's --quick under compute-sanitizer memcheck and racecheck
 #      (blocks shuffled and in order);
 #   5. tools/gpu_prefill_diag.sh's ncu of one launch of each target shape.
