@@ -7,8 +7,10 @@
 #      blocks in order for v39's wide boxes; timings) beside PyTorch SDPA
 #      (cuDNN) at hd 128 and 64;
 #   2. v39 (a tile of consecutive cache blocks in one TMA box per 64
-#      columns) against v23 / v33 and the production line with the blocks in
-#      order (LAB_CONTIGUOUS=1), and production with CINFER_PREFILL_WIDE=1;
+#      columns) and v40 (K and V from two producer warps) against v23 / v33
+#      and the production line with the blocks in order (LAB_CONTIGUOUS=1),
+#      and production with CINFER_PREFILL_WIDE=1 (step 1 times them all with
+#      the blocks shuffled);
 #   3. the CUDA op and model suites through the production launcher, then
 #      with CINFER_PREFILL_WIDE=1 (test_cuda_ops' odd sequences hold runs of
 #      consecutive blocks, its even ones shuffled blocks: both paths);
@@ -27,7 +29,7 @@ if step "lab" 150; then
 fi
 if step "wide boxes, blocks in order" 120; then
     for w in 0 1; do
-        CINFER_PREFILL_WIDE=$w LAB_CONTIGUOUS=1 LAB_CASE="target,8 x 4096" LAB_VER=v23,v33,v39,prod \
+        CINFER_PREFILL_WIDE=$w LAB_CONTIGUOUS=1 LAB_CASE="target,8 x 4096" LAB_VER=v23,v33,v39,v40,prod \
             timeout 120 $L 2>&1 | grep -E "^==|^(prod|v[0-9])" | grep -v skipped |
             sed "s/^prod/prod WIDE=$w/" | cut -c1-100
     done

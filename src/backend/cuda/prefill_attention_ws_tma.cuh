@@ -232,8 +232,11 @@ __device__ __forceinline__ void exp_rows2(float *s, float sl2, float mx0, float 
  * and hd 128), each lane issuing one. WIDE: where the tile's blocks are
  * consecutive in the cache (a fresh prefill's, from an unfragmented free
  * list), one box over all of them per 64 columns (tmkw / tmvw: box
- * 64 x bs x 1 x BN / bs), landing in the same [BN][64] rows. */
-template <int HD, int BN, int NST, int BMT, bool WIDE = false>
+ * 64 x bs x 1 x BN / bs), landing in the same [BN][64] rows. ROLE 2: this
+ * warp loads Q, K and V; 0: Q and K, 1: V (two producer warps walking the
+ * same items and tiles, so K(n + 1) is not issued behind V(n)'s wait for
+ * its stage: the consumers free a K stage after S, its V stage after PV). */
+template <int HD, int BN, int NST, int BMT, bool WIDE = false, int ROLE = 2>
 __device__ __forceinline__ void
 produce(const ci_prefill_params &p, tbars<NST> &bar, const CUtensorMap *tmq, const CUtensorMap *tmk,
         const CUtensorMap *tmv, const CUtensorMap *tmkw, const CUtensorMap *tmvw, __nv_bfloat16 *sq,
@@ -262,15 +265,17 @@ produce(const ci_prefill_params &p, tbars<NST> &bar, const CUtensorMap *tmq, con
     for (int k = 0; get_item<BN, BMT>(p, k, it, valid); k++) {
         if (!valid) continue;
         const int kvh = it.h / G;
-        mbar_wait(smem_u32(&bar.qempty), qph ^ 1);
-        if (lane == 0) {
-            const uint32_t qb = smem_u32(&bar.qfull);
-            mbar_expect_tx(qb, BMT * HD * 2);
+        if (ROLE != 1) {
+            mbar_wait(smem_u32(&bar.qempty), qph ^ 1);
+            if (lane == 0) {
+                const uint32_t qb = smem_u32(&bar.qfull);
+                mbar_expect_tx(qb, BMT * HD * 2);
 #pragma unroll
-            for (int c = 0; c < HD / 64; c++)
-                tma_load_2d(sq + c * (BMT * 64), tmq, it.h * HD + c * 64, it.q0 + it.r0, qb);
+                for (int c = 0; c < HD / 64; c++)
+                    tma_load_2d(sq + c * (BMT * 64), tmq, it.h * HD + c * 64, it.q0 + it.r0, qb);
+            }
+            qph ^= 1;
         }
-        qph ^= 1;
         const int32_t *bt = p.btab + (int64_t)it.s * p.mbps;
         const int lastb = (it.kv_end - 1) >> bsh;
         for (int n = 0; n < it.nblk; n++) {
@@ -284,25 +289,29 @@ produce(const ci_prefill_params &p, tbars<NST> &bar, const CUtensorMap *tmq, con
             }
             const int blk0 = WIDE ? __shfl_sync(0xffffffffu, blk, 0) : 0;
             const uint32_t fk = smem_u32(&bar.full_k[st]), fv = smem_u32(&bar.full_v[st]);
-            mbar_wait(smem_u32(&bar.empty_k[st]), ph ^ 1);
-            if (lane == 0) mbar_expect_tx(fk, BN * HD * 2);
-            __syncwarp(); /* the expected bytes are posted before any lands */
-            if (wide) {
-                if (lane < HD / 64)
-                    tma_load_4d(sk + st * (BN * HD) + lane * (BN * 64), tmkw, lane * 64, 0, kvh,
-                                blk0, fk);
-            } else if (lane < nbox) {
-                tma_load_4d(sk + st * (BN * HD) + doff, tmk, half * 64, 0, kvh, blk, fk);
+            if (ROLE != 1) {
+                mbar_wait(smem_u32(&bar.empty_k[st]), ph ^ 1);
+                if (lane == 0) mbar_expect_tx(fk, BN * HD * 2);
+                __syncwarp(); /* the expected bytes are posted before any lands */
+                if (wide) {
+                    if (lane < HD / 64)
+                        tma_load_4d(sk + st * (BN * HD) + lane * (BN * 64), tmkw, lane * 64, 0, kvh,
+                                    blk0, fk);
+                } else if (lane < nbox) {
+                    tma_load_4d(sk + st * (BN * HD) + doff, tmk, half * 64, 0, kvh, blk, fk);
+                }
             }
-            mbar_wait(smem_u32(&bar.empty_v[st]), ph ^ 1);
-            if (lane == 0) mbar_expect_tx(fv, BN * HD * 2);
-            __syncwarp();
-            if (wide) {
-                if (lane < HD / 64)
-                    tma_load_4d(sv + st * (BN * HD) + lane * (BN * 64), tmvw, lane * 64, 0, kvh,
-                                blk0, fv);
-            } else if (lane < nbox) {
-                tma_load_4d(sv + st * (BN * HD) + doff, tmv, half * 64, 0, kvh, blk, fv);
+            if (ROLE != 0) {
+                mbar_wait(smem_u32(&bar.empty_v[st]), ph ^ 1);
+                if (lane == 0) mbar_expect_tx(fv, BN * HD * 2);
+                __syncwarp();
+                if (wide) {
+                    if (lane < HD / 64)
+                        tma_load_4d(sv + st * (BN * HD) + lane * (BN * 64), tmvw, lane * 64, 0, kvh,
+                                    blk0, fv);
+                } else if (lane < nbox) {
+                    tma_load_4d(sv + st * (BN * HD) + doff, tmv, half * 64, 0, kvh, blk, fv);
+                }
             }
             if (++st == NST) {
                 st = 0;
@@ -489,8 +498,10 @@ __host__ __device__ constexpr bool ci_prefill_wst_bs_ok(int bs, int BN) {
  * share (PX / 8) of the exponentials computed on the FMA pipe (ex2_fma;
  * lab v36-v38: slower at every share tried, production launches PX = 0).
  * WIDE: a tile of consecutive cache blocks comes in one box per 64 columns
- * (tmkw / tmvw, ci_prefill_wst_make_maps' wide maps; unused otherwise). */
-template <int HD, int BN, int NST, bool ILP, int NC = 2, int PX = 0, bool WIDE = false>
+ * (tmkw / tmvw, ci_prefill_wst_make_maps' wide maps; unused otherwise).
+ * SPLITP: K and V from two producer warps (produce's ROLE 0 and 1). */
+template <int HD, int BN, int NST, bool ILP, int NC = 2, int PX = 0, bool WIDE = false,
+          bool SPLITP = false>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     ci_prefill_attention_wst_kernel(const ci_prefill_params p,
                                     const __grid_constant__ CUtensorMap tmq,
@@ -532,7 +543,11 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     if (threadIdx.x < NPROD) {
         reg_dealloc<PREGS>();
         if (threadIdx.x < 32)
-            produce<HD, BN, NST, 64 * NC, WIDE>(p, bar, &tmq, &tmk, &tmv, &tmkw, &tmvw, sq, sk, sv);
+            produce<HD, BN, NST, 64 * NC, WIDE, SPLITP ? 0 : 2>(p, bar, &tmq, &tmk, &tmv, &tmkw,
+                                                                &tmvw, sq, sk, sv);
+        else if (SPLITP && threadIdx.x < 64)
+            produce<HD, BN, NST, 64 * NC, WIDE, 1>(p, bar, &tmq, &tmk, &tmv, &tmkw, &tmvw, sq, sk,
+                                                   sv);
     } else {
         reg_alloc<CREGS>();
         consume<HD, BN, NST, ILP, NC, PX>(p, bar, sq, sk, sv);
