@@ -288,31 +288,22 @@ produce(const ci_prefill_params &p, tbars<NST> &bar, const CUtensorMap *tmq, con
                     nbb > 1 && __all_sync(0xffffffffu, lane >= nbox || jj == 0 || blk == prev + 1);
             }
             const int blk0 = WIDE ? __shfl_sync(0xffffffffu, blk, 0) : 0;
-            const uint32_t fk = smem_u32(&bar.full_k[st]), fv = smem_u32(&bar.full_v[st]);
-            if (ROLE != 1) {
-                mbar_wait(smem_u32(&bar.empty_k[st]), ph ^ 1);
-                if (lane == 0) mbar_expect_tx(fk, BN * HD * 2);
+            /* one stage of K or V: wait for it to be free, post its bytes, issue */
+            auto fill = [&](__nv_bfloat16 *dst, const CUtensorMap *m, const CUtensorMap *mw,
+                            uint64_t *empty, uint64_t *full) {
+                const uint32_t fb = smem_u32(full);
+                mbar_wait(smem_u32(empty), ph ^ 1);
+                if (lane == 0) mbar_expect_tx(fb, BN * HD * 2);
                 __syncwarp(); /* the expected bytes are posted before any lands */
                 if (wide) {
                     if (lane < HD / 64)
-                        tma_load_4d(sk + st * (BN * HD) + lane * (BN * 64), tmkw, lane * 64, 0, kvh,
-                                    blk0, fk);
+                        tma_load_4d(dst + lane * (BN * 64), mw, lane * 64, 0, kvh, blk0, fb);
                 } else if (lane < nbox) {
-                    tma_load_4d(sk + st * (BN * HD) + doff, tmk, half * 64, 0, kvh, blk, fk);
+                    tma_load_4d(dst + doff, m, half * 64, 0, kvh, blk, fb);
                 }
-            }
-            if (ROLE != 0) {
-                mbar_wait(smem_u32(&bar.empty_v[st]), ph ^ 1);
-                if (lane == 0) mbar_expect_tx(fv, BN * HD * 2);
-                __syncwarp();
-                if (wide) {
-                    if (lane < HD / 64)
-                        tma_load_4d(sv + st * (BN * HD) + lane * (BN * 64), tmvw, lane * 64, 0, kvh,
-                                    blk0, fv);
-                } else if (lane < nbox) {
-                    tma_load_4d(sv + st * (BN * HD) + doff, tmv, half * 64, 0, kvh, blk, fv);
-                }
-            }
+            };
+            if (ROLE != 1) fill(sk + st * (BN * HD), tmk, tmkw, &bar.empty_k[st], &bar.full_k[st]);
+            if (ROLE != 0) fill(sv + st * (BN * HD), tmv, tmvw, &bar.empty_v[st], &bar.full_v[st]);
             if (++st == NST) {
                 st = 0;
                 ph ^= 1;
