@@ -540,16 +540,12 @@ template <int BN, int NST, bool ILP = true, int PX = 0>
 static void run_wst3(const Problem &pb, const Dev &d) {
     run_wst_hd<BN, NST, true, ILP, 64, 3, PX>(pb, d);
 }
-/* v23 (hd 128) / v33 (hd 64) taking a tile of consecutive cache blocks in one
- * box per 64 columns (only LAB_CONTIGUOUS=1 has such tiles) */
-static void run_wide(const Problem &pb, const Dev &d) {
-    if (pb.hd == 64) run_wst_hd<128, 3, true, true, 64, 3, 0, true>(pb, d);
-    else run_wst_hd<128, 3, true, true, 128, 2, 0, true>(pb, d);
-}
-/* v23 (hd 128) / v33 (hd 64) with K and V from two producer warps */
-static void run_splitp(const Problem &pb, const Dev &d) {
-    if (pb.hd == 64) run_wst_hd<128, 3, true, true, 64, 3, 0, false, true>(pb, d);
-    else run_wst_hd<128, 3, true, true, 128, 2, 0, false, true>(pb, d);
+/* v23 (hd 128) / v33 (hd 64) with WIDE (a tile of consecutive cache blocks in
+ * one box per 64 columns: only LAB_CONTIGUOUS=1 has such tiles) or SPLITP (K
+ * and V from two producer warps) */
+template <bool WIDE, bool SPLITP> static void run_v23_v33(const Problem &pb, const Dev &d) {
+    if (pb.hd == 64) run_wst_hd<128, 3, true, true, 64, 3, 0, WIDE, SPLITP>(pb, d);
+    else run_wst_hd<128, 3, true, true, 128, 2, 0, WIDE, SPLITP>(pb, d);
 }
 /* v23 at hd 128 with PX / 8 of the exponentials on the FMA pipe */
 template <int PX> static void run_wst128_px(const Problem &pb, const Dev &d) {
@@ -617,8 +613,8 @@ static const Version versions[] = {
     {"v36 v33 + 1/8 exp2 on the FMA pipe", run_wst3<128, 3, true, 1>, wst64_supports<128>},
     {"v37 v33 + 1/4 exp2 on the FMA pipe", run_wst3<128, 3, true, 2>, wst64_supports<128>},
     {"v38 v23 + 1/8 exp2 on the FMA pipe", run_wst128_px<1>, wst128_supports<128>},
-    {"v39 v23 / v33 + wide boxes", run_wide, wst_supports<128>},
-    {"v40 v23 / v33 + K, V producer warps", run_splitp, wst_supports<128>},
+    {"v39 v23 / v33 + wide boxes", run_v23_v33<true, false>, wst_supports<128>},
+    {"v40 v23 / v33 + K, V producer warps", run_v23_v33<false, true>, wst_supports<128>},
     {"prod (launcher's choice)", run_prod},
 };
 static const int NVER = sizeof versions / sizeof versions[0];

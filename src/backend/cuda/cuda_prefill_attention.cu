@@ -129,7 +129,7 @@ extern "C" int ci_cu_prefill_attention(ci_cu_stream st, const void *qkv, int nto
          * CINFER_PREFILL_NC3=0 takes two */
         static const int nc3 = !getenv("CINFER_PREFILL_NC3") || atoi(getenv("CINFER_PREFILL_NC3"));
         /* CINFER_PREFILL_WIDE=1: a K / V tile of consecutive cache blocks
-         * in one TMA box per 64 columns (lab v39 / v40; not yet measured) */
+         * in one TMA box per 64 columns (lab v39; not yet measured) */
         static const int wide =
             getenv("CINFER_PREFILL_WIDE") && atoi(getenv("CINFER_PREFILL_WIDE"));
         if (hd == 64 && nc3) {

@@ -198,6 +198,10 @@ __device__ __forceinline__ float ex2_fma(float x) {
         : "f"(x));
     return y;
 }
+/* 2^x on the FMA pipe (fma_pipe) or the MUFU */
+__device__ __forceinline__ float ex2_on(bool fma_pipe, float x) {
+    return fma_pipe ? ex2_fma(x) : ex2(x);
+}
 /* PX: of every 8 column groups of 8, the first PX take ex2_fma */
 template <int BN, bool ILP, int PX = 0>
 __device__ __forceinline__ void exp_rows2(float *s, float sl2, float mx0, float mx1, float &rs0,
@@ -208,17 +212,11 @@ __device__ __forceinline__ void exp_rows2(float *s, float sl2, float mx0, float 
         float a[4] = {0.0f, 0.0f, 0.0f, 0.0f}, b[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
         for (int nb = 0; nb < BN / 8; nb++) {
-            if ((nb & 7) < PX) {
-                s[4 * nb + 0] = ex2_fma(fmaf(s[4 * nb + 0], sl2, -mx0));
-                s[4 * nb + 1] = ex2_fma(fmaf(s[4 * nb + 1], sl2, -mx0));
-                s[4 * nb + 2] = ex2_fma(fmaf(s[4 * nb + 2], sl2, -mx1));
-                s[4 * nb + 3] = ex2_fma(fmaf(s[4 * nb + 3], sl2, -mx1));
-            } else {
-                s[4 * nb + 0] = ex2(fmaf(s[4 * nb + 0], sl2, -mx0));
-                s[4 * nb + 1] = ex2(fmaf(s[4 * nb + 1], sl2, -mx0));
-                s[4 * nb + 2] = ex2(fmaf(s[4 * nb + 2], sl2, -mx1));
-                s[4 * nb + 3] = ex2(fmaf(s[4 * nb + 3], sl2, -mx1));
-            }
+            const bool fp = (nb & 7) < PX; /* a constant: nb is unrolled */
+            s[4 * nb + 0] = ex2_on(fp, fmaf(s[4 * nb + 0], sl2, -mx0));
+            s[4 * nb + 1] = ex2_on(fp, fmaf(s[4 * nb + 1], sl2, -mx0));
+            s[4 * nb + 2] = ex2_on(fp, fmaf(s[4 * nb + 2], sl2, -mx1));
+            s[4 * nb + 3] = ex2_on(fp, fmaf(s[4 * nb + 3], sl2, -mx1));
             a[nb & 3] += s[4 * nb + 0] + s[4 * nb + 1];
             b[nb & 3] += s[4 * nb + 2] + s[4 * nb + 3];
         }
