@@ -1,9 +1,10 @@
 /* prefill_attention_ws_tma.cuh — the warp-specialized Hopper prefill
  * attention of prefill_attention_ws.cuh with TMA loads and an optional
  * persistent schedule: production on Hopper for BF16 caches without a
- * sliding window (cuda_prefill_attention.cu launches the v23 configuration
- * of bench/kernels/prefill_attention.cu: persistent, BN 128, 3 stages,
- * ILP softmax). Same inputs, masking and results as that kernel, with two
+ * sliding window (cuda_prefill_attention.cu launches the v40 configuration
+ * of bench/kernels/prefill_attention.cu at hd 128: persistent, BN 128,
+ * 3 stages, ILP softmax, two producer warps; v33 at hd 64). Same inputs,
+ * masking and results as that kernel, with two
  * more restrictions: the cache block size must be 16, 32, 64 or 128 and
  * divide BN (one TMA box per cache block and 64-column half), and the host
  * passes three tensor maps (ci_prefill_ws_tma_maps below):
@@ -16,7 +17,8 @@
  * 1024 bytes from the 1024-aligned tiles).
  *
  * Differences from prefill_attention_ws.cuh:
- *  - Producer = one warp (warps 1-3 of warpgroup 0 exit after setmaxnreg).
+ *  - Producer = one warp (warps 1-3 of warpgroup 0 exit after setmaxnreg;
+ *    SPLITP: warp 0 loads Q and K, warp 1 V, as produce() says).
  *    Per tile it waits for the stage's "empty" barrier, lane 0 posts
  *    mbarrier.arrive.expect_tx(BN hd 2 bytes) on the "full" barrier (count
  *    1), then lanes 0 .. nbox-1 (nbox = hd/64 x BN/bs <= 16) each issue one
