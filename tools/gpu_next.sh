@@ -3,7 +3,8 @@
 # stripped kernel_prefill_attention, test_cuda_ops and test_cuda_model with
 # their libraries, tools/pack_carry.sh, and OLD_LAB: the previous commit's
 # lab), each step skipped when less than it needs is left of LIMIT seconds:
-#   1. the lab's target shapes, production and v23 / v33, this build against
+#   1. the lab's target shapes, production, v23 / v33 and v41 (8-byte
+#      epilogue stores; LAB_VER chooses others), this build against
 #      OLD_LAB REPS times (default 2), interleaved, beside PyTorch SDPA
 #      (cuDNN) at hd 128 / 64;
 #   2. every lab check (ragged batches, blocks shuffled and in order);
@@ -14,8 +15,8 @@ set -uo pipefail
 . "$(dirname "$0")/gpu_step.bash" "$@"
 L=$B/kernel_prefill_attention
 lab() { # lab BINARY LABEL
-    LAB_CASE="target,8 x 4096" LAB_VER=prod,v23,v33 timeout 100 $1 2>&1 |
-        grep -E "^==|^(prod|v23|v33)|FAIL" | grep -v skipped | sed "s/^\(prod\|v23\|v33\)/$2 \1/" | cut -c1-100
+    LAB_CASE="target,8 x 4096" LAB_VER=${LAB_VER:-prod,v23,v33,v41} timeout 100 $1 2>&1 |
+        grep -E "^==|^(prod|v[0-9])|FAIL" | grep -v skipped | sed -E "s/^(prod|v[0-9]+)/$2 \1/" | cut -c1-100
 }
 if step "lab, new and old" 150; then
     for rep in $(seq 1 ${REPS:-2}); do
@@ -36,9 +37,13 @@ fi
 if step "lab --quick under sanitizers" 60; then
     for tool in memcheck racecheck; do
         tl=$(($(left) / 2)); [ $tl -gt 120 ] && tl=120
-        timeout $tl compute-sanitizer --tool $tool --error-exitcode 9 --print-limit 8 $L --quick \
-            >$out/lab_$tool.txt 2>&1
-        echo "$tool rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|failures' $out/lab_$tool.txt | tr '\n' ' ')"
+        timeout $tl compute-sanitizer --tool $tool --error-exitcode 9 --print-limit 10000 $L --quick \
+            >/tmp/lab_$tool.txt 2>&1
+        echo "$tool rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|failures' /tmp/lab_$tool.txt | tr '\n' ' ')"
+        # each reported pair of source lines once, with its count
+        grep -E "Race reported|Potential .* hazard|Read access|Write access|Write Thread|Read Thread" /tmp/lab_$tool.txt |
+            grep -o "[a-z_]*\.cuh*:[0-9]*" | paste - - | sort | uniq -c | sort -rn | head -12
+        head -c 200000 /tmp/lab_$tool.txt >$out/lab_$tool.txt
     done
 fi
 echo "done at ${SECONDS} s"

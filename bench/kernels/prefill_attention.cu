@@ -522,13 +522,13 @@ static const CUtensorMap *tma_maps(const Problem &pb, const Dev &d, const ci_pre
     return m;
 }
 template <int BN, int NST, bool PERS, bool ILP, int HD, int NC = 2, int PX = 0, bool WIDE = false,
-          bool SPLITP = false>
+          bool SPLITP = false, bool EPI = false>
 static void run_wst_hd(const Problem &pb, const Dev &d) {
     static int nsm = 0;
     if (!nsm) CK(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, 0));
     const ci_prefill_params p = params(pb, d, 64 * NC);
     const CUtensorMap *m = tma_maps(pb, d, p, 64 * NC);
-    auto k = ci_prefill_attention_wst_kernel<HD, BN, NST, ILP, NC, PX, WIDE, SPLITP>;
+    auto k = ci_prefill_attention_wst_kernel<HD, BN, NST, ILP, NC, PX, WIDE, SPLITP, EPI>;
     const size_t smem = ci_prefill_wst_smem_bytes<HD, BN, NST, NC>();
     CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     const int items = p.ntiles * p.S * p.H;
@@ -546,6 +546,12 @@ static void run_wst3(const Problem &pb, const Dev &d) {
 template <bool WIDE, bool SPLITP> static void run_v23_v33(const Problem &pb, const Dev &d) {
     if (pb.hd == 64) run_wst_hd<128, 3, true, true, 64, 3, 0, WIDE, SPLITP>(pb, d);
     else run_wst_hd<128, 3, true, true, 128, 2, 0, WIDE, SPLITP>(pb, d);
+}
+/* production's configuration (v40 at hd 128, v33 at hd 64) with the
+ * epilogue's 8-byte stores (store_rows_pair) */
+static void run_v41(const Problem &pb, const Dev &d) {
+    if (pb.hd == 64) run_wst_hd<128, 3, true, true, 64, 3, 0, false, false, true>(pb, d);
+    else run_wst_hd<128, 3, true, true, 128, 2, 0, false, true, true>(pb, d);
 }
 /* v23 at hd 128 with PX / 8 of the exponentials on the FMA pipe */
 template <int PX> static void run_wst128_px(const Problem &pb, const Dev &d) {
@@ -615,6 +621,7 @@ static const Version versions[] = {
     {"v38 v23 + 1/8 exp2 on the FMA pipe", run_wst128_px<1>, wst128_supports<128>},
     {"v39 v23 / v33 + wide boxes", run_v23_v33<true, false>, wst_supports<128>},
     {"v40 v23 / v33 + K, V producer warps", run_v23_v33<false, true>, wst_supports<128>},
+    {"v41 prod + 8-byte epilogue stores", run_v41, wst_supports<128>},
     {"prod (launcher's choice)", run_prod},
 };
 static const int NVER = sizeof versions / sizeof versions[0];

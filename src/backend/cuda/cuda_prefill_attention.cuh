@@ -346,6 +346,46 @@ __device__ __forceinline__ void store_rows(const ci_prefill_params &p, int h, in
                 pack_bf16(o[4 * d + 2] * il1, o[4 * d + 3] * il1);
     }
 }
+/* store_rows with 8 bytes a lane: a lane holds 2 columns of each 8-column
+ * group, so a warp's 4-byte store covers half a 32-byte sector per row.
+ * One shfl.xor(1) per 16 columns and row gives each lane 4 consecutive
+ * columns instead: lane t keeps its word of group 2j + (t & 1) and
+ * trades the other with lane t ^ 1, ending with 16-column block j's
+ * 4-column chunk 2 (t & 1) + (t >> 1); the warp's 8-byte stores then fill
+ * whole sectors, with half the store instructions. Same values as
+ * store_rows. */
+template <int HD>
+__device__ __forceinline__ void store_rows_pair(const ci_prefill_params &p, int h, int row0,
+                                                int nrows, int ra, const float *o, float l0,
+                                                float l1, float num) {
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const float il0 = num / l0, il1 = num / l1;
+    const int lane = threadIdx.x & 31, rb = ra + 8, t = lane & 3, odd = t & 1;
+    const int64_t ostride = (int64_t)p.H * HD;
+    __nv_bfloat16 *obase = p.out + (int64_t)h * HD + 4 * (2 * odd + (t >> 1));
+#pragma unroll
+    for (int j = 0; j < HD / 16; j++) {
+#pragma unroll
+        for (int half = 0; half < 2; half++) { /* row ra, then rb */
+            const int r = half ? rb : ra;
+            const float il = half ? il1 : il0;
+            const uint32_t a = pack_bf16(o[8 * j + 2 * half] * il, o[8 * j + 2 * half + 1] * il);
+            const uint32_t b =
+                pack_bf16(o[8 * j + 4 + 2 * half] * il, o[8 * j + 4 + 2 * half + 1] * il);
+            const uint32_t keep = odd ? b : a;
+            const uint32_t got = __shfl_xor_sync(0xffffffffu, odd ? a : b, 1);
+            if (r < nrows) {
+                uint2 v;
+                v.x = odd ? got : keep; /* the chunk's first two columns */
+                v.y = odd ? keep : got;
+                *(uint2 *)(obase + (row0 + r) * ostride + j * 16) = v;
+            }
+        }
+    }
+}
 /* the tile's rows of this warp (16 per warp, warps from thread 0) */
 template <int HD>
 __device__ __forceinline__ void store_out(const ci_prefill_params &p, const tile_info &w,

@@ -314,7 +314,7 @@ produce(const ci_prefill_params &p, tbars<NST> &bar, const CUtensorMap *tmq, con
 
 /* ---- consumer warpgroups 1 .. NC (always ping-pong: with NC = 3 a ring,
  * each warpgroup's GEMMs issued after the one before it) ---- */
-template <int HD, int BN, int NST, bool ILP, int NC, int PX>
+template <int HD, int BN, int NST, bool ILP, int NC, int PX, bool EPI>
 __device__ __forceinline__ void consume(const ci_prefill_params &p, tbars<NST> &bar,
                                         const __nv_bfloat16 *sq, const __nv_bfloat16 *sk,
                                         const __nv_bfloat16 *sv) {
@@ -456,7 +456,10 @@ __device__ __forceinline__ void consume(const ci_prefill_params &p, tbars<NST> &
             vph ^= 1;
         }
 
-        store_rows<HD>(p, it.h, q0 + r0, nrows, ra, o, l0, l1, 1.0f); /* out = O / l */
+        if constexpr (EPI) /* out = O / l */
+            store_rows_pair<HD>(p, it.h, q0 + r0, nrows, ra, o, l0, l1, 1.0f);
+        else
+            store_rows<HD>(p, it.h, q0 + r0, nrows, ra, o, l0, l1, 1.0f);
     }
     if (cw == 0) named_sync(BAR_PP + 0); /* the last consumer's surplus arrival */
 }
@@ -490,9 +493,10 @@ __host__ __device__ constexpr bool ci_prefill_wst_bs_ok(int bs, int BN) {
  * lab v36-v38: slower at every share tried, production launches PX = 0).
  * WIDE: a tile of consecutive cache blocks comes in one box per 64 columns
  * (tmkw / tmvw, ci_prefill_wst_make_maps' wide maps; unused otherwise).
- * SPLITP: K and V from two producer warps (produce's ROLE 0 and 1). */
+ * SPLITP: K and V from two producer warps (produce's ROLE 0 and 1). EPI:
+ * the epilogue's 8-byte stores (store_rows_pair; lab v41). */
 template <int HD, int BN, int NST, bool ILP, int NC = 2, int PX = 0, bool WIDE = false,
-          bool SPLITP = false>
+          bool SPLITP = false, bool EPI = false>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     ci_prefill_attention_wst_kernel(const ci_prefill_params p,
                                     const __grid_constant__ CUtensorMap tmq,
@@ -541,7 +545,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
                                                    sv);
     } else {
         reg_alloc<CREGS>();
-        consume<HD, BN, NST, ILP, NC, PX>(p, bar, sq, sk, sv);
+        consume<HD, BN, NST, ILP, NC, PX, EPI>(p, bar, sq, sk, sv);
     }
 #else
     __trap();
