@@ -9,7 +9,10 @@
 #      (cuDNN) at hd 128 / 64;
 #   2. every lab check (ragged batches, blocks shuffled and in order);
 #   3. the CUDA op and model suites through the production launcher;
-#   4. the lab's --quick under compute-sanitizer memcheck and racecheck.
+#   4. the lab's --quick under compute-sanitizer memcheck and racecheck
+#      (OLD_SAN=1: OLD_LAB's too), racecheck's reported line pairs counted.
+# OLD_LABEL names OLD_LAB's lines (default "old"; e.g. "qinfo" for the
+# branch wip/prefill-qinfo's lab, .carry/qinfo.txz).
 # usage: OLD_LAB=PATH tools/gpu_next.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
 set -uo pipefail
 . "$(dirname "$0")/gpu_step.bash" "$@"
@@ -21,7 +24,7 @@ lab() { # lab BINARY LABEL
 if step "lab, new and old" 150; then
     for rep in $(seq 1 ${REPS:-2}); do
         lab $L new
-        [ -x "${OLD_LAB:-}" ] && lab $OLD_LAB old
+        [ -x "${OLD_LAB:-}" ] && lab $OLD_LAB ${OLD_LABEL:-old}
     done
     timeout 90 python3 bench/kernels/prefill_attention_sdpa.py 128 64 2>&1 | tail -3
 fi
@@ -34,7 +37,10 @@ if step "production tests" 100; then
         [ -x $B/$t ] && RUN_T_DIR=/tmp run_t 120 $t env CINFER_TEST_MODES=bf16 $B/$t
     done
 fi
-if step "lab --quick under sanitizers" 60; then
+labs=$L
+[ "${OLD_SAN:-0}" = 1 ] && [ -x "${OLD_LAB:-}" ] && labs="$L $OLD_LAB"
+for L in $labs; do
+if step "$(basename $L) --quick under sanitizers" 60; then
     for tool in memcheck racecheck; do
         tl=$(($(left) / 2)); [ $tl -gt 120 ] && tl=120
         timeout $tl compute-sanitizer --tool $tool --error-exitcode 9 --print-limit 10000 $L --quick \
@@ -43,7 +49,8 @@ if step "lab --quick under sanitizers" 60; then
         # each reported pair of source lines once, with its count
         grep -E "Race reported|Potential .* hazard|Read access|Write access|Write Thread|Read Thread" /tmp/lab_$tool.txt |
             grep -o "[a-z_]*\.cuh*:[0-9]*" | paste - - | sort | uniq -c | sort -rn | head -12
-        head -c 200000 /tmp/lab_$tool.txt >$out/lab_$tool.txt
+        head -c 200000 /tmp/lab_$tool.txt >$out/$(basename $L)_$tool.txt
     done
 fi
+done
 echo "done at ${SECONDS} s"
