@@ -2,9 +2,9 @@
 # gpu_next.sh — the prefill attention work for one device call (carry the
 # stripped kernel_prefill_attention, test_cuda_ops and test_cuda_model with
 # their libraries, tools/pack_carry.sh, and MORE_LABS: other builds of the
-# lab, e.g. the branches wip/prefill-qinfo / wip/prefill-qsync, packed as
-# .carry/qinfo.txz / qsync.txz), each step skipped when less than it needs
-# is left of LIMIT seconds:
+# lab, e.g. the branches wip/prefill-qinfo / -qsync / -qpost, packed as
+# .carry/qinfo.txz / qsync.txz / qpost.txz), each step skipped when less
+# than it needs is left of LIMIT seconds:
 #   1. the lab's target shapes, production, v23 / v33 and v41 (8-byte
 #      epilogue stores; LAB_VER chooses others), this build and each of
 #      MORE_LABS in turn, REPS rounds (default 2), beside PyTorch SDPA
