@@ -319,6 +319,16 @@ template <int HD> __device__ __forceinline__ void rescale(float *o, float a0, fl
         o[4 * d + 3] *= a1;
     }
 }
+/* num / l of the thread's two rows, l0 / l1 its partial sums reduced over
+ * the lane quad (both store_rows variants) */
+__device__ __forceinline__ void row_scales(float l0, float l1, float num, float &il0, float &il1) {
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    il0 = num / l0;
+    il1 = num / l1;
+}
 /* out = num * O / l for rows ra and ra + 8 of a tile whose row 0 is token
  * row0, head h (rows >= nrows are past the sequence: not stored); l0 / l1
  * are per-thread partial sums, reduced over the lane quad here (l >= 1: the
@@ -328,11 +338,8 @@ template <int HD> __device__ __forceinline__ void rescale(float *o, float a0, fl
 template <int HD>
 __device__ __forceinline__ void store_rows(const ci_prefill_params &p, int h, int row0, int nrows,
                                            int ra, const float *o, float l0, float l1, float num) {
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    const float il0 = num / l0, il1 = num / l1;
+    float il0, il1;
+    row_scales(l0, l1, num, il0, il1);
     const int lane = threadIdx.x & 31, rb = ra + 8;
     const int64_t ostride = (int64_t)p.H * HD;
     __nv_bfloat16 *obase = p.out + (int64_t)h * HD + 2 * (lane & 3);
@@ -358,11 +365,8 @@ template <int HD>
 __device__ __forceinline__ void store_rows_pair(const ci_prefill_params &p, int h, int row0,
                                                 int nrows, int ra, const float *o, float l0,
                                                 float l1, float num) {
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    const float il0 = num / l0, il1 = num / l1;
+    float il0, il1;
+    row_scales(l0, l1, num, il0, il1);
     const int lane = threadIdx.x & 31, rb = ra + 8, t = lane & 3, odd = t & 1;
     const int64_t ostride = (int64_t)p.H * HD;
     __nv_bfloat16 *obase = p.out + (int64_t)h * HD + 4 * (2 * odd + (t >> 1));
