@@ -46,10 +46,10 @@
  *    the producer loads item k+1's Q and first K/V tiles while the
  *    consumers finish item k's last PV and epilogue.
  *    Items whose tile starts past the sequence's rows or that see no key
- *    are skipped by every warp alike. The CTA's key limits (smallest and
- *    largest over its 128 rows) are computed by every warp on its own (4
- *    positions per lane and a warp reduction), so no CTA-wide barrier is
- *    needed per item.
+ *    are skipped. The producer warps walk the list themselves (the tile's
+ *    key limits: 4 positions per lane and a warp reduction); the consumers
+ *    get each item from the post warp (qinfo), so their item starts wait
+ *    on no global load.
  *  - Barrier state carries over items: stage / phase counters of the K/V
  *    ring continue; qfull / qempty (count 8: lane 0 of each consumer warp
  *    once its last S GEMM of the item completed) flip parity per item, the
@@ -85,6 +85,35 @@ __device__ __forceinline__ void tma_load_4d(void *dst, const CUtensorMap *m, int
                  " [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(smem_u32(dst)),
                  "l"((uint64_t)m), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
                  : "memory");
+}
+
+/* The items the consumers start, handed over by warp 2 of the producer
+ * warpgroup (otherwise idle: the "post" warp), so a consumer's item start
+ * reads shared memory instead of walking the item list with two dependent
+ * global loads (qstart, then positions), which all consumer warpgroups
+ * waited for at once (round 8 of docs/kernels/prefill_attention.md). The
+ * post warp writes item j to slot j & 1, then meets each consumer
+ * warpgroup c at its named barrier BAR_QI + c (a full bar.sync of the 32
+ * post threads and the group's 128), after which the group reads the slot;
+ * item j + 2's write follows the post warp's barriers of item j + 1, which
+ * each group passes only after reading item j. Full barriers, so
+ * compute-sanitizer's racecheck follows the hand-off (it did not follow an
+ * mbarrier's release / acquire or bar.arrive); one barrier per group, so
+ * the groups keep their ping-pong offset, and the warp that waits on them
+ * issues no loads. hdr: h, first token row, rows, smallest key limit, key
+ * tiles, end (QI_MORE: an item; QI_NONE: no more, in the slot after the
+ * CTA's last); lim: each row's key limit (rows past the end repeat the
+ * last). */
+template <int BMT> struct qslot {
+    int hdr[8];
+    int lim[BMT];
+};
+template <int BMT> struct qinfo { qslot<BMT> slot[2]; };
+enum { QI_H, QI_ROW0, QI_NROWS, QI_LIM_LO, QI_NBLK, QI_END };
+enum { QI_MORE, QI_NONE };
+constexpr int BAR_QI = 4; /* BAR_QI + c, c < NC: after BAR_PP + 0 .. 2 */
+__device__ __forceinline__ void bar_sync_n(int id, int n) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
 }
 
 /* one work item: (sequence, head, query tile) and its key range */
@@ -133,6 +162,41 @@ __device__ __forceinline__ bool get_item(const ci_prefill_params &p, int k, item
     it.nblk = (hi + BN - 1) / BN;
     valid = it.nblk > 0;
     return true;
+}
+
+/* the post warp (see qinfo): every valid item of this CTA, then QI_NONE */
+template <int BN, int NC>
+__device__ __forceinline__ void post_items(const ci_prefill_params &p, qinfo<64 * NC> &qi) {
+    constexpr int BMT = 64 * NC;
+    const int lane = threadIdx.x & 31;
+    item it;
+    bool valid;
+    int j = 0;
+    for (int k = 0; get_item<BN, BMT>(p, k, it, valid); k++) {
+        if (!valid) continue;
+        qslot<BMT> &q = qi.slot[j & 1];
+#pragma unroll 1
+        for (int i = 0; i < BMT / 32; i++) {
+            const int r = min(lane + 32 * i, it.nrows - 1);
+            q.lim[lane + 32 * i] = min(p.positions[it.q0 + it.r0 + r] + 1, it.ctx);
+        }
+        if (lane == 0) {
+            q.hdr[QI_H] = it.h;
+            q.hdr[QI_ROW0] = it.q0 + it.r0;
+            q.hdr[QI_NROWS] = it.nrows;
+            q.hdr[QI_LIM_LO] = it.lim_lo;
+            q.hdr[QI_NBLK] = it.nblk;
+            q.hdr[QI_END] = QI_MORE;
+        }
+#pragma unroll
+        for (int c = 0; c < NC; c++)
+            bar_sync_n(BAR_QI + c, 32 + 128);
+        j++;
+    }
+    if (lane == 0) qi.slot[j & 1].hdr[QI_END] = QI_NONE;
+#pragma unroll
+    for (int c = 0; c < NC; c++)
+        bar_sync_n(BAR_QI + c, 32 + 128);
 }
 
 /* ---- softmax pieces (ILP: 4 independent partial maxima / sums per row) ----
@@ -316,8 +380,8 @@ produce(const ci_prefill_params &p, tbars<NST> &bar, const CUtensorMap *tmq, con
  * each warpgroup's GEMMs issued after the one before it) ---- */
 template <int HD, int BN, int NST, bool ILP, int NC, int PX, bool EPI>
 __device__ __forceinline__ void consume(const ci_prefill_params &p, tbars<NST> &bar,
-                                        const __nv_bfloat16 *sq, const __nv_bfloat16 *sk,
-                                        const __nv_bfloat16 *sv) {
+                                        const qinfo<64 * NC> &qi, const __nv_bfloat16 *sq,
+                                        const __nv_bfloat16 *sk, const __nv_bfloat16 *sv) {
     constexpr int KD = HD / 16, NS = BN / 2, NO = HD / 2, NP = BN / 4, BMT = 64 * NC;
     const int ct = threadIdx.x - NPROD;                   /* 0 .. 128 NC - 1 */
     const int cw = ct >> 7;                               /* consumer warpgroup: rows 64 cw .. */
@@ -354,14 +418,14 @@ __device__ __forceinline__ void consume(const ci_prefill_params &p, tbars<NST> &
     int kst = 0, vst = 0;
     uint32_t kph = 0, vph = 0, qph = 0;
     if (cw == NC - 1) named_arrive(BAR_PP + 0); /* consumer 1 issues first */
-    item it;
-    bool valid;
-    for (int k = 0; get_item<BN, BMT>(p, k, it, valid); k++) {
-        if (!valid) continue;
-        const int nblk = it.nblk, nrows = it.nrows, q0 = it.q0, r0 = it.r0;
-        const int lim0 = min(p.positions[q0 + r0 + min(ra, nrows - 1)] + 1, it.ctx);
-        const int lim1 = min(p.positions[q0 + r0 + min(rb, nrows - 1)] + 1, it.ctx);
-        const int nfull = it.lim_lo / BN; /* tiles n >= nfull need the mask */
+    for (int j = 0;; j++) {
+        /* item j from the post warp (slot j & 1) */
+        bar_sync_n(BAR_QI + cw, 32 + 128);
+        const qslot<BMT> &q = qi.slot[j & 1];
+        if (q.hdr[QI_END] == QI_NONE) break;
+        const int nblk = q.hdr[QI_NBLK], nrows = q.hdr[QI_NROWS], row0 = q.hdr[QI_ROW0];
+        const int h = q.hdr[QI_H], lim0 = q.lim[ra], lim1 = q.lim[rb];
+        const int nfull = q.hdr[QI_LIM_LO] / BN; /* tiles n >= nfull need the mask */
 
         float o[NO], s[NS];
         uint32_t pa[BN / 16][4];
@@ -457,9 +521,9 @@ __device__ __forceinline__ void consume(const ci_prefill_params &p, tbars<NST> &
         }
 
         if constexpr (EPI) /* out = O / l */
-            store_rows_pair<HD>(p, it.h, q0 + r0, nrows, ra, o, l0, l1, 1.0f);
+            store_rows_pair<HD>(p, h, row0, nrows, ra, o, l0, l1, 1.0f);
         else
-            store_rows<HD>(p, it.h, q0 + r0, nrows, ra, o, l0, l1, 1.0f);
+            store_rows<HD>(p, h, row0, nrows, ra, o, l0, l1, 1.0f);
     }
     if (cw == 0) named_sync(BAR_PP + 0); /* the last consumer's surplus arrival */
 }
@@ -509,7 +573,10 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using namespace ci_pfwt;
     static_assert((HD == 64 || HD == 128) && (BN == 64 || BN == 128) && NST >= 2, "tile shape");
-    static_assert(ci_prefill_wst_smem_bytes<HD, BN, NST, NC>() + sizeof(tbars<NST>) <= 232448,
+    static_assert(BAR_QI >= BAR_PP + NC && BAR_QI + NC <= 16, "named barriers");
+    static_assert(ci_prefill_wst_smem_bytes<HD, BN, NST, NC>() + sizeof(tbars<NST>) +
+                          sizeof(qinfo<64 * NC>) <=
+                      232448,
                   "shared memory");
     static_assert(NC == 2 || NC == 3, "consumer warpgroups");
     static_assert(!WIDE || BN == 128, "the wide maps' boxes cover 128 keys");
@@ -520,6 +587,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     __nv_bfloat16 *sv = sk + NST * BN * HD;
     __nv_bfloat16 *sq = sv + NST * BN * HD;
     __shared__ tbars<NST> bar;
+    __shared__ qinfo<64 * NC> qi;
 
     if (threadIdx.x == 0) {
 #pragma unroll
@@ -543,9 +611,11 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
         else if (SPLITP && threadIdx.x < 64)
             produce<HD, BN, NST, 64 * NC, WIDE, 1>(p, bar, &tmq, &tmk, &tmv, &tmkw, &tmvw, sq, sk,
                                                    sv);
+        else if (threadIdx.x >= 64 && threadIdx.x < 96)
+            post_items<BN, NC>(p, qi);
     } else {
         reg_alloc<CREGS>();
-        consume<HD, BN, NST, ILP, NC, PX, EPI>(p, bar, sq, sk, sv);
+        consume<HD, BN, NST, ILP, NC, PX, EPI>(p, bar, qi, sq, sk, sv);
     }
 #else
     __trap();
