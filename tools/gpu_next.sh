@@ -31,8 +31,8 @@ if step "lab timings: $labs" 150; then
         for x in $labs; do
             [ "$(left)" -gt 60 ] && lab ${x%%:*} ${x##*:}
         done
-    done
-    timeout 90 python3 bench/kernels/prefill_attention_sdpa.py 128 64 2>&1 | tail -3
+    done 2>&1 | tee $out/lab_times.txt
+    timeout 90 python3 bench/kernels/prefill_attention_sdpa.py 128 64 2>&1 | tail -3 | tee -a $out/lab_times.txt
 fi
 for x in $labs; do
     step "lab checks, ${x##*:}" 40 || continue

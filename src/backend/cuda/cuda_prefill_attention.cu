@@ -50,7 +50,7 @@ static cudaError_t launch_prefill_wg(cudaStream_t st, const ci_prefill_params &p
  * Returns cudaErrorNotSupported when the driver has no
  * cuTensorMapEncodeTiled or rejects a map: the caller falls back to the
  * cp.async kernels. */
-template <int HD, int NC = 2, bool WIDE = false, bool SPLITP = false>
+template <int HD, int NC = 2, bool SPLITP = false, bool EPI = false>
 static cudaError_t launch_wst(cudaStream_t st, const ci_prefill_params &p, int ntok,
                               int num_blocks) {
     static int looked = 0, nsm = 0;
@@ -64,22 +64,21 @@ static cudaError_t launch_wst(cudaStream_t st, const ci_prefill_params &p, int n
         looked = 1;
     }
     if (!enc || nsm <= 0) return cudaErrorNotSupported;
-    CUtensorMap mq, mk, mv, mkw, mvw;
-    if (ci_prefill_wst_make_maps(enc, p, ntok, HD, num_blocks, &mq, &mk, &mv, 64 * NC,
-                                 WIDE ? &mkw : nullptr, WIDE ? &mvw : nullptr) != 0)
+    CUtensorMap mq, mk, mv;
+    if (ci_prefill_wst_make_maps(enc, p, ntok, HD, num_blocks, &mq, &mk, &mv, 64 * NC, nullptr,
+                                 nullptr) != 0)
         return cudaErrorNotSupported;
     /* the ILP softmax with two or three warpgroups: at three it spills 4
      * bytes at 160 registers and still beats the plain one (hd 64 on an H100:
      * 431 against 408 TFLOP/s, lab v33 / v35) */
-    auto kern = ci_prefill_attention_wst_kernel<HD, 128, 3, true, NC, 0, WIDE, SPLITP>;
+    auto kern = ci_prefill_attention_wst_kernel<HD, 128, 3, true, NC, 0, false, SPLITP, EPI>;
     const size_t smem = ci_prefill_wst_smem_bytes<HD, 128, 3, NC>();
     cudaError_t e =
         cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     const int64_t items = (int64_t)p.ntiles * p.S * p.H;
     const unsigned grid = (unsigned)(items < nsm ? items : nsm);
-    ci_cu_launch(kern, grid, ci_prefill_wst_threads(NC), smem, st, p, mq, mk, mv, WIDE ? mkw : mk,
-                 WIDE ? mvw : mv);
+    ci_cu_launch(kern, grid, ci_prefill_wst_threads(NC), smem, st, p, mq, mk, mv, mk, mv);
     return cudaGetLastError();
 }
 
@@ -128,26 +127,24 @@ extern "C" int ci_cu_prefill_attention(ci_cu_stream st, const void *qkv, int nto
          * (docs/kernels/prefill_attention.md, round 4);
          * CINFER_PREFILL_NC3=0 takes two */
         static const int nc3 = !getenv("CINFER_PREFILL_NC3") || atoi(getenv("CINFER_PREFILL_NC3"));
-        /* CINFER_PREFILL_WIDE=1: a K / V tile of consecutive cache blocks
-         * in one TMA box per 64 columns (lab v39: no gain on an H100) */
-        static const int wide =
-            getenv("CINFER_PREFILL_WIDE") && atoi(getenv("CINFER_PREFILL_WIDE"));
         /* hd 128 with K and V from two producer warps (lab v40): 572
          * against 522 TFLOP/s at block 16 on an H100, level at 32 and 64;
-         * no gain at hd 64 (round 7); CINFER_PREFILL_SPLITP=0 takes one */
+         * no gain at hd 64 (round 7); CINFER_PREFILL_SPLITP=0 takes one.
+         * (The wide K / V boxes of lab v39 never won and left production.) */
         static const int splitp =
             !getenv("CINFER_PREFILL_SPLITP") || atoi(getenv("CINFER_PREFILL_SPLITP"));
+        /* hd 128's epilogue in 8-byte stores (lab v41, round 9);
+         * CINFER_PREFILL_EPI=0 goes back to 4-byte ones */
+        static const int epi = !getenv("CINFER_PREFILL_EPI") || atoi(getenv("CINFER_PREFILL_EPI"));
         if (hd == 64 && nc3) {
             p.ntiles = (max_query_len + 191) / 192;
-            e = wide ? launch_wst<64, 3, true>(st, p, ntok, num_blocks)
-                     : launch_wst<64, 3>(st, p, ntok, num_blocks);
+            e = launch_wst<64, 3>(st, p, ntok, num_blocks);
         } else {
             p.ntiles = (max_query_len + 127) / 128; /* BM = 128 */
-            e = hd == 64         ? launch_wst<64>(st, p, ntok, num_blocks)
-                : wide && splitp ? launch_wst<128, 2, true, true>(st, p, ntok, num_blocks)
-                : wide           ? launch_wst<128, 2, true>(st, p, ntok, num_blocks)
-                : splitp         ? launch_wst<128, 2, false, true>(st, p, ntok, num_blocks)
-                                 : launch_wst<128>(st, p, ntok, num_blocks);
+            e = hd == 64        ? launch_wst<64>(st, p, ntok, num_blocks)
+                : splitp && epi ? launch_wst<128, 2, true, true>(st, p, ntok, num_blocks)
+                : splitp        ? launch_wst<128, 2, true>(st, p, ntok, num_blocks)
+                                : launch_wst<128>(st, p, ntok, num_blocks);
         }
         if (e != cudaErrorNotSupported) return e;
         p.ntiles = (max_query_len + bm - 1) / bm;
