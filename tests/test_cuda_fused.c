@@ -31,6 +31,10 @@ int main(void) {
 
 static ci_backend *gpu;
 static int bf;
+/* the pass with CINFER_FUSE_TC8=all (the default): the 8-bit tensor-core GEMV applies
+ * the RMSNorm as a scale of its sums (within rounding of the classic ops,
+ * and not equal to them: differs counts the cases that show it ran) */
+static int defer, differs;
 
 static float rd(float f) {
     return bf ? ci_bf16_to_f32(ci_f32_to_bf16(f)) : f;
@@ -107,7 +111,11 @@ static void run_case(const char *what, ci_tensor *w, int n, ci_mm_prologue pro, 
         den += (double)want * want;
     }
     double rel = den > 0 ? sqrt(num / den) : sqrt(num);
-    if (exact)
+    if (defer && pro == CI_MM_PRO_RMSNORM) {
+        differs += diff > 0;
+        CHECKF(rel <= 6e-3, "[deferred norm] %s n=%d bias %d acc %d: rel err %.3g", what, n, bias,
+               acc, rel);
+    } else if (exact)
         CHECKF(diff == 0,
                "[%s] %s n=%d pro %d bias %d acc %d: %lld of %lld values differ (rel %.3g)",
                bf ? "bf16" : "f32", what, n, (int)pro, bias, acc, (long long)diff,
@@ -192,6 +200,80 @@ static void tc8_prologue_cases(void) {
         for (int n = 1; n <= 2; n++)
             for (int pro = 1; pro < 3; pro++)
                 run_case(cases[k].what, &w, n, (ci_mm_prologue)pro, n == 2, n == 1, 0, 1);
+        gpu->ops->qweight_free(gpu, &w);
+        free_qw(&h);
+    }
+}
+
+/* The SwiGLU epilogue of the 8-bit tensor-core GEMV (a fused gate|up of
+ * 2 parts): y [n][rows / 2] against the classic rmsnorm / matmul / swiglu,
+ * bit for bit (within 1e-2 norm-wise with the deferred norm); offered by
+ * matmul_swiglu_ok only with BF16 activations, refused elsewhere. */
+static void swiglu_cases(void) {
+    const qwt_case cases[] = {
+        {CI_QW_FP8, 96, 4096, 4096, 2, 0, "fp8 per channel gate|up, 4096", 0},
+        {CI_QW_FP8, 64, 2048, 128, 2, 0, "fp8 blocks of 128 gate|up, 2048", 0},
+        {CI_QW_INT8, 32, 512, 128, 2, 0, "int8 g128 gate|up, 512", 0},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        ci_qweight h = make_case(&cases[k]);
+        ci_tensor w;
+        CHECK_OK(gpu->ops->qweight_create(gpu, &h, &w));
+        const int64_t K = w.cols, out = w.rows, half = out / 2;
+        for (int n = 1; n <= 2; n++) {
+            const int ok = gpu->ops->matmul_swiglu_ok && gpu->ops->matmul_swiglu_ok(gpu, &w, n);
+            CHECKF(ok == bf, "[%s] %s: matmul_swiglu_ok %d", bf ? "bf16" : "f32", cases[k].what,
+                   ok);
+            for (int pro = 0; pro < 2; pro++) {
+                const int bias = (int)(k + n + pro) & 1;
+                float *xv = host_rand(n * K, 2.0f);
+                ci_tensor x = act(n, K, xv), y = act(n, half, NULL), sc = act(n, K, NULL);
+                ci_tensor t = act(n, K, NULL), p = act(n, out, NULL), q = act(n, half, NULL);
+                ci_tensor nw = vec_f32(K, 1.0f), b = vec_f32(out, 0.0f);
+                ci_matmul_fused a = {.x = &x,
+                                     .pro = pro ? CI_MM_PRO_RMSNORM : CI_MM_PRO_NONE,
+                                     .norm_w = &nw,
+                                     .eps = 1e-5f,
+                                     .w = &w,
+                                     .bias = bias ? &b : NULL,
+                                     .y = &y,
+                                     .scratch = &sc,
+                                     .swiglu = 1};
+                const ci_status st = gpu->ops->matmul_fused(gpu, &a);
+                if (!ok) {
+                    CHECK(st.code == CI_ERR_INVALID);
+                } else {
+                    CHECK_OK(st);
+                    if (pro) CHECK_OK(gpu->ops->rmsnorm(gpu, &x, NULL, &nw, 1e-5f, &t));
+                    CHECK_OK(gpu->ops->matmul(gpu, pro ? &t : &x, &w, bias ? &b : NULL, &p));
+                    CHECK_OK(gpu->ops->swiglu(gpu, &p, &q));
+                    float *got = act_download(gpu, y.data, y.dtype, n * half);
+                    float *want = act_download(gpu, q.data, q.dtype, n * half);
+                    double num = 0, den = 0;
+                    int64_t diff = 0;
+                    for (int64_t i = 0; i < n * half; i++) {
+                        const double d = (double)got[i] - want[i];
+                        num += d == d ? d * d : INFINITY;
+                        den += (double)want[i] * want[i];
+                        diff += got[i] != want[i];
+                    }
+                    const double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+                    if (defer && pro)
+                        CHECKF(rel <= 1e-2, "[deferred norm] %s swiglu n=%d: rel err %.3g",
+                               cases[k].what, n, rel);
+                    else
+                        CHECKF(diff == 0,
+                               "[bf16] %s swiglu n=%d pro %d bias %d: %lld of %lld differ",
+                               cases[k].what, n, pro, bias, (long long)diff, (long long)(n * half));
+                    free(got);
+                    free(want);
+                }
+                free(xv);
+                ci_tensor *all[] = {&x, &y, &sc, &t, &p, &q, &nw, &b};
+                for (int i = 0; i < 8; i++)
+                    ci_tensor_free(gpu, all[i]);
+            }
+        }
         gpu->ops->qweight_free(gpu, &w);
         free_qw(&h);
     }
@@ -388,8 +470,35 @@ static void errors(void) {
     ci_tensor_free(gpu, &nw);
 }
 
+/* CINFER_FUSE_TC8=all, BF16: the quantized cases and the 8-bit prologue
+ * widths, the RMSNorm ones within 6e-3 (norm-wise) of the classic ops */
+static void defer_pass(void) {
+    ci_backend_options o = {0, 0, CI_ACT_BF16};
+    setenv("CINFER_FUSE_TC8", "all", 1);
+    ci_status s = ci_backend_create("cuda", &o, &gpu);
+    unsetenv("CINFER_FUSE_TC8");
+    CHECK_OK(s);
+    if (s.code) return;
+    bf = 1;
+    defer = 1;
+    const int f0 = test_failed_;
+    quant_cases();
+    tc8_prologue_cases();
+    swiglu_cases();
+    /* the deferred path ran: 8-bit cases came out not bit-equal */
+    CHECKF(differs >= 8, "deferred norm: only %d cases differ from the classic ops", differs);
+    CHECK_OK(gpu->ops->sync(gpu));
+    printf("[bf16] deferred RMSNorm in the 8-bit GEMV vs classic ops: %d failures (%d cases "
+           "not bit-equal)\n",
+           test_failed_ - f0, differs);
+    defer = 0;
+    ci_backend_destroy(gpu);
+    gpu = NULL;
+}
+
 int main(void) {
     if (ci_cuda_device_count() <= 0) test_skip("no CUDA device");
+    defer_pass();
     for (int m = 0; m < 2; m++) {
         ci_backend_options o = {0, 0, m == 0 ? CI_ACT_BF16 : CI_ACT_F32};
         setenv("CINFER_FUSE", "1", 1);     /* every prologue in the GEMV */
@@ -405,6 +514,7 @@ int main(void) {
         dense_cases();
         quant_cases();
         tc8_prologue_cases();
+        swiglu_cases();
         w8a8_cases();
         rope_cases();
         errors();

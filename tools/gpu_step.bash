@@ -8,6 +8,10 @@
 #                             when fewer than NEED seconds are left
 #   run_t LIMIT NAME CMD...   runs a test with a time limit, prints its
 #                             verdict lines and first failures
+#   lat1 LABEL MODEL ENV... -- ARGS
+#                             batch-1 `bench latency` (128 in / 256 out,
+#                             3 iterations, graphs of batch 1) with ENV set,
+#                             its decode tok/s line labelled
 #   model_bg SHAPE DIR        makes DIR (tools/make_random_model.py) in the
 #                             background unless it exists; model_wait DIR
 #                             waits for it while more than 60 s are left
@@ -40,4 +44,15 @@ model_bg() {
 model_wait() {
     while [ ! -f "$1.ready" ] && [ "$(left)" -gt 60 ]; do sleep 2; done
     echo "model $1 at ${SECONDS} s: $(tail -1 "$1.log" 2>/dev/null)"
+}
+lat1() {
+    local n=$1 mm=$2 e=()
+    shift 2
+    while [ "$1" != -- ]; do e+=("$1"); shift; done
+    shift
+    [ -f "$mm/config.json" ] || { echo "$n: no $mm"; return; }
+    [ "$(left)" -gt 45 ] || { echo "$n: skipped"; return; }
+    timeout 100 env "${e[@]}" $B/cinfer bench latency -m $mm --device cuda --batch-size 1 \
+        --input-len 128 --output-len 256 --num-iters 3 --max-model-len 4096 \
+        --max-graph-batch-size 1 "$@" 2>&1 | grep -E "^decode tok/s|rror" | sed "s|^|$n |"
 }

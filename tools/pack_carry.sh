@@ -7,7 +7,9 @@
 # usage: tools/pack_carry.sh [BUILD_DIR]   (a CUDA build, e.g. build/)
 #   PACK_TARGETS="cinfer kernel_prefill_attention ...": only these binaries
 #   (default: cinfer and the CUDA tests below); PACK_XZ=1: xz instead of
-#   gzip, .carry/bin.txz (about a third smaller; a minute of both cores).
+#   gzip, .carry/bin.txz (about a third smaller; a minute of both cores);
+#   PACK_NAME=q: .carry/q.txz (or .tgz) instead of bin, tokenizers and the
+#   draft model left as they are (another archive beside a carried one).
 # A quick build for one GPU call (sm_90a only, half the code):
 #   cmake -G Ninja -B build-h -DCMAKE_BUILD_TYPE=Release -DCINFER_BUILD_LABS=OFF \
 #     -DCINFER_CUDA_GENCODE="-gencode=arch=compute_90a,code=sm_90a"
@@ -35,10 +37,11 @@ for l in libopenblas.so.0 libgfortran.so.5 libquadmath.so.0; do
     cp -L "$(ldconfig -p | awk -v l=$l '$1 == l {print $NF; exit}')" "$st/lib/$l"
 done
 if [ "${PACK_XZ:-0}" = 1 ]; then
-    tar cJf .carry/bin.txz -C "$st" bin lib
+    tar cJf ".carry/${PACK_NAME:-bin}.txz" -C "$st" bin lib
 else
-    tar czf .carry/bin.tgz -C "$st" bin lib
+    tar czf ".carry/${PACK_NAME:-bin}.tgz" -C "$st" bin lib
 fi
+[ -z "${PACK_NAME:-}" ] || exit 0
 if [ -d "$shared/tokenizers" ]; then
     mkdir -p "$st/tok" && cp -r "$shared/tokenizers/." "$st/tok/" && tar czf .carry/tok.tgz -C "$st" tok
 fi

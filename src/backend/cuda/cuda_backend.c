@@ -694,6 +694,7 @@ static const ci_backend_ops cuda_ops = {
     .matmul_fused_rows = ci_cuda_matmul_fused_rows,
     .matmul_fused = ci_cuda_matmul_fused,
     .matmul_rope_rows = ci_cuda_matmul_rope_rows,
+    .matmul_swiglu_ok = ci_cuda_matmul_swiglu_ok,
     .stage_masks = cu_stage_masks,
     .mem_info = cu_mem_info,
     .prepare_batch_static = cu_prepare_batch_static,
@@ -780,10 +781,18 @@ static ci_status cu_init(ci_cuda *c, int device) {
     c->fuse_pro = 1 << CI_CU_PRO_NONE;
     if (!strcmp(fu, "norm") || !strcmp(fu, "1")) c->fuse_pro |= 1 << CI_CU_PRO_RMSNORM;
     if (!strcmp(fu, "swiglu") || !strcmp(fu, "1")) c->fuse_pro |= 1 << CI_CU_PRO_SWIGLU;
-    /* the 8-bit tensor-core GEMV's prologues (CINFER_FUSE_TC8=1; off until
-     * measured on a GPU) */
+    /* the 8-bit tensor-core GEMV's prologues and epilogues
+     * (cuda_qgemv_fp8.cu): by default (CINFER_FUSE_TC8 unset or "all") the
+     * RMSNorm as a scale of the sums, the qkv rope and the gate|up SwiGLU
+     * epilogues (batch-1 FP8 with the first two: +2.3 % on an H100,
+     * docs/benchmarks.md); "norm" without the SwiGLU one; 1 the exact
+     * prologues (measured slower) and both epilogues; 0 none (the classic
+     * kernels) */
     const char *f8 = getenv("CINFER_FUSE_TC8");
-    c->fuse_tc8 = f8 && strcmp(f8, "1") == 0;
+    c->fuse_tc8 = !f8 || !*f8 || !strcmp(f8, "all") ? 3
+                  : !strcmp(f8, "norm")             ? 2
+                  : !strcmp(f8, "1")                ? 1
+                                                    : 0;
     /* the qkv GEMV's rope epilogue for decode steps (CINFER_FUSE_ROPE=0:
      * rope_cache's own kernel, for A/B) */
     const char *fr = getenv("CINFER_FUSE_ROPE");

@@ -10,6 +10,9 @@
  * itself; by default the RMSNorm one with BF16 activations (measured
  * fastest: docs/kernels/gemv.md), 0 the model's classic ops.
  *
+ * The SwiGLU epilogue (a->swiglu, the gate|up projection of a decode step)
+ * runs in the 8-bit tensor-core GEMV only: matmul_swiglu_ok says where.
+ *
  * The rope epilogue (the qkv projection of a decode step, on by default,
  * CINFER_FUSE_ROPE=0 off) runs in the BF16 GEMV where it applies (full
  * rotary, head_dim % 16 == 0) and as rope_cache's own kernel after the
@@ -30,6 +33,13 @@ int ci_cuda_matmul_fused_rows(ci_backend *be) {
 
 int ci_cuda_matmul_rope_rows(ci_backend *be) {
     return ci_cuda_of(be)->rope_off ? 0 : CI_CU_GEMV_MAX_N;
+}
+
+int ci_cuda_matmul_swiglu_ok(ci_backend *be, const ci_tensor *w, int n) {
+    const ci_cuda *c = ci_cuda_of(be);
+    /* x NULL: its alignment is the op's check (the real pointer) */
+    return (c->fuse_tc8 & 1) && !c->fuse_off && be->act_dtype == CI_BF16 && w->dtype == CI_QW &&
+           n >= 1 && n <= 2 && ci_cu_qgemv_swiglu_ok(w->data, n, NULL);
 }
 
 /* the GEMV's epilogue for a->rope when it can take it: f->rope.on */
@@ -86,6 +96,14 @@ ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a) {
     if (a->pro != CI_MM_PRO_NONE && (!a->scratch || a->scratch->cols != K || a->scratch->rows < n))
         return ci_errorf(CI_ERR_INVALID, "cuda matmul_fused: scratch must be [%lld][%lld]",
                          (long long)n, (long long)K);
+    if (a->swiglu && (a->accumulate || a->rope || a->y->cols * 2 != w->rows || a->y->rows < n ||
+                      !ci_cuda_matmul_swiglu_ok(be, w, (int)n) ||
+                      !ci_cu_qgemv_swiglu_ok(w->data, (int)n, x->data)))
+        return ci_errorf(CI_ERR_INVALID,
+                         "cuda matmul_fused: a SwiGLU epilogue for w [%lld][%lld] at %lld rows "
+                         "into y [%lld][%lld] is not supported",
+                         (long long)w->rows, (long long)K, (long long)n, (long long)a->y->rows,
+                         (long long)a->y->cols);
     if (a->rope && (a->accumulate || !a->rope->shape || !a->rope->rope || !a->rope->batch ||
                     !a->rope->kv || a->rope->batch->num_tokens != n))
         return ci_errorf(CI_ERR_INVALID, "cuda matmul_fused: rope epilogue without its batch, "
@@ -104,8 +122,9 @@ ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a) {
     const int gemv_ok =
         (c->fuse_pro & (1 << f.pro)) && !a->residual && x->dtype == CI_BF16 &&
         (!b || (a->bias->dtype == CI_F32 && a->bias->rows * a->bias->cols == w->rows)) &&
-        a->y->cols == w->rows && a->y->rows >= n;
-    const int gemv = gemv_ok && w->dtype == CI_BF16 && c->use_gemv && w->rows <= INT32_MAX;
+        a->y->cols * (a->swiglu ? 2 : 1) == w->rows && a->y->rows >= n;
+    const int gemv =
+        gemv_ok && !a->swiglu && w->dtype == CI_BF16 && c->use_gemv && w->rows <= INT32_MAX;
     /* the whole op in the GEMV (the rope epilogue with it when it applies,
      * else rope_cache's kernel after) */
     const int epi = gemv && fr.rope.on && ci_cu_gemv_fuse_ok((int)n, K, w->rows, x->data, &fr);
@@ -115,20 +134,25 @@ ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a) {
                                 (int)w->rows, b, a->y->data, c->num_sms, epi ? &fr : &f));
         return epi ? ci_ok() : rope_after(be, a);
     }
-    /* FP8 / INT8 weights at decode batches (CINFER_FUSE_TC8=1 until
-     * measured): their tensor-core GEMV stages x per CTA, so the prologue
-     * runs there too (the classic ops' values), and the rope epilogue */
+    /* FP8 / INT8 weights at decode batches (CINFER_FUSE_TC8): their
+     * tensor-core GEMV stages x per CTA, so the prologue runs there too (1:
+     * the classic ops' values; by default the RMSNorm's 1 / rms applied to
+     * the sums instead), and the rope and SwiGLU epilogues */
+    const int qp = c->fuse_tc8 >= 2 && f.pro == CI_CU_PRO_RMSNORM ? CI_CU_PRO_RMSNORM_DEFER : f.pro;
     if (gemv_ok && w->dtype == CI_QW && c->fuse_tc8 && n <= 2 &&
-        ci_cu_qgemv_pro_ok(w->data, (int)n, x->data, f.pro, f.norm_w)) {
+        ci_cu_qgemv_pro_ok(w->data, (int)n, x->data, qp, f.norm_w)) {
         /* the rope epilogue with it where it applies (as the BF16 GEMV's) */
         const int qepi =
             fr.rope.on && a->y->dtype == CI_BF16 && ci_cu_qgemv_fp8tc_rope_ok(w->data, &fr.rope);
         CI_CU_LAUNCH("qgemv",
                      ci_cu_qgemv_pro((ci_cu_stream)c->stream, a->y->dtype == CI_F32, w->data,
-                                     x->data, (int)n, b, a->y->data, c->num_sms, a->accumulate,
-                                     f.pro, f.norm_w, f.eps, qepi ? &fr.rope : NULL));
+                                     x->data, (int)n, b, a->y->data, c->num_sms, a->accumulate, qp,
+                                     f.norm_w, f.eps, qepi ? &fr.rope : NULL, a->swiglu));
         return qepi ? ci_ok() : rope_after(be, a);
     }
+    if (a->swiglu) /* not with this prologue or operands */
+        return ci_errorf(CI_ERR_INVALID, "cuda matmul_fused: no SwiGLU epilogue with prologue %d",
+                         (int)a->pro);
     /* W8A8: the prologue's kernel writes the FP8 activations */
     if (ci_cuda_qmatmul_fuses(be, a)) return ci_cuda_qmatmul_fused(be, a);
     /* elsewhere: the prologue's kernel into the scratch, then the product

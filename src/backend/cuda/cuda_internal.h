@@ -41,7 +41,8 @@ typedef struct ci_cuda {
     int fuse_off;    /* CINFER_FUSE=0: no fused matmul op (the model's classic ops) */
     int fuse_auto;   /* CINFER_FUSE unset: the fused layer with BF16 activations only */
     int fuse_pro;    /* bit CI_CU_PRO_*: prologues the BF16 GEMV runs itself (CINFER_FUSE) */
-    int fuse_tc8;    /* ... and the 8-bit tensor-core GEMV (CINFER_FUSE_TC8=1) */
+    int fuse_tc8;    /* ... the 8-bit tensor-core GEMV's (CINFER_FUSE_TC8): 0 none, 1 exact
+                      * prologues + SwiGLU epilogue, 2 deferred norm, 3 both deferred */
     int rope_off;    /* CINFER_FUSE_ROPE=0: decode steps' rope_cache as its own op (A/B) */
     void *workspace; /* GEMM workspace, CI_CU_GEMM_WORKSPACE bytes */
     float *att_ws;   /* split-K attention partials, CI_CU_ATT_WS_FLOATS, + CI_CU_ATT_CNT counters */
@@ -189,6 +190,7 @@ ci_status ci_cuda_qmatmul_fused(ci_backend *be, const ci_matmul_fused *a);
 int ci_cuda_matmul_fused_rows(ci_backend *be);
 ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a);
 int ci_cuda_matmul_rope_rows(ci_backend *be);
+int ci_cuda_matmul_swiglu_ok(ci_backend *be, const ci_tensor *w, int n);
 
 ci_status ci_cuda_embedding(ci_backend *be, const ci_tensor *table, const int32_t *ids, int n,
                             ci_tensor *out);

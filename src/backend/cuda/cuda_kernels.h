@@ -143,6 +143,11 @@ typedef struct ci_cu_rope_epi {
  * SWIGLU: x rows of 2 in), acc: y = round(round(product) + y), and the
  * rope epilogue. A NULL ci_cu_fuse is none of these. */
 enum { CI_CU_PRO_NONE = 0, CI_CU_PRO_RMSNORM = 1, CI_CU_PRO_SWIGLU = 2 };
+/* The 8-bit tensor-core GEMV's deferred RMSNorm (ci_cu_qgemv_pro only): the
+ * CTA stages x * norm_w and sums x^2 as it goes, and the norm's 1 / rms
+ * scales the products' sums: no reduction before the first product, the
+ * values within rounding of the standalone norm's (not bit for bit) */
+enum { CI_CU_PRO_RMSNORM_DEFER = 3 };
 typedef struct ci_cu_fuse {
     int pro;
     const float *norm_w;
@@ -209,9 +214,12 @@ int ci_cu_qgemv(ci_cu_stream st, int bf16, int f32_out, const struct ci_qweight 
  * weights: the 8-bit tensor-core GEMV); _ok says whether it does */
 int ci_cu_qgemv_pro_ok(const struct ci_qweight *w, int n, const void *x, int pro,
                        const float *norm_w);
+/* swiglu: y [n][rows / 2] = SwiGLU of the product (gate rows, then up
+ * rows; BF16 y, no acc, no rope), where _swiglu_ok */
+int ci_cu_qgemv_swiglu_ok(const struct ci_qweight *w, int n, const void *x);
 int ci_cu_qgemv_pro(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x, int n,
                     const float *bias, void *y, int num_sms, int acc, int pro, const float *norm_w,
-                    float eps, const ci_cu_rope_epi *rope);
+                    float eps, const ci_cu_rope_epi *rope, int swiglu);
 /* The tensor-core 8-bit GEMV (cuda_qgemv_fp8.cu): E4M3 or INT8 weights, BF16 x, n <= 2;
  * _ok says whether it takes the weight and n; old: the kernel before the
  * rolling loads (4 tiles a warp loaded, then used; A/B); num_sms: the
@@ -225,9 +233,12 @@ int ci_cu_qgemv_fp8tc_pro_ok(const struct ci_qweight *w, int n, const void *x, i
 /* rope (NULL or off: none): the rope epilogue (BF16 y, no acc; _rope_ok: the
  * weight is the q|k|v of rope's heads), as the BF16 GEMV's */
 int ci_cu_qgemv_fp8tc_rope_ok(const struct ci_qweight *w, const ci_cu_rope_epi *rope);
+/* swiglu: the SwiGLU epilogue (y [n][rows / 2], BF16, no acc, no rope;
+ * _swiglu_ok: 16-row blocks of gate and up halves, no act order) */
+int ci_cu_qgemv_fp8tc_swiglu_ok(const struct ci_qweight *w);
 int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x,
                       int n, const float *bias, void *y, int acc, int old, int num_sms, int pro,
-                      const float *norm_w, float eps, const ci_cu_rope_epi *rope);
+                      const float *norm_w, float eps, const ci_cu_rope_epi *rope, int swiglu);
 /* INT4 for BF16 x, n <= 4, the tiled layout, on sm_90: the tensor-core
  * GEMV fed through a shared-memory ring by the TMA engine
  * (cuda_qgemv_ring.cu; CINFER_QGEMV=ring) */

@@ -38,7 +38,26 @@
  * the 8 rotation pairs of one head whose first elements are its rows 0..7
  * and second ones its rows 8..15 (ft_rope_row): the sums are rounded as
  * stored, rotated as rope_cache does and k / v written to the cache, so
- * rope_cache's kernel drops out of the layer. */
+ * rope_cache's kernel drops out of the layer.
+ *
+ * The deferred RMSNorm (CI_CU_PRO_RMSNORM_DEFER): RMSNorm(x) . W^T =
+ * (x * norm_w) . W^T / rms(x), so the CTA stages f16(x * norm_w * 2^-4) and
+ * each thread sums the squares of the x it staged; the warps' sums wait in
+ * shared memory until the epilogue scales each token's sums by 1 / rms. The
+ * exact prologue's block reduction (x read, summed, a barrier, then
+ * normalized) stood before the first product of every CTA, 13.6 CTAs an
+ * SM in sequence at Llama-3-8B's gate/up, and lost (docs/kernels/
+ * qmatmul.md); here the sum rides along with the staging, and the norm's
+ * values differ from the standalone kernel's only by its BF16 rounding of
+ * the normalized x (f16 keeps 3 more bits of x * norm_w).
+ *
+ * The SwiGLU epilogue (EPI 3, the fused gate|up projection of a decode
+ * step): CTA c's rows 0..7 are gate rows 8c .. 8c + 7 and its rows 8..15
+ * the up rows of the same units (rows / 2 + 8c ..), so after the warps' sum
+ * the CTA holds both halves of 8 units, rounds them as the product's store
+ * would and writes silu(gate) * up as swiglu's kernel computes it: y is
+ * [N][rows / 2], bit for bit the product and then swiglu_vec_kernel, and
+ * the layer loses that kernel (and the product's round trip). */
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/cuda_kernels.h"
 #include "backend/cuda/gemv_prologue.cuh"
@@ -69,6 +88,49 @@ __device__ __forceinline__ uint32_t ft_x2(uint32_t v) {
         fminf(fmaxf(__uint_as_float(v & 0xffff0000u) * FT_XSCALE, -65504.0f), 65504.0f);
     __half2 h = __floats2half2_rn(lo, hi);
     return *(uint32_t *)&h;
+}
+
+/* two floats -> f16x2 of (a, b) * 2^-4, saturated to the f16 range */
+__device__ __forceinline__ uint32_t ft_f2(float a, float b) {
+    a = fminf(fmaxf(a * FT_XSCALE, -65504.0f), 65504.0f);
+    b = fminf(fmaxf(b * FT_XSCALE, -65504.0f), 65504.0f);
+    __half2 h = __floats2half2_rn(a, b);
+    return *(uint32_t *)&h;
+}
+
+/* The deferred norm's staging: token n's x * norm_w into fxs, each warp's
+ * sum of x^2 into red[n * FT_WARPS + warp] (the caller synchronizes) */
+template <int N>
+__device__ __forceinline__ void ft_stage_defer(const __nv_bfloat16 *x, int K, const float *norm_w,
+                                               uint4 *fxs, float *red) {
+    const int kv = K / 8, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const uint4 *xg = (const uint4 *)x;
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+        float ss = 0.0f;
+        for (int i = threadIdx.x; i < kv; i += blockDim.x) {
+            float f[8], wv[8];
+            ci_bf16x8(xg[(int64_t)n * kv + i], f);
+            ci_ldg_f32x8(norm_w + (int64_t)i * 8, wv);
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                ss = fmaf(f[j], f[j], ss);
+            fxs[n * kv + i] =
+                make_uint4(ft_f2(f[0] * wv[0], f[1] * wv[1]), ft_f2(f[2] * wv[2], f[3] * wv[3]),
+                           ft_f2(f[4] * wv[4], f[5] * wv[5]), ft_f2(f[6] * wv[6], f[7] * wv[7]));
+        }
+        ss = ci_warp_sum(ss);
+        if (lane == 0) red[n * FT_WARPS + warp] = ss;
+    }
+}
+
+/* ... and token n's 1 / rms from the warps' sums (every CTA in one order) */
+__device__ __forceinline__ float ft_defer_inv(const float *red, int n, int K, float eps) {
+    float ss = 0.0f;
+#pragma unroll
+    for (int w = 0; w < FT_WARPS; w++)
+        ss += red[n * FT_WARPS + w];
+    return rsqrtf(ss / (float)K + eps);
 }
 
 /* The four E4M3 of w as two f16x2 (bytes 0, 1 -> lo; 2, 3 -> hi). sm_89+:
@@ -126,7 +188,9 @@ struct ft_rope_row {
     int head, j;
     __device__ __forceinline__ ft_rope_row(const ci_cu_rope_epi &r, int cta)
         : head(cta / (r.hd / 16)), j(cta % (r.hd / 16)) {}
-    __device__ __forceinline__ int pair(int lr) const { return j * 8 + (lr & 7); }
+    __device__ __forceinline__ int pair(int lr) const {
+        return j * 8 + (lr & 7);
+    }
     __device__ __forceinline__ int dim(const ci_cu_rope_epi &r, int lr) const {
         const int i = pair(lr), second = lr >= 8;
         return r.neox ? i + (second ? r.hd / 2 : 0) : 2 * i + second;
@@ -137,8 +201,9 @@ struct ft_rope_row {
 };
 
 /* U tiles in flight per warp; ROLL: reloaded one by one (else U loaded,
- * then U used); MINB: CTAs an SM the registers are capped for; EPI: 0, or
- * the rope epilogue with a BF16 (1) or E4M3 (2) cache (BF16 y, no acc) */
+ * then U used); MINB: CTAs an SM the registers are capped for; EPI: 0, the
+ * rope epilogue with a BF16 (1) or E4M3 (2) cache, or SwiGLU (3) (BF16 y,
+ * no acc) */
 template <int FMT, int N, typename OutT, int U, bool ROLL, int MINB = 1, int EPI = 0>
 __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
     qgemv_fp8tc_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
@@ -146,16 +211,19 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
                        ft_pro pro, ci_cu_rope_epi rope) {
     extern __shared__ uint4 fxs[]; /* [N][K / 8]: x (or its prologue's output) as f16 * 2^-4 */
     __shared__ float red[FT_WARPS][16][N];
-    __shared__ float nred[32];              /* the norm's warp sums */
-    __shared__ float ys[EPI ? 16 : 1][N];   /* EPI: the CTA's products, rounded as stored */
+    __shared__ float nred[32];            /* the norm's warp sums */
+    __shared__ float ys[EPI ? 16 : 1][N]; /* EPI: the CTA's products, rounded as stored */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int K = (int)w.cols, out = (int)w.rows, tiles = K / 64, r0 = blockIdx.x * 16;
     const int ng = (int)w.ngroups;
     int64_t ra = min(r0 + g, out - 1), rb = min(r0 + g + 8, out - 1);
-    if constexpr (EPI != 0) {
+    if constexpr (EPI == 1 || EPI == 2) {
         const ft_rope_row rr(rope, blockIdx.x);
         ra = rr.row(rope, g);
         rb = rr.row(rope, g + 8);
+    } else if constexpr (EPI == 3) { /* gate rows 8c + g, up rows rows / 2 + 8c + g */
+        ra = 8 * blockIdx.x + g;
+        rb = out / 2 + ra;
     }
     const uint4 *pa = (const uint4 *)(w.q + ra * K) + t, *pb = (const uint4 *)(w.q + rb * K) + t;
     const float *sa = w.scales + ra * ng, *sb = w.scales + rb * ng;
@@ -184,6 +252,8 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
         };
         if (pro.pro == CI_CU_PRO_RMSNORM)
             ci_norm_stage_exact<N>(x, K, pro.vpt, pro.norm_w, pro.eps, nred, put);
+        else if (pro.pro == CI_CU_PRO_RMSNORM_DEFER)
+            ft_stage_defer<N>(x, K, pro.norm_w, fxs, nred);
         else /* x as it is, or SwiGLU of [N][2K] */
             ci_pro_stage_plain<N>(pro.pro, x, K, put);
     }
@@ -212,8 +282,36 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
 #pragma unroll
     for (int i = 0; i < 4; i++)
         tot[i] *= 1.0f / FT_XSCALE;
+    const bool defer = pro.pro == CI_CU_PRO_RMSNORM_DEFER;
     if constexpr (EPI == 0) {
-        qt_reduce<N, FT_WARPS>(red, tot, r0, out, bias, y, acc);
+        if (!defer) {
+            qt_reduce<N, FT_WARPS>(red, tot, r0, out, bias, y, acc);
+            return;
+        }
+        qt_red_put<N>(red, tot);
+        __syncthreads();
+        if (threadIdx.x < 16 * N) { /* qt_red_out's, each token's sums scaled by 1 / rms */
+            const int r = threadIdx.x / N, n = threadIdx.x % N;
+            const float sum =
+                qt_red_sum<N, FT_WARPS>(red, r, n) * ft_defer_inv(nred, n, K, pro.eps);
+            if (r0 + r < out)
+                ci_st_out(y + (int64_t)n * out, r0 + r, bias ? sum + bias[r0 + r] : sum, acc);
+        }
+    } else if constexpr (EPI == 3) {
+        qt_red_put<N>(red, tot);
+        __syncthreads();
+        const int lr = threadIdx.x / N, n = threadIdx.x % N, half = out / 2;
+        if (threadIdx.x < 16 * N) { /* the product, rounded as its store would */
+            float sum = qt_red_sum<N, FT_WARPS>(red, lr, n);
+            if (defer) sum *= ft_defer_inv(nred, n, K, pro.eps);
+            const int64_t row = (lr < 8 ? 0 : half - 8) + 8 * (int64_t)blockIdx.x + lr;
+            ys[lr][n] = ci_round(bias ? sum + bias[row] : sum, y);
+        }
+        __syncthreads();
+        if (threadIdx.x < 8 * N) { /* swiglu_vec_kernel's arithmetic (ci_swiglu8) */
+            const float a = ys[lr][n], b = ys[lr + 8][n];
+            ci_st(y + (int64_t)n * half, 8 * (int64_t)blockIdx.x + lr, a / (1.0f + __expf(-a)) * b);
+        }
     } else {
         using TC = typename std::conditional<EPI == 2, uint8_t, __nv_bfloat16>::type;
         const ft_rope_row rr(rope, blockIdx.x);
@@ -221,7 +319,8 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
         __syncthreads();
         const int lr = threadIdx.x / N, n = threadIdx.x % N;
         if (threadIdx.x < 16 * N) { /* qt_red_out's sum, rounded as its store would */
-            const float sum = qt_red_sum<N, FT_WARPS>(red, lr, n);
+            float sum = qt_red_sum<N, FT_WARPS>(red, lr, n);
+            if (defer) sum *= ft_defer_inv(nred, n, K, pro.eps);
             const int64_t row = rr.row(rope, lr);
             ys[lr][n] = ci_round(bias ? sum + bias[row] : sum, y);
         }
@@ -277,7 +376,7 @@ static int fp8tc_u(ci_cu_stream st, const ci_qweight *w, const void *x, const fl
     return fp8tc_launch<N, OutT, FT_U, true>(st, w, x, bias, y, acc, pro, none);
 }
 
-/* the rope epilogue's builds (BF16 y, the rolling loads) */
+/* the epilogues' builds (rope, SwiGLU: BF16 y, the rolling loads) */
 template <int N, int EPI>
 static int fp8tc_epi(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias,
                      void *y, int waves3, ft_pro pro, const ci_cu_rope_epi &rope) {
@@ -291,27 +390,40 @@ extern "C" int ci_cu_qgemv_fp8tc_rope_ok(const ci_qweight *w, const ci_cu_rope_e
            w->rows == (int64_t)(r->H + 2 * r->KV) * r->hd;
 }
 
+extern "C" int ci_cu_qgemv_fp8tc_swiglu_ok(const ci_qweight *w) {
+    return w->rows % 16 == 0 && !w->perm;
+}
+
 extern "C" int ci_cu_qgemv_fp8tc_pro_ok(const ci_qweight *w, int n, const void *x, int pro,
                                         const float *norm_w) {
     if (!ci_cu_qgemv_fp8tc_ok(w, n, 1, x) || w->perm) return 0; /* x in the weight's order */
     if (pro == CI_CU_PRO_RMSNORM) /* the standalone kernel's mapping, 32-byte weight loads */
         return ci_cu_rmsnorm_vpt(w->cols, norm_w) > 0;
+    if (pro == CI_CU_PRO_RMSNORM_DEFER) /* 16-byte loads of the norm weights */
+        return norm_w && ((uintptr_t)norm_w & 15) == 0;
     return pro == CI_CU_PRO_SWIGLU || pro == CI_CU_PRO_NONE;
 }
 
 extern "C" int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
                                  int n, const float *bias, void *y, int acc, int old, int num_sms,
                                  int pro, const float *norm_w, float eps,
-                                 const ci_cu_rope_epi *rope) {
+                                 const ci_cu_rope_epi *rope, int swiglu) {
+    const int ro = rope && rope->on;
     if (!ci_cu_qgemv_fp8tc_ok(w, n, 1, x) ||
         (pro != CI_CU_PRO_NONE && !ci_cu_qgemv_fp8tc_pro_ok(w, n, x, pro, norm_w)) ||
-        (rope && rope->on && (acc || f32_out || !ci_cu_qgemv_fp8tc_rope_ok(w, rope))))
+        (ro && (acc || f32_out || !ci_cu_qgemv_fp8tc_rope_ok(w, rope))) ||
+        (swiglu && (ro || acc || f32_out || !ci_cu_qgemv_fp8tc_swiglu_ok(w))))
         return cudaErrorInvalidValue;
     const ft_pro fp = {pro, norm_w, eps,
                        pro == CI_CU_PRO_RMSNORM ? ci_cu_rmsnorm_vpt(w->cols, norm_w) : 0};
     const int64_t blocks = (w->rows + 15) / 16;
     const int w3 = num_sms > 0 && blocks > 2 * (int64_t)num_sms && blocks <= 3 * (int64_t)num_sms;
-    if (rope && rope->on) {
+    if (swiglu) {
+        const ci_cu_rope_epi none = {};
+        return n == 1 ? fp8tc_epi<1, 3>(st, w, x, bias, y, w3, fp, none)
+                      : fp8tc_epi<2, 3>(st, w, x, bias, y, w3, fp, none);
+    }
+    if (ro) {
         if (n == 1)
             return rope->kv_fp8 ? fp8tc_epi<1, 2>(st, w, x, bias, y, w3, fp, *rope)
                                 : fp8tc_epi<1, 1>(st, w, x, bias, y, w3, fp, *rope);

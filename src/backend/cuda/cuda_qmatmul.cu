@@ -720,12 +720,17 @@ extern "C" int ci_cu_qgemv_pro_ok(const ci_qweight *w, int n, const void *x, int
            ci_cu_qgemv_fp8tc_pro_ok(w, n, x, pro, norm_w);
 }
 
+extern "C" int ci_cu_qgemv_swiglu_ok(const ci_qweight *w, int n, const void *x) {
+    return ci_cu_qgemv_pro_ok(w, n, x, CI_CU_PRO_NONE, NULL) && ci_cu_qgemv_fp8tc_swiglu_ok(w);
+}
+
 extern "C" int ci_cu_qgemv_pro(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
                                int n, const float *bias, void *y, int num_sms, int acc, int pro,
-                               const float *norm_w, float eps, const ci_cu_rope_epi *rope) {
+                               const float *norm_w, float eps, const ci_cu_rope_epi *rope,
+                               int swiglu) {
     if (!ci_cu_qgemv_pro_ok(w, n, x, pro, norm_w)) return cudaErrorInvalidValue;
     return ci_cu_qgemv_fp8tc(st, f32_out, w, x, n, bias, y, acc, g_tc_old,
-                             g_qgemv == 3 ? num_sms : 0, pro, norm_w, eps, rope);
+                             g_qgemv == 3 ? num_sms : 0, pro, norm_w, eps, rope, swiglu);
 }
 
 template <int FMT, int N, typename T>
@@ -733,7 +738,7 @@ static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const
                         const float *bias, void *y, int num_sms, int acc) {
     if (tc8_selected(FMT) && ci_cu_qgemv_fp8tc_ok(w, N, sizeof(T) == 2, x))
         return ci_cu_qgemv_fp8tc(st, f32_out, w, x, N, bias, y, acc, g_tc_old,
-                                 g_qgemv == 3 ? num_sms : 0, CI_CU_PRO_NONE, NULL, 0.0f, NULL);
+                                 g_qgemv == 3 ? num_sms : 0, CI_CU_PRO_NONE, NULL, 0.0f, NULL, 0);
     /* a tiled weight (cuda_qweight.c) runs only on the tensor-core kernels,
      * and they only on its interleaved nibbles */
     if (w->tiled) {
