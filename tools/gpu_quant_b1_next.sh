@@ -35,11 +35,6 @@ while [ ! -f $d/ALL ] && [ "$(left)" -gt 200 ]; do sleep 2; done
 echo "quantized at ${SECONDS} s: $(tail -qn1 $d/g4.log $d/g4h.log 2>/dev/null | tr '\n' ' ')"
 echo "== INT4 GEMV bench ($(date +%T))"
 CINFER_TEST_GEMV_ONLY=int timeout 90 $B/test_cuda_quant 2>&1 | grep "GEMV.*bf16" | head -40
-    [ "$(left)" -gt 40 ] || { echo "$n: skipped"; return; }
-    timeout 100 env "${e[@]}" $B/cinfer bench latency -m $mm --device cuda --batch-size 1 \
-        --input-len 128 --output-len 256 --num-iters 3 --max-model-len 4096 \
-        --max-graph-batch-size 1 "$@" 2>&1 | grep -E "^decode tok/s|rror" | sed "s|^|$n |"
-}
 echo "== batch-1 decode ($(date +%T))"
 lat1 bf16 $m X=0 --
 lat1 "int4-g128 auto" $d/g4 X=0 --

@@ -12,34 +12,36 @@
 #      --num-iters 3 --max-graph-batch-size 1`, interleaved rounds (ROUNDS,
 #      default 2; "norm" in the first only), and the greedy text's checksum
 #      with and without the fusions.
-# usage: tools/gpu_quant_defer.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
+# Q=int4: the same for INT4 GPTQ g128 with its LM head (the fused INT4
+# kernel, cuda_qgemv_int4_fused.cu) instead of FP8, and of the checks only
+# test_cuda_fused and test_quant_model.
+# usage: tools/gpu_quant_defer.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560; Q)
 set -uo pipefail
 . "$(dirname "$0")/gpu_step.bash" "$@"
 m=/tmp/cinfer-l8 d=/tmp/cinfer-q
+q=${Q:-fp8}
+if [ $q = int4 ]; then ck=$d/g4h qa="--format gptq --group 128"; else ck=$d/f8h qa="--format ct-fp8-channel"; fi
 mkdir -p $d
 (
     [ -f $m/config.json ] || python3 tools/make_random_model.py --shape llama-3-8b --out $m \
         --tokenizer-dir "$T" >$d/mk.log 2>&1
-    [ -f $d/f8h/config.json ] || python3 tools/quantize_checkpoint.py $m $d/f8h \
-        --format ct-fp8-channel --lm-head --jobs 12 >$d/f8h.log 2>&1
+    [ -f $ck/config.json ] || python3 tools/quantize_checkpoint.py $m $ck $qa --lm-head --jobs 12 \
+        >$ck.log 2>&1
     touch $d/ALL
 ) &
 echo "== checks $(date +%T)"
 run_t 120 cuda_fused $B/test_cuda_fused
 grep -E "deferred|fused matmul vs" "$out/cuda_fused.log"
-run_t 150 cuda_quant env CINFER_TEST_NO_BENCH=1 $B/test_cuda_quant
+[ $q = int4 ] || run_t 150 cuda_quant env CINFER_TEST_NO_BENCH=1 $B/test_cuda_quant
 [ -x $B/test_quant_model ] && run_t 150 quant_model env CINFER_TEST_DEVICE=cuda $B/test_quant_model
-[ -x $B/test_cuda_model ] && run_t 120 cuda_model $B/test_cuda_model
-for dt in float32 bfloat16; do
-    [ -x $B/test_engine ] && run_t 150 engine_$dt env CINFER_TEST_DEVICE=cuda CINFER_TEST_DTYPE=$dt $B/test_engine
-done
+if [ $q != int4 ]; then
+    [ -x $B/test_cuda_model ] && run_t 120 cuda_model $B/test_cuda_model
+    for dt in float32 bfloat16; do
+        [ -x $B/test_engine ] && run_t 150 engine_$dt env CINFER_TEST_DEVICE=cuda CINFER_TEST_DTYPE=$dt $B/test_engine
+    done
+fi
 while [ ! -f $d/ALL ] && [ "$(left)" -gt 200 ]; do sleep 2; done
-echo "model + fp8 checkpoint at ${SECONDS} s: $(tail -qn1 $d/mk.log $d/f8h.log 2>/dev/null | tr '\n' ' ')"
-    [ "$(left)" -gt 45 ] || { echo "$n: skipped"; return; }
-    timeout 100 env "${e[@]}" $B/cinfer bench latency -m $mm --device cuda --batch-size 1 \
-        --input-len 128 --output-len 256 --num-iters 3 --max-model-len 4096 \
-        --max-graph-batch-size 1 "$@" 2>&1 | grep -E "^decode tok/s|rror" | sed "s|^|$n |"
-}
+echo "model + $q checkpoint at ${SECONDS} s: $(tail -qn1 $d/mk.log $ck.log 2>/dev/null | tr '\n' ' ')"
 txt() { # txt LABEL MODEL ENV... -- ARGS: greedy text's checksum
     local n=$1 mm=$2 e=()
     shift 2
@@ -52,13 +54,15 @@ txt() { # txt LABEL MODEL ENV... -- ARGS: greedy text's checksum
 echo "== batch-1 decode ($(date +%T))"
 for r in $(seq 1 ${ROUNDS:-2}); do
     lat1 bf16 $m X=0 --
-    lat1 "fp8 online, none" $m CINFER_FUSE_TC8=0 -- --quantization fp8
-    [ $r = 1 ] && lat "fp8 online, norm" $m CINFER_FUSE_TC8=norm -- --quantization fp8
-    lat1 "fp8 online, all" $m X=0 -- --quantization fp8
-    lat1 "fp8+head, none" $d/f8h CINFER_FUSE_TC8=0 --
-    [ $r = 1 ] && lat "fp8+head, norm" $d/f8h CINFER_FUSE_TC8=norm --
-    lat1 "fp8+head, all" $d/f8h X=0 --
+    if [ $q != int4 ]; then
+        lat1 "fp8 online, none" $m CINFER_FUSE_TC8=0 -- --quantization fp8
+        [ $r = 1 ] && lat1 "fp8 online, norm" $m CINFER_FUSE_TC8=norm -- --quantization fp8
+        lat1 "fp8 online, all" $m X=0 -- --quantization fp8
+    fi
+    lat1 "$q+head, none" $ck CINFER_FUSE_TC8=0 --
+    [ $r = 1 ] && lat1 "$q+head, norm" $ck CINFER_FUSE_TC8=norm --
+    lat1 "$q+head, all" $ck X=0 --
 done
-txt "fp8 online, none" $m CINFER_FUSE_TC8=0 -- --quantization fp8
-txt "fp8 online, all" $m X=0 -- --quantization fp8
+txt "$q+head, none" $ck CINFER_FUSE_TC8=0 --
+txt "$q+head, all" $ck X=0 --
 echo "done at ${SECONDS} s"

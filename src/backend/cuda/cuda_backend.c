@@ -781,13 +781,14 @@ static ci_status cu_init(ci_cuda *c, int device) {
     c->fuse_pro = 1 << CI_CU_PRO_NONE;
     if (!strcmp(fu, "norm") || !strcmp(fu, "1")) c->fuse_pro |= 1 << CI_CU_PRO_RMSNORM;
     if (!strcmp(fu, "swiglu") || !strcmp(fu, "1")) c->fuse_pro |= 1 << CI_CU_PRO_SWIGLU;
-    /* the 8-bit tensor-core GEMV's prologues and epilogues
-     * (cuda_qgemv_fp8.cu): by default (CINFER_FUSE_TC8 unset or "all") the
-     * RMSNorm as a scale of the sums, the qkv rope and the gate|up SwiGLU
-     * epilogues (batch-1 FP8 with the first two: +2.3 % on an H100,
-     * docs/benchmarks.md); "norm" without the SwiGLU one; 1 the exact
-     * prologues (measured slower) and both epilogues; 0 none (the classic
-     * kernels) */
+    /* the quantized GEMVs' prologues and epilogues at decode (the 8-bit
+     * tensor-core GEMV, cuda_qgemv_fp8.cu; INT4's fused kernel,
+     * cuda_qgemv_int4_fused.cu): by default (CINFER_FUSE_TC8 unset or
+     * "all") the RMSNorm as a scale of the sums, the qkv rope and the
+     * gate|up SwiGLU epilogues (batch-1 on an H100: FP8 +3.7 %, INT4
+     * +0.9 %, docs/benchmarks.md); "norm" without the SwiGLU one; 1 the
+     * exact prologues (8-bit only; measured slower) and both epilogues; 0
+     * none (the classic kernels) */
     const char *f8 = getenv("CINFER_FUSE_TC8");
     c->fuse_tc8 = !f8 || !*f8 || !strcmp(f8, "all") ? 3
                   : !strcmp(f8, "norm")             ? 2

@@ -11,7 +11,8 @@
  * fastest: docs/kernels/gemv.md), 0 the model's classic ops.
  *
  * The SwiGLU epilogue (a->swiglu, the gate|up projection of a decode step)
- * runs in the 8-bit tensor-core GEMV only: matmul_swiglu_ok says where.
+ * runs in the 8-bit tensor-core GEMV and in INT4's fused kernel (with the
+ * deferred norm only): matmul_swiglu_ok says where.
  *
  * The rope epilogue (the qkv projection of a decode step, on by default,
  * CINFER_FUSE_ROPE=0 off) runs in the BF16 GEMV where it applies (full
@@ -37,9 +38,13 @@ int ci_cuda_matmul_rope_rows(ci_backend *be) {
 
 int ci_cuda_matmul_swiglu_ok(ci_backend *be, const ci_tensor *w, int n) {
     const ci_cuda *c = ci_cuda_of(be);
-    /* x NULL: its alignment is the op's check (the real pointer) */
-    return (c->fuse_tc8 & 1) && !c->fuse_off && be->act_dtype == CI_BF16 && w->dtype == CI_QW &&
-           n >= 1 && n <= 2 && ci_cu_qgemv_swiglu_ok(w->data, n, NULL);
+    if (!(c->fuse_tc8 & 1) || c->fuse_off || be->act_dtype != CI_BF16 || w->dtype != CI_QW ||
+        n < 1 || n > 2)
+        return 0;
+    /* INT4's fused kernel has no prologue but the deferred norm (the model
+     * hands gate|up its RMSNorm); x NULL: its alignment is the op's check */
+    const ci_qweight *q = w->data;
+    return (q->format != CI_QW_INT4 || c->fuse_tc8 == 3) && ci_cu_qgemv_swiglu_ok(q, n, NULL);
 }
 
 /* the GEMV's epilogue for a->rope when it can take it: f->rope.on */
@@ -140,10 +145,10 @@ ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a) {
      * the sums instead), and the rope and SwiGLU epilogues */
     const int qp = c->fuse_tc8 >= 2 && f.pro == CI_CU_PRO_RMSNORM ? CI_CU_PRO_RMSNORM_DEFER : f.pro;
     if (gemv_ok && w->dtype == CI_QW && c->fuse_tc8 && n <= 2 &&
-        ci_cu_qgemv_pro_ok(w->data, (int)n, x->data, qp, f.norm_w)) {
+        ci_cu_qgemv_pro_ok(w->data, (int)n, x->data, qp, f.norm_w, a->accumulate)) {
         /* the rope epilogue with it where it applies (as the BF16 GEMV's) */
         const int qepi =
-            fr.rope.on && a->y->dtype == CI_BF16 && ci_cu_qgemv_fp8tc_rope_ok(w->data, &fr.rope);
+            fr.rope.on && a->y->dtype == CI_BF16 && ci_cu_qgemv_rope_ok(w->data, &fr.rope);
         CI_CU_LAUNCH("qgemv",
                      ci_cu_qgemv_pro((ci_cu_stream)c->stream, a->y->dtype == CI_F32, w->data,
                                      x->data, (int)n, b, a->y->data, c->num_sms, a->accumulate, qp,

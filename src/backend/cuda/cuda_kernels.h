@@ -213,7 +213,10 @@ int ci_cu_qgemv(ci_cu_stream st, int bf16, int f32_out, const struct ci_qweight 
  * ci_cu_qgemv picks for BF16 x, where that one stages x per CTA (FP8 / INT8
  * weights: the 8-bit tensor-core GEMV); _ok says whether it does */
 int ci_cu_qgemv_pro_ok(const struct ci_qweight *w, int n, const void *x, int pro,
-                       const float *norm_w);
+                       const float *norm_w, int acc);
+/* whether ci_cu_qgemv_pro takes the rope epilogue for w (8-bit: as
+ * _fp8tc_rope_ok; INT4: neox rotation only) */
+int ci_cu_qgemv_rope_ok(const struct ci_qweight *w, const ci_cu_rope_epi *rope);
 /* swiglu: y [n][rows / 2] = SwiGLU of the product (gate rows, then up
  * rows; BF16 y, no acc, no rope), where _swiglu_ok */
 int ci_cu_qgemv_swiglu_ok(const struct ci_qweight *w, int n, const void *x);
@@ -239,6 +242,14 @@ int ci_cu_qgemv_fp8tc_swiglu_ok(const struct ci_qweight *w);
 int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x,
                       int n, const float *bias, void *y, int acc, int old, int num_sms, int pro,
                       const float *norm_w, float eps, const ci_cu_rope_epi *rope, int swiglu);
+/* INT4 (tiled, no act order) for BF16 x, n <= 2, with the deferred RMSNorm
+ * and the rope (neox) or SwiGLU epilogue or none (cuda_qgemv_int4_fused.cu;
+ * no acc, BF16 y); norm_w / x NULL in _ok: their alignment not checked */
+int ci_cu_qgemv_int4_fused_ok(const struct ci_qweight *w, int n, const void *x, const float *norm_w,
+                              const ci_cu_rope_epi *rope, int swiglu);
+int ci_cu_qgemv_int4_fused(ci_cu_stream st, const struct ci_qweight *w, const void *x, int n,
+                           const float *bias, void *y, int num_sms, const float *norm_w, float eps,
+                           const ci_cu_rope_epi *rope, int swiglu);
 /* INT4 for BF16 x, n <= 4, the tiled layout, on sm_90: the tensor-core
  * GEMV fed through a shared-memory ring by the TMA engine
  * (cuda_qgemv_ring.cu; CINFER_QGEMV=ring) */

@@ -36,7 +36,7 @@
  * norms and SwiGLU need no kernel of their own before these weights. The
  * rope epilogue (EPI, the qkv projection of a decode step) gives each CTA
  * the 8 rotation pairs of one head whose first elements are its rows 0..7
- * and second ones its rows 8..15 (ft_rope_row): the sums are rounded as
+ * and second ones its rows 8..15 (ci_rope_rows): the sums are rounded as
  * stored, rotated as rope_cache does and k / v written to the cache, so
  * rope_cache's kernel drops out of the layer.
  *
@@ -98,41 +98,6 @@ __device__ __forceinline__ uint32_t ft_f2(float a, float b) {
     return *(uint32_t *)&h;
 }
 
-/* The deferred norm's staging: token n's x * norm_w into fxs, each warp's
- * sum of x^2 into red[n * FT_WARPS + warp] (the caller synchronizes) */
-template <int N>
-__device__ __forceinline__ void ft_stage_defer(const __nv_bfloat16 *x, int K, const float *norm_w,
-                                               uint4 *fxs, float *red) {
-    const int kv = K / 8, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const uint4 *xg = (const uint4 *)x;
-#pragma unroll
-    for (int n = 0; n < N; n++) {
-        float ss = 0.0f;
-        for (int i = threadIdx.x; i < kv; i += blockDim.x) {
-            float f[8], wv[8];
-            ci_bf16x8(xg[(int64_t)n * kv + i], f);
-            ci_ldg_f32x8(norm_w + (int64_t)i * 8, wv);
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-                ss = fmaf(f[j], f[j], ss);
-            fxs[n * kv + i] =
-                make_uint4(ft_f2(f[0] * wv[0], f[1] * wv[1]), ft_f2(f[2] * wv[2], f[3] * wv[3]),
-                           ft_f2(f[4] * wv[4], f[5] * wv[5]), ft_f2(f[6] * wv[6], f[7] * wv[7]));
-        }
-        ss = ci_warp_sum(ss);
-        if (lane == 0) red[n * FT_WARPS + warp] = ss;
-    }
-}
-
-/* ... and token n's 1 / rms from the warps' sums (every CTA in one order) */
-__device__ __forceinline__ float ft_defer_inv(const float *red, int n, int K, float eps) {
-    float ss = 0.0f;
-#pragma unroll
-    for (int w = 0; w < FT_WARPS; w++)
-        ss += red[n * FT_WARPS + w];
-    return rsqrtf(ss / (float)K + eps);
-}
-
 /* The four E4M3 of w as two f16x2 (bytes 0, 1 -> lo; 2, 3 -> hi). sm_89+:
  * the word's halves straight into the two cvts; ci_fp8x2_f16x2 on a
  * masked / shifted word repacked each result (shifts and multiplies were
@@ -179,27 +144,6 @@ __device__ __forceinline__ void ft_tile(float *c, uint4 a, uint4 b, uint4 x0, ui
     }
 }
 
-/* The rope epilogue's rows: CTA c holds head c / (hd / 16)'s rotation pairs
- * j * 8 .. j * 8 + 7 (j = c % (hd / 16)); local row lr < 8 is pair
- * j * 8 + lr's first element, lr + 8 its second (neox: dims i and
- * i + hd / 2; GPT-J: 2i and 2i + 1), so a lane's C fragment (rows g and
- * g + 8) holds both elements of its pair. */
-struct ft_rope_row {
-    int head, j;
-    __device__ __forceinline__ ft_rope_row(const ci_cu_rope_epi &r, int cta)
-        : head(cta / (r.hd / 16)), j(cta % (r.hd / 16)) {}
-    __device__ __forceinline__ int pair(int lr) const {
-        return j * 8 + (lr & 7);
-    }
-    __device__ __forceinline__ int dim(const ci_cu_rope_epi &r, int lr) const {
-        const int i = pair(lr), second = lr >= 8;
-        return r.neox ? i + (second ? r.hd / 2 : 0) : 2 * i + second;
-    }
-    __device__ __forceinline__ int64_t row(const ci_cu_rope_epi &r, int lr) const {
-        return (int64_t)head * r.hd + dim(r, lr);
-    }
-};
-
 /* U tiles in flight per warp; ROLL: reloaded one by one (else U loaded,
  * then U used); MINB: CTAs an SM the registers are capped for; EPI: 0, the
  * rope epilogue with a BF16 (1) or E4M3 (2) cache, or SwiGLU (3) (BF16 y,
@@ -218,7 +162,7 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
     const int ng = (int)w.ngroups;
     int64_t ra = min(r0 + g, out - 1), rb = min(r0 + g + 8, out - 1);
     if constexpr (EPI == 1 || EPI == 2) {
-        const ft_rope_row rr(rope, blockIdx.x);
+        const ci_rope_rows rr(rope, blockIdx.x);
         ra = rr.row(rope, g);
         rb = rr.row(rope, g + 8);
     } else if constexpr (EPI == 3) { /* gate rows 8c + g, up rows rows / 2 + 8c + g */
@@ -253,7 +197,10 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
         if (pro.pro == CI_CU_PRO_RMSNORM)
             ci_norm_stage_exact<N>(x, K, pro.vpt, pro.norm_w, pro.eps, nred, put);
         else if (pro.pro == CI_CU_PRO_RMSNORM_DEFER)
-            ft_stage_defer<N>(x, K, pro.norm_w, fxs, nred);
+            ci_defer_stage<N>(x, K, pro.norm_w, nred, [&](int e, const float *f) {
+                fxs[e] = make_uint4(ft_f2(f[0], f[1]), ft_f2(f[2], f[3]), ft_f2(f[4], f[5]),
+                                    ft_f2(f[6], f[7]));
+            });
         else /* x as it is, or SwiGLU of [N][2K] */
             ci_pro_stage_plain<N>(pro.pro, x, K, put);
     }
@@ -293,7 +240,7 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
         if (threadIdx.x < 16 * N) { /* qt_red_out's, each token's sums scaled by 1 / rms */
             const int r = threadIdx.x / N, n = threadIdx.x % N;
             const float sum =
-                qt_red_sum<N, FT_WARPS>(red, r, n) * ft_defer_inv(nred, n, K, pro.eps);
+                qt_red_sum<N, FT_WARPS>(red, r, n) * ci_defer_inv<FT_WARPS>(nred, n, K, pro.eps);
             if (r0 + r < out)
                 ci_st_out(y + (int64_t)n * out, r0 + r, bias ? sum + bias[r0 + r] : sum, acc);
         }
@@ -303,7 +250,7 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
         const int lr = threadIdx.x / N, n = threadIdx.x % N, half = out / 2;
         if (threadIdx.x < 16 * N) { /* the product, rounded as its store would */
             float sum = qt_red_sum<N, FT_WARPS>(red, lr, n);
-            if (defer) sum *= ft_defer_inv(nred, n, K, pro.eps);
+            if (defer) sum *= ci_defer_inv<FT_WARPS>(nred, n, K, pro.eps);
             const int64_t row = (lr < 8 ? 0 : half - 8) + 8 * (int64_t)blockIdx.x + lr;
             ys[lr][n] = ci_round(bias ? sum + bias[row] : sum, y);
         }
@@ -314,13 +261,13 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
         }
     } else {
         using TC = typename std::conditional<EPI == 2, uint8_t, __nv_bfloat16>::type;
-        const ft_rope_row rr(rope, blockIdx.x);
+        const ci_rope_rows rr(rope, blockIdx.x);
         qt_red_put<N>(red, tot);
         __syncthreads();
         const int lr = threadIdx.x / N, n = threadIdx.x % N;
         if (threadIdx.x < 16 * N) { /* qt_red_out's sum, rounded as its store would */
             float sum = qt_red_sum<N, FT_WARPS>(red, lr, n);
-            if (defer) sum *= ft_defer_inv(nred, n, K, pro.eps);
+            if (defer) sum *= ci_defer_inv<FT_WARPS>(nred, n, K, pro.eps);
             const int64_t row = rr.row(rope, lr);
             ys[lr][n] = ci_round(bias ? sum + bias[row] : sum, y);
         }

@@ -712,23 +712,40 @@ static int tc8_selected(int fmt) {
            (fmt == CI_QW_INT8 && g_qgemv >= 3);
 }
 
-/* whether the GEMV the selection picks for w at n rows stages x per CTA (the
- * 8-bit tensor-core one) and takes the fused matmul's prologue pro there */
+/* whether the GEMV the selection picks for w at n rows stages x per CTA
+ * and takes the fused matmul's prologue pro there: the 8-bit tensor-core
+ * one, or for INT4 (auto's choice of the tc kernels) the fused kernel of
+ * cuda_qgemv_int4_fused.cu, which runs only the deferred norm and no acc */
 extern "C" int ci_cu_qgemv_pro_ok(const ci_qweight *w, int n, const void *x, int pro,
-                                  const float *norm_w) {
+                                  const float *norm_w, int acc) {
+    if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
+    if (w->format == CI_QW_INT4)
+        return g_qgemv == 3 && pro == CI_CU_PRO_RMSNORM_DEFER && !acc &&
+               ci_cu_qgemv_int4_fused_ok(w, n, x, norm_w, NULL, 0);
     return tc8_selected(w->format) && n >= 1 && n <= 2 &&
            ci_cu_qgemv_fp8tc_pro_ok(w, n, x, pro, norm_w);
 }
 
 extern "C" int ci_cu_qgemv_swiglu_ok(const ci_qweight *w, int n, const void *x) {
-    return ci_cu_qgemv_pro_ok(w, n, x, CI_CU_PRO_NONE, NULL) && ci_cu_qgemv_fp8tc_swiglu_ok(w);
+    if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
+    if (w->format == CI_QW_INT4) /* x's alignment and the norm's are the op's to check */
+        return g_qgemv == 3 && ci_cu_qgemv_int4_fused_ok(w, n, x, NULL, NULL, 1);
+    return ci_cu_qgemv_pro_ok(w, n, x, CI_CU_PRO_NONE, NULL, 0) && ci_cu_qgemv_fp8tc_swiglu_ok(w);
+}
+
+extern "C" int ci_cu_qgemv_rope_ok(const ci_qweight *w, const ci_cu_rope_epi *rope) {
+    return ci_cu_qgemv_fp8tc_rope_ok(w, rope) && (w->format != CI_QW_INT4 || rope->neox);
 }
 
 extern "C" int ci_cu_qgemv_pro(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
                                int n, const float *bias, void *y, int num_sms, int acc, int pro,
                                const float *norm_w, float eps, const ci_cu_rope_epi *rope,
                                int swiglu) {
-    if (!ci_cu_qgemv_pro_ok(w, n, x, pro, norm_w)) return cudaErrorInvalidValue;
+    if (!ci_cu_qgemv_pro_ok(w, n, x, pro, norm_w, acc)) return cudaErrorInvalidValue;
+    if (w->format == CI_QW_INT4)
+        return f32_out ? cudaErrorInvalidValue
+                       : ci_cu_qgemv_int4_fused(st, w, x, n, bias, y, num_sms, norm_w, eps, rope,
+                                                swiglu);
     return ci_cu_qgemv_fp8tc(st, f32_out, w, x, n, bias, y, acc, g_tc_old,
                              g_qgemv == 3 ? num_sms : 0, pro, norm_w, eps, rope, swiglu);
 }

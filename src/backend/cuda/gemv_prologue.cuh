@@ -166,4 +166,44 @@ __device__ __forceinline__ void ci_norm_stage_exact(const __nv_bfloat16 *x, int 
     }
 }
 
+/* The deferred RMSNorm of the tensor-core GEMVs (CI_CU_PRO_RMSNORM_DEFER):
+ * RMSNorm(x) . W^T = (x * norm_w) . W^T / rms(x), so the staging hands
+ * emit(e, v) the 8 values x * norm_w of vector e of [N][K / 8] and each
+ * warp's sum of x^2 goes to red[n * warps + warp] (the caller synchronizes);
+ * ci_defer_inv then gives token n's 1 / rms, every CTA summing in one
+ * order. No reduction before the first product: the sum rides along with
+ * the staging and scales the products' sums. */
+template <int N, typename Emit>
+__device__ __forceinline__ void ci_defer_stage(const __nv_bfloat16 *x, int K, const float *norm_w,
+                                               float *red, Emit emit) {
+    const int kv = K / 8, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int warps = blockDim.x >> 5;
+    const uint4 *xg = (const uint4 *)x;
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+        float ss = 0.0f;
+        for (int i = threadIdx.x; i < kv; i += blockDim.x) {
+            float f[8], wv[8];
+            ci_bf16x8(xg[(int64_t)n * kv + i], f);
+            ci_ldg_f32x8(norm_w + (int64_t)i * 8, wv);
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                ss = fmaf(f[j], f[j], ss);
+                f[j] *= wv[j];
+            }
+            emit(n * kv + i, f);
+        }
+        ss = ci_warp_sum(ss);
+        if (lane == 0) red[n * warps + warp] = ss;
+    }
+}
+template <int W>
+__device__ __forceinline__ float ci_defer_inv(const float *red, int n, int K, float eps) {
+    float ss = 0.0f;
+#pragma unroll
+    for (int w = 0; w < W; w++)
+        ss += red[n * W + w];
+    return rsqrtf(ss / (float)K + eps);
+}
+
 #endif

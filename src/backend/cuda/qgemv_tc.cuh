@@ -66,13 +66,14 @@ __device__ __forceinline__ void qt_mma(float *c, uint32_t a0, uint32_t a1, uint3
  * sums. Each bf16x2 of weights meets the 32-bit word of x holding the same
  * two columns, as loaded (the natural nibble order took 4 byte permutes a
  * word of x to pair columns i and i + 4). */
+template <bool XSMEM = false> /* x staged in shared memory (else read through L1 / L2) */
 __device__ __forceinline__ void qt_tile(float *c, uint4 a, uint4 b, uint32_t zza, uint32_t zzb,
                                         const uint4 *__restrict__ xt) {
     const uint32_t wa4[4] = {a.x, a.y, a.z, a.w}, wb4[4] = {b.x, b.y, b.z, b.w};
 #pragma unroll
     for (int j = 0; j < 4; j++) {
         /* x columns 128 kt + 32 t + 8 j .. + 7 */
-        const uint4 xv = __ldg(xt + j);
+        const uint4 xv = XSMEM ? xt[j] : __ldg(xt + j);
         /* k-step h: columns 4h, 4h + 1 (k 2t, 2t + 1) and 4h + 2, 4h + 3 (k 2t + 8, + 9) */
         qt_mma<false>(c, qt_pair(wa4[j], 0, zza), qt_pair(wb4[j], 0, zzb), qt_pair(wa4[j], 1, zza),
                       qt_pair(wb4[j], 1, zzb), xv.x, xv.y);
@@ -84,8 +85,7 @@ __device__ __forceinline__ void qt_tile(float *c, uint4 a, uint4 b, uint32_t zza
 /* The CTA's 16 rows: each warp's C fragment ((row g, col 2t), (row g,
  * col 2t + 1), (row g + 8, ...)) into red, summed over the W warps; the
  * first 16 N threads add the bias and store (acc: add into y, ci_st_out). */
-template <int N>
-__device__ __forceinline__ void qt_red_put(float (*red)[16][N], const float *tot) {
+template <int N> __device__ __forceinline__ void qt_red_put(float (*red)[16][N], const float *tot) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     if (2 * t < N) {
         red[warp][g][2 * t] = tot[0];

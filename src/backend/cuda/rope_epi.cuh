@@ -35,4 +35,25 @@ __device__ __forceinline__ void ci_rope_epi_put(const ci_cu_rope_epi &r, int hea
     }
 }
 
+/* The tensor-core GEMVs' rope rows (16-row CTAs): CTA c holds head c / (hd / 16)'s rotation pairs
+ * j * 8 .. j * 8 + 7 (j = c % (hd / 16)); local row lr < 8 is pair
+ * j * 8 + lr's first element, lr + 8 its second (neox: dims i and
+ * i + hd / 2; GPT-J: 2i and 2i + 1), so a lane's C fragment (rows g and
+ * g + 8) holds both elements of its pair. */
+struct ci_rope_rows {
+    int head, j;
+    __device__ __forceinline__ ci_rope_rows(const ci_cu_rope_epi &r, int cta)
+        : head(cta / (r.hd / 16)), j(cta % (r.hd / 16)) {}
+    __device__ __forceinline__ int pair(int lr) const {
+        return j * 8 + (lr & 7);
+    }
+    __device__ __forceinline__ int dim(const ci_cu_rope_epi &r, int lr) const {
+        const int i = pair(lr), second = lr >= 8;
+        return r.neox ? i + (second ? r.hd / 2 : 0) : 2 * i + second;
+    }
+    __device__ __forceinline__ int64_t row(const ci_cu_rope_epi &r, int lr) const {
+        return (int64_t)head * r.hd + dim(r, lr);
+    }
+};
+
 #endif

@@ -1,0 +1,203 @@
+/* cuda_qgemv_int4_fused.cu — the INT4 tensor-core GEMV of a decode step's
+ * normed projections (q|k|v, gate|up) with the layer's small kernels inside
+ * it: the RMSNorm deferred to a scale of the sums, and the rope or the SwiGLU
+ * epilogue. y[n][..] = epilogue(RMSNorm(x) . W^T), n <= 2, BF16 x and y,
+ * GPTQ / AWQ-style INT4 in the tiled layout (cuda_qweight.c), no act order.
+ *
+ * The arithmetic per tile is cuda_qmatmul.cu's tc kernel's (qt_tile: nibble
+ * pairs as bf16 q - zero, mma.m16n8k16 with f32 sums, the group scale per
+ * tile), but x is staged once per CTA in shared memory as BF16(x * norm_w)
+ * while each thread sums x^2 (ci_defer_stage); the sums of token n are then
+ * scaled by its 1 / rms (ci_defer_inv). The plain tc kernel reads x from L2
+ * per tile and stages nothing, so its layer ran RMSNorm, rope_cache and
+ * SwiGLU as kernels of their own (5 µs a layer of a 61 µs INT4 step on the
+ * H200, docs/benchmarks.md); here a layer is the 5 kernels of the 8-bit one
+ * (cuda_qgemv_fp8.cu).
+ *
+ * Rows: a CTA computes 16 rows as the tc kernel does, as two halves of 8
+ * (the tiled layout's 512-byte halves of a tile, rows 0..7 and 8..15 of a
+ * 16-row block). Plain (EPI 0): the halves of block c. SwiGLU (EPI 3): gate
+ * rows 8c .. 8c + 7 and the up rows rows / 2 + 8c .., so the CTA holds both
+ * halves of 8 units and writes silu(g) * u as swiglu_vec_kernel does. Rope
+ * (EPI 1 / 2: a BF16 / E4M3 cache; neox rotation only): the 8 pairs of
+ * ci_rope_rows, dims 8j .. 8j + 7 of a head and the same + hd / 2, each an
+ * 8-row half of some block. */
+#include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_kernels.h"
+#include "backend/cuda/gemv_prologue.cuh"
+#include "backend/cuda/pdl.cuh"
+#include "backend/cuda/qgemv_tc.cuh"
+#include "backend/cuda/rope_epi.cuh"
+#include "util/qweight.h"
+
+#include <type_traits>
+
+#define QF_WARPS 8
+#define QF_U 4 /* tiles in flight per warp, rolling */
+
+/* the 8 consecutive rows starting at row r0 (8-aligned) as a half of the
+ * tiled layout's 16-row block: tile kt's 16 bytes of the lane's row are
+ * p[64 kt] */
+__device__ __forceinline__ const uint4 *qf_half(const ci_qweight &w, int64_t r0, int g, int t) {
+    return (const uint4 *)(w.q + (r0 & ~(int64_t)15) * (w.cols / 2)) + ((r0 >> 3) & 1) * 32 +
+           (g & 7) * 4 + t;
+}
+
+struct qf_item {
+    uint4 a, b;
+    uint32_t za, zb;
+    float sa, sb;
+};
+
+template <int N, int EPI, int MINB>
+__global__ void __launch_bounds__(QF_WARPS * 32, MINB)
+    qgemv_int4_fused_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
+                            const float *__restrict__ bias, __nv_bfloat16 *__restrict__ y,
+                            int gshift, const float *__restrict__ norm_w, float eps,
+                            ci_cu_rope_epi rope) {
+    extern __shared__ uint4 xs[]; /* [N][K / 8]: BF16(x * norm_w) */
+    __shared__ float red[QF_WARPS][16][N];
+    __shared__ float nred[N * QF_WARPS];
+    __shared__ float ys[16][N];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int K = (int)w.cols, out = (int)w.rows, tiles = K / 128, ng = (int)w.ngroups;
+    /* the first row of each half: a (rows 0..7 of the CTA), b (8..15) */
+    int64_t ha, hb;
+    if constexpr (EPI == 3) {
+        ha = 8 * (int64_t)blockIdx.x;
+        hb = out / 2 + ha;
+    } else if constexpr (EPI != 0) {
+        const ci_rope_rows rr(rope, blockIdx.x);
+        ha = rr.row(rope, 0);
+        hb = rr.row(rope, 8);
+    } else {
+        ha = 16 * (int64_t)blockIdx.x;
+        hb = ha + 8;
+    }
+    const uint4 *pa = qf_half(w, ha, g, t), *pb = qf_half(w, hb, g, t);
+    const uint8_t *za = w.zeros + (ha + g) * ng, *zb = w.zeros + (hb + g) * ng;
+    const float *sa = w.scales + (ha + g) * ng, *sb = w.scales + (hb + g) * ng;
+    qf_item it[QF_U];
+    auto load = [&](int u, int kt) {
+        const int gi = kt >> gshift;
+        it[u].a = __ldcs(pa + 64 * kt);
+        it[u].b = __ldcs(pb + 64 * kt);
+        it[u].za = __ldg(za + gi);
+        it[u].zb = __ldg(zb + gi);
+        it[u].sa = __ldg(sa + gi);
+        it[u].sb = __ldg(sb + gi);
+    };
+    /* the first tiles before the PDL wait (weights are constant) */
+#pragma unroll
+    for (int u = 0; u < QF_U; u++)
+        if (warp + u * QF_WARPS < tiles) load(u, warp + u * QF_WARPS);
+    ci_pdl_trigger();
+    ci_pdl_wait();
+    ci_defer_stage<N>(x, K, norm_w, nred, [&](int e, const float *f) {
+        uint4 v;
+        __nv_bfloat162 *h = (__nv_bfloat162 *)&v;
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+            h[j] = __floats2bfloat162_rn(f[2 * j], f[2 * j + 1]);
+        xs[e] = v;
+    });
+    __syncthreads();
+    /* the lane's x: token g (N - 1 for lanes of tokens >= N: their C
+     * columns are never stored), columns 128 kt + 32 t .. */
+    const uint4 *xr = xs + (int64_t)min(g, N - 1) * (K / 8) + 4 * t;
+    float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int kt0 = warp; kt0 < tiles; kt0 += QF_U * QF_WARPS) {
+#pragma unroll
+        for (int u = 0; u < QF_U; u++) {
+            const int kt = kt0 + u * QF_WARPS;
+            if (kt >= tiles) break;
+            float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            qt_tile<true>(c, it[u].a, it[u].b, qt_zz((int)it[u].za), qt_zz((int)it[u].zb),
+                          xr + 16 * kt);
+            tot[0] = fmaf(it[u].sa, c[0], tot[0]);
+            tot[1] = fmaf(it[u].sa, c[1], tot[1]);
+            tot[2] = fmaf(it[u].sb, c[2], tot[2]);
+            tot[3] = fmaf(it[u].sb, c[3], tot[3]);
+            if (kt + QF_U * QF_WARPS < tiles) load(u, kt + QF_U * QF_WARPS);
+        }
+    }
+    qt_red_put<N>(red, tot);
+    __syncthreads();
+    const int lr = threadIdx.x / N, n = threadIdx.x % N;
+    if (threadIdx.x < 16 * N) { /* the product, rounded as its store would */
+        const float sum =
+            qt_red_sum<N, QF_WARPS>(red, lr, n) * ci_defer_inv<QF_WARPS>(nred, n, K, eps);
+        const int64_t row = (lr < 8 ? ha : hb) + (lr & 7);
+        ys[lr][n] = ci_round(bias ? sum + bias[row] : sum, y);
+    }
+    __syncthreads();
+    if constexpr (EPI == 0) {
+        if (threadIdx.x < 16 * N)
+            ci_st(y + (int64_t)n * out, (lr < 8 ? ha : hb) + (lr & 7), ys[lr][n]);
+    } else if constexpr (EPI == 3) {
+        if (threadIdx.x < 8 * N) { /* swiglu_vec_kernel's arithmetic (ci_swiglu8) */
+            const float a = ys[lr][n], b = ys[lr + 8][n];
+            ci_st(y + (int64_t)n * (out / 2), ha + lr, a / (1.0f + __expf(-a)) * b);
+        }
+    } else if (threadIdx.x < 16 * N) {
+        using TC = typename std::conditional<EPI == 2, uint8_t, __nv_bfloat16>::type;
+        const ci_rope_rows rr(rope, blockIdx.x);
+        const int i = rr.pair(lr);
+        const float *cs = rope.cos_sin + (int64_t)rope.positions[n] * rope.hd;
+        ci_rope_epi_put<TC>(rope, rr.head, rr.dim(rope, lr), lr < 8, ys[lr][n], ys[lr ^ 8][n],
+                            __ldg(cs + i), __ldg(cs + rope.hd / 2 + i), y + (int64_t)n * out,
+                            rr.row(rope, lr), rope.slots[n]);
+    }
+}
+
+extern "C" int ci_cu_qgemv_int4_fused_ok(const ci_qweight *w, int n, const void *x,
+                                         const float *norm_w, const ci_cu_rope_epi *rope,
+                                         int swiglu) {
+    if (w->format != CI_QW_INT4 || !w->tiled || w->g_idx || w->perm || n < 1 || n > 2 ||
+        w->cols % 128 || w->rows % 16 || w->rows > INT32_MAX / 2 || w->cols > INT32_MAX / 2)
+        return 0;
+    if ((int64_t)n * w->cols * 2 > 48 * 1024) return 0; /* staged x, no opt-in */
+    if (qt_group_shift(w, 128) < 0) return 0;
+    if (((uintptr_t)w->q & 15) || ((uintptr_t)x & 15) || ((uintptr_t)norm_w & 15)) return 0;
+    if (rope && rope->on) /* neox pairs are 8-row halves; GPT-J's interleave rows */
+        return !swiglu && rope->neox && ci_cu_qgemv_fp8tc_rope_ok(w, rope);
+    return !swiglu || (w->rows / 2) % 8 == 0;
+}
+
+template <int N, int EPI>
+static int qf_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias,
+                     void *y, int num_sms, const float *norm_w, float eps,
+                     const ci_cu_rope_epi &rope) {
+    const unsigned grid = (unsigned)(w->rows / 16);
+    const size_t smem = (size_t)N * (size_t)w->cols * 2;
+    const int gshift = qt_group_shift(w, 128);
+    /* registers capped for 3 CTAs an SM where the blocks are 2-3 an SM (one
+     * wave, as the tc kernel's choice for q|k|v) */
+    if (num_sms > 0 && grid > 2u * (unsigned)num_sms && grid <= 3u * (unsigned)num_sms)
+        ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, 3>, grid, QF_WARPS * 32, smem, st, *w,
+                     (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps, rope);
+    else
+        ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, 1>, grid, QF_WARPS * 32, smem, st, *w,
+                     (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps, rope);
+    return cudaGetLastError();
+}
+
+template <int N>
+static int qf_epi(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias, void *y,
+                  int num_sms, const float *norm_w, float eps, const ci_cu_rope_epi *rope,
+                  int swiglu) {
+    const ci_cu_rope_epi none = {};
+    if (swiglu) return qf_launch<N, 3>(st, w, x, bias, y, num_sms, norm_w, eps, none);
+    if (rope && rope->on)
+        return rope->kv_fp8 ? qf_launch<N, 2>(st, w, x, bias, y, num_sms, norm_w, eps, *rope)
+                            : qf_launch<N, 1>(st, w, x, bias, y, num_sms, norm_w, eps, *rope);
+    return qf_launch<N, 0>(st, w, x, bias, y, num_sms, norm_w, eps, none);
+}
+
+extern "C" int ci_cu_qgemv_int4_fused(ci_cu_stream st, const ci_qweight *w, const void *x, int n,
+                                      const float *bias, void *y, int num_sms, const float *norm_w,
+                                      float eps, const ci_cu_rope_epi *rope, int swiglu) {
+    if (!ci_cu_qgemv_int4_fused_ok(w, n, x, norm_w, rope, swiglu)) return cudaErrorInvalidValue;
+    return n == 1 ? qf_epi<1>(st, w, x, bias, y, num_sms, norm_w, eps, rope, swiglu)
+                  : qf_epi<2>(st, w, x, bias, y, num_sms, norm_w, eps, rope, swiglu);
+}
