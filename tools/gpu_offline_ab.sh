@@ -16,15 +16,8 @@ model_bg llama-3-8b $m
 model_wait $m
 declare -A res
 run() { # run LABEL [flags]
-    local label=$1
-    shift
-    step "offline, $label" 45 || return
-    local v
-    v=$(timeout 120 $B/cinfer bench throughput -m $m --device cuda --num-prompts 1000 \
-        --input-len 256 --output-len 256 --max-model-len 4096 "$@" 2>&1 |
-        awk '/output tok\/s/ {print $NF}')
-    echo "$label: ${v:-failed} output tok/s"
-    [ -n "$v" ] && res[$label]+="$v "
+    offline1 $m "$@"
+    [ -n "$OFF_V" ] && res[$1]+="$OFF_V "
 }
 for r in $(seq 1 ${ROUNDS:-2}); do
     run bf16

@@ -15,18 +15,8 @@
 # usage: tools/gpu_quant_b1_next.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
 set -uo pipefail
 . "$(dirname "$0")/gpu_step.bash" "$@"
-m=/tmp/cinfer-l8 d=/tmp/cinfer-q
-mkdir -p $d
-(
-    [ -f $m/config.json ] || python3 tools/make_random_model.py --shape llama-3-8b --out $m \
-        --tokenizer-dir "$T" >$d/mk.log 2>&1
-    q() { [ -f $d/$1/config.json ] || python3 tools/quantize_checkpoint.py $m $d/$1 "${@:2}" \
-        --jobs 8 >$d/$1.log 2>&1; }
-    q g4 --format gptq --group 128 &
-    q g4h --format gptq --group 128 --lm-head
-    wait
-    touch $d/ALL
-) &
+m=$M8 d=$QD
+ckpts_bg "g4 --format gptq --group 128" "g4h --format gptq --group 128 --lm-head"
 echo "== checks $(date +%T)"
 run_t 150 cuda_quant env CINFER_TEST_NO_BENCH=1 $B/test_cuda_quant
 grep -m4 "skinny" "$out/cuda_quant.log"

@@ -18,17 +18,10 @@
 # usage: tools/gpu_quant_defer.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560; Q)
 set -uo pipefail
 . "$(dirname "$0")/gpu_step.bash" "$@"
-m=/tmp/cinfer-l8 d=/tmp/cinfer-q
+m=$M8 d=$QD
 q=${Q:-fp8}
 if [ $q = int4 ]; then ck=$d/g4h qa="--format gptq --group 128"; else ck=$d/f8h qa="--format ct-fp8-channel"; fi
-mkdir -p $d
-(
-    [ -f $m/config.json ] || python3 tools/make_random_model.py --shape llama-3-8b --out $m \
-        --tokenizer-dir "$T" >$d/mk.log 2>&1
-    [ -f $ck/config.json ] || python3 tools/quantize_checkpoint.py $m $ck $qa --lm-head --jobs 12 \
-        >$ck.log 2>&1
-    touch $d/ALL
-) &
+ckpts_bg "${ck##*/} $qa --lm-head"
 echo "== checks $(date +%T)"
 run_t 120 cuda_fused $B/test_cuda_fused
 grep -E "deferred|fused matmul vs" "$out/cuda_fused.log"

@@ -12,10 +12,18 @@
 #                             batch-1 `bench latency` (128 in / 256 out,
 #                             3 iterations, graphs of batch 1) with ENV set,
 #                             its decode tok/s line labelled
+#   ckpts_bg "NAME ARGS" ...  in the background: the Llama-3-8B shape in
+#                             $M8 (random bf16) unless there, then each
+#                             checkpoint $QD/NAME (tools/quantize_checkpoint.py
+#                             ARGS) in turn unless there, then $QD/ALL
+#   offline1 MODEL LABEL ARGS `bench throughput` 1000 x 256 in / 256 out
+#                             (random prompts, ignore_eos) with ARGS, its
+#                             output tok/s echoed and left in OFF_V
 #   model_bg SHAPE DIR        makes DIR (tools/make_random_model.py) in the
 #                             background unless it exists; model_wait DIR
 #                             waits for it while more than 60 s are left
 B=$(cd "${1:?BIN_DIR}" && pwd)
+M8=/tmp/cinfer-l8 QD=/tmp/cinfer-q
 T=${2:?llama3 tokenizer dir}
 limit=${LIMIT:-560}
 out=${OUT:-/tmp}
@@ -55,4 +63,27 @@ lat1() {
     timeout 100 env "${e[@]}" $B/cinfer bench latency -m $mm --device cuda --batch-size 1 \
         --input-len 128 --output-len 256 --num-iters 3 --max-model-len 4096 \
         --max-graph-batch-size 1 "$@" 2>&1 | grep -E "^decode tok/s|rror" | sed "s|^|$n |"
+}
+offline1() {
+    local mm=$1 label=$2
+    shift 2
+    OFF_V=
+    step "offline, $label" 45 || return
+    OFF_V=$(timeout 120 $B/cinfer bench throughput -m $mm --device cuda --num-prompts 1000 \
+        --input-len 256 --output-len 256 --max-model-len 4096 "$@" 2>&1 |
+        awk '/output tok\/s/ {print $NF}')
+    echo "$label: ${OFF_V:-failed} output tok/s"
+}
+ckpts_bg() {
+    mkdir -p $QD
+    (
+        [ -f $M8/config.json ] || python3 tools/make_random_model.py --shape llama-3-8b \
+            --out $M8 --tokenizer-dir "$T" >$QD/mk.log 2>&1
+        for c in "$@"; do
+            set -- $c
+            [ -f $QD/$1/config.json ] || python3 tools/quantize_checkpoint.py $M8 $QD/$1 \
+                "${@:2}" --jobs 12 >$QD/$1.log 2>&1
+        done
+        touch $QD/ALL
+    ) &
 }

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# gpu_accept.sh — issues 10's and 14's speed figures in one device call, for
+# the day an H200 is lent (every number beside its peer or baseline of the
+# same call). Carry the stripped cinfer and kernel_prefill_attention with
+# their libraries (tools/pack_carry.sh) and the Llama-3 tokenizer.
+#   1. in the background: the Llama-3-8B shape (random bf16), then its FP8
+#      (compressed-tensors per channel) and INT4 (GPTQ g128) checkpoints,
+#      each with its LM head quantized (tools/quantize_checkpoint.py
+#      --lm-head), one after the other;
+#   2. meanwhile the prefill attention: the lab's production launcher at the
+#      target shapes (causal 8 x 4096, H 32 / KV 8, hd 128 / 64, blocks 16
+#      and 32, after a 4096-token cached prefix) and PyTorch SDPA (cuDNN)
+#      at hd 128 / 64 (issue 14: >= 600 / 450, >= 90 % after the prefix);
+#   3. batch-1 decode (`bench latency`, tools/gpu_step.bash's lat1), ROUNDS
+#      interleaved rounds (default 2): bf16, FP8 + head, INT4 + head
+#      (issue 10: >= 1.8x / 3.0x bf16; issue 14: bf16 >= 240);
+#   4. offline 1000 x 256 / 256: bf16 and online FP8 (issue 14: >= 16,000
+#      tok/s; issue 10: FP8 >= 1.35x).
+# The ratios at the end; every section's lines are also in $OUT/accept.txt.
+# usage: tools/gpu_accept.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
+set -uo pipefail
+. "$(dirname "$0")/gpu_step.bash" "$@"
+m=$M8 d=$QD
+ckpts_bg "f8h --format ct-fp8-channel --lm-head" "g4h --format gptq --group 128 --lm-head"
+{
+    if step "prefill attention, production launcher" 120; then
+        LAB_CASE="target,8 x 4096" LAB_VER=prod timeout 100 $B/kernel_prefill_attention 2>&1 |
+            grep -E "^==|^prod" | cut -c1-100
+        timeout 90 python3 bench/kernels/prefill_attention_sdpa.py 128 64 2>&1 | tail -2
+    fi
+    while [ ! -f $d/ALL ] && [ "$(left)" -gt 240 ]; do sleep 2; done
+    echo "checkpoints at ${SECONDS} s: $(ls $d | tr '\n' ' ')"
+    declare -A tok
+    step "batch-1 decode" 60
+    for r in $(seq 1 ${ROUNDS:-2}); do
+        for x in "bf16 $m" "fp8+head $d/f8h" "int4+head $d/g4h"; do
+            set -- $x
+            v=$(lat1 $1 $2 X=0 -- | tee /dev/stderr | awk '/decode tok\/s/ {print $NF}')
+            [ -n "$v" ] && tok[$1]+="$v "
+        done
+    done
+    declare -A off
+    for x in "bf16" "fp8 --quantization fp8"; do
+        set -- $x
+        offline1 $m "$@"
+        [ -n "$OFF_V" ] && off[$1]=$OFF_V
+    done
+    echo "== ratios (batch 1: the mean of the rounds)"
+    mean() { echo $1 | tr ' ' '\n' | grep . | awk '{s += $1} END {if (NR) printf "%.1f", s / NR}'; }
+    b=$(mean "${tok[bf16]:-}")
+    for l in bf16 fp8+head int4+head; do
+        v=$(mean "${tok[$l]:-}")
+        [ -n "$v" ] && [ -n "$b" ] &&
+            awk -v l=$l -v v=$v -v b=$b 'BEGIN {printf "batch 1 | %s | %.1f tok/s | %.2fx |\n", l, v, v / b}'
+    done
+    [ -n "${off[bf16]:-}" ] && [ -n "${off[fp8]:-}" ] && awk -v a=${off[bf16]} -v f=${off[fp8]} \
+        'BEGIN {printf "offline | bf16 %.1f | fp8 %.1f | %.3fx |\n", a, f, f / a}'
+    echo "done at ${SECONDS} s"
+} 2>&1 | tee $out/accept.txt
