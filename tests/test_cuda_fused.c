@@ -229,11 +229,6 @@ static void swiglu_cases(void) {
         CHECK_OK(gpu->ops->qweight_create(gpu, &h, &w));
         const int64_t K = w.cols, out = w.rows, half = out / 2;
         for (int n = 1; n <= 2; n++) {
-            const int ok = gpu->ops->matmul_swiglu_ok && gpu->ops->matmul_swiglu_ok(gpu, &w, n);
-            /* INT4: only beside the deferred norm (CINFER_FUSE_TC8=all) */
-            const int want = bf && (cases[k].fmt != CI_QW_INT4 || defer);
-            CHECKF(ok == want, "[%s] %s: matmul_swiglu_ok %d", bf ? "bf16" : "f32", cases[k].what,
-                   ok);
             for (int pro = 0; pro < 2; pro++) {
                 if (cases[k].fmt == CI_QW_INT4 && !pro) continue;
                 const int bias = (int)(k + n + pro) & 1;
@@ -250,6 +245,11 @@ static void swiglu_cases(void) {
                                      .y = &y,
                                      .scratch = &sc,
                                      .swiglu = 1};
+                const int ok = gpu->ops->matmul_swiglu_ok && gpu->ops->matmul_swiglu_ok(gpu, &a);
+                /* INT4: only beside the deferred norm (CINFER_FUSE_TC8=all) */
+                const int expect = bf && (cases[k].fmt != CI_QW_INT4 || defer);
+                CHECKF(ok == expect, "[%s] %s n=%d pro %d: matmul_swiglu_ok %d",
+                       bf ? "bf16" : "f32", cases[k].what, n, pro, ok);
                 const ci_status st = gpu->ops->matmul_fused(gpu, &a);
                 if (!ok) {
                     CHECK(st.code == CI_ERR_INVALID);

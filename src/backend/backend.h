@@ -173,7 +173,7 @@ typedef struct ci_matmul_fused {
     const ci_mm_rope *rope; /* NULL, or rope_cache on y after the product (no accumulate) */
     /* y [n][rows / 2] = swiglu of the product [n][rows] (w the fused
      * gate|up: gate rows, then up rows), only where matmul_swiglu_ok says
-     * the backend takes it (no accumulate, no rope) */
+     * the backend takes this op with it (no accumulate, no rope) */
     int swiglu;
     /* [n][K] of the activation dtype: where a backend that cannot fuse a
      * weight's prologue writes `in` first (the op is then two kernels) */
@@ -322,9 +322,9 @@ typedef struct ci_backend_ops {
      * as one matmul_fused (its rope epilogue, no prologue), whether or not
      * matmul_fused_rows allows the rest (0: never; NULL on the CPU). */
     int (*matmul_rope_rows)(ci_backend *be);
-    /* Whether matmul_fused takes .swiglu for w at n rows (the product and
+    /* Whether matmul_fused takes a, whose .swiglu is set (the product and
      * swiglu in one kernel); NULL: never. */
-    int (*matmul_swiglu_ok)(ci_backend *be, const ci_tensor *w, int n);
+    int (*matmul_swiglu_ok)(ci_backend *be, const ci_matmul_fused *a);
     /* Starts uploading the next sample op's bitmasks (nmasks rows of
      * ci_mask_words(V) words, host memory read before returning) while the
      * device still runs the forward; a sample call with the same masks

@@ -305,17 +305,22 @@ ci_status ci_model_enqueue_rows(ci_model *m, const ci_batch *db, int T, int L, i
         CI_TRY(ops->attention(be, &qkv, &shape, db, kv, l, scale, c->layer_window[l], &attn));
         if (fused) {
             /* SwiGLU as the gate|up product's epilogue where the backend
-             * offers it (CUDA's 8-bit GEMV), else as down's prologue */
-            const int swe = ops->matmul_swiglu_ok && ops->matmul_swiglu_ok(be, &lw->w_gate_up, T);
+             * offers it (CUDA's quantized tensor-core GEMVs), else as
+             * down's prologue */
             ci_matmul_fused o = {.x = &attn, .w = &lw->wo, .accumulate = 1, .y = &res};
             ci_matmul_fused gup = {.x = &res,
                                    .pro = CI_MM_PRO_RMSNORM,
                                    .norm_w = &lw->mlp_norm,
                                    .eps = eps,
                                    .w = &lw->w_gate_up,
-                                   .y = swe ? &act : &gu,
+                                   .y = &act,
                                    .scratch = &x,
-                                   .swiglu = swe};
+                                   .swiglu = 1};
+            const int swe = ops->matmul_swiglu_ok && ops->matmul_swiglu_ok(be, &gup);
+            if (!swe) {
+                gup.y = &gu;
+                gup.swiglu = 0;
+            }
             ci_matmul_fused down = {.x = swe ? &act : &gu,
                                     .pro = swe ? CI_MM_PRO_NONE : CI_MM_PRO_SWIGLU,
                                     .w = &lw->w_down,

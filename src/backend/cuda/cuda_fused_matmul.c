@@ -36,15 +36,47 @@ int ci_cuda_matmul_rope_rows(ci_backend *be) {
     return ci_cuda_of(be)->rope_off ? 0 : CI_CU_GEMV_MAX_N;
 }
 
-int ci_cuda_matmul_swiglu_ok(ci_backend *be, const ci_tensor *w, int n) {
+static int cu_pro(ci_mm_prologue p) {
+    return p == CI_MM_PRO_RMSNORM  ? CI_CU_PRO_RMSNORM
+           : p == CI_MM_PRO_SWIGLU ? CI_CU_PRO_SWIGLU
+                                   : CI_CU_PRO_NONE;
+}
+
+/* what a GEMV running the whole op (its prologue, product and epilogues)
+ * asks of the operands */
+static int gemv_ok(const ci_cuda *c, const ci_matmul_fused *a) {
+    const ci_tensor *b = a->bias && a->bias->data ? a->bias : NULL;
+    return (c->fuse_pro & (1 << cu_pro(a->pro))) && !a->residual && a->x->dtype == CI_BF16 &&
+           (!b || (b->dtype == CI_F32 && b->rows * b->cols == a->w->rows)) &&
+           a->y->cols * (a->swiglu ? 2 : 1) == a->w->rows && a->y->rows >= a->x->rows;
+}
+
+/* Whether the quantized tensor-core GEMVs run the op (FP8 / INT8 weights
+ * at decode batches, CINFER_FUSE_TC8; INT4's fused kernel with the
+ * deferred norm): *qp, the prologue as they run it (1: the classic ops'
+ * values; by default the RMSNorm's 1 / rms applied to the sums). */
+static int qtc_path(const ci_cuda *c, const ci_matmul_fused *a, int *qp) {
+    const int pro = cu_pro(a->pro);
+    *qp = c->fuse_tc8 >= 2 && pro == CI_CU_PRO_RMSNORM ? CI_CU_PRO_RMSNORM_DEFER : pro;
+    const float *nw = a->pro == CI_MM_PRO_RMSNORM ? a->norm_w->data : NULL;
+    return a->w->dtype == CI_QW && c->fuse_tc8 && a->x->rows <= 2 && gemv_ok(c, a) &&
+           ci_cu_qgemv_pro_ok(a->w->data, (int)a->x->rows, a->x->data, *qp, nw, a->accumulate);
+}
+
+/* ... and with a->swiglu, whether they take the SwiGLU epilogue too (not
+ * with CINFER_FUSE_TC8=norm) */
+static int swiglu_path(const ci_cuda *c, const ci_matmul_fused *a) {
+    int qp;
+    return (c->fuse_tc8 & 1) && !a->accumulate && !a->rope && qtc_path(c, a, &qp) &&
+           ci_cu_qgemv_swiglu_ok(a->w->data, (int)a->x->rows, a->x->data);
+}
+
+int ci_cuda_matmul_swiglu_ok(ci_backend *be, const ci_matmul_fused *a) {
     const ci_cuda *c = ci_cuda_of(be);
-    if (!(c->fuse_tc8 & 1) || c->fuse_off || be->act_dtype != CI_BF16 || w->dtype != CI_QW ||
-        n < 1 || n > 2)
+    if (!a->swiglu || c->fuse_off || a->w->dtype != CI_QW || a->x->dtype != be->act_dtype ||
+        a->y->dtype != be->act_dtype || (a->pro == CI_MM_PRO_RMSNORM && !a->norm_w))
         return 0;
-    /* INT4's fused kernel has no prologue but the deferred norm (the model
-     * hands gate|up its RMSNorm); x NULL: its alignment is the op's check */
-    const ci_qweight *q = w->data;
-    return (q->format != CI_QW_INT4 || c->fuse_tc8 == 3) && ci_cu_qgemv_swiglu_ok(q, n, NULL);
+    return swiglu_path(c, a);
 }
 
 /* the GEMV's epilogue for a->rope when it can take it: f->rope.on */
@@ -101,9 +133,7 @@ ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a) {
     if (a->pro != CI_MM_PRO_NONE && (!a->scratch || a->scratch->cols != K || a->scratch->rows < n))
         return ci_errorf(CI_ERR_INVALID, "cuda matmul_fused: scratch must be [%lld][%lld]",
                          (long long)n, (long long)K);
-    if (a->swiglu && (a->accumulate || a->rope || a->y->cols * 2 != w->rows || a->y->rows < n ||
-                      !ci_cuda_matmul_swiglu_ok(be, w, (int)n) ||
-                      !ci_cu_qgemv_swiglu_ok(w->data, (int)n, x->data)))
+    if (a->swiglu && !swiglu_path(c, a))
         return ci_errorf(CI_ERR_INVALID,
                          "cuda matmul_fused: a SwiGLU epilogue for w [%lld][%lld] at %lld rows "
                          "into y [%lld][%lld] is not supported",
@@ -114,22 +144,15 @@ ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a) {
         return ci_errorf(CI_ERR_INVALID, "cuda matmul_fused: rope epilogue without its batch, "
                                          "cache or table, or with accumulate");
     /* the BF16 GEMV: prologue, product and accumulate in one kernel */
-    const ci_cu_fuse f = {.pro = a->pro == CI_MM_PRO_RMSNORM  ? CI_CU_PRO_RMSNORM
-                                 : a->pro == CI_MM_PRO_SWIGLU ? CI_CU_PRO_SWIGLU
-                                                              : CI_CU_PRO_NONE,
+    const ci_cu_fuse f = {.pro = cu_pro(a->pro),
                           .norm_w = a->pro == CI_MM_PRO_RMSNORM ? a->norm_w->data : NULL,
                           .eps = a->eps,
                           .acc = a->accumulate};
     const float *b = a->bias && a->bias->data ? a->bias->data : NULL;
     ci_cu_fuse fr = f;
     rope_epi(a, &fr.rope);
-    /* what a GEMV running the whole op asks of the operands */
-    const int gemv_ok =
-        (c->fuse_pro & (1 << f.pro)) && !a->residual && x->dtype == CI_BF16 &&
-        (!b || (a->bias->dtype == CI_F32 && a->bias->rows * a->bias->cols == w->rows)) &&
-        a->y->cols * (a->swiglu ? 2 : 1) == w->rows && a->y->rows >= n;
     const int gemv =
-        gemv_ok && !a->swiglu && w->dtype == CI_BF16 && c->use_gemv && w->rows <= INT32_MAX;
+        gemv_ok(c, a) && !a->swiglu && w->dtype == CI_BF16 && c->use_gemv && w->rows <= INT32_MAX;
     /* the whole op in the GEMV (the rope epilogue with it when it applies,
      * else rope_cache's kernel after) */
     const int epi = gemv && fr.rope.on && ci_cu_gemv_fuse_ok((int)n, K, w->rows, x->data, &fr);
@@ -139,13 +162,9 @@ ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a) {
                                 (int)w->rows, b, a->y->data, c->num_sms, epi ? &fr : &f));
         return epi ? ci_ok() : rope_after(be, a);
     }
-    /* FP8 / INT8 weights at decode batches (CINFER_FUSE_TC8): their
-     * tensor-core GEMV stages x per CTA, so the prologue runs there too (1:
-     * the classic ops' values; by default the RMSNorm's 1 / rms applied to
-     * the sums instead), and the rope and SwiGLU epilogues */
-    const int qp = c->fuse_tc8 >= 2 && f.pro == CI_CU_PRO_RMSNORM ? CI_CU_PRO_RMSNORM_DEFER : f.pro;
-    if (gemv_ok && w->dtype == CI_QW && c->fuse_tc8 && n <= 2 &&
-        ci_cu_qgemv_pro_ok(w->data, (int)n, x->data, qp, f.norm_w, a->accumulate)) {
+    /* the quantized tensor-core GEMVs: prologue, product and epilogues */
+    int qp;
+    if (qtc_path(c, a, &qp)) {
         /* the rope epilogue with it where it applies (as the BF16 GEMV's) */
         const int qepi =
             fr.rope.on && a->y->dtype == CI_BF16 && ci_cu_qgemv_rope_ok(w->data, &fr.rope);

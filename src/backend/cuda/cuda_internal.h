@@ -190,7 +190,7 @@ ci_status ci_cuda_qmatmul_fused(ci_backend *be, const ci_matmul_fused *a);
 int ci_cuda_matmul_fused_rows(ci_backend *be);
 ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a);
 int ci_cuda_matmul_rope_rows(ci_backend *be);
-int ci_cuda_matmul_swiglu_ok(ci_backend *be, const ci_tensor *w, int n);
+int ci_cuda_matmul_swiglu_ok(ci_backend *be, const ci_matmul_fused *a);
 
 ci_status ci_cuda_embedding(ci_backend *be, const ci_tensor *table, const int32_t *ids, int n,
                             ci_tensor *out);
