@@ -556,6 +556,12 @@ static void defer_pass(void) {
     tc8_prologue_cases();
     swiglu_cases();
     rope_cases();
+    /* INT4's fused kernel in tc2's shape (CINFER_QFUSE_TC2) too */
+    ci_cu_qgemv_int4_fused_two(2);
+    tc8_prologue_cases();
+    swiglu_cases();
+    rope_cases();
+    ci_cu_qgemv_int4_fused_two(0);
     /* the deferred path ran: 8-bit cases came out not bit-equal */
     CHECKF(differs >= 8, "deferred norm: only %d cases differ from the classic ops", differs);
     CHECK_OK(gpu->ops->sync(gpu));

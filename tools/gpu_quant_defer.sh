@@ -13,7 +13,8 @@
 #      default 2; "norm" in the first only), and the greedy text's checksum
 #      with and without the fusions.
 # Q=int4: the same for INT4 GPTQ g128 with its LM head (the fused INT4
-# kernel, cuda_qgemv_int4_fused.cu) instead of FP8, and of the checks only
+# kernel, cuda_qgemv_int4_fused.cu, and its tc2-shaped build for gate|up,
+# CINFER_QFUSE_TC2=1) instead of FP8, and of the checks only
 # test_cuda_fused and test_quant_model.
 # usage: tools/gpu_quant_defer.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560; Q)
 set -uo pipefail
@@ -55,6 +56,7 @@ for r in $(seq 1 ${ROUNDS:-2}); do
     lat1 "$q+head, none" $ck CINFER_FUSE_TC8=0 --
     [ $r = 1 ] && lat1 "$q+head, norm" $ck CINFER_FUSE_TC8=norm --
     lat1 "$q+head, all" $ck X=0 --
+    [ $q = int4 ] && lat1 "$q+head, all, tc2 shape" $ck CINFER_QFUSE_TC2=1 --
 done
 txt "$q+head, none" $ck CINFER_FUSE_TC8=0 --
 txt "$q+head, all" $ck X=0 --

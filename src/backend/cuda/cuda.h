@@ -18,6 +18,10 @@ void ci_cu_qgemv_select(const char *name);
 /* The rows of x the INT4 warpgroup-MMA GEMM takes (Hopper; max 0: never);
  * min_n < 0: CINFER_QGEMM_MIN_N / _MAX_N or the defaults (9 .. 512). */
 void ci_cu_qgemm_int4_range(int min_n, int max_n);
+/* INT4's fused decode GEMV (cuda_qgemv_int4_fused.cu) in tc2's shape: 0
+ * never (the default; CINFER_QFUSE_TC2 is read at the first call otherwise),
+ * 1 for weights of 4+ 16-row blocks an SM, 2 always (tests) */
+void ci_cu_qgemv_int4_fused_two(int mode);
 /* GEMMs the skinny BF16 kernel (CINFER_SKINNY) ran on this backend so far:
  * tests check that a case took it */
 long long ci_cuda_skinny_calls(const struct ci_backend *be);

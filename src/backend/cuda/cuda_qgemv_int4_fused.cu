@@ -21,7 +21,12 @@
  * halves of 8 units and writes silu(g) * u as swiglu_vec_kernel does. Rope
  * (EPI 1 / 2: a BF16 / E4M3 cache; neox rotation only): the 8 pairs of
  * ci_rope_rows, dims 8j .. 8j + 7 of a head and the same + hd / 2, each an
- * 8-row half of some block. */
+ * 8-row half of some block.
+ *
+ * Two shapes: the tc kernel's (8 warps, 4 rolling tile slots each; the
+ * default) and tc2's (4 warps, double-buffered; CINFER_QFUSE_TC2, for the
+ * next measurement: gate|up's fused kernel runs 2 CTAs an SM at 102
+ * registers where tc2 ran 5, docs/kernels/qmatmul.md). */
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/cuda_kernels.h"
 #include "backend/cuda/gemv_prologue.cuh"
@@ -30,10 +35,12 @@
 #include "backend/cuda/rope_epi.cuh"
 #include "util/qweight.h"
 
+#include <stdlib.h>
 #include <type_traits>
 
 #define QF_WARPS 8
-#define QF_U 4 /* tiles in flight per warp, rolling */
+#define QF_U 4      /* tiles in flight per warp, rolling */
+#define QF2_WARPS 4 /* TWO: tc2's shape, each warp's tiles double-buffered two at a time */
 
 /* the 8 consecutive rows starting at row r0 (8-aligned) as a half of the
  * tiled layout's 16-row block: tile kt's 16 bytes of the lane's row are
@@ -49,15 +56,19 @@ struct qf_item {
     float sa, sb;
 };
 
-template <int N, int EPI, int MINB>
-__global__ void __launch_bounds__(QF_WARPS * 32, MINB)
+/* TWO: 4 warps a CTA whose tiles are double-buffered two at a time (the
+ * tc2 kernel's shape: more CTAs an SM, each staging with fewer threads),
+ * else 8 warps with QF_U rolling slots (the tc kernel's) */
+template <int N, int EPI, int MINB, bool TWO = false>
+__global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
     qgemv_int4_fused_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
                             const float *__restrict__ bias, __nv_bfloat16 *__restrict__ y,
                             int gshift, const float *__restrict__ norm_w, float eps,
                             ci_cu_rope_epi rope) {
+    constexpr int W = TWO ? QF2_WARPS : QF_WARPS;
     extern __shared__ uint4 xs[]; /* [N][K / 8]: BF16(x * norm_w) */
-    __shared__ float red[QF_WARPS][16][N];
-    __shared__ float nred[N * QF_WARPS];
+    __shared__ float red[W][16][N];
+    __shared__ float nred[N * W];
     __shared__ float ys[16][N];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int K = (int)w.cols, out = (int)w.rows, tiles = K / 128, ng = (int)w.ngroups;
@@ -77,8 +88,9 @@ __global__ void __launch_bounds__(QF_WARPS * 32, MINB)
     const uint4 *pa = qf_half(w, ha, g, t), *pb = qf_half(w, hb, g, t);
     const uint8_t *za = w.zeros + (ha + g) * ng, *zb = w.zeros + (hb + g) * ng;
     const float *sa = w.scales + (ha + g) * ng, *sb = w.scales + (hb + g) * ng;
-    qf_item it[QF_U];
+    qf_item it[4]; /* QF_U rolling slots, or TWO's p0, p1, q0, q1 */
     auto load = [&](int u, int kt) {
+        if (kt >= tiles) return;
         const int gi = kt >> gshift;
         it[u].a = __ldcs(pa + 64 * kt);
         it[u].b = __ldcs(pb + 64 * kt);
@@ -89,8 +101,8 @@ __global__ void __launch_bounds__(QF_WARPS * 32, MINB)
     };
     /* the first tiles before the PDL wait (weights are constant) */
 #pragma unroll
-    for (int u = 0; u < QF_U; u++)
-        if (warp + u * QF_WARPS < tiles) load(u, warp + u * QF_WARPS);
+    for (int u = 0; u < 4; u++)
+        load(u, warp + u * W);
     ci_pdl_trigger();
     ci_pdl_wait();
     ci_defer_stage<N>(x, K, norm_w, nred, [&](int e, const float *f) {
@@ -106,27 +118,49 @@ __global__ void __launch_bounds__(QF_WARPS * 32, MINB)
      * columns are never stored), columns 128 kt + 32 t .. */
     const uint4 *xr = xs + (int64_t)min(g, N - 1) * (K / 8) + 4 * t;
     float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int kt0 = warp; kt0 < tiles; kt0 += QF_U * QF_WARPS) {
+    auto step = [&](int u, int kt) { /* tot += tile kt's scaled sums (slot u) */
+                                     if (kt >= tiles) return;
+                                     float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                                     qt_tile<true>(c, it[u].a, it[u].b, qt_zz((int)it[u].za),
+                                                   qt_zz((int)it[u].zb), xr + 16 * kt);
+                                     tot[0] = fmaf(it[u].sa, c[0], tot[0]);
+                                     tot[1] = fmaf(it[u].sa, c[1], tot[1]);
+                                     tot[2] = fmaf(it[u].sb, c[2], tot[2]);
+                                     tot[3] = fmaf(it[u].sb, c[3], tot[3]);
+    };
+    if constexpr (TWO) { /* item i: tile warp + 4 i; i, i + 1 used while i + 2, i + 3 load */
+        for (int kt = warp; kt < tiles; kt += 4 * W) {
+            step(0, kt);
+            step(1, kt + W);
+            load(0, kt + 4 * W);
+            load(1, kt + 5 * W);
+            step(2, kt + 2 * W);
+            step(3, kt + 3 * W);
+            load(2, kt + 6 * W);
+            load(3, kt + 7 * W);
+        }
+    } else { /* each slot reloaded with its next tile as soon as it is used */
+        for (int kt0 = warp; kt0 < tiles; kt0 += QF_U * W) {
 #pragma unroll
-        for (int u = 0; u < QF_U; u++) {
-            const int kt = kt0 + u * QF_WARPS;
-            if (kt >= tiles) break;
-            float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            qt_tile<true>(c, it[u].a, it[u].b, qt_zz((int)it[u].za), qt_zz((int)it[u].zb),
-                          xr + 16 * kt);
-            tot[0] = fmaf(it[u].sa, c[0], tot[0]);
-            tot[1] = fmaf(it[u].sa, c[1], tot[1]);
-            tot[2] = fmaf(it[u].sb, c[2], tot[2]);
-            tot[3] = fmaf(it[u].sb, c[3], tot[3]);
-            if (kt + QF_U * QF_WARPS < tiles) load(u, kt + QF_U * QF_WARPS);
+            for (int u = 0; u < QF_U; u++) {
+                const int kt = kt0 + u * W;
+                if (kt >= tiles) break;
+                float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                qt_tile<true>(c, it[u].a, it[u].b, qt_zz((int)it[u].za), qt_zz((int)it[u].zb),
+                              xr + 16 * kt);
+                tot[0] = fmaf(it[u].sa, c[0], tot[0]);
+                tot[1] = fmaf(it[u].sa, c[1], tot[1]);
+                tot[2] = fmaf(it[u].sb, c[2], tot[2]);
+                tot[3] = fmaf(it[u].sb, c[3], tot[3]);
+                if (kt + QF_U * W < tiles) load(u, kt + QF_U * W);
+            }
         }
     }
     qt_red_put<N>(red, tot);
     __syncthreads();
     const int lr = threadIdx.x / N, n = threadIdx.x % N;
     if (threadIdx.x < 16 * N) { /* the product, rounded as its store would */
-        const float sum =
-            qt_red_sum<N, QF_WARPS>(red, lr, n) * ci_defer_inv<QF_WARPS>(nred, n, K, eps);
+        const float sum = qt_red_sum<N, W>(red, lr, n) * ci_defer_inv<W>(nred, n, K, eps);
         const int64_t row = (lr < 8 ? ha : hb) + (lr & 7);
         ys[lr][n] = ci_round(bias ? sum + bias[row] : sum, y);
     }
@@ -164,6 +198,15 @@ extern "C" int ci_cu_qgemv_int4_fused_ok(const ci_qweight *w, int n, const void 
     return !swiglu || (w->rows / 2) % 8 == 0;
 }
 
+/* the tc2 shape (TWO): CINFER_QFUSE_TC2=1 for weights of 4+ blocks an SM
+ * (tc2's rule for the plain GEMV: Llama-3-8B's gate|up), 2 for every
+ * weight (tests); 0, the default until measured: the tc shape. Read once;
+ * ci_cu_qgemv_int4_fused_two sets it. */
+static int g_qf_two = -1;
+extern "C" void ci_cu_qgemv_int4_fused_two(int mode) {
+    g_qf_two = mode;
+}
+
 template <int N, int EPI>
 static int qf_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias,
                      void *y, int num_sms, const float *norm_w, float eps,
@@ -171,9 +214,16 @@ static int qf_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const 
     const unsigned grid = (unsigned)(w->rows / 16);
     const size_t smem = (size_t)N * (size_t)w->cols * 2;
     const int gshift = qt_group_shift(w, 128);
+    if (g_qf_two < 0) {
+        const char *e = getenv("CINFER_QFUSE_TC2");
+        g_qf_two = e ? atoi(e) : 0;
+    }
+    if (g_qf_two == 2 || (g_qf_two == 1 && num_sms > 0 && grid >= 4u * (unsigned)num_sms))
+        ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, 1, true>, grid, QF2_WARPS * 32, smem, st, *w,
+                     (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps, rope);
     /* registers capped for 3 CTAs an SM where the blocks are 2-3 an SM (one
      * wave, as the tc kernel's choice for q|k|v) */
-    if (num_sms > 0 && grid > 2u * (unsigned)num_sms && grid <= 3u * (unsigned)num_sms)
+    else if (num_sms > 0 && grid > 2u * (unsigned)num_sms && grid <= 3u * (unsigned)num_sms)
         ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, 3>, grid, QF_WARPS * 32, smem, st, *w,
                      (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps, rope);
     else
