@@ -62,11 +62,10 @@
 #include "backend/cuda/cuda_kernels.h"
 #include "backend/cuda/gemv_prologue.cuh"
 #include "backend/cuda/kv_fp8.cuh"
+#include "backend/cuda/qgemv_epi.cuh"
 #include "backend/cuda/qgemv_tc.cuh"
 #include "backend/cuda/rope_epi.cuh"
 #include "util/qweight.h"
-
-#include <type_traits>
 
 #define FT_WARPS 8
 #define FT_U 8
@@ -244,42 +243,18 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
             if (r0 + r < out)
                 ci_st_out(y + (int64_t)n * out, r0 + r, bias ? sum + bias[r0 + r] : sum, acc);
         }
-    } else if constexpr (EPI == 3) {
-        qt_red_put<N>(red, tot);
-        __syncthreads();
-        const int lr = threadIdx.x / N, n = threadIdx.x % N, half = out / 2;
-        if (threadIdx.x < 16 * N) { /* the product, rounded as its store would */
-            float sum = qt_red_sum<N, FT_WARPS>(red, lr, n);
-            if (defer) sum *= ci_defer_inv<FT_WARPS>(nred, n, K, pro.eps);
-            const int64_t row = (lr < 8 ? 0 : half - 8) + 8 * (int64_t)blockIdx.x + lr;
-            ys[lr][n] = ci_round(bias ? sum + bias[row] : sum, y);
-        }
-        __syncthreads();
-        if (threadIdx.x < 8 * N) { /* swiglu_vec_kernel's arithmetic (ci_swiglu8) */
-            const float a = ys[lr][n], b = ys[lr + 8][n];
-            ci_st(y + (int64_t)n * half, 8 * (int64_t)blockIdx.x + lr, a / (1.0f + __expf(-a)) * b);
-        }
     } else {
-        using TC = typename std::conditional<EPI == 2, uint8_t, __nv_bfloat16>::type;
-        const ci_rope_rows rr(rope, blockIdx.x);
-        qt_red_put<N>(red, tot);
-        __syncthreads();
-        const int lr = threadIdx.x / N, n = threadIdx.x % N;
-        if (threadIdx.x < 16 * N) { /* qt_red_out's sum, rounded as its store would */
-            float sum = qt_red_sum<N, FT_WARPS>(red, lr, n);
-            if (defer) sum *= ci_defer_inv<FT_WARPS>(nred, n, K, pro.eps);
-            const int64_t row = rr.row(rope, lr);
-            ys[lr][n] = ci_round(bias ? sum + bias[row] : sum, y);
-        }
-        __syncthreads();
-        if (threadIdx.x < 16 * N) {
-            const int i = rr.pair(lr);
-            const float *cs = rope.cos_sin + (int64_t)rope.positions[n] * rope.hd;
-            ci_rope_epi_put<TC>(rope, rr.head, rr.dim(rope, lr), lr < 8, ys[lr][n], ys[lr ^ 8][n],
-                                __ldg(cs + i), __ldg(cs + rope.hd / 2 + i),
-                                (__nv_bfloat16 *)y + (int64_t)n * out, rr.row(rope, lr),
-                                rope.slots[n]);
-        }
+        auto scale = [&](int n, float sum) {
+            return defer ? sum * ci_defer_inv<FT_WARPS>(nred, n, K, pro.eps) : sum;
+        };
+        /* the weight row of the CTA's row lr (its bias) */
+        auto row = [&](int lr) -> int64_t {
+            if constexpr (EPI == 3) /* gate rows 8c .., up rows out / 2 + 8c .. */
+                return (lr < 8 ? 0 : out / 2 - 8) + 8 * (int64_t)blockIdx.x + lr;
+            else
+                return ci_rope_rows(rope, blockIdx.x).row(rope, lr);
+        };
+        qt_epi<N, FT_WARPS, EPI>(red, ys, tot, row, scale, bias, (__nv_bfloat16 *)y, out, rope);
     }
 }
 

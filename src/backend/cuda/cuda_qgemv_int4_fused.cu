@@ -31,12 +31,12 @@
 #include "backend/cuda/cuda_kernels.h"
 #include "backend/cuda/gemv_prologue.cuh"
 #include "backend/cuda/pdl.cuh"
+#include "backend/cuda/qgemv_epi.cuh"
 #include "backend/cuda/qgemv_tc.cuh"
 #include "backend/cuda/rope_epi.cuh"
 #include "util/qweight.h"
 
 #include <stdlib.h>
-#include <type_traits>
 
 #define QF_WARPS 8
 #define QF_U 4      /* tiles in flight per warp, rolling */
@@ -156,32 +156,10 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
             }
         }
     }
-    qt_red_put<N>(red, tot);
-    __syncthreads();
-    const int lr = threadIdx.x / N, n = threadIdx.x % N;
-    if (threadIdx.x < 16 * N) { /* the product, rounded as its store would */
-        const float sum = qt_red_sum<N, W>(red, lr, n) * ci_defer_inv<W>(nred, n, K, eps);
-        const int64_t row = (lr < 8 ? ha : hb) + (lr & 7);
-        ys[lr][n] = ci_round(bias ? sum + bias[row] : sum, y);
-    }
-    __syncthreads();
-    if constexpr (EPI == 0) {
-        if (threadIdx.x < 16 * N)
-            ci_st(y + (int64_t)n * out, (lr < 8 ? ha : hb) + (lr & 7), ys[lr][n]);
-    } else if constexpr (EPI == 3) {
-        if (threadIdx.x < 8 * N) { /* swiglu_vec_kernel's arithmetic (ci_swiglu8) */
-            const float a = ys[lr][n], b = ys[lr + 8][n];
-            ci_st(y + (int64_t)n * (out / 2), ha + lr, a / (1.0f + __expf(-a)) * b);
-        }
-    } else if (threadIdx.x < 16 * N) {
-        using TC = typename std::conditional<EPI == 2, uint8_t, __nv_bfloat16>::type;
-        const ci_rope_rows rr(rope, blockIdx.x);
-        const int i = rr.pair(lr);
-        const float *cs = rope.cos_sin + (int64_t)rope.positions[n] * rope.hd;
-        ci_rope_epi_put<TC>(rope, rr.head, rr.dim(rope, lr), lr < 8, ys[lr][n], ys[lr ^ 8][n],
-                            __ldg(cs + i), __ldg(cs + rope.hd / 2 + i), y + (int64_t)n * out,
-                            rr.row(rope, lr), rope.slots[n]);
-    }
+    qt_epi<N, W, EPI>(
+        red, ys, tot, [&](int lr) { return (lr < 8 ? ha : hb) + (lr & 7); },
+        [&](int n, float sum) { return sum * ci_defer_inv<W>(nred, n, K, eps); }, bias, y, out,
+        rope);
 }
 
 extern "C" int ci_cu_qgemv_int4_fused_ok(const ci_qweight *w, int n, const void *x,

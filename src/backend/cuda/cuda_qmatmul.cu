@@ -703,13 +703,19 @@ static int qt_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const __
                     : qt_launch_u<N, true>(st, f32_out, w, xb, bias, y, num_sms, acc);
 }
 
+/* g_qgemv, CINFER_QGEMV's choice from the first call on */
+static int qgemv_sel(void) {
+    if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
+    return g_qgemv;
+}
+
 /* FP8 on the tensor cores: tc / tc2, and auto where cvt.e4m3x2 is an
  * instruction (sm_89+; older GPUs would emulate it); INT8 (its decode is
  * integer and f16 arithmetic) for tc / tc2 / auto */
 static int tc8_selected(int fmt) {
-    if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
-    return (fmt == CI_QW_FP8 && (g_qgemv >= 4 || (g_qgemv == 3 && fp8_cvt_native()))) ||
-           (fmt == CI_QW_INT8 && g_qgemv >= 3);
+    const int q = qgemv_sel();
+    return (fmt == CI_QW_FP8 && (q >= 4 || (q == 3 && fp8_cvt_native()))) ||
+           (fmt == CI_QW_INT8 && q >= 3);
 }
 
 /* whether the GEMV the selection picks for w at n rows stages x per CTA
@@ -718,18 +724,16 @@ static int tc8_selected(int fmt) {
  * cuda_qgemv_int4_fused.cu, which runs only the deferred norm and no acc */
 extern "C" int ci_cu_qgemv_pro_ok(const ci_qweight *w, int n, const void *x, int pro,
                                   const float *norm_w, int acc) {
-    if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
     if (w->format == CI_QW_INT4)
-        return g_qgemv == 3 && pro == CI_CU_PRO_RMSNORM_DEFER && !acc &&
+        return qgemv_sel() == 3 && pro == CI_CU_PRO_RMSNORM_DEFER && !acc &&
                ci_cu_qgemv_int4_fused_ok(w, n, x, norm_w, NULL, 0);
     return tc8_selected(w->format) && n >= 1 && n <= 2 &&
            ci_cu_qgemv_fp8tc_pro_ok(w, n, x, pro, norm_w);
 }
 
 extern "C" int ci_cu_qgemv_swiglu_ok(const ci_qweight *w, int n, const void *x) {
-    if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
     if (w->format == CI_QW_INT4) /* x's alignment and the norm's are the op's to check */
-        return g_qgemv == 3 && ci_cu_qgemv_int4_fused_ok(w, n, x, NULL, NULL, 1);
+        return qgemv_sel() == 3 && ci_cu_qgemv_int4_fused_ok(w, n, x, NULL, NULL, 1);
     return ci_cu_qgemv_pro_ok(w, n, x, CI_CU_PRO_NONE, NULL, 0) && ci_cu_qgemv_fp8tc_swiglu_ok(w);
 }
 
@@ -838,7 +842,7 @@ extern "C" int ci_cu_qgemv(ci_cu_stream st, int bf16, int f32_out, const ci_qwei
  * dense GEMM (~4.5x the packed bytes written, then read); a row's sums are
  * the GEMV's, whatever rows share its pass. */
 extern "C" int ci_cu_qgemv_tc_rows_ok(const ci_qweight *w, int n, const void *x) {
-    if (g_qgemv < 0) ci_cu_qgemv_select(getenv("CINFER_QGEMV"));
+    qgemv_sel(); /* qt_launch reads the selection */
     return n >= 1 && n <= CI_CU_QGEMV_TC_MAX_N && w->tiled && ci_cu_qweight_shape_ok(w) &&
            qt_ok(w, x, 2);
 }
