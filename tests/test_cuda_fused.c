@@ -65,6 +65,17 @@ static ci_tensor vec_f32(int64_t n, float base) {
     return t;
 }
 
+/* the norm-wise relative error of got against want */
+static double rel_err(const float *got, const float *want, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = (double)got[i] - want[i];
+        num += d == d ? d * d : INFINITY;
+        den += (double)want[i] * want[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
 /* One case: w [out][K] (already on the device), n rows, a prologue (the
  * RMSNorm one with a residual add first when resid), with or without bias
  * and accumulate. exact: the two sides must agree bit for bit (else within
@@ -168,25 +179,42 @@ static void dense_cases(void) {
     }
 }
 
-static void quant_cases(void) {
-    /* every quantized layout of the quantized-matmul tests (qweight_test.h):
-     * tensor-core, vectorized, split and scalar GEMVs, tiled INT4 in BF16 */
-    for (size_t k = 0; k < QWT_NCASES; k++) {
-        ci_qweight h = make_case(&k_qwt_cases[k]);
+/* fn(case k, its weight on the device) for each of cases[0 .. count) */
+static void each_qweight(const qwt_case *cases, size_t count,
+                         void (*fn)(const qwt_case *c, size_t k, ci_tensor *w)) {
+    for (size_t k = 0; k < count; k++) {
+        ci_qweight h = make_case(&cases[k]);
         ci_tensor w;
         CHECK_OK(gpu->ops->qweight_create(gpu, &h, &w));
-        for (int n = 1; n <= 2; n++)
-            for (int pro = 0; pro < 3; pro++)
-                run_case(k_qwt_cases[k].what, &w, n, (ci_mm_prologue)pro, pro == 0, 1, 0, 1);
+        fn(&cases[k], k, &w);
         gpu->ops->qweight_free(gpu, &w);
         free_qw(&h);
     }
+}
+
+static void quant_case(const qwt_case *c, size_t k, ci_tensor *w) {
+    (void)k;
+    for (int n = 1; n <= 2; n++)
+        for (int pro = 0; pro < 3; pro++)
+            run_case(c->what, w, n, (ci_mm_prologue)pro, pro == 0, 1, 0, 1);
+}
+static void quant_cases(void) {
+    /* every quantized layout of the quantized-matmul tests (qweight_test.h):
+     * tensor-core, vectorized, split and scalar GEMVs, tiled INT4 in BF16 */
+    each_qweight(k_qwt_cases, QWT_NCASES, quant_case);
 }
 
 /* The 8-bit tensor-core GEMV's own prologues at model widths: the RMSNorm
  * staged by virtual threads in the standalone kernel's mapping (4096: 16
  * warps of one vector, 12288: 24 of two, 2048: 8 of one) must give its
  * values bit for bit; SwiGLU up to x of 2 x 12288. */
+static void tc8_prologue_case(const qwt_case *c, size_t k, ci_tensor *w) {
+    (void)k;
+    for (int n = 1; n <= 2; n++)
+        for (int pro = 1; pro < 3; pro++)
+            run_case(c->what, w, n, (ci_mm_prologue)pro, n == 2, n == 1, 0, 1);
+    run_case(c->what, w, 1, CI_MM_PRO_RMSNORM, 1, 0, 0, 1); /* n = 1 without acc */
+}
 static void tc8_prologue_cases(void) {
     const qwt_case cases[] = {
         {CI_QW_FP8, 48, 4096, 4096, 1, 0, "fp8 per channel, 4096", 0},
@@ -197,23 +225,68 @@ static void tc8_prologue_cases(void) {
         {CI_QW_INT4, 48, 4096, 128, 1, 0, "int4 g128, 4096", 0},
         {CI_QW_INT4, 32, 2048, 2048, 1, 0, "int4 per row, 2048", 0},
     };
-    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        ci_qweight h = make_case(&cases[k]);
-        ci_tensor w;
-        CHECK_OK(gpu->ops->qweight_create(gpu, &h, &w));
-        for (int n = 1; n <= 2; n++)
-            for (int pro = 1; pro < 3; pro++)
-                run_case(cases[k].what, &w, n, (ci_mm_prologue)pro, n == 2, n == 1, 0, 1);
-        run_case(cases[k].what, &w, 1, CI_MM_PRO_RMSNORM, 1, 0, 0, 1); /* n = 1 without acc */
-        gpu->ops->qweight_free(gpu, &w);
-        free_qw(&h);
-    }
+    each_qweight(cases, sizeof cases / sizeof cases[0], tc8_prologue_case);
 }
 
 /* The SwiGLU epilogue of the tensor-core GEMVs (8-bit; INT4 with the
- * deferred norm) on a fused gate|up of 2 parts: y [n][rows / 2] against the classic rmsnorm /
- * matmul / swiglu, bit for bit (within 1e-2 norm-wise with the deferred norm); offered by
- * matmul_swiglu_ok only with BF16 activations, refused elsewhere. */
+ * deferred norm) on a fused gate|up of 2 parts: y [n][rows / 2] against
+ * the classic rmsnorm / matmul / swiglu, bit for bit (within 1e-2
+ * norm-wise with the deferred norm); offered by matmul_swiglu_ok only with
+ * BF16 activations, refused elsewhere. One token count n, with or without
+ * the norm (pro), on case c (k-th of its table). */
+static void swiglu_one(const qwt_case *c, size_t k, ci_tensor *w, int n, int pro) {
+    const int64_t K = w->cols, out = w->rows, half = out / 2;
+    const int bias = (int)(k + n + pro) & 1;
+    float *xv = host_rand(n * K, 2.0f);
+    ci_tensor x = act(n, K, xv), y = act(n, half, NULL), sc = act(n, K, NULL);
+    ci_tensor t = act(n, K, NULL), p = act(n, out, NULL), q = act(n, half, NULL);
+    ci_tensor nw = vec_f32(K, 1.0f), b = vec_f32(out, 0.0f);
+    ci_matmul_fused a = {.x = &x,
+                         .pro = pro ? CI_MM_PRO_RMSNORM : CI_MM_PRO_NONE,
+                         .norm_w = &nw,
+                         .eps = 1e-5f,
+                         .w = w,
+                         .bias = bias ? &b : NULL,
+                         .y = &y,
+                         .scratch = &sc,
+                         .swiglu = 1};
+    const int ok = gpu->ops->matmul_swiglu_ok && gpu->ops->matmul_swiglu_ok(gpu, &a);
+    /* INT4: only beside the deferred norm (CINFER_FUSE_TC8=all) */
+    const int expect = bf && (c->fmt != CI_QW_INT4 || defer);
+    CHECKF(ok == expect, "[%s] %s n=%d pro %d: matmul_swiglu_ok %d", bf ? "bf16" : "f32", c->what,
+           n, pro, ok);
+    const ci_status st = gpu->ops->matmul_fused(gpu, &a);
+    if (!ok) {
+        CHECK(st.code == CI_ERR_INVALID);
+    } else {
+        CHECK_OK(st);
+        if (pro) CHECK_OK(gpu->ops->rmsnorm(gpu, &x, NULL, &nw, 1e-5f, &t));
+        CHECK_OK(gpu->ops->matmul(gpu, pro ? &t : &x, w, bias ? &b : NULL, &p));
+        CHECK_OK(gpu->ops->swiglu(gpu, &p, &q));
+        float *got = act_download(gpu, y.data, y.dtype, n * half);
+        float *want = act_download(gpu, q.data, q.dtype, n * half);
+        int64_t diff = 0;
+        for (int64_t i = 0; i < n * half; i++)
+            diff += got[i] != want[i];
+        const double rel = rel_err(got, want, (size_t)(n * half));
+        if (defer && pro)
+            CHECKF(rel <= 1e-2, "[deferred norm] %s swiglu n=%d: rel err %.3g", c->what, n, rel);
+        else
+            CHECKF(diff == 0, "[bf16] %s swiglu n=%d pro %d bias %d: %lld of %lld differ", c->what,
+                   n, pro, bias, (long long)diff, (long long)(n * half));
+        free(got);
+        free(want);
+    }
+    free(xv);
+    ci_tensor *all[] = {&x, &y, &sc, &t, &p, &q, &nw, &b};
+    for (int i = 0; i < 8; i++)
+        ci_tensor_free(gpu, all[i]);
+}
+static void swiglu_case(const qwt_case *c, size_t k, ci_tensor *w) {
+    for (int n = 1; n <= 2; n++)
+        for (int pro = c->fmt == CI_QW_INT4; pro < 2; pro++) /* INT4: the norm's kernel only */
+            swiglu_one(c, k, w, n, pro);
+}
 static void swiglu_cases(void) {
     const qwt_case cases[] = {
         {CI_QW_FP8, 96, 4096, 4096, 2, 0, "fp8 per channel gate|up, 4096", 0},
@@ -223,71 +296,7 @@ static void swiglu_cases(void) {
         {CI_QW_INT4, 64, 4096, 128, 2, 0, "int4 g128 gate|up, 4096", 0},
         {CI_QW_INT4, 96, 1024, 1024, 2, 0, "int4 per row gate|up, 1024", 0},
     };
-    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        ci_qweight h = make_case(&cases[k]);
-        ci_tensor w;
-        CHECK_OK(gpu->ops->qweight_create(gpu, &h, &w));
-        const int64_t K = w.cols, out = w.rows, half = out / 2;
-        for (int n = 1; n <= 2; n++) {
-            for (int pro = 0; pro < 2; pro++) {
-                if (cases[k].fmt == CI_QW_INT4 && !pro) continue;
-                const int bias = (int)(k + n + pro) & 1;
-                float *xv = host_rand(n * K, 2.0f);
-                ci_tensor x = act(n, K, xv), y = act(n, half, NULL), sc = act(n, K, NULL);
-                ci_tensor t = act(n, K, NULL), p = act(n, out, NULL), q = act(n, half, NULL);
-                ci_tensor nw = vec_f32(K, 1.0f), b = vec_f32(out, 0.0f);
-                ci_matmul_fused a = {.x = &x,
-                                     .pro = pro ? CI_MM_PRO_RMSNORM : CI_MM_PRO_NONE,
-                                     .norm_w = &nw,
-                                     .eps = 1e-5f,
-                                     .w = &w,
-                                     .bias = bias ? &b : NULL,
-                                     .y = &y,
-                                     .scratch = &sc,
-                                     .swiglu = 1};
-                const int ok = gpu->ops->matmul_swiglu_ok && gpu->ops->matmul_swiglu_ok(gpu, &a);
-                /* INT4: only beside the deferred norm (CINFER_FUSE_TC8=all) */
-                const int expect = bf && (cases[k].fmt != CI_QW_INT4 || defer);
-                CHECKF(ok == expect, "[%s] %s n=%d pro %d: matmul_swiglu_ok %d",
-                       bf ? "bf16" : "f32", cases[k].what, n, pro, ok);
-                const ci_status st = gpu->ops->matmul_fused(gpu, &a);
-                if (!ok) {
-                    CHECK(st.code == CI_ERR_INVALID);
-                } else {
-                    CHECK_OK(st);
-                    if (pro) CHECK_OK(gpu->ops->rmsnorm(gpu, &x, NULL, &nw, 1e-5f, &t));
-                    CHECK_OK(gpu->ops->matmul(gpu, pro ? &t : &x, &w, bias ? &b : NULL, &p));
-                    CHECK_OK(gpu->ops->swiglu(gpu, &p, &q));
-                    float *got = act_download(gpu, y.data, y.dtype, n * half);
-                    float *want = act_download(gpu, q.data, q.dtype, n * half);
-                    double num = 0, den = 0;
-                    int64_t diff = 0;
-                    for (int64_t i = 0; i < n * half; i++) {
-                        const double d = (double)got[i] - want[i];
-                        num += d == d ? d * d : INFINITY;
-                        den += (double)want[i] * want[i];
-                        diff += got[i] != want[i];
-                    }
-                    const double rel = den > 0 ? sqrt(num / den) : sqrt(num);
-                    if (defer && pro)
-                        CHECKF(rel <= 1e-2, "[deferred norm] %s swiglu n=%d: rel err %.3g",
-                               cases[k].what, n, rel);
-                    else
-                        CHECKF(diff == 0,
-                               "[bf16] %s swiglu n=%d pro %d bias %d: %lld of %lld differ",
-                               cases[k].what, n, pro, bias, (long long)diff, (long long)(n * half));
-                    free(got);
-                    free(want);
-                }
-                free(xv);
-                ci_tensor *all[] = {&x, &y, &sc, &t, &p, &q, &nw, &b};
-                for (int i = 0; i < 8; i++)
-                    ci_tensor_free(gpu, all[i]);
-            }
-        }
-        gpu->ops->qweight_free(gpu, &w);
-        free_qw(&h);
-    }
+    each_qweight(cases, sizeof cases / sizeof cases[0], swiglu_case);
 }
 
 /* Larger steps: W8A8 FP8 and INT8 weights take the RMSNorm (with and without the
@@ -349,16 +358,6 @@ static void cache_vals(const unsigned char *c, size_t bytes, int fp8, float *v) 
         }
     }
 }
-static double rel_err(const float *got, const float *want, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        const double d = (double)got[i] - want[i];
-        num += d == d ? d * d : INFINITY;
-        den += (double)want[i] * want[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 /* q|k|v with the rope epilogue (and norm: the RMSNorm prologue) against
  * matmul and rope_cache (after rmsnorm); q8: the weights dense (0), FP8 per
  * channel (1), INT8 g128 (2), INT4 g128 (3: its fused kernel takes the
