@@ -131,7 +131,10 @@ static void bench_gemv(int fmt, int rows, int cols, const char *kernel) {
     const char *only = getenv("CINFER_TEST_GEMV_ONLY");
     if (only && *only && !strstr(label, only)) return;
     ci_cu_qgemv_select(kernel);
-    ci_qweight h = make_qw(fmt, rows, cols, 128, 1, 0);
+    /* CINFER_TEST_GEMV_GROUP=G: groups of G columns (0: one a row), not 128 */
+    const char *ge = getenv("CINFER_TEST_GEMV_GROUP");
+    const int gs = ge && *ge ? (atoi(ge) > 0 ? atoi(ge) : cols) : 128;
+    ci_qweight h = make_qw(fmt, rows, cols, gs, 1, 0);
     const double bytes = (double)h.rows * (fmt == CI_QW_INT4 ? h.cols / 2 : h.cols) +
                          (double)h.rows * h.ngroups * (fmt == CI_QW_INT4 ? 5 : 4);
     /* copies cycled so that their bytes are 4x the 50 MB L2, as a model's
@@ -155,7 +158,7 @@ static void bench_gemv(int fmt, int rows, int cols, const char *kernel) {
         CHECK_OK(gpu->ops->matmul(gpu, &x, &w[i % nc], NULL, &y));
     CHECK_OK(gpu->ops->sync(gpu));
     double dt = (ci_now() - t0) / reps;
-    printf("  %s GEMV %dx%d g128, n=1 (%s, %s, %d copies): %.1f us, %.0f GB/s\n", fn, rows, cols,
+    printf("  %s GEMV %dx%d g%d, n=1 (%s, %s, %d copies): %.1f us, %.0f GB/s\n", fn, rows, cols, gs,
            bf ? "bf16" : "f32", kernel, nc, dt * 1e6, bytes / dt / 1e9);
     ci_cu_qgemv_select(NULL);
     for (int c = 0; c < nc; c++)
