@@ -292,11 +292,6 @@ int main(void) {
                 check_case(&h, 600, 1, k_qwt_cases[k].what); /* > CI_CU_QGEMM_MAX_N */
                 ci_cu_qgemv_select("tc2");
                 check_case(&h, 1, 1, k_qwt_cases[k].what);
-                /* the TMA-fed GEMV (sm_90; elsewhere and for weights it
-                 * does not take, auto's kernels) */
-                ci_cu_qgemv_select("ring");
-                for (int n = 1; n <= 4; n++)
-                    check_case(&h, n, n & 1, k_qwt_cases[k].what);
                 ci_cu_qgemv_select(NULL);
             }
             free_qw(&h);
@@ -322,12 +317,6 @@ int main(void) {
                 for (int n = 1; n <= 8; n++)
                     check_case(&h, n, n & 1, lng[k].what);
             }
-            /* ring: many chunks a row block (16384 columns: 16 stages), row
-             * blocks past the grid (several a CTA) */
-            ci_cu_qgemv_select("ring");
-            for (int n = 1; n <= 4; n++)
-                check_case(&h, n, n & 1, lng[k].what);
-            ci_cu_qgemv_select(NULL);
             unsetenv("CINFER_QW_TILE");
             free_qw(&h);
         }
@@ -470,7 +459,6 @@ int main(void) {
         }
         const char *kern[6] = {"auto", "tc", "tc4", "tc2", "split", "vec"};
         for (int k = 0; k < 4; k++) {
-            bench_gemv(CI_QW_INT4, shp[k][0], shp[k][1], "ring");
             for (int v = 0; v < 4; v++) {
                 bench_gemv(CI_QW_INT4, shp[k][0], shp[k][1], kern[v]);
                 bench_gemv(CI_QW_FP8, shp[k][0], shp[k][1], kern[v]);

@@ -250,15 +250,9 @@ int ci_cu_qgemv_int4_fused_ok(const struct ci_qweight *w, int n, const void *x, 
 int ci_cu_qgemv_int4_fused(ci_cu_stream st, const struct ci_qweight *w, const void *x, int n,
                            const float *bias, void *y, int num_sms, const float *norm_w, float eps,
                            const ci_cu_rope_epi *rope, int swiglu);
-/* INT4 for BF16 x, n <= 4, the tiled layout, on sm_90: the tensor-core
- * GEMV fed through a shared-memory ring by the TMA engine
- * (cuda_qgemv_ring.cu; CINFER_QGEMV=ring) */
-int ci_cu_qgemv_ring_ok(const struct ci_qweight *w, int n);
 /* whether the current device runs sm_90a code (compute 9.0; asked once per
- * device): the INT4 GEMM's and the ring GEMV's condition (cuda_qgemm_int4.cu) */
+ * device): the INT4 GEMM's condition (cuda_qgemm_int4.cu) */
 int ci_cu_sm90a(void);
-int ci_cu_qgemv_ring(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x, int n,
-                     const float *bias, void *y, int num_sms, int acc);
 /* INT4 for BF16 x at up to CI_CU_QGEMV_TC_MAX_N rows: the tensor-core
  * GEMV once per 8 rows (cuda_qmatmul.cu); _ok says whether it takes them */
 #define CI_CU_QGEMV_TC_MAX_N 32

@@ -618,7 +618,7 @@ extern "C" int ci_cu_qweight_shape_ok(const ci_qweight *w) {
  * sets it (the test times each side by side).
  * A kernel whose preconditions a weight misses falls back to the next one
  * down: tc -> split/vec -> scalar. */
-static int g_qgemv = -1; /* 0 split, 1 vec, 2 scalar, 3 auto, 4 tc, 5 tc2, 6 ring */
+static int g_qgemv = -1; /* 0 split, 1 vec, 2 scalar, 3 auto, 4 tc, 5 tc2 */
 static int g_tc_old = 0; /* "tc4": tc / FP8 tc as before the rolling loads (A/B) */
 
 extern "C" void ci_cu_qgemv_select(const char *name) {
@@ -630,7 +630,6 @@ extern "C" void ci_cu_qgemv_select(const char *name) {
               : !strcmp(name, "tc")     ? 4
               : !strcmp(name, "tc4")    ? 4
               : !strcmp(name, "tc2")    ? 5
-              : !strcmp(name, "ring")   ? 6
                                         : 3;
 }
 
@@ -673,10 +672,6 @@ static int qt_launch_tc(ci_cu_stream st, int f32_out, const ci_qweight *w,
 template <int N, bool ROLL>
 static int qt_launch_u(ci_cu_stream st, int f32_out, const ci_qweight *w, const __nv_bfloat16 *xb,
                      const float *bias, void *y, int num_sms, int acc) {
-    /* ring (cuda_qgemv_ring.cu, an experiment): the TMA-fed kernel where it
-     * takes the weight, else auto's choice below */
-    if (g_qgemv == 6 && ci_cu_qgemv_ring_ok(w, N))
-        return ci_cu_qgemv_ring(st, f32_out, w, xb, N, bias, y, num_sms, acc);
     const int gshift = qt_group_shift(w, 128);
     const unsigned grid = (unsigned)((w->rows + 15) / 16);
     /* auto: tc2 where its row tiles fill the GPU 4 deep (Llama-3-8B's
