@@ -22,7 +22,10 @@
 #   model_bg SHAPE DIR        makes DIR (tools/make_random_model.py) in the
 #                             background unless it exists; model_wait DIR
 #                             waits for it while more than 60 s are left
-B=$(cd "${1:?BIN_DIR}" && pwd)
+B=$(cd "${1:?BIN_DIR}" && pwd) || {
+    echo "gpu_step: no binaries at $1 ($(ls -d "$(dirname "$1")"/* 2>/dev/null | tr '\n' ' '))"
+    exit 1
+}
 M8=/tmp/cinfer-l8 QD=/tmp/cinfer-q
 T=${2:?llama3 tokenizer dir}
 limit=${LIMIT:-560}
