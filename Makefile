@@ -32,8 +32,10 @@ test: all
 labs: all
 	cmake --build $(BUILD) -j $(JOBS) --target cinfer_labs
 
+# -O1: ASan's advice for speed with every check kept (the suite in 440 s
+# against ~800 at -O0 on the 2-core CI machine); asserts stay on (Debug)
 asan:
-	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Debug -DCINFER_SANITIZE=ON -DCINFER_CUDA=OFF $(CMAKE_FLAGS)"
+	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG='-g -O1' -DCINFER_SANITIZE=ON -DCINFER_CUDA=OFF $(CMAKE_FLAGS)"
 
 fuzz:
 	cmake -S . -B build-fuzz $(GEN) -DCMAKE_C_COMPILER=clang -DCINFER_FUZZ=ON -DCINFER_CUDA=OFF \
