@@ -118,15 +118,16 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
      * columns are never stored), columns 128 kt + 32 t .. */
     const uint4 *xr = xs + (int64_t)min(g, N - 1) * (K / 8) + 4 * t;
     float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    auto step = [&](int u, int kt) { /* tot += tile kt's scaled sums (slot u) */
-                                     if (kt >= tiles) return;
-                                     float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-                                     qt_tile<true>(c, it[u].a, it[u].b, qt_zz((int)it[u].za),
-                                                   qt_zz((int)it[u].zb), xr + 16 * kt);
-                                     tot[0] = fmaf(it[u].sa, c[0], tot[0]);
-                                     tot[1] = fmaf(it[u].sa, c[1], tot[1]);
-                                     tot[2] = fmaf(it[u].sb, c[2], tot[2]);
-                                     tot[3] = fmaf(it[u].sb, c[3], tot[3]);
+    /* tot += tile kt's scaled sums (slot u) */
+    auto step = [&](int u, int kt) {
+        if (kt >= tiles) return;
+        float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        qt_tile<true>(c, it[u].a, it[u].b, qt_zz((int)it[u].za), qt_zz((int)it[u].zb),
+                      xr + 16 * kt);
+        tot[0] = fmaf(it[u].sa, c[0], tot[0]);
+        tot[1] = fmaf(it[u].sa, c[1], tot[1]);
+        tot[2] = fmaf(it[u].sb, c[2], tot[2]);
+        tot[3] = fmaf(it[u].sb, c[3], tot[3]);
     };
     if constexpr (TWO) { /* item i: tile warp + 4 i; i, i + 1 used while i + 2, i + 3 load */
         for (int kt = warp; kt < tiles; kt += 4 * W) {
@@ -145,13 +146,7 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
             for (int u = 0; u < QF_U; u++) {
                 const int kt = kt0 + u * W;
                 if (kt >= tiles) break;
-                float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-                qt_tile<true>(c, it[u].a, it[u].b, qt_zz((int)it[u].za), qt_zz((int)it[u].zb),
-                              xr + 16 * kt);
-                tot[0] = fmaf(it[u].sa, c[0], tot[0]);
-                tot[1] = fmaf(it[u].sa, c[1], tot[1]);
-                tot[2] = fmaf(it[u].sb, c[2], tot[2]);
-                tot[3] = fmaf(it[u].sb, c[3], tot[3]);
+                step(u, kt);
                 if (kt + QF_U * W < tiles) load(u, kt + QF_U * W);
             }
         }
