@@ -20,8 +20,8 @@ q=${Q:-fp8 int4}
 ck=()
 for f in $q; do
     case $f in
-    fp8) ck+=("f8h --format ct-fp8-channel --lm-head") ;;
-    int4) ck+=("g4h --format gptq --group 128 --lm-head") ;;
+    fp8) ck+=(f8h) ;;
+    int4) ck+=(g4h) ;;
     esac
 done
 ckpts_bg "${ck[@]}"
@@ -46,7 +46,6 @@ echo "== batch-1 decode ($(date +%T))"
 for r in $(seq 1 ${ROUNDS:-2}); do
     lat1 bf16 $M8 X=0 --
     for c in "${ck[@]}"; do
-        c=${c%% *}
         for v in "${vs[@]}"; do
             read -r -a a <<<"$v"
             lat1 "$c ${a[0]}" $QD/$c "${a[@]:1}" --

@@ -21,7 +21,7 @@
 set -uo pipefail
 . "$(dirname "$0")/gpu_step.bash" "$@"
 m=$M8 d=$QD
-ckpts_bg "f8h --format ct-fp8-channel --lm-head" "g4h --format gptq --group 128 --lm-head"
+ckpts_bg f8h g4h
 {
     if step "prefill attention, production launcher" 120; then
         LAB_CASE="target,8 x 4096" LAB_VER=prod timeout 100 $B/kernel_prefill_attention 2>&1 |

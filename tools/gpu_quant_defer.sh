@@ -21,8 +21,8 @@ set -uo pipefail
 . "$(dirname "$0")/gpu_step.bash" "$@"
 m=$M8 d=$QD
 q=${Q:-fp8}
-if [ $q = int4 ]; then ck=$d/g4h qa="--format gptq --group 128"; else ck=$d/f8h qa="--format ct-fp8-channel"; fi
-ckpts_bg "${ck##*/} $qa --lm-head"
+if [ $q = int4 ]; then ck=$d/g4h; else ck=$d/f8h; fi
+ckpts_bg ${ck##*/}
 echo "== checks $(date +%T)"
 run_t 120 cuda_fused $B/test_cuda_fused
 grep -E "deferred|fused matmul vs" "$out/cuda_fused.log"

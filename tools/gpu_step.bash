@@ -15,7 +15,9 @@
 #   ckpts_bg "NAME ARGS" ...  in the background: the Llama-3-8B shape in
 #                             $M8 (random bf16) unless there, then each
 #                             checkpoint $QD/NAME (tools/quantize_checkpoint.py
-#                             ARGS) in turn unless there, then $QD/ALL
+#                             ARGS) in turn unless there, then $QD/ALL; a NAME
+#                             alone: f8h (FP8 per channel) or g4h (INT4 GPTQ
+#                             g128), each with its LM head
 #   offline1 MODEL LABEL ARGS `bench throughput` 1000 x 256 in / 256 out
 #                             (random prompts, ignore_eos) with ARGS, its
 #                             output tok/s echoed and left in OFF_V
@@ -84,6 +86,10 @@ ckpts_bg() {
             --out $M8 --tokenizer-dir "$T" >$QD/mk.log 2>&1
         for c in "$@"; do
             set -- $c
+            case "$*" in
+            f8h) set -- f8h --format ct-fp8-channel --lm-head ;;
+            g4h) set -- g4h --format gptq --group 128 --lm-head ;;
+            esac
             [ -f $QD/$1/config.json ] || python3 tools/quantize_checkpoint.py $M8 $QD/$1 \
                 "${@:2}" --jobs 12 >$QD/$1.log 2>&1
         done

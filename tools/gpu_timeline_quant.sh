@@ -11,14 +11,7 @@
 set -uo pipefail
 . "$(dirname "$0")/gpu_step.bash" "$@"
 q=${Q:-bf16 f8h g4h}
-ck=()
-for c in $q; do
-    case $c in
-    f8h) ck+=("f8h --format ct-fp8-channel --lm-head") ;;
-    g4h) ck+=("g4h --format gptq --group 128 --lm-head") ;;
-    esac
-done
-ckpts_bg "${ck[@]}"
+ckpts_bg ${q//bf16/}
 tl() { # tl LABEL MODEL ENV...
     local n=$1 mm=$2
     shift 2
