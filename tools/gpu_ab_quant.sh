@@ -9,8 +9,9 @@
 #   2. `bench latency` batch 1 (gpu_step.bash's lat1), ROUNDS interleaved
 #      rounds (default 2): bf16, then per checkpoint each of VARIANTS
 #      ("LABEL ENV=V ...", separated by ";"; default "new X=0") and the
-#      OLD binary.
-# CHECKS=0 skips step 1's tests.
+#      OLD binary (bf16 too).
+# CHECKS=0 skips step 1's tests; TESTS="test_cuda_ops ..." runs those
+# instead (each under run_t, no arguments).
 # usage: tools/gpu_ab_quant.sh BIN_DIR LLAMA3_TOKENIZER_DIR [OLD_CINFER]   (LIMIT, default 560)
 #   e.g. Q=int4 VARIANTS="bf16dec X=0; f16dec CINFER_QFUSE_F16=1" tools/gpu_ab_quant.sh ...
 set -uo pipefail
@@ -25,7 +26,10 @@ for f in $q; do
     esac
 done
 ckpts_bg "${ck[@]}"
-if [ "${CHECKS:-1}" = 1 ]; then
+if [ "${CHECKS:-1}" = 1 ] && [ -n "${TESTS:-}" ]; then
+    echo "== checks $(date +%T)"
+    for t in $TESTS; do run_t 150 ${t#test_} $B/$t; done
+elif [ "${CHECKS:-1}" = 1 ]; then
     echo "== checks $(date +%T)"
     run_t 150 cuda_fused $B/test_cuda_fused
     grep -E "deferred" "$out/cuda_fused.log"
@@ -45,6 +49,7 @@ IFS=';' read -r -a vs <<<"${VARIANTS:-new X=0}"
 echo "== batch-1 decode ($(date +%T))"
 for r in $(seq 1 ${ROUNDS:-2}); do
     lat1 bf16 $M8 X=0 --
+    [ -n "$old" ] && lat_old "bf16 old" $M8
     for c in "${ck[@]}"; do
         for v in "${vs[@]}"; do
             read -r -a a <<<"$v"

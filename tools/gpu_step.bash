@@ -81,6 +81,7 @@ offline1() {
 }
 ckpts_bg() {
     mkdir -p $QD
+    rm -f $QD/ALL # a warm machine's earlier call may have left it, with other checkpoints
     (
         [ -f $M8/config.json ] || python3 tools/make_random_model.py --shape llama-3-8b \
             --out $M8 --tokenizer-dir "$T" >$QD/mk.log 2>&1

@@ -226,13 +226,47 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
     const int64_t sh0 = (int64_t)s * H + (int64_t)g * G; /* (seq, first head) for the workspace */
     __nv_bfloat16 *orow = out + ((int64_t)t * H + (int64_t)g * G) * HD;
     /* the batch metadata above (host uploads, which precede the forward's
-     * first kernel) is read before the PDL wait, and the block-table entry
-     * of the warp's first tile is fetched: the chain qstart -> position ->
-     * block table is off the critical path; the cache itself (the current
-     * token's K/V was just written) and q only after the wait */
-    if (tb + w < te)
-        asm volatile("prefetch.global.L1 [%0];" ::"l"(btab + (int64_t)s * mbps +
-                                                      ((tb + w) * CI_DEC_TILE) / bs));
+     * first kernel) is read before the PDL wait, and so is the cache of every
+     * tile whose keys all precede the current token: no kernel of this
+     * forward writes those rows (the previous kernel writes the current
+     * token's K/V; block copies are stream-ordered before the forward), so
+     * their loads overlap the previous kernel's tail instead of following
+     * it. A tile holding the current key (or clamped onto it) and q wait;
+     * that tile's block-table entry is fetched meanwhile. */
+    const int32_t *bt = btab + (int64_t)s * mbps;
+    const char *kcb = (const char *)kc, *vcb = (const char *)vc;
+    auto load = [&](int ti, ci_dec_kv<NL> &r) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            int kk = ti * CI_DEC_TILE + 8 * h + qr;
+            if (kk > nctx - 1) kk = nctx - 1; /* masked below; stays inside the context */
+            if (kk < kbeg) kk = kbeg;         /* ... and the window */
+            const int bi = kk / bs;
+            /* bytes: lane qc reads 16 of each 64-byte run of the key row */
+            const int64_t base =
+                ((((int64_t)bt[bi] * KV + g) * bs + (kk - bi * bs)) * HD) * ESZ + qc * 16;
+#pragma unroll
+            for (int c = 0; c < NL; c++) {
+                r.k[h][c] = __ldg((const uint4 *)(kcb + base + c * 64));
+                r.v[h][c] = __ldg((const uint4 *)(vcb + base + c * 64));
+            }
+        }
+    };
+
+    /* FP8 prefetches two tiles ahead: a tile is half the bytes, so this keeps
+     * as many bytes in flight per warp as BF16's one tile (in registers that
+     * BF16's second buffer would take) */
+    ci_dec_kv<NL> cur, nxt, nxt2;
+    int ti = tb + w;
+    const int tpre = (nctx - 1) / CI_DEC_TILE; /* tiles [0, tpre) end before the current key */
+    const bool pre0 = PREFETCH && ti < te && ti < tpre;
+    const bool pre1 = PREFETCH && FP8 && ti + NW < te && ti + NW < tpre;
+    if (pre0) load(ti, nxt);
+    if (pre1) load(ti + NW, nxt2);
+    if (!pre0 && ti < te) {
+        const int32_t *bte = bt + (ti * CI_DEC_TILE) / bs;
+        asm volatile("prefetch.global.L1 [%0];" ::"l"(bte));
+    }
     ci_pdl_wait();
     if (tb >= te) { /* no keys in this split (or an empty context) */
         if (nsplit > 1) {
@@ -257,38 +291,13 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
         if (FP8) qf[c] = ci_dec_bf16_to_f16(qf[c]);
     }
 
-    const int32_t *bt = btab + (int64_t)s * mbps;
-    const char *kcb = (const char *)kc, *vcb = (const char *)vc;
-    auto load = [&](int ti, ci_dec_kv<NL> &r) {
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            int kk = ti * CI_DEC_TILE + 8 * h + qr;
-            if (kk > nctx - 1) kk = nctx - 1; /* masked below; stays inside the context */
-            if (kk < kbeg) kk = kbeg;         /* ... and the window */
-            const int bi = kk / bs;
-            /* bytes: lane qc reads 16 of each 64-byte run of the key row */
-            const int64_t base =
-                ((((int64_t)bt[bi] * KV + g) * bs + (kk - bi * bs)) * HD) * ESZ + qc * 16;
-#pragma unroll
-            for (int c = 0; c < NL; c++) {
-                r.k[h][c] = __ldg((const uint4 *)(kcb + base + c * 64));
-                r.v[h][c] = __ldg((const uint4 *)(vcb + base + c * 64));
-            }
-        }
-    };
-
+    if (PREFETCH && ti < te && !pre0) load(ti, nxt);
+    if (PREFETCH && FP8 && ti + NW < te && !pre1) load(ti + NW, nxt2);
     float o[2 * NC][4]; /* O^T m-tiles (c, rp): dims x heads */
 #pragma unroll
     for (int i = 0; i < 2 * NC; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     float m_run = -INFINITY, l_run = 0.0f; /* head qr; l over this lane's keys */
 
-    /* FP8 prefetches two tiles ahead: a tile is half the bytes, so this keeps
-     * as many bytes in flight per warp as BF16's one tile (in registers that
-     * BF16's second buffer would take) */
-    ci_dec_kv<NL> cur, nxt, nxt2;
-    int ti = tb + w;
-    if (PREFETCH && ti < te) load(ti, nxt);
-    if (PREFETCH && FP8 && ti + NW < te) load(ti + NW, nxt2);
     for (; ti < te; ti += NW) {
         if (PREFETCH) {
             cur = nxt;
