@@ -309,6 +309,9 @@ int main(void) {
             /* the 8-bit GEMV's one-wave build (auto) at 2-3 blocks an SM */
             {CI_QW_FP8, 6144, 1024, 128, 3, 0, "fp8 g128, 384 16-row blocks", 0},
             {CI_QW_INT8, 6144, 1024, 128, 3, 0, "int8 g128, 384 16-row blocks", 0},
+            /* the multi-block 8-bit GEMV (below): 3 blocks a CTA, 2 in the last */
+            {CI_QW_FP8, 992, 4096, 4096, 2, 0, "fp8 per row, 4096 columns, 62 blocks", 0},
+            {CI_QW_INT8, 992, 4096, 128, 1, 0, "int8 g128, 4096 columns, 62 blocks", 0},
         };
         for (size_t k = 0; !(ob && *ob == '1') && k < sizeof lng / sizeof lng[0]; k++) {
             ci_qweight h = make_case(&lng[k]);
@@ -318,6 +321,15 @@ int main(void) {
                     check_case(&h, n, n & 1, lng[k].what);
             }
             unsetenv("CINFER_QW_TILE");
+            /* the 8-bit GEMV with 3 16-row blocks a CTA (CINFER_QGEMV_MB),
+             * each slot's loads running across a block's end; the last CTA
+             * with fewer blocks */
+            if (h.format == CI_QW_FP8 || h.format == CI_QW_INT8) {
+                ci_cu_qgemv_fp8tc_mb(2);
+                for (int n = 1; n <= 2; n++)
+                    check_case(&h, n, n & 1, lng[k].what);
+                ci_cu_qgemv_fp8tc_mb(0);
+            }
             free_qw(&h);
         }
         /* the INT4 warpgroup-MMA GEMM (Hopper; elsewhere the paths above):

@@ -67,6 +67,8 @@
 #include "backend/cuda/rope_epi.cuh"
 #include "util/qweight.h"
 
+#include <stdlib.h>
+
 #define FT_WARPS 8
 #define FT_U 8
 #define FT_XSCALE 0.0625f /* x is staged as f16 x * 2^-4 */
@@ -146,12 +148,15 @@ __device__ __forceinline__ void ft_tile(float *c, uint4 a, uint4 b, uint4 x0, ui
 /* U tiles in flight per warp; ROLL: reloaded one by one (else U loaded,
  * then U used); MINB: CTAs an SM the registers are capped for; EPI: 0, the
  * rope epilogue with a BF16 (1) or E4M3 (2) cache, or SwiGLU (3) (BF16 y,
- * no acc) */
-template <int FMT, int N, typename OutT, int U, bool ROLL, int MINB = 1, int EPI = 0>
+ * no acc). MB (EPI 0 or 3, ROLL, K / 64 a multiple of 8 U): the CTA takes
+ * bpc consecutive 16-row blocks, its x staged once, each slot's next tile
+ * loaded across a block's end (see ci_cu_qgemv_fp8tc_mb) */
+template <int FMT, int N, typename OutT, int U, bool ROLL, int MINB = 1, int EPI = 0,
+          bool MB = false>
 __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
     qgemv_fp8tc_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
                        const float *__restrict__ bias, OutT *__restrict__ y, int gshift, int acc,
-                       ft_pro pro, ci_cu_rope_epi rope) {
+                       ft_pro pro, ci_cu_rope_epi rope, int bpc) {
     extern __shared__ uint4 fxs[]; /* [N][K / 8]: x (or its prologue's output) as f16 * 2^-4 */
     __shared__ float red[FT_WARPS][16][N];
     __shared__ float nred[32];            /* the norm's warp sums */
@@ -186,7 +191,29 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
         for (int u = 0; u < U; u++)
             load1(u, kt0 + u * FT_WARPS);
     };
-    load(warp);
+    /* MB: slot u of the warp's tile kt of the block whose rows g, g + 8 start
+     * at qa0 / qb0 (scales sa0 / sb0); the next block's are dq uint4 and ds
+     * floats on (EPI 3: 8 rows, else 16; the launcher asks whole blocks) */
+    const int64_t b0 = MB ? (int64_t)blockIdx.x * bpc : 0, nblk = out / 16;
+    const int64_t dq = (EPI == 3 ? 8 : 16) * (int64_t)(K / 16), ds = (EPI == 3 ? 8 : 16) * ng;
+    const uint4 *qa0 = (const uint4 *)w.q + (EPI == 3 ? 8 * b0 + g : 16 * b0 + g) * (K / 16) + t;
+    const uint4 *qb0 = qa0 + (EPI == 3 ? (int64_t)(out / 2) : 8) * (K / 16);
+    const float *sa0 = w.scales + (EPI == 3 ? 8 * b0 + g : 16 * b0 + g) * ng;
+    const float *sb0 = sa0 + (EPI == 3 ? (int64_t)(out / 2) : 8) * ng;
+    auto load_mb = [&](int u, int64_t o, int64_t os, int kt) {
+        qa[u] = __ldcs(qa0 + o + 4 * kt);
+        qb[u] = __ldcs(qb0 + o + 4 * kt);
+        const int gi = kt >> gshift;
+        fa[u] = __ldg(sa0 + os + gi);
+        fb[u] = __ldg(sb0 + os + gi);
+    };
+    if constexpr (MB) {
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            load_mb(u, 0, 0, warp + u * FT_WARPS);
+    } else {
+        load(warp);
+    }
     ci_pdl_trigger();
     ci_pdl_wait();
     {
@@ -207,6 +234,58 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
     /* the lane's x: token g (N - 1 for lanes of tokens >= N: their C
      * columns are never stored), columns 16 t .. of each tile */
     const uint4 *xr = fxs + (int64_t)min(g, N - 1) * (K / 8) + 2 * t;
+    const bool defer = pro.pro == CI_CU_PRO_RMSNORM_DEFER;
+    if constexpr (MB) { /* the warp's nt tiles of each block; slot u holds tiles m = u mod U */
+        static_assert(ROLL && (EPI == 0 || EPI == 3), "MB: rolling loads, EPI 0 or 3");
+        const int nt = tiles / FT_WARPS;
+        int64_t o = 0, os = 0; /* the block's offsets from qa0 / sa0 */
+        for (int j = 0; j < bpc && b0 + j < nblk; j++, o += dq, os += ds) {
+            const int64_t b = b0 + j;
+            const bool more = j + 1 < bpc && b + 1 < nblk;
+            float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            for (int m0 = 0; m0 < nt; m0 += U) {
+#pragma unroll
+                for (int u = 0; u < U; u++) {
+                    const int kt = warp + (m0 + u) * FT_WARPS;
+                    float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                    ft_tile<FMT>(c, qa[u], qb[u], xr[8 * kt], xr[8 * kt + 1]);
+                    tot[0] = fmaf(fa[u], c[0], tot[0]);
+                    tot[1] = fmaf(fa[u], c[1], tot[1]);
+                    tot[2] = fmaf(fb[u], c[2], tot[2]);
+                    tot[3] = fmaf(fb[u], c[3], tot[3]);
+                    /* the slot's next tile: U on in this block, else in the next one */
+                    if (m0 + U < nt)
+                        load_mb(u, o, os, kt + U * FT_WARPS);
+                    else if (more)
+                        load_mb(u, o + dq, os + ds, warp + u * FT_WARPS);
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                tot[i] *= 1.0f / FT_XSCALE;
+            auto scale = [&](int n, float sum) {
+                return defer ? sum * ci_defer_inv<FT_WARPS>(nred, n, K, pro.eps) : sum;
+            };
+            if constexpr (EPI == 3) {
+                auto row = [&](int lr) -> int64_t {
+                    return (lr < 8 ? 0 : out / 2 - 8) + 8 * b + lr;
+                };
+                qt_epi<N, FT_WARPS, 3>(red, ys, tot, row, scale, bias, (__nv_bfloat16 *)y, out,
+                                       rope, b);
+            } else { /* qt_reduce's stores with the scale; red free again after the barrier */
+                qt_red_put<N>(red, tot);
+                __syncthreads();
+                if (threadIdx.x < 16 * N) {
+                    const int r = threadIdx.x / N, n = threadIdx.x % N;
+                    const int64_t rr = 16 * b + r;
+                    const float sum = scale(n, qt_red_sum<N, FT_WARPS>(red, r, n));
+                    ci_st_out(y + (int64_t)n * out, rr, bias ? sum + bias[rr] : sum, acc);
+                }
+                __syncthreads();
+            }
+        }
+        return;
+    }
     float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int kt0 = warp; kt0 < tiles; kt0 += U * FT_WARPS) {
         if (!ROLL && kt0 != warp) load(kt0);
@@ -228,7 +307,6 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
 #pragma unroll
     for (int i = 0; i < 4; i++)
         tot[i] *= 1.0f / FT_XSCALE;
-    const bool defer = pro.pro == CI_CU_PRO_RMSNORM_DEFER;
     if constexpr (EPI == 0) {
         if (!defer) {
             qt_reduce<N, FT_WARPS>(red, tot, r0, out, bias, y, acc);
@@ -254,7 +332,8 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
             else
                 return ci_rope_rows(rope, blockIdx.x).row(rope, lr);
         };
-        qt_epi<N, FT_WARPS, EPI>(red, ys, tot, row, scale, bias, (__nv_bfloat16 *)y, out, rope);
+        qt_epi<N, FT_WARPS, EPI>(red, ys, tot, row, scale, bias, (__nv_bfloat16 *)y, out, rope,
+                                 blockIdx.x);
     }
 }
 
@@ -268,19 +347,50 @@ extern "C" int ci_cu_qgemv_fp8tc_ok(const ci_qweight *w, int n, int x_bf16, cons
     return ((uintptr_t)w->q & 15) == 0 && ((uintptr_t)x & 15) == 0;
 }
 
-template <int N, typename OutT, int U, bool ROLL, int MINB = 1, int EPI = 0>
+template <int N, typename OutT, int U, bool ROLL, int MINB = 1, int EPI = 0, bool MB = false>
 static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias,
-                        void *y, int acc, ft_pro pro, const ci_cu_rope_epi &rope) {
-    auto k = w->format == CI_QW_INT8 ? qgemv_fp8tc_kernel<CI_QW_INT8, N, OutT, U, ROLL, MINB, EPI>
-                                     : qgemv_fp8tc_kernel<CI_QW_FP8, N, OutT, U, ROLL, MINB, EPI>;
+                        void *y, int acc, ft_pro pro, const ci_cu_rope_epi &rope, int bpc = 1) {
+    auto k = w->format == CI_QW_INT8
+                 ? qgemv_fp8tc_kernel<CI_QW_INT8, N, OutT, U, ROLL, MINB, EPI, MB>
+                 : qgemv_fp8tc_kernel<CI_QW_FP8, N, OutT, U, ROLL, MINB, EPI, MB>;
     const size_t smem = (size_t)N * (size_t)w->cols * 2;
     const cudaError_t e = ci_cu_smem_optin(k, smem);
     if (e != cudaSuccess) return e;
     const int gshift = qt_group_shift(w, 64);
-    const unsigned grid = (unsigned)((w->rows + 15) / 16);
+    const int64_t blocks = (w->rows + 15) / 16;
+    const unsigned grid = (unsigned)(MB ? (blocks + bpc - 1) / bpc : blocks);
     ci_cu_launch(k, grid, FT_WARPS * 32, smem, st, *w, (const __nv_bfloat16 *)x, bias, (OutT *)y,
-                 gshift, acc, pro, rope);
+                 gshift, acc, pro, rope, MB ? bpc : 1);
     return cudaGetLastError();
+}
+
+/* Blocks a CTA for the multi-block build (MB), 1 for the others.
+ * CINFER_QGEMV_MB: 0 (the default until measured) off; 1 where the 16-row
+ * blocks are more than 3 an SM (past waves3's one-wave build; Llama-3-8B's
+ * gate|up: 1792 blocks, 6.8 waves of CTAs that each stage x, stream 64 KB
+ * and end, the SM's loads idle between one CTA's last tile and the next
+ * CTA's first): ceil(blocks / 2 SMs) a CTA, one wave (the build capped at
+ * 128 registers, 2 CTAs an SM), every slot's loads running on across a
+ * block's end; 2 (tests) 3 blocks a CTA wherever the shape allows. The
+ * shape: whole 16-row blocks, K / 64 tiles a multiple of FT_WARPS * FT_U
+ * (each warp's tiles of a block a whole number of slot rounds), EPI 0 or 3. */
+static int g_mb = -1;
+extern "C" void ci_cu_qgemv_fp8tc_mb(int mode) {
+    g_mb = mode;
+}
+static int fp8tc_bpc(const ci_qweight *w, int num_sms, int epi) {
+    if (g_mb < 0) {
+        const char *e = getenv("CINFER_QGEMV_MB");
+        g_mb = e ? atoi(e) : 0;
+    }
+    const int64_t blocks = (w->rows + 15) / 16;
+    if (!g_mb || (epi != 0 && epi != 3) || (w->cols / 64) % (FT_WARPS * FT_U) || w->rows % 16 ||
+        blocks < 2)
+        return 1;
+    if (g_mb == 2) return 3;
+    const int64_t slots = 2 * (int64_t)num_sms;
+    if (num_sms <= 0 || blocks <= 3 * (int64_t)num_sms) return 1; /* one or two waves (waves3) */
+    return (int)((blocks + slots - 1) / slots);
 }
 
 /* old: the kernel as it was before the rolling loads (4 tiles loaded, then
@@ -291,9 +401,12 @@ static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, con
  * capped for 3 CTAs an SM run them in one */
 template <int N, typename OutT>
 static int fp8tc_u(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias, void *y,
-                   int acc, int old, int waves3, ft_pro pro) {
+                   int acc, int old, int waves3, ft_pro pro, int bpc) {
     const ci_cu_rope_epi none = {};
     if (old) return fp8tc_launch<N, OutT, 4, false>(st, w, x, bias, y, acc, pro, none);
+    if (bpc > 1)
+        return fp8tc_launch<N, OutT, FT_U, true, 2, 0, true>(st, w, x, bias, y, acc, pro, none,
+                                                             bpc);
     if (waves3) return fp8tc_launch<N, OutT, 4, true, 3>(st, w, x, bias, y, acc, pro, none);
     return fp8tc_launch<N, OutT, FT_U, true>(st, w, x, bias, y, acc, pro, none);
 }
@@ -301,8 +414,11 @@ static int fp8tc_u(ci_cu_stream st, const ci_qweight *w, const void *x, const fl
 /* the epilogues' builds (rope, SwiGLU: BF16 y, the rolling loads) */
 template <int N, int EPI>
 static int fp8tc_epi(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias,
-                     void *y, int waves3, ft_pro pro, const ci_cu_rope_epi &rope) {
+                     void *y, int waves3, ft_pro pro, const ci_cu_rope_epi &rope, int bpc = 1) {
     using B = __nv_bfloat16;
+    if constexpr (EPI == 3)
+        if (bpc > 1)
+            return fp8tc_launch<N, B, FT_U, true, 2, 3, true>(st, w, x, bias, y, 0, pro, rope, bpc);
     if (waves3) return fp8tc_launch<N, B, 4, true, 3, EPI>(st, w, x, bias, y, 0, pro, rope);
     return fp8tc_launch<N, B, FT_U, true, 1, EPI>(st, w, x, bias, y, 0, pro, rope);
 }
@@ -340,10 +456,11 @@ extern "C" int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const ci_qweight 
                        pro == CI_CU_PRO_RMSNORM ? ci_cu_rmsnorm_vpt(w->cols, norm_w) : 0};
     const int64_t blocks = (w->rows + 15) / 16;
     const int w3 = num_sms > 0 && blocks > 2 * (int64_t)num_sms && blocks <= 3 * (int64_t)num_sms;
+    const int bpc = old || ro ? 1 : fp8tc_bpc(w, num_sms, swiglu ? 3 : 0);
     if (swiglu) {
         const ci_cu_rope_epi none = {};
-        return n == 1 ? fp8tc_epi<1, 3>(st, w, x, bias, y, w3, fp, none)
-                      : fp8tc_epi<2, 3>(st, w, x, bias, y, w3, fp, none);
+        return n == 1 ? fp8tc_epi<1, 3>(st, w, x, bias, y, w3, fp, none, bpc)
+                      : fp8tc_epi<2, 3>(st, w, x, bias, y, w3, fp, none, bpc);
     }
     if (ro) {
         if (n == 1)
@@ -353,8 +470,8 @@ extern "C" int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const ci_qweight 
                             : fp8tc_epi<2, 1>(st, w, x, bias, y, w3, fp, *rope);
     }
     if (n == 1)
-        return f32_out ? fp8tc_u<1, float>(st, w, x, bias, y, acc, old, w3, fp)
-                       : fp8tc_u<1, __nv_bfloat16>(st, w, x, bias, y, acc, old, w3, fp);
-    return f32_out ? fp8tc_u<2, float>(st, w, x, bias, y, acc, old, w3, fp)
-                   : fp8tc_u<2, __nv_bfloat16>(st, w, x, bias, y, acc, old, w3, fp);
+        return f32_out ? fp8tc_u<1, float>(st, w, x, bias, y, acc, old, w3, fp, bpc)
+                       : fp8tc_u<1, __nv_bfloat16>(st, w, x, bias, y, acc, old, w3, fp, bpc);
+    return f32_out ? fp8tc_u<2, float>(st, w, x, bias, y, acc, old, w3, fp, bpc)
+                   : fp8tc_u<2, __nv_bfloat16>(st, w, x, bias, y, acc, old, w3, fp, bpc);
 }

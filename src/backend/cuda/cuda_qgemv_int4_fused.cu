@@ -154,7 +154,7 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
     qt_epi<N, W, EPI>(
         red, ys, tot, [&](int lr) { return (lr < 8 ? ha : hb) + (lr & 7); },
         [&](int n, float sum) { return sum * ci_defer_inv<W>(nred, n, K, eps); }, bias, y, out,
-        rope);
+        rope, blockIdx.x);
 }
 
 extern "C" int ci_cu_qgemv_int4_fused_ok(const ci_qweight *w, int n, const void *x,

@@ -18,14 +18,16 @@
 
 /* tot: the thread's C fragment sums; red / ys: the kernel's shared arrays;
  * row(lr): the weight row of the CTA's row lr (its bias, EPI 0's store;
- * EPI 1 / 2 store at ci_rope_rows' rows, EPI 3 at unit 8 blockIdx.x + lr);
+ * EPI 1 / 2 store at ci_rope_rows' rows, EPI 3 at unit 8 blk + lr);
  * scale(n, s): token n's sum s scaled (by the deferred norm's 1 / rms, or
- * s as it is). Every thread of the CTA calls it (two barriers). */
+ * s as it is); blk: the CTA's 16-row block (blockIdx.x, or the block a
+ * CTA of several is at). Every thread of the CTA calls it (two barriers;
+ * red may be written again once it returns). */
 template <int N, int W, int EPI, typename Row, typename Scale>
 __device__ __forceinline__ void qt_epi(float (*red)[16][N], float (*ys)[N], const float *tot,
                                        Row row, Scale scale, const float *__restrict__ bias,
                                        __nv_bfloat16 *__restrict__ y, int out,
-                                       const ci_cu_rope_epi &rope) {
+                                       const ci_cu_rope_epi &rope, int64_t blk) {
     qt_red_put<N>(red, tot);
     __syncthreads();
     const int lr = threadIdx.x / N, n = threadIdx.x % N;
@@ -39,12 +41,11 @@ __device__ __forceinline__ void qt_epi(float (*red)[16][N], float (*ys)[N], cons
     } else if constexpr (EPI == 3) {
         if (threadIdx.x < 8 * N) { /* swiglu_vec_kernel's arithmetic (ci_swiglu8) */
             const float a = ys[lr][n], b = ys[lr + 8][n];
-            ci_st(y + (int64_t)n * (out / 2), 8 * (int64_t)blockIdx.x + lr,
-                  a / (1.0f + __expf(-a)) * b);
+            ci_st(y + (int64_t)n * (out / 2), 8 * blk + lr, a / (1.0f + __expf(-a)) * b);
         }
     } else if (threadIdx.x < 16 * N) {
         using TC = typename std::conditional<EPI == 2, uint8_t, __nv_bfloat16>::type;
-        const ci_rope_rows rr(rope, blockIdx.x);
+        const ci_rope_rows rr(rope, (int)blk);
         const int i = rr.pair(lr);
         const float *cs = rope.cos_sin + (int64_t)rope.positions[n] * rope.hd;
         ci_rope_epi_put<TC>(rope, rr.head, rr.dim(rope, lr), lr < 8, ys[lr][n], ys[lr ^ 8][n],
