@@ -11,7 +11,7 @@
 #      ("LABEL ENV=V ...", separated by ";"; default "new X=0") and the
 #      OLD binary (bf16 too).
 # CHECKS=0 skips step 1's tests; TESTS="test_cuda_ops ..." runs those
-# instead (each under run_t, no arguments).
+# instead (each under run_t with CINFER_TEST_NO_BENCH=1, no arguments).
 # usage: tools/gpu_ab_quant.sh BIN_DIR LLAMA3_TOKENIZER_DIR [OLD_CINFER]   (LIMIT, default 560)
 #   e.g. Q=int4 VARIANTS="bf16dec X=0; f16dec CINFER_QFUSE_F16=1" tools/gpu_ab_quant.sh ...
 set -uo pipefail
@@ -28,7 +28,7 @@ done
 ckpts_bg "${ck[@]}"
 if [ "${CHECKS:-1}" = 1 ] && [ -n "${TESTS:-}" ]; then
     echo "== checks $(date +%T)"
-    for t in $TESTS; do run_t 150 ${t#test_} $B/$t; done
+    for t in $TESTS; do run_t 150 ${t#test_} env CINFER_TEST_NO_BENCH=1 $B/$t; done
 elif [ "${CHECKS:-1}" = 1 ]; then
     echo "== checks $(date +%T)"
     run_t 150 cuda_fused $B/test_cuda_fused
