@@ -566,12 +566,13 @@ static void defer_pass(void) {
     swiglu_cases();
     rope_cases();
     ci_cu_qgemv_int4_fused_two(0);
-    /* the 8-bit GEMV with 3 16-row blocks a CTA (CINFER_QGEMV_MB) where the
-     * columns allow (4096, 12288: whole rounds of its rolling slots) */
-    ci_cu_qgemv_fp8tc_mb(2);
+    /* the 8-bit GEMV and INT4's fused one with 3 16-row blocks a CTA
+     * (CINFER_QGEMV_MB) where the columns allow (4096, 12288: whole rounds
+     * of their rolling slots) */
+    ci_cu_qgemv_mb(2);
     tc8_prologue_cases();
     swiglu_cases();
-    ci_cu_qgemv_fp8tc_mb(0);
+    ci_cu_qgemv_mb(0);
     /* the deferred path ran: 8-bit cases came out not bit-equal */
     CHECKF(differs >= 8, "deferred norm: only %d cases differ from the classic ops", differs);
     CHECK_OK(gpu->ops->sync(gpu));

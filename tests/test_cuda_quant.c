@@ -325,10 +325,10 @@ int main(void) {
              * each slot's loads running across a block's end; the last CTA
              * with fewer blocks */
             if (h.format == CI_QW_FP8 || h.format == CI_QW_INT8) {
-                ci_cu_qgemv_fp8tc_mb(2);
+                ci_cu_qgemv_mb(2);
                 for (int n = 1; n <= 2; n++)
                     check_case(&h, n, n & 1, lng[k].what);
-                ci_cu_qgemv_fp8tc_mb(0);
+                ci_cu_qgemv_mb(0);
             }
             free_qw(&h);
         }

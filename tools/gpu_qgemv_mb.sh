@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# gpu_qgemv_mb.sh — one device call for the 8-bit GEMV's multi-block build
-# (CINFER_QGEMV_MB=1, docs/kernels/qmatmul.md: several 16-row blocks a CTA,
-# one wave, the rolling loads running across a block's end):
+# gpu_qgemv_mb.sh — one device call for the multi-block builds of the 8-bit
+# GEMV and INT4's fused one (CINFER_QGEMV_MB=1, docs/kernels/qmatmul.md:
+# several 16-row blocks a CTA, one wave, the rolling loads running across a
+# block's end):
 #   1. test_cuda_quant's GEMV bench (no model), FP8 one group a row (as the
 #      FP8 per-channel checkpoints), n = 1, without and with it, twice;
-#   2. test_cuda_fused and test_cuda_quant (both run the build forced) while
-#      the Llama-3-8B shape and its FP8 + head checkpoint are made;
-#   3. batch-1 decode, FP8 + head, without and with it (gpu_ab_quant.sh).
+#   2. test_cuda_fused and test_cuda_quant (both run the builds forced)
+#      while the Llama-3-8B shape and its FP8 / INT4 + head checkpoints are
+#      made;
+#   3. batch-1 decode, FP8 and INT4 + head, without and with it
+#      (gpu_ab_quant.sh; Q=fp8 for FP8 alone).
 # usage: tools/gpu_qgemv_mb.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
 set -uo pipefail
 . "$(dirname "$0")/gpu_step.bash" "$@"
-ckpts_bg f8h
+q=${Q:-fp8 int4}
+ck=${q//fp8/f8h}
+ckpts_bg ${ck//int4/g4h} # started now; gpu_ab_quant.sh's own call waits for this one
 echo "== GEMV bench ($(date +%T))"
 for r in 1 2; do
     for v in 0 1; do
@@ -19,5 +24,5 @@ for r in 1 2; do
             $B/test_cuda_quant 2>&1 | grep -E "GEMV.*(auto|tc,)"
     done
 done
-Q=fp8 TESTS="test_cuda_fused test_cuda_quant" VARIANTS="off X=0; mb CINFER_QGEMV_MB=1" \
+Q=$q TESTS="test_cuda_fused test_cuda_quant" VARIANTS="off X=0; mb CINFER_QGEMV_MB=1" \
     LIMIT=$(left) "$(dirname "$0")/gpu_ab_quant.sh" "$@"

@@ -83,6 +83,7 @@ ckpts_bg() {
     mkdir -p $QD
     rm -f $QD/ALL # a warm machine's earlier call may have left it, with other checkpoints
     (
+        flock 9 # one maker at a time: a second call waits, then finds them made
         [ -f $M8/config.json ] || python3 tools/make_random_model.py --shape llama-3-8b \
             --out $M8 --tokenizer-dir "$T" >$QD/mk.log 2>&1
         for c in "$@"; do
@@ -95,5 +96,5 @@ ckpts_bg() {
                 "${@:2}" --jobs 12 >$QD/$1.log 2>&1
         done
         touch $QD/ALL
-    ) &
+    ) 9>$QD/.lock &
 }

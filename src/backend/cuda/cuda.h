@@ -22,11 +22,12 @@ void ci_cu_qgemm_int4_range(int min_n, int max_n);
  * never (the default; CINFER_QFUSE_TC2 is read at the first call otherwise),
  * 1 for weights of 4+ 16-row blocks an SM, 2 always (tests) */
 void ci_cu_qgemv_int4_fused_two(int mode);
-/* The 8-bit tensor-core GEMV (cuda_qgemv_fp8.cu) with several 16-row blocks
- * a CTA: 0 never (the default; CINFER_QGEMV_MB is read at the first call
- * otherwise), 1 where the blocks exceed 2 CTAs an SM, 2 three a CTA
- * wherever the shape allows (tests) */
-void ci_cu_qgemv_fp8tc_mb(int mode);
+/* The 8-bit tensor-core GEMV (cuda_qgemv_fp8.cu) and INT4's fused one
+ * (cuda_qgemv_int4_fused.cu) with several 16-row blocks a CTA: 0 never (the
+ * default; CINFER_QGEMV_MB is read at the first call otherwise), 1 where
+ * the blocks exceed 3 an SM, 2 three a CTA wherever the shape allows
+ * (tests) */
+void ci_cu_qgemv_mb(int mode);
 /* GEMMs the skinny BF16 kernel (CINFER_SKINNY) ran on this backend so far:
  * tests check that a case took it */
 long long ci_cuda_skinny_calls(const struct ci_backend *be);

@@ -150,7 +150,7 @@ __device__ __forceinline__ void ft_tile(float *c, uint4 a, uint4 b, uint4 x0, ui
  * rope epilogue with a BF16 (1) or E4M3 (2) cache, or SwiGLU (3) (BF16 y,
  * no acc). MB (EPI 0 or 3, ROLL, K / 64 a multiple of 8 U): the CTA takes
  * bpc consecutive 16-row blocks, its x staged once, each slot's next tile
- * loaded across a block's end (see ci_cu_qgemv_fp8tc_mb) */
+ * loaded across a block's end (see fp8tc_bpc) */
 template <int FMT, int N, typename OutT, int U, bool ROLL, int MINB = 1, int EPI = 0,
           bool MB = false>
 __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
@@ -375,14 +375,18 @@ static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, con
  * shape: whole 16-row blocks, K / 64 tiles a multiple of FT_WARPS * FT_U
  * (each warp's tiles of a block a whole number of slot rounds), EPI 0 or 3. */
 static int g_mb = -1;
-extern "C" void ci_cu_qgemv_fp8tc_mb(int mode) {
+extern "C" void ci_cu_qgemv_mb(int mode) {
     g_mb = mode;
 }
-static int fp8tc_bpc(const ci_qweight *w, int num_sms, int epi) {
+extern "C" int ci_cu_qgemv_mb_mode(void) {
     if (g_mb < 0) {
         const char *e = getenv("CINFER_QGEMV_MB");
         g_mb = e ? atoi(e) : 0;
     }
+    return g_mb;
+}
+static int fp8tc_bpc(const ci_qweight *w, int num_sms, int epi) {
+    ci_cu_qgemv_mb_mode();
     const int64_t blocks = (w->rows + 15) / 16;
     if (!g_mb || (epi != 0 && epi != 3) || (w->cols / 64) % (FT_WARPS * FT_U) || w->rows % 16 ||
         blocks < 2)

@@ -59,12 +59,16 @@ struct qf_item {
 /* TWO: 4 warps a CTA whose tiles are double-buffered two at a time (the
  * tc2 kernel's shape: more CTAs an SM, each staging with fewer threads),
  * else 8 warps with QF_U rolling slots (the tc kernel's) */
-template <int N, int EPI, int MINB, bool TWO = false>
+/* MB (EPI 0 or 3, the tc shape, K / 128 a multiple of QF_WARPS * QF_U): the
+ * CTA takes bpc consecutive 16-row blocks with x staged once, each slot's
+ * next tile the next block's once this block's are used (as the 8-bit
+ * GEMV's MB build; qf_launch) */
+template <int N, int EPI, int MINB, bool TWO = false, bool MB = false>
 __global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
     qgemv_int4_fused_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
                             const float *__restrict__ bias, __nv_bfloat16 *__restrict__ y,
                             int gshift, const float *__restrict__ norm_w, float eps,
-                            ci_cu_rope_epi rope) {
+                            ci_cu_rope_epi rope, int bpc) {
     constexpr int W = TWO ? QF2_WARPS : QF_WARPS;
     extern __shared__ uint4 xs[]; /* [N][K / 8]: BF16(x * norm_w) */
     __shared__ float red[W][16][N];
@@ -99,10 +103,34 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
         it[u].sa = __ldg(sa + gi);
         it[u].sb = __ldg(sb + gi);
     };
+    /* MB: block b's halves (first rows xa, xb as EPI 0 / 3 place them), the
+     * tile kt of slot u */
+    const int64_t b0 = MB ? (int64_t)blockIdx.x * bpc : 0, nblk = out / 16;
+    auto halves = [&](int64_t b, int64_t &xa, int64_t &xb) {
+        xa = EPI == 3 ? 8 * b : 16 * b;
+        xb = EPI == 3 ? out / 2 + xa : xa + 8;
+    };
+    auto load_at = [&](int u, int64_t xa, int64_t xb, int kt) {
+        const int gi = kt >> gshift;
+        it[u].a = __ldcs(qf_half(w, xa, g, t) + 64 * kt);
+        it[u].b = __ldcs(qf_half(w, xb, g, t) + 64 * kt);
+        it[u].za = __ldg(w.zeros + (xa + g) * ng + gi);
+        it[u].zb = __ldg(w.zeros + (xb + g) * ng + gi);
+        it[u].sa = __ldg(w.scales + (xa + g) * ng + gi);
+        it[u].sb = __ldg(w.scales + (xb + g) * ng + gi);
+    };
     /* the first tiles before the PDL wait (weights are constant) */
+    if constexpr (MB) {
+        int64_t xa, xb;
+        halves(b0, xa, xb);
 #pragma unroll
-    for (int u = 0; u < 4; u++)
-        load(u, warp + u * W);
+        for (int u = 0; u < QF_U; u++)
+            load_at(u, xa, xb, warp + u * W);
+    } else {
+#pragma unroll
+        for (int u = 0; u < 4; u++)
+            load(u, warp + u * W);
+    }
     ci_pdl_trigger();
     ci_pdl_wait();
     ci_defer_stage<N>(x, K, norm_w, nred, [&](int e, const float *f) {
@@ -117,6 +145,40 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
     /* the lane's x: token g (N - 1 for lanes of tokens >= N: their C
      * columns are never stored), columns 128 kt + 32 t .. */
     const uint4 *xr = xs + (int64_t)min(g, N - 1) * (K / 8) + 4 * t;
+    auto scale = [&](int n, float sum) { return sum * ci_defer_inv<W>(nred, n, K, eps); };
+    if constexpr (MB) { /* the warp's nt tiles of each block; slot u holds tiles m = u mod QF_U */
+        static_assert(!TWO && (EPI == 0 || EPI == 3), "MB: the tc shape, EPI 0 or 3");
+        const int nt = tiles / W;
+        for (int j = 0; j < bpc && b0 + j < nblk; j++) {
+            const int64_t b = b0 + j;
+            const bool more = j + 1 < bpc && b + 1 < nblk;
+            int64_t xa, xb, na = 0, nb = 0;
+            halves(b, xa, xb);
+            if (more) halves(b + 1, na, nb);
+            float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            for (int m0 = 0; m0 < nt; m0 += QF_U) {
+#pragma unroll
+                for (int u = 0; u < QF_U; u++) {
+                    const int kt = warp + (m0 + u) * W;
+                    float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                    qt_tile<true>(c, it[u].a, it[u].b, qt_zz((int)it[u].za), qt_zz((int)it[u].zb),
+                                  xr + 16 * kt);
+                    tot[0] = fmaf(it[u].sa, c[0], tot[0]);
+                    tot[1] = fmaf(it[u].sa, c[1], tot[1]);
+                    tot[2] = fmaf(it[u].sb, c[2], tot[2]);
+                    tot[3] = fmaf(it[u].sb, c[3], tot[3]);
+                    if (m0 + QF_U < nt)
+                        load_at(u, xa, xb, kt + QF_U * W);
+                    else if (more)
+                        load_at(u, na, nb, warp + u * W);
+                }
+            }
+            qt_epi<N, W, EPI>(
+                red, ys, tot, [&](int lr) { return (lr < 8 ? xa : xb) + (lr & 7); }, scale, bias, y,
+                out, rope, b);
+        }
+        return;
+    }
     float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     /* tot += tile kt's scaled sums (slot u) */
     auto step = [&](int u, int kt) {
@@ -152,8 +214,7 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
         }
     }
     qt_epi<N, W, EPI>(
-        red, ys, tot, [&](int lr) { return (lr < 8 ? ha : hb) + (lr & 7); },
-        [&](int n, float sum) { return sum * ci_defer_inv<W>(nred, n, K, eps); }, bias, y, out,
+        red, ys, tot, [&](int lr) { return (lr < 8 ? ha : hb) + (lr & 7); }, scale, bias, y, out,
         rope, blockIdx.x);
 }
 
@@ -191,17 +252,38 @@ static int qf_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const 
         const char *e = getenv("CINFER_QFUSE_TC2");
         g_qf_two = e ? atoi(e) : 0;
     }
+    /* several blocks a CTA (ci_cu_qgemv_mb): ceil(blocks / 2 SMs), one wave
+     * of CTAs capped for 2 an SM, where the blocks exceed 3 an SM; 3 (tests) */
+    const int mb = (EPI == 0 || EPI == 3) && (w->cols / 128) % (QF_WARPS * QF_U) == 0
+                       ? ci_cu_qgemv_mb_mode()
+                       : 0;
+    int bpc = 1;
+    if (mb == 2 && grid >= 2u)
+        bpc = 3;
+    else if (mb == 1 && num_sms > 0 && grid > 3u * (unsigned)num_sms)
+        bpc = (int)((grid + 2u * (unsigned)num_sms - 1) / (2u * (unsigned)num_sms));
+    if constexpr (EPI == 0 || EPI == 3)
+        if (bpc > 1) {
+            ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, 2, false, true>,
+                         (grid + (unsigned)bpc - 1) / (unsigned)bpc, QF_WARPS * 32, smem, st, *w,
+                         (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps,
+                         rope, bpc);
+            return cudaGetLastError();
+        }
     if (g_qf_two == 2 || (g_qf_two == 1 && num_sms > 0 && grid >= 4u * (unsigned)num_sms))
         ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, 1, true>, grid, QF2_WARPS * 32, smem, st, *w,
-                     (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps, rope);
+                     (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps, rope,
+                     1);
     /* registers capped for 3 CTAs an SM where the blocks are 2-3 an SM (one
      * wave, as the tc kernel's choice for q|k|v) */
     else if (num_sms > 0 && grid > 2u * (unsigned)num_sms && grid <= 3u * (unsigned)num_sms)
         ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, 3>, grid, QF_WARPS * 32, smem, st, *w,
-                     (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps, rope);
+                     (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps, rope,
+                     1);
     else
         ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, 1>, grid, QF_WARPS * 32, smem, st, *w,
-                     (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps, rope);
+                     (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps, rope,
+                     1);
     return cudaGetLastError();
 }
 
