@@ -146,39 +146,6 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
      * columns are never stored), columns 128 kt + 32 t .. */
     const uint4 *xr = xs + (int64_t)min(g, N - 1) * (K / 8) + 4 * t;
     auto scale = [&](int n, float sum) { return sum * ci_defer_inv<W>(nred, n, K, eps); };
-    if constexpr (MB) { /* the warp's nt tiles of each block; slot u holds tiles m = u mod QF_U */
-        static_assert(!TWO && (EPI == 0 || EPI == 3), "MB: the tc shape, EPI 0 or 3");
-        const int nt = tiles / W;
-        for (int j = 0; j < bpc && b0 + j < nblk; j++) {
-            const int64_t b = b0 + j;
-            const bool more = j + 1 < bpc && b + 1 < nblk;
-            int64_t xa, xb, na = 0, nb = 0;
-            halves(b, xa, xb);
-            if (more) halves(b + 1, na, nb);
-            float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            for (int m0 = 0; m0 < nt; m0 += QF_U) {
-#pragma unroll
-                for (int u = 0; u < QF_U; u++) {
-                    const int kt = warp + (m0 + u) * W;
-                    float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-                    qt_tile<true>(c, it[u].a, it[u].b, qt_zz((int)it[u].za), qt_zz((int)it[u].zb),
-                                  xr + 16 * kt);
-                    tot[0] = fmaf(it[u].sa, c[0], tot[0]);
-                    tot[1] = fmaf(it[u].sa, c[1], tot[1]);
-                    tot[2] = fmaf(it[u].sb, c[2], tot[2]);
-                    tot[3] = fmaf(it[u].sb, c[3], tot[3]);
-                    if (m0 + QF_U < nt)
-                        load_at(u, xa, xb, kt + QF_U * W);
-                    else if (more)
-                        load_at(u, na, nb, warp + u * W);
-                }
-            }
-            qt_epi<N, W, EPI>(
-                red, ys, tot, [&](int lr) { return (lr < 8 ? xa : xb) + (lr & 7); }, scale, bias, y,
-                out, rope, b);
-        }
-        return;
-    }
     float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     /* tot += tile kt's scaled sums (slot u) */
     auto step = [&](int u, int kt) {
@@ -191,6 +158,33 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
         tot[2] = fmaf(it[u].sb, c[2], tot[2]);
         tot[3] = fmaf(it[u].sb, c[3], tot[3]);
     };
+    if constexpr (MB) { /* the warp's nt tiles of each block; slot u holds tiles m = u mod QF_U */
+        static_assert(!TWO && (EPI == 0 || EPI == 3), "MB: the tc shape, EPI 0 or 3");
+        const int nt = tiles / W;
+        for (int j = 0; j < bpc && b0 + j < nblk; j++) {
+            const int64_t b = b0 + j;
+            const bool more = j + 1 < bpc && b + 1 < nblk;
+            int64_t xa, xb, na = 0, nb = 0;
+            halves(b, xa, xb);
+            if (more) halves(b + 1, na, nb);
+            tot[0] = tot[1] = tot[2] = tot[3] = 0.0f;
+            for (int m0 = 0; m0 < nt; m0 += QF_U) {
+#pragma unroll
+                for (int u = 0; u < QF_U; u++) {
+                    const int kt = warp + (m0 + u) * W;
+                    step(u, kt);
+                    if (m0 + QF_U < nt)
+                        load_at(u, xa, xb, kt + QF_U * W);
+                    else if (more)
+                        load_at(u, na, nb, warp + u * W);
+                }
+            }
+            qt_epi<N, W, EPI>(
+                red, ys, tot, [&](int lr) { return (lr < 8 ? xa : xb) + (lr & 7); }, scale, bias, y,
+                out, rope, b);
+        }
+        return;
+    }
     if constexpr (TWO) { /* item i: tile warp + 4 i; i, i + 1 used while i + 2, i + 3 load */
         for (int kt = warp; kt < tiles; kt += 4 * W) {
             step(0, kt);
