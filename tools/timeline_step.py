@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """timeline_step.py — one forward's kernels from a CINFER_TIMELINE_OUT CSV (a -DCINFER_TIMELINE=ON
-build; src/backend/cuda/timeline.cu), grouped by kernel and grid, largest first.
+build; src/backend/cuda/timeline.cu), grouped by kernel and grid, largest first; a kernel and
+grid that follow different kernels (one GEMV for the o and down projections) get a row for each
+predecessor, "name (after prev)".
 
 Each row's dur_ns is the time from the kernel's CTA 0 passing its wait (its predecessor complete)
 to the next kernel's doing so: what the kernel costs the step as it runs in the graph, launch gaps
@@ -21,13 +23,24 @@ def main():
         rows = list(csv.DictReader(f))
     if not rows:
         sys.exit("no records (was the build made with -DCINFER_TIMELINE=ON?)")
+    def short(r):
+        return re.sub(r"\(.*", "", r["kernel"]).replace("void ", "")
+
+    # a kernel and grid that follow several different kernels (the o and down
+    # projections' GEMV) get a row per predecessor: "name (after prev)"
+    # (a predecessor seen once, the first layer's, does not count)
+    prevs = collections.defaultdict(collections.Counter)
+    for p, r in zip([None] + rows[:-1], rows):
+        prevs[(short(r), r["grid"], r["threads"])][short(p) if p else ""] += 1
     agg = collections.OrderedDict()
     total = 0
-    for r in rows:
+    for p, r in zip([None] + rows[:-1], rows):
         d = int(r["dur_ns"])
         if d < 0:
             continue
-        name = re.sub(r"\(.*", "", r["kernel"]).replace("void ", "")
+        name = short(r)
+        if sum(c > 1 for c in prevs[(name, r["grid"], r["threads"])].values()) > 1 and p:
+            name += " (after %s)" % re.sub(r"<.*", "", short(p))
         a = agg.setdefault((name, r["grid"], r["threads"]), [0, 0])
         a[0] += 1
         a[1] += d
@@ -44,7 +57,7 @@ def main():
     print("| kernel | grid | threads | count | us | us each | share |")
     print("|---|---|---|---|---|---|---|")
     for (n, g, t), (c, d) in sorted(agg.items(), key=lambda kv: -kv[1][1]):
-        print("| %s | %s | %s | %d | %.1f | %.2f | %.1f%% |" % (n[:60], g, t, c, d / 1e3, d / c / 1e3,
+        print("| %s | %s | %s | %d | %.1f | %.2f | %.1f%% |" % (n[:90], g, t, c, d / 1e3, d / c / 1e3,
                                                               100.0 * d / total if total else 0))
 
 
