@@ -28,6 +28,10 @@ void ci_cu_qgemv_int4_fused_two(int mode);
  * the blocks exceed 3 an SM, 2 three a CTA wherever the shape allows
  * (tests) */
 void ci_cu_qgemv_mb(int mode);
+/* The decode attention's splits of a (seq, kv head) as one thread-block
+ * cluster merging through distributed shared memory (Hopper; 0 off, the
+ * default unless CINFER_DEC_CLUSTER=1, read at the first call) */
+void ci_cu_decode_cluster(int on);
 /* GEMMs the skinny BF16 kernel (CINFER_SKINNY) ran on this backend so far:
  * tests check that a case took it */
 long long ci_cuda_skinny_calls(const struct ci_backend *be);

@@ -9,7 +9,8 @@
  * cache is BF16 or FP8 E4M3 (kv_fp8: the kernel's FP8 instantiation, same
  * grid and splits). The splits are merged by the last CTA of each (seq, kv
  * head) through the counters that follow ws (CINFER_DEC_COMBINE=1: by the
- * separate merge kernel, for A/B). */
+ * separate merge kernel, for A/B; CINFER_DEC_CLUSTER=1: each (seq, kv head)'s
+ * splits as one thread-block cluster merging on chip, for measurement). */
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/decode_attention.cuh"
 
@@ -17,6 +18,66 @@
 
 extern "C" int ci_cu_decode_attention_ok(int bf16, int H, int KV, int hd) {
     return bf16 && KV > 0 && H % KV == 0 && H / KV <= CI_DEC_GMAX && (hd == 64 || hd == 128);
+}
+
+/* the splits as one thread-block cluster each (ci_dec_merge_cluster):
+ * CINFER_DEC_CLUSTER=1 or ci_cu_decode_cluster(1), Hopper, 2-16 splits
+ * (nsplit capped at 16; above 8 the non-portable cluster size). Off by
+ * default until measured. */
+static int g_dec_cluster = -1;
+extern "C" void ci_cu_decode_cluster(int on) {
+    g_dec_cluster = on;
+}
+static int decode_cluster_on(void) {
+    if (g_dec_cluster < 0) {
+        const char *e = getenv("CINFER_DEC_CLUSTER");
+        g_dec_cluster = e && atoi(e) > 0;
+    }
+    static int hopper = -1;
+    if (hopper < 0) {
+        int dev = 0, major = 0;
+        hopper =
+            cudaGetDevice(&dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+            major >= 9;
+    }
+    return g_dec_cluster && hopper;
+}
+
+template <int HD, bool FP8>
+static cudaError_t decode_launch_cluster(cudaStream_t st, const void *qkv, int S, int H, int KV,
+                                         const int32_t *positions, const int32_t *query_start,
+                                         const int32_t *context_lens, const int32_t *block_tables,
+                                         int mbps, const void *kc, const void *vc, int bs,
+                                         float scale, int window, void *out, int nsplit, float *ws,
+                                         float vscale, unsigned *cnt) {
+    (void)ws;
+    (void)cnt;
+    auto k = ci_decode_attn_kernel<HD, true, FP8, true>;
+    static cudaError_t np = cudaErrorNotReady; /* the non-portable size, once */
+    if (np == cudaErrorNotReady)
+        np = cudaFuncSetAttribute(k, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+    if (np != cudaSuccess && nsplit > 8) return np;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)nsplit, (unsigned)KV, (unsigned)S);
+    cfg.blockDim = dim3(CI_DEC_THREADS);
+    cfg.stream = st;
+    cudaLaunchAttribute at[2];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = (unsigned)nsplit;
+    at[0].val.clusterDim.y = 1;
+    at[0].val.clusterDim.z = 1;
+    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[1].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = ci_cu_pdl_on ? 2 : 1;
+#ifdef CINFER_TIMELINE
+    ci_cu_tl_log((const void *)k, cfg.gridDim, cfg.blockDim);
+#endif
+    return cudaLaunchKernelEx(&cfg, k, (const __nv_bfloat16 *)qkv, H, KV, positions, query_start,
+                              context_lens, block_tables, mbps, kc, vc, bs,
+                              scale * 1.4426950408889634f, window, (__nv_bfloat16 *)out, nsplit,
+                              (float *)nullptr, (float2 *)nullptr, vscale, (unsigned *)nullptr);
 }
 
 template <int HD, bool FP8>
@@ -60,10 +121,19 @@ extern "C" int ci_cu_decode_attention(ci_cu_stream st, const void *qkv, int S, i
     unsigned *cnt = nsplit > 1 && (int64_t)S * KV <= CI_CU_ATT_CNT && !separate
                         ? (unsigned *)(ws + ws_floats)
                         : nullptr;
+    const bool clu = nsplit > 1 && decode_cluster_on();
+    if (clu && nsplit > 16) nsplit = 16;
     auto go = [&](auto launch, float sc, float vs) {
         return launch(st, qkv, S, H, KV, positions, query_start, context_lens, block_tables,
                       max_blocks_per_seq, kc, vc, block_size, sc, window, out, nsplit, ws, vs, cnt);
     };
+    if (clu) {
+        if (kv_fp8)
+            return hd == 64 ? go(decode_launch_cluster<64, true>, scale * k_scale, v_scale)
+                            : go(decode_launch_cluster<128, true>, scale * k_scale, v_scale);
+        return hd == 64 ? go(decode_launch_cluster<64, false>, scale, 1.0f)
+                        : go(decode_launch_cluster<128, false>, scale, 1.0f);
+    }
     if (kv_fp8) /* dequantized K = e4m3 * k_scale: k_scale joins the softmax scale */
         return hd == 64 ? go(decode_launch<64, true>, scale * k_scale, v_scale)
                         : go(decode_launch<128, true>, scale * k_scale, v_scale);

@@ -51,6 +51,8 @@
 #include "backend/cuda/kv_fp8.cuh"
 #include "backend/cuda/pdl.cuh"
 
+#include <cooperative_groups.h>
+
 #define CI_DEC_WARPS 4
 #define CI_DEC_THREADS (CI_DEC_WARPS * 32)
 #define CI_DEC_TILE 16 /* keys per warp per step */
@@ -193,9 +195,46 @@ __device__ __forceinline__ void ci_dec_merge_last(unsigned *cnt, int G, int nspl
     }
 }
 
+/* The split merge through distributed shared memory (CL: the nsplit CTAs
+ * of a (seq, kv head) launched as one thread-block cluster, Hopper): each
+ * CTA leaves its partial (O times vscale, and (m, l) per head) in its own
+ * shared memory; after a cluster barrier CTA z merges elements
+ * [z, z + 1) * ceil(G HD / nsplit) of the G heads' outputs from every
+ * CTA's partials, and a second barrier keeps each CTA's shared memory until
+ * all have read it. No workspace, fence or counter: the global round trips
+ * of ci_dec_merge_last (partials out, a fence, an atomic, the last CTA's
+ * reads back through L2) become on-chip reads. */
+template <int HD>
+__device__ __forceinline__ void ci_dec_merge_cluster(int G, int nsplit, float (*cl_o)[HD],
+                                                     float2 *cl_ml, __nv_bfloat16 *orow) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    namespace cg = cooperative_groups;
+    cg::cluster_group cl = cg::this_cluster();
+    cl.sync();
+    const int z = (int)cl.block_rank(), tot = G * HD, per = (tot + nsplit - 1) / nsplit;
+    const int e1 = min(tot, (z + 1) * per);
+    for (int e = z * per + (int)threadIdx.x; e < e1; e += CI_DEC_THREADS) {
+        const int gi = e / HD;
+        float M = -INFINITY;
+        for (int r = 0; r < nsplit; r++)
+            M = fmaxf(M, cl.map_shared_rank(cl_ml, r)[gi].x);
+        float num = 0.0f, den = 0.0f;
+        for (int r = 0; r < nsplit; r++) {
+            const float2 ml = cl.map_shared_rank(cl_ml, r)[gi];
+            if (ml.x == -INFINITY) continue; /* a split with no keys */
+            const float wt = exp2f(ml.x - M);
+            num += wt * cl.map_shared_rank(&cl_o[0][0], r)[e];
+            den += wt * ml.y;
+        }
+        orow[e] = __float2bfloat16_rn(den > 0.0f ? num / den : 0.0f);
+    }
+    cl.sync();
+#endif
+}
+
 /* kc / vc: BF16, or E4M3 bytes when FP8; scale_log2 includes k_scale, and
  * the output is multiplied by vscale (1 for BF16). */
-template <int HD, bool PREFETCH, bool FP8 = false>
+template <int HD, bool PREFETCH, bool FP8 = false, bool CL = false>
 __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
     ci_decode_attn_kernel(const __nv_bfloat16 *__restrict__ qkv, int H, int KV,
                           const int32_t *__restrict__ positions, const int32_t *__restrict__ qstart,
@@ -211,6 +250,8 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
     constexpr int NW = CI_DEC_WARPS;
     __shared__ float sm_o[NW][CI_DEC_GMAX][HD];
     __shared__ float sm_m[NW][CI_DEC_GMAX], sm_l[NW][CI_DEC_GMAX];
+    __shared__ float cl_o[CL ? CI_DEC_GMAX : 1][CL ? HD : 1]; /* CL: this split's partial */
+    __shared__ float2 cl_ml[CL ? CI_DEC_GMAX : 1];
 
     const int z = blockIdx.x, g = blockIdx.y, s = blockIdx.z, G = H / KV;
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, qr = lane >> 2, qc = lane & 3;
@@ -269,7 +310,11 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
     }
     ci_pdl_wait();
     if (tb >= te) { /* no keys in this split (or an empty context) */
-        if (nsplit > 1) {
+        if constexpr (CL) {
+            for (int gi = tid; gi < G; gi += CI_DEC_THREADS)
+                cl_ml[gi] = make_float2(-INFINITY, 0.0f);
+            ci_dec_merge_cluster<HD>(G, nsplit, cl_o, cl_ml, orow);
+        } else if (nsplit > 1) {
             for (int gi = tid; gi < G; gi += CI_DEC_THREADS)
                 part_ml[(sh0 + gi) * nsplit + z] = make_float2(-INFINITY, 0.0f);
             if (cnt)
@@ -409,14 +454,19 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
             num += wt * sm_o[i][gi][d];
             den += wt * sm_l[i][gi];
         }
-        if (nsplit > 1) {
+        if constexpr (CL) {
+            cl_o[gi][d] = num * vscale;
+            if (d == 0) cl_ml[gi] = make_float2(M, den);
+        } else if (nsplit > 1) {
             part_o[((sh0 + gi) * nsplit + z) * HD + d] = num * vscale;
             if (d == 0) part_ml[(sh0 + gi) * nsplit + z] = make_float2(M, den);
         } else {
             orow[e] = __float2bfloat16_rn(num * vscale / den);
         }
     }
-    if (nsplit > 1 && cnt)
+    if constexpr (CL)
+        ci_dec_merge_cluster<HD>(G, nsplit, cl_o, cl_ml, orow);
+    else if (nsplit > 1 && cnt)
         ci_dec_merge_last<HD>(cnt + (int64_t)s * KV + g, G, nsplit, sh0, part_o, part_ml, orow);
 }
 
