@@ -235,6 +235,48 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
      * columns are never stored), columns 16 t .. of each tile */
     const uint4 *xr = fxs + (int64_t)min(g, N - 1) * (K / 8) + 2 * t;
     const bool defer = pro.pro == CI_CU_PRO_RMSNORM_DEFER;
+    float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    /* tot += tile kt's scaled sums (slot u) */
+    auto step = [&](int u, int kt) {
+        float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        ft_tile<FMT>(c, qa[u], qb[u], xr[8 * kt], xr[8 * kt + 1]);
+        tot[0] = fmaf(fa[u], c[0], tot[0]);
+        tot[1] = fmaf(fa[u], c[1], tot[1]);
+        tot[2] = fmaf(fb[u], c[2], tot[2]);
+        tot[3] = fmaf(fb[u], c[3], tot[3]);
+    };
+    /* the sums of 16-row block b out: each token's scaled by the deferred
+     * norm's 1 / rms (or as they are), stored (EPI 0, with bias and acc), or
+     * through qt_epi's rope / SwiGLU epilogue */
+    auto epilogue = [&](int64_t b) {
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            tot[i] *= 1.0f / FT_XSCALE;
+        auto scale = [&](int n, float sum) {
+            return defer ? sum * ci_defer_inv<FT_WARPS>(nred, n, K, pro.eps) : sum;
+        };
+        if constexpr (EPI == 0) { /* qt_reduce's, with the scale */
+            const int64_t rb0 = 16 * b;
+            qt_red_put<N>(red, tot);
+            __syncthreads();
+            if (threadIdx.x < 16 * N) {
+                const int r = threadIdx.x / N, n = threadIdx.x % N;
+                const float sum = scale(n, qt_red_sum<N, FT_WARPS>(red, r, n));
+                if (rb0 + r < out)
+                    ci_st_out(y + (int64_t)n * out, rb0 + r, bias ? sum + bias[rb0 + r] : sum, acc);
+            }
+        } else {
+            /* the weight row of the CTA's row lr (its bias) */
+            auto row = [&](int lr) -> int64_t {
+                if constexpr (EPI == 3) /* gate rows 8b .., up rows out / 2 + 8b .. */
+                    return (lr < 8 ? 0 : out / 2 - 8) + 8 * b + lr;
+                else
+                    return ci_rope_rows(rope, (int)b).row(rope, lr);
+            };
+            qt_epi<N, FT_WARPS, EPI>(red, ys, tot, row, scale, bias, (__nv_bfloat16 *)y, out, rope,
+                                     b);
+        }
+    };
     if constexpr (MB) { /* the warp's nt tiles of each block; slot u holds tiles m = u mod U */
         static_assert(ROLL && (EPI == 0 || EPI == 3), "MB: rolling loads, EPI 0 or 3");
         const int nt = tiles / FT_WARPS;
@@ -242,17 +284,12 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
         for (int j = 0; j < bpc && b0 + j < nblk; j++, o += dq, os += ds) {
             const int64_t b = b0 + j;
             const bool more = j + 1 < bpc && b + 1 < nblk;
-            float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            tot[0] = tot[1] = tot[2] = tot[3] = 0.0f;
             for (int m0 = 0; m0 < nt; m0 += U) {
 #pragma unroll
                 for (int u = 0; u < U; u++) {
                     const int kt = warp + (m0 + u) * FT_WARPS;
-                    float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-                    ft_tile<FMT>(c, qa[u], qb[u], xr[8 * kt], xr[8 * kt + 1]);
-                    tot[0] = fmaf(fa[u], c[0], tot[0]);
-                    tot[1] = fmaf(fa[u], c[1], tot[1]);
-                    tot[2] = fmaf(fb[u], c[2], tot[2]);
-                    tot[3] = fmaf(fb[u], c[3], tot[3]);
+                    step(u, kt);
                     /* the slot's next tile: U on in this block, else in the next one */
                     if (m0 + U < nt)
                         load_mb(u, o, os, kt + U * FT_WARPS);
@@ -260,80 +297,23 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
                         load_mb(u, o + dq, os + ds, warp + u * FT_WARPS);
                 }
             }
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                tot[i] *= 1.0f / FT_XSCALE;
-            auto scale = [&](int n, float sum) {
-                return defer ? sum * ci_defer_inv<FT_WARPS>(nred, n, K, pro.eps) : sum;
-            };
-            if constexpr (EPI == 3) {
-                auto row = [&](int lr) -> int64_t {
-                    return (lr < 8 ? 0 : out / 2 - 8) + 8 * b + lr;
-                };
-                qt_epi<N, FT_WARPS, 3>(red, ys, tot, row, scale, bias, (__nv_bfloat16 *)y, out,
-                                       rope, b);
-            } else { /* qt_reduce's stores with the scale; red free again after the barrier */
-                qt_red_put<N>(red, tot);
-                __syncthreads();
-                if (threadIdx.x < 16 * N) {
-                    const int r = threadIdx.x / N, n = threadIdx.x % N;
-                    const int64_t rr = 16 * b + r;
-                    const float sum = scale(n, qt_red_sum<N, FT_WARPS>(red, r, n));
-                    ci_st_out(y + (int64_t)n * out, rr, bias ? sum + bias[rr] : sum, acc);
-                }
-                __syncthreads();
-            }
-        }
-        return;
-    }
-    float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int kt0 = warp; kt0 < tiles; kt0 += U * FT_WARPS) {
-        if (!ROLL && kt0 != warp) load(kt0);
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int kt = kt0 + u * FT_WARPS;
-            if (kt >= tiles) break;
-            float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            ft_tile<FMT>(c, qa[u], qb[u], xr[8 * kt], xr[8 * kt + 1]);
-            tot[0] = fmaf(fa[u], c[0], tot[0]);
-            tot[1] = fmaf(fa[u], c[1], tot[1]);
-            tot[2] = fmaf(fb[u], c[2], tot[2]);
-            tot[3] = fmaf(fb[u], c[3], tot[3]);
-            /* ROLL: slot u's next tile in flight as soon as it is free (its
-             * scales too: after this tile's are used) */
-            if (ROLL) load1(u, kt + U * FT_WARPS);
-        }
-    }
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-        tot[i] *= 1.0f / FT_XSCALE;
-    if constexpr (EPI == 0) {
-        if (!defer) {
-            qt_reduce<N, FT_WARPS>(red, tot, r0, out, bias, y, acc);
-            return;
-        }
-        qt_red_put<N>(red, tot);
-        __syncthreads();
-        if (threadIdx.x < 16 * N) { /* qt_red_out's, each token's sums scaled by 1 / rms */
-            const int r = threadIdx.x / N, n = threadIdx.x % N;
-            const float sum =
-                qt_red_sum<N, FT_WARPS>(red, r, n) * ci_defer_inv<FT_WARPS>(nred, n, K, pro.eps);
-            if (r0 + r < out)
-                ci_st_out(y + (int64_t)n * out, r0 + r, bias ? sum + bias[r0 + r] : sum, acc);
+            epilogue(b);
+            if constexpr (EPI == 0) __syncthreads(); /* red read before the next block's put */
         }
     } else {
-        auto scale = [&](int n, float sum) {
-            return defer ? sum * ci_defer_inv<FT_WARPS>(nred, n, K, pro.eps) : sum;
-        };
-        /* the weight row of the CTA's row lr (its bias) */
-        auto row = [&](int lr) -> int64_t {
-            if constexpr (EPI == 3) /* gate rows 8c .., up rows out / 2 + 8c .. */
-                return (lr < 8 ? 0 : out / 2 - 8) + 8 * (int64_t)blockIdx.x + lr;
-            else
-                return ci_rope_rows(rope, blockIdx.x).row(rope, lr);
-        };
-        qt_epi<N, FT_WARPS, EPI>(red, ys, tot, row, scale, bias, (__nv_bfloat16 *)y, out, rope,
-                                 blockIdx.x);
+        for (int kt0 = warp; kt0 < tiles; kt0 += U * FT_WARPS) {
+            if (!ROLL && kt0 != warp) load(kt0);
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int kt = kt0 + u * FT_WARPS;
+                if (kt >= tiles) break;
+                step(u, kt);
+                /* ROLL: slot u's next tile in flight as soon as it is free (its
+                 * scales too: after this tile's are used) */
+                if (ROLL) load1(u, kt + U * FT_WARPS);
+            }
+        }
+        epilogue(blockIdx.x);
     }
 }
 
