@@ -21,9 +21,9 @@ extern "C" int ci_cu_decode_attention_ok(int bf16, int H, int KV, int hd) {
 }
 
 /* the splits as one thread-block cluster each (ci_dec_merge_cluster):
- * CINFER_DEC_CLUSTER=1 or ci_cu_decode_cluster(1), Hopper, 2-16 splits
- * (nsplit capped at 16; above 8 the non-portable cluster size). Off by
- * default until measured. */
+ * CINFER_DEC_CLUSTER=1 or ci_cu_decode_cluster(1), the sm_90a build, 2-16
+ * splits (nsplit capped at 16; above 8 the non-portable cluster size). Off
+ * by default until measured. */
 static int g_dec_cluster = -1;
 extern "C" void ci_cu_decode_cluster(int on) {
     g_dec_cluster = on;
@@ -33,68 +33,34 @@ static int decode_cluster_on(void) {
         const char *e = getenv("CINFER_DEC_CLUSTER");
         g_dec_cluster = e && atoi(e) > 0;
     }
-    static int hopper = -1;
-    if (hopper < 0) {
-        int dev = 0, major = 0;
-        hopper =
-            cudaGetDevice(&dev) == cudaSuccess &&
-            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-            major >= 9;
-    }
-    return g_dec_cluster && hopper;
+    return g_dec_cluster && ci_cu_sm90a();
 }
 
-template <int HD, bool FP8>
-static cudaError_t decode_launch_cluster(cudaStream_t st, const void *qkv, int S, int H, int KV,
-                                         const int32_t *positions, const int32_t *query_start,
-                                         const int32_t *context_lens, const int32_t *block_tables,
-                                         int mbps, const void *kc, const void *vc, int bs,
-                                         float scale, int window, void *out, int nsplit, float *ws,
-                                         float vscale, unsigned *cnt) {
-    (void)ws;
-    (void)cnt;
-    auto k = ci_decode_attn_kernel<HD, true, FP8, true>;
-    static cudaError_t np = cudaErrorNotReady; /* the non-portable size, once */
-    if (np == cudaErrorNotReady)
-        np = cudaFuncSetAttribute(k, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-    if (np != cudaSuccess && nsplit > 8) return np;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)nsplit, (unsigned)KV, (unsigned)S);
-    cfg.blockDim = dim3(CI_DEC_THREADS);
-    cfg.stream = st;
-    cudaLaunchAttribute at[2];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = (unsigned)nsplit;
-    at[0].val.clusterDim.y = 1;
-    at[0].val.clusterDim.z = 1;
-    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[1].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = ci_cu_pdl_on ? 2 : 1;
-#ifdef CINFER_TIMELINE
-    ci_cu_tl_log((const void *)k, cfg.gridDim, cfg.blockDim);
-#endif
-    return cudaLaunchKernelEx(&cfg, k, (const __nv_bfloat16 *)qkv, H, KV, positions, query_start,
-                              context_lens, block_tables, mbps, kc, vc, bs,
-                              scale * 1.4426950408889634f, window, (__nv_bfloat16 *)out, nsplit,
-                              (float *)nullptr, (float2 *)nullptr, vscale, (unsigned *)nullptr);
-}
-
-template <int HD, bool FP8>
+/* CL: the splits of a (seq, kv head) as one cluster merging on chip (no
+ * workspace, no merge kernel) */
+template <int HD, bool FP8, bool CL = false>
 static cudaError_t decode_launch(cudaStream_t st, const void *qkv, int S, int H, int KV,
                                  const int32_t *positions, const int32_t *query_start,
                                  const int32_t *context_lens, const int32_t *block_tables, int mbps,
                                  const void *kc, const void *vc, int bs, float scale, int window,
                                  void *out, int nsplit, float *ws, float vscale, unsigned *cnt) {
-    float *part_o = ws;
-    float2 *part_ml = (float2 *)(ws + (int64_t)S * H * nsplit * HD);
+    auto k = ci_decode_attn_kernel<HD, true, FP8, CL>;
+    float *part_o = CL ? nullptr : ws;
+    float2 *part_ml = CL ? nullptr : (float2 *)(ws + (int64_t)S * H * nsplit * HD);
+    if (CL) {
+        cnt = nullptr;
+        static cudaError_t np = cudaErrorNotReady; /* the non-portable size, once */
+        if (np == cudaErrorNotReady)
+            np = cudaFuncSetAttribute(k, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+        if (np != cudaSuccess && nsplit > 8) return np;
+    }
     dim3 grid((unsigned)nsplit, (unsigned)KV, (unsigned)S);
-    ci_cu_launch(ci_decode_attn_kernel<HD, true, FP8>, grid, CI_DEC_THREADS, 0, st,
-                 (const __nv_bfloat16 *)qkv, H, KV, positions, query_start, context_lens,
-                 block_tables, mbps, kc, vc, bs, scale * 1.4426950408889634f, window,
-                 (__nv_bfloat16 *)out, nsplit, part_o, part_ml, vscale, cnt);
+    ci_cu_launch_ex(ci_cu_pdl_on != 0, CL ? (unsigned)nsplit : 0u, k, grid, CI_DEC_THREADS, 0, st,
+                    (const __nv_bfloat16 *)qkv, H, KV, positions, query_start, context_lens,
+                    block_tables, mbps, kc, vc, bs, scale * 1.4426950408889634f, window,
+                    (__nv_bfloat16 *)out, nsplit, part_o, part_ml, vscale, cnt);
     cudaError_t e = cudaGetLastError();
-    if (e == cudaSuccess && nsplit > 1 && !cnt)
+    if (!CL && e == cudaSuccess && nsplit > 1 && !cnt)
         e = ci_decode_combine<__nv_bfloat16>(st, ci_cu_pdl_on != 0, S, H, HD, nsplit, query_start,
                                              part_o, part_ml, (__nv_bfloat16 *)out);
     return e;
@@ -129,10 +95,10 @@ extern "C" int ci_cu_decode_attention(ci_cu_stream st, const void *qkv, int S, i
     };
     if (clu) {
         if (kv_fp8)
-            return hd == 64 ? go(decode_launch_cluster<64, true>, scale * k_scale, v_scale)
-                            : go(decode_launch_cluster<128, true>, scale * k_scale, v_scale);
-        return hd == 64 ? go(decode_launch_cluster<64, false>, scale, 1.0f)
-                        : go(decode_launch_cluster<128, false>, scale, 1.0f);
+            return hd == 64 ? go(decode_launch<64, true, true>, scale * k_scale, v_scale)
+                            : go(decode_launch<128, true, true>, scale * k_scale, v_scale);
+        return hd == 64 ? go(decode_launch<64, false, true>, scale, 1.0f)
+                        : go(decode_launch<128, false, true>, scale, 1.0f);
     }
     if (kv_fp8) /* dequantized K = e4m3 * k_scale: k_scale joins the softmax scale */
         return hd == 64 ? go(decode_launch<64, true>, scale * k_scale, v_scale)

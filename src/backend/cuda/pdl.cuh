@@ -66,25 +66,41 @@ __device__ __forceinline__ void ci_pdl_trigger() {
 inline int ci_cu_pdl_on = 0;
 
 /* kernel<<<grid, block, smem, st>>>(args), as a programmatic dependent
- * launch when pdl is set */
+ * launch when pdl is set, in thread-block clusters of cluster_x CTAs along
+ * x when cluster_x > 0 (Hopper) */
 template <typename... KArgs, typename... Args>
-static inline cudaError_t ci_cu_launch_pdl(bool pdl, void (*kernel)(KArgs...), dim3 grid,
-                                           dim3 block, size_t smem, cudaStream_t st,
-                                           Args &&...args) {
+static inline cudaError_t ci_cu_launch_ex(bool pdl, unsigned cluster_x, void (*kernel)(KArgs...),
+                                          dim3 grid, dim3 block, size_t smem, cudaStream_t st,
+                                          Args &&...args) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = st;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchAttribute attr[2];
+    unsigned n = 0;
+    if (pdl) {
+        attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[n++].val.programmaticStreamSerializationAllowed = 1;
+    }
+    if (cluster_x) {
+        attr[n].id = cudaLaunchAttributeClusterDimension;
+        attr[n].val.clusterDim.x = cluster_x;
+        attr[n].val.clusterDim.y = 1;
+        attr[n++].val.clusterDim.z = 1;
+    }
     cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
+    cfg.numAttrs = n;
 #ifdef CINFER_TIMELINE
     ci_cu_tl_log((const void *)kernel, grid, block);
 #endif
     return cudaLaunchKernelEx(&cfg, kernel, static_cast<Args &&>(args)...);
+}
+template <typename... KArgs, typename... Args>
+static inline cudaError_t ci_cu_launch_pdl(bool pdl, void (*kernel)(KArgs...), dim3 grid,
+                                           dim3 block, size_t smem, cudaStream_t st,
+                                           Args &&...args) {
+    return ci_cu_launch_ex(pdl, 0u, kernel, grid, block, smem, st, static_cast<Args &&>(args)...);
 }
 
 /* Opts kernel into dyn bytes of dynamic shared memory where dyn plus its
