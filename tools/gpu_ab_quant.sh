@@ -18,13 +18,7 @@ set -uo pipefail
 . "$(dirname "$0")/gpu_step.bash" "$@"
 old=${3:-}
 q=${Q:-fp8 int4}
-ck=()
-for f in $q; do
-    case $f in
-    fp8) ck+=(f8h) ;;
-    int4) ck+=(g4h) ;;
-    esac
-done
+read -r -a ck <<<"$(ckpt_names "$q")"
 ckpts_bg "${ck[@]}"
 if [ "${CHECKS:-1}" = 1 ] && [ -n "${TESTS:-}" ]; then
     echo "== checks $(date +%T)"

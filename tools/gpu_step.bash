@@ -12,6 +12,7 @@
 #                             batch-1 `bench latency` (128 in / 256 out,
 #                             3 iterations, graphs of batch 1) with ENV set,
 #                             its decode tok/s line labelled
+#   ckpt_names "fp8 int4"     the checkpoint NAMEs below for those (f8h g4h)
 #   ckpts_bg "NAME ARGS" ...  in the background: the Llama-3-8B shape in
 #                             $M8 (random bf16) unless there, then each
 #                             checkpoint $QD/NAME (tools/quantize_checkpoint.py
@@ -78,6 +79,10 @@ offline1() {
         --input-len 256 --output-len 256 --max-model-len 4096 "$@" 2>&1 |
         awk '/output tok\/s/ {print $NF}')
     echo "$label: ${OFF_V:-failed} output tok/s"
+}
+ckpt_names() { # ckpt_names "fp8 int4": the checkpoints ckpts_bg makes for them (f8h g4h)
+    local q=${1//fp8/f8h}
+    echo ${q//int4/g4h}
 }
 ckpts_bg() {
     mkdir -p $QD

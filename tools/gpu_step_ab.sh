@@ -17,8 +17,7 @@
 set -uo pipefail
 . "$(dirname "$0")/gpu_step.bash" "$@"
 q=${Q:-fp8 int4}
-ck=${q//fp8/f8h}
-ckpts_bg ${ck//int4/g4h} # started now; gpu_ab_quant.sh's own call waits for this one
+ckpts_bg $(ckpt_names "$q") # started now; gpu_ab_quant.sh's own call waits for this one
 echo "== GEMV bench ($(date +%T))"
 for r in 1 2; do
     for v in 0 1; do
