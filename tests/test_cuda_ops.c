@@ -942,16 +942,17 @@ int main(void) {
         test_swiglu_gather();
         test_rope_cache();
         test_attention();
+        ci_cu_decode_cluster(0); /* the splits merged by their last CTA */
         test_decode_attention();
         test_window_attention();
         test_kv_fp8();
-        if (bf) { /* the splits merged in a thread-block cluster (CINFER_DEC_CLUSTER) */
+        if (bf) { /* the splits merged in a thread-block cluster (the default on sm_90a) */
             ci_cu_decode_cluster(1);
             test_decode_attention();
             test_window_attention();
             test_kv_fp8();
-            ci_cu_decode_cluster(0);
         }
+        ci_cu_decode_cluster(-1);
         test_errors();
         printf("[%s] all ops: worst rel err %.3g (tolerance %.0e), %d failures\n", mode, worst_seen,
                tol, test_failed_ - f0);

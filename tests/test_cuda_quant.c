@@ -328,7 +328,7 @@ int main(void) {
                 ci_cu_qgemv_mb(2);
                 for (int n = 1; n <= 2; n++)
                     check_case(&h, n, n & 1, lng[k].what);
-                ci_cu_qgemv_mb(0);
+                ci_cu_qgemv_mb(-1);
             }
             free_qw(&h);
         }

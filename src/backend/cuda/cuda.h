@@ -23,14 +23,15 @@ void ci_cu_qgemm_int4_range(int min_n, int max_n);
  * 1 for weights of 4+ 16-row blocks an SM, 2 always (tests) */
 void ci_cu_qgemv_int4_fused_two(int mode);
 /* The 8-bit tensor-core GEMV (cuda_qgemv_fp8.cu) and INT4's fused one
- * (cuda_qgemv_int4_fused.cu) with several 16-row blocks a CTA: 0 never (the
- * default; CINFER_QGEMV_MB is read at the first call otherwise), 1 where
- * the blocks exceed 3 an SM, 2 three a CTA wherever the shape allows
- * (tests) */
+ * (cuda_qgemv_int4_fused.cu) with several 16-row blocks a CTA: 0 never, 1
+ * where the blocks exceed 3 an SM, 2 three a CTA wherever the shape allows
+ * (tests), 3 as 1 for INT4's fused GEMV only (the default, measured), -1
+ * back to the default (CINFER_QGEMV_MB is read at the first call) */
 void ci_cu_qgemv_mb(int mode);
 /* The decode attention's splits of a (seq, kv head) as one thread-block
- * cluster merging through distributed shared memory (Hopper; 0 off, the
- * default unless CINFER_DEC_CLUSTER=1, read at the first call) */
+ * cluster merging through distributed shared memory (Hopper's sm_90a build;
+ * 1 on, the default unless CINFER_DEC_CLUSTER=0, read at the first call; 0
+ * off; -1 back to the default) */
 void ci_cu_decode_cluster(int on);
 /* GEMMs the skinny BF16 kernel (CINFER_SKINNY) ran on this backend so far:
  * tests check that a case took it */

@@ -9,8 +9,9 @@
  * cache is BF16 or FP8 E4M3 (kv_fp8: the kernel's FP8 instantiation, same
  * grid and splits). The splits are merged by the last CTA of each (seq, kv
  * head) through the counters that follow ws (CINFER_DEC_COMBINE=1: by the
- * separate merge kernel, for A/B; CINFER_DEC_CLUSTER=1: each (seq, kv head)'s
- * splits as one thread-block cluster merging on chip, for measurement). */
+ * separate merge kernel, for A/B), or on sm_90a (the default; off with
+ * CINFER_DEC_CLUSTER=0) each (seq, kv head)'s splits as one thread-block
+ * cluster merging on chip. */
 #include "backend/cuda/cuda_common.cuh"
 #include "backend/cuda/decode_attention.cuh"
 
@@ -20,18 +21,21 @@ extern "C" int ci_cu_decode_attention_ok(int bf16, int H, int KV, int hd) {
     return bf16 && KV > 0 && H % KV == 0 && H / KV <= CI_DEC_GMAX && (hd == 64 || hd == 128);
 }
 
-/* the splits as one thread-block cluster each (ci_dec_merge_cluster):
- * CINFER_DEC_CLUSTER=1 or ci_cu_decode_cluster(1), the sm_90a build, 2-16
- * splits (nsplit capped at 16; above 8 the non-portable cluster size). Off
- * by default until measured. */
+/* the splits as one thread-block cluster each (ci_dec_merge_cluster): the
+ * sm_90a build, 2-16 splits (nsplit capped at 16; above 8 the non-portable
+ * cluster size), unless CINFER_DEC_CLUSTER=0 or ci_cu_decode_cluster(0).
+ * Measured on an H100 (2026-12-06, docs/benchmarks.md): batch 1 FP8 + head
+ * 329 tok/s against 325, INT4 + head 471 against 461. Splits come only
+ * where the (seq, kv head) pairs are fewer than the SMs (batch <= 16 at 8
+ * kv heads), so larger batches run as before. */
 static int g_dec_cluster = -1;
 extern "C" void ci_cu_decode_cluster(int on) {
-    g_dec_cluster = on;
+    g_dec_cluster = on < 0 ? -1 : on > 0;
 }
 static int decode_cluster_on(void) {
     if (g_dec_cluster < 0) {
         const char *e = getenv("CINFER_DEC_CLUSTER");
-        g_dec_cluster = e && atoi(e) > 0;
+        g_dec_cluster = !(e && *e && atoi(e) <= 0);
     }
     return g_dec_cluster && ci_cu_sm90a();
 }

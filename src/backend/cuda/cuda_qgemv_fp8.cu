@@ -345,31 +345,33 @@ static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, con
 }
 
 /* Blocks a CTA for the multi-block build (MB), 1 for the others.
- * CINFER_QGEMV_MB: 0 (the default until measured) off; 1 where the 16-row
- * blocks are more than 3 an SM (past waves3's one-wave build; Llama-3-8B's
- * gate|up: 1792 blocks, 6.8 waves of CTAs that each stage x, stream 64 KB
- * and end, the SM's loads idle between one CTA's last tile and the next
- * CTA's first): ceil(blocks / 2 SMs) a CTA, one wave (the build capped at
- * 128 registers, 2 CTAs an SM), every slot's loads running on across a
- * block's end; 2 (tests) 3 blocks a CTA wherever the shape allows. The
+ * CINFER_QGEMV_MB: 0 off; 1 where the 16-row blocks are more than 3 an SM
+ * (past waves3's one-wave build; Llama-3-8B's gate|up: 1792 blocks, 6.8
+ * waves of CTAs that each stage x, stream their tiles and end, the SM's
+ * loads idle between one CTA's last tile and the next CTA's first):
+ * ceil(blocks / 2 SMs) a CTA, one wave (the build capped for 2 CTAs an SM),
+ * every slot's loads running on across a block's end; 2 (tests) 3 blocks a
+ * CTA wherever the shape allows; 3 (the default) as 1 for INT4's fused GEMV
+ * and off here: measured on an H100 (2026-12-06, docs/benchmarks.md), batch
+ * 1 INT4 + head 488 tok/s against 461, FP8 + head 319 against 325. The
  * shape: whole 16-row blocks, K / 64 tiles a multiple of FT_WARPS * FT_U
  * (each warp's tiles of a block a whole number of slot rounds), EPI 0 or 3. */
 static int g_mb = -1;
 extern "C" void ci_cu_qgemv_mb(int mode) {
-    g_mb = mode;
+    g_mb = mode < 0 ? -1 : mode;
 }
 extern "C" int ci_cu_qgemv_mb_mode(void) {
     if (g_mb < 0) {
         const char *e = getenv("CINFER_QGEMV_MB");
-        g_mb = e ? atoi(e) : 0;
+        g_mb = e && *e ? atoi(e) : 3;
     }
     return g_mb;
 }
 static int fp8tc_bpc(const ci_qweight *w, int num_sms, int epi) {
     ci_cu_qgemv_mb_mode();
     const int64_t blocks = (w->rows + 15) / 16;
-    if (!g_mb || (epi != 0 && epi != 3) || (w->cols / 64) % (FT_WARPS * FT_U) || w->rows % 16 ||
-        blocks < 2)
+    if (g_mb == 0 || g_mb == 3 || (epi != 0 && epi != 3) || (w->cols / 64) % (FT_WARPS * FT_U) ||
+        w->rows % 16 || blocks < 2)
         return 1;
     if (g_mb == 2) return 3;
     const int64_t slots = 2 * (int64_t)num_sms;
