@@ -168,6 +168,77 @@ static void bench_gemv(int fmt, int rows, int cols, const char *kernel) {
     free_qw(&h);
 }
 
+/* A decode layer's gate|up as the model runs it (BF16 only): the fused op
+ * (RMSNorm deferred into the GEMV, SwiGLU as its epilogue: rows / 2 out)
+ * against the plain GEMV of the same weight, n = 1, copies cycled as
+ * bench_gemv's. Where a layer's fused kernel costs more than the plain one,
+ * the difference is its prologue and epilogue (docs/kernels/qmatmul.md). */
+static void bench_gemv_fused(int fmt, int rows, int cols) {
+    char label[96];
+    const char *fn = fmt == CI_QW_INT4 ? "int4" : "fp8";
+    snprintf(label, sizeof label, "%s %dx%d fused", fn, rows, cols);
+    const char *only = getenv("CINFER_TEST_GEMV_ONLY");
+    if (!bf || (only && *only && !strstr(label, only))) return;
+    const char *ge = getenv("CINFER_TEST_GEMV_GROUP");
+    const int gs = ge && *ge ? (atoi(ge) > 0 ? atoi(ge) : cols) : 128;
+    ci_qweight h = make_qw(fmt, rows, cols, gs, 2, 0);
+    const double bytes = (double)h.rows * (fmt == CI_QW_INT4 ? h.cols / 2 : h.cols) +
+                         (double)h.rows * h.ngroups * (fmt == CI_QW_INT4 ? 5 : 4);
+    enum { MAXC = 32 };
+    int nc = (int)(200e6 / bytes) + 1;
+    if (nc > MAXC) nc = MAXC;
+    ci_tensor w[MAXC], x, y, yh, nw, sc;
+    for (int c = 0; c < nc; c++)
+        CHECK_OK(gpu->ops->qweight_create(gpu, &h, &w[c]));
+    CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, 1, h.cols, &x));
+    CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, 1, h.cols, &sc));
+    CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, 1, h.rows, &y));
+    CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, 1, h.rows / 2, &yh));
+    CHECK_OK(ci_tensor_alloc(gpu, CI_F32, 1, h.cols, &nw));
+    CHECK_OK(gpu->ops->memset0(gpu, x.data, (size_t)h.cols * ci_dtype_size(x.dtype)));
+    CHECK_OK(gpu->ops->memset0(gpu, nw.data, (size_t)h.cols * 4));
+    ci_matmul_fused a = {.x = &x,
+                         .pro = CI_MM_PRO_RMSNORM,
+                         .norm_w = &nw,
+                         .eps = 1e-5f,
+                         .y = &yh,
+                         .scratch = &sc,
+                         .swiglu = 1};
+    a.w = &w[0];
+    const int fused = gpu->ops->matmul_swiglu_ok && gpu->ops->matmul_swiglu_ok(gpu, &a);
+    double dt[2] = {0, 0};
+    for (int v = 0; v < 1 + fused; v++) {
+        const int reps = nc * (50 / nc + 1);
+        double t0 = 0;
+        for (int i = -nc; i < reps; i++) { /* one round of copies to warm up */
+            if (i == 0) {
+                CHECK_OK(gpu->ops->sync(gpu));
+                t0 = ci_now();
+            }
+            const int c = (i + nc) % nc;
+            if (v) {
+                a.w = &w[c];
+                CHECK_OK(gpu->ops->matmul_fused(gpu, &a));
+            } else {
+                CHECK_OK(gpu->ops->matmul(gpu, &x, &w[c], NULL, &y));
+            }
+        }
+        CHECK_OK(gpu->ops->sync(gpu));
+        dt[v] = (ci_now() - t0) / reps;
+    }
+    printf("  %s GEMV %dx%d g%d, n=1 gate|up (bf16, %d copies): plain %.1f us (%.0f GB/s), "
+           "norm + SwiGLU fused %.1f us (%.0f GB/s)\n",
+           fn, rows, cols, gs, nc, dt[0] * 1e6, bytes / dt[0] / 1e9, dt[1] * 1e6,
+           dt[1] > 0 ? bytes / dt[1] / 1e9 : 0.0);
+    CHECKF(fused, "%s: the fused gate|up not taken", label);
+    for (int c = 0; c < nc; c++)
+        gpu->ops->qweight_free(gpu, &w[c]);
+    ci_tensor *all[] = {&x, &y, &yh, &nw, &sc};
+    for (int i = 0; i < 5; i++)
+        ci_tensor_free(gpu, all[i]);
+    free_qw(&h);
+}
+
 /* Seconds per product of x [n][cols] with a zero BF16 dense [rows][cols]
  * weight (t[0], cuBLASLt) and with the quantized h (t[1 .. nv - 1]; pre(v),
  * when given, picks the path of variant v first). */
@@ -469,6 +540,8 @@ int main(void) {
                 for (int j = 0; j < 3; j++)
                     bench_gemm(shp[k][0], shp[k][1], gn[j]);
         }
+        bench_gemv_fused(CI_QW_FP8, shp[0][0], shp[0][1]);
+        bench_gemv_fused(CI_QW_INT4, shp[0][0], shp[0][1]);
         const char *kern[6] = {"auto", "tc", "tc4", "tc2", "split", "vec"};
         for (int k = 0; k < 4; k++) {
             for (int v = 0; v < 4; v++) {
