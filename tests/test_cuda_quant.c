@@ -171,16 +171,15 @@ static void bench_gemv(int fmt, int rows, int cols, const char *kernel) {
 /* A decode layer's gate|up as the model runs it (BF16 only): the fused op
  * (RMSNorm deferred into the GEMV, SwiGLU as its epilogue: rows / 2 out)
  * against the plain GEMV of the same weight, n = 1, copies cycled as
- * bench_gemv's. Where a layer's fused kernel costs more than the plain one,
- * the difference is its prologue and epilogue (docs/kernels/qmatmul.md). */
+ * bench_gemv's; INT4 GPTQ g128, FP8 one scale a row. What the fused kernel
+ * costs above the plain one is its prologue and epilogue. */
 static void bench_gemv_fused(int fmt, int rows, int cols) {
     char label[96];
     const char *fn = fmt == CI_QW_INT4 ? "int4" : "fp8";
     snprintf(label, sizeof label, "%s %dx%d fused", fn, rows, cols);
     const char *only = getenv("CINFER_TEST_GEMV_ONLY");
     if (!bf || (only && *only && !strstr(label, only))) return;
-    const char *ge = getenv("CINFER_TEST_GEMV_GROUP");
-    const int gs = ge && *ge ? (atoi(ge) > 0 ? atoi(ge) : cols) : 128;
+    const int gs = fmt == CI_QW_INT4 ? 128 : cols; /* as the checkpoints: GPTQ g128, FP8 per row */
     ci_qweight h = make_qw(fmt, rows, cols, gs, 2, 0);
     const double bytes = (double)h.rows * (fmt == CI_QW_INT4 ? h.cols / 2 : h.cols) +
                          (double)h.rows * h.ngroups * (fmt == CI_QW_INT4 ? 5 : 4);

@@ -10,6 +10,9 @@
 #                         (kernels/decode_attention.md)
 #   1. GEMV=1: test_cuda_quant's GEMV bench (no model), FP8 one group a row
 #      (as the FP8 per-channel checkpoints), n = 1, MB 0 and 1, twice;
+#   1b. FUSED=1 (default): test_cuda_quant's gate|up bench (the layer's
+#      fused GEMV, deferred norm + SwiGLU epilogue, beside the plain GEMV of
+#      the same weight; FP8 one scale a row, INT4 g128), MB 0, 1 and 3, twice;
 #   2. while the Llama-3-8B shape and its FP8 / INT4 + head checkpoints are
 #      made: DEC=1 (default): test_cuda_ops, bf16, its decode attention
 #      bench with the cluster off and on (its checks force both merges);
@@ -30,6 +33,16 @@ for r in $([ "${GEMV:-0}" = 1 ] && echo 1 2); do
             $B/test_cuda_quant 2>&1 | grep -E "GEMV.*(auto|tc,)"
     done
 done
+if [ "${FUSED:-1}" = 1 ]; then # the layer's gate|up: fused (norm + SwiGLU) against plain
+    echo "== gate|up bench, fused and plain ($(date +%T))"
+    for r in 1 2; do
+        for v in 0 1 3; do
+            echo "-- MB $v"
+            CINFER_QGEMV_MB=$v CINFER_TEST_GEMV_ONLY=fused timeout 40 \
+                $B/test_cuda_quant 2>&1 | grep -E "gate\|up|failed"
+        done
+    done
+fi
 if [ "${DEC:-1}" = 1 ]; then
     echo "== decode attention bench, bf16 ($(date +%T))"
     for c in 0 1; do # the suite's checks force each merge themselves
