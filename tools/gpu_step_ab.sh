@@ -3,7 +3,8 @@
 # 2026-12-06 (measured that day; the defaults now INT4's multi-block fused
 # GEMV and the clustered decode attention on sm_90a):
 #   CINFER_QGEMV_MB       0 off, 1 the 8-bit GEMV and INT4's fused one with
-#                         several 16-row blocks a CTA, 3 (default) INT4's only
+#                         several 16-row blocks a CTA, 3 (default) INT4's only,
+#                         4 INT4's and the 8-bit SwiGLU (gate|up) build
 #                         (kernels/qmatmul.md)
 #   CINFER_DEC_CLUSTER    1 (default) the decode attention's splits merged in
 #                         a thread-block cluster, 0 by their last CTA
@@ -12,13 +13,14 @@
 #      (as the FP8 per-channel checkpoints), n = 1, MB 0 and 1, twice;
 #   1b. FUSED=1 (default): test_cuda_quant's gate|up bench (the layer's
 #      fused GEMV, deferred norm + SwiGLU epilogue, beside the plain GEMV of
-#      the same weight; FP8 one scale a row, INT4 g128), MB 0, 1 and 3, twice;
+#      the same weight; FP8 one scale a row, INT4 g128), MB 0, 3 and 4 (4:
+#      FP8's fused gate|up multi-block too), twice;
 #   2. while the Llama-3-8B shape and its FP8 / INT4 + head checkpoints are
 #      made: DEC=1 (default): test_cuda_ops, bf16, its decode attention
 #      bench with the cluster off and on (its checks force both merges);
 #   3. test_cuda_fused, test_cuda_quant (each runs the MB builds forced);
 #   4. batch-1 decode of each checkpoint (Q, default "fp8 int4") under
-#      VARIANTS (default: new = the defaults, off = both off), ROUNDS
+#      VARIANTS (default: new = the defaults, mb4 = CINFER_QGEMV_MB=4), ROUNDS
 #      interleaved (gpu_ab_quant.sh).
 # usage: tools/gpu_step_ab.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
 set -uo pipefail
@@ -36,7 +38,7 @@ done
 if [ "${FUSED:-1}" = 1 ]; then # the layer's gate|up: fused (norm + SwiGLU) against plain
     echo "== gate|up bench, fused and plain ($(date +%T))"
     for r in 1 2; do
-        for v in 0 1 3; do
+        for v in 0 3 4; do
             echo "-- MB $v"
             CINFER_QGEMV_MB=$v CINFER_TEST_GEMV_ONLY=fused timeout 40 \
                 $B/test_cuda_quant 2>&1 | grep -E "gate\|up|failed"
@@ -52,5 +54,5 @@ if [ "${DEC:-1}" = 1 ]; then
     done
 fi
 Q=$q TESTS="${TESTS:-test_cuda_fused test_cuda_quant}" \
-    VARIANTS="${VARIANTS:-new X=0; off CINFER_QGEMV_MB=0 CINFER_DEC_CLUSTER=0}" \
+    VARIANTS="${VARIANTS:-new X=0; mb4 CINFER_QGEMV_MB=4}" \
     LIMIT=$(left) "$(dirname "$0")/gpu_ab_quant.sh" "$@"

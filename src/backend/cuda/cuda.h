@@ -25,8 +25,9 @@ void ci_cu_qgemv_int4_fused_two(int mode);
 /* The 8-bit tensor-core GEMV (cuda_qgemv_fp8.cu) and INT4's fused one
  * (cuda_qgemv_int4_fused.cu) with several 16-row blocks a CTA: 0 never, 1
  * where the blocks exceed 3 an SM, 2 three a CTA wherever the shape allows
- * (tests), 3 as 1 for INT4's fused GEMV only (the default, measured), -1
- * back to the default (CINFER_QGEMV_MB is read at the first call) */
+ * (tests), 3 as 1 for INT4's fused GEMV only (the default, measured), 4 as
+ * 3 and the 8-bit GEMV's SwiGLU build (gate|up), -1 back to the default
+ * (CINFER_QGEMV_MB is read at the first call) */
 void ci_cu_qgemv_mb(int mode);
 /* The decode attention's splits of a (seq, kv head) as one thread-block
  * cluster merging through distributed shared memory (Hopper's sm_90a build;

@@ -353,7 +353,11 @@ static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, con
  * every slot's loads running on across a block's end; 2 (tests) 3 blocks a
  * CTA wherever the shape allows; 3 (the default) as 1 for INT4's fused GEMV
  * and off here: measured on an H100 (2026-12-06, docs/benchmarks.md), batch
- * 1 INT4 + head 488 tok/s against 461, FP8 + head 319 against 325. The
+ * 1 INT4 + head 488 tok/s against 461, FP8 + head 319 against 325; 4 as 3
+ * and here the SwiGLU build (gate|up) only, not the plain one (the LM head):
+ * the fused gate|up stages x and the f32 norm weights every CTA (24 KB a
+ * CTA, 43 MB of L2 reads a layer for 117 MB of weights), which one wave of
+ * multi-block CTAs stages 256 times instead of 1792 (to be measured). The
  * shape: whole 16-row blocks, K / 64 tiles a multiple of FT_WARPS * FT_U
  * (each warp's tiles of a block a whole number of slot rounds), EPI 0 or 3. */
 static int g_mb = -1;
@@ -370,8 +374,8 @@ extern "C" int ci_cu_qgemv_mb_mode(void) {
 static int fp8tc_bpc(const ci_qweight *w, int num_sms, int epi) {
     ci_cu_qgemv_mb_mode();
     const int64_t blocks = (w->rows + 15) / 16;
-    if (g_mb == 0 || g_mb == 3 || (epi != 0 && epi != 3) || (w->cols / 64) % (FT_WARPS * FT_U) ||
-        w->rows % 16 || blocks < 2)
+    if (g_mb == 0 || g_mb == 3 || (g_mb == 4 && epi != 3) || (epi != 0 && epi != 3) ||
+        (w->cols / 64) % (FT_WARPS * FT_U) || w->rows % 16 || blocks < 2)
         return 1;
     if (g_mb == 2) return 3;
     const int64_t slots = 2 * (int64_t)num_sms;

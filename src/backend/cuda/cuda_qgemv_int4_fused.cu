@@ -246,7 +246,7 @@ static int qf_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const 
         const char *e = getenv("CINFER_QFUSE_TC2");
         g_qf_two = e ? atoi(e) : 0;
     }
-    /* several blocks a CTA (ci_cu_qgemv_mb, 1 or the default 3):
+    /* several blocks a CTA (ci_cu_qgemv_mb, 1, the default 3 or 4):
      * ceil(blocks / 2 SMs), one wave of CTAs capped for 2 an SM, where the
      * blocks exceed 3 an SM (gate|up: batch 1 +6 % on an H100); 3 (tests) */
     const int mb = (EPI == 0 || EPI == 3) && (w->cols / 128) % (QF_WARPS * QF_U) == 0
@@ -255,7 +255,7 @@ static int qf_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const 
     int bpc = 1;
     if (mb == 2 && grid >= 2u)
         bpc = 3;
-    else if ((mb == 1 || mb == 3) && num_sms > 0 && grid > 3u * (unsigned)num_sms)
+    else if ((mb == 1 || mb == 3 || mb == 4) && num_sms > 0 && grid > 3u * (unsigned)num_sms)
         bpc = (int)((grid + 2u * (unsigned)num_sms - 1) / (2u * (unsigned)num_sms));
     if constexpr (EPI == 0 || EPI == 3)
         if (bpc > 1) {
