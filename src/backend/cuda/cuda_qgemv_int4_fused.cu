@@ -93,15 +93,20 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
     const uint8_t *za = w.zeros + (ha + g) * ng, *zb = w.zeros + (hb + g) * ng;
     const float *sa = w.scales + (ha + g) * ng, *sb = w.scales + (hb + g) * ng;
     qf_item it[4]; /* QF_U rolling slots, or TWO's p0, p1, q0, q1 */
-    auto load = [&](int u, int kt) {
-        if (kt >= tiles) return;
+    /* slot u <- tile kt of the halves whose pieces start at a / b (zero
+     * points c / d, scales e / f) */
+    auto ld = [&](int u, const uint4 *a, const uint4 *b, const uint8_t *c, const uint8_t *d,
+                  const float *e, const float *f, int kt) {
         const int gi = kt >> gshift;
-        it[u].a = __ldcs(pa + 64 * kt);
-        it[u].b = __ldcs(pb + 64 * kt);
-        it[u].za = __ldg(za + gi);
-        it[u].zb = __ldg(zb + gi);
-        it[u].sa = __ldg(sa + gi);
-        it[u].sb = __ldg(sb + gi);
+        it[u].a = __ldcs(a + 64 * kt);
+        it[u].b = __ldcs(b + 64 * kt);
+        it[u].za = __ldg(c + gi);
+        it[u].zb = __ldg(d + gi);
+        it[u].sa = __ldg(e + gi);
+        it[u].sb = __ldg(f + gi);
+    };
+    auto load = [&](int u, int kt) {
+        if (kt < tiles) ld(u, pa, pb, za, zb, sa, sb, kt);
     };
     /* MB: block b's halves (first rows xa, xb as EPI 0 / 3 place them), the
      * tile kt of slot u */
@@ -111,13 +116,8 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
         xb = EPI == 3 ? out / 2 + xa : xa + 8;
     };
     auto load_at = [&](int u, int64_t xa, int64_t xb, int kt) {
-        const int gi = kt >> gshift;
-        it[u].a = __ldcs(qf_half(w, xa, g, t) + 64 * kt);
-        it[u].b = __ldcs(qf_half(w, xb, g, t) + 64 * kt);
-        it[u].za = __ldg(w.zeros + (xa + g) * ng + gi);
-        it[u].zb = __ldg(w.zeros + (xb + g) * ng + gi);
-        it[u].sa = __ldg(w.scales + (xa + g) * ng + gi);
-        it[u].sb = __ldg(w.scales + (xb + g) * ng + gi);
+        ld(u, qf_half(w, xa, g, t), qf_half(w, xb, g, t), w.zeros + (xa + g) * ng,
+           w.zeros + (xb + g) * ng, w.scales + (xa + g) * ng, w.scales + (xb + g) * ng, kt);
     };
     /* the first tiles before the PDL wait (weights are constant) */
     if constexpr (MB) {
