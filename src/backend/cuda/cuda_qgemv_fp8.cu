@@ -177,14 +177,18 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
     const float *sa = w.scales + ra * ng, *sb = w.scales + rb * ng;
     uint4 qa[U], qb[U];
     float fa[U], fb[U];
+    /* slot u <- tile kt of the rows whose pieces start at a / b + o, scales
+     * at c / d + os */
+    auto ld = [&](int u, const uint4 *a, const uint4 *b, const float *c, const float *d, int64_t o,
+                  int64_t os, int kt) {
+        qa[u] = __ldcs(a + o + 4 * kt);
+        qb[u] = __ldcs(b + o + 4 * kt);
+        const int gi = kt >> gshift;
+        fa[u] = __ldg(c + os + gi);
+        fb[u] = __ldg(d + os + gi);
+    };
     auto load1 = [&](int u, int kt) {
-        if (kt < tiles) {
-            qa[u] = __ldcs(pa + 4 * kt);
-            qb[u] = __ldcs(pb + 4 * kt);
-            const int gi = kt >> gshift;
-            fa[u] = __ldg(sa + gi);
-            fb[u] = __ldg(sb + gi);
-        }
+        if (kt < tiles) ld(u, pa, pb, sa, sb, 0, 0, kt);
     };
     auto load = [&](int kt0) {
 #pragma unroll
@@ -201,11 +205,7 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
     const float *sa0 = w.scales + (EPI == 3 ? 8 * b0 + g : 16 * b0 + g) * ng;
     const float *sb0 = sa0 + (EPI == 3 ? (int64_t)(out / 2) : 8) * ng;
     auto load_mb = [&](int u, int64_t o, int64_t os, int kt) {
-        qa[u] = __ldcs(qa0 + o + 4 * kt);
-        qb[u] = __ldcs(qb0 + o + 4 * kt);
-        const int gi = kt >> gshift;
-        fa[u] = __ldg(sa0 + os + gi);
-        fb[u] = __ldg(sb0 + os + gi);
+        ld(u, qa0, qb0, sa0, sb0, o, os, kt);
     };
     if constexpr (MB) {
 #pragma unroll
