@@ -225,12 +225,39 @@ produce(const ci_prefill_params &p, bars<NST> &bar, __nv_bfloat16 *sq, __nv_bflo
 }
 
 /* ---- consumer warpgroups 1, 2 ---- */
+/* S = Q K^T of K/V stage st (the consumer warpgroup's 64 rows against BN
+ * keys): HD / 16 k-steps; dq / dk the descriptors of stage 0 / k-step 0, Q
+ * in a buffer of BMR rows (offsets (bytes >> 4) go into the start-address
+ * field: shared memory < 256 KB, no carry out) */
+template <int HD, int BN, int BMR>
+__device__ __forceinline__ void issue_qk(float *s, uint64_t dq, uint64_t dk, int st) {
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+        const uint64_t a = dq + (uint64_t)(((kk >> 2) * (BMR * 128) + (kk & 3) * 32) >> 4);
+        const uint64_t b =
+            dk + (uint64_t)((st * (BN * HD * 2) + (kk >> 2) * (BN * 128) + (kk & 3) * 32) >> 4);
+        wgmma_ss<BN>(s, a, b, kk > 0);
+    }
+}
+/* O += P V of stage st, P from registers (pa), dv stage 0's descriptor */
+template <int HD, int BN>
+__device__ __forceinline__ void issue_pv_st(float *o, uint32_t (*pa)[4], uint64_t dv, int st) {
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++) {
+        const uint64_t b = dv + (uint64_t)((st * (BN * HD * 2) + kk * 16 * 128) >> 4);
+        if constexpr (HD == 64)
+            wgmma_n64<1>(o, pa[kk], b);
+        else
+            wgmma_n128<1>(o, pa[kk], b);
+    }
+}
+
 template <int HD, int BN, int NST, bool PP>
 __device__ __forceinline__ void consume(const ci_prefill_params &p, bars<NST> &bar,
                                         const __nv_bfloat16 *sq, const __nv_bfloat16 *sk,
                                         const __nv_bfloat16 *sv, int h, int q0, int r0, int nrows,
                                         int ctx, int lim_lo, int nblk) {
-    constexpr int KD = HD / 16, NS = BN / 2, NO = HD / 2, NP = BN / 4;
+    constexpr int NS = BN / 2, NO = HD / 2, NP = BN / 4;
     const int ct = threadIdx.x - NPROD; /* 0 .. 255 */
     const int cw = ct >> 7;             /* consumer warpgroup: rows 64 cw .. */
     const int lane = ct & 31;
@@ -244,25 +271,8 @@ __device__ __forceinline__ void consume(const ci_prefill_params &p, bars<NST> &b
     const uint64_t dq = gmma_desc(sq + cw * 64 * 64, 16, 1024);
     const uint64_t dk = gmma_desc(sk, 16, 1024);
     const uint64_t dv = gmma_desc(sv, BN * 128, 1024);
-    auto issue_s = [&](float *s, int st) {
-#pragma unroll
-        for (int kk = 0; kk < KD; kk++) {
-            const uint64_t a = dq + (uint64_t)(((kk >> 2) * (BM * 128) + (kk & 3) * 32) >> 4);
-            const uint64_t b =
-                dk + (uint64_t)((st * (BN * HD * 2) + (kk >> 2) * (BN * 128) + (kk & 3) * 32) >> 4);
-            wgmma_ss<BN>(s, a, b, kk > 0);
-        }
-    };
-    auto issue_pv = [&](float *o, uint32_t(*pa)[4], int st) {
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++) {
-            const uint64_t b = dv + (uint64_t)((st * (BN * HD * 2) + kk * 16 * 128) >> 4);
-            if constexpr (HD == 64)
-                wgmma_n64<1>(o, pa[kk], b);
-            else
-                wgmma_n128<1>(o, pa[kk], b);
-        }
-    };
+    auto issue_s = [&](float *s, int st) { issue_qk<HD, BN, BM>(s, dq, dk, st); };
+    auto issue_pv = [&](float *o, uint32_t(*pa)[4], int st) { issue_pv_st<HD, BN>(o, pa, dv, st); };
     auto release = [&](uint64_t *b) {
         if (lane == 0) mbar_arrive(smem_u32(b));
     };

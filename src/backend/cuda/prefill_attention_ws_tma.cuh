@@ -382,7 +382,7 @@ template <int HD, int BN, int NST, bool ILP, int NC, int PX, bool EPI>
 __device__ __forceinline__ void consume(const ci_prefill_params &p, tbars<NST> &bar,
                                         const qinfo<64 * NC> &qi, const __nv_bfloat16 *sq,
                                         const __nv_bfloat16 *sk, const __nv_bfloat16 *sv) {
-    constexpr int KD = HD / 16, NS = BN / 2, NO = HD / 2, NP = BN / 4, BMT = 64 * NC;
+    constexpr int NS = BN / 2, NO = HD / 2, NP = BN / 4, BMT = 64 * NC;
     const int ct = threadIdx.x - NPROD;                   /* 0 .. 128 NC - 1 */
     const int cw = ct >> 7;                               /* consumer warpgroup: rows 64 cw .. */
     const int nxt = BAR_PP + (cw + 1 == NC ? 0 : cw + 1); /* the next one's barrier */
@@ -392,25 +392,8 @@ __device__ __forceinline__ void consume(const ci_prefill_params &p, tbars<NST> &
     const uint64_t dq = gmma_desc(sq + cw * 64 * 64, 16, 1024);
     const uint64_t dk = gmma_desc(sk, 16, 1024);
     const uint64_t dv = gmma_desc(sv, BN * 128, 1024);
-    auto issue_s = [&](float *s, int st) {
-#pragma unroll
-        for (int kk = 0; kk < KD; kk++) {
-            const uint64_t a = dq + (uint64_t)(((kk >> 2) * (BMT * 128) + (kk & 3) * 32) >> 4);
-            const uint64_t b =
-                dk + (uint64_t)((st * (BN * HD * 2) + (kk >> 2) * (BN * 128) + (kk & 3) * 32) >> 4);
-            wgmma_ss<BN>(s, a, b, kk > 0);
-        }
-    };
-    auto issue_pv = [&](float *o, uint32_t(*pa)[4], int st) {
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++) {
-            const uint64_t b = dv + (uint64_t)((st * (BN * HD * 2) + kk * 16 * 128) >> 4);
-            if constexpr (HD == 64)
-                wgmma_n64<1>(o, pa[kk], b);
-            else
-                wgmma_n128<1>(o, pa[kk], b);
-        }
-    };
+    auto issue_s = [&](float *s, int st) { issue_qk<HD, BN, BMT>(s, dq, dk, st); };
+    auto issue_pv = [&](float *o, uint32_t(*pa)[4], int st) { issue_pv_st<HD, BN>(o, pa, dv, st); };
     auto release = [&](uint64_t *b) {
         if (lane == 0) mbar_arrive(smem_u32(b));
     };
