@@ -58,6 +58,19 @@ __device__ __forceinline__ void ld_vec(const float *p, float *out) {
 
 /* TC: the cache element (T, or uint8_t for E4M3); scale includes k_scale,
  * vscale multiplies the output */
+/* the sequence of token t: the largest s with qstart[s] <= t */
+__device__ __forceinline__ int att_seq_of(const int32_t *qstart, int S, int t) {
+    int lo = 0, hi = S - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) >> 1;
+        if (qstart[mid] <= t)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
 template <typename T, typename TC>
 __global__ void __launch_bounds__(ATT_THREADS)
     attention_kernel(const T *__restrict__ qkv, int S, int H, int KV, int hd,
@@ -78,16 +91,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
     float *sc = vt + ATT_TILE * hd;       /* [G][TILE] */
     float *mrow = sc + G * ATT_TILE, *lrow = mrow + G, *alpha = lrow + G;
 
-    /* sequence of token t: largest s with qstart[s] <= t */
-    int lo = 0, hi = S - 1;
-    while (lo < hi) {
-        int mid = (lo + hi + 1) >> 1;
-        if (qstart[mid] <= t)
-            lo = mid;
-        else
-            hi = mid - 1;
-    }
-    const int s = lo;
+    const int s = att_seq_of(qstart, S, t);
     int nctx = positions[t] + 1;
     if (nctx > ctx_lens[s]) nctx = ctx_lens[s];
     const int32_t *bt = btab + (int64_t)s * mbps;
@@ -231,15 +235,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
     __nv_bfloat16 *vt = kt + ATT2_TILE * kstride;                  /* [TILE][hd] */
     float *red = region;                                           /* after the loop: [KG][G][hd] */
 
-    int lo = 0, hi = S - 1;
-    while (lo < hi) {
-        int mid = (lo + hi + 1) >> 1;
-        if (qstart[mid] <= t)
-            lo = mid;
-        else
-            hi = mid - 1;
-    }
-    const int s = lo;
+    const int s = att_seq_of(qstart, S, t);
     int nctx = positions[t] + 1;
     if (nctx > ctx_lens[s]) nctx = ctx_lens[s];
     const int32_t *bt = btab + (int64_t)s * mbps;
