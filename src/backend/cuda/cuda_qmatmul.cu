@@ -868,6 +868,10 @@ extern "C" int ci_cu_qgemv_tc_rows(ci_cu_stream st, int f32_out, const ci_qweigh
     return cudaSuccess;
 }
 
+/* kernel template K's instance for weight format f and output type T */
+#define QDQ_FMT(f, K, T)                                                                           \
+    ((f) == CI_QW_INT4 ? K<CI_QW_INT4, T> : (f) == CI_QW_INT8 ? K<CI_QW_INT8, T> : K<CI_QW_FP8, T>)
+
 extern "C" int ci_cu_qdequant(ci_cu_stream st, int bf16, const ci_qweight *w, void *out) {
     if (!ci_cu_qweight_shape_ok(w)) return cudaErrorInvalidValue;
     int per = w->format == CI_QW_INT4 ? 8 : 4;
@@ -876,23 +880,14 @@ extern "C" int ci_cu_qdequant(ci_cu_stream st, int bf16, const ci_qweight *w, vo
         dim3 grid((unsigned)((w->cols / per + 127) / 128),
                   (unsigned)(w->rows < 65535 ? w->rows : 65535));
         CI_CU_DISPATCH(bf16, {
-            if (w->format == CI_QW_INT4)
-                ci_cu_launch(qdequant_rows_kernel<CI_QW_INT4, T>, grid, 128, 0, st, *w, (T *)out);
-            else if (w->format == CI_QW_INT8)
-                ci_cu_launch(qdequant_rows_kernel<CI_QW_INT8, T>, grid, 128, 0, st, *w, (T *)out);
-            else
-                ci_cu_launch(qdequant_rows_kernel<CI_QW_FP8, T>, grid, 128, 0, st, *w, (T *)out);
+            ci_cu_launch(QDQ_FMT(w->format, qdequant_rows_kernel, T), grid, 128, 0, st, *w,
+                         (T *)out);
         });
         return cudaGetLastError();
     }
     unsigned blocks = ci_cu_blocks(w->rows * (w->cols / per), 256);
     CI_CU_DISPATCH(bf16, {
-        if (w->format == CI_QW_INT4)
-            ci_cu_launch(qdequant_kernel<CI_QW_INT4, T>, blocks, 256, 0, st, *w, (T *)out);
-        else if (w->format == CI_QW_INT8)
-            ci_cu_launch(qdequant_kernel<CI_QW_INT8, T>, blocks, 256, 0, st, *w, (T *)out);
-        else
-            ci_cu_launch(qdequant_kernel<CI_QW_FP8, T>, blocks, 256, 0, st, *w, (T *)out);
+        ci_cu_launch(QDQ_FMT(w->format, qdequant_kernel, T), blocks, 256, 0, st, *w, (T *)out);
     });
     return cudaGetLastError();
 }
