@@ -122,28 +122,40 @@ static void check_case(const ci_qweight *h, int n, int with_bias, const char *wh
     }
 }
 
+/* CINFER_TEST_GEMV_ONLY=S: only the GEMV benches whose label holds S */
+static int gemv_bench_wanted(const char *label) {
+    const char *only = getenv("CINFER_TEST_GEMV_ONLY");
+    return !(only && *only && !strstr(label, only));
+}
+/* the packed weight and scale (INT4: and zero-point) bytes of h */
+static double gemv_bytes(const ci_qweight *h) {
+    const int i4 = h->format == CI_QW_INT4;
+    return (double)h->rows * (i4 ? h->cols / 2 : h->cols) +
+           (double)h->rows * h->ngroups * (i4 ? 5 : 4);
+}
+/* copies of a weight of these bytes cycled so that their bytes are 4x the
+ * 50 MB L2, as a model's successive layers are: a weight that fits in L2
+ * would otherwise be read from it (at most GEMV_MAXC) */
+enum { GEMV_MAXC = 32 };
+static int gemv_copies(double bytes) {
+    const int nc = (int)(200e6 / bytes) + 1;
+    return nc > GEMV_MAXC ? GEMV_MAXC : nc;
+}
+
 /* GB/s of packed weight bytes streamed by the n = 1 GEMV. */
 static void bench_gemv(int fmt, int rows, int cols, const char *kernel) {
-    /* CINFER_TEST_GEMV_ONLY=S: only the benches whose label holds S */
     char label[96];
     const char *fn = fmt == CI_QW_INT4 ? "int4" : fmt == CI_QW_INT8 ? "int8" : "fp8";
     snprintf(label, sizeof label, "%s %dx%d %s", fn, rows, cols, kernel);
-    const char *only = getenv("CINFER_TEST_GEMV_ONLY");
-    if (only && *only && !strstr(label, only)) return;
+    if (!gemv_bench_wanted(label)) return;
     ci_cu_qgemv_select(kernel);
     /* CINFER_TEST_GEMV_GROUP=G: groups of G columns (0: one a row), not 128 */
     const char *ge = getenv("CINFER_TEST_GEMV_GROUP");
     const int gs = ge && *ge ? (atoi(ge) > 0 ? atoi(ge) : cols) : 128;
     ci_qweight h = make_qw(fmt, rows, cols, gs, 1, 0);
-    const double bytes = (double)h.rows * (fmt == CI_QW_INT4 ? h.cols / 2 : h.cols) +
-                         (double)h.rows * h.ngroups * (fmt == CI_QW_INT4 ? 5 : 4);
-    /* copies cycled so that their bytes are 4x the 50 MB L2, as a model's
-     * successive layers are: a weight that fits in L2 would otherwise be
-     * read from it */
-    enum { MAXC = 32 };
-    int nc = (int)(200e6 / bytes) + 1;
-    if (nc > MAXC) nc = MAXC;
-    ci_tensor w[MAXC], x, y;
+    const double bytes = gemv_bytes(&h);
+    const int nc = gemv_copies(bytes);
+    ci_tensor w[GEMV_MAXC], x, y;
     for (int c = 0; c < nc; c++)
         CHECK_OK(gpu->ops->qweight_create(gpu, &h, &w[c]));
     CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, 1, h.cols, &x));
@@ -177,16 +189,12 @@ static void bench_gemv_fused(int fmt, int rows, int cols) {
     char label[96];
     const char *fn = fmt == CI_QW_INT4 ? "int4" : "fp8";
     snprintf(label, sizeof label, "%s %dx%d fused", fn, rows, cols);
-    const char *only = getenv("CINFER_TEST_GEMV_ONLY");
-    if (!bf || (only && *only && !strstr(label, only))) return;
+    if (!bf || !gemv_bench_wanted(label)) return;
     const int gs = fmt == CI_QW_INT4 ? 128 : cols; /* as the checkpoints: GPTQ g128, FP8 per row */
     ci_qweight h = make_qw(fmt, rows, cols, gs, 2, 0);
-    const double bytes = (double)h.rows * (fmt == CI_QW_INT4 ? h.cols / 2 : h.cols) +
-                         (double)h.rows * h.ngroups * (fmt == CI_QW_INT4 ? 5 : 4);
-    enum { MAXC = 32 };
-    int nc = (int)(200e6 / bytes) + 1;
-    if (nc > MAXC) nc = MAXC;
-    ci_tensor w[MAXC], x, y, yh, nw, sc;
+    const double bytes = gemv_bytes(&h);
+    const int nc = gemv_copies(bytes);
+    ci_tensor w[GEMV_MAXC], x, y, yh, nw, sc;
     for (int c = 0; c < nc; c++)
         CHECK_OK(gpu->ops->qweight_create(gpu, &h, &w[c]));
     CHECK_OK(ci_tensor_alloc(gpu, gpu->act_dtype, 1, h.cols, &x));

@@ -27,14 +27,16 @@ set -uo pipefail
 . "$(dirname "$0")/gpu_step.bash" "$@"
 q=${Q:-fp8 int4}
 ckpts_bg $(ckpt_names "$q") # started now; gpu_ab_quant.sh's own call waits for this one
-[ "${GEMV:-0}" = 1 ] && echo "== GEMV bench ($(date +%T))"
-for r in $([ "${GEMV:-0}" = 1 ] && echo 1 2); do
-    for v in 0 1; do
-        echo "-- MB $v"
-        CINFER_QGEMV_MB=$v CINFER_TEST_GEMV_GROUP=0 CINFER_TEST_GEMV_ONLY="fp8" timeout 40 \
-            $B/test_cuda_quant 2>&1 | grep -E "GEMV.*(auto|tc,)"
+if [ "${GEMV:-0}" = 1 ]; then
+    echo "== GEMV bench ($(date +%T))"
+    for r in 1 2; do
+        for v in 0 1; do
+            echo "-- MB $v"
+            CINFER_QGEMV_MB=$v CINFER_TEST_GEMV_GROUP=0 CINFER_TEST_GEMV_ONLY="fp8" timeout 40 \
+                $B/test_cuda_quant 2>&1 | grep -E "GEMV.*(auto|tc,)"
+        done
     done
-done
+fi
 if [ "${FUSED:-1}" = 1 ]; then # the layer's gate|up: fused (norm + SwiGLU) against plain
     echo "== gate|up bench, fused and plain ($(date +%T))"
     for r in 1 2; do
