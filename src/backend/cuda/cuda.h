@@ -25,10 +25,16 @@ void ci_cu_qgemv_int4_fused_two(int mode);
 /* The 8-bit tensor-core GEMV (cuda_qgemv_fp8.cu) and INT4's fused one
  * (cuda_qgemv_int4_fused.cu) with several 16-row blocks a CTA: 0 never, 1
  * where the blocks exceed 3 an SM, 2 three a CTA wherever the shape allows
- * (tests), 3 as 1 for INT4's fused GEMV only (the default, measured), 4 as
- * 3 and the 8-bit GEMV's SwiGLU build (gate|up), -1 back to the default
+ * (tests), 3 as 1 for INT4's fused GEMV only, 4 (the default) as 3 and the
+ * 8-bit GEMV's SwiGLU build (gate|up), -1 back to the default
  * (CINFER_QGEMV_MB is read at the first call) */
 void ci_cu_qgemv_mb(int mode);
+/* The deferred RMSNorm's staging in the tensor-core GEMVs (gemv_prologue.cuh,
+ * ci_defer_stage): 1 two vectors a thread loaded at once, the norm weights
+ * prefetched before the PDL wait; 0 one at a time (the default unless
+ * CINFER_DEFER_BATCH=1, read at the first call); -1 back to the default.
+ * The values are the same either way. */
+void ci_cu_defer_batch_mode(int mode);
 /* The decode attention's splits of a (seq, kv head) as one thread-block
  * cluster merging through distributed shared memory (Hopper's sm_90a build;
  * 1 on, the default unless CINFER_DEC_CLUSTER=0, read at the first call; 0

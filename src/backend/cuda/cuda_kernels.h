@@ -245,6 +245,9 @@ int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const struct ci_qweight *w, 
 /* the multi-block mode of the GEMVs above and below (ci_cu_qgemv_mb,
  * CINFER_QGEMV_MB; cuda_qgemv_fp8.cu keeps it) */
 int ci_cu_qgemv_mb_mode(void);
+/* the deferred norm's batched staging (CINFER_DEFER_BATCH, default 0;
+ * gemv_prologue.cuh's ci_defer_stage) */
+int ci_cu_defer_batch(void);
 /* INT4 (tiled, no act order) for BF16 x, n <= 2, with the deferred RMSNorm
  * and the rope (neox) or SwiGLU epilogue or none (cuda_qgemv_int4_fused.cu;
  * no acc, BF16 y); norm_w / x NULL in _ok: their alignment not checked */

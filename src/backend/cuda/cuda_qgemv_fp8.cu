@@ -80,6 +80,7 @@ struct ft_pro {
     const float *norm_w;
     float eps;
     int vpt;
+    int batch; /* the deferred norm's staging (ci_defer_stage's batch) */
 };
 
 /* bf16x2 -> f16x2 of (x * 2^-4), saturated to the f16 range */
@@ -214,6 +215,7 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
     } else {
         load(warp);
     }
+    if (pro.pro == CI_CU_PRO_RMSNORM_DEFER && pro.batch) ci_defer_pre(pro.norm_w, K);
     ci_pdl_trigger();
     ci_pdl_wait();
     {
@@ -223,10 +225,13 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
         if (pro.pro == CI_CU_PRO_RMSNORM)
             ci_norm_stage_exact<N>(x, K, pro.vpt, pro.norm_w, pro.eps, nred, put);
         else if (pro.pro == CI_CU_PRO_RMSNORM_DEFER)
-            ci_defer_stage<N>(x, K, pro.norm_w, nred, [&](int e, const float *f) {
-                fxs[e] = make_uint4(ft_f2(f[0], f[1]), ft_f2(f[2], f[3]), ft_f2(f[4], f[5]),
-                                    ft_f2(f[6], f[7]));
-            });
+            ci_defer_stage<N>(
+                x, K, pro.norm_w, nred,
+                [&](int e, const float *f) {
+                    fxs[e] = make_uint4(ft_f2(f[0], f[1]), ft_f2(f[2], f[3]), ft_f2(f[4], f[5]),
+                                        ft_f2(f[6], f[7]));
+                },
+                pro.batch);
         else /* x as it is, or SwiGLU of [N][2K] */
             ci_pro_stage_plain<N>(pro.pro, x, K, put);
     }
@@ -351,23 +356,37 @@ static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, con
  * loads idle between one CTA's last tile and the next CTA's first):
  * ceil(blocks / 2 SMs) a CTA, one wave (the build capped for 2 CTAs an SM),
  * every slot's loads running on across a block's end; 2 (tests) 3 blocks a
- * CTA wherever the shape allows; 3 (the default) as 1 for INT4's fused GEMV
- * and off here: measured on an H100 (2026-12-06, docs/benchmarks.md), batch
- * 1 INT4 + head 488 tok/s against 461, FP8 + head 319 against 325; 4 as 3
- * and here the SwiGLU build (gate|up) only, not the plain one (the LM head):
- * the fused gate|up stages x and the f32 norm weights every CTA (24 KB a
- * CTA, 43 MB of L2 reads a layer for 117 MB of weights), which one wave of
- * multi-block CTAs stages 256 times instead of 1792 (to be measured). The
+ * CTA wherever the shape allows; 3 as 1 for INT4's fused GEMV and off here:
+ * measured on an H100 (2026-12-06, docs/benchmarks.md), batch 1 INT4 +
+ * head 488 tok/s against 461, FP8 + head 319 against 325; 4 (the default)
+ * as 3 and here the SwiGLU build (gate|up) only, not the plain one (the LM
+ * head): the fused gate|up stages x and the f32 norm weights every CTA (24
+ * KB a CTA), which one wave of multi-block CTAs stages 256 times instead of
+ * 1792 (H100, 2026-12-06: FP8 + head 337.2 tok/s against 335.2 with 3). The
  * shape: whole 16-row blocks, K / 64 tiles a multiple of FT_WARPS * FT_U
  * (each warp's tiles of a block a whole number of slot rounds), EPI 0 or 3. */
 static int g_mb = -1;
 extern "C" void ci_cu_qgemv_mb(int mode) {
     g_mb = mode < 0 ? -1 : mode;
 }
+/* CINFER_DEFER_BATCH: 1 ci_defer_stage's batched loads and the norm weights
+ * prefetched before the PDL wait, 0 (the default until its A/B has run) one
+ * vector at a time; the same values either way */
+static int g_defer_batch = -1;
+extern "C" void ci_cu_defer_batch_mode(int mode) {
+    g_defer_batch = mode < 0 ? -1 : mode != 0;
+}
+extern "C" int ci_cu_defer_batch(void) {
+    if (g_defer_batch < 0) {
+        const char *e = getenv("CINFER_DEFER_BATCH");
+        g_defer_batch = e && *e ? atoi(e) != 0 : 0;
+    }
+    return g_defer_batch;
+}
 extern "C" int ci_cu_qgemv_mb_mode(void) {
     if (g_mb < 0) {
         const char *e = getenv("CINFER_QGEMV_MB");
-        g_mb = e && *e ? atoi(e) : 3;
+        g_mb = e && *e ? atoi(e) : 4;
     }
     return g_mb;
 }
@@ -443,7 +462,8 @@ extern "C" int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const ci_qweight 
         (swiglu && (ro || acc || f32_out || !ci_cu_qgemv_fp8tc_swiglu_ok(w))))
         return cudaErrorInvalidValue;
     const ft_pro fp = {pro, norm_w, eps,
-                       pro == CI_CU_PRO_RMSNORM ? ci_cu_rmsnorm_vpt(w->cols, norm_w) : 0};
+                       pro == CI_CU_PRO_RMSNORM ? ci_cu_rmsnorm_vpt(w->cols, norm_w) : 0,
+                       ci_cu_defer_batch()};
     const int64_t blocks = (w->rows + 15) / 16;
     const int w3 = num_sms > 0 && blocks > 2 * (int64_t)num_sms && blocks <= 3 * (int64_t)num_sms;
     const int bpc = old || ro ? 1 : fp8tc_bpc(w, num_sms, swiglu ? 3 : 0);

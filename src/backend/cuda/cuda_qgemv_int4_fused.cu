@@ -68,7 +68,7 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
     qgemv_int4_fused_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
                             const float *__restrict__ bias, __nv_bfloat16 *__restrict__ y,
                             int gshift, const float *__restrict__ norm_w, float eps,
-                            ci_cu_rope_epi rope, int bpc) {
+                            ci_cu_rope_epi rope, int bpc, int batch) {
     constexpr int W = TWO ? QF2_WARPS : QF_WARPS;
     extern __shared__ uint4 xs[]; /* [N][K / 8]: BF16(x * norm_w) */
     __shared__ float red[W][16][N];
@@ -131,16 +131,20 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
         for (int u = 0; u < 4; u++)
             load(u, warp + u * W);
     }
+    if (batch) ci_defer_pre(norm_w, K);
     ci_pdl_trigger();
     ci_pdl_wait();
-    ci_defer_stage<N>(x, K, norm_w, nred, [&](int e, const float *f) {
-        uint4 v;
-        __nv_bfloat162 *h = (__nv_bfloat162 *)&v;
+    ci_defer_stage<N>(
+        x, K, norm_w, nred,
+        [&](int e, const float *f) {
+            uint4 v;
+            __nv_bfloat162 *h = (__nv_bfloat162 *)&v;
 #pragma unroll
-        for (int j = 0; j < 4; j++)
-            h[j] = __floats2bfloat162_rn(f[2 * j], f[2 * j + 1]);
-        xs[e] = v;
-    });
+            for (int j = 0; j < 4; j++)
+                h[j] = __floats2bfloat162_rn(f[2 * j], f[2 * j + 1]);
+            xs[e] = v;
+        },
+        batch);
     __syncthreads();
     /* the lane's x: token g (N - 1 for lanes of tokens >= N: their C
      * columns are never stored), columns 128 kt + 32 t .. */
@@ -241,14 +245,15 @@ static int qf_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const 
                      const ci_cu_rope_epi &rope) {
     const unsigned grid = (unsigned)(w->rows / 16);
     const size_t smem = (size_t)N * (size_t)w->cols * 2;
-    const int gshift = qt_group_shift(w, 128);
+    const int gshift = qt_group_shift(w, 128), db = ci_cu_defer_batch();
     if (g_qf_two < 0) {
         const char *e = getenv("CINFER_QFUSE_TC2");
         g_qf_two = e ? atoi(e) : 0;
     }
-    /* several blocks a CTA (ci_cu_qgemv_mb, 1, the default 3 or 4):
+    /* several blocks a CTA (ci_cu_qgemv_mb 1, 3 or the default 4):
      * ceil(blocks / 2 SMs), one wave of CTAs capped for 2 an SM, where the
-     * blocks exceed 3 an SM (gate|up: batch 1 +6 % on an H100); 3 (tests) */
+     * blocks exceed 3 an SM (gate|up: batch 1 +6 % on an H100); 2 (tests):
+     * 3 blocks a CTA */
     const int mb = (EPI == 0 || EPI == 3) && (w->cols / 128) % (QF_WARPS * QF_U) == 0
                        ? ci_cu_qgemv_mb_mode()
                        : 0;
@@ -262,23 +267,23 @@ static int qf_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const 
             ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, 2, false, true>,
                          (grid + (unsigned)bpc - 1) / (unsigned)bpc, QF_WARPS * 32, smem, st, *w,
                          (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps,
-                         rope, bpc);
+                         rope, bpc, db);
             return cudaGetLastError();
         }
     if (g_qf_two == 2 || (g_qf_two == 1 && num_sms > 0 && grid >= 4u * (unsigned)num_sms))
         ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, 1, true>, grid, QF2_WARPS * 32, smem, st, *w,
                      (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps, rope,
-                     1);
+                     1, db);
     /* registers capped for 3 CTAs an SM where the blocks are 2-3 an SM (one
      * wave, as the tc kernel's choice for q|k|v) */
     else if (num_sms > 0 && grid > 2u * (unsigned)num_sms && grid <= 3u * (unsigned)num_sms)
         ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, 3>, grid, QF_WARPS * 32, smem, st, *w,
                      (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps, rope,
-                     1);
+                     1, db);
     else
         ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, 1>, grid, QF_WARPS * 32, smem, st, *w,
                      (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps, rope,
-                     1);
+                     1, db);
     return cudaGetLastError();
 }
 

@@ -172,29 +172,70 @@ __device__ __forceinline__ void ci_norm_stage_exact(const __nv_bfloat16 *x, int 
  * warp's sum of x^2 goes to red[n * warps + warp] (the caller synchronizes);
  * ci_defer_inv then gives token n's 1 / rms, every CTA summing in one
  * order. No reduction before the first product: the sum rides along with
- * the staging and scales the products' sums. */
+ * the staging and scales the products' sums.
+ *
+ * batch (CINFER_DEFER_BATCH=1, off by default until measured): each thread's
+ * vectors two at a time, x of both loaded before either is used, so staging
+ * K = 4096 with 256 threads is one L2 round trip after the PDL wait where
+ * the loop of one vector can take two; the same
+ * sums in the same order either way, so the values are identical. With
+ * ci_defer_pre before the wait, the norm weights come from L1. */
+__device__ __forceinline__ void ci_defer_pre(const float *norm_w, int K) {
+    for (int i = threadIdx.x; i < K / 8; i += blockDim.x)
+        asm volatile("prefetch.global.L1 [%0];" ::"l"(norm_w + (int64_t)i * 8));
+}
 template <int N, typename Emit>
 __device__ __forceinline__ void ci_defer_stage(const __nv_bfloat16 *x, int K, const float *norm_w,
-                                               float *red, Emit emit) {
+                                               float *red, Emit emit, bool batch = true) {
     const int kv = K / 8, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int warps = blockDim.x >> 5;
     const uint4 *xg = (const uint4 *)x;
+    /* vector i of every token (xv[n]): x * norm_w emitted, x^2 summed into ss[] */
+    auto one = [&](int i, const uint4 *xv, float *ss) {
+        float wv[8];
+        ci_ldg_f32x8(norm_w + (int64_t)i * 8, wv);
 #pragma unroll
-    for (int n = 0; n < N; n++) {
-        float ss = 0.0f;
-        for (int i = threadIdx.x; i < kv; i += blockDim.x) {
-            float f[8], wv[8];
-            ci_bf16x8(xg[(int64_t)n * kv + i], f);
-            ci_ldg_f32x8(norm_w + (int64_t)i * 8, wv);
+        for (int n = 0; n < N; n++) {
+            float f[8];
+            ci_bf16x8(xv[n], f);
 #pragma unroll
             for (int j = 0; j < 8; j++) {
-                ss = fmaf(f[j], f[j], ss);
+                ss[n] = fmaf(f[j], f[j], ss[n]);
                 f[j] *= wv[j];
             }
             emit(n * kv + i, f);
         }
-        ss = ci_warp_sum(ss);
-        if (lane == 0) red[n * warps + warp] = ss;
+    };
+    float ss[N];
+#pragma unroll
+    for (int n = 0; n < N; n++)
+        ss[n] = 0.0f;
+    if (batch) { /* x's loads first (the norm weights: L1 hits after ci_defer_pre) */
+        const int bd = blockDim.x;
+        for (int i = threadIdx.x; i < kv; i += 2 * bd) {
+            const bool two = i + bd < kv;
+            uint4 xa[N], xb[N];
+#pragma unroll
+            for (int n = 0; n < N; n++) {
+                xa[n] = xg[(int64_t)n * kv + i];
+                if (two) xb[n] = xg[(int64_t)n * kv + i + bd];
+            }
+            one(i, xa, ss);
+            if (two) one(i + bd, xb, ss);
+        }
+    } else {
+        for (int i = threadIdx.x; i < kv; i += blockDim.x) {
+            uint4 xv[N];
+#pragma unroll
+            for (int n = 0; n < N; n++)
+                xv[n] = xg[(int64_t)n * kv + i];
+            one(i, xv, ss);
+        }
+    }
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+        const float s = ci_warp_sum(ss[n]);
+        if (lane == 0) red[n * warps + warp] = s;
     }
 }
 template <int W>
