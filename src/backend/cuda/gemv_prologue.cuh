@@ -177,16 +177,16 @@ __device__ __forceinline__ void ci_norm_stage_exact(const __nv_bfloat16 *x, int 
  * batch (CINFER_DEFER_BATCH=1, off by default until measured): each thread's
  * vectors two at a time, x of both loaded before either is used, so staging
  * K = 4096 with 256 threads is one L2 round trip after the PDL wait where
- * the loop of one vector can take two; the same
- * sums in the same order either way, so the values are identical. With
- * ci_defer_pre before the wait, the norm weights come from L1. */
+ * the loop of one vector can take two; the same sums in the same order
+ * either way, so the values are identical. With ci_defer_pre before the
+ * wait, the norm weights come from L1. */
 __device__ __forceinline__ void ci_defer_pre(const float *norm_w, int K) {
     for (int i = threadIdx.x; i < K / 8; i += blockDim.x)
         asm volatile("prefetch.global.L1 [%0];" ::"l"(norm_w + (int64_t)i * 8));
 }
 template <int N, typename Emit>
 __device__ __forceinline__ void ci_defer_stage(const __nv_bfloat16 *x, int K, const float *norm_w,
-                                               float *red, Emit emit, bool batch = true) {
+                                               float *red, Emit emit, bool batch) {
     const int kv = K / 8, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int warps = blockDim.x >> 5;
     const uint4 *xg = (const uint4 *)x;
