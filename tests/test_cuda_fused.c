@@ -76,10 +76,6 @@ static double rel_err(const float *got, const float *want, size_t n) {
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
-/* One case: w [out][K] (already on the device), n rows, a prologue (the
- * RMSNorm one with a residual add first when resid), with or without bias
- * and accumulate. exact: the two sides must agree bit for bit (else within
- * tol, norm-wise); the residuals always do. */
 /* The deferred norm's staging the other way (the defer pass runs two
  * vectors a thread at a time, ci_cu_defer_batch_mode(1); this one at a
  * time): a's op again into a fresh y of the values y0 (rows x cols), the
@@ -102,6 +98,10 @@ static void defer_other_way(ci_matmul_fused *a, int64_t rows, int64_t cols, cons
     ci_tensor_free(gpu, &y2);
 }
 
+/* One case: w [out][K] (already on the device), n rows, a prologue (the
+ * RMSNorm one with a residual add first when resid), with or without bias
+ * and accumulate. exact: the two sides must agree bit for bit (else within
+ * tol, norm-wise); the residuals always do. */
 static void run_case(const char *what, ci_tensor *w, int n, ci_mm_prologue pro, int bias, int acc,
                      int resid, int exact) {
     const int64_t K = w->cols, out = w->rows, xc = pro == CI_MM_PRO_SWIGLU ? 2 * K : K;

@@ -33,10 +33,7 @@ extern "C" void ci_cu_decode_cluster(int on) {
     g_dec_cluster = on < 0 ? -1 : on > 0;
 }
 static int decode_cluster_on(void) {
-    if (g_dec_cluster < 0) {
-        const char *e = getenv("CINFER_DEC_CLUSTER");
-        g_dec_cluster = !(e && *e && atoi(e) <= 0);
-    }
+    if (g_dec_cluster < 0) g_dec_cluster = ci_cu_env_int("CINFER_DEC_CLUSTER", 1) > 0;
     return g_dec_cluster && ci_cu_sm90a();
 }
 

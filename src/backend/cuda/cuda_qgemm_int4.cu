@@ -335,11 +335,6 @@ extern "C" int ci_cu_sm90a(void) {
     return known[dev].load(std::memory_order_relaxed) == 2;
 }
 
-static int env_int(const char *name, int def) {
-    const char *e = getenv(name);
-    return e && *e ? atoi(e) : def;
-}
-
 extern "C" size_t ci_cu_qgemm_int4_ws_bytes(const ci_qweight *w) {
     return (size_t)CI_CU_QGEMM_CAP_N * (size_t)w->cols * 2 + 256 + (size_t)QG_PART_FLOATS * 4;
 }
@@ -359,8 +354,8 @@ extern "C" int ci_cu_qgemm_int4_chunk_n(void) {
 extern "C" int ci_cu_qgemm_int4_ok(const ci_qweight *w, int n, const void *x) {
     if (g_min_n < 0) {
         /* CINFER_QGEMM_MIN_N / _MAX_N: the rows of x this GEMM takes (MAX 0: never) */
-        g_min_n = env_int("CINFER_QGEMM_MIN_N", CI_CU_QGEMM_MIN_N);
-        g_max_n = env_int("CINFER_QGEMM_MAX_N", CI_CU_QGEMM_MAX_N);
+        g_min_n = ci_cu_env_int("CINFER_QGEMM_MIN_N", CI_CU_QGEMM_MIN_N);
+        g_max_n = ci_cu_env_int("CINFER_QGEMM_MAX_N", CI_CU_QGEMM_MAX_N);
         if (g_max_n > CI_CU_QGEMM_CAP_N) g_max_n = CI_CU_QGEMM_CAP_N;
     }
     /* a tiled weight passed ci_cu_qweight_tileable: INT4, no act order,

@@ -377,17 +377,11 @@ extern "C" void ci_cu_defer_batch_mode(int mode) {
     g_defer_batch = mode < 0 ? -1 : mode != 0;
 }
 extern "C" int ci_cu_defer_batch(void) {
-    if (g_defer_batch < 0) {
-        const char *e = getenv("CINFER_DEFER_BATCH");
-        g_defer_batch = e && *e ? atoi(e) != 0 : 0;
-    }
+    if (g_defer_batch < 0) g_defer_batch = ci_cu_env_int("CINFER_DEFER_BATCH", 0) != 0;
     return g_defer_batch;
 }
 extern "C" int ci_cu_qgemv_mb_mode(void) {
-    if (g_mb < 0) {
-        const char *e = getenv("CINFER_QGEMV_MB");
-        g_mb = e && *e ? atoi(e) : 4;
-    }
+    if (g_mb < 0) g_mb = ci_cu_env_int("CINFER_QGEMV_MB", 4);
     return g_mb;
 }
 static int fp8tc_bpc(const ci_qweight *w, int num_sms, int epi) {

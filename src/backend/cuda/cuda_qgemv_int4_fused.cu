@@ -246,10 +246,7 @@ static int qf_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const 
     const unsigned grid = (unsigned)(w->rows / 16);
     const size_t smem = (size_t)N * (size_t)w->cols * 2;
     const int gshift = qt_group_shift(w, 128), db = ci_cu_defer_batch();
-    if (g_qf_two < 0) {
-        const char *e = getenv("CINFER_QFUSE_TC2");
-        g_qf_two = e ? atoi(e) : 0;
-    }
+    if (g_qf_two < 0) g_qf_two = ci_cu_env_int("CINFER_QFUSE_TC2", 0);
     /* several blocks a CTA (ci_cu_qgemv_mb 1, 3 or the default 4):
      * ceil(blocks / 2 SMs), one wave of CTAs capped for 2 an SM, where the
      * blocks exceed 3 an SM (gate|up: batch 1 +6 % on an H100); 2 (tests):
