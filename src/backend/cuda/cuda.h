@@ -43,6 +43,9 @@ void ci_cu_decode_cluster(int on);
 /* GEMMs the skinny BF16 kernel (CINFER_SKINNY) ran on this backend so far:
  * tests check that a case took it */
 long long ci_cuda_skinny_calls(const struct ci_backend *be);
+/* decode attentions that issued a prefetch request (the prefetch op,
+ * CINFER_L2PF_MB) on this backend so far: tests check the path ran */
+long long ci_cuda_l2pf_requests(const struct ci_backend *be);
 /* whether this backend runs it at all (CINFER_SKINNY set, a compute 9.0 GPU) */
 int ci_cuda_skinny_on(const struct ci_backend *be);
 #endif

@@ -396,6 +396,31 @@ static int fp8tc_bpc(const ci_qweight *w, int num_sms, int epi) {
     return (int)((blocks + slots - 1) / slots);
 }
 
+/* ci_cu_l2pf of the first bytes of each first-wave CTA of the build
+ * ci_cu_qgemv_fp8tc picks for w at batch 1-2 (mb_sms: its num_sms; num_sms:
+ * the GPU's, 2 CTAs an SM taken as the wave): a CTA's 16-row blocks are
+ * bpc consecutive ones, so its first bytes are its first block's */
+extern "C" int ci_cu_qgemv_fp8tc_l2pf(const ci_qweight *w, int mb_sms, int num_sms, int swiglu,
+                                      int64_t bytes, ci_cu_l2pf *pf) {
+    *pf = ci_cu_l2pf();
+    if (w->rows % 16 || w->cols % 64 || num_sms <= 0 || bytes <= 0) return 0;
+    const int64_t K = w->cols, blocks = w->rows / 16;
+    const int bpc = fp8tc_bpc(w, mb_sms, swiglu ? 3 : 0);
+    const int64_t grid = (blocks + bpc - 1) / bpc, wave = 2 * (int64_t)num_sms;
+    /* a CTA's rows: 8 bpc gate rows and as many up rows / 2 on (SwiGLU),
+     * else 16 bpc */
+    const int64_t stride = (swiglu ? 8 : 16) * (int64_t)bpc * K;
+    const int64_t half = swiglu ? w->rows / 2 * K : 0, span = half ? half : w->rows * K;
+    const int64_t count = grid < wave ? grid : wave;
+    int64_t len = bytes / ((half ? 2 : 1) * count);
+    if (len > stride) len = stride;
+    if (len > span - (count - 1) * stride) len = span - (count - 1) * stride;
+    len &= ~(int64_t)15;
+    if (len < 512) return 0;
+    *pf = ci_cu_l2pf{(const char *)w->q, stride, len, half, 16, (int)count};
+    return 1;
+}
+
 /* old: the kernel as it was before the rolling loads (4 tiles loaded, then
  * used), for A/B (CINFER_QGEMV=tc4). waves3 (the choice of auto): the
  * weight's 16-row blocks are 2-3 per SM, which the FT_U build (126
