@@ -314,10 +314,8 @@ ci_status ci_model_enqueue_rows(ci_model *m, const ci_batch *db, int T, int L, i
                                .y = &act,
                                .scratch = &x,
                                .swiglu = 1};
-        int swe = 0;
         if (fused) {
-            swe = ops->matmul_swiglu_ok && ops->matmul_swiglu_ok(be, &gup);
-            if (!swe) {
+            if (!ops->matmul_swiglu_ok || !ops->matmul_swiglu_ok(be, &gup)) {
                 gup.y = &gu;
                 gup.swiglu = 0;
             }
@@ -326,8 +324,8 @@ ci_status ci_model_enqueue_rows(ci_model *m, const ci_batch *db, int T, int L, i
         CI_TRY(ops->attention(be, &qkv, &shape, db, kv, l, scale, c->layer_window[l], &attn));
         if (fused) {
             ci_matmul_fused o = {.x = &attn, .w = &lw->wo, .accumulate = 1, .y = &res};
-            ci_matmul_fused down = {.x = swe ? &act : &gu,
-                                    .pro = swe ? CI_MM_PRO_NONE : CI_MM_PRO_SWIGLU,
+            ci_matmul_fused down = {.x = gup.swiglu ? &act : &gu,
+                                    .pro = gup.swiglu ? CI_MM_PRO_NONE : CI_MM_PRO_SWIGLU,
                                     .w = &lw->w_down,
                                     .accumulate = 1,
                                     .y = &res,

@@ -114,8 +114,7 @@ ci_status ci_cuda_prefetch(ci_backend *be, const ci_matmul_fused *a) {
     ci_cuda *c = ci_cuda_of(be);
     c->l2pf.count = 0;
     int qp;
-    if (c->l2pf_bytes > 0 && a->w->dtype == CI_QW && a->x->dtype == be->act_dtype &&
-        (a->swiglu ? swiglu_path(c, a) : qtc_path(c, a, &qp)))
+    if (c->l2pf_bytes > 0 && (a->swiglu ? swiglu_path(c, a) : qtc_path(c, a, &qp)))
         ci_cu_qgemv_l2pf(a->w->data, (int)a->x->rows, c->num_sms, a->swiglu, c->l2pf_bytes,
                          &c->l2pf);
     return ci_ok();
