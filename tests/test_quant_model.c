@@ -55,10 +55,9 @@ static int quantize(const char *name, const char *args) {
 }
 
 static ci_backend *be;
-static ci_backend *be3;     /* the CPU with 3 threads: the same sums at any thread count */
-static ci_backend *dev;     /* CINFER_TEST_DEVICE (e.g. cuda, F32 parity mode) or NULL */
-static ci_backend *dev16;   /* the same device with BF16 activations (its serving mode) */
-static ci_backend *dev16pf; /* ... with the prefetch op's L2 requests (CUDA: CINFER_L2PF_MB) */
+static ci_backend *be3;   /* the CPU with 3 threads: the same sums at any thread count */
+static ci_backend *dev;   /* CINFER_TEST_DEVICE (e.g. cuda, F32 parity mode) or NULL */
+static ci_backend *dev16; /* the same device with BF16 activations (its serving mode) */
 
 static int weight_only; /* load W8A8 checkpoints as W8A16 (the dequantized model's function) */
 
@@ -198,21 +197,6 @@ static void test_format(const char *name, const char *args) {
         ci_model_free(mr);
         ci_model_free(mt);
     }
-#ifdef CINFER_HAVE_CUDA
-    if (dev16pf) { /* the L2 requests change no value: bit-identical logits */
-        ci_model *mp = load_on(dev16pf, q, 0), *m0 = load_on(dev16, q, 0);
-        const long long r0 = ci_cuda_l2pf_requests(dev16pf);
-        snprintf(what, sizeof what, "%s bf16 with L2 prefetch", name);
-        if (mp && m0) compare(mp, m0, what, 0, 1);
-        /* the batch-1 steps' attentions carry requests where gate|up runs
-         * on the quantized decode GEMVs: FP8 per channel, INT4 g128 */
-        printf("    L2 prefetch requests: %lld\n", ci_cuda_l2pf_requests(dev16pf) - r0);
-        if (mp && (!strcmp(name, "ct-fp8-channel") || !strcmp(name, "gptq-g128")))
-            CHECKF(ci_cuda_l2pf_requests(dev16pf) > r0, "%s: no L2 prefetch request", name);
-        ci_model_free(mp);
-        ci_model_free(m0);
-    }
-#endif
     ci_model *ma = load(q, 0);
     if (ma && ma->cfg.quant.act_group) {
         snprintf(what, sizeof what, "%s w8a8 vs dequantized", name);
@@ -455,11 +439,6 @@ int main(void) {
         CHECK_OK(ci_backend_create(dname, &d, &dev));
         ci_backend_options d16 = {.act_dtype = CI_ACT_BF16};
         CHECK_OK(ci_backend_create(dname, &d16, &dev16));
-        if (!strcmp(dname, "cuda")) {
-            setenv("CINFER_L2PF_MB", "1", 1);
-            CHECK_OK(ci_backend_create(dname, &d16, &dev16pf));
-            unsetenv("CINFER_L2PF_MB");
-        }
     }
 
     test_format("ct-fp8-tensor", "--format ct-fp8-tensor");
@@ -540,7 +519,6 @@ int main(void) {
     ci_backend_destroy(be3);
     if (dev) ci_backend_destroy(dev);
     if (dev16) ci_backend_destroy(dev16);
-    if (dev16pf) ci_backend_destroy(dev16pf);
     json_decref(g);
     stw_rmdir(tmp);
     return test_finish("test_quant_model");

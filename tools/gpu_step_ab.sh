@@ -5,10 +5,9 @@
 #                         several 16-row blocks a CTA, 3 INT4's only, 4
 #                         (default) INT4's and the 8-bit SwiGLU (gate|up)
 #                         build (kernels/qmatmul.md)
-#   CINFER_DEFER_BATCH    1 the deferred norm's staging two vectors a thread
-#                         at once, norm weights prefetched before the PDL
-#                         wait; 0 (default until measured) one vector at a
-#                         time (same values)
+#   CINFER_DEFER_BATCH    1 (default) the deferred norm's staging two vectors
+#                         a thread at once, norm weights prefetched before
+#                         the PDL wait; 0 one vector at a time (same values)
 #   CINFER_DEC_CLUSTER    1 (default) the decode attention's splits merged in
 #                         a thread-block cluster, 0 by their last CTA
 #                         (kernels/decode_attention.md)
@@ -61,5 +60,5 @@ if [ "${DEC:-0}" = 1 ]; then
     done
 fi
 Q=$q TESTS="${TESTS:-test_cuda_fused test_cuda_quant}" \
-    VARIANTS="${VARIANTS:-new X=0; bat CINFER_DEFER_BATCH=1}" \
+    VARIANTS="${VARIANTS:-new X=0; one CINFER_DEFER_BATCH=0}" \
     LIMIT=$(left) "$(dirname "$0")/gpu_ab_quant.sh" "$@"

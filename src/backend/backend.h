@@ -325,11 +325,6 @@ typedef struct ci_backend_ops {
     /* Whether matmul_fused takes a, whose .swiglu is set (the product and
      * swiglu in one kernel); NULL: never. */
     int (*matmul_swiglu_ok)(ci_backend *be, const ci_matmul_fused *a);
-    /* A hint (optional, NULL: none): matmul_fused(a) comes soon after the
-     * next op, which may pull the first bytes a's product reads into cache
-     * meanwhile (CUDA: the decode attention asks L2 for gate|up's, the bus
-     * idling under it at small batch; CINFER_L2PF_MB). Values never change. */
-    ci_status (*prefetch)(ci_backend *be, const ci_matmul_fused *a);
     /* Starts uploading the next sample op's bitmasks (nmasks rows of
      * ci_mask_words(V) words, host memory read before returning) while the
      * device still runs the forward; a sample call with the same masks

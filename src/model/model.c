@@ -302,28 +302,24 @@ ci_status ci_model_enqueue_rows(ci_model *m, const ci_batch *db, int T, int L, i
         }
         if (c->qk_norm) CI_TRY(ops->qk_norm(be, &qkv, &shape, &lw->q_norm, &lw->k_norm, eps));
         if (!rope_fused) CI_TRY(ops->rope_cache(be, &qkv, &shape, &m->rope, db, kv, l));
-        /* the fused layer's gate|up: SwiGLU as its epilogue where the backend
-         * offers it (CUDA's quantized tensor-core GEMVs), else as down's
-         * prologue; made before the attention, whose time it may use to
-         * bring in its weights (the prefetch hint) */
-        ci_matmul_fused gup = {.x = &res,
-                               .pro = CI_MM_PRO_RMSNORM,
-                               .norm_w = &lw->mlp_norm,
-                               .eps = eps,
-                               .w = &lw->w_gate_up,
-                               .y = &act,
-                               .scratch = &x,
-                               .swiglu = 1};
+        CI_TRY(ops->attention(be, &qkv, &shape, db, kv, l, scale, c->layer_window[l], &attn));
         if (fused) {
+            /* SwiGLU as the gate|up product's epilogue where the backend
+             * offers it (CUDA's quantized tensor-core GEMVs), else as
+             * down's prologue */
+            ci_matmul_fused o = {.x = &attn, .w = &lw->wo, .accumulate = 1, .y = &res};
+            ci_matmul_fused gup = {.x = &res,
+                                   .pro = CI_MM_PRO_RMSNORM,
+                                   .norm_w = &lw->mlp_norm,
+                                   .eps = eps,
+                                   .w = &lw->w_gate_up,
+                                   .y = &act,
+                                   .scratch = &x,
+                                   .swiglu = 1};
             if (!ops->matmul_swiglu_ok || !ops->matmul_swiglu_ok(be, &gup)) {
                 gup.y = &gu;
                 gup.swiglu = 0;
             }
-            if (ops->prefetch) CI_TRY(ops->prefetch(be, &gup));
-        }
-        CI_TRY(ops->attention(be, &qkv, &shape, db, kv, l, scale, c->layer_window[l], &attn));
-        if (fused) {
-            ci_matmul_fused o = {.x = &attn, .w = &lw->wo, .accumulate = 1, .y = &res};
             ci_matmul_fused down = {.x = gup.swiglu ? &act : &gu,
                                     .pro = gup.swiglu ? CI_MM_PRO_NONE : CI_MM_PRO_SWIGLU,
                                     .w = &lw->w_down,

@@ -31,8 +31,8 @@ void ci_cu_qgemv_int4_fused_two(int mode);
 void ci_cu_qgemv_mb(int mode);
 /* The deferred RMSNorm's staging in the tensor-core GEMVs (gemv_prologue.cuh,
  * ci_defer_stage): 1 two vectors a thread loaded at once, the norm weights
- * prefetched before the PDL wait; 0 one at a time (the default unless
- * CINFER_DEFER_BATCH=1, read at the first call); -1 back to the default.
+ * prefetched before the PDL wait (the default unless CINFER_DEFER_BATCH=0,
+ * read at the first call); 0 one at a time; -1 back to the default.
  * The values are the same either way. */
 void ci_cu_defer_batch_mode(int mode);
 /* The decode attention's splits of a (seq, kv head) as one thread-block
@@ -43,9 +43,6 @@ void ci_cu_decode_cluster(int on);
 /* GEMMs the skinny BF16 kernel (CINFER_SKINNY) ran on this backend so far:
  * tests check that a case took it */
 long long ci_cuda_skinny_calls(const struct ci_backend *be);
-/* decode attentions that issued a prefetch request (the prefetch op,
- * CINFER_L2PF_MB) on this backend so far: tests check the path ran */
-long long ci_cuda_l2pf_requests(const struct ci_backend *be);
 /* whether this backend runs it at all (CINFER_SKINNY set, a compute 9.0 GPU) */
 int ci_cuda_skinny_on(const struct ci_backend *be);
 #endif

@@ -442,7 +442,7 @@ extern "C" int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int n
                                int block_size, float scale, int window, void *out, int max_ctx,
                                int max_query_len, int num_decode, int num_sms, float *ws,
                                int64_t ws_floats, int kv_fp8, float k_scale, float v_scale,
-                               int num_blocks, const ci_cu_l2pf *pf) {
+                               int num_blocks) {
     if (ntok <= 0) return cudaSuccess;
     /* batches with prefill: tensor-core kernel (cuda_prefill_attention.cu).
      * The leading single-token sequences of a mixed batch (the scheduler
@@ -456,7 +456,7 @@ extern "C" int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int n
             int e = ci_cu_decode_attention(st, qkv, nd, H, KV, hd, positions, query_start,
                                            context_lens, block_tables, max_blocks_per_seq, kc, vc,
                                            block_size, scale, window, out, num_sms, ws, ws_floats,
-                                           kv_fp8, k_scale, v_scale, NULL);
+                                           kv_fp8, k_scale, v_scale);
             if (e != cudaSuccess) return e;
             const int64_t bt_off = (int64_t)nd * max_blocks_per_seq;
             return ci_cu_prefill_attention(
@@ -474,7 +474,7 @@ extern "C" int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int n
             return ci_cu_decode_attention(st, qkv, S, H, KV, hd, positions, query_start,
                                           context_lens, block_tables, max_blocks_per_seq, kc, vc,
                                           block_size, scale, window, out, num_sms, ws, ws_floats,
-                                          kv_fp8, k_scale, v_scale, pf);
+                                          kv_fp8, k_scale, v_scale);
         max_ctx = max_blocks_per_seq * block_size;
     }
     if (window > 0 && max_ctx > window) max_ctx = window; /* keys per query (a layer constant) */

@@ -376,8 +376,6 @@ ci_status ci_cuda_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_
                             const ci_batch *batch, const ci_kv_cache *kv, int layer, float scale,
                             int window, ci_tensor *out) {
     ci_cuda *c = ci_cuda_of(be);
-    const ci_cu_l2pf pf = c->l2pf; /* the prefetch op's request is this op's only */
-    c->l2pf.count = 0;
     const int H = shape->num_heads, KV = shape->num_kv_heads, hd = shape->head_dim;
     int64_t stride = (int64_t)(H + 2 * KV) * hd;
     const int T = batch->num_tokens, S = batch->num_seqs;
@@ -406,8 +404,7 @@ ci_status ci_cuda_attention(ci_backend *be, const ci_tensor *qkv, const ci_attn_
                                  batch->max_context_len, batch->max_query_len,
                                  batch->num_decode_seqs, c->num_sms, c->att_ws, CI_CU_ATT_WS_FLOATS,
                                  kv->dtype == CI_F8_E4M3, kv->k_scale[layer], kv->v_scale[layer],
-                                 kv->num_blocks, pf.count ? &pf : NULL));
-    c->l2pf_reqs += pf.count > 0 && batch->max_query_len == 1;
+                                 kv->num_blocks));
     return ci_ok();
 }
 
@@ -698,7 +695,6 @@ static const ci_backend_ops cuda_ops = {
     .matmul_fused = ci_cuda_matmul_fused,
     .matmul_rope_rows = ci_cuda_matmul_rope_rows,
     .matmul_swiglu_ok = ci_cuda_matmul_swiglu_ok,
-    .prefetch = ci_cuda_prefetch,
     .stage_masks = cu_stage_masks,
     .mem_info = cu_mem_info,
     .prepare_batch_static = cu_prepare_batch_static,
@@ -802,10 +798,6 @@ static ci_status cu_init(ci_cuda *c, int device) {
      * rope_cache's own kernel, for A/B) */
     const char *fr = getenv("CINFER_FUSE_ROPE");
     c->rope_off = fr && strcmp(fr, "0") == 0;
-    /* the prefetch op's budget: MiB of gate|up that the batch-1 decode
-     * attention asks L2 for (0, the default until measured: none) */
-    const char *pf = getenv("CINFER_L2PF_MB");
-    c->l2pf_bytes = pf && atoi(pf) > 0 ? (int64_t)atoi(pf) << 20 : 0;
     /* PDL (griddepcontrol) is sm_90+; CINFER_PDL=0 turns it off (A/B) */
     const char *pdl = getenv("CINFER_PDL");
     ci_cu_set_pdl(cc_major >= 9 && !(pdl && strcmp(pdl, "0") == 0));

@@ -123,21 +123,4 @@ static inline unsigned ci_cu_blocks(int64_t n, int threads) {
     return (unsigned)(b < 1 ? 1 : b);
 }
 
-/* Issues p's regions (ci_cu_l2pf) from CTA cta of ctas, one region a
- * thread, round robin over the grid: asynchronous, nothing waits on them */
-__device__ __forceinline__ void ci_l2pf_issue(const ci_cu_l2pf &p, int64_t cta, int64_t ctas) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    const int64_t step = ctas * blockDim.x;
-    for (int64_t r = cta + ctas * threadIdx.x; r < p.count; r += step) {
-        const char *a = p.base + (r * p.stride) / p.align * p.align;
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a), "r"((unsigned)p.len)
-                     : "memory");
-        if (p.half)
-            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a + p.half),
-                         "r"((unsigned)p.len)
-                         : "memory");
-    }
-#endif
-}
-
 #endif

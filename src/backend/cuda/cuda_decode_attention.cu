@@ -40,11 +40,11 @@ static int decode_cluster_on(void) {
 /* CL: the splits of a (seq, kv head) as one cluster merging on chip (no
  * workspace, no merge kernel) */
 template <int HD, bool FP8, bool CL = false>
-static cudaError_t
-decode_launch(cudaStream_t st, const void *qkv, int S, int H, int KV, const int32_t *positions,
-              const int32_t *query_start, const int32_t *context_lens, const int32_t *block_tables,
-              int mbps, const void *kc, const void *vc, int bs, float scale, int window, void *out,
-              int nsplit, float *ws, float vscale, unsigned *cnt, const ci_cu_l2pf &pf) {
+static cudaError_t decode_launch(cudaStream_t st, const void *qkv, int S, int H, int KV,
+                                 const int32_t *positions, const int32_t *query_start,
+                                 const int32_t *context_lens, const int32_t *block_tables, int mbps,
+                                 const void *kc, const void *vc, int bs, float scale, int window,
+                                 void *out, int nsplit, float *ws, float vscale, unsigned *cnt) {
     auto k = ci_decode_attn_kernel<HD, true, FP8, CL>;
     float *part_o = CL ? nullptr : ws;
     float2 *part_ml = CL ? nullptr : (float2 *)(ws + (int64_t)S * H * nsplit * HD);
@@ -59,7 +59,7 @@ decode_launch(cudaStream_t st, const void *qkv, int S, int H, int KV, const int3
     ci_cu_launch_ex(ci_cu_pdl_on != 0, CL ? (unsigned)nsplit : 0u, k, grid, CI_DEC_THREADS, 0, st,
                     (const __nv_bfloat16 *)qkv, H, KV, positions, query_start, context_lens,
                     block_tables, mbps, kc, vc, bs, scale * 1.4426950408889634f, window,
-                    (__nv_bfloat16 *)out, nsplit, part_o, part_ml, vscale, cnt, pf);
+                    (__nv_bfloat16 *)out, nsplit, part_o, part_ml, vscale, cnt);
     cudaError_t e = cudaGetLastError();
     if (!CL && e == cudaSuccess && nsplit > 1 && !cnt)
         e = ci_decode_combine<__nv_bfloat16>(st, ci_cu_pdl_on != 0, S, H, HD, nsplit, query_start,
@@ -68,14 +68,14 @@ decode_launch(cudaStream_t st, const void *qkv, int S, int H, int KV, const int3
 }
 
 extern "C" int ci_cu_decode_attention(ci_cu_stream st, const void *qkv, int S, int H, int KV,
-                                      int hd, const int32_t *positions, const int32_t *query_start,
-                                      const int32_t *context_lens, const int32_t *block_tables,
-                                      int max_blocks_per_seq, const void *kc, const void *vc,
-                                      int block_size, float scale, int window, void *out,
-                                      int num_sms, float *ws, int64_t ws_floats, int kv_fp8,
-                                      float k_scale, float v_scale, const ci_cu_l2pf *pfp) {
+                                      int hd, const int32_t *positions,
+                                      const int32_t *query_start, const int32_t *context_lens,
+                                      const int32_t *block_tables, int max_blocks_per_seq,
+                                      const void *kc, const void *vc, int block_size, float scale,
+                                      int window, void *out, int num_sms, float *ws,
+                                      int64_t ws_floats, int kv_fp8, float k_scale,
+                                      float v_scale) {
     if (S <= 0) return cudaSuccess;
-    const ci_cu_l2pf pf = pfp ? *pfp : ci_cu_l2pf();
     int64_t bound = (int64_t)max_blocks_per_seq * block_size;
     if (window > 0 && bound > (int64_t)window + CI_DEC_TILE) bound = (int64_t)window + CI_DEC_TILE;
     int nsplit = ci_decode_nsplit(S, KV, num_sms, bound);
@@ -92,8 +92,7 @@ extern "C" int ci_cu_decode_attention(ci_cu_stream st, const void *qkv, int S, i
     if (clu && nsplit > 16) nsplit = 16;
     auto go = [&](auto launch, float sc, float vs) {
         return launch(st, qkv, S, H, KV, positions, query_start, context_lens, block_tables,
-                      max_blocks_per_seq, kc, vc, block_size, sc, window, out, nsplit, ws, vs, cnt,
-                      pf);
+                      max_blocks_per_seq, kc, vc, block_size, sc, window, out, nsplit, ws, vs, cnt);
     };
     if (clu) {
         if (kv_fp8)

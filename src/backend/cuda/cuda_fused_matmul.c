@@ -105,21 +105,6 @@ static void rope_epi(const ci_matmul_fused *a, ci_cu_rope_epi *r) {
                           .vc = m->kv->v[m->layer]};
 }
 
-/* The prefetch op: where a runs on a quantized decode GEMV (the path
- * ci_cuda_matmul_fused takes below), the first bytes of its first-wave CTAs
- * become the next attention's L2 request (c->l2pf_bytes of them). The
- * attention of a batch-1 step reads ~1 MB in ~9 us; gate|up's weights
- * streamed meanwhile are L2 hits when its CTAs start. */
-ci_status ci_cuda_prefetch(ci_backend *be, const ci_matmul_fused *a) {
-    ci_cuda *c = ci_cuda_of(be);
-    c->l2pf.count = 0;
-    int qp;
-    if (c->l2pf_bytes > 0 && (a->swiglu ? swiglu_path(c, a) : qtc_path(c, a, &qp)))
-        ci_cu_qgemv_l2pf(a->w->data, (int)a->x->rows, c->num_sms, a->swiglu, c->l2pf_bytes,
-                         &c->l2pf);
-    return ci_ok();
-}
-
 /* a->rope as rope_cache's own kernel, after the product */
 static ci_status rope_after(ci_backend *be, const ci_matmul_fused *a) {
     const ci_mm_rope *r = a->rope;

@@ -398,10 +398,6 @@ ci_status ci_cuda_gemm_fp8_probe(ci_cuda *c, int mode, int64_t m, int64_t n, int
                      t.code == CI_OK ? "available" : t.msg);
 }
 
-long long ci_cuda_l2pf_requests(const ci_backend *be) {
-    return ci_cuda_of((ci_backend *)be)->l2pf_reqs;
-}
-
 long long ci_cuda_skinny_calls(const ci_backend *be) {
     return ci_cuda_of((ci_backend *)be)->skinny_calls;
 }

@@ -38,19 +38,14 @@ typedef struct ci_cuda {
     unsigned *skinny_cnt; /* its tile counters, CI_CU_SKINNY_MAX_TILES, zero at rest */
     int skinny_rows;      /* its tile height: 128, or 256 (CINFER_SKINNY_ROWS) */
     long long skinny_calls;
-    int fuse_off;  /* CINFER_FUSE=0: no fused matmul op (the model's classic ops) */
-    int fuse_auto; /* CINFER_FUSE unset: the fused layer with BF16 activations only */
-    int fuse_pro;  /* bit CI_CU_PRO_*: prologues the BF16 GEMV runs itself (CINFER_FUSE) */
-    int fuse_tc8;  /* ... the 8-bit tensor-core GEMV's (CINFER_FUSE_TC8): 0 none, 1 exact
-                    * prologues + SwiGLU epilogue, 2 deferred norm, 3 both deferred */
-    int rope_off;  /* CINFER_FUSE_ROPE=0: decode steps' rope_cache as its own op (A/B) */
-    /* the prefetch op's L2 budget (CINFER_L2PF_MB; 0: off) and the request
-     * it leaves for the next pure-decode attention, which clears it */
-    int64_t l2pf_bytes;
-    ci_cu_l2pf l2pf;
-    long long l2pf_reqs; /* attentions launched with a request */
-    void *workspace;     /* GEMM workspace, CI_CU_GEMM_WORKSPACE bytes */
-    float *att_ws; /* split-K attention partials, CI_CU_ATT_WS_FLOATS, + CI_CU_ATT_CNT counters */
+    int fuse_off;    /* CINFER_FUSE=0: no fused matmul op (the model's classic ops) */
+    int fuse_auto;   /* CINFER_FUSE unset: the fused layer with BF16 activations only */
+    int fuse_pro;    /* bit CI_CU_PRO_*: prologues the BF16 GEMV runs itself (CINFER_FUSE) */
+    int fuse_tc8;    /* ... the 8-bit tensor-core GEMV's (CINFER_FUSE_TC8): 0 none, 1 exact
+                      * prologues + SwiGLU epilogue, 2 deferred norm, 3 both deferred */
+    int rope_off;    /* CINFER_FUSE_ROPE=0: decode steps' rope_cache as its own op (A/B) */
+    void *workspace; /* GEMM workspace, CI_CU_GEMM_WORKSPACE bytes */
+    float *att_ws;   /* split-K attention partials, CI_CU_ATT_WS_FLOATS, + CI_CU_ATT_CNT counters */
     ci_cu_gemm_plan plans[CI_CU_GEMM_CACHE];
     int nplans;
     /* 1 between prepare_batch_static and the capture / replay: a decode
@@ -196,7 +191,6 @@ int ci_cuda_matmul_fused_rows(ci_backend *be);
 ci_status ci_cuda_matmul_fused(ci_backend *be, const ci_matmul_fused *a);
 int ci_cuda_matmul_rope_rows(ci_backend *be);
 int ci_cuda_matmul_swiglu_ok(ci_backend *be, const ci_matmul_fused *a);
-ci_status ci_cuda_prefetch(ci_backend *be, const ci_matmul_fused *a);
 
 ci_status ci_cuda_embedding(ci_backend *be, const ci_tensor *table, const int32_t *ids, int n,
                             ci_tensor *out);

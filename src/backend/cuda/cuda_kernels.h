@@ -63,19 +63,6 @@ int ci_cu_rope_cache(ci_cu_stream st, int bf16, void *qkv, int T, int H, int KV,
                      const int32_t *slots, void *kc, void *vc, int block_size, int kv_fp8,
                      float k_scale, float v_scale);
 
-/* An L2 prefetch that a kernel issues for a later one (cp.async.bulk.
- * prefetch.L2, sm_90+; nothing elsewhere): regions r = 0 .. count - 1 of
- * len bytes at base + align_down(r * stride, align), and as many at half
- * bytes on when half != 0. The decode attention takes one for the gate|up
- * GEMV two kernels on (ci_cuda_prefetch): it is latency-bound at batch 1,
- * so the bus would idle under it. count 0: none. base, stride, len, half
- * and align multiples of 16. */
-typedef struct ci_cu_l2pf {
-    const char *base;
-    int64_t stride, len, half, align;
-    int count;
-} ci_cu_l2pf;
-
 /* Paged causal GQA attention; see cuda_attention.cu. window > 0: sliding
  * window, position p sees keys p - window + 1 .. p (0: none). max_ctx (a hint: the
  * batch's max_context_len, may be 0) and num_sms pick the split-K factor;
@@ -94,19 +81,16 @@ int ci_cu_attention(ci_cu_stream st, int bf16, const void *qkv, int T, int S, in
                     int max_blocks_per_seq, const void *kc, const void *vc, int block_size,
                     float scale, int window, void *out, int max_ctx, int max_query_len,
                     int num_decode, int num_sms, float *ws, int64_t ws_floats, int kv_fp8,
-                    float k_scale, float v_scale, int num_blocks, const ci_cu_l2pf *pf);
+                    float k_scale, float v_scale, int num_blocks);
 /* Tensor-core flash-decoding for one query token per sequence; see
- * cuda_decode_attention.cu. _ok says whether it takes the shape. pf (NULL:
- * none): issued by every CTA's threads once the kernel's wait returns
- * (ci_attention passes it to pure-decode steps only). */
+ * cuda_decode_attention.cu. _ok says whether it takes the shape. */
 int ci_cu_decode_attention_ok(int bf16, int H, int KV, int hd);
 int ci_cu_decode_attention(ci_cu_stream st, const void *qkv, int S, int H, int KV, int hd,
                            const int32_t *positions, const int32_t *query_start,
                            const int32_t *context_lens, const int32_t *block_tables,
                            int max_blocks_per_seq, const void *kc, const void *vc, int block_size,
                            float scale, int window, void *out, int num_sms, float *ws,
-                           int64_t ws_floats, int kv_fp8, float k_scale, float v_scale,
-                           const ci_cu_l2pf *pf);
+                           int64_t ws_floats, int kv_fp8, float k_scale, float v_scale);
 
 /* Tensor-core (FlashAttention-2 style) paged causal GQA prefill, BF16,
  * head_dim 64 or 128; see cuda_prefill_attention.cuh. Same inputs as
@@ -258,21 +242,10 @@ int ci_cu_qgemv_fp8tc_swiglu_ok(const struct ci_qweight *w);
 int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x,
                       int n, const float *bias, void *y, int acc, int old, int num_sms, int pro,
                       const float *norm_w, float eps, const ci_cu_rope_epi *rope, int swiglu);
-/* The L2 prefetch (ci_cu_l2pf) of the first bytes each CTA of the
- * quantized decode GEMV of w at n rows reads (ci_cu_qgemv_pro's kernel:
- * the 8-bit GEMV, or INT4's fused one; swiglu: its SwiGLU build), about
- * `bytes` in all, one region a CTA of the first wave. 0 (pf->count 0)
- * where no such GEMV runs w or the regions would be under 512 bytes. */
-int ci_cu_qgemv_l2pf(const struct ci_qweight *w, int n, int num_sms, int swiglu, int64_t bytes,
-                     ci_cu_l2pf *pf);
-int ci_cu_qgemv_fp8tc_l2pf(const struct ci_qweight *w, int mb_sms, int num_sms, int swiglu,
-                           int64_t bytes, ci_cu_l2pf *pf);
-int ci_cu_qgemv_int4_fused_l2pf(const struct ci_qweight *w, int num_sms, int swiglu, int64_t bytes,
-                                ci_cu_l2pf *pf);
 /* the multi-block mode of the GEMVs above and below (ci_cu_qgemv_mb,
  * CINFER_QGEMV_MB; cuda_qgemv_fp8.cu keeps it) */
 int ci_cu_qgemv_mb_mode(void);
-/* the deferred norm's batched staging (CINFER_DEFER_BATCH, default 0;
+/* the deferred norm's batched staging (CINFER_DEFER_BATCH, default 1;
  * gemv_prologue.cuh's ci_defer_stage) */
 int ci_cu_defer_batch(void);
 /* INT4 (tiled, no act order) for BF16 x, n <= 2, with the deferred RMSNorm

@@ -370,14 +370,14 @@ extern "C" void ci_cu_qgemv_mb(int mode) {
     g_mb = mode < 0 ? -1 : mode;
 }
 /* CINFER_DEFER_BATCH: 1 ci_defer_stage's batched loads and the norm weights
- * prefetched before the PDL wait, 0 (the default until its A/B has run) one
- * vector at a time; the same values either way */
+ * prefetched before the PDL wait (the default since the twenty-eighth
+ * session's A/B), 0 one vector at a time; the same values either way */
 static int g_defer_batch = -1;
 extern "C" void ci_cu_defer_batch_mode(int mode) {
     g_defer_batch = mode < 0 ? -1 : mode != 0;
 }
 extern "C" int ci_cu_defer_batch(void) {
-    if (g_defer_batch < 0) g_defer_batch = ci_cu_env_int("CINFER_DEFER_BATCH", 0) != 0;
+    if (g_defer_batch < 0) g_defer_batch = ci_cu_env_int("CINFER_DEFER_BATCH", 1) != 0;
     return g_defer_batch;
 }
 extern "C" int ci_cu_qgemv_mb_mode(void) {
@@ -394,31 +394,6 @@ static int fp8tc_bpc(const ci_qweight *w, int num_sms, int epi) {
     const int64_t slots = 2 * (int64_t)num_sms;
     if (num_sms <= 0 || blocks <= 3 * (int64_t)num_sms) return 1; /* one or two waves (waves3) */
     return (int)((blocks + slots - 1) / slots);
-}
-
-/* ci_cu_l2pf of the first bytes of each first-wave CTA of the build
- * ci_cu_qgemv_fp8tc picks for w at batch 1-2 (mb_sms: its num_sms; num_sms:
- * the GPU's, 2 CTAs an SM taken as the wave): a CTA's 16-row blocks are
- * bpc consecutive ones, so its first bytes are its first block's */
-extern "C" int ci_cu_qgemv_fp8tc_l2pf(const ci_qweight *w, int mb_sms, int num_sms, int swiglu,
-                                      int64_t bytes, ci_cu_l2pf *pf) {
-    *pf = ci_cu_l2pf();
-    if (w->rows % 16 || w->cols % 64 || num_sms <= 0 || bytes <= 0) return 0;
-    const int64_t K = w->cols, blocks = w->rows / 16;
-    const int bpc = fp8tc_bpc(w, mb_sms, swiglu ? 3 : 0);
-    const int64_t grid = (blocks + bpc - 1) / bpc, wave = 2 * (int64_t)num_sms;
-    /* a CTA's rows: 8 bpc gate rows and as many up rows / 2 on (SwiGLU),
-     * else 16 bpc */
-    const int64_t stride = (swiglu ? 8 : 16) * (int64_t)bpc * K;
-    const int64_t half = swiglu ? w->rows / 2 * K : 0, span = half ? half : w->rows * K;
-    const int64_t count = grid < wave ? grid : wave;
-    int64_t len = bytes / ((half ? 2 : 1) * count);
-    if (len > stride) len = stride;
-    if (len > span - (count - 1) * stride) len = span - (count - 1) * stride;
-    len &= ~(int64_t)15;
-    if (len < 512) return 0;
-    *pf = ci_cu_l2pf{(const char *)w->q, stride, len, half, 16, (int)count};
-    return 1;
 }
 
 /* old: the kernel as it was before the rolling loads (4 tiles loaded, then

@@ -239,40 +239,6 @@ extern "C" void ci_cu_qgemv_int4_fused_two(int mode) {
     g_qf_two = mode;
 }
 
-/* 16-row blocks a CTA (EPI 0 or 3): several (ci_cu_qgemv_mb 1, 3 or the
- * default 4): ceil(blocks / 2 SMs), one wave of CTAs capped for 2 an SM,
- * where the blocks exceed 3 an SM (gate|up: batch 1 +6 % on an H100); 2
- * (tests): 3 blocks a CTA */
-static int qf_bpc(const ci_qweight *w, int num_sms) {
-    const unsigned grid = (unsigned)(w->rows / 16);
-    const int mb = (w->cols / 128) % (QF_WARPS * QF_U) == 0 ? ci_cu_qgemv_mb_mode() : 0;
-    if (mb == 2 && grid >= 2u) return 3;
-    if ((mb == 1 || mb == 3 || mb == 4) && num_sms > 0 && grid > 3u * (unsigned)num_sms)
-        return (int)((grid + 2u * (unsigned)num_sms - 1) / (2u * (unsigned)num_sms));
-    return 1;
-}
-
-/* ci_cu_l2pf of the first bytes of each first-wave CTA of the build
- * qf_launch picks (EPI 0, or 3 with swiglu): the tiled layout keeps a
- * 16-row block's bytes together (8 K), its 8-row halves interleaved, so a
- * region is whole blocks from the one holding the CTA's first rows */
-extern "C" int ci_cu_qgemv_int4_fused_l2pf(const ci_qweight *w, int num_sms, int swiglu,
-                                           int64_t bytes, ci_cu_l2pf *pf) {
-    *pf = ci_cu_l2pf();
-    if (w->rows % 16 || (swiglu && (w->rows / 2) % 8) || num_sms <= 0 || bytes <= 0) return 0;
-    const int64_t K = w->cols, blk = 8 * K, bpc = qf_bpc(w, num_sms);
-    const int64_t grid = (w->rows / 16 + bpc - 1) / bpc, wave = 2 * (int64_t)num_sms;
-    const int64_t stride = (swiglu ? 4 : 8) * bpc * K; /* 8 or 16 rows a block, K / 2 bytes a row */
-    const int64_t half = swiglu ? w->rows / 2 * (K / 2) : 0, span = half ? half : w->rows * (K / 2);
-    const int64_t count = grid < wave ? grid : wave;
-    int64_t len = bytes / ((half ? 2 : 1) * count) / blk * blk;
-    if (len < blk) len = blk; /* at least the block of the CTA's first rows */
-    const int64_t avail = span - (count - 1) * stride / blk * blk; /* a multiple of blk */
-    if (len > avail) len = avail;
-    *pf = ci_cu_l2pf{(const char *)w->q, stride, len, half, blk, (int)count};
-    return 1;
-}
-
 template <int N, int EPI>
 static int qf_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias,
                      void *y, int num_sms, const float *norm_w, float eps,
@@ -281,7 +247,18 @@ static int qf_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const 
     const size_t smem = (size_t)N * (size_t)w->cols * 2;
     const int gshift = qt_group_shift(w, 128), db = ci_cu_defer_batch();
     if (g_qf_two < 0) g_qf_two = ci_cu_env_int("CINFER_QFUSE_TC2", 0);
-    const int bpc = EPI == 0 || EPI == 3 ? qf_bpc(w, num_sms) : 1;
+    /* several blocks a CTA (ci_cu_qgemv_mb 1, 3 or the default 4):
+     * ceil(blocks / 2 SMs), one wave of CTAs capped for 2 an SM, where the
+     * blocks exceed 3 an SM (gate|up: batch 1 +6 % on an H100); 2 (tests):
+     * 3 blocks a CTA */
+    const int mb = (EPI == 0 || EPI == 3) && (w->cols / 128) % (QF_WARPS * QF_U) == 0
+                       ? ci_cu_qgemv_mb_mode()
+                       : 0;
+    int bpc = 1;
+    if (mb == 2 && grid >= 2u)
+        bpc = 3;
+    else if ((mb == 1 || mb == 3 || mb == 4) && num_sms > 0 && grid > 3u * (unsigned)num_sms)
+        bpc = (int)((grid + 2u * (unsigned)num_sms - 1) / (2u * (unsigned)num_sms));
     if constexpr (EPI == 0 || EPI == 3)
         if (bpc > 1) {
             ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, 2, false, true>,

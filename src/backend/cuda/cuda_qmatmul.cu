@@ -736,19 +736,6 @@ extern "C" int ci_cu_qgemv_rope_ok(const ci_qweight *w, const ci_cu_rope_epi *ro
     return ci_cu_qgemv_fp8tc_rope_ok(w, rope) && (w->format != CI_QW_INT4 || rope->neox);
 }
 
-extern "C" int ci_cu_qgemv_l2pf(const ci_qweight *w, int n, int num_sms, int swiglu, int64_t bytes,
-                                ci_cu_l2pf *pf) {
-    *pf = ci_cu_l2pf();
-    if (n < 1 || n > 2) return 0;
-    if (w->format == CI_QW_INT4)
-        return qgemv_sel() == 3 && w->tiled
-                   ? ci_cu_qgemv_int4_fused_l2pf(w, num_sms, swiglu, bytes, pf)
-                   : 0;
-    return tc8_selected(w->format)
-               ? ci_cu_qgemv_fp8tc_l2pf(w, g_qgemv == 3 ? num_sms : 0, num_sms, swiglu, bytes, pf)
-               : 0;
-}
-
 extern "C" int ci_cu_qgemv_pro(ci_cu_stream st, int f32_out, const ci_qweight *w, const void *x,
                                int n, const float *bias, void *y, int num_sms, int acc, int pro,
                                const float *norm_w, float eps, const ci_cu_rope_epi *rope,

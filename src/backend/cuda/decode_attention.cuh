@@ -242,8 +242,7 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
                           int mbps, const void *__restrict__ kc, const void *__restrict__ vc,
                           int bs, float scale_log2, int window, __nv_bfloat16 *__restrict__ out,
                           int nsplit, float *__restrict__ part_o, float2 *__restrict__ part_ml,
-                          float vscale = 1.0f, unsigned *__restrict__ cnt = nullptr,
-                          ci_cu_l2pf pf = ci_cu_l2pf()) {
+                          float vscale = 1.0f, unsigned *__restrict__ cnt = nullptr) {
     ci_pdl_trigger();
     constexpr int NC = HD / 32;            /* 8-dim (16-byte bf16/f16) chunks per lane per key row */
     constexpr int NL = FP8 ? NC / 2 : NC;  /* 16-byte loads per lane per key row */
@@ -310,13 +309,6 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
         asm volatile("prefetch.global.L1 [%0];" ::"l"(bte));
     }
     ci_pdl_wait();
-    /* a later kernel's weights into L2 (ci_cu_l2pf): issued once the kernel
-     * before has finished streaming its own, while this one's few loads
-     * leave the bus idle */
-    if (pf.count)
-        ci_l2pf_issue(
-            pf, blockIdx.x + (int64_t)gridDim.x * (blockIdx.y + (int64_t)gridDim.y * blockIdx.z),
-            (int64_t)gridDim.x * gridDim.y * gridDim.z);
     if (tb >= te) { /* no keys in this split (or an empty context) */
         if constexpr (CL) {
             for (int gi = tid; gi < G; gi += CI_DEC_THREADS)

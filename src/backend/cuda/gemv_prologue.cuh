@@ -174,7 +174,7 @@ __device__ __forceinline__ void ci_norm_stage_exact(const __nv_bfloat16 *x, int 
  * order. No reduction before the first product: the sum rides along with
  * the staging and scales the products' sums.
  *
- * batch (CINFER_DEFER_BATCH=1, off by default until measured): each thread's
+ * batch (the default; CINFER_DEFER_BATCH=0 turns it off): each thread's
  * vectors two at a time, x of both loaded before either is used, so staging
  * K = 4096 with 256 threads is one L2 round trip after the PDL wait where
  * the loop of one vector can take two; the same sums in the same order
