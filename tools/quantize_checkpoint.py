@@ -282,10 +282,12 @@ def int4_quant(w, group, sym, awq, min_zero, desc_act, bits=4, deq=True):
         q = qp
     zeros = np.ascontiguousarray(z.T.astype(np.int32))
     scales = np.ascontiguousarray(s16.T)
-    if not deq:
-        return q, zeros, scales, g_idx, None
-    d = (q - zeros[g_idx].T) * scales[g_idx].T.astype(np.float32)
-    return q, zeros, scales, g_idx, d.astype(np.float32)
+    return q, zeros, scales, g_idx, int4_deq(q, zeros, scales, g_idx) if deq else None
+
+
+def int4_deq(q, zeros, scales, g_idx):
+    """The f32 weight that codes q [out][in] with zeros / scales [G][out] encode."""
+    return ((q - zeros[g_idx].T) * scales[g_idx].T.astype(np.float32)).astype(np.float32)
 
 
 def pack_rows(v, per=8):
@@ -376,10 +378,7 @@ def int4_codes(a, prefix, w, sym, min_zero):
     with --gptq-calib) or round-to-nearest."""
     if prefix in a.gptq:
         q, s, z, g_idx = a.gptq[prefix]
-        if not a.dequant_out:
-            return q, z, s, g_idx, None
-        deq = (q - z[g_idx].T) * s[g_idx].T.astype(np.float32)
-        return q, z, s, g_idx, deq.astype(np.float32)
+        return q, z, s, g_idx, int4_deq(q, z, s, g_idx) if a.dequant_out else None
     return int4_quant(w, a.group, sym, False, min_zero, act_order(a, prefix, w.shape[1]),
                       deq=bool(a.dequant_out))
 
@@ -446,7 +445,7 @@ def _quantize_one(name):
     dt, arr = src[name]
     q = {}
     deq = quantize_linear(a, name[:-len(".weight")], to_f32(dt, arr), q)
-    return name, q, deq if a.dequant_out else None
+    return name, q, deq
 
 
 def main():
