@@ -16,6 +16,8 @@
 #      (issue 10: >= 1.8x / 3.0x bf16; issue 14: bf16 >= 240);
 #   4. offline 1000 x 256 / 256: bf16 and online FP8 (issue 14: >= 16,000
 #      tok/s; issue 10: FP8 >= 1.35x).
+# SUITES="test_cuda_fused ..." first runs those CUDA suites (CINFER_TEST_DEVICE
+# =cuda, no benches) on the GPU while the checkpoints are made.
 # The ratios at the end; every section's lines are also in $OUT/accept.txt.
 # usage: tools/gpu_accept.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
 set -uo pipefail
@@ -23,6 +25,11 @@ set -uo pipefail
 m=$M8 d=$QD
 ckpts_bg f8h g4h
 {
+    if [ -n "${SUITES:-}" ] && step "CUDA suites" 200; then
+        for t in $SUITES; do
+            run_t 150 ${t#test_} env CINFER_TEST_NO_BENCH=1 CINFER_TEST_DEVICE=cuda $B/$t
+        done
+    fi
     if step "prefill attention, production launcher" 120; then
         LAB_CASE="target,8 x 4096" LAB_VER=prod timeout 100 $B/kernel_prefill_attention 2>&1 |
             grep -E "^==|^prod" | cut -c1-100
