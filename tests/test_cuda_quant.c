@@ -402,16 +402,6 @@ int main(void) {
             /* the 8-bit GEMV with 3 16-row blocks a CTA (CINFER_QGEMV_MB),
              * each slot's loads running across a block's end; the last CTA
              * with fewer blocks */
-            /* INT4 through tca (tiled; cp.async rings): 1 and 16 tiles a
-             * warp a block, 125 blocks (one a CTA) and 384 (two a CTA) */
-            if (h.format == CI_QW_INT4) {
-                setenv("CINFER_QW_TILE", "1", 1);
-                ci_cu_qgemv_select("tca");
-                for (int n = 1; n <= 4; n++)
-                    check_case(&h, n, n & 1, lng[k].what);
-                ci_cu_qgemv_select(NULL);
-                unsetenv("CINFER_QW_TILE");
-            }
             if (h.format == CI_QW_FP8 || h.format == CI_QW_INT8) {
                 ci_cu_qgemv_mb(2);
                 for (int n = 1; n <= 2; n++)
@@ -559,20 +549,16 @@ int main(void) {
         }
         bench_gemv_fused(CI_QW_FP8, shp[0][0], shp[0][1]);
         bench_gemv_fused(CI_QW_INT4, shp[0][0], shp[0][1]);
-        const char *kern[7] = {"auto", "tc", "tc4", "tc2", "tca", "split", "vec"};
+        const char *kern[6] = {"auto", "tc", "tc4", "tc2", "split", "vec"};
         for (int k = 0; k < 4; k++) {
             for (int v = 0; v < 4; v++) {
                 bench_gemv(CI_QW_INT4, shp[k][0], shp[k][1], kern[v]);
                 bench_gemv(CI_QW_FP8, shp[k][0], shp[k][1], kern[v]);
                 bench_gemv(CI_QW_INT8, shp[k][0], shp[k][1], kern[v]);
                 if (v == 0) /* INT8's GEMV before the tensor-core one */
-                    bench_gemv(CI_QW_INT8, shp[k][0], shp[k][1], kern[5]);
+                    bench_gemv(CI_QW_INT8, shp[k][0], shp[k][1], kern[4]);
             }
-            bench_gemv(CI_QW_INT4, shp[k][0], shp[k][1], kern[4]); /* tca: INT4 only */
         }
-        /* Llama-3's LM head in INT4 (8016 blocks: tca's CTAs take 31 each) */
-        for (int v = 0; v < 5; v++)
-            if (v != 2) bench_gemv(CI_QW_INT4, 128256, 4096, kern[v]);
         ci_backend_destroy(gpu);
     }
     ci_backend_destroy(cpu);

@@ -256,12 +256,6 @@ int ci_cu_qgemv_int4_fused_ok(const struct ci_qweight *w, int n, const void *x, 
 int ci_cu_qgemv_int4_fused(ci_cu_stream st, const struct ci_qweight *w, const void *x, int n,
                            const float *bias, void *y, int num_sms, const float *norm_w, float eps,
                            const ci_cu_rope_epi *rope, int swiglu);
-/* INT4 (tiled, no act order, K a multiple of 1024, groups a multiple of 4 a
- * row) for BF16 x at n <= 4: tc's tiles through a cp.async ring per warp
- * (cuda_qgemv_int4_async.cu; CINFER_QGEMV=tca, or auto with CINFER_QT_ASYNC=1) */
-int ci_cu_qgemv_tca_ok(const struct ci_qweight *w);
-int ci_cu_qgemv_tca(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x, int n,
-                    const float *bias, void *y, int num_sms, int acc);
 /* whether the current device runs sm_90a code (compute 9.0; asked once per
  * device): the INT4 GEMM's condition (cuda_qgemm_int4.cu) */
 int ci_cu_sm90a(void);

@@ -612,14 +612,13 @@ extern "C" int ci_cu_qweight_shape_ok(const ci_qweight *w) {
     return w->cols % per == 0 && (w->group_size % per == 0 || w->group_size >= w->cols);
 }
 
-/* Which GEMV kernel: CINFER_QGEMV=auto (default) | tc | tc4 | tc2 | tca |
- * split | vec | scalar (tca: INT4's tc through cp.async rings, else tc;
- * tc4: tc and the FP8 tc kernel with 4 tiles a warp loaded, then used, as
- * before their rolling loads), read once; ci_cu_qgemv_select
+/* Which GEMV kernel: CINFER_QGEMV=auto (default) | tc | tc4 | tc2 | split |
+ * vec | scalar (tc4: tc and the FP8 tc kernel with 4 tiles a warp loaded,
+ * then used, as before their rolling loads), read once; ci_cu_qgemv_select
  * sets it (the test times each side by side).
  * A kernel whose preconditions a weight misses falls back to the next one
  * down: tc -> split/vec -> scalar. */
-static int g_qgemv = -1; /* 0 split, 1 vec, 2 scalar, 3 auto, 4 tc, 5 tc2, 6 tca */
+static int g_qgemv = -1; /* 0 split, 1 vec, 2 scalar, 3 auto, 4 tc, 5 tc2 */
 static int g_tc_old = 0; /* "tc4": tc / FP8 tc as before the rolling loads (A/B) */
 
 extern "C" void ci_cu_qgemv_select(const char *name) {
@@ -631,7 +630,6 @@ extern "C" void ci_cu_qgemv_select(const char *name) {
               : !strcmp(name, "tc")     ? 4
               : !strcmp(name, "tc4")    ? 4
               : !strcmp(name, "tc2")    ? 5
-              : !strcmp(name, "tca")    ? 6
                                         : 3;
 }
 
@@ -669,19 +667,8 @@ static int qt_launch_tc(ci_cu_stream st, int f32_out, const ci_qweight *w,
     return cudaGetLastError();
 }
 
-/* CINFER_QT_ASYNC=1: auto runs tca (cuda_qgemv_int4_async.cu) where it
- * would run tc or tc2 and the weight takes it (the A/B; off by default) */
-static int qt_async(void) {
-    static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("CINFER_QT_ASYNC");
-        on = e && *e == '1';
-    }
-    return on;
-}
-
 /* The INT4 tensor-core GEMV for N <= 8 rows of x (qt_ok): tc (ROLL: its
- * rolling loads), tc2 or tca */
+ * rolling loads) or tc2 */
 template <int N, bool ROLL>
 static int qt_launch_u(ci_cu_stream st, int f32_out, const ci_qweight *w, const __nv_bfloat16 *xb,
                      const float *bias, void *y, int num_sms, int acc) {
@@ -691,8 +678,6 @@ static int qt_launch_u(ci_cu_stream st, int f32_out, const ci_qweight *w, const 
      * gate/up: 25.3 us vs 26.5), tc for skinnier weights (o: 4.6 vs 6.4,
      * down: 16.3 vs 19.8 on the H200) */
     const int two = g_qgemv == 5 || (g_qgemv == 3 && (w->rows + 15) / 16 >= 4 * num_sms);
-    if (ROLL && (g_qgemv == 6 || (g_qgemv == 3 && qt_async())) && ci_cu_qgemv_tca_ok(w))
-        return ci_cu_qgemv_tca(st, f32_out, w, xb, N, bias, y, num_sms, acc);
     if (two && f32_out)
         ci_cu_launch(qgemv_tc2_kernel<N, float>, grid, Q2_WARPS * 32, 0, st, *w, xb, bias,
                      (float *)y, gshift, acc);
