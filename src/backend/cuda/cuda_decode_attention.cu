@@ -79,6 +79,16 @@ extern "C" int ci_cu_decode_attention(ci_cu_stream st, const void *qkv, int S, i
     int64_t bound = (int64_t)max_blocks_per_seq * block_size;
     if (window > 0 && bound > (int64_t)window + CI_DEC_TILE) bound = (int64_t)window + CI_DEC_TILE;
     int nsplit = ci_decode_nsplit(S, KV, num_sms, bound);
+#ifdef CINFER_TIMELINE
+    /* profiling builds only (their outputs are not the model's):
+     * CINFER_TL_SKIP_ATTN=1 leaves the attention out of the step, so the
+     * timeline tells what the step costs without it (the most that hiding
+     * it in another kernel could save); CINFER_TL_NSPLIT=k forces k splits */
+    static const int tl_skip = ci_cu_env_int("CINFER_TL_SKIP_ATTN", 0);
+    static const int tl_nsplit = ci_cu_env_int("CINFER_TL_NSPLIT", 0);
+    if (tl_skip) return cudaSuccess;
+    if (tl_nsplit > 0) nsplit = tl_nsplit;
+#endif
     const int64_t per = (int64_t)S * H * (hd + 2); /* workspace floats per split */
     if (!ws) nsplit = 1;
     while (nsplit > 1 && nsplit * per > ws_floats) nsplit--;
