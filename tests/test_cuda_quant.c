@@ -148,10 +148,13 @@ static void bench_gemv(int fmt, int rows, int cols, const char *kernel) {
     const char *fn = fmt == CI_QW_INT4 ? "int4" : fmt == CI_QW_INT8 ? "int8" : "fp8";
     snprintf(label, sizeof label, "%s %dx%d %s", fn, rows, cols, kernel);
     if (!gemv_bench_wanted(label)) return;
-    ci_cu_qgemv_select(kernel);
+    /* "bulk": auto with the 8-bit GEMV's bulk build, one group a row */
+    const int bulk = !strcmp(kernel, "bulk");
+    ci_cu_qgemv_select(bulk ? NULL : kernel);
+    ci_cu_qgemv_bulk(bulk);
     /* CINFER_TEST_GEMV_GROUP=G: groups of G columns (0: one a row), not 128 */
     const char *ge = getenv("CINFER_TEST_GEMV_GROUP");
-    const int gs = ge && *ge ? (atoi(ge) > 0 ? atoi(ge) : cols) : 128;
+    const int gs = bulk ? cols : ge && *ge ? (atoi(ge) > 0 ? atoi(ge) : cols) : 128;
     ci_qweight h = make_qw(fmt, rows, cols, gs, 1, 0);
     const double bytes = gemv_bytes(&h);
     const int nc = gemv_copies(bytes);
@@ -173,6 +176,7 @@ static void bench_gemv(int fmt, int rows, int cols, const char *kernel) {
     printf("  %s GEMV %dx%d g%d, n=1 (%s, %s, %d copies): %.1f us, %.0f GB/s\n", fn, rows, cols, gs,
            bf ? "bf16" : "f32", kernel, nc, dt * 1e6, bytes / dt / 1e9);
     ci_cu_qgemv_select(NULL);
+    ci_cu_qgemv_bulk(-1);
     for (int c = 0; c < nc; c++)
         gpu->ops->qweight_free(gpu, &w[c]);
     ci_tensor_free(gpu, &x);
@@ -407,6 +411,12 @@ int main(void) {
                 for (int n = 1; n <= 2; n++)
                     check_case(&h, n, n & 1, lng[k].what);
                 ci_cu_qgemv_mb(-1);
+                /* the bulk build (a CTA's block in shared memory by one TMA
+                 * request; per-row scales only, else the rolling kernel) */
+                ci_cu_qgemv_bulk(1);
+                for (int n = 1; n <= 2; n++)
+                    check_case(&h, n, n & 1, lng[k].what);
+                ci_cu_qgemv_bulk(-1);
             }
             free_qw(&h);
         }
@@ -558,6 +568,7 @@ int main(void) {
                 if (v == 0) /* INT8's GEMV before the tensor-core one */
                     bench_gemv(CI_QW_INT8, shp[k][0], shp[k][1], kern[4]);
             }
+            bench_gemv(CI_QW_FP8, shp[k][0], shp[k][1], "bulk"); /* where the shape takes it */
         }
         ci_backend_destroy(gpu);
     }
