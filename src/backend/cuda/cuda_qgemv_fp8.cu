@@ -65,6 +65,7 @@
 #include "backend/cuda/qgemv_epi.cuh"
 #include "backend/cuda/qgemv_tc.cuh"
 #include "backend/cuda/rope_epi.cuh"
+#include "backend/cuda/wgmma.cuh" /* the mbarrier and bulk-copy helpers (bulk build) */
 #include "util/qweight.h"
 
 #include <stdlib.h>
@@ -344,19 +345,14 @@ __global__ void __launch_bounds__(FT_WARPS * 32)
     __shared__ __align__(8) uint64_t bar;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int K = (int)w.cols, out = (int)w.rows, r0 = blockIdx.x * 16, pitch = K + FB_PAD;
-    const uint32_t bar_s = (uint32_t)__cvta_generic_to_shared(&bar);
-    const uint32_t ws_s = (uint32_t)__cvta_generic_to_shared(fbs);
+    const uint32_t bar_s = ci_wg::smem_u32(&bar), ws_s = ci_wg::smem_u32(fbs);
     if (threadIdx.x == 0) {
-        asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar_s) : "memory");
+        ci_wg::mbar_init(&bar, 1);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar_s),
-                     "r"((uint32_t)(16 * K))
-                     : "memory");
+        ci_wg::mbar_expect_tx(bar_s, (uint32_t)(16 * K));
         for (int r = 0; r < 16; r++) /* the block's rows, each a bulk copy (constant data) */
-            asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes "
-                         "[%0], [%1], %2, [%3];" ::"r"(ws_s + (uint32_t)(r * pitch)),
-                         "l"(w.q + (int64_t)(r0 + r) * K), "r"((uint32_t)K), "r"(bar_s)
-                         : "memory");
+            ci_wg::bulk_g2s(ws_s + (uint32_t)(r * pitch), w.q + (int64_t)(r0 + r) * K, (uint32_t)K,
+                            bar_s);
     }
     const float fa = __ldg(w.scales + r0 + g), fb = __ldg(w.scales + r0 + g + 8);
     __syncthreads(); /* the barrier initialized before anyone waits on it */
@@ -367,16 +363,7 @@ __global__ void __launch_bounds__(FT_WARPS * 32)
         fxs[e] = make_uint4(ft_x2(v.x), ft_x2(v.y), ft_x2(v.z), ft_x2(v.w));
     });
     __syncthreads();
-    {
-        uint32_t done = 0;
-        while (!done)
-            asm volatile(
-                "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\n"
-                " selp.u32 %0, 1, 0, p;\n}"
-                : "=r"(done)
-                : "r"(bar_s)
-                : "memory");
-    }
+    ci_wg::mbar_wait(bar_s, 0);
     const uint4 *xr = fxs + (int64_t)min(g, N - 1) * (K / 8) + 2 * t;
     const uint8_t *ra = fbs + g * pitch + 16 * t, *rb = ra + 8 * pitch;
     float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -396,6 +383,10 @@ __global__ void __launch_bounds__(FT_WARPS * 32)
 #endif
 }
 
+/* shared memory a bulk CTA takes: the padded block, then x as f16 */
+static size_t fp8bulk_smem(const ci_qweight *w, int n) {
+    return 16 * (size_t)(w->cols + FB_PAD) + (size_t)n * (size_t)w->cols * 2;
+}
 static int g_bulk = -1;
 extern "C" void ci_cu_qgemv_bulk(int mode) {
     g_bulk = mode < 0 ? -1 : mode != 0;
@@ -405,16 +396,15 @@ extern "C" void ci_cu_qgemv_bulk(int mode) {
  * SM), sm_90 */
 static int fp8bulk_ok(const ci_qweight *w, int n, int num_sms) {
     if (g_bulk < 0) g_bulk = ci_cu_env_int("CINFER_QGEMV_BULK", 0) != 0;
-    const int64_t smem = 16 * (w->cols + FB_PAD) + (int64_t)n * w->cols * 2;
     return g_bulk && ci_cu_sm90a() && w->ngroups == 1 && w->rows % 16 == 0 && w->cols % 512 == 0 &&
-           smem <= 96 * 1024 && num_sms > 0 && w->rows / 16 <= 3 * (int64_t)num_sms;
+           fp8bulk_smem(w, n) <= 96 * 1024 && num_sms > 0 && w->rows / 16 <= 3 * (int64_t)num_sms;
 }
 template <int N, typename OutT>
 static int fp8bulk_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias,
                           void *y, int acc) {
     auto k = w->format == CI_QW_INT8 ? qgemv_8bulk_kernel<CI_QW_INT8, N, OutT>
                                      : qgemv_8bulk_kernel<CI_QW_FP8, N, OutT>;
-    const size_t smem = 16 * (size_t)(w->cols + FB_PAD) + (size_t)N * (size_t)w->cols * 2;
+    const size_t smem = fp8bulk_smem(w, N);
     const cudaError_t e = ci_cu_smem_optin(k, smem);
     if (e != cudaSuccess) return e;
     ci_cu_launch(k, (unsigned)(w->rows / 16), FT_WARPS * 32, smem, st, *w, (const __nv_bfloat16 *)x,
