@@ -10,7 +10,7 @@
 #      rounds (default 2): bf16, then per checkpoint each of VARIANTS
 #      ("LABEL ENV=V ...", separated by ";"; default "new X=0") and the
 #      OLD binary (bf16 too).
-# CHECKS=0 skips step 1's tests; TESTS="test_cuda_ops ..." runs those
+# BF16_VARIANTS=1: bf16 under each of VARIANTS too. CHECKS=0 skips step 1's tests; TESTS="test_cuda_ops ..." runs those
 # instead (each under run_t with CINFER_TEST_NO_BENCH=1, no arguments).
 # usage: tools/gpu_ab_quant.sh BIN_DIR LLAMA3_TOKENIZER_DIR [OLD_CINFER]   (LIMIT, default 560)
 #   e.g. Q=int4 VARIANTS="bf16dec X=0; f16dec CINFER_QFUSE_F16=1" tools/gpu_ab_quant.sh ...
@@ -42,7 +42,14 @@ lat_old() { # lat_old LABEL MODEL: lat1 with the OLD binary
 IFS=';' read -r -a vs <<<"${VARIANTS:-new X=0}"
 echo "== batch-1 decode ($(date +%T))"
 for r in $(seq 1 ${ROUNDS:-2}); do
-    lat1 bf16 $M8 X=0 --
+    if [ "${BF16_VARIANTS:-0}" = 1 ]; then # bf16 under each of VARIANTS too
+        for v in "${vs[@]}"; do
+            read -r -a a <<<"$v"
+            lat1 "bf16 ${a[0]}" $M8 "${a[@]:1}" --
+        done
+    else
+        lat1 bf16 $M8 X=0 --
+    fi
     [ -n "$old" ] && lat_old "bf16 old" $M8
     for c in "${ck[@]}"; do
         for v in "${vs[@]}"; do

@@ -45,6 +45,9 @@ void ci_cu_defer_batch_mode(int mode);
  * 1 on, the default unless CINFER_DEC_CLUSTER=0, read at the first call; 0
  * off; -1 back to the default) */
 void ci_cu_decode_cluster(int on);
+/* The fewest 16-key tiles a decode attention split takes (v >= 0; -1 back
+ * to CINFER_DEC_MIN_TPS, default 0: the splits share the context evenly) */
+void ci_cu_decode_min_tps(int v);
 /* GEMMs the skinny BF16 kernel (CINFER_SKINNY) ran on this backend so far:
  * tests check that a case took it */
 long long ci_cuda_skinny_calls(const struct ci_backend *be);
