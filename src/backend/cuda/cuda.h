@@ -29,9 +29,10 @@ void ci_cu_qgemv_int4_fused_two(int mode);
  * 8-bit GEMV's SwiGLU build (gate|up), -1 back to the default
  * (CINFER_QGEMV_MB is read at the first call) */
 void ci_cu_qgemv_mb(int mode);
-/* The 8-bit GEMV's bulk build (cuda_qgemv_fp8.cu: a CTA's whole 16-row
- * block in shared memory by one TMA request before the PDL wait; one-wave
- * weights with per-row scales, e.g. o_proj): 1 on, 0 off (the default
+/* The 8-bit and INT4 GEMVs' bulk build (cuda_qgemv_fp8.cu,
+ * cuda_qgemv_int4_bulk.cu: a CTA's whole 16-row block in shared memory by
+ * TMA before the PDL wait; one-wave weights, e.g. o_proj; 8-bit: per-row
+ * scales): 1 on, 0 off (the default
  * unless CINFER_QGEMV_BULK=1, read at the first call), -1 back to it */
 void ci_cu_qgemv_bulk(int mode);
 /* The deferred RMSNorm's staging in the tensor-core GEMVs (gemv_prologue.cuh,

@@ -391,13 +391,17 @@ static int g_bulk = -1;
 extern "C" void ci_cu_qgemv_bulk(int mode) {
     g_bulk = mode < 0 ? -1 : mode != 0;
 }
+extern "C" int ci_cu_qgemv_bulk_on(void) {
+    if (g_bulk < 0) g_bulk = ci_cu_env_int("CINFER_QGEMV_BULK", 0) != 0;
+    return g_bulk;
+}
 /* the bulk build's shapes: per-row scales, whole 16-row blocks of K a
  * multiple of 512 in at most 96 KiB with x, one wave (at most 3 CTAs an
  * SM), sm_90 */
 static int fp8bulk_ok(const ci_qweight *w, int n, int num_sms) {
-    if (g_bulk < 0) g_bulk = ci_cu_env_int("CINFER_QGEMV_BULK", 0) != 0;
-    return g_bulk && ci_cu_sm90a() && w->ngroups == 1 && w->rows % 16 == 0 && w->cols % 512 == 0 &&
-           fp8bulk_smem(w, n) <= 96 * 1024 && num_sms > 0 && w->rows / 16 <= 3 * (int64_t)num_sms;
+    return ci_cu_qgemv_bulk_on() && ci_cu_sm90a() && w->ngroups == 1 && w->rows % 16 == 0 &&
+           w->cols % 512 == 0 && fp8bulk_smem(w, n) <= 96 * 1024 && num_sms > 0 &&
+           w->rows / 16 <= 3 * (int64_t)num_sms;
 }
 template <int N, typename OutT>
 static int fp8bulk_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias,
