@@ -75,17 +75,16 @@ static size_t q4bulk_smem(const ci_qweight *w) {
     return 8 * (size_t)w->cols + 80 * (size_t)w->ngroups;
 }
 
-extern "C" int ci_cu_qgemv_int4_bulk_ok(const ci_qweight *w, int n, const void *x, int num_sms) {
-    if (!ci_cu_qgemv_bulk_on() || !ci_cu_sm90a() || !w->tiled || w->format != CI_QW_INT4 ||
-        w->g_idx || n < 1 || n > 2 || num_sms <= 0)
-        return 0;
-    if (w->rows % 16 || w->cols % 128 || w->cols > INT32_MAX / 8 || qt_group_shift(w, 128) < 0)
-        return 0;
+/* w: a tiled weight the tc kernel takes (qt_ok in cuda_qmatmul.cu, the
+ * caller: INT4, no act order, whole 128-column tiles in a group, 16-byte
+ * aligned rows and x, whole 16-row blocks); what the bulk build asks on top */
+extern "C" int ci_cu_qgemv_int4_bulk_ok(const ci_qweight *w, int n, int num_sms) {
+    if (!ci_cu_qgemv_bulk_on() || !ci_cu_sm90a() || n < 1 || n > 2 || num_sms <= 0) return 0;
     /* one wave at up to 3 CTAs an SM, in at most 96 KiB */
     if (w->rows / 16 > 3 * (int64_t)num_sms || q4bulk_smem(w) > 96 * 1024) return 0;
-    /* every bulk copy's source 16-byte aligned (the block starts are, given the bases) */
-    return ((uintptr_t)w->q & 15) == 0 && ((uintptr_t)w->scales & 15) == 0 &&
-           ((uintptr_t)w->zeros & 15) == 0 && ((uintptr_t)x & 15) == 0;
+    /* the scales' and zero points' bulk copies 16-byte aligned (the block
+     * starts are, given the bases) */
+    return ((uintptr_t)w->scales & 15) == 0 && ((uintptr_t)w->zeros & 15) == 0;
 }
 
 template <int N, typename OutT>

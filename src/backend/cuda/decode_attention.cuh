@@ -199,11 +199,12 @@ __device__ __forceinline__ void ci_dec_merge_last(unsigned *cnt, int G, int nspl
  * of a (seq, kv head) launched as one thread-block cluster, Hopper): each
  * CTA leaves its partial (O times vscale, and (m, l) per head) in its own
  * shared memory; after a cluster barrier CTA z merges elements
- * [z, z + 1) * ceil(G HD / nsplit) of the G heads' outputs from every
- * CTA's partials, and a second barrier keeps each CTA's shared memory until
- * all have read it. No workspace, fence or counter: the global round trips
- * of ci_dec_merge_last (partials out, a fence, an atomic, the last CTA's
- * reads back through L2) become on-chip reads. */
+ * [z, z + 1) * ceil(G HD / nsplit) of the G heads' outputs from the
+ * partials of the nused CTAs that hold keys (the first ones: min_tps), and
+ * a second barrier keeps each CTA's shared memory until all have read it.
+ * No workspace, fence or counter: the global round trips of
+ * ci_dec_merge_last (partials out, a fence, an atomic, the last CTA's reads
+ * back through L2) become on-chip reads. */
 template <int HD>
 __device__ __forceinline__ void ci_dec_merge_cluster(int G, int nsplit, int nused,
                                                      float (*cl_o)[HD], float2 *cl_ml,
