@@ -652,7 +652,7 @@ static void test_window_attention(void) {
 }
 
 /* Decode attention timing: S sequences of ctx tokens, one query each. */
-static void bench_decode_attention_b(int S, int ctx, int bound, int H, int KV, int hd, int fp8) {
+static void bench_decode_attention(int S, int ctx, int H, int KV, int hd, int fp8) {
     int bs = 16;
     int *cv = malloc(sizeof(int) * S), *qv = malloc(sizeof(int) * S);
     for (int s = 0; s < S; s++) {
@@ -661,7 +661,6 @@ static void bench_decode_attention_b(int S, int ctx, int bound, int H, int KV, i
     }
     rbatch b;
     rbatch_make(&b, cv, qv, S, bs, 0);
-    if (bound) rbatch_widen(&b, (bound + bs - 1) / bs); /* the splits of that bound */
     ci_kv_cache *kg;
     CHECK_OK(ci_kv_cache_create_dtype(gpu, fp8 ? CI_F8_E4M3 : gpu->act_dtype, 1, KV, hd, b.nblocks,
                                       bs, &kg));
@@ -690,10 +689,6 @@ static void bench_decode_attention_b(int S, int ctx, int bound, int H, int KV, i
     rbatch_free(&b);
     free(cv);
     free(qv);
-}
-
-static void bench_decode_attention(int S, int ctx, int H, int KV, int hd, int fp8) {
-    bench_decode_attention_b(S, ctx, 0, H, KV, hd, fp8);
 }
 
 /* Causal prefill attention timing: one sequence of T new tokens. */
@@ -961,28 +956,12 @@ int main(void) {
             test_window_attention();
             test_kv_fp8();
         }
-        if (bf) { /* at least 8 tiles a split: a short context takes the first splits */
-            ci_cu_decode_min_tps(8);
-            test_decode_attention();
-            test_window_attention();
-            ci_cu_decode_cluster(0);
-            test_decode_attention();
-            ci_cu_decode_min_tps(-1);
-        }
         ci_cu_decode_cluster(-1);
         test_errors();
         printf("[%s] all ops: worst rel err %.3g (tolerance %.0e), %d failures\n", mode, worst_seen,
                tol, test_failed_ - f0);
         if (!quick) {
             bench_decode_attention(1, 2048, 32, 8, 128, 0);
-            /* batch 1 at a short context in a 4096-bound step (16 splits): the
-             * fewest tiles a split 0 (as launched) / 8 / 16 */
-            for (int m = 0; m <= 16; m += 8) {
-                ci_cu_decode_min_tps(m);
-                printf("[%s] min tiles a split %d: ", mode, m);
-                bench_decode_attention_b(1, 256, 4096, 32, 8, 128, 0);
-            }
-            ci_cu_decode_min_tps(-1);
             bench_decode_attention(32, 2048, 32, 8, 128, 0);
             bench_decode_attention(64, 512, 16, 16, 128, 0);
             bench_decode_attention(64, 4096, 32, 8, 128, 0);

@@ -148,15 +148,10 @@ static void bench_gemv(int fmt, int rows, int cols, const char *kernel) {
     const char *fn = fmt == CI_QW_INT4 ? "int4" : fmt == CI_QW_INT8 ? "int8" : "fp8";
     snprintf(label, sizeof label, "%s %dx%d %s", fn, rows, cols, kernel);
     if (!gemv_bench_wanted(label)) return;
-    /* "bulk": auto with the GEMVs' bulk build (8-bit: one group a row) */
-    const int bulk = !strcmp(kernel, "bulk");
-    ci_cu_qgemv_select(bulk ? NULL : kernel);
-    ci_cu_qgemv_bulk(bulk);
+    ci_cu_qgemv_select(kernel);
     /* CINFER_TEST_GEMV_GROUP=G: groups of G columns (0: one a row), not 128 */
     const char *ge = getenv("CINFER_TEST_GEMV_GROUP");
-    const int gs = bulk && fmt != CI_QW_INT4 ? cols
-                   : ge && *ge               ? (atoi(ge) > 0 ? atoi(ge) : cols)
-                                             : 128;
+    const int gs = ge && *ge ? (atoi(ge) > 0 ? atoi(ge) : cols) : 128;
     ci_qweight h = make_qw(fmt, rows, cols, gs, 1, 0);
     const double bytes = gemv_bytes(&h);
     const int nc = gemv_copies(bytes);
@@ -178,7 +173,6 @@ static void bench_gemv(int fmt, int rows, int cols, const char *kernel) {
     printf("  %s GEMV %dx%d g%d, n=1 (%s, %s, %d copies): %.1f us, %.0f GB/s\n", fn, rows, cols, gs,
            bf ? "bf16" : "f32", kernel, nc, dt * 1e6, bytes / dt / 1e9);
     ci_cu_qgemv_select(NULL);
-    ci_cu_qgemv_bulk(-1);
     for (int c = 0; c < nc; c++)
         gpu->ops->qweight_free(gpu, &w[c]);
     ci_tensor_free(gpu, &x);
@@ -396,7 +390,7 @@ int main(void) {
             /* the multi-block 8-bit GEMV (below): 3 blocks a CTA, 2 in the last */
             {CI_QW_FP8, 992, 4096, 4096, 2, 0, "fp8 per row, 4096 columns, 62 blocks", 0},
             {CI_QW_INT8, 992, 4096, 128, 1, 0, "int8 g128, 4096 columns, 62 blocks", 0},
-            /* INT4's bulk build (below): 62 blocks of 4096 columns, 2 parts */
+            /* INT4 at 62 blocks of 4096 columns, 2 parts (no multiple of the SMs) */
             {CI_QW_INT4, 992, 4096, 128, 2, 0, "int4 g128, 4096 columns, 62 blocks", 0},
         };
         for (size_t k = 0; !(ob && *ob == '1') && k < sizeof lng / sizeof lng[0]; k++) {
@@ -407,14 +401,6 @@ int main(void) {
                     check_case(&h, n, n & 1, lng[k].what);
             }
             unsetenv("CINFER_QW_TILE");
-            /* INT4's bulk build (tiled, the default; one wave of blocks in
-             * shared memory: the 384- and 62-block cases take it) */
-            if (h.format == CI_QW_INT4 && bf) {
-                ci_cu_qgemv_bulk(1);
-                for (int n = 1; n <= 2; n++)
-                    check_case(&h, n, n & 1, lng[k].what);
-                ci_cu_qgemv_bulk(-1);
-            }
             /* the 8-bit GEMV with 3 16-row blocks a CTA (CINFER_QGEMV_MB),
              * each slot's loads running across a block's end; the last CTA
              * with fewer blocks */
@@ -423,12 +409,6 @@ int main(void) {
                 for (int n = 1; n <= 2; n++)
                     check_case(&h, n, n & 1, lng[k].what);
                 ci_cu_qgemv_mb(-1);
-                /* the bulk build (a CTA's block in shared memory by one TMA
-                 * request; per-row scales only, else the rolling kernel) */
-                ci_cu_qgemv_bulk(1);
-                for (int n = 1; n <= 2; n++)
-                    check_case(&h, n, n & 1, lng[k].what);
-                ci_cu_qgemv_bulk(-1);
             }
             free_qw(&h);
         }
@@ -580,8 +560,6 @@ int main(void) {
                 if (v == 0) /* INT8's GEMV before the tensor-core one */
                     bench_gemv(CI_QW_INT8, shp[k][0], shp[k][1], kern[4]);
             }
-            bench_gemv(CI_QW_FP8, shp[k][0], shp[k][1], "bulk"); /* where the shape takes it */
-            bench_gemv(CI_QW_INT4, shp[k][0], shp[k][1], "bulk");
         }
         ci_backend_destroy(gpu);
     }

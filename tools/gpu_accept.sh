@@ -14,6 +14,8 @@
 #   3. batch-1 decode (`bench latency`, tools/gpu_step.bash's lat1), ROUNDS
 #      interleaved rounds (default 2): bf16, FP8 + head, INT4 + head
 #      (issue 10: >= 1.8x / 3.0x bf16; issue 14: bf16 >= 240);
+#   3b. PEER=1: before 3, tools/peer_compiled_decode.py (torch.compile +
+#      static cache, gpt-fast's recipe) on the bf16 checkpoint;
 #   4. offline 1000 x 256 / 256: bf16 and online FP8 (issue 14: >= 16,000
 #      tok/s; issue 10: FP8 >= 1.35x).
 # SUITES="test_cuda_fused ..." first runs those CUDA suites (CINFER_TEST_DEVICE
@@ -34,6 +36,17 @@ ckpts_bg f8h g4h
         LAB_CASE="target,8 x 4096" LAB_VER=prod timeout 100 $B/kernel_prefill_attention 2>&1 |
             grep -E "^==|^prod" | cut -c1-100
         timeout 90 python3 bench/kernels/prefill_attention_sdpa.py 128 64 2>&1 | tail -2
+    fi
+    # PEER=1: the compiled-PyTorch batch-1 peer (gpt-fast's recipe, issue 14)
+    # on the bf16 checkpoint once it is written (~120 s of compile; the
+    # quantized checkpoints are made meanwhile), cinfer's bf16 rounds below
+    if [ -n "${PEER:-}" ]; then
+        # the maker starts the first quantization once $M8 is whole
+        while [ ! -f $QD/f8h.log ] && [ ! -f $QD/ALL ] && [ "$(left)" -gt 300 ]; do sleep 2; done
+        if step "compiled PyTorch peer, batch 1" 300; then
+            timeout $(($(left) - 240)) python3 tools/peer_compiled_decode.py $M8 --input-len 128 \
+                --output-len 256 2>&1 | grep -E "^peer" | sed 's/^/gpt-fast-style /'
+        fi
     fi
     # the batch-1 rounds need ~20 s a run; at LIMIT=290 (2026-12-06) the
     # old 240 s margin gave up on the checkpoints 50 s in

@@ -29,12 +29,6 @@ void ci_cu_qgemv_int4_fused_two(int mode);
  * 8-bit GEMV's SwiGLU build (gate|up), -1 back to the default
  * (CINFER_QGEMV_MB is read at the first call) */
 void ci_cu_qgemv_mb(int mode);
-/* The 8-bit and INT4 GEMVs' bulk build (cuda_qgemv_fp8.cu,
- * cuda_qgemv_int4_bulk.cu: a CTA's whole 16-row block in shared memory by
- * TMA before the PDL wait; one-wave weights, e.g. o_proj; 8-bit: per-row
- * scales): 1 on, 0 off (the default
- * unless CINFER_QGEMV_BULK=1, read at the first call), -1 back to it */
-void ci_cu_qgemv_bulk(int mode);
 /* The deferred RMSNorm's staging in the tensor-core GEMVs (gemv_prologue.cuh,
  * ci_defer_stage): 1 two vectors a thread loaded at once, the norm weights
  * prefetched before the PDL wait (the default unless CINFER_DEFER_BATCH=0,
@@ -46,9 +40,6 @@ void ci_cu_defer_batch_mode(int mode);
  * 1 on, the default unless CINFER_DEC_CLUSTER=0, read at the first call; 0
  * off; -1 back to the default) */
 void ci_cu_decode_cluster(int on);
-/* The fewest 16-key tiles a decode attention split takes (v >= 0; -1 back
- * to CINFER_DEC_MIN_TPS, default 0: the splits share the context evenly) */
-void ci_cu_decode_min_tps(int v);
 /* GEMMs the skinny BF16 kernel (CINFER_SKINNY) ran on this backend so far:
  * tests check that a case took it */
 long long ci_cuda_skinny_calls(const struct ci_backend *be);

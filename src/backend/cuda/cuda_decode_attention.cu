@@ -37,25 +37,6 @@ static int decode_cluster_on(void) {
     return g_dec_cluster && ci_cu_sm90a();
 }
 
-/* The fewest 16-key tiles a split takes (CINFER_DEC_MIN_TPS, default 0:
- * the launch's splits share the context evenly). The splits are fixed by
- * the context bound (so a graph holds as contexts grow), and at batch 1 a
- * short context gave each of 16 splits a tile or two, one warp of four
- * busy, then a 16-way merge; with a floor the first few splits take the
- * keys and the rest exit at once. For the A/B (docs/kernels/
- * decode_attention.md). */
-static int g_dec_min_tps = -1;
-extern "C" void ci_cu_decode_min_tps(int v) {
-    g_dec_min_tps = v < 0 ? -1 : v;
-}
-static int dec_min_tps(void) {
-    if (g_dec_min_tps < 0) {
-        const int v = ci_cu_env_int("CINFER_DEC_MIN_TPS", 0);
-        g_dec_min_tps = v < 0 ? 0 : v;
-    }
-    return g_dec_min_tps;
-}
-
 /* CL: the splits of a (seq, kv head) as one cluster merging on chip (no
  * workspace, no merge kernel) */
 template <int HD, bool FP8, bool CL = false>
@@ -78,7 +59,7 @@ static cudaError_t decode_launch(cudaStream_t st, const void *qkv, int S, int H,
     ci_cu_launch_ex(ci_cu_pdl_on != 0, CL ? (unsigned)nsplit : 0u, k, grid, CI_DEC_THREADS, 0, st,
                     (const __nv_bfloat16 *)qkv, H, KV, positions, query_start, context_lens,
                     block_tables, mbps, kc, vc, bs, scale * 1.4426950408889634f, window,
-                    (__nv_bfloat16 *)out, nsplit, part_o, part_ml, vscale, cnt, dec_min_tps());
+                    (__nv_bfloat16 *)out, nsplit, part_o, part_ml, vscale, cnt);
     cudaError_t e = cudaGetLastError();
     if (!CL && e == cudaSuccess && nsplit > 1 && !cnt)
         e = ci_decode_combine<__nv_bfloat16>(st, ci_cu_pdl_on != 0, S, H, HD, nsplit, query_start,

@@ -242,16 +242,6 @@ int ci_cu_qgemv_fp8tc_swiglu_ok(const struct ci_qweight *w);
 int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x,
                       int n, const float *bias, void *y, int acc, int old, int num_sms, int pro,
                       const float *norm_w, float eps, const ci_cu_rope_epi *rope, int swiglu);
-/* the bulk build of the 8-bit GEMV and of the INT4 one below (ci_cu_qgemv_bulk,
- * CINFER_QGEMV_BULK; cuda_qgemv_fp8.cu keeps it) */
-int ci_cu_qgemv_bulk_on(void);
-/* INT4's bulk build (cuda_qgemv_int4_bulk.cu): a tiled weight of one wave
- * of 16-row blocks, each block with its scales and zero points in shared
- * memory by TMA before the PDL wait; n <= 2, BF16 x; the tc kernel's values.
- * _ok: for a weight and x the tc kernel takes (cuda_qmatmul.cu's qt_ok) */
-int ci_cu_qgemv_int4_bulk_ok(const struct ci_qweight *w, int n, int num_sms);
-int ci_cu_qgemv_int4_bulk(ci_cu_stream st, int f32_out, const struct ci_qweight *w, const void *x,
-                          int n, const float *bias, void *y, int acc);
 /* the multi-block mode of the GEMVs above and below (ci_cu_qgemv_mb,
  * CINFER_QGEMV_MB; cuda_qgemv_fp8.cu keeps it) */
 int ci_cu_qgemv_mb_mode(void);

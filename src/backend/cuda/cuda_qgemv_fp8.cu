@@ -65,7 +65,6 @@
 #include "backend/cuda/qgemv_epi.cuh"
 #include "backend/cuda/qgemv_tc.cuh"
 #include "backend/cuda/rope_epi.cuh"
-#include "backend/cuda/wgmma.cuh" /* the mbarrier and bulk-copy helpers (bulk build) */
 #include "util/qweight.h"
 
 #include <stdlib.h>
@@ -323,99 +322,6 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
     }
 }
 
-/* "bulk" (CINFER_QGEMV_BULK=1, the A/B; off by default): a plain 8-bit GEMV
- * with per-row scales whose CTAs hold their whole 16-row block in shared
- * memory, asked of the TMA engine in one go before the PDL wait. The
- * register-slot kernel above holds a block in 8 slots a warp at 128
- * registers, so during the decode attention (its CTAs on the SMs too) one
- * CTA an SM fits and half of o_proj's weights stream before the wait; here
- * ~40 registers and 66.5 KiB a CTA let every CTA of a one-wave weight in
- * beside the attention's, and the whole weight streams under it. Rows sit
- * at a pitch of K + 64 bytes so the 8 rows of a quarter warp's 16-byte
- * reads fall in distinct banks. Same products in the same order as the
- * rolling kernel, so the same values (test_cuda_quant checks it). */
-#define FB_PAD 64
-template <int FMT, int N, typename OutT>
-__global__ void __launch_bounds__(FT_WARPS * 32)
-    qgemv_8bulk_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
-                       const float *__restrict__ bias, OutT *__restrict__ y, int acc) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    extern __shared__ __align__(128) uint8_t fbs[]; /* [16][K + FB_PAD] weights, then x */
-    __shared__ float red[FT_WARPS][16][N];
-    __shared__ __align__(8) uint64_t bar;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-    const int K = (int)w.cols, out = (int)w.rows, r0 = blockIdx.x * 16, pitch = K + FB_PAD;
-    const uint32_t bar_s = ci_wg::smem_u32(&bar), ws_s = ci_wg::smem_u32(fbs);
-    if (threadIdx.x == 0) {
-        ci_wg::mbar_init(&bar, 1);
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-        ci_wg::mbar_expect_tx(bar_s, (uint32_t)(16 * K));
-        for (int r = 0; r < 16; r++) /* the block's rows, each a bulk copy (constant data) */
-            ci_wg::bulk_g2s(ws_s + (uint32_t)(r * pitch), w.q + (int64_t)(r0 + r) * K, (uint32_t)K,
-                            bar_s);
-    }
-    const float fa = __ldg(w.scales + r0 + g), fb = __ldg(w.scales + r0 + g + 8);
-    __syncthreads(); /* the barrier initialized before anyone waits on it */
-    ci_pdl_trigger();
-    ci_pdl_wait();
-    uint4 *fxs = (uint4 *)(fbs + 16 * (size_t)pitch); /* [N][K / 8] f16 x * 2^-4 */
-    ci_pro_stage_plain<N>(CI_CU_PRO_NONE, x, K, [&](int e, uint4 v) {
-        fxs[e] = make_uint4(ft_x2(v.x), ft_x2(v.y), ft_x2(v.z), ft_x2(v.w));
-    });
-    __syncthreads();
-    ci_wg::mbar_wait(bar_s, 0);
-    const uint4 *xr = fxs + (int64_t)min(g, N - 1) * (K / 8) + 2 * t;
-    const uint8_t *ra = fbs + g * pitch + 16 * t, *rb = ra + 8 * pitch;
-    float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int kt = warp; kt < K / 64; kt += FT_WARPS) {
-        float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        ft_tile<FMT>(c, *(const uint4 *)(ra + 64 * kt), *(const uint4 *)(rb + 64 * kt), xr[8 * kt],
-                     xr[8 * kt + 1]);
-        tot[0] = fmaf(fa, c[0], tot[0]);
-        tot[1] = fmaf(fa, c[1], tot[1]);
-        tot[2] = fmaf(fb, c[2], tot[2]);
-        tot[3] = fmaf(fb, c[3], tot[3]);
-    }
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-        tot[i] *= 1.0f / FT_XSCALE;
-    qt_reduce<N, FT_WARPS>(red, tot, r0, out, bias, y, acc);
-#endif
-}
-
-/* shared memory a bulk CTA takes: the padded block, then x as f16 */
-static size_t fp8bulk_smem(const ci_qweight *w, int n) {
-    return 16 * (size_t)(w->cols + FB_PAD) + (size_t)n * (size_t)w->cols * 2;
-}
-static int g_bulk = -1;
-extern "C" void ci_cu_qgemv_bulk(int mode) {
-    g_bulk = mode < 0 ? -1 : mode != 0;
-}
-extern "C" int ci_cu_qgemv_bulk_on(void) {
-    if (g_bulk < 0) g_bulk = ci_cu_env_int("CINFER_QGEMV_BULK", 0) != 0;
-    return g_bulk;
-}
-/* the bulk build's shapes: per-row scales, whole 16-row blocks of K a
- * multiple of 512 in at most 96 KiB with x, one wave (at most 3 CTAs an
- * SM), sm_90 */
-static int fp8bulk_ok(const ci_qweight *w, int n, int num_sms) {
-    return ci_cu_qgemv_bulk_on() && ci_cu_sm90a() && w->ngroups == 1 && w->rows % 16 == 0 &&
-           w->cols % 512 == 0 && fp8bulk_smem(w, n) <= 96 * 1024 && num_sms > 0 &&
-           w->rows / 16 <= 3 * (int64_t)num_sms;
-}
-template <int N, typename OutT>
-static int fp8bulk_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias,
-                          void *y, int acc) {
-    auto k = w->format == CI_QW_INT8 ? qgemv_8bulk_kernel<CI_QW_INT8, N, OutT>
-                                     : qgemv_8bulk_kernel<CI_QW_FP8, N, OutT>;
-    const size_t smem = fp8bulk_smem(w, N);
-    const cudaError_t e = ci_cu_smem_optin(k, smem);
-    if (e != cudaSuccess) return e;
-    ci_cu_launch(k, (unsigned)(w->rows / 16), FT_WARPS * 32, smem, st, *w, (const __nv_bfloat16 *)x,
-                 bias, (OutT *)y, acc);
-    return cudaGetLastError();
-}
-
 extern "C" int ci_cu_qgemv_fp8tc_ok(const ci_qweight *w, int n, int x_bf16, const void *x) {
     if ((w->format != CI_QW_FP8 && w->format != CI_QW_INT8) || !x_bf16 || w->g_idx || n < 1 ||
         n > 2 || w->cols % 64)
@@ -566,13 +472,6 @@ extern "C" int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const ci_qweight 
                                 : fp8tc_epi<1, 1>(st, w, x, bias, y, w3, fp, *rope);
         return rope->kv_fp8 ? fp8tc_epi<2, 2>(st, w, x, bias, y, w3, fp, *rope)
                             : fp8tc_epi<2, 1>(st, w, x, bias, y, w3, fp, *rope);
-    }
-    if (pro == CI_CU_PRO_NONE && !old && fp8bulk_ok(w, n, num_sms)) {
-        if (n == 1)
-            return f32_out ? fp8bulk_launch<1, float>(st, w, x, bias, y, acc)
-                           : fp8bulk_launch<1, __nv_bfloat16>(st, w, x, bias, y, acc);
-        return f32_out ? fp8bulk_launch<2, float>(st, w, x, bias, y, acc)
-                       : fp8bulk_launch<2, __nv_bfloat16>(st, w, x, bias, y, acc);
     }
     if (n == 1)
         return f32_out ? fp8tc_u<1, float>(st, w, x, bias, y, acc, old, w3, fp, bpc)

@@ -759,8 +759,6 @@ static int qgemv_launch(ci_cu_stream st, int f32_out, const ci_qweight *w, const
      * and they only on its interleaved nibbles */
     if (w->tiled) {
         if (FMT != CI_QW_INT4 || !qt_ok(w, x, (int)sizeof(T))) return cudaErrorInvalidValue;
-        if (N <= 2 && g_qgemv == 3 && ci_cu_qgemv_int4_bulk_ok(w, N, num_sms))
-            return ci_cu_qgemv_int4_bulk(st, f32_out, w, x, N, bias, y, acc);
         return qt_launch<N>(st, f32_out, w, (const __nv_bfloat16 *)x, bias, y, num_sms, acc);
     }
     if (g_qgemv != 2 && qv_ok(w, x, (int)sizeof(T))) {

@@ -199,16 +199,14 @@ __device__ __forceinline__ void ci_dec_merge_last(unsigned *cnt, int G, int nspl
  * of a (seq, kv head) launched as one thread-block cluster, Hopper): each
  * CTA leaves its partial (O times vscale, and (m, l) per head) in its own
  * shared memory; after a cluster barrier CTA z merges elements
- * [z, z + 1) * ceil(G HD / nsplit) of the G heads' outputs from the
- * partials of the nused CTAs that hold keys (the first ones: min_tps), and
- * a second barrier keeps each CTA's shared memory until all have read it.
- * No workspace, fence or counter: the global round trips of
- * ci_dec_merge_last (partials out, a fence, an atomic, the last CTA's reads
- * back through L2) become on-chip reads. */
+ * [z, z + 1) * ceil(G HD / nsplit) of the G heads' outputs from every
+ * CTA's partials, and a second barrier keeps each CTA's shared memory until
+ * all have read it. No workspace, fence or counter: the global round trips
+ * of ci_dec_merge_last (partials out, a fence, an atomic, the last CTA's
+ * reads back through L2) become on-chip reads. */
 template <int HD>
-__device__ __forceinline__ void ci_dec_merge_cluster(int G, int nsplit, int nused,
-                                                     float (*cl_o)[HD], float2 *cl_ml,
-                                                     __nv_bfloat16 *orow) {
+__device__ __forceinline__ void ci_dec_merge_cluster(int G, int nsplit, float (*cl_o)[HD],
+                                                     float2 *cl_ml, __nv_bfloat16 *orow) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     namespace cg = cooperative_groups;
     cg::cluster_group cl = cg::this_cluster();
@@ -218,12 +216,10 @@ __device__ __forceinline__ void ci_dec_merge_cluster(int G, int nsplit, int nuse
     for (int e = z * per + (int)threadIdx.x; e < e1; e += CI_DEC_THREADS) {
         const int gi = e / HD;
         float M = -INFINITY;
-#pragma unroll 4
-        for (int r = 0; r < nused; r++)
+        for (int r = 0; r < nsplit; r++)
             M = fmaxf(M, cl.map_shared_rank(cl_ml, r)[gi].x);
         float num = 0.0f, den = 0.0f;
-#pragma unroll 4
-        for (int r = 0; r < nused; r++) {
+        for (int r = 0; r < nsplit; r++) {
             const float2 ml = cl.map_shared_rank(cl_ml, r)[gi];
             if (ml.x == -INFINITY) continue; /* a split with no keys */
             const float wt = exp2f(ml.x - M);
@@ -246,8 +242,7 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
                           int mbps, const void *__restrict__ kc, const void *__restrict__ vc,
                           int bs, float scale_log2, int window, __nv_bfloat16 *__restrict__ out,
                           int nsplit, float *__restrict__ part_o, float2 *__restrict__ part_ml,
-                          float vscale = 1.0f, unsigned *__restrict__ cnt = nullptr,
-                          int min_tps = 0) {
+                          float vscale = 1.0f, unsigned *__restrict__ cnt = nullptr) {
     ci_pdl_trigger();
     constexpr int NC = HD / 32;            /* 8-dim (16-byte bf16/f16) chunks per lane per key row */
     constexpr int NL = FP8 ? NC / 2 : NC;  /* 16-byte loads per lane per key row */
@@ -267,10 +262,7 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
     if (kbeg < 0) kbeg = 0;
     const int t0 = kbeg / CI_DEC_TILE; /* tiles [t0, tend) hold keys [kbeg, nctx) */
     const int tend = (nctx + CI_DEC_TILE - 1) / CI_DEC_TILE;
-    /* min_tps: at least that many tiles a split, so a short context takes
-     * the first nused splits only (the rest exit; the merge reads nused) */
-    const int tps = max((tend - t0 + nsplit - 1) / nsplit, max(min_tps, 1));
-    const int nused = min(nsplit, (tend - t0 + tps - 1) / tps);
+    const int tps = (tend - t0 + nsplit - 1) / nsplit;
     const int tb = t0 + z * tps, te = tb + tps < tend ? tb + tps : tend;
     const int64_t sh0 = (int64_t)s * H + (int64_t)g * G; /* (seq, first head) for the workspace */
     __nv_bfloat16 *orow = out + ((int64_t)t * H + (int64_t)g * G) * HD;
@@ -321,7 +313,7 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
         if constexpr (CL) {
             for (int gi = tid; gi < G; gi += CI_DEC_THREADS)
                 cl_ml[gi] = make_float2(-INFINITY, 0.0f);
-            ci_dec_merge_cluster<HD>(G, nsplit, nused, cl_o, cl_ml, orow);
+            ci_dec_merge_cluster<HD>(G, nsplit, cl_o, cl_ml, orow);
         } else if (nsplit > 1) {
             for (int gi = tid; gi < G; gi += CI_DEC_THREADS)
                 part_ml[(sh0 + gi) * nsplit + z] = make_float2(-INFINITY, 0.0f);
@@ -473,7 +465,7 @@ __global__ void __launch_bounds__(CI_DEC_THREADS, 2)
         }
     }
     if constexpr (CL)
-        ci_dec_merge_cluster<HD>(G, nsplit, nused, cl_o, cl_ml, orow);
+        ci_dec_merge_cluster<HD>(G, nsplit, cl_o, cl_ml, orow);
     else if (nsplit > 1 && cnt)
         ci_dec_merge_last<HD>(cnt + (int64_t)s * KV + g, G, nsplit, sh0, part_o, part_ml, orow);
 }
