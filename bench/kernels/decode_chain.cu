@@ -346,38 +346,58 @@ static std::vector<float> dc_reference(const dc_chain &c, const std::vector<floa
     return y;
 }
 
-/* the versions as CUDA graphs of one step */
-static cudaGraphExec_t dc_graph(const dc_chain &c, int v, int G, cudaStream_t st) {
+/* one step of version v on st: the stage kernels, or the persistent one */
+static void dc_launch(const dc_chain &c, int v, int G, cudaStream_t st) {
     const size_t smem = (size_t)c.maxB; /* maxB / 4 floats */
-    cudaGraph_t g;
-    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
     if (v <= 1) {
         for (int s = 0; s < (int)c.h.size(); s++)
             CK(ci_cu_launch_ex(true, 0u, dc_stage_kernel, dim3(G), dim3(DC_THREADS), smem, st,
                                (const dc_stage *)c.d, s));
-    } else {
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = dim3(G);
-        cfg.blockDim = dim3(DC_THREADS);
-        cfg.dynamicSmemBytes = smem;
-        cfg.stream = st;
-        cudaLaunchAttribute at[1];
-        at[0].id = cudaLaunchAttributeCooperative;
-        at[0].val.cooperative = 1;
-        cfg.attrs = at;
-        cfg.numAttrs = 1;
-        const int ns = (int)c.h.size();
-        if (v == 2)
-            CK(cudaLaunchKernelEx(&cfg, dc_chain_kernel<true>, (const dc_stage *)c.d, ns, c.bar));
-        else
-            CK(cudaLaunchKernelEx(&cfg, dc_chain_kernel<false>, (const dc_stage *)c.d, ns, c.bar));
+        return;
     }
-    CK(cudaStreamEndCapture(st, &g));
-    cudaGraphExec_t ge;
-    CK(cudaGraphInstantiate(&ge, g, 0));
-    CK(cudaGraphDestroy(g));
-    return ge;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(G);
+    cfg.blockDim = dim3(DC_THREADS);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeCooperative;
+    at[0].val.cooperative = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    const int ns = (int)c.h.size();
+    if (v == 2)
+        CK(cudaLaunchKernelEx(&cfg, dc_chain_kernel<true>, (const dc_stage *)c.d, ns, c.bar));
+    else
+        CK(cudaLaunchKernelEx(&cfg, dc_chain_kernel<false>, (const dc_stage *)c.d, ns, c.bar));
 }
+
+/* A step as it is replayed: the stage kernels as a CUDA graph (as cinfer's
+ * decode graphs), the persistent kernel as one launch (a graph of one
+ * kernel saves nothing) */
+struct dc_step {
+    cudaGraphExec_t ge = nullptr;
+    const dc_chain *c;
+    int v, G;
+    dc_step(const dc_chain &ch, int ver, int g, cudaStream_t st) : c(&ch), v(ver), G(g) {
+        if (v > 1) return;
+        cudaGraph_t gr;
+        CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+        dc_launch(*c, v, G, st);
+        CK(cudaStreamEndCapture(st, &gr));
+        CK(cudaGraphInstantiate(&ge, gr, 0));
+        CK(cudaGraphDestroy(gr));
+    }
+    ~dc_step() {
+        if (ge) cudaGraphExecDestroy(ge);
+    }
+    void run(cudaStream_t st) {
+        if (ge)
+            CK(cudaGraphLaunch(ge, st));
+        else
+            dc_launch(*c, v, G, st);
+    }
+};
 
 static const char *dc_names[4] = {"v0 kernels, PDL, 2 CTAs an SM", "v1 kernels, PDL, 1 CTA an SM",
                                   "v2 persistent, early loads", "v3 persistent, loads after"};
@@ -410,9 +430,9 @@ int main(int argc, char **argv) {
         for (int v = 0; v < 4; v++) {
             const int G = (v == 1 ? 1 : per) * sms;
             CK(cudaMemset(c.y, 0xff, c.ys * 4)); /* NaN: an unwritten output fails */
-            cudaGraphExec_t ge = dc_graph(c, v, G, st);
+            dc_step step(c, v, G, st);
             for (int r = 0; r < 2; r++)
-                CK(cudaGraphLaunch(ge, st)); /* twice: the barrier resets */
+                step.run(st); /* twice: the barrier resets */
             CK(cudaStreamSynchronize(st));
             std::vector<float> y(c.ys);
             CK(cudaMemcpy(y.data(), c.y, c.ys * 4, cudaMemcpyDeviceToHost));
@@ -422,7 +442,6 @@ int main(int argc, char **argv) {
             printf("check %-32s %lld of %lld outputs differ from the CPU%s\n", dc_names[v],
                    (long long)bad, (long long)c.ys, bad ? "  FAIL" : "");
             fails += bad != 0;
-            CK(cudaGraphExecDestroy(ge));
         }
         dc_free(c);
     }
@@ -456,14 +475,13 @@ int main(int argc, char **argv) {
         double t0 = 0;
         for (int v = 0; v < 4; v++) {
             const int G = (v == 1 ? 1 : per) * sms;
-            cudaGraphExec_t ge = dc_graph(c, v, G, st);
+            dc_step step(c, v, G, st);
             const double us = lab_time_us(
-                st, 1, [&](int) { CK(cudaGraphLaunch(ge, st)); }, 7, 5);
+                st, 1, [&](int) { step.run(st); }, 7, 5);
             if (v == 0) t0 = us;
             const double tbs = c.bytes / us / 1e6;
             printf("| %s | %d | %s | %.1f | %.2f | %.0f%% | %+.2f |\n", sh.name, ns, dc_names[v],
                    us, tbs, 100.0 * tbs / copy_tbs, (us - t0) / (ns - 1));
-            CK(cudaGraphExecDestroy(ge));
         }
         dc_free(c);
     }
