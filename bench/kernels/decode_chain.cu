@@ -76,8 +76,9 @@ __host__ __device__ inline float dc_sq(float v) {
     return v / (1.0f + fabsf(v));
 }
 /* x[k] of a stage from the previous outputs: two of them, far apart */
-__host__ __device__ inline float dc_x(const float *yp, int Rp, int64_t k, bool l2) {
-    const int64_t a = k % Rp, b = (k * 7 + 3) % Rp;
+__host__ __device__ inline float dc_x(const float *yp, int Rp, int k, bool l2) {
+    /* 32-bit indices (k < 2^28): the staging is on each stage's critical path */
+    const unsigned a = (unsigned)k % (unsigned)Rp, b = ((unsigned)k * 7u + 3u) % (unsigned)Rp;
 #ifdef __CUDA_ARCH__
     const float ya = l2 ? __ldcg(yp + a) : yp[a], yb = l2 ? __ldcg(yp + b) : yp[b];
 #else
