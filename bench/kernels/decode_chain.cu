@@ -30,6 +30,9 @@
  *   v2  persistent: one cooperative kernel, 2 CTAs an SM, grid barriers,
  *       the next stage's first weights loaded before each barrier wait
  *   v3  persistent without those early loads
+ *   v4, v5  the same two schemes with production's INT4 GEMV body (the
+ *       tensor-core tc tiles of qgemv_tc.cuh) on an INT4 GPTQ-g128 chain of
+ *       the 8B shape's GEMVs: decode_chain_int4.cuh
  *
  * Prints µs a step, TB/s of weight bytes, and the difference per boundary;
  * the device-to-device copy of the same run is the roofline.
@@ -400,8 +403,88 @@ struct dc_step {
     }
 };
 
+#include "decode_chain_int4.cuh" /* v4 / v5: the INT4 GEMV body */
+
 static const char *dc_names[4] = {"v0 kernels, PDL, 2 CTAs an SM", "v1 kernels, PDL, 1 CTA an SM",
                                   "v2 persistent, early loads", "v3 persistent, loads after"};
+
+/* v4 / v5: a 2-layer INT4 chain checked (v5 bit for bit against v4, each
+ * stage against the CPU on the GPU's own input), then the 32-layer chain
+ * with its LM head timed; returns the failed checks */
+static int q4_main(cudaStream_t st, int sms, double copy_tbs, bool quick) {
+    int occ = 0;
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, q4_chain_kernel, Q4_THREADS, 14336 * 2));
+    const int G = std::min(occ, 2) * sms;
+    int fails = 0;
+    {
+        q4_chain c;
+        q4_make(c, 2, false);
+        std::vector<uint16_t> y4(c.ys), y5(c.ys);
+        CK(cudaMemset(c.y, 0xff, c.ys * 2));
+        q4_launch(c, 4, G, st);
+        CK(cudaStreamSynchronize(st));
+        CK(cudaMemcpy(y4.data(), c.y, c.ys * 2, cudaMemcpyDeviceToHost));
+        CK(cudaMemset(c.y, 0xff, c.ys * 2));
+        for (int r = 0; r < 2; r++)
+            q4_launch(c, 5, G, st); /* twice: the barrier resets */
+        CK(cudaStreamSynchronize(st));
+        CK(cudaMemcpy(y5.data(), c.y, c.ys * 2, cudaMemcpyDeviceToHost));
+        const int same = !memcmp(y4.data(), y5.data(), c.ys * 2);
+        std::vector<uint8_t> q(c.qbytes), z(c.groups);
+        std::vector<float> sc(c.groups);
+        CK(cudaMemcpy(q.data(), c.q, c.qbytes, cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(z.data(), c.z, c.groups, cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(sc.data(), c.s, c.groups * 4, cudaMemcpyDeviceToHost));
+        std::vector<uint16_t> in(4096);
+        CK(cudaMemcpy(in.data(), c.in, 4096 * 2, cudaMemcpyDeviceToHost));
+        double worst = 0;
+        int64_t qo = 0, go = 0, yo = 0, xo = -1; /* xo: the input's offset in y4, -1: in */
+        std::vector<float> x;
+        std::vector<double> ref;
+        for (const q4_stage &S : c.h) {
+            x.resize(S.K);
+            for (int k = 0; k < S.K; k++)
+                x[k] = lab_f32(xo < 0 ? in[k] : y4[xo + k]);
+            std::vector<uint8_t> qs(q.begin() + qo, q.begin() + qo + (int64_t)S.R * S.K / 2);
+            std::vector<uint8_t> zs(z.begin() + go, z.begin() + go + (int64_t)S.R * (S.K / 128));
+            std::vector<float> ss(sc.begin() + go, sc.begin() + go + (int64_t)S.R * (S.K / 128));
+            q4_ref(S, qs, zs, ss, x, ref);
+            double num = 0, den = 0;
+            for (int r = 0; r < S.R; r++) {
+                const double d = lab_f32(y4[yo + r]) - ref[r];
+                num += d * d;
+                den += ref[r] * ref[r];
+            }
+            const double rel = std::sqrt(num / den); /* NaN (unwritten) fails below */
+            worst = std::max(worst, std::isnan(rel) ? 1e9 : rel);
+            qo += (int64_t)S.R * S.K / 2;
+            go += (int64_t)S.R * (S.K / 128);
+            xo = yo;
+            yo += S.R;
+        }
+        const bool ok = same && worst < 1e-2;
+        printf("check v4 / v5 (INT4 tc body, 2 layers): v5 %s v4, worst stage rel err %.2e "
+               "against the CPU%s\n",
+               same ? "bit-identical to" : "DIFFERS from", worst, ok ? "" : "  FAIL");
+        fails += !ok;
+        q4_free(c);
+    }
+    q4_chain c;
+    q4_make(c, quick ? 2 : 32, !quick);
+    printf("\n| INT4 GEMV chain (%d GEMVs%s) | us a step | TB/s of weights | %% of copy |\n",
+           (int)c.h.size(), quick ? "" : " + LM head");
+    printf("|---|---|---|---|\n");
+    for (int v = 4; v <= 5; v++) {
+        const double us = lab_time_us(
+            st, 1, [&](int) { q4_launch(c, v, G, st); }, 7, 5);
+        const double tbs = c.bytes / us / 1e6;
+        printf("| %s | %.1f | %.2f | %.0f%% |\n",
+               v == 4 ? "v4 kernels (tc's grid), PDL" : "v5 persistent, slots across stages", us,
+               tbs, 100.0 * tbs / copy_tbs);
+    }
+    q4_free(c);
+    return fails;
+}
 
 int main(int argc, char **argv) {
     const bool quick = lab_quick(argc, argv);
@@ -490,6 +573,7 @@ int main(int argc, char **argv) {
         }
         dc_free(c);
     }
+    fails += q4_main(st, sms, copy_tbs, quick);
     CK(cudaStreamDestroy(st));
     printf("%s\n", fails ? "decode_chain: FAILED" : "decode_chain: all checks passed");
     return fails ? 1 : 0;

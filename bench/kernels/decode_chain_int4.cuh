@@ -1,0 +1,344 @@
+/* decode_chain_int4.cuh — decode_chain.cu's second part: the same question
+ * with production's INT4 GEMV body instead of the stand-in. A chain of
+ * INT4 GPTQ-g128 GEMVs in the tiled layout (cuda_qweight.c), per layer
+ * q|k|v 6144 x 4096 -> o 4096 x 4096 -> gate|up 28672 x 4096 -> down 4096 x
+ * 14336 (each taking the first K outputs of the one before; no attention,
+ * norm or SwiGLU: the GEMVs alone), then the LM head 128256 x 4096. Each
+ * 16-row block is computed as the tc kernel computes it (qgemv_tc.cuh:
+ * qt_tile on the warp's tiles kt = warp + 8 m, 4 in flight a warp, the
+ * warps' sums through shared memory), x staged in shared memory:
+ *   v4  kernels, one a stage, one CTA a block (tc's grid), PDL, a graph
+ *   v5  one persistent cooperative kernel: CTA c takes blocks c, c + G, ..
+ *       of every stage; its 4 slots a warp roll across block and stage
+ *       ends, so the next stage's first tiles stream before the barrier
+ * Same blocks, same order: the outputs are bit-identical; each stage is
+ * checked against a CPU sum of the dequantized weights over the GPU's own
+ * input to it (norm-wise, as test_cuda_quant). Not a lab of its own: the
+ * CMake glob takes *.cu only. */
+#ifndef CINFER_BENCH_KERNELS_DECODE_CHAIN_INT4_CUH
+#define CINFER_BENCH_KERNELS_DECODE_CHAIN_INT4_CUH
+
+#include <cuda_bf16.h>
+
+#include "backend/cuda/qgemv_tc.cuh"
+#include "lab.cuh"
+
+#define Q4_WARPS 8
+#define Q4_THREADS (Q4_WARPS * 32)
+
+/* one stage: R rows (16-row blocks) by K columns (K / 128 tiles, a
+ * multiple of 8: every warp the same count), scales / zero points [R][K /
+ * 128]; x = the first K of xp (bf16), y = R bf16 */
+struct q4_stage {
+    const uint8_t *q, *z;
+    const float *s;
+    int R, K;
+    const __nv_bfloat16 *xp;
+    __nv_bfloat16 *y;
+};
+
+struct q4_item {
+    uint4 a, b;
+    uint32_t za, zb;
+    float sa, sb;
+};
+
+/* the lane's (g, t) loads of tile kt of block blk */
+__device__ __forceinline__ void q4_load(const q4_stage &S, int64_t blk, int kt, int g, int t,
+                                        q4_item &it) {
+    const int ng = S.K / 128;
+    const uint4 *p = (const uint4 *)(S.q + (blk * ng + kt) * 1024) + g * 4 + t;
+    it.a = __ldcs(p);
+    it.b = __ldcs(p + 32);
+    const int64_t ra = blk * 16 + g, rb = ra + 8;
+    it.za = __ldg(S.z + ra * ng + kt);
+    it.zb = __ldg(S.z + rb * ng + kt);
+    it.sa = __ldg(S.s + ra * ng + kt);
+    it.sb = __ldg(S.s + rb * ng + kt);
+}
+
+/* tot += tile kt's scaled sums (x: the staged bf16 row as uint4) */
+__device__ __forceinline__ void q4_step(float *tot, const q4_item &it, const uint4 *xs, int kt,
+                                        int t) {
+    float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    qt_tile<true>(c, it.a, it.b, qt_zz((int)it.za), qt_zz((int)it.zb), xs + 4 * t + 16 * kt);
+    tot[0] = fmaf(it.sa, c[0], tot[0]);
+    tot[1] = fmaf(it.sa, c[1], tot[1]);
+    tot[2] = fmaf(it.sb, c[2], tot[2]);
+    tot[3] = fmaf(it.sb, c[3], tot[3]);
+}
+
+/* x of stage S into shared memory (its producer's outputs, through L2) */
+__device__ __forceinline__ void q4_stage_x(const q4_stage &S, uint4 *xs) {
+    const uint4 *src = (const uint4 *)S.xp;
+    for (int i = threadIdx.x; i < S.K / 8; i += Q4_THREADS)
+        xs[i] = __ldcg(src + i);
+    __syncthreads();
+}
+
+/* block blk's 16 sums out (red: [warps][16][1]); ends with the barrier
+ * that frees red */
+__device__ __forceinline__ void q4_reduce(const q4_stage &S, int64_t blk, const float *tot,
+                                          float (*red)[16][1]) {
+    qt_red_put<1>(red, tot);
+    __syncthreads();
+    if (threadIdx.x < 16)
+        S.y[blk * 16 + threadIdx.x] =
+            __float2bfloat16_rn(qt_red_sum<1, Q4_WARPS>(red, threadIdx.x, 0));
+    __syncthreads();
+}
+
+/* v4: stage s, CTA = block */
+__global__ void __launch_bounds__(Q4_THREADS) q4_stage_kernel(const q4_stage *st, int s) {
+    extern __shared__ uint4 q4xs[];
+    __shared__ float red[Q4_WARPS][16][1];
+    ci_pdl_trigger();
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const q4_stage S = st[s];
+    const int64_t blk = blockIdx.x;
+    const int nt = S.K / 128 / Q4_WARPS;
+    q4_item it[4];
+#pragma unroll
+    for (int u = 0; u < 4; u++)
+        if (u < nt) q4_load(S, blk, warp + Q4_WARPS * u, g, t, it[u]);
+    ci_pdl_wait();
+    q4_stage_x(S, q4xs);
+    float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int m0 = 0; m0 < nt; m0 += 4) {
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            if (m0 + u >= nt) break;
+            q4_step(tot, it[u], q4xs, warp + Q4_WARPS * (m0 + u), t);
+            if (m0 + u + 4 < nt) q4_load(S, blk, warp + Q4_WARPS * (m0 + u + 4), g, t, it[u]);
+        }
+    }
+    q4_reduce(S, blk, tot, red);
+}
+
+/* The persistent version's walk over (stage, block, m): CTA c's blocks c,
+ * c + G, .. of each stage in turn, m < nt of each block; stages without a
+ * block of c's are skipped */
+struct q4_cursor {
+    int s;
+    int64_t blk;
+    int m;
+    __device__ void first_block(const q4_stage *st, int ns, int64_t c) {
+        blk = c;
+        m = 0;
+        while (s < ns && blk * 16 >= st[s].R)
+            s++;
+    }
+    __device__ void next(const q4_stage *st, int ns, int64_t c, int64_t G) {
+        if (++m < st[s].K / 128 / Q4_WARPS) return;
+        m = 0;
+        blk += G;
+        if (blk * 16 < st[s].R) return;
+        s++;
+        first_block(st, ns, c);
+    }
+};
+
+__device__ __forceinline__ void q4_arrive(unsigned *bar, unsigned last) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        if (atomicAdd(bar, 1u) == last) atomicExch(bar, 0u);
+    }
+}
+__device__ __forceinline__ void q4_wait(unsigned *bar, unsigned target) {
+    if (threadIdx.x == 0) {
+        unsigned v;
+        do {
+            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(bar) : "memory");
+        } while (v < target);
+    }
+    __syncthreads();
+}
+
+/* v5: the whole chain; 4 slots a warp as a shifting queue (static
+ * registers): slot 0 is used, 1..3 move down, the walk's next unit loads
+ * into 3 */
+__global__ void __launch_bounds__(Q4_THREADS)
+    q4_chain_kernel(const q4_stage *st, int ns, unsigned *bar) {
+    extern __shared__ uint4 q4xs[];
+    __shared__ float red[Q4_WARPS][16][1];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int64_t c = blockIdx.x, G = gridDim.x;
+    q4_cursor L;
+    L.s = 0;
+    L.first_block(st, ns, c);
+    q4_item it[4];
+#pragma unroll
+    for (int u = 0; u < 4; u++)
+        if (L.s < ns) {
+            q4_load(st[L.s], L.blk, warp + Q4_WARPS * L.m, g, t, it[u]);
+            L.next(st, ns, c, G);
+        }
+    for (int s = 0; s < ns; s++) {
+        const q4_stage S = st[s];
+        if (s > 0) q4_wait(bar, (unsigned)s * (unsigned)G);
+        q4_stage_x(S, q4xs);
+        const int nt = S.K / 128 / Q4_WARPS;
+        for (int64_t blk = c; blk * 16 < S.R; blk += G) {
+            float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            for (int m = 0; m < nt; m++) {
+                q4_step(tot, it[0], q4xs, warp + Q4_WARPS * m, t);
+                it[0] = it[1];
+                it[1] = it[2];
+                it[2] = it[3];
+                if (L.s < ns) {
+                    q4_load(st[L.s], L.blk, warp + Q4_WARPS * L.m, g, t, it[3]);
+                    L.next(st, ns, c, G);
+                }
+            }
+            q4_reduce(S, blk, tot, red);
+        }
+        q4_arrive(bar, (unsigned)ns * (unsigned)G - 1u);
+    }
+}
+
+/* ------------------------------------------------------------------ host */
+
+__global__ void q4_fill(uint8_t *q, int64_t qn, uint8_t *z, float *s, int64_t gn, float sc,
+                        uint64_t seed) {
+    const int64_t step = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < qn / 4; i += step)
+        ((uint32_t *)q)[i] = dc_hash(seed + (uint64_t)i);
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < gn; i += step) {
+        const uint32_t h = dc_hash(seed ^ 0x5555555555ull ^ (uint64_t)i);
+        z[i] = (uint8_t)(7 + (h & 1));                           /* zero points 7 or 8 */
+        s[i] = sc * (0.75f + 0.5f * (float)(h >> 8) * 0x1p-24f); /* keeps |x| ~ 1 */
+    }
+}
+
+struct q4_chain {
+    std::vector<q4_stage> h;
+    q4_stage *d = nullptr;
+    uint8_t *q = nullptr, *z = nullptr;
+    float *s = nullptr;
+    __nv_bfloat16 *y = nullptr, *in = nullptr;
+    unsigned *bar = nullptr;
+    int64_t qbytes = 0, groups = 0, ys = 0;
+    int maxK = 0;
+    double bytes = 0; /* weights, scales and zero points */
+};
+
+static void q4_make(q4_chain &c, int layers, bool head) {
+    std::vector<std::pair<int, int>> lay; /* rows, columns */
+    for (int l = 0; l < layers; l++) {
+        lay.push_back({6144, 4096});
+        lay.push_back({4096, 4096});
+        lay.push_back({28672, 4096});
+        lay.push_back({4096, 14336});
+    }
+    if (head) lay.push_back({128256, 4096});
+    for (auto &p : lay) {
+        c.qbytes += (int64_t)p.first * p.second / 2;
+        c.groups += (int64_t)p.first * (p.second / 128);
+        c.ys += p.first;
+        c.maxK = std::max(c.maxK, p.second);
+    }
+    c.bytes = (double)c.qbytes + 5.0 * (double)c.groups;
+    CK(cudaMalloc(&c.q, c.qbytes));
+    CK(cudaMalloc(&c.z, c.groups));
+    CK(cudaMalloc(&c.s, c.groups * 4));
+    CK(cudaMalloc(&c.y, c.ys * 2));
+    CK(cudaMalloc(&c.in, 4096 * 2));
+    CK(cudaMalloc(&c.bar, 4));
+    CK(cudaMemset(c.bar, 0, 4));
+    std::vector<uint16_t> in(4096);
+    for (auto &v : in)
+        v = lab_bf16(lab_frand());
+    CK(cudaMemcpy(c.in, in.data(), 4096 * 2, cudaMemcpyHostToDevice));
+    int64_t qo = 0, go = 0, yo = 0;
+    const __nv_bfloat16 *xp = c.in;
+    for (auto &p : lay) {
+        q4_stage S;
+        S.q = c.q + qo;
+        S.z = c.z + go;
+        S.s = c.s + go;
+        S.R = p.first;
+        S.K = p.second;
+        S.xp = xp;
+        S.y = c.y + yo;
+        /* E[(q - z)^2] ~ 21.5 for uniform nibbles, z 7 or 8: y ~ x in scale */
+        const int64_t gn = (int64_t)p.first * (p.second / 128);
+        q4_fill<<<1024, 256>>>(c.q + qo, (int64_t)p.first * p.second / 2, c.z + go, c.s + go, gn,
+                               1.0f / sqrtf(21.5f * (float)p.second), (uint64_t)qo * 7 + 1);
+        CK(cudaGetLastError());
+        c.h.push_back(S);
+        qo += (int64_t)p.first * p.second / 2;
+        go += gn;
+        yo += p.first;
+        xp = S.y;
+    }
+    CK(cudaMalloc(&c.d, sizeof(q4_stage) * c.h.size()));
+    CK(cudaMemcpy(c.d, c.h.data(), sizeof(q4_stage) * c.h.size(), cudaMemcpyHostToDevice));
+    CK(cudaDeviceSynchronize());
+}
+static void q4_free(q4_chain &c) {
+    cudaFree(c.q);
+    cudaFree(c.z);
+    cudaFree(c.s);
+    cudaFree(c.y);
+    cudaFree(c.in);
+    cudaFree(c.bar);
+    cudaFree(c.d);
+}
+
+/* v4 (per-stage kernels) or v5 (persistent) for one step */
+static void q4_launch(const q4_chain &c, int v, int G, cudaStream_t st) {
+    const size_t smem = (size_t)c.maxK * 2;
+    if (v == 4) {
+        for (int s = 0; s < (int)c.h.size(); s++)
+            CK(ci_cu_launch_ex(true, 0u, q4_stage_kernel, dim3((unsigned)(c.h[s].R / 16)),
+                               dim3(Q4_THREADS), smem, st, (const q4_stage *)c.d, s));
+        return;
+    }
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(G);
+    cfg.blockDim = dim3(Q4_THREADS);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeCooperative;
+    at[0].val.cooperative = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    CK(cudaLaunchKernelEx(&cfg, q4_chain_kernel, (const q4_stage *)c.d, (int)c.h.size(), c.bar));
+}
+
+/* the dequantized tiled weight of stage S (host copies) times x, row by
+ * row, in double; the tiled layout as qt_tile reads it: tile kt of block b
+ * at (b * K / 128 + kt) KiB, rows 0..7 then 8..15, 64 bytes a row (lane t's
+ * 16 at 16 t: columns 128 kt + 32 t + 8 j + .. of word j), nibble p of a
+ * word column 2p, nibble p + 4 column 2p + 1 */
+static void q4_ref(const q4_stage &S, const std::vector<uint8_t> &q, const std::vector<uint8_t> &z,
+                   const std::vector<float> &sc, const std::vector<float> &x,
+                   std::vector<double> &y) {
+    const int ng = S.K / 128;
+    y.assign(S.R, 0.0);
+    for (int r = 0; r < S.R; r++) {
+        const int64_t blk = r / 16;
+        const int i = r % 16, half = i / 8, gi = i % 8;
+        double acc = 0;
+        for (int kt = 0; kt < ng; kt++) {
+            const uint8_t *tile = q.data() + (blk * ng + kt) * 1024 + half * 512 + gi * 64;
+            const double sv = sc[(int64_t)r * ng + kt], zv = z[(int64_t)r * ng + kt];
+            for (int t = 0; t < 4; t++)
+                for (int j = 0; j < 4; j++) {
+                    uint32_t w;
+                    memcpy(&w, tile + t * 16 + j * 4, 4);
+                    for (int p = 0; p < 4; p++) {
+                        const int col = 128 * kt + 32 * t + 8 * j + 2 * p;
+                        const double lo = (double)((w >> (4 * p)) & 15u) - zv,
+                                     hi = (double)((w >> (16 + 4 * p)) & 15u) - zv;
+                        acc += sv * (lo * x[col] + hi * x[col + 1]);
+                    }
+                }
+        }
+        y[r] = acc;
+    }
+}
+
+#endif
