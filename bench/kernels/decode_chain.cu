@@ -350,15 +350,11 @@ static std::vector<float> dc_reference(const dc_chain &c, const std::vector<floa
     return y;
 }
 
-/* one step of version v on st: the stage kernels, or the persistent one */
-static void dc_launch(const dc_chain &c, int v, int G, cudaStream_t st) {
-    const size_t smem = (size_t)c.maxB; /* maxB / 4 floats */
-    if (v <= 1) {
-        for (int s = 0; s < (int)c.h.size(); s++)
-            CK(ci_cu_launch_ex(true, 0u, dc_stage_kernel, dim3(G), dim3(DC_THREADS), smem, st,
-                               (const dc_stage *)c.d, s));
-        return;
-    }
+/* kernel<<<G, 256, smem, st>>>(args) as a cooperative launch: its G CTAs
+ * resident at once (or the launch fails), which the grid barrier needs */
+template <typename... KArgs, typename... Args>
+static void dc_launch_coop(void (*kernel)(KArgs...), int G, size_t smem, cudaStream_t st,
+                           Args... args) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(G);
     cfg.blockDim = dim3(DC_THREADS);
@@ -369,11 +365,24 @@ static void dc_launch(const dc_chain &c, int v, int G, cudaStream_t st) {
     at[0].val.cooperative = 1;
     cfg.attrs = at;
     cfg.numAttrs = 1;
+    CK(cudaLaunchKernelEx(&cfg, kernel, args...));
+}
+
+/* one step of version v on st: the stage kernels, or the persistent one */
+static void dc_launch(const dc_chain &c, int v, int G, cudaStream_t st) {
+    const size_t smem = (size_t)c.maxB; /* maxB / 4 floats */
+    const dc_stage *d = c.d;
+    if (v <= 1) {
+        for (int s = 0; s < (int)c.h.size(); s++)
+            CK(ci_cu_launch_ex(true, 0u, dc_stage_kernel, dim3(G), dim3(DC_THREADS), smem, st, d,
+                               s));
+        return;
+    }
     const int ns = (int)c.h.size();
     if (v == 2)
-        CK(cudaLaunchKernelEx(&cfg, dc_chain_kernel<true>, (const dc_stage *)c.d, ns, c.bar));
+        dc_launch_coop(dc_chain_kernel<true>, G, smem, st, d, ns, c.bar);
     else
-        CK(cudaLaunchKernelEx(&cfg, dc_chain_kernel<false>, (const dc_stage *)c.d, ns, c.bar));
+        dc_launch_coop(dc_chain_kernel<false>, G, smem, st, d, ns, c.bar);
 }
 
 /* A step as it is replayed: the stage kernels as a CUDA graph (as cinfer's

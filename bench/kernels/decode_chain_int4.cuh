@@ -25,6 +25,7 @@
 
 #define Q4_WARPS 8
 #define Q4_THREADS (Q4_WARPS * 32)
+static_assert(Q4_THREADS == DC_THREADS, "dc_launch_coop launches DC_THREADS a CTA");
 
 /* one stage: R rows (16-row blocks) by K columns (K / 128 tiles, a
  * multiple of 8: every warp the same count), scales / zero points [R][K /
@@ -138,23 +139,6 @@ struct q4_cursor {
     }
 };
 
-__device__ __forceinline__ void q4_arrive(unsigned *bar, unsigned last) {
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        __threadfence();
-        if (atomicAdd(bar, 1u) == last) atomicExch(bar, 0u);
-    }
-}
-__device__ __forceinline__ void q4_wait(unsigned *bar, unsigned target) {
-    if (threadIdx.x == 0) {
-        unsigned v;
-        do {
-            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(bar) : "memory");
-        } while (v < target);
-    }
-    __syncthreads();
-}
-
 /* v5: the whole chain; 4 slots a warp as a shifting queue (static
  * registers): slot 0 is used, 1..3 move down, the walk's next unit loads
  * into 3 */
@@ -176,7 +160,7 @@ __global__ void __launch_bounds__(Q4_THREADS)
         }
     for (int s = 0; s < ns; s++) {
         const q4_stage S = st[s];
-        if (s > 0) q4_wait(bar, (unsigned)s * (unsigned)G);
+        if (s > 0) dc_wait(bar, (unsigned)s * (unsigned)G); /* decode_chain.cu's barrier */
         q4_stage_x(S, q4xs);
         const int nt = S.K / 128 / Q4_WARPS;
         for (int64_t blk = c; blk * 16 < S.R; blk += G) {
@@ -193,7 +177,7 @@ __global__ void __launch_bounds__(Q4_THREADS)
             }
             q4_reduce(S, blk, tot, red);
         }
-        q4_arrive(bar, (unsigned)ns * (unsigned)G - 1u);
+        dc_arrive(bar, (unsigned)ns * (unsigned)G - 1u);
     }
 }
 
@@ -295,17 +279,7 @@ static void q4_launch(const q4_chain &c, int v, int G, cudaStream_t st) {
                                dim3(Q4_THREADS), smem, st, (const q4_stage *)c.d, s));
         return;
     }
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(G);
-    cfg.blockDim = dim3(Q4_THREADS);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = st;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeCooperative;
-    at[0].val.cooperative = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = 1;
-    CK(cudaLaunchKernelEx(&cfg, q4_chain_kernel, (const q4_stage *)c.d, (int)c.h.size(), c.bar));
+    dc_launch_coop(q4_chain_kernel, G, smem, st, (const q4_stage *)c.d, (int)c.h.size(), c.bar);
 }
 
 /* the dequantized tiled weight of stage S (host copies) times x, row by
