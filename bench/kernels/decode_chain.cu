@@ -186,14 +186,31 @@ __device__ __forceinline__ void dc_arrive(unsigned *bar, unsigned last) {
             atomicExch(bar, 0u); /* the step's last: ready for the next */
     }
 }
-__device__ __forceinline__ void dc_wait(unsigned *bar, unsigned target) {
-    if (threadIdx.x == 0) {
-        unsigned v;
-        do {
-            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(bar) : "memory");
-        } while (v < target);
+/* set when a wait gave up: a logic error shows as a failed check, not a
+ * hung device call */
+__device__ unsigned dc_err;
+/* spins until *p >= target (one thread), ~1 s at most */
+__device__ __forceinline__ void dc_spin(const unsigned *p, unsigned target) {
+    unsigned v;
+    for (long it = 0;; it++) {
+        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+        if (v >= target) return;
+        if (it > (1l << 21)) {
+            atomicExch(&dc_err, 1u);
+            return;
+        }
     }
+}
+__device__ __forceinline__ void dc_wait(unsigned *bar, unsigned target) {
+    if (threadIdx.x == 0) dc_spin(bar, target);
     __syncthreads();
+}
+/* (host) whether a wait gave up since the last call; clears the flag */
+static bool dc_gave_up() {
+    unsigned e = 0, z = 0;
+    CK(cudaMemcpyFromSymbol(&e, dc_err, 4));
+    CK(cudaMemcpyToSymbol(dc_err, &z, 4));
+    return e != 0;
 }
 
 /* v2 / v3: the whole chain, a grid barrier between stages (bar: zero at
@@ -438,7 +455,14 @@ static int q4_main(cudaStream_t st, int sms, double copy_tbs, bool quick) {
             q4_launch(c, 5, G, st); /* twice: the barrier resets */
         CK(cudaStreamSynchronize(st));
         CK(cudaMemcpy(y5.data(), c.y, c.ys * 2, cudaMemcpyDeviceToHost));
-        const int same = !memcmp(y4.data(), y5.data(), c.ys * 2);
+        std::vector<uint16_t> y6(c.ys);
+        CK(cudaMemset(c.y, 0xff, c.ys * 2));
+        for (int r = 0; r < 2; r++)
+            q4_launch(c, 6, G, st); /* twice: the epochs */
+        CK(cudaStreamSynchronize(st));
+        CK(cudaMemcpy(y6.data(), c.y, c.ys * 2, cudaMemcpyDeviceToHost));
+        const int same = !memcmp(y4.data(), y5.data(), c.ys * 2) &&
+                         !memcmp(y4.data(), y6.data(), c.ys * 2) && !dc_gave_up();
         std::vector<uint8_t> q(c.qbytes), z(c.groups);
         std::vector<float> sc(c.groups);
         CK(cudaMemcpy(q.data(), c.q, c.qbytes, cudaMemcpyDeviceToHost));
@@ -472,9 +496,10 @@ static int q4_main(cudaStream_t st, int sms, double copy_tbs, bool quick) {
             yo += S.R;
         }
         const bool ok = same && worst < 1e-2;
-        printf("check v4 / v5 (INT4 tc body, 2 layers): v5 %s v4, worst stage rel err %.2e "
-               "against the CPU%s\n",
-               same ? "bit-identical to" : "DIFFERS from", worst, ok ? "" : "  FAIL");
+        printf(
+            "check v4 / v5 / v6 (INT4 tc body, 2 layers): v5, v6 %s v4, worst stage rel err %.2e "
+            "against the CPU%s\n",
+            same ? "bit-identical to" : "DIFFERS from", worst, ok ? "" : "  FAIL");
         fails += !ok;
         q4_free(c);
     }
@@ -483,13 +508,19 @@ static int q4_main(cudaStream_t st, int sms, double copy_tbs, bool quick) {
     printf("\n| INT4 GEMV chain (%d GEMVs%s) | us a step | TB/s of weights | %% of copy |\n",
            (int)c.h.size(), quick ? "" : " + LM head");
     printf("|---|---|---|---|\n");
-    for (int v = 4; v <= 5; v++) {
+    for (int v = 4; v <= 6; v++) {
         const double us = lab_time_us(
             st, 1, [&](int) { q4_launch(c, v, G, st); }, 7, 5);
         const double tbs = c.bytes / us / 1e6;
         printf("| %s | %.1f | %.2f | %.0f%% |\n",
-               v == 4 ? "v4 kernels (tc's grid), PDL" : "v5 persistent, slots across stages", us,
-               tbs, 100.0 * tbs / copy_tbs);
+               v == 4   ? "v4 kernels (tc's grid), PDL"
+               : v == 5 ? "v5 persistent, slots across stages, barriers"
+                        : "v6 persistent, slots across stages, chunk counters",
+               us, tbs, 100.0 * tbs / copy_tbs);
+    }
+    if (dc_gave_up()) {
+        printf("a wait gave up during the timed runs  FAIL\n");
+        fails++;
     }
     q4_free(c);
     return fails;
@@ -532,9 +563,11 @@ int main(int argc, char **argv) {
             int64_t bad = 0;
             for (int64_t i = 0; i < c.ys; i++)
                 bad += memcmp(&y[i], &ref[i], 4) != 0;
-            printf("check %-32s %lld of %lld outputs differ from the CPU%s\n", dc_names[v],
-                   (long long)bad, (long long)c.ys, bad ? "  FAIL" : "");
-            fails += bad != 0;
+            const bool gave = dc_gave_up();
+            printf("check %-32s %lld of %lld outputs differ from the CPU%s%s\n", dc_names[v],
+                   (long long)bad, (long long)c.ys, gave ? ", a barrier wait gave up" : "",
+                   bad || gave ? "  FAIL" : "");
+            fails += bad != 0 || gave;
         }
         dc_free(c);
     }
@@ -581,6 +614,10 @@ int main(int argc, char **argv) {
                    us, tbs, 100.0 * tbs / copy_tbs, (us - t0) / (ns - 1));
         }
         dc_free(c);
+    }
+    if (dc_gave_up()) {
+        printf("a barrier wait gave up during the timed runs  FAIL\n");
+        fails++;
     }
     fails += q4_main(st, sms, copy_tbs, quick);
     CK(cudaStreamDestroy(st));

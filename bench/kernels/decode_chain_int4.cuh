@@ -11,6 +11,8 @@
  *   v5  one persistent cooperative kernel: CTA c takes blocks c, c + G, ..
  *       of every stage; its 4 slots a warp roll across block and stage
  *       ends, so the next stage's first tiles stream before the barrier
+ *   v6  v5 with the barrier replaced by a counter a 128-row chunk of each
+ *       output: a tile waits only for the 8 blocks that wrote its x
  * Same blocks, same order: the outputs are bit-identical; each stage is
  * checked against a CPU sum of the dequantized weights over the GPU's own
  * input to it (norm-wise, as test_cuda_quant). Not a lab of its own: the
@@ -181,6 +183,64 @@ __global__ void __launch_bounds__(Q4_THREADS)
     }
 }
 
+/* v6: v5 without barriers. Tile kt of GEMV s needs x columns [128 kt, 128 kt
+ * + 128): the outputs of GEMV s - 1's blocks 8 kt .. 8 kt + 7, and waits for
+ * those alone (a counter a 128-row chunk of every GEMV's output, 8 arrivals
+ * a step, so the step of epoch e waits for 8 e). Tile kt is always warp
+ * kt % 8's, so each warp stages its own chunks of x in shared memory at its
+ * first block of a GEMV and keeps them for the others: no CTA-wide wait
+ * between GEMVs, and a CTA starts a GEMV as soon as the chunks its first
+ * tiles need are written, while slower CTAs finish the GEMV before. */
+__global__ void __launch_bounds__(Q4_THREADS)
+    q4_flow_kernel(const q4_stage *st, int ns, unsigned *cnt, const int *coff, unsigned epoch) {
+    extern __shared__ uint4 q4xs[];
+    __shared__ float red[Q4_WARPS][16][1];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int64_t c = blockIdx.x, G = gridDim.x;
+    q4_cursor L;
+    L.s = 0;
+    L.first_block(st, ns, c);
+    q4_item it[4];
+#pragma unroll
+    for (int u = 0; u < 4; u++)
+        if (L.s < ns) {
+            q4_load(st[L.s], L.blk, warp + Q4_WARPS * L.m, g, t, it[u]);
+            L.next(st, ns, c, G);
+        }
+    for (int s = 0; s < ns; s++) {
+        const q4_stage S = st[s];
+        const int nt = S.K / 128 / Q4_WARPS;
+        bool first = true;
+        for (int64_t blk = c; blk * 16 < S.R; blk += G) {
+            float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            for (int m = 0; m < nt; m++) {
+                const int kt = warp + Q4_WARPS * m;
+                if (first) { /* the warp's chunk kt of x: written, then staged */
+                    if (s > 0 && lane == 0) dc_spin(cnt + coff[s - 1] + kt, 8u * epoch);
+                    __syncwarp();
+                    if (lane < 16)
+                        q4xs[16 * kt + lane] = __ldcg((const uint4 *)S.xp + 16 * kt + lane);
+                    __syncwarp();
+                }
+                q4_step(tot, it[0], q4xs, kt, t);
+                it[0] = it[1];
+                it[1] = it[2];
+                it[2] = it[3];
+                if (L.s < ns) {
+                    q4_load(st[L.s], L.blk, warp + Q4_WARPS * L.m, g, t, it[3]);
+                    L.next(st, ns, c, G);
+                }
+            }
+            q4_reduce(S, blk, tot, red); /* ends with a CTA barrier: the outputs are written */
+            if (threadIdx.x == 0) {
+                __threadfence();
+                atomicAdd(cnt + coff[s] + blk / 8, 1u);
+            }
+            first = false;
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ host */
 
 __global__ void q4_fill(uint8_t *q, int64_t qn, uint8_t *z, float *s, int64_t gn, float sc,
@@ -202,6 +262,9 @@ struct q4_chain {
     float *s = nullptr;
     __nv_bfloat16 *y = nullptr, *in = nullptr;
     unsigned *bar = nullptr;
+    unsigned *cnt = nullptr; /* v6: a counter a 128-row chunk of each GEMV's output */
+    int *coff = nullptr;     /* ... GEMV s's first */
+    unsigned epoch = 0;      /* v6 launches so far */
     int64_t qbytes = 0, groups = 0, ys = 0;
     int maxK = 0;
     double bytes = 0; /* weights, scales and zero points */
@@ -258,9 +321,21 @@ static void q4_make(q4_chain &c, int layers, bool head) {
     }
     CK(cudaMalloc(&c.d, sizeof(q4_stage) * c.h.size()));
     CK(cudaMemcpy(c.d, c.h.data(), sizeof(q4_stage) * c.h.size(), cudaMemcpyHostToDevice));
+    std::vector<int> off;
+    int nc = 0;
+    for (const q4_stage &S : c.h) {
+        off.push_back(nc);
+        nc += S.R / 128;
+    }
+    CK(cudaMalloc(&c.cnt, (size_t)nc * 4));
+    CK(cudaMemset(c.cnt, 0, (size_t)nc * 4));
+    CK(cudaMalloc(&c.coff, off.size() * sizeof(int)));
+    CK(cudaMemcpy(c.coff, off.data(), off.size() * sizeof(int), cudaMemcpyHostToDevice));
     CK(cudaDeviceSynchronize());
 }
 static void q4_free(q4_chain &c) {
+    cudaFree(c.cnt);
+    cudaFree(c.coff);
     cudaFree(c.q);
     cudaFree(c.z);
     cudaFree(c.s);
@@ -271,7 +346,7 @@ static void q4_free(q4_chain &c) {
 }
 
 /* v4 (per-stage kernels) or v5 (persistent) for one step */
-static void q4_launch(const q4_chain &c, int v, int G, cudaStream_t st) {
+static void q4_launch(q4_chain &c, int v, int G, cudaStream_t st) {
     const size_t smem = (size_t)c.maxK * 2;
     if (v == 4) {
         for (int s = 0; s < (int)c.h.size(); s++)
@@ -279,7 +354,11 @@ static void q4_launch(const q4_chain &c, int v, int G, cudaStream_t st) {
                                dim3(Q4_THREADS), smem, st, (const q4_stage *)c.d, s));
         return;
     }
-    dc_launch_coop(q4_chain_kernel, G, smem, st, (const q4_stage *)c.d, (int)c.h.size(), c.bar);
+    if (v == 6)
+        dc_launch_coop(q4_flow_kernel, G, smem, st, (const q4_stage *)c.d, (int)c.h.size(), c.cnt,
+                       (const int *)c.coff, ++c.epoch);
+    else
+        dc_launch_coop(q4_chain_kernel, G, smem, st, (const q4_stage *)c.d, (int)c.h.size(), c.bar);
 }
 
 /* the dequantized tiled weight of stage S (host copies) times x, row by
