@@ -141,25 +141,45 @@ struct q4_cursor {
     }
 };
 
-/* v5: the whole chain; 4 slots a warp as a shifting queue (static
- * registers): slot 0 is used, 1..3 move down, the walk's next unit loads
- * into 3 */
+/* A warp's 4 slots as a queue in static registers over the walk: slot 0 is
+ * the next unit to use; advance() moves 1..3 down and loads the walk's next
+ * unit into 3 (weights only: the walk runs ahead into the next GEMV) */
+struct q4_queue {
+    q4_item it[4];
+    q4_cursor L;
+    __device__ void prime(const q4_stage *st, int ns, int64_t c, int64_t G, int warp, int g,
+                          int t) {
+        L.s = 0;
+        L.first_block(st, ns, c);
+#pragma unroll
+        for (int u = 0; u < 4; u++)
+            if (L.s < ns) {
+                q4_load(st[L.s], L.blk, warp + Q4_WARPS * L.m, g, t, it[u]);
+                L.next(st, ns, c, G);
+            }
+    }
+    __device__ void advance(const q4_stage *st, int ns, int64_t c, int64_t G, int warp, int g,
+                            int t) {
+        it[0] = it[1];
+        it[1] = it[2];
+        it[2] = it[3];
+        if (L.s < ns) {
+            q4_load(st[L.s], L.blk, warp + Q4_WARPS * L.m, g, t, it[3]);
+            L.next(st, ns, c, G);
+        }
+    }
+};
+
+/* v5: the whole chain, a grid barrier between GEMVs, 4 slots a warp
+ * (q4_queue) running across block and GEMV ends */
 __global__ void __launch_bounds__(Q4_THREADS)
     q4_chain_kernel(const q4_stage *st, int ns, unsigned *bar) {
     extern __shared__ uint4 q4xs[];
     __shared__ float red[Q4_WARPS][16][1];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int64_t c = blockIdx.x, G = gridDim.x;
-    q4_cursor L;
-    L.s = 0;
-    L.first_block(st, ns, c);
-    q4_item it[4];
-#pragma unroll
-    for (int u = 0; u < 4; u++)
-        if (L.s < ns) {
-            q4_load(st[L.s], L.blk, warp + Q4_WARPS * L.m, g, t, it[u]);
-            L.next(st, ns, c, G);
-        }
+    q4_queue qu;
+    qu.prime(st, ns, c, G, warp, g, t);
     for (int s = 0; s < ns; s++) {
         const q4_stage S = st[s];
         if (s > 0) dc_wait(bar, (unsigned)s * (unsigned)G); /* decode_chain.cu's barrier */
@@ -168,14 +188,8 @@ __global__ void __launch_bounds__(Q4_THREADS)
         for (int64_t blk = c; blk * 16 < S.R; blk += G) {
             float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
             for (int m = 0; m < nt; m++) {
-                q4_step(tot, it[0], q4xs, warp + Q4_WARPS * m, t);
-                it[0] = it[1];
-                it[1] = it[2];
-                it[2] = it[3];
-                if (L.s < ns) {
-                    q4_load(st[L.s], L.blk, warp + Q4_WARPS * L.m, g, t, it[3]);
-                    L.next(st, ns, c, G);
-                }
+                q4_step(tot, qu.it[0], q4xs, warp + Q4_WARPS * m, t);
+                qu.advance(st, ns, c, G, warp, g, t);
             }
             q4_reduce(S, blk, tot, red);
         }
@@ -197,16 +211,8 @@ __global__ void __launch_bounds__(Q4_THREADS)
     __shared__ float red[Q4_WARPS][16][1];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int64_t c = blockIdx.x, G = gridDim.x;
-    q4_cursor L;
-    L.s = 0;
-    L.first_block(st, ns, c);
-    q4_item it[4];
-#pragma unroll
-    for (int u = 0; u < 4; u++)
-        if (L.s < ns) {
-            q4_load(st[L.s], L.blk, warp + Q4_WARPS * L.m, g, t, it[u]);
-            L.next(st, ns, c, G);
-        }
+    q4_queue qu;
+    qu.prime(st, ns, c, G, warp, g, t);
     for (int s = 0; s < ns; s++) {
         const q4_stage S = st[s];
         const int nt = S.K / 128 / Q4_WARPS;
@@ -222,14 +228,8 @@ __global__ void __launch_bounds__(Q4_THREADS)
                         q4xs[16 * kt + lane] = __ldcg((const uint4 *)S.xp + 16 * kt + lane);
                     __syncwarp();
                 }
-                q4_step(tot, it[0], q4xs, kt, t);
-                it[0] = it[1];
-                it[1] = it[2];
-                it[2] = it[3];
-                if (L.s < ns) {
-                    q4_load(st[L.s], L.blk, warp + Q4_WARPS * L.m, g, t, it[3]);
-                    L.next(st, ns, c, G);
-                }
+                q4_step(tot, qu.it[0], q4xs, kt, t);
+                qu.advance(st, ns, c, G, warp, g, t);
             }
             q4_reduce(S, blk, tot, red); /* ends with a CTA barrier: the outputs are written */
             if (threadIdx.x == 0) {
