@@ -17,7 +17,9 @@
 #   3b. PEER=1: before 3, tools/peer_compiled_decode.py (torch.compile +
 #      static cache, gpt-fast's recipe) on the bf16 checkpoint;
 #   4. offline 1000 x 256 / 256: bf16 and online FP8 (issue 14: >= 16,000
-#      tok/s; issue 10: FP8 >= 1.35x).
+#      tok/s; issue 10: FP8 >= 1.35x);
+#   5. SERVE=1: serving at 32 req/s and all at once (issue 14: TTFT p50 <= 12
+#      ms, ITL p50 <= 5 ms; >= 16,000 output tok/s).
 # SUITES="test_cuda_fused ..." first runs those CUDA suites (CINFER_TEST_DEVICE
 # =cuda, no benches) on the GPU while the checkpoints are made.
 # The ratios at the end; every section's lines are also in $OUT/accept.txt.
@@ -67,6 +69,13 @@ ckpts_bg f8h g4h
         offline1 $m "$@"
         [ -n "$OFF_V" ] && off[$1]=$OFF_V
     done
+    # SERVE=1: issue 14's serving rows (tools/gpu_serve_bench.sh: cinfer serve
+    # with the defaults, 256 +- 50 % in / out, 640 requests at 32 req/s, then
+    # 400 at once; ~2 min with the server's start)
+    if [ -n "${SERVE:-}" ] && step "serving, 256 +- 50 % at 32 req/s and all at once" 150; then
+        OUT=/tmp/acc_serve MAIN_RATES="32 inf" RANGE_RATIO=0.5 SWEEP=0 timeout $(($(left) - 15)) \
+            bash tools/gpu_serve_bench.sh $B $m 2>&1 | grep -E "^\| (rate|32|inf)|^\|---|rror|did not"
+    fi
     echo "== ratios (batch 1: the mean of the rounds)"
     mean() { echo $1 | tr ' ' '\n' | grep . | awk '{s += $1} END {if (NR) printf "%.1f", s / NR}'; }
     b=$(mean "${tok[bf16]:-}")
