@@ -32,7 +32,8 @@
  *   v3  persistent without those early loads
  *   v4, v5  the same two schemes with production's INT4 GEMV body (the
  *       tensor-core tc tiles of qgemv_tc.cuh) on an INT4 GPTQ-g128 chain of
- *       the 8B shape's GEMVs: decode_chain_int4.cuh
+ *       the 8B shape's GEMVs, and v6 the persistent one with a counter a
+ *       128-row output chunk instead of barriers: decode_chain_int4.cuh
  *
  * Prints µs a step, TB/s of weight bytes, and the difference per boundary;
  * the device-to-device copy of the same run is the roofline.
