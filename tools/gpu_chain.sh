@@ -10,9 +10,9 @@ set -uo pipefail
 lab=${1:-build/kernel_decode_chain}
 [ -x "$lab" ] || { echo "gpu_chain: no lab binary at $lab"; exit 1; }
 nvidia-smi --query-gpu=name,clocks.max.sm,memory.total --format=csv,noheader
-timeout 300 "$lab"
+timeout 180 "$lab"
 echo "rc=$?"
 for tool in memcheck racecheck; do
     echo "== compute-sanitizer --tool $tool (--quick)"
-    timeout 240 compute-sanitizer --tool $tool "$lab" --quick 2>&1 | grep -E "ERROR SUMMARY|RACECHECK SUMMARY|check|FAIL|error" | head -20
+    timeout 120 compute-sanitizer --tool $tool "$lab" --quick 2>&1 | grep -E "ERROR SUMMARY|RACECHECK SUMMARY|check|FAIL|error" | head -20
 done
