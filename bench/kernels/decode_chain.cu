@@ -46,6 +46,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <vector>
 
 #include "backend/cuda/pdl.cuh"
@@ -403,18 +404,18 @@ static void dc_launch(const dc_chain &c, int v, int G, cudaStream_t st) {
         dc_launch_coop(dc_chain_kernel<false>, G, smem, st, d, ns, c.bar);
 }
 
-/* A step as it is replayed: the stage kernels as a CUDA graph (as cinfer's
- * decode graphs), the persistent kernel as one launch (a graph of one
- * kernel saves nothing) */
+/* A step as it is replayed: as a CUDA graph of launch's kernels (the stage
+ * kernels, as cinfer's decode graphs), or launch itself each time (the
+ * persistent kernels: a graph of one kernel saves nothing, and v6 passes a
+ * new epoch every launch) */
 struct dc_step {
     cudaGraphExec_t ge = nullptr;
-    const dc_chain *c;
-    int v, G;
-    dc_step(const dc_chain &ch, int ver, int g, cudaStream_t st) : c(&ch), v(ver), G(g) {
-        if (v > 1) return;
+    std::function<void(cudaStream_t)> launch;
+    dc_step(std::function<void(cudaStream_t)> f, bool graph, cudaStream_t st) : launch(f) {
+        if (!graph) return;
         cudaGraph_t gr;
         CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-        dc_launch(*c, v, G, st);
+        launch(st);
         CK(cudaStreamEndCapture(st, &gr));
         CK(cudaGraphInstantiate(&ge, gr, 0));
         CK(cudaGraphDestroy(gr));
@@ -426,7 +427,7 @@ struct dc_step {
         if (ge)
             CK(cudaGraphLaunch(ge, st));
         else
-            dc_launch(*c, v, G, st);
+            launch(st);
     }
 };
 
@@ -435,12 +436,16 @@ struct dc_step {
 static const char *dc_names[4] = {"v0 kernels, PDL, 2 CTAs an SM", "v1 kernels, PDL, 1 CTA an SM",
                                   "v2 persistent, early loads", "v3 persistent, loads after"};
 
-/* v4 / v5: a 2-layer INT4 chain checked (v5 bit for bit against v4, each
+/* v4 - v6: a 2-layer INT4 chain checked (v5, v6 bit for bit against v4, each
  * stage against the CPU on the GPU's own input), then the 32-layer chain
  * with its LM head timed; returns the failed checks */
 static int q4_main(cudaStream_t st, int sms, double copy_tbs, bool quick) {
-    int occ = 0;
-    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, q4_chain_kernel, Q4_THREADS, 14336 * 2));
+    int occ = 0, occ5 = 0; /* v5 and v6 launch the same G: what both fit */
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, q4_persist_kernel<true>, Q4_THREADS,
+                                                     14336 * 2));
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ5, q4_persist_kernel<false>, Q4_THREADS,
+                                                     14336 * 2));
+    occ = std::min(occ, occ5);
     const int G = std::min(occ, 2) * sms;
     int fails = 0;
     {
@@ -510,27 +515,9 @@ static int q4_main(cudaStream_t st, int sms, double copy_tbs, bool quick) {
            (int)c.h.size(), quick ? "" : " + LM head");
     printf("|---|---|---|---|\n");
     for (int v = 4; v <= 6; v++) {
-        /* v4 replayed as a CUDA graph, as cinfer's decode steps are; v5 / v6
-         * are one launch a step (v6's epoch changes every launch) */
-        cudaGraphExec_t ge = nullptr;
-        if (v == 4) {
-            cudaGraph_t gr;
-            CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-            q4_launch(c, 4, G, st);
-            CK(cudaStreamEndCapture(st, &gr));
-            CK(cudaGraphInstantiate(&ge, gr, 0));
-            CK(cudaGraphDestroy(gr));
-        }
+        dc_step step([&](cudaStream_t s2) { q4_launch(c, v, G, s2); }, v == 4, st);
         const double us = lab_time_us(
-            st, 1,
-            [&](int) {
-                if (ge)
-                    CK(cudaGraphLaunch(ge, st));
-                else
-                    q4_launch(c, v, G, st);
-            },
-            7, 5);
-        if (ge) CK(cudaGraphExecDestroy(ge));
+            st, 1, [&](int) { step.run(st); }, 7, 5);
         const double tbs = c.bytes / us / 1e6;
         printf("| %s | %.1f | %.2f | %.0f%% |\n",
                v == 4   ? "v4 kernels (tc's grid), PDL, a graph"
@@ -574,7 +561,7 @@ int main(int argc, char **argv) {
         for (int v = 0; v < 4; v++) {
             const int G = (v == 1 ? 1 : per) * sms;
             CK(cudaMemset(c.y, 0xff, c.ys * 4)); /* NaN: an unwritten output fails */
-            dc_step step(c, v, G, st);
+            dc_step step([&](cudaStream_t s2) { dc_launch(c, v, G, s2); }, v <= 1, st);
             for (int r = 0; r < 2; r++)
                 step.run(st); /* twice: the barrier resets */
             CK(cudaStreamSynchronize(st));
@@ -625,7 +612,7 @@ int main(int argc, char **argv) {
         double t0 = 0;
         for (int v = 0; v < 4; v++) {
             const int G = (v == 1 ? 1 : per) * sms;
-            dc_step step(c, v, G, st);
+            dc_step step([&](cudaStream_t s2) { dc_launch(c, v, G, s2); }, v <= 1, st);
             const double us = lab_time_us(
                 st, 1, [&](int) { step.run(st); }, 7, 5);
             if (v == 0) t0 = us;

@@ -170,10 +170,22 @@ struct q4_queue {
     }
 };
 
-/* v5: the whole chain, a grid barrier between GEMVs, 4 slots a warp
- * (q4_queue) running across block and GEMV ends */
+/* v5 / v6: the whole chain in one kernel, 4 slots a warp (q4_queue) running
+ * across block and GEMV ends.
+ * v5 (FLOW false): a grid barrier (bar) between GEMVs, x staged by the CTA
+ * after it.
+ * v6 (FLOW true): no barriers. Tile kt of GEMV s needs x columns [128 kt,
+ * 128 kt + 128): the outputs of GEMV s - 1's blocks 8 kt .. 8 kt + 7, and
+ * waits for those alone (cnt: a counter a 128-row chunk of every GEMV's
+ * output from coff[s], 8 arrivals a step, so the step of epoch e waits for
+ * 8 e). Tile kt is always warp kt % 8's, so each warp stages its own chunks
+ * of x in shared memory at its first block of a GEMV and keeps them for the
+ * others: a CTA starts a GEMV as soon as the chunks its first tiles need are
+ * written, while slower CTAs finish the GEMV before. */
+template <bool FLOW>
 __global__ void __launch_bounds__(Q4_THREADS)
-    q4_chain_kernel(const q4_stage *st, int ns, unsigned *bar) {
+    q4_persist_kernel(const q4_stage *st, int ns, unsigned *bar, unsigned *cnt, const int *coff,
+                      unsigned epoch) {
     extern __shared__ uint4 q4xs[];
     __shared__ float red[Q4_WARPS][16][1];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
@@ -182,46 +194,17 @@ __global__ void __launch_bounds__(Q4_THREADS)
     qu.prime(st, ns, c, G, warp, g, t);
     for (int s = 0; s < ns; s++) {
         const q4_stage S = st[s];
-        if (s > 0) dc_wait(bar, (unsigned)s * (unsigned)G); /* decode_chain.cu's barrier */
-        q4_stage_x(S, q4xs);
-        const int nt = S.K / 128 / Q4_WARPS;
-        for (int64_t blk = c; blk * 16 < S.R; blk += G) {
-            float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            for (int m = 0; m < nt; m++) {
-                q4_step(tot, qu.it[0], q4xs, warp + Q4_WARPS * m, t);
-                qu.advance(st, ns, c, G, warp, g, t);
-            }
-            q4_reduce(S, blk, tot, red);
+        if (!FLOW) {
+            if (s > 0) dc_wait(bar, (unsigned)s * (unsigned)G); /* decode_chain.cu's barrier */
+            q4_stage_x(S, q4xs);
         }
-        dc_arrive(bar, (unsigned)ns * (unsigned)G - 1u);
-    }
-}
-
-/* v6: v5 without barriers. Tile kt of GEMV s needs x columns [128 kt, 128 kt
- * + 128): the outputs of GEMV s - 1's blocks 8 kt .. 8 kt + 7, and waits for
- * those alone (a counter a 128-row chunk of every GEMV's output, 8 arrivals
- * a step, so the step of epoch e waits for 8 e). Tile kt is always warp
- * kt % 8's, so each warp stages its own chunks of x in shared memory at its
- * first block of a GEMV and keeps them for the others: no CTA-wide wait
- * between GEMVs, and a CTA starts a GEMV as soon as the chunks its first
- * tiles need are written, while slower CTAs finish the GEMV before. */
-__global__ void __launch_bounds__(Q4_THREADS)
-    q4_flow_kernel(const q4_stage *st, int ns, unsigned *cnt, const int *coff, unsigned epoch) {
-    extern __shared__ uint4 q4xs[];
-    __shared__ float red[Q4_WARPS][16][1];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-    const int64_t c = blockIdx.x, G = gridDim.x;
-    q4_queue qu;
-    qu.prime(st, ns, c, G, warp, g, t);
-    for (int s = 0; s < ns; s++) {
-        const q4_stage S = st[s];
         const int nt = S.K / 128 / Q4_WARPS;
         bool first = true;
         for (int64_t blk = c; blk * 16 < S.R; blk += G) {
             float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
             for (int m = 0; m < nt; m++) {
                 const int kt = warp + Q4_WARPS * m;
-                if (first) { /* the warp's chunk kt of x: written, then staged */
+                if (FLOW && first) { /* the warp's chunk kt of x: written, then staged */
                     if (s > 0 && lane == 0) dc_spin(cnt + coff[s - 1] + kt, 8u * epoch);
                     __syncwarp();
                     if (lane < 16)
@@ -232,12 +215,13 @@ __global__ void __launch_bounds__(Q4_THREADS)
                 qu.advance(st, ns, c, G, warp, g, t);
             }
             q4_reduce(S, blk, tot, red); /* ends with a CTA barrier: the outputs are written */
-            if (threadIdx.x == 0) {
+            if (FLOW && threadIdx.x == 0) {
                 __threadfence();
                 atomicAdd(cnt + coff[s] + blk / 8, 1u);
             }
             first = false;
         }
+        if (!FLOW) dc_arrive(bar, (unsigned)ns * (unsigned)G - 1u);
     }
 }
 
@@ -354,11 +338,14 @@ static void q4_launch(q4_chain &c, int v, int G, cudaStream_t st) {
                                dim3(Q4_THREADS), smem, st, (const q4_stage *)c.d, s));
         return;
     }
+    const q4_stage *d = c.d;
+    const int ns = (int)c.h.size();
     if (v == 6)
-        dc_launch_coop(q4_flow_kernel, G, smem, st, (const q4_stage *)c.d, (int)c.h.size(), c.cnt,
+        dc_launch_coop(q4_persist_kernel<true>, G, smem, st, d, ns, c.bar, c.cnt,
                        (const int *)c.coff, ++c.epoch);
     else
-        dc_launch_coop(q4_chain_kernel, G, smem, st, (const q4_stage *)c.d, (int)c.h.size(), c.bar);
+        dc_launch_coop(q4_persist_kernel<false>, G, smem, st, d, ns, c.bar, c.cnt,
+                       (const int *)c.coff, c.epoch);
 }
 
 /* the dequantized tiled weight of stage S (host copies) times x, row by
