@@ -34,6 +34,8 @@
  *       tensor-core tc tiles of qgemv_tc.cuh) on an INT4 GPTQ-g128 chain of
  *       the 8B shape's GEMVs, and v6 the persistent one with a counter a
  *       128-row output chunk instead of barriers: decode_chain_int4.cuh
+ *   v7, v8  v4 with L2 prefetches before the PDL wait (the next stage's
+ *       front by the CTAs launched last; each CTA's own lookahead)
  *
  * Prints µs a step, TB/s of weight bytes, and the difference per boundary;
  * the device-to-device copy of the same run is the roofline.
@@ -467,8 +469,14 @@ static int q4_main(cudaStream_t st, int sms, double copy_tbs, bool quick) {
             q4_launch(c, 6, G, st); /* twice: the epochs */
         CK(cudaStreamSynchronize(st));
         CK(cudaMemcpy(y6.data(), c.y, c.ys * 2, cudaMemcpyDeviceToHost));
+        std::vector<uint16_t> y7(c.ys);
+        CK(cudaMemset(c.y, 0xff, c.ys * 2));
+        q4_launch(c, 7, G, st, 65536, true, 264);
+        CK(cudaStreamSynchronize(st));
+        CK(cudaMemcpy(y7.data(), c.y, c.ys * 2, cudaMemcpyDeviceToHost));
         const int same = !memcmp(y4.data(), y5.data(), c.ys * 2) &&
-                         !memcmp(y4.data(), y6.data(), c.ys * 2) && !dc_gave_up();
+                         !memcmp(y4.data(), y6.data(), c.ys * 2) &&
+                         !memcmp(y4.data(), y7.data(), c.ys * 2) && !dc_gave_up();
         std::vector<uint8_t> q(c.qbytes), z(c.groups);
         std::vector<float> sc(c.groups);
         CK(cudaMemcpy(q.data(), c.q, c.qbytes, cudaMemcpyDeviceToHost));
@@ -502,10 +510,9 @@ static int q4_main(cudaStream_t st, int sms, double copy_tbs, bool quick) {
             yo += S.R;
         }
         const bool ok = same && worst < 1e-2;
-        printf(
-            "check v4 / v5 / v6 (INT4 tc body, 2 layers): v5, v6 %s v4, worst stage rel err %.2e "
-            "against the CPU%s\n",
-            same ? "bit-identical to" : "DIFFERS from", worst, ok ? "" : "  FAIL");
+        printf("check v4 - v7 (INT4 tc body, 2 layers): v5, v6, v7 %s v4, worst stage rel err %.2e "
+               "against the CPU%s\n",
+               same ? "bit-identical to" : "DIFFERS from", worst, ok ? "" : "  FAIL");
         fails += !ok;
         q4_free(c);
     }
@@ -514,15 +521,44 @@ static int q4_main(cudaStream_t st, int sms, double copy_tbs, bool quick) {
     printf("\n| INT4 GEMV chain (%d GEMVs%s) | us a step | TB/s of weights | %% of copy |\n",
            (int)c.h.size(), quick ? "" : " + LM head");
     printf("|---|---|---|---|\n");
-    for (int v = 4; v <= 6; v++) {
-        dc_step step([&](cudaStream_t s2) { q4_launch(c, v, G, s2); }, v == 4, st);
+    /* v7's rows: prefetch bytes a CTA, before the wait / after the last
+     * tile; v4 again at the end (the drift of the run) */
+    int occ4 = 0; /* v8's lookahead: the CTAs that fit at once (smem of the widest K) */
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ4, q4_stage_kernel<false>, Q4_THREADS,
+                                                     (size_t)c.maxK * 2));
+    const int res = occ4 * sms;
+    printf("(v8's lookahead: %d CTAs an SM x %d SMs = %d blocks)\n\n", occ4, sms, res);
+    struct {
+        int v, pf;
+        bool after;
+        int look; /* in GPU-fulls of CTAs */
+    } rows[] = {{4, 0, false, 0},     {5, 0, false, 0},     {6, 0, false, 0},
+                {7, 16384, false, 0}, {7, 65536, false, 0}, {7, 16384, true, 0},
+                {7, 65536, true, 0},  {7, 131072, true, 0}, {7, 0, false, 1},
+                {7, 0, false, 2},     {7, 65536, true, 1},  {4, 0, false, 0}};
+    for (const auto &rw : rows) {
+        if (quick && rw.v == 7 && rw.pf != 65536) continue;
+        dc_step step(
+            [&](cudaStream_t s2) { q4_launch(c, rw.v, G, s2, rw.pf, rw.after, rw.look * res); },
+            rw.v == 4 || rw.v == 7, st);
         const double us = lab_time_us(
             st, 1, [&](int) { step.run(st); }, 7, 5);
         const double tbs = c.bytes / us / 1e6;
+        char name[96];
+        if (rw.v == 7 && rw.look == 0)
+            snprintf(name, sizeof name, "v7 = v4 + next stage's L2 prefetch, %d KiB a CTA, %s",
+                     rw.pf / 1024, rw.after ? "after the last tile" : "before the wait");
+        else if (rw.v == 7 && rw.pf == 0)
+            snprintf(name, sizeof name, "v8 = v4 + own L2 lookahead, %d GPU-full%s ahead", rw.look,
+                     rw.look > 1 ? "s" : "");
+        else if (rw.v == 7)
+            snprintf(name, sizeof name, "v7 (%d KiB, after) + v8 (%d ahead)", rw.pf / 1024,
+                     rw.look);
         printf("| %s | %.1f | %.2f | %.0f%% |\n",
-               v == 4   ? "v4 kernels (tc's grid), PDL, a graph"
-               : v == 5 ? "v5 persistent, slots across stages, barriers"
-                        : "v6 persistent, slots across stages, chunk counters",
+               rw.v == 4   ? "v4 kernels (tc's grid), PDL, a graph"
+               : rw.v == 5 ? "v5 persistent, slots across stages, barriers"
+               : rw.v == 6 ? "v6 persistent, slots across stages, chunk counters"
+                           : name,
                us, tbs, 100.0 * tbs / copy_tbs);
     }
     if (dc_gave_up()) {

@@ -13,6 +13,10 @@
  *       ends, so the next stage's first tiles stream before the barrier
  *   v6  v5 with the barrier replaced by a counter a 128-row chunk of each
  *       output: a tile waits only for the 8 blocks that wrote its x
+ *   v7  v4 with each stage's last CTAs prefetching the next stage's front
+ *       into L2 (cp.async.bulk.prefetch.L2), pf bytes a CTA; or (v8 in the
+ *       table) each CTA prefetching its block's rest and the block one
+ *       GPU-full ahead, before its wait
  * Same blocks, same order: the outputs are bit-identical; each stage is
  * checked against a CPU sum of the dequantized weights over the GPU's own
  * input to it (norm-wise, as test_cuda_quant). Not a lab of its own: the
@@ -91,8 +95,55 @@ __device__ __forceinline__ void q4_reduce(const q4_stage &S, int64_t blk, const 
     __syncthreads();
 }
 
-/* v4: stage s, CTA = block */
-__global__ void __launch_bounds__(Q4_THREADS) q4_stage_kernel(const q4_stage *st, int s) {
+/* v7: an L2 prefetch of the next stage's weights (the step's first after
+ * the LM head: the graph is replayed step after step), so that DRAM stays
+ * busy through a stage's tail, where its last CTAs stream alone and the
+ * next stage's CTAs have no room yet. The CTAs launched last prefetch the
+ * next stage's front: CTA b of G takes bytes [r pf, (r + 1) pf), r = G - 1
+ * - b, so the stage's last CTA fetches the blocks the next stage reads
+ * first; 4 KiB a thread's bulk prefetch (the scales and zero points, 1/13
+ * of the bytes, are left to the loads). pf = 0: none. */
+__device__ __forceinline__ void q4_l2_prefetch(const uint8_t *p, int bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#else
+    for (int i = 0; i < bytes; i += 128)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(p + i));
+#endif
+}
+__device__ __forceinline__ void q4_prefetch_next(const q4_stage *st, int s, int ns, int pf) {
+    if (pf <= 0) return;
+    const q4_stage N = st[s + 1 < ns ? s + 1 : 0];
+    const int64_t tot = (int64_t)N.R * N.K / 2, r = (int64_t)gridDim.x - 1 - blockIdx.x;
+    const int64_t lo = r * pf, hi = lo + pf < tot ? lo + pf : tot;
+    for (int64_t o = lo + (int64_t)threadIdx.x * 4096; o < hi; o += (int64_t)Q4_THREADS * 4096)
+        q4_l2_prefetch(N.q + o, (int)(hi - o < 4096 ? hi - o : 4096));
+}
+
+/* v8: a stage's lookahead of its own: before the wait, CTA b prefetches
+ * the rest of its block (the tiles past the 4 a warp holds in registers)
+ * and the whole block b + look (look: the CTAs that fit the GPU at once,
+ * so the one that will take b's place): DRAM keeps streaming while the
+ * resident CTAs wait for the stage before, and a later wave finds its
+ * bytes in L2 (2 waves of blocks in L2 at most) */
+__device__ __forceinline__ void q4_prefetch_range(const uint8_t *p, int64_t bytes) {
+    for (int64_t o = (int64_t)threadIdx.x * 4096; o < bytes; o += (int64_t)Q4_THREADS * 4096)
+        q4_l2_prefetch(p + o, (int)(bytes - o < 4096 ? bytes - o : 4096));
+}
+__device__ __forceinline__ void q4_prefetch_ahead(const q4_stage &S, int look) {
+    if (look <= 0) return;
+    const int64_t bb = (int64_t)S.K * 8, blk = blockIdx.x; /* a 16-row block's bytes */
+    const int64_t held = (int64_t)4 * Q4_WARPS * 1024;     /* the tiles in registers */
+    if (bb > held) q4_prefetch_range(S.q + blk * bb + held, bb - held);
+    if (blk + look < (int64_t)gridDim.x) q4_prefetch_range(S.q + (blk + look) * bb, bb);
+}
+
+/* v4: stage s, CTA = block; v7 (pf > 0): plus the next stage's prefetch,
+ * before the wait (AFTER false: right after the CTA's first loads) or
+ * after its last tile; v8 (look > 0): plus its own lookahead */
+template <bool AFTER>
+__global__ void __launch_bounds__(Q4_THREADS)
+    q4_stage_kernel(const q4_stage *st, int s, int ns, int pf, int look) {
     extern __shared__ uint4 q4xs[];
     __shared__ float red[Q4_WARPS][16][1];
     ci_pdl_trigger();
@@ -104,6 +155,8 @@ __global__ void __launch_bounds__(Q4_THREADS) q4_stage_kernel(const q4_stage *st
 #pragma unroll
     for (int u = 0; u < 4; u++)
         if (u < nt) q4_load(S, blk, warp + Q4_WARPS * u, g, t, it[u]);
+    if (!AFTER) q4_prefetch_next(st, s, ns, pf);
+    q4_prefetch_ahead(S, look);
     ci_pdl_wait();
     q4_stage_x(S, q4xs);
     float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -115,6 +168,7 @@ __global__ void __launch_bounds__(Q4_THREADS) q4_stage_kernel(const q4_stage *st
             if (m0 + u + 4 < nt) q4_load(S, blk, warp + Q4_WARPS * (m0 + u + 4), g, t, it[u]);
         }
     }
+    if (AFTER) q4_prefetch_next(st, s, ns, pf);
     q4_reduce(S, blk, tot, red);
 }
 
@@ -329,13 +383,17 @@ static void q4_free(q4_chain &c) {
     cudaFree(c.d);
 }
 
-/* v4 (per-stage kernels) or v5 (persistent) for one step */
-static void q4_launch(q4_chain &c, int v, int G, cudaStream_t st) {
+/* v4 / v7 (per-stage kernels; v7: pf bytes a CTA prefetched, after the
+ * last tile when after) or v5 / v6 (persistent) for one step */
+static void q4_launch(q4_chain &c, int v, int G, cudaStream_t st, int pf = 0, bool after = false,
+                      int look = 0) {
     const size_t smem = (size_t)c.maxK * 2;
-    if (v == 4) {
-        for (int s = 0; s < (int)c.h.size(); s++)
-            CK(ci_cu_launch_ex(true, 0u, q4_stage_kernel, dim3((unsigned)(c.h[s].R / 16)),
-                               dim3(Q4_THREADS), smem, st, (const q4_stage *)c.d, s));
+    if (v == 4 || v == 7) {
+        const int ns = (int)c.h.size();
+        for (int s = 0; s < ns; s++)
+            CK(ci_cu_launch_ex(true, 0u, after ? q4_stage_kernel<true> : q4_stage_kernel<false>,
+                               dim3((unsigned)(c.h[s].R / 16)), dim3(Q4_THREADS), smem, st,
+                               (const q4_stage *)c.d, s, ns, v == 7 ? pf : 0, v == 7 ? look : 0));
         return;
     }
     const q4_stage *d = c.d;
