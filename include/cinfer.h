@@ -226,6 +226,9 @@ typedef struct cinfer_metrics {
     /* plan-ahead scheduling: steps launched while the step before them was
      * still on the device (their input ids read there) */
     int64_t ahead_steps;
+    /* the eager forwards' share of time_forward_s (steps with prompt
+     * tokens, or beyond the graphs); the rest replayed graphs */
+    double time_forward_eager_s;
 } cinfer_metrics;
 
 int cinfer_engine_create(const cinfer_engine_config *cfg, cinfer_engine **out, cinfer_error *err);

@@ -57,10 +57,13 @@ echo "server up on port $port after $(($(date +%s) - t0)) s"
 bench=("$bin/cinfer" bench serve --port "$port" -m "$model" --input-len 256 --output-len 256 --ignore-eos
     --range-ratio "$range")
 "${bench[@]}" --num-prompts 16 --max-concurrency 16 >/dev/null 2>&1 # warm-up
+metrics() { python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/metrics', timeout=5).read().decode())" >"$1" 2>/dev/null; }
 jsons=()
 for r in $main_rates; do
     case $r in 4) n=$n4 ;; 16) n=$n16 ;; inf) n=${NINF:-400} ;; *) n=$((r * 20)) ;; esac
+    metrics "$out/metrics_${r}_0.txt"
     "${bench[@]}" --num-prompts "$n" --request-rate "$r" --json "$out/rate_$r.json" >/dev/null
+    metrics "$out/metrics_${r}_1.txt"
     jsons+=("$out/rate_$r.json")
 done
 
@@ -74,6 +77,38 @@ for f in sys.argv[1:]:
         d["request_rate"], d["num_requests"], d["failed"], d["request_throughput"], d["output_throughput"],
         d["median_ttft_ms"], d["p99_ttft_ms"], d["median_tpot_ms"], d["p99_tpot_ms"],
         d["median_itl_ms"], d["p99_itl_ms"], d["median_e2el_ms"] / 1e3))
+# the engine thread's time over each rate's run (/metrics before and after):
+# forward is the wait for the device (async scheduling), graph steps are
+# decode-only, eager steps carry prompt tokens
+import os, re
+def scrape(f):
+    m = {}
+    if not os.path.exists(f):
+        return m
+    for line in open(f):
+        g = re.match(r'^(cinfer:[a-z_]+)\{([^}]*)\} (\S+)$', line)
+        if g:
+            p = re.search(r'phase="([a-z_]+)"', g.group(2))
+            m[g.group(1) + (":" + p.group(1) if p else "")] = float(g.group(3))
+    return m
+rows = []
+for f in sys.argv[1:]:
+    r = os.path.basename(f)[5:-5]
+    a, b = scrape(os.path.join(os.path.dirname(f), "metrics_%s_0.txt" % r)), scrape(os.path.join(os.path.dirname(f), "metrics_%s_1.txt" % r))
+    d = lambda k: b.get(k, 0.0) - a.get(k, 0.0)
+    gs, es = d("cinfer:graph_steps_total"), d("cinfer:eager_steps_total")
+    if gs + es <= 0:
+        continue
+    ph = lambda p: d("cinfer:engine_time_seconds_total:" + p) * 1e3
+    n = gs + es
+    rows.append("| %s | %d / %d | %.2f | %.2f | %.3f / %.3f / %.3f | %.1f |" % (
+        r, gs, es, ph("forward_graph") / max(gs, 1), ph("forward_eager") / max(es, 1),
+        ph("schedule") / n, ph("sample") / n, ph("output") / n, d("cinfer:prompt_tokens_total") / max(es, 1)))
+if rows:
+    print()
+    print("| rate | steps graph / eager | forward ms a graph step | forward ms an eager step | schedule / sample / output ms a step | prompt tokens an eager step |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(rows))
 PY
 
 [ "${SWEEP:-1}" = 0 ] && exit 0

@@ -302,6 +302,7 @@ ci_engine_metrics ci_engine_get_metrics(const ci_engine *e) {
     m.graph_steps = rs.graph_steps;
     m.eager_steps = rs.eager_steps;
     m.time_forward_s = rs.time_forward_s;
+    m.time_forward_eager_s = rs.time_forward_eager_s;
     m.time_sample_s = rs.time_sample_s;
     m.time_masks_s = rs.time_host_overlap_s - e->fl.hook_s; /* plan-ahead: completions there */
     m.time_draft_s = rs.time_draft_s;

@@ -29,6 +29,9 @@ struct ci_runner {
     int64_t step;
     int pending;   /* launched steps whose sample op waits for ci_runner_wait (<= 2) */
     int launching; /* inside a launch (its hook may wait for the step before) */
+    /* whether the forward just enqueued ran eagerly; the same of the steps
+     * in flight, oldest first (their waits' time goes to their kind) */
+    int cur_eager, eager_q[2];
     ci_runner_stats st;
 };
 
@@ -315,6 +318,7 @@ static ci_status forward(ci_runner *r, const ci_batch *b, ci_runner_step *st, in
                          "take_samples");
     int ran = 0;
     CI_TRY(ci_graphs_run(r->graphs, b, &ran));
+    r->cur_eager = !ran;
     if (ran) {
         r->st.graph_steps++; /* the graph holds the draft's mirror too */
     } else if (r->ranks) {   /* its share of the step, in micro-batches with pipeline stages */
@@ -397,6 +401,7 @@ static ci_status launch(ci_runner *r, ci_runner_step *st, ci_sample_result *resu
     CI_TRY(fs);
     double t1 = ci_now();
     r->st.time_forward_s += t1 - t0;
+    if (r->cur_eager) r->st.time_forward_eager_s += t1 - t0;
     if (st->num_rows > 0) {
         if (r->fault) CI_TRY(r->fault(r->fault_user, CI_FAULT_SAMPLE, r->step, -1, -1));
         CI_TRACE_PUSH("sample");
@@ -409,7 +414,7 @@ static ci_status launch(ci_runner *r, ci_runner_step *st, ci_sample_result *resu
         CI_TRY(ss);
     }
     r->st.time_sample_s += ci_now() - t1;
-    r->pending += async;
+    if (async) r->eager_q[r->pending++] = r->cur_eager;
     return ci_ok();
 }
 
@@ -434,7 +439,9 @@ ci_status ci_runner_wait_ready(ci_runner *r) {
     CI_TRACE_PUSH("wait ready");
     ci_status s = r->be->ops->wait_ready(r->be);
     CI_TRACE_POP();
-    r->st.time_forward_s += ci_now() - t0;
+    const double dt = ci_now() - t0;
+    r->st.time_forward_s += dt;
+    if (r->eager_q[0]) r->st.time_forward_eager_s += dt;
     return s;
 }
 
@@ -444,12 +451,18 @@ int ci_runner_can_plan_ahead(const ci_runner *r) {
 
 ci_status ci_runner_wait(ci_runner *r) {
     if (!r->pending) return ci_ok();
+    const int eager = r->eager_q[0];
+    r->eager_q[0] = r->eager_q[1];
     r->pending--;
     double t0 = ci_now();
     CI_TRACE_PUSH("wait");
     ci_status s = r->be->ops->sample_wait(r->be);
     CI_TRACE_POP();
-    if (!r->launching) r->st.time_forward_s += ci_now() - t0; /* else the launch's time has it */
+    if (!r->launching) { /* else the launch's time has it */
+        const double dt = ci_now() - t0;
+        r->st.time_forward_s += dt;
+        if (eager) r->st.time_forward_eager_s += dt;
+    }
     return s;
 }
 

@@ -69,7 +69,8 @@ typedef ci_status (*ci_fault_fn)(void *user, ci_fault_site site, int64_t step, i
 typedef struct ci_runner_stats {
     int64_t graph_steps, eager_steps; /* forwards that replayed a graph / ran eagerly */
     double time_forward_s, time_sample_s, time_draft_s; /* draft: proposals + mirror */
-    double time_host_overlap_s; /* before_sample hooks (inside time_forward_s) */
+    double time_forward_eager_s; /* the eager forwards' share of time_forward_s */
+    double time_host_overlap_s;  /* before_sample hooks (inside time_forward_s) */
     double load_s, profile_s, capture_s;
     int64_t kv_cache_bytes;
     int num_kv_blocks;

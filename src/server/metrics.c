@@ -231,6 +231,23 @@ char *srv_metrics_render(const srv_metrics *m, const cinfer_metrics *eng, const 
     gauge(&b, "cinfer:ahead_steps_total", "counter",
           "Steps launched while the one before them ran (plan-ahead scheduling).", model,
           (double)eng->ahead_steps);
+    /* where the engine thread's time goes (cinfer_metrics' phases): with
+     * async scheduling, forward is the wait for the device */
+    sb_printf(&b, "# HELP cinfer:engine_time_seconds_total Engine thread time by step phase.\n"
+                  "# TYPE cinfer:engine_time_seconds_total counter\n");
+    const struct {
+        const char *phase;
+        double s;
+    } ph[] = {{"schedule", eng->time_schedule_s},
+              {"forward_graph", eng->time_forward_s - eng->time_forward_eager_s},
+              {"forward_eager", eng->time_forward_eager_s},
+              {"sample", eng->time_sample_s},
+              {"output", eng->time_output_s},
+              {"masks", eng->time_masks_s},
+              {"draft", eng->time_draft_s}};
+    for (size_t i = 0; i < sizeof ph / sizeof *ph; i++)
+        sb_printf(&b, "cinfer:engine_time_seconds_total{model_name=\"%s\",phase=\"%s\"} %.17g\n",
+                  model, ph[i].phase, ph[i].s);
     gauge(&b, "cinfer:http_requests_total", "counter", "HTTP requests received.", model,
           (double)m->http_requests);
     gauge(&b, "cinfer:http_errors_total", "counter", "HTTP requests answered with an error status.",

@@ -137,6 +137,11 @@ check "metrics: counted the finished requests" eval \
     '[ "$(sed -n "s/^cinfer:e2e_request_latency_seconds_count{[^}]*} //p" "$tmp/body")" -ge 10 ]'
 check "metrics: generation tokens counted" eval \
     '[ "$(sed -n "s/^cinfer:generation_tokens_total{[^}]*} //p" "$tmp/body")" -gt 24 ]'
+# the engine's time by phase: on the CPU every forward is eager (no graphs)
+phase() { sed -n "s/^cinfer:engine_time_seconds_total{[^}]*phase=\"$1\"} //p" "$tmp/body"; }
+check "metrics: engine time by phase (eager forwards $(phase forward_eager) s, graph $(phase forward_graph) s, schedule $(phase schedule) s)" \
+    awk -v e="$(phase forward_eager)" -v g="$(phase forward_graph)" -v s="$(phase schedule)" \
+    -v o="$(phase output)" 'BEGIN { exit !(e > 0 && g == 0 && s > 0 && o > 0) }'
 
 # ---- concurrency: 12 clients at once (mixed streaming), greedy results unchanged by batching ----
 pids=""
