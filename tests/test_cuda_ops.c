@@ -922,11 +922,35 @@ static void test_skinny(void) {
     gpu = NULL;
 }
 
+/* CINFER_TEST_MODES=gemm: the four layer GEMMs of the Llama-3-8B shape at
+ * the token counts of serving's mixed steps (a prompt of 128-384 tokens
+ * beside 0-64 decodes) and of decode batches, cuBLASLt as the process's
+ * CINFER_GEMM_TUNE has it (2: eager plans tuned too) */
+static void bench_gemm_sweep(void) {
+    ci_backend_options o = {0, 0, CI_ACT_BF16};
+    CHECK_OK(ci_backend_create("cuda", &o, &gpu));
+    const char *t = getenv("CINFER_GEMM_TUNE");
+    mode = t && *t == '2' ? "bf16 tuned" : "bf16 heuristic";
+    static const int nb[] = {48, 128, 192, 256, 302, 320, 384, 448, 512};
+    for (size_t i = 0; i < sizeof nb / sizeof nb[0]; i++) {
+        bench_gemm(nb[i], 6144, 4096);
+        bench_gemm(nb[i], 4096, 4096);
+        bench_gemm(nb[i], 14336 * 2, 4096);
+        bench_gemm(nb[i], 4096, 14336);
+    }
+    ci_backend_destroy(gpu);
+    gpu = NULL;
+}
+
 int main(void) {
     if (ci_cuda_device_count() <= 0) test_skip("no CUDA device");
     const char *qe = getenv("CINFER_TEST_QUICK"); /* sanitizer runs: fewer long cases, no timing */
     quick = qe && qe[0] && qe[0] != '0';
-    const char *modes = getenv("CINFER_TEST_MODES"); /* bf16 | f32 | skinny | (default) all */
+    const char *modes = getenv("CINFER_TEST_MODES"); /* bf16 | f32 | skinny | gemm | (default) all */
+    if (modes && !strcmp(modes, "gemm")) {
+        bench_gemm_sweep();
+        return test_finish("test_cuda_ops");
+    }
     CHECK_OK(ci_backend_create("cpu", NULL, &cpu));
     for (int m = 0; m < 2; m++) {
         if (modes && *modes && strcmp(modes, m == 0 ? "bf16" : "f32") != 0) continue;

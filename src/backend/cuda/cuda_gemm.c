@@ -59,11 +59,13 @@ typedef struct tune_io {
     const float *sa, *sb;     /* FP8: the scales of w and x */
 } tune_io;
 
+/* 0 off, 1 on (graph plans), 2: eager plans of <= TUNE_MAX_N rows too (a
+ * measurement knob: each new eager shape then syncs to time its picks) */
 static int tune_on(void) {
     static int on = -1;
     if (on < 0) {
         const char *e = getenv("CINFER_GEMM_TUNE");
-        on = !(e && *e == '0');
+        on = !(e && *e == '0') + (e && *e == '2');
     }
     return on;
 }
@@ -331,7 +333,8 @@ ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
     }
     ci_cu_gemm_plan *p;
     const tune_io tio = {w->data, x->data, b, NULL, NULL};
-    const int tune = c->gemm_tune && tune_on() && x->dtype == CI_BF16 && x->rows <= TUNE_MAX_N;
+    const int tune = (c->gemm_tune || tune_on() == 2) && tune_on() && x->dtype == CI_BF16 &&
+                     x->rows <= TUNE_MAX_N;
     CI_TRY(plan_get(c, w->rows, x->rows, x->cols, cu_type(x->dtype), cu_type(y->dtype), b != NULL,
                     0, tune ? &tio : NULL, &p));
     if (b && p->bias_ok)
@@ -354,7 +357,7 @@ ci_status ci_cuda_gemm_fp8(ci_cuda *c, int mode, const void *wq, const float *ws
                            const float *bias, void *y) {
     ci_cu_gemm_plan *p;
     const tune_io tio = {wq, xq, bias, ws, xs};
-    const int tune = c->gemm_tune && tune_on() && n <= TUNE_MAX_N;
+    const int tune = (c->gemm_tune || tune_on() == 2) && tune_on() && n <= TUNE_MAX_N;
     CI_TRY(plan_get(c, m, n, k, CUDA_R_8F_E4M3, cu_type(ydt), bias != NULL, mode,
                     tune ? &tio : NULL, &p));
     CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &ws,
