@@ -946,7 +946,8 @@ int main(void) {
     if (ci_cuda_device_count() <= 0) test_skip("no CUDA device");
     const char *qe = getenv("CINFER_TEST_QUICK"); /* sanitizer runs: fewer long cases, no timing */
     quick = qe && qe[0] && qe[0] != '0';
-    const char *modes = getenv("CINFER_TEST_MODES"); /* bf16 | f32 | skinny | gemm | (default) all */
+    const char *modes =
+        getenv("CINFER_TEST_MODES"); /* bf16 | f32 | skinny | gemm | (default) all */
     if (modes && !strcmp(modes, "gemm")) {
         bench_gemm_sweep();
         return test_finish("test_cuda_ops");
