@@ -156,6 +156,22 @@ static void test_matmul(void) {
     test_matmul_shapes(matmul_shapes, (int)(sizeof matmul_shapes / sizeof matmul_shapes[0]));
 }
 
+/* Eager GEMMs by token-count bucket (cuda_gemm.c): plans timed at the
+ * buckets' top counts under tune_gemms, then counts inside those buckets
+ * take the timed algorithms (the counter says so) and still match the CPU */
+static void test_matmul_buckets(void) {
+    static const int tops[][3] = {{384, 256, 64}, {384, 256, 96}, {1000, 512, 32}, {1000, 512, 64}};
+    static const int inner[][3] = {{384, 256, 33}, {384, 256, 50},  {384, 256, 63}, {384, 256, 70},
+                                   {384, 256, 95}, {1000, 512, 17}, {1000, 512, 41}};
+    gpu->ops->tune_gemms(gpu, 1);
+    test_matmul_shapes(tops, (int)(sizeof tops / sizeof tops[0]));
+    gpu->ops->tune_gemms(gpu, 0);
+    const long long b0 = ci_cuda_bucket_plans(gpu);
+    test_matmul_shapes(inner, (int)(sizeof inner / sizeof inner[0]));
+    const char *t = getenv("CINFER_GEMM_TUNE"), *bk = getenv("CINFER_GEMM_BUCKETS");
+    if (!(t && *t == '0') && !(bk && *bk == '0')) CHECK(ci_cuda_bucket_plans(gpu) >= b0 + 7);
+}
+
 static void test_rmsnorm(void) {
     int rows[] = {1, 7, 64}, ns[] = {256, 1000, 4096};
     for (int ri = 0; ri < 3; ri++)
@@ -925,13 +941,27 @@ static void test_skinny(void) {
 /* CINFER_TEST_MODES=gemm: the four layer GEMMs of the Llama-3-8B shape at
  * the token counts of serving's mixed steps (a prompt of 128-384 tokens
  * beside 0-64 decodes) and of decode batches, cuBLASLt as the process's
- * CINFER_GEMM_TUNE has it (2: eager plans tuned too) */
+ * CINFER_GEMM_TUNE has it: 0 the heuristic's first, 2 every eager plan
+ * timed, else (the default) the buckets' tops timed first, as the
+ * runner's startup does */
 static void bench_gemm_sweep(void) {
     ci_backend_options o = {0, 0, CI_ACT_BF16};
     CHECK_OK(ci_backend_create("cuda", &o, &gpu));
     const char *t = getenv("CINFER_GEMM_TUNE");
-    mode = t && *t == '2' ? "bf16 tuned" : "bf16 heuristic";
+    mode = t && *t == '2' ? "bf16 tuned" : t && *t == '0' ? "bf16 heuristic" : "bf16 bucketed";
     static const int nb[] = {48, 128, 192, 256, 302, 320, 384, 448, 512};
+    if (!(t && (*t == '0' || *t == '2'))) { /* the runner's startup tuning, at the tops */
+        gpu->ops->tune_gemms(gpu, 1);
+        for (size_t i = 0; i < sizeof nb / sizeof nb[0]; i++) {
+            const int top = (nb[i] + 31) / 32 * 32;
+            bench_gemm(top, 6144, 4096);
+            bench_gemm(top, 4096, 4096);
+            bench_gemm(top, 14336 * 2, 4096);
+            bench_gemm(top, 4096, 14336);
+        }
+        gpu->ops->tune_gemms(gpu, 0);
+        printf("(bucket tops tuned; the rows below take their buckets' algorithms)\n");
+    }
     for (size_t i = 0; i < sizeof nb / sizeof nb[0]; i++) {
         bench_gemm(nb[i], 6144, 4096);
         bench_gemm(nb[i], 4096, 4096);
@@ -966,6 +996,7 @@ int main(void) {
         worst_seen = 0;
         int f0 = test_failed_;
         test_matmul();
+        if (bf) test_matmul_buckets();
         test_rmsnorm();
         test_qk_norm();
         test_swiglu_gather();

@@ -332,6 +332,12 @@ typedef struct ci_backend_ops {
     ci_status (*stage_masks)(ci_backend *be, const uint32_t *masks, int nmasks, int words);
     /* Device memory: free and total bytes (KV cache sizing). */
     ci_status (*mem_info)(ci_backend *be, size_t *free_bytes, size_t *total_bytes);
+    /* While on, the GEMM plans the forwards make are tuned for eager steps
+     * too (the runner's startup forwards at a few token counts: CUDA times
+     * cuBLASLt's candidates once a bucket of token counts, so eager steps
+     * later find a timed algorithm instead of the heuristic's first).
+     * NULL: nothing to tune. */
+    void (*tune_gemms)(ci_backend *be, int on);
     /* prepare_batch into one persistent buffer whose address never changes,
      * for CUDA graphs: the same array sizes give the same device pointers on
      * every call. The first call fixes the buffer's capacity (call it with

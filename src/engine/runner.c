@@ -55,6 +55,39 @@ static ci_status attach(ci_runner *r) {
     return r->ranks && r->be->ops->thread_attach ? r->be->ops->thread_attach(r->be) : ci_ok();
 }
 
+/* The eager steps' GEMM algorithms (backend tune_gemms): one forward of a
+ * prompt of each token count 32, 64, .. 512 on the profiling forward's
+ * scratch cache, every row's logits, its GEMM plans timed, so that a
+ * mixed step of any count up to 512 takes an algorithm timed for its
+ * bucket (cuda_gemm.c). b: the profiling batch (one sequence, enough
+ * tokens); its counts are restored. */
+static ci_status tune_eager_gemms(ci_runner *r, ci_batch *b, ci_kv_cache *kv) {
+    if (!r->be->ops->tune_gemms || r->cfg.enforce_eager) return ci_ok();
+    const ci_batch keep = *b;
+    const int most = b->num_tokens < 512 ? b->num_tokens : 512;
+    const int rows = (int)ci_model_logits(r->model)->rows;
+    int32_t *li = malloc(sizeof(int32_t) * (size_t)most), qs[2] = {0, 0}, ctx = 0;
+    if (!li) return ci_errorf(CI_ERR_NOMEM, "runner: out of memory (GEMM tuning)");
+    ci_status s = ci_ok();
+    r->be->ops->tune_gemms(r->be, 1);
+    for (int t = 32; t <= most && !s.code; t += 32) {
+        const int nl = t < rows ? t : rows;
+        for (int i = 0; i < nl; i++)
+            li[i] = t - nl + i;
+        qs[1] = ctx = t;
+        b->num_tokens = b->max_query_len = b->max_context_len = t;
+        b->num_logits = nl;
+        b->query_start = qs;
+        b->context_lens = &ctx;
+        b->logits_indices = li;
+        s = ci_model_forward(r->model, b, kv, NULL);
+    }
+    r->be->ops->tune_gemms(r->be, 0);
+    *b = keep;
+    free(li);
+    return s.code ? ci_status_wrap(s, "runner: GEMM tuning forwards") : s;
+}
+
 /* Device KV budget, as vLLM sizes it: run one forward at the largest step
  * (max_num_batched_tokens prompt tokens) on a scratch cache so every
  * workspace and GEMM plan exists, then give the KV cache what is left of
@@ -104,6 +137,7 @@ static ci_status kv_blocks_from_memory(ci_runner *r, size_t block_bytes, int64_t
             s = ci_ranks_end(r->ranks, s);
         } else {
             s = ci_model_forward(r->model, &b, kv, NULL);
+            if (!s.code) s = tune_eager_gemms(r, &b, kv);
         }
     }
     free(a);

@@ -33,6 +33,11 @@
        cublasLtMatmulPreference_t pref, int requested, cublasLtMatmulHeuristicResult_t results[],  \
        int *returned),                                                                             \
       (h, op, Ad, Bd, Cd, Dd, pref, requested, results, returned))                                 \
+    X(cublasLtMatmulAlgoCheck,                                                                     \
+      (cublasLtHandle_t h, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t Ad,                     \
+       cublasLtMatrixLayout_t Bd, cublasLtMatrixLayout_t Cd, cublasLtMatrixLayout_t Dd,            \
+       const cublasLtMatmulAlgo_t *algo, cublasLtMatmulHeuristicResult_t *result),                 \
+      (h, op, Ad, Bd, Cd, Dd, algo, result))                                                       \
     X(cublasLtMatmulDescCreate,                                                                    \
       (cublasLtMatmulDesc_t * d, cublasComputeType_t compute, cudaDataType_t scale),               \
       (d, compute, scale))                                                                         \

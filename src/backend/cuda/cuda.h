@@ -43,6 +43,8 @@ void ci_cu_decode_cluster(int on);
 /* GEMMs the skinny BF16 kernel (CINFER_SKINNY) ran on this backend so far:
  * tests check that a case took it */
 long long ci_cuda_skinny_calls(const struct ci_backend *be);
+/* (tests) GEMM plans that took their token-count bucket's timed algorithm */
+long long ci_cuda_bucket_plans(const struct ci_backend *be);
 /* whether this backend runs it at all (CINFER_SKINNY set, a compute 9.0 GPU) */
 int ci_cuda_skinny_on(const struct ci_backend *be);
 #endif

@@ -234,6 +234,10 @@ static ci_status cu_prepare_batch_static(ci_backend *be, const ci_batch *host, c
     return pack_batch(c, host, dev, &c->smeta_host, &c->smeta_dev, &c->smeta_cap, 0);
 }
 
+static void cu_tune_gemms(ci_backend *be, int on) {
+    ci_cuda_of(be)->gemm_tune_eager = on && ci_cuda_gemm_buckets_on();
+}
+
 static ci_status cu_mem_info(ci_backend *be, size_t *free_bytes, size_t *total_bytes) {
     (void)be;
     CI_CU_TRY(cudaMemGetInfo(free_bytes, total_bytes));
@@ -697,6 +701,7 @@ static const ci_backend_ops cuda_ops = {
     .matmul_swiglu_ok = ci_cuda_matmul_swiglu_ok,
     .stage_masks = cu_stage_masks,
     .mem_info = cu_mem_info,
+    .tune_gemms = cu_tune_gemms,
     .prepare_batch_static = cu_prepare_batch_static,
     .graph_capture_begin = cu_graph_capture_begin,
     .graph_capture_end = cu_graph_capture_end,

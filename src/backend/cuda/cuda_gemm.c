@@ -47,8 +47,8 @@ void ci_cuda_gemm_plans_free(ci_cuda *c) {
  * times the heuristic's first TUNE_ALGOS algorithms on its own operands and keeps the fastest,
  * instead of the heuristic's first: cuBLASLt's pick for skinny decode GEMMs streams the weights at
  * ~89 % of the copy rate at batch 48; the fastest gave +1.8 % decode tok/s there (H200,
- * docs/benchmarks.md). Eager steps (prefill, mixed) keep the heuristic's first: no timing on a new
- * shape mid-serve. The CUDA suites pass with it; on an H100 it gave +1.8 % at batch 48, ITL -3 %
+ * docs/benchmarks.md). Eager steps (prefill, mixed) take their token-count bucket's algorithm,
+ * timed at startup (below), or the heuristic's first: no timing on a new shape mid-serve. The CUDA suites pass with it; on an H100 it gave +1.8 % at batch 48, ITL -3 %
  * serving at 32 req/s, offline +0.2 % (2026-12-05). The pick is by timing, so two processes may
  * pick differently and round differently: CINFER_GEMM_TUNE=0 for bitwise-reproducible runs. */
 #define TUNE_MAX_N 512
@@ -157,10 +157,85 @@ static int tune_choose(ci_cuda *c, ci_cu_gemm_plan *p, const cublasLtMatmulHeuri
     return pick;
 }
 
+/* Eager steps' token counts change step to step (a prompt beside the
+ * decodes), so each brings new GEMM shapes, and the heuristic's first pick
+ * at such counts was 3-45 % slower than the fastest of 8 on an H100 (the
+ * 8B layer GEMMs at 256-512 rows: gate|up at 448 rows 294.7 us against
+ * 156.8 timed, while 512 rows took 143.4; docs/benchmarks.md). Eager plans
+ * of <= TUNE_MAX_N rows therefore take the algorithm timed for their bucket
+ * (rows rounded up to BUCKET_ROWS), which the runner's startup forwards at
+ * each bucket's top count time (tune_gemms -> gemm_tune_eager); a bucket
+ * without one keeps the heuristic's first. A new count then costs a
+ * descriptor and an algorithm check, not a heuristic query. */
+#define BUCKET_ROWS 32
+static struct bucket_memo {
+    int64_t m, nb, k;
+    int ab, cd, bias, fp8;
+    cublasLtMatmulAlgo_t algo;
+} g_bmemo[TUNE_MEMO];
+static int g_nbmemo;
+
+/* CINFER_GEMM_BUCKETS=0: eager plans as before, the heuristic's first (A/B) */
+int ci_cuda_gemm_buckets_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("CINFER_GEMM_BUCKETS");
+        on = !(e && *e == '0');
+    }
+    return on;
+}
+
+static int64_t bucket_of(int64_t n) {
+    return (n + BUCKET_ROWS - 1) / BUCKET_ROWS * BUCKET_ROWS;
+}
+
+/* (under g_memo_mu) the bucket's entry of p, or NULL */
+static struct bucket_memo *bmemo_find(const ci_cu_gemm_plan *p, int bias) {
+    const int64_t nb = bucket_of(p->n);
+    for (int i = 0; i < g_nbmemo; i++) {
+        struct bucket_memo *e = &g_bmemo[i];
+        if (e->m == p->m && e->nb == nb && e->k == p->k && e->ab == (int)p->ab &&
+            e->cd == (int)p->cd && e->bias == bias && e->fp8 == p->fp8)
+            return e;
+    }
+    return NULL;
+}
+
+/* p's bucket's timed algorithm into p->algo when it runs p's shape; 0: none */
+static int bmemo_take(ci_cuda *c, ci_cu_gemm_plan *p, int bias) {
+    pthread_mutex_lock(&g_memo_mu);
+    const struct bucket_memo *e = bmemo_find(p, bias);
+    cublasLtMatmulAlgo_t a = {{0}};
+    if (e) a = e->algo;
+    pthread_mutex_unlock(&g_memo_mu);
+    if (!e) return 0;
+    cublasLtMatmulHeuristicResult_t chk;
+    if (cublasLtMatmulAlgoCheck(c->lt, p->desc, p->la, p->lb, p->lc, p->lc, &a, &chk) !=
+            CUBLAS_STATUS_SUCCESS ||
+        chk.workspaceSize > CI_CU_GEMM_WORKSPACE)
+        return 0;
+    p->algo = a;
+    return 1;
+}
+
+/* the timed algorithm of p (made at its bucket's top count, or the first
+ * count of the bucket timed) as its bucket's */
+static void bmemo_put(const ci_cu_gemm_plan *p, int bias) {
+    pthread_mutex_lock(&g_memo_mu);
+    struct bucket_memo *e = bmemo_find(p, bias);
+    if (!e && g_nbmemo < TUNE_MEMO) e = &g_bmemo[g_nbmemo++];
+    if (e && (e->m == 0 || p->n == bucket_of(p->n)))
+        *e = (struct bucket_memo){p->m, bucket_of(p->n), p->k,   (int)p->ab, (int)p->cd,
+                                  bias, p->fp8,          p->algo};
+    pthread_mutex_unlock(&g_memo_mu);
+}
+
 /* Descriptor and layouts; with_bias picks the epilogue. Returns whether the
- * heuristic found an algorithm in *found (t: the fastest of several). */
+ * heuristic found an algorithm in *found (t: the fastest of several).
+ * bucket (an eager plan of <= TUNE_MAX_N rows): its bucket's timed
+ * algorithm where there is one; with t, the timed pick becomes it. */
 static ci_status plan_build(ci_cuda *c, ci_cu_gemm_plan *p, int with_bias, int *found,
-                            const tune_io *t) {
+                            const tune_io *t, int bucket) {
     *found = 0;
     const int i8 = p->ab == CUDA_R_8I; /* exact int32 sums, int32 alpha / beta */
     CI_LT_TRY(cublasLtMatmulDescCreate(&p->desc, i8 ? CUBLAS_COMPUTE_32I : CUBLAS_COMPUTE_32F,
@@ -199,6 +274,11 @@ static ci_status plan_build(ci_cuda *c, ci_cu_gemm_plan *p, int with_bias, int *
     CI_LT_TRY(cublasLtMatrixLayoutCreate(&p->la, p->ab, (uint64_t)p->k, (uint64_t)p->m, p->k));
     CI_LT_TRY(cublasLtMatrixLayoutCreate(&p->lb, p->ab, (uint64_t)p->k, (uint64_t)p->n, p->k));
     CI_LT_TRY(cublasLtMatrixLayoutCreate(&p->lc, p->cd, (uint64_t)p->m, (uint64_t)p->n, p->m));
+    if (bucket && !t && bmemo_take(c, p, with_bias)) {
+        c->bucket_plans++;
+        *found = 1;
+        return ci_ok();
+    }
     cublasLtMatmulPreference_t pref;
     CI_LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
     size_t ws = CI_CU_GEMM_WORKSPACE;
@@ -212,6 +292,7 @@ static ci_status plan_build(ci_cuda *c, ci_cu_gemm_plan *p, int with_bias, int *
     cublasLtMatmulPreferenceDestroy(pref);
     if (st == CUBLAS_STATUS_SUCCESS && nres > 0) {
         p->algo = res[nres > 1 ? tune_choose(c, p, res, nres, t, with_bias) : 0].algo;
+        if (bucket && t) bmemo_put(p, with_bias);
         *found = 1;
         return ci_ok();
     }
@@ -239,7 +320,7 @@ static unsigned plan_hash(int64_t m, int64_t n, int64_t k, int ab, int cd, int b
  * forward looks up the same few shapes 32 times per layer stack, and eager
  * steps bring new token counts; a full table (3/4) starts over. */
 static ci_status plan_get(ci_cuda *c, int64_t m, int64_t n, int64_t k, cudaDataType_t ab,
-                          cudaDataType_t cd, int bias, int fp8, const tune_io *t,
+                          cudaDataType_t cd, int bias, int fp8, const tune_io *t, int bucket,
                           ci_cu_gemm_plan **out) {
     unsigned i = plan_hash(m, n, k, (int)ab, (int)cd, bias, fp8);
     for (;; i = (i + 1) & (CI_CU_GEMM_CACHE - 1)) {
@@ -266,12 +347,12 @@ static ci_status plan_get(ci_cuda *c, int64_t m, int64_t n, int64_t k, cudaDataT
             cs != cudaStreamCaptureStatusNone)
             t = NULL;
     }
-    ci_status s = plan_build(c, p, bias, &found, t);
+    ci_status s = plan_build(c, p, bias, &found, t, bucket);
     if (s.code == CI_OK && !found && bias) {
         /* no algorithm with the bias epilogue: plain GEMM + bias kernel */
         plan_destroy(p);
         *p = key;
-        s = plan_build(c, p, 0, &found, t);
+        s = plan_build(c, p, 0, &found, t, bucket);
     } else if (s.code == CI_OK && found) {
         p->bias_ok = bias;
     }
@@ -333,10 +414,10 @@ ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
     }
     ci_cu_gemm_plan *p;
     const tune_io tio = {w->data, x->data, b, NULL, NULL};
-    const int tune = (c->gemm_tune || tune_on() == 2) && tune_on() && x->dtype == CI_BF16 &&
-                     x->rows <= TUNE_MAX_N;
+    const int fits = tune_on() && x->dtype == CI_BF16 && x->rows <= TUNE_MAX_N;
+    const int tune = fits && (c->gemm_tune || c->gemm_tune_eager || tune_on() == 2);
     CI_TRY(plan_get(c, w->rows, x->rows, x->cols, cu_type(x->dtype), cu_type(y->dtype), b != NULL,
-                    0, tune ? &tio : NULL, &p));
+                    0, tune ? &tio : NULL, fits && !c->gemm_tune && ci_cuda_gemm_buckets_on(), &p));
     if (b && p->bias_ok)
         CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b,
                                                  sizeof b));
@@ -357,9 +438,10 @@ ci_status ci_cuda_gemm_fp8(ci_cuda *c, int mode, const void *wq, const float *ws
                            const float *bias, void *y) {
     ci_cu_gemm_plan *p;
     const tune_io tio = {wq, xq, bias, ws, xs};
-    const int tune = (c->gemm_tune || tune_on() == 2) && tune_on() && n <= TUNE_MAX_N;
+    const int fits = tune_on() && n <= TUNE_MAX_N;
+    const int tune = fits && (c->gemm_tune || c->gemm_tune_eager || tune_on() == 2);
     CI_TRY(plan_get(c, m, n, k, CUDA_R_8F_E4M3, cu_type(ydt), bias != NULL, mode,
-                    tune ? &tio : NULL, &p));
+                    tune ? &tio : NULL, fits && !c->gemm_tune && ci_cuda_gemm_buckets_on(), &p));
     CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &ws,
                                              sizeof ws));
     CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xs,
@@ -379,7 +461,7 @@ ci_status ci_cuda_gemm_fp8(ci_cuda *c, int mode, const void *wq, const float *ws
 ci_status ci_cuda_gemm_i8(ci_cuda *c, const void *wq, const void *xq, int64_t m, int64_t n,
                           int64_t k, int32_t *sums) {
     ci_cu_gemm_plan *p;
-    CI_TRY(plan_get(c, m, n, k, CUDA_R_8I, CUDA_R_32I, 0, 0, NULL, &p));
+    CI_TRY(plan_get(c, m, n, k, CUDA_R_8I, CUDA_R_32I, 0, 0, NULL, 0, &p));
     const int32_t one = 1, zero = 0;
     CI_LT_TRY(cublasLtMatmul(c->lt, p->desc, &one, wq, p->la, xq, p->lb, &zero, sums, p->lc, sums,
                              p->lc, &p->algo, c->workspace, CI_CU_GEMM_WORKSPACE, c->stream));
@@ -388,17 +470,21 @@ ci_status ci_cuda_gemm_i8(ci_cuda *c, const void *wq, const void *xq, int64_t m,
 
 ci_status ci_cuda_gemm_i8_probe(ci_cuda *c, int64_t m, int64_t n, int64_t k) {
     ci_cu_gemm_plan *p;
-    return plan_get(c, m, n, k, CUDA_R_8I, CUDA_R_32I, 0, 0, NULL, &p);
+    return plan_get(c, m, n, k, CUDA_R_8I, CUDA_R_32I, 0, 0, NULL, 0, &p);
 }
 
 ci_status ci_cuda_gemm_fp8_probe(ci_cuda *c, int mode, int64_t m, int64_t n, int64_t k,
                                  ci_dtype ydt) {
     ci_cu_gemm_plan *p;
-    ci_status s = plan_get(c, m, n, k, CUDA_R_8F_E4M3, cu_type(ydt), 0, mode, NULL, &p);
+    ci_status s = plan_get(c, m, n, k, CUDA_R_8F_E4M3, cu_type(ydt), 0, mode, NULL, 0, &p);
     if (s.code == CI_OK) return s;
-    ci_status t = plan_get(c, m, n, k, CUDA_R_8F_E4M3, cu_type(ydt), 0, 3, NULL, &p);
+    ci_status t = plan_get(c, m, n, k, CUDA_R_8F_E4M3, cu_type(ydt), 0, 3, NULL, 0, &p);
     return ci_errorf(s.code, "%s; with scalar scales: %s", s.msg,
                      t.code == CI_OK ? "available" : t.msg);
+}
+
+long long ci_cuda_bucket_plans(const ci_backend *be) {
+    return ci_cuda_of((ci_backend *)be)->bucket_plans;
 }
 
 long long ci_cuda_skinny_calls(const ci_backend *be) {

@@ -38,20 +38,22 @@ typedef struct ci_cuda {
     unsigned *skinny_cnt; /* its tile counters, CI_CU_SKINNY_MAX_TILES, zero at rest */
     int skinny_rows;      /* its tile height: 128, or 256 (CINFER_SKINNY_ROWS) */
     long long skinny_calls;
-    int fuse_off;    /* CINFER_FUSE=0: no fused matmul op (the model's classic ops) */
-    int fuse_auto;   /* CINFER_FUSE unset: the fused layer with BF16 activations only */
-    int fuse_pro;    /* bit CI_CU_PRO_*: prologues the BF16 GEMV runs itself (CINFER_FUSE) */
-    int fuse_tc8;    /* ... the 8-bit tensor-core GEMV's (CINFER_FUSE_TC8): 0 none, 1 exact
-                      * prologues + SwiGLU epilogue, 2 deferred norm, 3 both deferred */
-    int rope_off;    /* CINFER_FUSE_ROPE=0: decode steps' rope_cache as its own op (A/B) */
-    void *workspace; /* GEMM workspace, CI_CU_GEMM_WORKSPACE bytes */
-    float *att_ws;   /* split-K attention partials, CI_CU_ATT_WS_FLOATS, + CI_CU_ATT_CNT counters */
+    long long bucket_plans; /* plans that took their bucket's timed algorithm (cuda_gemm.c) */
+    int fuse_off;           /* CINFER_FUSE=0: no fused matmul op (the model's classic ops) */
+    int fuse_auto;          /* CINFER_FUSE unset: the fused layer with BF16 activations only */
+    int fuse_pro;           /* bit CI_CU_PRO_*: prologues the BF16 GEMV runs itself (CINFER_FUSE) */
+    int fuse_tc8;           /* ... the 8-bit tensor-core GEMV's (CINFER_FUSE_TC8): 0 none, 1 exact
+                             * prologues + SwiGLU epilogue, 2 deferred norm, 3 both deferred */
+    int rope_off;           /* CINFER_FUSE_ROPE=0: decode steps' rope_cache as its own op (A/B) */
+    void *workspace;        /* GEMM workspace, CI_CU_GEMM_WORKSPACE bytes */
+    float *att_ws; /* split-K attention partials, CI_CU_ATT_WS_FLOATS, + CI_CU_ATT_CNT counters */
     ci_cu_gemm_plan plans[CI_CU_GEMM_CACHE];
     int nplans;
     /* 1 between prepare_batch_static and the capture / replay: a decode
      * graph's warm-up forward, whose new dense GEMM plans are timed
      * (cuda_gemm.c); eager steps never pay for it */
     int gemm_tune;
+    int gemm_tune_eager; /* ... and eager forwards' plans too (tune_gemms, at startup) */
     /* batch metadata: pinned host staging -> device, grown when needed */
     void *meta_host, *meta_dev;
     size_t meta_cap;
@@ -115,6 +117,9 @@ typedef struct ci_cuda {
  * (cuda_gemm.c): wq [m][k] and xq [n][k] E4M3; mode 1: ws per row of wq, xs
  * per row of xq; mode 2: ws per 128x128 block ([ceil(m/128)][ld kb4]), xs per
  * row and 128 columns ([k/128][n]). y BF16 or F32. */
+/* eager GEMM algorithms by token-count bucket (cuda_gemm.c): on unless
+ * CINFER_GEMM_BUCKETS=0 */
+int ci_cuda_gemm_buckets_on(void);
 ci_status ci_cuda_gemm_fp8(ci_cuda *c, int mode, const void *wq, const float *ws, const void *xq,
                            const float *xs, int64_t m, int64_t n, int64_t k, ci_dtype ydt,
                            const float *bias, void *y);
