@@ -48,9 +48,10 @@ void ci_cuda_gemm_plans_free(ci_cuda *c) {
  * instead of the heuristic's first: cuBLASLt's pick for skinny decode GEMMs streams the weights at
  * ~89 % of the copy rate at batch 48; the fastest gave +1.8 % decode tok/s there (H200,
  * docs/benchmarks.md). Eager steps (prefill, mixed) take their token-count bucket's algorithm,
- * timed at startup (below), or the heuristic's first: no timing on a new shape mid-serve. The CUDA suites pass with it; on an H100 it gave +1.8 % at batch 48, ITL -3 %
- * serving at 32 req/s, offline +0.2 % (2026-12-05). The pick is by timing, so two processes may
- * pick differently and round differently: CINFER_GEMM_TUNE=0 for bitwise-reproducible runs. */
+ * timed at startup (below), or the heuristic's first: no timing on a new shape mid-serve. The CUDA
+ * suites pass with it; on an H100 it gave +1.8 % at batch 48, ITL -3 % serving at 32 req/s, offline
+ * +0.2 % (2026-12-05). The pick is by timing, so two processes may pick differently and round
+ * differently: CINFER_GEMM_TUNE=0 for bitwise-reproducible runs. */
 #define TUNE_MAX_N 512
 #define TUNE_ALGOS 8
 
