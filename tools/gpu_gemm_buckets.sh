@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # gpu_gemm_buckets.sh — eager GEMM algorithms by token-count bucket
-# (cuda_gemm.c, CINFER_GEMM_BUCKETS) in one device call:
-#   1. test_cuda_ops bf16 --quick (its bucket case checks the timed
-#      algorithms against the CPU) and test_engine on CUDA;
+# (cuda_gemm.c, CINFER_GEMM_BUCKETS=1, opt-in) in one device call:
+#   1. test_cuda_ops bf16 --quick with the buckets on (its bucket case
+#      checks the timed algorithms against the CPU) and test_engine on CUDA;
 #   2. the 8B layer GEMMs at mixed-step token counts: the heuristic's first
 #      (CINFER_GEMM_TUNE=0), the buckets (default), every plan timed (=2);
 #   3. serving 256 ± 50 % at 32 req/s (gpu_serve_bench.sh, its step table):
@@ -16,16 +16,16 @@ m=/tmp/cinfer-l8
 [ -f $m/config.json ] || python3 tools/make_random_model.py --shape llama-3-8b --out $m \
     --tokenizer-dir "$T" >/tmp/mk.log 2>&1 &
 echo "== checks ($(date +%T))"
-CINFER_TEST_MODES=bf16 CINFER_TEST_QUICK=1 timeout 150 $B/test_cuda_ops >/tmp/ops.log 2>&1
+CINFER_GEMM_BUCKETS=1 CINFER_TEST_MODES=bf16 CINFER_TEST_QUICK=1 timeout 150 $B/test_cuda_ops >/tmp/ops.log 2>&1
 echo "test_cuda_ops bf16 quick: rc=$? $(grep -E 'passed' /tmp/ops.log | tail -1)"
 grep -m8 -E "FAIL|CHECK" /tmp/ops.log
 if [ -x $B/test_engine ]; then
-    CINFER_TEST_DEVICE=cuda timeout 150 $B/test_engine >/tmp/eng.log 2>&1
+    CINFER_GEMM_BUCKETS=1 CINFER_TEST_DEVICE=cuda timeout 150 $B/test_engine >/tmp/eng.log 2>&1
     echo "test_engine cuda: rc=$? $(grep -E 'passed' /tmp/eng.log | tail -1)"
 fi
 echo "== GEMMs ($(date +%T))"
 for t in 0 1 2; do
-    CINFER_GEMM_TUNE=$t CINFER_TEST_MODES=gemm timeout 90 $B/test_cuda_ops 2>&1 | grep -E "gemm n=|tops"
+    CINFER_GEMM_BUCKETS=1 CINFER_GEMM_TUNE=$t CINFER_TEST_MODES=gemm timeout 90 $B/test_cuda_ops 2>&1 | grep -E "gemm n=|tops"
 done
 wait
 srv() { # srv LABEL ENV [serve flags]
@@ -40,8 +40,8 @@ srv() { # srv LABEL ENV [serve flags]
         sort -n | awk '{a[NR]=$1} END {if (NR) printf "server-side TTFT (%d): p50 %.1f, p90 %.1f, p99 %.1f ms\n", NR, a[int(NR*0.5)+1], a[int(NR*0.9)+1], a[int(NR*0.99)+1]}'
     grep -m2 -iE "startup|ready in|profil" /tmp/srv_$n/server.log
 }
-srv buckets X=1
+srv buckets CINFER_GEMM_BUCKETS=1
 srv nobuckets CINFER_GEMM_BUCKETS=0
-srv buckets_pf X=1 --prefill-first
+srv buckets_pf CINFER_GEMM_BUCKETS=1 --prefill-first
 srv nobuckets_pf CINFER_GEMM_BUCKETS=0 --prefill-first
 echo "done at ${SECONDS} s"

@@ -69,8 +69,8 @@ static ci_status tune_eager_gemms(ci_runner *r, ci_batch *b, ci_kv_cache *kv) {
     int32_t *li = malloc(sizeof(int32_t) * (size_t)most), qs[2] = {0, 0}, ctx = 0;
     if (!li) return ci_errorf(CI_ERR_NOMEM, "runner: out of memory (GEMM tuning)");
     ci_status s = ci_ok();
-    r->be->ops->tune_gemms(r->be, 1);
-    for (int t = 32; t <= most && !s.code; t += 32) {
+    const int on = r->be->ops->tune_gemms(r->be, 1);
+    for (int t = 32; on && t <= most && !s.code; t += 32) {
         const int nl = t < rows ? t : rows;
         for (int i = 0; i < nl; i++)
             li[i] = t - nl + i;

@@ -45,6 +45,9 @@ void ci_cu_decode_cluster(int on);
 long long ci_cuda_skinny_calls(const struct ci_backend *be);
 /* (tests) GEMM plans that took their token-count bucket's timed algorithm */
 long long ci_cuda_bucket_plans(const struct ci_backend *be);
+/* eager GEMM algorithms by token-count bucket (cuda_gemm.c): on with
+ * CINFER_GEMM_BUCKETS=1 */
+int ci_cuda_gemm_buckets_on(void);
 /* whether this backend runs it at all (CINFER_SKINNY set, a compute 9.0 GPU) */
 int ci_cuda_skinny_on(const struct ci_backend *be);
 #endif

@@ -234,8 +234,9 @@ static ci_status cu_prepare_batch_static(ci_backend *be, const ci_batch *host, c
     return pack_batch(c, host, dev, &c->smeta_host, &c->smeta_dev, &c->smeta_cap, 0);
 }
 
-static void cu_tune_gemms(ci_backend *be, int on) {
+static int cu_tune_gemms(ci_backend *be, int on) {
     ci_cuda_of(be)->gemm_tune_eager = on && ci_cuda_gemm_buckets_on();
+    return ci_cuda_gemm_buckets_on();
 }
 
 static ci_status cu_mem_info(ci_backend *be, size_t *free_bytes, size_t *total_bytes) {

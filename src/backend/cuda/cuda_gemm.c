@@ -176,12 +176,14 @@ static struct bucket_memo {
 } g_bmemo[TUNE_MEMO];
 static int g_nbmemo;
 
-/* CINFER_GEMM_BUCKETS=0: eager plans as before, the heuristic's first (A/B) */
+/* CINFER_GEMM_BUCKETS=1 turns the buckets on: off by default until a GPU
+ * call has run their test and their serving A/B (written without a GPU;
+ * off, eager plans take the heuristic's first as before) */
 int ci_cuda_gemm_buckets_on(void) {
     static int on = -1;
     if (on < 0) {
         const char *e = getenv("CINFER_GEMM_BUCKETS");
-        on = !(e && *e == '0');
+        on = e && *e == '1';
     }
     return on;
 }

@@ -117,9 +117,6 @@ typedef struct ci_cuda {
  * (cuda_gemm.c): wq [m][k] and xq [n][k] E4M3; mode 1: ws per row of wq, xs
  * per row of xq; mode 2: ws per 128x128 block ([ceil(m/128)][ld kb4]), xs per
  * row and 128 columns ([k/128][n]). y BF16 or F32. */
-/* eager GEMM algorithms by token-count bucket (cuda_gemm.c): on unless
- * CINFER_GEMM_BUCKETS=0 */
-int ci_cuda_gemm_buckets_on(void);
 ci_status ci_cuda_gemm_fp8(ci_cuda *c, int mode, const void *wq, const float *ws, const void *xq,
                            const float *xs, int64_t m, int64_t n, int64_t k, ci_dtype ydt,
                            const float *bias, void *y);
