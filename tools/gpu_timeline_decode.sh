@@ -6,7 +6,9 @@
 # ~20 % above the real step), the times are the step's own.
 # usage: tools/gpu_timeline_decode.sh TIMELINE_BIN_DIR MODEL_DIR [OUT_CSV] [engine options]
 #   BATCH=48 INPUT=384: a serving-shaped step instead (issue 14's ITL: ~46 sequences at
-#   32 req/s, contexts ~400), graphs up to the default sizes
+#   32 req/s, contexts ~400), graphs up to the default sizes; OUTPUT=1: the last forward is
+#   the prompt's own eager step (INPUT=300: a --prefill-first TTFT step; cuBLASLt's kernels
+#   count in the row before them)
 set -uo pipefail
 bin=$(cd "${1:?TIMELINE_BIN_DIR}" && pwd)
 m=${2:?MODEL_DIR}
@@ -17,6 +19,6 @@ bs=${BATCH:-1}
 g=()
 [ "$bs" = 1 ] && g=(--max-graph-batch-size 1)
 CINFER_TIMELINE_OUT=$out "$bin/cinfer" bench latency -m "$m" --device cuda --batch-size "$bs" \
-    --input-len "${INPUT:-128}" --output-len 64 --num-iters 1 --max-model-len 4096 "${g[@]}" \
+    --input-len "${INPUT:-128}" --output-len "${OUTPUT:-64}" --num-iters 1 --max-model-len 4096 "${g[@]}" \
     "$@" 2>&1 | grep -E "^decode tok/s|timeline|rror"
 [ -s "$out" ] && python3 "$(dirname "$0")/timeline_step.py" "$out"
