@@ -62,7 +62,7 @@ static ci_status attach(ci_runner *r) {
  * bucket (cuda_gemm.c). b: the profiling batch (one sequence, enough
  * tokens); its counts are restored. */
 static ci_status tune_eager_gemms(ci_runner *r, ci_batch *b, ci_kv_cache *kv) {
-    if (!r->be->ops->tune_gemms || r->cfg.enforce_eager) return ci_ok();
+    if (!r->be->ops->tune_gemms) return ci_ok();
     const ci_batch keep = *b;
     const int most = b->num_tokens < 512 ? b->num_tokens : 512;
     const int rows = (int)ci_model_logits(r->model)->rows;
