@@ -939,50 +939,11 @@ static void test_skinny(void) {
     gpu = NULL;
 }
 
-/* CINFER_TEST_MODES=gemm: the four layer GEMMs of the Llama-3-8B shape at
- * the token counts of serving's mixed steps (a prompt of 128-384 tokens
- * beside 0-64 decodes) and of decode batches, cuBLASLt as the process's
- * CINFER_GEMM_TUNE has it: 0 the heuristic's first, 2 every eager plan
- * timed, else (the default) the buckets' tops timed first, as the
- * runner's startup does */
-static void bench_gemm_sweep(void) {
-    ci_backend_options o = {0, 0, CI_ACT_BF16};
-    CHECK_OK(ci_backend_create("cuda", &o, &gpu));
-    const char *t = getenv("CINFER_GEMM_TUNE");
-    mode = t && *t == '2' ? "bf16 tuned" : t && *t == '0' ? "bf16 heuristic" : "bf16 bucketed";
-    static const int nb[] = {48, 128, 192, 256, 302, 320, 384, 448, 512};
-    if (!(t && (*t == '0' || *t == '2'))) { /* the runner's startup tuning, at the tops */
-        gpu->ops->tune_gemms(gpu, 1);
-        for (size_t i = 0; i < sizeof nb / sizeof nb[0]; i++) {
-            const int top = (nb[i] + 31) / 32 * 32;
-            bench_gemm(top, 6144, 4096);
-            bench_gemm(top, 4096, 4096);
-            bench_gemm(top, 14336 * 2, 4096);
-            bench_gemm(top, 4096, 14336);
-        }
-        gpu->ops->tune_gemms(gpu, 0);
-        printf("(bucket tops tuned; the rows below take their buckets' algorithms)\n");
-    }
-    for (size_t i = 0; i < sizeof nb / sizeof nb[0]; i++) {
-        bench_gemm(nb[i], 6144, 4096);
-        bench_gemm(nb[i], 4096, 4096);
-        bench_gemm(nb[i], 14336 * 2, 4096);
-        bench_gemm(nb[i], 4096, 14336);
-    }
-    ci_backend_destroy(gpu);
-    gpu = NULL;
-}
-
 int main(void) {
     if (ci_cuda_device_count() <= 0) test_skip("no CUDA device");
     const char *qe = getenv("CINFER_TEST_QUICK"); /* sanitizer runs: fewer long cases, no timing */
     quick = qe && qe[0] && qe[0] != '0';
-    const char *modes =
-        getenv("CINFER_TEST_MODES"); /* bf16 | f32 | skinny | gemm | (default) all */
-    if (modes && !strcmp(modes, "gemm")) {
-        bench_gemm_sweep();
-        return test_finish("test_cuda_ops");
-    }
+    const char *modes = getenv("CINFER_TEST_MODES"); /* bf16 | f32 | skinny | (default) all */
     CHECK_OK(ci_backend_create("cpu", NULL, &cpu));
     for (int m = 0; m < 2; m++) {
         if (modes && *modes && strcmp(modes, m == 0 ? "bf16" : "f32") != 0) continue;

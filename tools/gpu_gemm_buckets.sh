@@ -3,8 +3,8 @@
 # (cuda_gemm.c, CINFER_GEMM_BUCKETS=1, opt-in) in one device call:
 #   1. test_cuda_ops bf16 --quick with the buckets on (its bucket case
 #      checks the timed algorithms against the CPU) and test_engine on CUDA;
-#   2. the 8B layer GEMMs at mixed-step token counts: the heuristic's first
-#      (CINFER_GEMM_TUNE=0), the buckets (default), every plan timed (=2);
+#   2. the 8B layer GEMMs at mixed-step token counts (bench_cuda_gemm): the
+#      heuristic's first (CINFER_GEMM_TUNE=0), the buckets, every plan timed (=2);
 #   3. serving 256 ± 50 % at 32 req/s (gpu_serve_bench.sh, its step table):
 #      buckets on / off, mixed steps, then --prefill-first with buckets on.
 # usage: tools/gpu_gemm_buckets.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
@@ -25,7 +25,7 @@ if [ -x $B/test_engine ]; then
 fi
 echo "== GEMMs ($(date +%T))"
 for t in 0 1 2; do
-    CINFER_GEMM_BUCKETS=1 CINFER_GEMM_TUNE=$t CINFER_TEST_MODES=gemm timeout 90 $B/test_cuda_ops 2>&1 | grep -E "gemm n=|tops"
+    CINFER_GEMM_BUCKETS=1 CINFER_GEMM_TUNE=$t timeout 90 $B/bench_cuda_gemm 2>&1
 done
 wait
 srv() { # srv LABEL ENV [serve flags]
