@@ -7,8 +7,8 @@
 # usage: tools/gpu_timeline_decode.sh TIMELINE_BIN_DIR MODEL_DIR [OUT_CSV] [engine options]
 #   BATCH=48 INPUT=384: a serving-shaped step instead (issue 14's ITL: ~46 sequences at
 #   32 req/s, contexts ~400), graphs up to the default sizes; OUTPUT=1: the last forward is
-#   the prompt's own eager step (INPUT=300: a --prefill-first TTFT step; cuBLASLt's kernels
-#   count in the row before them)
+#   the prompt's own eager step (INPUT=300: a --prefill-first TTFT step; each cuBLASLt GEMM
+#   is the row "ci_tl_gemm", grid x = its output rows / 1024 + 1)
 set -uo pipefail
 bin=$(cd "${1:?TIMELINE_BIN_DIR}" && pwd)
 m=${2:?MODEL_DIR}

@@ -427,6 +427,7 @@ ci_status ci_cuda_matmul(ci_backend *be, const ci_tensor *x, const ci_tensor *w,
     /* acc: beta = 1 with C = D = y (in place; BF16 then rounds once, not
      * twice as the GEMV's ci_st_out does) */
     const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
+    CI_CU_LAUNCH("timeline mark", ci_cu_tl_gemm(c->stream, w->rows));
     CI_LT_TRY(cublasLtMatmul(c->lt, p->desc, &one, w->data, p->la, x->data, p->lb, &beta, y->data,
                              p->lc, y->data, p->lc, &p->algo, c->workspace, CI_CU_GEMM_WORKSPACE,
                              c->stream));
@@ -453,6 +454,7 @@ ci_status ci_cuda_gemm_fp8(ci_cuda *c, int mode, const void *wq, const float *ws
         CI_LT_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                                  sizeof bias));
     const float one = 1.0f, zero = 0.0f;
+    CI_CU_LAUNCH("timeline mark", ci_cu_tl_gemm(c->stream, m));
     CI_LT_TRY(cublasLtMatmul(c->lt, p->desc, &one, wq, p->la, xq, p->lb, &zero, y, p->lc, y, p->lc,
                              &p->algo, c->workspace, CI_CU_GEMM_WORKSPACE, c->stream));
     if (bias && !p->bias_ok)
@@ -466,6 +468,7 @@ ci_status ci_cuda_gemm_i8(ci_cuda *c, const void *wq, const void *xq, int64_t m,
     ci_cu_gemm_plan *p;
     CI_TRY(plan_get(c, m, n, k, CUDA_R_8I, CUDA_R_32I, 0, 0, NULL, 0, &p));
     const int32_t one = 1, zero = 0;
+    CI_CU_LAUNCH("timeline mark", ci_cu_tl_gemm(c->stream, m));
     CI_LT_TRY(cublasLtMatmul(c->lt, p->desc, &one, wq, p->la, xq, p->lb, &zero, sums, p->lc, sums,
                              p->lc, &p->algo, c->workspace, CI_CU_GEMM_WORKSPACE, c->stream));
     return ci_ok();

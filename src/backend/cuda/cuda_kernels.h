@@ -195,6 +195,9 @@ int ci_cu_tl_enable(void);
 int ci_cu_tl_begin(void *stream, const void *graph);
 void ci_cu_tl_graph(const void *graph);
 void ci_cu_tl_dump(void *stream);
+/* (timeline builds) a marker before a cuBLASLt GEMM of `rows` output rows,
+ * so the GEMM gets a row of its own; a no-op otherwise */
+int ci_cu_tl_gemm(void *stream, long long rows);
 
 /* Quantized weights (cuda_qmatmul.cu); w is a host ci_qweight whose arrays
  * are device memory. y[n][rows] = x[n][cols] . dequant(w)^T (+ bias) for

@@ -143,7 +143,27 @@ extern "C" void ci_cu_tl_dump(void *stream) {
         free(tl_graphs[i].log);
     tl_ngraphs = 0;
 }
+
+/* A cuBLASLt GEMM's own row: launched just before one, this empty kernel
+ * records when the kernel before the GEMM completed, so the time to the
+ * next record is the GEMM's (not added to its predecessor's row); grid x =
+ * the GEMM's output rows / 1024 + 1 tells q|k|v, o, gate|up, down and the
+ * LM head apart (timeline_step.py names it "ci_tl_gemm"). */
+__global__ void ci_tl_gemm(void) {
+    ci_pdl_trigger();
+    ci_pdl_wait();
+}
+extern "C" int ci_cu_tl_gemm(void *stream, long long rows) {
+    if (!tl_dev) return cudaSuccess;
+    return ci_cu_launch(ci_tl_gemm, dim3((unsigned)(rows / 1024 + 1)), dim3(32), 0,
+                        (cudaStream_t)stream);
+}
 #else
+extern "C" int ci_cu_tl_gemm(void *stream, long long rows) {
+    (void)stream;
+    (void)rows;
+    return cudaSuccess;
+}
 extern "C" int ci_cu_tl_enable(void) {
     const char *out = getenv("CINFER_TIMELINE_OUT");
     if (out && *out)
