@@ -336,8 +336,8 @@ typedef struct ci_backend_ops {
      * too (the runner's startup forwards at a few token counts: CUDA times
      * cuBLASLt's candidates once a bucket of token counts, so eager steps
      * later find a timed algorithm instead of the heuristic's first).
-     * Returns whether it tunes at all (0: no forwards needed). NULL:
-     * nothing to tune. */
+     * Returns whether it tunes at all (0: nothing was turned on, no
+     * forwards needed). NULL: nothing to tune. */
     int (*tune_gemms)(ci_backend *be, int on);
     /* prepare_batch into one persistent buffer whose address never changes,
      * for CUDA graphs: the same array sizes give the same device pointers on

@@ -55,6 +55,12 @@ static ci_status attach(ci_runner *r) {
     return r->ranks && r->be->ops->thread_attach ? r->be->ops->thread_attach(r->be) : ci_ok();
 }
 
+/* forward time dt (launch, wait), the eager steps' share kept apart */
+static void add_forward_time(ci_runner *r, int eager, double dt) {
+    r->st.time_forward_s += dt;
+    if (eager) r->st.time_forward_eager_s += dt;
+}
+
 /* The eager steps' GEMM algorithms (backend tune_gemms): one forward of a
  * prompt of each token count 32, 64, .. 512 on the profiling forward's
  * scratch cache, every row's logits, its GEMM plans timed, so that a
@@ -62,15 +68,13 @@ static ci_status attach(ci_runner *r) {
  * bucket (cuda_gemm.c). b: the profiling batch (one sequence, enough
  * tokens); its counts are restored. */
 static ci_status tune_eager_gemms(ci_runner *r, ci_batch *b, ci_kv_cache *kv) {
-    if (!r->be->ops->tune_gemms) return ci_ok();
+    if (!r->be->ops->tune_gemms || !r->be->ops->tune_gemms(r->be, 1)) return ci_ok();
     const ci_batch keep = *b;
     const int most = b->num_tokens < 512 ? b->num_tokens : 512;
     const int rows = (int)ci_model_logits(r->model)->rows;
     int32_t *li = malloc(sizeof(int32_t) * (size_t)most), qs[2] = {0, 0}, ctx = 0;
-    if (!li) return ci_errorf(CI_ERR_NOMEM, "runner: out of memory (GEMM tuning)");
-    ci_status s = ci_ok();
-    const int on = r->be->ops->tune_gemms(r->be, 1);
-    for (int t = 32; on && t <= most && !s.code; t += 32) {
+    ci_status s = li ? ci_ok() : ci_errorf(CI_ERR_NOMEM, "runner: out of memory (GEMM tuning)");
+    for (int t = 32; t <= most && !s.code; t += 32) {
         const int nl = t < rows ? t : rows;
         for (int i = 0; i < nl; i++)
             li[i] = t - nl + i;
@@ -85,7 +89,7 @@ static ci_status tune_eager_gemms(ci_runner *r, ci_batch *b, ci_kv_cache *kv) {
     r->be->ops->tune_gemms(r->be, 0);
     *b = keep;
     free(li);
-    return s.code ? ci_status_wrap(s, "runner: GEMM tuning forwards") : s;
+    return s.code && li ? ci_status_wrap(s, "runner: GEMM tuning forwards") : s;
 }
 
 /* Device KV budget, as vLLM sizes it: run one forward at the largest step
@@ -434,8 +438,7 @@ static ci_status launch(ci_runner *r, ci_runner_step *st, ci_sample_result *resu
     if (r->ranks) fs = ci_ranks_end(r->ranks, fs);
     CI_TRY(fs);
     double t1 = ci_now();
-    r->st.time_forward_s += t1 - t0;
-    if (r->cur_eager) r->st.time_forward_eager_s += t1 - t0;
+    add_forward_time(r, r->cur_eager, t1 - t0);
     if (st->num_rows > 0) {
         if (r->fault) CI_TRY(r->fault(r->fault_user, CI_FAULT_SAMPLE, r->step, -1, -1));
         CI_TRACE_PUSH("sample");
@@ -473,9 +476,7 @@ ci_status ci_runner_wait_ready(ci_runner *r) {
     CI_TRACE_PUSH("wait ready");
     ci_status s = r->be->ops->wait_ready(r->be);
     CI_TRACE_POP();
-    const double dt = ci_now() - t0;
-    r->st.time_forward_s += dt;
-    if (r->eager_q[0]) r->st.time_forward_eager_s += dt;
+    add_forward_time(r, r->eager_q[0], ci_now() - t0);
     return s;
 }
 
@@ -492,11 +493,7 @@ ci_status ci_runner_wait(ci_runner *r) {
     CI_TRACE_PUSH("wait");
     ci_status s = r->be->ops->sample_wait(r->be);
     CI_TRACE_POP();
-    if (!r->launching) { /* else the launch's time has it */
-        const double dt = ci_now() - t0;
-        r->st.time_forward_s += dt;
-        if (eager) r->st.time_forward_eager_s += dt;
-    }
+    if (!r->launching) add_forward_time(r, eager, ci_now() - t0); /* else the launch's has it */
     return s;
 }
 

@@ -126,20 +126,34 @@ done:
  * second engine, another rank) takes the first one's pick instead of
  * timing again, so two backends of one process compute the same bits. */
 #define TUNE_MEMO 512
-static struct tune_memo {
+
+/* what a memo entry is keyed by: a plan's shape and types, its token count
+ * n exact (the picks) or rounded up to its bucket (the eager buckets) */
+typedef struct memo_key {
     int64_t m, n, k;
-    int ab, cd, bias, fp8, pick;
+    int ab, cd, bias, fp8;
+} memo_key;
+
+static memo_key key_of(const ci_cu_gemm_plan *p, int64_t n, int bias) {
+    return (memo_key){p->m, n, p->k, (int)p->ab, (int)p->cd, bias, p->fp8};
+}
+
+static int key_eq(const memo_key *a, const memo_key *b) {
+    return a->m == b->m && a->n == b->n && a->k == b->k && a->ab == b->ab && a->cd == b->cd &&
+           a->bias == b->bias && a->fp8 == b->fp8;
+}
+
+static struct tune_memo {
+    memo_key key;
+    int pick;
 } g_memo[TUNE_MEMO];
 static int g_nmemo;
 static pthread_mutex_t g_memo_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static int memo_find(const ci_cu_gemm_plan *p, int bias) {
-    for (int i = 0; i < g_nmemo; i++) {
-        const struct tune_memo *e = &g_memo[i];
-        if (e->m == p->m && e->n == p->n && e->k == p->k && e->ab == (int)p->ab &&
-            e->cd == (int)p->cd && e->bias == bias && e->fp8 == p->fp8)
-            return e->pick;
-    }
+    const memo_key key = key_of(p, p->n, bias);
+    for (int i = 0; i < g_nmemo; i++)
+        if (key_eq(&g_memo[i].key, &key)) return g_memo[i].pick;
     return -1;
 }
 
@@ -151,8 +165,7 @@ static int tune_choose(ci_cuda *c, ci_cu_gemm_plan *p, const cublasLtMatmulHeuri
     if (pick < 0 || pick >= n) {
         pick = tune_pick(c, p, res, n, t, with_bias);
         if (g_nmemo < TUNE_MEMO)
-            g_memo[g_nmemo++] = (struct tune_memo){p->m,       p->n,      p->k,   (int)p->ab,
-                                                   (int)p->cd, with_bias, p->fp8, pick};
+            g_memo[g_nmemo++] = (struct tune_memo){key_of(p, p->n, with_bias), pick};
     }
     pthread_mutex_unlock(&g_memo_mu);
     return pick;
@@ -170,8 +183,7 @@ static int tune_choose(ci_cuda *c, ci_cu_gemm_plan *p, const cublasLtMatmulHeuri
  * descriptor and an algorithm check, not a heuristic query. */
 #define BUCKET_ROWS 32
 static struct bucket_memo {
-    int64_t m, nb, k;
-    int ab, cd, bias, fp8;
+    memo_key key; /* n: the bucket's top count */
     cublasLtMatmulAlgo_t algo;
 } g_bmemo[TUNE_MEMO];
 static int g_nbmemo;
@@ -194,13 +206,9 @@ static int64_t bucket_of(int64_t n) {
 
 /* (under g_memo_mu) the bucket's entry of p, or NULL */
 static struct bucket_memo *bmemo_find(const ci_cu_gemm_plan *p, int bias) {
-    const int64_t nb = bucket_of(p->n);
-    for (int i = 0; i < g_nbmemo; i++) {
-        struct bucket_memo *e = &g_bmemo[i];
-        if (e->m == p->m && e->nb == nb && e->k == p->k && e->ab == (int)p->ab &&
-            e->cd == (int)p->cd && e->bias == bias && e->fp8 == p->fp8)
-            return e;
-    }
+    const memo_key key = key_of(p, bucket_of(p->n), bias);
+    for (int i = 0; i < g_nbmemo; i++)
+        if (key_eq(&g_bmemo[i].key, &key)) return &g_bmemo[i];
     return NULL;
 }
 
@@ -227,9 +235,8 @@ static void bmemo_put(const ci_cu_gemm_plan *p, int bias) {
     pthread_mutex_lock(&g_memo_mu);
     struct bucket_memo *e = bmemo_find(p, bias);
     if (!e && g_nbmemo < TUNE_MEMO) e = &g_bmemo[g_nbmemo++];
-    if (e && (e->m == 0 || p->n == bucket_of(p->n)))
-        *e = (struct bucket_memo){p->m, bucket_of(p->n), p->k,   (int)p->ab, (int)p->cd,
-                                  bias, p->fp8,          p->algo};
+    if (e && (e->key.m == 0 || p->n == bucket_of(p->n)))
+        *e = (struct bucket_memo){key_of(p, bucket_of(p->n), bias), p->algo};
     pthread_mutex_unlock(&g_memo_mu);
 }
 
