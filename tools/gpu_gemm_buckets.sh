@@ -5,8 +5,9 @@
 #      checks the timed algorithms against the CPU) and test_engine on CUDA;
 #   2. the 8B layer GEMMs at mixed-step token counts (bench_cuda_gemm): the
 #      heuristic's first (CINFER_GEMM_TUNE=0), the buckets, every plan timed (=2);
-#   3. serving 256 ± 50 % at 32 req/s (gpu_serve_bench.sh, its step table):
-#      buckets on / off, mixed steps, then --prefill-first with buckets on.
+#   3. serving 256 ± 50 % at 32 req/s (gpu_prefill_first.sh's servers, each
+#      with gpu_serve_bench.sh's step table): buckets on / off, mixed steps,
+#      then the same with --prefill-first.
 # usage: tools/gpu_gemm_buckets.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
 set -uo pipefail
 B=$(cd "${1:?BIN_DIR}" && pwd)
@@ -28,20 +29,6 @@ for t in 0 1 2; do
     CINFER_GEMM_BUCKETS=1 CINFER_GEMM_TUNE=$t timeout 90 $B/bench_cuda_gemm 2>&1
 done
 wait
-srv() { # srv LABEL ENV [serve flags]
-    local n=$1 e=$2
-    shift 2
-    [ $((limit - SECONDS)) -gt 70 ] || { echo "-- $n: skipped"; return; }
-    echo "-- serve $n ($(date +%T), ${SECONDS} s)"
-    env $e OUT=/tmp/srv_$n MAIN_RATES=32 RANGE_RATIO=0.5 SWEEP=0 \
-        timeout $((limit - SECONDS < 150 ? limit - SECONDS : 150)) \
-        bash tools/gpu_serve_bench.sh $B $m "$@" 2>&1 | grep -E "^\| (32|inf)|rror|did not"
-    grep -o "ttft=[0-9.]*ms" /tmp/srv_$n/server.log | sed -n '17,656p' | tr -dc '0-9.\n' |
-        sort -n | awk '{a[NR]=$1} END {if (NR) printf "server-side TTFT (%d): p50 %.1f, p90 %.1f, p99 %.1f ms\n", NR, a[int(NR*0.5)+1], a[int(NR*0.9)+1], a[int(NR*0.99)+1]}'
-    grep -m2 -iE "startup|ready in|profil" /tmp/srv_$n/server.log
-}
-srv buckets CINFER_GEMM_BUCKETS=1
-srv nobuckets CINFER_GEMM_BUCKETS=0
-srv buckets_pf CINFER_GEMM_BUCKETS=1 --prefill-first
-srv nobuckets_pf CINFER_GEMM_BUCKETS=0 --prefill-first
-echo "done at ${SECONDS} s"
+on=CINFER_GEMM_BUCKETS=1 off=CINFER_GEMM_BUCKETS=0 pf=--prefill-first
+SERVERS="buckets $on; nobuckets $off; buckets_pf $on $pf; nobuckets_pf $off $pf" RATES=32 \
+    LIMIT=$((limit - SECONDS)) "$(dirname "$0")/gpu_prefill_first.sh" "$B" "$T"

@@ -5,6 +5,8 @@
 # 32 req/s and all 400 at once (tools/gpu_serve_bench.sh, MAIN_RATES="32
 # inf"), the client's latencies and the server's own TTFT (its access log)
 # for the 32 req/s requests.
+# SERVERS="LABEL ENV=V [serve flags]; ..." replaces the two servers (default
+# "default X=1; prefill_first X=1 --prefill-first"), e.g. an A/B of a switch.
 # usage: tools/gpu_prefill_first.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 400)
 set -uo pipefail
 B=$(cd "${1:?BIN_DIR}" && pwd)
@@ -13,17 +15,19 @@ limit=${LIMIT:-400}
 m=/tmp/cinfer-l8
 [ -f $m/config.json ] || python3 tools/make_random_model.py --shape llama-3-8b --out $m \
     --tokenizer-dir "$T" 2>&1 | tail -1
-srv() { # srv LABEL [serve flags]
-    local n=$1
-    shift
+srv() { # srv LABEL ENV=V [serve flags]
+    local n=$1 e=$2
+    shift 2
     [ $((limit - SECONDS)) -gt 70 ] || { echo "-- $n: skipped"; return; }
     echo "-- serve $n ($(date +%T), ${SECONDS} s)"
-    OUT=/tmp/srv_$n MAIN_RATES="${RATES:-32 inf}" RANGE_RATIO=0.5 SWEEP=0 timeout $((limit - SECONDS < 200 ? limit - SECONDS : 200)) \
+    env $e OUT=/tmp/srv_$n MAIN_RATES="${RATES:-32 inf}" RANGE_RATIO=0.5 SWEEP=0 timeout $((limit - SECONDS < 200 ? limit - SECONDS : 200)) \
         bash tools/gpu_serve_bench.sh $B $m "$@" 2>&1 | grep -E "^\| (32|inf)|rror|did not"
     # the server's own TTFT of the 640 requests at 32 req/s (after the 16 of the warm-up)
     grep -o "ttft=[0-9.]*ms" /tmp/srv_$n/server.log | sed -n '17,656p' | tr -dc '0-9.\n' |
         sort -n | awk '{a[NR]=$1} END {if (NR) printf "server-side TTFT at 32 req/s (%d): p50 %.1f, p90 %.1f, p99 %.1f ms\n", NR, a[int(NR*0.5)+1], a[int(NR*0.9)+1], a[int(NR*0.99)+1]}'
 }
-srv default
-srv prefill_first --prefill-first
+IFS=';' read -r -a servers <<<"${SERVERS:-default X=1; prefill_first X=1 --prefill-first}"
+for v in "${servers[@]}"; do
+    srv $v
+done
 echo "done at ${SECONDS} s"
