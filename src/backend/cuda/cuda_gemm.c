@@ -47,11 +47,11 @@ void ci_cuda_gemm_plans_free(ci_cuda *c) {
  * times the heuristic's first TUNE_ALGOS algorithms on its own operands and keeps the fastest,
  * instead of the heuristic's first: cuBLASLt's pick for skinny decode GEMMs streams the weights at
  * ~89 % of the copy rate at batch 48; the fastest gave +1.8 % decode tok/s there (H200,
- * docs/benchmarks.md). Eager steps (prefill, mixed) take their token-count bucket's algorithm,
- * timed at startup (below), or the heuristic's first: no timing on a new shape mid-serve. The CUDA
- * suites pass with it; on an H100 it gave +1.8 % at batch 48, ITL -3 % serving at 32 req/s, offline
- * +0.2 % (2026-12-05). The pick is by timing, so two processes may pick differently and round
- * differently: CINFER_GEMM_TUNE=0 for bitwise-reproducible runs. */
+ * docs/benchmarks.md). Eager steps (prefill, mixed) take the heuristic's first (or, opt-in, their
+ * token-count bucket's algorithm timed at startup, below): no timing on a new shape mid-serve. The
+ * CUDA suites pass with it; on an H100 it gave +1.8 % at batch 48, ITL -3 % serving at 32 req/s,
+ * offline +0.2 % (2026-12-05). The pick is by timing, so two processes may pick differently and
+ * round differently: CINFER_GEMM_TUNE=0 for bitwise-reproducible runs. */
 #define TUNE_MAX_N 512
 #define TUNE_ALGOS 8
 
@@ -188,9 +188,10 @@ static struct bucket_memo {
 } g_bmemo[TUNE_MEMO];
 static int g_nbmemo;
 
-/* CINFER_GEMM_BUCKETS=1 turns the buckets on: off by default until a GPU
- * call has run their test and their serving A/B (written without a GPU;
- * off, eager plans take the heuristic's first as before) */
+/* CINFER_GEMM_BUCKETS=1 turns the buckets on; off by default: correct, but
+ * on an H100 a 300-token prefill step took 6 % longer with them and a
+ * 448-token one 1 % (docs/benchmarks.md, thirty-third session); off, eager
+ * plans take the heuristic's first */
 int ci_cuda_gemm_buckets_on(void) {
     static int on = -1;
     if (on < 0) {
