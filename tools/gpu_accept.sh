@@ -34,21 +34,14 @@ ckpts_bg f8h g4h
             run_t 150 ${t#test_} env CINFER_TEST_NO_BENCH=1 CINFER_TEST_DEVICE=cuda $B/$t
         done
     fi
-    if step "prefill attention, production launcher" 120; then
-        LAB_CASE="target,8 x 4096" LAB_VER=prod timeout 100 $B/kernel_prefill_attention 2>&1 |
-            grep -E "^==|^prod" | cut -c1-100
-        timeout 90 python3 bench/kernels/prefill_attention_sdpa.py 128 64 2>&1 | tail -2
-    fi
+    step "prefill attention, production launcher" 120 && prefill_lines
     # PEER=1: the compiled-PyTorch batch-1 peer (gpt-fast's recipe, issue 14)
     # on the bf16 checkpoint once it is written (~120 s of compile; the
     # quantized checkpoints are made meanwhile), cinfer's bf16 rounds below
     if [ -n "${PEER:-}" ]; then
         # the maker starts the first quantization once $M8 is whole
         while [ ! -f $QD/f8h.log ] && [ ! -f $QD/ALL ] && [ "$(left)" -gt 300 ]; do sleep 2; done
-        if step "compiled PyTorch peer, batch 1" 300; then
-            timeout $(($(left) - 240)) python3 tools/peer_compiled_decode.py $M8 --input-len 128 \
-                --output-len 256 2>&1 | grep -E "^peer" | sed 's/^/gpt-fast-style /'
-        fi
+        step "compiled PyTorch peer, batch 1" 300 && peer1 $(($(left) - 240))
     fi
     # the batch-1 rounds need ~20 s a run; at LIMIT=290 (2026-12-06) the
     # old 240 s margin gave up on the checkpoints 50 s in

@@ -12,18 +12,11 @@ set -uo pipefail
 . "$(dirname "$0")/gpu_step.bash" "$@"
 model_bg llama-3-8b $M8
 {
-    if step "prefill attention, production launcher" 200; then
-        LAB_CASE="target,8 x 4096" LAB_VER=prod timeout 100 $B/kernel_prefill_attention 2>&1 |
-            grep -E "^==|^prod" | cut -c1-100
-        timeout 90 python3 bench/kernels/prefill_attention_sdpa.py 128 64 2>&1 | tail -2
-    fi
+    step "prefill attention, production launcher" 200 && prefill_lines
     model_wait $M8
     step "batch-1 decode, cinfer / compiled PyTorch / cinfer" 60
     lat1 bf16 $M8 X=0 --
-    if [ "$(left)" -gt 100 ]; then
-        timeout $(($(left) - 40)) python3 tools/peer_compiled_decode.py $M8 --input-len 128 \
-            --output-len 256 2>&1 | grep -E "^peer" | sed 's/^/gpt-fast-style /'
-    fi
+    [ "$(left)" -gt 100 ] && peer1 $(($(left) - 40))
     lat1 bf16 $M8 X=0 --
     echo "done at ${SECONDS} s"
 } 2>&1 | tee $out/batch1_peer.txt

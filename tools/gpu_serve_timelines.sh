@@ -7,16 +7,13 @@
 #   2. a prompt's own eager step of 300 tokens (a --prefill-first TTFT step): its GEMMs (each
 #      cuBLASLt call a row "ci_tl_gemm") against the small kernels and the gaps.
 # Each timeline's CSV and table go to $OUT (default /tmp).
-# usage: tools/gpu_serve_timelines.sh TIMELINE_BIN_DIR LLAMA3_TOKENIZER_DIR
+# usage: tools/gpu_serve_timelines.sh TIMELINE_BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
 set -uo pipefail
-tb=$(cd "${1:?TIMELINE_BIN_DIR}" && pwd)
-T=${2:?llama3 tokenizer dir}
-out=${OUT:-/tmp}
-m=/tmp/cinfer-l8
-[ -f $m/config.json ] || python3 tools/make_random_model.py --shape llama-3-8b --out $m \
-    --tokenizer-dir "$T" 2>&1 | tail -1
 d=$(dirname "$0")
+. $d/gpu_step.bash "$@" # B: the timeline build's directory
+model_bg llama-3-8b $M8
+model_wait $M8
 echo "== batch 48, input 384 ($(date +%T))"
-BATCH=48 INPUT=384 timeout 150 $d/gpu_timeline_decode.sh $tb $m $out/t48.csv | tee $out/t48.txt
+BATCH=48 INPUT=384 timeout 150 $d/gpu_timeline_decode.sh $B $M8 $out/t48.csv | tee $out/t48.txt
 echo "== one eager step of 300 prompt tokens ($(date +%T))"
-INPUT=300 OUTPUT=1 timeout 120 $d/gpu_timeline_decode.sh $tb $m $out/tp.csv | tee $out/tp.txt
+INPUT=300 OUTPUT=1 timeout 120 $d/gpu_timeline_decode.sh $B $M8 $out/tp.csv | tee $out/tp.txt

@@ -25,6 +25,12 @@
 #   model_bg SHAPE DIR        makes DIR (tools/make_random_model.py) in the
 #                             background unless it exists; model_wait DIR
 #                             waits for it while more than 60 s are left
+#   prefill_lines             issue 14's prefill attention lines: the
+#                             production launcher at the causal 8 x 4096
+#                             shapes, then PyTorch SDPA (cuDNN) at hd 128 / 64
+#   peer1 SECONDS             the compiled-PyTorch batch-1 peer
+#                             (tools/peer_compiled_decode.py, gpt-fast's
+#                             recipe) on $M8, SECONDS at most
 B=$(cd "${1:?BIN_DIR}" && pwd) || {
     echo "gpu_step: no binaries at $1 ($(ls -d "$(dirname "$1")"/* 2>/dev/null | tr '\n' ' '))"
     exit 1
@@ -58,6 +64,15 @@ model_bg() {
 model_wait() {
     while [ ! -f "$1.ready" ] && [ "$(left)" -gt 60 ]; do sleep 2; done
     echo "model $1 at ${SECONDS} s: $(tail -1 "$1.log" 2>/dev/null)"
+}
+prefill_lines() {
+    LAB_CASE="target,8 x 4096" LAB_VER=prod timeout 100 $B/kernel_prefill_attention 2>&1 |
+        grep -E "^==|^prod" | cut -c1-100
+    timeout 90 python3 bench/kernels/prefill_attention_sdpa.py 128 64 2>&1 | tail -2
+}
+peer1() {
+    timeout "$1" python3 tools/peer_compiled_decode.py $M8 --input-len 128 --output-len 256 2>&1 |
+        grep -E "^peer" | sed 's/^/gpt-fast-style /'
 }
 lat1() {
     local n=$1 mm=$2 e=()

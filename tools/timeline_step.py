@@ -8,7 +8,8 @@ Each row's dur_ns is the time from the kernel's CTA 0 passing its wait (its pred
 to the next kernel's doing so: what the kernel costs the step as it runs in the graph, launch gaps
 and PDL overlap included; a cuBLASLt GEMM gets the row of the marker launched just before it,
 "ci_tl_gemm" with grid x = its output rows / 1024 + 1 (timeline.cu); any other kernel launched
-outside ci_cu_launch adds its time to the row before it. The last row has no successor (its time is unknown) and is left out of the sums.
+outside ci_cu_launch adds its time to the row before it. The last row has no successor (its time
+is unknown) and is left out of the sums.
 usage: tools/timeline_step.py TIMELINE_CSV [--order]   (--order: every row, in order)
 """
 import collections
