@@ -14,6 +14,10 @@ d=$(dirname "$0")
 model_bg llama-3-8b $M8
 model_wait $M8
 echo "== batch 48, input 384 ($(date +%T))"
-BATCH=48 INPUT=384 timeout 150 $d/gpu_timeline_decode.sh $B $M8 $out/t48.csv | tee $out/t48.txt
+# every prompt in one prefill step (48 x 384 tokens), so the 48 sequences decode in lockstep
+# and the last forward is a batch-48 step (with the default budget of 8192 tokens the prompts
+# took three steps and the last forward held only the 8 sequences that started last)
+BATCH=48 INPUT=384 timeout 150 $d/gpu_timeline_decode.sh $B $M8 $out/t48.csv \
+    --max-num-batched-tokens 18432 | tee $out/t48.txt
 echo "== one eager step of 300 prompt tokens ($(date +%T))"
 INPUT=300 OUTPUT=1 timeout 120 $d/gpu_timeline_decode.sh $B $M8 $out/tp.csv | tee $out/tp.txt
