@@ -38,6 +38,14 @@
        cublasLtMatrixLayout_t Bd, cublasLtMatrixLayout_t Cd, cublasLtMatrixLayout_t Dd,            \
        const cublasLtMatmulAlgo_t *algo, cublasLtMatmulHeuristicResult_t *result),                 \
       (h, op, Ad, Bd, Cd, Dd, algo, result))                                                       \
+    X(cublasLtMatmulAlgoCapGetAttribute,                                                           \
+      (const cublasLtMatmulAlgo_t *algo, cublasLtMatmulAlgoCapAttributes_t attr, void *buf,        \
+       size_t n, size_t *written),                                                                 \
+      (algo, attr, buf, n, written))                                                               \
+    X(cublasLtMatmulAlgoConfigSetAttribute,                                                        \
+      (cublasLtMatmulAlgo_t * algo, cublasLtMatmulAlgoConfigAttributes_t attr, const void *buf,    \
+       size_t n),                                                                                  \
+      (algo, attr, buf, n))                                                                        \
     X(cublasLtMatmulDescCreate,                                                                    \
       (cublasLtMatmulDesc_t * d, cublasComputeType_t compute, cudaDataType_t scale),               \
       (d, compute, scale))                                                                         \

@@ -603,6 +603,7 @@ static void cu_destroy(ci_backend *be) {
         ci_cuda_gemm_plans_free(c);
         if (c->lt) cublasLtDestroy(c->lt);
         if (c->workspace) cudaFree(c->workspace);
+        if (c->l2_flush) cudaFree(c->l2_flush);
         if (c->att_ws) cudaFree(c->att_ws);
         if (c->skinny_cnt) cudaFree(c->skinny_cnt);
         if (c->qscratch) cudaFree(c->qscratch);

@@ -17,6 +17,7 @@
  * has no per-row scales for it, the caller scales). */
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,22 +72,124 @@ static int tune_on(void) {
     return on;
 }
 
-/* The fastest of res[0..n) on t's operands (3 timed runs each after one
- * untimed; D in a scratch of its own): its index, 0 when timing fails. */
+/* Measurement knobs of the tuning (docs/kernels/README.md), each off by default:
+ * CINFER_GEMM_TUNE_COLD=1 times each run on a cold L2: a decode step streams
+ * every weight from DRAM, but a candidate rerun on one weight finds the small
+ * ones (q|k|v 50 MB, o 34 MB on the 8B shape) in L2 from its previous run. Each
+ * timed run then follows a read of a buffer twice the L2's size (clean lines,
+ * so no write-back lands in the timed window), outside it. Measured flat on an
+ * H100 (decode picks and 256-300-token prompt steps alike; docs/benchmarks/
+ * gpu-2026-12-06-to-07.md, thirty-fourth session). The buffer is allocated at
+ * the first timing; without room for it the runs are timed warm. */
+static int env_int(const char *name, int def) {
+    const char *e = getenv(name);
+    return e && *e ? atoi(e) : def;
+}
+
+static void *l2_flush(ci_cuda *c, size_t *bytes) {
+    static int cold = -1;
+    if (cold < 0) cold = env_int("CINFER_GEMM_TUNE_COLD", 0) != 0;
+    if (!cold) return NULL;
+    if (!c->l2_flush && !c->l2_flush_failed) {
+        int l2 = 0;
+        if (cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, c->device) != cudaSuccess ||
+            l2 <= 0 || cudaMalloc(&c->l2_flush, 2 * (size_t)l2) != cudaSuccess) {
+            cudaGetLastError();
+            c->l2_flush = NULL;
+            c->l2_flush_failed = 1;
+        } else {
+            c->l2_flush_bytes = 2 * (size_t)l2;
+            /* its contents are never used: zeros, so they are defined */
+            if (cudaMemsetAsync(c->l2_flush, 0, c->l2_flush_bytes, c->stream) != cudaSuccess)
+                cudaGetLastError();
+        }
+    }
+    *bytes = c->l2_flush_bytes;
+    return c->l2_flush;
+}
+
+/* candidates timed: the heuristic's first TUNE_ALGOS, or CINFER_GEMM_TUNE_ALGOS
+ * (1..TUNE_ALGOS_MAX; a measurement knob) */
+#define TUNE_ALGOS_MAX 32
+static int tune_algos(void) {
+    static int n = -1;
+    if (n < 0) {
+        n = env_int("CINFER_GEMM_TUNE_ALGOS", TUNE_ALGOS);
+        if (n < 1) n = 1;
+        if (n > TUNE_ALGOS_MAX) n = TUNE_ALGOS_MAX;
+    }
+    return n;
+}
+
+/* CINFER_GEMM_TUNE_SPLITK=1: the candidates that can split K also go in with
+ * 2, 3 and 4 splits (partials reduced in the compute type, in the
+ * workspace), where cublasLtMatmulAlgoCheck accepts them: at a few hundred
+ * rows the 128-row tiles of o and down (96) and q|k|v (144) fill 0.7-1.1
+ * waves of 132 SMs. Appended after the heuristic's list, so a memo's index
+ * stays valid; each timed plan prints its first and best candidate. Not yet
+ * measured (tools/gpu_gemm_splitk.sh). */
+static int add_splitk(ci_cuda *c, const ci_cu_gemm_plan *p, cublasLtMatmulHeuristicResult_t *res,
+                      int n) {
+    static int on = -1;
+    if (on < 0) on = env_int("CINFER_GEMM_TUNE_SPLITK", 0) != 0;
+    if (!on) return n;
+    const int base = n;
+    for (int i = 0; i < base && n < 2 * TUNE_ALGOS_MAX; i++) {
+        int32_t sup = 0;
+        size_t wr = 0;
+        uint32_t mask = 0;
+        if (cublasLtMatmulAlgoCapGetAttribute(&res[i].algo, CUBLASLT_ALGO_CAP_SPLITK_SUPPORT, &sup,
+                                              sizeof sup, &wr) != CUBLAS_STATUS_SUCCESS ||
+            !sup)
+            continue;
+        if (cublasLtMatmulAlgoCapGetAttribute(&res[i].algo, CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK,
+                                              &mask, sizeof mask, &wr) != CUBLAS_STATUS_SUCCESS ||
+            !(mask & CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE))
+            continue;
+        for (int32_t k = 2; k <= 4 && n < 2 * TUNE_ALGOS_MAX; k++) {
+            cublasLtMatmulHeuristicResult_t r = res[i];
+            uint32_t red = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+            if (cublasLtMatmulAlgoConfigSetAttribute(&r.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &k,
+                                                     sizeof k) != CUBLAS_STATUS_SUCCESS ||
+                cublasLtMatmulAlgoConfigSetAttribute(&r.algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
+                                                     &red, sizeof red) != CUBLAS_STATUS_SUCCESS)
+                continue;
+            if (cublasLtMatmulAlgoCheck(c->lt, p->desc, p->la, p->lb, p->lc, p->lc, &r.algo, &r) !=
+                    CUBLAS_STATUS_SUCCESS ||
+                r.workspaceSize > CI_CU_GEMM_WORKSPACE)
+                continue;
+            res[n++] = r;
+        }
+    }
+    if (n > base)
+        fprintf(stderr, "cuda: gemm %lldx%lldx%lld: %d split-K candidates beside %d\n",
+                (long long)p->n, (long long)p->m, (long long)p->k, n - base, base);
+    return n;
+}
+
+#define TUNE_RUNS 3 /* timed runs a candidate, after one untimed */
+
+/* The fastest of res[0..n) on t's operands (TUNE_RUNS timed runs each after
+ * one untimed, on a cold L2 with CINFER_GEMM_TUNE_COLD; D in a scratch of its
+ * own): its index, 0 when timing fails. */
 static int tune_pick(ci_cuda *c, ci_cu_gemm_plan *p, const cublasLtMatmulHeuristicResult_t *res,
                      int n, const tune_io *t, int with_bias) {
     const size_t dbytes = (size_t)(p->m * p->n) * (p->cd == CUDA_R_16BF ? 2 : 4);
     const float one = 1.0f, zero = 0.0f;
     void *d = NULL;
-    cudaEvent_t e0 = NULL, e1 = NULL;
+    cudaEvent_t ev[2 * TUNE_RUNS] = {0};
     int best = 0, have = 0;
-    float best_ms = 0.0f;
+    float best_ms = 0.0f, first_ms = 0.0f;
+    size_t fbytes = 0;
+    void *flush = NULL;
     if (dbytes > ((size_t)256 << 20)) return 0;
     if (cudaMalloc(&d, dbytes) != cudaSuccess) { /* no room (the KV cache has it): untimed */
         cudaGetLastError();
         return 0;
     }
-    if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) goto done;
+    for (int i = 0; i < 2 * TUNE_RUNS; i++)
+        if (cudaEventCreate(&ev[i]) != cudaSuccess) goto done;
+    flush = l2_flush(c, &fbytes);
     if (with_bias && t->bias)
         cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &t->bias,
                                        sizeof t->bias);
@@ -98,26 +201,35 @@ static int tune_pick(ci_cuda *c, ci_cu_gemm_plan *p, const cublasLtMatmulHeurist
     }
     for (int i = 0; i < n; i++) {
         cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
-        for (int r = 0; r < 4 && st == CUBLAS_STATUS_SUCCESS; r++) {
-            if (r == 1) cudaEventRecord(e0, c->stream);
+        for (int r = 0; r <= TUNE_RUNS && st == CUBLAS_STATUS_SUCCESS; r++) {
+            if (flush && ci_cu_l2_evict(c->stream, flush, (int64_t)fbytes, c->num_sms)) break;
+            if (r > 0) cudaEventRecord(ev[2 * (r - 1)], c->stream);
             st = cublasLtMatmul(c->lt, p->desc, &one, t->a, p->la, t->b, p->lb, &zero, d, p->lc, d,
                                 p->lc, &res[i].algo, c->workspace, CI_CU_GEMM_WORKSPACE, c->stream);
+            if (r > 0) cudaEventRecord(ev[2 * (r - 1) + 1], c->stream);
         }
-        cudaEventRecord(e1, c->stream);
-        float ms = 0.0f;
-        if (cudaEventSynchronize(e1) != cudaSuccess ||
-            cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess)
-            break;
-        if (st == CUBLAS_STATUS_SUCCESS && (!have || ms < best_ms)) {
+        if (cudaEventSynchronize(ev[2 * TUNE_RUNS - 1]) != cudaSuccess) break;
+        float ms = 0.0f, part = 0.0f;
+        int ok = st == CUBLAS_STATUS_SUCCESS;
+        for (int r = 0; ok && r < TUNE_RUNS; r++) {
+            ok = cudaEventElapsedTime(&part, ev[2 * r], ev[2 * r + 1]) == cudaSuccess;
+            ms += part;
+        }
+        if (ok && i == 0) first_ms = ms;
+        if (ok && (!have || ms < best_ms)) {
             best = i;
             best_ms = ms;
             have = 1;
         }
     }
+    if (have && env_int("CINFER_GEMM_TUNE_SPLITK", 0))
+        fprintf(stderr, "cuda: gemm %lldx%lldx%lld: first %.1f us, best #%d of %d %.1f us\n",
+                (long long)p->n, (long long)p->m, (long long)p->k, first_ms * 1e3 / TUNE_RUNS, best,
+                n, best_ms * 1e3 / TUNE_RUNS);
 done:
     cudaGetLastError(); /* a failed candidate leaves no sticky error behind */
-    if (e0) cudaEventDestroy(e0);
-    if (e1) cudaEventDestroy(e1);
+    for (int i = 0; i < 2 * TUNE_RUNS; i++)
+        if (ev[i]) cudaEventDestroy(ev[i]);
     cudaFree(d);
     return best;
 }
@@ -295,12 +407,13 @@ static ci_status plan_build(ci_cuda *c, ci_cu_gemm_plan *p, int with_bias, int *
     size_t ws = CI_CU_GEMM_WORKSPACE;
     cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    cublasLtMatmulHeuristicResult_t res[TUNE_ALGOS];
+    cublasLtMatmulHeuristicResult_t res[2 * TUNE_ALGOS_MAX];
     int nres = 0;
     if (st == CUBLAS_STATUS_SUCCESS)
         st = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->la, p->lb, p->lc, p->lc, pref,
-                                            t ? TUNE_ALGOS : 1, res, &nres);
+                                            t ? tune_algos() : 1, res, &nres);
     cublasLtMatmulPreferenceDestroy(pref);
+    if (t && st == CUBLAS_STATUS_SUCCESS && nres > 0) nres = add_splitk(c, p, res, nres);
     if (st == CUBLAS_STATUS_SUCCESS && nres > 0) {
         p->algo = res[nres > 1 ? tune_choose(c, p, res, nres, t, with_bias) : 0].algo;
         if (bucket && t) bmemo_put(p, with_bias);

@@ -46,6 +46,9 @@ typedef struct ci_cuda {
                              * prologues + SwiGLU epilogue, 2 deferred norm, 3 both deferred */
     int rope_off;           /* CINFER_FUSE_ROPE=0: decode steps' rope_cache as its own op (A/B) */
     void *workspace;        /* GEMM workspace, CI_CU_GEMM_WORKSPACE bytes */
+    void *l2_flush;         /* GEMM tuning's L2 eviction buffer (cuda_gemm.c), or NULL */
+    size_t l2_flush_bytes;
+    int l2_flush_failed; /* no room for it: tuning times on a warm L2 */
     float *att_ws; /* split-K attention partials, CI_CU_ATT_WS_FLOATS, + CI_CU_ATT_CNT counters */
     ci_cu_gemm_plan plans[CI_CU_GEMM_CACHE];
     int nplans;

@@ -27,6 +27,10 @@ int ci_cu_gather_rows(ci_cu_stream st, const void *rows, int64_t nrows, int64_t 
 int ci_cu_gather_rows_from(ci_cu_stream st, const void *rows, int64_t row0, int64_t nrows,
                            int64_t row_bytes, const int32_t *idx, int n, void *out);
 
+/* Reads bytes of buf (a multiple of 16) and writes nothing: evicts the L2
+ * with clean lines before a timed run (GEMM algorithm tuning) */
+int ci_cu_l2_evict(ci_cu_stream st, const void *buf, int64_t bytes, int num_sms);
+
 /* out[r][c] = x[r][perm[c]] for r < n, c < K (act-order activations) */
 int ci_cu_gather_cols(ci_cu_stream st, int bf16, const void *x, int n, int K, const int32_t *perm,
                       void *out);
