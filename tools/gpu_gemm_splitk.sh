@@ -7,10 +7,18 @@
 # first round prints each timed GEMM's first and best candidate (µs). Two interleaved rounds,
 # N = 300 and 256. At ~300 rows the 128-row tiles of o and down (96) and q|k|v (144) fill
 # 0.7-1.1 waves of 132 SMs (docs/benchmarks/gpu-2026-12-06-to-07.md, thirty-fourth session).
+# First, while the checkpoint is made, test_cuda_ops' BF16 ops (quick) with the same knobs:
+# every GEMM of <= 512 rows then runs the candidate its timing picked, split K included,
+# against the CPU (BIN_DIR/test_cuda_ops; skipped when absent).
 # usage: tools/gpu_gemm_splitk.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
 set -uo pipefail
 . "$(dirname "$0")/gpu_step.bash" "$@"
 model_bg llama-3-8b $M8
+if [ -x $B/test_cuda_ops ] && step "test_cuda_ops bf16 with split-K picks" 200; then
+    run_t 150 ops_splitk env CINFER_GEMM_TUNE=2 CINFER_GEMM_TUNE_SPLITK=1 CINFER_TEST_MODES=bf16 \
+        CINFER_TEST_QUICK=1 CINFER_TEST_NO_BENCH=1 $B/test_cuda_ops
+    grep -c "split-K candidates" $out/ops_splitk.log | sed 's/^/plans with split-K candidates: /'
+fi
 model_wait $M8
 ttft() { # LABEL N ENV...
     local l=$1 n=$2
