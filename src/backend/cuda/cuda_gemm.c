@@ -128,13 +128,18 @@ static int tune_algos(void) {
  * waves of 132 SMs. Appended after the heuristic's list, so a memo's index
  * stays valid; each timed plan prints its first and best candidate. Not yet
  * measured (tools/gpu_gemm_splitk.sh). */
-static int add_splitk(ci_cuda *c, const ci_cu_gemm_plan *p, cublasLtMatmulHeuristicResult_t *res,
-                      int n) {
+#define TUNE_CANDS_MAX (2 * TUNE_ALGOS_MAX) /* the heuristic's list and its splits */
+static int splitk_on(void) {
     static int on = -1;
     if (on < 0) on = env_int("CINFER_GEMM_TUNE_SPLITK", 0) != 0;
-    if (!on) return n;
+    return on;
+}
+
+static int add_splitk(ci_cuda *c, const ci_cu_gemm_plan *p, cublasLtMatmulHeuristicResult_t *res,
+                      int n) {
+    if (!splitk_on()) return n;
     const int base = n;
-    for (int i = 0; i < base && n < 2 * TUNE_ALGOS_MAX; i++) {
+    for (int i = 0; i < base && n < TUNE_CANDS_MAX; i++) {
         int32_t sup = 0;
         size_t wr = 0;
         uint32_t mask = 0;
@@ -146,7 +151,7 @@ static int add_splitk(ci_cuda *c, const ci_cu_gemm_plan *p, cublasLtMatmulHeuris
                                               &mask, sizeof mask, &wr) != CUBLAS_STATUS_SUCCESS ||
             !(mask & CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE))
             continue;
-        for (int32_t k = 2; k <= 4 && n < 2 * TUNE_ALGOS_MAX; k++) {
+        for (int32_t k = 2; k <= 4 && n < TUNE_CANDS_MAX; k++) {
             cublasLtMatmulHeuristicResult_t r = res[i];
             uint32_t red = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
             if (cublasLtMatmulAlgoConfigSetAttribute(&r.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &k,
@@ -222,7 +227,7 @@ static int tune_pick(ci_cuda *c, ci_cu_gemm_plan *p, const cublasLtMatmulHeurist
             have = 1;
         }
     }
-    if (have && env_int("CINFER_GEMM_TUNE_SPLITK", 0))
+    if (have && splitk_on())
         fprintf(stderr, "cuda: gemm %lldx%lldx%lld: first %.1f us, best #%d of %d %.1f us\n",
                 (long long)p->n, (long long)p->m, (long long)p->k, first_ms * 1e3 / TUNE_RUNS, best,
                 n, best_ms * 1e3 / TUNE_RUNS);
@@ -407,7 +412,7 @@ static ci_status plan_build(ci_cuda *c, ci_cu_gemm_plan *p, int with_bias, int *
     size_t ws = CI_CU_GEMM_WORKSPACE;
     cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    cublasLtMatmulHeuristicResult_t res[2 * TUNE_ALGOS_MAX];
+    cublasLtMatmulHeuristicResult_t res[TUNE_CANDS_MAX];
     int nres = 0;
     if (st == CUBLAS_STATUS_SUCCESS)
         st = cublasLtMatmulAlgoGetHeuristic(c->lt, p->desc, p->la, p->lb, p->lc, p->lc, pref,
