@@ -258,12 +258,12 @@ int cinfer_step(cinfer_engine *e, const cinfer_output **outputs, int *num_output
  * flight completes, so this only waits, where the forward marks it, until
  * that step's last layers begin. */
 int cinfer_complete_step(cinfer_engine *e, cinfer_error *err);
-/* Async scheduling, after cinfer_complete_step: when the step it completed
- * gave some request its first token, that step's outputs now (valid until
- * the next cinfer_step or cinfer_early_outputs), so that they reach their
- * clients before the next step is planned and launched (time to first
- * token); otherwise none, and they come from the next cinfer_step while the
- * device runs. Either way each output is returned once. */
+/* Async scheduling, after cinfer_complete_step: the first tokens of the step
+ * it completed (valid until the next cinfer_step or cinfer_early_outputs),
+ * so that they reach their clients before the next step is planned and
+ * launched (time to first token); the step's other outputs come from the
+ * next cinfer_step while the device runs, as do all of a step that gave no
+ * first token. Either way each output is returned once. */
 int cinfer_early_outputs(cinfer_engine *e, const cinfer_output **outputs, int *num_outputs,
                          cinfer_error *err);
 int cinfer_has_unfinished(const cinfer_engine *e);

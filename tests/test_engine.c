@@ -614,8 +614,8 @@ static void test_api(void) {
     {
         /* async scheduling, a server's loop: cinfer_complete_step takes the launched step's
          * tokens in, a request added then joins the next plan, and the text is the same;
-         * cinfer_early_outputs hands out a step's outputs before the next plan exactly when
-         * they hold a request's first token (each output once: the texts still match) */
+         * cinfer_early_outputs hands out a step's first tokens before the next plan, and
+         * only those (each output once: the texts still match) */
         cinfer_engine_config ca = c;
         ca.async_scheduling = 1;
         cinfer_engine *ea;
@@ -638,6 +638,9 @@ static void test_api(void) {
             for (int i = 0; i < n; i++) {
                 int k = o[i].request_id == ids2[0] ? 0 : 1;
                 if (ntok2[k] == 0 && o[i].num_token_ids > 0) first_early[k] = 1;
+                /* only first tokens: the running request's token of that
+                 * step comes from cinfer_step, after the next launch */
+                CHECKF(ntok2[k] == 0, "an early output of request %d after its first token", k);
                 ntok2[k] += o[i].num_token_ids;
                 strncat(txt2[k], o[i].text, o[i].text_len);
             }

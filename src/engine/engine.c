@@ -436,6 +436,12 @@ ci_status ci_engine_complete_step(ci_engine *e) {
     return ci_ok();
 }
 
+/* Only the first tokens leave here: the other outputs of the step (a
+ * mixed step's ~50 decode tokens) would be detokenized before the launch
+ * and, in the server, written ahead of the first token in the same burst
+ * (its client reads them all before it). They stay pending, in order, for
+ * the next call's output pass, as do the finished sequences' pops (a
+ * sequence that ended at this step may still owe its last token). */
 ci_status ci_engine_early_outputs(ci_engine *e, const ci_engine_output **outs, int *num_outs) {
     *outs = NULL;
     *num_outs = 0;
@@ -446,12 +452,21 @@ ci_status ci_engine_early_outputs(ci_engine *e, const ci_engine_output **outs, i
     e->num_outs = 0;
     double t0 = ci_now();
     CI_TRACE_PUSH("output");
-    ci_eng_emit_pending(e);
-    ci_status s = ci_eng_pop_finished(e);
+    int kept = 0;
+    for (int i = 0; i < e->num_pend; i++) {
+        eng_pending *p = &e->pend[i];
+        if (p->nout != 1) {
+            e->pend[kept++] = *p;
+            continue;
+        }
+        ci_status st = ci_eng_token_output(e, p);
+        if (st.code) ci_eng_fail_request(e, p->r, st);
+    }
+    e->num_pend = kept;
     CI_TRACE_POP();
     e->m.time_output_s += ci_now() - t0;
     ci_eng_publish_outs(e, outs, num_outs);
-    return s;
+    return ci_ok();
 }
 
 /* One call: complete the step on the device (async scheduling: the one the
