@@ -445,6 +445,9 @@ ci_status ci_engine_complete_step(ci_engine *e) {
 ci_status ci_engine_early_outputs(ci_engine *e, const ci_engine_output **outs, int *num_outs) {
     *outs = NULL;
     *num_outs = 0;
+    /* plan-ahead: a call's outputs all leave from it (complete_flight
+     * starts the pending list afresh) */
+    if (e->ahead) return ci_ok();
     int first = 0;
     for (int i = 0; i < e->num_pend && !first; i++)
         first = e->pend[i].r && e->pend[i].nout == 1;
