@@ -396,8 +396,9 @@ static void *engine_main(void *arg) {
          * commands, so requests that came while it ran make the next plan
          * (else they would wait a step more) */
         (void)cinfer_complete_step(s->e, NULL);
-        /* a step that gave a request its first token: its outputs go out
-         * now, before the next step's plan and launch (time to first token) */
+        /* a step that gave requests their first tokens: those go out now,
+         * before the next step's plan and launch (time to first token); the
+         * step's other outputs come from cinfer_step after the launch */
         const cinfer_output *fo = NULL;
         int fn = 0;
         cinfer_error ferr;
