@@ -11,13 +11,6 @@
 #include "backend/cuda/cuda_kernels.h"
 #include "backend/cuda/pdl.cuh"
 
-/* (host) an A/B switch's value: the environment variable's integer, def
- * when it is unset or empty */
-static inline int ci_cu_env_int(const char *name, int def) {
-    const char *e = getenv(name);
-    return e && *e ? atoi(e) : def;
-}
-
 __device__ __forceinline__ float ci_ld(const float *p, int64_t i) { return p[i]; }
 __device__ __forceinline__ float ci_ld(const __nv_bfloat16 *p, int64_t i) {
     return __bfloat162float(p[i]);

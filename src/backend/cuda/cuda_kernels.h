@@ -7,12 +7,20 @@
 #define CINFER_BACKEND_CUDA_KERNELS_H
 
 #include <stdint.h>
+#include <stdlib.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 typedef struct CUstream_st *ci_cu_stream;
+
+/* (host) an A/B switch's value: the environment variable's integer, def
+ * when it is unset or empty (the kernels' launchers and cuda_gemm.c) */
+static inline int ci_cu_env_int(const char *name, int def) {
+    const char *e = getenv(name);
+    return e && *e ? atoi(e) : def;
+}
 
 /* Programmatic dependent launch of every kernel here (pdl.cuh): on (1) or
  * off (0, the default). Set once, before any launch or capture. */
