@@ -26,15 +26,9 @@ void ci_cu_qgemv_int4_fused_two(int mode);
  * (cuda_qgemv_int4_fused.cu) with several 16-row blocks a CTA: 0 never, 1
  * where the blocks exceed 3 an SM, 2 three a CTA wherever the shape allows
  * (tests), 3 as 1 for INT4's fused GEMV only, 4 (the default) as 3 and the
- * 8-bit GEMV's SwiGLU build (gate|up), 5 / 6 the 8-bit GEMV's every weight
- * on one / two CTAs an SM, 7 (tests) on a third as many CTAs as blocks,
- * the blocks spread evenly; -1 back to the default (CINFER_QGEMV_MB is read
- * at the first call) */
+ * 8-bit GEMV's SwiGLU build (gate|up), -1 back to the default
+ * (CINFER_QGEMV_MB is read at the first call) */
 void ci_cu_qgemv_mb(int mode);
-/* The 8-bit GEMV's multi-block build asking L2 for each CTA's block d ahead
- * of the one it starts (0 none, the default unless CINFER_QGEMV_L2PF says;
- * -1 back to the default) */
-void ci_cu_qgemv_l2pf(int d);
 /* The deferred RMSNorm's staging in the tensor-core GEMVs (gemv_prologue.cuh,
  * ci_defer_stage): 1 two vectors a thread loaded at once, the norm weights
  * prefetched before the PDL wait (the default unless CINFER_DEFER_BATCH=0,

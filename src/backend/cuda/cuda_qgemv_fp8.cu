@@ -81,26 +81,7 @@ struct ft_pro {
     float eps;
     int vpt;
     int batch; /* the deferred norm's staging (ci_defer_stage's batch) */
-    int l2pf;  /* MB: blocks ahead asked of L2 (CINFER_QGEMV_L2PF; 0 none) */
 };
-
-/* bytes at p asked of L2 (the TMA engine's prefetch: no register waits on
- * them; sm_90+, else nothing) */
-__device__ __forceinline__ void ft_pf_l2(const void *p, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
-#endif
-}
-/* the weight bytes of 16-row block b (EPI 3: its 8 gate and 8 up rows) */
-template <int EPI> __device__ __forceinline__ void ft_pf_block(const ci_qweight &w, int64_t b) {
-    const int64_t K = w.cols;
-    if constexpr (EPI == 3) {
-        ft_pf_l2(w.q + 8 * b * K, (uint32_t)(8 * K));
-        ft_pf_l2(w.q + (w.rows / 2 + 8 * b) * K, (uint32_t)(8 * K));
-    } else {
-        ft_pf_l2(w.q + 16 * b * K, (uint32_t)(16 * K));
-    }
-}
 
 /* bf16x2 -> f16x2 of (x * 2^-4), saturated to the f16 range */
 __device__ __forceinline__ uint32_t ft_x2(uint32_t v) {
@@ -218,17 +199,7 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
     /* MB: slot u of the warp's tile kt of the block whose rows g, g + 8 start
      * at qa0 / qb0 (scales sa0 / sb0); the next block's are dq uint4 and ds
      * floats on (EPI 3: 8 rows, else 16; the launcher asks whole blocks) */
-    const int64_t nblk = out / 16;
-    int64_t b0 = 0, bcta = bpc; /* the CTA's first block, its blocks */
-    if constexpr (MB) {
-        if (bpc > 0) {
-            b0 = (int64_t)blockIdx.x * bpc;
-        } else {
-            const int base = (int)nblk / (int)gridDim.x, rem = (int)nblk % (int)gridDim.x;
-            b0 = (int64_t)blockIdx.x * base + min((int)blockIdx.x, rem);
-            bcta = base + ((int)blockIdx.x < rem);
-        }
-    }
+    const int64_t b0 = MB ? (int64_t)blockIdx.x * bpc : 0, nblk = out / 16;
     const int64_t dq = (EPI == 3 ? 8 : 16) * (int64_t)(K / 16), ds = (EPI == 3 ? 8 : 16) * ng;
     const uint4 *qa0 = (const uint4 *)w.q + (EPI == 3 ? 8 * b0 + g : 16 * b0 + g) * (K / 16) + t;
     const uint4 *qb0 = qa0 + (EPI == 3 ? (int64_t)(out / 2) : 8) * (K / 16);
@@ -241,9 +212,6 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
 #pragma unroll
         for (int u = 0; u < U; u++)
             load_mb(u, 0, 0, warp + u * FT_WARPS);
-        if (threadIdx.x == 0) /* the CTA's next pro.l2pf blocks asked of L2 */
-            for (int d = 1; d <= pro.l2pf && d < bcta && b0 + d < nblk; d++)
-                ft_pf_block<EPI>(w, b0 + d);
     } else {
         load(warp);
     }
@@ -318,9 +286,9 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
         static_assert(ROLL && (EPI == 0 || EPI == 3), "MB: rolling loads, EPI 0 or 3");
         const int nt = tiles / FT_WARPS;
         int64_t o = 0, os = 0; /* the block's offsets from qa0 / sa0 */
-        for (int j = 0; j < bcta && b0 + j < nblk; j++, o += dq, os += ds) {
+        for (int j = 0; j < bpc && b0 + j < nblk; j++, o += dq, os += ds) {
             const int64_t b = b0 + j;
-            const bool more = j + 1 < bcta && b + 1 < nblk;
+            const bool more = j + 1 < bpc && b + 1 < nblk;
             tot[0] = tot[1] = tot[2] = tot[3] = 0.0f;
             for (int m0 = 0; m0 < nt; m0 += U) {
 #pragma unroll
@@ -336,8 +304,6 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
             }
             epilogue(b);
             if constexpr (EPI == 0) __syncthreads(); /* red read before the next block's put */
-            if (threadIdx.x == 0 && pro.l2pf && j + 1 + pro.l2pf < bcta && b + 1 + pro.l2pf < nblk)
-                ft_pf_block<EPI>(w, b + 1 + pro.l2pf);
         }
     } else {
         for (int kt0 = warp; kt0 < tiles; kt0 += U * FT_WARPS) {
@@ -377,7 +343,7 @@ static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, con
     if (e != cudaSuccess) return e;
     const int gshift = qt_group_shift(w, 64);
     const int64_t blocks = (w->rows + 15) / 16;
-    const unsigned grid = (unsigned)(!MB ? blocks : bpc > 0 ? (blocks + bpc - 1) / bpc : -bpc);
+    const unsigned grid = (unsigned)(MB ? (blocks + bpc - 1) / bpc : blocks);
     ci_cu_launch(k, grid, FT_WARPS * 32, smem, st, *w, (const __nv_bfloat16 *)x, bias, (OutT *)y,
                  gshift, acc, pro, rope, MB ? bpc : 1);
     return cudaGetLastError();
@@ -396,23 +362,12 @@ static int fp8tc_launch(ci_cu_stream st, const ci_qweight *w, const void *x, con
  * as 3 and here the SwiGLU build (gate|up) only, not the plain one (the LM
  * head): the fused gate|up stages x and the f32 norm weights every CTA (24
  * KB a CTA), which one wave of multi-block CTAs stages 256 times instead of
- * 1792 (H100, 2026-12-06: FP8 + head 337.2 tok/s against 335.2 with 3);
- * 5 and 6 every weight of more blocks than CTAs (o and down too) on one or
- * two CTAs an SM, the blocks spread evenly: with one, the GEMV holds half
- * an SM's registers and the kernel after it is resident beside it, its
- * weight loads (before its PDL wait) in flight while this one's tail runs
- * (a measurement switch); 7 (tests) as 5 on a third of the blocks. The
+ * 1792 (H100, 2026-12-06: FP8 + head 337.2 tok/s against 335.2 with 3). The
  * shape: whole 16-row blocks, K / 64 tiles a multiple of FT_WARPS * FT_U
  * (each warp's tiles of a block a whole number of slot rounds), EPI 0 or 3. */
 static int g_mb = -1;
-/* CINFER_QGEMV_L2PF=d: the multi-block build asks L2 for each CTA's block d
- * ahead of the one it starts (a measurement switch; 0, the default, none) */
-static int g_l2pf = -1;
 extern "C" void ci_cu_qgemv_mb(int mode) {
     g_mb = mode < 0 ? -1 : mode;
-}
-extern "C" void ci_cu_qgemv_l2pf(int d) {
-    g_l2pf = d < 0 ? -1 : d;
 }
 /* CINFER_DEFER_BATCH: 1 ci_defer_stage's batched loads and the norm weights
  * prefetched before the PDL wait (the default since the twenty-eighth
@@ -432,15 +387,9 @@ extern "C" int ci_cu_qgemv_mb_mode(void) {
 static int fp8tc_bpc(const ci_qweight *w, int num_sms, int epi) {
     ci_cu_qgemv_mb_mode();
     const int64_t blocks = (w->rows + 15) / 16;
-    /* each warp's tiles of a block whole rounds of its U slots */
-    if ((epi != 0 && epi != 3) || (w->cols / 64) % (FT_WARPS * FT_U) || w->rows % 16 || blocks < 2)
+    if (g_mb == 0 || g_mb == 3 || (g_mb == 4 && epi != 3) || (epi != 0 && epi != 3) ||
+        (w->cols / 64) % (FT_WARPS * FT_U) || w->rows % 16 || blocks < 2)
         return 1;
-    if (g_mb >= 5) { /* every weight: (g_mb - 4) CTAs an SM, 7: a third of the blocks */
-        const int64_t ctas = g_mb == 7 ? blocks / 3 : (int64_t)(g_mb - 4) * num_sms;
-        if (ctas < 1 || blocks <= ctas || ctas > INT32_MAX) return 1;
-        return -(int)ctas;
-    }
-    if (g_mb == 0 || g_mb == 3 || (g_mb == 4 && epi != 3)) return 1;
     if (g_mb == 2) return 3;
     const int64_t slots = 2 * (int64_t)num_sms;
     if (num_sms <= 0 || blocks <= 3 * (int64_t)num_sms) return 1; /* one or two waves (waves3) */
@@ -458,7 +407,7 @@ static int fp8tc_u(ci_cu_stream st, const ci_qweight *w, const void *x, const fl
                    int acc, int old, int waves3, ft_pro pro, int bpc) {
     const ci_cu_rope_epi none = {};
     if (old) return fp8tc_launch<N, OutT, 4, false>(st, w, x, bias, y, acc, pro, none);
-    if (bpc != 1)
+    if (bpc > 1)
         return fp8tc_launch<N, OutT, FT_U, true, 2, 0, true>(st, w, x, bias, y, acc, pro, none,
                                                              bpc);
     if (waves3) return fp8tc_launch<N, OutT, 4, true, 3>(st, w, x, bias, y, acc, pro, none);
@@ -471,7 +420,7 @@ static int fp8tc_epi(ci_cu_stream st, const ci_qweight *w, const void *x, const 
                      void *y, int waves3, ft_pro pro, const ci_cu_rope_epi &rope, int bpc = 1) {
     using B = __nv_bfloat16;
     if constexpr (EPI == 3)
-        if (bpc != 1)
+        if (bpc > 1)
             return fp8tc_launch<N, B, FT_U, true, 2, 3, true>(st, w, x, bias, y, 0, pro, rope, bpc);
     if (waves3) return fp8tc_launch<N, B, 4, true, 3, EPI>(st, w, x, bias, y, 0, pro, rope);
     return fp8tc_launch<N, B, FT_U, true, 1, EPI>(st, w, x, bias, y, 0, pro, rope);
@@ -506,10 +455,9 @@ extern "C" int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const ci_qweight 
         (ro && (acc || f32_out || !ci_cu_qgemv_fp8tc_rope_ok(w, rope))) ||
         (swiglu && (ro || acc || f32_out || !ci_cu_qgemv_fp8tc_swiglu_ok(w))))
         return cudaErrorInvalidValue;
-    if (g_l2pf < 0) g_l2pf = ci_cu_env_int("CINFER_QGEMV_L2PF", 0);
     const ft_pro fp = {pro, norm_w, eps,
                        pro == CI_CU_PRO_RMSNORM ? ci_cu_rmsnorm_vpt(w->cols, norm_w) : 0,
-                       ci_cu_defer_batch(), g_l2pf};
+                       ci_cu_defer_batch()};
     const int64_t blocks = (w->rows + 15) / 16;
     const int w3 = num_sms > 0 && blocks > 2 * (int64_t)num_sms && blocks <= 3 * (int64_t)num_sms;
     const int bpc = old || ro ? 1 : fp8tc_bpc(w, num_sms, swiglu ? 3 : 0);

@@ -257,7 +257,7 @@ static int qf_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const 
     int bpc = 1;
     if (mb == 2 && grid >= 2u)
         bpc = 3;
-    else if ((mb == 1 || mb == 3 || mb >= 4) && num_sms > 0 && grid > 3u * (unsigned)num_sms)
+    else if ((mb == 1 || mb == 3 || mb == 4) && num_sms > 0 && grid > 3u * (unsigned)num_sms)
         bpc = (int)((grid + 2u * (unsigned)num_sms - 1) / (2u * (unsigned)num_sms));
     if constexpr (EPI == 0 || EPI == 3)
         if (bpc > 1) {
