@@ -58,18 +58,20 @@ struct qf_item {
 
 /* TWO: 4 warps a CTA whose tiles are double-buffered two at a time (the
  * tc2 kernel's shape: more CTAs an SM, each staging with fewer threads),
- * else 8 warps with QF_U rolling slots (the tc kernel's) */
-/* MB (EPI 0 or 3, the tc shape, K / 128 a multiple of QF_WARPS * QF_U): the
+ * else WN warps with U rolling slots (8 and QF_U: the tc kernel's; the deep
+ * shape, 4 and 8: twice the bytes in flight a warp, see qf_launch) */
+/* MB (EPI 0 or 3, the tc shape, K / 128 a multiple of WN * U): the
  * CTA takes bpc consecutive 16-row blocks with x staged once, each slot's
  * next tile the next block's once this block's are used (as the 8-bit
  * GEMV's MB build; qf_launch) */
-template <int N, int EPI, int MINB, bool TWO = false, bool MB = false>
-__global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
+template <int N, int EPI, int MINB, bool TWO = false, bool MB = false, int U = QF_U,
+          int WN = QF_WARPS>
+__global__ void __launch_bounds__((TWO ? QF2_WARPS : WN) * 32, MINB)
     qgemv_int4_fused_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
                             const float *__restrict__ bias, __nv_bfloat16 *__restrict__ y,
                             int gshift, const float *__restrict__ norm_w, float eps,
                             ci_cu_rope_epi rope, int bpc, int batch) {
-    constexpr int W = TWO ? QF2_WARPS : QF_WARPS;
+    constexpr int W = TWO ? QF2_WARPS : WN;
     extern __shared__ uint4 xs[]; /* [N][K / 8]: BF16(x * norm_w) */
     __shared__ float red[W][16][N];
     __shared__ float nred[N * W];
@@ -92,7 +94,7 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
     const uint4 *pa = qf_half(w, ha, g, t), *pb = qf_half(w, hb, g, t);
     const uint8_t *za = w.zeros + (ha + g) * ng, *zb = w.zeros + (hb + g) * ng;
     const float *sa = w.scales + (ha + g) * ng, *sb = w.scales + (hb + g) * ng;
-    qf_item it[4]; /* QF_U rolling slots, or TWO's p0, p1, q0, q1 */
+    qf_item it[U > 4 ? U : 4]; /* U rolling slots, or TWO's p0, p1, q0, q1 */
     /* slot u <- tile kt of the halves whose pieces start at a / b (zero
      * points c / d, scales e / f) */
     auto ld = [&](int u, const uint4 *a, const uint4 *b, const uint8_t *c, const uint8_t *d,
@@ -124,11 +126,11 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
         int64_t xa, xb;
         halves(b0, xa, xb);
 #pragma unroll
-        for (int u = 0; u < QF_U; u++)
+        for (int u = 0; u < U; u++)
             load_at(u, xa, xb, warp + u * W);
     } else {
 #pragma unroll
-        for (int u = 0; u < 4; u++)
+        for (int u = 0; u < (TWO ? 4 : U); u++)
             load(u, warp + u * W);
     }
     if (batch) ci_defer_pre(norm_w, K);
@@ -162,7 +164,7 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
         tot[2] = fmaf(it[u].sb, c[2], tot[2]);
         tot[3] = fmaf(it[u].sb, c[3], tot[3]);
     };
-    if constexpr (MB) { /* the warp's nt tiles of each block; slot u holds tiles m = u mod QF_U */
+    if constexpr (MB) { /* the warp's nt tiles of each block; slot u holds tiles m = u mod U */
         static_assert(!TWO && (EPI == 0 || EPI == 3), "MB: the tc shape, EPI 0 or 3");
         const int nt = tiles / W;
         for (int j = 0; j < bpc && b0 + j < nblk; j++) {
@@ -172,13 +174,13 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
             halves(b, xa, xb);
             if (more) halves(b + 1, na, nb);
             tot[0] = tot[1] = tot[2] = tot[3] = 0.0f;
-            for (int m0 = 0; m0 < nt; m0 += QF_U) {
+            for (int m0 = 0; m0 < nt; m0 += U) {
 #pragma unroll
-                for (int u = 0; u < QF_U; u++) {
+                for (int u = 0; u < U; u++) {
                     const int kt = warp + (m0 + u) * W;
                     step(u, kt);
-                    if (m0 + QF_U < nt)
-                        load_at(u, xa, xb, kt + QF_U * W);
+                    if (m0 + U < nt)
+                        load_at(u, xa, xb, kt + U * W);
                     else if (more)
                         load_at(u, na, nb, warp + u * W);
                 }
@@ -201,13 +203,13 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
             load(3, kt + 7 * W);
         }
     } else { /* each slot reloaded with its next tile as soon as it is used */
-        for (int kt0 = warp; kt0 < tiles; kt0 += QF_U * W) {
+        for (int kt0 = warp; kt0 < tiles; kt0 += U * W) {
 #pragma unroll
-            for (int u = 0; u < QF_U; u++) {
+            for (int u = 0; u < U; u++) {
                 const int kt = kt0 + u * W;
                 if (kt >= tiles) break;
                 step(u, kt);
-                if (kt + QF_U * W < tiles) load(u, kt + QF_U * W);
+                if (kt + U * W < tiles) load(u, kt + U * W);
             }
         }
     }
@@ -238,6 +240,36 @@ static int g_qf_two = -1;
 extern "C" void ci_cu_qgemv_int4_fused_two(int mode) {
     g_qf_two = mode;
 }
+/* The deep shape: CINFER_QFUSE_DEEP=1 (ci_cu_qgemv_int4_fused_deep), 4 warps
+ * of 8 rolling slots capped for 4 CTAs an SM: 128 KB of weights in flight
+ * an SM where the tc shape (2 CTAs x 8 warps x 4 slots) holds 64 KB (2: for
+ * 3 CTAs an SM, 96 KB, no spills). The
+ * INT4 GEMVs stream ~20 GB/s an SM on the H100 and the H200 alike, as
+ * if each byte of the 64 KB took ~3.2 us to arrive (docs/kernels/
+ * qmatmul.md): a measurement switch, off until measured. Read once. */
+static int g_qf_deep = -1;
+extern "C" void ci_cu_qgemv_int4_fused_deep(int on) {
+    g_qf_deep = on;
+}
+
+/* the deep shape's launch: MINB CTAs an SM (4: 128 registers, spilling
+ * 16-68 bytes; 3: 170), multi-block where bpc > 1 */
+template <int N, int EPI, int MINB>
+static int qf_deep(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias, void *y,
+                   const float *norm_w, float eps, const ci_cu_rope_epi &rope, unsigned ctas,
+                   size_t smem, int gshift, int bpc, int db) {
+    if constexpr (EPI == 0 || EPI == 3)
+        if (bpc > 1) {
+            ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, MINB, false, true, 8, 4>, ctas, 4 * 32,
+                         smem, st, *w, (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift,
+                         norm_w, eps, rope, bpc, db);
+            return cudaGetLastError();
+        }
+    ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, MINB, false, false, 8, 4>, ctas, 4 * 32, smem, st,
+                 *w, (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps, rope,
+                 1, db);
+    return cudaGetLastError();
+}
 
 template <int N, int EPI>
 static int qf_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias,
@@ -247,6 +279,7 @@ static int qf_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const 
     const size_t smem = (size_t)N * (size_t)w->cols * 2;
     const int gshift = qt_group_shift(w, 128), db = ci_cu_defer_batch();
     if (g_qf_two < 0) g_qf_two = ci_cu_env_int("CINFER_QFUSE_TC2", 0);
+    if (g_qf_deep < 0) g_qf_deep = ci_cu_env_int("CINFER_QFUSE_DEEP", 0);
     /* several blocks a CTA (ci_cu_qgemv_mb 1, 3 or the default 4):
      * ceil(blocks / 2 SMs), one wave of CTAs capped for 2 an SM, where the
      * blocks exceed 3 an SM (gate|up: batch 1 +6 % on an H100); 2 (tests):
@@ -254,19 +287,20 @@ static int qf_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const 
     const int mb = (EPI == 0 || EPI == 3) && (w->cols / 128) % (QF_WARPS * QF_U) == 0
                        ? ci_cu_qgemv_mb_mode()
                        : 0;
+    /* CTAs an SM the multi-block grid is sized for (the deep shape's 4) */
+    const unsigned per = g_qf_deep == 1 ? 4u : g_qf_deep ? 3u : 2u;
     int bpc = 1;
     if (mb == 2 && grid >= 2u)
         bpc = 3;
     else if ((mb == 1 || mb == 3 || mb == 4) && num_sms > 0 && grid > 3u * (unsigned)num_sms)
-        bpc = (int)((grid + 2u * (unsigned)num_sms - 1) / (2u * (unsigned)num_sms));
-    if constexpr (EPI == 0 || EPI == 3)
-        if (bpc > 1) {
-            ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, 2, false, true>,
-                         (grid + (unsigned)bpc - 1) / (unsigned)bpc, QF_WARPS * 32, smem, st, *w,
-                         (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps,
-                         rope, bpc, db);
-            return cudaGetLastError();
-        }
+        bpc = (int)((grid + per * (unsigned)num_sms - 1) / (per * (unsigned)num_sms));
+    if (g_qf_deep) { /* 4 warps x 8 slots: the same tiles a block-round as the tc shape */
+        const unsigned ctas = bpc > 1 ? (grid + (unsigned)bpc - 1) / (unsigned)bpc : grid;
+        return g_qf_deep == 2 ? qf_deep<N, EPI, 3>(st, w, x, bias, y, norm_w, eps, rope, ctas, smem,
+                                                   gshift, bpc, db)
+                              : qf_deep<N, EPI, 4>(st, w, x, bias, y, norm_w, eps, rope, ctas, smem,
+                                                   gshift, bpc, db);
+    }
     if (g_qf_two == 2 || (g_qf_two == 1 && num_sms > 0 && grid >= 4u * (unsigned)num_sms))
         ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, 1, true>, grid, QF2_WARPS * 32, smem, st, *w,
                      (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps, rope,
