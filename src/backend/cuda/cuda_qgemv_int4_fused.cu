@@ -242,11 +242,11 @@ extern "C" void ci_cu_qgemv_int4_fused_two(int mode) {
 }
 /* The deep shape: CINFER_QFUSE_DEEP=1 (ci_cu_qgemv_int4_fused_deep), 4 warps
  * of 8 rolling slots capped for 4 CTAs an SM: 128 KB of weights in flight
- * an SM where the tc shape (2 CTAs x 8 warps x 4 slots) holds 64 KB (2: for
- * 3 CTAs an SM, 96 KB, no spills). The
- * INT4 GEMVs stream ~20 GB/s an SM on the H100 and the H200 alike, as
- * if each byte of the 64 KB took ~3.2 us to arrive (docs/kernels/
- * qmatmul.md): a measurement switch, off until measured. Read once. */
+ * an SM where the tc shape (2 CTAs x 8 warps x 4 slots) holds 64 KB; 2: for
+ * 3 CTAs an SM, 96 KB, no spills. The INT4 GEMVs stream ~20 GB/s an SM on
+ * the H100 and the H200 alike, as if each byte of the 64 KB took ~3.2 us
+ * to arrive (docs/kernels/qmatmul.md): a measurement switch, off until
+ * measured. Read at the first call. */
 static int g_qf_deep = -1;
 extern "C" void ci_cu_qgemv_int4_fused_deep(int on) {
     g_qf_deep = on;
