@@ -252,22 +252,15 @@ extern "C" void ci_cu_qgemv_int4_fused_deep(int on) {
     g_qf_deep = on;
 }
 
-/* the deep shape's launch: MINB CTAs an SM (4: 128 registers, spilling
- * 16-68 bytes; 3: 170), multi-block where bpc > 1 */
-template <int N, int EPI, int MINB>
-static int qf_deep(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias, void *y,
-                   const float *norm_w, float eps, const ci_cu_rope_epi &rope, unsigned ctas,
-                   size_t smem, int gshift, int bpc, int db) {
-    if constexpr (EPI == 0 || EPI == 3)
-        if (bpc > 1) {
-            ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, MINB, false, true, 8, 4>, ctas, 4 * 32,
-                         smem, st, *w, (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift,
-                         norm_w, eps, rope, bpc, db);
-            return cudaGetLastError();
-        }
-    ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, MINB, false, false, 8, 4>, ctas, 4 * 32, smem, st,
-                 *w, (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps, rope,
-                 1, db);
+/* one launch of the kernel's build <MINB, TWO, MB, U, WN> on ctas CTAs */
+template <int N, int EPI, int MINB, bool TWO = false, bool MB = false, int U = QF_U,
+          int WN = QF_WARPS>
+static int qf_go(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias, void *y,
+                 const float *norm_w, float eps, const ci_cu_rope_epi &rope, unsigned ctas,
+                 size_t smem, int gshift, int bpc, int db) {
+    ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, MINB, TWO, MB, U, WN>, ctas,
+                 (TWO ? QF2_WARPS : WN) * 32, smem, st, *w, (const __nv_bfloat16 *)x, bias,
+                 (__nv_bfloat16 *)y, gshift, norm_w, eps, rope, bpc, db);
     return cudaGetLastError();
 }
 
@@ -294,28 +287,29 @@ static int qf_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const 
         bpc = 3;
     else if ((mb == 1 || mb == 3 || mb == 4) && num_sms > 0 && grid > 3u * (unsigned)num_sms)
         bpc = (int)((grid + per * (unsigned)num_sms - 1) / (per * (unsigned)num_sms));
-    if (g_qf_deep) { /* 4 warps x 8 slots: the same tiles a block-round as the tc shape */
-        const unsigned ctas = bpc > 1 ? (grid + (unsigned)bpc - 1) / (unsigned)bpc : grid;
-        return g_qf_deep == 2 ? qf_deep<N, EPI, 3>(st, w, x, bias, y, norm_w, eps, rope, ctas, smem,
-                                                   gshift, bpc, db)
-                              : qf_deep<N, EPI, 4>(st, w, x, bias, y, norm_w, eps, rope, ctas, smem,
-                                                   gshift, bpc, db);
+    const unsigned ctas = (grid + (unsigned)bpc - 1) / (unsigned)bpc;
+#define QF_ARGS st, w, x, bias, y, norm_w, eps, rope
+    if (g_qf_deep) { /* 4 warps x 8 slots (deep 1: capped for 4 CTAs an SM, 2: for 3) */
+        if constexpr (EPI == 0 || EPI == 3)
+            if (bpc > 1)
+                return g_qf_deep == 2 ? qf_go<N, EPI, 3, false, true, 8, 4>(QF_ARGS, ctas, smem,
+                                                                            gshift, bpc, db)
+                                      : qf_go<N, EPI, 4, false, true, 8, 4>(QF_ARGS, ctas, smem,
+                                                                            gshift, bpc, db);
+        return g_qf_deep == 2
+                   ? qf_go<N, EPI, 3, false, false, 8, 4>(QF_ARGS, grid, smem, gshift, 1, db)
+                   : qf_go<N, EPI, 4, false, false, 8, 4>(QF_ARGS, grid, smem, gshift, 1, db);
     }
+    if constexpr (EPI == 0 || EPI == 3)
+        if (bpc > 1) return qf_go<N, EPI, 2, false, true>(QF_ARGS, ctas, smem, gshift, bpc, db);
     if (g_qf_two == 2 || (g_qf_two == 1 && num_sms > 0 && grid >= 4u * (unsigned)num_sms))
-        ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, 1, true>, grid, QF2_WARPS * 32, smem, st, *w,
-                     (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps, rope,
-                     1, db);
+        return qf_go<N, EPI, 1, true>(QF_ARGS, grid, smem, gshift, 1, db);
     /* registers capped for 3 CTAs an SM where the blocks are 2-3 an SM (one
      * wave, as the tc kernel's choice for q|k|v) */
-    else if (num_sms > 0 && grid > 2u * (unsigned)num_sms && grid <= 3u * (unsigned)num_sms)
-        ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, 3>, grid, QF_WARPS * 32, smem, st, *w,
-                     (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps, rope,
-                     1, db);
-    else
-        ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, 1>, grid, QF_WARPS * 32, smem, st, *w,
-                     (const __nv_bfloat16 *)x, bias, (__nv_bfloat16 *)y, gshift, norm_w, eps, rope,
-                     1, db);
-    return cudaGetLastError();
+    if (num_sms > 0 && grid > 2u * (unsigned)num_sms && grid <= 3u * (unsigned)num_sms)
+        return qf_go<N, EPI, 3>(QF_ARGS, grid, smem, gshift, 1, db);
+    return qf_go<N, EPI, 1>(QF_ARGS, grid, smem, gshift, 1, db);
+#undef QF_ARGS
 }
 
 template <int N>
