@@ -19,7 +19,8 @@ metrics+=,lts__t_sector_hit_rate.pct,sm__warps_active.avg.pct_of_peak_sustained_
 metrics+=',regex:smsp__warp_issue_stalled_.*_per_warp_active\.pct'
 # the gate|up build (EPI 3, multi-block) and the LM head (f32 out), skipping the first
 # decode step's launches (32 a step of the gate|up; the head once)
-for spec in "gateup:, 3, true>:40" "head:float, 8:1"; do
+# (ncu's demangled names may spell template arguments "(int)3, (bool)1")
+for spec in 'gateup:, (\(int\))?3, (\(bool\))?(true|1)>:40' 'head:float, (\(int\))?8,:1'; do
     IFS=: read -r tag pat skip <<<"$spec"
     step "ncu $tag" 60 || continue
     timeout 150 ncu --clock-control none --kernel-name-base demangled \
@@ -28,8 +29,9 @@ for spec in "gateup:, 3, true>:40" "head:float, 8:1"; do
         --section SchedulerStats --section SourceCounters --metrics "$metrics" \
         -o /tmp/ncu_$tag -f "$B/cinfer" bench latency -m $QD/f8h --device cuda --batch-size 1 \
         --input-len 128 --output-len 4 --num-iters 1 --num-iters-warmup 0 \
-        --max-model-len 4096 --enforce-eager >/dev/null 2>&1
+        --max-model-len 4096 --enforce-eager >/tmp/ncu_$tag.log 2>&1
     echo "ncu $tag rc=$?"
+    grep -E "==PROF==|==ERROR==|==WARNING==" /tmp/ncu_$tag.log | head -5
     ncu -i /tmp/ncu_$tag.ncu-rep --page details >$out/ncu_$tag.txt 2>&1
     grep -E "dram__|hit_rate|gpu__time|Duration|Memory Throughput|Issued Warp|No Eligible|warps_active" \
         $out/ncu_$tag.txt | head -12
