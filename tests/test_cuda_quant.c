@@ -400,17 +400,6 @@ int main(void) {
                 for (int n = 1; n <= 8; n++)
                     check_case(&h, n, n & 1, lng[k].what);
             }
-            /* INT4's tc GEMV in its deep shapes (CINFER_QTC_DEEP: 8 or 6
-             * rolling slots a warp, 2 CTAs an SM) at batch 1, tiled */
-            if (h.format == CI_QW_INT4) {
-                setenv("CINFER_QW_TILE", "1", 1);
-                for (int deep = 1; deep <= 2; deep++) {
-                    ci_cu_qgemv_tc_deep(deep);
-                    check_case(&h, 1, 0, lng[k].what);
-                    check_case(&h, 1, 1, lng[k].what);
-                }
-                ci_cu_qgemv_tc_deep(-1);
-            }
             unsetenv("CINFER_QW_TILE");
             /* the 8-bit GEMV with 3 16-row blocks a CTA (CINFER_QGEMV_MB),
              * each slot's loads running across a block's end; the last CTA

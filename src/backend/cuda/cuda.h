@@ -34,10 +34,6 @@ void ci_cu_qgemv_mb(int mode);
  * (the default unless CINFER_QFUSE_DEEP says), -1 back to the default (read
  * at the next call) */
 void ci_cu_qgemv_int4_fused_deep(int on);
-/* INT4's tc GEMV at batch 1 for weights of at most 2 16-row blocks an SM in
- * a deep shape (8 rolling slots a warp, 1; 6, 2) capped for 2 CTAs an SM;
- * 0 off (the default unless CINFER_QTC_DEEP says), -1 back to the default */
-void ci_cu_qgemv_tc_deep(int mode);
 /* The deferred RMSNorm's staging in the tensor-core GEMVs (gemv_prologue.cuh,
  * ci_defer_stage): 1 two vectors a thread loaded at once, the norm weights
  * prefetched before the PDL wait (the default unless CINFER_DEFER_BATCH=0,

@@ -413,7 +413,7 @@ __device__ __forceinline__ void qt_step(float *tot, const qt_rows &r, const qt_i
  * whose 16-row blocks are 2-3 per SM: one wave, not two (qkv of
  * Llama-3-8B, 384 blocks on the H200's 132 SMs: 6.4 us vs 8.4; down_proj's
  * 256 blocks lose 12.3 -> 15.0 us to the spills, so only there) */
-template <int N, typename OutT, bool ROLL, int MINB, int U = QT_U>
+template <int N, typename OutT, bool ROLL, int MINB>
 __global__ void __launch_bounds__(QT_WARPS * 32, MINB)
     qgemv_tc_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
                     const float *__restrict__ bias, OutT *__restrict__ y, int gshift, int acc) {
@@ -427,10 +427,10 @@ __global__ void __launch_bounds__(QT_WARPS * 32, MINB)
      * tile as soon as its tile is used (down_proj on the H200: 13.2 us vs
      * 15.1 for loading 4 then using 4; 8 rolling slots cost occupancy:
      * 20.3) */
-    qt_item it[U];
+    qt_item it[QT_U];
     auto load = [&](int kt0) {
 #pragma unroll
-        for (int u = 0; u < U; u++)
+        for (int u = 0; u < QT_U; u++)
             if (kt0 + u * QT_WARPS < tiles) qt_load(rows, kt0 + u * QT_WARPS, gshift, it[u]);
     };
     /* the first tiles are loaded before the PDL wait (weights are
@@ -439,15 +439,15 @@ __global__ void __launch_bounds__(QT_WARPS * 32, MINB)
     ci_pdl_trigger();
     ci_pdl_wait();
     float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int kt0 = warp; kt0 < tiles; kt0 += U * QT_WARPS) {
+    for (int kt0 = warp; kt0 < tiles; kt0 += QT_U * QT_WARPS) {
         if (!ROLL && kt0 != warp) load(kt0);
 #pragma unroll
-        for (int u = 0; u < U; u++) {
+        for (int u = 0; u < QT_U; u++) {
             if (kt0 + u * QT_WARPS >= tiles) break;
             qt_step(tot, rows, it[u], kt0 + u * QT_WARPS);
             /* ROLL: slot u's next tile in flight as soon as it is free */
-            if (ROLL && kt0 + (u + U) * QT_WARPS < tiles)
-                qt_load(rows, kt0 + (u + U) * QT_WARPS, gshift, it[u]);
+            if (ROLL && kt0 + (u + QT_U) * QT_WARPS < tiles)
+                qt_load(rows, kt0 + (u + QT_U) * QT_WARPS, gshift, it[u]);
         }
     }
     qt_reduce<N, QT_WARPS>(red, tot, r0, out, bias, y, acc);
@@ -654,29 +654,17 @@ static int qs_tpr(int64_t chunks) {
     return tpr;
 }
 
-template <int N, bool ROLL, int MINB, int U = QT_U>
+template <int N, bool ROLL, int MINB>
 static int qt_launch_tc(ci_cu_stream st, int f32_out, const ci_qweight *w,
                         const __nv_bfloat16 *xb, const float *bias, void *y, int gshift,
                         unsigned grid, int acc) {
     if (f32_out)
-        ci_cu_launch(qgemv_tc_kernel<N, float, ROLL, MINB, U>, grid, QT_WARPS * 32, 0, st, *w, xb,
+        ci_cu_launch(qgemv_tc_kernel<N, float, ROLL, MINB>, grid, QT_WARPS * 32, 0, st, *w, xb,
                      bias, (float *)y, gshift, acc);
     else
-        ci_cu_launch(qgemv_tc_kernel<N, __nv_bfloat16, ROLL, MINB, U>, grid, QT_WARPS * 32, 0, st,
-                     *w, xb, bias, (__nv_bfloat16 *)y, gshift, acc);
+        ci_cu_launch(qgemv_tc_kernel<N, __nv_bfloat16, ROLL, MINB>, grid, QT_WARPS * 32, 0, st, *w,
+                     xb, bias, (__nv_bfloat16 *)y, gshift, acc);
     return cudaGetLastError();
-}
-
-/* The deep tc shape: CINFER_QTC_DEEP=1 (ci_cu_qgemv_tc_deep) gives the
- * weights of at most 2 blocks an SM (Llama-3-8B's o and down: 256 blocks)
- * 8 rolling slots a warp with registers capped for 2 CTAs an SM: 128 KB in
- * flight an SM where 4 slots hold 64 KB (the Little's-law reading of
- * docs/kernels/qmatmul.md; 8 slots uncapped ran one CTA an SM, 20.3 us on
- * down against 13.2); 2: 6 slots. Batch 1 only (N = 1). A measurement
- * switch, off until measured; read at the first call. */
-static int g_qtc_deep = -1;
-extern "C" void ci_cu_qgemv_tc_deep(int mode) {
-    g_qtc_deep = mode;
 }
 
 /* The INT4 tensor-core GEMV for N <= 8 rows of x (qt_ok): tc (ROLL: its
@@ -686,7 +674,6 @@ static int qt_launch_u(ci_cu_stream st, int f32_out, const ci_qweight *w, const 
                      const float *bias, void *y, int num_sms, int acc) {
     const int gshift = qt_group_shift(w, 128);
     const unsigned grid = (unsigned)((w->rows + 15) / 16);
-    if (g_qtc_deep < 0) g_qtc_deep = ci_cu_env_int("CINFER_QTC_DEEP", 0);
     /* auto: tc2 where its row tiles fill the GPU 4 deep (Llama-3-8B's
      * gate/up: 25.3 us vs 26.5), tc for skinnier weights (o: 4.6 vs 6.4,
      * down: 16.3 vs 19.8 on the H200) */
@@ -699,10 +686,6 @@ static int qt_launch_u(ci_cu_stream st, int f32_out, const ci_qweight *w, const 
                      (__nv_bfloat16 *)y, gshift, acc);
     else if (ROLL && grid > 2u * (unsigned)num_sms && grid <= 3u * (unsigned)num_sms)
         return qt_launch_tc<N, ROLL, 3>(st, f32_out, w, xb, bias, y, gshift, grid, acc);
-    else if (ROLL && N == 1 && g_qtc_deep > 0 && grid <= 2u * (unsigned)num_sms)
-        return g_qtc_deep == 2
-                   ? qt_launch_tc<N, ROLL, 2, 6>(st, f32_out, w, xb, bias, y, gshift, grid, acc)
-                   : qt_launch_tc<N, ROLL, 2, 8>(st, f32_out, w, xb, bias, y, gshift, grid, acc);
     else
         return qt_launch_tc<N, ROLL, 1>(st, f32_out, w, xb, bias, y, gshift, grid, acc);
     return cudaGetLastError();
