@@ -591,18 +591,6 @@ static void defer_pass(void) {
     swiglu_cases();
     rope_cases();
     ci_cu_qgemv_int4_fused_two(0);
-    /* and in its deep shapes (4 warps of 8 slots, 4 or 3 CTAs an SM), one
-     * block a CTA and three */
-    for (int deep = 1; deep <= 2; deep++) {
-        ci_cu_qgemv_int4_fused_deep(deep);
-        tc8_prologue_cases();
-        swiglu_cases();
-        rope_cases();
-        ci_cu_qgemv_mb(2);
-        swiglu_cases();
-        ci_cu_qgemv_mb(-1);
-    }
-    ci_cu_qgemv_int4_fused_deep(-1);
     /* the 8-bit GEMV and INT4's fused one with 3 16-row blocks a CTA
      * (CINFER_QGEMV_MB) where the columns allow (4096, 12288: whole rounds
      * of their rolling slots) */
@@ -610,6 +598,12 @@ static void defer_pass(void) {
     tc8_prologue_cases();
     swiglu_cases();
     ci_cu_qgemv_mb(-1);
+    /* the 8-bit GEMV with each warp owning whole blocks (CINFER_QGEMV_WPB),
+     * wherever the columns allow (whole rounds of its slots) */
+    ci_cu_qgemv_wpb(3);
+    tc8_prologue_cases();
+    swiglu_cases();
+    ci_cu_qgemv_wpb(-1);
     /* the deferred path ran: 8-bit cases came out not bit-equal */
     CHECKF(differs >= 8, "deferred norm: only %d cases differ from the classic ops", differs);
     CHECK_OK(gpu->ops->sync(gpu));

@@ -409,6 +409,12 @@ int main(void) {
                 for (int n = 1; n <= 2; n++)
                     check_case(&h, n, n & 1, lng[k].what);
                 ci_cu_qgemv_mb(-1);
+                /* and with each warp owning whole blocks (CINFER_QGEMV_WPB),
+                 * grid-striding past one wave where the blocks are many */
+                ci_cu_qgemv_wpb(3);
+                for (int n = 1; n <= 2; n++)
+                    check_case(&h, n, n & 1, lng[k].what);
+                ci_cu_qgemv_wpb(-1);
             }
             free_qw(&h);
         }

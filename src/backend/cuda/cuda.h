@@ -29,11 +29,12 @@ void ci_cu_qgemv_int4_fused_two(int mode);
  * 8-bit GEMV's SwiGLU build (gate|up), -1 back to the default
  * (CINFER_QGEMV_MB is read at the first call) */
 void ci_cu_qgemv_mb(int mode);
-/* INT4's fused GEMV in its deep shape (4 warps x 8 rolling slots): 1 capped
- * for 4 CTAs an SM (twice the weight bytes in flight an SM), 2 for 3; 0 off
- * (the default unless CINFER_QFUSE_DEEP says), -1 back to the default (read
- * at the next call) */
-void ci_cu_qgemv_int4_fused_deep(int on);
+/* The 8-bit GEMV with each warp owning whole 16-row blocks (no split K, no
+ * barrier after the staging): 0 off (the default unless CINFER_QGEMV_WPB
+ * says), 1 the SwiGLU build where the multi-block one would run, 2 also the
+ * plain build at 8+ blocks an SM, 3 wherever the shape allows (tests); -1
+ * back to the default (read at the next call) */
+void ci_cu_qgemv_wpb(int mode);
 /* The deferred RMSNorm's staging in the tensor-core GEMVs (gemv_prologue.cuh,
  * ci_defer_stage): 1 two vectors a thread loaded at once, the norm weights
  * prefetched before the PDL wait (the default unless CINFER_DEFER_BATCH=0,

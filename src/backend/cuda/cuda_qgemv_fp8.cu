@@ -146,6 +146,29 @@ __device__ __forceinline__ void ft_tile(float *c, uint4 a, uint4 b, uint4 x0, ui
     }
 }
 
+/* x staged as f16 * 2^-4 in fxs [N][K / 8], through the prologue pro (the
+ * exact or deferred RMSNorm, SwiGLU, or none); nred: the norm's warp sums.
+ * The caller synchronizes. */
+template <int N>
+__device__ __forceinline__ void ft_stage(const __nv_bfloat16 *__restrict__ x, int K,
+                                         const ft_pro &pro, float *nred, uint4 *fxs) {
+    auto put = [&](int e, uint4 v) {
+        fxs[e] = make_uint4(ft_x2(v.x), ft_x2(v.y), ft_x2(v.z), ft_x2(v.w));
+    };
+    if (pro.pro == CI_CU_PRO_RMSNORM)
+        ci_norm_stage_exact<N>(x, K, pro.vpt, pro.norm_w, pro.eps, nred, put);
+    else if (pro.pro == CI_CU_PRO_RMSNORM_DEFER)
+        ci_defer_stage<N>(
+            x, K, pro.norm_w, nred,
+            [&](int e, const float *f) {
+                fxs[e] = make_uint4(ft_f2(f[0], f[1]), ft_f2(f[2], f[3]), ft_f2(f[4], f[5]),
+                                    ft_f2(f[6], f[7]));
+            },
+            pro.batch);
+    else /* x as it is, or SwiGLU of [N][2K] */
+        ci_pro_stage_plain<N>(pro.pro, x, K, put);
+}
+
 /* U tiles in flight per warp; ROLL: reloaded one by one (else U loaded,
  * then U used); MINB: CTAs an SM the registers are capped for; EPI: 0, the
  * rope epilogue with a BF16 (1) or E4M3 (2) cache, or SwiGLU (3) (BF16 y,
@@ -218,23 +241,7 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
     if (pro.pro == CI_CU_PRO_RMSNORM_DEFER && pro.batch) ci_defer_pre(pro.norm_w, K);
     ci_pdl_trigger();
     ci_pdl_wait();
-    {
-        auto put = [&](int e, uint4 v) {
-            fxs[e] = make_uint4(ft_x2(v.x), ft_x2(v.y), ft_x2(v.z), ft_x2(v.w));
-        };
-        if (pro.pro == CI_CU_PRO_RMSNORM)
-            ci_norm_stage_exact<N>(x, K, pro.vpt, pro.norm_w, pro.eps, nred, put);
-        else if (pro.pro == CI_CU_PRO_RMSNORM_DEFER)
-            ci_defer_stage<N>(
-                x, K, pro.norm_w, nred,
-                [&](int e, const float *f) {
-                    fxs[e] = make_uint4(ft_f2(f[0], f[1]), ft_f2(f[2], f[3]), ft_f2(f[4], f[5]),
-                                        ft_f2(f[6], f[7]));
-                },
-                pro.batch);
-        else /* x as it is, or SwiGLU of [N][2K] */
-            ci_pro_stage_plain<N>(pro.pro, x, K, put);
-    }
+    ft_stage<N>(x, K, pro, nred, fxs);
     __syncthreads();
     /* the lane's x: token g (N - 1 for lanes of tokens >= N: their C
      * columns are never stored), columns 16 t .. of each tile */
@@ -322,6 +329,113 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
     }
 }
 
+/* WPB, warp-owned blocks: each warp streams whole 16-row blocks (EPI 0: rows
+ * 16b .. 16b + 15; SwiGLU, EPI 3: gate rows 8b .., up rows out / 2 + 8b ..)
+ * through its FT_U rolling slots, all K / 64 tiles of a block, so the C
+ * fragment ends whole in the lane's registers and the lane stores its own
+ * rows (c[0] / c[2]: row g / g + 8 of token 2t, c[1] / c[3] of 2t + 1;
+ * SwiGLU pairs gate and up unit 8b + g in one lane): after the staging no
+ * barrier holds a warp. Blocks grid-stride over the warps, each slot's next
+ * tile the next block's once this block's are used. The split-K builds
+ * above end every block with qt_epi's two barriers (ncu, H100: 16 % of the
+ * fused gate|up's warp stalls at them, 2.48 TB/s where the LM head's build
+ * streams 3.09); cuda_gemv.cu's BF16 GEMV, one warp a row, streams 3.1.
+ * Needs K / 64 a multiple of FT_U; 8 warps a CTA as the other builds (the
+ * deferred norm's 1 / rms summed in the same order). */
+template <int FMT, int N, typename OutT, int EPI>
+__global__ void __launch_bounds__(FT_WARPS * 32, 2)
+    qgemv_fp8tc_wpb_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
+                           const float *__restrict__ bias, OutT *__restrict__ y, int gshift,
+                           int acc, ft_pro pro) {
+    static_assert(EPI == 0 || EPI == 3, "WPB: the plain or the SwiGLU epilogue");
+    constexpr int U = FT_U;
+    extern __shared__ uint4 fxs[]; /* [N][K / 8]: x (or its prologue's output) as f16 * 2^-4 */
+    __shared__ float nred[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int K = (int)w.cols, out = (int)w.rows, tiles = K / 64, ng = (int)w.ngroups;
+    const int64_t nblk = out / 16, stride = (int64_t)gridDim.x * FT_WARPS;
+    /* block b's rows ra, rb = ra + dr (EPI 3: gate and up, else 8 apart);
+     * the lane's pieces and scales as 32-bit indices (fp8tc_wpb_on bounds
+     * them) from w.q / w.scales: registers for the 8 rolling slots */
+    const int64_t dr = EPI == 3 ? out / 2 : 8;
+    const uint32_t dq = (uint32_t)(dr * (K / 16)), ds = (uint32_t)(dr * ng);
+    const uint4 *Q = (const uint4 *)w.q;
+    struct rows {
+        uint32_t q, s;
+    };
+    auto row_a = [&](int64_t b) { return (EPI == 3 ? 8 : 16) * b + g; };
+    auto rows_of = [&](int64_t b) {
+        const int64_t ra = row_a(b);
+        return rows{(uint32_t)(ra * (K / 16) + t), (uint32_t)(ra * ng)};
+    };
+    uint4 qa[U], qb[U];
+    float fa[U], fb[U];
+    auto ld = [&](int u, const rows &r, int kt) {
+        qa[u] = __ldcs(Q + (r.q + 4u * (uint32_t)kt));
+        qb[u] = __ldcs(Q + (r.q + dq + 4u * (uint32_t)kt));
+        const uint32_t gi = (uint32_t)(kt >> gshift);
+        fa[u] = __ldg(w.scales + (r.s + gi));
+        fb[u] = __ldg(w.scales + (r.s + ds + gi));
+    };
+    int64_t b = (int64_t)blockIdx.x * FT_WARPS + warp;
+    rows cur = rows_of(b < nblk ? b : 0);
+    if (b < nblk) { /* the first tiles before the PDL wait (weights are constant) */
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            ld(u, cur, u);
+    }
+    if (pro.pro == CI_CU_PRO_RMSNORM_DEFER && pro.batch) ci_defer_pre(pro.norm_w, K);
+    ci_pdl_trigger();
+    ci_pdl_wait();
+    ft_stage<N>(x, K, pro, nred, fxs);
+    __syncthreads();
+    const uint4 *xr = fxs + (int64_t)min(g, N - 1) * (K / 8) + 2 * t;
+    const bool defer = pro.pro == CI_CU_PRO_RMSNORM_DEFER;
+    for (; b < nblk; b += stride) {
+        const bool more = b + stride < nblk;
+        float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int m0 = 0; m0 < tiles; m0 += U) {
+            /* the round's refills: U tiles on in this block, or (the last
+             * round) the next block's first U */
+            const bool last = m0 + U >= tiles;
+            const rows nx = last && more ? rows_of(b + stride) : cur;
+            const int kofs = last ? -m0 : U;
+            const bool refill = !last || more;
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                ft_tile<FMT>(c, qa[u], qb[u], xr[8 * (m0 + u)], xr[8 * (m0 + u) + 1]);
+                tot[0] = fmaf(fa[u], c[0], tot[0]);
+                tot[1] = fmaf(fa[u], c[1], tot[1]);
+                tot[2] = fmaf(fb[u], c[2], tot[2]);
+                tot[3] = fmaf(fb[u], c[3], tot[3]);
+                if (refill) ld(u, nx, m0 + u + kofs);
+            }
+        }
+        const int64_t ra = row_a(b), rb = ra + dr;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int n = 2 * t + h;
+            if (n >= N) break;
+            const float inv = defer ? ci_defer_inv<FT_WARPS>(nred, n, K, pro.eps) : 1.0f;
+            float a = tot[h] * (1.0f / FT_XSCALE), c = tot[2 + h] * (1.0f / FT_XSCALE);
+            if (defer) {
+                a *= inv;
+                c *= inv;
+            }
+            if constexpr (EPI == 3) { /* qt_epi's: each rounded as stored, then SwiGLU */
+                a = ci_round(bias ? a + bias[ra] : a, y);
+                c = ci_round(bias ? c + bias[rb] : c, y);
+                ci_st(y + (int64_t)n * (out / 2), ra, a / (1.0f + __expf(-a)) * c);
+            } else {
+                ci_st_out(y + (int64_t)n * out, ra, bias ? a + bias[ra] : a, acc);
+                ci_st_out(y + (int64_t)n * out, rb, bias ? c + bias[rb] : c, acc);
+            }
+        }
+        if (more) cur = rows_of(b + stride);
+    }
+}
+
 extern "C" int ci_cu_qgemv_fp8tc_ok(const ci_qweight *w, int n, int x_bf16, const void *x) {
     if ((w->format != CI_QW_FP8 && w->format != CI_QW_INT8) || !x_bf16 || w->g_idx || n < 1 ||
         n > 2 || w->cols % 64)
@@ -396,6 +510,40 @@ static int fp8tc_bpc(const ci_qweight *w, int num_sms, int epi) {
     return (int)((blocks + slots - 1) / slots);
 }
 
+/* The warp-owned-blocks build (qgemv_fp8tc_wpb_kernel). CINFER_QGEMV_WPB:
+ * 0 off (the default until measured), 1 the SwiGLU build (gate|up) where
+ * the multi-block one would run, 2 that and the plain build where the
+ * blocks are 8+ an SM (the LM head), 3 (tests) wherever the shape allows;
+ * read at the first call, ci_cu_qgemv_wpb sets it (-1: back to the env). */
+static int g_wpb = -1;
+extern "C" void ci_cu_qgemv_wpb(int mode) {
+    g_wpb = mode;
+}
+static int fp8tc_wpb_on(const ci_qweight *w, int num_sms, int swiglu, int bpc) {
+    if (g_wpb < 0) g_wpb = ci_cu_env_int("CINFER_QGEMV_WPB", 0);
+    if (g_wpb <= 0 || w->rows % 16 || (w->cols / 64) % FT_U || w->perm) return 0;
+    if (w->rows * (w->cols / 16) >= UINT32_MAX / 2 || w->rows * w->ngroups >= UINT32_MAX / 2)
+        return 0; /* the kernel's 32-bit piece and scale indices */
+    if (g_wpb == 3) return 1;
+    if (swiglu) return bpc > 1;
+    return g_wpb == 2 && num_sms > 0 && (w->rows / 16) >= 8 * (int64_t)num_sms;
+}
+template <int N, typename OutT, int EPI>
+static int fp8tc_wpb(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias,
+                     void *y, int acc, ft_pro pro, int num_sms) {
+    auto k = w->format == CI_QW_INT8 ? qgemv_fp8tc_wpb_kernel<CI_QW_INT8, N, OutT, EPI>
+                                     : qgemv_fp8tc_wpb_kernel<CI_QW_FP8, N, OutT, EPI>;
+    const size_t smem = (size_t)N * (size_t)w->cols * 2;
+    const cudaError_t e = ci_cu_smem_optin(k, smem);
+    if (e != cudaSuccess) return e;
+    /* a warp a block, at most one wave of CTAs 2 an SM (then grid-stride) */
+    const int64_t ctas = (w->rows / 16 + FT_WARPS - 1) / FT_WARPS;
+    const int64_t cap = num_sms > 0 ? 2 * (int64_t)num_sms : ctas;
+    ci_cu_launch(k, (unsigned)(ctas < cap ? ctas : cap), FT_WARPS * 32, smem, st, *w,
+                 (const __nv_bfloat16 *)x, bias, (OutT *)y, qt_group_shift(w, 64), acc, pro);
+    return cudaGetLastError();
+}
+
 /* old: the kernel as it was before the rolling loads (4 tiles loaded, then
  * used), for A/B (CINFER_QGEMV=tc4). waves3 (the choice of auto): the
  * weight's 16-row blocks are 2-3 per SM, which the FT_U build (126
@@ -461,6 +609,16 @@ extern "C" int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const ci_qweight 
     const int64_t blocks = (w->rows + 15) / 16;
     const int w3 = num_sms > 0 && blocks > 2 * (int64_t)num_sms && blocks <= 3 * (int64_t)num_sms;
     const int bpc = old || ro ? 1 : fp8tc_bpc(w, num_sms, swiglu ? 3 : 0);
+    if (!old && !ro && fp8tc_wpb_on(w, num_sms, swiglu, bpc)) {
+        if (swiglu)
+            return n == 1 ? fp8tc_wpb<1, __nv_bfloat16, 3>(st, w, x, bias, y, 0, fp, num_sms)
+                          : fp8tc_wpb<2, __nv_bfloat16, 3>(st, w, x, bias, y, 0, fp, num_sms);
+        if (n == 1)
+            return f32_out ? fp8tc_wpb<1, float, 0>(st, w, x, bias, y, acc, fp, num_sms)
+                           : fp8tc_wpb<1, __nv_bfloat16, 0>(st, w, x, bias, y, acc, fp, num_sms);
+        return f32_out ? fp8tc_wpb<2, float, 0>(st, w, x, bias, y, acc, fp, num_sms)
+                       : fp8tc_wpb<2, __nv_bfloat16, 0>(st, w, x, bias, y, acc, fp, num_sms);
+    }
     if (swiglu) {
         const ci_cu_rope_epi none = {};
         return n == 1 ? fp8tc_epi<1, 3>(st, w, x, bias, y, w3, fp, none, bpc)

@@ -58,8 +58,8 @@ struct qf_item {
 
 /* TWO: 4 warps a CTA whose tiles are double-buffered two at a time (the
  * tc2 kernel's shape: more CTAs an SM, each staging with fewer threads),
- * else WN warps with U rolling slots (8 and QF_U: the tc kernel's; the deep
- * shape, 4 and 8: twice the bytes in flight a warp, see qf_launch) */
+ * else WN warps with U rolling slots (8 and QF_U: the tc kernel's; 4 and 8,
+ * a deeper shape measured and dropped: docs/kernels/qmatmul.md) */
 /* MB (EPI 0 or 3, the tc shape, K / 128 a multiple of WN * U): the
  * CTA takes bpc consecutive 16-row blocks with x staged once, each slot's
  * next tile the next block's once this block's are used (as the 8-bit
@@ -240,18 +240,6 @@ static int g_qf_two = -1;
 extern "C" void ci_cu_qgemv_int4_fused_two(int mode) {
     g_qf_two = mode;
 }
-/* The deep shape: CINFER_QFUSE_DEEP=1 (ci_cu_qgemv_int4_fused_deep), 4 warps
- * of 8 rolling slots capped for 4 CTAs an SM: 128 KB of weights in flight
- * an SM where the tc shape (2 CTAs x 8 warps x 4 slots) holds 64 KB; 2: for
- * 3 CTAs an SM, 96 KB, no spills. The INT4 GEMVs stream ~20 GB/s an SM on
- * the H100 and the H200 alike, as if each byte of the 64 KB took ~3.2 us
- * to arrive (docs/kernels/qmatmul.md): a measurement switch, off until
- * measured. Read at the first call. */
-static int g_qf_deep = -1;
-extern "C" void ci_cu_qgemv_int4_fused_deep(int on) {
-    g_qf_deep = on;
-}
-
 /* one launch of the kernel's build <MINB, TWO, MB, U, WN> on ctas CTAs */
 template <int N, int EPI, int MINB, bool TWO = false, bool MB = false, int U = QF_U,
           int WN = QF_WARPS>
@@ -272,7 +260,6 @@ static int qf_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const 
     const size_t smem = (size_t)N * (size_t)w->cols * 2;
     const int gshift = qt_group_shift(w, 128), db = ci_cu_defer_batch();
     if (g_qf_two < 0) g_qf_two = ci_cu_env_int("CINFER_QFUSE_TC2", 0);
-    if (g_qf_deep < 0) g_qf_deep = ci_cu_env_int("CINFER_QFUSE_DEEP", 0);
     /* several blocks a CTA (ci_cu_qgemv_mb 1, 3 or the default 4):
      * ceil(blocks / 2 SMs), one wave of CTAs capped for 2 an SM, where the
      * blocks exceed 3 an SM (gate|up: batch 1 +6 % on an H100); 2 (tests):
@@ -280,26 +267,13 @@ static int qf_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const 
     const int mb = (EPI == 0 || EPI == 3) && (w->cols / 128) % (QF_WARPS * QF_U) == 0
                        ? ci_cu_qgemv_mb_mode()
                        : 0;
-    /* CTAs an SM the multi-block grid is sized for (the deep shape's 4) */
-    const unsigned per = g_qf_deep == 1 ? 4u : g_qf_deep ? 3u : 2u;
     int bpc = 1;
     if (mb == 2 && grid >= 2u)
         bpc = 3;
     else if ((mb == 1 || mb == 3 || mb == 4) && num_sms > 0 && grid > 3u * (unsigned)num_sms)
-        bpc = (int)((grid + per * (unsigned)num_sms - 1) / (per * (unsigned)num_sms));
+        bpc = (int)((grid + 2u * (unsigned)num_sms - 1) / (2u * (unsigned)num_sms));
     const unsigned ctas = (grid + (unsigned)bpc - 1) / (unsigned)bpc;
 #define QF_ARGS st, w, x, bias, y, norm_w, eps, rope
-    if (g_qf_deep) { /* 4 warps x 8 slots (deep 1: capped for 4 CTAs an SM, 2: for 3) */
-        if constexpr (EPI == 0 || EPI == 3)
-            if (bpc > 1)
-                return g_qf_deep == 2 ? qf_go<N, EPI, 3, false, true, 8, 4>(QF_ARGS, ctas, smem,
-                                                                            gshift, bpc, db)
-                                      : qf_go<N, EPI, 4, false, true, 8, 4>(QF_ARGS, ctas, smem,
-                                                                            gshift, bpc, db);
-        return g_qf_deep == 2
-                   ? qf_go<N, EPI, 3, false, false, 8, 4>(QF_ARGS, grid, smem, gshift, 1, db)
-                   : qf_go<N, EPI, 4, false, false, 8, 4>(QF_ARGS, grid, smem, gshift, 1, db);
-    }
     if constexpr (EPI == 0 || EPI == 3)
         if (bpc > 1) return qf_go<N, EPI, 2, false, true>(QF_ARGS, ctas, smem, gshift, bpc, db);
     if (g_qf_two == 2 || (g_qf_two == 1 && num_sms > 0 && grid >= 4u * (unsigned)num_sms))
