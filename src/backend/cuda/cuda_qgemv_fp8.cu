@@ -146,12 +146,17 @@ __device__ __forceinline__ void ft_tile(float *c, uint4 a, uint4 b, uint4 x0, ui
     }
 }
 
-/* x staged as f16 * 2^-4 in fxs [N][K / 8], through the prologue pro (the
- * exact or deferred RMSNorm, SwiGLU, or none); nred: the norm's warp sums.
- * The caller synchronizes. */
+/* After the first tiles' loads: the PDL wait, then x staged as f16 * 2^-4
+ * in fxs [N][K / 8] through the prologue pro (the exact or deferred
+ * RMSNorm, SwiGLU, or none; nred: the norm's warp sums) and the CTA's
+ * barrier. Returns the lane's x: token g (N - 1 for lanes of tokens >= N:
+ * their C columns are never stored), columns 16 t .. of each tile. */
 template <int N>
-__device__ __forceinline__ void ft_stage(const __nv_bfloat16 *__restrict__ x, int K,
-                                         const ft_pro &pro, float *nred, uint4 *fxs) {
+__device__ __forceinline__ const uint4 *ft_begin(const __nv_bfloat16 *__restrict__ x, int K,
+                                                 const ft_pro &pro, float *nred, uint4 *fxs) {
+    if (pro.pro == CI_CU_PRO_RMSNORM_DEFER && pro.batch) ci_defer_pre(pro.norm_w, K);
+    ci_pdl_trigger();
+    ci_pdl_wait();
     auto put = [&](int e, uint4 v) {
         fxs[e] = make_uint4(ft_x2(v.x), ft_x2(v.y), ft_x2(v.z), ft_x2(v.w));
     };
@@ -167,6 +172,9 @@ __device__ __forceinline__ void ft_stage(const __nv_bfloat16 *__restrict__ x, in
             pro.batch);
     else /* x as it is, or SwiGLU of [N][2K] */
         ci_pro_stage_plain<N>(pro.pro, x, K, put);
+    __syncthreads();
+    const int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+    return fxs + (int64_t)min(g, N - 1) * (K / 8) + 2 * t;
 }
 
 /* U tiles in flight per warp; ROLL: reloaded one by one (else U loaded,
@@ -238,14 +246,7 @@ __global__ void __launch_bounds__(FT_WARPS * 32, MINB)
     } else {
         load(warp);
     }
-    if (pro.pro == CI_CU_PRO_RMSNORM_DEFER && pro.batch) ci_defer_pre(pro.norm_w, K);
-    ci_pdl_trigger();
-    ci_pdl_wait();
-    ft_stage<N>(x, K, pro, nred, fxs);
-    __syncthreads();
-    /* the lane's x: token g (N - 1 for lanes of tokens >= N: their C
-     * columns are never stored), columns 16 t .. of each tile */
-    const uint4 *xr = fxs + (int64_t)min(g, N - 1) * (K / 8) + 2 * t;
+    const uint4 *xr = ft_begin<N>(x, K, pro, nred, fxs);
     const bool defer = pro.pro == CI_CU_PRO_RMSNORM_DEFER;
     float tot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     /* tot += tile kt's scaled sums (slot u) */
@@ -384,12 +385,7 @@ __global__ void __launch_bounds__(FT_WARPS * 32, 2)
         for (int u = 0; u < U; u++)
             ld(u, cur, u);
     }
-    if (pro.pro == CI_CU_PRO_RMSNORM_DEFER && pro.batch) ci_defer_pre(pro.norm_w, K);
-    ci_pdl_trigger();
-    ci_pdl_wait();
-    ft_stage<N>(x, K, pro, nred, fxs);
-    __syncthreads();
-    const uint4 *xr = fxs + (int64_t)min(g, N - 1) * (K / 8) + 2 * t;
+    const uint4 *xr = ft_begin<N>(x, K, pro, nred, fxs);
     const bool defer = pro.pro == CI_CU_PRO_RMSNORM_DEFER;
     for (; b < nblk; b += stride) {
         const bool more = b + stride < nblk;
