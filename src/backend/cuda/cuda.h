@@ -29,8 +29,8 @@ void ci_cu_qgemv_int4_fused_two(int mode);
  * 8-bit GEMV's SwiGLU build (gate|up), -1 back to the default
  * (CINFER_QGEMV_MB is read at the first call) */
 void ci_cu_qgemv_mb(int mode);
-/* The 8-bit GEMV with each warp owning whole 16-row blocks (no split K, no
- * barrier after the staging): 0 off (the default unless CINFER_QGEMV_WPB
+/* The 8-bit GEMV and INT4's fused one with each warp owning whole 16-row
+ * blocks (no split K, no barrier after the staging): 0 off (the default unless CINFER_QGEMV_WPB
  * says), 1 the SwiGLU build where the multi-block one would run, 2 also the
  * plain build at 8+ blocks an SM, 3 wherever the shape allows (tests); -1
  * back to the default (read at the next call) */

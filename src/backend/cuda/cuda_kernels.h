@@ -260,6 +260,8 @@ int ci_cu_qgemv_fp8tc(ci_cu_stream st, int f32_out, const struct ci_qweight *w, 
 /* the multi-block mode of the GEMVs above and below (ci_cu_qgemv_mb,
  * CINFER_QGEMV_MB; cuda_qgemv_fp8.cu keeps it) */
 int ci_cu_qgemv_mb_mode(void);
+/* CINFER_QGEMV_WPB's mode (ci_cu_qgemv_wpb): the GEMVs' warp-owned-blocks builds */
+int ci_cu_qgemv_wpb_mode(void);
 /* the deferred norm's batched staging (CINFER_DEFER_BATCH, default 1;
  * gemv_prologue.cuh's ci_defer_stage) */
 int ci_cu_defer_batch(void);

@@ -506,7 +506,8 @@ static int fp8tc_bpc(const ci_qweight *w, int num_sms, int epi) {
     return (int)((blocks + slots - 1) / slots);
 }
 
-/* The warp-owned-blocks build (qgemv_fp8tc_wpb_kernel). CINFER_QGEMV_WPB:
+/* The warp-owned-blocks builds (qgemv_fp8tc_wpb_kernel; INT4's fused GEMV
+ * reads the mode too, for its SwiGLU and plain builds). CINFER_QGEMV_WPB:
  * 0 off (the default until measured), 1 the SwiGLU build (gate|up) where
  * the multi-block one would run, 2 that and the plain build where the
  * blocks are 8+ an SM (the LM head), 3 (tests) wherever the shape allows;
@@ -515,8 +516,12 @@ static int g_wpb = -1;
 extern "C" void ci_cu_qgemv_wpb(int mode) {
     g_wpb = mode;
 }
-static int fp8tc_wpb_on(const ci_qweight *w, int num_sms, int swiglu, int bpc) {
+extern "C" int ci_cu_qgemv_wpb_mode(void) {
     if (g_wpb < 0) g_wpb = ci_cu_env_int("CINFER_QGEMV_WPB", 0);
+    return g_wpb;
+}
+static int fp8tc_wpb_on(const ci_qweight *w, int num_sms, int swiglu, int bpc) {
+    ci_cu_qgemv_wpb_mode();
     if (g_wpb <= 0 || w->rows % 16 || (w->cols / 64) % FT_U || w->perm) return 0;
     if (w->rows * (w->cols / 16) >= UINT32_MAX / 2 || w->rows * w->ngroups >= UINT32_MAX / 2)
         return 0; /* the kernel's 32-bit piece and scale indices */

@@ -41,6 +41,7 @@
 #define QF_WARPS 8
 #define QF_U 4      /* tiles in flight per warp, rolling */
 #define QF2_WARPS 4 /* TWO: tc2's shape, each warp's tiles double-buffered two at a time */
+#define QF_WPB_U 4  /* WPB: rolling slots a warp (8 spilled 130-200 bytes) */
 
 /* the 8 consecutive rows starting at row r0 (8-aligned) as a half of the
  * tiled layout's 16-row block: tile kt's 16 bytes of the lane's row are
@@ -64,8 +65,13 @@ struct qf_item {
  * CTA takes bpc consecutive 16-row blocks with x staged once, each slot's
  * next tile the next block's once this block's are used (as the 8-bit
  * GEMV's MB build; qf_launch) */
+/* WPB (EPI 0 or 3, the tc shape, K / 128 a multiple of U): each warp owns
+ * whole 16-row blocks, all their tiles through its U rolling slots, and
+ * stores its rows from its own C fragment (SwiGLU: gate and up unit 8b + g
+ * in one lane), blocks grid-striding over the warps: no barrier after the
+ * staging (cuda_qgemv_fp8.cu's warp-owned-blocks build, the same reason) */
 template <int N, int EPI, int MINB, bool TWO = false, bool MB = false, int U = QF_U,
-          int WN = QF_WARPS>
+          int WN = QF_WARPS, bool WPB = false>
 __global__ void __launch_bounds__((TWO ? QF2_WARPS : WN) * 32, MINB)
     qgemv_int4_fused_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
                             const float *__restrict__ bias, __nv_bfloat16 *__restrict__ y,
@@ -122,7 +128,16 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : WN) * 32, MINB)
            w.zeros + (xb + g) * ng, w.scales + (xa + g) * ng, w.scales + (xb + g) * ng, kt);
     };
     /* the first tiles before the PDL wait (weights are constant) */
-    if constexpr (MB) {
+    int64_t wb = (int64_t)blockIdx.x * W + warp; /* WPB: the warp's block */
+    if constexpr (WPB) {
+        if (wb < nblk) {
+            int64_t xa, xb;
+            halves(wb, xa, xb);
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                load_at(u, xa, xb, u);
+        }
+    } else if constexpr (MB) {
         int64_t xa, xb;
         halves(b0, xa, xb);
 #pragma unroll
@@ -164,6 +179,43 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : WN) * 32, MINB)
         tot[2] = fmaf(it[u].sb, c[2], tot[2]);
         tot[3] = fmaf(it[u].sb, c[3], tot[3]);
     };
+    if constexpr (WPB) { /* slot u holds the block's tiles m = u mod U */
+        static_assert(!TWO && !MB && (EPI == 0 || EPI == 3), "WPB: the tc shape, EPI 0 or 3");
+        const int64_t stride = (int64_t)gridDim.x * W;
+        for (; wb < nblk; wb += stride) {
+            const bool more = wb + stride < nblk;
+            int64_t xa, xb, na = 0, nb = 0;
+            halves(wb, xa, xb);
+            if (more) halves(wb + stride, na, nb);
+            tot[0] = tot[1] = tot[2] = tot[3] = 0.0f;
+            for (int m0 = 0; m0 < tiles; m0 += U) {
+#pragma unroll
+                for (int u = 0; u < U; u++) {
+                    step(u, m0 + u);
+                    if (m0 + U < tiles)
+                        load_at(u, xa, xb, m0 + u + U);
+                    else if (more)
+                        load_at(u, na, nb, u);
+                }
+            }
+#pragma unroll
+            for (int h = 0; h < 2; h++) { /* c[h] / c[2 + h]: rows g / g + 8, token 2t + h */
+                const int n = 2 * t + h;
+                if (n >= N) break;
+                const int64_t ra = xa + g, rb = xb + g;
+                const float sa = scale(n, tot[h]), sb = scale(n, tot[2 + h]);
+                const float a = ci_round(bias ? sa + bias[ra] : sa, y);
+                const float c = ci_round(bias ? sb + bias[rb] : sb, y);
+                if constexpr (EPI == 3) /* qt_epi's SwiGLU of the rounded products */
+                    ci_st(y + (int64_t)n * (out / 2), 8 * wb + g, a / (1.0f + __expf(-a)) * c);
+                else {
+                    ci_st(y + (int64_t)n * out, ra, a);
+                    ci_st(y + (int64_t)n * out, rb, c);
+                }
+            }
+        }
+        return;
+    }
     if constexpr (MB) { /* the warp's nt tiles of each block; slot u holds tiles m = u mod U */
         static_assert(!TWO && (EPI == 0 || EPI == 3), "MB: the tc shape, EPI 0 or 3");
         const int nt = tiles / W;
@@ -242,11 +294,11 @@ extern "C" void ci_cu_qgemv_int4_fused_two(int mode) {
 }
 /* one launch of the kernel's build <MINB, TWO, MB, U, WN> on ctas CTAs */
 template <int N, int EPI, int MINB, bool TWO = false, bool MB = false, int U = QF_U,
-          int WN = QF_WARPS>
+          int WN = QF_WARPS, bool WPB = false>
 static int qf_go(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias, void *y,
                  const float *norm_w, float eps, const ci_cu_rope_epi &rope, unsigned ctas,
                  size_t smem, int gshift, int bpc, int db) {
-    ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, MINB, TWO, MB, U, WN>, ctas,
+    ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, MINB, TWO, MB, U, WN, WPB>, ctas,
                  (TWO ? QF2_WARPS : WN) * 32, smem, st, *w, (const __nv_bfloat16 *)x, bias,
                  (__nv_bfloat16 *)y, gshift, norm_w, eps, rope, bpc, db);
     return cudaGetLastError();
@@ -274,6 +326,18 @@ static int qf_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const 
         bpc = (int)((grid + 2u * (unsigned)num_sms - 1) / (2u * (unsigned)num_sms));
     const unsigned ctas = (grid + (unsigned)bpc - 1) / (unsigned)bpc;
 #define QF_ARGS st, w, x, bias, y, norm_w, eps, rope
+    /* warp-owned blocks (ci_cu_qgemv_wpb_mode: 1 where the multi-block
+     * build would run, 3 wherever the shape allows): a warp a block, one
+     * wave of CTAs 2 an SM at most, QF_WPB_U slots a warp */
+    if constexpr (EPI == 0 || EPI == 3) {
+        const int wm = ci_cu_qgemv_wpb_mode();
+        if ((wm == 3 || (wm >= 1 && bpc > 1)) && (w->cols / 128) % QF_WPB_U == 0) {
+            const unsigned cap = num_sms > 0 ? 2u * (unsigned)num_sms : grid;
+            const unsigned wc = (grid + QF_WARPS - 1) / QF_WARPS;
+            return qf_go<N, EPI, 2, false, false, QF_WPB_U, QF_WARPS, true>(
+                QF_ARGS, wc < cap ? wc : cap, smem, gshift, 1, db);
+        }
+    }
     if constexpr (EPI == 0 || EPI == 3)
         if (bpc > 1) return qf_go<N, EPI, 2, false, true>(QF_ARGS, ctas, smem, gshift, bpc, db);
     if (g_qf_two == 2 || (g_qf_two == 1 && num_sms > 0 && grid >= 4u * (unsigned)num_sms))
