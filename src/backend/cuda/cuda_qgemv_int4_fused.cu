@@ -292,7 +292,7 @@ static int g_qf_two = -1;
 extern "C" void ci_cu_qgemv_int4_fused_two(int mode) {
     g_qf_two = mode;
 }
-/* one launch of the kernel's build <MINB, TWO, MB, U, WN> on ctas CTAs */
+/* one launch of the kernel's build <MINB, TWO, MB, U, WN, WPB> on ctas CTAs */
 template <int N, int EPI, int MINB, bool TWO = false, bool MB = false, int U = QF_U,
           int WN = QF_WARPS, bool WPB = false>
 static int qf_go(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias, void *y,
