@@ -2,9 +2,10 @@
 # gpu_wpb_ab.sh — one device call for the GEMVs' warp-owned-blocks builds (CINFER_QGEMV_WPB,
 # docs/kernels/qmatmul.md; issue 10): the quantized CUDA tests (they run the builds wherever
 # the shape allows), the gate|up GEMV benches with the switch off / 1 / 2, then batch-1 decode
-# of the FP8 and INT4 checkpoints (with their LM heads) beside bf16, WPB off / 1 / 2
-# (tools/gpu_ab_quant.sh, interleaved rounds). On an H200 also issue 14's hd 64 prefill with
-# the cache blocks shuffled and in order.
+# of the FP8 and INT4 checkpoints (with their LM heads) beside bf16
+# (tools/gpu_ab_quant.sh, interleaved rounds; VARIANTS, default off / 1). On an H200 also
+# issue 14's hd 64 prefill with the cache blocks shuffled and in order, and the decode-chain
+# lab's stage chains (kernel_decode_chain, if in BIN_DIR).
 # usage: tools/gpu_wpb_ab.sh BIN_DIR LLAMA3_TOKENIZER_DIR   (LIMIT, default 560)
 set -uo pipefail
 here=$(dirname "$0")
@@ -26,7 +27,11 @@ if nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H200; then
         LAB_CONTIGUOUS=$c LAB_CASE=hd64 LAB_VER=prod timeout 60 $B/kernel_prefill_attention 2>&1 |
             grep -E "^==|^prod" | cut -c1-90 | sed "s/^/in order=$c /"
     done
+    # the decode-chain lab's stand-in stages at INT4 / FP8 / bf16 bytes: the ceiling a chain of
+    # per-stage kernels reaches on this GPU (docs/kernels/decode_chain.md; H100 only so far)
+    [ -x $B/kernel_decode_chain ] && timeout 150 $B/kernel_decode_chain 2>&1 |
+        grep -E "^decode_chain|^copy|^\| (INT4|FP8|bf16|v4)|FAIL" | cut -c1-120
 fi
 echo "== batch 1 (${SECONDS} s)"
-CHECKS=0 Q="fp8 int4" VARIANTS="base X=0; wpb1 CINFER_QGEMV_WPB=1; wpb2 CINFER_QGEMV_WPB=2" \
+CHECKS=0 Q="fp8 int4" VARIANTS="${VARIANTS:-base X=0; wpb1 CINFER_QGEMV_WPB=1}" \
     LIMIT=$((limit - SECONDS)) "$here/gpu_ab_quant.sh" "$B" "$T"
