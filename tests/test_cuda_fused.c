@@ -247,6 +247,8 @@ static void tc8_prologue_cases(void) {
         /* INT4 (tiled): the deferred norm's fused kernel, else the classic ops */
         {CI_QW_INT4, 48, 4096, 128, 1, 0, "int4 g128, 4096", 0},
         {CI_QW_INT4, 32, 2048, 2048, 1, 0, "int4 per row, 2048", 0},
+        /* 12 blocks: more than a CTA's 8 warps (the WPB pass strides) */
+        {CI_QW_INT4, 192, 1024, 128, 1, 0, "int4 g128, 12 blocks", 0},
     };
     each_qweight(cases, sizeof cases / sizeof cases[0], tc8_prologue_case);
 }
@@ -324,6 +326,9 @@ static void swiglu_cases(void) {
         /* INT4: with the deferred norm only (its fused kernel's one prologue) */
         {CI_QW_INT4, 64, 4096, 128, 2, 0, "int4 g128 gate|up, 4096", 0},
         {CI_QW_INT4, 96, 1024, 1024, 2, 0, "int4 per row gate|up, 1024", 0},
+        /* 20 blocks: more than a CTA's 8 warps (the WPB pass strides) */
+        {CI_QW_FP8, 320, 1024, 1024, 2, 0, "fp8 per channel gate|up, 20 blocks", 0},
+        {CI_QW_INT4, 320, 1024, 128, 2, 0, "int4 g128 gate|up, 20 blocks", 0},
     };
     each_qweight(cases, sizeof cases / sizeof cases[0], swiglu_case);
 }
@@ -598,8 +603,9 @@ static void defer_pass(void) {
     tc8_prologue_cases();
     swiglu_cases();
     ci_cu_qgemv_mb(-1);
-    /* the 8-bit GEMV with each warp owning whole blocks (CINFER_QGEMV_WPB),
-     * wherever the columns allow (whole rounds of its slots) */
+    /* the 8-bit GEMV and INT4's fused one with each warp owning whole
+     * blocks (CINFER_QGEMV_WPB), wherever the columns allow (whole rounds
+     * of their slots), on one CTA: blocks past its 8 warps strided */
     ci_cu_qgemv_wpb(3);
     tc8_prologue_cases();
     swiglu_cases();

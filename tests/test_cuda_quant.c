@@ -409,8 +409,8 @@ int main(void) {
                 for (int n = 1; n <= 2; n++)
                     check_case(&h, n, n & 1, lng[k].what);
                 ci_cu_qgemv_mb(-1);
-                /* and with each warp owning whole blocks (CINFER_QGEMV_WPB),
-                 * grid-striding past one wave where the blocks are many */
+                /* and with each warp owning whole blocks (CINFER_QGEMV_WPB:
+                 * one CTA, its 8 warps striding over the 62-384 blocks) */
                 ci_cu_qgemv_wpb(3);
                 for (int n = 1; n <= 2; n++)
                     check_case(&h, n, n & 1, lng[k].what);

@@ -30,9 +30,10 @@ void ci_cu_qgemv_int4_fused_two(int mode);
  * (CINFER_QGEMV_MB is read at the first call) */
 void ci_cu_qgemv_mb(int mode);
 /* The 8-bit GEMV and INT4's fused one with each warp owning whole 16-row
- * blocks (no split K, no barrier after the staging): 0 off (the default unless CINFER_QGEMV_WPB
- * says), 1 the SwiGLU build where the multi-block one would run, 2 also the
- * plain build at 8+ blocks an SM, 3 wherever the shape allows (tests); -1
+ * blocks (no split K, no barrier after the staging): 0 off (the default
+ * unless CINFER_QGEMV_WPB says), 1 the SwiGLU build where the multi-block
+ * one would run, 2 also the plain build at 8+ blocks an SM, 3 wherever the
+ * shape allows, on one CTA whose warps stride over the blocks (tests); -1
  * back to the default (read at the next call) */
 void ci_cu_qgemv_wpb(int mode);
 /* The deferred RMSNorm's staging in the tensor-core GEMVs (gemv_prologue.cuh,

@@ -510,8 +510,9 @@ static int fp8tc_bpc(const ci_qweight *w, int num_sms, int epi) {
  * reads the mode too, for its SwiGLU and plain builds). CINFER_QGEMV_WPB:
  * 0 off (the default until measured), 1 the SwiGLU build (gate|up) where
  * the multi-block one would run, 2 that and the plain build where the
- * blocks are 8+ an SM (the LM head), 3 (tests) wherever the shape allows;
- * read at the first call, ci_cu_qgemv_wpb sets it (-1: back to the env). */
+ * blocks are 8+ an SM (the LM head), 3 (tests) wherever the shape allows,
+ * on one CTA so that its warps stride over the blocks; read at the first
+ * call, ci_cu_qgemv_wpb sets it (-1: back to the env). */
 static int g_wpb = -1;
 extern "C" void ci_cu_qgemv_wpb(int mode) {
     g_wpb = mode;
@@ -537,9 +538,10 @@ static int fp8tc_wpb(ci_cu_stream st, const ci_qweight *w, const void *x, const 
     const size_t smem = (size_t)N * (size_t)w->cols * 2;
     const cudaError_t e = ci_cu_smem_optin(k, smem);
     if (e != cudaSuccess) return e;
-    /* a warp a block, at most one wave of CTAs 2 an SM (then grid-stride) */
+    /* a warp a block, at most one wave of CTAs 2 an SM (then grid-stride;
+     * mode 3, the tests', one CTA) */
     const int64_t ctas = (w->rows / 16 + FT_WARPS - 1) / FT_WARPS;
-    const int64_t cap = num_sms > 0 ? 2 * (int64_t)num_sms : ctas;
+    const int64_t cap = g_wpb == 3 ? 1 : num_sms > 0 ? 2 * (int64_t)num_sms : ctas;
     ci_cu_launch(k, (unsigned)(ctas < cap ? ctas : cap), FT_WARPS * 32, smem, st, *w,
                  (const __nv_bfloat16 *)x, bias, (OutT *)y, qt_group_shift(w, 64), acc, pro);
     return cudaGetLastError();

@@ -41,7 +41,6 @@
 #define QF_WARPS 8
 #define QF_U 4      /* tiles in flight per warp, rolling */
 #define QF2_WARPS 4 /* TWO: tc2's shape, each warp's tiles double-buffered two at a time */
-#define QF_WPB_U 4  /* WPB: rolling slots a warp (8 spilled 130-200 bytes) */
 
 /* the 8 consecutive rows starting at row r0 (8-aligned) as a half of the
  * tiled layout's 16-row block: tile kt's 16 bytes of the lane's row are
@@ -59,25 +58,25 @@ struct qf_item {
 
 /* TWO: 4 warps a CTA whose tiles are double-buffered two at a time (the
  * tc2 kernel's shape: more CTAs an SM, each staging with fewer threads),
- * else WN warps with U rolling slots (8 and QF_U: the tc kernel's; 4 and 8,
- * a deeper shape measured and dropped: docs/kernels/qmatmul.md) */
-/* MB (EPI 0 or 3, the tc shape, K / 128 a multiple of WN * U): the
+ * else 8 warps with QF_U rolling slots (the tc kernel's; deeper shapes were
+ * measured and dropped: docs/kernels/qmatmul.md) */
+/* MB (EPI 0 or 3, the tc shape, K / 128 a multiple of QF_WARPS * QF_U): the
  * CTA takes bpc consecutive 16-row blocks with x staged once, each slot's
  * next tile the next block's once this block's are used (as the 8-bit
  * GEMV's MB build; qf_launch) */
-/* WPB (EPI 0 or 3, the tc shape, K / 128 a multiple of U): each warp owns
- * whole 16-row blocks, all their tiles through its U rolling slots, and
+/* WPB (EPI 0 or 3, the tc shape, K / 128 a multiple of QF_U): each warp
+ * owns whole 16-row blocks, all their tiles through its QF_U rolling slots
+ * (8 spilled 130-200 bytes at the 2-CTAs-an-SM cap), and
  * stores its rows from its own C fragment (SwiGLU: gate and up unit 8b + g
  * in one lane), blocks grid-striding over the warps: no barrier after the
  * staging (cuda_qgemv_fp8.cu's warp-owned-blocks build, the same reason) */
-template <int N, int EPI, int MINB, bool TWO = false, bool MB = false, int U = QF_U,
-          int WN = QF_WARPS, bool WPB = false>
-__global__ void __launch_bounds__((TWO ? QF2_WARPS : WN) * 32, MINB)
+template <int N, int EPI, int MINB, bool TWO = false, bool MB = false, bool WPB = false>
+__global__ void __launch_bounds__((TWO ? QF2_WARPS : QF_WARPS) * 32, MINB)
     qgemv_int4_fused_kernel(ci_qweight w, const __nv_bfloat16 *__restrict__ x,
                             const float *__restrict__ bias, __nv_bfloat16 *__restrict__ y,
                             int gshift, const float *__restrict__ norm_w, float eps,
                             ci_cu_rope_epi rope, int bpc, int batch) {
-    constexpr int W = TWO ? QF2_WARPS : WN;
+    constexpr int W = TWO ? QF2_WARPS : QF_WARPS;
     extern __shared__ uint4 xs[]; /* [N][K / 8]: BF16(x * norm_w) */
     __shared__ float red[W][16][N];
     __shared__ float nred[N * W];
@@ -100,7 +99,7 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : WN) * 32, MINB)
     const uint4 *pa = qf_half(w, ha, g, t), *pb = qf_half(w, hb, g, t);
     const uint8_t *za = w.zeros + (ha + g) * ng, *zb = w.zeros + (hb + g) * ng;
     const float *sa = w.scales + (ha + g) * ng, *sb = w.scales + (hb + g) * ng;
-    qf_item it[U > 4 ? U : 4]; /* U rolling slots, or TWO's p0, p1, q0, q1 */
+    qf_item it[4]; /* QF_U rolling slots, or TWO's p0, p1, q0, q1 */
     /* slot u <- tile kt of the halves whose pieces start at a / b (zero
      * points c / d, scales e / f) */
     auto ld = [&](int u, const uint4 *a, const uint4 *b, const uint8_t *c, const uint8_t *d,
@@ -134,18 +133,18 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : WN) * 32, MINB)
             int64_t xa, xb;
             halves(wb, xa, xb);
 #pragma unroll
-            for (int u = 0; u < U; u++)
+            for (int u = 0; u < QF_U; u++)
                 load_at(u, xa, xb, u);
         }
     } else if constexpr (MB) {
         int64_t xa, xb;
         halves(b0, xa, xb);
 #pragma unroll
-        for (int u = 0; u < U; u++)
+        for (int u = 0; u < QF_U; u++)
             load_at(u, xa, xb, warp + u * W);
     } else {
 #pragma unroll
-        for (int u = 0; u < (TWO ? 4 : U); u++)
+        for (int u = 0; u < 4; u++)
             load(u, warp + u * W);
     }
     if (batch) ci_defer_pre(norm_w, K);
@@ -179,7 +178,7 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : WN) * 32, MINB)
         tot[2] = fmaf(it[u].sb, c[2], tot[2]);
         tot[3] = fmaf(it[u].sb, c[3], tot[3]);
     };
-    if constexpr (WPB) { /* slot u holds the block's tiles m = u mod U */
+    if constexpr (WPB) { /* slot u holds the block's tiles m = u mod QF_U */
         static_assert(!TWO && !MB && (EPI == 0 || EPI == 3), "WPB: the tc shape, EPI 0 or 3");
         const int64_t stride = (int64_t)gridDim.x * W;
         for (; wb < nblk; wb += stride) {
@@ -188,12 +187,12 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : WN) * 32, MINB)
             halves(wb, xa, xb);
             if (more) halves(wb + stride, na, nb);
             tot[0] = tot[1] = tot[2] = tot[3] = 0.0f;
-            for (int m0 = 0; m0 < tiles; m0 += U) {
+            for (int m0 = 0; m0 < tiles; m0 += QF_U) {
 #pragma unroll
-                for (int u = 0; u < U; u++) {
+                for (int u = 0; u < QF_U; u++) {
                     step(u, m0 + u);
-                    if (m0 + U < tiles)
-                        load_at(u, xa, xb, m0 + u + U);
+                    if (m0 + QF_U < tiles)
+                        load_at(u, xa, xb, m0 + u + QF_U);
                     else if (more)
                         load_at(u, na, nb, u);
                 }
@@ -216,7 +215,7 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : WN) * 32, MINB)
         }
         return;
     }
-    if constexpr (MB) { /* the warp's nt tiles of each block; slot u holds tiles m = u mod U */
+    if constexpr (MB) { /* the warp's nt tiles of each block; slot u holds tiles m = u mod QF_U */
         static_assert(!TWO && (EPI == 0 || EPI == 3), "MB: the tc shape, EPI 0 or 3");
         const int nt = tiles / W;
         for (int j = 0; j < bpc && b0 + j < nblk; j++) {
@@ -226,13 +225,13 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : WN) * 32, MINB)
             halves(b, xa, xb);
             if (more) halves(b + 1, na, nb);
             tot[0] = tot[1] = tot[2] = tot[3] = 0.0f;
-            for (int m0 = 0; m0 < nt; m0 += U) {
+            for (int m0 = 0; m0 < nt; m0 += QF_U) {
 #pragma unroll
-                for (int u = 0; u < U; u++) {
+                for (int u = 0; u < QF_U; u++) {
                     const int kt = warp + (m0 + u) * W;
                     step(u, kt);
-                    if (m0 + U < nt)
-                        load_at(u, xa, xb, kt + U * W);
+                    if (m0 + QF_U < nt)
+                        load_at(u, xa, xb, kt + QF_U * W);
                     else if (more)
                         load_at(u, na, nb, warp + u * W);
                 }
@@ -255,13 +254,13 @@ __global__ void __launch_bounds__((TWO ? QF2_WARPS : WN) * 32, MINB)
             load(3, kt + 7 * W);
         }
     } else { /* each slot reloaded with its next tile as soon as it is used */
-        for (int kt0 = warp; kt0 < tiles; kt0 += U * W) {
+        for (int kt0 = warp; kt0 < tiles; kt0 += QF_U * W) {
 #pragma unroll
-            for (int u = 0; u < U; u++) {
+            for (int u = 0; u < QF_U; u++) {
                 const int kt = kt0 + u * W;
                 if (kt >= tiles) break;
                 step(u, kt);
-                if (kt + U * W < tiles) load(u, kt + U * W);
+                if (kt + QF_U * W < tiles) load(u, kt + QF_U * W);
             }
         }
     }
@@ -292,14 +291,13 @@ static int g_qf_two = -1;
 extern "C" void ci_cu_qgemv_int4_fused_two(int mode) {
     g_qf_two = mode;
 }
-/* one launch of the kernel's build <MINB, TWO, MB, U, WN, WPB> on ctas CTAs */
-template <int N, int EPI, int MINB, bool TWO = false, bool MB = false, int U = QF_U,
-          int WN = QF_WARPS, bool WPB = false>
+/* one launch of the kernel's build <MINB, TWO, MB, WPB> on ctas CTAs */
+template <int N, int EPI, int MINB, bool TWO = false, bool MB = false, bool WPB = false>
 static int qf_go(ci_cu_stream st, const ci_qweight *w, const void *x, const float *bias, void *y,
                  const float *norm_w, float eps, const ci_cu_rope_epi &rope, unsigned ctas,
                  size_t smem, int gshift, int bpc, int db) {
-    ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, MINB, TWO, MB, U, WN, WPB>, ctas,
-                 (TWO ? QF2_WARPS : WN) * 32, smem, st, *w, (const __nv_bfloat16 *)x, bias,
+    ci_cu_launch(qgemv_int4_fused_kernel<N, EPI, MINB, TWO, MB, WPB>, ctas,
+                 (TWO ? QF2_WARPS : QF_WARPS) * 32, smem, st, *w, (const __nv_bfloat16 *)x, bias,
                  (__nv_bfloat16 *)y, gshift, norm_w, eps, rope, bpc, db);
     return cudaGetLastError();
 }
@@ -327,15 +325,16 @@ static int qf_launch(ci_cu_stream st, const ci_qweight *w, const void *x, const 
     const unsigned ctas = (grid + (unsigned)bpc - 1) / (unsigned)bpc;
 #define QF_ARGS st, w, x, bias, y, norm_w, eps, rope
     /* warp-owned blocks (ci_cu_qgemv_wpb_mode: 1 where the multi-block
-     * build would run, 3 wherever the shape allows): a warp a block, one
-     * wave of CTAs 2 an SM at most, QF_WPB_U slots a warp */
+     * build would run, 3 wherever the shape allows, on one CTA so that its
+     * warps stride over the blocks): a warp a block, one wave of CTAs 2 an
+     * SM at most */
     if constexpr (EPI == 0 || EPI == 3) {
         const int wm = ci_cu_qgemv_wpb_mode();
-        if ((wm == 3 || (wm >= 1 && bpc > 1)) && (w->cols / 128) % QF_WPB_U == 0) {
-            const unsigned cap = num_sms > 0 ? 2u * (unsigned)num_sms : grid;
+        if ((wm == 3 || (wm >= 1 && bpc > 1)) && (w->cols / 128) % QF_U == 0) {
+            const unsigned cap = wm == 3 ? 1u : num_sms > 0 ? 2u * (unsigned)num_sms : grid;
             const unsigned wc = (grid + QF_WARPS - 1) / QF_WARPS;
-            return qf_go<N, EPI, 2, false, false, QF_WPB_U, QF_WARPS, true>(
-                QF_ARGS, wc < cap ? wc : cap, smem, gshift, 1, db);
+            return qf_go<N, EPI, 2, false, false, true>(QF_ARGS, wc < cap ? wc : cap, smem,
+                                                        gshift, 1, db);
         }
     }
     if constexpr (EPI == 0 || EPI == 3)
